@@ -1,0 +1,250 @@
+//! `leafsync bench …`: benchmarks that print one JSON object on stdout.
+
+use std::{process::ExitCode, time::Instant};
+
+use alloy_primitives::{B256, U256, keccak256};
+use alloy_trie::{HashBuilder, Nibbles, TrieAccount};
+use leafsync_leafdb::{
+    AccountChange, AccountUpdate, BlockDiff, BlockHeader, BulkImport, DbOptions, EMPTY_CODE_HASH,
+    GenParams, ImportAccount, LeafDb, LeafDbConfig,
+    generate::{CONTRACT_EVERY, SplitMix},
+    schema::slot_leaf_value,
+    trie::StackBuilder,
+};
+use serde_json::json;
+
+use crate::{cli::LeafdbBench, error::CliError};
+
+/// One account of the materialised state.
+struct Leaf {
+    hashed: B256,
+    account: TrieAccount,
+    slots: Vec<(B256, U256)>,
+}
+
+fn materialise(params: GenParams) -> Vec<Leaf> {
+    let mut order: Vec<(B256, u64)> =
+        (0..params.accounts).map(|i| (keccak256(params.address(i)), i)).collect();
+    order.sort_unstable();
+    let code_hashes: Vec<B256> =
+        (0..params.code_pool()).map(|k| keccak256(params.code(k))).collect();
+    order
+        .into_iter()
+        .map(|(hashed, i)| {
+            let a = params.account(i);
+            let mut slots: Vec<(B256, U256)> = (0..a.slots)
+                .map(|j| {
+                    let (k, v) = params.slot(i, j);
+                    (keccak256(k), v)
+                })
+                .collect();
+            slots.sort_unstable();
+            let code_hash = a.code.map_or(EMPTY_CODE_HASH, |k| code_hashes[k as usize]);
+            Leaf {
+                hashed,
+                account: TrieAccount {
+                    nonce: a.nonce,
+                    balance: a.balance,
+                    storage_root: B256::ZERO,
+                    code_hash,
+                },
+                slots,
+            }
+        })
+        .collect()
+}
+
+fn hash_builder_root(leaves: &[Leaf]) -> B256 {
+    let mut accounts = HashBuilder::default();
+    for leaf in leaves {
+        let mut storage = HashBuilder::default();
+        for (k, v) in &leaf.slots {
+            storage.add_leaf(Nibbles::unpack(k), &slot_leaf_value(v));
+        }
+        let account = TrieAccount { storage_root: storage.root(), ..leaf.account };
+        accounts.add_leaf(Nibbles::unpack(leaf.hashed), &alloy_rlp::encode(account));
+    }
+    accounts.root()
+}
+
+fn stack_builder_root(leaves: &[Leaf]) -> Result<B256, CliError> {
+    let none = |_: &Nibbles, _: &[u8]| Ok(());
+    let mut accounts = StackBuilder::new(none);
+    for leaf in leaves {
+        let mut storage = StackBuilder::new(none);
+        for (k, v) in &leaf.slots {
+            storage.add_leaf(Nibbles::unpack(k), slot_leaf_value(v))?;
+        }
+        let account = TrieAccount { storage_root: storage.finish()?.root, ..leaf.account };
+        accounts.add_leaf(Nibbles::unpack(leaf.hashed), alloy_rlp::encode(account))?;
+    }
+    Ok(accounts.finish()?.root)
+}
+
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+/// A mainnet-sized block diff over the synthetic state: mostly balance/nonce changes of existing
+/// accounts, some new accounts, and contracts whose slots change (half existing, half new).
+fn block_diff(
+    db: &LeafDb,
+    params: GenParams,
+    block: u64,
+    n_accounts: u64,
+    n_slots: u64,
+) -> Result<BlockDiff, CliError> {
+    let mut rng = SplitMix::new(params.seed ^ (block << 32) ^ 0xb10c);
+    let mut diff = BlockDiff::default();
+    let contracts = (n_accounts / 10).max(1);
+    let new_accounts = n_accounts * 15 / 100;
+    let per_contract = n_slots.div_ceil(contracts);
+    let mut i = 0;
+    while (diff.accounts.len() as u64) < n_accounts {
+        i += 1;
+        let touched = diff.accounts.len() as u64;
+        let (address, contract_index) = if touched < contracts {
+            // A contract: index ≡ CONTRACT_EVERY-1 (mod CONTRACT_EVERY).
+            let c =
+                rng.below(params.accounts / CONTRACT_EVERY) * CONTRACT_EVERY + CONTRACT_EVERY - 1;
+            (params.address(c), Some(c))
+        } else if touched < contracts + new_accounts {
+            (params.address(params.accounts + block * n_accounts + i), None)
+        } else {
+            let e = rng.below(params.accounts);
+            (params.address(e), None)
+        };
+        let current = db.account_by_address(&address)?.unwrap_or(TrieAccount {
+            nonce: 0,
+            balance: U256::ZERO,
+            storage_root: B256::ZERO,
+            code_hash: EMPTY_CODE_HASH,
+        });
+        let mut update = AccountUpdate {
+            nonce: current.nonce + 1,
+            balance: current.balance + U256::from(1_000_000_007u64),
+            code_hash: current.code_hash,
+            ..Default::default()
+        };
+        if let Some(c) = contract_index {
+            let existing = params.account(c).slots;
+            let mut s = 0;
+            while (update.storage.len() as u64) < per_contract {
+                s += 1;
+                // Half existing slots (while distinct ones are left), half new ones.
+                let j = if s % 2 == 0 && existing >= per_contract {
+                    rng.below(existing)
+                } else {
+                    existing + block * per_contract * 2 + s
+                };
+                let (slot, _) = params.slot(c, j);
+                update.storage.insert(slot, U256::from(rng.next_u64() | 1));
+            }
+        }
+        diff.accounts.insert(address, AccountChange::Updated(update));
+    }
+    Ok(diff)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
+    let params = GenParams { accounts: args.accounts, seed: args.seed };
+    let t = Instant::now();
+    let leaves = materialise(params);
+    let gen_s = t.elapsed().as_secs_f64();
+    let slots: u64 = leaves.iter().map(|l| l.slots.len() as u64).sum();
+    let total_leaves = leaves.len() as u64 + slots;
+
+    let t = Instant::now();
+    let floor_root = hash_builder_root(&leaves);
+    let hashbuilder_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let mem_root = stack_builder_root(&leaves)?;
+    let builder_mem_s = t.elapsed().as_secs_f64();
+
+    let dir = args.workdir.join(format!("leafsync-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io { path: dir.clone(), source })?;
+    let result = (|| {
+        let config = LeafDbConfig { recent_blocks: args.recent_blocks, ..LeafDbConfig::default() };
+        let db = LeafDb::open(&dir, &DbOptions::default(), config)?;
+        let t = Instant::now();
+        let mut import = BulkImport::start(&db, "benchmark")?;
+        for code in 0..params.code_pool() {
+            import.add_code(&params.code(code))?;
+        }
+        for leaf in &leaves {
+            let a = &leaf.account;
+            let account = ImportAccount {
+                hashed_address: leaf.hashed,
+                nonce: a.nonce,
+                balance: a.balance,
+                code_hash: a.code_hash,
+            };
+            import.add_account(account, leaf.slots.iter().copied())?;
+        }
+        let imported = import.finish(BlockHeader::default())?;
+        let bulk_s = t.elapsed().as_secs_f64();
+
+        let mut latencies = Vec::new();
+        let mut head = db.head()?.unwrap_or_default();
+        for b in 1..=args.blocks {
+            let diff = block_diff(&db, params, b, args.block_accounts, args.block_slots)?;
+            let header = BlockHeader {
+                number: b,
+                hash: keccak256(b.to_be_bytes()),
+                parent_hash: head.hash,
+                state_root: B256::ZERO,
+            };
+            let t = Instant::now();
+            db.apply_block(&header, &diff)?;
+            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            head = header;
+        }
+        let mut sorted = latencies.clone();
+        sorted.sort_by(f64::total_cmp);
+        Ok::<_, CliError>((imported, bulk_s, sorted))
+    })();
+    let cleanup = std::fs::remove_dir_all(&dir);
+    let (imported, bulk_s, sorted) = result?;
+    cleanup.map_err(|source| CliError::Io { path: dir.clone(), source })?;
+
+    let roots_agree = floor_root == mem_root && mem_root == imported.root;
+    let out = json!({
+        "bench": "leafdb",
+        "accounts": args.accounts,
+        "slots": slots,
+        "leaves": total_leaves,
+        "root": imported.root.to_string(),
+        "roots_agree": roots_agree,
+        "materialise_s": gen_s,
+        "hashbuilder_mem_s": hashbuilder_s,
+        "stackbuilder_mem_s": builder_mem_s,
+        "bulk_rocksdb_s": bulk_s,
+        "bulk_leaves_per_s": total_leaves as f64 / bulk_s,
+        "ratio_stackbuilder_to_hashbuilder": builder_mem_s / hashbuilder_s,
+        "ratio_bulk_to_hashbuilder": bulk_s / hashbuilder_s,
+        "apply_block": {
+            "blocks": args.blocks,
+            "recent_blocks": args.recent_blocks,
+            "accounts_per_block": args.block_accounts,
+            "slots_per_block": args.block_slots,
+            "median_ms": percentile(&sorted, 0.5),
+            "p90_ms": percentile(&sorted, 0.9),
+            "max_ms": sorted.last().copied().unwrap_or(0.0),
+        },
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    println!("{out}");
+    Ok(if roots_agree { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,122 @@
+//! Command-line interface.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{bench, error::CliError, tool};
+
+/// leafsync: a devp2p sidecar that keeps a flat copy of the Ethereum state and serves and syncs
+/// it over the `leaf/1` capability.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Offline tools working on a datadir or a file.
+    #[command(subcommand)]
+    Tool(ToolCommand),
+    /// Benchmarks printing JSON (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ToolCommand {
+    /// Prints the state root of a genesis allocation (geth genesis file or bare alloc).
+    StateRoot {
+        /// The JSON file.
+        #[arg(long)]
+        alloc: PathBuf,
+    },
+    /// Writes a deterministic synthetic state into an empty datadir and prints its root.
+    GenState {
+        /// The datadir (created if missing; must not hold a state).
+        #[arg(long)]
+        datadir: PathBuf,
+        /// Number of accounts.
+        #[arg(long, default_value_t = 100_000)]
+        accounts: u64,
+        /// Seed of the generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Loads a genesis allocation into an empty datadir and prints its root.
+    InitGenesis {
+        /// The datadir.
+        #[arg(long)]
+        datadir: PathBuf,
+        /// The JSON file.
+        #[arg(long)]
+        alloc: PathBuf,
+    },
+    /// Recomputes all roots from the flat tables and compares them with the stored tries and
+    /// head; exits non-zero on any mismatch.
+    Verify {
+        /// The datadir.
+        #[arg(long)]
+        datadir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Bulk build and apply_block on a synthetic state.
+    Leafdb(LeafdbBench),
+}
+
+/// Arguments of `bench leafdb`.
+#[derive(Debug, Args)]
+pub(crate) struct LeafdbBench {
+    /// Accounts in the synthetic state.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) accounts: u64,
+    /// Blocks applied in the apply_block part.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) blocks: u64,
+    /// Accounts changed per block.
+    #[arg(long, default_value_t = 2_000)]
+    pub(crate) block_accounts: u64,
+    /// Storage slots changed per block.
+    #[arg(long, default_value_t = 5_000)]
+    pub(crate) block_slots: u64,
+    /// Where to put the benchmark database (a fresh temporary directory inside it).
+    #[arg(long, default_value = ".")]
+    pub(crate) workdir: PathBuf,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Blocks for which replaced nodes stay in the recent-node cache (0 disables it).
+    #[arg(long, default_value_t = leafsync_leafdb::DEFAULT_RECENT_BLOCKS)]
+    pub(crate) recent_blocks: u64,
+}
+
+impl Cli {
+    /// Default log level: quiet for benchmarks, whose stdout is JSON.
+    pub(crate) fn default_log_level(&self) -> &'static str {
+        match self.command {
+            // Benchmarks apply synthetic blocks whose header roots are unknown: root mismatch
+            // warnings would only be noise there.
+            Command::Bench(_) => "error",
+            Command::Tool(_) => "info",
+        }
+    }
+
+    pub(crate) fn run(self) -> Result<ExitCode, CliError> {
+        match self.command {
+            Command::Tool(ToolCommand::StateRoot { alloc }) => tool::state_root(&alloc),
+            Command::Tool(ToolCommand::GenState { datadir, accounts, seed }) => {
+                tool::gen_state(&datadir, accounts, seed)
+            }
+            Command::Tool(ToolCommand::InitGenesis { datadir, alloc }) => {
+                tool::init_genesis(&datadir, &alloc)
+            }
+            Command::Tool(ToolCommand::Verify { datadir }) => tool::verify(&datadir),
+            Command::Bench(BenchCommand::Leafdb(args)) => bench::leafdb(&args),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Bulk import of a whole state from leaves sorted by hashed address (genesis allocations,
+//! generated states, and later downloaded chunks): flat tables and trie nodes are written in large
+//! unlogged batches while the tries are built in one streaming pass.
+
+use alloy_primitives::{B256, U256, keccak256};
+use alloy_trie::{Nibbles, TrieAccount};
+use tracing::info;
+
+use crate::{
+    db::LeafDb,
+    error::{LeafDbError, Result},
+    kv::{Durability, KvStore, Table, WriteBatch},
+    schema::{
+        BlockHeader, encode_account, encode_slot_value, meta, path_key, slot_leaf_value,
+        storage_key, storage_node_key,
+    },
+    trie::{StackBuilder, VecSink},
+};
+
+/// Bytes buffered before a bulk batch is written: 32 MiB amortises RocksDB's per-write cost while
+/// keeping the importer's memory small.
+pub const BULK_BATCH_BYTES: usize = 32 << 20;
+
+/// An account handed to the importer: hashed address, fields and code hash; its storage follows
+/// through [`BulkImport::add_account`]'s iterator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportAccount {
+    /// keccak256 of the address.
+    pub hashed_address: B256,
+    /// Nonce.
+    pub nonce: u64,
+    /// Balance in wei.
+    pub balance: U256,
+    /// Code hash (`KECCAK_EMPTY` for none).
+    pub code_hash: B256,
+}
+
+/// A running bulk import; see the module docs. Dropping it without [`BulkImport::finish`] leaves
+/// the import marker, so the next open refuses the half-written datadir.
+pub struct BulkImport<'a, S: KvStore> {
+    db: &'a LeafDb<S>,
+    batch: WriteBatch,
+    accounts: StackBuilder<VecSink>,
+    last: Option<B256>,
+    slots: u64,
+}
+
+impl<S: KvStore> std::fmt::Debug for BulkImport<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkImport").field("last", &self.last).field("slots", &self.slots).finish()
+    }
+}
+
+/// What an import wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportOutcome {
+    /// The state root.
+    pub root: B256,
+    /// Accounts written.
+    pub accounts: u64,
+    /// Storage slots written.
+    pub slots: u64,
+}
+
+impl<'a, S: KvStore> BulkImport<'a, S> {
+    /// Starts an import into an empty leafdb; `what` names it in the crash marker.
+    pub fn start(db: &'a LeafDb<S>, what: &str) -> Result<Self> {
+        if let Some(head) = db.head()? {
+            return Err(LeafDbError::NotEmpty { head: head.number, action: "bulk import" });
+        }
+        if db.store().iter_from(Table::Accounts, &[]).next().is_some() {
+            return Err(LeafDbError::NotEmpty { head: 0, action: "bulk import" });
+        }
+        let mut marker = WriteBatch::default();
+        marker.put(Table::Meta, meta::IMPORT, what.as_bytes().to_vec());
+        db.store().write(marker, Durability::Synced)?;
+        info!(what, "bulk import started");
+        Ok(Self {
+            db,
+            batch: WriteBatch::default(),
+            accounts: StackBuilder::new(VecSink::default()),
+            last: None,
+            slots: 0,
+        })
+    }
+
+    /// Stores bytecode.
+    pub fn add_code(&mut self, code: &[u8]) -> Result<B256> {
+        let hash = keccak256(code);
+        self.batch.put(Table::Code, hash.as_slice(), code.to_vec());
+        self.maybe_flush()?;
+        Ok(hash)
+    }
+
+    /// Adds the next account (strictly increasing hashed address) with its storage as
+    /// `(hashed slot, value)` in strictly increasing slot order; zero values are skipped.
+    /// Returns the account's storage root.
+    pub fn add_account<I>(&mut self, account: ImportAccount, storage: I) -> Result<B256>
+    where
+        I: IntoIterator<Item = (B256, U256)>,
+    {
+        let owner = account.hashed_address;
+        if self.last.is_some_and(|l| l >= owner) {
+            return Err(LeafDbError::UnsortedInput { key: owner.to_string() });
+        }
+        self.last = Some(owner);
+        let mut builder = StackBuilder::new(VecSink::default());
+        for (slot, value) in storage {
+            if value.is_zero() {
+                continue;
+            }
+            builder.add_leaf(Nibbles::unpack(slot), slot_leaf_value(&value))?;
+            self.batch.put(Table::Storage, storage_key(&owner, &slot), encode_slot_value(&value));
+            self.slots += 1;
+            self.drain_storage_nodes(&owner, builder.sink_mut())?;
+        }
+        let (built, mut sink) = builder.finish_into()?;
+        self.drain_storage_nodes(&owner, &mut sink)?;
+        let storage_root = built.root;
+        let value = encode_account(&TrieAccount {
+            nonce: account.nonce,
+            balance: account.balance,
+            storage_root,
+            code_hash: account.code_hash,
+        });
+        self.batch.put(Table::Accounts, owner.as_slice(), value.clone());
+        self.accounts.add_leaf(Nibbles::unpack(owner), value)?;
+        self.drain_account_nodes()?;
+        Ok(storage_root)
+    }
+
+    fn drain_storage_nodes(&mut self, owner: &B256, sink: &mut VecSink) -> Result<()> {
+        for (path, rlp) in sink.0.drain(..) {
+            self.batch.put(Table::StorageNodes, storage_node_key(owner, &path), rlp);
+        }
+        self.maybe_flush()
+    }
+
+    fn drain_account_nodes(&mut self) -> Result<()> {
+        for (path, rlp) in self.accounts.sink_mut().0.drain(..) {
+            self.batch.put(Table::AccountNodes, path_key(&path), rlp);
+        }
+        self.maybe_flush()
+    }
+
+    fn maybe_flush(&mut self) -> Result<()> {
+        if self.batch.size_bytes() >= BULK_BATCH_BYTES {
+            let batch = std::mem::take(&mut self.batch);
+            self.db.store().write(batch, Durability::Unlogged)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the remaining nodes, flushes everything to disk, and only then records the head
+    /// and removes the import marker. `head` is completed with the computed state root when its
+    /// `state_root` is zero.
+    pub fn finish(mut self, mut head: BlockHeader) -> Result<ImportOutcome> {
+        let accounts = std::mem::replace(&mut self.accounts, StackBuilder::new(VecSink::default()));
+        let (built, mut sink) = accounts.finish_into()?;
+        for (path, rlp) in sink.0.drain(..) {
+            self.batch.put(Table::AccountNodes, path_key(&path), rlp);
+        }
+        let root = built.root;
+        let batch = std::mem::take(&mut self.batch);
+        self.db.store().write(batch, Durability::Unlogged)?;
+        self.db.store().flush()?;
+        if head.state_root.is_zero() {
+            head.state_root = root;
+        }
+        let mut done = WriteBatch::default();
+        done.put(Table::Meta, meta::ACCOUNT_ROOT, root.as_slice());
+        done.put(Table::Meta, meta::HEAD, alloy_rlp::encode(head));
+        done.delete(Table::Meta, meta::IMPORT);
+        self.db.store().write(done, Durability::Synced)?;
+        info!(%root, accounts = built.leaves, slots = self.slots, "bulk import finished");
+        Ok(ImportOutcome { root, accounts: built.leaves, slots: self.slots })
+    }
+}

@@ -1,0 +1,109 @@
+//! An in-memory store with the same semantics as the RocksDB one, for tests.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+};
+
+use super::{BatchOp, Durability, KvPair, KvRead, KvStore, Table, WriteBatch};
+use crate::error::Result;
+
+type Tables = BTreeMap<Table, BTreeMap<Vec<u8>, Vec<u8>>>;
+
+/// Tables in ordered maps behind a lock. Snapshots are copies, so keep test states small.
+#[derive(Debug, Default, Clone)]
+pub struct MemStore {
+    tables: Arc<RwLock<Tables>>,
+}
+
+/// A copy of a [`MemStore`] taken at one moment.
+#[derive(Debug)]
+pub struct MemSnapshot(Tables);
+
+fn read_table(tables: &Tables, table: Table, key: &[u8]) -> Option<Vec<u8>> {
+    tables.get(&table).and_then(|t| t.get(key)).cloned()
+}
+
+fn scan(tables: &Tables, table: Table, start: &[u8]) -> Vec<Result<KvPair>> {
+    tables
+        .get(&table)
+        .map(|t| {
+            t.range(start.to_vec()..)
+                .map(|(k, v)| Ok((k.clone().into_boxed_slice(), v.clone().into_boxed_slice())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
+        self.tables.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl KvRead for MemStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(read_table(&self.read(), table, key))
+    }
+
+    fn iter_from<'a>(
+        &'a self,
+        table: Table,
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
+        Box::new(scan(&self.read(), table, start).into_iter())
+    }
+}
+
+impl KvRead for MemSnapshot {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(read_table(&self.0, table, key))
+    }
+
+    fn iter_from<'a>(
+        &'a self,
+        table: Table,
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
+        Box::new(scan(&self.0, table, start).into_iter())
+    }
+}
+
+impl KvStore for MemStore {
+    type Snapshot<'a> = MemSnapshot;
+
+    fn write(&self, batch: WriteBatch, _durability: Durability) -> Result<()> {
+        let mut tables = self.tables.write().unwrap_or_else(|e| e.into_inner());
+        for op in batch.ops {
+            match op {
+                BatchOp::Put(t, k, v) => {
+                    tables.entry(t).or_default().insert(k, v);
+                }
+                BatchOp::Delete(t, k) => {
+                    tables.entry(t).or_default().remove(&k);
+                }
+                BatchOp::DeleteRange(t, start, end) => {
+                    let table = tables.entry(t).or_default();
+                    let doomed: Vec<_> = table.range(start..end).map(|(k, _)| k.clone()).collect();
+                    for k in doomed {
+                        table.remove(&k);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Self::Snapshot<'_> {
+        MemSnapshot(self.read().clone())
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! Tables and the small key-value interface the leafdb is written against, with a RocksDB
+//! implementation ([`rocks::RocksStore`]) and an in-memory one ([`mem::MemStore`]) for tests.
+
+pub mod mem;
+pub mod rocks;
+
+use crate::error::Result;
+
+/// The leafdb's tables. Every key layout keeps key order equal to trie order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// hashed address (32) → RLP `[nonce, balance, storage root, code hash]`.
+    Accounts,
+    /// hashed address (32) ‖ hashed slot (32) → value, big-endian without leading zeros.
+    Storage,
+    /// code hash (32) → bytecode.
+    Code,
+    /// path (one byte per nibble) → node RLP, for the account trie.
+    AccountNodes,
+    /// hashed address (32) ‖ path (one byte per nibble) → node RLP, for storage tries.
+    StorageNodes,
+    /// node hash (32) → block number (8, BE) ‖ node RLP: nodes replaced in recent blocks.
+    RecentNodes,
+    /// block number (8, BE) → the hashes (32 bytes each) that block added to `RecentNodes`.
+    RecentIndex,
+    /// fixed names → schema version, head, account root, counters.
+    Meta,
+}
+
+impl Table {
+    /// Every table, in a fixed order.
+    pub const ALL: [Self; 8] = [
+        Self::Accounts,
+        Self::Storage,
+        Self::Code,
+        Self::AccountNodes,
+        Self::StorageNodes,
+        Self::RecentNodes,
+        Self::RecentIndex,
+        Self::Meta,
+    ];
+
+    /// The column family name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Accounts => "accounts",
+            Self::Storage => "storage",
+            Self::Code => "code",
+            Self::AccountNodes => "account_nodes",
+            Self::StorageNodes => "storage_nodes",
+            Self::RecentNodes => "recent_nodes",
+            Self::RecentIndex => "recent_index",
+            Self::Meta => "meta",
+        }
+    }
+}
+
+/// One write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOp {
+    /// Set a key.
+    Put(Table, Vec<u8>, Vec<u8>),
+    /// Remove a key.
+    Delete(Table, Vec<u8>),
+    /// Remove every key in `[start, end)`.
+    DeleteRange(Table, Vec<u8>, Vec<u8>),
+}
+
+/// Writes applied atomically and in order.
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    ops: Vec<BatchOp>,
+    bytes: usize,
+}
+
+impl WriteBatch {
+    /// Sets `key` in `table`.
+    pub fn put(&mut self, table: Table, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        let (key, value) = (key.into(), value.into());
+        self.bytes += key.len() + value.len();
+        self.ops.push(BatchOp::Put(table, key, value));
+    }
+
+    /// Removes `key` from `table`.
+    pub fn delete(&mut self, table: Table, key: impl Into<Vec<u8>>) {
+        let key = key.into();
+        self.bytes += key.len();
+        self.ops.push(BatchOp::Delete(table, key));
+    }
+
+    /// Removes every key in `[start, end)` of `table`.
+    pub fn delete_range(&mut self, table: Table, start: Vec<u8>, end: Vec<u8>) {
+        self.bytes += start.len() + end.len();
+        self.ops.push(BatchOp::DeleteRange(table, start, end));
+    }
+
+    /// Approximate payload size in bytes.
+    pub const fn size_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The operations in order.
+    pub fn ops(&self) -> &[BatchOp] {
+        &self.ops
+    }
+}
+
+/// How durable a write must be when [`KvStore::write`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Through the write-ahead log: survives a killed process (not a power cut).
+    Logged,
+    /// Through the write-ahead log and fsync: survives a power cut.
+    Synced,
+    /// Without the log: only for bulk loads that mark themselves incomplete until a
+    /// [`KvStore::flush`].
+    Unlogged,
+}
+
+/// A key-value pair read from a table.
+pub type KvPair = (Box<[u8]>, Box<[u8]>);
+
+/// Reading tables: point reads and ordered scans.
+pub trait KvRead {
+    /// The value of `key`.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Pairs with keys `>= start`, in key order.
+    fn iter_from<'a>(
+        &'a self,
+        table: Table,
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a>;
+}
+
+/// A store: reads, atomic batches, consistent snapshots.
+pub trait KvStore: KvRead + Send + Sync {
+    /// A consistent view that later writes do not change.
+    type Snapshot<'a>: KvRead + 'a
+    where
+        Self: 'a;
+
+    /// Applies `batch` atomically with the given durability.
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()>;
+    /// Takes a snapshot.
+    fn snapshot(&self) -> Self::Snapshot<'_>;
+    /// Writes buffered data to disk (after bulk loads written without a log).
+    fn flush(&self) -> Result<()>;
+}
+
+/// The exclusive end of the key range that starts with `prefix` (keys are at most 64 bytes
+/// longer than any prefix we scan, so appending 65 bytes of 0xff bounds them all).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    end.extend_from_slice(&[0xff; 65]);
+    end
+}

@@ -1,0 +1,41 @@
+//! The leafdb: a flat, sorted copy of the Ethereum state in RocksDB with a path-keyed
+//! Merkle-Patricia trie beside it.
+//!
+//! * Flat tables whose key order is trie order: accounts by hashed address, storage by hashed
+//!   address ‖ hashed slot, code by hash (see [`kv::Table`]).
+//! * Trie nodes by path, for the account trie and every storage trie, kept exactly equal to the
+//!   trie of the flat state; nodes replaced in the last K blocks stay findable by hash.
+//! * [`LeafDb::apply_block`] applies a block's diff, the changed nodes and the head in one atomic
+//!   write, and checks the new root against the header.
+//!
+//! The trie engine ([`trie`]) streams sorted leaves into nodes ([`trie::StackBuilder`]) and
+//! updates stored tries in place ([`trie::TrieUpdate`]); both produce Ethereum's roots.
+
+pub mod bulk;
+pub mod db;
+pub mod diff;
+pub mod error;
+pub mod generate;
+pub mod genesis;
+pub mod kv;
+pub mod schema;
+pub mod snapshot;
+pub mod trie;
+pub mod verify;
+
+pub use bulk::{BulkImport, ImportAccount, ImportOutcome};
+pub use db::{
+    AccountProof, ApplyOutcome, DEFAULT_RECENT_BLOCKS, EMPTY_CODE_HASH, LeafDb, LeafDbConfig,
+};
+pub use diff::{AccountChange, AccountUpdate, BlockDiff};
+pub use error::{LeafDbError, Result};
+pub use generate::GenParams;
+pub use genesis::{GenesisAccount, GenesisAlloc, GenesisError, parse_alloc, read_alloc_file};
+pub use kv::{
+    Durability, KvRead, KvStore, Table, WriteBatch,
+    mem::MemStore,
+    rocks::{DbOptions, RocksStore},
+};
+pub use schema::{BlockHeader, SCHEMA_VERSION};
+pub use snapshot::LeafSnapshot;
+pub use verify::VerifyReport;

@@ -1,0 +1,267 @@
+//! A streaming trie builder: it takes leaves in strictly increasing key order, all keys of one
+//! length, and emits every node that a path-keyed store holds (each node whose RLP is 32 bytes or
+//! more, and the root) with its path, as soon as the node is final. Memory stays bounded by the
+//! key length (one open branch per level), so it serves bulk loads of any size and the subtrie
+//! of a downloaded chunk alike.
+
+use alloy_primitives::{B256, keccak256};
+use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, nodes::RlpNode};
+
+use super::node::{encode_branch, encode_extension, encode_leaf};
+use crate::error::{LeafDbError, Result};
+
+/// A branch whose children are not all known yet.
+struct OpenBranch {
+    /// Length of the branch's path.
+    depth: usize,
+    children: [Option<RlpNode>; 16],
+}
+
+impl OpenBranch {
+    fn new(depth: usize) -> Self {
+        Self { depth, children: Default::default() }
+    }
+}
+
+/// Receives the nodes a builder emits: `(path, rlp)` for every node a store keeps (RLP of 32
+/// bytes or more, and the root). Closures `FnMut(&Nibbles, &[u8]) -> Result<()>` are sinks.
+pub trait NodeSink {
+    /// Takes one node.
+    fn node(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()>;
+}
+
+impl<F: FnMut(&Nibbles, &[u8]) -> Result<()>> NodeSink for F {
+    fn node(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()> {
+        self(path, rlp)
+    }
+}
+
+/// A sink that collects nodes, to be drained by its owner.
+#[derive(Debug, Default)]
+pub struct VecSink(pub Vec<(Nibbles, Vec<u8>)>);
+
+impl NodeSink for VecSink {
+    fn node(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()> {
+        self.0.push((*path, rlp.to_vec()));
+        Ok(())
+    }
+}
+
+/// Streams sorted leaves into trie nodes; see the module docs.
+pub struct StackBuilder<F> {
+    stack: Vec<OpenBranch>,
+    pending: Option<(Nibbles, Vec<u8>)>,
+    sink: F,
+    buf: Vec<u8>,
+    leaves: u64,
+    stored_nodes: u64,
+}
+
+impl<F> std::fmt::Debug for StackBuilder<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackBuilder")
+            .field("leaves", &self.leaves)
+            .field("stored_nodes", &self.stored_nodes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a finished build produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildOutcome {
+    /// The trie root hash.
+    pub root: B256,
+    /// Number of leaves added.
+    pub leaves: u64,
+    /// Number of nodes handed to the sink.
+    pub stored_nodes: u64,
+}
+
+impl<F: NodeSink> StackBuilder<F> {
+    /// A builder handing stored nodes to `sink`.
+    pub fn new(sink: F) -> Self {
+        Self {
+            stack: Vec::with_capacity(65),
+            pending: None,
+            sink,
+            buf: Vec::with_capacity(600),
+            leaves: 0,
+            stored_nodes: 0,
+        }
+    }
+
+    /// The sink, e.g. to drain collected nodes between leaves.
+    pub fn sink_mut(&mut self) -> &mut F {
+        &mut self.sink
+    }
+
+    /// Adds the next leaf. Keys must strictly increase and all have one length; values must not
+    /// be empty (an empty value is a deletion, which a fresh build has no use for).
+    pub fn add_leaf(&mut self, key: Nibbles, value: Vec<u8>) -> Result<()> {
+        if value.is_empty() {
+            return Err(LeafDbError::UnsortedInput { key: nibbles_hex(&key) });
+        }
+        self.leaves += 1;
+        let Some((prev, prev_value)) = self.pending.take() else {
+            self.pending = Some((key, value));
+            return Ok(());
+        };
+        if key.len() != prev.len() || key <= prev {
+            return Err(LeafDbError::UnsortedInput { key: nibbles_hex(&key) });
+        }
+        let split = prev.common_prefix_length(&key);
+        if self.stack.last().is_none_or(|top| split > top.depth) {
+            self.stack.push(OpenBranch::new(split));
+        }
+        self.attach_leaf(&prev, &prev_value)?;
+        self.close_above(&prev, split)?;
+        self.pending = Some((key, value));
+        Ok(())
+    }
+
+    /// Finishes the trie, emits the remaining nodes and returns the root.
+    pub fn finish(self) -> Result<BuildOutcome> {
+        self.finish_into().map(|(outcome, _)| outcome)
+    }
+
+    /// Like [`Self::finish`], also handing back the sink (with what it collected).
+    pub fn finish_into(mut self) -> Result<(BuildOutcome, F)> {
+        let root = match self.pending.take() {
+            None => EMPTY_ROOT_HASH,
+            Some((key, value)) if self.stack.is_empty() => {
+                encode_leaf(&key, &value, &mut self.buf);
+                self.emit_root()?
+            }
+            Some((key, value)) => {
+                self.attach_leaf(&key, &value)?;
+                // Fold every branch into its parent until only the shallowest is open.
+                while self.stack.len() > 1 {
+                    let parent_depth = self.stack[self.stack.len() - 2].depth;
+                    self.close_above(&key, parent_depth)?;
+                }
+                let top = self.stack.pop().ok_or(LeafDbError::BadNode("builder stack empty"))?;
+                encode_branch(&top.children, None, &mut self.buf);
+                if top.depth == 0 {
+                    self.emit_root()?
+                } else {
+                    let child = self.emit(&key.slice(..top.depth))?;
+                    encode_extension(&key.slice(..top.depth), &child, &mut self.buf);
+                    self.emit_root()?
+                }
+            }
+        };
+        Ok((BuildOutcome { root, leaves: self.leaves, stored_nodes: self.stored_nodes }, self.sink))
+    }
+
+    /// Hangs the leaf for `key` from the top open branch.
+    fn attach_leaf(&mut self, key: &Nibbles, value: &[u8]) -> Result<()> {
+        let depth = self.stack.last().map_or(0, |b| b.depth);
+        encode_leaf(&key.slice(depth + 1..), value, &mut self.buf);
+        let r = self.emit(&key.slice(..depth + 1))?;
+        if let Some(top) = self.stack.last_mut() {
+            top.children[key.get_unchecked(depth) as usize] = Some(r);
+        }
+        Ok(())
+    }
+
+    /// Closes every open branch deeper than `depth`, attaching each to its parent (through an
+    /// extension where levels are skipped). `key` is any key below the branches being closed.
+    fn close_above(&mut self, key: &Nibbles, depth: usize) -> Result<()> {
+        while let Some(top) = self.stack.last() {
+            if top.depth <= depth {
+                break;
+            }
+            let Some(branch) = self.stack.pop() else { break };
+            encode_branch(&branch.children, None, &mut self.buf);
+            let mut r = self.emit(&key.slice(..branch.depth))?;
+            let parent_depth = match self.stack.last() {
+                Some(p) if p.depth >= depth => p.depth,
+                _ => {
+                    self.stack.push(OpenBranch::new(depth));
+                    depth
+                }
+            };
+            if branch.depth > parent_depth + 1 {
+                encode_extension(&key.slice(parent_depth + 1..branch.depth), &r, &mut self.buf);
+                r = self.emit(&key.slice(..parent_depth + 1))?;
+            }
+            if let Some(parent) = self.stack.last_mut() {
+                parent.children[key.get_unchecked(parent_depth) as usize] = Some(r);
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns the node in `self.buf` into a reference, storing it when it is hashed.
+    fn emit(&mut self, path: &Nibbles) -> Result<RlpNode> {
+        let r = RlpNode::from_rlp(&self.buf);
+        if r.is_hash() {
+            self.stored_nodes += 1;
+            self.sink.node(path, &self.buf)?;
+        }
+        Ok(r)
+    }
+
+    /// Stores the node in `self.buf` as the root, whatever its size, and returns its hash.
+    fn emit_root(&mut self) -> Result<B256> {
+        self.stored_nodes += 1;
+        self.sink.node(&Nibbles::new(), &self.buf)?;
+        Ok(keccak256(&self.buf))
+    }
+}
+
+/// Hex digits of a nibble path, for messages.
+pub fn nibbles_hex(n: &Nibbles) -> String {
+    n.to_vec().iter().map(|d| char::from_digit(u32::from(*d), 16).unwrap_or('?')).collect()
+}
+
+/// Root of a trie over already sorted leaves, storing nothing.
+pub fn root_of_sorted<I>(leaves: I) -> Result<B256>
+where
+    I: IntoIterator<Item = (Nibbles, Vec<u8>)>,
+{
+    let mut b = StackBuilder::new(|_: &Nibbles, _: &[u8]| Ok(()));
+    for (k, v) in leaves {
+        b.add_leaf(k, v)?;
+    }
+    Ok(b.finish()?.root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_trie::HashBuilder;
+    use proptest::prelude::*;
+
+    fn alloy_root(leaves: &[(Nibbles, Vec<u8>)]) -> B256 {
+        let mut hb = HashBuilder::default();
+        for (k, v) in leaves {
+            hb.add_leaf(*k, v);
+        }
+        hb.root()
+    }
+
+    proptest! {
+        #[test]
+        fn root_equals_hash_builder(
+            keys in proptest::collection::btree_set(proptest::collection::vec(0u8..16, 8), 0..200),
+            vlen in 1usize..70,
+        ) {
+            let leaves: Vec<_> = keys
+                .iter()
+                .map(|k| (Nibbles::from_nibbles(k), vec![0xab; vlen + k[0] as usize]))
+                .collect();
+            prop_assert_eq!(root_of_sorted(leaves.clone()).unwrap(), alloy_root(&leaves));
+        }
+    }
+
+    #[test]
+    fn rejects_unsorted_and_mixed_lengths() {
+        let mut b = StackBuilder::new(|_: &Nibbles, _: &[u8]| Ok(()));
+        b.add_leaf(Nibbles::from_nibbles([2, 2]), vec![1]).unwrap();
+        assert!(b.add_leaf(Nibbles::from_nibbles([1, 1]), vec![1]).is_err());
+        let mut b = StackBuilder::new(|_: &Nibbles, _: &[u8]| Ok(()));
+        b.add_leaf(Nibbles::from_nibbles([2, 2]), vec![1]).unwrap();
+        assert!(b.add_leaf(Nibbles::from_nibbles([2, 2, 3]), vec![1]).is_err());
+    }
+}

@@ -1,0 +1,574 @@
+//! Incremental trie updates over a path-keyed node store.
+//!
+//! A [`TrieUpdate`] starts from a root hash, loads only the nodes on the paths of the changed
+//! keys (checking each against the hash its parent holds), applies inserts and deletes in memory
+//! and, on [`TrieUpdate::commit`], re-hashes the changed part and returns the nodes to write by
+//! path, the paths whose nodes vanished, and the old encodings that are no longer current (for
+//! the recent-node cache). Untouched subtrees stay references and never move: only leaves and
+//! extensions change paths, and those are always loaded before they change.
+
+use std::collections::{HashMap, HashSet};
+
+use alloy_primitives::{B256, keccak256};
+use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, nodes::RlpNode};
+
+use super::{
+    builder::nibbles_hex,
+    node::{DecodedNode, encode_branch, encode_extension, encode_leaf},
+};
+use crate::error::{LeafDbError, Result};
+
+/// Where a trie's nodes are read from, by path.
+pub trait NodeSource {
+    /// The stored node at `path`, if any.
+    fn node(&self, path: &Nibbles) -> Result<Option<Vec<u8>>>;
+    /// The trie's owner (zero for the account trie), for error messages.
+    fn owner(&self) -> B256;
+}
+
+/// An in-memory node of a trie being updated.
+#[derive(Debug, Clone, Default)]
+enum TNode {
+    #[default]
+    Empty,
+    /// A stored node not loaded (its path is implied by its position).
+    Hash(B256),
+    Leaf {
+        key: Nibbles,
+        value: Vec<u8>,
+    },
+    Ext {
+        key: Nibbles,
+        child: Box<TNode>,
+    },
+    Branch {
+        children: Box<[TNode; 16]>,
+        value: Option<Vec<u8>>,
+    },
+}
+
+impl TNode {
+    fn take(&mut self) -> Self {
+        std::mem::replace(self, Self::Empty)
+    }
+
+    fn from_ref(r: &RlpNode) -> Result<Self> {
+        match r.as_hash() {
+            Some(h) => Ok(Self::Hash(h)),
+            None => Self::from_decoded(DecodedNode::decode(r)?),
+        }
+    }
+
+    fn from_decoded(node: DecodedNode) -> Result<Self> {
+        Ok(match node {
+            DecodedNode::Leaf { key, value } => Self::Leaf { key, value },
+            DecodedNode::Extension { key, child } => {
+                Self::Ext { key, child: Box::new(Self::from_ref(&child)?) }
+            }
+            DecodedNode::Branch { children, value } => {
+                let mut out: Box<[TNode; 16]> = Box::default();
+                for (slot, c) in out.iter_mut().zip(children.iter()) {
+                    if let Some(c) = c {
+                        *slot = Self::from_ref(c)?;
+                    }
+                }
+                Self::Branch { children: out, value }
+            }
+        })
+    }
+}
+
+/// The result of committing an update.
+#[derive(Debug, Default, Clone)]
+pub struct TrieCommit {
+    /// The new root hash.
+    pub root: B256,
+    /// Nodes to store: `(path, rlp)`; unchanged nodes are left out.
+    pub writes: Vec<(Nibbles, Vec<u8>)>,
+    /// Paths whose stored node no longer exists.
+    pub deletes: Vec<Nibbles>,
+    /// Encodings that were current before and are not any more (replaced or deleted), with
+    /// their hashes (known from loading, so not hashed again).
+    pub replaced: Vec<(B256, Vec<u8>)>,
+}
+
+/// A batch of changes to one trie; see the module docs.
+pub struct TrieUpdate<'a, S: ?Sized> {
+    src: &'a S,
+    root: TNode,
+    /// Old encodings (and their hashes) of the stored nodes loaded so far, by path.
+    loaded: HashMap<Nibbles, (B256, Vec<u8>)>,
+}
+
+impl<S: ?Sized> std::fmt::Debug for TrieUpdate<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrieUpdate").field("loaded", &self.loaded.len()).finish_non_exhaustive()
+    }
+}
+
+impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
+    /// An update of the trie with root `root` whose nodes are in `src`.
+    pub fn new(src: &'a S, root: B256) -> Self {
+        let root = if root == EMPTY_ROOT_HASH { TNode::Empty } else { TNode::Hash(root) };
+        Self { src, root, loaded: HashMap::new() }
+    }
+
+    /// Sets `key` to `value`; an empty value deletes the key.
+    pub fn insert(&mut self, key: &Nibbles, value: Vec<u8>) -> Result<()> {
+        if value.is_empty() {
+            return self.delete(key);
+        }
+        let root = self.root.take();
+        self.root = self.ins(root, key, 0, value)?;
+        Ok(())
+    }
+
+    /// Loads the nodes on the path to `key` without changing anything, so that a later
+    /// [`Self::insert`] or [`Self::delete`] of it reads nothing (lets loading overlap other work).
+    pub fn touch(&mut self, key: &Nibbles) -> Result<()> {
+        let root = self.root.take();
+        self.root = self.tch(root, key, 0)?;
+        Ok(())
+    }
+
+    fn tch(&mut self, node: TNode, key: &Nibbles, depth: usize) -> Result<TNode> {
+        Ok(match node {
+            TNode::Hash(h) => {
+                let n = self.resolve(key.slice(..depth), h)?;
+                self.tch(n, key, depth)?
+            }
+            TNode::Ext { key: k, child } if key.slice(depth..).starts_with(&k) => {
+                let child = self.tch(*child, key, depth + k.len())?;
+                TNode::Ext { key: k, child: Box::new(child) }
+            }
+            TNode::Branch { mut children, value } if depth < key.len() => {
+                let i = key.get_unchecked(depth) as usize;
+                let child = children[i].take();
+                children[i] = self.tch(child, key, depth + 1)?;
+                TNode::Branch { children, value }
+            }
+            other => other,
+        })
+    }
+
+    /// Removes `key` (nothing happens if it is absent).
+    pub fn delete(&mut self, key: &Nibbles) -> Result<()> {
+        let root = self.root.take();
+        self.root = self.del(root, key, 0)?;
+        Ok(())
+    }
+
+    fn resolve(&mut self, path: Nibbles, expected: B256) -> Result<TNode> {
+        let owner = self.src.owner();
+        let rlp = self.src.node(&path)?.ok_or_else(|| LeafDbError::MissingNode {
+            owner,
+            path: nibbles_hex(&path),
+            expected,
+        })?;
+        let got = keccak256(&rlp);
+        if got != expected {
+            return Err(LeafDbError::NodeHashMismatch {
+                owner,
+                path: nibbles_hex(&path),
+                got,
+                expected,
+            });
+        }
+        let node = TNode::from_decoded(DecodedNode::decode(&rlp)?)?;
+        self.loaded.insert(path, (got, rlp));
+        Ok(node)
+    }
+
+    fn ins(&mut self, node: TNode, key: &Nibbles, depth: usize, value: Vec<u8>) -> Result<TNode> {
+        Ok(match node {
+            TNode::Empty => TNode::Leaf { key: key.slice(depth..), value },
+            TNode::Hash(h) => {
+                let n = self.resolve(key.slice(..depth), h)?;
+                self.ins(n, key, depth, value)?
+            }
+            TNode::Leaf { key: k, value: v } => {
+                let rest = key.slice(depth..);
+                if k == rest {
+                    return Ok(TNode::Leaf { key: k, value });
+                }
+                let c = k.common_prefix_length(&rest);
+                let mut children: Box<[TNode; 16]> = Box::default();
+                let mut bvalue = None;
+                if k.len() == c {
+                    bvalue = Some(v);
+                } else {
+                    children[k.get_unchecked(c) as usize] =
+                        TNode::Leaf { key: k.slice(c + 1..), value: v };
+                }
+                if rest.len() == c {
+                    bvalue = Some(value);
+                } else {
+                    children[rest.get_unchecked(c) as usize] =
+                        TNode::Leaf { key: rest.slice(c + 1..), value };
+                }
+                wrap_ext(k.slice(..c), TNode::Branch { children, value: bvalue })
+            }
+            TNode::Ext { key: k, child } => {
+                let rest = key.slice(depth..);
+                let c = k.common_prefix_length(&rest);
+                if c == k.len() {
+                    let child = self.ins(*child, key, depth + c, value)?;
+                    return Ok(TNode::Ext { key: k, child: Box::new(child) });
+                }
+                let mut children: Box<[TNode; 16]> = Box::default();
+                let mut bvalue = None;
+                children[k.get_unchecked(c) as usize] = if k.len() == c + 1 {
+                    *child
+                } else {
+                    TNode::Ext { key: k.slice(c + 1..), child }
+                };
+                if rest.len() == c {
+                    bvalue = Some(value);
+                } else {
+                    children[rest.get_unchecked(c) as usize] =
+                        TNode::Leaf { key: rest.slice(c + 1..), value };
+                }
+                wrap_ext(k.slice(..c), TNode::Branch { children, value: bvalue })
+            }
+            TNode::Branch { mut children, value: bvalue } => {
+                if depth == key.len() {
+                    return Ok(TNode::Branch { children, value: Some(value) });
+                }
+                let i = key.get_unchecked(depth) as usize;
+                let child = children[i].take();
+                children[i] = self.ins(child, key, depth + 1, value)?;
+                TNode::Branch { children, value: bvalue }
+            }
+        })
+    }
+
+    fn del(&mut self, node: TNode, key: &Nibbles, depth: usize) -> Result<TNode> {
+        Ok(match node {
+            TNode::Empty => TNode::Empty,
+            TNode::Hash(h) => {
+                let n = self.resolve(key.slice(..depth), h)?;
+                self.del(n, key, depth)?
+            }
+            TNode::Leaf { key: k, value } => {
+                if k == key.slice(depth..) {
+                    TNode::Empty
+                } else {
+                    TNode::Leaf { key: k, value }
+                }
+            }
+            TNode::Ext { key: k, child } => {
+                if !key.slice(depth..).starts_with(&k) {
+                    return Ok(TNode::Ext { key: k, child });
+                }
+                let child = self.del(*child, key, depth + k.len())?;
+                merge_into_ext(k, child)
+            }
+            TNode::Branch { mut children, value } => {
+                let value = if depth == key.len() {
+                    None
+                } else {
+                    let i = key.get_unchecked(depth) as usize;
+                    let child = children[i].take();
+                    children[i] = self.del(child, key, depth + 1)?;
+                    value
+                };
+                self.normalize_branch(children, value, key.slice(..depth))?
+            }
+        })
+    }
+
+    /// Collapses a branch left with fewer than two entries.
+    fn normalize_branch(
+        &mut self,
+        mut children: Box<[TNode; 16]>,
+        value: Option<Vec<u8>>,
+        path: Nibbles,
+    ) -> Result<TNode> {
+        let mut present = children.iter().enumerate().filter(|(_, c)| !matches!(c, TNode::Empty));
+        let first = present.next().map(|(i, _)| i);
+        let more = present.next().is_some();
+        Ok(match (first, more, value) {
+            (None, _, None) => TNode::Empty,
+            (None, _, Some(v)) => TNode::Leaf { key: Nibbles::new(), value: v },
+            (Some(i), false, None) => {
+                let mut child = children[i].take();
+                if let TNode::Hash(h) = child {
+                    let mut child_path = path;
+                    child_path.push(i as u8);
+                    child = self.resolve(child_path, h)?;
+                }
+                merge_into_ext(Nibbles::from_nibbles([i as u8]), child)
+            }
+            (_, _, value) => TNode::Branch { children, value },
+        })
+    }
+
+    /// Hashes the changed nodes and returns what to store; see [`TrieCommit`].
+    pub fn commit(mut self) -> Result<TrieCommit> {
+        let mut out = TrieCommit::default();
+        let mut present = HashSet::new();
+        let mut buf = Vec::with_capacity(600);
+        let root = self.root.take();
+        out.root = match root {
+            TNode::Empty => EMPTY_ROOT_HASH,
+            TNode::Hash(h) => {
+                present.insert(Nibbles::new());
+                h
+            }
+            node => {
+                let rlp = self.encode(node, Nibbles::new(), &mut out, &mut present, &mut buf)?;
+                let hash = keccak256(&rlp);
+                self.store(Nibbles::new(), rlp, &mut out, &mut present);
+                hash
+            }
+        };
+        for (path, old) in self.loaded {
+            if !present.contains(&path) {
+                out.deletes.push(path);
+                out.replaced.push(old);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Encodes `node` (children first) and returns its RLP; stores hashed children.
+    fn encode(
+        &mut self,
+        node: TNode,
+        path: Nibbles,
+        out: &mut TrieCommit,
+        present: &mut HashSet<Nibbles>,
+        buf: &mut Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        match node {
+            TNode::Empty | TNode::Hash(_) => Err(LeafDbError::BadNode("encode of a reference")),
+            TNode::Leaf { key, value } => {
+                encode_leaf(&key, &value, buf);
+                Ok(buf.clone())
+            }
+            TNode::Ext { key, child } => {
+                let r = self.child_ref(*child, path.join(&key), out, present, buf)?;
+                encode_extension(&key, &r, buf);
+                Ok(buf.clone())
+            }
+            TNode::Branch { children, value } => {
+                let mut refs: [Option<RlpNode>; 16] = Default::default();
+                let children: [TNode; 16] = *children;
+                for (i, child) in children.into_iter().enumerate() {
+                    if !matches!(child, TNode::Empty) {
+                        let mut child_path = path;
+                        child_path.push(i as u8);
+                        refs[i] = Some(self.child_ref(child, child_path, out, present, buf)?);
+                    }
+                }
+                encode_branch(&refs, value.as_deref(), buf);
+                Ok(buf.clone())
+            }
+        }
+    }
+
+    fn child_ref(
+        &mut self,
+        node: TNode,
+        path: Nibbles,
+        out: &mut TrieCommit,
+        present: &mut HashSet<Nibbles>,
+        buf: &mut Vec<u8>,
+    ) -> Result<RlpNode> {
+        if let TNode::Hash(h) = node {
+            present.insert(path);
+            return Ok(RlpNode::word_rlp(&h));
+        }
+        let rlp = self.encode(node, path, out, present, buf)?;
+        let r = RlpNode::from_rlp(&rlp);
+        if r.is_hash() {
+            self.store(path, rlp, out, present);
+        }
+        Ok(r)
+    }
+
+    fn store(
+        &mut self,
+        path: Nibbles,
+        rlp: Vec<u8>,
+        out: &mut TrieCommit,
+        present: &mut HashSet<Nibbles>,
+    ) {
+        present.insert(path);
+        match self.loaded.remove(&path) {
+            Some((_, old_rlp)) if old_rlp == rlp => {}
+            Some(old) => {
+                out.replaced.push(old);
+                out.writes.push((path, rlp));
+            }
+            None => out.writes.push((path, rlp)),
+        }
+    }
+}
+
+fn wrap_ext(key: Nibbles, node: TNode) -> TNode {
+    if key.is_empty() { node } else { TNode::Ext { key, child: Box::new(node) } }
+}
+
+/// The node that replaces an extension with key `k` whose child became `child`.
+fn merge_into_ext(k: Nibbles, child: TNode) -> TNode {
+    match child {
+        TNode::Empty => TNode::Empty,
+        TNode::Leaf { key, value } => TNode::Leaf { key: k.join(&key), value },
+        TNode::Ext { key, child } => TNode::Ext { key: k.join(&key), child },
+        other => TNode::Ext { key: k, child: Box::new(other) },
+    }
+}
+
+/// The stored nodes on the path from the root to `key`: a Merkle proof as `eth_getProof`
+/// returns it (embedded nodes travel inside their parents).
+pub fn prove<S: NodeSource + ?Sized>(src: &S, root: B256, key: &Nibbles) -> Result<Vec<Vec<u8>>> {
+    let mut proof = Vec::new();
+    if root == EMPTY_ROOT_HASH {
+        return Ok(proof);
+    }
+    let load = |path: Nibbles, expected: B256| -> Result<Vec<u8>> {
+        let rlp = src.node(&path)?.ok_or_else(|| LeafDbError::MissingNode {
+            owner: src.owner(),
+            path: nibbles_hex(&path),
+            expected,
+        })?;
+        if keccak256(&rlp) != expected {
+            return Err(LeafDbError::NodeHashMismatch {
+                owner: src.owner(),
+                path: nibbles_hex(&path),
+                got: keccak256(&rlp),
+                expected,
+            });
+        }
+        Ok(rlp)
+    };
+    let rlp = load(Nibbles::new(), root)?;
+    let mut node = DecodedNode::decode(&rlp)?;
+    proof.push(rlp);
+    let mut depth = 0;
+    loop {
+        let next = match &node {
+            DecodedNode::Leaf { .. } => return Ok(proof),
+            DecodedNode::Extension { key: k, child } => {
+                if !key.slice(depth..).starts_with(k) {
+                    return Ok(proof);
+                }
+                depth += k.len();
+                child.clone()
+            }
+            DecodedNode::Branch { children, .. } => {
+                if depth >= key.len() {
+                    return Ok(proof);
+                }
+                let Some(child) = &children[key.get_unchecked(depth) as usize] else {
+                    return Ok(proof);
+                };
+                depth += 1;
+                child.clone()
+            }
+        };
+        node = match next.as_hash() {
+            Some(h) => {
+                let rlp = load(key.slice(..depth), h)?;
+                let n = DecodedNode::decode(&rlp)?;
+                proof.push(rlp);
+                n
+            }
+            None => DecodedNode::decode(&next)?,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trie::builder::StackBuilder;
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    /// A node store in a map, applying commits like the database does.
+    #[derive(Default)]
+    struct MapSource(RefCell<BTreeMap<Nibbles, Vec<u8>>>);
+
+    impl NodeSource for MapSource {
+        fn node(&self, path: &Nibbles) -> Result<Option<Vec<u8>>> {
+            Ok(self.0.borrow().get(path).cloned())
+        }
+        fn owner(&self) -> B256 {
+            B256::ZERO
+        }
+    }
+
+    impl MapSource {
+        fn apply(&self, c: &TrieCommit) {
+            let mut m = self.0.borrow_mut();
+            for p in &c.deletes {
+                m.remove(p);
+            }
+            for (p, r) in &c.writes {
+                m.insert(*p, r.clone());
+            }
+        }
+    }
+
+    fn key(i: u32) -> Nibbles {
+        Nibbles::unpack(keccak256(i.to_be_bytes()))
+    }
+
+    #[test]
+    fn incremental_equals_fresh_build_and_store_matches() {
+        let store = MapSource::default();
+        let mut root = EMPTY_ROOT_HASH;
+        let mut model = BTreeMap::new();
+        for round in 0u32..30 {
+            let mut up = TrieUpdate::new(&store, root);
+            for j in 0..40u32 {
+                let k = key((round * 7 + j * 13) % 300);
+                if (round + j) % 3 == 0 {
+                    up.delete(&k).unwrap();
+                    model.remove(&k);
+                } else {
+                    let v = vec![(round + j) as u8 + 1; 1 + (j as usize % 40)];
+                    up.insert(&k, v.clone()).unwrap();
+                    model.insert(k, v);
+                }
+            }
+            let c = up.commit().unwrap();
+            store.apply(&c);
+            root = c.root;
+            // The store holds exactly the nodes of a fresh build.
+            let fresh = RefCell::new(BTreeMap::new());
+            let mut b = StackBuilder::new(|p: &Nibbles, r: &[u8]| {
+                fresh.borrow_mut().insert(*p, r.to_vec());
+                Ok(())
+            });
+            for (k, v) in &model {
+                b.add_leaf(*k, v.clone()).unwrap();
+            }
+            assert_eq!(b.finish().unwrap().root, root, "round {round}");
+            assert_eq!(*store.0.borrow(), fresh.into_inner(), "round {round}");
+        }
+    }
+
+    #[test]
+    fn detects_corrupt_node() {
+        let store = MapSource::default();
+        let mut up = TrieUpdate::new(&store, EMPTY_ROOT_HASH);
+        for i in 0..50 {
+            up.insert(&key(i), vec![7; 40]).unwrap();
+        }
+        let c = up.commit().unwrap();
+        store.apply(&c);
+        let victim = *store.0.borrow().keys().nth(3).unwrap();
+        store.0.borrow_mut().get_mut(&victim).unwrap()[5] ^= 1;
+        let mut errors = 0;
+        for i in 0..50 {
+            let mut up = TrieUpdate::new(&store, c.root);
+            if up.insert(&key(i), vec![8; 40]).is_err() {
+                errors += 1;
+            }
+        }
+        assert!(errors > 0);
+    }
+}

@@ -1,0 +1,138 @@
+//! Crash safety: a child process applying blocks is killed (SIGKILL) at random moments; every
+//! reopen finds the state of a whole block — the last one it reported or the next — with flat
+//! tables, tries and head agreeing, and the root equal to a reference that applied the same
+//! blocks without interruption.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+use alloy_primitives::{Address, B256, U256};
+use leafsync_leafdb::{
+    AccountChange, AccountUpdate, BlockDiff, DbOptions, EMPTY_CODE_HASH, LeafDb, LeafDbConfig,
+};
+
+const CHILD_ENV: &str = "LEAFSYNC_CRASH_TEST_DIR";
+/// Accounts touched per block: large enough that a block takes tens of milliseconds, so most
+/// kills land inside `apply_block`.
+const ACCOUNTS_PER_BLOCK: u64 = 3_000;
+const ADDRESS_SPACE: u64 = 20_000;
+
+/// Block `n`'s diff depends only on `n`, so the child, its restarts and the reference agree.
+fn diff_of(n: u64) -> BlockDiff {
+    let mut d = BlockDiff::default();
+    for j in 0..ACCOUNTS_PER_BLOCK {
+        let a = (n * 7_919 + j * 13) % ADDRESS_SPACE;
+        let address = Address::left_padding_from(&a.to_be_bytes());
+        if (a + n).is_multiple_of(17) {
+            d.accounts.insert(address, AccountChange::Deleted);
+            continue;
+        }
+        let mut u = AccountUpdate {
+            nonce: n,
+            balance: U256::from(n * 1_000 + j),
+            code_hash: EMPTY_CODE_HASH,
+            ..Default::default()
+        };
+        if a.is_multiple_of(5) {
+            for s in 0..8u64 {
+                let value =
+                    if (s + n).is_multiple_of(6) { U256::ZERO } else { U256::from(n + s + 1) };
+                u.storage.insert(B256::left_padding_from(&(s * 31 + n % 3).to_be_bytes()), value);
+            }
+        }
+        d.accounts.insert(address, AccountChange::Updated(u));
+    }
+    d
+}
+
+fn open(dir: &std::path::Path) -> LeafDb {
+    LeafDb::open(dir, &DbOptions::default().block_cache_bytes(16 << 20), LeafDbConfig::default())
+        .unwrap()
+}
+
+/// The child: applies blocks from the head on, printing each number after it is committed.
+#[test]
+#[ignore = "run by killed_mid_block_reopens_at_a_block_boundary as a child process"]
+fn crash_child_writer() {
+    let dir = std::env::var(CHILD_ENV).expect("child needs its directory");
+    let db = open(std::path::Path::new(&dir));
+    let mut n = db.head().unwrap().map_or(0, |h| h.number);
+    loop {
+        n += 1;
+        db.apply_block(&common::header(n, B256::ZERO), &diff_of(n)).unwrap();
+        println!("applied {n}");
+    }
+}
+
+#[test]
+fn killed_mid_block_reopens_at_a_block_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let reference = LeafDb::in_memory();
+    let mut reference_head = 0;
+    let mut rng = common::Rng::new(0x5eed);
+    for round in 0..6 {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "crash_child_writer", "--ignored", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(n) = line.strip_prefix("applied ") {
+                    let _ = tx.send(n.trim().parse::<u64>().unwrap_or(0));
+                }
+            }
+        });
+        // Let it commit at least two blocks, then kill it at a random moment. The child spends
+        // nearly all its time inside `apply_block` (building a diff is cheap), so the kill
+        // almost always lands in the middle of a block's work.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut reported = 0;
+        while reported < 2 && Instant::now() < deadline {
+            if let Ok(n) = rx.recv_timeout(Duration::from_millis(200)) {
+                reported = reported.max(n);
+            }
+        }
+        assert!(reported >= 2, "round {round}: child made no progress");
+        std::thread::sleep(Duration::from_millis(rng.below(120)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        reader.join().unwrap();
+        while let Ok(n) = rx.try_recv() {
+            reported = reported.max(n);
+        }
+        let db = open(dir.path());
+        let head = db.head().unwrap().unwrap().number;
+        assert!(
+            head == reported || head == reported + 1,
+            "round {round}: head {head} but the child last reported {reported}"
+        );
+        while reference_head < head {
+            reference_head += 1;
+            reference
+                .apply_block(&common::header(reference_head, B256::ZERO), &diff_of(reference_head))
+                .unwrap();
+        }
+        assert_eq!(db.account_root().unwrap(), reference.account_root().unwrap(), "round {round}");
+        let report = db.verify().unwrap();
+        assert_eq!(report.computed_root, report.stored_root, "round {round}: {report:?}");
+        assert_eq!(
+            (report.node_mismatches, report.extra_nodes, report.storage_root_mismatches),
+            (0, 0, 0)
+        );
+        eprintln!("round {round}: killed after block {reported}, reopened at {head}");
+    }
+}

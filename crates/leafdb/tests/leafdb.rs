@@ -1,0 +1,385 @@
+//! Integration tests of the leafdb over RocksDB and the in-memory store.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, proof::verify_proof};
+use common::{Model, Rng, fresh_build, header, random_block, reference_root, testdata};
+use leafsync_leafdb::{
+    AccountChange, AccountUpdate, BlockDiff, DbOptions, Durability, EMPTY_CODE_HASH, KvRead,
+    KvStore, LeafDb, LeafDbConfig, LeafDbError, Table, WriteBatch, read_alloc_file,
+};
+use proptest::prelude::*;
+
+fn rocks(dir: &std::path::Path) -> LeafDb {
+    LeafDb::open(dir, &DbOptions::default().block_cache_bytes(8 << 20), LeafDbConfig::default())
+        .unwrap()
+}
+
+#[test]
+fn genesis_roots_of_public_networks() {
+    for net in ["mainnet", "sepolia", "holesky", "hoodi"] {
+        let path = testdata(&format!("genesis/{net}-genesis-alloc.json"));
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let expected: B256 = meta["stateRoot"].as_str().unwrap().parse().unwrap();
+        let alloc = read_alloc_file(&path).unwrap();
+        let db = LeafDb::in_memory();
+        let out = db.init_genesis(&alloc, common::header(0, B256::ZERO)).unwrap();
+        assert_eq!(out.root, expected, "{net}");
+        assert_eq!(db.head().unwrap().unwrap().state_root, expected, "{net}: head");
+        assert!(db.verify().unwrap().ok(), "{net}: verify");
+    }
+}
+
+#[test]
+fn mainnet_genesis_through_rocksdb_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let alloc = read_alloc_file(&testdata("genesis/mainnet-genesis-alloc.json")).unwrap();
+    let root = rocks(dir.path()).init_genesis(&alloc, header(0, B256::ZERO)).unwrap().root;
+    assert_eq!(
+        root,
+        "0xd7f8974fb5ac78d9ac099b9ad5018bedc2ce0a72dad1827a1709da30580f0544"
+            .parse::<B256>()
+            .unwrap()
+    );
+    let db = rocks(dir.path());
+    assert_eq!(db.account_root().unwrap(), root);
+    let report = db.verify().unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.accounts, 8893);
+    // A second import into a non-empty datadir is refused.
+    assert!(matches!(
+        db.init_genesis(&alloc, header(0, B256::ZERO)),
+        Err(LeafDbError::NotEmpty { .. })
+    ));
+}
+
+/// Runs `blocks` random blocks on `db` and checks every root against the reference.
+fn run_blocks<S: KvStore>(db: &LeafDb<S>, seed: u64, blocks: u64, changes: u64) -> Model {
+    let mut rng = Rng::new(seed);
+    let mut model = Model::new();
+    for n in 1..=blocks {
+        let diff = random_block(&mut rng, &mut model, changes);
+        let expected = reference_root(&model);
+        let out = db.apply_block(&header(n, expected), &diff).unwrap();
+        assert_eq!(out.root, expected, "seed {seed} block {n}");
+        assert!(out.root_matches);
+    }
+    model
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Incremental RocksDB root = HashBuilder over maps = fresh build over the final leaves, the
+    /// stored nodes equal a fresh build's node for node, and a reopen keeps root and head.
+    #[test]
+    fn incremental_equals_reference_and_fresh_build(seed in any::<u64>(), blocks in 1u64..25, changes in 1u64..30) {
+        let dir = tempfile::tempdir().unwrap();
+        let model = {
+            let db = rocks(dir.path());
+            run_blocks(&db, seed, blocks, changes)
+        };
+        let db = rocks(dir.path());
+        let expected = reference_root(&model);
+        prop_assert_eq!(db.account_root().unwrap(), expected);
+        prop_assert_eq!(db.head().unwrap().unwrap().number, blocks);
+        let report = db.verify().unwrap();
+        prop_assert!(report.ok(), "{:?}", report);
+        let fresh = LeafDb::in_memory();
+        prop_assert_eq!(fresh_build(&fresh, &model), expected);
+        // The same blocks on the in-memory store give the same root.
+        let mem = LeafDb::in_memory();
+        run_blocks(&mem, seed, blocks, changes);
+        prop_assert_eq!(mem.account_root().unwrap(), expected);
+    }
+}
+
+#[test]
+fn proofs_verify_with_alloy_trie() {
+    let db = LeafDb::in_memory();
+    let model = run_blocks(&db, 7, 10, 40);
+    let root = db.account_root().unwrap();
+    let mut checked_slots = 0;
+    for i in 0..60u8 {
+        let addr = Address::with_last_byte(i);
+        let p = db.account_proof(&addr).unwrap();
+        let expected = p.account.map(alloy_rlp::encode);
+        assert_eq!(p.account.is_some(), model.contains_key(&addr));
+        verify_proof(root, Nibbles::unpack(keccak256(addr)), expected, p.proof.iter()).unwrap();
+        if let Some(acct) = p.account {
+            for s in 0..45u8 {
+                let slot = B256::with_last_byte(s);
+                let (value, proof) = db.storage_proof(&addr, &slot).unwrap();
+                let expected = (!value.is_zero()).then(|| alloy_rlp::encode(value));
+                verify_proof(
+                    acct.storage_root,
+                    Nibbles::unpack(keccak256(slot)),
+                    expected,
+                    proof.iter(),
+                )
+                .unwrap();
+                checked_slots += 1;
+            }
+        }
+    }
+    assert!(checked_slots > 100);
+    // A proof against another root fails.
+    let p = db.account_proof(&Address::with_last_byte(1)).unwrap();
+    let value = p.account.map(alloy_rlp::encode);
+    assert!(
+        verify_proof(
+            keccak256(b"other"),
+            Nibbles::unpack(keccak256(Address::with_last_byte(1))),
+            value,
+            p.proof.iter()
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn newer_schema_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = rocks(dir.path());
+        let mut b = WriteBatch::default();
+        b.put(Table::Meta, b"schema_version".to_vec(), 99u32.to_be_bytes().to_vec());
+        db.store().write(b, Durability::Synced).unwrap();
+    }
+    let err = LeafDb::open(dir.path(), &DbOptions::default(), LeafDbConfig::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, LeafDbError::SchemaTooNew { found: 99, supported: 1 }));
+    assert!(msg.contains("99") && msg.contains("newer"), "{msg}");
+}
+
+#[test]
+fn verify_detects_corrupted_and_stray_nodes() {
+    let db = LeafDb::in_memory();
+    run_blocks(&db, 3, 5, 30);
+    assert!(db.verify().unwrap().ok());
+    // Flip a byte in one stored account-trie node (not the root).
+    let (key, mut value) = db.store().iter_from(Table::AccountNodes, &[0]).next().unwrap().unwrap();
+    let last = value.len() - 1;
+    value[last] ^= 0x01;
+    let mut b = WriteBatch::default();
+    b.put(Table::AccountNodes, key.to_vec(), value.to_vec());
+    db.store().write(b, Durability::Logged).unwrap();
+    let r = db.verify().unwrap();
+    assert!(!r.ok());
+    assert_eq!(r.node_mismatches, 1, "{r:?}");
+    assert!(r.problems[0].contains("differs"), "{:?}", r.problems);
+    // A stray node is found too.
+    let db = LeafDb::in_memory();
+    run_blocks(&db, 3, 5, 30);
+    let mut b = WriteBatch::default();
+    b.put(Table::StorageNodes, [7u8; 40].to_vec(), vec![0xc0]);
+    db.store().write(b, Durability::Logged).unwrap();
+    let r = db.verify().unwrap();
+    assert_eq!(r.extra_nodes, 1, "{r:?}");
+    assert!(!r.ok());
+}
+
+#[test]
+fn recent_node_cache_keeps_replaced_nodes_for_k_blocks() {
+    let config = LeafDbConfig { recent_blocks: 4, ..LeafDbConfig::default() };
+    let db = LeafDb::with_store(leafsync_leafdb::MemStore::new(), config).unwrap();
+    let mut model = Model::new();
+    let mut rng = Rng::new(11);
+    let diff = random_block(&mut rng, &mut model, 20);
+    db.apply_block(&header(1, reference_root(&model)), &diff).unwrap();
+    let root1 = db.account_root().unwrap();
+    let root_node = db.node(None, &Nibbles::new()).unwrap().unwrap();
+    assert_eq!(keccak256(&root_node), root1);
+    assert!(db.recent_node(&root1).unwrap().is_none(), "current nodes are found by path");
+    for n in 2..=5 {
+        let diff = random_block(&mut rng, &mut model, 5);
+        db.apply_block(&header(n, reference_root(&model)), &diff).unwrap();
+        // Block 1's root was replaced in block 2 and stays for 4 blocks: through block 5.
+        assert_eq!(db.recent_node(&root1).unwrap().as_deref(), Some(&root_node[..]), "block {n}");
+    }
+    let diff = random_block(&mut rng, &mut model, 5);
+    db.apply_block(&header(6, reference_root(&model)), &diff).unwrap();
+    assert!(db.recent_node(&root1).unwrap().is_none(), "expired after 4 blocks");
+}
+
+#[test]
+fn mismatching_roots_and_parents_are_counted_not_fatal() {
+    let db = LeafDb::in_memory();
+    let mut diff = BlockDiff::default();
+    diff.accounts.insert(
+        Address::with_last_byte(1),
+        AccountChange::Updated(AccountUpdate {
+            nonce: 1,
+            balance: U256::from(5),
+            code_hash: EMPTY_CODE_HASH,
+            ..Default::default()
+        }),
+    );
+    let out = db.apply_block(&header(1, B256::repeat_byte(9)), &diff).unwrap();
+    assert!(!out.root_matches);
+    assert_eq!(db.root_mismatches().unwrap(), 1);
+    // A block whose parent is not our head is applied all the same.
+    let mut h = header(5, B256::ZERO);
+    h.parent_hash = B256::repeat_byte(3);
+    diff.accounts.insert(Address::with_last_byte(1), AccountChange::Deleted);
+    let out = db.apply_block(&h, &diff).unwrap();
+    assert_eq!(out.root, EMPTY_ROOT_HASH);
+    assert_eq!(db.head().unwrap().unwrap().number, 5);
+    assert_eq!(db.root_mismatches().unwrap(), 2);
+}
+
+#[test]
+fn deleting_and_recreating_wipes_storage() {
+    let db = LeafDb::in_memory();
+    let addr = Address::with_last_byte(9);
+    let mut storage = BTreeMap::new();
+    for s in 0..50u8 {
+        storage.insert(B256::with_last_byte(s), U256::from(s as u64 + 1));
+    }
+    let created = AccountUpdate {
+        nonce: 1,
+        balance: U256::ZERO,
+        code_hash: keccak256(b"c"),
+        storage_wiped: false,
+        storage,
+    };
+    let mut diff = BlockDiff::default();
+    diff.accounts.insert(addr, AccountChange::Updated(created.clone()));
+    db.apply_block(&header(1, B256::ZERO), &diff).unwrap();
+    let root_with_storage = db.account_by_address(&addr).unwrap().unwrap().storage_root;
+    assert_ne!(root_with_storage, EMPTY_ROOT_HASH);
+    // Destroyed and created again with one slot: only that slot remains.
+    let mut one = BTreeMap::new();
+    one.insert(B256::with_last_byte(200), U256::from(1));
+    let mut diff = BlockDiff::default();
+    diff.accounts.insert(
+        addr,
+        AccountChange::Updated(AccountUpdate {
+            storage_wiped: true,
+            storage: one.clone(),
+            ..created
+        }),
+    );
+    db.apply_block(&header(2, B256::ZERO), &diff).unwrap();
+    let mut model = Model::new();
+    model.insert(
+        addr,
+        common::ModelAccount {
+            nonce: 1,
+            balance: U256::ZERO,
+            code_hash: keccak256(b"c"),
+            storage: one,
+        },
+    );
+    assert_eq!(db.account_root().unwrap(), reference_root(&model));
+    assert_eq!(
+        db.storage(&keccak256(addr), &keccak256(B256::with_last_byte(3))).unwrap(),
+        U256::ZERO
+    );
+    let r = db.verify().unwrap();
+    assert_eq!(r.slots, 1);
+    // Deleted: nothing of it remains.
+    let mut diff = BlockDiff::default();
+    diff.accounts.insert(addr, AccountChange::Deleted);
+    db.apply_block(&header(3, B256::ZERO), &diff).unwrap();
+    let r = db.verify().unwrap();
+    assert_eq!((r.accounts, r.slots, r.computed_root), (0, 0, EMPTY_ROOT_HASH));
+    assert_eq!(db.store().iter_from(Table::StorageNodes, &[]).count(), 0);
+}
+
+#[test]
+fn interrupted_import_is_refused_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = rocks(dir.path());
+        let mut import = leafsync_leafdb::BulkImport::start(&db, "test state").unwrap();
+        import
+            .add_account(
+                leafsync_leafdb::ImportAccount {
+                    hashed_address: B256::repeat_byte(1),
+                    nonce: 0,
+                    balance: U256::from(1),
+                    code_hash: EMPTY_CODE_HASH,
+                },
+                [],
+            )
+            .unwrap();
+        // Dropped without finish: a crash mid-import.
+    }
+    let err = LeafDb::open(dir.path(), &DbOptions::default(), LeafDbConfig::default()).unwrap_err();
+    assert!(matches!(err, LeafDbError::IncompleteImport { .. }), "{err}");
+    assert!(err.to_string().contains("test state"));
+}
+
+#[test]
+fn generated_state_is_deterministic_and_verifies() {
+    let a = LeafDb::in_memory();
+    let b = LeafDb::in_memory();
+    let params = leafsync_leafdb::GenParams { accounts: 2_000, seed: 5 };
+    let ra = a.generate(params).unwrap();
+    let rb = b.generate(params).unwrap();
+    assert_eq!(ra, rb);
+    assert_eq!(ra.accounts, 2_000);
+    assert!(ra.slots > 1_000, "{ra:?}");
+    let r = a.verify().unwrap();
+    assert!(r.ok(), "{r:?}");
+    let other = LeafDb::in_memory()
+        .generate(leafsync_leafdb::GenParams { accounts: 2_000, seed: 6 })
+        .unwrap();
+    assert_ne!(other.root, ra.root);
+}
+
+#[test]
+fn snapshot_prefix_scans_partition_the_state_and_ignore_later_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = rocks(dir.path());
+    let params = leafsync_leafdb::GenParams { accounts: 3_000, seed: 9 };
+    db.generate(params).unwrap();
+    let snap = db.snapshot().unwrap();
+    let all: Vec<_> = snap.accounts_with_prefix(&Nibbles::new()).map(|r| r.unwrap()).collect();
+    assert_eq!(all.len(), 3_000);
+    // The 16 × 16 prefixes of depth 2 hold every account exactly once, in order.
+    let mut joined = Vec::new();
+    for a in 0..16u8 {
+        for b in 0..16u8 {
+            let p = Nibbles::from_nibbles([a, b]);
+            for item in snap.accounts_with_prefix(&p) {
+                let (k, _) = item.unwrap();
+                assert!(Nibbles::unpack(k).starts_with(&p));
+                joined.push(k);
+            }
+        }
+    }
+    assert_eq!(joined, all.iter().map(|(k, _)| *k).collect::<Vec<_>>());
+    // Storage of the largest contract, split by first nibble, equals the whole.
+    let (owner, _) =
+        all.iter().max_by_key(|(k, a)| (a.storage_root != EMPTY_ROOT_HASH, *k)).unwrap();
+    let whole: Vec<_> =
+        snap.storage_with_prefix(owner, &Nibbles::new()).map(|r| r.unwrap()).collect();
+    let parts: usize = (0..16u8)
+        .map(|n| snap.storage_with_prefix(owner, &Nibbles::from_nibbles([n])).count())
+        .sum();
+    assert_eq!(parts, whole.len());
+    // A block applied after the snapshot is invisible to it.
+    let head = snap.head().unwrap();
+    let mut diff = BlockDiff::default();
+    diff.accounts.insert(
+        Address::with_last_byte(0xee),
+        AccountChange::Updated(AccountUpdate {
+            nonce: 1,
+            balance: U256::from(1),
+            code_hash: EMPTY_CODE_HASH,
+            ..Default::default()
+        }),
+    );
+    db.apply_block(&header(1, B256::ZERO), &diff).unwrap();
+    assert_eq!(snap.head().unwrap(), head);
+    assert_eq!(snap.accounts_with_prefix(&Nibbles::new()).count(), 3_000);
+    assert_eq!(db.snapshot().unwrap().accounts_with_prefix(&Nibbles::new()).count(), 3_001);
+}
