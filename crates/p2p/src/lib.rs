@@ -1,4 +1,15 @@
 //! leafsync networking: the RLPx transport (EIP-8 ECIES handshake, framing, MACs, snappy), the
 //! devp2p base protocol, the `leaf/1` capability, discv5 discovery and peer management.
-//!
-//! Being built: the layers land in the following commits.
+
+pub mod chain;
+pub mod discovery;
+pub mod leaf;
+
+pub mod ecies;
+pub mod p2pstream;
+
+pub use ecies::{EciesError, EciesStream, PeerId};
+pub use p2pstream::{
+    CapabilityMessage, DisconnectReason, HelloMessage, HelloMessageWithProtocols, P2PError,
+    P2PStream, UnauthedP2PStream,
+};

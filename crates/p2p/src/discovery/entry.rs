@@ -1,0 +1,299 @@
+//! The `leaf` ENR entry, our node record, and the check that turns a discovered record into a
+//! dial candidate.
+
+use crate::{
+    chain::{ChainSpec, Enr},
+    ecies::PeerId,
+    leaf::protocol::PROTOCOL_VERSION,
+};
+use alloy_eip2124::{EnrForkIdEntry, ForkHash, ForkId};
+use alloy_rlp::{Decodable, Encodable, Header};
+use bytes::BufMut;
+use enr::{CombinedKey, CombinedPublicKey, EnrPublicKey, NodeId};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+/// ENR key of the `leaf` entry.
+pub const LEAF_ENR_KEY: &str = "leaf";
+
+/// ENR key of the `eth` fork-id entry (EIP-868, as go-ethereum writes it).
+pub const ETH_ENR_KEY: &str = "eth";
+
+/// The `leaf` ENR entry: `[version, network_id, genesis_fork_hash]`.
+///
+/// `genesis_fork_hash` is the CRC32 of the genesis hash (the EIP-2124 fork hash before any fork),
+/// which separates chains that share a network id without changing at every fork. Decoding ignores
+/// extra list elements (EIP-8 style) so that later revisions can extend the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeafEnrEntry {
+    /// Highest `leaf` protocol version the node speaks.
+    pub version: u8,
+    /// The node's network id.
+    pub network_id: u64,
+    /// CRC32 of the node's genesis hash.
+    pub genesis_fork_hash: ForkHash,
+}
+
+impl LeafEnrEntry {
+    /// Our entry for `chain`.
+    pub fn for_chain(chain: &ChainSpec) -> Self {
+        Self {
+            version: PROTOCOL_VERSION,
+            network_id: chain.network_id,
+            genesis_fork_hash: chain.genesis_fork_hash(),
+        }
+    }
+
+    fn payload_length(&self) -> usize {
+        self.version.length() + self.network_id.length() + self.genesis_fork_hash.length()
+    }
+}
+
+impl Encodable for LeafEnrEntry {
+    fn encode(&self, out: &mut dyn BufMut) {
+        Header { list: true, payload_length: self.payload_length() }.encode(out);
+        self.version.encode(out);
+        self.network_id.encode(out);
+        self.genesis_fork_hash.encode(out);
+    }
+
+    fn length(&self) -> usize {
+        let payload_length = self.payload_length();
+        Header { list: true, payload_length }.length() + payload_length
+    }
+}
+
+impl Decodable for LeafEnrEntry {
+    fn decode(buf: &mut &[u8]) -> alloy_rlp::Result<Self> {
+        let header = Header::decode(buf)?;
+        if !header.list {
+            return Err(alloy_rlp::Error::UnexpectedString);
+        }
+        if buf.len() < header.payload_length {
+            return Err(alloy_rlp::Error::InputTooShort);
+        }
+        let (mut payload, rest) = buf.split_at(header.payload_length);
+        let entry = Self {
+            version: u8::decode(&mut payload)?,
+            network_id: u64::decode(&mut payload)?,
+            genesis_fork_hash: ForkHash::decode(&mut payload)?,
+        };
+        // Extra elements after the three known ones are ignored (forward compatibility).
+        *buf = rest;
+        Ok(entry)
+    }
+}
+
+/// Why a discovered node is not a dial candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Incompatible {
+    /// The record has no `leaf` entry (a consensus client, a plain execution client).
+    #[error("no leaf entry")]
+    NoLeafEntry,
+    /// The `leaf` entry is not valid RLP of the documented layout.
+    #[error("malformed leaf entry")]
+    MalformedLeafEntry,
+    /// Another `leaf` version.
+    #[error("leaf version {0}")]
+    Version(u8),
+    /// Another network id.
+    #[error("network id {0}")]
+    Network(u64),
+    /// Same network id, another genesis.
+    #[error("other genesis")]
+    Genesis,
+    /// No IPv4 address and TCP port to dial.
+    #[error("no ipv4 tcp address")]
+    NoTcpAddress,
+    /// Not a secp256k1 identity, so not an RLPx node.
+    #[error("not a secp256k1 node")]
+    NotSecp256k1,
+}
+
+/// A compatible node, ready to be dialed over RLPx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialCandidate {
+    /// discv5 node id (keccak256 of the public key).
+    pub node_id: NodeId,
+    /// The node's secp256k1 public key: its RLPx identity.
+    pub public_key: secp256k1::PublicKey,
+    /// The same key as an RLPx peer id (64-byte uncompressed key without the 0x04 prefix).
+    pub peer_id: PeerId,
+    /// The RLPx TCP address from its record.
+    pub tcp_addr: SocketAddr,
+    /// The full record.
+    pub enr: Enr,
+}
+
+/// Checks a discovered record against our `leaf` entry.
+pub fn dial_candidate(enr: &Enr, ours: &LeafEnrEntry) -> Result<DialCandidate, Incompatible> {
+    let entry = enr
+        .get_decodable::<LeafEnrEntry>(LEAF_ENR_KEY)
+        .ok_or(Incompatible::NoLeafEntry)?
+        .map_err(|_| Incompatible::MalformedLeafEntry)?;
+    if entry.version != ours.version {
+        return Err(Incompatible::Version(entry.version));
+    }
+    if entry.network_id != ours.network_id {
+        return Err(Incompatible::Network(entry.network_id));
+    }
+    if entry.genesis_fork_hash != ours.genesis_fork_hash {
+        return Err(Incompatible::Genesis);
+    }
+    let tcp_addr = enr.tcp4_socket().ok_or(Incompatible::NoTcpAddress)?;
+    let public_key = match enr.public_key() {
+        key @ CombinedPublicKey::Secp256k1(_) => secp256k1::PublicKey::from_slice(&key.encode())
+            .map_err(|_| Incompatible::NotSecp256k1)?,
+        CombinedPublicKey::Ed25519(_) => return Err(Incompatible::NotSecp256k1),
+    };
+    let peer_id = PeerId::from_slice(&public_key.serialize_uncompressed()[1..]);
+    Ok(DialCandidate {
+        node_id: enr.node_id(),
+        public_key,
+        peer_id,
+        tcp_addr: tcp_addr.into(),
+        enr: enr.clone(),
+    })
+}
+
+/// Why our record could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrBuildError {
+    /// The secret key was refused by the ENR library.
+    #[error("invalid node key")]
+    InvalidKey,
+    /// The record could not be signed or is too large.
+    #[error("cannot build the node record: {0}")]
+    Enr(#[from] enr::Error),
+}
+
+/// Converts our RLPx node key into the key type discv5 signs with.
+pub fn combined_key(secret: &secp256k1::SecretKey) -> Result<CombinedKey, EnrBuildError> {
+    let mut bytes = secret.secret_bytes();
+    CombinedKey::secp256k1_from_bytes(&mut bytes).map_err(|_| EnrBuildError::InvalidKey)
+}
+
+/// Builds our record: `ip`, `udp`, `tcp`, the `eth` fork-id entry and the `leaf` entry.
+pub fn build_local_enr(
+    key: &CombinedKey,
+    udp: SocketAddrV4,
+    tcp_port: u16,
+    fork_id: ForkId,
+    leaf: &LeafEnrEntry,
+) -> Result<Enr, EnrBuildError> {
+    let ip: Ipv4Addr = *udp.ip();
+    let mut builder = Enr::builder();
+    if !ip.is_unspecified() {
+        builder.ip4(ip);
+    }
+    Ok(builder
+        .udp4(udp.port())
+        .tcp4(tcp_port)
+        .add_value(ETH_ENR_KEY, &EnrForkIdEntry::from(fork_id))
+        .add_value(LEAF_ENR_KEY, leaf)
+        .build(key)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use enr::EnrKey;
+
+    fn entry() -> LeafEnrEntry {
+        LeafEnrEntry {
+            version: 1,
+            network_id: 1,
+            genesis_fork_hash: ForkHash([0xfc, 0x64, 0xec, 0x04]),
+        }
+    }
+
+    #[test]
+    fn leaf_entry_layout_and_forward_compatibility() {
+        let rlp = alloy_rlp::encode(entry());
+        assert_eq!(hex::encode(&rlp), "c7010184fc64ec04");
+        assert_eq!(rlp.len(), entry().length());
+        assert_eq!(alloy_rlp::decode_exact::<LeafEnrEntry>(&rlp), Ok(entry()));
+        // A later revision's extra elements are ignored.
+        let extended = hex::decode("c9010184fc64ec040203").expect("hex");
+        assert_eq!(alloy_rlp::decode_exact::<LeafEnrEntry>(&extended), Ok(entry()));
+        // Missing elements or a string are malformed.
+        for bad in ["c20101", "83010203", "c7010184fc64ec"] {
+            let bad = hex::decode(bad).expect("hex");
+            assert!(alloy_rlp::decode_exact::<LeafEnrEntry>(&bad).is_err());
+        }
+    }
+
+    fn record(leaf: Option<&[u8]>, tcp: bool) -> (Enr, CombinedKey) {
+        let key = CombinedKey::generate_secp256k1();
+        let mut builder = Enr::builder();
+        builder.ip4(Ipv4Addr::LOCALHOST).udp4(30_000);
+        if tcp {
+            builder.tcp4(30_001);
+        }
+        if let Some(leaf) = leaf {
+            builder.add_value_rlp(LEAF_ENR_KEY, leaf.to_vec().into());
+        }
+        (builder.build(&key).expect("record builds"), key)
+    }
+
+    #[test]
+    fn dial_candidate_checks_every_field() {
+        let ours = entry();
+        let good = alloy_rlp::encode(ours);
+        let (enr, key) = record(Some(&good), true);
+        let candidate = dial_candidate(&enr, &ours).expect("compatible");
+        assert_eq!(candidate.tcp_addr, "127.0.0.1:30001".parse::<SocketAddr>().expect("addr"));
+        assert_eq!(candidate.node_id, enr.node_id());
+        let uncompressed = key.public().encode_uncompressed();
+        assert_eq!(&candidate.public_key.serialize_uncompressed()[1..], &uncompressed[..]);
+        assert_eq!(candidate.peer_id.as_slice(), &uncompressed[..]);
+
+        let cases = [
+            (record(None, true).0, Incompatible::NoLeafEntry),
+            (record(Some(&[0x83, 1, 2, 3]), true).0, Incompatible::MalformedLeafEntry),
+            (
+                record(Some(&alloy_rlp::encode(LeafEnrEntry { version: 2, ..ours })), true).0,
+                Incompatible::Version(2),
+            ),
+            (
+                record(Some(&alloy_rlp::encode(LeafEnrEntry { network_id: 5, ..ours })), true).0,
+                Incompatible::Network(5),
+            ),
+            (
+                record(
+                    Some(&alloy_rlp::encode(LeafEnrEntry {
+                        genesis_fork_hash: ForkHash([0; 4]),
+                        ..ours
+                    })),
+                    true,
+                )
+                .0,
+                Incompatible::Genesis,
+            ),
+            (record(Some(&good), false).0, Incompatible::NoTcpAddress),
+        ];
+        for (enr, why) in cases {
+            assert_eq!(dial_candidate(&enr, &ours), Err(why));
+        }
+    }
+
+    #[test]
+    fn local_enr_carries_eth_and_leaf_entries() {
+        let secret = secp256k1::SecretKey::from_byte_array([0x42; 32]).expect("valid key");
+        let key = combined_key(&secret).expect("key converts");
+        let fork_id = ForkId { hash: ForkHash([1, 2, 3, 4]), next: 9 };
+        let udp = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4000);
+        let enr = build_local_enr(&key, udp, 4001, fork_id, &entry()).expect("record builds");
+        assert_eq!(enr.udp4_socket(), Some(udp));
+        assert_eq!(enr.tcp4(), Some(4001));
+        let eth = enr.get_decodable::<EnrForkIdEntry>(ETH_ENR_KEY).expect("eth entry");
+        assert_eq!(eth.map(ForkId::from), Ok(fork_id));
+        // geth's layout: [[hash, next]].
+        assert_eq!(
+            enr.get_raw_rlp(ETH_ENR_KEY),
+            Some(&hex::decode("c7c6840102030409").expect("hex")[..])
+        );
+        let candidate = dial_candidate(&enr, &entry()).expect("we are compatible with ourselves");
+        let ours = secp256k1::PublicKey::from_secret_key_global(&secret);
+        assert_eq!(candidate.public_key, ours);
+    }
+}

@@ -1,0 +1,325 @@
+//! discv5 discovery: our node record carries the `eth` fork-id entry and the `leaf` entry
+//! (see [`LeafEnrEntry`]); random lookups run at an interval, and every discovered node whose
+//! `leaf` entry matches ours is sent to the peer manager as a [`DialCandidate`] on a bounded
+//! channel. Other nodes stay in the discv5 table (they help routing) and are only counted.
+
+mod entry;
+
+pub use entry::{
+    DialCandidate, ETH_ENR_KEY, EnrBuildError, Incompatible, LEAF_ENR_KEY, LeafEnrEntry,
+    build_local_enr, combined_key, dial_candidate,
+};
+
+use crate::chain::{DEFAULT_PORT, Enr};
+use alloy_eip2124::{EnrForkIdEntry, ForkId};
+use discv5::{Discv5, Event, ListenConfig};
+use enr::NodeId;
+use futures::{
+    FutureExt,
+    future::{BoxFuture, OptionFuture},
+};
+use std::{
+    collections::HashSet,
+    net::{Ipv4Addr, SocketAddrV4},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+use tokio::{
+    net::UdpSocket,
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+use tracing::{debug, trace, warn};
+
+/// Default pause between two random lookups. A lookup contacts a few dozen nodes; one every
+/// 10 s keeps a steady trickle of new candidates at negligible bandwidth (geth's discv5 iterator
+/// runs lookups back to back only while it needs peers).
+pub const DEFAULT_LOOKUP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Default capacity of the dial-candidate channel. The peer manager drains it quickly; when it is
+/// full, new candidates are dropped (and found again by a later lookup) instead of stalling
+/// discovery.
+pub const DEFAULT_CANDIDATE_CHANNEL_CAPACITY: usize = 256;
+
+/// Most node ids remembered as already emitted, so that a node is offered once rather than after
+/// every lookup that meets it. When full the memory is cleared and nodes may be offered again,
+/// which the peer manager tolerates (it knows its peers).
+pub const MAX_REMEMBERED_CANDIDATES: usize = 8192;
+
+/// Configuration of [`Discovery`].
+#[derive(Debug, Clone)]
+pub struct DiscoveryConfig {
+    /// UDP address to bind. Default: `0.0.0.0:30403` ([`DEFAULT_PORT`]). Port 0 picks a free port;
+    /// the record then carries the bound port.
+    pub listen_addr: SocketAddrV4,
+    /// IPv4 address to put in our record. Default: `None`, meaning the bound address when it is
+    /// not `0.0.0.0`, else no address until discv5 learns our external address from peers.
+    pub external_ip: Option<Ipv4Addr>,
+    /// RLPx TCP port to advertise. Default: [`DEFAULT_PORT`].
+    pub tcp_port: u16,
+    /// Records to bootstrap from (the chain preset's bootnodes). Default: none.
+    pub bootnodes: Vec<Enr>,
+    /// Pause between random lookups. Default: [`DEFAULT_LOOKUP_INTERVAL`].
+    pub lookup_interval: Duration,
+    /// Capacity of the dial-candidate channel. Default: [`DEFAULT_CANDIDATE_CHANNEL_CAPACITY`].
+    pub candidate_channel_capacity: usize,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, DEFAULT_PORT),
+            external_ip: None,
+            tcp_port: DEFAULT_PORT,
+            bootnodes: Vec::new(),
+            lookup_interval: DEFAULT_LOOKUP_INTERVAL,
+            candidate_channel_capacity: DEFAULT_CANDIDATE_CHANNEL_CAPACITY,
+        }
+    }
+}
+
+/// Why discovery could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// Binding the UDP socket failed.
+    #[error("cannot bind the discv5 UDP socket: {0}")]
+    Bind(#[from] std::io::Error),
+    /// The bound socket is not IPv4.
+    #[error("the discv5 socket is not bound to an IPv4 address")]
+    NotIpv4,
+    /// Our record could not be built.
+    #[error(transparent)]
+    Enr(#[from] EnrBuildError),
+    /// discv5 refused its configuration.
+    #[error("discv5 setup failed: {0}")]
+    Setup(&'static str),
+    /// discv5 failed to start.
+    #[error("discv5 failed to start: {0:?}")]
+    Start(discv5::Error),
+}
+
+/// Counters of what discovery saw; cheap to read at any time.
+#[derive(Debug, Default)]
+pub struct DiscoveryStats {
+    /// Records considered (each discovered record once per sighting).
+    pub seen: AtomicU64,
+    /// Dial candidates sent to the channel.
+    pub emitted: AtomicU64,
+    /// Records dropped because they are not compatible `leaf` nodes.
+    pub incompatible: AtomicU64,
+    /// Compatible records dropped because the channel was full.
+    pub channel_full: AtomicU64,
+    /// Lookups completed (successfully or not).
+    pub lookups: AtomicU64,
+}
+
+/// A running discv5 service. Dropping it stops discovery.
+pub struct Discovery {
+    discv5: Arc<Discv5>,
+    stats: Arc<DiscoveryStats>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery").field("local_enr", &self.local_enr()).finish_non_exhaustive()
+    }
+}
+
+impl Discovery {
+    /// Binds the UDP socket, builds our record (with `eth` = `fork_id` and `leaf` = `leaf`),
+    /// starts discv5, adds the bootnodes and spawns the lookup loop. Returns the service and the
+    /// receiver of dial candidates (bounded by `config.candidate_channel_capacity`).
+    pub async fn start(
+        secret: &secp256k1::SecretKey,
+        config: DiscoveryConfig,
+        fork_id: ForkId,
+        leaf: LeafEnrEntry,
+    ) -> Result<(Self, mpsc::Receiver<DialCandidate>), DiscoveryError> {
+        let socket = UdpSocket::bind(config.listen_addr).await?;
+        let std::net::SocketAddr::V4(bound) = socket.local_addr()? else {
+            return Err(DiscoveryError::NotIpv4);
+        };
+        let advertised = SocketAddrV4::new(config.external_ip.unwrap_or(*bound.ip()), bound.port());
+        let key = combined_key(secret)?;
+        let local_enr = build_local_enr(&key, advertised, config.tcp_port, fork_id, &leaf)?;
+
+        let listen = ListenConfig::FromSockets { ipv4: Some(Arc::new(socket)), ipv6: None };
+        let discv5_config = discv5::ConfigBuilder::new(listen).build();
+        let mut discv5 =
+            Discv5::new(local_enr.clone(), key, discv5_config).map_err(DiscoveryError::Setup)?;
+        discv5.start().await.map_err(DiscoveryError::Start)?;
+        for (index, bootnode) in config.bootnodes.iter().enumerate() {
+            if let Err(reason) = discv5.add_enr(bootnode.clone()) {
+                warn!(index, reason, "bootnode not added to the discv5 table");
+            }
+        }
+        let events = discv5.event_stream().await.map_err(DiscoveryError::Start)?;
+
+        let discv5 = Arc::new(discv5);
+        let stats = Arc::new(DiscoveryStats::default());
+        let (candidates_tx, candidates_rx) =
+            mpsc::channel(config.candidate_channel_capacity.max(1));
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let worker = Worker {
+            discv5: Arc::clone(&discv5),
+            ours: leaf,
+            local_id: local_enr.node_id(),
+            stats: Arc::clone(&stats),
+            candidates: candidates_tx,
+            emitted: HashSet::new(),
+        };
+        let task = tokio::spawn(worker.run(events, config.lookup_interval, shutdown_rx));
+        let discovery = Self { discv5, stats, shutdown: Some(shutdown_tx), task: Some(task) };
+        Ok((discovery, candidates_rx))
+    }
+
+    /// Our current node record (discv5 bumps its sequence number when it changes).
+    pub fn local_enr(&self) -> Enr {
+        self.discv5.local_enr()
+    }
+
+    /// Replaces the `eth` entry of our record with a new fork id; call it when the head crosses
+    /// a fork. Returns whether discv5 accepted the new record.
+    pub fn update_fork_id(&self, fork_id: ForkId) -> bool {
+        match self.discv5.enr_insert(ETH_ENR_KEY, &EnrForkIdEntry::from(fork_id)) {
+            Ok(_) => true,
+            Err(err) => {
+                warn!(?err, "cannot update the eth entry of our node record");
+                false
+            }
+        }
+    }
+
+    /// Node ids currently in the discv5 routing table (compatible or not).
+    pub fn table_node_ids(&self) -> Vec<NodeId> {
+        self.discv5.table_entries_id()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &DiscoveryStats {
+        &self.stats
+    }
+
+    /// Stops the lookup loop and waits for it to end; discv5 itself stops when `self` drops.
+    pub async fn shutdown(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            // The loop may already have ended (channel closed); nothing to signal then.
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take()
+            && let Err(err) = task.await
+        {
+            warn!(%err, "discovery loop ended abnormally");
+        }
+    }
+}
+
+impl Drop for Discovery {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The lookup loop's state.
+struct Worker {
+    discv5: Arc<Discv5>,
+    ours: LeafEnrEntry,
+    local_id: NodeId,
+    stats: Arc<DiscoveryStats>,
+    candidates: mpsc::Sender<DialCandidate>,
+    emitted: HashSet<NodeId>,
+}
+
+type Lookup = BoxFuture<'static, Result<Vec<Enr>, discv5::QueryError>>;
+
+impl Worker {
+    /// Runs until shutdown, until the candidate receiver is dropped, or until discv5 stops: one
+    /// lookup at a time, the next one `interval` after the previous one ended; every record seen
+    /// in events or lookup results is considered.
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Event>,
+        interval: Duration,
+        mut shutdown: oneshot::Receiver<()>,
+    ) {
+        let mut lookup: Option<Lookup> = Some(self.lookup());
+        let mut next_lookup = Box::pin(tokio::time::sleep(Duration::ZERO));
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                () = self.candidates.closed() => break,
+                event = events.recv() => match event {
+                    Some(event) => self.on_event(event),
+                    None => break,
+                },
+                Some(result) = OptionFuture::from(lookup.as_mut()), if lookup.is_some() => {
+                    lookup = None;
+                    self.stats.lookups.fetch_add(1, Ordering::Relaxed);
+                    match result {
+                        Ok(found) => found.iter().for_each(|enr| self.consider(enr)),
+                        Err(err) => debug!(?err, "discv5 lookup failed"),
+                    }
+                    next_lookup.as_mut().reset(tokio::time::Instant::now() + interval);
+                }
+                () = &mut next_lookup, if lookup.is_none() => lookup = Some(self.lookup()),
+            }
+        }
+    }
+
+    fn lookup(&self) -> Lookup {
+        self.discv5.find_node(NodeId::random()).boxed()
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Discovered(enr) | Event::SessionEstablished(enr, _) => self.consider(&enr),
+            Event::NodeInserted { node_id, .. } => {
+                if let Some(enr) = self.discv5.find_enr(&node_id) {
+                    self.consider(&enr);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Emits `enr` as a dial candidate if it is a compatible `leaf` node not emitted before.
+    fn consider(&mut self, enr: &Enr) {
+        if enr.node_id() == self.local_id || self.emitted.contains(&enr.node_id()) {
+            return;
+        }
+        self.stats.seen.fetch_add(1, Ordering::Relaxed);
+        let candidate = match dial_candidate(enr, &self.ours) {
+            Ok(candidate) => candidate,
+            Err(why) => {
+                trace!(node = %enr.node_id(), %why, "discovered node is not a leaf peer");
+                self.stats.incompatible.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let node_id = candidate.node_id;
+        match self.candidates.try_send(candidate) {
+            Ok(()) => {
+                if self.emitted.len() >= MAX_REMEMBERED_CANDIDATES {
+                    self.emitted.clear();
+                }
+                self.emitted.insert(node_id);
+                self.stats.emitted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.stats.channel_full.fetch_add(1, Ordering::Relaxed);
+            }
+            // The receiver is gone: the loop notices via `closed()` and ends.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

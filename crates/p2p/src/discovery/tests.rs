@@ -1,0 +1,203 @@
+//! Discovery on loopback: leaf nodes find each other through a bootnode; a discv5 node without
+//! the `leaf` entry is found but never offered for dialing.
+
+use super::*;
+use crate::chain::ChainSpec;
+use enr::CombinedKey;
+use std::collections::HashMap;
+use tokio::time::{Instant, timeout_at};
+
+/// Hard limit for the whole scenario; the test fails rather than hang.
+const SCENARIO_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Short lookup interval so that the scenario converges in a few seconds.
+const TEST_LOOKUP_INTERVAL: Duration = Duration::from_millis(200);
+
+fn loopback_config(bootnodes: Vec<Enr>, tcp_port: u16) -> DiscoveryConfig {
+    DiscoveryConfig {
+        listen_addr: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+        external_ip: None,
+        tcp_port,
+        bootnodes,
+        lookup_interval: TEST_LOOKUP_INTERVAL,
+        candidate_channel_capacity: 16,
+    }
+}
+
+fn random_secret() -> secp256k1::SecretKey {
+    loop {
+        if let Ok(key) = secp256k1::SecretKey::from_byte_array(rand::random()) {
+            return key;
+        }
+    }
+}
+
+async fn leaf_node(
+    chain: &ChainSpec,
+    bootnodes: Vec<Enr>,
+    tcp_port: u16,
+) -> (Discovery, mpsc::Receiver<DialCandidate>, secp256k1::PublicKey) {
+    let secret = random_secret();
+    let public = secp256k1::PublicKey::from_secret_key_global(&secret);
+    let (discovery, rx) = Discovery::start(
+        &secret,
+        loopback_config(bootnodes, tcp_port),
+        chain.fork_id(0, 0),
+        LeafEnrEntry::for_chain(chain),
+    )
+    .await
+    .expect("discovery starts on loopback");
+    (discovery, rx, public)
+}
+
+/// A plain discv5 node (like a consensus client): no `leaf` entry, but a TCP port.
+async fn plain_discv5_node(bootnode: Enr) -> Discv5 {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind loopback");
+    let port = socket.local_addr().expect("bound").port();
+    let key = CombinedKey::generate_secp256k1();
+    let enr = Enr::builder()
+        .ip4(Ipv4Addr::LOCALHOST)
+        .udp4(port)
+        .tcp4(port)
+        .build(&key)
+        .expect("record builds");
+    let listen = ListenConfig::FromSockets { ipv4: Some(Arc::new(socket)), ipv6: None };
+    let mut discv5 =
+        Discv5::new(enr, key, discv5::ConfigBuilder::new(listen).build()).expect("discv5 setup");
+    discv5.start().await.expect("discv5 starts");
+    discv5.add_enr(bootnode).expect("bootnode added");
+    discv5
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaf_nodes_discover_each_other_and_skip_nodes_without_the_entry() {
+    let chain = ChainSpec::preset("sepolia").expect("preset parses");
+    let (a, mut a_rx, a_key) = leaf_node(&chain, Vec::new(), 7001).await;
+    let bootnode = a.local_enr();
+    assert_eq!(bootnode.ip4(), Some(Ipv4Addr::LOCALHOST));
+    let (b, mut b_rx, b_key) = leaf_node(&chain, vec![bootnode.clone()], 7002).await;
+    let (c, mut c_rx, c_key) = leaf_node(&chain, vec![bootnode.clone()], 7003).await;
+    let d = plain_discv5_node(bootnode).await;
+    let d_id = d.local_enr().node_id();
+
+    // D looks itself up through A, so that A learns about it and hands it out.
+    let d_lookups = {
+        let lookup = d.find_node(NodeId::random());
+        let d = Arc::new(d);
+        let d2 = Arc::clone(&d);
+        tokio::spawn(async move {
+            let _ = lookup.await;
+            for _ in 0..100 {
+                let _ = d2.find_node(NodeId::random()).await;
+                tokio::time::sleep(TEST_LOOKUP_INTERVAL).await;
+            }
+        });
+        d
+    };
+
+    let expected_by_b = HashMap::from([(a_key, 7001), (c_key, 7003)]);
+    let expected_by_c = HashMap::from([(a_key, 7001), (b_key, 7002)]);
+    let deadline = Instant::now() + SCENARIO_DEADLINE;
+    let mut found_by_b = HashMap::new();
+    let mut found_by_c = HashMap::new();
+    let mut found_by_a = HashMap::new();
+    // D is "found by discv5" once it is in B's or C's routing table and their lookup loop has
+    // considered and dropped at least one record (D is the only node without the entry).
+    let d_found = |b: &Discovery, c: &Discovery| {
+        let in_table = b.table_node_ids().contains(&d_id) || c.table_node_ids().contains(&d_id);
+        let dropped = b.stats().incompatible.load(Ordering::Relaxed)
+            + c.stats().incompatible.load(Ordering::Relaxed);
+        in_table && dropped >= 1
+    };
+    while found_by_b != expected_by_b || found_by_c != expected_by_c || !d_found(&b, &c) {
+        let step = Instant::now() + Duration::from_millis(100);
+        let next = timeout_at(step.min(deadline), async {
+            tokio::select! {
+                Some(cand) = b_rx.recv() => ("b", cand),
+                Some(cand) = c_rx.recv() => ("c", cand),
+                Some(cand) = a_rx.recv() => ("a", cand),
+            }
+        })
+        .await;
+        if let Ok((who, candidate)) = next {
+            assert_ne!(candidate.node_id, d_id, "{who} emitted D, which has no leaf entry");
+            assert_eq!(candidate.tcp_addr.ip(), std::net::IpAddr::V4(Ipv4Addr::LOCALHOST));
+            let map = match who {
+                "b" => &mut found_by_b,
+                "c" => &mut found_by_c,
+                _ => &mut found_by_a,
+            };
+            let previous = map.insert(candidate.public_key, candidate.tcp_addr.port());
+            assert!(previous.is_none(), "{who} emitted the same node twice");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no convergence in {SCENARIO_DEADLINE:?}: b found {found_by_b:?}, c found \
+             {found_by_c:?}, D in b's table: {}, D in c's table: {}",
+            b.table_node_ids().contains(&d_id),
+            c.table_node_ids().contains(&d_id),
+        );
+    }
+    // Keep the lookups running for a while longer: nobody new (in particular not D) and nobody
+    // twice is ever offered.
+    let quiet_until = Instant::now() + Duration::from_secs(1);
+    while let Ok((who, candidate)) = timeout_at(quiet_until, async {
+        tokio::select! {
+            Some(cand) = b_rx.recv() => ("b", cand),
+            Some(cand) = c_rx.recv() => ("c", cand),
+            Some(cand) = a_rx.recv() => ("a", cand),
+        }
+    })
+    .await
+    {
+        assert_ne!(candidate.node_id, d_id, "{who} emitted D, which has no leaf entry");
+        assert!(who == "a", "{who} emitted {candidate:?} after having found everybody");
+        assert!(found_by_a.insert(candidate.public_key, 0).is_none(), "a emitted a node twice");
+    }
+    assert_eq!(b.stats().emitted.load(Ordering::Relaxed), 2);
+    assert_eq!(c.stats().emitted.load(Ordering::Relaxed), 2);
+    assert!(a.stats().emitted.load(Ordering::Relaxed) <= 2, "A only ever offers B and C");
+    drop(d_lookups);
+    for discovery in [a, b, c] {
+        discovery.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn start_fails_cleanly_on_a_busy_port() {
+    let chain = ChainSpec::preset("sepolia").expect("preset parses");
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind loopback");
+    let port = busy.local_addr().expect("bound").port();
+    let mut config = loopback_config(Vec::new(), 1);
+    config.listen_addr = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+    let result = Discovery::start(
+        &random_secret(),
+        config,
+        chain.fork_id(0, 0),
+        LeafEnrEntry::for_chain(&chain),
+    )
+    .await;
+    assert!(matches!(result, Err(DiscoveryError::Bind(_))));
+}
+
+#[tokio::test]
+async fn fork_id_updates_reach_the_local_record() {
+    let chain = ChainSpec::preset("sepolia").expect("preset parses");
+    let (node, _rx, _) = leaf_node(&chain, Vec::new(), 7010).await;
+    let before = node.local_enr();
+    let eth =
+        |enr: &Enr| enr.get_decodable::<EnrForkIdEntry>(ETH_ENR_KEY).map(|e| e.map(ForkId::from));
+    assert_eq!(eth(&before), Some(Ok(chain.fork_id(0, 0))));
+    let later = chain.fork_id(2_000_000, 1_761_607_008);
+    assert_ne!(later, chain.fork_id(0, 0));
+    assert!(node.update_fork_id(later));
+    let after = node.local_enr();
+    assert_eq!(eth(&after), Some(Ok(later)));
+    assert!(after.seq() > before.seq());
+    // The leaf entry is untouched.
+    assert_eq!(
+        dial_candidate(&after, &LeafEnrEntry::for_chain(&chain)).map(|c| c.tcp_addr.port()),
+        Ok(7010)
+    );
+    node.shutdown().await;
+}

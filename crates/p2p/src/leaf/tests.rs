@@ -1,0 +1,484 @@
+//! Tests of the `leaf/1` messages: RLP round trips (property tests), hostile input, and agreement
+//! of the message ids with `docs/leaf-protocol.md`.
+
+use super::{protocol::*, *};
+use alloy_eip2124::{ForkHash, ForkId};
+use alloy_primitives::{B256, Bytes, U256};
+use proptest::prelude::*;
+
+fn b256() -> impl Strategy<Value = B256> {
+    any::<[u8; 32]>().prop_map(B256::from)
+}
+
+fn u256() -> impl Strategy<Value = U256> {
+    any::<[u64; 4]>().prop_map(U256::from_limbs)
+}
+
+fn nibbles() -> impl Strategy<Value = Nibbles> {
+    proptest::collection::vec(0u8..16, 0..=MAX_PREFIX_NIBBLES)
+        .prop_map(|n| Nibbles::from_nibbles(&n).expect("strategy yields valid nibbles"))
+}
+
+fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
+    proptest::collection::vec(any::<u8>(), 0..max).prop_map(Bytes::from)
+}
+
+fn chain_head() -> impl Strategy<Value = ChainHead> {
+    (any::<u64>(), b256(), b256()).prop_map(|(number, hash, state_root)| ChainHead {
+        number,
+        hash,
+        state_root,
+    })
+}
+
+fn status() -> impl Strategy<Value = Status> {
+    (any::<u8>(), any::<u64>(), b256(), any::<[u8; 4]>(), any::<u64>(), chain_head(), any::<u64>())
+        .prop_flat_map(|(version, network_id, genesis_hash, hash, next, head, estimate)| {
+            any::<u64>().prop_map(move |serves| Status {
+                version,
+                network_id,
+                genesis_hash,
+                fork_id: ForkId { hash: ForkHash(hash), next },
+                head,
+                account_estimate: estimate,
+                serves: ServeFlags(serves),
+            })
+        })
+}
+
+fn slot() -> impl Strategy<Value = StorageSlot> {
+    (b256(), u256()).prop_map(|(hashed_slot, value)| StorageSlot { hashed_slot, value })
+}
+
+fn account_storage() -> impl Strategy<Value = AccountStorage> {
+    prop_oneof![
+        proptest::collection::vec(slot(), 0..8).prop_map(AccountStorage::Inline),
+        any::<u64>().prop_map(|slot_count| AccountStorage::Large { slot_count }),
+    ]
+}
+
+fn account_leaf() -> impl Strategy<Value = AccountLeaf> {
+    (b256(), any::<u64>(), u256(), b256(), b256(), account_storage()).prop_map(
+        |(hashed_address, nonce, balance, storage_root, code_hash, storage)| AccountLeaf {
+            hashed_address,
+            nonce,
+            balance,
+            storage_root,
+            code_hash,
+            storage,
+        },
+    )
+}
+
+fn content<T: std::fmt::Debug + Clone>(
+    item: impl Strategy<Value = T>,
+) -> impl Strategy<Value = ChunkContent<T>> {
+    prop_oneof![
+        proptest::collection::vec(item, 0..6).prop_map(ChunkContent::Items),
+        Just(ChunkContent::TooLarge),
+    ]
+}
+
+fn trie_owner() -> impl Strategy<Value = TrieOwner> {
+    prop_oneof![Just(TrieOwner::Accounts), b256().prop_map(TrieOwner::Storage)]
+}
+
+fn node_request() -> impl Strategy<Value = NodeRequest> {
+    (trie_owner(), nibbles(), b256()).prop_map(|(owner, path, hash)| NodeRequest {
+        owner,
+        path,
+        hash,
+    })
+}
+
+/// Any message of any kind, within the protocol's limits.
+fn message() -> impl Strategy<Value = LeafMessage> {
+    prop_oneof![
+        status().prop_map(LeafMessage::Status),
+        chain_head().prop_map(LeafMessage::NewHead),
+        (any::<u64>(), nibbles(), any::<u64>()).prop_map(|(request_id, prefix, max_bytes)| {
+            LeafMessage::GetChunk(GetChunk { request_id, prefix, max_bytes })
+        }),
+        (any::<u64>(), any::<u64>(), content(account_leaf())).prop_map(
+            |(request_id, head_number, content)| {
+                LeafMessage::Chunk(Chunk { request_id, head_number, content })
+            }
+        ),
+        (any::<u64>(), b256(), nibbles(), any::<u64>()).prop_map(
+            |(request_id, account, prefix, max_bytes)| {
+                LeafMessage::GetStorageChunk(GetStorageChunk {
+                    request_id,
+                    account,
+                    prefix,
+                    max_bytes,
+                })
+            }
+        ),
+        (any::<u64>(), any::<u64>(), content(slot())).prop_map(
+            |(request_id, head_number, content)| {
+                LeafMessage::StorageChunk(StorageChunk { request_id, head_number, content })
+            }
+        ),
+        (any::<u64>(), proptest::collection::vec(node_request(), 0..8), any::<u64>()).prop_map(
+            |(request_id, nodes, max_bytes)| {
+                LeafMessage::GetNodes(GetNodes { request_id, nodes, max_bytes })
+            }
+        ),
+        (any::<u64>(), proptest::collection::vec(bytes(80), 0..8))
+            .prop_map(|(request_id, nodes)| LeafMessage::Nodes(Nodes { request_id, nodes })),
+        (any::<u64>(), proptest::collection::vec(b256(), 0..8), any::<u64>()).prop_map(
+            |(request_id, hashes, max_bytes)| {
+                LeafMessage::GetCodes(GetCodes { request_id, hashes, max_bytes })
+            }
+        ),
+        (any::<u64>(), proptest::collection::vec(bytes(200), 0..8))
+            .prop_map(|(request_id, codes)| LeafMessage::Codes(Codes { request_id, codes })),
+    ]
+}
+
+proptest! {
+    /// Every message survives encode → decode unchanged, its declared RLP length is right, and
+    /// the id it reports is the one it decodes under.
+    #[test]
+    fn every_message_roundtrips(msg in message()) {
+        let payload = msg.encoded();
+        let decoded = LeafMessage::decode(msg.id(), &payload);
+        prop_assert_eq!(decoded.as_ref(), Ok(&msg));
+        prop_assert!(payload.len() <= max_payload_size(msg.id()).unwrap_or(0));
+    }
+
+    /// Arbitrary bytes under any id never panic the decoder; they either decode to a message that
+    /// re-encodes to exactly the same bytes (canonical RLP) or give an error.
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        id in 0u8..16,
+        payload in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        if let Ok(msg) = LeafMessage::decode(id, &payload) {
+            prop_assert_eq!(msg.encoded(), payload);
+        }
+    }
+
+    /// Truncating or extending a valid payload never panics and is never silently accepted as the
+    /// same message.
+    #[test]
+    fn mutated_payloads_are_refused(msg in message(), cut in 1usize..40, extra in any::<u8>()) {
+        let payload = msg.encoded();
+        let truncated = &payload[..payload.len().saturating_sub(cut)];
+        prop_assert!(LeafMessage::decode(msg.id(), truncated) != Ok(msg.clone()));
+        let mut extended = payload.clone();
+        extended.push(extra);
+        let err = LeafMessage::decode(msg.id(), &extended);
+        prop_assert!(matches!(err, Err(LeafError::Malformed { .. })), "got {:?}", err);
+    }
+}
+
+fn malformed(id: u8, payload: &[u8]) -> LeafError {
+    match LeafMessage::decode(id, payload) {
+        Ok(msg) => panic!("hostile payload {payload:02x?} decoded as {msg:?}"),
+        Err(err) => err,
+    }
+}
+
+/// `[request_id, prefix, max_bytes]` with a raw prefix string.
+fn get_chunk_with_raw_prefix(prefix: &[u8]) -> Vec<u8> {
+    use alloy_rlp::Encodable;
+    let mut body = Vec::new();
+    7u64.encode(&mut body);
+    prefix.encode(&mut body);
+    1000u64.encode(&mut body);
+    let mut out = Vec::new();
+    alloy_rlp::Header { list: true, payload_length: body.len() }.encode(&mut out);
+    out.extend(body);
+    out
+}
+
+#[test]
+fn hostile_prefixes_are_protocol_breaches() {
+    // Odd flag with 32 more bytes: 65 nibbles.
+    let mut long = vec![0x11];
+    long.extend([0xab; 32]);
+    // Even flag with 33 more bytes: 66 nibbles.
+    let mut longer = vec![0x00];
+    longer.extend([0xab; 33]);
+    for prefix in [&long[..], &longer[..], &[0x20], &[0x05], &[], &[0xff, 0xff]] {
+        let err = malformed(ids::GET_CHUNK, &get_chunk_with_raw_prefix(prefix));
+        assert!(matches!(err, LeafError::Malformed { id: ids::GET_CHUNK, .. }), "{err:?}");
+        assert!(err.is_protocol_breach());
+        assert_eq!(err.penalty(), PenaltyClass::Fatal);
+    }
+    // The same layout with a legal 64-nibble prefix decodes.
+    let mut max = vec![0x00];
+    max.extend([0xab; 32]);
+    assert!(LeafMessage::decode(ids::GET_CHUNK, &get_chunk_with_raw_prefix(&max)).is_ok());
+}
+
+#[test]
+fn nibbles_above_fifteen_cannot_be_built() {
+    assert!(matches!(
+        Nibbles::from_nibbles(&[3, 16]),
+        Err(NibblesError::NibbleOutOfRange { index: 1, value: 16 })
+    ));
+    assert!(matches!(
+        Nibbles::from_nibbles(&[0; MAX_PREFIX_NIBBLES + 1]),
+        Err(NibblesError::TooLong { len: 65 })
+    ));
+}
+
+#[test]
+fn too_many_items_are_refused() {
+    let nodes =
+        vec![
+            NodeRequest { owner: TrieOwner::Accounts, path: Nibbles::root(), hash: B256::ZERO };
+            MAX_NODES_PER_REQUEST + 1
+        ];
+    let msg = LeafMessage::GetNodes(GetNodes { request_id: 1, nodes, max_bytes: 1 });
+    let err = malformed(ids::GET_NODES, &msg.encoded());
+    assert_eq!(
+        err,
+        LeafError::TooManyItems {
+            id: ids::GET_NODES,
+            what: "nodes",
+            count: MAX_NODES_PER_REQUEST + 1,
+            limit: MAX_NODES_PER_REQUEST
+        }
+    );
+    assert!(err.is_protocol_breach());
+
+    let hashes = vec![B256::ZERO; MAX_CODES_PER_REQUEST + 1];
+    let msg = LeafMessage::GetCodes(GetCodes { request_id: 1, hashes, max_bytes: 1 });
+    assert!(matches!(malformed(ids::GET_CODES, &msg.encoded()), LeafError::TooManyItems { .. }));
+
+    let codes = vec![Bytes::new(); MAX_CODES_PER_REQUEST + 1];
+    let msg = LeafMessage::Codes(Codes { request_id: 1, codes });
+    assert!(matches!(malformed(ids::CODES, &msg.encoded()), LeafError::TooManyItems { .. }));
+
+    let slots = vec![StorageSlot { hashed_slot: B256::ZERO, value: U256::from(1) }; 1025];
+    let leaf = AccountLeaf {
+        hashed_address: B256::ZERO,
+        nonce: 0,
+        balance: U256::ZERO,
+        storage_root: B256::ZERO,
+        code_hash: B256::ZERO,
+        storage: AccountStorage::Inline(slots),
+    };
+    let msg = LeafMessage::Chunk(Chunk {
+        request_id: 1,
+        head_number: 1,
+        content: ChunkContent::Items(vec![leaf]),
+    });
+    assert!(matches!(malformed(ids::CHUNK, &msg.encoded()), LeafError::TooManyItems { .. }));
+
+    // Exactly at the limit is fine.
+    let nodes =
+        vec![
+            NodeRequest { owner: TrieOwner::Accounts, path: Nibbles::root(), hash: B256::ZERO };
+            MAX_NODES_PER_REQUEST
+        ];
+    let msg = LeafMessage::GetNodes(GetNodes { request_id: 1, nodes, max_bytes: 1 });
+    assert_eq!(LeafMessage::decode(ids::GET_NODES, &msg.encoded()), Ok(msg));
+}
+
+#[test]
+fn oversized_payloads_are_refused_before_decoding() {
+    // A request-sized limit for requests: 64 KiB + 1 of zeros is refused by size, not by RLP.
+    let payload = vec![0u8; MAX_REQUEST_MESSAGE_SIZE + 1];
+    for id in [ids::STATUS, ids::NEW_HEAD, ids::GET_CHUNK, ids::GET_NODES, ids::GET_CODES] {
+        assert_eq!(
+            malformed(id, &payload),
+            LeafError::MessageTooLarge { id, size: payload.len(), limit: MAX_REQUEST_MESSAGE_SIZE }
+        );
+    }
+    let payload = vec![0u8; MAX_RESPONSE_MESSAGE_SIZE + 1];
+    for id in [ids::CHUNK, ids::STORAGE_CHUNK, ids::NODES, ids::CODES] {
+        assert!(matches!(malformed(id, &payload), LeafError::MessageTooLarge { .. }));
+    }
+    // A legal response of 3 MiB (above the request limit) is accepted as a response.
+    let codes = vec![Bytes::from(vec![0x60u8; 3 * 1024]); 1024];
+    let msg = LeafMessage::Codes(Codes { request_id: 9, codes });
+    assert_eq!(LeafMessage::decode(ids::CODES, &msg.encoded()), Ok(msg));
+}
+
+#[test]
+fn malformed_rlp_is_a_breach_and_unknown_ids_are_not() {
+    let cases: [(u8, &[u8]); 7] = [
+        (ids::STATUS, &[]),
+        (ids::STATUS, &[0xc0]),
+        (ids::NEW_HEAD, &[0xc3, 0x01, 0x02]),
+        (ids::GET_CHUNK, &[0xf8]),
+        (ids::NODES, &[0xc2, 0x01, 0x01]),
+        // Chunk content is a non-empty string: neither leaves nor the too-large mark.
+        (ids::CHUNK, &[0xc3, 0x01, 0x02, 0x05]),
+        // Trie owner of 3 bytes.
+        (ids::GET_NODES, &[0xcb, 0x01, 0xc7, 0xc6, 0x83, 1, 2, 3, 0x00, 0x80, 0x01]),
+    ];
+    for (id, payload) in cases {
+        let err = malformed(id, payload);
+        assert!(matches!(err, LeafError::Malformed { .. }), "{id:#x} {payload:02x?}: {err:?}");
+        assert!(err.is_protocol_breach());
+    }
+    for id in [MESSAGE_COUNT, 0x0f, 0xff] {
+        let err = malformed(id, &[0xc0]);
+        assert_eq!(err, LeafError::UnknownMessageId(id));
+        assert!(!err.is_protocol_breach());
+        assert_eq!(err.penalty(), PenaltyClass::Mid);
+    }
+}
+
+#[test]
+fn fork_id_encoding_matches_geth_vectors() {
+    // go-ethereum core/forkid/forkid_test.go TestEncoding, via
+    // ../shared/testdata/forkid/forkid-vectors.json "encoding".
+    let cases: [([u8; 4], u64, &str); 3] = [
+        ([0, 0, 0, 0], 0, "c6840000000080"),
+        ([0xde, 0xad, 0xbe, 0xef], 0xbaddcafe, "ca84deadbeef84baddcafe"),
+        ([0xff; 4], u64::MAX, "ce84ffffffff88ffffffffffffffff"),
+    ];
+    for (hash, next, rlp) in cases {
+        let id = ForkId { hash: ForkHash(hash), next };
+        assert_eq!(hex::encode(alloy_rlp::encode(id)), rlp);
+    }
+}
+
+#[test]
+fn status_layout_is_the_documented_one() {
+    let status = Status {
+        version: 1,
+        network_id: 1,
+        genesis_hash: B256::repeat_byte(0x11),
+        fork_id: ForkId { hash: ForkHash([1, 2, 3, 4]), next: 5 },
+        head: ChainHead { number: 6, hash: B256::repeat_byte(0x22), state_root: B256::ZERO },
+        account_estimate: 7,
+        serves: ServeFlags::ALL,
+    };
+    let rlp = alloy_rlp::encode(status);
+    let mut expected = String::from("f8");
+    let body = format!(
+        "0101a0{}c6840102030405f84306a0{}a0{}070f",
+        "11".repeat(32),
+        "22".repeat(32),
+        "00".repeat(32)
+    );
+    expected.push_str(&format!("{:02x}", body.len() / 2));
+    expected.push_str(&body);
+    assert_eq!(hex::encode(rlp), expected);
+}
+
+/// The message table of `docs/leaf-protocol.md` ("| 0x.. | Name |" rows) must list exactly the ids
+/// of `protocol::ids`, and the limits it quotes must be the constants'.
+#[test]
+fn ids_and_limits_match_the_spec_document() {
+    let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/leaf-protocol.md"));
+    let expected = [
+        (ids::STATUS, "Status"),
+        (ids::NEW_HEAD, "NewHead"),
+        (ids::GET_CHUNK, "GetChunk"),
+        (ids::CHUNK, "Chunk"),
+        (ids::GET_STORAGE_CHUNK, "GetStorageChunk"),
+        (ids::STORAGE_CHUNK, "StorageChunk"),
+        (ids::GET_NODES, "GetNodes"),
+        (ids::NODES, "Nodes"),
+        (ids::GET_CODES, "GetCodes"),
+        (ids::CODES, "Codes"),
+    ];
+    let mut rows = Vec::new();
+    for line in doc.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() > 3 && cells[1].starts_with("0x") && cells[2].starts_with('`') {
+            let id = u8::from_str_radix(&cells[1][2..], 16).expect("doc id is hex");
+            rows.push((id, cells[2].trim_matches('`').to_owned()));
+        }
+    }
+    let expected: Vec<(u8, String)> =
+        expected.iter().map(|(id, name)| (*id, (*name).to_owned())).collect();
+    assert_eq!(rows, expected, "message table of docs/leaf-protocol.md");
+    assert_eq!(rows.len(), usize::from(MESSAGE_COUNT));
+
+    // Every limit constant appears in the doc with its value, as `NAME = value`.
+    let limits = [
+        ("MAX_RESPONSE_BYTES", MAX_RESPONSE_BYTES.to_string()),
+        ("MAX_RESPONSE_MESSAGE_SIZE", MAX_RESPONSE_MESSAGE_SIZE.to_string()),
+        ("MAX_REQUEST_MESSAGE_SIZE", MAX_REQUEST_MESSAGE_SIZE.to_string()),
+        ("MAX_PREFIX_NIBBLES", MAX_PREFIX_NIBBLES.to_string()),
+        ("MAX_NODES_PER_REQUEST", MAX_NODES_PER_REQUEST.to_string()),
+        ("MAX_CODES_PER_REQUEST", MAX_CODES_PER_REQUEST.to_string()),
+        ("MAX_INLINE_STORAGE_SLOTS", MAX_INLINE_STORAGE_SLOTS.to_string()),
+        ("MAX_IN_FLIGHT_REQUESTS", MAX_IN_FLIGHT_REQUESTS.to_string()),
+        ("REQUEST_TIMEOUT", format!("{}s", REQUEST_TIMEOUT.as_secs())),
+        ("STATUS_TIMEOUT", format!("{}s", STATUS_TIMEOUT.as_secs())),
+    ];
+    for (name, value) in limits {
+        let needle = format!("`{name} = {value}`");
+        assert!(doc.contains(&needle), "docs/leaf-protocol.md must state {needle}");
+    }
+    assert!(doc.contains(&format!("`{PROTOCOL_NAME}/{PROTOCOL_VERSION}`")));
+}
+
+mod status_validation {
+    use super::*;
+    use crate::{chain::ChainSpec, p2pstream::DisconnectReason};
+    use alloy_eip2124::ValidationError;
+
+    /// Mainnet at a head just after Prague (block 22_431_084, 2025-05-07).
+    const HEAD: (u64, u64) = (22_431_084, 1_746_612_400);
+
+    fn ours() -> (ChainSpec, alloy_eip2124::ForkFilter, Status) {
+        let chain = ChainSpec::preset("mainnet").expect("preset parses");
+        let filter = chain.fork_filter(HEAD.0, HEAD.1);
+        let head = ChainHead { number: HEAD.0, hash: B256::repeat_byte(1), state_root: B256::ZERO };
+        let status = Status::ours(&chain, head, HEAD.1, 300_000_000, ServeFlags::ALL);
+        assert_eq!(status.fork_id, filter.current());
+        assert_eq!(status.fork_id.hash, ForkHash([0xc3, 0x76, 0xcf, 0x8b]), "mainnet Prague");
+        (chain, filter, status)
+    }
+
+    #[test]
+    fn a_matching_status_is_accepted() {
+        let (chain, filter, status) = ours();
+        assert_eq!(status.validate(&chain, &filter), Ok(()));
+    }
+
+    #[test]
+    fn each_mismatch_has_its_error_and_disconnect_reason() {
+        let (chain, filter, good) = ours();
+
+        let status = Status { version: 2, ..good };
+        let err = status.validate(&chain, &filter).expect_err("version mismatch");
+        assert_eq!(err, StatusError::VersionMismatch { ours: 1, theirs: 2 });
+        assert_eq!(err.disconnect_reason(), DisconnectReason::SubprotocolSpecific);
+        assert!(!err.should_ban());
+
+        let status = Status { network_id: 11_155_111, ..good };
+        let err = status.validate(&chain, &filter).expect_err("network mismatch");
+        assert_eq!(err, StatusError::NetworkIdMismatch { ours: 1, theirs: 11_155_111 });
+        assert_eq!(err.disconnect_reason(), DisconnectReason::UselessPeer);
+        assert!(err.should_ban());
+
+        let status = Status { genesis_hash: B256::repeat_byte(9), ..good };
+        let err = status.validate(&chain, &filter).expect_err("genesis mismatch");
+        assert!(matches!(err, StatusError::GenesisMismatch { .. }));
+        assert_eq!(err.disconnect_reason(), DisconnectReason::UselessPeer);
+
+        // A peer still on Cancun that knows Prague is coming is merely behind: accepted.
+        let cancun = chain.fork_id(HEAD.0, 1_710_338_135);
+        assert_eq!(cancun.next, 1_746_612_311);
+        let status = Status { fork_id: cancun, ..good };
+        assert_eq!(status.validate(&chain, &filter), Ok(()), "syncing peer accepted");
+        // One on Cancun that does not know Prague (or expects another fork) is stale software.
+        let status = Status { fork_id: ForkId { next: 0, ..cancun }, ..good };
+        let err = status.validate(&chain, &filter).expect_err("stale fork id");
+        assert!(matches!(err, StatusError::ForkId(ValidationError::RemoteStale { .. })));
+        let status = Status { fork_id: ForkId { next: 1_746_000_000, ..cancun }, ..good };
+        let err = status.validate(&chain, &filter).expect_err("stale fork id");
+        assert!(matches!(err, StatusError::ForkId(ValidationError::RemoteStale { .. })));
+        assert_eq!(err.disconnect_reason(), DisconnectReason::SubprotocolSpecific);
+
+        // A fork hash we have never heard of: incompatible chain.
+        let status = Status { fork_id: ForkId { hash: ForkHash([1, 2, 3, 4]), next: 0 }, ..good };
+        let err = status.validate(&chain, &filter).expect_err("unknown fork hash");
+        assert!(matches!(
+            err,
+            StatusError::ForkId(ValidationError::LocalIncompatibleOrStale { .. })
+        ));
+    }
+}
