@@ -1,6 +1,7 @@
 //! Bulk import of a whole state from leaves sorted by hashed address (genesis allocations,
-//! generated states, and later downloaded chunks): flat tables and trie nodes are written in large
-//! unlogged batches while the tries are built in one streaming pass.
+//! generated states, and later downloaded chunks), building the tries in one streaming pass.
+//! Accounts, storage and storage-trie nodes arrive in key order and go straight into table files
+//! ([`SortedWriter`]); account-trie nodes and code go through large unlogged batches.
 
 use alloy_primitives::{B256, U256, keccak256};
 use alloy_trie::{Nibbles, TrieAccount};
@@ -9,7 +10,7 @@ use tracing::info;
 use crate::{
     db::LeafDb,
     error::{LeafDbError, Result},
-    kv::{Durability, KvStore, Table, WriteBatch},
+    kv::{Durability, KvStore, SortedWriter, Table, WriteBatch},
     schema::{
         BlockHeader, encode_account, encode_slot_value, meta, path_key, slot_leaf_value,
         storage_key, storage_node_key,
@@ -20,6 +21,13 @@ use crate::{
 /// Bytes buffered before a bulk batch is written: 32 MiB amortises RocksDB's per-write cost while
 /// keeping the importer's memory small.
 pub const BULK_BATCH_BYTES: usize = 32 << 20;
+
+/// The sorted streams of an import: keys arrive in order, so they go straight to table files.
+struct SortedTables<'a> {
+    accounts: Box<dyn SortedWriter + 'a>,
+    storage: Box<dyn SortedWriter + 'a>,
+    storage_nodes: Box<dyn SortedWriter + 'a>,
+}
 
 /// An account handed to the importer: hashed address, fields and code hash; its storage follows
 /// through [`BulkImport::add_account`]'s iterator.
@@ -39,6 +47,8 @@ pub struct ImportAccount {
 /// the import marker, so the next open refuses the half-written datadir.
 pub struct BulkImport<'a, S: KvStore> {
     db: &'a LeafDb<S>,
+    sorted: SortedTables<'a>,
+    /// Account-trie nodes (emitted in post-order, not key order) and code go through batches.
     batch: WriteBatch,
     accounts: StackBuilder<VecSink>,
     last: Option<B256>,
@@ -75,8 +85,15 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
         marker.put(Table::Meta, meta::IMPORT, what.as_bytes().to_vec());
         db.store().write(marker, Durability::Synced)?;
         info!(what, "bulk import started");
+        let store = db.store();
+        let sorted = SortedTables {
+            accounts: store.sorted_writer(Table::Accounts)?,
+            storage: store.sorted_writer(Table::Storage)?,
+            storage_nodes: store.sorted_writer(Table::StorageNodes)?,
+        };
         Ok(Self {
             db,
+            sorted,
             batch: WriteBatch::default(),
             accounts: StackBuilder::new(VecSink::default()),
             last: None,
@@ -110,12 +127,15 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
                 continue;
             }
             builder.add_leaf(Nibbles::unpack(slot), slot_leaf_value(&value))?;
-            self.batch.put(Table::Storage, storage_key(&owner, &slot), encode_slot_value(&value));
+            self.sorted.storage.put(&storage_key(&owner, &slot), &encode_slot_value(&value))?;
             self.slots += 1;
-            self.drain_storage_nodes(&owner, builder.sink_mut())?;
         }
         let (built, mut sink) = builder.finish_into()?;
-        self.drain_storage_nodes(&owner, &mut sink)?;
+        // The builder emits children before parents; the table wants key (pre-)order.
+        sink.0.sort_by_cached_key(|(path, _)| path_key(path));
+        for (path, rlp) in sink.0.drain(..) {
+            self.sorted.storage_nodes.put(&storage_node_key(&owner, &path), &rlp)?;
+        }
         let storage_root = built.root;
         let value = encode_account(&TrieAccount {
             nonce: account.nonce,
@@ -123,17 +143,10 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
             storage_root,
             code_hash: account.code_hash,
         });
-        self.batch.put(Table::Accounts, owner.as_slice(), value.clone());
+        self.sorted.accounts.put(owner.as_slice(), &value)?;
         self.accounts.add_leaf(Nibbles::unpack(owner), value)?;
         self.drain_account_nodes()?;
         Ok(storage_root)
-    }
-
-    fn drain_storage_nodes(&mut self, owner: &B256, sink: &mut VecSink) -> Result<()> {
-        for (path, rlp) in sink.0.drain(..) {
-            self.batch.put(Table::StorageNodes, storage_node_key(owner, &path), rlp);
-        }
-        self.maybe_flush()
     }
 
     fn drain_account_nodes(&mut self) -> Result<()> {
@@ -163,6 +176,10 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
         let root = built.root;
         let batch = std::mem::take(&mut self.batch);
         self.db.store().write(batch, Durability::Unlogged)?;
+        let SortedTables { accounts, storage, storage_nodes } = self.sorted;
+        accounts.finish()?;
+        storage.finish()?;
+        storage_nodes.finish()?;
         self.db.store().flush()?;
         if head.state_root.is_zero() {
             head.state_root = root;

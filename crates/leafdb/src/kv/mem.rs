@@ -5,7 +5,7 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use super::{BatchOp, Durability, KvPair, KvRead, KvStore, Table, WriteBatch};
+use super::{BatchOp, Durability, KvPair, KvRead, KvStore, SortedWriter, Table, WriteBatch};
 use crate::error::Result;
 
 type Tables = BTreeMap<Table, BTreeMap<Vec<u8>, Vec<u8>>>;
@@ -105,5 +105,27 @@ impl KvStore for MemStore {
 
     fn flush(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn sorted_writer(&self, table: Table) -> Result<Box<dyn SortedWriter + '_>> {
+        Ok(Box::new(MemSortedWriter { store: self, table, batch: WriteBatch::default() }))
+    }
+}
+
+/// Collects sorted keys and writes them when finished.
+struct MemSortedWriter<'a> {
+    store: &'a MemStore,
+    table: Table,
+    batch: WriteBatch,
+}
+
+impl SortedWriter for MemSortedWriter<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.batch.put(self.table, key.to_vec(), value.to_vec());
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        self.store.write(self.batch, Durability::Logged)
     }
 }

@@ -142,6 +142,16 @@ pub trait KvRead {
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a>;
 }
 
+/// Writes keys of one table in strictly increasing order straight into the store's files,
+/// bypassing the write path (RocksDB: SST files ingested by [`SortedWriter::finish`]). For bulk
+/// imports, which guard themselves with an import marker.
+pub trait SortedWriter {
+    /// Adds the next key; keys must strictly increase.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Makes everything written visible in the table.
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
 /// A store: reads, atomic batches, consistent snapshots.
 pub trait KvStore: KvRead + Send + Sync {
     /// A consistent view that later writes do not change.
@@ -155,6 +165,8 @@ pub trait KvStore: KvRead + Send + Sync {
     fn snapshot(&self) -> Self::Snapshot<'_>;
     /// Writes buffered data to disk (after bulk loads written without a log).
     fn flush(&self) -> Result<()>;
+    /// A writer of sorted keys into `table`; see [`SortedWriter`].
+    fn sorted_writer(&self, table: Table) -> Result<Box<dyn SortedWriter + '_>>;
 }
 
 /// The exclusive end of the key range that starts with `prefix` (keys are at most 64 bytes

@@ -1,13 +1,14 @@
 //! The RocksDB store: one column family per [`Table`], tuned by [`DbOptions`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
-    IteratorMode, Options, SnapshotWithThreadMode, WriteOptions,
+    IngestExternalFileOptions, IteratorMode, Options, SnapshotWithThreadMode, SstFileWriter,
+    WriteOptions,
 };
 
-use super::{BatchOp, Durability, KvPair, KvRead, KvStore, Table, WriteBatch};
+use super::{BatchOp, Durability, KvPair, KvRead, KvStore, SortedWriter, Table, WriteBatch};
 use crate::error::{LeafDbError, Result};
 
 /// Default shared block cache: 256 MiB keeps the upper trie levels and hot accounts of a
@@ -106,9 +107,17 @@ impl DbOptions {
     }
 }
 
+/// Size at which a bulk-import SST file is closed and the next one started: 256 MiB keeps
+/// each ingested file a reasonable compaction unit.
+pub const SST_FILE_BYTES: u64 = 256 << 20;
+
 /// The RocksDB-backed store.
 pub struct RocksStore {
     db: DB,
+    /// Each table's options, for SST files that must match the column family.
+    cf_options: Vec<(Table, Options)>,
+    /// Where bulk-import SST files are written before ingestion.
+    bulk_dir: PathBuf,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -125,7 +134,8 @@ impl RocksStore {
             .iter()
             .map(|t| ColumnFamilyDescriptor::new(t.name(), options.cf_options(*t, &cache)));
         let db = DB::open_cf_descriptors(&options.db_options(), path, cfs)?;
-        Ok(Self { db })
+        let cf_options = Table::ALL.iter().map(|t| (*t, options.cf_options(*t, &cache))).collect();
+        Ok(Self { db, cf_options, bulk_dir: path.join("bulk_import") })
     }
 
     fn cf(&self, table: Table) -> Result<&rocksdb::ColumnFamily> {
@@ -221,6 +231,80 @@ impl KvStore for RocksStore {
         for t in Table::ALL {
             self.db.flush_cf(self.cf(t)?)?;
         }
+        Ok(())
+    }
+
+    fn sorted_writer(&self, table: Table) -> Result<Box<dyn SortedWriter + '_>> {
+        let opts = self
+            .cf_options
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map(|(_, o)| o)
+            .ok_or_else(|| LeafDbError::corrupt(table.name(), "column family", "no options"))?;
+        std::fs::create_dir_all(&self.bulk_dir).map_err(|source| LeafDbError::Io {
+            context: format!("creating {}", self.bulk_dir.display()),
+            source,
+        })?;
+        Ok(Box::new(RocksSortedWriter {
+            store: self,
+            table,
+            opts,
+            writer: None,
+            files: Vec::new(),
+        }))
+    }
+}
+
+/// Writes sorted keys into SST files and ingests them into the column family on finish.
+struct RocksSortedWriter<'a> {
+    store: &'a RocksStore,
+    table: Table,
+    opts: &'a Options,
+    writer: Option<SstFileWriter<'a>>,
+    files: Vec<PathBuf>,
+}
+
+impl RocksSortedWriter<'_> {
+    fn close_file(&mut self) -> Result<()> {
+        if let Some(mut w) = self.writer.take() {
+            w.finish()?;
+        }
+        Ok(())
+    }
+}
+
+impl SortedWriter for RocksSortedWriter<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        if self.writer.as_ref().is_some_and(|w| w.file_size() >= SST_FILE_BYTES) {
+            self.close_file()?;
+        }
+        if self.writer.is_none() {
+            let path = self.store.bulk_dir.join(format!(
+                "{}-{}-{}.sst",
+                self.table.name(),
+                std::process::id(),
+                self.files.len()
+            ));
+            let w = SstFileWriter::create(self.opts);
+            w.open(&path)?;
+            self.files.push(path);
+            self.writer = Some(w);
+        }
+        if let Some(w) = self.writer.as_mut() {
+            w.put(key, value)?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.close_file()?;
+        if self.files.is_empty() {
+            return Ok(());
+        }
+        let mut opts = IngestExternalFileOptions::default();
+        opts.set_move_files(true);
+        let cf = self.store.cf(self.table)?;
+        self.store.db.ingest_external_file_cf_opts(cf, &opts, std::mem::take(&mut self.files))?;
         Ok(())
     }
 }
