@@ -326,6 +326,7 @@ impl<S: KvStore> LeafDb<S> {
             }
             plans.push((haddr, change, old));
         }
+        let reads_done = started.elapsed();
         // Storage tries on worker threads while this thread loads the account-trie paths.
         let account_root = self.account_root()?;
         let account_nodes = AccountNodes(&self.store);
@@ -422,7 +423,8 @@ impl<S: KvStore> LeafDb<S> {
             slots = outcome.slots,
             nodes_written = outcome.nodes_written,
             batch_bytes,
-            storage_ms = storage_done.as_secs_f64() * 1e3,
+            reads_ms = reads_done.as_secs_f64() * 1e3,
+            storage_ms = (storage_done - reads_done).as_secs_f64() * 1e3,
             account_trie_ms = (tries_done - storage_done).as_secs_f64() * 1e3,
             recent_ms = (staged - tries_done).as_secs_f64() * 1e3,
             write_ms = (started.elapsed() - staged).as_secs_f64() * 1e3,

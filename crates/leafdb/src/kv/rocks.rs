@@ -107,9 +107,11 @@ impl DbOptions {
     }
 }
 
-/// Size at which a bulk-import SST file is closed and the next one started: 256 MiB keeps
-/// each ingested file a reasonable compaction unit.
-pub const SST_FILE_BYTES: u64 = 256 << 20;
+/// Size at which a bulk-import SST file is closed and the next one started: 64 MiB, the size
+/// flushes and compactions produce. Each file's filter and index blocks live in the block cache;
+/// with 256 MiB files they were large enough to churn it, and block application on a
+/// 1M-account state slowed from ~40 ms to ~650 ms in its storage phase (measured).
+pub const SST_FILE_BYTES: u64 = 64 << 20;
 
 /// The RocksDB-backed store.
 pub struct RocksStore {
