@@ -4,6 +4,9 @@
 pub mod chain;
 pub mod discovery;
 pub mod leaf;
+pub mod peers;
+pub mod requests;
+pub mod session;
 
 pub mod ecies;
 pub mod p2pstream;

@@ -1,0 +1,317 @@
+//! [`ActiveSession`]: the task that owns one established `leaf/1` session. It sends our requests
+//! and matches their responses ([`RequestTracker`]), serves the peer's requests through the
+//! [`RequestHandler`] on blocking threads ([`ServedRequests`] guards the in-flight limit),
+//! forwards head announcements, and reports penalties and its end to the peer manager.
+
+use super::{
+    RequestHandler,
+    events::{PenaltyReason, SessionId},
+};
+use crate::{
+    PeerId,
+    leaf::{ChainHead, LeafMessage, PenaltyClass},
+    p2pstream::DisconnectReason,
+    requests::{
+        LeafRequest, LeafResponse, RequestError, RequestTracker, ResponseOutcome, ServedRequests,
+    },
+    session::{SessionError, TcpLeafStream},
+};
+use futures::{SinkExt, StreamExt};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinSet,
+    time::Instant,
+};
+use tracing::{debug, trace};
+
+/// Most handler calls that run at once for one peer. A handler call reads RocksDB on a blocking
+/// thread; four per peer keep a few of a client's requests in parallel on the disk while 50
+/// peers cannot take more than 200 of tokio's 512 blocking threads. Further requests (up to the
+/// in-flight limit) wait in the session's queue.
+pub const MAX_CONCURRENT_HANDLER_CALLS_PER_PEER: usize = 4;
+
+/// Capacity of a session's command channel (requests, head announcements, disconnect). The
+/// manager never waits on it (it uses `try_send`); a full channel fails the request with
+/// [`RequestError::PeerBusy`]. Room for a full window of requests plus a few announcements.
+pub const SESSION_COMMAND_CHANNEL_CAPACITY: usize =
+    crate::leaf::protocol::MAX_IN_FLIGHT_REQUESTS + 16;
+
+/// Time given to the Disconnect that refuses an inbound peer before Hello (banned, duplicate,
+/// too many peers) to reach it; the peer may not read, and it cannot hold the handshake task
+/// longer. Sessions close within the p2p layer's `DISCONNECT_TIMEOUT` (the same 2 s).
+pub const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Time one message may take to be written to the socket. A 2 MiB response needs ~8 s at
+/// 2 Mbit/s, the slowest peer worth serving (the same reasoning as `REQUEST_TIMEOUT`); a peer
+/// whose receive window stays closed longer does not read and is dropped.
+pub const SESSION_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The waiter of one of our requests.
+pub(crate) type ResponseSender = oneshot::Sender<Result<LeafResponse, RequestError>>;
+
+/// What the manager (or a handle, through it) asks of a session.
+#[derive(Debug)]
+pub(crate) enum SessionCommand {
+    /// Send a request; answer on `reply`.
+    Request { request: LeafRequest, reply: ResponseSender },
+    /// Announce our new head.
+    NewHead(ChainHead),
+    /// Disconnect with this reason.
+    Disconnect(DisconnectReason),
+}
+
+/// What a session tells the manager.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SessionEvent {
+    /// The peer earned a penalty.
+    Penalty { peer: PeerId, class: PenaltyClass, reason: PenaltyReason },
+    /// The peer announced a new head.
+    NewHead { peer: PeerId, head: ChainHead },
+    /// The session ended.
+    Closed { peer: PeerId, session: SessionId, reason: Option<DisconnectReason> },
+}
+
+/// One established session, driven by [`ActiveSession::run`].
+pub(crate) struct ActiveSession {
+    pub(crate) peer: PeerId,
+    pub(crate) session: SessionId,
+    pub(crate) stream: TcpLeafStream,
+    pub(crate) commands: mpsc::Receiver<SessionCommand>,
+    pub(crate) events: mpsc::Sender<SessionEvent>,
+    pub(crate) handler: Arc<dyn RequestHandler>,
+    pub(crate) tracker: RequestTracker<ResponseSender>,
+    pub(crate) served: ServedRequests,
+    pub(crate) queued: VecDeque<LeafRequest>,
+    pub(crate) handlers: JoinSet<(LeafRequest, Option<LeafResponse>)>,
+}
+
+/// How the loop ends: with the reason sent or received, and whether we still have to send it.
+enum End {
+    /// Send Disconnect with this reason, then close.
+    Send(DisconnectReason),
+    /// The connection is over (the peer disconnected us, or the transport failed).
+    Gone(Option<DisconnectReason>),
+    /// Our Disconnect is already queued (the stream layer did it); flush and close.
+    Flush(Option<DisconnectReason>),
+}
+
+impl ActiveSession {
+    /// Runs the session until it ends; then fails every pending request with
+    /// [`RequestError::Disconnected`] and reports `Closed`.
+    pub(crate) async fn run(mut self) {
+        let end = self.run_loop().await;
+        let reason = match end {
+            End::Send(reason) => {
+                let _ = self.stream.disconnect(reason).await;
+                Some(reason)
+            }
+            End::Flush(reason) => {
+                // The Disconnect is queued already: this flushes and closes.
+                let queued = reason.unwrap_or(DisconnectReason::ProtocolBreach);
+                let _ = self.stream.disconnect(queued).await;
+                reason
+            }
+            End::Gone(reason) => reason,
+        };
+        for waiter in self.tracker.drain() {
+            let _ = waiter.send(Err(RequestError::Disconnected));
+        }
+        self.handlers.abort_all();
+        debug!(peer = %self.peer, ?reason, "session closed");
+        let closed = SessionEvent::Closed { peer: self.peer, session: self.session, reason };
+        let _ = self.events.send(closed).await;
+    }
+
+    async fn run_loop(&mut self) -> End {
+        loop {
+            let deadline = self.tracker.next_deadline();
+            tokio::select! {
+                message = self.stream.next() => match message {
+                    None => return End::Gone(None),
+                    Some(Ok(message)) => {
+                        if let Err(end) = self.on_message(message).await {
+                            return end;
+                        }
+                    }
+                    Some(Err(error)) => {
+                        if let Some(end) = self.on_error(error).await {
+                            return end;
+                        }
+                    }
+                },
+                command = self.commands.recv() => match command {
+                    None => return End::Send(DisconnectReason::ClientQuitting),
+                    Some(SessionCommand::Request { request, reply }) => {
+                        match self.tracker.start(request, reply, Instant::now()) {
+                            Ok(message) => {
+                                if let Err(end) = self.send(message).await {
+                                    return end;
+                                }
+                            }
+                            Err((error, reply)) => {
+                                let _ = reply.send(Err(error));
+                            }
+                        }
+                    }
+                    Some(SessionCommand::NewHead(head)) => {
+                        if let Err(end) = self.send(LeafMessage::NewHead(head)).await {
+                            return end;
+                        }
+                    }
+                    Some(SessionCommand::Disconnect(reason)) => return End::Send(reason),
+                },
+                Some(done) = self.handlers.join_next(), if !self.handlers.is_empty() => {
+                    if let Err(end) = self.on_handler_done(done).await {
+                        return end;
+                    }
+                }
+                () = sleep_until_opt(deadline), if deadline.is_some() => {
+                    for waiter in self.tracker.expire(Instant::now()) {
+                        let _ = waiter.send(Err(RequestError::Timeout));
+                        self.penalise(PenaltyClass::High, PenaltyReason::Timeout).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends one message, within [`SESSION_SEND_TIMEOUT`]: a peer that stops reading cannot
+    /// hold the session (and our pending requests) forever.
+    async fn send(&mut self, message: LeafMessage) -> Result<(), End> {
+        match tokio::time::timeout(SESSION_SEND_TIMEOUT, self.stream.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                debug!(peer = %self.peer, %error, "send failed");
+                Err(End::Gone(error.disconnect_reason()))
+            }
+            Err(_) => {
+                debug!(peer = %self.peer, "send timed out: the peer does not read");
+                Err(End::Gone(Some(DisconnectReason::TcpSubsystemError)))
+            }
+        }
+    }
+
+    async fn penalise(&self, class: PenaltyClass, reason: PenaltyReason) {
+        let event = SessionEvent::Penalty { peer: self.peer, class, reason };
+        let _ = self.events.send(event).await;
+    }
+
+    /// An error from the stream: an unknown message id is penalised and the session goes on;
+    /// anything else ends it (the stream layer already queued the Disconnect of a breach).
+    async fn on_error(&mut self, error: SessionError) -> Option<End> {
+        trace!(peer = %self.peer, %error, "session error");
+        if let SessionError::Leaf(leaf) = &error
+            && !leaf.is_protocol_breach()
+        {
+            self.penalise(leaf.penalty(), PenaltyReason::UnknownMessage).await;
+            return None;
+        }
+        if let Some(class) = error.penalty() {
+            self.penalise(class, PenaltyReason::Breach).await;
+        }
+        Some(if error.is_protocol_breach() {
+            End::Flush(error.disconnect_reason())
+        } else {
+            End::Gone(error.disconnect_reason())
+        })
+    }
+
+    async fn on_message(&mut self, message: LeafMessage) -> Result<(), End> {
+        match message {
+            LeafMessage::NewHead(head) => {
+                let _ = self.events.send(SessionEvent::NewHead { peer: self.peer, head }).await;
+                Ok(())
+            }
+            // The stream turns a second Status into an error before it gets here.
+            LeafMessage::Status(_) => Ok(()),
+            message if message.is_response() => match LeafResponse::from_message(message) {
+                Some(response) => self.on_response(response).await,
+                None => Ok(()),
+            },
+            message => match LeafRequest::from_message(message) {
+                Some(request) => self.on_request(request).await,
+                None => Ok(()),
+            },
+        }
+    }
+
+    async fn on_response(&mut self, response: LeafResponse) -> Result<(), End> {
+        match self.tracker.on_response(response) {
+            ResponseOutcome::Matched(waiter, response) => {
+                let _ = waiter.send(Ok(response));
+                Ok(())
+            }
+            ResponseOutcome::Late => {
+                self.penalise(PenaltyClass::Mid, PenaltyReason::LateResponse).await;
+                Ok(())
+            }
+            ResponseOutcome::Unsolicited => {
+                self.penalise(PenaltyClass::Mid, PenaltyReason::UnsolicitedResponse).await;
+                Ok(())
+            }
+            ResponseOutcome::Invalid(waiter, violation) => {
+                let _ = waiter.send(Err(RequestError::InvalidResponse(violation)));
+                self.penalise(violation.penalty(), PenaltyReason::InvalidResponse(violation)).await;
+                Err(End::Send(DisconnectReason::ProtocolBreach))
+            }
+        }
+    }
+
+    async fn on_request(&mut self, request: LeafRequest) -> Result<(), End> {
+        if self.served.on_request().is_err() {
+            self.penalise(PenaltyClass::Fatal, PenaltyReason::RequestFlood).await;
+            return Err(End::Send(DisconnectReason::ProtocolBreach));
+        }
+        self.queued.push_back(request);
+        self.spawn_handlers();
+        Ok(())
+    }
+
+    /// Starts queued requests while fewer than [`MAX_CONCURRENT_HANDLER_CALLS_PER_PEER`] run.
+    fn spawn_handlers(&mut self) {
+        while self.handlers.len() < MAX_CONCURRENT_HANDLER_CALLS_PER_PEER {
+            let Some(request) = self.queued.pop_front() else { return };
+            let handler = Arc::clone(&self.handler);
+            let peer = self.peer;
+            self.handlers.spawn_blocking(move || {
+                let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handler.handle(peer, request.clone())
+                }))
+                .ok();
+                (request, response)
+            });
+        }
+    }
+
+    async fn on_handler_done(
+        &mut self,
+        done: Result<(LeafRequest, Option<LeafResponse>), tokio::task::JoinError>,
+    ) -> Result<(), End> {
+        // A join error means the task was aborted (only at session end): nothing to answer.
+        let Ok((request, response)) = done else { return Ok(()) };
+        let mut response = match response {
+            Some(response) if request.is_answered_by(&response) => response,
+            Some(_) => {
+                debug!(peer = %self.peer, "handler answered with the wrong kind; sending empty");
+                request.empty_response()
+            }
+            None => {
+                debug!(peer = %self.peer, "handler panicked; sending empty");
+                request.empty_response()
+            }
+        };
+        response.set_request_id(request.request_id());
+        self.served.on_answered();
+        self.spawn_handlers();
+        self.send(response.into_message()).await
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one (the branch is disabled then anyway).
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

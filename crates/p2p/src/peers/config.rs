@@ -1,0 +1,116 @@
+//! [`NetworkConfig`]: everything [`super::Network::start`] needs, with documented defaults.
+
+use super::{NodeRecord, RequestHandler};
+use crate::{
+    chain::ChainSpec,
+    discovery::DiscoveryConfig,
+    leaf::{ChainHead, ServeFlags, Status},
+};
+use secp256k1::SecretKey;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::sync::watch;
+
+/// Default most inbound sessions. Serving is the cheap side (cached chunks), so a node accepts
+/// more than it dials, as geth does with its 1/3 outbound ratio.
+pub const DEFAULT_MAX_INBOUND: usize = 50;
+
+/// Default most outbound sessions (dialed by us, static peers included). Enough parallel servers
+/// to saturate a typical link during sync with chunk requests of up to 2 MiB.
+pub const DEFAULT_MAX_OUTBOUND: usize = 25;
+
+/// Default pause between two passes of the dialer over static peers and queued candidates. One
+/// second keeps reconnects prompt without busy-looping; backoff spaces the retries of one peer.
+pub const DEFAULT_DIAL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Our head as the node's owner publishes it (through a `watch` channel): it fills our `Status`
+/// and is announced to peers as `NewHead` when it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LocalHead {
+    /// Head block number, hash and state root.
+    pub head: ChainHead,
+    /// Head block timestamp (selects the EIP-2124 fork id).
+    pub timestamp: u64,
+    /// Estimate of the number of accounts in our state (0 if unknown).
+    pub account_estimate: u64,
+    /// What we serve.
+    pub serves: ServeFlags,
+}
+
+impl LocalHead {
+    /// Our `Status` for `chain` at this head.
+    pub fn status(&self, chain: &ChainSpec) -> Status {
+        Status::ours(chain, self.head, self.timestamp, self.account_estimate, self.serves)
+    }
+}
+
+/// Configuration of the network.
+#[derive(Clone)]
+pub struct NetworkConfig {
+    /// Our node key (RLPx identity, also the discv5 key).
+    pub secret_key: SecretKey,
+    /// Our chain. Its genesis hash must be known.
+    pub chain: ChainSpec,
+    /// TCP address to listen on for RLPx. Default: `0.0.0.0:30403`; tests use `127.0.0.1:0`.
+    pub listen_addr: SocketAddr,
+    /// discv5 settings; `None` disables discovery (static peers only). Default: `None`. Its
+    /// `tcp_port` is replaced by the bound RLPx port.
+    pub discovery: Option<DiscoveryConfig>,
+    /// Peers we keep connected and redial with backoff. Default: none.
+    pub static_peers: Vec<NodeRecord>,
+    /// Peers we keep connected and that are exempt from the peer limits and from bans. Default:
+    /// none.
+    pub trusted_peers: Vec<NodeRecord>,
+    /// Most inbound sessions. Default: [`DEFAULT_MAX_INBOUND`].
+    pub max_inbound: usize,
+    /// Most outbound sessions. Default: [`DEFAULT_MAX_OUTBOUND`].
+    pub max_outbound: usize,
+    /// Pause between dialer passes. Default: [`DEFAULT_DIAL_INTERVAL`].
+    pub dial_interval: Duration,
+    /// Client id in our Hello. Default: `leafsync/<crate version>`.
+    pub client_version: String,
+    /// Our head; the owner of the node updates it.
+    pub head: watch::Receiver<LocalHead>,
+    /// Answers the peers' requests.
+    pub handler: Arc<dyn RequestHandler>,
+}
+
+impl NetworkConfig {
+    /// The defaults documented on each field, for `chain`, `secret_key`, `head` and `handler`.
+    pub fn new(
+        secret_key: SecretKey,
+        chain: ChainSpec,
+        head: watch::Receiver<LocalHead>,
+        handler: Arc<dyn RequestHandler>,
+    ) -> Self {
+        Self {
+            secret_key,
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], chain.ports.tcp)),
+            chain,
+            discovery: None,
+            static_peers: Vec::new(),
+            trusted_peers: Vec::new(),
+            max_inbound: DEFAULT_MAX_INBOUND,
+            max_outbound: DEFAULT_MAX_OUTBOUND,
+            dial_interval: DEFAULT_DIAL_INTERVAL,
+            client_version: concat!("leafsync/", env!("CARGO_PKG_VERSION")).to_owned(),
+            head,
+            handler,
+        }
+    }
+}
+
+impl std::fmt::Debug for NetworkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkConfig")
+            .field("chain", &self.chain.name)
+            .field("listen_addr", &self.listen_addr)
+            .field("discovery", &self.discovery)
+            .field("static_peers", &self.static_peers)
+            .field("trusted_peers", &self.trusted_peers)
+            .field("max_inbound", &self.max_inbound)
+            .field("max_outbound", &self.max_outbound)
+            .field("dial_interval", &self.dial_interval)
+            .field("client_version", &self.client_version)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,32 @@
+//! Peer management: lighthouse-style scoring and bans ([`score`]), enode URLs, the per-session
+//! task that routes requests and serves the peer, and the `PeerManager` owner loop
+//! behind the cloneable [`NetworkHandle`]. `docs/p2p.md` describes the whole.
+
+mod active;
+mod config;
+mod dial;
+mod enode;
+mod events;
+mod handler;
+mod manager;
+mod network;
+pub mod score;
+
+pub use active::{
+    MAX_CONCURRENT_HANDLER_CALLS_PER_PEER, SESSION_CLOSE_TIMEOUT, SESSION_COMMAND_CHANNEL_CAPACITY,
+    SESSION_SEND_TIMEOUT,
+};
+pub use config::{
+    DEFAULT_DIAL_INTERVAL, DEFAULT_MAX_INBOUND, DEFAULT_MAX_OUTBOUND, LocalHead, NetworkConfig,
+};
+pub use dial::{Backoff, DIAL_BACKOFF_BASE, DIAL_BACKOFF_MAX, MAX_BACKOFF_ENTRIES};
+pub use enode::{EnodeError, NodeRecord};
+pub use events::{
+    Direction, DiscoveryCounters, EVENT_CHANNEL_CAPACITY, NetworkEvent, PeerInfo, PenaltyReason,
+};
+pub use handler::{EmptyHandler, HandlerResult, RequestHandler};
+pub use manager::{
+    ACCEPT_ERROR_BACKOFF, COMMAND_CHANNEL_CAPACITY, HANDSHAKE_EVENT_CHANNEL_CAPACITY,
+    MAX_PENDING_INBOUND, MAX_QUEUED_CANDIDATES, SESSION_EVENT_CHANNEL_CAPACITY, SHUTDOWN_TIMEOUT,
+};
+pub use network::{Network, NetworkError, NetworkHandle};

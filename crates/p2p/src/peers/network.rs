@@ -1,0 +1,249 @@
+//! [`Network::start`] and the [`NetworkHandle`] the rest of the program uses.
+
+use super::{
+    NetworkConfig, NodeRecord,
+    events::{DiscoveryCounters, EVENT_CHANNEL_CAPACITY, NetworkEvent, PeerInfo},
+    manager::{COMMAND_CHANNEL_CAPACITY, Command, ManagerParts, PeerManager},
+};
+use crate::{
+    PeerId,
+    chain::{ChainSpecError, Enr},
+    discovery::{Discovery, DiscoveryError, LeafEnrEntry},
+    ecies::id_from_pk,
+    leaf::{
+        Chunk, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk, Nodes, PenaltyClass,
+        StorageChunk,
+    },
+    p2pstream::{DisconnectReason, HelloMessageWithProtocols},
+    requests::{LeafRequest, LeafResponse, RequestError, ResponseViolation},
+    session::{SessionParams, leaf_protocol},
+};
+use secp256k1::{PublicKey, SECP256K1};
+use std::{net::SocketAddr, sync::Arc};
+use tokio::{
+    net::TcpListener,
+    sync::{broadcast, mpsc, oneshot},
+};
+
+/// Why the network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// Binding the TCP listener failed.
+    #[error("binding the RLPx listener: {0}")]
+    Io(#[from] std::io::Error),
+    /// The chain spec cannot be announced (placeholder genesis).
+    #[error(transparent)]
+    Chain(#[from] ChainSpecError),
+    /// Discovery failed to start.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+}
+
+/// The networking service: RLPx listener, discovery, and the peer manager.
+#[derive(Debug)]
+pub struct Network;
+
+impl Network {
+    /// Binds the listener, starts discovery (if configured) and the peer manager task, and returns
+    /// the handle. Must be called within a tokio runtime.
+    pub async fn start(config: NetworkConfig) -> Result<NetworkHandle, NetworkError> {
+        config.chain.ensure_genesis_known()?;
+        let listener = TcpListener::bind(config.listen_addr).await?;
+        let local_addr = listener.local_addr()?;
+        let local_id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &config.secret_key));
+        let discovery = match config.discovery {
+            Some(mut discovery_config) => {
+                discovery_config.tcp_port = local_addr.port();
+                let local = *config.head.borrow();
+                let fork_id = config.chain.fork_id(local.head.number, local.timestamp);
+                Some(
+                    Discovery::start(
+                        &config.secret_key,
+                        discovery_config,
+                        fork_id,
+                        LeafEnrEntry::for_chain(&config.chain),
+                    )
+                    .await?,
+                )
+            }
+            None => None,
+        };
+        let hello = HelloMessageWithProtocols::new(
+            config.client_version,
+            vec![leaf_protocol()],
+            local_addr.port(),
+            local_id,
+        );
+        let params =
+            Arc::new(SessionParams { secret_key: config.secret_key, hello, chain: config.chain });
+        let (commands_tx, commands) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
+        let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
+        let manager = PeerManager::new(ManagerParts {
+            local_id,
+            params,
+            listener,
+            handler: config.handler,
+            head: config.head,
+            commands,
+            events: events.clone(),
+            discovery,
+            static_peers: config.static_peers,
+            trusted_peers: config.trusted_peers,
+            max_inbound: config.max_inbound,
+            max_outbound: config.max_outbound,
+            dial_interval: config.dial_interval,
+        });
+        tokio::spawn(manager.run());
+        Ok(NetworkHandle {
+            inner: Arc::new(Inner {
+                commands: commands_tx,
+                events,
+                local: NodeRecord { id: local_id, addr: local_addr },
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<NetworkEvent>,
+    local: NodeRecord,
+}
+
+/// A cloneable handle to the running network. When the last handle is dropped the network shuts
+/// down.
+#[derive(Debug, Clone)]
+pub struct NetworkHandle {
+    inner: Arc<Inner>,
+}
+
+impl NetworkHandle {
+    async fn command(&self, command: Command) -> Result<(), RequestError> {
+        self.inner.commands.send(command).await.map_err(|_| RequestError::NetworkClosed)
+    }
+
+    /// Our enode URL (node id and bound RLPx address).
+    pub fn local_enode(&self) -> NodeRecord {
+        self.inner.local
+    }
+
+    /// Our node id.
+    pub fn local_id(&self) -> PeerId {
+        self.inner.local.id
+    }
+
+    /// Our RLPx listen address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local.addr
+    }
+
+    /// Our discv5 record, if discovery runs.
+    pub async fn local_enr(&self) -> Option<Enr> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::LocalEnr(tx)).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// Discovery's counters, if discovery runs.
+    pub async fn discovery_counters(&self) -> Option<DiscoveryCounters> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::DiscoveryCounters(tx)).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// The connected peers.
+    pub async fn peers(&self) -> Vec<PeerInfo> {
+        let (tx, rx) = oneshot::channel();
+        if self.command(Command::Peers(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Adds a static peer (kept connected, redialed with backoff) and dials it now.
+    pub async fn add_peer(&self, record: NodeRecord) -> Result<(), RequestError> {
+        self.command(Command::AddPeer(record)).await
+    }
+
+    /// Sends `request` to `peer` and waits for its response (at most `REQUEST_TIMEOUT` once the
+    /// request is on the wire). The request id is assigned by the session.
+    pub async fn request(
+        &self,
+        peer: PeerId,
+        request: LeafRequest,
+    ) -> Result<LeafResponse, RequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::Request { peer, request, reply }).await?;
+        rx.await.map_err(|_| RequestError::Disconnected)?
+    }
+
+    /// [`Self::request`] for a `GetChunk`.
+    pub async fn get_chunk(&self, peer: PeerId, request: GetChunk) -> Result<Chunk, RequestError> {
+        match self.request(peer, LeafRequest::GetChunk(request)).await? {
+            LeafResponse::Chunk(chunk) => Ok(chunk),
+            // The session checks the kind before delivering; this cannot happen.
+            _ => Err(RequestError::InvalidResponse(ResponseViolation::WrongType)),
+        }
+    }
+
+    /// [`Self::request`] for a `GetStorageChunk`.
+    pub async fn get_storage_chunk(
+        &self,
+        peer: PeerId,
+        request: GetStorageChunk,
+    ) -> Result<StorageChunk, RequestError> {
+        match self.request(peer, LeafRequest::GetStorageChunk(request)).await? {
+            LeafResponse::StorageChunk(chunk) => Ok(chunk),
+            // The session checks the kind before delivering; this cannot happen.
+            _ => Err(RequestError::InvalidResponse(ResponseViolation::WrongType)),
+        }
+    }
+
+    /// [`Self::request`] for a `GetNodes`.
+    pub async fn get_nodes(&self, peer: PeerId, request: GetNodes) -> Result<Nodes, RequestError> {
+        match self.request(peer, LeafRequest::GetNodes(request)).await? {
+            LeafResponse::Nodes(nodes) => Ok(nodes),
+            // The session checks the kind before delivering; this cannot happen.
+            _ => Err(RequestError::InvalidResponse(ResponseViolation::WrongType)),
+        }
+    }
+
+    /// [`Self::request`] for a `GetCodes`.
+    pub async fn get_codes(&self, peer: PeerId, request: GetCodes) -> Result<Codes, RequestError> {
+        match self.request(peer, LeafRequest::GetCodes(request)).await? {
+            LeafResponse::Codes(codes) => Ok(codes),
+            // The session checks the kind before delivering; this cannot happen.
+            _ => Err(RequestError::InvalidResponse(ResponseViolation::WrongType)),
+        }
+    }
+
+    /// Penalises `peer` (e.g. the sync layer found its chunk to be junk); enough penalties
+    /// disconnect and ban it.
+    pub async fn report(&self, peer: PeerId, class: PenaltyClass) -> Result<(), RequestError> {
+        self.command(Command::Report { peer, class }).await
+    }
+
+    /// Disconnects `peer` with `reason`.
+    pub async fn disconnect(
+        &self,
+        peer: PeerId,
+        reason: DisconnectReason,
+    ) -> Result<(), RequestError> {
+        self.command(Command::Disconnect { peer, reason }).await
+    }
+
+    /// Subscribes to network events (from now on).
+    pub fn events(&self) -> broadcast::Receiver<NetworkEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Disconnects every peer (reason "client quitting"), stops discovery and the manager, and
+    /// waits for it.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.command(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}

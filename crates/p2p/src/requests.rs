@@ -1,0 +1,546 @@
+//! Request/response routing of one `leaf/1` connection: request ids, per-request timeouts, the
+//! in-flight limit on both sides, and matching responses to their request by id and type.
+//!
+//! [`RequestTracker`] is the client side (our requests to the peer); [`ServedRequests`] the server
+//! side (the peer's requests to us). Both are plain state machines without I/O, driven by the
+//! session task (`crate::peers`), so every rule of `docs/leaf-protocol.md` "Requests and
+//! responses" is unit-testable here with explicit instants.
+
+use crate::leaf::{
+    Chunk, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk, LeafMessage, Nodes, PenaltyClass,
+    StorageChunk,
+    protocol::{MAX_IN_FLIGHT_REQUESTS, REQUEST_TIMEOUT},
+};
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Duration,
+};
+use tokio::time::Instant;
+
+/// How many ids of timed-out requests a tracker remembers, to tell a late response (its request
+/// expired) from an unsolicited one (never asked). Both earn the same penalty; the distinction is
+/// only counted. Four times the in-flight limit covers every request that can expire within a few
+/// timeout periods.
+pub const LATE_ID_MEMORY: usize = 4 * MAX_IN_FLIGHT_REQUESTS;
+
+/// A `leaf/1` request. Its `request_id` field is chosen by the [`RequestTracker`] when it is sent;
+/// any value set by the caller is overwritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeafRequest {
+    /// Account leaves under a prefix.
+    GetChunk(GetChunk),
+    /// Storage slots of one account under a prefix.
+    GetStorageChunk(GetStorageChunk),
+    /// Trie nodes by path and hash.
+    GetNodes(GetNodes),
+    /// Contract codes by hash.
+    GetCodes(GetCodes),
+}
+
+/// A `leaf/1` response, the answer to a [`LeafRequest`] of the same kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeafResponse {
+    /// Answer to `GetChunk`.
+    Chunk(Chunk),
+    /// Answer to `GetStorageChunk`.
+    StorageChunk(StorageChunk),
+    /// Answer to `GetNodes`.
+    Nodes(Nodes),
+    /// Answer to `GetCodes`.
+    Codes(Codes),
+}
+
+impl LeafRequest {
+    /// The request id.
+    pub fn request_id(&self) -> u64 {
+        match self {
+            Self::GetChunk(m) => m.request_id,
+            Self::GetStorageChunk(m) => m.request_id,
+            Self::GetNodes(m) => m.request_id,
+            Self::GetCodes(m) => m.request_id,
+        }
+    }
+
+    /// Sets the request id.
+    pub fn set_request_id(&mut self, id: u64) {
+        match self {
+            Self::GetChunk(m) => m.request_id = id,
+            Self::GetStorageChunk(m) => m.request_id = id,
+            Self::GetNodes(m) => m.request_id = id,
+            Self::GetCodes(m) => m.request_id = id,
+        }
+    }
+
+    /// The most items a response may hold: the number of requested nodes or codes; `None` for
+    /// chunks (their size is bounded by bytes, checked at decoding).
+    pub fn max_response_items(&self) -> Option<usize> {
+        match self {
+            Self::GetNodes(m) => Some(m.nodes.len()),
+            Self::GetCodes(m) => Some(m.hashes.len()),
+            Self::GetChunk(_) | Self::GetStorageChunk(_) => None,
+        }
+    }
+
+    /// Whether `response` is of the kind that answers this request.
+    pub fn is_answered_by(&self, response: &LeafResponse) -> bool {
+        matches!(
+            (self, response),
+            (Self::GetChunk(_), LeafResponse::Chunk(_))
+                | (Self::GetStorageChunk(_), LeafResponse::StorageChunk(_))
+                | (Self::GetNodes(_), LeafResponse::Nodes(_))
+                | (Self::GetCodes(_), LeafResponse::Codes(_))
+        )
+    }
+
+    /// The empty answer of the right kind ("I have nothing"), with this request's id: what a
+    /// server sends when it cannot answer (the protocol allows incomplete, never wrong, answers).
+    pub fn empty_response(&self) -> LeafResponse {
+        use crate::leaf::ChunkContent;
+        let request_id = self.request_id();
+        match self {
+            Self::GetChunk(_) => LeafResponse::Chunk(Chunk {
+                request_id,
+                head_number: 0,
+                content: ChunkContent::Items(Vec::new()),
+            }),
+            Self::GetStorageChunk(_) => LeafResponse::StorageChunk(StorageChunk {
+                request_id,
+                head_number: 0,
+                content: ChunkContent::Items(Vec::new()),
+            }),
+            Self::GetNodes(_) => LeafResponse::Nodes(Nodes { request_id, nodes: Vec::new() }),
+            Self::GetCodes(_) => LeafResponse::Codes(Codes { request_id, codes: Vec::new() }),
+        }
+    }
+
+    /// The wire message.
+    pub fn into_message(self) -> LeafMessage {
+        match self {
+            Self::GetChunk(m) => LeafMessage::GetChunk(m),
+            Self::GetStorageChunk(m) => LeafMessage::GetStorageChunk(m),
+            Self::GetNodes(m) => LeafMessage::GetNodes(m),
+            Self::GetCodes(m) => LeafMessage::GetCodes(m),
+        }
+    }
+
+    /// The request in `message`, `None` if it is not a request.
+    pub fn from_message(message: LeafMessage) -> Option<Self> {
+        match message {
+            LeafMessage::GetChunk(m) => Some(Self::GetChunk(m)),
+            LeafMessage::GetStorageChunk(m) => Some(Self::GetStorageChunk(m)),
+            LeafMessage::GetNodes(m) => Some(Self::GetNodes(m)),
+            LeafMessage::GetCodes(m) => Some(Self::GetCodes(m)),
+            _ => None,
+        }
+    }
+}
+
+impl LeafResponse {
+    /// The request id it echoes.
+    pub fn request_id(&self) -> u64 {
+        match self {
+            Self::Chunk(m) => m.request_id,
+            Self::StorageChunk(m) => m.request_id,
+            Self::Nodes(m) => m.request_id,
+            Self::Codes(m) => m.request_id,
+        }
+    }
+
+    /// Sets the request id.
+    pub fn set_request_id(&mut self, id: u64) {
+        match self {
+            Self::Chunk(m) => m.request_id = id,
+            Self::StorageChunk(m) => m.request_id = id,
+            Self::Nodes(m) => m.request_id = id,
+            Self::Codes(m) => m.request_id = id,
+        }
+    }
+
+    /// Number of items: leaves, slots, node or code entries (0 for "too large").
+    pub fn item_count(&self) -> usize {
+        match self {
+            Self::Chunk(m) => m.content.len(),
+            Self::StorageChunk(m) => m.content.len(),
+            Self::Nodes(m) => m.nodes.len(),
+            Self::Codes(m) => m.codes.len(),
+        }
+    }
+
+    /// The wire message.
+    pub fn into_message(self) -> LeafMessage {
+        match self {
+            Self::Chunk(m) => LeafMessage::Chunk(m),
+            Self::StorageChunk(m) => LeafMessage::StorageChunk(m),
+            Self::Nodes(m) => LeafMessage::Nodes(m),
+            Self::Codes(m) => LeafMessage::Codes(m),
+        }
+    }
+
+    /// The response in `message`, `None` if it is not a response.
+    pub fn from_message(message: LeafMessage) -> Option<Self> {
+        match message {
+            LeafMessage::Chunk(m) => Some(Self::Chunk(m)),
+            LeafMessage::StorageChunk(m) => Some(Self::StorageChunk(m)),
+            LeafMessage::Nodes(m) => Some(Self::Nodes(m)),
+            LeafMessage::Codes(m) => Some(Self::Codes(m)),
+            _ => None,
+        }
+    }
+}
+
+/// Why a request of ours failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// No established session with that peer.
+    #[error("not connected to that peer")]
+    UnknownPeer,
+    /// The session's command queue is full; try later or another peer.
+    #[error("peer session is busy")]
+    PeerBusy,
+    /// [`MAX_IN_FLIGHT_REQUESTS`] requests are already outstanding at that peer.
+    #[error("{MAX_IN_FLIGHT_REQUESTS} requests already in flight at that peer")]
+    TooManyInFlight,
+    /// No answer within [`REQUEST_TIMEOUT`]; the peer was penalised.
+    #[error("request timed out")]
+    Timeout,
+    /// The peer answered with a response of another kind, or with more items than requested (a
+    /// protocol breach: the peer was disconnected).
+    #[error("invalid response: {0}")]
+    InvalidResponse(ResponseViolation),
+    /// The session ended before the answer came.
+    #[error("peer disconnected")]
+    Disconnected,
+    /// The network is shut down.
+    #[error("network shut down")]
+    NetworkClosed,
+}
+
+/// What was wrong with a response that matched an in-flight request id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseViolation {
+    /// The response is not of the requested kind (e.g. `Codes` for a `GetNodes`).
+    #[error("response of the wrong type")]
+    WrongType,
+    /// More node or code entries than were requested.
+    #[error("{got} items for {requested} requested")]
+    TooManyItems {
+        /// Entries received.
+        got: usize,
+        /// Entries requested.
+        requested: usize,
+    },
+}
+
+impl ResponseViolation {
+    /// Both are protocol breaches (`docs/leaf-protocol.md`, "Bad input"): fatal.
+    pub fn penalty(&self) -> PenaltyClass {
+        PenaltyClass::Fatal
+    }
+}
+
+/// What became of a response received from the peer.
+#[derive(Debug)]
+pub enum ResponseOutcome<W> {
+    /// It answers an in-flight request: deliver it to that request's waiter.
+    Matched(W, LeafResponse),
+    /// It answers a request that already timed out: dropped, mid penalty.
+    Late,
+    /// Its id matches no request we sent: dropped, mid penalty.
+    Unsolicited,
+    /// It matches an in-flight request but breaks the rules; the waiter gets the error and the
+    /// peer is disconnected for breach of protocol.
+    Invalid(W, ResponseViolation),
+}
+
+impl<W> ResponseOutcome<W> {
+    /// The penalty the outcome earns, if any.
+    pub fn penalty(&self) -> Option<PenaltyClass> {
+        match self {
+            Self::Matched(..) => None,
+            Self::Late | Self::Unsolicited => Some(PenaltyClass::Mid),
+            Self::Invalid(_, v) => Some(v.penalty()),
+        }
+    }
+}
+
+/// One request of ours in flight.
+#[derive(Debug)]
+struct InFlight<W> {
+    request: LeafRequest,
+    deadline: Instant,
+    waiter: W,
+}
+
+/// Counters of a tracker, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrackerStats {
+    /// Requests sent.
+    pub sent: u64,
+    /// Responses delivered.
+    pub matched: u64,
+    /// Requests that timed out.
+    pub timed_out: u64,
+    /// Responses that came after their request's timeout.
+    pub late: u64,
+    /// Responses with an id we never used (or forgot).
+    pub unsolicited: u64,
+    /// Responses of the wrong type or with too many items.
+    pub invalid: u64,
+}
+
+/// Our requests to one peer: assigns ids, enforces [`MAX_IN_FLIGHT_REQUESTS`] and
+/// [`REQUEST_TIMEOUT`], and matches responses. `W` is whatever waits for the answer (a oneshot
+/// sender in the session task).
+#[derive(Debug)]
+pub struct RequestTracker<W> {
+    next_id: u64,
+    timeout: Duration,
+    in_flight: HashMap<u64, InFlight<W>>,
+    expired: VecDeque<u64>,
+    stats: TrackerStats,
+}
+
+impl<W> Default for RequestTracker<W> {
+    fn default() -> Self {
+        Self::new(REQUEST_TIMEOUT)
+    }
+}
+
+impl<W> RequestTracker<W> {
+    /// A tracker whose requests time out after `timeout` (normally [`REQUEST_TIMEOUT`]).
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            next_id: 0,
+            timeout,
+            in_flight: HashMap::new(),
+            expired: VecDeque::new(),
+            stats: TrackerStats::default(),
+        }
+    }
+
+    /// Registers `request` with a fresh id and returns the message to send. Fails (giving the
+    /// waiter back) when [`MAX_IN_FLIGHT_REQUESTS`] are outstanding.
+    pub fn start(
+        &mut self,
+        mut request: LeafRequest,
+        waiter: W,
+        now: Instant,
+    ) -> Result<LeafMessage, (RequestError, W)> {
+        if self.in_flight.len() >= MAX_IN_FLIGHT_REQUESTS {
+            return Err((RequestError::TooManyInFlight, waiter));
+        }
+        let id = self.next_id;
+        // Ids are unique per connection; 2^64 requests cannot be sent in its lifetime.
+        self.next_id = self.next_id.wrapping_add(1);
+        request.set_request_id(id);
+        let message = request.clone().into_message();
+        self.in_flight.insert(id, InFlight { request, deadline: now + self.timeout, waiter });
+        self.stats.sent += 1;
+        Ok(message)
+    }
+
+    /// Matches a response from the peer to its request, by id, then type, then item count.
+    pub fn on_response(&mut self, response: LeafResponse) -> ResponseOutcome<W> {
+        let id = response.request_id();
+        let Some(entry) = self.in_flight.remove(&id) else {
+            return if self.expired.contains(&id) {
+                self.expired.retain(|e| *e != id);
+                self.stats.late += 1;
+                ResponseOutcome::Late
+            } else {
+                self.stats.unsolicited += 1;
+                ResponseOutcome::Unsolicited
+            };
+        };
+        if !entry.request.is_answered_by(&response) {
+            self.stats.invalid += 1;
+            return ResponseOutcome::Invalid(entry.waiter, ResponseViolation::WrongType);
+        }
+        if let Some(requested) = entry.request.max_response_items() {
+            let got = response.item_count();
+            if got > requested {
+                self.stats.invalid += 1;
+                return ResponseOutcome::Invalid(
+                    entry.waiter,
+                    ResponseViolation::TooManyItems { got, requested },
+                );
+            }
+        }
+        self.stats.matched += 1;
+        ResponseOutcome::Matched(entry.waiter, response)
+    }
+
+    /// Removes every request whose deadline is at or before `now` and returns their waiters
+    /// (each one earns the peer a high penalty). Their ids are remembered as expired.
+    pub fn expire(&mut self, now: Instant) -> Vec<W> {
+        let ids: Vec<u64> =
+            self.in_flight.iter().filter(|(_, e)| e.deadline <= now).map(|(id, _)| *id).collect();
+        let mut waiters = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(entry) = self.in_flight.remove(&id) {
+                waiters.push(entry.waiter);
+                if self.expired.len() >= LATE_ID_MEMORY {
+                    self.expired.pop_front();
+                }
+                self.expired.push_back(id);
+                self.stats.timed_out += 1;
+            }
+        }
+        waiters
+    }
+
+    /// The earliest deadline of the requests in flight.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.in_flight.values().map(|e| e.deadline).min()
+    }
+
+    /// Number of requests in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Takes every waiter (the session is ending).
+    pub fn drain(&mut self) -> impl Iterator<Item = W> + '_ {
+        self.in_flight.drain().map(|(_, e)| e.waiter)
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> TrackerStats {
+        self.stats
+    }
+}
+
+/// The peer flooded us: it had more than [`MAX_IN_FLIGHT_REQUESTS`] unanswered requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("peer has more than {MAX_IN_FLIGHT_REQUESTS} requests in flight")]
+pub struct RequestFlood;
+
+/// The peer's unanswered requests to us (server side).
+#[derive(Debug, Default)]
+pub struct ServedRequests {
+    outstanding: usize,
+}
+
+impl ServedRequests {
+    /// A request arrived. More than [`MAX_IN_FLIGHT_REQUESTS`] unanswered ones is a flood, a
+    /// protocol breach (`docs/leaf-protocol.md`: disconnect `0x02`, fatal).
+    pub fn on_request(&mut self) -> Result<(), RequestFlood> {
+        if self.outstanding >= MAX_IN_FLIGHT_REQUESTS {
+            return Err(RequestFlood);
+        }
+        self.outstanding += 1;
+        Ok(())
+    }
+
+    /// A response was sent.
+    pub fn on_answered(&mut self) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+    }
+
+    /// Unanswered requests.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::leaf::Nibbles;
+    use alloy_primitives::{B256, Bytes};
+
+    fn get_codes(n: usize) -> LeafRequest {
+        LeafRequest::GetCodes(GetCodes {
+            request_id: 999,
+            hashes: vec![B256::ZERO; n],
+            max_bytes: 1000,
+        })
+    }
+
+    fn codes(id: u64, n: usize) -> LeafResponse {
+        LeafResponse::Codes(Codes { request_id: id, codes: vec![Bytes::new(); n] })
+    }
+
+    #[test]
+    fn ids_are_assigned_and_matched() {
+        let now = Instant::now();
+        let mut t = RequestTracker::default();
+        let m0 = t.start(get_codes(2), "a", now).map_err(|e| e.0);
+        let m1 = t.start(get_codes(2), "b", now).map_err(|e| e.0);
+        assert_eq!(m0.map(|m| m.request_id()), Ok(Some(0)));
+        assert_eq!(m1.map(|m| m.request_id()), Ok(Some(1)));
+        assert!(matches!(t.on_response(codes(1, 2)), ResponseOutcome::Matched("b", _)));
+        assert!(matches!(t.on_response(codes(0, 0)), ResponseOutcome::Matched("a", _)));
+        assert_eq!(t.in_flight(), 0);
+        assert!(matches!(t.on_response(codes(0, 0)), ResponseOutcome::Unsolicited));
+        assert_eq!(t.stats().matched, 2);
+        assert_eq!(t.stats().unsolicited, 1);
+    }
+
+    #[test]
+    fn in_flight_limit_is_enforced() {
+        let now = Instant::now();
+        let mut t = RequestTracker::default();
+        for i in 0..MAX_IN_FLIGHT_REQUESTS {
+            assert!(t.start(get_codes(1), i, now).is_ok());
+        }
+        assert!(matches!(t.start(get_codes(1), 99, now), Err((RequestError::TooManyInFlight, 99))));
+    }
+
+    #[test]
+    fn wrong_type_and_too_many_items_are_invalid() {
+        let now = Instant::now();
+        let mut t = RequestTracker::default();
+        assert!(t.start(get_codes(1), (), now).is_ok());
+        let nodes = LeafResponse::Nodes(Nodes { request_id: 0, nodes: Vec::new() });
+        let outcome = t.on_response(nodes);
+        assert!(matches!(outcome, ResponseOutcome::Invalid((), ResponseViolation::WrongType)));
+        assert_eq!(outcome.penalty(), Some(PenaltyClass::Fatal));
+        assert!(t.start(get_codes(1), (), now).is_ok());
+        assert!(matches!(
+            t.on_response(codes(1, 2)),
+            ResponseOutcome::Invalid((), ResponseViolation::TooManyItems { got: 2, requested: 1 })
+        ));
+    }
+
+    #[test]
+    fn timed_out_requests_expire_and_their_answers_are_late() {
+        let now = Instant::now();
+        let mut t = RequestTracker::default();
+        assert!(t.start(get_codes(1), 7, now).is_ok());
+        assert_eq!(t.next_deadline(), Some(now + REQUEST_TIMEOUT));
+        assert!(t.expire(now + REQUEST_TIMEOUT - Duration::from_millis(1)).is_empty());
+        assert_eq!(t.expire(now + REQUEST_TIMEOUT), vec![7]);
+        let late = t.on_response(codes(0, 1));
+        assert!(matches!(late, ResponseOutcome::Late));
+        assert_eq!(late.penalty(), Some(PenaltyClass::Mid));
+        assert!(matches!(t.on_response(codes(0, 1)), ResponseOutcome::Unsolicited));
+        assert_eq!(t.stats().timed_out, 1);
+        assert_eq!(t.stats().late, 1);
+    }
+
+    #[test]
+    fn serving_side_detects_floods() {
+        let mut s = ServedRequests::default();
+        for _ in 0..MAX_IN_FLIGHT_REQUESTS {
+            assert_eq!(s.on_request(), Ok(()));
+        }
+        assert_eq!(s.on_request(), Err(RequestFlood));
+        s.on_answered();
+        assert_eq!(s.on_request(), Ok(()));
+    }
+
+    #[test]
+    fn empty_response_matches_its_request() {
+        let mut req = LeafRequest::GetChunk(GetChunk {
+            request_id: 0,
+            prefix: Nibbles::default(),
+            max_bytes: 10,
+        });
+        req.set_request_id(5);
+        let empty = req.empty_response();
+        assert!(req.is_answered_by(&empty));
+        assert_eq!(empty.request_id(), 5);
+        assert_eq!(empty.item_count(), 0);
+    }
+}

@@ -1,0 +1,113 @@
+//! Three leafsync nodes on loopback: two find the third (the bootnode) through discv5 and connect
+//! over RLPx because of their `leaf` ENR entry, exchanging Status; a discv5 node without the entry
+//! (but with a TCP port in its record) is never dialed.
+
+mod support;
+
+use discv5::{Discv5, Enr, ListenConfig};
+use enr::CombinedKey;
+use leafsync_p2p::{PeerId, peers::NetworkHandle};
+use std::{collections::HashSet, net::Ipv4Addr, sync::Arc, time::Duration};
+use support::*;
+use tokio::net::{TcpListener, UdpSocket};
+
+/// Hard limit for the whole scenario.
+const SCENARIO_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Poll interval while waiting for the mesh (bounded by the deadline).
+const POLL: Duration = Duration::from_millis(100);
+
+/// A plain discv5 node (like a consensus client): no `leaf` entry, but a TCP port whose listener
+/// the test watches.
+async fn plain_discv5_node(bootnode: Enr, tcp_port: u16) -> Discv5 {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind loopback");
+    let port = socket.local_addr().expect("bound").port();
+    let key = CombinedKey::generate_secp256k1();
+    let enr = Enr::builder()
+        .ip4(Ipv4Addr::LOCALHOST)
+        .udp4(port)
+        .tcp4(tcp_port)
+        .build(&key)
+        .expect("record builds");
+    let listen = ListenConfig::FromSockets { ipv4: Some(Arc::new(socket)), ipv6: None };
+    let mut discv5 =
+        Discv5::new(enr, key, discv5::ConfigBuilder::new(listen).build()).expect("discv5 setup");
+    discv5.start().await.expect("discv5 starts");
+    discv5.add_enr(bootnode).expect("bootnode added");
+    discv5
+}
+
+/// Lets `plain` look up random ids through the bootnode (a bounded number of times), so that the
+/// bootnode learns of it and hands it out to the other nodes' lookups.
+fn keep_looking_up(plain: Arc<Discv5>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for _ in 0..100 {
+            let _ = plain.find_node(enr::NodeId::random()).await;
+            tokio::time::sleep(POLL).await;
+        }
+    })
+}
+
+async fn discovering_node(bootnodes: Vec<Enr>) -> Node {
+    let (mut cfg, head) = config(Arc::new(TestHandler::default()));
+    cfg.discovery = Some(discovery_config(bootnodes));
+    start(cfg, head).await
+}
+
+async fn peer_ids(handle: &NetworkHandle) -> HashSet<PeerId> {
+    handle.peers().await.into_iter().map(|p| p.id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_find_the_bootnode_and_each_other_and_skip_nodes_without_leaf() {
+    let a = discovering_node(Vec::new()).await;
+    let bootnode = a.handle.local_enr().await.expect("discovery runs");
+    let plain_tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let plain =
+        plain_discv5_node(bootnode.clone(), plain_tcp.local_addr().expect("addr").port()).await;
+    let lookups = keep_looking_up(Arc::new(plain));
+    let b = discovering_node(vec![bootnode.clone()]).await;
+    let c = discovering_node(vec![bootnode]).await;
+    let (ida, idb, idc) = (a.handle.local_id(), b.handle.local_id(), c.handle.local_id());
+
+    // Full mesh: b and c know a from their config, but each other only from discv5 lookups,
+    // which meet the plain node the same way.
+    let mesh = async {
+        loop {
+            let (pa, pb, pc) =
+                (peer_ids(&a.handle).await, peer_ids(&b.handle).await, peer_ids(&c.handle).await);
+            if pa == HashSet::from([idb, idc])
+                && pb == HashSet::from([ida, idc])
+                && pc == HashSet::from([ida, idb])
+            {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    tokio::time::timeout(SCENARIO_DEADLINE, mesh).await.expect("mesh within the deadline");
+    // b and c did meet the plain node in discv5 lookups, and dropped it as incompatible.
+    let met = async {
+        for handle in [&b.handle, &c.handle] {
+            while handle.discovery_counters().await.is_none_or(|c| c.incompatible == 0) {
+                tokio::time::sleep(POLL).await;
+            }
+        }
+    };
+    tokio::time::timeout(SCENARIO_DEADLINE, met).await.expect("plain node seen in discv5");
+
+    // The Status exchange happened: each side holds the other's chain and head.
+    for peer in b.handle.peers().await {
+        assert_eq!(peer.status, good_status());
+        assert_eq!(peer.head, local_head(0).head);
+    }
+
+    // Nobody ever dialed the node without the `leaf` entry.
+    let dialed = tokio::time::timeout(Duration::from_millis(200), plain_tcp.accept()).await;
+    assert!(dialed.is_err(), "a node without the leaf entry was dialed");
+
+    lookups.abort();
+    for node in [a, b, c] {
+        node.handle.shutdown().await;
+    }
+}

@@ -1,0 +1,237 @@
+//! Requests end to end through `NetworkHandle::request`: two real nodes on loopback, and a node
+//! against a silent or sloppy hostile peer (paused tokio time for the timeouts).
+
+mod support;
+
+use alloy_primitives::{B256, Bytes};
+use futures::future::join_all;
+use leafsync_p2p::{
+    leaf::{LeafMessage, PenaltyClass, protocol::MAX_IN_FLIGHT_REQUESTS},
+    p2pstream::DisconnectReason,
+    peers::{Direction, NetworkEvent, PenaltyReason},
+    requests::{LeafRequest, LeafResponse, RequestError},
+};
+use std::sync::Arc;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_connect_exchange_status_and_answer_requests() {
+    let server_handler = Arc::new(TestHandler::default());
+    let mut server = node(server_handler.clone()).await;
+    let (mut cfg, head) = config(Arc::new(TestHandler::default()));
+    cfg.static_peers = vec![server.handle.local_enode()];
+    let mut client = start(cfg, head).await;
+    let server_id = server.handle.local_id();
+    let client_id = client.handle.local_id();
+
+    let status =
+        wait_event(&mut client.events, |e| match e {
+            NetworkEvent::PeerConnected {
+                peer, direction: Direction::Outbound, status, ..
+            } if *peer == server_id => Some(*status),
+            _ => None,
+        })
+        .await;
+    assert_eq!(status, good_status(), "the server's Status arrived");
+    wait_event(&mut server.events, |e| match e {
+        NetworkEvent::PeerConnected { peer, direction: Direction::Inbound, .. }
+            if *peer == client_id =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+
+    // Many requests at once: every response carries exactly its own request's hashes.
+    let requests = (0..MAX_IN_FLIGHT_REQUESTS as u8).map(|i| {
+        let hashes = [B256::repeat_byte(i), B256::repeat_byte(i.wrapping_add(100))];
+        let handle = client.handle.clone();
+        async move { (hashes, handle.get_codes(server_id, get_codes(&hashes)).await) }
+    });
+    let mut ids = Vec::new();
+    for (hashes, result) in join_all(requests).await {
+        let codes = result.expect("answered");
+        let expected: Vec<Bytes> =
+            hashes.iter().map(|h| Bytes::copy_from_slice(h.as_slice())).collect();
+        assert_eq!(codes.codes, expected);
+        ids.push(codes.request_id);
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (0..MAX_IN_FLIGHT_REQUESTS as u64).collect::<Vec<_>>(), "fresh id per request");
+    assert_eq!(server_handler.calls.load(std::sync::atomic::Ordering::SeqCst), 16);
+
+    // Other kinds get the handler's (empty) answer of the right type.
+    let nodes = client
+        .handle
+        .request(
+            server_id,
+            LeafRequest::GetNodes(leafsync_p2p::leaf::GetNodes {
+                request_id: 0,
+                nodes: Vec::new(),
+                max_bytes: 1000,
+            }),
+        )
+        .await;
+    assert!(matches!(nodes, Ok(LeafResponse::Nodes(_))), "{nodes:?}");
+
+    // Head announcements reach the peer, and `peers()` reflects them.
+    let new_head = local_head(7);
+    server.head.send(new_head).expect("head watch");
+    let announced = wait_event(&mut client.events, |e| match e {
+        NetworkEvent::NewHead { peer, head } if *peer == server_id => Some(*head),
+        _ => None,
+    })
+    .await;
+    assert_eq!(announced, new_head.head);
+    let peers = client.handle.peers().await;
+    assert_eq!(peers.len(), 1);
+    assert_eq!(peers[0].id, server_id);
+    assert_eq!(peers[0].head, new_head.head);
+    assert_eq!(peers[0].score, 0.0);
+
+    // Unknown peers are refused without waiting.
+    let unknown = client.handle.get_codes(key().1, get_codes(&[])).await;
+    assert_eq!(unknown.map(|_| ()), Err(RequestError::UnknownPeer));
+
+    client.handle.shutdown().await;
+    let reason = wait_event(&mut server.events, |e| match e {
+        NetworkEvent::PeerDisconnected { peer, reason } if *peer == client_id => Some(*reason),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, Some(DisconnectReason::ClientQuitting));
+    server.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn silent_peer_times_out_and_is_disconnected() {
+    let mut node = node(Arc::new(TestHandler::default())).await;
+    let (mut hostile, hostile_id) = connected_peer(&mut node).await;
+
+    let pending: Vec<_> = (0..MAX_IN_FLIGHT_REQUESTS)
+        .map(|_| {
+            let handle = node.handle.clone();
+            tokio::spawn(
+                async move { handle.get_codes(hostile_id, get_codes(&[B256::ZERO])).await },
+            )
+        })
+        .collect();
+    // The hostile peer receives all of them and answers none.
+    for _ in 0..MAX_IN_FLIGHT_REQUESTS {
+        assert!(matches!(next_leaf(&mut hostile).await, Ok(LeafMessage::GetCodes(_))));
+    }
+    let over = node.handle.get_codes(hostile_id, get_codes(&[B256::ZERO])).await;
+    assert_eq!(over.map(|_| ()), Err(RequestError::TooManyInFlight), "in-flight limit");
+
+    tokio::time::pause();
+    let mut timeouts = 0;
+    for task in pending {
+        match task.await.expect("task") {
+            Err(RequestError::Timeout) => timeouts += 1,
+            Err(RequestError::Disconnected) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(timeouts >= 5, "5 high penalties are needed to disconnect, got {timeouts}");
+    tokio::time::resume();
+    let high = wait_event(&mut node.events, |e| match e {
+        NetworkEvent::PeerPenalised { peer, class, reason: PenaltyReason::Timeout, .. }
+            if *peer == hostile_id =>
+        {
+            Some(*class)
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(high, PenaltyClass::High);
+    assert_eq!(expect_disconnect(&mut hostile).await, DisconnectReason::UselessPeer);
+    node.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn late_and_unsolicited_responses_are_penalised_never_delivered() {
+    let mut node = node(Arc::new(TestHandler::default())).await;
+    let (mut hostile, hostile_id) = connected_peer(&mut node).await;
+
+    let handle = node.handle.clone();
+    let first =
+        tokio::spawn(async move { handle.get_codes(hostile_id, get_codes(&[B256::ZERO])).await });
+    let Ok(LeafMessage::GetCodes(request)) = next_leaf(&mut hostile).await else {
+        panic!("request expected")
+    };
+    tokio::time::pause();
+    assert_eq!(first.await.expect("task").map(|_| ()), Err(RequestError::Timeout));
+    tokio::time::resume();
+
+    // Now a second request is in flight; the late answer to the first must not satisfy it.
+    let handle = node.handle.clone();
+    let second =
+        tokio::spawn(async move { handle.get_codes(hostile_id, get_codes(&[B256::ZERO])).await });
+    let Ok(LeafMessage::GetCodes(second_request)) = next_leaf(&mut hostile).await else {
+        panic!("request expected")
+    };
+    assert_ne!(second_request.request_id, request.request_id);
+    send_leaf(&mut hostile, codes(request.request_id, 1)).await;
+    let reason = wait_event(&mut node.events, |e| match e {
+        NetworkEvent::PeerPenalised { peer, class: PenaltyClass::Mid, reason, .. }
+            if *peer == hostile_id =>
+        {
+            Some(*reason)
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, PenaltyReason::LateResponse);
+
+    send_leaf(&mut hostile, codes(12345, 1)).await;
+    let reason = wait_event(&mut node.events, |e| match e {
+        NetworkEvent::PeerPenalised { peer, class: PenaltyClass::Mid, reason, .. }
+            if *peer == hostile_id =>
+        {
+            Some(*reason)
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(reason, PenaltyReason::UnsolicitedResponse);
+
+    // The real answer to the second request is delivered, with its content.
+    let answer = LeafMessage::Codes(leafsync_p2p::leaf::Codes {
+        request_id: second_request.request_id,
+        codes: vec![Bytes::from_static(b"fresh")],
+    });
+    send_leaf(&mut hostile, answer).await;
+    let codes = second.await.expect("task").expect("answered");
+    assert_eq!(codes.codes, vec![Bytes::from_static(b"fresh")]);
+
+    // Still connected: one high and two mid penalties are tolerated.
+    let peers = node.handle.peers().await;
+    assert_eq!(peers.len(), 1);
+    assert!((peers[0].score - (-8.0)).abs() < 0.1, "score {}", peers[0].score);
+    node.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn responses_of_the_wrong_type_or_too_long_are_breaches() {
+    for (bad, violation) in [(nodes(0), "wrong type"), (codes(0, 2), "too many items")] {
+        let mut node = node(Arc::new(TestHandler::default())).await;
+        let (mut hostile, hostile_id) = connected_peer(&mut node).await;
+        let handle = node.handle.clone();
+        let request =
+            tokio::spawn(
+                async move { handle.get_codes(hostile_id, get_codes(&[B256::ZERO])).await },
+            );
+        assert!(matches!(next_leaf(&mut hostile).await, Ok(LeafMessage::GetCodes(_))));
+        send_leaf(&mut hostile, bad).await;
+        let result = request.await.expect("task");
+        assert!(matches!(result, Err(RequestError::InvalidResponse(_))), "{violation}: {result:?}");
+        assert_eq!(expect_disconnect(&mut hostile).await, DisconnectReason::ProtocolBreach);
+        wait_event(&mut node.events, |e| match e {
+            NetworkEvent::PeerBanned { peer } if *peer == hostile_id => Some(()),
+            _ => None,
+        })
+        .await;
+        node.handle.shutdown().await;
+    }
+}

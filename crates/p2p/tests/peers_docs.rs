@@ -1,0 +1,89 @@
+//! `docs/p2p.md` states every limit, timeout, bound and score as `NAME = value`; each must equal
+//! the constant of that name.
+
+use leafsync_p2p::{
+    discovery::DEFAULT_CANDIDATE_CHANNEL_CAPACITY,
+    ecies::HANDSHAKE_TIMEOUT,
+    leaf::protocol::{MAX_IN_FLIGHT_REQUESTS, REQUEST_TIMEOUT, STATUS_TIMEOUT},
+    p2pstream::{
+        PING_INTERVAL, PING_TIMEOUT,
+        stream::{DISCONNECT_TIMEOUT, HELLO_TIMEOUT},
+    },
+    peers::{
+        ACCEPT_ERROR_BACKOFF, COMMAND_CHANNEL_CAPACITY, DEFAULT_DIAL_INTERVAL, DEFAULT_MAX_INBOUND,
+        DEFAULT_MAX_OUTBOUND, DIAL_BACKOFF_BASE, DIAL_BACKOFF_MAX, EVENT_CHANNEL_CAPACITY,
+        HANDSHAKE_EVENT_CHANNEL_CAPACITY, MAX_BACKOFF_ENTRIES,
+        MAX_CONCURRENT_HANDLER_CALLS_PER_PEER, MAX_PENDING_INBOUND, MAX_QUEUED_CANDIDATES,
+        SESSION_CLOSE_TIMEOUT, SESSION_COMMAND_CHANNEL_CAPACITY, SESSION_EVENT_CHANNEL_CAPACITY,
+        SESSION_SEND_TIMEOUT, SHUTDOWN_TIMEOUT, score,
+    },
+    requests::LATE_ID_MEMORY,
+    session::DIAL_TIMEOUT,
+};
+use std::time::Duration;
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+#[test]
+fn every_constant_in_the_p2p_doc_matches_the_code() {
+    let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/p2p.md"));
+    let constants = [
+        ("DIAL_TIMEOUT", secs(DIAL_TIMEOUT)),
+        ("HANDSHAKE_TIMEOUT", secs(HANDSHAKE_TIMEOUT)),
+        ("HELLO_TIMEOUT", secs(HELLO_TIMEOUT)),
+        ("PING_INTERVAL", secs(PING_INTERVAL)),
+        ("PING_TIMEOUT", secs(PING_TIMEOUT)),
+        ("DISCONNECT_TIMEOUT", secs(DISCONNECT_TIMEOUT)),
+        ("STATUS_TIMEOUT", secs(STATUS_TIMEOUT)),
+        ("REQUEST_TIMEOUT", secs(REQUEST_TIMEOUT)),
+        ("MAX_IN_FLIGHT_REQUESTS", MAX_IN_FLIGHT_REQUESTS.to_string()),
+        ("LATE_ID_MEMORY", LATE_ID_MEMORY.to_string()),
+        (
+            "MAX_CONCURRENT_HANDLER_CALLS_PER_PEER",
+            MAX_CONCURRENT_HANDLER_CALLS_PER_PEER.to_string(),
+        ),
+        ("COMMAND_CHANNEL_CAPACITY", COMMAND_CHANNEL_CAPACITY.to_string()),
+        ("SESSION_EVENT_CHANNEL_CAPACITY", SESSION_EVENT_CHANNEL_CAPACITY.to_string()),
+        ("HANDSHAKE_EVENT_CHANNEL_CAPACITY", HANDSHAKE_EVENT_CHANNEL_CAPACITY.to_string()),
+        ("SESSION_COMMAND_CHANNEL_CAPACITY", SESSION_COMMAND_CHANNEL_CAPACITY.to_string()),
+        ("DEFAULT_CANDIDATE_CHANNEL_CAPACITY", DEFAULT_CANDIDATE_CHANNEL_CAPACITY.to_string()),
+        ("EVENT_CHANNEL_CAPACITY", EVENT_CHANNEL_CAPACITY.to_string()),
+        ("DEFAULT_MAX_INBOUND", DEFAULT_MAX_INBOUND.to_string()),
+        ("DEFAULT_MAX_OUTBOUND", DEFAULT_MAX_OUTBOUND.to_string()),
+        ("MAX_PENDING_INBOUND", MAX_PENDING_INBOUND.to_string()),
+        ("MAX_QUEUED_CANDIDATES", MAX_QUEUED_CANDIDATES.to_string()),
+        ("DEFAULT_DIAL_INTERVAL", secs(DEFAULT_DIAL_INTERVAL)),
+        ("DIAL_BACKOFF_BASE", secs(DIAL_BACKOFF_BASE)),
+        ("DIAL_BACKOFF_MAX", secs(DIAL_BACKOFF_MAX)),
+        ("MAX_BACKOFF_ENTRIES", MAX_BACKOFF_ENTRIES.to_string()),
+        ("SHUTDOWN_TIMEOUT", secs(SHUTDOWN_TIMEOUT)),
+        ("ACCEPT_ERROR_BACKOFF", format!("{}ms", ACCEPT_ERROR_BACKOFF.as_millis())),
+        ("SESSION_CLOSE_TIMEOUT", secs(SESSION_CLOSE_TIMEOUT)),
+        ("SESSION_SEND_TIMEOUT", secs(SESSION_SEND_TIMEOUT)),
+        ("MAX_SCORE", score::MAX_SCORE.to_string()),
+        ("MIN_SCORE", score::MIN_SCORE.to_string()),
+        ("SCORE_HALF_LIFE", secs(score::SCORE_HALF_LIFE)),
+        ("HIGH_PENALTY", score::HIGH_PENALTY.to_string()),
+        ("MID_PENALTY", score::MID_PENALTY.to_string()),
+        ("LOW_PENALTY", score::LOW_PENALTY.to_string()),
+        ("MIN_SCORE_BEFORE_DISCONNECT", score::MIN_SCORE_BEFORE_DISCONNECT.to_string()),
+        ("MIN_SCORE_BEFORE_BAN", score::MIN_SCORE_BEFORE_BAN.to_string()),
+        ("BAN_DURATION", secs(score::BAN_DURATION)),
+        ("MAX_REMEMBERED_SCORES", score::MAX_REMEMBERED_SCORES.to_string()),
+    ];
+    for (name, value) in &constants {
+        let needle = format!("`{name} = {value}`");
+        assert!(doc.contains(&needle), "docs/p2p.md must state {needle}");
+    }
+    // And every `NAME = value` the doc states is checked above.
+    for code in doc.split('`').skip(1).step_by(2) {
+        if let Some((name, _)) = code.split_once(" = ")
+            && !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+        {
+            assert!(constants.iter().any(|(n, _)| *n == name), "{name} in the doc is not checked");
+        }
+    }
+}

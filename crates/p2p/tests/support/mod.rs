@@ -1,0 +1,243 @@
+//! Shared helpers of the `net_*` tests: nodes on 127.0.0.1:0, a test request handler, and hostile
+//! peers built from the lower layers (ECIES stream + p2p stream, leaf messages by hand).
+
+#![allow(dead_code, unreachable_pub)]
+
+use alloy_primitives::{B256, Bytes};
+use futures::{SinkExt, StreamExt};
+use leafsync_p2p::{
+    CapabilityMessage, EciesStream, P2PError, P2PStream, PeerId, UnauthedP2PStream,
+    chain::ChainSpec,
+    discovery::DiscoveryConfig,
+    ecies::id_from_pk,
+    leaf::{ChainHead, Codes, GetCodes, LeafMessage, Nodes, ServeFlags, Status},
+    p2pstream::{DisconnectReason, HelloMessageWithProtocols},
+    peers::{
+        LocalHead, Network, NetworkConfig, NetworkEvent, NetworkHandle, NodeRecord, RequestHandler,
+    },
+    requests::{LeafRequest, LeafResponse},
+    session::leaf_protocol,
+};
+use secp256k1::{PublicKey, SECP256K1, SecretKey};
+use std::{
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    sync::{
+        Arc, Condvar, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+use tokio::{net::TcpStream, sync::broadcast, sync::watch};
+
+/// Upper bound for any single wait of a test; a test fails rather than hang.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The raw side of a hostile peer after Hello.
+pub type RawP2P = P2PStream<EciesStream<TcpStream>>;
+
+pub fn chain() -> ChainSpec {
+    ChainSpec::preset("sepolia").expect("sepolia preset")
+}
+
+pub fn key() -> (SecretKey, PeerId) {
+    let sk = SecretKey::new(&mut rand::rng());
+    (sk, id_from_pk(&PublicKey::from_secret_key(SECP256K1, &sk)))
+}
+
+pub fn local_head(number: u64) -> LocalHead {
+    LocalHead {
+        head: ChainHead {
+            number,
+            hash: B256::repeat_byte(number as u8),
+            state_root: B256::repeat_byte(0xaa),
+        },
+        timestamp: 0,
+        account_estimate: 1000,
+        serves: ServeFlags::ALL,
+    }
+}
+
+/// The status a well-behaved peer at head 0 sends.
+pub fn good_status() -> Status {
+    local_head(0).status(&chain())
+}
+
+/// Answers `GetCodes` with each hash's bytes as the "code" (so a response proves which request it
+/// answers), everything else empty. With a gate, every call blocks until the gate opens (bounded
+/// by `WAIT`, so blocking threads never outlive the test).
+#[derive(Default)]
+pub struct TestHandler {
+    pub calls: AtomicUsize,
+    gate: Option<(Mutex<bool>, Condvar)>,
+}
+
+impl TestHandler {
+    pub fn gated() -> Self {
+        Self { calls: AtomicUsize::new(0), gate: Some((Mutex::new(false), Condvar::new())) }
+    }
+
+    pub fn open(&self) {
+        if let Some((lock, cv)) = &self.gate {
+            if let Ok(mut open) = lock.lock() {
+                *open = true;
+            }
+            cv.notify_all();
+        }
+    }
+}
+
+impl RequestHandler for TestHandler {
+    fn handle(&self, _peer: PeerId, request: LeafRequest) -> LeafResponse {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some((lock, cv)) = &self.gate
+            && let Ok(guard) = lock.lock()
+        {
+            let _ = cv.wait_timeout_while(guard, WAIT, |open| !*open);
+        }
+        match &request {
+            LeafRequest::GetCodes(r) => LeafResponse::Codes(Codes {
+                request_id: r.request_id,
+                codes: r.hashes.iter().map(|h| Bytes::copy_from_slice(h.as_slice())).collect(),
+            }),
+            other => other.empty_response(),
+        }
+    }
+}
+
+pub struct Node {
+    pub handle: NetworkHandle,
+    pub head: watch::Sender<LocalHead>,
+    pub events: broadcast::Receiver<NetworkEvent>,
+}
+
+pub fn config(handler: Arc<dyn RequestHandler>) -> (NetworkConfig, watch::Sender<LocalHead>) {
+    let (sk, _) = key();
+    let (head_tx, head_rx) = watch::channel(local_head(0));
+    let mut config = NetworkConfig::new(sk, chain(), head_rx, handler);
+    config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.dial_interval = Duration::from_millis(100);
+    (config, head_tx)
+}
+
+pub fn discovery_config(bootnodes: Vec<leafsync_p2p::chain::Enr>) -> DiscoveryConfig {
+    DiscoveryConfig {
+        listen_addr: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+        lookup_interval: Duration::from_millis(200),
+        bootnodes,
+        ..DiscoveryConfig::default()
+    }
+}
+
+pub async fn start(config: NetworkConfig, head: watch::Sender<LocalHead>) -> Node {
+    let handle = Network::start(config).await.expect("network starts on loopback");
+    let events = handle.events();
+    Node { handle, head, events }
+}
+
+pub async fn node(handler: Arc<dyn RequestHandler>) -> Node {
+    let (config, head) = config(handler);
+    start(config, head).await
+}
+
+/// Waits (bounded) for the first event `pick` accepts.
+pub async fn wait_event<T>(
+    events: &mut broadcast::Receiver<NetworkEvent>,
+    mut pick: impl FnMut(&NetworkEvent) -> Option<T>,
+) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(t) = pick(&event) {
+                        return t;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("event channel closed"),
+            }
+        }
+    })
+    .await
+    .expect("event within the wait limit")
+}
+
+/// A hostile peer: connects to `node`, runs ECIES and Hello (with leaf/1), nothing more.
+pub async fn raw_connect(node: NodeRecord) -> Result<(RawP2P, PeerId), P2PError> {
+    raw_connect_with(node, key().0).await
+}
+
+/// [`raw_connect`] with a given node key.
+pub async fn raw_connect_with(
+    node: NodeRecord,
+    sk: SecretKey,
+) -> Result<(RawP2P, PeerId), P2PError> {
+    let id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &sk));
+    let tcp = TcpStream::connect(node.addr).await.map_err(leafsync_p2p::EciesError::from)?;
+    let ecies = EciesStream::connect(tcp, sk, node.id).await?;
+    let hello = HelloMessageWithProtocols::new("hostile/0", vec![leaf_protocol()], 0, id);
+    let (p2p, _) = UnauthedP2PStream::new(ecies).with_remote_id(node.id).handshake(hello).await?;
+    Ok((p2p, id))
+}
+
+pub async fn send_raw(p2p: &mut RawP2P, id: u8, payload: Vec<u8>) {
+    p2p.send(CapabilityMessage { cap: 0, id, payload: payload.into() }).await.expect("raw send");
+}
+
+pub async fn send_leaf(p2p: &mut RawP2P, message: LeafMessage) {
+    send_raw(p2p, message.id(), message.encoded()).await;
+}
+
+/// The next leaf message the hostile peer receives, or the p2p error that ended its stream.
+pub async fn next_leaf(p2p: &mut RawP2P) -> Result<LeafMessage, P2PError> {
+    let msg = tokio::time::timeout(WAIT, p2p.next())
+        .await
+        .expect("message within the wait limit")
+        .ok_or(P2PError::ConnectionClosed)??;
+    Ok(LeafMessage::decode(msg.id, &msg.payload).expect("our node sends valid leaf messages"))
+}
+
+/// Reads until the stream ends and returns the Disconnect reason received.
+pub async fn expect_disconnect(p2p: &mut RawP2P) -> DisconnectReason {
+    loop {
+        match next_leaf(p2p).await {
+            Ok(_) => continue,
+            Err(P2PError::Disconnected(reason)) => return reason,
+            Err(other) => panic!("expected a Disconnect, got {other:?}"),
+        }
+    }
+}
+
+/// A hostile peer that completed the Status handshake correctly (and then misbehaves).
+pub async fn handshaken_peer(node: NodeRecord) -> (RawP2P, PeerId) {
+    let (mut p2p, id) = raw_connect(node).await.expect("hello");
+    send_leaf(&mut p2p, LeafMessage::Status(good_status())).await;
+    match next_leaf(&mut p2p).await {
+        Ok(LeafMessage::Status(_)) => {}
+        other => panic!("expected the node's Status, got {other:?}"),
+    }
+    (p2p, id)
+}
+
+pub fn get_codes(hashes: &[B256]) -> GetCodes {
+    GetCodes { request_id: 0, hashes: hashes.to_vec(), max_bytes: 1 << 20 }
+}
+
+pub fn codes(request_id: u64, n: usize) -> LeafMessage {
+    LeafMessage::Codes(Codes { request_id, codes: vec![Bytes::from_static(b"x"); n] })
+}
+
+pub fn nodes(request_id: u64) -> LeafMessage {
+    LeafMessage::Nodes(Nodes { request_id, nodes: Vec::new() })
+}
+
+/// [`handshaken_peer`], and waits until `node` has registered the session (so that requests to
+/// the hostile peer find it).
+pub async fn connected_peer(node: &mut Node) -> (RawP2P, PeerId) {
+    let (p2p, id) = handshaken_peer(node.handle.local_enode()).await;
+    wait_event(&mut node.events, |e| match e {
+        NetworkEvent::PeerConnected { peer, .. } if *peer == id => Some(()),
+        _ => None,
+    })
+    .await;
+    (p2p, id)
+}
