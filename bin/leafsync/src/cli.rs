@@ -67,6 +67,8 @@ enum ToolCommand {
 enum BenchCommand {
     /// Bulk build and apply_block on a synthetic state.
     Leafdb(LeafdbBench),
+    /// leaf/1 serving: chunk MB/s uncached and cached, nodes/s, p99 per request kind.
+    Serve(crate::bench_serve::ServeBench),
 }
 
 /// Arguments of `bench leafdb`.
@@ -117,6 +119,7 @@ impl Cli {
             }
             Command::Tool(ToolCommand::Verify { datadir }) => tool::verify(&datadir),
             Command::Bench(BenchCommand::Leafdb(args)) => bench::leafdb(&args),
+            Command::Bench(BenchCommand::Serve(args)) => crate::bench_serve::serve(&args),
         }
     }
 }

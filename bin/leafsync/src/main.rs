@@ -1,6 +1,7 @@
 //! The `leafsync` binary: a thin shell over the library crates.
 
 mod bench;
+mod bench_serve;
 mod cli;
 mod error;
 mod tool;

@@ -1,5 +1,21 @@
-//! `leaf/1` serving: pure request → response functions over a leafdb snapshot (chunks, storage
-//! chunks, trie nodes, codes) with byte, count and time budgets and a response cache.
-//!
-//! Not implemented yet: this crate is planned by the serve issue and deliberately holds no code,
-//! so nothing can depend on behaviour that does not exist.
+//! `leaf/1` serving, in go-ethereum's snap-handler style: decode, then a pure query over one
+//! leafdb snapshot, then send. Every answer is bounded by bytes, items and time
+//! ([`config`]); encoded chunks are cached and handed to every client asking for the same prefix
+//! ([`cache`]); [`LeafServer::handle`] turns a peer's message into a typed [`Outcome`].
+
+pub mod cache;
+pub mod chunk;
+pub mod config;
+pub mod error;
+mod handler;
+pub mod nodes;
+pub mod response;
+pub mod server;
+
+pub use cache::{CacheStats, CachedChunk, ChunkCache, ChunkKey, ChunkKind};
+pub use chunk::{serve_chunk, serve_storage_chunk};
+pub use config::ServeConfig;
+pub use error::{Refusal, ServeError};
+pub use nodes::{serve_codes, serve_nodes};
+pub use response::Response;
+pub use server::{LeafServer, Outcome, ServeStats};

@@ -1,0 +1,321 @@
+//! `leafsync bench serve`: `leaf/1` serving throughput over a generated state in RocksDB. Prints
+//! one JSON object: chunk MB/s uncached and cached, nodes per second, p50/p99 latency per
+//! request kind.
+
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use alloy_primitives::{B256, keccak256};
+use leafsync_leafdb::{DbOptions, GenParams, LeafDb, LeafDbConfig};
+use leafsync_p2p::{
+    PeerId,
+    leaf::{
+        AccountStorage, ChunkContent, GetChunk, GetCodes, GetNodes, GetStorageChunk, LeafMessage,
+        Nibbles, NodeRequest, TrieOwner, protocol::MAX_RESPONSE_BYTES,
+    },
+};
+use leafsync_serve::{LeafServer, Outcome, ServeConfig};
+use serde_json::json;
+
+use crate::error::CliError;
+
+/// Accounts per chunk the benchmark aims at when it picks the chunk depth (a few hundred KiB per
+/// chunk with inline storage, well under the 2 MiB cap, like a real client's first guess).
+const TARGET_ACCOUNTS_PER_CHUNK: u64 = 4000;
+
+/// Node requests per `GetNodes` (the protocol maximum).
+const NODES_PER_REQUEST: usize = 384;
+
+/// Code hashes per `GetCodes`.
+const CODES_PER_REQUEST: usize = 64;
+
+/// Arguments of `bench serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeBench {
+    /// Accounts in the synthetic state.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) accounts: u64,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Where to put the benchmark database (a fresh temporary directory inside it, removed at the
+    /// end). Ignored with `--datadir`.
+    #[arg(long, default_value = ".")]
+    pub(crate) workdir: PathBuf,
+    /// Reuse (or generate once and keep) the state in this directory.
+    #[arg(long)]
+    pub(crate) datadir: Option<PathBuf>,
+    /// `max_bytes` of every chunk request.
+    #[arg(long, default_value_t = MAX_RESPONSE_BYTES)]
+    pub(crate) max_bytes: u64,
+    /// Cached passes over all chunks (after one warming pass).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) cached_passes: u32,
+}
+
+/// Latencies of one request kind and the bytes answered.
+#[derive(Default)]
+struct Kind {
+    latencies: Vec<Duration>,
+    bytes: u64,
+    items: u64,
+}
+
+impl Kind {
+    fn add(&mut self, latency: Duration, bytes: usize, items: usize) {
+        self.latencies.push(latency);
+        self.bytes += bytes as u64;
+        self.items += items as u64;
+    }
+
+    fn summary(&mut self) -> serde_json::Value {
+        self.latencies.sort();
+        let total: Duration = self.latencies.iter().sum();
+        let secs = total.as_secs_f64();
+        json!({
+            "requests": self.latencies.len(),
+            "items": self.items,
+            "mb": self.bytes as f64 / 1e6,
+            "seconds": secs,
+            "mb_per_s": if secs > 0.0 { self.bytes as f64 / 1e6 / secs } else { 0.0 },
+            "items_per_s": if secs > 0.0 { self.items as f64 / secs } else { 0.0 },
+            "p50_ms": percentile_ms(&self.latencies, 0.5),
+            "p99_ms": percentile_ms(&self.latencies, 0.99),
+            "max_ms": self.latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        })
+    }
+}
+
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+/// The prefix of `depth` nibbles numbered `index` (big-endian base 16).
+fn prefix(depth: usize, index: usize) -> Nibbles {
+    (0..depth).fold(Nibbles::root(), |p, d| {
+        let nibble = ((index >> (4 * (depth - 1 - d))) & 0xf) as u8;
+        // A nibble below 16 on a path shorter than 64 always has a child.
+        p.child(nibble).unwrap_or(p)
+    })
+}
+
+/// Sends one request and returns the decoded answer, its payload size and the time `handle`
+/// took. A refused request or an undecodable answer is a server bug: it is counted in
+/// `failures` (reported in the JSON, and the exit code is then a failure).
+fn ask<S: leafsync_leafdb::KvStore>(
+    server: &LeafServer<S>,
+    message: LeafMessage,
+    failures: &mut u64,
+) -> Option<(LeafMessage, usize, Duration)> {
+    let t = Instant::now();
+    let outcome = server.handle(&PeerId::ZERO, message);
+    let elapsed = t.elapsed();
+    let decoded = match &outcome {
+        Outcome::Respond(response) => {
+            response.decode().ok().map(|m| (m, response.payload.len(), elapsed))
+        }
+        Outcome::Penalty { .. } | Outcome::NotARequest(_) => None,
+    };
+    if decoded.is_none() {
+        eprintln!("serve benchmark: unexpected outcome {outcome:?}");
+        *failures += 1;
+    }
+    decoded
+}
+
+/// One pass over every chunk (subdividing "too large" ones); returns the large-storage accounts.
+fn chunk_pass<S: leafsync_leafdb::KvStore>(
+    server: &LeafServer<S>,
+    depth: usize,
+    max_bytes: u64,
+    kind: &mut Kind,
+    failures: &mut u64,
+) -> Vec<B256> {
+    let mut large = Vec::new();
+    let mut stack: Vec<Nibbles> =
+        (0..16usize.pow(depth as u32)).rev().map(|i| prefix(depth, i)).collect();
+    let mut id = 0u64;
+    while let Some(prefix) = stack.pop() {
+        id += 1;
+        let request = GetChunk { request_id: id, prefix: prefix.clone(), max_bytes };
+        let Some((LeafMessage::Chunk(chunk), size, elapsed)) =
+            ask(server, LeafMessage::GetChunk(request), failures)
+        else {
+            continue;
+        };
+        match chunk.content {
+            ChunkContent::Items(leaves) => {
+                kind.add(elapsed, size, leaves.len());
+                large.extend(
+                    leaves
+                        .iter()
+                        .filter(|l| matches!(l.storage, AccountStorage::Large { .. }))
+                        .map(|l| l.hashed_address),
+                );
+            }
+            ChunkContent::TooLarge => {
+                kind.add(elapsed, size, 0);
+                stack.extend((0..16).rev().filter_map(|n| prefix.child(n)));
+            }
+        }
+    }
+    large
+}
+
+/// `leafsync bench serve`.
+pub(crate) fn serve(args: &ServeBench) -> Result<ExitCode, CliError> {
+    let (dir, keep) = match &args.datadir {
+        Some(d) => (d.clone(), true),
+        None => (args.workdir.join(format!("leafsync-bench-serve-{}", std::process::id())), false),
+    };
+    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io { path: dir.clone(), source })?;
+    let result = run(args, &dir);
+    if !keep {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|source| CliError::Io { path: dir.clone(), source })?;
+    }
+    let out = result?;
+    println!("{out}");
+    let ok = out["failures"].as_u64() == Some(0) && out["nodes_served"] == out["nodes_requested"];
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn run(args: &ServeBench, dir: &std::path::Path) -> Result<serde_json::Value, CliError> {
+    let params = GenParams { accounts: args.accounts, seed: args.seed };
+    let db = LeafDb::open(dir, &DbOptions::default(), LeafDbConfig::default())?;
+    let t = Instant::now();
+    let generated = if db.head()?.is_none() {
+        db.generate(params)?;
+        true
+    } else {
+        false
+    };
+    let generate_s = t.elapsed().as_secs_f64();
+    let db = Arc::new(db);
+    let mut depth = 0;
+    while args.accounts >> (4 * depth) > TARGET_ACCOUNTS_PER_CHUNK {
+        depth += 1;
+    }
+
+    // Uncached: every request reads the leafdb.
+    let uncached_server =
+        LeafServer::new(Arc::clone(&db), ServeConfig { cache_bytes: 0, ..ServeConfig::default() });
+    let mut failures = 0u64;
+    let mut uncached = Kind::default();
+    let large = chunk_pass(&uncached_server, depth, args.max_bytes, &mut uncached, &mut failures);
+
+    // Cached: one warming pass, then timed passes served from the cache.
+    let cached_server = LeafServer::new(
+        Arc::clone(&db),
+        ServeConfig { cache_bytes: 4 << 30, ..ServeConfig::default() },
+    );
+    chunk_pass(&cached_server, depth, args.max_bytes, &mut Kind::default(), &mut failures);
+    let mut cached = Kind::default();
+    for _ in 0..args.cached_passes {
+        chunk_pass(&cached_server, depth, args.max_bytes, &mut cached, &mut failures);
+    }
+    let cache_stats = cached_server.stats().cache;
+
+    // Storage chunks: every large storage at depth 1.
+    let mut storage = Kind::default();
+    for account in &large {
+        for n in 0..16u8 {
+            let request = GetStorageChunk {
+                request_id: u64::from(n),
+                account: *account,
+                prefix: prefix(1, usize::from(n)),
+                max_bytes: args.max_bytes,
+            };
+            let message = LeafMessage::GetStorageChunk(request);
+            if let Some((LeafMessage::StorageChunk(c), size, elapsed)) =
+                ask(&uncached_server, message, &mut failures)
+            {
+                storage.add(elapsed, size, c.content.len());
+            }
+        }
+    }
+
+    // Nodes: the account trie's stored nodes down to depth 4, in batches of 384.
+    let snap = db.snapshot()?;
+    let mut wanted = Vec::new();
+    for d in 0..=4usize {
+        for i in 0..16usize.pow(d as u32) {
+            let path = prefix(d, i);
+            let at = alloy_trie::Nibbles::from_nibbles(path.as_slice());
+            if let Some(node) = snap.node(None, &at)? {
+                wanted.push(NodeRequest {
+                    owner: TrieOwner::Accounts,
+                    path,
+                    hash: keccak256(&node),
+                });
+            }
+        }
+    }
+    drop(snap);
+    let mut nodes = Kind::default();
+    let mut served_nodes = 0usize;
+    for (i, batch) in wanted.chunks(NODES_PER_REQUEST).enumerate() {
+        let request =
+            GetNodes { request_id: i as u64, nodes: batch.to_vec(), max_bytes: MAX_RESPONSE_BYTES };
+        if let Some((LeafMessage::Nodes(n), size, elapsed)) =
+            ask(&uncached_server, LeafMessage::GetNodes(request), &mut failures)
+        {
+            let found = n.nodes.iter().filter(|b| !b.is_empty()).count();
+            served_nodes += found;
+            nodes.add(elapsed, size, found);
+        }
+    }
+
+    // Codes: the whole code pool in batches.
+    let hashes: Vec<B256> = (0..params.code_pool()).map(|k| keccak256(params.code(k))).collect();
+    let mut codes = Kind::default();
+    for (i, batch) in hashes.chunks(CODES_PER_REQUEST).enumerate() {
+        let request = GetCodes {
+            request_id: i as u64,
+            hashes: batch.to_vec(),
+            max_bytes: MAX_RESPONSE_BYTES,
+        };
+        if let Some((LeafMessage::Codes(c), size, elapsed)) =
+            ask(&uncached_server, LeafMessage::GetCodes(request), &mut failures)
+        {
+            codes.add(elapsed, size, c.codes.iter().filter(|b| !b.is_empty()).count());
+        }
+    }
+
+    let uncached_summary = uncached.summary();
+    let cached_summary = cached.summary();
+    let speedup = cached_summary["mb_per_s"].as_f64().unwrap_or(0.0)
+        / uncached_summary["mb_per_s"].as_f64().unwrap_or(1.0).max(f64::MIN_POSITIVE);
+    Ok(json!({
+        "bench": "serve",
+        "accounts": args.accounts,
+        "generated": generated,
+        "generate_s": generate_s,
+        "chunk_depth": depth,
+        "max_bytes": args.max_bytes,
+        "chunks_uncached": uncached_summary,
+        "chunks_cached": cached_summary,
+        "cached_speedup": speedup,
+        "cache": {
+            "hits": cache_stats.hits,
+            "misses": cache_stats.misses,
+            "entries": cache_stats.entries,
+            "bytes": cache_stats.bytes,
+        },
+        "large_storages": large.len(),
+        "storage_chunks": storage.summary(),
+        "nodes": nodes.summary(),
+        "nodes_requested": wanted.len(),
+        "nodes_served": served_nodes,
+        "codes": codes.summary(),
+        "failures": failures,
+    }))
+}

@@ -1,0 +1,307 @@
+//! [`ChunkCache`]: encoded chunk bodies shared by every client asking for the same chunk.
+//!
+//! * Key: [`ChunkKey`] = (kind, account, prefix, byte class). The byte class is the power of two
+//!   at or above the client's honoured `max_bytes` ([`crate::ServeConfig::chunk_bytes_class`]);
+//!   the chunk is computed with the class as its bound, and a client whose own `max_bytes` is
+//!   below the cached body's size gets "too large", so every answer is exact for its client.
+//! * Value: [`CachedChunk`], the RLP of the content without the request id, plus the head number
+//!   it was read at; [`crate::Response::chunk`] puts the client's id in front (one copy).
+//! * Bounded in bytes (body + [`crate::config::CACHE_ENTRY_OVERHEAD`] per entry), least recently
+//!   used out; an entry is handed out while the head is at most `reuse_blocks` past the head it
+//!   was read at, and dropped when found older (or when the head went backwards).
+//! * Two clients missing the same key at once both compute it (no single-flight); the second
+//!   insert replaces the first. Bounded by the per-peer concurrency limit.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use alloy_primitives::B256;
+use bytes::Bytes;
+
+use crate::config::CACHE_ENTRY_OVERHEAD;
+
+/// Which request a cached chunk answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChunkKind {
+    /// `GetChunk` (the account is zero in the key).
+    Accounts,
+    /// `GetStorageChunk` of one account.
+    Storage,
+}
+
+/// What identifies a cached chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChunkKey {
+    /// Request kind.
+    pub kind: ChunkKind,
+    /// The account whose storage is meant ([`B256::ZERO`] for account chunks).
+    pub account: B256,
+    /// The prefix's nibbles.
+    pub prefix: Vec<u8>,
+    /// The byte bound the chunk was computed with.
+    pub bytes_class: u64,
+}
+
+/// An encoded chunk body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedChunk {
+    /// The head number the leaves were read at.
+    pub head_number: u64,
+    /// RLP of the content: the item list, or `0x80` "too large".
+    pub content_rlp: Bytes,
+    /// Number of items (0 for "too large").
+    pub items: usize,
+    /// Whether the content is "too large".
+    pub too_large: bool,
+}
+
+impl CachedChunk {
+    /// Whether a client with this honoured `max_bytes` gets the body as it is; otherwise it gets
+    /// "too large" (the body has more than one item and exceeds its `max_bytes`).
+    pub fn fits(&self, max_bytes: u64) -> bool {
+        self.too_large || self.items <= 1 || self.content_rlp.len() as u64 <= max_bytes
+    }
+
+    fn charge(&self) -> usize {
+        self.content_rlp.len() + CACHE_ENTRY_OVERHEAD
+    }
+}
+
+/// Counters of a [`ChunkCache`] (plain atomics, read with [`CacheMetrics::snapshot`]).
+#[derive(Debug, Default)]
+pub struct CacheMetrics {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    stale: AtomicU64,
+    evictions: AtomicU64,
+    inserts: AtomicU64,
+}
+
+/// The counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups that found nothing usable (including stale entries).
+    pub misses: u64,
+    /// Entries dropped because the head moved more than the reuse window.
+    pub stale: u64,
+    /// Entries evicted to stay within the byte bound.
+    pub evictions: u64,
+    /// Entries inserted.
+    pub inserts: u64,
+    /// Bytes charged now.
+    pub bytes: usize,
+    /// Entries held now.
+    pub entries: usize,
+}
+
+impl CacheMetrics {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct Slot {
+    chunk: Arc<CachedChunk>,
+    tick: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<ChunkKey, Slot>,
+    /// Last-use tick → key; the first entry is the least recently used.
+    order: BTreeMap<u64, ChunkKey>,
+    tick: u64,
+    bytes: usize,
+}
+
+impl Inner {
+    fn remove(&mut self, key: &ChunkKey) {
+        if let Some(slot) = self.map.remove(key) {
+            self.order.remove(&slot.tick);
+            self.bytes -= slot.chunk.charge();
+        }
+    }
+
+    fn next_tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+}
+
+/// The chunk cache; see the module docs. Shared by all serving threads.
+pub struct ChunkCache {
+    capacity: usize,
+    reuse_blocks: u64,
+    inner: Mutex<Inner>,
+    metrics: CacheMetrics,
+}
+
+impl std::fmt::Debug for ChunkCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkCache").field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+impl ChunkCache {
+    /// A cache of at most `capacity` bytes whose entries serve heads up to `reuse_blocks` past
+    /// their own. Capacity 0 disables caching.
+    pub fn new(capacity: usize, reuse_blocks: u64) -> Self {
+        Self {
+            capacity,
+            reuse_blocks,
+            inner: Mutex::new(Inner::default()),
+            metrics: CacheMetrics::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps inconsistent with `bytes` in a
+        // way that matters more than losing the cache; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entry for `key` if it may serve a client whose snapshot is at `head`. Counts a hit or
+    /// a miss; drops the entry if the head has moved past the reuse window.
+    pub fn get(&self, key: &ChunkKey, head: u64) -> Option<Arc<CachedChunk>> {
+        let mut inner = self.lock();
+        let Some(slot) = inner.map.get(key) else {
+            CacheMetrics::bump(&self.metrics.misses);
+            return None;
+        };
+        let entry_head = slot.chunk.head_number;
+        let fresh = head >= entry_head && head - entry_head <= self.reuse_blocks;
+        if !fresh {
+            inner.remove(key);
+            CacheMetrics::bump(&self.metrics.stale);
+            CacheMetrics::bump(&self.metrics.misses);
+            return None;
+        }
+        let old_tick = slot.tick;
+        let chunk = Arc::clone(&slot.chunk);
+        let tick = inner.next_tick();
+        inner.order.remove(&old_tick);
+        inner.order.insert(tick, key.clone());
+        if let Some(slot) = inner.map.get_mut(key) {
+            slot.tick = tick;
+        }
+        CacheMetrics::bump(&self.metrics.hits);
+        Some(chunk)
+    }
+
+    /// Stores `chunk` under `key`, evicting least recently used entries to stay within the byte
+    /// bound. A chunk larger than the whole cache is not stored.
+    pub fn insert(&self, key: ChunkKey, chunk: Arc<CachedChunk>) {
+        let charge = chunk.charge();
+        if charge > self.capacity {
+            return;
+        }
+        let mut inner = self.lock();
+        inner.remove(&key);
+        while inner.bytes + charge > self.capacity {
+            let Some((_, victim)) = inner.order.pop_first() else { break };
+            if let Some(slot) = inner.map.remove(&victim) {
+                inner.bytes -= slot.chunk.charge();
+                CacheMetrics::bump(&self.metrics.evictions);
+            }
+        }
+        let tick = inner.next_tick();
+        inner.order.insert(tick, key.clone());
+        inner.map.insert(key, Slot { chunk, tick });
+        inner.bytes += charge;
+        CacheMetrics::bump(&self.metrics.inserts);
+    }
+
+    /// The counters and current size.
+    pub fn stats(&self) -> CacheStats {
+        let (bytes, entries) = {
+            let inner = self.lock();
+            (inner.bytes, inner.map.len())
+        };
+        let m = &self.metrics;
+        CacheStats {
+            hits: m.hits.load(Ordering::Relaxed),
+            misses: m.misses.load(Ordering::Relaxed),
+            stale: m.stale.load(Ordering::Relaxed),
+            evictions: m.evictions.load(Ordering::Relaxed),
+            inserts: m.inserts.load(Ordering::Relaxed),
+            bytes,
+            entries,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> ChunkKey {
+        ChunkKey { kind: ChunkKind::Accounts, account: B256::ZERO, prefix: vec![n], bytes_class: 1 }
+    }
+
+    fn chunk(head: u64, len: usize) -> Arc<CachedChunk> {
+        Arc::new(CachedChunk {
+            head_number: head,
+            content_rlp: Bytes::from(vec![0xc0; len]),
+            items: 2,
+            too_large: false,
+        })
+    }
+
+    #[test]
+    fn lru_eviction_by_bytes() {
+        let per = 1000 + CACHE_ENTRY_OVERHEAD;
+        let cache = ChunkCache::new(3 * per, 0);
+        for n in 0..3 {
+            cache.insert(key(n), chunk(5, 1000));
+        }
+        assert!(cache.get(&key(0), 5).is_some()); // 0 is now the most recent
+        cache.insert(key(3), chunk(5, 1000)); // evicts 1, the least recently used
+        assert!(cache.get(&key(1), 5).is_none());
+        assert!(cache.get(&key(0), 5).is_some());
+        assert!(cache.get(&key(2), 5).is_some());
+        assert!(cache.get(&key(3), 5).is_some());
+        let s = cache.stats();
+        assert_eq!((s.entries, s.bytes, s.evictions, s.hits, s.misses), (3, 3 * per, 1, 4, 1));
+        // One big entry pushes out two; one bigger than the cache is refused.
+        cache.insert(key(9), chunk(5, 2000));
+        assert_eq!(cache.stats().entries, 2);
+        assert!(cache.stats().bytes <= 3 * per);
+        cache.insert(key(10), chunk(5, 4 * per));
+        assert!(cache.get(&key(10), 5).is_none());
+    }
+
+    #[test]
+    fn reuse_window_and_invalidation() {
+        let cache = ChunkCache::new(1 << 20, 4);
+        cache.insert(key(1), chunk(10, 10));
+        assert!(cache.get(&key(1), 10).is_some());
+        assert!(cache.get(&key(1), 14).is_some());
+        assert!(cache.get(&key(1), 15).is_none(), "head moved 5 > 4 blocks");
+        assert_eq!(cache.stats().stale, 1);
+        assert_eq!(cache.stats().entries, 0, "stale entry dropped");
+        cache.insert(key(1), chunk(10, 10));
+        assert!(cache.get(&key(1), 9).is_none(), "head went backwards");
+        // Replacing an entry keeps the byte count right.
+        cache.insert(key(2), chunk(10, 10));
+        cache.insert(key(2), chunk(11, 20));
+        assert_eq!(cache.stats().bytes, 20 + CACHE_ENTRY_OVERHEAD);
+    }
+
+    #[test]
+    fn fits_rules() {
+        let c = chunk(1, 100);
+        assert!(c.fits(100));
+        assert!(!c.fits(99));
+        let single = CachedChunk { items: 1, ..(*c).clone() };
+        assert!(single.fits(0));
+        let tl = CachedChunk { too_large: true, items: 0, ..(*c).clone() };
+        assert!(tl.fits(0));
+    }
+}

@@ -1,0 +1,261 @@
+//! `GetChunk` and `GetStorageChunk`: the complete list of leaves under a prefix, or "too large".
+//!
+//! A chunk is never partial. It is "too large" when its encoded item list exceeds the byte bound
+//! and holds more than one item (a single item is always sent, so a client asking for ever longer
+//! prefixes always makes progress), or when the time budget ran out before the last item.
+
+use std::time::Instant;
+
+use alloy_primitives::B256;
+use alloy_rlp::{Encodable, Header};
+use alloy_trie::EMPTY_ROOT_HASH;
+use leafsync_leafdb::{KvStore, LeafSnapshot};
+use leafsync_p2p::leaf::{
+    AccountLeaf, AccountStorage, Chunk, ChunkContent, GetChunk, GetStorageChunk, Nibbles,
+    StorageChunk, StorageSlot,
+};
+
+use crate::{
+    config::{INLINE_STORAGE_SLOTS_LIMIT, SLOT_COUNT_SCAN_LIMIT, ServeConfig},
+    error::ServeError,
+};
+
+/// The head number a snapshot serves (0 for a leafdb without a head yet).
+pub fn head_number<S: KvStore>(snap: &LeafSnapshot<'_, S>) -> u64 {
+    snap.head().map_or(0, |h| h.number)
+}
+
+/// The wire prefix as the leafdb's nibble type. The wire type holds at most 64 nibbles of at most
+/// 15 each (its constructor and decoder refuse anything else), so the conversion cannot fail;
+/// the unchecked constructor masks values and the length is clamped regardless, so it never
+/// panics either.
+pub fn trie_nibbles(prefix: &Nibbles) -> alloy_trie::Nibbles {
+    let nibbles = prefix.as_slice();
+    alloy_trie::Nibbles::from_nibbles_unchecked(&nibbles[..nibbles.len().min(64)])
+}
+
+/// Answers `GetChunk` from `snap` with the client's `max_bytes` (capped by the server limit).
+pub fn serve_chunk<S: KvStore>(
+    snap: &LeafSnapshot<'_, S>,
+    request: &GetChunk,
+    config: &ServeConfig,
+) -> Result<Chunk, ServeError> {
+    let deadline = Instant::now() + config.request_time_budget;
+    let limit = config.effective_max_bytes(request.max_bytes);
+    Ok(Chunk {
+        request_id: request.request_id,
+        head_number: head_number(snap),
+        content: account_chunk(snap, &request.prefix, limit, config, deadline)?,
+    })
+}
+
+/// Answers `GetStorageChunk` from `snap` with the client's `max_bytes` (capped).
+pub fn serve_storage_chunk<S: KvStore>(
+    snap: &LeafSnapshot<'_, S>,
+    request: &GetStorageChunk,
+    config: &ServeConfig,
+) -> Result<StorageChunk, ServeError> {
+    let deadline = Instant::now() + config.request_time_budget;
+    let limit = config.effective_max_bytes(request.max_bytes);
+    Ok(StorageChunk {
+        request_id: request.request_id,
+        head_number: head_number(snap),
+        content: storage_chunk(snap, &request.account, &request.prefix, limit, deadline)?,
+    })
+}
+
+/// Every account leaf under `prefix` if their encoded list fits in `limit` bytes (or is a single
+/// leaf) and is read before `deadline`; "too large" otherwise.
+pub fn account_chunk<S: KvStore>(
+    snap: &LeafSnapshot<'_, S>,
+    prefix: &Nibbles,
+    limit: u64,
+    config: &ServeConfig,
+    deadline: Instant,
+) -> Result<ChunkContent<AccountLeaf>, ServeError> {
+    let leaves = snap.accounts_with_prefix(&trie_nibbles(prefix)).map(|item| {
+        let (hashed_address, account) = item?;
+        let storage: AccountStorage = if account.storage_root == EMPTY_ROOT_HASH {
+            AccountStorage::Inline(Vec::new())
+        } else {
+            account_storage(snap, &hashed_address, config.inline_storage_bytes)?
+        };
+        Ok::<_, ServeError>(AccountLeaf {
+            hashed_address,
+            nonce: account.nonce,
+            balance: account.balance,
+            storage_root: account.storage_root,
+            code_hash: account.code_hash,
+            storage,
+        })
+    });
+    collect_complete(leaves, limit, deadline)
+}
+
+/// Every storage slot of `account` under `prefix`, with the same rules as [`account_chunk`]. An
+/// unknown account has no slots: the empty list.
+pub fn storage_chunk<S: KvStore>(
+    snap: &LeafSnapshot<'_, S>,
+    account: &B256,
+    prefix: &Nibbles,
+    limit: u64,
+    deadline: Instant,
+) -> Result<ChunkContent<StorageSlot>, ServeError> {
+    let slots = snap.storage_with_prefix(account, &trie_nibbles(prefix)).map(|item| {
+        let (hashed_slot, value) = item?;
+        Ok::<_, ServeError>(StorageSlot { hashed_slot, value })
+    });
+    collect_complete(slots, limit, deadline)
+}
+
+/// The storage of one account as a chunk leaf carries it: inline when at most `inline_bytes`
+/// encoded and at most [`INLINE_STORAGE_SLOTS_LIMIT`] slots, else the "large storage" mark with
+/// the slot count (see [`SLOT_COUNT_SCAN_LIMIT`]: exact up to it, estimated beyond). Reads at most
+/// [`SLOT_COUNT_SCAN_LIMIT`] slots, however large the storage.
+pub fn account_storage<S: KvStore>(
+    snap: &LeafSnapshot<'_, S>,
+    account: &B256,
+    inline_bytes: usize,
+) -> Result<AccountStorage, ServeError> {
+    let mut slots = snap.storage_with_prefix(account, &alloy_trie::Nibbles::new());
+    let mut inline = Vec::new();
+    let mut inline_size = 0usize;
+    for item in slots.by_ref() {
+        let (hashed_slot, value) = item?;
+        let slot = StorageSlot { hashed_slot, value };
+        inline_size += slot.length();
+        inline.push(slot);
+        if inline.len() > INLINE_STORAGE_SLOTS_LIMIT || inline_size > inline_bytes {
+            let mut seen = inline.len();
+            let mut last = hashed_slot;
+            while seen < SLOT_COUNT_SCAN_LIMIT {
+                match slots.next() {
+                    Some(item) => {
+                        last = item?.0;
+                        seen += 1;
+                    }
+                    None => return Ok(AccountStorage::Large { slot_count: seen as u64 }),
+                }
+            }
+            let slot_count = match slots.next() {
+                None => seen as u64,
+                Some(item) => {
+                    item?;
+                    estimate_slot_count(seen as u64, &last)
+                }
+            };
+            return Ok(AccountStorage::Large { slot_count });
+        }
+    }
+    Ok(AccountStorage::Inline(inline))
+}
+
+/// Estimates how many uniformly spread hashed keys a trie holds when its `seen` smallest keys end
+/// at `last`: they cover the fraction `last / 2^256` of the key space, so the total is about
+/// `seen / fraction`. Never less than `seen + 1` (more keys were seen to follow).
+pub fn estimate_slot_count(seen: u64, last: &B256) -> u64 {
+    let mut top = [0u8; 8];
+    top.copy_from_slice(&last[..8]);
+    // The next key up bounds the covered fraction from above; +1 avoids a zero fraction.
+    let fraction = (u64::from_be_bytes(top) as f64 + 1.0) / 18_446_744_073_709_551_616.0;
+    let estimate = (seen as f64 / fraction).min(u64::MAX as f64) as u64;
+    estimate.max(seen.saturating_add(1))
+}
+
+/// Size of an RLP list whose items encode to `payload` bytes.
+fn list_size(payload: u64) -> u64 {
+    let header = Header { list: true, payload_length: payload as usize };
+    payload + header.length() as u64
+}
+
+/// Collects the complete list, or "too large" once it holds two or more items and exceeds
+/// `limit`, or once `deadline` has passed with another item still to come.
+fn collect_complete<T: Encodable>(
+    items: impl Iterator<Item = Result<T, ServeError>>,
+    limit: u64,
+    deadline: Instant,
+) -> Result<ChunkContent<T>, ServeError> {
+    let mut out = Vec::new();
+    let mut payload = 0u64;
+    for item in items {
+        let item = item?;
+        if !out.is_empty() && Instant::now() > deadline {
+            return Ok(ChunkContent::TooLarge);
+        }
+        payload += item.length() as u64;
+        out.push(item);
+        if out.len() > 1 && list_size(payload) > limit {
+            return Ok(ChunkContent::TooLarge);
+        }
+    }
+    Ok(ChunkContent::Items(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    fn slots(n: u8) -> Vec<Result<StorageSlot, ServeError>> {
+        (0..n)
+            .map(|i| {
+                Ok(StorageSlot {
+                    hashed_slot: B256::repeat_byte(i),
+                    value: alloy_primitives::U256::from(1u64),
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn complete_or_too_large() {
+        let all = alloy_rlp::encode(slots(10).into_iter().map(Result::unwrap).collect::<Vec<_>>());
+        let exact = all.len() as u64;
+        assert_eq!(collect_complete(slots(10).into_iter(), exact, far()).unwrap().len(), 10);
+        assert_eq!(
+            collect_complete(slots(10).into_iter(), exact - 1, far()).unwrap(),
+            ChunkContent::TooLarge
+        );
+        // A single item is always sent, whatever the limit; two are not.
+        assert_eq!(collect_complete(slots(1).into_iter(), 0, far()).unwrap().len(), 1);
+        assert_eq!(
+            collect_complete(slots(2).into_iter(), 0, far()).unwrap(),
+            ChunkContent::TooLarge
+        );
+        assert_eq!(collect_complete(slots(0).into_iter(), 0, far()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn deadline_gives_too_large_unless_single() {
+        let past = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(
+            collect_complete(slots(3).into_iter(), u64::MAX, past).unwrap(),
+            ChunkContent::TooLarge
+        );
+        assert_eq!(collect_complete(slots(1).into_iter(), u64::MAX, past).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn estimate_is_close_for_uniform_keys() {
+        // 4096 of 100_000 uniform keys end near 4096/100_000 of the key space.
+        let fraction = 4096.0 / 100_000.0;
+        let top = (fraction * 18_446_744_073_709_551_616.0) as u64;
+        let mut last = B256::ZERO;
+        last[..8].copy_from_slice(&top.to_be_bytes());
+        let estimate = estimate_slot_count(4096, &last);
+        assert!((99_000..=101_000).contains(&estimate), "{estimate}");
+        assert_eq!(estimate_slot_count(10, &B256::repeat_byte(0xff)), 11);
+    }
+
+    #[test]
+    fn prefix_conversion() {
+        let p = Nibbles::from_nibbles(&[0xa, 0x3, 0xf]).unwrap();
+        assert_eq!(trie_nibbles(&p).to_vec(), vec![0xa, 0x3, 0xf]);
+        assert_eq!(trie_nibbles(&Nibbles::root()).len(), 0);
+    }
+}

@@ -1,0 +1,160 @@
+//! Serving budgets and settings: every limit is a named constant saying why it has its value, and
+//! [`ServeConfig`] gathers the ones an operator may tune, each defaulting to its constant.
+
+use std::time::Duration;
+
+use leafsync_p2p::leaf::protocol::{
+    MAX_CODES_PER_REQUEST, MAX_IN_FLIGHT_REQUESTS, MAX_INLINE_STORAGE_SLOTS, MAX_NODES_PER_REQUEST,
+    MAX_RESPONSE_BYTES, REQUEST_TIMEOUT,
+};
+
+/// Server cap on any response's encoded size: the protocol's `MAX_RESPONSE_BYTES` (2 MiB). A
+/// client's `max_bytes` above it is lowered to it; the spec promises clients nothing larger.
+pub const SERVE_MAX_RESPONSE_BYTES: u64 = MAX_RESPONSE_BYTES;
+
+/// Smallest `max_bytes` a chunk is computed with (16 KiB), so that a client asking for a tiny
+/// `max_bytes` (even 0) costs the same bounded work as a normal one and lands in one cache
+/// class. A chunk that does not fit the client's own `max_bytes` is still answered "too large".
+pub const MIN_CHUNK_BYTES_CLASS: u64 = 16 * 1024;
+
+/// Default encoded size up to which an account's storage is sent inline in its chunk leaf
+/// (10 KiB, the seed's proof of concept: ~150–280 slots). Larger storage gets the "large
+/// storage" mark; inlining more would let a handful of contracts dominate a chunk.
+pub const DEFAULT_INLINE_STORAGE_BYTES: usize = 10 * 1024;
+
+/// Hard ceiling on inline slots per leaf, whatever the configured byte threshold: the protocol's
+/// `MAX_INLINE_STORAGE_SLOTS` (a client rejects a leaf with more as a breach).
+pub const INLINE_STORAGE_SLOTS_LIMIT: usize = MAX_INLINE_STORAGE_SLOTS;
+
+/// Most slots read to count a large storage for its "large storage" mark (4096). The count is a
+/// sizing hint (spec: "a sizing hint"): up to this many slots it is exact; beyond, it is
+/// estimated from the fraction of the hashed key space the first 4096 slots cover (hashed slots
+/// are uniform, so the relative error is about 1/√4096 ≈ 1.6 %). Scanning a 150k-slot contract
+/// on every chunk request would cost ~40× more reads than the rest of a typical leaf.
+pub const SLOT_COUNT_SCAN_LIMIT: usize = 4096;
+
+/// Default time budget of one request (1 s). The client's `REQUEST_TIMEOUT` is 10 s and a 2 MiB
+/// answer needs ~8.4 s at 2 Mbit/s, so a server that spends more than ~1.5 s reading risks
+/// answering a client that has already given up. Over the budget a chunk is answered "too
+/// large" (the client asks for the 16 smaller children; a chunk is never partial) and
+/// nodes/codes stop early with what they have.
+pub const DEFAULT_REQUEST_TIME_BUDGET: Duration = Duration::from_secs(1);
+
+/// Default ceiling on concurrent requests of one peer inside the server: the protocol's
+/// `MAX_IN_FLIGHT_REQUESTS` (16). One more is a breach (spec: disconnect `0x02`, fatal).
+pub const DEFAULT_MAX_CONCURRENT_PER_PEER: usize = MAX_IN_FLIGHT_REQUESTS;
+
+/// Most node requests served from one `GetNodes`: the protocol limit (384); more is a breach.
+pub const MAX_NODES_SERVED: usize = MAX_NODES_PER_REQUEST;
+
+/// Most code hashes served from one `GetCodes`: the protocol limit (1024); more is a breach.
+pub const MAX_CODES_SERVED: usize = MAX_CODES_PER_REQUEST;
+
+/// Default byte bound of the chunk response cache (256 MiB): about 128 full 2 MiB chunks, i.e.
+/// the depth-2 chunks of a mainnet-size state, which many syncing clients ask for in the same
+/// order. Entries are least-recently-used out.
+pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Default number of blocks a cached chunk is handed out after it was read (16, ~3 minutes on
+/// mainnet). A chunk is allowed to be stale (the client heals what changed), and 16 blocks touch
+/// a tiny fraction of the leaves; a larger value saves reads but grows the client's heal work.
+pub const DEFAULT_CACHE_REUSE_BLOCKS: u64 = 16;
+
+/// Bytes charged to the cache per entry beyond its encoded body (key, head number, bookkeeping),
+/// so that a flood of tiny "too large" entries is bounded too.
+pub const CACHE_ENTRY_OVERHEAD: usize = 128;
+
+// The time budget must leave the client time to receive the answer.
+const _: () = assert!(DEFAULT_REQUEST_TIME_BUDGET.as_millis() * 5 < REQUEST_TIMEOUT.as_millis());
+
+/// Settings of the serve layer. Every field's default is the constant named in its doc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Cap on response bytes; a client's `max_bytes` is lowered to it. Default
+    /// [`SERVE_MAX_RESPONSE_BYTES`]; values above it are lowered to it by [`Self::validated`].
+    pub max_response_bytes: u64,
+    /// Encoded storage size up to which storage is inlined in a chunk leaf. Default
+    /// [`DEFAULT_INLINE_STORAGE_BYTES`]; never more than [`INLINE_STORAGE_SLOTS_LIMIT`] slots.
+    pub inline_storage_bytes: usize,
+    /// Time budget per request. Default [`DEFAULT_REQUEST_TIME_BUDGET`].
+    pub request_time_budget: Duration,
+    /// Concurrent requests per peer before it is penalised. Default
+    /// [`DEFAULT_MAX_CONCURRENT_PER_PEER`]; never above it (the protocol's limit).
+    pub max_concurrent_per_peer: usize,
+    /// Byte bound of the chunk cache; 0 disables it. Default [`DEFAULT_CACHE_BYTES`].
+    pub cache_bytes: usize,
+    /// Blocks a cached chunk is reused for. Default [`DEFAULT_CACHE_REUSE_BLOCKS`]; 0 means
+    /// only while the head has not moved.
+    pub cache_reuse_blocks: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            max_response_bytes: SERVE_MAX_RESPONSE_BYTES,
+            inline_storage_bytes: DEFAULT_INLINE_STORAGE_BYTES,
+            request_time_budget: DEFAULT_REQUEST_TIME_BUDGET,
+            max_concurrent_per_peer: DEFAULT_MAX_CONCURRENT_PER_PEER,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            cache_reuse_blocks: DEFAULT_CACHE_REUSE_BLOCKS,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// The config with protocol ceilings applied: response cap at most
+    /// [`SERVE_MAX_RESPONSE_BYTES`] (and at least [`MIN_CHUNK_BYTES_CLASS`]), concurrency between
+    /// 1 and [`DEFAULT_MAX_CONCURRENT_PER_PEER`].
+    pub fn validated(mut self) -> Self {
+        self.max_response_bytes =
+            self.max_response_bytes.clamp(MIN_CHUNK_BYTES_CLASS, SERVE_MAX_RESPONSE_BYTES);
+        self.max_concurrent_per_peer =
+            self.max_concurrent_per_peer.clamp(1, DEFAULT_MAX_CONCURRENT_PER_PEER);
+        self
+    }
+
+    /// A client's `max_bytes` as the server honours it: at most the response cap.
+    pub fn effective_max_bytes(&self, requested: u64) -> u64 {
+        requested.min(self.max_response_bytes)
+    }
+
+    /// The byte bound a chunk is computed with for a client's `max_bytes`: the next power of two
+    /// at or above the honoured `max_bytes`, between [`MIN_CHUNK_BYTES_CLASS`] and the response
+    /// cap. All clients in one class share a cached chunk; the work per request is at most twice
+    /// what the client asked for.
+    pub fn chunk_bytes_class(&self, requested: u64) -> u64 {
+        let honoured = self.effective_max_bytes(requested).max(MIN_CHUNK_BYTES_CLASS);
+        honoured.checked_next_power_of_two().unwrap_or(u64::MAX).min(self.max_response_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_bounded_and_cover_the_request() {
+        let c = ServeConfig::default();
+        assert_eq!(c.chunk_bytes_class(0), MIN_CHUNK_BYTES_CLASS);
+        assert_eq!(c.chunk_bytes_class(16 * 1024 + 1), 32 * 1024);
+        assert_eq!(c.chunk_bytes_class(1_500_000), 2 * 1024 * 1024);
+        assert_eq!(c.chunk_bytes_class(u64::MAX), SERVE_MAX_RESPONSE_BYTES);
+        for requested in [1u64, 5000, 70_000, 1 << 20, 3 << 20] {
+            assert!(c.chunk_bytes_class(requested) >= c.effective_max_bytes(requested));
+        }
+    }
+
+    #[test]
+    fn validated_applies_protocol_ceilings() {
+        let c = ServeConfig {
+            max_response_bytes: u64::MAX,
+            max_concurrent_per_peer: 1000,
+            ..ServeConfig::default()
+        }
+        .validated();
+        assert_eq!(c.max_response_bytes, SERVE_MAX_RESPONSE_BYTES);
+        assert_eq!(c.max_concurrent_per_peer, DEFAULT_MAX_CONCURRENT_PER_PEER);
+        let c = ServeConfig { max_concurrent_per_peer: 0, ..ServeConfig::default() }.validated();
+        assert_eq!(c.max_concurrent_per_peer, 1);
+    }
+}

@@ -1,0 +1,129 @@
+//! `GetNodes` and `GetCodes`: one entry per requested item in request order, each either data
+//! that hashes to what the client asked for or empty; the list stops early at the byte bound
+//! (the item crossing it included) or when the time budget runs out.
+
+use std::time::Instant;
+
+use alloy_primitives::{B256, Bytes, keccak256};
+use leafsync_leafdb::{KvStore, LeafSnapshot};
+use leafsync_p2p::leaf::{Codes, GetCodes, GetNodes, NodeRequest, Nodes, TrieOwner};
+
+use crate::{
+    chunk::trie_nibbles,
+    config::{MAX_CODES_SERVED, MAX_NODES_SERVED, ServeConfig},
+    error::ServeError,
+};
+
+/// The node the client asked for, if we have one that hashes to its expected hash: first from
+/// the recent-node cache by hash (nodes replaced in the last blocks), then from the node store
+/// by path. Anything else (missing, or a different node at that path) is `None`.
+pub fn find_node<S: KvStore>(
+    snap: &LeafSnapshot<'_, S>,
+    request: &NodeRequest,
+) -> Result<Option<Vec<u8>>, ServeError> {
+    if let Some(node) = snap.recent_node(&request.hash)?
+        && keccak256(&node) == request.hash
+    {
+        return Ok(Some(node));
+    }
+    let owner = match &request.owner {
+        TrieOwner::Accounts => None,
+        TrieOwner::Storage(owner) => Some(owner),
+    };
+    Ok(snap.node(owner, &trie_nibbles(&request.path))?.filter(|n| keccak256(n) == request.hash))
+}
+
+/// The code with this hash, only if it hashes to it.
+pub fn find_code<S: KvStore>(
+    snap: &LeafSnapshot<'_, S>,
+    hash: &B256,
+) -> Result<Option<Vec<u8>>, ServeError> {
+    Ok(snap.code(hash)?.filter(|c| keccak256(c) == *hash))
+}
+
+/// Answers `GetNodes`: at most [`MAX_NODES_SERVED`] entries (the handler penalises longer
+/// requests before calling this), bounded by the capped `max_bytes` and the time budget.
+pub fn serve_nodes<S: KvStore>(
+    snap: &LeafSnapshot<'_, S>,
+    request: &GetNodes,
+    config: &ServeConfig,
+) -> Result<Nodes, ServeError> {
+    let deadline = Instant::now() + config.request_time_budget;
+    let limit = config.effective_max_bytes(request.max_bytes);
+    let nodes = collect_bounded(
+        request.nodes.iter().take(MAX_NODES_SERVED),
+        |r| find_node(snap, r),
+        limit,
+        deadline,
+    )?;
+    Ok(Nodes { request_id: request.request_id, nodes })
+}
+
+/// Answers `GetCodes`: at most [`MAX_CODES_SERVED`] entries, bounded like [`serve_nodes`].
+pub fn serve_codes<S: KvStore>(
+    snap: &LeafSnapshot<'_, S>,
+    request: &GetCodes,
+    config: &ServeConfig,
+) -> Result<Codes, ServeError> {
+    let deadline = Instant::now() + config.request_time_budget;
+    let limit = config.effective_max_bytes(request.max_bytes);
+    let codes = collect_bounded(
+        request.hashes.iter().take(MAX_CODES_SERVED),
+        |h| find_code(snap, h),
+        limit,
+        deadline,
+    )?;
+    Ok(Codes { request_id: request.request_id, codes })
+}
+
+/// One entry per request (empty when `find` has nothing), stopping after the entry that brings
+/// the total past `limit` bytes, or before the next entry once `deadline` has passed (at least one
+/// entry is always looked up).
+fn collect_bounded<'r, R: 'r>(
+    requests: impl Iterator<Item = &'r R>,
+    mut find: impl FnMut(&R) -> Result<Option<Vec<u8>>, ServeError>,
+    limit: u64,
+    deadline: Instant,
+) -> Result<Vec<Bytes>, ServeError> {
+    let mut out = Vec::new();
+    let mut size = 0u64;
+    for request in requests {
+        if size > limit || (!out.is_empty() && Instant::now() > deadline) {
+            break;
+        }
+        let entry = find(request)?.map(Bytes::from).unwrap_or_default();
+        size += entry.len() as u64;
+        out.push(entry);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn stops_after_the_item_crossing_the_limit() {
+        let requests = [1usize, 2, 3, 4];
+        let find = |n: &usize| Ok(Some(vec![0u8; *n * 10]));
+        let far = Instant::now() + Duration::from_secs(60);
+        let out = collect_bounded(requests.iter(), find, 25, far).unwrap();
+        // 10 + 20 = 30 > 25 after the second entry, which is still sent.
+        assert_eq!(out.iter().map(|b| b.len()).collect::<Vec<_>>(), vec![10, 20]);
+        let all = collect_bounded(requests.iter(), find, 1000, far).unwrap();
+        assert_eq!(all.len(), 4);
+        let none = |_: &usize| Ok(None);
+        let empty = collect_bounded(requests.iter(), none, 0, far).unwrap();
+        assert_eq!(empty, vec![Bytes::new(); 4], "empty entries cost nothing");
+    }
+
+    #[test]
+    fn deadline_stops_after_one() {
+        let past = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        let out =
+            collect_bounded([1usize, 2].iter(), |_| Ok(Some(vec![1])), u64::MAX, past).unwrap();
+        assert_eq!(out.len(), 1);
+    }
+}
