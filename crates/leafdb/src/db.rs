@@ -1,6 +1,6 @@
 //! [`LeafDb`]: the flat state and its trie over a [`KvStore`], with atomic block application.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, path::Path, sync::RwLock};
 
 use alloy_primitives::{Address, B256, Bytes, KECCAK256_EMPTY, U256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
@@ -15,6 +15,7 @@ use crate::{
         prefix_end,
         rocks::{DbOptions, RocksStore},
     },
+    recent::RecentNodes,
     schema::{
         self, BlockHeader, SCHEMA_VERSION, decode_account, decode_head, encode_account,
         encode_slot_value, meta, path_key, slot_leaf_value, storage_key, storage_node_key,
@@ -68,6 +69,8 @@ pub struct LeafDbConfig {
     /// Blocks for which replaced nodes stay in the recent-node cache
     /// ([`DEFAULT_RECENT_BLOCKS`]).
     pub recent_blocks: u64,
+    /// Byte budget of the recent-node cache ([`crate::recent::DEFAULT_RECENT_CACHE_BYTES`]).
+    pub recent_cache_bytes: usize,
     /// How durable each block's write is (default [`Durability::Logged`]: a killed process loses
     /// nothing; a power cut may lose the last blocks, which ingest then applies again).
     pub block_durability: Durability,
@@ -75,7 +78,11 @@ pub struct LeafDbConfig {
 
 impl Default for LeafDbConfig {
     fn default() -> Self {
-        Self { recent_blocks: DEFAULT_RECENT_BLOCKS, block_durability: Durability::Logged }
+        Self {
+            recent_blocks: DEFAULT_RECENT_BLOCKS,
+            recent_cache_bytes: crate::recent::DEFAULT_RECENT_CACHE_BYTES,
+            block_durability: Durability::Logged,
+        }
     }
 }
 
@@ -110,6 +117,8 @@ pub struct AccountProof {
 pub struct LeafDb<S = RocksStore> {
     store: S,
     config: LeafDbConfig,
+    /// Nodes replaced in recent blocks (in memory; see [`crate::recent`]).
+    recent: RwLock<RecentNodes>,
 }
 
 /// Reads account-trie nodes.
@@ -182,7 +191,7 @@ impl<S: KvStore> LeafDb<S> {
                 what: String::from_utf8_lossy(&what).into_owned(),
             });
         }
-        Ok(Self { store, config })
+        Ok(Self { store, config, recent: RwLock::default() })
     }
 
     /// The underlying store.
@@ -244,10 +253,17 @@ impl<S: KvStore> LeafDb<S> {
 
     /// A node replaced within the last [`LeafDbConfig::recent_blocks`] blocks, by hash.
     pub fn recent_node(&self, hash: &B256) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .store
-            .get(Table::RecentNodes, hash.as_slice())?
-            .and_then(|v| (v.len() > 8).then(|| v[8..].to_vec())))
+        Ok(self.recent_cache().get(hash))
+    }
+
+    /// Size of the recent-node cache: `(nodes, bytes)`.
+    pub fn recent_cache_size(&self) -> (usize, usize) {
+        let cache = self.recent_cache();
+        (cache.len(), cache.bytes())
+    }
+
+    pub(crate) fn recent_cache(&self) -> std::sync::RwLockReadGuard<'_, RecentNodes> {
+        self.recent.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The account and its Merkle proof against the stored account root.
@@ -397,7 +413,6 @@ impl<S: KvStore> LeafDb<S> {
         stage_commit(&mut batch, None, &commit, &mut outcome);
         replaced.extend(commit.replaced);
         let tries_done = started.elapsed();
-        self.stage_recent(&mut batch, header.number, replaced)?;
 
         outcome.root = commit.root;
         outcome.root_matches = commit.root == header.state_root;
@@ -417,6 +432,11 @@ impl<S: KvStore> LeafDb<S> {
         let staged = started.elapsed();
         let batch_bytes = batch.size_bytes();
         self.store.write(batch, self.config.block_durability)?;
+        if self.config.recent_blocks > 0 {
+            let last_expired = header.number.checked_sub(self.config.recent_blocks);
+            let mut cache = self.recent.write().unwrap_or_else(|e| e.into_inner());
+            cache.add_block(header.number, replaced, last_expired, self.config.recent_cache_bytes);
+        }
         debug!(
             number = header.number,
             accounts = outcome.accounts,
@@ -426,56 +446,11 @@ impl<S: KvStore> LeafDb<S> {
             reads_ms = reads_done.as_secs_f64() * 1e3,
             storage_ms = (storage_done - reads_done).as_secs_f64() * 1e3,
             account_trie_ms = (tries_done - storage_done).as_secs_f64() * 1e3,
-            recent_ms = (staged - tries_done).as_secs_f64() * 1e3,
+            stage_ms = (staged - tries_done).as_secs_f64() * 1e3,
             write_ms = (started.elapsed() - staged).as_secs_f64() * 1e3,
             "applied block"
         );
         Ok(outcome)
-    }
-
-    /// Adds replaced nodes to the recent-node cache and expires those older than the window.
-    ///
-    /// The expiry index holds one entry per block (the hashes it added), so a block costs one
-    /// index write however many nodes it replaced. A node whose bytes become current again and
-    /// are replaced a second time within the window leaves the cache when its first replacement
-    /// expires; GetNodes then answers empty for it (never wrongly) and the client asks elsewhere.
-    fn stage_recent(
-        &self,
-        batch: &mut WriteBatch,
-        number: u64,
-        replaced: Vec<(B256, Vec<u8>)>,
-    ) -> Result<()> {
-        if self.config.recent_blocks == 0 {
-            return Ok(());
-        }
-        if let Some(last_expired) = number.checked_sub(self.config.recent_blocks) {
-            for item in self.store.iter_from(Table::RecentIndex, &[]) {
-                let (key, hashes) = item?;
-                let block: [u8; 8] = key.as_ref().try_into().map_err(|_| {
-                    LeafDbError::corrupt("recent_index", "key", "not a block number")
-                })?;
-                if u64::from_be_bytes(block) > last_expired {
-                    break;
-                }
-                for hash in hashes.chunks_exact(32) {
-                    batch.delete(Table::RecentNodes, hash.to_vec());
-                }
-                batch.delete(Table::RecentIndex, key.to_vec());
-            }
-        }
-        if replaced.is_empty() {
-            return Ok(());
-        }
-        let mut index = Vec::with_capacity(replaced.len() * 32);
-        for (hash, rlp) in replaced {
-            let mut value = Vec::with_capacity(8 + rlp.len());
-            value.extend_from_slice(&number.to_be_bytes());
-            value.extend_from_slice(&rlp);
-            batch.put(Table::RecentNodes, hash.as_slice(), value);
-            index.extend_from_slice(hash.as_slice());
-        }
-        batch.put(Table::RecentIndex, number.to_be_bytes(), index);
-        Ok(())
     }
 }
 

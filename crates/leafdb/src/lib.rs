@@ -18,6 +18,7 @@ pub mod error;
 pub mod generate;
 pub mod genesis;
 pub mod kv;
+pub mod recent;
 pub mod schema;
 pub mod snapshot;
 pub mod trie;

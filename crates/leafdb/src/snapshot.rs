@@ -13,8 +13,9 @@ use crate::{
 };
 
 /// A read-only view of the state at the moment [`LeafDb::snapshot`] was called.
-pub struct LeafSnapshot<'a, S: KvStore + 'a> {
+pub struct LeafSnapshot<'a, S: KvStore> {
     snap: S::Snapshot<'a>,
+    db: &'a LeafDb<S>,
     head: Option<BlockHeader>,
     account_root: B256,
 }
@@ -31,7 +32,7 @@ impl<S: KvStore> LeafDb<S> {
         let snap = self.store().snapshot();
         let head = snap.get(Table::Meta, meta::HEAD)?.map(|b| decode_head(&b)).transpose()?;
         let account_root = read_account_root(&snap)?;
-        Ok(LeafSnapshot { snap, head, account_root })
+        Ok(LeafSnapshot { snap, db: self, head, account_root })
     }
 }
 
@@ -122,12 +123,10 @@ impl<'a, S: KvStore> LeafSnapshot<'a, S> {
         }
     }
 
-    /// A node replaced in a recent block, by hash.
+    /// A node replaced in a recent block, by hash. The cache is shared, not snapshotted: a
+    /// node is content-addressed, so whatever it returns for a hash is that node.
     pub fn recent_node(&self, hash: &B256) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .snap
-            .get(Table::RecentNodes, hash.as_slice())?
-            .and_then(|v| (v.len() > 8).then(|| v[8..].to_vec())))
+        self.db.recent_node(hash)
     }
 
     /// Bytecode by hash.

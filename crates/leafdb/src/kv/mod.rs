@@ -19,24 +19,18 @@ pub enum Table {
     AccountNodes,
     /// hashed address (32) ‖ path (one byte per nibble) → node RLP, for storage tries.
     StorageNodes,
-    /// node hash (32) → block number (8, BE) ‖ node RLP: nodes replaced in recent blocks.
-    RecentNodes,
-    /// block number (8, BE) → the hashes (32 bytes each) that block added to `RecentNodes`.
-    RecentIndex,
     /// fixed names → schema version, head, account root, counters.
     Meta,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 6] = [
         Self::Accounts,
         Self::Storage,
         Self::Code,
         Self::AccountNodes,
         Self::StorageNodes,
-        Self::RecentNodes,
-        Self::RecentIndex,
         Self::Meta,
     ];
 
@@ -48,8 +42,6 @@ impl Table {
             Self::Code => "code",
             Self::AccountNodes => "account_nodes",
             Self::StorageNodes => "storage_nodes",
-            Self::RecentNodes => "recent_nodes",
-            Self::RecentIndex => "recent_index",
             Self::Meta => "meta",
         }
     }

@@ -18,7 +18,7 @@ pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 256 << 20;
 /// Default memtable size per column family: 64 MiB (RocksDB's own default), big enough that a
 /// block's batch (a few MiB) never triggers a flush by itself.
 pub const DEFAULT_WRITE_BUFFER_BYTES: usize = 64 << 20;
-/// Default bloom filter bits per key on point-lookup tables (nodes, code, recent nodes): 10 bits
+/// Default bloom filter bits per key on point-lookup tables (nodes, code): 10 bits
 /// gives ~1% false positives, so a miss on a node path rarely costs a disk read.
 pub const DEFAULT_BLOOM_BITS: f64 = 10.0;
 /// Default limit on open table files: RocksDB's "unlimited" (-1) can exhaust a sidecar's file
@@ -88,10 +88,8 @@ impl DbOptions {
         block.set_block_size(self.block_size);
         block.set_cache_index_and_filter_blocks(true);
         block.set_pin_l0_filter_and_index_blocks_in_cache(true);
-        let point_lookups = matches!(
-            table,
-            Table::AccountNodes | Table::StorageNodes | Table::Code | Table::RecentNodes
-        );
+        let point_lookups =
+            matches!(table, Table::AccountNodes | Table::StorageNodes | Table::Code);
         if point_lookups {
             block.set_bloom_filter(self.bloom_bits, false);
         }
