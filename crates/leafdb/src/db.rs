@@ -322,8 +322,11 @@ impl<S: KvStore> LeafDb<S> {
         // Plan each account: its old state and, for updates with slots, a storage job.
         let mut plans = Vec::with_capacity(hashed.len());
         let mut jobs = Vec::new();
-        for (haddr, change) in hashed {
-            let old = self.account(&haddr)?;
+        let keys: Vec<&[u8]> = hashed.keys().map(|k| k.as_slice()).collect();
+        let olds = self.store.multi_get(Table::Accounts, &keys)?;
+        for ((haddr, change), old) in hashed.iter().zip(olds) {
+            let (haddr, change) = (*haddr, *change);
+            let old = old.map(|b| decode_account(&b)).transpose()?;
             if let AccountChange::Updated(u) = change {
                 let old_root = old.map_or(EMPTY_ROOT_HASH, |a| a.storage_root);
                 let wipe = u.storage_wiped && old_root != EMPTY_ROOT_HASH;

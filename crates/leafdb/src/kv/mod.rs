@@ -126,6 +126,11 @@ pub type KvPair = (Box<[u8]>, Box<[u8]>);
 pub trait KvRead {
     /// The value of `key`.
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// The values of `keys` (given in increasing order), in the same order. Stores that can
+    /// batch point reads override this.
+    fn multi_get(&self, table: Table, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(table, k)).collect()
+    }
     /// Pairs with keys `>= start`, in key order.
     fn iter_from<'a>(
         &'a self,

@@ -157,6 +157,15 @@ impl KvRead for RocksStore {
         Ok(self.db.get_cf(self.cf(table)?, key)?)
     }
 
+    fn multi_get(&self, table: Table, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        let cf = self.cf(table)?;
+        self.db
+            .batched_multi_get_cf(cf, keys.iter().copied(), true)
+            .into_iter()
+            .map(|r| Ok(r?.map(|v| v.to_vec())))
+            .collect()
+    }
+
     fn iter_from<'a>(
         &'a self,
         table: Table,
