@@ -54,10 +54,10 @@ impl RecentNodes {
             if let Some((oldest, hashes)) = self.blocks.pop_front() {
                 for hash in hashes {
                     // A node replaced again later belongs to that later block now.
-                    if self.by_hash.get(&hash).is_some_and(|(b, _)| *b == oldest) {
-                        if let Some((_, rlp)) = self.by_hash.remove(&hash) {
-                            self.bytes = self.bytes.saturating_sub(rlp.len() + ENTRY_OVERHEAD);
-                        }
+                    if self.by_hash.get(&hash).is_some_and(|(b, _)| *b == oldest)
+                        && let Some((_, rlp)) = self.by_hash.remove(&hash)
+                    {
+                        self.bytes = self.bytes.saturating_sub(rlp.len() + ENTRY_OVERHEAD);
                     }
                 }
             }
