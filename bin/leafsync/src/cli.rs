@@ -17,6 +17,10 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs the daemon: serves the datadir's state over leaf/1 (see docs/operators.md).
+    Run(crate::config::RunFlags),
+    /// Checks a configuration file and prints the merged configuration.
+    CheckConfig(crate::config::RunFlags),
     /// Offline tools working on a datadir or a file.
     #[command(subcommand)]
     Tool(ToolCommand),
@@ -98,18 +102,34 @@ pub(crate) struct LeafdbBench {
 }
 
 impl Cli {
-    /// Default log level: quiet for benchmarks, whose stdout is JSON.
-    pub(crate) fn default_log_level(&self) -> &'static str {
+    /// Default log level: quiet for benchmarks, whose stdout is JSON. `None` for the daemon,
+    /// which takes its level from its configuration.
+    pub(crate) fn default_log_level(&self) -> Option<&'static str> {
         match self.command {
             // Benchmarks apply synthetic blocks whose header roots are unknown: root mismatch
             // warnings would only be noise there.
-            Command::Bench(_) => "error",
-            Command::Tool(_) => "info",
+            Command::Bench(_) => Some("error"),
+            Command::Tool(_) | Command::CheckConfig(_) => Some("info"),
+            Command::Run(_) => None,
         }
     }
 
     pub(crate) fn run(self) -> Result<ExitCode, CliError> {
         match self.command {
+            Command::Run(flags) => {
+                let config = crate::config::Config::load(&flags)?;
+                crate::init_logging(&config.file.log.level);
+                crate::run::run(config)
+            }
+            Command::CheckConfig(flags) => {
+                let config = crate::config::Config::load(&flags)?;
+                println!("{:#?}", config.file);
+                println!(
+                    "chain: {} (network {}, genesis {})",
+                    config.chain.name, config.chain.network_id, config.chain.genesis_hash
+                );
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Tool(ToolCommand::StateRoot { alloc }) => tool::state_root(&alloc),
             Command::Tool(ToolCommand::GenState { datadir, accounts, seed }) => {
                 tool::gen_state(&datadir, accounts, seed)

@@ -21,4 +21,18 @@ pub(crate) enum CliError {
         /// The error.
         source: std::io::Error,
     },
+    /// The configuration was rejected.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The network could not start.
+    #[error("network: {0}")]
+    Network(#[from] leafsync_p2p::peers::NetworkError),
+    /// A file or value is unusable.
+    #[error("{what}: {reason}")]
+    Invalid {
+        /// The file or value.
+        what: String,
+        /// Why.
+        reason: String,
+    },
 }

@@ -3,7 +3,9 @@
 mod bench;
 mod bench_serve;
 mod cli;
+mod config;
 mod error;
+mod run;
 mod tool;
 
 use std::process::ExitCode;
@@ -12,7 +14,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_logging(cli.default_log_level());
+    if let Some(level) = cli.default_log_level() {
+        init_logging(level);
+    }
     match cli.run() {
         Ok(code) => code,
         Err(e) => {
@@ -28,8 +32,10 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr (stdout carries command output); `RUST_LOG` overrides the level.
-fn init_logging(default: &str) {
+pub(crate) fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // A second call (there is none today) would keep the first subscriber.
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -1,0 +1,473 @@
+//! The daemon's configuration: a TOML file (every key optional, defaults documented in
+//! `config/leafsync.toml`) merged with command-line flags into one validated [`Config`]; only a
+//! validated config builds components.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use alloy_primitives::B256;
+use leafsync_p2p::{
+    chain::{ChainSpec, Enr, PRESET_NAMES},
+    peers::NodeRecord,
+};
+use serde::Deserialize;
+
+/// Why a configuration was rejected. Every variant names the file (or the flag) and the key.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown key, wrong type, …); the parser's
+    /// message names the key, the line and the reason.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value is well-formed but unusable.
+    #[error("{origin}: `{key}`: {reason}")]
+    Invalid {
+        /// The file, or `command line`.
+        origin: String,
+        /// The key, e.g. `p2p.static_peers[1]`.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The file's schema. Unknown keys are errors; absent keys take the documented defaults.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileConfig {
+    /// Where the leafdb and the node key live.
+    pub(crate) datadir: PathBuf,
+    /// Chain preset: mainnet, sepolia, holesky, hoodi or dev.
+    pub(crate) chain: String,
+    /// Genesis hash; required for `dev` (its preset cannot know it), checked against the preset
+    /// otherwise.
+    pub(crate) genesis_hash: Option<String>,
+    /// Networking.
+    pub(crate) p2p: P2pSection,
+    /// The neighbouring execution client.
+    pub(crate) el: ElSection,
+    /// Serving.
+    pub(crate) serve: ServeSection,
+    /// The state store.
+    pub(crate) leafdb: LeafdbSection,
+    /// Logging.
+    pub(crate) log: LogSection,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        Self {
+            datadir: PathBuf::from("leafsync-data"),
+            chain: "mainnet".into(),
+            genesis_hash: None,
+            p2p: P2pSection::default(),
+            el: ElSection::default(),
+            serve: ServeSection::default(),
+            leafdb: LeafdbSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+/// `[p2p]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct P2pSection {
+    /// IP address to listen on (TCP for RLPx, UDP for discv5).
+    pub(crate) listen_ip: IpAddr,
+    /// Port for RLPx and discv5; 0 picks a free one.
+    pub(crate) port: u16,
+    /// Whether to run discv5 discovery.
+    pub(crate) discovery: bool,
+    /// discv5 bootnodes (ENR strings); absent means the chain preset's.
+    pub(crate) bootnodes: Option<Vec<String>>,
+    /// Peers kept connected (enode URLs).
+    pub(crate) static_peers: Vec<String>,
+    /// Peers kept connected and exempt from limits and bans (enode URLs).
+    pub(crate) trusted_peers: Vec<String>,
+    /// Most inbound sessions.
+    pub(crate) max_inbound: usize,
+    /// Most outbound sessions.
+    pub(crate) max_outbound: usize,
+}
+
+impl Default for P2pSection {
+    fn default() -> Self {
+        Self {
+            listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: leafsync_p2p::chain::DEFAULT_PORT,
+            discovery: true,
+            bootnodes: None,
+            static_peers: Vec::new(),
+            trusted_peers: Vec::new(),
+            max_inbound: leafsync_p2p::peers::DEFAULT_MAX_INBOUND,
+            max_outbound: leafsync_p2p::peers::DEFAULT_MAX_OUTBOUND,
+        }
+    }
+}
+
+/// `[el]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ElSection {
+    /// JSON-RPC URL of the neighbouring execution client (http:// or ws://).
+    pub(crate) rpc: Option<String>,
+}
+
+/// `[serve]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ServeSection {
+    /// Storage up to this many bytes travels inline in chunks.
+    pub(crate) inline_storage_bytes: usize,
+    /// Byte budget of the chunk response cache.
+    pub(crate) cache_bytes: usize,
+    /// Blocks for which a cached chunk is reused.
+    pub(crate) cache_reuse_blocks: u64,
+}
+
+impl Default for ServeSection {
+    fn default() -> Self {
+        let d = leafsync_serve::ServeConfig::default();
+        Self {
+            inline_storage_bytes: d.inline_storage_bytes,
+            cache_bytes: d.cache_bytes,
+            cache_reuse_blocks: d.cache_reuse_blocks,
+        }
+    }
+}
+
+/// `[leafdb]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LeafdbSection {
+    /// RocksDB block cache in MiB.
+    pub(crate) block_cache_mib: usize,
+    /// Blocks for which replaced trie nodes stay servable by hash.
+    pub(crate) recent_blocks: u64,
+    /// Byte budget of that cache in MiB.
+    pub(crate) recent_cache_mib: usize,
+}
+
+impl Default for LeafdbSection {
+    fn default() -> Self {
+        Self {
+            block_cache_mib: leafsync_leafdb::kv::rocks::DEFAULT_BLOCK_CACHE_BYTES >> 20,
+            recent_blocks: leafsync_leafdb::DEFAULT_RECENT_BLOCKS,
+            recent_cache_mib: leafsync_leafdb::recent::DEFAULT_RECENT_CACHE_BYTES >> 20,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LogSection {
+    /// A tracing filter (`info`, `leafsync_p2p=debug,info`, …); `RUST_LOG` overrides it.
+    pub(crate) level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+
+/// Flags that override the file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct RunFlags {
+    /// The TOML configuration file.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Overrides `datadir`.
+    #[arg(long)]
+    pub(crate) datadir: Option<PathBuf>,
+    /// Overrides `chain`.
+    #[arg(long)]
+    pub(crate) chain: Option<String>,
+    /// Overrides `p2p.port`.
+    #[arg(long)]
+    pub(crate) port: Option<u16>,
+    /// Overrides `p2p.bootnodes` (comma-separated ENRs).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) bootnodes: Option<Vec<String>>,
+    /// Overrides `el.rpc`.
+    #[arg(long)]
+    pub(crate) el_rpc: Option<String>,
+    /// Overrides `log.level`.
+    #[arg(long)]
+    pub(crate) log: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// The merged file and flags.
+    pub(crate) file: FileConfig,
+    /// The chain, its genesis known.
+    pub(crate) chain: ChainSpec,
+    /// Parsed bootnodes.
+    pub(crate) bootnodes: Vec<Enr>,
+    /// Parsed static peers.
+    pub(crate) static_peers: Vec<NodeRecord>,
+    /// Parsed trusted peers.
+    pub(crate) trusted_peers: Vec<NodeRecord>,
+    /// RLPx listen address.
+    pub(crate) listen: SocketAddr,
+}
+
+impl FileConfig {
+    /// Reads and parses a file (no validation beyond the schema).
+    pub(crate) fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses TOML text attributed to `path`.
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })
+    }
+}
+
+impl Config {
+    /// Loads the file named by the flags (if any), applies the flags and validates.
+    pub(crate) fn load(flags: &RunFlags) -> Result<Self, ConfigError> {
+        let (mut file, origin) = match &flags.config {
+            Some(path) => (FileConfig::read(path)?, path.display().to_string()),
+            None => (FileConfig::default(), "defaults".to_string()),
+        };
+        if let Some(v) = &flags.datadir {
+            file.datadir.clone_from(v);
+        }
+        if let Some(v) = &flags.chain {
+            file.chain.clone_from(v);
+        }
+        if let Some(v) = flags.port {
+            file.p2p.port = v;
+        }
+        if let Some(v) = &flags.bootnodes {
+            file.p2p.bootnodes = Some(v.clone());
+        }
+        if let Some(v) = &flags.el_rpc {
+            file.el.rpc = Some(v.clone());
+        }
+        if let Some(v) = &flags.log {
+            file.log.level.clone_from(v);
+        }
+        Self::validate(file, &origin)
+    }
+
+    /// Checks every value and parses the structured ones.
+    pub(crate) fn validate(file: FileConfig, origin: &str) -> Result<Self, ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            reason,
+        };
+        let mut chain = ChainSpec::preset(&file.chain).map_err(|_| {
+            invalid(
+                "chain",
+                format!("unknown chain {:?} (known: {})", file.chain, PRESET_NAMES.join(", ")),
+            )
+        })?;
+        let genesis_hash = file
+            .genesis_hash
+            .as_deref()
+            .map(|s| {
+                B256::from_str(s)
+                    .map_err(|e| invalid("genesis_hash", format!("not a 32-byte hex hash: {e}")))
+            })
+            .transpose()?;
+        match genesis_hash {
+            Some(hash) if chain.has_placeholder_genesis() => chain = chain.with_genesis_hash(hash),
+            Some(hash) if hash != chain.genesis_hash => {
+                return Err(invalid(
+                    "genesis_hash",
+                    format!(
+                        "{hash} differs from the {} genesis {}",
+                        chain.name, chain.genesis_hash
+                    ),
+                ));
+            }
+            None if chain.has_placeholder_genesis() => {
+                return Err(invalid(
+                    "genesis_hash",
+                    format!(
+                        "required for chain {:?}: its genesis depends on your genesis file",
+                        file.chain
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        let bootnodes = match &file.p2p.bootnodes {
+            None => chain.bootnodes.clone(),
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    Enr::from_str(s).map_err(|e| {
+                        invalid(&format!("p2p.bootnodes[{i}]"), format!("not an ENR: {e}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let enodes = |key: &str, list: &[String]| -> Result<Vec<NodeRecord>, ConfigError> {
+            list.iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    NodeRecord::from_str(s)
+                        .map_err(|e| invalid(&format!("{key}[{i}]"), e.to_string()))
+                })
+                .collect()
+        };
+        let static_peers = enodes("p2p.static_peers", &file.p2p.static_peers)?;
+        let trusted_peers = enodes("p2p.trusted_peers", &file.p2p.trusted_peers)?;
+        if file.p2p.max_outbound == 0 && !file.p2p.static_peers.is_empty() {
+            return Err(invalid("p2p.max_outbound", "is 0 but static peers are configured".into()));
+        }
+        if let Some(url) = &file.el.rpc {
+            let ok = ["http://", "https://", "ws://", "wss://"].iter().any(|p| url.starts_with(p));
+            if !ok {
+                return Err(invalid(
+                    "el.rpc",
+                    format!("{url:?} is not an http(s):// or ws(s):// URL"),
+                ));
+            }
+        }
+        tracing_subscriber::EnvFilter::try_new(&file.log.level)
+            .map_err(|e| invalid("log.level", format!("not a tracing filter: {e}")))?;
+        if file.leafdb.block_cache_mib == 0 {
+            return Err(invalid("leafdb.block_cache_mib", "must be at least 1".into()));
+        }
+        let listen = SocketAddr::new(file.p2p.listen_ip, file.p2p.port);
+        Ok(Self { file, chain, bootnodes, static_peers, trusted_peers, listen })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::validate(FileConfig::parse(Path::new("test.toml"), text)?, "test.toml")
+    }
+
+    fn err(text: &str) -> String {
+        match parse(text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// The documented file is the defaults, key for key.
+    #[test]
+    fn documented_config_is_the_defaults() {
+        let text = include_str!("../../../config/leafsync.toml");
+        let file = FileConfig::parse(Path::new("config/leafsync.toml"), text).unwrap();
+        assert_eq!(file, FileConfig::default());
+        assert!(Config::validate(file, "config/leafsync.toml").is_ok());
+    }
+
+    #[test]
+    fn every_preset_loads() {
+        for name in PRESET_NAMES {
+            let extra = if name == "dev" {
+                "genesis_hash = \"0x0101010101010101010101010101010101010101010101010101010101010101\"\n"
+            } else {
+                ""
+            };
+            let config = parse(&format!("chain = \"{name}\"\n{extra}")).unwrap();
+            assert_eq!(config.chain.name, name);
+            assert!(!config.chain.has_placeholder_genesis());
+        }
+    }
+
+    #[test]
+    fn config_0_1_keeps_loading() {
+        let path =
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/leafsync-0.1.toml"));
+        let config = Config::validate(FileConfig::read(path).unwrap(), "fixture").unwrap();
+        assert_eq!(config.chain.name, "sepolia");
+        assert_eq!(config.listen.port(), 30404);
+        assert_eq!(config.static_peers.len(), 1);
+        assert_eq!(config.file.leafdb.block_cache_mib, 1024);
+        assert_eq!(config.file.leafdb.recent_blocks, 128, "defaults fill what the file omits");
+    }
+
+    #[test]
+    fn bad_files_name_the_file_the_key_and_the_reason() {
+        let e = err("datadir = \"x\"\nchian = \"mainnet\"\n");
+        assert!(e.contains("test.toml") && e.contains("chian"), "{e}");
+        let e = err("[p2p]\nport = \"thirty\"\n");
+        assert!(e.contains("test.toml") && e.contains("port"), "{e}");
+        let e = err("[p2p]\nport = 70000\n");
+        assert!(e.contains("port"), "{e}");
+        let e = err("[serve]\nbogus = 1\n");
+        assert!(e.contains("bogus"), "{e}");
+        let e = err("chain = \"goerli\"\n");
+        assert!(e.contains("`chain`") && e.contains("goerli") && e.contains("sepolia"), "{e}");
+        let e = err("chain = \"dev\"\n");
+        assert!(e.contains("`genesis_hash`") && e.contains("required"), "{e}");
+        let e = err("chain = \"sepolia\"\ngenesis_hash = \"0x01\"\n");
+        assert!(e.contains("`genesis_hash`"), "{e}");
+        let e = err(
+            "chain = \"sepolia\"\ngenesis_hash = \"0x0101010101010101010101010101010101010101010101010101010101010101\"\n",
+        );
+        assert!(e.contains("differs"), "{e}");
+        let e = err("[p2p]\nstatic_peers = [\"enode://abc@1.2.3.4:30303\"]\n");
+        assert!(e.contains("`p2p.static_peers[0]`"), "{e}");
+        let e = err("[p2p]\nbootnodes = [\"enr:nope\"]\n");
+        assert!(e.contains("`p2p.bootnodes[0]`"), "{e}");
+        let e = err("[el]\nrpc = \"localhost:8545\"\n");
+        assert!(e.contains("`el.rpc`"), "{e}");
+        let e = err("[log]\nlevel = \"info,,[\"\n");
+        assert!(e.contains("`log.level`"), "{e}");
+        let e = err("[leafdb]\nblock_cache_mib = 0\n");
+        assert!(e.contains("`leafdb.block_cache_mib`"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "chain = \"sepolia\"\n[p2p]\nport = 1000\n").unwrap();
+        let flags = RunFlags {
+            config: Some(path),
+            chain: Some("hoodi".into()),
+            port: Some(2000),
+            datadir: Some(PathBuf::from("/tmp/x")),
+            ..RunFlags::default()
+        };
+        let config = Config::load(&flags).unwrap();
+        assert_eq!(config.chain.name, "hoodi");
+        assert_eq!(config.listen.port(), 2000);
+        assert_eq!(config.file.datadir, PathBuf::from("/tmp/x"));
+        let missing = RunFlags {
+            config: Some(PathBuf::from("/nonexistent/leafsync.toml")),
+            ..RunFlags::default()
+        };
+        let e = Config::load(&missing).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/leafsync.toml"), "{e}");
+    }
+}

@@ -1,0 +1,190 @@
+//! `leafsync run`: the daemon. Today it serves an existing leafdb over `leaf/1` (with discv5
+//! discovery, static and trusted peers); syncing an empty leafdb and following the execution
+//! client are wired in as those crates land.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
+
+use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig};
+use leafsync_p2p::{
+    discovery::DiscoveryConfig,
+    leaf::{ChainHead, ServeFlags},
+    peers::{LocalHead, Network, NetworkConfig},
+};
+use leafsync_serve::{LeafServer, ServeConfig};
+use secp256k1::SecretKey;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{config::Config, error::CliError};
+
+/// Name of the node key file in the datadir: the secp256k1 secret as 64 hex characters.
+pub(crate) const NODEKEY_FILE: &str = "nodekey";
+
+/// Loads the node key, creating it (readable by the owner only) on first start.
+fn node_key(datadir: &Path) -> Result<SecretKey, CliError> {
+    let path = datadir.join(NODEKEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let bytes =
+                alloy_primitives::hex::decode(text.trim()).map_err(|e| CliError::Invalid {
+                    what: path.display().to_string(),
+                    reason: format!("not a hex node key: {e}"),
+                })?;
+            SecretKey::from_byte_array(bytes.as_slice().try_into().map_err(|_| {
+                CliError::Invalid {
+                    what: path.display().to_string(),
+                    reason: "a node key is 32 bytes".into(),
+                }
+            })?)
+            .map_err(|e| CliError::Invalid {
+                what: path.display().to_string(),
+                reason: e.to_string(),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SecretKey::new(&mut rand::rng());
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let mut f =
+                opts.open(&path).map_err(|source| CliError::Io { path: path.clone(), source })?;
+            f.write_all(alloy_primitives::hex::encode(key.secret_bytes()).as_bytes())
+                .map_err(|source| CliError::Io { path: path.clone(), source })?;
+            info!(path = %path.display(), "created a new node key");
+            Ok(key)
+        }
+        Err(source) => Err(CliError::Io { path, source }),
+    }
+}
+
+/// Accounts estimate from one 1/256 slice of the key space (cheap at start-up, ±10% on large
+/// states).
+fn account_estimate(db: &LeafDb) -> Result<u64, CliError> {
+    let snap = db.snapshot()?;
+    let prefix = alloy_trie::Nibbles::from_nibbles([0, 0]);
+    let slice = snap.accounts_with_prefix(&prefix).count() as u64;
+    Ok(slice * 256)
+}
+
+pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
+    let datadir: PathBuf = config.file.datadir.clone();
+    std::fs::create_dir_all(&datadir)
+        .map_err(|source| CliError::Io { path: datadir.clone(), source })?;
+    let options = DbOptions::default().block_cache_bytes(config.file.leafdb.block_cache_mib << 20);
+    let db_config = LeafDbConfig {
+        recent_blocks: config.file.leafdb.recent_blocks,
+        recent_cache_bytes: config.file.leafdb.recent_cache_mib << 20,
+        ..LeafDbConfig::default()
+    };
+    let db = Arc::new(LeafDb::open(&datadir.join("leafdb"), &options, db_config)?);
+    let Some(head) = db.head()? else {
+        return Err(CliError::Invalid {
+            what: datadir.join("leafdb").display().to_string(),
+            reason: "the leafdb is empty and this build cannot sync yet: load a state with \
+                     `leafsync tool init-genesis` or `leafsync tool gen-state`"
+                .into(),
+        });
+    };
+    let key = node_key(&datadir)?;
+    let timestamp = if head.number == 0 {
+        config.chain.genesis_timestamp
+    } else {
+        // The leafdb does not record block times; a served head is recent.
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    let local = LocalHead {
+        head: ChainHead { number: head.number, hash: head.hash, state_root: head.state_root },
+        timestamp,
+        account_estimate: account_estimate(&db)?,
+        serves: ServeFlags::ALL,
+    };
+    let serve = ServeConfig {
+        inline_storage_bytes: config.file.serve.inline_storage_bytes,
+        cache_bytes: config.file.serve.cache_bytes,
+        cache_reuse_blocks: config.file.serve.cache_reuse_blocks,
+        ..ServeConfig::default()
+    };
+    let handler = Arc::new(LeafServer::new(db.clone(), serve));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Io { path: PathBuf::from("<tokio runtime>"), source })?;
+    runtime.block_on(async move {
+        let (_head_tx, head_rx) = watch::channel(local);
+        let mut net = NetworkConfig::new(key, config.chain.clone(), head_rx, handler);
+        net.listen_addr = config.listen;
+        net.static_peers = config.static_peers.clone();
+        net.trusted_peers = config.trusted_peers.clone();
+        net.max_inbound = config.file.p2p.max_inbound;
+        net.max_outbound = config.file.p2p.max_outbound;
+        if config.file.p2p.discovery {
+            let ip = match config.listen.ip() {
+                std::net::IpAddr::V4(ip) => ip,
+                std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+            };
+            net.discovery = Some(DiscoveryConfig {
+                listen_addr: std::net::SocketAddrV4::new(ip, config.listen.port()),
+                bootnodes: config.bootnodes.clone(),
+                ..DiscoveryConfig::default()
+            });
+        }
+        let handle = Network::start(net).await?;
+        // Machine-readable lines on stdout; everything else goes to the log on stderr.
+        println!("enode: {}", handle.local_enode());
+        match handle.local_enr().await {
+            Some(enr) => println!("enr: {}", enr.to_base64()),
+            None => println!("enr: none (discovery is off)"),
+        }
+        info!(
+            chain = %config.chain.name,
+            head = head.number,
+            state_root = %head.state_root,
+            accounts = local.account_estimate,
+            enode = %handle.local_enode(),
+            "serving leaf/1"
+        );
+        if config.file.el.rpc.is_some() {
+            warn!("el.rpc is set, but following the execution client is not in this build yet");
+        }
+        wait_for_shutdown().await;
+        info!("shutting down");
+        handle.shutdown().await;
+        Ok::<_, CliError>(())
+    })?;
+    drop(db);
+    info!("database closed; bye");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the daemon");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

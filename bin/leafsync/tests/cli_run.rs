@@ -1,0 +1,169 @@
+//! `leafsync run` as an operator runs it: a process started from a TOML file serves the
+//! datadir's state over leaf/1 to a peer on loopback, and SIGTERM shuts it down cleanly.
+#![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Command, Stdio},
+    str::FromStr,
+    sync::{Arc, mpsc},
+    time::{Duration, Instant},
+};
+
+use alloy_primitives::B256;
+use leafsync_p2p::{
+    chain::ChainSpec,
+    leaf::{ChainHead, ChunkContent, GetChunk, Nibbles, ServeFlags},
+    peers::{EmptyHandler, LocalHead, Network, NetworkConfig, NodeRecord},
+};
+use secp256k1::SecretKey;
+use tokio::sync::watch;
+
+const GENESIS: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
+/// Bound on every wait in this test.
+const WAIT: Duration = Duration::from_secs(30);
+
+fn leafsync() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_leafsync"));
+    c.env("RUST_LOG", "info");
+    c
+}
+
+#[test]
+fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let datadir = dir.path().join("data");
+    let out = leafsync()
+        .args(["tool", "gen-state", "--datadir", datadir.to_str().unwrap(), "--accounts", "2000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let config = dir.path().join("leafsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "datadir = {:?}\nchain = \"dev\"\ngenesis_hash = \"{GENESIS}\"\n\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n",
+            datadir.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+
+    let mut child = leafsync()
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let enode = loop {
+        match rx.recv_timeout(WAIT) {
+            Ok(line) if line.starts_with("enode: ") => break line["enode: ".len()..].to_string(),
+            Ok(_) => continue,
+            Err(e) => {
+                let _ = child.kill();
+                let stderr = child
+                    .wait_with_output()
+                    .map(|o| String::from_utf8_lossy(&o.stderr).into_owned());
+                panic!("no enode line ({e}): {stderr:?}");
+            }
+        }
+    };
+    let record = NodeRecord::from_str(&enode).unwrap();
+    assert!(
+        matches!(rx.recv_timeout(WAIT), Ok(l) if l.starts_with("enr: ")),
+        "an ENR line follows"
+    );
+
+    // A peer on the same dev chain fetches the 16 chunks of depth 1: 2,000 accounts in all.
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let accounts = runtime.block_on(async move {
+        let chain =
+            ChainSpec::preset("dev").unwrap().with_genesis_hash(B256::from_str(GENESIS).unwrap());
+        let head = LocalHead {
+            head: ChainHead { number: 0, hash: B256::ZERO, state_root: B256::ZERO },
+            timestamp: 0,
+            account_estimate: 0,
+            serves: ServeFlags::default(),
+        };
+        let (_tx, rx) = watch::channel(head);
+        let mut config =
+            NetworkConfig::new(SecretKey::new(&mut rand::rng()), chain, rx, Arc::new(EmptyHandler));
+        config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.dial_interval = Duration::from_millis(100);
+        config.static_peers = vec![record];
+        let client = Network::start(config).await.unwrap();
+        let deadline = Instant::now() + WAIT;
+        while !client.peers().await.iter().any(|p| p.id == record.id) {
+            assert!(Instant::now() < deadline, "did not connect to the daemon");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut accounts = 0;
+        for n in 0..16u8 {
+            let request = GetChunk {
+                request_id: 0,
+                prefix: Nibbles::from_nibbles(&[n]).unwrap(),
+                max_bytes: 2 << 20,
+            };
+            match client.get_chunk(record.id, request).await.unwrap().content {
+                ChunkContent::Items(leaves) => {
+                    assert!(leaves.iter().all(|l| l.hashed_address.0[0] >> 4 == n));
+                    accounts += leaves.len();
+                }
+                ChunkContent::TooLarge => {
+                    panic!("a 2,000-account state has no 2 MiB chunk at depth 1")
+                }
+            }
+        }
+        client.shutdown().await;
+        accounts
+    });
+    assert_eq!(accounts, 2_000);
+
+    // SIGTERM: a clean exit, and the datadir verifies afterwards.
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + WAIT;
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "daemon did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = child
+        .wait_with_output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .unwrap_or_default();
+    assert!(exit.success(), "exit {exit:?}: {stderr}");
+    assert!(stderr.contains("shutting down") && stderr.contains("database closed"), "{stderr}");
+    let verify = leafsync()
+        .args(["tool", "verify", "--datadir", datadir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}
+
+#[test]
+fn run_refuses_bad_config_and_empty_datadir() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "chain = \"sepolia\"\n[p2p]\nprot = 1\n").unwrap();
+    let out = leafsync().args(["run", "--config", config.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("bad.toml") && stderr.contains("prot"), "{stderr}");
+
+    std::fs::write(&config, format!("datadir = {:?}\nchain = \"sepolia\"\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n", dir.path().join("empty").to_str().unwrap())).unwrap();
+    let out = leafsync().args(["run", "--config", config.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("empty") && stderr.contains("gen-state"), "{stderr}");
+}
