@@ -21,6 +21,15 @@ enum Command {
     Run(crate::config::RunFlags),
     /// Checks a configuration file and prints the merged configuration.
     CheckConfig(crate::config::RunFlags),
+    /// Asks a running daemon for its phase, head and peers (admin JSON-RPC).
+    Status {
+        /// The daemon's admin JSON-RPC.
+        #[arg(long, default_value = "http://127.0.0.1:8647")]
+        rpc: String,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Offline tools working on a datadir or a file.
     #[command(subcommand)]
     Tool(ToolCommand),
@@ -110,6 +119,7 @@ impl Cli {
             // warnings would only be noise there.
             Command::Bench(_) => Some("error"),
             Command::Tool(_) | Command::CheckConfig(_) => Some("info"),
+            Command::Status { .. } => Some("warn"),
             Command::Run(_) => None,
         }
     }
@@ -121,6 +131,7 @@ impl Cli {
                 crate::init_logging(&config.file.log.level);
                 crate::run::run(config)
             }
+            Command::Status { rpc, json } => crate::admin::status(&rpc, json),
             Command::CheckConfig(flags) => {
                 let config = crate::config::Config::load(&flags)?;
                 println!("{:#?}", config.file);

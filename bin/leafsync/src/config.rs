@@ -66,8 +66,34 @@ pub(crate) struct FileConfig {
     pub(crate) serve: ServeSection,
     /// The state store.
     pub(crate) leafdb: LeafdbSection,
+    /// The admin JSON-RPC.
+    pub(crate) admin: AdminSection,
+    /// The Prometheus endpoint.
+    pub(crate) metrics: MetricsSection,
     /// Logging.
     pub(crate) log: LogSection,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AdminSection {
+    /// Address of the admin JSON-RPC; an empty string disables it.
+    pub(crate) listen: String,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self { listen: crate::admin::DEFAULT_ADMIN_LISTEN.into() }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MetricsSection {
+    /// Address of the Prometheus endpoint (`GET /metrics`); empty disables it.
+    pub(crate) listen: String,
 }
 
 impl Default for FileConfig {
@@ -80,6 +106,8 @@ impl Default for FileConfig {
             el: ElSection::default(),
             serve: ServeSection::default(),
             leafdb: LeafdbSection::default(),
+            admin: AdminSection::default(),
+            metrics: MetricsSection::default(),
             log: LogSection::default(),
         }
     }
@@ -210,6 +238,9 @@ pub(crate) struct RunFlags {
     /// Overrides `el.rpc`.
     #[arg(long)]
     pub(crate) el_rpc: Option<String>,
+    /// Overrides `metrics.listen` (e.g. 127.0.0.1:9403).
+    #[arg(long)]
+    pub(crate) metrics: Option<String>,
     /// Overrides `log.level`.
     #[arg(long)]
     pub(crate) log: Option<String>,
@@ -230,6 +261,10 @@ pub(crate) struct Config {
     pub(crate) trusted_peers: Vec<NodeRecord>,
     /// RLPx listen address.
     pub(crate) listen: SocketAddr,
+    /// Admin JSON-RPC address, if enabled.
+    pub(crate) admin: Option<SocketAddr>,
+    /// Metrics address, if enabled.
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 impl FileConfig {
@@ -270,6 +305,9 @@ impl Config {
         }
         if let Some(v) = &flags.el_rpc {
             file.el.rpc = Some(v.clone());
+        }
+        if let Some(v) = &flags.metrics {
+            file.metrics.listen.clone_from(v);
         }
         if let Some(v) = &flags.log {
             file.log.level.clone_from(v);
@@ -361,7 +399,17 @@ impl Config {
             return Err(invalid("leafdb.block_cache_mib", "must be at least 1".into()));
         }
         let listen = SocketAddr::new(file.p2p.listen_ip, file.p2p.port);
-        Ok(Self { file, chain, bootnodes, static_peers, trusted_peers, listen })
+        let addr = |key: &str, v: &str| -> Result<Option<SocketAddr>, ConfigError> {
+            if v.is_empty() {
+                return Ok(None);
+            }
+            SocketAddr::from_str(v)
+                .map(Some)
+                .map_err(|e| invalid(key, format!("{v:?} is not ip:port: {e}")))
+        };
+        let admin = addr("admin.listen", &file.admin.listen)?;
+        let metrics = addr("metrics.listen", &file.metrics.listen)?;
+        Ok(Self { file, chain, bootnodes, static_peers, trusted_peers, listen, admin, metrics })
     }
 }
 
@@ -443,6 +491,8 @@ mod tests {
         assert!(e.contains("`el.rpc`"), "{e}");
         let e = err("[log]\nlevel = \"info,,[\"\n");
         assert!(e.contains("`log.level`"), "{e}");
+        let e = err("[admin]\nlisten = \"localhost\"\n");
+        assert!(e.contains("`admin.listen`"), "{e}");
         let e = err("[leafdb]\nblock_cache_mib = 0\n");
         assert!(e.contains("`leafdb.block_cache_mib`"), "{e}");
     }

@@ -1,5 +1,6 @@
 //! The `leafsync` binary: a thin shell over the library crates.
 
+mod admin;
 mod bench;
 mod bench_serve;
 mod cli;

@@ -112,13 +112,16 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
         cache_reuse_blocks: config.file.serve.cache_reuse_blocks,
         ..ServeConfig::default()
     };
-    let handler = Arc::new(LeafServer::new(db.clone(), serve));
+    let server = Arc::new(LeafServer::new(db.clone(), serve));
+    let handler = server.clone();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|source| CliError::Io { path: PathBuf::from("<tokio runtime>"), source })?;
+    let (db_task, server_task) = (db.clone(), server.clone());
     runtime.block_on(async move {
+        let (db, server) = (db_task, server_task);
         let (_head_tx, head_rx) = watch::channel(local);
         let mut net = NetworkConfig::new(key, config.chain.clone(), head_rx, handler);
         net.listen_addr = config.listen;
@@ -138,11 +141,27 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
             });
         }
         let handle = Network::start(net).await?;
+        let state = Arc::new(crate::admin::AdminState {
+            network: handle.clone(),
+            db: db.clone(),
+            server: server.clone(),
+            chain: config.chain.clone(),
+            started: std::time::Instant::now(),
+        });
         // Machine-readable lines on stdout; everything else goes to the log on stderr.
         println!("enode: {}", handle.local_enode());
         match handle.local_enr().await {
             Some(enr) => println!("enr: {}", enr.to_base64()),
             None => println!("enr: none (discovery is off)"),
+        }
+        if let Some(addr) = config.admin {
+            let bound = crate::admin::serve(addr, crate::admin::Role::Admin, state.clone()).await?;
+            println!("admin: http://{bound}");
+        }
+        if let Some(addr) = config.metrics {
+            let bound =
+                crate::admin::serve(addr, crate::admin::Role::Metrics, state.clone()).await?;
+            println!("metrics: http://{bound}/metrics");
         }
         info!(
             chain = %config.chain.name,
@@ -160,7 +179,13 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
         handle.shutdown().await;
         Ok::<_, CliError>(())
     })?;
-    drop(db);
+    // Dropping the runtime ends every task (sessions, admin server) and their references.
+    drop(runtime);
+    drop(server);
+    match Arc::try_unwrap(db) {
+        Ok(db) => drop(db),
+        Err(_) => warn!("the database is still referenced at shutdown; RocksDB closes it at exit"),
+    }
     info!("database closed; bye");
     Ok(ExitCode::SUCCESS)
 }

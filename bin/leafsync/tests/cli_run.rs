@@ -43,7 +43,7 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
     std::fs::write(
         &config,
         format!(
-            "datadir = {:?}\nchain = \"dev\"\ngenesis_hash = \"{GENESIS}\"\n\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n",
+            "datadir = {:?}\nchain = \"dev\"\ngenesis_hash = \"{GENESIS}\"\n\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
             datadir.to_str().unwrap()
         ),
     )
@@ -80,6 +80,10 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
         matches!(rx.recv_timeout(WAIT), Ok(l) if l.starts_with("enr: ")),
         "an ENR line follows"
     );
+    let admin = rx.recv_timeout(WAIT).unwrap();
+    let admin = admin.strip_prefix("admin: ").expect("admin line").to_string();
+    let metrics = rx.recv_timeout(WAIT).unwrap();
+    let metrics = metrics.strip_prefix("metrics: http://").expect("metrics line").to_string();
 
     // A peer on the same dev chain fetches the 16 chunks of depth 1: 2,000 accounts in all.
     let runtime =
@@ -127,6 +131,41 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
     });
     assert_eq!(accounts, 2_000);
 
+    // `leafsync status` over the admin JSON-RPC.
+    let out = leafsync().args(["status", "--rpc", &admin, "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["node"]["chain"], "dev");
+    assert_eq!(status["node"]["enode"], enode.as_str());
+    assert_eq!(status["sync"]["phase"], "serving");
+    assert_eq!(status["sync"]["head"]["number"], 0);
+    assert!(status["sync"]["served"].as_u64().unwrap() >= 16, "{status}");
+    let text = leafsync().args(["status", "--rpc", &admin]).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("phase:   serving"));
+    // A bad enode is a JSON-RPC error naming the problem.
+    let answer = http(
+        admin.strip_prefix("http://").unwrap(),
+        "POST / HTTP/1.1",
+        r#"{"jsonrpc":"2.0","id":7,"method":"admin_addPeer","params":["enode://zz@1.2.3.4:1"]}"#,
+    );
+    assert!(answer.contains("-32602") && answer.contains("invalid enode"), "{answer}");
+    let answer = http(
+        admin.strip_prefix("http://").unwrap(),
+        "POST / HTTP/1.1",
+        r#"{"jsonrpc":"2.0","id":8,"method":"nope"}"#,
+    );
+    assert!(answer.contains("-32601"), "{answer}");
+    // Prometheus text.
+    let scrape = http(metrics.trim_end_matches("/metrics"), "GET /metrics HTTP/1.1", "");
+    assert!(scrape.contains("# TYPE leafsync_serve_requests_total counter"), "{scrape}");
+    let served: f64 = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("leafsync_serve_requests_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(served >= 16.0, "{scrape}");
+
     // SIGTERM: a clean exit, and the datadir verifies afterwards.
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
@@ -149,6 +188,22 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
         .output()
         .unwrap();
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}
+
+/// One HTTP/1.1 exchange on a fresh connection; returns the whole response.
+fn http(authority: &str, request_line: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(authority).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        s,
+        "{request_line}\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 #[test]

@@ -1,0 +1,358 @@
+//! The admin JSON-RPC (`admin_nodeInfo`, `admin_peers`, `admin_addPeer`, `leaf_head`,
+//! `leaf_syncStatus`) and the Prometheus metrics endpoint, over HTTP/1 on addresses from the
+//! config (loopback by default), plus the small client `leafsync status` uses.
+
+use std::{convert::Infallible, net::SocketAddr, str::FromStr, sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Method, Request, Response, StatusCode, body::Incoming, service::service_fn};
+use hyper_util::rt::TokioIo;
+use leafsync_leafdb::LeafDb;
+use leafsync_p2p::{
+    chain::ChainSpec,
+    peers::{Direction, NetworkHandle, NodeRecord},
+};
+use leafsync_serve::LeafServer;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::error::CliError;
+
+/// Largest request body the admin endpoint reads: JSON-RPC calls are a few hundred bytes, and a
+/// local tool has no reason to send more.
+pub(crate) const MAX_ADMIN_BODY: usize = 64 << 10;
+/// Default admin JSON-RPC address: loopback only, so nothing outside the machine can add peers.
+pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8647";
+
+/// What the endpoints read.
+pub(crate) struct AdminState {
+    /// The network.
+    pub(crate) network: NetworkHandle,
+    /// The state store.
+    pub(crate) db: Arc<LeafDb>,
+    /// The request handler, for its counters.
+    pub(crate) server: Arc<LeafServer<leafsync_leafdb::RocksStore>>,
+    /// The chain.
+    pub(crate) chain: ChainSpec,
+    /// When the daemon started.
+    pub(crate) started: Instant,
+}
+
+/// What an endpoint serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// JSON-RPC on `POST /`.
+    Admin,
+    /// Prometheus text on `GET /metrics`.
+    Metrics,
+}
+
+/// Binds `addr` and serves `role` until the runtime stops; returns the bound address.
+pub(crate) async fn serve(
+    addr: SocketAddr,
+    role: Role,
+    state: Arc<AdminState>,
+) -> Result<SocketAddr, CliError> {
+    if role == Role::Admin && !addr.ip().is_loopback() {
+        warn!(%addr, "admin JSON-RPC listens beyond loopback: anyone who reaches it can add peers");
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| CliError::Io { path: format!("listen {addr}").into(), source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| CliError::Io { path: format!("listen {addr}").into(), source })?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| handle(req, role, state.clone()));
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    debug!(error = %e, "admin connection ended");
+                }
+            });
+        }
+    });
+    Ok(local)
+}
+
+fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    role: Role,
+    state: Arc<AdminState>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(match (role, req.method(), req.uri().path()) {
+        (Role::Metrics, &Method::GET, "/metrics") => {
+            reply(StatusCode::OK, "text/plain; version=0.0.4", metrics(&state).await)
+        }
+        (Role::Admin, &Method::POST, "/") => {
+            let body = match Limited::new(req.into_body(), MAX_ADMIN_BODY).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return Ok(reply(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "text/plain",
+                        "request too large\n".into(),
+                    ));
+                }
+            };
+            let answer = rpc(&body, &state).await;
+            reply(StatusCode::OK, "application/json", answer.to_string())
+        }
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    })
+}
+
+fn rpc_error(id: &Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+async fn rpc(body: &[u8], state: &AdminState) -> Value {
+    let Ok(req) = serde_json::from_slice::<Value>(body) else {
+        return rpc_error(&Value::Null, -32700, "parse error");
+    };
+    let id = req.get("id").cloned().unwrap_or(Value::Null);
+    let Some(method) = req.get("method").and_then(Value::as_str) else {
+        return rpc_error(&id, -32600, "invalid request: no method (batches are not supported)");
+    };
+    let params = req.get("params").cloned().unwrap_or(Value::Array(Vec::new()));
+    let result = match method {
+        "admin_nodeInfo" => Ok(node_info(state).await),
+        "admin_peers" => Ok(peers(state).await),
+        "admin_addPeer" => add_peer(state, &params).await,
+        "leaf_head" => head(state),
+        "leaf_syncStatus" => sync_status(state).await,
+        other => Err((-32601, format!("method {other:?} not found"))),
+    };
+    match result {
+        Ok(v) => json!({"jsonrpc": "2.0", "id": id, "result": v}),
+        Err((code, message)) => rpc_error(&id, code, &message),
+    }
+}
+
+async fn node_info(state: &AdminState) -> Value {
+    let enr = state.network.local_enr().await.map(|e| e.to_base64());
+    json!({
+        "id": state.network.local_id().to_string(),
+        "enode": state.network.local_enode().to_string(),
+        "enr": enr,
+        "listenAddr": state.network.local_enode().addr.to_string(),
+        "chain": state.chain.name,
+        "networkId": state.chain.network_id,
+        "genesis": state.chain.genesis_hash.to_string(),
+        "uptimeSecs": state.started.elapsed().as_secs(),
+    })
+}
+
+async fn peers(state: &AdminState) -> Value {
+    let peers = state.network.peers().await;
+    Value::Array(
+        peers
+            .into_iter()
+            .map(|p| {
+                json!({
+                    "id": p.id.to_string(),
+                    "addr": p.addr.to_string(),
+                    "direction": if p.direction == Direction::Inbound { "inbound" } else { "outbound" },
+                    "client": p.client_version,
+                    "head": {"number": p.head.number, "hash": p.head.hash.to_string(), "stateRoot": p.head.state_root.to_string()},
+                    "score": p.score,
+                    "trusted": p.trusted,
+                })
+            })
+            .collect(),
+    )
+}
+
+async fn add_peer(state: &AdminState, params: &Value) -> Result<Value, (i64, String)> {
+    let enode = params
+        .get(0)
+        .and_then(Value::as_str)
+        .ok_or((-32602, "expected one parameter: an enode URL".to_string()))?;
+    let record =
+        NodeRecord::from_str(enode).map_err(|e| (-32602, format!("invalid enode: {e}")))?;
+    state.network.add_peer(record).await.map_err(|e| (-32000, e.to_string()))?;
+    Ok(Value::Bool(true))
+}
+
+fn head(state: &AdminState) -> Result<Value, (i64, String)> {
+    let head = state.db.head().map_err(|e| (-32000, e.to_string()))?;
+    Ok(head.map_or(Value::Null, |h| {
+        json!({"number": h.number, "hash": h.hash.to_string(), "parentHash": h.parent_hash.to_string(), "stateRoot": h.state_root.to_string()})
+    }))
+}
+
+async fn sync_status(state: &AdminState) -> Result<Value, (i64, String)> {
+    let head = head(state)?;
+    let mismatches = state.db.root_mismatches().map_err(|e| (-32000, e.to_string()))?;
+    let stats = state.server.stats();
+    Ok(json!({
+        // This build serves a loaded state; sync and following land with their crates.
+        "phase": "serving",
+        "head": head,
+        "peers": state.network.peers().await.len(),
+        "rootMismatches": mismatches,
+        "served": stats.served,
+        "cacheHits": stats.cache.hits,
+        "cacheMisses": stats.cache.misses,
+    }))
+}
+
+async fn metrics(state: &AdminState) -> String {
+    let head = state.db.head().ok().flatten().map_or(0, |h| h.number);
+    let mismatches = state.db.root_mismatches().unwrap_or(0);
+    let (recent_nodes, recent_bytes) = state.db.recent_cache_size();
+    let peers = state.network.peers().await.len();
+    let s = state.server.stats();
+    let lines = [
+        ("leafsync_head_number", "gauge", "Block number of the leafdb head.", head as f64),
+        ("leafsync_peers", "gauge", "Connected leaf/1 peers.", peers as f64),
+        (
+            "leafsync_root_mismatches_total",
+            "counter",
+            "Blocks whose computed root differed from the header.",
+            mismatches as f64,
+        ),
+        ("leafsync_serve_requests_total", "counter", "leaf/1 requests answered.", s.served as f64),
+        (
+            "leafsync_serve_penalties_total",
+            "counter",
+            "leaf/1 messages refused with a penalty.",
+            s.penalties as f64,
+        ),
+        (
+            "leafsync_serve_internal_errors_total",
+            "counter",
+            "Requests answered empty on a database error.",
+            s.internal_errors as f64,
+        ),
+        ("leafsync_serve_cache_hits_total", "counter", "Chunk cache hits.", s.cache.hits as f64),
+        (
+            "leafsync_serve_cache_misses_total",
+            "counter",
+            "Chunk cache misses.",
+            s.cache.misses as f64,
+        ),
+        (
+            "leafsync_serve_cache_bytes",
+            "gauge",
+            "Bytes held by the chunk cache.",
+            s.cache.bytes as f64,
+        ),
+        (
+            "leafsync_recent_nodes",
+            "gauge",
+            "Replaced trie nodes held for recent pivots.",
+            recent_nodes as f64,
+        ),
+        (
+            "leafsync_recent_nodes_bytes",
+            "gauge",
+            "Bytes held by the recent-node cache.",
+            recent_bytes as f64,
+        ),
+        (
+            "leafsync_uptime_seconds",
+            "gauge",
+            "Seconds since the daemon started.",
+            state.started.elapsed().as_secs_f64(),
+        ),
+    ];
+    let mut out = String::new();
+    for (name, kind, help, value) in lines {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    }
+    out
+}
+
+/// Calls `method` on the admin JSON-RPC at `url` (`http://host:port`).
+pub(crate) async fn call(url: &str, method: &str, params: Value) -> Result<Value, CliError> {
+    let bad = |reason: String| CliError::Invalid { what: url.to_string(), reason };
+    let authority =
+        url.strip_prefix("http://").ok_or_else(|| bad("expected http://host:port".into()))?;
+    let authority = authority.trim_end_matches('/');
+    let addr = tokio::net::lookup_host(authority)
+        .await
+        .map_err(|e| bad(format!("cannot resolve: {e}")))?
+        .next()
+        .ok_or_else(|| bad("resolves to no address".into()))?;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| bad(format!("cannot connect (is `leafsync run` running?): {e}")))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    tokio::spawn(conn);
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let req = Request::post("/")
+        .header(hyper::header::HOST, authority)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| bad(e.to_string()))?;
+    let resp = sender.send_request(req).await.map_err(|e| bad(e.to_string()))?;
+    let bytes = Limited::new(resp.into_body(), 16 << 20)
+        .collect()
+        .await
+        .map_err(|e| bad(e.to_string()))?
+        .to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+    if let Some(err) = v.get("error") {
+        return Err(bad(format!("{method}: {err}")));
+    }
+    Ok(v.get("result").cloned().unwrap_or(Value::Null))
+}
+
+/// `leafsync status`: phase, head and peers of a running daemon.
+pub(crate) fn status(url: &str, as_json: bool) -> Result<std::process::ExitCode, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Io { path: "<tokio runtime>".into(), source })?;
+    let (info, sync, peers) = runtime.block_on(async {
+        Ok::<_, CliError>((
+            call(url, "admin_nodeInfo", json!([])).await?,
+            call(url, "leaf_syncStatus", json!([])).await?,
+            call(url, "admin_peers", json!([])).await?,
+        ))
+    })?;
+    if as_json {
+        println!("{}", json!({"node": info, "sync": sync, "peers": peers}));
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let s = |v: &Value, k: &str| {
+        v.get(k)
+            .map_or_else(String::new, |x| x.as_str().map_or_else(|| x.to_string(), str::to_string))
+    };
+    println!("node:    {}", s(&info, "enode"));
+    println!("chain:   {} (network {})", s(&info, "chain"), s(&info, "networkId"));
+    println!("phase:   {}", s(&sync, "phase"));
+    match sync.get("head") {
+        Some(h) if !h.is_null() => {
+            println!("head:    block {} root {}", s(h, "number"), s(h, "stateRoot"))
+        }
+        _ => println!("head:    none"),
+    }
+    println!("served:  {} requests ({} cache hits)", s(&sync, "served"), s(&sync, "cacheHits"));
+    let list = peers.as_array().cloned().unwrap_or_default();
+    println!("peers:   {}", list.len());
+    for p in list {
+        let head = p.get("head").map(|h| s(h, "number")).unwrap_or_default();
+        println!("  {} {} {} head {}", s(&p, "direction"), s(&p, "addr"), s(&p, "client"), head);
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
