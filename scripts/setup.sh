@@ -46,6 +46,12 @@ if [ ! -d "$LEAFSYNC_ROOT/tests/interop/node_modules/@ethereumjs/devp2p" ]; then
   npm ci --prefix "$LEAFSYNC_ROOT/tests/interop" --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
+# The ingest tests follow a real execution client: anvil, pinned in tests/anvil.
+if [ ! -d "$LEAFSYNC_ROOT/tests/anvil/node_modules/@foundry-rs" ]; then
+  echo "setup: installing the pinned anvil for the ingest tests (npm ci)"
+  npm ci --prefix "$LEAFSYNC_ROOT/tests/anvil" --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
 # In CI the clone is fresh each run: keep the (large) target directory outside it so the RocksDB
 # build is reused between runs. Developers keep cargo's default unless they set it themselves.
 if [ "${CI:-}" = "true" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then

@@ -82,6 +82,8 @@ enum BenchCommand {
     Leafdb(LeafdbBench),
     /// leaf/1 serving: chunk MB/s uncached and cached, nodes/s, p99 per request kind.
     Serve(crate::bench_serve::ServeBench),
+    /// Ingest: blocks per second through trace decoding, fold and apply_block.
+    Ingest(crate::bench_ingest::IngestBench),
 }
 
 /// Arguments of `bench leafdb`.
@@ -151,6 +153,7 @@ impl Cli {
             Command::Tool(ToolCommand::Verify { datadir }) => tool::verify(&datadir),
             Command::Bench(BenchCommand::Leafdb(args)) => bench::leafdb(&args),
             Command::Bench(BenchCommand::Serve(args)) => crate::bench_serve::serve(&args),
+            Command::Bench(BenchCommand::Ingest(args)) => crate::bench_ingest::ingest(&args),
         }
     }
 }

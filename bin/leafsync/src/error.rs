@@ -21,6 +21,9 @@ pub(crate) enum CliError {
         /// The error.
         source: std::io::Error,
     },
+    /// Ingest failed.
+    #[error(transparent)]
+    Ingest(#[from] leafsync_ingest::IngestError),
     /// The configuration was rejected.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),

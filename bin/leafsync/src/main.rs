@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod bench_ingest;
 mod bench_serve;
 mod cli;
 mod config;

@@ -1,6 +1,26 @@
 //! Following the neighbouring execution client over JSON-RPC: new heads, per-block state diffs
 //! (`debug_traceBlockByNumber` with the prestate tracer in diff mode) and withdrawals, applied to
-//! the leafdb block by block.
+//! the leafdb block by block (see docs/ingest.md).
 //!
-//! Not implemented yet: this crate is planned by the ingest issue and deliberately holds no code,
-//! so nothing can depend on behaviour that does not exist.
+//! * [`rpc`]: the JSON-RPC client, HTTP or WebSocket by URL scheme.
+//! * [`types`]: the wire shapes of blocks, withdrawals and diff-mode traces.
+//! * [`fold`]: pure folding of a block's traces and withdrawals into one [`BlockDiff`].
+//! * [`follower`]: the owner loop that keeps the leafdb at the neighbour's head.
+//! * [`bench`]: synthetic mainnet-sized traces and the ingest benchmark.
+//!
+//! [`BlockDiff`]: leafsync_leafdb::BlockDiff
+
+pub mod bench;
+pub mod error;
+pub mod fold;
+pub mod follower;
+pub mod rpc;
+pub mod types;
+
+pub use error::{IngestError, RpcError};
+pub use fold::{AccountInfo, StateView, fold_block};
+pub use follower::{
+    Follower, FollowerConfig, INITIAL_BACKOFF, IngestStats, MAX_BACKOFF, MAX_REORG_DEPTH,
+};
+pub use rpc::RpcClient;
+pub use types::{DiffTrace, RpcBlock, TracedAccount, TxTrace, Withdrawal};

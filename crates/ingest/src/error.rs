@@ -1,0 +1,97 @@
+//! Errors of the ingest layer.
+
+use leafsync_leafdb::{GenesisError, LeafDbError};
+
+/// An error object returned by the execution client (JSON-RPC 2.0 `error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("JSON-RPC error {code}: {message}")]
+pub struct RpcError {
+    /// The JSON-RPC error code.
+    pub code: i64,
+    /// The error message.
+    pub message: String,
+}
+
+/// Everything that can go wrong while following the execution client.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The execution client answered with a JSON-RPC error.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// HTTP transport failure.
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    /// WebSocket transport failure.
+    #[error("websocket: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    /// The WebSocket was closed by the execution client.
+    #[error("websocket closed by the execution client")]
+    WebSocketClosed,
+    /// A request got no answer in time.
+    #[error("`{method}` timed out after {millis} ms")]
+    Timeout {
+        /// The JSON-RPC method.
+        method: &'static str,
+        /// The timeout that expired.
+        millis: u64,
+    },
+    /// A response could not be decoded.
+    #[error("malformed response to `{method}`: {source}")]
+    Decode {
+        /// The JSON-RPC method.
+        method: &'static str,
+        /// The decoder's error.
+        source: serde_json::Error,
+    },
+    /// A response broke the protocol (wrong id, neither result nor error, too large).
+    #[error("invalid response to `{method}`: {reason}")]
+    InvalidResponse {
+        /// The JSON-RPC method.
+        method: &'static str,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The execution client does not know a block it should have.
+    #[error("execution client has no block {0}")]
+    MissingBlock(u64),
+    /// The tracer failed for one transaction of a block.
+    #[error("trace of block {block} transaction {index} failed: {message}")]
+    TraceFailed {
+        /// The block.
+        block: u64,
+        /// Index of the transaction in the block.
+        index: usize,
+        /// The tracer's error message.
+        message: String,
+    },
+    /// The URL's scheme is not `http` or `ws`, or it does not parse.
+    #[error("unsupported execution client URL `{0}` (expected http://… or ws://…)")]
+    UnsupportedUrl(String),
+    /// The leafdb has no state and no genesis file is configured.
+    #[error("the leafdb is empty and no genesis allocation is configured")]
+    NoState,
+    /// The leafdb failed.
+    #[error(transparent)]
+    LeafDb(#[from] LeafDbError),
+    /// The genesis allocation could not be read.
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+    /// A blocking task panicked or was cancelled.
+    #[error("blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl IngestError {
+    /// Whether following should retry after a backoff: the execution client or the link to it
+    /// failed, as opposed to our own store or configuration.
+    pub const fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            Self::UnsupportedUrl(_)
+                | Self::NoState
+                | Self::LeafDb(_)
+                | Self::Genesis(_)
+                | Self::Join(_)
+        )
+    }
+}

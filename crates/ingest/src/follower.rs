@@ -1,0 +1,330 @@
+//! The follower: one owner loop that keeps the leafdb at the execution client's head, block by
+//! block, in order and exactly once.
+//!
+//! The leafdb head (written atomically with each block) is the only progress marker: the next
+//! block is always `head + 1`, so a restart resumes there and a failed fetch or apply is simply
+//! retried. Reorgs are logged and the new canonical blocks applied on top (no rollback).
+
+use std::{
+    collections::VecDeque,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use alloy_primitives::B256;
+use leafsync_leafdb::{BlockHeader, KvStore, LeafDb, read_alloc_file};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::{error::IngestError, fold::fold_block, rpc::RpcClient, types::RpcBlock};
+
+/// First wait after a failure: short, since a restarting neighbour is usually back quickly.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Longest wait between retries: a block time is 12 s, so retrying at least every 5 s keeps us
+/// within a block of a neighbour that comes back, without hammering one that stays down.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How far back a reorg's fork point is searched among the blocks applied by this process.
+/// Beyond 64 blocks (two epochs) the chain is finalized; deeper reorgs cannot happen.
+pub const MAX_REORG_DEPTH: usize = 64;
+
+/// Default interval between head polls over HTTP (and between re-checks over WebSocket): a
+/// fraction of the 12 s slot, so a new block is picked up within a second.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Where to follow from and how.
+#[derive(Debug, Clone)]
+pub struct FollowerConfig {
+    /// The execution client's JSON-RPC URL, `http://…` or `ws://…` (no default).
+    pub url: String,
+    /// A genesis allocation (geth genesis or bare alloc JSON) to load when the leafdb is empty
+    /// (default none: an empty leafdb is an error).
+    pub genesis: Option<PathBuf>,
+    /// Head polling interval over HTTP, re-check interval over WebSocket (default
+    /// [`DEFAULT_POLL_INTERVAL`]).
+    pub poll_interval: Duration,
+}
+
+impl FollowerConfig {
+    /// A configuration for `url` with the defaults.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), genesis: None, poll_interval: DEFAULT_POLL_INTERVAL }
+    }
+}
+
+/// Counters of the follower, shared with whoever exports metrics.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    el_head: AtomicU64,
+    head: AtomicU64,
+    blocks_applied: AtomicU64,
+    mismatching_blocks: AtomicU64,
+    reorgs: AtomicU64,
+    retries: AtomicU64,
+    last_apply_micros: AtomicU64,
+    total_apply_micros: AtomicU64,
+}
+
+impl IngestStats {
+    /// Blocks the leafdb is behind the execution client's head (as last seen).
+    pub fn blocks_behind(&self) -> u64 {
+        self.el_head.load(Ordering::Relaxed).saturating_sub(self.head.load(Ordering::Relaxed))
+    }
+    /// The leafdb head number (as last applied or read).
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::Relaxed)
+    }
+    /// The execution client's head number, as last seen.
+    pub fn el_head(&self) -> u64 {
+        self.el_head.load(Ordering::Relaxed)
+    }
+    /// Blocks applied by this process.
+    pub fn blocks_applied(&self) -> u64 {
+        self.blocks_applied.load(Ordering::Relaxed)
+    }
+    /// Applied blocks whose computed root differed from the header's.
+    pub fn mismatching_blocks(&self) -> u64 {
+        self.mismatching_blocks.load(Ordering::Relaxed)
+    }
+    /// Reorgs detected.
+    pub fn reorgs(&self) -> u64 {
+        self.reorgs.load(Ordering::Relaxed)
+    }
+    /// Failures retried after a backoff.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+    /// Time to fold and apply the last block, in microseconds.
+    pub fn last_apply_micros(&self) -> u64 {
+        self.last_apply_micros.load(Ordering::Relaxed)
+    }
+    /// Total fold-and-apply time of all applied blocks, in microseconds.
+    pub fn total_apply_micros(&self) -> u64 {
+        self.total_apply_micros.load(Ordering::Relaxed)
+    }
+}
+
+/// What one step did.
+enum Step {
+    /// A block was applied or a reorg's replay set up; go on at once.
+    Again,
+    /// At the execution client's head; wait for a new one.
+    CaughtUp,
+}
+
+/// The follower; see the module docs.
+#[derive(Debug)]
+pub struct Follower<S: KvStore + 'static> {
+    db: Arc<LeafDb<S>>,
+    rpc: RpcClient,
+    config: FollowerConfig,
+    stats: Arc<IngestStats>,
+    /// `(number, hash)` of the last blocks applied by this process, newest last, at most
+    /// [`MAX_REORG_DEPTH`]: where a reorg's fork point is searched.
+    recent: VecDeque<(u64, B256)>,
+    /// The next block to apply when it is not `head + 1`: the first block after a fork point.
+    replay_from: Option<u64>,
+}
+
+impl<S: KvStore + 'static> Follower<S> {
+    /// A follower of `config.url` writing into `db`.
+    pub fn new(db: Arc<LeafDb<S>>, config: FollowerConfig) -> Result<Self, IngestError> {
+        let rpc = RpcClient::new(&config.url)?;
+        Ok(Self {
+            db,
+            rpc,
+            config,
+            stats: Arc::default(),
+            recent: VecDeque::new(),
+            replay_from: None,
+        })
+    }
+
+    /// The follower's counters.
+    pub fn stats(&self) -> Arc<IngestStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Follows until `shutdown` turns true (or its sender is dropped). Execution-client failures
+    /// are retried with exponential backoff from [`INITIAL_BACKOFF`] to [`MAX_BACKOFF`]; leafdb
+    /// and configuration errors end the loop.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), IngestError> {
+        let mut backoff = INITIAL_BACKOFF;
+        loop {
+            // A dropped sender is a shutdown too (else `changed()` would return at once forever).
+            if *shutdown.borrow() || shutdown.has_changed().is_err() {
+                return Ok(());
+            }
+            let wait = match self.step().await {
+                Ok(Step::Again) => {
+                    backoff = INITIAL_BACKOFF;
+                    continue;
+                }
+                Ok(Step::CaughtUp) => {
+                    backoff = INITIAL_BACKOFF;
+                    let wait = async {
+                        self.rpc.ensure_subscribed().await?;
+                        self.rpc.wait_new_head(self.config.poll_interval).await
+                    };
+                    tokio::select! {
+                        r = wait => match r {
+                            Ok(()) => continue,
+                            Err(e) => e,
+                        },
+                        _ = shutdown.changed() => continue,
+                    }
+                }
+                Err(e) => e,
+            };
+            if !wait.is_retryable() {
+                return Err(wait);
+            }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            warn!(url = %self.rpc.url(), error = %wait, retry_in_ms = backoff.as_millis() as u64, "execution client request failed");
+            self.rpc.reset();
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn step(&mut self) -> Result<Step, IngestError> {
+        let head = match self.db.head()? {
+            Some(head) => head,
+            None => self.bootstrap().await?,
+        };
+        let el_head = self.rpc.block_number().await?;
+        self.stats.el_head.store(el_head, Ordering::Relaxed);
+        self.stats.head.store(head.number, Ordering::Relaxed);
+        let next = self.replay_from.unwrap_or(head.number + 1);
+        if next > el_head {
+            // At the head: check that our head is still canonical.
+            if el_head == head.number {
+                let ours = self.rpc.block(head.number).await?;
+                if ours.hash != head.hash {
+                    self.reorg(&head, &ours).await?;
+                    return Ok(Step::Again);
+                }
+            }
+            return Ok(Step::CaughtUp);
+        }
+        let block = self.rpc.block(next).await?;
+        if self.replay_from.is_none() && block.parent_hash != head.hash {
+            self.reorg(&head, &block).await?;
+            return Ok(Step::Again);
+        }
+        let traces = self.rpc.trace_block(next).await?;
+        self.apply(block, traces).await?;
+        Ok(Step::Again)
+    }
+
+    /// Logs a reorg seen at `seen` (a block at our height with another hash, or the next block
+    /// whose parent is not our head) and sets the first new canonical block to apply.
+    async fn reorg(&mut self, head: &BlockHeader, seen: &RpcBlock) -> Result<(), IngestError> {
+        // The fork point: the newest block we applied that is still canonical.
+        let mut fork = None;
+        for &(number, hash) in self.recent.iter().rev() {
+            if number >= seen.number {
+                continue;
+            }
+            if self.rpc.block(number).await?.hash == hash {
+                fork = Some(number);
+                break;
+            }
+        }
+        // Unknown (restarted, or deeper than we remember): apply the new blocks from `seen`.
+        let fork = fork.unwrap_or(seen.number.saturating_sub(1));
+        self.stats.reorgs.fetch_add(1, Ordering::Relaxed);
+        warn!(
+            head = head.number,
+            head_hash = %head.hash,
+            seen = seen.number,
+            seen_hash = %seen.hash,
+            seen_parent = %seen.parent_hash,
+            fork,
+            "reorg: our head is not on the execution client's chain; applying the new canonical \
+             blocks on top (no rollback, the leafdb is eventually consistent)"
+        );
+        self.recent.retain(|&(n, _)| n <= fork);
+        self.replay_from = Some(fork + 1);
+        Ok(())
+    }
+
+    async fn apply(
+        &mut self,
+        block: RpcBlock,
+        traces: Vec<crate::types::TxTrace>,
+    ) -> Result<(), IngestError> {
+        let db = Arc::clone(&self.db);
+        let header = BlockHeader {
+            number: block.number,
+            hash: block.hash,
+            parent_hash: block.parent_hash,
+            state_root: block.state_root,
+        };
+        let started = Instant::now();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let diff = fold_block(header.number, &traces, &block.withdrawals, db.as_ref())?;
+            Ok::<_, IngestError>(db.apply_block(&header, &diff)?)
+        })
+        .await??;
+        let micros = started.elapsed().as_micros() as u64;
+        self.replay_from = None;
+        self.stats.last_apply_micros.store(micros, Ordering::Relaxed);
+        self.stats.total_apply_micros.fetch_add(micros, Ordering::Relaxed);
+        self.stats.blocks_applied.fetch_add(1, Ordering::Relaxed);
+        self.stats.head.store(header.number, Ordering::Relaxed);
+        if !outcome.root_matches {
+            self.stats.mismatching_blocks.fetch_add(1, Ordering::Relaxed);
+            warn!(
+                number = header.number,
+                hash = %header.hash,
+                expected = %header.state_root,
+                computed = %outcome.root,
+                "state root mismatch after applying block"
+            );
+        }
+        self.recent.retain(|&(n, _)| n < header.number);
+        self.recent.push_back((header.number, header.hash));
+        while self.recent.len() > MAX_REORG_DEPTH {
+            self.recent.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Loads the configured genesis allocation into the empty leafdb as the execution client's
+    /// block 0.
+    async fn bootstrap(&mut self) -> Result<BlockHeader, IngestError> {
+        let path = self.config.genesis.clone().ok_or(IngestError::NoState)?;
+        let genesis = self.rpc.block(0).await?;
+        let db = Arc::clone(&self.db);
+        // A zero root lets the leafdb record the root it computes.
+        let header = BlockHeader {
+            number: 0,
+            hash: genesis.hash,
+            parent_hash: genesis.parent_hash,
+            state_root: B256::ZERO,
+        };
+        let outcome = tokio::task::spawn_blocking(move || {
+            let alloc = read_alloc_file(&path)?;
+            Ok::<_, IngestError>(db.init_genesis(&alloc, header)?)
+        })
+        .await??;
+        if outcome.root != genesis.state_root {
+            warn!(
+                computed = %outcome.root,
+                header = %genesis.state_root,
+                "genesis allocation root differs from the execution client's genesis header"
+            );
+        }
+        info!(accounts = outcome.accounts, root = %outcome.root, "leafdb initialised from genesis");
+        Ok(BlockHeader { state_root: outcome.root, ..header })
+    }
+}

@@ -1,0 +1,343 @@
+//! A JSON-RPC 2.0 client for the neighbouring execution client, over HTTP or WebSocket (the
+//! URL's scheme decides). Requests are sequential: one owner (the follower) drives it.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, protocol::WebSocketConfig},
+};
+use tracing::debug;
+
+use crate::{
+    error::{IngestError, RpcError},
+    types::{RpcBlock, TxTrace},
+};
+
+/// How long one request may take, including a block trace: a full mainnet block traces in well
+/// under a second on a synced geth or reth; a minute leaves room for a busy node before the
+/// follower treats the link as broken and backs off.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long connecting may take: the neighbour is on the same host or network.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest response accepted: a diff-mode trace of a large mainnet block is a few MiB, a worst
+/// case (gas-limit block of storage writes) tens of MiB; beyond this the neighbour is broken.
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The method of subscription notifications. Those that arrive while a response is awaited are
+/// counted, not kept: a new head is only a wake-up, so nothing grows with the number of heads.
+const SUBSCRIPTION_METHOD: &str = "eth_subscription";
+
+/// The diff-mode prestate tracer configuration.
+fn tracer_config() -> Value {
+    json!({"tracer": "prestateTracer", "tracerConfig": {"diffMode": true}})
+}
+
+type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(Debug)]
+enum Transport {
+    Http(reqwest::Client),
+    /// Connected lazily, dropped on any failure and reconnected by the next request.
+    Ws(Option<Box<WsStream>>),
+}
+
+/// A JSON-RPC client; see the module docs.
+#[derive(Debug)]
+pub struct RpcClient {
+    url: String,
+    transport: Transport,
+    next_id: u64,
+    /// `newHeads` notifications seen and not yet consumed by [`RpcClient::wait_new_head`].
+    heads_seen: u64,
+    /// Whether the current WebSocket connection has a `newHeads` subscription.
+    subscribed: bool,
+}
+
+impl RpcClient {
+    /// A client for `url` (`http://…` or `ws://…`; TLS is not compiled in, the neighbour is
+    /// local). Nothing is connected yet.
+    pub fn new(url: &str) -> Result<Self, IngestError> {
+        let transport = if url.starts_with("http://") {
+            let client = reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(REQUEST_TIMEOUT)
+                .build()?;
+            Transport::Http(client)
+        } else if url.starts_with("ws://") {
+            Transport::Ws(None)
+        } else {
+            return Err(IngestError::UnsupportedUrl(url.to_owned()));
+        };
+        Ok(Self { url: url.to_owned(), transport, next_id: 1, heads_seen: 0, subscribed: false })
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether new heads arrive by subscription (WebSocket) rather than polling.
+    pub const fn is_websocket(&self) -> bool {
+        matches!(self.transport, Transport::Ws(_))
+    }
+
+    /// Drops the connection (WebSocket); the next request reconnects.
+    pub fn reset(&mut self) {
+        if let Transport::Ws(conn) = &mut self.transport {
+            *conn = None;
+            self.subscribed = false;
+        }
+    }
+
+    /// `eth_blockNumber`.
+    pub async fn block_number(&mut self) -> Result<u64, IngestError> {
+        let q: alloy_primitives::U64 = self.call("eth_blockNumber", json!([])).await?;
+        Ok(q.to())
+    }
+
+    /// `eth_getBlockByNumber(number, false)`: the header fields and withdrawals.
+    pub async fn block(&mut self, number: u64) -> Result<RpcBlock, IngestError> {
+        let block: Option<RpcBlock> =
+            self.call("eth_getBlockByNumber", json!([format!("{number:#x}"), false])).await?;
+        let block = block.ok_or(IngestError::MissingBlock(number))?;
+        if block.number != number {
+            return Err(IngestError::InvalidResponse {
+                method: "eth_getBlockByNumber",
+                reason: "block number differs from the one requested",
+            });
+        }
+        Ok(block)
+    }
+
+    /// `debug_traceBlockByNumber` with the prestate tracer in diff mode.
+    pub async fn trace_block(&mut self, number: u64) -> Result<Vec<TxTrace>, IngestError> {
+        self.call("debug_traceBlockByNumber", json!([format!("{number:#x}"), tracer_config()]))
+            .await
+    }
+
+    /// Subscribes to `newHeads` when on WebSocket (once per connection); returns whether new
+    /// heads now arrive by subscription.
+    pub async fn ensure_subscribed(&mut self) -> Result<bool, IngestError> {
+        if !self.is_websocket() {
+            return Ok(false);
+        }
+        if !self.subscribed {
+            let _id: Value = self.call("eth_subscribe", json!(["newHeads"])).await?;
+            self.subscribed = true;
+        }
+        Ok(true)
+    }
+
+    /// Waits up to `max` for a `newHeads` notification (WebSocket), or simply `max` (HTTP
+    /// polling). Returns early if a notification already arrived during earlier requests.
+    pub async fn wait_new_head(&mut self, max: Duration) -> Result<(), IngestError> {
+        if self.heads_seen > 0 {
+            self.heads_seen = 0;
+            return Ok(());
+        }
+        let Transport::Ws(Some(ws)) = &mut self.transport else {
+            tokio::time::sleep(max).await;
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let Ok(msg) = tokio::time::timeout_at(deadline, ws.next()).await else {
+                return Ok(());
+            };
+            let text = match read_text(msg) {
+                Ok(Some(text)) => text,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.reset();
+                    return Err(e);
+                }
+            };
+            if is_notification(&text) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends one request and decodes its `result`.
+    pub async fn call<T: DeserializeOwned>(
+        &mut self,
+        method: &'static str,
+        params: Value,
+    ) -> Result<T, IngestError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let timeout_err =
+            IngestError::Timeout { method, millis: REQUEST_TIMEOUT.as_millis() as u64 };
+        let body = match tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(id, &request)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(e)) => {
+                self.reset();
+                return Err(e);
+            }
+            Err(_) => {
+                self.reset();
+                return Err(timeout_err);
+            }
+        };
+        decode_response(method, id, &body)
+    }
+
+    async fn exchange(&mut self, id: u64, request: &Value) -> Result<Vec<u8>, IngestError> {
+        match &mut self.transport {
+            Transport::Http(client) => {
+                let mut resp = client.post(&self.url).json(request).send().await?;
+                if resp.content_length().is_some_and(|l| l > MAX_RESPONSE_BYTES as u64) {
+                    return Err(too_large());
+                }
+                let mut body = Vec::new();
+                while let Some(chunk) = resp.chunk().await? {
+                    if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(body)
+            }
+            Transport::Ws(conn) => {
+                let ws = match conn {
+                    Some(ws) => ws,
+                    None => {
+                        let config = WebSocketConfig::default()
+                            .max_message_size(Some(MAX_RESPONSE_BYTES))
+                            .max_frame_size(Some(MAX_RESPONSE_BYTES));
+                        let connect = tokio_tungstenite::connect_async_with_config(
+                            self.url.as_str(),
+                            Some(config),
+                            false,
+                        );
+                        let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                            .await
+                            .map_err(|_| IngestError::Timeout {
+                                method: "connect",
+                                millis: CONNECT_TIMEOUT.as_millis() as u64,
+                            })??;
+                        debug!(url = %self.url, "websocket connected");
+                        conn.insert(Box::new(ws))
+                    }
+                };
+                ws.send(Message::text(request.to_string())).await?;
+                loop {
+                    let Some(text) = read_text(ws.next().await)? else { continue };
+                    if is_notification(&text) {
+                        self.heads_seen += 1;
+                        continue;
+                    }
+                    if response_id(&text) == Some(id) {
+                        return Ok(text.into_bytes());
+                    }
+                    debug!(id, "ignoring a websocket message that is not our response");
+                }
+            }
+        }
+    }
+}
+
+fn too_large() -> IngestError {
+    IngestError::InvalidResponse { method: "response", reason: "larger than MAX_RESPONSE_BYTES" }
+}
+
+/// The text of a WebSocket message; `None` for control frames.
+fn read_text(
+    msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+) -> Result<Option<String>, IngestError> {
+    match msg {
+        None | Some(Ok(Message::Close(_))) => Err(IngestError::WebSocketClosed),
+        Some(Err(e)) => Err(e.into()),
+        Some(Ok(Message::Text(t))) => Ok(Some(t.as_str().to_owned())),
+        Some(Ok(Message::Binary(b))) => Ok(String::from_utf8(b.to_vec()).ok()),
+        Some(Ok(_)) => Ok(None),
+    }
+}
+
+fn is_notification(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Note<'a> {
+        #[serde(borrow)]
+        method: Option<&'a str>,
+    }
+    serde_json::from_str::<Note<'_>>(text).is_ok_and(|n| n.method == Some(SUBSCRIPTION_METHOD))
+}
+
+fn response_id(text: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: Option<u64>,
+    }
+    serde_json::from_str::<Id>(text).ok().and_then(|i| i.id)
+}
+
+/// Checks the id and splits a JSON-RPC response into its result or error.
+fn decode_response<T: DeserializeOwned>(
+    method: &'static str,
+    id: u64,
+    body: &[u8],
+) -> Result<T, IngestError> {
+    #[derive(serde::Deserialize)]
+    struct Response {
+        id: Option<u64>,
+        result: Option<Box<serde_json::value::RawValue>>,
+        error: Option<ErrorObject>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorObject {
+        code: i64,
+        message: String,
+    }
+    let resp: Response =
+        serde_json::from_slice(body).map_err(|source| IngestError::Decode { method, source })?;
+    if resp.id != Some(id) {
+        return Err(IngestError::InvalidResponse { method, reason: "id differs from request" });
+    }
+    match (resp.result, resp.error) {
+        (_, Some(e)) => Err(RpcError { code: e.code, message: e.message }.into()),
+        (Some(raw), None) => {
+            serde_json::from_str(raw.get()).map_err(|source| IngestError::Decode { method, source })
+        }
+        // `"result": null` (e.g. an unknown block) deserializes as absent.
+        (None, None) => serde_json::from_str("null").map_err(|_| IngestError::InvalidResponse {
+            method,
+            reason: "neither result nor error",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_checked() {
+        let ok: u64 = decode_response("m", 3, br#"{"jsonrpc":"2.0","id":3,"result":5}"#).unwrap();
+        assert_eq!(ok, 5);
+        let wrong_id = decode_response::<u64>("m", 4, br#"{"jsonrpc":"2.0","id":3,"result":5}"#);
+        assert!(matches!(wrong_id, Err(IngestError::InvalidResponse { .. })));
+        let err = decode_response::<u64>(
+            "m",
+            1,
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no such method"}}"#,
+        );
+        match err {
+            Err(IngestError::Rpc(e)) => {
+                assert_eq!((e.code, e.message.as_str()), (-32601, "no such method"))
+            }
+            other => panic!("expected an RPC error, got {other:?}"),
+        }
+        let null: Option<u64> = decode_response("m", 1, br#"{"id":1,"result":null}"#).unwrap();
+        assert_eq!(null, None);
+        assert!(decode_response::<u64>("m", 1, br#"{"id":1}"#).is_err());
+        assert!(is_notification(r#"{"jsonrpc":"2.0","method":"eth_subscription","params":{}}"#));
+    }
+}

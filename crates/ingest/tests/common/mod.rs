@@ -1,0 +1,242 @@
+//! Shared helpers of the anvil tests: the pinned anvil binary (tests/anvil at the repository
+//! root), a process guard, a connection-dropping proxy and the workload.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
+
+use std::{
+    io::Read,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use alloy_primitives::{Address, U256, keccak256};
+use leafsync_ingest::{IngestStats, RpcClient};
+use serde_json::{Value, json};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::watch,
+};
+
+/// How long anvil may take to answer after being spawned.
+pub const ANVIL_START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the follower may take to reach a block.
+pub const FOLLOW_TIMEOUT: Duration = Duration::from_secs(30);
+/// Follower poll interval in the tests.
+pub const POLL: Duration = Duration::from_millis(20);
+
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,leafsync_ingest=info".into()),
+        )
+        .try_init();
+}
+
+/// The anvil binary of tests/anvil/node_modules, or `None` (the caller skips).
+pub fn anvil_binary() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!(
+            "SKIP: anvil not found at {} — run `npm ci --prefix tests/anvil` (scripts/setup.sh does)",
+            p.display()
+        );
+        None
+    }
+}
+
+/// A running anvil, killed on drop.
+pub struct Anvil {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Anvil {
+    pub async fn start(bin: &Path) -> Self {
+        for _ in 0..3 {
+            let port =
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let child = Command::new(bin)
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--hardfork", "cancun", "--no-mining", "--silent"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut anvil = Self { child, addr: SocketAddr::from(([127, 0, 0, 1], port)) };
+            let mut rpc = anvil.rpc();
+            let deadline = tokio::time::Instant::now() + ANVIL_START_TIMEOUT;
+            while tokio::time::Instant::now() < deadline {
+                if rpc.block_number().await.is_ok() {
+                    return anvil;
+                }
+                if anvil.child.try_wait().unwrap().is_some() {
+                    break; // port taken in between: try another
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        panic!("anvil did not start");
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn ws(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    pub fn rpc(&self) -> RpcClient {
+        RpcClient::new(&self.http()).unwrap()
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes anvil's current state (`anvil_dumpState`: hex of gzipped JSON) as a bare alloc file.
+pub async fn dump_state_alloc(rpc: &mut RpcClient, path: &Path) {
+    let hex: String = rpc.call("anvil_dumpState", json!([])).await.unwrap();
+    let gz = alloy_primitives::hex::decode(hex.trim_start_matches("0x")).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(gz.as_slice()).read_to_string(&mut text).unwrap();
+    let dump: Value = serde_json::from_str(&text).unwrap();
+    let accounts = dump["accounts"].as_object().expect("dumpState has accounts");
+    assert!(!accounts.is_empty());
+    std::fs::write(path, serde_json::to_vec(&dump["accounts"]).unwrap()).unwrap();
+}
+
+/// A TCP proxy in front of anvil that can be taken down: while down it closes every
+/// connection, open or new.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    down: Arc<watch::Sender<bool>>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *rx.borrow() {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let mut down = rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = down.wait_for(|d| *d) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, down: Arc::new(tx) }
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.send_replace(down);
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Waits until the follower has applied block `number`.
+pub async fn wait_for_head(stats: &IngestStats, number: u64) {
+    let deadline = tokio::time::Instant::now() + FOLLOW_TIMEOUT;
+    while stats.head() < number || stats.blocks_applied() == 0 && number > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "follower stuck at {} < {number}",
+            stats.head()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Runtime of a contract that stores calldata word 1 at slot calldata word 0:
+/// `PUSH1 0x20 CALLDATALOAD PUSH1 0 CALLDATALOAD SSTORE STOP`.
+const STORE_RUNTIME: &str = "6020356000355500";
+/// Init code: `CODECOPY` the 8-byte runtime from offset 12 and return it; prefixed to it.
+const STORE_INIT: &str = "6008600c60003960086000f3";
+
+/// Drives a workload of several transactions per block against anvil's dev accounts.
+pub struct Workload {
+    pub dev: Vec<Address>,
+    pub contracts: Vec<Address>,
+    fresh: Vec<Address>,
+    block: u64,
+}
+
+impl Workload {
+    pub async fn new(rpc: &mut RpcClient) -> Self {
+        let dev: Vec<Address> = rpc.call("eth_accounts", json!([])).await.unwrap();
+        assert!(dev.len() >= 8);
+        Self { dev, contracts: Vec::new(), fresh: Vec::new(), block: 0 }
+    }
+
+    async fn send(rpc: &mut RpcClient, tx: Value) -> alloy_primitives::B256 {
+        rpc.call("eth_sendTransaction", json!([tx])).await.unwrap()
+    }
+
+    /// Queues this block's transactions and mines them; returns the new block number.
+    pub async fn mine_block(&mut self, rpc: &mut RpcClient) -> u64 {
+        let i = self.block;
+        self.block += 1;
+        let d = |k: u64| self.dev[((i + k) % self.dev.len() as u64) as usize];
+        // A transfer to a fresh address (never 0 value: anvil keeps empty accounts).
+        let fresh = Address::from_slice(&keccak256(format!("fresh-{i}"))[12..]);
+        Self::send(rpc, json!({"from": d(0), "to": fresh, "value": format!("{:#x}", 1_000_000_000_000_000u64 + i)})).await;
+        // A transfer between existing dev accounts.
+        Self::send(rpc, json!({"from": d(1), "to": d(3), "value": format!("{:#x}", i + 1)})).await;
+        // A transfer to an address created earlier.
+        if let Some(&old) = self.fresh.get((i as usize * 7) % self.fresh.len().max(1)) {
+            Self::send(rpc, json!({"from": d(5), "to": old, "value": "0x3"})).await;
+        }
+        self.fresh.push(fresh);
+        // A deployment every 4th block.
+        let mut deploy = None;
+        if i.is_multiple_of(4) {
+            deploy = Some(
+                Self::send(
+                    rpc,
+                    json!({"from": d(2), "data": format!("0x{STORE_INIT}{STORE_RUNTIME}")}),
+                )
+                .await,
+            );
+        }
+        // Storage writes (never zero: anvil keeps zero slots), overwriting slots over time.
+        for (n, &c) in self.contracts.iter().rev().take(2).enumerate() {
+            let slot = U256::from((i + n as u64) % 5);
+            let value = U256::from(i * 10 + n as u64 + 1);
+            let data = format!("0x{:064x}{:064x}", slot, value);
+            Self::send(rpc, json!({"from": d(4 + n as u64), "to": c, "data": data})).await;
+        }
+        let _: Value = rpc.call("evm_mine", json!([])).await.unwrap();
+        if let Some(hash) = deploy {
+            let receipt: Value =
+                rpc.call("eth_getTransactionReceipt", json!([hash])).await.unwrap();
+            let addr: Address = serde_json::from_value(receipt["contractAddress"].clone()).unwrap();
+            assert_eq!(receipt["status"], "0x1");
+            self.contracts.push(addr);
+        }
+        rpc.block_number().await.unwrap()
+    }
+}
