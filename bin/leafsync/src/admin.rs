@@ -38,6 +38,8 @@ pub(crate) struct AdminState {
     pub(crate) chain: ChainSpec,
     /// When the daemon started.
     pub(crate) started: Instant,
+    /// The follower's counters, when following an execution client.
+    pub(crate) ingest: Option<Arc<leafsync_ingest::IngestStats>>,
 }
 
 /// What an endpoint serves.
@@ -201,9 +203,20 @@ async fn sync_status(state: &AdminState) -> Result<Value, (i64, String)> {
     let head = head(state)?;
     let mismatches = state.db.root_mismatches().map_err(|e| (-32000, e.to_string()))?;
     let stats = state.server.stats();
+    let follow = state.ingest.as_ref().map(|i| {
+        json!({
+            "elHead": i.el_head(),
+            "blocksBehind": i.blocks_behind(),
+            "blocksApplied": i.blocks_applied(),
+            "mismatchingBlocks": i.mismatching_blocks(),
+            "reorgs": i.reorgs(),
+            "retries": i.retries(),
+        })
+    });
     Ok(json!({
-        // This build serves a loaded state; sync and following land with their crates.
-        "phase": "serving",
+        // Sync lands with its crate; until then a node serves, and follows when configured.
+        "phase": if state.ingest.is_some() { "following" } else { "serving" },
+        "follow": follow,
         "head": head,
         "peers": state.network.peers().await.len(),
         "rootMismatches": mismatches,
@@ -273,6 +286,42 @@ async fn metrics(state: &AdminState) -> String {
             state.started.elapsed().as_secs_f64(),
         ),
     ];
+    let mut lines = lines.to_vec();
+    if let Some(i) = &state.ingest {
+        lines.extend([
+            (
+                "leafsync_ingest_el_head",
+                "gauge",
+                "Head block number of the execution client.",
+                i.el_head() as f64,
+            ),
+            (
+                "leafsync_ingest_blocks_behind",
+                "gauge",
+                "Blocks the leafdb is behind the execution client.",
+                i.blocks_behind() as f64,
+            ),
+            (
+                "leafsync_ingest_blocks_applied_total",
+                "counter",
+                "Blocks applied from the execution client.",
+                i.blocks_applied() as f64,
+            ),
+            (
+                "leafsync_ingest_mismatching_blocks_total",
+                "counter",
+                "Followed blocks whose root differed from the header.",
+                i.mismatching_blocks() as f64,
+            ),
+            ("leafsync_ingest_reorgs_total", "counter", "Reorgs detected.", i.reorgs() as f64),
+            (
+                "leafsync_ingest_last_apply_seconds",
+                "gauge",
+                "Fold and apply time of the last block.",
+                i.last_apply_micros() as f64 / 1e6,
+            ),
+        ]);
+    }
     let mut out = String::new();
     for (name, kind, help, value) in lines {
         out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
@@ -341,6 +390,15 @@ pub(crate) fn status(url: &str, as_json: bool) -> Result<std::process::ExitCode,
     println!("node:    {}", s(&info, "enode"));
     println!("chain:   {} (network {})", s(&info, "chain"), s(&info, "networkId"));
     println!("phase:   {}", s(&sync, "phase"));
+    if let Some(f) = sync.get("follow").filter(|f| !f.is_null()) {
+        println!(
+            "follow:  execution client at block {}, {} behind, {} applied, {} root mismatches",
+            s(f, "elHead"),
+            s(f, "blocksBehind"),
+            s(f, "blocksApplied"),
+            s(f, "mismatchingBlocks")
+        );
+    }
     match sync.get("head") {
         Some(h) if !h.is_null() => {
             println!("head:    block {} root {}", s(h, "number"), s(h, "stateRoot"))

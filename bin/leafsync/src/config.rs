@@ -156,6 +156,8 @@ impl Default for P2pSection {
 pub(crate) struct ElSection {
     /// JSON-RPC URL of the neighbouring execution client (http:// or ws://).
     pub(crate) rpc: Option<String>,
+    /// Genesis allocation to load into an empty leafdb before following (small chains).
+    pub(crate) genesis: Option<PathBuf>,
 }
 
 /// `[serve]`.

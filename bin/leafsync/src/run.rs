@@ -1,6 +1,7 @@
-//! `leafsync run`: the daemon. Today it serves an existing leafdb over `leaf/1` (with discv5
-//! discovery, static and trusted peers); syncing an empty leafdb and following the execution
-//! client are wired in as those crates land.
+//! `leafsync run`: the daemon. It serves the leafdb over `leaf/1` (with discv5 discovery, static
+//! and trusted peers) and, with `el.rpc`, follows the execution client block by block (an empty
+//! leafdb is first loaded from `el.genesis`). Syncing an empty leafdb from peers lands with the
+//! sync crate.
 
 use std::{
     io::Write,
@@ -9,6 +10,7 @@ use std::{
     sync::Arc,
 };
 
+use leafsync_ingest::{Follower, FollowerConfig, IngestError, IngestStats};
 use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig};
 use leafsync_p2p::{
     discovery::DiscoveryConfig,
@@ -83,13 +85,39 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
         ..LeafDbConfig::default()
     };
     let db = Arc::new(LeafDb::open(&datadir.join("leafdb"), &options, db_config)?);
-    let Some(head) = db.head()? else {
-        return Err(CliError::Invalid {
-            what: datadir.join("leafdb").display().to_string(),
-            reason: "the leafdb is empty and this build cannot sync yet: load a state with \
-                     `leafsync tool init-genesis` or `leafsync tool gen-state`"
-                .into(),
-        });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Io { path: PathBuf::from("<tokio runtime>"), source })?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Following the execution client, when configured: it also bootstraps an empty leafdb from
+    // `el.genesis` before anything is served.
+    let follower = match &config.file.el.rpc {
+        Some(url) => {
+            let mut fc = FollowerConfig::new(url.clone());
+            fc.genesis.clone_from(&config.file.el.genesis);
+            let _guard = runtime.enter();
+            let follower = Follower::new(db.clone(), fc)?;
+            let stats = follower.stats();
+            let task = runtime.spawn(follower.run(stop_rx));
+            Some((stats, task))
+        }
+        None => None,
+    };
+    let head = match db.head()? {
+        Some(head) => head,
+        None if follower.is_some() => {
+            runtime.block_on(wait_for_bootstrap(&db, follower.as_ref()))?
+        }
+        None => {
+            return Err(CliError::Invalid {
+                what: datadir.join("leafdb").display().to_string(),
+                reason: "the leafdb is empty and this build cannot sync yet: set `el.rpc` and \
+                         `el.genesis` to start from a genesis allocation, or load a state with \
+                         `leafsync tool init-genesis` or `leafsync tool gen-state`"
+                    .into(),
+            });
+        }
     };
     let key = node_key(&datadir)?;
     let timestamp = if head.number == 0 {
@@ -115,14 +143,11 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
     let server = Arc::new(LeafServer::new(db.clone(), serve));
     let handler = server.clone();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| CliError::Io { path: PathBuf::from("<tokio runtime>"), source })?;
+    let ingest_stats = follower.as_ref().map(|(stats, _)| stats.clone());
     let (db_task, server_task) = (db.clone(), server.clone());
     runtime.block_on(async move {
         let (db, server) = (db_task, server_task);
-        let (_head_tx, head_rx) = watch::channel(local);
+        let (head_tx, head_rx) = watch::channel(local);
         let mut net = NetworkConfig::new(key, config.chain.clone(), head_rx, handler);
         net.listen_addr = config.listen;
         net.static_peers = config.static_peers.clone();
@@ -147,7 +172,10 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
             server: server.clone(),
             chain: config.chain.clone(),
             started: std::time::Instant::now(),
+            ingest: ingest_stats,
         });
+        // Peers learn our new heads as the follower applies blocks.
+        tokio::spawn(announce_heads(db.clone(), head_tx));
         // Machine-readable lines on stdout; everything else goes to the log on stderr.
         println!("enode: {}", handle.local_enode());
         match handle.local_enr().await {
@@ -171,12 +199,31 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
             enode = %handle.local_enode(),
             "serving leaf/1"
         );
-        if config.file.el.rpc.is_some() {
-            warn!("el.rpc is set, but following the execution client is not in this build yet");
-        }
-        wait_for_shutdown().await;
+        let mut follower = follower;
+        let reason = match follower.as_mut() {
+            Some((_, task)) => tokio::select! {
+                () = wait_for_shutdown() => None,
+                r = task => Some(r),
+            },
+            None => {
+                wait_for_shutdown().await;
+                None
+            }
+        };
         info!("shutting down");
+        let _ = stop_tx.send(true);
+        if let Some((_, task)) = follower
+            && reason.is_none()
+            && tokio::time::timeout(FOLLOWER_STOP_TIMEOUT, task).await.is_err()
+        {
+            warn!("the follower did not stop in time");
+        }
         handle.shutdown().await;
+        match reason {
+            Some(Ok(Ok(()))) | None => {}
+            Some(Ok(Err(e))) => return Err(CliError::Ingest(e)),
+            Some(Err(e)) => warn!(error = %e, "the follower task failed"),
+        }
         Ok::<_, CliError>(())
     })?;
     // Dropping the runtime ends every task (sessions, admin server) and their references.
@@ -188,6 +235,62 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
     }
     info!("database closed; bye");
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long shutdown waits for the follower to finish the block it is applying.
+const FOLLOWER_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often the leafdb head is checked for announcement to peers.
+const HEAD_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+/// How long an empty leafdb may take to be bootstrapped from the genesis file.
+const BOOTSTRAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The running follower: its counters and its task.
+type FollowerTask = (Arc<IngestStats>, tokio::task::JoinHandle<Result<(), IngestError>>);
+
+/// Waits until the follower has loaded the genesis (or failed).
+async fn wait_for_bootstrap(
+    db: &LeafDb,
+    follower: Option<&FollowerTask>,
+) -> Result<leafsync_leafdb::BlockHeader, CliError> {
+    let deadline = tokio::time::Instant::now() + BOOTSTRAP_TIMEOUT;
+    loop {
+        if let Some(head) = db.head()? {
+            return Ok(head);
+        }
+        if follower.is_some_and(|(_, task)| task.is_finished())
+            || tokio::time::Instant::now() > deadline
+        {
+            return Err(CliError::Invalid {
+                what: "el.genesis".into(),
+                reason:
+                    "the leafdb could not be bootstrapped from the execution client (see the log)"
+                        .into(),
+            });
+        }
+        tokio::time::sleep(HEAD_CHECK_INTERVAL).await;
+    }
+}
+
+/// Publishes the leafdb head to the network whenever it moves.
+async fn announce_heads(db: Arc<LeafDb>, tx: watch::Sender<LocalHead>) {
+    loop {
+        tokio::time::sleep(HEAD_CHECK_INTERVAL).await;
+        let Ok(Some(h)) = db.head() else { continue };
+        let current = *tx.borrow();
+        if current.head.hash != h.hash || current.head.number != h.number {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let next = LocalHead {
+                head: ChainHead { number: h.number, hash: h.hash, state_root: h.state_root },
+                timestamp: now,
+                ..current
+            };
+            if tx.send(next).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
