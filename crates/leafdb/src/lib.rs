@@ -17,7 +17,9 @@ pub mod diff;
 pub mod error;
 pub mod generate;
 pub mod genesis;
+pub mod import;
 pub mod kv;
+pub mod progress;
 pub mod recent;
 pub mod schema;
 pub mod snapshot;
@@ -32,6 +34,7 @@ pub use diff::{AccountChange, AccountUpdate, BlockDiff};
 pub use error::{LeafDbError, Result};
 pub use generate::GenParams;
 pub use genesis::{GenesisAccount, GenesisAlloc, GenesisError, parse_alloc, read_alloc_file};
+pub use import::{AccountChunkOutcome, ChunkAccount};
 pub use kv::{
     Durability, KvRead, KvStore, Table, WriteBatch,
     mem::MemStore,

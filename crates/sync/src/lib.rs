@@ -1,5 +1,25 @@
 //! State sync: pivot selection, skeleton, chunk scheduling across many peers, import and
-//! verification against the pivot, heal, persisted progress.
+//! verification against the pivot, heal, flat-state reconciliation.
 //!
-//! Not implemented yet: this crate is planned by the sync issue and deliberately holds no code,
-//! so nothing can depend on behaviour that does not exist.
+//! One owner loop ([`Syncer`]) drives everything over peers behind the [`SyncPeer`] trait (a
+//! `NetworkHandle` adapter for real peers, simulated peers in tests); `docs/sync.md` describes
+//! the algorithm and what is not built yet.
+
+pub mod config;
+pub mod error;
+mod heal;
+mod import;
+pub mod peer;
+pub mod progress;
+pub mod rate;
+pub mod stats;
+pub mod syncer;
+mod tasks;
+
+pub use config::{SyncConfig, SyncMode};
+pub use error::SyncError;
+pub use peer::{NetworkPeer, PeerFuture, SyncPeer, network_peers};
+pub use progress::{HealRoot, PROGRESS_VERSION, SyncProgress};
+pub use rate::PeerRate;
+pub use stats::{Phase, SyncStats};
+pub use syncer::{SyncOutcome, Syncer, choose_pivot, chunk_depth};

@@ -1,0 +1,105 @@
+//! [`SyncConfig`] and the sync's limits, each a named constant saying why it has its value.
+
+use std::time::Duration;
+
+use leafsync_p2p::leaf::{
+    ChainHead,
+    protocol::{MAX_IN_FLIGHT_REQUESTS, MAX_RESPONSE_BYTES, REQUEST_TIMEOUT},
+};
+
+/// Default target size of one chunk (512 KiB): the middle of the 256 KiB–1 MiB band, large
+/// enough that a chunk's round trip is mostly transfer, small enough that a chunk from a stale
+/// server costs little to heal and that all peers get work on a small state.
+pub const DEFAULT_CHUNK_TARGET_BYTES: u64 = 512 * 1024;
+
+/// Encoded bytes of an average account leaf in a chunk (≈ 110 for a plain account, more with
+/// inline storage): turns the peers' account-count estimate into a chunk depth.
+pub const BYTES_PER_ACCOUNT_ESTIMATE: u64 = 160;
+
+/// Deepest account-trie level the skeleton is fetched to (16^6 ≈ 16.7M chunks). Beyond it the
+/// skeleton would cost more round trips than the chunks save.
+pub const MAX_CHUNK_DEPTH: usize = 6;
+
+/// `max_bytes` asked of every chunk: the protocol's response cap (2 MiB). A chunk larger than
+/// this is "too large" and split into its children; below it, the skeleton depth sizes chunks.
+pub const CHUNK_MAX_BYTES: u64 = MAX_RESPONSE_BYTES;
+
+/// Default time a request may take before it is re-queued elsewhere (the protocol's 10 s
+/// `REQUEST_TIMEOUT`: a 2 MiB answer needs ~8.4 s at 2 Mbit/s).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = REQUEST_TIMEOUT;
+
+/// Requests in flight per peer at most: the protocol's limit (16); more is a breach.
+pub const MAX_IN_FLIGHT_PER_PEER: usize = MAX_IN_FLIGHT_REQUESTS;
+
+/// Default number of verification failures of chunks read at the pivot head after which a server
+/// is banned (3): one can be a race with its head moving, three are junk.
+pub const DEFAULT_JUNK_BAN_THRESHOLD: u32 = 3;
+
+/// Consecutive timeouts after which a peer is dropped from the sync (2): a silent peer costs a
+/// timeout per request, so it must not keep getting work; one lost answer is forgiven (the first
+/// timeout also halves the peer's capacity, so the second costs one request, not a window).
+pub const MAX_CONSECUTIVE_TIMEOUTS: u32 = 2;
+
+/// Consecutive empty answers after which a peer is dropped (8): servers at other heads may lack
+/// a few items honestly, a peer that never has anything wastes round trips.
+pub const MAX_CONSECUTIVE_EMPTIES: u32 = 8;
+
+/// Rounds over all peers an item is asked for before the sync gives up on it (5).
+pub const MAX_TASK_ROUNDS: u32 = 5;
+
+/// Default distance (64 blocks) the peers' head may move past the pivot before the sync
+/// re-pivots: well inside the 128 blocks for which servers keep replaced nodes, so heal requests
+/// for the old pivot keep being answered until the move.
+pub const DEFAULT_REPIVOT_DISTANCE: u64 = 64;
+
+/// Default interval of the progress log line (8 s, as go-ethereum's snap sync logs).
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(8);
+
+/// How a state is downloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// Chunks of leaves verified against a skeleton, healed where they differ (the default).
+    #[default]
+    Leaf,
+    /// Every trie node from the root down, as fast sync did (the benchmark's baseline).
+    HealOnly,
+}
+
+/// Settings of a sync. Every field's default is the constant named in its doc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// The pivot, when a trusted source (the neighbour EL) gives one; default `None`: the head
+    /// most peers announce.
+    pub pivot: Option<ChainHead>,
+    /// Leaf sync or heal-only; default [`SyncMode::Leaf`].
+    pub mode: SyncMode,
+    /// Target chunk size; default [`DEFAULT_CHUNK_TARGET_BYTES`].
+    pub chunk_target_bytes: u64,
+    /// `max_bytes` of every chunk request (a larger chunk is split); default
+    /// [`CHUNK_MAX_BYTES`].
+    pub chunk_max_bytes: u64,
+    /// Per-request timeout; default [`DEFAULT_REQUEST_TIMEOUT`].
+    pub request_timeout: Duration,
+    /// Junk chunks at the pivot head before a ban; default [`DEFAULT_JUNK_BAN_THRESHOLD`].
+    pub junk_ban_threshold: u32,
+    /// Blocks the head most peers announce may pass the pivot before a re-pivot (only for a
+    /// pivot taken from peers; a configured pivot stays); default [`DEFAULT_REPIVOT_DISTANCE`].
+    pub repivot_distance: u64,
+    /// Progress log interval; default [`DEFAULT_PROGRESS_INTERVAL`].
+    pub progress_interval: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            pivot: None,
+            mode: SyncMode::Leaf,
+            chunk_target_bytes: DEFAULT_CHUNK_TARGET_BYTES,
+            chunk_max_bytes: CHUNK_MAX_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            junk_ban_threshold: DEFAULT_JUNK_BAN_THRESHOLD,
+            repivot_distance: DEFAULT_REPIVOT_DISTANCE,
+            progress_interval: DEFAULT_PROGRESS_INTERVAL,
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! [`SyncError`]: why a sync stopped.
+
+use alloy_primitives::B256;
+use leafsync_leafdb::LeafDbError;
+
+/// Why a sync could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The leafdb failed.
+    #[error(transparent)]
+    LeafDb(#[from] LeafDbError),
+    /// No peer is left to ask (all dropped or banned, or none given).
+    #[error("no usable peers left")]
+    NoPeers,
+    /// No pivot: none configured and no peer announced a head.
+    #[error("no pivot: none configured and no peer announced a head")]
+    NoPivot,
+    /// Every peer was asked several rounds for an item and none had it.
+    #[error("no peer serves {what} {hash} after {rounds} rounds")]
+    Unavailable {
+        /// What was asked for.
+        what: &'static str,
+        /// Its hash.
+        hash: B256,
+        /// Rounds over all peers.
+        rounds: u32,
+    },
+    /// A node that hashes to what its verified parent references does not decode: the pivot's
+    /// trie itself is malformed.
+    #[error("the pivot's node {hash} does not decode")]
+    BadPivotNode {
+        /// The node's hash.
+        hash: B256,
+    },
+    /// A trie path grew beyond 64 nibbles (a malformed pivot trie).
+    #[error("trie path longer than 64 nibbles")]
+    PathTooLong,
+    /// The persisted progress record does not decode.
+    #[error("sync progress record: {0}")]
+    ProgressDecode(#[from] alloy_rlp::Error),
+    /// The persisted progress record is of a version this build does not know.
+    #[error("sync progress record version {0} is unknown")]
+    ProgressVersion(u8),
+    /// Everything was fetched but the rebuilt root differs from the pivot's.
+    #[error("rebuilt root {got} differs from the pivot root {expected}")]
+    RootMismatch {
+        /// Root of the rebuilt trie.
+        got: B256,
+        /// The pivot's state root.
+        expected: B256,
+    },
+}

@@ -1,0 +1,761 @@
+//! [`Syncer`]: the one owner loop of a sync. It picks the pivot, seeds the skeleton, hands work
+//! to peers by their measured capacity, and feeds each answer to the chunk importer
+//! (`import.rs`) or the node handler (`heal.rs`); see `docs/sync.md`.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
+};
+
+use alloy_primitives::{B256, keccak256};
+use alloy_trie::{EMPTY_ROOT_HASH, Nibbles};
+use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
+use leafsync_leafdb::{BlockHeader, EMPTY_CODE_HASH, KvStore, LeafDb};
+use leafsync_p2p::{
+    PeerId,
+    leaf::{
+        self, ChainHead, GetChunk, GetCodes, GetNodes, GetStorageChunk, NodeRequest, PenaltyClass,
+        TrieOwner,
+        protocol::{MAX_NODES_PER_REQUEST, MAX_RESPONSE_BYTES},
+    },
+    requests::RequestError,
+};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::{
+        BYTES_PER_ACCOUNT_ESTIMATE, MAX_CHUNK_DEPTH, MAX_CONSECUTIVE_EMPTIES,
+        MAX_CONSECUTIVE_TIMEOUTS, SyncConfig, SyncMode,
+    },
+    error::SyncError,
+    heal::HealState,
+    peer::SyncPeer,
+    progress::{HealRoot, SyncProgress},
+    rate::PeerRate,
+    stats::{Phase, SyncStats},
+    tasks::{Answer, Attempts, CodeTask, Done, Job, NodeTask, Owner, Purpose, Unit, take_for},
+};
+
+/// Codes asked per `GetCodes` (256): codes are 1–24 KiB, so 256 of them mostly fill a 2 MiB
+/// answer; the rest of a larger batch would come back empty and be asked again.
+pub const CODES_PER_REQUEST: usize = 256;
+
+/// Where a peer stands with this sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Standing {
+    Active,
+    Dropped,
+    Banned,
+}
+
+/// A peer and what the syncer measured of it.
+pub(crate) struct PeerSlot {
+    pub(crate) peer: Arc<dyn SyncPeer>,
+    pub(crate) rate: PeerRate,
+    pub(crate) in_flight: usize,
+    pub(crate) junk: u32,
+    pub(crate) timeouts: u32,
+    pub(crate) empties: u32,
+    pub(crate) standing: Standing,
+}
+
+/// The result of a finished sync.
+#[derive(Debug, Clone)]
+pub struct SyncOutcome {
+    /// The pivot synced to.
+    pub pivot: ChainHead,
+    /// The root recorded in the leafdb (equal to the pivot's state root).
+    pub root: B256,
+    /// Counters.
+    pub stats: SyncStats,
+    /// Peers banned during the sync.
+    pub banned: Vec<PeerId>,
+    /// Peers dropped during the sync.
+    pub dropped: Vec<PeerId>,
+}
+
+/// The sync owner loop; see the module docs.
+pub struct Syncer<S: KvStore> {
+    pub(crate) db: Arc<LeafDb<S>>,
+    pub(crate) config: SyncConfig,
+    pub(crate) peers: Vec<PeerSlot>,
+    pub(crate) pivot: ChainHead,
+    pub(crate) depth: usize,
+    pub(crate) units: VecDeque<Unit>,
+    pub(crate) nodes: VecDeque<NodeTask>,
+    pub(crate) codes: VecDeque<CodeTask>,
+    pub(crate) codes_seen: HashSet<B256>,
+    pub(crate) storage_started: HashSet<B256>,
+    /// Skeleton nodes (above the chunks) per trie, written once the trie below them is complete.
+    pub(crate) skeleton: HashMap<Owner, Vec<(Nibbles, Vec<u8>)>>,
+    /// Open units, skeleton nodes and heal roots per storage trie.
+    pub(crate) owner_open: HashMap<B256, usize>,
+    pub(crate) heal: HealState,
+    pub(crate) stats: SyncStats,
+    /// Incremented by each re-pivot; answers to requests of an earlier epoch are dropped.
+    epoch: u64,
+    /// Bytes and requests of earlier runs of this sync (from the progress record).
+    prior: (u64, u64),
+    started: Instant,
+}
+
+impl<S: KvStore> std::fmt::Debug for Syncer<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Syncer").field("pivot", &self.pivot).field("stats", &self.stats).finish()
+    }
+}
+
+/// The pivot: the configured one, else the head most peers announce (the higher on a tie).
+pub fn choose_pivot(configured: Option<ChainHead>, heads: &[ChainHead]) -> Option<ChainHead> {
+    if configured.is_some() {
+        return configured;
+    }
+    let mut counts: HashMap<ChainHead, usize> = HashMap::new();
+    for h in heads {
+        *counts.entry(*h).or_default() += 1;
+    }
+    counts.into_iter().max_by_key(|(h, n)| (*n, h.number)).map(|(h, _)| h)
+}
+
+/// Depth of the account skeleton such that a chunk of a state of `accounts` accounts is at most
+/// about `target_bytes` (each level divides a chunk by 16), at most [`MAX_CHUNK_DEPTH`].
+pub fn chunk_depth(accounts: u64, target_bytes: u64) -> usize {
+    let mut bytes = accounts.saturating_mul(BYTES_PER_ACCOUNT_ESTIMATE);
+    let mut depth = 0;
+    while bytes > target_bytes.max(1) && depth < MAX_CHUNK_DEPTH {
+        bytes /= 16;
+        depth += 1;
+    }
+    depth
+}
+
+/// The wire form of a path.
+pub(crate) fn wire_path(path: &Nibbles) -> Result<leaf::Nibbles, SyncError> {
+    leaf::Nibbles::from_nibbles(&path.to_vec()).map_err(|_| SyncError::PathTooLong)
+}
+
+/// The wire form of a trie owner.
+pub(crate) fn wire_owner(owner: Owner) -> TrieOwner {
+    owner.map_or(TrieOwner::Accounts, TrieOwner::Storage)
+}
+
+impl<S: KvStore + 'static> Syncer<S> {
+    /// A syncer writing into `db`, asking `peers`.
+    pub fn new(db: Arc<LeafDb<S>>, config: SyncConfig, peers: Vec<Arc<dyn SyncPeer>>) -> Self {
+        let peers = peers
+            .into_iter()
+            .map(|peer| PeerSlot {
+                peer,
+                rate: PeerRate::default(),
+                in_flight: 0,
+                junk: 0,
+                timeouts: 0,
+                empties: 0,
+                standing: Standing::Active,
+            })
+            .collect();
+        Self {
+            db,
+            config,
+            peers,
+            pivot: ChainHead::default(),
+            depth: 0,
+            units: VecDeque::new(),
+            nodes: VecDeque::new(),
+            codes: VecDeque::new(),
+            codes_seen: HashSet::new(),
+            storage_started: HashSet::new(),
+            skeleton: HashMap::new(),
+            owner_open: HashMap::new(),
+            heal: HealState::default(),
+            stats: SyncStats::default(),
+            prior: (0, 0),
+            epoch: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> &SyncStats {
+        &self.stats
+    }
+
+    /// Runs the sync to the end. On failure the progress is persisted, so a new syncer on the
+    /// same leafdb resumes.
+    pub async fn run(mut self) -> Result<SyncOutcome, SyncError> {
+        match self.run_inner().await {
+            Ok(()) => self.finish(),
+            Err(e) => {
+                if self.pivot != ChainHead::default() {
+                    self.persist()?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_inner(&mut self) -> Result<(), SyncError> {
+        self.started = Instant::now();
+        let heads: Vec<ChainHead> = self.peers.iter().map(|p| p.peer.head()).collect();
+        let record = self.db.sync_progress()?.map(|b| SyncProgress::decode(&b)).transpose()?;
+        let resumed = record.filter(|r| self.config.pivot.is_none_or(|p| p == r.pivot));
+        if let Some(r) = &resumed {
+            self.pivot = r.pivot;
+            self.depth = usize::try_from(r.depth).unwrap_or(MAX_CHUNK_DEPTH).min(MAX_CHUNK_DEPTH);
+            self.prior = (r.bytes_down, r.requests);
+        } else {
+            self.pivot = choose_pivot(self.config.pivot, &heads).ok_or(SyncError::NoPivot)?;
+            let mut estimates: Vec<u64> =
+                self.peers.iter().map(|p| p.peer.account_estimate()).collect();
+            estimates.sort_unstable();
+            let estimate = estimates.get(estimates.len() / 2).copied().unwrap_or(0);
+            self.depth = chunk_depth(estimate, self.config.chunk_target_bytes);
+        }
+        let root = self.pivot.state_root;
+        if let Some(r) = resumed {
+            info!(pivot = r.pivot.number, heal_roots = r.heal_roots.len(), "resuming state sync");
+            for h in r.heal_roots {
+                let owner = match h.owner {
+                    TrieOwner::Accounts => None,
+                    TrieOwner::Storage(o) => {
+                        self.storage_started.insert(o);
+                        Some(o)
+                    }
+                };
+                let path = Nibbles::from_nibbles_unchecked(h.path.as_slice());
+                self.add_heal_root(owner, path, h.hash)?;
+            }
+        }
+        self.persist()?;
+        info!(pivot = self.pivot.number, %root, depth = self.depth, peers = self.peers.len(),
+            mode = ?self.config.mode, "state sync starting");
+        self.seed(root)?;
+        let mut in_flight: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
+        let mut tick = tokio::time::interval(self.config.progress_interval);
+        tick.tick().await;
+        loop {
+            self.dispatch(&mut in_flight)?;
+            if in_flight.is_empty() {
+                if self.is_idle() {
+                    break;
+                }
+                return Err(SyncError::NoPeers);
+            }
+            tokio::select! {
+                Some(done) = in_flight.next() => {
+                    self.on_done(done).await?;
+                    self.maybe_repivot()?;
+                }
+                _ = tick.tick() => {
+                    self.log_progress();
+                    self.persist()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues the first work for the pivot with state root `root`.
+    fn seed(&mut self, root: B256) -> Result<(), SyncError> {
+        if root != EMPTY_ROOT_HASH {
+            match self.config.mode {
+                SyncMode::Leaf if self.depth == 0 => self.add_unit(None, Nibbles::new(), root)?,
+                SyncMode::Leaf => self.add_expand(None, Nibbles::new(), root),
+                SyncMode::HealOnly if self.heal.has_root(None, Nibbles::new()) => {}
+                SyncMode::HealOnly => self.add_heal_root(None, Nibbles::new(), root)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the pivot when the head most peers announce is `repivot_distance` past it (never a
+    /// configured pivot). Queued work is dropped and answers still in flight are ignored; the
+    /// tables keep everything imported: chunks whose subtrie did not change are found complete,
+    /// changed ones are healed from what is stored (see [`Self::add_unit`]).
+    fn maybe_repivot(&mut self) -> Result<(), SyncError> {
+        if self.config.pivot.is_some() {
+            return Ok(());
+        }
+        let heads: Vec<ChainHead> =
+            self.active().into_iter().map(|i| self.peers[i].peer.head()).collect();
+        let Some(head) = choose_pivot(None, &heads) else { return Ok(()) };
+        if head.number < self.pivot.number.saturating_add(self.config.repivot_distance) {
+            return Ok(());
+        }
+        info!(from = self.pivot.number, to = head.number, "re-pivoting state sync");
+        self.epoch += 1;
+        self.stats.repivots += 1;
+        self.pivot = head;
+        self.units.clear();
+        self.nodes.clear();
+        self.heal = HealState::default();
+        self.skeleton.clear();
+        self.owner_open.clear();
+        self.storage_started.clear();
+        self.persist()?;
+        self.seed(head.state_root)
+    }
+
+    fn is_idle(&self) -> bool {
+        self.units.is_empty()
+            && self.nodes.is_empty()
+            && self.codes.is_empty()
+            && self.heal.is_empty()
+    }
+
+    fn finish(mut self) -> Result<SyncOutcome, SyncError> {
+        let skeleton = self.skeleton.remove(&None).unwrap_or_default();
+        let head = BlockHeader {
+            number: self.pivot.number,
+            hash: self.pivot.hash,
+            parent_hash: B256::ZERO,
+            state_root: self.pivot.state_root,
+        };
+        let root = self.db.finish_sync(&skeleton, head)?;
+        if root != self.pivot.state_root {
+            return Err(SyncError::RootMismatch { got: root, expected: self.pivot.state_root });
+        }
+        self.db.clear_sync_progress()?;
+        self.stats.phase = Phase::Done;
+        self.stats.elapsed = self.started.elapsed();
+        self.log_progress();
+        let ids = |s: Standing| {
+            self.peers.iter().filter(|p| p.standing == s).map(|p| p.peer.id()).collect()
+        };
+        Ok(SyncOutcome {
+            pivot: self.pivot,
+            root,
+            banned: ids(Standing::Banned),
+            dropped: ids(Standing::Dropped),
+            stats: self.stats,
+        })
+    }
+
+    /// Logs the structured progress line.
+    pub(crate) fn log_progress(&mut self) {
+        self.stats.elapsed = self.started.elapsed();
+        self.stats.heal_queue = (self.heal.len() + self.nodes.len()) as u64;
+        if self.stats.phase != Phase::Done && self.units.is_empty() && self.stats.chunks_done > 0 {
+            self.stats.phase = Phase::Heal;
+        }
+        let s = &self.stats;
+        info!(
+            target: "leafsync::sync",
+            phase = ?s.phase,
+            chunks_done = s.chunks_done,
+            chunks_total = s.chunks_total,
+            accounts = s.accounts,
+            slots = s.slots,
+            codes = s.codes,
+            bytes = s.bytes_down,
+            rate_bps = s.rate() as u64,
+            eta_s = s.eta().map(|d| d.as_secs()),
+            peers = self.active().len(),
+            heal_queue = s.heal_queue,
+            "sync progress"
+        );
+    }
+
+    pub(crate) fn active(&self) -> Vec<usize> {
+        (0..self.peers.len()).filter(|i| self.peers[*i].standing == Standing::Active).collect()
+    }
+
+    // ---- work creation -------------------------------------------------------------------
+
+    pub(crate) fn open(&mut self, owner: Owner) {
+        if let Some(o) = owner {
+            *self.owner_open.entry(o).or_default() += 1;
+        }
+    }
+
+    /// One open item of `owner`'s storage trie resolved; the last one writes its skeleton.
+    pub(crate) fn close(&mut self, owner: Owner) -> Result<(), SyncError> {
+        let Some(o) = owner else { return Ok(()) };
+        let left = self.owner_open.get_mut(&o).map(|n| {
+            *n = n.saturating_sub(1);
+            *n
+        });
+        if left == Some(0) {
+            self.owner_open.remove(&o);
+            if let Some(nodes) = self.skeleton.remove(&owner) {
+                self.db.write_trie_nodes(Some(&o), &nodes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A chunk to fetch, unless the tables already hold it: a stored top node with the expected
+    /// hash means the whole subtrie is there (a restart or an earlier pivot); a stored node with
+    /// another hash means an older version of it is there, which heal repairs cheaper than a
+    /// download.
+    pub(crate) fn add_unit(
+        &mut self,
+        owner: Owner,
+        prefix: Nibbles,
+        hash: B256,
+    ) -> Result<(), SyncError> {
+        if self.heal.has_root(owner, prefix) {
+            return Ok(());
+        }
+        match self.db.node(owner.as_ref(), &prefix)? {
+            Some(local) if keccak256(&local) == hash => {
+                self.stats.chunks_resumed += 1;
+                return self.resume_complete(owner, prefix, hash);
+            }
+            Some(_) if self.config.mode == SyncMode::Leaf => {
+                self.stats.chunks_total += 1;
+                self.stats.chunks_done += 1;
+                self.stats.chunks_healed += 1;
+                return self.add_heal_root(owner, prefix, hash);
+            }
+            _ => {}
+        }
+        self.open(owner);
+        self.stats.chunks_total += 1;
+        self.units.push_back(Unit { owner, prefix, hash, attempts: Attempts::default() });
+        Ok(())
+    }
+
+    /// A subtrie found complete in the tables: its flat entries are re-derived (a crash may have
+    /// come between a heal's last node and its flat rewrite) and its accounts checked.
+    fn resume_complete(
+        &mut self,
+        owner: Owner,
+        prefix: Nibbles,
+        hash: B256,
+    ) -> Result<(), SyncError> {
+        match owner {
+            None => {
+                for (hashed, account) in self.db.reconcile_accounts(&prefix, hash)? {
+                    self.after_healed_account(hashed, &account)?;
+                }
+            }
+            Some(o) => {
+                self.db.reconcile_storage(&o, &prefix, hash)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn add_expand(&mut self, owner: Owner, path: Nibbles, hash: B256) {
+        self.open(owner);
+        self.nodes.push_back(NodeTask {
+            owner,
+            path,
+            hash,
+            purpose: Purpose::Expand,
+            attempts: Attempts::default(),
+        });
+    }
+
+    pub(crate) fn add_heal_root(
+        &mut self,
+        owner: Owner,
+        path: Nibbles,
+        hash: B256,
+    ) -> Result<(), SyncError> {
+        self.open(owner);
+        self.heal.add_root(owner, path, hash);
+        self.nodes.push_back(NodeTask {
+            owner,
+            path,
+            hash,
+            purpose: Purpose::Heal { parent: None },
+            attempts: Attempts::default(),
+        });
+        if owner.is_none() || path.is_empty() {
+            self.persist()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the progress record.
+    pub(crate) fn persist(&self) -> Result<(), SyncError> {
+        let heal_roots = self
+            .heal
+            .persistent_roots()
+            .map(|(owner, path, hash)| {
+                Ok(HealRoot { owner: wire_owner(owner), path: wire_path(&path)?, hash })
+            })
+            .collect::<Result<Vec<_>, SyncError>>()?;
+        let record = SyncProgress {
+            pivot: self.pivot,
+            depth: self.depth as u64,
+            heal_roots,
+            bytes_down: self.prior.0 + self.stats.bytes_down,
+            requests: self.prior.1 + self.stats.requests,
+        };
+        self.db.put_sync_progress(&record.encode())?;
+        Ok(())
+    }
+
+    /// Queues the code `hash` unless it is empty, already seen or stored.
+    pub(crate) fn want_code(&mut self, hash: B256) -> Result<(), SyncError> {
+        if hash != EMPTY_CODE_HASH && self.codes_seen.insert(hash) && self.db.code(&hash)?.is_none()
+        {
+            self.codes.push_back(CodeTask { hash, attempts: Attempts::default() });
+        }
+        Ok(())
+    }
+
+    // ---- dispatch ------------------------------------------------------------------------
+
+    fn dispatch(
+        &mut self,
+        in_flight: &mut FuturesUnordered<BoxFuture<'static, Done>>,
+    ) -> Result<(), SyncError> {
+        let mut order = self.active();
+        order.sort_by(|a, b| {
+            self.peers[*b].rate.bytes_per_sec.total_cmp(&self.peers[*a].rate.bytes_per_sec)
+        });
+        let active = order.clone();
+        for peer in order {
+            while self.peers[peer].in_flight < self.peers[peer].rate.capacity() {
+                let Some(job) = self.next_job(peer, &active)? else { break };
+                let fut = self.send(peer, job)?;
+                self.peers[peer].in_flight += 1;
+                self.stats.requests += 1;
+                in_flight.push(fut);
+            }
+        }
+        Ok(())
+    }
+
+    fn next_job(&mut self, peer: usize, active: &[usize]) -> Result<Option<Job>, SyncError> {
+        let nodes = take_for(&mut self.nodes, peer, active, MAX_NODES_PER_REQUEST)?;
+        if !nodes.is_empty() {
+            return Ok(Some(Job::Nodes(nodes)));
+        }
+        if let Some(unit) = take_for(&mut self.units, peer, active, 1)?.pop() {
+            return Ok(Some(Job::Chunk(unit)));
+        }
+        let codes = take_for(&mut self.codes, peer, active, CODES_PER_REQUEST)?;
+        Ok((!codes.is_empty()).then_some(Job::Codes(codes)))
+    }
+
+    fn send(&self, peer_index: usize, job: Job) -> Result<BoxFuture<'static, Done>, SyncError> {
+        let peer = Arc::clone(&self.peers[peer_index].peer);
+        let timeout = self.config.request_timeout;
+        let request: BoxFuture<'static, Result<Answer, RequestError>> = match &job {
+            Job::Chunk(unit) => {
+                let prefix = wire_path(&unit.prefix)?;
+                match unit.owner {
+                    None => {
+                        let f = peer.get_chunk(GetChunk {
+                            request_id: 0,
+                            prefix,
+                            max_bytes: self.config.chunk_max_bytes,
+                        });
+                        Box::pin(async move { f.await.map(Answer::Chunk) })
+                    }
+                    Some(account) => {
+                        let f = peer.get_storage_chunk(GetStorageChunk {
+                            request_id: 0,
+                            account,
+                            prefix,
+                            max_bytes: self.config.chunk_max_bytes,
+                        });
+                        Box::pin(async move { f.await.map(Answer::StorageChunk) })
+                    }
+                }
+            }
+            Job::Nodes(tasks) => {
+                let nodes = tasks
+                    .iter()
+                    .map(|t| {
+                        Ok(NodeRequest {
+                            owner: wire_owner(t.owner),
+                            path: wire_path(&t.path)?,
+                            hash: t.hash,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, SyncError>>()?;
+                let f = peer.get_nodes(GetNodes {
+                    request_id: 0,
+                    nodes,
+                    max_bytes: MAX_RESPONSE_BYTES,
+                });
+                Box::pin(async move { f.await.map(Answer::Nodes) })
+            }
+            Job::Codes(tasks) => {
+                let hashes = tasks.iter().map(|t| t.hash).collect();
+                let f = peer.get_codes(GetCodes {
+                    request_id: 0,
+                    hashes,
+                    max_bytes: MAX_RESPONSE_BYTES,
+                });
+                Box::pin(async move { f.await.map(Answer::Codes) })
+            }
+        };
+        let epoch = self.epoch;
+        Ok(Box::pin(async move {
+            let started = Instant::now();
+            let result =
+                tokio::time::timeout(timeout, request).await.unwrap_or(Err(RequestError::Timeout));
+            Done { epoch, peer: peer_index, job, result, elapsed: started.elapsed() }
+        }))
+    }
+
+    // ---- answers -------------------------------------------------------------------------
+
+    async fn on_done(&mut self, done: Done) -> Result<(), SyncError> {
+        let Done { epoch, peer, job, result, elapsed } = done;
+        self.peers[peer].in_flight = self.peers[peer].in_flight.saturating_sub(1);
+        if epoch != self.epoch && !matches!(job, Job::Codes(_)) {
+            // Work for an earlier pivot (codes do not depend on the pivot).
+            if let Ok(answer) = &result {
+                self.stats.bytes_down += answer.size();
+            }
+            return Ok(());
+        }
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.on_failure(peer, &e).await;
+                self.requeue(job, peer);
+                return Ok(());
+            }
+        };
+        let size = answer.size();
+        self.stats.bytes_down += size;
+        self.peers[peer].rate.update(size, elapsed);
+        self.peers[peer].timeouts = 0;
+        match (job, answer) {
+            (Job::Chunk(unit), Answer::Chunk(chunk)) => self.on_chunk(peer, unit, chunk).await,
+            (Job::Chunk(unit), Answer::StorageChunk(chunk)) => {
+                self.on_storage_chunk(peer, unit, chunk).await
+            }
+            (Job::Nodes(tasks), Answer::Nodes(nodes)) => self.on_nodes(peer, tasks, nodes).await,
+            (Job::Codes(tasks), Answer::Codes(codes)) => self.on_codes(peer, tasks, codes).await,
+            (job, _) => {
+                // The request futures map each request to its own answer kind.
+                self.ban(peer, "answer of the wrong kind").await;
+                self.requeue(job, peer);
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_failure(&mut self, peer: usize, error: &RequestError) {
+        match error {
+            RequestError::Timeout => {
+                self.stats.timeouts += 1;
+                let slot = &mut self.peers[peer];
+                slot.rate.penalise();
+                slot.timeouts += 1;
+                if slot.timeouts >= MAX_CONSECUTIVE_TIMEOUTS {
+                    self.drop_peer(peer, "silent").await;
+                }
+            }
+            RequestError::InvalidResponse(_) => self.ban(peer, "invalid response").await,
+            RequestError::PeerBusy | RequestError::TooManyInFlight => {}
+            _ => self.drop_peer(peer, "disconnected").await,
+        }
+    }
+
+    /// Puts a job's items back, marked as tried by `peer`.
+    pub(crate) fn requeue(&mut self, job: Job, peer: usize) {
+        match job {
+            Job::Chunk(mut unit) => {
+                unit.attempts.tried.push(peer);
+                self.units.push_back(unit);
+            }
+            Job::Nodes(tasks) => {
+                for mut t in tasks {
+                    t.attempts.tried.push(peer);
+                    self.nodes.push_back(t);
+                }
+            }
+            Job::Codes(tasks) => {
+                for mut t in tasks {
+                    t.attempts.tried.push(peer);
+                    self.codes.push_back(t);
+                }
+            }
+        }
+    }
+
+    /// An answer with nothing in it.
+    pub(crate) async fn on_empty(&mut self, peer: usize) {
+        self.stats.empty_answers += 1;
+        let slot = &mut self.peers[peer];
+        slot.rate.penalise();
+        slot.empties += 1;
+        if slot.empties >= MAX_CONSECUTIVE_EMPTIES {
+            self.drop_peer(peer, "answers empty").await;
+        }
+    }
+
+    /// A chunk read at the pivot head failed verification: junk, counted against the server.
+    pub(crate) async fn junk(&mut self, peer: usize) {
+        let slot = &mut self.peers[peer];
+        slot.junk += 1;
+        if slot.junk >= self.config.junk_ban_threshold {
+            self.ban(peer, "junk chunks at the pivot head").await;
+        } else {
+            slot.peer.penalise(PenaltyClass::High).await;
+        }
+    }
+
+    pub(crate) async fn ban(&mut self, peer: usize, why: &'static str) {
+        let slot = &mut self.peers[peer];
+        if slot.standing == Standing::Banned {
+            return;
+        }
+        warn!(peer = %slot.peer.id(), why, "banning sync peer");
+        slot.standing = Standing::Banned;
+        self.stats.peers_banned += 1;
+        slot.peer.penalise(PenaltyClass::Fatal).await;
+    }
+
+    async fn drop_peer(&mut self, peer: usize, why: &'static str) {
+        let slot = &mut self.peers[peer];
+        if slot.standing != Standing::Active {
+            return;
+        }
+        debug!(peer = %slot.peer.id(), why, "dropping sync peer");
+        slot.standing = Standing::Dropped;
+        self.stats.peers_dropped += 1;
+        slot.peer.penalise(PenaltyClass::High).await;
+    }
+
+    async fn on_codes(
+        &mut self,
+        peer: usize,
+        tasks: Vec<CodeTask>,
+        codes: leaf::Codes,
+    ) -> Result<(), SyncError> {
+        let mut got = Vec::new();
+        let mut missing = Vec::new();
+        let mut wrong = false;
+        for (i, mut task) in tasks.into_iter().enumerate() {
+            match codes.codes.get(i) {
+                Some(code) if !wrong && !code.is_empty() => {
+                    if keccak256(code) == task.hash {
+                        got.push(code.to_vec());
+                    } else {
+                        wrong = true;
+                        task.attempts.tried.push(peer);
+                        missing.push(task);
+                    }
+                }
+                _ => {
+                    task.attempts.tried.push(peer);
+                    missing.push(task);
+                }
+            }
+        }
+        if wrong {
+            self.ban(peer, "code with the wrong hash").await;
+        } else if got.is_empty() {
+            self.on_empty(peer).await;
+        } else {
+            self.peers[peer].empties = 0;
+        }
+        self.stats.codes += got.len() as u64;
+        self.db.write_codes(&got)?;
+        self.codes.extend(missing);
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! Simulated `leaf/1` peers: each serves a source leafdb through the serve crate's pure
+//! functions, honestly or with one kind of misbehaviour, without sockets.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // shared by several test binaries
+
+pub mod chain;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use alloy_primitives::{B256, B512, U256};
+use futures::future::BoxFuture;
+use leafsync_leafdb::{GenParams, KvStore, LeafDb, MemStore, Table};
+use leafsync_p2p::{
+    PeerId,
+    leaf::{
+        ChainHead, Chunk, ChunkContent, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk,
+        Nodes, PenaltyClass, StorageChunk,
+    },
+    requests::RequestError,
+};
+use leafsync_serve::{ServeConfig, serve_chunk, serve_codes, serve_nodes, serve_storage_chunk};
+use leafsync_sync::{PeerFuture, SyncPeer};
+
+/// How a simulated peer behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Serves its leafdb.
+    Honest,
+    /// Chunks claim the pivot head but every balance is off by one; nodes and codes honest.
+    Junk,
+    /// Answers everything empty.
+    Empty,
+    /// Never answers.
+    Silent,
+    /// Answers its first request, then every request fails as a disconnect mid-response.
+    Disconnects,
+    /// Answers its first `n` requests honestly, then every request fails as a disconnect (the
+    /// syncer runs out of peers and stops mid-way, as if killed).
+    Limited(u64),
+    /// Chunks honest, every node answered with bytes that do not hash to the request.
+    WrongNodes,
+}
+
+/// A peer serving `db`.
+pub struct SimPeer {
+    pub id: PeerId,
+    pub db: Arc<LeafDb<MemStore>>,
+    pub behaviour: Behaviour,
+    pub account_estimate: u64,
+    pub requests: AtomicU64,
+    pub penalties: std::sync::Mutex<Vec<PenaltyClass>>,
+}
+
+impl SimPeer {
+    pub fn new(n: u8, db: Arc<LeafDb<MemStore>>, behaviour: Behaviour, estimate: u64) -> Arc<Self> {
+        Arc::new(Self {
+            id: B512::repeat_byte(n),
+            db,
+            behaviour,
+            account_estimate: estimate,
+            requests: AtomicU64::new(0),
+            penalties: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Whether the request should fail (silence or disconnect), counting it.
+    fn fails(&self) -> Option<PeerFuture<()>> {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        match self.behaviour {
+            Behaviour::Silent => Some(Box::pin(futures::future::pending())),
+            Behaviour::Disconnects if n > 0 => {
+                Some(Box::pin(async { Err(RequestError::Disconnected) }))
+            }
+            Behaviour::Limited(limit) if n >= limit => {
+                Some(Box::pin(async { Err(RequestError::Disconnected) }))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn ready<T: Send + 'static>(v: Result<T, RequestError>) -> PeerFuture<T> {
+    Box::pin(async move { v })
+}
+
+fn fail_as<T: Send + 'static>(f: PeerFuture<()>) -> PeerFuture<T> {
+    Box::pin(async move {
+        f.await?;
+        Err(RequestError::Disconnected)
+    })
+}
+
+impl SyncPeer for SimPeer {
+    fn id(&self) -> PeerId {
+        self.id
+    }
+
+    fn head(&self) -> ChainHead {
+        let h = self.db.head().unwrap().unwrap_or_default();
+        ChainHead { number: h.number, hash: h.hash, state_root: h.state_root }
+    }
+
+    fn account_estimate(&self) -> u64 {
+        self.account_estimate
+    }
+
+    fn get_chunk(&self, request: GetChunk) -> PeerFuture<Chunk> {
+        if let Some(f) = self.fails() {
+            return fail_as(f);
+        }
+        let snap = self.db.snapshot().unwrap();
+        let mut chunk = serve_chunk(&snap, &request, &ServeConfig::default()).unwrap();
+        match (self.behaviour, &mut chunk.content) {
+            (Behaviour::Empty, _) => chunk.content = ChunkContent::Items(Vec::new()),
+            (Behaviour::Junk, ChunkContent::Items(leaves)) => {
+                for l in leaves {
+                    l.balance += U256::from(1u64);
+                }
+            }
+            _ => {}
+        }
+        ready(Ok(chunk))
+    }
+
+    fn get_storage_chunk(&self, request: GetStorageChunk) -> PeerFuture<StorageChunk> {
+        if let Some(f) = self.fails() {
+            return fail_as(f);
+        }
+        let snap = self.db.snapshot().unwrap();
+        let mut chunk = serve_storage_chunk(&snap, &request, &ServeConfig::default()).unwrap();
+        match (self.behaviour, &mut chunk.content) {
+            (Behaviour::Empty, _) => chunk.content = ChunkContent::Items(Vec::new()),
+            (Behaviour::Junk, ChunkContent::Items(slots)) => {
+                for s in slots {
+                    s.value += U256::from(1u64);
+                }
+            }
+            _ => {}
+        }
+        ready(Ok(chunk))
+    }
+
+    fn get_nodes(&self, request: GetNodes) -> PeerFuture<Nodes> {
+        if let Some(f) = self.fails() {
+            return fail_as(f);
+        }
+        let snap = self.db.snapshot().unwrap();
+        let mut nodes = serve_nodes(&snap, &request, &ServeConfig::default()).unwrap();
+        match self.behaviour {
+            Behaviour::Empty => nodes.nodes.clear(),
+            Behaviour::WrongNodes => {
+                for n in &mut nodes.nodes {
+                    *n = alloy_primitives::Bytes::from(vec![0xc2, 0x80, 0x80]);
+                }
+            }
+            _ => {}
+        }
+        ready(Ok(nodes))
+    }
+
+    fn get_codes(&self, request: GetCodes) -> PeerFuture<Codes> {
+        if let Some(f) = self.fails() {
+            return fail_as(f);
+        }
+        let snap = self.db.snapshot().unwrap();
+        let mut codes = serve_codes(&snap, &request, &ServeConfig::default()).unwrap();
+        if self.behaviour == Behaviour::Empty {
+            codes.codes.clear();
+        }
+        ready(Ok(codes))
+    }
+
+    fn penalise(&self, class: PenaltyClass) -> BoxFuture<'static, ()> {
+        self.penalties.lock().unwrap().push(class);
+        Box::pin(async {})
+    }
+}
+
+/// A generated source state.
+pub fn source(accounts: u64, seed: u64) -> Arc<LeafDb<MemStore>> {
+    let db = LeafDb::in_memory();
+    db.generate(GenParams { accounts, seed }).unwrap();
+    Arc::new(db)
+}
+
+/// Every pair of the state tables (flat and trie), to compare two leafdbs.
+pub fn state_tables<S: KvStore>(db: &LeafDb<S>) -> Vec<(Table, Vec<leafsync_leafdb::kv::KvPair>)> {
+    [Table::Accounts, Table::Storage, Table::Code, Table::AccountNodes, Table::StorageNodes]
+        .into_iter()
+        .map(|t| (t, db.store().iter_from(t, &[]).map(Result::unwrap).collect()))
+        .collect()
+}
+
+/// Encoded bytes of the flat state (keys and values of accounts, storage and code): the floor
+/// of what any sync downloads.
+pub fn raw_leaf_bytes<S: KvStore>(db: &LeafDb<S>) -> u64 {
+    [Table::Accounts, Table::Storage, Table::Code]
+        .into_iter()
+        .flat_map(|t| db.store().iter_from(t, &[]).map(Result::unwrap).collect::<Vec<_>>())
+        .map(|(k, v)| (k.len() + v.len()) as u64)
+        .sum()
+}
+
+/// Asserts that `client` holds exactly the state of `source` at root `root`.
+pub fn assert_same_state<S: KvStore>(client: &LeafDb<S>, source: &LeafDb<MemStore>, root: B256) {
+    let report = client.verify().unwrap();
+    assert!(report.ok(), "client state inconsistent: {report:?}");
+    assert_eq!(report.computed_root, root);
+    assert_eq!(client.account_root().unwrap(), root);
+    assert_eq!(client.head().unwrap().unwrap().state_root, root);
+    let source_report = source.verify().unwrap();
+    assert_eq!(report.accounts, source_report.accounts);
+    assert_eq!(report.slots, source_report.slots);
+    let (a, b) = (state_tables(client), state_tables(source));
+    for ((t, x), (_, y)) in a.iter().zip(b.iter()) {
+        if *t == Table::Code {
+            // The generator's code pool holds codes no account uses; a sync fetches only the
+            // referenced ones (verify() above found none missing).
+            assert!(x.iter().all(|c| y.contains(c)), "client has code the source lacks");
+            continue;
+        }
+        assert_eq!(x.len(), y.len(), "table {t:?} differs in size");
+        assert!(x == y, "table {t:?} differs");
+    }
+}
+
+/// Peers as trait objects.
+pub fn dyn_peers(peers: &[Arc<SimPeer>]) -> Vec<Arc<dyn SyncPeer>> {
+    peers.iter().map(|p| Arc::clone(p) as Arc<dyn SyncPeer>).collect()
+}

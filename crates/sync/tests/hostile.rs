@@ -1,0 +1,93 @@
+//! Hostile peers next to one honest peer: junk chunks, empty answers, silence, disconnects
+//! mid-response, wrong nodes. The client still rebuilds the exact state; the hostile peers are
+//! banned or dropped, the honest one never.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Behaviour, SimPeer, assert_same_state, dyn_peers, source};
+use leafsync_leafdb::LeafDb;
+use leafsync_p2p::leaf::PenaltyClass;
+use leafsync_sync::{SyncConfig, SyncMode, Syncer};
+
+const ACCOUNTS: u64 = 2000;
+const TEST_CHUNK_BYTES: u64 = 16 * 1024;
+
+/// Syncs from one honest peer (id 1) plus one peer per hostile behaviour; returns the outcome
+/// and the peers.
+async fn run(
+    hostile: &[Behaviour],
+    mode: SyncMode,
+) -> (leafsync_sync::SyncOutcome, Vec<Arc<SimPeer>>) {
+    let src = source(ACCOUNTS, 11);
+    let mut peers = vec![SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, ACCOUNTS)];
+    for (i, b) in hostile.iter().enumerate() {
+        peers.push(SimPeer::new(i as u8 + 2, Arc::clone(&src), *b, ACCOUNTS));
+    }
+    let client = Arc::new(LeafDb::in_memory());
+    let config = SyncConfig { chunk_target_bytes: TEST_CHUNK_BYTES, mode, ..Default::default() };
+    let outcome = Syncer::new(Arc::clone(&client), config, dyn_peers(&peers)).run().await.unwrap();
+    let root = src.account_root().unwrap();
+    assert_eq!(outcome.root, root);
+    assert_same_state(&client, &src, root);
+    let honest = peers[0].id;
+    assert!(!outcome.banned.contains(&honest) && !outcome.dropped.contains(&honest));
+    assert!(peers[0].penalties.lock().unwrap().is_empty(), "the honest peer was penalised");
+    println!("hostile={hostile:?} stats={:?}", outcome.stats);
+    (outcome, peers)
+}
+
+#[tokio::test(start_paused = true)]
+async fn junk_server_is_banned_after_the_threshold_and_its_chunks_healed() {
+    let (out, peers) = run(&[Behaviour::Junk], SyncMode::Leaf).await;
+    assert!(out.banned.contains(&peers[1].id), "junk server not banned");
+    assert!(peers[1].penalties.lock().unwrap().contains(&PenaltyClass::Fatal));
+    // It got its first chunks before the ban; they failed verification and were healed.
+    assert!(
+        out.stats.chunks_healed >= u64::from(leafsync_sync::config::DEFAULT_JUNK_BAN_THRESHOLD)
+    );
+    assert!(out.stats.healed_nodes > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn empty_silent_and_disconnecting_peers_are_dropped() {
+    let hostile = [Behaviour::Empty, Behaviour::Silent, Behaviour::Disconnects];
+    let (out, peers) = run(&hostile, SyncMode::Leaf).await;
+    let gone = |i: usize| out.banned.contains(&peers[i].id) || out.dropped.contains(&peers[i].id);
+    assert!(out.dropped.contains(&peers[1].id), "empty peer kept");
+    assert!(out.dropped.contains(&peers[2].id), "silent peer kept");
+    assert!(out.dropped.contains(&peers[3].id), "disconnecting peer kept");
+    assert!((1..=3).all(gone));
+    assert!(out.stats.timeouts >= 1 && out.stats.empty_answers >= 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_honest_servers_bound_the_junk_of_one() {
+    // The seed's premise: with four honest servers beside a junk one, the junk server is banned
+    // after at most the threshold of chunks, so at most that many chunks need heal.
+    let (out, peers) = run(
+        &[Behaviour::Honest, Behaviour::Honest, Behaviour::Honest, Behaviour::Junk],
+        SyncMode::Leaf,
+    )
+    .await;
+    assert!(out.banned.contains(&peers[4].id));
+    assert!(out.banned.len() == 1 && out.dropped.is_empty());
+    assert!(
+        out.stats.chunks_healed
+            <= u64::from(leafsync_sync::config::DEFAULT_JUNK_BAN_THRESHOLD)
+                + leafsync_sync::config::MAX_IN_FLIGHT_PER_PEER as u64,
+        "{:?}",
+        out.stats
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn wrong_node_peer_is_banned_in_heal() {
+    // Heal-only: every request is a GetNodes, so the wrong-node peer gets some and is caught by
+    // the hash check on its first answer.
+    let (out, peers) = run(&[Behaviour::WrongNodes], SyncMode::HealOnly).await;
+    assert!(out.banned.contains(&peers[1].id), "wrong-node peer not banned");
+    assert!(peers[1].penalties.lock().unwrap().contains(&PenaltyClass::Fatal));
+}

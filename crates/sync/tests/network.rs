@@ -1,0 +1,72 @@
+//! The `NetworkHandle` adapter end to end: two real servers on loopback (RLPx, `leaf/1`) serve a
+//! generated state through `LeafServer`; a client syncs it through `network_peers` and rebuilds
+//! exactly the source's state.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use alloy_primitives::B256;
+use alloy_trie::EMPTY_ROOT_HASH;
+use common::{assert_same_state, source};
+use leafsync_leafdb::LeafDb;
+use leafsync_p2p::{
+    chain::ChainSpec,
+    leaf::{ChainHead, ServeFlags},
+    peers::{EmptyHandler, LocalHead, Network, NetworkConfig, NetworkHandle, RequestHandler},
+};
+use leafsync_serve::{LeafServer, ServeConfig};
+use leafsync_sync::{SyncConfig, Syncer, network_peers};
+use secp256k1::SecretKey;
+use tokio::sync::watch;
+
+/// Bound on waiting for the nodes to connect.
+const CONNECT_WAIT: Duration = Duration::from_secs(20);
+const ACCOUNTS: u64 = 1500;
+
+async fn start(
+    handler: Arc<dyn RequestHandler>,
+    state_root: B256,
+    peers: Vec<leafsync_p2p::peers::NodeRecord>,
+) -> (NetworkHandle, watch::Sender<LocalHead>) {
+    let head = LocalHead {
+        head: ChainHead { number: 0, hash: B256::ZERO, state_root },
+        timestamp: 0,
+        account_estimate: ACCOUNTS,
+        serves: ServeFlags::ALL,
+    };
+    let (tx, rx) = watch::channel(head);
+    let chain = ChainSpec::preset("sepolia").unwrap();
+    let mut config = NetworkConfig::new(SecretKey::new(&mut rand::rng()), chain, rx, handler);
+    config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.dial_interval = Duration::from_millis(100);
+    config.static_peers = peers;
+    (Network::start(config).await.unwrap(), tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_from_two_servers_over_rlpx() {
+    let src = source(ACCOUNTS, 17);
+    let root = src.account_root().unwrap();
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let handler = Arc::new(LeafServer::new(Arc::clone(&src), ServeConfig::default()));
+        servers.push(start(handler, root, Vec::new()).await);
+    }
+    let records = servers.iter().map(|(h, _)| h.local_enode()).collect();
+    let (client, _head) = start(Arc::new(EmptyHandler), EMPTY_ROOT_HASH, records).await;
+    let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+    while client.peers().await.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "nodes did not connect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let db = Arc::new(LeafDb::in_memory());
+    let config = SyncConfig { chunk_target_bytes: 16 * 1024, ..Default::default() };
+    let out =
+        Syncer::new(Arc::clone(&db), config, network_peers(&client).await).run().await.unwrap();
+    assert_eq!(out.root, root);
+    assert_same_state(&db, &src, root);
+    assert!(out.banned.is_empty() && out.dropped.is_empty());
+    println!("over rlpx: bytes_down={} requests={}", out.stats.bytes_down, out.stats.requests);
+}

@@ -1,0 +1,81 @@
+//! Restarts: a sync stopped mid-way (its only peer gone; each stop is like a kill between two
+//! atomic writes) persists its progress; a new syncer on
+//! the same leafdb resumes from the record and the tables, finishes with the exact state and
+//! downloads less than a full sync.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Behaviour, SimPeer, assert_same_state, dyn_peers, source};
+use leafsync_leafdb::LeafDb;
+use leafsync_sync::{SyncConfig, SyncError, SyncMode, SyncProgress, Syncer};
+
+const ACCOUNTS: u64 = 2000;
+
+fn config(mode: SyncMode) -> SyncConfig {
+    SyncConfig { chunk_target_bytes: 16 * 1024, mode, ..Default::default() }
+}
+
+async fn resume_after(stops: &[u64], mode: SyncMode, junk: bool) {
+    let src = source(ACCOUNTS, 21);
+    let root = src.account_root().unwrap();
+    let full_client = Arc::new(LeafDb::in_memory());
+    let full = Syncer::new(
+        full_client,
+        config(mode),
+        dyn_peers(&[SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, ACCOUNTS)]),
+    )
+    .run()
+    .await
+    .unwrap();
+    let client = Arc::new(LeafDb::in_memory());
+    let mut stopped_bytes = 0;
+    for (i, stop) in stops.iter().enumerate() {
+        let mut peers =
+            vec![SimPeer::new(1, Arc::clone(&src), Behaviour::Limited(*stop), ACCOUNTS)];
+        if junk && i == 0 {
+            // Junk beside it in the first run, so that heal roots are in the record.
+            peers.push(SimPeer::new(9, Arc::clone(&src), Behaviour::Junk, ACCOUNTS));
+        }
+        let err = Syncer::new(Arc::clone(&client), config(mode), dyn_peers(&peers))
+            .run()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SyncError::NoPeers), "run {i}: {err}");
+        let record = SyncProgress::decode(&client.sync_progress().unwrap().unwrap()).unwrap();
+        assert_eq!(record.pivot.state_root, root);
+        stopped_bytes = record.bytes_down;
+    }
+    let peers = [SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, ACCOUNTS)];
+    let resumed =
+        Syncer::new(Arc::clone(&client), config(mode), dyn_peers(&peers)).run().await.unwrap();
+    assert_eq!(resumed.root, root);
+    assert_same_state(&client, &src, root);
+    assert_eq!(client.sync_progress().unwrap(), None, "record cleared when done");
+    println!(
+        "mode={mode:?} stops={stops:?} full_bytes={} bytes_before_stop={stopped_bytes} resumed_bytes={} resumed_chunks={}",
+        full.stats.bytes_down, resumed.stats.bytes_down, resumed.stats.chunks_resumed
+    );
+    assert!(resumed.stats.bytes_down < full.stats.bytes_down, "resume started over");
+    assert!(
+        resumed.stats.bytes_down < full.stats.bytes_down - stopped_bytes / 2,
+        "most of the work before the stop was kept"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_leaf_sync_resumes_without_starting_over() {
+    resume_after(&[120], SyncMode::Leaf, false).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn repeated_stops_with_junk_and_heal_in_progress_resume() {
+    resume_after(&[30, 30, 30, 30], SyncMode::Leaf, true).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_heal_only_sync_resumes() {
+    resume_after(&[8, 8], SyncMode::HealOnly, false).await;
+}
