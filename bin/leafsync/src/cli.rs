@@ -17,6 +17,9 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Starts servers and a client on loopback over a generated state, syncs, and checks the
+    /// result (non-zero exit if the client's state differs).
+    Demo(crate::demo::DemoArgs),
     /// Runs the daemon: serves the datadir's state over leaf/1 (see docs/operators.md).
     Run(crate::config::RunFlags),
     /// Checks a configuration file and prints the merged configuration.
@@ -121,6 +124,7 @@ impl Cli {
             // warnings would only be noise there.
             Command::Bench(_) => Some("error"),
             Command::Tool(_) | Command::CheckConfig(_) => Some("info"),
+            Command::Demo(_) => Some("info,leafsync_p2p=warn"),
             Command::Status { .. } => Some("warn"),
             Command::Run(_) => None,
         }
@@ -134,6 +138,7 @@ impl Cli {
                 crate::run::run(config)
             }
             Command::Status { rpc, json } => crate::admin::status(&rpc, json),
+            Command::Demo(args) => crate::demo::demo(&args),
             Command::CheckConfig(flags) => {
                 let config = crate::config::Config::load(&flags)?;
                 println!("{:#?}", config.file);

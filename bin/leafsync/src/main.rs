@@ -6,6 +6,7 @@ mod bench_ingest;
 mod bench_serve;
 mod cli;
 mod config;
+mod demo;
 mod error;
 mod run;
 mod tool;
