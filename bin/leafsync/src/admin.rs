@@ -40,6 +40,8 @@ pub(crate) struct AdminState {
     pub(crate) started: Instant,
     /// The follower's counters, when following an execution client.
     pub(crate) ingest: Option<Arc<leafsync_ingest::IngestStats>>,
+    /// Whether the state is being synced from peers.
+    pub(crate) syncing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What an endpoint serves.
@@ -214,8 +216,13 @@ async fn sync_status(state: &AdminState) -> Result<Value, (i64, String)> {
         })
     });
     Ok(json!({
-        // Sync lands with its crate; until then a node serves, and follows when configured.
-        "phase": if state.ingest.is_some() { "following" } else { "serving" },
+        "phase": if state.syncing.load(std::sync::atomic::Ordering::Relaxed) {
+            "syncing"
+        } else if state.ingest.is_some() {
+            "following"
+        } else {
+            "serving"
+        },
         "follow": follow,
         "head": head,
         "peers": state.network.peers().await.len(),

@@ -10,15 +10,19 @@ use std::{
     sync::Arc,
 };
 
+use alloy_primitives::B256;
+use alloy_trie::EMPTY_ROOT_HASH;
 use leafsync_ingest::{Follower, FollowerConfig, IngestError, IngestStats};
 use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig};
 use leafsync_p2p::{
     discovery::DiscoveryConfig,
     leaf::{ChainHead, ServeFlags},
-    peers::{LocalHead, Network, NetworkConfig},
+    peers::{LocalHead, Network, NetworkConfig, NetworkHandle},
 };
 use leafsync_serve::{LeafServer, ServeConfig};
+use leafsync_sync::{SyncConfig, Syncer, network_peers};
 use secp256k1::SecretKey;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -90,50 +94,46 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
         .build()
         .map_err(|source| CliError::Io { path: PathBuf::from("<tokio runtime>"), source })?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    // An empty leafdb without a genesis file to load is synced from leaf/1 peers first; the
+    // execution client is followed from then on.
+    let needs_sync = db.head()?.is_none() && config.file.el.genesis.is_none();
     // Following the execution client, when configured: it also bootstraps an empty leafdb from
     // `el.genesis` before anything is served.
-    let follower = match &config.file.el.rpc {
-        Some(url) => {
+    let start_follower =
+        |runtime: &tokio::runtime::Handle| -> Result<Option<FollowerTask>, CliError> {
+            let Some(url) = &config.file.el.rpc else { return Ok(None) };
             let mut fc = FollowerConfig::new(url.clone());
             fc.genesis.clone_from(&config.file.el.genesis);
             let _guard = runtime.enter();
             let follower = Follower::new(db.clone(), fc)?;
             let stats = follower.stats();
-            let task = runtime.spawn(follower.run(stop_rx));
-            Some((stats, task))
+            Ok(Some((stats, runtime.spawn(follower.run(stop_rx.clone())))))
+        };
+    let follower = if needs_sync { None } else { start_follower(runtime.handle())? };
+    let head = match db.head()? {
+        Some(head) => Some(head),
+        None if follower.is_some() => {
+            Some(runtime.block_on(wait_for_bootstrap(&db, follower.as_ref()))?)
         }
         None => None,
     };
-    let head = match db.head()? {
-        Some(head) => head,
-        None if follower.is_some() => {
-            runtime.block_on(wait_for_bootstrap(&db, follower.as_ref()))?
-        }
-        None => {
-            return Err(CliError::Invalid {
-                what: datadir.join("leafdb").display().to_string(),
-                reason: "the leafdb is empty and this build cannot sync yet: set `el.rpc` and \
-                         `el.genesis` to start from a genesis allocation, or load a state with \
-                         `leafsync tool init-genesis` or `leafsync tool gen-state`"
-                    .into(),
-            });
-        }
-    };
     let key = node_key(&datadir)?;
-    let timestamp = if head.number == 0 {
-        config.chain.genesis_timestamp
-    } else {
-        // The leafdb does not record block times; a served head is recent.
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+    let local = match head {
+        Some(head) => LocalHead {
+            head: ChainHead { number: head.number, hash: head.hash, state_root: head.state_root },
+            timestamp: if head.number == 0 { config.chain.genesis_timestamp } else { unix_now() },
+            account_estimate: account_estimate(&db)?,
+            serves: ServeFlags::ALL,
+        },
+        // Nothing to serve until the sync is done.
+        None => LocalHead {
+            head: ChainHead { number: 0, hash: B256::ZERO, state_root: EMPTY_ROOT_HASH },
+            timestamp: config.chain.genesis_timestamp,
+            account_estimate: 0,
+            serves: ServeFlags::default(),
+        },
     };
-    let local = LocalHead {
-        head: ChainHead { number: head.number, hash: head.hash, state_root: head.state_root },
-        timestamp,
-        account_estimate: account_estimate(&db)?,
-        serves: ServeFlags::ALL,
-    };
+    let syncing = Arc::new(AtomicBool::new(needs_sync));
     let serve = ServeConfig {
         inline_storage_bytes: config.file.serve.inline_storage_bytes,
         cache_bytes: config.file.serve.cache_bytes,
@@ -143,7 +143,12 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
     let server = Arc::new(LeafServer::new(db.clone(), serve));
     let handler = server.clone();
 
-    let ingest_stats = follower.as_ref().map(|(stats, _)| stats.clone());
+    let ingest_stats = if needs_sync {
+        // Created now so status can show it; the follower starts after the sync.
+        None
+    } else {
+        follower.as_ref().map(|(stats, _)| stats.clone())
+    };
     let (db_task, server_task) = (db.clone(), server.clone());
     runtime.block_on(async move {
         let (db, server) = (db_task, server_task);
@@ -173,6 +178,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
             chain: config.chain.clone(),
             started: std::time::Instant::now(),
             ingest: ingest_stats,
+            syncing: syncing.clone(),
         });
         // Peers learn our new heads as the follower applies blocks.
         tokio::spawn(announce_heads(db.clone(), head_tx));
@@ -193,13 +199,25 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
         }
         info!(
             chain = %config.chain.name,
-            head = head.number,
-            state_root = %head.state_root,
+            head = local.head.number,
+            state_root = %local.head.state_root,
             accounts = local.account_estimate,
             enode = %handle.local_enode(),
-            "serving leaf/1"
+            "leaf/1 network up"
         );
         let mut follower = follower;
+        if needs_sync {
+            tokio::select! {
+                () = wait_for_shutdown() => {
+                    info!("shutting down during sync (progress is kept)");
+                    handle.shutdown().await;
+                    return Ok(());
+                }
+                r = sync_from_peers(&handle, &db) => r?,
+            }
+            syncing.store(false, Ordering::Relaxed);
+            follower = start_follower(&tokio::runtime::Handle::current())?;
+        }
         let reason = match follower.as_mut() {
             Some((_, task)) => tokio::select! {
                 () = wait_for_shutdown() => None,
@@ -244,6 +262,42 @@ const HEAD_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_milli
 /// How long an empty leafdb may take to be bootstrapped from the genesis file.
 const BOOTSTRAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// How long a node with an empty leafdb waits for its first `leaf/1` peer before it says so
+/// in the log again (it keeps waiting).
+const PEER_WAIT_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Waits for peers, then syncs the empty leafdb from them (pivot: the head most announce).
+async fn sync_from_peers(handle: &NetworkHandle, db: &Arc<LeafDb>) -> Result<(), CliError> {
+    let mut last_log = std::time::Instant::now();
+    info!("the leafdb is empty: waiting for leaf/1 peers to sync from");
+    while handle.peers().await.is_empty() {
+        if last_log.elapsed() > PEER_WAIT_LOG_INTERVAL {
+            info!("still waiting for leaf/1 peers (check p2p.bootnodes / p2p.static_peers)");
+            last_log = std::time::Instant::now();
+        }
+        tokio::time::sleep(HEAD_CHECK_INTERVAL).await;
+    }
+    let peers = network_peers(handle).await;
+    info!(peers = peers.len(), "syncing the state");
+    let out = Syncer::new(db.clone(), SyncConfig::default(), peers)
+        .run()
+        .await
+        .map_err(|e| CliError::Invalid { what: "sync".into(), reason: e.to_string() })?;
+    info!(
+        pivot = out.pivot.number,
+        root = %out.root,
+        bytes = out.stats.bytes_down,
+        requests = out.stats.requests,
+        heal_fraction = out.stats.heal_fraction(),
+        "state sync done; serving"
+    );
+    Ok(())
+}
+
 /// The running follower: its counters and its task.
 type FollowerTask = (Arc<IngestStats>, tokio::task::JoinHandle<Result<(), IngestError>>);
 
@@ -284,7 +338,13 @@ async fn announce_heads(db: Arc<LeafDb>, tx: watch::Sender<LocalHead>) {
             let next = LocalHead {
                 head: ChainHead { number: h.number, hash: h.hash, state_root: h.state_root },
                 timestamp: now,
-                ..current
+                account_estimate: if current.account_estimate == 0 {
+                    account_estimate(&db).unwrap_or(0)
+                } else {
+                    current.account_estimate
+                },
+                // Once the leafdb has a head (after a sync), it serves everything.
+                serves: ServeFlags::ALL,
             };
             if tx.send(next).is_err() {
                 return;

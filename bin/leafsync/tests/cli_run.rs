@@ -207,7 +207,7 @@ fn http(authority: &str, request_line: &str, body: &str) -> String {
 }
 
 #[test]
-fn run_refuses_bad_config_and_empty_datadir() {
+fn run_refuses_a_bad_config_and_waits_for_peers_with_an_empty_datadir() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "chain = \"sepolia\"\n[p2p]\nprot = 1\n").unwrap();
@@ -216,9 +216,128 @@ fn run_refuses_bad_config_and_empty_datadir() {
     assert!(!out.status.success());
     assert!(stderr.contains("bad.toml") && stderr.contains("prot"), "{stderr}");
 
-    std::fs::write(&config, format!("datadir = {:?}\nchain = \"sepolia\"\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n", dir.path().join("empty").to_str().unwrap())).unwrap();
-    let out = leafsync().args(["run", "--config", config.to_str().unwrap()]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(stderr.contains("empty") && stderr.contains("gen-state"), "{stderr}");
+    // An empty datadir with no peers: the node waits to sync, says so, and stops cleanly.
+    std::fs::write(
+        &config,
+        format!(
+            "datadir = {:?}\nchain = \"sepolia\"\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("empty").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (mut child, lines) = spawn_daemon(&config);
+    let admin = line_with(&lines, "admin: ");
+    let out = leafsync().args(["status", "--rpc", &admin, "--json"]).output().unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["sync"]["phase"], "syncing", "{s}");
+    assert!(s["sync"]["head"].is_null(), "{s}");
+    sigterm_and_wait(&mut child);
+}
+
+/// Starts `leafsync run` on `config`; returns the child and its stdout lines.
+fn spawn_daemon(config: &std::path::Path) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = leafsync()
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+fn line_with(rx: &mpsc::Receiver<String>, prefix: &str) -> String {
+    loop {
+        match rx.recv_timeout(WAIT) {
+            Ok(line) if line.starts_with(prefix) => return line[prefix.len()..].to_string(),
+            Ok(_) => continue,
+            Err(e) => panic!("no {prefix:?} line: {e}"),
+        }
+    }
+}
+
+fn sigterm_and_wait(child: &mut std::process::Child) {
+    assert!(
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success()
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            assert!(s.success(), "{s:?}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "daemon did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_empty_node_finds_a_server_through_discv5_and_syncs_its_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_data = dir.path().join("server");
+    let out = leafsync()
+        .args([
+            "tool",
+            "gen-state",
+            "--datadir",
+            server_data.to_str().unwrap(),
+            "--accounts",
+            "3000",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let root = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let common = format!(
+        "chain = \"dev\"\ngenesis_hash = \"{GENESIS}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+    );
+    let server_cfg = dir.path().join("server.toml");
+    std::fs::write(
+        &server_cfg,
+        format!("datadir = {:?}\n{common}\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = true\nbootnodes = []\n", server_data.to_str().unwrap()),
+    )
+    .unwrap();
+    let (mut server, server_lines) = spawn_daemon(&server_cfg);
+    let enr = line_with(&server_lines, "enr: ");
+    assert!(enr.starts_with("enr:"), "the server runs discovery: {enr}");
+
+    // The client knows nothing but the server's ENR, as a discv5 bootnode.
+    let client_cfg = dir.path().join("client.toml");
+    std::fs::write(
+        &client_cfg,
+        format!(
+            "datadir = {:?}\n{common}\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = true\nbootnodes = [\"{enr}\"]\n",
+            dir.path().join("client").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (mut client, client_lines) = spawn_daemon(&client_cfg);
+    let admin = line_with(&client_lines, "admin: ");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        let out = leafsync().args(["status", "--rpc", &admin, "--json"]).output().unwrap();
+        if out.status.success() {
+            let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if s["sync"]["phase"] == "serving" && s["sync"]["head"]["stateRoot"] == root.as_str() {
+                break s;
+            }
+        }
+        assert!(Instant::now() < deadline, "the client did not sync the server's state");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status["peers"].as_array().map(Vec::len), Some(1), "{status}");
+    sigterm_and_wait(&mut client);
+    sigterm_and_wait(&mut server);
+    let verify = leafsync()
+        .args(["tool", "verify", "--datadir", dir.path().join("client").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success() && report.contains(&root), "{report}");
 }
