@@ -49,41 +49,13 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
     )
     .unwrap();
 
-    let mut child = leafsync()
-        .args(["run", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let enode = loop {
-        match rx.recv_timeout(WAIT) {
-            Ok(line) if line.starts_with("enode: ") => break line["enode: ".len()..].to_string(),
-            Ok(_) => continue,
-            Err(e) => {
-                let _ = child.kill();
-                let stderr = child
-                    .wait_with_output()
-                    .map(|o| String::from_utf8_lossy(&o.stderr).into_owned());
-                panic!("no enode line ({e}): {stderr:?}");
-            }
-        }
-    };
+    let log = dir.path().join("run.log");
+    let (mut child, rx) = spawn_daemon(&config, &log);
+    let enode = line_with(&rx, "enode: ");
     let record = NodeRecord::from_str(&enode).unwrap();
-    assert!(
-        matches!(rx.recv_timeout(WAIT), Ok(l) if l.starts_with("enr: ")),
-        "an ENR line follows"
-    );
-    let admin = rx.recv_timeout(WAIT).unwrap();
-    let admin = admin.strip_prefix("admin: ").expect("admin line").to_string();
-    let metrics = rx.recv_timeout(WAIT).unwrap();
-    let metrics = metrics.strip_prefix("metrics: http://").expect("metrics line").to_string();
+    assert!(line_with(&rx, "enr: ").starts_with("none"), "discovery is off");
+    let admin = line_with(&rx, "admin: ");
+    let metrics = line_with(&rx, "metrics: http://");
 
     // A peer on the same dev chain fetches the 16 chunks of depth 1: 2,000 accounts in all.
     let runtime =
@@ -167,21 +139,8 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
     assert!(served >= 16.0, "{scrape}");
 
     // SIGTERM: a clean exit, and the datadir verifies afterwards.
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + WAIT;
-    let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "daemon did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stderr = child
-        .wait_with_output()
-        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-        .unwrap_or_default();
-    assert!(exit.success(), "exit {exit:?}: {stderr}");
+    sigterm_and_wait(&mut child);
+    let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(stderr.contains("shutting down") && stderr.contains("database closed"), "{stderr}");
     let verify = leafsync()
         .args(["tool", "verify", "--datadir", datadir.to_str().unwrap()])
@@ -225,7 +184,7 @@ fn run_refuses_a_bad_config_and_waits_for_peers_with_an_empty_datadir() {
         ),
     )
     .unwrap();
-    let (mut child, lines) = spawn_daemon(&config);
+    let (mut child, lines) = spawn_daemon(&config, &dir.path().join("run.log"));
     let admin = line_with(&lines, "admin: ");
     let out = leafsync().args(["status", "--rpc", &admin, "--json"]).output().unwrap();
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -234,12 +193,16 @@ fn run_refuses_a_bad_config_and_waits_for_peers_with_an_empty_datadir() {
     sigterm_and_wait(&mut child);
 }
 
-/// Starts `leafsync run` on `config`; returns the child and its stdout lines.
-fn spawn_daemon(config: &std::path::Path) -> (std::process::Child, mpsc::Receiver<String>) {
+/// Starts `leafsync run` on `config` with its log in `log`; returns the child and its stdout
+/// lines. (A file, not a pipe, takes the log: an unread pipe could fill up and block the daemon.)
+fn spawn_daemon(
+    config: &std::path::Path,
+    log: &std::path::Path,
+) -> (std::process::Child, mpsc::Receiver<String>) {
     let mut child = leafsync()
         .args(["run", "--config", config.to_str().unwrap()])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -303,7 +266,7 @@ fn an_empty_node_finds_a_server_through_discv5_and_syncs_its_state() {
         format!("datadir = {:?}\n{common}\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = true\nbootnodes = []\n", server_data.to_str().unwrap()),
     )
     .unwrap();
-    let (mut server, server_lines) = spawn_daemon(&server_cfg);
+    let (mut server, server_lines) = spawn_daemon(&server_cfg, &dir.path().join("server.log"));
     let enr = line_with(&server_lines, "enr: ");
     assert!(enr.starts_with("enr:"), "the server runs discovery: {enr}");
 
@@ -317,7 +280,7 @@ fn an_empty_node_finds_a_server_through_discv5_and_syncs_its_state() {
         ),
     )
     .unwrap();
-    let (mut client, client_lines) = spawn_daemon(&client_cfg);
+    let (mut client, client_lines) = spawn_daemon(&client_cfg, &dir.path().join("client.log"));
     let admin = line_with(&client_lines, "admin: ");
     let deadline = Instant::now() + WAIT;
     let status = loop {
