@@ -231,18 +231,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         prefix: Nibbles,
         hash: B256,
     ) -> Result<(), SyncError> {
-        match owner {
-            None => {
-                let accounts = self.db.reconcile_accounts(&prefix, hash)?;
-                for (hashed, account) in accounts {
-                    self.after_healed_account(hashed, &account)?;
-                }
-                Ok(())
-            }
-            Some(o) => {
-                self.db.reconcile_storage(&o, &prefix, hash)?;
-                self.close(owner)
-            }
-        }
+        self.resume_complete(owner, prefix, hash)?;
+        if owner.is_some() { self.close(owner) } else { Ok(()) }
     }
 }

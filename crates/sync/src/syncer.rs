@@ -419,7 +419,7 @@ impl<S: KvStore + 'static> Syncer<S> {
 
     /// A subtrie found complete in the tables: its flat entries are re-derived (a crash may have
     /// come between a heal's last node and its flat rewrite) and its accounts checked.
-    fn resume_complete(
+    pub(crate) fn resume_complete(
         &mut self,
         owner: Owner,
         prefix: Nibbles,
