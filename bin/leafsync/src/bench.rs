@@ -158,7 +158,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
-    let params = GenParams { accounts: args.accounts, seed: args.seed };
+    let params = GenParams { accounts: args.state.accounts, seed: args.state.seed };
     let t = Instant::now();
     let leaves = materialise(params);
     let gen_s = t.elapsed().as_secs_f64();
@@ -173,7 +173,7 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
     let mem_root = stack_builder_root(&leaves)?;
     let builder_mem_s = t.elapsed().as_secs_f64();
 
-    let dir = args.workdir.join(format!("leafsync-bench-{}", std::process::id()));
+    let dir = args.state.workdir.join(format!("leafsync-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|source| CliError::Io { path: dir.clone(), source })?;
     let result = (|| {
         let config = LeafDbConfig { recent_blocks: args.recent_blocks, ..LeafDbConfig::default() };
@@ -198,8 +198,9 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
 
         let mut latencies = Vec::new();
         let mut head = db.head()?.unwrap_or_default();
-        for b in 1..=args.blocks {
-            let diff = block_diff(&db, params, b, args.block_accounts, args.block_slots)?;
+        for b in 1..=args.state.blocks {
+            let diff =
+                block_diff(&db, params, b, args.state.block_accounts, args.state.block_slots)?;
             let header = BlockHeader {
                 number: b,
                 hash: keccak256(b.to_be_bytes()),
@@ -222,7 +223,7 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
     let roots_agree = floor_root == mem_root && mem_root == imported.root;
     let out = json!({
         "bench": "leafdb",
-        "accounts": args.accounts,
+        "accounts": args.state.accounts,
         "slots": slots,
         "leaves": total_leaves,
         "root": imported.root.to_string(),
@@ -235,10 +236,10 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
         "ratio_stackbuilder_to_hashbuilder": builder_mem_s / hashbuilder_s,
         "ratio_bulk_to_hashbuilder": bulk_s / hashbuilder_s,
         "apply_block": {
-            "blocks": args.blocks,
+            "blocks": args.state.blocks,
             "recent_blocks": args.recent_blocks,
-            "accounts_per_block": args.block_accounts,
-            "slots_per_block": args.block_slots,
+            "accounts_per_block": args.state.block_accounts,
+            "slots_per_block": args.state.block_slots,
             "median_ms": percentile(&sorted, 0.5),
             "p90_ms": percentile(&sorted, 0.9),
             "max_ms": sorted.last().copied().unwrap_or(0.0),

@@ -1,35 +1,15 @@
 //! `leafsync bench ingest`: blocks per second through ingest's per-block path (trace JSON
 //! decoding, fold, apply_block) with mainnet-sized blocks on a synthetic state.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use leafsync_ingest::bench::{IngestBenchParams, run};
 use leafsync_leafdb::GenParams;
 
 use crate::error::CliError;
 
-/// Arguments of `bench ingest`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct IngestBench {
-    /// Accounts in the synthetic state.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub(crate) accounts: u64,
-    /// Blocks applied.
-    #[arg(long, default_value_t = 30)]
-    pub(crate) blocks: u64,
-    /// Accounts changed per block.
-    #[arg(long, default_value_t = 2_000)]
-    pub(crate) block_accounts: u64,
-    /// Storage slots changed per block.
-    #[arg(long, default_value_t = 5_000)]
-    pub(crate) block_slots: u64,
-    /// Where to put the benchmark database (a fresh temporary directory inside it).
-    #[arg(long, default_value = ".")]
-    pub(crate) workdir: PathBuf,
-    /// Seed of the generator.
-    #[arg(long, default_value_t = 1)]
-    pub(crate) seed: u64,
-}
+/// Arguments of `bench ingest`: the same state and blocks as `bench leafdb`.
+pub(crate) use crate::cli::StateBenchArgs as IngestBench;
 
 /// Runs the benchmark and prints its JSON report.
 pub(crate) fn ingest(args: &IngestBench) -> Result<ExitCode, CliError> {

@@ -92,10 +92,22 @@ enum BenchCommand {
 /// Arguments of `bench leafdb`.
 #[derive(Debug, Args)]
 pub(crate) struct LeafdbBench {
+    /// The state and the blocks applied to it.
+    #[command(flatten)]
+    pub(crate) state: StateBenchArgs,
+    /// Blocks for which replaced nodes stay in the recent-node cache (0 disables it).
+    #[arg(long, default_value_t = leafsync_leafdb::DEFAULT_RECENT_BLOCKS)]
+    pub(crate) recent_blocks: u64,
+}
+
+/// A synthetic state and mainnet-sized blocks applied to it: shared by the benchmarks that
+/// apply blocks (`bench leafdb`, `bench ingest`).
+#[derive(Debug, Args)]
+pub(crate) struct StateBenchArgs {
     /// Accounts in the synthetic state.
     #[arg(long, default_value_t = 1_000_000)]
     pub(crate) accounts: u64,
-    /// Blocks applied in the apply_block part.
+    /// Blocks applied.
     #[arg(long, default_value_t = 30)]
     pub(crate) blocks: u64,
     /// Accounts changed per block.
@@ -110,9 +122,6 @@ pub(crate) struct LeafdbBench {
     /// Seed of the generator.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
-    /// Blocks for which replaced nodes stay in the recent-node cache (0 disables it).
-    #[arg(long, default_value_t = leafsync_leafdb::DEFAULT_RECENT_BLOCKS)]
-    pub(crate) recent_blocks: u64,
 }
 
 impl Cli {
