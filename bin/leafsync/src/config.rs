@@ -554,6 +554,33 @@ mod tests {
         assert!(Config::validate(file, "config/leafsync.toml").is_ok());
     }
 
+    /// Every key of the documented file (set or shown commented out) is in the reference.
+    #[test]
+    fn every_key_is_in_the_configuration_reference() {
+        let file = include_str!("../../../config/leafsync.toml");
+        let reference = include_str!("../../../docs/configuration.md");
+        let mut section = String::new();
+        let mut keys = 0;
+        for line in file.lines() {
+            let line = line.trim_start_matches('#').trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_string();
+                continue;
+            }
+            let Some((key, _)) = line.split_once(" = ") else { continue };
+            if key.contains(' ') {
+                continue;
+            }
+            let full =
+                if section.is_empty() { key.to_string() } else { format!("{section}.{key}") };
+            let found = reference.contains(&format!("| `{key}` |"))
+                || reference.contains(&format!("| `{full}` |"));
+            assert!(found, "`{full}` is not in docs/configuration.md");
+            keys += 1;
+        }
+        assert!(keys >= 30, "parsed only {keys} keys");
+    }
+
     #[test]
     fn every_preset_loads() {
         for name in PRESET_NAMES {
