@@ -464,8 +464,15 @@ impl<S: KvStore + 'static> Syncer<S> {
             self.stats.elapsed = self.started.elapsed();
         }
         self.stats.heal_queue = (self.heal.len() + self.nodes.len()) as u64;
-        if self.stats.phase != Phase::Done && self.units.is_empty() && self.stats.chunks_done > 0 {
-            self.stats.phase = Phase::Heal;
+        if self.stats.phase != Phase::Done {
+            // Heal once every chunk known so far is in (queued or in flight ones are not).
+            let chunks_left = self.stats.chunks_done < self.stats.chunks_total;
+            let chunks_over = self.stats.chunks_done > 0 && self.units.is_empty() && !chunks_left;
+            self.stats.phase = if chunks_over || self.config.mode == SyncMode::HealOnly {
+                Phase::Heal
+            } else {
+                Phase::Chunks
+            };
         }
         self.stats.pivot = self.pivot;
         self.stats.peers = self.active().len() as u64;
