@@ -305,8 +305,13 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         let root = self.pivot.state_root;
         if let Some(r) = resumed {
-            info!(pivot = r.pivot.number, heal_roots = r.heal_roots.len(), "resuming state sync");
-            for h in r.heal_roots {
+            // Version 1 kept the heal roots in the record; version 2 keeps one entry each.
+            let mut roots = r.heal_roots;
+            for (key, value) in self.db.sync_heal_roots()? {
+                roots.push(HealRoot::from_entry(&key, &value)?);
+            }
+            info!(pivot = r.pivot.number, heal_roots = roots.len(), "resuming state sync");
+            for h in roots {
                 let owner = match h.owner {
                     TrieOwner::Accounts => None,
                     TrieOwner::Storage(o) => {
@@ -317,6 +322,9 @@ impl<S: KvStore + 'static> Syncer<S> {
                 let path = Nibbles::from_nibbles_unchecked(h.path.as_slice());
                 self.add_heal_root(owner, path, h.hash)?;
             }
+        } else {
+            // Heal roots of another pivot (or of a record that did not decode) mean nothing now.
+            self.db.clear_sync_heal_roots()?;
         }
         self.persist()?;
         info!(pivot = self.pivot.number, %root, depth = self.depth, peers = self.peers.len(),
@@ -419,6 +427,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.skeleton.clear();
         self.owner_open.clear();
         self.storage_started.clear();
+        self.db.clear_sync_heal_roots()?;
         self.persist()?;
         self.seed(head.state_root)
     }
@@ -627,25 +636,32 @@ impl<S: KvStore + 'static> Syncer<S> {
             purpose: Purpose::Heal { parent: None },
             attempts: Attempts::default(),
         });
-        if owner.is_none() || path.is_empty() {
-            self.persist()?;
+        if let Some(root) = persistent_heal_root(owner, &path, hash)? {
+            self.db.put_sync_heal_root(&root.key(), hash.as_slice())?;
         }
         Ok(())
     }
 
-    /// Writes the progress record.
+    /// A heal root is complete: its persisted entry goes.
+    pub(crate) fn heal_root_finished(
+        &mut self,
+        owner: Owner,
+        path: &Nibbles,
+        hash: B256,
+    ) -> Result<(), SyncError> {
+        if let Some(root) = persistent_heal_root(owner, path, hash)? {
+            self.db.delete_sync_heal_root(&root.key())?;
+        }
+        Ok(())
+    }
+
+    /// Writes the progress record (the heal roots are entries of their own, written as they come
+    /// and go).
     pub(crate) fn persist(&self) -> Result<(), SyncError> {
-        let heal_roots = self
-            .heal
-            .persistent_roots()
-            .map(|(owner, path, hash)| {
-                Ok(HealRoot { owner: wire_owner(owner), path: wire_path(&path)?, hash })
-            })
-            .collect::<Result<Vec<_>, SyncError>>()?;
         let record = SyncProgress {
             pivot: self.pivot,
             depth: self.depth as u64,
-            heal_roots,
+            heal_roots: Vec::new(),
             bytes_down: self.prior.0 + self.stats.bytes_down,
             requests: self.prior.1 + self.stats.requests,
         };
@@ -951,4 +967,17 @@ async fn feed_changed(rx: &mut Option<watch::Receiver<ChainHead>>) -> bool {
         Some(rx) => rx.changed().await.is_ok(),
         None => std::future::pending().await,
     }
+}
+
+/// The persisted form of a heal root worth persisting: account-trie ones and whole storage tries
+/// (a storage subtrie below a storage skeleton is found again through that skeleton).
+fn persistent_heal_root(
+    owner: Owner,
+    path: &Nibbles,
+    hash: B256,
+) -> Result<Option<HealRoot>, SyncError> {
+    if owner.is_some() && !path.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(HealRoot { owner: wire_owner(owner), path: wire_path(path)?, hash }))
 }
