@@ -18,7 +18,10 @@ use alloy_primitives::B256;
 use alloy_rlp::Encodable;
 use alloy_trie::Nibbles;
 use leafsync_leafdb::{EMPTY_CODE_HASH, LeafDb};
-use leafsync_sync::{SyncConfig, SyncMode, SyncPeer, SyncStats, Syncer, network_peers};
+use leafsync_sync::{
+    SyncConfig, SyncMode, SyncPeer, SyncStats, Syncer, config::DEFAULT_CHUNK_TARGET_BYTES,
+    network_peers,
+};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
@@ -70,6 +73,10 @@ pub(crate) struct SyncBench {
     /// Run leaf sync only (`heal_only` is then null).
     #[arg(long)]
     skip_heal_only: bool,
+    /// Target chunk size of the leaf sync, KiB (the sync's default: 512). Chunks are a 16th of
+    /// the state per skeleton level, so this picks the skeleton depth.
+    #[arg(long, default_value_t = DEFAULT_CHUNK_TARGET_BYTES / 1024)]
+    chunk_target_kib: u64,
     /// Seed of the generator.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -204,6 +211,7 @@ fn sync_once(
     servers: &mut ServerProcess,
     mode: SyncMode,
     wan: WanConfig,
+    chunk_target_bytes: u64,
     path: &Path,
 ) -> Result<(Run, Examined), CliError> {
     let db = Arc::new(open(path)?);
@@ -215,7 +223,7 @@ fn sync_once(
             .into_iter()
             .map(|p| Arc::new(WanPeer::new(p, wan, Arc::clone(&traffic))) as Arc<dyn SyncPeer>)
             .collect();
-        let config = SyncConfig { mode, ..SyncConfig::default() };
+        let config = SyncConfig { mode, chunk_target_bytes, ..SyncConfig::default() };
         let (cpu, wall) = (cpu_ticks("self")?, Instant::now());
         let outcome = Syncer::new(Arc::clone(&db), config, peers).run().await;
         let (wall_s, cpu_s) = (wall.elapsed().as_secs_f64(), cpu_since("self", cpu)?);
@@ -273,12 +281,14 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
     let mut servers =
         ServerProcess::spawn(args.accounts, args.servers, args.seed, &dir.join("servers"))?;
     let runtime = runtime()?;
-    let (leaf, floor) = sync_once(&runtime, &mut servers, SyncMode::Leaf, wan, &dir.join("leaf"))?;
+    let chunk_target = args.chunk_target_kib.saturating_mul(1024);
+    let (leaf, floor) =
+        sync_once(&runtime, &mut servers, SyncMode::Leaf, wan, chunk_target, &dir.join("leaf"))?;
     let heal_only = if args.skip_heal_only {
         None
     } else {
         let path = dir.join("heal-only");
-        Some(sync_once(&runtime, &mut servers, SyncMode::HealOnly, wan, &path)?.0)
+        Some(sync_once(&runtime, &mut servers, SyncMode::HealOnly, wan, chunk_target, &path)?.0)
     };
     drop(runtime);
     let ok = leaf.root_ok && heal_only.as_ref().is_none_or(|h| h.root_ok);
@@ -288,6 +298,7 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
         "servers": args.servers,
         "rtt_ms": args.rtt_ms,
         "mbit": args.mbit,
+        "chunk_target_bytes": chunk_target,
         "slots": servers.slots,
         "generate_s": servers.generate_s,
         "raw_leaf_bytes": floor.raw_leaf_bytes,
