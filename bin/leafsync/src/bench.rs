@@ -15,11 +15,14 @@ use serde_json::json;
 
 use crate::{cli::LeafdbBench, error::CliError};
 
-/// One account of the materialised state.
-struct Leaf {
-    hashed: B256,
-    account: TrieAccount,
-    slots: Vec<(B256, U256)>,
+/// One account of a state in memory, with its storage: the leaves the floor is computed over.
+pub(crate) struct Leaf {
+    /// keccak256 of the address.
+    pub(crate) hashed: B256,
+    /// The account (its storage root is recomputed by [`hash_builder_root`]).
+    pub(crate) account: TrieAccount,
+    /// Hashed slot keys and values, sorted.
+    pub(crate) slots: Vec<(B256, U256)>,
 }
 
 fn materialise(params: GenParams) -> Vec<Leaf> {
@@ -54,7 +57,9 @@ fn materialise(params: GenParams) -> Vec<Leaf> {
         .collect()
 }
 
-fn hash_builder_root(leaves: &[Leaf]) -> B256 {
+/// The state root by alloy-trie's `HashBuilder` over sorted leaves, every storage root included:
+/// the in-memory floor the benchmarks compare with.
+pub(crate) fn hash_builder_root(leaves: &[Leaf]) -> B256 {
     let mut accounts = HashBuilder::default();
     for leaf in leaves {
         let mut storage = HashBuilder::default();

@@ -87,6 +87,11 @@ enum BenchCommand {
     Serve(crate::bench_serve::ServeBench),
     /// Ingest: blocks per second through trace decoding, fold and apply_block.
     Ingest(crate::bench_ingest::IngestBench),
+    /// Leaf sync against heal-only sync from servers on loopback behind emulated WAN links.
+    Sync(crate::bench_sync::SyncBench),
+    /// The servers of `bench sync`, run by it in a child process (not for direct use).
+    #[command(hide = true)]
+    SyncServers(crate::bench_sync::ServersArgs),
 }
 
 /// Arguments of `bench leafdb`.
@@ -168,6 +173,8 @@ impl Cli {
             Command::Bench(BenchCommand::Leafdb(args)) => bench::leafdb(&args),
             Command::Bench(BenchCommand::Serve(args)) => crate::bench_serve::serve(&args),
             Command::Bench(BenchCommand::Ingest(args)) => crate::bench_ingest::ingest(&args),
+            Command::Bench(BenchCommand::Sync(args)) => crate::bench_sync::sync(&args),
+            Command::Bench(BenchCommand::SyncServers(args)) => crate::bench_sync::servers(&args),
         }
     }
 }

@@ -56,7 +56,8 @@ fn demo_chain() -> ChainSpec {
         .unwrap_or_else(|e| unreachable!("the dev preset is built in: {e}"))
 }
 
-async fn start_node(
+/// Starts a loopback node (`127.0.0.1:0`, a fresh key) that dials `peers`.
+pub(crate) async fn start_node(
     handler: Arc<dyn RequestHandler>,
     head: LocalHead,
     peers: Vec<NodeRecord>,
@@ -70,7 +71,8 @@ async fn start_node(
     Ok((Network::start(config).await?, tx))
 }
 
-fn open(path: &std::path::Path) -> Result<LeafDb, CliError> {
+/// Opens (creating it) a RocksDB leafdb at `path`.
+pub(crate) fn open(path: &std::path::Path) -> Result<LeafDb, CliError> {
     std::fs::create_dir_all(path)
         .map_err(|source| CliError::Io { path: path.to_path_buf(), source })?;
     Ok(LeafDb::open(
@@ -80,13 +82,62 @@ fn open(path: &std::path::Path) -> Result<LeafDb, CliError> {
     )?)
 }
 
-pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode, CliError> {
-    if args.servers == 0 {
+/// What a server of the generated state announces: block 0 with its root, serving everything.
+pub(crate) fn server_head(state_root: B256, accounts: u64) -> LocalHead {
+    LocalHead {
+        head: ChainHead { number: 0, hash: B256::ZERO, state_root },
+        timestamp: 0,
+        account_estimate: accounts,
+        serves: ServeFlags::ALL,
+    }
+}
+
+/// Starts an empty client node that dials `servers` and waits until it is connected to all of
+/// them (at most [`CONNECT_TIMEOUT`]).
+pub(crate) async fn start_client(
+    servers: Vec<NodeRecord>,
+) -> Result<(NetworkHandle, watch::Sender<LocalHead>), CliError> {
+    let wanted = servers.len();
+    let empty = LocalHead {
+        head: ChainHead { number: 0, hash: B256::ZERO, state_root: EMPTY_ROOT_HASH },
+        ..LocalHead::default()
+    };
+    let (client, head) = start_node(Arc::new(EmptyHandler), empty, servers).await?;
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    while client.peers().await.len() < wanted {
+        if tokio::time::Instant::now() > deadline {
+            client.shutdown().await;
+            return Err(CliError::Invalid {
+                what: "client".into(),
+                reason: "the client did not connect to every server".into(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok((client, head))
+}
+
+/// The multi-threaded runtime the loopback nodes run on.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| CliError::Io { path: "<tokio runtime>".into(), source })
+}
+
+/// Rejects `--servers 0`.
+pub(crate) fn check_servers(servers: usize) -> Result<(), CliError> {
+    if servers == 0 {
         return Err(CliError::Invalid {
             what: "--servers".into(),
             reason: "at least one server is needed".into(),
         });
     }
+    Ok(())
+}
+
+pub(crate) fn demo(args: &DemoArgs) -> Result<ExitCode, CliError> {
+    check_servers(args.servers)?;
     let dir = args.workdir.join(format!("leafsync-demo-{}", std::process::id()));
     let result = run_demo(args, &dir);
     let _ = std::fs::remove_dir_all(&dir);
@@ -105,38 +156,15 @@ fn run_demo(args: &DemoArgs, dir: &std::path::Path) -> Result<ExitCode, CliError
     }
     let root = servers[0].account_root()?;
     let client_db = Arc::new(open(&dir.join("client"))?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| CliError::Io { path: "<tokio runtime>".into(), source })?;
+    let runtime = runtime()?;
     let outcome = runtime.block_on(async {
         let mut handles = Vec::new();
         for db in &servers {
-            let head = LocalHead {
-                head: ChainHead { number: 0, hash: B256::ZERO, state_root: root },
-                timestamp: 0,
-                account_estimate: args.accounts,
-                serves: ServeFlags::ALL,
-            };
             let handler = Arc::new(LeafServer::new(db.clone(), ServeConfig::default()));
-            handles.push(start_node(handler, head, Vec::new()).await?);
+            handles.push(start_node(handler, server_head(root, args.accounts), Vec::new()).await?);
         }
         let records = handles.iter().map(|(h, _)| h.local_enode()).collect();
-        let empty = LocalHead {
-            head: ChainHead { number: 0, hash: B256::ZERO, state_root: EMPTY_ROOT_HASH },
-            ..LocalHead::default()
-        };
-        let (client, _head) = start_node(Arc::new(EmptyHandler), empty, records).await?;
-        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-        while client.peers().await.len() < handles.len() {
-            if tokio::time::Instant::now() > deadline {
-                return Err(CliError::Invalid {
-                    what: "demo".into(),
-                    reason: "the client did not connect to every server".into(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let (client, _head) = start_client(records).await?;
         info!(servers = handles.len(), "client connected; syncing");
         let sync_started = Instant::now();
         let (progress, stats) = watch::channel(leafsync_sync::SyncStats::default());

@@ -4,6 +4,7 @@ mod admin;
 mod bench;
 mod bench_ingest;
 mod bench_serve;
+mod bench_sync;
 mod cli;
 mod config;
 mod demo;

@@ -258,6 +258,21 @@ impl<S: KvStore> LeafDb<S> {
     ) -> Result<()> {
         let mut batch = WriteBatch::default();
         let (table, base) = node_table(owner);
+        // A range tombstone costs every later read of the memtable (RocksDB re-fragments all of
+        // them after each write that adds one, which made heal quadratic), so only a range that
+        // holds a key gets one. Deleting an empty range does nothing, and no node of the batch
+        // lies in another's ranges (they are the unreachable parts of one verified trie), so
+        // checking the stored state is exact.
+        let store = self.store();
+        let del = |batch: &mut WriteBatch, lo: Vec<u8>, hi: Vec<u8>| -> Result<()> {
+            if let Some(item) = store.iter_from(table, &lo).next() {
+                let (key, _) = item?;
+                if key.as_ref() < hi.as_slice() {
+                    batch.delete_range(table, lo, hi);
+                }
+            }
+            Ok(())
+        };
         for (path, rlp) in nodes {
             let full = path_key(path);
             let child_range = |from: u8, to: u8| {
@@ -271,13 +286,13 @@ impl<S: KvStore> LeafDb<S> {
             match DecodedNode::decode(rlp)? {
                 DecodedNode::Leaf { .. } => {
                     let (lo, hi) = child_range(0, 16);
-                    batch.delete_range(table, lo, hi);
+                    del(&mut batch, lo, hi)?;
                 }
                 DecodedNode::Branch { children, .. } => {
                     for (i, c) in children.iter().enumerate() {
                         if c.as_ref().is_none_or(|r| r.as_hash().is_none()) {
                             let (lo, hi) = child_range(i as u8, i as u8 + 1);
-                            batch.delete_range(table, lo, hi);
+                            del(&mut batch, lo, hi)?;
                         }
                     }
                 }
@@ -291,12 +306,12 @@ impl<S: KvStore> LeafDb<S> {
                         let mut hi = lo.clone();
                         lo.push(0);
                         hi.push(k);
-                        batch.delete_range(table, lo.clone(), hi.clone());
+                        del(&mut batch, lo.clone(), hi.clone())?;
                         lo.pop();
                         hi.pop();
                         lo.push(k + 1);
                         hi.push(16);
-                        batch.delete_range(table, lo, hi);
+                        del(&mut batch, lo, hi)?;
                         at.push(k);
                         if i + 1 < key.len() {
                             batch.delete(table, node_key(owner, &at));
@@ -304,7 +319,7 @@ impl<S: KvStore> LeafDb<S> {
                     }
                     if child.as_hash().is_none() {
                         let (lo, hi) = path_range(&base, &at);
-                        batch.delete_range(table, lo, hi);
+                        del(&mut batch, lo, hi)?;
                     }
                 }
             }

@@ -1,0 +1,78 @@
+//! `leafsync bench sync` end to end on a small state: servers in a child process, a client
+//! syncing over loopback RLPx behind emulated links, leaf sync and heal-only, the JSON line.
+#![allow(clippy::unwrap_used)] // tests fail loudly
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const RUN_KEYS: [&str; 7] =
+    ["wall_s", "cpu_s", "bytes_down", "bytes_up", "requests", "healed_nodes", "root_ok"];
+
+fn bench_sync(dir: &std::path::Path, extra: &[&str]) -> (String, Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_leafsync"))
+        .args(["bench", "sync", "--accounts", "2000", "--servers", "2", "--rtt-ms", "5"])
+        .args(["--mbit", "0", "--json", "--workdir", dir.to_str().unwrap()])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let last = stdout.lines().last().unwrap_or_default();
+    let json: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
+    // The benchmark cleans up after itself (its databases and the servers' state).
+    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0);
+    (stdout, json)
+}
+
+fn run<'a>(json: &'a Value, name: &str) -> &'a Value {
+    let run = &json[name];
+    for key in RUN_KEYS {
+        assert!(run.get(key).is_some(), "{name} lacks {key}: {json}");
+    }
+    assert!(run["wall_s"].as_f64().unwrap() > 0.0, "{json}");
+    assert!(run["cpu_s"].as_f64().unwrap() >= 0.0, "{json}");
+    assert_eq!(run["root_ok"], Value::Bool(true), "{json}");
+    assert!(run["requests"].as_u64().unwrap() > 0, "{json}");
+    run
+}
+
+#[test]
+fn leaf_sync_beats_heal_only_over_emulated_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, json) = bench_sync(dir.path(), &[]);
+    assert!(stdout.contains("leafsync bench sync: 2000 accounts"), "{stdout}");
+    assert_eq!(json["accounts"], 2000);
+    assert_eq!(json["servers"], 2);
+    assert_eq!(json["rtt_ms"], 5);
+    assert_eq!(json["mbit"], 0);
+    assert_eq!(json["chunk_target_bytes"], 512 * 1024);
+    let raw = json["raw_leaf_bytes"].as_u64().unwrap();
+    // 2,000 accounts of at least 32 + 70 bytes each, plus their slots.
+    assert!(raw > 2000 * 102, "{json}");
+    assert!(json["floor_cpu_s"].as_f64().unwrap() >= 0.0, "{json}");
+
+    let leaf = run(&json, "leaf");
+    let heal = run(&json, "heal_only");
+    let get = |run: &Value, key: &str| run[key].as_u64().unwrap();
+    // Leaf sync downloads the leaves (and codes) once, in a few requests; heal-only fetches every
+    // node, hundreds of nodes per request, and asks for each by an (owner, path, hash) of 35–70 bytes.
+    assert!(get(leaf, "requests") < get(heal, "requests"), "{json}");
+    assert!(get(leaf, "bytes_down") >= raw, "{json}");
+    assert!(get(leaf, "bytes_down") < get(heal, "bytes_down"), "{json}");
+    assert!(get(heal, "bytes_down") > raw, "{json}");
+    assert!(get(leaf, "bytes_up") * 10 < get(heal, "bytes_up"), "{json}");
+    assert!(get(heal, "bytes_up") > get(heal, "healed_nodes") * 35, "{json}");
+    assert_eq!(get(leaf, "healed_nodes"), 0, "{json}");
+    assert!(get(heal, "healed_nodes") > 2000, "{json}");
+    // The emulated 5 ms round trip is paid at least once per request chain.
+    assert!(heal["wall_s"].as_f64().unwrap() > 0.005, "{json}");
+}
+
+#[test]
+fn skip_heal_only_reports_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, json) = bench_sync(dir.path(), &["--skip-heal-only"]);
+    run(&json, "leaf");
+    assert_eq!(json["heal_only"], Value::Null, "{stdout}");
+}
