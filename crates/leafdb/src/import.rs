@@ -239,13 +239,20 @@ impl<S: KvStore> LeafDb<S> {
     /// and the heal will replace nodes below them one by one, so a stale ancestor left in place
     /// would claim a subtree it no longer has (were its hash ever wanted again, as after a
     /// pivot move, it would be taken as complete).
+    /// Only stored nodes get a delete: a tombstone for a key that is not there would cost every
+    /// later iterator passing it (a heal-only sync forgets the absent root of every storage trie).
     pub fn forget_path(&self, owner: Option<&B256>, path: &Nibbles) -> Result<()> {
         let mut batch = WriteBatch::default();
         let table = node_table(owner).0;
         for len in 0..=path.len() {
-            batch.delete(table, node_key(owner, &path.slice(..len)));
+            let key = node_key(owner, &path.slice(..len));
+            if self.store().get(table, &key)?.is_some() {
+                batch.delete(table, key);
+            }
         }
-        self.store().write(batch, Durability::Logged)?;
+        if !batch.is_empty() {
+            self.store().write(batch, Durability::Logged)?;
+        }
         Ok(())
     }
 
