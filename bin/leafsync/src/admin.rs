@@ -38,10 +38,38 @@ pub(crate) struct AdminState {
     pub(crate) chain: ChainSpec,
     /// When the daemon started.
     pub(crate) started: Instant,
-    /// The follower's counters, when following an execution client.
-    pub(crate) ingest: Option<Arc<leafsync_ingest::IngestStats>>,
+    /// The follower's counters, once it follows an execution client (after a sync, if any).
+    pub(crate) ingest: std::sync::OnceLock<Arc<leafsync_ingest::IngestStats>>,
     /// Whether the state is being synced from peers.
     pub(crate) syncing: Arc<std::sync::atomic::AtomicBool>,
+    /// The sync's counters (all zero when this run did not sync).
+    pub(crate) sync: tokio::sync::watch::Receiver<leafsync_sync::SyncStats>,
+}
+
+/// The sync counters as JSON, `null` when this run did not sync.
+fn sync_json(s: &leafsync_sync::SyncStats) -> Value {
+    if s.requests == 0 && s.phase != leafsync_sync::Phase::Done {
+        return Value::Null;
+    }
+    json!({
+        "phase": format!("{:?}", s.phase).to_lowercase(),
+        "pivot": {"number": s.pivot.number, "hash": s.pivot.hash.to_string(), "stateRoot": s.pivot.state_root.to_string()},
+        "chunksTotal": s.chunks_total,
+        "chunksDone": s.chunks_done,
+        "chunksHealed": s.chunks_healed,
+        "accounts": s.accounts,
+        "slots": s.slots,
+        "codes": s.codes,
+        "healedNodes": s.healed_nodes,
+        "healQueue": s.heal_queue,
+        "requests": s.requests,
+        "bytesDown": s.bytes_down,
+        "peers": s.peers,
+        "peersBanned": s.peers_banned,
+        "repivots": s.repivots,
+        "elapsedSecs": s.elapsed.as_secs_f64(),
+        "etaSecs": s.eta().map(|d| d.as_secs()),
+    })
 }
 
 /// What an endpoint serves.
@@ -205,7 +233,7 @@ async fn sync_status(state: &AdminState) -> Result<Value, (i64, String)> {
     let head = head(state)?;
     let mismatches = state.db.root_mismatches().map_err(|e| (-32000, e.to_string()))?;
     let stats = state.server.stats();
-    let follow = state.ingest.as_ref().map(|i| {
+    let follow = state.ingest.get().map(|i| {
         json!({
             "elHead": i.el_head(),
             "blocksBehind": i.blocks_behind(),
@@ -218,12 +246,13 @@ async fn sync_status(state: &AdminState) -> Result<Value, (i64, String)> {
     Ok(json!({
         "phase": if state.syncing.load(std::sync::atomic::Ordering::Relaxed) {
             "syncing"
-        } else if state.ingest.is_some() {
+        } else if state.ingest.get().is_some() {
             "following"
         } else {
             "serving"
         },
         "follow": follow,
+        "stateSync": sync_json(&state.sync.borrow()),
         "head": head,
         "peers": state.network.peers().await.len(),
         "rootMismatches": mismatches,
@@ -294,7 +323,88 @@ async fn metrics(state: &AdminState) -> String {
         ),
     ];
     let mut lines = lines.to_vec();
-    if let Some(i) = &state.ingest {
+    let sync = state.sync.borrow().clone();
+    if sync.requests > 0 || sync.phase == leafsync_sync::Phase::Done {
+        let phase = match sync.phase {
+            leafsync_sync::Phase::Chunks => 0.0,
+            leafsync_sync::Phase::Heal => 1.0,
+            leafsync_sync::Phase::Done => 2.0,
+        };
+        lines.extend([
+            ("leafsync_sync_phase", "gauge", "Sync phase: 0 chunks, 1 heal, 2 done.", phase),
+            (
+                "leafsync_sync_pivot",
+                "gauge",
+                "Block number of the sync pivot.",
+                sync.pivot.number as f64,
+            ),
+            (
+                "leafsync_sync_chunks_total",
+                "gauge",
+                "Chunks known so far.",
+                sync.chunks_total as f64,
+            ),
+            ("leafsync_sync_chunks_done", "gauge", "Chunks imported.", sync.chunks_done as f64),
+            (
+                "leafsync_sync_chunks_healed",
+                "gauge",
+                "Chunks that needed heal.",
+                sync.chunks_healed as f64,
+            ),
+            (
+                "leafsync_sync_accounts",
+                "gauge",
+                "Accounts imported from chunks.",
+                sync.accounts as f64,
+            ),
+            (
+                "leafsync_sync_slots",
+                "gauge",
+                "Storage slots imported from chunks.",
+                sync.slots as f64,
+            ),
+            ("leafsync_sync_codes", "gauge", "Codes written.", sync.codes as f64),
+            (
+                "leafsync_sync_healed_nodes",
+                "gauge",
+                "Trie nodes written by heal.",
+                sync.healed_nodes as f64,
+            ),
+            (
+                "leafsync_sync_heal_queue",
+                "gauge",
+                "Heal nodes waiting or in flight.",
+                sync.heal_queue as f64,
+            ),
+            (
+                "leafsync_sync_requests_total",
+                "counter",
+                "Sync requests sent.",
+                sync.requests as f64,
+            ),
+            (
+                "leafsync_sync_bytes_down_total",
+                "counter",
+                "Bytes of sync answers received.",
+                sync.bytes_down as f64,
+            ),
+            (
+                "leafsync_sync_timeouts_total",
+                "counter",
+                "Sync requests timed out.",
+                sync.timeouts as f64,
+            ),
+            ("leafsync_sync_peers", "gauge", "Peers the sync uses.", sync.peers as f64),
+            (
+                "leafsync_sync_peers_banned_total",
+                "counter",
+                "Peers banned by the sync.",
+                sync.peers_banned as f64,
+            ),
+            ("leafsync_sync_repivots_total", "counter", "Pivot moves.", sync.repivots as f64),
+        ]);
+    }
+    if let Some(i) = state.ingest.get() {
         lines.extend([
             (
                 "leafsync_ingest_el_head",
@@ -397,6 +507,21 @@ pub(crate) fn status(url: &str, as_json: bool) -> Result<std::process::ExitCode,
     println!("node:    {}", s(&info, "enode"));
     println!("chain:   {} (network {})", s(&info, "chain"), s(&info, "networkId"));
     println!("phase:   {}", s(&sync, "phase"));
+    if let Some(y) = sync.get("stateSync").filter(|y| !y.is_null()) {
+        let pivot = y.get("pivot").map(|p| s(p, "number")).unwrap_or_default();
+        println!(
+            "sync:    {} at pivot {pivot}: {}/{} chunks, {} accounts, {} slots, {} codes, {} healed nodes, {} bytes, {} requests",
+            s(y, "phase"),
+            s(y, "chunksDone"),
+            s(y, "chunksTotal"),
+            s(y, "accounts"),
+            s(y, "slots"),
+            s(y, "codes"),
+            s(y, "healedNodes"),
+            s(y, "bytesDown"),
+            s(y, "requests"),
+        );
+    }
     if let Some(f) = sync.get("follow").filter(|f| !f.is_null()) {
         println!(
             "follow:  execution client at block {}, {} behind, {} applied, {} root mismatches",

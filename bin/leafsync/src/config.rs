@@ -15,6 +15,10 @@ use leafsync_p2p::{
 };
 use serde::Deserialize;
 
+/// Smallest `sync.chunk_target_kib` (16 KiB): below it the skeleton costs more round trips than
+/// the chunks save.
+const MIN_CHUNK_TARGET_KIB: u64 = 16;
+
 /// Why a configuration was rejected. Every variant names the file (or the flag) and the key.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
@@ -62,6 +66,8 @@ pub(crate) struct FileConfig {
     pub(crate) p2p: P2pSection,
     /// The neighbouring execution client.
     pub(crate) el: ElSection,
+    /// Syncing an empty leafdb from peers.
+    pub(crate) sync: SyncSection,
     /// Serving.
     pub(crate) serve: ServeSection,
     /// The state store.
@@ -104,6 +110,7 @@ impl Default for FileConfig {
             genesis_hash: None,
             p2p: P2pSection::default(),
             el: ElSection::default(),
+            sync: SyncSection::default(),
             serve: ServeSection::default(),
             leafdb: LeafdbSection::default(),
             admin: AdminSection::default(),
@@ -158,6 +165,84 @@ pub(crate) struct ElSection {
     pub(crate) rpc: Option<String>,
     /// Genesis allocation to load into an empty leafdb before following (small chains).
     pub(crate) genesis: Option<PathBuf>,
+}
+
+/// Where the pivot of a sync comes from (`sync.pivot`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum PivotSource {
+    /// The execution client's latest block when `el.rpc` is set, else the peers'.
+    Auto,
+    /// The execution client's latest block (requires `el.rpc`).
+    El,
+    /// The head most peers announce.
+    Peers,
+}
+
+/// How a sync downloads the state (`sync.mode`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum SyncModeKey {
+    /// Chunks verified against the skeleton, healed where they differ.
+    Leaf,
+    /// Every trie node from the root down (the old fast sync; a baseline).
+    HealOnly,
+}
+
+/// `[sync]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SyncSection {
+    /// Where the pivot comes from.
+    pub(crate) pivot: PivotSource,
+    /// Leaf sync or heal-only.
+    pub(crate) mode: SyncModeKey,
+    /// Target chunk size in KiB.
+    pub(crate) chunk_target_kib: u64,
+    /// Junk chunks at the pivot head before a server is banned.
+    pub(crate) junk_ban_threshold: u32,
+    /// Blocks the pivot source may move past the pivot before the sync moves with it.
+    pub(crate) repivot_distance: u64,
+    /// Seconds without any request to send before the sync restarts from its record.
+    pub(crate) stall_timeout_secs: u64,
+    /// Seconds between two progress log lines.
+    pub(crate) progress_interval_secs: u64,
+    /// Whether to draw a progress bar on stderr when it is a terminal.
+    pub(crate) progress_bar: bool,
+}
+
+impl Default for SyncSection {
+    fn default() -> Self {
+        let d = leafsync_sync::SyncConfig::default();
+        Self {
+            pivot: PivotSource::Auto,
+            mode: SyncModeKey::Leaf,
+            chunk_target_kib: d.chunk_target_bytes >> 10,
+            junk_ban_threshold: d.junk_ban_threshold,
+            repivot_distance: d.repivot_distance,
+            stall_timeout_secs: d.stall_timeout.as_secs(),
+            progress_interval_secs: d.progress_interval.as_secs(),
+            progress_bar: true,
+        }
+    }
+}
+
+impl SyncSection {
+    /// The sync crate's settings (the pivot itself comes from the feed or the peers).
+    pub(crate) fn sync_config(&self) -> leafsync_sync::SyncConfig {
+        leafsync_sync::SyncConfig {
+            mode: match self.mode {
+                SyncModeKey::Leaf => leafsync_sync::SyncMode::Leaf,
+                SyncModeKey::HealOnly => leafsync_sync::SyncMode::HealOnly,
+            },
+            chunk_target_bytes: self.chunk_target_kib << 10,
+            junk_ban_threshold: self.junk_ban_threshold,
+            repivot_distance: self.repivot_distance,
+            stall_timeout: std::time::Duration::from_secs(self.stall_timeout_secs),
+            progress_interval: std::time::Duration::from_secs(self.progress_interval_secs),
+            ..leafsync_sync::SyncConfig::default()
+        }
+    }
 }
 
 /// `[serve]`.
@@ -395,6 +480,36 @@ impl Config {
                 ));
             }
         }
+        let sync = &file.sync;
+        if sync.pivot == PivotSource::El && file.el.rpc.is_none() {
+            return Err(invalid("sync.pivot", "\"el\" needs `el.rpc`".into()));
+        }
+        let max_kib = leafsync_sync::config::CHUNK_MAX_BYTES >> 10;
+        if !(MIN_CHUNK_TARGET_KIB..=max_kib).contains(&sync.chunk_target_kib) {
+            return Err(invalid(
+                "sync.chunk_target_kib",
+                format!("{} is outside {MIN_CHUNK_TARGET_KIB}..={max_kib}", sync.chunk_target_kib),
+            ));
+        }
+        if sync.junk_ban_threshold == 0 {
+            return Err(invalid("sync.junk_ban_threshold", "must be at least 1".into()));
+        }
+        let recent = leafsync_leafdb::DEFAULT_RECENT_BLOCKS;
+        if sync.repivot_distance == 0 || sync.repivot_distance >= recent {
+            return Err(invalid(
+                "sync.repivot_distance",
+                format!(
+                    "{} is outside 1..{recent}: servers keep a pivot's nodes for {recent} blocks",
+                    sync.repivot_distance
+                ),
+            ));
+        }
+        if sync.stall_timeout_secs == 0 {
+            return Err(invalid("sync.stall_timeout_secs", "must be at least 1".into()));
+        }
+        if sync.progress_interval_secs == 0 {
+            return Err(invalid("sync.progress_interval_secs", "must be at least 1".into()));
+        }
         tracing_subscriber::EnvFilter::try_new(&file.log.level)
             .map_err(|e| invalid("log.level", format!("not a tracing filter: {e}")))?;
         if file.leafdb.block_cache_mib == 0 {
@@ -437,6 +552,33 @@ mod tests {
         let file = FileConfig::parse(Path::new("config/leafsync.toml"), text).unwrap();
         assert_eq!(file, FileConfig::default());
         assert!(Config::validate(file, "config/leafsync.toml").is_ok());
+    }
+
+    /// Every key of the documented file (set or shown commented out) is in the reference.
+    #[test]
+    fn every_key_is_in_the_configuration_reference() {
+        let file = include_str!("../../../config/leafsync.toml");
+        let reference = include_str!("../../../docs/configuration.md");
+        let mut section = String::new();
+        let mut keys = 0;
+        for line in file.lines() {
+            let line = line.trim_start_matches('#').trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.to_string();
+                continue;
+            }
+            let Some((key, _)) = line.split_once(" = ") else { continue };
+            if key.contains(' ') {
+                continue;
+            }
+            let full =
+                if section.is_empty() { key.to_string() } else { format!("{section}.{key}") };
+            let found = reference.contains(&format!("| `{key}` |"))
+                || reference.contains(&format!("| `{full}` |"));
+            assert!(found, "`{full}` is not in docs/configuration.md");
+            keys += 1;
+        }
+        assert!(keys >= 30, "parsed only {keys} keys");
     }
 
     #[test]
@@ -497,6 +639,18 @@ mod tests {
         assert!(e.contains("`admin.listen`"), "{e}");
         let e = err("[leafdb]\nblock_cache_mib = 0\n");
         assert!(e.contains("`leafdb.block_cache_mib`"), "{e}");
+        let e = err("[sync]\npivot = \"el\"\n");
+        assert!(e.contains("`sync.pivot`") && e.contains("el.rpc"), "{e}");
+        let e = err("[sync]\npivot = \"majority\"\n");
+        assert!(e.contains("majority") && e.contains("peers"), "{e}");
+        let e = err("[sync]\nmode = \"snap\"\n");
+        assert!(e.contains("snap") && e.contains("heal-only"), "{e}");
+        let e = err("[sync]\nchunk_target_kib = 4096\n");
+        assert!(e.contains("`sync.chunk_target_kib`") && e.contains("2048"), "{e}");
+        let e = err("[sync]\nrepivot_distance = 500\n");
+        assert!(e.contains("`sync.repivot_distance`"), "{e}");
+        let e = err("[sync]\nstall_timeout_secs = 0\n");
+        assert!(e.contains("`sync.stall_timeout_secs`"), "{e}");
     }
 
     #[test]

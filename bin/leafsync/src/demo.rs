@@ -167,11 +167,16 @@ fn run_demo(args: &DemoArgs, dir: &std::path::Path) -> Result<ExitCode, CliError
         let (client, _head) = start_client(records).await?;
         info!(servers = handles.len(), "client connected; syncing");
         let sync_started = Instant::now();
+        let (progress, stats) = watch::channel(leafsync_sync::SyncStats::default());
+        let bar = crate::progress::Bar::start(stats);
         let out =
             Syncer::new(client_db.clone(), SyncConfig::default(), network_peers(&client).await)
+                .with_progress(progress)
                 .run()
-                .await
-                .map_err(|e| CliError::Invalid { what: "sync".into(), reason: e.to_string() })?;
+                .await;
+        drop(bar);
+        let out =
+            out.map_err(|e| CliError::Invalid { what: "sync".into(), reason: e.to_string() })?;
         let secs = sync_started.elapsed().as_secs_f64();
         client.shutdown().await;
         for (h, _) in handles {

@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod demo;
 mod error;
+mod progress;
 mod run;
 mod tool;
 
@@ -35,7 +36,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr (stdout carries command output); `RUST_LOG` overrides the level.
+/// Logs go to stderr (stdout carries command output), above the sync progress bar when one is
+/// drawn; `RUST_LOG` overrides the level.
 pub(crate) fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -44,7 +46,7 @@ pub(crate) fn init_logging(default: &str) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(progress::log_writer)
         .with_ansi(ansi)
         .try_init();
 }

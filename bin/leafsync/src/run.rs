@@ -1,7 +1,7 @@
 //! `leafsync run`: the daemon. It serves the leafdb over `leaf/1` (with discv5 discovery, static
 //! and trusted peers) and, with `el.rpc`, follows the execution client block by block (an empty
-//! leafdb is first loaded from `el.genesis`). Syncing an empty leafdb from peers lands with the
-//! sync crate.
+//! leafdb is first loaded from `el.genesis`). An empty leafdb without a genesis file is first
+//! synced from `leaf/1` peers (pivot: the execution client's head when there is one).
 
 use std::{
     io::Write,
@@ -12,6 +12,7 @@ use std::{
 
 use alloy_primitives::B256;
 use alloy_trie::EMPTY_ROOT_HASH;
+use leafsync_ingest::RpcClient;
 use leafsync_ingest::{Follower, FollowerConfig, IngestError, IngestStats};
 use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig};
 use leafsync_p2p::{
@@ -20,13 +21,16 @@ use leafsync_p2p::{
     peers::{LocalHead, Network, NetworkConfig, NetworkHandle},
 };
 use leafsync_serve::{LeafServer, ServeConfig};
-use leafsync_sync::{SyncConfig, Syncer, network_peers};
+use leafsync_sync::{SyncError, SyncStats, Syncer, network_peers, watch_network_peers};
 use secp256k1::SecretKey;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::{config::Config, error::CliError};
+use crate::{
+    config::{Config, PivotSource},
+    error::CliError,
+};
 
 /// Name of the node key file in the datadir: the secp256k1 secret as 64 hex characters.
 pub(crate) const NODEKEY_FILE: &str = "nodekey";
@@ -134,6 +138,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
         },
     };
     let syncing = Arc::new(AtomicBool::new(needs_sync));
+    let (sync_tx, sync_rx) = watch::channel(SyncStats::default());
     let serve = ServeConfig {
         inline_storage_bytes: config.file.serve.inline_storage_bytes,
         cache_bytes: config.file.serve.cache_bytes,
@@ -143,13 +148,13 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
     let server = Arc::new(LeafServer::new(db.clone(), serve));
     let handler = server.clone();
 
-    let ingest_stats = if needs_sync {
-        // Created now so status can show it; the follower starts after the sync.
-        None
-    } else {
-        follower.as_ref().map(|(stats, _)| stats.clone())
-    };
+    // Set now when following already, else once the follower starts after the sync.
+    let ingest_stats = std::sync::OnceLock::new();
+    if let Some((stats, _)) = &follower {
+        let _ = ingest_stats.set(stats.clone());
+    }
     let (db_task, server_task) = (db.clone(), server.clone());
+    let sync_settings = config.clone();
     runtime.block_on(async move {
         let (db, server) = (db_task, server_task);
         let (head_tx, head_rx) = watch::channel(local);
@@ -179,6 +184,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
             started: std::time::Instant::now(),
             ingest: ingest_stats,
             syncing: syncing.clone(),
+            sync: sync_rx,
         });
         // Peers learn our new heads as the follower applies blocks.
         tokio::spawn(announce_heads(db.clone(), head_tx));
@@ -213,10 +219,13 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
                     handle.shutdown().await;
                     return Ok(());
                 }
-                r = sync_from_peers(&handle, &db) => r?,
+                r = sync_from_peers(&handle, &db, &sync_settings, sync_tx) => r?,
             }
             syncing.store(false, Ordering::Relaxed);
             follower = start_follower(&tokio::runtime::Handle::current())?;
+            if let Some((stats, _)) = &follower {
+                let _ = state.ingest.set(stats.clone());
+            }
         }
         let reason = match follower.as_mut() {
             Some((_, task)) => tokio::select! {
@@ -270,29 +279,110 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Waits for peers, then syncs the empty leafdb from them (pivot: the head most announce).
-async fn sync_from_peers(handle: &NetworkHandle, db: &Arc<LeafDb>) -> Result<(), CliError> {
-    let mut last_log = std::time::Instant::now();
-    info!("the leafdb is empty: waiting for leaf/1 peers to sync from");
-    while handle.peers().await.is_empty() {
-        if last_log.elapsed() > PEER_WAIT_LOG_INTERVAL {
-            info!("still waiting for leaf/1 peers (check p2p.bootnodes / p2p.static_peers)");
-            last_log = std::time::Instant::now();
+/// How often the execution client's head is read for the pivot feed.
+const EL_HEAD_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+/// Pause before a sync that found no usable peer starts again from its record.
+const SYNC_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The execution client's head, read now.
+async fn el_head(rpc: &mut RpcClient) -> Result<ChainHead, leafsync_ingest::IngestError> {
+    let number = rpc.block_number().await?;
+    let block = rpc.block(number).await?;
+    Ok(ChainHead { number, hash: block.hash, state_root: block.state_root })
+}
+
+/// A feed of the execution client's heads (the trusted pivot): waits for the first one, then a
+/// task polls for newer ones until the receiver is dropped.
+async fn el_pivot_feed(url: &str) -> Result<watch::Receiver<ChainHead>, CliError> {
+    let mut rpc = RpcClient::new(url)?;
+    let mut last_log: Option<std::time::Instant> = None;
+    let first = loop {
+        match el_head(&mut rpc).await {
+            Ok(head) => break head,
+            Err(e) => {
+                if last_log.is_none_or(|t| t.elapsed() > PEER_WAIT_LOG_INTERVAL) {
+                    warn!(url, error = %e, "cannot read the execution client's head for the sync pivot; retrying");
+                    last_log = Some(std::time::Instant::now());
+                }
+                rpc.reset();
+                tokio::time::sleep(EL_HEAD_POLL_INTERVAL).await;
+            }
         }
-        tokio::time::sleep(HEAD_CHECK_INTERVAL).await;
-    }
-    let peers = network_peers(handle).await;
-    info!(peers = peers.len(), "syncing the state");
-    let out = Syncer::new(db.clone(), SyncConfig::default(), peers)
-        .run()
-        .await
-        .map_err(|e| CliError::Invalid { what: "sync".into(), reason: e.to_string() })?;
+    };
+    info!(number = first.number, state_root = %first.state_root, "sync pivot from the execution client");
+    let (tx, rx) = watch::channel(first);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tx.closed() => return,
+                () = tokio::time::sleep(EL_HEAD_POLL_INTERVAL) => {}
+            }
+            match el_head(&mut rpc).await {
+                Ok(head) if head.number > tx.borrow().number => {
+                    tx.send_replace(head);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    debug!(error = %e, "execution client head not read; the pivot stays");
+                    rpc.reset();
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Waits for peers, then syncs the empty leafdb from them; peers that connect later join. The
+/// pivot is the execution client's head (`sync.pivot`), else the head most peers announce. A
+/// sync that runs out of usable peers waits for peers again and resumes from its record.
+async fn sync_from_peers(
+    handle: &NetworkHandle,
+    db: &Arc<LeafDb>,
+    config: &Config,
+    progress: watch::Sender<SyncStats>,
+) -> Result<(), CliError> {
+    let settings = &config.file.sync;
+    let feed = match (settings.pivot, &config.file.el.rpc) {
+        (PivotSource::Auto | PivotSource::El, Some(url)) => Some(el_pivot_feed(url).await?),
+        _ => None,
+    };
+    let bar = settings.progress_bar.then(|| crate::progress::Bar::start(progress.subscribe()));
+    let result = loop {
+        let mut last_log = std::time::Instant::now();
+        info!("the leafdb is empty: waiting for leaf/1 peers to sync from");
+        while network_peers(handle).await.is_empty() {
+            if last_log.elapsed() > PEER_WAIT_LOG_INTERVAL {
+                info!("still waiting for leaf/1 peers (check p2p.bootnodes / p2p.static_peers)");
+                last_log = std::time::Instant::now();
+            }
+            tokio::time::sleep(HEAD_CHECK_INTERVAL).await;
+        }
+        let (peers, joining) = watch_network_peers(handle).await;
+        info!(peers = peers.len(), mode = ?settings.mode, "syncing the state");
+        let mut syncer = Syncer::new(db.clone(), settings.sync_config(), peers)
+            .with_new_peers(joining)
+            .with_progress(progress.clone());
+        if let Some(feed) = &feed {
+            syncer = syncer.with_pivot_feed(feed.clone());
+        }
+        match syncer.run().await {
+            Ok(out) => break Ok(out),
+            Err(e @ (SyncError::NoPeers | SyncError::Unavailable { .. })) => {
+                warn!(error = %e, "state sync paused; it resumes from its saved progress when peers are back");
+                tokio::time::sleep(SYNC_RETRY_PAUSE).await;
+            }
+            Err(e) => break Err(CliError::Invalid { what: "sync".into(), reason: e.to_string() }),
+        }
+    };
+    drop(bar);
+    let out = result?;
     info!(
         pivot = out.pivot.number,
         root = %out.root,
         bytes = out.stats.bytes_down,
         requests = out.stats.requests,
         heal_fraction = out.stats.heal_fraction(),
+        secs = out.stats.elapsed.as_secs_f64(),
         "state sync done; serving"
     );
     Ok(())

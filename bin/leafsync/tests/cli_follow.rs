@@ -1,24 +1,26 @@
 //! `leafsync run` following a real execution client: anvil (the pinned npm package) starts, the
 //! daemon bootstraps its empty leafdb from anvil's genesis state (`el.genesis`), follows blocks of
 //! transfers over WebSocket, reports them through `leafsync status`, and its state root equals
-//! anvil's header root. Skipped, with a message, when anvil is not installed.
+//! anvil's header root. Then the whole chain: a second daemon with an empty datadir finds the
+//! first through a discv5 bootnode, syncs its state at anvil's head (the trusted pivot), and
+//! follows anvil's new blocks. Skipped, with a message, when anvil is not installed.
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader, Read},
+    io::Read,
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use alloy_primitives::{Address, keccak256};
 use leafsync_ingest::RpcClient;
 use serde_json::{Value, json};
+use support::{Killed, WAIT, leafsync, line_with, sigterm_and_wait, spawn_daemon};
 
-/// Bound on every wait in this test.
-const WAIT: Duration = Duration::from_secs(60);
 /// Blocks mined while the daemon follows.
 const BLOCKS: u64 = 12;
 
@@ -26,15 +28,6 @@ fn anvil_binary() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
     p.is_file().then_some(p)
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 async fn start_anvil(bin: &Path) -> (Killed, SocketAddr) {
@@ -72,16 +65,58 @@ async fn start_anvil(bin: &Path) -> (Killed, SocketAddr) {
     panic!("anvil did not start");
 }
 
-fn leafsync() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_leafsync"));
-    c.env("RUST_LOG", "info");
-    c
-}
-
 fn status(admin: &str) -> Value {
     let out = leafsync().args(["status", "--rpc", admin, "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls `leafsync status` until `done` accepts it (bounded by [`WAIT`]).
+async fn wait_status(admin: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = status(admin);
+        if done(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// anvil's genesis state as a bare alloc file in `dir`.
+async fn genesis_file(rpc: &mut RpcClient, dir: &Path) -> PathBuf {
+    let hex: String = rpc.call("anvil_dumpState", json!([])).await.unwrap();
+    let gz = alloy_primitives::hex::decode(hex.trim_start_matches("0x")).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(gz.as_slice()).read_to_string(&mut text).unwrap();
+    let dump: Value = serde_json::from_str(&text).unwrap();
+    let path = dir.join("genesis.json");
+    std::fs::write(&path, serde_json::to_vec(&dump["accounts"]).unwrap()).unwrap();
+    path
+}
+
+/// Mines blocks `from..to` of three transfers each to fresh addresses (never 0 value: anvil keeps
+/// empty accounts).
+async fn mine(rpc: &mut RpcClient, from: u64, to: u64) {
+    let dev: Vec<Address> = rpc.call("eth_accounts", json!([])).await.unwrap();
+    for i in from..to {
+        for k in 0..3u64 {
+            let to = Address::from_slice(&keccak256(format!("follow-{i}-{k}"))[12..]);
+            let from = dev[((i + k) % dev.len() as u64) as usize];
+            let tx = json!({"from": from, "to": to, "value": format!("{:#x}", 1_000_000_000_000_000u64 + i)});
+            let _: Value = rpc.call("eth_sendTransaction", json!([tx])).await.unwrap();
+        }
+        let _: Value = rpc.call("evm_mine", json!([])).await.unwrap();
+    }
+}
+
+/// The daemon's head is anvil's block `number`: same hash, same state root.
+async fn assert_head_is_anvils(s: &Value, rpc: &mut RpcClient, number: u64) {
+    let block = rpc.block(number).await.unwrap();
+    assert_eq!(s["sync"]["head"]["number"], number, "{s}");
+    assert_eq!(s["sync"]["head"]["stateRoot"], block.state_root.to_string(), "{s}");
+    assert_eq!(s["sync"]["head"]["hash"], block.hash.to_string(), "{s}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,15 +130,7 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
     let (_anvil, addr) = start_anvil(&bin).await;
     let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
     let dir = tempfile::tempdir().unwrap();
-
-    // anvil's genesis state as a bare alloc file, and its genesis hash for the dev chain.
-    let hex: String = rpc.call("anvil_dumpState", json!([])).await.unwrap();
-    let gz = alloy_primitives::hex::decode(hex.trim_start_matches("0x")).unwrap();
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(gz.as_slice()).read_to_string(&mut text).unwrap();
-    let dump: Value = serde_json::from_str(&text).unwrap();
-    let genesis_file = dir.path().join("genesis.json");
-    std::fs::write(&genesis_file, serde_json::to_vec(&dump["accounts"]).unwrap()).unwrap();
+    let genesis_file = genesis_file(&mut rpc, dir.path()).await;
     let genesis = rpc.block(0).await.unwrap();
 
     let config = dir.path().join("leafsync.toml");
@@ -117,67 +144,116 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
         ),
     )
     .unwrap();
-    let mut daemon = Killed(
-        leafsync()
-            .args(["run", "--config", config.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = daemon.0.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let admin = loop {
-        match rx.recv_timeout(WAIT) {
-            Ok(line) if line.starts_with("admin: ") => break line["admin: ".len()..].to_string(),
-            Ok(_) => continue,
-            Err(e) => panic!("no admin line from the daemon: {e}"),
-        }
-    };
+    let (mut daemon, lines) = spawn_daemon(&config, &dir.path().join("run.log"));
+    let admin = line_with(&lines, "admin: ");
     assert_eq!(status(&admin)["sync"]["phase"], "following");
 
-    // Blocks of transfers to fresh addresses (never 0 value: anvil keeps empty accounts).
-    let dev: Vec<Address> = rpc.call("eth_accounts", json!([])).await.unwrap();
-    for i in 0..BLOCKS {
-        for k in 0..3u64 {
-            let to = Address::from_slice(&keccak256(format!("follow-{i}-{k}"))[12..]);
-            let from = dev[((i + k) % dev.len() as u64) as usize];
-            let tx = json!({"from": from, "to": to, "value": format!("{:#x}", 1_000_000_000_000_000u64 + i)});
-            let _: Value = rpc.call("eth_sendTransaction", json!([tx])).await.unwrap();
-        }
-        let _: Value = rpc.call("evm_mine", json!([])).await.unwrap();
-    }
-    let head = rpc.block(BLOCKS).await.unwrap();
-    let deadline = Instant::now() + WAIT;
-    let s = loop {
-        let s = status(&admin);
-        if s["sync"]["head"]["number"] == BLOCKS {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "daemon did not follow to block {BLOCKS}: {s}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(s["sync"]["head"]["stateRoot"], head.state_root.to_string(), "{s}");
-    assert_eq!(s["sync"]["head"]["hash"], head.hash.to_string());
+    mine(&mut rpc, 0, BLOCKS).await;
+    let s = wait_status(&admin, "daemon did not follow", |s| s["sync"]["head"]["number"] == BLOCKS)
+        .await;
+    assert_head_is_anvils(&s, &mut rpc, BLOCKS).await;
     assert_eq!(s["sync"]["follow"]["blocksApplied"], BLOCKS);
     assert_eq!(s["sync"]["follow"]["mismatchingBlocks"], 0);
     assert_eq!(s["sync"]["follow"]["blocksBehind"], 0);
+    assert!(s["sync"]["stateSync"].is_null(), "no state sync in this run: {s}");
+    sigterm_and_wait(&mut daemon);
+}
 
-    let status_ok =
-        Command::new("kill").args(["-TERM", &daemon.0.id().to_string()]).status().unwrap();
-    assert!(status_ok.success());
-    let deadline = Instant::now() + WAIT;
-    let exit = loop {
-        if let Some(s) = daemon.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "daemon did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
+/// Issue 6's end-to-end chain, as an operator would run it, from TOML files: daemon A follows
+/// anvil and serves; daemon B starts with an empty datadir, knows only A's ENR as a discv5
+/// bootnode and anvil's RPC, finds A, syncs the state at anvil's head (the trusted pivot), then
+/// follows anvil's new blocks. Checked through the admin RPC (`leafsync status`) and, at the
+/// end, `tool verify` of B's datadir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
+    let Some(bin) = anvil_binary() else {
+        eprintln!(
+            "SKIP: anvil is not installed; run `npm ci --prefix tests/anvil` (scripts/setup.sh does)"
+        );
+        return;
     };
-    assert!(exit.success(), "{exit:?}");
+    const FIRST: u64 = 6;
+    const MORE: u64 = 5;
+    let (_anvil, addr) = start_anvil(&bin).await;
+    let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let genesis_file = genesis_file(&mut rpc, dir.path()).await;
+    let genesis = rpc.block(0).await.unwrap();
+    let common = |datadir: &str| {
+        format!(
+            "datadir = {:?}\nchain = \"dev\"\ngenesis_hash = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join(datadir).to_str().unwrap(),
+            genesis.hash
+        )
+    };
+
+    // A: bootstraps from genesis, follows anvil, serves, runs discovery with no bootnodes.
+    let a_cfg = dir.path().join("a.toml");
+    std::fs::write(
+        &a_cfg,
+        format!(
+            "{}\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = true\nbootnodes = []\n\n[el]\nrpc = \"ws://{addr}\"\ngenesis = {:?}\n",
+            common("a"),
+            genesis_file.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (mut a, a_lines) = spawn_daemon(&a_cfg, &dir.path().join("a.log"));
+    let enr = line_with(&a_lines, "enr: ");
+    assert!(enr.starts_with("enr:"), "A runs discovery: {enr}");
+    let a_admin = line_with(&a_lines, "admin: ");
+    mine(&mut rpc, 0, FIRST).await;
+    wait_status(&a_admin, "A did not follow anvil", |s| s["sync"]["head"]["number"] == FIRST).await;
+
+    // B: an empty datadir, A's ENR as its only bootnode, anvil for the pivot and to follow.
+    let b_cfg = dir.path().join("b.toml");
+    std::fs::write(
+        &b_cfg,
+        format!(
+            "{}\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = true\nbootnodes = [\"{enr}\"]\n\n[el]\nrpc = \"ws://{addr}\"\n",
+            common("b")
+        ),
+    )
+    .unwrap();
+    let (mut b, b_lines) = spawn_daemon(&b_cfg, &dir.path().join("b.log"));
+    let b_admin = line_with(&b_lines, "admin: ");
+    let s = wait_status(&b_admin, "B did not sync A's state and start following", |s| {
+        s["sync"]["phase"] == "following" && !s["sync"]["head"].is_null()
+    })
+    .await;
+    let synced = &s["sync"]["stateSync"];
+    assert_eq!(synced["phase"], "done", "{s}");
+    assert_eq!(synced["pivot"]["number"], FIRST, "the pivot is anvil's head: {s}");
+    let pivot = rpc.block(FIRST).await.unwrap();
+    assert_eq!(synced["pivot"]["stateRoot"], pivot.state_root.to_string(), "{s}");
+    assert!(synced["accounts"].as_u64().unwrap() > 0, "{s}");
+    assert_eq!(s["peers"].as_array().map(Vec::len), Some(1), "B found A: {s}");
+
+    // New blocks: both follow them, B from its synced pivot on.
+    mine(&mut rpc, FIRST, FIRST + MORE).await;
+    let end = FIRST + MORE;
+    for (name, admin) in [("A", &a_admin), ("B", &b_admin)] {
+        let s = wait_status(admin, &format!("{name} did not follow the new blocks"), |s| {
+            s["sync"]["head"]["number"] == end
+        })
+        .await;
+        assert_head_is_anvils(&s, &mut rpc, end).await;
+        assert_eq!(s["sync"]["follow"]["mismatchingBlocks"], 0, "{name}: {s}");
+    }
+    let text = leafsync().args(["status", "--rpc", &b_admin]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("phase:   following") && text.contains("sync:    done at pivot"),
+        "{text}"
+    );
+
+    sigterm_and_wait(&mut b);
+    sigterm_and_wait(&mut a);
+    let verify = leafsync()
+        .args(["tool", "verify", "--datadir", dir.path().join("b").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verify.stdout);
+    let end_root = rpc.block(end).await.unwrap().state_root.to_string();
+    assert!(verify.status.success() && report.contains(&end_root), "{report}");
 }

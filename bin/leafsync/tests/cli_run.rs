@@ -2,12 +2,12 @@
 //! datadir's state over leaf/1 to a peer on loopback, and SIGTERM shuts it down cleanly.
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
+mod support;
+
 use std::{
-    io::{BufRead, BufReader},
     net::SocketAddr,
-    process::{Command, Stdio},
     str::FromStr,
-    sync::{Arc, mpsc},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -18,17 +18,10 @@ use leafsync_p2p::{
     peers::{EmptyHandler, LocalHead, Network, NetworkConfig, NodeRecord},
 };
 use secp256k1::SecretKey;
+use support::{WAIT, leafsync, line_with, sigterm_and_wait, spawn_daemon};
 use tokio::sync::watch;
 
 const GENESIS: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
-/// Bound on every wait in this test.
-const WAIT: Duration = Duration::from_secs(30);
-
-fn leafsync() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_leafsync"));
-    c.env("RUST_LOG", "info");
-    c
-}
 
 #[test]
 fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
@@ -191,53 +184,6 @@ fn run_refuses_a_bad_config_and_waits_for_peers_with_an_empty_datadir() {
     assert_eq!(s["sync"]["phase"], "syncing", "{s}");
     assert!(s["sync"]["head"].is_null(), "{s}");
     sigterm_and_wait(&mut child);
-}
-
-/// Starts `leafsync run` on `config` with its log in `log`; returns the child and its stdout
-/// lines. (A file, not a pipe, takes the log: an unread pipe could fill up and block the daemon.)
-fn spawn_daemon(
-    config: &std::path::Path,
-    log: &std::path::Path,
-) -> (std::process::Child, mpsc::Receiver<String>) {
-    let mut child = leafsync()
-        .args(["run", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
-}
-
-fn line_with(rx: &mpsc::Receiver<String>, prefix: &str) -> String {
-    loop {
-        match rx.recv_timeout(WAIT) {
-            Ok(line) if line.starts_with(prefix) => return line[prefix.len()..].to_string(),
-            Ok(_) => continue,
-            Err(e) => panic!("no {prefix:?} line: {e}"),
-        }
-    }
-}
-
-fn sigterm_and_wait(child: &mut std::process::Child) {
-    assert!(
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success()
-    );
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            assert!(s.success(), "{s:?}");
-            return;
-        }
-        assert!(Instant::now() < deadline, "daemon did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -234,6 +234,21 @@ impl<S: KvStore> LeafDb<S> {
         Ok(root)
     }
 
+    /// Deletes the stored node at `path` and at every path above it in the trie of `owner`, in
+    /// one write. A heal calls it when it starts at `path`: the nodes there and above are stale,
+    /// and the heal will replace nodes below them one by one, so a stale ancestor left in place
+    /// would claim a subtree it no longer has (were its hash ever wanted again, as after a
+    /// pivot move, it would be taken as complete).
+    pub fn forget_path(&self, owner: Option<&B256>, path: &Nibbles) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let table = node_table(owner).0;
+        for len in 0..=path.len() {
+            batch.delete(table, node_key(owner, &path.slice(..len)));
+        }
+        self.store().write(batch, Durability::Logged)?;
+        Ok(())
+    }
+
     /// Writes verified nodes (each `(path, rlp)`, children already stored) and deletes every
     /// stored node below each of them that its new encoding no longer reaches, in one write.
     pub fn write_trie_nodes(

@@ -1,5 +1,6 @@
-//! A slot for a state sync's persisted progress in the `meta` table. The leafdb stores the bytes;
-//! their (versioned) encoding belongs to the sync layer.
+//! Slots for a state sync's persisted progress in the `meta` table: one record, and one entry per
+//! subtrie being healed (so adding or finishing one is one small write, however many there are).
+//! The leafdb stores the bytes; their (versioned) encoding belongs to the sync layer.
 
 use crate::{
     db::LeafDb,
@@ -9,6 +10,18 @@ use crate::{
 
 /// Meta key of the sync progress record.
 pub const SYNC_PROGRESS_KEY: &[u8] = b"sync_progress";
+
+/// Meta key prefix of the sync's heal roots, one entry each (`sync_heal/` ‖ the sync's key).
+pub const SYNC_HEAL_PREFIX: &[u8] = b"sync_heal/";
+
+/// The end of the heal-root key range (`/` + 1).
+const SYNC_HEAL_END: &[u8] = b"sync_heal0";
+
+fn heal_key(key: &[u8]) -> Vec<u8> {
+    let mut k = SYNC_HEAL_PREFIX.to_vec();
+    k.extend_from_slice(key);
+    k
+}
 
 impl<S: KvStore> LeafDb<S> {
     /// The persisted sync progress, if a sync is under way.
@@ -23,11 +36,44 @@ impl<S: KvStore> LeafDb<S> {
         self.store().write(batch, Durability::Logged)
     }
 
-    /// Removes the record (the sync finished).
+    /// Removes the record and every heal root (the sync finished).
     pub fn clear_sync_progress(&self) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.delete(Table::Meta, SYNC_PROGRESS_KEY);
+        batch.delete_range(Table::Meta, SYNC_HEAL_PREFIX.to_vec(), SYNC_HEAL_END.to_vec());
         self.store().write(batch, Durability::Synced)
+    }
+
+    /// Persists one heal root under `key` (through the log).
+    pub fn put_sync_heal_root(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put(Table::Meta, heal_key(key), value.to_vec());
+        self.store().write(batch, Durability::Logged)
+    }
+
+    /// Removes the heal root under `key` (its subtrie is complete).
+    pub fn delete_sync_heal_root(&self, key: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete(Table::Meta, heal_key(key));
+        self.store().write(batch, Durability::Logged)
+    }
+
+    /// Removes every heal root (the sync moved to another pivot).
+    pub fn clear_sync_heal_roots(&self) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range(Table::Meta, SYNC_HEAL_PREFIX.to_vec(), SYNC_HEAL_END.to_vec());
+        self.store().write(batch, Durability::Logged)
+    }
+
+    /// Every persisted heal root as `(key, value)`, in key order.
+    pub fn sync_heal_roots(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.store().iter_from(Table::Meta, SYNC_HEAL_PREFIX) {
+            let (k, v) = item?;
+            let Some(key) = k.strip_prefix(SYNC_HEAL_PREFIX) else { break };
+            out.push((key.to_vec(), v.to_vec()));
+        }
+        Ok(out)
     }
 }
 
@@ -43,5 +89,23 @@ mod tests {
         assert_eq!(db.sync_progress().unwrap().as_deref(), Some(&b"abc"[..]));
         db.clear_sync_progress().unwrap();
         assert_eq!(db.sync_progress().unwrap(), None);
+    }
+
+    #[test]
+    fn heal_roots_are_entries_of_their_own() {
+        let db = LeafDb::in_memory();
+        db.put_sync_progress(b"record").unwrap();
+        db.put_sync_heal_root(b"b", b"2").unwrap();
+        db.put_sync_heal_root(b"a", b"1").unwrap();
+        db.put_sync_heal_root(b"c", b"3").unwrap();
+        db.delete_sync_heal_root(b"b").unwrap();
+        let roots = db.sync_heal_roots().unwrap();
+        assert_eq!(roots, vec![(b"a".to_vec(), b"1".to_vec()), (b"c".to_vec(), b"3".to_vec())]);
+        db.clear_sync_heal_roots().unwrap();
+        assert!(db.sync_heal_roots().unwrap().is_empty());
+        assert_eq!(db.sync_progress().unwrap().as_deref(), Some(&b"record"[..]), "record kept");
+        db.put_sync_heal_root(b"d", b"4").unwrap();
+        db.clear_sync_progress().unwrap();
+        assert!(db.sync_heal_roots().unwrap().is_empty() && db.sync_progress().unwrap().is_none());
     }
 }

@@ -52,6 +52,11 @@ pub const MAX_TASK_ROUNDS: u32 = 5;
 /// for the old pivot keep being answered until the move.
 pub const DEFAULT_REPIVOT_DISTANCE: u64 = 64;
 
+/// Default time a sync may go without any request it can send (2 min) before it fails with
+/// `NoPeers`: every peer is gone, or none has the pivot's nodes. The daemon then waits for peers
+/// and starts again from the progress record.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Default interval of the progress log line (8 s, as go-ethereum's snap sync logs).
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(8);
 
@@ -87,6 +92,9 @@ pub struct SyncConfig {
     pub repivot_distance: u64,
     /// Progress log interval; default [`DEFAULT_PROGRESS_INTERVAL`].
     pub progress_interval: Duration,
+    /// Longest time without a request to send before the sync fails; default
+    /// [`DEFAULT_STALL_TIMEOUT`].
+    pub stall_timeout: Duration,
 }
 
 impl Default for SyncConfig {
@@ -100,6 +108,7 @@ impl Default for SyncConfig {
             junk_ban_threshold: DEFAULT_JUNK_BAN_THRESHOLD,
             repivot_distance: DEFAULT_REPIVOT_DISTANCE,
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
+            stall_timeout: DEFAULT_STALL_TIMEOUT,
         }
     }
 }

@@ -38,15 +38,6 @@ impl HealState {
         self.roots.contains_key(&(owner, path))
     }
 
-    /// The heal roots worth persisting: account-trie ones and whole storage tries (a storage
-    /// subtrie below a storage skeleton is found again through that skeleton).
-    pub(crate) fn persistent_roots(&self) -> impl Iterator<Item = (Owner, Nibbles, B256)> + '_ {
-        self.roots
-            .iter()
-            .filter(|((owner, path), _)| owner.is_none() || path.is_empty())
-            .map(|((owner, path), hash)| (*owner, *path, *hash))
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
         self.pending.is_empty() && self.roots.is_empty()
     }
@@ -232,6 +223,9 @@ impl<S: KvStore + 'static> Syncer<S> {
         hash: B256,
     ) -> Result<(), SyncError> {
         self.resume_complete(owner, prefix, hash)?;
+        // Only now: a crash before this point finds the heal root again and redoes the flat
+        // rewrite (its top node is fetched once more, everything below is found complete).
+        self.heal_root_finished(owner, &prefix, hash)?;
         if owner.is_some() { self.close(owner) } else { Ok(()) }
     }
 }

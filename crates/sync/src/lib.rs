@@ -18,7 +18,7 @@ mod tasks;
 
 pub use config::{SyncConfig, SyncMode};
 pub use error::SyncError;
-pub use peer::{NetworkPeer, PeerFuture, SyncPeer, network_peers};
+pub use peer::{NetworkPeer, PeerFuture, SyncPeer, network_peers, watch_network_peers};
 pub use progress::{HealRoot, PROGRESS_VERSION, SyncProgress};
 pub use rate::PeerRate;
 pub use stats::{Phase, SyncStats};

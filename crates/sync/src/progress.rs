@@ -8,7 +8,11 @@
 //! healed, not downloaded again), and the counters.
 //!
 //! Encoding: one version byte, then the RLP of that version's record. Version history:
-//! * 1 — `[pivot, depth, [[owner, path, hash]…], bytes_down, requests]`.
+//! * 1 — `[pivot, depth, [[owner, path, hash]…], bytes_down, requests]`: the heal roots inside the
+//!   record, rewritten whole each time one was added (quadratic in the number of heal roots: a
+//!   heal-only sync of 1M accounts adds one per storage trie).
+//! * 2 — `[pivot, depth, bytes_down, requests]`; each heal root is an entry of its own in the
+//!   leafdb (`put_sync_heal_root`), key RLP `[owner, path]`, value the 32-byte hash.
 
 use alloy_primitives::B256;
 use alloy_rlp::{RlpDecodable, RlpEncodable};
@@ -17,7 +21,7 @@ use leafsync_p2p::leaf::{ChainHead, Nibbles, TrieOwner};
 use crate::error::SyncError;
 
 /// The version this build writes.
-pub const PROGRESS_VERSION: u8 = 1;
+pub const PROGRESS_VERSION: u8 = 2;
 
 /// A subtrie whose chunk was imported but differed from the skeleton: heal it on resume.
 #[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
@@ -30,14 +34,41 @@ pub struct HealRoot {
     pub hash: B256,
 }
 
+impl HealRoot {
+    /// The leafdb key of this heal root in version 2: RLP `[owner, path]`.
+    pub fn key(&self) -> Vec<u8> {
+        alloy_rlp::encode(HealRootKey { owner: self.owner, path: self.path.clone() })
+    }
+
+    /// A heal root from its version-2 key and value.
+    pub fn from_entry(key: &[u8], value: &[u8]) -> Result<Self, SyncError> {
+        let mut rest = key;
+        let k = <HealRootKey as alloy_rlp::Decodable>::decode(&mut rest)?;
+        let hash = B256::try_from(value)
+            .map_err(|_| SyncError::ProgressDecode(alloy_rlp::Error::UnexpectedLength))?;
+        if !rest.is_empty() {
+            return Err(SyncError::ProgressDecode(alloy_rlp::Error::UnexpectedLength));
+        }
+        Ok(Self { owner: k.owner, path: k.path, hash })
+    }
+}
+
+/// The key of a version-2 heal root entry.
+#[derive(RlpEncodable, RlpDecodable)]
+struct HealRootKey {
+    owner: TrieOwner,
+    path: Nibbles,
+}
+
 /// The persisted progress of a sync.
-#[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncProgress {
     /// The pivot being synced to.
     pub pivot: ChainHead,
     /// Depth of the account skeleton (the chunk prefixes' length).
     pub depth: u64,
-    /// Imported chunks that await heal.
+    /// Imported chunks that await heal, as a version-1 record held them (version 2 keeps them
+    /// as entries of their own; empty when decoded from it, ignored by [`Self::encode`]).
     pub heal_roots: Vec<HealRoot>,
     /// Bytes downloaded by all runs so far.
     pub bytes_down: u64,
@@ -45,23 +76,68 @@ pub struct SyncProgress {
     pub requests: u64,
 }
 
+/// Version 1's record.
+#[derive(RlpEncodable, RlpDecodable)]
+struct RecordV1 {
+    pivot: ChainHead,
+    depth: u64,
+    heal_roots: Vec<HealRoot>,
+    bytes_down: u64,
+    requests: u64,
+}
+
+/// Version 2's record.
+#[derive(RlpEncodable, RlpDecodable)]
+struct RecordV2 {
+    pivot: ChainHead,
+    depth: u64,
+    bytes_down: u64,
+    requests: u64,
+}
+
+fn decode_all<T: alloy_rlp::Decodable>(mut rest: &[u8]) -> Result<T, SyncError> {
+    let record = T::decode(&mut rest)?;
+    if !rest.is_empty() {
+        return Err(SyncError::ProgressDecode(alloy_rlp::Error::UnexpectedLength));
+    }
+    Ok(record)
+}
+
 impl SyncProgress {
-    /// Version byte followed by the RLP record.
+    /// Version byte followed by the RLP record of [`PROGRESS_VERSION`].
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![PROGRESS_VERSION];
-        out.extend(alloy_rlp::encode(self));
+        out.extend(alloy_rlp::encode(RecordV2 {
+            pivot: self.pivot,
+            depth: self.depth,
+            bytes_down: self.bytes_down,
+            requests: self.requests,
+        }));
         out
     }
 
     /// Decodes any version this build knows.
     pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
         match bytes.split_first() {
-            Some((&1, mut rest)) => {
-                let record = <Self as alloy_rlp::Decodable>::decode(&mut rest)?;
-                if !rest.is_empty() {
-                    return Err(SyncError::ProgressDecode(alloy_rlp::Error::UnexpectedLength));
-                }
-                Ok(record)
+            Some((&1, rest)) => {
+                let r: RecordV1 = decode_all(rest)?;
+                Ok(Self {
+                    pivot: r.pivot,
+                    depth: r.depth,
+                    heal_roots: r.heal_roots,
+                    bytes_down: r.bytes_down,
+                    requests: r.requests,
+                })
+            }
+            Some((&2, rest)) => {
+                let r: RecordV2 = decode_all(rest)?;
+                Ok(Self {
+                    pivot: r.pivot,
+                    depth: r.depth,
+                    heal_roots: Vec::new(),
+                    bytes_down: r.bytes_down,
+                    requests: r.requests,
+                })
             }
             Some((&v, _)) => Err(SyncError::ProgressVersion(v)),
             None => Err(SyncError::ProgressDecode(alloy_rlp::Error::InputTooShort)),
@@ -117,7 +193,28 @@ mod tests {
         );
         let bytes = alloy_primitives::hex::decode(v1).unwrap();
         assert_eq!(SyncProgress::decode(&bytes).unwrap(), sample());
+    }
+
+    /// Version 2's bytes, frozen; the heal roots are entries of their own.
+    #[test]
+    fn version_2_round_trips_and_is_frozen() {
+        // [2] ‖ [[8, hash, root], 2, 1000, 7]
+        let v2 = concat!(
+            "02f84af84308a0",
+            "1111111111111111111111111111111111111111111111111111111111111111",
+            "a0",
+            "2222222222222222222222222222222222222222222222222222222222222222",
+            "028203e807"
+        );
+        let bytes = alloy_primitives::hex::decode(v2).unwrap();
         assert_eq!(sample().encode(), bytes);
+        let back = SyncProgress::decode(&bytes).unwrap();
+        assert_eq!(back, SyncProgress { heal_roots: Vec::new(), ..sample() });
+        for root in sample().heal_roots {
+            let again = HealRoot::from_entry(&root.key(), root.hash.as_slice()).unwrap();
+            assert_eq!(again, root);
+        }
+        assert!(HealRoot::from_entry(&[0xc0], &[0; 31]).is_err());
     }
 
     #[test]
@@ -127,5 +224,6 @@ mod tests {
         assert!(matches!(SyncProgress::decode(&bytes), Err(SyncError::ProgressVersion(9))));
         assert!(SyncProgress::decode(&[]).is_err());
         assert!(SyncProgress::decode(&[1, 0xff]).is_err());
+        assert!(SyncProgress::decode(&[2, 0xff]).is_err());
     }
 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use leafsync_p2p::leaf::ChainHead;
+
 /// What the syncer is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Phase {
@@ -20,6 +22,10 @@ pub enum Phase {
 pub struct SyncStats {
     /// Current phase.
     pub phase: Phase,
+    /// The pivot being synced to.
+    pub pivot: ChainHead,
+    /// Peers the sync is using.
+    pub peers: u64,
     /// Chunk units (account and storage) created so far.
     pub chunks_total: u64,
     /// Chunk units imported (verified or handed to heal).

@@ -10,7 +10,7 @@ use std::{
 use alloy_primitives::{B256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles};
 use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
-use leafsync_leafdb::{BlockHeader, EMPTY_CODE_HASH, KvStore, LeafDb};
+use leafsync_leafdb::{BlockHeader, DEFAULT_RECENT_BLOCKS, EMPTY_CODE_HASH, KvStore, LeafDb};
 use leafsync_p2p::{
     PeerId,
     leaf::{
@@ -20,7 +20,10 @@ use leafsync_p2p::{
     },
     requests::RequestError,
 };
-use tokio::time::Instant;
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
 use tracing::{debug, info, warn};
 
 use crate::{
@@ -36,6 +39,13 @@ use crate::{
     stats::{Phase, SyncStats},
     tasks::{Answer, Attempts, CodeTask, Done, Job, NodeTask, Owner, Purpose, Unit, take_for},
 };
+
+/// How often a sync with nothing to send looks again at its peers' heads (500 ms): a peer may
+/// reach the pivot, and only then be asked for its nodes.
+const RECHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Shortest interval between two publications of the counters on the progress channel (250 ms).
+const PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Codes asked per `GetCodes` (256): codes are 1–24 KiB, so 256 of them mostly fill a 2 MiB
 /// answer; the rest of a larger batch would come back empty and be asked again.
@@ -98,6 +108,13 @@ pub struct Syncer<S: KvStore> {
     /// Bytes and requests of earlier runs of this sync (from the progress record).
     prior: (u64, u64),
     started: Instant,
+    /// Peers that start serving during the sync.
+    new_peers: Option<mpsc::UnboundedReceiver<Arc<dyn SyncPeer>>>,
+    /// Trusted heads (the neighbour execution client's): the pivot and where it moves.
+    pivot_feed: Option<watch::Receiver<ChainHead>>,
+    /// Where the counters are published for status and metrics.
+    progress: Option<watch::Sender<SyncStats>>,
+    last_publish: Option<Instant>,
 }
 
 impl<S: KvStore> std::fmt::Debug for Syncer<S> {
@@ -173,7 +190,71 @@ impl<S: KvStore + 'static> Syncer<S> {
             prior: (0, 0),
             epoch: 0,
             started: Instant::now(),
+            new_peers: None,
+            pivot_feed: None,
+            progress: None,
+            last_publish: None,
         }
+    }
+
+    /// Peers that start serving during the sync join it from `peers` (see
+    /// [`crate::watch_network_peers`]). While the channel is open, losing every peer is not
+    /// fatal: the sync waits up to [`SyncConfig::stall_timeout`] for a new one.
+    pub fn with_new_peers(mut self, peers: mpsc::UnboundedReceiver<Arc<dyn SyncPeer>>) -> Self {
+        self.new_peers = Some(peers);
+        self
+    }
+
+    /// A trusted source of heads, such as the neighbour execution client: its current head is
+    /// the pivot (unless a progress record has a pivot still within
+    /// [`SyncConfig::repivot_distance`] of it), and the sync re-pivots to its head when that is
+    /// `repivot_distance` past the pivot. Peers' announcements then never choose the pivot.
+    pub fn with_pivot_feed(mut self, heads: watch::Receiver<ChainHead>) -> Self {
+        self.pivot_feed = Some(heads);
+        self
+    }
+
+    /// Publishes the counters to `progress` as they change (at most every 250 ms) and at the end.
+    pub fn with_progress(mut self, progress: watch::Sender<SyncStats>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Adds a peer, or revives one dropped earlier (a new session of it); banned peers stay out.
+    fn add_peer(&mut self, peer: Arc<dyn SyncPeer>) {
+        let id = peer.id();
+        match self.peers.iter_mut().find(|p| p.peer.id() == id) {
+            Some(slot) if slot.standing == Standing::Banned => {}
+            Some(slot) => {
+                slot.peer = peer;
+                slot.timeouts = 0;
+                slot.empties = 0;
+                if slot.standing == Standing::Dropped {
+                    slot.standing = Standing::Active;
+                    info!(peer = %id, "sync peer is back");
+                }
+            }
+            None => {
+                info!(peer = %id, head = peer.head().number, "sync peer joined");
+                self.peers.push(PeerSlot {
+                    peer,
+                    rate: PeerRate::default(),
+                    in_flight: 0,
+                    junk: 0,
+                    timeouts: 0,
+                    empties: 0,
+                    standing: Standing::Active,
+                });
+            }
+        }
+    }
+
+    /// Whether peer `i` can be asked for the pivot's trie nodes: a server keeps the nodes of its
+    /// last [`DEFAULT_RECENT_BLOCKS`] heads, so its head must be at the pivot or at most that far
+    /// past it. Chunks and codes go to every peer (a chunk read at another head is healed).
+    fn has_pivot_nodes(&self, i: usize) -> bool {
+        let head = self.peers[i].peer.head().number;
+        head >= self.pivot.number && head - self.pivot.number < DEFAULT_RECENT_BLOCKS
     }
 
     /// The counters so far.
@@ -197,15 +278,25 @@ impl<S: KvStore + 'static> Syncer<S> {
 
     async fn run_inner(&mut self) -> Result<(), SyncError> {
         self.started = Instant::now();
+        let mut new_peers = self.new_peers.take();
+        let mut pivot_feed = self.pivot_feed.take();
         let heads: Vec<ChainHead> = self.peers.iter().map(|p| p.peer.head()).collect();
         let record = self.db.sync_progress()?.map(|b| SyncProgress::decode(&b)).transpose()?;
-        let resumed = record.filter(|r| self.config.pivot.is_none_or(|p| p == r.pivot));
+        let trusted = pivot_feed.as_ref().map(|f| *f.borrow());
+        let distance = self.config.repivot_distance;
+        let resumed = record.filter(|r| match (self.config.pivot, trusted) {
+            (Some(p), _) => p == r.pivot,
+            // A trusted head not far past the recorded pivot keeps the record's work.
+            (None, Some(t)) => t.number >= r.pivot.number && t.number - r.pivot.number < distance,
+            (None, None) => true,
+        });
         if let Some(r) = &resumed {
             self.pivot = r.pivot;
             self.depth = usize::try_from(r.depth).unwrap_or(MAX_CHUNK_DEPTH).min(MAX_CHUNK_DEPTH);
             self.prior = (r.bytes_down, r.requests);
         } else {
-            self.pivot = choose_pivot(self.config.pivot, &heads).ok_or(SyncError::NoPivot)?;
+            self.pivot =
+                choose_pivot(self.config.pivot.or(trusted), &heads).ok_or(SyncError::NoPivot)?;
             let mut estimates: Vec<u64> =
                 self.peers.iter().map(|p| p.peer.account_estimate()).collect();
             estimates.sort_unstable();
@@ -214,8 +305,13 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         let root = self.pivot.state_root;
         if let Some(r) = resumed {
-            info!(pivot = r.pivot.number, heal_roots = r.heal_roots.len(), "resuming state sync");
-            for h in r.heal_roots {
+            // Version 1 kept the heal roots in the record; version 2 keeps one entry each.
+            let mut roots = r.heal_roots;
+            for (key, value) in self.db.sync_heal_roots()? {
+                roots.push(HealRoot::from_entry(&key, &value)?);
+            }
+            info!(pivot = r.pivot.number, heal_roots = roots.len(), "resuming state sync");
+            for h in roots {
                 let owner = match h.owner {
                     TrieOwner::Accounts => None,
                     TrieOwner::Storage(o) => {
@@ -226,6 +322,9 @@ impl<S: KvStore + 'static> Syncer<S> {
                 let path = Nibbles::from_nibbles_unchecked(h.path.as_slice());
                 self.add_heal_root(owner, path, h.hash)?;
             }
+        } else {
+            // Heal roots of another pivot (or of a record that did not decode) mean nothing now.
+            self.db.clear_sync_heal_roots()?;
         }
         self.persist()?;
         info!(pivot = self.pivot.number, %root, depth = self.depth, peers = self.peers.len(),
@@ -234,24 +333,52 @@ impl<S: KvStore + 'static> Syncer<S> {
         let mut in_flight: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
         let mut tick = tokio::time::interval(self.config.progress_interval);
         tick.tick().await;
+        // Since when nothing could be sent (no peer, or none has the pivot's nodes yet).
+        let mut stalled: Option<Instant> = None;
         loop {
             self.dispatch(&mut in_flight)?;
             if in_flight.is_empty() {
                 if self.is_idle() {
                     break;
                 }
-                return Err(SyncError::NoPeers);
+                let hopeless = self.active().is_empty() && new_peers.is_none();
+                if stalled.is_none() && !hopeless {
+                    info!(
+                        peers = self.active().len(),
+                        pivot = self.pivot.number,
+                        "state sync waiting for a peer that can serve the pivot"
+                    );
+                }
+                let since = *stalled.get_or_insert_with(Instant::now);
+                if hopeless || since.elapsed() >= self.config.stall_timeout {
+                    return Err(SyncError::NoPeers);
+                }
+            } else {
+                stalled = None;
             }
             tokio::select! {
-                Some(done) = in_flight.next() => {
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                     self.on_done(done).await?;
-                    self.maybe_repivot()?;
+                    self.publish(false);
+                }
+                peer = next_peer(&mut new_peers) => match peer {
+                    Some(peer) => self.add_peer(peer),
+                    None => new_peers = None,
+                },
+                changed = feed_changed(&mut pivot_feed) => {
+                    if !changed {
+                        // The trusted source is gone; the pivot stays where it is.
+                        pivot_feed = None;
+                    }
                 }
                 _ = tick.tick() => {
                     self.log_progress();
                     self.persist()?;
                 }
+                () = tokio::time::sleep(RECHECK_INTERVAL), if in_flight.is_empty() => {}
             }
+            let trusted = pivot_feed.as_ref().map(|f| *f.borrow());
+            self.maybe_repivot(trusted)?;
         }
         Ok(())
     }
@@ -269,17 +396,24 @@ impl<S: KvStore + 'static> Syncer<S> {
         Ok(())
     }
 
-    /// Moves the pivot when the head most peers announce is `repivot_distance` past it (never a
-    /// configured pivot). Queued work is dropped and answers still in flight are ignored; the
-    /// tables keep everything imported: chunks whose subtrie did not change are found complete,
-    /// changed ones are healed from what is stored (see [`Self::add_unit`]).
-    fn maybe_repivot(&mut self) -> Result<(), SyncError> {
+    /// Moves the pivot when the trusted head (`trusted`, from the pivot feed) or, without one,
+    /// the head most peers announce is `repivot_distance` past it; a configured pivot never
+    /// moves. Queued work is dropped and answers still in flight are ignored; the tables keep
+    /// everything imported: chunks whose subtrie did not change are found complete, changed ones
+    /// are healed from what is stored (see [`Self::add_unit`]).
+    fn maybe_repivot(&mut self, trusted: Option<ChainHead>) -> Result<(), SyncError> {
         if self.config.pivot.is_some() {
             return Ok(());
         }
-        let heads: Vec<ChainHead> =
-            self.active().into_iter().map(|i| self.peers[i].peer.head()).collect();
-        let Some(head) = choose_pivot(None, &heads) else { return Ok(()) };
+        let head = match trusted {
+            Some(head) => head,
+            None => {
+                let heads: Vec<ChainHead> =
+                    self.active().into_iter().map(|i| self.peers[i].peer.head()).collect();
+                let Some(head) = choose_pivot(None, &heads) else { return Ok(()) };
+                head
+            }
+        };
         if head.number < self.pivot.number.saturating_add(self.config.repivot_distance) {
             return Ok(());
         }
@@ -293,6 +427,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.skeleton.clear();
         self.owner_open.clear();
         self.storage_started.clear();
+        self.db.clear_sync_heal_roots()?;
         self.persist()?;
         self.seed(head.state_root)
     }
@@ -332,13 +467,47 @@ impl<S: KvStore + 'static> Syncer<S> {
         })
     }
 
-    /// Logs the structured progress line.
-    pub(crate) fn log_progress(&mut self) {
-        self.stats.elapsed = self.started.elapsed();
-        self.stats.heal_queue = (self.heal.len() + self.nodes.len()) as u64;
-        if self.stats.phase != Phase::Done && self.units.is_empty() && self.stats.chunks_done > 0 {
-            self.stats.phase = Phase::Heal;
+    /// Brings the derived counters (time, heal queue, phase, pivot, peers) up to date.
+    fn refresh_stats(&mut self) {
+        if self.stats.phase != Phase::Done {
+            self.stats.elapsed = self.started.elapsed();
         }
+        self.stats.heal_queue = (self.heal.len() + self.nodes.len()) as u64;
+        if self.stats.phase != Phase::Done {
+            // Heal once every chunk known so far is in (queued or in flight ones are not).
+            let chunks_left = self.stats.chunks_done < self.stats.chunks_total;
+            let chunks_over = self.stats.chunks_done > 0 && self.units.is_empty() && !chunks_left;
+            self.stats.phase = if chunks_over || self.config.mode == SyncMode::HealOnly {
+                Phase::Heal
+            } else {
+                Phase::Chunks
+            };
+        }
+        self.stats.pivot = self.pivot;
+        self.stats.peers = self.active().len() as u64;
+    }
+
+    /// Sends the counters to the progress channel, at most every [`PUBLISH_INTERVAL`] unless
+    /// `now` (whose caller has refreshed them).
+    fn publish(&mut self, now: bool) {
+        if self.progress.is_none()
+            || (!now && self.last_publish.is_some_and(|t| t.elapsed() < PUBLISH_INTERVAL))
+        {
+            return;
+        }
+        self.last_publish = Some(Instant::now());
+        if !now {
+            self.refresh_stats();
+        }
+        if let Some(tx) = &self.progress {
+            tx.send_replace(self.stats.clone());
+        }
+    }
+
+    /// Logs the structured progress line (and publishes the counters).
+    pub(crate) fn log_progress(&mut self) {
+        self.refresh_stats();
+        self.publish(true);
         let s = &self.stats;
         info!(
             target: "leafsync::sync",
@@ -351,7 +520,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             bytes = s.bytes_down,
             rate_bps = s.rate() as u64,
             eta_s = s.eta().map(|d| d.as_secs()),
-            peers = self.active().len(),
+            peers = s.peers,
             heal_queue = s.heal_queue,
             "sync progress"
         );
@@ -455,6 +624,9 @@ impl<S: KvStore + 'static> Syncer<S> {
         path: Nibbles,
         hash: B256,
     ) -> Result<(), SyncError> {
+        // Heal replaces nodes below `path` before the ones at and above it: those must not stay
+        // behind, stale, if this heal is cut short (a pivot move, a crash).
+        self.db.forget_path(owner.as_ref(), &path)?;
         self.open(owner);
         self.heal.add_root(owner, path, hash);
         self.nodes.push_back(NodeTask {
@@ -464,25 +636,32 @@ impl<S: KvStore + 'static> Syncer<S> {
             purpose: Purpose::Heal { parent: None },
             attempts: Attempts::default(),
         });
-        if owner.is_none() || path.is_empty() {
-            self.persist()?;
+        if let Some(root) = persistent_heal_root(owner, &path, hash)? {
+            self.db.put_sync_heal_root(&root.key(), hash.as_slice())?;
         }
         Ok(())
     }
 
-    /// Writes the progress record.
+    /// A heal root is complete: its persisted entry goes.
+    pub(crate) fn heal_root_finished(
+        &mut self,
+        owner: Owner,
+        path: &Nibbles,
+        hash: B256,
+    ) -> Result<(), SyncError> {
+        if let Some(root) = persistent_heal_root(owner, path, hash)? {
+            self.db.delete_sync_heal_root(&root.key())?;
+        }
+        Ok(())
+    }
+
+    /// Writes the progress record (the heal roots are entries of their own, written as they come
+    /// and go).
     pub(crate) fn persist(&self) -> Result<(), SyncError> {
-        let heal_roots = self
-            .heal
-            .persistent_roots()
-            .map(|(owner, path, hash)| {
-                Ok(HealRoot { owner: wire_owner(owner), path: wire_path(&path)?, hash })
-            })
-            .collect::<Result<Vec<_>, SyncError>>()?;
         let record = SyncProgress {
             pivot: self.pivot,
             depth: self.depth as u64,
-            heal_roots,
+            heal_roots: Vec::new(),
             bytes_down: self.prior.0 + self.stats.bytes_down,
             requests: self.prior.1 + self.stats.requests,
         };
@@ -510,9 +689,11 @@ impl<S: KvStore + 'static> Syncer<S> {
             self.peers[*b].rate.bytes_per_sec.total_cmp(&self.peers[*a].rate.bytes_per_sec)
         });
         let active = order.clone();
+        let serving: Vec<usize> =
+            order.iter().copied().filter(|i| self.has_pivot_nodes(*i)).collect();
         for peer in order {
             while self.peers[peer].in_flight < self.peers[peer].rate.capacity() {
-                let Some(job) = self.next_job(peer, &active)? else { break };
+                let Some(job) = self.next_job(peer, &active, &serving)? else { break };
                 let fut = self.send(peer, job)?;
                 self.peers[peer].in_flight += 1;
                 self.stats.requests += 1;
@@ -522,10 +703,19 @@ impl<S: KvStore + 'static> Syncer<S> {
         Ok(())
     }
 
-    fn next_job(&mut self, peer: usize, active: &[usize]) -> Result<Option<Job>, SyncError> {
-        let nodes = take_for(&mut self.nodes, peer, active, MAX_NODES_PER_REQUEST)?;
-        if !nodes.is_empty() {
-            return Ok(Some(Job::Nodes(nodes)));
+    /// The next request for `peer`: trie nodes (only if it is in `serving`, the peers that
+    /// have the pivot's nodes), then a chunk, then codes.
+    fn next_job(
+        &mut self,
+        peer: usize,
+        active: &[usize],
+        serving: &[usize],
+    ) -> Result<Option<Job>, SyncError> {
+        if serving.contains(&peer) {
+            let nodes = take_for(&mut self.nodes, peer, serving, MAX_NODES_PER_REQUEST)?;
+            if !nodes.is_empty() {
+                return Ok(Some(Job::Nodes(nodes)));
+            }
         }
         if let Some(unit) = take_for(&mut self.units, peer, active, 1)?.pop() {
             return Ok(Some(Job::Chunk(unit)));
@@ -758,4 +948,36 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.codes.extend(missing);
         Ok(())
     }
+}
+
+/// The next peer from an optional channel; pending forever without one. `None`: it closed.
+async fn next_peer(
+    rx: &mut Option<mpsc::UnboundedReceiver<Arc<dyn SyncPeer>>>,
+) -> Option<Arc<dyn SyncPeer>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when an optional watch changes (`true`) or its sender is gone (`false`); pending
+/// forever without one.
+async fn feed_changed(rx: &mut Option<watch::Receiver<ChainHead>>) -> bool {
+    match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// The persisted form of a heal root worth persisting: account-trie ones and whole storage tries
+/// (a storage subtrie below a storage skeleton is found again through that skeleton).
+fn persistent_heal_root(
+    owner: Owner,
+    path: &Nibbles,
+    hash: B256,
+) -> Result<Option<HealRoot>, SyncError> {
+    if owner.is_some() && !path.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(HealRoot { owner: wire_owner(owner), path: wire_path(path)?, hash }))
 }

@@ -17,7 +17,7 @@ use leafsync_p2p::{
     peers::{EmptyHandler, LocalHead, Network, NetworkConfig, NetworkHandle, RequestHandler},
 };
 use leafsync_serve::{LeafServer, ServeConfig};
-use leafsync_sync::{SyncConfig, Syncer, network_peers};
+use leafsync_sync::{SyncConfig, Syncer, network_peers, watch_network_peers};
 use secp256k1::SecretKey;
 use tokio::sync::watch;
 
@@ -69,4 +69,49 @@ async fn syncs_from_two_servers_over_rlpx() {
     assert_same_state(&db, &src, root);
     assert!(out.banned.is_empty() && out.dropped.is_empty());
     println!("over rlpx: bytes_down={} requests={}", out.stats.bytes_down, out.stats.requests);
+}
+
+/// `watch_network_peers`: a server that connects after the watch started is handed over on the
+/// channel, and a `NewHead` of a known server shows in its head; a sync fed by the watch takes
+/// both servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_watch_sees_new_peers_and_new_heads() {
+    let src = source(ACCOUNTS, 18);
+    let root = src.account_root().unwrap();
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let handler = Arc::new(LeafServer::new(Arc::clone(&src), ServeConfig::default()));
+        servers.push(start(handler, root, Vec::new()).await);
+    }
+    let first = servers[0].0.local_enode();
+    let (client, _head) = start(Arc::new(EmptyHandler), EMPTY_ROOT_HASH, vec![first]).await;
+    let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+    while client.peers().await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "nodes did not connect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (now, mut later) = watch_network_peers(&client).await;
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].id(), first.id);
+
+    // The first server announces a new head: the watched peer's head follows.
+    let moved = ChainHead { number: 7, hash: B256::repeat_byte(7), state_root: root };
+    servers[0].1.send_modify(|h| h.head = moved);
+    let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+    while now[0].head() != moved {
+        assert!(tokio::time::Instant::now() < deadline, "the new head did not arrive");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The second server connects later and comes out of the channel.
+    client.add_peer(servers[1].0.local_enode()).await.unwrap();
+    let joined = tokio::time::timeout(CONNECT_WAIT, later.recv()).await.unwrap().unwrap();
+    assert_eq!(joined.id(), servers[1].0.local_id());
+
+    let db = Arc::new(LeafDb::in_memory());
+    let config = SyncConfig { chunk_target_bytes: 16 * 1024, ..Default::default() };
+    let out = Syncer::new(Arc::clone(&db), config, now).with_new_peers(later).run().await.unwrap();
+    assert_eq!(out.root, root);
+    assert_eq!(out.pivot, moved, "the pivot is the announced head");
+    assert_same_state(&db, &src, root);
 }

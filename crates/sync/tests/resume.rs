@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use common::{Behaviour, SimPeer, assert_same_state, dyn_peers, source};
 use leafsync_leafdb::LeafDb;
-use leafsync_sync::{SyncConfig, SyncError, SyncMode, SyncProgress, Syncer};
+use leafsync_sync::{HealRoot, SyncConfig, SyncError, SyncMode, SyncProgress, Syncer};
 
 const ACCOUNTS: u64 = 2000;
 
@@ -78,4 +78,60 @@ async fn repeated_stops_with_junk_and_heal_in_progress_resume() {
 #[tokio::test(start_paused = true)]
 async fn a_stopped_heal_only_sync_resumes() {
     resume_after(&[8, 8], SyncMode::HealOnly, false).await;
+}
+
+/// A record written by version 1 (heal roots inside it) still resumes: a stopped sync's record
+/// and heal-root entries are rewritten in the version-1 form, and the next run finishes.
+#[tokio::test(start_paused = true)]
+async fn a_version_1_record_with_heal_roots_resumes() {
+    #[derive(alloy_rlp::RlpEncodable)]
+    struct V1 {
+        pivot: leafsync_p2p::leaf::ChainHead,
+        depth: u64,
+        heal_roots: Vec<HealRoot>,
+        bytes_down: u64,
+        requests: u64,
+    }
+    let src = source(ACCOUNTS, 22);
+    let root = src.account_root().unwrap();
+    let client = Arc::new(LeafDb::in_memory());
+    let peers = [
+        SimPeer::new(1, Arc::clone(&src), Behaviour::Limited(6), ACCOUNTS),
+        SimPeer::new(9, Arc::clone(&src), Behaviour::Junk, ACCOUNTS),
+    ];
+    let err = Syncer::new(Arc::clone(&client), config(SyncMode::Leaf), dyn_peers(&peers))
+        .run()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SyncError::NoPeers), "{err}");
+    let record = SyncProgress::decode(&client.sync_progress().unwrap().unwrap()).unwrap();
+    let heal_roots: Vec<HealRoot> = client
+        .sync_heal_roots()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| HealRoot::from_entry(k, v).unwrap())
+        .collect();
+    assert!(!heal_roots.is_empty(), "junk chunks left heal roots");
+    let mut v1 = vec![1u8];
+    v1.extend(alloy_rlp::encode(V1 {
+        pivot: record.pivot,
+        depth: record.depth,
+        heal_roots: heal_roots.clone(),
+        bytes_down: record.bytes_down,
+        requests: record.requests,
+    }));
+    client.put_sync_progress(&v1).unwrap();
+    client.clear_sync_heal_roots().unwrap();
+    assert_eq!(SyncProgress::decode(&v1).unwrap().heal_roots, heal_roots);
+
+    let honest = [SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, ACCOUNTS)];
+    let out = Syncer::new(Arc::clone(&client), config(SyncMode::Leaf), dyn_peers(&honest))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.root, root);
+    assert_same_state(&client, &src, root);
+    assert!(
+        client.sync_heal_roots().unwrap().is_empty() && client.sync_progress().unwrap().is_none()
+    );
 }

@@ -1,0 +1,76 @@
+//! Running `leafsync` processes from tests: the binary, a daemon killed on drop, its stdout
+//! lines, and a clean SIGTERM stop. Shared by the `cli_*` test binaries.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // each test binary uses a part
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+/// Bound on every wait for a daemon.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// The binary under test, logging at `info`.
+pub fn leafsync() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_leafsync"));
+    c.env("RUST_LOG", "info");
+    c
+}
+
+/// A child process, killed when dropped (a failing test leaves nothing running).
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `leafsync run --config config` with its log in `log` (a file: an unread pipe could
+/// fill up and block the daemon); returns the process and its stdout lines.
+pub fn spawn_daemon(config: &Path, log: &Path) -> (Killed, mpsc::Receiver<String>) {
+    let mut child = leafsync()
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (Killed(child), rx)
+}
+
+/// The rest of the first stdout line starting with `prefix`.
+pub fn line_with(rx: &mpsc::Receiver<String>, prefix: &str) -> String {
+    loop {
+        match rx.recv_timeout(WAIT) {
+            Ok(line) if line.starts_with(prefix) => return line[prefix.len()..].to_string(),
+            Ok(_) => continue,
+            Err(e) => panic!("no {prefix:?} line from the daemon: {e}"),
+        }
+    }
+}
+
+/// SIGTERM, then the exit must be clean.
+pub fn sigterm_and_wait(daemon: &mut Killed) {
+    let sent = Command::new("kill").args(["-TERM", &daemon.0.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + WAIT;
+    let exit = loop {
+        if let Some(s) = daemon.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "daemon did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+}

@@ -1,0 +1,205 @@
+//! What a daemon feeds a running sync: peers that join mid-way (`with_new_peers`), a trusted
+//! pivot from the execution client that is ahead of the servers and then moves
+//! (`with_pivot_feed`), and the published counters (`with_progress`).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::{sync::Arc, time::Duration};
+
+use common::{
+    Behaviour, SimPeer, assert_same_state,
+    chain::{ACCOUNTS, at, chain},
+    dyn_peers, source,
+};
+use futures::future::BoxFuture;
+use leafsync_leafdb::{BlockHeader, LeafDb, MemStore};
+use leafsync_p2p::{
+    PeerId,
+    leaf::{
+        ChainHead, Chunk, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk, Nodes,
+        PenaltyClass, StorageChunk,
+    },
+};
+use leafsync_sync::{PeerFuture, Phase, SyncConfig, SyncError, SyncPeer, SyncStats, Syncer};
+use tokio::sync::{mpsc, watch};
+
+const CHUNK_BYTES: u64 = 16 * 1024;
+
+/// A peer whose every answer takes `delay` (virtual time), so that a sync spans time in which
+/// the test changes the world.
+struct Slow {
+    inner: Arc<SimPeer>,
+    delay: Duration,
+}
+
+impl Slow {
+    fn wrap<T: Send + 'static>(&self, f: PeerFuture<T>) -> PeerFuture<T> {
+        let delay = self.delay;
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            f.await
+        })
+    }
+}
+
+impl SyncPeer for Slow {
+    fn id(&self) -> PeerId {
+        self.inner.id()
+    }
+    fn head(&self) -> ChainHead {
+        self.inner.head()
+    }
+    fn account_estimate(&self) -> u64 {
+        self.inner.account_estimate()
+    }
+    fn get_chunk(&self, request: GetChunk) -> PeerFuture<Chunk> {
+        self.wrap(self.inner.get_chunk(request))
+    }
+    fn get_storage_chunk(&self, request: GetStorageChunk) -> PeerFuture<StorageChunk> {
+        self.wrap(self.inner.get_storage_chunk(request))
+    }
+    fn get_nodes(&self, request: GetNodes) -> PeerFuture<Nodes> {
+        self.wrap(self.inner.get_nodes(request))
+    }
+    fn get_codes(&self, request: GetCodes) -> PeerFuture<Codes> {
+        self.wrap(self.inner.get_codes(request))
+    }
+    fn penalise(&self, class: PenaltyClass) -> BoxFuture<'static, ()> {
+        self.inner.penalise(class)
+    }
+}
+
+fn slow(inner: Arc<SimPeer>) -> Arc<dyn SyncPeer> {
+    Arc::new(Slow { inner, delay: Duration::from_millis(20) })
+}
+
+fn chain_head(h: &BlockHeader) -> ChainHead {
+    ChainHead { number: h.number, hash: h.hash, state_root: h.state_root }
+}
+
+fn config() -> SyncConfig {
+    SyncConfig { chunk_target_bytes: CHUNK_BYTES, ..Default::default() }
+}
+
+/// The only peer disconnects after a few answers; a second one joins a second later and the
+/// sync finishes from it. Without the channel the same sync fails for lack of peers.
+#[tokio::test(start_paused = true)]
+async fn a_peer_joining_mid_sync_takes_over() {
+    let src = source(3000, 5);
+    let root = src.account_root().unwrap();
+    let fresh = || SimPeer::new(1, Arc::clone(&src), Behaviour::Limited(12), 3000);
+
+    let alone = Syncer::new(Arc::new(LeafDb::in_memory()), config(), dyn_peers(&[fresh()]));
+    assert!(matches!(alone.run().await, Err(SyncError::NoPeers)), "one limited peer cannot finish");
+
+    let late = SimPeer::new(2, Arc::clone(&src), Behaviour::Honest, 3000);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (progress_tx, progress) = watch::channel(SyncStats::default());
+    let joiner = Arc::clone(&late) as Arc<dyn SyncPeer>;
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tx.send(joiner).unwrap();
+        // The sender stays open until the sync ends, as a daemon's peer watcher does.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    });
+    let first = fresh();
+    let client = Arc::new(LeafDb::in_memory());
+    let out = Syncer::new(Arc::clone(&client), config(), dyn_peers(&[Arc::clone(&first)]))
+        .with_new_peers(rx)
+        .with_progress(progress_tx)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.root, root);
+    assert_same_state(&client, &src, root);
+    assert_eq!(out.dropped, vec![first.id], "the first peer left");
+    assert!(out.banned.is_empty());
+    let by_late = late.requests.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(by_late > 0, "the peer that joined got work");
+    // The published counters end with the outcome's.
+    let last = progress.borrow().clone();
+    assert_eq!(last.phase, Phase::Done);
+    assert_eq!(last.chunks_done, out.stats.chunks_done);
+    assert_eq!(last.bytes_down, out.stats.bytes_down);
+    assert_eq!(last.pivot, out.pivot);
+    println!("joined peer answered {by_late} of {} requests", out.stats.requests);
+}
+
+/// The execution client's head (the trusted pivot) is two blocks ahead of every server: chunks
+/// are fetched (stale, healed later) while no server can serve the pivot's nodes; nobody is
+/// dropped for that, and once the servers import the blocks the sync ends at the trusted pivot.
+#[tokio::test(start_paused = true)]
+async fn a_trusted_pivot_ahead_of_the_servers_waits_for_them() {
+    let blocks = chain(6);
+    let dbs: Vec<Arc<LeafDb<MemStore>>> = (0..3).map(|_| at(&blocks, 4)).collect();
+    let peers: Vec<Arc<dyn SyncPeer>> = dbs
+        .iter()
+        .enumerate()
+        .map(|(i, db)| slow(SimPeer::new(i as u8 + 1, Arc::clone(db), Behaviour::Honest, ACCOUNTS)))
+        .collect();
+    let pivot = chain_head(&blocks[5].0);
+    let (_feed_tx, feed) = watch::channel(pivot);
+    let servers = dbs.clone();
+    let later = blocks[4..6].to_vec();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        for db in &servers {
+            for (header, diff) in &later {
+                assert!(db.apply_block(header, diff).unwrap().root_matches);
+            }
+        }
+    });
+    let client = Arc::new(LeafDb::in_memory());
+    let started = tokio::time::Instant::now();
+    let out = Syncer::new(Arc::clone(&client), config(), peers)
+        .with_pivot_feed(feed)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.pivot, pivot);
+    assert_eq!(out.root, pivot.state_root);
+    assert_same_state(&client, &at(&blocks, 6), pivot.state_root);
+    assert!(out.dropped.is_empty() && out.banned.is_empty(), "{out:?}");
+    // The skeleton comes from the pivot's nodes, so nothing but waiting happens before then.
+    assert!(started.elapsed() >= Duration::from_secs(5), "it waited for the servers");
+}
+
+/// The trusted head moves while the servers follow it block by block: the sync re-pivots to the
+/// feed once it is `repivot_distance` past the pivot (the peers' own heads do not decide it) and
+/// ends at exactly the feed's head.
+#[tokio::test(start_paused = true)]
+async fn the_trusted_feed_moves_the_pivot() {
+    const START: u64 = 2;
+    const END: u64 = 10;
+    let blocks = chain(END);
+    let dbs: Vec<Arc<LeafDb<MemStore>>> = (0..3).map(|_| at(&blocks, START)).collect();
+    let peers: Vec<Arc<dyn SyncPeer>> = dbs
+        .iter()
+        .enumerate()
+        .map(|(i, db)| slow(SimPeer::new(i as u8 + 1, Arc::clone(db), Behaviour::Honest, ACCOUNTS)))
+        .collect();
+    let (feed_tx, feed) = watch::channel(chain_head(&blocks[START as usize - 1].0));
+    let servers = dbs.clone();
+    let later = blocks[START as usize..].to_vec();
+    tokio::spawn(async move {
+        for (header, diff) in &later {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            for db in &servers {
+                assert!(db.apply_block(header, diff).unwrap().root_matches);
+            }
+            feed_tx.send_replace(chain_head(header));
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    });
+    let client = Arc::new(LeafDb::in_memory());
+    let config = SyncConfig { repivot_distance: 4, ..config() };
+    let out =
+        Syncer::new(Arc::clone(&client), config, peers).with_pivot_feed(feed).run().await.unwrap();
+    assert!(out.stats.repivots >= 1, "{:?}", out.stats);
+    assert!(out.pivot.number >= START + 4, "moved to the feed's head: {:?}", out.pivot);
+    let expected = blocks[out.pivot.number as usize - 1].0;
+    assert_eq!(out.pivot, chain_head(&expected));
+    assert_same_state(&client, &at(&blocks, out.pivot.number), expected.state_root);
+    assert!(out.dropped.is_empty() && out.banned.is_empty(), "{out:?}");
+}
