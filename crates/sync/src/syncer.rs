@@ -70,6 +70,21 @@ pub(crate) struct PeerSlot {
     pub(crate) standing: Standing,
 }
 
+impl PeerSlot {
+    /// A peer new to this sync: unmeasured, active.
+    fn new(peer: Arc<dyn SyncPeer>) -> Self {
+        Self {
+            peer,
+            rate: PeerRate::default(),
+            in_flight: 0,
+            junk: 0,
+            timeouts: 0,
+            empties: 0,
+            standing: Standing::Active,
+        }
+    }
+}
+
 /// The result of a finished sync.
 #[derive(Debug, Clone)]
 pub struct SyncOutcome {
@@ -160,18 +175,7 @@ pub(crate) fn wire_owner(owner: Owner) -> TrieOwner {
 impl<S: KvStore + 'static> Syncer<S> {
     /// A syncer writing into `db`, asking `peers`.
     pub fn new(db: Arc<LeafDb<S>>, config: SyncConfig, peers: Vec<Arc<dyn SyncPeer>>) -> Self {
-        let peers = peers
-            .into_iter()
-            .map(|peer| PeerSlot {
-                peer,
-                rate: PeerRate::default(),
-                in_flight: 0,
-                junk: 0,
-                timeouts: 0,
-                empties: 0,
-                standing: Standing::Active,
-            })
-            .collect();
+        let peers = peers.into_iter().map(PeerSlot::new).collect();
         Self {
             db,
             config,
@@ -236,15 +240,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
             None => {
                 info!(peer = %id, head = peer.head().number, "sync peer joined");
-                self.peers.push(PeerSlot {
-                    peer,
-                    rate: PeerRate::default(),
-                    in_flight: 0,
-                    junk: 0,
-                    timeouts: 0,
-                    empties: 0,
-                    standing: Standing::Active,
-                });
+                self.peers.push(PeerSlot::new(peer));
             }
         }
     }
