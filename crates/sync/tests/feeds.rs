@@ -8,70 +8,33 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{
-    Behaviour, SimPeer, assert_same_state,
+    Behaviour, Hook, Hooked, SimPeer, assert_same_state,
     chain::{ACCOUNTS, at, chain},
     dyn_peers, source,
 };
-use futures::future::BoxFuture;
 use leafsync_leafdb::{BlockHeader, LeafDb, MemStore};
-use leafsync_p2p::{
-    PeerId,
-    leaf::{
-        ChainHead, Chunk, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk, Nodes,
-        PenaltyClass, StorageChunk,
-    },
-};
+use leafsync_p2p::leaf::ChainHead;
 use leafsync_sync::{PeerFuture, Phase, SyncConfig, SyncError, SyncPeer, SyncStats, Syncer};
 use tokio::sync::{mpsc, watch};
 
 const CHUNK_BYTES: u64 = 16 * 1024;
 
-/// A peer whose every answer takes `delay` (virtual time), so that a sync spans time in which
-/// the test changes the world.
-struct Slow {
-    inner: Arc<SimPeer>,
-    delay: Duration,
-}
+/// Every answer takes the given time (virtual), so that a sync spans time in which the test
+/// changes the world.
+struct Delay(Duration);
 
-impl Slow {
-    fn wrap<T: Send + 'static>(&self, f: PeerFuture<T>) -> PeerFuture<T> {
-        let delay = self.delay;
+impl Hook for Delay {
+    fn around<T: Send + 'static>(&self, request: PeerFuture<T>) -> PeerFuture<T> {
+        let delay = self.0;
         Box::pin(async move {
             tokio::time::sleep(delay).await;
-            f.await
+            request.await
         })
     }
 }
 
-impl SyncPeer for Slow {
-    fn id(&self) -> PeerId {
-        self.inner.id()
-    }
-    fn head(&self) -> ChainHead {
-        self.inner.head()
-    }
-    fn account_estimate(&self) -> u64 {
-        self.inner.account_estimate()
-    }
-    fn get_chunk(&self, request: GetChunk) -> PeerFuture<Chunk> {
-        self.wrap(self.inner.get_chunk(request))
-    }
-    fn get_storage_chunk(&self, request: GetStorageChunk) -> PeerFuture<StorageChunk> {
-        self.wrap(self.inner.get_storage_chunk(request))
-    }
-    fn get_nodes(&self, request: GetNodes) -> PeerFuture<Nodes> {
-        self.wrap(self.inner.get_nodes(request))
-    }
-    fn get_codes(&self, request: GetCodes) -> PeerFuture<Codes> {
-        self.wrap(self.inner.get_codes(request))
-    }
-    fn penalise(&self, class: PenaltyClass) -> BoxFuture<'static, ()> {
-        self.inner.penalise(class)
-    }
-}
-
 fn slow(inner: Arc<SimPeer>) -> Arc<dyn SyncPeer> {
-    Arc::new(Slow { inner, delay: Duration::from_millis(20) })
+    Arc::new(Hooked { inner, hook: Delay(Duration::from_millis(20)) })
 }
 
 fn chain_head(h: &BlockHeader) -> ChainHead {

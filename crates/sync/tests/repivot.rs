@@ -11,20 +11,12 @@ use std::sync::{
 };
 
 use common::{
-    Behaviour, SimPeer, assert_same_state,
+    Behaviour, Hook, Hooked, SimPeer, assert_same_state,
     chain::{ACCOUNTS, at, chain},
     dyn_peers,
 };
-use futures::future::BoxFuture;
 use leafsync_leafdb::{BlockDiff, BlockHeader, LeafDb};
-use leafsync_p2p::{
-    PeerId,
-    leaf::{
-        ChainHead, Chunk, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk, Nodes,
-        PenaltyClass, StorageChunk,
-    },
-};
-use leafsync_sync::{PeerFuture, SyncConfig, SyncPeer, Syncer};
+use leafsync_sync::{SyncConfig, SyncPeer, Syncer};
 
 /// The servers start here; it becomes the first pivot.
 const START: u64 = 2;
@@ -34,52 +26,20 @@ const JUMP_AFTER: u64 = 100;
 /// Re-pivot distance of the test (the default is 64; the chain is short).
 const DISTANCE: u64 = 8;
 
-/// A server that applies the chain's next blocks to its leafdb once it has answered
-/// [`JUMP_AFTER`] requests (all servers of the test count together).
-struct Jumping {
-    inner: Arc<SimPeer>,
+/// Applies the chain's next blocks to a server's leafdb once the servers together have answered
+/// [`JUMP_AFTER`] requests.
+struct Jump {
     counter: Arc<AtomicU64>,
     blocks: Mutex<Vec<(BlockHeader, BlockDiff)>>,
 }
 
-impl Jumping {
-    fn tick(&self) {
+impl Hook for Jump {
+    fn before(&self, inner: &SimPeer) {
         if self.counter.fetch_add(1, Ordering::Relaxed) >= JUMP_AFTER {
             for (header, diff) in self.blocks.lock().unwrap().drain(..) {
-                assert!(self.inner.db.apply_block(&header, &diff).unwrap().root_matches);
+                assert!(inner.db.apply_block(&header, &diff).unwrap().root_matches);
             }
         }
-    }
-}
-
-impl SyncPeer for Jumping {
-    fn id(&self) -> PeerId {
-        self.inner.id()
-    }
-    fn head(&self) -> ChainHead {
-        self.inner.head()
-    }
-    fn account_estimate(&self) -> u64 {
-        self.inner.account_estimate()
-    }
-    fn get_chunk(&self, request: GetChunk) -> PeerFuture<Chunk> {
-        self.tick();
-        self.inner.get_chunk(request)
-    }
-    fn get_storage_chunk(&self, request: GetStorageChunk) -> PeerFuture<StorageChunk> {
-        self.tick();
-        self.inner.get_storage_chunk(request)
-    }
-    fn get_nodes(&self, request: GetNodes) -> PeerFuture<Nodes> {
-        self.tick();
-        self.inner.get_nodes(request)
-    }
-    fn get_codes(&self, request: GetCodes) -> PeerFuture<Codes> {
-        self.tick();
-        self.inner.get_codes(request)
-    }
-    fn penalise(&self, class: PenaltyClass) -> BoxFuture<'static, ()> {
-        self.inner.penalise(class)
     }
 }
 
@@ -90,11 +50,11 @@ async fn the_pivot_moves_mid_sync_and_chunk_work_is_kept() {
     let servers: Vec<Arc<dyn SyncPeer>> = (0..3u8)
         .map(|i| {
             let inner = SimPeer::new(i + 1, at(&chain, START), Behaviour::Honest, ACCOUNTS);
-            Arc::new(Jumping {
-                inner,
+            let hook = Jump {
                 counter: Arc::clone(&counter),
                 blocks: Mutex::new(chain[START as usize..JUMP_TO as usize].to_vec()),
-            }) as Arc<dyn SyncPeer>
+            };
+            Arc::new(Hooked { inner, hook }) as Arc<dyn SyncPeer>
         })
         .collect();
     let client = Arc::new(LeafDb::in_memory());

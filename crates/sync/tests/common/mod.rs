@@ -230,3 +230,56 @@ pub fn assert_same_state<S: KvStore>(client: &LeafDb<S>, source: &LeafDb<MemStor
 pub fn dyn_peers(peers: &[Arc<SimPeer>]) -> Vec<Arc<dyn SyncPeer>> {
     peers.iter().map(|p| Arc::clone(p) as Arc<dyn SyncPeer>).collect()
 }
+
+/// What a wrapping peer does around each request of its inner peer.
+pub trait Hook: Send + Sync + 'static {
+    /// Runs before the inner peer is asked.
+    fn before(&self, _inner: &SimPeer) {}
+    /// The future the syncer awaits, given the inner peer's.
+    fn around<T: Send + 'static>(&self, request: PeerFuture<T>) -> PeerFuture<T> {
+        request
+    }
+}
+
+impl<H: Hook> Hooked<H> {
+    fn ask<T: Send + 'static>(
+        &self,
+        request: impl FnOnce(&SimPeer) -> PeerFuture<T>,
+    ) -> PeerFuture<T> {
+        self.hook.before(&self.inner);
+        self.hook.around(request(&self.inner))
+    }
+}
+
+/// A [`SimPeer`] with a [`Hook`] around every request.
+pub struct Hooked<H> {
+    pub inner: Arc<SimPeer>,
+    pub hook: H,
+}
+
+impl<H: Hook> SyncPeer for Hooked<H> {
+    fn id(&self) -> PeerId {
+        self.inner.id()
+    }
+    fn head(&self) -> ChainHead {
+        self.inner.head()
+    }
+    fn account_estimate(&self) -> u64 {
+        self.inner.account_estimate()
+    }
+    fn get_chunk(&self, request: GetChunk) -> PeerFuture<Chunk> {
+        self.ask(|p| p.get_chunk(request))
+    }
+    fn get_storage_chunk(&self, request: GetStorageChunk) -> PeerFuture<StorageChunk> {
+        self.ask(|p| p.get_storage_chunk(request))
+    }
+    fn get_nodes(&self, request: GetNodes) -> PeerFuture<Nodes> {
+        self.ask(|p| p.get_nodes(request))
+    }
+    fn get_codes(&self, request: GetCodes) -> PeerFuture<Codes> {
+        self.ask(|p| p.get_codes(request))
+    }
+    fn penalise(&self, class: PenaltyClass) -> BoxFuture<'static, ()> {
+        self.inner.penalise(class)
+    }
+}
