@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Sourced by scripts/test.sh and scripts/demo.sh: installs what the build and the tests need when
 # it is missing, and chooses the cargo target directory. Safe to run again: it only acts on what
-# is missing.
+# is missing. Every check tests for the thing the build uses (scripts/detect.sh).
 set -euo pipefail
 
 LEAFSYNC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export LEAFSYNC_ROOT
+source "$LEAFSYNC_ROOT/scripts/detect.sh"
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
@@ -20,34 +21,37 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# The rocksdb crate generates its bindings with bindgen, which needs libclang.
-if ! compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null && \
-   ! compgen -G "/usr/lib/x86_64-linux-gnu/libclang*.so*" >/dev/null; then
-  echo "setup: installing libclang-dev (needed to build the RocksDB bindings)"
-  apt_install libclang-dev
-fi
-# RocksDB's C++ needs a C++ compiler.
-if ! command -v c++ >/dev/null; then
-  echo "setup: installing g++"
-  apt_install g++
-fi
-if ! command -v cargo >/dev/null; then
-  echo "setup: cargo is missing; install Rust (rustup) first" >&2
+if ! command -v cargo >/dev/null || ! command -v rustc >/dev/null; then
+  echo "setup: cargo/rustc are missing; install Rust (rustup) first" >&2
   exit 1
 fi
+# The rocksdb crate generates its bindings with bindgen, which loads libclang at build time.
+if ! find_libclang >/dev/null; then
+  echo "setup: installing libclang-dev (bindgen needs libclang to build the RocksDB bindings)"
+  apt_install libclang-dev
+  if ! find_libclang >/dev/null; then
+    echo "setup: libclang-dev is installed but no libclang.so was found; set LIBCLANG_PATH" >&2
+    exit 1
+  fi
+fi
+# RocksDB's C++ is compiled by the cc crate, which runs `c++`.
+if ! command -v c++ >/dev/null; then
+  echo "setup: installing g++ (RocksDB is C++)"
+  apt_install g++
+fi
 
-# The interop test drives @ethereumjs/devp2p under Node.
-if ! command -v npm >/dev/null; then
-  echo "setup: installing nodejs and npm (for the ethereumjs interop test)"
+# The interop test runs @ethereumjs/devp2p under `node`; npm installs the pinned packages.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "setup: installing nodejs and npm (for the ethereumjs interop test and the pinned anvil)"
   apt_install nodejs npm
 fi
-if [ ! -d "$LEAFSYNC_ROOT/tests/interop/node_modules/@ethereumjs/devp2p" ]; then
+if [ ! -f "$(devp2p_module_path "$LEAFSYNC_ROOT")" ]; then
   echo "setup: installing the interop test's Node packages (npm ci)"
   npm ci --prefix "$LEAFSYNC_ROOT/tests/interop" --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
-# The ingest tests follow a real execution client: anvil, pinned in tests/anvil.
-if [ ! -d "$LEAFSYNC_ROOT/tests/anvil/node_modules/@foundry-rs" ]; then
+# The ingest and daemon tests follow a real execution client: anvil, pinned in tests/anvil.
+if [ ! -x "$(anvil_binary_path "$LEAFSYNC_ROOT")" ]; then
   echo "setup: installing the pinned anvil for the ingest tests (npm ci)"
   npm ci --prefix "$LEAFSYNC_ROOT/tests/anvil" --no-audit --no-fund --loglevel=error >/dev/null
 fi
@@ -58,3 +62,9 @@ if [ "${CI:-}" = "true" ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
   export CARGO_TARGET_DIR="${LEAFSYNC_CACHE_DIR:-$HOME/.cache/leafsync}/target"
 fi
 mkdir -p "${CARGO_TARGET_DIR:-$LEAFSYNC_ROOT/target}"
+
+# A first build compiles RocksDB's C++: say so, so nobody takes the silence for a hang.
+if [ ! -d "${CARGO_TARGET_DIR:-$LEAFSYNC_ROOT/target}/debug/build" ] || \
+   ! compgen -G "${CARGO_TARGET_DIR:-$LEAFSYNC_ROOT/target}/debug/build/librocksdb-sys-*/out" >/dev/null; then
+  echo "setup: first build: compiling RocksDB's C++ takes about 16-17 minutes on 2 cores; later builds take seconds"
+fi

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Detection helpers sourced by scripts/setup.sh (and exercised by scripts/test-setup.sh). Each
+# tests for the exact thing the build or the tests use, not for something with a similar name.
+
+# Directories searched for libclang, in the order clang-sys (bindgen's loader) searches them:
+# $LIBCLANG_PATH, `llvm-config --libdir`, $LD_LIBRARY_PATH, then the system library directories.
+# LEAFSYNC_LIBCLANG_ROOTS (colon-separated) replaces the whole list; the detection test uses it.
+libclang_search_roots() {
+  if [ -n "${LEAFSYNC_LIBCLANG_ROOTS:-}" ]; then
+    tr ':' '\n' <<<"$LEAFSYNC_LIBCLANG_ROOTS"
+    return
+  fi
+  [ -n "${LIBCLANG_PATH:-}" ] && tr ':' '\n' <<<"$LIBCLANG_PATH"
+  if command -v llvm-config >/dev/null 2>&1; then llvm-config --libdir 2>/dev/null || true; fi
+  [ -n "${LD_LIBRARY_PATH:-}" ] && tr ':' '\n' <<<"$LD_LIBRARY_PATH"
+  local d
+  for d in /usr/local/llvm*/lib* /usr/local/lib* /usr/lib* /usr/lib/llvm-*/lib; do
+    [ -d "$d" ] && echo "$d"
+  done
+}
+
+# The first libclang that bindgen can load: `libclang.so`, `libclang-<N>.so`, `libclang.so.<N>`
+# or `libclang-<N>.so.<M>`, in a search root or up to two directories below it. The C++ API
+# library `libclang-cpp.so*` has a similar name but is not what bindgen loads, so it never counts.
+find_libclang() {
+  local root hit
+  while IFS= read -r root; do
+    [ -n "$root" ] && [ -d "$root" ] || continue
+    hit="$(find -L "$root" -maxdepth 3 \( -type f -o -type l \) -regextype posix-extended \
+      -regex '.*/libclang(-[0-9][0-9.]*)?\.so(\.[0-9][0-9.]*)?' -print -quit 2>/dev/null || true)"
+    if [ -n "$hit" ]; then
+      echo "$hit"
+      return 0
+    fi
+  done < <(libclang_search_roots)
+  return 1
+}
+
+# The anvil binary the ingest and daemon tests run (not just its package directory).
+anvil_binary_path() {
+  echo "$1/tests/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+}
+
+# The module the interop test imports (tests/interop/peer.mjs).
+devp2p_module_path() {
+  echo "$1/tests/interop/node_modules/@ethereumjs/devp2p/package.json"
+}

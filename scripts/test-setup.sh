@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Tests scripts/detect.sh against temporary trees: a tree holding only the C++ API library
+# (libclang-cpp.so.14) must count as missing, and one holding libclang.so.1 as present.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/detect.sh"
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+passed=0
+failed=0
+check() { # name, expected (present|missing), roots
+  local name="$1" want="$2" got
+  if LEAFSYNC_LIBCLANG_ROOTS="$3" find_libclang >/dev/null; then got=present; else got=missing; fi
+  if [ "$got" = "$want" ]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL: $name: expected $want, detected $got" >&2
+  fi
+}
+mk() { mkdir -p "$(dirname "$1")" && : >"$1"; }
+
+mk "$tmp/cpp-only/llvm-14/lib/libclang-cpp.so.14"
+mk "$tmp/cpp-only/x86_64-linux-gnu/libclang-cpp.so.14"
+check "only libclang-cpp.so.14" missing "$tmp/cpp-only"
+
+mk "$tmp/soname/llvm-14/lib/libclang.so.1"
+check "libclang.so.1" present "$tmp/soname"
+
+mk "$tmp/plain/libclang.so"
+check "libclang.so" present "$tmp/plain"
+
+mk "$tmp/versioned/x86_64-linux-gnu/libclang-14.so.1"
+check "libclang-14.so.1" present "$tmp/versioned"
+
+mk "$tmp/lookalikes/libclang_rt.asan.so"
+mk "$tmp/lookalikes/libclangBasic.a"
+mk "$tmp/lookalikes/libclang.so.txt"
+check "lookalikes only" missing "$tmp/lookalikes"
+
+check "no such root" missing "$tmp/nothing-here"
+check "second root has it" present "$tmp/cpp-only:$tmp/soname"
+
+echo "setup detection: $passed passed, $failed failed"
+[ "$failed" = 0 ]
