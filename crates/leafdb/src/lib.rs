@@ -45,4 +45,4 @@ pub use kv::{
 };
 pub use schema::{BlockHeader, SCHEMA_VERSION};
 pub use snapshot::LeafSnapshot;
-pub use verify::VerifyReport;
+pub use verify::{FlatCheck, MAX_FLAT_REPAIRS, VerifyReport};
