@@ -22,6 +22,13 @@ pub const DEFAULT_MAX_OUTBOUND: usize = 25;
 /// second keeps reconnects prompt without busy-looping; backoff spaces the retries of one peer.
 pub const DEFAULT_DIAL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Default most `RequestHandler` calls running at once across all sessions. Each call reads the
+/// database on one of tokio's blocking threads, which block application shares; 32 calls keep a
+/// fast disk busy while leaving nearly all of the 512 blocking threads to everything else, so
+/// serving can never queue block application behind it (review finding H3). A session's requests
+/// beyond it wait for a permit; a closed session's waiting requests never start.
+pub const DEFAULT_MAX_CONCURRENT_HANDLER_CALLS: usize = 32;
+
 /// Our head as the node's owner publishes it (through a `watch` channel): it fills our `Status`
 /// and is announced to peers as `NewHead` when it changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,6 +73,9 @@ pub struct NetworkConfig {
     pub max_outbound: usize,
     /// Pause between dialer passes. Default: [`DEFAULT_DIAL_INTERVAL`].
     pub dial_interval: Duration,
+    /// Most request-handler calls running at once, over all sessions. Default:
+    /// [`DEFAULT_MAX_CONCURRENT_HANDLER_CALLS`].
+    pub max_concurrent_handler_calls: usize,
     /// Client id in our Hello. Default: `leafsync/<crate version>`.
     pub client_version: String,
     /// Our head; the owner of the node updates it.
@@ -92,6 +102,7 @@ impl NetworkConfig {
             max_inbound: DEFAULT_MAX_INBOUND,
             max_outbound: DEFAULT_MAX_OUTBOUND,
             dial_interval: DEFAULT_DIAL_INTERVAL,
+            max_concurrent_handler_calls: DEFAULT_MAX_CONCURRENT_HANDLER_CALLS,
             client_version: concat!("leafsync/", env!("CARGO_PKG_VERSION")).to_owned(),
             head,
             handler,
@@ -110,6 +121,7 @@ impl std::fmt::Debug for NetworkConfig {
             .field("max_inbound", &self.max_inbound)
             .field("max_outbound", &self.max_outbound)
             .field("dial_interval", &self.dial_interval)
+            .field("max_concurrent_handler_calls", &self.max_concurrent_handler_calls)
             .field("client_version", &self.client_version)
             .finish_non_exhaustive()
     }

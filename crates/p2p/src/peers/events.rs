@@ -41,6 +41,8 @@ pub enum PenaltyReason {
     RequestFlood,
     /// A message id `leaf/1` does not define.
     UnknownMessage,
+    /// An implausible `NewHead` (zero hash, absurd number, deep rewind).
+    InvalidHead,
     /// A malformed or oversized message, or another breach of protocol.
     Breach,
     /// The `Status` handshake failed (mismatch or timeout).

@@ -12,6 +12,7 @@ use super::{
     },
     dial::Backoff,
     events::{Direction, DiscoveryCounters, NetworkEvent, PeerInfo, PenaltyReason, SessionId},
+    heads::HeadFilter,
     score::{PeerScores, ScoreState},
 };
 use crate::{
@@ -31,12 +32,12 @@ use futures::SinkExt;
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     net::SocketAddr,
-    sync::Arc,
+    sync::{Arc, atomic::AtomicBool},
     time::Duration,
 };
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{broadcast, mpsc, oneshot, watch},
+    sync::{Semaphore, broadcast, mpsc, oneshot, watch},
     task::JoinSet,
     time::{Instant, MissedTickBehavior},
 };
@@ -123,6 +124,7 @@ pub(crate) struct ManagerParts {
     pub(crate) max_inbound: usize,
     pub(crate) max_outbound: usize,
     pub(crate) dial_interval: Duration,
+    pub(crate) max_concurrent_handler_calls: usize,
 }
 
 /// The peer manager; see the module documentation.
@@ -148,6 +150,8 @@ pub(crate) struct PeerManager {
     /// Static and trusted peers, with whether they are trusted.
     statics: HashMap<PeerId, (NodeRecord, bool)>,
     queue: VecDeque<NodeRecord>,
+    /// Permits for request-handler calls, shared by every session (the global serving cap).
+    handler_permits: Arc<Semaphore>,
     max_inbound: usize,
     max_outbound: usize,
     dial_interval: Duration,
@@ -198,6 +202,7 @@ impl PeerManager {
             backoff: Backoff::default(),
             statics,
             queue: VecDeque::new(),
+            handler_permits: Arc::new(Semaphore::new(parts.max_concurrent_handler_calls.max(1))),
             max_inbound: parts.max_inbound,
             max_outbound: parts.max_outbound,
             dial_interval: parts.dial_interval,
@@ -612,10 +617,14 @@ impl PeerManager {
             commands: commands_rx,
             events: self.session_tx.clone(),
             handler: Arc::clone(&self.handler),
+            handler_permits: Arc::clone(&self.handler_permits),
+            alive: Arc::new(AtomicBool::new(true)),
             tracker: RequestTracker::default(),
             served: Default::default(),
             queued: VecDeque::new(),
             handlers: JoinSet::new(),
+            heads: HeadFilter::new(status.head, Instant::now()),
+            stalls: Default::default(),
         };
         self.sessions.spawn(active.run());
     }

@@ -8,16 +8,18 @@ mod dial;
 mod enode;
 mod events;
 mod handler;
+mod heads;
 mod manager;
 mod network;
 pub mod score;
 
 pub use active::{
     MAX_CONCURRENT_HANDLER_CALLS_PER_PEER, SESSION_CLOSE_TIMEOUT, SESSION_COMMAND_CHANNEL_CAPACITY,
-    SESSION_SEND_TIMEOUT,
+    SESSION_SEND_TIMEOUT, STALL_PENALTY_WINDOW,
 };
 pub use config::{
-    DEFAULT_DIAL_INTERVAL, DEFAULT_MAX_INBOUND, DEFAULT_MAX_OUTBOUND, LocalHead, NetworkConfig,
+    DEFAULT_DIAL_INTERVAL, DEFAULT_MAX_CONCURRENT_HANDLER_CALLS, DEFAULT_MAX_INBOUND,
+    DEFAULT_MAX_OUTBOUND, LocalHead, NetworkConfig,
 };
 pub use dial::{Backoff, DIAL_BACKOFF_BASE, DIAL_BACKOFF_MAX, MAX_BACKOFF_ENTRIES};
 pub use enode::{EnodeError, NodeRecord};
@@ -25,6 +27,7 @@ pub use events::{
     Direction, DiscoveryCounters, EVENT_CHANNEL_CAPACITY, NetworkEvent, PeerInfo, PenaltyReason,
 };
 pub use handler::{EmptyHandler, HandlerResult, RequestHandler};
+pub use heads::{InvalidHead, MAX_HEAD_NUMBER, MAX_HEAD_REWIND, NEW_HEAD_MIN_INTERVAL};
 pub use manager::{
     ACCEPT_ERROR_BACKOFF, COMMAND_CHANNEL_CAPACITY, HANDSHAKE_EVENT_CHANNEL_CAPACITY,
     MAX_PENDING_INBOUND, MAX_QUEUED_CANDIDATES, SESSION_EVENT_CHANNEL_CAPACITY, SHUTDOWN_TIMEOUT,

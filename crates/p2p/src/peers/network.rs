@@ -92,6 +92,7 @@ impl Network {
             max_inbound: config.max_inbound,
             max_outbound: config.max_outbound,
             dial_interval: config.dial_interval,
+            max_concurrent_handler_calls: config.max_concurrent_handler_calls,
         });
         tokio::spawn(manager.run());
         Ok(NetworkHandle {
