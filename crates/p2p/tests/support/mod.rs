@@ -127,6 +127,10 @@ pub fn discovery_config(bootnodes: Vec<leafsync_p2p::chain::Enr>) -> DiscoveryCo
         listen_addr: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
         lookup_interval: Duration::from_millis(200),
         bootnodes,
+        // Every node is on 127.0.0.1.
+        allow_local_addresses: true,
+        ip_limit: false,
+        packet_filter: false,
         ..DiscoveryConfig::default()
     }
 }
