@@ -169,9 +169,15 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
                 std::net::IpAddr::V4(ip) => ip,
                 std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
             };
+            // A node listening on a loopback or private address is on a test network or a LAN:
+            // its peers have such addresses too, and share few IPs.
+            let local = ip.is_loopback() || ip.is_private();
             net.discovery = Some(DiscoveryConfig {
                 listen_addr: std::net::SocketAddrV4::new(ip, config.listen.port()),
                 bootnodes: config.bootnodes.clone(),
+                allow_local_addresses: local,
+                ip_limit: !local,
+                packet_filter: !local,
                 ..DiscoveryConfig::default()
             });
         }
