@@ -402,7 +402,9 @@ impl<S: KvStore + 'static> Syncer<S> {
                 if self.is_idle() {
                     break;
                 }
-                let hopeless = self.active().is_empty() && new_peers.is_none();
+                // Hopeless: no peer now, none can join, and none rests before a retry.
+                let resting = self.peers.iter().any(|p| p.revive_at.is_some());
+                let hopeless = self.active().is_empty() && new_peers.is_none() && !resting;
                 if stalled.is_none() && !hopeless {
                     info!(
                         peers = self.active().len(),

@@ -206,3 +206,53 @@ pub(crate) fn take_for<T: Retry>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(n: u8) -> CodeTask {
+        CodeTask { hash: B256::repeat_byte(n), attempts: Attempts::default() }
+    }
+
+    /// Asks `peer` for what it may take and puts it all back as failed by it.
+    fn fail_round(queue: &mut VecDeque<CodeTask>, peer: usize) -> Result<usize, SyncError> {
+        let taken = take_for(queue, peer, &[0], 8)?;
+        let n = taken.len();
+        for mut t in taken {
+            t.attempts.tried.push(peer);
+            queue.push_back(t);
+        }
+        Ok(n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_item_nobody_has_is_parked_while_other_work_goes_on() {
+        let mut queue = VecDeque::from([code(1)]);
+        for _ in 0..=MAX_TASK_ROUNDS {
+            assert_eq!(fail_round(&mut queue, 0).unwrap(), 1);
+        }
+        // Every round failed: the item rests instead of failing the sync...
+        assert_eq!(fail_round(&mut queue, 0).unwrap(), 0);
+        // ...while new work is handed out...
+        queue.push_back(code(2));
+        assert_eq!(take_for(&mut queue, 0, &[0], 8).unwrap().len(), 1);
+        // ...and after the pause it is asked again.
+        tokio::time::advance(PARK_INTERVAL).await;
+        assert_eq!(fail_round(&mut queue, 0).unwrap(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_item_parked_too_often_fails_the_sync() {
+        let mut queue = VecDeque::from([code(1)]);
+        let mut result = Ok(0);
+        for _ in 0..(MAX_TASK_ROUNDS + 2) * (MAX_PARKS + 2) {
+            result = fail_round(&mut queue, 0);
+            if result.is_err() {
+                break;
+            }
+            tokio::time::advance(PARK_INTERVAL).await;
+        }
+        assert!(matches!(result, Err(SyncError::Unavailable { .. })), "{result:?}");
+    }
+}

@@ -149,3 +149,42 @@ async fn too_large_for_a_single_leaf_is_junk() {
     let (out, peers) = run(&[Behaviour::TooLarge], SyncMode::Leaf).await;
     assert!(out.banned.contains(&peers[1].id), "liar not banned");
 }
+
+/// Answers nothing for the first `stall` of (virtual) time, then honestly: a fast honest server
+/// hit by a long pause.
+struct Stall {
+    until: tokio::time::Instant,
+}
+
+impl common::Hook for Stall {
+    fn around<T: Send + 'static>(
+        &self,
+        request: leafsync_sync::PeerFuture<T>,
+    ) -> leafsync_sync::PeerFuture<T> {
+        let until = self.until;
+        Box::pin(async move {
+            tokio::time::sleep_until(until).await;
+            request.await
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_honest_peer_is_asked_again_not_banned() {
+    // The only server stalls for 25 s (every request times out, twice): it is dropped for
+    // silence, rests, and is asked again; the sync finishes from it and it is never banned.
+    let src = source(ACCOUNTS, 11);
+    let inner = SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, ACCOUNTS);
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(25);
+    let peer: Arc<dyn leafsync_sync::SyncPeer> =
+        Arc::new(common::Hooked { inner: Arc::clone(&inner), hook: Stall { until } });
+    let client = Arc::new(LeafDb::in_memory());
+    let config = SyncConfig { chunk_target_bytes: TEST_CHUNK_BYTES, ..Default::default() };
+    let out = Syncer::new(Arc::clone(&client), config, vec![peer]).run().await.unwrap();
+    let root = src.account_root().unwrap();
+    assert_same_state(&client, &src, root);
+    assert!(out.stats.timeouts >= 2, "{:?}", out.stats);
+    assert!(out.banned.is_empty());
+    let penalties = inner.penalties.lock().unwrap();
+    assert!(penalties.iter().all(|p| *p == PenaltyClass::Low), "{penalties:?}");
+}
