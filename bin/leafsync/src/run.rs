@@ -185,6 +185,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
             ingest: ingest_stats,
             syncing: syncing.clone(),
             sync: sync_rx,
+            added_peers: std::sync::Mutex::default(),
         });
         // Peers learn our new heads as the follower applies blocks.
         tokio::spawn(announce_heads(db.clone(), head_tx));
