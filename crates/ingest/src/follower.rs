@@ -20,7 +20,9 @@ use leafsync_leafdb::{BlockHeader, KvStore, LeafDb, read_alloc_file};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::{error::IngestError, fold::fold_block, rpc::RpcClient, types::RpcBlock};
+use crate::{
+    apply::ApplyThread, error::IngestError, fold::fold_block, rpc::RpcClient, types::RpcBlock,
+};
 
 /// First wait after a failure: short, since a restarting neighbour is usually back quickly.
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -129,6 +131,9 @@ pub struct Follower<S: KvStore + 'static> {
     recent: VecDeque<(u64, B256)>,
     /// The next block to apply when it is not `head + 1`: the first block after a fork point.
     replay_from: Option<u64>,
+    /// Where blocks are folded and applied: a thread of its own, so that the runtime's blocking
+    /// pool (where the daemon runs serve handlers) never delays a block.
+    applier: ApplyThread,
 }
 
 impl<S: KvStore + 'static> Follower<S> {
@@ -142,6 +147,7 @@ impl<S: KvStore + 'static> Follower<S> {
             stats: Arc::default(),
             recent: VecDeque::new(),
             replay_from: None,
+            applier: ApplyThread::spawn()?,
         })
     }
 
@@ -270,11 +276,13 @@ impl<S: KvStore + 'static> Follower<S> {
             state_root: block.state_root,
         };
         let started = Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let diff = fold_block(header.number, &traces, &block.withdrawals, db.as_ref())?;
-            Ok::<_, IngestError>(db.apply_block(&header, &diff)?)
-        })
-        .await??;
+        let outcome = self
+            .applier
+            .run(move || {
+                let diff = fold_block(header.number, &traces, &block.withdrawals, db.as_ref())?;
+                Ok(db.apply_block(&header, &diff)?)
+            })
+            .await?;
         let micros = started.elapsed().as_micros() as u64;
         self.replay_from = None;
         self.stats.last_apply_micros.store(micros, Ordering::Relaxed);
@@ -312,11 +320,13 @@ impl<S: KvStore + 'static> Follower<S> {
             parent_hash: genesis.parent_hash,
             state_root: B256::ZERO,
         };
-        let outcome = tokio::task::spawn_blocking(move || {
-            let alloc = read_alloc_file(&path)?;
-            Ok::<_, IngestError>(db.init_genesis(&alloc, header)?)
-        })
-        .await??;
+        let outcome = self
+            .applier
+            .run(move || {
+                let alloc = read_alloc_file(&path)?;
+                Ok(db.init_genesis(&alloc, header)?)
+            })
+            .await?;
         if outcome.root != genesis.state_root {
             warn!(
                 computed = %outcome.root,
