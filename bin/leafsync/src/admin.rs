@@ -48,6 +48,11 @@ pub(crate) const HTTP_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// above what a few local tools and a scraper use, and small next to the file descriptor budget
 /// (see `run::FD_RESERVE`). A connection over the cap is closed as soon as it is accepted.
 pub(crate) const MAX_HTTP_CONNECTIONS: usize = 256;
+/// Requests of one endpoint handled at once: 4. Most calls and every scrape ask the network
+/// manager for its peers over the command channel the sync also uses, so a flood of scrapes or
+/// calls gets in line here instead of there. Waiting for a turn counts toward
+/// [`HTTP_REQUEST_TIMEOUT`].
+pub(crate) const MAX_CONCURRENT_CALLS: usize = 4;
 /// Pause after a failed `accept` (such as EMFILE, out of file descriptors) before the next one,
 /// instead of spinning on the error: 100 ms, the p2p listener's value.
 pub(crate) const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
@@ -140,6 +145,7 @@ pub(crate) async fn serve(
 /// under the header, request and lifetime timeouts; accept errors back off.
 async fn accept_loop(listener: TcpListener, role: Role, state: Arc<AdminState>) {
     let slots = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
+    let calls = Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -154,14 +160,18 @@ async fn accept_loop(listener: TcpListener, role: Role, state: Arc<AdminState>) 
             drop(stream);
             continue;
         };
-        let state = state.clone();
+        let (state, calls) = (state.clone(), calls.clone());
         tokio::spawn(async move {
             let _slot = slot;
             let service = service_fn(move |req| {
-                let state = state.clone();
+                let (state, calls) = (state.clone(), calls.clone());
                 async move {
-                    match tokio::time::timeout(HTTP_REQUEST_TIMEOUT, handle(req, role, state)).await
-                    {
+                    let turn = async {
+                        // The semaphore is never closed, so `acquire` cannot fail.
+                        let _turn = calls.acquire().await;
+                        handle(req, role, state).await
+                    };
+                    match tokio::time::timeout(HTTP_REQUEST_TIMEOUT, turn).await {
                         Ok(answer) => answer,
                         Err(_) => Ok(reply(
                             StatusCode::REQUEST_TIMEOUT,

@@ -192,11 +192,25 @@ fn stalled_http_clients_are_dropped_and_the_admin_rpc_keeps_answering() {
     // The slots are free again: the endpoints serve.
     let out = leafsync().args(["status", "--rpc", &admin, "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut scrape = TcpStream::connect(&metrics_authority).unwrap();
-    scrape.set_read_timeout(Some(support::WAIT)).unwrap();
-    scrape.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    scrape.read_to_string(&mut text).unwrap();
-    assert!(text.contains("leafsync_uptime_seconds"), "{text}");
+    // 64 scrapes at once take turns (a few at a time) and all get their answer.
+    let scrapes: Vec<_> = (0..64)
+        .map(|_| {
+            let authority = metrics_authority.clone();
+            std::thread::spawn(move || {
+                let mut scrape = TcpStream::connect(&authority).unwrap();
+                scrape.set_read_timeout(Some(support::WAIT)).unwrap();
+                scrape
+                    .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .unwrap();
+                let mut text = String::new();
+                scrape.read_to_string(&mut text).unwrap();
+                text
+            })
+        })
+        .collect();
+    for scrape in scrapes {
+        let text = scrape.join().unwrap();
+        assert!(text.contains("leafsync_uptime_seconds"), "{text}");
+    }
     sigterm_and_wait(&mut daemon);
 }
