@@ -25,5 +25,5 @@ pub use fold::{AccountInfo, StateView, fold_block};
 pub use follower::{
     Follower, FollowerConfig, INITIAL_BACKOFF, IngestStats, MAX_BACKOFF, MAX_REORG_DEPTH,
 };
-pub use rpc::RpcClient;
+pub use rpc::{RawResponse, RpcClient};
 pub use types::{DiffTrace, RpcBlock, TracedAccount, TxTrace, Withdrawal};

@@ -141,7 +141,13 @@ impl RpcClient {
 
     /// `debug_traceBlockByNumber` with the prestate tracer in diff mode.
     pub async fn trace_block(&mut self, number: u64) -> Result<Vec<TxTrace>, IngestError> {
-        self.call("debug_traceBlockByNumber", json!([format!("{number:#x}"), tracer_config()]))
+        self.trace_block_raw(number).await?.decode()
+    }
+
+    /// `debug_traceBlockByNumber` as received, to be decoded by [`RawResponse::decode`] off the
+    /// async runtime: a large trace takes tens of milliseconds or more to decode.
+    pub async fn trace_block_raw(&mut self, number: u64) -> Result<RawResponse, IngestError> {
+        self.call_raw("debug_traceBlockByNumber", json!([format!("{number:#x}"), tracer_config()]))
             .await
     }
 
@@ -194,6 +200,15 @@ impl RpcClient {
         method: &'static str,
         params: Value,
     ) -> Result<T, IngestError> {
+        self.call_raw(method, params).await?.decode()
+    }
+
+    /// Sends one request and returns its answer undecoded.
+    pub async fn call_raw(
+        &mut self,
+        method: &'static str,
+        params: Value,
+    ) -> Result<RawResponse, IngestError> {
         let id = self.next_id;
         self.next_id += 1;
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
@@ -212,7 +227,7 @@ impl RpcClient {
                 return Err(timeout_err);
             }
         };
-        decode_response(method, id, &body)
+        Ok(RawResponse { method, id, body })
     }
 
     async fn exchange(
@@ -280,6 +295,31 @@ impl RpcClient {
                 }
             }
         }
+    }
+}
+
+/// A JSON-RPC answer as received: at most the client's response cap, not yet parsed.
+#[derive(Debug)]
+pub struct RawResponse {
+    method: &'static str,
+    id: u64,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// Checks the id and decodes the `result` (or returns the JSON-RPC `error`).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, IngestError> {
+        decode_response(self.method, self.id, &self.body)
+    }
+
+    /// Size of the body in bytes.
+    pub fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.body.is_empty()
     }
 }
 
