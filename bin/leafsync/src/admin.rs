@@ -56,6 +56,9 @@ pub(crate) const MAX_CONCURRENT_CALLS: usize = 4;
 /// Pause after a failed `accept` (such as EMFILE, out of file descriptors) before the next one,
 /// instead of spinning on the error: 100 ms, the p2p listener's value.
 pub(crate) const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// Least time between two warnings about failed accepts (the others go to the debug log): 10 s,
+/// so that running out of file descriptors is reported without flooding the log.
+pub(crate) const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Peers `admin_addPeer` may add in one run of the daemon: 32. Added peers become static peers,
 /// which are dialed first and count toward `p2p.max_outbound`, and the network keeps them for
 /// good; without a bound a local caller could fill the outbound slots and grow that list without
@@ -146,11 +149,17 @@ pub(crate) async fn serve(
 async fn accept_loop(listener: TcpListener, role: Role, state: Arc<AdminState>) {
     let slots = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
     let calls = Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS));
+    let mut last_warning: Option<Instant> = None;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                warn!(?role, error = %e, "accepting an HTTP connection failed; pausing");
+                if last_warning.is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL) {
+                    warn!(?role, error = %e, "accepting an HTTP connection failed; pausing");
+                    last_warning = Some(Instant::now());
+                } else {
+                    debug!(?role, error = %e, "accepting an HTTP connection failed; pausing");
+                }
                 tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
                 continue;
             }
