@@ -11,6 +11,7 @@ use std::{
 use alloy_primitives::B256;
 use leafsync_p2p::{
     chain::{ChainSpec, Enr, PRESET_NAMES},
+    leaf::ChainHead,
     peers::NodeRecord,
 };
 use serde::Deserialize;
@@ -171,12 +172,27 @@ pub(crate) struct ElSection {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum PivotSource {
-    /// The execution client's latest block when `el.rpc` is set, else the peers'.
+    /// `sync.checkpoint` when set, else the execution client's latest block when `el.rpc` is
+    /// set, else (only where peers may choose it) the peers'.
     Auto,
     /// The execution client's latest block (requires `el.rpc`).
     El,
-    /// The head most peers announce.
+    /// `sync.checkpoint` (requires it).
+    Checkpoint,
+    /// The head most peers announce (a dev chain, or `sync.allow_peer_pivot`).
     Peers,
+}
+
+/// `sync.checkpoint`: a block the operator trusts, synced as the pivot.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckpointKey {
+    /// Block number.
+    pub(crate) number: u64,
+    /// Block hash (0x-hex, 32 bytes).
+    pub(crate) hash: String,
+    /// The block's state root (0x-hex, 32 bytes).
+    pub(crate) state_root: String,
 }
 
 /// How a sync downloads the state (`sync.mode`).
@@ -195,6 +211,10 @@ pub(crate) enum SyncModeKey {
 pub(crate) struct SyncSection {
     /// Where the pivot comes from.
     pub(crate) pivot: PivotSource,
+    /// A trusted block to sync (see [`PivotSource::Checkpoint`]).
+    pub(crate) checkpoint: Option<CheckpointKey>,
+    /// Whether the head most peers announce may be the pivot on a public chain.
+    pub(crate) allow_peer_pivot: bool,
     /// Leaf sync or heal-only.
     pub(crate) mode: SyncModeKey,
     /// Target chunk size in KiB.
@@ -216,6 +236,8 @@ impl Default for SyncSection {
         let d = leafsync_sync::SyncConfig::default();
         Self {
             pivot: PivotSource::Auto,
+            checkpoint: None,
+            allow_peer_pivot: false,
             mode: SyncModeKey::Leaf,
             chunk_target_kib: d.chunk_target_bytes >> 10,
             junk_ban_threshold: d.junk_ban_threshold,
@@ -352,6 +374,11 @@ pub(crate) struct Config {
     pub(crate) admin: Option<SocketAddr>,
     /// Metrics address, if enabled.
     pub(crate) metrics: Option<SocketAddr>,
+    /// `sync.checkpoint`, parsed.
+    pub(crate) checkpoint: Option<ChainHead>,
+    /// Whether the head most peers announce may be a sync's pivot (a dev chain, or
+    /// `sync.allow_peer_pivot`).
+    pub(crate) peer_pivot: bool,
 }
 
 impl FileConfig {
@@ -484,6 +511,40 @@ impl Config {
         if sync.pivot == PivotSource::El && file.el.rpc.is_none() {
             return Err(invalid("sync.pivot", "\"el\" needs `el.rpc`".into()));
         }
+        let checkpoint = match &sync.checkpoint {
+            None if sync.pivot == PivotSource::Checkpoint => {
+                return Err(invalid("sync.pivot", "\"checkpoint\" needs `sync.checkpoint`".into()));
+            }
+            None => None,
+            Some(c) => {
+                let word = |key: &str, v: &str| {
+                    v.strip_prefix("0x")
+                        .filter(|h| h.len() == 64)
+                        .and_then(|_| v.parse::<B256>().ok())
+                        .ok_or_else(|| {
+                            invalid(key, format!("{v:?} is not a 0x-prefixed 32-byte hex hash"))
+                        })
+                };
+                Some(ChainHead {
+                    number: c.number,
+                    hash: word("sync.checkpoint.hash", &c.hash)?,
+                    state_root: word("sync.checkpoint.state_root", &c.state_root)?,
+                })
+            }
+        };
+        // Peer heads are unauthenticated: on a public chain Sybil peers could choose the state
+        // synced, so the peers' pivot needs an explicit opt-in there.
+        let peer_pivot = chain.name == "dev" || sync.allow_peer_pivot;
+        if sync.pivot == PivotSource::Peers && !peer_pivot {
+            return Err(invalid(
+                "sync.pivot",
+                format!(
+                    "\"peers\" on {} needs `sync.allow_peer_pivot = true`: peers' heads are \
+                     unauthenticated; prefer `el.rpc` or `sync.checkpoint`",
+                    chain.name
+                ),
+            ));
+        }
         let max_kib = leafsync_sync::config::CHUNK_MAX_BYTES >> 10;
         if !(MIN_CHUNK_TARGET_KIB..=max_kib).contains(&sync.chunk_target_kib) {
             return Err(invalid(
@@ -526,7 +587,18 @@ impl Config {
         };
         let admin = addr("admin.listen", &file.admin.listen)?;
         let metrics = addr("metrics.listen", &file.metrics.listen)?;
-        Ok(Self { file, chain, bootnodes, static_peers, trusted_peers, listen, admin, metrics })
+        Ok(Self {
+            file,
+            chain,
+            bootnodes,
+            static_peers,
+            trusted_peers,
+            listen,
+            admin,
+            metrics,
+            checkpoint,
+            peer_pivot,
+        })
     }
 }
 
@@ -647,6 +719,21 @@ mod tests {
         assert!(e.contains("snap") && e.contains("heal-only"), "{e}");
         let e = err("[sync]\nchunk_target_kib = 4096\n");
         assert!(e.contains("`sync.chunk_target_kib`") && e.contains("2048"), "{e}");
+        let e = err("[sync]\npivot = \"peers\"\n");
+        assert!(e.contains("`sync.pivot`") && e.contains("allow_peer_pivot"), "{e}");
+        assert!(parse("[sync]\npivot = \"peers\"\nallow_peer_pivot = true\n").unwrap().peer_pivot);
+        assert!(!parse("").unwrap().peer_pivot, "mainnet never trusts peers by default");
+        let e = err("[sync]\npivot = \"checkpoint\"\n");
+        assert!(e.contains("`sync.checkpoint`"), "{e}");
+        let e = err("[sync.checkpoint]\nnumber = 5\nhash = \"0x12\"\nstate_root = \"0x12\"\n");
+        assert!(e.contains("`sync.checkpoint.hash`"), "{e}");
+        let ok = parse(&format!(
+            "[sync.checkpoint]\nnumber = 5\nhash = \"{}\"\nstate_root = \"{}\"\n",
+            B256::repeat_byte(1),
+            B256::repeat_byte(2)
+        ))
+        .unwrap();
+        assert_eq!(ok.checkpoint.map(|c| c.number), Some(5));
         let e = err("[sync]\nrepivot_distance = 500\n");
         assert!(e.contains("`sync.repivot_distance`"), "{e}");
         let e = err("[sync]\nstall_timeout_secs = 0\n");

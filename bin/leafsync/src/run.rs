@@ -288,9 +288,15 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
                 std::net::IpAddr::V4(ip) => ip,
                 std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
             };
+            // A node listening on a loopback or private address is on a test network or a LAN:
+            // its peers have such addresses too, and share few IPs.
+            let local = ip.is_loopback() || ip.is_private();
             net.discovery = Some(DiscoveryConfig {
                 listen_addr: std::net::SocketAddrV4::new(ip, config.listen.port()),
                 bootnodes: config.bootnodes.clone(),
+                allow_local_addresses: local,
+                ip_limit: !local,
+                packet_filter: !local,
                 ..DiscoveryConfig::default()
             });
         }
@@ -462,9 +468,36 @@ async fn sync_from_peers(
     progress: watch::Sender<SyncStats>,
 ) -> Result<(), CliError> {
     let settings = &config.file.sync;
+    // A checkpoint is a fixed trusted pivot; else the execution client's head is the trusted,
+    // moving one; peers' heads only where `config.peer_pivot` allows.
+    let checkpoint = match settings.pivot {
+        PivotSource::Auto | PivotSource::Checkpoint => config.checkpoint,
+        PivotSource::El | PivotSource::Peers => None,
+    };
     let feed = match (settings.pivot, &config.file.el.rpc) {
-        (PivotSource::Auto | PivotSource::El, Some(url)) => Some(el_pivot_feed(url).await?),
+        (PivotSource::Auto, Some(url)) if checkpoint.is_none() => Some(el_pivot_feed(url).await?),
+        (PivotSource::El, Some(url)) => Some(el_pivot_feed(url).await?),
         _ => None,
+    };
+    if let Some(c) = checkpoint {
+        info!(number = c.number, hash = %c.hash, state_root = %c.state_root, "sync pivot from sync.checkpoint");
+    } else if feed.is_none() && !config.peer_pivot {
+        return Err(CliError::Invalid {
+            what: "sync".into(),
+            reason: format!(
+                "no trusted pivot on {}: set `el.rpc` (the execution client's head) or \
+                 `sync.checkpoint`; `sync.allow_peer_pivot = true` lets peers' unauthenticated \
+                 heads choose it",
+                config.chain.name
+            ),
+        });
+    } else if feed.is_none() {
+        warn!("sync pivot from the head most peers announce (unauthenticated)");
+    }
+    let sync_config = leafsync_sync::SyncConfig {
+        pivot: checkpoint,
+        peer_pivot: config.peer_pivot,
+        ..settings.sync_config()
     };
     let bar = settings.progress_bar.then(|| crate::progress::Bar::start(progress.subscribe()));
     let result = loop {
@@ -479,7 +512,7 @@ async fn sync_from_peers(
         }
         let (peers, joining) = watch_network_peers(handle).await;
         info!(peers = peers.len(), mode = ?settings.mode, "syncing the state");
-        let mut syncer = Syncer::new(db.clone(), settings.sync_config(), peers)
+        let mut syncer = Syncer::new(db.clone(), sync_config.clone(), peers)
             .with_new_peers(joining)
             .with_progress(progress.clone());
         if let Some(feed) = &feed {

@@ -2,7 +2,10 @@
 
 use std::{path::Path, process::ExitCode, time::Instant};
 
-use leafsync_leafdb::{BlockHeader, DbOptions, GenParams, LeafDb, LeafDbConfig, read_alloc_file};
+use alloy_primitives::B256;
+use leafsync_leafdb::{
+    BlockHeader, DbOptions, GenParams, LeafDb, LeafDbConfig, StateFile, read_state_file,
+};
 use tracing::info;
 
 use crate::error::CliError;
@@ -26,12 +29,31 @@ fn open_existing(datadir: &Path) -> Result<LeafDb, CliError> {
     open(datadir)
 }
 
+/// The state root of an allocation file, computed in memory.
+fn computed_root(file: &StateFile) -> Result<B256, CliError> {
+    Ok(LeafDb::in_memory().init_genesis(&file.alloc, BlockHeader::default())?.root)
+}
+
+/// Compares a file's stated root (a `geth dump`'s `root`) with the computed one; prints both and
+/// returns `false` when they differ.
+fn check_stated_root(path: &Path, file: &StateFile, computed: B256) -> bool {
+    match file.expected_root {
+        Some(stated) if stated != computed => {
+            eprintln!(
+                "{}: state root mismatch: the file states {stated}, its accounts hash to {computed}",
+                path.display()
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
 pub(crate) fn state_root(alloc: &Path) -> Result<ExitCode, CliError> {
-    let alloc = read_alloc_file(alloc)?;
-    let db = LeafDb::in_memory();
-    let out = db.init_genesis(&alloc, BlockHeader::default())?;
-    println!("{}", out.root);
-    Ok(ExitCode::SUCCESS)
+    let file = read_state_file(alloc)?;
+    let root = computed_root(&file)?;
+    println!("{root}");
+    Ok(if check_stated_root(alloc, &file, root) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 pub(crate) fn gen_state(datadir: &Path, accounts: u64, seed: u64) -> Result<ExitCode, CliError> {
@@ -49,9 +71,14 @@ pub(crate) fn gen_state(datadir: &Path, accounts: u64, seed: u64) -> Result<Exit
 }
 
 pub(crate) fn init_genesis(datadir: &Path, alloc: &Path) -> Result<ExitCode, CliError> {
-    let alloc = read_alloc_file(alloc)?;
+    let file = read_state_file(alloc)?;
+    // A file that states its root is checked in memory first, so a wrong one never reaches the
+    // datadir.
+    if file.expected_root.is_some() && !check_stated_root(alloc, &file, computed_root(&file)?) {
+        return Ok(ExitCode::FAILURE);
+    }
     let db = open(datadir)?;
-    let out = db.init_genesis(&alloc, BlockHeader::default())?;
+    let out = db.init_genesis(&file.alloc, BlockHeader::default())?;
     println!("{}", out.root);
     Ok(ExitCode::SUCCESS)
 }

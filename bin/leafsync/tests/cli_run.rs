@@ -168,11 +168,12 @@ fn run_refuses_a_bad_config_and_waits_for_peers_with_an_empty_datadir() {
     assert!(!out.status.success());
     assert!(stderr.contains("bad.toml") && stderr.contains("prot"), "{stderr}");
 
-    // An empty datadir with no peers: the node waits to sync, says so, and stops cleanly.
+    // An empty datadir with no peers (and the peers' pivot allowed): the node waits to sync,
+    // says so, and stops cleanly.
     std::fs::write(
         &config,
         format!(
-            "datadir = {:?}\nchain = \"sepolia\"\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            "datadir = {:?}\nchain = \"sepolia\"\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n[admin]\nlisten = \"127.0.0.1:0\"\n[sync]\nallow_peer_pivot = true\n",
             dir.path().join("empty").to_str().unwrap()
         ),
     )
@@ -261,7 +262,7 @@ fn run_raises_its_soft_file_descriptor_limit() {
     std::fs::write(
         &config,
         format!(
-            "datadir = {:?}\nchain = \"sepolia\"\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            "datadir = {:?}\nchain = \"sepolia\"\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n[admin]\nlisten = \"127.0.0.1:0\"\n[sync]\nallow_peer_pivot = true\n",
             dir.path().join("empty").to_str().unwrap()
         ),
     )
@@ -302,4 +303,45 @@ fn run_raises_its_soft_file_descriptor_limit() {
     let line = stderr.lines().find(|l| l.contains("file descriptor limit")).unwrap();
     assert!(line.contains("before=512") && line.contains(&format!("now={expected}")), "{line}");
     sigterm_and_wait(&mut child);
+}
+
+/// On a public chain an empty datadir with no trusted pivot (no `el.rpc`, no `sync.checkpoint`)
+/// is not synced from whatever head peers announce: the daemon stops at once with an error that
+/// names the keys that fix it.
+#[test]
+fn an_empty_datadir_on_a_public_chain_without_a_trusted_pivot_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("leafsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"datadir = {:?}
+chain = "sepolia"
+
+[p2p]
+listen_ip = "127.0.0.1"
+port = 0
+discovery = false
+
+[admin]
+listen = ""
+"#,
+            dir.path().join("data").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("run.log");
+    let (mut child, _rx) = spawn_daemon(&config, &log);
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "the daemon waited for peers instead");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("no trusted pivot") && stderr.contains("el.rpc"), "{stderr}");
+    assert!(stderr.contains("sync.checkpoint") && stderr.contains("allow_peer_pivot"), "{stderr}");
 }

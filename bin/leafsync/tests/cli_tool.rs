@@ -42,6 +42,63 @@ fn state_root_of_public_genesis_allocations() {
     }
 }
 
+/// go-ethereum's devp2p test chain's head state, as `geth dump` printed it.
+fn snap_headstate() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/testdata/snap-ethtest/headstate.json")
+}
+
+const SNAP_HEAD_ROOT: &str = "0x8fcfb02cfca007773bd55bc1c3e50a3c8612a59c87ce057e5957e8bf17c1728b";
+
+#[test]
+fn state_root_of_a_geth_dump_reproduces_its_root() {
+    let path = snap_headstate();
+    let (ok, stdout, stderr) = leafsync(&["tool", "state-root", "--alloc", path.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), SNAP_HEAD_ROOT);
+}
+
+#[test]
+fn a_dump_whose_accounts_differ_from_its_root_fails_naming_both() {
+    let mut dump: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(snap_headstate()).unwrap()).unwrap();
+    let first = dump["accounts"].as_object_mut().unwrap().values_mut().next().unwrap();
+    let balance: u128 = first["balance"].as_str().unwrap().parse().unwrap();
+    first["balance"] = serde_json::Value::String((balance + 1).to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("changed.json");
+    std::fs::write(&file, serde_json::to_vec(&dump).unwrap()).unwrap();
+
+    let (ok, stdout, stderr) = leafsync(&["tool", "state-root", "--alloc", file.to_str().unwrap()]);
+    assert!(!ok, "a changed balance must not pass");
+    let computed = stdout.trim();
+    assert_ne!(computed, SNAP_HEAD_ROOT);
+    assert!(stderr.contains(SNAP_HEAD_ROOT) && stderr.contains(computed), "{stderr}");
+
+    // init-genesis checks the same before touching the datadir.
+    let datadir = dir.path().join("data");
+    let (ok, _, stderr) = leafsync(&[
+        "tool",
+        "init-genesis",
+        "--datadir",
+        datadir.to_str().unwrap(),
+        "--alloc",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!ok && stderr.contains("mismatch"), "{stderr}");
+    assert!(!datadir.join("leafdb").exists(), "nothing written for a wrong dump");
+    let (ok, stdout, stderr) = leafsync(&[
+        "tool",
+        "init-genesis",
+        "--datadir",
+        datadir.to_str().unwrap(),
+        "--alloc",
+        snap_headstate().to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), SNAP_HEAD_ROOT);
+}
+
 #[test]
 fn malformed_genesis_names_the_field() {
     let dir = tempfile::tempdir().unwrap();

@@ -72,6 +72,16 @@ pub enum LeafDbError {
         /// What was refused.
         action: &'static str,
     },
+    /// A sync's end was refused: the stored trie's root is not the head's.
+    #[error(
+        "the synced trie's root {stored} is not the head's state root {expected}; head not recorded"
+    )]
+    SyncedRootMismatch {
+        /// Root of the stored account trie.
+        stored: B256,
+        /// The head's state root.
+        expected: B256,
+    },
     /// Leaves handed to the builder were not strictly increasing or of mixed lengths.
     #[error("builder input out of order or of mixed key lengths at key {key}")]
     UnsortedInput {

@@ -1,6 +1,10 @@
-//! Genesis allocations: a geth genesis file (`{"alloc": {...}, ...}`) or a bare alloc object
-//! (`{"0xaddress": {"balance", "nonce", "code", "storage"}}`), read with errors that name the
-//! offending field, and loaded into an empty leafdb.
+//! Genesis allocations and state dumps, read with errors that name the offending field, and
+//! loaded into an empty leafdb. Three shapes are accepted:
+//! - a geth genesis file (`{"alloc": {...}, ...}`);
+//! - a bare alloc object (`{"0xaddress": {"balance", "nonce", "code", "storage"}}`);
+//! - a state dump as `geth dump` prints it (`{"root": …, "accounts": {"0xaddress": {"balance",
+//!   "nonce", "root", "codeHash", "code", "storage", "address", "key"}}}`), whose `root` is kept
+//!   as the expected state root so callers can check it.
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -64,33 +68,87 @@ pub struct GenesisAccount {
 /// A parsed allocation.
 pub type GenesisAlloc = BTreeMap<Address, GenesisAccount>;
 
-/// Reads an allocation file.
+/// An allocation read from a file, with the state root the file claims for it (a `geth dump`
+/// carries one; genesis files and bare allocs do not).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateFile {
+    /// The accounts.
+    pub alloc: GenesisAlloc,
+    /// The state root the file states, to be checked against the computed one.
+    pub expected_root: Option<B256>,
+}
+
+/// Reads an allocation file (any of the three shapes), dropping a dump's stated root.
 pub fn read_alloc_file(path: &Path) -> Result<GenesisAlloc, GenesisError> {
+    read_state_file(path).map(|f| f.alloc)
+}
+
+/// Reads an allocation file (any of the three shapes) with the root it states, if any.
+pub fn read_state_file(path: &Path) -> Result<StateFile, GenesisError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|source| GenesisError::Read { path: name.clone(), source })?;
     let value: Value =
         serde_json::from_str(&text).map_err(|source| GenesisError::Json { path: name, source })?;
-    parse_alloc(&value)
+    parse_state(&value)
 }
 
 /// Parses an allocation from JSON: a geth genesis (with `alloc`) or a bare alloc object.
 pub fn parse_alloc(value: &Value) -> Result<GenesisAlloc, GenesisError> {
+    parse_state(value).map(|f| f.alloc)
+}
+
+/// Parses any of the three shapes, keeping a dump's stated root.
+pub fn parse_state(value: &Value) -> Result<StateFile, GenesisError> {
     let obj = value.as_object().ok_or_else(|| field_err("<root>", "expected a JSON object"))?;
+    if let Some(accounts) = obj.get("accounts") {
+        // `geth dump`: `accounts` cannot be an address, so the shape is unambiguous.
+        let accounts =
+            accounts.as_object().ok_or_else(|| field_err("accounts", "expected an object"))?;
+        let expected_root = match obj.get("root") {
+            None => None,
+            Some(v) => Some(
+                v.as_str()
+                    .and_then(parse_hex_fixed::<32>)
+                    .ok_or_else(|| field_err("root", "expected a 32-byte hex string"))?,
+            ),
+        };
+        for key in obj.keys() {
+            if key != "root" && key != "accounts" && key != "next" {
+                return Err(field_err(key, "unknown state dump field"));
+            }
+        }
+        return Ok(StateFile { alloc: parse_accounts("accounts", accounts)?, expected_root });
+    }
     let (prefix, alloc) = match obj.get("alloc") {
         Some(a) => {
             ("alloc", a.as_object().ok_or_else(|| field_err("alloc", "expected an object"))?)
         }
         None => ("", obj),
     };
+    Ok(StateFile { alloc: parse_accounts(prefix, alloc)?, expected_root: None })
+}
+
+/// Parses the address-keyed account map of any shape; `prefix` is its JSON path.
+fn parse_accounts(
+    prefix: &str,
+    alloc: &serde_json::Map<String, Value>,
+) -> Result<GenesisAlloc, GenesisError> {
     let mut out = GenesisAlloc::new();
     for (addr, acct) in alloc {
         let field = if prefix.is_empty() { addr.clone() } else { format!("{prefix}.{addr}") };
+        if addr.starts_with("pre(") {
+            return Err(field_err(
+                &field,
+                "the dump lacks this account's address (no preimage); dump with preimages",
+            ));
+        }
         let address = parse_hex_fixed::<20>(addr)
             .map(Address::from)
             .ok_or_else(|| field_err(&field, "key is not a 20-byte hex address"))?;
         let acct = acct.as_object().ok_or_else(|| field_err(&field, "expected an object"))?;
         let mut account = GenesisAccount::default();
+        let mut code_hash = None;
         for (k, v) in acct {
             let f = format!("{field}.{k}");
             match k.as_str() {
@@ -117,9 +175,50 @@ pub fn parse_alloc(value: &Value) -> Result<GenesisAlloc, GenesisError> {
                         account.storage.insert(slot, U256::from_be_bytes(val.0));
                     }
                 }
+                // A dump's derived fields: checked where they can be, never trusted.
+                "codeHash" => {
+                    code_hash = Some(
+                        v.as_str()
+                            .and_then(parse_hex_fixed::<32>)
+                            .ok_or_else(|| field_err(&f, "expected a 32-byte hex string"))?,
+                    );
+                }
+                "address" => {
+                    let stated = v
+                        .as_str()
+                        .and_then(parse_hex_fixed::<20>)
+                        .ok_or_else(|| field_err(&f, "expected a 20-byte hex address"))?;
+                    if Address::from(stated) != address {
+                        return Err(field_err(&f, "differs from the account's key"));
+                    }
+                }
+                "key" => {
+                    let stated = v
+                        .as_str()
+                        .and_then(parse_hex_fixed::<32>)
+                        .ok_or_else(|| field_err(&f, "expected a 32-byte hex string"))?;
+                    if stated != keccak256(address) {
+                        return Err(field_err(&f, "is not keccak256 of the address"));
+                    }
+                }
+                // The storage root is recomputed from `storage`; the state root check covers it.
+                "root" => {
+                    v.as_str()
+                        .and_then(parse_hex_fixed::<32>)
+                        .ok_or_else(|| field_err(&f, "expected a 32-byte hex string"))?;
+                }
                 // Fields geth writes that do not affect the state.
                 "privateKey" | "secretKey" | "comment" => {}
                 other => return Err(field_err(f, format!("unknown account field `{other}`"))),
+            }
+        }
+        if let Some(stated) = code_hash {
+            let actual = account.code.as_ref().map_or(KECCAK256_EMPTY, keccak256);
+            if stated != actual {
+                return Err(field_err(
+                    format!("{field}.codeHash"),
+                    format!("states {stated} but the code hashes to {actual}"),
+                ));
             }
         }
         out.insert(address, account);
@@ -224,6 +323,44 @@ mod tests {
         assert!(parse_alloc(&bad).unwrap_err().to_string().contains(".storage.0x01"));
         let bad = json!({"0x00000000000000000000000000000000000000aa": {"balanse": "1"}});
         assert!(parse_alloc(&bad).unwrap_err().to_string().contains("balanse"));
+    }
+
+    #[test]
+    fn reads_a_geth_dump_with_its_root() {
+        let dump = json!({
+            "root": "8fcfb02cfca007773bd55bc1c3e50a3c8612a59c87ce057e5957e8bf17c1728b",
+            "accounts": {"0x00000000000000000000000000000000000000aa": {
+                "balance": "1000", "nonce": 2,
+                "root": "0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421",
+                "codeHash": "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470",
+                "storage": {"0x0000000000000000000000000000000000000000000000000000000000000004": "7435ed"},
+                "address": "0x00000000000000000000000000000000000000AA",
+                "key": format!("{}", keccak256(Address::with_last_byte(0xaa))),
+            }}
+        });
+        let f = parse_state(&dump).unwrap();
+        assert_eq!(
+            f.expected_root.map(|r| r.to_string()).as_deref(),
+            Some("0x8fcfb02cfca007773bd55bc1c3e50a3c8612a59c87ce057e5957e8bf17c1728b")
+        );
+        let acct = f.alloc.values().next().unwrap();
+        assert_eq!(acct.balance, U256::from(1000));
+        assert_eq!(acct.storage.values().next(), Some(&U256::from(0x7435ed)));
+    }
+
+    #[test]
+    fn dump_fields_that_contradict_the_account_are_refused() {
+        let addr = "0x00000000000000000000000000000000000000aa";
+        let bad_key =
+            json!({"accounts": {addr: {"balance": "1", "key": format!("{}", B256::ZERO)}}});
+        assert!(parse_state(&bad_key).unwrap_err().to_string().contains(".key"));
+        let bad_code = json!({"accounts": {addr: {"balance": "1", "code": "0x6000",
+            "codeHash": "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"}}});
+        assert!(parse_state(&bad_code).unwrap_err().to_string().contains(".codeHash"));
+        let no_preimage = json!({"accounts": {"pre(0x01)": {"balance": "1"}}});
+        assert!(parse_state(&no_preimage).unwrap_err().to_string().contains("preimage"));
+        let bad_root = json!({"root": "0x12", "accounts": {}});
+        assert!(parse_state(&bad_root).unwrap_err().to_string().starts_with("root:"));
     }
 
     #[test]

@@ -407,11 +407,26 @@ impl<S: KvStore> LeafDb<S> {
         self.store().write(batch, Durability::Logged)
     }
 
-    /// Ends a sync: writes the account trie's top nodes (`skeleton`, paths above the chunks),
-    /// records the root they give and `head`, in one write. Returns the recorded root.
-    pub fn finish_sync(&self, skeleton: &[(Nibbles, Vec<u8>)], head: BlockHeader) -> Result<B256> {
+    /// Writes the account trie's top nodes of a sync (`skeleton`, paths above the chunks) and
+    /// returns the root the stored trie now has. Records no head: see
+    /// [`Self::record_synced_head`].
+    pub fn write_sync_skeleton(&self, skeleton: &[(Nibbles, Vec<u8>)]) -> Result<B256> {
         self.write_trie_nodes(None, skeleton)?;
+        Ok(self.node(None, &Nibbles::new())?.map_or(EMPTY_ROOT_HASH, keccak256))
+    }
+
+    /// Ends a sync: records `head` and the stored trie's root in one durable write, only if
+    /// that root is `head.state_root` (otherwise nothing is written and the database stays
+    /// without a head, so a restart syncs again rather than serving a wrong state). Returns the
+    /// recorded root.
+    pub fn record_synced_head(&self, head: BlockHeader) -> Result<B256> {
         let root = self.node(None, &Nibbles::new())?.map_or(EMPTY_ROOT_HASH, keccak256);
+        if root != head.state_root {
+            return Err(LeafDbError::SyncedRootMismatch {
+                stored: root,
+                expected: head.state_root,
+            });
+        }
         let mut batch = WriteBatch::default();
         batch.put(Table::Meta, meta::ACCOUNT_ROOT, root.as_slice());
         batch.put(Table::Meta, meta::HEAD, alloy_rlp::encode(head));
@@ -480,7 +495,16 @@ mod tests {
         crate::trie::node::encode_branch(&children, None, &mut rlp);
         let head = BlockHeader { state_root: keccak256(&rlp), ..Default::default() };
         skeleton.push((Nibbles::new(), rlp));
-        assert_eq!(db.finish_sync(&skeleton, head).unwrap(), head.state_root);
+        assert_eq!(db.write_sync_skeleton(&skeleton).unwrap(), head.state_root);
+        // A head whose root the trie does not have is refused, and nothing is recorded.
+        let wrong = BlockHeader { state_root: keccak256(b"another root"), ..head };
+        assert!(matches!(
+            db.record_synced_head(wrong),
+            Err(LeafDbError::SyncedRootMismatch { .. })
+        ));
+        assert_eq!(db.head().unwrap(), None);
+        assert_eq!(db.record_synced_head(head).unwrap(), head.state_root);
+        assert_eq!(db.head().unwrap(), Some(head));
         let report = db.verify().unwrap();
         assert!(report.ok(), "{report:?}");
         assert_eq!(report.accounts, 200);

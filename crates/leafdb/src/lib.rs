@@ -33,7 +33,10 @@ pub use db::{
 pub use diff::{AccountChange, AccountUpdate, BlockDiff};
 pub use error::{LeafDbError, Result};
 pub use generate::GenParams;
-pub use genesis::{GenesisAccount, GenesisAlloc, GenesisError, parse_alloc, read_alloc_file};
+pub use genesis::{
+    GenesisAccount, GenesisAlloc, GenesisError, StateFile, parse_alloc, parse_state,
+    read_alloc_file, read_state_file,
+};
 pub use import::{AccountChunkOutcome, ChunkAccount};
 pub use kv::{
     Durability, KvRead, KvStore, Table, WriteBatch,
@@ -42,4 +45,4 @@ pub use kv::{
 };
 pub use schema::{BlockHeader, SCHEMA_VERSION};
 pub use snapshot::LeafSnapshot;
-pub use verify::VerifyReport;
+pub use verify::{FlatCheck, MAX_FLAT_REPAIRS, VerifyReport};

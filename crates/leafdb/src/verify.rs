@@ -186,3 +186,123 @@ impl<S: KvStore> LeafDb<S> {
         Ok(report)
     }
 }
+
+/// Problem items [`LeafDb::check_flat_state`] lists at most (the counts go on): enough to repair
+/// what a few hostile peers can leave, bounded in memory whatever the state holds.
+pub const MAX_FLAT_REPAIRS: usize = 65_536;
+
+/// What [`LeafDb::check_flat_state`] found: the flat tables measured against themselves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlatCheck {
+    /// Root of the account trie built from the flat accounts.
+    pub accounts_root: B256,
+    /// Accounts in the flat table.
+    pub accounts: u64,
+    /// Storage slots in the flat table.
+    pub slots: u64,
+    /// Accounts whose flat storage does not hash to their storage root: `(account, expected
+    /// storage root)`; at most [`MAX_FLAT_REPAIRS`].
+    pub bad_storage: Vec<(B256, B256)>,
+    /// Owners of flat storage that has no account; at most [`MAX_FLAT_REPAIRS`].
+    pub orphan_storage: Vec<B256>,
+    /// Code hashes that accounts name but the code table lacks; at most [`MAX_FLAT_REPAIRS`].
+    pub missing_code: Vec<B256>,
+    /// All problems, including those past the listed ones.
+    pub problems: u64,
+}
+
+impl FlatCheck {
+    /// Whether the flat state is complete and agrees with itself and `root`.
+    pub fn ok(&self, root: B256) -> bool {
+        self.accounts_root == root && self.problems == 0
+    }
+
+    fn note<T>(list: &mut Vec<T>, problems: &mut u64, item: T) {
+        *problems += 1;
+        if list.len() < MAX_FLAT_REPAIRS {
+            list.push(item);
+        }
+    }
+}
+
+impl<S: KvStore> LeafDb<S> {
+    /// Checks the flat state by merge-scans on one snapshot, without reading a trie node: the
+    /// account root of the flat accounts, every account's flat storage against its storage root
+    /// (one pass over the storage table beside the accounts), storage without an account, and
+    /// every named code present (the distinct hashes sorted, then one pass over the code table).
+    /// A sync runs it before it records its head; `verify` is the full, slower check.
+    pub fn check_flat_state(&self) -> Result<FlatCheck> {
+        let snap = self.store().snapshot();
+        let mut out = FlatCheck::default();
+        let mut accounts = StackBuilder::new(|_: &Nibbles, _: &[u8]| Ok(()));
+        let mut code_hashes = std::collections::BTreeSet::new();
+        let mut storage = snap.iter_from(Table::Storage, &[]).fuse();
+        // The next storage row not yet consumed (rows sort by owner, as accounts do).
+        let mut next_row = storage.next().transpose()?;
+        for item in snap.iter_from(Table::Accounts, &[]) {
+            let (key, value) = item?;
+            let owner = B256::try_from(key.as_ref())
+                .map_err(|_| LeafDbError::corrupt("accounts", "key", "not 32 bytes"))?;
+            let account = decode_account(&value)?;
+            out.accounts += 1;
+            let mut slots = StackBuilder::new(|_: &Nibbles, _: &[u8]| Ok(()));
+            while let Some((k, v)) = next_row.take() {
+                let row_owner = k
+                    .get(..32)
+                    .filter(|_| k.len() == 64)
+                    .ok_or_else(|| LeafDbError::corrupt("storage", "key", "not 64 bytes"))?;
+                if row_owner > owner.as_slice() {
+                    next_row = Some((k, v));
+                    break;
+                }
+                if row_owner < owner.as_slice() {
+                    // Storage before this account belongs to no account.
+                    let orphan = B256::from_slice(row_owner);
+                    if out.orphan_storage.last() != Some(&orphan) {
+                        FlatCheck::note(&mut out.orphan_storage, &mut out.problems, orphan);
+                    }
+                } else {
+                    out.slots += 1;
+                    let value = decode_slot_value(&v)?;
+                    slots.add_leaf(Nibbles::unpack(&k[32..]), slot_leaf_value(&value))?;
+                }
+                next_row = storage.next().transpose()?;
+            }
+            let storage_root = slots.finish()?.root;
+            if storage_root != account.storage_root {
+                let item = (owner, account.storage_root);
+                FlatCheck::note(&mut out.bad_storage, &mut out.problems, item);
+            }
+            if account.code_hash != KECCAK256_EMPTY {
+                code_hashes.insert(account.code_hash);
+            }
+            accounts.add_leaf(Nibbles::unpack(owner), value.to_vec())?;
+        }
+        while let Some((k, _)) = next_row.take() {
+            next_row = storage.next().transpose()?;
+            let orphan = B256::try_from(k.get(..32).unwrap_or_default())
+                .map_err(|_| LeafDbError::corrupt("storage", "key", "not 64 bytes"))?;
+            if out.orphan_storage.last() != Some(&orphan) {
+                FlatCheck::note(&mut out.orphan_storage, &mut out.problems, orphan);
+            }
+        }
+        out.accounts_root = accounts.finish()?.root;
+        let mut codes = snap.iter_from(Table::Code, &[]).fuse();
+        let mut current: Option<B256> = None;
+        for wanted in code_hashes {
+            while current.is_none_or(|c| c < wanted) {
+                match codes.next() {
+                    Some(row) => current = B256::try_from(row?.0.as_ref()).ok(),
+                    None => {
+                        current = None;
+                        break;
+                    }
+                }
+            }
+            if current != Some(wanted) {
+                FlatCheck::note(&mut out.missing_code, &mut out.problems, wanted);
+            }
+        }
+        Ok(out)
+    }
+}

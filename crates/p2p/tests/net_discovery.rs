@@ -111,3 +111,34 @@ async fn nodes_find_the_bootnode_and_each_other_and_skip_nodes_without_leaf() {
         node.handle.shutdown().await;
     }
 }
+
+/// L8: without `allow_local_addresses`, a compatible record pointing at a loopback address is not
+/// dialed (it is counted as `not_public`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_with_local_addresses_are_not_dialed_by_default() {
+    let public_only = |bootnodes| {
+        let mut discovery = discovery_config(bootnodes);
+        discovery.allow_local_addresses = false;
+        discovery
+    };
+    let (mut cfg, head) = config(Arc::new(TestHandler::default()));
+    cfg.discovery = Some(public_only(Vec::new()));
+    let a = start(cfg, head).await;
+    let bootnode = a.handle.local_enr().await.expect("discovery runs");
+    let (mut cfg, head) = config(Arc::new(TestHandler::default()));
+    cfg.discovery = Some(public_only(vec![bootnode]));
+    let b = start(cfg, head).await;
+
+    let dropped = async {
+        while b.handle.discovery_counters().await.is_none_or(|c| c.not_public == 0) {
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    tokio::time::timeout(SCENARIO_DEADLINE, dropped).await.expect("a met and dropped");
+    // Several dial intervals later, still nobody dialed anybody.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(a.handle.peers().await.is_empty() && b.handle.peers().await.is_empty());
+    for node in [a, b] {
+        node.handle.shutdown().await;
+    }
+}

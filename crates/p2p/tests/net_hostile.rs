@@ -184,3 +184,87 @@ async fn requests_within_the_in_flight_limit_are_all_answered() {
     assert_eq!(node.handle.peers().await.len(), 1, "no penalty within the limit");
     node.handle.shutdown().await;
 }
+
+/// L5: a `NewHead` flood is coalesced per peer, so event subscribers do not lag and still see
+/// the peers that connect meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_head_flood_neither_lags_subscribers_nor_hides_new_peers() {
+    let mut node = node(Arc::new(TestHandler::default())).await;
+    let (mut flooder, flooder_id) = connected_peer(&mut node).await;
+    let mut events = node.handle.events();
+    let flood = 3 * leafsync_p2p::peers::EVENT_CHANNEL_CAPACITY as u64;
+    for number in 1..=flood {
+        let head = leafsync_p2p::leaf::ChainHead {
+            number,
+            hash: B256::left_padding_from(&number.to_be_bytes()),
+            state_root: B256::repeat_byte(0xaa),
+        };
+        send_leaf(&mut flooder, LeafMessage::NewHead(head)).await;
+    }
+    // A request answered after the flood: the session has read every NewHead by then.
+    let mut request = get_codes(&[B256::ZERO]);
+    request.request_id = 1;
+    send_leaf(&mut flooder, LeafMessage::GetCodes(request)).await;
+    assert!(matches!(next_leaf(&mut flooder).await, Ok(LeafMessage::Codes(_))));
+
+    // A new peer connects; the subscriber must see it, without having lagged.
+    let (_newcomer, newcomer_id) = handshaken_peer(node.handle.local_enode()).await;
+    let mut heads = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Ok(NetworkEvent::PeerConnected { peer, .. }) if peer == newcomer_id => break,
+                Ok(NetworkEvent::NewHead { peer, head }) if peer == flooder_id => {
+                    heads.push(head.number)
+                }
+                Ok(_) => {}
+                Err(e) => panic!("the subscriber lagged: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the new peer's connection was seen");
+    // One head per second at most (the flood takes a fraction of a second to read).
+    assert!(heads.len() <= 10, "{} heads passed on: {heads:?}", heads.len());
+    assert_eq!(heads.first(), Some(&1), "the first head passes at once");
+    // The latest head arrives when the interval is over.
+    if heads.last() != Some(&flood) {
+        wait_event(&mut events, |e| match e {
+            NetworkEvent::NewHead { peer, head } if *peer == flooder_id && head.number == flood => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    }
+    node.handle.shutdown().await;
+}
+
+/// L5: implausible heads are dropped with a low penalty and never reach subscribers.
+#[tokio::test(flavor = "current_thread")]
+async fn implausible_heads_are_dropped() {
+    let mut node = node(Arc::new(TestHandler::default())).await;
+    let (mut peer, id) = connected_peer(&mut node).await;
+    let good = leafsync_p2p::leaf::ChainHead {
+        number: 5,
+        hash: B256::repeat_byte(5),
+        state_root: B256::repeat_byte(0xaa),
+    };
+    let bad = [
+        leafsync_p2p::leaf::ChainHead { hash: B256::ZERO, ..good },
+        leafsync_p2p::leaf::ChainHead { state_root: B256::ZERO, ..good },
+        leafsync_p2p::leaf::ChainHead { number: u64::MAX, ..good },
+    ];
+    for head in bad {
+        send_leaf(&mut peer, LeafMessage::NewHead(head)).await;
+        assert_eq!(next_penalty(&mut node).await, (PenaltyClass::Low, PenaltyReason::InvalidHead));
+    }
+    send_leaf(&mut peer, LeafMessage::NewHead(good)).await;
+    let head = wait_event(&mut node.events, |e| match e {
+        NetworkEvent::NewHead { peer, head } if *peer == id => Some(*head),
+        _ => None,
+    })
+    .await;
+    assert_eq!(head, good, "the first head passed on is the plausible one");
+    node.handle.shutdown().await;
+}

@@ -91,3 +91,31 @@ async fn added_peers_are_dialed_and_reports_ban_them() {
     client.handle.shutdown().await;
     server.handle.shutdown().await;
 }
+
+/// Item 12 (review M6): `add_peer` cannot grow the static peer set beyond its cap. Observed from
+/// outside: static peers are dialed, so a listener standing in for all of them counts one
+/// connection per static peer held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_peers_are_capped() {
+    const CAP: usize = 4;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (mut cfg, head) = config(Arc::new(TestHandler::default()));
+    cfg.max_static_peers = CAP;
+    let node = start(cfg, head).await;
+    for _ in 0..10 * CAP {
+        node.handle.add_peer(NodeRecord { id: key().1, addr }).await.expect("command");
+    }
+    // Each dial is one connection (which we never answer; the dial fails after ECIES times out,
+    // long after this test).
+    let mut dialed = Vec::new();
+    while let Ok(Ok((socket, _))) =
+        tokio::time::timeout(std::time::Duration::from_secs(1), listener.accept()).await
+    {
+        // Kept open, so that no dial fails and is retried within the test.
+        dialed.push(socket);
+    }
+    let dialed = dialed.len();
+    assert_eq!(dialed, CAP, "one dial per static peer held");
+    node.handle.shutdown().await;
+}

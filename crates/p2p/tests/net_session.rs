@@ -41,7 +41,7 @@ async fn pair(
 
 #[tokio::test]
 async fn both_directions_establish_and_exchange_typed_messages() {
-    let (dialed, accepted) = pair(good_status()).await;
+    let (dialed, accepted) = Box::pin(pair(good_status())).await;
     let (mut a, mut b) = (dialed.expect("outbound"), accepted.expect("inbound"));
     assert_eq!(a.status, good_status());
     assert_eq!(b.status, good_status());
@@ -65,7 +65,7 @@ async fn both_directions_establish_and_exchange_typed_messages() {
 #[tokio::test]
 async fn a_mismatching_status_fails_both_sides_with_its_reason() {
     let wrong = Status { network_id: 12345, ..good_status() };
-    let (dialed, accepted) = pair(wrong).await;
+    let (dialed, accepted) = Box::pin(pair(wrong)).await;
     // The dialer sees the acceptor's wrong network and disconnects with "useless peer". The
     // acceptor's own check passes (the dialer is on its chain); it then reads the Disconnect.
     match dialed {

@@ -44,8 +44,42 @@ pub const MAX_CONSECUTIVE_TIMEOUTS: u32 = 2;
 /// a few items honestly, a peer that never has anything wastes round trips.
 pub const MAX_CONSECUTIVE_EMPTIES: u32 = 8;
 
-/// Rounds over all peers an item is asked for before the sync gives up on it (5).
+/// Rounds over all peers an item is asked for before it is parked (5).
 pub const MAX_TASK_ROUNDS: u32 = 5;
+
+/// How long an item nobody delivered in [`MAX_TASK_ROUNDS`] rounds waits before it is asked
+/// again (10 s): the rest of the sync goes on meanwhile, and a peer that joins or reaches the
+/// pivot may have it by then.
+pub const PARK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Times an item is parked before the sync gives up on it with `Unavailable` (6, about a minute
+/// of asking): long enough for a transient gap, short enough that a sync that cannot finish
+/// says so well within [`DEFAULT_STALL_TIMEOUT`].
+pub const MAX_PARKS: u32 = 6;
+
+/// Blocks a chunk's claimed `head_number` may differ from the head its server last announced
+/// (2): a server announces its head after applying the block, so an answer may come from one
+/// block later than the announcement we hold. A claim further off is a lie, counted as junk.
+pub const HEAD_CLAIM_SLACK: u64 = 2;
+
+/// Chunks of a server at another head that failed verification (healed, no penalty) after
+/// which it gets no more chunks while its announced head stays the same and another peer can
+/// take them (4): an honest stale server costs a few heals, a liar claiming another head
+/// cannot turn the whole sync into heal.
+pub const MAX_STALE_HEALS: u32 = 4;
+
+/// Peer slots a sync keeps (256): a new identity beyond it takes the slot of a dropped peer,
+/// and is turned away when every slot is active or banned, so churning identities cannot grow
+/// the sync's per-peer scans.
+pub const MAX_SYNC_PEERS: usize = 256;
+
+/// Bytes all requests in flight may ask for together (256 MiB, the sum of their `max_bytes`):
+/// bounds the answers held in memory across every peer, whatever the peer count.
+pub const MAX_IN_FLIGHT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Times the final check may send the sync back for what it found missing (3) before the sync
+/// fails: one pass repairs what hostile peers left; more means something keeps breaking it.
+pub const MAX_FINAL_REPAIRS: u32 = 3;
 
 /// Default distance (64 blocks) the peers' head may move past the pivot before the sync
 /// re-pivots: well inside the 128 blocks for which servers keep replaced nodes, so heal requests
@@ -73,9 +107,14 @@ pub enum SyncMode {
 /// Settings of a sync. Every field's default is the constant named in its doc.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncConfig {
-    /// The pivot, when a trusted source (the neighbour EL) gives one; default `None`: the head
-    /// most peers announce.
+    /// The pivot, when a trusted source (the neighbour EL, a checkpoint) gives one; default
+    /// `None`: the pivot feed's head, else the head most peers announce if
+    /// [`Self::peer_pivot`] allows it.
     pub pivot: Option<ChainHead>,
+    /// Whether the pivot may be the head most peers announce, and move with it, when no
+    /// trusted pivot is given; default `true`. Peer heads are unauthenticated: Sybil peers can
+    /// choose such a pivot, so the daemon allows it only on a dev chain or by explicit opt-in.
+    pub peer_pivot: bool,
     /// Leaf sync or heal-only; default [`SyncMode::Leaf`].
     pub mode: SyncMode,
     /// Target chunk size; default [`DEFAULT_CHUNK_TARGET_BYTES`].
@@ -87,8 +126,9 @@ pub struct SyncConfig {
     pub request_timeout: Duration,
     /// Junk chunks at the pivot head before a ban; default [`DEFAULT_JUNK_BAN_THRESHOLD`].
     pub junk_ban_threshold: u32,
-    /// Blocks the head most peers announce may pass the pivot before a re-pivot (only for a
-    /// pivot taken from peers; a configured pivot stays); default [`DEFAULT_REPIVOT_DISTANCE`].
+    /// Blocks the trusted feed's head (or, with [`Self::peer_pivot`], the head most peers
+    /// announce) may pass the pivot before a re-pivot (a configured pivot stays); default
+    /// [`DEFAULT_REPIVOT_DISTANCE`].
     pub repivot_distance: u64,
     /// Progress log interval; default [`DEFAULT_PROGRESS_INTERVAL`].
     pub progress_interval: Duration,
@@ -101,6 +141,7 @@ impl Default for SyncConfig {
     fn default() -> Self {
         Self {
             pivot: None,
+            peer_pivot: true,
             mode: SyncMode::Leaf,
             chunk_target_bytes: DEFAULT_CHUNK_TARGET_BYTES,
             chunk_max_bytes: CHUNK_MAX_BYTES,

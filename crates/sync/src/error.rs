@@ -15,6 +15,17 @@ pub enum SyncError {
     /// No pivot: none configured and no peer announced a head.
     #[error("no pivot: none configured and no peer announced a head")]
     NoPivot,
+    /// No trusted pivot (configured, or from the pivot feed) and peers may not choose one.
+    #[error("no trusted pivot: configure the execution client (el.rpc) or a checkpoint")]
+    NoTrustedPivot,
+    /// The final check found the flat state incomplete after every repair pass.
+    #[error("the synced state is incomplete after {passes} repair passes: {what}")]
+    Incomplete {
+        /// Repair passes made.
+        passes: u32,
+        /// What the last check found.
+        what: String,
+    },
     /// Every peer was asked several rounds for an item and none had it.
     #[error("no peer serves {what} {hash} after {rounds} rounds")]
     Unavailable {

@@ -47,23 +47,36 @@ impl HealState {
     }
 }
 
+/// `path` extended by `suffix`, refused past 64 nibbles: a hash-verified node of a malformed
+/// (attacker-chosen) pivot trie can reach deeper, and must end the sync, not the process.
+pub(crate) fn child_path(path: &Nibbles, suffix: &[u8]) -> Result<Nibbles, SyncError> {
+    if path.len() + suffix.len() > 64 {
+        return Err(SyncError::PathTooLong);
+    }
+    let mut out = *path;
+    for n in suffix {
+        out.push(*n);
+    }
+    Ok(out)
+}
+
 /// The hashed children of a node with their paths.
-fn hashed_children(path: &Nibbles, node: &DecodedNode) -> Vec<(Nibbles, B256)> {
+fn hashed_children(path: &Nibbles, node: &DecodedNode) -> Result<Vec<(Nibbles, B256)>, SyncError> {
     match node {
-        DecodedNode::Leaf { .. } => Vec::new(),
-        DecodedNode::Extension { key, child } => {
-            child.as_hash().map(|h| (path.join(key), h)).into_iter().collect()
+        DecodedNode::Leaf { .. } => Ok(Vec::new()),
+        DecodedNode::Extension { key, child } => match child.as_hash() {
+            Some(h) => Ok(vec![(child_path(path, &key.to_vec())?, h)]),
+            None => Ok(Vec::new()),
+        },
+        DecodedNode::Branch { children, .. } => {
+            let mut out = Vec::new();
+            for (i, c) in children.iter().enumerate() {
+                if let Some(h) = c.as_ref().and_then(|c| c.as_hash()) {
+                    out.push((child_path(path, &[i as u8])?, h));
+                }
+            }
+            Ok(out)
         }
-        DecodedNode::Branch { children, .. } => children
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| {
-                let h = c.as_ref()?.as_hash()?;
-                let mut p = *path;
-                p.push(i as u8);
-                Some((p, h))
-            })
-            .collect(),
     }
 }
 
@@ -127,23 +140,23 @@ impl<S: KvStore + 'static> Syncer<S> {
         let limit = if task.owner.is_none() { self.depth } else { 0 };
         let children: Vec<(Nibbles, B256, bool)> = match node {
             DecodedNode::Leaf { .. } => {
-                self.add_unit(task.owner, task.path, task.hash)?;
+                self.add_unit_of(task.owner, task.path, task.hash, true)?;
                 return self.close(task.owner);
             }
             DecodedNode::Extension { key, child } => {
                 let h = child.as_hash().unwrap_or_else(|| keccak256(child.as_ref()));
-                vec![(task.path.join(key), h, child.is_hash())]
+                vec![(child_path(&task.path, &key.to_vec())?, h, child.is_hash())]
             }
-            DecodedNode::Branch { children, .. } => children
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| {
-                    let c = c.as_ref()?;
-                    let mut p = task.path;
-                    p.push(i as u8);
-                    Some((p, c.as_hash().unwrap_or_else(|| keccak256(c.as_ref())), c.is_hash()))
-                })
-                .collect(),
+            DecodedNode::Branch { children, .. } => {
+                let mut out = Vec::new();
+                for (i, c) in children.iter().enumerate() {
+                    if let Some(c) = c.as_ref() {
+                        let h = c.as_hash().unwrap_or_else(|| keccak256(c.as_ref()));
+                        out.push((child_path(&task.path, &[i as u8])?, h, c.is_hash()));
+                    }
+                }
+                out
+            }
         };
         self.skeleton.entry(task.owner).or_default().push((task.path, rlp));
         for (path, hash, is_hash) in children {
@@ -166,7 +179,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         parent: Option<Nibbles>,
     ) -> Result<(), SyncError> {
         let mut missing = 0;
-        for (path, hash) in hashed_children(&task.path, node) {
+        for (path, hash) in hashed_children(&task.path, node)? {
             let local = self.db.node(task.owner.as_ref(), &path)?;
             if local.is_some_and(|l| keccak256(l) == hash) {
                 continue;

@@ -2,13 +2,18 @@
 //! compared with the skeleton hash: equal = verified, different = kept and marked for heal.
 
 use alloy_primitives::{B256, U256};
-use alloy_trie::{Nibbles, TrieAccount};
+use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 use leafsync_leafdb::{ChunkAccount, KvStore};
 use leafsync_p2p::leaf::{
     AccountLeaf, AccountStorage, Chunk, ChunkContent, StorageChunk, StorageSlot,
 };
 
-use crate::{config::SyncMode, error::SyncError, syncer::Syncer, tasks::Unit};
+use crate::{
+    config::{HEAD_CLAIM_SLACK, MAX_STALE_HEALS, SyncMode},
+    error::SyncError,
+    syncer::Syncer,
+    tasks::Unit,
+};
 
 /// A chunk no honest server can send: out of order, outside its prefix, or with zero slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,10 +77,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         chunk: Chunk,
     ) -> Result<(), SyncError> {
         let leaves = match chunk.content {
-            ChunkContent::TooLarge => {
-                self.split(peer, &unit);
-                return Ok(());
-            }
+            ChunkContent::TooLarge => return self.too_large(peer, unit).await,
             ChunkContent::Items(leaves) if leaves.is_empty() => {
                 self.on_empty(peer).await;
                 self.requeue(crate::tasks::Job::Chunk(unit), peer);
@@ -96,9 +98,15 @@ impl<S: KvStore + 'static> Syncer<S> {
             return self.mark_heal(peer, &unit, chunk.head_number).await;
         }
         self.stats.chunks_verified += 1;
+        let mut lied = None;
         for (a, computed) in accounts.iter().zip(outcome.storage_roots) {
             self.stats.slots += a.storage.as_ref().map_or(0, |s| s.len() as u64);
-            self.after_verified_account(a.hashed_address, &a.account, computed)?;
+            if let Err(lie) = self.after_verified_account(a.hashed_address, &a.account, computed)? {
+                lied = Some(lie);
+            }
+        }
+        if let Some(why) = lied {
+            self.junk(peer, why).await;
         }
         Ok(())
     }
@@ -111,10 +119,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         chunk: StorageChunk,
     ) -> Result<(), SyncError> {
         let items = match chunk.content {
-            ChunkContent::TooLarge => {
-                self.split(peer, &unit);
-                return Ok(());
-            }
+            ChunkContent::TooLarge => return self.too_large(peer, unit).await,
             ChunkContent::Items(items) if items.is_empty() => {
                 self.on_empty(peer).await;
                 self.requeue(crate::tasks::Job::Chunk(unit), peer);
@@ -138,7 +143,19 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.close(unit.owner)
     }
 
-    /// "Too large": the unit's node is fetched and its children become the units.
+    /// "Too large": a lie for a single leaf (an account's storage beyond the cap is sent as a
+    /// mark, so one leaf always fits); otherwise the unit is split.
+    async fn too_large(&mut self, peer: usize, unit: Unit) -> Result<(), SyncError> {
+        if unit.leaf || unit.prefix.len() == 64 {
+            self.junk(peer, "\"too large\" for a single leaf").await;
+            self.requeue(crate::tasks::Job::Chunk(unit), peer);
+        } else {
+            self.split(peer, &unit);
+        }
+        Ok(())
+    }
+
+    /// The unit's node is fetched and its children become the units.
     fn split(&mut self, peer: usize, unit: &Unit) {
         self.peers[peer].empties = 0;
         self.stats.chunks_split += 1;
@@ -152,7 +169,10 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
     }
 
-    /// A chunk differed from its skeleton hash: heal its prefix; junk if read at the pivot head.
+    /// A chunk differed from its skeleton hash: its prefix is healed. The server lied if it
+    /// claims a head far from the one it announced, or the pivot's own head (unless it
+    /// announced a sibling block at the pivot's height); otherwise it is stale, which costs it
+    /// its chunk work after [`MAX_STALE_HEALS`] such chunks while its head stays.
     async fn mark_heal(
         &mut self,
         peer: usize,
@@ -167,34 +187,57 @@ impl<S: KvStore + 'static> Syncer<S> {
             // The heal root replaces the unit.
             *n = n.saturating_sub(1);
         }
-        if head_number == self.pivot.number {
-            self.junk(peer).await;
+        let announced = self.peers[peer].peer.head();
+        let sibling = announced.number == self.pivot.number && announced.hash != self.pivot.hash;
+        if head_number.abs_diff(announced.number) > HEAD_CLAIM_SLACK {
+            self.junk(peer, "chunk claims a head its server did not announce").await;
+        } else if head_number == self.pivot.number && !sibling {
+            self.junk(peer, "junk chunks at the pivot head").await;
+        } else {
+            let slot = &mut self.peers[peer];
+            if slot.stale_at.is_some_and(|h| h != announced) {
+                slot.stale_heals = 0;
+                slot.stale_at = None;
+            }
+            slot.stale_heals += 1;
+            if slot.stale_heals >= MAX_STALE_HEALS && slot.stale_at.is_none() {
+                tracing::debug!(peer = %slot.peer.id(), head = announced.number,
+                    "server's chunks are from another head; no more chunks until it moves");
+                slot.stale_at = Some(announced);
+            }
         }
         Ok(())
     }
 
-    /// An account of a verified chunk: its storage and code.
+    /// An account of a verified chunk: its storage and code. The account itself is proven by
+    /// the chunk's hash, and one snapshot serves it and its storage: inline storage that does
+    /// not hash to its storage root, or a "large storage" mark on empty storage, is a lie
+    /// (`Ok(Err(why))`). The lie's storage is dropped and fetched again as a unit.
     fn after_verified_account(
         &mut self,
         hashed: B256,
         account: &TrieAccount,
         inline_root: Option<B256>,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Result<(), &'static str>, SyncError> {
         self.want_code(account.code_hash)?;
-        match inline_root {
-            Some(root) if root == account.storage_root => {}
-            Some(_) => {
-                if self.storage_started.insert(hashed) {
-                    self.add_heal_root(Some(hashed), Nibbles::new(), account.storage_root)?;
-                }
-            }
+        let lie = match inline_root {
+            Some(root) if root == account.storage_root => return Ok(Ok(())),
+            Some(_) => "inline storage contradicts its account's storage root",
+            None if account.storage_root == EMPTY_ROOT_HASH => "empty storage marked large",
             None => {
                 if self.storage_started.insert(hashed) {
                     self.add_unit(Some(hashed), Nibbles::new(), account.storage_root)?;
                 }
+                return Ok(Ok(()));
             }
+        };
+        // The lie's slots and nodes go; the storage is asked again, from any server (or
+        // written empty at once for the empty root).
+        self.db.import_storage_chunk(&hashed, &Nibbles::new(), &[])?;
+        if self.storage_started.insert(hashed) {
+            self.add_unit(Some(hashed), Nibbles::new(), account.storage_root)?;
         }
-        Ok(())
+        Ok(Err(lie))
     }
 
     /// An account re-derived from a healed subtrie: fetch or heal its storage unless the stored

@@ -141,13 +141,24 @@ pub async fn watch_network_peers(
                 }
                 Ok(_) => None,
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    // Events were lost (a NewHead flood, say): the listing is the truth. Peers
+                    // that left are forgotten, heads refreshed, and serving peers that joined
+                    // meanwhile are handed over now rather than at their next announcement.
                     debug!(missed, "sync peer watcher lagged; re-reading the peer list");
-                    for info in handle.peers().await {
-                        match known.get(&info.id) {
-                            Some(p) => p.set_head(info.head),
-                            None => {
-                                known.insert(info.id, NetworkPeer::new(handle.clone(), &info));
-                            }
+                    let listing = handle.peers().await;
+                    let live: HashSet<PeerId> = listing.iter().map(|i| i.id).collect();
+                    known.retain(|id, _| live.contains(id));
+                    handed.retain(|id| live.contains(id));
+                    for info in listing {
+                        let peer = known
+                            .entry(info.id)
+                            .or_insert_with(|| NetworkPeer::new(handle.clone(), &info));
+                        peer.set_head(info.head);
+                        if serves_state(&info)
+                            && handed.insert(info.id)
+                            && tx.send(Arc::new(peer.clone()) as Arc<dyn SyncPeer>).is_err()
+                        {
+                            return;
                         }
                     }
                     None

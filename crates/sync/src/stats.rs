@@ -58,6 +58,10 @@ pub struct SyncStats {
     pub timeouts: u64,
     /// Empty answers.
     pub empty_answers: u64,
+    /// Answers that provably lied (counted against their server).
+    pub junk_answers: u64,
+    /// Items the final check found wrong or missing and sent back to be fetched.
+    pub final_repairs: u64,
     /// Peers banned (junk, wrong nodes, malformed answers).
     pub peers_banned: u64,
     /// Peers dropped (silence, disconnects, nothing to give).

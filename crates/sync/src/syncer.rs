@@ -29,7 +29,8 @@ use tracing::{debug, info, warn};
 use crate::{
     config::{
         BYTES_PER_ACCOUNT_ESTIMATE, MAX_CHUNK_DEPTH, MAX_CONSECUTIVE_EMPTIES,
-        MAX_CONSECUTIVE_TIMEOUTS, SyncConfig, SyncMode,
+        MAX_CONSECUTIVE_TIMEOUTS, MAX_FINAL_REPAIRS, MAX_IN_FLIGHT_BYTES, MAX_SYNC_PEERS,
+        SyncConfig, SyncMode,
     },
     error::SyncError,
     heal::HealState,
@@ -43,6 +44,10 @@ use crate::{
 /// How often a sync with nothing to send looks again at its peers' heads (500 ms): a peer may
 /// reach the pivot, and only then be asked for its nodes.
 const RECHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How long a peer dropped for silence rests before it is asked again (30 s): a stalled honest
+/// server (a pause, a congested link) comes back; a dead one costs one timeout per rest.
+const SILENT_REVIVE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Shortest interval between two publications of the counters on the progress channel (250 ms).
 const PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
@@ -67,7 +72,14 @@ pub(crate) struct PeerSlot {
     pub(crate) junk: u32,
     pub(crate) timeouts: u32,
     pub(crate) empties: u32,
+    /// Chunks from this server at another head that failed verification (no penalty).
+    pub(crate) stale_heals: u32,
+    /// The head this server announced when it reached [`crate::config::MAX_STALE_HEALS`]: it
+    /// gets chunks again once it announces another.
+    pub(crate) stale_at: Option<ChainHead>,
     pub(crate) standing: Standing,
+    /// When a peer dropped for silence may be asked again (a stall is not a lie).
+    pub(crate) revive_at: Option<Instant>,
 }
 
 impl PeerSlot {
@@ -80,8 +92,17 @@ impl PeerSlot {
             junk: 0,
             timeouts: 0,
             empties: 0,
+            stale_heals: 0,
+            stale_at: None,
             standing: Standing::Active,
+            revive_at: None,
         }
+    }
+
+    /// Whether this server should get no chunks now: it sent too many from another head and
+    /// still announces that head.
+    pub(crate) fn chunks_benched(&self) -> bool {
+        self.stale_at.is_some_and(|h| h == self.peer.head())
     }
 }
 
@@ -130,6 +151,8 @@ pub struct Syncer<S: KvStore> {
     /// Where the counters are published for status and metrics.
     progress: Option<watch::Sender<SyncStats>>,
     last_publish: Option<Instant>,
+    /// Sum of `max_bytes` of the requests in flight (bounded by [`MAX_IN_FLIGHT_BYTES`]).
+    in_flight_bytes: u64,
 }
 
 impl<S: KvStore> std::fmt::Debug for Syncer<S> {
@@ -198,6 +221,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             pivot_feed: None,
             progress: None,
             last_publish: None,
+            in_flight_bytes: 0,
         }
     }
 
@@ -227,6 +251,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// Adds a peer, or revives one dropped earlier (a new session of it); banned peers stay out.
     fn add_peer(&mut self, peer: Arc<dyn SyncPeer>) {
         let id = peer.id();
+        let full = self.peers.len() >= MAX_SYNC_PEERS;
         match self.peers.iter_mut().find(|p| p.peer.id() == id) {
             Some(slot) if slot.standing == Standing::Banned => {}
             Some(slot) => {
@@ -238,9 +263,20 @@ impl<S: KvStore + 'static> Syncer<S> {
                     info!(peer = %id, "sync peer is back");
                 }
             }
-            None => {
+            None if !full => {
                 info!(peer = %id, head = peer.head().number, "sync peer joined");
                 self.peers.push(PeerSlot::new(peer));
+            }
+            None => {
+                // Full: a dropped peer's slot is reused (its index may still be in items'
+                // tried lists, which only skips the newcomer for those items this round).
+                match self.peers.iter_mut().find(|p| p.standing == Standing::Dropped) {
+                    Some(slot) => {
+                        info!(peer = %id, head = peer.head().number, "sync peer joined");
+                        *slot = PeerSlot::new(peer);
+                    }
+                    None => debug!(peer = %id, "sync peer table full; not used"),
+                }
             }
         }
     }
@@ -248,9 +284,13 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// Whether peer `i` can be asked for the pivot's trie nodes: a server keeps the nodes of its
     /// last [`DEFAULT_RECENT_BLOCKS`] heads, so its head must be at the pivot or at most that far
     /// past it. Chunks and codes go to every peer (a chunk read at another head is healed).
+    /// A server on another block at the pivot's height (a sibling) does not have them.
     fn has_pivot_nodes(&self, i: usize) -> bool {
-        let head = self.peers[i].peer.head().number;
-        head >= self.pivot.number && head - self.pivot.number < DEFAULT_RECENT_BLOCKS
+        let head = self.peers[i].peer.head();
+        if head.number == self.pivot.number && head.hash != self.pivot.hash {
+            return false;
+        }
+        head.number >= self.pivot.number && head.number - self.pivot.number < DEFAULT_RECENT_BLOCKS
     }
 
     /// The counters so far.
@@ -284,15 +324,19 @@ impl<S: KvStore + 'static> Syncer<S> {
             (Some(p), _) => p == r.pivot,
             // A trusted head not far past the recorded pivot keeps the record's work.
             (None, Some(t)) => t.number >= r.pivot.number && t.number - r.pivot.number < distance,
-            (None, None) => true,
+            // A record's pivot came from a trusted source unless peers may choose it.
+            (None, None) => self.config.peer_pivot,
         });
         if let Some(r) = &resumed {
             self.pivot = r.pivot;
             self.depth = usize::try_from(r.depth).unwrap_or(MAX_CHUNK_DEPTH).min(MAX_CHUNK_DEPTH);
             self.prior = (r.bytes_down, r.requests);
         } else {
-            self.pivot =
-                choose_pivot(self.config.pivot.or(trusted), &heads).ok_or(SyncError::NoPivot)?;
+            let trusted_pivot = self.config.pivot.or(trusted);
+            if trusted_pivot.is_none() && !self.config.peer_pivot {
+                return Err(SyncError::NoTrustedPivot);
+            }
+            self.pivot = choose_pivot(trusted_pivot, &heads).ok_or(SyncError::NoPivot)?;
             let mut estimates: Vec<u64> =
                 self.peers.iter().map(|p| p.peer.account_estimate()).collect();
             estimates.sort_unstable();
@@ -326,6 +370,27 @@ impl<S: KvStore + 'static> Syncer<S> {
         info!(pivot = self.pivot.number, %root, depth = self.depth, peers = self.peers.len(),
             mode = ?self.config.mode, "state sync starting");
         self.seed(root)?;
+        let mut passes = 0;
+        loop {
+            self.drive(&mut new_peers, &mut pivot_feed).await?;
+            let found = self.final_check()?;
+            if found.is_empty() {
+                return Ok(());
+            }
+            if passes == MAX_FINAL_REPAIRS {
+                return Err(SyncError::Incomplete { passes, what: found });
+            }
+            passes += 1;
+            warn!(pass = passes, found, "state sync: final check sent the sync back");
+        }
+    }
+
+    /// Runs the request loop until every queued item is done.
+    async fn drive(
+        &mut self,
+        new_peers: &mut Option<mpsc::UnboundedReceiver<Arc<dyn SyncPeer>>>,
+        pivot_feed: &mut Option<watch::Receiver<ChainHead>>,
+    ) -> Result<(), SyncError> {
         let mut in_flight: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
         let mut tick = tokio::time::interval(self.config.progress_interval);
         tick.tick().await;
@@ -357,14 +422,14 @@ impl<S: KvStore + 'static> Syncer<S> {
                     self.on_done(done).await?;
                     self.publish(false);
                 }
-                peer = next_peer(&mut new_peers) => match peer {
+                peer = next_peer(new_peers) => match peer {
                     Some(peer) => self.add_peer(peer),
-                    None => new_peers = None,
+                    None => *new_peers = None,
                 },
-                changed = feed_changed(&mut pivot_feed) => {
+                changed = feed_changed(pivot_feed) => {
                     if !changed {
                         // The trusted source is gone; the pivot stays where it is.
-                        pivot_feed = None;
+                        *pivot_feed = None;
                     }
                 }
                 _ = tick.tick() => {
@@ -403,6 +468,8 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         let head = match trusted {
             Some(head) => head,
+            // Unauthenticated heads never move the pivot unless peers may choose it.
+            None if !self.config.peer_pivot => return Ok(()),
             None => {
                 let heads: Vec<ChainHead> =
                     self.active().into_iter().map(|i| self.peers[i].peer.head()).collect();
@@ -435,18 +502,59 @@ impl<S: KvStore + 'static> Syncer<S> {
             && self.heal.is_empty()
     }
 
-    fn finish(mut self) -> Result<SyncOutcome, SyncError> {
+    /// Checks the end before it is committed: the account trie's root (with the skeleton above
+    /// the chunks written) against the pivot's, then the flat state by merge-scan. Flat storage
+    /// that does not hash to its account's root, storage without an account and missing codes
+    /// are queued again; returns what was found (empty: complete).
+    fn final_check(&mut self) -> Result<String, SyncError> {
         let skeleton = self.skeleton.remove(&None).unwrap_or_default();
+        let root = self.db.write_sync_skeleton(&skeleton)?;
+        if root != self.pivot.state_root {
+            return Err(SyncError::RootMismatch { got: root, expected: self.pivot.state_root });
+        }
+        let check = self.db.check_flat_state()?;
+        if check.accounts_root != self.pivot.state_root {
+            // The flat accounts disagree with a verified trie: rewrite them from it.
+            warn!(flat = %check.accounts_root, "flat accounts differ from the synced trie");
+            self.stats.final_repairs += 1;
+            self.resume_complete(None, Nibbles::new(), root)?;
+            return Ok(format!("flat accounts hash to {}", check.accounts_root));
+        }
+        if check.problems == 0 {
+            return Ok(String::new());
+        }
+        let found = format!(
+            "{} accounts with wrong flat storage, {} orphan storages, {} missing codes",
+            check.bad_storage.len(),
+            check.orphan_storage.len(),
+            check.missing_code.len()
+        );
+        self.stats.final_repairs += check.problems;
+        for owner in check.orphan_storage {
+            self.db.import_storage_chunk(&owner, &Nibbles::new(), &[])?;
+        }
+        for (owner, storage_root) in check.bad_storage {
+            self.db.import_storage_chunk(&owner, &Nibbles::new(), &[])?;
+            self.storage_started.remove(&owner);
+            if self.storage_started.insert(owner) {
+                self.add_unit(Some(owner), Nibbles::new(), storage_root)?;
+            }
+        }
+        for hash in check.missing_code {
+            self.codes_seen.remove(&hash);
+            self.want_code(hash)?;
+        }
+        Ok(found)
+    }
+
+    fn finish(mut self) -> Result<SyncOutcome, SyncError> {
         let head = BlockHeader {
             number: self.pivot.number,
             hash: self.pivot.hash,
             parent_hash: B256::ZERO,
             state_root: self.pivot.state_root,
         };
-        let root = self.db.finish_sync(&skeleton, head)?;
-        if root != self.pivot.state_root {
-            return Err(SyncError::RootMismatch { got: root, expected: self.pivot.state_root });
-        }
+        let root = self.db.record_synced_head(head)?;
         self.db.clear_sync_progress()?;
         self.stats.phase = Phase::Done;
         self.stats.elapsed = self.started.elapsed();
@@ -560,7 +668,18 @@ impl<S: KvStore + 'static> Syncer<S> {
         prefix: Nibbles,
         hash: B256,
     ) -> Result<(), SyncError> {
-        if self.heal.has_root(owner, prefix) {
+        self.add_unit_of(owner, prefix, hash, false)
+    }
+
+    /// [`Self::add_unit`] for a unit whose node is known to be a leaf (`leaf`).
+    pub(crate) fn add_unit_of(
+        &mut self,
+        owner: Owner,
+        prefix: Nibbles,
+        hash: B256,
+        leaf: bool,
+    ) -> Result<(), SyncError> {
+        if self.empty_storage(owner, &prefix, hash)? || self.heal.has_root(owner, prefix) {
             return Ok(());
         }
         match self.db.node(owner.as_ref(), &prefix)? {
@@ -578,8 +697,28 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         self.open(owner);
         self.stats.chunks_total += 1;
-        self.units.push_back(Unit { owner, prefix, hash, attempts: Attempts::default() });
+        self.units.push_back(Unit { owner, prefix, hash, leaf, attempts: Attempts::default() });
         Ok(())
+    }
+
+    /// The empty root is no node anyone can serve: a storage trie with it is written empty at
+    /// once (dropping whatever was there) and never becomes a request. Returns whether `hash`
+    /// was the empty root.
+    fn empty_storage(
+        &mut self,
+        owner: Owner,
+        prefix: &Nibbles,
+        hash: B256,
+    ) -> Result<bool, SyncError> {
+        if hash != EMPTY_ROOT_HASH {
+            return Ok(false);
+        }
+        if let Some(o) = owner {
+            self.db.import_storage_chunk(&o, prefix, &[])?;
+        }
+        // A record written before this rule may hold such a heal root.
+        self.heal_root_finished(owner, prefix, hash)?;
+        Ok(true)
     }
 
     /// A subtrie found complete in the tables: its flat entries are re-derived (a crash may have
@@ -620,6 +759,9 @@ impl<S: KvStore + 'static> Syncer<S> {
         path: Nibbles,
         hash: B256,
     ) -> Result<(), SyncError> {
+        if self.empty_storage(owner, &path, hash)? {
+            return Ok(());
+        }
         // Heal replaces nodes below `path` before the ones at and above it: those must not stay
         // behind, stale, if this heal is cut short (a pivot move, a crash).
         self.db.forget_path(owner.as_ref(), &path)?;
@@ -680,6 +822,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         &mut self,
         in_flight: &mut FuturesUnordered<BoxFuture<'static, Done>>,
     ) -> Result<(), SyncError> {
+        self.revive_silent();
         let mut order = self.active();
         order.sort_by(|a, b| {
             self.peers[*b].rate.bytes_per_sec.total_cmp(&self.peers[*a].rate.bytes_per_sec)
@@ -687,11 +830,20 @@ impl<S: KvStore + 'static> Syncer<S> {
         let active = order.clone();
         let serving: Vec<usize> =
             order.iter().copied().filter(|i| self.has_pivot_nodes(*i)).collect();
+        // Servers benched for stale chunks get chunks only when no other peer can take them.
+        let chunk_peers: Vec<usize> =
+            order.iter().copied().filter(|i| !self.peers[*i].chunks_benched()).collect();
+        let chunk_peers = if chunk_peers.is_empty() { active.clone() } else { chunk_peers };
         for peer in order {
-            while self.peers[peer].in_flight < self.peers[peer].rate.capacity() {
-                let Some(job) = self.next_job(peer, &active, &serving)? else { break };
+            while self.peers[peer].in_flight < self.peers[peer].rate.capacity()
+                && self.in_flight_bytes + self.request_bytes() <= MAX_IN_FLIGHT_BYTES
+            {
+                let Some(job) = self.next_job(peer, &active, &serving, &chunk_peers)? else {
+                    break;
+                };
                 let fut = self.send(peer, job)?;
                 self.peers[peer].in_flight += 1;
+                self.in_flight_bytes += self.request_bytes();
                 self.stats.requests += 1;
                 in_flight.push(fut);
             }
@@ -699,13 +851,19 @@ impl<S: KvStore + 'static> Syncer<S> {
         Ok(())
     }
 
+    /// The most bytes one request may bring back (every request asks for at most this much).
+    fn request_bytes(&self) -> u64 {
+        self.config.chunk_max_bytes.max(MAX_RESPONSE_BYTES)
+    }
+
     /// The next request for `peer`: trie nodes (only if it is in `serving`, the peers that
-    /// have the pivot's nodes), then a chunk, then codes.
+    /// have the pivot's nodes), then a chunk (only if it is in `chunk_peers`), then codes.
     fn next_job(
         &mut self,
         peer: usize,
         active: &[usize],
         serving: &[usize],
+        chunk_peers: &[usize],
     ) -> Result<Option<Job>, SyncError> {
         if serving.contains(&peer) {
             let nodes = take_for(&mut self.nodes, peer, serving, MAX_NODES_PER_REQUEST)?;
@@ -713,7 +871,9 @@ impl<S: KvStore + 'static> Syncer<S> {
                 return Ok(Some(Job::Nodes(nodes)));
             }
         }
-        if let Some(unit) = take_for(&mut self.units, peer, active, 1)?.pop() {
+        if chunk_peers.contains(&peer)
+            && let Some(unit) = take_for(&mut self.units, peer, chunk_peers, 1)?.pop()
+        {
             return Ok(Some(Job::Chunk(unit)));
         }
         let codes = take_for(&mut self.codes, peer, active, CODES_PER_REQUEST)?;
@@ -788,6 +948,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     async fn on_done(&mut self, done: Done) -> Result<(), SyncError> {
         let Done { epoch, peer, job, result, elapsed } = done;
         self.peers[peer].in_flight = self.peers[peer].in_flight.saturating_sub(1);
+        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(self.request_bytes());
         if epoch != self.epoch && !matches!(job, Job::Codes(_)) {
             // Work for an earlier pivot (codes do not depend on the pivot).
             if let Ok(answer) = &result {
@@ -831,12 +992,16 @@ impl<S: KvStore + 'static> Syncer<S> {
                 slot.rate.penalise();
                 slot.timeouts += 1;
                 if slot.timeouts >= MAX_CONSECUTIVE_TIMEOUTS {
-                    self.drop_peer(peer, "silent").await;
+                    self.drop_peer(peer, "silent", Some(PenaltyClass::Low)).await;
+                    // A stall is not a lie: the peer is asked again later (one request, as
+                    // its window restarts small).
+                    self.peers[peer].revive_at = Some(Instant::now() + SILENT_REVIVE_AFTER);
                 }
             }
             RequestError::InvalidResponse(_) => self.ban(peer, "invalid response").await,
             RequestError::PeerBusy | RequestError::TooManyInFlight => {}
-            _ => self.drop_peer(peer, "disconnected").await,
+            // The session is gone; the network layer has already dealt with it.
+            _ => self.drop_peer(peer, "disconnected", None).await,
         }
     }
 
@@ -869,16 +1034,20 @@ impl<S: KvStore + 'static> Syncer<S> {
         slot.rate.penalise();
         slot.empties += 1;
         if slot.empties >= MAX_CONSECUTIVE_EMPTIES {
-            self.drop_peer(peer, "answers empty").await;
+            self.drop_peer(peer, "answers empty", Some(PenaltyClass::Low)).await;
         }
     }
 
-    /// A chunk read at the pivot head failed verification: junk, counted against the server.
-    pub(crate) async fn junk(&mut self, peer: usize) {
+    /// A chunk that provably lies (read at the pivot head yet failing verification, a false head
+    /// claim, storage contradicting its verified account, "too large" for one leaf): junk,
+    /// counted against the server.
+    pub(crate) async fn junk(&mut self, peer: usize, why: &'static str) {
+        self.stats.junk_answers += 1;
         let slot = &mut self.peers[peer];
         slot.junk += 1;
+        debug!(peer = %slot.peer.id(), why, junk = slot.junk, "junk answer");
         if slot.junk >= self.config.junk_ban_threshold {
-            self.ban(peer, "junk chunks at the pivot head").await;
+            self.ban(peer, why).await;
         } else {
             slot.peer.penalise(PenaltyClass::High).await;
         }
@@ -895,15 +1064,33 @@ impl<S: KvStore + 'static> Syncer<S> {
         slot.peer.penalise(PenaltyClass::Fatal).await;
     }
 
-    async fn drop_peer(&mut self, peer: usize, why: &'static str) {
+    /// Stops asking a peer that is useless now but not shown dishonest: at most a minor
+    /// penalty, never a ban.
+    async fn drop_peer(&mut self, peer: usize, why: &'static str, penalty: Option<PenaltyClass>) {
         let slot = &mut self.peers[peer];
         if slot.standing != Standing::Active {
             return;
         }
         debug!(peer = %slot.peer.id(), why, "dropping sync peer");
         slot.standing = Standing::Dropped;
+        slot.revive_at = None;
         self.stats.peers_dropped += 1;
-        slot.peer.penalise(PenaltyClass::High).await;
+        if let Some(class) = penalty {
+            slot.peer.penalise(class).await;
+        }
+    }
+
+    /// Peers dropped for silence whose pause is over are asked again.
+    fn revive_silent(&mut self) {
+        let now = Instant::now();
+        for slot in &mut self.peers {
+            if slot.standing == Standing::Dropped && slot.revive_at.is_some_and(|t| t <= now) {
+                debug!(peer = %slot.peer.id(), "asking a silent sync peer again");
+                slot.standing = Standing::Active;
+                slot.revive_at = None;
+                slot.timeouts = 0;
+            }
+        }
     }
 
     async fn on_codes(

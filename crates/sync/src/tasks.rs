@@ -10,7 +10,12 @@ use leafsync_p2p::{
     requests::RequestError,
 };
 
-use crate::{config::MAX_TASK_ROUNDS, error::SyncError};
+use tokio::time::Instant;
+
+use crate::{
+    config::{MAX_PARKS, MAX_TASK_ROUNDS, PARK_INTERVAL},
+    error::SyncError,
+};
 
 /// The trie an item belongs to: `None` for the account trie, else the hashed account.
 pub(crate) type Owner = Option<B256>;
@@ -23,8 +28,12 @@ pub(crate) const QUEUE_SCAN_LIMIT: usize = 4096;
 pub(crate) struct Attempts {
     /// Peers (by index) that failed to deliver the item this round.
     pub(crate) tried: Vec<usize>,
-    /// Completed rounds over all peers.
+    /// Completed rounds over all peers since the item was last parked.
     pub(crate) rounds: u32,
+    /// Times the item was parked (see [`PARK_INTERVAL`]).
+    pub(crate) parks: u32,
+    /// Not asked for before this instant.
+    pub(crate) parked_until: Option<Instant>,
 }
 
 /// A subtrie fetched as one chunk: all leaves under `prefix`, whose top node hashes to `hash`.
@@ -33,6 +42,8 @@ pub(crate) struct Unit {
     pub(crate) owner: Owner,
     pub(crate) prefix: Nibbles,
     pub(crate) hash: B256,
+    /// The unit's node is known to be a leaf: "too large" for it is a lie.
+    pub(crate) leaf: bool,
     pub(crate) attempts: Attempts,
 }
 
@@ -147,27 +158,42 @@ impl Retry for CodeTask {
 }
 
 /// Takes up to `max` items that `peer` has not tried, starting a new round for items every peer
-/// in `active` has tried.
+/// in `active` has tried. An item no peer delivered in [`MAX_TASK_ROUNDS`] rounds is parked for
+/// [`PARK_INTERVAL`] while the rest of the work goes on; only one parked [`MAX_PARKS`] times
+/// fails the sync.
 pub(crate) fn take_for<T: Retry>(
     queue: &mut VecDeque<T>,
     peer: usize,
     active: &[usize],
     max: usize,
 ) -> Result<Vec<T>, SyncError> {
+    let now = Instant::now();
     let mut out = Vec::new();
     let mut i = 0;
     while i < queue.len() && i < QUEUE_SCAN_LIMIT && out.len() < max {
         let Some(item) = queue.get_mut(i) else { break };
         let attempts = item.attempts();
+        if attempts.parked_until.is_some_and(|t| t > now) {
+            i += 1;
+            continue;
+        }
         if active.iter().all(|p| attempts.tried.contains(p)) {
             attempts.tried.clear();
             attempts.rounds += 1;
             if attempts.rounds > MAX_TASK_ROUNDS {
-                return Err(SyncError::Unavailable {
-                    what: T::what(),
-                    hash: item.hash(),
-                    rounds: MAX_TASK_ROUNDS,
-                });
+                attempts.rounds = 0;
+                attempts.parks += 1;
+                if attempts.parks > MAX_PARKS {
+                    return Err(SyncError::Unavailable {
+                        what: T::what(),
+                        hash: item.hash(),
+                        rounds: MAX_TASK_ROUNDS * MAX_PARKS,
+                    });
+                }
+                attempts.parked_until = Some(now + PARK_INTERVAL);
+                tracing::debug!(what = T::what(), hash = %item.hash(), "no peer has it; parked");
+                i += 1;
+                continue;
             }
         }
         if item.attempts().tried.contains(&peer) {

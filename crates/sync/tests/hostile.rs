@@ -91,3 +91,61 @@ async fn wrong_node_peer_is_banned_in_heal() {
     assert!(out.banned.contains(&peers[1].id), "wrong-node peer not banned");
     assert!(peers[1].penalties.lock().unwrap().contains(&PenaltyClass::Fatal));
 }
+
+#[tokio::test(start_paused = true)]
+async fn forged_inline_storage_on_an_empty_account_is_junk_and_never_wedges() {
+    // The confirmed wedge: one forged slot on an account whose storage root is the empty root
+    // used to become a heal request for the empty root, which no honest peer can answer.
+    let (out, peers) = run(&[Behaviour::PoisonInline], SyncMode::Leaf).await;
+    assert!(out.banned.contains(&peers[1].id), "forger not banned");
+    assert!(out.stats.junk_answers >= 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn large_mark_on_empty_storage_is_junk() {
+    let (out, peers) = run(&[Behaviour::LargeEmpty], SyncMode::Leaf).await;
+    assert!(out.banned.contains(&peers[1].id), "liar not banned");
+}
+
+#[tokio::test(start_paused = true)]
+async fn inline_storage_contradicting_its_account_is_junk_and_refetched() {
+    let (out, peers) = run(&[Behaviour::InlineJunk], SyncMode::Leaf).await;
+    assert!(out.banned.contains(&peers[1].id), "liar not banned");
+    assert!(out.stats.junk_answers >= 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_head_claim_far_from_the_announced_head_is_junk() {
+    // Junk chunks claiming a head 5 blocks past the one their server announced: the claim is
+    // checked against the announcement, so the lie does not excuse the junk.
+    let (out, peers) = run(&[Behaviour::LyingHead(5)], SyncMode::Leaf).await;
+    assert!(out.banned.contains(&peers[1].id), "liar not banned");
+    assert!(
+        out.stats.chunks_healed
+            <= u64::from(leafsync_sync::config::DEFAULT_JUNK_BAN_THRESHOLD)
+                + leafsync_sync::config::MAX_IN_FLIGHT_PER_PEER as u64,
+        "{:?}",
+        out.stats
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plausible_head_claim_costs_its_server_the_chunk_work_not_the_sync() {
+    // Claiming the next block (within the announcement slack) is not provably a lie: the server
+    // is treated as stale, its chunks are healed, and after a few it gets no more chunks while
+    // the honest peer can take them, so it cannot turn the sync into a heal.
+    let (out, _peers) = run(&[Behaviour::LyingHead(1)], SyncMode::Leaf).await;
+    assert!(
+        out.stats.chunks_healed
+            <= u64::from(leafsync_sync::config::MAX_STALE_HEALS)
+                + leafsync_sync::config::MAX_IN_FLIGHT_PER_PEER as u64,
+        "{:?}",
+        out.stats
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn too_large_for_a_single_leaf_is_junk() {
+    let (out, peers) = run(&[Behaviour::TooLarge], SyncMode::Leaf).await;
+    assert!(out.banned.contains(&peers[1].id), "liar not banned");
+}

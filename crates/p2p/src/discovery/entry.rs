@@ -10,7 +10,7 @@ use alloy_eip2124::{EnrForkIdEntry, ForkHash, ForkId};
 use alloy_rlp::{Decodable, Encodable, Header};
 use bytes::BufMut;
 use enr::{CombinedKey, CombinedPublicKey, EnrPublicKey, NodeId};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 /// ENR key of the `leaf` entry.
 pub const LEAF_ENR_KEY: &str = "leaf";
@@ -155,6 +155,35 @@ pub fn dial_candidate(enr: &Enr, ours: &LeafEnrEntry) -> Result<DialCandidate, I
     })
 }
 
+/// Whether `ip` is an address a node on the internet can have: not loopback, private
+/// (RFC 1918, IPv6 unique-local), link-local, shared (RFC 6598 CGNAT), "this network" (0/8),
+/// multicast, broadcast or unspecified. Dial candidates from discovery must pass it unless
+/// local addresses are allowed (`DiscoveryConfig::allow_local_addresses`); operator-configured
+/// static peers are not checked.
+pub fn is_public_address(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_unspecified()
+                || a == 0
+                || (a == 100 && (b & 0xc0) == 64))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_multicast()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
 /// Why our record could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum EnrBuildError {
@@ -273,6 +302,39 @@ mod tests {
         ];
         for (enr, why) in cases {
             assert_eq!(dial_candidate(&enr, &ours), Err(why));
+        }
+    }
+
+    /// L8: records pointing into local networks are not dialable from the internet.
+    #[test]
+    fn only_public_addresses_pass() {
+        for local in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.1.1",
+            "100.64.0.1",
+            "100.127.255.254",
+            "0.0.0.0",
+            "0.1.2.3",
+            "224.0.0.1",
+            "239.255.255.250",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12:3456::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:192.168.1.1",
+        ] {
+            assert!(!is_public_address(local.parse().expect("ip")), "{local} is local");
+        }
+        for public in ["1.1.1.1", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:4860::8888"] {
+            assert!(is_public_address(public.parse().expect("ip")), "{public} is public");
         }
     }
 

@@ -7,12 +7,12 @@ mod entry;
 
 pub use entry::{
     DialCandidate, ETH_ENR_KEY, EnrBuildError, Incompatible, LEAF_ENR_KEY, LeafEnrEntry,
-    build_local_enr, combined_key, dial_candidate,
+    build_local_enr, combined_key, dial_candidate, is_public_address,
 };
 
 use crate::chain::{DEFAULT_PORT, Enr};
 use alloy_eip2124::{EnrForkIdEntry, ForkId};
-use discv5::{Discv5, Event, ListenConfig};
+use discv5::{Discv5, Event, ListenConfig, RateLimiterBuilder};
 use enr::NodeId;
 use futures::{
     FutureExt,
@@ -49,6 +49,19 @@ pub const DEFAULT_CANDIDATE_CHANNEL_CAPACITY: usize = 256;
 /// which the peer manager tolerates (it knows its peers).
 pub const MAX_REMEMBERED_CANDIDATES: usize = 8192;
 
+/// Incoming discv5 packets per second accepted in total when the packet filter is on (bursts
+/// allowed). Lighthouse's setting: ample for a node's own lookups and the queries of a few
+/// hundred peers, while a flood is dropped before any decryption work.
+pub const DISCV5_MAX_PACKETS_PER_SECOND: usize = 300;
+
+/// Incoming discv5 packets per second from one IP address when the packet filter is on; an IP
+/// that exceeds it is banned by discv5 for an hour (lighthouse's setting).
+pub const DISCV5_MAX_PACKETS_PER_IP_PER_SECOND: usize = 9;
+
+/// Incoming discv5 packets per second from one node id when the packet filter is on
+/// (lighthouse's setting).
+pub const DISCV5_MAX_PACKETS_PER_NODE_PER_SECOND: usize = 8;
+
 /// Configuration of [`Discovery`].
 #[derive(Debug, Clone)]
 pub struct DiscoveryConfig {
@@ -66,6 +79,21 @@ pub struct DiscoveryConfig {
     pub lookup_interval: Duration,
     /// Capacity of the dial-candidate channel. Default: [`DEFAULT_CANDIDATE_CHANNEL_CAPACITY`].
     pub candidate_channel_capacity: usize,
+    /// Offer nodes whose record points to a loopback, private, link-local, shared (CGNAT),
+    /// multicast, broadcast or unspecified address as dial candidates. Default: `false`: on the
+    /// internet such a record is a mistake or an attempt to steer us into dialing hosts of our
+    /// own network (review finding L8). Loopback and LAN test networks set it.
+    pub allow_local_addresses: bool,
+    /// discv5's IP limit on its routing table (at most 10 nodes per /24 in the table and 2 per
+    /// bucket), against a single host filling our table with identities. Default: `true`.
+    /// Loopback test networks, where every node shares one address, turn it off.
+    pub ip_limit: bool,
+    /// discv5's incoming packet filter: rate limits of [`DISCV5_MAX_PACKETS_PER_SECOND`] in
+    /// total, [`DISCV5_MAX_PACKETS_PER_IP_PER_SECOND`] per IP and
+    /// [`DISCV5_MAX_PACKETS_PER_NODE_PER_SECOND`] per node, and at most 10 node ids per IP.
+    /// Default: `true`. Loopback test networks turn it off (discv5's bans are process-wide, so
+    /// one busy test node could ban 127.0.0.1 for every other).
+    pub packet_filter: bool,
 }
 
 impl Default for DiscoveryConfig {
@@ -77,6 +105,9 @@ impl Default for DiscoveryConfig {
             bootnodes: Vec::new(),
             lookup_interval: DEFAULT_LOOKUP_INTERVAL,
             candidate_channel_capacity: DEFAULT_CANDIDATE_CHANNEL_CAPACITY,
+            allow_local_addresses: false,
+            ip_limit: true,
+            packet_filter: true,
         }
     }
 }
@@ -110,6 +141,9 @@ pub struct DiscoveryStats {
     pub emitted: AtomicU64,
     /// Records dropped because they are not compatible `leaf` nodes.
     pub incompatible: AtomicU64,
+    /// Compatible records dropped because their address is not a public one (see
+    /// [`DiscoveryConfig::allow_local_addresses`]).
+    pub not_public: AtomicU64,
     /// Compatible records dropped because the channel was full.
     pub channel_full: AtomicU64,
     /// Lookups completed (successfully or not).
@@ -149,7 +183,20 @@ impl Discovery {
         let local_enr = build_local_enr(&key, advertised, config.tcp_port, fork_id, &leaf)?;
 
         let listen = ListenConfig::FromSockets { ipv4: Some(Arc::new(socket)), ipv6: None };
-        let discv5_config = discv5::ConfigBuilder::new(listen).build();
+        let mut builder = discv5::ConfigBuilder::new(listen);
+        if config.ip_limit {
+            builder.ip_limit();
+        }
+        if config.packet_filter {
+            let limiter = RateLimiterBuilder::new()
+                .total_n_every(DISCV5_MAX_PACKETS_PER_SECOND as u64, Duration::from_secs(1))
+                .ip_n_every(DISCV5_MAX_PACKETS_PER_IP_PER_SECOND as u64, Duration::from_secs(1))
+                .node_n_every(DISCV5_MAX_PACKETS_PER_NODE_PER_SECOND as u64, Duration::from_secs(1))
+                .build()
+                .map_err(DiscoveryError::Setup)?;
+            builder.enable_packet_filter().filter_rate_limiter(Some(limiter));
+        }
+        let discv5_config = builder.build();
         let mut discv5 =
             Discv5::new(local_enr.clone(), key, discv5_config).map_err(DiscoveryError::Setup)?;
         discv5.start().await.map_err(DiscoveryError::Start)?;
@@ -172,6 +219,7 @@ impl Discovery {
             stats: Arc::clone(&stats),
             candidates: candidates_tx,
             emitted: HashSet::new(),
+            allow_local_addresses: config.allow_local_addresses,
         };
         let task = tokio::spawn(worker.run(events, config.lookup_interval, shutdown_rx));
         let discovery = Self { discv5, stats, shutdown: Some(shutdown_tx), task: Some(task) };
@@ -235,6 +283,7 @@ struct Worker {
     stats: Arc<DiscoveryStats>,
     candidates: mpsc::Sender<DialCandidate>,
     emitted: HashSet<NodeId>,
+    allow_local_addresses: bool,
 }
 
 type Lookup = BoxFuture<'static, Result<Vec<Enr>, discv5::QueryError>>;
@@ -303,6 +352,11 @@ impl Worker {
                 return;
             }
         };
+        if !self.allow_local_addresses && !is_public_address(candidate.tcp_addr.ip()) {
+            trace!(node = %enr.node_id(), addr = %candidate.tcp_addr, "not a public address");
+            self.stats.not_public.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let node_id = candidate.node_id;
         match self.candidates.try_send(candidate) {
             Ok(()) => {

@@ -21,6 +21,9 @@ fn loopback_config(bootnodes: Vec<Enr>, tcp_port: u16) -> DiscoveryConfig {
         bootnodes,
         lookup_interval: TEST_LOOKUP_INTERVAL,
         candidate_channel_capacity: 16,
+        allow_local_addresses: true,
+        ip_limit: false,
+        packet_filter: false,
     }
 }
 

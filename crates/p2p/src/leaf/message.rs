@@ -15,7 +15,7 @@ use crate::{
     leaf::messages::{AccountStorage, ChunkContent},
     p2pstream::DisconnectReason,
 };
-use alloy_rlp::Encodable;
+use alloy_rlp::{Encodable, Header};
 use bytes::BufMut;
 
 /// How much a peer's misbehaviour costs it, in the classes of lighthouse-style peer scoring
@@ -140,14 +140,17 @@ impl LeafMessage {
     /// Decodes the RLP `payload` of the message with relative id `id`.
     ///
     /// Checks, in this order: the id is known; the payload is within that message's size limit
-    /// (before any list is decoded, so a hostile length costs nothing); the payload is exactly one
-    /// well-formed message; its lists are within their item limits.
+    /// (before any list is decoded, so a hostile length costs nothing); the item counts of its
+    /// bounded lists, read from the RLP list headers alone (before any list is allocated: a
+    /// 4 MiB `Nodes` of one-byte entries would otherwise become 4 million 32-byte `Bytes`); the
+    /// payload is exactly one well-formed message.
     pub fn decode(id: u8, payload: &[u8]) -> Result<Self, LeafError> {
         let limit = max_payload_size(id).ok_or(LeafError::UnknownMessageId(id))?;
         if payload.len() > limit {
             return Err(LeafError::MessageTooLarge { id, size: payload.len(), limit });
         }
         let malformed = |source| LeafError::Malformed { id, source };
+        check_item_counts(id, payload)?;
         let message = match id {
             ids::STATUS => Self::Status(alloy_rlp::decode_exact(payload).map_err(malformed)?),
             ids::NEW_HEAD => Self::NewHead(alloy_rlp::decode_exact(payload).map_err(malformed)?),
@@ -228,7 +231,8 @@ impl LeafMessage {
         out
     }
 
-    /// Checks every list against its item limit.
+    /// Checks every list of a decoded message against its item limit (the same limits as
+    /// [`check_item_counts`], kept as a second line of defence).
     fn check_item_limits(&self) -> Result<(), LeafError> {
         let id = self.id();
         let check = |what, count, limit| {
@@ -260,5 +264,87 @@ impl LeafMessage {
             | Self::GetStorageChunk(_)
             | Self::StorageChunk(_) => Ok(()),
         }
+    }
+}
+
+/// Splits the next RLP item off `buf`: whether it is a list, and its payload. Allocates nothing.
+fn split_item<'a>(buf: &mut &'a [u8]) -> alloy_rlp::Result<(bool, &'a [u8])> {
+    let header = Header::decode(buf)?;
+    let (payload, rest) =
+        buf.split_at_checked(header.payload_length).ok_or(alloy_rlp::Error::InputTooShort)?;
+    *buf = rest;
+    Ok((header.list, payload))
+}
+
+/// Number of items in a list payload, counted from their headers (no allocation).
+fn count_items(mut list: &[u8]) -> alloy_rlp::Result<usize> {
+    let mut count = 0;
+    while !list.is_empty() {
+        split_item(&mut list)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The payload of field `index` of the RLP list `item` when that field is a list, `None` when it
+/// is a string.
+fn list_field(item: &[u8], index: usize) -> alloy_rlp::Result<Option<&[u8]>> {
+    let mut outer = item;
+    let (is_list, mut fields) = split_item(&mut outer)?;
+    if !is_list {
+        return Err(alloy_rlp::Error::UnexpectedString);
+    }
+    for _ in 0..index {
+        split_item(&mut fields)?;
+    }
+    let (is_list, field) = split_item(&mut fields)?;
+    Ok(is_list.then_some(field))
+}
+
+/// Checks the item counts of the bounded lists of the message with relative id `id` by walking
+/// the RLP headers of `payload`, before anything is decoded (review finding M1: decoding first
+/// turned a 4 MiB payload into up to 256 MiB of vectors). Walking costs no allocation and one
+/// header read per item. A payload whose headers do not parse is malformed.
+fn check_item_counts(id: u8, payload: &[u8]) -> Result<(), LeafError> {
+    let malformed = |source| LeafError::Malformed { id, source };
+    let check = |what, list: Option<&[u8]>, limit| -> Result<(), LeafError> {
+        let Some(list) = list else { return Ok(()) };
+        let count = count_items(list).map_err(malformed)?;
+        if count > limit { Err(LeafError::TooManyItems { id, what, count, limit }) } else { Ok(()) }
+    };
+    match id {
+        // [request_id, [node, ...], ...]
+        ids::GET_NODES | ids::NODES => {
+            check("nodes", list_field(payload, 1).map_err(malformed)?, MAX_NODES_PER_REQUEST)
+        }
+        ids::GET_CODES => {
+            check("code hashes", list_field(payload, 1).map_err(malformed)?, MAX_CODES_PER_REQUEST)
+        }
+        ids::CODES => {
+            check("codes", list_field(payload, 1).map_err(malformed)?, MAX_CODES_PER_REQUEST)
+        }
+        // [request_id, head_number, [[hashed_address, nonce, balance, root, code_hash, storage],
+        // ...]]: the leaves themselves are bounded by bytes (each is >= 100 bytes on the wire and
+        // ~170 in memory), their inline storage by count.
+        ids::CHUNK => {
+            let Some(mut leaves) = list_field(payload, 2).map_err(malformed)? else {
+                return Ok(());
+            };
+            while !leaves.is_empty() {
+                let (_, leaf) = split_item(&mut leaves).map_err(malformed)?;
+                let mut fields = leaf;
+                for _ in 0..5 {
+                    split_item(&mut fields).map_err(malformed)?;
+                }
+                let (is_list, storage) = split_item(&mut fields).map_err(malformed)?;
+                check(
+                    "inline storage slots",
+                    is_list.then_some(storage),
+                    MAX_INLINE_STORAGE_SLOTS,
+                )?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }

@@ -70,6 +70,12 @@ pub enum P2PError {
         /// Our limit.
         limit: usize,
     },
+    /// A Ping or Pong whose payload is not the empty list.
+    #[error("Ping or Pong payload is not the empty list")]
+    InvalidKeepalive,
+    /// More Pings than `MAX_PINGS_PER_WINDOW` in one window.
+    #[error("Ping flood")]
+    PingFlood,
     /// We were asked to send on a capability index that is not shared.
     #[error("no shared capability at index {0}")]
     UnknownCapability(usize),
@@ -101,6 +107,8 @@ impl P2PError {
             | Self::Rlp(_)
             | Self::InvalidDisconnect(_)
             | Self::Snappy(_)
+            | Self::InvalidKeepalive
+            | Self::PingFlood
             | Self::MessageTooLarge { .. } => true,
             _ => false,
         }

@@ -24,6 +24,8 @@ use std::{
     task::{Context, Poll, ready},
     time::Duration,
 };
+use tokio::time::Instant;
+use tracing::{debug, trace};
 
 /// Largest decompressed message. The 24-bit frame size caps what a frame can carry at 16 MiB − 1;
 /// go-ethereum applies the same bound to the decompressed size, so an honest peer never exceeds
@@ -42,12 +44,22 @@ pub const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// executor, so that a Ping flood cannot monopolise a task.
 pub const MAX_CONTROL_MESSAGES_PER_POLL: usize = 32;
 
+/// Most Pings a peer may send within one [`PING_RATE_WINDOW`]. Honest peers ping about once per
+/// keepalive interval (15 s for geth, 60 s for reth); ten times that is a flood, not a keepalive,
+/// and it ends the connection as a breach (each Ping costs us a Pong).
+pub const MAX_PINGS_PER_WINDOW: u32 = 10;
+
+/// The window over which [`MAX_PINGS_PER_WINDOW`] is counted: our own keepalive interval.
+pub const PING_RATE_WINDOW: Duration = PING_INTERVAL;
+
 /// Base protocol message ids.
 mod id {
     pub(super) const HELLO: u64 = 0x00;
     pub(super) const DISCONNECT: u64 = 0x01;
     pub(super) const PING: u64 = 0x02;
     pub(super) const PONG: u64 = 0x03;
+    /// Ids below this are reserved for the base protocol; the capabilities start here.
+    pub(super) const FIRST_CAPABILITY: u64 = 0x10;
 }
 
 /// `rlp([])`, the payload of Ping and Pong.
@@ -68,9 +80,15 @@ pub struct CapabilityMessage {
 /// Snappy-decompresses a payload after checking its announced length against
 /// [`MAX_MESSAGE_SIZE`].
 pub fn decompress(payload: &[u8]) -> Result<Vec<u8>, P2PError> {
+    decompress_with_limit(payload, MAX_MESSAGE_SIZE)
+}
+
+/// Snappy-decompresses a payload after checking its announced length against `limit`, before
+/// anything is allocated.
+pub fn decompress_with_limit(payload: &[u8], limit: usize) -> Result<Vec<u8>, P2PError> {
     let size = snap::raw::decompress_len(payload)?;
-    if size > MAX_MESSAGE_SIZE {
-        return Err(P2PError::MessageTooLarge { size, limit: MAX_MESSAGE_SIZE });
+    if size > limit {
+        return Err(P2PError::MessageTooLarge { size, limit });
     }
     let mut out = vec![0u8; size];
     let written = snap::raw::Decoder::new().decompress(payload, &mut out)?;
@@ -96,11 +114,30 @@ pub fn encode_message(id: u64, payload: &[u8], compress: bool) -> Result<Bytes, 
 /// Decodes a Disconnect payload, snappy-compressed (p2p v5) or not: ethereumjs sends it raw,
 /// and before Hello either may come. A payload that decompresses is read decompressed; only one
 /// that is no snappy at all is read raw (a raw reason never parses as a complete snappy block).
+///
+/// Never fails: like go-ethereum, we take any Disconnect as the end of the connection and do not
+/// punish the farewell itself. An empty payload, an undefined reason code (a newer devp2p) or
+/// malformed RLP is read as [`DisconnectReason::DisconnectRequested`] ("no particular reason").
 pub fn decode_disconnect(payload: &[u8]) -> Result<DisconnectReason, P2PError> {
-    match decompress(payload) {
-        Ok(plain) => Ok(DisconnectReason::decode_payload(&plain)?),
-        Err(_) => Ok(DisconnectReason::decode_payload(payload)?),
-    }
+    let reason = match decompress(payload) {
+        Ok(plain) => DisconnectReason::decode_payload(&plain).ok(),
+        Err(_) => DisconnectReason::decode_payload(payload).ok(),
+    };
+    Ok(reason.unwrap_or_else(|| {
+        debug!(
+            payload = %hex::encode(&payload[..payload.len().min(16)]),
+            "Disconnect without a known reason; read as 'disconnect requested'"
+        );
+        DisconnectReason::DisconnectRequested
+    }))
+}
+
+/// Checks a Ping or Pong payload: it must be the snappy-compressed empty list, `rlp([])`. Its
+/// announced size is checked before decompressing, so a hostile Ping costs no allocation.
+fn check_keepalive_payload(payload: &[u8]) -> Result<(), P2PError> {
+    let plain =
+        decompress_with_limit(payload, EMPTY_LIST.len()).map_err(|_| P2PError::InvalidKeepalive)?;
+    if plain == EMPTY_LIST { Ok(()) } else { Err(P2PError::InvalidKeepalive) }
 }
 
 /// Splits a frame body into its message id and payload.
@@ -235,6 +272,10 @@ pub struct P2PStream<S> {
     disconnecting: bool,
     terminated: bool,
     pongs_received: u64,
+    /// Largest decompressed capability message accepted.
+    max_message_size: usize,
+    /// Start of the current Ping rate window and the Pings received in it.
+    ping_window: (Instant, u32),
 }
 
 impl<S> P2PStream<S>
@@ -251,7 +292,30 @@ where
             disconnecting: false,
             terminated: false,
             pongs_received: 0,
+            max_message_size: MAX_MESSAGE_SIZE,
+            ping_window: (Instant::now(), 0),
         }
+    }
+
+    /// Lowers the largest decompressed capability message accepted (default
+    /// [`MAX_MESSAGE_SIZE`]); the snappy header of a larger one is refused before decompressing.
+    pub fn set_max_message_size(&mut self, max: usize) {
+        self.max_message_size = max.min(MAX_MESSAGE_SIZE);
+    }
+
+    /// Counts a Ping against [`MAX_PINGS_PER_WINDOW`].
+    fn on_ping(&mut self) -> Result<(), P2PError> {
+        let now = Instant::now();
+        let (start, count) = &mut self.ping_window;
+        if now.saturating_duration_since(*start) >= PING_RATE_WINDOW {
+            *start = now;
+            *count = 0;
+        }
+        *count += 1;
+        if *count > MAX_PINGS_PER_WINDOW {
+            return Err(P2PError::PingFlood);
+        }
+        Ok(())
     }
 
     /// Replaces the keepalive timing (tests, or a deployment on a slow link).
@@ -279,6 +343,11 @@ where
     /// The frame stream below.
     pub fn inner(&self) -> &S {
         &self.inner
+    }
+
+    /// The frame stream below, mutably (to adjust its frame size limit after Hello, for example).
+    pub fn inner_mut(&mut self) -> &mut S {
+        &mut self.inner
     }
 
     /// Queues a Ping now (the keepalive also sends them on its own).
@@ -358,21 +427,28 @@ where
                 Err(P2PError::Disconnected(reason))
             }
             id::PING => {
-                decompress(payload)?;
+                check_keepalive_payload(payload)?;
+                self.on_ping()?;
                 self.pending_pong = true;
                 Ok(None)
             }
             id::PONG => {
-                decompress(payload)?;
+                check_keepalive_payload(payload)?;
                 self.pinger.on_pong();
                 self.pongs_received += 1;
+                Ok(None)
+            }
+            // Reserved base-protocol ids: ignored unread, as go-ethereum does, so that a later
+            // devp2p version's messages do not cost an honest peer its connection.
+            other if other < id::FIRST_CAPABILITY => {
+                trace!(id = other, size = payload.len(), "ignoring reserved base-protocol message");
                 Ok(None)
             }
             other => {
                 let (cap, shared) =
                     self.shared.find_by_id(other).ok_or(P2PError::UnknownMessageId(other))?;
                 let id = (other - shared.offset) as u8;
-                let payload = decompress(payload)?.into();
+                let payload = decompress_with_limit(payload, self.max_message_size)?.into();
                 Ok(Some(CapabilityMessage { cap, id, payload }))
             }
         }

@@ -1,11 +1,13 @@
 //! [`ActiveSession`]: the task that owns one established `leaf/1` session. It sends our requests
 //! and matches their responses ([`RequestTracker`]), serves the peer's requests through the
-//! [`RequestHandler`] on blocking threads ([`ServedRequests`] guards the in-flight limit),
-//! forwards head announcements, and reports penalties and its end to the peer manager.
+//! [`RequestHandler`] on blocking threads ([`ServedRequests`] guards the in-flight limit, a
+//! semaphore shared by all sessions the global concurrency), forwards checked and rate-limited
+//! head announcements ([`HeadFilter`]), and reports penalties and its end to the peer manager.
 
 use super::{
     RequestHandler,
     events::{PenaltyReason, SessionId},
+    heads::HeadFilter,
 };
 use crate::{
     PeerId,
@@ -17,9 +19,16 @@ use crate::{
     session::{SessionError, TcpLeafStream},
 };
 use futures::{SinkExt, StreamExt};
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 use tokio::{
-    sync::{mpsc, oneshot},
+    sync::{Semaphore, mpsc, oneshot},
     task::JoinSet,
     time::Instant,
 };
@@ -46,6 +55,31 @@ pub const SESSION_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// 2 Mbit/s, the slowest peer worth serving (the same reasoning as `REQUEST_TIMEOUT`); a peer
 /// whose receive window stays closed longer does not read and is dropped.
 pub const SESSION_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Within this window after a timeout penalty, further timeouts of the same peer earn no new one
+/// (and likewise for late responses): all the requests in flight during one stall time out
+/// together, and one stall of an honest fast peer (a GC pause, a disk hiccup) with 16 requests in
+/// flight must not cost it 16 high penalties and a 30-minute ban (review finding M3). A peer that
+/// stays silent still earns one high penalty per window and is dropped within about a minute.
+pub const STALL_PENALTY_WINDOW: Duration = crate::leaf::protocol::REQUEST_TIMEOUT;
+
+/// When the last stall penalties were given.
+#[derive(Debug, Default)]
+pub(crate) struct StallPenalties {
+    timeout: Option<Instant>,
+    late: Option<Instant>,
+}
+
+impl StallPenalties {
+    /// Whether a penalty given at `last` leaves room for a new one at `now`; records it if so.
+    fn allow(last: &mut Option<Instant>, now: Instant) -> bool {
+        if last.is_some_and(|at| now.saturating_duration_since(at) < STALL_PENALTY_WINDOW) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
 
 /// The waiter of one of our requests.
 pub(crate) type ResponseSender = oneshot::Sender<Result<LeafResponse, RequestError>>;
@@ -80,10 +114,16 @@ pub(crate) struct ActiveSession {
     pub(crate) commands: mpsc::Receiver<SessionCommand>,
     pub(crate) events: mpsc::Sender<SessionEvent>,
     pub(crate) handler: Arc<dyn RequestHandler>,
+    /// The global cap on handler calls, shared by every session.
+    pub(crate) handler_permits: Arc<Semaphore>,
+    /// Cleared when the session ends: a handler call that got its permit late does not start.
+    pub(crate) alive: Arc<AtomicBool>,
     pub(crate) tracker: RequestTracker<ResponseSender>,
     pub(crate) served: ServedRequests,
     pub(crate) queued: VecDeque<LeafRequest>,
     pub(crate) handlers: JoinSet<(LeafRequest, Option<LeafResponse>)>,
+    pub(crate) heads: HeadFilter,
+    pub(crate) stalls: StallPenalties,
 }
 
 /// How the loop ends: with the reason sent or received, and whether we still have to send it.
@@ -101,6 +141,10 @@ impl ActiveSession {
     /// [`RequestError::Disconnected`] and reports `Closed`.
     pub(crate) async fn run(mut self) {
         let end = self.run_loop().await;
+        // Nothing more is served: calls waiting for a permit are aborted; a call already handed
+        // to a blocking thread cannot be, but it sees the flag and does not run the handler.
+        self.alive.store(false, Ordering::Release);
+        self.handlers.abort_all();
         let reason = match end {
             End::Send(reason) => {
                 let _ = self.stream.disconnect(reason).await;
@@ -117,7 +161,6 @@ impl ActiveSession {
         for waiter in self.tracker.drain() {
             let _ = waiter.send(Err(RequestError::Disconnected));
         }
-        self.handlers.abort_all();
         debug!(peer = %self.peer, ?reason, "session closed");
         let closed = SessionEvent::Closed { peer: self.peer, session: self.session, reason };
         let _ = self.events.send(closed).await;
@@ -126,6 +169,7 @@ impl ActiveSession {
     async fn run_loop(&mut self) -> End {
         loop {
             let deadline = self.tracker.next_deadline();
+            let head_due = self.heads.due();
             tokio::select! {
                 message = self.stream.next() => match message {
                     None => return End::Gone(None),
@@ -167,9 +211,11 @@ impl ActiveSession {
                     }
                 }
                 () = sleep_until_opt(deadline), if deadline.is_some() => {
-                    for waiter in self.tracker.expire(Instant::now()) {
-                        let _ = waiter.send(Err(RequestError::Timeout));
-                        self.penalise(PenaltyClass::High, PenaltyReason::Timeout).await;
+                    self.on_deadline().await;
+                }
+                () = sleep_until_opt(head_due), if head_due.is_some() => {
+                    if let Some(head) = self.heads.take_due(Instant::now()) {
+                        self.forward_head(head).await;
                     }
                 }
             }
@@ -190,6 +236,29 @@ impl ActiveSession {
                 Err(End::Gone(Some(DisconnectReason::TcpSubsystemError)))
             }
         }
+    }
+
+    /// Fails the requests whose deadline passed; one high penalty per [`STALL_PENALTY_WINDOW`].
+    async fn on_deadline(&mut self) {
+        let now = Instant::now();
+        let expired = self.tracker.expire(now);
+        if expired.is_empty() {
+            return;
+        }
+        let count = expired.len();
+        for waiter in expired {
+            let _ = waiter.send(Err(RequestError::Timeout));
+        }
+        if StallPenalties::allow(&mut self.stalls.timeout, now) {
+            debug!(peer = %self.peer, count, "requests timed out");
+            self.penalise(PenaltyClass::High, PenaltyReason::Timeout).await;
+        } else {
+            debug!(peer = %self.peer, count, "requests timed out in the same stall; no new penalty");
+        }
+    }
+
+    async fn forward_head(&self, head: ChainHead) {
+        let _ = self.events.send(SessionEvent::NewHead { peer: self.peer, head }).await;
     }
 
     async fn penalise(&self, class: PenaltyClass, reason: PenaltyReason) {
@@ -220,7 +289,16 @@ impl ActiveSession {
     async fn on_message(&mut self, message: LeafMessage) -> Result<(), End> {
         match message {
             LeafMessage::NewHead(head) => {
-                let _ = self.events.send(SessionEvent::NewHead { peer: self.peer, head }).await;
+                match self.heads.on_new_head(head, Instant::now()) {
+                    Ok(Some(head)) => self.forward_head(head).await,
+                    Ok(None) => {
+                        trace!(peer = %self.peer, number = head.number, "NewHead coalesced")
+                    }
+                    Err(why) => {
+                        debug!(peer = %self.peer, %why, "refusing NewHead");
+                        self.penalise(PenaltyClass::Low, PenaltyReason::InvalidHead).await;
+                    }
+                }
                 Ok(())
             }
             // The stream turns a second Status into an error before it gets here.
@@ -243,7 +321,10 @@ impl ActiveSession {
                 Ok(())
             }
             ResponseOutcome::Late => {
-                self.penalise(PenaltyClass::Mid, PenaltyReason::LateResponse).await;
+                // The answers to one stall's requests arrive together: one penalty for all.
+                if StallPenalties::allow(&mut self.stalls.late, Instant::now()) {
+                    self.penalise(PenaltyClass::Mid, PenaltyReason::LateResponse).await;
+                }
                 Ok(())
             }
             ResponseOutcome::Unsolicited => {
@@ -269,16 +350,34 @@ impl ActiveSession {
     }
 
     /// Starts queued requests while fewer than [`MAX_CONCURRENT_HANDLER_CALLS_PER_PEER`] run.
+    /// Each call first waits for a permit of the global cap (aborted with the session if it is
+    /// still waiting then), and runs on a blocking thread holding it; a call whose session ended
+    /// between the permit and the thread does not run the handler.
     fn spawn_handlers(&mut self) {
         while self.handlers.len() < MAX_CONCURRENT_HANDLER_CALLS_PER_PEER {
             let Some(request) = self.queued.pop_front() else { return };
             let handler = Arc::clone(&self.handler);
+            let permits = Arc::clone(&self.handler_permits);
+            let alive = Arc::clone(&self.alive);
             let peer = self.peer;
-            self.handlers.spawn_blocking(move || {
-                let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    handler.handle(peer, request.clone())
-                }))
-                .ok();
+            self.handlers.spawn(async move {
+                // The semaphore is never closed; if it were, the request is answered empty.
+                let Ok(permit) = permits.acquire_owned().await else { return (request, None) };
+                let call = request.clone();
+                let response = tokio::task::spawn_blocking(move || {
+                    // Held until the call returns, even if the session is gone by then.
+                    let _permit = permit;
+                    if !alive.load(Ordering::Acquire) {
+                        return None;
+                    }
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        handler.handle(peer, call)
+                    }))
+                    .ok()
+                })
+                .await
+                .ok()
+                .flatten();
                 (request, response)
             });
         }

@@ -22,6 +22,30 @@ pub const DEFAULT_MAX_OUTBOUND: usize = 25;
 /// second keeps reconnects prompt without busy-looping; backoff spaces the retries of one peer.
 pub const DEFAULT_DIAL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Default most inbound handshakes in progress from one IP address (of `MAX_PENDING_INBOUND` in
+/// all). Honest peers behind one address handshake one at a time; four leave room for a few
+/// behind a NAT, while an attacker needs eight addresses, not one, to occupy every pending slot
+/// with slow connections (review finding M2). Loopback tests raise it.
+pub const DEFAULT_MAX_PENDING_INBOUND_PER_IP: usize = 4;
+
+/// Default most established inbound sessions from one IP address (trusted peers excepted). Four
+/// of the 50 inbound slots: a few nodes behind one NAT are served, but one host with many
+/// throw-away identities cannot fill the inbound set (review findings M2, M7). Loopback tests
+/// raise it.
+pub const DEFAULT_MAX_INBOUND_PER_IP: usize = 4;
+
+/// Default most `RequestHandler` calls running at once across all sessions. Each call reads the
+/// database on one of tokio's blocking threads, which block application shares; 32 calls keep a
+/// fast disk busy while leaving nearly all of the 512 blocking threads to everything else, so
+/// serving can never queue block application behind it (review finding H3). A session's requests
+/// beyond it wait for a permit; a closed session's waiting requests never start.
+pub const DEFAULT_MAX_CONCURRENT_HANDLER_CALLS: usize = 32;
+
+/// Default most static peers (configured plus added through `admin_addPeer`). Static peers are
+/// dialed first and held in memory for good, so the admin API must not add them without bound;
+/// 256 is ten times the outbound limit. Further additions are refused and logged.
+pub const DEFAULT_MAX_STATIC_PEERS: usize = 256;
+
 /// Our head as the node's owner publishes it (through a `watch` channel): it fills our `Status`
 /// and is announced to peers as `NewHead` when it changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,6 +90,17 @@ pub struct NetworkConfig {
     pub max_outbound: usize,
     /// Pause between dialer passes. Default: [`DEFAULT_DIAL_INTERVAL`].
     pub dial_interval: Duration,
+    /// Most inbound handshakes in progress from one IP. Default:
+    /// [`DEFAULT_MAX_PENDING_INBOUND_PER_IP`].
+    pub max_pending_inbound_per_ip: usize,
+    /// Most established inbound sessions from one IP (trusted peers not counted). Default:
+    /// [`DEFAULT_MAX_INBOUND_PER_IP`].
+    pub max_inbound_per_ip: usize,
+    /// Most request-handler calls running at once, over all sessions. Default:
+    /// [`DEFAULT_MAX_CONCURRENT_HANDLER_CALLS`].
+    pub max_concurrent_handler_calls: usize,
+    /// Most static and trusted peers held. Default: [`DEFAULT_MAX_STATIC_PEERS`].
+    pub max_static_peers: usize,
     /// Client id in our Hello. Default: `leafsync/<crate version>`.
     pub client_version: String,
     /// Our head; the owner of the node updates it.
@@ -92,6 +127,10 @@ impl NetworkConfig {
             max_inbound: DEFAULT_MAX_INBOUND,
             max_outbound: DEFAULT_MAX_OUTBOUND,
             dial_interval: DEFAULT_DIAL_INTERVAL,
+            max_pending_inbound_per_ip: DEFAULT_MAX_PENDING_INBOUND_PER_IP,
+            max_inbound_per_ip: DEFAULT_MAX_INBOUND_PER_IP,
+            max_concurrent_handler_calls: DEFAULT_MAX_CONCURRENT_HANDLER_CALLS,
+            max_static_peers: DEFAULT_MAX_STATIC_PEERS,
             client_version: concat!("leafsync/", env!("CARGO_PKG_VERSION")).to_owned(),
             head,
             handler,
@@ -110,6 +149,10 @@ impl std::fmt::Debug for NetworkConfig {
             .field("max_inbound", &self.max_inbound)
             .field("max_outbound", &self.max_outbound)
             .field("dial_interval", &self.dial_interval)
+            .field("max_pending_inbound_per_ip", &self.max_pending_inbound_per_ip)
+            .field("max_inbound_per_ip", &self.max_inbound_per_ip)
+            .field("max_concurrent_handler_calls", &self.max_concurrent_handler_calls)
+            .field("max_static_peers", &self.max_static_peers)
             .field("client_version", &self.client_version)
             .finish_non_exhaustive()
     }

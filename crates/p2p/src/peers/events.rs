@@ -41,6 +41,8 @@ pub enum PenaltyReason {
     RequestFlood,
     /// A message id `leaf/1` does not define.
     UnknownMessage,
+    /// An implausible `NewHead` (zero hash, absurd number, deep rewind).
+    InvalidHead,
     /// A malformed or oversized message, or another breach of protocol.
     Breach,
     /// The `Status` handshake failed (mismatch or timeout).
@@ -125,6 +127,8 @@ pub struct DiscoveryCounters {
     pub emitted: u64,
     /// Records dropped because they are not compatible `leaf` nodes.
     pub incompatible: u64,
+    /// Compatible records dropped because their address is not public.
+    pub not_public: u64,
     /// Lookups completed.
     pub lookups: u64,
 }
@@ -136,6 +140,7 @@ impl From<&crate::discovery::DiscoveryStats> for DiscoveryCounters {
             seen: stats.seen.load(Relaxed),
             emitted: stats.emitted.load(Relaxed),
             incompatible: stats.incompatible.load(Relaxed),
+            not_public: stats.not_public.load(Relaxed),
             lookups: stats.lookups.load(Relaxed),
         }
     }

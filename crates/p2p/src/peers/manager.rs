@@ -10,8 +10,11 @@ use super::{
         ActiveSession, ResponseSender, SESSION_COMMAND_CHANNEL_CAPACITY, SessionCommand,
         SessionEvent,
     },
+    candidates::CandidateQueue,
     dial::Backoff,
     events::{Direction, DiscoveryCounters, NetworkEvent, PeerInfo, PenaltyReason, SessionId},
+    heads::HeadFilter,
+    pending::{PendingInbound, PendingSlot},
     score::{PeerScores, ScoreState},
 };
 use crate::{
@@ -30,13 +33,13 @@ use alloy_eip2124::ForkFilter;
 use futures::SinkExt;
 use std::{
     collections::{HashMap, HashSet, VecDeque},
-    net::SocketAddr,
-    sync::Arc,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, atomic::AtomicBool},
     time::Duration,
 };
 use tokio::{
     net::{TcpListener, TcpStream},
-    sync::{broadcast, mpsc, oneshot, watch},
+    sync::{Semaphore, broadcast, mpsc, oneshot, watch},
     task::JoinSet,
     time::{Instant, MissedTickBehavior},
 };
@@ -56,13 +59,21 @@ pub const SESSION_EVENT_CHANNEL_CAPACITY: usize = 1024;
 pub const HANDSHAKE_EVENT_CHANNEL_CAPACITY: usize = 128;
 
 /// Most inbound connections in their handshake at once; further accepted sockets are closed at
-/// once. Bounds the work an attacker can cause with connections that never finish ECIES (each
-/// one lasts at most the 10 s handshake timeout).
+/// once. Bounds the work an attacker can cause with connections that never finish their
+/// handshake (each one lasts at most [`INBOUND_HANDSHAKE_TIMEOUT`]); the per-IP share
+/// (`NetworkConfig::max_pending_inbound_per_ip`) keeps one host from taking all of them.
 pub const MAX_PENDING_INBOUND: usize = 32;
 
-/// Most discovery candidates queued for dialing; the oldest are dropped (discovery finds nodes
-/// again).
-pub const MAX_QUEUED_CANDIDATES: usize = 256;
+/// Time an inbound connection has for its whole handshake: ECIES, our admission check, Hello and
+/// Status. Each step has its own timeout too, but they add up to 25 s; one deadline of 10 s
+/// (honest handshakes take a few round trips, well under a second) frees a pending slot held by
+/// a slow-trickling peer as early as ECIES alone would (review finding M2).
+pub const INBOUND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time a dial has for TCP connect plus the whole handshake (go-ethereum's 15 s dial timeout).
+/// The step timeouts add up to 30 s; a tarpit candidate that answers each step just in time
+/// would hold one of our outbound slots that long (review finding M7).
+pub const OUTBOUND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Time sessions get at shutdown to send their Disconnect before they are aborted.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -89,7 +100,11 @@ pub(crate) enum Command {
 #[derive(Debug)]
 pub(crate) enum HandshakeEvent {
     /// An inbound connection passed ECIES: may it go on?
-    Authenticated { peer: PeerId, reply: oneshot::Sender<Result<(), DisconnectReason>> },
+    Authenticated {
+        peer: PeerId,
+        addr: SocketAddr,
+        reply: oneshot::Sender<Result<(), DisconnectReason>>,
+    },
     /// A session is established.
     Established { direction: Direction, addr: SocketAddr, established: Box<Established> },
     /// A handshake failed.
@@ -123,6 +138,10 @@ pub(crate) struct ManagerParts {
     pub(crate) max_inbound: usize,
     pub(crate) max_outbound: usize,
     pub(crate) dial_interval: Duration,
+    pub(crate) max_pending_inbound_per_ip: usize,
+    pub(crate) max_inbound_per_ip: usize,
+    pub(crate) max_concurrent_handler_calls: usize,
+    pub(crate) max_static_peers: usize,
 }
 
 /// The peer manager; see the module documentation.
@@ -142,13 +161,18 @@ pub(crate) struct PeerManager {
     candidates: Option<mpsc::Receiver<DialCandidate>>,
     peers: HashMap<PeerId, PeerEntry>,
     dialing: HashSet<PeerId>,
-    pending_inbound: usize,
+    /// Inbound handshakes in progress; each task holds a slot that frees itself when dropped.
+    pending_inbound: PendingInbound,
     scores: PeerScores,
     backoff: Backoff,
-    /// Static and trusted peers, with whether they are trusted.
+    /// Static and trusted peers, with whether they are trusted (at most `max_static_peers`).
     statics: HashMap<PeerId, (NodeRecord, bool)>,
-    queue: VecDeque<NodeRecord>,
+    queue: CandidateQueue,
+    /// Permits for request-handler calls, shared by every session (the global serving cap).
+    handler_permits: Arc<Semaphore>,
     max_inbound: usize,
+    max_inbound_per_ip: usize,
+    max_static_peers: usize,
     max_outbound: usize,
     dial_interval: Duration,
     next_session: SessionId,
@@ -171,11 +195,19 @@ impl PeerManager {
         let local = *parts.head.borrow();
         let fork_id = parts.params.chain.fork_id(local.head.number, local.timestamp);
         let mut statics = HashMap::new();
-        for record in parts.static_peers {
-            statics.insert(record.id, (record, false));
-        }
-        for record in parts.trusted_peers {
-            statics.insert(record.id, (record, true));
+        // Trusted peers first: when the configuration lists more peers than the cap, they are
+        // the ones kept.
+        for (record, trusted) in parts
+            .trusted_peers
+            .into_iter()
+            .map(|r| (r, true))
+            .chain(parts.static_peers.into_iter().map(|r| (r, false)))
+        {
+            if statics.len() >= parts.max_static_peers && !statics.contains_key(&record.id) {
+                warn!(peer = %record.id, max = parts.max_static_peers, "too many static peers; ignoring");
+                continue;
+            }
+            statics.entry(record.id).or_insert((record, trusted));
         }
         Self {
             local_id: parts.local_id,
@@ -193,12 +225,18 @@ impl PeerManager {
             candidates,
             peers: HashMap::new(),
             dialing: HashSet::new(),
-            pending_inbound: 0,
+            pending_inbound: PendingInbound::new(
+                MAX_PENDING_INBOUND,
+                parts.max_pending_inbound_per_ip,
+            ),
             scores: PeerScores::default(),
             backoff: Backoff::default(),
             statics,
-            queue: VecDeque::new(),
+            queue: CandidateQueue::default(),
+            handler_permits: Arc::new(Semaphore::new(parts.max_concurrent_handler_calls.max(1))),
             max_inbound: parts.max_inbound,
+            max_inbound_per_ip: parts.max_inbound_per_ip,
+            max_static_peers: parts.max_static_peers,
             max_outbound: parts.max_outbound,
             dial_interval: parts.dial_interval,
             next_session: 0,
@@ -282,6 +320,19 @@ impl PeerManager {
             .count()
     }
 
+    /// Established inbound sessions from `ip` that count against the per-IP limit.
+    fn inbound_from(&self, ip: IpAddr) -> usize {
+        let ip = ip.to_canonical();
+        self.peers
+            .iter()
+            .filter(|(id, e)| {
+                e.direction == Direction::Inbound
+                    && e.addr.ip().to_canonical() == ip
+                    && !self.is_trusted(id)
+            })
+            .count()
+    }
+
     fn outbound_count(&self) -> usize {
         let connected = self
             .peers
@@ -294,7 +345,12 @@ impl PeerManager {
     /// Whether a new connection with `peer` in `direction` may become a session. Of two
     /// connections with one peer (both dialed at once) both sides keep the one dialed by the
     /// smaller node id, so that they agree.
-    fn admit(&mut self, peer: PeerId, direction: Direction) -> Result<(), DisconnectReason> {
+    fn admit(
+        &mut self,
+        peer: PeerId,
+        addr: SocketAddr,
+        direction: Direction,
+    ) -> Result<(), DisconnectReason> {
         let trusted = self.is_trusted(&peer);
         if peer == self.local_id {
             return Err(DisconnectReason::ConnectedToSelf);
@@ -313,8 +369,14 @@ impl PeerManager {
                 return Err(DisconnectReason::AlreadyConnected);
             }
         }
-        if direction == Direction::Inbound && !trusted && self.inbound_count() >= self.max_inbound {
-            return Err(DisconnectReason::TooManyPeers);
+        if direction == Direction::Inbound && !trusted {
+            if self.inbound_count() >= self.max_inbound {
+                return Err(DisconnectReason::TooManyPeers);
+            }
+            if self.inbound_from(addr.ip()) >= self.max_inbound_per_ip {
+                debug!(%peer, %addr, "too many inbound sessions from this IP");
+                return Err(DisconnectReason::TooManyPeers);
+            }
         }
         Ok(())
     }
@@ -326,16 +388,29 @@ impl PeerManager {
     }
 
     fn on_accept(&mut self, tcp: TcpStream, addr: SocketAddr) {
-        if self.pending_inbound >= MAX_PENDING_INBOUND {
-            debug!(%addr, "too many pending inbound handshakes; closing");
-            return;
-        }
-        self.pending_inbound += 1;
+        let slot = match self.pending_inbound.try_acquire(addr.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                let pending = self.pending_inbound.total();
+                debug!(%addr, ?full, pending, "too many pending inbound handshakes; closing");
+                return;
+            }
+        };
         let (status, filter) = self.snapshot();
         let params = Arc::clone(&self.params);
         let events = self.handshake_tx.clone();
         self.handshakes.spawn(async move {
-            let event = match inbound(tcp, &params, status, &filter, &events).await {
+            let handshake = inbound(tcp, addr, &params, status, &filter, &events);
+            let outcome = match tokio::time::timeout(INBOUND_HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    debug!(%addr, "inbound handshake deadline passed; closing");
+                    Err((None, SessionError::HandshakeTimeout))
+                }
+            };
+            // The slot is free from here on, whatever the manager does with the event.
+            drop::<PendingSlot>(slot);
+            let event = match outcome {
                 Ok(established) => HandshakeEvent::Established {
                     direction: Direction::Inbound,
                     addr,
@@ -356,19 +431,22 @@ impl PeerManager {
         let params = Arc::clone(&self.params);
         let events = self.handshake_tx.clone();
         self.handshakes.spawn(async move {
-            let event =
-                match establish_outbound(record.addr, record.id, &params, status, &filter).await {
-                    Ok(established) => HandshakeEvent::Established {
-                        direction: Direction::Outbound,
-                        addr: record.addr,
-                        established: Box::new(established),
-                    },
-                    Err(error) => HandshakeEvent::Failed {
-                        direction: Direction::Outbound,
-                        peer: Some(record.id),
-                        error,
-                    },
-                };
+            let handshake = establish_outbound(record.addr, record.id, &params, status, &filter);
+            let outcome = tokio::time::timeout(OUTBOUND_HANDSHAKE_TIMEOUT, handshake)
+                .await
+                .unwrap_or(Err(SessionError::HandshakeTimeout));
+            let event = match outcome {
+                Ok(established) => HandshakeEvent::Established {
+                    direction: Direction::Outbound,
+                    addr: record.addr,
+                    established: Box::new(established),
+                },
+                Err(error) => HandshakeEvent::Failed {
+                    direction: Direction::Outbound,
+                    peer: Some(record.id),
+                    error,
+                },
+            };
             let _ = events.send(event).await;
         });
     }
@@ -394,7 +472,7 @@ impl PeerManager {
             }
         }
         while self.outbound_count() < self.max_outbound {
-            let Some(record) = self.queue.pop_front() else { break };
+            let Some(record) = self.queue.pop() else { break };
             if self.may_dial(&record.id, now) {
                 self.dial(record);
             }
@@ -402,10 +480,10 @@ impl PeerManager {
     }
 
     fn on_candidate(&mut self, candidate: &DialCandidate) {
-        if self.queue.len() >= MAX_QUEUED_CANDIDATES {
-            self.queue.pop_front();
+        let record = NodeRecord { id: candidate.peer_id, addr: candidate.tcp_addr };
+        if let Err(why) = self.queue.push(record) {
+            trace!(peer = %record.id, addr = %record.addr, ?why, "dial candidate not queued");
         }
-        self.queue.push_back(NodeRecord { id: candidate.peer_id, addr: candidate.tcp_addr });
         self.dial_pass();
     }
 
@@ -469,6 +547,16 @@ impl PeerManager {
                 let _ = reply.send(peers);
             }
             Command::AddPeer(record) => {
+                if self.statics.len() >= self.max_static_peers
+                    && !self.statics.contains_key(&record.id)
+                {
+                    warn!(
+                        peer = %record.id,
+                        max = self.max_static_peers,
+                        "too many static peers; not adding"
+                    );
+                    return;
+                }
                 let trusted = self.is_trusted(&record.id);
                 self.statics.insert(record.id, (record, trusted));
                 self.dial_pass();
@@ -536,32 +624,22 @@ impl PeerManager {
 
     fn on_handshake_event(&mut self, event: HandshakeEvent) {
         match event {
-            HandshakeEvent::Authenticated { peer, reply } => {
-                let _ = reply.send(self.admit(peer, Direction::Inbound));
+            HandshakeEvent::Authenticated { peer, addr, reply } => {
+                let _ = reply.send(self.admit(peer, addr, Direction::Inbound));
             }
             HandshakeEvent::Established { direction, addr, established } => {
-                match direction {
-                    Direction::Inbound => {
-                        self.pending_inbound = self.pending_inbound.saturating_sub(1)
-                    }
-                    Direction::Outbound => {
-                        self.dialing.remove(&established.hello.id);
-                    }
+                if direction == Direction::Outbound {
+                    self.dialing.remove(&established.hello.id);
                 }
                 self.on_established(direction, addr, *established);
             }
             HandshakeEvent::Failed { direction, peer, error } => {
                 debug!(?peer, ?direction, %error, "handshake failed");
-                match direction {
-                    Direction::Inbound => {
-                        self.pending_inbound = self.pending_inbound.saturating_sub(1)
-                    }
-                    Direction::Outbound => {
-                        if let Some(peer) = peer {
-                            self.dialing.remove(&peer);
-                            self.backoff.failed(peer, Instant::now());
-                        }
-                    }
+                if direction == Direction::Outbound
+                    && let Some(peer) = peer
+                {
+                    self.dialing.remove(&peer);
+                    self.backoff.failed(peer, Instant::now());
                 }
                 if let (Some(peer), Some(class)) = (peer, error.penalty()) {
                     self.penalise(peer, class, PenaltyReason::Handshake);
@@ -574,7 +652,7 @@ impl PeerManager {
     fn on_established(&mut self, direction: Direction, addr: SocketAddr, established: Established) {
         let Established { mut stream, hello, status } = established;
         let peer = hello.id;
-        if let Err(reason) = self.admit(peer, direction) {
+        if let Err(reason) = self.admit(peer, addr, direction) {
             debug!(%peer, ?direction, %reason, "refusing established session");
             self.handshakes.spawn(async move {
                 let _ = stream.disconnect(reason).await;
@@ -612,10 +690,14 @@ impl PeerManager {
             commands: commands_rx,
             events: self.session_tx.clone(),
             handler: Arc::clone(&self.handler),
+            handler_permits: Arc::clone(&self.handler_permits),
+            alive: Arc::new(AtomicBool::new(true)),
             tracker: RequestTracker::default(),
             served: Default::default(),
             queued: VecDeque::new(),
             handlers: JoinSet::new(),
+            heads: HeadFilter::new(status.head, Instant::now()),
+            stalls: Default::default(),
         };
         self.sessions.spawn(active.run());
     }
@@ -625,6 +707,7 @@ impl PeerManager {
 /// (a refused peer gets a Disconnect before Hello), then Hello and Status.
 async fn inbound(
     tcp: TcpStream,
+    addr: SocketAddr,
     params: &SessionParams,
     status: Status,
     filter: &ForkFilter,
@@ -636,7 +719,7 @@ async fn inbound(
     let peer = ecies.remote_id();
     let (reply, verdict) = oneshot::channel();
     let refused = |reason| (Some(peer), SessionError::Refused(reason));
-    if events.send(HandshakeEvent::Authenticated { peer, reply }).await.is_err() {
+    if events.send(HandshakeEvent::Authenticated { peer, addr, reply }).await.is_err() {
         return Err(refused(DisconnectReason::ClientQuitting));
     }
     match verdict.await {

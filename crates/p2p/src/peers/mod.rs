@@ -3,21 +3,29 @@
 //! behind the cloneable [`NetworkHandle`]. `docs/p2p.md` describes the whole.
 
 mod active;
+mod candidates;
 mod config;
 mod dial;
 mod enode;
 mod events;
 mod handler;
+mod heads;
 mod manager;
 mod network;
+mod pending;
 pub mod score;
 
 pub use active::{
     MAX_CONCURRENT_HANDLER_CALLS_PER_PEER, SESSION_CLOSE_TIMEOUT, SESSION_COMMAND_CHANNEL_CAPACITY,
-    SESSION_SEND_TIMEOUT,
+    SESSION_SEND_TIMEOUT, STALL_PENALTY_WINDOW,
+};
+pub use candidates::{
+    MAX_QUEUED_CANDIDATES, MAX_QUEUED_CANDIDATES_PER_IP, MAX_QUEUED_CANDIDATES_PER_SUBNET,
 };
 pub use config::{
-    DEFAULT_DIAL_INTERVAL, DEFAULT_MAX_INBOUND, DEFAULT_MAX_OUTBOUND, LocalHead, NetworkConfig,
+    DEFAULT_DIAL_INTERVAL, DEFAULT_MAX_CONCURRENT_HANDLER_CALLS, DEFAULT_MAX_INBOUND,
+    DEFAULT_MAX_INBOUND_PER_IP, DEFAULT_MAX_OUTBOUND, DEFAULT_MAX_PENDING_INBOUND_PER_IP,
+    DEFAULT_MAX_STATIC_PEERS, LocalHead, NetworkConfig,
 };
 pub use dial::{Backoff, DIAL_BACKOFF_BASE, DIAL_BACKOFF_MAX, MAX_BACKOFF_ENTRIES};
 pub use enode::{EnodeError, NodeRecord};
@@ -25,8 +33,10 @@ pub use events::{
     Direction, DiscoveryCounters, EVENT_CHANNEL_CAPACITY, NetworkEvent, PeerInfo, PenaltyReason,
 };
 pub use handler::{EmptyHandler, HandlerResult, RequestHandler};
+pub use heads::{InvalidHead, MAX_HEAD_NUMBER, MAX_HEAD_REWIND, NEW_HEAD_MIN_INTERVAL};
 pub use manager::{
     ACCEPT_ERROR_BACKOFF, COMMAND_CHANNEL_CAPACITY, HANDSHAKE_EVENT_CHANNEL_CAPACITY,
-    MAX_PENDING_INBOUND, MAX_QUEUED_CANDIDATES, SESSION_EVENT_CHANNEL_CAPACITY, SHUTDOWN_TIMEOUT,
+    INBOUND_HANDSHAKE_TIMEOUT, MAX_PENDING_INBOUND, OUTBOUND_HANDSHAKE_TIMEOUT,
+    SESSION_EVENT_CHANNEL_CAPACITY, SHUTDOWN_TIMEOUT,
 };
 pub use network::{Network, NetworkError, NetworkHandle};

@@ -92,6 +92,10 @@ impl Network {
             max_inbound: config.max_inbound,
             max_outbound: config.max_outbound,
             dial_interval: config.dial_interval,
+            max_pending_inbound_per_ip: config.max_pending_inbound_per_ip,
+            max_inbound_per_ip: config.max_inbound_per_ip,
+            max_concurrent_handler_calls: config.max_concurrent_handler_calls,
+            max_static_peers: config.max_static_peers,
         });
         tokio::spawn(manager.run());
         Ok(NetworkHandle {

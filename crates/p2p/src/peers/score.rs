@@ -3,7 +3,10 @@
 //! ban list with expiry.
 
 use crate::{PeerId, leaf::PenaltyClass};
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Duration,
+};
 use tokio::time::Instant;
 
 /// Lowest possible score; a fatal offence sets the score here. Scores live in
@@ -50,6 +53,15 @@ pub const BAN_DURATION: Duration = Duration::from_secs(30 * 60);
 /// Most peers whose score (or ban) is remembered while they are not connected. When exceeded the
 /// entries closest to neutral are dropped; 4096 entries are ~200 KiB.
 pub const MAX_REMEMBERED_SCORES: usize = 4096;
+
+/// Scores kept after a prune: a quarter below [`MAX_REMEMBERED_SCORES`], so that the linear pass
+/// of a prune happens once per 1024 new peers, not on every penalty.
+pub const SCORES_AFTER_PRUNE: usize = MAX_REMEMBERED_SCORES / 4 * 3;
+
+/// Most bans remembered. Throw-away identities cost an attacker nothing, so the ban list must not
+/// grow with them; beyond this the bans closest to expiry are forgotten first (such an identity
+/// could come back early, but it could as well have made a new key). 4096 entries are ~400 KiB.
+pub const MAX_BANS: usize = 4096;
 
 /// The score delta of a penalty class (fatal is handled by setting [`MIN_SCORE`]).
 pub fn penalty_delta(class: PenaltyClass) -> f64 {
@@ -115,11 +127,15 @@ impl Score {
     }
 }
 
-/// Scores of every peer met recently, and bans with expiry.
+/// Scores of every peer met recently, and bans with expiry, both bounded.
 #[derive(Debug, Default)]
 pub struct PeerScores {
     scores: HashMap<PeerId, Score>,
     bans: HashMap<PeerId, Instant>,
+    /// Bans in the order they were recorded, which is their expiry order (every ban lasts
+    /// [`BAN_DURATION`]). An entry whose peer was banned again later, or unbanned, is stale and
+    /// skipped; stale entries are compacted away before they outnumber the bans.
+    ban_order: VecDeque<(PeerId, Instant)>,
 }
 
 impl PeerScores {
@@ -130,13 +146,17 @@ impl PeerScores {
         if state == ScoreState::Ban {
             self.ban(peer, now);
         }
-        self.prune(now);
+        self.prune_scores(now);
         state
     }
 
-    /// Bans `peer` until `now + BAN_DURATION`.
+    /// Bans `peer` until `now + BAN_DURATION`. Beyond [`MAX_BANS`] the bans closest to their
+    /// expiry are forgotten first. Amortised O(1).
     pub fn ban(&mut self, peer: PeerId, now: Instant) {
-        self.bans.insert(peer, now + BAN_DURATION);
+        let until = now + BAN_DURATION;
+        self.bans.insert(peer, until);
+        self.ban_order.push_back((peer, until));
+        self.prune_bans(now);
     }
 
     /// Whether `peer` is banned at `now`; an expired ban is removed.
@@ -161,19 +181,48 @@ impl PeerScores {
         self.scores.get(peer).map_or(0.0, |s| s.value(now))
     }
 
-    /// Keeps the memory bounded by [`MAX_REMEMBERED_SCORES`]: drops expired bans, then the scores
-    /// nearest to neutral (those carry no information).
-    fn prune(&mut self, now: Instant) {
-        self.bans.retain(|_, until| *until > now);
+    /// Number of bans remembered (at most [`MAX_BANS`]).
+    pub fn ban_count(&self) -> usize {
+        self.bans.len()
+    }
+
+    /// Number of scores remembered (at most [`MAX_REMEMBERED_SCORES`]).
+    pub fn score_count(&self) -> usize {
+        self.scores.len()
+    }
+
+    /// Drops expired bans, and the oldest ones beyond [`MAX_BANS`], from the front of the order.
+    fn prune_bans(&mut self, now: Instant) {
+        while let Some(&(peer, until)) = self.ban_order.front() {
+            let current = self.bans.get(&peer) == Some(&until);
+            if current && until > now && self.bans.len() <= MAX_BANS {
+                break;
+            }
+            self.ban_order.pop_front();
+            if current {
+                self.bans.remove(&peer);
+            }
+        }
+        if self.ban_order.len() > 2 * MAX_BANS {
+            let bans = &self.bans;
+            self.ban_order.retain(|(peer, until)| bans.get(peer) == Some(until));
+        }
+    }
+
+    /// Keeps the scores bounded by [`MAX_REMEMBERED_SCORES`]: once over it, drops the scores
+    /// nearest to neutral (those carry no information) down to [`SCORES_AFTER_PRUNE`] in one
+    /// linear pass, so that the work is amortised over many penalties instead of a sort on each.
+    fn prune_scores(&mut self, now: Instant) {
         if self.scores.len() <= MAX_REMEMBERED_SCORES {
             return;
         }
         let mut by_value: Vec<(PeerId, f64)> =
             self.scores.iter().map(|(id, s)| (*id, s.value(now))).collect();
-        by_value.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let excess = self.scores.len() - MAX_REMEMBERED_SCORES;
-        for (id, _) in by_value.into_iter().take(excess) {
-            self.scores.remove(&id);
+        let excess = self.scores.len() - SCORES_AFTER_PRUNE;
+        // Highest (nearest 0) first: the `excess` first entries go.
+        by_value.select_nth_unstable_by(excess - 1, |a, b| b.1.total_cmp(&a.1));
+        for (id, _) in &by_value[..excess] {
+            self.scores.remove(id);
         }
     }
 }

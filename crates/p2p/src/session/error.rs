@@ -16,6 +16,10 @@ pub enum SessionError {
     /// The TCP connect did not complete within [`super::DIAL_TIMEOUT`].
     #[error("dial timed out")]
     DialTimeout,
+    /// The whole handshake (ECIES, Hello, Status) did not complete within its overall deadline
+    /// (`crate::peers::INBOUND_HANDSHAKE_TIMEOUT` for inbound connections).
+    #[error("handshake deadline passed")]
+    HandshakeTimeout,
     /// The ECIES handshake failed.
     #[error(transparent)]
     Ecies(#[from] EciesError),
@@ -60,7 +64,9 @@ impl SessionError {
     /// The disconnect reason of the session's end: the one sent or received.
     pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
         match self {
-            Self::Io(_) | Self::DialTimeout => Some(DisconnectReason::TcpSubsystemError),
+            Self::Io(_) | Self::DialTimeout | Self::HandshakeTimeout => {
+                Some(DisconnectReason::TcpSubsystemError)
+            }
             Self::Ecies(e) if e.is_protocol_breach() => Some(DisconnectReason::ProtocolBreach),
             Self::Ecies(_) => Some(DisconnectReason::TcpSubsystemError),
             Self::P2P(e) => e.disconnect_reason(),

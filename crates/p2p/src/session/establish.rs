@@ -6,9 +6,11 @@ use crate::{
     ecies::{EciesStream, PeerId},
     leaf::{
         Status,
-        protocol::{MESSAGE_COUNT, PROTOCOL_NAME, PROTOCOL_VERSION},
+        protocol::{MAX_RESPONSE_MESSAGE_SIZE, MESSAGE_COUNT, PROTOCOL_NAME, PROTOCOL_VERSION},
     },
-    p2pstream::{HelloMessage, HelloMessageWithProtocols, Protocol, UnauthedP2PStream},
+    p2pstream::{
+        HelloMessage, HelloMessageWithProtocols, Protocol, UnauthedP2PStream, hello::MAX_HELLO_SIZE,
+    },
 };
 use alloy_eip2124::ForkFilter;
 use secp256k1::SecretKey;
@@ -19,6 +21,15 @@ use tokio::net::TcpStream;
 /// one ~100 ms; a peer that does not complete the three-way handshake in 5 s is unreachable (geth
 /// uses 15 s for the whole dial; the ECIES and Hello steps have their own timeouts after this).
 pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest RLPx frame body of an established `leaf/1` session, accepted and sent: the message id
+/// byte plus snappy's worst case for the largest `leaf/1` payload
+/// (`max_compress_len(MAX_RESPONSE_MESSAGE_SIZE)` = 32 + n + n/6). Before Hello the frame limit is
+/// `MAX_HELLO_SIZE`, so a peer that has not even said Hello cannot make us buffer more than 2 KiB;
+/// afterwards no honest frame exceeds this (~4.7 MiB instead of the 24-bit 16 MiB), and the
+/// codec refuses a larger one at its header, before buffering the body.
+pub const MAX_SESSION_FRAME_SIZE: usize =
+    1 + 32 + MAX_RESPONSE_MESSAGE_SIZE + MAX_RESPONSE_MESSAGE_SIZE / 6;
 
 /// A `leaf/1` session over TCP.
 pub type TcpLeafStream = LeafStream<EciesStream<TcpStream>>;
@@ -86,12 +97,33 @@ pub async fn establish_authenticated(
     status: Status,
     filter: &ForkFilter,
 ) -> Result<Established, SessionError> {
+    let mut ecies = ecies;
     let remote = ecies.remote_id();
-    let (p2p, hello) = UnauthedP2PStream::new(ecies)
-        .with_remote_id(remote)
-        .handshake(params.hello.clone())
-        .await?;
+    // Before Hello only a Hello (or a Disconnect) may come: refuse bigger frames at the header.
+    ecies.codec_mut().set_max_frame_size(MAX_HELLO_SIZE);
+    // Boxed: the Hello exchange holds the whole stream, and keeping it out of the enclosing
+    // futures keeps those small.
+    let (mut p2p, hello) = Box::pin(
+        UnauthedP2PStream::new(ecies).with_remote_id(remote).handshake(params.hello.clone()),
+    )
+    .await?;
+    // No frame has been decoded past the Hello yet, so the next header meets the new limit.
+    p2p.inner_mut().codec_mut().set_max_frame_size(MAX_SESSION_FRAME_SIZE);
+    p2p.set_max_message_size(MAX_RESPONSE_MESSAGE_SIZE);
     let (stream, status) =
         UnauthedLeafStream::new(p2p).await?.handshake(status, &params.chain, filter).await?;
     Ok(Established { stream, hello, status })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_frame_limit_is_snappys_worst_case_for_the_largest_message() {
+        assert_eq!(
+            MAX_SESSION_FRAME_SIZE,
+            1 + snap::raw::max_compress_len(MAX_RESPONSE_MESSAGE_SIZE)
+        );
+    }
 }

@@ -9,7 +9,7 @@ mod stream;
 
 pub use error::SessionError;
 pub use establish::{
-    DIAL_TIMEOUT, Established, SessionParams, TcpLeafStream, establish_authenticated,
-    establish_inbound, establish_outbound, leaf_protocol,
+    DIAL_TIMEOUT, Established, MAX_SESSION_FRAME_SIZE, SessionParams, TcpLeafStream,
+    establish_authenticated, establish_inbound, establish_outbound, leaf_protocol,
 };
 pub use stream::{LeafStream, UnauthedLeafStream};

@@ -116,6 +116,9 @@ pub fn config(handler: Arc<dyn RequestHandler>) -> (NetworkConfig, watch::Sender
     let mut config = NetworkConfig::new(sk, chain(), head_rx, handler);
     config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
     config.dial_interval = Duration::from_millis(100);
+    // Every test peer comes from 127.0.0.1: the per-IP limits are tested on their own.
+    config.max_pending_inbound_per_ip = leafsync_p2p::peers::MAX_PENDING_INBOUND;
+    config.max_inbound_per_ip = config.max_inbound;
     (config, head_tx)
 }
 
@@ -124,6 +127,10 @@ pub fn discovery_config(bootnodes: Vec<leafsync_p2p::chain::Enr>) -> DiscoveryCo
         listen_addr: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
         lookup_interval: Duration::from_millis(200),
         bootnodes,
+        // Every node is on 127.0.0.1.
+        allow_local_addresses: true,
+        ip_limit: false,
+        packet_filter: false,
         ..DiscoveryConfig::default()
     }
 }
@@ -171,8 +178,34 @@ pub async fn raw_connect_with(
     node: NodeRecord,
     sk: SecretKey,
 ) -> Result<(RawP2P, PeerId), P2PError> {
-    let id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &sk));
     let tcp = TcpStream::connect(node.addr).await.map_err(leafsync_p2p::EciesError::from)?;
+    raw_handshake(tcp, node, sk).await
+}
+
+/// A TCP connection to `addr` from the loopback address `source` (any of 127.0.0.0/8 works as a
+/// source on Linux), so that tests can have peers with distinct IPs.
+pub async fn tcp_from(source: Ipv4Addr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((source, 0)))?;
+    socket.connect(addr).await
+}
+
+/// [`raw_connect`] from the loopback address `source`.
+pub async fn raw_connect_from(
+    node: NodeRecord,
+    source: Ipv4Addr,
+) -> Result<(RawP2P, PeerId), P2PError> {
+    let tcp = tcp_from(source, node.addr).await.map_err(leafsync_p2p::EciesError::from)?;
+    raw_handshake(tcp, node, key().0).await
+}
+
+/// ECIES and Hello (with leaf/1) as a peer with key `sk` on an open connection to `node`.
+pub async fn raw_handshake(
+    tcp: TcpStream,
+    node: NodeRecord,
+    sk: SecretKey,
+) -> Result<(RawP2P, PeerId), P2PError> {
+    let id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &sk));
     let ecies = EciesStream::connect(tcp, sk, node.id).await?;
     let hello = HelloMessageWithProtocols::new("hostile/0", vec![leaf_protocol()], 0, id);
     let (p2p, _) = UnauthedP2PStream::new(ecies).with_remote_id(node.id).handshake(hello).await?;
@@ -209,7 +242,12 @@ pub async fn expect_disconnect(p2p: &mut RawP2P) -> DisconnectReason {
 
 /// A hostile peer that completed the Status handshake correctly (and then misbehaves).
 pub async fn handshaken_peer(node: NodeRecord) -> (RawP2P, PeerId) {
-    let (mut p2p, id) = raw_connect(node).await.expect("hello");
+    let (p2p, id) = raw_connect(node).await.expect("hello");
+    exchange_status(p2p, id).await
+}
+
+/// Sends a good Status and reads the node's.
+pub async fn exchange_status(mut p2p: RawP2P, id: PeerId) -> (RawP2P, PeerId) {
     send_leaf(&mut p2p, LeafMessage::Status(good_status())).await;
     match next_leaf(&mut p2p).await {
         Ok(LeafMessage::Status(_)) => {}

@@ -10,13 +10,14 @@ use std::sync::{
 };
 
 use alloy_primitives::{B256, B512, U256};
+use alloy_trie::EMPTY_ROOT_HASH;
 use futures::future::BoxFuture;
 use leafsync_leafdb::{GenParams, KvStore, LeafDb, MemStore, Table};
 use leafsync_p2p::{
     PeerId,
     leaf::{
-        ChainHead, Chunk, ChunkContent, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk,
-        Nodes, PenaltyClass, StorageChunk,
+        AccountStorage, ChainHead, Chunk, ChunkContent, Codes, GetChunk, GetCodes, GetNodes,
+        GetStorageChunk, Nodes, PenaltyClass, StorageChunk, StorageSlot,
     },
     requests::RequestError,
 };
@@ -41,6 +42,17 @@ pub enum Behaviour {
     Limited(u64),
     /// Chunks honest, every node answered with bytes that do not hash to the request.
     WrongNodes,
+    /// Chunks honest but for one forged inline slot on the first account of each chunk whose
+    /// storage root is the empty root.
+    PoisonInline,
+    /// Chunks honest but the first account of each chunk with empty storage marked large.
+    LargeEmpty,
+    /// Chunks honest but one inline slot value changed on the first account with storage.
+    InlineJunk,
+    /// Junk chunks (balances off by one) claiming a head `n` blocks past the server's own.
+    LyingHead(u64),
+    /// Every chunk and storage chunk answered "too large", whatever its size.
+    TooLarge,
 }
 
 /// A peer serving `db`.
@@ -114,9 +126,38 @@ impl SyncPeer for SimPeer {
         let mut chunk = serve_chunk(&snap, &request, &ServeConfig::default()).unwrap();
         match (self.behaviour, &mut chunk.content) {
             (Behaviour::Empty, _) => chunk.content = ChunkContent::Items(Vec::new()),
+            (Behaviour::TooLarge, _) => chunk.content = ChunkContent::TooLarge,
             (Behaviour::Junk, ChunkContent::Items(leaves)) => {
                 for l in leaves {
                     l.balance += U256::from(1u64);
+                }
+            }
+            (Behaviour::LyingHead(n), ChunkContent::Items(leaves)) => {
+                for l in leaves {
+                    l.balance += U256::from(1u64);
+                }
+                chunk.head_number += n;
+            }
+            (Behaviour::PoisonInline, ChunkContent::Items(leaves)) => {
+                if let Some(l) = leaves.iter_mut().find(|l| l.storage_root == EMPTY_ROOT_HASH) {
+                    l.storage = AccountStorage::Inline(vec![StorageSlot {
+                        hashed_slot: B256::repeat_byte(1),
+                        value: U256::from(1u64),
+                    }]);
+                }
+            }
+            (Behaviour::LargeEmpty, ChunkContent::Items(leaves)) => {
+                if let Some(l) = leaves.iter_mut().find(|l| l.storage_root == EMPTY_ROOT_HASH) {
+                    l.storage = AccountStorage::Large { slot_count: 1000 };
+                }
+            }
+            (Behaviour::InlineJunk, ChunkContent::Items(leaves)) => {
+                let with_storage = leaves.iter_mut().find_map(|l| match &mut l.storage {
+                    AccountStorage::Inline(slots) if !slots.is_empty() => Some(slots),
+                    _ => None,
+                });
+                if let Some(slot) = with_storage.and_then(|s| s.first_mut()) {
+                    slot.value += U256::from(1u64);
                 }
             }
             _ => {}
@@ -132,7 +173,8 @@ impl SyncPeer for SimPeer {
         let mut chunk = serve_storage_chunk(&snap, &request, &ServeConfig::default()).unwrap();
         match (self.behaviour, &mut chunk.content) {
             (Behaviour::Empty, _) => chunk.content = ChunkContent::Items(Vec::new()),
-            (Behaviour::Junk, ChunkContent::Items(slots)) => {
+            (Behaviour::TooLarge, _) => chunk.content = ChunkContent::TooLarge,
+            (Behaviour::Junk | Behaviour::LyingHead(_), ChunkContent::Items(slots)) => {
                 for s in slots {
                     s.value += U256::from(1u64);
                 }
@@ -233,6 +275,10 @@ pub fn dyn_peers(peers: &[Arc<SimPeer>]) -> Vec<Arc<dyn SyncPeer>> {
 
 /// What a wrapping peer does around each request of its inner peer.
 pub trait Hook: Send + Sync + 'static {
+    /// The head the peer announces (default: its inner peer's).
+    fn head(&self, inner: &SimPeer) -> ChainHead {
+        inner.head()
+    }
     /// Runs before the inner peer is asked.
     fn before(&self, _inner: &SimPeer) {}
     /// The future the syncer awaits, given the inner peer's.
@@ -262,7 +308,7 @@ impl<H: Hook> SyncPeer for Hooked<H> {
         self.inner.id()
     }
     fn head(&self) -> ChainHead {
-        self.inner.head()
+        self.hook.head(&self.inner)
     }
     fn account_estimate(&self) -> u64 {
         self.inner.account_estimate()
