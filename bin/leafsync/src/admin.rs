@@ -2,12 +2,18 @@
 //! `leaf_syncStatus`) and the Prometheus metrics endpoint, over HTTP/1 on addresses from the
 //! config (loopback by default), plus the small client `leafsync status` uses.
 
-use std::{convert::Infallible, net::SocketAddr, str::FromStr, sync::Arc, time::Instant};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    str::FromStr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use leafsync_leafdb::LeafDb;
 use leafsync_p2p::{
     chain::ChainSpec,
@@ -15,7 +21,7 @@ use leafsync_p2p::{
 };
 use leafsync_serve::LeafServer;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Semaphore};
 use tracing::{debug, warn};
 
 use crate::error::CliError;
@@ -23,6 +29,42 @@ use crate::error::CliError;
 /// Largest request body the admin endpoint reads: JSON-RPC calls are a few hundred bytes, and a
 /// local tool has no reason to send more.
 pub(crate) const MAX_ADMIN_BODY: usize = 64 << 10;
+/// How long a client may take to send a request's headers, from the moment the server starts
+/// waiting for them: 5 s. A local tool or a Prometheus scrape sends its headers in one packet, so
+/// only a stalled (slowloris) connection comes near this. hyper starts this timer whenever it waits
+/// for a request head, also between the requests of a kept-alive connection, so it is the
+/// keep-alive idle timeout too: an idle connection is closed after 5 s.
+pub(crate) const HTTP_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one request may take once its headers are in, reading its body (at most
+/// [`MAX_ADMIN_BODY`]) included: 10 s. Every admin call and a metrics scrape answer in
+/// milliseconds; a client trickling its body, or a call stuck behind a busy network manager,
+/// gets `408 Request Timeout` instead of holding the connection.
+pub(crate) const HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest life of one connection, however busy: 60 s. It bounds what the other timeouts do not
+/// see, such as a client that never reads its answer; a scraper or `leafsync status` simply
+/// reconnects.
+pub(crate) const HTTP_CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Connections served at once by each endpoint (admin and metrics have one cap each): 256, far
+/// above what a few local tools and a scraper use, and small next to the file descriptor budget
+/// (see `run::FD_RESERVE`). A connection over the cap is closed as soon as it is accepted.
+pub(crate) const MAX_HTTP_CONNECTIONS: usize = 256;
+/// Requests of one endpoint handled at once: 4. Most calls and every scrape ask the network
+/// manager for its peers over the command channel the sync also uses, so a flood of scrapes or
+/// calls gets in line here instead of there. Waiting for a turn counts toward
+/// [`HTTP_REQUEST_TIMEOUT`].
+pub(crate) const MAX_CONCURRENT_CALLS: usize = 4;
+/// Pause after a failed `accept` (such as EMFILE, out of file descriptors) before the next one,
+/// instead of spinning on the error: 100 ms, the p2p listener's value.
+pub(crate) const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// Least time between two warnings about failed accepts (the others go to the debug log): 10 s,
+/// so that running out of file descriptors is reported without flooding the log.
+pub(crate) const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// Peers `admin_addPeer` may add in one run of the daemon: 32. Added peers become static peers,
+/// which are dialed first and count toward `p2p.max_outbound`, and the network keeps them for
+/// good; without a bound a local caller could fill the outbound slots and grow that list without
+/// end. Adding a peer that is already added again does not count; more static peers belong in
+/// `p2p.static_peers`.
+pub(crate) const MAX_ADMIN_ADDED_PEERS: usize = 32;
 /// Default admin JSON-RPC address: loopback only, so nothing outside the machine can add peers.
 pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8647";
 
@@ -44,6 +86,8 @@ pub(crate) struct AdminState {
     pub(crate) syncing: Arc<std::sync::atomic::AtomicBool>,
     /// The sync's counters (all zero when this run did not sync).
     pub(crate) sync: tokio::sync::watch::Receiver<leafsync_sync::SyncStats>,
+    /// The peers `admin_addPeer` added in this run, at most [`MAX_ADMIN_ADDED_PEERS`].
+    pub(crate) added_peers: std::sync::Mutex<std::collections::HashSet<leafsync_p2p::PeerId>>,
 }
 
 /// The sync counters as JSON, `null` when this run did not sync.
@@ -96,22 +140,67 @@ pub(crate) async fn serve(
     let local = listener
         .local_addr()
         .map_err(|source| CliError::Io { path: format!("listen {addr}").into(), source })?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
-            let state = state.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| handle(req, role, state.clone()));
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    debug!(error = %e, "admin connection ended");
+    tokio::spawn(accept_loop(listener, role, state));
+    Ok(local)
+}
+
+/// Accepts connections until the runtime stops: at most [`MAX_HTTP_CONNECTIONS`] at once, each
+/// under the header, request and lifetime timeouts; accept errors back off.
+async fn accept_loop(listener: TcpListener, role: Role, state: Arc<AdminState>) {
+    let slots = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
+    let calls = Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS));
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                if last_warning.is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL) {
+                    warn!(?role, error = %e, "accepting an HTTP connection failed; pausing");
+                    last_warning = Some(Instant::now());
+                } else {
+                    debug!(?role, error = %e, "accepting an HTTP connection failed; pausing");
+                }
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            debug!(?role, %peer, cap = MAX_HTTP_CONNECTIONS, "too many HTTP connections; closing");
+            drop(stream);
+            continue;
+        };
+        let (state, calls) = (state.clone(), calls.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = service_fn(move |req| {
+                let (state, calls) = (state.clone(), calls.clone());
+                async move {
+                    let turn = async {
+                        // The semaphore is never closed, so `acquire` cannot fail.
+                        let _turn = calls.acquire().await;
+                        handle(req, role, state).await
+                    };
+                    match tokio::time::timeout(HTTP_REQUEST_TIMEOUT, turn).await {
+                        Ok(answer) => answer,
+                        Err(_) => Ok(reply(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "text/plain",
+                            "request timed out\n".into(),
+                        )),
+                    }
                 }
             });
-        }
-    });
-    Ok(local)
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HTTP_HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            match tokio::time::timeout(HTTP_CONNECTION_LIFETIME, conn).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!(?role, %peer, error = %e, "HTTP connection ended"),
+                Err(_) => debug!(?role, %peer, "HTTP connection closed at its lifetime limit"),
+            }
+        });
+    }
 }
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -218,6 +307,19 @@ async fn add_peer(state: &AdminState, params: &Value) -> Result<Value, (i64, Str
         .ok_or((-32602, "expected one parameter: an enode URL".to_string()))?;
     let record =
         NodeRecord::from_str(enode).map_err(|e| (-32602, format!("invalid enode: {e}")))?;
+    {
+        let mut added = state.added_peers.lock().unwrap_or_else(|e| e.into_inner());
+        if !added.contains(&record.id) && added.len() >= MAX_ADMIN_ADDED_PEERS {
+            return Err((
+                -32000,
+                format!(
+                    "admin_addPeer {enode}: this run already added {MAX_ADMIN_ADDED_PEERS} peers \
+                     (the limit); list more in p2p.static_peers"
+                ),
+            ));
+        }
+        added.insert(record.id);
+    }
     state.network.add_peer(record).await.map_err(|e| (-32000, e.to_string()))?;
     Ok(Value::Bool(true))
 }

@@ -85,6 +85,8 @@ enum BenchCommand {
     Leafdb(LeafdbBench),
     /// leaf/1 serving: chunk MB/s uncached and cached, nodes/s, p99 per request kind.
     Serve(crate::bench_serve::ServeBench),
+    /// Block application latency (p50/p99) idle and while clients request uncached chunks.
+    Apply(crate::bench_apply::ApplyBench),
     /// Ingest: blocks per second through trace decoding, fold and apply_block.
     Ingest(crate::bench_ingest::IngestBench),
     /// Leaf sync against heal-only sync from servers on loopback behind emulated WAN links.
@@ -172,6 +174,7 @@ impl Cli {
             Command::Tool(ToolCommand::Verify { datadir }) => tool::verify(&datadir),
             Command::Bench(BenchCommand::Leafdb(args)) => bench::leafdb(&args),
             Command::Bench(BenchCommand::Serve(args)) => crate::bench_serve::serve(&args),
+            Command::Bench(BenchCommand::Apply(args)) => crate::bench_apply::apply(&args),
             Command::Bench(BenchCommand::Ingest(args)) => crate::bench_ingest::ingest(&args),
             Command::Bench(BenchCommand::Sync(args)) => crate::bench_sync::sync(&args),
             Command::Bench(BenchCommand::SyncServers(args)) => crate::bench_sync::servers(&args),

@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod bench_apply;
 mod bench_ingest;
 mod bench_serve;
 mod bench_sync;

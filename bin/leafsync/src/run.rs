@@ -82,19 +82,136 @@ fn account_estimate(db: &LeafDb) -> Result<u64, CliError> {
     Ok(slice * 256)
 }
 
+/// File descriptors kept for everything but RocksDB's table files, on top of the sockets counted
+/// from the config (see [`fd_reserve`]): 256 for stdio, the discv5 socket, the execution client's
+/// connection, RocksDB's WAL, MANIFEST, LOCK and info log, the SST writers of a bulk import, the
+/// runtime's epoll and event descriptors, and a margin.
+pub(crate) const FD_RESERVE_BASE: u64 = 256;
+/// The database's least share of the file descriptors when the limit is below the reserve plus
+/// this: then it gets half the limit instead.
+pub(crate) const MIN_DB_OPEN_FILES: u64 = 64;
+/// The most table files RocksDB keeps open: 65,536 files of 64 MiB are 4 TiB, far more than a
+/// mainnet state, so the table cache never evicts below this.
+pub(crate) const MAX_DB_OPEN_FILES: u64 = 65_536;
+/// Highest soft RLIMIT_NOFILE asked for when the hard limit is higher or unlimited: 2^20, Linux's
+/// default `fs.nr_open`, beyond which `setrlimit` fails.
+pub(crate) const FD_LIMIT_CEILING: u64 = 1 << 20;
+
+/// File descriptors to leave for sockets and the rest: [`FD_RESERVE_BASE`], every p2p session
+/// and pending handshake, and both HTTP endpoints at their connection cap.
+pub(crate) fn fd_reserve(max_inbound: usize, max_outbound: usize) -> u64 {
+    FD_RESERVE_BASE
+        + (max_inbound + max_outbound + leafsync_p2p::peers::MAX_PENDING_INBOUND) as u64
+        + 2 * crate::admin::MAX_HTTP_CONNECTIONS as u64
+}
+
+/// RocksDB's `max_open_files` under a file descriptor limit of `limit`: the limit less
+/// `reserve`, at most [`MAX_DB_OPEN_FILES`]; half the limit when that would leave the database
+/// fewer than [`MIN_DB_OPEN_FILES`]. Always below `limit`.
+pub(crate) fn db_open_files(limit: u64, reserve: u64) -> i32 {
+    let share = match limit.checked_sub(reserve) {
+        Some(left) if left >= MIN_DB_OPEN_FILES => left,
+        _ => limit / 2,
+    };
+    i32::try_from(share.min(MAX_DB_OPEN_FILES)).unwrap_or(i32::MAX)
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (at most [`FD_LIMIT_CEILING`]), as geth does:
+/// the usual soft limit of 1024 is what RocksDB alone can reach on a mainnet state. Returns the
+/// soft limit before and after.
+#[cfg(unix)]
+pub(crate) fn raise_fd_limit() -> std::io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct we pass, which lives for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = limit.rlim_cur;
+    let target = limit.rlim_max.min(FD_LIMIT_CEILING);
+    if before >= target {
+        return Ok((before, before));
+    }
+    let raised = libc::rlimit { rlim_cur: target, rlim_max: limit.rlim_max };
+    // SAFETY: setrlimit only reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((before, target))
+}
+
+/// CPU nice value of the runtime's threads (network, `leaf/1` serve handlers in the blocking
+/// pool, admin, the sync), against 0 for the block application thread and RocksDB's own threads:
+/// 19, the lowest priority. The Linux scheduler weighs a nice-19 thread at 15 against 1024 for a
+/// nice-0 one, so however many serve handlers run, block application keeps nearly a whole core
+/// when it needs it (review finding H3), while serving still gets every cycle block application
+/// (a fraction of each 12 s slot) and the execution client leave idle. At nice 10 (weight 110),
+/// 32 busy handlers on 2 cores still tripled block latency in `bench apply`.
+pub(crate) const RUNTIME_THREAD_NICE: i32 = 19;
+
+/// Lowers the calling thread's CPU priority to [`RUNTIME_THREAD_NICE`] (Linux, where the nice
+/// value is per thread; elsewhere nothing). Best effort: a failure is only logged. A thread
+/// spawned later from a lowered thread inherits its value, so the block application thread must
+/// be started from the main thread.
+pub(crate) fn lower_thread_priority() {
+    set_thread_nice(RUNTIME_THREAD_NICE);
+}
+
+/// Sets the calling thread's nice value (Linux; elsewhere nothing). Best effort, see
+/// [`lower_thread_priority`].
+pub(crate) fn set_thread_nice(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority takes plain integers; who = 0 is the calling thread on Linux.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } != 0 {
+            debug!(error = %std::io::Error::last_os_error(), nice, "cannot set a thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
+/// Raises the file descriptor limit and returns RocksDB's `max_open_files` for it (RocksDB's
+/// default when the limit cannot be read).
+fn size_open_files(config: &Config) -> i32 {
+    let reserve = fd_reserve(config.file.p2p.max_inbound, config.file.p2p.max_outbound);
+    #[cfg(unix)]
+    match raise_fd_limit() {
+        Ok((before, now)) => {
+            let files = db_open_files(now, reserve);
+            info!(before, now, reserve, max_open_files = files, "file descriptor limit");
+            if now < reserve + 4 * MIN_DB_OPEN_FILES {
+                warn!(
+                    limit = now,
+                    reserve,
+                    "the file descriptor limit is low for a node; raise the hard limit \
+                     (LimitNOFILE= in systemd, `ulimit -Hn`)"
+                );
+            }
+            return files;
+        }
+        Err(e) => warn!(error = %e, "cannot read or raise the file descriptor limit"),
+    }
+    DbOptions::default().max_open_files
+}
+
 pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
     let datadir: PathBuf = config.file.datadir.clone();
     std::fs::create_dir_all(&datadir)
         .map_err(|source| CliError::Io { path: datadir.clone(), source })?;
-    let options = DbOptions::default().block_cache_bytes(config.file.leafdb.block_cache_mib << 20);
+    let options = DbOptions::default()
+        .block_cache_bytes(config.file.leafdb.block_cache_mib << 20)
+        .max_open_files(size_open_files(&config));
     let db_config = LeafDbConfig {
         recent_blocks: config.file.leafdb.recent_blocks,
         recent_cache_bytes: config.file.leafdb.recent_cache_mib << 20,
         ..LeafDbConfig::default()
     };
     let db = Arc::new(LeafDb::open(&datadir.join("leafdb"), &options, db_config)?);
+    // Serve handlers (and the network) yield the CPU to block application, whose thread the
+    // follower starts from this (main) thread, at the normal priority.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(lower_thread_priority)
         .build()
         .map_err(|source| CliError::Io { path: PathBuf::from("<tokio runtime>"), source })?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -109,6 +226,8 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
             let mut fc = FollowerConfig::new(url.clone());
             fc.genesis.clone_from(&config.file.el.genesis);
             let _guard = runtime.enter();
+            // Called on the main thread (directly, or in `block_on`'s future), never on a
+            // runtime thread: the block application thread it starts keeps the normal priority.
             let follower = Follower::new(db.clone(), fc)?;
             let stats = follower.stats();
             Ok(Some((stats, runtime.spawn(follower.run(stop_rx.clone())))))
@@ -127,7 +246,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
             head: ChainHead { number: head.number, hash: head.hash, state_root: head.state_root },
             timestamp: if head.number == 0 { config.chain.genesis_timestamp } else { unix_now() },
             account_estimate: account_estimate(&db)?,
-            serves: ServeFlags::ALL,
+            serves: serve_flags(&db, &head)?,
         },
         // Nothing to serve until the sync is done.
         None => LocalHead {
@@ -191,6 +310,7 @@ pub(crate) fn run(config: Config) -> Result<ExitCode, CliError> {
             ingest: ingest_stats,
             syncing: syncing.clone(),
             sync: sync_rx,
+            added_peers: std::sync::Mutex::default(),
         });
         // Peers learn our new heads as the follower applies blocks.
         tokio::spawn(announce_heads(db.clone(), head_tx));
@@ -448,6 +568,17 @@ async fn wait_for_bootstrap(
     }
 }
 
+/// What the node offers at `head`: everything when the stored state is the header's state, and
+/// nothing once it is off the chain (a block whose computed root differed from its header's, after
+/// a lying trace or a reorg with no rollback). Syncing clients would otherwise take chunks that
+/// fail their proofs and ban us; the state is served again once it matches a header.
+fn serve_flags<S: leafsync_leafdb::KvStore>(
+    db: &LeafDb<S>,
+    head: &leafsync_leafdb::BlockHeader,
+) -> Result<ServeFlags, leafsync_leafdb::LeafDbError> {
+    Ok(if db.account_root()? == head.state_root { ServeFlags::ALL } else { ServeFlags::NONE })
+}
+
 /// Publishes the leafdb head to the network whenever it moves.
 async fn announce_heads(db: Arc<LeafDb>, tx: watch::Sender<LocalHead>) {
     loop {
@@ -458,6 +589,19 @@ async fn announce_heads(db: Arc<LeafDb>, tx: watch::Sender<LocalHead>) {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
+            let Ok(serves) = serve_flags(&db, &h) else { continue };
+            if serves != current.serves {
+                if serves == ServeFlags::ALL {
+                    info!(number = h.number, "the state matches the header's root again; serving");
+                } else {
+                    warn!(
+                        number = h.number,
+                        header_root = %h.state_root,
+                        "the state is off the chain (root mismatch): no longer offering it to \
+                         peers; resync to serve again"
+                    );
+                }
+            }
             let next = LocalHead {
                 head: ChainHead { number: h.number, hash: h.hash, state_root: h.state_root },
                 timestamp: now,
@@ -466,8 +610,7 @@ async fn announce_heads(db: Arc<LeafDb>, tx: watch::Sender<LocalHead>) {
                 } else {
                     current.account_estimate
                 },
-                // Once the leafdb has a head (after a sync), it serves everything.
-                serves: ServeFlags::ALL,
+                serves,
             };
             if tx.send(next).is_err() {
                 return;
@@ -497,5 +640,92 @@ async fn wait_for_shutdown() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
+
+    use super::*;
+    use leafsync_leafdb::{BlockDiff, BlockHeader, GenParams};
+
+    #[test]
+    fn the_database_leaves_the_socket_reserve_and_stays_under_the_limit() {
+        let reserve = fd_reserve(50, 25);
+        assert_eq!(reserve, 256 + 50 + 25 + 32 + 512);
+        for limit in (0..5000).chain([20_000, 65_536, 524_288, 1 << 20, u64::MAX]) {
+            let files = db_open_files(limit, reserve) as u64;
+            assert!(files < limit.max(1), "limit {limit}: {files}");
+            assert!(files <= MAX_DB_OPEN_FILES);
+            if limit >= reserve + MIN_DB_OPEN_FILES {
+                assert!(files + reserve <= limit, "limit {limit}: {files} leaves no reserve");
+                assert!(files >= MIN_DB_OPEN_FILES);
+            } else {
+                assert_eq!(files, limit / 2);
+            }
+        }
+        assert_eq!(db_open_files(1024, reserve), 1024 - 875);
+        assert_eq!(db_open_files(20_000, reserve) as u64, 20_000 - reserve);
+        assert_eq!(db_open_files(1 << 20, reserve) as u64, MAX_DB_OPEN_FILES);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn runtime_threads_run_at_a_lower_priority_than_block_application() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .on_thread_start(lower_thread_priority)
+            .build()
+            .unwrap();
+        // SAFETY: getpriority takes plain integers; who = 0 is the calling thread on Linux.
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let main = nice();
+        let (blocking, worker) = runtime.block_on(async move {
+            let blocking = tokio::task::spawn_blocking(nice).await.unwrap();
+            (blocking, tokio::spawn(async move { nice() }).await.unwrap())
+        });
+        assert_eq!((blocking, worker), (RUNTIME_THREAD_NICE, RUNTIME_THREAD_NICE));
+        assert!(main < RUNTIME_THREAD_NICE, "the main thread keeps its priority: {main}");
+        let apply = leafsync_ingest::ApplyThread::spawn().unwrap();
+        assert_eq!(runtime.block_on(apply.run(move || Ok(nice()))).unwrap(), main);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_soft_fd_limit_is_raised_to_the_hard_one() {
+        let (before, now) = raise_fd_limit().unwrap();
+        assert!(now >= before);
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit only writes the struct passed.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+        assert_eq!(limit.rlim_cur, now);
+        assert_eq!(now, limit.rlim_max.min(FD_LIMIT_CEILING).max(before));
+    }
+
+    #[test]
+    fn a_state_off_the_chain_is_not_offered() {
+        let db = LeafDb::in_memory();
+        db.generate(GenParams { accounts: 50, seed: 3 }).unwrap();
+        let genesis = db.head().unwrap().unwrap();
+        assert_eq!(serve_flags(&db, &genesis).unwrap(), ServeFlags::ALL);
+        // An empty block whose header claims another root: the state is now off the chain.
+        let lying = BlockHeader {
+            number: 1,
+            hash: B256::repeat_byte(1),
+            parent_hash: genesis.hash,
+            state_root: B256::repeat_byte(0xee),
+        };
+        assert!(!db.apply_block(&lying, &BlockDiff::default()).unwrap().root_matches);
+        assert_eq!(serve_flags(&db, &db.head().unwrap().unwrap()).unwrap(), ServeFlags::NONE);
+        // A later header that matches the stored state again: offered again.
+        let matching = BlockHeader {
+            number: 2,
+            hash: B256::repeat_byte(2),
+            parent_hash: lying.hash,
+            state_root: genesis.state_root,
+        };
+        assert!(db.apply_block(&matching, &BlockDiff::default()).unwrap().root_matches);
+        assert_eq!(serve_flags(&db, &db.head().unwrap().unwrap()).unwrap(), ServeFlags::ALL);
     }
 }

@@ -252,6 +252,59 @@ fn an_empty_node_finds_a_server_through_discv5_and_syncs_its_state() {
     assert!(verify.status.success() && report.contains(&root), "{report}");
 }
 
+/// A daemon started with a low soft file descriptor limit raises it to the hard one, logs both,
+/// and sizes RocksDB's open files below it (review finding M8).
+#[cfg(target_os = "linux")]
+#[test]
+fn run_raises_its_soft_file_descriptor_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("leafsync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "datadir = {:?}\nchain = \"sepolia\"\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n[admin]\nlisten = \"127.0.0.1:0\"\n[sync]\nallow_peer_pivot = true\n",
+            dir.path().join("empty").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("run.log");
+    // The soft limit lowered to 512 for this process only (the hard one stays).
+    let mut child = support::Killed(
+        std::process::Command::new("sh")
+            .args(["-c", "ulimit -Sn 512 && exec \"$0\" run --config \"$1\""])
+            .arg(env!("CARGO_BIN_EXE_leafsync"))
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    line_with(&lines, "admin: ");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.0.id())).unwrap();
+    let row = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    let expected = if hard == "unlimited" {
+        (1u64 << 20).to_string()
+    } else {
+        hard.parse::<u64>().unwrap().min(1 << 20).to_string()
+    };
+    assert_eq!(soft, expected, "{row}");
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    let line = stderr.lines().find(|l| l.contains("file descriptor limit")).unwrap();
+    assert!(line.contains("before=512") && line.contains(&format!("now={expected}")), "{line}");
+    sigterm_and_wait(&mut child);
+}
+
 /// On a public chain an empty datadir with no trusted pivot (no `el.rpc`, no `sync.checkpoint`)
 /// is not synced from whatever head peers announce: the daemon stops at once with an error that
 /// names the keys that fix it.

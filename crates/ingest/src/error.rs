@@ -51,6 +51,14 @@ pub enum IngestError {
         /// What was wrong.
         reason: &'static str,
     },
+    /// An answer was larger than the client accepts (`rpc::MAX_RESPONSE_BYTES` by default).
+    #[error("the answer to `{method}` is larger than {limit} bytes (the response size cap)")]
+    TooLarge {
+        /// The JSON-RPC method.
+        method: &'static str,
+        /// The cap, in bytes.
+        limit: usize,
+    },
     /// The execution client does not know a block it should have.
     #[error("execution client has no block {0}")]
     MissingBlock(u64),
@@ -76,6 +84,12 @@ pub enum IngestError {
     /// The genesis allocation could not be read.
     #[error(transparent)]
     Genesis(#[from] GenesisError),
+    /// The block application thread could not be started.
+    #[error("cannot start the block application thread: {0}")]
+    ApplySpawn(#[source] std::io::Error),
+    /// The block application thread ended (a job panicked).
+    #[error("the block application thread ended (see the log for a panic)")]
+    ApplyThreadGone,
     /// A blocking task panicked or was cancelled.
     #[error("blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -92,6 +106,8 @@ impl IngestError {
                 | Self::LeafDb(_)
                 | Self::Genesis(_)
                 | Self::Join(_)
+                | Self::ApplySpawn(_)
+                | Self::ApplyThreadGone
         )
     }
 }

@@ -5,11 +5,13 @@
 //! * [`rpc`]: the JSON-RPC client, HTTP or WebSocket by URL scheme.
 //! * [`types`]: the wire shapes of blocks, withdrawals and diff-mode traces.
 //! * [`fold`]: pure folding of a block's traces and withdrawals into one [`BlockDiff`].
+//! * [`apply`]: the dedicated thread that folds and applies blocks.
 //! * [`follower`]: the owner loop that keeps the leafdb at the neighbour's head.
 //! * [`bench`]: synthetic mainnet-sized traces and the ingest benchmark.
 //!
 //! [`BlockDiff`]: leafsync_leafdb::BlockDiff
 
+pub mod apply;
 pub mod bench;
 pub mod error;
 pub mod fold;
@@ -17,10 +19,11 @@ pub mod follower;
 pub mod rpc;
 pub mod types;
 
+pub use apply::ApplyThread;
 pub use error::{IngestError, RpcError};
 pub use fold::{AccountInfo, StateView, fold_block};
 pub use follower::{
     Follower, FollowerConfig, INITIAL_BACKOFF, IngestStats, MAX_BACKOFF, MAX_REORG_DEPTH,
 };
-pub use rpc::RpcClient;
+pub use rpc::{RawResponse, RpcClient};
 pub use types::{DiffTrace, RpcBlock, TracedAccount, TxTrace, Withdrawal};

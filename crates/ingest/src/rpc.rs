@@ -26,8 +26,15 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long connecting may take: the neighbour is on the same host or network.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Largest response accepted: a diff-mode trace of a large mainnet block is a few MiB, a worst
-/// case (gas-limit block of storage writes) tens of MiB; beyond this the neighbour is broken.
+/// Largest response accepted by default ([`RpcClient::max_response_bytes`] changes it): 256 MiB.
+/// A diff-mode trace of a large mainnet block is a few MiB, a gas-limit block of storage writes
+/// tens of MiB; but a block built to touch thousands of large contracts, whose code the trace
+/// repeats in `pre` for every transaction, can reach hundreds of MiB, and refusing an honest
+/// block would stop following (it is retried without end). So the cap is generous, and the
+/// memory it allows is kept to about twice the body: the body is read into one buffer sized from
+/// `Content-Length` when the neighbour sends it, the `result` is not copied out of it, and the
+/// decoded traces are smaller than their hex text. An answer past the cap is refused with
+/// [`IngestError::TooLarge`] naming the method, as soon as the cap is crossed.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
 /// The method of subscription notifications. Those that arrive while a response is awaited are
@@ -58,6 +65,8 @@ pub struct RpcClient {
     heads_seen: u64,
     /// Whether the current WebSocket connection has a `newHeads` subscription.
     subscribed: bool,
+    /// Largest answer accepted ([`MAX_RESPONSE_BYTES`] unless set).
+    max_response_bytes: usize,
 }
 
 impl RpcClient {
@@ -75,7 +84,21 @@ impl RpcClient {
         } else {
             return Err(IngestError::UnsupportedUrl(url.to_owned()));
         };
-        Ok(Self { url: url.to_owned(), transport, next_id: 1, heads_seen: 0, subscribed: false })
+        Ok(Self {
+            url: url.to_owned(),
+            transport,
+            next_id: 1,
+            heads_seen: 0,
+            subscribed: false,
+            max_response_bytes: MAX_RESPONSE_BYTES,
+        })
+    }
+
+    /// Sets the largest answer accepted (default [`MAX_RESPONSE_BYTES`]); for WebSocket it takes
+    /// effect on the next connection.
+    pub const fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
     }
 
     /// The URL.
@@ -118,7 +141,13 @@ impl RpcClient {
 
     /// `debug_traceBlockByNumber` with the prestate tracer in diff mode.
     pub async fn trace_block(&mut self, number: u64) -> Result<Vec<TxTrace>, IngestError> {
-        self.call("debug_traceBlockByNumber", json!([format!("{number:#x}"), tracer_config()]))
+        self.trace_block_raw(number).await?.decode()
+    }
+
+    /// `debug_traceBlockByNumber` as received, to be decoded by [`RawResponse::decode`] off the
+    /// async runtime: a large trace takes tens of milliseconds or more to decode.
+    pub async fn trace_block_raw(&mut self, number: u64) -> Result<RawResponse, IngestError> {
+        self.call_raw("debug_traceBlockByNumber", json!([format!("{number:#x}"), tracer_config()]))
             .await
     }
 
@@ -171,12 +200,23 @@ impl RpcClient {
         method: &'static str,
         params: Value,
     ) -> Result<T, IngestError> {
+        self.call_raw(method, params).await?.decode()
+    }
+
+    /// Sends one request and returns its answer undecoded.
+    pub async fn call_raw(
+        &mut self,
+        method: &'static str,
+        params: Value,
+    ) -> Result<RawResponse, IngestError> {
         let id = self.next_id;
         self.next_id += 1;
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let timeout_err =
             IngestError::Timeout { method, millis: REQUEST_TIMEOUT.as_millis() as u64 };
-        let body = match tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(id, &request)).await {
+        let body = match tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(method, id, &request))
+            .await
+        {
             Ok(Ok(body)) => body,
             Ok(Err(e)) => {
                 self.reset();
@@ -187,19 +227,28 @@ impl RpcClient {
                 return Err(timeout_err);
             }
         };
-        decode_response(method, id, &body)
+        Ok(RawResponse { method, id, body })
     }
 
-    async fn exchange(&mut self, id: u64, request: &Value) -> Result<Vec<u8>, IngestError> {
+    async fn exchange(
+        &mut self,
+        method: &'static str,
+        id: u64,
+        request: &Value,
+    ) -> Result<Vec<u8>, IngestError> {
+        let limit = self.max_response_bytes;
+        let too_large = || IngestError::TooLarge { method, limit };
         match &mut self.transport {
             Transport::Http(client) => {
                 let mut resp = client.post(&self.url).json(request).send().await?;
-                if resp.content_length().is_some_and(|l| l > MAX_RESPONSE_BYTES as u64) {
+                let announced = resp.content_length();
+                if announced.is_some_and(|l| l > limit as u64) {
                     return Err(too_large());
                 }
-                let mut body = Vec::new();
+                // One allocation of the announced size: no doubling of a large buffer.
+                let mut body = Vec::with_capacity(announced.map_or(0, |l| l as usize));
                 while let Some(chunk) = resp.chunk().await? {
-                    if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    if body.len() + chunk.len() > limit {
                         return Err(too_large());
                     }
                     body.extend_from_slice(&chunk);
@@ -211,8 +260,8 @@ impl RpcClient {
                     Some(ws) => ws,
                     None => {
                         let config = WebSocketConfig::default()
-                            .max_message_size(Some(MAX_RESPONSE_BYTES))
-                            .max_frame_size(Some(MAX_RESPONSE_BYTES));
+                            .max_message_size(Some(limit))
+                            .max_frame_size(Some(limit));
                         let connect = tokio_tungstenite::connect_async_with_config(
                             self.url.as_str(),
                             Some(config),
@@ -230,7 +279,11 @@ impl RpcClient {
                 };
                 ws.send(Message::text(request.to_string())).await?;
                 loop {
-                    let Some(text) = read_text(ws.next().await)? else { continue };
+                    let msg = ws.next().await;
+                    if let Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_))) = &msg {
+                        return Err(too_large());
+                    }
+                    let Some(text) = read_text(msg)? else { continue };
                     if is_notification(&text) {
                         self.heads_seen += 1;
                         continue;
@@ -245,8 +298,29 @@ impl RpcClient {
     }
 }
 
-fn too_large() -> IngestError {
-    IngestError::InvalidResponse { method: "response", reason: "larger than MAX_RESPONSE_BYTES" }
+/// A JSON-RPC answer as received: at most the client's response cap, not yet parsed.
+#[derive(Debug)]
+pub struct RawResponse {
+    method: &'static str,
+    id: u64,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// Checks the id and decodes the `result` (or returns the JSON-RPC `error`).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, IngestError> {
+        decode_response(self.method, self.id, &self.body)
+    }
+
+    /// Size of the body in bytes.
+    pub fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.body.is_empty()
+    }
 }
 
 /// The text of a WebSocket message; `None` for control frames.
@@ -285,10 +359,12 @@ fn decode_response<T: DeserializeOwned>(
     id: u64,
     body: &[u8],
 ) -> Result<T, IngestError> {
+    /// `result` borrows from `body`: a large trace is not copied before it is decoded.
     #[derive(serde::Deserialize)]
-    struct Response {
+    struct Response<'a> {
         id: Option<u64>,
-        result: Option<Box<serde_json::value::RawValue>>,
+        #[serde(borrow)]
+        result: Option<&'a serde_json::value::RawValue>,
         error: Option<ErrorObject>,
     }
     #[derive(serde::Deserialize)]
@@ -296,7 +372,7 @@ fn decode_response<T: DeserializeOwned>(
         code: i64,
         message: String,
     }
-    let resp: Response =
+    let resp: Response<'_> =
         serde_json::from_slice(body).map_err(|source| IngestError::Decode { method, source })?;
     if resp.id != Some(id) {
         return Err(IngestError::InvalidResponse { method, reason: "id differs from request" });

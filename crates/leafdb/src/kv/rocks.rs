@@ -21,8 +21,10 @@ pub const DEFAULT_WRITE_BUFFER_BYTES: usize = 64 << 20;
 /// Default bloom filter bits per key on point-lookup tables (nodes, code): 10 bits
 /// gives ~1% false positives, so a miss on a node path rarely costs a disk read.
 pub const DEFAULT_BLOOM_BITS: f64 = 10.0;
-/// Default limit on open table files: RocksDB's "unlimited" (-1) can exhaust a sidecar's file
-/// descriptors next to an execution client; 1024 is well inside common `ulimit -n` values.
+/// Default limit on open table files: 1024. RocksDB's "unlimited" (-1) can exhaust a sidecar's
+/// file descriptors next to an execution client. 1024 is also the usual soft `ulimit -n`, so it
+/// suits short-lived tools only: the daemon raises its soft limit to the hard one at start and
+/// sets this from what it got, less a reserve for sockets (see `leafsync run`).
 pub const DEFAULT_MAX_OPEN_FILES: i32 = 1024;
 /// Default block size: 16 KiB (RocksDB's is 4 KiB). Chunk serving scans long key ranges, where
 /// larger blocks halve index size and read overhead; point lookups cost little more.
@@ -63,6 +65,12 @@ impl DbOptions {
     /// Sets the block cache size.
     pub const fn block_cache_bytes(mut self, bytes: usize) -> Self {
         self.block_cache_bytes = bytes;
+        self
+    }
+
+    /// Sets the limit on open table files (-1: unlimited).
+    pub const fn max_open_files(mut self, files: i32) -> Self {
+        self.max_open_files = files;
         self
     }
 

@@ -1,0 +1,225 @@
+//! The follower against a scripted execution client on loopback: block application does not wait
+//! behind a saturated blocking pool (review finding H3), and an oversized answer is refused with
+//! an error that names the method (L9).
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use alloy_primitives::{B256, keccak256};
+use leafsync_ingest::{Follower, FollowerConfig, IngestError, RpcClient};
+use leafsync_leafdb::{GenParams, LeafDb};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+/// What the scripted execution client answers: the `result` of a call, or a raw body.
+enum Answer {
+    Result(Value),
+    /// This many bytes of JSON-ish filler, streamed without a `Content-Length` (chunked).
+    HugeChunked(usize),
+    /// Only a `Content-Length` header announcing this many bytes, then nothing.
+    HugeAnnounced(usize),
+}
+
+type Script = Arc<dyn Fn(&str, &Value) -> Answer + Send + Sync>;
+
+/// Serves JSON-RPC over HTTP/1.1 keep-alive on `127.0.0.1:0` until the runtime stops.
+async fn fake_el(script: Script) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(stream, script.clone()));
+        }
+    });
+    addr
+}
+
+async fn serve(mut stream: TcpStream, script: Script) {
+    let mut buf = Vec::new();
+    loop {
+        // The head, then a body of Content-Length bytes.
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while buf.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let request: Value = serde_json::from_slice(&buf[head_end..head_end + length]).unwrap();
+        buf.drain(..head_end + length);
+        let method = request["method"].as_str().unwrap_or_default();
+        let written = match script(method, &request["params"]) {
+            Answer::Result(result) => {
+                let body =
+                    json!({"jsonrpc": "2.0", "id": request["id"], "result": result}).to_string();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(response.as_bytes()).await
+            }
+            Answer::HugeAnnounced(n) => {
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {n}\r\n\r\n"
+                );
+                stream.write_all(response.as_bytes()).await
+            }
+            Answer::HugeChunked(n) => {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let filler = vec![b' '; 64 << 10];
+                let mut sent = 0;
+                while sent < n {
+                    let part = &filler[..filler.len().min(n - sent)];
+                    let frame =
+                        [format!("{:x}\r\n", part.len()).as_bytes(), part, b"\r\n"].concat();
+                    // The client hangs up once past its cap.
+                    if stream.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                    sent += part.len();
+                }
+                stream.write_all(b"0\r\n\r\n").await
+            }
+        };
+        if written.is_err() {
+            return;
+        }
+    }
+}
+
+/// A block of the scripted chain: block `n`'s hash is keccak(n), its parent block `n - 1`'s (block
+/// 0's hash is the generated leafdb's head hash).
+fn block(n: u64, genesis_hash: B256, state_root: B256) -> Value {
+    let hash = |n: u64| if n == 0 { genesis_hash } else { keccak256(n.to_be_bytes()) };
+    json!({
+        "number": format!("{n:#x}"),
+        "hash": hash(n),
+        "parentHash": if n == 0 { B256::ZERO } else { hash(n - 1) },
+        "stateRoot": state_root,
+        "withdrawals": [],
+    })
+}
+
+/// How long the follower may take to apply one empty block on a small in-memory state. Applying
+/// takes milliseconds; the bound is wide for a loaded test machine, and far below the time the
+/// saturating blocking tasks hold the pool.
+const APPLY_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the saturating blocking tasks sleep at most (they are released at the end).
+const SATURATION: Duration = Duration::from_secs(30);
+
+#[test]
+fn a_saturated_blocking_pool_does_not_delay_block_application() {
+    // Like the daemon: serve handlers run in the runtime's blocking pool. Four blocking threads,
+    // all busy, and more tasks queued behind them.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let release = Arc::new(AtomicBool::new(false));
+    runtime.block_on(async {
+        let db = Arc::new(LeafDb::in_memory());
+        db.generate(GenParams { accounts: 100, seed: 1 }).unwrap();
+        let genesis = db.head().unwrap().unwrap();
+        let root = db.account_root().unwrap();
+        let script: Script = Arc::new(move |method, params| match method {
+            "eth_blockNumber" => Answer::Result(json!("0x1")),
+            "eth_getBlockByNumber" => {
+                let n =
+                    u64::from_str_radix(params[0].as_str().unwrap().trim_start_matches("0x"), 16)
+                        .unwrap();
+                Answer::Result(block(n, genesis.hash, root))
+            }
+            "debug_traceBlockByNumber" => Answer::Result(json!([])),
+            other => panic!("unexpected call {other}"),
+        });
+        let el = fake_el(script).await;
+
+        for _ in 0..16 {
+            let release = release.clone();
+            tokio::task::spawn_blocking(move || {
+                let t = Instant::now();
+                while !release.load(Ordering::Relaxed) && t.elapsed() < SATURATION {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            });
+        }
+
+        let mut config = FollowerConfig::new(format!("http://{el}"));
+        config.poll_interval = Duration::from_millis(20);
+        let follower = Follower::new(Arc::clone(&db), config).unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(follower.run(stopped));
+        let started = Instant::now();
+        while db.head().unwrap().unwrap().number < 1 {
+            assert!(
+                started.elapsed() < APPLY_DEADLINE,
+                "block 1 not applied after {:?} while the blocking pool is busy",
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(db.head().unwrap().unwrap().hash, keccak256(1u64.to_be_bytes()));
+        release.store(true, Ordering::Relaxed);
+        stop.send(true).unwrap();
+        task.await.unwrap().unwrap();
+    });
+    release.store(true, Ordering::Relaxed);
+}
+
+#[tokio::test]
+async fn an_answer_over_the_cap_is_refused_naming_the_method() {
+    const CAP: usize = 1 << 20;
+    let script: Script = Arc::new(|method, _| match method {
+        "eth_blockNumber" => Answer::HugeAnnounced(CAP + 1),
+        "debug_traceBlockByNumber" => Answer::HugeChunked(CAP * 4),
+        other => panic!("unexpected call {other}"),
+    });
+    let el = fake_el(script).await;
+    let mut rpc = RpcClient::new(&format!("http://{el}")).unwrap().max_response_bytes(CAP);
+
+    // Announced too large: refused before a byte of the body is read.
+    let err = rpc.block_number().await.unwrap_err();
+    assert!(matches!(err, IngestError::TooLarge { method: "eth_blockNumber", .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("eth_blockNumber") && text.contains(&CAP.to_string()), "{text}");
+
+    // Streamed past the cap without a length: refused as soon as it is crossed.
+    let err = rpc.trace_block(1).await.unwrap_err();
+    assert!(
+        matches!(err, IngestError::TooLarge { method: "debug_traceBlockByNumber", .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("debug_traceBlockByNumber"), "{err}");
+    assert!(err.is_retryable(), "a broken neighbour is retried after a backoff");
+}
