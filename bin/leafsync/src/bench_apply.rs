@@ -60,6 +60,10 @@ pub(crate) struct ApplyBench {
     /// Storage slots changed per block.
     #[arg(long, default_value_t = 5_000)]
     pub(crate) block_slots: u64,
+    /// Serve handler calls running at once (the daemon's global cap, p2p's
+    /// `max_concurrent_handler_calls`); default: the daemon's default for this machine.
+    #[arg(long, default_value_t = leafsync_p2p::peers::default_max_concurrent_handler_calls())]
+    pub(crate) handler_cap: usize,
     /// Apply in the runtime's blocking pool (`spawn_blocking`, the follower before the fix)
     /// instead of the dedicated thread, for comparison.
     #[arg(long)]
@@ -170,6 +174,7 @@ async fn client(
     index: usize,
     stop: Arc<AtomicBool>,
     load: Arc<Load>,
+    permits: Arc<tokio::sync::Semaphore>,
 ) {
     let h = keccak256(index.to_be_bytes());
     let peer = PeerId::from_slice(&[h.0, h.0].concat());
@@ -187,10 +192,14 @@ async fn client(
         let request = LeafRequest::GetChunk(GetChunk { request_id: id, prefix, max_bytes });
         let server = Arc::clone(&server);
         let t = Instant::now();
-        if tokio::task::spawn_blocking(move || RequestHandler::handle(&*server, peer, request))
-            .await
-            .is_err()
-        {
+        // The daemon's global cap on handler calls (p2p's `max_concurrent_handler_calls`).
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
+        let call = tokio::task::spawn_blocking(move || {
+            let answer = RequestHandler::handle(&*server, peer, request);
+            drop(permit);
+            answer
+        });
+        if call.await.is_err() {
             return;
         }
         load.requests.fetch_add(1, Ordering::Relaxed);
@@ -243,8 +252,12 @@ fn run(args: &ApplyBench, dir: &std::path::Path) -> Result<serde_json::Value, Cl
         let stop = Arc::new(AtomicBool::new(false));
         let load = Arc::new(Load::default());
         let before = server.stats();
+        let permits = Arc::new(tokio::sync::Semaphore::new(args.handler_cap));
         let clients: Vec<_> = (0..args.clients)
-            .map(|i| tokio::spawn(client(Arc::clone(&server), i, stop.clone(), load.clone())))
+            .map(|i| {
+                let permits = Arc::clone(&permits);
+                tokio::spawn(client(Arc::clone(&server), i, stop.clone(), load.clone(), permits))
+            })
             .collect();
         let mut loaded = blocks.run_for(duration).await?;
         stop.store(true, Ordering::Relaxed);
@@ -276,6 +289,7 @@ fn run(args: &ApplyBench, dir: &std::path::Path) -> Result<serde_json::Value, Cl
             "goal_p99_at_most_2x_idle": ratio <= 2.0,
             "serve": {
                 "clients": args.clients,
+                "handler_cap": args.handler_cap,
                 "requests": requests,
                 "requests_per_s": requests as f64 / duration.as_secs_f64().max(f64::MIN_POSITIVE),
                 "mean_ms": load.micros.load(Ordering::Relaxed) as f64 / 1e3 / requests.max(1) as f64,

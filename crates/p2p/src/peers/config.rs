@@ -34,12 +34,26 @@ pub const DEFAULT_MAX_PENDING_INBOUND_PER_IP: usize = 4;
 /// raise it.
 pub const DEFAULT_MAX_INBOUND_PER_IP: usize = 4;
 
-/// Default most `RequestHandler` calls running at once across all sessions. Each call reads the
-/// database on one of tokio's blocking threads, which block application shares; 32 calls keep a
-/// fast disk busy while leaving nearly all of the 512 blocking threads to everything else, so
-/// serving can never queue block application behind it (review finding H3). A session's requests
-/// beyond it wait for a permit; a closed session's waiting requests never start.
-pub const DEFAULT_MAX_CONCURRENT_HANDLER_CALLS: usize = 32;
+/// `RequestHandler` calls running at once across all sessions, per core of the machine (2): a
+/// call reads the database and hashes nothing, so two per core keep the cores and a disk busy;
+/// more would only queue on the CPU that block application needs (review finding H3;
+/// `leafsync bench apply`). A session's requests beyond the cap wait for a permit; a closed
+/// session's waiting requests never start.
+pub const HANDLER_CALLS_PER_CORE: usize = 2;
+
+/// Fewest concurrent `RequestHandler` calls whatever the core count (4).
+pub const MIN_CONCURRENT_HANDLER_CALLS: usize = 4;
+
+/// Most concurrent `RequestHandler` calls whatever the core count (64).
+pub const MAX_CONCURRENT_HANDLER_CALLS: usize = 64;
+
+/// The default global cap on concurrent `RequestHandler` calls: [`HANDLER_CALLS_PER_CORE`] per
+/// available core, within [`MIN_CONCURRENT_HANDLER_CALLS`]..=[`MAX_CONCURRENT_HANDLER_CALLS`].
+pub fn default_max_concurrent_handler_calls() -> usize {
+    std::thread::available_parallelism()
+        .map_or(MIN_CONCURRENT_HANDLER_CALLS, |n| n.get() * HANDLER_CALLS_PER_CORE)
+        .clamp(MIN_CONCURRENT_HANDLER_CALLS, MAX_CONCURRENT_HANDLER_CALLS)
+}
 
 /// Default most static peers (configured plus added through `admin_addPeer`). Static peers are
 /// dialed first and held in memory for good, so the admin API must not add them without bound;
@@ -97,7 +111,7 @@ pub struct NetworkConfig {
     /// [`DEFAULT_MAX_INBOUND_PER_IP`].
     pub max_inbound_per_ip: usize,
     /// Most request-handler calls running at once, over all sessions. Default:
-    /// [`DEFAULT_MAX_CONCURRENT_HANDLER_CALLS`].
+    /// [`default_max_concurrent_handler_calls`].
     pub max_concurrent_handler_calls: usize,
     /// Most static and trusted peers held. Default: [`DEFAULT_MAX_STATIC_PEERS`].
     pub max_static_peers: usize,
@@ -129,7 +143,7 @@ impl NetworkConfig {
             dial_interval: DEFAULT_DIAL_INTERVAL,
             max_pending_inbound_per_ip: DEFAULT_MAX_PENDING_INBOUND_PER_IP,
             max_inbound_per_ip: DEFAULT_MAX_INBOUND_PER_IP,
-            max_concurrent_handler_calls: DEFAULT_MAX_CONCURRENT_HANDLER_CALLS,
+            max_concurrent_handler_calls: default_max_concurrent_handler_calls(),
             max_static_peers: DEFAULT_MAX_STATIC_PEERS,
             client_version: concat!("leafsync/", env!("CARGO_PKG_VERSION")).to_owned(),
             head,
