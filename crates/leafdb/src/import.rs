@@ -130,7 +130,10 @@ struct Below<'a, R: ?Sized> {
 impl<R: KvRead + ?Sized> NodeSource for Below<'_, R> {
     fn node(&self, path: &Nibbles) -> Result<Option<Vec<u8>>> {
         let (table, _) = node_table(self.owner.as_ref());
-        self.kv.get(table, &node_key(self.owner.as_ref(), &self.base.join(path)))
+        self.kv.get(
+            table,
+            &node_key(self.owner.as_ref(), &crate::trie::checked_join(&self.base, path)?),
+        )
     }
     fn owner(&self) -> B256 {
         self.owner.unwrap_or_default()
@@ -304,6 +307,7 @@ impl<S: KvStore> LeafDb<S> {
                     }
                 }
                 DecodedNode::Extension { key, child } => {
+                    crate::trie::checked_join(path, &key)?;
                     // Below each level of the extension only the nibble it continues with.
                     let mut at = *path;
                     for i in 0..key.len() {
@@ -354,8 +358,10 @@ impl<S: KvStore> LeafDb<S> {
         let (lo, hi) = packed_range(&[], prefix);
         let mut keep = std::collections::HashSet::with_capacity(leaves.len());
         for (suffix, value) in leaves {
-            let key = B256::try_from(pack_nibbles(&prefix.join(&suffix)).as_slice())
-                .map_err(|_| LeafDbError::BadNode("account key is not 32 bytes"))?;
+            let key = B256::try_from(
+                pack_nibbles(&crate::trie::checked_join(prefix, &suffix)?).as_slice(),
+            )
+            .map_err(|_| LeafDbError::BadNode("account key is not 32 bytes"))?;
             let account = decode_account(&value)?;
             keep.insert(key);
             batch.put(Table::Accounts, key.as_slice(), value);
@@ -388,8 +394,10 @@ impl<S: KvStore> LeafDb<S> {
         batch.delete_range(Table::Storage, lo, hi);
         let count = leaves.len() as u64;
         for (suffix, value) in leaves {
-            let slot = B256::try_from(pack_nibbles(&prefix.join(&suffix)).as_slice())
-                .map_err(|_| LeafDbError::BadNode("slot key is not 32 bytes"))?;
+            let slot = B256::try_from(
+                pack_nibbles(&crate::trie::checked_join(prefix, &suffix)?).as_slice(),
+            )
+            .map_err(|_| LeafDbError::BadNode("slot key is not 32 bytes"))?;
             let v = U256::decode(&mut value.as_slice())
                 .map_err(|e| LeafDbError::corrupt("storage_nodes", "slot value", e))?;
             batch.put(Table::Storage, storage_key(owner, &slot), encode_slot_value(&v));

@@ -49,9 +49,9 @@ fn visit<S: NodeSource + ?Sized>(
     out: &mut Vec<(Nibbles, Vec<u8>)>,
 ) -> Result<()> {
     match node {
-        DecodedNode::Leaf { key, value } => out.push((path.join(&key), value)),
+        DecodedNode::Leaf { key, value } => out.push((super::checked_join(&path, &key)?, value)),
         DecodedNode::Extension { key, child: c } => {
-            let p = path.join(&key);
+            let p = super::checked_join(&path, &key)?;
             let n = child(src, p, &c)?;
             visit(src, p, n, out)?;
         }
@@ -61,8 +61,7 @@ fn visit<S: NodeSource + ?Sized>(
             }
             for (i, c) in children.iter().enumerate() {
                 if let Some(c) = c {
-                    let mut p = path;
-                    p.push(i as u8);
+                    let p = super::checked_push(&path, i as u8)?;
                     let n = child(src, p, c)?;
                     visit(src, p, n, out)?;
                 }
@@ -70,4 +69,53 @@ fn visit<S: NodeSource + ?Sized>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use alloy_trie::nodes::RlpNode;
+
+    use super::*;
+    use crate::trie::node::encode_branch;
+
+    /// Nodes by path.
+    struct Paths(HashMap<Nibbles, Vec<u8>>);
+
+    impl NodeSource for Paths {
+        fn node(&self, path: &Nibbles) -> Result<Option<Vec<u8>>> {
+            Ok(self.0.get(path).cloned())
+        }
+        fn owner(&self) -> B256 {
+            B256::ZERO
+        }
+    }
+
+    #[test]
+    fn a_trie_deeper_than_64_nibbles_is_an_error_not_a_panic() {
+        // 66 one-child branches, each hash-linked to the next: every node checks out, but the
+        // path runs past 64 nibbles.
+        let mut rlps = Vec::new();
+        let mut child = keccak256(b"bottom");
+        for _ in 0..66 {
+            let mut children: [Option<RlpNode>; 16] = Default::default();
+            children[0] = Some(RlpNode::word_rlp(&child));
+            let mut rlp = Vec::new();
+            encode_branch(&children, None, &mut rlp);
+            child = keccak256(&rlp);
+            rlps.push(rlp);
+        }
+        let mut nodes = HashMap::new();
+        let mut path = Nibbles::new();
+        for rlp in rlps.into_iter().rev() {
+            nodes.insert(path, rlp);
+            if path.len() == 64 {
+                break;
+            }
+            path.push(0);
+        }
+        let err = walk_leaves(&Paths(nodes), child).unwrap_err();
+        assert!(err.to_string().contains("longer than 64"), "{err}");
+    }
 }
