@@ -1,5 +1,7 @@
 //! The `leafsync` binary: a thin shell over the library crates.
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 mod admin;
 mod bench;
 mod bench_apply;

@@ -11,6 +11,8 @@
 //!
 //! [`BlockDiff`]: leafsync_leafdb::BlockDiff
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod apply;
 pub mod bench;
 pub mod error;

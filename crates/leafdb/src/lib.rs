@@ -11,6 +11,8 @@
 //! The trie engine ([`trie`]) streams sorted leaves into nodes ([`trie::StackBuilder`]) and
 //! updates stored tries in place ([`trie::TrieUpdate`]); both produce Ethereum's roots.
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod bulk;
 pub mod db;
 pub mod diff;

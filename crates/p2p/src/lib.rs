@@ -1,6 +1,8 @@
 //! leafsync networking: the RLPx transport (EIP-8 ECIES handshake, framing, MACs, snappy), the
 //! devp2p base protocol, the `leaf/1` capability, discv5 discovery and peer management.
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod chain;
 pub mod discovery;
 pub mod leaf;

@@ -3,6 +3,8 @@
 //! ([`config`]); encoded chunks are cached and handed to every client asking for the same prefix
 //! ([`cache`]); [`LeafServer::handle`] turns a peer's message into a typed [`Outcome`].
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod cache;
 pub mod chunk;
 pub mod config;

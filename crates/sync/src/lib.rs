@@ -5,6 +5,8 @@
 //! `NetworkHandle` adapter for real peers, simulated peers in tests); `docs/sync.md` describes
 //! the algorithm and what is not built yet.
 
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
 pub mod config;
 pub mod error;
 mod heal;
