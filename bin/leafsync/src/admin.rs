@@ -65,8 +65,6 @@ pub(crate) const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// end. Adding a peer that is already added again does not count; more static peers belong in
 /// `p2p.static_peers`.
 pub(crate) const MAX_ADMIN_ADDED_PEERS: usize = 32;
-/// Default admin JSON-RPC address: loopback only, so nothing outside the machine can add peers.
-pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8647";
 
 /// What the endpoints read.
 pub(crate) struct AdminState {

@@ -27,7 +27,7 @@ enum Command {
     /// Asks a running daemon for its phase, head and peers (admin JSON-RPC).
     Status {
         /// The daemon's admin JSON-RPC.
-        #[arg(long, default_value = "http://127.0.0.1:8647")]
+        #[arg(long, default_value = crate::config::DEFAULT_ADMIN_URL)]
         rpc: String,
         /// Print one JSON object instead of text.
         #[arg(long)]

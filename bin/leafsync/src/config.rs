@@ -20,6 +20,12 @@ use serde::Deserialize;
 /// the chunks save.
 const MIN_CHUNK_TARGET_KIB: u64 = 16;
 
+/// Default admin JSON-RPC address: loopback only, so nothing outside the machine can add peers.
+pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8647";
+
+/// Where `leafsync status` looks for the admin JSON-RPC by default.
+pub(crate) const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8647";
+
 /// Why a configuration was rejected. Every variant names the file (or the flag) and the key.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
@@ -91,7 +97,7 @@ pub(crate) struct AdminSection {
 
 impl Default for AdminSection {
     fn default() -> Self {
-        Self { listen: crate::admin::DEFAULT_ADMIN_LISTEN.into() }
+        Self { listen: DEFAULT_ADMIN_LISTEN.into() }
     }
 }
 

@@ -175,8 +175,7 @@ fn run_demo(args: &DemoArgs, dir: &std::path::Path) -> Result<ExitCode, CliError
                 .run()
                 .await;
         drop(bar);
-        let out =
-            out.map_err(|e| CliError::Invalid { what: "sync".into(), reason: e.to_string() })?;
+        let out = out.map_err(CliError::Sync)?;
         let secs = sync_started.elapsed().as_secs_f64();
         client.shutdown().await;
         for (h, _) in handles {

@@ -27,6 +27,9 @@ pub(crate) enum CliError {
     /// The configuration was rejected.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A sync failed (its cause chain kept).
+    #[error("sync: {0}")]
+    Sync(#[from] leafsync_sync::SyncError),
     /// The network could not start.
     #[error("network: {0}")]
     Network(#[from] leafsync_p2p::peers::NetworkError),

@@ -524,7 +524,7 @@ async fn sync_from_peers(
                 warn!(error = %e, "state sync paused; it resumes from its saved progress when peers are back");
                 tokio::time::sleep(SYNC_RETRY_PAUSE).await;
             }
-            Err(e) => break Err(CliError::Invalid { what: "sync".into(), reason: e.to_string() }),
+            Err(e) => break Err(CliError::Sync(e)),
         }
     };
     drop(bar);
