@@ -332,14 +332,7 @@ listen = ""
     .unwrap();
     let log = dir.path().join("run.log");
     let (mut child, _rx) = spawn_daemon(&config, &log);
-    let deadline = std::time::Instant::now() + WAIT;
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "the daemon waited for peers instead");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let status = support::wait_for_exit(&mut child, "the daemon waited for peers instead");
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(!status.success());
     assert!(stderr.contains("no trusted pivot") && stderr.contains("el.rpc"), "{stderr}");

@@ -64,13 +64,18 @@ pub fn line_with(rx: &mpsc::Receiver<String>, prefix: &str) -> String {
 pub fn sigterm_and_wait(daemon: &mut Killed) {
     let sent = Command::new("kill").args(["-TERM", &daemon.0.id().to_string()]).status().unwrap();
     assert!(sent.success());
-    let deadline = Instant::now() + WAIT;
-    let exit = loop {
-        if let Some(s) = daemon.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "daemon did not stop after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let exit = wait_for_exit(daemon, "daemon did not stop after SIGTERM");
     assert!(exit.success(), "{exit:?}");
+}
+
+/// Waits up to [`WAIT`] for the daemon to exit; panics with `why` if it does not.
+pub fn wait_for_exit(daemon: &mut Killed, why: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(s) = daemon.0.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{why}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
