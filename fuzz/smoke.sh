@@ -27,7 +27,9 @@ if [ -z "${ROCKSDB_LIB_DIR:-}" ] && [ -z "${ROCKSDB_COMPILE:-}" ]; then
         2>/dev/null | head -n 1 || true)
     if [ -n "$lib" ]; then
         echo "fuzz smoke: linking the workspace's $lib"
-        export ROCKSDB_LIB_DIR="${lib%/librocksdb.a}" ROCKSDB_STATIC=1
+        # Absolute: librocksdb-sys's build script runs in another directory.
+        ROCKSDB_LIB_DIR="$(cd "${lib%/librocksdb.a}" && pwd)"
+        export ROCKSDB_LIB_DIR ROCKSDB_STATIC=1
     fi
 fi
 
