@@ -105,14 +105,7 @@ pub fn parse_state(value: &Value) -> Result<StateFile, GenesisError> {
         // `geth dump`: `accounts` cannot be an address, so the shape is unambiguous.
         let accounts =
             accounts.as_object().ok_or_else(|| field_err("accounts", "expected an object"))?;
-        let expected_root = match obj.get("root") {
-            None => None,
-            Some(v) => Some(
-                v.as_str()
-                    .and_then(parse_hex_fixed::<32>)
-                    .ok_or_else(|| field_err("root", "expected a 32-byte hex string"))?,
-            ),
-        };
+        let expected_root = obj.get("root").map(|v| hex_word("root", v)).transpose()?;
         for key in obj.keys() {
             if key != "root" && key != "accounts" && key != "next" {
                 return Err(field_err(key, "unknown state dump field"));
@@ -176,13 +169,7 @@ fn parse_accounts(
                     }
                 }
                 // A dump's derived fields: checked where they can be, never trusted.
-                "codeHash" => {
-                    code_hash = Some(
-                        v.as_str()
-                            .and_then(parse_hex_fixed::<32>)
-                            .ok_or_else(|| field_err(&f, "expected a 32-byte hex string"))?,
-                    );
-                }
+                "codeHash" => code_hash = Some(hex_word(&f, v)?),
                 "address" => {
                     let stated = v
                         .as_str()
@@ -193,19 +180,13 @@ fn parse_accounts(
                     }
                 }
                 "key" => {
-                    let stated = v
-                        .as_str()
-                        .and_then(parse_hex_fixed::<32>)
-                        .ok_or_else(|| field_err(&f, "expected a 32-byte hex string"))?;
-                    if stated != keccak256(address) {
+                    if hex_word(&f, v)? != keccak256(address) {
                         return Err(field_err(&f, "is not keccak256 of the address"));
                     }
                 }
                 // The storage root is recomputed from `storage`; the state root check covers it.
                 "root" => {
-                    v.as_str()
-                        .and_then(parse_hex_fixed::<32>)
-                        .ok_or_else(|| field_err(&f, "expected a 32-byte hex string"))?;
+                    hex_word(&f, v)?;
                 }
                 // Fields geth writes that do not affect the state.
                 "privateKey" | "secretKey" | "comment" => {}
@@ -246,6 +227,13 @@ where
     let b = parse_hex_bytes(s)?;
     let arr: [u8; N] = b.try_into().ok()?;
     Some(arr.into())
+}
+
+/// A JSON string holding exactly 32 hex bytes (a hash), or an error naming `field`.
+fn hex_word(field: &str, v: &Value) -> Result<B256, GenesisError> {
+    v.as_str()
+        .and_then(parse_hex_fixed::<32>)
+        .ok_or_else(|| field_err(field, "expected a 32-byte hex string"))
 }
 
 /// A hex word of at most 32 bytes, left-padded.

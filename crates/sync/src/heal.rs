@@ -5,7 +5,10 @@ use std::collections::HashMap;
 
 use alloy_primitives::{B256, keccak256};
 use alloy_trie::Nibbles;
-use leafsync_leafdb::{KvStore, trie::DecodedNode};
+use leafsync_leafdb::{
+    KvStore,
+    trie::{DecodedNode, checked_join, checked_push},
+};
 use leafsync_p2p::leaf::Nodes;
 
 use crate::{
@@ -47,17 +50,16 @@ impl HealState {
     }
 }
 
-/// `path` extended by `suffix`, refused past 64 nibbles: a hash-verified node of a malformed
-/// (attacker-chosen) pivot trie can reach deeper, and must end the sync, not the process.
-pub(crate) fn child_path(path: &Nibbles, suffix: &[u8]) -> Result<Nibbles, SyncError> {
-    if path.len() + suffix.len() > 64 {
-        return Err(SyncError::PathTooLong);
-    }
-    let mut out = *path;
-    for n in suffix {
-        out.push(*n);
-    }
-    Ok(out)
+/// `path` extended by `suffix` (the leafdb's checked join): a hash-verified node of a malformed
+/// (attacker-chosen) pivot trie can reach past 64 nibbles, and must end the sync, not the
+/// process.
+fn child_path(path: &Nibbles, suffix: &Nibbles) -> Result<Nibbles, SyncError> {
+    checked_join(path, suffix).map_err(|_| SyncError::PathTooLong)
+}
+
+/// `path` extended by one nibble; see [`child_path`].
+fn child_at(path: &Nibbles, nibble: u8) -> Result<Nibbles, SyncError> {
+    checked_push(path, nibble).map_err(|_| SyncError::PathTooLong)
 }
 
 /// The hashed children of a node with their paths.
@@ -65,14 +67,14 @@ fn hashed_children(path: &Nibbles, node: &DecodedNode) -> Result<Vec<(Nibbles, B
     match node {
         DecodedNode::Leaf { .. } => Ok(Vec::new()),
         DecodedNode::Extension { key, child } => match child.as_hash() {
-            Some(h) => Ok(vec![(child_path(path, &key.to_vec())?, h)]),
+            Some(h) => Ok(vec![(child_path(path, key)?, h)]),
             None => Ok(Vec::new()),
         },
         DecodedNode::Branch { children, .. } => {
             let mut out = Vec::new();
             for (i, c) in children.iter().enumerate() {
                 if let Some(h) = c.as_ref().and_then(|c| c.as_hash()) {
-                    out.push((child_path(path, &[i as u8])?, h));
+                    out.push((child_at(path, i as u8)?, h));
                 }
             }
             Ok(out)
@@ -145,14 +147,14 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
             DecodedNode::Extension { key, child } => {
                 let h = child.as_hash().unwrap_or_else(|| keccak256(child.as_ref()));
-                vec![(child_path(&task.path, &key.to_vec())?, h, child.is_hash())]
+                vec![(child_path(&task.path, key)?, h, child.is_hash())]
             }
             DecodedNode::Branch { children, .. } => {
                 let mut out = Vec::new();
                 for (i, c) in children.iter().enumerate() {
                     if let Some(c) = c.as_ref() {
                         let h = c.as_hash().unwrap_or_else(|| keccak256(c.as_ref()));
-                        out.push((child_path(&task.path, &[i as u8])?, h, c.is_hash()));
+                        out.push((child_at(&task.path, i as u8)?, h, c.is_hash()));
                     }
                 }
                 out

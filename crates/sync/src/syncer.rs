@@ -151,8 +151,6 @@ pub struct Syncer<S: KvStore> {
     /// Where the counters are published for status and metrics.
     progress: Option<watch::Sender<SyncStats>>,
     last_publish: Option<Instant>,
-    /// Sum of `max_bytes` of the requests in flight (bounded by [`MAX_IN_FLIGHT_BYTES`]).
-    in_flight_bytes: u64,
 }
 
 impl<S: KvStore> std::fmt::Debug for Syncer<S> {
@@ -221,7 +219,6 @@ impl<S: KvStore + 'static> Syncer<S> {
             pivot_feed: None,
             progress: None,
             last_publish: None,
-            in_flight_bytes: 0,
         }
     }
 
@@ -537,10 +534,8 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         for (owner, storage_root) in check.bad_storage {
             self.db.import_storage_chunk(&owner, &Nibbles::new(), &[])?;
-            self.storage_started.remove(&owner);
-            if self.storage_started.insert(owner) {
-                self.add_unit(Some(owner), Nibbles::new(), storage_root)?;
-            }
+            self.storage_started.insert(owner);
+            self.add_unit(Some(owner), Nibbles::new(), storage_root)?;
         }
         for hash in check.missing_code {
             self.codes_seen.remove(&hash);
@@ -838,14 +833,13 @@ impl<S: KvStore + 'static> Syncer<S> {
         let chunk_peers = if chunk_peers.is_empty() { active.clone() } else { chunk_peers };
         for peer in order {
             while self.peers[peer].in_flight < self.peers[peer].rate.capacity()
-                && self.in_flight_bytes + self.request_bytes() <= MAX_IN_FLIGHT_BYTES
+                && (in_flight.len() as u64 + 1) * self.request_bytes() <= MAX_IN_FLIGHT_BYTES
             {
                 let Some(job) = self.next_job(peer, &active, &serving, &chunk_peers)? else {
                     break;
                 };
                 let fut = self.send(peer, job)?;
                 self.peers[peer].in_flight += 1;
-                self.in_flight_bytes += self.request_bytes();
                 self.stats.requests += 1;
                 in_flight.push(fut);
             }
@@ -853,7 +847,8 @@ impl<S: KvStore + 'static> Syncer<S> {
         Ok(())
     }
 
-    /// The most bytes one request may bring back (every request asks for at most this much).
+    /// The most bytes one request may bring back (every request asks for at most this much), so
+    /// the requests in flight ask for their count times it.
     fn request_bytes(&self) -> u64 {
         self.config.chunk_max_bytes.max(MAX_RESPONSE_BYTES)
     }
@@ -950,7 +945,6 @@ impl<S: KvStore + 'static> Syncer<S> {
     async fn on_done(&mut self, done: Done) -> Result<(), SyncError> {
         let Done { epoch, peer, job, result, elapsed } = done;
         self.peers[peer].in_flight = self.peers[peer].in_flight.saturating_sub(1);
-        self.in_flight_bytes = self.in_flight_bytes.saturating_sub(self.request_bytes());
         if epoch != self.epoch && !matches!(job, Job::Codes(_)) {
             // Work for an earlier pivot (codes do not depend on the pivot).
             if let Ok(answer) = &result {
