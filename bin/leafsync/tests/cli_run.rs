@@ -158,6 +158,19 @@ fn http(authority: &str, request_line: &str, body: &str) -> String {
     out
 }
 
+/// A sepolia config with an empty datadir under `dir`, no peers and the peers' pivot allowed, so
+/// the daemon waits for peers to sync from; admin on a free loopback port.
+fn write_waiting_config(config: &std::path::Path, dir: &std::path::Path) {
+    std::fs::write(
+        config,
+        format!(
+            "datadir = {:?}\nchain = \"sepolia\"\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n[admin]\nlisten = \"127.0.0.1:0\"\n[sync]\nallow_peer_pivot = true\n",
+            dir.join("empty").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+}
+
 #[test]
 fn run_refuses_a_bad_config_and_waits_for_peers_with_an_empty_datadir() {
     let dir = tempfile::tempdir().unwrap();
@@ -170,14 +183,7 @@ fn run_refuses_a_bad_config_and_waits_for_peers_with_an_empty_datadir() {
 
     // An empty datadir with no peers (and the peers' pivot allowed): the node waits to sync,
     // says so, and stops cleanly.
-    std::fs::write(
-        &config,
-        format!(
-            "datadir = {:?}\nchain = \"sepolia\"\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n[admin]\nlisten = \"127.0.0.1:0\"\n[sync]\nallow_peer_pivot = true\n",
-            dir.path().join("empty").to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    write_waiting_config(&config, dir.path());
     let (mut child, lines) = spawn_daemon(&config, &dir.path().join("run.log"));
     let admin = line_with(&lines, "admin: ");
     let out = leafsync().args(["status", "--rpc", &admin, "--json"]).output().unwrap();
@@ -259,14 +265,7 @@ fn an_empty_node_finds_a_server_through_discv5_and_syncs_its_state() {
 fn run_raises_its_soft_file_descriptor_limit() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("leafsync.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "datadir = {:?}\nchain = \"sepolia\"\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n[admin]\nlisten = \"127.0.0.1:0\"\n[sync]\nallow_peer_pivot = true\n",
-            dir.path().join("empty").to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    write_waiting_config(&config, dir.path());
     let log = dir.path().join("run.log");
     // The soft limit lowered to 512 for this process only (the hard one stays).
     let mut child = support::Killed(
