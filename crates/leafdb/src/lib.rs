@@ -24,6 +24,7 @@ pub mod kv;
 pub mod progress;
 pub mod recent;
 pub mod schema;
+pub mod snap_read;
 pub mod snapshot;
 pub mod trie;
 pub mod verify;
