@@ -9,6 +9,7 @@ pub mod leaf;
 pub mod peers;
 pub mod requests;
 pub mod session;
+pub mod snap;
 
 pub mod ecies;
 pub mod p2pstream;

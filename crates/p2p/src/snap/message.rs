@@ -1,0 +1,360 @@
+//! [`SnapMessage`]: one `snap/1` message of any kind, decoded from its relative id and RLP payload
+//! with every limit checked first, and [`SnapError`], what can be wrong with one from a peer.
+
+use super::{
+    messages::{
+        AccountRange, ByteCodes, GetAccountRange, GetByteCodes, GetStorageRanges, GetTrieNodes,
+        StorageRanges, TrieNodes,
+    },
+    protocol::{
+        MAX_ACCOUNTS_PER_RESPONSE, MAX_CODE_HASHES_PER_REQUEST, MAX_CODE_LOOKUPS, MAX_MESSAGE_SIZE,
+        MAX_PROOF_NODES, MAX_REQUEST_MESSAGE_SIZE, MAX_SLOTS_PER_RESPONSE,
+        MAX_STORAGE_ACCOUNTS_PER_REQUEST, MAX_TRIE_PATH_BYTES, MAX_TRIE_PATHS_PER_REQUEST, ids,
+    },
+};
+use crate::{leaf::PenaltyClass, p2pstream::DisconnectReason};
+use alloy_rlp::{Encodable, Header};
+use bytes::BufMut;
+
+/// What is wrong with a `snap/1` message received from a peer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapError {
+    /// The relative message id is not one of `snap/1`'s eight ids.
+    #[error("unknown snap/1 message id {0:#04x}")]
+    UnknownMessageId(u8),
+    /// The payload is larger than that message may ever be; it was not decoded.
+    #[error("snap/1 message {id:#04x} of {size} bytes exceeds its limit of {limit} bytes")]
+    MessageTooLarge {
+        /// Relative message id.
+        id: u8,
+        /// Payload size in bytes.
+        size: usize,
+        /// The limit for this message id.
+        limit: usize,
+    },
+    /// The payload is not the RLP layout of its message (including trailing bytes).
+    #[error("malformed snap/1 message {id:#04x}: {source}")]
+    Malformed {
+        /// Relative message id.
+        id: u8,
+        /// The RLP decoding error.
+        source: alloy_rlp::Error,
+    },
+    /// A list holds more items than we accept.
+    #[error("snap/1 message {id:#04x} lists {count} {what}, more than the limit of {limit}")]
+    TooManyItems {
+        /// Relative message id.
+        id: u8,
+        /// What was counted.
+        what: &'static str,
+        /// How many there were.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A field has a length its type forbids (a slot origin over 32 bytes, a slim account's
+    /// root or code hash neither empty nor 32 bytes, a trie path over the limit).
+    #[error("snap/1 message {id:#04x}: {what} has {len} bytes")]
+    BadLength {
+        /// Relative message id.
+        id: u8,
+        /// Which field.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+    },
+    /// A `GetTrieNodes` path set is empty (go-ethereum drops such a peer).
+    #[error("snap/1 GetTrieNodes: path set {index} is empty")]
+    EmptyPathSet {
+        /// Position of the set in the request.
+        index: usize,
+    },
+}
+
+impl SnapError {
+    /// Whether the peer broke the protocol (disconnect with reason 0x02 "breach of protocol").
+    /// Only an unknown message id is not a breach: it is dropped and penalised.
+    pub fn is_protocol_breach(&self) -> bool {
+        !matches!(self, Self::UnknownMessageId(_))
+    }
+
+    /// The disconnect reason to send, `None` when the message is only dropped.
+    pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
+        self.is_protocol_breach().then_some(DisconnectReason::ProtocolBreach)
+    }
+
+    /// The penalty the sending peer earns.
+    pub fn penalty(&self) -> PenaltyClass {
+        if self.is_protocol_breach() { PenaltyClass::Fatal } else { PenaltyClass::Mid }
+    }
+}
+
+/// Any `snap/1` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapMessage {
+    /// 0x00.
+    GetAccountRange(GetAccountRange),
+    /// 0x01.
+    AccountRange(AccountRange),
+    /// 0x02.
+    GetStorageRanges(GetStorageRanges),
+    /// 0x03.
+    StorageRanges(StorageRanges),
+    /// 0x04.
+    GetByteCodes(GetByteCodes),
+    /// 0x05.
+    ByteCodes(ByteCodes),
+    /// 0x06.
+    GetTrieNodes(GetTrieNodes),
+    /// 0x07.
+    TrieNodes(TrieNodes),
+}
+
+/// Largest payload a message with relative id `id` may have, `None` for unknown ids.
+pub fn max_payload_size(id: u8) -> Option<usize> {
+    match id {
+        ids::GET_ACCOUNT_RANGE
+        | ids::GET_STORAGE_RANGES
+        | ids::GET_BYTE_CODES
+        | ids::GET_TRIE_NODES => Some(MAX_REQUEST_MESSAGE_SIZE),
+        ids::ACCOUNT_RANGE | ids::STORAGE_RANGES | ids::BYTE_CODES | ids::TRIE_NODES => {
+            Some(MAX_MESSAGE_SIZE)
+        }
+        _ => None,
+    }
+}
+
+impl SnapMessage {
+    /// Decodes the RLP `payload` of the message with relative id `id`.
+    ///
+    /// Checks, in this order: the id is known; the payload is within that message's size limit;
+    /// the item counts of its lists, read from the RLP headers alone (nothing is allocated
+    /// before they pass); the payload is exactly one well-formed message; field lengths.
+    pub fn decode(id: u8, payload: &[u8]) -> Result<Self, SnapError> {
+        let limit = max_payload_size(id).ok_or(SnapError::UnknownMessageId(id))?;
+        if payload.len() > limit {
+            return Err(SnapError::MessageTooLarge { id, size: payload.len(), limit });
+        }
+        check_item_counts(id, payload)?;
+        let malformed = |source| SnapError::Malformed { id, source };
+        let message = match id {
+            ids::GET_ACCOUNT_RANGE => {
+                Self::GetAccountRange(alloy_rlp::decode_exact(payload).map_err(malformed)?)
+            }
+            ids::ACCOUNT_RANGE => {
+                Self::AccountRange(alloy_rlp::decode_exact(payload).map_err(malformed)?)
+            }
+            ids::GET_STORAGE_RANGES => {
+                Self::GetStorageRanges(alloy_rlp::decode_exact(payload).map_err(malformed)?)
+            }
+            ids::STORAGE_RANGES => {
+                Self::StorageRanges(alloy_rlp::decode_exact(payload).map_err(malformed)?)
+            }
+            ids::GET_BYTE_CODES => {
+                Self::GetByteCodes(alloy_rlp::decode_exact(payload).map_err(malformed)?)
+            }
+            ids::BYTE_CODES => {
+                Self::ByteCodes(alloy_rlp::decode_exact(payload).map_err(malformed)?)
+            }
+            ids::GET_TRIE_NODES => {
+                Self::GetTrieNodes(alloy_rlp::decode_exact(payload).map_err(malformed)?)
+            }
+            ids::TRIE_NODES => {
+                Self::TrieNodes(alloy_rlp::decode_exact(payload).map_err(malformed)?)
+            }
+            _ => return Err(SnapError::UnknownMessageId(id)),
+        };
+        message.check_fields()?;
+        Ok(message)
+    }
+
+    /// Relative message id.
+    pub fn id(&self) -> u8 {
+        match self {
+            Self::GetAccountRange(_) => ids::GET_ACCOUNT_RANGE,
+            Self::AccountRange(_) => ids::ACCOUNT_RANGE,
+            Self::GetStorageRanges(_) => ids::GET_STORAGE_RANGES,
+            Self::StorageRanges(_) => ids::STORAGE_RANGES,
+            Self::GetByteCodes(_) => ids::GET_BYTE_CODES,
+            Self::ByteCodes(_) => ids::BYTE_CODES,
+            Self::GetTrieNodes(_) => ids::GET_TRIE_NODES,
+            Self::TrieNodes(_) => ids::TRIE_NODES,
+        }
+    }
+
+    /// The request id the message carries.
+    pub fn request_id(&self) -> u64 {
+        match self {
+            Self::GetAccountRange(m) => m.request_id,
+            Self::AccountRange(m) => m.request_id,
+            Self::GetStorageRanges(m) => m.request_id,
+            Self::StorageRanges(m) => m.request_id,
+            Self::GetByteCodes(m) => m.request_id,
+            Self::ByteCodes(m) => m.request_id,
+            Self::GetTrieNodes(m) => m.request_id,
+            Self::TrieNodes(m) => m.request_id,
+        }
+    }
+
+    /// Whether this is a response.
+    pub fn is_response(&self) -> bool {
+        self.id() % 2 == 1
+    }
+
+    /// Appends the RLP payload (without the message id) to `out`.
+    pub fn encode(&self, out: &mut dyn BufMut) {
+        match self {
+            Self::GetAccountRange(m) => m.encode(out),
+            Self::AccountRange(m) => m.encode(out),
+            Self::GetStorageRanges(m) => m.encode(out),
+            Self::StorageRanges(m) => m.encode(out),
+            Self::GetByteCodes(m) => m.encode(out),
+            Self::ByteCodes(m) => m.encode(out),
+            Self::GetTrieNodes(m) => m.encode(out),
+            Self::TrieNodes(m) => m.encode(out),
+        }
+    }
+
+    /// The RLP payload (without the message id).
+    pub fn encoded(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// Field lengths the RLP layout alone does not bound.
+    fn check_fields(&self) -> Result<(), SnapError> {
+        let id = self.id();
+        let bad = |what, len| SnapError::BadLength { id, what, len };
+        match self {
+            Self::GetStorageRanges(m) => {
+                if m.origin.len() > 32 {
+                    return Err(bad("slot origin", m.origin.len()));
+                }
+                if m.limit.len() > 32 {
+                    return Err(bad("slot limit", m.limit.len()));
+                }
+            }
+            Self::AccountRange(m) => {
+                for a in &m.accounts {
+                    if a.account.storage_root().is_none() {
+                        return Err(bad("slim storage root", a.account.storage_root.len()));
+                    }
+                    if a.account.code_hash().is_none() {
+                        return Err(bad("slim code hash", a.account.code_hash.len()));
+                    }
+                }
+            }
+            Self::GetTrieNodes(m) => {
+                for (index, set) in m.paths.iter().enumerate() {
+                    if set.0.is_empty() {
+                        return Err(SnapError::EmptyPathSet { index });
+                    }
+                    if let Some(p) = set.0.iter().find(|p| p.len() > MAX_TRIE_PATH_BYTES) {
+                        return Err(bad("trie path", p.len()));
+                    }
+                }
+            }
+            Self::GetAccountRange(_)
+            | Self::StorageRanges(_)
+            | Self::GetByteCodes(_)
+            | Self::ByteCodes(_)
+            | Self::TrieNodes(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Splits the next RLP item off `buf`: whether it is a list, and its payload. Allocates nothing.
+fn split_item<'a>(buf: &mut &'a [u8]) -> alloy_rlp::Result<(bool, &'a [u8])> {
+    let header = Header::decode(buf)?;
+    let (payload, rest) =
+        buf.split_at_checked(header.payload_length).ok_or(alloy_rlp::Error::InputTooShort)?;
+    *buf = rest;
+    Ok((header.list, payload))
+}
+
+/// Number of items in a list payload, counted from their headers (no allocation).
+fn count_items(mut list: &[u8]) -> alloy_rlp::Result<usize> {
+    let mut count = 0;
+    while !list.is_empty() {
+        split_item(&mut list)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// The payload of field `index` of the top-level RLP list `payload`, if that field is a list.
+fn list_field(payload: &[u8], index: usize) -> alloy_rlp::Result<Option<&[u8]>> {
+    let mut outer = payload;
+    let (is_list, mut fields) = split_item(&mut outer)?;
+    if !is_list {
+        return Err(alloy_rlp::Error::UnexpectedString);
+    }
+    for _ in 0..index {
+        split_item(&mut fields)?;
+    }
+    let (is_list, field) = split_item(&mut fields)?;
+    Ok(is_list.then_some(field))
+}
+
+/// Checks the item counts of the bounded lists of message `id` by walking the RLP headers of
+/// `payload` before anything is decoded (a 10 MiB response of one-byte items would otherwise
+/// become millions of allocations).
+fn check_item_counts(id: u8, payload: &[u8]) -> Result<(), SnapError> {
+    let malformed = |source| SnapError::Malformed { id, source };
+    let check = |what, count: usize, limit| -> Result<(), SnapError> {
+        if count > limit { Err(SnapError::TooManyItems { id, what, count, limit }) } else { Ok(()) }
+    };
+    let count_field = |index| -> Result<usize, SnapError> {
+        match list_field(payload, index).map_err(malformed)? {
+            Some(list) => count_items(list).map_err(malformed),
+            None => Ok(0),
+        }
+    };
+    match id {
+        // [id, root, [account, ...], origin, limit, bytes]
+        ids::GET_STORAGE_RANGES => {
+            check("accounts", count_field(2)?, MAX_STORAGE_ACCOUNTS_PER_REQUEST)
+        }
+        // [id, [hash, ...], bytes]
+        ids::GET_BYTE_CODES => check("code hashes", count_field(1)?, MAX_CODE_HASHES_PER_REQUEST),
+        // [id, root, [[path, ...], ...], bytes]: every path counts.
+        ids::GET_TRIE_NODES => {
+            let Some(mut sets) = list_field(payload, 2).map_err(malformed)? else {
+                return Ok(());
+            };
+            let mut total = 0usize;
+            while !sets.is_empty() {
+                let (_, set) = split_item(&mut sets).map_err(malformed)?;
+                total += count_items(set).map_err(malformed)?.max(1);
+                check("trie paths", total, MAX_TRIE_PATHS_PER_REQUEST)?;
+            }
+            Ok(())
+        }
+        // [id, [[hash, account], ...], [node, ...]]
+        ids::ACCOUNT_RANGE => {
+            check("accounts", count_field(1)?, MAX_ACCOUNTS_PER_RESPONSE)?;
+            check("proof nodes", count_field(2)?, MAX_PROOF_NODES)
+        }
+        // [id, [[[hash, value], ...], ...], [node, ...]]
+        ids::STORAGE_RANGES => {
+            if let Some(mut lists) = list_field(payload, 1).map_err(malformed)? {
+                let (mut accounts, mut slots) = (0usize, 0usize);
+                while !lists.is_empty() {
+                    let (_, list) = split_item(&mut lists).map_err(malformed)?;
+                    accounts += 1;
+                    slots += count_items(list).map_err(malformed)?;
+                    check("slot lists", accounts, MAX_STORAGE_ACCOUNTS_PER_REQUEST)?;
+                    check("slots", slots, MAX_SLOTS_PER_RESPONSE)?;
+                }
+            }
+            check("proof nodes", count_field(2)?, MAX_PROOF_NODES)
+        }
+        // [id, [code, ...]]
+        ids::BYTE_CODES => check("codes", count_field(1)?, MAX_CODE_LOOKUPS),
+        // [id, [node, ...]]
+        ids::TRIE_NODES => check("trie nodes", count_field(1)?, MAX_TRIE_PATHS_PER_REQUEST),
+        _ => Ok(()),
+    }
+}

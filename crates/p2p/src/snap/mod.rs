@@ -1,0 +1,19 @@
+//! The `snap/1` capability (go-ethereum's state-snapshot protocol), as spoken beside `eth/69`:
+//! its constants ([`protocol`]), wire messages, decoding with every limit checked before a list
+//! is decoded ([`SnapMessage::decode`]) and geth's compact ("hex-prefix") path encoding for
+//! `GetTrieNodes` path sets ([`path`]). `docs/snap.md` describes the wire and the limits.
+
+mod message;
+mod messages;
+pub mod path;
+pub mod protocol;
+
+pub use message::{SnapError, SnapMessage, max_payload_size};
+pub use messages::{
+    AccountData, AccountRange, ByteCodes, EMPTY_ROOT_HASH, GetAccountRange, GetByteCodes,
+    GetStorageRanges, GetTrieNodes, SlimAccount, StorageData, StorageRanges, TrieNodePathSet,
+    TrieNodes,
+};
+
+#[cfg(test)]
+mod tests;
