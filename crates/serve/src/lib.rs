@@ -13,6 +13,7 @@ mod handler;
 pub mod nodes;
 pub mod response;
 pub mod server;
+pub mod snap;
 
 pub use cache::{CacheStats, CachedChunk, ChunkCache, ChunkKey, ChunkKind};
 pub use chunk::{serve_chunk, serve_storage_chunk};
