@@ -54,9 +54,13 @@ const STORAGE_ROOT: B256 =
     b256!("be3d75a1729be157e79c3b77f00206db4d54e3ea14375a015451c88ec067c790");
 const MAX_HASH: B256 = B256::repeat_byte(0xff);
 
+/// The data directory: `$LEAFSYNC_SNAP_TESTDATA`, else `shared/testdata/snap-ethtest` beside the
+/// workspace (crates/serve → the workspace → its parent holds `shared/`).
 fn testdata() -> PathBuf {
-    // crates/serve → the workspace → its parent holds `shared/`.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/snap-ethtest");
+    let dir = std::env::var_os("LEAFSYNC_SNAP_TESTDATA").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/snap-ethtest"),
+        PathBuf::from,
+    );
     assert!(
         dir.join("headstate.json").exists(),
         "snap conformance data not found at {} (see its README.md)",
@@ -452,7 +456,8 @@ fn storage_ranges_04_next_available_past_limit() {
 // ------------------------------------------------------------------ TestSnapGetByteCodes
 
 fn byte_codes(hashes: Vec<B256>, bytes: u64) -> Vec<Bytes> {
-    let req = GetByteCodes { request_id: 3, hashes: hashes.clone(), bytes };
+    let req = GetByteCodes { request_id: 3, hashes, bytes };
+    let hashes = &req.hashes;
     let res = answer_byte_codes(&fixture().db, &req);
     assert_eq!(res.request_id, 3);
     // snap.go's cross-check: every code answers a requested hash, in request order.
