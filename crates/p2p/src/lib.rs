@@ -5,6 +5,7 @@
 
 pub mod chain;
 pub mod discovery;
+pub mod eth;
 pub mod leaf;
 pub mod peers;
 pub mod requests;

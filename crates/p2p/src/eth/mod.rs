@@ -1,0 +1,16 @@
+//! The `eth/69` capability (EIP-7642) as leafsync speaks it: enough to stand beside `snap/1` on
+//! a connection to geth (which refuses snap without a compatible eth) as a quiet, well-behaved
+//! peer. [`protocol`] holds the ids and limits, [`EthMessage::decode`] checks every limit before
+//! decoding, [`Status::validate`] checks a peer's handshake the way geth checks ours.
+
+mod message;
+mod messages;
+pub mod protocol;
+mod status;
+
+pub use message::{EthError, EthMessage};
+pub use messages::{
+    BlockRangeUpdate, EmptyResponse, GetBlockHeaders, HashOrNumber, HeadersRequest, RequestIds,
+    Status,
+};
+pub use status::{BlockRangeError, EthStatusError};

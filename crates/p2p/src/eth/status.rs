@@ -1,0 +1,148 @@
+//! Checking a peer's `eth/69` [`Status`] the way go-ethereum checks ours (`readStatus` in
+//! `eth/protocols/eth/handshake.go`): network id, version, genesis, fork id, block range.
+
+use super::{
+    messages::{BlockRangeUpdate, Status},
+    protocol::PROTOCOL_VERSION,
+};
+use crate::{chain::ChainSpec, p2pstream::DisconnectReason};
+use alloy_eip2124::{ForkFilter, ValidationError};
+use alloy_primitives::B256;
+
+/// Why a peer's `eth/69` `Status` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EthStatusError {
+    /// Another network.
+    #[error("eth: network id mismatch: ours {ours}, theirs {theirs}")]
+    NetworkIdMismatch {
+        /// Ours.
+        ours: u64,
+        /// Theirs.
+        theirs: u64,
+    },
+    /// The `Status` names another `eth` version than the one negotiated.
+    #[error("eth: protocol version mismatch: negotiated {ours}, status says {theirs}")]
+    VersionMismatch {
+        /// The negotiated version.
+        ours: u64,
+        /// The one in the message.
+        theirs: u32,
+    },
+    /// Another genesis.
+    #[error("eth: genesis mismatch: ours {ours}, theirs {theirs}")]
+    GenesisMismatch {
+        /// Ours.
+        ours: B256,
+        /// Theirs.
+        theirs: B256,
+    },
+    /// The fork filter rejects the peer's fork id.
+    #[error("eth: fork id rejected: {0}")]
+    ForkId(#[from] ValidationError),
+    /// The announced block range is impossible.
+    #[error("eth: invalid block range: {0}")]
+    BlockRange(#[from] BlockRangeError),
+}
+
+/// What is wrong with an announced block range (`Status` or `BlockRangeUpdate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BlockRangeError {
+    /// `earliest > latest`.
+    #[error("earliest {earliest} > latest {latest}")]
+    EarliestAfterLatest {
+        /// Earliest block.
+        earliest: u64,
+        /// Latest block.
+        latest: u64,
+    },
+    /// The latest hash is zero.
+    #[error("zero latest hash")]
+    ZeroLatestHash,
+}
+
+impl EthStatusError {
+    /// The disconnect reason: another network or genesis is useless (0x03); a version, fork or
+    /// range problem is subprotocol-specific (0x10).
+    pub fn disconnect_reason(&self) -> DisconnectReason {
+        match self {
+            Self::NetworkIdMismatch { .. } | Self::GenesisMismatch { .. } => {
+                DisconnectReason::UselessPeer
+            }
+            Self::VersionMismatch { .. } | Self::ForkId(_) | Self::BlockRange(_) => {
+                DisconnectReason::SubprotocolSpecific
+            }
+        }
+    }
+}
+
+impl BlockRangeUpdate {
+    /// geth's `BlockRangeUpdatePacket.Validate`: `earliest <= latest` and a non-zero hash.
+    pub fn validate(&self) -> Result<(), BlockRangeError> {
+        if self.earliest > self.latest {
+            return Err(BlockRangeError::EarliestAfterLatest {
+                earliest: self.earliest,
+                latest: self.latest,
+            });
+        }
+        if self.latest_hash == B256::ZERO {
+            return Err(BlockRangeError::ZeroLatestHash);
+        }
+        Ok(())
+    }
+}
+
+impl Status {
+    /// Our `Status` for `chain`: the fork id at our head (`head_number`, `head_timestamp`, as
+    /// the execution client reports it) and the block range we announce.
+    pub fn ours(
+        chain: &ChainSpec,
+        head_number: u64,
+        head_timestamp: u64,
+        range: BlockRangeUpdate,
+    ) -> Self {
+        Self {
+            version: PROTOCOL_VERSION as u32,
+            network_id: chain.network_id,
+            genesis: chain.genesis_hash,
+            fork_id: chain.fork_id(head_number, head_timestamp),
+            earliest: range.earliest,
+            latest: range.latest,
+            latest_hash: range.latest_hash,
+        }
+    }
+
+    /// The block range the `Status` announces.
+    pub const fn block_range(&self) -> BlockRangeUpdate {
+        BlockRangeUpdate {
+            earliest: self.earliest,
+            latest: self.latest,
+            latest_hash: self.latest_hash,
+        }
+    }
+
+    /// Checks a peer's `Status` in geth's order: network id, version, genesis, fork id (with
+    /// `filter`, built for our head), block range.
+    pub fn validate(&self, chain: &ChainSpec, filter: &ForkFilter) -> Result<(), EthStatusError> {
+        if self.network_id != chain.network_id {
+            return Err(EthStatusError::NetworkIdMismatch {
+                ours: chain.network_id,
+                theirs: self.network_id,
+            });
+        }
+        if u64::from(self.version) != PROTOCOL_VERSION {
+            return Err(EthStatusError::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: self.version,
+            });
+        }
+        if self.genesis != chain.genesis_hash {
+            return Err(EthStatusError::GenesisMismatch {
+                ours: chain.genesis_hash,
+                theirs: self.genesis,
+            });
+        }
+        filter.validate(self.fork_id)?;
+        self.block_range().validate()?;
+        Ok(())
+    }
+}
