@@ -180,7 +180,7 @@ fn storage_cases(db: &LeafDb<MemStore>, keys: &[B256], rng: &mut SplitMix) -> Ve
             (n >= 20).then_some((n, *k, a.storage_root))
         })
         .collect();
-    contracts.sort_by(|a, b| b.0.cmp(&a.0));
+    contracts.sort_by_key(|c| std::cmp::Reverse(c.0));
     assert!(contracts.len() >= 5, "the generated state has contracts with storage");
     let mut cases = Vec::new();
     for i in 0..STORAGE_CASES {
