@@ -18,7 +18,9 @@ use std::{path::PathBuf, process::Command};
 
 use alloy_primitives::{B256, Bytes, hex};
 use alloy_trie::TrieAccount;
-use leafsync_leafdb::{GenParams, LeafDb, MemStore, generate::SplitMix, schema::encode_account};
+use leafsync_leafdb::{
+    DbOptions, GenParams, LeafDb, LeafDbConfig, generate::SplitMix, schema::encode_account,
+};
 use leafsync_p2p::snap::{AccountRange, GetAccountRange, GetStorageRanges, SlimAccount};
 use leafsync_serve::snap::{answer_account_range, answer_storage_ranges};
 use serde_json::{Value, json};
@@ -131,7 +133,7 @@ fn full_account(slim: &SlimAccount) -> Vec<u8> {
     })
 }
 
-fn account_cases(db: &LeafDb<MemStore>, keys: &[B256], rng: &mut SplitMix) -> Vec<Case> {
+fn account_cases(db: &LeafDb, keys: &[B256], rng: &mut SplitMix) -> Vec<Case> {
     let root = db.account_root().unwrap();
     let mut cases = Vec::new();
     for i in 0..ACCOUNT_CASES {
@@ -168,7 +170,7 @@ fn account_cases(db: &LeafDb<MemStore>, keys: &[B256], rng: &mut SplitMix) -> Ve
     cases
 }
 
-fn storage_cases(db: &LeafDb<MemStore>, keys: &[B256], rng: &mut SplitMix) -> Vec<Case> {
+fn storage_cases(db: &LeafDb, keys: &[B256], rng: &mut SplitMix) -> Vec<Case> {
     let root = db.account_root().unwrap();
     // Contracts with at least 20 slots, largest first.
     let reader = db.snap_reader().unwrap();
@@ -221,15 +223,16 @@ fn storage_cases(db: &LeafDb<MemStore>, keys: &[B256], rng: &mut SplitMix) -> Ve
 
 #[test]
 fn edge_proofs_verify_with_ethereumjs_mpt() {
-    let dir = interop_dir();
+    let interop = interop_dir();
     assert!(
-        dir.join("node_modules/@ethereumjs/mpt").is_dir(),
+        interop.join("node_modules/@ethereumjs/mpt").is_dir(),
         "{} is missing @ethereumjs/mpt: run `npm ci --prefix tests/interop` (scripts/setup.sh does) \
          to run the range-proof interop test",
-        dir.join("node_modules").display()
+        interop.join("node_modules").display()
     );
 
-    let db = LeafDb::in_memory();
+    let dir = tempfile::tempdir().unwrap();
+    let db = LeafDb::open(dir.path(), &DbOptions::default(), LeafDbConfig::default()).unwrap();
     db.generate(GenParams { accounts: ACCOUNTS, seed: 0x5a7 }).unwrap();
     let reader = db.snap_reader().unwrap();
     let keys: Vec<B256> = reader.accounts_from(&B256::ZERO).map(|a| a.unwrap().0).collect();
@@ -246,7 +249,7 @@ fn edge_proofs_verify_with_ethereumjs_mpt() {
     let output = Command::new("node")
         .arg("range_proof.mjs")
         .arg(&input)
-        .current_dir(&dir)
+        .current_dir(&interop)
         .output()
         .expect("run node (Node.js is required for the range-proof interop test)");
     assert!(output.status.success(), "node failed: {}", String::from_utf8_lossy(&output.stderr));

@@ -1,0 +1,264 @@
+//! The snap/1 server beyond geth's conformance cases: budgets on a generated state (bytes, the
+//! 2 MiB cap, counts), batched storage ranges, trie nodes of an older root from the recent-node
+//! cache, and `serve_message`'s decode → answer → response path.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::sync::OnceLock;
+
+use alloy_primitives::{Address, B256, Bytes, KECCAK256_EMPTY, U256, keccak256};
+use alloy_rlp::Encodable;
+use leafsync_leafdb::{
+    AccountChange, AccountUpdate, BlockDiff, BlockHeader, DbOptions, GenParams, LeafDb,
+    LeafDbConfig,
+};
+use leafsync_p2p::snap::{
+    AccountRange, GetAccountRange, GetByteCodes, GetStorageRanges, GetTrieNodes, SnapError,
+    SnapMessage, TrieNodePathSet,
+    protocol::{MAX_CODE_LOOKUPS, MAX_MESSAGE_SIZE, SOFT_RESPONSE_LIMIT, ids},
+};
+use leafsync_serve::snap::{
+    answer_account_range, answer_byte_codes, answer_storage_ranges, answer_trie_nodes,
+    serve_message,
+};
+
+const MAX: B256 = B256::repeat_byte(0xff);
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: LeafDb,
+    keys: Vec<B256>,
+}
+
+/// A RocksDB leafdb in a temporary directory (the in-memory store copies itself for every
+/// snapshot and scan, too slow for thousands of range queries).
+fn rocks() -> (tempfile::TempDir, LeafDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = LeafDb::open(dir.path(), &DbOptions::default(), LeafDbConfig::default()).unwrap();
+    (dir, db)
+}
+
+/// 20,000 generated accounts: ~2,000 contracts with storage.
+fn fixture() -> &'static Fixture {
+    static FX: OnceLock<Fixture> = OnceLock::new();
+    FX.get_or_init(|| {
+        let (dir, db) = rocks();
+        db.generate(GenParams { accounts: 20_000, seed: 99 }).unwrap();
+        let keys =
+            db.snap_reader().unwrap().accounts_from(&B256::ZERO).map(|a| a.unwrap().0).collect();
+        Fixture { _dir: dir, db, keys }
+    })
+}
+
+fn item_size(range: &AccountRange, i: usize) -> u64 {
+    32 + range.accounts[i].account.length() as u64
+}
+
+#[test]
+fn account_ranges_stop_just_past_the_byte_budget() {
+    let fx = fixture();
+    let root = fx.db.account_root().unwrap();
+    for bytes in [0, 1, 100, 5_000, 50_000, 300_000] {
+        let req = GetAccountRange { request_id: 1, root, origin: B256::ZERO, limit: MAX, bytes };
+        let res = answer_account_range(&fx.db, &req);
+        let n = res.accounts.len();
+        assert!(n >= 1);
+        let before_last: u64 = (0..n - 1).map(|i| item_size(&res, i)).sum();
+        let total = before_last + item_size(&res, n - 1);
+        // Every account but the last fitted; the last is the one that crossed the budget.
+        assert!(before_last <= bytes, "{bytes}: {before_last}");
+        assert!(total > bytes, "{bytes}: {total}");
+        // The accounts are exactly the first n of the state.
+        assert!(res.accounts.iter().zip(&fx.keys).all(|(a, k)| a.hash == *k));
+    }
+}
+
+#[test]
+fn huge_budgets_are_capped_at_2_mib_and_our_own_decoder_accepts_the_answer() {
+    let fx = fixture();
+    let root = fx.db.account_root().unwrap();
+    let req =
+        GetAccountRange { request_id: 1, root, origin: B256::ZERO, limit: MAX, bytes: u64::MAX };
+    let res = answer_account_range(&fx.db, &req);
+    // 20,000 slim accounts are ~1.5 MiB: all of them, under the cap.
+    assert_eq!(res.accounts.len(), fx.keys.len());
+    let size: u64 = (0..res.accounts.len()).map(|i| item_size(&res, i)).sum();
+    assert!(size <= SOFT_RESPONSE_LIMIT + 200);
+    let encoded = alloy_rlp::encode(&res);
+    assert!(encoded.len() <= MAX_MESSAGE_SIZE);
+    assert_eq!(
+        SnapMessage::decode(ids::ACCOUNT_RANGE, &encoded),
+        Ok(SnapMessage::AccountRange(res))
+    );
+    // The whole state in one answer still proves its edges (the last account's path).
+    let codes =
+        GetByteCodes { request_id: 2, hashes: vec![KECCAK256_EMPTY; 3000], bytes: u64::MAX };
+    assert_eq!(answer_byte_codes(&fx.db, &codes).codes.len(), MAX_CODE_LOOKUPS);
+}
+
+#[test]
+fn storage_ranges_batch_small_storages_and_prove_a_cut_one() {
+    let fx = fixture();
+    let root = fx.db.account_root().unwrap();
+    let reader = fx.db.snap_reader().unwrap();
+    let slot_count = |k: &B256| reader.storage_from(k, &B256::ZERO).count();
+    // The first 50 accounts: most have no storage and get no list; the small ones come whole.
+    let accounts: Vec<B256> = fx.keys[..50].to_vec();
+    let with_storage: Vec<usize> =
+        accounts.iter().map(slot_count).filter(|n| *n > 0 && *n < 20).collect();
+    let small: Vec<B256> =
+        accounts.iter().filter(|k| (1..20).contains(&slot_count(k))).copied().collect();
+    assert!(!with_storage.is_empty());
+    let req = GetStorageRanges {
+        request_id: 3,
+        root,
+        accounts: small.clone(),
+        origin: Bytes::new(),
+        limit: Bytes::new(),
+        bytes: 1_000_000,
+    };
+    let res = answer_storage_ranges(&fx.db, &req);
+    assert_eq!(res.slots.len(), small.len());
+    assert!(res.proof.is_empty(), "whole storages need no proof");
+    for (list, n) in res.slots.iter().zip(&with_storage) {
+        assert_eq!(list.len(), *n);
+    }
+    // The largest storage, with a budget that cuts it: a partial list, a proof, nothing after.
+    let big = *fx.keys.iter().max_by_key(|k| slot_count(k)).unwrap();
+    let total = slot_count(&big);
+    assert!(total > 100, "{total}");
+    let req = GetStorageRanges {
+        request_id: 4,
+        root,
+        accounts: vec![big, small[0]],
+        origin: Bytes::new(),
+        limit: Bytes::new(),
+        bytes: 1_000,
+    };
+    let res = answer_storage_ranges(&fx.db, &req);
+    assert_eq!(res.slots.len(), 1);
+    let n = res.slots[0].len();
+    assert!(n > 1 && n < total, "{n} of {total}");
+    // 1,000 bytes and 10 % slack: the list stops once it reached 1,100.
+    let size: usize = res.slots[0].iter().map(|s| 32 + s.body.len()).sum();
+    assert!((1_100..1_100 + 70).contains(&size), "{size}");
+    assert!(!res.proof.is_empty());
+    // Other roots: nothing.
+    let req = GetStorageRanges { root: B256::repeat_byte(1), ..req };
+    assert!(answer_storage_ranges(&fx.db, &req).slots.is_empty());
+}
+
+#[test]
+fn trie_nodes_stop_at_the_byte_budget() {
+    let fx = fixture();
+    let root = fx.db.account_root().unwrap();
+    let paths: Vec<TrieNodePathSet> = (0u8..16).map(|n| TrieNodePathSet::account(&[n])).collect();
+    let all = answer_trie_nodes(
+        &fx.db,
+        &GetTrieNodes { request_id: 5, root, paths: paths.clone(), bytes: 1 << 20 },
+    )
+    .unwrap();
+    assert_eq!(all.nodes.len(), 16);
+    assert!(all.nodes.iter().all(|n| !n.is_empty()));
+    let one =
+        answer_trie_nodes(&fx.db, &GetTrieNodes { request_id: 5, root, paths, bytes: 1 }).unwrap();
+    assert_eq!(one.nodes, all.nodes[..1]);
+}
+
+/// A block changes one account: the previous root's nodes are still served from the recent-node
+/// cache (the paths that did not change from the node store), ranges only at the new head.
+#[test]
+fn older_roots_serve_trie_nodes_from_the_recent_cache() {
+    let (_dir, db) = rocks();
+    db.generate(GenParams { accounts: 2_000, seed: 5 }).unwrap();
+    let old_root = db.account_root().unwrap();
+    let old_root_node = db.node(None, &Default::default()).unwrap().unwrap();
+    let address = Address::repeat_byte(0x77);
+    let mut diff = BlockDiff::default();
+    diff.accounts.insert(
+        address,
+        AccountChange::Updated(AccountUpdate {
+            nonce: 1,
+            balance: U256::from(10),
+            code_hash: KECCAK256_EMPTY,
+            ..Default::default()
+        }),
+    );
+    let header = BlockHeader { number: 1, ..Default::default() };
+    let out = db.apply_block(&header, &diff).unwrap();
+    assert_ne!(out.root, old_root);
+
+    let root_path = vec![TrieNodePathSet::account(&[])];
+    let res = answer_trie_nodes(
+        &db,
+        &GetTrieNodes { request_id: 6, root: old_root, paths: root_path.clone(), bytes: 5000 },
+    )
+    .unwrap();
+    assert_eq!(res.nodes, vec![Bytes::from(old_root_node)]);
+    // A child the block did not touch: from the node store, checked against the old parent.
+    let untouched = (0u8..16).find(|n| *n != keccak256(address)[0] >> 4).unwrap();
+    let res = answer_trie_nodes(
+        &db,
+        &GetTrieNodes {
+            request_id: 6,
+            root: old_root,
+            paths: vec![TrieNodePathSet::account(&[untouched])],
+            bytes: 5000,
+        },
+    )
+    .unwrap();
+    assert_eq!(res.nodes.len(), 1);
+    assert_eq!(
+        Some(res.nodes[0].to_vec()),
+        db.node(None, &alloy_trie::Nibbles::from_nibbles([untouched])).unwrap()
+    );
+    // The new head serves too; an unknown root answers nothing.
+    let res = answer_trie_nodes(
+        &db,
+        &GetTrieNodes { request_id: 6, root: out.root, paths: root_path.clone(), bytes: 5000 },
+    )
+    .unwrap();
+    assert_eq!(keccak256(&res.nodes[0]), out.root);
+    let res = answer_trie_nodes(
+        &db,
+        &GetTrieNodes { request_id: 6, root: B256::repeat_byte(3), paths: root_path, bytes: 5000 },
+    )
+    .unwrap();
+    assert!(res.nodes.is_empty());
+    // Account ranges: only at the head.
+    let req = GetAccountRange {
+        request_id: 7,
+        root: old_root,
+        origin: B256::ZERO,
+        limit: MAX,
+        bytes: 100,
+    };
+    assert_eq!(
+        answer_account_range(&db, &req),
+        AccountRange { request_id: 7, ..Default::default() }
+    );
+}
+
+#[test]
+fn serve_message_decodes_answers_and_refuses() {
+    let fx = fixture();
+    let root = fx.db.account_root().unwrap();
+    let req = GetAccountRange { request_id: 42, root, origin: B256::ZERO, limit: MAX, bytes: 10 };
+    let out = serve_message(&fx.db, ids::GET_ACCOUNT_RANGE, &alloy_rlp::encode(req)).unwrap();
+    let Some(SnapMessage::AccountRange(res)) = out else { panic!("{out:?}") };
+    assert_eq!(res.request_id, 42);
+    assert_eq!(res.accounts.len(), 1);
+    // A response is not the server's business.
+    let stray = AccountRange::default();
+    assert_eq!(serve_message(&fx.db, ids::ACCOUNT_RANGE, &alloy_rlp::encode(&stray)), Ok(None));
+    // Breaches.
+    let err = serve_message(&fx.db, ids::GET_ACCOUNT_RANGE, &[0xc1, 0x80]).unwrap_err();
+    assert!(matches!(err, SnapError::Malformed { .. }));
+    assert!(err.disconnect_reason().is_some());
+    let bad = GetTrieNodes { request_id: 1, root, paths: vec![TrieNodePathSet(vec![])], bytes: 1 };
+    assert_eq!(
+        serve_message(&fx.db, ids::GET_TRIE_NODES, &alloy_rlp::encode(&bad)),
+        Err(SnapError::EmptyPathSet { index: 0 })
+    );
+    assert_eq!(serve_message(&fx.db, 0x08, &[0xc0]), Err(SnapError::UnknownMessageId(8)));
+}
