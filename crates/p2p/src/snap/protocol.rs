@@ -78,15 +78,16 @@ pub const MAX_TRIE_PATH_BYTES: usize = 64;
 /// 128 (two edge paths of at most 64 nodes each).
 pub const MAX_PROOF_NODES: usize = 128;
 
-/// Most accounts one `AccountRange` may carry. The smallest slim account is 4 bytes plus its
-/// 32-byte hash and list headers (~38 bytes), so a geth answer within [`SOFT_RESPONSE_LIMIT`]
-/// holds at most ~55,000; 65,536 accepts that and bounds decoding to a few MiB of memory.
+/// Most accounts one `AccountRange` may carry. geth counts an account as its 32-byte hash plus
+/// its slim encoding (at least 5 bytes) and stops once past [`SOFT_RESPONSE_LIMIT`], so its
+/// answers hold at most ~56,700; 65,536 accepts them and bounds decoding to a few MiB.
 pub const MAX_ACCOUNTS_PER_RESPONSE: usize = 65_536;
 
-/// Most storage slots (over all accounts) one `StorageRanges` may carry: a slot is at least 34
-/// bytes on the wire, so 2 MiB hold ~61,700; same bound and reason as
-/// [`MAX_ACCOUNTS_PER_RESPONSE`].
-pub const MAX_SLOTS_PER_RESPONSE: usize = 65_536;
+/// Most storage slots (over all accounts) one `StorageRanges` may carry. geth cuts a storage
+/// answer at the budget plus 10 % slack (at most 2.2 MiB) and counts a slot as at least 33 bytes,
+/// so its answers hold at most ~69,900 slots; 131,072 accepts them with room and bounds decoding
+/// to ~10 MiB of memory.
+pub const MAX_SLOTS_PER_RESPONSE: usize = 131_072;
 
 /// Longest time a server spends on one query before answering with what it has (5 s):
 /// go-ethereum's `maxTrieNodeTimeSpent`. A longer query would likely time out at the requester,
