@@ -4,6 +4,8 @@
 //! (`trie.GetNode`), also under older roots as far as the node store and the recent-node cache
 //! still resolve them.
 
+use std::{cell::RefCell, collections::HashMap};
+
 use alloy_primitives::{B256, U256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount, nodes::RlpNode};
 
@@ -44,7 +46,17 @@ pub struct SnapReader<'a, S: KvStore> {
     db: &'a LeafDb<S>,
     head: Option<BlockHeader>,
     root: B256,
+    /// Nodes this view has resolved, by (owner, path, hash): a query walking many paths from
+    /// one root pays for each node once, as geth's in-memory trie does.
+    resolved: RefCell<HashMap<NodeKey, Vec<u8>>>,
 }
+
+/// A node's identity within one view: its trie's owner, its path and its hash.
+type NodeKey = (Option<B256>, Vec<u8>, B256);
+
+/// Most nodes a [`SnapReader`] keeps resolved (~2 MiB of nodes at ~500 bytes each); past it,
+/// lookups still work but are not remembered. A snap/1 query stops after 1024 loads anyway.
+pub const MAX_RESOLVED_NODES: usize = 4096;
 
 impl<S: KvStore> std::fmt::Debug for SnapReader<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,7 +73,7 @@ impl<S: KvStore> LeafDb<S> {
         let snap = self.store().snapshot();
         let head = snap.get(Table::Meta, meta::HEAD)?.map(|b| decode_head(&b)).transpose()?;
         let root = read_account_root(&snap)?;
-        Ok(SnapReader { snap, db: self, head, root })
+        Ok(SnapReader { snap, db: self, head, root, resolved: RefCell::default() })
     }
 }
 
@@ -161,10 +173,35 @@ impl<S: KvStore> SnapReader<'_, S> {
         self.db.recent_node(hash)
     }
 
+    /// [`Self::resolve`] through the view's cache of resolved nodes; `loads` counts only the
+    /// nodes read from the store or the recent-node cache.
+    fn resolve_counted(
+        &self,
+        owner: Option<&B256>,
+        path: &[u8],
+        hash: &B256,
+        loads: &mut usize,
+    ) -> Result<Option<Vec<u8>>> {
+        let key: NodeKey = (owner.copied(), path.to_vec(), *hash);
+        if let Some(rlp) = self.resolved.borrow().get(&key) {
+            return Ok(Some(rlp.clone()));
+        }
+        *loads += 1;
+        let found = self.resolve(owner, path, hash)?;
+        if let Some(rlp) = &found {
+            let mut cache = self.resolved.borrow_mut();
+            if cache.len() < MAX_RESOLVED_NODES {
+                cache.insert(key, rlp.clone());
+            }
+        }
+        Ok(found)
+    }
+
     /// What the nibble `path` (geth's hex form: nibbles, optionally ending in [`TERMINATOR`])
     /// leads to in the trie of `owner` with root `root`, walking from the root and checking every
     /// node against its parent's hash, with the outcomes of go-ethereum's `trie.GetNode`.
-    /// Returns the outcome and the number of node loads it cost.
+    /// Returns the outcome and the number of node loads it cost (nodes this view resolved
+    /// before cost nothing).
     pub fn lookup_path(
         &self,
         owner: Option<&B256>,
@@ -181,13 +218,10 @@ impl<S: KvStore> SnapReader<'_, S> {
         loop {
             if pos >= path.len() {
                 return Ok(match current {
-                    Cursor::Hash(h) => {
-                        loads += 1;
-                        match self.resolve(owner, path, &h)? {
-                            Some(rlp) => (PathLookup::Node(rlp), loads),
-                            None => (PathLookup::Unresolved, loads),
-                        }
-                    }
+                    Cursor::Hash(h) => match self.resolve_counted(owner, path, &h, &mut loads)? {
+                        Some(rlp) => (PathLookup::Node(rlp), loads),
+                        None => (PathLookup::Unresolved, loads),
+                    },
                     Cursor::Inline(_) | Cursor::Value => (PathLookup::NotANode, loads),
                 });
             }
@@ -195,8 +229,8 @@ impl<S: KvStore> SnapReader<'_, S> {
                 Cursor::Value => return Ok((PathLookup::Absent, loads)),
                 Cursor::Inline(node) => node,
                 Cursor::Hash(h) => {
-                    loads += 1;
-                    let Some(rlp) = self.resolve(owner, &path[..pos], &h)? else {
+                    let Some(rlp) = self.resolve_counted(owner, &path[..pos], &h, &mut loads)?
+                    else {
                         return Ok((PathLookup::Unresolved, loads));
                     };
                     DecodedNode::decode(&rlp)?
@@ -260,13 +294,10 @@ impl<S: KvStore> SnapReader<'_, S> {
             let node = match current {
                 Cursor::Value => return Ok((None, loads)),
                 Cursor::Inline(node) => node,
-                Cursor::Hash(h) => {
-                    loads += 1;
-                    match self.resolve(None, &path, &h)? {
-                        Some(rlp) => DecodedNode::decode(&rlp)?,
-                        None => return Ok((None, loads)),
-                    }
-                }
+                Cursor::Hash(h) => match self.resolve_counted(None, &path, &h, &mut loads)? {
+                    Some(rlp) => DecodedNode::decode(&rlp)?,
+                    None => return Ok((None, loads)),
+                },
             };
             match node {
                 DecodedNode::Leaf { key: k, value } => {

@@ -165,6 +165,32 @@ fn trie_nodes_stop_at_the_byte_budget() {
     assert_eq!(one.nodes, all.nodes[..1]);
 }
 
+/// Node loads are counted as geth counts them: a node resolved once in a query is free after,
+/// so a heal request of many paths under the same upper nodes is served whole.
+#[test]
+fn trie_node_loads_count_each_node_once() {
+    let fx = fixture();
+    let root = fx.db.account_root().unwrap();
+    let depth2: Vec<TrieNodePathSet> =
+        (0u8..=255).map(|b| TrieNodePathSet::account(&[b >> 4, b & 0x0f])).collect();
+    // 768 paths, 273 distinct nodes (root, 16, 256): under the 1024-load bound.
+    let paths: Vec<TrieNodePathSet> = depth2.iter().cycle().take(768).cloned().collect();
+    let req = GetTrieNodes { request_id: 8, root, paths, bytes: u64::MAX };
+    let res = answer_trie_nodes(&fx.db, &req).unwrap();
+    assert_eq!(res.nodes.len(), 768);
+    assert_eq!(res.nodes[..256], res.nodes[256..512]);
+    // 4096 depth-4 paths need more than 1024 distinct nodes: the answer stops at the bound.
+    let deep: Vec<TrieNodePathSet> = (0u16..4096)
+        .map(|i| {
+            let n = [(i >> 8) as u8 & 0xf, (i >> 4) as u8 & 0xf, i as u8 & 0xf, 0];
+            TrieNodePathSet::account(&n)
+        })
+        .collect();
+    let req = GetTrieNodes { request_id: 9, root, paths: deep, bytes: u64::MAX };
+    let res = answer_trie_nodes(&fx.db, &req).unwrap();
+    assert!(res.nodes.len() > 500 && res.nodes.len() < 1024, "{}", res.nodes.len());
+}
+
 /// A block changes one account: the previous root's nodes are still served from the recent-node
 /// cache (the paths that did not change from the node store), ranges only at the new head.
 #[test]
