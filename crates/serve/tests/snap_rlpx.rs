@@ -130,12 +130,8 @@ async fn eth_and_snap_ids_on_the_wire_as_geth_sees_them() {
         shared,
         vec![(Capability::new("eth", 69), 0x10), (Capability::new("snap", 1), 0x22)]
     );
-    let (frame_id, _) = {
-        let frame = raw.next().await.unwrap().unwrap();
-        let (id, _) = split_message(&frame).unwrap();
-        (id, ())
-    };
-    assert_eq!(frame_id, 0x00, "our Hello");
+    let frame = raw.next().await.unwrap().unwrap();
+    assert_eq!(split_message(&frame).unwrap().0, 0x00, "our Hello");
 
     let server = tokio::spawn({
         let chain = chain.clone();
