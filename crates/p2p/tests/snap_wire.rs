@@ -55,6 +55,7 @@ fn docs_state_the_limits() {
         ("MAX_TRIE_PATHS_PER_REQUEST", MAX_TRIE_PATHS_PER_REQUEST.to_string()),
         ("MAX_TRIE_PATH_BYTES", MAX_TRIE_PATH_BYTES.to_string()),
         ("MAX_PROOF_NODES", MAX_PROOF_NODES.to_string()),
+        ("MAX_SLOT_BODY_BYTES", MAX_SLOT_BODY_BYTES.to_string()),
         ("MAX_ACCOUNTS_PER_RESPONSE", "65,536".to_string()),
         ("MAX_SLOTS_PER_RESPONSE", "131,072".to_string()),
         ("SOFT_RESPONSE_LIMIT", format!("{} MiB", SOFT_RESPONSE_LIMIT >> 20)),

@@ -8,7 +8,7 @@ use super::{
     },
     protocol::{
         MAX_ACCOUNTS_PER_RESPONSE, MAX_CODE_HASHES_PER_REQUEST, MAX_CODE_LOOKUPS, MAX_MESSAGE_SIZE,
-        MAX_PROOF_NODES, MAX_REQUEST_MESSAGE_SIZE, MAX_SLOTS_PER_RESPONSE,
+        MAX_PROOF_NODES, MAX_REQUEST_MESSAGE_SIZE, MAX_SLOT_BODY_BYTES, MAX_SLOTS_PER_RESPONSE,
         MAX_STORAGE_ACCOUNTS_PER_REQUEST, MAX_TRIE_PATH_BYTES, MAX_TRIE_PATHS_PER_REQUEST, ids,
     },
 };
@@ -53,7 +53,8 @@ pub enum SnapError {
         limit: usize,
     },
     /// A field has a length its type forbids (a slot origin over 32 bytes, a slim account's
-    /// root or code hash neither empty nor 32 bytes, a trie path over the limit).
+    /// root or code hash neither empty nor 32 bytes, a trie path over the limit, a slot value
+    /// over 33 bytes).
     #[error("snap/1 message {id:#04x}: {what} has {len} bytes")]
     BadLength {
         /// Relative message id.
@@ -255,8 +256,14 @@ impl SnapMessage {
                     }
                 }
             }
+            Self::StorageRanges(m) => {
+                // A slot value is the RLP of a 256-bit integer: at most 33 bytes.
+                let longest = m.slots.iter().flatten().map(|s| s.body.len()).max();
+                if let Some(len) = longest.filter(|len| *len > MAX_SLOT_BODY_BYTES) {
+                    return Err(bad("slot value", len));
+                }
+            }
             Self::GetAccountRange(_)
-            | Self::StorageRanges(_)
             | Self::GetByteCodes(_)
             | Self::ByteCodes(_)
             | Self::TrieNodes(_) => {}

@@ -74,6 +74,10 @@ pub const MAX_TRIE_PATHS_PER_REQUEST: usize = 4096;
 /// conformance suite sends a 54-byte path), so we accept up to 64 bytes and refuse beyond.
 pub const MAX_TRIE_PATH_BYTES: usize = 64;
 
+/// Longest slot value in a `StorageRanges` (33 bytes): the RLP of a 256-bit integer, a one-byte
+/// header and 32 bytes.
+pub const MAX_SLOT_BODY_BYTES: usize = 33;
+
 /// Most proof nodes a range response may carry: go-ethereum refuses a response with more than
 /// 128 (two edge paths of at most 64 nodes each).
 pub const MAX_PROOF_NODES: usize = 128;

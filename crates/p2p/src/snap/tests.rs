@@ -188,5 +188,15 @@ fn bad_inputs_are_refused_with_named_errors() {
         SnapMessage::decode(ids::ACCOUNT_RANGE, &alloy_rlp::encode(&res)),
         Err(SnapError::TooManyItems { what: "proof nodes", count: 129, .. })
     ));
+    // A slot value longer than any RLP integer.
+    let res = StorageRanges {
+        request_id: 1,
+        slots: vec![vec![StorageData { hash: B256::ZERO, body: Bytes::from(vec![1; 34]) }]],
+        proof: vec![],
+    };
+    assert!(matches!(
+        SnapMessage::decode(ids::STORAGE_RANGES, &alloy_rlp::encode(&res)),
+        Err(SnapError::BadLength { what: "slot value", len: 34, .. })
+    ));
     assert!(SnapError::UnknownMessageId(9).disconnect_reason().is_none());
 }
