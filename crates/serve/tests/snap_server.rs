@@ -90,7 +90,7 @@ fn huge_budgets_are_capped_at_2_mib_and_our_own_decoder_accepts_the_answer() {
         SnapMessage::decode(ids::ACCOUNT_RANGE, &encoded),
         Ok(SnapMessage::AccountRange(res))
     );
-    // The whole state in one answer still proves its edges (the last account's path).
+    // Byte codes: at most 1024 hashes are looked at, however large the budget.
     let codes =
         GetByteCodes { request_id: 2, hashes: vec![KECCAK256_EMPTY; 3000], bytes: u64::MAX };
     assert_eq!(answer_byte_codes(&fx.db, &codes).codes.len(), MAX_CODE_LOOKUPS);
