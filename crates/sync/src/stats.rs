@@ -1,9 +1,13 @@
 //! [`SyncStats`]: counters of a sync, logged as a structured line every few seconds and returned
-//! at the end.
+//! at the end; the [`Reporter`] keeps them and publishes them.
 
 use std::time::Duration;
 
 use leafsync_p2p::leaf::ChainHead;
+use tokio::{sync::watch, time::Instant};
+use tracing::info;
+
+use crate::{config::PUBLISH_INTERVAL, peer_set::PeerTally};
 
 /// What the syncer is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,5 +98,124 @@ impl SyncStats {
         }
         let done = self.chunks_done as f64 / self.chunks_total as f64;
         Some(self.elapsed.mul_f64(((1.0 - done) / done).max(0.0)))
+    }
+}
+
+/// What the counters derive from the rest of the syncer, taken when they are refreshed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct View {
+    /// Heal nodes waiting for children plus trie nodes queued.
+    pub(crate) heal_queue: usize,
+    /// Whether chunk units are queued.
+    pub(crate) units_queued: bool,
+    /// Whether the sync is heal-only.
+    pub(crate) heal_only: bool,
+    pub(crate) pivot: ChainHead,
+    /// Active peers.
+    pub(crate) peers: usize,
+    pub(crate) tally: PeerTally,
+}
+
+/// Owns the counters of a sync and publishes them on the progress channel (at most every
+/// [`PUBLISH_INTERVAL`], and at once from [`Self::log_progress`]).
+#[derive(Debug)]
+pub(crate) struct Reporter {
+    pub(crate) stats: SyncStats,
+    started: Instant,
+    progress: Option<watch::Sender<SyncStats>>,
+    last_publish: Option<Instant>,
+}
+
+impl Default for Reporter {
+    fn default() -> Self {
+        Self {
+            stats: SyncStats::default(),
+            started: Instant::now(),
+            progress: None,
+            last_publish: None,
+        }
+    }
+}
+
+impl Reporter {
+    /// Publishes to `progress` from now on.
+    pub(crate) fn publish_to(&mut self, progress: watch::Sender<SyncStats>) {
+        self.progress = Some(progress);
+    }
+
+    /// The sync starts now (the elapsed time counts from here).
+    pub(crate) fn start(&mut self) {
+        self.started = Instant::now();
+    }
+
+    /// Brings the derived counters (time, heal queue, phase, pivot, peers) up to date.
+    fn refresh(&mut self, view: View) {
+        let s = &mut self.stats;
+        if s.phase != Phase::Done {
+            s.elapsed = self.started.elapsed();
+        }
+        s.heal_queue = view.heal_queue as u64;
+        if s.phase != Phase::Done {
+            // Heal once every chunk known so far is in (queued or in flight ones are not).
+            let chunks_left = s.chunks_done < s.chunks_total;
+            let chunks_over = s.chunks_done > 0 && !view.units_queued && !chunks_left;
+            s.phase = if chunks_over || view.heal_only { Phase::Heal } else { Phase::Chunks };
+        }
+        s.pivot = view.pivot;
+        s.peers = view.peers as u64;
+        s.timeouts = view.tally.timeouts;
+        s.empty_answers = view.tally.empty_answers;
+        s.junk_answers = view.tally.junk_answers;
+        s.peers_banned = view.tally.banned;
+        s.peers_dropped = view.tally.dropped;
+    }
+
+    /// Whether someone listens and the counters were last published [`PUBLISH_INTERVAL`] ago
+    /// or more.
+    pub(crate) fn publish_due(&self) -> bool {
+        self.progress.is_some() && self.last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_INTERVAL)
+    }
+
+    /// Refreshes and publishes the counters (see [`Self::publish_due`]).
+    pub(crate) fn publish(&mut self, view: View) {
+        self.refresh(view);
+        self.send();
+    }
+
+    fn send(&mut self) {
+        self.last_publish = Some(Instant::now());
+        if let Some(tx) = &self.progress {
+            tx.send_replace(self.stats.clone());
+        }
+    }
+
+    /// The sync is done: the phase and the elapsed time stop here.
+    pub(crate) fn done(&mut self) {
+        self.stats.phase = Phase::Done;
+        self.stats.elapsed = self.started.elapsed();
+    }
+
+    /// Refreshes the counters, publishes them and logs the structured progress line.
+    pub(crate) fn log_progress(&mut self, view: View) {
+        self.refresh(view);
+        if self.progress.is_some() {
+            self.send();
+        }
+        let s = &self.stats;
+        info!(
+            target: "leafsync::sync",
+            phase = ?s.phase,
+            chunks_done = s.chunks_done,
+            chunks_total = s.chunks_total,
+            accounts = s.accounts,
+            slots = s.slots,
+            codes = s.codes,
+            bytes = s.bytes_down,
+            rate_bps = s.rate() as u64,
+            eta_s = s.eta().map(|d| d.as_secs()),
+            peers = s.peers,
+            heal_queue = s.heal_queue,
+            "sync progress"
+        );
     }
 }

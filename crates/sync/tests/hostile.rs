@@ -145,10 +145,7 @@ struct Stall {
 }
 
 impl common::Hook for Stall {
-    fn around<T: Send + 'static>(
-        &self,
-        request: leafsync_sync::PeerFuture<T>,
-    ) -> leafsync_sync::PeerFuture<T> {
+    fn around(&self, request: leafsync_sync::PeerFuture) -> leafsync_sync::PeerFuture {
         let until = self.until;
         Box::pin(async move {
             tokio::time::sleep_until(until).await;

@@ -1,0 +1,439 @@
+//! [`Syncer`]: the one owner loop of a sync. It owns its parts — the pivot's [`Work`], the
+//! codes ([`CodeQueue`]), heal bookkeeping ([`HealState`]), the peers ([`PeerSet`]) and the
+//! counters ([`Reporter`]) — picks the pivot, seeds the skeleton, hands work to peers by their
+//! measured capacity, and applies each answer (`answers.rs`) through the work-creation rules of
+//! `items.rs`; see `docs/sync.md`.
+
+mod answers;
+mod items;
+
+use std::sync::Arc;
+
+use alloy_primitives::B256;
+use alloy_trie::{EMPTY_ROOT_HASH, Nibbles};
+use futures::StreamExt;
+use leafsync_leafdb::{BlockHeader, KvStore, LeafDb};
+use leafsync_p2p::{PeerId, leaf::ChainHead};
+use tokio::{sync::watch, time::Instant};
+use tracing::{info, warn};
+
+pub use crate::resume::{choose_pivot, chunk_depth};
+use crate::{
+    config::{MAX_FINAL_REPAIRS, MAX_IN_FLIGHT_BYTES, RECHECK_INTERVAL, SyncConfig, SyncMode},
+    dispatch::{self, InFlight},
+    error::SyncError,
+    heal::HealState,
+    peer::{NewPeers, SyncPeer},
+    peer_set::{PeerSet, Standing},
+    progress::{HealRoot, SyncProgress},
+    resume::{decide_start, heal_root_item},
+    stats::{Reporter, SyncStats, View},
+    work::{CodeQueue, Work},
+};
+
+/// The result of a finished sync.
+#[derive(Debug, Clone)]
+pub struct SyncOutcome {
+    /// The pivot synced to.
+    pub pivot: ChainHead,
+    /// The root recorded in the leafdb (equal to the pivot's state root).
+    pub root: B256,
+    /// Counters.
+    pub stats: SyncStats,
+    /// Peers banned during the sync.
+    pub banned: Vec<PeerId>,
+    /// Peers dropped during the sync.
+    pub dropped: Vec<PeerId>,
+}
+
+/// The sync owner loop; see the module docs.
+pub struct Syncer<S: KvStore> {
+    db: Arc<LeafDb<S>>,
+    config: SyncConfig,
+    pivot: ChainHead,
+    depth: usize,
+    /// Incremented by each re-pivot; answers to requests of an earlier epoch are dropped.
+    epoch: u64,
+    /// Bytes and requests of earlier runs of this sync (from the progress record).
+    prior: (u64, u64),
+    /// Everything bound to the pivot: replaced whole by a re-pivot.
+    work: Work,
+    heal: HealState,
+    /// Codes do not depend on the pivot: they survive a re-pivot.
+    codes: CodeQueue,
+    peers: PeerSet,
+    reporter: Reporter,
+    /// Peers that start serving during the sync.
+    new_peers: Option<NewPeers>,
+    /// Trusted heads (the neighbour execution client's): the pivot and where it moves.
+    pivot_feed: Option<watch::Receiver<ChainHead>>,
+}
+
+impl<S: KvStore> std::fmt::Debug for Syncer<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stats = &self.reporter.stats;
+        f.debug_struct("Syncer").field("pivot", &self.pivot).field("stats", stats).finish()
+    }
+}
+
+impl<S: KvStore + 'static> Syncer<S> {
+    /// A syncer writing into `db`, asking `peers`.
+    pub fn new(db: Arc<LeafDb<S>>, config: SyncConfig, peers: Vec<Arc<dyn SyncPeer>>) -> Self {
+        Self {
+            peers: PeerSet::new(peers, config.junk_ban_threshold),
+            db,
+            config,
+            pivot: ChainHead::default(),
+            depth: 0,
+            epoch: 0,
+            prior: (0, 0),
+            work: Work::default(),
+            heal: HealState::default(),
+            codes: CodeQueue::default(),
+            reporter: Reporter::default(),
+            new_peers: None,
+            pivot_feed: None,
+        }
+    }
+
+    /// Peers that start serving during the sync join it from `peers` (see
+    /// [`crate::watch_network_peers`]). While the channel is open, losing every peer is not
+    /// fatal: the sync waits up to [`SyncConfig::stall_timeout`] for a new one.
+    pub fn with_new_peers(mut self, peers: NewPeers) -> Self {
+        self.new_peers = Some(peers);
+        self
+    }
+
+    /// A trusted source of heads, such as the neighbour execution client: its current head is
+    /// the pivot (unless a progress record has a pivot still within
+    /// [`SyncConfig::repivot_distance`] of it), and the sync re-pivots to its head when that is
+    /// `repivot_distance` past the pivot. Peers' announcements then never choose the pivot.
+    pub fn with_pivot_feed(mut self, heads: watch::Receiver<ChainHead>) -> Self {
+        self.pivot_feed = Some(heads);
+        self
+    }
+
+    /// Publishes the counters to `progress` as they change (at most every 250 ms) and at the end.
+    pub fn with_progress(mut self, progress: watch::Sender<SyncStats>) -> Self {
+        self.reporter.publish_to(progress);
+        self
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> &SyncStats {
+        &self.reporter.stats
+    }
+
+    /// Runs the sync to the end. On failure the progress is persisted, so a new syncer on the
+    /// same leafdb resumes.
+    pub async fn run(mut self) -> Result<SyncOutcome, SyncError> {
+        match self.run_inner().await {
+            Ok(()) => self.finish(),
+            Err(e) => {
+                if self.pivot != ChainHead::default() {
+                    self.persist()?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_inner(&mut self) -> Result<(), SyncError> {
+        self.reporter.start();
+        let mut new_peers = self.new_peers.take();
+        let mut pivot_feed = self.pivot_feed.take();
+        let record = self.db.sync_progress()?.map(|b| SyncProgress::decode(&b)).transpose()?;
+        let trusted = pivot_feed.as_ref().map(|f| *f.borrow());
+        let heads = self.peers.heads();
+        let estimate = self.peers.median_estimate();
+        let start = decide_start(record, &self.config, trusted, &heads, estimate)?;
+        (self.pivot, self.depth, self.prior) = (start.pivot, start.depth, start.prior);
+        if let Some(mut roots) = start.resumed {
+            // Version 1 kept the heal roots in the record; version 2 keeps one entry each.
+            for (key, value) in self.db.sync_heal_roots()? {
+                roots.push(HealRoot::from_entry(&key, &value)?);
+            }
+            info!(pivot = self.pivot.number, heal_roots = roots.len(), "resuming state sync");
+            for root in &roots {
+                let (owner, path) = heal_root_item(root);
+                if let Some(o) = owner {
+                    self.work.start_storage(o);
+                }
+                self.add_heal_root(owner, path, root.hash)?;
+            }
+        } else {
+            // Heal roots of another pivot (or of a record that did not decode) mean nothing now.
+            self.db.clear_sync_heal_roots()?;
+        }
+        self.persist()?;
+        info!(pivot = self.pivot.number, root = %self.pivot.state_root, depth = self.depth,
+            peers = self.peers.len(), mode = ?self.config.mode, "state sync starting");
+        self.seed(self.pivot.state_root)?;
+        let mut passes = 0;
+        loop {
+            self.drive(&mut new_peers, &mut pivot_feed).await?;
+            let found = self.final_check()?;
+            if found.is_empty() {
+                return Ok(());
+            }
+            if passes == MAX_FINAL_REPAIRS {
+                return Err(SyncError::Incomplete { passes, what: found });
+            }
+            passes += 1;
+            warn!(pass = passes, found, "state sync: final check sent the sync back");
+        }
+    }
+
+    /// Runs the request loop until every queued item is done.
+    async fn drive(
+        &mut self,
+        new_peers: &mut Option<NewPeers>,
+        pivot_feed: &mut Option<watch::Receiver<ChainHead>>,
+    ) -> Result<(), SyncError> {
+        let mut in_flight = InFlight::new();
+        let mut tick = tokio::time::interval(self.config.progress_interval);
+        tick.tick().await;
+        // Since when nothing could be sent (no peer, or none has the pivot's nodes).
+        let mut stalled: Option<Instant> = None;
+        loop {
+            self.dispatch(&mut in_flight)?;
+            if in_flight.is_empty() {
+                if self.is_idle() {
+                    break;
+                }
+                // Hopeless: no peer now, none can join, and none rests before a retry.
+                let active = self.peers.active().len();
+                let hopeless = active == 0 && new_peers.is_none() && !self.peers.any_resting();
+                if stalled.is_none() && !hopeless {
+                    info!(
+                        peers = active,
+                        pivot = self.pivot.number,
+                        "state sync waiting for a peer that can serve the pivot"
+                    );
+                }
+                let since = *stalled.get_or_insert_with(Instant::now);
+                if hopeless || since.elapsed() >= self.config.stall_timeout {
+                    return Err(SyncError::NoPeers);
+                }
+            } else {
+                stalled = None;
+            }
+            tokio::select! {
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.on_done(done)?;
+                    if self.reporter.publish_due() {
+                        let view = self.view();
+                        self.reporter.publish(view);
+                    }
+                }
+                peer = next_peer(new_peers) => match peer {
+                    Some(peer) => self.peers.add(peer),
+                    None => *new_peers = None,
+                },
+                changed = feed_changed(pivot_feed) => {
+                    if !changed {
+                        // The trusted source is gone; the pivot stays where it is.
+                        *pivot_feed = None;
+                    }
+                }
+                _ = tick.tick() => {
+                    self.log_progress();
+                    self.persist()?;
+                }
+                () = tokio::time::sleep(RECHECK_INTERVAL), if in_flight.is_empty() => {}
+            }
+            let trusted = pivot_feed.as_ref().map(|f| *f.borrow());
+            self.maybe_repivot(trusted)?;
+        }
+        Ok(())
+    }
+
+    /// Fills every active peer's window (fastest first) with the next request it may get:
+    /// trie nodes if it has the pivot's, then a chunk, then codes; all requests in flight ask
+    /// for at most [`MAX_IN_FLIGHT_BYTES`] together.
+    fn dispatch(&mut self, in_flight: &mut InFlight) -> Result<(), SyncError> {
+        self.peers.revive_silent();
+        let roster = self.peers.roster(&self.pivot);
+        let request_bytes = dispatch::request_bytes(self.config.chunk_max_bytes);
+        for &peer in &roster.active {
+            while self.peers.slot(peer).in_flight < self.peers.slot(peer).rate.capacity()
+                && (in_flight.len() as u64 + 1) * request_bytes <= MAX_IN_FLIGHT_BYTES
+            {
+                let next = dispatch::next_job(&mut self.work, &mut self.codes, peer, &roster)?;
+                let Some(job) = next else { break };
+                let request = job.request(self.config.chunk_max_bytes)?;
+                let slot = self.peers.slot_mut(peer);
+                let answer = slot.peer.request(request);
+                slot.in_flight += 1;
+                self.reporter.stats.requests += 1;
+                let timeout = self.config.request_timeout;
+                in_flight.push(dispatch::timed(answer, timeout, self.epoch, peer, job));
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues the first work for the pivot with state root `root`.
+    fn seed(&mut self, root: B256) -> Result<(), SyncError> {
+        if root != EMPTY_ROOT_HASH {
+            match self.config.mode {
+                SyncMode::Leaf if self.depth == 0 => self.add_unit(None, Nibbles::new(), root)?,
+                SyncMode::Leaf => self.add_expand(None, Nibbles::new(), root),
+                SyncMode::HealOnly if self.heal.has_root(None, Nibbles::new()) => {}
+                SyncMode::HealOnly => self.add_heal_root(None, Nibbles::new(), root)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves the pivot when the trusted head (`trusted`, from the pivot feed) or, without one,
+    /// the head most peers announce is `repivot_distance` past it; a configured pivot never
+    /// moves. The pivot's work and heal state are replaced (codes survive: they do not depend
+    /// on the pivot) and answers still in flight are ignored; the tables keep everything
+    /// imported: chunks whose subtrie did not change are found complete, changed ones are
+    /// healed from what is stored (see [`Self::add_unit`]).
+    fn maybe_repivot(&mut self, trusted: Option<ChainHead>) -> Result<(), SyncError> {
+        if self.config.pivot.is_some() {
+            return Ok(());
+        }
+        let head = match trusted {
+            Some(head) => head,
+            // Unauthenticated heads never move the pivot unless peers may choose it.
+            None if !self.config.peer_pivot => return Ok(()),
+            None => {
+                let heads: Vec<ChainHead> = (self.peers.active().into_iter())
+                    .map(|i| self.peers.slot(i).peer.head())
+                    .collect();
+                let Some(head) = choose_pivot(None, &heads) else { return Ok(()) };
+                head
+            }
+        };
+        if head.number < self.pivot.number.saturating_add(self.config.repivot_distance) {
+            return Ok(());
+        }
+        info!(from = self.pivot.number, to = head.number, "re-pivoting state sync");
+        self.epoch += 1;
+        self.reporter.stats.repivots += 1;
+        self.pivot = head;
+        self.work = Work::default();
+        self.heal = HealState::default();
+        self.db.clear_sync_heal_roots()?;
+        self.persist()?;
+        self.seed(head.state_root)
+    }
+
+    fn is_idle(&self) -> bool {
+        self.work.is_idle() && self.codes.queue.is_empty() && self.heal.is_empty()
+    }
+
+    /// Checks the end before it is committed: the account trie's root (with the skeleton above
+    /// the chunks written) against the pivot's, then the flat state by merge-scan. Flat storage
+    /// that does not hash to its account's root, storage without an account and missing codes
+    /// are queued again; returns what was found (empty: complete).
+    fn final_check(&mut self) -> Result<String, SyncError> {
+        let root = self.db.write_sync_skeleton(&self.work.take_account_skeleton())?;
+        if root != self.pivot.state_root {
+            return Err(SyncError::RootMismatch { got: root, expected: self.pivot.state_root });
+        }
+        let check = self.db.check_flat_state()?;
+        if check.accounts_root != self.pivot.state_root {
+            // The flat accounts disagree with a verified trie: rewrite them from it.
+            warn!(flat = %check.accounts_root, "flat accounts differ from the synced trie");
+            self.reporter.stats.final_repairs += 1;
+            self.resume_complete(None, Nibbles::new(), root)?;
+            return Ok(format!("flat accounts hash to {}", check.accounts_root));
+        }
+        if check.problems == 0 {
+            return Ok(String::new());
+        }
+        let found = format!(
+            "{} accounts with wrong flat storage, {} orphan storages, {} missing codes",
+            check.bad_storage.len(),
+            check.orphan_storage.len(),
+            check.missing_code.len()
+        );
+        self.reporter.stats.final_repairs += check.problems;
+        for owner in check.orphan_storage {
+            self.db.import_storage_chunk(&owner, &Nibbles::new(), &[])?;
+        }
+        for (owner, storage_root) in check.bad_storage {
+            self.db.import_storage_chunk(&owner, &Nibbles::new(), &[])?;
+            self.work.start_storage(owner);
+            self.add_unit(Some(owner), Nibbles::new(), storage_root)?;
+        }
+        for hash in check.missing_code {
+            self.codes.forget(&hash);
+            self.want_code(hash)?;
+        }
+        Ok(found)
+    }
+
+    fn finish(mut self) -> Result<SyncOutcome, SyncError> {
+        let head = BlockHeader {
+            number: self.pivot.number,
+            hash: self.pivot.hash,
+            parent_hash: B256::ZERO,
+            state_root: self.pivot.state_root,
+        };
+        let root = self.db.record_synced_head(head)?;
+        self.db.clear_sync_progress()?;
+        self.reporter.done();
+        self.log_progress();
+        Ok(SyncOutcome {
+            pivot: self.pivot,
+            root,
+            banned: self.peers.ids(Standing::Banned),
+            dropped: self.peers.ids(Standing::Dropped),
+            stats: self.reporter.stats,
+        })
+    }
+
+    /// What the counters derive from the rest of the syncer.
+    fn view(&self) -> View {
+        View {
+            heal_queue: self.heal.len() + self.work.nodes.len(),
+            units_queued: !self.work.units.is_empty(),
+            heal_only: self.config.mode == SyncMode::HealOnly,
+            pivot: self.pivot,
+            peers: self.peers.active().len(),
+            tally: self.peers.tally,
+        }
+    }
+
+    /// Logs the structured progress line (and publishes the counters).
+    fn log_progress(&mut self) {
+        let view = self.view();
+        self.reporter.log_progress(view);
+    }
+
+    /// Writes the progress record (the heal roots are entries of their own, written as they come
+    /// and go).
+    fn persist(&self) -> Result<(), SyncError> {
+        let record = SyncProgress {
+            pivot: self.pivot,
+            depth: self.depth as u64,
+            heal_roots: Vec::new(),
+            bytes_down: self.prior.0 + self.reporter.stats.bytes_down,
+            requests: self.prior.1 + self.reporter.stats.requests,
+        };
+        self.db.put_sync_progress(&record.encode())?;
+        Ok(())
+    }
+}
+
+/// The next peer from an optional channel; pending forever without one. `None`: it closed.
+async fn next_peer(rx: &mut Option<NewPeers>) -> Option<Arc<dyn SyncPeer>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when an optional watch changes (`true`) or its sender is gone (`false`); pending
+/// forever without one.
+async fn feed_changed(rx: &mut Option<watch::Receiver<ChainHead>>) -> bool {
+    match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
