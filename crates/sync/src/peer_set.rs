@@ -21,6 +21,7 @@ use crate::{
     },
     peer::SyncPeer,
     rate::PeerRate,
+    stats::SyncStats,
 };
 
 /// Where a peer stands with this sync.
@@ -105,16 +106,6 @@ impl PeerSlot {
     }
 }
 
-/// Counters of what peers did, for [`crate::SyncStats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct PeerTally {
-    pub(crate) timeouts: u64,
-    pub(crate) empty_answers: u64,
-    pub(crate) junk_answers: u64,
-    pub(crate) banned: u64,
-    pub(crate) dropped: u64,
-}
-
 /// Which peers may get which work now, fastest first.
 #[derive(Debug, Default)]
 pub(crate) struct Roster {
@@ -130,13 +121,12 @@ pub(crate) struct Roster {
 pub(crate) struct PeerSet {
     slots: Vec<PeerSlot>,
     junk_ban_threshold: u32,
-    pub(crate) tally: PeerTally,
 }
 
 impl PeerSet {
     pub(crate) fn new(peers: Vec<Arc<dyn SyncPeer>>, junk_ban_threshold: u32) -> Self {
         let slots = peers.into_iter().map(PeerSlot::new).collect();
-        Self { slots, junk_ban_threshold, tally: PeerTally::default() }
+        Self { slots, junk_ban_threshold }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -241,9 +231,14 @@ impl PeerSet {
         slot.timeouts = 0;
     }
 
-    /// Records what an answer of peer `i` showed; returns the penalty it earned, to be sent to
-    /// the peer's source.
-    pub(crate) fn record(&mut self, i: usize, verdict: Verdict) -> Option<PenaltyClass> {
+    /// Records what an answer of peer `i` showed, counting it in `stats`; returns the penalty
+    /// it earned, to be sent to the peer's source.
+    pub(crate) fn record(
+        &mut self,
+        i: usize,
+        verdict: Verdict,
+        stats: &mut SyncStats,
+    ) -> Option<PenaltyClass> {
         let slot = &mut self.slots[i];
         match verdict {
             Verdict::Delivered => {
@@ -252,50 +247,50 @@ impl PeerSet {
             }
             Verdict::Busy => None,
             Verdict::Empty => {
-                self.tally.empty_answers += 1;
+                stats.empty_answers += 1;
                 slot.rate.penalise();
                 slot.empties += 1;
                 if slot.empties >= MAX_CONSECUTIVE_EMPTIES {
-                    return self.drop_peer(i, "answers empty", Some(PenaltyClass::Low));
+                    return self.drop_peer(i, "answers empty", Some(PenaltyClass::Low), stats);
                 }
                 None
             }
             Verdict::Timeout => {
-                self.tally.timeouts += 1;
+                stats.timeouts += 1;
                 slot.rate.penalise();
                 slot.timeouts += 1;
                 if slot.timeouts < MAX_CONSECUTIVE_TIMEOUTS {
                     return None;
                 }
-                let penalty = self.drop_peer(i, "silent", Some(PenaltyClass::Low));
+                let penalty = self.drop_peer(i, "silent", Some(PenaltyClass::Low), stats);
                 // A stall is not a lie: the peer is asked again later (one request, as its
                 // window restarts small).
                 self.slots[i].revive_at = Some(Instant::now() + SILENT_REVIVE_AFTER);
                 penalty
             }
             Verdict::Junk(why) => {
-                self.tally.junk_answers += 1;
+                stats.junk_answers += 1;
                 slot.junk += 1;
                 debug!(peer = %slot.peer.id(), why, junk = slot.junk, "junk answer");
                 if slot.junk >= self.junk_ban_threshold {
-                    self.ban(i, why)
+                    self.ban(i, why, stats)
                 } else {
                     Some(PenaltyClass::High)
                 }
             }
-            Verdict::Invalid(why) => self.ban(i, why),
-            Verdict::Disconnected => self.drop_peer(i, "disconnected", None),
+            Verdict::Invalid(why) => self.ban(i, why, stats),
+            Verdict::Disconnected => self.drop_peer(i, "disconnected", None, stats),
         }
     }
 
-    fn ban(&mut self, i: usize, why: &'static str) -> Option<PenaltyClass> {
+    fn ban(&mut self, i: usize, why: &'static str, stats: &mut SyncStats) -> Option<PenaltyClass> {
         let slot = &mut self.slots[i];
         if slot.standing == Standing::Banned {
             return None;
         }
         warn!(peer = %slot.peer.id(), why, "banning sync peer");
         slot.standing = Standing::Banned;
-        self.tally.banned += 1;
+        stats.peers_banned += 1;
         Some(PenaltyClass::Fatal)
     }
 
@@ -306,6 +301,7 @@ impl PeerSet {
         i: usize,
         why: &'static str,
         penalty: Option<PenaltyClass>,
+        stats: &mut SyncStats,
     ) -> Option<PenaltyClass> {
         let slot = &mut self.slots[i];
         if slot.standing != Standing::Active {
@@ -314,7 +310,7 @@ impl PeerSet {
         debug!(peer = %slot.peer.id(), why, "dropping sync peer");
         slot.standing = Standing::Dropped;
         slot.revive_at = None;
-        self.tally.dropped += 1;
+        stats.peers_dropped += 1;
         penalty
     }
 

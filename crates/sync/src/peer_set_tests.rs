@@ -32,49 +32,52 @@ fn set(n: u8) -> PeerSet {
 #[test]
 fn junk_costs_high_penalties_until_the_threshold_bans() {
     let mut peers = set(1);
-    assert_eq!(peers.record(0, Verdict::Junk("j")), Some(PenaltyClass::High));
-    assert_eq!(peers.record(0, Verdict::Junk("j")), Some(PenaltyClass::High));
-    assert_eq!(peers.record(0, Verdict::Junk("j")), Some(PenaltyClass::Fatal));
+    let mut stats = SyncStats::default();
+    assert_eq!(peers.record(0, Verdict::Junk("j"), &mut stats), Some(PenaltyClass::High));
+    assert_eq!(peers.record(0, Verdict::Junk("j"), &mut stats), Some(PenaltyClass::High));
+    assert_eq!(peers.record(0, Verdict::Junk("j"), &mut stats), Some(PenaltyClass::Fatal));
     // Answers still in flight after the ban cost nothing more.
-    assert_eq!(peers.record(0, Verdict::Junk("j")), None);
-    assert_eq!(peers.record(0, Verdict::Invalid("i")), None);
+    assert_eq!(peers.record(0, Verdict::Junk("j"), &mut stats), None);
+    assert_eq!(peers.record(0, Verdict::Invalid("i"), &mut stats), None);
     assert_eq!(peers.ids(Standing::Banned), vec![B512::repeat_byte(1)]);
-    assert_eq!((peers.tally.junk_answers, peers.tally.banned), (4, 1));
+    assert_eq!((stats.junk_answers, stats.peers_banned), (4, 1));
 }
 
 #[test]
 fn silence_drops_with_a_low_penalty_and_a_rest_not_a_ban() {
     let mut peers = set(2);
-    assert_eq!(peers.record(0, Verdict::Timeout), None);
-    assert_eq!(peers.record(0, Verdict::Timeout), Some(PenaltyClass::Low));
+    let mut stats = SyncStats::default();
+    assert_eq!(peers.record(0, Verdict::Timeout, &mut stats), None);
+    assert_eq!(peers.record(0, Verdict::Timeout, &mut stats), Some(PenaltyClass::Low));
     assert_eq!(peers.active(), vec![1]);
     assert!(peers.any_resting());
     // An answer in between forgives a timeout.
-    assert_eq!(peers.record(1, Verdict::Timeout), None);
+    assert_eq!(peers.record(1, Verdict::Timeout, &mut stats), None);
     peers.answered(1, 1000, std::time::Duration::from_millis(5));
-    assert_eq!(peers.record(1, Verdict::Timeout), None);
+    assert_eq!(peers.record(1, Verdict::Timeout, &mut stats), None);
     // A disconnect drops without a penalty; a busy peer is no fault.
-    assert_eq!(peers.record(1, Verdict::Busy), None);
-    assert_eq!(peers.record(1, Verdict::Disconnected), None);
+    assert_eq!(peers.record(1, Verdict::Busy, &mut stats), None);
+    assert_eq!(peers.record(1, Verdict::Disconnected, &mut stats), None);
     assert!(peers.active().is_empty());
-    assert_eq!(peers.tally.dropped, 2);
+    assert_eq!(stats.peers_dropped, 2);
 }
 
 #[test]
 fn empty_answers_drop_only_when_consecutive() {
     let mut peers = set(1);
+    let mut stats = SyncStats::default();
     for _ in 1..MAX_CONSECUTIVE_EMPTIES {
-        assert_eq!(peers.record(0, Verdict::Empty), None);
+        assert_eq!(peers.record(0, Verdict::Empty, &mut stats), None);
     }
-    assert_eq!(peers.record(0, Verdict::Delivered), None);
+    assert_eq!(peers.record(0, Verdict::Delivered, &mut stats), None);
     for _ in 1..MAX_CONSECUTIVE_EMPTIES {
-        assert_eq!(peers.record(0, Verdict::Empty), None);
+        assert_eq!(peers.record(0, Verdict::Empty, &mut stats), None);
     }
-    assert_eq!(peers.record(0, Verdict::Empty), Some(PenaltyClass::Low));
+    assert_eq!(peers.record(0, Verdict::Empty, &mut stats), Some(PenaltyClass::Low));
     // A new session of a dropped peer brings it back; a banned one stays out.
     peers.add(Arc::new(Idle(1)));
     assert_eq!(peers.active(), vec![0]);
-    peers.record(0, Verdict::Invalid("i"));
+    peers.record(0, Verdict::Invalid("i"), &mut stats);
     peers.add(Arc::new(Idle(1)));
     assert!(peers.active().is_empty());
 }

@@ -62,14 +62,16 @@ where
 /// Waits until `handle` has a peer that serves state, saying so in the log every
 /// [`PEER_WAIT_LOG_INTERVAL`].
 async fn wait_for_peers(handle: &NetworkHandle) {
-    let mut last_log = tokio::time::Instant::now();
     info!("the leafdb is empty: waiting for leaf/1 peers to sync from");
+    let first = tokio::time::Instant::now() + PEER_WAIT_LOG_INTERVAL;
+    let mut reminder = tokio::time::interval_at(first, PEER_WAIT_LOG_INTERVAL);
     while network_peers(handle).await.is_empty() {
-        if last_log.elapsed() > PEER_WAIT_LOG_INTERVAL {
-            info!("still waiting for leaf/1 peers (check p2p.bootnodes / p2p.static_peers)");
-            last_log = tokio::time::Instant::now();
+        tokio::select! {
+            _ = reminder.tick() => {
+                info!("still waiting for leaf/1 peers (check p2p.bootnodes / p2p.static_peers)");
+            }
+            () = tokio::time::sleep(PEER_CHECK_INTERVAL) => {}
         }
-        tokio::time::sleep(PEER_CHECK_INTERVAL).await;
     }
 }
 

@@ -7,7 +7,7 @@ use leafsync_p2p::leaf::ChainHead;
 use tokio::{sync::watch, time::Instant};
 use tracing::info;
 
-use crate::{config::PUBLISH_INTERVAL, peer_set::PeerTally};
+use crate::config::PUBLISH_INTERVAL;
 
 /// What the syncer is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,21 +101,6 @@ impl SyncStats {
     }
 }
 
-/// What the counters derive from the rest of the syncer, taken when they are refreshed.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct View {
-    /// Heal nodes waiting for children plus trie nodes queued.
-    pub(crate) heal_queue: usize,
-    /// Whether chunk units are queued.
-    pub(crate) units_queued: bool,
-    /// Whether the sync is heal-only.
-    pub(crate) heal_only: bool,
-    pub(crate) pivot: ChainHead,
-    /// Active peers.
-    pub(crate) peers: usize,
-    pub(crate) tally: PeerTally,
-}
-
 /// Owns the counters of a sync and publishes them on the progress channel (at most every
 /// [`PUBLISH_INTERVAL`], and at once from [`Self::log_progress`]).
 #[derive(Debug)]
@@ -148,26 +133,11 @@ impl Reporter {
         self.started = Instant::now();
     }
 
-    /// Brings the derived counters (time, heal queue, phase, pivot, peers) up to date.
-    fn refresh(&mut self, view: View) {
-        let s = &mut self.stats;
-        if s.phase != Phase::Done {
-            s.elapsed = self.started.elapsed();
+    /// Time since the start, unless the sync is done (then it stopped there).
+    pub(crate) fn tick(&mut self) {
+        if self.stats.phase != Phase::Done {
+            self.stats.elapsed = self.started.elapsed();
         }
-        s.heal_queue = view.heal_queue as u64;
-        if s.phase != Phase::Done {
-            // Heal once every chunk known so far is in (queued or in flight ones are not).
-            let chunks_left = s.chunks_done < s.chunks_total;
-            let chunks_over = s.chunks_done > 0 && !view.units_queued && !chunks_left;
-            s.phase = if chunks_over || view.heal_only { Phase::Heal } else { Phase::Chunks };
-        }
-        s.pivot = view.pivot;
-        s.peers = view.peers as u64;
-        s.timeouts = view.tally.timeouts;
-        s.empty_answers = view.tally.empty_answers;
-        s.junk_answers = view.tally.junk_answers;
-        s.peers_banned = view.tally.banned;
-        s.peers_dropped = view.tally.dropped;
     }
 
     /// Whether someone listens and the counters were last published [`PUBLISH_INTERVAL`] ago
@@ -176,13 +146,8 @@ impl Reporter {
         self.progress.is_some() && self.last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_INTERVAL)
     }
 
-    /// Refreshes and publishes the counters (see [`Self::publish_due`]).
-    pub(crate) fn publish(&mut self, view: View) {
-        self.refresh(view);
-        self.send();
-    }
-
-    fn send(&mut self) {
+    /// Publishes the counters (the caller has refreshed them).
+    pub(crate) fn publish(&mut self) {
         self.last_publish = Some(Instant::now());
         if let Some(tx) = &self.progress {
             tx.send_replace(self.stats.clone());
@@ -195,11 +160,11 @@ impl Reporter {
         self.stats.elapsed = self.started.elapsed();
     }
 
-    /// Refreshes the counters, publishes them and logs the structured progress line.
-    pub(crate) fn log_progress(&mut self, view: View) {
-        self.refresh(view);
+    /// Publishes the counters (the caller has refreshed them) and logs the structured
+    /// progress line.
+    pub(crate) fn log_progress(&mut self) {
         if self.progress.is_some() {
-            self.send();
+            self.publish();
         }
         let s = &self.stats;
         info!(

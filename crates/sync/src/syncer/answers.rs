@@ -24,7 +24,7 @@ use crate::{
 impl<S: KvStore + 'static> Syncer<S> {
     /// Records `verdict` for `peer` and sends the penalty it earned, if any.
     fn judge(&mut self, peer: usize, verdict: Verdict) {
-        if let Some(class) = self.peers.record(peer, verdict) {
+        if let Some(class) = self.peers.record(peer, verdict, &mut self.reporter.stats) {
             self.peers.slot(peer).peer.penalise(class);
         }
     }

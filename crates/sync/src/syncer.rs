@@ -27,7 +27,7 @@ use crate::{
     peer_set::{PeerSet, Standing},
     progress::{HealRoot, SyncProgress},
     resume::{decide_start, heal_root_item},
-    stats::{Reporter, SyncStats, View},
+    stats::{Phase, Reporter, SyncStats},
     work::{CodeQueue, Work},
 };
 
@@ -222,8 +222,8 @@ impl<S: KvStore + 'static> Syncer<S> {
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => {
                     self.on_done(done)?;
                     if self.reporter.publish_due() {
-                        let view = self.view();
-                        self.reporter.publish(view);
+                        self.refresh_stats();
+                        self.reporter.publish();
                     }
                 }
                 peer = next_peer(new_peers) => match peer {
@@ -388,22 +388,28 @@ impl<S: KvStore + 'static> Syncer<S> {
         })
     }
 
-    /// What the counters derive from the rest of the syncer.
-    fn view(&self) -> View {
-        View {
-            heal_queue: self.heal.len() + self.work.nodes.len(),
-            units_queued: !self.work.units.is_empty(),
-            heal_only: self.config.mode == SyncMode::HealOnly,
-            pivot: self.pivot,
-            peers: self.peers.active().len(),
-            tally: self.peers.tally,
+    /// Brings the derived counters (time, heal queue, phase, pivot, peers) up to date.
+    fn refresh_stats(&mut self) {
+        self.reporter.tick();
+        let heal_queue = (self.heal.len() + self.work.nodes.len()) as u64;
+        let peers = self.peers.active().len() as u64;
+        let s = &mut self.reporter.stats;
+        s.heal_queue = heal_queue;
+        if s.phase != Phase::Done {
+            // Heal once every chunk known so far is in (queued or in flight ones are not).
+            let chunks_left = s.chunks_done < s.chunks_total;
+            let chunks_over = s.chunks_done > 0 && self.work.units.is_empty() && !chunks_left;
+            let heal = chunks_over || self.config.mode == SyncMode::HealOnly;
+            s.phase = if heal { Phase::Heal } else { Phase::Chunks };
         }
+        s.pivot = self.pivot;
+        s.peers = peers;
     }
 
     /// Logs the structured progress line (and publishes the counters).
     fn log_progress(&mut self) {
-        let view = self.view();
-        self.reporter.log_progress(view);
+        self.refresh_stats();
+        self.reporter.log_progress();
     }
 
     /// Writes the progress record (the heal roots are entries of their own, written as they come
