@@ -1,5 +1,6 @@
-//! The work items of a sync and the queue discipline: an item is retried on a peer that has not
-//! tried it yet; once every usable peer has, a new round starts, up to [`MAX_TASK_ROUNDS`].
+//! The work items of a sync, the one place a job becomes a `leaf/1` request ([`Job::request`]),
+//! and the queue discipline: an item is retried on a peer that has not tried it yet; once every
+//! usable peer has, a new round starts, up to [`MAX_TASK_ROUNDS`].
 
 use std::{collections::VecDeque, time::Duration};
 
