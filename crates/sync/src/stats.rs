@@ -1,5 +1,5 @@
 //! [`SyncStats`]: counters of a sync, logged as a structured line every few seconds and returned
-//! at the end; the [`Reporter`] keeps them and publishes them.
+//! at the end; the crate's `Reporter` keeps them and publishes them.
 
 use std::time::Duration;
 

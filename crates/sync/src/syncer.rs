@@ -1,6 +1,6 @@
-//! [`Syncer`]: the one owner loop of a sync. It owns its parts — the pivot's [`Work`], the
-//! codes ([`CodeQueue`]), heal bookkeeping ([`HealState`]), the peers ([`PeerSet`]) and the
-//! counters ([`Reporter`]) — picks the pivot, seeds the skeleton, hands work to peers by their
+//! [`Syncer`]: the one owner loop of a sync. It owns its parts — the pivot's `Work`, the
+//! codes (`CodeQueue`), heal bookkeeping (`HealState`), the peers (`PeerSet`) and the
+//! counters (`Reporter`) — picks the pivot, seeds the skeleton, hands work to peers by their
 //! measured capacity, and applies each answer (`answers.rs`) through the work-creation rules of
 //! `items.rs`; see `docs/sync.md`.
 
