@@ -315,6 +315,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.epoch += 1;
         self.reporter.stats.repivots += 1;
         self.pivot = head;
+        // The pivot's parts start over; `self.codes` survives (codes do not depend on it).
         self.work = Work::default();
         self.heal = HealState::default();
         self.db.clear_sync_heal_roots()?;
