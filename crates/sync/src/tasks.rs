@@ -253,6 +253,44 @@ mod tests {
         Ok(n)
     }
 
+    #[test]
+    fn every_job_becomes_one_request_of_its_kind() {
+        let unit = |owner| Unit {
+            owner,
+            prefix: Nibbles::from_nibbles([1, 2]),
+            hash: B256::ZERO,
+            leaf: false,
+            attempts: Attempts::default(),
+        };
+        let Ok(LeafRequest::GetChunk(chunk)) = Job::Chunk(unit(None)).request(777) else {
+            panic!("an account unit is a GetChunk")
+        };
+        assert_eq!((chunk.request_id, chunk.prefix.len(), chunk.max_bytes), (0, 2, 777));
+        let account = B256::repeat_byte(4);
+        let Ok(LeafRequest::GetStorageChunk(storage)) =
+            Job::Chunk(unit(Some(account))).request(777)
+        else {
+            panic!("a storage unit is a GetStorageChunk")
+        };
+        assert_eq!((storage.account, storage.max_bytes), (account, 777));
+        let node = NodeTask {
+            owner: Some(account),
+            path: Nibbles::new(),
+            hash: B256::repeat_byte(5),
+            purpose: Purpose::Expand,
+            attempts: Attempts::default(),
+        };
+        let Ok(LeafRequest::GetNodes(nodes)) = Job::Nodes(vec![node]).request(777) else {
+            panic!("nodes are a GetNodes")
+        };
+        assert_eq!(nodes.nodes[0].owner, TrieOwner::Storage(account));
+        assert_eq!(nodes.max_bytes, MAX_RESPONSE_BYTES);
+        let Ok(LeafRequest::GetCodes(codes)) = Job::Codes(vec![code(6)]).request(777) else {
+            panic!("codes are a GetCodes")
+        };
+        assert_eq!(codes.hashes, vec![B256::repeat_byte(6)]);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_item_nobody_has_is_parked_while_other_work_goes_on() {
         let mut queue = VecDeque::from([code(1)]);
