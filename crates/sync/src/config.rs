@@ -24,9 +24,18 @@ pub const MAX_CHUNK_DEPTH: usize = 6;
 /// this is "too large" and split into its children; below it, the skeleton depth sizes chunks.
 pub const CHUNK_MAX_BYTES: u64 = MAX_RESPONSE_BYTES;
 
-/// Default time a request may take before it is re-queued elsewhere (the protocol's 10 s
-/// `REQUEST_TIMEOUT`: a 2 MiB answer needs ~8.4 s at 2 Mbit/s).
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = REQUEST_TIMEOUT;
+/// How much longer the sync's own request timeout is than the transport's (2 s): the p2p
+/// layer times a request out after its `REQUEST_TIMEOUT` on the wire and penalises the peer
+/// itself, so for a network peer that timeout always fires first; the sync's is only a guard for
+/// peers without a transport timeout of their own (simulated peers, a future peer type) and for
+/// time a request spends queued before it reaches the wire.
+pub const REQUEST_TIMEOUT_GRACE: Duration = Duration::from_secs(2);
+
+/// Default time a request may take before it is re-queued elsewhere (12 s): the protocol's 10 s
+/// `REQUEST_TIMEOUT` (a 2 MiB answer needs ~8.4 s at 2 Mbit/s) plus [`REQUEST_TIMEOUT_GRACE`], a
+/// strictly longer guard than the transport's, so the two never race.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration =
+    Duration::from_secs(REQUEST_TIMEOUT.as_secs() + REQUEST_TIMEOUT_GRACE.as_secs());
 
 /// Requests in flight per peer at most: the protocol's limit (16); more is a breach.
 pub const MAX_IN_FLIGHT_PER_PEER: usize = MAX_IN_FLIGHT_REQUESTS;
@@ -81,7 +90,8 @@ pub const MAX_IN_FLIGHT_BYTES: u64 = 256 * 1024 * 1024;
 /// fails: one pass repairs what hostile peers left; more means something keeps breaking it.
 pub const MAX_FINAL_REPAIRS: u32 = 3;
 
-/// Default distance (64 blocks) the peers' head may move past the pivot before the sync
+/// Default distance (64 blocks) the pivot source's head (the trusted feed's, else the head most
+/// peers announce where peers may choose the pivot) may move past the pivot before the sync
 /// re-pivots: well inside the 128 blocks for which servers keep replaced nodes, so heal requests
 /// for the old pivot keep being answered until the move.
 pub const DEFAULT_REPIVOT_DISTANCE: u64 = 64;
@@ -90,6 +100,42 @@ pub const DEFAULT_REPIVOT_DISTANCE: u64 = 64;
 /// `NoPeers`: every peer is gone, or none has the pivot's nodes. The daemon then waits for peers
 /// and starts again from the progress record.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Codes asked per `GetCodes` (256): codes are 1–24 KiB, so 256 of them mostly fill a 2 MiB
+/// answer; the rest of a larger batch would come back empty and be asked again.
+pub const CODES_PER_REQUEST: usize = 256;
+
+/// Most queued items looked at to find one a peer has not tried (4096): bounds a dispatch's
+/// cost when many items wait for other peers.
+pub const QUEUE_SCAN_LIMIT: usize = 4096;
+
+/// How often a sync with nothing to send looks again at its peers' heads (500 ms): a peer may
+/// reach the pivot, and only then be asked for its nodes.
+pub const RECHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long a peer dropped for silence rests before it is asked again (30 s): a stalled honest
+/// server (a pause, a congested link) comes back; a dead one costs one timeout per rest.
+pub const SILENT_REVIVE_AFTER: Duration = Duration::from_secs(30);
+
+/// Shortest interval between two publications of the counters on the progress channel (250 ms).
+pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Bound of the channel of peers that join a running sync (256, [`MAX_SYNC_PEERS`]): the watcher
+/// of [`crate::watch_network_peers`] hands each connected peer over at most once per session and
+/// waits when the channel is full, so a burst of joins is held back, never dropped, and a sync
+/// that does not read it cannot make it grow.
+pub const NEW_PEERS_CHANNEL_BOUND: usize = MAX_SYNC_PEERS;
+
+/// Pause before [`crate::run_until_done`] starts a sync again that stopped for a transient
+/// reason (5 s): peers come back, and the new sync resumes from the progress record.
+pub const SYNC_RETRY_PAUSE: Duration = Duration::from_secs(5);
+
+/// How often [`crate::run_until_done`] looks for a first peer to sync from (500 ms).
+pub const PEER_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How long [`crate::run_until_done`] waits for its first peer before it says so in the log
+/// again (30 s; it keeps waiting).
+pub const PEER_WAIT_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Default interval of the progress log line (8 s, as go-ethereum's snap sync logs).
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(8);
@@ -122,13 +168,16 @@ pub struct SyncConfig {
     /// `max_bytes` of every chunk request (a larger chunk is split); default
     /// [`CHUNK_MAX_BYTES`].
     pub chunk_max_bytes: u64,
-    /// Per-request timeout; default [`DEFAULT_REQUEST_TIMEOUT`].
+    /// Per-request timeout, a guard longer than the transport's (see
+    /// [`REQUEST_TIMEOUT_GRACE`]); default [`DEFAULT_REQUEST_TIMEOUT`].
     pub request_timeout: Duration,
     /// Junk chunks at the pivot head before a ban; default [`DEFAULT_JUNK_BAN_THRESHOLD`].
     pub junk_ban_threshold: u32,
-    /// Blocks the trusted feed's head (or, with [`Self::peer_pivot`], the head most peers
-    /// announce) may pass the pivot before a re-pivot (a configured pivot stays); default
-    /// [`DEFAULT_REPIVOT_DISTANCE`].
+    /// Blocks the pivot source's head may pass the pivot before a re-pivot: the trusted feed's
+    /// head (`Syncer::with_pivot_feed`) when there is one, else, only where [`Self::peer_pivot`]
+    /// allows it, the head most peers announce. A configured [`Self::pivot`] never moves. Also
+    /// how far past a progress record's pivot the feed's head may be for the record to be
+    /// resumed. Default [`DEFAULT_REPIVOT_DISTANCE`].
     pub repivot_distance: u64,
     /// Progress log interval; default [`DEFAULT_PROGRESS_INTERVAL`].
     pub progress_interval: Duration,

@@ -61,3 +61,14 @@ pub enum SyncError {
         expected: B256,
     },
 }
+
+impl SyncError {
+    /// Whether a new sync on the same leafdb may succeed where this one stopped: no usable peer
+    /// was left ([`Self::NoPeers`]) or none had an item ([`Self::Unavailable`]). Peers come and
+    /// go, and the new sync resumes from the progress record; [`crate::run_until_done`] retries
+    /// these. Every other error needs an operator: a broken leafdb, no trusted pivot, a pivot
+    /// whose trie is malformed or does not rebuild.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::NoPeers | Self::Unavailable { .. })
+    }
+}

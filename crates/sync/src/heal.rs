@@ -1,21 +1,53 @@
-//! Trie-node answers: skeleton nodes expand into chunks; heal nodes walk down where the local
-//! trie differs and are committed bottom-up, so a stored node always has its whole subtree.
+//! Heal as a state machine without I/O: [`HealState::on_node`] takes a fetched heal node and
+//! the local trie's hashes, and returns a [`HealStep`]: the children to fetch, the nodes now
+//! complete (to write bottom-up, so a stored node always has its whole subtree) and the heal
+//! roots that finished. [`children`] also serves the skeleton's expansion.
 
 use std::collections::HashMap;
 
 use alloy_primitives::{B256, keccak256};
 use alloy_trie::Nibbles;
-use leafsync_leafdb::{
-    KvStore,
-    trie::{DecodedNode, checked_join, checked_push},
-};
-use leafsync_p2p::leaf::Nodes;
+use leafsync_leafdb::trie::{DecodedNode, checked_join, checked_push};
 
-use crate::{
-    error::SyncError,
-    syncer::Syncer,
-    tasks::{Attempts, NodeTask, Owner, Purpose},
-};
+use crate::{error::SyncError, tasks::Owner};
+
+/// A child reference of a trie node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Child {
+    /// The child's path.
+    pub(crate) path: Nibbles,
+    /// Its hash (of its RLP when it is embedded).
+    pub(crate) hash: B256,
+    /// Whether the parent references it by hash (else it is embedded in the parent).
+    pub(crate) by_hash: bool,
+}
+
+/// The children of `node` at `path`. A hash-verified node of a malformed (attacker-chosen)
+/// pivot trie can reach past 64 nibbles: that ends the sync, not the process.
+pub(crate) fn children(path: &Nibbles, node: &DecodedNode) -> Result<Vec<Child>, SyncError> {
+    let child = |path: Nibbles, c: &alloy_trie::nodes::RlpNode| Child {
+        path,
+        hash: c.as_hash().unwrap_or_else(|| keccak256(c.as_ref())),
+        by_hash: c.is_hash(),
+    };
+    match node {
+        DecodedNode::Leaf { .. } => Ok(Vec::new()),
+        DecodedNode::Extension { key, child: c } => {
+            let p = checked_join(path, key).map_err(|_| SyncError::PathTooLong)?;
+            Ok(vec![child(p, c)])
+        }
+        DecodedNode::Branch { children, .. } => {
+            let mut out = Vec::new();
+            for (i, c) in children.iter().enumerate() {
+                if let Some(c) = c {
+                    let p = checked_push(path, i as u8).map_err(|_| SyncError::PathTooLong)?;
+                    out.push(child(p, c));
+                }
+            }
+            Ok(out)
+        }
+    }
+}
 
 /// A fetched node waiting for `missing` children before it is written.
 #[derive(Debug)]
@@ -23,6 +55,17 @@ struct Pending {
     rlp: Vec<u8>,
     missing: usize,
     parent: Option<Nibbles>,
+}
+
+/// What one heal node leads to.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct HealStep {
+    /// Children whose local node differs or is missing: fetch them (path, hash).
+    pub(crate) fetch: Vec<(Nibbles, B256)>,
+    /// Nodes now complete, children before parents: write them.
+    pub(crate) commit: Vec<(Nibbles, Vec<u8>)>,
+    /// Heal roots whose subtrie is now complete (path, hash).
+    pub(crate) finished: Vec<(Nibbles, B256)>,
 }
 
 /// Heal bookkeeping: fetched nodes not yet written, and the roots of healed subtries.
@@ -45,176 +88,49 @@ impl HealState {
         self.pending.is_empty() && self.roots.is_empty()
     }
 
+    /// Fetched nodes waiting for their children.
     pub(crate) fn len(&self) -> usize {
         self.pending.len()
     }
-}
 
-/// `path` extended by `suffix` (the leafdb's checked join): a hash-verified node of a malformed
-/// (attacker-chosen) pivot trie can reach past 64 nibbles, and must end the sync, not the
-/// process.
-fn child_path(path: &Nibbles, suffix: &Nibbles) -> Result<Nibbles, SyncError> {
-    checked_join(path, suffix).map_err(|_| SyncError::PathTooLong)
-}
-
-/// `path` extended by one nibble; see [`child_path`].
-fn child_at(path: &Nibbles, nibble: u8) -> Result<Nibbles, SyncError> {
-    checked_push(path, nibble).map_err(|_| SyncError::PathTooLong)
-}
-
-/// The hashed children of a node with their paths.
-fn hashed_children(path: &Nibbles, node: &DecodedNode) -> Result<Vec<(Nibbles, B256)>, SyncError> {
-    match node {
-        DecodedNode::Leaf { .. } => Ok(Vec::new()),
-        DecodedNode::Extension { key, child } => match child.as_hash() {
-            Some(h) => Ok(vec![(child_path(path, key)?, h)]),
-            None => Ok(Vec::new()),
-        },
-        DecodedNode::Branch { children, .. } => {
-            let mut out = Vec::new();
-            for (i, c) in children.iter().enumerate() {
-                if let Some(h) = c.as_ref().and_then(|c| c.as_hash()) {
-                    out.push((child_at(path, i as u8)?, h));
-                }
-            }
-            Ok(out)
-        }
-    }
-}
-
-impl<S: KvStore + 'static> Syncer<S> {
-    /// A `Nodes` answer to `tasks`.
-    pub(crate) async fn on_nodes(
+    /// The heal node at `owner`/`path` (whose pending parent is `parent`, `None` for a heal
+    /// root) arrived, decoded as `node` with encoding `rlp`. `local_hash` gives the hash of the
+    /// local node at a path: children that differ are fetched; once none is missing the node
+    /// is committed, and with it every pending ancestor it completes.
+    pub(crate) fn on_node(
         &mut self,
-        peer: usize,
-        tasks: Vec<NodeTask>,
-        nodes: Nodes,
-    ) -> Result<(), SyncError> {
-        let mut delivered = 0usize;
-        let mut wrong = false;
-        let mut retry = Vec::new();
-        for (i, task) in tasks.into_iter().enumerate() {
-            match nodes.nodes.get(i) {
-                Some(rlp) if !wrong && !rlp.is_empty() => {
-                    if keccak256(rlp) != task.hash {
-                        wrong = true;
-                        retry.push(task);
-                        continue;
-                    }
-                    delivered += 1;
-                    self.on_node(&task, rlp.to_vec())?;
-                }
-                _ => retry.push(task),
-            }
-        }
-        if wrong {
-            self.ban(peer, "node with the wrong hash").await;
-        } else if delivered == 0 {
-            self.on_empty(peer).await;
-        } else {
-            self.peers[peer].empties = 0;
-        }
-        for mut t in retry {
-            t.attempts.tried.push(peer);
-            self.nodes.push_back(t);
-        }
-        Ok(())
-    }
-
-    fn on_node(&mut self, task: &NodeTask, rlp: Vec<u8>) -> Result<(), SyncError> {
-        let node =
-            DecodedNode::decode(&rlp).map_err(|_| SyncError::BadPivotNode { hash: task.hash })?;
-        match task.purpose {
-            Purpose::Expand => self.expand(task, &node, rlp),
-            Purpose::Heal { parent } => self.heal_node(task, &node, rlp, parent),
-        }
-    }
-
-    /// A skeleton node: branch and extension children become chunks (or, above the chunk depth,
-    /// further skeleton nodes); a leaf is a chunk by itself.
-    fn expand(
-        &mut self,
-        task: &NodeTask,
-        node: &DecodedNode,
-        rlp: Vec<u8>,
-    ) -> Result<(), SyncError> {
-        self.stats.skeleton_nodes += 1;
-        let limit = if task.owner.is_none() { self.depth } else { 0 };
-        let children: Vec<(Nibbles, B256, bool)> = match node {
-            DecodedNode::Leaf { .. } => {
-                self.add_unit_of(task.owner, task.path, task.hash, true)?;
-                return self.close(task.owner);
-            }
-            DecodedNode::Extension { key, child } => {
-                let h = child.as_hash().unwrap_or_else(|| keccak256(child.as_ref()));
-                vec![(child_path(&task.path, key)?, h, child.is_hash())]
-            }
-            DecodedNode::Branch { children, .. } => {
-                let mut out = Vec::new();
-                for (i, c) in children.iter().enumerate() {
-                    if let Some(c) = c.as_ref() {
-                        let h = c.as_hash().unwrap_or_else(|| keccak256(c.as_ref()));
-                        out.push((child_at(&task.path, i as u8)?, h, c.is_hash()));
-                    }
-                }
-                out
-            }
-        };
-        self.skeleton.entry(task.owner).or_default().push((task.path, rlp));
-        for (path, hash, is_hash) in children {
-            if is_hash && path.len() < limit {
-                self.add_expand(task.owner, path, hash);
-            } else {
-                self.add_unit(task.owner, path, hash)?;
-            }
-        }
-        self.close(task.owner)
-    }
-
-    /// A heal node: children whose local node differs are fetched; once none is missing the node
-    /// is written (and, recursively, parents whose last child it was).
-    fn heal_node(
-        &mut self,
-        task: &NodeTask,
-        node: &DecodedNode,
-        rlp: Vec<u8>,
+        owner: Owner,
+        path: Nibbles,
         parent: Option<Nibbles>,
-    ) -> Result<(), SyncError> {
-        let mut missing = 0;
-        for (path, hash) in hashed_children(&task.path, node)? {
-            let local = self.db.node(task.owner.as_ref(), &path)?;
-            if local.is_some_and(|l| keccak256(l) == hash) {
-                continue;
+        node: &DecodedNode,
+        rlp: Vec<u8>,
+        mut local_hash: impl FnMut(&Nibbles) -> Result<Option<B256>, SyncError>,
+    ) -> Result<HealStep, SyncError> {
+        let mut step = HealStep::default();
+        for child in children(&path, node)?.into_iter().filter(|c| c.by_hash) {
+            if local_hash(&child.path)? != Some(child.hash) {
+                step.fetch.push((child.path, child.hash));
             }
-            missing += 1;
-            self.nodes.push_back(NodeTask {
-                owner: task.owner,
-                path,
-                hash,
-                purpose: Purpose::Heal { parent: Some(task.path) },
-                attempts: Attempts::default(),
-            });
         }
-        self.heal.pending.insert((task.owner, task.path), Pending { rlp, missing, parent });
+        let missing = step.fetch.len();
+        self.pending.insert((owner, path), Pending { rlp, missing, parent });
         if missing == 0 {
-            self.commit(task.owner, task.path)?;
+            self.commit(owner, path, &mut step);
         }
-        Ok(())
+        Ok(step)
     }
 
-    /// Writes the complete node at `path` and every ancestor it completes.
-    fn commit(&mut self, owner: Owner, path: Nibbles) -> Result<(), SyncError> {
-        let mut writes = Vec::new();
-        let mut finished = Vec::new();
+    /// Takes the complete node at `path` and every ancestor it completes into `step`.
+    fn commit(&mut self, owner: Owner, path: Nibbles, step: &mut HealStep) {
         let mut current = Some(path);
         while let Some(p) = current.take() {
-            let Some(node) = self.heal.pending.remove(&(owner, p)) else { break };
-            if self.heal.roots.remove(&(owner, p)).is_some() {
-                finished.push((p, keccak256(&node.rlp)));
+            let Some(node) = self.pending.remove(&(owner, p)) else { break };
+            if self.roots.remove(&(owner, p)).is_some() {
+                step.finished.push((p, keccak256(&node.rlp)));
             }
-            writes.push((p, node.rlp));
+            step.commit.push((p, node.rlp));
             if let Some(pp) = node.parent
-                && let Some(parent) = self.heal.pending.get_mut(&(owner, pp))
+                && let Some(parent) = self.pending.get_mut(&(owner, pp))
             {
                 parent.missing = parent.missing.saturating_sub(1);
                 if parent.missing == 0 {
@@ -222,25 +138,79 @@ impl<S: KvStore + 'static> Syncer<S> {
                 }
             }
         }
-        self.stats.healed_nodes += writes.len() as u64;
-        self.db.write_trie_nodes(owner.as_ref(), &writes)?;
-        for (p, hash) in finished {
-            self.heal_root_done(owner, p, hash)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use alloy_trie::nodes::RlpNode;
+
+    use super::*;
+
+    fn branch(children: &[(u8, B256)]) -> DecodedNode {
+        let mut refs: [Option<RlpNode>; 16] = Default::default();
+        for (i, h) in children {
+            refs[*i as usize] = Some(RlpNode::word_rlp(h));
         }
-        Ok(())
+        DecodedNode::Branch { children: Box::new(refs), value: None }
     }
 
-    /// A healed subtrie is complete: its flat entries are re-derived from it.
-    fn heal_root_done(
-        &mut self,
-        owner: Owner,
-        prefix: Nibbles,
-        hash: B256,
-    ) -> Result<(), SyncError> {
-        self.resume_complete(owner, prefix, hash)?;
-        // Only now: a crash before this point finds the heal root again and redoes the flat
-        // rewrite (its top node is fetched once more, everything below is found complete).
-        self.heal_root_finished(owner, &prefix, hash)?;
-        if owner.is_some() { self.close(owner) } else { Ok(()) }
+    fn at(nibbles: &[u8]) -> Nibbles {
+        Nibbles::from_nibbles(nibbles)
+    }
+
+    #[test]
+    fn a_heal_node_with_three_differing_children_asks_for_three_nodes_and_commits_nothing() {
+        let mut heal = HealState::default();
+        heal.add_root(None, Nibbles::new(), B256::ZERO);
+        let node = branch(&[
+            (1, B256::repeat_byte(1)),
+            (2, B256::repeat_byte(2)),
+            (3, B256::repeat_byte(3)),
+        ]);
+        let step =
+            heal.on_node(None, Nibbles::new(), None, &node, vec![0xc0], |_| Ok(None)).unwrap();
+        assert_eq!(step.fetch.len(), 3);
+        assert_eq!(step.fetch[0], (at(&[1]), B256::repeat_byte(1)));
+        assert!(step.commit.is_empty() && step.finished.is_empty());
+        assert_eq!(heal.len(), 1);
+    }
+
+    #[test]
+    fn children_that_match_the_local_trie_are_not_fetched() {
+        let mut heal = HealState::default();
+        let node = branch(&[(1, B256::repeat_byte(1)), (2, B256::repeat_byte(2))]);
+        let local = |p: &Nibbles| Ok((*p == at(&[1])).then(|| B256::repeat_byte(1)));
+        let step = heal.on_node(None, Nibbles::new(), None, &node, vec![0xc0], local).unwrap();
+        assert_eq!(step.fetch, vec![(at(&[2]), B256::repeat_byte(2))]);
+    }
+
+    #[test]
+    fn the_last_child_commits_its_parents_bottom_up_and_finishes_the_root() {
+        let mut heal = HealState::default();
+        let root_rlp = vec![0xc1, 0x80];
+        heal.add_root(None, Nibbles::new(), keccak256(&root_rlp));
+        let node = branch(&[(1, B256::repeat_byte(1)), (2, B256::repeat_byte(2))]);
+        heal.on_node(None, Nibbles::new(), None, &node, root_rlp.clone(), |_| Ok(None)).unwrap();
+        let leaf = DecodedNode::Leaf { key: at(&[5]), value: vec![1] };
+        let first =
+            heal.on_node(None, at(&[1]), Some(Nibbles::new()), &leaf, vec![1], |_| Ok(None));
+        assert_eq!(first.unwrap().commit, vec![(at(&[1]), vec![1])], "a leaf is complete at once");
+        let last = heal.on_node(None, at(&[2]), Some(Nibbles::new()), &leaf, vec![2], |_| Ok(None));
+        let last = last.unwrap();
+        assert_eq!(last.commit, vec![(at(&[2]), vec![2]), (Nibbles::new(), root_rlp.clone())]);
+        assert_eq!(last.finished, vec![(Nibbles::new(), keccak256(&root_rlp))]);
+        assert!(heal.is_empty());
+    }
+
+    #[test]
+    fn a_path_past_64_nibbles_ends_the_sync() {
+        let deep = Nibbles::from_nibbles([0u8; 64]);
+        let node = branch(&[(1, B256::repeat_byte(1))]);
+        let mut heal = HealState::default();
+        let result = heal.on_node(None, deep, None, &node, vec![0xc0], |_| Ok(None));
+        assert!(matches!(result, Err(SyncError::PathTooLong)));
     }
 }

@@ -1,23 +1,43 @@
-//! Chunk answers: checked cheaply (order, prefix, values), written with their subtrie, and
-//! compared with the skeleton hash: equal = verified, different = kept and marked for heal.
+//! Chunk answers judged without I/O. [`check_chunk`] turns an answer into a [`ChunkVerdict`]:
+//! leaves to import (checked cheaply: order, prefix, values), a split, or what the answer says
+//! about its server. After the import compared the subtrie with the skeleton hash,
+//! [`judge_mismatch`] says whether a differing chunk is a lie or a stale server, and
+//! [`check_account`] what a verified account's storage needs.
 
 use alloy_primitives::{B256, U256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
-use leafsync_leafdb::{ChunkAccount, KvStore};
-use leafsync_p2p::leaf::{
-    AccountLeaf, AccountStorage, Chunk, ChunkContent, StorageChunk, StorageSlot,
+use leafsync_leafdb::ChunkAccount;
+use leafsync_p2p::{
+    leaf::{AccountLeaf, AccountStorage, ChainHead, ChunkContent, StorageSlot},
+    requests::LeafResponse,
 };
 
-use crate::{
-    config::{HEAD_CLAIM_SLACK, MAX_STALE_HEALS, SyncMode},
-    error::SyncError,
-    syncer::Syncer,
-    tasks::Unit,
-};
+use crate::{config::HEAD_CLAIM_SLACK, peer_set::Verdict, tasks::Unit};
 
 /// A chunk no honest server can send: out of order, outside its prefix, or with zero slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Malformed;
+
+/// Checked leaves of a chunk, ready for the leafdb.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Leaves {
+    /// An account chunk's accounts.
+    Accounts(Vec<ChunkAccount>),
+    /// A storage chunk's slots of the account `owner`.
+    Slots { owner: B256, slots: Vec<(B256, U256)> },
+}
+
+/// What a chunk answer is.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ChunkVerdict {
+    /// Leaves to import, read at the server's `head_number`.
+    Import { leaves: Leaves, head_number: u64 },
+    /// "Too large" for a unit of many leaves: split it into its children.
+    Split,
+    /// The answer counts against its server ([`Verdict::Empty`], `Junk`, `Invalid`); the unit
+    /// is asked again elsewhere.
+    Refused(Verdict),
+}
 
 fn under(prefix: &Nibbles, key: &B256) -> bool {
     Nibbles::unpack(key).starts_with(prefix)
@@ -68,197 +88,90 @@ pub(crate) fn accounts(
     Ok(out)
 }
 
-impl<S: KvStore + 'static> Syncer<S> {
-    /// An account chunk arrived for `unit`.
-    pub(crate) async fn on_chunk(
-        &mut self,
-        peer: usize,
-        unit: Unit,
-        chunk: Chunk,
-    ) -> Result<(), SyncError> {
-        let leaves = match chunk.content {
-            ChunkContent::TooLarge => return self.too_large(peer, unit).await,
-            ChunkContent::Items(leaves) if leaves.is_empty() => {
-                self.on_empty(peer).await;
-                self.requeue(crate::tasks::Job::Chunk(unit), peer);
-                return Ok(());
-            }
-            ChunkContent::Items(leaves) => leaves,
-        };
-        let Ok(accounts) = accounts(&unit.prefix, leaves) else {
-            self.ban(peer, "malformed chunk").await;
-            self.requeue(crate::tasks::Job::Chunk(unit), peer);
-            return Ok(());
-        };
-        self.peers[peer].empties = 0;
-        let outcome = self.db.import_account_chunk(&unit.prefix, &accounts)?;
-        self.stats.chunks_done += 1;
-        self.stats.accounts += accounts.len() as u64;
-        if outcome.root != unit.hash {
-            return self.mark_heal(peer, &unit, chunk.head_number).await;
+/// The items of a chunk's content, or its early verdict: "too large" is a lie for a single
+/// leaf (an account's storage beyond the cap is sent as a mark, so one leaf always fits) and
+/// a split otherwise; no items is an empty answer.
+fn items<T>(unit: &Unit, content: ChunkContent<T>) -> Result<Vec<T>, ChunkVerdict> {
+    match content {
+        ChunkContent::TooLarge if unit.leaf || unit.prefix.len() == 64 => {
+            Err(ChunkVerdict::Refused(Verdict::Junk("\"too large\" for a single leaf")))
         }
-        self.stats.chunks_verified += 1;
-        let mut lied = None;
-        for (a, computed) in accounts.iter().zip(outcome.storage_roots) {
-            self.stats.slots += a.storage.as_ref().map_or(0, |s| s.len() as u64);
-            if let Err(lie) = self.after_verified_account(a.hashed_address, &a.account, computed)? {
-                lied = Some(lie);
-            }
+        ChunkContent::TooLarge => Err(ChunkVerdict::Split),
+        ChunkContent::Items(items) if items.is_empty() => {
+            Err(ChunkVerdict::Refused(Verdict::Empty))
         }
-        if let Some(why) = lied {
-            self.junk(peer, why).await;
-        }
-        Ok(())
-    }
-
-    /// A storage chunk arrived for `unit`.
-    pub(crate) async fn on_storage_chunk(
-        &mut self,
-        peer: usize,
-        unit: Unit,
-        chunk: StorageChunk,
-    ) -> Result<(), SyncError> {
-        let items = match chunk.content {
-            ChunkContent::TooLarge => return self.too_large(peer, unit).await,
-            ChunkContent::Items(items) if items.is_empty() => {
-                self.on_empty(peer).await;
-                self.requeue(crate::tasks::Job::Chunk(unit), peer);
-                return Ok(());
-            }
-            ChunkContent::Items(items) => items,
-        };
-        let (Some(owner), Ok(slots)) = (unit.owner, slots(&items, &unit.prefix)) else {
-            self.ban(peer, "malformed storage chunk").await;
-            self.requeue(crate::tasks::Job::Chunk(unit), peer);
-            return Ok(());
-        };
-        self.peers[peer].empties = 0;
-        let root = self.db.import_storage_chunk(&owner, &unit.prefix, &slots)?;
-        self.stats.chunks_done += 1;
-        self.stats.slots += slots.len() as u64;
-        if root != unit.hash {
-            return self.mark_heal(peer, &unit, chunk.head_number).await;
-        }
-        self.stats.chunks_verified += 1;
-        self.close(unit.owner)
-    }
-
-    /// "Too large": a lie for a single leaf (an account's storage beyond the cap is sent as a
-    /// mark, so one leaf always fits); otherwise the unit is split.
-    async fn too_large(&mut self, peer: usize, unit: Unit) -> Result<(), SyncError> {
-        if unit.leaf || unit.prefix.len() == 64 {
-            self.junk(peer, "\"too large\" for a single leaf").await;
-            self.requeue(crate::tasks::Job::Chunk(unit), peer);
-        } else {
-            self.split(peer, &unit);
-        }
-        Ok(())
-    }
-
-    /// The unit's node is fetched and its children become the units.
-    fn split(&mut self, peer: usize, unit: &Unit) {
-        self.peers[peer].empties = 0;
-        self.stats.chunks_split += 1;
-        self.stats.chunks_total = self.stats.chunks_total.saturating_sub(1);
-        self.add_expand(unit.owner, unit.prefix, unit.hash);
-        // The unit is replaced by its expansion; the expansion holds the owner open.
-        if let Some(o) = unit.owner
-            && let Some(n) = self.owner_open.get_mut(&o)
-        {
-            *n = n.saturating_sub(1);
-        }
-    }
-
-    /// A chunk differed from its skeleton hash: its prefix is healed. The server lied if it
-    /// claims a head far from the one it announced, or the pivot's own head (unless it
-    /// announced a sibling block at the pivot's height); otherwise it is stale, which costs it
-    /// its chunk work after [`MAX_STALE_HEALS`] such chunks while its head stays.
-    async fn mark_heal(
-        &mut self,
-        peer: usize,
-        unit: &Unit,
-        head_number: u64,
-    ) -> Result<(), SyncError> {
-        self.stats.chunks_healed += 1;
-        self.add_heal_root(unit.owner, unit.prefix, unit.hash)?;
-        if let Some(o) = unit.owner
-            && let Some(n) = self.owner_open.get_mut(&o)
-        {
-            // The heal root replaces the unit.
-            *n = n.saturating_sub(1);
-        }
-        let announced = self.peers[peer].peer.head();
-        let sibling = announced.number == self.pivot.number && announced.hash != self.pivot.hash;
-        if head_number.abs_diff(announced.number) > HEAD_CLAIM_SLACK {
-            self.junk(peer, "chunk claims a head its server did not announce").await;
-        } else if head_number == self.pivot.number && !sibling {
-            self.junk(peer, "junk chunks at the pivot head").await;
-        } else {
-            let slot = &mut self.peers[peer];
-            if slot.stale_at.is_some_and(|h| h != announced) {
-                slot.stale_heals = 0;
-                slot.stale_at = None;
-            }
-            slot.stale_heals += 1;
-            if slot.stale_heals >= MAX_STALE_HEALS && slot.stale_at.is_none() {
-                tracing::debug!(peer = %slot.peer.id(), head = announced.number,
-                    "server's chunks are from another head; no more chunks until it moves");
-                slot.stale_at = Some(announced);
-            }
-        }
-        Ok(())
-    }
-
-    /// An account of a verified chunk: its storage and code. The account itself is proven by
-    /// the chunk's hash, and one snapshot serves it and its storage: inline storage that does
-    /// not hash to its storage root, or a "large storage" mark on empty storage, is a lie
-    /// (`Ok(Err(why))`). The lie's storage is dropped and fetched again as a unit.
-    fn after_verified_account(
-        &mut self,
-        hashed: B256,
-        account: &TrieAccount,
-        inline_root: Option<B256>,
-    ) -> Result<Result<(), &'static str>, SyncError> {
-        self.want_code(account.code_hash)?;
-        let lie = match inline_root {
-            Some(root) if root == account.storage_root => return Ok(Ok(())),
-            Some(_) => "inline storage contradicts its account's storage root",
-            None if account.storage_root == EMPTY_ROOT_HASH => "empty storage marked large",
-            None => {
-                if self.storage_started.insert(hashed) {
-                    self.add_unit(Some(hashed), Nibbles::new(), account.storage_root)?;
-                }
-                return Ok(Ok(()));
-            }
-        };
-        // The lie's slots and nodes go; the storage is asked again, from any server (or
-        // written empty at once for the empty root).
-        self.db.import_storage_chunk(&hashed, &Nibbles::new(), &[])?;
-        if self.storage_started.insert(hashed) {
-            self.add_unit(Some(hashed), Nibbles::new(), account.storage_root)?;
-        }
-        Ok(Err(lie))
-    }
-
-    /// An account re-derived from a healed subtrie: fetch or heal its storage unless the stored
-    /// storage trie already has its root; fetch its code.
-    pub(crate) fn after_healed_account(
-        &mut self,
-        hashed: B256,
-        account: &TrieAccount,
-    ) -> Result<(), SyncError> {
-        self.want_code(account.code_hash)?;
-        let stored = self.db.stored_storage_root(&hashed)?;
-        if stored == account.storage_root || !self.storage_started.insert(hashed) {
-            return Ok(());
-        }
-        if account.storage_root == alloy_trie::EMPTY_ROOT_HASH {
-            self.db.import_storage_chunk(&hashed, &Nibbles::new(), &[])?;
-        } else if self.config.mode == SyncMode::Leaf && stored == alloy_trie::EMPTY_ROOT_HASH {
-            self.add_unit(Some(hashed), Nibbles::new(), account.storage_root)?;
-        } else {
-            self.add_heal_root(Some(hashed), Nibbles::new(), account.storage_root)?;
-        }
-        Ok(())
+        ChunkContent::Items(items) => Ok(items),
     }
 }
+
+/// Judges a `Chunk` or `StorageChunk` answer to `unit`'s request.
+pub(crate) fn check_chunk(unit: &Unit, answer: LeafResponse) -> ChunkVerdict {
+    let checked = match (unit.owner, answer) {
+        (None, LeafResponse::Chunk(chunk)) => items(unit, chunk.content).and_then(|leaves| {
+            let accounts = accounts(&unit.prefix, leaves)
+                .map_err(|_| ChunkVerdict::Refused(Verdict::Invalid("malformed chunk")))?;
+            Ok((Leaves::Accounts(accounts), chunk.head_number))
+        }),
+        (Some(owner), LeafResponse::StorageChunk(chunk)) => {
+            items(unit, chunk.content).and_then(|items| {
+                let slots = slots(&items, &unit.prefix).map_err(|_| {
+                    ChunkVerdict::Refused(Verdict::Invalid("malformed storage chunk"))
+                })?;
+                Ok((Leaves::Slots { owner, slots }, chunk.head_number))
+            })
+        }
+        _ => Err(ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind"))),
+    };
+    match checked {
+        Ok((leaves, head_number)) => ChunkVerdict::Import { leaves, head_number },
+        Err(verdict) => verdict,
+    }
+}
+
+/// A chunk differed from its skeleton hash (it is healed either way). Its server lied if it
+/// claims a head far from the one it `announced`, or the `pivot`'s own head (unless it
+/// announced a sibling block at the pivot's height): `Some(why)`. Otherwise (`None`) it is
+/// stale, which costs it its chunk work after a few such chunks (`PeerSet::stale_chunk`).
+pub(crate) fn judge_mismatch(
+    head_number: u64,
+    announced: ChainHead,
+    pivot: &ChainHead,
+) -> Option<&'static str> {
+    let sibling = announced.number == pivot.number && announced.hash != pivot.hash;
+    if head_number.abs_diff(announced.number) > HEAD_CLAIM_SLACK {
+        Some("chunk claims a head its server did not announce")
+    } else if head_number == pivot.number && !sibling {
+        Some("junk chunks at the pivot head")
+    } else {
+        None
+    }
+}
+
+/// What the storage of an account of a verified chunk needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StorageCheck {
+    /// Its inline storage hashes to its storage root.
+    Complete,
+    /// It is large: fetch it as a unit.
+    Fetch,
+    /// The chunk lied about it (the account itself is proven by the chunk's hash, and one
+    /// snapshot serves it and its storage): drop what came and fetch it again.
+    Lie(&'static str),
+}
+
+/// Checks a verified account's storage: `inline_root` is the root of its inline slots, `None`
+/// for a "large storage" mark.
+pub(crate) fn check_account(account: &TrieAccount, inline_root: Option<B256>) -> StorageCheck {
+    match inline_root {
+        Some(root) if root == account.storage_root => StorageCheck::Complete,
+        Some(_) => StorageCheck::Lie("inline storage contradicts its account's storage root"),
+        None if account.storage_root == EMPTY_ROOT_HASH => {
+            StorageCheck::Lie("empty storage marked large")
+        }
+        None => StorageCheck::Fetch,
+    }
+}
+
+#[cfg(test)]
+#[path = "import_tests.rs"]
+mod tests;

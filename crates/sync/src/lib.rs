@@ -2,26 +2,36 @@
 //! verification against the pivot, heal, flat-state reconciliation.
 //!
 //! One owner loop ([`Syncer`]) drives everything over peers behind the [`SyncPeer`] trait (a
-//! `NetworkHandle` adapter for real peers, simulated peers in tests); `docs/sync.md` describes
-//! the algorithm and what is not built yet.
+//! `NetworkHandle` adapter for real peers, simulated peers in tests); [`run_until_done`] is the
+//! daemon's entry point, retrying a sync that stopped for lack of peers. `docs/sync.md`
+//! describes the algorithm, which file owns what, and what is not built yet.
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod config;
+mod dispatch;
 pub mod error;
 mod heal;
 mod import;
 pub mod peer;
+mod peer_set;
 pub mod progress;
 pub mod rate;
+mod resume;
+mod retry;
 pub mod stats;
 pub mod syncer;
 mod tasks;
+mod work;
 
 pub use config::{SyncConfig, SyncMode};
 pub use error::SyncError;
-pub use peer::{NetworkPeer, PeerFuture, SyncPeer, network_peers, watch_network_peers};
+pub use peer::{
+    NetworkPeer, NewPeers, PeerFuture, SyncPeer, network_peers, request_len, response_len,
+    watch_network_peers,
+};
 pub use progress::{HealRoot, PROGRESS_VERSION, SyncProgress};
 pub use rate::PeerRate;
+pub use retry::{retry_transient, run_until_done};
 pub use stats::{Phase, SyncStats};
 pub use syncer::{SyncOutcome, Syncer, choose_pivot, chunk_depth};

@@ -1,5 +1,6 @@
-//! [`SyncPeer`]: what the syncer needs of a peer — its announced head and the four `leaf/1`
-//! requests — so that tests can simulate peers without sockets; [`NetworkPeer`] adapts a
+//! [`SyncPeer`]: what the syncer needs of a peer — its announced head and one `request` method
+//! for the four `leaf/1` requests — so that tests can simulate peers without sockets and another
+//! source of state (snap/1) can plug in as one more peer type; [`NetworkPeer`] adapts a
 //! connected peer of the p2p layer's [`NetworkHandle`], and [`watch_network_peers`] follows the
 //! network's peers (new ones, new heads) during a sync.
 
@@ -11,21 +12,24 @@ use std::{
 use futures::future::BoxFuture;
 use leafsync_p2p::{
     PeerId,
-    leaf::{
-        ChainHead, Chunk, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk, Nodes,
-        PenaltyClass, ServeFlags, StorageChunk,
-    },
+    leaf::{ChainHead, PenaltyClass, ServeFlags},
     peers::{NetworkEvent, NetworkHandle, PeerInfo},
-    requests::RequestError,
+    requests::{LeafRequest, LeafResponse, RequestError},
 };
 use tokio::sync::{broadcast, mpsc};
 use tracing::debug;
 
-/// The future of one request: the typed answer or why there is none.
-pub type PeerFuture<T> = BoxFuture<'static, Result<T, RequestError>>;
+use crate::config::NEW_PEERS_CHANNEL_BOUND;
 
-/// A peer the syncer can ask for state. Each method returns a `'static` future so requests to
-/// many peers run concurrently inside the syncer's one loop.
+/// The future of one request: the answer or why there is none.
+pub type PeerFuture<T = LeafResponse> = BoxFuture<'static, Result<T, RequestError>>;
+
+/// Peers that join a running sync (see [`watch_network_peers`], `Syncer::with_new_peers`).
+pub type NewPeers = mpsc::Receiver<Arc<dyn SyncPeer>>;
+
+/// A peer the syncer can ask for state: the seam where every source of peers plugs in.
+/// `request` returns a `'static` future so requests to many peers run concurrently inside the
+/// syncer's one loop.
 pub trait SyncPeer: Send + Sync + 'static {
     /// The peer's node id.
     fn id(&self) -> PeerId;
@@ -33,16 +37,35 @@ pub trait SyncPeer: Send + Sync + 'static {
     fn head(&self) -> ChainHead;
     /// The peer's estimate of the number of accounts (from its Status).
     fn account_estimate(&self) -> u64;
-    /// `GetChunk`.
-    fn get_chunk(&self, request: GetChunk) -> PeerFuture<Chunk>;
-    /// `GetStorageChunk`.
-    fn get_storage_chunk(&self, request: GetStorageChunk) -> PeerFuture<StorageChunk>;
-    /// `GetNodes`.
-    fn get_nodes(&self, request: GetNodes) -> PeerFuture<Nodes>;
-    /// `GetCodes`.
-    fn get_codes(&self, request: GetCodes) -> PeerFuture<Codes>;
-    /// Tells the network layer the peer misbehaved (it scores, disconnects and bans).
-    fn penalise(&self, class: PenaltyClass) -> BoxFuture<'static, ()>;
+    /// Sends one request; the answer must be of the request's kind (the syncer bans a peer whose
+    /// answer is not). The `request_id` in `req` is the transport's to choose.
+    fn request(&self, req: LeafRequest) -> PeerFuture;
+    /// Tells the peer's source it misbehaved (it scores, disconnects and bans). Fire and
+    /// forget: it must not block, so a busy network layer never stalls the sync.
+    fn penalise(&self, class: PenaltyClass);
+}
+
+/// Encoded size of a request's RLP body (without the message id and framing).
+pub fn request_len(request: &LeafRequest) -> u64 {
+    use alloy_rlp::Encodable;
+    (match request {
+        LeafRequest::GetChunk(m) => m.length(),
+        LeafRequest::GetStorageChunk(m) => m.length(),
+        LeafRequest::GetNodes(m) => m.length(),
+        LeafRequest::GetCodes(m) => m.length(),
+    }) as u64
+}
+
+/// Encoded size of an answer's RLP body: what the sync counts as bytes downloaded and what a
+/// peer's measured throughput is made of.
+pub fn response_len(response: &LeafResponse) -> u64 {
+    use alloy_rlp::Encodable;
+    (match response {
+        LeafResponse::Chunk(m) => m.length(),
+        LeafResponse::StorageChunk(m) => m.length(),
+        LeafResponse::Nodes(m) => m.length(),
+        LeafResponse::Codes(m) => m.length(),
+    }) as u64
 }
 
 /// A connected `leaf/1` peer of a running network. Its head is shared with the watcher of
@@ -95,9 +118,11 @@ pub async fn network_peers(handle: &NetworkHandle) -> Vec<Arc<dyn SyncPeer>> {
 /// and a channel of peers that start serving later (they connect, or announce their first head).
 /// A task keeps every returned peer's head current from `NewHead` events; it ends when the
 /// receiver is dropped or the network shuts down.
-pub async fn watch_network_peers(
-    handle: &NetworkHandle,
-) -> (Vec<Arc<dyn SyncPeer>>, mpsc::UnboundedReceiver<Arc<dyn SyncPeer>>) {
+///
+/// The channel is bounded by [`NEW_PEERS_CHANNEL_BOUND`]; when it is full the watcher waits for
+/// the sync to take a peer (events meanwhile queue in the network's broadcast channel, and a
+/// lag there is repaired from the peer listing).
+pub async fn watch_network_peers(handle: &NetworkHandle) -> (Vec<Arc<dyn SyncPeer>>, NewPeers) {
     // Subscribe before listing, so nothing between the two is missed.
     let mut events = handle.events();
     let mut known: HashMap<PeerId, NetworkPeer> = HashMap::new();
@@ -110,7 +135,7 @@ pub async fn watch_network_peers(
         known.insert(info.id, peer);
     }
     let mut handed: HashSet<PeerId> = now.iter().map(|p| p.id()).collect();
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(NEW_PEERS_CHANNEL_BOUND);
     let handle = handle.clone();
     tokio::spawn(async move {
         loop {
@@ -156,7 +181,7 @@ pub async fn watch_network_peers(
                         peer.set_head(info.head);
                         if serves_state(&info)
                             && handed.insert(info.id)
-                            && tx.send(Arc::new(peer.clone()) as Arc<dyn SyncPeer>).is_err()
+                            && tx.send(Arc::new(peer.clone()) as Arc<dyn SyncPeer>).await.is_err()
                         {
                             return;
                         }
@@ -167,7 +192,7 @@ pub async fn watch_network_peers(
             };
             if let Some((peer, true)) = offer
                 && handed.insert(peer.id)
-                && tx.send(Arc::new(peer) as Arc<dyn SyncPeer>).is_err()
+                && tx.send(Arc::new(peer) as Arc<dyn SyncPeer>).await.is_err()
             {
                 return;
             }
@@ -189,31 +214,20 @@ impl SyncPeer for NetworkPeer {
         self.account_estimate
     }
 
-    fn get_chunk(&self, request: GetChunk) -> PeerFuture<Chunk> {
+    fn request(&self, req: LeafRequest) -> PeerFuture {
         let (handle, id) = (self.handle.clone(), self.id);
-        Box::pin(async move { handle.get_chunk(id, request).await })
+        Box::pin(async move { handle.request(id, req).await })
     }
 
-    fn get_storage_chunk(&self, request: GetStorageChunk) -> PeerFuture<StorageChunk> {
+    /// Sent from a task of its own: the network's command channel is bounded, and the sync must
+    /// not wait on it. Without a runtime (never the case inside a sync) the penalty is dropped.
+    fn penalise(&self, class: PenaltyClass) {
         let (handle, id) = (self.handle.clone(), self.id);
-        Box::pin(async move { handle.get_storage_chunk(id, request).await })
-    }
-
-    fn get_nodes(&self, request: GetNodes) -> PeerFuture<Nodes> {
-        let (handle, id) = (self.handle.clone(), self.id);
-        Box::pin(async move { handle.get_nodes(id, request).await })
-    }
-
-    fn get_codes(&self, request: GetCodes) -> PeerFuture<Codes> {
-        let (handle, id) = (self.handle.clone(), self.id);
-        Box::pin(async move { handle.get_codes(id, request).await })
-    }
-
-    fn penalise(&self, class: PenaltyClass) -> BoxFuture<'static, ()> {
-        let (handle, id) = (self.handle.clone(), self.id);
-        Box::pin(async move {
-            // A peer already gone needs no penalty.
-            let _ = handle.report(id, class).await;
-        })
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                // A peer already gone needs no penalty.
+                let _ = handle.report(id, class).await;
+            });
+        }
     }
 }

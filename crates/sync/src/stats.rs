@@ -1,9 +1,13 @@
 //! [`SyncStats`]: counters of a sync, logged as a structured line every few seconds and returned
-//! at the end.
+//! at the end; the crate's `Reporter` keeps them and publishes them.
 
 use std::time::Duration;
 
 use leafsync_p2p::leaf::ChainHead;
+use tokio::{sync::watch, time::Instant};
+use tracing::info;
+
+use crate::config::PUBLISH_INTERVAL;
 
 /// What the syncer is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,5 +98,89 @@ impl SyncStats {
         }
         let done = self.chunks_done as f64 / self.chunks_total as f64;
         Some(self.elapsed.mul_f64(((1.0 - done) / done).max(0.0)))
+    }
+}
+
+/// Owns the counters of a sync and publishes them on the progress channel (at most every
+/// [`PUBLISH_INTERVAL`], and at once from [`Self::log_progress`]).
+#[derive(Debug)]
+pub(crate) struct Reporter {
+    pub(crate) stats: SyncStats,
+    started: Instant,
+    progress: Option<watch::Sender<SyncStats>>,
+    last_publish: Option<Instant>,
+}
+
+impl Default for Reporter {
+    fn default() -> Self {
+        Self {
+            stats: SyncStats::default(),
+            started: Instant::now(),
+            progress: None,
+            last_publish: None,
+        }
+    }
+}
+
+impl Reporter {
+    /// Publishes to `progress` from now on.
+    pub(crate) fn publish_to(&mut self, progress: watch::Sender<SyncStats>) {
+        self.progress = Some(progress);
+    }
+
+    /// The sync starts now (the elapsed time counts from here).
+    pub(crate) fn start(&mut self) {
+        self.started = Instant::now();
+    }
+
+    /// Time since the start, unless the sync is done (then it stopped there).
+    pub(crate) fn tick(&mut self) {
+        if self.stats.phase != Phase::Done {
+            self.stats.elapsed = self.started.elapsed();
+        }
+    }
+
+    /// Whether someone listens and the counters were last published [`PUBLISH_INTERVAL`] ago
+    /// or more.
+    pub(crate) fn publish_due(&self) -> bool {
+        self.progress.is_some() && self.last_publish.is_none_or(|t| t.elapsed() >= PUBLISH_INTERVAL)
+    }
+
+    /// Publishes the counters (the caller has refreshed them).
+    pub(crate) fn publish(&mut self) {
+        self.last_publish = Some(Instant::now());
+        if let Some(tx) = &self.progress {
+            tx.send_replace(self.stats.clone());
+        }
+    }
+
+    /// The sync is done: the phase and the elapsed time stop here.
+    pub(crate) fn done(&mut self) {
+        self.stats.phase = Phase::Done;
+        self.stats.elapsed = self.started.elapsed();
+    }
+
+    /// Publishes the counters (the caller has refreshed them) and logs the structured
+    /// progress line.
+    pub(crate) fn log_progress(&mut self) {
+        if self.progress.is_some() {
+            self.publish();
+        }
+        let s = &self.stats;
+        info!(
+            target: "leafsync::sync",
+            phase = ?s.phase,
+            chunks_done = s.chunks_done,
+            chunks_total = s.chunks_total,
+            accounts = s.accounts,
+            slots = s.slots,
+            codes = s.codes,
+            bytes = s.bytes_down,
+            rate_bps = s.rate() as u64,
+            eta_s = s.eta().map(|d| d.as_secs()),
+            peers = s.peers,
+            heal_queue = s.heal_queue,
+            "sync progress"
+        );
     }
 }

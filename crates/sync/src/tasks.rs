@@ -1,27 +1,38 @@
-//! The work items of a sync and the queue discipline: an item is retried on a peer that has not
-//! tried it yet; once every usable peer has, a new round starts, up to [`MAX_TASK_ROUNDS`].
+//! The work items of a sync, the one place a job becomes a `leaf/1` request ([`Job::request`]),
+//! and the queue discipline: an item is retried on a peer that has not tried it yet; once every
+//! usable peer has, a new round starts, up to [`MAX_TASK_ROUNDS`].
 
 use std::{collections::VecDeque, time::Duration};
 
 use alloy_primitives::B256;
 use alloy_trie::Nibbles;
 use leafsync_p2p::{
-    leaf::{Chunk, Codes, Nodes, StorageChunk},
-    requests::RequestError,
+    leaf::{
+        self, GetChunk, GetCodes, GetNodes, GetStorageChunk, NodeRequest, TrieOwner,
+        protocol::MAX_RESPONSE_BYTES,
+    },
+    requests::{LeafRequest, LeafResponse, RequestError},
 };
 
 use tokio::time::Instant;
 
 use crate::{
-    config::{MAX_PARKS, MAX_TASK_ROUNDS, PARK_INTERVAL},
+    config::{MAX_PARKS, MAX_TASK_ROUNDS, PARK_INTERVAL, QUEUE_SCAN_LIMIT},
     error::SyncError,
 };
 
 /// The trie an item belongs to: `None` for the account trie, else the hashed account.
 pub(crate) type Owner = Option<B256>;
 
-/// Most queued items looked at to find one a peer has not tried (bounds a dispatch's cost).
-pub(crate) const QUEUE_SCAN_LIMIT: usize = 4096;
+/// The wire form of a path.
+pub(crate) fn wire_path(path: &Nibbles) -> Result<leaf::Nibbles, SyncError> {
+    leaf::Nibbles::from_nibbles(&path.to_vec()).map_err(|_| SyncError::PathTooLong)
+}
+
+/// The wire form of a trie owner.
+pub(crate) fn wire_owner(owner: Owner) -> TrieOwner {
+    owner.map_or(TrieOwner::Accounts, TrieOwner::Storage)
+}
 
 /// Retry bookkeeping of one item.
 #[derive(Debug, Clone, Default)]
@@ -81,25 +92,50 @@ pub(crate) enum Job {
     Codes(Vec<CodeTask>),
 }
 
-/// A request's typed answer.
-#[derive(Debug)]
-pub(crate) enum Answer {
-    Chunk(Chunk),
-    StorageChunk(StorageChunk),
-    Nodes(Nodes),
-    Codes(Codes),
-}
-
-impl Answer {
-    /// Encoded size, for throughput and the byte count.
-    pub(crate) fn size(&self) -> u64 {
-        use alloy_rlp::Encodable;
-        (match self {
-            Self::Chunk(m) => m.length(),
-            Self::StorageChunk(m) => m.length(),
-            Self::Nodes(m) => m.length(),
-            Self::Codes(m) => m.length(),
-        }) as u64
+impl Job {
+    /// The one place a job becomes a `leaf/1` request. `request_id` is left 0: the transport
+    /// chooses it.
+    pub(crate) fn request(&self, chunk_max_bytes: u64) -> Result<LeafRequest, SyncError> {
+        Ok(match self {
+            Self::Chunk(unit) => {
+                let prefix = wire_path(&unit.prefix)?;
+                match unit.owner {
+                    None => LeafRequest::GetChunk(GetChunk {
+                        request_id: 0,
+                        prefix,
+                        max_bytes: chunk_max_bytes,
+                    }),
+                    Some(account) => LeafRequest::GetStorageChunk(GetStorageChunk {
+                        request_id: 0,
+                        account,
+                        prefix,
+                        max_bytes: chunk_max_bytes,
+                    }),
+                }
+            }
+            Self::Nodes(tasks) => {
+                let nodes = tasks
+                    .iter()
+                    .map(|t| {
+                        Ok(NodeRequest {
+                            owner: wire_owner(t.owner),
+                            path: wire_path(&t.path)?,
+                            hash: t.hash,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, SyncError>>()?;
+                LeafRequest::GetNodes(GetNodes {
+                    request_id: 0,
+                    nodes,
+                    max_bytes: MAX_RESPONSE_BYTES,
+                })
+            }
+            Self::Codes(tasks) => LeafRequest::GetCodes(GetCodes {
+                request_id: 0,
+                hashes: tasks.iter().map(|t| t.hash).collect(),
+                max_bytes: MAX_RESPONSE_BYTES,
+            }),
+        })
     }
 }
 
@@ -110,50 +146,44 @@ pub(crate) struct Done {
     pub(crate) epoch: u64,
     pub(crate) peer: usize,
     pub(crate) job: Job,
-    pub(crate) result: Result<Answer, RequestError>,
+    pub(crate) result: Result<LeafResponse, RequestError>,
     pub(crate) elapsed: Duration,
 }
 
 /// Items with [`Attempts`].
 pub(crate) trait Retry {
+    /// What the item is, for logs and [`SyncError::Unavailable`].
+    const WHAT: &'static str;
     fn attempts(&mut self) -> &mut Attempts;
     fn hash(&self) -> B256;
-    fn what() -> &'static str;
 }
 
-impl Retry for Unit {
-    fn attempts(&mut self) -> &mut Attempts {
-        &mut self.attempts
-    }
-    fn hash(&self) -> B256 {
-        self.hash
-    }
-    fn what() -> &'static str {
-        "chunk"
-    }
+/// One [`Retry`] impl per item type: each has `attempts` and `hash` fields.
+macro_rules! retry {
+    ($($item:ty => $what:literal),* $(,)?) => {$(
+        impl Retry for $item {
+            const WHAT: &'static str = $what;
+            fn attempts(&mut self) -> &mut Attempts {
+                &mut self.attempts
+            }
+            fn hash(&self) -> B256 {
+                self.hash
+            }
+        }
+    )*};
 }
 
-impl Retry for NodeTask {
-    fn attempts(&mut self) -> &mut Attempts {
-        &mut self.attempts
-    }
-    fn hash(&self) -> B256 {
-        self.hash
-    }
-    fn what() -> &'static str {
-        "trie node"
-    }
-}
+retry!(Unit => "chunk", NodeTask => "trie node", CodeTask => "code");
 
-impl Retry for CodeTask {
-    fn attempts(&mut self) -> &mut Attempts {
-        &mut self.attempts
-    }
-    fn hash(&self) -> B256 {
-        self.hash
-    }
-    fn what() -> &'static str {
-        "code"
+/// Puts items back at the end of `queue`, marked as tried by `peer`.
+pub(crate) fn requeue<T: Retry>(
+    queue: &mut VecDeque<T>,
+    items: impl IntoIterator<Item = T>,
+    peer: usize,
+) {
+    for mut item in items {
+        item.attempts().tried.push(peer);
+        queue.push_back(item);
     }
 }
 
@@ -185,13 +215,13 @@ pub(crate) fn take_for<T: Retry>(
                 attempts.parks += 1;
                 if attempts.parks > MAX_PARKS {
                     return Err(SyncError::Unavailable {
-                        what: T::what(),
+                        what: T::WHAT,
                         hash: item.hash(),
                         rounds: MAX_TASK_ROUNDS * MAX_PARKS,
                     });
                 }
                 attempts.parked_until = Some(now + PARK_INTERVAL);
-                tracing::debug!(what = T::what(), hash = %item.hash(), "no peer has it; parked");
+                tracing::debug!(what = T::WHAT, hash = %item.hash(), "no peer has it; parked");
                 i += 1;
                 continue;
             }
@@ -219,11 +249,46 @@ mod tests {
     fn fail_round(queue: &mut VecDeque<CodeTask>, peer: usize) -> Result<usize, SyncError> {
         let taken = take_for(queue, peer, &[0], 8)?;
         let n = taken.len();
-        for mut t in taken {
-            t.attempts.tried.push(peer);
-            queue.push_back(t);
-        }
+        requeue(queue, taken, peer);
         Ok(n)
+    }
+
+    #[test]
+    fn every_job_becomes_one_request_of_its_kind() {
+        let unit = |owner| Unit {
+            owner,
+            prefix: Nibbles::from_nibbles([1, 2]),
+            hash: B256::ZERO,
+            leaf: false,
+            attempts: Attempts::default(),
+        };
+        let Ok(LeafRequest::GetChunk(chunk)) = Job::Chunk(unit(None)).request(777) else {
+            panic!("an account unit is a GetChunk")
+        };
+        assert_eq!((chunk.request_id, chunk.prefix.len(), chunk.max_bytes), (0, 2, 777));
+        let account = B256::repeat_byte(4);
+        let Ok(LeafRequest::GetStorageChunk(storage)) =
+            Job::Chunk(unit(Some(account))).request(777)
+        else {
+            panic!("a storage unit is a GetStorageChunk")
+        };
+        assert_eq!((storage.account, storage.max_bytes), (account, 777));
+        let node = NodeTask {
+            owner: Some(account),
+            path: Nibbles::new(),
+            hash: B256::repeat_byte(5),
+            purpose: Purpose::Expand,
+            attempts: Attempts::default(),
+        };
+        let Ok(LeafRequest::GetNodes(nodes)) = Job::Nodes(vec![node]).request(777) else {
+            panic!("nodes are a GetNodes")
+        };
+        assert_eq!(nodes.nodes[0].owner, TrieOwner::Storage(account));
+        assert_eq!(nodes.max_bytes, MAX_RESPONSE_BYTES);
+        let Ok(LeafRequest::GetCodes(codes)) = Job::Codes(vec![code(6)]).request(777) else {
+            panic!("codes are a GetCodes")
+        };
+        assert_eq!(codes.hashes, vec![B256::repeat_byte(6)]);
     }
 
     #[tokio::test(start_paused = true)]

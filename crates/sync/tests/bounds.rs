@@ -27,7 +27,7 @@ struct Counted {
 }
 
 impl Hook for Counted {
-    fn around<T: Send + 'static>(&self, request: PeerFuture<T>) -> PeerFuture<T> {
+    fn around(&self, request: PeerFuture) -> PeerFuture {
         let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(n, Ordering::SeqCst);
         let now = Arc::clone(&self.now);

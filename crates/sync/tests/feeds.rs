@@ -8,33 +8,19 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{
-    Behaviour, Hook, Hooked, SimPeer, assert_same_state,
+    Behaviour, SimPeer, assert_same_state,
     chain::{ACCOUNTS, at, chain},
-    dyn_peers, source,
+    delayed, dyn_peers, source,
 };
 use leafsync_leafdb::{BlockHeader, LeafDb, MemStore};
 use leafsync_p2p::leaf::ChainHead;
-use leafsync_sync::{PeerFuture, Phase, SyncConfig, SyncError, SyncPeer, SyncStats, Syncer};
+use leafsync_sync::{Phase, SyncConfig, SyncError, SyncPeer, SyncStats, Syncer};
 use tokio::sync::{mpsc, watch};
 
 const CHUNK_BYTES: u64 = 16 * 1024;
 
-/// Every answer takes the given time (virtual), so that a sync spans time in which the test
-/// changes the world.
-struct Delay(Duration);
-
-impl Hook for Delay {
-    fn around<T: Send + 'static>(&self, request: PeerFuture<T>) -> PeerFuture<T> {
-        let delay = self.0;
-        Box::pin(async move {
-            tokio::time::sleep(delay).await;
-            request.await
-        })
-    }
-}
-
 fn slow(inner: Arc<SimPeer>) -> Arc<dyn SyncPeer> {
-    Arc::new(Hooked { inner, hook: Delay(Duration::from_millis(20)) })
+    delayed(inner, Duration::from_millis(20))
 }
 
 fn chain_head(h: &BlockHeader) -> ChainHead {
@@ -57,12 +43,12 @@ async fn a_peer_joining_mid_sync_takes_over() {
     assert!(matches!(alone.run().await, Err(SyncError::NoPeers)), "one limited peer cannot finish");
 
     let late = SimPeer::new(2, Arc::clone(&src), Behaviour::Honest, 3000);
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(1);
     let (progress_tx, progress) = watch::channel(SyncStats::default());
     let joiner = Arc::clone(&late) as Arc<dyn SyncPeer>;
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        tx.send(joiner).unwrap();
+        tx.send(joiner).await.unwrap();
         // The sender stays open until the sync ends, as a daemon's peer watcher does.
         tokio::time::sleep(Duration::from_secs(3600)).await;
     });

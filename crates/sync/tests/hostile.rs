@@ -39,6 +39,14 @@ async fn run(
     (outcome, peers)
 }
 
+/// Syncs beside one peer of `behaviour` and asserts that it was banned with a fatal penalty.
+async fn liar_is_banned(behaviour: Behaviour, mode: SyncMode) -> leafsync_sync::SyncOutcome {
+    let (out, peers) = run(&[behaviour], mode).await;
+    assert!(out.banned.contains(&peers[1].id), "{behaviour:?} peer not banned");
+    assert!(peers[1].penalties.lock().unwrap().contains(&PenaltyClass::Fatal));
+    out
+}
+
 /// At most `allowed` chunks of the hostile server plus one window of its requests were healed.
 fn assert_heals_within(out: &leafsync_sync::SyncOutcome, allowed: u32) {
     let bound = u64::from(allowed) + leafsync_sync::config::MAX_IN_FLIGHT_PER_PEER as u64;
@@ -47,9 +55,7 @@ fn assert_heals_within(out: &leafsync_sync::SyncOutcome, allowed: u32) {
 
 #[tokio::test(start_paused = true)]
 async fn junk_server_is_banned_after_the_threshold_and_its_chunks_healed() {
-    let (out, peers) = run(&[Behaviour::Junk], SyncMode::Leaf).await;
-    assert!(out.banned.contains(&peers[1].id), "junk server not banned");
-    assert!(peers[1].penalties.lock().unwrap().contains(&PenaltyClass::Fatal));
+    let out = liar_is_banned(Behaviour::Junk, SyncMode::Leaf).await;
     // It got its first chunks before the ban; they failed verification and were healed.
     assert!(
         out.stats.chunks_healed >= u64::from(leafsync_sync::config::DEFAULT_JUNK_BAN_THRESHOLD)
@@ -87,30 +93,25 @@ async fn many_honest_servers_bound_the_junk_of_one() {
 async fn wrong_node_peer_is_banned_in_heal() {
     // Heal-only: every request is a GetNodes, so the wrong-node peer gets some and is caught by
     // the hash check on its first answer.
-    let (out, peers) = run(&[Behaviour::WrongNodes], SyncMode::HealOnly).await;
-    assert!(out.banned.contains(&peers[1].id), "wrong-node peer not banned");
-    assert!(peers[1].penalties.lock().unwrap().contains(&PenaltyClass::Fatal));
+    liar_is_banned(Behaviour::WrongNodes, SyncMode::HealOnly).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn forged_inline_storage_on_an_empty_account_is_junk_and_never_wedges() {
     // The confirmed wedge: one forged slot on an account whose storage root is the empty root
     // used to become a heal request for the empty root, which no honest peer can answer.
-    let (out, peers) = run(&[Behaviour::PoisonInline], SyncMode::Leaf).await;
-    assert!(out.banned.contains(&peers[1].id), "forger not banned");
+    let out = liar_is_banned(Behaviour::PoisonInline, SyncMode::Leaf).await;
     assert!(out.stats.junk_answers >= 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn large_mark_on_empty_storage_is_junk() {
-    let (out, peers) = run(&[Behaviour::LargeEmpty], SyncMode::Leaf).await;
-    assert!(out.banned.contains(&peers[1].id), "liar not banned");
+    liar_is_banned(Behaviour::LargeEmpty, SyncMode::Leaf).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn inline_storage_contradicting_its_account_is_junk_and_refetched() {
-    let (out, peers) = run(&[Behaviour::InlineJunk], SyncMode::Leaf).await;
-    assert!(out.banned.contains(&peers[1].id), "liar not banned");
+    let out = liar_is_banned(Behaviour::InlineJunk, SyncMode::Leaf).await;
     assert!(out.stats.junk_answers >= 1);
 }
 
@@ -118,8 +119,7 @@ async fn inline_storage_contradicting_its_account_is_junk_and_refetched() {
 async fn a_head_claim_far_from_the_announced_head_is_junk() {
     // Junk chunks claiming a head 5 blocks past the one their server announced: the claim is
     // checked against the announcement, so the lie does not excuse the junk.
-    let (out, peers) = run(&[Behaviour::LyingHead(5)], SyncMode::Leaf).await;
-    assert!(out.banned.contains(&peers[1].id), "liar not banned");
+    let out = liar_is_banned(Behaviour::LyingHead(5), SyncMode::Leaf).await;
     assert_heals_within(&out, leafsync_sync::config::DEFAULT_JUNK_BAN_THRESHOLD);
 }
 
@@ -134,8 +134,7 @@ async fn a_plausible_head_claim_costs_its_server_the_chunk_work_not_the_sync() {
 
 #[tokio::test(start_paused = true)]
 async fn too_large_for_a_single_leaf_is_junk() {
-    let (out, peers) = run(&[Behaviour::TooLarge], SyncMode::Leaf).await;
-    assert!(out.banned.contains(&peers[1].id), "liar not banned");
+    liar_is_banned(Behaviour::TooLarge, SyncMode::Leaf).await;
 }
 
 /// Answers nothing for the first `stall` of (virtual) time, then honestly: a fast honest server
@@ -145,10 +144,7 @@ struct Stall {
 }
 
 impl common::Hook for Stall {
-    fn around<T: Send + 'static>(
-        &self,
-        request: leafsync_sync::PeerFuture<T>,
-    ) -> leafsync_sync::PeerFuture<T> {
+    fn around(&self, request: leafsync_sync::PeerFuture) -> leafsync_sync::PeerFuture {
         let until = self.until;
         Box::pin(async move {
             tokio::time::sleep_until(until).await;

@@ -12,17 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Behaviour, SimPeer, assert_same_state, dyn_peers, source};
-use futures::future::BoxFuture;
+use common::{Behaviour, SimPeer, assert_same_state, delayed, dyn_peers, source};
 use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig, generate::SplitMix};
-use leafsync_p2p::{
-    PeerId,
-    leaf::{
-        ChainHead, Chunk, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk, Nodes,
-        PenaltyClass, StorageChunk,
-    },
-};
-use leafsync_sync::{PeerFuture, SyncConfig, SyncPeer, SyncProgress, Syncer};
+use leafsync_sync::{SyncConfig, SyncPeer, SyncProgress, Syncer};
 
 const CHILD_ENV: &str = "LEAFSYNC_SYNC_KILL_TEST_DIR";
 const ACCOUNTS: u64 = 3000;
@@ -45,43 +37,6 @@ fn config() -> SyncConfig {
     }
 }
 
-/// A peer whose answers take [`ANSWER_DELAY`] of real time.
-struct Slow(Arc<SimPeer>);
-
-fn delayed<T: Send + 'static>(f: PeerFuture<T>) -> PeerFuture<T> {
-    Box::pin(async move {
-        tokio::time::sleep(ANSWER_DELAY).await;
-        f.await
-    })
-}
-
-impl SyncPeer for Slow {
-    fn id(&self) -> PeerId {
-        self.0.id()
-    }
-    fn head(&self) -> ChainHead {
-        self.0.head()
-    }
-    fn account_estimate(&self) -> u64 {
-        self.0.account_estimate()
-    }
-    fn get_chunk(&self, r: GetChunk) -> PeerFuture<Chunk> {
-        delayed(self.0.get_chunk(r))
-    }
-    fn get_storage_chunk(&self, r: GetStorageChunk) -> PeerFuture<StorageChunk> {
-        delayed(self.0.get_storage_chunk(r))
-    }
-    fn get_nodes(&self, r: GetNodes) -> PeerFuture<Nodes> {
-        delayed(self.0.get_nodes(r))
-    }
-    fn get_codes(&self, r: GetCodes) -> PeerFuture<Codes> {
-        delayed(self.0.get_codes(r))
-    }
-    fn penalise(&self, class: PenaltyClass) -> BoxFuture<'static, ()> {
-        self.0.penalise(class)
-    }
-}
-
 /// The child: syncs into the directory, printing `syncing` when it starts and the bytes when
 /// done.
 #[tokio::test]
@@ -94,8 +49,7 @@ async fn kill_child_syncer() {
         db.sync_progress().unwrap().map_or(0, |b| SyncProgress::decode(&b).unwrap().bytes_down);
     let peers: Vec<Arc<dyn SyncPeer>> = (1..=2u8)
         .map(|i| {
-            Arc::new(Slow(SimPeer::new(i, Arc::clone(&src), Behaviour::Honest, ACCOUNTS)))
-                as Arc<dyn SyncPeer>
+            delayed(SimPeer::new(i, Arc::clone(&src), Behaviour::Honest, ACCOUNTS), ANSWER_DELAY)
         })
         .collect();
     println!("syncing");

@@ -10,11 +10,13 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use alloy_primitives::B256;
 use alloy_trie::EMPTY_ROOT_HASH;
 use common::{assert_same_state, source};
-use leafsync_leafdb::LeafDb;
+use leafsync_leafdb::{LeafDb, MemStore};
 use leafsync_p2p::{
     chain::ChainSpec,
     leaf::{ChainHead, ServeFlags},
-    peers::{EmptyHandler, LocalHead, Network, NetworkConfig, NetworkHandle, RequestHandler},
+    peers::{
+        EmptyHandler, LocalHead, Network, NetworkConfig, NetworkHandle, NodeRecord, RequestHandler,
+    },
 };
 use leafsync_serve::{LeafServer, ServeConfig};
 use leafsync_sync::{SyncConfig, Syncer, network_peers, watch_network_peers};
@@ -25,11 +27,14 @@ use tokio::sync::watch;
 const CONNECT_WAIT: Duration = Duration::from_secs(20);
 const ACCOUNTS: u64 = 1500;
 
+/// A running node and the sender of its announced head.
+type Server = (NetworkHandle, watch::Sender<LocalHead>);
+
 async fn start(
     handler: Arc<dyn RequestHandler>,
     state_root: B256,
-    peers: Vec<leafsync_p2p::peers::NodeRecord>,
-) -> (NetworkHandle, watch::Sender<LocalHead>) {
+    peers: Vec<NodeRecord>,
+) -> Server {
     let head = LocalHead {
         head: ChainHead { number: 0, hash: B256::ZERO, state_root },
         timestamp: 0,
@@ -45,22 +50,34 @@ async fn start(
     (Network::start(config).await.unwrap(), tx)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn syncs_from_two_servers_over_rlpx() {
-    let src = source(ACCOUNTS, 17);
+/// A generated state (seed `seed`) served by two loopback servers.
+async fn two_servers(seed: u64) -> (Arc<LeafDb<MemStore>>, B256, Vec<Server>) {
+    let src = source(ACCOUNTS, seed);
     let root = src.account_root().unwrap();
     let mut servers = Vec::new();
     for _ in 0..2 {
         let handler = Arc::new(LeafServer::new(Arc::clone(&src), ServeConfig::default()));
         servers.push(start(handler, root, Vec::new()).await);
     }
-    let records = servers.iter().map(|(h, _)| h.local_enode()).collect();
-    let (client, _head) = start(Arc::new(EmptyHandler), EMPTY_ROOT_HASH, records).await;
+    (src, root, servers)
+}
+
+/// A client node dialing `peers`, once it is connected to all of them.
+async fn client(peers: Vec<NodeRecord>) -> Server {
+    let n = peers.len();
+    let client = start(Arc::new(EmptyHandler), EMPTY_ROOT_HASH, peers).await;
     let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
-    while client.peers().await.len() < 2 {
+    while client.0.peers().await.len() < n {
         assert!(tokio::time::Instant::now() < deadline, "nodes did not connect");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_from_two_servers_over_rlpx() {
+    let (src, root, servers) = two_servers(17).await;
+    let (client, _head) = client(servers.iter().map(|(h, _)| h.local_enode()).collect()).await;
     let db = Arc::new(LeafDb::in_memory());
     let config = SyncConfig { chunk_target_bytes: 16 * 1024, ..Default::default() };
     let out =
@@ -76,20 +93,9 @@ async fn syncs_from_two_servers_over_rlpx() {
 /// both servers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_peer_watch_sees_new_peers_and_new_heads() {
-    let src = source(ACCOUNTS, 18);
-    let root = src.account_root().unwrap();
-    let mut servers = Vec::new();
-    for _ in 0..2 {
-        let handler = Arc::new(LeafServer::new(Arc::clone(&src), ServeConfig::default()));
-        servers.push(start(handler, root, Vec::new()).await);
-    }
+    let (src, root, servers) = two_servers(18).await;
     let first = servers[0].0.local_enode();
-    let (client, _head) = start(Arc::new(EmptyHandler), EMPTY_ROOT_HASH, vec![first]).await;
-    let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
-    while client.peers().await.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "nodes did not connect");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (client, _head) = client(vec![first]).await;
     let (now, mut later) = watch_network_peers(&client).await;
     assert_eq!(now.len(), 1);
     assert_eq!(now[0].id(), first.id);

@@ -15,14 +15,11 @@ use common::{
     chain::{ACCOUNTS, SEED, at, chain, random_diff},
     dyn_peers, source,
 };
-use futures::future::BoxFuture;
 use leafsync_leafdb::{BlockHeader, GenParams, LeafDb, trie::node::encode_branch};
 use leafsync_p2p::{
     PeerId,
-    leaf::{
-        ChainHead, Chunk, ChunkContent, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk,
-        Nodes, PenaltyClass, StorageChunk,
-    },
+    leaf::{ChainHead, Nodes, PenaltyClass},
+    requests::{LeafRequest, LeafResponse},
 };
 use leafsync_sync::{PeerFuture, SyncConfig, SyncError, SyncMode, SyncPeer, Syncer};
 use tokio::sync::watch;
@@ -112,29 +109,18 @@ impl SyncPeer for MapPeer {
     fn account_estimate(&self) -> u64 {
         1
     }
-    fn get_chunk(&self, _: GetChunk) -> PeerFuture<Chunk> {
-        let chunk = Chunk { request_id: 0, head_number: 0, content: ChunkContent::Items(vec![]) };
-        Box::pin(async move { Ok(chunk) })
+    fn request(&self, request: LeafRequest) -> PeerFuture {
+        let answer = match &request {
+            LeafRequest::GetNodes(r) => {
+                let nodes =
+                    r.nodes.iter().map(|n| self.nodes.get(&n.hash).cloned().unwrap_or_default());
+                LeafResponse::Nodes(Nodes { request_id: 0, nodes: nodes.collect() })
+            }
+            _ => request.empty_response(),
+        };
+        Box::pin(async move { Ok(answer) })
     }
-    fn get_storage_chunk(&self, _: GetStorageChunk) -> PeerFuture<StorageChunk> {
-        let chunk =
-            StorageChunk { request_id: 0, head_number: 0, content: ChunkContent::Items(vec![]) };
-        Box::pin(async move { Ok(chunk) })
-    }
-    fn get_nodes(&self, request: GetNodes) -> PeerFuture<Nodes> {
-        let nodes = request
-            .nodes
-            .iter()
-            .map(|n| self.nodes.get(&n.hash).cloned().unwrap_or_default())
-            .collect();
-        Box::pin(async move { Ok(Nodes { request_id: 0, nodes }) })
-    }
-    fn get_codes(&self, _: GetCodes) -> PeerFuture<Codes> {
-        Box::pin(async move { Ok(Codes { request_id: 0, codes: vec![] }) })
-    }
-    fn penalise(&self, _: PenaltyClass) -> BoxFuture<'static, ()> {
-        Box::pin(async {})
-    }
+    fn penalise(&self, _: PenaltyClass) {}
 }
 
 #[tokio::test(start_paused = true)]

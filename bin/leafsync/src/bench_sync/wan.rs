@@ -9,8 +9,6 @@
 //! its answer crosses the down link after the real answer has arrived.
 
 use std::{
-    future::Future,
-    pin::Pin,
     sync::{
         Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
@@ -18,15 +16,12 @@ use std::{
     time::Duration,
 };
 
-use alloy_rlp::Encodable;
 use leafsync_p2p::{
     PeerId,
-    leaf::{
-        ChainHead, Chunk, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk, Nodes,
-        PenaltyClass, StorageChunk,
-    },
+    leaf::{ChainHead, PenaltyClass},
+    requests::LeafRequest,
 };
-use leafsync_sync::{PeerFuture, SyncPeer};
+use leafsync_sync::{PeerFuture, SyncPeer, request_len, response_len};
 use tokio::time::Instant;
 
 /// Bytes a message occupies on a link beyond its RLP body (64): RLPx's 16-byte frame header, its
@@ -134,23 +129,15 @@ impl WanPeer {
     }
 
     /// One request: up the link, through the real peer, and its answer down the link.
-    fn exchange<Q, A>(
-        &self,
-        request: Q,
-        ask: impl FnOnce(&dyn SyncPeer, Q) -> PeerFuture<A> + Send + 'static,
-    ) -> PeerFuture<A>
-    where
-        Q: Encodable + Send + 'static,
-        A: Encodable + Send + 'static,
-    {
+    fn exchange(&self, request: LeafRequest) -> PeerFuture {
         let (inner, links) = (Arc::clone(&self.inner), Arc::clone(&self.links));
         Box::pin(async move {
-            let up = request.length() as u64;
+            let up = request_len(&request);
             links.traffic.requests.fetch_add(1, Ordering::Relaxed);
             links.traffic.bytes_up.fetch_add(up, Ordering::Relaxed);
             links.up.carry(up + FRAME_OVERHEAD_BYTES).await;
-            let answer = ask(&*inner, request).await?;
-            let down = answer.length() as u64;
+            let answer = inner.request(request).await?;
+            let down = response_len(&answer);
             links.traffic.bytes_down.fetch_add(down, Ordering::Relaxed);
             links.down.carry(down + FRAME_OVERHEAD_BYTES).await;
             Ok(answer)
@@ -171,24 +158,12 @@ impl SyncPeer for WanPeer {
         self.inner.account_estimate()
     }
 
-    fn get_chunk(&self, request: GetChunk) -> PeerFuture<Chunk> {
-        self.exchange(request, |peer, r| peer.get_chunk(r))
-    }
-
-    fn get_storage_chunk(&self, request: GetStorageChunk) -> PeerFuture<StorageChunk> {
-        self.exchange(request, |peer, r| peer.get_storage_chunk(r))
-    }
-
-    fn get_nodes(&self, request: GetNodes) -> PeerFuture<Nodes> {
-        self.exchange(request, |peer, r| peer.get_nodes(r))
-    }
-
-    fn get_codes(&self, request: GetCodes) -> PeerFuture<Codes> {
-        self.exchange(request, |peer, r| peer.get_codes(r))
+    fn request(&self, request: LeafRequest) -> PeerFuture {
+        self.exchange(request)
     }
 
     /// Penalties are local to the client's network layer: no link to cross.
-    fn penalise(&self, class: PenaltyClass) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+    fn penalise(&self, class: PenaltyClass) {
         self.inner.penalise(class)
     }
 }
@@ -198,6 +173,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use alloy_primitives::{B256, Bytes};
+    use alloy_rlp::Encodable;
+    use leafsync_p2p::{
+        leaf::{GetNodes, Nodes},
+        requests::LeafResponse,
+    };
 
     use super::*;
 
@@ -268,22 +248,13 @@ mod tests {
         fn account_estimate(&self) -> u64 {
             0
         }
-        fn get_chunk(&self, _: GetChunk) -> PeerFuture<Chunk> {
-            unreachable!("not used")
-        }
-        fn get_storage_chunk(&self, _: GetStorageChunk) -> PeerFuture<StorageChunk> {
-            unreachable!("not used")
-        }
-        fn get_nodes(&self, request: GetNodes) -> PeerFuture<Nodes> {
+        fn request(&self, request: LeafRequest) -> PeerFuture {
+            let LeafRequest::GetNodes(request) = request else { unreachable!("not used") };
             let nodes = vec![Bytes::from(vec![0xaa; self.node_bytes]); request.nodes.len()];
-            Box::pin(async move { Ok(Nodes { request_id: request.request_id, nodes }) })
+            let answer = LeafResponse::Nodes(Nodes { request_id: request.request_id, nodes });
+            Box::pin(async move { Ok(answer) })
         }
-        fn get_codes(&self, _: GetCodes) -> PeerFuture<Codes> {
-            unreachable!("not used")
-        }
-        fn penalise(&self, _: PenaltyClass) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
-            Box::pin(async {})
-        }
+        fn penalise(&self, _: PenaltyClass) {}
     }
 
     #[tokio::test(start_paused = true)]
@@ -303,8 +274,8 @@ mod tests {
         let request = GetNodes { nodes, ..request };
         let up = request.length() as u64;
         let start = Instant::now();
-        let answer = peer.get_nodes(request).await.unwrap();
-        let down = answer.length() as u64;
+        let answer = peer.request(LeafRequest::GetNodes(request)).await.unwrap();
+        let down = response_len(&answer);
         assert!(down > 10_000, "{down}");
         let wire = up + down + 2 * FRAME_OVERHEAD_BYTES;
         let expected = Duration::from_millis(50) + Duration::from_micros(wire);

@@ -11,15 +11,11 @@ use std::sync::{
 
 use alloy_primitives::{B256, B512, U256};
 use alloy_trie::EMPTY_ROOT_HASH;
-use futures::future::BoxFuture;
 use leafsync_leafdb::{GenParams, KvStore, LeafDb, MemStore, Table};
 use leafsync_p2p::{
     PeerId,
-    leaf::{
-        AccountStorage, ChainHead, Chunk, ChunkContent, Codes, GetChunk, GetCodes, GetNodes,
-        GetStorageChunk, Nodes, PenaltyClass, StorageChunk, StorageSlot,
-    },
-    requests::RequestError,
+    leaf::{AccountStorage, ChainHead, ChunkContent, PenaltyClass, StorageSlot},
+    requests::{LeafRequest, LeafResponse, RequestError},
 };
 use leafsync_serve::{ServeConfig, serve_chunk, serve_codes, serve_nodes, serve_storage_chunk};
 use leafsync_sync::{PeerFuture, SyncPeer};
@@ -77,8 +73,8 @@ impl SimPeer {
         })
     }
 
-    /// Whether the request should fail (silence or disconnect), counting it.
-    fn fails(&self) -> Option<PeerFuture<()>> {
+    /// The failure of a request that should fail (silence or disconnect), counting it.
+    fn fails(&self) -> Option<PeerFuture> {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         match self.behaviour {
             Behaviour::Silent => Some(Box::pin(futures::future::pending())),
@@ -91,17 +87,85 @@ impl SimPeer {
             _ => None,
         }
     }
-}
 
-fn ready<T: Send + 'static>(v: Result<T, RequestError>) -> PeerFuture<T> {
-    Box::pin(async move { v })
-}
+    /// The honest answer to `request`.
+    fn serve(&self, request: LeafRequest) -> LeafResponse {
+        let snap = self.db.snapshot().unwrap();
+        let config = ServeConfig::default();
+        match request {
+            LeafRequest::GetChunk(r) => {
+                LeafResponse::Chunk(serve_chunk(&snap, &r, &config).unwrap())
+            }
+            LeafRequest::GetStorageChunk(r) => {
+                LeafResponse::StorageChunk(serve_storage_chunk(&snap, &r, &config).unwrap())
+            }
+            LeafRequest::GetNodes(r) => {
+                LeafResponse::Nodes(serve_nodes(&snap, &r, &config).unwrap())
+            }
+            LeafRequest::GetCodes(r) => {
+                LeafResponse::Codes(serve_codes(&snap, &r, &config).unwrap())
+            }
+        }
+    }
 
-fn fail_as<T: Send + 'static>(f: PeerFuture<()>) -> PeerFuture<T> {
-    Box::pin(async move {
-        f.await?;
-        Err(RequestError::Disconnected)
-    })
+    /// Applies this peer's misbehaviour to an honest answer.
+    fn tamper(&self, answer: &mut LeafResponse) {
+        let one = U256::from(1u64);
+        match (self.behaviour, answer) {
+            (Behaviour::TooLarge, LeafResponse::Chunk(c)) => c.content = ChunkContent::TooLarge,
+            (Behaviour::TooLarge, LeafResponse::StorageChunk(c)) => {
+                c.content = ChunkContent::TooLarge
+            }
+            (Behaviour::Junk | Behaviour::LyingHead(_), LeafResponse::StorageChunk(c)) => {
+                if let ChunkContent::Items(slots) = &mut c.content {
+                    slots.iter_mut().for_each(|s| s.value += one);
+                }
+            }
+            (Behaviour::WrongNodes, LeafResponse::Nodes(nodes)) => {
+                for n in &mut nodes.nodes {
+                    *n = alloy_primitives::Bytes::from(vec![0xc2, 0x80, 0x80]);
+                }
+            }
+            (behaviour, LeafResponse::Chunk(chunk)) => {
+                let ChunkContent::Items(leaves) = &mut chunk.content else { return };
+                match behaviour {
+                    Behaviour::Junk => leaves.iter_mut().for_each(|l| l.balance += one),
+                    Behaviour::LyingHead(n) => {
+                        leaves.iter_mut().for_each(|l| l.balance += one);
+                        chunk.head_number += n;
+                    }
+                    Behaviour::PoisonInline => {
+                        if let Some(l) =
+                            leaves.iter_mut().find(|l| l.storage_root == EMPTY_ROOT_HASH)
+                        {
+                            l.storage = AccountStorage::Inline(vec![StorageSlot {
+                                hashed_slot: B256::repeat_byte(1),
+                                value: one,
+                            }]);
+                        }
+                    }
+                    Behaviour::LargeEmpty => {
+                        if let Some(l) =
+                            leaves.iter_mut().find(|l| l.storage_root == EMPTY_ROOT_HASH)
+                        {
+                            l.storage = AccountStorage::Large { slot_count: 1000 };
+                        }
+                    }
+                    Behaviour::InlineJunk => {
+                        let with_storage = leaves.iter_mut().find_map(|l| match &mut l.storage {
+                            AccountStorage::Inline(slots) if !slots.is_empty() => Some(slots),
+                            _ => None,
+                        });
+                        if let Some(slot) = with_storage.and_then(|s| s.first_mut()) {
+                            slot.value += one;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl SyncPeer for SimPeer {
@@ -118,105 +182,22 @@ impl SyncPeer for SimPeer {
         self.account_estimate
     }
 
-    fn get_chunk(&self, request: GetChunk) -> PeerFuture<Chunk> {
+    fn request(&self, request: LeafRequest) -> PeerFuture {
         if let Some(f) = self.fails() {
-            return fail_as(f);
+            return f;
         }
-        let snap = self.db.snapshot().unwrap();
-        let mut chunk = serve_chunk(&snap, &request, &ServeConfig::default()).unwrap();
-        match (self.behaviour, &mut chunk.content) {
-            (Behaviour::Empty, _) => chunk.content = ChunkContent::Items(Vec::new()),
-            (Behaviour::TooLarge, _) => chunk.content = ChunkContent::TooLarge,
-            (Behaviour::Junk, ChunkContent::Items(leaves)) => {
-                for l in leaves {
-                    l.balance += U256::from(1u64);
-                }
-            }
-            (Behaviour::LyingHead(n), ChunkContent::Items(leaves)) => {
-                for l in leaves {
-                    l.balance += U256::from(1u64);
-                }
-                chunk.head_number += n;
-            }
-            (Behaviour::PoisonInline, ChunkContent::Items(leaves)) => {
-                if let Some(l) = leaves.iter_mut().find(|l| l.storage_root == EMPTY_ROOT_HASH) {
-                    l.storage = AccountStorage::Inline(vec![StorageSlot {
-                        hashed_slot: B256::repeat_byte(1),
-                        value: U256::from(1u64),
-                    }]);
-                }
-            }
-            (Behaviour::LargeEmpty, ChunkContent::Items(leaves)) => {
-                if let Some(l) = leaves.iter_mut().find(|l| l.storage_root == EMPTY_ROOT_HASH) {
-                    l.storage = AccountStorage::Large { slot_count: 1000 };
-                }
-            }
-            (Behaviour::InlineJunk, ChunkContent::Items(leaves)) => {
-                let with_storage = leaves.iter_mut().find_map(|l| match &mut l.storage {
-                    AccountStorage::Inline(slots) if !slots.is_empty() => Some(slots),
-                    _ => None,
-                });
-                if let Some(slot) = with_storage.and_then(|s| s.first_mut()) {
-                    slot.value += U256::from(1u64);
-                }
-            }
-            _ => {}
-        }
-        ready(Ok(chunk))
+        let answer = if self.behaviour == Behaviour::Empty {
+            request.empty_response()
+        } else {
+            let mut answer = self.serve(request);
+            self.tamper(&mut answer);
+            answer
+        };
+        Box::pin(async move { Ok(answer) })
     }
 
-    fn get_storage_chunk(&self, request: GetStorageChunk) -> PeerFuture<StorageChunk> {
-        if let Some(f) = self.fails() {
-            return fail_as(f);
-        }
-        let snap = self.db.snapshot().unwrap();
-        let mut chunk = serve_storage_chunk(&snap, &request, &ServeConfig::default()).unwrap();
-        match (self.behaviour, &mut chunk.content) {
-            (Behaviour::Empty, _) => chunk.content = ChunkContent::Items(Vec::new()),
-            (Behaviour::TooLarge, _) => chunk.content = ChunkContent::TooLarge,
-            (Behaviour::Junk | Behaviour::LyingHead(_), ChunkContent::Items(slots)) => {
-                for s in slots {
-                    s.value += U256::from(1u64);
-                }
-            }
-            _ => {}
-        }
-        ready(Ok(chunk))
-    }
-
-    fn get_nodes(&self, request: GetNodes) -> PeerFuture<Nodes> {
-        if let Some(f) = self.fails() {
-            return fail_as(f);
-        }
-        let snap = self.db.snapshot().unwrap();
-        let mut nodes = serve_nodes(&snap, &request, &ServeConfig::default()).unwrap();
-        match self.behaviour {
-            Behaviour::Empty => nodes.nodes.clear(),
-            Behaviour::WrongNodes => {
-                for n in &mut nodes.nodes {
-                    *n = alloy_primitives::Bytes::from(vec![0xc2, 0x80, 0x80]);
-                }
-            }
-            _ => {}
-        }
-        ready(Ok(nodes))
-    }
-
-    fn get_codes(&self, request: GetCodes) -> PeerFuture<Codes> {
-        if let Some(f) = self.fails() {
-            return fail_as(f);
-        }
-        let snap = self.db.snapshot().unwrap();
-        let mut codes = serve_codes(&snap, &request, &ServeConfig::default()).unwrap();
-        if self.behaviour == Behaviour::Empty {
-            codes.codes.clear();
-        }
-        ready(Ok(codes))
-    }
-
-    fn penalise(&self, class: PenaltyClass) -> BoxFuture<'static, ()> {
+    fn penalise(&self, class: PenaltyClass) {
         self.penalties.lock().unwrap().push(class);
-        Box::pin(async {})
     }
 }
 
@@ -282,18 +263,8 @@ pub trait Hook: Send + Sync + 'static {
     /// Runs before the inner peer is asked.
     fn before(&self, _inner: &SimPeer) {}
     /// The future the syncer awaits, given the inner peer's.
-    fn around<T: Send + 'static>(&self, request: PeerFuture<T>) -> PeerFuture<T> {
+    fn around(&self, request: PeerFuture) -> PeerFuture {
         request
-    }
-}
-
-impl<H: Hook> Hooked<H> {
-    fn ask<T: Send + 'static>(
-        &self,
-        request: impl FnOnce(&SimPeer) -> PeerFuture<T>,
-    ) -> PeerFuture<T> {
-        self.hook.before(&self.inner);
-        self.hook.around(request(&self.inner))
     }
 }
 
@@ -313,19 +284,29 @@ impl<H: Hook> SyncPeer for Hooked<H> {
     fn account_estimate(&self) -> u64 {
         self.inner.account_estimate()
     }
-    fn get_chunk(&self, request: GetChunk) -> PeerFuture<Chunk> {
-        self.ask(|p| p.get_chunk(request))
+    fn request(&self, request: LeafRequest) -> PeerFuture {
+        self.hook.before(&self.inner);
+        self.hook.around(self.inner.request(request))
     }
-    fn get_storage_chunk(&self, request: GetStorageChunk) -> PeerFuture<StorageChunk> {
-        self.ask(|p| p.get_storage_chunk(request))
-    }
-    fn get_nodes(&self, request: GetNodes) -> PeerFuture<Nodes> {
-        self.ask(|p| p.get_nodes(request))
-    }
-    fn get_codes(&self, request: GetCodes) -> PeerFuture<Codes> {
-        self.ask(|p| p.get_codes(request))
-    }
-    fn penalise(&self, class: PenaltyClass) -> BoxFuture<'static, ()> {
+    fn penalise(&self, class: PenaltyClass) {
         self.inner.penalise(class)
     }
+}
+
+/// Every answer takes the given time (virtual under paused time, real otherwise).
+pub struct Delay(pub std::time::Duration);
+
+impl Hook for Delay {
+    fn around(&self, request: PeerFuture) -> PeerFuture {
+        let delay = self.0;
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            request.await
+        })
+    }
+}
+
+/// `inner` behind a [`Delay`] of `delay`.
+pub fn delayed(inner: Arc<SimPeer>, delay: std::time::Duration) -> Arc<dyn SyncPeer> {
+    Arc::new(Hooked { inner, hook: Delay(delay) })
 }

@@ -1,0 +1,110 @@
+#![allow(clippy::unwrap_used)]
+
+use leafsync_p2p::leaf::{Chunk, StorageChunk};
+
+use super::*;
+use crate::tasks::Attempts;
+
+fn unit(owner: Option<B256>, prefix: &[u8], leaf: bool) -> Unit {
+    let prefix = Nibbles::from_nibbles(prefix);
+    Unit { owner, prefix, hash: B256::ZERO, leaf, attempts: Attempts::default() }
+}
+
+fn leaf(first_byte: u8) -> AccountLeaf {
+    let mut hashed_address = B256::repeat_byte(0x11);
+    hashed_address.0[0] = first_byte;
+    AccountLeaf {
+        hashed_address,
+        nonce: 1,
+        balance: U256::from(1u64),
+        storage_root: EMPTY_ROOT_HASH,
+        code_hash: B256::ZERO,
+        storage: AccountStorage::Inline(Vec::new()),
+    }
+}
+
+fn chunk(content: ChunkContent<AccountLeaf>) -> LeafResponse {
+    LeafResponse::Chunk(Chunk { request_id: 0, head_number: 9, content })
+}
+
+#[test]
+fn leaves_in_order_under_the_prefix_are_imported() {
+    let verdict = check_chunk(
+        &unit(None, &[1], false),
+        chunk(ChunkContent::Items(vec![leaf(0x10), leaf(0x12)])),
+    );
+    let ChunkVerdict::Import { leaves: Leaves::Accounts(accounts), head_number: 9 } = verdict
+    else {
+        panic!("{verdict:?}")
+    };
+    assert_eq!(accounts.len(), 2);
+}
+
+#[test]
+fn leaves_out_of_order_or_outside_the_prefix_ban_their_server() {
+    let malformed = ChunkVerdict::Refused(Verdict::Invalid("malformed chunk"));
+    let u = unit(None, &[1], false);
+    assert_eq!(
+        check_chunk(&u, chunk(ChunkContent::Items(vec![leaf(0x12), leaf(0x10)]))),
+        malformed
+    );
+    assert_eq!(check_chunk(&u, chunk(ChunkContent::Items(vec![leaf(0x20)]))), malformed);
+}
+
+#[test]
+fn too_large_splits_a_unit_and_is_junk_for_one_leaf() {
+    assert_eq!(
+        check_chunk(&unit(None, &[1], false), chunk(ChunkContent::TooLarge)),
+        ChunkVerdict::Split
+    );
+    assert_eq!(
+        check_chunk(&unit(None, &[1], true), chunk(ChunkContent::TooLarge)),
+        ChunkVerdict::Refused(Verdict::Junk("\"too large\" for a single leaf"))
+    );
+    assert_eq!(
+        check_chunk(&unit(None, &[1], false), chunk(ChunkContent::Items(Vec::new()))),
+        ChunkVerdict::Refused(Verdict::Empty)
+    );
+}
+
+#[test]
+fn storage_slots_must_be_sorted_and_non_zero_and_answer_a_storage_unit() {
+    let owner = Some(B256::repeat_byte(3));
+    let slot =
+        |b: u8, v: u64| StorageSlot { hashed_slot: B256::repeat_byte(b), value: U256::from(v) };
+    let answer = |slots| {
+        LeafResponse::StorageChunk(StorageChunk {
+            request_id: 0,
+            head_number: 1,
+            content: ChunkContent::Items(slots),
+        })
+    };
+    let ok = check_chunk(&unit(owner, &[], false), answer(vec![slot(1, 1), slot(2, 1)]));
+    assert!(matches!(ok, ChunkVerdict::Import { leaves: Leaves::Slots { .. }, .. }), "{ok:?}");
+    let zero = check_chunk(&unit(owner, &[], false), answer(vec![slot(1, 0)]));
+    assert_eq!(zero, ChunkVerdict::Refused(Verdict::Invalid("malformed storage chunk")));
+    // A storage chunk for an account unit is the wrong kind of answer.
+    let wrong = check_chunk(&unit(None, &[], false), answer(vec![slot(1, 1)]));
+    assert_eq!(wrong, ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")));
+}
+
+#[test]
+fn a_differing_chunk_is_a_lie_at_the_pivot_head_or_far_from_its_announcement() {
+    let pivot = ChainHead { number: 10, hash: B256::repeat_byte(1), state_root: B256::ZERO };
+    let at =
+        |number, hash| ChainHead { number, hash: B256::repeat_byte(hash), state_root: B256::ZERO };
+    assert!(judge_mismatch(10, at(10, 1), &pivot).is_some(), "junk at the pivot head");
+    assert!(judge_mismatch(10, at(10, 2), &pivot).is_none(), "a sibling at the pivot's height");
+    assert!(judge_mismatch(20, at(12, 2), &pivot).is_some(), "a claim far from the announcement");
+    assert!(judge_mismatch(13, at(12, 2), &pivot).is_none(), "stale, within the slack");
+}
+
+#[test]
+fn a_verified_accounts_storage_is_complete_fetched_or_a_lie() {
+    let account = |storage_root| TrieAccount { storage_root, ..Default::default() };
+    let root = B256::repeat_byte(5);
+    assert_eq!(check_account(&account(root), Some(root)), StorageCheck::Complete);
+    assert_eq!(check_account(&account(root), None), StorageCheck::Fetch);
+    assert!(matches!(check_account(&account(root), Some(B256::ZERO)), StorageCheck::Lie(_)));
+    assert!(matches!(check_account(&account(EMPTY_ROOT_HASH), None), StorageCheck::Lie(_)));
+}

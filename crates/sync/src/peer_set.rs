@@ -1,0 +1,355 @@
+//! [`PeerSet`]: the peers of a sync, what it measured of each, and where each stands. Every
+//! outcome of a request is recorded as a [`Verdict`]; [`PeerSet::record`] applies the rules of
+//! docs/sync.md "Penalties" and returns the penalty the peer earned, which the loop sends
+//! without waiting.
+
+use std::sync::Arc;
+
+use leafsync_leafdb::DEFAULT_RECENT_BLOCKS;
+use leafsync_p2p::{
+    PeerId,
+    leaf::{ChainHead, PenaltyClass},
+    requests::RequestError,
+};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::{
+        MAX_CONSECUTIVE_EMPTIES, MAX_CONSECUTIVE_TIMEOUTS, MAX_STALE_HEALS, MAX_SYNC_PEERS,
+        SILENT_REVIVE_AFTER,
+    },
+    peer::SyncPeer,
+    rate::PeerRate,
+    stats::SyncStats,
+};
+
+/// Where a peer stands with this sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Standing {
+    Active,
+    Dropped,
+    Banned,
+}
+
+/// What one answer (or its absence) says about its peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Something useful came.
+    Delivered,
+    /// Nothing in it.
+    Empty,
+    /// Provably a lie that honest servers cannot tell (a junk chunk at the pivot head, a false
+    /// head claim, storage contradicting its verified account, "too large" for one leaf).
+    Junk(&'static str),
+    /// An answer no honest peer sends (a node or code with the wrong hash, a malformed chunk,
+    /// an answer of another kind): a ban.
+    Invalid(&'static str),
+    /// No answer in time.
+    Timeout,
+    /// The session is gone; the network layer has dealt with it.
+    Disconnected,
+    /// The peer's queue was full: no fault.
+    Busy,
+}
+
+impl From<&RequestError> for Verdict {
+    fn from(error: &RequestError) -> Self {
+        match error {
+            RequestError::Timeout => Self::Timeout,
+            RequestError::InvalidResponse(_) => Self::Invalid("invalid response"),
+            RequestError::PeerBusy | RequestError::TooManyInFlight => Self::Busy,
+            _ => Self::Disconnected,
+        }
+    }
+}
+
+/// A peer and what the syncer measured of it.
+pub(crate) struct PeerSlot {
+    pub(crate) peer: Arc<dyn SyncPeer>,
+    pub(crate) rate: PeerRate,
+    pub(crate) in_flight: usize,
+    junk: u32,
+    timeouts: u32,
+    empties: u32,
+    /// Chunks from this server at another head that failed verification (no penalty).
+    stale_heals: u32,
+    /// The head this server announced when it reached [`MAX_STALE_HEALS`]: it gets chunks
+    /// again once it announces another.
+    stale_at: Option<ChainHead>,
+    pub(crate) standing: Standing,
+    /// When a peer dropped for silence may be asked again (a stall is not a lie).
+    revive_at: Option<Instant>,
+}
+
+impl PeerSlot {
+    /// A peer new to this sync: unmeasured, active.
+    fn new(peer: Arc<dyn SyncPeer>) -> Self {
+        Self {
+            peer,
+            rate: PeerRate::default(),
+            in_flight: 0,
+            junk: 0,
+            timeouts: 0,
+            empties: 0,
+            stale_heals: 0,
+            stale_at: None,
+            standing: Standing::Active,
+            revive_at: None,
+        }
+    }
+
+    /// Whether this server should get no chunks now: it sent too many from another head and
+    /// still announces that head.
+    fn chunks_benched(&self) -> bool {
+        self.stale_at.is_some_and(|h| h == self.peer.head())
+    }
+}
+
+/// Which peers may get which work now, fastest first.
+#[derive(Debug, Default)]
+pub(crate) struct Roster {
+    /// Every active peer, fastest first.
+    pub(crate) active: Vec<usize>,
+    /// Active peers that have the pivot's trie nodes.
+    pub(crate) serving: Vec<usize>,
+    /// Active peers that may get chunks.
+    pub(crate) chunks: Vec<usize>,
+}
+
+/// The peers of a sync; see the module docs.
+pub(crate) struct PeerSet {
+    slots: Vec<PeerSlot>,
+    junk_ban_threshold: u32,
+}
+
+impl PeerSet {
+    pub(crate) fn new(peers: Vec<Arc<dyn SyncPeer>>, junk_ban_threshold: u32) -> Self {
+        let slots = peers.into_iter().map(PeerSlot::new).collect();
+        Self { slots, junk_ban_threshold }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn slot(&self, i: usize) -> &PeerSlot {
+        &self.slots[i]
+    }
+
+    pub(crate) fn slot_mut(&mut self, i: usize) -> &mut PeerSlot {
+        &mut self.slots[i]
+    }
+
+    /// Every peer's announced head.
+    pub(crate) fn heads(&self) -> Vec<ChainHead> {
+        self.slots.iter().map(|p| p.peer.head()).collect()
+    }
+
+    /// The median of the peers' account estimates (0 without peers).
+    pub(crate) fn median_estimate(&self) -> u64 {
+        let mut estimates: Vec<u64> =
+            self.slots.iter().map(|p| p.peer.account_estimate()).collect();
+        estimates.sort_unstable();
+        estimates.get(estimates.len() / 2).copied().unwrap_or(0)
+    }
+
+    /// Adds a peer, or revives one dropped earlier (a new session of it); banned peers stay out.
+    pub(crate) fn add(&mut self, peer: Arc<dyn SyncPeer>) {
+        let id = peer.id();
+        let full = self.slots.len() >= MAX_SYNC_PEERS;
+        match self.slots.iter_mut().find(|p| p.peer.id() == id) {
+            Some(slot) if slot.standing == Standing::Banned => {}
+            Some(slot) => {
+                slot.peer = peer;
+                slot.timeouts = 0;
+                slot.empties = 0;
+                if slot.standing == Standing::Dropped {
+                    slot.standing = Standing::Active;
+                    info!(peer = %id, "sync peer is back");
+                }
+            }
+            None if !full => {
+                info!(peer = %id, head = peer.head().number, "sync peer joined");
+                self.slots.push(PeerSlot::new(peer));
+            }
+            None => {
+                // Full: a dropped peer's slot is reused (its index may still be in items'
+                // tried lists, which only skips the newcomer for those items this round).
+                match self.slots.iter_mut().find(|p| p.standing == Standing::Dropped) {
+                    Some(slot) => {
+                        info!(peer = %id, head = peer.head().number, "sync peer joined");
+                        *slot = PeerSlot::new(peer);
+                    }
+                    None => debug!(peer = %id, "sync peer table full; not used"),
+                }
+            }
+        }
+    }
+
+    /// The active peers' indices.
+    pub(crate) fn active(&self) -> Vec<usize> {
+        (0..self.slots.len()).filter(|i| self.slots[*i].standing == Standing::Active).collect()
+    }
+
+    /// Whether a dropped peer waits to be asked again.
+    pub(crate) fn any_resting(&self) -> bool {
+        self.slots.iter().any(|p| p.revive_at.is_some())
+    }
+
+    /// The active peers and which work each may get for `pivot`, fastest first. Servers benched
+    /// for stale chunks get chunks only when no other peer can take them.
+    pub(crate) fn roster(&self, pivot: &ChainHead) -> Roster {
+        let mut active = self.active();
+        active.sort_by(|a, b| {
+            self.slots[*b].rate.bytes_per_sec.total_cmp(&self.slots[*a].rate.bytes_per_sec)
+        });
+        let serving = active.iter().copied().filter(|i| self.has_pivot_nodes(*i, pivot)).collect();
+        let chunks: Vec<usize> =
+            active.iter().copied().filter(|i| !self.slots[*i].chunks_benched()).collect();
+        let chunks = if chunks.is_empty() { active.clone() } else { chunks };
+        Roster { active, serving, chunks }
+    }
+
+    /// Whether peer `i` can be asked for the pivot's trie nodes: a server keeps the nodes of its
+    /// last [`DEFAULT_RECENT_BLOCKS`] heads, so its head must be at the pivot or at most that far
+    /// past it. Chunks and codes go to every peer (a chunk read at another head is healed).
+    /// A server on another block at the pivot's height (a sibling) does not have them.
+    fn has_pivot_nodes(&self, i: usize, pivot: &ChainHead) -> bool {
+        let head = self.slots[i].peer.head();
+        if head.number == pivot.number && head.hash != pivot.hash {
+            return false;
+        }
+        head.number >= pivot.number && head.number - pivot.number < DEFAULT_RECENT_BLOCKS
+    }
+
+    /// An answer of `bytes` came from peer `i` after `elapsed`: its rate learns, and it is no
+    /// longer silent.
+    pub(crate) fn answered(&mut self, i: usize, bytes: u64, elapsed: std::time::Duration) {
+        let slot = &mut self.slots[i];
+        slot.rate.update(bytes, elapsed);
+        slot.timeouts = 0;
+    }
+
+    /// Records what an answer of peer `i` showed, counting it in `stats`; returns the penalty
+    /// it earned, to be sent to the peer's source.
+    pub(crate) fn record(
+        &mut self,
+        i: usize,
+        verdict: Verdict,
+        stats: &mut SyncStats,
+    ) -> Option<PenaltyClass> {
+        let slot = &mut self.slots[i];
+        match verdict {
+            Verdict::Delivered => {
+                slot.empties = 0;
+                None
+            }
+            Verdict::Busy => None,
+            Verdict::Empty => {
+                stats.empty_answers += 1;
+                slot.rate.penalise();
+                slot.empties += 1;
+                if slot.empties >= MAX_CONSECUTIVE_EMPTIES {
+                    return self.drop_peer(i, "answers empty", Some(PenaltyClass::Low), stats);
+                }
+                None
+            }
+            Verdict::Timeout => {
+                stats.timeouts += 1;
+                slot.rate.penalise();
+                slot.timeouts += 1;
+                if slot.timeouts < MAX_CONSECUTIVE_TIMEOUTS {
+                    return None;
+                }
+                let penalty = self.drop_peer(i, "silent", Some(PenaltyClass::Low), stats);
+                // A stall is not a lie: the peer is asked again later (one request, as its
+                // window restarts small).
+                self.slots[i].revive_at = Some(Instant::now() + SILENT_REVIVE_AFTER);
+                penalty
+            }
+            Verdict::Junk(why) => {
+                stats.junk_answers += 1;
+                slot.junk += 1;
+                debug!(peer = %slot.peer.id(), why, junk = slot.junk, "junk answer");
+                if slot.junk >= self.junk_ban_threshold {
+                    self.ban(i, why, stats)
+                } else {
+                    Some(PenaltyClass::High)
+                }
+            }
+            Verdict::Invalid(why) => self.ban(i, why, stats),
+            Verdict::Disconnected => self.drop_peer(i, "disconnected", None, stats),
+        }
+    }
+
+    fn ban(&mut self, i: usize, why: &'static str, stats: &mut SyncStats) -> Option<PenaltyClass> {
+        let slot = &mut self.slots[i];
+        if slot.standing == Standing::Banned {
+            return None;
+        }
+        warn!(peer = %slot.peer.id(), why, "banning sync peer");
+        slot.standing = Standing::Banned;
+        stats.peers_banned += 1;
+        Some(PenaltyClass::Fatal)
+    }
+
+    /// Stops asking a peer that is useless now but not shown dishonest: at most a minor
+    /// penalty, never a ban.
+    fn drop_peer(
+        &mut self,
+        i: usize,
+        why: &'static str,
+        penalty: Option<PenaltyClass>,
+        stats: &mut SyncStats,
+    ) -> Option<PenaltyClass> {
+        let slot = &mut self.slots[i];
+        if slot.standing != Standing::Active {
+            return None;
+        }
+        debug!(peer = %slot.peer.id(), why, "dropping sync peer");
+        slot.standing = Standing::Dropped;
+        slot.revive_at = None;
+        stats.peers_dropped += 1;
+        penalty
+    }
+
+    /// A chunk of peer `i` failed verification and is not provably a lie: its server is stale
+    /// at `announced`. After [`MAX_STALE_HEALS`] such chunks at one head it gets no more chunks
+    /// until it announces another.
+    pub(crate) fn stale_chunk(&mut self, i: usize, announced: ChainHead) {
+        let slot = &mut self.slots[i];
+        if slot.stale_at.is_some_and(|h| h != announced) {
+            slot.stale_heals = 0;
+            slot.stale_at = None;
+        }
+        slot.stale_heals += 1;
+        if slot.stale_heals >= MAX_STALE_HEALS && slot.stale_at.is_none() {
+            debug!(peer = %slot.peer.id(), head = announced.number,
+                "server's chunks are from another head; no more chunks until it moves");
+            slot.stale_at = Some(announced);
+        }
+    }
+
+    /// Peers dropped for silence whose pause is over are asked again.
+    pub(crate) fn revive_silent(&mut self) {
+        let now = Instant::now();
+        for slot in &mut self.slots {
+            if slot.standing == Standing::Dropped && slot.revive_at.is_some_and(|t| t <= now) {
+                debug!(peer = %slot.peer.id(), "asking a silent sync peer again");
+                slot.standing = Standing::Active;
+                slot.revive_at = None;
+                slot.timeouts = 0;
+            }
+        }
+    }
+
+    /// The ids of the peers that stand at `standing`.
+    pub(crate) fn ids(&self, standing: Standing) -> Vec<PeerId> {
+        self.slots.iter().filter(|p| p.standing == standing).map(|p| p.peer.id()).collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "peer_set_tests.rs"]
+mod tests;

@@ -1,0 +1,95 @@
+#![allow(clippy::unwrap_used)]
+
+use alloy_primitives::B512;
+use leafsync_p2p::requests::LeafRequest;
+
+use super::*;
+use crate::peer::PeerFuture;
+
+/// A peer that is never asked: only its id and head matter here.
+struct Idle(u8);
+
+impl SyncPeer for Idle {
+    fn id(&self) -> PeerId {
+        B512::repeat_byte(self.0)
+    }
+    fn head(&self) -> ChainHead {
+        ChainHead::default()
+    }
+    fn account_estimate(&self) -> u64 {
+        0
+    }
+    fn request(&self, _: LeafRequest) -> PeerFuture {
+        Box::pin(futures::future::pending())
+    }
+    fn penalise(&self, _: PenaltyClass) {}
+}
+
+fn set(n: u8) -> PeerSet {
+    PeerSet::new((1..=n).map(|i| Arc::new(Idle(i)) as Arc<dyn SyncPeer>).collect(), 3)
+}
+
+#[test]
+fn junk_costs_high_penalties_until_the_threshold_bans() {
+    let mut peers = set(1);
+    let mut stats = SyncStats::default();
+    assert_eq!(peers.record(0, Verdict::Junk("j"), &mut stats), Some(PenaltyClass::High));
+    assert_eq!(peers.record(0, Verdict::Junk("j"), &mut stats), Some(PenaltyClass::High));
+    assert_eq!(peers.record(0, Verdict::Junk("j"), &mut stats), Some(PenaltyClass::Fatal));
+    // Answers still in flight after the ban cost nothing more.
+    assert_eq!(peers.record(0, Verdict::Junk("j"), &mut stats), None);
+    assert_eq!(peers.record(0, Verdict::Invalid("i"), &mut stats), None);
+    assert_eq!(peers.ids(Standing::Banned), vec![B512::repeat_byte(1)]);
+    assert_eq!((stats.junk_answers, stats.peers_banned), (4, 1));
+}
+
+#[test]
+fn silence_drops_with_a_low_penalty_and_a_rest_not_a_ban() {
+    let mut peers = set(2);
+    let mut stats = SyncStats::default();
+    assert_eq!(peers.record(0, Verdict::Timeout, &mut stats), None);
+    assert_eq!(peers.record(0, Verdict::Timeout, &mut stats), Some(PenaltyClass::Low));
+    assert_eq!(peers.active(), vec![1]);
+    assert!(peers.any_resting());
+    // An answer in between forgives a timeout.
+    assert_eq!(peers.record(1, Verdict::Timeout, &mut stats), None);
+    peers.answered(1, 1000, std::time::Duration::from_millis(5));
+    assert_eq!(peers.record(1, Verdict::Timeout, &mut stats), None);
+    // A disconnect drops without a penalty; a busy peer is no fault.
+    assert_eq!(peers.record(1, Verdict::Busy, &mut stats), None);
+    assert_eq!(peers.record(1, Verdict::Disconnected, &mut stats), None);
+    assert!(peers.active().is_empty());
+    assert_eq!(stats.peers_dropped, 2);
+}
+
+#[test]
+fn empty_answers_drop_only_when_consecutive() {
+    let mut peers = set(1);
+    let mut stats = SyncStats::default();
+    for _ in 1..MAX_CONSECUTIVE_EMPTIES {
+        assert_eq!(peers.record(0, Verdict::Empty, &mut stats), None);
+    }
+    assert_eq!(peers.record(0, Verdict::Delivered, &mut stats), None);
+    for _ in 1..MAX_CONSECUTIVE_EMPTIES {
+        assert_eq!(peers.record(0, Verdict::Empty, &mut stats), None);
+    }
+    assert_eq!(peers.record(0, Verdict::Empty, &mut stats), Some(PenaltyClass::Low));
+    // A new session of a dropped peer brings it back; a banned one stays out.
+    peers.add(Arc::new(Idle(1)));
+    assert_eq!(peers.active(), vec![0]);
+    peers.record(0, Verdict::Invalid("i"), &mut stats);
+    peers.add(Arc::new(Idle(1)));
+    assert!(peers.active().is_empty());
+}
+
+#[test]
+fn a_stale_server_is_benched_from_chunks_while_its_head_stays() {
+    let mut peers = set(2);
+    for _ in 0..MAX_STALE_HEALS {
+        peers.stale_chunk(0, ChainHead::default());
+    }
+    let roster = peers.roster(&ChainHead::default());
+    assert_eq!(roster.chunks, vec![1]);
+    assert_eq!(roster.active.len(), 2);
+    assert_eq!(roster.serving.len(), 2);
+}

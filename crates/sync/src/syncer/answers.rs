@@ -1,0 +1,280 @@
+//! Answers applied: each finished request is judged by the pure parts (`import.rs`, `heal.rs`,
+//! the hash checks here), its verdict recorded in the [`PeerSet`] (the earned penalty is sent
+//! without waiting), and its results written and queued. Everything here is synchronous.
+//!
+//! [`PeerSet`]: crate::peer_set::PeerSet
+
+use alloy_primitives::keccak256;
+use leafsync_leafdb::{KvStore, trie::DecodedNode};
+use leafsync_p2p::{
+    leaf::{Codes, Nodes},
+    requests::LeafResponse,
+};
+
+use super::{Syncer, items::Hold};
+use crate::{
+    error::SyncError,
+    heal::children,
+    import::{ChunkVerdict, Leaves, check_chunk, judge_mismatch},
+    peer::response_len,
+    peer_set::Verdict,
+    tasks::{CodeTask, Done, Job, NodeTask, Purpose, Unit, requeue},
+};
+
+impl<S: KvStore + 'static> Syncer<S> {
+    /// Records `verdict` for `peer` and sends the penalty it earned, if any.
+    fn judge(&mut self, peer: usize, verdict: Verdict) {
+        if let Some(class) = self.peers.record(peer, verdict, &mut self.reporter.stats) {
+            self.peers.slot(peer).peer.penalise(class);
+        }
+    }
+
+    /// Puts a job's items back, marked as tried by `peer`.
+    fn requeue(&mut self, job: Job, peer: usize) {
+        match job {
+            Job::Chunk(unit) => requeue(&mut self.work.units, [unit], peer),
+            Job::Nodes(tasks) => requeue(&mut self.work.nodes, tasks, peer),
+            Job::Codes(tasks) => requeue(&mut self.codes.queue, tasks, peer),
+        }
+    }
+
+    pub(super) fn on_done(&mut self, done: Done) -> Result<(), SyncError> {
+        let Done { epoch, peer, job, result, elapsed } = done;
+        let slot = self.peers.slot_mut(peer);
+        slot.in_flight = slot.in_flight.saturating_sub(1);
+        let stats = &mut self.reporter.stats;
+        if epoch != self.epoch && !matches!(job, Job::Codes(_)) {
+            // Work for an earlier pivot (codes do not depend on the pivot).
+            if let Ok(answer) = &result {
+                stats.bytes_down += response_len(answer);
+            }
+            return Ok(());
+        }
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.judge(peer, Verdict::from(&e));
+                self.requeue(job, peer);
+                return Ok(());
+            }
+        };
+        let size = response_len(&answer);
+        stats.bytes_down += size;
+        self.peers.answered(peer, size, elapsed);
+        match (job, answer) {
+            (Job::Chunk(unit), answer) => self.on_chunk(peer, unit, answer),
+            (Job::Nodes(tasks), LeafResponse::Nodes(nodes)) => self.on_nodes(peer, tasks, &nodes),
+            (Job::Codes(tasks), LeafResponse::Codes(codes)) => self.on_codes(peer, tasks, &codes),
+            (job, _) => {
+                self.judge(peer, Verdict::Invalid("answer of the wrong kind"));
+                self.requeue(job, peer);
+                Ok(())
+            }
+        }
+    }
+
+    /// A chunk or storage chunk arrived for `unit`.
+    fn on_chunk(&mut self, peer: usize, unit: Unit, answer: LeafResponse) -> Result<(), SyncError> {
+        let (leaves, head_number) = match check_chunk(&unit, answer) {
+            ChunkVerdict::Import { leaves, head_number } => (leaves, head_number),
+            ChunkVerdict::Split => {
+                // The unit's node is fetched and its children become the units; the
+                // expansion holds the trie open in the unit's place.
+                self.judge(peer, Verdict::Delivered);
+                self.reporter.stats.chunks_split += 1;
+                self.reporter.stats.chunks_total =
+                    self.reporter.stats.chunks_total.saturating_sub(1);
+                self.work.replace(&unit, Purpose::Expand);
+                return Ok(());
+            }
+            ChunkVerdict::Refused(verdict) => {
+                self.judge(peer, verdict);
+                self.requeue(Job::Chunk(unit), peer);
+                return Ok(());
+            }
+        };
+        self.judge(peer, Verdict::Delivered);
+        let stats = &mut self.reporter.stats;
+        let (root, accounts) = match &leaves {
+            Leaves::Accounts(accounts) => {
+                let outcome = self.db.import_account_chunk(&unit.prefix, accounts)?;
+                stats.accounts += accounts.len() as u64;
+                (outcome.root, Some((accounts, outcome.storage_roots)))
+            }
+            Leaves::Slots { owner, slots } => {
+                let root = self.db.import_storage_chunk(owner, &unit.prefix, slots)?;
+                stats.slots += slots.len() as u64;
+                (root, None)
+            }
+        };
+        stats.chunks_done += 1;
+        if root != unit.hash {
+            return self.mark_heal(peer, &unit, head_number);
+        }
+        stats.chunks_verified += 1;
+        let Some((accounts, storage_roots)) = accounts else { return self.close(unit.owner) };
+        let mut lied = None;
+        for (a, computed) in accounts.iter().zip(storage_roots) {
+            self.reporter.stats.slots += a.storage.as_ref().map_or(0, |s| s.len() as u64);
+            if let Some(lie) =
+                self.after_verified_account(a.hashed_address, &a.account, computed)?
+            {
+                lied = Some(lie);
+            }
+        }
+        if let Some(why) = lied {
+            self.judge(peer, Verdict::Junk(why));
+        }
+        Ok(())
+    }
+
+    /// A chunk differed from its skeleton hash: its prefix is healed (the heal root replaces the
+    /// unit), and its server judged by its head claim (see [`judge_mismatch`]).
+    fn mark_heal(&mut self, peer: usize, unit: &Unit, head_number: u64) -> Result<(), SyncError> {
+        self.reporter.stats.chunks_healed += 1;
+        self.add_heal_root_held(unit.owner, unit.prefix, unit.hash, Hold::Replaces(unit))?;
+        let announced = self.peers.slot(peer).peer.head();
+        match judge_mismatch(head_number, announced, &self.pivot) {
+            Some(why) => self.judge(peer, Verdict::Junk(why)),
+            None => self.peers.stale_chunk(peer, announced),
+        }
+        Ok(())
+    }
+
+    /// A `Nodes` answer to `tasks`: every node must hash to its request (else the peer is
+    /// banned and the rest asked elsewhere); empty entries are asked elsewhere.
+    fn on_nodes(
+        &mut self,
+        peer: usize,
+        tasks: Vec<NodeTask>,
+        nodes: &Nodes,
+    ) -> Result<(), SyncError> {
+        let mut delivered = 0usize;
+        let mut wrong = false;
+        let mut retry = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            match nodes.nodes.get(i) {
+                Some(rlp) if !wrong && !rlp.is_empty() => {
+                    if keccak256(rlp) != task.hash {
+                        wrong = true;
+                        retry.push(task);
+                        continue;
+                    }
+                    delivered += 1;
+                    self.on_node(&task, rlp.to_vec())?;
+                }
+                _ => retry.push(task),
+            }
+        }
+        self.judge(peer, delivery(wrong, delivered, "node with the wrong hash"));
+        requeue(&mut self.work.nodes, retry, peer);
+        Ok(())
+    }
+
+    fn on_node(&mut self, task: &NodeTask, rlp: Vec<u8>) -> Result<(), SyncError> {
+        let node =
+            DecodedNode::decode(&rlp).map_err(|_| SyncError::BadPivotNode { hash: task.hash })?;
+        match task.purpose {
+            Purpose::Expand => self.expand(task, &node, rlp),
+            Purpose::Heal { parent } => self.heal_node(task, &node, rlp, parent),
+        }
+    }
+
+    /// A skeleton node: branch and extension children become chunks (or, above the chunk depth,
+    /// further skeleton nodes); a leaf is a chunk by itself.
+    fn expand(
+        &mut self,
+        task: &NodeTask,
+        node: &DecodedNode,
+        rlp: Vec<u8>,
+    ) -> Result<(), SyncError> {
+        self.reporter.stats.skeleton_nodes += 1;
+        if let DecodedNode::Leaf { .. } = node {
+            self.add_unit_of(task.owner, task.path, task.hash, true)?;
+            return self.close(task.owner);
+        }
+        let limit = if task.owner.is_none() { self.depth } else { 0 };
+        let children = children(&task.path, node)?;
+        self.work.keep_skeleton(task.owner, task.path, rlp);
+        for child in children {
+            if child.by_hash && child.path.len() < limit {
+                self.add_expand(task.owner, child.path, child.hash);
+            } else {
+                self.add_unit(task.owner, child.path, child.hash)?;
+            }
+        }
+        self.close(task.owner)
+    }
+
+    /// A heal node: the heal state machine says what to fetch and what to write.
+    fn heal_node(
+        &mut self,
+        task: &NodeTask,
+        node: &DecodedNode,
+        rlp: Vec<u8>,
+        parent: Option<alloy_trie::Nibbles>,
+    ) -> Result<(), SyncError> {
+        let (db, owner) = (&self.db, task.owner);
+        let local_hash = |path: &_| Ok(db.node(owner.as_ref(), path)?.map(keccak256));
+        let step = self.heal.on_node(owner, task.path, parent, node, rlp, local_hash)?;
+        for (path, hash) in step.fetch {
+            self.work.add_heal_child(owner, path, hash, task.path);
+        }
+        if step.commit.is_empty() {
+            return Ok(());
+        }
+        self.reporter.stats.healed_nodes += step.commit.len() as u64;
+        self.db.write_trie_nodes(owner.as_ref(), &step.commit)?;
+        for (path, hash) in step.finished {
+            // A healed subtrie is complete: its flat entries are re-derived from it.
+            self.resume_complete(owner, path, hash)?;
+            // Only now: a crash before this point finds the heal root again and redoes the
+            // flat rewrite (its top node is fetched once more, everything below is complete).
+            self.heal_root_finished(owner, &path, hash)?;
+            self.close(owner)?;
+        }
+        Ok(())
+    }
+
+    /// A `Codes` answer to `tasks`: every code must hash to its request.
+    fn on_codes(
+        &mut self,
+        peer: usize,
+        tasks: Vec<CodeTask>,
+        codes: &Codes,
+    ) -> Result<(), SyncError> {
+        let mut got = Vec::new();
+        let mut missing = Vec::new();
+        let mut wrong = false;
+        for (i, task) in tasks.into_iter().enumerate() {
+            match codes.codes.get(i) {
+                Some(code) if !wrong && !code.is_empty() => {
+                    if keccak256(code) == task.hash {
+                        got.push(code.to_vec());
+                    } else {
+                        wrong = true;
+                        missing.push(task);
+                    }
+                }
+                _ => missing.push(task),
+            }
+        }
+        self.judge(peer, delivery(wrong, got.len(), "code with the wrong hash"));
+        self.reporter.stats.codes += got.len() as u64;
+        self.db.write_codes(&got)?;
+        requeue(&mut self.codes.queue, missing, peer);
+        Ok(())
+    }
+}
+
+/// What a batch answer showed: an item with the wrong hash is invalid (`why`), nothing
+/// delivered is empty.
+fn delivery(wrong: bool, delivered: usize, why: &'static str) -> Verdict {
+    if wrong {
+        Verdict::Invalid(why)
+    } else if delivered == 0 {
+        Verdict::Empty
+    } else {
+        Verdict::Delivered
+    }
+}

@@ -1,0 +1,180 @@
+//! The work of a sync, as owned queues: [`Work`] holds everything bound to one pivot (chunk
+//! units, trie-node tasks, the skeleton above the chunks, which storage tries are started, and
+//! how many items keep each storage trie open) and is replaced whole on a re-pivot;
+//! [`CodeQueue`] holds the codes, which do not depend on the pivot and survive it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use alloy_primitives::B256;
+use alloy_trie::Nibbles;
+use leafsync_leafdb::EMPTY_CODE_HASH;
+
+use crate::{
+    error::SyncError,
+    tasks::{Attempts, CodeTask, NodeTask, Owner, Purpose, Unit},
+};
+
+/// Trie nodes of one storage trie to write once nothing below them is open.
+pub(crate) type SkeletonNodes = Vec<(Nibbles, Vec<u8>)>;
+
+/// The items of one pivot; see the module docs.
+///
+/// Every unit, skeleton node and heal root of a storage trie holds it *open*; the skeleton
+/// above its chunks is written only when the last one resolves ([`Self::close`]), so a stored
+/// node always has its complete subtree. An item that is replaced by another (a unit split into
+/// its expansion, or handed to heal) passes its hold on through [`Self::replace`].
+#[derive(Debug, Default)]
+pub(crate) struct Work {
+    /// Chunks to fetch.
+    pub(crate) units: VecDeque<Unit>,
+    /// Trie nodes to fetch (skeleton and heal).
+    pub(crate) nodes: VecDeque<NodeTask>,
+    /// Storage tries whose fetch or heal was started (each once per pivot).
+    storage_started: HashSet<B256>,
+    /// Skeleton nodes (above the chunks) per trie, written once the trie below them is complete.
+    skeleton: HashMap<Owner, SkeletonNodes>,
+    /// Open units, skeleton nodes and heal roots per storage trie.
+    open: HashMap<B256, usize>,
+}
+
+impl Work {
+    /// Whether no unit or node is queued.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.units.is_empty() && self.nodes.is_empty()
+    }
+
+    /// Queues a chunk unit; it holds its trie open.
+    pub(crate) fn add_unit(&mut self, owner: Owner, prefix: Nibbles, hash: B256, leaf: bool) {
+        self.hold(owner);
+        self.units.push_back(Unit { owner, prefix, hash, leaf, attempts: Attempts::default() });
+    }
+
+    /// Queues a skeleton node or a heal root; it holds its trie open.
+    pub(crate) fn add_node(&mut self, owner: Owner, path: Nibbles, hash: B256, purpose: Purpose) {
+        self.hold(owner);
+        self.push_node(owner, path, hash, purpose);
+    }
+
+    /// Queues the node that replaces `unit` (its expansion, or its heal root): the node takes
+    /// over the unit's hold on its trie.
+    pub(crate) fn replace(&mut self, unit: &Unit, purpose: Purpose) {
+        self.push_node(unit.owner, unit.prefix, unit.hash, purpose);
+    }
+
+    /// Queues a heal node below a pending one (its parent's heal holds the trie open).
+    pub(crate) fn add_heal_child(
+        &mut self,
+        owner: Owner,
+        path: Nibbles,
+        hash: B256,
+        parent: Nibbles,
+    ) {
+        self.push_node(owner, path, hash, Purpose::Heal { parent: Some(parent) });
+    }
+
+    fn push_node(&mut self, owner: Owner, path: Nibbles, hash: B256, purpose: Purpose) {
+        let attempts = Attempts::default();
+        self.nodes.push_back(NodeTask { owner, path, hash, purpose, attempts });
+    }
+
+    fn hold(&mut self, owner: Owner) {
+        if let Some(o) = owner {
+            *self.open.entry(o).or_default() += 1;
+        }
+    }
+
+    /// One open item of `owner`'s storage trie resolved. The last one returns the trie's
+    /// skeleton nodes, to be written now.
+    pub(crate) fn close(&mut self, owner: Owner) -> Option<(B256, SkeletonNodes)> {
+        let o = owner?;
+        let left = self.open.get_mut(&o).map(|n| {
+            *n = n.saturating_sub(1);
+            *n
+        });
+        if left != Some(0) {
+            return None;
+        }
+        self.open.remove(&o);
+        self.skeleton.remove(&owner).map(|nodes| (o, nodes))
+    }
+
+    /// Keeps a fetched skeleton node until its trie is complete.
+    pub(crate) fn keep_skeleton(&mut self, owner: Owner, path: Nibbles, rlp: Vec<u8>) {
+        self.skeleton.entry(owner).or_default().push((path, rlp));
+    }
+
+    /// The account trie's skeleton, taken for the final write.
+    pub(crate) fn take_account_skeleton(&mut self) -> SkeletonNodes {
+        self.skeleton.remove(&None).unwrap_or_default()
+    }
+
+    /// Marks the storage trie of `hashed` started; `false` if it already was.
+    pub(crate) fn start_storage(&mut self, hashed: B256) -> bool {
+        self.storage_started.insert(hashed)
+    }
+}
+
+/// Codes to fetch, each hash asked once per sync (they do not depend on the pivot).
+#[derive(Debug, Default)]
+pub(crate) struct CodeQueue {
+    pub(crate) queue: VecDeque<CodeTask>,
+    seen: HashSet<B256>,
+}
+
+impl CodeQueue {
+    /// Queues the code `hash` unless it is the empty code, already seen, or `stored`.
+    pub(crate) fn want(
+        &mut self,
+        hash: B256,
+        stored: impl FnOnce(&B256) -> Result<bool, SyncError>,
+    ) -> Result<(), SyncError> {
+        if hash != EMPTY_CODE_HASH && self.seen.insert(hash) && !stored(&hash)? {
+            self.queue.push_back(CodeTask { hash, attempts: Attempts::default() });
+        }
+        Ok(())
+    }
+
+    /// Forgets that `hash` was seen (the final check found it missing).
+    pub(crate) fn forget(&mut self, hash: &B256) {
+        self.seen.remove(hash);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWNER: Owner = Some(B256::repeat_byte(7));
+
+    #[test]
+    fn a_storage_skeleton_is_written_when_its_last_item_resolves() {
+        let mut work = Work::default();
+        work.add_node(OWNER, Nibbles::new(), B256::ZERO, Purpose::Expand);
+        work.keep_skeleton(OWNER, Nibbles::new(), vec![1]);
+        work.add_unit(OWNER, Nibbles::from_nibbles([1]), B256::ZERO, false);
+        work.add_unit(OWNER, Nibbles::from_nibbles([2]), B256::ZERO, false);
+        assert_eq!(work.close(OWNER), None, "the expansion resolved, two units open");
+        // The first unit is split: its expansion holds the trie in its place.
+        let unit = work.units.pop_front().unwrap();
+        work.replace(&unit, Purpose::Expand);
+        assert_eq!(work.close(OWNER), None, "the second unit");
+        let (owner, nodes) = work.close(OWNER).unwrap();
+        assert_eq!((Some(owner), nodes), (OWNER, vec![(Nibbles::new(), vec![1])]));
+        // The account trie holds nothing open and is written at the end.
+        assert_eq!(work.close(None), None);
+    }
+
+    #[test]
+    fn a_code_is_asked_once_unless_forgotten() {
+        let mut codes = CodeQueue::default();
+        let hash = B256::repeat_byte(1);
+        codes.want(hash, |_| Ok(false)).unwrap();
+        codes.want(hash, |_| Ok(false)).unwrap();
+        codes.want(EMPTY_CODE_HASH, |_| Ok(false)).unwrap();
+        codes.want(B256::repeat_byte(2), |_| Ok(true)).unwrap();
+        assert_eq!(codes.queue.len(), 1);
+        codes.forget(&hash);
+        codes.want(hash, |_| Ok(false)).unwrap();
+        assert_eq!(codes.queue.len(), 2);
+    }
+}
