@@ -83,6 +83,7 @@ pub fn run(dir: &Path, params: IngestBenchParams) -> Result<IngestBenchReport, I
             hash: keccak256(b.to_be_bytes()),
             parent_hash: head.hash,
             state_root: B256::ZERO,
+            timestamp: 0,
         };
         db.apply_block(&header, &diff)?;
         let t3 = Instant::now();

@@ -271,12 +271,7 @@ impl<S: KvStore + 'static> Follower<S> {
         traces: crate::rpc::RawResponse,
     ) -> Result<(), IngestError> {
         let db = Arc::clone(&self.db);
-        let header = BlockHeader {
-            number: block.number,
-            hash: block.hash,
-            parent_hash: block.parent_hash,
-            state_root: block.state_root,
-        };
+        let header = block.header();
         let started = Instant::now();
         let (outcome, decoding) = self
             .applier
@@ -320,12 +315,7 @@ impl<S: KvStore + 'static> Follower<S> {
         let genesis = self.rpc.block(0).await?;
         let db = Arc::clone(&self.db);
         // A zero root lets the leafdb record the root it computes.
-        let header = BlockHeader {
-            number: 0,
-            hash: genesis.hash,
-            parent_hash: genesis.parent_hash,
-            state_root: B256::ZERO,
-        };
+        let header = BlockHeader { number: 0, state_root: B256::ZERO, ..genesis.header() };
         let outcome = self
             .applier
             .run(move || {

@@ -2,6 +2,8 @@
 
 use std::{collections::BTreeMap, path::Path, sync::RwLock};
 
+use tokio::sync::watch;
+
 use alloy_primitives::{Address, B256, Bytes, KECCAK256_EMPTY, U256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 use tracing::{debug, warn};
@@ -119,6 +121,8 @@ pub struct LeafDb<S = RocksStore> {
     config: LeafDbConfig,
     /// Nodes replaced in recent blocks (in memory; see [`crate::recent`]).
     recent: RwLock<RecentNodes>,
+    /// The head, sent after every write that moves it ([`Self::subscribe_head`]).
+    head_tx: watch::Sender<Option<BlockHeader>>,
 }
 
 /// Reads account-trie nodes.
@@ -167,31 +171,49 @@ impl LeafDb<MemStore> {
 }
 
 impl<S: KvStore> LeafDb<S> {
-    /// Wraps a store, checking (or writing) the schema version.
+    /// Wraps a store, checking the schema version and writing this build's (an empty store,
+    /// or an older schema that this build reads as it is; see [`SCHEMA_VERSION`]).
     pub fn with_store(store: S, config: LeafDbConfig) -> Result<Self> {
-        match store.get(Table::Meta, meta::SCHEMA)? {
+        let found = match store.get(Table::Meta, meta::SCHEMA)? {
             Some(v) => {
                 let arr: [u8; 4] = v
                     .as_slice()
                     .try_into()
                     .map_err(|_| LeafDbError::corrupt("meta", "schema version", "not 4 bytes"))?;
-                let found = u32::from_be_bytes(arr);
-                if found > SCHEMA_VERSION {
-                    return Err(LeafDbError::SchemaTooNew { found, supported: SCHEMA_VERSION });
-                }
+                Some(u32::from_be_bytes(arr))
             }
-            None => {
-                let mut b = WriteBatch::default();
-                b.put(Table::Meta, meta::SCHEMA, SCHEMA_VERSION.to_be_bytes());
-                store.write(b, Durability::Synced)?;
-            }
+            None => None,
+        };
+        if let Some(found) = found
+            && found > SCHEMA_VERSION
+        {
+            return Err(LeafDbError::SchemaTooNew { found, supported: SCHEMA_VERSION });
+        }
+        if found != Some(SCHEMA_VERSION) {
+            let mut b = WriteBatch::default();
+            b.put(Table::Meta, meta::SCHEMA, SCHEMA_VERSION.to_be_bytes());
+            store.write(b, Durability::Synced)?;
         }
         if let Some(what) = store.get(Table::Meta, meta::IMPORT)? {
             return Err(LeafDbError::IncompleteImport {
                 what: String::from_utf8_lossy(&what).into_owned(),
             });
         }
-        Ok(Self { store, config, recent: RwLock::default() })
+        let head = store.get(Table::Meta, meta::HEAD)?.map(|b| decode_head(&b)).transpose()?;
+        Ok(Self { store, config, recent: RwLock::default(), head_tx: watch::Sender::new(head) })
+    }
+
+    /// A receiver of the head: its value now, and every head written after this call
+    /// ([`Self::apply_block`], [`Self::record_synced_head`], a bulk import's or genesis's
+    /// [`crate::BulkImport::finish`]), so callers wait on `changed()` instead of polling
+    /// [`Self::head`]. A receiver that falls behind sees only the newest head.
+    pub fn subscribe_head(&self) -> watch::Receiver<Option<BlockHeader>> {
+        self.head_tx.subscribe()
+    }
+
+    /// Tells head subscribers about `head`, just written.
+    pub(crate) fn publish_head(&self, head: BlockHeader) {
+        self.head_tx.send_replace(Some(head));
     }
 
     /// The underlying store.
@@ -420,7 +442,7 @@ impl<S: KvStore> LeafDb<S> {
         outcome.root = commit.root;
         outcome.root_matches = commit.root == header.state_root;
         batch.put(Table::Meta, meta::ACCOUNT_ROOT, commit.root.as_slice());
-        batch.put(Table::Meta, meta::HEAD, alloy_rlp::encode(header));
+        schema::stage_head(&mut batch, header);
         if !outcome.root_matches {
             let count = self.root_mismatches()? + 1;
             batch.put(Table::Meta, meta::ROOT_MISMATCHES, count.to_be_bytes());
@@ -435,6 +457,7 @@ impl<S: KvStore> LeafDb<S> {
         let staged = started.elapsed();
         let batch_bytes = batch.size_bytes();
         self.store.write(batch, self.config.block_durability)?;
+        self.publish_head(*header);
         if self.config.recent_blocks > 0 {
             let last_expired = header.number.checked_sub(self.config.recent_blocks);
             let mut cache = self.recent.write().unwrap_or_else(|e| e.into_inner());

@@ -437,8 +437,9 @@ impl<S: KvStore> LeafDb<S> {
         }
         let mut batch = WriteBatch::default();
         batch.put(Table::Meta, meta::ACCOUNT_ROOT, root.as_slice());
-        batch.put(Table::Meta, meta::HEAD, alloy_rlp::encode(head));
+        crate::schema::stage_head(&mut batch, &head);
         self.store().write(batch, Durability::Synced)?;
+        self.publish_head(head);
         Ok(root)
     }
 }

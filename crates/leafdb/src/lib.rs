@@ -46,5 +46,5 @@ pub use kv::{
     rocks::{DbOptions, RocksStore},
 };
 pub use schema::{BlockHeader, SCHEMA_VERSION};
-pub use snapshot::LeafSnapshot;
+pub use snapshot::{ESTIMATE_SAMPLE_NIBBLES, LeafSnapshot};
 pub use verify::{FlatCheck, MAX_FLAT_REPAIRS, VerifyReport};

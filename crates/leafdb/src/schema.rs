@@ -1,17 +1,21 @@
 //! On-disk encodings: schema version, metadata keys, key layouts and value codecs.
 
 use alloy_primitives::{B256, U256};
-use alloy_rlp::{Decodable, Encodable, RlpDecodable, RlpEncodable};
+use alloy_rlp::{BufMut, Decodable, Encodable, Header};
 use alloy_trie::{Nibbles, TrieAccount};
 
 use crate::{
     error::{LeafDbError, Result},
-    kv::Table,
+    kv::{Table, WriteBatch},
 };
 
 /// The schema this build writes. Version history:
-/// * 1 — first release: tables as in [`Table`], head as RLP [`BlockHeader`].
-pub const SCHEMA_VERSION: u32 = 1;
+/// * 1 — first release: tables as in [`Table`], head as RLP `[number, hash, parent_hash,
+///   state_root]`.
+/// * 2 — the head gains a fifth field, `timestamp`. A version-1 head still decodes (its
+///   timestamp reads as 0, "unknown"), so a version-1 database opens unchanged apart from its
+///   version marker, which is raised to 2 (a version-1 build could not read a five-field head).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Metadata keys in [`Table::Meta`].
 pub(crate) mod meta {
@@ -27,8 +31,9 @@ pub(crate) mod meta {
     pub(crate) const IMPORT: &[u8] = b"import_in_progress";
 }
 
-/// The block a state belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, RlpEncodable, RlpDecodable)]
+/// The block a state belongs to. Stored as RLP `[number, hash, parent_hash, state_root,
+/// timestamp]` (schema 2); the four-field list of schema 1 decodes with timestamp 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BlockHeader {
     /// Block number.
     pub number: u64,
@@ -38,6 +43,60 @@ pub struct BlockHeader {
     pub parent_hash: B256,
     /// State root the header commits to.
     pub state_root: B256,
+    /// Block timestamp in seconds since the Unix epoch (selects the EIP-2124 fork id); 0 when
+    /// unknown (a head written by schema 1, a synthetic or genesis-less state).
+    pub timestamp: u64,
+}
+
+impl BlockHeader {
+    fn payload_length(&self) -> usize {
+        self.number.length()
+            + self.hash.length()
+            + self.parent_hash.length()
+            + self.state_root.length()
+            + self.timestamp.length()
+    }
+}
+
+impl Encodable for BlockHeader {
+    fn encode(&self, out: &mut dyn BufMut) {
+        Header { list: true, payload_length: self.payload_length() }.encode(out);
+        self.number.encode(out);
+        self.hash.encode(out);
+        self.parent_hash.encode(out);
+        self.state_root.encode(out);
+        self.timestamp.encode(out);
+    }
+
+    fn length(&self) -> usize {
+        let payload = self.payload_length();
+        payload + alloy_rlp::length_of_length(payload)
+    }
+}
+
+impl Decodable for BlockHeader {
+    fn decode(buf: &mut &[u8]) -> alloy_rlp::Result<Self> {
+        let header = Header::decode(buf)?;
+        if !header.list {
+            return Err(alloy_rlp::Error::UnexpectedString);
+        }
+        let (mut payload, rest) =
+            buf.split_at_checked(header.payload_length).ok_or(alloy_rlp::Error::InputTooShort)?;
+        let number = u64::decode(&mut payload)?;
+        let hash = B256::decode(&mut payload)?;
+        let parent_hash = B256::decode(&mut payload)?;
+        let state_root = B256::decode(&mut payload)?;
+        // Schema 1 ends here; schema 2 adds the timestamp.
+        let timestamp = if payload.is_empty() { 0 } else { u64::decode(&mut payload)? };
+        if !payload.is_empty() {
+            return Err(alloy_rlp::Error::ListLengthMismatch {
+                expected: header.payload_length - payload.len(),
+                got: header.payload_length,
+            });
+        }
+        *buf = rest;
+        Ok(Self { number, hash, parent_hash, state_root, timestamp })
+    }
 }
 
 /// Key of a trie node path: one byte per nibble, so key order is pre-order trie order.
@@ -99,9 +158,19 @@ pub fn slot_leaf_value(v: &U256) -> Vec<u8> {
     alloy_rlp::encode(v)
 }
 
-/// Decodes the head marker.
+/// Stages `head` as the head marker (callers then [`crate::LeafDb::publish_head`] it).
+pub(crate) fn stage_head(batch: &mut WriteBatch, head: &BlockHeader) {
+    batch.put(Table::Meta, meta::HEAD, alloy_rlp::encode(head));
+}
+
+/// Decodes the head marker (schema 1 or 2).
 pub fn decode_head(bytes: &[u8]) -> Result<BlockHeader> {
-    BlockHeader::decode(&mut &bytes[..]).map_err(|e| LeafDbError::corrupt("meta", "head", e))
+    let mut b = bytes;
+    let head = BlockHeader::decode(&mut b).map_err(|e| LeafDbError::corrupt("meta", "head", e))?;
+    if !b.is_empty() {
+        return Err(LeafDbError::corrupt("meta", "head", "trailing bytes"));
+    }
+    Ok(head)
 }
 
 /// Reads a fixed 32-byte value.
@@ -120,20 +189,53 @@ pub fn decode_u64(what: &'static str, bytes: &[u8]) -> Result<u64> {
 mod tests {
     use super::*;
 
-    /// Schema 1's head encoding must keep decoding in later versions.
-    #[test]
-    fn head_encoding_v1_is_stable() {
-        let h = BlockHeader {
+    fn sample(timestamp: u64) -> BlockHeader {
+        BlockHeader {
             number: 7,
             hash: B256::repeat_byte(1),
             parent_hash: B256::repeat_byte(2),
             state_root: B256::repeat_byte(3),
-        };
+            timestamp,
+        }
+    }
+
+    /// Schema 1's head bytes (frozen) must keep decoding in later versions: timestamp 0.
+    #[test]
+    fn head_encoding_v1_still_decodes() {
+        let v1 = alloy_primitives::hex::decode(format!(
+            "f86407a0{}a0{}a0{}",
+            "01".repeat(32),
+            "02".repeat(32),
+            "03".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(decode_head(&v1).unwrap(), sample(0));
+    }
+
+    /// Schema 2's head encoding is stable.
+    #[test]
+    fn head_encoding_v2_is_stable() {
+        let h = sample(0x6553_f100);
         let bytes = alloy_rlp::encode(h);
-        let expected =
-            format!("f86407a0{}a0{}a0{}", "01".repeat(32), "02".repeat(32), "03".repeat(32));
+        let expected = format!(
+            "f86907a0{}a0{}a0{}846553f100",
+            "01".repeat(32),
+            "02".repeat(32),
+            "03".repeat(32)
+        );
         assert_eq!(alloy_primitives::hex::encode(&bytes), expected);
+        assert_eq!(h.length(), bytes.len());
         assert_eq!(decode_head(&bytes).unwrap(), h);
+        // Anything after the timestamp, inside the list or after it, is refused.
+        let mut longer = bytes.clone();
+        longer.push(0x01);
+        assert!(decode_head(&longer).is_err());
+        let mut extra_field = alloy_primitives::hex::decode(&expected[4..]).unwrap();
+        extra_field.push(0x01);
+        let mut framed = vec![0xf8, extra_field.len() as u8];
+        framed.extend(extra_field);
+        assert!(decode_head(&framed).is_err());
+        assert!(decode_head(&[0x80]).is_err());
     }
 
     #[test]

@@ -154,8 +154,72 @@ fn newer_schema_is_refused_with_a_clear_message() {
     }
     let err = LeafDb::open(dir.path(), &DbOptions::default(), LeafDbConfig::default()).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, LeafDbError::SchemaTooNew { found: 99, supported: 1 }));
+    assert!(matches!(err, LeafDbError::SchemaTooNew { found: 99, supported: 2 }));
     assert!(msg.contains("99") && msg.contains("newer"), "{msg}");
+}
+
+/// A datadir written by schema 1 (four-field head, version marker 1) opens: its state and head
+/// read as before, the head's timestamp as 0, and the marker is raised to this build's schema.
+#[test]
+fn a_schema_1_database_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = leafsync_leafdb::GenParams { accounts: 300, seed: 9 };
+    let root = {
+        let db = rocks(dir.path());
+        let root = db.generate(params).unwrap().root;
+        // Rewrite the marker and the head as schema 1 wrote them (frozen bytes).
+        let v1_head = format!("f864{}a0{}a0{}a0{}", "80", "11".repeat(32), "00".repeat(32), root);
+        let v1_head = alloy_primitives::hex::decode(v1_head.replace("0x", "")).unwrap();
+        let mut b = WriteBatch::default();
+        b.put(Table::Meta, b"schema_version".to_vec(), 1u32.to_be_bytes().to_vec());
+        b.put(Table::Meta, b"head".to_vec(), v1_head);
+        db.store().write(b, Durability::Synced).unwrap();
+        root
+    };
+    let db = rocks(dir.path());
+    let head = db.head().unwrap().unwrap();
+    assert_eq!(
+        (head.number, head.hash, head.state_root, head.timestamp),
+        (0, B256::repeat_byte(0x11), root, 0)
+    );
+    assert_eq!(*db.subscribe_head().borrow(), Some(head));
+    assert_eq!(
+        db.store().get(Table::Meta, b"schema_version").unwrap(),
+        Some(leafsync_leafdb::SCHEMA_VERSION.to_be_bytes().to_vec())
+    );
+    assert!(db.verify().unwrap().ok());
+    // Blocks apply on top, and their timestamps are kept.
+    let next = leafsync_leafdb::BlockHeader { timestamp: 1_700_000_000, ..header(1, root) };
+    db.apply_block(&next, &BlockDiff::default()).unwrap();
+    drop(db);
+    assert_eq!(rocks(dir.path()).head().unwrap(), Some(next));
+}
+
+/// Every head write reaches `subscribe_head` receivers: a bulk import, each block, a sync's end.
+#[test]
+fn head_subscribers_see_every_new_head() {
+    let db = LeafDb::in_memory();
+    let mut rx = db.subscribe_head();
+    assert_eq!(*rx.borrow_and_update(), None);
+    let root = db.generate(leafsync_leafdb::GenParams { accounts: 50, seed: 1 }).unwrap().root;
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(rx.borrow_and_update().map(|h| h.state_root), Some(root));
+    let h1 = header(1, root);
+    db.apply_block(&h1, &BlockDiff::default()).unwrap();
+    assert_eq!(*rx.borrow_and_update(), Some(h1));
+    assert!(!rx.has_changed().unwrap());
+    // A late subscriber starts from the current head.
+    assert_eq!(*db.subscribe_head().borrow(), Some(h1));
+}
+
+#[test]
+fn account_estimate_samples_one_256th() {
+    let db = LeafDb::in_memory();
+    assert_eq!(db.estimate_accounts().unwrap(), 0);
+    db.generate(leafsync_leafdb::GenParams { accounts: 20_000, seed: 3 }).unwrap();
+    let estimate = db.estimate_accounts().unwrap();
+    assert_eq!(estimate % 256, 0);
+    assert!((16_000..=24_000).contains(&estimate), "{estimate}");
 }
 
 #[test]

@@ -156,6 +156,7 @@ pub fn header(n: u64, state_root: B256) -> BlockHeader {
         hash: keccak256(n.to_be_bytes()),
         parent_hash: if n == 0 { B256::ZERO } else { keccak256((n - 1).to_be_bytes()) },
         state_root,
+        timestamp: 0,
     }
 }
 
