@@ -1,9 +1,11 @@
-//! On-disk encodings: schema version, metadata keys, key layouts and value codecs.
+//! On-disk encodings: schema version, metadata keys and value codecs (key layouts are in
+//! [`crate::keys`]).
 
 use alloy_primitives::{B256, U256};
 use alloy_rlp::{BufMut, Decodable, Encodable, Header};
-use alloy_trie::{Nibbles, TrieAccount};
+use alloy_trie::TrieAccount;
 
+pub use crate::keys::{path_key, storage_key, storage_node_key};
 use crate::{
     error::{LeafDbError, Result},
     kv::{Table, WriteBatch},
@@ -97,27 +99,6 @@ impl Decodable for BlockHeader {
         *buf = rest;
         Ok(Self { number, hash, parent_hash, state_root, timestamp })
     }
-}
-
-/// Key of a trie node path: one byte per nibble, so key order is pre-order trie order.
-pub fn path_key(path: &Nibbles) -> Vec<u8> {
-    path.to_vec()
-}
-
-/// Key of a storage trie node: owner ‖ path.
-pub fn storage_node_key(owner: &B256, path: &Nibbles) -> Vec<u8> {
-    let mut k = Vec::with_capacity(32 + path.len());
-    k.extend_from_slice(owner.as_slice());
-    k.extend(path.to_vec());
-    k
-}
-
-/// Key of a storage slot: hashed address ‖ hashed slot.
-pub fn storage_key(account: &B256, slot: &B256) -> [u8; 64] {
-    let mut k = [0u8; 64];
-    k[..32].copy_from_slice(account.as_slice());
-    k[32..].copy_from_slice(slot.as_slice());
-    k
 }
 
 /// Encodes an account as stored (and as its trie leaf value).

@@ -7,10 +7,9 @@ use alloy_trie::{EMPTY_ROOT_HASH, Nibbles};
 use crate::{
     db::{LeafDb, read_account_root},
     error::{LeafDbError, Result},
+    keys::node_key,
     kv::{KvRead, KvStore, Table, prefix_end},
-    schema::{
-        BlockHeader, decode_account, decode_slot_value, path_key, slot_leaf_value, storage_node_key,
-    },
+    schema::{BlockHeader, decode_account, decode_slot_value, slot_leaf_value},
     trie::{NodeSink, StackBuilder},
 };
 
@@ -70,10 +69,7 @@ struct CompareSink<'a, R: ?Sized> {
 
 impl<R: KvRead + ?Sized> NodeSink for CompareSink<'_, R> {
     fn node(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()> {
-        let key = match &self.owner {
-            None => path_key(path),
-            Some(o) => storage_node_key(o, path),
-        };
+        let key = node_key(self.owner.as_ref(), path);
         let stored = self.kv.get(self.table, &key)?;
         if stored.as_deref() != Some(rlp) {
             let what = if stored.is_some() { "differs" } else { "is missing" };

@@ -4,6 +4,8 @@
 pub mod mem;
 pub mod rocks;
 
+pub use crate::keys::prefix_end;
+
 use crate::error::Result;
 
 /// The leafdb's tables. Every key layout keeps key order equal to trie order.
@@ -164,12 +166,4 @@ pub trait KvStore: KvRead + Send + Sync {
     fn flush(&self) -> Result<()>;
     /// A writer of sorted keys into `table`; see [`SortedWriter`].
     fn sorted_writer(&self, table: Table) -> Result<Box<dyn SortedWriter + '_>>;
-}
-
-/// The exclusive end of the key range that starts with `prefix` (keys are at most 64 bytes
-/// longer than any prefix we scan, so appending 65 bytes of 0xff bounds them all).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    end.extend_from_slice(&[0xff; 65]);
-    end
 }
