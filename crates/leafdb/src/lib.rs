@@ -44,6 +44,8 @@ pub mod schema;
 pub mod snapshot;
 pub mod sync_heal;
 pub mod sync_import;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 pub mod trie;
 pub mod verify;
 
@@ -52,7 +54,7 @@ pub use bulk::{BulkImport, ImportAccount, ImportOutcome};
 pub use db::{AccountProof, DEFAULT_RECENT_BLOCKS, EMPTY_CODE_HASH, LeafDb, LeafDbConfig};
 pub use diff::{AccountChange, AccountUpdate, BlockDiff};
 pub use error::{GenesisError, LeafDbError, Result};
-pub use generate::GenParams;
+pub use generate::{GenAccount, GenParams};
 pub use genesis::{
     GenesisAccount, GenesisAlloc, StateFile, parse_alloc, parse_state, read_alloc_file,
     read_state_file,
