@@ -214,22 +214,23 @@ impl GenParams {
         let code_hashes = self.code_hashes();
         order.into_iter().map(move |(hashed_address, index)| {
             let a = self.account(index);
-            let mut slots: Vec<(B256, U256)> = (0..a.slots)
-                .map(|j| {
-                    let (k, v) = self.slot(index, j);
-                    (keccak256(k), v)
-                })
-                .collect();
-            slots.sort_unstable();
             GenAccount {
                 index,
                 hashed_address,
                 nonce: a.nonce,
                 balance: a.balance,
                 code_hash: a.code.map_or(EMPTY_CODE_HASH, |k| code_hashes[k as usize]),
-                slots,
+                slots: self.hashed_slots(index, a.slots),
             }
         })
+    }
+
+    /// The first `count` slots of account `index` as stored: `(hashed slot, value)`, sorted.
+    pub fn hashed_slots(&self, index: u64, count: u64) -> Vec<(B256, U256)> {
+        let mut slots: Vec<(B256, U256)> =
+            (0..count).map(|j| self.slot(index, j)).map(|(k, v)| (keccak256(k), v)).collect();
+        slots.sort_unstable();
+        slots
     }
 
     /// Hash of synthetic block `n`; block 0 is the generated state, whose head hash is zero.

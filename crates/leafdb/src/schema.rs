@@ -2,7 +2,7 @@
 //! [`crate::keys`]).
 
 use alloy_primitives::{B256, U256};
-use alloy_rlp::{BufMut, Decodable, Encodable, Header};
+use alloy_rlp::{Decodable, Encodable, RlpDecodable, RlpEncodable};
 use alloy_trie::TrieAccount;
 
 pub use crate::keys::{path_key, storage_key, storage_node_key};
@@ -34,8 +34,8 @@ pub(crate) mod meta {
 }
 
 /// The block a state belongs to. Stored as RLP `[number, hash, parent_hash, state_root,
-/// timestamp]` (schema 2); the four-field list of schema 1 decodes with timestamp 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// timestamp]` (schema 2); [`decode_head`] also reads schema 1's four-field list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, RlpEncodable, RlpDecodable)]
 pub struct BlockHeader {
     /// Block number.
     pub number: u64,
@@ -50,54 +50,19 @@ pub struct BlockHeader {
     pub timestamp: u64,
 }
 
-impl BlockHeader {
-    fn payload_length(&self) -> usize {
-        self.number.length()
-            + self.hash.length()
-            + self.parent_hash.length()
-            + self.state_root.length()
-            + self.timestamp.length()
-    }
+/// The head as schema 1 stored it: [`BlockHeader`] without the timestamp.
+#[derive(RlpDecodable)]
+struct HeadV1 {
+    number: u64,
+    hash: B256,
+    parent_hash: B256,
+    state_root: B256,
 }
 
-impl Encodable for BlockHeader {
-    fn encode(&self, out: &mut dyn BufMut) {
-        Header { list: true, payload_length: self.payload_length() }.encode(out);
-        self.number.encode(out);
-        self.hash.encode(out);
-        self.parent_hash.encode(out);
-        self.state_root.encode(out);
-        self.timestamp.encode(out);
-    }
-
-    fn length(&self) -> usize {
-        let payload = self.payload_length();
-        payload + alloy_rlp::length_of_length(payload)
-    }
-}
-
-impl Decodable for BlockHeader {
-    fn decode(buf: &mut &[u8]) -> alloy_rlp::Result<Self> {
-        let header = Header::decode(buf)?;
-        if !header.list {
-            return Err(alloy_rlp::Error::UnexpectedString);
-        }
-        let (mut payload, rest) =
-            buf.split_at_checked(header.payload_length).ok_or(alloy_rlp::Error::InputTooShort)?;
-        let number = u64::decode(&mut payload)?;
-        let hash = B256::decode(&mut payload)?;
-        let parent_hash = B256::decode(&mut payload)?;
-        let state_root = B256::decode(&mut payload)?;
-        // Schema 1 ends here; schema 2 adds the timestamp.
-        let timestamp = if payload.is_empty() { 0 } else { u64::decode(&mut payload)? };
-        if !payload.is_empty() {
-            return Err(alloy_rlp::Error::ListLengthMismatch {
-                expected: header.payload_length - payload.len(),
-                got: header.payload_length,
-            });
-        }
-        *buf = rest;
-        Ok(Self { number, hash, parent_hash, state_root, timestamp })
+impl From<HeadV1> for BlockHeader {
+    fn from(v1: HeadV1) -> Self {
+        let HeadV1 { number, hash, parent_hash, state_root } = v1;
+        Self { number, hash, parent_hash, state_root, timestamp: 0 }
     }
 }
 
@@ -117,6 +82,13 @@ pub fn decode_account(bytes: &[u8]) -> Result<TrieAccount> {
         return Err(LeafDbError::corrupt("accounts", "account", "trailing bytes"));
     }
     Ok(a)
+}
+
+/// Decodes a row of the accounts table: its key (a hashed address) and the account.
+pub fn decode_account_row(key: &[u8], value: &[u8]) -> Result<(B256, TrieAccount)> {
+    let hashed = B256::try_from(key)
+        .map_err(|_| LeafDbError::BadKey { table: Table::Accounts.name(), len: key.len() })?;
+    Ok((hashed, decode_account(value)?))
 }
 
 /// A storage value as stored: big-endian without leading zeros.
@@ -144,10 +116,16 @@ pub(crate) fn stage_head(batch: &mut WriteBatch, head: &BlockHeader) {
     batch.put(Table::Meta, meta::HEAD, alloy_rlp::encode(head));
 }
 
-/// Decodes the head marker (schema 1 or 2).
+/// Decodes the head marker: schema 2's five fields, or schema 1's four (timestamp 0).
 pub fn decode_head(bytes: &[u8]) -> Result<BlockHeader> {
     let mut b = bytes;
-    let head = BlockHeader::decode(&mut b).map_err(|e| LeafDbError::corrupt("meta", "head", e))?;
+    let head = match BlockHeader::decode(&mut b) {
+        Ok(head) => head,
+        Err(e) => {
+            b = bytes;
+            HeadV1::decode(&mut b).map_err(|_| LeafDbError::corrupt("meta", "head", e))?.into()
+        }
+    };
     if !b.is_empty() {
         return Err(LeafDbError::corrupt("meta", "head", "trailing bytes"));
     }

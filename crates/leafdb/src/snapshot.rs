@@ -8,8 +8,10 @@ use crate::{
     db::{LeafDb, TrieNodes, read_account_root},
     error::{LeafDbError, Result},
     keys::{account_range, storage_range},
-    kv::{KvRead, KvStore, Table},
-    schema::{BlockHeader, decode_account, decode_head, decode_slot_value, meta},
+    kv::{KvRead, KvStore, Table, scan_range},
+    schema::{
+        BlockHeader, decode_account, decode_account_row, decode_head, decode_slot_value, meta,
+    },
     trie::NodeSource,
 };
 
@@ -77,18 +79,10 @@ impl<'a, S: KvStore> LeafSnapshot<'a, S> {
         &'s self,
         prefix: &Nibbles,
     ) -> impl Iterator<Item = Result<(B256, TrieAccount)>> + 's {
-        let (start, end) = account_range(prefix);
-        self.snap
-            .iter_from(Table::Accounts, &start)
-            .take_while(move |item| {
-                item.as_ref().map_or(true, |(k, _)| k.as_ref() < end.as_slice())
-            })
-            .map(|item| {
-                let (k, v) = item?;
-                let key = B256::try_from(k.as_ref())
-                    .map_err(|_| LeafDbError::BadKey { table: "accounts", len: k.len() })?;
-                Ok((key, decode_account(&v)?))
-            })
+        scan_range(&self.snap, Table::Accounts, account_range(prefix)).map(|item| {
+            let (k, v) = item?;
+            decode_account_row(&k, &v)
+        })
     }
 
     /// Storage slots of `account` whose hashed slot starts with `prefix`, in key order.
@@ -97,21 +91,15 @@ impl<'a, S: KvStore> LeafSnapshot<'a, S> {
         account: &B256,
         prefix: &Nibbles,
     ) -> impl Iterator<Item = Result<(B256, U256)>> + 's {
-        let (start, end) = storage_range(account, prefix);
-        self.snap
-            .iter_from(Table::Storage, &start)
-            .take_while(move |item| {
-                item.as_ref().map_or(true, |(k, _)| k.as_ref() < end.as_slice())
-            })
-            .map(|item| {
-                let (k, v) = item?;
-                // Every key in the range starts with the account's 32 bytes.
-                let slot = k
-                    .get(32..)
-                    .and_then(|s| B256::try_from(s).ok())
-                    .ok_or(LeafDbError::BadKey { table: "storage", len: k.len() })?;
-                Ok((slot, decode_slot_value(&v)?))
-            })
+        scan_range(&self.snap, Table::Storage, storage_range(account, prefix)).map(|item| {
+            let (k, v) = item?;
+            // Every key in the range starts with the account's 32 bytes.
+            let slot = k
+                .get(32..)
+                .and_then(|s| B256::try_from(s).ok())
+                .ok_or(LeafDbError::BadKey { table: "storage", len: k.len() })?;
+            Ok((slot, decode_slot_value(&v)?))
+        })
     }
 
     /// The stored node at `path` of the account trie (`owner` `None`) or of a storage trie.

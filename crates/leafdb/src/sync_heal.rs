@@ -15,7 +15,7 @@ use crate::{
         account_range, child_range, key_of_path, node_key, node_range, node_table, prefix_end,
         storage_key, storage_range,
     },
-    kv::{Durability, KvStore, Table, WriteBatch},
+    kv::{Durability, KvStore, Table, WriteBatch, scan_range},
     schema::{decode_account, encode_slot_value},
     trie::{DecodedNode, checked_join, walk_leaves},
 };
@@ -130,12 +130,8 @@ impl<S: KvStore> LeafDb<S> {
             batch.put(Table::Accounts, key.as_slice(), value);
             out.push((key, account));
         }
-        let (lo, hi) = account_range(prefix);
-        for item in self.store().iter_from(Table::Accounts, &lo) {
+        for item in scan_range(self.store(), Table::Accounts, account_range(prefix)) {
             let (k, _) = item?;
-            if k.as_ref() >= hi.as_slice() {
-                break;
-            }
             let key = B256::try_from(k.as_ref())
                 .map_err(|_| LeafDbError::BadKey { table: Table::Accounts.name(), len: k.len() })?;
             if !keep.contains(&key) {

@@ -9,7 +9,7 @@ use crate::{
     error::{LeafDbError, Result},
     keys::node_key,
     kv::{KvRead, KvStore, Table, prefix_end},
-    schema::{BlockHeader, decode_account, decode_slot_value, slot_leaf_value},
+    schema::{BlockHeader, decode_account_row, decode_slot_value, slot_leaf_value},
     trie::{NodeSink, StackBuilder},
 };
 
@@ -115,9 +115,7 @@ impl<S: KvStore> LeafDb<S> {
         let mut storage_nodes_expected = 0u64;
         for item in snap.iter_from(Table::Accounts, &[]) {
             let (key, value) = item?;
-            let owner = B256::try_from(key.as_ref())
-                .map_err(|_| LeafDbError::corrupt("accounts", "key", "not 32 bytes"))?;
-            let account = decode_account(&value)?;
+            let (owner, account) = decode_account_row(&key, &value)?;
             report.accounts += 1;
             let mut storage = StackBuilder::new(CompareSink {
                 kv: &snap,
@@ -237,9 +235,7 @@ impl<S: KvStore> LeafDb<S> {
         let mut next_row = storage.next().transpose()?;
         for item in snap.iter_from(Table::Accounts, &[]) {
             let (key, value) = item?;
-            let owner = B256::try_from(key.as_ref())
-                .map_err(|_| LeafDbError::corrupt("accounts", "key", "not 32 bytes"))?;
-            let account = decode_account(&value)?;
+            let (owner, account) = decode_account_row(&key, &value)?;
             out.accounts += 1;
             let mut slots = StackBuilder::new(|_: &Nibbles, _: &[u8]| Ok(()));
             while let Some((k, v)) = next_row.take() {

@@ -474,16 +474,7 @@ fn snapshot_prefix_scans_partition_the_state_and_ignore_later_blocks() {
     assert_eq!(parts, whole.len());
     // A block applied after the snapshot is invisible to it.
     let head = snap.head().unwrap();
-    let mut diff = BlockDiff::default();
-    diff.accounts.insert(
-        Address::with_last_byte(0xee),
-        AccountChange::Updated(AccountUpdate {
-            nonce: 1,
-            balance: U256::from(1),
-            code_hash: EMPTY_CODE_HASH,
-            ..Default::default()
-        }),
-    );
+    let diff = common::account_diff(Address::with_last_byte(0xee), 1, 1);
     db.apply_block(&header(1, B256::ZERO), &diff).unwrap();
     assert_eq!(snap.head().unwrap(), head);
     assert_eq!(snap.accounts_with_prefix(&Nibbles::new()).count(), 3_000);

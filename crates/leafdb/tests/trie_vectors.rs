@@ -89,29 +89,18 @@ fn check_file(name: &str, secure: bool) -> usize {
     n
 }
 
+/// The plain and secure case files, each with its number of cases.
 #[test]
-fn trietest() {
-    assert_eq!(check_file("trietest.json", false), 5);
-}
-
-#[test]
-fn trietest_secure() {
-    assert_eq!(check_file("trietest_secureTrie.json", true), 3);
-}
-
-#[test]
-fn trieanyorder() {
-    assert_eq!(check_file("trieanyorder.json", false), 7);
-}
-
-#[test]
-fn trieanyorder_secure() {
-    assert_eq!(check_file("trieanyorder_secureTrie.json", true), 7);
-}
-
-#[test]
-fn hex_encoded_securetrie() {
-    assert_eq!(check_file("hex_encoded_securetrie_test.json", true), 3);
+fn trie_case_files() {
+    for (file, secure, cases) in [
+        ("trietest.json", false, 5),
+        ("trietest_secureTrie.json", true, 3),
+        ("trieanyorder.json", false, 7),
+        ("trieanyorder_secureTrie.json", true, 7),
+        ("hex_encoded_securetrie_test.json", true, 3),
+    ] {
+        assert_eq!(check_file(file, secure), cases, "{file}");
+    }
 }
 
 /// `trietestnextprev.json`: for each probe key, the previous and next keys of the trie, found by

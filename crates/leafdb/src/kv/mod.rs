@@ -141,6 +141,16 @@ pub trait KvRead {
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a>;
 }
 
+/// Pairs of `table` with keys in `[start, end)`, in key order.
+pub fn scan_range<'a, R: KvRead + ?Sized>(
+    kv: &'a R,
+    table: Table,
+    (start, end): (Vec<u8>, Vec<u8>),
+) -> impl Iterator<Item = Result<KvPair>> + 'a {
+    kv.iter_from(table, &start)
+        .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.as_ref() < end.as_slice()))
+}
+
 /// Writes keys of one table in strictly increasing order straight into the store's files,
 /// bypassing the write path (RocksDB: SST files ingested by [`SortedWriter::finish`]). For bulk
 /// imports, which guard themselves with an import marker.

@@ -280,106 +280,105 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
 
     /// Hashes the changed nodes and returns what to store; see [`TrieCommit`].
     pub fn commit(mut self) -> Result<TrieCommit> {
-        let mut out = TrieCommit::default();
-        let mut present = HashSet::new();
-        let mut buf = Vec::with_capacity(600);
         let root = self.root.take();
-        out.root = match root {
+        let mut enc = Encoder {
+            loaded: self.loaded,
+            out: TrieCommit::default(),
+            present: HashSet::new(),
+            buf: Vec::with_capacity(600),
+        };
+        enc.out.root = match root {
             TNode::Empty => EMPTY_ROOT_HASH,
             TNode::Hash(h) => {
-                present.insert(Nibbles::new());
+                enc.present.insert(Nibbles::new());
                 h
             }
             node => {
-                let rlp = self.encode(node, Nibbles::new(), &mut out, &mut present, &mut buf)?;
+                let rlp = enc.encode(node, Nibbles::new())?;
                 let hash = keccak256(&rlp);
-                self.store(Nibbles::new(), rlp, &mut out, &mut present);
+                enc.store(Nibbles::new(), rlp);
                 hash
             }
         };
-        for (path, old) in self.loaded {
-            if !present.contains(&path) {
-                out.deletes.push(path);
-                out.replaced.push(old);
-            }
-        }
-        Ok(out)
+        Ok(enc.finish())
     }
+}
 
+/// The commit of a [`TrieUpdate`]: encodes the changed nodes bottom-up and sorts every path
+/// into written, unchanged or vanished.
+struct Encoder {
+    /// Old encodings of the nodes loaded by the update, by path; those not met again vanished.
+    loaded: HashMap<Nibbles, (B256, Vec<u8>)>,
+    out: TrieCommit,
+    /// Paths that hold a node after the update.
+    present: HashSet<Nibbles>,
+    buf: Vec<u8>,
+}
+
+impl Encoder {
     /// Encodes `node` (children first) and returns its RLP; stores hashed children.
-    fn encode(
-        &mut self,
-        node: TNode,
-        path: Nibbles,
-        out: &mut TrieCommit,
-        present: &mut HashSet<Nibbles>,
-        buf: &mut Vec<u8>,
-    ) -> Result<Vec<u8>> {
+    fn encode(&mut self, node: TNode, path: Nibbles) -> Result<Vec<u8>> {
         match node {
             TNode::Empty | TNode::Hash(_) => {
-                Err(LeafDbError::Invariant("encode of an unloaded or empty node"))
+                return Err(LeafDbError::Invariant("encode of an unloaded or empty node"));
             }
-            TNode::Leaf { key, value } => {
-                encode_leaf(&key, &value, buf);
-                Ok(buf.clone())
-            }
+            TNode::Leaf { key, value } => encode_leaf(&key, &value, &mut self.buf),
             TNode::Ext { key, child } => {
-                let r = self.child_ref(*child, path.join(&key), out, present, buf)?;
-                encode_extension(&key, &r, buf);
-                Ok(buf.clone())
+                let r = self.child_ref(*child, path.join(&key))?;
+                encode_extension(&key, &r, &mut self.buf);
             }
             TNode::Branch { children, value } => {
                 let mut refs: [Option<RlpNode>; 16] = Default::default();
                 let children: [TNode; 16] = *children;
-                for (i, child) in children.into_iter().enumerate() {
+                for (i, child) in (0u8..).zip(children) {
                     if !matches!(child, TNode::Empty) {
                         let mut child_path = path;
-                        child_path.push(i as u8);
-                        refs[i] = Some(self.child_ref(child, child_path, out, present, buf)?);
+                        child_path.push(i);
+                        refs[i as usize] = Some(self.child_ref(child, child_path)?);
                     }
                 }
-                encode_branch(&refs, value.as_deref(), buf);
-                Ok(buf.clone())
+                encode_branch(&refs, value.as_deref(), &mut self.buf);
             }
         }
+        Ok(self.buf.clone())
     }
 
-    fn child_ref(
-        &mut self,
-        node: TNode,
-        path: Nibbles,
-        out: &mut TrieCommit,
-        present: &mut HashSet<Nibbles>,
-        buf: &mut Vec<u8>,
-    ) -> Result<RlpNode> {
+    /// The reference to `node` at `path` in its parent, storing it when it is hashed.
+    fn child_ref(&mut self, node: TNode, path: Nibbles) -> Result<RlpNode> {
         if let TNode::Hash(h) = node {
-            present.insert(path);
+            self.present.insert(path);
             return Ok(RlpNode::word_rlp(&h));
         }
-        let rlp = self.encode(node, path, out, present, buf)?;
+        let rlp = self.encode(node, path)?;
         let r = RlpNode::from_rlp(&rlp);
         if r.is_hash() {
-            self.store(path, rlp, out, present);
+            self.store(path, rlp);
         }
         Ok(r)
     }
 
-    fn store(
-        &mut self,
-        path: Nibbles,
-        rlp: Vec<u8>,
-        out: &mut TrieCommit,
-        present: &mut HashSet<Nibbles>,
-    ) {
-        present.insert(path);
+    /// Records the node `rlp` at `path`: a write unless it is the encoding loaded there.
+    fn store(&mut self, path: Nibbles, rlp: Vec<u8>) {
+        self.present.insert(path);
         match self.loaded.remove(&path) {
             Some((_, old_rlp)) if old_rlp == rlp => {}
             Some(old) => {
-                out.replaced.push(old);
-                out.writes.push((path, rlp));
+                self.out.replaced.push(old);
+                self.out.writes.push((path, rlp));
             }
-            None => out.writes.push((path, rlp)),
+            None => self.out.writes.push((path, rlp)),
         }
+    }
+
+    /// The commit: loaded nodes not met again are deleted.
+    fn finish(mut self) -> TrieCommit {
+        for (path, old) in self.loaded {
+            if !self.present.contains(&path) {
+                self.out.deletes.push(path);
+                self.out.replaced.push(old);
+            }
+        }
+        self.out
     }
 }
 

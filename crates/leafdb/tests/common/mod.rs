@@ -64,6 +64,19 @@ pub fn reference_root(model: &Model) -> B256 {
 /// The deterministic random stream of the test workloads: the generator's.
 pub use leafsync_leafdb::generate::SplitMix as Rng;
 
+/// A block that only sets `address`'s nonce and balance (no code, storage untouched).
+pub fn account_diff(address: Address, nonce: u64, balance: u64) -> BlockDiff {
+    let mut diff = BlockDiff::default();
+    let update = AccountUpdate {
+        nonce,
+        balance: U256::from(balance),
+        code_hash: EMPTY_CODE_HASH,
+        ..Default::default()
+    };
+    diff.accounts.insert(address, AccountChange::Updated(update));
+    diff
+}
+
 /// A random block over a small pool of addresses and slots, so that updates collide, accounts
 /// die and come back, and storage tries grow, shrink and vanish. Updates `model` to match.
 pub fn random_block(rng: &mut Rng, model: &mut Model, changes: u64) -> BlockDiff {
