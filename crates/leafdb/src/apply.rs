@@ -59,6 +59,9 @@ struct BlockPlan<'d> {
     jobs: Vec<StorageJob>,
 }
 
+/// Node encodings a block made stale, with their hashes (for the recent-node cache).
+type Replaced = Vec<(B256, Vec<u8>)>;
+
 /// The updated storage tries by owner: the job's slots with the trie's commit.
 type StorageCommits = BTreeMap<B256, (Vec<(B256, U256)>, TrieCommit)>;
 
@@ -206,7 +209,7 @@ impl<S: KvStore> LeafDb<S> {
 
     /// Step 4's cache half: nodes the block replaced stay findable by hash for
     /// [`crate::LeafDbConfig::recent_blocks`] blocks.
-    fn remember_replaced(&self, number: u64, replaced: Vec<(B256, Vec<u8>)>) {
+    fn remember_replaced(&self, number: u64, replaced: Replaced) {
         let config = self.config();
         if config.recent_blocks > 0 {
             let last_expired = number.checked_sub(config.recent_blocks);
@@ -246,7 +249,7 @@ fn stage_accounts<N: crate::trie::NodeSource + ?Sized>(
     mut storage: StorageCommits,
     batch: &mut WriteBatch,
     outcome: &mut ApplyOutcome,
-) -> Result<(TrieCommit, Vec<(B256, Vec<u8>)>)> {
+) -> Result<(TrieCommit, Replaced)> {
     let mut replaced = Vec::new();
     for (haddr, change, old) in plan.accounts {
         let AccountChange::Updated(u) = change else {

@@ -186,7 +186,7 @@ mod tests {
         assert_eq!(h.length(), bytes.len());
         assert_eq!(decode_head(&bytes).unwrap(), h);
         // Anything after the timestamp, inside the list or after it, is refused.
-        let mut longer = bytes.clone();
+        let mut longer = bytes;
         longer.push(0x01);
         assert!(decode_head(&longer).is_err());
         let mut extra_field = alloy_primitives::hex::decode(&expected[4..]).unwrap();
