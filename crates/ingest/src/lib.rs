@@ -15,6 +15,7 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod apply;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod error;
 pub mod fold;

@@ -21,7 +21,7 @@
 //! | `snapshot.rs` | `snapshot` (consistent reads for serving), `estimate_accounts` |
 //! | `bulk.rs` | [`BulkImport`]: a whole state from sorted leaves |
 //! | `genesis.rs` | `init_genesis` |
-//! | `generate.rs` | `generate` (synthetic states) |
+//! | `generate.rs` | `generate` (synthetic states; feature `generate`) |
 //! | `sync_import.rs` | a sync's chunks, codes, skeleton and final head |
 //! | `sync_heal.rs` | a sync's healing: `forget_path`, `write_trie_nodes`, `reconcile_*` |
 //! | `progress.rs` | a sync's persisted progress record and heal roots |
@@ -34,6 +34,7 @@ pub mod bulk;
 pub mod db;
 pub mod diff;
 pub mod error;
+#[cfg(feature = "generate")]
 pub mod generate;
 pub mod genesis;
 pub mod keys;
@@ -54,6 +55,7 @@ pub use bulk::{BulkImport, ImportAccount, ImportOutcome};
 pub use db::{AccountProof, DEFAULT_RECENT_BLOCKS, EMPTY_CODE_HASH, LeafDb, LeafDbConfig};
 pub use diff::{AccountChange, AccountUpdate, BlockDiff};
 pub use error::{GenesisError, LeafDbError, Result};
+#[cfg(feature = "generate")]
 pub use generate::{GenAccount, GenParams};
 pub use genesis::{
     GenesisAccount, GenesisAlloc, StateFile, parse_alloc, parse_state, read_alloc_file,
