@@ -33,39 +33,51 @@ pub async fn head_feed(
     poll_interval: Duration,
 ) -> Result<watch::Receiver<BlockHeader>, IngestError> {
     let mut rpc = RpcClient::new(url)?;
-    let mut last_log: Option<Instant> = None;
-    let first = loop {
-        match el_head(&mut rpc).await {
-            Ok(head) => break head,
-            Err(e) => {
-                if last_log.is_none_or(|t| t.elapsed() > HEAD_WAIT_LOG_INTERVAL) {
-                    warn!(url, error = %e, "cannot read the execution client's head; retrying");
-                    last_log = Some(Instant::now());
-                }
-                rpc.reset();
-                tokio::time::sleep(poll_interval).await;
-            }
-        }
-    };
+    let first = first_head(&mut rpc, poll_interval).await;
     info!(number = first.number, state_root = %first.state_root, "execution client head");
     let (tx, rx) = watch::channel(first);
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = tx.closed() => return,
-                () = tokio::time::sleep(poll_interval) => {}
-            }
-            match el_head(&mut rpc).await {
-                Ok(head) if head.number > tx.borrow().number => {
-                    tx.send_replace(head);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    debug!(error = %e, "execution client head not read; the last one stays");
-                    rpc.reset();
-                }
-            }
-        }
-    });
+    tokio::spawn(poll_heads(rpc, tx, poll_interval));
     Ok(rx)
+}
+
+/// Reads the head until a read succeeds.
+async fn first_head(rpc: &mut RpcClient, poll_interval: Duration) -> BlockHeader {
+    let mut warned: Option<Instant> = None;
+    loop {
+        let error = match el_head(rpc).await {
+            Ok(head) => return head,
+            Err(e) => e,
+        };
+        if warned.is_none_or(|t| t.elapsed() > HEAD_WAIT_LOG_INTERVAL) {
+            warn!(url = rpc.url(), %error, "cannot read the execution client's head; retrying");
+            warned = Some(Instant::now());
+        }
+        rpc.reset();
+        tokio::time::sleep(poll_interval).await;
+    }
+}
+
+/// Sends every higher head to `tx` until its receivers are gone.
+async fn poll_heads(mut rpc: RpcClient, tx: watch::Sender<BlockHeader>, poll_interval: Duration) {
+    loop {
+        tokio::select! {
+            () = tx.closed() => return,
+            () = tokio::time::sleep(poll_interval) => {}
+        }
+        let head = match el_head(&mut rpc).await {
+            Ok(head) => head,
+            Err(error) => {
+                debug!(%error, "execution client head not read; the last one stays");
+                rpc.reset();
+                continue;
+            }
+        };
+        tx.send_if_modified(|last| {
+            let higher = head.number > last.number;
+            if higher {
+                *last = head;
+            }
+            higher
+        });
+    }
 }
