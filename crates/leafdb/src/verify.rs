@@ -7,8 +7,8 @@ use alloy_trie::{EMPTY_ROOT_HASH, Nibbles};
 use crate::{
     db::{LeafDb, read_account_root},
     error::{LeafDbError, Result},
-    keys::node_key,
-    kv::{KvRead, KvStore, Table, prefix_end},
+    keys::{node_key, prefix_end},
+    kv::{KvRead, KvStore, Table},
     schema::{BlockHeader, decode_account_row, decode_slot_value, slot_leaf_value},
     trie::{NodeSink, StackBuilder},
 };

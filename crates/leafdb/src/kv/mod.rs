@@ -4,8 +4,6 @@
 pub mod mem;
 pub mod rocks;
 
-pub use crate::keys::prefix_end;
-
 use crate::error::Result;
 
 /// The leafdb's tables. Every key layout keeps key order equal to trie order.
