@@ -7,7 +7,7 @@ use alloy_trie::{EMPTY_ROOT_HASH, Nibbles};
 use crate::{
     db::{LeafDb, read_account_root},
     error::{LeafDbError, Result},
-    keys::{node_key, prefix_end},
+    keys::{node_key, node_table, prefix_end},
     kv::{KvRead, KvStore, Table},
     schema::{BlockHeader, decode_account_row, decode_slot_value, slot_leaf_value},
     trie::{NodeSink, StackBuilder},
@@ -62,7 +62,6 @@ impl VerifyReport {
 /// Compares each emitted node with the stored one.
 struct CompareSink<'a, R: ?Sized> {
     kv: &'a R,
-    table: Table,
     owner: Option<B256>,
     mismatches: Vec<String>,
 }
@@ -70,7 +69,7 @@ struct CompareSink<'a, R: ?Sized> {
 impl<R: KvRead + ?Sized> NodeSink for CompareSink<'_, R> {
     fn node(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()> {
         let key = node_key(self.owner.as_ref(), path);
-        let stored = self.kv.get(self.table, &key)?;
+        let stored = self.kv.get(node_table(self.owner.as_ref()), &key)?;
         if stored.as_deref() != Some(rlp) {
             let what = if stored.is_some() { "differs" } else { "is missing" };
             let owner = self
@@ -106,12 +105,8 @@ impl<S: KvStore> LeafDb<S> {
             head: self.head()?,
             ..Default::default()
         };
-        let mut accounts = StackBuilder::new(CompareSink {
-            kv: &snap,
-            table: Table::AccountNodes,
-            owner: None,
-            mismatches: Vec::new(),
-        });
+        let mut accounts =
+            StackBuilder::new(CompareSink { kv: &snap, owner: None, mismatches: Vec::new() });
         let mut storage_nodes_expected = 0u64;
         for item in snap.iter_from(Table::Accounts, &[]) {
             let (key, value) = item?;
@@ -119,7 +114,6 @@ impl<S: KvStore> LeafDb<S> {
             report.accounts += 1;
             let mut storage = StackBuilder::new(CompareSink {
                 kv: &snap,
-                table: Table::StorageNodes,
                 owner: Some(owner),
                 mismatches: Vec::new(),
             });
