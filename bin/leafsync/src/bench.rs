@@ -211,6 +211,7 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
                 hash: keccak256(b.to_be_bytes()),
                 parent_hash: head.hash,
                 state_root: B256::ZERO,
+                timestamp: 0,
             };
             let t = Instant::now();
             db.apply_block(&header, &diff)?;

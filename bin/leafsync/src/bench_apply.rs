@@ -140,6 +140,7 @@ impl Blocks {
                 hash: keccak256(number.to_be_bytes()),
                 parent_hash: self.head.hash,
                 state_root: B256::ZERO,
+                timestamp: 0,
             };
             let db = Arc::clone(&self.db);
             let job = move || -> Result<(), IngestError> {

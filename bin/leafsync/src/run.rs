@@ -715,6 +715,7 @@ mod tests {
             hash: B256::repeat_byte(1),
             parent_hash: genesis.hash,
             state_root: B256::repeat_byte(0xee),
+            timestamp: 0,
         };
         assert!(!db.apply_block(&lying, &BlockDiff::default()).unwrap().root_matches);
         assert_eq!(serve_flags(&db, &db.head().unwrap().unwrap()).unwrap(), ServeFlags::NONE);
@@ -724,6 +725,7 @@ mod tests {
             hash: B256::repeat_byte(2),
             parent_hash: lying.hash,
             state_root: genesis.state_root,
+            timestamp: 0,
         };
         assert!(db.apply_block(&matching, &BlockDiff::default()).unwrap().root_matches);
         assert_eq!(serve_flags(&db, &db.head().unwrap().unwrap()).unwrap(), ServeFlags::ALL);

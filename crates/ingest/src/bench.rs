@@ -9,9 +9,9 @@
 
 use std::{path::Path, time::Instant};
 
-use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_primitives::{Address, U256, keccak256};
 use leafsync_leafdb::{
-    BlockHeader, DbOptions, GenParams, KvStore, LeafDb, LeafDbConfig, generate::CONTRACT_EVERY,
+    DbOptions, GenParams, KvStore, LeafDb, LeafDbConfig, generate::CONTRACT_EVERY,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -68,7 +68,6 @@ pub fn run(dir: &Path, params: IngestBenchParams) -> Result<IngestBenchReport, I
     let generate_s = t.elapsed().as_secs_f64();
     let (mut decode, mut fold, mut apply) = (0.0f64, 0.0f64, 0.0f64);
     let (mut bytes, mut accounts, mut slots) = (0u64, 0u64, 0u64);
-    let mut head = db.head()?.unwrap_or_default();
     for b in 1..=params.blocks {
         let text = synthetic_trace(&db, params, b)?.to_string();
         bytes += text.len() as u64;
@@ -78,12 +77,7 @@ pub fn run(dir: &Path, params: IngestBenchParams) -> Result<IngestBenchReport, I
         let t1 = Instant::now();
         let diff = fold_block(b, &traces, &[], &db)?;
         let t2 = Instant::now();
-        let header = BlockHeader {
-            number: b,
-            hash: keccak256(b.to_be_bytes()),
-            parent_hash: head.hash,
-            state_root: B256::ZERO,
-        };
+        let header = GenParams::block_header(b);
         db.apply_block(&header, &diff)?;
         let t3 = Instant::now();
         decode += (t1 - t).as_secs_f64();
@@ -98,7 +92,6 @@ pub fn run(dir: &Path, params: IngestBenchParams) -> Result<IngestBenchReport, I
                 leafsync_leafdb::AccountChange::Deleted => 0,
             })
             .sum::<u64>();
-        head = header;
     }
     let n = params.blocks.max(1);
     let total = decode + fold + apply;

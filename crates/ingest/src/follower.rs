@@ -59,55 +59,49 @@ impl FollowerConfig {
     }
 }
 
-/// Counters of the follower, shared with whoever exports metrics.
-#[derive(Debug, Default)]
-pub struct IngestStats {
-    el_head: AtomicU64,
-    head: AtomicU64,
-    blocks_applied: AtomicU64,
-    mismatching_blocks: AtomicU64,
-    reorgs: AtomicU64,
-    retries: AtomicU64,
-    last_apply_micros: AtomicU64,
-    total_apply_micros: AtomicU64,
+/// Declares [`IngestStats`]: one relaxed `AtomicU64` and one getter per counter.
+macro_rules! ingest_stats {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
+        /// Counters of the follower, shared with whoever exports metrics.
+        #[derive(Debug, Default)]
+        pub struct IngestStats {
+            $($name: AtomicU64,)*
+        }
+
+        impl IngestStats {
+            $(
+                $(#[doc = $doc])*
+                pub fn $name(&self) -> u64 {
+                    self.$name.load(Ordering::Relaxed)
+                }
+            )*
+        }
+    };
+}
+
+ingest_stats! {
+    /// The execution client's head number, as last seen.
+    el_head,
+    /// The leafdb head number (as last applied or read).
+    head,
+    /// Blocks applied by this process.
+    blocks_applied,
+    /// Applied blocks whose computed root differed from the header's.
+    mismatching_blocks,
+    /// Reorgs detected.
+    reorgs,
+    /// Failures retried after a backoff.
+    retries,
+    /// Time to fold and apply the last block, in microseconds.
+    last_apply_micros,
+    /// Total fold-and-apply time of all applied blocks, in microseconds.
+    total_apply_micros,
 }
 
 impl IngestStats {
     /// Blocks the leafdb is behind the execution client's head (as last seen).
     pub fn blocks_behind(&self) -> u64 {
-        self.el_head.load(Ordering::Relaxed).saturating_sub(self.head.load(Ordering::Relaxed))
-    }
-    /// The leafdb head number (as last applied or read).
-    pub fn head(&self) -> u64 {
-        self.head.load(Ordering::Relaxed)
-    }
-    /// The execution client's head number, as last seen.
-    pub fn el_head(&self) -> u64 {
-        self.el_head.load(Ordering::Relaxed)
-    }
-    /// Blocks applied by this process.
-    pub fn blocks_applied(&self) -> u64 {
-        self.blocks_applied.load(Ordering::Relaxed)
-    }
-    /// Applied blocks whose computed root differed from the header's.
-    pub fn mismatching_blocks(&self) -> u64 {
-        self.mismatching_blocks.load(Ordering::Relaxed)
-    }
-    /// Reorgs detected.
-    pub fn reorgs(&self) -> u64 {
-        self.reorgs.load(Ordering::Relaxed)
-    }
-    /// Failures retried after a backoff.
-    pub fn retries(&self) -> u64 {
-        self.retries.load(Ordering::Relaxed)
-    }
-    /// Time to fold and apply the last block, in microseconds.
-    pub fn last_apply_micros(&self) -> u64 {
-        self.last_apply_micros.load(Ordering::Relaxed)
-    }
-    /// Total fold-and-apply time of all applied blocks, in microseconds.
-    pub fn total_apply_micros(&self) -> u64 {
-        self.total_apply_micros.load(Ordering::Relaxed)
+        self.el_head().saturating_sub(self.head())
     }
 }
 
@@ -271,12 +265,7 @@ impl<S: KvStore + 'static> Follower<S> {
         traces: crate::rpc::RawResponse,
     ) -> Result<(), IngestError> {
         let db = Arc::clone(&self.db);
-        let header = BlockHeader {
-            number: block.number,
-            hash: block.hash,
-            parent_hash: block.parent_hash,
-            state_root: block.state_root,
-        };
+        let header = block.header();
         let started = Instant::now();
         let (outcome, decoding) = self
             .applier
@@ -320,12 +309,7 @@ impl<S: KvStore + 'static> Follower<S> {
         let genesis = self.rpc.block(0).await?;
         let db = Arc::clone(&self.db);
         // A zero root lets the leafdb record the root it computes.
-        let header = BlockHeader {
-            number: 0,
-            hash: genesis.hash,
-            parent_hash: genesis.parent_hash,
-            state_root: B256::ZERO,
-        };
+        let header = BlockHeader { number: 0, state_root: B256::ZERO, ..genesis.header() };
         let outcome = self
             .applier
             .run(move || {

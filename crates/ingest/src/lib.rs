@@ -7,6 +7,7 @@
 //! * [`fold`]: pure folding of a block's traces and withdrawals into one [`BlockDiff`].
 //! * [`apply`]: the dedicated thread that folds and applies blocks.
 //! * [`follower`]: the owner loop that keeps the leafdb at the neighbour's head.
+//! * [`head`]: the neighbour's head as a `watch` feed (a moving sync pivot).
 //! * [`bench`]: synthetic mainnet-sized traces and the ingest benchmark.
 //!
 //! [`BlockDiff`]: leafsync_leafdb::BlockDiff
@@ -14,10 +15,12 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 pub mod apply;
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod error;
 pub mod fold;
 pub mod follower;
+pub mod head;
 pub mod rpc;
 pub mod types;
 
@@ -27,5 +30,6 @@ pub use fold::{AccountInfo, StateView, fold_block};
 pub use follower::{
     Follower, FollowerConfig, INITIAL_BACKOFF, IngestStats, MAX_BACKOFF, MAX_REORG_DEPTH,
 };
+pub use head::{HEAD_POLL_INTERVAL, el_head, head_feed};
 pub use rpc::{RawResponse, RpcClient};
 pub use types::{DiffTrace, RpcBlock, TracedAccount, TxTrace, Withdrawal};

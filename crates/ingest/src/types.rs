@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use alloy_primitives::{Address, B256, Bytes, U256};
+use leafsync_leafdb::BlockHeader;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
 /// The header fields of `eth_getBlockByNumber` that ingest uses, and the withdrawals.
@@ -19,9 +20,26 @@ pub struct RpcBlock {
     pub parent_hash: B256,
     /// State root after the block.
     pub state_root: B256,
+    /// Block timestamp, seconds since the Unix epoch (0 when the answer leaves it out, as some
+    /// test fixtures do; every execution client sends it).
+    #[serde(default, deserialize_with = "quantity")]
+    pub timestamp: u64,
     /// Withdrawals (Shanghai and later; absent before).
     #[serde(default)]
     pub withdrawals: Vec<Withdrawal>,
+}
+
+impl RpcBlock {
+    /// The leafdb header of this block.
+    pub const fn header(&self) -> BlockHeader {
+        BlockHeader {
+            number: self.number,
+            hash: self.hash,
+            parent_hash: self.parent_hash,
+            state_root: self.state_root,
+            timestamp: self.timestamp,
+        }
+    }
 }
 
 /// One EIP-4895 withdrawal.

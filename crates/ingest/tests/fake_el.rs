@@ -197,6 +197,50 @@ fn a_saturated_blocking_pool_does_not_delay_block_application() {
     release.store(true, Ordering::Relaxed);
 }
 
+/// The head feed waits for the first readable head, then sends only higher ones, with their
+/// timestamps.
+#[tokio::test]
+async fn the_head_feed_follows_the_execution_client() {
+    let number = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let up = Arc::new(AtomicBool::new(false));
+    let (n, u) = (number.clone(), up.clone());
+    let script: Script = Arc::new(move |method, params| {
+        if !u.load(Ordering::Relaxed) {
+            return Answer::HugeAnnounced(usize::MAX >> 1);
+        }
+        match method {
+            "eth_blockNumber" => Answer::Result(json!(format!("{:#x}", n.load(Ordering::Relaxed)))),
+            "eth_getBlockByNumber" => {
+                let q = params[0].as_str().unwrap().trim_start_matches("0x");
+                let b = u64::from_str_radix(q, 16).unwrap();
+                let mut v = block(b, B256::ZERO, keccak256(b.to_be_bytes()));
+                v["timestamp"] = json!(format!("{:#x}", 1_000 + 12 * b));
+                Answer::Result(v)
+            }
+            other => panic!("unexpected call {other}"),
+        }
+    });
+    let el = fake_el(script).await;
+    number.store(5, Ordering::Relaxed);
+    let url = format!("http://{el}");
+    let poll = Duration::from_millis(10);
+    let feed = tokio::spawn(async move { leafsync_ingest::head_feed(&url, poll).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!feed.is_finished(), "no head yet: the feed waits");
+    up.store(true, Ordering::Relaxed);
+    let mut rx = feed.await.unwrap().unwrap();
+    let first = *rx.borrow_and_update();
+    assert_eq!((first.number, first.timestamp), (5, 1_060));
+    assert_eq!(first.state_root, keccak256(5u64.to_be_bytes()));
+    number.store(7, Ordering::Relaxed);
+    tokio::time::timeout(Duration::from_secs(10), rx.changed()).await.unwrap().unwrap();
+    assert_eq!(rx.borrow().number, 7);
+    // A lower head (a flaky node behind a balancer) is not sent.
+    number.store(6, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!rx.has_changed().unwrap());
+}
+
 #[tokio::test]
 async fn an_answer_over_the_cap_is_refused_naming_the_method() {
     const CAP: usize = 1 << 20;

@@ -186,9 +186,10 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
         }
         let mut done = WriteBatch::default();
         done.put(Table::Meta, meta::ACCOUNT_ROOT, root.as_slice());
-        done.put(Table::Meta, meta::HEAD, alloy_rlp::encode(head));
+        crate::schema::stage_head(&mut done, &head);
         done.delete(Table::Meta, meta::IMPORT);
         self.db.store().write(done, Durability::Synced)?;
+        self.db.publish_head(head);
         info!(%root, accounts = built.leaves, slots = self.slots, "bulk import finished");
         Ok(ImportOutcome { root, accounts: built.leaves, slots: self.slots })
     }

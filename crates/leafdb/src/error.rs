@@ -1,13 +1,43 @@
-//! The leafdb error type.
+//! The leafdb's error types: [`LeafDbError`], and [`GenesisError`] for allocation files.
 
 use alloy_primitives::B256;
+
+/// Why a genesis allocation was rejected; `field` is a JSON path such as `alloc.0x12….balance`.
+#[derive(Debug, thiserror::Error)]
+pub enum GenesisError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The text is not JSON.
+    #[error("{path}: not valid JSON: {source}")]
+    Json {
+        /// The file (or `<input>`).
+        path: String,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// A field has the wrong type or value.
+    #[error("{field}: {reason}")]
+    Field {
+        /// JSON path of the field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
 
 /// Everything that can go wrong in the leafdb.
 #[derive(Debug, thiserror::Error)]
 pub enum LeafDbError {
-    /// RocksDB reported an error.
-    #[error("rocksdb: {0}")]
-    Rocks(#[from] rocksdb::Error),
+    /// The storage engine (RocksDB) reported an error. Its type stays private so that no
+    /// storage type reaches the public API of the leafdb or of the crates above it.
+    #[error("storage: {0}")]
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A stored value could not be decoded: the database is corrupt or was written by other code.
     #[error("corrupt {what} in table {table}: {reason}")]
     Corrupt {
@@ -45,6 +75,23 @@ pub enum LeafDbError {
     /// A trie node's RLP is malformed.
     #[error("malformed trie node: {0}")]
     BadNode(&'static str),
+    /// A trie path would be longer than 64 nibbles (a malformed trie: a key is 32 bytes).
+    #[error("trie path longer than 64 nibbles")]
+    PathTooLong,
+    /// A key read from a table, or spelled by a trie's leaf path, has the wrong length.
+    #[error("a key of {table} has {len} bytes, not 32")]
+    BadKey {
+        /// The table (or trie) the key belongs to.
+        table: &'static str,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// A thread updating storage tries during a block's application panicked.
+    #[error("a storage trie worker panicked")]
+    WorkerPanicked,
+    /// The trie builder's stack was empty when it needed a node: a bug, not bad input.
+    #[error("trie builder invariant broken: {0}")]
+    Invariant(&'static str),
     /// The database was written by a newer leafsync.
     #[error(
         "database schema version {found} is newer than this leafsync supports ({supported}); \
@@ -90,7 +137,7 @@ pub enum LeafDbError {
     },
     /// A genesis allocation could not be read.
     #[error(transparent)]
-    Genesis(#[from] crate::genesis::GenesisError),
+    Genesis(#[from] GenesisError),
     /// An I/O error outside RocksDB.
     #[error("{context}: {source}")]
     Io {
@@ -108,6 +155,11 @@ impl LeafDbError {
         reason: impl std::fmt::Display,
     ) -> Self {
         Self::Corrupt { table, what, reason: reason.to_string() }
+    }
+
+    /// Wraps a storage engine's error (see [`Self::Storage`]).
+    pub(crate) fn storage(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Storage(Box::new(e))
     }
 }
 

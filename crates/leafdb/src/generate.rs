@@ -11,6 +11,7 @@ use alloy_primitives::{Address, B256, U256, keccak256};
 use crate::{
     bulk::{BulkImport, ImportAccount, ImportOutcome},
     db::{EMPTY_CODE_HASH, LeafDb},
+    diff::{AccountChange, AccountUpdate, BlockDiff},
     error::Result,
     kv::KvStore,
     schema::BlockHeader,
@@ -84,6 +85,42 @@ pub struct SyntheticAccount {
     /// Number of storage slots.
     pub slots: u64,
 }
+
+/// One account of a synthetic state as stored: hashed address, fields, and hashed storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenAccount {
+    /// Its index in the generator (`GenParams::account(index)`).
+    pub index: u64,
+    /// keccak256 of its address.
+    pub hashed_address: B256,
+    /// Nonce.
+    pub nonce: u64,
+    /// Balance.
+    pub balance: U256,
+    /// Code hash ([`EMPTY_CODE_HASH`] for none).
+    pub code_hash: B256,
+    /// Storage as `(hashed slot, value)`, sorted by hashed slot; values are non-zero.
+    pub slots: Vec<(B256, U256)>,
+}
+
+impl GenAccount {
+    /// The account as the bulk importer takes it (its storage goes alongside).
+    pub const fn import_account(&self) -> ImportAccount {
+        ImportAccount {
+            hashed_address: self.hashed_address,
+            nonce: self.nonce,
+            balance: self.balance,
+            code_hash: self.code_hash,
+        }
+    }
+}
+
+/// Accounts a synthetic block creates, per hundred it changes.
+pub const NEW_ACCOUNTS_PER_100: u64 = 10;
+/// Storage slots a synthetic block writes in each contract it changes, at most.
+pub const BLOCK_SLOTS_PER_CONTRACT: u64 = 4;
+/// Seconds between synthetic blocks (the post-merge slot time).
+pub const BLOCK_TIME: u64 = 12;
 
 impl GenParams {
     fn contracts(&self) -> u64 {
@@ -161,33 +198,113 @@ impl GenParams {
     }
 }
 
+impl GenParams {
+    /// Hashes of the code pool, by pool index.
+    pub fn code_hashes(&self) -> Vec<B256> {
+        (0..self.code_pool()).map(|k| keccak256(self.code(k))).collect()
+    }
+
+    /// Every account of the state as stored, in hashed-address order (the order of the tables
+    /// and of the trie): the one materialisation the importer, the benchmarks and the reference
+    /// models share. Storage is hashed and sorted account by account, as the iterator goes.
+    pub fn hashed_accounts(&self) -> impl Iterator<Item = GenAccount> + '_ {
+        let mut order: Vec<(B256, u64)> =
+            (0..self.accounts).map(|i| (keccak256(self.address(i)), i)).collect();
+        order.sort_unstable();
+        let code_hashes = self.code_hashes();
+        order.into_iter().map(move |(hashed_address, index)| {
+            let a = self.account(index);
+            GenAccount {
+                index,
+                hashed_address,
+                nonce: a.nonce,
+                balance: a.balance,
+                code_hash: a.code.map_or(EMPTY_CODE_HASH, |k| code_hashes[k as usize]),
+                slots: self.hashed_slots(index, a.slots),
+            }
+        })
+    }
+
+    /// The first `count` slots of account `index` as stored: `(hashed slot, value)`, sorted.
+    pub fn hashed_slots(&self, index: u64, count: u64) -> Vec<(B256, U256)> {
+        let mut slots: Vec<(B256, U256)> =
+            (0..count).map(|j| self.slot(index, j)).map(|(k, v)| (keccak256(k), v)).collect();
+        slots.sort_unstable();
+        slots
+    }
+
+    /// Hash of synthetic block `n`; block 0 is the generated state, whose head hash is zero.
+    pub fn block_hash(n: u64) -> B256 {
+        if n == 0 { B256::ZERO } else { keccak256(n.to_be_bytes()) }
+    }
+
+    /// Header of synthetic block `n` on top of the generated state: hashes from
+    /// [`Self::block_hash`], timestamp `n` × [`BLOCK_TIME`], and a zero state root (the root is
+    /// what applying the block computes).
+    pub fn block_header(n: u64) -> BlockHeader {
+        BlockHeader {
+            number: n,
+            hash: Self::block_hash(n),
+            parent_hash: if n == 0 { B256::ZERO } else { Self::block_hash(n - 1) },
+            state_root: B256::ZERO,
+            timestamp: n * BLOCK_TIME,
+        }
+    }
+
+    /// Synthetic block `n` over this state, changing `changes` accounts: [`NEW_ACCOUNTS_PER_100`]
+    /// in a hundred are new, the rest existing accounts whose balance and nonce change; a
+    /// changed contract also gets up to [`BLOCK_SLOTS_PER_CONTRACT`] slot writes (existing or
+    /// new slots; one write in eight clears). The diff depends only on the parameters, `n` and
+    /// `changes`, and is valid on any state grown from this one.
+    pub fn block(&self, n: u64, changes: u64) -> (BlockHeader, BlockDiff) {
+        let mut rng = SplitMix::new(self.seed ^ n.wrapping_mul(0xb10c_b10c_b10c_b10d));
+        let code_hashes = self.code_hashes();
+        let mut diff = BlockDiff::default();
+        for c in 0..changes {
+            if self.accounts == 0 || rng.below(100) < NEW_ACCOUNTS_PER_100 {
+                let address = self.address(self.accounts + n * changes + c);
+                let update = AccountUpdate {
+                    nonce: 1,
+                    balance: U256::from(rng.next_u64()),
+                    code_hash: EMPTY_CODE_HASH,
+                    ..Default::default()
+                };
+                diff.accounts.insert(address, AccountChange::Updated(update));
+                continue;
+            }
+            let index = rng.below(self.accounts);
+            let a = self.account(index);
+            let mut update = AccountUpdate {
+                nonce: a.nonce + n,
+                balance: U256::from(rng.next_u64()),
+                code_hash: a.code.map_or(EMPTY_CODE_HASH, |k| code_hashes[k as usize]),
+                ..Default::default()
+            };
+            if a.code.is_some() {
+                for _ in 0..=rng.below(BLOCK_SLOTS_PER_CONTRACT) {
+                    let (slot, _) = self.slot(index, rng.below(a.slots + 2));
+                    let value =
+                        if rng.below(8) == 0 { U256::ZERO } else { U256::from(rng.next_u64() | 1) };
+                    update.storage.insert(slot, value);
+                }
+            }
+            diff.accounts.insert(a.address, AccountChange::Updated(update));
+        }
+        (Self::block_header(n), diff)
+    }
+}
+
 impl<S: KvStore> LeafDb<S> {
     /// Writes the synthetic state of `params` into this empty leafdb as block 0.
     pub fn generate(&self, params: GenParams) -> Result<ImportOutcome> {
-        let mut order: Vec<(B256, u64)> =
-            (0..params.accounts).map(|i| (keccak256(params.address(i)), i)).collect();
-        order.sort_unstable();
         let mut import = BulkImport::start(self, "synthetic state")?;
-        let code_hashes: Vec<B256> =
-            (0..params.code_pool()).map(|k| keccak256(params.code(k))).collect();
         if params.contracts() > 0 || params.giants() > 0 {
             for k in 0..params.code_pool() {
                 import.add_code(&params.code(k))?;
             }
         }
-        for (hashed_address, i) in order {
-            let a = params.account(i);
-            let code_hash = a.code.map_or(EMPTY_CODE_HASH, |k| code_hashes[k as usize]);
-            let mut slots: Vec<(B256, U256)> = (0..a.slots)
-                .map(|j| {
-                    let (k, v) = params.slot(i, j);
-                    (keccak256(k), v)
-                })
-                .collect();
-            slots.sort_unstable();
-            let account =
-                ImportAccount { hashed_address, nonce: a.nonce, balance: a.balance, code_hash };
-            import.add_account(account, slots)?;
+        for a in params.hashed_accounts() {
+            import.add_account(a.import_account(), a.slots)?;
         }
         import.finish(BlockHeader::default())
     }

@@ -11,6 +11,7 @@ use std::{collections::BTreeMap, path::Path};
 use alloy_primitives::{Address, B256, Bytes, KECCAK256_EMPTY, U256, keccak256};
 use serde_json::Value;
 
+pub use crate::error::GenesisError;
 use crate::{
     bulk::{BulkImport, ImportAccount, ImportOutcome},
     db::LeafDb,
@@ -18,35 +19,6 @@ use crate::{
     kv::KvStore,
     schema::BlockHeader,
 };
-
-/// Why a genesis allocation was rejected; `field` is a JSON path such as `alloc.0x12….balance`.
-#[derive(Debug, thiserror::Error)]
-pub enum GenesisError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The text is not JSON.
-    #[error("{path}: not valid JSON: {source}")]
-    Json {
-        /// The file (or `<input>`).
-        path: String,
-        /// The parser's error.
-        source: serde_json::Error,
-    },
-    /// A field has the wrong type or value.
-    #[error("{field}: {reason}")]
-    Field {
-        /// JSON path of the field.
-        field: String,
-        /// What is wrong.
-        reason: String,
-    },
-}
 
 fn field_err(field: impl Into<String>, reason: impl Into<String>) -> GenesisError {
     GenesisError::Field { field: field.into(), reason: reason.into() }

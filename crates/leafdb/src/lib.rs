@@ -9,43 +9,65 @@
 //!   write, and checks the new root against the header.
 //!
 //! The trie engine ([`trie`]) streams sorted leaves into nodes ([`trie::StackBuilder`]) and
-//! updates stored tries in place ([`trie::TrieUpdate`]); both produce Ethereum's roots.
+//! updates stored tries in place ([`trie::TrieUpdate`]); both produce Ethereum's roots. Every
+//! key layout and key range is in [`keys`].
+//!
+//! [`LeafDb`]'s methods are grouped by concern, one `impl` block per file:
+//!
+//! | file | methods |
+//! |---|---|
+//! | `db.rs` | open, schema check, reads (`head`, `account`, `storage`, `code`, `node`, `recent_node`), proofs, `subscribe_head` |
+//! | `apply.rs` | `apply_block` (plan → storage tries in parallel → accounts → write) |
+//! | `snapshot.rs` | `snapshot` (consistent reads for serving), `estimate_accounts` |
+//! | `bulk.rs` | [`BulkImport`]: a whole state from sorted leaves |
+//! | `genesis.rs` | `init_genesis` |
+//! | `generate.rs` | `generate` (synthetic states; feature `generate`) |
+//! | `sync_import.rs` | a sync's chunks, codes, skeleton and final head |
+//! | `sync_heal.rs` | a sync's healing: `forget_path`, `write_trie_nodes`, `reconcile_*` |
+//! | `progress.rs` | a sync's persisted progress record and heal roots |
+//! | `verify.rs` | `verify` and flat-state repair |
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod apply;
 pub mod bulk;
 pub mod db;
 pub mod diff;
 pub mod error;
+#[cfg(feature = "generate")]
 pub mod generate;
 pub mod genesis;
-pub mod import;
+pub mod keys;
 pub mod kv;
 pub mod progress;
 pub mod recent;
 pub mod schema;
 pub mod snap_read;
 pub mod snapshot;
+pub mod sync_heal;
+pub mod sync_import;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 pub mod trie;
 pub mod verify;
 
+pub use apply::{ApplyOutcome, MAX_TRIE_WORKERS};
 pub use bulk::{BulkImport, ImportAccount, ImportOutcome};
-pub use db::{
-    AccountProof, ApplyOutcome, DEFAULT_RECENT_BLOCKS, EMPTY_CODE_HASH, LeafDb, LeafDbConfig,
-};
+pub use db::{AccountProof, DEFAULT_RECENT_BLOCKS, EMPTY_CODE_HASH, LeafDb, LeafDbConfig};
 pub use diff::{AccountChange, AccountUpdate, BlockDiff};
-pub use error::{LeafDbError, Result};
-pub use generate::GenParams;
+pub use error::{GenesisError, LeafDbError, Result};
+#[cfg(feature = "generate")]
+pub use generate::{GenAccount, GenParams};
 pub use genesis::{
-    GenesisAccount, GenesisAlloc, GenesisError, StateFile, parse_alloc, parse_state,
-    read_alloc_file, read_state_file,
+    GenesisAccount, GenesisAlloc, StateFile, parse_alloc, parse_state, read_alloc_file,
+    read_state_file,
 };
-pub use import::{AccountChunkOutcome, ChunkAccount};
 pub use kv::{
     Durability, KvRead, KvStore, Table, WriteBatch,
     mem::MemStore,
     rocks::{DbOptions, RocksStore},
 };
 pub use schema::{BlockHeader, SCHEMA_VERSION};
-pub use snapshot::LeafSnapshot;
+pub use snapshot::{ESTIMATE_SAMPLE_NIBBLES, LeafSnapshot};
+pub use sync_import::{AccountChunkOutcome, ChunkAccount};
 pub use verify::{FlatCheck, MAX_FLAT_REPAIRS, VerifyReport};

@@ -1,17 +1,23 @@
-//! On-disk encodings: schema version, metadata keys, key layouts and value codecs.
+//! On-disk encodings: schema version, metadata keys and value codecs (key layouts are in
+//! [`crate::keys`]).
 
 use alloy_primitives::{B256, U256};
 use alloy_rlp::{Decodable, Encodable, RlpDecodable, RlpEncodable};
-use alloy_trie::{Nibbles, TrieAccount};
+use alloy_trie::TrieAccount;
 
+pub use crate::keys::{path_key, storage_key, storage_node_key};
 use crate::{
     error::{LeafDbError, Result},
-    kv::Table,
+    kv::{Table, WriteBatch},
 };
 
 /// The schema this build writes. Version history:
-/// * 1 — first release: tables as in [`Table`], head as RLP [`BlockHeader`].
-pub const SCHEMA_VERSION: u32 = 1;
+/// * 1 — first release: tables as in [`Table`], head as RLP `[number, hash, parent_hash,
+///   state_root]`.
+/// * 2 — the head gains a fifth field, `timestamp`. A version-1 head still decodes (its
+///   timestamp reads as 0, "unknown"), so a version-1 database opens unchanged apart from its
+///   version marker, which is raised to 2 (a version-1 build could not read a five-field head).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Metadata keys in [`Table::Meta`].
 pub(crate) mod meta {
@@ -27,7 +33,8 @@ pub(crate) mod meta {
     pub(crate) const IMPORT: &[u8] = b"import_in_progress";
 }
 
-/// The block a state belongs to.
+/// The block a state belongs to. Stored as RLP `[number, hash, parent_hash, state_root,
+/// timestamp]` (schema 2); [`decode_head`] also reads schema 1's four-field list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, RlpEncodable, RlpDecodable)]
 pub struct BlockHeader {
     /// Block number.
@@ -38,27 +45,25 @@ pub struct BlockHeader {
     pub parent_hash: B256,
     /// State root the header commits to.
     pub state_root: B256,
+    /// Block timestamp in seconds since the Unix epoch (selects the EIP-2124 fork id); 0 when
+    /// unknown (a head written by schema 1, a synthetic or genesis-less state).
+    pub timestamp: u64,
 }
 
-/// Key of a trie node path: one byte per nibble, so key order is pre-order trie order.
-pub fn path_key(path: &Nibbles) -> Vec<u8> {
-    path.to_vec()
+/// The head as schema 1 stored it: [`BlockHeader`] without the timestamp.
+#[derive(RlpDecodable)]
+struct HeadV1 {
+    number: u64,
+    hash: B256,
+    parent_hash: B256,
+    state_root: B256,
 }
 
-/// Key of a storage trie node: owner ‖ path.
-pub fn storage_node_key(owner: &B256, path: &Nibbles) -> Vec<u8> {
-    let mut k = Vec::with_capacity(32 + path.len());
-    k.extend_from_slice(owner.as_slice());
-    k.extend(path.to_vec());
-    k
-}
-
-/// Key of a storage slot: hashed address ‖ hashed slot.
-pub fn storage_key(account: &B256, slot: &B256) -> [u8; 64] {
-    let mut k = [0u8; 64];
-    k[..32].copy_from_slice(account.as_slice());
-    k[32..].copy_from_slice(slot.as_slice());
-    k
+impl From<HeadV1> for BlockHeader {
+    fn from(v1: HeadV1) -> Self {
+        let HeadV1 { number, hash, parent_hash, state_root } = v1;
+        Self { number, hash, parent_hash, state_root, timestamp: 0 }
+    }
 }
 
 /// Encodes an account as stored (and as its trie leaf value).
@@ -77,6 +82,13 @@ pub fn decode_account(bytes: &[u8]) -> Result<TrieAccount> {
         return Err(LeafDbError::corrupt("accounts", "account", "trailing bytes"));
     }
     Ok(a)
+}
+
+/// Decodes a row of the accounts table: its key (a hashed address) and the account.
+pub fn decode_account_row(key: &[u8], value: &[u8]) -> Result<(B256, TrieAccount)> {
+    let hashed = B256::try_from(key)
+        .map_err(|_| LeafDbError::BadKey { table: Table::Accounts.name(), len: key.len() })?;
+    Ok((hashed, decode_account(value)?))
 }
 
 /// A storage value as stored: big-endian without leading zeros.
@@ -99,9 +111,25 @@ pub fn slot_leaf_value(v: &U256) -> Vec<u8> {
     alloy_rlp::encode(v)
 }
 
-/// Decodes the head marker.
+/// Stages `head` as the head marker (callers then [`crate::LeafDb::publish_head`] it).
+pub(crate) fn stage_head(batch: &mut WriteBatch, head: &BlockHeader) {
+    batch.put(Table::Meta, meta::HEAD, alloy_rlp::encode(head));
+}
+
+/// Decodes the head marker: schema 2's five fields, or schema 1's four (timestamp 0).
 pub fn decode_head(bytes: &[u8]) -> Result<BlockHeader> {
-    BlockHeader::decode(&mut &bytes[..]).map_err(|e| LeafDbError::corrupt("meta", "head", e))
+    let mut b = bytes;
+    let head = match BlockHeader::decode(&mut b) {
+        Ok(head) => head,
+        Err(e) => {
+            b = bytes;
+            HeadV1::decode(&mut b).map_err(|_| LeafDbError::corrupt("meta", "head", e))?.into()
+        }
+    };
+    if !b.is_empty() {
+        return Err(LeafDbError::corrupt("meta", "head", "trailing bytes"));
+    }
+    Ok(head)
 }
 
 /// Reads a fixed 32-byte value.
@@ -120,20 +148,53 @@ pub fn decode_u64(what: &'static str, bytes: &[u8]) -> Result<u64> {
 mod tests {
     use super::*;
 
-    /// Schema 1's head encoding must keep decoding in later versions.
-    #[test]
-    fn head_encoding_v1_is_stable() {
-        let h = BlockHeader {
+    fn sample(timestamp: u64) -> BlockHeader {
+        BlockHeader {
             number: 7,
             hash: B256::repeat_byte(1),
             parent_hash: B256::repeat_byte(2),
             state_root: B256::repeat_byte(3),
-        };
+            timestamp,
+        }
+    }
+
+    /// Schema 1's head bytes (frozen) must keep decoding in later versions: timestamp 0.
+    #[test]
+    fn head_encoding_v1_still_decodes() {
+        let v1 = alloy_primitives::hex::decode(format!(
+            "f86407a0{}a0{}a0{}",
+            "01".repeat(32),
+            "02".repeat(32),
+            "03".repeat(32)
+        ))
+        .unwrap();
+        assert_eq!(decode_head(&v1).unwrap(), sample(0));
+    }
+
+    /// Schema 2's head encoding is stable.
+    #[test]
+    fn head_encoding_v2_is_stable() {
+        let h = sample(0x6553_f100);
         let bytes = alloy_rlp::encode(h);
-        let expected =
-            format!("f86407a0{}a0{}a0{}", "01".repeat(32), "02".repeat(32), "03".repeat(32));
+        let expected = format!(
+            "f86907a0{}a0{}a0{}846553f100",
+            "01".repeat(32),
+            "02".repeat(32),
+            "03".repeat(32)
+        );
         assert_eq!(alloy_primitives::hex::encode(&bytes), expected);
+        assert_eq!(h.length(), bytes.len());
         assert_eq!(decode_head(&bytes).unwrap(), h);
+        // Anything after the timestamp, inside the list or after it, is refused.
+        let mut longer = bytes;
+        longer.push(0x01);
+        assert!(decode_head(&longer).is_err());
+        let mut extra_field = alloy_primitives::hex::decode(&expected[4..]).unwrap();
+        extra_field.push(0x01);
+        let mut framed = vec![0xf8, extra_field.len() as u8];
+        framed.extend(extra_field);
+        assert!(decode_head(&framed).is_err());
+        assert!(decode_head(&[0x80]).is_err());
     }
 
     #[test]

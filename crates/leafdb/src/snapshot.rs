@@ -5,10 +5,13 @@ use alloy_primitives::{B256, U256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 
 use crate::{
-    db::{AccountNodes, LeafDb, StorageNodes, read_account_root},
+    db::{LeafDb, TrieNodes, read_account_root},
     error::{LeafDbError, Result},
-    kv::{KvRead, KvStore, Table},
-    schema::{BlockHeader, decode_account, decode_head, decode_slot_value, meta},
+    keys::{account_range, storage_range},
+    kv::{KvRead, KvStore, Table, scan_range},
+    schema::{
+        BlockHeader, decode_account, decode_account_row, decode_head, decode_slot_value, meta,
+    },
     trie::NodeSource,
 };
 
@@ -26,6 +29,11 @@ impl<S: KvStore> std::fmt::Debug for LeafSnapshot<'_, S> {
     }
 }
 
+/// Nibbles of the key-space slice [`LeafDb::estimate_accounts`] counts: 2 nibbles are 1/256 of
+/// the accounts, a few thousand reads on mainnet (cheap at start-up) and within about 10% of the
+/// total on large states (hashed addresses are uniform).
+pub const ESTIMATE_SAMPLE_NIBBLES: usize = 2;
+
 impl<S: KvStore> LeafDb<S> {
     /// Takes a consistent snapshot.
     pub fn snapshot(&self) -> Result<LeafSnapshot<'_, S>> {
@@ -34,25 +42,19 @@ impl<S: KvStore> LeafDb<S> {
         let account_root = read_account_root(&snap)?;
         Ok(LeafSnapshot { snap, db: self, head, account_root })
     }
-}
 
-/// The smallest 32-byte key under a nibble prefix.
-fn prefix_start(prefix: &Nibbles) -> [u8; 32] {
-    let mut key = [0u8; 32];
-    for i in 0..prefix.len().min(64) {
-        let n = prefix.get_unchecked(i);
-        key[i / 2] |= if i % 2 == 0 { n << 4 } else { n };
+    /// An estimate of the number of accounts: those under the prefix `00` (see
+    /// [`ESTIMATE_SAMPLE_NIBBLES`]) times the number of such slices.
+    pub fn estimate_accounts(&self) -> Result<u64> {
+        let snap = self.snapshot()?;
+        let prefix = Nibbles::from_nibbles([0; ESTIMATE_SAMPLE_NIBBLES]);
+        let mut slice = 0u64;
+        for item in snap.accounts_with_prefix(&prefix) {
+            item?;
+            slice += 1;
+        }
+        Ok(slice << (4 * ESTIMATE_SAMPLE_NIBBLES))
     }
-    key
-}
-
-/// Whether the first `prefix.len()` nibbles of `key` are `prefix`.
-fn has_prefix(key: &[u8], prefix: &Nibbles) -> bool {
-    (0..prefix.len()).all(|i| {
-        let b = key.get(i / 2).copied().unwrap_or(0);
-        let n = if i % 2 == 0 { b >> 4 } else { b & 0x0f };
-        n == prefix.get_unchecked(i)
-    })
 }
 
 impl<'a, S: KvStore> LeafSnapshot<'a, S> {
@@ -77,17 +79,10 @@ impl<'a, S: KvStore> LeafSnapshot<'a, S> {
         &'s self,
         prefix: &Nibbles,
     ) -> impl Iterator<Item = Result<(B256, TrieAccount)>> + 's {
-        let prefix = *prefix;
-        let start = prefix_start(&prefix);
-        self.snap
-            .iter_from(Table::Accounts, &start)
-            .take_while(move |item| item.as_ref().map_or(true, |(k, _)| has_prefix(k, &prefix)))
-            .map(|item| {
-                let (k, v) = item?;
-                let key = B256::try_from(k.as_ref())
-                    .map_err(|_| LeafDbError::corrupt("accounts", "key", "not 32 bytes"))?;
-                Ok((key, decode_account(&v)?))
-            })
+        scan_range(&self.snap, Table::Accounts, account_range(prefix)).map(|item| {
+            let (k, v) = item?;
+            decode_account_row(&k, &v)
+        })
     }
 
     /// Storage slots of `account` whose hashed slot starts with `prefix`, in key order.
@@ -96,31 +91,20 @@ impl<'a, S: KvStore> LeafSnapshot<'a, S> {
         account: &B256,
         prefix: &Nibbles,
     ) -> impl Iterator<Item = Result<(B256, U256)>> + 's {
-        let prefix = *prefix;
-        let account = *account;
-        let mut start = account.to_vec();
-        start.extend_from_slice(&prefix_start(&prefix));
-        self.snap
-            .iter_from(Table::Storage, &start)
-            .take_while(move |item| {
-                item.as_ref().map_or(true, |(k, _)| {
-                    k.len() == 64 && k[..32] == account[..] && has_prefix(&k[32..], &prefix)
-                })
-            })
-            .map(|item| {
-                let (k, v) = item?;
-                let slot = B256::try_from(&k[32..])
-                    .map_err(|_| LeafDbError::corrupt("storage", "key", "not 64 bytes"))?;
-                Ok((slot, decode_slot_value(&v)?))
-            })
+        scan_range(&self.snap, Table::Storage, storage_range(account, prefix)).map(|item| {
+            let (k, v) = item?;
+            // Every key in the range starts with the account's 32 bytes.
+            let slot = k
+                .get(32..)
+                .and_then(|s| B256::try_from(s).ok())
+                .ok_or(LeafDbError::BadKey { table: "storage", len: k.len() })?;
+            Ok((slot, decode_slot_value(&v)?))
+        })
     }
 
     /// The stored node at `path` of the account trie (`owner` `None`) or of a storage trie.
     pub fn node(&self, owner: Option<&B256>, path: &Nibbles) -> Result<Option<Vec<u8>>> {
-        match owner {
-            None => AccountNodes(&self.snap).node(path),
-            Some(owner) => StorageNodes { kv: &self.snap, owner: *owner }.node(path),
-        }
+        TrieNodes::of(&self.snap, owner).node(path)
     }
 
     /// A node replaced in a recent block, by hash. The cache is shared, not snapshotted: a
@@ -137,21 +121,5 @@ impl<'a, S: KvStore> LeafSnapshot<'a, S> {
     /// The storage root of an account (the empty root when it has none or does not exist).
     pub fn storage_root(&self, account: &B256) -> Result<B256> {
         Ok(self.account(account)?.map_or(EMPTY_ROOT_HASH, |a| a.storage_root))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_helpers() {
-        let p = Nibbles::from_nibbles([0xa, 0xb, 0xc]);
-        let start = prefix_start(&p);
-        assert_eq!(&start[..2], &[0xab, 0xc0]);
-        assert!(has_prefix(&start, &p));
-        assert!(has_prefix(&[0xab, 0xcf], &p));
-        assert!(!has_prefix(&[0xab, 0xdf], &p));
-        assert!(has_prefix(&[0x00], &Nibbles::new()));
     }
 }

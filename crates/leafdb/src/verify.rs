@@ -7,10 +7,9 @@ use alloy_trie::{EMPTY_ROOT_HASH, Nibbles};
 use crate::{
     db::{LeafDb, read_account_root},
     error::{LeafDbError, Result},
-    kv::{KvRead, KvStore, Table, prefix_end},
-    schema::{
-        BlockHeader, decode_account, decode_slot_value, path_key, slot_leaf_value, storage_node_key,
-    },
+    keys::{node_key, node_table, prefix_end},
+    kv::{KvRead, KvStore, Table},
+    schema::{BlockHeader, decode_account_row, decode_slot_value, slot_leaf_value},
     trie::{NodeSink, StackBuilder},
 };
 
@@ -63,18 +62,14 @@ impl VerifyReport {
 /// Compares each emitted node with the stored one.
 struct CompareSink<'a, R: ?Sized> {
     kv: &'a R,
-    table: Table,
     owner: Option<B256>,
     mismatches: Vec<String>,
 }
 
 impl<R: KvRead + ?Sized> NodeSink for CompareSink<'_, R> {
     fn node(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()> {
-        let key = match &self.owner {
-            None => path_key(path),
-            Some(o) => storage_node_key(o, path),
-        };
-        let stored = self.kv.get(self.table, &key)?;
+        let key = node_key(self.owner.as_ref(), path);
+        let stored = self.kv.get(node_table(self.owner.as_ref()), &key)?;
         if stored.as_deref() != Some(rlp) {
             let what = if stored.is_some() { "differs" } else { "is missing" };
             let owner = self
@@ -110,22 +105,15 @@ impl<S: KvStore> LeafDb<S> {
             head: self.head()?,
             ..Default::default()
         };
-        let mut accounts = StackBuilder::new(CompareSink {
-            kv: &snap,
-            table: Table::AccountNodes,
-            owner: None,
-            mismatches: Vec::new(),
-        });
+        let mut accounts =
+            StackBuilder::new(CompareSink { kv: &snap, owner: None, mismatches: Vec::new() });
         let mut storage_nodes_expected = 0u64;
         for item in snap.iter_from(Table::Accounts, &[]) {
             let (key, value) = item?;
-            let owner = B256::try_from(key.as_ref())
-                .map_err(|_| LeafDbError::corrupt("accounts", "key", "not 32 bytes"))?;
-            let account = decode_account(&value)?;
+            let (owner, account) = decode_account_row(&key, &value)?;
             report.accounts += 1;
             let mut storage = StackBuilder::new(CompareSink {
                 kv: &snap,
-                table: Table::StorageNodes,
                 owner: Some(owner),
                 mismatches: Vec::new(),
             });
@@ -241,9 +229,7 @@ impl<S: KvStore> LeafDb<S> {
         let mut next_row = storage.next().transpose()?;
         for item in snap.iter_from(Table::Accounts, &[]) {
             let (key, value) = item?;
-            let owner = B256::try_from(key.as_ref())
-                .map_err(|_| LeafDbError::corrupt("accounts", "key", "not 32 bytes"))?;
-            let account = decode_account(&value)?;
+            let (owner, account) = decode_account_row(&key, &value)?;
             out.accounts += 1;
             let mut slots = StackBuilder::new(|_: &Nibbles, _: &[u8]| Ok(()));
             while let Some((k, v)) = next_row.take() {

@@ -7,16 +7,12 @@
 
 mod common;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use alloy_primitives::{Address, B256, U256};
 use leafsync_leafdb::{
     AccountChange, AccountUpdate, BlockDiff, DbOptions, EMPTY_CODE_HASH, LeafDb, LeafDbConfig,
+    test_utils::ChildTest,
 };
 
 const CHILD_ENV: &str = "LEAFSYNC_CRASH_TEST_DIR";
@@ -75,45 +71,21 @@ fn crash_child_writer() {
 #[test]
 fn killed_mid_block_reopens_at_a_block_boundary() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let reference = LeafDb::in_memory();
     let mut reference_head = 0;
     let mut rng = common::Rng::new(0x5eed);
     for round in 0..6 {
-        let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child_writer", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(n) = line.strip_prefix("applied ") {
-                    let _ = tx.send(n.trim().parse::<u64>().unwrap_or(0));
-                }
-            }
-        });
+        let child =
+            ChildTest::spawn("crash_child_writer", [(CHILD_ENV, dir.path().as_os_str())]).unwrap();
+        let applied = |line: &str| line.strip_prefix("applied ")?.trim().parse::<u64>().ok();
         // Let it commit at least two blocks, then kill it at a random moment. The child spends
         // nearly all its time inside `apply_block` (building a diff is cheap), so the kill
         // almost always lands in the middle of a block's work.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut reported = 0;
-        while reported < 2 && Instant::now() < deadline {
-            if let Ok(n) = rx.recv_timeout(Duration::from_millis(200)) {
-                reported = reported.max(n);
-            }
-        }
-        assert!(reported >= 2, "round {round}: child made no progress");
+        let reported = child.wait_for(Duration::from_secs(120), |l| applied(l).filter(|n| *n >= 2));
+        assert!(reported.is_some(), "round {round}: child made no progress");
         std::thread::sleep(Duration::from_millis(rng.below(120)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        reader.join().unwrap();
-        while let Ok(n) = rx.try_recv() {
-            reported = reported.max(n);
-        }
+        let rest = child.kill().unwrap(); // SIGKILL
+        let reported = rest.iter().filter_map(|l| applied(l)).fold(reported.unwrap_or(0), u64::max);
         let db = open(dir.path());
         let head = db.head().unwrap().unwrap().number;
         assert!(

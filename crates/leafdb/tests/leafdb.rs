@@ -154,8 +154,114 @@ fn newer_schema_is_refused_with_a_clear_message() {
     }
     let err = LeafDb::open(dir.path(), &DbOptions::default(), LeafDbConfig::default()).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, LeafDbError::SchemaTooNew { found: 99, supported: 1 }));
+    assert!(matches!(err, LeafDbError::SchemaTooNew { found: 99, supported: 2 }));
     assert!(msg.contains("99") && msg.contains("newer"), "{msg}");
+}
+
+/// A datadir written by schema 1 (four-field head, version marker 1) opens: its state and head
+/// read as before, the head's timestamp as 0, and the marker is raised to this build's schema.
+#[test]
+fn a_schema_1_database_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = leafsync_leafdb::GenParams { accounts: 300, seed: 9 };
+    let root = {
+        let db = rocks(dir.path());
+        let root = db.generate(params).unwrap().root;
+        // Rewrite the marker and the head as schema 1 wrote them (frozen bytes).
+        let v1_head = format!("f864{}a0{}a0{}a0{}", "80", "11".repeat(32), "00".repeat(32), root);
+        let v1_head = alloy_primitives::hex::decode(v1_head.replace("0x", "")).unwrap();
+        let mut b = WriteBatch::default();
+        b.put(Table::Meta, b"schema_version".to_vec(), 1u32.to_be_bytes().to_vec());
+        b.put(Table::Meta, b"head".to_vec(), v1_head);
+        db.store().write(b, Durability::Synced).unwrap();
+        root
+    };
+    let db = rocks(dir.path());
+    let head = db.head().unwrap().unwrap();
+    assert_eq!(
+        (head.number, head.hash, head.state_root, head.timestamp),
+        (0, B256::repeat_byte(0x11), root, 0)
+    );
+    assert_eq!(*db.subscribe_head().borrow(), Some(head));
+    assert_eq!(
+        db.store().get(Table::Meta, b"schema_version").unwrap(),
+        Some(leafsync_leafdb::SCHEMA_VERSION.to_be_bytes().to_vec())
+    );
+    assert!(db.verify().unwrap().ok());
+    // Blocks apply on top, and their timestamps are kept.
+    let next = leafsync_leafdb::BlockHeader { timestamp: 1_700_000_000, ..header(1, root) };
+    db.apply_block(&next, &BlockDiff::default()).unwrap();
+    drop(db);
+    assert_eq!(rocks(dir.path()).head().unwrap(), Some(next));
+}
+
+/// Every head write reaches `subscribe_head` receivers: a bulk import, each block, a sync's end.
+#[test]
+fn head_subscribers_see_every_new_head() {
+    let db = LeafDb::in_memory();
+    let mut rx = db.subscribe_head();
+    assert_eq!(*rx.borrow_and_update(), None);
+    let root = db.generate(leafsync_leafdb::GenParams { accounts: 50, seed: 1 }).unwrap().root;
+    assert!(rx.has_changed().unwrap());
+    assert_eq!(rx.borrow_and_update().map(|h| h.state_root), Some(root));
+    let h1 = header(1, root);
+    db.apply_block(&h1, &BlockDiff::default()).unwrap();
+    assert_eq!(*rx.borrow_and_update(), Some(h1));
+    assert!(!rx.has_changed().unwrap());
+    // A late subscriber starts from the current head.
+    assert_eq!(*db.subscribe_head().borrow(), Some(h1));
+}
+
+/// `hashed_accounts` is the generated state (same order, same root), and synthetic blocks are
+/// deterministic and apply cleanly on it.
+#[test]
+fn generated_accounts_and_blocks() {
+    let params = leafsync_leafdb::GenParams { accounts: 1_500, seed: 11 };
+    let db = LeafDb::in_memory();
+    let root = db.generate(params).unwrap().root;
+    let accounts: Vec<_> = params.hashed_accounts().collect();
+    assert!(accounts.windows(2).all(|w| w[0].hashed_address < w[1].hashed_address));
+    let leaves = accounts.iter().map(|a| {
+        let storage = leafsync_leafdb::trie::root_of_sorted(
+            a.slots
+                .iter()
+                .map(|(k, v)| (Nibbles::unpack(k), leafsync_leafdb::schema::slot_leaf_value(v))),
+        )
+        .unwrap();
+        let account = alloy_trie::TrieAccount {
+            nonce: a.nonce,
+            balance: a.balance,
+            storage_root: storage,
+            code_hash: a.code_hash,
+        };
+        (Nibbles::unpack(a.hashed_address), alloy_rlp::encode(account))
+    });
+    assert_eq!(leafsync_leafdb::trie::root_of_sorted(leaves).unwrap(), root);
+    assert_eq!(params.block(3, 40), params.block(3, 40));
+    for n in 1..=3 {
+        let (header, diff) = params.block(n, 200);
+        assert!((150..=200).contains(&diff.accounts.len()), "{}", diff.accounts.len());
+        assert_eq!((header.number, header.parent_hash), (n, db.head().unwrap().unwrap().hash));
+        db.apply_block(&header, &diff).unwrap();
+    }
+    // The headers carry no root, so only the tables are compared.
+    let report = db.verify().unwrap();
+    assert_eq!(report.computed_root, report.stored_root, "{report:?}");
+    assert_eq!(
+        (report.node_mismatches, report.extra_nodes, report.storage_root_mismatches),
+        (0, 0, 0)
+    );
+    assert!(report.accounts > 1_500, "{report:?}");
+}
+
+#[test]
+fn account_estimate_samples_one_256th() {
+    let db = LeafDb::in_memory();
+    assert_eq!(db.estimate_accounts().unwrap(), 0);
+    db.generate(leafsync_leafdb::GenParams { accounts: 20_000, seed: 3 }).unwrap();
+    let estimate = db.estimate_accounts().unwrap();
+    assert_eq!(estimate % 256, 0);
+    assert!((16_000..=24_000).contains(&estimate), "{estimate}");
 }
 
 #[test]
@@ -368,16 +474,7 @@ fn snapshot_prefix_scans_partition_the_state_and_ignore_later_blocks() {
     assert_eq!(parts, whole.len());
     // A block applied after the snapshot is invisible to it.
     let head = snap.head().unwrap();
-    let mut diff = BlockDiff::default();
-    diff.accounts.insert(
-        Address::with_last_byte(0xee),
-        AccountChange::Updated(AccountUpdate {
-            nonce: 1,
-            balance: U256::from(1),
-            code_hash: EMPTY_CODE_HASH,
-            ..Default::default()
-        }),
-    );
+    let diff = common::account_diff(Address::with_last_byte(0xee), 1, 1);
     db.apply_block(&header(1, B256::ZERO), &diff).unwrap();
     assert_eq!(snap.head().unwrap(), head);
     assert_eq!(snap.accounts_with_prefix(&Nibbles::new()).count(), 3_000);

@@ -4,12 +4,11 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
-use std::{cell::RefCell, collections::BTreeMap, path::PathBuf};
+use std::{collections::BTreeMap, path::PathBuf};
 
 use alloy_primitives::{B256, keccak256};
 use alloy_trie::Nibbles;
-use leafsync_leafdb::Result;
-use leafsync_leafdb::trie::{NodeSource, StackBuilder, TrieUpdate, walk_leaves};
+use leafsync_leafdb::trie::{MemNodes, StackBuilder, TrieUpdate, walk_leaves};
 use serde_json::Value;
 
 fn testdata(name: &str) -> Value {
@@ -27,22 +26,10 @@ fn bytes(s: &str) -> Vec<u8> {
     }
 }
 
-#[derive(Default)]
-struct MapSource(RefCell<BTreeMap<Nibbles, Vec<u8>>>);
-
-impl NodeSource for MapSource {
-    fn node(&self, path: &Nibbles) -> Result<Option<Vec<u8>>> {
-        Ok(self.0.borrow().get(path).cloned())
-    }
-    fn owner(&self) -> B256 {
-        B256::ZERO
-    }
-}
-
 /// Applies the operations one commit each (so every intermediate trie is stored and reloaded),
 /// returning the final root and the store.
-fn run(ops: &[(Vec<u8>, Option<Vec<u8>>)], secure: bool) -> (B256, MapSource) {
-    let store = MapSource::default();
+fn run(ops: &[(Vec<u8>, Option<Vec<u8>>)], secure: bool) -> (B256, MemNodes) {
+    let store = MemNodes::default();
     let mut root = alloy_trie::EMPTY_ROOT_HASH;
     for (k, v) in ops {
         let key = if secure { keccak256(k).to_vec() } else { k.clone() };
@@ -52,14 +39,7 @@ fn run(ops: &[(Vec<u8>, Option<Vec<u8>>)], secure: bool) -> (B256, MapSource) {
             None => up.delete(&Nibbles::unpack(&key)).unwrap(),
         }
         let c = up.commit().unwrap();
-        let mut m = store.0.borrow_mut();
-        for p in &c.deletes {
-            m.remove(p);
-        }
-        for (p, r) in c.writes {
-            m.insert(p, r);
-        }
-        drop(m);
+        store.apply(&c);
         root = c.root;
     }
     (root, store)
@@ -109,29 +89,18 @@ fn check_file(name: &str, secure: bool) -> usize {
     n
 }
 
+/// The plain and secure case files, each with its number of cases.
 #[test]
-fn trietest() {
-    assert_eq!(check_file("trietest.json", false), 5);
-}
-
-#[test]
-fn trietest_secure() {
-    assert_eq!(check_file("trietest_secureTrie.json", true), 3);
-}
-
-#[test]
-fn trieanyorder() {
-    assert_eq!(check_file("trieanyorder.json", false), 7);
-}
-
-#[test]
-fn trieanyorder_secure() {
-    assert_eq!(check_file("trieanyorder_secureTrie.json", true), 7);
-}
-
-#[test]
-fn hex_encoded_securetrie() {
-    assert_eq!(check_file("hex_encoded_securetrie_test.json", true), 3);
+fn trie_case_files() {
+    for (file, secure, cases) in [
+        ("trietest.json", false, 5),
+        ("trietest_secureTrie.json", true, 3),
+        ("trieanyorder.json", false, 7),
+        ("trieanyorder_secureTrie.json", true, 7),
+        ("hex_encoded_securetrie_test.json", true, 3),
+    ] {
+        assert_eq!(check_file(file, secure), cases, "{file}");
+    }
 }
 
 /// `trietestnextprev.json`: for each probe key, the previous and next keys of the trie, found by

@@ -375,6 +375,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             hash: self.pivot.hash,
             parent_hash: B256::ZERO,
             state_root: self.pivot.state_root,
+            timestamp: 0,
         };
         let root = self.db.record_synced_head(head)?;
         self.db.clear_sync_progress()?;

@@ -158,6 +158,7 @@ async fn a_server_on_a_sibling_block_at_the_pivot_height_is_healed_around_not_ba
         hash: B256::from(U256::from(4_000_000u64)),
         parent_hash: blocks[2].0.hash,
         state_root: B256::ZERO,
+        timestamp: 0,
     };
     sibling_db.apply_block(&sibling, &diff).unwrap();
     let peers = [

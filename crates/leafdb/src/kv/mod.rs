@@ -139,6 +139,16 @@ pub trait KvRead {
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a>;
 }
 
+/// Pairs of `table` with keys in `[start, end)`, in key order.
+pub fn scan_range<'a, R: KvRead + ?Sized>(
+    kv: &'a R,
+    table: Table,
+    (start, end): (Vec<u8>, Vec<u8>),
+) -> impl Iterator<Item = Result<KvPair>> + 'a {
+    kv.iter_from(table, &start)
+        .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.as_ref() < end.as_slice()))
+}
+
 /// Writes keys of one table in strictly increasing order straight into the store's files,
 /// bypassing the write path (RocksDB: SST files ingested by [`SortedWriter::finish`]). For bulk
 /// imports, which guard themselves with an import marker.
@@ -164,12 +174,4 @@ pub trait KvStore: KvRead + Send + Sync {
     fn flush(&self) -> Result<()>;
     /// A writer of sorted keys into `table`; see [`SortedWriter`].
     fn sorted_writer(&self, table: Table) -> Result<Box<dyn SortedWriter + '_>>;
-}
-
-/// The exclusive end of the key range that starts with `prefix` (keys are at most 64 bytes
-/// longer than any prefix we scan, so appending 65 bytes of 0xff bounds them all).
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    end.extend_from_slice(&[0xff; 65]);
-    end
 }

@@ -141,7 +141,7 @@ impl RocksStore {
         let cfs = Table::ALL
             .iter()
             .map(|t| ColumnFamilyDescriptor::new(t.name(), options.cf_options(*t, &cache)));
-        let db = DB::open_cf_descriptors(&options.db_options(), path, cfs)?;
+        let db = DB::open_cf_descriptors(&options.db_options(), path, cfs).map_err(storage)?;
         let cf_options = Table::ALL.iter().map(|t| (*t, options.cf_options(*t, &cache))).collect();
         Ok(Self { db, cf_options, bulk_dir: path.join("bulk_import") })
     }
@@ -153,16 +153,21 @@ impl RocksStore {
     }
 }
 
+/// RocksDB's error behind the opaque [`LeafDbError::Storage`].
+fn storage(e: rocksdb::Error) -> LeafDbError {
+    LeafDbError::storage(e)
+}
+
 fn boxed_iter<'a, I>(it: I) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a>
 where
     I: Iterator<Item = std::result::Result<KvPair, rocksdb::Error>> + 'a,
 {
-    Box::new(it.map(|r| r.map_err(LeafDbError::from)))
+    Box::new(it.map(|r| r.map_err(storage)))
 }
 
 impl KvRead for RocksStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.cf(table)?, key)?)
+        self.db.get_cf(self.cf(table)?, key).map_err(storage)
     }
 
     fn multi_get(&self, table: Table, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
@@ -170,7 +175,7 @@ impl KvRead for RocksStore {
         self.db
             .batched_multi_get_cf(cf, keys.iter().copied(), true)
             .into_iter()
-            .map(|r| Ok(r?.map(|v| v.to_vec())))
+            .map(|r| Ok(r.map_err(storage)?.map(|v| v.to_vec())))
             .collect()
     }
 
@@ -202,7 +207,7 @@ impl std::fmt::Debug for RocksSnapshot<'_> {
 
 impl KvRead for RocksSnapshot<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.snap.get_cf(self.store.cf(table)?, key)?)
+        self.snap.get_cf(self.store.cf(table)?, key).map_err(storage)
     }
 
     fn iter_from<'a>(
@@ -237,7 +242,7 @@ impl KvStore for RocksStore {
             Durability::Synced => opts.set_sync(true),
             Durability::Unlogged => opts.disable_wal(true),
         }
-        Ok(self.db.write_opt(wb, &opts)?)
+        self.db.write_opt(wb, &opts).map_err(storage)
     }
 
     fn snapshot(&self) -> Self::Snapshot<'_> {
@@ -246,7 +251,7 @@ impl KvStore for RocksStore {
 
     fn flush(&self) -> Result<()> {
         for t in Table::ALL {
-            self.db.flush_cf(self.cf(t)?)?;
+            self.db.flush_cf(self.cf(t)?).map_err(storage)?;
         }
         Ok(())
     }
@@ -284,7 +289,7 @@ struct RocksSortedWriter<'a> {
 impl RocksSortedWriter<'_> {
     fn close_file(&mut self) -> Result<()> {
         if let Some(mut w) = self.writer.take() {
-            w.finish()?;
+            w.finish().map_err(storage)?;
         }
         Ok(())
     }
@@ -303,12 +308,12 @@ impl SortedWriter for RocksSortedWriter<'_> {
                 self.files.len()
             ));
             let w = SstFileWriter::create(self.opts);
-            w.open(&path)?;
+            w.open(&path).map_err(storage)?;
             self.files.push(path);
             self.writer = Some(w);
         }
         if let Some(w) = self.writer.as_mut() {
-            w.put(key, value)?;
+            w.put(key, value).map_err(storage)?;
         }
         Ok(())
     }
@@ -321,7 +326,9 @@ impl SortedWriter for RocksSortedWriter<'_> {
         let mut opts = IngestExternalFileOptions::default();
         opts.set_move_files(true);
         let cf = self.store.cf(self.table)?;
-        self.store.db.ingest_external_file_cf_opts(cf, &opts, std::mem::take(&mut self.files))?;
-        Ok(())
+        self.store
+            .db
+            .ingest_external_file_cf_opts(cf, &opts, std::mem::take(&mut self.files))
+            .map_err(storage)
     }
 }

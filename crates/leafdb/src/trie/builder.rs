@@ -139,7 +139,7 @@ impl<F: NodeSink> StackBuilder<F> {
                     let parent_depth = self.stack[self.stack.len() - 2].depth;
                     self.close_above(&key, parent_depth)?;
                 }
-                let top = self.stack.pop().ok_or(LeafDbError::BadNode("builder stack empty"))?;
+                let top = self.stack.pop().ok_or(LeafDbError::Invariant("builder stack empty"))?;
                 encode_branch(&top.children, None, &mut self.buf);
                 if top.depth == 0 {
                     self.emit_root()?

@@ -1,25 +1,62 @@
 //! The Merkle-Patricia trie engine: node codec, streaming builder, incremental updates, proofs.
+//!
+//! Every engine reads stored nodes through a [`NodeSource`] (RocksDB or memory: [`MemNodes`]),
+//! and [`NodeSource::load_verified`] is the one place a loaded node is checked against the hash
+//! its parent holds.
 
 pub mod builder;
+pub mod mem;
 pub mod node;
+pub mod proof;
 pub mod update;
 pub mod walk;
 
 pub use builder::{BuildOutcome, NodeSink, StackBuilder, VecSink, nibbles_hex, root_of_sorted};
+pub use mem::MemNodes;
 pub use node::DecodedNode;
-pub use update::{NodeSource, TrieCommit, TrieUpdate, prove};
+pub use proof::prove;
+pub use update::{TrieCommit, TrieUpdate};
 pub use walk::walk_leaves;
 
+use alloy_primitives::{B256, keccak256};
 use alloy_trie::Nibbles;
 
 use crate::error::{LeafDbError, Result};
+
+/// Where a trie's nodes are read from, by path.
+pub trait NodeSource {
+    /// The stored node at `path`, if any.
+    fn node(&self, path: &Nibbles) -> Result<Option<Vec<u8>>>;
+    /// The trie's owner (zero for the account trie), for error messages.
+    fn owner(&self) -> B256;
+
+    /// The stored node at `path`, which its parent refers to by `expected`: missing or hashing
+    /// to anything else is an error naming the trie and the path.
+    fn load_verified(&self, path: &Nibbles, expected: B256) -> Result<Vec<u8>> {
+        let rlp = self.node(path)?.ok_or_else(|| LeafDbError::MissingNode {
+            owner: self.owner(),
+            path: nibbles_hex(path),
+            expected,
+        })?;
+        let got = keccak256(&rlp);
+        if got != expected {
+            return Err(LeafDbError::NodeHashMismatch {
+                owner: self.owner(),
+                path: nibbles_hex(path),
+                got,
+                expected,
+            });
+        }
+        Ok(rlp)
+    }
+}
 
 /// `path` followed by `suffix`, refused past 64 nibbles (a key is 32 bytes). Paths built from
 /// nodes a peer sent can be longer when the trie is malformed; `Nibbles` must never be asked to
 /// hold them.
 pub fn checked_join(path: &Nibbles, suffix: &Nibbles) -> Result<Nibbles> {
     if path.len() + suffix.len() > 64 {
-        return Err(LeafDbError::BadNode("trie path longer than 64 nibbles"));
+        return Err(LeafDbError::PathTooLong);
     }
     Ok(path.join(suffix))
 }
@@ -27,7 +64,7 @@ pub fn checked_join(path: &Nibbles, suffix: &Nibbles) -> Result<Nibbles> {
 /// `path` followed by one nibble, refused past 64 nibbles (see [`checked_join`]).
 pub fn checked_push(path: &Nibbles, nibble: u8) -> Result<Nibbles> {
     if path.len() >= 64 {
-        return Err(LeafDbError::BadNode("trie path longer than 64 nibbles"));
+        return Err(LeafDbError::PathTooLong);
     }
     let mut out = *path;
     out.push(nibble);

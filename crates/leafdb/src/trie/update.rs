@@ -13,18 +13,10 @@ use alloy_primitives::{B256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, nodes::RlpNode};
 
 use super::{
-    builder::nibbles_hex,
+    NodeSource,
     node::{DecodedNode, encode_branch, encode_extension, encode_leaf},
 };
 use crate::error::{LeafDbError, Result};
-
-/// Where a trie's nodes are read from, by path.
-pub trait NodeSource {
-    /// The stored node at `path`, if any.
-    fn node(&self, path: &Nibbles) -> Result<Option<Vec<u8>>>;
-    /// The trie's owner (zero for the account trie), for error messages.
-    fn owner(&self) -> B256;
-}
 
 /// An in-memory node of a trie being updated.
 #[derive(Debug, Clone, Default)]
@@ -119,7 +111,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
             return self.delete(key);
         }
         let root = self.root.take();
-        self.root = self.ins(root, key, 0, value)?;
+        self.root = self.insert_at(root, key, 0, value)?;
         Ok(())
     }
 
@@ -127,24 +119,24 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
     /// [`Self::insert`] or [`Self::delete`] of it reads nothing (lets loading overlap other work).
     pub fn touch(&mut self, key: &Nibbles) -> Result<()> {
         let root = self.root.take();
-        self.root = self.tch(root, key, 0)?;
+        self.root = self.touch_at(root, key, 0)?;
         Ok(())
     }
 
-    fn tch(&mut self, node: TNode, key: &Nibbles, depth: usize) -> Result<TNode> {
+    fn touch_at(&mut self, node: TNode, key: &Nibbles, depth: usize) -> Result<TNode> {
         Ok(match node {
             TNode::Hash(h) => {
                 let n = self.resolve(key.slice(..depth), h)?;
-                self.tch(n, key, depth)?
+                self.touch_at(n, key, depth)?
             }
             TNode::Ext { key: k, child } if key.slice(depth..).starts_with(&k) => {
-                let child = self.tch(*child, key, depth + k.len())?;
+                let child = self.touch_at(*child, key, depth + k.len())?;
                 TNode::Ext { key: k, child: Box::new(child) }
             }
             TNode::Branch { mut children, value } if depth < key.len() => {
                 let i = key.get_unchecked(depth) as usize;
                 let child = children[i].take();
-                children[i] = self.tch(child, key, depth + 1)?;
+                children[i] = self.touch_at(child, key, depth + 1)?;
                 TNode::Branch { children, value }
             }
             other => other,
@@ -154,37 +146,31 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
     /// Removes `key` (nothing happens if it is absent).
     pub fn delete(&mut self, key: &Nibbles) -> Result<()> {
         let root = self.root.take();
-        self.root = self.del(root, key, 0)?;
+        self.root = self.delete_at(root, key, 0)?;
         Ok(())
     }
 
+    /// Loads the stored node at `path`, checked against `expected`, and remembers its old
+    /// encoding.
     fn resolve(&mut self, path: Nibbles, expected: B256) -> Result<TNode> {
-        let owner = self.src.owner();
-        let rlp = self.src.node(&path)?.ok_or_else(|| LeafDbError::MissingNode {
-            owner,
-            path: nibbles_hex(&path),
-            expected,
-        })?;
-        let got = keccak256(&rlp);
-        if got != expected {
-            return Err(LeafDbError::NodeHashMismatch {
-                owner,
-                path: nibbles_hex(&path),
-                got,
-                expected,
-            });
-        }
+        let rlp = self.src.load_verified(&path, expected)?;
         let node = TNode::from_decoded(DecodedNode::decode(&rlp)?)?;
-        self.loaded.insert(path, (got, rlp));
+        self.loaded.insert(path, (expected, rlp));
         Ok(node)
     }
 
-    fn ins(&mut self, node: TNode, key: &Nibbles, depth: usize, value: Vec<u8>) -> Result<TNode> {
+    fn insert_at(
+        &mut self,
+        node: TNode,
+        key: &Nibbles,
+        depth: usize,
+        value: Vec<u8>,
+    ) -> Result<TNode> {
         Ok(match node {
             TNode::Empty => TNode::Leaf { key: key.slice(depth..), value },
             TNode::Hash(h) => {
                 let n = self.resolve(key.slice(..depth), h)?;
-                self.ins(n, key, depth, value)?
+                self.insert_at(n, key, depth, value)?
             }
             TNode::Leaf { key: k, value: v } => {
                 let rest = key.slice(depth..);
@@ -192,43 +178,32 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
                     return Ok(TNode::Leaf { key: k, value });
                 }
                 let c = k.common_prefix_length(&rest);
-                let mut children: Box<[TNode; 16]> = Box::default();
-                let mut bvalue = None;
-                if k.len() == c {
-                    bvalue = Some(v);
+                // The old leaf continues below the fork like the new one: as a leaf, or as the
+                // branch's value when its key ends there.
+                let old = if k.len() == c {
+                    Below::Value(v)
                 } else {
-                    children[k.get_unchecked(c) as usize] =
-                        TNode::Leaf { key: k.slice(c + 1..), value: v };
-                }
-                if rest.len() == c {
-                    bvalue = Some(value);
-                } else {
-                    children[rest.get_unchecked(c) as usize] =
-                        TNode::Leaf { key: rest.slice(c + 1..), value };
-                }
-                wrap_ext(k.slice(..c), TNode::Branch { children, value: bvalue })
+                    Below::Child(
+                        k.get_unchecked(c),
+                        TNode::Leaf { key: k.slice(c + 1..), value: v },
+                    )
+                };
+                split_at(k.slice(..c), old, &rest, c, value)
             }
             TNode::Ext { key: k, child } => {
                 let rest = key.slice(depth..);
                 let c = k.common_prefix_length(&rest);
                 if c == k.len() {
-                    let child = self.ins(*child, key, depth + c, value)?;
+                    let child = self.insert_at(*child, key, depth + c, value)?;
                     return Ok(TNode::Ext { key: k, child: Box::new(child) });
                 }
-                let mut children: Box<[TNode; 16]> = Box::default();
-                let mut bvalue = None;
-                children[k.get_unchecked(c) as usize] = if k.len() == c + 1 {
+                // The extension continues below the fork with what is left of its key.
+                let below = if k.len() == c + 1 {
                     *child
                 } else {
                     TNode::Ext { key: k.slice(c + 1..), child }
                 };
-                if rest.len() == c {
-                    bvalue = Some(value);
-                } else {
-                    children[rest.get_unchecked(c) as usize] =
-                        TNode::Leaf { key: rest.slice(c + 1..), value };
-                }
-                wrap_ext(k.slice(..c), TNode::Branch { children, value: bvalue })
+                split_at(k.slice(..c), Below::Child(k.get_unchecked(c), below), &rest, c, value)
             }
             TNode::Branch { mut children, value: bvalue } => {
                 if depth == key.len() {
@@ -236,18 +211,18 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
                 }
                 let i = key.get_unchecked(depth) as usize;
                 let child = children[i].take();
-                children[i] = self.ins(child, key, depth + 1, value)?;
+                children[i] = self.insert_at(child, key, depth + 1, value)?;
                 TNode::Branch { children, value: bvalue }
             }
         })
     }
 
-    fn del(&mut self, node: TNode, key: &Nibbles, depth: usize) -> Result<TNode> {
+    fn delete_at(&mut self, node: TNode, key: &Nibbles, depth: usize) -> Result<TNode> {
         Ok(match node {
             TNode::Empty => TNode::Empty,
             TNode::Hash(h) => {
                 let n = self.resolve(key.slice(..depth), h)?;
-                self.del(n, key, depth)?
+                self.delete_at(n, key, depth)?
             }
             TNode::Leaf { key: k, value } => {
                 if k == key.slice(depth..) {
@@ -260,7 +235,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
                 if !key.slice(depth..).starts_with(&k) {
                     return Ok(TNode::Ext { key: k, child });
                 }
-                let child = self.del(*child, key, depth + k.len())?;
+                let child = self.delete_at(*child, key, depth + k.len())?;
                 merge_into_ext(k, child)
             }
             TNode::Branch { mut children, value } => {
@@ -269,7 +244,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
                 } else {
                     let i = key.get_unchecked(depth) as usize;
                     let child = children[i].take();
-                    children[i] = self.del(child, key, depth + 1)?;
+                    children[i] = self.delete_at(child, key, depth + 1)?;
                     value
                 };
                 self.normalize_branch(children, value, key.slice(..depth))?
@@ -305,105 +280,132 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
 
     /// Hashes the changed nodes and returns what to store; see [`TrieCommit`].
     pub fn commit(mut self) -> Result<TrieCommit> {
-        let mut out = TrieCommit::default();
-        let mut present = HashSet::new();
-        let mut buf = Vec::with_capacity(600);
         let root = self.root.take();
-        out.root = match root {
+        let mut enc = Encoder {
+            loaded: self.loaded,
+            out: TrieCommit::default(),
+            present: HashSet::new(),
+            buf: Vec::with_capacity(600),
+        };
+        enc.out.root = match root {
             TNode::Empty => EMPTY_ROOT_HASH,
             TNode::Hash(h) => {
-                present.insert(Nibbles::new());
+                enc.present.insert(Nibbles::new());
                 h
             }
             node => {
-                let rlp = self.encode(node, Nibbles::new(), &mut out, &mut present, &mut buf)?;
+                let rlp = enc.encode(node, Nibbles::new())?;
                 let hash = keccak256(&rlp);
-                self.store(Nibbles::new(), rlp, &mut out, &mut present);
+                enc.store(Nibbles::new(), rlp);
                 hash
             }
         };
-        for (path, old) in self.loaded {
-            if !present.contains(&path) {
-                out.deletes.push(path);
-                out.replaced.push(old);
-            }
-        }
-        Ok(out)
+        Ok(enc.finish())
     }
+}
 
+/// The commit of a [`TrieUpdate`]: encodes the changed nodes bottom-up and sorts every path
+/// into written, unchanged or vanished.
+struct Encoder {
+    /// Old encodings of the nodes loaded by the update, by path; those not met again vanished.
+    loaded: HashMap<Nibbles, (B256, Vec<u8>)>,
+    out: TrieCommit,
+    /// Paths that hold a node after the update.
+    present: HashSet<Nibbles>,
+    buf: Vec<u8>,
+}
+
+impl Encoder {
     /// Encodes `node` (children first) and returns its RLP; stores hashed children.
-    fn encode(
-        &mut self,
-        node: TNode,
-        path: Nibbles,
-        out: &mut TrieCommit,
-        present: &mut HashSet<Nibbles>,
-        buf: &mut Vec<u8>,
-    ) -> Result<Vec<u8>> {
+    fn encode(&mut self, node: TNode, path: Nibbles) -> Result<Vec<u8>> {
         match node {
-            TNode::Empty | TNode::Hash(_) => Err(LeafDbError::BadNode("encode of a reference")),
-            TNode::Leaf { key, value } => {
-                encode_leaf(&key, &value, buf);
-                Ok(buf.clone())
+            TNode::Empty | TNode::Hash(_) => {
+                return Err(LeafDbError::Invariant("encode of an unloaded or empty node"));
             }
+            TNode::Leaf { key, value } => encode_leaf(&key, &value, &mut self.buf),
             TNode::Ext { key, child } => {
-                let r = self.child_ref(*child, path.join(&key), out, present, buf)?;
-                encode_extension(&key, &r, buf);
-                Ok(buf.clone())
+                let r = self.child_ref(*child, path.join(&key))?;
+                encode_extension(&key, &r, &mut self.buf);
             }
             TNode::Branch { children, value } => {
                 let mut refs: [Option<RlpNode>; 16] = Default::default();
                 let children: [TNode; 16] = *children;
-                for (i, child) in children.into_iter().enumerate() {
+                for (i, child) in (0u8..).zip(children) {
                     if !matches!(child, TNode::Empty) {
                         let mut child_path = path;
-                        child_path.push(i as u8);
-                        refs[i] = Some(self.child_ref(child, child_path, out, present, buf)?);
+                        child_path.push(i);
+                        refs[i as usize] = Some(self.child_ref(child, child_path)?);
                     }
                 }
-                encode_branch(&refs, value.as_deref(), buf);
-                Ok(buf.clone())
+                encode_branch(&refs, value.as_deref(), &mut self.buf);
             }
         }
+        Ok(self.buf.clone())
     }
 
-    fn child_ref(
-        &mut self,
-        node: TNode,
-        path: Nibbles,
-        out: &mut TrieCommit,
-        present: &mut HashSet<Nibbles>,
-        buf: &mut Vec<u8>,
-    ) -> Result<RlpNode> {
+    /// The reference to `node` at `path` in its parent, storing it when it is hashed.
+    fn child_ref(&mut self, node: TNode, path: Nibbles) -> Result<RlpNode> {
         if let TNode::Hash(h) = node {
-            present.insert(path);
+            self.present.insert(path);
             return Ok(RlpNode::word_rlp(&h));
         }
-        let rlp = self.encode(node, path, out, present, buf)?;
+        let rlp = self.encode(node, path)?;
         let r = RlpNode::from_rlp(&rlp);
         if r.is_hash() {
-            self.store(path, rlp, out, present);
+            self.store(path, rlp);
         }
         Ok(r)
     }
 
-    fn store(
-        &mut self,
-        path: Nibbles,
-        rlp: Vec<u8>,
-        out: &mut TrieCommit,
-        present: &mut HashSet<Nibbles>,
-    ) {
-        present.insert(path);
+    /// Records the node `rlp` at `path`: a write unless it is the encoding loaded there.
+    fn store(&mut self, path: Nibbles, rlp: Vec<u8>) {
+        self.present.insert(path);
         match self.loaded.remove(&path) {
             Some((_, old_rlp)) if old_rlp == rlp => {}
             Some(old) => {
-                out.replaced.push(old);
-                out.writes.push((path, rlp));
+                self.out.replaced.push(old);
+                self.out.writes.push((path, rlp));
             }
-            None => out.writes.push((path, rlp)),
+            None => self.out.writes.push((path, rlp)),
         }
     }
+
+    /// The commit: loaded nodes not met again are deleted.
+    fn finish(mut self) -> TrieCommit {
+        for (path, old) in self.loaded {
+            if !self.present.contains(&path) {
+                self.out.deletes.push(path);
+                self.out.replaced.push(old);
+            }
+        }
+        self.out
+    }
+}
+
+/// What an existing leaf or extension becomes below the point where a new key forks from it.
+enum Below {
+    /// The child at this nibble of the new branch.
+    Child(u8, TNode),
+    /// The new branch's value (the existing key ends at the fork).
+    Value(Vec<u8>),
+}
+
+/// The node replacing a leaf or extension with key `common ‖ …` where the inserted key's rest
+/// `rest` forks from it after `c = common.len()` nibbles: a branch holding `old` and a leaf (or
+/// the branch value) for `value`, under an extension of `common` when that is not empty.
+fn split_at(common: Nibbles, old: Below, rest: &Nibbles, c: usize, value: Vec<u8>) -> TNode {
+    let mut children: Box<[TNode; 16]> = Box::default();
+    let mut bvalue = None;
+    match old {
+        Below::Child(i, node) => children[i as usize] = node,
+        Below::Value(v) => bvalue = Some(v),
+    }
+    if rest.len() == c {
+        bvalue = Some(value);
+    } else {
+        children[rest.get_unchecked(c) as usize] = TNode::Leaf { key: rest.slice(c + 1..), value };
+    }
+    wrap_ext(common, TNode::Branch { children, value: bvalue })
 }
 
 fn wrap_ext(key: Nibbles, node: TNode) -> TNode {
@@ -420,97 +422,12 @@ fn merge_into_ext(k: Nibbles, child: TNode) -> TNode {
     }
 }
 
-/// The stored nodes on the path from the root to `key`: a Merkle proof as `eth_getProof`
-/// returns it (embedded nodes travel inside their parents).
-pub fn prove<S: NodeSource + ?Sized>(src: &S, root: B256, key: &Nibbles) -> Result<Vec<Vec<u8>>> {
-    let mut proof = Vec::new();
-    if root == EMPTY_ROOT_HASH {
-        return Ok(proof);
-    }
-    let load = |path: Nibbles, expected: B256| -> Result<Vec<u8>> {
-        let rlp = src.node(&path)?.ok_or_else(|| LeafDbError::MissingNode {
-            owner: src.owner(),
-            path: nibbles_hex(&path),
-            expected,
-        })?;
-        if keccak256(&rlp) != expected {
-            return Err(LeafDbError::NodeHashMismatch {
-                owner: src.owner(),
-                path: nibbles_hex(&path),
-                got: keccak256(&rlp),
-                expected,
-            });
-        }
-        Ok(rlp)
-    };
-    let rlp = load(Nibbles::new(), root)?;
-    let mut node = DecodedNode::decode(&rlp)?;
-    proof.push(rlp);
-    let mut depth = 0;
-    loop {
-        let next = match &node {
-            DecodedNode::Leaf { .. } => return Ok(proof),
-            DecodedNode::Extension { key: k, child } => {
-                if !key.slice(depth..).starts_with(k) {
-                    return Ok(proof);
-                }
-                depth += k.len();
-                child.clone()
-            }
-            DecodedNode::Branch { children, .. } => {
-                if depth >= key.len() {
-                    return Ok(proof);
-                }
-                let Some(child) = &children[key.get_unchecked(depth) as usize] else {
-                    return Ok(proof);
-                };
-                depth += 1;
-                child.clone()
-            }
-        };
-        node = match next.as_hash() {
-            Some(h) => {
-                let rlp = load(key.slice(..depth), h)?;
-                let n = DecodedNode::decode(&rlp)?;
-                proof.push(rlp);
-                n
-            }
-            None => DecodedNode::decode(&next)?,
-        };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trie::builder::StackBuilder;
+    use crate::trie::{MemNodes, builder::StackBuilder};
     use std::cell::RefCell;
     use std::collections::BTreeMap;
-
-    /// A node store in a map, applying commits like the database does.
-    #[derive(Default)]
-    struct MapSource(RefCell<BTreeMap<Nibbles, Vec<u8>>>);
-
-    impl NodeSource for MapSource {
-        fn node(&self, path: &Nibbles) -> Result<Option<Vec<u8>>> {
-            Ok(self.0.borrow().get(path).cloned())
-        }
-        fn owner(&self) -> B256 {
-            B256::ZERO
-        }
-    }
-
-    impl MapSource {
-        fn apply(&self, c: &TrieCommit) {
-            let mut m = self.0.borrow_mut();
-            for p in &c.deletes {
-                m.remove(p);
-            }
-            for (p, r) in &c.writes {
-                m.insert(*p, r.clone());
-            }
-        }
-    }
 
     fn key(i: u32) -> Nibbles {
         Nibbles::unpack(keccak256(i.to_be_bytes()))
@@ -518,7 +435,7 @@ mod tests {
 
     #[test]
     fn incremental_equals_fresh_build_and_store_matches() {
-        let store = MapSource::default();
+        let store = MemNodes::default();
         let mut root = EMPTY_ROOT_HASH;
         let mut model = BTreeMap::new();
         for round in 0u32..30 {
@@ -547,21 +464,22 @@ mod tests {
                 b.add_leaf(*k, v.clone()).unwrap();
             }
             assert_eq!(b.finish().unwrap().root, root, "round {round}");
-            assert_eq!(*store.0.borrow(), fresh.into_inner(), "round {round}");
+            assert_eq!(store.nodes(), fresh.into_inner(), "round {round}");
         }
     }
 
     #[test]
     fn detects_corrupt_node() {
-        let store = MapSource::default();
+        let store = MemNodes::default();
         let mut up = TrieUpdate::new(&store, EMPTY_ROOT_HASH);
         for i in 0..50 {
             up.insert(&key(i), vec![7; 40]).unwrap();
         }
         let c = up.commit().unwrap();
         store.apply(&c);
-        let victim = *store.0.borrow().keys().nth(3).unwrap();
-        store.0.borrow_mut().get_mut(&victim).unwrap()[5] ^= 1;
+        let (victim, mut rlp) = store.nodes().into_iter().nth(3).unwrap();
+        rlp[5] ^= 1;
+        store.insert(victim, rlp);
         let mut errors = 0;
         for i in 0..50 {
             let mut up = TrieUpdate::new(&store, c.root);

@@ -1,10 +1,10 @@
 //! In-order traversal of a stored trie's leaves.
 
-use alloy_primitives::{B256, keccak256};
+use alloy_primitives::B256;
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, nodes::RlpNode};
 
-use super::{NodeSource, builder::nibbles_hex, node::DecodedNode};
-use crate::error::{LeafDbError, Result};
+use super::{NodeSource, node::DecodedNode};
+use crate::error::Result;
 
 /// Every `(key, value)` of the trie with root `root`, in key order (a key before the keys it is
 /// a prefix of), read from `src` with each node checked against its parent's hash.
@@ -18,21 +18,7 @@ pub fn walk_leaves<S: NodeSource + ?Sized>(src: &S, root: B256) -> Result<Vec<(N
 }
 
 fn load<S: NodeSource + ?Sized>(src: &S, path: Nibbles, expected: B256) -> Result<DecodedNode> {
-    let rlp = src.node(&path)?.ok_or_else(|| LeafDbError::MissingNode {
-        owner: src.owner(),
-        path: nibbles_hex(&path),
-        expected,
-    })?;
-    let got = keccak256(&rlp);
-    if got != expected {
-        return Err(LeafDbError::NodeHashMismatch {
-            owner: src.owner(),
-            path: nibbles_hex(&path),
-            got,
-            expected,
-        });
-    }
-    DecodedNode::decode(&rlp)
+    DecodedNode::decode(&src.load_verified(&path, expected)?)
 }
 
 fn child<S: NodeSource + ?Sized>(src: &S, path: Nibbles, r: &RlpNode) -> Result<DecodedNode> {
@@ -73,24 +59,11 @@ fn visit<S: NodeSource + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
+    use alloy_primitives::keccak256;
     use alloy_trie::nodes::RlpNode;
 
     use super::*;
-    use crate::trie::node::encode_branch;
-
-    /// Nodes by path.
-    struct Paths(HashMap<Nibbles, Vec<u8>>);
-
-    impl NodeSource for Paths {
-        fn node(&self, path: &Nibbles) -> Result<Option<Vec<u8>>> {
-            Ok(self.0.get(path).cloned())
-        }
-        fn owner(&self) -> B256 {
-            B256::ZERO
-        }
-    }
+    use crate::trie::{MemNodes, node::encode_branch};
 
     #[test]
     fn a_trie_deeper_than_64_nibbles_is_an_error_not_a_panic() {
@@ -106,16 +79,16 @@ mod tests {
             child = keccak256(&rlp);
             rlps.push(rlp);
         }
-        let mut nodes = HashMap::new();
+        let mut nodes = Vec::new();
         let mut path = Nibbles::new();
         for rlp in rlps.into_iter().rev() {
-            nodes.insert(path, rlp);
+            nodes.push((path, rlp));
             if path.len() == 64 {
                 break;
             }
             path.push(0);
         }
-        let err = walk_leaves(&Paths(nodes), child).unwrap_err();
+        let err = walk_leaves(&nodes.into_iter().collect::<MemNodes>(), child).unwrap_err();
         assert!(err.to_string().contains("longer than 64"), "{err}");
     }
 }

@@ -7,8 +7,8 @@ use std::{collections::BTreeMap, path::PathBuf};
 use alloy_primitives::{Address, B256, U256, keccak256};
 use alloy_trie::{HashBuilder, Nibbles, TrieAccount};
 use leafsync_leafdb::{
-    AccountChange, AccountUpdate, BlockDiff, BlockHeader, EMPTY_CODE_HASH, KvStore, LeafDb,
-    schema::slot_leaf_value,
+    AccountChange, AccountUpdate, BlockDiff, BlockHeader, EMPTY_CODE_HASH, GenParams, KvStore,
+    LeafDb, schema::slot_leaf_value,
 };
 
 /// The shared test data folder.
@@ -61,22 +61,20 @@ pub fn reference_root(model: &Model) -> B256 {
     hb.root()
 }
 
-/// A deterministic stream of random numbers for test workloads.
-pub struct Rng(u64);
+/// The deterministic random stream of the test workloads: the generator's.
+pub use leafsync_leafdb::generate::SplitMix as Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
+/// A block that only sets `address`'s nonce and balance (no code, storage untouched).
+pub fn account_diff(address: Address, nonce: u64, balance: u64) -> BlockDiff {
+    let mut diff = BlockDiff::default();
+    let update = AccountUpdate {
+        nonce,
+        balance: U256::from(balance),
+        code_hash: EMPTY_CODE_HASH,
+        ..Default::default()
+    };
+    diff.accounts.insert(address, AccountChange::Updated(update));
+    diff
 }
 
 /// A random block over a small pool of addresses and slots, so that updates collide, accounts
@@ -149,14 +147,9 @@ pub fn random_block(rng: &mut Rng, model: &mut Model, changes: u64) -> BlockDiff
     diff
 }
 
-/// Header of synthetic block `n`.
+/// Header of synthetic block `n` with the state root `state_root`.
 pub fn header(n: u64, state_root: B256) -> BlockHeader {
-    BlockHeader {
-        number: n,
-        hash: keccak256(n.to_be_bytes()),
-        parent_hash: if n == 0 { B256::ZERO } else { keccak256((n - 1).to_be_bytes()) },
-        state_root,
-    }
+    BlockHeader { state_root, ..GenParams::block_header(n) }
 }
 
 /// Loads `model` fresh into an empty leafdb through the bulk importer.

@@ -146,6 +146,7 @@ pub fn header(number: u64) -> BlockHeader {
         hash: hash(number),
         parent_hash: if number == 0 { B256::ZERO } else { hash(number - 1) },
         state_root: B256::ZERO,
+        timestamp: 0,
     }
 }
 

@@ -83,6 +83,7 @@ pub fn chain(blocks: u64) -> Vec<(BlockHeader, BlockDiff)> {
             hash: B256::from(U256::from(number)),
             parent_hash: parent.hash,
             state_root: B256::ZERO,
+            timestamp: 0,
         };
         header.state_root = db.apply_block(&header, &diff).unwrap().root;
         out.push((header, diff));

@@ -1,0 +1,83 @@
+//! [`head_feed`]: the execution client's head as a `watch` channel, for a sync pivot that moves
+//! with the chain.
+
+use std::time::{Duration, Instant};
+
+use leafsync_leafdb::BlockHeader;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::{error::IngestError, rpc::RpcClient};
+
+/// How often [`head_feed`] reads the execution client's head: a block every 12 s, so a 2 s poll
+/// lags the chain by at most a sixth of a slot at the cost of two small requests.
+pub const HEAD_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How often [`head_feed`] repeats its warning while the execution client cannot be read at
+/// start: often enough to be seen, rarely enough not to flood the log.
+pub const HEAD_WAIT_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The execution client's head, read now: `eth_blockNumber`, then that block's header.
+pub async fn el_head(rpc: &mut RpcClient) -> Result<BlockHeader, IngestError> {
+    let number = rpc.block_number().await?;
+    Ok(rpc.block(number).await?.header())
+}
+
+/// A feed of the execution client's heads at `url`, read every `poll_interval`
+/// ([`HEAD_POLL_INTERVAL`] in the daemon). Waits (retrying, with a warning every
+/// [`HEAD_WAIT_LOG_INTERVAL`]) until the first head is read; then a task sends every higher
+/// head until the receiver is dropped. A failed read keeps the last head and is retried at the
+/// next poll. Errors only when `url` is not an `http://` or `ws://` URL.
+pub async fn head_feed(
+    url: &str,
+    poll_interval: Duration,
+) -> Result<watch::Receiver<BlockHeader>, IngestError> {
+    let mut rpc = RpcClient::new(url)?;
+    let first = first_head(&mut rpc, poll_interval).await;
+    info!(number = first.number, state_root = %first.state_root, "execution client head");
+    let (tx, rx) = watch::channel(first);
+    tokio::spawn(poll_heads(rpc, tx, poll_interval));
+    Ok(rx)
+}
+
+/// Reads the head until a read succeeds.
+async fn first_head(rpc: &mut RpcClient, poll_interval: Duration) -> BlockHeader {
+    let mut warned: Option<Instant> = None;
+    loop {
+        let error = match el_head(rpc).await {
+            Ok(head) => return head,
+            Err(e) => e,
+        };
+        if warned.is_none_or(|t| t.elapsed() > HEAD_WAIT_LOG_INTERVAL) {
+            warn!(url = rpc.url(), %error, "cannot read the execution client's head; retrying");
+            warned = Some(Instant::now());
+        }
+        rpc.reset();
+        tokio::time::sleep(poll_interval).await;
+    }
+}
+
+/// Sends every higher head to `tx` until its receivers are gone.
+async fn poll_heads(mut rpc: RpcClient, tx: watch::Sender<BlockHeader>, poll_interval: Duration) {
+    loop {
+        tokio::select! {
+            () = tx.closed() => return,
+            () = tokio::time::sleep(poll_interval) => {}
+        }
+        let head = match el_head(&mut rpc).await {
+            Ok(head) => head,
+            Err(error) => {
+                debug!(%error, "execution client head not read; the last one stays");
+                rpc.reset();
+                continue;
+            }
+        };
+        tx.send_if_modified(|last| {
+            let higher = head.number > last.number;
+            if higher {
+                *last = head;
+            }
+            higher
+        });
+    }
+}

@@ -1,0 +1,320 @@
+//! [`LeafDb::apply_block`]: one block's diff, the trie nodes it changes and the new head in one
+//! atomic write, in four steps:
+//!
+//! 1. **plan**: read the changed accounts' old records and list the storage tries to update;
+//! 2. **storage tries**, in parallel on [`MAX_TRIE_WORKERS`] threads, while this thread loads
+//!    the account trie's paths;
+//! 3. **accounts**: stage flat accounts and storage, and update the account trie;
+//! 4. **write** the batch with the head, then feed the recent-node cache and head subscribers.
+
+use std::{collections::BTreeMap, time::Instant};
+
+use alloy_primitives::{B256, U256, keccak256};
+use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
+use tracing::{debug, warn};
+
+use crate::{
+    db::{LeafDb, TrieNodes},
+    diff::{AccountChange, BlockDiff},
+    error::{LeafDbError, Result},
+    keys::{node_key, node_table, prefix_end, storage_key},
+    kv::{KvRead, KvStore, Table, WriteBatch},
+    schema::{self, BlockHeader, decode_account, encode_account, encode_slot_value, meta},
+    trie::{TrieCommit, TrieUpdate},
+};
+
+/// Threads that update storage tries in parallel during `apply_block`: storage tries are
+/// independent, and beyond 4 threads a mainnet-sized block (a few hundred tries) gains little.
+pub const MAX_TRIE_WORKERS: usize = 4;
+
+/// What applying a block did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// The state root computed after the block.
+    pub root: B256,
+    /// Whether it equals the header's state root.
+    pub root_matches: bool,
+    /// Accounts written or deleted.
+    pub accounts: usize,
+    /// Storage slots written or deleted.
+    pub slots: usize,
+    /// Trie nodes written.
+    pub nodes_written: usize,
+    /// Trie nodes deleted.
+    pub nodes_deleted: usize,
+}
+
+/// One storage trie to update: the owner, its root before the block (empty when wiped) and the
+/// hashed slots with their new values (zero deletes), sorted.
+struct StorageJob {
+    owner: B256,
+    root: B256,
+    slots: Vec<(B256, U256)>,
+}
+
+/// Step 1's result: every changed account by hashed address (in key order) with its old record,
+/// and the storage tries to update.
+struct BlockPlan<'d> {
+    accounts: Vec<(B256, &'d AccountChange, Option<TrieAccount>)>,
+    jobs: Vec<StorageJob>,
+}
+
+/// Node encodings a block made stale, with their hashes (for the recent-node cache).
+type Replaced = Vec<(B256, Vec<u8>)>;
+
+/// The updated storage tries by owner: the job's slots with the trie's commit.
+type StorageCommits = BTreeMap<B256, (Vec<(B256, U256)>, TrieCommit)>;
+
+impl<S: KvStore> LeafDb<S> {
+    /// Applies one block's changes in one atomic write together with the new head.
+    ///
+    /// Reorgs are not handled: a parent-hash mismatch is logged and the block applied anyway
+    /// (the leafdb is eventually consistent). A root that differs from the header's is counted
+    /// and returned, not treated as an error.
+    pub fn apply_block(&self, header: &BlockHeader, diff: &BlockDiff) -> Result<ApplyOutcome> {
+        self.warn_unless_child(header)?;
+        let started = Instant::now();
+        let mut batch = WriteBatch::default();
+        for code in &diff.codes {
+            batch.put(Table::Code, keccak256(code).as_slice(), code.to_vec());
+        }
+        let plan = self.plan(diff)?;
+        let mut outcome = ApplyOutcome {
+            root: B256::ZERO,
+            root_matches: false,
+            accounts: plan.accounts.len(),
+            slots: plan.jobs.iter().map(|j| j.slots.len()).sum(),
+            nodes_written: 0,
+            nodes_deleted: 0,
+        };
+        let reads_done = started.elapsed();
+
+        let account_nodes = TrieNodes::account(self.store());
+        let (account_trie, storage) = self.update_storage_tries(&plan, &account_nodes)?;
+        let storage_done = started.elapsed();
+
+        let (commit, replaced) =
+            stage_accounts(plan, account_trie, storage, &mut batch, &mut outcome)?;
+        let tries_done = started.elapsed();
+
+        outcome.root = commit.root;
+        outcome.root_matches = commit.root == header.state_root;
+        batch.put(Table::Meta, meta::ACCOUNT_ROOT, commit.root.as_slice());
+        schema::stage_head(&mut batch, header);
+        if !outcome.root_matches {
+            let count = self.root_mismatches()? + 1;
+            batch.put(Table::Meta, meta::ROOT_MISMATCHES, count.to_be_bytes());
+            warn!(
+                number = header.number,
+                computed = %commit.root,
+                header = %header.state_root,
+                mismatches = count,
+                "state root mismatch after block"
+            );
+        }
+        let staged = started.elapsed();
+        let batch_bytes = batch.size_bytes();
+        self.store().write(batch, self.config().block_durability)?;
+        self.publish_head(*header);
+        self.remember_replaced(header.number, replaced);
+        debug!(
+            number = header.number,
+            accounts = outcome.accounts,
+            slots = outcome.slots,
+            nodes_written = outcome.nodes_written,
+            batch_bytes,
+            reads_ms = reads_done.as_secs_f64() * 1e3,
+            storage_ms = (storage_done - reads_done).as_secs_f64() * 1e3,
+            account_trie_ms = (tries_done - storage_done).as_secs_f64() * 1e3,
+            stage_ms = (staged - tries_done).as_secs_f64() * 1e3,
+            write_ms = (started.elapsed() - staged).as_secs_f64() * 1e3,
+            "applied block"
+        );
+        Ok(outcome)
+    }
+
+    /// Logs a block that does not extend the head (a reorg the leafdb does not roll back).
+    fn warn_unless_child(&self, header: &BlockHeader) -> Result<()> {
+        if let Some(head) = self.head()?
+            && head.hash != header.parent_hash
+        {
+            warn!(
+                number = header.number,
+                parent = %header.parent_hash,
+                head = %head.hash,
+                head_number = head.number,
+                "block does not extend our head (reorg?); applying it anyway"
+            );
+        }
+        Ok(())
+    }
+
+    /// Step 1: each changed account's old record (one batched read) and, for updates with
+    /// slots, a storage job.
+    fn plan<'d>(&self, diff: &'d BlockDiff) -> Result<BlockPlan<'d>> {
+        let hashed: BTreeMap<B256, &AccountChange> =
+            diff.accounts.iter().map(|(a, c)| (keccak256(a), c)).collect();
+        let keys: Vec<&[u8]> = hashed.keys().map(|k| k.as_slice()).collect();
+        let olds = self.store().multi_get(Table::Accounts, &keys)?;
+        let mut plan = BlockPlan { accounts: Vec::with_capacity(hashed.len()), jobs: Vec::new() };
+        for ((&haddr, &change), old) in hashed.iter().zip(olds) {
+            let old = old.map(|b| decode_account(&b)).transpose()?;
+            if let AccountChange::Updated(u) = change
+                && !u.storage.is_empty()
+            {
+                let old_root = old.map_or(EMPTY_ROOT_HASH, |a| a.storage_root);
+                let root = if u.storage_wiped { EMPTY_ROOT_HASH } else { old_root };
+                let slots: BTreeMap<B256, U256> =
+                    u.storage.iter().map(|(s, v)| (keccak256(s), *v)).collect();
+                plan.jobs.push(StorageJob {
+                    owner: haddr,
+                    root,
+                    slots: slots.into_iter().collect(),
+                });
+            }
+            plan.accounts.push((haddr, change, old));
+        }
+        Ok(plan)
+    }
+
+    /// Step 2: the storage tries on worker threads while this thread loads the account trie's
+    /// paths of every changed account (so step 3 reads nothing).
+    fn update_storage_tries<'n>(
+        &self,
+        plan: &BlockPlan<'_>,
+        account_nodes: &'n TrieNodes<'n, S>,
+    ) -> Result<(TrieUpdate<'n, TrieNodes<'n, S>>, StorageCommits)> {
+        let account_root = self.account_root()?;
+        std::thread::scope(|scope| {
+            let workers =
+                std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_TRIE_WORKERS);
+            let per_worker = plan.jobs.len().div_ceil(workers).max(1);
+            let handles: Vec<_> = plan
+                .jobs
+                .chunks(per_worker)
+                .map(|chunk| scope.spawn(move || commit_storage_jobs(self.store(), chunk)))
+                .collect();
+            let mut up = TrieUpdate::new(account_nodes, account_root);
+            let touched = plan
+                .accounts
+                .iter()
+                .try_for_each(|(haddr, _, _)| up.touch(&Nibbles::unpack(haddr)));
+            let mut commits = BTreeMap::new();
+            for h in handles {
+                commits.extend(h.join().map_err(|_| LeafDbError::WorkerPanicked)??);
+            }
+            touched.map(|()| (up, commits))
+        })
+    }
+
+    /// Step 4's cache half: nodes the block replaced stay findable by hash for
+    /// [`crate::LeafDbConfig::recent_blocks`] blocks.
+    fn remember_replaced(&self, number: u64, replaced: Replaced) {
+        let config = self.config();
+        if config.recent_blocks > 0 {
+            let last_expired = number.checked_sub(config.recent_blocks);
+            let mut cache = self.recent_cache_mut();
+            cache.add_block(number, replaced, last_expired, config.recent_cache_bytes);
+        }
+    }
+}
+
+/// Updates the storage tries of `jobs`, reading nodes from `kv` (nothing is written).
+fn commit_storage_jobs<R: KvRead + Sync + ?Sized>(
+    kv: &R,
+    jobs: &[StorageJob],
+) -> Result<StorageCommits> {
+    let mut out = BTreeMap::new();
+    for job in jobs {
+        let src = TrieNodes::storage(kv, job.owner);
+        let mut up = TrieUpdate::new(&src, job.root);
+        for (hslot, value) in &job.slots {
+            if value.is_zero() {
+                up.delete(&Nibbles::unpack(hslot))?;
+            } else {
+                up.insert(&Nibbles::unpack(hslot), schema::slot_leaf_value(value))?;
+            }
+        }
+        out.insert(job.owner, (job.slots.clone(), up.commit()?));
+    }
+    Ok(out)
+}
+
+/// Step 3: stages every account (deleted, or written with its new storage root) with its flat
+/// storage and storage-trie nodes, and commits the account trie. Returns the account trie's
+/// commit and every node encoding the block replaced.
+fn stage_accounts<N: crate::trie::NodeSource + ?Sized>(
+    plan: BlockPlan<'_>,
+    mut up: TrieUpdate<'_, N>,
+    mut storage: StorageCommits,
+    batch: &mut WriteBatch,
+    outcome: &mut ApplyOutcome,
+) -> Result<(TrieCommit, Replaced)> {
+    let mut replaced = Vec::new();
+    for (haddr, change, old) in plan.accounts {
+        let AccountChange::Updated(u) = change else {
+            if old.is_some() {
+                wipe_storage(batch, &haddr);
+                batch.delete(Table::Accounts, haddr.as_slice());
+            }
+            up.delete(&Nibbles::unpack(haddr))?;
+            continue;
+        };
+        let old_root = old.map_or(EMPTY_ROOT_HASH, |a| a.storage_root);
+        let mut storage_root = old_root;
+        if u.storage_wiped && old_root != EMPTY_ROOT_HASH {
+            wipe_storage(batch, &haddr);
+            storage_root = EMPTY_ROOT_HASH;
+        }
+        if let Some((slots, commit)) = storage.remove(&haddr) {
+            for (hslot, value) in slots {
+                let key = storage_key(&haddr, &hslot);
+                if value.is_zero() {
+                    batch.delete(Table::Storage, key);
+                } else {
+                    batch.put(Table::Storage, key, encode_slot_value(&value));
+                }
+            }
+            storage_root = commit.root;
+            stage_commit(batch, Some(&haddr), &commit, outcome);
+            replaced.extend(commit.replaced);
+        }
+        let account = TrieAccount {
+            nonce: u.nonce,
+            balance: u.balance,
+            storage_root,
+            code_hash: u.code_hash,
+        };
+        let value = encode_account(&account);
+        batch.put(Table::Accounts, haddr.as_slice(), value.clone());
+        up.insert(&Nibbles::unpack(haddr), value)?;
+    }
+    let mut commit = up.commit()?;
+    stage_commit(batch, None, &commit, outcome);
+    replaced.append(&mut commit.replaced);
+    Ok((commit, replaced))
+}
+
+/// Deletes an account's storage slots and storage trie.
+fn wipe_storage(batch: &mut WriteBatch, account: &B256) {
+    batch.delete_range(Table::Storage, account.to_vec(), prefix_end(account.as_slice()));
+    batch.delete_range(Table::StorageNodes, account.to_vec(), prefix_end(account.as_slice()));
+}
+
+/// Stages a trie commit's node writes and deletions.
+fn stage_commit(
+    batch: &mut WriteBatch,
+    owner: Option<&B256>,
+    commit: &TrieCommit,
+    outcome: &mut ApplyOutcome,
+) {
+    let table = node_table(owner);
+    for path in &commit.deletes {
+        batch.delete(table, node_key(owner, path));
+    }
+    for (path, rlp) in &commit.writes {
+        batch.put(table, node_key(owner, path), rlp.clone());
+    }
+    outcome.nodes_written += commit.writes.len();
+    outcome.nodes_deleted += commit.deletes.len();
+}
