@@ -10,7 +10,7 @@ use alloy_primitives::{B256, U256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount, nodes::RlpNode};
 
 use crate::{
-    db::{AccountNodes, LeafDb, StorageNodes, read_account_root},
+    db::{LeafDb, TrieNodes, read_account_root},
     error::{LeafDbError, Result},
     kv::{KvRead, KvStore, Table},
     schema::{BlockHeader, decode_account, decode_head, decode_slot_value, meta, path_key},
@@ -136,7 +136,7 @@ impl<S: KvStore> SnapReader<'_, S> {
 
     /// The nodes proving `key` (present or absent) in the account trie at the head root.
     pub fn prove_account(&self, key: &B256) -> Result<Vec<Vec<u8>>> {
-        prove(&AccountNodes(&self.snap), self.root, &Nibbles::unpack(key))
+        prove(&TrieNodes::account(&self.snap), self.root, &Nibbles::unpack(key))
     }
 
     /// The nodes proving `key` (present or absent) in the storage trie of `owner`, whose root
@@ -147,7 +147,7 @@ impl<S: KvStore> SnapReader<'_, S> {
         storage_root: B256,
         key: &B256,
     ) -> Result<Vec<Vec<u8>>> {
-        prove(&StorageNodes { kv: &self.snap, owner: *owner }, storage_root, &Nibbles::unpack(key))
+        prove(&TrieNodes::storage(&self.snap, *owner), storage_root, &Nibbles::unpack(key))
     }
 
     /// The RLP of the node with hash `hash` that a trie of `owner` (`None`: the account trie)
@@ -163,7 +163,7 @@ impl<S: KvStore> SnapReader<'_, S> {
         let stored = match (owner, nibbles) {
             (_, None) => None,
             (None, Some(p)) => self.snap.get(Table::AccountNodes, &path_key(&p))?,
-            (Some(o), Some(p)) => StorageNodes { kv: &self.snap, owner: *o }.node(&p)?,
+            (Some(o), Some(p)) => TrieNodes::storage(&self.snap, *o).node(&p)?,
         };
         if let Some(rlp) = stored
             && keccak256(&rlp) == *hash

@@ -93,6 +93,8 @@ fn fixture() -> &'static Fixture {
             hash: HEAD_HASH,
             parent_hash: HEAD_PARENT,
             state_root: HEAD_ROOT,
+            // headblock.json: "timestamp": "0x1770"
+            timestamp: 0x1770,
         };
         let out = db.init_genesis(&file.alloc, head).unwrap();
         assert_eq!(out.root, HEAD_ROOT, "the dump must load to the head state root");

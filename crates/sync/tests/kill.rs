@@ -5,15 +5,10 @@
 
 mod common;
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
-    sync::{Arc, mpsc},
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use common::{Behaviour, SimPeer, assert_same_state, delayed, dyn_peers, source};
-use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig, generate::SplitMix};
+use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig, generate::SplitMix, test_utils::ChildTest};
 use leafsync_sync::{SyncConfig, SyncPeer, SyncProgress, Syncer};
 
 const CHILD_ENV: &str = "LEAFSYNC_SYNC_KILL_TEST_DIR";
@@ -60,7 +55,6 @@ async fn kill_child_syncer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_syncs_resume_to_the_exact_state() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let src = source(ACCOUNTS, SEED);
     let root = src.account_root().unwrap();
     let full = Syncer::new(
@@ -74,34 +68,16 @@ async fn killed_syncs_resume_to_the_exact_state() {
     let mut rng = SplitMix::new(0x6b11);
     let mut last_total = 0;
     for round in 0..=KILLS {
-        let mut child = Command::new(&exe)
-            .args(["--exact", "kill_child_syncer", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut started = false;
-        while !started && Instant::now() < deadline {
-            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-                // libtest may print "test kill_child_syncer ... " on the same line.
-                started = line.contains("syncing");
-            }
-        }
+        let child =
+            ChildTest::spawn("kill_child_syncer", [(CHILD_ENV, dir.path().as_os_str())]).unwrap();
+        // libtest may print "test kill_child_syncer ... " on the same line.
+        let started = child
+            .wait_for(Duration::from_secs(120), |line| line.contains("syncing").then_some(()))
+            .is_some();
         assert!(started, "round {round}: child did not start");
         if round < KILLS {
             std::thread::sleep(Duration::from_millis(50 + rng.below(500)));
             child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            reader.join().unwrap();
             let db = open(dir.path());
             match db.sync_progress().unwrap() {
                 Some(bytes) => {
@@ -116,11 +92,10 @@ async fn killed_syncs_resume_to_the_exact_state() {
             eprintln!("round {round}: killed, {last_total} bytes downloaded so far");
             continue;
         }
-        let status = child.wait().unwrap();
-        reader.join().unwrap();
+        let (status, lines) = child.wait().unwrap();
         assert!(status.success());
         let done: Vec<String> =
-            rx.try_iter().filter_map(|l| l.find("done ").map(|i| l[i..].to_string())).collect();
+            lines.iter().filter_map(|l| l.find("done ").map(|i| l[i..].to_string())).collect();
         let db = open(dir.path());
         assert_same_state(&db, &src, root);
         let last: Vec<&str> = done.last().unwrap().split(' ').collect();
