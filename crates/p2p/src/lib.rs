@@ -7,14 +7,19 @@ pub mod chain;
 pub mod discovery;
 pub mod leaf;
 pub mod peers;
+pub mod penalty;
 pub mod requests;
 pub mod session;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 
 pub mod ecies;
 pub mod p2pstream;
 
 pub use ecies::{EciesError, EciesStream, PeerId};
+pub use leaf::{EncodedResponse, LeafMessage, LeafRequest, LeafResponse, RequestPair};
 pub use p2pstream::{
     CapabilityMessage, DisconnectReason, HelloMessage, HelloMessageWithProtocols, P2PError,
     P2PStream, UnauthedP2PStream,
 };
+pub use penalty::PenaltyClass;

@@ -3,8 +3,8 @@
 mod support;
 
 use leafsync_p2p::{
-    P2PError,
-    leaf::{LeafMessage, PenaltyClass},
+    P2PError, PenaltyClass,
+    leaf::LeafMessage,
     p2pstream::DisconnectReason,
     peers::{Direction, NetworkEvent, NodeRecord, PenaltyReason},
 };
@@ -59,15 +59,7 @@ async fn added_peers_are_dialed_and_reports_ban_them() {
     let enode: NodeRecord =
         server.handle.local_enode().to_string().parse().expect("our enode parses");
     client.handle.add_peer(enode).await.expect("command");
-    wait_event(&mut client.events, |e| match e {
-        NetworkEvent::PeerConnected { peer, direction: Direction::Outbound, .. }
-            if *peer == server_id =>
-        {
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
+    wait_connected(&client.handle, server_id).await;
 
     // The sync layer found junk: a fatal report disconnects and bans.
     client.handle.report(server_id, PenaltyClass::Fatal).await.expect("command");

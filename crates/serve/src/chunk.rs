@@ -43,7 +43,6 @@ pub fn serve_chunk<S: KvStore>(
     let deadline = Instant::now() + config.request_time_budget;
     let limit = config.effective_max_bytes(request.max_bytes);
     Ok(Chunk {
-        request_id: request.request_id,
         head_number: head_number(snap),
         content: account_chunk(snap, &request.prefix, limit, config, deadline)?,
     })
@@ -58,7 +57,6 @@ pub fn serve_storage_chunk<S: KvStore>(
     let deadline = Instant::now() + config.request_time_budget;
     let limit = config.effective_max_bytes(request.max_bytes);
     Ok(StorageChunk {
-        request_id: request.request_id,
         head_number: head_number(snap),
         content: storage_chunk(snap, &request.account, &request.prefix, limit, deadline)?,
     })

@@ -56,7 +56,7 @@ pub fn serve_nodes<S: KvStore>(
         limit,
         deadline,
     )?;
-    Ok(Nodes { request_id: request.request_id, nodes })
+    Ok(Nodes { nodes })
 }
 
 /// Answers `GetCodes`: at most [`MAX_CODES_SERVED`] entries, bounded like [`serve_nodes`].
@@ -73,7 +73,7 @@ pub fn serve_codes<S: KvStore>(
         limit,
         deadline,
     )?;
-    Ok(Codes { request_id: request.request_id, codes })
+    Ok(Codes { codes })
 }
 
 /// One entry per request (empty when `find` has nothing), stopping after the entry that brings

@@ -24,9 +24,8 @@ use leafsync_serve::{
 fn chunk(prefix: &Nibbles, max_bytes: u64) -> (u64, ChunkContent<AccountLeaf>) {
     let fx = shared();
     let snap = fx.db.snapshot().unwrap();
-    let request = GetChunk { request_id: 9, prefix: prefix.clone(), max_bytes };
+    let request = GetChunk { prefix: prefix.clone(), max_bytes };
     let c = serve_chunk(&snap, &request, &ServeConfig::default()).unwrap();
-    assert_eq!(c.request_id, 9);
     (c.head_number, c.content)
 }
 
@@ -200,12 +199,8 @@ fn storage_chunks_are_exact_partition_and_verify() {
             let mut seen = Vec::new();
             for i in 0..16usize.pow(depth) {
                 let p = prefix(depth as usize, i);
-                let request = GetStorageChunk {
-                    request_id: 1,
-                    account: a.hashed,
-                    prefix: p.clone(),
-                    max_bytes: 4096,
-                };
+                let request =
+                    GetStorageChunk { account: a.hashed, prefix: p.clone(), max_bytes: 4096 };
                 let sc = serve_storage_chunk(&snap, &request, &config).unwrap();
                 let expected: Vec<StorageSlot> = a
                     .slots
@@ -245,12 +240,8 @@ fn storage_chunks_are_exact_partition_and_verify() {
     }
     assert!(too_large > 0);
     // An unknown account has no storage: the empty list.
-    let request = GetStorageChunk {
-        request_id: 2,
-        account: B256::repeat_byte(1),
-        prefix: Nibbles::root(),
-        max_bytes: 1,
-    };
+    let request =
+        GetStorageChunk { account: B256::repeat_byte(1), prefix: Nibbles::root(), max_bytes: 1 };
     let sc = serve_storage_chunk(&snap, &request, &config).unwrap();
     assert_eq!(sc.content, ChunkContent::Items(Vec::new()));
 }

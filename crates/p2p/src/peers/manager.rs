@@ -18,13 +18,14 @@ use super::{
     score::{PeerScores, ScoreState},
 };
 use crate::{
-    PeerId,
+    PeerId, PenaltyClass,
     chain::Enr,
     discovery::{DialCandidate, Discovery},
     ecies::EciesStream,
-    leaf::{ChainHead, PenaltyClass, Status},
+    leaf::LeafRequest,
+    leaf::{ChainHead, Status},
     p2pstream::{DisconnectReason, stream::encode_message},
-    requests::{LeafRequest, RequestError, RequestTracker},
+    requests::{RequestError, RequestTracker},
     session::{
         Established, SessionError, SessionParams, establish_authenticated, establish_outbound,
     },

@@ -33,7 +33,7 @@ pub use enode::{EnodeError, NodeRecord};
 pub use events::{
     Direction, DiscoveryCounters, EVENT_CHANNEL_CAPACITY, NetworkEvent, PeerInfo, PenaltyReason,
 };
-pub use handler::{EmptyHandler, HandlerResult, RequestHandler};
+pub use handler::{EmptyHandler, RequestHandler};
 pub use heads::{InvalidHead, MAX_HEAD_NUMBER, MAX_HEAD_REWIND, NEW_HEAD_MIN_INTERVAL};
 pub use manager::{
     ACCEPT_ERROR_BACKOFF, COMMAND_CHANNEL_CAPACITY, HANDSHAKE_EVENT_CHANNEL_CAPACITY,
