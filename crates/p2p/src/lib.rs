@@ -12,6 +12,7 @@ pub mod requests;
 pub mod session;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
+pub mod util;
 
 pub mod ecies;
 pub mod p2pstream;

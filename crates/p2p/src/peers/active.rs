@@ -18,6 +18,7 @@ use crate::{
     p2pstream::DisconnectReason,
     requests::{RequestError, RequestTracker, ResponseOutcome, ServedRequests},
     session::{SessionError, TcpLeafStream},
+    util::sleep_until_opt,
 };
 use futures::StreamExt;
 use std::{
@@ -407,13 +408,5 @@ impl ActiveSession {
         self.spawn_handlers();
         // The handler's fields go out as they are, behind the request id.
         self.send(response.id, response.payload(request_id)).await
-    }
-}
-
-/// Sleeps until `deadline`, or forever without one (the branch is disabled then anyway).
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
