@@ -10,7 +10,7 @@ pub mod peers;
 pub mod penalty;
 pub mod requests;
 pub mod session;
-#[cfg(feature = "test-utils")]
+#[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;
 pub mod util;
 

@@ -283,7 +283,7 @@ impl ServedRequests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::leaf::{Codes, GetChunk, GetCodes, Nibbles, Nodes};
+    use crate::leaf::{Codes, GetChunk, GetCodes, Nodes, WirePath};
     use alloy_primitives::{B256, Bytes};
 
     fn get_codes(n: usize) -> LeafRequest {
@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn empty_response_matches_its_request() {
-        let req = LeafRequest::GetChunk(GetChunk { prefix: Nibbles::default(), max_bytes: 10 });
+        let req = LeafRequest::GetChunk(GetChunk { prefix: WirePath::default(), max_bytes: 10 });
         let empty = req.empty_response();
         assert!(req.is_answered_by(&empty));
         assert_eq!(empty.id(), req.response_id());

@@ -4,8 +4,8 @@
 //! Every wait is bounded by [`WAIT`]: a test fails rather than hangs.
 
 use crate::{
-    PeerId,
-    chain::ChainSpec,
+    EciesStream, PeerId,
+    chain::{ChainSpec, Enr},
     ecies::id_from_pk,
     leaf::{ChainHead, ServeFlags},
     peers::{
@@ -14,9 +14,18 @@ use crate::{
     },
 };
 use alloy_primitives::B256;
+use discv5::{Discv5, ListenConfig};
+use enr::CombinedKey;
 use secp256k1::{PublicKey, SECP256K1, SecretKey};
-use std::{net::SocketAddr, sync::Arc, time::Duration};
-use tokio::sync::{broadcast, watch};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::{
+    net::{TcpListener, TcpStream, UdpSocket},
+    sync::{broadcast, watch},
+};
 
 /// Upper bound of any single wait of a test (connecting, an event).
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -137,4 +146,44 @@ pub async fn wait_event<T>(
     })
     .await
     .expect("event within the wait limit")
+}
+
+/// A plain discv5 node on loopback (like a consensus client): no `leaf` entry, but a TCP port
+/// (`tcp_port`) in its record, started and given `bootnode`.
+pub async fn plain_discv5_node(bootnode: Enr, tcp_port: u16) -> Discv5 {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind loopback");
+    let port = socket.local_addr().expect("bound").port();
+    let key = CombinedKey::generate_secp256k1();
+    let enr = Enr::builder()
+        .ip4(Ipv4Addr::LOCALHOST)
+        .udp4(port)
+        .tcp4(tcp_port)
+        .build(&key)
+        .expect("record builds");
+    let listen = ListenConfig::FromSockets { ipv4: Some(Arc::new(socket)), ipv6: None };
+    let mut discv5 =
+        Discv5::new(enr, key, discv5::ConfigBuilder::new(listen).build()).expect("discv5 setup");
+    discv5.start().await.expect("discv5 starts");
+    discv5.add_enr(bootnode).expect("bootnode added");
+    discv5
+}
+
+/// Two ECIES streams over one loopback TCP connection: the initiator (key `initiator`) and the
+/// recipient (key `recipient`, whose id the initiator dials), after the EIP-8 handshake.
+pub async fn ecies_pair(
+    initiator: SecretKey,
+    recipient: SecretKey,
+) -> (EciesStream<TcpStream>, EciesStream<TcpStream>) {
+    let recipient_id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &recipient));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+    let addr = listener.local_addr().expect("bound");
+    let accept = async {
+        let (socket, _) = listener.accept().await.expect("accept");
+        EciesStream::incoming(socket, recipient).await.expect("recipient handshake")
+    };
+    let connect = async {
+        let socket = TcpStream::connect(addr).await.expect("connect");
+        EciesStream::connect(socket, initiator, recipient_id).await.expect("initiator handshake")
+    };
+    tokio::join!(connect, accept)
 }

@@ -9,7 +9,7 @@ use alloy_primitives::B256;
 use leafsync_p2p::{
     P2PError, PenaltyClass,
     leaf::{
-        GetNodes, LeafMessage, Nibbles, NodeRequest, RequestPair, Status, TrieOwner,
+        GetNodes, LeafMessage, NodeRequest, RequestPair, Status, TrieOwner, WirePath,
         protocol::{
             MAX_CODES_PER_REQUEST, MAX_IN_FLIGHT_REQUESTS, MAX_NODES_PER_REQUEST,
             MAX_REQUEST_MESSAGE_SIZE, ids,
@@ -94,11 +94,7 @@ async fn wrong_network_is_banned_until_the_ban_expires() {
     tokio::time::resume();
     let mut p2p = connect(good_status()).await.expect("hello after the ban");
     assert!(matches!(next_leaf(&mut p2p).await, Ok(LeafMessage::Status(_))));
-    wait_event(&mut node.events, |e| match e {
-        NetworkEvent::PeerConnected { peer, .. } if *peer == id => Some(()),
-        _ => None,
-    })
-    .await;
+    wait_connected(&node.handle, id).await;
     node.handle.shutdown().await;
 }
 
@@ -147,7 +143,7 @@ async fn hostile_requests_are_breaches_before_the_handler() {
             nodes: vec![
                 NodeRequest {
                     owner: TrieOwner::Accounts,
-                    path: Nibbles::root(),
+                    path: WirePath::root(),
                     hash: B256::ZERO
                 };
                 MAX_NODES_PER_REQUEST + 1

@@ -258,27 +258,11 @@ async fn late_and_unsolicited_responses_are_penalised_never_delivered() {
     };
     assert_ne!(second_request.request_id, request.request_id);
     send_leaf(&mut hostile, codes(request.request_id, 1)).await;
-    let reason = wait_event(&mut node.events, |e| match e {
-        NetworkEvent::PeerPenalised { peer, class: PenaltyClass::Mid, reason, .. }
-            if *peer == hostile_id =>
-        {
-            Some(*reason)
-        }
-        _ => None,
-    })
-    .await;
+    let reason = next_penalty_of(&mut node.events, hostile_id, PenaltyClass::Mid).await;
     assert_eq!(reason, PenaltyReason::LateResponse);
 
     send_leaf(&mut hostile, codes(12345, 1)).await;
-    let reason = wait_event(&mut node.events, |e| match e {
-        NetworkEvent::PeerPenalised { peer, class: PenaltyClass::Mid, reason, .. }
-            if *peer == hostile_id =>
-        {
-            Some(*reason)
-        }
-        _ => None,
-    })
-    .await;
+    let reason = next_penalty_of(&mut node.events, hostile_id, PenaltyClass::Mid).await;
     assert_eq!(reason, PenaltyReason::UnsolicitedResponse);
 
     // The real answer to the second request is delivered, with its content.

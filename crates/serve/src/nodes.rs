@@ -6,10 +6,9 @@ use std::time::Instant;
 
 use alloy_primitives::{B256, Bytes, keccak256};
 use leafsync_leafdb::{KvStore, LeafSnapshot};
-use leafsync_p2p::leaf::{Codes, GetCodes, GetNodes, NodeRequest, Nodes, TrieOwner};
+use leafsync_p2p::leaf::{Codes, GetCodes, GetNodes, NodeRequest, Nodes};
 
 use crate::{
-    chunk::trie_nibbles,
     config::{MAX_CODES_SERVED, MAX_NODES_SERVED, ServeConfig},
     error::ServeError,
 };
@@ -26,11 +25,9 @@ pub fn find_node<S: KvStore>(
     {
         return Ok(Some(node));
     }
-    let owner = match &request.owner {
-        TrieOwner::Accounts => None,
-        TrieOwner::Storage(owner) => Some(owner),
-    };
-    Ok(snap.node(owner, &trie_nibbles(&request.path))?.filter(|n| keccak256(n) == request.hash))
+    let owner: Option<B256> = request.owner.into();
+    let path = alloy_trie::Nibbles::from(&request.path);
+    Ok(snap.node(owner.as_ref(), &path)?.filter(|n| keccak256(n) == request.hash))
 }
 
 /// The code with this hash, only if it hashes to it.

@@ -16,7 +16,7 @@ use alloy_primitives::B256;
 use alloy_rlp::{Decodable, Encodable};
 use leafsync_leafdb::{KvStore, LeafDb, LeafSnapshot};
 use leafsync_p2p::leaf::{
-    ChunkContent, EncodedResponse, LeafRequest, Nibbles, RlpFields, protocol::ids,
+    ChunkContent, EncodedResponse, LeafRequest, RlpFields, WirePath, protocol::ids,
 };
 use tracing::warn;
 
@@ -209,7 +209,7 @@ impl ChunkKind {
 struct ChunkSpec<'a> {
     kind: ChunkKind,
     account: B256,
-    prefix: &'a Nibbles,
+    prefix: &'a WirePath,
     max_bytes: u64,
 }
 
@@ -253,7 +253,7 @@ mod tests {
     fn empty_db_answers_empty() {
         let server =
             LeafServer::new(Arc::new(LeafDb::<MemStore>::in_memory()), ServeConfig::default());
-        let request = LeafRequest::GetChunk(GetChunk { prefix: Nibbles::root(), max_bytes: 10 });
+        let request = LeafRequest::GetChunk(GetChunk { prefix: WirePath::root(), max_bytes: 10 });
         let response = server.answer(&request);
         assert_eq!(response.id, ids::CHUNK);
         let decoded = LeafMessage::decode(response.id, &response.payload(3)).unwrap();

@@ -12,7 +12,7 @@ use leafsync_p2p::{
     PeerId,
     leaf::{
         Chunk, ChunkContent, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk, LeafRequest,
-        LeafResponse, Nibbles, NodeRequest, Nodes, StorageChunk, TrieOwner,
+        LeafResponse, NodeRequest, Nodes, StorageChunk, TrieOwner, WirePath,
     },
     peers::{EmptyHandler, NetworkHandle},
     test_utils::{TestNode, test_head, wait_connected},
@@ -54,7 +54,8 @@ async fn a_running_node_serves_every_request_kind_over_rlpx() {
     let mut contract = None;
     let mut code_hash = None;
     for n in 0..16u8 {
-        let request = GetChunk { prefix: Nibbles::from_nibbles(&[n]).unwrap(), max_bytes: 2 << 20 };
+        let request =
+            GetChunk { prefix: WirePath::from_nibbles(&[n]).unwrap(), max_bytes: 2 << 20 };
         let got: Chunk = ask(&client, server_id, request.clone()).await;
         let direct = serve_chunk(&snap, &request, &ServeConfig::default()).unwrap();
         assert_eq!(got.content, direct.content, "prefix {n:x}");
@@ -75,7 +76,7 @@ async fn a_running_node_serves_every_request_kind_over_rlpx() {
     let account = contract.unwrap();
     let request = GetStorageChunk {
         account,
-        prefix: Nibbles::from_nibbles(&[]).unwrap(),
+        prefix: WirePath::from_nibbles(&[]).unwrap(),
         max_bytes: 2 << 20,
     };
     let got: StorageChunk = ask(&client, server_id, request.clone()).await;
@@ -84,7 +85,7 @@ async fn a_running_node_serves_every_request_kind_over_rlpx() {
     assert!(matches!(&got.content, ChunkContent::Items(slots) if !slots.is_empty()));
 
     // The root node by path and hash; a wrong expected hash gets an empty entry.
-    let root_path = Nibbles::from_nibbles(&[]).unwrap();
+    let root_path = WirePath::from_nibbles(&[]).unwrap();
     let nodes: Nodes = ask(
         &client,
         server_id,

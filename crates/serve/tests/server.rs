@@ -16,7 +16,7 @@ use leafsync_leafdb::generate::SplitMix;
 use leafsync_p2p::{
     leaf::{
         Chunk, ChunkContent, GetChunk, GetCodes, GetNodes, GetStorageChunk, LeafMessage,
-        LeafRequest, LeafResponse, Nibbles, NodeRequest, TrieOwner,
+        LeafRequest, LeafResponse, NodeRequest, TrieOwner, WirePath,
         protocol::{MAX_RESPONSE_BYTES, ids},
     },
     peers::RequestHandler,
@@ -29,7 +29,7 @@ fn server(db: &Arc<Db>, config: ServeConfig) -> LeafServer<leafsync_leafdb::Rock
 
 const PEER: B512 = B512::repeat_byte(1);
 
-fn get_chunk(prefix: Nibbles, max_bytes: u64) -> LeafRequest {
+fn get_chunk(prefix: WirePath, max_bytes: u64) -> LeafRequest {
     GetChunk { prefix, max_bytes }.into()
 }
 
@@ -43,7 +43,7 @@ fn answer(s: &LeafServer<leafsync_leafdb::RocksStore>, request: &LeafRequest) ->
     pair.message
 }
 
-fn chunk(s: &LeafServer<leafsync_leafdb::RocksStore>, prefix: Nibbles, max_bytes: u64) -> Chunk {
+fn chunk(s: &LeafServer<leafsync_leafdb::RocksStore>, prefix: WirePath, max_bytes: u64) -> Chunk {
     Chunk::try_from(answer(s, &get_chunk(prefix, max_bytes))).unwrap()
 }
 
@@ -63,10 +63,10 @@ fn extreme_but_legal_requests_are_answered_within_budget() {
         }
     }
     // The whole state asked at once: "too large" under the 2 MiB cap, never 2+ MiB sent.
-    let r = s.answer(&get_chunk(Nibbles::root(), u64::MAX));
+    let r = s.answer(&get_chunk(WirePath::root(), u64::MAX));
     assert!(r.fields.len() < 64);
     // A 64-nibble prefix of no account, a storage chunk of no account, 384 unknown nodes.
-    let none = Nibbles::from_nibbles(&[0xf; 64]).unwrap();
+    let none = WirePath::from_nibbles(&[0xf; 64]).unwrap();
     assert_eq!(chunk(&s, none.clone(), 1).content, ChunkContent::Items(Vec::new()));
     let sc = GetStorageChunk { account: B256::ZERO, prefix: none, max_bytes: u64::MAX };
     let LeafResponse::StorageChunk(c) = answer(&s, &sc.into()) else { panic!() };
@@ -74,7 +74,7 @@ fn extreme_but_legal_requests_are_answered_within_budget() {
     let nodes: Vec<NodeRequest> = (0..384u32)
         .map(|i| NodeRequest {
             owner: TrieOwner::Storage(B256::left_padding_from(&i.to_be_bytes())),
-            path: Nibbles::from_nibbles(&[0xa; 64]).unwrap(),
+            path: WirePath::from_nibbles(&[0xa; 64]).unwrap(),
             hash: B256::repeat_byte(3),
         })
         .collect();

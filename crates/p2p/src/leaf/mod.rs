@@ -5,17 +5,17 @@
 
 mod codec;
 mod kinds;
-mod nibbles;
 mod pair;
+mod path;
 pub mod protocol;
 mod status;
 mod types;
 
 pub use codec::LeafError;
 pub use kinds::{LeafMessage, LeafRequest, LeafResponse, MessageRole, max_payload_size};
-pub use nibbles::{Nibbles, NibblesError};
 pub(crate) use pair::rlp_fields;
 pub use pair::{EncodedResponse, RequestPair, RlpFields};
+pub use path::{WirePath, WirePathError};
 pub use status::StatusError;
 pub use types::{
     AccountLeaf, AccountStorage, ChainHead, Chunk, ChunkContent, Codes, GetChunk, GetCodes,

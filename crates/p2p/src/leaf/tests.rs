@@ -15,9 +15,9 @@ fn u256() -> impl Strategy<Value = U256> {
     any::<[u64; 4]>().prop_map(U256::from_limbs)
 }
 
-fn nibbles() -> impl Strategy<Value = Nibbles> {
+fn nibbles() -> impl Strategy<Value = WirePath> {
     proptest::collection::vec(0u8..16, 0..=MAX_PREFIX_NIBBLES)
-        .prop_map(|n| Nibbles::from_nibbles(&n).expect("strategy yields valid nibbles"))
+        .prop_map(|n| WirePath::from_nibbles(&n).expect("strategy yields valid nibbles"))
 }
 
 fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
@@ -93,67 +93,57 @@ fn node_request() -> impl Strategy<Value = NodeRequest> {
 }
 
 /// Any message of any kind, within the protocol's limits.
+/// `message` with an arbitrary request id, as the `LeafMessage` variant `variant`.
+fn with_id<T: std::fmt::Debug + Clone>(
+    message: impl Strategy<Value = T>,
+    variant: fn(RequestPair<T>) -> LeafMessage,
+) -> impl Strategy<Value = LeafMessage> {
+    (any::<u64>(), message)
+        .prop_map(move |(request_id, message)| variant(RequestPair { request_id, message }))
+}
+
 fn message() -> impl Strategy<Value = LeafMessage> {
     prop_oneof![
         status().prop_map(LeafMessage::Status),
         chain_head().prop_map(LeafMessage::NewHead),
-        (any::<u64>(), nibbles(), any::<u64>()).prop_map(|(request_id, prefix, max_bytes)| {
-            LeafMessage::GetChunk(RequestPair {
-                request_id,
-                message: GetChunk { prefix, max_bytes },
-            })
-        }),
-        (any::<u64>(), any::<u64>(), content(account_leaf())).prop_map(
-            |(request_id, head_number, content)| {
-                LeafMessage::Chunk(RequestPair {
-                    request_id,
-                    message: Chunk { head_number, content },
-                })
-            }
+        with_id(
+            (nibbles(), any::<u64>())
+                .prop_map(|(prefix, max_bytes)| GetChunk { prefix, max_bytes }),
+            LeafMessage::GetChunk
         ),
-        (any::<u64>(), b256(), nibbles(), any::<u64>()).prop_map(
-            |(request_id, account, prefix, max_bytes)| {
-                LeafMessage::GetStorageChunk(RequestPair {
-                    request_id,
-                    message: GetStorageChunk { account, prefix, max_bytes },
-                })
-            }
+        with_id(
+            (any::<u64>(), content(account_leaf()))
+                .prop_map(|(head_number, content)| Chunk { head_number, content }),
+            LeafMessage::Chunk
         ),
-        (any::<u64>(), any::<u64>(), content(slot())).prop_map(
-            |(request_id, head_number, content)| {
-                LeafMessage::StorageChunk(RequestPair {
-                    request_id,
-                    message: StorageChunk { head_number, content },
-                })
-            }
+        with_id(
+            (b256(), nibbles(), any::<u64>()).prop_map(|(account, prefix, max_bytes)| {
+                GetStorageChunk { account, prefix, max_bytes }
+            }),
+            LeafMessage::GetStorageChunk
         ),
-        (any::<u64>(), proptest::collection::vec(node_request(), 0..8), any::<u64>()).prop_map(
-            |(request_id, nodes, max_bytes)| {
-                LeafMessage::GetNodes(RequestPair {
-                    request_id,
-                    message: GetNodes { nodes, max_bytes },
-                })
-            }
+        with_id(
+            (any::<u64>(), content(slot()))
+                .prop_map(|(head_number, content)| StorageChunk { head_number, content }),
+            LeafMessage::StorageChunk
         ),
-        (any::<u64>(), proptest::collection::vec(bytes(80), 0..8)).prop_map(
-            |(request_id, nodes)| LeafMessage::Nodes(RequestPair {
-                request_id,
-                message: Nodes { nodes }
-            })
+        with_id(
+            (proptest::collection::vec(node_request(), 0..8), any::<u64>())
+                .prop_map(|(nodes, max_bytes)| GetNodes { nodes, max_bytes }),
+            LeafMessage::GetNodes
         ),
-        (any::<u64>(), proptest::collection::vec(b256(), 0..8), any::<u64>()).prop_map(
-            |(request_id, hashes, max_bytes)| {
-                LeafMessage::GetCodes(RequestPair {
-                    request_id,
-                    message: GetCodes { hashes, max_bytes },
-                })
-            }
+        with_id(
+            proptest::collection::vec(bytes(80), 0..8).prop_map(|nodes| Nodes { nodes }),
+            LeafMessage::Nodes
         ),
-        (any::<u64>(), proptest::collection::vec(bytes(200), 0..8)).prop_map(
-            |(request_id, codes)| LeafMessage::Codes(RequestPair {
-                request_id,
-                message: Codes { codes }
-            })
+        with_id(
+            (proptest::collection::vec(b256(), 0..8), any::<u64>())
+                .prop_map(|(hashes, max_bytes)| GetCodes { hashes, max_bytes }),
+            LeafMessage::GetCodes
+        ),
+        with_id(
+            proptest::collection::vec(bytes(200), 0..8).prop_map(|codes| Codes { codes }),
+            LeafMessage::Codes
         ),
     ]
 }
@@ -238,12 +228,12 @@ fn hostile_prefixes_are_protocol_breaches() {
 #[test]
 fn nibbles_above_fifteen_cannot_be_built() {
     assert!(matches!(
-        Nibbles::from_nibbles(&[3, 16]),
-        Err(NibblesError::NibbleOutOfRange { index: 1, value: 16 })
+        WirePath::from_nibbles(&[3, 16]),
+        Err(WirePathError::NibbleOutOfRange { index: 1, value: 16 })
     ));
     assert!(matches!(
-        Nibbles::from_nibbles(&[0; MAX_PREFIX_NIBBLES + 1]),
-        Err(NibblesError::TooLong { len: 65 })
+        WirePath::from_nibbles(&[0; MAX_PREFIX_NIBBLES + 1]),
+        Err(WirePathError::TooLong { len: 65 })
     ));
 }
 
@@ -251,7 +241,7 @@ fn nibbles_above_fifteen_cannot_be_built() {
 fn too_many_items_are_refused() {
     let nodes =
         vec![
-            NodeRequest { owner: TrieOwner::Accounts, path: Nibbles::root(), hash: B256::ZERO };
+            NodeRequest { owner: TrieOwner::Accounts, path: WirePath::root(), hash: B256::ZERO };
             MAX_NODES_PER_REQUEST + 1
         ];
     let msg = LeafMessage::GetNodes(RequestPair {
@@ -299,7 +289,7 @@ fn too_many_items_are_refused() {
     // Exactly at the limit is fine.
     let nodes =
         vec![
-            NodeRequest { owner: TrieOwner::Accounts, path: Nibbles::root(), hash: B256::ZERO };
+            NodeRequest { owner: TrieOwner::Accounts, path: WirePath::root(), hash: B256::ZERO };
             MAX_NODES_PER_REQUEST
         ];
     let msg = LeafMessage::GetNodes(RequestPair {
@@ -523,7 +513,7 @@ fn wire_bytes_of_every_request_and_response_are_frozen() {
         RequestPair { request_id, message }
     }
     let word = |b: u8| B256::repeat_byte(b);
-    let path = |n: &[u8]| Nibbles::from_nibbles(n).expect("valid nibbles");
+    let path = |n: &[u8]| WirePath::from_nibbles(n).expect("valid nibbles");
     let leaf = |nonce, balance, storage| AccountLeaf {
         hashed_address: word(0xaa),
         nonce,
@@ -566,7 +556,7 @@ fn wire_bytes_of_every_request_and_response_are_frozen() {
         (
             LeafMessage::GetStorageChunk(pair(
                 1,
-                GetStorageChunk { account: word(0xaa), prefix: Nibbles::root(), max_bytes: 1024 },
+                GetStorageChunk { account: word(0xaa), prefix: WirePath::root(), max_bytes: 1024 },
             )),
             "e601a0{aa}00820400",
         ),
@@ -584,7 +574,7 @@ fn wire_bytes_of_every_request_and_response_are_frozen() {
                     nodes: vec![
                         NodeRequest {
                             owner: TrieOwner::Accounts,
-                            path: Nibbles::root(),
+                            path: WirePath::root(),
                             hash: word(0xee),
                         },
                         NodeRequest {
@@ -632,4 +622,20 @@ fn wire_bytes_of_every_request_and_response_are_frozen() {
             assert_eq!(hex::encode(framed), expected, "{id:#04x} framed");
         }
     }
+}
+
+#[test]
+fn wire_paths_convert_to_and_from_trie_nibbles_and_owners_to_options() {
+    let p = WirePath::from_nibbles(&[0xa, 0x3, 0xf]).expect("valid");
+    let trie = alloy_trie::Nibbles::from(&p);
+    assert_eq!(trie.to_vec(), vec![0xa, 0x3, 0xf]);
+    assert_eq!(WirePath::try_from(&trie), Ok(p));
+    assert_eq!(alloy_trie::Nibbles::from(WirePath::root()).len(), 0);
+    let full = alloy_trie::Nibbles::from_nibbles([0x7; 64]);
+    assert!(WirePath::try_from(full).is_ok());
+    assert_eq!(Option::<B256>::from(TrieOwner::Accounts), None);
+    let owner = B256::repeat_byte(4);
+    assert_eq!(Option::<B256>::from(TrieOwner::Storage(owner)), Some(owner));
+    assert_eq!(TrieOwner::from(Some(owner)), TrieOwner::Storage(owner));
+    assert_eq!(TrieOwner::from(None), TrieOwner::Accounts);
 }

@@ -5,7 +5,7 @@
 //! carried by [`super::RequestPair`], whose flat codec writes `[request_id, fields...]` (the
 //! `RLP:` layouts below show the message as it is on the wire, id included).
 
-use super::{nibbles::Nibbles, rlp_fields};
+use super::{path::WirePath, rlp_fields};
 use alloy_eip2124::ForkId;
 use alloy_primitives::{B256, Bytes, U256};
 use alloy_rlp::{
@@ -85,7 +85,7 @@ pub struct Status {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GetChunk {
     /// Hashed-address prefix, 0..=64 nibbles.
-    pub prefix: Nibbles,
+    pub prefix: WirePath,
     /// Response size the client accepts; the server caps it at `MAX_RESPONSE_BYTES`.
     pub max_bytes: u64,
 }
@@ -231,7 +231,7 @@ pub struct GetStorageChunk {
     /// Hashed address of the account.
     pub account: B256,
     /// Hashed-slot prefix, 0..=64 nibbles.
-    pub prefix: Nibbles,
+    pub prefix: WirePath,
     /// Response size the client accepts; the server caps it at `MAX_RESPONSE_BYTES`.
     pub max_bytes: u64,
 }
@@ -285,13 +285,30 @@ impl Decodable for TrieOwner {
     }
 }
 
+impl From<TrieOwner> for Option<B256> {
+    /// `None` for the account trie, the owning account's hashed address for a storage trie.
+    fn from(owner: TrieOwner) -> Self {
+        match owner {
+            TrieOwner::Accounts => None,
+            TrieOwner::Storage(account) => Some(account),
+        }
+    }
+}
+
+impl From<Option<B256>> for TrieOwner {
+    /// The account trie for `None`, else the storage trie of that hashed address.
+    fn from(owner: Option<B256>) -> Self {
+        owner.map_or(Self::Accounts, Self::Storage)
+    }
+}
+
 /// One node asked for in [`GetNodes`]. RLP: `[owner, path, hash]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
 pub struct NodeRequest {
     /// The trie the node belongs to.
     pub owner: TrieOwner,
     /// Path of the node from its trie's root, 0..=64 nibbles.
-    pub path: Nibbles,
+    pub path: WirePath,
     /// keccak256 of the node's RLP that the client expects; the server returns the node only if
     /// it hashes to this.
     pub hash: B256,

@@ -249,3 +249,20 @@ pub async fn connected_peer(node: &mut Node) -> (RawP2P, PeerId) {
     .await;
     (p2p, id)
 }
+
+/// The reason of the next penalty of `class` that `peer` earns (other penalties are skipped).
+pub async fn next_penalty_of(
+    events: &mut tokio::sync::broadcast::Receiver<NetworkEvent>,
+    peer: PeerId,
+    class: leafsync_p2p::PenaltyClass,
+) -> leafsync_p2p::peers::PenaltyReason {
+    wait_event(events, |e| match e {
+        NetworkEvent::PeerPenalised { peer: p, class: c, reason, .. }
+            if *p == peer && *c == class =>
+        {
+            Some(*reason)
+        }
+        _ => None,
+    })
+    .await
+}
