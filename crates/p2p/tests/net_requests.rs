@@ -34,15 +34,7 @@ async fn two_nodes_connect_exchange_status_and_answer_requests() {
         })
         .await;
     assert_eq!(status, good_status(), "the server's Status arrived");
-    wait_event(&mut server.events, |e| match e {
-        NetworkEvent::PeerConnected { peer, direction: Direction::Inbound, .. }
-            if *peer == client_id =>
-        {
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
+    wait_connected(&server.handle, client_id).await;
 
     // Many requests at once: every response carries exactly its own request's hashes.
     let requests = (0..MAX_IN_FLIGHT_REQUESTS as u8).map(|i| {

@@ -31,12 +31,9 @@ pub fn serve_chunk<S: KvStore>(
     request: &GetChunk,
     config: &ServeConfig,
 ) -> Result<Chunk, ServeError> {
-    let deadline = Instant::now() + config.request_time_budget;
-    let limit = config.effective_max_bytes(request.max_bytes);
-    Ok(Chunk {
-        head_number: head_number(snap),
-        content: account_chunk(snap, &request.prefix, limit, config, deadline)?,
-    })
+    let budget = config.budget(request.max_bytes);
+    let content = account_chunk(snap, &request.prefix, budget.bytes, config, budget.deadline)?;
+    Ok(Chunk { head_number: head_number(snap), content })
 }
 
 /// Answers `GetStorageChunk` from `snap` with the client's `max_bytes` (capped).
@@ -45,12 +42,10 @@ pub fn serve_storage_chunk<S: KvStore>(
     request: &GetStorageChunk,
     config: &ServeConfig,
 ) -> Result<StorageChunk, ServeError> {
-    let deadline = Instant::now() + config.request_time_budget;
-    let limit = config.effective_max_bytes(request.max_bytes);
-    Ok(StorageChunk {
-        head_number: head_number(snap),
-        content: storage_chunk(snap, &request.account, &request.prefix, limit, deadline)?,
-    })
+    let budget = config.budget(request.max_bytes);
+    let (account, prefix) = (&request.account, &request.prefix);
+    let content = storage_chunk(snap, account, prefix, budget.bytes, budget.deadline)?;
+    Ok(StorageChunk { head_number: head_number(snap), content })
 }
 
 /// Every account leaf under `prefix` if their encoded list fits in `limit` bytes (or is a single

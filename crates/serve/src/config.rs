@@ -1,7 +1,7 @@
 //! Serving budgets and settings: every limit is a named constant saying why it has its value, and
 //! [`ServeConfig`] gathers the ones an operator may tune, each defaulting to its constant.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use leafsync_p2p::leaf::protocol::{
     MAX_CODES_PER_REQUEST, MAX_INLINE_STORAGE_SLOTS, MAX_NODES_PER_REQUEST, MAX_RESPONSE_BYTES,
@@ -65,6 +65,15 @@ pub const CACHE_ENTRY_OVERHEAD: usize = 128;
 // The time budget must leave the client time to receive the answer.
 const _: () = assert!(DEFAULT_REQUEST_TIME_BUDGET.as_millis() * 5 < REQUEST_TIMEOUT.as_millis());
 
+/// What one request may cost: bytes in its answer and time until its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Byte bound of the answer (the client's `max_bytes`, capped).
+    pub bytes: u64,
+    /// When the server stops reading.
+    pub deadline: Instant,
+}
+
 /// Settings of the serve layer. Every field's default is the constant named in its doc.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeConfig {
@@ -102,6 +111,15 @@ impl ServeConfig {
         self.max_response_bytes =
             self.max_response_bytes.clamp(MIN_CHUNK_BYTES_CLASS, SERVE_MAX_RESPONSE_BYTES);
         self
+    }
+
+    /// The budget of one request starting now: the client's `max_bytes` as honoured and the
+    /// deadline of [`Self::request_time_budget`].
+    pub fn budget(&self, max_bytes: u64) -> Budget {
+        Budget {
+            bytes: self.effective_max_bytes(max_bytes),
+            deadline: Instant::now() + self.request_time_budget,
+        }
     }
 
     /// A client's `max_bytes` as the server honours it: at most the response cap.

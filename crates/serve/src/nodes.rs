@@ -38,21 +38,17 @@ pub fn find_code<S: KvStore>(
     Ok(snap.code(hash)?.filter(|c| keccak256(c) == *hash))
 }
 
-/// Answers `GetNodes`: at most [`MAX_NODES_SERVED`] entries (the handler penalises longer
-/// requests before calling this), bounded by the capped `max_bytes` and the time budget.
+/// Answers `GetNodes`: at most [`MAX_NODES_SERVED`] entries (p2p's decoder refuses longer
+/// requests as a breach before they get here), bounded by the capped `max_bytes` and the time
+/// budget.
 pub fn serve_nodes<S: KvStore>(
     snap: &LeafSnapshot<'_, S>,
     request: &GetNodes,
     config: &ServeConfig,
 ) -> Result<Nodes, ServeError> {
-    let deadline = Instant::now() + config.request_time_budget;
-    let limit = config.effective_max_bytes(request.max_bytes);
-    let nodes = collect_bounded(
-        request.nodes.iter().take(MAX_NODES_SERVED),
-        |r| find_node(snap, r),
-        limit,
-        deadline,
-    )?;
+    let budget = config.budget(request.max_bytes);
+    let requests = request.nodes.iter().take(MAX_NODES_SERVED);
+    let nodes = collect_bounded(requests, |r| find_node(snap, r), budget.bytes, budget.deadline)?;
     Ok(Nodes { nodes })
 }
 
@@ -62,14 +58,9 @@ pub fn serve_codes<S: KvStore>(
     request: &GetCodes,
     config: &ServeConfig,
 ) -> Result<Codes, ServeError> {
-    let deadline = Instant::now() + config.request_time_budget;
-    let limit = config.effective_max_bytes(request.max_bytes);
-    let codes = collect_bounded(
-        request.hashes.iter().take(MAX_CODES_SERVED),
-        |h| find_code(snap, h),
-        limit,
-        deadline,
-    )?;
+    let budget = config.budget(request.max_bytes);
+    let hashes = request.hashes.iter().take(MAX_CODES_SERVED);
+    let codes = collect_bounded(hashes, |h| find_code(snap, h), budget.bytes, budget.deadline)?;
     Ok(Codes { codes })
 }
 
