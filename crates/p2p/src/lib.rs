@@ -8,15 +8,21 @@ pub mod discovery;
 pub mod eth;
 pub mod leaf;
 pub mod peers;
+pub mod penalty;
 pub mod requests;
 pub mod session;
 pub mod snap;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
+pub mod util;
 
 pub mod ecies;
 pub mod p2pstream;
 
 pub use ecies::{EciesError, EciesStream, PeerId};
+pub use leaf::{EncodedResponse, LeafMessage, LeafRequest, LeafResponse, RequestPair};
 pub use p2pstream::{
     CapabilityMessage, DisconnectReason, HelloMessage, HelloMessageWithProtocols, P2PError,
     P2PStream, UnauthedP2PStream,
 };
+pub use penalty::PenaltyClass;

@@ -6,10 +6,13 @@
 //! session task (`crate::peers`), so every rule of `docs/leaf-protocol.md` "Requests and
 //! responses" is unit-testable here with explicit instants.
 
-use crate::leaf::{
-    Chunk, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk, LeafMessage, Nodes, PenaltyClass,
-    StorageChunk,
-    protocol::{MAX_IN_FLIGHT_REQUESTS, REQUEST_TIMEOUT},
+pub use crate::leaf::{LeafRequest, LeafResponse};
+use crate::{
+    PenaltyClass,
+    leaf::{
+        LeafMessage, RequestPair,
+        protocol::{MAX_IN_FLIGHT_REQUESTS, REQUEST_TIMEOUT},
+    },
 };
 use std::{
     collections::{HashMap, VecDeque},
@@ -22,171 +25,6 @@ use tokio::time::Instant;
 /// only counted. Four times the in-flight limit covers every request that can expire within a few
 /// timeout periods.
 pub const LATE_ID_MEMORY: usize = 4 * MAX_IN_FLIGHT_REQUESTS;
-
-/// A `leaf/1` request. Its `request_id` field is chosen by the [`RequestTracker`] when it is sent;
-/// any value set by the caller is overwritten.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeafRequest {
-    /// Account leaves under a prefix.
-    GetChunk(GetChunk),
-    /// Storage slots of one account under a prefix.
-    GetStorageChunk(GetStorageChunk),
-    /// Trie nodes by path and hash.
-    GetNodes(GetNodes),
-    /// Contract codes by hash.
-    GetCodes(GetCodes),
-}
-
-/// A `leaf/1` response, the answer to a [`LeafRequest`] of the same kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeafResponse {
-    /// Answer to `GetChunk`.
-    Chunk(Chunk),
-    /// Answer to `GetStorageChunk`.
-    StorageChunk(StorageChunk),
-    /// Answer to `GetNodes`.
-    Nodes(Nodes),
-    /// Answer to `GetCodes`.
-    Codes(Codes),
-}
-
-impl LeafRequest {
-    /// The request id.
-    pub fn request_id(&self) -> u64 {
-        match self {
-            Self::GetChunk(m) => m.request_id,
-            Self::GetStorageChunk(m) => m.request_id,
-            Self::GetNodes(m) => m.request_id,
-            Self::GetCodes(m) => m.request_id,
-        }
-    }
-
-    /// Sets the request id.
-    pub fn set_request_id(&mut self, id: u64) {
-        match self {
-            Self::GetChunk(m) => m.request_id = id,
-            Self::GetStorageChunk(m) => m.request_id = id,
-            Self::GetNodes(m) => m.request_id = id,
-            Self::GetCodes(m) => m.request_id = id,
-        }
-    }
-
-    /// The most items a response may hold: the number of requested nodes or codes; `None` for
-    /// chunks (their size is bounded by bytes, checked at decoding).
-    pub fn max_response_items(&self) -> Option<usize> {
-        match self {
-            Self::GetNodes(m) => Some(m.nodes.len()),
-            Self::GetCodes(m) => Some(m.hashes.len()),
-            Self::GetChunk(_) | Self::GetStorageChunk(_) => None,
-        }
-    }
-
-    /// Whether `response` is of the kind that answers this request.
-    pub fn is_answered_by(&self, response: &LeafResponse) -> bool {
-        matches!(
-            (self, response),
-            (Self::GetChunk(_), LeafResponse::Chunk(_))
-                | (Self::GetStorageChunk(_), LeafResponse::StorageChunk(_))
-                | (Self::GetNodes(_), LeafResponse::Nodes(_))
-                | (Self::GetCodes(_), LeafResponse::Codes(_))
-        )
-    }
-
-    /// The empty answer of the right kind ("I have nothing"), with this request's id: what a
-    /// server sends when it cannot answer (the protocol allows incomplete, never wrong, answers).
-    pub fn empty_response(&self) -> LeafResponse {
-        use crate::leaf::ChunkContent;
-        let request_id = self.request_id();
-        match self {
-            Self::GetChunk(_) => LeafResponse::Chunk(Chunk {
-                request_id,
-                head_number: 0,
-                content: ChunkContent::Items(Vec::new()),
-            }),
-            Self::GetStorageChunk(_) => LeafResponse::StorageChunk(StorageChunk {
-                request_id,
-                head_number: 0,
-                content: ChunkContent::Items(Vec::new()),
-            }),
-            Self::GetNodes(_) => LeafResponse::Nodes(Nodes { request_id, nodes: Vec::new() }),
-            Self::GetCodes(_) => LeafResponse::Codes(Codes { request_id, codes: Vec::new() }),
-        }
-    }
-
-    /// The wire message.
-    pub fn into_message(self) -> LeafMessage {
-        match self {
-            Self::GetChunk(m) => LeafMessage::GetChunk(m),
-            Self::GetStorageChunk(m) => LeafMessage::GetStorageChunk(m),
-            Self::GetNodes(m) => LeafMessage::GetNodes(m),
-            Self::GetCodes(m) => LeafMessage::GetCodes(m),
-        }
-    }
-
-    /// The request in `message`, `None` if it is not a request.
-    pub fn from_message(message: LeafMessage) -> Option<Self> {
-        match message {
-            LeafMessage::GetChunk(m) => Some(Self::GetChunk(m)),
-            LeafMessage::GetStorageChunk(m) => Some(Self::GetStorageChunk(m)),
-            LeafMessage::GetNodes(m) => Some(Self::GetNodes(m)),
-            LeafMessage::GetCodes(m) => Some(Self::GetCodes(m)),
-            _ => None,
-        }
-    }
-}
-
-impl LeafResponse {
-    /// The request id it echoes.
-    pub fn request_id(&self) -> u64 {
-        match self {
-            Self::Chunk(m) => m.request_id,
-            Self::StorageChunk(m) => m.request_id,
-            Self::Nodes(m) => m.request_id,
-            Self::Codes(m) => m.request_id,
-        }
-    }
-
-    /// Sets the request id.
-    pub fn set_request_id(&mut self, id: u64) {
-        match self {
-            Self::Chunk(m) => m.request_id = id,
-            Self::StorageChunk(m) => m.request_id = id,
-            Self::Nodes(m) => m.request_id = id,
-            Self::Codes(m) => m.request_id = id,
-        }
-    }
-
-    /// Number of items: leaves, slots, node or code entries (0 for "too large").
-    pub fn item_count(&self) -> usize {
-        match self {
-            Self::Chunk(m) => m.content.len(),
-            Self::StorageChunk(m) => m.content.len(),
-            Self::Nodes(m) => m.nodes.len(),
-            Self::Codes(m) => m.codes.len(),
-        }
-    }
-
-    /// The wire message.
-    pub fn into_message(self) -> LeafMessage {
-        match self {
-            Self::Chunk(m) => LeafMessage::Chunk(m),
-            Self::StorageChunk(m) => LeafMessage::StorageChunk(m),
-            Self::Nodes(m) => LeafMessage::Nodes(m),
-            Self::Codes(m) => LeafMessage::Codes(m),
-        }
-    }
-
-    /// The response in `message`, `None` if it is not a response.
-    pub fn from_message(message: LeafMessage) -> Option<Self> {
-        match message {
-            LeafMessage::Chunk(m) => Some(Self::Chunk(m)),
-            LeafMessage::StorageChunk(m) => Some(Self::StorageChunk(m)),
-            LeafMessage::Nodes(m) => Some(Self::Nodes(m)),
-            LeafMessage::Codes(m) => Some(Self::Codes(m)),
-            _ => None,
-        }
-    }
-}
 
 /// Why a request of ours failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -322,7 +160,7 @@ impl<W> RequestTracker<W> {
     /// waiter back) when [`MAX_IN_FLIGHT_REQUESTS`] are outstanding.
     pub fn start(
         &mut self,
-        mut request: LeafRequest,
+        request: LeafRequest,
         waiter: W,
         now: Instant,
     ) -> Result<LeafMessage, (RequestError, W)> {
@@ -332,16 +170,15 @@ impl<W> RequestTracker<W> {
         let id = self.next_id;
         // Ids are unique per connection; 2^64 requests cannot be sent in its lifetime.
         self.next_id = self.next_id.wrapping_add(1);
-        request.set_request_id(id);
-        let message = request.clone().into_message();
+        let message = LeafMessage::from(RequestPair { request_id: id, message: request.clone() });
         self.in_flight.insert(id, InFlight { request, deadline: now + self.timeout, waiter });
         self.stats.sent += 1;
         Ok(message)
     }
 
     /// Matches a response from the peer to its request, by id, then type, then item count.
-    pub fn on_response(&mut self, response: LeafResponse) -> ResponseOutcome<W> {
-        let id = response.request_id();
+    pub fn on_response(&mut self, response: RequestPair<LeafResponse>) -> ResponseOutcome<W> {
+        let RequestPair { request_id: id, message: response } = response;
         let Some(entry) = self.in_flight.remove(&id) else {
             return if self.expired.contains(&id) {
                 self.expired.retain(|e| *e != id);
@@ -446,19 +283,15 @@ impl ServedRequests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::leaf::Nibbles;
+    use crate::leaf::{Codes, GetChunk, GetCodes, Nodes, WirePath};
     use alloy_primitives::{B256, Bytes};
 
     fn get_codes(n: usize) -> LeafRequest {
-        LeafRequest::GetCodes(GetCodes {
-            request_id: 999,
-            hashes: vec![B256::ZERO; n],
-            max_bytes: 1000,
-        })
+        LeafRequest::GetCodes(GetCodes { hashes: vec![B256::ZERO; n], max_bytes: 1000 })
     }
 
-    fn codes(id: u64, n: usize) -> LeafResponse {
-        LeafResponse::Codes(Codes { request_id: id, codes: vec![Bytes::new(); n] })
+    fn codes(id: u64, n: usize) -> RequestPair<LeafResponse> {
+        RequestPair { request_id: id, message: Codes { codes: vec![Bytes::new(); n] }.into() }
     }
 
     #[test]
@@ -492,7 +325,7 @@ mod tests {
         let now = Instant::now();
         let mut t = RequestTracker::default();
         assert!(t.start(get_codes(1), (), now).is_ok());
-        let nodes = LeafResponse::Nodes(Nodes { request_id: 0, nodes: Vec::new() });
+        let nodes = RequestPair { request_id: 0, message: Nodes::default().into() };
         let outcome = t.on_response(nodes);
         assert!(matches!(outcome, ResponseOutcome::Invalid((), ResponseViolation::WrongType)));
         assert_eq!(outcome.penalty(), Some(PenaltyClass::Fatal));
@@ -532,15 +365,10 @@ mod tests {
 
     #[test]
     fn empty_response_matches_its_request() {
-        let mut req = LeafRequest::GetChunk(GetChunk {
-            request_id: 0,
-            prefix: Nibbles::default(),
-            max_bytes: 10,
-        });
-        req.set_request_id(5);
+        let req = LeafRequest::GetChunk(GetChunk { prefix: WirePath::default(), max_bytes: 10 });
         let empty = req.empty_response();
         assert!(req.is_answered_by(&empty));
-        assert_eq!(empty.request_id(), 5);
+        assert_eq!(empty.id(), req.response_id());
         assert_eq!(empty.item_count(), 0);
     }
 }

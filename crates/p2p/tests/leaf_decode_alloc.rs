@@ -4,7 +4,7 @@
 
 use alloy_primitives::Bytes;
 use leafsync_p2p::leaf::{
-    Codes, LeafError, LeafMessage, Nodes,
+    Codes, LeafError, LeafMessage, Nodes, RequestPair,
     protocol::{MAX_CODES_PER_REQUEST, MAX_NODES_PER_REQUEST, MAX_RESPONSE_MESSAGE_SIZE, ids},
 };
 use std::{
@@ -70,7 +70,10 @@ const PEAK_LIMIT: usize = 8 * 1024 * 1024;
 fn oversized_lists_are_refused_before_they_are_allocated() {
     // ~4 MiB of one-byte entries (0x80, the empty string): 4 million list items.
     let entries = 4_000_000;
-    let nodes = LeafMessage::Nodes(Nodes { request_id: 0, nodes: vec![Bytes::new(); entries] });
+    let nodes = LeafMessage::Nodes(RequestPair {
+        request_id: 0,
+        message: Nodes { nodes: vec![Bytes::new(); entries] },
+    });
     let payload = nodes.encoded();
     drop(nodes);
     assert!(payload.len() <= MAX_RESPONSE_MESSAGE_SIZE, "within the size limit: {}", payload.len());
@@ -88,8 +91,10 @@ fn oversized_lists_are_refused_before_they_are_allocated() {
     assert!(peak < PEAK_LIMIT, "decoding allocated {peak} bytes");
 
     // One-byte codes: each would be a heap allocation of its own.
-    let codes =
-        LeafMessage::Codes(Codes { request_id: 0, codes: vec![Bytes::from_static(&[1]); entries] });
+    let codes = LeafMessage::Codes(RequestPair {
+        request_id: 0,
+        message: Codes { codes: vec![Bytes::from_static(&[1]); entries] },
+    });
     let payload = codes.encoded();
     drop(codes);
     let (result, peak) = peak_during(|| LeafMessage::decode(ids::CODES, &payload));

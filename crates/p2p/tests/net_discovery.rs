@@ -4,38 +4,18 @@
 
 mod support;
 
-use discv5::{Discv5, Enr, ListenConfig};
-use enr::CombinedKey;
+use discv5::{Discv5, Enr};
+use leafsync_p2p::test_utils::plain_discv5_node;
 use leafsync_p2p::{PeerId, peers::NetworkHandle};
-use std::{collections::HashSet, net::Ipv4Addr, sync::Arc, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 use support::*;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 /// Hard limit for the whole scenario.
 const SCENARIO_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Poll interval while waiting for the mesh (bounded by the deadline).
 const POLL: Duration = Duration::from_millis(100);
-
-/// A plain discv5 node (like a consensus client): no `leaf` entry, but a TCP port whose listener
-/// the test watches.
-async fn plain_discv5_node(bootnode: Enr, tcp_port: u16) -> Discv5 {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind loopback");
-    let port = socket.local_addr().expect("bound").port();
-    let key = CombinedKey::generate_secp256k1();
-    let enr = Enr::builder()
-        .ip4(Ipv4Addr::LOCALHOST)
-        .udp4(port)
-        .tcp4(tcp_port)
-        .build(&key)
-        .expect("record builds");
-    let listen = ListenConfig::FromSockets { ipv4: Some(Arc::new(socket)), ipv6: None };
-    let mut discv5 =
-        Discv5::new(enr, key, discv5::ConfigBuilder::new(listen).build()).expect("discv5 setup");
-    discv5.start().await.expect("discv5 starts");
-    discv5.add_enr(bootnode).expect("bootnode added");
-    discv5
-}
 
 /// Lets `plain` look up random ids through the bootnode (a bounded number of times), so that the
 /// bootnode learns of it and hands it out to the other nodes' lookups.

@@ -7,10 +7,13 @@ mod support;
 use alloy_eip2124::{ForkHash, ForkId};
 use alloy_primitives::B256;
 use leafsync_p2p::{
-    P2PError,
+    P2PError, PenaltyClass,
     leaf::{
-        LeafMessage, PenaltyClass, Status,
-        protocol::{MAX_IN_FLIGHT_REQUESTS, ids},
+        GetNodes, LeafMessage, NodeRequest, RequestPair, Status, TrieOwner, WirePath,
+        protocol::{
+            MAX_CODES_PER_REQUEST, MAX_IN_FLIGHT_REQUESTS, MAX_NODES_PER_REQUEST,
+            MAX_REQUEST_MESSAGE_SIZE, ids,
+        },
     },
     p2pstream::DisconnectReason,
     peers::{NetworkEvent, PenaltyReason, score::BAN_DURATION},
@@ -91,11 +94,7 @@ async fn wrong_network_is_banned_until_the_ban_expires() {
     tokio::time::resume();
     let mut p2p = connect(good_status()).await.expect("hello after the ban");
     assert!(matches!(next_leaf(&mut p2p).await, Ok(LeafMessage::Status(_))));
-    wait_event(&mut node.events, |e| match e {
-        NetworkEvent::PeerConnected { peer, .. } if *peer == id => Some(()),
-        _ => None,
-    })
-    .await;
+    wait_connected(&node.handle, id).await;
     node.handle.shutdown().await;
 }
 
@@ -111,7 +110,7 @@ async fn malformed_messages_and_a_missing_status_are_breaches() {
 
     // A request instead of Status.
     let (mut p2p, _) = raw_connect(node.handle.local_enode()).await.expect("hello");
-    send_leaf(&mut p2p, LeafMessage::GetCodes(get_codes(&[]))).await;
+    send_leaf(&mut p2p, get_codes_message(0, &[])).await;
     assert!(matches!(next_leaf(&mut p2p).await, Ok(LeafMessage::Status(_))));
     assert_eq!(expect_disconnect(&mut p2p).await, DisconnectReason::ProtocolBreach);
     assert_eq!(next_penalty(&mut node).await, (PenaltyClass::Fatal, PenaltyReason::Handshake));
@@ -120,6 +119,64 @@ async fn malformed_messages_and_a_missing_status_are_breaches() {
     let (mut p2p, _) = connected_peer(&mut node).await;
     send_leaf(&mut p2p, LeafMessage::Status(good_status())).await;
     assert_eq!(expect_disconnect(&mut p2p).await, DisconnectReason::ProtocolBreach);
+    node.handle.shutdown().await;
+}
+
+/// Hostile requests after a good handshake (moved here from serve's tests when the server's own
+/// penalty path was removed: the decoder and the session are where these rules live). Each is a
+/// fatal breach, answered by Disconnect 0x02 and never handed to the handler. (An unknown id
+/// inside `leaf/1`'s range cannot be sent: all ten are known; the decoder's mid penalty for one is
+/// tested in `leaf::tests`.)
+#[tokio::test(flavor = "current_thread")]
+async fn hostile_requests_are_breaches_before_the_handler() {
+    let handler = Arc::new(TestHandler::default());
+    let mut node = node(handler.clone()).await;
+    let get_chunk = |tail: &[u8]| {
+        // [request_id 1, prefix (empty, even), max_bytes 100] plus `tail`.
+        let mut payload = vec![0xc3 + tail.len() as u8, 0x01, 0x00, 0x64];
+        payload.extend_from_slice(tail);
+        payload
+    };
+    let nodes = LeafMessage::GetNodes(RequestPair {
+        request_id: 1,
+        message: GetNodes {
+            nodes: vec![
+                NodeRequest {
+                    owner: TrieOwner::Accounts,
+                    path: WirePath::root(),
+                    hash: B256::ZERO
+                };
+                MAX_NODES_PER_REQUEST + 1
+            ],
+            max_bytes: 1,
+        },
+    })
+    .encoded();
+    let cases: Vec<(&str, u8, Vec<u8>)> = vec![
+        ("oversize", ids::GET_NODES, vec![0xc0; MAX_REQUEST_MESSAGE_SIZE + 1]),
+        ("malformed", ids::GET_CHUNK, vec![0xc3, 0x01]),
+        ("trailing bytes", ids::GET_CHUNK, get_chunk(&[0x00])),
+        ("nibble flag 2", ids::GET_CHUNK, vec![0xc4, 0x01, 0x81, 0x20, 0x01]),
+        ("too many nodes", ids::GET_NODES, nodes),
+        (
+            "too many codes",
+            ids::GET_CODES,
+            get_codes_message(1, &[B256::ZERO; MAX_CODES_PER_REQUEST + 1]).encoded(),
+        ),
+    ];
+    for (what, id, payload) in cases {
+        let (mut p2p, _) = connected_peer(&mut node).await;
+        send_raw(&mut p2p, id, payload).await;
+        assert_eq!(expect_disconnect(&mut p2p).await, DisconnectReason::ProtocolBreach, "{what}");
+        let penalty = next_penalty(&mut node).await;
+        assert_eq!(penalty, (PenaltyClass::Fatal, PenaltyReason::Breach), "{what}");
+    }
+    // A legal request is answered.
+    let (mut p2p, _) = connected_peer(&mut node).await;
+    send_leaf(&mut p2p, get_codes_message(7, &[B256::ZERO])).await;
+    assert!(matches!(next_leaf(&mut p2p).await, Ok(LeafMessage::Codes(c)) if c.request_id == 7));
+    let calls = handler.calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(calls, 1, "only the legal request reached the handler");
     node.handle.shutdown().await;
 }
 
@@ -143,9 +200,7 @@ async fn request_flood_beyond_the_in_flight_limit_is_a_breach() {
     let (mut p2p, id) = connected_peer(&mut node).await;
     // The handler holds every request, so none is answered while the flood arrives.
     for request_id in 0..=MAX_IN_FLIGHT_REQUESTS as u64 {
-        let mut request = get_codes(&[B256::ZERO]);
-        request.request_id = request_id;
-        send_leaf(&mut p2p, LeafMessage::GetCodes(request)).await;
+        send_leaf(&mut p2p, get_codes_message(request_id, &[B256::ZERO])).await;
     }
     assert_eq!(expect_disconnect(&mut p2p).await, DisconnectReason::ProtocolBreach);
     assert_eq!(next_penalty(&mut node).await, (PenaltyClass::Fatal, PenaltyReason::RequestFlood));
@@ -164,16 +219,15 @@ async fn requests_within_the_in_flight_limit_are_all_answered() {
     let mut node = node(handler.clone()).await;
     let (mut p2p, _) = connected_peer(&mut node).await;
     for request_id in 0..MAX_IN_FLIGHT_REQUESTS as u64 {
-        let mut request = get_codes(&[B256::repeat_byte(request_id as u8)]);
-        request.request_id = request_id;
-        send_leaf(&mut p2p, LeafMessage::GetCodes(request)).await;
+        send_leaf(&mut p2p, get_codes_message(request_id, &[B256::repeat_byte(request_id as u8)]))
+            .await;
     }
     handler.open();
     let mut answered = Vec::new();
     while answered.len() < MAX_IN_FLIGHT_REQUESTS {
         match next_leaf(&mut p2p).await {
             Ok(LeafMessage::Codes(codes)) => {
-                assert_eq!(codes.codes[0].as_ref(), &[codes.request_id as u8; 32]);
+                assert_eq!(codes.message.codes[0].as_ref(), &[codes.request_id as u8; 32]);
                 answered.push(codes.request_id);
             }
             other => panic!("expected Codes, got {other:?}"),
@@ -202,9 +256,7 @@ async fn a_new_head_flood_neither_lags_subscribers_nor_hides_new_peers() {
         send_leaf(&mut flooder, LeafMessage::NewHead(head)).await;
     }
     // A request answered after the flood: the session has read every NewHead by then.
-    let mut request = get_codes(&[B256::ZERO]);
-    request.request_id = 1;
-    send_leaf(&mut flooder, LeafMessage::GetCodes(request)).await;
+    send_leaf(&mut flooder, get_codes_message(1, &[B256::ZERO])).await;
     assert!(matches!(next_leaf(&mut flooder).await, Ok(LeafMessage::Codes(_))));
 
     // A new peer connects; the subscriber must see it, without having lagged.

@@ -3,10 +3,10 @@
 mod support;
 
 use leafsync_p2p::{
-    P2PError,
-    leaf::{LeafMessage, PenaltyClass},
+    P2PError, PenaltyClass,
+    leaf::LeafMessage,
     p2pstream::DisconnectReason,
-    peers::{Direction, NetworkEvent, NodeRecord, PenaltyReason},
+    peers::{NetworkEvent, NodeRecord, PenaltyReason},
 };
 use std::sync::Arc;
 use support::*;
@@ -36,15 +36,7 @@ async fn inbound_limit_refuses_extra_peers_but_not_trusted_ones() {
         raw_connect_with(node.handle.local_enode(), trusted_sk).await.expect("trusted admitted");
     send_leaf(&mut trusted, LeafMessage::Status(good_status())).await;
     assert!(matches!(next_leaf(&mut trusted).await, Ok(LeafMessage::Status(_))));
-    wait_event(&mut node.events, |e| match e {
-        NetworkEvent::PeerConnected { peer, direction: Direction::Inbound, .. }
-            if *peer == trusted_id =>
-        {
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
+    wait_connected(&node.handle, trusted_id).await;
     let peers = node.handle.peers().await;
     assert_eq!(peers.len(), 2);
     assert!(peers.iter().any(|p| p.id == trusted_id && p.trusted));
@@ -59,15 +51,7 @@ async fn added_peers_are_dialed_and_reports_ban_them() {
     let enode: NodeRecord =
         server.handle.local_enode().to_string().parse().expect("our enode parses");
     client.handle.add_peer(enode).await.expect("command");
-    wait_event(&mut client.events, |e| match e {
-        NetworkEvent::PeerConnected { peer, direction: Direction::Outbound, .. }
-            if *peer == server_id =>
-        {
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
+    wait_connected(&client.handle, server_id).await;
 
     // The sync layer found junk: a fatal report disconnects and bans.
     client.handle.report(server_id, PenaltyClass::Fatal).await.expect("command");

@@ -6,7 +6,8 @@ mod support;
 use alloy_primitives::{B256, Bytes};
 use futures::future::join_all;
 use leafsync_p2p::{
-    leaf::{LeafMessage, PenaltyClass, protocol::MAX_IN_FLIGHT_REQUESTS},
+    PenaltyClass,
+    leaf::{LeafMessage, RequestPair, protocol::MAX_IN_FLIGHT_REQUESTS},
     p2pstream::DisconnectReason,
     peers::{Direction, NetworkEvent, PenaltyReason},
     requests::{LeafRequest, LeafResponse, RequestError},
@@ -33,32 +34,21 @@ async fn two_nodes_connect_exchange_status_and_answer_requests() {
         })
         .await;
     assert_eq!(status, good_status(), "the server's Status arrived");
-    wait_event(&mut server.events, |e| match e {
-        NetworkEvent::PeerConnected { peer, direction: Direction::Inbound, .. }
-            if *peer == client_id =>
-        {
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
+    wait_connected(&server.handle, client_id).await;
 
     // Many requests at once: every response carries exactly its own request's hashes.
     let requests = (0..MAX_IN_FLIGHT_REQUESTS as u8).map(|i| {
         let hashes = [B256::repeat_byte(i), B256::repeat_byte(i.wrapping_add(100))];
         let handle = client.handle.clone();
-        async move { (hashes, handle.get_codes(server_id, get_codes(&hashes)).await) }
+        async move { (hashes, request_codes(&handle, server_id, &hashes).await) }
     });
-    let mut ids = Vec::new();
+    // (Each request got a fresh id: the tracker's unit tests show it; ids are the session's.)
     for (hashes, result) in join_all(requests).await {
         let codes = result.expect("answered");
         let expected: Vec<Bytes> =
             hashes.iter().map(|h| Bytes::copy_from_slice(h.as_slice())).collect();
         assert_eq!(codes.codes, expected);
-        ids.push(codes.request_id);
     }
-    ids.sort_unstable();
-    assert_eq!(ids, (0..MAX_IN_FLIGHT_REQUESTS as u64).collect::<Vec<_>>(), "fresh id per request");
     assert_eq!(server_handler.calls.load(std::sync::atomic::Ordering::SeqCst), 16);
 
     // Other kinds get the handler's (empty) answer of the right type.
@@ -67,7 +57,6 @@ async fn two_nodes_connect_exchange_status_and_answer_requests() {
         .request(
             server_id,
             LeafRequest::GetNodes(leafsync_p2p::leaf::GetNodes {
-                request_id: 0,
                 nodes: Vec::new(),
                 max_bytes: 1000,
             }),
@@ -91,7 +80,7 @@ async fn two_nodes_connect_exchange_status_and_answer_requests() {
     assert_eq!(peers[0].score, 0.0);
 
     // Unknown peers are refused without waiting.
-    let unknown = client.handle.get_codes(key().1, get_codes(&[])).await;
+    let unknown = request_codes(&client.handle, key().1, &[]).await;
     assert_eq!(unknown.map(|_| ()), Err(RequestError::UnknownPeer));
 
     client.handle.shutdown().await;
@@ -110,7 +99,7 @@ async fn one_stall(node: &Node, hostile: &mut RawP2P, peer: leafsync_p2p::PeerId
     let pending: Vec<_> = (0..MAX_IN_FLIGHT_REQUESTS)
         .map(|_| {
             let handle = node.handle.clone();
-            tokio::spawn(async move { handle.get_codes(peer, get_codes(&[B256::ZERO])).await })
+            tokio::spawn(async move { request_codes(&handle, peer, &[B256::ZERO]).await })
         })
         .collect();
     // The hostile peer receives all of them and answers none (or is disconnected meanwhile).
@@ -186,7 +175,7 @@ async fn one_stall_of_an_honest_peer_does_not_ban_it() {
     let pending: Vec<_> = (0..MAX_IN_FLIGHT_REQUESTS)
         .map(|_| {
             let handle = node.handle.clone();
-            tokio::spawn(async move { handle.get_codes(peer_id, get_codes(&[B256::ZERO])).await })
+            tokio::spawn(async move { request_codes(&handle, peer_id, &[B256::ZERO]).await })
         })
         .collect();
     let mut received = Vec::new();
@@ -207,8 +196,7 @@ async fn one_stall_of_an_honest_peer_does_not_ban_it() {
         send_leaf(&mut peer, codes(id, 1)).await;
     }
     let handle = node.handle.clone();
-    let fresh =
-        tokio::spawn(async move { handle.get_codes(peer_id, get_codes(&[B256::ZERO])).await });
+    let fresh = tokio::spawn(async move { request_codes(&handle, peer_id, &[B256::ZERO]).await });
     let Ok(LeafMessage::GetCodes(request)) = next_leaf(&mut peer).await else {
         panic!("request expected")
     };
@@ -245,7 +233,7 @@ async fn late_and_unsolicited_responses_are_penalised_never_delivered() {
 
     let handle = node.handle.clone();
     let first =
-        tokio::spawn(async move { handle.get_codes(hostile_id, get_codes(&[B256::ZERO])).await });
+        tokio::spawn(async move { request_codes(&handle, hostile_id, &[B256::ZERO]).await });
     let Ok(LeafMessage::GetCodes(request)) = next_leaf(&mut hostile).await else {
         panic!("request expected")
     };
@@ -256,39 +244,23 @@ async fn late_and_unsolicited_responses_are_penalised_never_delivered() {
     // Now a second request is in flight; the late answer to the first must not satisfy it.
     let handle = node.handle.clone();
     let second =
-        tokio::spawn(async move { handle.get_codes(hostile_id, get_codes(&[B256::ZERO])).await });
+        tokio::spawn(async move { request_codes(&handle, hostile_id, &[B256::ZERO]).await });
     let Ok(LeafMessage::GetCodes(second_request)) = next_leaf(&mut hostile).await else {
         panic!("request expected")
     };
     assert_ne!(second_request.request_id, request.request_id);
     send_leaf(&mut hostile, codes(request.request_id, 1)).await;
-    let reason = wait_event(&mut node.events, |e| match e {
-        NetworkEvent::PeerPenalised { peer, class: PenaltyClass::Mid, reason, .. }
-            if *peer == hostile_id =>
-        {
-            Some(*reason)
-        }
-        _ => None,
-    })
-    .await;
+    let reason = next_penalty_of(&mut node.events, hostile_id, PenaltyClass::Mid).await;
     assert_eq!(reason, PenaltyReason::LateResponse);
 
     send_leaf(&mut hostile, codes(12345, 1)).await;
-    let reason = wait_event(&mut node.events, |e| match e {
-        NetworkEvent::PeerPenalised { peer, class: PenaltyClass::Mid, reason, .. }
-            if *peer == hostile_id =>
-        {
-            Some(*reason)
-        }
-        _ => None,
-    })
-    .await;
+    let reason = next_penalty_of(&mut node.events, hostile_id, PenaltyClass::Mid).await;
     assert_eq!(reason, PenaltyReason::UnsolicitedResponse);
 
     // The real answer to the second request is delivered, with its content.
-    let answer = LeafMessage::Codes(leafsync_p2p::leaf::Codes {
+    let answer = LeafMessage::Codes(RequestPair {
         request_id: second_request.request_id,
-        codes: vec![Bytes::from_static(b"fresh")],
+        message: leafsync_p2p::leaf::Codes { codes: vec![Bytes::from_static(b"fresh")] },
     });
     send_leaf(&mut hostile, answer).await;
     let codes = second.await.expect("task").expect("answered");
@@ -308,9 +280,7 @@ async fn responses_of_the_wrong_type_or_too_long_are_breaches() {
         let (mut hostile, hostile_id) = connected_peer(&mut node).await;
         let handle = node.handle.clone();
         let request =
-            tokio::spawn(
-                async move { handle.get_codes(hostile_id, get_codes(&[B256::ZERO])).await },
-            );
+            tokio::spawn(async move { request_codes(&handle, hostile_id, &[B256::ZERO]).await });
         assert!(matches!(next_leaf(&mut hostile).await, Ok(LeafMessage::GetCodes(_))));
         send_leaf(&mut hostile, bad).await;
         let result = request.await.expect("task");

@@ -5,10 +5,10 @@ mod support;
 
 use alloy_primitives::B256;
 use leafsync_p2p::{
-    PeerId,
-    leaf::{LeafMessage, protocol::MAX_IN_FLIGHT_REQUESTS},
+    EncodedResponse, PeerId,
+    leaf::protocol::MAX_IN_FLIGHT_REQUESTS,
     peers::{MAX_CONCURRENT_HANDLER_CALLS_PER_PEER, NetworkEvent, RequestHandler},
-    requests::{LeafRequest, LeafResponse},
+    requests::LeafRequest,
 };
 use std::{
     collections::HashSet,
@@ -32,13 +32,13 @@ struct SlowHandler {
 const CALL_TIME: Duration = Duration::from_millis(200);
 
 impl RequestHandler for SlowHandler {
-    fn handle(&self, _peer: PeerId, request: LeafRequest) -> LeafResponse {
+    fn handle(&self, _peer: PeerId, request: &LeafRequest) -> EncodedResponse {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
         std::thread::sleep(CALL_TIME);
         self.running.fetch_sub(1, Ordering::SeqCst);
-        request.empty_response()
+        request.empty_response().encoded()
     }
 }
 
@@ -60,9 +60,11 @@ async fn handler_calls_are_capped_globally_and_stop_with_their_session() {
     for _ in 0..SESSIONS {
         let (mut p2p, id) = connected_peer(&mut node).await;
         for request_id in 0..MAX_IN_FLIGHT_REQUESTS as u64 {
-            let mut request = get_codes(&[B256::repeat_byte(request_id as u8)]);
-            request.request_id = request_id;
-            send_leaf(&mut p2p, LeafMessage::GetCodes(request)).await;
+            send_leaf(
+                &mut p2p,
+                get_codes_message(request_id, &[B256::repeat_byte(request_id as u8)]),
+            )
+            .await;
         }
         peers.push((p2p, id));
     }

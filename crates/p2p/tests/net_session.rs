@@ -6,7 +6,7 @@ mod support;
 use alloy_primitives::B256;
 use futures::{SinkExt, StreamExt};
 use leafsync_p2p::{
-    leaf::{LeafMessage, Status},
+    leaf::Status,
     p2pstream::{DisconnectReason, HelloMessageWithProtocols, P2PError},
     session::{SessionError, SessionParams, establish_inbound, establish_outbound, leaf_protocol},
 };
@@ -47,7 +47,7 @@ async fn both_directions_establish_and_exchange_typed_messages() {
     assert_eq!(b.status, good_status());
     assert_eq!(a.hello.client_version, "session-test/0");
 
-    let request = LeafMessage::GetCodes(get_codes(&[B256::repeat_byte(3)]));
+    let request = get_codes_message(0, &[B256::repeat_byte(3)]);
     a.stream.send(request.clone()).await.expect("send");
     let got = b.stream.next().await.expect("message").expect("valid");
     assert_eq!(got, request);

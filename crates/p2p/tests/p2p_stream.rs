@@ -122,13 +122,12 @@ async fn hello_capabilities_messages_and_disconnect() {
 async fn hello_ping_pong_disconnect_over_tcp() {
     let (ska, ida) = key();
     let (skb, idb) = key();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let (stream, server_stream) = leafsync_p2p::test_utils::ecies_pair(ska, skb).await;
     let server = tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.expect("accept");
-        let stream = EciesStream::incoming(socket, skb).await.expect("ecies");
-        let (mut p2p, _) =
-            UnauthedP2PStream::new(stream).handshake(hello(idb, leaf())).await.expect("hello");
+        let (mut p2p, _) = UnauthedP2PStream::new(server_stream)
+            .handshake(hello(idb, leaf()))
+            .await
+            .expect("hello");
         // echo capability messages until the client disconnects
         loop {
             match p2p.next().await {
@@ -138,8 +137,6 @@ async fn hello_ping_pong_disconnect_over_tcp() {
             }
         }
     });
-    let socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let stream = EciesStream::connect(socket, ska, idb).await.expect("ecies");
     let (mut p2p, theirs) =
         UnauthedP2PStream::new(stream).handshake(hello(ida, leaf())).await.expect("hello");
     assert_eq!(theirs.id, idb);

@@ -2,8 +2,7 @@
 //! bans and their expiry (paused tokio time, so every instant is exact).
 
 use leafsync_p2p::{
-    PeerId,
-    leaf::PenaltyClass,
+    PeerId, PenaltyClass,
     peers::score::{
         BAN_DURATION, HIGH_PENALTY, LOW_PENALTY, MAX_BANS, MAX_REMEMBERED_SCORES, MID_PENALTY,
         MIN_SCORE, MIN_SCORE_BEFORE_BAN, MIN_SCORE_BEFORE_DISCONNECT, PeerScores, SCORE_HALF_LIFE,

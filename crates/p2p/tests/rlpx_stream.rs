@@ -48,15 +48,8 @@ async fn handshake_and_frames_over_duplex() {
 async fn handshake_and_frames_over_tcp() {
     let (ska, ida) = key();
     let (skb, idb) = key();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = tokio::spawn(async move {
-        let (socket, _) = listener.accept().await.expect("accept");
-        EciesStream::incoming(socket, skb).await
-    });
-    let socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let a = EciesStream::connect(socket, ska, idb).await.expect("initiator");
-    let b = server.await.expect("join").expect("recipient");
+    let (a, b) = leafsync_p2p::test_utils::ecies_pair(ska, skb).await;
+    assert_eq!(a.remote_id(), idb);
     assert_eq!(b.remote_id(), ida);
     exchange(a, b).await;
 }

@@ -4,8 +4,10 @@
 //!   at or above the client's honoured `max_bytes` ([`crate::ServeConfig::chunk_bytes_class`]);
 //!   the chunk is computed with the class as its bound, and a client whose own `max_bytes` is
 //!   below the cached body's size gets "too large", so every answer is exact for its client.
-//! * Value: [`CachedChunk`], the RLP of the content without the request id, plus the head number
-//!   it was read at; [`crate::Response::chunk`] puts the client's id in front (one copy).
+//! * Value: [`CachedChunk`], the response's fields as they go on the wire (the head number the
+//!   leaves were read at and the content's RLP) without the request id, which differs per client.
+//!   A hit hands these bytes out as they are (a reference count, no copy); the p2p session puts
+//!   the client's id in front when it frames the message.
 //! * Bounded in bytes (body + [`crate::config::CACHE_ENTRY_OVERHEAD`] per entry), least recently
 //!   used out; an entry is handed out while the head is at most `reuse_blocks` past the head it
 //!   was read at, and dropped when found older (or when the head went backwards).
@@ -21,7 +23,8 @@ use std::{
 };
 
 use alloy_primitives::B256;
-use bytes::Bytes;
+use alloy_rlp::Encodable;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::config::CACHE_ENTRY_OVERHEAD;
 
@@ -47,13 +50,14 @@ pub struct ChunkKey {
     pub bytes_class: u64,
 }
 
-/// An encoded chunk body.
+/// An encoded chunk response without its request id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedChunk {
     /// The head number the leaves were read at.
     pub head_number: u64,
-    /// RLP of the content: the item list, or `0x80` "too large".
-    pub content_rlp: Bytes,
+    /// The response's fields: the RLP of `head_number`, then of the content (the item list, or
+    /// `0x80` "too large").
+    pub fields: Bytes,
     /// Number of items (0 for "too large").
     pub items: usize,
     /// Whether the content is "too large".
@@ -61,14 +65,27 @@ pub struct CachedChunk {
 }
 
 impl CachedChunk {
+    /// A chunk read at `head_number` whose content encodes to `content_rlp`.
+    pub fn new(head_number: u64, content_rlp: &[u8], items: usize, too_large: bool) -> Self {
+        let mut fields = BytesMut::with_capacity(head_number.length() + content_rlp.len());
+        head_number.encode(&mut fields);
+        fields.put_slice(content_rlp);
+        Self { head_number, fields: fields.freeze(), items, too_large }
+    }
+
+    /// The RLP of the content, after the head number.
+    pub fn content_rlp(&self) -> &[u8] {
+        &self.fields[self.head_number.length()..]
+    }
+
     /// Whether a client with this honoured `max_bytes` gets the body as it is; otherwise it gets
     /// "too large" (the body has more than one item and exceeds its `max_bytes`).
     pub fn fits(&self, max_bytes: u64) -> bool {
-        self.too_large || self.items <= 1 || self.content_rlp.len() as u64 <= max_bytes
+        self.too_large || self.items <= 1 || self.content_rlp().len() as u64 <= max_bytes
     }
 
     fn charge(&self) -> usize {
-        self.content_rlp.len() + CACHE_ENTRY_OVERHEAD
+        self.content_rlp().len() + CACHE_ENTRY_OVERHEAD
     }
 }
 
@@ -246,12 +263,7 @@ mod tests {
     }
 
     fn chunk(head: u64, len: usize) -> Arc<CachedChunk> {
-        Arc::new(CachedChunk {
-            head_number: head,
-            content_rlp: Bytes::from(vec![0xc0; len]),
-            items: 2,
-            too_large: false,
-        })
+        Arc::new(CachedChunk::new(head, &vec![0xc0; len], 2, false))
     }
 
     #[test]

@@ -11,8 +11,8 @@ use alloy_rlp::{Encodable, Header};
 use alloy_trie::EMPTY_ROOT_HASH;
 use leafsync_leafdb::{KvStore, LeafSnapshot};
 use leafsync_p2p::leaf::{
-    AccountLeaf, AccountStorage, Chunk, ChunkContent, GetChunk, GetStorageChunk, Nibbles,
-    StorageChunk, StorageSlot,
+    AccountLeaf, AccountStorage, Chunk, ChunkContent, GetChunk, GetStorageChunk, StorageChunk,
+    StorageSlot, WirePath,
 };
 
 use crate::{
@@ -25,28 +25,15 @@ pub fn head_number<S: KvStore>(snap: &LeafSnapshot<'_, S>) -> u64 {
     snap.head().map_or(0, |h| h.number)
 }
 
-/// The wire prefix as the leafdb's nibble type. The wire type holds at most 64 nibbles of at most
-/// 15 each (its constructor and decoder refuse anything else), so the conversion cannot fail;
-/// the unchecked constructor masks values and the length is clamped regardless, so it never
-/// panics either.
-pub fn trie_nibbles(prefix: &Nibbles) -> alloy_trie::Nibbles {
-    let nibbles = prefix.as_slice();
-    alloy_trie::Nibbles::from_nibbles_unchecked(&nibbles[..nibbles.len().min(64)])
-}
-
 /// Answers `GetChunk` from `snap` with the client's `max_bytes` (capped by the server limit).
 pub fn serve_chunk<S: KvStore>(
     snap: &LeafSnapshot<'_, S>,
     request: &GetChunk,
     config: &ServeConfig,
 ) -> Result<Chunk, ServeError> {
-    let deadline = Instant::now() + config.request_time_budget;
-    let limit = config.effective_max_bytes(request.max_bytes);
-    Ok(Chunk {
-        request_id: request.request_id,
-        head_number: head_number(snap),
-        content: account_chunk(snap, &request.prefix, limit, config, deadline)?,
-    })
+    let budget = config.budget(request.max_bytes);
+    let content = account_chunk(snap, &request.prefix, budget.bytes, config, budget.deadline)?;
+    Ok(Chunk { head_number: head_number(snap), content })
 }
 
 /// Answers `GetStorageChunk` from `snap` with the client's `max_bytes` (capped).
@@ -55,25 +42,22 @@ pub fn serve_storage_chunk<S: KvStore>(
     request: &GetStorageChunk,
     config: &ServeConfig,
 ) -> Result<StorageChunk, ServeError> {
-    let deadline = Instant::now() + config.request_time_budget;
-    let limit = config.effective_max_bytes(request.max_bytes);
-    Ok(StorageChunk {
-        request_id: request.request_id,
-        head_number: head_number(snap),
-        content: storage_chunk(snap, &request.account, &request.prefix, limit, deadline)?,
-    })
+    let budget = config.budget(request.max_bytes);
+    let (account, prefix) = (&request.account, &request.prefix);
+    let content = storage_chunk(snap, account, prefix, budget.bytes, budget.deadline)?;
+    Ok(StorageChunk { head_number: head_number(snap), content })
 }
 
 /// Every account leaf under `prefix` if their encoded list fits in `limit` bytes (or is a single
 /// leaf) and is read before `deadline`; "too large" otherwise.
 pub fn account_chunk<S: KvStore>(
     snap: &LeafSnapshot<'_, S>,
-    prefix: &Nibbles,
+    prefix: &WirePath,
     limit: u64,
     config: &ServeConfig,
     deadline: Instant,
 ) -> Result<ChunkContent<AccountLeaf>, ServeError> {
-    let leaves = snap.accounts_with_prefix(&trie_nibbles(prefix)).map(|item| {
+    let leaves = snap.accounts_with_prefix(&alloy_trie::Nibbles::from(prefix)).map(|item| {
         let (hashed_address, account) = item?;
         let storage: AccountStorage = if account.storage_root == EMPTY_ROOT_HASH {
             AccountStorage::Inline(Vec::new())
@@ -97,11 +81,11 @@ pub fn account_chunk<S: KvStore>(
 pub fn storage_chunk<S: KvStore>(
     snap: &LeafSnapshot<'_, S>,
     account: &B256,
-    prefix: &Nibbles,
+    prefix: &WirePath,
     limit: u64,
     deadline: Instant,
 ) -> Result<ChunkContent<StorageSlot>, ServeError> {
-    let slots = snap.storage_with_prefix(account, &trie_nibbles(prefix)).map(|item| {
+    let slots = snap.storage_with_prefix(account, &alloy_trie::Nibbles::from(prefix)).map(|item| {
         let (hashed_slot, value) = item?;
         Ok::<_, ServeError>(StorageSlot { hashed_slot, value })
     });
@@ -250,12 +234,5 @@ mod tests {
         let estimate = estimate_slot_count(4096, &last);
         assert!((99_000..=101_000).contains(&estimate), "{estimate}");
         assert_eq!(estimate_slot_count(10, &B256::repeat_byte(0xff)), 11);
-    }
-
-    #[test]
-    fn prefix_conversion() {
-        let p = Nibbles::from_nibbles(&[0xa, 0x3, 0xf]).unwrap();
-        assert_eq!(trie_nibbles(&p).to_vec(), vec![0xa, 0x3, 0xf]);
-        assert_eq!(trie_nibbles(&Nibbles::root()).len(), 0);
     }
 }

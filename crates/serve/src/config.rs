@@ -1,11 +1,11 @@
 //! Serving budgets and settings: every limit is a named constant saying why it has its value, and
 //! [`ServeConfig`] gathers the ones an operator may tune, each defaulting to its constant.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use leafsync_p2p::leaf::protocol::{
-    MAX_CODES_PER_REQUEST, MAX_IN_FLIGHT_REQUESTS, MAX_INLINE_STORAGE_SLOTS, MAX_NODES_PER_REQUEST,
-    MAX_RESPONSE_BYTES, REQUEST_TIMEOUT,
+    MAX_CODES_PER_REQUEST, MAX_INLINE_STORAGE_SLOTS, MAX_NODES_PER_REQUEST, MAX_RESPONSE_BYTES,
+    REQUEST_TIMEOUT,
 };
 
 /// Server cap on any response's encoded size: the protocol's `MAX_RESPONSE_BYTES` (2 MiB). A
@@ -40,14 +40,12 @@ pub const SLOT_COUNT_SCAN_LIMIT: usize = 4096;
 /// nodes/codes stop early with what they have.
 pub const DEFAULT_REQUEST_TIME_BUDGET: Duration = Duration::from_secs(1);
 
-/// Default ceiling on concurrent requests of one peer inside the server: the protocol's
-/// `MAX_IN_FLIGHT_REQUESTS` (16). One more is a breach (spec: disconnect `0x02`, fatal).
-pub const DEFAULT_MAX_CONCURRENT_PER_PEER: usize = MAX_IN_FLIGHT_REQUESTS;
-
-/// Most node requests served from one `GetNodes`: the protocol limit (384); more is a breach.
+/// Most node requests served from one `GetNodes`: the protocol limit (384; the p2p decoder
+/// refuses more as a breach before the server sees the request).
 pub const MAX_NODES_SERVED: usize = MAX_NODES_PER_REQUEST;
 
-/// Most code hashes served from one `GetCodes`: the protocol limit (1024); more is a breach.
+/// Most code hashes served from one `GetCodes`: the protocol limit (1024; refused beyond by the
+/// decoder like [`MAX_NODES_SERVED`]).
 pub const MAX_CODES_SERVED: usize = MAX_CODES_PER_REQUEST;
 
 /// Default byte bound of the chunk response cache (256 MiB): about 128 full 2 MiB chunks, i.e.
@@ -67,6 +65,15 @@ pub const CACHE_ENTRY_OVERHEAD: usize = 128;
 // The time budget must leave the client time to receive the answer.
 const _: () = assert!(DEFAULT_REQUEST_TIME_BUDGET.as_millis() * 5 < REQUEST_TIMEOUT.as_millis());
 
+/// What one request may cost: bytes in its answer and time until its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Byte bound of the answer (the client's `max_bytes`, capped).
+    pub bytes: u64,
+    /// When the server stops reading.
+    pub deadline: Instant,
+}
+
 /// Settings of the serve layer. Every field's default is the constant named in its doc.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeConfig {
@@ -78,9 +85,6 @@ pub struct ServeConfig {
     pub inline_storage_bytes: usize,
     /// Time budget per request. Default [`DEFAULT_REQUEST_TIME_BUDGET`].
     pub request_time_budget: Duration,
-    /// Concurrent requests per peer before it is penalised. Default
-    /// [`DEFAULT_MAX_CONCURRENT_PER_PEER`]; never above it (the protocol's limit).
-    pub max_concurrent_per_peer: usize,
     /// Byte bound of the chunk cache; 0 disables it. Default [`DEFAULT_CACHE_BYTES`].
     pub cache_bytes: usize,
     /// Blocks a cached chunk is reused for. Default [`DEFAULT_CACHE_REUSE_BLOCKS`]; 0 means
@@ -94,7 +98,6 @@ impl Default for ServeConfig {
             max_response_bytes: SERVE_MAX_RESPONSE_BYTES,
             inline_storage_bytes: DEFAULT_INLINE_STORAGE_BYTES,
             request_time_budget: DEFAULT_REQUEST_TIME_BUDGET,
-            max_concurrent_per_peer: DEFAULT_MAX_CONCURRENT_PER_PEER,
             cache_bytes: DEFAULT_CACHE_BYTES,
             cache_reuse_blocks: DEFAULT_CACHE_REUSE_BLOCKS,
         }
@@ -103,14 +106,20 @@ impl Default for ServeConfig {
 
 impl ServeConfig {
     /// The config with protocol ceilings applied: response cap at most
-    /// [`SERVE_MAX_RESPONSE_BYTES`] (and at least [`MIN_CHUNK_BYTES_CLASS`]), concurrency between
-    /// 1 and [`DEFAULT_MAX_CONCURRENT_PER_PEER`].
+    /// [`SERVE_MAX_RESPONSE_BYTES`] (and at least [`MIN_CHUNK_BYTES_CLASS`]).
     pub fn validated(mut self) -> Self {
         self.max_response_bytes =
             self.max_response_bytes.clamp(MIN_CHUNK_BYTES_CLASS, SERVE_MAX_RESPONSE_BYTES);
-        self.max_concurrent_per_peer =
-            self.max_concurrent_per_peer.clamp(1, DEFAULT_MAX_CONCURRENT_PER_PEER);
         self
+    }
+
+    /// The budget of one request starting now: the client's `max_bytes` as honoured and the
+    /// deadline of [`Self::request_time_budget`].
+    pub fn budget(&self, max_bytes: u64) -> Budget {
+        Budget {
+            bytes: self.effective_max_bytes(max_bytes),
+            deadline: Instant::now() + self.request_time_budget,
+        }
     }
 
     /// A client's `max_bytes` as the server honours it: at most the response cap.
@@ -146,15 +155,9 @@ mod tests {
 
     #[test]
     fn validated_applies_protocol_ceilings() {
-        let c = ServeConfig {
-            max_response_bytes: u64::MAX,
-            max_concurrent_per_peer: 1000,
-            ..ServeConfig::default()
-        }
-        .validated();
+        let c = ServeConfig { max_response_bytes: u64::MAX, ..ServeConfig::default() }.validated();
         assert_eq!(c.max_response_bytes, SERVE_MAX_RESPONSE_BYTES);
-        assert_eq!(c.max_concurrent_per_peer, DEFAULT_MAX_CONCURRENT_PER_PEER);
-        let c = ServeConfig { max_concurrent_per_peer: 0, ..ServeConfig::default() }.validated();
-        assert_eq!(c.max_concurrent_per_peer, 1);
+        let c = ServeConfig { max_response_bytes: 0, ..ServeConfig::default() }.validated();
+        assert_eq!(c.max_response_bytes, MIN_CHUNK_BYTES_CLASS);
     }
 }

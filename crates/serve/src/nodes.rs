@@ -6,10 +6,9 @@ use std::time::Instant;
 
 use alloy_primitives::{B256, Bytes, keccak256};
 use leafsync_leafdb::{KvStore, LeafSnapshot};
-use leafsync_p2p::leaf::{Codes, GetCodes, GetNodes, NodeRequest, Nodes, TrieOwner};
+use leafsync_p2p::leaf::{Codes, GetCodes, GetNodes, NodeRequest, Nodes};
 
 use crate::{
-    chunk::trie_nibbles,
     config::{MAX_CODES_SERVED, MAX_NODES_SERVED, ServeConfig},
     error::ServeError,
 };
@@ -26,11 +25,9 @@ pub fn find_node<S: KvStore>(
     {
         return Ok(Some(node));
     }
-    let owner = match &request.owner {
-        TrieOwner::Accounts => None,
-        TrieOwner::Storage(owner) => Some(owner),
-    };
-    Ok(snap.node(owner, &trie_nibbles(&request.path))?.filter(|n| keccak256(n) == request.hash))
+    let owner: Option<B256> = request.owner.into();
+    let path = alloy_trie::Nibbles::from(&request.path);
+    Ok(snap.node(owner.as_ref(), &path)?.filter(|n| keccak256(n) == request.hash))
 }
 
 /// The code with this hash, only if it hashes to it.
@@ -41,22 +38,18 @@ pub fn find_code<S: KvStore>(
     Ok(snap.code(hash)?.filter(|c| keccak256(c) == *hash))
 }
 
-/// Answers `GetNodes`: at most [`MAX_NODES_SERVED`] entries (the handler penalises longer
-/// requests before calling this), bounded by the capped `max_bytes` and the time budget.
+/// Answers `GetNodes`: at most [`MAX_NODES_SERVED`] entries (p2p's decoder refuses longer
+/// requests as a breach before they get here), bounded by the capped `max_bytes` and the time
+/// budget.
 pub fn serve_nodes<S: KvStore>(
     snap: &LeafSnapshot<'_, S>,
     request: &GetNodes,
     config: &ServeConfig,
 ) -> Result<Nodes, ServeError> {
-    let deadline = Instant::now() + config.request_time_budget;
-    let limit = config.effective_max_bytes(request.max_bytes);
-    let nodes = collect_bounded(
-        request.nodes.iter().take(MAX_NODES_SERVED),
-        |r| find_node(snap, r),
-        limit,
-        deadline,
-    )?;
-    Ok(Nodes { request_id: request.request_id, nodes })
+    let budget = config.budget(request.max_bytes);
+    let requests = request.nodes.iter().take(MAX_NODES_SERVED);
+    let nodes = collect_bounded(requests, |r| find_node(snap, r), budget.bytes, budget.deadline)?;
+    Ok(Nodes { nodes })
 }
 
 /// Answers `GetCodes`: at most [`MAX_CODES_SERVED`] entries, bounded like [`serve_nodes`].
@@ -65,15 +58,10 @@ pub fn serve_codes<S: KvStore>(
     request: &GetCodes,
     config: &ServeConfig,
 ) -> Result<Codes, ServeError> {
-    let deadline = Instant::now() + config.request_time_budget;
-    let limit = config.effective_max_bytes(request.max_bytes);
-    let codes = collect_bounded(
-        request.hashes.iter().take(MAX_CODES_SERVED),
-        |h| find_code(snap, h),
-        limit,
-        deadline,
-    )?;
-    Ok(Codes { request_id: request.request_id, codes })
+    let budget = config.budget(request.max_bytes);
+    let hashes = request.hashes.iter().take(MAX_CODES_SERVED);
+    let codes = collect_bounded(hashes, |h| find_code(snap, h), budget.bytes, budget.deadline)?;
+    Ok(Codes { codes })
 }
 
 /// One entry per request (empty when `find` has nothing), stopping after the entry that brings

@@ -14,24 +14,23 @@ use leafsync_leafdb::{
     trie::StackBuilder,
 };
 use leafsync_p2p::leaf::{
-    AccountLeaf, AccountStorage, ChunkContent, GetChunk, GetStorageChunk, Nibbles, StorageSlot,
+    AccountLeaf, AccountStorage, ChunkContent, GetChunk, GetStorageChunk, StorageSlot, WirePath,
     protocol::MAX_RESPONSE_BYTES,
 };
 use leafsync_serve::{
     ServeConfig, config::SLOT_COUNT_SCAN_LIMIT, serve_chunk, serve_storage_chunk,
 };
 
-fn chunk(prefix: &Nibbles, max_bytes: u64) -> (u64, ChunkContent<AccountLeaf>) {
+fn chunk(prefix: &WirePath, max_bytes: u64) -> (u64, ChunkContent<AccountLeaf>) {
     let fx = shared();
     let snap = fx.db.snapshot().unwrap();
-    let request = GetChunk { request_id: 9, prefix: prefix.clone(), max_bytes };
+    let request = GetChunk { prefix: prefix.clone(), max_bytes };
     let c = serve_chunk(&snap, &request, &ServeConfig::default()).unwrap();
-    assert_eq!(c.request_id, 9);
     (c.head_number, c.content)
 }
 
 /// Every prefix of one depth, in key order.
-fn prefixes(depth: usize) -> Vec<Nibbles> {
+fn prefixes(depth: usize) -> Vec<WirePath> {
     (0..16usize.pow(depth as u32)).map(|i| prefix(depth, i)).collect()
 }
 
@@ -108,7 +107,7 @@ fn inline_storage_matches_the_storage_root_and_large_marks_count_slots() {
 #[test]
 fn subdivision_from_the_root_with_small_max_bytes_yields_the_whole_state_once() {
     let fx = shared();
-    let mut stack = vec![Nibbles::root()];
+    let mut stack = vec![WirePath::root()];
     let mut leaves = Vec::new();
     let mut splits = 0;
     while let Some(p) = stack.pop() {
@@ -172,7 +171,7 @@ fn every_chunk_hashes_to_the_stored_node_at_its_prefix() {
                 at -= 1;
             };
             if at < p.len() {
-                let ancestor = Nibbles::from_nibbles(&p.as_slice()[..at]).unwrap();
+                let ancestor = WirePath::from_nibbles(&p.as_slice()[..at]).unwrap();
                 let ChunkContent::Items(up) = chunk(&ancestor, MAX_RESPONSE_BYTES).1 else {
                     panic!()
                 };
@@ -200,12 +199,8 @@ fn storage_chunks_are_exact_partition_and_verify() {
             let mut seen = Vec::new();
             for i in 0..16usize.pow(depth) {
                 let p = prefix(depth as usize, i);
-                let request = GetStorageChunk {
-                    request_id: 1,
-                    account: a.hashed,
-                    prefix: p.clone(),
-                    max_bytes: 4096,
-                };
+                let request =
+                    GetStorageChunk { account: a.hashed, prefix: p.clone(), max_bytes: 4096 };
                 let sc = serve_storage_chunk(&snap, &request, &config).unwrap();
                 let expected: Vec<StorageSlot> = a
                     .slots
@@ -245,12 +240,8 @@ fn storage_chunks_are_exact_partition_and_verify() {
     }
     assert!(too_large > 0);
     // An unknown account has no storage: the empty list.
-    let request = GetStorageChunk {
-        request_id: 2,
-        account: B256::repeat_byte(1),
-        prefix: Nibbles::root(),
-        max_bytes: 1,
-    };
+    let request =
+        GetStorageChunk { account: B256::repeat_byte(1), prefix: WirePath::root(), max_bytes: 1 };
     let sc = serve_storage_chunk(&snap, &request, &config).unwrap();
     assert_eq!(sc.content, ChunkContent::Items(Vec::new()));
 }
@@ -259,10 +250,10 @@ fn storage_chunks_are_exact_partition_and_verify() {
 fn full_key_prefix_and_tiny_max_bytes() {
     let fx = shared();
     let a = &fx.model[100];
-    let full = Nibbles::from_nibbles(&alloy_trie::Nibbles::unpack(a.hashed).to_vec()).unwrap();
+    let full = WirePath::from_nibbles(&alloy_trie::Nibbles::unpack(a.hashed).to_vec()).unwrap();
     // A 64-nibble prefix names exactly one leaf, sent even when over max_bytes.
     assert_eq!(chunk(&full, 0).1, ChunkContent::Items(vec![expected_leaf(a)]));
     assert_eq!(chunk(&prefix(2, 0x3a), 0).1, ChunkContent::TooLarge);
-    let (head, _) = chunk(&Nibbles::root(), u64::MAX);
+    let (head, _) = chunk(&WirePath::root(), u64::MAX);
     assert_eq!(head, 0, "generated state is block 0");
 }

@@ -15,11 +15,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy_primitives::{B256, B512, U256, keccak256};
+use alloy_primitives::{B256, U256, keccak256};
 use common::*;
 use leafsync_leafdb::{AccountChange, BlockDiff};
 use leafsync_p2p::leaf::{AccountLeaf, ChunkContent, GetChunk, LeafMessage};
-use leafsync_serve::{LeafServer, Outcome, ServeConfig};
+use leafsync_serve::{LeafServer, ServeConfig};
 
 const CLIENTS: usize = 16;
 const BLOCKS: u64 = 40;
@@ -80,21 +80,15 @@ fn sixteen_clients_see_one_head_per_response_while_blocks_apply() {
         .map(|c| {
             let (server, stop, answered) = (server.clone(), stop.clone(), answered.clone());
             std::thread::spawn(move || {
-                let peer = B512::left_padding_from(&(c as u64).to_be_bytes());
                 let mut got = Vec::new();
                 let mut i = c * 37;
                 while !stop.load(Ordering::Relaxed) {
-                    let request = GetChunk {
-                        request_id: i as u64,
-                        prefix: prefix(2, i % 256),
-                        max_bytes: 1 << 20,
-                    };
-                    let Outcome::Respond(r) = server.handle(&peer, LeafMessage::GetChunk(request))
-                    else {
-                        panic!("refused")
-                    };
-                    let LeafMessage::Chunk(chunk) = r.decode().unwrap() else { panic!() };
-                    assert_eq!(chunk.request_id, i as u64);
+                    let request = GetChunk { prefix: prefix(2, i % 256), max_bytes: 1 << 20 };
+                    let r = server.answer(&request.into());
+                    let message = LeafMessage::decode(r.id, &r.payload(i as u64)).unwrap();
+                    let LeafMessage::Chunk(pair) = message else { panic!() };
+                    assert_eq!(pair.request_id, i as u64);
+                    let chunk = pair.message;
                     got.push((i % 256, chunk));
                     answered.fetch_add(1, Ordering::Relaxed);
                     i += 1;

@@ -3,57 +3,29 @@
 //! server's snapshot and verifies against the server's trie.
 #![allow(clippy::unwrap_used)] // a test fails loudly on bad fixtures
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use alloy_primitives::{B256, keccak256};
 use alloy_trie::EMPTY_ROOT_HASH;
 use leafsync_leafdb::{DbOptions, GenParams, LeafDb, LeafDbConfig};
 use leafsync_p2p::{
     PeerId,
-    chain::ChainSpec,
     leaf::{
-        ChainHead, ChunkContent, GetChunk, GetCodes, GetNodes, GetStorageChunk, Nibbles,
-        NodeRequest, ServeFlags, TrieOwner,
+        Chunk, ChunkContent, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk, LeafRequest,
+        LeafResponse, NodeRequest, Nodes, StorageChunk, TrieOwner, WirePath,
     },
-    peers::{EmptyHandler, LocalHead, Network, NetworkConfig, NetworkHandle, RequestHandler},
+    peers::{EmptyHandler, NetworkHandle},
+    test_utils::{TestNode, test_head, wait_connected},
 };
 use leafsync_serve::{LeafServer, ServeConfig, serve_chunk, serve_storage_chunk};
-use secp256k1::SecretKey;
-use tokio::sync::watch;
 
-/// Bound on waiting for the two nodes to connect.
-const CONNECT_WAIT: Duration = Duration::from_secs(20);
-
-fn head(state_root: B256) -> LocalHead {
-    LocalHead {
-        head: ChainHead { number: 0, hash: B256::repeat_byte(1), state_root },
-        timestamp: 0,
-        account_estimate: 5_000,
-        serves: ServeFlags::ALL,
-    }
-}
-
-async fn start(
-    handler: Arc<dyn RequestHandler>,
-    state_root: B256,
-    peers: Vec<leafsync_p2p::peers::NodeRecord>,
-) -> (NetworkHandle, watch::Sender<LocalHead>) {
-    let sk = SecretKey::new(&mut rand::rng());
-    let (tx, rx) = watch::channel(head(state_root));
-    let chain = ChainSpec::preset("sepolia").unwrap();
-    let mut config = NetworkConfig::new(sk, chain, rx, handler);
-    config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.dial_interval = Duration::from_millis(100);
-    config.static_peers = peers;
-    (Network::start(config).await.unwrap(), tx)
-}
-
-async fn wait_connected(client: &NetworkHandle, server: PeerId) {
-    let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
-    while !client.peers().await.iter().any(|p| p.id == server) {
-        assert!(tokio::time::Instant::now() < deadline, "nodes did not connect");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Sends `request` to `peer` and takes the response of the kind asked for apart.
+async fn ask<T>(client: &NetworkHandle, peer: PeerId, request: impl Into<LeafRequest>) -> T
+where
+    T: TryFrom<LeafResponse, Error = LeafResponse>,
+{
+    let response = client.request(peer, request.into()).await.unwrap();
+    T::try_from(response).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,10 +41,11 @@ async fn a_running_node_serves_every_request_kind_over_rlpx() {
     );
     let root = db.generate(GenParams { accounts: 5_000, seed: 3 }).unwrap().root;
     let server_handler = Arc::new(LeafServer::new(db.clone(), ServeConfig::default()));
-    let (server, _server_head) = start(server_handler.clone(), root, Vec::new()).await;
-    let (client, _client_head) =
-        start(Arc::new(EmptyHandler), EMPTY_ROOT_HASH, vec![server.local_enode()]).await;
-    let server_id = server.local_id();
+    let server = TestNode::start(server_handler.clone(), test_head(0, root), Vec::new()).await;
+    let client_head = test_head(0, EMPTY_ROOT_HASH);
+    let client = TestNode::start(Arc::new(EmptyHandler), client_head, vec![server.enode()]).await;
+    let server_id = server.id();
+    let (server, client) = (server.handle, client.handle);
     wait_connected(&client, server_id).await;
 
     // Chunks: the 16 prefixes of depth 1 equal the direct query and together hold every account.
@@ -81,12 +54,9 @@ async fn a_running_node_serves_every_request_kind_over_rlpx() {
     let mut contract = None;
     let mut code_hash = None;
     for n in 0..16u8 {
-        let request = GetChunk {
-            request_id: 0,
-            prefix: Nibbles::from_nibbles(&[n]).unwrap(),
-            max_bytes: 2 << 20,
-        };
-        let got = client.get_chunk(server_id, request.clone()).await.unwrap();
+        let request =
+            GetChunk { prefix: WirePath::from_nibbles(&[n]).unwrap(), max_bytes: 2 << 20 };
+        let got: Chunk = ask(&client, server_id, request.clone()).await;
         let direct = serve_chunk(&snap, &request, &ServeConfig::default()).unwrap();
         assert_eq!(got.content, direct.content, "prefix {n:x}");
         assert_eq!(got.head_number, 0);
@@ -105,53 +75,45 @@ async fn a_running_node_serves_every_request_kind_over_rlpx() {
     // A storage chunk of a contract, over the wire and directly.
     let account = contract.unwrap();
     let request = GetStorageChunk {
-        request_id: 0,
         account,
-        prefix: Nibbles::from_nibbles(&[]).unwrap(),
+        prefix: WirePath::from_nibbles(&[]).unwrap(),
         max_bytes: 2 << 20,
     };
-    let got = client.get_storage_chunk(server_id, request.clone()).await.unwrap();
+    let got: StorageChunk = ask(&client, server_id, request.clone()).await;
     let direct = serve_storage_chunk(&snap, &request, &ServeConfig::default()).unwrap();
     assert_eq!(got.content, direct.content);
     assert!(matches!(&got.content, ChunkContent::Items(slots) if !slots.is_empty()));
 
     // The root node by path and hash; a wrong expected hash gets an empty entry.
-    let root_path = Nibbles::from_nibbles(&[]).unwrap();
-    let nodes = client
-        .get_nodes(
-            server_id,
-            GetNodes {
-                request_id: 0,
-                nodes: vec![
-                    NodeRequest { owner: TrieOwner::Accounts, path: root_path.clone(), hash: root },
-                    NodeRequest {
-                        owner: TrieOwner::Accounts,
-                        path: root_path,
-                        hash: B256::repeat_byte(7),
-                    },
-                ],
-                max_bytes: 2 << 20,
-            },
-        )
-        .await
-        .unwrap();
+    let root_path = WirePath::from_nibbles(&[]).unwrap();
+    let nodes: Nodes = ask(
+        &client,
+        server_id,
+        GetNodes {
+            nodes: vec![
+                NodeRequest { owner: TrieOwner::Accounts, path: root_path.clone(), hash: root },
+                NodeRequest {
+                    owner: TrieOwner::Accounts,
+                    path: root_path,
+                    hash: B256::repeat_byte(7),
+                },
+            ],
+            max_bytes: 2 << 20,
+        },
+    )
+    .await;
     assert_eq!(nodes.nodes.len(), 2);
     assert_eq!(keccak256(&nodes.nodes[0]), root);
     assert!(nodes.nodes[1].is_empty());
 
     // Code by hash; an unknown hash gets an empty entry.
     let code_hash = code_hash.unwrap();
-    let codes = client
-        .get_codes(
-            server_id,
-            GetCodes {
-                request_id: 0,
-                hashes: vec![code_hash, B256::repeat_byte(9)],
-                max_bytes: 2 << 20,
-            },
-        )
-        .await
-        .unwrap();
+    let codes: Codes = ask(
+        &client,
+        server_id,
+        GetCodes { hashes: vec![code_hash, B256::repeat_byte(9)], max_bytes: 2 << 20 },
+    )
+    .await;
     assert_eq!(keccak256(&codes.codes[0]), code_hash);
     assert!(codes.codes[1].is_empty());
 

@@ -53,13 +53,9 @@ fn nodes_by_path_and_hash_verify_and_stale_hashes_get_empty_entries() {
     let mut all = requests.clone();
     all.extend([stale, moved, unknown]);
     let n = all.len();
-    let answer = serve_nodes(
-        &snap,
-        &GetNodes { request_id: 4, nodes: all, max_bytes: MAX_RESPONSE_BYTES },
-        &config,
-    )
-    .unwrap();
-    assert_eq!(answer.request_id, 4);
+    let answer =
+        serve_nodes(&snap, &GetNodes { nodes: all, max_bytes: MAX_RESPONSE_BYTES }, &config)
+            .unwrap();
     assert_eq!(answer.nodes.len(), n);
     for (r, node) in requests.iter().zip(&answer.nodes) {
         assert_eq!(keccak256(node), r.hash);
@@ -68,12 +64,9 @@ fn nodes_by_path_and_hash_verify_and_stale_hashes_get_empty_entries() {
     assert_eq!(&answer.nodes[n - 3..], &[Bytes::new(), Bytes::new(), Bytes::new()]);
 
     // The byte budget stops the list after the node that crosses it.
-    let answer = serve_nodes(
-        &snap,
-        &GetNodes { request_id: 5, nodes: requests.clone(), max_bytes: 2000 },
-        &config,
-    )
-    .unwrap();
+    let answer =
+        serve_nodes(&snap, &GetNodes { nodes: requests.clone(), max_bytes: 2000 }, &config)
+            .unwrap();
     let sizes: Vec<usize> = answer.nodes.iter().map(|b| b.len()).collect();
     assert!(sizes.len() < requests.len());
     assert!(sizes[..sizes.len() - 1].iter().sum::<usize>() <= 2000);
@@ -95,7 +88,7 @@ fn nodes_replaced_within_the_recent_window_are_served_by_hash() {
     assert!(replaced.len() > 5, "the root and some depth-1 nodes changed");
     let answer = serve_nodes(
         &snap,
-        &GetNodes { request_id: 1, nodes: replaced.clone(), max_bytes: MAX_RESPONSE_BYTES },
+        &GetNodes { nodes: replaced.clone(), max_bytes: MAX_RESPONSE_BYTES },
         &config,
     )
     .unwrap();
@@ -118,21 +111,16 @@ fn codes_are_returned_and_unknown_ones_are_empty() {
     let mut hashes: Vec<B256> = codes.iter().map(keccak256).collect();
     hashes.insert(2, B256::repeat_byte(0x42));
     let config = ServeConfig::default();
-    let answer = serve_codes(
-        &snap,
-        &GetCodes { request_id: 3, hashes: hashes.clone(), max_bytes: 1 << 20 },
-        &config,
-    )
-    .unwrap();
-    assert_eq!(answer.request_id, 3);
+    let answer =
+        serve_codes(&snap, &GetCodes { hashes: hashes.clone(), max_bytes: 1 << 20 }, &config)
+            .unwrap();
     assert_eq!(answer.codes.len(), 6);
     assert_eq!(answer.codes[2], Bytes::new());
     let sent: Vec<Vec<u8>> =
         answer.codes.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, c)| c.to_vec()).collect();
     assert_eq!(sent, codes);
     // max_bytes 1: the first code crosses it and is the only one sent.
-    let answer =
-        serve_codes(&snap, &GetCodes { request_id: 3, hashes, max_bytes: 1 }, &config).unwrap();
+    let answer = serve_codes(&snap, &GetCodes { hashes, max_bytes: 1 }, &config).unwrap();
     assert_eq!(answer.codes.len(), 1);
     assert_eq!(answer.codes[0].to_vec(), codes[0]);
 }

@@ -1,6 +1,6 @@
 //! [`ChainSpec`]: what leafsync needs to know about a chain (network id, genesis, fork schedule,
-//! discv5 bootnodes, default ports), loaded from TOML presets under `config/chains/` that are
-//! compiled into the binary, and the EIP-2124 fork id and fork filter derived from it.
+//! discv5 bootnodes, default ports), loaded from TOML presets under `crates/p2p/chains/` that
+//! are compiled into the binary, and the EIP-2124 fork id and fork filter derived from it.
 
 use alloy_eip2124::{ForkFilter, ForkFilterKey, ForkHash, ForkId, Head};
 use alloy_primitives::B256;
@@ -14,32 +14,31 @@ pub type Enr = discv5::Enr;
 /// (geth, reth) binds on the same host; 30403 is free in the usual Ethereum port ranges.
 pub const DEFAULT_PORT: u16 = 30403;
 
-/// The embedded presets, by name.
+/// The embedded presets, by name: the TOML files under `crates/p2p/chains/`, compiled in.
 const PRESETS: [(&str, &str); 5] = [
-    (
-        "mainnet",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/chains/mainnet.toml")),
-    ),
-    (
-        "sepolia",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/chains/sepolia.toml")),
-    ),
-    (
-        "holesky",
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/chains/holesky.toml")),
-    ),
-    ("hoodi", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/chains/hoodi.toml"))),
-    ("dev", include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/chains/dev.toml"))),
+    ("mainnet", include_str!("../../chains/mainnet.toml")),
+    ("sepolia", include_str!("../../chains/sepolia.toml")),
+    ("holesky", include_str!("../../chains/holesky.toml")),
+    ("hoodi", include_str!("../../chains/hoodi.toml")),
+    ("dev", include_str!("../../chains/dev.toml")),
 ];
 
-/// Names of the embedded chain presets.
-pub const PRESET_NAMES: [&str; 5] = ["mainnet", "sepolia", "holesky", "hoodi", "dev"];
+/// Names of the embedded chain presets, in the order of [`PRESETS`].
+pub const PRESET_NAMES: [&str; PRESETS.len()] = {
+    let mut names = [""; PRESETS.len()];
+    let mut i = 0;
+    while i < PRESETS.len() {
+        names[i] = PRESETS[i].0;
+        i += 1;
+    }
+    names
+};
 
 /// Why a chain spec could not be loaded or used.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainSpecError {
     /// No embedded preset has this name.
-    #[error("unknown chain preset {0:?} (known: mainnet, sepolia, holesky, hoodi, dev)")]
+    #[error("unknown chain preset {0:?} (known: {known})", known = PRESET_NAMES.join(", "))]
     UnknownPreset(String),
     /// The TOML is invalid, has an unknown or missing key, or a value of the wrong type; the
     /// message names the key and its position.

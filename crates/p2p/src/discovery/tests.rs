@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::chain::ChainSpec;
-use enr::CombinedKey;
 use std::collections::HashMap;
 use tokio::time::{Instant, timeout_at};
 
@@ -53,25 +52,6 @@ async fn leaf_node(
     (discovery, rx, public)
 }
 
-/// A plain discv5 node (like a consensus client): no `leaf` entry, but a TCP port.
-async fn plain_discv5_node(bootnode: Enr) -> Discv5 {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind loopback");
-    let port = socket.local_addr().expect("bound").port();
-    let key = CombinedKey::generate_secp256k1();
-    let enr = Enr::builder()
-        .ip4(Ipv4Addr::LOCALHOST)
-        .udp4(port)
-        .tcp4(port)
-        .build(&key)
-        .expect("record builds");
-    let listen = ListenConfig::FromSockets { ipv4: Some(Arc::new(socket)), ipv6: None };
-    let mut discv5 =
-        Discv5::new(enr, key, discv5::ConfigBuilder::new(listen).build()).expect("discv5 setup");
-    discv5.start().await.expect("discv5 starts");
-    discv5.add_enr(bootnode).expect("bootnode added");
-    discv5
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaf_nodes_discover_each_other_and_skip_nodes_without_the_entry() {
     let chain = ChainSpec::preset("sepolia").expect("preset parses");
@@ -80,7 +60,7 @@ async fn leaf_nodes_discover_each_other_and_skip_nodes_without_the_entry() {
     assert_eq!(bootnode.ip4(), Some(Ipv4Addr::LOCALHOST));
     let (b, mut b_rx, b_key) = leaf_node(&chain, vec![bootnode.clone()], 7002).await;
     let (c, mut c_rx, c_key) = leaf_node(&chain, vec![bootnode.clone()], 7003).await;
-    let d = plain_discv5_node(bootnode).await;
+    let d = crate::test_utils::plain_discv5_node(bootnode, 30303).await;
     let d_id = d.local_enr().node_id();
 
     // D looks itself up through A, so that A learns about it and hands it out.

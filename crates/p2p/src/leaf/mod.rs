@@ -1,20 +1,27 @@
-//! The `leaf/1` capability: its constants, wire messages, message decoding with limits, and the
-//! `Status` handshake check. The normative description is `docs/leaf-protocol.md`.
+//! The `leaf/1` capability: its constants ([`protocol`]), wire types (`types.rs`), the message
+//! kinds from one table (`kinds.rs`), the request id pairing with its flat codec (`pair.rs`),
+//! message decoding with limits (`codec.rs`), and the `Status` handshake check. The normative
+//! description is `docs/leaf-protocol.md`.
 
-mod message;
-mod messages;
-mod nibbles;
+mod codec;
+mod kinds;
+mod pair;
+mod path;
 pub mod protocol;
 mod status;
+mod types;
 
-pub use message::{LeafError, LeafMessage, PenaltyClass, max_payload_size};
-pub use messages::{
+pub use codec::LeafError;
+pub use kinds::{LeafMessage, LeafRequest, LeafResponse, MessageRole, max_payload_size};
+pub(crate) use pair::rlp_fields;
+pub use pair::{EncodedResponse, RequestPair, RlpFields};
+pub use path::{WirePath, WirePathError};
+pub use status::StatusError;
+pub use types::{
     AccountLeaf, AccountStorage, ChainHead, Chunk, ChunkContent, Codes, GetChunk, GetCodes,
     GetNodes, GetStorageChunk, NewHead, NodeRequest, Nodes, ServeFlags, Status, StorageChunk,
     StorageSlot, TrieOwner,
 };
-pub use nibbles::{Nibbles, NibblesError};
-pub use status::StatusError;
 
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,8 @@
 //! Checking a peer's [`Status`] against our chain, and what a mismatch earns.
 
 use super::{
-    messages::{ChainHead, ServeFlags, Status},
     protocol::PROTOCOL_VERSION,
+    types::{ChainHead, ServeFlags, Status},
 };
 use crate::{chain::ChainSpec, p2pstream::DisconnectReason};
 use alloy_eip2124::{ForkFilter, ValidationError};

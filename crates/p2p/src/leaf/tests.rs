@@ -2,6 +2,7 @@
 //! of the message ids with `docs/leaf-protocol.md`.
 
 use super::{protocol::*, *};
+use crate::PenaltyClass;
 use alloy_eip2124::{ForkHash, ForkId};
 use alloy_primitives::{B256, Bytes, U256};
 use proptest::prelude::*;
@@ -14,9 +15,9 @@ fn u256() -> impl Strategy<Value = U256> {
     any::<[u64; 4]>().prop_map(U256::from_limbs)
 }
 
-fn nibbles() -> impl Strategy<Value = Nibbles> {
+fn nibbles() -> impl Strategy<Value = WirePath> {
     proptest::collection::vec(0u8..16, 0..=MAX_PREFIX_NIBBLES)
-        .prop_map(|n| Nibbles::from_nibbles(&n).expect("strategy yields valid nibbles"))
+        .prop_map(|n| WirePath::from_nibbles(&n).expect("strategy yields valid nibbles"))
 }
 
 fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
@@ -92,47 +93,58 @@ fn node_request() -> impl Strategy<Value = NodeRequest> {
 }
 
 /// Any message of any kind, within the protocol's limits.
+/// `message` with an arbitrary request id, as the `LeafMessage` variant `variant`.
+fn with_id<T: std::fmt::Debug + Clone>(
+    message: impl Strategy<Value = T>,
+    variant: fn(RequestPair<T>) -> LeafMessage,
+) -> impl Strategy<Value = LeafMessage> {
+    (any::<u64>(), message)
+        .prop_map(move |(request_id, message)| variant(RequestPair { request_id, message }))
+}
+
 fn message() -> impl Strategy<Value = LeafMessage> {
     prop_oneof![
         status().prop_map(LeafMessage::Status),
         chain_head().prop_map(LeafMessage::NewHead),
-        (any::<u64>(), nibbles(), any::<u64>()).prop_map(|(request_id, prefix, max_bytes)| {
-            LeafMessage::GetChunk(GetChunk { request_id, prefix, max_bytes })
-        }),
-        (any::<u64>(), any::<u64>(), content(account_leaf())).prop_map(
-            |(request_id, head_number, content)| {
-                LeafMessage::Chunk(Chunk { request_id, head_number, content })
-            }
+        with_id(
+            (nibbles(), any::<u64>())
+                .prop_map(|(prefix, max_bytes)| GetChunk { prefix, max_bytes }),
+            LeafMessage::GetChunk
         ),
-        (any::<u64>(), b256(), nibbles(), any::<u64>()).prop_map(
-            |(request_id, account, prefix, max_bytes)| {
-                LeafMessage::GetStorageChunk(GetStorageChunk {
-                    request_id,
-                    account,
-                    prefix,
-                    max_bytes,
-                })
-            }
+        with_id(
+            (any::<u64>(), content(account_leaf()))
+                .prop_map(|(head_number, content)| Chunk { head_number, content }),
+            LeafMessage::Chunk
         ),
-        (any::<u64>(), any::<u64>(), content(slot())).prop_map(
-            |(request_id, head_number, content)| {
-                LeafMessage::StorageChunk(StorageChunk { request_id, head_number, content })
-            }
+        with_id(
+            (b256(), nibbles(), any::<u64>()).prop_map(|(account, prefix, max_bytes)| {
+                GetStorageChunk { account, prefix, max_bytes }
+            }),
+            LeafMessage::GetStorageChunk
         ),
-        (any::<u64>(), proptest::collection::vec(node_request(), 0..8), any::<u64>()).prop_map(
-            |(request_id, nodes, max_bytes)| {
-                LeafMessage::GetNodes(GetNodes { request_id, nodes, max_bytes })
-            }
+        with_id(
+            (any::<u64>(), content(slot()))
+                .prop_map(|(head_number, content)| StorageChunk { head_number, content }),
+            LeafMessage::StorageChunk
         ),
-        (any::<u64>(), proptest::collection::vec(bytes(80), 0..8))
-            .prop_map(|(request_id, nodes)| LeafMessage::Nodes(Nodes { request_id, nodes })),
-        (any::<u64>(), proptest::collection::vec(b256(), 0..8), any::<u64>()).prop_map(
-            |(request_id, hashes, max_bytes)| {
-                LeafMessage::GetCodes(GetCodes { request_id, hashes, max_bytes })
-            }
+        with_id(
+            (proptest::collection::vec(node_request(), 0..8), any::<u64>())
+                .prop_map(|(nodes, max_bytes)| GetNodes { nodes, max_bytes }),
+            LeafMessage::GetNodes
         ),
-        (any::<u64>(), proptest::collection::vec(bytes(200), 0..8))
-            .prop_map(|(request_id, codes)| LeafMessage::Codes(Codes { request_id, codes })),
+        with_id(
+            proptest::collection::vec(bytes(80), 0..8).prop_map(|nodes| Nodes { nodes }),
+            LeafMessage::Nodes
+        ),
+        with_id(
+            (proptest::collection::vec(b256(), 0..8), any::<u64>())
+                .prop_map(|(hashes, max_bytes)| GetCodes { hashes, max_bytes }),
+            LeafMessage::GetCodes
+        ),
+        with_id(
+            proptest::collection::vec(bytes(200), 0..8).prop_map(|codes| Codes { codes }),
+            LeafMessage::Codes
+        ),
     ]
 }
 
@@ -216,12 +228,12 @@ fn hostile_prefixes_are_protocol_breaches() {
 #[test]
 fn nibbles_above_fifteen_cannot_be_built() {
     assert!(matches!(
-        Nibbles::from_nibbles(&[3, 16]),
-        Err(NibblesError::NibbleOutOfRange { index: 1, value: 16 })
+        WirePath::from_nibbles(&[3, 16]),
+        Err(WirePathError::NibbleOutOfRange { index: 1, value: 16 })
     ));
     assert!(matches!(
-        Nibbles::from_nibbles(&[0; MAX_PREFIX_NIBBLES + 1]),
-        Err(NibblesError::TooLong { len: 65 })
+        WirePath::from_nibbles(&[0; MAX_PREFIX_NIBBLES + 1]),
+        Err(WirePathError::TooLong { len: 65 })
     ));
 }
 
@@ -229,10 +241,13 @@ fn nibbles_above_fifteen_cannot_be_built() {
 fn too_many_items_are_refused() {
     let nodes =
         vec![
-            NodeRequest { owner: TrieOwner::Accounts, path: Nibbles::root(), hash: B256::ZERO };
+            NodeRequest { owner: TrieOwner::Accounts, path: WirePath::root(), hash: B256::ZERO };
             MAX_NODES_PER_REQUEST + 1
         ];
-    let msg = LeafMessage::GetNodes(GetNodes { request_id: 1, nodes, max_bytes: 1 });
+    let msg = LeafMessage::GetNodes(RequestPair {
+        request_id: 1,
+        message: GetNodes { nodes, max_bytes: 1 },
+    });
     let err = malformed(ids::GET_NODES, &msg.encoded());
     assert_eq!(
         err,
@@ -246,11 +261,14 @@ fn too_many_items_are_refused() {
     assert!(err.is_protocol_breach());
 
     let hashes = vec![B256::ZERO; MAX_CODES_PER_REQUEST + 1];
-    let msg = LeafMessage::GetCodes(GetCodes { request_id: 1, hashes, max_bytes: 1 });
+    let msg = LeafMessage::GetCodes(RequestPair {
+        request_id: 1,
+        message: GetCodes { hashes, max_bytes: 1 },
+    });
     assert!(matches!(malformed(ids::GET_CODES, &msg.encoded()), LeafError::TooManyItems { .. }));
 
     let codes = vec![Bytes::new(); MAX_CODES_PER_REQUEST + 1];
-    let msg = LeafMessage::Codes(Codes { request_id: 1, codes });
+    let msg = LeafMessage::Codes(RequestPair { request_id: 1, message: Codes { codes } });
     assert!(matches!(malformed(ids::CODES, &msg.encoded()), LeafError::TooManyItems { .. }));
 
     let slots = vec![StorageSlot { hashed_slot: B256::ZERO, value: U256::from(1) }; 1025];
@@ -262,20 +280,22 @@ fn too_many_items_are_refused() {
         code_hash: B256::ZERO,
         storage: AccountStorage::Inline(slots),
     };
-    let msg = LeafMessage::Chunk(Chunk {
+    let msg = LeafMessage::Chunk(RequestPair {
         request_id: 1,
-        head_number: 1,
-        content: ChunkContent::Items(vec![leaf]),
+        message: Chunk { head_number: 1, content: ChunkContent::Items(vec![leaf]) },
     });
     assert!(matches!(malformed(ids::CHUNK, &msg.encoded()), LeafError::TooManyItems { .. }));
 
     // Exactly at the limit is fine.
     let nodes =
         vec![
-            NodeRequest { owner: TrieOwner::Accounts, path: Nibbles::root(), hash: B256::ZERO };
+            NodeRequest { owner: TrieOwner::Accounts, path: WirePath::root(), hash: B256::ZERO };
             MAX_NODES_PER_REQUEST
         ];
-    let msg = LeafMessage::GetNodes(GetNodes { request_id: 1, nodes, max_bytes: 1 });
+    let msg = LeafMessage::GetNodes(RequestPair {
+        request_id: 1,
+        message: GetNodes { nodes, max_bytes: 1 },
+    });
     assert_eq!(LeafMessage::decode(ids::GET_NODES, &msg.encoded()), Ok(msg));
 }
 
@@ -295,7 +315,7 @@ fn oversized_payloads_are_refused_before_decoding() {
     }
     // A legal response of 3 MiB (above the request limit) is accepted as a response.
     let codes = vec![Bytes::from(vec![0x60u8; 3 * 1024]); 1024];
-    let msg = LeafMessage::Codes(Codes { request_id: 9, codes });
+    let msg = LeafMessage::Codes(RequestPair { request_id: 9, message: Codes { codes } });
     assert_eq!(LeafMessage::decode(ids::CODES, &msg.encoded()), Ok(msg));
 }
 
@@ -481,4 +501,141 @@ mod status_validation {
             StatusError::ForkId(ValidationError::LocalIncompatibleOrStale { .. })
         ));
     }
+}
+
+/// The `leaf/1` wire bytes of every request and response, frozen when the request id moved out of
+/// the message structs into [`RequestPair`] (the flat layout `[request_id, fields...]` must not
+/// change). The hex was computed by an independent RLP encoder from the layouts of
+/// `docs/leaf-protocol.md`; a 32-byte word is written `{aa}` for 32 bytes of `0xaa`.
+#[test]
+fn wire_bytes_of_every_request_and_response_are_frozen() {
+    fn pair<T>(request_id: u64, message: T) -> RequestPair<T> {
+        RequestPair { request_id, message }
+    }
+    let word = |b: u8| B256::repeat_byte(b);
+    let path = |n: &[u8]| WirePath::from_nibbles(n).expect("valid nibbles");
+    let leaf = |nonce, balance, storage| AccountLeaf {
+        hashed_address: word(0xaa),
+        nonce,
+        balance,
+        storage_root: word(0xbb),
+        code_hash: word(0xcc),
+        storage,
+    };
+    let slot = StorageSlot { hashed_slot: word(0xdd), value: U256::from(5) };
+    let cases: Vec<(LeafMessage, &str)> = vec![
+        (
+            LeafMessage::GetChunk(pair(
+                258,
+                GetChunk { prefix: path(&[1, 2, 3]), max_bytes: 1 << 21 },
+            )),
+            "ca82010282112383200000",
+        ),
+        (
+            LeafMessage::Chunk(pair(
+                258,
+                Chunk {
+                    head_number: 7,
+                    content: ChunkContent::Items(vec![
+                        leaf(1, U256::ZERO, AccountStorage::Inline(vec![slot])),
+                        leaf(
+                            2,
+                            U256::from(10u64.pow(18)),
+                            AccountStorage::Large { slot_count: 5000 },
+                        ),
+                    ]),
+                },
+            )),
+            "f9010382010207f8fdf889a0{aa}0180a0{bb}a0{cc}e3e2a0{dd}05f870a0{aa}02880de0b6b3a7640000\
+             a0{bb}a0{cc}821388",
+        ),
+        (
+            LeafMessage::Chunk(pair(3, Chunk { head_number: 0, content: ChunkContent::TooLarge })),
+            "c3038080",
+        ),
+        (
+            LeafMessage::GetStorageChunk(pair(
+                1,
+                GetStorageChunk { account: word(0xaa), prefix: WirePath::root(), max_bytes: 1024 },
+            )),
+            "e601a0{aa}00820400",
+        ),
+        (
+            LeafMessage::StorageChunk(pair(
+                1,
+                StorageChunk { head_number: 9, content: ChunkContent::Items(vec![slot]) },
+            )),
+            "e60109e3e2a0{dd}05",
+        ),
+        (
+            LeafMessage::GetNodes(pair(
+                2,
+                GetNodes {
+                    nodes: vec![
+                        NodeRequest {
+                            owner: TrieOwner::Accounts,
+                            path: WirePath::root(),
+                            hash: word(0xee),
+                        },
+                        NodeRequest {
+                            owner: TrieOwner::Storage(word(0xaa)),
+                            path: path(&[0xf]),
+                            hash: word(0xef),
+                        },
+                    ],
+                    max_bytes: 100,
+                },
+            )),
+            "f86d02f869e38000a0{ee}f843a0{aa}1fa0{ef}64",
+        ),
+        (
+            LeafMessage::Nodes(pair(
+                2,
+                Nodes { nodes: vec![Bytes::from_static(&[1, 2, 3]), Bytes::new()] },
+            )),
+            "c702c58301020380",
+        ),
+        (
+            LeafMessage::GetCodes(pair(0, GetCodes { hashes: vec![word(0xcc)], max_bytes: 0 })),
+            "e480e1a0{cc}80",
+        ),
+        (
+            LeafMessage::Codes(pair(
+                0,
+                Codes { codes: vec![Bytes::from_static(&[0x60, 0x00]), Bytes::new()] },
+            )),
+            "c680c482600080",
+        ),
+    ];
+    for (message, frozen) in cases {
+        let mut expected = frozen.to_string();
+        for b in ["aa", "bb", "cc", "dd", "ee", "ef"] {
+            expected = expected.replace(&format!("{{{b}}}"), &b.repeat(32));
+        }
+        let id = message.id();
+        assert_eq!(hex::encode(message.encoded()), expected, "{id:#04x}");
+        let decoded = LeafMessage::decode(id, &message.encoded()).expect("decodes");
+        assert_eq!(decoded, message, "{id:#04x}");
+        // A response encoded by the serving side and framed with its id is the same bytes.
+        if let Some(response) = message.clone().into_response() {
+            let framed = response.message.encoded().payload(response.request_id);
+            assert_eq!(hex::encode(framed), expected, "{id:#04x} framed");
+        }
+    }
+}
+
+#[test]
+fn wire_paths_convert_to_and_from_trie_nibbles_and_owners_to_options() {
+    let p = WirePath::from_nibbles(&[0xa, 0x3, 0xf]).expect("valid");
+    let trie = alloy_trie::Nibbles::from(&p);
+    assert_eq!(trie.to_vec(), vec![0xa, 0x3, 0xf]);
+    assert_eq!(WirePath::try_from(&trie), Ok(p));
+    assert_eq!(alloy_trie::Nibbles::from(WirePath::root()).len(), 0);
+    let full = alloy_trie::Nibbles::from_nibbles([0x7; 64]);
+    assert!(WirePath::try_from(full).is_ok());
+    assert_eq!(Option::<B256>::from(TrieOwner::Accounts), None);
+    let owner = B256::repeat_byte(4);
+    assert_eq!(Option::<B256>::from(TrieOwner::Storage(owner)), Some(owner));
+    assert_eq!(TrieOwner::from(Some(owner)), TrieOwner::Storage(owner));
+    assert_eq!(TrieOwner::from(None), TrieOwner::Accounts);
 }

@@ -10,15 +10,17 @@ use super::{
     heads::HeadFilter,
 };
 use crate::{
-    PeerId,
-    leaf::{ChainHead, LeafMessage, PenaltyClass},
-    p2pstream::DisconnectReason,
-    requests::{
-        LeafRequest, LeafResponse, RequestError, RequestTracker, ResponseOutcome, ServedRequests,
+    PeerId, PenaltyClass,
+    leaf::{
+        ChainHead, EncodedResponse, LeafMessage, LeafRequest, LeafResponse, MessageRole,
+        RequestPair,
     },
+    p2pstream::DisconnectReason,
+    requests::{RequestError, RequestTracker, ResponseOutcome, ServedRequests},
     session::{SessionError, TcpLeafStream},
+    util::sleep_until_opt,
 };
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use std::{
     collections::VecDeque,
     sync::{
@@ -120,8 +122,8 @@ pub(crate) struct ActiveSession {
     pub(crate) alive: Arc<AtomicBool>,
     pub(crate) tracker: RequestTracker<ResponseSender>,
     pub(crate) served: ServedRequests,
-    pub(crate) queued: VecDeque<LeafRequest>,
-    pub(crate) handlers: JoinSet<(LeafRequest, Option<LeafResponse>)>,
+    pub(crate) queued: VecDeque<RequestPair<LeafRequest>>,
+    pub(crate) handlers: JoinSet<(RequestPair<LeafRequest>, Option<EncodedResponse>)>,
     pub(crate) heads: HeadFilter,
     pub(crate) stalls: StallPenalties,
 }
@@ -189,7 +191,7 @@ impl ActiveSession {
                     Some(SessionCommand::Request { request, reply }) => {
                         match self.tracker.start(request, reply, Instant::now()) {
                             Ok(message) => {
-                                if let Err(end) = self.send(message).await {
+                                if let Err(end) = self.send_message(message).await {
                                     return end;
                                 }
                             }
@@ -199,7 +201,7 @@ impl ActiveSession {
                         }
                     }
                     Some(SessionCommand::NewHead(head)) => {
-                        if let Err(end) = self.send(LeafMessage::NewHead(head)).await {
+                        if let Err(end) = self.send_message(LeafMessage::NewHead(head)).await {
                             return end;
                         }
                     }
@@ -224,8 +226,10 @@ impl ActiveSession {
 
     /// Sends one message, within [`SESSION_SEND_TIMEOUT`]: a peer that stops reading cannot
     /// hold the session (and our pending requests) forever.
-    async fn send(&mut self, message: LeafMessage) -> Result<(), End> {
-        match tokio::time::timeout(SESSION_SEND_TIMEOUT, self.stream.send(message)).await {
+    async fn send(&mut self, id: u8, payload: bytes::Bytes) -> Result<(), End> {
+        match tokio::time::timeout(SESSION_SEND_TIMEOUT, self.stream.send_encoded(id, payload))
+            .await
+        {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => {
                 debug!(peer = %self.peer, %error, "send failed");
@@ -236,6 +240,10 @@ impl ActiveSession {
                 Err(End::Gone(Some(DisconnectReason::TcpSubsystemError)))
             }
         }
+    }
+
+    async fn send_message(&mut self, message: LeafMessage) -> Result<(), End> {
+        self.send(message.id(), message.encoded().into()).await
     }
 
     /// Fails the requests whose deadline passed; one high penalty per [`STALL_PENALTY_WINDOW`].
@@ -287,8 +295,8 @@ impl ActiveSession {
     }
 
     async fn on_message(&mut self, message: LeafMessage) -> Result<(), End> {
-        match message {
-            LeafMessage::NewHead(head) => {
+        match message.into_role() {
+            MessageRole::NewHead(head) => {
                 match self.heads.on_new_head(head, Instant::now()) {
                     Ok(Some(head)) => self.forward_head(head).await,
                     Ok(None) => {
@@ -302,19 +310,13 @@ impl ActiveSession {
                 Ok(())
             }
             // The stream turns a second Status into an error before it gets here.
-            LeafMessage::Status(_) => Ok(()),
-            message if message.is_response() => match LeafResponse::from_message(message) {
-                Some(response) => self.on_response(response).await,
-                None => Ok(()),
-            },
-            message => match LeafRequest::from_message(message) {
-                Some(request) => self.on_request(request).await,
-                None => Ok(()),
-            },
+            MessageRole::Status(_) => Ok(()),
+            MessageRole::Response(response) => self.on_response(response).await,
+            MessageRole::Request(request) => self.on_request(request).await,
         }
     }
 
-    async fn on_response(&mut self, response: LeafResponse) -> Result<(), End> {
+    async fn on_response(&mut self, response: RequestPair<LeafResponse>) -> Result<(), End> {
         match self.tracker.on_response(response) {
             ResponseOutcome::Matched(waiter, response) => {
                 let _ = waiter.send(Ok(response));
@@ -339,7 +341,7 @@ impl ActiveSession {
         }
     }
 
-    async fn on_request(&mut self, request: LeafRequest) -> Result<(), End> {
+    async fn on_request(&mut self, request: RequestPair<LeafRequest>) -> Result<(), End> {
         if self.served.on_request().is_err() {
             self.penalise(PenaltyClass::Fatal, PenaltyReason::RequestFlood).await;
             return Err(End::Send(DisconnectReason::ProtocolBreach));
@@ -363,7 +365,7 @@ impl ActiveSession {
             self.handlers.spawn(async move {
                 // The semaphore is never closed; if it were, the request is answered empty.
                 let Ok(permit) = permits.acquire_owned().await else { return (request, None) };
-                let call = request.clone();
+                let call = request.message.clone();
                 let response = tokio::task::spawn_blocking(move || {
                     // Held until the call returns, even if the session is gone by then.
                     let _permit = permit;
@@ -371,7 +373,7 @@ impl ActiveSession {
                         return None;
                     }
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        handler.handle(peer, call)
+                        handler.handle(peer, &call)
                     }))
                     .ok()
                 })
@@ -385,32 +387,26 @@ impl ActiveSession {
 
     async fn on_handler_done(
         &mut self,
-        done: Result<(LeafRequest, Option<LeafResponse>), tokio::task::JoinError>,
+        done: Result<(RequestPair<LeafRequest>, Option<EncodedResponse>), tokio::task::JoinError>,
     ) -> Result<(), End> {
         // A join error means the task was aborted (only at session end): nothing to answer.
-        let Ok((request, response)) = done else { return Ok(()) };
-        let mut response = match response {
-            Some(response) if request.is_answered_by(&response) => response,
+        let Ok((RequestPair { request_id, message: request }, response)) = done else {
+            return Ok(());
+        };
+        let response = match response {
+            Some(response) if response.id == request.response_id() => response,
             Some(_) => {
                 debug!(peer = %self.peer, "handler answered with the wrong kind; sending empty");
-                request.empty_response()
+                request.empty_response().encoded()
             }
             None => {
                 debug!(peer = %self.peer, "handler panicked; sending empty");
-                request.empty_response()
+                request.empty_response().encoded()
             }
         };
-        response.set_request_id(request.request_id());
         self.served.on_answered();
         self.spawn_handlers();
-        self.send(response.into_message()).await
-    }
-}
-
-/// Sleeps until `deadline`, or forever without one (the branch is disabled then anyway).
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+        // The handler's fields go out as they are, behind the request id.
+        self.send(response.id, response.payload(request_id)).await
     }
 }

@@ -1,8 +1,8 @@
 //! What the network tells the rest of the program: [`NetworkEvent`]s, [`PeerInfo`].
 
 use crate::{
-    PeerId,
-    leaf::{ChainHead, PenaltyClass, Status},
+    PeerId, PenaltyClass,
+    leaf::{ChainHead, Status},
     p2pstream::DisconnectReason,
     requests::ResponseViolation,
 };

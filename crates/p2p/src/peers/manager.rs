@@ -1,5 +1,6 @@
-//! [`PeerManager`]: the one owner of every peer's state (sessions, scores, bans, dialing). A single
-//! task runs [`PeerManager::run`]; everything else talks to it over bounded channels: handles send
+//! [`PeerManager`]: the one owner of every peer's state. A single task runs [`PeerManager::run`],
+//! the select loop; the admission and dial policy is the pure [`PeerTable`], the handshake tasks
+//! are in `handshake.rs`; everything else talks to it over bounded channels: handles send
 //! [`Command`]s, sessions send [`SessionEvent`]s, handshake tasks send [`HandshakeEvent`]s, and
 //! discovery sends dial candidates. The manager itself never waits on a session (it uses
 //! `try_send`), so no cycle of full channels can deadlock it.
@@ -10,30 +11,27 @@ use super::{
         ActiveSession, ResponseSender, SESSION_COMMAND_CHANNEL_CAPACITY, SessionCommand,
         SessionEvent,
     },
-    candidates::CandidateQueue,
-    dial::Backoff,
     events::{Direction, DiscoveryCounters, NetworkEvent, PeerInfo, PenaltyReason, SessionId},
+    handshake::{HandshakeEvent, MAX_PENDING_INBOUND, accept, dial},
     heads::HeadFilter,
-    pending::{PendingInbound, PendingSlot},
-    score::{PeerScores, ScoreState},
+    pending::PendingInbound,
+    score::ScoreState,
+    table::{Connected, Limits, PeerTable},
 };
 use crate::{
-    PeerId,
+    PeerId, PenaltyClass,
     chain::Enr,
     discovery::{DialCandidate, Discovery},
-    ecies::EciesStream,
-    leaf::{ChainHead, PenaltyClass, Status},
-    p2pstream::{DisconnectReason, stream::encode_message},
-    requests::{LeafRequest, RequestError, RequestTracker},
-    session::{
-        Established, SessionError, SessionParams, establish_authenticated, establish_outbound,
-    },
+    leaf::{ChainHead, LeafRequest, Status},
+    p2pstream::DisconnectReason,
+    requests::{RequestError, RequestTracker},
+    session::{Established, SessionParams},
+    util::{recv_opt, sleep_until_opt},
 };
 use alloy_eip2124::ForkFilter;
-use futures::SinkExt;
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    net::{IpAddr, SocketAddr},
+    collections::VecDeque,
+    net::SocketAddr,
     sync::{Arc, atomic::AtomicBool},
     time::Duration,
 };
@@ -58,23 +56,6 @@ pub const SESSION_EVENT_CHANNEL_CAPACITY: usize = 1024;
 /// once, 128 is rarely reached (tasks wait when it is).
 pub const HANDSHAKE_EVENT_CHANNEL_CAPACITY: usize = 128;
 
-/// Most inbound connections in their handshake at once; further accepted sockets are closed at
-/// once. Bounds the work an attacker can cause with connections that never finish their
-/// handshake (each one lasts at most [`INBOUND_HANDSHAKE_TIMEOUT`]); the per-IP share
-/// (`NetworkConfig::max_pending_inbound_per_ip`) keeps one host from taking all of them.
-pub const MAX_PENDING_INBOUND: usize = 32;
-
-/// Time an inbound connection has for its whole handshake: ECIES, our admission check, Hello and
-/// Status. Each step has its own timeout too, but they add up to 25 s; one deadline of 10 s
-/// (honest handshakes take a few round trips, well under a second) frees a pending slot held by
-/// a slow-trickling peer as early as ECIES alone would (review finding M2).
-pub const INBOUND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Time a dial has for TCP connect plus the whole handshake (go-ethereum's 15 s dial timeout).
-/// The step timeouts add up to 30 s; a tarpit candidate that answers each step just in time
-/// would hold one of our outbound slots that long (review finding M7).
-pub const OUTBOUND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
-
 /// Time sessions get at shutdown to send their Disconnect before they are aborted.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -96,28 +77,11 @@ pub(crate) enum Command {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// What a handshake task tells the manager.
+/// What the manager keeps of a connected peer (the table keeps its direction and address).
 #[derive(Debug)]
-pub(crate) enum HandshakeEvent {
-    /// An inbound connection passed ECIES: may it go on?
-    Authenticated {
-        peer: PeerId,
-        addr: SocketAddr,
-        reply: oneshot::Sender<Result<(), DisconnectReason>>,
-    },
-    /// A session is established.
-    Established { direction: Direction, addr: SocketAddr, established: Box<Established> },
-    /// A handshake failed.
-    Failed { direction: Direction, peer: Option<PeerId>, error: SessionError },
-}
-
-/// A connected peer.
-#[derive(Debug)]
-struct PeerEntry {
+pub(crate) struct PeerEntry {
     session: SessionId,
     commands: mpsc::Sender<SessionCommand>,
-    addr: SocketAddr,
-    direction: Direction,
     client_version: String,
     status: Status,
     head: ChainHead,
@@ -146,7 +110,6 @@ pub(crate) struct ManagerParts {
 
 /// The peer manager; see the module documentation.
 pub(crate) struct PeerManager {
-    local_id: PeerId,
     params: Arc<SessionParams>,
     listener: TcpListener,
     handler: Arc<dyn RequestHandler>,
@@ -159,21 +122,12 @@ pub(crate) struct PeerManager {
     handshake_rx: mpsc::Receiver<HandshakeEvent>,
     discovery: Option<Discovery>,
     candidates: Option<mpsc::Receiver<DialCandidate>>,
-    peers: HashMap<PeerId, PeerEntry>,
-    dialing: HashSet<PeerId>,
+    /// Who is connected, who may connect, whom to dial: the pure policy.
+    table: PeerTable<PeerEntry>,
     /// Inbound handshakes in progress; each task holds a slot that frees itself when dropped.
     pending_inbound: PendingInbound,
-    scores: PeerScores,
-    backoff: Backoff,
-    /// Static and trusted peers, with whether they are trusted (at most `max_static_peers`).
-    statics: HashMap<PeerId, (NodeRecord, bool)>,
-    queue: CandidateQueue,
     /// Permits for request-handler calls, shared by every session (the global serving cap).
     handler_permits: Arc<Semaphore>,
-    max_inbound: usize,
-    max_inbound_per_ip: usize,
-    max_static_peers: usize,
-    max_outbound: usize,
     dial_interval: Duration,
     next_session: SessionId,
     sessions: JoinSet<()>,
@@ -194,23 +148,14 @@ impl PeerManager {
         };
         let local = *parts.head.borrow();
         let fork_id = parts.params.chain.fork_id(local.head.number, local.timestamp);
-        let mut statics = HashMap::new();
-        // Trusted peers first: when the configuration lists more peers than the cap, they are
-        // the ones kept.
-        for (record, trusted) in parts
-            .trusted_peers
-            .into_iter()
-            .map(|r| (r, true))
-            .chain(parts.static_peers.into_iter().map(|r| (r, false)))
-        {
-            if statics.len() >= parts.max_static_peers && !statics.contains_key(&record.id) {
-                warn!(peer = %record.id, max = parts.max_static_peers, "too many static peers; ignoring");
-                continue;
-            }
-            statics.entry(record.id).or_insert((record, trusted));
-        }
+        let limits = Limits {
+            max_inbound: parts.max_inbound,
+            max_inbound_per_ip: parts.max_inbound_per_ip,
+            max_outbound: parts.max_outbound,
+            max_static_peers: parts.max_static_peers,
+        };
+        let table = PeerTable::new(parts.local_id, limits, parts.trusted_peers, parts.static_peers);
         Self {
-            local_id: parts.local_id,
             params: parts.params,
             listener: parts.listener,
             handler: parts.handler,
@@ -223,21 +168,12 @@ impl PeerManager {
             handshake_rx,
             discovery,
             candidates,
-            peers: HashMap::new(),
-            dialing: HashSet::new(),
+            table,
             pending_inbound: PendingInbound::new(
                 MAX_PENDING_INBOUND,
                 parts.max_pending_inbound_per_ip,
             ),
-            scores: PeerScores::default(),
-            backoff: Backoff::default(),
-            statics,
-            queue: CandidateQueue::default(),
             handler_permits: Arc::new(Semaphore::new(parts.max_concurrent_handler_calls.max(1))),
-            max_inbound: parts.max_inbound,
-            max_inbound_per_ip: parts.max_inbound_per_ip,
-            max_static_peers: parts.max_static_peers,
-            max_outbound: parts.max_outbound,
             dial_interval: parts.dial_interval,
             next_session: 0,
             sessions: JoinSet::new(),
@@ -292,12 +228,10 @@ impl PeerManager {
 
     async fn shutdown(&mut self) {
         self.handshakes.abort_all();
-        for entry in self.peers.values() {
-            let _ = entry
-                .commands
-                .try_send(SessionCommand::Disconnect(DisconnectReason::ClientQuitting));
+        for (_, peer) in self.table.drain() {
+            let quitting = SessionCommand::Disconnect(DisconnectReason::ClientQuitting);
+            let _ = peer.entry.commands.try_send(quitting);
         }
-        self.peers.clear();
         let sessions = &mut self.sessions;
         let _ = tokio::time::timeout(SHUTDOWN_TIMEOUT, async {
             while sessions.join_next().await.is_some() {}
@@ -307,78 +241,6 @@ impl PeerManager {
         if let Some(discovery) = self.discovery.take() {
             discovery.shutdown().await;
         }
-    }
-
-    fn is_trusted(&self, peer: &PeerId) -> bool {
-        self.statics.get(peer).is_some_and(|(_, trusted)| *trusted)
-    }
-
-    fn inbound_count(&self) -> usize {
-        self.peers
-            .iter()
-            .filter(|(id, e)| e.direction == Direction::Inbound && !self.is_trusted(id))
-            .count()
-    }
-
-    /// Established inbound sessions from `ip` that count against the per-IP limit.
-    fn inbound_from(&self, ip: IpAddr) -> usize {
-        let ip = ip.to_canonical();
-        self.peers
-            .iter()
-            .filter(|(id, e)| {
-                e.direction == Direction::Inbound
-                    && e.addr.ip().to_canonical() == ip
-                    && !self.is_trusted(id)
-            })
-            .count()
-    }
-
-    fn outbound_count(&self) -> usize {
-        let connected = self
-            .peers
-            .iter()
-            .filter(|(id, e)| e.direction == Direction::Outbound && !self.is_trusted(id))
-            .count();
-        connected + self.dialing.iter().filter(|id| !self.is_trusted(id)).count()
-    }
-
-    /// Whether a new connection with `peer` in `direction` may become a session. Of two
-    /// connections with one peer (both dialed at once) both sides keep the one dialed by the
-    /// smaller node id, so that they agree.
-    fn admit(
-        &mut self,
-        peer: PeerId,
-        addr: SocketAddr,
-        direction: Direction,
-    ) -> Result<(), DisconnectReason> {
-        let trusted = self.is_trusted(&peer);
-        if peer == self.local_id {
-            return Err(DisconnectReason::ConnectedToSelf);
-        }
-        if !trusted && self.scores.is_banned(&peer, Instant::now()) {
-            return Err(DisconnectReason::UselessPeer);
-        }
-        if let Some(existing) = self.peers.get(&peer) {
-            let initiator = |d: Direction| match d {
-                Direction::Outbound => self.local_id,
-                Direction::Inbound => peer,
-            };
-            if existing.direction == direction
-                || initiator(existing.direction) == self.local_id.min(peer)
-            {
-                return Err(DisconnectReason::AlreadyConnected);
-            }
-        }
-        if direction == Direction::Inbound && !trusted {
-            if self.inbound_count() >= self.max_inbound {
-                return Err(DisconnectReason::TooManyPeers);
-            }
-            if self.inbound_from(addr.ip()) >= self.max_inbound_per_ip {
-                debug!(%peer, %addr, "too many inbound sessions from this IP");
-                return Err(DisconnectReason::TooManyPeers);
-            }
-        }
-        Ok(())
     }
 
     fn snapshot(&self) -> (Status, ForkFilter) {
@@ -399,89 +261,24 @@ impl PeerManager {
         let (status, filter) = self.snapshot();
         let params = Arc::clone(&self.params);
         let events = self.handshake_tx.clone();
-        self.handshakes.spawn(async move {
-            let handshake = inbound(tcp, addr, &params, status, &filter, &events);
-            let outcome = match tokio::time::timeout(INBOUND_HANDSHAKE_TIMEOUT, handshake).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    debug!(%addr, "inbound handshake deadline passed; closing");
-                    Err((None, SessionError::HandshakeTimeout))
-                }
-            };
-            // The slot is free from here on, whatever the manager does with the event.
-            drop::<PendingSlot>(slot);
-            let event = match outcome {
-                Ok(established) => HandshakeEvent::Established {
-                    direction: Direction::Inbound,
-                    addr,
-                    established: Box::new(established),
-                },
-                Err((peer, error)) => {
-                    HandshakeEvent::Failed { direction: Direction::Inbound, peer, error }
-                }
-            };
-            let _ = events.send(event).await;
-        });
+        self.handshakes.spawn(accept(tcp, addr, slot, params, status, filter, events));
     }
 
-    fn dial(&mut self, record: NodeRecord) {
-        trace!(peer = %record.id, addr = %record.addr, "dialing");
-        self.dialing.insert(record.id);
-        let (status, filter) = self.snapshot();
-        let params = Arc::clone(&self.params);
-        let events = self.handshake_tx.clone();
-        self.handshakes.spawn(async move {
-            let handshake = establish_outbound(record.addr, record.id, &params, status, &filter);
-            let outcome = tokio::time::timeout(OUTBOUND_HANDSHAKE_TIMEOUT, handshake)
-                .await
-                .unwrap_or(Err(SessionError::HandshakeTimeout));
-            let event = match outcome {
-                Ok(established) => HandshakeEvent::Established {
-                    direction: Direction::Outbound,
-                    addr: record.addr,
-                    established: Box::new(established),
-                },
-                Err(error) => HandshakeEvent::Failed {
-                    direction: Direction::Outbound,
-                    peer: Some(record.id),
-                    error,
-                },
-            };
-            let _ = events.send(event).await;
-        });
-    }
-
-    fn may_dial(&mut self, peer: &PeerId, now: Instant) -> bool {
-        *peer != self.local_id
-            && !self.peers.contains_key(peer)
-            && !self.dialing.contains(peer)
-            && self.backoff.may_dial(peer, now)
-            && (self.is_trusted(peer) || !self.scores.is_banned(peer, now))
-    }
-
-    /// Dials static and trusted peers that are not connected, then queued candidates while
-    /// outbound slots are free.
+    /// Dials every peer the table picks (static and trusted peers, then queued candidates while
+    /// outbound slots are free).
     fn dial_pass(&mut self) {
-        let now = Instant::now();
-        let statics: Vec<(NodeRecord, bool)> = self.statics.values().copied().collect();
-        for (record, trusted) in statics {
-            if self.may_dial(&record.id, now)
-                && (trusted || self.outbound_count() < self.max_outbound)
-            {
-                self.dial(record);
-            }
-        }
-        while self.outbound_count() < self.max_outbound {
-            let Some(record) = self.queue.pop() else { break };
-            if self.may_dial(&record.id, now) {
-                self.dial(record);
-            }
+        for record in self.table.dial_candidates(Instant::now()) {
+            trace!(peer = %record.id, addr = %record.addr, "dialing");
+            let (status, filter) = self.snapshot();
+            let params = Arc::clone(&self.params);
+            let events = self.handshake_tx.clone();
+            self.handshakes.spawn(dial(record, params, status, filter, events));
         }
     }
 
     fn on_candidate(&mut self, candidate: &DialCandidate) {
         let record = NodeRecord { id: candidate.peer_id, addr: candidate.tcp_addr };
-        if let Err(why) = self.queue.push(record) {
+        if let Err(why) = self.table.push_candidate(record) {
             trace!(peer = %record.id, addr = %record.addr, ?why, "dial candidate not queued");
         }
         self.dial_pass();
@@ -499,17 +296,17 @@ impl PeerManager {
                 self.fork_id = fork_id;
             }
         }
-        for entry in self.peers.values() {
+        for (_, peer) in self.table.connected() {
             // A session whose queue is full misses this head; the next one supersedes it.
-            let _ = entry.commands.try_send(SessionCommand::NewHead(head));
+            let _ = peer.entry.commands.try_send(SessionCommand::NewHead(head));
         }
     }
 
     fn penalise(&mut self, peer: PeerId, class: PenaltyClass, reason: PenaltyReason) {
         let now = Instant::now();
-        let trusted = self.is_trusted(&peer);
-        let state = self.scores.penalise(peer, class, now);
-        let score = self.scores.score(&peer, now);
+        let trusted = self.table.is_trusted(&peer);
+        let state = self.table.penalise(peer, class, now);
+        let score = self.table.score(&peer, now);
         debug!(%peer, ?class, ?reason, score, "penalty");
         let _ = self.events.send(NetworkEvent::PeerPenalised { peer, class, reason, score });
         if trusted {
@@ -519,10 +316,10 @@ impl PeerManager {
             let _ = self.events.send(NetworkEvent::PeerBanned { peer });
         }
         if state != ScoreState::Healthy
-            && let Some(entry) = self.peers.get(&peer)
+            && let Some(connected) = self.table.get(&peer)
         {
-            let _ =
-                entry.commands.try_send(SessionCommand::Disconnect(DisconnectReason::UselessPeer));
+            let useless = SessionCommand::Disconnect(DisconnectReason::UselessPeer);
+            let _ = connected.entry.commands.try_send(useless);
         }
     }
 
@@ -531,38 +328,28 @@ impl PeerManager {
             Command::Peers(reply) => {
                 let now = Instant::now();
                 let peers = self
-                    .peers
-                    .iter()
-                    .map(|(id, e)| PeerInfo {
+                    .table
+                    .connected()
+                    .map(|(id, c)| PeerInfo {
                         id: *id,
-                        addr: e.addr,
-                        direction: e.direction,
-                        client_version: e.client_version.clone(),
-                        status: e.status,
-                        head: e.head,
-                        score: self.scores.score(id, now),
-                        trusted: self.is_trusted(id),
+                        addr: c.addr,
+                        direction: c.direction,
+                        client_version: c.entry.client_version.clone(),
+                        status: c.entry.status,
+                        head: c.entry.head,
+                        score: self.table.score(id, now),
+                        trusted: self.table.is_trusted(id),
                     })
                     .collect();
                 let _ = reply.send(peers);
             }
             Command::AddPeer(record) => {
-                if self.statics.len() >= self.max_static_peers
-                    && !self.statics.contains_key(&record.id)
-                {
-                    warn!(
-                        peer = %record.id,
-                        max = self.max_static_peers,
-                        "too many static peers; not adding"
-                    );
-                    return;
+                if self.table.add_static(record) {
+                    self.dial_pass();
                 }
-                let trusted = self.is_trusted(&record.id);
-                self.statics.insert(record.id, (record, trusted));
-                self.dial_pass();
             }
             Command::Request { peer, request, reply } => {
-                let Some(entry) = self.peers.get(&peer) else {
+                let Some(Connected { entry, .. }) = self.table.get(&peer) else {
                     let _ = reply.send(Err(RequestError::UnknownPeer));
                     return;
                 };
@@ -584,8 +371,8 @@ impl PeerManager {
             }
             Command::Report { peer, class } => self.penalise(peer, class, PenaltyReason::Reported),
             Command::Disconnect { peer, reason } => {
-                if let Some(entry) = self.peers.get(&peer) {
-                    let _ = entry.commands.try_send(SessionCommand::Disconnect(reason));
+                if let Some(connected) = self.table.get(&peer) {
+                    let _ = connected.entry.commands.try_send(SessionCommand::Disconnect(reason));
                 }
             }
             Command::LocalEnr(reply) => {
@@ -603,19 +390,14 @@ impl PeerManager {
         match event {
             SessionEvent::Penalty { peer, class, reason } => self.penalise(peer, class, reason),
             SessionEvent::NewHead { peer, head } => {
-                if let Some(entry) = self.peers.get_mut(&peer) {
-                    entry.head = head;
+                if let Some(connected) = self.table.get_mut(&peer) {
+                    connected.entry.head = head;
                     let _ = self.events.send(NetworkEvent::NewHead { peer, head });
                 }
             }
             SessionEvent::Closed { peer, session, reason } => {
-                if self.peers.get(&peer).is_some_and(|e| e.session == session) {
-                    self.peers.remove(&peer);
-                    if self.statics.contains_key(&peer) {
-                        // Redial after the backoff, not in a tight loop with a peer that keeps
-                        // closing the session.
-                        self.backoff.failed(peer, Instant::now());
-                    }
+                let current = |e: &PeerEntry| e.session == session;
+                if self.table.on_closed(&peer, Instant::now(), current).is_some() {
                     let _ = self.events.send(NetworkEvent::PeerDisconnected { peer, reason });
                 }
             }
@@ -625,11 +407,12 @@ impl PeerManager {
     fn on_handshake_event(&mut self, event: HandshakeEvent) {
         match event {
             HandshakeEvent::Authenticated { peer, addr, reply } => {
-                let _ = reply.send(self.admit(peer, addr, Direction::Inbound));
+                let _ =
+                    reply.send(self.table.admit(peer, addr, Direction::Inbound, Instant::now()));
             }
             HandshakeEvent::Established { direction, addr, established } => {
                 if direction == Direction::Outbound {
-                    self.dialing.remove(&established.hello.id);
+                    self.table.on_dialed(&established.hello.id);
                 }
                 self.on_established(direction, addr, *established);
             }
@@ -638,8 +421,7 @@ impl PeerManager {
                 if direction == Direction::Outbound
                     && let Some(peer) = peer
                 {
-                    self.dialing.remove(&peer);
-                    self.backoff.failed(peer, Instant::now());
+                    self.table.on_failed(peer, Instant::now());
                 }
                 if let (Some(peer), Some(class)) = (peer, error.penalty()) {
                     self.penalise(peer, class, PenaltyReason::Handshake);
@@ -652,36 +434,29 @@ impl PeerManager {
     fn on_established(&mut self, direction: Direction, addr: SocketAddr, established: Established) {
         let Established { mut stream, hello, status } = established;
         let peer = hello.id;
-        if let Err(reason) = self.admit(peer, addr, direction) {
+        if let Err(reason) = self.table.admit(peer, addr, direction, Instant::now()) {
             debug!(%peer, ?direction, %reason, "refusing established session");
             self.handshakes.spawn(async move {
                 let _ = stream.disconnect(reason).await;
             });
             return;
         }
-        if let Some(old) = self.peers.remove(&peer) {
-            // The new connection is the preferred one of a simultaneous dial.
-            let _ = old
-                .commands
-                .try_send(SessionCommand::Disconnect(DisconnectReason::AlreadyConnected));
-        }
-        self.backoff.succeeded(&peer);
         let session = self.next_session;
         self.next_session += 1;
         let (commands_tx, commands_rx) = mpsc::channel(SESSION_COMMAND_CHANNEL_CAPACITY);
         debug!(%peer, ?direction, %addr, "session established");
-        self.peers.insert(
-            peer,
-            PeerEntry {
-                session,
-                commands: commands_tx,
-                addr,
-                direction,
-                client_version: hello.client_version,
-                head: status.head,
-                status,
-            },
-        );
+        let entry = PeerEntry {
+            session,
+            commands: commands_tx,
+            client_version: hello.client_version,
+            head: status.head,
+            status,
+        };
+        if let Some(old) = self.table.on_connected(peer, addr, direction, entry) {
+            // The new connection is the preferred one of a simultaneous dial.
+            let already = SessionCommand::Disconnect(DisconnectReason::AlreadyConnected);
+            let _ = old.entry.commands.try_send(already);
+        }
         let _ = self.events.send(NetworkEvent::PeerConnected { peer, addr, direction, status });
         let active = ActiveSession {
             peer,
@@ -703,63 +478,11 @@ impl PeerManager {
     }
 }
 
-/// The inbound handshake: ECIES, then the manager's admission check for the authenticated id
-/// (a refused peer gets a Disconnect before Hello), then Hello and Status.
-async fn inbound(
-    tcp: TcpStream,
-    addr: SocketAddr,
-    params: &SessionParams,
-    status: Status,
-    filter: &ForkFilter,
-    events: &mpsc::Sender<HandshakeEvent>,
-) -> Result<Established, (Option<PeerId>, SessionError)> {
-    tcp.set_nodelay(true).map_err(|e| (None, e.into()))?;
-    let mut ecies =
-        EciesStream::incoming(tcp, params.secret_key).await.map_err(|e| (None, e.into()))?;
-    let peer = ecies.remote_id();
-    let (reply, verdict) = oneshot::channel();
-    let refused = |reason| (Some(peer), SessionError::Refused(reason));
-    if events.send(HandshakeEvent::Authenticated { peer, addr, reply }).await.is_err() {
-        return Err(refused(DisconnectReason::ClientQuitting));
-    }
-    match verdict.await {
-        Ok(Ok(())) => {}
-        Ok(Err(reason)) => {
-            // Before Hello the Disconnect goes uncompressed.
-            if let Ok(message) = encode_message(0x01, &alloy_rlp::encode(reason), false) {
-                let _ = tokio::time::timeout(super::active::SESSION_CLOSE_TIMEOUT, async {
-                    ecies.send(message).await?;
-                    ecies.close().await
-                })
-                .await;
-            }
-            return Err(refused(reason));
-        }
-        Err(_) => return Err(refused(DisconnectReason::ClientQuitting)),
-    }
-    establish_authenticated(ecies, params, status, filter).await.map_err(|e| (Some(peer), e))
-}
-
 /// Logs a task that panicked (a bug); aborted tasks (at shutdown) are expected.
 fn log_task_end(done: Result<(), tokio::task::JoinError>) {
     if let Err(error) = done
         && error.is_panic()
     {
         warn!(%error, "peer task panicked");
-    }
-}
-
-/// Sleeps until `deadline`, or forever without one (the branch is disabled then anyway).
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
     }
 }

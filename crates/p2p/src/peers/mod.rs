@@ -9,11 +9,13 @@ mod dial;
 mod enode;
 mod events;
 mod handler;
+mod handshake;
 mod heads;
 mod manager;
 mod network;
 mod pending;
 pub mod score;
+mod table;
 
 pub use active::{
     MAX_CONCURRENT_HANDLER_CALLS_PER_PEER, SESSION_CLOSE_TIMEOUT, SESSION_COMMAND_CHANNEL_CAPACITY,
@@ -33,11 +35,11 @@ pub use enode::{EnodeError, NodeRecord};
 pub use events::{
     Direction, DiscoveryCounters, EVENT_CHANNEL_CAPACITY, NetworkEvent, PeerInfo, PenaltyReason,
 };
-pub use handler::{EmptyHandler, HandlerResult, RequestHandler};
+pub use handler::{EmptyHandler, RequestHandler};
+pub use handshake::{INBOUND_HANDSHAKE_TIMEOUT, MAX_PENDING_INBOUND, OUTBOUND_HANDSHAKE_TIMEOUT};
 pub use heads::{InvalidHead, MAX_HEAD_NUMBER, MAX_HEAD_REWIND, NEW_HEAD_MIN_INTERVAL};
 pub use manager::{
     ACCEPT_ERROR_BACKOFF, COMMAND_CHANNEL_CAPACITY, HANDSHAKE_EVENT_CHANNEL_CAPACITY,
-    INBOUND_HANDSHAKE_TIMEOUT, MAX_PENDING_INBOUND, OUTBOUND_HANDSHAKE_TIMEOUT,
     SESSION_EVENT_CHANNEL_CAPACITY, SHUTDOWN_TIMEOUT,
 };
 pub use network::{Network, NetworkError, NetworkHandle};

@@ -6,16 +6,13 @@ use super::{
     manager::{COMMAND_CHANNEL_CAPACITY, Command, ManagerParts, PeerManager},
 };
 use crate::{
-    PeerId,
+    PeerId, PenaltyClass,
     chain::{ChainSpecError, Enr},
     discovery::{Discovery, DiscoveryError, LeafEnrEntry},
     ecies::id_from_pk,
-    leaf::{
-        Chunk, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk, Nodes, PenaltyClass,
-        StorageChunk,
-    },
+    leaf::{LeafRequest, LeafResponse},
     p2pstream::{DisconnectReason, HelloMessageWithProtocols},
-    requests::{LeafRequest, LeafResponse, RequestError, ResponseViolation},
+    requests::RequestError,
     session::{SessionParams, leaf_protocol},
 };
 use secp256k1::{PublicKey, SECP256K1};
@@ -171,7 +168,9 @@ impl NetworkHandle {
     }
 
     /// Sends `request` to `peer` and waits for its response (at most `REQUEST_TIMEOUT` once the
-    /// request is on the wire). The request id is assigned by the session.
+    /// request is on the wire). The request id is assigned by the session, which delivers only a
+    /// response of the kind that answers `request` (`Chunk::try_from(response)` and the like
+    /// take it apart).
     pub async fn request(
         &self,
         peer: PeerId,
@@ -180,46 +179,6 @@ impl NetworkHandle {
         let (reply, rx) = oneshot::channel();
         self.command(Command::Request { peer, request, reply }).await?;
         rx.await.map_err(|_| RequestError::Disconnected)?
-    }
-
-    /// [`Self::request`] for a `GetChunk`.
-    pub async fn get_chunk(&self, peer: PeerId, request: GetChunk) -> Result<Chunk, RequestError> {
-        match self.request(peer, LeafRequest::GetChunk(request)).await? {
-            LeafResponse::Chunk(chunk) => Ok(chunk),
-            // The session checks the kind before delivering; this cannot happen.
-            _ => Err(RequestError::InvalidResponse(ResponseViolation::WrongType)),
-        }
-    }
-
-    /// [`Self::request`] for a `GetStorageChunk`.
-    pub async fn get_storage_chunk(
-        &self,
-        peer: PeerId,
-        request: GetStorageChunk,
-    ) -> Result<StorageChunk, RequestError> {
-        match self.request(peer, LeafRequest::GetStorageChunk(request)).await? {
-            LeafResponse::StorageChunk(chunk) => Ok(chunk),
-            // The session checks the kind before delivering; this cannot happen.
-            _ => Err(RequestError::InvalidResponse(ResponseViolation::WrongType)),
-        }
-    }
-
-    /// [`Self::request`] for a `GetNodes`.
-    pub async fn get_nodes(&self, peer: PeerId, request: GetNodes) -> Result<Nodes, RequestError> {
-        match self.request(peer, LeafRequest::GetNodes(request)).await? {
-            LeafResponse::Nodes(nodes) => Ok(nodes),
-            // The session checks the kind before delivering; this cannot happen.
-            _ => Err(RequestError::InvalidResponse(ResponseViolation::WrongType)),
-        }
-    }
-
-    /// [`Self::request`] for a `GetCodes`.
-    pub async fn get_codes(&self, peer: PeerId, request: GetCodes) -> Result<Codes, RequestError> {
-        match self.request(peer, LeafRequest::GetCodes(request)).await? {
-            LeafResponse::Codes(codes) => Ok(codes),
-            // The session checks the kind before delivering; this cannot happen.
-            _ => Err(RequestError::InvalidResponse(ResponseViolation::WrongType)),
-        }
     }
 
     /// Penalises `peer` (e.g. the sync layer found its chunk to be junk); enough penalties

@@ -2,7 +2,7 @@
 //! by severity class, and thresholds below which the peer is disconnected or banned; plus the
 //! ban list with expiry.
 
-use crate::{PeerId, leaf::PenaltyClass};
+use crate::{PeerId, PenaltyClass};
 use std::{
     collections::{HashMap, VecDeque},
     time::Duration,

@@ -1,8 +1,9 @@
 //! Errors of the `leaf/1` session layer.
 
 use crate::{
+    PenaltyClass,
     ecies::EciesError,
-    leaf::{LeafError, PenaltyClass, StatusError},
+    leaf::{LeafError, StatusError},
     p2pstream::{DisconnectReason, P2PError},
 };
 

@@ -135,6 +135,14 @@ where
         }
     }
 
+    /// Sends a message already encoded: its relative id and RLP payload (e.g. a response whose
+    /// fields the serving side encoded, [`crate::leaf::EncodedResponse::payload`]). The payload
+    /// is framed as it is.
+    pub async fn send_encoded(&mut self, id: u8, payload: Bytes) -> Result<(), SessionError> {
+        let cap = self.cap;
+        Ok(self.inner.send(CapabilityMessage { cap, id, payload }).await?)
+    }
+
     /// The p2p stream below.
     pub fn p2p(&self) -> &P2PStream<S> {
         &self.inner

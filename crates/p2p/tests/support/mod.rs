@@ -6,17 +6,17 @@
 use alloy_primitives::{B256, Bytes};
 use futures::{SinkExt, StreamExt};
 use leafsync_p2p::{
-    CapabilityMessage, EciesStream, P2PError, P2PStream, PeerId, UnauthedP2PStream,
+    CapabilityMessage, EciesStream, EncodedResponse, P2PError, P2PStream, PeerId,
+    UnauthedP2PStream,
     chain::ChainSpec,
     discovery::DiscoveryConfig,
     ecies::id_from_pk,
-    leaf::{ChainHead, Codes, GetCodes, LeafMessage, Nodes, ServeFlags, Status},
+    leaf::{Codes, GetCodes, LeafMessage, Nodes, RequestPair, Status},
     p2pstream::{DisconnectReason, HelloMessageWithProtocols},
-    peers::{
-        LocalHead, Network, NetworkConfig, NetworkEvent, NetworkHandle, NodeRecord, RequestHandler,
-    },
-    requests::{LeafRequest, LeafResponse},
+    peers::{LocalHead, NetworkConfig, NetworkEvent, NetworkHandle, NodeRecord, RequestHandler},
+    requests::{LeafRequest, LeafResponse, RequestError},
     session::leaf_protocol,
+    test_utils,
 };
 use secp256k1::{PublicKey, SECP256K1, SecretKey};
 use std::{
@@ -27,34 +27,24 @@ use std::{
     },
     time::Duration,
 };
-use tokio::{net::TcpStream, sync::broadcast, sync::watch};
+use tokio::{net::TcpStream, sync::watch};
 
-/// Upper bound for any single wait of a test; a test fails rather than hang.
-pub const WAIT: Duration = Duration::from_secs(20);
+#[allow(unused_imports)] // each test binary uses a part
+pub use leafsync_p2p::test_utils::{TestNode as Node, WAIT, wait_connected, wait_event};
 
 /// The raw side of a hostile peer after Hello.
 pub type RawP2P = P2PStream<EciesStream<TcpStream>>;
 
 pub fn chain() -> ChainSpec {
-    ChainSpec::preset("sepolia").expect("sepolia preset")
+    test_utils::test_chain()
 }
 
 pub fn key() -> (SecretKey, PeerId) {
-    let sk = SecretKey::new(&mut rand::rng());
-    (sk, id_from_pk(&PublicKey::from_secret_key(SECP256K1, &sk)))
+    test_utils::test_key()
 }
 
 pub fn local_head(number: u64) -> LocalHead {
-    LocalHead {
-        head: ChainHead {
-            number,
-            hash: B256::repeat_byte(number as u8),
-            state_root: B256::repeat_byte(0xaa),
-        },
-        timestamp: 0,
-        account_estimate: 1000,
-        serves: ServeFlags::ALL,
-    }
+    test_utils::test_head(number, B256::repeat_byte(0xaa))
 }
 
 /// The status a well-behaved peer at head 0 sends.
@@ -87,39 +77,25 @@ impl TestHandler {
 }
 
 impl RequestHandler for TestHandler {
-    fn handle(&self, _peer: PeerId, request: LeafRequest) -> LeafResponse {
+    fn handle(&self, _peer: PeerId, request: &LeafRequest) -> EncodedResponse {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if let Some((lock, cv)) = &self.gate
             && let Ok(guard) = lock.lock()
         {
             let _ = cv.wait_timeout_while(guard, WAIT, |open| !*open);
         }
-        match &request {
+        match request {
             LeafRequest::GetCodes(r) => LeafResponse::Codes(Codes {
-                request_id: r.request_id,
                 codes: r.hashes.iter().map(|h| Bytes::copy_from_slice(h.as_slice())).collect(),
             }),
             other => other.empty_response(),
         }
+        .encoded()
     }
 }
 
-pub struct Node {
-    pub handle: NetworkHandle,
-    pub head: watch::Sender<LocalHead>,
-    pub events: broadcast::Receiver<NetworkEvent>,
-}
-
 pub fn config(handler: Arc<dyn RequestHandler>) -> (NetworkConfig, watch::Sender<LocalHead>) {
-    let (sk, _) = key();
-    let (head_tx, head_rx) = watch::channel(local_head(0));
-    let mut config = NetworkConfig::new(sk, chain(), head_rx, handler);
-    config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.dial_interval = Duration::from_millis(100);
-    // Every test peer comes from 127.0.0.1: the per-IP limits are tested on their own.
-    config.max_pending_inbound_per_ip = leafsync_p2p::peers::MAX_PENDING_INBOUND;
-    config.max_inbound_per_ip = config.max_inbound;
-    (config, head_tx)
+    test_utils::test_config(handler, local_head(0))
 }
 
 pub fn discovery_config(bootnodes: Vec<leafsync_p2p::chain::Enr>) -> DiscoveryConfig {
@@ -136,36 +112,12 @@ pub fn discovery_config(bootnodes: Vec<leafsync_p2p::chain::Enr>) -> DiscoveryCo
 }
 
 pub async fn start(config: NetworkConfig, head: watch::Sender<LocalHead>) -> Node {
-    let handle = Network::start(config).await.expect("network starts on loopback");
-    let events = handle.events();
-    Node { handle, head, events }
+    Node::with_config(config, head).await
 }
 
 pub async fn node(handler: Arc<dyn RequestHandler>) -> Node {
     let (config, head) = config(handler);
     start(config, head).await
-}
-
-/// Waits (bounded) for the first event `pick` accepts.
-pub async fn wait_event<T>(
-    events: &mut broadcast::Receiver<NetworkEvent>,
-    mut pick: impl FnMut(&NetworkEvent) -> Option<T>,
-) -> T {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match events.recv().await {
-                Ok(event) => {
-                    if let Some(t) = pick(&event) {
-                        return t;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => panic!("event channel closed"),
-            }
-        }
-    })
-    .await
-    .expect("event within the wait limit")
 }
 
 /// A hostile peer: connects to `node`, runs ECIES and Hello (with leaf/1), nothing more.
@@ -257,15 +209,33 @@ pub async fn exchange_status(mut p2p: RawP2P, id: PeerId) -> (RawP2P, PeerId) {
 }
 
 pub fn get_codes(hashes: &[B256]) -> GetCodes {
-    GetCodes { request_id: 0, hashes: hashes.to_vec(), max_bytes: 1 << 20 }
+    GetCodes { hashes: hashes.to_vec(), max_bytes: 1 << 20 }
+}
+
+/// A `GetCodes` message with `request_id`, as a hostile peer sends it.
+pub fn get_codes_message(request_id: u64, hashes: &[B256]) -> LeafMessage {
+    LeafMessage::GetCodes(RequestPair { request_id, message: get_codes(hashes) })
+}
+
+/// Asks `peer` for codes through the handle and takes the `Codes` apart.
+pub async fn request_codes(
+    handle: &NetworkHandle,
+    peer: PeerId,
+    hashes: &[B256],
+) -> Result<Codes, RequestError> {
+    let response = handle.request(peer, get_codes(hashes).into()).await?;
+    Ok(Codes::try_from(response).expect("the session checks the kind"))
 }
 
 pub fn codes(request_id: u64, n: usize) -> LeafMessage {
-    LeafMessage::Codes(Codes { request_id, codes: vec![Bytes::from_static(b"x"); n] })
+    LeafMessage::Codes(RequestPair {
+        request_id,
+        message: Codes { codes: vec![Bytes::from_static(b"x"); n] },
+    })
 }
 
 pub fn nodes(request_id: u64) -> LeafMessage {
-    LeafMessage::Nodes(Nodes { request_id, nodes: Vec::new() })
+    LeafMessage::Nodes(RequestPair { request_id, message: Nodes { nodes: Vec::new() } })
 }
 
 /// [`handshaken_peer`], and waits until `node` has registered the session (so that requests to
@@ -278,4 +248,21 @@ pub async fn connected_peer(node: &mut Node) -> (RawP2P, PeerId) {
     })
     .await;
     (p2p, id)
+}
+
+/// The reason of the next penalty of `class` that `peer` earns (other penalties are skipped).
+pub async fn next_penalty_of(
+    events: &mut tokio::sync::broadcast::Receiver<NetworkEvent>,
+    peer: PeerId,
+    class: leafsync_p2p::PenaltyClass,
+) -> leafsync_p2p::peers::PenaltyReason {
+    wait_event(events, |e| match e {
+        NetworkEvent::PeerPenalised { peer: p, class: c, reason, .. }
+            if *p == peer && *c == class =>
+        {
+            Some(*reason)
+        }
+        _ => None,
+    })
+    .await
 }

@@ -14,7 +14,7 @@ use leafsync_leafdb::{
     AccountChange, AccountUpdate, BlockDiff, BlockHeader, DbOptions, EMPTY_CODE_HASH, GenParams,
     LeafDb, LeafDbConfig, RocksStore, schema::slot_leaf_value, trie::root_of_sorted,
 };
-use leafsync_p2p::leaf::{AccountLeaf, AccountStorage, Nibbles, StorageSlot};
+use leafsync_p2p::leaf::{AccountLeaf, AccountStorage, StorageSlot, WirePath};
 use leafsync_serve::config::{DEFAULT_INLINE_STORAGE_BYTES, INLINE_STORAGE_SLOTS_LIMIT};
 
 pub const ACCOUNTS: u64 = 20_000;
@@ -97,16 +97,16 @@ pub fn storage_root(slots: &[(B256, U256)]) -> B256 {
         .unwrap()
 }
 
-pub fn has_prefix(key: &B256, prefix: &Nibbles) -> bool {
+pub fn has_prefix(key: &B256, prefix: &WirePath) -> bool {
     let nibbles = alloy_trie::Nibbles::unpack(key);
     prefix.as_slice().iter().enumerate().all(|(i, n)| nibbles.get_unchecked(i) == *n)
 }
 
 /// The prefix of `depth` nibbles numbered `index` (big-endian base 16).
-pub fn prefix(depth: usize, index: usize) -> Nibbles {
+pub fn prefix(depth: usize, index: usize) -> WirePath {
     let nibbles: Vec<u8> =
         (0..depth).map(|i| ((index >> (4 * (depth - 1 - i))) & 0xf) as u8).collect();
-    Nibbles::from_nibbles(&nibbles).unwrap()
+    WirePath::from_nibbles(&nibbles).unwrap()
 }
 
 /// The storage as the server should carry it in a leaf under the default inline threshold.
@@ -134,7 +134,7 @@ pub fn expected_leaf(a: &RefAccount) -> AccountLeaf {
 }
 
 /// The reference accounts under `prefix`, in key order.
-pub fn model_under<'m>(model: &'m [RefAccount], prefix: &Nibbles) -> Vec<&'m RefAccount> {
+pub fn model_under<'m>(model: &'m [RefAccount], prefix: &WirePath) -> Vec<&'m RefAccount> {
     model.iter().filter(|a| has_prefix(&a.hashed, prefix)).collect()
 }
 

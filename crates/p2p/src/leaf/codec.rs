@@ -1,37 +1,13 @@
-//! [`LeafMessage`]: one `leaf/1` message of any kind, decoded from its relative id and RLP payload
-//! with every limit checked, and [`LeafError`], what can be wrong with a message from a peer.
+//! Decoding a [`LeafMessage`] from its relative id and RLP payload with every limit checked, and
+//! [`LeafError`], what can be wrong with a message from a peer.
 
 use super::{
-    messages::{
-        Chunk, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk, NewHead, Nodes, Status,
-        StorageChunk,
-    },
-    protocol::{
-        MAX_CODES_PER_REQUEST, MAX_INLINE_STORAGE_SLOTS, MAX_NODES_PER_REQUEST,
-        MAX_REQUEST_MESSAGE_SIZE, MAX_RESPONSE_MESSAGE_SIZE, ids,
-    },
+    kinds::{LeafMessage, max_payload_size},
+    protocol::{MAX_CODES_PER_REQUEST, MAX_INLINE_STORAGE_SLOTS, MAX_NODES_PER_REQUEST, ids},
+    types::{AccountStorage, ChunkContent},
 };
-use crate::{
-    leaf::messages::{AccountStorage, ChunkContent},
-    p2pstream::DisconnectReason,
-};
-use alloy_rlp::{Encodable, Header};
-use bytes::BufMut;
-
-/// How much a peer's misbehaviour costs it, in the classes of lighthouse-style peer scoring
-/// (defined in `docs/leaf-protocol.md`, "Penalties"). The peer manager turns a class into a score
-/// change; scores decay over time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PenaltyClass {
-    /// Certain protocol violation: disconnect and ban at once.
-    Fatal,
-    /// Serious but possibly accidental (e.g. a timed-out response): a few of these disconnect.
-    High,
-    /// Tolerated occasionally (an unsolicited or late response, an unknown message id).
-    Mid,
-    /// Minor (an empty answer where data was expected): many of these are needed to disconnect.
-    Low,
-}
+use crate::{p2pstream::DisconnectReason, penalty::PenaltyClass};
+use alloy_rlp::Header;
 
 /// What is wrong with a `leaf/1` message received from a peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,47 +71,6 @@ impl LeafError {
     }
 }
 
-/// Any `leaf/1` message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeafMessage {
-    /// 0x00, the handshake.
-    Status(Status),
-    /// 0x01, a server's new head.
-    NewHead(NewHead),
-    /// 0x02.
-    GetChunk(GetChunk),
-    /// 0x03.
-    Chunk(Chunk),
-    /// 0x04.
-    GetStorageChunk(GetStorageChunk),
-    /// 0x05.
-    StorageChunk(StorageChunk),
-    /// 0x06.
-    GetNodes(GetNodes),
-    /// 0x07.
-    Nodes(Nodes),
-    /// 0x08.
-    GetCodes(GetCodes),
-    /// 0x09.
-    Codes(Codes),
-}
-
-/// Largest payload a message with relative id `id` may have, `None` for unknown ids.
-pub fn max_payload_size(id: u8) -> Option<usize> {
-    match id {
-        ids::STATUS
-        | ids::NEW_HEAD
-        | ids::GET_CHUNK
-        | ids::GET_STORAGE_CHUNK
-        | ids::GET_NODES
-        | ids::GET_CODES => Some(MAX_REQUEST_MESSAGE_SIZE),
-        ids::CHUNK | ids::STORAGE_CHUNK | ids::NODES | ids::CODES => {
-            Some(MAX_RESPONSE_MESSAGE_SIZE)
-        }
-        _ => None,
-    }
-}
-
 impl LeafMessage {
     /// Decodes the RLP `payload` of the message with relative id `id`.
     ///
@@ -151,84 +86,11 @@ impl LeafMessage {
         }
         let malformed = |source| LeafError::Malformed { id, source };
         check_item_counts(id, payload)?;
-        let message = match id {
-            ids::STATUS => Self::Status(alloy_rlp::decode_exact(payload).map_err(malformed)?),
-            ids::NEW_HEAD => Self::NewHead(alloy_rlp::decode_exact(payload).map_err(malformed)?),
-            ids::GET_CHUNK => Self::GetChunk(alloy_rlp::decode_exact(payload).map_err(malformed)?),
-            ids::CHUNK => Self::Chunk(alloy_rlp::decode_exact(payload).map_err(malformed)?),
-            ids::GET_STORAGE_CHUNK => {
-                Self::GetStorageChunk(alloy_rlp::decode_exact(payload).map_err(malformed)?)
-            }
-            ids::STORAGE_CHUNK => {
-                Self::StorageChunk(alloy_rlp::decode_exact(payload).map_err(malformed)?)
-            }
-            ids::GET_NODES => Self::GetNodes(alloy_rlp::decode_exact(payload).map_err(malformed)?),
-            ids::NODES => Self::Nodes(alloy_rlp::decode_exact(payload).map_err(malformed)?),
-            ids::GET_CODES => Self::GetCodes(alloy_rlp::decode_exact(payload).map_err(malformed)?),
-            ids::CODES => Self::Codes(alloy_rlp::decode_exact(payload).map_err(malformed)?),
-            _ => return Err(LeafError::UnknownMessageId(id)),
-        };
+        let message = Self::decode_rlp(id, payload)
+            .ok_or(LeafError::UnknownMessageId(id))?
+            .map_err(malformed)?;
         message.check_item_limits()?;
         Ok(message)
-    }
-
-    /// Relative message id.
-    pub fn id(&self) -> u8 {
-        match self {
-            Self::Status(_) => ids::STATUS,
-            Self::NewHead(_) => ids::NEW_HEAD,
-            Self::GetChunk(_) => ids::GET_CHUNK,
-            Self::Chunk(_) => ids::CHUNK,
-            Self::GetStorageChunk(_) => ids::GET_STORAGE_CHUNK,
-            Self::StorageChunk(_) => ids::STORAGE_CHUNK,
-            Self::GetNodes(_) => ids::GET_NODES,
-            Self::Nodes(_) => ids::NODES,
-            Self::GetCodes(_) => ids::GET_CODES,
-            Self::Codes(_) => ids::CODES,
-        }
-    }
-
-    /// The request id of a request or response; `None` for `Status` and `NewHead`.
-    pub fn request_id(&self) -> Option<u64> {
-        match self {
-            Self::Status(_) | Self::NewHead(_) => None,
-            Self::GetChunk(m) => Some(m.request_id),
-            Self::Chunk(m) => Some(m.request_id),
-            Self::GetStorageChunk(m) => Some(m.request_id),
-            Self::StorageChunk(m) => Some(m.request_id),
-            Self::GetNodes(m) => Some(m.request_id),
-            Self::Nodes(m) => Some(m.request_id),
-            Self::GetCodes(m) => Some(m.request_id),
-            Self::Codes(m) => Some(m.request_id),
-        }
-    }
-
-    /// Whether this is a response (`Chunk`, `StorageChunk`, `Nodes`, `Codes`).
-    pub fn is_response(&self) -> bool {
-        matches!(self, Self::Chunk(_) | Self::StorageChunk(_) | Self::Nodes(_) | Self::Codes(_))
-    }
-
-    /// Appends the RLP payload (without the message id) to `out`.
-    pub fn encode(&self, out: &mut dyn BufMut) {
-        match self {
-            Self::Status(m) => m.encode(out),
-            Self::NewHead(m) => m.encode(out),
-            Self::GetChunk(m) => m.encode(out),
-            Self::Chunk(m) => m.encode(out),
-            Self::GetStorageChunk(m) => m.encode(out),
-            Self::StorageChunk(m) => m.encode(out),
-            Self::GetNodes(m) => m.encode(out),
-            Self::Nodes(m) => m.encode(out),
-            Self::GetCodes(m) => m.encode(out),
-            Self::Codes(m) => m.encode(out),
-        }
-    }
-
-    /// The RLP payload (without the message id).
-    pub fn encoded(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.encode(&mut out);
-        out
     }
 
     /// Checks every list of a decoded message against its item limit (the same limits as
@@ -243,11 +105,13 @@ impl LeafMessage {
             }
         };
         match self {
-            Self::GetNodes(m) => check("nodes", m.nodes.len(), MAX_NODES_PER_REQUEST),
-            Self::Nodes(m) => check("nodes", m.nodes.len(), MAX_NODES_PER_REQUEST),
-            Self::GetCodes(m) => check("code hashes", m.hashes.len(), MAX_CODES_PER_REQUEST),
-            Self::Codes(m) => check("codes", m.codes.len(), MAX_CODES_PER_REQUEST),
-            Self::Chunk(m) => match &m.content {
+            Self::GetNodes(m) => check("nodes", m.message.nodes.len(), MAX_NODES_PER_REQUEST),
+            Self::Nodes(m) => check("nodes", m.message.nodes.len(), MAX_NODES_PER_REQUEST),
+            Self::GetCodes(m) => {
+                check("code hashes", m.message.hashes.len(), MAX_CODES_PER_REQUEST)
+            }
+            Self::Codes(m) => check("codes", m.message.codes.len(), MAX_CODES_PER_REQUEST),
+            Self::Chunk(m) => match &m.message.content {
                 ChunkContent::Items(leaves) => {
                     leaves.iter().try_for_each(|leaf| match &leaf.storage {
                         AccountStorage::Inline(slots) => {

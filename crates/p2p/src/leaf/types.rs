@@ -1,7 +1,11 @@
 //! The `leaf/1` wire messages: plain structs deriving RLP, one per message, plus the few value
 //! types they share. Layouts and limits are specified in `docs/leaf-protocol.md`.
+//!
+//! A request or response struct holds only its own fields: the request id is the transport's,
+//! carried by [`super::RequestPair`], whose flat codec writes `[request_id, fields...]` (the
+//! `RLP:` layouts below show the message as it is on the wire, id included).
 
-use super::nibbles::Nibbles;
+use super::{path::WirePath, rlp_fields};
 use alloy_eip2124::ForkId;
 use alloy_primitives::{B256, Bytes, U256};
 use alloy_rlp::{
@@ -78,12 +82,10 @@ pub struct Status {
 
 /// `GetChunk` (0x02): every account leaf whose hashed address starts with `prefix`.
 /// RLP: `[request_id, prefix, max_bytes]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GetChunk {
-    /// Id chosen by the client, echoed in the `Chunk`.
-    pub request_id: u64,
     /// Hashed-address prefix, 0..=64 nibbles.
-    pub prefix: Nibbles,
+    pub prefix: WirePath,
     /// Response size the client accepts; the server caps it at `MAX_RESPONSE_BYTES`.
     pub max_bytes: u64,
 }
@@ -214,10 +216,8 @@ impl<T> ChunkContent<T> {
 
 /// `Chunk` (0x03): response to [`GetChunk`].
 /// RLP: `[request_id, head_number, content]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Chunk {
-    /// The request id of the `GetChunk`.
-    pub request_id: u64,
     /// The server's head number when it read the leaves (lets the client judge staleness).
     pub head_number: u64,
     /// The account leaves under the prefix, or "too large".
@@ -226,24 +226,20 @@ pub struct Chunk {
 
 /// `GetStorageChunk` (0x04): the storage slots of one account whose hashed slot starts with
 /// `prefix`. RLP: `[request_id, account, prefix, max_bytes]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GetStorageChunk {
-    /// Id chosen by the client, echoed in the `StorageChunk`.
-    pub request_id: u64,
     /// Hashed address of the account.
     pub account: B256,
     /// Hashed-slot prefix, 0..=64 nibbles.
-    pub prefix: Nibbles,
+    pub prefix: WirePath,
     /// Response size the client accepts; the server caps it at `MAX_RESPONSE_BYTES`.
     pub max_bytes: u64,
 }
 
 /// `StorageChunk` (0x05): response to [`GetStorageChunk`].
 /// RLP: `[request_id, head_number, content]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct StorageChunk {
-    /// The request id of the `GetStorageChunk`.
-    pub request_id: u64,
     /// The server's head number when it read the slots.
     pub head_number: u64,
     /// The slots under the prefix, or "too large".
@@ -289,13 +285,30 @@ impl Decodable for TrieOwner {
     }
 }
 
+impl From<TrieOwner> for Option<B256> {
+    /// `None` for the account trie, the owning account's hashed address for a storage trie.
+    fn from(owner: TrieOwner) -> Self {
+        match owner {
+            TrieOwner::Accounts => None,
+            TrieOwner::Storage(account) => Some(account),
+        }
+    }
+}
+
+impl From<Option<B256>> for TrieOwner {
+    /// The account trie for `None`, else the storage trie of that hashed address.
+    fn from(owner: Option<B256>) -> Self {
+        owner.map_or(Self::Accounts, Self::Storage)
+    }
+}
+
 /// One node asked for in [`GetNodes`]. RLP: `[owner, path, hash]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
 pub struct NodeRequest {
     /// The trie the node belongs to.
     pub owner: TrieOwner,
     /// Path of the node from its trie's root, 0..=64 nibbles.
-    pub path: Nibbles,
+    pub path: WirePath,
     /// keccak256 of the node's RLP that the client expects; the server returns the node only if
     /// it hashes to this.
     pub hash: B256,
@@ -303,10 +316,8 @@ pub struct NodeRequest {
 
 /// `GetNodes` (0x06): trie nodes by (owner, path, expected hash).
 /// RLP: `[request_id, [[owner, path, hash], ...], max_bytes]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GetNodes {
-    /// Id chosen by the client, echoed in the `Nodes`.
-    pub request_id: u64,
     /// The nodes, at most `MAX_NODES_PER_REQUEST`.
     pub nodes: Vec<NodeRequest>,
     /// Response size the client accepts; the server caps it at `MAX_RESPONSE_BYTES`.
@@ -314,10 +325,8 @@ pub struct GetNodes {
 }
 
 /// `Nodes` (0x07): response to [`GetNodes`]. RLP: `[request_id, [node, ...]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Nodes {
-    /// The request id of the `GetNodes`.
-    pub request_id: u64,
     /// One entry per requested node, in request order: the node's RLP, or empty when the server
     /// does not have a node with that hash. The list may stop early (byte budget); missing tail
     /// entries count as empty.
@@ -325,10 +334,8 @@ pub struct Nodes {
 }
 
 /// `GetCodes` (0x08): contract codes by hash. RLP: `[request_id, [code_hash, ...], max_bytes]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GetCodes {
-    /// Id chosen by the client, echoed in the `Codes`.
-    pub request_id: u64,
     /// keccak256 of each wanted code, at most `MAX_CODES_PER_REQUEST`.
     pub hashes: Vec<B256>,
     /// Response size the client accepts; the server caps it at `MAX_RESPONSE_BYTES`.
@@ -336,10 +343,8 @@ pub struct GetCodes {
 }
 
 /// `Codes` (0x09): response to [`GetCodes`]. RLP: `[request_id, [code, ...]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Codes {
-    /// The request id of the `GetCodes`.
-    pub request_id: u64,
     /// One entry per requested hash, in request order: the code, or empty when unknown. The list
     /// may stop early (byte budget).
     pub codes: Vec<Bytes>,
@@ -350,3 +355,19 @@ fn is_list(buf: &[u8]) -> alloy_rlp::Result<bool> {
     let first = *buf.first().ok_or(alloy_rlp::Error::InputTooShort)?;
     Ok(first >= alloy_rlp::EMPTY_LIST_CODE)
 }
+
+impl<T> Default for ChunkContent<T> {
+    /// No items: the content of an empty answer.
+    fn default() -> Self {
+        Self::Items(Vec::new())
+    }
+}
+
+rlp_fields!(GetChunk { prefix, max_bytes });
+rlp_fields!(Chunk { head_number, content });
+rlp_fields!(GetStorageChunk { account, prefix, max_bytes });
+rlp_fields!(StorageChunk { head_number, content });
+rlp_fields!(GetNodes { nodes, max_bytes });
+rlp_fields!(Nodes { nodes });
+rlp_fields!(GetCodes { hashes, max_bytes });
+rlp_fields!(Codes { codes });

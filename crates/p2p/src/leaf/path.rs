@@ -1,11 +1,11 @@
-//! [`Nibbles`]: a trie path or chunk prefix of at most 64 nibbles, sent in hex-prefix ("compact")
-//! encoding.
+//! [`WirePath`]: a trie path or chunk prefix of at most 64 nibbles as `leaf/1` sends it, in
+//! hex-prefix ("compact") encoding; it converts to and from the trie's `alloy_trie::Nibbles`.
 
 use super::protocol::MAX_PREFIX_NIBBLES;
 use alloy_rlp::{Decodable, Encodable, Header};
 use bytes::BufMut;
 
-/// Largest compact encoding of a [`Nibbles`]: one flag byte plus 32 bytes of nibbles.
+/// Largest compact encoding of a [`WirePath`]: one flag byte plus 32 bytes of nibbles.
 const MAX_COMPACT_LEN: usize = MAX_PREFIX_NIBBLES / 2 + 1;
 
 /// Flag nibble of a compact path with an even number of nibbles.
@@ -15,7 +15,7 @@ const FLAG_ODD: u8 = 0x1;
 
 /// Why a nibble sequence was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum NibblesError {
+pub enum WirePathError {
     /// A nibble value is above 15.
     #[error("nibble {value} at index {index} is above 15")]
     NibbleOutOfRange {
@@ -41,21 +41,21 @@ pub enum NibblesError {
 /// the single byte `0x00`. Anything else (other flags, a non-zero low nibble after an even flag,
 /// an empty string, more than 33 bytes) is malformed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Nibbles(Vec<u8>);
+pub struct WirePath(Vec<u8>);
 
-impl Nibbles {
+impl WirePath {
     /// The empty path: the root of a trie, or the prefix of the whole key space.
     pub const fn root() -> Self {
         Self(Vec::new())
     }
 
     /// Builds a path from nibble values, refusing values above 15 and more than 64 nibbles.
-    pub fn from_nibbles(nibbles: &[u8]) -> Result<Self, NibblesError> {
+    pub fn from_nibbles(nibbles: &[u8]) -> Result<Self, WirePathError> {
         if nibbles.len() > MAX_PREFIX_NIBBLES {
-            return Err(NibblesError::TooLong { len: nibbles.len() });
+            return Err(WirePathError::TooLong { len: nibbles.len() });
         }
         if let Some((index, &value)) = nibbles.iter().enumerate().find(|&(_, &n)| n > 0x0f) {
-            return Err(NibblesError::NibbleOutOfRange { index, value });
+            return Err(WirePathError::NibbleOutOfRange { index, value });
         }
         Ok(Self(nibbles.to_vec()))
     }
@@ -136,7 +136,7 @@ impl Nibbles {
     }
 }
 
-impl Encodable for Nibbles {
+impl Encodable for WirePath {
     fn encode(&self, out: &mut dyn BufMut) {
         self.to_compact().as_slice().encode(out);
     }
@@ -146,10 +146,42 @@ impl Encodable for Nibbles {
     }
 }
 
-impl Decodable for Nibbles {
+impl Decodable for WirePath {
     fn decode(buf: &mut &[u8]) -> alloy_rlp::Result<Self> {
         let bytes = Header::decode_bytes(buf, false)?;
         Self::from_compact(bytes)
+    }
+}
+
+/// The trie's nibble type (`alloy_trie::Nibbles`) for a wire path. A `WirePath` holds at most 64
+/// nibbles of at most 15 each (its constructor and decoder refuse anything else), so the
+/// conversion is total.
+impl From<&WirePath> for alloy_trie::Nibbles {
+    fn from(path: &WirePath) -> Self {
+        Self::from_nibbles_unchecked(path.as_slice())
+    }
+}
+
+impl From<WirePath> for alloy_trie::Nibbles {
+    fn from(path: WirePath) -> Self {
+        Self::from(&path)
+    }
+}
+
+/// A trie path as a wire path; refused beyond 64 nibbles.
+impl TryFrom<&alloy_trie::Nibbles> for WirePath {
+    type Error = WirePathError;
+
+    fn try_from(nibbles: &alloy_trie::Nibbles) -> Result<Self, WirePathError> {
+        Self::from_nibbles(&nibbles.to_vec())
+    }
+}
+
+impl TryFrom<alloy_trie::Nibbles> for WirePath {
+    type Error = WirePathError;
+
+    fn try_from(nibbles: alloy_trie::Nibbles) -> Result<Self, WirePathError> {
+        Self::try_from(&nibbles)
     }
 }
 
@@ -167,43 +199,43 @@ mod tests {
             (&[0x0f, 1, 0x0c, 0x0b, 8], &[0x1f, 0x1c, 0xb8]),
         ];
         for (nibbles, compact) in cases {
-            let path = Nibbles::from_nibbles(nibbles).expect("valid test nibbles");
+            let path = WirePath::from_nibbles(nibbles).expect("valid test nibbles");
             assert_eq!(path.to_compact(), compact);
-            assert_eq!(Nibbles::from_compact(compact), Ok(path.clone()));
+            assert_eq!(WirePath::from_compact(compact), Ok(path.clone()));
             let rlp = alloy_rlp::encode(&path);
             assert_eq!(rlp.len(), path.length(), "length() must match encode() for {nibbles:?}");
-            assert_eq!(alloy_rlp::decode_exact::<Nibbles>(&rlp), Ok(path));
+            assert_eq!(alloy_rlp::decode_exact::<WirePath>(&rlp), Ok(path));
         }
     }
 
     #[test]
     fn constructor_refuses_bad_nibbles() {
         assert_eq!(
-            Nibbles::from_nibbles(&[1, 16]),
-            Err(NibblesError::NibbleOutOfRange { index: 1, value: 16 })
+            WirePath::from_nibbles(&[1, 16]),
+            Err(WirePathError::NibbleOutOfRange { index: 1, value: 16 })
         );
-        assert_eq!(Nibbles::from_nibbles(&[0; 65]), Err(NibblesError::TooLong { len: 65 }));
-        assert!(Nibbles::from_nibbles(&[0x0f; 64]).is_ok());
+        assert_eq!(WirePath::from_nibbles(&[0; 65]), Err(WirePathError::TooLong { len: 65 }));
+        assert!(WirePath::from_nibbles(&[0x0f; 64]).is_ok());
     }
 
     #[test]
     fn decoder_refuses_non_canonical_compact_forms() {
         for bad in [&[][..], &[0x01], &[0x20], &[0x30, 0x12], &[0xff]] {
-            assert!(Nibbles::from_compact(bad).is_err(), "{bad:?} must be refused");
+            assert!(WirePath::from_compact(bad).is_err(), "{bad:?} must be refused");
         }
         // 65 nibbles: odd flag plus 32 bytes.
         let mut too_long = vec![0x11];
         too_long.extend([0u8; 32]);
-        assert!(Nibbles::from_compact(&too_long).is_err());
+        assert!(WirePath::from_compact(&too_long).is_err());
         // 66 nibbles: even flag plus 33 bytes.
         let mut too_long = vec![0x00];
         too_long.extend([0u8; 33]);
-        assert!(Nibbles::from_compact(&too_long).is_err());
+        assert!(WirePath::from_compact(&too_long).is_err());
     }
 
     #[test]
     fn child_and_prefix_logic() {
-        let root = Nibbles::root();
+        let root = WirePath::root();
         let a = root.child(0x0a).expect("room for a child");
         let ab = a.child(0x0b).expect("room for a child");
         assert!(root.child(16).is_none());
@@ -213,7 +245,7 @@ mod tests {
         assert!(a.is_prefix_of(&key));
         assert!(ab.is_prefix_of(&key));
         assert!(!a.child(0x0c).expect("room").is_prefix_of(&key));
-        let full = Nibbles::from_nibbles(&[0; 64]).expect("64 nibbles are legal");
+        let full = WirePath::from_nibbles(&[0; 64]).expect("64 nibbles are legal");
         assert!(full.child(0).is_none());
     }
 }

@@ -1,0 +1,289 @@
+//! [`PeerTable`]: the admission and dial policy of the peer manager, pure (no sockets, no tasks,
+//! time passed in), as reth splits `PeersManager` from its network manager. It knows the
+//! connected peers (with whatever the manager keeps per session, `E`), the dials in progress,
+//! static and trusted peers, queued dial candidates, scores and bans, dial backoff and the
+//! connection limits; the manager asks it who may connect and whom to dial, and reports what
+//! happened.
+
+use super::{
+    NodeRecord,
+    candidates::{CandidateQueue, Refused},
+    dial::Backoff,
+    events::Direction,
+    score::{PeerScores, ScoreState},
+};
+use crate::{PeerId, PenaltyClass, p2pstream::DisconnectReason};
+use std::{
+    collections::{HashMap, HashSet},
+    net::{IpAddr, SocketAddr},
+};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+/// The connection limits of a [`PeerTable`] (from `NetworkConfig`). Trusted peers count against
+/// none of them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_inbound: usize,
+    pub(crate) max_inbound_per_ip: usize,
+    pub(crate) max_outbound: usize,
+    pub(crate) max_static_peers: usize,
+}
+
+/// A connected peer as the table sees it, with the manager's per-session data `entry`.
+#[derive(Debug)]
+pub(crate) struct Connected<E> {
+    pub(crate) direction: Direction,
+    pub(crate) addr: SocketAddr,
+    pub(crate) entry: E,
+}
+
+/// The admission and dial policy; see the module documentation.
+#[derive(Debug)]
+pub(crate) struct PeerTable<E> {
+    local_id: PeerId,
+    limits: Limits,
+    connected: HashMap<PeerId, Connected<E>>,
+    dialing: HashSet<PeerId>,
+    /// Static and trusted peers, with whether they are trusted (at most `max_static_peers`).
+    statics: HashMap<PeerId, (NodeRecord, bool)>,
+    queue: CandidateQueue,
+    scores: PeerScores,
+    backoff: Backoff,
+}
+
+impl<E> PeerTable<E> {
+    /// A table for the node `local_id`. Trusted peers are taken first: when the configuration
+    /// lists more peers than `max_static_peers`, they are the ones kept.
+    pub(crate) fn new(
+        local_id: PeerId,
+        limits: Limits,
+        trusted: Vec<NodeRecord>,
+        statics: Vec<NodeRecord>,
+    ) -> Self {
+        let mut table = Self {
+            local_id,
+            limits,
+            connected: HashMap::new(),
+            dialing: HashSet::new(),
+            statics: HashMap::new(),
+            queue: CandidateQueue::default(),
+            scores: PeerScores::default(),
+            backoff: Backoff::default(),
+        };
+        for (record, is_trusted) in
+            trusted.into_iter().map(|r| (r, true)).chain(statics.into_iter().map(|r| (r, false)))
+        {
+            if !table.has_static_room(&record.id) {
+                warn!(peer = %record.id, max = limits.max_static_peers, "too many static peers; ignoring");
+                continue;
+            }
+            table.statics.entry(record.id).or_insert((record, is_trusted));
+        }
+        table
+    }
+
+    fn has_static_room(&self, peer: &PeerId) -> bool {
+        self.statics.len() < self.limits.max_static_peers || self.statics.contains_key(peer)
+    }
+
+    /// Whether `peer` is a trusted peer (exempt from limits and bans).
+    pub(crate) fn is_trusted(&self, peer: &PeerId) -> bool {
+        self.statics.get(peer).is_some_and(|(_, trusted)| *trusted)
+    }
+
+    /// The connected peers.
+    pub(crate) fn connected(&self) -> impl Iterator<Item = (&PeerId, &Connected<E>)> {
+        self.connected.iter()
+    }
+
+    /// The connected peer `peer`.
+    pub(crate) fn get(&self, peer: &PeerId) -> Option<&Connected<E>> {
+        self.connected.get(peer)
+    }
+
+    /// The connected peer `peer`, mutably.
+    pub(crate) fn get_mut(&mut self, peer: &PeerId) -> Option<&mut Connected<E>> {
+        self.connected.get_mut(peer)
+    }
+
+    /// Takes every connected peer out (shutdown).
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (PeerId, Connected<E>)> + '_ {
+        self.connected.drain()
+    }
+
+    /// Connected peers in `direction` that count against the limits (not trusted).
+    fn counted(&self, direction: Direction) -> impl Iterator<Item = (&PeerId, &Connected<E>)> {
+        self.connected
+            .iter()
+            .filter(move |(id, c)| c.direction == direction && !self.is_trusted(id))
+    }
+
+    /// Established inbound sessions from `ip` that count against the per-IP limit.
+    fn inbound_from(&self, ip: IpAddr) -> usize {
+        let ip = ip.to_canonical();
+        self.counted(Direction::Inbound).filter(|(_, c)| c.addr.ip().to_canonical() == ip).count()
+    }
+
+    /// Outbound sessions and dials in progress that count against `max_outbound`.
+    pub(crate) fn outbound_count(&self) -> usize {
+        self.counted(Direction::Outbound).count()
+            + self.dialing.iter().filter(|id| !self.is_trusted(id)).count()
+    }
+
+    /// Whether a new connection with `peer` (from `addr`, in `direction`) may become a session.
+    ///
+    /// Of two connections with one peer (both dialed at once, the simultaneous dial) both sides
+    /// keep the one dialed by the smaller node id, so that they agree: a second connection in the
+    /// same direction is refused, and one in the other direction is refused unless it is the
+    /// one initiated by the smaller id (then the manager replaces the existing session by it).
+    pub(crate) fn admit(
+        &mut self,
+        peer: PeerId,
+        addr: SocketAddr,
+        direction: Direction,
+        now: Instant,
+    ) -> Result<(), DisconnectReason> {
+        let trusted = self.is_trusted(&peer);
+        if peer == self.local_id {
+            return Err(DisconnectReason::ConnectedToSelf);
+        }
+        if !trusted && self.scores.is_banned(&peer, now) {
+            return Err(DisconnectReason::UselessPeer);
+        }
+        if let Some(existing) = self.connected.get(&peer) {
+            let initiator = |d: Direction| match d {
+                Direction::Outbound => self.local_id,
+                Direction::Inbound => peer,
+            };
+            if existing.direction == direction
+                || initiator(existing.direction) == self.local_id.min(peer)
+            {
+                return Err(DisconnectReason::AlreadyConnected);
+            }
+        }
+        if direction == Direction::Inbound && !trusted {
+            if self.counted(Direction::Inbound).count() >= self.limits.max_inbound {
+                return Err(DisconnectReason::TooManyPeers);
+            }
+            if self.inbound_from(addr.ip()) >= self.limits.max_inbound_per_ip {
+                debug!(%peer, %addr, "too many inbound sessions from this IP");
+                return Err(DisconnectReason::TooManyPeers);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records an admitted session; returns the session it replaces (the losing connection of a
+    /// simultaneous dial), which the manager closes.
+    pub(crate) fn on_connected(
+        &mut self,
+        peer: PeerId,
+        addr: SocketAddr,
+        direction: Direction,
+        entry: E,
+    ) -> Option<Connected<E>> {
+        if direction == Direction::Outbound {
+            self.dialing.remove(&peer);
+        }
+        self.backoff.succeeded(&peer);
+        self.connected.insert(peer, Connected { direction, addr, entry })
+    }
+
+    /// A session ended. Returns its entry if `is_current` accepts it (the manager checks that the
+    /// ending session is the peer's current one, not a replaced one). A static peer is redialed
+    /// after the backoff, not in a tight loop with a peer that keeps closing the session.
+    pub(crate) fn on_closed(
+        &mut self,
+        peer: &PeerId,
+        now: Instant,
+        is_current: impl FnOnce(&E) -> bool,
+    ) -> Option<Connected<E>> {
+        if !self.connected.get(peer).is_some_and(|c| is_current(&c.entry)) {
+            return None;
+        }
+        if self.statics.contains_key(peer) {
+            self.backoff.failed(*peer, now);
+        }
+        self.connected.remove(peer)
+    }
+
+    /// A dial reached a session (admitted or not): it is no longer in progress.
+    pub(crate) fn on_dialed(&mut self, peer: &PeerId) {
+        self.dialing.remove(peer);
+    }
+
+    /// A dial failed: no longer in progress, and the peer is redialed only after the backoff.
+    pub(crate) fn on_failed(&mut self, peer: PeerId, now: Instant) {
+        self.dialing.remove(&peer);
+        self.backoff.failed(peer, now);
+    }
+
+    /// Adds a static peer (its trust is kept if it is already known). Refused beyond
+    /// `max_static_peers`.
+    pub(crate) fn add_static(&mut self, record: NodeRecord) -> bool {
+        if !self.has_static_room(&record.id) {
+            warn!(peer = %record.id, max = self.limits.max_static_peers, "too many static peers; not adding");
+            return false;
+        }
+        let trusted = self.is_trusted(&record.id);
+        self.statics.insert(record.id, (record, trusted));
+        true
+    }
+
+    /// Queues a discovered dial candidate.
+    pub(crate) fn push_candidate(&mut self, record: NodeRecord) -> Result<(), Refused> {
+        self.queue.push(record)
+    }
+
+    fn may_dial(&mut self, peer: &PeerId, now: Instant) -> bool {
+        *peer != self.local_id
+            && !self.connected.contains_key(peer)
+            && !self.dialing.contains(peer)
+            && self.backoff.may_dial(peer, now)
+            && (self.is_trusted(peer) || !self.scores.is_banned(peer, now))
+    }
+
+    /// Whom to dial now: static and trusted peers that are not connected (static ones while an
+    /// outbound slot is free), then queued candidates while outbound slots are free. Each is
+    /// marked as dialing.
+    pub(crate) fn dial_candidates(&mut self, now: Instant) -> Vec<NodeRecord> {
+        let mut dials = Vec::new();
+        let statics: Vec<(NodeRecord, bool)> = self.statics.values().copied().collect();
+        for (record, trusted) in statics {
+            if self.may_dial(&record.id, now)
+                && (trusted || self.outbound_count() < self.limits.max_outbound)
+            {
+                self.dialing.insert(record.id);
+                dials.push(record);
+            }
+        }
+        while self.outbound_count() < self.limits.max_outbound {
+            let Some(record) = self.queue.pop() else { break };
+            if self.may_dial(&record.id, now) {
+                self.dialing.insert(record.id);
+                dials.push(record);
+            }
+        }
+        dials
+    }
+
+    /// Applies a penalty; returns the resulting state (a trusted peer is never disconnected or
+    /// banned for it: the manager checks [`Self::is_trusted`]).
+    pub(crate) fn penalise(
+        &mut self,
+        peer: PeerId,
+        class: PenaltyClass,
+        now: Instant,
+    ) -> ScoreState {
+        self.scores.penalise(peer, class, now)
+    }
+
+    /// The peer's current score.
+    pub(crate) fn score(&self, peer: &PeerId, now: Instant) -> f64 {
+        self.scores.score(peer, now)
+    }
+}
+
+#[cfg(test)]
+mod tests;
