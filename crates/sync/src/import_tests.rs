@@ -24,7 +24,7 @@ fn leaf(first_byte: u8) -> AccountLeaf {
 }
 
 fn chunk(content: ChunkContent<AccountLeaf>) -> LeafResponse {
-    LeafResponse::Chunk(Chunk { request_id: 0, head_number: 9, content })
+    LeafResponse::Chunk(Chunk { head_number: 9, content })
 }
 
 #[test]
@@ -74,7 +74,6 @@ fn storage_slots_must_be_sorted_and_non_zero_and_answer_a_storage_unit() {
         |b: u8, v: u64| StorageSlot { hashed_slot: B256::repeat_byte(b), value: U256::from(v) };
     let answer = |slots| {
         LeafResponse::StorageChunk(StorageChunk {
-            request_id: 0,
             head_number: 1,
             content: ChunkContent::Items(slots),
         })

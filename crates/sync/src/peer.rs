@@ -11,8 +11,8 @@ use std::{
 
 use futures::future::BoxFuture;
 use leafsync_p2p::{
-    PeerId,
-    leaf::{ChainHead, PenaltyClass, ServeFlags},
+    PeerId, PenaltyClass,
+    leaf::{ChainHead, RlpFields, ServeFlags},
     peers::{NetworkEvent, NetworkHandle, PeerInfo},
     requests::{LeafRequest, LeafResponse, RequestError},
 };
@@ -38,7 +38,7 @@ pub trait SyncPeer: Send + Sync + 'static {
     /// The peer's estimate of the number of accounts (from its Status).
     fn account_estimate(&self) -> u64;
     /// Sends one request; the answer must be of the request's kind (the syncer bans a peer whose
-    /// answer is not). The `request_id` in `req` is the transport's to choose.
+    /// answer is not). The transport chooses the request id.
     fn request(&self, req: LeafRequest) -> PeerFuture;
     /// Tells the peer's source it misbehaved (it scores, disconnects and bans). Fire and
     /// forget: it must not block, so a busy network layer never stalls the sync.
@@ -47,25 +47,30 @@ pub trait SyncPeer: Send + Sync + 'static {
 
 /// Encoded size of a request's RLP body (without the message id and framing).
 pub fn request_len(request: &LeafRequest) -> u64 {
-    use alloy_rlp::Encodable;
-    (match request {
-        LeafRequest::GetChunk(m) => m.length(),
-        LeafRequest::GetStorageChunk(m) => m.length(),
-        LeafRequest::GetNodes(m) => m.length(),
-        LeafRequest::GetCodes(m) => m.length(),
-    }) as u64
+    pair_len(match request {
+        LeafRequest::GetChunk(m) => m.fields_length(),
+        LeafRequest::GetStorageChunk(m) => m.fields_length(),
+        LeafRequest::GetNodes(m) => m.fields_length(),
+        LeafRequest::GetCodes(m) => m.fields_length(),
+    })
 }
 
 /// Encoded size of an answer's RLP body: what the sync counts as bytes downloaded and what a
 /// peer's measured throughput is made of.
 pub fn response_len(response: &LeafResponse) -> u64 {
-    use alloy_rlp::Encodable;
-    (match response {
-        LeafResponse::Chunk(m) => m.length(),
-        LeafResponse::StorageChunk(m) => m.length(),
-        LeafResponse::Nodes(m) => m.length(),
-        LeafResponse::Codes(m) => m.length(),
-    }) as u64
+    pair_len(match response {
+        LeafResponse::Chunk(m) => m.fields_length(),
+        LeafResponse::StorageChunk(m) => m.fields_length(),
+        LeafResponse::Nodes(m) => m.fields_length(),
+        LeafResponse::Codes(m) => m.fields_length(),
+    })
+}
+
+/// Length of `[request_id, fields...]` with the fields' encoded length given, counting the
+/// request id as one byte (the transport's ids are small; the count is the same for every peer).
+fn pair_len(fields: usize) -> u64 {
+    let payload = 1 + fields;
+    (payload + alloy_rlp::length_of_length(payload)) as u64
 }
 
 /// A connected `leaf/1` peer of a running network. Its head is shared with the watcher of

@@ -6,11 +6,8 @@
 use std::sync::Arc;
 
 use leafsync_leafdb::DEFAULT_RECENT_BLOCKS;
-use leafsync_p2p::{
-    PeerId,
-    leaf::{ChainHead, PenaltyClass},
-    requests::RequestError,
-};
+use leafsync_p2p::PenaltyClass;
+use leafsync_p2p::{PeerId, leaf::ChainHead, requests::RequestError};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 

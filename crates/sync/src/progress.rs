@@ -16,7 +16,7 @@
 
 use alloy_primitives::B256;
 use alloy_rlp::{RlpDecodable, RlpEncodable};
-use leafsync_p2p::leaf::{ChainHead, Nibbles, TrieOwner};
+use leafsync_p2p::leaf::{ChainHead, TrieOwner, WirePath};
 
 use crate::error::SyncError;
 
@@ -29,7 +29,7 @@ pub struct HealRoot {
     /// The trie.
     pub owner: TrieOwner,
     /// Path of the subtrie's top node.
-    pub path: Nibbles,
+    pub path: WirePath,
     /// The pivot's hash of that node.
     pub hash: B256,
 }
@@ -57,7 +57,7 @@ impl HealRoot {
 #[derive(RlpEncodable, RlpDecodable)]
 struct HealRootKey {
     owner: TrieOwner,
-    path: Nibbles,
+    path: WirePath,
 }
 
 /// The persisted progress of a sync.
@@ -160,12 +160,12 @@ mod tests {
             heal_roots: vec![
                 HealRoot {
                     owner: TrieOwner::Accounts,
-                    path: Nibbles::from_nibbles(&[1, 2]).unwrap(),
+                    path: WirePath::from_nibbles(&[1, 2]).unwrap(),
                     hash: B256::repeat_byte(0x33),
                 },
                 HealRoot {
                     owner: TrieOwner::Storage(B256::repeat_byte(0x44)),
-                    path: Nibbles::root(),
+                    path: WirePath::root(),
                     hash: B256::repeat_byte(0x55),
                 },
             ],

@@ -8,7 +8,7 @@ use alloy_primitives::B256;
 use alloy_trie::Nibbles;
 use leafsync_p2p::{
     leaf::{
-        self, GetChunk, GetCodes, GetNodes, GetStorageChunk, NodeRequest, TrieOwner,
+        GetChunk, GetCodes, GetNodes, GetStorageChunk, NodeRequest, TrieOwner, WirePath,
         protocol::MAX_RESPONSE_BYTES,
     },
     requests::{LeafRequest, LeafResponse, RequestError},
@@ -25,13 +25,13 @@ use crate::{
 pub(crate) type Owner = Option<B256>;
 
 /// The wire form of a path.
-pub(crate) fn wire_path(path: &Nibbles) -> Result<leaf::Nibbles, SyncError> {
-    leaf::Nibbles::from_nibbles(&path.to_vec()).map_err(|_| SyncError::PathTooLong)
+pub(crate) fn wire_path(path: &Nibbles) -> Result<WirePath, SyncError> {
+    WirePath::try_from(path).map_err(|_| SyncError::PathTooLong)
 }
 
 /// The wire form of a trie owner.
 pub(crate) fn wire_owner(owner: Owner) -> TrieOwner {
-    owner.map_or(TrieOwner::Accounts, TrieOwner::Storage)
+    TrieOwner::from(owner)
 }
 
 /// Retry bookkeeping of one item.
@@ -93,20 +93,15 @@ pub(crate) enum Job {
 }
 
 impl Job {
-    /// The one place a job becomes a `leaf/1` request. `request_id` is left 0: the transport
+    /// The one place a job becomes a `leaf/1` request. The request id is not here: the transport
     /// chooses it.
     pub(crate) fn request(&self, chunk_max_bytes: u64) -> Result<LeafRequest, SyncError> {
         Ok(match self {
             Self::Chunk(unit) => {
                 let prefix = wire_path(&unit.prefix)?;
                 match unit.owner {
-                    None => LeafRequest::GetChunk(GetChunk {
-                        request_id: 0,
-                        prefix,
-                        max_bytes: chunk_max_bytes,
-                    }),
+                    None => LeafRequest::GetChunk(GetChunk { prefix, max_bytes: chunk_max_bytes }),
                     Some(account) => LeafRequest::GetStorageChunk(GetStorageChunk {
-                        request_id: 0,
                         account,
                         prefix,
                         max_bytes: chunk_max_bytes,
@@ -124,14 +119,9 @@ impl Job {
                         })
                     })
                     .collect::<Result<Vec<_>, SyncError>>()?;
-                LeafRequest::GetNodes(GetNodes {
-                    request_id: 0,
-                    nodes,
-                    max_bytes: MAX_RESPONSE_BYTES,
-                })
+                LeafRequest::GetNodes(GetNodes { nodes, max_bytes: MAX_RESPONSE_BYTES })
             }
             Self::Codes(tasks) => LeafRequest::GetCodes(GetCodes {
-                request_id: 0,
                 hashes: tasks.iter().map(|t| t.hash).collect(),
                 max_bytes: MAX_RESPONSE_BYTES,
             }),
@@ -265,7 +255,7 @@ mod tests {
         let Ok(LeafRequest::GetChunk(chunk)) = Job::Chunk(unit(None)).request(777) else {
             panic!("an account unit is a GetChunk")
         };
-        assert_eq!((chunk.request_id, chunk.prefix.len(), chunk.max_bytes), (0, 2, 777));
+        assert_eq!((chunk.prefix.len(), chunk.max_bytes), (2, 777));
         let account = B256::repeat_byte(4);
         let Ok(LeafRequest::GetStorageChunk(storage)) =
             Job::Chunk(unit(Some(account))).request(777)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::{Behaviour, SimPeer, assert_same_state, dyn_peers, source};
 use leafsync_leafdb::LeafDb;
-use leafsync_p2p::leaf::PenaltyClass;
+use leafsync_p2p::PenaltyClass;
 use leafsync_sync::{SyncConfig, SyncMode, Syncer};
 
 const ACCOUNTS: u64 = 2000;

@@ -16,9 +16,10 @@ use common::{
     dyn_peers, source,
 };
 use leafsync_leafdb::{BlockHeader, GenParams, LeafDb, trie::node::encode_branch};
+use leafsync_p2p::PenaltyClass;
 use leafsync_p2p::{
     PeerId,
-    leaf::{ChainHead, Nodes, PenaltyClass},
+    leaf::{ChainHead, Nodes},
     requests::{LeafRequest, LeafResponse},
 };
 use leafsync_sync::{PeerFuture, SyncConfig, SyncError, SyncMode, SyncPeer, Syncer};
@@ -114,7 +115,7 @@ impl SyncPeer for MapPeer {
             LeafRequest::GetNodes(r) => {
                 let nodes =
                     r.nodes.iter().map(|n| self.nodes.get(&n.hash).cloned().unwrap_or_default());
-                LeafResponse::Nodes(Nodes { request_id: 0, nodes: nodes.collect() })
+                LeafResponse::Nodes(Nodes { nodes: nodes.collect() })
             }
             _ => request.empty_response(),
         };

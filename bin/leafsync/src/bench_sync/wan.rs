@@ -16,11 +16,8 @@ use std::{
     time::Duration,
 };
 
-use leafsync_p2p::{
-    PeerId,
-    leaf::{ChainHead, PenaltyClass},
-    requests::LeafRequest,
-};
+use leafsync_p2p::PenaltyClass;
+use leafsync_p2p::{PeerId, leaf::ChainHead, requests::LeafRequest};
 use leafsync_sync::{PeerFuture, SyncPeer, request_len, response_len};
 use tokio::time::Instant;
 

@@ -3,14 +3,14 @@
 //! peer. [`protocol`] holds the ids and limits, [`EthMessage::decode`] checks every limit before
 //! decoding, [`Status::validate`] checks a peer's handshake the way geth checks ours.
 
-mod message;
-mod messages;
+mod codec;
 pub mod protocol;
 mod status;
+mod types;
 
-pub use message::{EthError, EthMessage};
-pub use messages::{
+pub use codec::{EthError, EthMessage};
+pub use status::{BlockRangeError, EthStatusError};
+pub use types::{
     BlockRangeUpdate, EmptyResponse, GetBlockHeaders, HashOrNumber, HeadersRequest, RequestIds,
     Status,
 };
-pub use status::{BlockRangeError, EthStatusError};

@@ -2,8 +2,8 @@
 //! `eth/protocols/eth/handshake.go`): network id, version, genesis, fork id, block range.
 
 use super::{
-    messages::{BlockRangeUpdate, Status},
     protocol::PROTOCOL_VERSION,
+    types::{BlockRangeUpdate, Status},
 };
 use crate::{chain::ChainSpec, p2pstream::DisconnectReason};
 use alloy_eip2124::{ForkFilter, ValidationError};

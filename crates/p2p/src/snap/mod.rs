@@ -3,13 +3,13 @@
 //! is decoded ([`SnapMessage::decode`]) and geth's compact ("hex-prefix") path encoding for
 //! `GetTrieNodes` path sets ([`path`]). `docs/snap.md` describes the wire and the limits.
 
-mod message;
-mod messages;
+mod codec;
 pub mod path;
 pub mod protocol;
+mod types;
 
-pub use message::{SnapError, SnapMessage, max_payload_size};
-pub use messages::{
+pub use codec::{SnapError, SnapMessage, max_payload_size};
+pub use types::{
     AccountData, AccountRange, ByteCodes, EMPTY_ROOT_HASH, GetAccountRange, GetByteCodes,
     GetStorageRanges, GetTrieNodes, SlimAccount, StorageData, StorageRanges, TrieNodePathSet,
     TrieNodes,

@@ -6,7 +6,7 @@
 //! length), then the first nibble when odd, then the rest packed two per byte. An even path
 //! gets a padding nibble of zero after the flag. The empty path (the root) is `[0x00]`.
 
-use super::messages::TrieNodePathSet;
+use super::types::TrieNodePathSet;
 use alloy_primitives::{B256, Bytes};
 
 /// Nibble go-ethereum appends to a key's nibbles to mark a leaf (its hex "terminator").

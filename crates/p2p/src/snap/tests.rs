@@ -67,7 +67,7 @@ fn slim_accounts_drop_empty_root_and_code() {
 }
 
 fn messages_empty_root() -> B256 {
-    super::messages::EMPTY_ROOT_HASH
+    super::types::EMPTY_ROOT_HASH
 }
 
 #[test]

@@ -12,9 +12,10 @@ use std::sync::{
 use alloy_primitives::{B256, B512, U256};
 use alloy_trie::EMPTY_ROOT_HASH;
 use leafsync_leafdb::{GenParams, KvStore, LeafDb, MemStore, Table};
+use leafsync_p2p::PenaltyClass;
 use leafsync_p2p::{
     PeerId,
-    leaf::{AccountStorage, ChainHead, ChunkContent, PenaltyClass, StorageSlot},
+    leaf::{AccountStorage, ChainHead, ChunkContent, StorageSlot},
     requests::{LeafRequest, LeafResponse, RequestError},
 };
 use leafsync_serve::{ServeConfig, serve_chunk, serve_codes, serve_nodes, serve_storage_chunk};

@@ -2,11 +2,11 @@
 //! decoding, and [`EthError`].
 
 use super::{
-    messages::{BlockRangeUpdate, EmptyResponse, GetBlockHeaders, RequestIds, Status},
     protocol::{MAX_MESSAGE_SIZE, MAX_REQUEST_SIZE, MAX_STATUS_SIZE, ids},
     status::BlockRangeError,
+    types::{BlockRangeUpdate, EmptyResponse, GetBlockHeaders, RequestIds, Status},
 };
-use crate::{leaf::PenaltyClass, p2pstream::DisconnectReason};
+use crate::{PenaltyClass, p2pstream::DisconnectReason};
 use alloy_rlp::{Decodable, Header};
 
 /// What is wrong with an `eth/69` message from a peer.

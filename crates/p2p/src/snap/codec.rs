@@ -2,17 +2,17 @@
 //! with every limit checked first, and [`SnapError`], what can be wrong with one from a peer.
 
 use super::{
-    messages::{
-        AccountRange, ByteCodes, GetAccountRange, GetByteCodes, GetStorageRanges, GetTrieNodes,
-        StorageRanges, TrieNodes,
-    },
     protocol::{
         MAX_ACCOUNTS_PER_RESPONSE, MAX_CODE_HASHES_PER_REQUEST, MAX_CODE_LOOKUPS, MAX_MESSAGE_SIZE,
         MAX_PROOF_NODES, MAX_REQUEST_MESSAGE_SIZE, MAX_SLOT_BODY_BYTES, MAX_SLOTS_PER_RESPONSE,
         MAX_STORAGE_ACCOUNTS_PER_REQUEST, MAX_TRIE_PATH_BYTES, MAX_TRIE_PATHS_PER_REQUEST, ids,
     },
+    types::{
+        AccountRange, ByteCodes, GetAccountRange, GetByteCodes, GetStorageRanges, GetTrieNodes,
+        StorageRanges, TrieNodes,
+    },
 };
-use crate::{leaf::PenaltyClass, p2pstream::DisconnectReason};
+use crate::{PenaltyClass, p2pstream::DisconnectReason};
 use alloy_rlp::{Encodable, Header};
 use bytes::BufMut;
 
