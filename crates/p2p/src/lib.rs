@@ -6,6 +6,7 @@
 pub mod chain;
 pub mod discovery;
 pub mod leaf;
+mod node_key;
 pub mod peers;
 pub mod requests;
 pub mod session;
@@ -14,6 +15,7 @@ pub mod ecies;
 pub mod p2pstream;
 
 pub use ecies::{EciesError, EciesStream, PeerId};
+pub use node_key::{NodeKey, NodeKeyError};
 pub use p2pstream::{
     CapabilityMessage, DisconnectReason, HelloMessage, HelloMessageWithProtocols, P2PError,
     P2PStream, UnauthedP2PStream,
