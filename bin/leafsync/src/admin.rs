@@ -21,7 +21,8 @@ use leafsync_p2p::{
 };
 use leafsync_serve::LeafServer;
 use serde_json::{Value, json};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::error::CliError;
@@ -80,8 +81,8 @@ pub(crate) struct AdminState {
     pub(crate) started: Instant,
     /// The follower's counters, once it follows an execution client (after a sync, if any).
     pub(crate) ingest: std::sync::OnceLock<Arc<leafsync_ingest::IngestStats>>,
-    /// Whether the state is being synced from peers.
-    pub(crate) syncing: Arc<std::sync::atomic::AtomicBool>,
+    /// What the daemon is doing, as the node publishes it.
+    pub(crate) phase: tokio::sync::watch::Receiver<crate::node::DaemonPhase>,
     /// The sync's counters (all zero when this run did not sync).
     pub(crate) sync: tokio::sync::watch::Receiver<leafsync_sync::SyncStats>,
     /// The peers `admin_addPeer` added in this run, at most [`MAX_ADMIN_ADDED_PEERS`].
@@ -123,33 +124,40 @@ pub(crate) enum Role {
     Metrics,
 }
 
-/// Binds `addr` and serves `role` until the runtime stops; returns the bound address.
-pub(crate) async fn serve(
+/// Binds `addr` for `role`; returns the listener and the bound address.
+pub(crate) async fn bind(
     addr: SocketAddr,
     role: Role,
-    state: Arc<AdminState>,
-) -> Result<SocketAddr, CliError> {
+) -> Result<(TcpListener, SocketAddr), CliError> {
     if role == Role::Admin && !addr.ip().is_loopback() {
         warn!(%addr, "admin JSON-RPC listens beyond loopback: anyone who reaches it can add peers");
     }
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| CliError::Io { path: format!("listen {addr}").into(), source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| CliError::Io { path: format!("listen {addr}").into(), source })?;
-    tokio::spawn(accept_loop(listener, role, state));
-    Ok(local)
+    let io = |source| CliError::Io { path: format!("listen {addr}").into(), source };
+    let listener = TcpListener::bind(addr).await.map_err(io)?;
+    let local = listener.local_addr().map_err(io)?;
+    Ok((listener, local))
 }
 
-/// Accepts connections until the runtime stops: at most [`MAX_HTTP_CONNECTIONS`] at once, each
-/// under the header, request and lifetime timeouts; accept errors back off.
-async fn accept_loop(listener: TcpListener, role: Role, state: Arc<AdminState>) {
+/// Accepts connections until `stop`, then ends every connection: at most
+/// [`MAX_HTTP_CONNECTIONS`] at once, each under the header, request and lifetime timeouts;
+/// accept errors back off.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    role: Role,
+    state: Arc<AdminState>,
+    stop: CancellationToken,
+) {
     let slots = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
     let calls = Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS));
+    let mut connections = JoinSet::new();
     let mut last_warning: Option<Instant> = None;
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 if last_warning.is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL) {
@@ -168,7 +176,7 @@ async fn accept_loop(listener: TcpListener, role: Role, state: Arc<AdminState>) 
             continue;
         };
         let (state, calls) = (state.clone(), calls.clone());
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let _slot = slot;
             let service = service_fn(move |req| {
                 let (state, calls) = (state.clone(), calls.clone());
@@ -199,6 +207,7 @@ async fn accept_loop(listener: TcpListener, role: Role, state: Arc<AdminState>) 
             }
         });
     }
+    connections.shutdown().await;
 }
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -344,13 +353,7 @@ async fn sync_status(state: &AdminState) -> Result<Value, (i64, String)> {
         })
     });
     Ok(json!({
-        "phase": if state.syncing.load(std::sync::atomic::Ordering::Relaxed) {
-            "syncing"
-        } else if state.ingest.get().is_some() {
-            "following"
-        } else {
-            "serving"
-        },
+        "phase": state.phase.borrow().as_str(),
         "follow": follow,
         "stateSync": sync_json(&state.sync.borrow()),
         "head": head,

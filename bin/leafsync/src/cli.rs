@@ -150,14 +150,15 @@ impl Cli {
         match self.command {
             Command::Run(flags) => {
                 let config = crate::config::Config::load(&flags)?;
-                crate::init_logging(&config.file.log.level);
-                crate::run::run(config)
+                crate::init_logging(&config.log_level);
+                crate::run::run(&config)
             }
             Command::Status { rpc, json } => crate::admin::status(&rpc, json),
             Command::Demo(args) => crate::demo::demo(&args),
             Command::CheckConfig(flags) => {
-                let config = crate::config::Config::load(&flags)?;
-                println!("{:#?}", config.file);
+                let (file, origin) = crate::config::FileConfig::load(&flags)?;
+                let config = crate::config::Config::validate(file.clone(), &origin)?;
+                println!("{file:#?}");
                 println!(
                     "chain: {} (network {}, genesis {})",
                     config.chain.name, config.chain.network_id, config.chain.genesis_hash

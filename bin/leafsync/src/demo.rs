@@ -4,30 +4,30 @@
 //! client's root, flat tables and codes must equal the servers'. Exits non-zero otherwise.
 
 use std::{
-    net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use alloy_primitives::{B256, keccak256};
-use alloy_trie::EMPTY_ROOT_HASH;
 use leafsync_leafdb::{DbOptions, GenParams, LeafDb, LeafDbConfig};
 use leafsync_p2p::{
     chain::ChainSpec,
     leaf::{ChainHead, ServeFlags},
-    peers::{
-        EmptyHandler, LocalHead, Network, NetworkConfig, NetworkHandle, NodeRecord, RequestHandler,
-    },
+    peers::{LocalHead, NodeRecord},
 };
-use leafsync_serve::{LeafServer, ServeConfig};
-use leafsync_sync::{SyncConfig, Syncer, network_peers};
-use secp256k1::SecretKey;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::error::CliError;
+use crate::{
+    error::CliError,
+    node::{Node, NodeBuilder},
+};
+
+/// RocksDB block cache of each demo and benchmark leafdb: 64 MiB, enough for a generated state
+/// of a million accounts while K + 1 databases share the machine.
+const LOOPBACK_BLOCK_CACHE_BYTES: usize = 64 << 20;
 
 /// How long the client may take to connect to every server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,37 +49,20 @@ pub(crate) struct DemoArgs {
     workdir: PathBuf,
 }
 
-fn demo_chain() -> ChainSpec {
-    // A dev chain of its own, so demo nodes never match a real network.
+/// The chain of every loopback node: a dev chain of its own, so demo nodes never match a real
+/// network.
+pub(crate) fn demo_chain() -> ChainSpec {
     ChainSpec::preset("dev")
         .map(|c| c.with_genesis_hash(keccak256(b"leafsync demo")))
         .unwrap_or_else(|e| unreachable!("the dev preset is built in: {e}"))
 }
 
-/// Starts a loopback node (`127.0.0.1:0`, a fresh key) that dials `peers`.
-pub(crate) async fn start_node(
-    handler: Arc<dyn RequestHandler>,
-    head: LocalHead,
-    peers: Vec<NodeRecord>,
-) -> Result<(NetworkHandle, watch::Sender<LocalHead>), CliError> {
-    let (tx, rx) = watch::channel(head);
-    let mut config =
-        NetworkConfig::new(SecretKey::new(&mut rand::rng()), demo_chain(), rx, handler);
-    config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.dial_interval = Duration::from_millis(100);
-    config.static_peers = peers;
-    Ok((Network::start(config).await?, tx))
-}
-
 /// Opens (creating it) a RocksDB leafdb at `path`.
-pub(crate) fn open(path: &std::path::Path) -> Result<LeafDb, CliError> {
+pub(crate) fn open(path: &Path) -> Result<LeafDb, CliError> {
     std::fs::create_dir_all(path)
         .map_err(|source| CliError::Io { path: path.to_path_buf(), source })?;
-    Ok(LeafDb::open(
-        path,
-        &DbOptions::default().block_cache_bytes(64 << 20),
-        LeafDbConfig::default(),
-    )?)
+    let options = DbOptions::default().block_cache_bytes(LOOPBACK_BLOCK_CACHE_BYTES);
+    Ok(LeafDb::open(path, &options, LeafDbConfig::default())?)
 }
 
 /// What a server of the generated state announces: block 0 with its root, serving everything.
@@ -92,29 +75,58 @@ pub(crate) fn server_head(state_root: B256, accounts: u64) -> LocalHead {
     }
 }
 
-/// Starts an empty client node that dials `servers` and waits until it is connected to all of
-/// them (at most [`CONNECT_TIMEOUT`]).
-pub(crate) async fn start_client(
-    servers: Vec<NodeRecord>,
-) -> Result<(NetworkHandle, watch::Sender<LocalHead>), CliError> {
-    let wanted = servers.len();
-    let empty = LocalHead {
-        head: ChainHead { number: 0, hash: B256::ZERO, state_root: EMPTY_ROOT_HASH },
-        ..LocalHead::default()
-    };
-    let (client, head) = start_node(Arc::new(EmptyHandler), empty, servers).await?;
-    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
-    while client.peers().await.len() < wanted {
-        if tokio::time::Instant::now() > deadline {
-            client.shutdown().await;
-            return Err(CliError::Invalid {
-                what: "client".into(),
-                reason: "the client did not connect to every server".into(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// The running server nodes of the demo or a benchmark.
+pub(crate) type ServerTasks = Vec<tokio::task::JoinHandle<Result<(), CliError>>>;
+
+/// Starts a loopback node per leafdb of `dbs`, each serving the generated state (root `root`) and
+/// running until `stop` in a task of its own. Returns their records and tasks.
+pub(crate) async fn start_servers(
+    dbs: impl IntoIterator<Item = Arc<LeafDb>>,
+    root: B256,
+    accounts: u64,
+    stop: &CancellationToken,
+) -> Result<(Vec<NodeRecord>, ServerTasks), CliError> {
+    let (mut records, mut tasks) = (Vec::new(), Vec::new());
+    for db in dbs {
+        let node = NodeBuilder::loopback(db, demo_chain())
+            .head(server_head(root, accounts))
+            .start()
+            .await?;
+        records.push(node.network().local_enode());
+        tasks.push(tokio::spawn(node.run(stop.clone().cancelled_owned())));
     }
-    Ok((client, head))
+    Ok((records, tasks))
+}
+
+/// Stops the servers of [`start_servers`] and waits for each to shut down.
+pub(crate) async fn stop_servers(
+    stop: &CancellationToken,
+    tasks: ServerTasks,
+) -> Result<(), CliError> {
+    stop.cancel();
+    for task in tasks {
+        let stopped = task.await.map_err(|e| CliError::Invalid {
+            what: "a loopback server".into(),
+            reason: e.to_string(),
+        })?;
+        stopped?;
+    }
+    Ok(())
+}
+
+/// Starts an empty client node over `db` that dials `servers` and waits until it is connected
+/// to all of them (at most [`CONNECT_TIMEOUT`]).
+pub(crate) async fn start_client(
+    db: Arc<LeafDb>,
+    servers: Vec<NodeRecord>,
+) -> Result<Node, CliError> {
+    let wanted = servers.len();
+    let client = NodeBuilder::loopback(db, demo_chain()).static_peers(servers).start().await?;
+    if let Err(e) = client.wait_for_peers(wanted, CONNECT_TIMEOUT).await {
+        client.shutdown().await?;
+        return Err(e);
+    }
+    Ok(client)
 }
 
 /// The multi-threaded runtime the loopback nodes run on.
@@ -158,30 +170,17 @@ fn run_demo(args: &DemoArgs, dir: &std::path::Path) -> Result<ExitCode, CliError
     let client_db = Arc::new(open(&dir.join("client"))?);
     let runtime = runtime()?;
     let outcome = runtime.block_on(async {
-        let mut handles = Vec::new();
-        for db in &servers {
-            let handler = Arc::new(LeafServer::new(db.clone(), ServeConfig::default()));
-            handles.push(start_node(handler, server_head(root, args.accounts), Vec::new()).await?);
-        }
-        let records = handles.iter().map(|(h, _)| h.local_enode()).collect();
-        let (client, _head) = start_client(records).await?;
-        info!(servers = handles.len(), "client connected; syncing");
+        let stop = CancellationToken::new();
+        let (records, tasks) =
+            start_servers(servers.iter().cloned(), root, args.accounts, &stop).await?;
+        let client = start_client(client_db.clone(), records).await?;
+        info!(servers = tasks.len(), "client connected; syncing");
         let sync_started = Instant::now();
-        let (progress, stats) = watch::channel(leafsync_sync::SyncStats::default());
-        let bar = crate::progress::Bar::start(stats);
-        let out =
-            Syncer::new(client_db.clone(), SyncConfig::default(), network_peers(&client).await)
-                .with_progress(progress)
-                .run()
-                .await;
-        drop(bar);
-        let out = out.map_err(CliError::Sync)?;
+        let out = client.sync_state().await;
         let secs = sync_started.elapsed().as_secs_f64();
-        client.shutdown().await;
-        for (h, _) in handles {
-            h.shutdown().await;
-        }
-        Ok::<_, CliError>((out, secs))
+        client.shutdown().await?;
+        stop_servers(&stop, tasks).await?;
+        Ok::<_, CliError>((out?, secs))
     })?;
     let (out, sync_secs) = outcome;
     drop(runtime);

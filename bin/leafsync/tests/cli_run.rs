@@ -5,21 +5,20 @@
 mod support;
 
 use std::{
-    net::SocketAddr,
     str::FromStr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use alloy_primitives::B256;
+use leafsync::node::NodeBuilder;
+use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig};
 use leafsync_p2p::{
     chain::ChainSpec,
-    leaf::{ChainHead, ChunkContent, GetChunk, Nibbles, ServeFlags},
-    peers::{EmptyHandler, LocalHead, Network, NetworkConfig, NodeRecord},
+    leaf::{ChunkContent, GetChunk, Nibbles},
+    peers::NodeRecord,
 };
-use secp256k1::SecretKey;
 use support::{WAIT, leafsync, line_with, sigterm_and_wait, spawn_daemon};
-use tokio::sync::watch;
 
 const GENESIS: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
 
@@ -53,27 +52,19 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
     // A peer on the same dev chain fetches the 16 chunks of depth 1: 2,000 accounts in all.
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let client_dir = dir.path().join("client");
     let accounts = runtime.block_on(async move {
         let chain =
             ChainSpec::preset("dev").unwrap().with_genesis_hash(B256::from_str(GENESIS).unwrap());
-        let head = LocalHead {
-            head: ChainHead { number: 0, hash: B256::ZERO, state_root: B256::ZERO },
-            timestamp: 0,
-            account_estimate: 0,
-            serves: ServeFlags::default(),
-        };
-        let (_tx, rx) = watch::channel(head);
-        let mut config =
-            NetworkConfig::new(SecretKey::new(&mut rand::rng()), chain, rx, Arc::new(EmptyHandler));
-        config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        config.dial_interval = Duration::from_millis(100);
-        config.static_peers = vec![record];
-        let client = Network::start(config).await.unwrap();
-        let deadline = Instant::now() + WAIT;
-        while !client.peers().await.iter().any(|p| p.id == record.id) {
-            assert!(Instant::now() < deadline, "did not connect to the daemon");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        std::fs::create_dir_all(&client_dir).unwrap();
+        let db = LeafDb::open(&client_dir, &DbOptions::default(), LeafDbConfig::default()).unwrap();
+        let node = NodeBuilder::loopback(Arc::new(db), chain)
+            .static_peers(vec![record])
+            .start()
+            .await
+            .unwrap();
+        node.wait_for_peers(1, WAIT).await.unwrap();
+        let client = node.network();
         let mut accounts = 0;
         for n in 0..16u8 {
             let request = GetChunk {
@@ -91,7 +82,7 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
                 }
             }
         }
-        client.shutdown().await;
+        node.shutdown().await.unwrap();
         accounts
     });
     assert_eq!(accounts, 2_000);
