@@ -113,7 +113,24 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
     assert!(answer.contains("-32601"), "{answer}");
     // Prometheus text.
     let scrape = http(metrics.trim_end_matches("/metrics"), "GET /metrics HTTP/1.1", "");
-    assert!(scrape.contains("# TYPE leafsync_serve_requests_total counter"), "{scrape}");
+    // Every metric docs/operators.md lists for a serving node, with its type.
+    for (name, kind) in [
+        ("leafsync_head_number", "gauge"),
+        ("leafsync_peers", "gauge"),
+        ("leafsync_root_mismatches_total", "counter"),
+        ("leafsync_serve_requests_total", "counter"),
+        ("leafsync_serve_internal_errors_total", "counter"),
+        ("leafsync_serve_cache_hits_total", "counter"),
+        ("leafsync_serve_cache_misses_total", "counter"),
+        ("leafsync_serve_cache_bytes", "gauge"),
+        ("leafsync_recent_nodes", "gauge"),
+        ("leafsync_recent_nodes_bytes", "gauge"),
+        ("leafsync_uptime_seconds", "gauge"),
+    ] {
+        assert!(scrape.contains(&format!("# TYPE {name} {kind}\n")), "{name}: {scrape}");
+        assert!(scrape.contains(&format!("# HELP {name} ")), "{name}: {scrape}");
+    }
+    assert!(!scrape.contains("penalties"), "the serve penalties metric is gone: {scrape}");
     let served: f64 = scrape
         .lines()
         .find_map(|l| l.strip_prefix("leafsync_serve_requests_total "))

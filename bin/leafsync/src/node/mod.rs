@@ -59,7 +59,8 @@ pub enum Start {
 }
 
 /// What the daemon is doing, published by the [`Node`] (the admin API's `phase`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DaemonPhase {
     /// Syncing the state from peers.
     Syncing,
