@@ -5,10 +5,6 @@
 
 mod admin;
 mod bench;
-mod bench_apply;
-mod bench_ingest;
-mod bench_serve;
-mod bench_sync;
 mod cli;
 mod config;
 mod demo;

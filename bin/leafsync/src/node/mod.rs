@@ -5,6 +5,7 @@
 //! future resolves, then stops every part in order and releases the leafdb.
 
 mod head;
+pub(crate) mod loopback;
 mod sync;
 #[cfg(test)]
 mod tests;

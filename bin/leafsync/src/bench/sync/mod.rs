@@ -31,9 +31,9 @@ use self::{
     wan::{Traffic, WanConfig, WanPeer},
 };
 use crate::{
-    bench::{Leaf, hash_builder_root},
-    demo::{check_servers, open, runtime, start_client},
+    bench::leafdb::{Leaf, hash_builder_root},
     error::CliError,
+    node::loopback::{check_servers, open, runtime, start_client},
 };
 
 /// Clock ticks per second of the CPU times in `/proc/*/stat` (`USER_HZ`, 100 on every Linux

@@ -19,8 +19,8 @@ use tracing::info;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    demo::{open, runtime, start_servers, stop_servers},
     error::CliError,
+    node::loopback::{open, runtime, start_servers, stop_servers},
 };
 
 /// Arguments of the hidden `bench sync-servers`.
