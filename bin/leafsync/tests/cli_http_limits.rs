@@ -11,9 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{leafsync, line_with, sigterm_and_wait, spawn_daemon};
-
-const GENESIS: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
+use support::{GENESIS, leafsync, line_with, sigterm_and_wait, spawn_daemon};
 
 /// `admin::HTTP_HEADER_READ_TIMEOUT`: a stalled request head is dropped after this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -83,10 +81,7 @@ fn start_daemon(dir: &std::path::Path) -> (support::Killed, String, String) {
     let config = dir.join("leafsync.toml");
     std::fs::write(
         &config,
-        format!(
-            "datadir = {:?}\nchain = \"dev\"\ngenesis_hash = \"{GENESIS}\"\n\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-            datadir.to_str().unwrap()
-        ),
+        support::daemon_toml(&datadir, &support::dev_chain(GENESIS), None, support::METRICS),
     )
     .unwrap();
     let (daemon, rx) = spawn_daemon(&config, &dir.join("run.log"));

@@ -18,9 +18,7 @@ use leafsync_p2p::{
     leaf::{ChunkContent, GetChunk, Nibbles},
     peers::NodeRecord,
 };
-use support::{WAIT, leafsync, line_with, sigterm_and_wait, spawn_daemon};
-
-const GENESIS: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
+use support::{GENESIS, WAIT, leafsync, line_with, sigterm_and_wait, spawn_daemon};
 
 #[test]
 fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
@@ -34,10 +32,7 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
     let config = dir.path().join("leafsync.toml");
     std::fs::write(
         &config,
-        format!(
-            "datadir = {:?}\nchain = \"dev\"\ngenesis_hash = \"{GENESIS}\"\n\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-            datadir.to_str().unwrap()
-        ),
+        support::daemon_toml(&datadir, &support::dev_chain(GENESIS), None, support::METRICS),
     )
     .unwrap();
 
@@ -171,9 +166,11 @@ fn http(authority: &str, request_line: &str, body: &str) -> String {
 fn write_waiting_config(config: &std::path::Path, dir: &std::path::Path) {
     std::fs::write(
         config,
-        format!(
-            "datadir = {:?}\nchain = \"sepolia\"\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n[admin]\nlisten = \"127.0.0.1:0\"\n[sync]\nallow_peer_pivot = true\n",
-            dir.join("empty").to_str().unwrap()
+        support::daemon_toml(
+            &dir.join("empty"),
+            r#"chain = "sepolia""#,
+            None,
+            "[sync]\nallow_peer_pivot = true",
         ),
     )
     .unwrap();
@@ -218,29 +215,18 @@ fn an_empty_node_finds_a_server_through_discv5_and_syncs_its_state() {
         .unwrap();
     assert!(out.status.success());
     let root = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let common = format!(
-        "chain = \"dev\"\ngenesis_hash = \"{GENESIS}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n"
-    );
+    let chain = support::dev_chain(GENESIS);
     let server_cfg = dir.path().join("server.toml");
-    std::fs::write(
-        &server_cfg,
-        format!("datadir = {:?}\n{common}\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = true\nbootnodes = []\n", server_data.to_str().unwrap()),
-    )
-    .unwrap();
+    std::fs::write(&server_cfg, support::daemon_toml(&server_data, &chain, Some(&[]), "")).unwrap();
     let (mut server, server_lines) = spawn_daemon(&server_cfg, &dir.path().join("server.log"));
     let enr = line_with(&server_lines, "enr: ");
     assert!(enr.starts_with("enr:"), "the server runs discovery: {enr}");
 
     // The client knows nothing but the server's ENR, as a discv5 bootnode.
     let client_cfg = dir.path().join("client.toml");
-    std::fs::write(
-        &client_cfg,
-        format!(
-            "datadir = {:?}\n{common}\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = true\nbootnodes = [\"{enr}\"]\n",
-            dir.path().join("client").to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    let client_data = dir.path().join("client");
+    let client_toml = support::daemon_toml(&client_data, &chain, Some(&[enr.as_str()]), "");
+    std::fs::write(&client_cfg, client_toml).unwrap();
     let (mut client, client_lines) = spawn_daemon(&client_cfg, &dir.path().join("client.log"));
     let admin = line_with(&client_lines, "admin: ");
     let deadline = Instant::now() + WAIT;
