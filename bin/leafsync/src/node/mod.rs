@@ -38,7 +38,7 @@ use crate::{
 /// How long shutdown waits for the follower to finish the block it is applying.
 const FOLLOWER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for the network's finished tasks to drop their leafdb references.
-const DB_RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+const DB_RELEASE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often shutdown looks whether they have.
 const DB_RELEASE_POLL: Duration = Duration::from_millis(10);
 /// How long an empty leafdb may take to be bootstrapped from the genesis file.
