@@ -10,6 +10,7 @@ mod config;
 mod demo;
 mod error;
 pub mod node;
+mod phase;
 mod progress;
 mod run;
 mod tool;

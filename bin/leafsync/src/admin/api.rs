@@ -6,7 +6,7 @@ use alloy_primitives::B256;
 use jsonrpsee::{core::RpcResult, proc_macros::rpc};
 use serde::{Deserialize, Serialize};
 
-use crate::node::DaemonPhase;
+use crate::phase::DaemonPhase;
 
 /// `admin_*` and `leaf_*`.
 #[rpc(server, client)]

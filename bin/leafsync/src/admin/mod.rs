@@ -89,7 +89,7 @@ pub(crate) struct AdminState {
     /// The follower's counters, once it follows an execution client (after a sync, if any).
     pub(crate) ingest: std::sync::OnceLock<Arc<leafsync_ingest::IngestStats>>,
     /// What the daemon is doing, as the node publishes it.
-    pub(crate) phase: tokio::sync::watch::Receiver<crate::node::DaemonPhase>,
+    pub(crate) phase: tokio::sync::watch::Receiver<crate::phase::DaemonPhase>,
     /// The sync's counters (all zero when this run did not sync).
     pub(crate) sync: tokio::sync::watch::Receiver<leafsync_sync::SyncStats>,
     /// The peers `admin_addPeer` added in this run, at most [`MAX_ADMIN_ADDED_PEERS`].

@@ -29,6 +29,7 @@ use self::{
     head::{HEAD_CHECK_INTERVAL, announce_heads, local_head},
     sync::{SyncPlan, sync_from_peers},
 };
+pub use crate::phase::DaemonPhase;
 use crate::{
     admin::{AdminState, Role},
     config::{Config, ElSection, NetworkSettings, PivotSource, SyncSettings},
@@ -57,29 +58,6 @@ pub enum Start {
     BootstrapFromGenesis,
     /// The leafdb is empty: sync it from `leaf/1` peers, then follow and serve.
     SyncFromPeers,
-}
-
-/// What the daemon is doing, published by the [`Node`] (the admin API's `phase`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DaemonPhase {
-    /// Syncing the state from peers.
-    Syncing,
-    /// Following the execution client (and serving).
-    Following,
-    /// Serving only.
-    Serving,
-}
-
-impl DaemonPhase {
-    /// The name in the admin API.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Syncing => "syncing",
-            Self::Following => "following",
-            Self::Serving => "serving",
-        }
-    }
 }
 
 /// Everything a node is built from.
