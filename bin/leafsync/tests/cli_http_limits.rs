@@ -116,20 +116,8 @@ fn admin_add_peer_is_bounded() {
 
 /// One JSON-RPC call with one string parameter on a fresh connection; returns the response body.
 fn rpc(url: &str, method: &str, param: &str) -> String {
-    let authority = url.strip_prefix("http://").unwrap();
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": [param]})
-        .to_string();
-    let mut s = TcpStream::connect(authority).unwrap();
-    s.set_read_timeout(Some(support::WAIT)).unwrap();
-    write!(
-        s,
-        "POST / HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": [param]});
+    support::http(url.strip_prefix("http://").unwrap(), "POST / HTTP/1.1", &body.to_string())
 }
 
 #[test]

@@ -18,7 +18,7 @@ use leafsync_p2p::{
     leaf::{ChunkContent, GetChunk, Nibbles},
     peers::NodeRecord,
 };
-use support::{GENESIS, WAIT, leafsync, line_with, sigterm_and_wait, spawn_daemon};
+use support::{GENESIS, WAIT, http, leafsync, line_with, sigterm_and_wait, spawn_daemon};
 
 #[test]
 fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
@@ -143,22 +143,6 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
         .output()
         .unwrap();
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
-}
-
-/// One HTTP/1.1 exchange on a fresh connection; returns the whole response.
-fn http(authority: &str, request_line: &str, body: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(authority).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        s,
-        "{request_line}\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 /// A sepolia config with an empty datadir under `dir`, no peers and the peers' pivot allowed, so

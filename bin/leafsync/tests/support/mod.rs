@@ -116,3 +116,20 @@ listen = "127.0.0.1:0"
 /// The `[metrics]` section on a free loopback port.
 pub const METRICS: &str = r#"[metrics]
 listen = "127.0.0.1:0""#;
+
+/// One HTTP/1.1 exchange with `authority` (`host:port`) on a fresh connection: `request_line`
+/// (e.g. `POST / HTTP/1.1`) with a JSON `body`; returns the whole response.
+pub fn http(authority: &str, request_line: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(authority).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        s,
+        "{request_line}\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
