@@ -69,6 +69,20 @@ async fn start_anvil(bin: &Path) -> (Killed, SocketAddr) {
     panic!("anvil did not start");
 }
 
+/// This test's turn and its own anvil (see [`ANVIL`]); `None`, said on stderr, when anvil is
+/// not installed.
+async fn anvil() -> Option<(tokio::sync::MutexGuard<'static, ()>, Killed, SocketAddr)> {
+    let Some(bin) = anvil_binary() else {
+        eprintln!(
+            "SKIP: anvil is not installed; run `npm ci --prefix tests/anvil` (scripts/setup.sh does)"
+        );
+        return None;
+    };
+    let turn = ANVIL.lock().await;
+    let (anvil, addr) = start_anvil(&bin).await;
+    Some((turn, anvil, addr))
+}
+
 fn status(admin: &str) -> Value {
     let out = leafsync().args(["status", "--rpc", admin, "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -125,14 +139,7 @@ async fn assert_head_is_anvils(s: &Value, rpc: &mut RpcClient, number: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_bootstraps_from_genesis_and_follows_anvil() {
-    let Some(bin) = anvil_binary() else {
-        eprintln!(
-            "SKIP: anvil is not installed; run `npm ci --prefix tests/anvil` (scripts/setup.sh does)"
-        );
-        return;
-    };
-    let _one_anvil = ANVIL.lock().await;
-    let (_anvil, addr) = start_anvil(&bin).await;
+    let Some((_one_anvil, _anvil, addr)) = anvil().await else { return };
     let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let genesis_file = genesis_file(&mut rpc, dir.path()).await;
@@ -171,16 +178,9 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
 /// end, `tool verify` of B's datadir.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
-    let Some(bin) = anvil_binary() else {
-        eprintln!(
-            "SKIP: anvil is not installed; run `npm ci --prefix tests/anvil` (scripts/setup.sh does)"
-        );
-        return;
-    };
     const FIRST: u64 = 6;
     const MORE: u64 = 5;
-    let _one_anvil = ANVIL.lock().await;
-    let (_anvil, addr) = start_anvil(&bin).await;
+    let Some((_one_anvil, _anvil, addr)) = anvil().await else { return };
     let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let genesis_file = genesis_file(&mut rpc, dir.path()).await;
