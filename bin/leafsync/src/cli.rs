@@ -2,9 +2,9 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-use crate::{bench, error::CliError, tool};
+use crate::{bench::BenchCommand, error::CliError, tool};
 
 /// leafsync: a devp2p sidecar that keeps a flat copy of the Ethereum state and serves and syncs
 /// it over the `leaf/1` capability.
@@ -79,58 +79,6 @@ enum ToolCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-enum BenchCommand {
-    /// Bulk build and apply_block on a synthetic state.
-    Leafdb(LeafdbBench),
-    /// leaf/1 serving: chunk MB/s uncached and cached, nodes/s, p99 per request kind.
-    Serve(crate::bench_serve::ServeBench),
-    /// Block application latency (p50/p99) idle and while clients request uncached chunks.
-    Apply(crate::bench_apply::ApplyBench),
-    /// Ingest: blocks per second through trace decoding, fold and apply_block.
-    Ingest(crate::bench_ingest::IngestBench),
-    /// Leaf sync against heal-only sync from servers on loopback behind emulated WAN links.
-    Sync(crate::bench_sync::SyncBench),
-    /// The servers of `bench sync`, run by it in a child process (not for direct use).
-    #[command(hide = true)]
-    SyncServers(crate::bench_sync::ServersArgs),
-}
-
-/// Arguments of `bench leafdb`.
-#[derive(Debug, Args)]
-pub(crate) struct LeafdbBench {
-    /// The state and the blocks applied to it.
-    #[command(flatten)]
-    pub(crate) state: StateBenchArgs,
-    /// Blocks for which replaced nodes stay in the recent-node cache (0 disables it).
-    #[arg(long, default_value_t = leafsync_leafdb::DEFAULT_RECENT_BLOCKS)]
-    pub(crate) recent_blocks: u64,
-}
-
-/// A synthetic state and mainnet-sized blocks applied to it: shared by the benchmarks that
-/// apply blocks (`bench leafdb`, `bench ingest`).
-#[derive(Debug, Args)]
-pub(crate) struct StateBenchArgs {
-    /// Accounts in the synthetic state.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub(crate) accounts: u64,
-    /// Blocks applied.
-    #[arg(long, default_value_t = 30)]
-    pub(crate) blocks: u64,
-    /// Accounts changed per block.
-    #[arg(long, default_value_t = 2_000)]
-    pub(crate) block_accounts: u64,
-    /// Storage slots changed per block.
-    #[arg(long, default_value_t = 5_000)]
-    pub(crate) block_slots: u64,
-    /// Where to put the benchmark database (a fresh temporary directory inside it).
-    #[arg(long, default_value = ".")]
-    pub(crate) workdir: PathBuf,
-    /// Seed of the generator.
-    #[arg(long, default_value_t = 1)]
-    pub(crate) seed: u64,
-}
-
 impl Cli {
     /// Default log level: quiet for benchmarks, whose stdout is JSON. `None` for the daemon,
     /// which takes its level from its configuration.
@@ -150,14 +98,15 @@ impl Cli {
         match self.command {
             Command::Run(flags) => {
                 let config = crate::config::Config::load(&flags)?;
-                crate::init_logging(&config.file.log.level);
-                crate::run::run(config)
+                crate::init_logging(&config.log_level);
+                crate::run::run(&config)
             }
             Command::Status { rpc, json } => crate::admin::status(&rpc, json),
             Command::Demo(args) => crate::demo::demo(&args),
             Command::CheckConfig(flags) => {
-                let config = crate::config::Config::load(&flags)?;
-                println!("{:#?}", config.file);
+                let (file, origin) = crate::config::FileConfig::load(&flags)?;
+                let config = crate::config::Config::validate(file.clone(), &origin)?;
+                println!("{file:#?}");
                 println!(
                     "chain: {} (network {}, genesis {})",
                     config.chain.name, config.chain.network_id, config.chain.genesis_hash
@@ -172,12 +121,7 @@ impl Cli {
                 tool::init_genesis(&datadir, &alloc)
             }
             Command::Tool(ToolCommand::Verify { datadir }) => tool::verify(&datadir),
-            Command::Bench(BenchCommand::Leafdb(args)) => bench::leafdb(&args),
-            Command::Bench(BenchCommand::Serve(args)) => crate::bench_serve::serve(&args),
-            Command::Bench(BenchCommand::Apply(args)) => crate::bench_apply::apply(&args),
-            Command::Bench(BenchCommand::Ingest(args)) => crate::bench_ingest::ingest(&args),
-            Command::Bench(BenchCommand::Sync(args)) => crate::bench_sync::sync(&args),
-            Command::Bench(BenchCommand::SyncServers(args)) => crate::bench_sync::servers(&args),
+            Command::Bench(command) => command.run(),
         }
     }
 }

@@ -6,7 +6,7 @@ use leafsync_leafdb::{GenesisError, LeafDbError};
 
 /// What a command can fail with.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CliError {
+pub enum CliError {
     /// The leafdb failed.
     #[error(transparent)]
     LeafDb(#[from] LeafDbError),
@@ -30,6 +30,9 @@ pub(crate) enum CliError {
     /// A sync failed (its cause chain kept).
     #[error("sync: {0}")]
     Sync(#[from] leafsync_sync::SyncError),
+    /// The node key file is unusable.
+    #[error(transparent)]
+    NodeKey(#[from] leafsync_p2p::NodeKeyError),
     /// The network could not start.
     #[error("network: {0}")]
     Network(#[from] leafsync_p2p::peers::NetworkError),

@@ -11,6 +11,7 @@ use std::{
     time::Duration,
 };
 
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use leafsync_sync::{Phase, SyncStats};
 use tokio::sync::watch;
 
@@ -19,39 +20,21 @@ const REDRAW_INTERVAL: Duration = Duration::from_millis(500);
 /// Width of the bar itself, in characters.
 const BAR_WIDTH: usize = 24;
 
-/// The line currently shown at the bottom of the terminal (empty: none).
-static LINE: Mutex<String> = Mutex::new(String::new());
+/// The bar currently drawn, if any: log lines are printed above it.
+static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
-/// Writes to stderr, first clearing the progress line and then drawing it again below.
+/// Writes to stderr, above the bar when one is drawn.
 fn write_stderr(bytes: &[u8]) {
-    let line = LINE.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut err = std::io::stderr().lock();
     // Nothing useful can be done when stderr itself fails.
-    if line.is_empty() {
+    let write = || {
+        let mut err = std::io::stderr().lock();
         let _ = err.write_all(bytes);
-    } else {
-        let _ = err.write_all(b"\r\x1b[2K");
-        let _ = err.write_all(bytes);
-        let _ = err.write_all(line.as_bytes());
-    }
-    let _ = err.flush();
-}
-
-fn set_line(text: String) {
-    let mut line = LINE.lock().unwrap_or_else(PoisonError::into_inner);
-    *line = text;
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_all(b"\r\x1b[2K");
-    let _ = err.write_all(line.as_bytes());
-    let _ = err.flush();
-}
-
-/// Removes the bar's line from the terminal.
-fn clear() {
-    let mut line = LINE.lock().unwrap_or_else(PoisonError::into_inner);
-    if !line.is_empty() {
-        line.clear();
-        let _ = std::io::stderr().lock().write_all(b"\r\x1b[2K");
+        let _ = err.flush();
+    };
+    let bar = BAR.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    match bar {
+        Some(bar) => bar.suspend(write),
+        None => write(),
     }
 }
 
@@ -125,12 +108,13 @@ pub(crate) fn render(s: &SyncStats) -> String {
     )
 }
 
-/// The bar while it is drawn: a thread of its own (a busy runtime must not starve it), stopped
-/// and the line cleared when dropped.
+/// The bar while it is drawn: `indicatif` draws it on stderr, a thread of its own (a busy
+/// runtime must not starve it) feeds it the counters; stopped and the line cleared when dropped.
 #[derive(Debug)]
 pub(crate) struct Bar {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    bar: ProgressBar,
 }
 
 impl Bar {
@@ -139,8 +123,12 @@ impl Bar {
         if !std::io::stderr().is_terminal() {
             return None;
         }
+        let style = ProgressStyle::with_template("{wide_msg}").ok()?;
+        let bar =
+            ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
+        *BAR.lock().unwrap_or_else(PoisonError::into_inner) = Some(bar.clone());
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+        let (flag, drawn) = (Arc::clone(&stop), bar.clone());
         let thread = std::thread::Builder::new()
             .name("progress-bar".into())
             .spawn(move || {
@@ -149,12 +137,12 @@ impl Bar {
                     if s.phase == Phase::Done {
                         break;
                     }
-                    set_line(render(&s));
+                    drawn.set_message(render(&s));
                     std::thread::sleep(REDRAW_INTERVAL);
                 }
             })
             .ok()?;
-        Some(Self { stop, thread: Some(thread) })
+        Some(Self { stop, thread: Some(thread), bar })
     }
 }
 
@@ -164,10 +152,10 @@ impl Drop for Bar {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        clear();
+        *BAR.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.bar.finish_and_clear();
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

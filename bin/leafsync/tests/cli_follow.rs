@@ -21,6 +21,10 @@ use leafsync_ingest::RpcClient;
 use serde_json::{Value, json};
 use support::{Killed, WAIT, leafsync, line_with, sigterm_and_wait, spawn_daemon};
 
+/// One anvil at a time: two tests starting theirs at once could pick the same free port (each
+/// binds port 0 and lets it go before anvil binds it) and then share one chain.
+static ANVIL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Blocks mined while the daemon follows.
 const BLOCKS: u64 = 12;
 
@@ -63,6 +67,20 @@ async fn start_anvil(bin: &Path) -> (Killed, SocketAddr) {
         }
     }
     panic!("anvil did not start");
+}
+
+/// This test's turn and its own anvil (see [`ANVIL`]); `None`, said on stderr, when anvil is
+/// not installed.
+async fn anvil() -> Option<(tokio::sync::MutexGuard<'static, ()>, Killed, SocketAddr)> {
+    let Some(bin) = anvil_binary() else {
+        eprintln!(
+            "SKIP: anvil is not installed; run `npm ci --prefix tests/anvil` (scripts/setup.sh does)"
+        );
+        return None;
+    };
+    let turn = ANVIL.lock().await;
+    let (anvil, addr) = start_anvil(&bin).await;
+    Some((turn, anvil, addr))
 }
 
 fn status(admin: &str) -> Value {
@@ -121,13 +139,7 @@ async fn assert_head_is_anvils(s: &Value, rpc: &mut RpcClient, number: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_bootstraps_from_genesis_and_follows_anvil() {
-    let Some(bin) = anvil_binary() else {
-        eprintln!(
-            "SKIP: anvil is not installed; run `npm ci --prefix tests/anvil` (scripts/setup.sh does)"
-        );
-        return;
-    };
-    let (_anvil, addr) = start_anvil(&bin).await;
+    let Some((_one_anvil, _anvil, addr)) = anvil().await else { return };
     let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let genesis_file = genesis_file(&mut rpc, dir.path()).await;
@@ -136,11 +148,11 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
     let config = dir.path().join("leafsync.toml");
     std::fs::write(
         &config,
-        format!(
-            "datadir = {:?}\nchain = \"dev\"\ngenesis_hash = \"{}\"\n\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n\n[el]\nrpc = \"ws://{addr}\"\ngenesis = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
-            dir.path().join("data").to_str().unwrap(),
-            genesis.hash,
-            genesis_file.to_str().unwrap(),
+        support::daemon_toml(
+            &dir.path().join("data"),
+            &support::dev_chain(genesis.hash),
+            None,
+            &el_section(addr, Some(&genesis_file)),
         ),
     )
     .unwrap();
@@ -166,38 +178,22 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
 /// end, `tool verify` of B's datadir.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
-    let Some(bin) = anvil_binary() else {
-        eprintln!(
-            "SKIP: anvil is not installed; run `npm ci --prefix tests/anvil` (scripts/setup.sh does)"
-        );
-        return;
-    };
     const FIRST: u64 = 6;
     const MORE: u64 = 5;
-    let (_anvil, addr) = start_anvil(&bin).await;
+    let Some((_one_anvil, _anvil, addr)) = anvil().await else { return };
     let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let genesis_file = genesis_file(&mut rpc, dir.path()).await;
     let genesis = rpc.block(0).await.unwrap();
-    let common = |datadir: &str| {
-        format!(
-            "datadir = {:?}\nchain = \"dev\"\ngenesis_hash = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
-            dir.path().join(datadir).to_str().unwrap(),
-            genesis.hash
-        )
+    let chain = support::dev_chain(genesis.hash);
+    let config = |name: &str, bootnodes: &[&str], genesis: Option<&Path>| {
+        let datadir = dir.path().join(name);
+        support::daemon_toml(&datadir, &chain, Some(bootnodes), &el_section(addr, genesis))
     };
 
     // A: bootstraps from genesis, follows anvil, serves, runs discovery with no bootnodes.
     let a_cfg = dir.path().join("a.toml");
-    std::fs::write(
-        &a_cfg,
-        format!(
-            "{}\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = true\nbootnodes = []\n\n[el]\nrpc = \"ws://{addr}\"\ngenesis = {:?}\n",
-            common("a"),
-            genesis_file.to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&a_cfg, config("a", &[], Some(&genesis_file))).unwrap();
     let (mut a, a_lines) = spawn_daemon(&a_cfg, &dir.path().join("a.log"));
     let enr = line_with(&a_lines, "enr: ");
     assert!(enr.starts_with("enr:"), "A runs discovery: {enr}");
@@ -207,14 +203,7 @@ async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
 
     // B: an empty datadir, A's ENR as its only bootnode, anvil for the pivot and to follow.
     let b_cfg = dir.path().join("b.toml");
-    std::fs::write(
-        &b_cfg,
-        format!(
-            "{}\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = true\nbootnodes = [\"{enr}\"]\n\n[el]\nrpc = \"ws://{addr}\"\n",
-            common("b")
-        ),
-    )
-    .unwrap();
+    std::fs::write(&b_cfg, config("b", &[enr.as_str()], None)).unwrap();
     let (mut b, b_lines) = spawn_daemon(&b_cfg, &dir.path().join("b.log"));
     let b_admin = line_with(&b_lines, "admin: ");
     let s = wait_status(&b_admin, "B did not sync A's state and start following", |s| {
@@ -256,4 +245,10 @@ async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
     let report = String::from_utf8_lossy(&verify.stdout);
     let end_root = rpc.block(end).await.unwrap().state_root.to_string();
     assert!(verify.status.success() && report.contains(&end_root), "{report}");
+}
+
+/// The `[el]` section: anvil's WebSocket at `addr`, and the genesis file to bootstrap from.
+fn el_section(addr: impl std::fmt::Display, genesis: Option<&Path>) -> String {
+    let genesis = genesis.map_or_else(String::new, |g| format!("genesis = {g:?}"));
+    format!("[el]\nrpc = \"ws://{addr}\"\n{genesis}")
 }

@@ -11,9 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{leafsync, line_with, sigterm_and_wait, spawn_daemon};
-
-const GENESIS: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
+use support::{GENESIS, leafsync, line_with, sigterm_and_wait, spawn_daemon};
 
 /// `admin::HTTP_HEADER_READ_TIMEOUT`: a stalled request head is dropped after this.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -83,10 +81,7 @@ fn start_daemon(dir: &std::path::Path) -> (support::Killed, String, String) {
     let config = dir.join("leafsync.toml");
     std::fs::write(
         &config,
-        format!(
-            "datadir = {:?}\nchain = \"dev\"\ngenesis_hash = \"{GENESIS}\"\n\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-            datadir.to_str().unwrap()
-        ),
+        support::daemon_toml(&datadir, &support::dev_chain(GENESIS), None, support::METRICS),
     )
     .unwrap();
     let (daemon, rx) = spawn_daemon(&config, &dir.join("run.log"));
@@ -121,20 +116,8 @@ fn admin_add_peer_is_bounded() {
 
 /// One JSON-RPC call with one string parameter on a fresh connection; returns the response body.
 fn rpc(url: &str, method: &str, param: &str) -> String {
-    let authority = url.strip_prefix("http://").unwrap();
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": [param]})
-        .to_string();
-    let mut s = TcpStream::connect(authority).unwrap();
-    s.set_read_timeout(Some(support::WAIT)).unwrap();
-    write!(
-        s,
-        "POST / HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": [param]});
+    support::http(url.strip_prefix("http://").unwrap(), "POST / HTTP/1.1", &body.to_string())
 }
 
 #[test]

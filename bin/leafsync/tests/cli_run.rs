@@ -5,23 +5,20 @@
 mod support;
 
 use std::{
-    net::SocketAddr,
     str::FromStr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use alloy_primitives::B256;
+use leafsync::node::NodeBuilder;
+use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig};
 use leafsync_p2p::{
     chain::ChainSpec,
-    leaf::{ChainHead, ChunkContent, GetChunk, Nibbles, ServeFlags},
-    peers::{EmptyHandler, LocalHead, Network, NetworkConfig, NodeRecord},
+    leaf::{Chunk, ChunkContent, GetChunk, WirePath},
+    peers::NodeRecord,
 };
-use secp256k1::SecretKey;
-use support::{WAIT, leafsync, line_with, sigterm_and_wait, spawn_daemon};
-use tokio::sync::watch;
-
-const GENESIS: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
+use support::{GENESIS, WAIT, http, leafsync, line_with, sigterm_and_wait, spawn_daemon};
 
 #[test]
 fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
@@ -35,10 +32,7 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
     let config = dir.path().join("leafsync.toml");
     std::fs::write(
         &config,
-        format!(
-            "datadir = {:?}\nchain = \"dev\"\ngenesis_hash = \"{GENESIS}\"\n\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
-            datadir.to_str().unwrap()
-        ),
+        support::daemon_toml(&datadir, &support::dev_chain(GENESIS), None, support::METRICS),
     )
     .unwrap();
 
@@ -53,35 +47,25 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
     // A peer on the same dev chain fetches the 16 chunks of depth 1: 2,000 accounts in all.
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let client_dir = dir.path().join("client");
     let accounts = runtime.block_on(async move {
         let chain =
             ChainSpec::preset("dev").unwrap().with_genesis_hash(B256::from_str(GENESIS).unwrap());
-        let head = LocalHead {
-            head: ChainHead { number: 0, hash: B256::ZERO, state_root: B256::ZERO },
-            timestamp: 0,
-            account_estimate: 0,
-            serves: ServeFlags::default(),
-        };
-        let (_tx, rx) = watch::channel(head);
-        let mut config =
-            NetworkConfig::new(SecretKey::new(&mut rand::rng()), chain, rx, Arc::new(EmptyHandler));
-        config.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        config.dial_interval = Duration::from_millis(100);
-        config.static_peers = vec![record];
-        let client = Network::start(config).await.unwrap();
-        let deadline = Instant::now() + WAIT;
-        while !client.peers().await.iter().any(|p| p.id == record.id) {
-            assert!(Instant::now() < deadline, "did not connect to the daemon");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        std::fs::create_dir_all(&client_dir).unwrap();
+        let db = LeafDb::open(&client_dir, &DbOptions::default(), LeafDbConfig::default()).unwrap();
+        let node = NodeBuilder::loopback(Arc::new(db), chain)
+            .static_peers(vec![record])
+            .start()
+            .await
+            .unwrap();
+        node.wait_for_peers(1, WAIT).await.unwrap();
+        let client = node.network();
         let mut accounts = 0;
         for n in 0..16u8 {
-            let request = GetChunk {
-                request_id: 0,
-                prefix: Nibbles::from_nibbles(&[n]).unwrap(),
-                max_bytes: 2 << 20,
-            };
-            match client.get_chunk(record.id, request).await.unwrap().content {
+            let request =
+                GetChunk { prefix: WirePath::from_nibbles(&[n]).unwrap(), max_bytes: 2 << 20 };
+            let answer = client.request(record.id, request.into()).await.unwrap();
+            match Chunk::try_from(answer).unwrap().content {
                 ChunkContent::Items(leaves) => {
                     assert!(leaves.iter().all(|l| l.hashed_address.0[0] >> 4 == n));
                     accounts += leaves.len();
@@ -91,7 +75,7 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
                 }
             }
         }
-        client.shutdown().await;
+        node.shutdown().await.unwrap();
         accounts
     });
     assert_eq!(accounts, 2_000);
@@ -122,7 +106,24 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
     assert!(answer.contains("-32601"), "{answer}");
     // Prometheus text.
     let scrape = http(metrics.trim_end_matches("/metrics"), "GET /metrics HTTP/1.1", "");
-    assert!(scrape.contains("# TYPE leafsync_serve_requests_total counter"), "{scrape}");
+    // Every metric docs/operators.md lists for a serving node, with its type.
+    for (name, kind) in [
+        ("leafsync_head_number", "gauge"),
+        ("leafsync_peers", "gauge"),
+        ("leafsync_root_mismatches_total", "counter"),
+        ("leafsync_serve_requests_total", "counter"),
+        ("leafsync_serve_internal_errors_total", "counter"),
+        ("leafsync_serve_cache_hits_total", "counter"),
+        ("leafsync_serve_cache_misses_total", "counter"),
+        ("leafsync_serve_cache_bytes", "gauge"),
+        ("leafsync_recent_nodes", "gauge"),
+        ("leafsync_recent_nodes_bytes", "gauge"),
+        ("leafsync_uptime_seconds", "gauge"),
+    ] {
+        assert!(scrape.contains(&format!("# TYPE {name} {kind}\n")), "{name}: {scrape}");
+        assert!(scrape.contains(&format!("# HELP {name} ")), "{name}: {scrape}");
+    }
+    assert!(!scrape.contains("penalties"), "the serve penalties metric is gone: {scrape}");
     let served: f64 = scrape
         .lines()
         .find_map(|l| l.strip_prefix("leafsync_serve_requests_total "))
@@ -142,30 +143,16 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
 }
 
-/// One HTTP/1.1 exchange on a fresh connection; returns the whole response.
-fn http(authority: &str, request_line: &str, body: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(authority).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        s,
-        "{request_line}\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 /// A sepolia config with an empty datadir under `dir`, no peers and the peers' pivot allowed, so
 /// the daemon waits for peers to sync from; admin on a free loopback port.
 fn write_waiting_config(config: &std::path::Path, dir: &std::path::Path) {
     std::fs::write(
         config,
-        format!(
-            "datadir = {:?}\nchain = \"sepolia\"\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n[admin]\nlisten = \"127.0.0.1:0\"\n[sync]\nallow_peer_pivot = true\n",
-            dir.join("empty").to_str().unwrap()
+        support::daemon_toml(
+            &dir.join("empty"),
+            r#"chain = "sepolia""#,
+            None,
+            "[sync]\nallow_peer_pivot = true",
         ),
     )
     .unwrap();
@@ -210,29 +197,18 @@ fn an_empty_node_finds_a_server_through_discv5_and_syncs_its_state() {
         .unwrap();
     assert!(out.status.success());
     let root = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let common = format!(
-        "chain = \"dev\"\ngenesis_hash = \"{GENESIS}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n"
-    );
+    let chain = support::dev_chain(GENESIS);
     let server_cfg = dir.path().join("server.toml");
-    std::fs::write(
-        &server_cfg,
-        format!("datadir = {:?}\n{common}\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = true\nbootnodes = []\n", server_data.to_str().unwrap()),
-    )
-    .unwrap();
+    std::fs::write(&server_cfg, support::daemon_toml(&server_data, &chain, Some(&[]), "")).unwrap();
     let (mut server, server_lines) = spawn_daemon(&server_cfg, &dir.path().join("server.log"));
     let enr = line_with(&server_lines, "enr: ");
     assert!(enr.starts_with("enr:"), "the server runs discovery: {enr}");
 
     // The client knows nothing but the server's ENR, as a discv5 bootnode.
     let client_cfg = dir.path().join("client.toml");
-    std::fs::write(
-        &client_cfg,
-        format!(
-            "datadir = {:?}\n{common}\n[p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = true\nbootnodes = [\"{enr}\"]\n",
-            dir.path().join("client").to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    let client_data = dir.path().join("client");
+    let client_toml = support::daemon_toml(&client_data, &chain, Some(&[enr.as_str()]), "");
+    std::fs::write(&client_cfg, client_toml).unwrap();
     let (mut client, client_lines) = spawn_daemon(&client_cfg, &dir.path().join("client.log"));
     let admin = line_with(&client_lines, "admin: ");
     let deadline = Instant::now() + WAIT;

@@ -7,6 +7,7 @@ pub mod chain;
 pub mod discovery;
 pub mod eth;
 pub mod leaf;
+mod node_key;
 pub mod peers;
 pub mod penalty;
 pub mod requests;
@@ -21,6 +22,7 @@ pub mod p2pstream;
 
 pub use ecies::{EciesError, EciesStream, PeerId};
 pub use leaf::{EncodedResponse, LeafMessage, LeafRequest, LeafResponse, RequestPair};
+pub use node_key::{NodeKey, NodeKeyError};
 pub use p2pstream::{
     CapabilityMessage, DisconnectReason, HelloMessage, HelloMessageWithProtocols, P2PError,
     P2PStream, UnauthedP2PStream,

@@ -79,3 +79,57 @@ pub fn wait_for_exit(daemon: &mut Killed, why: &str) -> std::process::ExitStatus
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The genesis hash of the tests' dev chain.
+pub const GENESIS: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
+
+/// The `chain` lines of a dev chain whose genesis hash is `genesis`.
+pub fn dev_chain(genesis: impl std::fmt::Display) -> String {
+    format!("chain = \"dev\"\ngenesis_hash = \"{genesis}\"")
+}
+
+/// A daemon's config file: its datadir, the `chain` lines, RLPx on a free loopback port with
+/// discv5 off (`None`) or on with `bootnodes`, the admin JSON-RPC on a free loopback port, then
+/// `extra` sections.
+pub fn daemon_toml(datadir: &Path, chain: &str, bootnodes: Option<&[&str]>, extra: &str) -> String {
+    let discovery = match bootnodes {
+        None => "discovery = false".to_string(),
+        Some(list) => format!("discovery = true\nbootnodes = {list:?}"),
+    };
+    format!(
+        r#"datadir = {datadir:?}
+{chain}
+
+[p2p]
+listen_ip = "127.0.0.1"
+port = 0
+{discovery}
+
+[admin]
+listen = "127.0.0.1:0"
+
+{extra}
+"#
+    )
+}
+
+/// The `[metrics]` section on a free loopback port.
+pub const METRICS: &str = r#"[metrics]
+listen = "127.0.0.1:0""#;
+
+/// One HTTP/1.1 exchange with `authority` (`host:port`) on a fresh connection: `request_line`
+/// (e.g. `POST / HTTP/1.1`) with a JSON `body`; returns the whole response.
+pub fn http(authority: &str, request_line: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(authority).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        s,
+        "{request_line}\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}

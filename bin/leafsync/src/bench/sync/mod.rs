@@ -31,9 +31,9 @@ use self::{
     wan::{Traffic, WanConfig, WanPeer},
 };
 use crate::{
-    bench::{Leaf, hash_builder_root},
-    demo::{check_servers, open, runtime, start_client},
+    bench::leafdb::{Leaf, hash_builder_root},
     error::CliError,
+    node::loopback::{check_servers, open, runtime, start_client},
 };
 
 /// Clock ticks per second of the CPU times in `/proc/*/stat` (`USER_HZ`, 100 on every Linux
@@ -217,8 +217,8 @@ fn sync_once(
     let db = Arc::new(open(path)?);
     let traffic = Arc::new(Traffic::default());
     let synced = runtime.block_on(async {
-        let (client, _head) = start_client(servers.records.clone()).await?;
-        let peers = network_peers(&client)
+        let client = start_client(Arc::clone(&db), servers.records.clone()).await?;
+        let peers = network_peers(client.network())
             .await
             .into_iter()
             .map(|p| Arc::new(WanPeer::new(p, wan, Arc::clone(&traffic))) as Arc<dyn SyncPeer>)
@@ -227,7 +227,7 @@ fn sync_once(
         let (cpu, wall) = (cpu_ticks("self")?, Instant::now());
         let outcome = Syncer::new(Arc::clone(&db), config, peers).run().await;
         let (wall_s, cpu_s) = (wall.elapsed().as_secs_f64(), cpu_since("self", cpu)?);
-        client.shutdown().await;
+        client.shutdown().await?;
         Ok::<_, CliError>((outcome, wall_s, cpu_s))
     })?;
     let (outcome, wall_s, cpu_s) = synced;

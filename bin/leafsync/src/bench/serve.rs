@@ -11,14 +11,11 @@ use std::{
 
 use alloy_primitives::{B256, keccak256};
 use leafsync_leafdb::{DbOptions, GenParams, LeafDb, LeafDbConfig};
-use leafsync_p2p::{
-    PeerId,
-    leaf::{
-        AccountStorage, ChunkContent, GetChunk, GetCodes, GetNodes, GetStorageChunk, LeafMessage,
-        Nibbles, NodeRequest, TrieOwner, protocol::MAX_RESPONSE_BYTES,
-    },
+use leafsync_p2p::leaf::{
+    AccountStorage, ChunkContent, GetChunk, GetCodes, GetNodes, GetStorageChunk, LeafMessage,
+    LeafRequest, LeafResponse, NodeRequest, TrieOwner, WirePath, protocol::MAX_RESPONSE_BYTES,
 };
-use leafsync_serve::{LeafServer, Outcome, ServeConfig};
+use leafsync_serve::{LeafServer, ServeConfig};
 use serde_json::json;
 
 use crate::error::CliError;
@@ -99,33 +96,32 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// The prefix of `depth` nibbles numbered `index` (big-endian base 16).
-fn prefix(depth: usize, index: usize) -> Nibbles {
-    (0..depth).fold(Nibbles::root(), |p, d| {
+fn prefix(depth: usize, index: usize) -> WirePath {
+    (0..depth).fold(WirePath::root(), |p, d| {
         let nibble = ((index >> (4 * (depth - 1 - d))) & 0xf) as u8;
         // A nibble below 16 on a path shorter than 64 always has a child.
         p.child(nibble).unwrap_or(p)
     })
 }
 
-/// Sends one request and returns the decoded answer, its payload size and the time `handle`
-/// took. A refused request or an undecodable answer is a server bug: it is counted in
-/// `failures` (reported in the JSON, and the exit code is then a failure).
+/// Sends one request and returns the decoded answer, its payload size and the time the answer
+/// took (query, cache and the wire payload). An undecodable answer is a server bug: it is counted
+/// in `failures` (reported in the JSON, and the exit code is then a failure).
 fn ask<S: leafsync_leafdb::KvStore>(
     server: &LeafServer<S>,
-    message: LeafMessage,
+    request: LeafRequest,
     failures: &mut u64,
-) -> Option<(LeafMessage, usize, Duration)> {
+) -> Option<(LeafResponse, usize, Duration)> {
     let t = Instant::now();
-    let outcome = server.handle(&PeerId::ZERO, message);
+    let encoded = server.answer(&request);
+    let payload = encoded.payload(0);
     let elapsed = t.elapsed();
-    let decoded = match &outcome {
-        Outcome::Respond(response) => {
-            response.decode().ok().map(|m| (m, response.payload.len(), elapsed))
-        }
-        Outcome::Penalty { .. } | Outcome::NotARequest(_) => None,
-    };
+    let decoded = LeafMessage::decode(encoded.id, &payload)
+        .ok()
+        .and_then(LeafMessage::into_response)
+        .map(|pair| (pair.message, payload.len(), elapsed));
     if decoded.is_none() {
-        eprintln!("serve benchmark: unexpected outcome {outcome:?}");
+        eprintln!("serve benchmark: undecodable answer to {request:?}");
         *failures += 1;
     }
     decoded
@@ -140,14 +136,12 @@ fn chunk_pass<S: leafsync_leafdb::KvStore>(
     failures: &mut u64,
 ) -> Vec<B256> {
     let mut large = Vec::new();
-    let mut stack: Vec<Nibbles> =
+    let mut stack: Vec<WirePath> =
         (0..16usize.pow(depth as u32)).rev().map(|i| prefix(depth, i)).collect();
-    let mut id = 0u64;
     while let Some(prefix) = stack.pop() {
-        id += 1;
-        let request = GetChunk { request_id: id, prefix: prefix.clone(), max_bytes };
-        let Some((LeafMessage::Chunk(chunk), size, elapsed)) =
-            ask(server, LeafMessage::GetChunk(request), failures)
+        let request = GetChunk { prefix: prefix.clone(), max_bytes };
+        let Some((LeafResponse::Chunk(chunk), size, elapsed)) =
+            ask(server, request.into(), failures)
         else {
             continue;
         };
@@ -229,14 +223,12 @@ fn run(args: &ServeBench, dir: &std::path::Path) -> Result<serde_json::Value, Cl
     for account in &large {
         for n in 0..16u8 {
             let request = GetStorageChunk {
-                request_id: u64::from(n),
                 account: *account,
                 prefix: prefix(1, usize::from(n)),
                 max_bytes: args.max_bytes,
             };
-            let message = LeafMessage::GetStorageChunk(request);
-            if let Some((LeafMessage::StorageChunk(c), size, elapsed)) =
-                ask(&uncached_server, message, &mut failures)
+            if let Some((LeafResponse::StorageChunk(c), size, elapsed)) =
+                ask(&uncached_server, request.into(), &mut failures)
             {
                 storage.add(elapsed, size, c.content.len());
             }
@@ -262,11 +254,10 @@ fn run(args: &ServeBench, dir: &std::path::Path) -> Result<serde_json::Value, Cl
     drop(snap);
     let mut nodes = Kind::default();
     let mut served_nodes = 0usize;
-    for (i, batch) in wanted.chunks(NODES_PER_REQUEST).enumerate() {
-        let request =
-            GetNodes { request_id: i as u64, nodes: batch.to_vec(), max_bytes: MAX_RESPONSE_BYTES };
-        if let Some((LeafMessage::Nodes(n), size, elapsed)) =
-            ask(&uncached_server, LeafMessage::GetNodes(request), &mut failures)
+    for batch in wanted.chunks(NODES_PER_REQUEST) {
+        let request = GetNodes { nodes: batch.to_vec(), max_bytes: MAX_RESPONSE_BYTES };
+        if let Some((LeafResponse::Nodes(n), size, elapsed)) =
+            ask(&uncached_server, request.into(), &mut failures)
         {
             let found = n.nodes.iter().filter(|b| !b.is_empty()).count();
             served_nodes += found;
@@ -277,14 +268,10 @@ fn run(args: &ServeBench, dir: &std::path::Path) -> Result<serde_json::Value, Cl
     // Codes: the whole code pool in batches.
     let hashes: Vec<B256> = (0..params.code_pool()).map(|k| keccak256(params.code(k))).collect();
     let mut codes = Kind::default();
-    for (i, batch) in hashes.chunks(CODES_PER_REQUEST).enumerate() {
-        let request = GetCodes {
-            request_id: i as u64,
-            hashes: batch.to_vec(),
-            max_bytes: MAX_RESPONSE_BYTES,
-        };
-        if let Some((LeafMessage::Codes(c), size, elapsed)) =
-            ask(&uncached_server, LeafMessage::GetCodes(request), &mut failures)
+    for batch in hashes.chunks(CODES_PER_REQUEST) {
+        let request = GetCodes { hashes: batch.to_vec(), max_bytes: MAX_RESPONSE_BYTES };
+        if let Some((LeafResponse::Codes(c), size, elapsed)) =
+            ask(&uncached_server, request.into(), &mut failures)
         {
             codes.add(elapsed, size, c.codes.iter().filter(|b| !b.is_empty()).count());
         }

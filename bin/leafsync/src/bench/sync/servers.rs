@@ -8,19 +8,19 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     path::{Path, PathBuf},
     process::{Child, Command, ExitCode, Stdio},
-    sync::Arc,
 };
 
 use alloy_primitives::B256;
 use leafsync_leafdb::GenParams;
 use leafsync_p2p::peers::NodeRecord;
-use leafsync_serve::{LeafServer, ServeConfig};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::{
-    demo::{open, runtime, server_head, start_node},
     error::CliError,
+    node::loopback::{open, runtime, start_servers, stop_servers},
 };
 
 /// Arguments of the hidden `bench sync-servers`.
@@ -62,20 +62,18 @@ pub(crate) fn servers(args: &ServersArgs) -> Result<ExitCode, CliError> {
     let generated = db.generate(GenParams { accounts: args.accounts, seed: args.seed })?;
     let generate_s = started.elapsed().as_secs_f64();
     info!(accounts = generated.accounts, slots = generated.slots, generate_s, "state generated");
-    let db = Arc::new(db);
+    let db = std::sync::Arc::new(db);
     runtime()?.block_on(async {
-        let head = server_head(generated.root, generated.accounts);
-        let mut nodes = Vec::new();
-        for _ in 0..args.servers {
-            let handler = Arc::new(LeafServer::new(Arc::clone(&db), ServeConfig::default()));
-            nodes.push(start_node(handler, head, Vec::new()).await?);
-        }
+        let stop = CancellationToken::new();
+        let dbs = std::iter::repeat_n(db, args.servers);
+        let (records, tasks) =
+            start_servers(dbs, generated.root, generated.accounts, &stop).await?;
         let ready = Ready {
             root: generated.root.to_string(),
             accounts: generated.accounts,
             slots: generated.slots,
             generate_s,
-            enodes: nodes.iter().map(|(h, _)| h.local_enode().to_string()).collect(),
+            enodes: records.iter().map(ToString::to_string).collect(),
         };
         let line = serde_json::to_string(&ready)
             .map_err(|e| CliError::Invalid { what: "ready line".into(), reason: e.to_string() })?;
@@ -88,10 +86,7 @@ pub(crate) fn servers(args: &ServersArgs) -> Result<ExitCode, CliError> {
         let _ =
             tokio::task::spawn_blocking(|| std::io::stdin().lock().read_to_end(&mut Vec::new()))
                 .await;
-        for (handle, _head) in nodes {
-            handle.shutdown().await;
-        }
-        Ok::<_, CliError>(())
+        stop_servers(&stop, tasks).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -6,13 +6,11 @@ use std::process::ExitCode;
 use leafsync_ingest::bench::{IngestBenchParams, run};
 use leafsync_leafdb::GenParams;
 
+use super::StateBenchArgs;
 use crate::error::CliError;
 
-/// Arguments of `bench ingest`: the same state and blocks as `bench leafdb`.
-pub(crate) use crate::cli::StateBenchArgs as IngestBench;
-
-/// Runs the benchmark and prints its JSON report.
-pub(crate) fn ingest(args: &IngestBench) -> Result<ExitCode, CliError> {
+/// Runs the benchmark (the same state and blocks as `bench leafdb`) and prints its JSON report.
+pub(crate) fn ingest(args: &StateBenchArgs) -> Result<ExitCode, CliError> {
     let dir = args.workdir.join(format!("leafsync-bench-ingest-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|source| CliError::Io { path: dir.clone(), source })?;
     let params = IngestBenchParams {

@@ -1,4 +1,5 @@
-//! `leafsync bench …`: benchmarks that print one JSON object on stdout.
+//! `leafsync bench leafdb`: bulk build and `apply_block` on a synthetic state; also the
+//! in-memory leaves and their reference root, which `bench sync` measures its floor with.
 
 use std::{process::ExitCode, time::Instant};
 
@@ -13,7 +14,8 @@ use leafsync_leafdb::{
 };
 use serde_json::json;
 
-use crate::{cli::LeafdbBench, error::CliError};
+use super::LeafdbBench;
+use crate::error::CliError;
 
 /// One account of a state in memory, with its storage: the leaves the floor is computed over.
 pub(crate) struct Leaf {

@@ -30,7 +30,7 @@ use leafsync_ingest::{
 use leafsync_leafdb::{BlockHeader, DbOptions, GenParams, LeafDb, LeafDbConfig, RocksStore};
 use leafsync_p2p::{
     PeerId,
-    leaf::{GetChunk, Nibbles},
+    leaf::{GetChunk, WirePath},
     peers::RequestHandler,
     requests::LeafRequest,
 };
@@ -180,23 +180,21 @@ async fn client(
     let h = keccak256(index.to_be_bytes());
     let peer = PeerId::from_slice(&[h.0, h.0].concat());
     let mut rng = leafsync_leafdb::generate::SplitMix::new(index as u64 ^ 0x5e7e);
-    let mut id = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        id += 1;
         let depth = LOAD_DEPTHS[rng.below(LOAD_DEPTHS.len() as u64) as usize];
         let max_bytes = LOAD_MAX_BYTES[rng.below(LOAD_MAX_BYTES.len() as u64) as usize];
-        let mut prefix = Nibbles::root();
+        let mut prefix = WirePath::root();
         for _ in 0..depth {
             let nibble = rng.below(16) as u8;
             prefix = prefix.child(nibble).unwrap_or(prefix);
         }
-        let request = LeafRequest::GetChunk(GetChunk { request_id: id, prefix, max_bytes });
+        let request = LeafRequest::GetChunk(GetChunk { prefix, max_bytes });
         let server = Arc::clone(&server);
         let t = Instant::now();
         // The daemon's global cap on handler calls (p2p's `max_concurrent_handler_calls`).
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
         let call = tokio::task::spawn_blocking(move || {
-            let answer = RequestHandler::handle(&*server, peer, request);
+            let answer = RequestHandler::handle(&*server, peer, &request);
             drop(permit);
             answer
         });

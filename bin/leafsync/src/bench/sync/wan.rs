@@ -16,8 +16,7 @@ use std::{
     time::Duration,
 };
 
-use leafsync_p2p::PenaltyClass;
-use leafsync_p2p::{PeerId, leaf::ChainHead, requests::LeafRequest};
+use leafsync_p2p::{PeerId, PenaltyClass, leaf::ChainHead, requests::LeafRequest};
 use leafsync_sync::{PeerFuture, SyncPeer, request_len, response_len};
 use tokio::time::Instant;
 
@@ -170,7 +169,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use alloy_primitives::{B256, Bytes};
-    use alloy_rlp::Encodable;
     use leafsync_p2p::{
         leaf::{GetNodes, Nodes},
         requests::LeafResponse,
@@ -248,7 +246,7 @@ mod tests {
         fn request(&self, request: LeafRequest) -> PeerFuture {
             let LeafRequest::GetNodes(request) = request else { unreachable!("not used") };
             let nodes = vec![Bytes::from(vec![0xaa; self.node_bytes]); request.nodes.len()];
-            let answer = LeafResponse::Nodes(Nodes { request_id: request.request_id, nodes });
+            let answer = LeafResponse::Nodes(Nodes { nodes });
             Box::pin(async move { Ok(answer) })
         }
         fn penalise(&self, _: PenaltyClass) {}
@@ -259,19 +257,20 @@ mod tests {
         let traffic = Arc::new(Traffic::default());
         let inner = Arc::new(InstantPeer { node_bytes: 1000 });
         let peer = WanPeer::new(inner, config(50, ONE_BYTE_PER_US), Arc::clone(&traffic));
-        let request = GetNodes { request_id: 7, nodes: Vec::new(), max_bytes: 1 << 20 };
+        let request = GetNodes { nodes: Vec::new(), max_bytes: 1 << 20 };
         let mut nodes = Vec::new();
         for i in 0..10u8 {
             nodes.push(leafsync_p2p::leaf::NodeRequest {
                 owner: leafsync_p2p::leaf::TrieOwner::Accounts,
-                path: leafsync_p2p::leaf::Nibbles::default(),
+                path: leafsync_p2p::leaf::WirePath::root(),
                 hash: B256::repeat_byte(i),
             });
         }
         let request = GetNodes { nodes, ..request };
-        let up = request.length() as u64;
+        let request = LeafRequest::GetNodes(request);
+        let up = request_len(&request);
         let start = Instant::now();
-        let answer = peer.request(LeafRequest::GetNodes(request)).await.unwrap();
+        let answer = peer.request(request).await.unwrap();
         let down = response_len(&answer);
         assert!(down > 10_000, "{down}");
         let wire = up + down + 2 * FRAME_OVERHEAD_BYTES;

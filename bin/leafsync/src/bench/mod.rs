@@ -1,0 +1,81 @@
+//! `leafsync bench …`: benchmarks that print JSON on stdout (see docs/benchmarks.md). This file
+//! owns the subcommand and every argument shared by several benchmarks; each benchmark is a
+//! module of its own.
+
+mod apply;
+mod ingest;
+mod leafdb;
+mod serve;
+mod sync;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Subcommand};
+
+use crate::error::CliError;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Bulk build and apply_block on a synthetic state.
+    Leafdb(LeafdbBench),
+    /// leaf/1 serving: chunk MB/s uncached and cached, nodes/s, p99 per request kind.
+    Serve(serve::ServeBench),
+    /// Block application latency (p50/p99) idle and while clients request uncached chunks.
+    Apply(apply::ApplyBench),
+    /// Ingest: blocks per second through trace decoding, fold and apply_block.
+    Ingest(StateBenchArgs),
+    /// Leaf sync against heal-only sync from servers on loopback behind emulated WAN links.
+    Sync(sync::SyncBench),
+    /// The servers of `bench sync`, run by it in a child process (not for direct use).
+    #[command(hide = true)]
+    SyncServers(sync::ServersArgs),
+}
+
+/// Arguments of `bench leafdb`.
+#[derive(Debug, Args)]
+pub(crate) struct LeafdbBench {
+    /// The state and the blocks applied to it.
+    #[command(flatten)]
+    pub(crate) state: StateBenchArgs,
+    /// Blocks for which replaced nodes stay in the recent-node cache (0 disables it).
+    #[arg(long, default_value_t = leafsync_leafdb::DEFAULT_RECENT_BLOCKS)]
+    pub(crate) recent_blocks: u64,
+}
+
+/// A synthetic state and mainnet-sized blocks applied to it: shared by the benchmarks that
+/// apply blocks (`bench leafdb`, `bench ingest`).
+#[derive(Debug, Args)]
+pub(crate) struct StateBenchArgs {
+    /// Accounts in the synthetic state.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) accounts: u64,
+    /// Blocks applied.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) blocks: u64,
+    /// Accounts changed per block.
+    #[arg(long, default_value_t = 2_000)]
+    pub(crate) block_accounts: u64,
+    /// Storage slots changed per block.
+    #[arg(long, default_value_t = 5_000)]
+    pub(crate) block_slots: u64,
+    /// Where to put the benchmark database (a fresh temporary directory inside it).
+    #[arg(long, default_value = ".")]
+    pub(crate) workdir: PathBuf,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+}
+
+impl BenchCommand {
+    /// Runs the benchmark.
+    pub(crate) fn run(self) -> Result<ExitCode, CliError> {
+        match self {
+            Self::Leafdb(args) => leafdb::leafdb(&args),
+            Self::Serve(args) => serve::serve(&args),
+            Self::Apply(args) => apply::apply(&args),
+            Self::Ingest(args) => ingest::ingest(&args),
+            Self::Sync(args) => sync::sync(&args),
+            Self::SyncServers(args) => sync::servers(&args),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The daemon's configuration: a TOML file (every key optional, defaults documented in
+//! `config/leafsync.toml`) merged with command-line flags into one validated [`Config`]; only a
+//! validated config builds components.
+//!
+//! `sections.rs` holds the file's schema, one struct per `[section]`, each with a `validate`
+//! returning the typed settings of `settings.rs`, which convert into the crates' configs.
+
+mod sections;
+mod settings;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    fmt::Display,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+use leafsync_p2p::chain::ChainSpec;
+
+pub(crate) use self::{
+    sections::{ElSection, FileConfig, PivotSource},
+    settings::{LeafdbSettings, NetworkSettings, SyncSettings},
+};
+
+/// Default admin JSON-RPC address: loopback only, so nothing outside the machine can add peers.
+pub(crate) const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8647";
+
+/// Where `leafsync status` looks for the admin JSON-RPC by default.
+pub(crate) const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8647";
+
+/// Why a configuration was rejected. Every variant names the file (or the flag) and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown key, wrong type, …); the parser's
+    /// message names the key, the line and the reason.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value is well-formed but unusable.
+    #[error("{origin}: `{key}`: {reason}")]
+    Invalid {
+        /// The file, or `command line`.
+        origin: String,
+        /// The key, e.g. `p2p.static_peers[1]`.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Flags that override the file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct RunFlags {
+    /// The TOML configuration file.
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Overrides `datadir`.
+    #[arg(long)]
+    pub(crate) datadir: Option<PathBuf>,
+    /// Overrides `chain`.
+    #[arg(long)]
+    pub(crate) chain: Option<String>,
+    /// Overrides `p2p.port`.
+    #[arg(long)]
+    pub(crate) port: Option<u16>,
+    /// Overrides `p2p.bootnodes` (comma-separated ENRs).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) bootnodes: Option<Vec<String>>,
+    /// Overrides `el.rpc`.
+    #[arg(long)]
+    pub(crate) el_rpc: Option<String>,
+    /// Overrides `metrics.listen` (e.g. 127.0.0.1:9403).
+    #[arg(long)]
+    pub(crate) metrics: Option<String>,
+    /// Overrides `log.level`.
+    #[arg(long)]
+    pub(crate) log: Option<String>,
+}
+
+/// The validated configuration: typed values only (the file it came from is not kept).
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// Where the leafdb and the node key live.
+    pub(crate) datadir: PathBuf,
+    /// The chain, its genesis known.
+    pub(crate) chain: ChainSpec,
+    /// `[p2p]`.
+    pub(crate) network: NetworkSettings,
+    /// `[el]`: the execution client's URL and the genesis file to bootstrap from.
+    pub(crate) el: ElSection,
+    /// `[sync]`.
+    pub(crate) sync: SyncSettings,
+    /// `[serve]`.
+    pub(crate) serve: leafsync_serve::ServeConfig,
+    /// `[leafdb]`.
+    pub(crate) leafdb: LeafdbSettings,
+    /// Admin JSON-RPC address, if enabled.
+    pub(crate) admin: Option<SocketAddr>,
+    /// Metrics address, if enabled.
+    pub(crate) metrics: Option<SocketAddr>,
+    /// The tracing filter.
+    pub(crate) log_level: String,
+}
+
+/// Where values come from (the file, or `defaults`): every error names it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin<'a>(&'a str);
+
+impl Origin<'_> {
+    /// `key` is unusable, because `reason`.
+    pub(crate) fn invalid(&self, key: &str, reason: String) -> ConfigError {
+        ConfigError::Invalid { origin: self.0.to_string(), key: key.to_string(), reason }
+    }
+
+    /// Parses every string of the list `key`; an error names the item (`key[i]`).
+    pub(crate) fn parse_list<T: FromStr, R: Display>(
+        &self,
+        key: &str,
+        list: &[String],
+        why: impl Fn(T::Err) -> R,
+    ) -> Result<Vec<T>, ConfigError> {
+        list.iter()
+            .enumerate()
+            .map(|(i, s)| {
+                T::from_str(s).map_err(|e| self.invalid(&format!("{key}[{i}]"), why(e).to_string()))
+            })
+            .collect()
+    }
+
+    /// Each `(key, value)` must be at least 1.
+    pub(crate) fn at_least_one(&self, values: &[(&str, u64)]) -> Result<(), ConfigError> {
+        match values.iter().find(|(_, v)| *v == 0) {
+            Some((key, _)) => Err(self.invalid(key, "must be at least 1".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FileConfig {
+    /// Reads and parses a file (no validation beyond the schema).
+    pub(crate) fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses TOML text attributed to `path`.
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })
+    }
+
+    /// The file with the flags applied: a flag overrides its key.
+    fn with_flags(mut self, flags: &RunFlags) -> Self {
+        if let Some(v) = &flags.datadir {
+            self.datadir.clone_from(v);
+        }
+        if let Some(v) = &flags.chain {
+            self.chain.clone_from(v);
+        }
+        if let Some(v) = flags.port {
+            self.p2p.port = v;
+        }
+        if let Some(v) = &flags.bootnodes {
+            self.p2p.bootnodes = Some(v.clone());
+        }
+        if let Some(v) = &flags.el_rpc {
+            self.el.rpc = Some(v.clone());
+        }
+        if let Some(v) = &flags.metrics {
+            self.metrics.listen.clone_from(v);
+        }
+        if let Some(v) = &flags.log {
+            self.log.level.clone_from(v);
+        }
+        self
+    }
+
+    /// Loads the file named by the flags (the defaults without one) and applies the flags;
+    /// returns it with its origin for errors.
+    pub(crate) fn load(flags: &RunFlags) -> Result<(Self, String), ConfigError> {
+        let (file, origin) = match &flags.config {
+            Some(path) => (Self::read(path)?, path.display().to_string()),
+            None => (Self::default(), "defaults".to_string()),
+        };
+        Ok((file.with_flags(flags), origin))
+    }
+}
+
+impl Config {
+    /// Loads the file named by the flags (if any), applies the flags and validates.
+    pub(crate) fn load(flags: &RunFlags) -> Result<Self, ConfigError> {
+        let (file, origin) = FileConfig::load(flags)?;
+        Self::validate(file, &origin)
+    }
+
+    /// Checks every section and keeps the typed values.
+    pub(crate) fn validate(file: FileConfig, origin: &str) -> Result<Self, ConfigError> {
+        let o = Origin(origin);
+        let chain = file.chain_spec(&o)?;
+        let network = file.p2p.validate(&chain, &o)?;
+        let el = file.el.validate(&o)?;
+        let sync = file.sync.validate(&chain, &el, &o)?;
+        let log_level = file.log.validate(&o)?;
+        let leafdb = file.leafdb.validate(&o)?;
+        Ok(Self {
+            admin: file.admin.validate("admin", &o)?,
+            metrics: file.metrics.validate("metrics", &o)?,
+            serve: file.serve.serve_config(),
+            datadir: file.datadir,
+            chain,
+            network,
+            el,
+            sync,
+            leafdb,
+            log_level,
+        })
+    }
+}

@@ -1,0 +1,495 @@
+//! The file's schema, one struct per `[section]`, each with its documented defaults and a
+//! `validate` that turns it into the typed settings the node uses. The schema is user-facing and
+//! back-compat tested (`tests/fixtures/leafsync-0.1.toml`): keys are only ever added.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    str::FromStr,
+    time::Duration,
+};
+
+use alloy_primitives::B256;
+use leafsync_p2p::{chain::ChainSpec, leaf::ChainHead};
+use serde::Deserialize;
+
+use super::{
+    DEFAULT_ADMIN_LISTEN, Origin,
+    settings::{LeafdbSettings, NetworkSettings, SyncSettings},
+};
+use crate::config::ConfigError;
+
+/// Smallest `sync.chunk_target_kib` (16 KiB): below it the skeleton costs more round trips than
+/// the chunks save.
+const MIN_CHUNK_TARGET_KIB: u64 = 16;
+
+/// The file's schema. Unknown keys are errors; absent keys take the documented defaults.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct FileConfig {
+    /// Where the leafdb and the node key live.
+    pub(crate) datadir: PathBuf,
+    /// Chain preset: mainnet, sepolia, holesky, hoodi or dev.
+    pub(crate) chain: String,
+    /// Genesis hash; required for `dev` (its preset cannot know it), checked against the preset
+    /// otherwise.
+    pub(crate) genesis_hash: Option<String>,
+    /// Networking.
+    pub(crate) p2p: P2pSection,
+    /// The neighbouring execution client.
+    pub(crate) el: ElSection,
+    /// Syncing an empty leafdb from peers.
+    pub(crate) sync: SyncSection,
+    /// Serving.
+    pub(crate) serve: ServeSection,
+    /// The state store.
+    pub(crate) leafdb: LeafdbSection,
+    /// The admin JSON-RPC.
+    pub(crate) admin: ListenSection,
+    /// The Prometheus endpoint.
+    pub(crate) metrics: ListenSection,
+    /// Logging.
+    pub(crate) log: LogSection,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        Self {
+            datadir: PathBuf::from("leafsync-data"),
+            chain: "mainnet".into(),
+            genesis_hash: None,
+            p2p: P2pSection::default(),
+            el: ElSection::default(),
+            sync: SyncSection::default(),
+            serve: ServeSection::default(),
+            leafdb: LeafdbSection::default(),
+            admin: ListenSection { listen: DEFAULT_ADMIN_LISTEN.into() },
+            metrics: ListenSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+impl FileConfig {
+    /// `chain` and `genesis_hash`: the preset, its genesis known.
+    pub(crate) fn chain_spec(&self, o: &Origin<'_>) -> Result<ChainSpec, ConfigError> {
+        let chain = ChainSpec::preset(&self.chain).map_err(|_| {
+            let known = leafsync_p2p::chain::PRESET_NAMES.join(", ");
+            o.invalid("chain", format!("unknown chain {:?} (known: {known})", self.chain))
+        })?;
+        let genesis_hash = self
+            .genesis_hash
+            .as_deref()
+            .map(|s| {
+                B256::from_str(s)
+                    .map_err(|e| o.invalid("genesis_hash", format!("not a 32-byte hex hash: {e}")))
+            })
+            .transpose()?;
+        match genesis_hash {
+            Some(hash) if chain.has_placeholder_genesis() => Ok(chain.with_genesis_hash(hash)),
+            Some(hash) if hash != chain.genesis_hash => Err(o.invalid(
+                "genesis_hash",
+                format!("{hash} differs from the {} genesis {}", chain.name, chain.genesis_hash),
+            )),
+            None if chain.has_placeholder_genesis() => Err(o.invalid(
+                "genesis_hash",
+                format!(
+                    "required for chain {:?}: its genesis depends on your genesis file",
+                    self.chain
+                ),
+            )),
+            _ => Ok(chain),
+        }
+    }
+}
+
+/// `[admin]` and `[metrics]`: one address each.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ListenSection {
+    /// Address of the endpoint (`ip:port`); an empty string disables it. Admin: the JSON-RPC,
+    /// default [`DEFAULT_ADMIN_LISTEN`]; metrics: `GET /metrics`, default off.
+    pub(crate) listen: String,
+}
+
+impl ListenSection {
+    /// The address, `None` when disabled; `section` names the key in errors.
+    pub(crate) fn validate(
+        &self,
+        section: &str,
+        o: &Origin<'_>,
+    ) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.listen.is_empty() {
+            return Ok(None);
+        }
+        SocketAddr::from_str(&self.listen).map(Some).map_err(|e| {
+            o.invalid(
+                &format!("{section}.listen"),
+                format!("{:?} is not ip:port: {e}", self.listen),
+            )
+        })
+    }
+}
+
+/// `[p2p]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct P2pSection {
+    /// IP address to listen on (TCP for RLPx, UDP for discv5).
+    pub(crate) listen_ip: IpAddr,
+    /// Port for RLPx and discv5; 0 picks a free one.
+    pub(crate) port: u16,
+    /// Whether to run discv5 discovery.
+    pub(crate) discovery: bool,
+    /// discv5 bootnodes (ENR strings); absent means the chain preset's.
+    pub(crate) bootnodes: Option<Vec<String>>,
+    /// Peers kept connected (enode URLs).
+    pub(crate) static_peers: Vec<String>,
+    /// Peers kept connected and exempt from limits and bans (enode URLs).
+    pub(crate) trusted_peers: Vec<String>,
+    /// Most inbound sessions.
+    pub(crate) max_inbound: usize,
+    /// Most outbound sessions.
+    pub(crate) max_outbound: usize,
+}
+
+impl Default for P2pSection {
+    fn default() -> Self {
+        Self {
+            listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: leafsync_p2p::chain::DEFAULT_PORT,
+            discovery: true,
+            bootnodes: None,
+            static_peers: Vec::new(),
+            trusted_peers: Vec::new(),
+            max_inbound: leafsync_p2p::peers::DEFAULT_MAX_INBOUND,
+            max_outbound: leafsync_p2p::peers::DEFAULT_MAX_OUTBOUND,
+        }
+    }
+}
+
+impl P2pSection {
+    /// Parses the peers and addresses; bootnodes default to `chain`'s.
+    pub(crate) fn validate(
+        &self,
+        chain: &ChainSpec,
+        o: &Origin<'_>,
+    ) -> Result<NetworkSettings, ConfigError> {
+        let bootnodes = match &self.bootnodes {
+            None => chain.bootnodes.clone(),
+            Some(list) => o.parse_list("p2p.bootnodes", list, |e| format!("not an ENR: {e}"))?,
+        };
+        if self.max_outbound == 0 && !self.static_peers.is_empty() {
+            return Err(
+                o.invalid("p2p.max_outbound", "is 0 but static peers are configured".into())
+            );
+        }
+        Ok(NetworkSettings {
+            listen: SocketAddr::new(self.listen_ip, self.port),
+            discovery: self.discovery,
+            bootnodes,
+            static_peers: o.parse_list("p2p.static_peers", &self.static_peers, |e| e)?,
+            trusted_peers: o.parse_list("p2p.trusted_peers", &self.trusted_peers, |e| e)?,
+            max_inbound: self.max_inbound,
+            max_outbound: self.max_outbound,
+        })
+    }
+}
+
+/// `[el]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ElSection {
+    /// JSON-RPC URL of the neighbouring execution client (http:// or ws://).
+    pub(crate) rpc: Option<String>,
+    /// Genesis allocation to load into an empty leafdb before following (small chains).
+    pub(crate) genesis: Option<PathBuf>,
+}
+
+impl ElSection {
+    /// Checks the URL's scheme.
+    pub(crate) fn validate(&self, o: &Origin<'_>) -> Result<Self, ConfigError> {
+        if let Some(url) = &self.rpc {
+            let ok = ["http://", "https://", "ws://", "wss://"].iter().any(|p| url.starts_with(p));
+            if !ok {
+                let reason = format!("{url:?} is not an http(s):// or ws(s):// URL");
+                return Err(o.invalid("el.rpc", reason));
+            }
+        }
+        Ok(self.clone())
+    }
+}
+
+/// Where the pivot of a sync comes from (`sync.pivot`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum PivotSource {
+    /// `sync.checkpoint` when set, else the execution client's latest block when `el.rpc` is
+    /// set, else (only where peers may choose it) the peers'.
+    Auto,
+    /// The execution client's latest block (requires `el.rpc`).
+    El,
+    /// `sync.checkpoint` (requires it).
+    Checkpoint,
+    /// The head most peers announce (a dev chain, or `sync.allow_peer_pivot`).
+    Peers,
+}
+
+/// `sync.checkpoint`: a block the operator trusts, synced as the pivot.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckpointKey {
+    /// Block number.
+    pub(crate) number: u64,
+    /// Block hash (0x-hex, 32 bytes).
+    pub(crate) hash: String,
+    /// The block's state root (0x-hex, 32 bytes).
+    pub(crate) state_root: String,
+}
+
+impl CheckpointKey {
+    /// The block as a chain head; the hashes must be 0x-prefixed 32-byte hex.
+    fn validate(&self, o: &Origin<'_>) -> Result<ChainHead, ConfigError> {
+        let word = |key: &str, v: &str| {
+            v.strip_prefix("0x")
+                .filter(|h| h.len() == 64)
+                .and_then(|_| v.parse::<B256>().ok())
+                .ok_or_else(|| {
+                    o.invalid(key, format!("{v:?} is not a 0x-prefixed 32-byte hex hash"))
+                })
+        };
+        Ok(ChainHead {
+            number: self.number,
+            hash: word("sync.checkpoint.hash", &self.hash)?,
+            state_root: word("sync.checkpoint.state_root", &self.state_root)?,
+        })
+    }
+}
+
+/// How a sync downloads the state (`sync.mode`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum SyncModeKey {
+    /// Chunks verified against the skeleton, healed where they differ.
+    Leaf,
+    /// Every trie node from the root down (the old fast sync; a baseline).
+    HealOnly,
+}
+
+/// `[sync]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SyncSection {
+    /// Where the pivot comes from.
+    pub(crate) pivot: PivotSource,
+    /// A trusted block to sync (see [`PivotSource::Checkpoint`]).
+    pub(crate) checkpoint: Option<CheckpointKey>,
+    /// Whether the head most peers announce may be the pivot on a public chain.
+    pub(crate) allow_peer_pivot: bool,
+    /// Leaf sync or heal-only.
+    pub(crate) mode: SyncModeKey,
+    /// Target chunk size in KiB.
+    pub(crate) chunk_target_kib: u64,
+    /// Junk chunks at the pivot head before a server is banned.
+    pub(crate) junk_ban_threshold: u32,
+    /// Blocks the pivot source may move past the pivot before the sync moves with it.
+    pub(crate) repivot_distance: u64,
+    /// Seconds without any request to send before the sync restarts from its record.
+    pub(crate) stall_timeout_secs: u64,
+    /// Seconds between two progress log lines.
+    pub(crate) progress_interval_secs: u64,
+    /// Whether to draw a progress bar on stderr when it is a terminal.
+    pub(crate) progress_bar: bool,
+}
+
+impl Default for SyncSection {
+    fn default() -> Self {
+        let d = leafsync_sync::SyncConfig::default();
+        Self {
+            pivot: PivotSource::Auto,
+            checkpoint: None,
+            allow_peer_pivot: false,
+            mode: SyncModeKey::Leaf,
+            chunk_target_kib: d.chunk_target_bytes >> 10,
+            junk_ban_threshold: d.junk_ban_threshold,
+            repivot_distance: d.repivot_distance,
+            stall_timeout_secs: d.stall_timeout.as_secs(),
+            progress_interval_secs: d.progress_interval.as_secs(),
+            progress_bar: true,
+        }
+    }
+}
+
+impl SyncSection {
+    /// Checks the pivot choice against `chain` and `el` and every limit.
+    pub(crate) fn validate(
+        &self,
+        chain: &ChainSpec,
+        el: &ElSection,
+        o: &Origin<'_>,
+    ) -> Result<SyncSettings, ConfigError> {
+        if self.pivot == PivotSource::El && el.rpc.is_none() {
+            return Err(o.invalid("sync.pivot", "\"el\" needs `el.rpc`".into()));
+        }
+        let checkpoint = match &self.checkpoint {
+            None if self.pivot == PivotSource::Checkpoint => {
+                return Err(
+                    o.invalid("sync.pivot", "\"checkpoint\" needs `sync.checkpoint`".into())
+                );
+            }
+            None => None,
+            Some(c) => Some(c.validate(o)?),
+        };
+        // Peer heads are unauthenticated: on a public chain Sybil peers could choose the state
+        // synced, so the peers' pivot needs an explicit opt-in there.
+        let peer_pivot = chain.name == "dev" || self.allow_peer_pivot;
+        if self.pivot == PivotSource::Peers && !peer_pivot {
+            let reason = format!(
+                "\"peers\" on {} needs `sync.allow_peer_pivot = true`: peers' heads are \
+                 unauthenticated; prefer `el.rpc` or `sync.checkpoint`",
+                chain.name
+            );
+            return Err(o.invalid("sync.pivot", reason));
+        }
+        self.check_limits(o)?;
+        Ok(SyncSettings {
+            pivot: self.pivot,
+            checkpoint,
+            peer_pivot,
+            progress_bar: self.progress_bar,
+            config: self.sync_config(),
+        })
+    }
+
+    /// The numeric limits: each within the range the sync can work with.
+    fn check_limits(&self, o: &Origin<'_>) -> Result<(), ConfigError> {
+        let max_kib = leafsync_sync::config::CHUNK_MAX_BYTES >> 10;
+        if !(MIN_CHUNK_TARGET_KIB..=max_kib).contains(&self.chunk_target_kib) {
+            let reason =
+                format!("{} is outside {MIN_CHUNK_TARGET_KIB}..={max_kib}", self.chunk_target_kib);
+            return Err(o.invalid("sync.chunk_target_kib", reason));
+        }
+        let recent = leafsync_leafdb::DEFAULT_RECENT_BLOCKS;
+        if self.repivot_distance == 0 || self.repivot_distance >= recent {
+            let reason = format!(
+                "{} is outside 1..{recent}: servers keep a pivot's nodes for {recent} blocks",
+                self.repivot_distance
+            );
+            return Err(o.invalid("sync.repivot_distance", reason));
+        }
+        let at_least_one = [
+            ("sync.junk_ban_threshold", u64::from(self.junk_ban_threshold)),
+            ("sync.stall_timeout_secs", self.stall_timeout_secs),
+            ("sync.progress_interval_secs", self.progress_interval_secs),
+        ];
+        o.at_least_one(&at_least_one)
+    }
+
+    /// The sync crate's settings (the pivot itself comes from the feed or the peers).
+    fn sync_config(&self) -> leafsync_sync::SyncConfig {
+        leafsync_sync::SyncConfig {
+            mode: match self.mode {
+                SyncModeKey::Leaf => leafsync_sync::SyncMode::Leaf,
+                SyncModeKey::HealOnly => leafsync_sync::SyncMode::HealOnly,
+            },
+            chunk_target_bytes: self.chunk_target_kib << 10,
+            junk_ban_threshold: self.junk_ban_threshold,
+            repivot_distance: self.repivot_distance,
+            stall_timeout: Duration::from_secs(self.stall_timeout_secs),
+            progress_interval: Duration::from_secs(self.progress_interval_secs),
+            ..leafsync_sync::SyncConfig::default()
+        }
+    }
+}
+
+/// `[serve]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ServeSection {
+    /// Storage up to this many bytes travels inline in chunks.
+    pub(crate) inline_storage_bytes: usize,
+    /// Byte budget of the chunk response cache.
+    pub(crate) cache_bytes: usize,
+    /// Blocks for which a cached chunk is reused.
+    pub(crate) cache_reuse_blocks: u64,
+}
+
+impl Default for ServeSection {
+    fn default() -> Self {
+        let d = leafsync_serve::ServeConfig::default();
+        Self {
+            inline_storage_bytes: d.inline_storage_bytes,
+            cache_bytes: d.cache_bytes,
+            cache_reuse_blocks: d.cache_reuse_blocks,
+        }
+    }
+}
+
+impl ServeSection {
+    /// The serve crate's settings (every value is usable, so nothing to reject).
+    pub(crate) fn serve_config(&self) -> leafsync_serve::ServeConfig {
+        leafsync_serve::ServeConfig {
+            inline_storage_bytes: self.inline_storage_bytes,
+            cache_bytes: self.cache_bytes,
+            cache_reuse_blocks: self.cache_reuse_blocks,
+            ..leafsync_serve::ServeConfig::default()
+        }
+    }
+}
+
+/// `[leafdb]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LeafdbSection {
+    /// RocksDB block cache in MiB.
+    pub(crate) block_cache_mib: usize,
+    /// Blocks for which replaced trie nodes stay servable by hash.
+    pub(crate) recent_blocks: u64,
+    /// Byte budget of that cache in MiB.
+    pub(crate) recent_cache_mib: usize,
+}
+
+impl Default for LeafdbSection {
+    fn default() -> Self {
+        Self {
+            block_cache_mib: leafsync_leafdb::kv::rocks::DEFAULT_BLOCK_CACHE_BYTES >> 20,
+            recent_blocks: leafsync_leafdb::DEFAULT_RECENT_BLOCKS,
+            recent_cache_mib: leafsync_leafdb::recent::DEFAULT_RECENT_CACHE_BYTES >> 20,
+        }
+    }
+}
+
+impl LeafdbSection {
+    /// The sizes in bytes; the block cache must not be empty.
+    pub(crate) fn validate(&self, o: &Origin<'_>) -> Result<LeafdbSettings, ConfigError> {
+        o.at_least_one(&[("leafdb.block_cache_mib", self.block_cache_mib as u64)])?;
+        Ok(LeafdbSettings {
+            block_cache_bytes: self.block_cache_mib << 20,
+            recent_blocks: self.recent_blocks,
+            recent_cache_bytes: self.recent_cache_mib << 20,
+        })
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LogSection {
+    /// A tracing filter (`info`, `leafsync_p2p=debug,info`, …); `RUST_LOG` overrides it.
+    pub(crate) level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+
+impl LogSection {
+    /// The filter, checked.
+    pub(crate) fn validate(&self, o: &Origin<'_>) -> Result<String, ConfigError> {
+        tracing_subscriber::EnvFilter::try_new(&self.level)
+            .map_err(|e| o.invalid("log.level", format!("not a tracing filter: {e}")))?;
+        Ok(self.level.clone())
+    }
+}

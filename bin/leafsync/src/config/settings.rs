@@ -1,0 +1,145 @@
+//! The validated, typed settings of each section, and their conversions into the crates'
+//! configurations. Nothing here can be invalid: only `sections.rs` builds these.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use leafsync_leafdb::{DbOptions, LeafDbConfig};
+use leafsync_p2p::{
+    chain::{ChainSpec, Enr},
+    discovery::DiscoveryConfig,
+    leaf::ChainHead,
+    peers::{LocalHead, NetworkConfig, NodeRecord, RequestHandler},
+};
+use secp256k1::SecretKey;
+use tokio::sync::watch;
+
+use super::sections::PivotSource;
+
+/// `[p2p]`, parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct NetworkSettings {
+    /// RLPx (TCP) and discv5 (UDP) address.
+    pub(crate) listen: SocketAddr,
+    /// Whether discv5 runs.
+    pub(crate) discovery: bool,
+    /// discv5 bootnodes (the chain preset's unless the file lists its own).
+    pub(crate) bootnodes: Vec<Enr>,
+    /// Peers kept connected.
+    pub(crate) static_peers: Vec<NodeRecord>,
+    /// Peers kept connected and exempt from limits and bans.
+    pub(crate) trusted_peers: Vec<NodeRecord>,
+    /// Most inbound sessions.
+    pub(crate) max_inbound: usize,
+    /// Most outbound sessions.
+    pub(crate) max_outbound: usize,
+}
+
+impl NetworkSettings {
+    /// The network's configuration for a node with `key` on `chain`, announcing `head`, answering
+    /// with `handler`.
+    pub(crate) fn network_config(
+        &self,
+        key: SecretKey,
+        chain: ChainSpec,
+        head: watch::Receiver<LocalHead>,
+        handler: Arc<dyn RequestHandler>,
+    ) -> NetworkConfig {
+        let mut net = NetworkConfig::new(key, chain, head, handler);
+        net.listen_addr = self.listen;
+        net.static_peers.clone_from(&self.static_peers);
+        net.trusted_peers.clone_from(&self.trusted_peers);
+        net.max_inbound = self.max_inbound;
+        net.max_outbound = self.max_outbound;
+        net.discovery = self.discovery.then(|| self.discovery_config());
+        net
+    }
+
+    /// discv5 on the RLPx port. A node listening on a loopback or private address is on a test
+    /// network or a LAN: its peers have such addresses too, and share few IPs.
+    fn discovery_config(&self) -> DiscoveryConfig {
+        let ip = match self.listen.ip() {
+            std::net::IpAddr::V4(ip) => ip,
+            std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+        };
+        let local = ip.is_loopback() || ip.is_private();
+        DiscoveryConfig {
+            listen_addr: std::net::SocketAddrV4::new(ip, self.listen.port()),
+            bootnodes: self.bootnodes.clone(),
+            allow_local_addresses: local,
+            ip_limit: !local,
+            packet_filter: !local,
+            ..DiscoveryConfig::default()
+        }
+    }
+}
+
+/// `[sync]`, checked against the chain and `[el]`.
+#[derive(Debug, Clone)]
+pub(crate) struct SyncSettings {
+    /// Where the pivot comes from.
+    pub(crate) pivot: PivotSource,
+    /// `sync.checkpoint`, parsed.
+    pub(crate) checkpoint: Option<ChainHead>,
+    /// Whether the head most peers announce may be a sync's pivot (a dev chain, or
+    /// `sync.allow_peer_pivot`).
+    pub(crate) peer_pivot: bool,
+    /// Whether to draw a progress bar.
+    pub(crate) progress_bar: bool,
+    /// The sync crate's limits (no pivot yet: see [`SyncSettings::sync_config`]).
+    pub(crate) config: leafsync_sync::SyncConfig,
+}
+
+impl SyncSettings {
+    /// The checkpoint when it is the pivot: `sync.pivot` is `auto` or `checkpoint`.
+    pub(crate) fn trusted_checkpoint(&self) -> Option<ChainHead> {
+        match self.pivot {
+            PivotSource::Auto | PivotSource::Checkpoint => self.checkpoint,
+            PivotSource::El | PivotSource::Peers => None,
+        }
+    }
+
+    /// Whether the execution client's head is the pivot, given whether `el.rpc` is set.
+    pub(crate) fn pivot_from_el(&self, has_el: bool) -> bool {
+        has_el
+            && match self.pivot {
+                PivotSource::Auto => self.trusted_checkpoint().is_none(),
+                PivotSource::El => true,
+                PivotSource::Checkpoint | PivotSource::Peers => false,
+            }
+    }
+
+    /// The sync crate's settings with the fixed pivot, if any.
+    pub(crate) fn sync_config(&self) -> leafsync_sync::SyncConfig {
+        leafsync_sync::SyncConfig {
+            pivot: self.trusted_checkpoint(),
+            peer_pivot: self.peer_pivot,
+            ..self.config.clone()
+        }
+    }
+}
+
+/// `[leafdb]`, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LeafdbSettings {
+    /// RocksDB block cache.
+    pub(crate) block_cache_bytes: usize,
+    /// Blocks for which replaced trie nodes stay servable by hash.
+    pub(crate) recent_blocks: u64,
+    /// Byte budget of that cache.
+    pub(crate) recent_cache_bytes: usize,
+}
+
+impl LeafdbSettings {
+    /// RocksDB's options (with `max_open_files` sized by the caller) and the leafdb's.
+    pub(crate) fn leafdb_options(&self, max_open_files: i32) -> (DbOptions, LeafDbConfig) {
+        let options = DbOptions::default()
+            .block_cache_bytes(self.block_cache_bytes)
+            .max_open_files(max_open_files);
+        let config = LeafDbConfig {
+            recent_blocks: self.recent_blocks,
+            recent_cache_bytes: self.recent_cache_bytes,
+            ..LeafDbConfig::default()
+        };
+        (options, config)
+    }
+}

@@ -1,0 +1,165 @@
+//! Tests of the configuration: the documented file, the fixtures, the errors.
+#![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
+
+use std::path::{Path, PathBuf};
+
+use alloy_primitives::B256;
+use leafsync_p2p::chain::PRESET_NAMES;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::validate(FileConfig::parse(Path::new("test.toml"), text)?, "test.toml")
+}
+
+fn err(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("accepted: {text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// The documented file is the defaults, key for key.
+#[test]
+fn documented_config_is_the_defaults() {
+    let text = include_str!("../../../../config/leafsync.toml");
+    let file = FileConfig::parse(Path::new("config/leafsync.toml"), text).unwrap();
+    assert_eq!(file, FileConfig::default());
+    assert!(Config::validate(file, "config/leafsync.toml").is_ok());
+}
+
+/// Every key of the documented file (set or shown commented out) is in the reference.
+#[test]
+fn every_key_is_in_the_configuration_reference() {
+    let file = include_str!("../../../../config/leafsync.toml");
+    let reference = include_str!("../../../../docs/configuration.md");
+    let mut section = String::new();
+    let mut keys = 0;
+    for line in file.lines() {
+        let line = line.trim_start_matches('#').trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+            continue;
+        }
+        let Some((key, _)) = line.split_once(" = ") else { continue };
+        if key.contains(' ') {
+            continue;
+        }
+        let full = if section.is_empty() { key.to_string() } else { format!("{section}.{key}") };
+        let found = reference.contains(&format!("| `{key}` |"))
+            || reference.contains(&format!("| `{full}` |"));
+        assert!(found, "`{full}` is not in docs/configuration.md");
+        keys += 1;
+    }
+    assert!(keys >= 30, "parsed only {keys} keys");
+}
+
+#[test]
+fn every_preset_loads() {
+    for name in PRESET_NAMES {
+        let extra = if name == "dev" {
+            "genesis_hash = \"0x0101010101010101010101010101010101010101010101010101010101010101\"\n"
+        } else {
+            ""
+        };
+        let config = parse(&format!("chain = \"{name}\"\n{extra}")).unwrap();
+        assert_eq!(config.chain.name, name);
+        assert!(!config.chain.has_placeholder_genesis());
+    }
+}
+
+#[test]
+fn config_0_1_keeps_loading() {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/leafsync-0.1.toml"));
+    let config = Config::validate(FileConfig::read(path).unwrap(), "fixture").unwrap();
+    assert_eq!(config.chain.name, "sepolia");
+    assert_eq!(config.network.listen.port(), 30404);
+    assert_eq!(config.network.static_peers.len(), 1);
+    assert_eq!(config.leafdb.block_cache_bytes, 1024 << 20);
+    assert_eq!(config.leafdb.recent_blocks, 128, "defaults fill what the file omits");
+}
+
+#[test]
+fn bad_files_name_the_file_the_key_and_the_reason() {
+    let e = err("datadir = \"x\"\nchian = \"mainnet\"\n");
+    assert!(e.contains("test.toml") && e.contains("chian"), "{e}");
+    let e = err("[p2p]\nport = \"thirty\"\n");
+    assert!(e.contains("test.toml") && e.contains("port"), "{e}");
+    let e = err("[p2p]\nport = 70000\n");
+    assert!(e.contains("port"), "{e}");
+    let e = err("[serve]\nbogus = 1\n");
+    assert!(e.contains("bogus"), "{e}");
+    let e = err("chain = \"goerli\"\n");
+    assert!(e.contains("`chain`") && e.contains("goerli") && e.contains("sepolia"), "{e}");
+    let e = err("chain = \"dev\"\n");
+    assert!(e.contains("`genesis_hash`") && e.contains("required"), "{e}");
+    let e = err("chain = \"sepolia\"\ngenesis_hash = \"0x01\"\n");
+    assert!(e.contains("`genesis_hash`"), "{e}");
+    let e = err(
+        "chain = \"sepolia\"\ngenesis_hash = \"0x0101010101010101010101010101010101010101010101010101010101010101\"\n",
+    );
+    assert!(e.contains("differs"), "{e}");
+    let e = err("[p2p]\nstatic_peers = [\"enode://abc@1.2.3.4:30303\"]\n");
+    assert!(e.contains("`p2p.static_peers[0]`"), "{e}");
+    let e = err("[p2p]\nbootnodes = [\"enr:nope\"]\n");
+    assert!(e.contains("`p2p.bootnodes[0]`"), "{e}");
+    let e = err("[el]\nrpc = \"localhost:8545\"\n");
+    assert!(e.contains("`el.rpc`"), "{e}");
+    let e = err("[log]\nlevel = \"info,,[\"\n");
+    assert!(e.contains("`log.level`"), "{e}");
+    let e = err("[admin]\nlisten = \"localhost\"\n");
+    assert!(e.contains("`admin.listen`"), "{e}");
+    let e = err("[leafdb]\nblock_cache_mib = 0\n");
+    assert!(e.contains("`leafdb.block_cache_mib`"), "{e}");
+    let e = err("[sync]\npivot = \"el\"\n");
+    assert!(e.contains("`sync.pivot`") && e.contains("el.rpc"), "{e}");
+    let e = err("[sync]\npivot = \"majority\"\n");
+    assert!(e.contains("majority") && e.contains("peers"), "{e}");
+    let e = err("[sync]\nmode = \"snap\"\n");
+    assert!(e.contains("snap") && e.contains("heal-only"), "{e}");
+    let e = err("[sync]\nchunk_target_kib = 4096\n");
+    assert!(e.contains("`sync.chunk_target_kib`") && e.contains("2048"), "{e}");
+    let e = err("[sync]\npivot = \"peers\"\n");
+    assert!(e.contains("`sync.pivot`") && e.contains("allow_peer_pivot"), "{e}");
+    assert!(parse("[sync]\npivot = \"peers\"\nallow_peer_pivot = true\n").unwrap().sync.peer_pivot);
+    assert!(!parse("").unwrap().sync.peer_pivot, "mainnet never trusts peers by default");
+    let e = err("[sync]\npivot = \"checkpoint\"\n");
+    assert!(e.contains("`sync.checkpoint`"), "{e}");
+    let e = err("[sync.checkpoint]\nnumber = 5\nhash = \"0x12\"\nstate_root = \"0x12\"\n");
+    assert!(e.contains("`sync.checkpoint.hash`"), "{e}");
+    let ok = parse(&format!(
+        "[sync.checkpoint]\nnumber = 5\nhash = \"{}\"\nstate_root = \"{}\"\n",
+        B256::repeat_byte(1),
+        B256::repeat_byte(2)
+    ))
+    .unwrap();
+    assert_eq!(ok.sync.checkpoint.map(|c| c.number), Some(5));
+    let e = err("[sync]\nrepivot_distance = 500\n");
+    assert!(e.contains("`sync.repivot_distance`"), "{e}");
+    let e = err("[sync]\nstall_timeout_secs = 0\n");
+    assert!(e.contains("`sync.stall_timeout_secs`"), "{e}");
+}
+
+#[test]
+fn flags_override_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "chain = \"sepolia\"\n[p2p]\nport = 1000\n").unwrap();
+    let flags = RunFlags {
+        config: Some(path),
+        chain: Some("hoodi".into()),
+        port: Some(2000),
+        datadir: Some(PathBuf::from("/tmp/x")),
+        ..RunFlags::default()
+    };
+    let config = Config::load(&flags).unwrap();
+    assert_eq!(config.chain.name, "hoodi");
+    assert_eq!(config.network.listen.port(), 2000);
+    assert_eq!(config.datadir, PathBuf::from("/tmp/x"));
+    let missing = RunFlags {
+        config: Some(PathBuf::from("/nonexistent/leafsync.toml")),
+        ..RunFlags::default()
+    };
+    let e = Config::load(&missing).unwrap_err().to_string();
+    assert!(e.contains("/nonexistent/leafsync.toml"), "{e}");
+}

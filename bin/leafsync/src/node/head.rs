@@ -1,0 +1,167 @@
+//! The head a node announces to its peers: built from the leafdb head, and republished whenever
+//! that head moves.
+
+use std::{sync::Arc, time::Duration};
+
+use alloy_primitives::B256;
+use alloy_trie::EMPTY_ROOT_HASH;
+use leafsync_leafdb::{BlockHeader, KvStore, LeafDb, LeafDbError};
+use leafsync_p2p::{
+    chain::ChainSpec,
+    leaf::{ChainHead, ServeFlags},
+    peers::LocalHead,
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// How often the leafdb head is checked for announcement to peers (and for a bootstrap).
+pub(crate) const HEAD_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Accounts estimate from one 1/256 slice of the key space (cheap at start-up, ±10% on large
+/// states).
+// merge: `db.estimate_accounts()` (LeafDb::estimate_accounts, crates/leafdb) replaces this body.
+pub(crate) fn account_estimate(db: &LeafDb) -> Result<u64, LeafDbError> {
+    let snap = db.snapshot()?;
+    let prefix = alloy_trie::Nibbles::from_nibbles([0, 0]);
+    Ok(snap.accounts_with_prefix(&prefix).count() as u64 * 256)
+}
+
+/// The timestamp announced with `head` (it selects the EIP-2124 fork id): the genesis's for
+/// block 0, else the wall clock, since headers carry no timestamp yet.
+// merge: `head.timestamp` once BlockHeader has it (crates/leafdb schema v2).
+fn head_timestamp(head: &BlockHeader, chain: &ChainSpec) -> u64 {
+    if head.number == 0 {
+        return chain.genesis_timestamp;
+    }
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// What the node offers at `head`: everything when the stored state is the header's state, and
+/// nothing once it is off the chain (a block whose computed root differed from its header's, after
+/// a lying trace or a reorg with no rollback). Syncing clients would otherwise take chunks that
+/// fail their proofs and ban us; the state is served again once it matches a header.
+pub(crate) fn serve_flags<S: KvStore>(
+    db: &LeafDb<S>,
+    head: &BlockHeader,
+) -> Result<ServeFlags, LeafDbError> {
+    Ok(if db.account_root()? == head.state_root { ServeFlags::ALL } else { ServeFlags::NONE })
+}
+
+/// The head announced for the leafdb's `head`; with none, block 0 of an empty state serving
+/// nothing (until a sync is done).
+pub(crate) fn local_head(
+    db: &LeafDb,
+    head: Option<&BlockHeader>,
+    chain: &ChainSpec,
+) -> Result<LocalHead, LeafDbError> {
+    Ok(match head {
+        Some(head) => LocalHead {
+            head: chain_head(head),
+            timestamp: head_timestamp(head, chain),
+            account_estimate: account_estimate(db)?,
+            serves: serve_flags(db, head)?,
+        },
+        None => LocalHead {
+            head: ChainHead { number: 0, hash: B256::ZERO, state_root: EMPTY_ROOT_HASH },
+            timestamp: chain.genesis_timestamp,
+            account_estimate: 0,
+            serves: ServeFlags::default(),
+        },
+    })
+}
+
+fn chain_head(h: &BlockHeader) -> ChainHead {
+    ChainHead { number: h.number, hash: h.hash, state_root: h.state_root }
+}
+
+/// Waits for the leafdb head to differ from `current` (by number or hash).
+// merge: `db.subscribe_head()` (LeafDb::subscribe_head) and `changed().await` replace the polling.
+async fn next_head(db: &LeafDb, current: &ChainHead) -> BlockHeader {
+    loop {
+        tokio::time::sleep(HEAD_CHECK_INTERVAL).await;
+        if let Ok(Some(h)) = db.head()
+            && (h.hash != current.hash || h.number != current.number)
+        {
+            return h;
+        }
+    }
+}
+
+/// Publishes the leafdb head to the network whenever it moves, until `stop`.
+pub(crate) async fn announce_heads(
+    db: Arc<LeafDb>,
+    chain: ChainSpec,
+    tx: watch::Sender<LocalHead>,
+    stop: CancellationToken,
+) {
+    loop {
+        let current = *tx.borrow();
+        let h = tokio::select! {
+            () = stop.cancelled() => return,
+            h = next_head(&db, &current.head) => h,
+        };
+        let Ok(serves) = serve_flags(&db, &h) else { continue };
+        if serves != current.serves {
+            if serves == ServeFlags::ALL {
+                info!(number = h.number, "the state matches the header's root again; serving");
+            } else {
+                warn!(
+                    number = h.number,
+                    header_root = %h.state_root,
+                    "the state is off the chain (root mismatch): no longer offering it to \
+                     peers; resync to serve again"
+                );
+            }
+        }
+        let account_estimate = match current.account_estimate {
+            0 => account_estimate(&db).unwrap_or(0),
+            known => known,
+        };
+        let next = LocalHead {
+            head: chain_head(&h),
+            timestamp: head_timestamp(&h, &chain),
+            account_estimate,
+            serves,
+        };
+        if tx.send(next).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
+
+    use super::*;
+    use leafsync_leafdb::{BlockDiff, GenParams};
+
+    #[test]
+    fn a_state_off_the_chain_is_not_offered() {
+        let db = LeafDb::in_memory();
+        db.generate(GenParams { accounts: 50, seed: 3 }).unwrap();
+        let genesis = db.head().unwrap().unwrap();
+        assert_eq!(serve_flags(&db, &genesis).unwrap(), ServeFlags::ALL);
+        // An empty block whose header claims another root: the state is now off the chain.
+        let lying = BlockHeader {
+            number: 1,
+            hash: B256::repeat_byte(1),
+            parent_hash: genesis.hash,
+            state_root: B256::repeat_byte(0xee),
+            timestamp: 0,
+        };
+        assert!(!db.apply_block(&lying, &BlockDiff::default()).unwrap().root_matches);
+        assert_eq!(serve_flags(&db, &db.head().unwrap().unwrap()).unwrap(), ServeFlags::NONE);
+        // A later header that matches the stored state again: offered again.
+        let matching = BlockHeader {
+            number: 2,
+            hash: B256::repeat_byte(2),
+            parent_hash: lying.hash,
+            state_root: genesis.state_root,
+            timestamp: 0,
+        };
+        assert!(db.apply_block(&matching, &BlockDiff::default()).unwrap().root_matches);
+        assert_eq!(serve_flags(&db, &db.head().unwrap().unwrap()).unwrap(), ServeFlags::ALL);
+    }
+}

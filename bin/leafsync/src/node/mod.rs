@@ -1,0 +1,445 @@
+//! One node: the leafdb, the `leaf/1` network serving it, the follower of the execution client,
+//! a sync of an empty leafdb, and the admin and metrics endpoints. Built from the validated
+//! [`Config`] for the daemon ([`NodeBuilder::from_config`]), or on loopback for the demo, the
+//! benchmarks and tests ([`NodeBuilder::loopback`]); [`Node::run`] runs it until a shutdown
+//! future resolves, then stops every part in order and releases the leafdb.
+
+mod head;
+pub(crate) mod loopback;
+mod sync;
+#[cfg(test)]
+mod tests;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use leafsync_ingest::{Follower, FollowerConfig, IngestError, IngestStats};
+use leafsync_leafdb::{BlockHeader, LeafDb};
+use leafsync_p2p::{
+    chain::ChainSpec,
+    peers::{LocalHead, Network, NetworkHandle, NodeRecord},
+};
+use leafsync_serve::LeafServer;
+use leafsync_sync::{SyncOutcome, SyncStats};
+use secp256k1::SecretKey;
+use tokio::{sync::watch, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use self::{
+    head::{HEAD_CHECK_INTERVAL, announce_heads, local_head},
+    sync::{SyncPlan, sync_from_peers},
+};
+pub use crate::phase::DaemonPhase;
+use crate::{
+    admin::{AdminState, Role},
+    config::{Config, ElSection, NetworkSettings, PivotSource, SyncSettings},
+    error::CliError,
+};
+
+/// How long shutdown waits for the follower to finish the block it is applying.
+const FOLLOWER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the network's finished tasks to drop their leafdb references.
+const DB_RELEASE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often shutdown looks whether they have.
+const DB_RELEASE_POLL: Duration = Duration::from_millis(10);
+/// How long an empty leafdb may take to be bootstrapped from the genesis file.
+const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often a loopback node dials its static peers: often, so tests and the demo connect fast.
+const LOOPBACK_DIAL_INTERVAL: Duration = Duration::from_millis(100);
+/// How often [`Node::wait_for_peers`] looks at the peer list.
+const PEER_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How a node starts, decided once from the leafdb and the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The leafdb has a head: serve it (and follow the execution client, if configured).
+    Serve,
+    /// The leafdb is empty and `el.genesis` is set: the follower loads the genesis first.
+    BootstrapFromGenesis,
+    /// The leafdb is empty: sync it from `leaf/1` peers, then follow and serve.
+    SyncFromPeers,
+}
+
+/// Everything a node is built from.
+pub struct NodeBuilder {
+    db: Arc<LeafDb>,
+    chain: ChainSpec,
+    key: SecretKey,
+    network: NetworkSettings,
+    dial_interval: Option<Duration>,
+    serve: leafsync_serve::ServeConfig,
+    el: ElSection,
+    sync: SyncSettings,
+    admin: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+    head: Option<LocalHead>,
+}
+
+impl NodeBuilder {
+    /// The daemon's node over `db`, as `config` says, with identity `key`.
+    pub(crate) fn from_config(config: &Config, db: Arc<LeafDb>, key: SecretKey) -> Self {
+        Self {
+            db,
+            chain: config.chain.clone(),
+            key,
+            network: config.network.clone(),
+            dial_interval: None,
+            serve: config.serve.clone(),
+            el: config.el.clone(),
+            sync: config.sync.clone(),
+            admin: config.admin,
+            metrics: config.metrics,
+            head: None,
+        }
+    }
+
+    /// A node on `127.0.0.1:0` with a fresh key, no discovery and no endpoints, serving `db` on
+    /// `chain` with the default limits; an empty `db` syncs with the peers' pivot.
+    pub fn loopback(db: Arc<LeafDb>, chain: ChainSpec) -> Self {
+        Self {
+            db,
+            chain,
+            key: SecretKey::new(&mut rand::rng()),
+            network: NetworkSettings {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                discovery: false,
+                bootnodes: Vec::new(),
+                static_peers: Vec::new(),
+                trusted_peers: Vec::new(),
+                max_inbound: leafsync_p2p::peers::DEFAULT_MAX_INBOUND,
+                max_outbound: leafsync_p2p::peers::DEFAULT_MAX_OUTBOUND,
+            },
+            dial_interval: Some(LOOPBACK_DIAL_INTERVAL),
+            serve: leafsync_serve::ServeConfig::default(),
+            el: ElSection::default(),
+            sync: SyncSettings {
+                pivot: PivotSource::Peers,
+                checkpoint: None,
+                peer_pivot: true,
+                progress_bar: true,
+                config: leafsync_sync::SyncConfig::default(),
+            },
+            admin: None,
+            metrics: None,
+            head: None,
+        }
+    }
+
+    /// Peers to keep connected.
+    #[must_use]
+    pub fn static_peers(mut self, peers: Vec<NodeRecord>) -> Self {
+        self.network.static_peers = peers;
+        self
+    }
+
+    /// Announces `head` instead of the one read from the leafdb (a generated state).
+    #[must_use]
+    pub const fn head(mut self, head: LocalHead) -> Self {
+        self.head = Some(head);
+        self
+    }
+
+    /// Serves the admin JSON-RPC on `addr`.
+    #[must_use]
+    pub const fn admin(mut self, addr: SocketAddr) -> Self {
+        self.admin = Some(addr);
+        self
+    }
+
+    /// The start mode for a leafdb whose head is `head`.
+    fn start_mode(&self, head: Option<&BlockHeader>) -> Start {
+        match (head, &self.el.genesis, &self.el.rpc) {
+            (Some(_), _, _) => Start::Serve,
+            (None, Some(_), Some(_)) => Start::BootstrapFromGenesis,
+            // A genesis file without an execution client has nothing to load it: the node
+            // serves its empty state, as before there was a start mode.
+            (None, Some(_), None) => Start::Serve,
+            (None, None, _) => Start::SyncFromPeers,
+        }
+    }
+
+    /// Starts the follower (when `el.rpc` is set), the network and the endpoints. Must run on the
+    /// thread that drives the runtime (`block_on`), never in a spawned task: the follower's
+    /// block application thread inherits that thread's CPU priority.
+    pub async fn start(self) -> Result<Node, CliError> {
+        let head = self.db.head()?;
+        let start = self.start_mode(head.as_ref());
+        let stop = CancellationToken::new();
+        let (follower_stop, follower_stop_rx) = watch::channel(false);
+        let mut node_follower = None;
+        if start != Start::SyncFromPeers {
+            node_follower = start_follower(&self.db, &self.el, follower_stop_rx.clone())?;
+        }
+        let head = match (head, start) {
+            (Some(head), _) => Some(head),
+            (None, Start::BootstrapFromGenesis) => {
+                Some(wait_for_bootstrap(&self.db, node_follower.as_ref()).await?)
+            }
+            (None, _) => None,
+        };
+        let local = match self.head {
+            Some(fixed) => fixed,
+            None => local_head(&self.db, head.as_ref(), &self.chain)?,
+        };
+        let (head_tx, head_rx) = watch::channel(local);
+        let server = Arc::new(LeafServer::new(self.db.clone(), self.serve.clone()));
+        let mut net =
+            self.network.network_config(self.key, self.chain.clone(), head_rx, server.clone());
+        if let Some(interval) = self.dial_interval {
+            net.dial_interval = interval;
+        }
+        let network = Network::start(net).await?;
+        let mut tasks = JoinSet::new();
+        // Peers learn our new heads as the follower applies blocks (or a fixed head stays).
+        if self.head.is_none() {
+            tasks.spawn(announce_heads(self.db.clone(), self.chain.clone(), head_tx, stop.clone()));
+        }
+        let phase = match (start, &node_follower) {
+            (Start::SyncFromPeers, _) => DaemonPhase::Syncing,
+            (_, Some(_)) => DaemonPhase::Following,
+            (_, None) => DaemonPhase::Serving,
+        };
+        let (phase_tx, phase_rx) = watch::channel(phase);
+        let (sync_tx, sync_rx) = watch::channel(SyncStats::default());
+        let state = Arc::new(AdminState {
+            network: network.clone(),
+            db: self.db.clone(),
+            server,
+            chain: self.chain.clone(),
+            started: std::time::Instant::now(),
+            ingest: std::sync::OnceLock::new(),
+            phase: phase_rx,
+            sync: sync_rx,
+            added_peers: std::sync::Mutex::default(),
+        });
+        if let Some((stats, _)) = &node_follower {
+            let _ = state.ingest.set(stats.clone());
+        }
+        let mut bound = [None, None];
+        for (slot, (addr, role)) in
+            [(self.admin, Role::Admin), (self.metrics, Role::Metrics)].into_iter().enumerate()
+        {
+            let Some(addr) = addr else { continue };
+            let listener = crate::admin::bind(addr, role).await?;
+            bound[slot] = Some(listener.1);
+            tasks.spawn(crate::admin::accept_loop(listener.0, role, state.clone(), stop.clone()));
+        }
+        info!(
+            chain = %self.chain.name,
+            head = local.head.number,
+            state_root = %local.head.state_root,
+            accounts = local.account_estimate,
+            enode = %network.local_enode(),
+            "leaf/1 network up"
+        );
+        Ok(Node {
+            db: self.db,
+            chain: self.chain,
+            el: self.el,
+            sync: self.sync,
+            start,
+            network,
+            state,
+            tasks,
+            stop,
+            follower: node_follower,
+            follower_stop,
+            follower_stop_rx,
+            phase: phase_tx,
+            sync_progress: sync_tx,
+            admin_addr: bound[0],
+            metrics_addr: bound[1],
+        })
+    }
+}
+
+/// The running follower: its counters and its task.
+type FollowerTask = (Arc<IngestStats>, tokio::task::JoinHandle<Result<(), IngestError>>);
+
+/// Starts following `el.rpc`, if set: the follower also bootstraps an empty leafdb from
+/// `el.genesis`. Called on the main thread (in `block_on`'s future), never on a runtime thread:
+/// the block application thread it starts keeps the normal priority.
+fn start_follower(
+    db: &Arc<LeafDb>,
+    el: &ElSection,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<FollowerTask>, CliError> {
+    let Some(url) = &el.rpc else { return Ok(None) };
+    let mut fc = FollowerConfig::new(url.clone());
+    fc.genesis.clone_from(&el.genesis);
+    let follower = Follower::new(db.clone(), fc)?;
+    let stats = follower.stats();
+    Ok(Some((stats, tokio::spawn(follower.run(stop)))))
+}
+
+/// Waits until the follower has loaded the genesis (or failed).
+async fn wait_for_bootstrap(
+    db: &LeafDb,
+    follower: Option<&FollowerTask>,
+) -> Result<BlockHeader, CliError> {
+    let deadline = tokio::time::Instant::now() + BOOTSTRAP_TIMEOUT;
+    loop {
+        if let Some(head) = db.head()? {
+            return Ok(head);
+        }
+        if follower.is_none_or(|(_, task)| task.is_finished())
+            || tokio::time::Instant::now() > deadline
+        {
+            return Err(CliError::Invalid {
+                what: "el.genesis".into(),
+                reason:
+                    "the leafdb could not be bootstrapped from the execution client (see the log)"
+                        .into(),
+            });
+        }
+        tokio::time::sleep(HEAD_CHECK_INTERVAL).await;
+    }
+}
+
+/// A started node. Dropping it without [`Node::run`] or [`Node::shutdown`] leaves its tasks to
+/// the runtime.
+pub struct Node {
+    db: Arc<LeafDb>,
+    chain: ChainSpec,
+    el: ElSection,
+    sync: SyncSettings,
+    start: Start,
+    network: NetworkHandle,
+    state: Arc<AdminState>,
+    tasks: JoinSet<()>,
+    stop: CancellationToken,
+    follower: Option<FollowerTask>,
+    follower_stop: watch::Sender<bool>,
+    follower_stop_rx: watch::Receiver<bool>,
+    phase: watch::Sender<DaemonPhase>,
+    sync_progress: watch::Sender<SyncStats>,
+    admin_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+}
+
+impl Node {
+    /// The network.
+    pub const fn network(&self) -> &NetworkHandle {
+        &self.network
+    }
+
+    /// How the node started.
+    pub const fn start_mode(&self) -> Start {
+        self.start
+    }
+
+    /// The admin JSON-RPC's bound address, when enabled.
+    pub const fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The metrics endpoint's bound address, when enabled.
+    pub const fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The daemon's phase, as it changes.
+    pub fn phase(&self) -> watch::Receiver<DaemonPhase> {
+        self.phase.subscribe()
+    }
+
+    /// Waits until `count` peers are connected, at most `timeout`.
+    pub async fn wait_for_peers(&self, count: usize, timeout: Duration) -> Result<(), CliError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.network.peers().await.len() < count {
+            if tokio::time::Instant::now() > deadline {
+                return Err(CliError::Invalid {
+                    what: "node".into(),
+                    reason: format!("did not connect to {count} peers in {timeout:?}"),
+                });
+            }
+            tokio::time::sleep(PEER_POLL_INTERVAL).await;
+        }
+        Ok(())
+    }
+
+    /// Syncs the empty leafdb from peers (see `sync.rs`); progress on the admin API.
+    pub async fn sync_state(&self) -> Result<SyncOutcome, CliError> {
+        let plan =
+            SyncPlan { settings: &self.sync, el_rpc: self.el.rpc.as_deref(), chain: &self.chain };
+        sync_from_peers(&self.network, &self.db, &plan, self.sync_progress.clone()).await
+    }
+
+    /// Runs until `shutdown` resolves (or the follower stops): syncs first when the leafdb is
+    /// empty, then follows and serves; then stops everything in order (see [`Node::shutdown`]).
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), CliError> {
+        let mut shutdown = std::pin::pin!(shutdown);
+        if self.start == Start::SyncFromPeers {
+            let synced = tokio::select! {
+                () = &mut shutdown => {
+                    info!("shutting down during sync (progress is kept)");
+                    return self.shutdown().await;
+                }
+                r = self.sync_state() => r,
+            };
+            if let Err(e) = synced {
+                self.shutdown().await?;
+                return Err(e);
+            }
+            self.follower = start_follower(&self.db, &self.el, self.follower_stop_rx.clone())?;
+            if let Some((stats, _)) = &self.follower {
+                let _ = self.state.ingest.set(stats.clone());
+            }
+            let phase =
+                if self.follower.is_some() { DaemonPhase::Following } else { DaemonPhase::Serving };
+            self.phase.send_replace(phase);
+        }
+        let ended = match self.follower.as_mut() {
+            Some((_, task)) => tokio::select! {
+                () = &mut shutdown => None,
+                r = task => Some(r),
+            },
+            None => {
+                shutdown.await;
+                None
+            }
+        };
+        info!("shutting down");
+        if ended.is_some() {
+            self.follower = None;
+        }
+        self.shutdown().await?;
+        match ended {
+            Some(Ok(Ok(()))) | None => Ok(()),
+            Some(Ok(Err(e))) => Err(CliError::Ingest(e)),
+            Some(Err(e)) => {
+                warn!(error = %e, "the follower task failed");
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops in order: the follower (finishing its block), the background tasks and endpoints,
+    /// the network; then releases the leafdb, which closes when this was its last user.
+    pub async fn shutdown(mut self) -> Result<(), CliError> {
+        let _ = self.follower_stop.send(true);
+        if let Some((_, task)) = self.follower.take()
+            && tokio::time::timeout(FOLLOWER_STOP_TIMEOUT, task).await.is_err()
+        {
+            warn!("the follower did not stop in time");
+        }
+        self.stop.cancel();
+        while self.tasks.join_next().await.is_some() {}
+        self.network.shutdown().await;
+        let Self { db, state, .. } = self;
+        drop(state);
+        // The network's manager and session tasks drop their handler (and its leafdb reference)
+        // just after acknowledging the shutdown: give them a moment to.
+        let deadline = tokio::time::Instant::now() + DB_RELEASE_TIMEOUT;
+        while Arc::strong_count(&db) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(DB_RELEASE_POLL).await;
+        }
+        if Arc::strong_count(&db) == 1 {
+            drop(db);
+            info!("database closed; bye");
+        } else {
+            info!("node stopped; the database stays open for its other users");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! The daemon's node in-process: built from a configuration file's text, driven by a shutdown
+//! future, synced from a loopback server, stopped in order.
+#![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use leafsync_leafdb::{DbOptions, GenParams, LeafDb, LeafDbConfig};
+use leafsync_p2p::chain::ChainSpec;
+
+use super::{DaemonPhase, NodeBuilder, Start};
+use crate::config::{Config, FileConfig};
+
+/// Bound on every wait in these tests.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn open(path: &Path) -> Arc<LeafDb> {
+    std::fs::create_dir_all(path).unwrap();
+    Arc::new(LeafDb::open(path, &DbOptions::default(), LeafDbConfig::default()).unwrap())
+}
+
+/// A dev-chain daemon config with its datadir in `dir`, on free loopback ports.
+fn daemon_config(dir: &Path) -> Config {
+    let text = format!(
+        r#"
+datadir = {datadir:?}
+chain = "dev"
+genesis_hash = "0x1111111111111111111111111111111111111111111111111111111111111111"
+
+[p2p]
+listen_ip = "127.0.0.1"
+port = 0
+discovery = false
+
+[admin]
+listen = "127.0.0.1:0"
+
+[sync]
+progress_bar = false
+"#,
+        datadir = dir.to_str().unwrap()
+    );
+    let file = FileConfig::parse(Path::new("test.toml"), &text).unwrap();
+    Config::validate(file, "test.toml").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_daemon_syncs_from_a_loopback_server_then_serves_and_stops_on_its_future() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_db = open(&dir.path().join("server"));
+    let generated = server_db.generate(GenParams { accounts: 500, seed: 5 }).unwrap();
+    let config = daemon_config(&dir.path().join("client"));
+    let chain: ChainSpec = config.chain.clone();
+    let server = NodeBuilder::loopback(server_db, chain).start().await.unwrap();
+    assert_eq!(server.start_mode(), Start::Serve);
+    let record = server.network().local_enode();
+    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(server.run(async {
+        let _ = server_stopped.await;
+    }));
+
+    let client_db = open(&dir.path().join("client"));
+    let key = secp256k1::SecretKey::new(&mut rand::rng());
+    let mut config = config;
+    config.network.static_peers = vec![record];
+    let node = NodeBuilder::from_config(&config, client_db.clone(), key).start().await.unwrap();
+    assert_eq!(node.start_mode(), Start::SyncFromPeers);
+    assert!(node.admin_addr().is_some());
+    let mut phase = node.phase();
+    assert_eq!(*phase.borrow(), DaemonPhase::Syncing);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let client_task = tokio::spawn(node.run(async {
+        let _ = stopped.await;
+    }));
+    tokio::time::timeout(WAIT, phase.wait_for(|p| *p == DaemonPhase::Serving))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(client_db.account_root().unwrap(), generated.root);
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, client_task).await.unwrap().unwrap().unwrap();
+    server_stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, server_task).await.unwrap().unwrap().unwrap();
+    assert_eq!(Arc::strong_count(&client_db), 1, "the node let go of its leafdb");
+}
