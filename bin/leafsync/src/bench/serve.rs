@@ -109,11 +109,11 @@ fn prefix(depth: usize, index: usize) -> WirePath {
 /// in `failures` (reported in the JSON, and the exit code is then a failure).
 fn ask<S: leafsync_leafdb::KvStore>(
     server: &LeafServer<S>,
-    request: LeafRequest,
+    request: &LeafRequest,
     failures: &mut u64,
 ) -> Option<(LeafResponse, usize, Duration)> {
     let t = Instant::now();
-    let encoded = server.answer(&request);
+    let encoded = server.answer(request);
     let payload = encoded.payload(0);
     let elapsed = t.elapsed();
     let decoded = LeafMessage::decode(encoded.id, &payload)
@@ -141,7 +141,7 @@ fn chunk_pass<S: leafsync_leafdb::KvStore>(
     while let Some(prefix) = stack.pop() {
         let request = GetChunk { prefix: prefix.clone(), max_bytes };
         let Some((LeafResponse::Chunk(chunk), size, elapsed)) =
-            ask(server, request.into(), failures)
+            ask(server, &request.into(), failures)
         else {
             continue;
         };
@@ -228,7 +228,7 @@ fn run(args: &ServeBench, dir: &std::path::Path) -> Result<serde_json::Value, Cl
                 max_bytes: args.max_bytes,
             };
             if let Some((LeafResponse::StorageChunk(c), size, elapsed)) =
-                ask(&uncached_server, request.into(), &mut failures)
+                ask(&uncached_server, &request.into(), &mut failures)
             {
                 storage.add(elapsed, size, c.content.len());
             }
@@ -257,7 +257,7 @@ fn run(args: &ServeBench, dir: &std::path::Path) -> Result<serde_json::Value, Cl
     for batch in wanted.chunks(NODES_PER_REQUEST) {
         let request = GetNodes { nodes: batch.to_vec(), max_bytes: MAX_RESPONSE_BYTES };
         if let Some((LeafResponse::Nodes(n), size, elapsed)) =
-            ask(&uncached_server, request.into(), &mut failures)
+            ask(&uncached_server, &request.into(), &mut failures)
         {
             let found = n.nodes.iter().filter(|b| !b.is_empty()).count();
             served_nodes += found;
@@ -271,7 +271,7 @@ fn run(args: &ServeBench, dir: &std::path::Path) -> Result<serde_json::Value, Cl
     for batch in hashes.chunks(CODES_PER_REQUEST) {
         let request = GetCodes { hashes: batch.to_vec(), max_bytes: MAX_RESPONSE_BYTES };
         if let Some((LeafResponse::Codes(c), size, elapsed)) =
-            ask(&uncached_server, request.into(), &mut failures)
+            ask(&uncached_server, &request.into(), &mut failures)
         {
             codes.add(elapsed, size, c.codes.iter().filter(|b| !b.is_empty()).count());
         }

@@ -15,26 +15,20 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// How often the leafdb head is checked for announcement to peers (and for a bootstrap).
+/// How often a waiting node looks again (for peers to sync from, for a bootstrap's first head).
 pub(crate) const HEAD_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Accounts estimate from one 1/256 slice of the key space (cheap at start-up, ±10% on large
-/// states).
-// merge: `db.estimate_accounts()` (LeafDb::estimate_accounts, crates/leafdb) replaces this body.
-pub(crate) fn account_estimate(db: &LeafDb) -> Result<u64, LeafDbError> {
-    let snap = db.snapshot()?;
-    let prefix = alloy_trie::Nibbles::from_nibbles([0, 0]);
-    Ok(snap.accounts_with_prefix(&prefix).count() as u64 * 256)
-}
-
-/// The timestamp announced with `head` (it selects the EIP-2124 fork id): the genesis's for
-/// block 0, else the wall clock, since headers carry no timestamp yet.
-// merge: `head.timestamp` once BlockHeader has it (crates/leafdb schema v2).
+/// The timestamp announced with `head` (it selects the EIP-2124 fork id): the header's, the
+/// genesis's for block 0, and the wall clock only for a head written without one (schema 1, or
+/// a synced pivot before the first followed block).
 fn head_timestamp(head: &BlockHeader, chain: &ChainSpec) -> u64 {
-    if head.number == 0 {
-        return chain.genesis_timestamp;
+    match (head.number, head.timestamp) {
+        (0, _) => chain.genesis_timestamp,
+        (_, 0) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        (_, t) => t,
     }
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// What the node offers at `head`: everything when the stored state is the header's state, and
@@ -59,7 +53,7 @@ pub(crate) fn local_head(
         Some(head) => LocalHead {
             head: chain_head(head),
             timestamp: head_timestamp(head, chain),
-            account_estimate: account_estimate(db)?,
+            account_estimate: db.estimate_accounts()?,
             serves: serve_flags(db, head)?,
         },
         None => LocalHead {
@@ -71,19 +65,22 @@ pub(crate) fn local_head(
     })
 }
 
-fn chain_head(h: &BlockHeader) -> ChainHead {
+pub(crate) fn chain_head(h: &BlockHeader) -> ChainHead {
     ChainHead { number: h.number, hash: h.hash, state_root: h.state_root }
 }
 
-/// Waits for the leafdb head to differ from `current` (by number or hash).
-// merge: `db.subscribe_head()` (LeafDb::subscribe_head) and `changed().await` replace the polling.
-async fn next_head(db: &LeafDb, current: &ChainHead) -> BlockHeader {
+/// Waits for the leafdb head to differ from `current` (by number or hash); `None` once the leafdb
+/// is gone.
+async fn next_head(
+    heads: &mut watch::Receiver<Option<BlockHeader>>,
+    current: &ChainHead,
+) -> Option<BlockHeader> {
     loop {
-        tokio::time::sleep(HEAD_CHECK_INTERVAL).await;
-        if let Ok(Some(h)) = db.head()
+        heads.changed().await.ok()?;
+        if let Some(h) = *heads.borrow_and_update()
             && (h.hash != current.hash || h.number != current.number)
         {
-            return h;
+            return Some(h);
         }
     }
 }
@@ -95,11 +92,17 @@ pub(crate) async fn announce_heads(
     tx: watch::Sender<LocalHead>,
     stop: CancellationToken,
 ) {
+    let mut heads = db.subscribe_head();
+    // The head may have moved since the announced one was built: compare once at the start.
+    heads.mark_changed();
     loop {
         let current = *tx.borrow();
         let h = tokio::select! {
             () = stop.cancelled() => return,
-            h = next_head(&db, &current.head) => h,
+            h = next_head(&mut heads, &current.head) => match h {
+                Some(h) => h,
+                None => return,
+            },
         };
         let Ok(serves) = serve_flags(&db, &h) else { continue };
         if serves != current.serves {
@@ -115,7 +118,7 @@ pub(crate) async fn announce_heads(
             }
         }
         let account_estimate = match current.account_estimate {
-            0 => account_estimate(&db).unwrap_or(0),
+            0 => db.estimate_accounts().unwrap_or(0),
             known => known,
         };
         let next = LocalHead {
