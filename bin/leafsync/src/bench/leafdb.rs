@@ -28,33 +28,17 @@ pub(crate) struct Leaf {
 }
 
 fn materialise(params: GenParams) -> Vec<Leaf> {
-    let mut order: Vec<(B256, u64)> =
-        (0..params.accounts).map(|i| (keccak256(params.address(i)), i)).collect();
-    order.sort_unstable();
-    let code_hashes: Vec<B256> =
-        (0..params.code_pool()).map(|k| keccak256(params.code(k))).collect();
-    order
-        .into_iter()
-        .map(|(hashed, i)| {
-            let a = params.account(i);
-            let mut slots: Vec<(B256, U256)> = (0..a.slots)
-                .map(|j| {
-                    let (k, v) = params.slot(i, j);
-                    (keccak256(k), v)
-                })
-                .collect();
-            slots.sort_unstable();
-            let code_hash = a.code.map_or(EMPTY_CODE_HASH, |k| code_hashes[k as usize]);
-            Leaf {
-                hashed,
-                account: TrieAccount {
-                    nonce: a.nonce,
-                    balance: a.balance,
-                    storage_root: B256::ZERO,
-                    code_hash,
-                },
-                slots,
-            }
+    params
+        .hashed_accounts()
+        .map(|a| Leaf {
+            hashed: a.hashed_address,
+            account: TrieAccount {
+                nonce: a.nonce,
+                balance: a.balance,
+                storage_root: B256::ZERO,
+                code_hash: a.code_hash,
+            },
+            slots: a.slots,
         })
         .collect()
 }

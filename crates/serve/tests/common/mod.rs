@@ -60,33 +60,19 @@ pub fn shared() -> &'static Fixture {
 /// The reference model: every account of the generator, sorted by hashed address, with its
 /// storage root computed independently of the leafdb.
 pub fn reference(params: GenParams) -> Vec<RefAccount> {
-    let code_hashes: Vec<B256> =
-        (0..params.code_pool()).map(|k| keccak256(params.code(k))).collect();
-    let mut out: Vec<RefAccount> = (0..params.accounts)
-        .map(|i| {
-            let a = params.account(i);
-            let mut slots: Vec<(B256, U256)> = (0..a.slots)
-                .map(|j| {
-                    let (k, v) = params.slot(i, j);
-                    (keccak256(k), v)
-                })
-                .collect();
-            slots.sort_unstable();
-            let storage_root = storage_root(&slots);
-            RefAccount {
-                hashed: keccak256(a.address),
-                account: TrieAccount {
-                    nonce: a.nonce,
-                    balance: a.balance,
-                    storage_root,
-                    code_hash: a.code.map_or(EMPTY_CODE_HASH, |k| code_hashes[k as usize]),
-                },
-                slots,
-            }
+    params
+        .hashed_accounts()
+        .map(|a| RefAccount {
+            hashed: a.hashed_address,
+            account: TrieAccount {
+                nonce: a.nonce,
+                balance: a.balance,
+                storage_root: storage_root(&a.slots),
+                code_hash: a.code_hash,
+            },
+            slots: a.slots,
         })
-        .collect();
-    out.sort_by_key(|a| a.hashed);
-    out
+        .collect()
 }
 
 pub fn storage_root(slots: &[(B256, U256)]) -> B256 {
