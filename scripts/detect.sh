@@ -45,3 +45,14 @@ anvil_binary_path() {
 devp2p_module_path() {
   echo "$1/tests/interop/node_modules/@ethereumjs/devp2p/package.json"
 }
+
+# Whether tests/interop/node_modules holds every package the interop tests import
+# (@ethereumjs/devp2p for peer.mjs and snap_peer.mjs, @ethereumjs/mpt for range_proof.mjs) and
+# is not older than the lock file (a checkout that added a package installs again).
+interop_modules_current() {
+  local dir="$1/tests/interop"
+  [ -f "$(devp2p_module_path "$1")" ] &&
+    [ -f "$dir/node_modules/@ethereumjs/mpt/package.json" ] &&
+    [ -f "$dir/node_modules/.package-lock.json" ] &&
+    ! [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]
+}

@@ -45,7 +45,7 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "setup: installing nodejs and npm (for the ethereumjs interop test and the pinned anvil)"
   apt_install nodejs npm
 fi
-if [ ! -f "$(devp2p_module_path "$LEAFSYNC_ROOT")" ]; then
+if ! interop_modules_current "$LEAFSYNC_ROOT"; then
   echo "setup: installing the interop test's Node packages (npm ci)"
   npm ci --prefix "$LEAFSYNC_ROOT/tests/interop" --no-audit --no-fund --loglevel=error >/dev/null
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tests scripts/detect.sh against temporary trees: a tree holding only the C++ API library
-# (libclang-cpp.so.14) must count as missing, and one holding libclang.so.1 as present.
+# (libclang-cpp.so.14) must count as missing, and one holding libclang.so.1 as present; the
+# interop tests' Node packages count as installed only when complete and newer than the lock.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/detect.sh"
 
@@ -40,6 +41,29 @@ check "lookalikes only" missing "$tmp/lookalikes"
 
 check "no such root" missing "$tmp/nothing-here"
 check "second root has it" present "$tmp/cpp-only:$tmp/soname"
+
+# The interop tests' Node packages: every imported package present and not older than the lock.
+check_modules() { # name, expected (current|stale), tree
+  local name="$1" want="$2" got
+  if interop_modules_current "$3"; then got=current; else got=stale; fi
+  if [ "$got" = "$want" ]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL: $name: expected $want, detected $got" >&2
+  fi
+}
+mods="$tmp/repo/tests/interop"
+mk "$mods/package-lock.json"
+mk "$mods/node_modules/@ethereumjs/devp2p/package.json"
+touch -d '2 hours ago' "$mods/package-lock.json"
+mk "$mods/node_modules/.package-lock.json"
+check_modules "devp2p only (mpt missing)" stale "$tmp/repo"
+mk "$mods/node_modules/@ethereumjs/mpt/package.json"
+check_modules "every package, installed after the lock" current "$tmp/repo"
+touch "$mods/package-lock.json"
+touch -d '1 hour ago' "$mods/node_modules/.package-lock.json"
+check_modules "lock changed after the install" stale "$tmp/repo"
 
 echo "setup detection: $passed passed, $failed failed"
 [ "$failed" = 0 ]
