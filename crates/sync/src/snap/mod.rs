@@ -22,7 +22,10 @@ mod items;
 mod ranges;
 
 use std::{
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -31,7 +34,7 @@ use leafsync_p2p::{
     PeerId,
     leaf::{ChainHead, PenaltyClass},
     requests::{LeafRequest, LeafResponse, RequestError, ResponseViolation},
-    snap::{SnapMessage, protocol::SOFT_RESPONSE_LIMIT},
+    snap::{GetAccountRange, SnapMessage, protocol::SOFT_RESPONSE_LIMIT},
 };
 use tokio::time::Instant;
 use tracing::debug;
@@ -90,6 +93,24 @@ pub trait SnapTransport: Send + Sync + 'static {
     fn penalise(&self, class: PenaltyClass);
 }
 
+/// Byte budget of the probe of [`SnapPeer::probe_accounts`] (128 KiB): about 1,500 accounts,
+/// an estimate within a few percent.
+pub const PROBE_BYTES: u64 = 128 * 1024;
+
+/// How long [`SnapPeer::probe_accounts`] waits for its answer (10 s, snap/1's request timeout
+/// as geth applies it): a silent peer is not probed.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The number of uniformly spread keys that puts `count` keys at or below `last`.
+pub fn density_estimate(count: u64, last: B256) -> u64 {
+    // The top 64 bits of the last key, as a fraction of the key space.
+    let mut top = [0u8; 8];
+    top.copy_from_slice(&last.0[..8]);
+    let top = u64::from_be_bytes(top);
+    let fraction = (top as f64 + 1.0) / 18_446_744_073_709_551_616.0;
+    ((count as f64 / fraction).round() as u64).max(count)
+}
+
 /// Why a translated request failed.
 #[derive(Debug)]
 pub(crate) enum Fault {
@@ -116,6 +137,8 @@ struct Inner {
     no_state: Mutex<Option<B256>>,
     /// The last pivot the syncer asked for (for `request` without one).
     pivot: Mutex<Option<ChainHead>>,
+    /// Accounts estimated by [`SnapPeer::probe_accounts`] (0: not probed).
+    estimate: AtomicU64,
 }
 
 impl Inner {
@@ -172,6 +195,7 @@ impl SnapPeer {
                 rate: Mutex::new(PeerRate::default()),
                 no_state: Mutex::new(None),
                 pivot: Mutex::new(None),
+                estimate: AtomicU64::new(0),
             }),
         }
     }
@@ -179,6 +203,31 @@ impl SnapPeer {
     /// The byte budget the next answer is asked for (follows the measured rate).
     pub fn budget(&self) -> u64 {
         self.inner.budget()
+    }
+
+    /// Estimates the accounts of the state `root` from one range at its start (hashed keys are
+    /// uniform: `n` accounts up to the key `last` make about `n × 2²⁵⁶ / last`), and reports it
+    /// as this peer's [`SyncPeer::account_estimate`] from then on. snap/1 announces no
+    /// estimate, and the syncer sizes its chunk depth by the peers' median at the start: call
+    /// this before handing the peer to a sync (the peer's own head root is the one it has).
+    /// `None` (estimate unchanged) when the peer has no state for `root` or the answer is
+    /// unusable.
+    pub async fn probe_accounts(&self, root: B256) -> Option<u64> {
+        let request = GetAccountRange {
+            request_id: 0,
+            root,
+            origin: B256::ZERO,
+            limit: B256::repeat_byte(0xff),
+            bytes: PROBE_BYTES,
+        };
+        let asked = self.inner.ask(SnapMessage::GetAccountRange(request));
+        let answer = match tokio::time::timeout(PROBE_TIMEOUT, asked).await.ok()?.ok()? {
+            SnapMessage::AccountRange(answer) => answer,
+            _ => return None,
+        };
+        let estimate = density_estimate(answer.accounts.len() as u64, answer.accounts.last()?.hash);
+        self.inner.estimate.store(estimate, Ordering::Relaxed);
+        Some(estimate)
     }
 }
 
@@ -192,7 +241,10 @@ impl SyncPeer for SnapPeer {
     }
 
     fn account_estimate(&self) -> u64 {
-        self.inner.transport.account_estimate()
+        match self.inner.estimate.load(Ordering::Relaxed) {
+            0 => self.inner.transport.account_estimate(),
+            probed => probed,
+        }
     }
 
     /// Without a pivot: the last one asked for, else the peer's own head.
