@@ -267,3 +267,43 @@ async fn the_pivot_moves_mid_sync_to_the_servers_new_head() {
     println!("snap repivot: no_state answers before the move={}", out.stats.no_state_answers);
     let _ = CHAIN_ACCOUNTS;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_snap_sync_resumes_without_starting_over() {
+    // The snap/1 servers go away after 150 requests (as if the client were killed between two
+    // atomic writes); a new syncer on the same leafdb resumes from the record and the tables.
+    let src = source(ACCOUNTS, SEED);
+    let root = src.account_root().unwrap();
+    let full = sync_from(
+        &src,
+        probed_snap_peers(&servers(&src, &[SnapBehaviour::Honest])).await,
+        config(),
+        "snap full",
+    )
+    .await;
+    let client = Arc::new(LeafDb::in_memory());
+    let limited = servers(&src, &[SnapBehaviour::Limited(150); 2]);
+    let err = Syncer::new(Arc::clone(&client), config(), probed_snap_peers(&limited).await)
+        .run()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, leafsync_sync::SyncError::NoPeers), "{err}");
+    let record =
+        leafsync_sync::SyncProgress::decode(&client.sync_progress().unwrap().unwrap()).unwrap();
+    assert_eq!(record.pivot.state_root, root);
+    let honest = servers(&src, &[SnapBehaviour::Honest]);
+    let resumed = Syncer::new(Arc::clone(&client), config(), probed_snap_peers(&honest).await)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(resumed.root, root);
+    assert_same_state(&client, &src, root);
+    println!(
+        "snap resume: full_bytes={} bytes_before_stop={} resumed_bytes={} resumed_chunks={}",
+        full.stats.bytes_down,
+        record.bytes_down,
+        resumed.stats.bytes_down,
+        resumed.stats.chunks_resumed
+    );
+    assert!(resumed.stats.bytes_down < full.stats.bytes_down - record.bytes_down / 2);
+}

@@ -18,7 +18,7 @@ use super::{Fault, Inner};
 
 /// `items` matched to the requested `hashes` in order (see the module docs): one entry per
 /// request up to the last answered, empty where unanswered.
-fn match_by_hash(hashes: &[B256], items: Vec<Bytes>) -> Result<Vec<Bytes>, Fault> {
+pub(crate) fn match_by_hash(hashes: &[B256], items: Vec<Bytes>) -> Result<Vec<Bytes>, Fault> {
     if items.len() > hashes.len() {
         return Err(Fault::Malformed("more items than requested"));
     }

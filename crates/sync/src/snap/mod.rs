@@ -299,3 +299,6 @@ fn answer(
         Err(Fault::Request(e)) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests;
