@@ -36,7 +36,7 @@ fn answers_are_matched_to_requests_by_hash() {
     assert!(matches!(match_by_hash(&hashes, swapped), Err(Fault::Malformed(_))));
     let stranger = vec![Bytes::from(vec![0xc0])];
     assert!(matches!(match_by_hash(&hashes, stranger), Err(Fault::Malformed(_))));
-    assert!(matches!(match_by_hash(&hashes[..1], items.clone()), Err(Fault::Malformed(_))));
+    assert!(matches!(match_by_hash(&hashes[..1], items), Err(Fault::Malformed(_))));
 }
 
 #[test]
