@@ -4,8 +4,9 @@
 //! request of the syncer into snap/1 requests at the pivot's state root:
 //!
 //! * `GetChunk(prefix)` → `GetAccountRange(prefix‖00…, prefix‖ff…)`, continued from the last
-//!   key until the prefix is covered ([`ranges`]); every account with storage carries the
-//!   "large storage" mark, so the syncer fetches its storage as a unit of its own;
+//!   key until the prefix is covered ([`ranges`]); the chunk's storages then several accounts
+//!   per `GetStorageRanges` ([`storages`]): those that come whole are inlined, the others carry
+//!   the "large storage" mark, so the syncer fetches them as units of their own;
 //! * `GetStorageChunk(account, prefix)` → `GetStorageRanges` for that account, continued;
 //! * `GetNodes` → `GetTrieNodes`, geth's compact paths grouped per account ([`items`]);
 //! * `GetCodes` → `GetByteCodes`.
@@ -20,6 +21,9 @@
 
 mod items;
 mod ranges;
+mod storages;
+
+pub use storages::{STORAGE_BATCH, STORAGE_ROUNDS};
 
 use std::{
     sync::{

@@ -10,7 +10,7 @@
 //! answer with no item and no proof is "no state for this root".
 
 use alloy_primitives::{B256, Bytes, U256};
-use alloy_rlp::{Decodable, Encodable};
+use alloy_rlp::Encodable;
 use leafsync_p2p::{
     leaf::{
         AccountLeaf, AccountStorage, ChainHead, Chunk, ChunkContent, GetChunk, GetStorageChunk,
@@ -20,7 +20,10 @@ use leafsync_p2p::{
     snap::{EMPTY_ROOT_HASH, GetAccountRange, GetStorageRanges, SnapMessage},
 };
 
-use super::{Fault, Inner, max_rounds};
+use super::{
+    Fault, Inner, max_rounds,
+    storages::{inline_storages, slot_value},
+};
 
 /// The first and last 32-byte keys under `prefix`.
 pub(crate) fn prefix_bounds(prefix: &Nibbles) -> (B256, B256) {
@@ -74,11 +77,12 @@ pub(crate) async fn account_chunk(
             _ => return Err(Fault::Malformed("answer of another kind to GetAccountRange")),
         };
         if answer.accounts.is_empty() {
-            return if answer.proof.is_empty() {
-                Err(Fault::NoState)
-            } else {
-                Ok(chunk(leaves, None))
-            };
+            if answer.proof.is_empty() {
+                return Err(Fault::NoState);
+            }
+            let room = req.max_bytes.saturating_sub(bytes);
+            inline_storages(inner, pivot.state_root, &mut leaves, room).await?;
+            return Ok(chunk(leaves, None));
         }
         let mut covered = false;
         let mut previous = None;
@@ -97,8 +101,7 @@ pub(crate) async fn account_chunk(
                 return Err(Fault::Malformed("slim account field neither empty nor 32 bytes"));
             };
             bytes += 32 + item.account.length() as u64;
-            // Storage is never inline: the mark makes the syncer fetch it as a unit of its own
-            // (a storage range of its own, checked against this storage root).
+            // Marked here; `inline_storages` inlines the storages that come whole.
             let storage = if storage_root == EMPTY_ROOT_HASH {
                 AccountStorage::Inline(Vec::new())
             } else {
@@ -122,7 +125,11 @@ pub(crate) async fn account_chunk(
         }
         match previous.and_then(next_key) {
             Some(next) if !covered => origin = next,
-            _ => return Ok(chunk(leaves, None)),
+            _ => {
+                let room = req.max_bytes.saturating_sub(bytes);
+                inline_storages(inner, pivot.state_root, &mut leaves, room).await?;
+                return Ok(chunk(leaves, None));
+            }
         }
     }
     // Starved: what came is judged by the skeleton hash.
@@ -179,11 +186,7 @@ pub(crate) async fn storage_chunk(
                 covered = true;
                 break;
             }
-            let mut body = item.body.as_ref();
-            let value = U256::decode(&mut body)
-                .ok()
-                .filter(|v| body.is_empty() && !v.is_zero())
-                .ok_or(Fault::Malformed("slot value not the RLP of a non-zero integer"))?;
+            let value = slot_value(&item.body)?;
             bytes += (32 + item.body.len()) as u64;
             slots.push(StorageSlot { hashed_slot: item.hash, value });
             if item.hash == limit {
