@@ -19,6 +19,7 @@ pub mod progress;
 pub mod rate;
 mod resume;
 mod retry;
+pub mod snap;
 pub mod stats;
 pub mod syncer;
 mod tasks;
@@ -33,5 +34,6 @@ pub use peer::{
 pub use progress::{HealRoot, PROGRESS_VERSION, SyncProgress};
 pub use rate::PeerRate;
 pub use retry::{retry_transient, run_until_done};
+pub use snap::{SnapPeer, SnapTransport};
 pub use stats::{Phase, SyncStats};
 pub use syncer::{SyncOutcome, Syncer, choose_pivot, chunk_depth};

@@ -9,6 +9,7 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
+use alloy_primitives::B256;
 use futures::future::BoxFuture;
 use leafsync_p2p::{
     PeerId, PenaltyClass,
@@ -40,6 +41,19 @@ pub trait SyncPeer: Send + Sync + 'static {
     /// Sends one request; the answer must be of the request's kind (the syncer bans a peer whose
     /// answer is not). The transport chooses the request id.
     fn request(&self, req: LeafRequest) -> PeerFuture;
+    /// Sends one request for the state of `pivot`: what the syncer calls. A source whose
+    /// requests name a state root (snap/1) needs the pivot; the default ignores it.
+    fn request_at(&self, pivot: &ChainHead, req: LeafRequest) -> PeerFuture {
+        let _ = pivot;
+        self.request(req)
+    }
+    /// Whether the peer has said it holds no state for `root` (snap/1: a range answered empty
+    /// with an empty proof). While `root` is the pivot's it gets no work, and its empty answers
+    /// cost it nothing; the next pivot asks it again.
+    fn lacks_state(&self, root: &B256) -> bool {
+        let _ = root;
+        false
+    }
     /// Tells the peer's source it misbehaved (it scores, disconnects and bans). Fire and
     /// forget: it must not block, so a busy network layer never stalls the sync.
     fn penalise(&self, class: PenaltyClass);

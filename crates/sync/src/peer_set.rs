@@ -48,6 +48,9 @@ pub(crate) enum Verdict {
     Disconnected,
     /// The peer's queue was full: no fault.
     Busy,
+    /// An empty answer from a peer that said it has no state for the pivot's root (snap/1):
+    /// no fault; it gets no work until the next pivot ([`SyncPeer::lacks_state`]).
+    NoState,
 }
 
 impl From<&RequestError> for Verdict {
@@ -195,9 +198,11 @@ impl PeerSet {
     }
 
     /// The active peers and which work each may get for `pivot`, fastest first. Servers benched
-    /// for stale chunks get chunks only when no other peer can take them.
+    /// for stale chunks get chunks only when no other peer can take them; peers without state
+    /// for the pivot's root get nothing.
     pub(crate) fn roster(&self, pivot: &ChainHead) -> Roster {
         let mut active = self.active();
+        active.retain(|i| !self.slots[*i].peer.lacks_state(&pivot.state_root));
         active.sort_by(|a, b| {
             self.slots[*b].rate.bytes_per_sec.total_cmp(&self.slots[*a].rate.bytes_per_sec)
         });
@@ -243,6 +248,10 @@ impl PeerSet {
                 None
             }
             Verdict::Busy => None,
+            Verdict::NoState => {
+                stats.no_state_answers += 1;
+                None
+            }
             Verdict::Empty => {
                 stats.empty_answers += 1;
                 slot.rate.penalise();

@@ -62,6 +62,9 @@ pub struct SyncStats {
     pub timeouts: u64,
     /// Empty answers.
     pub empty_answers: u64,
+    /// Empty answers of peers without state for the pivot's root (snap/1), not held against
+    /// them.
+    pub no_state_answers: u64,
     /// Answers that provably lied (counted against their server).
     pub junk_answers: u64,
     /// Items the final check found wrong or missing and sent back to be fetched.

@@ -263,7 +263,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 let Some(job) = next else { break };
                 let request = job.request(self.config.chunk_max_bytes)?;
                 let slot = self.peers.slot_mut(peer);
-                let answer = slot.peer.request(request);
+                let answer = slot.peer.request_at(&self.pivot, request);
                 slot.in_flight += 1;
                 self.reporter.stats.requests += 1;
                 let timeout = self.config.request_timeout;

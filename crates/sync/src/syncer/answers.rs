@@ -24,6 +24,12 @@ use crate::{
 impl<S: KvStore + 'static> Syncer<S> {
     /// Records `verdict` for `peer` and sends the penalty it earned, if any.
     fn judge(&mut self, peer: usize, verdict: Verdict) {
+        let verdict = match verdict {
+            Verdict::Empty if self.peers.slot(peer).peer.lacks_state(&self.pivot.state_root) => {
+                Verdict::NoState
+            }
+            verdict => verdict,
+        };
         if let Some(class) = self.peers.record(peer, verdict, &mut self.reporter.stats) {
             self.peers.slot(peer).peer.penalise(class);
         }

@@ -1,0 +1,308 @@
+//! snap/1 as a source of the syncer: [`SnapTransport`] sends one snap/1 request and returns the
+//! answer (the network implements it over RLPx beside eth/69; tests over serve's snap/1
+//! server), and [`SnapPeer`] implements [`SyncPeer`] on top of it by translating each `leaf/1`
+//! request of the syncer into snap/1 requests at the pivot's state root:
+//!
+//! * `GetChunk(prefix)` → `GetAccountRange(prefix‖00…, prefix‖ff…)`, continued from the last
+//!   key until the prefix is covered ([`ranges`]); the chunk's storages then several accounts
+//!   per `GetStorageRanges` ([`storages`]): those that come whole are inlined, the others carry
+//!   the "large storage" mark, so the syncer fetches them as units of their own;
+//! * `GetStorageChunk(account, prefix)` → `GetStorageRanges` for that account, continued;
+//! * `GetNodes` → `GetTrieNodes`, geth's compact paths grouped per account ([`items`]);
+//! * `GetCodes` → `GetByteCodes`.
+//!
+//! The assembled answers then go through the syncer's usual checks (skeleton hash, storage
+//! root, node and code hashes), so range proofs are not verified here. A range answered empty
+//! with an empty proof means the peer has no state for the root (Besu's default, a geth still
+//! generating its snapshot): the peer is marked ([`SyncPeer::lacks_state`]) and gets no work
+//! until the pivot moves, without penalty. An answer no honest server sends (out of order,
+//! outside the range, of another kind, a node or code nobody asked for) fails the request as
+//! an invalid response (a ban). `docs/snap.md` "The snap/1 client" has the details.
+
+mod items;
+mod ranges;
+mod storages;
+
+pub use storages::{STORAGE_BATCH, STORAGE_ROUNDS};
+
+use std::{
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use alloy_primitives::B256;
+use leafsync_p2p::{
+    PeerId,
+    leaf::{ChainHead, PenaltyClass},
+    requests::{LeafRequest, LeafResponse, RequestError, ResponseViolation},
+    snap::{GetAccountRange, SnapMessage, protocol::SOFT_RESPONSE_LIMIT},
+};
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::{
+    peer::{PeerFuture, SyncPeer},
+    rate::PeerRate,
+};
+
+/// Smallest byte budget asked of a snap/1 server (64 KiB): a slow peer still returns hundreds
+/// of accounts per answer, which bounds the rounds one chunk may take ([`max_rounds`]).
+pub const MIN_RESPONSE_BYTES: u64 = 64 * 1024;
+
+/// Time a range answer should take at the peer's measured rate (500 ms, the syncer's
+/// `TARGET_ROUND_TRIP`): the budget is the rate times this, between [`MIN_RESPONSE_BYTES`] and
+/// geth's 2 MiB [`SOFT_RESPONSE_LIMIT`].
+pub const BUDGET_ROUND_TRIP: Duration = Duration::from_millis(500);
+
+/// Rounds slack above what an honest server needs for one chunk (see [`max_rounds`]): the
+/// first round, the one that shows the range is done, and one for a budget counted a little
+/// differently by the server.
+pub const ROUND_SLACK: u64 = 3;
+
+/// Hard cap on the snap/1 requests one `leaf/1` request may become (256): however large a
+/// chunk's `max_bytes`, a peer answering one account at a time is cut off here.
+pub const MAX_ROUNDS_CAP: u64 = 256;
+
+/// The most snap/1 requests one chunk of at most `max_bytes` may take. An honest server fills
+/// each answer to its budget (at least [`MIN_RESPONSE_BYTES`]), so after
+/// `max_bytes / MIN_RESPONSE_BYTES` full answers the chunk is either covered or too large; a
+/// peer that needs more rounds is starving the sync, and what it sent by then is judged by the
+/// skeleton hash (a partial chunk fails it: junk).
+pub fn max_rounds(max_bytes: u64) -> u64 {
+    (max_bytes.div_ceil(MIN_RESPONSE_BYTES) + ROUND_SLACK).min(MAX_ROUNDS_CAP)
+}
+
+/// One snap/1 connection as the syncer needs it. The network implements it over RLPx: it
+/// chooses the request id (the `request_id` of the request is 0), matches the response by id,
+/// decodes it with snap/1's limits (`SnapMessage::decode`, sizes checked before any list is
+/// decoded) and applies its own timeout.
+pub trait SnapTransport: Send + Sync + 'static {
+    /// The peer's node id.
+    fn id(&self) -> PeerId;
+    /// The peer's head (eth/69 `Status` and `BlockRangeUpdate` give number and hash; the state
+    /// root comes from the header, `B256::ZERO` while unknown).
+    fn head(&self) -> ChainHead;
+    /// The peer's estimate of the number of accounts (snap/1 has none: 0 unless the transport
+    /// knows better).
+    fn account_estimate(&self) -> u64 {
+        0
+    }
+    /// Sends one snap/1 request and returns the response as received (of any kind: the caller
+    /// checks that it answers the request).
+    fn request(&self, request: SnapMessage) -> PeerFuture<SnapMessage>;
+    /// Tells the network the peer misbehaved (fire and forget).
+    fn penalise(&self, class: PenaltyClass);
+}
+
+/// Byte budget of the probe of [`SnapPeer::probe_accounts`] (128 KiB): about 1,500 accounts,
+/// an estimate within a few percent.
+pub const PROBE_BYTES: u64 = 128 * 1024;
+
+/// How long [`SnapPeer::probe_accounts`] waits for its answer (10 s, snap/1's request timeout
+/// as geth applies it): a silent peer is not probed.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The number of uniformly spread keys that puts `count` keys at or below `last`.
+pub fn density_estimate(count: u64, last: B256) -> u64 {
+    // The top 64 bits of the last key, as a fraction of the key space.
+    let mut top = [0u8; 8];
+    top.copy_from_slice(&last.0[..8]);
+    let top = u64::from_be_bytes(top);
+    let fraction = (top as f64 + 1.0) / 18_446_744_073_709_551_616.0;
+    ((count as f64 / fraction).round() as u64).max(count)
+}
+
+/// Why a translated request failed.
+#[derive(Debug)]
+pub(crate) enum Fault {
+    /// The peer answered a range empty with an empty proof: it has no state for the root.
+    NoState,
+    /// An answer no honest server sends.
+    Malformed(&'static str),
+    /// The transport failed (timeout, disconnect, breach).
+    Request(RequestError),
+}
+
+impl From<RequestError> for Fault {
+    fn from(e: RequestError) -> Self {
+        Self::Request(e)
+    }
+}
+
+/// What the adapter keeps per peer.
+struct Inner {
+    transport: Arc<dyn SnapTransport>,
+    /// The peer's measured rate over snap/1 answers: sizes each answer's byte budget.
+    rate: Mutex<PeerRate>,
+    /// The root the peer said it has no state for.
+    no_state: Mutex<Option<B256>>,
+    /// The last pivot the syncer asked for (for `request` without one).
+    pivot: Mutex<Option<ChainHead>>,
+    /// Accounts estimated by [`SnapPeer::probe_accounts`] (0: not probed).
+    estimate: AtomicU64,
+}
+
+impl Inner {
+    /// Byte budget of the next answer: what the peer delivers in [`BUDGET_ROUND_TRIP`].
+    fn budget(&self) -> u64 {
+        let rate = self.rate.lock().unwrap_or_else(PoisonError::into_inner).bytes_per_sec;
+        let bytes = rate * BUDGET_ROUND_TRIP.as_secs_f64();
+        (bytes as u64).clamp(MIN_RESPONSE_BYTES, SOFT_RESPONSE_LIMIT)
+    }
+
+    /// One snap/1 round trip, measured.
+    async fn ask(&self, request: SnapMessage) -> Result<SnapMessage, Fault> {
+        let started = Instant::now();
+        let answer = self.transport.request(request).await?;
+        let size = snap_len(&answer);
+        self.rate.lock().unwrap_or_else(PoisonError::into_inner).update(size, started.elapsed());
+        Ok(answer)
+    }
+}
+
+/// Encoded size of a snap/1 message's body.
+fn snap_len(message: &SnapMessage) -> u64 {
+    use alloy_rlp::Encodable;
+    (match message {
+        SnapMessage::GetAccountRange(m) => m.length(),
+        SnapMessage::AccountRange(m) => m.length(),
+        SnapMessage::GetStorageRanges(m) => m.length(),
+        SnapMessage::StorageRanges(m) => m.length(),
+        SnapMessage::GetByteCodes(m) => m.length(),
+        SnapMessage::ByteCodes(m) => m.length(),
+        SnapMessage::GetTrieNodes(m) => m.length(),
+        SnapMessage::TrieNodes(m) => m.length(),
+    }) as u64
+}
+
+/// A snap/1 peer as a [`SyncPeer`]; see the module docs.
+#[derive(Clone)]
+pub struct SnapPeer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SnapPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapPeer").field("id", &self.inner.transport.id()).finish()
+    }
+}
+
+impl SnapPeer {
+    /// Wraps a snap/1 connection.
+    pub fn new(transport: Arc<dyn SnapTransport>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                transport,
+                rate: Mutex::new(PeerRate::default()),
+                no_state: Mutex::new(None),
+                pivot: Mutex::new(None),
+                estimate: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The byte budget the next answer is asked for (follows the measured rate).
+    pub fn budget(&self) -> u64 {
+        self.inner.budget()
+    }
+
+    /// Estimates the accounts of the state `root` from one range at its start (hashed keys are
+    /// uniform: `n` accounts up to the key `last` make about `n × 2²⁵⁶ / last`), and reports it
+    /// as this peer's [`SyncPeer::account_estimate`] from then on. snap/1 announces no
+    /// estimate, and the syncer sizes its chunk depth by the peers' median at the start: call
+    /// this before handing the peer to a sync (the peer's own head root is the one it has).
+    /// `None` (estimate unchanged) when the peer has no state for `root` or the answer is
+    /// unusable.
+    pub async fn probe_accounts(&self, root: B256) -> Option<u64> {
+        let request = GetAccountRange {
+            request_id: 0,
+            root,
+            origin: B256::ZERO,
+            limit: B256::repeat_byte(0xff),
+            bytes: PROBE_BYTES,
+        };
+        let asked = self.inner.ask(SnapMessage::GetAccountRange(request));
+        let answer = match tokio::time::timeout(PROBE_TIMEOUT, asked).await.ok()?.ok()? {
+            SnapMessage::AccountRange(answer) => answer,
+            _ => return None,
+        };
+        let estimate = density_estimate(answer.accounts.len() as u64, answer.accounts.last()?.hash);
+        self.inner.estimate.store(estimate, Ordering::Relaxed);
+        Some(estimate)
+    }
+}
+
+impl SyncPeer for SnapPeer {
+    fn id(&self) -> PeerId {
+        self.inner.transport.id()
+    }
+
+    fn head(&self) -> ChainHead {
+        self.inner.transport.head()
+    }
+
+    fn account_estimate(&self) -> u64 {
+        match self.inner.estimate.load(Ordering::Relaxed) {
+            0 => self.inner.transport.account_estimate(),
+            probed => probed,
+        }
+    }
+
+    /// Without a pivot: the last one asked for, else the peer's own head.
+    fn request(&self, req: LeafRequest) -> PeerFuture {
+        let pivot = *self.inner.pivot.lock().unwrap_or_else(PoisonError::into_inner);
+        let pivot = pivot.unwrap_or_else(|| self.head());
+        self.request_at(&pivot, req)
+    }
+
+    fn request_at(&self, pivot: &ChainHead, req: LeafRequest) -> PeerFuture {
+        *self.inner.pivot.lock().unwrap_or_else(PoisonError::into_inner) = Some(*pivot);
+        let (inner, pivot) = (Arc::clone(&self.inner), *pivot);
+        Box::pin(async move {
+            let empty = req.empty_response();
+            let result = match req {
+                LeafRequest::GetChunk(r) => ranges::account_chunk(&inner, &pivot, r).await,
+                LeafRequest::GetStorageChunk(r) => ranges::storage_chunk(&inner, &pivot, r).await,
+                LeafRequest::GetNodes(r) => items::nodes(&inner, pivot.state_root, r).await,
+                LeafRequest::GetCodes(r) => items::codes(&inner, r).await,
+            };
+            answer(&inner, pivot.state_root, empty, result)
+        })
+    }
+
+    fn lacks_state(&self, root: &B256) -> bool {
+        *self.inner.no_state.lock().unwrap_or_else(PoisonError::into_inner) == Some(*root)
+    }
+
+    fn penalise(&self, class: PenaltyClass) {
+        self.inner.transport.penalise(class)
+    }
+}
+
+/// The `leaf/1` answer the syncer gets for a translated request's `result`.
+fn answer(
+    inner: &Inner,
+    root: B256,
+    empty: LeafResponse,
+    result: Result<LeafResponse, Fault>,
+) -> Result<LeafResponse, RequestError> {
+    match result {
+        Ok(answer) => Ok(answer),
+        Err(Fault::NoState) => {
+            debug!(peer = %inner.transport.id(), %root, "snap/1 peer has no state for the root");
+            *inner.no_state.lock().unwrap_or_else(PoisonError::into_inner) = Some(root);
+            Ok(empty)
+        }
+        Err(Fault::Malformed(why)) => {
+            debug!(peer = %inner.transport.id(), why, "malformed snap/1 answer");
+            Err(RequestError::InvalidResponse(ResponseViolation::WrongType))
+        }
+        Err(Fault::Request(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests;

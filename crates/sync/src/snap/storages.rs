@@ -1,0 +1,102 @@
+//! Small storages inline: after an account chunk's accounts came, their storages are asked
+//! several accounts per `GetStorageRanges` (go-ethereum's batching), and every storage that
+//! came whole is put inline in the chunk, as a `leaf/1` server inlines small storages (within
+//! the chunk's `max_bytes` and `MAX_INLINE_STORAGE_SLOTS`). The
+//! syncer checks each against its account's storage root once the chunk's hash verified it
+//! (a mismatch is junk, and that storage is fetched again as a unit). A storage cut by the byte
+//! budget, and those not reached within [`STORAGE_ROUNDS`] requests, keep the "large storage"
+//! mark and become storage units (continued ranges of their own).
+
+use alloy_primitives::{B256, Bytes, U256};
+use alloy_rlp::Decodable;
+use leafsync_p2p::{
+    leaf::{AccountLeaf, AccountStorage, StorageSlot, protocol::MAX_INLINE_STORAGE_SLOTS},
+    snap::{GetStorageRanges, SnapMessage, StorageData},
+};
+
+use super::{Fault, Inner};
+
+/// Accounts asked per `GetStorageRanges` (128): with geth's budget of 2 MiB a batch of small
+/// storages fits; a quarter of geth's own batch (512), since a chunk holds few of them.
+pub const STORAGE_BATCH: usize = 128;
+
+/// Storage requests one account chunk may add (4): every answer covers at least one account,
+/// and what is left after them is fetched as storage units, so a peer answering one account at
+/// a time costs a few round trips, not one per account.
+pub const STORAGE_ROUNDS: usize = 4;
+
+/// Slots of a storage answer, checked: strictly increasing hashed slots, each value the RLP of
+/// a non-zero integer.
+pub(crate) fn slots(list: Vec<StorageData>) -> Result<Vec<StorageSlot>, Fault> {
+    let mut out: Vec<StorageSlot> = Vec::with_capacity(list.len());
+    for item in list {
+        if out.last().is_some_and(|last| last.hashed_slot >= item.hash) {
+            return Err(Fault::Malformed("slots out of order"));
+        }
+        out.push(StorageSlot { hashed_slot: item.hash, value: slot_value(&item.body)? });
+    }
+    Ok(out)
+}
+
+/// A slot value from its trie encoding: the RLP of a non-zero integer, nothing after it.
+pub(crate) fn slot_value(body: &Bytes) -> Result<U256, Fault> {
+    let mut rest = body.as_ref();
+    U256::decode(&mut rest)
+        .ok()
+        .filter(|v| rest.is_empty() && !v.is_zero())
+        .ok_or(Fault::Malformed("slot value not the RLP of a non-zero integer"))
+}
+
+/// Fills in the storage of `leaves` marked "large" where it comes whole and fits in `room`
+/// bytes (what the chunk's `max_bytes` leaves after its accounts, so that a chunk stays within
+/// it as a `leaf/1` chunk does) and in [`MAX_INLINE_STORAGE_SLOTS`] (see the module docs).
+pub(crate) async fn inline_storages(
+    inner: &Inner,
+    root: B256,
+    leaves: &mut [AccountLeaf],
+    room: u64,
+) -> Result<(), Fault> {
+    let mut room = room;
+    let pending: Vec<usize> = (0..leaves.len())
+        .filter(|i| matches!(leaves[*i].storage, AccountStorage::Large { .. }))
+        .collect();
+    let mut next = 0;
+    for _ in 0..STORAGE_ROUNDS {
+        let batch: Vec<usize> = pending.iter().skip(next).take(STORAGE_BATCH).copied().collect();
+        if batch.is_empty() || room == 0 {
+            break;
+        }
+        let request = GetStorageRanges {
+            request_id: 0,
+            root,
+            accounts: batch.iter().map(|i| leaves[*i].hashed_address).collect(),
+            origin: Bytes::new(),
+            limit: Bytes::new(),
+            bytes: inner.budget().min(room),
+        };
+        let answer = match inner.ask(SnapMessage::GetStorageRanges(request)).await? {
+            SnapMessage::StorageRanges(answer) => answer,
+            _ => return Err(Fault::Malformed("answer of another kind to GetStorageRanges")),
+        };
+        if answer.slots.len() > batch.len() {
+            return Err(Fault::Malformed("storage lists for accounts not asked for"));
+        }
+        if answer.slots.is_empty() {
+            // Every account asked has storage: nothing at all is "no state"; lists missing
+            // with a proof leave the storages to their units.
+            return if answer.proof.is_empty() { Err(Fault::NoState) } else { Ok(()) };
+        }
+        // A proof means the last list was cut: that storage stays a unit.
+        let whole = answer.slots.len() - usize::from(!answer.proof.is_empty());
+        next += answer.slots.len();
+        for (list, index) in answer.slots.into_iter().zip(&batch).take(whole) {
+            let size: u64 = list.iter().map(|s| (32 + s.body.len()) as u64).sum();
+            let slots = slots(list)?;
+            if slots.len() <= MAX_INLINE_STORAGE_SLOTS && size <= room {
+                room -= size;
+                leaves[*index].storage = AccountStorage::Inline(slots);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+use alloy_primitives::{B256, Bytes, keccak256};
+use leafsync_p2p::leaf::Nibbles;
+
+use super::{
+    Fault, MAX_ROUNDS_CAP, density_estimate, items::match_by_hash, max_rounds,
+    ranges::prefix_bounds,
+};
+
+#[test]
+fn prefix_bounds_pad_with_zero_and_f_nibbles() {
+    let (low, high) = prefix_bounds(&Nibbles::from_nibbles(&[0xa, 0xb, 0xc]).unwrap());
+    assert_eq!(&low.0[..2], &[0xab, 0xc0]);
+    assert!(low.0[2..].iter().all(|b| *b == 0));
+    assert_eq!(&high.0[..2], &[0xab, 0xcf]);
+    assert!(high.0[2..].iter().all(|b| *b == 0xff));
+    assert_eq!(prefix_bounds(&Nibbles::root()), (B256::ZERO, B256::repeat_byte(0xff)));
+}
+
+#[test]
+fn rounds_are_bounded_by_the_smallest_budget() {
+    assert_eq!(max_rounds(2 * 1024 * 1024), 32 + 3);
+    assert_eq!(max_rounds(1), 4);
+    assert_eq!(max_rounds(u64::MAX), MAX_ROUNDS_CAP);
+}
+
+#[test]
+fn answers_are_matched_to_requests_by_hash() {
+    let items: Vec<Bytes> = (0u8..4).map(|i| Bytes::from(vec![0xc1, i])).collect();
+    let hashes: Vec<B256> = items.iter().map(keccak256).collect();
+    // The second left out, an empty entry before the fourth.
+    let answer = vec![items[0].clone(), items[2].clone(), Bytes::new(), items[3].clone()];
+    let got = match_by_hash(&hashes, answer).unwrap();
+    assert_eq!(got, vec![items[0].clone(), Bytes::new(), items[2].clone(), items[3].clone()]);
+    // Out of request order, unrequested, or too many: refused.
+    let swapped = vec![items[1].clone(), items[0].clone()];
+    assert!(matches!(match_by_hash(&hashes, swapped), Err(Fault::Malformed(_))));
+    let stranger = vec![Bytes::from(vec![0xc0])];
+    assert!(matches!(match_by_hash(&hashes, stranger), Err(Fault::Malformed(_))));
+    assert!(matches!(match_by_hash(&hashes[..1], items), Err(Fault::Malformed(_))));
+}
+
+#[test]
+fn density_estimate_scales_by_the_key_span() {
+    let mut quarter = [0u8; 32];
+    quarter[0] = 0x40;
+    assert_eq!(density_estimate(1000, B256::from(quarter)), 4000);
+    assert_eq!(density_estimate(10, B256::repeat_byte(0xff)), 10);
+}

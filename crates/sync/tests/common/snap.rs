@@ -1,0 +1,192 @@
+//! Simulated snap/1 peers: a [`SnapTransport`] over serve's snap/1 server (`serve_message` on a
+//! source leafdb), honest or with one kind of misbehaviour. Requests and answers go through
+//! their wire encoding and `SnapMessage::decode` (snap/1's limits), as over RLPx.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use alloy_primitives::{B512, Bytes, U256};
+use alloy_rlp::{Decodable, Encodable};
+use leafsync_leafdb::{LeafDb, MemStore};
+use leafsync_p2p::{
+    PeerId,
+    leaf::{ChainHead, PenaltyClass},
+    requests::RequestError,
+    snap::{SlimAccount, SnapMessage},
+};
+use leafsync_serve::snap::serve_message;
+use leafsync_sync::{PeerFuture, SnapPeer, SnapTransport, SyncPeer};
+
+/// How a simulated snap/1 server behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapBehaviour {
+    /// Serves its leafdb (ranges at its head root only, as serve's server does).
+    Honest,
+    /// Answers every range empty with an empty proof (Besu's default, a geth still generating
+    /// its snapshot); trie nodes and codes honest.
+    EmptyRanges,
+    /// Every account balance and slot value in ranges off by one; nodes and codes honest.
+    Junk,
+    /// Ranges cut to their first item (proof kept): a peer starving the sync.
+    OneAtATime,
+    /// Trie nodes answered with bytes no request asked for.
+    WrongNodes,
+    /// Never answers.
+    Silent,
+    /// Answers its first `n` requests, then every request fails as a disconnect.
+    Limited(u64),
+}
+
+/// Runs before each request with the server's leafdb (to move its head mid-sync).
+pub type BeforeHook = Box<dyn Fn(&LeafDb<MemStore>) + Send + Sync>;
+
+/// A snap/1 server over `db`.
+pub struct SimSnap {
+    pub id: PeerId,
+    pub db: Arc<LeafDb<MemStore>>,
+    pub behaviour: SnapBehaviour,
+    pub requests: AtomicU64,
+    pub penalties: Mutex<Vec<PenaltyClass>>,
+    /// Time each answer takes (virtual under paused time).
+    pub delay: Duration,
+    pub before: Option<BeforeHook>,
+}
+
+impl SimSnap {
+    pub fn new(n: u8, db: Arc<LeafDb<MemStore>>, behaviour: SnapBehaviour) -> Arc<Self> {
+        Self::with(n, db, behaviour, Duration::ZERO, None)
+    }
+
+    pub fn with(
+        n: u8,
+        db: Arc<LeafDb<MemStore>>,
+        behaviour: SnapBehaviour,
+        delay: Duration,
+        before: Option<BeforeHook>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            id: B512::repeat_byte(n),
+            db,
+            behaviour,
+            requests: AtomicU64::new(0),
+            penalties: Mutex::new(Vec::new()),
+            delay,
+            before,
+        })
+    }
+
+    /// The honest answer, through the wire encoding and the decoder's limits.
+    fn serve(&self, request: &SnapMessage) -> SnapMessage {
+        let answer = serve_message(&self.db, request.id(), &request.encoded()).unwrap().unwrap();
+        SnapMessage::decode(answer.id(), &answer.encoded()).unwrap()
+    }
+
+    fn tamper(&self, answer: &mut SnapMessage) {
+        let bump = |body: &Bytes| {
+            let value = U256::decode(&mut body.as_ref()).unwrap() + U256::from(1u8);
+            let mut out = Vec::new();
+            value.encode(&mut out);
+            Bytes::from(out)
+        };
+        match (self.behaviour, answer) {
+            (SnapBehaviour::EmptyRanges, SnapMessage::AccountRange(a)) => {
+                a.accounts.clear();
+                a.proof.clear();
+            }
+            (SnapBehaviour::EmptyRanges, SnapMessage::StorageRanges(s)) => {
+                s.slots.clear();
+                s.proof.clear();
+            }
+            (SnapBehaviour::Junk, SnapMessage::AccountRange(a)) => {
+                for item in &mut a.accounts {
+                    let acc = &item.account;
+                    item.account =
+                        SlimAccount { balance: acc.balance + U256::from(1u8), ..acc.clone() };
+                }
+            }
+            (SnapBehaviour::Junk, SnapMessage::StorageRanges(s)) => {
+                for slot in s.slots.iter_mut().flatten() {
+                    slot.body = bump(&slot.body);
+                }
+            }
+            (SnapBehaviour::OneAtATime, SnapMessage::AccountRange(a)) => a.accounts.truncate(1),
+            (SnapBehaviour::OneAtATime, SnapMessage::StorageRanges(s)) => {
+                s.slots.truncate(1);
+                if let Some(list) = s.slots.first_mut() {
+                    list.truncate(1);
+                }
+            }
+            (SnapBehaviour::WrongNodes, SnapMessage::TrieNodes(t)) => {
+                for node in &mut t.nodes {
+                    *node = Bytes::from(vec![0xc2, 0x80, 0x80]);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl SnapTransport for SimSnap {
+    fn id(&self) -> PeerId {
+        self.id
+    }
+
+    fn head(&self) -> ChainHead {
+        let h = self.db.head().unwrap().unwrap_or_default();
+        ChainHead { number: h.number, hash: h.hash, state_root: h.state_root }
+    }
+
+    fn request(&self, request: SnapMessage) -> PeerFuture<SnapMessage> {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        match self.behaviour {
+            SnapBehaviour::Silent => return Box::pin(futures::future::pending()),
+            SnapBehaviour::Limited(limit) if n >= limit => {
+                return Box::pin(async { Err(RequestError::Disconnected) });
+            }
+            _ => {}
+        }
+        if let Some(before) = &self.before {
+            before(&self.db);
+        }
+        let mut answer = self.serve(&request);
+        self.tamper(&mut answer);
+        let delay = self.delay;
+        Box::pin(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok(answer)
+        })
+    }
+
+    fn penalise(&self, class: PenaltyClass) {
+        self.penalties.lock().unwrap().push(class);
+    }
+}
+
+/// The sync peer of a simulated snap/1 server.
+pub fn snap_peer(server: &Arc<SimSnap>) -> Arc<dyn SyncPeer> {
+    Arc::new(SnapPeer::new(Arc::clone(server) as Arc<dyn SnapTransport>))
+}
+
+/// Sync peers of several simulated snap/1 servers.
+pub fn snap_peers(servers: &[Arc<SimSnap>]) -> Vec<Arc<dyn SyncPeer>> {
+    servers.iter().map(snap_peer).collect()
+}
+
+/// Sync peers of several simulated snap/1 servers, each probed for an account estimate at its
+/// head root first (as the network does before handing a snap/1 peer to a sync).
+pub async fn probed_snap_peers(servers: &[Arc<SimSnap>]) -> Vec<Arc<dyn SyncPeer>> {
+    let mut peers = Vec::new();
+    for server in servers {
+        let peer = SnapPeer::new(Arc::clone(server) as Arc<dyn SnapTransport>);
+        peer.probe_accounts(server.head().state_root).await;
+        peers.push(Arc::new(peer) as Arc<dyn SyncPeer>);
+    }
+    peers
+}
