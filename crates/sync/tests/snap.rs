@@ -19,7 +19,7 @@ use common::{
     source,
 };
 use leafsync_leafdb::{LeafDb, MemStore};
-use leafsync_p2p::leaf::PenaltyClass;
+use leafsync_p2p::PenaltyClass;
 use leafsync_sync::{SyncConfig, SyncOutcome, SyncPeer, Syncer};
 
 /// Accounts of the generated state: ~300 contracts, a few with large storage.

@@ -50,7 +50,7 @@ pub(crate) async fn nodes(inner: &Inner, root: B256, req: GetNodes) -> Result<Le
     };
     let hashes: Vec<B256> = req.nodes.iter().map(|n| n.hash).collect();
     let nodes = match_by_hash(&hashes, answer.nodes)?;
-    Ok(LeafResponse::Nodes(Nodes { request_id: req.request_id, nodes }))
+    Ok(LeafResponse::Nodes(Nodes { nodes }))
 }
 
 /// Codes by hash (no state root involved).
@@ -65,5 +65,5 @@ pub(crate) async fn codes(inner: &Inner, req: GetCodes) -> Result<LeafResponse, 
         _ => return Err(Fault::Malformed("answer of another kind to GetByteCodes")),
     };
     let codes = match_by_hash(&req.hashes, answer.codes)?;
-    Ok(LeafResponse::Codes(Codes { request_id: req.request_id, codes }))
+    Ok(LeafResponse::Codes(Codes { codes }))
 }

@@ -35,8 +35,8 @@ use std::{
 
 use alloy_primitives::B256;
 use leafsync_p2p::{
-    PeerId,
-    leaf::{ChainHead, PenaltyClass},
+    PeerId, PenaltyClass,
+    leaf::ChainHead,
     requests::{LeafRequest, LeafResponse, RequestError, ResponseViolation},
     snap::{GetAccountRange, SnapMessage, protocol::SOFT_RESPONSE_LIMIT},
 };

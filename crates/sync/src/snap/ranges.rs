@@ -14,7 +14,7 @@ use alloy_rlp::Encodable;
 use leafsync_p2p::{
     leaf::{
         AccountLeaf, AccountStorage, ChainHead, Chunk, ChunkContent, GetChunk, GetStorageChunk,
-        Nibbles, StorageChunk, StorageSlot,
+        StorageChunk, StorageSlot, WirePath,
     },
     requests::LeafResponse,
     snap::{EMPTY_ROOT_HASH, GetAccountRange, GetStorageRanges, SnapMessage},
@@ -26,7 +26,7 @@ use super::{
 };
 
 /// The first and last 32-byte keys under `prefix`.
-pub(crate) fn prefix_bounds(prefix: &Nibbles) -> (B256, B256) {
+pub(crate) fn prefix_bounds(prefix: &WirePath) -> (B256, B256) {
     let (mut low, mut high) = ([0u8; 32], [0xffu8; 32]);
     for (i, nibble) in prefix.as_slice().iter().enumerate().take(64) {
         let shift = if i % 2 == 0 { 4 } else { 0 };
@@ -59,7 +59,6 @@ pub(crate) async fn account_chunk(
     let mut bytes = 0u64;
     let chunk = |leaves, content: Option<_>| {
         LeafResponse::Chunk(Chunk {
-            request_id: req.request_id,
             head_number: pivot.number,
             content: content.unwrap_or(ChunkContent::Items(leaves)),
         })
@@ -147,7 +146,6 @@ pub(crate) async fn storage_chunk(
     let mut bytes = 0u64;
     let chunk = |slots, content: Option<_>| {
         LeafResponse::StorageChunk(StorageChunk {
-            request_id: req.request_id,
             head_number: pivot.number,
             content: content.unwrap_or(ChunkContent::Items(slots)),
         })

@@ -1,5 +1,5 @@
 use alloy_primitives::{B256, Bytes, keccak256};
-use leafsync_p2p::leaf::Nibbles;
+use leafsync_p2p::leaf::WirePath;
 
 use super::{
     Fault, MAX_ROUNDS_CAP, density_estimate, items::match_by_hash, max_rounds,
@@ -8,12 +8,12 @@ use super::{
 
 #[test]
 fn prefix_bounds_pad_with_zero_and_f_nibbles() {
-    let (low, high) = prefix_bounds(&Nibbles::from_nibbles(&[0xa, 0xb, 0xc]).unwrap());
+    let (low, high) = prefix_bounds(&WirePath::from_nibbles(&[0xa, 0xb, 0xc]).unwrap());
     assert_eq!(&low.0[..2], &[0xab, 0xc0]);
     assert!(low.0[2..].iter().all(|b| *b == 0));
     assert_eq!(&high.0[..2], &[0xab, 0xcf]);
     assert!(high.0[2..].iter().all(|b| *b == 0xff));
-    assert_eq!(prefix_bounds(&Nibbles::root()), (B256::ZERO, B256::repeat_byte(0xff)));
+    assert_eq!(prefix_bounds(&WirePath::root()), (B256::ZERO, B256::repeat_byte(0xff)));
 }
 
 #[test]

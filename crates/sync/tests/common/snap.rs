@@ -14,8 +14,8 @@ use alloy_primitives::{B512, Bytes, U256};
 use alloy_rlp::{Decodable, Encodable};
 use leafsync_leafdb::{LeafDb, MemStore};
 use leafsync_p2p::{
-    PeerId,
-    leaf::{ChainHead, PenaltyClass},
+    PeerId, PenaltyClass,
+    leaf::ChainHead,
     requests::RequestError,
     snap::{SlimAccount, SnapMessage},
 };
