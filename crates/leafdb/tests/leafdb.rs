@@ -291,6 +291,40 @@ fn verify_detects_corrupted_and_stray_nodes() {
     assert!(!r.ok());
 }
 
+/// `verify` merges the node tables in order with the recomputed tries: a missing storage-trie
+/// node, a changed one in another trie and stray nodes around them are each found once.
+#[test]
+fn verify_finds_missing_and_changed_storage_nodes_by_merge() {
+    let db = LeafDb::in_memory();
+    run_blocks(&db, 9, 6, 40);
+    assert!(db.verify().unwrap().ok());
+    let nodes: Vec<_> =
+        db.store().iter_from(Table::StorageNodes, &[]).map(|r| r.unwrap()).collect();
+    // Two non-root nodes (key longer than the owner) of two different storage tries.
+    let deep: Vec<_> = nodes.iter().filter(|(k, _)| k.len() > 32).collect();
+    let first = deep[0];
+    let other = deep.iter().find(|(k, _)| k[..32] != first.0[..32]).unwrap();
+    let mut b = WriteBatch::default();
+    b.delete(Table::StorageNodes, first.0.to_vec());
+    let mut changed = other.1.to_vec();
+    let last = changed.len() - 1;
+    changed[last] ^= 0x01;
+    b.put(Table::StorageNodes, other.0.to_vec(), changed);
+    // Strays: before every owner, inside the changed trie (a path no node has), after all.
+    b.put(Table::StorageNodes, [0u8; 33].to_vec(), vec![0xc0]);
+    let mut inside = other.0[..32].to_vec();
+    inside.extend([15u8; 40]);
+    b.put(Table::StorageNodes, inside, vec![0xc0]);
+    b.put(Table::StorageNodes, [0xffu8; 40].to_vec(), vec![0xc0]);
+    db.store().write(b, Durability::Logged).unwrap();
+    let r = db.verify().unwrap();
+    assert_eq!(r.node_mismatches, 2, "{r:?}");
+    assert_eq!(r.extra_nodes, 2, "{r:?}");
+    assert_eq!(r.storage_root_mismatches, 0, "{r:?}");
+    assert!(r.problems.iter().any(|p| p.contains("is missing")), "{:?}", r.problems);
+    assert!(r.problems.iter().any(|p| p.contains("differs")), "{:?}", r.problems);
+}
+
 #[test]
 fn recent_node_cache_keeps_replaced_nodes_for_k_blocks() {
     let config = LeafDbConfig { recent_blocks: 4, ..LeafDbConfig::default() };
