@@ -2,12 +2,15 @@
 //! atomic write, in four steps:
 //!
 //! 1. **plan**: read the changed accounts' old records and list the storage tries to update;
-//! 2. **storage tries**, in parallel on [`MAX_TRIE_WORKERS`] threads, while this thread loads
-//!    the account trie's paths;
+//! 2. **storage tries**, in parallel on [`MAX_TRIE_WORKERS`] threads; a thread of its own loads
+//!    the account trie's paths beside steps 1 and 2;
 //! 3. **accounts**: stage flat accounts and storage, and update the account trie;
 //! 4. **write** the batch with the head, then feed the recent-node cache and head subscribers.
 
-use std::{collections::BTreeMap, time::Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use alloy_primitives::{B256, U256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
@@ -78,7 +81,9 @@ impl<S: KvStore> LeafDb<S> {
         for code in &diff.codes {
             batch.put(Table::Code, keccak256(code).as_slice(), code.to_vec());
         }
-        let plan = self.plan(diff)?;
+        let account_nodes = TrieNodes::account(self.store());
+        let (plan, account_trie, storage, reads_done) =
+            self.load_and_update_storage(diff, &account_nodes, started)?;
         let mut outcome = ApplyOutcome {
             root: B256::ZERO,
             root_matches: false,
@@ -87,10 +92,6 @@ impl<S: KvStore> LeafDb<S> {
             nodes_written: 0,
             nodes_deleted: 0,
         };
-        let reads_done = started.elapsed();
-
-        let account_nodes = TrieNodes::account(self.store());
-        let (account_trie, storage) = self.update_storage_tries(&plan, &account_nodes)?;
         let storage_done = started.elapsed();
 
         let (commit, replaced) =
@@ -149,11 +150,44 @@ impl<S: KvStore> LeafDb<S> {
         Ok(())
     }
 
-    /// Step 1: each changed account's old record (one batched read) and, for updates with
-    /// slots, a storage job.
-    fn plan<'d>(&self, diff: &'d BlockDiff) -> Result<BlockPlan<'d>> {
+    /// Steps 1 and 2: a thread loads the account trie's paths of every changed account (so
+    /// step 3 reads nothing) from the start, while this one plans (reads the old records) and
+    /// then updates the storage tries on worker threads. Returns the plan, the loaded account
+    /// trie, the storage commits and when the plan was done.
+    #[allow(clippy::type_complexity)]
+    fn load_and_update_storage<'d, 'n>(
+        &self,
+        diff: &'d BlockDiff,
+        account_nodes: &'n TrieNodes<'n, S>,
+        started: Instant,
+    ) -> Result<(BlockPlan<'d>, TrieUpdate<'n, TrieNodes<'n, S>>, StorageCommits, Duration)> {
         let hashed: BTreeMap<B256, &AccountChange> =
             diff.accounts.iter().map(|(a, c)| (keccak256(a), c)).collect();
+        let account_root = self.account_root()?;
+        std::thread::scope(|scope| {
+            let paths = scope.spawn(|| {
+                let mut up = TrieUpdate::new(account_nodes, account_root);
+                for haddr in hashed.keys() {
+                    up.touch(&Nibbles::unpack(haddr))?;
+                }
+                Ok::<_, LeafDbError>((up, started.elapsed()))
+            });
+            let plan = self.plan(&hashed)?;
+            let reads_done = started.elapsed();
+            let storage = self.update_storage_tries(&plan)?;
+            let (up, paths_loaded) = paths.join().map_err(|_| LeafDbError::WorkerPanicked)??;
+            debug!(
+                account_paths_ms = paths_loaded.as_secs_f64() * 1e3,
+                storage_tries_ms = (started.elapsed() - reads_done).as_secs_f64() * 1e3,
+                "account-trie paths loaded beside the plan and the storage tries"
+            );
+            Ok((plan, up, storage, reads_done))
+        })
+    }
+
+    /// Step 1: each changed account's old record (one batched read) and, for updates with
+    /// slots, a storage job.
+    fn plan<'d>(&self, hashed: &BTreeMap<B256, &'d AccountChange>) -> Result<BlockPlan<'d>> {
         let keys: Vec<&[u8]> = hashed.keys().map(|k| k.as_slice()).collect();
         let olds = self.store().multi_get(Table::Accounts, &keys)?;
         let mut plan = BlockPlan { accounts: Vec::with_capacity(hashed.len()), jobs: Vec::new() };
@@ -177,15 +211,8 @@ impl<S: KvStore> LeafDb<S> {
         Ok(plan)
     }
 
-    /// Step 2: the storage tries on worker threads while this thread loads the account trie's
-    /// paths of every changed account (so step 3 reads nothing).
-    fn update_storage_tries<'n>(
-        &self,
-        plan: &BlockPlan<'_>,
-        account_nodes: &'n TrieNodes<'n, S>,
-    ) -> Result<(TrieUpdate<'n, TrieNodes<'n, S>>, StorageCommits)> {
-        let account_root = self.account_root()?;
-        let started = Instant::now();
+    /// Step 2: the storage tries on worker threads.
+    fn update_storage_tries(&self, plan: &BlockPlan<'_>) -> Result<StorageCommits> {
         std::thread::scope(|scope| {
             let workers =
                 std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_TRIE_WORKERS);
@@ -195,22 +222,11 @@ impl<S: KvStore> LeafDb<S> {
                 .chunks(per_worker)
                 .map(|chunk| scope.spawn(move || commit_storage_jobs(self.store(), chunk)))
                 .collect();
-            let mut up = TrieUpdate::new(account_nodes, account_root);
-            let touched = plan
-                .accounts
-                .iter()
-                .try_for_each(|(haddr, _, _)| up.touch(&Nibbles::unpack(haddr)));
-            let paths_loaded = started.elapsed();
             let mut commits = BTreeMap::new();
             for h in handles {
                 commits.extend(h.join().map_err(|_| LeafDbError::WorkerPanicked)??);
             }
-            debug!(
-                account_paths_ms = paths_loaded.as_secs_f64() * 1e3,
-                storage_tries_ms = started.elapsed().as_secs_f64() * 1e3,
-                "account-trie paths loaded beside the storage tries"
-            );
-            touched.map(|()| (up, commits))
+            Ok(commits)
         })
     }
 
