@@ -514,3 +514,69 @@ fn snapshot_prefix_scans_partition_the_state_and_ignore_later_blocks() {
     assert_eq!(snap.accounts_with_prefix(&Nibbles::new()).count(), 3_000);
     assert_eq!(db.snapshot().unwrap().accounts_with_prefix(&Nibbles::new()).count(), 3_001);
 }
+
+/// The account trie is committed as the root's 16 subtries apart: a block that empties a
+/// subtrie, or leaves the root with one child, falls back to a whole-trie commit with the same
+/// root; stored nodes equal a fresh build throughout.
+#[test]
+fn account_subtries_emptied_and_root_collapse_keep_roots_exact() {
+    let db = LeafDb::in_memory();
+    // Two accounts under each first nibble of the hashed address.
+    let mut by_nibble: BTreeMap<u8, Vec<Address>> = BTreeMap::new();
+    for i in 0u64.. {
+        let addr = Address::left_padding_from(&i.to_be_bytes());
+        let list = by_nibble.entry(keccak256(addr)[0] >> 4).or_default();
+        if list.len() < 2 {
+            list.push(addr);
+        }
+        if by_nibble.len() == 16 && by_nibble.values().all(|l| l.len() == 2) {
+            break;
+        }
+    }
+    let mut model = Model::new();
+    let mut diff = BlockDiff::default();
+    for (n, addr) in by_nibble.values().flatten().enumerate() {
+        let update = AccountUpdate {
+            nonce: 1,
+            balance: U256::from(n + 1),
+            code_hash: EMPTY_CODE_HASH,
+            ..Default::default()
+        };
+        diff.accounts.insert(*addr, AccountChange::Updated(update));
+        model.insert(
+            *addr,
+            common::ModelAccount {
+                nonce: 1,
+                balance: U256::from(n + 1),
+                code_hash: EMPTY_CODE_HASH,
+                ..Default::default()
+            },
+        );
+    }
+    let mut number = 1;
+    let mut apply = |diff: &BlockDiff, model: &Model| {
+        let expected = reference_root(model);
+        let out = db.apply_block(&header(number, expected), diff).unwrap();
+        number += 1;
+        assert_eq!(out.root, expected, "block {}", number - 1);
+        assert!(db.verify().unwrap().ok());
+    };
+    apply(&diff, &model);
+    // Empty one subtrie, then one account of another (a subtrie of one leaf), then all but the
+    // subtrie of nibble f (the root collapses into it).
+    for nibbles in [vec![3u8], vec![], (0u8..15).collect()] {
+        let mut diff = BlockDiff::default();
+        for nib in &nibbles {
+            for addr in &by_nibble[nib] {
+                diff.accounts.insert(*addr, AccountChange::Deleted);
+                model.remove(addr);
+            }
+        }
+        if nibbles.is_empty() {
+            let addr = by_nibble[&5][0];
+            diff.accounts.insert(addr, AccountChange::Deleted);
+            model.remove(&addr);
+        }
+        apply(&diff, &model);
+    }
+}
