@@ -2,18 +2,23 @@
 //! atomic write, in four steps:
 //!
 //! 1. **plan**: read the changed accounts' old records and list the storage tries to update;
-//! 2. **storage tries**, in parallel on [`MAX_TRIE_WORKERS`] threads, while this thread loads
-//!    the account trie's paths;
-//! 3. **accounts**: stage flat accounts and storage, and update the account trie;
+//! 2. **storage tries**, in parallel on [`MAX_TRIE_WORKERS`] threads; a thread of its own loads
+//!    the account trie's paths beside steps 1 and 2;
+//! 3. **accounts**: stage flat accounts and storage, and update the account trie, its root's
+//!    subtries committed in parallel (`account_trie.rs`);
 //! 4. **write** the batch with the head, then feed the recent-node cache and head subscribers.
 
-use std::{collections::BTreeMap, time::Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use alloy_primitives::{B256, U256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 use tracing::{debug, warn};
 
 use crate::{
+    account_trie::{AccountTrie, LeafChange},
     db::{LeafDb, TrieNodes},
     diff::{AccountChange, BlockDiff},
     error::{LeafDbError, Result},
@@ -78,7 +83,12 @@ impl<S: KvStore> LeafDb<S> {
         for code in &diff.codes {
             batch.put(Table::Code, keccak256(code).as_slice(), code.to_vec());
         }
-        let plan = self.plan(diff)?;
+        let account_nodes = TrieNodes::account(self.store());
+        let subtrie_nodes: Vec<_> = (0u8..16)
+            .map(|i| TrieNodes::account(self.store()).below(Nibbles::from_nibbles([i])))
+            .collect();
+        let (plan, account_trie, storage, reads_done) =
+            self.load_and_update_storage(diff, (&account_nodes, &subtrie_nodes), started)?;
         let mut outcome = ApplyOutcome {
             root: B256::ZERO,
             root_matches: false,
@@ -87,14 +97,12 @@ impl<S: KvStore> LeafDb<S> {
             nodes_written: 0,
             nodes_deleted: 0,
         };
-        let reads_done = started.elapsed();
-
-        let account_nodes = TrieNodes::account(self.store());
-        let (account_trie, storage) = self.update_storage_tries(&plan, &account_nodes)?;
         let storage_done = started.elapsed();
 
-        let (commit, replaced) =
-            stage_accounts(plan, account_trie, storage, &mut batch, &mut outcome)?;
+        let (changes, mut replaced) = stage_accounts(plan, storage, &mut batch, &mut outcome)?;
+        let mut commit = account_trie.commit(&account_nodes, &changes, trie_workers())?;
+        stage_commit(&mut batch, None, &commit, &mut outcome);
+        replaced.append(&mut commit.replaced);
         let tries_done = started.elapsed();
 
         outcome.root = commit.root;
@@ -149,11 +157,44 @@ impl<S: KvStore> LeafDb<S> {
         Ok(())
     }
 
-    /// Step 1: each changed account's old record (one batched read) and, for updates with
-    /// slots, a storage job.
-    fn plan<'d>(&self, diff: &'d BlockDiff) -> Result<BlockPlan<'d>> {
+    /// Steps 1 and 2: a thread loads the account trie's paths of every changed account (so
+    /// step 3 reads nothing) from the start, while this one plans (reads the old records) and
+    /// then updates the storage tries on worker threads. Returns the plan, the loaded account
+    /// trie, the storage commits and when the plan was done.
+    #[allow(clippy::type_complexity)]
+    fn load_and_update_storage<'d, 'n>(
+        &self,
+        diff: &'d BlockDiff,
+        (account_nodes, subtrie_nodes): (&'n TrieNodes<'n, S>, &'n [TrieNodes<'n, S>]),
+        started: Instant,
+    ) -> Result<(BlockPlan<'d>, AccountTrie<'n, TrieNodes<'n, S>>, StorageCommits, Duration)> {
         let hashed: BTreeMap<B256, &AccountChange> =
             diff.accounts.iter().map(|(a, c)| (keccak256(a), c)).collect();
+        let account_root = self.account_root()?;
+        std::thread::scope(|scope| {
+            let paths = scope.spawn(|| {
+                let mut up = AccountTrie::open(account_nodes, subtrie_nodes, account_root)?;
+                for haddr in hashed.keys() {
+                    up.touch(&Nibbles::unpack(haddr))?;
+                }
+                Ok::<_, LeafDbError>((up, started.elapsed()))
+            });
+            let plan = self.plan(&hashed)?;
+            let reads_done = started.elapsed();
+            let storage = self.update_storage_tries(&plan)?;
+            let (up, paths_loaded) = paths.join().map_err(|_| LeafDbError::WorkerPanicked)??;
+            debug!(
+                account_paths_ms = paths_loaded.as_secs_f64() * 1e3,
+                storage_tries_ms = (started.elapsed() - reads_done).as_secs_f64() * 1e3,
+                "account-trie paths loaded beside the plan and the storage tries"
+            );
+            Ok((plan, up, storage, reads_done))
+        })
+    }
+
+    /// Step 1: each changed account's old record (one batched read) and, for updates with
+    /// slots, a storage job.
+    fn plan<'d>(&self, hashed: &BTreeMap<B256, &'d AccountChange>) -> Result<BlockPlan<'d>> {
         let keys: Vec<&[u8]> = hashed.keys().map(|k| k.as_slice()).collect();
         let olds = self.store().multi_get(Table::Accounts, &keys)?;
         let mut plan = BlockPlan { accounts: Vec::with_capacity(hashed.len()), jobs: Vec::new() };
@@ -177,33 +218,21 @@ impl<S: KvStore> LeafDb<S> {
         Ok(plan)
     }
 
-    /// Step 2: the storage tries on worker threads while this thread loads the account trie's
-    /// paths of every changed account (so step 3 reads nothing).
-    fn update_storage_tries<'n>(
-        &self,
-        plan: &BlockPlan<'_>,
-        account_nodes: &'n TrieNodes<'n, S>,
-    ) -> Result<(TrieUpdate<'n, TrieNodes<'n, S>>, StorageCommits)> {
-        let account_root = self.account_root()?;
+    /// Step 2: the storage tries on worker threads.
+    fn update_storage_tries(&self, plan: &BlockPlan<'_>) -> Result<StorageCommits> {
         std::thread::scope(|scope| {
-            let workers =
-                std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_TRIE_WORKERS);
+            let workers = trie_workers();
             let per_worker = plan.jobs.len().div_ceil(workers).max(1);
             let handles: Vec<_> = plan
                 .jobs
                 .chunks(per_worker)
                 .map(|chunk| scope.spawn(move || commit_storage_jobs(self.store(), chunk)))
                 .collect();
-            let mut up = TrieUpdate::new(account_nodes, account_root);
-            let touched = plan
-                .accounts
-                .iter()
-                .try_for_each(|(haddr, _, _)| up.touch(&Nibbles::unpack(haddr)));
             let mut commits = BTreeMap::new();
             for h in handles {
                 commits.extend(h.join().map_err(|_| LeafDbError::WorkerPanicked)??);
             }
-            touched.map(|()| (up, commits))
+            Ok(commits)
         })
     }
 
@@ -241,23 +270,23 @@ fn commit_storage_jobs<R: KvRead + Sync + ?Sized>(
 }
 
 /// Step 3: stages every account (deleted, or written with its new storage root) with its flat
-/// storage and storage-trie nodes, and commits the account trie. Returns the account trie's
-/// commit and every node encoding the block replaced.
-fn stage_accounts<N: crate::trie::NodeSource + ?Sized>(
+/// storage and storage-trie nodes. Returns the account trie's leaf changes in key order and the
+/// storage-trie node encodings the block replaced; the caller commits the account trie.
+fn stage_accounts(
     plan: BlockPlan<'_>,
-    mut up: TrieUpdate<'_, N>,
     mut storage: StorageCommits,
     batch: &mut WriteBatch,
     outcome: &mut ApplyOutcome,
-) -> Result<(TrieCommit, Replaced)> {
+) -> Result<(Vec<LeafChange>, Replaced)> {
     let mut replaced = Vec::new();
+    let mut changes = Vec::with_capacity(plan.accounts.len());
     for (haddr, change, old) in plan.accounts {
         let AccountChange::Updated(u) = change else {
             if old.is_some() {
                 wipe_storage(batch, &haddr);
                 batch.delete(Table::Accounts, haddr.as_slice());
             }
-            up.delete(&Nibbles::unpack(haddr))?;
+            changes.push((Nibbles::unpack(haddr), None));
             continue;
         };
         let old_root = old.map_or(EMPTY_ROOT_HASH, |a| a.storage_root);
@@ -287,12 +316,14 @@ fn stage_accounts<N: crate::trie::NodeSource + ?Sized>(
         };
         let value = encode_account(&account);
         batch.put(Table::Accounts, haddr.as_slice(), value.clone());
-        up.insert(&Nibbles::unpack(haddr), value)?;
+        changes.push((Nibbles::unpack(haddr), Some(value)));
     }
-    let mut commit = up.commit()?;
-    stage_commit(batch, None, &commit, outcome);
-    replaced.append(&mut commit.replaced);
-    Ok((commit, replaced))
+    Ok((changes, replaced))
+}
+
+/// Threads for the tries of a block: the cores, at most [`MAX_TRIE_WORKERS`].
+fn trie_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_TRIE_WORKERS)
 }
 
 /// Deletes an account's storage slots and storage trie.
@@ -309,10 +340,16 @@ fn stage_commit(
     outcome: &mut ApplyOutcome,
 ) {
     let table = node_table(owner);
-    for path in &commit.deletes {
+    // In key order: RocksDB inserts a run of increasing keys into its memtable skiplist from
+    // the previous insert's position instead of searching from the top.
+    let mut deletes: Vec<&Nibbles> = commit.deletes.iter().collect();
+    deletes.sort_unstable();
+    for path in deletes {
         batch.delete(table, node_key(owner, path));
     }
-    for (path, rlp) in &commit.writes {
+    let mut writes: Vec<&(Nibbles, Vec<u8>)> = commit.writes.iter().collect();
+    writes.sort_unstable_by_key(|(path, _)| *path);
+    for (path, rlp) in writes {
         batch.put(table, node_key(owner, path), rlp.clone());
     }
     outcome.nodes_written += commit.writes.len();

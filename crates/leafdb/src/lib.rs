@@ -29,6 +29,7 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod account_trie;
 pub mod apply;
 pub mod bulk;
 pub mod db;

@@ -7,8 +7,8 @@ use alloy_trie::{EMPTY_ROOT_HASH, Nibbles};
 use crate::{
     db::{LeafDb, read_account_root},
     error::{LeafDbError, Result},
-    keys::{node_key, node_table, prefix_end},
-    kv::{KvRead, KvStore, Table},
+    keys::prefix_end,
+    kv::{KvPair, KvRead, KvStore, Table},
     schema::{BlockHeader, decode_account_row, decode_slot_value, slot_leaf_value},
     trie::{NodeSink, StackBuilder},
 };
@@ -59,24 +59,171 @@ impl VerifyReport {
     }
 }
 
-/// Compares each emitted node with the stored one.
-struct CompareSink<'a, R: ?Sized> {
-    kv: &'a R,
+/// The stored nodes of one node table in the order a [`StackBuilder`] emits them: post-order
+/// (every node after its descendants, siblings in key order), made from the table's key order
+/// (every node before its descendants) with a stack of at most one node per path length. Reads
+/// the table once, in order, trie by trie: storage tries by owner as the accounts come.
+struct StoredNodes<'a> {
+    rows: std::iter::Fuse<Box<dyn Iterator<Item = Result<KvPair>> + 'a>>,
+    /// The next row in key order, not yet on the stack.
+    peeked: Option<KvPair>,
+    /// Stored ancestors (in key order) of `peeked`, deepest last.
+    stack: Vec<KvPair>,
+    /// The next node in post-order, read but not yet matched.
+    held: Option<KvPair>,
+    /// Length of the owner prefix of every key (0 for the account trie, 32 for storage tries).
+    owner_len: usize,
+}
+
+/// Order of two node paths (one byte per nibble) in a builder's output: a descendant before its
+/// ancestor, otherwise key order.
+fn post_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    if a.len() > b.len() && a.starts_with(b) {
+        Ordering::Less
+    } else if b.len() > a.len() && b.starts_with(a) {
+        Ordering::Greater
+    } else {
+        a.cmp(b)
+    }
+}
+
+impl<'a> StoredNodes<'a> {
+    fn new<R: KvRead + ?Sized>(kv: &'a R, table: Table, owner_len: usize) -> Self {
+        Self {
+            rows: kv.iter_from(table, &[]).fuse(),
+            peeked: None,
+            stack: Vec::new(),
+            held: None,
+            owner_len,
+        }
+    }
+
+    /// The next row in key order that belongs to `owner`, skipping rows of owners before it
+    /// (nodes of no account: `verify` counts them as extra).
+    fn peek_row(&mut self, owner: &[u8]) -> Result<bool> {
+        loop {
+            if self.peeked.is_none() {
+                self.peeked = self.rows.next().transpose()?;
+            }
+            let Some((k, _)) = &self.peeked else { return Ok(false) };
+            if k.starts_with(owner) {
+                return Ok(true);
+            }
+            if k.as_ref() > owner {
+                return Ok(false);
+            }
+            self.peeked = None;
+        }
+    }
+
+    /// The next stored node of `owner`'s trie in post-order, kept until [`Self::take`].
+    fn peek(&mut self, owner: &[u8]) -> Result<Option<&KvPair>> {
+        if self.held.as_ref().is_some_and(|(k, _)| !k.starts_with(owner)) {
+            self.held = None;
+        }
+        while self.held.is_none() {
+            let next = if self.peek_row(owner)? { self.peeked.as_ref() } else { None };
+            let next_is_below_top = match (next, self.stack.last()) {
+                (None, None) => return Ok(None),
+                (None, Some(_)) => false,
+                (Some(_), None) => true,
+                (Some((next, _)), Some((top, _))) => next.starts_with(top),
+            };
+            if next_is_below_top {
+                self.stack.extend(self.peeked.take());
+            } else {
+                self.held = self.stack.pop();
+            }
+        }
+        Ok(self.held.as_ref())
+    }
+
+    fn take(&mut self) {
+        self.held = None;
+    }
+
+    /// Drops what is left of the trie being read (extra nodes, counted apart).
+    fn end_trie(&mut self) {
+        self.stack.clear();
+        self.held = None;
+    }
+}
+
+/// Compares each emitted node with the stored one, merging with the node table read in order.
+struct CompareSink<'s, 'a> {
+    stored: &'s mut StoredNodes<'a>,
     owner: Option<B256>,
     mismatches: Vec<String>,
 }
 
-impl<R: KvRead + ?Sized> NodeSink for CompareSink<'_, R> {
+impl NodeSink for CompareSink<'_, '_> {
     fn node(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()> {
-        let key = node_key(self.owner.as_ref(), path);
-        let stored = self.kv.get(node_table(self.owner.as_ref()), &key)?;
-        if stored.as_deref() != Some(rlp) {
-            let what = if stored.is_some() { "differs" } else { "is missing" };
+        let owner: &[u8] = self.owner.as_ref().map_or(&[], |o| o.as_slice());
+        let owner_len = self.stored.owner_len;
+        let want = path.to_vec();
+        let mut found = None;
+        loop {
+            let Some((k, v)) = self.stored.peek(owner)? else { break };
+            let order = post_order(k.get(owner_len..).unwrap_or_default(), &want);
+            let same = v.as_ref() == rlp;
+            match order {
+                std::cmp::Ordering::Less => self.stored.take(),
+                std::cmp::Ordering::Equal => {
+                    found = Some(same);
+                    self.stored.take();
+                    break;
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        if found != Some(true) {
+            let what = if found.is_some() { "differs" } else { "is missing" };
             let owner = self
                 .owner
                 .map_or_else(|| "account trie".to_string(), |o| format!("storage of {o}"));
             self.mismatches
                 .push(format!("{owner}: node at path {} {what}", crate::trie::nibbles_hex(path)));
+        }
+        Ok(())
+    }
+}
+
+/// The flat storage table read once in order, account by account.
+struct StorageRows<'a> {
+    rows: std::iter::Fuse<Box<dyn Iterator<Item = Result<KvPair>> + 'a>>,
+    peeked: Option<KvPair>,
+}
+
+impl StorageRows<'_> {
+    /// The next slot of `owner` (slots of owners before it, which no account has, are skipped).
+    /// A malformed key (not 64 bytes) ends the owner's slots, as a range scan that stops there.
+    fn next_slot(&mut self, owner: &B256) -> Result<Option<KvPair>> {
+        loop {
+            if self.peeked.is_none() {
+                self.peeked = self.rows.next().transpose()?;
+            }
+            let Some((k, _)) = &self.peeked else { return Ok(None) };
+            if k.starts_with(owner.as_slice()) {
+                if k.len() != 64 {
+                    self.skip_owner(owner)?;
+                    return Ok(None);
+                }
+                return Ok(self.peeked.take());
+            }
+            if k.as_ref() > owner.as_slice() {
+                return Ok(None);
+            }
+            self.peeked = None;
+        }
+    }
+
+    fn skip_owner(&mut self, owner: &B256) -> Result<()> {
+        while let Some((k, _)) = &self.peeked {
+            if !k.starts_with(owner.as_slice()) {
+                break;
+            }
+            self.peeked = self.rows.next().transpose()?;
         }
         Ok(())
     }
@@ -97,7 +244,9 @@ fn count_keys<R: KvRead + ?Sized>(kv: &R, table: Table, prefix: &[u8]) -> Result
 
 impl<S: KvStore> LeafDb<S> {
     /// Recomputes every root from the flat tables on a snapshot and compares; see
-    /// [`VerifyReport`].
+    /// [`VerifyReport`]. Reads by merge-scan: the accounts, the storage and both node tables
+    /// each once in key order beside the builders (the node tables turned into the builders'
+    /// children-first order by [`StoredNodes`]); only code is read by point.
     pub fn verify(&self) -> Result<VerifyReport> {
         let snap = self.store().snapshot();
         let mut report = VerifyReport {
@@ -105,29 +254,32 @@ impl<S: KvStore> LeafDb<S> {
             head: self.head()?,
             ..Default::default()
         };
-        let mut accounts =
-            StackBuilder::new(CompareSink { kv: &snap, owner: None, mismatches: Vec::new() });
+        let mut account_nodes = StoredNodes::new(&snap, Table::AccountNodes, 0);
+        let mut storage_nodes = StoredNodes::new(&snap, Table::StorageNodes, 32);
+        let mut storage_rows =
+            StorageRows { rows: snap.iter_from(Table::Storage, &[]).fuse(), peeked: None };
+        let mut accounts = StackBuilder::new(CompareSink {
+            stored: &mut account_nodes,
+            owner: None,
+            mismatches: Vec::new(),
+        });
         let mut storage_nodes_expected = 0u64;
         for item in snap.iter_from(Table::Accounts, &[]) {
             let (key, value) = item?;
             let (owner, account) = decode_account_row(&key, &value)?;
             report.accounts += 1;
             let mut storage = StackBuilder::new(CompareSink {
-                kv: &snap,
+                stored: &mut storage_nodes,
                 owner: Some(owner),
                 mismatches: Vec::new(),
             });
-            let end = prefix_end(owner.as_slice());
-            for slot in snap.iter_from(Table::Storage, owner.as_slice()) {
-                let (k, v) = slot?;
-                if k.as_ref() >= end.as_slice() || k.len() != 64 {
-                    break;
-                }
+            while let Some((k, v)) = storage_rows.next_slot(&owner)? {
                 report.slots += 1;
                 let value = decode_slot_value(&v)?;
                 storage.add_leaf(Nibbles::unpack(&k[32..]), slot_leaf_value(&value))?;
             }
             let (built, sink) = storage.finish_into()?;
+            sink.stored.end_trie();
             storage_nodes_expected += built.stored_nodes;
             for m in sink.mismatches {
                 report.node_mismatches += 1;

@@ -291,6 +291,40 @@ fn verify_detects_corrupted_and_stray_nodes() {
     assert!(!r.ok());
 }
 
+/// `verify` merges the node tables in order with the recomputed tries: a missing storage-trie
+/// node, a changed one in another trie and stray nodes around them are each found once.
+#[test]
+fn verify_finds_missing_and_changed_storage_nodes_by_merge() {
+    let db = LeafDb::in_memory();
+    run_blocks(&db, 9, 6, 40);
+    assert!(db.verify().unwrap().ok());
+    let nodes: Vec<_> =
+        db.store().iter_from(Table::StorageNodes, &[]).map(|r| r.unwrap()).collect();
+    // Two non-root nodes (key longer than the owner) of two different storage tries.
+    let deep: Vec<_> = nodes.iter().filter(|(k, _)| k.len() > 32).collect();
+    let first = deep[0];
+    let other = deep.iter().find(|(k, _)| k[..32] != first.0[..32]).unwrap();
+    let mut b = WriteBatch::default();
+    b.delete(Table::StorageNodes, first.0.to_vec());
+    let mut changed = other.1.to_vec();
+    let last = changed.len() - 1;
+    changed[last] ^= 0x01;
+    b.put(Table::StorageNodes, other.0.to_vec(), changed);
+    // Strays: before every owner, inside the changed trie (a path no node has), after all.
+    b.put(Table::StorageNodes, [0u8; 33].to_vec(), vec![0xc0]);
+    let mut inside = other.0[..32].to_vec();
+    inside.extend([15u8; 40]);
+    b.put(Table::StorageNodes, inside, vec![0xc0]);
+    b.put(Table::StorageNodes, [0xffu8; 40].to_vec(), vec![0xc0]);
+    db.store().write(b, Durability::Logged).unwrap();
+    let r = db.verify().unwrap();
+    assert_eq!(r.node_mismatches, 2, "{r:?}");
+    assert_eq!(r.extra_nodes, 2, "{r:?}");
+    assert_eq!(r.storage_root_mismatches, 0, "{r:?}");
+    assert!(r.problems.iter().any(|p| p.contains("is missing")), "{:?}", r.problems);
+    assert!(r.problems.iter().any(|p| p.contains("differs")), "{:?}", r.problems);
+}
+
 #[test]
 fn recent_node_cache_keeps_replaced_nodes_for_k_blocks() {
     let config = LeafDbConfig { recent_blocks: 4, ..LeafDbConfig::default() };
@@ -479,4 +513,70 @@ fn snapshot_prefix_scans_partition_the_state_and_ignore_later_blocks() {
     assert_eq!(snap.head().unwrap(), head);
     assert_eq!(snap.accounts_with_prefix(&Nibbles::new()).count(), 3_000);
     assert_eq!(db.snapshot().unwrap().accounts_with_prefix(&Nibbles::new()).count(), 3_001);
+}
+
+/// The account trie is committed as the root's 16 subtries apart: a block that empties a
+/// subtrie, or leaves the root with one child, falls back to a whole-trie commit with the same
+/// root; stored nodes equal a fresh build throughout.
+#[test]
+fn account_subtries_emptied_and_root_collapse_keep_roots_exact() {
+    let db = LeafDb::in_memory();
+    // Two accounts under each first nibble of the hashed address.
+    let mut by_nibble: BTreeMap<u8, Vec<Address>> = BTreeMap::new();
+    for i in 0u64.. {
+        let addr = Address::left_padding_from(&i.to_be_bytes());
+        let list = by_nibble.entry(keccak256(addr)[0] >> 4).or_default();
+        if list.len() < 2 {
+            list.push(addr);
+        }
+        if by_nibble.len() == 16 && by_nibble.values().all(|l| l.len() == 2) {
+            break;
+        }
+    }
+    let mut model = Model::new();
+    let mut diff = BlockDiff::default();
+    for (n, addr) in by_nibble.values().flatten().enumerate() {
+        let update = AccountUpdate {
+            nonce: 1,
+            balance: U256::from(n + 1),
+            code_hash: EMPTY_CODE_HASH,
+            ..Default::default()
+        };
+        diff.accounts.insert(*addr, AccountChange::Updated(update));
+        model.insert(
+            *addr,
+            common::ModelAccount {
+                nonce: 1,
+                balance: U256::from(n + 1),
+                code_hash: EMPTY_CODE_HASH,
+                ..Default::default()
+            },
+        );
+    }
+    let mut number = 1;
+    let mut apply = |diff: &BlockDiff, model: &Model| {
+        let expected = reference_root(model);
+        let out = db.apply_block(&header(number, expected), diff).unwrap();
+        number += 1;
+        assert_eq!(out.root, expected, "block {}", number - 1);
+        assert!(db.verify().unwrap().ok());
+    };
+    apply(&diff, &model);
+    // Empty one subtrie, then one account of another (a subtrie of one leaf), then all but the
+    // subtrie of nibble f (the root collapses into it).
+    for nibbles in [vec![3u8], vec![], (0u8..15).collect()] {
+        let mut diff = BlockDiff::default();
+        for nib in &nibbles {
+            for addr in &by_nibble[nib] {
+                diff.accounts.insert(*addr, AccountChange::Deleted);
+                model.remove(addr);
+            }
+        }
+        if nibbles.is_empty() {
+            let addr = by_nibble[&5][0];
+            diff.accounts.insert(addr, AccountChange::Deleted);
+            model.remove(&addr);
+        }
+        apply(&diff, &model);
+    }
 }
