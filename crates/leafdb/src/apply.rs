@@ -4,8 +4,7 @@
 //! 1. **plan**: read the changed accounts' old records and list the storage tries to update;
 //! 2. **storage tries**, in parallel on [`MAX_TRIE_WORKERS`] threads; a thread of its own loads
 //!    the account trie's paths beside steps 1 and 2;
-//! 3. **accounts**: stage flat accounts and storage, and update the account trie, its root's
-//!    subtries committed in parallel (`account_trie.rs`);
+//! 3. **accounts**: stage flat accounts and storage, and update the account trie;
 //! 4. **write** the batch with the head, then feed the recent-node cache and head subscribers.
 
 use std::{
@@ -18,7 +17,6 @@ use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 use tracing::{debug, warn};
 
 use crate::{
-    account_trie::{AccountTrie, LeafChange},
     db::{LeafDb, TrieNodes},
     diff::{AccountChange, BlockDiff},
     error::{LeafDbError, Result},
@@ -84,11 +82,8 @@ impl<S: KvStore> LeafDb<S> {
             batch.put(Table::Code, keccak256(code).as_slice(), code.to_vec());
         }
         let account_nodes = TrieNodes::account(self.store());
-        let subtrie_nodes: Vec<_> = (0u8..16)
-            .map(|i| TrieNodes::account(self.store()).below(Nibbles::from_nibbles([i])))
-            .collect();
         let (plan, account_trie, storage, reads_done) =
-            self.load_and_update_storage(diff, (&account_nodes, &subtrie_nodes), started)?;
+            self.load_and_update_storage(diff, &account_nodes, started)?;
         let mut outcome = ApplyOutcome {
             root: B256::ZERO,
             root_matches: false,
@@ -99,10 +94,8 @@ impl<S: KvStore> LeafDb<S> {
         };
         let storage_done = started.elapsed();
 
-        let (changes, mut replaced) = stage_accounts(plan, storage, &mut batch, &mut outcome)?;
-        let mut commit = account_trie.commit(&account_nodes, &changes, trie_workers())?;
-        stage_commit(&mut batch, None, &commit, &mut outcome);
-        replaced.append(&mut commit.replaced);
+        let (commit, replaced) =
+            stage_accounts(plan, account_trie, storage, &mut batch, &mut outcome)?;
         let tries_done = started.elapsed();
 
         outcome.root = commit.root;
@@ -165,15 +158,15 @@ impl<S: KvStore> LeafDb<S> {
     fn load_and_update_storage<'d, 'n>(
         &self,
         diff: &'d BlockDiff,
-        (account_nodes, subtrie_nodes): (&'n TrieNodes<'n, S>, &'n [TrieNodes<'n, S>]),
+        account_nodes: &'n TrieNodes<'n, S>,
         started: Instant,
-    ) -> Result<(BlockPlan<'d>, AccountTrie<'n, TrieNodes<'n, S>>, StorageCommits, Duration)> {
+    ) -> Result<(BlockPlan<'d>, TrieUpdate<'n, TrieNodes<'n, S>>, StorageCommits, Duration)> {
         let hashed: BTreeMap<B256, &AccountChange> =
             diff.accounts.iter().map(|(a, c)| (keccak256(a), c)).collect();
         let account_root = self.account_root()?;
         std::thread::scope(|scope| {
             let paths = scope.spawn(|| {
-                let mut up = AccountTrie::open(account_nodes, subtrie_nodes, account_root)?;
+                let mut up = TrieUpdate::new(account_nodes, account_root);
                 for haddr in hashed.keys() {
                     up.touch(&Nibbles::unpack(haddr))?;
                 }
@@ -221,7 +214,8 @@ impl<S: KvStore> LeafDb<S> {
     /// Step 2: the storage tries on worker threads.
     fn update_storage_tries(&self, plan: &BlockPlan<'_>) -> Result<StorageCommits> {
         std::thread::scope(|scope| {
-            let workers = trie_workers();
+            let workers =
+                std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_TRIE_WORKERS);
             let per_worker = plan.jobs.len().div_ceil(workers).max(1);
             let handles: Vec<_> = plan
                 .jobs
@@ -270,23 +264,23 @@ fn commit_storage_jobs<R: KvRead + Sync + ?Sized>(
 }
 
 /// Step 3: stages every account (deleted, or written with its new storage root) with its flat
-/// storage and storage-trie nodes. Returns the account trie's leaf changes in key order and the
-/// storage-trie node encodings the block replaced; the caller commits the account trie.
-fn stage_accounts(
+/// storage and storage-trie nodes, and commits the account trie. Returns the account trie's
+/// commit and every node encoding the block replaced.
+fn stage_accounts<N: crate::trie::NodeSource + ?Sized>(
     plan: BlockPlan<'_>,
+    mut up: TrieUpdate<'_, N>,
     mut storage: StorageCommits,
     batch: &mut WriteBatch,
     outcome: &mut ApplyOutcome,
-) -> Result<(Vec<LeafChange>, Replaced)> {
+) -> Result<(TrieCommit, Replaced)> {
     let mut replaced = Vec::new();
-    let mut changes = Vec::with_capacity(plan.accounts.len());
     for (haddr, change, old) in plan.accounts {
         let AccountChange::Updated(u) = change else {
             if old.is_some() {
                 wipe_storage(batch, &haddr);
                 batch.delete(Table::Accounts, haddr.as_slice());
             }
-            changes.push((Nibbles::unpack(haddr), None));
+            up.delete(&Nibbles::unpack(haddr))?;
             continue;
         };
         let old_root = old.map_or(EMPTY_ROOT_HASH, |a| a.storage_root);
@@ -316,14 +310,12 @@ fn stage_accounts(
         };
         let value = encode_account(&account);
         batch.put(Table::Accounts, haddr.as_slice(), value.clone());
-        changes.push((Nibbles::unpack(haddr), Some(value)));
+        up.insert(&Nibbles::unpack(haddr), value)?;
     }
-    Ok((changes, replaced))
-}
-
-/// Threads for the tries of a block: the cores, at most [`MAX_TRIE_WORKERS`].
-fn trie_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_TRIE_WORKERS)
+    let mut commit = up.commit()?;
+    stage_commit(batch, None, &commit, outcome);
+    replaced.append(&mut commit.replaced);
+    Ok((commit, replaced))
 }
 
 /// Deletes an account's storage slots and storage trie.

@@ -29,7 +29,6 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
-mod account_trie;
 pub mod apply;
 pub mod bulk;
 pub mod db;
