@@ -18,11 +18,14 @@ fn key() -> (SecretKey, PeerId) {
     (sk, id_from_pk(&PublicKey::from_secret_key(SECP256K1, &sk)))
 }
 
-async fn exchange<A, B>(mut a: EciesStream<A>, mut b: EciesStream<B>)
+/// Each side knows the other's id (`ida` is `a`'s own), and frames of every size go both ways.
+async fn exchange<A, B>(mut a: EciesStream<A>, mut b: EciesStream<B>, (ida, idb): (PeerId, PeerId))
 where
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    assert_eq!(a.remote_id(), idb);
+    assert_eq!(b.remote_id(), ida);
     for size in [0usize, 1, 15, 16, 17, 1000, 70_000] {
         let msg = Bytes::from((0..size).map(|i| i as u8).collect::<Vec<_>>());
         a.send(msg.clone()).await.expect("send a");
@@ -38,10 +41,7 @@ async fn handshake_and_frames_over_duplex() {
     let (skb, idb) = key();
     let (x, y) = duplex(PIPE);
     let (a, b) = tokio::join!(EciesStream::connect(x, ska, idb), EciesStream::incoming(y, skb));
-    let (a, b) = (a.expect("initiator"), b.expect("recipient"));
-    assert_eq!(a.remote_id(), idb);
-    assert_eq!(b.remote_id(), ida);
-    exchange(a, b).await;
+    exchange(a.expect("initiator"), b.expect("recipient"), (ida, idb)).await;
 }
 
 #[tokio::test]
@@ -49,9 +49,7 @@ async fn handshake_and_frames_over_tcp() {
     let (ska, ida) = key();
     let (skb, idb) = key();
     let (a, b) = leafsync_p2p::test_utils::ecies_pair(ska, skb).await;
-    assert_eq!(a.remote_id(), idb);
-    assert_eq!(b.remote_id(), ida);
-    exchange(a, b).await;
+    exchange(a, b, (ida, idb)).await;
 }
 
 /// A pre-EIP-8 initiator (raw legacy auth) gets a legacy ack and a working frame stream.
