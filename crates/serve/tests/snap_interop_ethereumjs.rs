@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod snap_hello;
+
 use std::{
     io::BufRead,
     path::PathBuf,
@@ -25,10 +27,8 @@ use leafsync_p2p::{
     UnauthedP2PStream,
     chain::ChainSpec,
     ecies::id_from_pk,
-    eth::{self, BlockRangeUpdate, EthMessage, Status},
-    leaf::protocol as leaf,
-    p2pstream::{Capability, Protocol},
-    snap,
+    eth::{BlockRangeUpdate, EthMessage, Status},
+    p2pstream::Capability,
 };
 use leafsync_serve::snap::serve_message;
 use secp256k1::{PublicKey, SECP256K1, SecretKey};
@@ -110,19 +110,7 @@ async fn hello_offsets_and_messages_agree_with_ethereumjs() {
     let sk = SecretKey::new(&mut rand::rng());
     let socket = timeout(STEP, TcpStream::connect(("127.0.0.1", port))).await.unwrap().unwrap();
     let stream = EciesStream::connect(socket, sk, id).await.unwrap();
-    let protocols = vec![
-        Protocol::new(
-            eth::protocol::PROTOCOL_NAME,
-            eth::protocol::PROTOCOL_VERSION,
-            eth::protocol::MESSAGE_COUNT,
-        ),
-        Protocol::new(leaf::PROTOCOL_NAME, u64::from(leaf::PROTOCOL_VERSION), leaf::MESSAGE_COUNT),
-        Protocol::new(
-            snap::protocol::PROTOCOL_NAME,
-            snap::protocol::PROTOCOL_VERSION,
-            snap::protocol::MESSAGE_COUNT,
-        ),
-    ];
+    let protocols = snap_hello::eth_leaf_snap();
     let our_id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &sk));
     let (mut p2p, hello) = UnauthedP2PStream::new(stream)
         .with_remote_id(id)

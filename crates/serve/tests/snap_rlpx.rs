@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod snap_hello;
+
 use alloy_primitives::B256;
 use futures::{SinkExt, StreamExt};
 use leafsync_leafdb::{GenParams, KvStore, LeafDb};
@@ -15,12 +17,11 @@ use leafsync_p2p::{
     chain::ChainSpec,
     ecies::id_from_pk,
     eth::{self, BlockRangeUpdate, EthMessage, RequestIds, Status},
-    leaf::protocol as leaf,
     p2pstream::{
         Capability, Protocol,
         stream::{decompress, encode_message, split_message},
     },
-    snap::{self, AccountRange, GetAccountRange, SnapMessage},
+    snap::{AccountRange, GetAccountRange, SnapMessage},
 };
 use leafsync_serve::snap::serve_message;
 use secp256k1::{PublicKey, SECP256K1, SecretKey};
@@ -107,19 +108,7 @@ async fn eth_and_snap_ids_on_the_wire_as_geth_sees_them() {
     ];
     let theirs = HelloMessageWithProtocols::new("Geth/v1.17.1", geth_protocols, 30303, ida);
     raw_send_hello(&mut raw, &theirs).await;
-    let our_protocols = vec![
-        Protocol::new(
-            eth::protocol::PROTOCOL_NAME,
-            eth::protocol::PROTOCOL_VERSION,
-            eth::protocol::MESSAGE_COUNT,
-        ),
-        Protocol::new(leaf::PROTOCOL_NAME, u64::from(leaf::PROTOCOL_VERSION), leaf::MESSAGE_COUNT),
-        Protocol::new(
-            snap::protocol::PROTOCOL_NAME,
-            snap::protocol::PROTOCOL_VERSION,
-            snap::protocol::MESSAGE_COUNT,
-        ),
-    ];
+    let our_protocols = snap_hello::eth_leaf_snap();
     let (p2p, _) = UnauthedP2PStream::new(ours)
         .handshake(HelloMessageWithProtocols::new("leafsync/test", our_protocols, 30403, idb))
         .await
