@@ -1,7 +1,11 @@
 //! Test harnesses for every crate that runs `leaf/1` nodes in its tests (feature `test-utils`,
 //! reth's habit): a [`TestNode`] on `127.0.0.1:0` with static peers, and [`wait_connected`] /
 //! [`wait_event`], which wait on the node's [`NetworkEvent`]s instead of polling with sleeps.
-//! Every wait is bounded by [`WAIT`]: a test fails rather than hangs.
+//! Every wait is bounded by [`WAIT`]: a test fails rather than hangs. [`NodeScript`] runs an
+//! independent devp2p peer of `tests/interop` for the interop tests.
+
+mod node_script;
+pub use node_script::{NodeScript, interop_dir};
 
 use crate::{
     EciesStream, PeerId,

@@ -12,12 +12,7 @@
 
 mod snap_hello;
 
-use std::{
-    io::BufRead,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use alloy_primitives::{B256, hex};
 use futures::{SinkExt, StreamExt};
@@ -29,11 +24,12 @@ use leafsync_p2p::{
     ecies::id_from_pk,
     eth::{BlockRangeUpdate, EthMessage, Status},
     p2pstream::Capability,
+    test_utils::{NodeScript, interop_dir},
 };
 use leafsync_serve::snap::serve_message;
 use secp256k1::{PublicKey, SECP256K1, SecretKey};
 use serde_json::Value;
-use tokio::{net::TcpStream, sync::mpsc, time::timeout};
+use tokio::{net::TcpStream, time::timeout};
 
 /// Bound on every wait for the other side.
 const STEP: Duration = Duration::from_secs(15);
@@ -42,52 +38,23 @@ const MAX_EVENTS: usize = 32;
 /// Mainnet just after Prague (block 22_431_084), the head the JS peer's Status names.
 const HEAD: (u64, u64) = (22_431_084, 1_746_612_400);
 
-struct JsPeer {
-    child: Child,
-    events: mpsc::Receiver<Value>,
-}
-
-impl Drop for JsPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+struct JsPeer(NodeScript);
 
 impl JsPeer {
     fn spawn(root: B256) -> Self {
-        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop"));
+        let dir = interop_dir();
         assert!(
             dir.join("node_modules/@ethereumjs/devp2p").is_dir(),
             "{} is missing: run `npm ci --prefix tests/interop` (scripts/setup.sh does) to run \
              the eth/69 + snap/1 interop test",
             dir.join("node_modules").display()
         );
-        let mut child = Command::new("node")
-            .arg("snap_peer.mjs")
-            .arg(format!("0x{}", hex::encode(root)))
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("run node (Node.js is required for the interop test)");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = mpsc::channel(MAX_EVENTS);
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().take(MAX_EVENTS) {
-                let Ok(line) = line else { break };
-                eprintln!("ethereumjs: {line}");
-                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                if tx.blocking_send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, events }
+        let root = format!("0x{}", hex::encode(root));
+        Self(NodeScript::spawn("snap_peer.mjs", &[root], MAX_EVENTS))
     }
 
     async fn next(&mut self) -> Value {
-        let event = timeout(STEP, self.events.recv()).await.unwrap().unwrap();
+        let event = timeout(STEP, self.0.events.recv()).await.unwrap().unwrap();
         assert_ne!(event["event"], "error", "JS peer error: {event}");
         assert_ne!(event["event"], "peer_error", "JS peer error: {event}");
         event
