@@ -10,7 +10,7 @@ pub use node_script::{NodeScript, interop_dir};
 use crate::{
     EciesStream, PeerId,
     chain::{ChainSpec, Enr},
-    ecies::id_from_pk,
+    ecies::{Ecies, FrameCodec, id_from_pk},
     leaf::{ChainHead, ServeFlags},
     peers::{
         LocalHead, MAX_PENDING_INBOUND, Network, NetworkConfig, NetworkEvent, NetworkHandle,
@@ -170,6 +170,19 @@ pub async fn plain_discv5_node(bootnode: Enr, tcp_port: u16) -> Discv5 {
     discv5.start().await.expect("discv5 starts");
     discv5.add_enr(bootnode).expect("bootnode added");
     discv5
+}
+
+/// The two frame codecs of one session, (initiator, recipient), after an in-memory handshake
+/// between fresh random keys.
+pub fn frame_codecs() -> (FrameCodec, FrameCodec) {
+    let ska = SecretKey::new(&mut rand::rng());
+    let skb = SecretKey::new(&mut rand::rng());
+    let mut a = Ecies::new_initiator(ska, id_from_pk(&PublicKey::from_secret_key(SECP256K1, &skb)))
+        .expect("initiator");
+    let mut b = Ecies::new_recipient(skb);
+    b.read_auth(&a.create_auth().expect("auth")).expect("read auth");
+    a.read_ack(&b.create_ack().expect("ack")).expect("read ack");
+    (FrameCodec::new(a.secrets().expect("a")), FrameCodec::new(b.secrets().expect("b")))
 }
 
 /// Two ECIES streams over one loopback TCP connection: the initiator (key `initiator`) and the

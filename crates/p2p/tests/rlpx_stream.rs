@@ -35,13 +35,20 @@ where
     }
 }
 
-#[tokio::test]
-async fn handshake_and_frames_over_duplex() {
+/// An initiator and a recipient after the handshake over an in-memory pipe, and their ids.
+async fn duplex_pair() -> ((EciesStream<DuplexStream>, EciesStream<DuplexStream>), (PeerId, PeerId))
+{
     let (ska, ida) = key();
     let (skb, idb) = key();
     let (x, y) = duplex(PIPE);
     let (a, b) = tokio::join!(EciesStream::connect(x, ska, idb), EciesStream::incoming(y, skb));
-    exchange(a.expect("initiator"), b.expect("recipient"), (ida, idb)).await;
+    ((a.expect("initiator"), b.expect("recipient")), (ida, idb))
+}
+
+#[tokio::test]
+async fn handshake_and_frames_over_duplex() {
+    let ((a, b), ids) = duplex_pair().await;
+    exchange(a, b, ids).await;
 }
 
 #[tokio::test]
@@ -257,11 +264,7 @@ async fn oversize_frames_are_refused() {
 /// A full-size frame (16 MiB - 1) goes through.
 #[tokio::test]
 async fn largest_frame_roundtrips() {
-    let (ska, _) = key();
-    let (skb, idb) = key();
-    let (x, y) = duplex(PIPE);
-    let (a, b) = tokio::join!(EciesStream::connect(x, ska, idb), EciesStream::incoming(y, skb));
-    let (mut a, mut b) = (a.expect("a"), b.expect("b"));
+    let ((mut a, mut b), _) = duplex_pair().await;
     let msg = Bytes::from(vec![0x5a; MAX_FRAME_SIZE]);
     let (sent, got) = tokio::join!(a.send(msg.clone()), b.next());
     sent.expect("send");
