@@ -79,6 +79,12 @@ fn reader<S: KvStore>(db: &LeafDb<S>) -> Option<SnapReader<'_, S>> {
     }
 }
 
+/// A view of the leafdb for one query at state `root`, `None` when it cannot be opened (logged)
+/// or the leafdb's head is at another root.
+fn reader_at<S: KvStore>(db: &LeafDb<S>, root: B256) -> Option<SnapReader<'_, S>> {
+    reader(db).filter(|view| view.root() == root)
+}
+
 /// go-ethereum's `common.BytesToHash`: the last 32 bytes, right-aligned (a short value is
 /// left-padded with zeros).
 fn bytes_to_hash(bytes: &[u8]) -> B256 {
