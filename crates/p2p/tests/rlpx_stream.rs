@@ -9,7 +9,10 @@ use leafsync_p2p::ecies::{
     algorithm::{Ecies, LEGACY_ACK_LEN, encrypt_message, id_from_pk, pk_from_id},
 };
 use secp256k1::{PublicKey, SECP256K1, SecretKey};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex},
+    task::JoinHandle,
+};
 
 const PIPE: usize = 1 << 20;
 
@@ -59,14 +62,21 @@ async fn handshake_and_frames_over_tcp() {
     exchange(a, b, (ida, idb)).await;
 }
 
+/// Our server's handshake running on one end of a pipe, and a hand-driven initiator on the other
+/// (its raw end and its ECIES state) that has sent nothing yet.
+fn raw_initiator()
+-> (JoinHandle<Result<EciesStream<DuplexStream>, EciesError>>, DuplexStream, Ecies) {
+    let (ska, _) = key();
+    let (skb, idb) = key();
+    let (x, y) = duplex(PIPE);
+    let server = tokio::spawn(EciesStream::incoming(y, skb));
+    (server, x, Ecies::new_initiator(ska, idb).expect("initiator"))
+}
+
 /// A pre-EIP-8 initiator (raw legacy auth) gets a legacy ack and a working frame stream.
 #[tokio::test]
 async fn legacy_initiator_is_accepted_on_a_live_stream() {
-    let (ska, _) = key();
-    let (skb, idb) = key();
-    let (mut x, y) = duplex(PIPE);
-    let server = tokio::spawn(EciesStream::incoming(y, skb));
-    let mut a = Ecies::new_initiator(ska, idb).expect("initiator");
+    let (server, mut x, mut a) = raw_initiator();
     x.write_all(&a.create_auth_legacy().expect("auth")).await.expect("write");
     let mut ack = vec![0u8; LEGACY_ACK_LEN];
     x.read_exact(&mut ack).await.expect("ack");
@@ -203,11 +213,7 @@ async fn silent_peer_hits_handshake_timeout() {
 
 /// A hand-driven initiator: our server's stream plus the attacker's raw socket and codec.
 async fn raw_session() -> (EciesStream<DuplexStream>, DuplexStream, FrameCodec) {
-    let (ska, _) = key();
-    let (skb, idb) = key();
-    let (mut x, y) = duplex(PIPE);
-    let server = tokio::spawn(EciesStream::incoming(y, skb));
-    let mut a = Ecies::new_initiator(ska, idb).expect("initiator");
+    let (server, mut x, mut a) = raw_initiator();
     x.write_all(&a.create_auth().expect("auth")).await.expect("write");
     let mut ack = vec![0u8; 2];
     x.read_exact(&mut ack).await.expect("prefix");

@@ -10,13 +10,12 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-mod snap_hello;
+mod snap_wire;
 
 use std::time::Duration;
 
 use alloy_primitives::{B256, hex};
 use futures::{SinkExt, StreamExt};
-use leafsync_leafdb::{GenParams, LeafDb};
 use leafsync_p2p::{
     CapabilityMessage, DisconnectReason, EciesStream, HelloMessageWithProtocols, PeerId,
     UnauthedP2PStream,
@@ -64,9 +63,7 @@ impl JsPeer {
 #[tokio::test]
 async fn hello_offsets_and_messages_agree_with_ethereumjs() {
     let chain = ChainSpec::preset("mainnet").unwrap();
-    let db = LeafDb::in_memory();
-    db.generate(GenParams { accounts: 300, seed: 11 }).unwrap();
-    let root = db.account_root().unwrap();
+    let (db, root) = snap_wire::generated_state(300, 11);
 
     let mut js = JsPeer::spawn(root);
     let listening = js.next().await;
@@ -77,7 +74,7 @@ async fn hello_offsets_and_messages_agree_with_ethereumjs() {
     let sk = SecretKey::new(&mut rand::rng());
     let socket = timeout(STEP, TcpStream::connect(("127.0.0.1", port))).await.unwrap().unwrap();
     let stream = EciesStream::connect(socket, sk, id).await.unwrap();
-    let protocols = snap_hello::eth_leaf_snap();
+    let protocols = snap_wire::eth_leaf_snap();
     let our_id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &sk));
     let (mut p2p, hello) = UnauthedP2PStream::new(stream)
         .with_remote_id(id)

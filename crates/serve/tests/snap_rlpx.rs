@@ -6,11 +6,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-mod snap_hello;
+mod snap_wire;
 
 use alloy_primitives::B256;
 use futures::{SinkExt, StreamExt};
-use leafsync_leafdb::{GenParams, KvStore, LeafDb};
+use leafsync_leafdb::{KvStore, LeafDb};
 use leafsync_p2p::{
     CapabilityMessage, EciesStream, HelloMessageWithProtocols, P2PStream, PeerId,
     UnauthedP2PStream,
@@ -89,9 +89,7 @@ async fn serve<S: KvStore>(
 #[tokio::test]
 async fn eth_and_snap_ids_on_the_wire_as_geth_sees_them() {
     let chain = ChainSpec::preset("mainnet").unwrap();
-    let db = LeafDb::in_memory();
-    db.generate(GenParams { accounts: 500, seed: 3 }).unwrap();
-    let root = db.account_root().unwrap();
+    let (db, root) = snap_wire::generated_state(500, 3);
 
     let (ska, ida) = key();
     let (skb, idb) = key();
@@ -108,7 +106,7 @@ async fn eth_and_snap_ids_on_the_wire_as_geth_sees_them() {
     ];
     let theirs = HelloMessageWithProtocols::new("Geth/v1.17.1", geth_protocols, 30303, ida);
     raw_send_hello(&mut raw, &theirs).await;
-    let our_protocols = snap_hello::eth_leaf_snap();
+    let our_protocols = snap_wire::eth_leaf_snap();
     let (p2p, _) = UnauthedP2PStream::new(ours)
         .handshake(HelloMessageWithProtocols::new("leafsync/test", our_protocols, 30403, idb))
         .await
