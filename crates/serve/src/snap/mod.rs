@@ -30,7 +30,8 @@ use leafsync_p2p::snap::{
 
 /// Answers one `snap/1` message with relative id `id`: `Ok(Some(response))` for a request,
 /// `Ok(None)` for a response (those belong to the syncer, not the server), `Err` for a message
-/// that breaks the protocol (disconnect as [`SnapError::disconnect_reason`] says).
+/// that breaks the protocol (disconnect as the [`SnapError`]'s
+/// [`disconnect_reason`](leafsync_p2p::MessageFault::disconnect_reason) says).
 pub fn serve_message<S: KvStore>(
     db: &LeafDb<S>,
     id: u8,
