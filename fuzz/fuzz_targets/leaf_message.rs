@@ -5,7 +5,10 @@
 #![no_main]
 
 use alloy_rlp::Encodable;
-use leafsync_p2p::leaf::{LeafError, LeafMessage, max_payload_size};
+use leafsync_p2p::{
+    MessageFault,
+    leaf::{LeafError, LeafMessage, max_payload_size},
+};
 use libfuzzer_sys::fuzz_target;
 
 /// `Encodable::length` of the message body, which must agree with what `encode` writes.

@@ -18,19 +18,14 @@ import { RLP } from '@ethereumjs/rlp'
 import { bytesToHex, hexToBytes, bytesToBigInt, equalsBytes } from '@ethereumjs/util'
 import { keccak256 } from 'ethereum-cryptography/keccak.js'
 import { secp256k1 } from 'ethereum-cryptography/secp256k1.js'
-import * as snappy from 'snappyjs'
+import { exitAfterHardTimeout, out, reportServer, snappySend } from './common.mjs'
 
-const HARD_TIMEOUT_MS = 20000
 const CODES = [hexToBytes('0x6001600101'), hexToBytes('0x00'), hexToBytes('0x60fe60005260206000f3')]
 const BY_HASH = new Map(CODES.map((c) => [bytesToHex(keccak256(c)), c]))
 const GET_CODES = 0x08
 const CODES_MSG = 0x09
 
-const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
-setTimeout(() => {
-  out({ event: 'error', message: 'hard timeout' })
-  process.exit(2)
-}, HARD_TIMEOUT_MS).unref()
+exitAfterHardTimeout()
 
 const [mode, targetId, targetPort] = process.argv.slice(2)
 const state = { gotCodes: false, answered: false, gotPong: false, answeredPing: false, done: false }
@@ -39,8 +34,7 @@ class Leaf {
   constructor(version, peer, send) {
     this.version = version
     this.peer = peer
-    // ethereumjs does not snappy-compress subprotocol messages itself; a real peer must
-    this.send = (code, payload) => send(code, snappy.compress(RLP.encode(payload)))
+    this.send = snappySend(send)
   }
   _handleMessage(code, data) {
     const msg = RLP.decode(data)
@@ -91,19 +85,18 @@ rlpx.events.on('peer:added', (peer) => {
     protocol_version: hello.protocolVersion,
     caps: hello.capabilities.map((c) => `${c.name}/${c.version}`),
   })
-  const origPong = peer._handlePong.bind(peer)
-  peer._handlePong = () => {
-    origPong()
-    state.gotPong = true
-    out({ event: 'pong' })
-    maybeFinish(peer)
-  }
-  const origPing = peer._handlePing.bind(peer)
-  peer._handlePing = () => {
-    origPing()
-    state.answeredPing = true
-    out({ event: 'ping_answered' })
-    maybeFinish(peer)
+  // After ethereumjs handles a Pong (or answers a Ping): note it, report it, maybe finish.
+  for (const [handler, flag, event] of [
+    ['_handlePong', 'gotPong', 'pong'],
+    ['_handlePing', 'answeredPing', 'ping_answered'],
+  ]) {
+    const orig = peer[handler].bind(peer)
+    peer[handler] = () => {
+      orig()
+      state[flag] = true
+      out({ event })
+      maybeFinish(peer)
+    }
   }
   const leaf = peer.getProtocols()[0]
   leaf.send(GET_CODES, [7, [keccak256(CODES[0]), keccak256(CODES[1])], 1048576])
@@ -113,12 +106,7 @@ rlpx.events.on('peer:removed', (peer, reason, disconnectWe) => {
   out({ event: 'disconnect', reason: reason ?? null, by_us: disconnectWe === true })
   setTimeout(() => process.exit(0), 100)
 })
-rlpx.events.on('peer:error', (peer, err) => out({ event: 'peer_error', message: String(err) }))
-rlpx.events.on('error', (err) => out({ event: 'error', message: String(err) }))
-
-rlpx.events.on('listening', () => {
-  const { port } = rlpx._server.address()
-  out({ event: 'listening', id: bytesToHex(rlpx.id).slice(2), port })
+reportServer(rlpx, () => {
   if (mode === 'dial') {
     rlpx
       .connect({ id: hexToBytes('0x' + targetId), address: '127.0.0.1', tcpPort: Number(targetPort) })

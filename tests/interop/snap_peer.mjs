@@ -13,16 +13,11 @@
 // disconnects, or after HARD_TIMEOUT_MS.
 import { RLPx } from '@ethereumjs/devp2p'
 import { RLP } from '@ethereumjs/rlp'
-import { bytesToHex, hexToBytes } from '@ethereumjs/util'
+import { hexToBytes } from '@ethereumjs/util'
 import { secp256k1 } from 'ethereum-cryptography/secp256k1.js'
-import * as snappy from 'snappyjs'
+import { exitAfterHardTimeout, out, reportServer, snappySend } from './common.mjs'
 
-const HARD_TIMEOUT_MS = 20000
-const out = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
-setTimeout(() => {
-  out({ event: 'error', message: 'hard timeout' })
-  process.exit(2)
-}, HARD_TIMEOUT_MS).unref()
+exitAfterHardTimeout()
 
 const root = hexToBytes(process.argv[2])
 const MAINNET_GENESIS = hexToBytes('0xd4e56740f876aef8c010b86a40d5f56745a118d0906a34e69aec8c0db1cb8fa3')
@@ -33,8 +28,7 @@ function protocol(name) {
       this.name = name
       this.version = version
       this.peer = peer
-      // ethereumjs does not snappy-compress subprotocol messages itself; a real peer must
-      this.send = (code, payload) => send(code, snappy.compress(RLP.encode(payload)))
+      this.send = snappySend(send)
     }
     _handleMessage(code, data) {
       const msg = RLP.decode(data)
@@ -78,10 +72,5 @@ rlpx.events.on('peer:removed', (peer, reason) => {
   out({ event: 'disconnect', reason: reason ?? null })
   setTimeout(() => process.exit(0), 100)
 })
-rlpx.events.on('peer:error', (peer, err) => out({ event: 'peer_error', message: String(err) }))
-rlpx.events.on('error', (err) => out({ event: 'error', message: String(err) }))
-rlpx.events.on('listening', () => {
-  const { port } = rlpx._server.address()
-  out({ event: 'listening', id: bytesToHex(rlpx.id).slice(2), port })
-})
+reportServer(rlpx)
 rlpx.listen(0, '127.0.0.1')

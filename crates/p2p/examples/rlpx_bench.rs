@@ -7,11 +7,12 @@
 use bytes::{Bytes, BytesMut};
 use leafsync_p2p::{
     EciesStream, HelloMessageWithProtocols, UnauthedP2PStream,
-    ecies::{Ecies, FrameCodec, algorithm::id_from_pk},
+    ecies::algorithm::id_from_pk,
     p2pstream::{
         Protocol,
         stream::{decompress, encode_message, split_message},
     },
+    test_utils::frame_codecs,
 };
 use rand::RngCore;
 use secp256k1::{PublicKey, SECP256K1, SecretKey};
@@ -21,17 +22,6 @@ use std::time::{Duration, Instant};
 /// decoding in the order of encoding).
 const BATCH_BYTES: usize = 16 << 20;
 
-fn session() -> (FrameCodec, FrameCodec) {
-    let ska = SecretKey::new(&mut rand::rng());
-    let skb = SecretKey::new(&mut rand::rng());
-    let mut a = Ecies::new_initiator(ska, id_from_pk(&PublicKey::from_secret_key(SECP256K1, &skb)))
-        .expect("initiator");
-    let mut b = Ecies::new_recipient(skb);
-    b.read_auth(&a.create_auth().expect("auth")).expect("auth");
-    a.read_ack(&b.create_ack().expect("ack")).expect("ack");
-    (FrameCodec::new(a.secrets().expect("a")), FrameCodec::new(b.secrets().expect("b")))
-}
-
 /// Half random bytes (hashes do not compress), half zero runs (RLP padding, empty fields).
 fn payload(size: usize) -> Vec<u8> {
     let mut p = vec![0u8; size];
@@ -40,7 +30,7 @@ fn payload(size: usize) -> Vec<u8> {
 }
 
 fn bench_codec(size: usize, duration: Duration) {
-    let (mut tx, mut rx) = session();
+    let (mut tx, mut rx) = frame_codecs();
     let msg = payload(size);
     let per_batch = (BATCH_BYTES / size).max(1);
     let (mut enc, mut dec, mut n) = (Duration::ZERO, Duration::ZERO, 0u64);

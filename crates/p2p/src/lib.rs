@@ -11,6 +11,7 @@ mod node_key;
 pub mod peers;
 pub mod penalty;
 pub mod requests;
+mod rlp_walk;
 pub mod session;
 pub mod snap;
 #[cfg(any(test, feature = "test-utils"))]
@@ -27,4 +28,4 @@ pub use p2pstream::{
     CapabilityMessage, DisconnectReason, HelloMessage, HelloMessageWithProtocols, P2PError,
     P2PStream, UnauthedP2PStream,
 };
-pub use penalty::PenaltyClass;
+pub use penalty::{MessageFault, PenaltyClass};

@@ -16,3 +16,21 @@ pub enum PenaltyClass {
     /// Minor (an empty answer where data was expected): many of these are needed to disconnect.
     Low,
 }
+
+/// What a subprotocol decoder's error (`eth/69`, `snap/1`, `leaf/1`) tells the session: whether
+/// the peer broke the protocol, and from that the disconnect reason and the penalty.
+pub trait MessageFault {
+    /// Whether the peer broke the protocol (disconnect with reason 0x02 "breach of protocol").
+    /// Only an unknown message id is not a breach: it is dropped and penalised.
+    fn is_protocol_breach(&self) -> bool;
+
+    /// The disconnect reason to send, `None` when the message is only dropped.
+    fn disconnect_reason(&self) -> Option<crate::p2pstream::DisconnectReason> {
+        self.is_protocol_breach().then_some(crate::p2pstream::DisconnectReason::ProtocolBreach)
+    }
+
+    /// The penalty the sending peer earns: fatal for a breach, mid for a dropped message.
+    fn penalty(&self) -> PenaltyClass {
+        if self.is_protocol_breach() { PenaltyClass::Fatal } else { PenaltyClass::Mid }
+    }
+}

@@ -1,12 +1,16 @@
 //! Test harnesses for every crate that runs `leaf/1` nodes in its tests (feature `test-utils`,
 //! reth's habit): a [`TestNode`] on `127.0.0.1:0` with static peers, and [`wait_connected`] /
 //! [`wait_event`], which wait on the node's [`NetworkEvent`]s instead of polling with sleeps.
-//! Every wait is bounded by [`WAIT`]: a test fails rather than hangs.
+//! Every wait is bounded by [`WAIT`]: a test fails rather than hangs. [`NodeScript`] runs an
+//! independent devp2p peer of `tests/interop` for the interop tests.
+
+mod node_script;
+pub use node_script::{NodeScript, interop_dir};
 
 use crate::{
     EciesStream, PeerId,
     chain::{ChainSpec, Enr},
-    ecies::id_from_pk,
+    ecies::{Ecies, FrameCodec, id_from_pk},
     leaf::{ChainHead, ServeFlags},
     peers::{
         LocalHead, MAX_PENDING_INBOUND, Network, NetworkConfig, NetworkEvent, NetworkHandle,
@@ -166,6 +170,19 @@ pub async fn plain_discv5_node(bootnode: Enr, tcp_port: u16) -> Discv5 {
     discv5.start().await.expect("discv5 starts");
     discv5.add_enr(bootnode).expect("bootnode added");
     discv5
+}
+
+/// The two frame codecs of one session, (initiator, recipient), after an in-memory handshake
+/// between fresh random keys.
+pub fn frame_codecs() -> (FrameCodec, FrameCodec) {
+    let ska = SecretKey::new(&mut rand::rng());
+    let skb = SecretKey::new(&mut rand::rng());
+    let mut a = Ecies::new_initiator(ska, id_from_pk(&PublicKey::from_secret_key(SECP256K1, &skb)))
+        .expect("initiator");
+    let mut b = Ecies::new_recipient(skb);
+    b.read_auth(&a.create_auth().expect("auth")).expect("read auth");
+    a.read_ack(&b.create_ack().expect("ack")).expect("read ack");
+    (FrameCodec::new(a.secrets().expect("a")), FrameCodec::new(b.secrets().expect("b")))
 }
 
 /// Two ECIES streams over one loopback TCP connection: the initiator (key `initiator`) and the

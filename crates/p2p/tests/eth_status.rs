@@ -7,6 +7,7 @@
 use alloy_eip2124::{ForkHash, ForkId, ValidationError};
 use alloy_primitives::{B256, b256, hex};
 use leafsync_p2p::{
+    MessageFault,
     chain::ChainSpec,
     eth::{
         BlockRangeError, BlockRangeUpdate, EthError, EthMessage, EthStatusError, GetBlockHeaders,

@@ -17,16 +17,12 @@ use leafsync_p2p::{
     P2PStream, PeerId, UnauthedP2PStream,
     ecies::id_from_pk,
     p2pstream::{Capability, Protocol},
+    test_utils::{NodeScript, interop_dir},
 };
 use secp256k1::{PublicKey, SECP256K1, SecretKey};
 use serde_json::Value;
-use std::{
-    io::BufRead,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
-use tokio::{net::TcpStream, sync::mpsc, time::timeout};
+use std::time::Duration;
+use tokio::{net::TcpStream, time::timeout};
 
 /// Bound on every wait for the other side.
 const STEP: Duration = Duration::from_secs(15);
@@ -57,22 +53,10 @@ struct Codes {
     codes: Vec<Bytes>,
 }
 
-fn interop_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop"))
-}
-
 /// The JS peer: its process (killed on drop) and its JSON events.
 struct JsPeer {
-    child: Child,
-    events: mpsc::Receiver<Value>,
+    script: NodeScript,
     seen: Vec<Value>,
-}
-
-impl Drop for JsPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl JsPeer {
@@ -86,27 +70,8 @@ impl JsPeer {
             );
             return None;
         }
-        let mut child = Command::new("node")
-            .arg("peer.mjs")
-            .args(args)
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn node (Node.js is required when tests/interop/node_modules exists)");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, events) = mpsc::channel(MAX_EVENTS);
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().take(MAX_EVENTS) {
-                let Ok(line) = line else { break };
-                eprintln!("ethereumjs: {line}");
-                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                if tx.blocking_send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        Some(Self { child, events, seen: Vec::new() })
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        Some(Self { script: NodeScript::spawn("peer.mjs", &args, MAX_EVENTS), seen: Vec::new() })
     }
 
     /// The next event named `name` (earlier ones of other names are kept for later calls).
@@ -115,7 +80,7 @@ impl JsPeer {
             return self.seen.remove(i);
         }
         loop {
-            let event = timeout(STEP, self.events.recv())
+            let event = timeout(STEP, self.script.events.recv())
                 .await
                 .unwrap_or_else(|_| {
                     panic!("timed out waiting for JS event {name}; seen {:?}", self.seen)

@@ -3,21 +3,8 @@
 //! from a real in-memory handshake); any flipped bit is caught by a MAC.
 
 use bytes::BytesMut;
-use leafsync_p2p::ecies::{Ecies, FrameCodec, algorithm::id_from_pk};
+use leafsync_p2p::test_utils::frame_codecs;
 use proptest::prelude::*;
-use secp256k1::{PublicKey, SECP256K1, SecretKey};
-
-/// The two codecs of one session: (initiator, recipient).
-fn session() -> (FrameCodec, FrameCodec) {
-    let ska = SecretKey::new(&mut rand::rng());
-    let skb = SecretKey::new(&mut rand::rng());
-    let mut a = Ecies::new_initiator(ska, id_from_pk(&PublicKey::from_secret_key(SECP256K1, &skb)))
-        .expect("a");
-    let mut b = Ecies::new_recipient(skb);
-    b.read_auth(&a.create_auth().expect("auth")).expect("read auth");
-    a.read_ack(&b.create_ack().expect("ack")).expect("read ack");
-    (FrameCodec::new(a.secrets().expect("a")), FrameCodec::new(b.secrets().expect("b")))
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
@@ -28,7 +15,7 @@ proptest! {
         chunk in 1usize..700,
         a_sends in any::<bool>(),
     ) {
-        let (a, b) = session();
+        let (a, b) = frame_codecs();
         let (mut tx, mut rx) = if a_sends { (a, b) } else { (b, a) };
         let mut wire = BytesMut::new();
         for f in &frames {
@@ -51,7 +38,7 @@ proptest! {
         frame in prop::collection::vec(any::<u8>(), 0..200),
         bit in any::<prop::sample::Index>(),
     ) {
-        let (mut tx, mut rx) = session();
+        let (mut tx, mut rx) = frame_codecs();
         let mut wire = BytesMut::new();
         tx.encode_frame(&frame, &mut wire).expect("encode");
         let i = bit.index(wire.len() * 8);

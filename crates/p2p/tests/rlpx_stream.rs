@@ -9,7 +9,10 @@ use leafsync_p2p::ecies::{
     algorithm::{Ecies, LEGACY_ACK_LEN, encrypt_message, id_from_pk, pk_from_id},
 };
 use secp256k1::{PublicKey, SECP256K1, SecretKey};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex},
+    task::JoinHandle,
+};
 
 const PIPE: usize = 1 << 20;
 
@@ -18,11 +21,14 @@ fn key() -> (SecretKey, PeerId) {
     (sk, id_from_pk(&PublicKey::from_secret_key(SECP256K1, &sk)))
 }
 
-async fn exchange<A, B>(mut a: EciesStream<A>, mut b: EciesStream<B>)
+/// Each side knows the other's id (`ida` is `a`'s own), and frames of every size go both ways.
+async fn exchange<A, B>(mut a: EciesStream<A>, mut b: EciesStream<B>, (ida, idb): (PeerId, PeerId))
 where
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    assert_eq!(a.remote_id(), idb);
+    assert_eq!(b.remote_id(), ida);
     for size in [0usize, 1, 15, 16, 17, 1000, 70_000] {
         let msg = Bytes::from((0..size).map(|i| i as u8).collect::<Vec<_>>());
         a.send(msg.clone()).await.expect("send a");
@@ -32,16 +38,20 @@ where
     }
 }
 
-#[tokio::test]
-async fn handshake_and_frames_over_duplex() {
+/// An initiator and a recipient after the handshake over an in-memory pipe, and their ids.
+async fn duplex_pair() -> ((EciesStream<DuplexStream>, EciesStream<DuplexStream>), (PeerId, PeerId))
+{
     let (ska, ida) = key();
     let (skb, idb) = key();
     let (x, y) = duplex(PIPE);
     let (a, b) = tokio::join!(EciesStream::connect(x, ska, idb), EciesStream::incoming(y, skb));
-    let (a, b) = (a.expect("initiator"), b.expect("recipient"));
-    assert_eq!(a.remote_id(), idb);
-    assert_eq!(b.remote_id(), ida);
-    exchange(a, b).await;
+    ((a.expect("initiator"), b.expect("recipient")), (ida, idb))
+}
+
+#[tokio::test]
+async fn handshake_and_frames_over_duplex() {
+    let ((a, b), ids) = duplex_pair().await;
+    exchange(a, b, ids).await;
 }
 
 #[tokio::test]
@@ -49,19 +59,24 @@ async fn handshake_and_frames_over_tcp() {
     let (ska, ida) = key();
     let (skb, idb) = key();
     let (a, b) = leafsync_p2p::test_utils::ecies_pair(ska, skb).await;
-    assert_eq!(a.remote_id(), idb);
-    assert_eq!(b.remote_id(), ida);
-    exchange(a, b).await;
+    exchange(a, b, (ida, idb)).await;
+}
+
+/// Our server's handshake running on one end of a pipe, and a hand-driven initiator on the other
+/// (its raw end and its ECIES state) that has sent nothing yet.
+fn raw_initiator()
+-> (JoinHandle<Result<EciesStream<DuplexStream>, EciesError>>, DuplexStream, Ecies) {
+    let (ska, _) = key();
+    let (skb, idb) = key();
+    let (x, y) = duplex(PIPE);
+    let server = tokio::spawn(EciesStream::incoming(y, skb));
+    (server, x, Ecies::new_initiator(ska, idb).expect("initiator"))
 }
 
 /// A pre-EIP-8 initiator (raw legacy auth) gets a legacy ack and a working frame stream.
 #[tokio::test]
 async fn legacy_initiator_is_accepted_on_a_live_stream() {
-    let (ska, _) = key();
-    let (skb, idb) = key();
-    let (mut x, y) = duplex(PIPE);
-    let server = tokio::spawn(EciesStream::incoming(y, skb));
-    let mut a = Ecies::new_initiator(ska, idb).expect("initiator");
+    let (server, mut x, mut a) = raw_initiator();
     x.write_all(&a.create_auth_legacy().expect("auth")).await.expect("write");
     let mut ack = vec![0u8; LEGACY_ACK_LEN];
     x.read_exact(&mut ack).await.expect("ack");
@@ -198,11 +213,7 @@ async fn silent_peer_hits_handshake_timeout() {
 
 /// A hand-driven initiator: our server's stream plus the attacker's raw socket and codec.
 async fn raw_session() -> (EciesStream<DuplexStream>, DuplexStream, FrameCodec) {
-    let (ska, _) = key();
-    let (skb, idb) = key();
-    let (mut x, y) = duplex(PIPE);
-    let server = tokio::spawn(EciesStream::incoming(y, skb));
-    let mut a = Ecies::new_initiator(ska, idb).expect("initiator");
+    let (server, mut x, mut a) = raw_initiator();
     x.write_all(&a.create_auth().expect("auth")).await.expect("write");
     let mut ack = vec![0u8; 2];
     x.read_exact(&mut ack).await.expect("prefix");
@@ -259,11 +270,7 @@ async fn oversize_frames_are_refused() {
 /// A full-size frame (16 MiB - 1) goes through.
 #[tokio::test]
 async fn largest_frame_roundtrips() {
-    let (ska, _) = key();
-    let (skb, idb) = key();
-    let (x, y) = duplex(PIPE);
-    let (a, b) = tokio::join!(EciesStream::connect(x, ska, idb), EciesStream::incoming(y, skb));
-    let (mut a, mut b) = (a.expect("a"), b.expect("b"));
+    let ((mut a, mut b), _) = duplex_pair().await;
     let msg = Bytes::from(vec![0x5a; MAX_FRAME_SIZE]);
     let (sent, got) = tokio::join!(a.send(msg.clone()), b.next());
     sent.expect("send");

@@ -78,6 +78,21 @@ fn initiator(keys: &Keys) -> Ecies {
         .expect("initiator")
 }
 
+/// What `e` read from the remote's auth or ack packet `name`: its format and version, nonce and
+/// ephemeral key.
+fn assert_remote(
+    e: &Ecies,
+    name: &str,
+    (format, version): (HandshakeFormat, u64),
+    nonce: B256,
+    eph: &SecretKey,
+) {
+    assert_eq!(e.remote_format(), Some(format), "{name}");
+    assert_eq!(e.remote_version(), Some(version), "{name}");
+    assert_eq!(e.remote_nonce(), Some(nonce), "{name}");
+    assert_eq!(e.remote_ephemeral_id(), Some(id_of(eph)), "{name}");
+}
+
 fn with_foo(mac: &Mac) -> B256 {
     let mut m = mac.clone();
     m.update(b"foo");
@@ -100,11 +115,8 @@ fn eip8_auth_packets_decode_in_both_formats() {
         assert_eq!(packet.len() as u64, v["messages"][name]["length_bytes"].as_u64().expect("len"));
         let mut b = recipient(&keys);
         b.read_auth(&packet).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(b.remote_format(), Some(format), "{name}");
-        assert_eq!(b.remote_version(), Some(version), "{name}");
         assert_eq!(b.remote_id(), Some(id_of(&keys.static_a)), "{name}");
-        assert_eq!(b.remote_nonce(), Some(keys.nonce_a), "{name}");
-        assert_eq!(b.remote_ephemeral_id(), Some(id_of(&keys.eph_a)), "{name}");
+        assert_remote(&b, name, (format, version), keys.nonce_a, &keys.eph_a);
     }
     assert_eq!(bytes(&v["messages"]["auth1"]["hex"]).len(), LEGACY_AUTH_LEN);
 }
@@ -122,10 +134,7 @@ fn eip8_ack_packets_decode_in_both_formats() {
         let packet = bytes(&v["messages"][name]["hex"]);
         let mut a = initiator(&keys);
         a.read_ack(&packet).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(a.remote_format(), Some(format), "{name}");
-        assert_eq!(a.remote_version(), Some(version), "{name}");
-        assert_eq!(a.remote_nonce(), Some(keys.nonce_b), "{name}");
-        assert_eq!(a.remote_ephemeral_id(), Some(id_of(&keys.eph_b)), "{name}");
+        assert_remote(&a, name, (format, version), keys.nonce_b, &keys.eph_b);
     }
     assert_eq!(bytes(&v["messages"]["ack1"]["hex"]).len(), LEGACY_ACK_LEN);
 }

@@ -10,30 +10,25 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use std::{
-    io::BufRead,
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+mod snap_wire;
+
+use std::time::Duration;
 
 use alloy_primitives::{B256, hex};
 use futures::{SinkExt, StreamExt};
-use leafsync_leafdb::{GenParams, LeafDb};
 use leafsync_p2p::{
     CapabilityMessage, DisconnectReason, EciesStream, HelloMessageWithProtocols, PeerId,
     UnauthedP2PStream,
     chain::ChainSpec,
     ecies::id_from_pk,
-    eth::{self, BlockRangeUpdate, EthMessage, Status},
-    leaf::protocol as leaf,
-    p2pstream::{Capability, Protocol},
-    snap,
+    eth::{BlockRangeUpdate, EthMessage, Status},
+    p2pstream::Capability,
+    test_utils::{NodeScript, interop_dir},
 };
 use leafsync_serve::snap::serve_message;
 use secp256k1::{PublicKey, SECP256K1, SecretKey};
 use serde_json::Value;
-use tokio::{net::TcpStream, sync::mpsc, time::timeout};
+use tokio::{net::TcpStream, time::timeout};
 
 /// Bound on every wait for the other side.
 const STEP: Duration = Duration::from_secs(15);
@@ -42,52 +37,23 @@ const MAX_EVENTS: usize = 32;
 /// Mainnet just after Prague (block 22_431_084), the head the JS peer's Status names.
 const HEAD: (u64, u64) = (22_431_084, 1_746_612_400);
 
-struct JsPeer {
-    child: Child,
-    events: mpsc::Receiver<Value>,
-}
-
-impl Drop for JsPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+struct JsPeer(NodeScript);
 
 impl JsPeer {
     fn spawn(root: B256) -> Self {
-        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop"));
+        let dir = interop_dir();
         assert!(
             dir.join("node_modules/@ethereumjs/devp2p").is_dir(),
             "{} is missing: run `npm ci --prefix tests/interop` (scripts/setup.sh does) to run \
              the eth/69 + snap/1 interop test",
             dir.join("node_modules").display()
         );
-        let mut child = Command::new("node")
-            .arg("snap_peer.mjs")
-            .arg(format!("0x{}", hex::encode(root)))
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("run node (Node.js is required for the interop test)");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, events) = mpsc::channel(MAX_EVENTS);
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().take(MAX_EVENTS) {
-                let Ok(line) = line else { break };
-                eprintln!("ethereumjs: {line}");
-                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                if tx.blocking_send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, events }
+        let root = format!("0x{}", hex::encode(root));
+        Self(NodeScript::spawn("snap_peer.mjs", &[root], MAX_EVENTS))
     }
 
     async fn next(&mut self) -> Value {
-        let event = timeout(STEP, self.events.recv()).await.unwrap().unwrap();
+        let event = timeout(STEP, self.0.events.recv()).await.unwrap().unwrap();
         assert_ne!(event["event"], "error", "JS peer error: {event}");
         assert_ne!(event["event"], "peer_error", "JS peer error: {event}");
         event
@@ -97,9 +63,7 @@ impl JsPeer {
 #[tokio::test]
 async fn hello_offsets_and_messages_agree_with_ethereumjs() {
     let chain = ChainSpec::preset("mainnet").unwrap();
-    let db = LeafDb::in_memory();
-    db.generate(GenParams { accounts: 300, seed: 11 }).unwrap();
-    let root = db.account_root().unwrap();
+    let (db, root) = snap_wire::generated_state(300, 11);
 
     let mut js = JsPeer::spawn(root);
     let listening = js.next().await;
@@ -110,19 +74,7 @@ async fn hello_offsets_and_messages_agree_with_ethereumjs() {
     let sk = SecretKey::new(&mut rand::rng());
     let socket = timeout(STEP, TcpStream::connect(("127.0.0.1", port))).await.unwrap().unwrap();
     let stream = EciesStream::connect(socket, sk, id).await.unwrap();
-    let protocols = vec![
-        Protocol::new(
-            eth::protocol::PROTOCOL_NAME,
-            eth::protocol::PROTOCOL_VERSION,
-            eth::protocol::MESSAGE_COUNT,
-        ),
-        Protocol::new(leaf::PROTOCOL_NAME, u64::from(leaf::PROTOCOL_VERSION), leaf::MESSAGE_COUNT),
-        Protocol::new(
-            snap::protocol::PROTOCOL_NAME,
-            snap::protocol::PROTOCOL_VERSION,
-            snap::protocol::MESSAGE_COUNT,
-        ),
-    ];
+    let protocols = snap_wire::eth_leaf_snap();
     let our_id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &sk));
     let (mut p2p, hello) = UnauthedP2PStream::new(stream)
         .with_remote_id(id)

@@ -6,21 +6,22 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod snap_wire;
+
 use alloy_primitives::B256;
 use futures::{SinkExt, StreamExt};
-use leafsync_leafdb::{GenParams, KvStore, LeafDb};
+use leafsync_leafdb::{KvStore, LeafDb};
 use leafsync_p2p::{
     CapabilityMessage, EciesStream, HelloMessageWithProtocols, P2PStream, PeerId,
     UnauthedP2PStream,
     chain::ChainSpec,
     ecies::id_from_pk,
     eth::{self, BlockRangeUpdate, EthMessage, RequestIds, Status},
-    leaf::protocol as leaf,
     p2pstream::{
         Capability, Protocol,
         stream::{decompress, encode_message, split_message},
     },
-    snap::{self, AccountRange, GetAccountRange, SnapMessage},
+    snap::{AccountRange, GetAccountRange, SnapMessage},
 };
 use leafsync_serve::snap::serve_message;
 use secp256k1::{PublicKey, SECP256K1, SecretKey};
@@ -88,9 +89,7 @@ async fn serve<S: KvStore>(
 #[tokio::test]
 async fn eth_and_snap_ids_on_the_wire_as_geth_sees_them() {
     let chain = ChainSpec::preset("mainnet").unwrap();
-    let db = LeafDb::in_memory();
-    db.generate(GenParams { accounts: 500, seed: 3 }).unwrap();
-    let root = db.account_root().unwrap();
+    let (db, root) = snap_wire::generated_state(500, 3);
 
     let (ska, ida) = key();
     let (skb, idb) = key();
@@ -107,19 +106,7 @@ async fn eth_and_snap_ids_on_the_wire_as_geth_sees_them() {
     ];
     let theirs = HelloMessageWithProtocols::new("Geth/v1.17.1", geth_protocols, 30303, ida);
     raw_send_hello(&mut raw, &theirs).await;
-    let our_protocols = vec![
-        Protocol::new(
-            eth::protocol::PROTOCOL_NAME,
-            eth::protocol::PROTOCOL_VERSION,
-            eth::protocol::MESSAGE_COUNT,
-        ),
-        Protocol::new(leaf::PROTOCOL_NAME, u64::from(leaf::PROTOCOL_VERSION), leaf::MESSAGE_COUNT),
-        Protocol::new(
-            snap::protocol::PROTOCOL_NAME,
-            snap::protocol::PROTOCOL_VERSION,
-            snap::protocol::MESSAGE_COUNT,
-        ),
-    ];
+    let our_protocols = snap_wire::eth_leaf_snap();
     let (p2p, _) = UnauthedP2PStream::new(ours)
         .handshake(HelloMessageWithProtocols::new("leafsync/test", our_protocols, 30403, idb))
         .await

@@ -12,6 +12,7 @@ use leafsync_leafdb::{
     AccountChange, AccountUpdate, BlockDiff, BlockHeader, DbOptions, GenParams, LeafDb,
     LeafDbConfig,
 };
+use leafsync_p2p::MessageFault;
 use leafsync_p2p::snap::{
     AccountRange, GetAccountRange, GetByteCodes, GetStorageRanges, GetTrieNodes, SnapError,
     SnapMessage, TrieNodePathSet,

@@ -199,5 +199,15 @@ fn deserialize_enrs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<En
         .collect()
 }
 
+/// `Ok` when a field of a peer's `Status` (`theirs`) is `ours`, else `Err(error(ours, theirs))`:
+/// how the `eth/69` and `leaf/1` Status checks compare network id, version and genesis.
+pub(crate) fn expect_ours<T: PartialEq, E>(
+    ours: T,
+    theirs: T,
+    error: impl FnOnce(T, T) -> E,
+) -> Result<(), E> {
+    if ours == theirs { Ok(()) } else { Err(error(ours, theirs)) }
+}
+
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use super::{
     status::BlockRangeError,
     types::{BlockRangeUpdate, EmptyResponse, GetBlockHeaders, RequestIds, Status},
 };
-use crate::{PenaltyClass, p2pstream::DisconnectReason};
+use crate::penalty::MessageFault;
 use alloy_rlp::{Decodable, Header};
 
 /// What is wrong with an `eth/69` message from a peer.
@@ -42,20 +42,10 @@ pub enum EthError {
     BlockRange(#[from] BlockRangeError),
 }
 
-impl EthError {
-    /// Whether the peer broke the protocol (disconnect with 0x02); only an unknown id is not.
-    pub fn is_protocol_breach(&self) -> bool {
+impl MessageFault for EthError {
+    /// Only an unknown id is not a breach.
+    fn is_protocol_breach(&self) -> bool {
         !matches!(self, Self::UnknownMessageId(_))
-    }
-
-    /// The disconnect reason to send, `None` when the message is only dropped.
-    pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
-        self.is_protocol_breach().then_some(DisconnectReason::ProtocolBreach)
-    }
-
-    /// The penalty the peer earns.
-    pub fn penalty(&self) -> PenaltyClass {
-        if self.is_protocol_breach() { PenaltyClass::Fatal } else { PenaltyClass::Mid }
     }
 }
 

@@ -5,7 +5,10 @@ use super::{
     protocol::PROTOCOL_VERSION,
     types::{BlockRangeUpdate, Status},
 };
-use crate::{chain::ChainSpec, p2pstream::DisconnectReason};
+use crate::{
+    chain::{ChainSpec, expect_ours},
+    p2pstream::DisconnectReason,
+};
 use alloy_eip2124::{ForkFilter, ValidationError};
 use alloy_primitives::B256;
 
@@ -123,24 +126,18 @@ impl Status {
     /// Checks a peer's `Status` in geth's order: network id, version, genesis, fork id (with
     /// `filter`, built for our head), block range.
     pub fn validate(&self, chain: &ChainSpec, filter: &ForkFilter) -> Result<(), EthStatusError> {
-        if self.network_id != chain.network_id {
-            return Err(EthStatusError::NetworkIdMismatch {
-                ours: chain.network_id,
-                theirs: self.network_id,
-            });
-        }
+        expect_ours(chain.network_id, self.network_id, |ours, theirs| {
+            EthStatusError::NetworkIdMismatch { ours, theirs }
+        })?;
         if u64::from(self.version) != PROTOCOL_VERSION {
             return Err(EthStatusError::VersionMismatch {
                 ours: PROTOCOL_VERSION,
                 theirs: self.version,
             });
         }
-        if self.genesis != chain.genesis_hash {
-            return Err(EthStatusError::GenesisMismatch {
-                ours: chain.genesis_hash,
-                theirs: self.genesis,
-            });
-        }
+        expect_ours(chain.genesis_hash, self.genesis, |ours, theirs| {
+            EthStatusError::GenesisMismatch { ours, theirs }
+        })?;
         filter.validate(self.fork_id)?;
         self.block_range().validate()?;
         Ok(())

@@ -4,7 +4,10 @@ use super::{
     protocol::PROTOCOL_VERSION,
     types::{ChainHead, ServeFlags, Status},
 };
-use crate::{chain::ChainSpec, p2pstream::DisconnectReason};
+use crate::{
+    chain::{ChainSpec, expect_ours},
+    p2pstream::DisconnectReason,
+};
 use alloy_eip2124::{ForkFilter, ValidationError};
 use alloy_primitives::B256;
 
@@ -85,24 +88,16 @@ impl Status {
     /// Checks a peer's `Status` against our chain and our fork filter (built for our current
     /// head), in this order: protocol version, network id, genesis hash, fork id.
     pub fn validate(&self, chain: &ChainSpec, filter: &ForkFilter) -> Result<(), StatusError> {
-        if self.version != PROTOCOL_VERSION {
-            return Err(StatusError::VersionMismatch {
-                ours: PROTOCOL_VERSION,
-                theirs: self.version,
-            });
-        }
-        if self.network_id != chain.network_id {
-            return Err(StatusError::NetworkIdMismatch {
-                ours: chain.network_id,
-                theirs: self.network_id,
-            });
-        }
-        if self.genesis_hash != chain.genesis_hash {
-            return Err(StatusError::GenesisMismatch {
-                ours: chain.genesis_hash,
-                theirs: self.genesis_hash,
-            });
-        }
+        expect_ours(PROTOCOL_VERSION, self.version, |ours, theirs| StatusError::VersionMismatch {
+            ours,
+            theirs,
+        })?;
+        expect_ours(chain.network_id, self.network_id, |ours, theirs| {
+            StatusError::NetworkIdMismatch { ours, theirs }
+        })?;
+        expect_ours(chain.genesis_hash, self.genesis_hash, |ours, theirs| {
+            StatusError::GenesisMismatch { ours, theirs }
+        })?;
         filter.validate(self.fork_id)?;
         Ok(())
     }

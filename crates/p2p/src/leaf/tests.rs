@@ -2,7 +2,7 @@
 //! of the message ids with `docs/leaf-protocol.md`.
 
 use super::{protocol::*, *};
-use crate::PenaltyClass;
+use crate::{MessageFault, PenaltyClass};
 use alloy_eip2124::{ForkHash, ForkId};
 use alloy_primitives::{B256, Bytes, U256};
 use proptest::prelude::*;

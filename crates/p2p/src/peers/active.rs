@@ -10,7 +10,7 @@ use super::{
     heads::HeadFilter,
 };
 use crate::{
-    PeerId, PenaltyClass,
+    MessageFault, PeerId, PenaltyClass,
     leaf::{
         ChainHead, EncodedResponse, LeafMessage, LeafRequest, LeafResponse, MessageRole,
         RequestPair,

@@ -1,7 +1,7 @@
 //! Errors of the `leaf/1` session layer.
 
 use crate::{
-    PenaltyClass,
+    MessageFault, PenaltyClass,
     ecies::EciesError,
     leaf::{LeafError, StatusError},
     p2pstream::{DisconnectReason, P2PError},

@@ -2,6 +2,7 @@
 
 use super::SessionError;
 use crate::{
+    MessageFault,
     chain::ChainSpec,
     ecies::EciesError,
     leaf::{LeafError, LeafMessage, Status, protocol::PROTOCOL_NAME},

@@ -12,8 +12,11 @@ use super::{
         StorageRanges, TrieNodes,
     },
 };
-use crate::{PenaltyClass, p2pstream::DisconnectReason};
-use alloy_rlp::{Encodable, Header};
+use crate::{
+    penalty::MessageFault,
+    rlp_walk::{count_items, list_field, split_item},
+};
+use alloy_rlp::Encodable;
 use bytes::BufMut;
 
 /// What is wrong with a `snap/1` message received from a peer.
@@ -72,21 +75,9 @@ pub enum SnapError {
     },
 }
 
-impl SnapError {
-    /// Whether the peer broke the protocol (disconnect with reason 0x02 "breach of protocol").
-    /// Only an unknown message id is not a breach: it is dropped and penalised.
-    pub fn is_protocol_breach(&self) -> bool {
+impl MessageFault for SnapError {
+    fn is_protocol_breach(&self) -> bool {
         !matches!(self, Self::UnknownMessageId(_))
-    }
-
-    /// The disconnect reason to send, `None` when the message is only dropped.
-    pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
-        self.is_protocol_breach().then_some(DisconnectReason::ProtocolBreach)
-    }
-
-    /// The penalty the sending peer earns.
-    pub fn penalty(&self) -> PenaltyClass {
-        if self.is_protocol_breach() { PenaltyClass::Fatal } else { PenaltyClass::Mid }
     }
 }
 
@@ -270,39 +261,6 @@ impl SnapMessage {
         }
         Ok(())
     }
-}
-
-/// Splits the next RLP item off `buf`: whether it is a list, and its payload. Allocates nothing.
-fn split_item<'a>(buf: &mut &'a [u8]) -> alloy_rlp::Result<(bool, &'a [u8])> {
-    let header = Header::decode(buf)?;
-    let (payload, rest) =
-        buf.split_at_checked(header.payload_length).ok_or(alloy_rlp::Error::InputTooShort)?;
-    *buf = rest;
-    Ok((header.list, payload))
-}
-
-/// Number of items in a list payload, counted from their headers (no allocation).
-fn count_items(mut list: &[u8]) -> alloy_rlp::Result<usize> {
-    let mut count = 0;
-    while !list.is_empty() {
-        split_item(&mut list)?;
-        count += 1;
-    }
-    Ok(count)
-}
-
-/// The payload of field `index` of the top-level RLP list `payload`, if that field is a list.
-fn list_field(payload: &[u8], index: usize) -> alloy_rlp::Result<Option<&[u8]>> {
-    let mut outer = payload;
-    let (is_list, mut fields) = split_item(&mut outer)?;
-    if !is_list {
-        return Err(alloy_rlp::Error::UnexpectedString);
-    }
-    for _ in 0..index {
-        split_item(&mut fields)?;
-    }
-    let (is_list, field) = split_item(&mut fields)?;
-    Ok(is_list.then_some(field))
 }
 
 /// Checks the item counts of the bounded lists of message `id` by walking the RLP headers of

@@ -3,6 +3,7 @@ use super::{
     protocol::{MAX_REQUEST_MESSAGE_SIZE, MAX_STORAGE_ACCOUNTS_PER_REQUEST, ids},
     *,
 };
+use crate::MessageFault;
 use alloy_primitives::{B256, Bytes, KECCAK256_EMPTY, U256, hex};
 
 /// Hex/compact pairs from go-ethereum's `trie/encoding_test.go` (`TestHexCompact`).

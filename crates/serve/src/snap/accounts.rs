@@ -7,7 +7,7 @@ use leafsync_p2p::snap::{
     AccountData, AccountRange, GetAccountRange, SlimAccount, protocol::MAX_ACCOUNTS_PER_RESPONSE,
 };
 
-use super::{add_proof, byte_budget, deadline, expired, reader};
+use super::{add_proof, byte_budget, deadline, expired, reader_at};
 
 /// Answers `GetAccountRange` at the leafdb's head: the accounts from `origin` on, in hash order,
 /// until one at or past `limit` was sent or the response passed the byte budget (each account
@@ -16,10 +16,7 @@ use super::{add_proof, byte_budget, deadline, expired, reader};
 /// accounts, no proof) for any other root or on internal trouble.
 pub fn answer_account_range<S: KvStore>(db: &LeafDb<S>, req: &GetAccountRange) -> AccountRange {
     let empty = AccountRange { request_id: req.request_id, ..Default::default() };
-    let Some(view) = reader(db) else { return empty };
-    if req.root != view.root() {
-        return empty;
-    }
+    let Some(view) = reader_at(db, req.root) else { return empty };
     let budget = byte_budget(req.bytes);
     let until = deadline();
     let mut accounts = Vec::new();

@@ -30,7 +30,8 @@ use leafsync_p2p::snap::{
 
 /// Answers one `snap/1` message with relative id `id`: `Ok(Some(response))` for a request,
 /// `Ok(None)` for a response (those belong to the syncer, not the server), `Err` for a message
-/// that breaks the protocol (disconnect as [`SnapError::disconnect_reason`] says).
+/// that breaks the protocol (disconnect as the [`SnapError`]'s
+/// [`disconnect_reason`](leafsync_p2p::MessageFault::disconnect_reason) says).
 pub fn serve_message<S: KvStore>(
     db: &LeafDb<S>,
     id: u8,
@@ -77,6 +78,12 @@ fn reader<S: KvStore>(db: &LeafDb<S>) -> Option<SnapReader<'_, S>> {
             None
         }
     }
+}
+
+/// A view of the leafdb for one query at state `root`, `None` when it cannot be opened (logged)
+/// or the leafdb's head is at another root.
+fn reader_at<S: KvStore>(db: &LeafDb<S>, root: B256) -> Option<SnapReader<'_, S>> {
+    reader(db).filter(|view| view.root() == root)
 }
 
 /// go-ethereum's `common.BytesToHash`: the last 32 bytes, right-aligned (a short value is

@@ -7,7 +7,7 @@ use leafsync_p2p::snap::{
     protocol::{MAX_SLOTS_PER_RESPONSE, STATE_LOOKUP_SLACK_PERCENT},
 };
 
-use super::{add_proof, byte_budget, bytes_to_hash, deadline, expired, reader};
+use super::{add_proof, byte_budget, bytes_to_hash, deadline, expired, reader_at};
 
 /// Answers `GetStorageRanges` at the leafdb's head, as go-ethereum does:
 ///
@@ -22,10 +22,7 @@ use super::{add_proof, byte_budget, bytes_to_hash, deadline, expired, reader};
 ///   does not exist, or on internal trouble.
 pub fn answer_storage_ranges<S: KvStore>(db: &LeafDb<S>, req: &GetStorageRanges) -> StorageRanges {
     let empty = StorageRanges { request_id: req.request_id, ..Default::default() };
-    let Some(view) = reader(db) else { return empty };
-    if req.root != view.root() {
-        return empty;
-    }
+    let Some(view) = reader_at(db, req.root) else { return empty };
     let budget = byte_budget(req.bytes);
     let hard_limit = budget + budget * STATE_LOOKUP_SLACK_PERCENT / 100;
     let until = deadline();
