@@ -3,7 +3,7 @@
 //! transfers over WebSocket, reports them through `leafsync status`, and its state root equals
 //! anvil's header root. Then the whole chain: a second daemon with an empty datadir finds the
 //! first through a discv5 bootnode, syncs its state at anvil's head (the trusted pivot), and
-//! follows anvil's new blocks. Skipped, with a message, when anvil is not installed.
+//! follows anvil's new blocks. Fails, naming the install command, when anvil is not installed.
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
 mod support;
@@ -28,10 +28,17 @@ static ANVIL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Blocks mined while the daemon follows.
 const BLOCKS: u64 = 12;
 
-fn anvil_binary() -> Option<PathBuf> {
+/// The anvil binary of tests/anvil/node_modules. Panics, naming the install command, when it
+/// is missing: the test script installs it first, so a missing anvil is an error, not a skip.
+fn anvil_binary() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    p.is_file().then_some(p)
+    assert!(
+        p.is_file(),
+        "anvil is not installed at {}: run `npm ci --prefix tests/anvil` (scripts/setup.sh does)",
+        p.display()
+    );
+    p
 }
 
 async fn start_anvil(bin: &Path) -> (Killed, SocketAddr) {
@@ -69,18 +76,12 @@ async fn start_anvil(bin: &Path) -> (Killed, SocketAddr) {
     panic!("anvil did not start");
 }
 
-/// This test's turn and its own anvil (see [`ANVIL`]); `None`, said on stderr, when anvil is
-/// not installed.
-async fn anvil() -> Option<(tokio::sync::MutexGuard<'static, ()>, Killed, SocketAddr)> {
-    let Some(bin) = anvil_binary() else {
-        eprintln!(
-            "SKIP: anvil is not installed; run `npm ci --prefix tests/anvil` (scripts/setup.sh does)"
-        );
-        return None;
-    };
+/// This test's turn and its own anvil (see [`ANVIL`]).
+async fn anvil() -> (tokio::sync::MutexGuard<'static, ()>, Killed, SocketAddr) {
+    let bin = anvil_binary();
     let turn = ANVIL.lock().await;
     let (anvil, addr) = start_anvil(&bin).await;
-    Some((turn, anvil, addr))
+    (turn, anvil, addr)
 }
 
 fn status(admin: &str) -> Value {
@@ -139,7 +140,7 @@ async fn assert_head_is_anvils(s: &Value, rpc: &mut RpcClient, number: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_bootstraps_from_genesis_and_follows_anvil() {
-    let Some((_one_anvil, _anvil, addr)) = anvil().await else { return };
+    let (_one_anvil, _anvil, addr) = anvil().await;
     let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let genesis_file = genesis_file(&mut rpc, dir.path()).await;
@@ -180,7 +181,7 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
 async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
     const FIRST: u64 = 6;
     const MORE: u64 = 5;
-    let Some((_one_anvil, _anvil, addr)) = anvil().await else { return };
+    let (_one_anvil, _anvil, addr) = anvil().await;
     let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let genesis_file = genesis_file(&mut rpc, dir.path()).await;

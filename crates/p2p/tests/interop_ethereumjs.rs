@@ -6,8 +6,8 @@
 //! and Disconnect with a reason each way (geth's `[reason]` list from us, ethereumjs's bare
 //! uncompressed integer from it).
 //!
-//! Skipped (with a message) when `tests/interop/node_modules` is missing; the test script runs
-//! `npm ci --prefix tests/interop` first.
+//! Fails, naming the install command, when `tests/interop/node_modules` is missing: the test
+//! script installs it first (`scripts/setup.sh`), so a missing install is an error, not a skip.
 
 use alloy_primitives::{B256, Bytes, keccak256};
 use alloy_rlp::{Decodable, RlpDecodable, RlpEncodable};
@@ -60,18 +60,17 @@ struct JsPeer {
 }
 
 impl JsPeer {
-    /// Starts `node peer.mjs <args>`; `None` (test skipped) when node_modules is missing.
-    fn spawn(args: &[&str]) -> Option<Self> {
+    /// Starts `node peer.mjs <args>`; panics, naming the install command, when node_modules is
+    /// missing.
+    fn spawn(args: &[&str]) -> Self {
         let dir = interop_dir();
-        if !dir.join("node_modules").is_dir() {
-            eprintln!(
-                "SKIPPED: {} is missing; run `npm ci --prefix tests/interop` (scripts/test.sh does) to run the ethereumjs interop test",
-                dir.join("node_modules").display()
-            );
-            return None;
-        }
+        assert!(
+            dir.join("node_modules").is_dir(),
+            "{} is missing: run `npm ci --prefix tests/interop` (scripts/setup.sh does) to run the ethereumjs interop test",
+            dir.join("node_modules").display()
+        );
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        Some(Self { script: NodeScript::spawn("peer.mjs", &args, MAX_EVENTS), seen: Vec::new() })
+        Self { script: NodeScript::spawn("peer.mjs", &args, MAX_EVENTS), seen: Vec::new() }
     }
 
     /// The next event named `name` (earlier ones of other names are kept for later calls).
@@ -240,7 +239,7 @@ fn our_key() -> SecretKey {
 
 #[tokio::test]
 async fn we_dial_ethereumjs() {
-    let Some(mut js) = JsPeer::spawn(&["listen"]) else { return };
+    let mut js = JsPeer::spawn(&["listen"]);
     let listening = js.wait_for("listening").await;
     let port = listening["port"].as_u64().expect("port") as u16;
     let id: PeerId = listening["id"].as_str().expect("id").parse().expect("node id hex");
@@ -258,15 +257,11 @@ async fn we_dial_ethereumjs() {
 
 #[tokio::test]
 async fn ethereumjs_dials_us() {
-    if !interop_dir().join("node_modules").is_dir() {
-        let _ = JsPeer::spawn(&[]); // prints the skip message
-        return;
-    }
     let sk = our_key();
     let our_id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &sk));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port().to_string();
-    let Some(mut js) = JsPeer::spawn(&["dial", &hex::encode(our_id), &port]) else { return };
+    let mut js = JsPeer::spawn(&["dial", &hex::encode(our_id), &port]);
     let (socket, peer_addr) =
         timeout(STEP, listener.accept()).await.expect("JS dials in time").expect("accept");
     assert!(peer_addr.ip().is_loopback());

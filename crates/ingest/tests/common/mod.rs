@@ -38,19 +38,17 @@ pub fn init_logs() {
         .try_init();
 }
 
-/// The anvil binary of tests/anvil/node_modules, or `None` (the caller skips).
-pub fn anvil_binary() -> Option<PathBuf> {
+/// The anvil binary of tests/anvil/node_modules. Panics, naming the install command, when it
+/// is missing: the test script installs it first, so a missing anvil is an error, not a skip.
+pub fn anvil_binary() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIP: anvil not found at {} — run `npm ci --prefix tests/anvil` (scripts/setup.sh does)",
-            p.display()
-        );
-        None
-    }
+    assert!(
+        p.is_file(),
+        "anvil not found at {}: run `npm ci --prefix tests/anvil` (scripts/setup.sh does)",
+        p.display()
+    );
+    p
 }
 
 /// A running anvil, killed on drop.
