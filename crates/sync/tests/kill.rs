@@ -5,58 +5,35 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use common::{Behaviour, SimPeer, assert_same_state, delayed, dyn_peers, source};
-use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig, generate::SplitMix, test_utils::ChildTest};
-use leafsync_sync::{SyncConfig, SyncPeer, SyncProgress, Syncer};
+use common::{
+    Behaviour, SimPeer, delayed, dyn_peers,
+    kill::{ACCOUNTS, ANSWER_DELAY, SEED, child_sync, config, kill_and_resume},
+    source,
+};
+use leafsync_leafdb::LeafDb;
+use leafsync_sync::{SyncPeer, Syncer};
 
 const CHILD_ENV: &str = "LEAFSYNC_SYNC_KILL_TEST_DIR";
-const ACCOUNTS: u64 = 3000;
-const SEED: u64 = 33;
-/// Real delay per answer in the child, so that a sync lasts a few seconds and kills land at
-/// different points of it.
-const ANSWER_DELAY: Duration = Duration::from_millis(8);
 const KILLS: usize = 10;
 
-fn open(dir: &std::path::Path) -> LeafDb {
-    LeafDb::open(dir, &DbOptions::default().block_cache_bytes(16 << 20), LeafDbConfig::default())
-        .unwrap()
-}
-
-fn config() -> SyncConfig {
-    SyncConfig {
-        chunk_target_bytes: 16 * 1024,
-        progress_interval: Duration::from_millis(50),
-        ..Default::default()
-    }
-}
-
-/// The child: syncs into the directory, printing `syncing` when it starts and the bytes when
-/// done.
+/// The child: syncs from two delayed leaf/1 peers.
 #[tokio::test]
 #[ignore = "run by killed_syncs_resume_to_the_exact_state as a child process"]
 async fn kill_child_syncer() {
-    let dir = std::env::var(CHILD_ENV).expect("child needs its directory");
     let src = source(ACCOUNTS, SEED);
-    let db = Arc::new(open(std::path::Path::new(&dir)));
-    let prior =
-        db.sync_progress().unwrap().map_or(0, |b| SyncProgress::decode(&b).unwrap().bytes_down);
     let peers: Vec<Arc<dyn SyncPeer>> = (1..=2u8)
         .map(|i| {
             delayed(SimPeer::new(i, Arc::clone(&src), Behaviour::Honest, ACCOUNTS), ANSWER_DELAY)
         })
         .collect();
-    println!("syncing");
-    let out = Syncer::new(db, config(), peers).run().await.unwrap();
-    println!("done {} {} {}", out.root, out.stats.bytes_down, prior + out.stats.bytes_down);
+    child_sync(CHILD_ENV, peers).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_syncs_resume_to_the_exact_state() {
-    let dir = tempfile::tempdir().unwrap();
     let src = source(ACCOUNTS, SEED);
-    let root = src.account_root().unwrap();
     let full = Syncer::new(
         Arc::new(LeafDb::in_memory()),
         config(),
@@ -65,45 +42,5 @@ async fn killed_syncs_resume_to_the_exact_state() {
     .run()
     .await
     .unwrap();
-    let mut rng = SplitMix::new(0x6b11);
-    let mut last_total = 0;
-    for round in 0..=KILLS {
-        let child =
-            ChildTest::spawn("kill_child_syncer", [(CHILD_ENV, dir.path().as_os_str())]).unwrap();
-        // libtest may print "test kill_child_syncer ... " on the same line.
-        let started = child
-            .wait_for(Duration::from_secs(120), |line| line.contains("syncing").then_some(()))
-            .is_some();
-        assert!(started, "round {round}: child did not start");
-        if round < KILLS {
-            std::thread::sleep(Duration::from_millis(50 + rng.below(500)));
-            child.kill().unwrap(); // SIGKILL
-            let db = open(dir.path());
-            match db.sync_progress().unwrap() {
-                Some(bytes) => {
-                    let record = SyncProgress::decode(&bytes).unwrap();
-                    assert_eq!(record.pivot.state_root, root, "round {round}");
-                    assert!(record.bytes_down >= last_total, "round {round}: progress lost");
-                    last_total = record.bytes_down;
-                }
-                // Killed after it finished: nothing left to resume.
-                None => assert_eq!(db.account_root().unwrap(), root, "round {round}"),
-            }
-            eprintln!("round {round}: killed, {last_total} bytes downloaded so far");
-            continue;
-        }
-        let (status, lines) = child.wait().unwrap();
-        assert!(status.success());
-        let done: Vec<String> =
-            lines.iter().filter_map(|l| l.find("done ").map(|i| l[i..].to_string())).collect();
-        let db = open(dir.path());
-        assert_same_state(&db, &src, root);
-        let last: Vec<&str> = done.last().unwrap().split(' ').collect();
-        let (this_run, total): (u64, u64) = (last[2].parse().unwrap(), last[3].parse().unwrap());
-        println!(
-            "kill -9 x{KILLS}: full sync {} bytes; last restart {this_run} bytes; all runs {total} bytes",
-            full.stats.bytes_down
-        );
-        assert!(this_run < full.stats.bytes_down, "the last restart started over");
-    }
+    kill_and_resume("kill_child_syncer", CHILD_ENV, KILLS, &src, full.stats.bytes_down);
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // shared by several test binaries
 
 pub mod chain;
+pub mod kill;
 pub mod snap;
 
 use std::sync::{

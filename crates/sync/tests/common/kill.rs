@@ -1,0 +1,101 @@
+//! The kill -9 harness shared by `kill.rs` (leaf/1 peers) and `snap_kill.rs` (snap/1 peers): a
+//! child test syncs into a RocksDB directory; the parent SIGKILLs it at random moments, checks
+//! the progress record after each kill, and lets the last run finish with the exact state.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use leafsync_leafdb::{
+    DbOptions, LeafDb, LeafDbConfig, MemStore, generate::SplitMix, test_utils::ChildTest,
+};
+use leafsync_sync::{SyncConfig, SyncPeer, SyncProgress, Syncer};
+
+use super::assert_same_state;
+
+/// Accounts of the source state.
+pub const ACCOUNTS: u64 = 3000;
+/// Seed of the source state.
+pub const SEED: u64 = 33;
+/// Real delay per answer in the child, so that a sync lasts a few seconds and kills land at
+/// different points of it.
+pub const ANSWER_DELAY: Duration = Duration::from_millis(8);
+
+/// The child's leafdb in `dir`, with a small block cache.
+pub fn open(dir: &Path) -> LeafDb {
+    LeafDb::open(dir, &DbOptions::default().block_cache_bytes(16 << 20), LeafDbConfig::default())
+        .unwrap()
+}
+
+/// Small chunks and frequent progress records, so kills land between many of both.
+pub fn config() -> SyncConfig {
+    SyncConfig {
+        chunk_target_bytes: 16 * 1024,
+        progress_interval: Duration::from_millis(50),
+        ..Default::default()
+    }
+}
+
+/// The child's body: syncs into the directory named by `env` from `peers`, printing `syncing`
+/// when it starts and `done <root> <bytes this run> <bytes all runs>` when it ends.
+pub async fn child_sync(env: &str, peers: Vec<Arc<dyn SyncPeer>>) {
+    let dir = std::env::var(env).expect("child needs its directory");
+    let db = Arc::new(open(Path::new(&dir)));
+    let prior =
+        db.sync_progress().unwrap().map_or(0, |b| SyncProgress::decode(&b).unwrap().bytes_down);
+    println!("syncing");
+    let out = Syncer::new(db, config(), peers).run().await.unwrap();
+    println!("done {} {} {}", out.root, out.stats.bytes_down, prior + out.stats.bytes_down);
+}
+
+/// The parent: runs the child test `child` (its directory in `env`) `kills` times, SIGKILLing
+/// it at a random moment each time and checking that the record keeps its pivot and never loses
+/// progress, then once to the end: the state must equal `src` and the last run must download
+/// less than `full_bytes` (a sync from nothing).
+pub fn kill_and_resume(
+    child: &str,
+    env: &str,
+    kills: usize,
+    src: &LeafDb<MemStore>,
+    full_bytes: u64,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = src.account_root().unwrap();
+    let mut rng = SplitMix::new(0x6b11);
+    let mut last_total = 0;
+    for round in 0..=kills {
+        let run = ChildTest::spawn(child, [(env, dir.path().as_os_str())]).unwrap();
+        // libtest may print "test <child> ... " on the same line.
+        let started = run
+            .wait_for(Duration::from_secs(120), |line| line.contains("syncing").then_some(()))
+            .is_some();
+        assert!(started, "round {round}: child did not start");
+        if round < kills {
+            std::thread::sleep(Duration::from_millis(50 + rng.below(500)));
+            run.kill().unwrap(); // SIGKILL
+            let db = open(dir.path());
+            match db.sync_progress().unwrap() {
+                Some(bytes) => {
+                    let record = SyncProgress::decode(&bytes).unwrap();
+                    assert_eq!(record.pivot.state_root, root, "round {round}");
+                    assert!(record.bytes_down >= last_total, "round {round}: progress lost");
+                    last_total = record.bytes_down;
+                }
+                // Killed after it finished: nothing left to resume.
+                None => assert_eq!(db.account_root().unwrap(), root, "round {round}"),
+            }
+            eprintln!("round {round}: killed, {last_total} bytes downloaded so far");
+            continue;
+        }
+        let (status, lines) = run.wait().unwrap();
+        assert!(status.success());
+        let done: Vec<String> =
+            lines.iter().filter_map(|l| l.find("done ").map(|i| l[i..].to_string())).collect();
+        let db = open(dir.path());
+        assert_same_state(&db, src, root);
+        let last: Vec<&str> = done.last().unwrap().split(' ').collect();
+        let (this_run, total): (u64, u64) = (last[2].parse().unwrap(), last[3].parse().unwrap());
+        println!(
+            "{child}: kill -9 x{kills}: full sync {full_bytes} bytes; last restart {this_run} bytes; all runs {total} bytes"
+        );
+        assert!(this_run < full_bytes, "the last restart started over");
+    }
+}
