@@ -110,6 +110,12 @@ async fn established_inbound_sessions_are_capped_per_ip() {
     // Another IP is not affected.
     let (p2p, id) = raw_connect_from(record, HONEST_IP).await.expect("other IP admitted");
     let _third = exchange_status(p2p, id).await;
+    // Our side has its Status; the node registers the session when it has ours.
+    wait_event(&mut node.events, |e| match e {
+        NetworkEvent::PeerConnected { peer, .. } if *peer == id => Some(()),
+        _ => None,
+    })
+    .await;
     assert_eq!(node.handle.peers().await.len(), 3);
     node.handle.shutdown().await;
 }
