@@ -336,7 +336,14 @@ impl<S: KvStore + 'static> Syncer<S> {
         if root != self.pivot.state_root {
             return Err(SyncError::RootMismatch { got: root, expected: self.pivot.state_root });
         }
+        info!("state sync: all items in; checking the flat state against the trie (merge-scan)");
+        let started = Instant::now();
         let check = self.db.check_flat_state()?;
+        info!(
+            secs = started.elapsed().as_secs_f64(),
+            problems = check.problems,
+            "state sync: flat state checked"
+        );
         if check.accounts_root != self.pivot.state_root {
             // The flat accounts disagree with a verified trie: rewrite them from it.
             warn!(flat = %check.accounts_root, "flat accounts differ from the synced trie");
