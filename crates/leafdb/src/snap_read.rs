@@ -13,7 +13,7 @@ use crate::{
     db::{LeafDb, TrieNodes, read_account_root},
     error::{LeafDbError, Result},
     kv::{KvRead, KvStore, Table},
-    schema::{BlockHeader, decode_account, decode_head, decode_slot_value, meta, path_key},
+    schema::{BlockHeader, decode_account, decode_head, decode_slot_value, meta},
     trie::{DecodedNode, NodeSource, prove},
 };
 
@@ -159,11 +159,9 @@ impl<S: KvStore> SnapReader<'_, S> {
         path: &[u8],
         hash: &B256,
     ) -> Result<Option<Vec<u8>>> {
-        let nibbles = path_key_nibbles(path);
-        let stored = match (owner, nibbles) {
-            (_, None) => None,
-            (None, Some(p)) => self.snap.get(Table::AccountNodes, &path_key(&p))?,
-            (Some(o), Some(p)) => TrieNodes::storage(&self.snap, *o).node(&p)?,
+        let stored = match path_key_nibbles(path) {
+            None => None,
+            Some(p) => TrieNodes::of(&self.snap, owner).node(&p)?,
         };
         if let Some(rlp) = stored
             && keccak256(&rlp) == *hash
