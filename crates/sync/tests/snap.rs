@@ -195,6 +195,16 @@ async fn a_junk_range_server_is_detected_and_banned() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_server_sending_accounts_out_of_order_is_banned() {
+    let src = source(ACCOUNTS, SEED);
+    let snaps = servers(&src, &[SnapBehaviour::Honest, SnapBehaviour::Unordered]);
+    let out = sync_from(&src, probed_snap_peers(&snaps).await, config(), "snap unordered").await;
+    assert!(out.banned.contains(&snaps[1].id), "out-of-order server not banned");
+    assert!(snaps[1].penalties.lock().unwrap().contains(&PenaltyClass::Fatal));
+    assert!(unpenalised(&snaps[0]), "the honest server was penalised");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_starving_server_is_cut_off_and_banned() {
     // One account per answer: a chunk takes more rounds than an honest server needs, and what
     // came by then fails the skeleton hash.

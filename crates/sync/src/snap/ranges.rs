@@ -48,6 +48,20 @@ fn round_budget(inner: &Inner, max_bytes: u64, got: u64) -> u64 {
     inner.budget().min(max_bytes.saturating_sub(got).saturating_add(1))
 }
 
+/// Whether `keys` are strictly increasing and none is before `origin`, checked over the whole
+/// answer before any of it is read: a key past the range's limit ends the reading, and a list
+/// out of order after it must not pass as a shorter, well-formed answer.
+fn ordered_from(origin: B256, keys: impl Iterator<Item = B256>) -> bool {
+    let mut previous: Option<B256> = None;
+    for key in keys {
+        if key < origin || previous.is_some_and(|p| p >= key) {
+            return false;
+        }
+        previous = Some(key);
+    }
+    true
+}
+
 /// The account chunk of `req.prefix` at the pivot's root.
 pub(crate) async fn account_chunk(
     inner: &Inner,
@@ -83,12 +97,12 @@ pub(crate) async fn account_chunk(
             inline_storages(inner, pivot.state_root, &mut leaves, room).await?;
             return Ok(chunk(leaves, None));
         }
+        if !ordered_from(origin, answer.accounts.iter().map(|a| a.hash)) {
+            return Err(Fault::Malformed("accounts out of order or before the origin"));
+        }
         let mut covered = false;
         let mut previous = None;
         for item in answer.accounts {
-            if item.hash < origin || previous.is_some_and(|p| p >= item.hash) {
-                return Err(Fault::Malformed("accounts out of order or before the origin"));
-            }
             previous = Some(item.hash);
             if item.hash > limit {
                 covered = true;
@@ -173,12 +187,12 @@ pub(crate) async fn storage_chunk(
                 Ok(chunk(slots, None))
             };
         };
+        if !ordered_from(origin, list.iter().map(|slot| slot.hash)) {
+            return Err(Fault::Malformed("slots out of order or before the origin"));
+        }
         let mut covered = answer.proof.is_empty();
         let mut previous = None;
         for item in list {
-            if item.hash < origin || previous.is_some_and(|p| p >= item.hash) {
-                return Err(Fault::Malformed("slots out of order or before the origin"));
-            }
             previous = Some(item.hash);
             if item.hash > limit {
                 covered = true;

@@ -34,6 +34,8 @@ pub enum SnapBehaviour {
     Junk,
     /// Ranges cut to their first item (proof kept): a peer starving the sync.
     OneAtATime,
+    /// Account ranges with their accounts in reverse order: malformed, whatever the values.
+    Unordered,
     /// Trie nodes answered with bytes no request asked for.
     WrongNodes,
     /// Never answers.
@@ -114,6 +116,7 @@ impl SimSnap {
                     slot.body = bump(&slot.body);
                 }
             }
+            (SnapBehaviour::Unordered, SnapMessage::AccountRange(a)) => a.accounts.reverse(),
             (SnapBehaviour::OneAtATime, SnapMessage::AccountRange(a)) => a.accounts.truncate(1),
             (SnapBehaviour::OneAtATime, SnapMessage::StorageRanges(s)) => {
                 s.slots.truncate(1);
