@@ -8,6 +8,9 @@
 //! * [`apply`]: the dedicated thread that folds and applies blocks.
 //! * [`follower`]: the owner loop that keeps the leafdb at the neighbour's head.
 //! * [`head`]: the neighbour's head as a `watch` feed (a moving sync pivot).
+//! * [`header`]: full block headers and their RLP, checked against their hash.
+//! * [`headers`]: [`ElHeaders`], header queries (eth/69 `GetBlockHeaders`) answered from the
+//!   neighbour.
 //! * [`bench`]: synthetic mainnet-sized traces and the ingest benchmark.
 //!
 //! [`BlockDiff`]: leafsync_leafdb::BlockDiff
@@ -21,6 +24,8 @@ pub mod error;
 pub mod fold;
 pub mod follower;
 pub mod head;
+pub mod header;
+pub mod headers;
 pub mod rpc;
 pub mod types;
 
@@ -31,5 +36,11 @@ pub use follower::{
     Follower, FollowerConfig, INITIAL_BACKOFF, IngestStats, MAX_BACKOFF, MAX_REORG_DEPTH,
 };
 pub use head::{HEAD_POLL_INTERVAL, el_head, head_feed};
+pub use header::RpcHeader;
+pub use headers::{
+    ElHeaders, HEADERS_QUERY_TIMEOUT, HeaderOrigin, HeaderQuery, MAX_HEADERS_PER_QUERY,
+};
 pub use rpc::{RawResponse, RpcClient};
-pub use types::{DiffTrace, RpcBlock, TracedAccount, TxTrace, Withdrawal};
+pub use types::{
+    DiffTrace, EthConfigAnswer, ForkConfig, RpcBlock, TracedAccount, TxTrace, Withdrawal,
+};

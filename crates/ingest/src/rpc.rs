@@ -13,9 +13,13 @@ use tokio_tungstenite::{
 };
 use tracing::debug;
 
+use alloy_eip2124::ForkId;
+use alloy_primitives::B256;
+
 use crate::{
     error::{IngestError, RpcError},
-    types::{RpcBlock, TxTrace},
+    header::RpcHeader,
+    types::{EthConfigAnswer, RpcBlock, TxTrace},
 };
 
 /// How long one request may take, including a block trace: a full mainnet block traces in well
@@ -36,6 +40,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// decoded traces are smaller than their hex text. An answer past the cap is refused with
 /// [`IngestError::TooLarge`] naming the method, as soon as the cap is crossed.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+
+/// JSON-RPC 2.0's "method not found" error code: what an execution client without `eth_config`
+/// answers (anvil, geth before 1.16).
+const METHOD_NOT_FOUND: i64 = -32601;
 
 /// The method of subscription notifications. Those that arrive while a response is awaited are
 /// counted, not kept: a new head is only a wake-up, so nothing grows with the number of heads.
@@ -137,6 +145,45 @@ impl RpcClient {
             });
         }
         Ok(block)
+    }
+
+    /// `eth_getBlockByNumber(number, false)` read as a full header; `None` when the execution
+    /// client has no such block.
+    pub async fn header(&mut self, number: u64) -> Result<Option<RpcHeader>, IngestError> {
+        let header: Option<RpcHeader> =
+            self.call("eth_getBlockByNumber", json!([format!("{number:#x}"), false])).await?;
+        match header {
+            Some(h) if h.number != number => Err(IngestError::InvalidResponse {
+                method: "eth_getBlockByNumber",
+                reason: "block number differs from the one requested",
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// `eth_getBlockByHash(hash, false)` read as a full header; `None` when the execution client
+    /// has no such block.
+    pub async fn header_by_hash(&mut self, hash: B256) -> Result<Option<RpcHeader>, IngestError> {
+        let header: Option<RpcHeader> =
+            self.call("eth_getBlockByHash", json!([hash, false])).await?;
+        match header {
+            Some(h) if h.hash != hash => Err(IngestError::InvalidResponse {
+                method: "eth_getBlockByHash",
+                reason: "block hash differs from the one requested",
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// `eth_config` (EIP-7910): the EIP-2124 fork id at the execution client's head, or `None`
+    /// when the client does not have the method or leaves the fork hash zero (anvil 1.x answers
+    /// `"forkId": "0x00000000"`); the chain preset's schedule is then the fallback.
+    pub async fn fork_id(&mut self) -> Result<Option<ForkId>, IngestError> {
+        match self.call::<Option<EthConfigAnswer>>("eth_config", json!([])).await {
+            Ok(answer) => Ok(answer.map(|a| a.fork_id()).filter(|id| id.hash.0 != [0; 4])),
+            Err(IngestError::Rpc(e)) if e.code == METHOD_NOT_FOUND => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// `debug_traceBlockByNumber` with the prestate tracer in diff mode.

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use alloy_primitives::{Address, B256, Bytes, U256};
+use alloy_eip2124::{ForkHash, ForkId};
+use alloy_primitives::{Address, B256, Bytes, FixedBytes, U256};
 use leafsync_leafdb::BlockHeader;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
@@ -101,6 +102,40 @@ pub struct TracedAccount {
     pub storage: Option<BTreeMap<B256, U256>>,
 }
 
+/// The answer to `eth_config` (EIP-7910): the chain's configuration at the current fork, the
+/// next scheduled one and the last one; only what the eth/69 fork id needs is read.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct EthConfigAnswer {
+    /// The fork active at the execution client's head.
+    pub current: ForkConfig,
+    /// The next scheduled fork, `null` when none is scheduled.
+    #[serde(default)]
+    pub next: Option<ForkConfig>,
+}
+
+/// One fork's configuration in an [`EthConfigAnswer`] (the fields leafsync reads).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForkConfig {
+    /// The fork's activation time, seconds since the Unix epoch (timestamp-scheduled forks,
+    /// Cancun and later).
+    #[serde(deserialize_with = "quantity")]
+    pub activation_time: u64,
+    /// The EIP-2124 fork hash with this fork active: four bytes as `0x` hex.
+    pub fork_id: FixedBytes<4>,
+}
+
+impl EthConfigAnswer {
+    /// The EIP-2124 fork id at the execution client's head: the current fork's hash, and the
+    /// next fork's activation time (0 when none is scheduled).
+    pub fn fork_id(&self) -> ForkId {
+        ForkId {
+            hash: ForkHash(self.current.fork_id.0),
+            next: self.next.as_ref().map_or(0, |next| next.activation_time),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum NumOrStr {
@@ -120,7 +155,7 @@ fn parse_quantity<E: serde::de::Error>(v: NumOrStr) -> Result<u64, E> {
 }
 
 /// A `u64` quantity: `0x` hex string, decimal string or JSON number.
-fn quantity<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+pub(crate) fn quantity<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     parse_quantity(NumOrStr::deserialize(d)?)
 }
 

@@ -9,8 +9,9 @@ mod common;
 
 use std::sync::Arc;
 
+use alloy_primitives::keccak256;
 use common::*;
-use leafsync_ingest::{Follower, FollowerConfig};
+use leafsync_ingest::{ElHeaders, Follower, FollowerConfig, HeaderOrigin, HeaderQuery};
 use leafsync_leafdb::LeafDb;
 use serde_json::{Value, json};
 
@@ -70,4 +71,26 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
     assert_eq!(stats.blocks_behind(), 0);
     stop.send_replace(true);
     tokio::time::timeout(FOLLOW_TIMEOUT, task).await.unwrap().unwrap().unwrap();
+}
+
+/// anvil's headers (Cancun: every fork field up to `parentBeaconBlockRoot`) re-encode to their
+/// hashes, so a leafsync beside anvil answers eth/69 header queries; anvil's `eth_config` has a
+/// zero fork hash (not computed), read as none, so the fork id falls back to the chain preset.
+#[tokio::test]
+async fn anvil_headers_are_served_and_its_fork_id_falls_back() {
+    init_logs();
+    let anvil = Anvil::start(&anvil_binary()).await;
+    let mut rpc = anvil.rpc();
+    let mut workload = Workload::new(&mut rpc).await;
+    for _ in 0..3 {
+        workload.mine_block(&mut rpc).await;
+    }
+    let headers = ElHeaders::new(&anvil.http()).unwrap();
+    let query = HeaderQuery { origin: HeaderOrigin::Number(3), amount: 4, skip: 0, reverse: true };
+    let answer = headers.headers(query).await;
+    assert_eq!(answer.len(), 4, "blocks 3, 2, 1 and genesis");
+    for (rlp, n) in answer.iter().zip([3, 2, 1, 0]) {
+        assert_eq!(keccak256(rlp), rpc.block(n).await.unwrap().hash, "header {n}");
+    }
+    assert_eq!(rpc.fork_id().await.unwrap(), None, "anvil's zero fork hash is no fork id");
 }

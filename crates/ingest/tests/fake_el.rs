@@ -1,6 +1,7 @@
 //! The follower against a scripted execution client on loopback: block application does not wait
 //! behind a saturated blocking pool (review finding H3), and an oversized answer is refused with
-//! an error that names the method (L9).
+//! an error that names the method (L9). Also the eth/69 inputs read from the execution client:
+//! the fork id (`eth_config`, or its absence) and header queries.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
@@ -13,8 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use alloy_eip2124::{ForkHash, ForkId};
 use alloy_primitives::{B256, keccak256};
-use leafsync_ingest::{Follower, FollowerConfig, IngestError, RpcClient};
+use leafsync_ingest::{
+    ElHeaders, EthConfigAnswer, Follower, FollowerConfig, HeaderOrigin, HeaderQuery, IngestError,
+    MAX_HEADERS_PER_QUERY, RpcClient, RpcHeader,
+};
 use leafsync_leafdb::{GenParams, LeafDb};
 use serde_json::{Value, json};
 use tokio::{
@@ -25,6 +30,8 @@ use tokio::{
 /// What the scripted execution client answers: the `result` of a call, or a raw body.
 enum Answer {
     Result(Value),
+    /// A JSON-RPC error object with this code and message.
+    Error(i64, &'static str),
     /// This many bytes of JSON-ish filler, streamed without a `Content-Length` (chunked).
     HugeChunked(usize),
     /// Only a `Content-Length` header announcing this many bytes, then nothing.
@@ -78,6 +85,16 @@ async fn serve(mut stream: TcpStream, script: Script) {
             Answer::Result(result) => {
                 let body =
                     json!({"jsonrpc": "2.0", "id": request["id"], "result": result}).to_string();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(response.as_bytes()).await
+            }
+            Answer::Error(code, message) => {
+                let body = json!({"jsonrpc": "2.0", "id": request["id"],
+                    "error": {"code": code, "message": message}})
+                .to_string();
                 let response = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
@@ -266,4 +283,126 @@ async fn an_answer_over_the_cap_is_refused_naming_the_method() {
     );
     assert!(err.to_string().contains("debug_traceBlockByNumber"), "{err}");
     assert!(err.is_retryable(), "a broken neighbour is retried after a backoff");
+}
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/el/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `eth_config` in EIP-7910's shape gives the current fork hash and the next fork's time; an
+/// execution client without the method (anvil) gives `None`, any other error stays an error.
+#[tokio::test]
+async fn the_fork_id_comes_from_eth_config() {
+    let config = fixture("eth_config_hoodi.json");
+    let expected = ForkId { hash: ForkHash([0x09, 0x29, 0xe2, 0x4e]), next: 1_761_677_592 };
+    let answer: EthConfigAnswer = serde_json::from_value(config.clone()).unwrap();
+    assert_eq!(answer.fork_id(), expected);
+    let mut last = config.clone();
+    last["next"] = Value::Null;
+    let answer: EthConfigAnswer = serde_json::from_value(last).unwrap();
+    assert_eq!(answer.fork_id().next, 0, "no next fork: next is 0");
+
+    let addr = fake_el(Arc::new(move |_, _| Answer::Result(config.clone()))).await;
+    let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
+    assert_eq!(rpc.fork_id().await.unwrap(), Some(expected));
+    let addr = fake_el(Arc::new(|_, _| Answer::Error(-32601, "Method not found"))).await;
+    let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
+    assert_eq!(rpc.fork_id().await.unwrap(), None);
+    let addr = fake_el(Arc::new(|_, _| Answer::Error(-32000, "busy"))).await;
+    let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
+    assert!(matches!(rpc.fork_id().await, Err(IngestError::Rpc(_))));
+}
+
+/// A real mainnet Prague header (block 23,094,898: every fork field up to `requestsHash`) is
+/// re-encoded to its hash.
+#[test]
+fn a_mainnet_prague_header_hashes_to_its_hash() {
+    let header: RpcHeader = serde_json::from_value(fixture("mainnet_block_23094898.json")).unwrap();
+    assert_eq!(header.number, 23_094_898);
+    let rlp = header.sealed_rlp().expect("keccak(rlp) is the block hash");
+    assert_eq!(keccak256(&rlp), header.hash);
+}
+
+/// A Cancun-shaped header for block `n` of a scripted chain, with the hash its fields give.
+fn sealed_header(n: u64, parent: B256) -> Value {
+    let mut json = json!({
+        "hash": B256::ZERO, "parentHash": parent,
+        "sha3Uncles": B256::ZERO, "miner": "0x00000000000000000000000000000000000000aa",
+        "stateRoot": keccak256(n.to_be_bytes()), "transactionsRoot": B256::ZERO,
+        "receiptsRoot": B256::ZERO, "logsBloom": format!("0x{}", "0".repeat(512)),
+        "difficulty": "0x0", "number": format!("{n:#x}"), "gasLimit": "0x1c9c380",
+        "gasUsed": "0x0", "timestamp": format!("{:#x}", 1_700_000_000 + 12 * n),
+        "extraData": "0x", "mixHash": B256::ZERO, "nonce": "0x0000000000000000",
+        "baseFeePerGas": "0x7", "withdrawalsRoot": B256::ZERO, "blobGasUsed": "0x0",
+        "excessBlobGas": "0x0", "parentBeaconBlockRoot": B256::ZERO,
+    });
+    let header: RpcHeader = serde_json::from_value(json.clone()).unwrap();
+    json["hash"] = json!(keccak256(header.rlp()));
+    json
+}
+
+/// Header queries are answered from the execution client: forwards, backwards, with skips, by
+/// hash; bounded by [`MAX_HEADERS_PER_QUERY`]; cut at the first missing header or the first
+/// that does not hash to its hash.
+#[tokio::test]
+async fn header_queries_are_answered_from_the_execution_client() {
+    const HEAD: u64 = 200;
+    const BAD: u64 = 50;
+    let mut chain = Vec::new();
+    for n in 0..=HEAD {
+        let parent = chain
+            .last()
+            .map_or(B256::ZERO, |h: &Value| serde_json::from_value(h["hash"].clone()).unwrap());
+        chain.push(sealed_header(n, parent));
+    }
+    chain[BAD as usize]["gasUsed"] = json!("0x1"); // no longer hashes to its hash
+    let chain = Arc::new(chain);
+    let served = Arc::clone(&chain);
+    let addr = fake_el(Arc::new(move |method, params| {
+        let found = match method {
+            "eth_getBlockByNumber" => {
+                let n =
+                    u64::from_str_radix(params[0].as_str().unwrap().trim_start_matches("0x"), 16)
+                        .unwrap();
+                served.get(n as usize).cloned()
+            }
+            "eth_getBlockByHash" => served.iter().find(|h| h["hash"] == params[0]).cloned(),
+            _ => None,
+        };
+        Answer::Result(found.unwrap_or(Value::Null))
+    }))
+    .await;
+    let headers = ElHeaders::new(&format!("http://{addr}")).unwrap();
+    let numbers = |answer: Vec<alloy_primitives::Bytes>| -> Vec<u64> {
+        answer
+            .iter()
+            .map(|rlp| {
+                let n = chain.iter().position(|h| h["hash"] == json!(keccak256(rlp))).unwrap();
+                n as u64
+            })
+            .collect()
+    };
+    let query = |origin, amount, skip, reverse| HeaderQuery { origin, amount, skip, reverse };
+    let by_number = HeaderOrigin::Number;
+
+    assert_eq!(numbers(headers.headers(query(by_number(3), 3, 0, false)).await), [3, 4, 5]);
+    assert_eq!(numbers(headers.headers(query(by_number(10), 3, 4, true)).await), [10, 5, 0]);
+    assert_eq!(numbers(headers.headers(query(by_number(3), 3, 1, true)).await), [3, 1]);
+    assert_eq!(
+        numbers(headers.headers(query(by_number(HEAD - 2), 5, 0, false)).await),
+        [198, 199, 200]
+    );
+    assert_eq!(numbers(headers.headers(query(by_number(48), 5, 0, false)).await), [48, 49]);
+    assert!(headers.headers(query(by_number(BAD), 1, 0, false)).await.is_empty());
+    assert!(headers.headers(query(by_number(HEAD + 1), 1, 0, false)).await.is_empty());
+    assert!(headers.headers(query(by_number(3), 0, 0, false)).await.is_empty());
+    let hash_of_7: B256 = serde_json::from_value(chain[7]["hash"].clone()).unwrap();
+    let by_hash = query(HeaderOrigin::Hash(hash_of_7), 2, 0, true);
+    assert_eq!(numbers(headers.headers(by_hash).await), [7, 6]);
+    assert!(headers.headers(query(HeaderOrigin::Hash(B256::ZERO), 1, 0, false)).await.is_empty());
+    let many = headers.headers(query(by_number(150), 1000, 0, false)).await;
+    assert_eq!(many.len(), 51, "up to the head");
+    let many = headers.headers(query(by_number(BAD + 1), 1000, 0, false)).await;
+    assert_eq!(many.len(), MAX_HEADERS_PER_QUERY, "bounded");
 }

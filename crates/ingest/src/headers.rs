@@ -1,0 +1,143 @@
+//! [`ElHeaders`]: block headers for eth/69 `GetBlockHeaders`, read from the execution client.
+//!
+//! leafsync keeps no chain of its own; a peer asking it for headers gets those its execution
+//! client has, each re-encoded and checked against its hash ([`RpcHeader::sealed_rlp`]). Every
+//! query is bounded by count ([`MAX_HEADERS_PER_QUERY`]) and by time ([`HEADERS_QUERY_TIMEOUT`]);
+//! an answer may be shorter than asked, as eth/69 allows, and stops at the first header the
+//! execution client does not have or that does not hash to its hash.
+
+use std::time::Duration;
+
+use alloy_primitives::{B256, Bytes};
+use tokio::{sync::Mutex, time::Instant};
+use tracing::debug;
+
+use crate::{error::IngestError, header::RpcHeader, rpc::RpcClient};
+
+/// Most headers one query answers. Geth asks for up to 192 at a time and accepts fewer; a
+/// leafsync node is not a chain source, and 64 headers are 64 sequential calls to the execution
+/// client, a few milliseconds each beside it.
+pub const MAX_HEADERS_PER_QUERY: usize = 64;
+
+/// How long one query may take in all: geth's request timeout is 10 s, so an answer cut after
+/// 5 s still arrives in time; what was read by then is sent.
+pub const HEADERS_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a header query starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderOrigin {
+    /// The block with this hash.
+    Hash(B256),
+    /// The canonical block with this number.
+    Number(u64),
+}
+
+/// A header query, as eth/69 `GetBlockHeaders` carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderQuery {
+    /// The first header.
+    pub origin: HeaderOrigin,
+    /// Most headers wanted (at most [`MAX_HEADERS_PER_QUERY`] are answered).
+    pub amount: u64,
+    /// Blocks skipped between two consecutive headers.
+    pub skip: u64,
+    /// Towards genesis instead of towards the head.
+    pub reverse: bool,
+}
+
+impl HeaderQuery {
+    /// The number of the header after `number`, `None` past either end of the number range.
+    fn step(&self, number: u64) -> Option<u64> {
+        let stride = self.skip.checked_add(1)?;
+        if self.reverse { number.checked_sub(stride) } else { number.checked_add(stride) }
+    }
+}
+
+/// Headers from the execution client: see the module docs. Queries are served one at a time
+/// over one connection (the client is sequential); callers wait their turn.
+#[derive(Debug)]
+pub struct ElHeaders {
+    rpc: Mutex<RpcClient>,
+}
+
+impl ElHeaders {
+    /// Headers from the execution client at `url` (`http://…` or `ws://…`).
+    pub fn new(url: &str) -> Result<Self, IngestError> {
+        Ok(Self { rpc: Mutex::new(RpcClient::new(url)?) })
+    }
+
+    /// The RLP of the headers `query` asks for, in its order: at most
+    /// [`MAX_HEADERS_PER_QUERY`], within [`HEADERS_QUERY_TIMEOUT`], up to the first header that
+    /// is missing, cannot be read or does not hash to its hash (each logged at debug).
+    pub async fn headers(&self, query: HeaderQuery) -> Vec<Bytes> {
+        let deadline = Instant::now() + HEADERS_QUERY_TIMEOUT;
+        let want = usize::try_from(query.amount).unwrap_or(usize::MAX).min(MAX_HEADERS_PER_QUERY);
+        let mut out = Vec::with_capacity(want);
+        if want == 0 {
+            return out;
+        }
+        let mut rpc = self.rpc.lock().await;
+        let mut next = Some(query.origin);
+        while let Some(origin) = next.take() {
+            let read = async {
+                match origin {
+                    HeaderOrigin::Hash(hash) => rpc.header_by_hash(hash).await,
+                    HeaderOrigin::Number(number) => rpc.header(number).await,
+                }
+            };
+            let header = match tokio::time::timeout_at(deadline, read).await {
+                Ok(Ok(Some(header))) => header,
+                Ok(Ok(None)) => break,
+                Ok(Err(error)) => {
+                    debug!(?origin, %error, "header not read from the execution client");
+                    break;
+                }
+                Err(_) => {
+                    debug!(?origin, served = out.len(), "header query cut by its time budget");
+                    rpc.reset();
+                    break;
+                }
+            };
+            let Some(rlp) = sealed(&header) else { break };
+            out.push(rlp);
+            if out.len() < want {
+                next = query.step(header.number).map(HeaderOrigin::Number);
+            }
+        }
+        out
+    }
+}
+
+/// The header's RLP if it hashes to its hash, else `None`, logged at debug.
+fn sealed(header: &RpcHeader) -> Option<Bytes> {
+    let rlp = header.sealed_rlp();
+    if rlp.is_none() {
+        debug!(
+            number = header.number,
+            hash = %header.hash,
+            "header not served: its encoding does not hash to its hash (a field of a later fork?)"
+        );
+    }
+    rlp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_stop_at_the_ends() {
+        let q = |skip, reverse| HeaderQuery {
+            origin: HeaderOrigin::Number(0),
+            amount: 3,
+            skip,
+            reverse,
+        };
+        assert_eq!(q(0, false).step(5), Some(6));
+        assert_eq!(q(2, false).step(5), Some(8));
+        assert_eq!(q(2, true).step(5), Some(2));
+        assert_eq!(q(5, true).step(5), None);
+        assert_eq!(q(u64::MAX, false).step(5), None);
+        assert_eq!(q(0, false).step(u64::MAX), None);
+    }
+}
