@@ -21,7 +21,7 @@ use leafsync_p2p::chain::ChainSpec;
 
 pub(crate) use self::{
     sections::{ElSection, FileConfig, PivotSource},
-    settings::{LeafdbSettings, NetworkSettings, SyncSettings},
+    settings::{LeafdbSettings, NetworkSettings, SyncSettings, SyncSources},
 };
 
 /// Default admin JSON-RPC address: loopback only, so nothing outside the machine can add peers.
@@ -106,6 +106,8 @@ pub(crate) struct Config {
     pub(crate) sync: SyncSettings,
     /// `[serve]`.
     pub(crate) serve: leafsync_serve::ServeConfig,
+    /// `serve.snap`: serve snap/1 from the leafdb's head.
+    pub(crate) serve_snap: bool,
     /// `[leafdb]`.
     pub(crate) leafdb: LeafdbSettings,
     /// Admin JSON-RPC address, if enabled.
@@ -214,8 +216,9 @@ impl Config {
     pub(crate) fn validate(file: FileConfig, origin: &str) -> Result<Self, ConfigError> {
         let o = Origin(origin);
         let chain = file.chain_spec(&o)?;
-        let network = file.p2p.validate(&chain, &o)?;
+        let mut network = file.p2p.validate(&chain, &o)?;
         let el = file.el.validate(&o)?;
+        network.el_peer = el.peer(&o)?;
         let sync = file.sync.validate(&chain, &el, &o)?;
         let log_level = file.log.validate(&o)?;
         let leafdb = file.leafdb.validate(&o)?;
@@ -223,6 +226,7 @@ impl Config {
             admin: file.admin.validate("admin", &o)?,
             metrics: file.metrics.validate("metrics", &o)?,
             serve: file.serve.serve_config(),
+            serve_snap: file.serve.snap,
             datadir: file.datadir,
             chain,
             network,

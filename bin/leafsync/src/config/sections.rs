@@ -10,12 +10,12 @@ use std::{
 };
 
 use alloy_primitives::B256;
-use leafsync_p2p::{chain::ChainSpec, leaf::ChainHead};
+use leafsync_p2p::{chain::ChainSpec, leaf::ChainHead, peers::NodeRecord};
 use serde::Deserialize;
 
 use super::{
     DEFAULT_ADMIN_LISTEN, Origin,
-    settings::{LeafdbSettings, NetworkSettings, SyncSettings},
+    settings::{LeafdbSettings, NetworkSettings, SyncSettings, SyncSources},
 };
 use crate::config::ConfigError;
 
@@ -190,6 +190,7 @@ impl P2pSection {
             bootnodes,
             static_peers: o.parse_list("p2p.static_peers", &self.static_peers, |e| e)?,
             trusted_peers: o.parse_list("p2p.trusted_peers", &self.trusted_peers, |e| e)?,
+            el_peer: None,
             max_inbound: self.max_inbound,
             max_outbound: self.max_outbound,
         })
@@ -204,10 +205,13 @@ pub(crate) struct ElSection {
     pub(crate) rpc: Option<String>,
     /// Genesis allocation to load into an empty leafdb before following (small chains).
     pub(crate) genesis: Option<PathBuf>,
+    /// The execution client's own enode URL (geth prints it in `admin_nodeInfo`): kept connected
+    /// as a static and trusted peer. Default none.
+    pub(crate) enode: Option<String>,
 }
 
 impl ElSection {
-    /// Checks the URL's scheme.
+    /// Checks the URL's scheme and the enode.
     pub(crate) fn validate(&self, o: &Origin<'_>) -> Result<Self, ConfigError> {
         if let Some(url) = &self.rpc {
             let ok = ["http://", "https://", "ws://", "wss://"].iter().any(|p| url.starts_with(p));
@@ -216,7 +220,19 @@ impl ElSection {
                 return Err(o.invalid("el.rpc", reason));
             }
         }
+        self.peer(o)?;
         Ok(self.clone())
+    }
+
+    /// `el.enode`, parsed.
+    pub(crate) fn peer(&self, o: &Origin<'_>) -> Result<Option<NodeRecord>, ConfigError> {
+        self.enode
+            .as_deref()
+            .map(|url| {
+                NodeRecord::from_str(url)
+                    .map_err(|e| o.invalid("el.enode", format!("{url:?}: {e}")))
+            })
+            .transpose()
     }
 }
 
@@ -276,10 +292,22 @@ pub(crate) enum SyncModeKey {
     HealOnly,
 }
 
+/// A kind of peer a sync downloads from (`sync.sources`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum SyncSourceKey {
+    /// Other leafsync nodes, over `leaf/1`.
+    Leaf,
+    /// Ethereum nodes serving `snap/1` beside eth/69 (geth).
+    Snap,
+}
+
 /// `[sync]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct SyncSection {
+    /// The kinds of peers a sync downloads from; default `["leaf"]`.
+    pub(crate) sources: Vec<SyncSourceKey>,
     /// Where the pivot comes from.
     pub(crate) pivot: PivotSource,
     /// A trusted block to sync (see [`PivotSource::Checkpoint`]).
@@ -306,6 +334,7 @@ impl Default for SyncSection {
     fn default() -> Self {
         let d = leafsync_sync::SyncConfig::default();
         Self {
+            sources: vec![SyncSourceKey::Leaf],
             pivot: PivotSource::Auto,
             checkpoint: None,
             allow_peer_pivot: false,
@@ -352,13 +381,50 @@ impl SyncSection {
             return Err(o.invalid("sync.pivot", reason));
         }
         self.check_limits(o)?;
-        Ok(SyncSettings {
+        let settings = SyncSettings {
+            sources: self.sources(o)?,
             pivot: self.pivot,
             checkpoint,
             peer_pivot,
             progress_bar: self.progress_bar,
             config: self.sync_config(),
-        })
+        };
+        // snap/1 servers keep only the states of their last 128 blocks, and the pivot must be
+        // one of them: the execution client's moving head is the only pivot that stays there.
+        if settings.sources.snap && !settings.pivot_from_el(el.rpc.is_some()) {
+            let reason = match el.rpc {
+                None => "\"snap\" needs `el.rpc`: a snap/1 sync is at the execution client's \
+                         latest block"
+                    .to_string(),
+                Some(_) => format!(
+                    "\"snap\" syncs at the execution client's latest block, but `sync.pivot` \
+                     chooses {}: set `sync.pivot = \"el\"` or remove `sync.checkpoint`",
+                    if self.pivot == PivotSource::Peers { "the peers'" } else { "the checkpoint" }
+                ),
+            };
+            return Err(o.invalid("sync.sources", reason));
+        }
+        Ok(settings)
+    }
+
+    /// `sync.sources`: at least one, each once.
+    fn sources(&self, o: &Origin<'_>) -> Result<SyncSources, ConfigError> {
+        let mut sources = SyncSources { leaf: false, snap: false };
+        for (i, source) in self.sources.iter().enumerate() {
+            let seen = match source {
+                SyncSourceKey::Leaf => std::mem::replace(&mut sources.leaf, true),
+                SyncSourceKey::Snap => std::mem::replace(&mut sources.snap, true),
+            };
+            if seen {
+                return Err(o.invalid(&format!("sync.sources[{i}]"), "listed twice".into()));
+            }
+        }
+        if self.sources.is_empty() {
+            return Err(
+                o.invalid("sync.sources", "is empty: list \"leaf\", \"snap\" or both".into())
+            );
+        }
+        Ok(sources)
     }
 
     /// The numeric limits: each within the range the sync can work with.
@@ -412,6 +478,8 @@ pub(crate) struct ServeSection {
     pub(crate) cache_bytes: usize,
     /// Blocks for which a cached chunk is reused.
     pub(crate) cache_reuse_blocks: u64,
+    /// Whether to serve snap/1 (beside eth/69) from the leafdb's head; default false.
+    pub(crate) snap: bool,
 }
 
 impl Default for ServeSection {
@@ -421,6 +489,7 @@ impl Default for ServeSection {
             inline_storage_bytes: d.inline_storage_bytes,
             cache_bytes: d.cache_bytes,
             cache_reuse_blocks: d.cache_reuse_blocks,
+            snap: false,
         }
     }
 }

@@ -28,6 +28,8 @@ pub(crate) struct NetworkSettings {
     pub(crate) static_peers: Vec<NodeRecord>,
     /// Peers kept connected and exempt from limits and bans.
     pub(crate) trusted_peers: Vec<NodeRecord>,
+    /// `el.enode`: the execution client, kept connected, trusted.
+    pub(crate) el_peer: Option<NodeRecord>,
     /// Most inbound sessions.
     pub(crate) max_inbound: usize,
     /// Most outbound sessions.
@@ -48,6 +50,10 @@ impl NetworkSettings {
         net.listen_addr = self.listen;
         net.static_peers.clone_from(&self.static_peers);
         net.trusted_peers.clone_from(&self.trusted_peers);
+        if let Some(el) = &self.el_peer {
+            net.static_peers.push(*el);
+            net.trusted_peers.push(*el);
+        }
         net.max_inbound = self.max_inbound;
         net.max_outbound = self.max_outbound;
         net.discovery = self.discovery.then(|| self.discovery_config());
@@ -73,9 +79,20 @@ impl NetworkSettings {
     }
 }
 
+/// `sync.sources`: the kinds of peers a sync downloads from (at least one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SyncSources {
+    /// leafsync peers over `leaf/1`.
+    pub(crate) leaf: bool,
+    /// Ethereum peers over `snap/1` (the pivot is then the execution client's block).
+    pub(crate) snap: bool,
+}
+
 /// `[sync]`, checked against the chain and `[el]`.
 #[derive(Debug, Clone)]
 pub(crate) struct SyncSettings {
+    /// The kinds of peers to sync from.
+    pub(crate) sources: SyncSources,
     /// Where the pivot comes from.
     pub(crate) pivot: PivotSource,
     /// `sync.checkpoint`, parsed.

@@ -163,3 +163,49 @@ fn flags_override_the_file() {
     let e = Config::load(&missing).unwrap_err().to_string();
     assert!(e.contains("/nonexistent/leafsync.toml"), "{e}");
 }
+
+/// The keys of the snap/1 bootstrap: `serve.snap`, `sync.sources`, `el.enode`.
+#[test]
+fn snap_keys_are_checked() {
+    const ENODE: &str = "enode://a979fb575495b8d6db44f750317d0f4622bf4c2aa3365d6af7c284339968eef29b69ad0dce72a4d8db5ebb4968de0e3bec910127f134779fbcb0cb6d3331163c@127.0.0.1:30303";
+    let defaults = parse("").unwrap();
+    assert_eq!(defaults.sync.sources, SyncSources { leaf: true, snap: false });
+    assert!(!defaults.serve_snap);
+    assert!(parse("[serve]\nsnap = true\n").unwrap().serve_snap);
+
+    let e = err("[sync]\nsources = [\"snap\"]\n");
+    assert!(e.contains("`sync.sources`") && e.contains("el.rpc"), "{e}");
+    let el = "[el]\nrpc = \"ws://127.0.0.1:8546\"\n";
+    let both = parse(&format!("{el}[sync]\nsources = [\"leaf\", \"snap\"]\n")).unwrap();
+    assert_eq!(both.sync.sources, SyncSources { leaf: true, snap: true });
+    let e = err(&format!(
+        "{el}[sync]\nsources = [\"snap\"]\npivot = \"peers\"\nallow_peer_pivot = true\n"
+    ));
+    assert!(e.contains("`sync.sources`") && e.contains("sync.pivot"), "{e}");
+    let checkpoint = format!(
+        "{el}[sync]\nsources = [\"snap\"]\ncheckpoint = {{ number = 5, hash = \"{}\", state_root = \"{}\" }}\n",
+        B256::repeat_byte(1),
+        B256::repeat_byte(2)
+    );
+    let e = err(&checkpoint);
+    assert!(e.contains("`sync.sources`") && e.contains("checkpoint"), "{e}");
+    let e = err(&format!("{el}[sync]\nsources = [\"snap\", \"snap\"]\n"));
+    assert!(e.contains("`sync.sources[1]`") && e.contains("twice"), "{e}");
+    let e = err("[sync]\nsources = []\n");
+    assert!(e.contains("`sync.sources`") && e.contains("empty"), "{e}");
+    let e = err("[sync]\nsources = [\"eth\"]\n");
+    assert!(e.contains("eth") && e.contains("snap"), "{e}");
+
+    let config = parse(&format!("{el}enode = \"{ENODE}\"\n")).unwrap();
+    let peer = config.network.el_peer.unwrap();
+    assert_eq!(peer.to_string(), ENODE);
+    let net = config.network.network_config(
+        secp256k1::SecretKey::from_byte_array([7; 32]).unwrap(),
+        config.chain.clone(),
+        tokio::sync::watch::channel(leafsync_p2p::peers::LocalHead::default()).1,
+        std::sync::Arc::new(leafsync_p2p::peers::EmptyHandler),
+    );
+    assert!(net.static_peers.contains(&peer) && net.trusted_peers.contains(&peer));
+    let e = err("[el]\nenode = \"enode://abc@1.2.3.4:30303\"\n");
+    assert!(e.contains("`el.enode`") && e.contains("enode://abc"), "{e}");
+}

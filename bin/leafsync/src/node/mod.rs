@@ -32,7 +32,7 @@ use self::{
 pub use crate::phase::DaemonPhase;
 use crate::{
     admin::{AdminState, Role},
-    config::{Config, ElSection, NetworkSettings, PivotSource, SyncSettings},
+    config::{Config, ElSection, NetworkSettings, PivotSource, SyncSettings, SyncSources},
     error::CliError,
 };
 
@@ -68,6 +68,8 @@ pub struct NodeBuilder {
     network: NetworkSettings,
     dial_interval: Option<Duration>,
     serve: leafsync_serve::ServeConfig,
+    /// `serve.snap`: serve snap/1 from the leafdb's head.
+    serve_snap: bool,
     el: ElSection,
     sync: SyncSettings,
     admin: Option<SocketAddr>,
@@ -85,6 +87,7 @@ impl NodeBuilder {
             network: config.network.clone(),
             dial_interval: None,
             serve: config.serve.clone(),
+            serve_snap: config.serve_snap,
             el: config.el.clone(),
             sync: config.sync.clone(),
             admin: config.admin,
@@ -106,13 +109,16 @@ impl NodeBuilder {
                 bootnodes: Vec::new(),
                 static_peers: Vec::new(),
                 trusted_peers: Vec::new(),
+                el_peer: None,
                 max_inbound: leafsync_p2p::peers::DEFAULT_MAX_INBOUND,
                 max_outbound: leafsync_p2p::peers::DEFAULT_MAX_OUTBOUND,
             },
             dial_interval: Some(LOOPBACK_DIAL_INTERVAL),
             serve: leafsync_serve::ServeConfig::default(),
+            serve_snap: false,
             el: ElSection::default(),
             sync: SyncSettings {
+                sources: SyncSources { leaf: true, snap: false },
                 pivot: PivotSource::Peers,
                 checkpoint: None,
                 peer_pivot: true,
@@ -162,6 +168,14 @@ impl NodeBuilder {
     /// thread that drives the runtime (`block_on`), never in a spawned task: the follower's
     /// block application thread inherits that thread's CPU priority.
     pub async fn start(self) -> Result<Node, CliError> {
+        if self.serve_snap || self.sync.sources.snap {
+            warn!(
+                serve_snap = self.serve_snap,
+                sync_from_snap = self.sync.sources.snap,
+                "eth/69 and snap/1 are not wired into the network in this build: \
+                 `serve.snap` and the \"snap\" sync source have no effect yet"
+            );
+        }
         let head = self.db.head()?;
         let start = self.start_mode(head.as_ref());
         let stop = CancellationToken::new();
