@@ -1,5 +1,6 @@
-//! Request/response routing of one `leaf/1` connection: request ids, per-request timeouts, the
-//! in-flight limit on both sides, and matching responses to their request by id and type.
+//! Request/response routing of one connection (`leaf/1`, and `snap/1` with the same rules):
+//! request ids, per-request timeouts, the in-flight limit on both sides, and matching responses
+//! to their request by id and type.
 //!
 //! [`RequestTracker`] is the client side (our requests to the peer); [`ServedRequests`] the server
 //! side (the peer's requests to us). Both are plain state machines without I/O, driven by the
@@ -14,6 +15,41 @@ use crate::{
         protocol::{MAX_IN_FLIGHT_REQUESTS, REQUEST_TIMEOUT},
     },
 };
+
+/// A request kind a [`RequestTracker`] tracks: how it goes on the wire with its id, and which
+/// responses answer it.
+pub trait TrackedRequest: Clone {
+    /// What answers it.
+    type Response;
+    /// The message sent: the request with its id.
+    type Message;
+    /// The request as sent with `request_id`.
+    fn with_id(&self, request_id: u64) -> Self::Message;
+    /// Checks a response that matched by id: of the kind that answers the request, with no
+    /// more items than requested.
+    fn check_response(&self, response: &Self::Response) -> Result<(), ResponseViolation>;
+}
+
+impl TrackedRequest for LeafRequest {
+    type Response = LeafResponse;
+    type Message = LeafMessage;
+
+    fn with_id(&self, request_id: u64) -> LeafMessage {
+        LeafMessage::from(RequestPair { request_id, message: self.clone() })
+    }
+
+    fn check_response(&self, response: &LeafResponse) -> Result<(), ResponseViolation> {
+        if !self.is_answered_by(response) {
+            return Err(ResponseViolation::WrongType);
+        }
+        match self.max_response_items() {
+            Some(requested) if response.item_count() > requested => {
+                Err(ResponseViolation::TooManyItems { got: response.item_count(), requested })
+            }
+            _ => Ok(()),
+        }
+    }
+}
 use std::{
     collections::{HashMap, VecDeque},
     time::Duration,
@@ -51,6 +87,13 @@ pub enum RequestError {
     /// The network is shut down.
     #[error("network shut down")]
     NetworkClosed,
+    /// The peer's session does not speak the request's protocol (a `leaf/1` request to a
+    /// snap/1 peer, or the reverse).
+    #[error("the peer does not speak that protocol")]
+    NotSupported,
+    /// The message given as a request is a response.
+    #[error("not a request")]
+    NotARequest,
 }
 
 /// What was wrong with a response that matched an in-flight request id.
@@ -78,9 +121,9 @@ impl ResponseViolation {
 
 /// What became of a response received from the peer.
 #[derive(Debug)]
-pub enum ResponseOutcome<W> {
+pub enum ResponseOutcome<W, T = LeafResponse> {
     /// It answers an in-flight request: deliver it to that request's waiter.
-    Matched(W, LeafResponse),
+    Matched(W, T),
     /// It answers a request that already timed out: dropped, mid penalty.
     Late,
     /// Its id matches no request we sent: dropped, mid penalty.
@@ -90,7 +133,7 @@ pub enum ResponseOutcome<W> {
     Invalid(W, ResponseViolation),
 }
 
-impl<W> ResponseOutcome<W> {
+impl<W, T> ResponseOutcome<W, T> {
     /// The penalty the outcome earns, if any.
     pub fn penalty(&self) -> Option<PenaltyClass> {
         match self {
@@ -103,8 +146,8 @@ impl<W> ResponseOutcome<W> {
 
 /// One request of ours in flight.
 #[derive(Debug)]
-struct InFlight<W> {
-    request: LeafRequest,
+struct InFlight<W, R> {
+    request: R,
     deadline: Instant,
     waiter: W,
 }
@@ -130,21 +173,21 @@ pub struct TrackerStats {
 /// [`REQUEST_TIMEOUT`], and matches responses. `W` is whatever waits for the answer (a oneshot
 /// sender in the session task).
 #[derive(Debug)]
-pub struct RequestTracker<W> {
+pub struct RequestTracker<W, R = LeafRequest> {
     next_id: u64,
     timeout: Duration,
-    in_flight: HashMap<u64, InFlight<W>>,
+    in_flight: HashMap<u64, InFlight<W, R>>,
     expired: VecDeque<u64>,
     stats: TrackerStats,
 }
 
-impl<W> Default for RequestTracker<W> {
+impl<W, R: TrackedRequest> Default for RequestTracker<W, R> {
     fn default() -> Self {
         Self::new(REQUEST_TIMEOUT)
     }
 }
 
-impl<W> RequestTracker<W> {
+impl<W, R: TrackedRequest> RequestTracker<W, R> {
     /// A tracker whose requests time out after `timeout` (normally [`REQUEST_TIMEOUT`]).
     pub fn new(timeout: Duration) -> Self {
         Self {
@@ -160,24 +203,27 @@ impl<W> RequestTracker<W> {
     /// waiter back) when [`MAX_IN_FLIGHT_REQUESTS`] are outstanding.
     pub fn start(
         &mut self,
-        request: LeafRequest,
+        request: R,
         waiter: W,
         now: Instant,
-    ) -> Result<LeafMessage, (RequestError, W)> {
+    ) -> Result<R::Message, (RequestError, W)> {
         if self.in_flight.len() >= MAX_IN_FLIGHT_REQUESTS {
             return Err((RequestError::TooManyInFlight, waiter));
         }
         let id = self.next_id;
         // Ids are unique per connection; 2^64 requests cannot be sent in its lifetime.
         self.next_id = self.next_id.wrapping_add(1);
-        let message = LeafMessage::from(RequestPair { request_id: id, message: request.clone() });
+        let message = request.with_id(id);
         self.in_flight.insert(id, InFlight { request, deadline: now + self.timeout, waiter });
         self.stats.sent += 1;
         Ok(message)
     }
 
     /// Matches a response from the peer to its request, by id, then type, then item count.
-    pub fn on_response(&mut self, response: RequestPair<LeafResponse>) -> ResponseOutcome<W> {
+    pub fn on_response(
+        &mut self,
+        response: RequestPair<R::Response>,
+    ) -> ResponseOutcome<W, R::Response> {
         let RequestPair { request_id: id, message: response } = response;
         let Some(entry) = self.in_flight.remove(&id) else {
             return if self.expired.contains(&id) {
@@ -189,19 +235,9 @@ impl<W> RequestTracker<W> {
                 ResponseOutcome::Unsolicited
             };
         };
-        if !entry.request.is_answered_by(&response) {
+        if let Err(violation) = entry.request.check_response(&response) {
             self.stats.invalid += 1;
-            return ResponseOutcome::Invalid(entry.waiter, ResponseViolation::WrongType);
-        }
-        if let Some(requested) = entry.request.max_response_items() {
-            let got = response.item_count();
-            if got > requested {
-                self.stats.invalid += 1;
-                return ResponseOutcome::Invalid(
-                    entry.waiter,
-                    ResponseViolation::TooManyItems { got, requested },
-                );
-            }
+            return ResponseOutcome::Invalid(entry.waiter, violation);
         }
         self.stats.matched += 1;
         ResponseOutcome::Matched(entry.waiter, response)

@@ -13,8 +13,8 @@ use crate::{
     ecies::{Ecies, FrameCodec, id_from_pk},
     leaf::{ChainHead, ServeFlags},
     peers::{
-        LocalHead, MAX_PENDING_INBOUND, Network, NetworkConfig, NetworkEvent, NetworkHandle,
-        NodeRecord, RequestHandler,
+        EthConfig, EthHead, LocalHead, MAX_PENDING_INBOUND, Network, NetworkConfig, NetworkEvent,
+        NetworkHandle, NodeRecord, RequestHandler, SnapHandler,
     },
 };
 use alloy_primitives::B256;
@@ -72,6 +72,15 @@ pub fn test_config(
     config.max_pending_inbound_per_ip = MAX_PENDING_INBOUND;
     config.max_inbound_per_ip = config.max_inbound;
     (config, head_tx)
+}
+
+/// `eth/69` and `snap/1` for a test node at [`test_chain`]'s genesis (headers answered empty,
+/// snap/1 answered by `snap`, or empty), and the sender that moves the execution client's head.
+pub fn test_eth(snap: Option<Arc<dyn SnapHandler>>) -> (EthConfig, watch::Sender<EthHead>) {
+    let (tx, rx) = watch::channel(EthHead::genesis(&test_chain()));
+    let mut eth = EthConfig::new(rx);
+    eth.snap = snap;
+    (eth, tx)
 }
 
 /// A running node on loopback, with its head sender and an event subscription taken at start.

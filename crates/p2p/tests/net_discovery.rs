@@ -78,7 +78,7 @@ async fn nodes_find_the_bootnode_and_each_other_and_skip_nodes_without_leaf() {
 
     // The Status exchange happened: each side holds the other's chain and head.
     for peer in b.handle.peers().await {
-        assert_eq!(peer.status, good_status());
+        assert_eq!(peer.leaf, Some(good_status()));
         assert_eq!(peer.head, local_head(0).head);
     }
 

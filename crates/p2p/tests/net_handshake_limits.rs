@@ -12,7 +12,7 @@ use leafsync_p2p::{
         DEFAULT_MAX_INBOUND_PER_IP, DEFAULT_MAX_PENDING_INBOUND_PER_IP, MAX_PENDING_INBOUND,
         NetworkEvent,
     },
-    session::{SessionError, SessionParams, establish_inbound, leaf_protocol},
+    session::{LocalStatus, SessionError, SessionParams, establish_inbound, leaf_protocol},
 };
 use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 use support::*;
@@ -139,8 +139,8 @@ async fn a_large_frame_before_hello_is_refused_at_its_header() {
             ),
             chain: chain(),
         };
-        let filter = chain().fork_filter(0, 0);
-        establish_inbound(tcp, &params, good_status(), &filter).await
+        let ours = LocalStatus::leaf(good_status(), chain().fork_filter(0, 0));
+        establish_inbound(tcp, &params, &ours).await
     });
 
     let (sk, _) = key();

@@ -25,15 +25,16 @@ async fn two_nodes_connect_exchange_status_and_answer_requests() {
     let server_id = server.handle.local_id();
     let client_id = client.handle.local_id();
 
-    let status =
-        wait_event(&mut client.events, |e| match e {
-            NetworkEvent::PeerConnected {
-                peer, direction: Direction::Outbound, status, ..
-            } if *peer == server_id => Some(*status),
-            _ => None,
-        })
-        .await;
-    assert_eq!(status, good_status(), "the server's Status arrived");
+    let status = wait_event(&mut client.events, |e| match e {
+        NetworkEvent::PeerConnected { peer, direction: Direction::Outbound, leaf, .. }
+            if *peer == server_id =>
+        {
+            Some(*leaf)
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(status, Some(good_status()), "the server's Status arrived");
     wait_connected(&server.handle, client_id).await;
 
     // Many requests at once: every response carries exactly its own request's hashes.

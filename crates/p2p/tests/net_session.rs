@@ -8,7 +8,10 @@ use futures::{SinkExt, StreamExt};
 use leafsync_p2p::{
     leaf::Status,
     p2pstream::{DisconnectReason, HelloMessageWithProtocols, P2PError},
-    session::{SessionError, SessionParams, establish_inbound, establish_outbound, leaf_protocol},
+    session::{
+        LocalStatus, PeerMessage, SessionError, SessionParams, establish_inbound,
+        establish_outbound, leaf_protocol,
+    },
 };
 use support::*;
 use tokio::net::TcpListener;
@@ -31,11 +34,13 @@ async fn pair(
     let (dialer, _) = params();
     let (acceptor, acceptor_id) = params();
     let filter = chain().fork_filter(0, 0);
+    let (acceptor_status, dialer_status) =
+        (LocalStatus::leaf(theirs, filter.clone()), LocalStatus::leaf(good_status(), filter));
     let accept = async {
         let (tcp, _) = listener.accept().await.expect("accept");
-        establish_inbound(tcp, &acceptor, theirs, &filter).await
+        establish_inbound(tcp, &acceptor, &acceptor_status).await
     };
-    let dial = establish_outbound(addr, acceptor_id, &dialer, good_status(), &filter);
+    let dial = establish_outbound(addr, acceptor_id, &dialer, &dialer_status);
     tokio::time::timeout(WAIT, async { tokio::join!(dial, accept) }).await.expect("bounded")
 }
 
@@ -43,17 +48,18 @@ async fn pair(
 async fn both_directions_establish_and_exchange_typed_messages() {
     let (dialed, accepted) = Box::pin(pair(good_status())).await;
     let (mut a, mut b) = (dialed.expect("outbound"), accepted.expect("inbound"));
-    assert_eq!(a.status, good_status());
-    assert_eq!(b.status, good_status());
+    assert_eq!(a.status.leaf, Some(good_status()));
+    assert_eq!(b.status.leaf, Some(good_status()));
+    assert_eq!((a.status.eth, a.status.snap), (None, false));
     assert_eq!(a.hello.client_version, "session-test/0");
 
     let request = get_codes_message(0, &[B256::repeat_byte(3)]);
     a.stream.send(request.clone()).await.expect("send");
     let got = b.stream.next().await.expect("message").expect("valid");
-    assert_eq!(got, request);
+    assert_eq!(got, PeerMessage::Leaf(request));
     b.stream.send(codes(0, 1)).await.expect("send");
     assert_eq!(b.stream.disconnect(DisconnectReason::ClientQuitting).await.ok(), Some(()));
-    assert_eq!(a.stream.next().await.expect("message").expect("valid"), codes(0, 1));
+    assert_eq!(a.stream.next().await.expect("message").expect("valid"), codes(0, 1).into());
     match a.stream.next().await {
         Some(Err(SessionError::P2P(P2PError::Disconnected(reason)))) => {
             assert_eq!(reason, DisconnectReason::ClientQuitting)

@@ -20,6 +20,7 @@ pub mod rate;
 mod resume;
 mod retry;
 pub mod snap;
+pub mod sources;
 pub mod stats;
 pub mod syncer;
 mod tasks;
@@ -27,13 +28,11 @@ mod work;
 
 pub use config::{SyncConfig, SyncMode};
 pub use error::SyncError;
-pub use peer::{
-    NetworkPeer, NewPeers, PeerFuture, SyncPeer, network_peers, request_len, response_len,
-    watch_network_peers,
-};
+pub use peer::{NetworkPeer, NewPeers, PeerFuture, SyncPeer, request_len, response_len};
 pub use progress::{HealRoot, PROGRESS_VERSION, SyncProgress};
 pub use rate::PeerRate;
 pub use retry::{retry_transient, run_until_done};
-pub use snap::{SnapPeer, SnapTransport};
+pub use snap::{NetworkSnapPeer, SnapPeer, SnapTransport};
+pub use sources::{PeerSources, has_sync_peers, network_peers, watch_network_peers};
 pub use stats::{Phase, SyncStats};
 pub use syncer::{SyncOutcome, Syncer, choose_pivot, chunk_depth};

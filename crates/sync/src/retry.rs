@@ -11,7 +11,8 @@ use tracing::{info, warn};
 use crate::{
     config::{PEER_CHECK_INTERVAL, PEER_WAIT_LOG_INTERVAL, SYNC_RETRY_PAUSE},
     error::SyncError,
-    peer::{NewPeers, SyncPeer, network_peers, watch_network_peers},
+    peer::{NewPeers, SyncPeer},
+    sources::{PeerSources, has_sync_peers, watch_network_peers},
     syncer::{SyncOutcome, Syncer},
 };
 
@@ -33,14 +34,15 @@ where
     }
 }
 
-/// Syncs from the peers of `handle` until the state is complete: waits for a first peer that
-/// serves state, builds a [`Syncer`] with `build` from the peers serving now and the channel of
+/// Syncs from the peers of `handle` (the kinds `sources` takes) until the state is complete:
+/// waits for a first peer that serves state, builds a [`Syncer`] with `build` from the peers serving now and the channel of
 /// peers that join later (see [`watch_network_peers`]; `build` adds the pivot feed, progress
 /// channel and config), runs it, and on a transient failure (no usable peer left, an item
 /// nobody has) starts again after [`SYNC_RETRY_PAUSE`] from the progress record. Any other
 /// error is returned.
 pub async fn run_until_done<S, F>(
     handle: &NetworkHandle,
+    sources: &PeerSources,
     build: F,
 ) -> Result<SyncOutcome, SyncError>
 where
@@ -50,8 +52,8 @@ where
     let build = Mutex::new(build);
     let build = &build;
     retry_transient(move || async move {
-        wait_for_peers(handle).await;
-        let (peers, joining) = watch_network_peers(handle).await;
+        wait_for_peers(handle, sources).await;
+        let (peers, joining) = watch_network_peers(handle, sources).await;
         info!(peers = peers.len(), "syncing the state");
         let syncer = (build.lock().unwrap_or_else(PoisonError::into_inner))(peers, joining);
         syncer.run().await
@@ -61,14 +63,15 @@ where
 
 /// Waits until `handle` has a peer that serves state, saying so in the log every
 /// [`PEER_WAIT_LOG_INTERVAL`].
-async fn wait_for_peers(handle: &NetworkHandle) {
-    info!("the leafdb is empty: waiting for leaf/1 peers to sync from");
+async fn wait_for_peers(handle: &NetworkHandle, sources: &PeerSources) {
+    let kinds = if sources.snap.is_some() { "leaf/1 or snap/1" } else { "leaf/1" };
+    info!("the leafdb is empty: waiting for {kinds} peers to sync from");
     let first = tokio::time::Instant::now() + PEER_WAIT_LOG_INTERVAL;
     let mut reminder = tokio::time::interval_at(first, PEER_WAIT_LOG_INTERVAL);
-    while network_peers(handle).await.is_empty() {
+    while !has_sync_peers(handle, sources).await {
         tokio::select! {
             _ = reminder.tick() => {
-                info!("still waiting for leaf/1 peers (check p2p.bootnodes / p2p.static_peers)");
+                info!("still waiting for {kinds} peers (check p2p.bootnodes / p2p.static_peers)");
             }
             () = tokio::time::sleep(PEER_CHECK_INTERVAL) => {}
         }

@@ -19,7 +19,7 @@ use leafsync_p2p::{
     },
 };
 use leafsync_serve::{LeafServer, ServeConfig};
-use leafsync_sync::{SyncConfig, Syncer, network_peers, watch_network_peers};
+use leafsync_sync::{PeerSources, SyncConfig, Syncer, network_peers, watch_network_peers};
 use secp256k1::SecretKey;
 use tokio::sync::watch;
 
@@ -96,7 +96,7 @@ async fn the_peer_watch_sees_new_peers_and_new_heads() {
     let (src, root, servers) = two_servers(18).await;
     let first = servers[0].0.local_enode();
     let (client, _head) = client(vec![first]).await;
-    let (now, mut later) = watch_network_peers(&client).await;
+    let (now, mut later) = watch_network_peers(&client, &PeerSources::default()).await;
     assert_eq!(now.len(), 1);
     assert_eq!(now[0].id(), first.id);
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use leafsync_ingest::{HEAD_POLL_INTERVAL, head_feed};
 use leafsync_leafdb::LeafDb;
 use leafsync_p2p::{chain::ChainSpec, leaf::ChainHead, peers::NetworkHandle};
-use leafsync_sync::{SyncOutcome, SyncStats, Syncer, run_until_done};
+use leafsync_sync::{PeerSources, SyncOutcome, SyncStats, Syncer, run_until_done};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -83,7 +83,7 @@ pub(crate) async fn sync_from_peers(
     let feed = pivot_feed(plan).await?;
     let config = plan.settings.sync_config();
     let bar = plan.settings.progress_bar.then(|| crate::progress::Bar::start(progress.subscribe()));
-    let result = run_until_done(handle, |peers, joining| {
+    let result = run_until_done(handle, &PeerSources::default(), |peers, joining| {
         info!(mode = ?config.mode, "sync mode");
         let syncer = Syncer::new(db.clone(), config.clone(), peers)
             .with_new_peers(joining)

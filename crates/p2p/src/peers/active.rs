@@ -1,37 +1,31 @@
-//! [`ActiveSession`]: the task that owns one established `leaf/1` session. It sends our requests
-//! and matches their responses ([`RequestTracker`]), serves the peer's requests through the
-//! [`RequestHandler`] on blocking threads ([`ServedRequests`] guards the in-flight limit, a
-//! semaphore shared by all sessions the global concurrency), forwards checked and rate-limited
-//! head announcements ([`HeadFilter`]), and reports penalties and its end to the peer manager.
+//! [`ActiveSession`]: the task that owns one established session (`leaf/1`, `eth/69` and
+//! `snap/1`, whichever it speaks). It sends our `leaf/1` and `snap/1` requests and matches their
+//! responses ([`RequestTracker`], one per protocol), serves the peer's requests ([`Serving`]:
+//! handlers on blocking threads, the in-flight limit, a semaphore shared by all sessions the
+//! global concurrency), answers `eth/69` as a quiet peer ([`EthSession`]), forwards checked and
+//! rate-limited head announcements ([`HeadFilter`]) and block ranges, and reports penalties and
+//! its end to the peer manager.
 
 use super::{
-    RequestHandler,
+    eth_session::{EthAction, EthSession},
     events::{PenaltyReason, SessionId},
     heads::HeadFilter,
+    serving::{Outgoing, Serving},
 };
 use crate::{
     MessageFault, PeerId, PenaltyClass,
-    leaf::{
-        ChainHead, EncodedResponse, LeafMessage, LeafRequest, LeafResponse, MessageRole,
-        RequestPair,
-    },
+    eth::{self, BlockRangeUpdate, EthMessage},
+    leaf::{ChainHead, LeafMessage, LeafRequest, LeafResponse, MessageRole, RequestPair},
     p2pstream::DisconnectReason,
-    requests::{RequestError, RequestTracker, ResponseOutcome, ServedRequests},
-    session::{SessionError, TcpLeafStream},
+    requests::{RequestError, RequestTracker, ResponseOutcome},
+    session::{PeerMessage, SessionError, Subprotocol, TcpPeerStream},
+    snap::SnapMessage,
     util::sleep_until_opt,
 };
 use futures::StreamExt;
-use std::{
-    collections::VecDeque,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 use tokio::{
-    sync::{Semaphore, mpsc, oneshot},
-    task::JoinSet,
+    sync::{mpsc, oneshot},
     time::Instant,
 };
 use tracing::{debug, trace};
@@ -83,16 +77,23 @@ impl StallPenalties {
     }
 }
 
-/// The waiter of one of our requests.
+/// The waiter of one of our `leaf/1` requests.
 pub(crate) type ResponseSender = oneshot::Sender<Result<LeafResponse, RequestError>>;
+
+/// The waiter of one of our `snap/1` requests.
+pub(crate) type SnapResponseSender = oneshot::Sender<Result<SnapMessage, RequestError>>;
 
 /// What the manager (or a handle, through it) asks of a session.
 #[derive(Debug)]
 pub(crate) enum SessionCommand {
-    /// Send a request; answer on `reply`.
+    /// Send a `leaf/1` request; answer on `reply`.
     Request { request: LeafRequest, reply: ResponseSender },
-    /// Announce our new head.
+    /// Send a `snap/1` request; answer on `reply`.
+    SnapRequest { request: SnapMessage, reply: SnapResponseSender },
+    /// Announce our new head (`leaf/1`).
     NewHead(ChainHead),
+    /// Announce our new block range (`eth/69`).
+    BlockRange(BlockRangeUpdate),
     /// Disconnect with this reason.
     Disconnect(DisconnectReason),
 }
@@ -104,6 +105,8 @@ pub(crate) enum SessionEvent {
     Penalty { peer: PeerId, class: PenaltyClass, reason: PenaltyReason },
     /// The peer announced a new head.
     NewHead { peer: PeerId, head: ChainHead },
+    /// The peer announced a new `eth/69` block range.
+    BlockRange { peer: PeerId, range: BlockRangeUpdate },
     /// The session ended.
     Closed { peer: PeerId, session: SessionId, reason: Option<DisconnectReason> },
 }
@@ -112,18 +115,15 @@ pub(crate) enum SessionEvent {
 pub(crate) struct ActiveSession {
     pub(crate) peer: PeerId,
     pub(crate) session: SessionId,
-    pub(crate) stream: TcpLeafStream,
+    pub(crate) stream: TcpPeerStream,
     pub(crate) commands: mpsc::Receiver<SessionCommand>,
     pub(crate) events: mpsc::Sender<SessionEvent>,
-    pub(crate) handler: Arc<dyn RequestHandler>,
-    /// The global cap on handler calls, shared by every session.
-    pub(crate) handler_permits: Arc<Semaphore>,
-    /// Cleared when the session ends: a handler call that got its permit late does not start.
-    pub(crate) alive: Arc<AtomicBool>,
+    /// Answers the peer's `leaf/1` and `snap/1` requests.
+    pub(crate) serving: Serving,
+    /// The `eth/69` side, if the session speaks it.
+    pub(crate) eth: Option<EthSession>,
     pub(crate) tracker: RequestTracker<ResponseSender>,
-    pub(crate) served: ServedRequests,
-    pub(crate) queued: VecDeque<RequestPair<LeafRequest>>,
-    pub(crate) handlers: JoinSet<(RequestPair<LeafRequest>, Option<EncodedResponse>)>,
+    pub(crate) snap_tracker: RequestTracker<SnapResponseSender, SnapMessage>,
     pub(crate) heads: HeadFilter,
     pub(crate) stalls: StallPenalties,
 }
@@ -138,15 +138,24 @@ enum End {
     Flush(Option<DisconnectReason>),
 }
 
+/// The next finished call of `eth`, or never without one.
+async fn eth_answer(eth: &mut Option<EthSession>) -> Option<Outgoing> {
+    match eth {
+        Some(eth) => eth.next_answer().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl ActiveSession {
     /// Runs the session until it ends; then fails every pending request with
     /// [`RequestError::Disconnected`] and reports `Closed`.
     pub(crate) async fn run(mut self) {
         let end = self.run_loop().await;
-        // Nothing more is served: calls waiting for a permit are aborted; a call already handed
-        // to a blocking thread cannot be, but it sees the flag and does not run the handler.
-        self.alive.store(false, Ordering::Release);
-        self.handlers.abort_all();
+        // Nothing more is served.
+        self.serving.stop();
+        if let Some(eth) = &mut self.eth {
+            eth.stop();
+        }
         let reason = match end {
             End::Send(reason) => {
                 let _ = self.stream.disconnect(reason).await;
@@ -163,15 +172,28 @@ impl ActiveSession {
         for waiter in self.tracker.drain() {
             let _ = waiter.send(Err(RequestError::Disconnected));
         }
+        for waiter in self.snap_tracker.drain() {
+            let _ = waiter.send(Err(RequestError::Disconnected));
+        }
         debug!(peer = %self.peer, ?reason, "session closed");
         let closed = SessionEvent::Closed { peer: self.peer, session: self.session, reason };
         let _ = self.events.send(closed).await;
     }
 
+    /// The earliest deadline of our requests, of both protocols.
+    fn next_deadline(&self) -> Option<Instant> {
+        match (self.tracker.next_deadline(), self.snap_tracker.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     async fn run_loop(&mut self) -> End {
         loop {
-            let deadline = self.tracker.next_deadline();
+            let deadline = self.next_deadline();
             let head_due = self.heads.due();
+            let range_due = self.eth.as_ref().and_then(EthSession::range_due);
+            let eth_busy = self.eth.as_ref().is_some_and(EthSession::is_busy);
             tokio::select! {
                 message = self.stream.next() => match message {
                     None => return End::Gone(None),
@@ -188,27 +210,19 @@ impl ActiveSession {
                 },
                 command = self.commands.recv() => match command {
                     None => return End::Send(DisconnectReason::ClientQuitting),
-                    Some(SessionCommand::Request { request, reply }) => {
-                        match self.tracker.start(request, reply, Instant::now()) {
-                            Ok(message) => {
-                                if let Err(end) = self.send_message(message).await {
-                                    return end;
-                                }
-                            }
-                            Err((error, reply)) => {
-                                let _ = reply.send(Err(error));
-                            }
-                        }
-                    }
-                    Some(SessionCommand::NewHead(head)) => {
-                        if let Err(end) = self.send_message(LeafMessage::NewHead(head)).await {
+                    Some(command) => {
+                        if let Err(end) = self.on_command(command).await {
                             return end;
                         }
                     }
-                    Some(SessionCommand::Disconnect(reason)) => return End::Send(reason),
                 },
-                Some(done) = self.handlers.join_next(), if !self.handlers.is_empty() => {
-                    if let Err(end) = self.on_handler_done(done).await {
+                Some(answer) = self.serving.next_answer(), if self.serving.is_busy() => {
+                    if let Err(end) = self.send(answer).await {
+                        return end;
+                    }
+                }
+                Some(answer) = eth_answer(&mut self.eth), if eth_busy => {
+                    if let Err(end) = self.send(answer).await {
                         return end;
                     }
                 }
@@ -217,19 +231,77 @@ impl ActiveSession {
                 }
                 () = sleep_until_opt(head_due), if head_due.is_some() => {
                     if let Some(head) = self.heads.take_due(Instant::now()) {
-                        self.forward_head(head).await;
+                        self.forward(SessionEvent::NewHead { peer: self.peer, head }).await;
+                    }
+                }
+                () = sleep_until_opt(range_due), if range_due.is_some() => {
+                    let due = self.eth.as_mut().and_then(|e| e.take_due_range(Instant::now()));
+                    if let Some(range) = due {
+                        self.forward(SessionEvent::BlockRange { peer: self.peer, range }).await;
                     }
                 }
             }
         }
     }
 
+    async fn on_command(&mut self, command: SessionCommand) -> Result<(), End> {
+        match command {
+            SessionCommand::Request { request, reply } => {
+                if !self.stream.speaks(Subprotocol::Leaf) {
+                    let _ = reply.send(Err(RequestError::NotSupported));
+                    return Ok(());
+                }
+                match self.tracker.start(request, reply, Instant::now()) {
+                    Ok(message) => {
+                        let outgoing = (Subprotocol::Leaf, message.id(), message.encoded().into());
+                        self.send(outgoing).await?;
+                    }
+                    Err((error, reply)) => {
+                        let _ = reply.send(Err(error));
+                    }
+                }
+            }
+            SessionCommand::SnapRequest { request, reply } => {
+                if !self.stream.speaks(Subprotocol::Snap) {
+                    let _ = reply.send(Err(RequestError::NotSupported));
+                    return Ok(());
+                }
+                if request.is_response() {
+                    let _ = reply.send(Err(RequestError::NotARequest));
+                    return Ok(());
+                }
+                match self.snap_tracker.start(request, reply, Instant::now()) {
+                    Ok(message) => {
+                        let outgoing = (Subprotocol::Snap, message.id(), message.encoded().into());
+                        self.send(outgoing).await?;
+                    }
+                    Err((error, reply)) => {
+                        let _ = reply.send(Err(error));
+                    }
+                }
+            }
+            SessionCommand::NewHead(head) => {
+                if self.stream.speaks(Subprotocol::Leaf) {
+                    let message = LeafMessage::NewHead(head);
+                    self.send((Subprotocol::Leaf, message.id(), message.encoded().into())).await?;
+                }
+            }
+            SessionCommand::BlockRange(range) => {
+                if self.stream.speaks(Subprotocol::Eth) {
+                    let id = eth::protocol::ids::BLOCK_RANGE_UPDATE;
+                    self.send((Subprotocol::Eth, id, alloy_rlp::encode(range).into())).await?;
+                }
+            }
+            SessionCommand::Disconnect(reason) => return Err(End::Send(reason)),
+        }
+        Ok(())
+    }
+
     /// Sends one message, within [`SESSION_SEND_TIMEOUT`]: a peer that stops reading cannot
     /// hold the session (and our pending requests) forever.
-    async fn send(&mut self, id: u8, payload: bytes::Bytes) -> Result<(), End> {
-        match tokio::time::timeout(SESSION_SEND_TIMEOUT, self.stream.send_encoded(id, payload))
-            .await
-        {
+    async fn send(&mut self, (protocol, id, payload): Outgoing) -> Result<(), End> {
+        let send = self.stream.send_encoded(protocol, id, payload);
+        match tokio::time::timeout(SESSION_SEND_TIMEOUT, send).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => {
                 debug!(peer = %self.peer, %error, "send failed");
@@ -242,19 +314,19 @@ impl ActiveSession {
         }
     }
 
-    async fn send_message(&mut self, message: LeafMessage) -> Result<(), End> {
-        self.send(message.id(), message.encoded().into()).await
-    }
-
     /// Fails the requests whose deadline passed; one high penalty per [`STALL_PENALTY_WINDOW`].
     async fn on_deadline(&mut self) {
         let now = Instant::now();
         let expired = self.tracker.expire(now);
-        if expired.is_empty() {
+        let expired_snap = self.snap_tracker.expire(now);
+        let count = expired.len() + expired_snap.len();
+        if count == 0 {
             return;
         }
-        let count = expired.len();
         for waiter in expired {
+            let _ = waiter.send(Err(RequestError::Timeout));
+        }
+        for waiter in expired_snap {
             let _ = waiter.send(Err(RequestError::Timeout));
         }
         if StallPenalties::allow(&mut self.stalls.timeout, now) {
@@ -265,8 +337,8 @@ impl ActiveSession {
         }
     }
 
-    async fn forward_head(&self, head: ChainHead) {
-        let _ = self.events.send(SessionEvent::NewHead { peer: self.peer, head }).await;
+    async fn forward(&self, event: SessionEvent) {
+        let _ = self.events.send(event).await;
     }
 
     async fn penalise(&self, class: PenaltyClass, reason: PenaltyReason) {
@@ -278,10 +350,14 @@ impl ActiveSession {
     /// anything else ends it (the stream layer already queued the Disconnect of a breach).
     async fn on_error(&mut self, error: SessionError) -> Option<End> {
         trace!(peer = %self.peer, %error, "session error");
-        if let SessionError::Leaf(leaf) = &error
-            && !leaf.is_protocol_breach()
-        {
-            self.penalise(leaf.penalty(), PenaltyReason::UnknownMessage).await;
+        let unknown = match &error {
+            SessionError::Leaf(e) => (!e.is_protocol_breach()).then(|| e.penalty()),
+            SessionError::Eth(e) => (!e.is_protocol_breach()).then(|| e.penalty()),
+            SessionError::Snap(e) => (!e.is_protocol_breach()).then(|| e.penalty()),
+            _ => None,
+        };
+        if let Some(class) = unknown {
+            self.penalise(class, PenaltyReason::UnknownMessage).await;
             return None;
         }
         if let Some(class) = error.penalty() {
@@ -294,11 +370,21 @@ impl ActiveSession {
         })
     }
 
-    async fn on_message(&mut self, message: LeafMessage) -> Result<(), End> {
+    async fn on_message(&mut self, message: PeerMessage) -> Result<(), End> {
+        match message {
+            PeerMessage::Leaf(message) => self.on_leaf_message(message).await,
+            PeerMessage::Eth(message) => self.on_eth_message(message).await,
+            PeerMessage::Snap(message) => self.on_snap_message(message).await,
+        }
+    }
+
+    async fn on_leaf_message(&mut self, message: LeafMessage) -> Result<(), End> {
         match message.into_role() {
             MessageRole::NewHead(head) => {
                 match self.heads.on_new_head(head, Instant::now()) {
-                    Ok(Some(head)) => self.forward_head(head).await,
+                    Ok(Some(head)) => {
+                        self.forward(SessionEvent::NewHead { peer: self.peer, head }).await
+                    }
                     Ok(None) => {
                         trace!(peer = %self.peer, number = head.number, "NewHead coalesced")
                     }
@@ -311,13 +397,65 @@ impl ActiveSession {
             }
             // The stream turns a second Status into an error before it gets here.
             MessageRole::Status(_) => Ok(()),
-            MessageRole::Response(response) => self.on_response(response).await,
-            MessageRole::Request(request) => self.on_request(request).await,
+            MessageRole::Response(response) => {
+                let outcome = self.tracker.on_response(response);
+                self.on_outcome(outcome).await
+            }
+            MessageRole::Request(request) => {
+                if self.serving.on_leaf_request(request).is_err() {
+                    return Err(self.flood().await);
+                }
+                Ok(())
+            }
         }
     }
 
-    async fn on_response(&mut self, response: RequestPair<LeafResponse>) -> Result<(), End> {
-        match self.tracker.on_response(response) {
+    async fn on_eth_message(&mut self, message: EthMessage) -> Result<(), End> {
+        let Some(eth) = &mut self.eth else { return Ok(()) };
+        match eth.on_message(message, Instant::now()) {
+            EthAction::None => Ok(()),
+            EthAction::Answer(answer) => self.send(answer).await,
+            EthAction::Range(range) => {
+                self.forward(SessionEvent::BlockRange { peer: self.peer, range }).await;
+                Ok(())
+            }
+            EthAction::InvalidRange => {
+                self.penalise(PenaltyClass::Low, PenaltyReason::InvalidHead).await;
+                Ok(())
+            }
+            EthAction::Unsolicited => {
+                self.penalise(PenaltyClass::Mid, PenaltyReason::UnsolicitedResponse).await;
+                Ok(())
+            }
+            EthAction::Flood(_) => Err(self.flood().await),
+        }
+    }
+
+    async fn on_snap_message(&mut self, message: SnapMessage) -> Result<(), End> {
+        if message.is_response() {
+            let response = RequestPair { request_id: message.request_id(), message };
+            let outcome = self.snap_tracker.on_response(response);
+            return self.on_outcome(outcome).await;
+        }
+        match self.serving.on_snap_request(message) {
+            Ok(Some(answer)) => self.send(answer).await,
+            Ok(None) => Ok(()),
+            Err(_) => Err(self.flood().await),
+        }
+    }
+
+    /// The peer had more than `MAX_IN_FLIGHT_REQUESTS` unanswered requests: fatal.
+    async fn flood(&self) -> End {
+        self.penalise(PenaltyClass::Fatal, PenaltyReason::RequestFlood).await;
+        End::Send(DisconnectReason::ProtocolBreach)
+    }
+
+    /// Delivers a matched response or penalises the peer, for either protocol.
+    async fn on_outcome<T>(
+        &mut self,
+        outcome: ResponseOutcome<oneshot::Sender<Result<T, RequestError>>, T>,
+    ) -> Result<(), End> {
+        match outcome {
             ResponseOutcome::Matched(waiter, response) => {
                 let _ = waiter.send(Ok(response));
                 Ok(())
@@ -339,74 +477,5 @@ impl ActiveSession {
                 Err(End::Send(DisconnectReason::ProtocolBreach))
             }
         }
-    }
-
-    async fn on_request(&mut self, request: RequestPair<LeafRequest>) -> Result<(), End> {
-        if self.served.on_request().is_err() {
-            self.penalise(PenaltyClass::Fatal, PenaltyReason::RequestFlood).await;
-            return Err(End::Send(DisconnectReason::ProtocolBreach));
-        }
-        self.queued.push_back(request);
-        self.spawn_handlers();
-        Ok(())
-    }
-
-    /// Starts queued requests while fewer than [`MAX_CONCURRENT_HANDLER_CALLS_PER_PEER`] run.
-    /// Each call first waits for a permit of the global cap (aborted with the session if it is
-    /// still waiting then), and runs on a blocking thread holding it; a call whose session ended
-    /// between the permit and the thread does not run the handler.
-    fn spawn_handlers(&mut self) {
-        while self.handlers.len() < MAX_CONCURRENT_HANDLER_CALLS_PER_PEER {
-            let Some(request) = self.queued.pop_front() else { return };
-            let handler = Arc::clone(&self.handler);
-            let permits = Arc::clone(&self.handler_permits);
-            let alive = Arc::clone(&self.alive);
-            let peer = self.peer;
-            self.handlers.spawn(async move {
-                // The semaphore is never closed; if it were, the request is answered empty.
-                let Ok(permit) = permits.acquire_owned().await else { return (request, None) };
-                let call = request.message.clone();
-                let response = tokio::task::spawn_blocking(move || {
-                    // Held until the call returns, even if the session is gone by then.
-                    let _permit = permit;
-                    if !alive.load(Ordering::Acquire) {
-                        return None;
-                    }
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        handler.handle(peer, &call)
-                    }))
-                    .ok()
-                })
-                .await
-                .ok()
-                .flatten();
-                (request, response)
-            });
-        }
-    }
-
-    async fn on_handler_done(
-        &mut self,
-        done: Result<(RequestPair<LeafRequest>, Option<EncodedResponse>), tokio::task::JoinError>,
-    ) -> Result<(), End> {
-        // A join error means the task was aborted (only at session end): nothing to answer.
-        let Ok((RequestPair { request_id, message: request }, response)) = done else {
-            return Ok(());
-        };
-        let response = match response {
-            Some(response) if response.id == request.response_id() => response,
-            Some(_) => {
-                debug!(peer = %self.peer, "handler answered with the wrong kind; sending empty");
-                request.empty_response().encoded()
-            }
-            None => {
-                debug!(peer = %self.peer, "handler panicked; sending empty");
-                request.empty_response().encoded()
-            }
-        };
-        self.served.on_answered();
-        self.spawn_handlers();
-        // The handler's fields go out as they are, behind the request id.
-        self.send(response.id, response.payload(request_id)).await
     }
 }

@@ -1,6 +1,6 @@
 //! [`NetworkConfig`]: everything [`super::Network::start`] needs, with documented defaults.
 
-use super::{NodeRecord, RequestHandler};
+use super::{EthConfig, NodeRecord, RequestHandler};
 use crate::{
     chain::ChainSpec,
     discovery::DiscoveryConfig,
@@ -121,6 +121,12 @@ pub struct NetworkConfig {
     pub head: watch::Receiver<LocalHead>,
     /// Answers the peers' requests.
     pub handler: Arc<dyn RequestHandler>,
+    /// Whether our Hello offers `leaf/1`. Default: `true`. Only a node that speaks `eth/69` and
+    /// `snap/1` alone (a stand-in for geth in tests) turns it off; without `eth` too no peer
+    /// would be accepted.
+    pub leaf: bool,
+    /// `eth/69` and `snap/1` beside `leaf/1`; `None` offers only `leaf/1`. Default: `None`.
+    pub eth: Option<EthConfig>,
 }
 
 impl NetworkConfig {
@@ -148,6 +154,8 @@ impl NetworkConfig {
             client_version: concat!("leafsync/", env!("CARGO_PKG_VERSION")).to_owned(),
             head,
             handler,
+            leaf: true,
+            eth: None,
         }
     }
 }
@@ -168,6 +176,8 @@ impl std::fmt::Debug for NetworkConfig {
             .field("max_concurrent_handler_calls", &self.max_concurrent_handler_calls)
             .field("max_static_peers", &self.max_static_peers)
             .field("client_version", &self.client_version)
+            .field("leaf", &self.leaf)
+            .field("eth", &self.eth)
             .finish_non_exhaustive()
     }
 }

@@ -1,7 +1,7 @@
 //! What the network tells the rest of the program: [`NetworkEvent`]s, [`PeerInfo`].
 
 use crate::{
-    PeerId, PenaltyClass,
+    PeerId, PenaltyClass, eth,
     leaf::{ChainHead, Status},
     p2pstream::DisconnectReason,
     requests::ResponseViolation,
@@ -52,6 +52,9 @@ pub enum PenaltyReason {
 }
 
 /// Something that happened in the network.
+// `PeerConnected` carries both Statuses (~430 bytes): the broadcast ring of
+// `EVENT_CHANNEL_CAPACITY` slots costs ~440 KiB, and subscribers match on the fields directly.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum NetworkEvent {
     /// A session was established.
@@ -62,8 +65,12 @@ pub enum NetworkEvent {
         addr: SocketAddr,
         /// Who dialed.
         direction: Direction,
-        /// Its `Status`.
-        status: Status,
+        /// Its `leaf/1` Status, if the session speaks `leaf/1`.
+        leaf: Option<Status>,
+        /// Its `eth/69` Status and range, if the session speaks `eth/69`.
+        eth: Option<EthPeerInfo>,
+        /// Whether the session speaks `snap/1`.
+        snap: bool,
     },
     /// A session ended.
     PeerDisconnected {
@@ -78,6 +85,14 @@ pub enum NetworkEvent {
         peer: PeerId,
         /// Its head.
         head: ChainHead,
+    },
+    /// A peer announced a new `eth/69` block range (`BlockRangeUpdate`, validated): the head of
+    /// a snap/1 peer moved.
+    BlockRange {
+        /// The peer.
+        peer: PeerId,
+        /// Its range.
+        range: eth::BlockRangeUpdate,
     },
     /// A peer was penalised.
     PeerPenalised {
@@ -108,14 +123,44 @@ pub struct PeerInfo {
     pub direction: Direction,
     /// Client id from its Hello.
     pub client_version: String,
-    /// Its `Status` at the handshake.
-    pub status: Status,
-    /// Its latest head (from `Status` or `NewHead`).
+    /// Its `leaf/1` Status at the handshake, if the session speaks `leaf/1`.
+    pub leaf: Option<Status>,
+    /// Its `eth/69` Status and latest block range, if the session speaks `eth/69`.
+    pub eth: Option<EthPeerInfo>,
+    /// Whether the session speaks `snap/1` (always beside `eth/69`).
+    pub snap: bool,
+    /// Its latest head: from its `leaf/1` Status or `NewHead`; for a peer without `leaf/1`, the
+    /// number and hash of its eth block range with a zero state root (eth announces none).
     pub head: ChainHead,
     /// Its current score.
     pub score: f64,
     /// Whether it is a trusted peer.
     pub trusted: bool,
+}
+
+/// What an `eth/69` peer announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EthPeerInfo {
+    /// Its `eth/69` Status at the handshake.
+    pub status: eth::Status,
+    /// Its latest block range (from the Status or a `BlockRangeUpdate`).
+    pub range: eth::BlockRangeUpdate,
+}
+
+impl EthPeerInfo {
+    /// From the peer's Status.
+    pub fn new(status: eth::Status) -> Self {
+        Self { status, range: status.block_range() }
+    }
+
+    /// The head its range announces: number and hash, with a zero state root.
+    pub fn head(&self) -> ChainHead {
+        ChainHead {
+            number: self.range.latest,
+            hash: self.range.latest_hash,
+            state_root: alloy_primitives::B256::ZERO,
+        }
+    }
 }
 
 /// A snapshot of discovery's counters (see [`crate::discovery::DiscoveryStats`]).

@@ -6,14 +6,13 @@ use super::{events::Direction, pending::PendingSlot};
 use crate::{
     PeerId,
     ecies::EciesStream,
-    leaf::Status,
     p2pstream::{DisconnectReason, stream::encode_message},
     peers::NodeRecord,
     session::{
-        Established, SessionError, SessionParams, establish_authenticated, establish_outbound,
+        Established, LocalStatus, SessionError, SessionParams, establish_authenticated,
+        establish_outbound,
     },
 };
-use alloy_eip2124::ForkFilter;
 use futures::SinkExt;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
@@ -61,11 +60,10 @@ pub(crate) async fn accept(
     addr: SocketAddr,
     slot: PendingSlot,
     params: Arc<SessionParams>,
-    status: Status,
-    filter: ForkFilter,
+    status: LocalStatus,
     events: mpsc::Sender<HandshakeEvent>,
 ) {
-    let handshake = inbound(tcp, addr, &params, status, &filter, &events);
+    let handshake = inbound(tcp, addr, &params, &status, &events);
     let outcome = match tokio::time::timeout(INBOUND_HANDSHAKE_TIMEOUT, handshake).await {
         Ok(outcome) => outcome,
         Err(_) => {
@@ -91,11 +89,10 @@ pub(crate) async fn accept(
 pub(crate) async fn dial(
     record: NodeRecord,
     params: Arc<SessionParams>,
-    status: Status,
-    filter: ForkFilter,
+    status: LocalStatus,
     events: mpsc::Sender<HandshakeEvent>,
 ) {
-    let handshake = establish_outbound(record.addr, record.id, &params, status, &filter);
+    let handshake = establish_outbound(record.addr, record.id, &params, &status);
     let outcome = tokio::time::timeout(OUTBOUND_HANDSHAKE_TIMEOUT, handshake)
         .await
         .unwrap_or(Err(SessionError::HandshakeTimeout));
@@ -118,8 +115,7 @@ async fn inbound(
     tcp: TcpStream,
     addr: SocketAddr,
     params: &SessionParams,
-    status: Status,
-    filter: &ForkFilter,
+    status: &LocalStatus,
     events: &mpsc::Sender<HandshakeEvent>,
 ) -> Result<Established, (Option<PeerId>, SessionError)> {
     tcp.set_nodelay(true).map_err(|e| (None, e.into()))?;
@@ -146,5 +142,5 @@ async fn inbound(
         }
         Err(_) => return Err(refused(DisconnectReason::ClientQuitting)),
     }
-    establish_authenticated(ecies, params, status, filter).await.map_err(|e| (Some(peer), e))
+    establish_authenticated(ecies, params, status).await.map_err(|e| (Some(peer), e))
 }

@@ -6,35 +6,36 @@
 //! `try_send`), so no cycle of full channels can deadlock it.
 
 use super::{
-    LocalHead, NodeRecord, RequestHandler,
+    EthConfig, LocalHead, NodeRecord, RequestHandler,
     active::{
         ActiveSession, ResponseSender, SESSION_COMMAND_CHANNEL_CAPACITY, SessionCommand,
-        SessionEvent,
+        SessionEvent, SnapResponseSender,
     },
-    events::{Direction, DiscoveryCounters, NetworkEvent, PeerInfo, PenaltyReason, SessionId},
+    eth::should_announce,
+    eth_session::EthSession,
+    events::{
+        Direction, DiscoveryCounters, EthPeerInfo, NetworkEvent, PeerInfo, PenaltyReason, SessionId,
+    },
     handshake::{HandshakeEvent, MAX_PENDING_INBOUND, accept, dial},
     heads::HeadFilter,
     pending::PendingInbound,
     score::ScoreState,
+    serving::Serving,
     table::{Connected, Limits, PeerTable},
 };
 use crate::{
     PeerId, PenaltyClass,
     chain::Enr,
     discovery::{DialCandidate, Discovery},
-    leaf::{ChainHead, LeafRequest, Status},
+    eth::BlockRangeUpdate,
+    leaf::{ChainHead, LeafRequest},
     p2pstream::DisconnectReason,
     requests::{RequestError, RequestTracker},
-    session::{Established, SessionParams},
+    session::{Established, LocalStatus, PeerStatus, SessionParams},
+    snap::SnapMessage,
     util::{recv_opt, sleep_until_opt},
 };
-use alloy_eip2124::ForkFilter;
-use std::{
-    collections::VecDeque,
-    net::SocketAddr,
-    sync::{Arc, atomic::AtomicBool},
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{Semaphore, broadcast, mpsc, oneshot, watch},
@@ -70,6 +71,7 @@ pub(crate) enum Command {
     Peers(oneshot::Sender<Vec<PeerInfo>>),
     AddPeer(NodeRecord),
     Request { peer: PeerId, request: LeafRequest, reply: ResponseSender },
+    SnapRequest { peer: PeerId, request: SnapMessage, reply: SnapResponseSender },
     Report { peer: PeerId, class: PenaltyClass },
     Disconnect { peer: PeerId, reason: DisconnectReason },
     LocalEnr(oneshot::Sender<Option<Enr>>),
@@ -83,7 +85,9 @@ pub(crate) struct PeerEntry {
     session: SessionId,
     commands: mpsc::Sender<SessionCommand>,
     client_version: String,
-    status: Status,
+    status: PeerStatus,
+    /// The peer's latest eth block range (from its Status or `BlockRangeUpdate`).
+    eth_range: Option<BlockRangeUpdate>,
     head: ChainHead,
 }
 
@@ -94,6 +98,7 @@ pub(crate) struct ManagerParts {
     pub(crate) listener: TcpListener,
     pub(crate) handler: Arc<dyn RequestHandler>,
     pub(crate) head: watch::Receiver<LocalHead>,
+    pub(crate) eth: Option<EthConfig>,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) events: broadcast::Sender<NetworkEvent>,
     pub(crate) discovery: Option<(Discovery, mpsc::Receiver<DialCandidate>)>,
@@ -114,6 +119,10 @@ pub(crate) struct PeerManager {
     listener: TcpListener,
     handler: Arc<dyn RequestHandler>,
     head: watch::Receiver<LocalHead>,
+    /// eth/69 and snap/1, when enabled.
+    eth: Option<EthConfig>,
+    /// The block range last announced to eth peers (geth's `blockRangeState.prev`).
+    range_sent: Option<BlockRangeUpdate>,
     commands: mpsc::Receiver<Command>,
     events: broadcast::Sender<NetworkEvent>,
     session_tx: mpsc::Sender<SessionEvent>,
@@ -160,6 +169,8 @@ impl PeerManager {
             listener: parts.listener,
             handler: parts.handler,
             head: parts.head,
+            range_sent: parts.eth.as_ref().map(|eth| eth.head.borrow().range()),
+            eth: parts.eth,
             commands: parts.commands,
             events: parts.events,
             session_tx,
@@ -212,6 +223,7 @@ impl PeerManager {
                 Some(candidate) = recv_opt(&mut self.candidates) => self.on_candidate(&candidate),
                 _ = dial_tick.tick() => self.dial_pass(),
                 Ok(()) = self.head.changed() => self.announce_head(),
+                Ok(()) = eth_head_changed(&mut self.eth) => self.announce_range(),
                 Some(done) = self.sessions.join_next(), if !self.sessions.is_empty() => {
                     log_task_end(done);
                 }
@@ -243,10 +255,19 @@ impl PeerManager {
         }
     }
 
-    fn snapshot(&self) -> (Status, ForkFilter) {
+    /// Our Statuses for a handshake starting now.
+    fn snapshot(&self) -> LocalStatus {
         let local = *self.head.borrow();
         let chain = &self.params.chain;
-        (local.status(chain), chain.fork_filter(local.head.number, local.timestamp))
+        let eth = self.eth.as_ref().map(|eth| {
+            let head = *eth.head.borrow();
+            (head.status(chain), head.fork_filter(chain))
+        });
+        LocalStatus {
+            leaf: local.status(chain),
+            leaf_filter: chain.fork_filter(local.head.number, local.timestamp),
+            eth,
+        }
     }
 
     fn on_accept(&mut self, tcp: TcpStream, addr: SocketAddr) {
@@ -258,10 +279,10 @@ impl PeerManager {
                 return;
             }
         };
-        let (status, filter) = self.snapshot();
+        let status = self.snapshot();
         let params = Arc::clone(&self.params);
         let events = self.handshake_tx.clone();
-        self.handshakes.spawn(accept(tcp, addr, slot, params, status, filter, events));
+        self.handshakes.spawn(accept(tcp, addr, slot, params, status, events));
     }
 
     /// Dials every peer the table picks (static and trusted peers, then queued candidates while
@@ -269,10 +290,10 @@ impl PeerManager {
     fn dial_pass(&mut self) {
         for record in self.table.dial_candidates(Instant::now()) {
             trace!(peer = %record.id, addr = %record.addr, "dialing");
-            let (status, filter) = self.snapshot();
+            let status = self.snapshot();
             let params = Arc::clone(&self.params);
             let events = self.handshake_tx.clone();
-            self.handshakes.spawn(dial(record, params, status, filter, events));
+            self.handshakes.spawn(dial(record, params, status, events));
         }
     }
 
@@ -299,6 +320,23 @@ impl PeerManager {
         for (_, peer) in self.table.connected() {
             // A session whose queue is full misses this head; the next one supersedes it.
             let _ = peer.entry.commands.try_send(SessionCommand::NewHead(head));
+        }
+    }
+
+    /// Our execution client's head moved: announced to eth peers as a `BlockRangeUpdate` when
+    /// geth's rule says so (every `BLOCK_RANGE_UPDATE_INTERVAL` blocks, or backwards).
+    fn announce_range(&mut self) {
+        let Some(eth) = &mut self.eth else { return };
+        let range = eth.head.borrow_and_update().range();
+        if self.range_sent.is_some_and(|sent| !should_announce(&sent, &range)) {
+            return;
+        }
+        self.range_sent = Some(range);
+        for (_, peer) in self.table.connected() {
+            if peer.entry.status.eth.is_some() {
+                // A session whose queue is full misses this range; the next one supersedes it.
+                let _ = peer.entry.commands.try_send(SessionCommand::BlockRange(range));
+            }
         }
     }
 
@@ -335,7 +373,12 @@ impl PeerManager {
                         addr: c.addr,
                         direction: c.direction,
                         client_version: c.entry.client_version.clone(),
-                        status: c.entry.status,
+                        leaf: c.entry.status.leaf,
+                        eth: c.entry.status.eth.map(|status| EthPeerInfo {
+                            status,
+                            range: c.entry.eth_range.unwrap_or_else(|| status.block_range()),
+                        }),
+                        snap: c.entry.status.snap,
                         head: c.entry.head,
                         score: self.table.score(id, now),
                         trusted: self.table.is_trusted(id),
@@ -369,6 +412,28 @@ impl PeerManager {
                     Err(_) => {}
                 }
             }
+            Command::SnapRequest { peer, request, reply } => {
+                let Some(Connected { entry, .. }) = self.table.get(&peer) else {
+                    let _ = reply.send(Err(RequestError::UnknownPeer));
+                    return;
+                };
+                match entry.commands.try_send(SessionCommand::SnapRequest { request, reply }) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(SessionCommand::SnapRequest {
+                        reply,
+                        ..
+                    })) => {
+                        let _ = reply.send(Err(RequestError::PeerBusy));
+                    }
+                    Err(mpsc::error::TrySendError::Closed(SessionCommand::SnapRequest {
+                        reply,
+                        ..
+                    })) => {
+                        let _ = reply.send(Err(RequestError::Disconnected));
+                    }
+                    Err(_) => {}
+                }
+            }
             Command::Report { peer, class } => self.penalise(peer, class, PenaltyReason::Reported),
             Command::Disconnect { peer, reason } => {
                 if let Some(connected) = self.table.get(&peer) {
@@ -393,6 +458,19 @@ impl PeerManager {
                 if let Some(connected) = self.table.get_mut(&peer) {
                     connected.entry.head = head;
                     let _ = self.events.send(NetworkEvent::NewHead { peer, head });
+                }
+            }
+            SessionEvent::BlockRange { peer, range } => {
+                if let Some(connected) = self.table.get_mut(&peer) {
+                    connected.entry.eth_range = Some(range);
+                    if connected.entry.status.leaf.is_none() {
+                        connected.entry.head = ChainHead {
+                            number: range.latest,
+                            hash: range.latest_hash,
+                            state_root: alloy_primitives::B256::ZERO,
+                        };
+                    }
+                    let _ = self.events.send(NetworkEvent::BlockRange { peer, range });
                 }
             }
             SessionEvent::Closed { peer, session, reason } => {
@@ -444,37 +522,69 @@ impl PeerManager {
         let session = self.next_session;
         self.next_session += 1;
         let (commands_tx, commands_rx) = mpsc::channel(SESSION_COMMAND_CHANNEL_CAPACITY);
-        debug!(%peer, ?direction, %addr, "session established");
+        debug!(%peer, ?direction, %addr, leaf = status.leaf.is_some(), eth = status.eth.is_some(), snap = status.snap, "session established");
+        let eth_info = status.eth.map(EthPeerInfo::new);
+        let head = match (status.leaf, eth_info) {
+            (Some(leaf), _) => leaf.head,
+            (None, Some(eth)) => eth.head(),
+            (None, None) => ChainHead::default(),
+        };
         let entry = PeerEntry {
             session,
             commands: commands_tx,
             client_version: hello.client_version,
-            head: status.head,
             status,
+            eth_range: None,
+            head,
         };
         if let Some(old) = self.table.on_connected(peer, addr, direction, entry) {
             // The new connection is the preferred one of a simultaneous dial.
             let already = SessionCommand::Disconnect(DisconnectReason::AlreadyConnected);
             let _ = old.entry.commands.try_send(already);
         }
-        let _ = self.events.send(NetworkEvent::PeerConnected { peer, addr, direction, status });
+        let _ = self.events.send(NetworkEvent::PeerConnected {
+            peer,
+            addr,
+            direction,
+            leaf: status.leaf,
+            eth: eth_info,
+            snap: status.snap,
+        });
+        let now = Instant::now();
+        let eth = match (&self.eth, eth_info) {
+            (Some(config), Some(_)) => {
+                Some(EthSession::new(peer, Arc::clone(&config.headers), now))
+            }
+            _ => None,
+        };
+        let snap_handler = self.eth.as_ref().and_then(|eth| eth.snap.clone());
         let active = ActiveSession {
             peer,
             session,
             stream,
             commands: commands_rx,
             events: self.session_tx.clone(),
-            handler: Arc::clone(&self.handler),
-            handler_permits: Arc::clone(&self.handler_permits),
-            alive: Arc::new(AtomicBool::new(true)),
+            serving: Serving::new(
+                peer,
+                Arc::clone(&self.handler),
+                snap_handler,
+                Arc::clone(&self.handler_permits),
+            ),
+            eth,
             tracker: RequestTracker::default(),
-            served: Default::default(),
-            queued: VecDeque::new(),
-            handlers: JoinSet::new(),
-            heads: HeadFilter::new(status.head, Instant::now()),
+            snap_tracker: RequestTracker::default(),
+            heads: HeadFilter::new(head, now),
             stalls: Default::default(),
         };
         self.sessions.spawn(active.run());
+    }
+}
+
+/// Waits for the execution client's head to change, or forever without eth.
+async fn eth_head_changed(eth: &mut Option<EthConfig>) -> Result<(), watch::error::RecvError> {
+    match eth {
+        Some(eth) => eth.head.changed().await,
+        None => std::future::pending().await,
     }
 }
 

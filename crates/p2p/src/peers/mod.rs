@@ -7,6 +7,8 @@ mod candidates;
 mod config;
 mod dial;
 mod enode;
+mod eth;
+mod eth_session;
 mod events;
 mod handler;
 mod handshake;
@@ -15,6 +17,7 @@ mod manager;
 mod network;
 mod pending;
 pub mod score;
+mod serving;
 mod table;
 
 pub use active::{
@@ -32,8 +35,14 @@ pub use config::{
 };
 pub use dial::{Backoff, DIAL_BACKOFF_BASE, DIAL_BACKOFF_MAX, MAX_BACKOFF_ENTRIES};
 pub use enode::{EnodeError, NodeRecord};
+pub use eth::{
+    BLOCK_RANGE_UPDATE_INTERVAL, EthConfig, EthHead, HEADER_SOURCE_TIMEOUT, HeaderSource,
+    HeaderSourceError, MAX_CONCURRENT_HEADER_CALLS_PER_PEER, MAX_HEADERS_RESPONSE_BYTES, NoHeaders,
+    SnapHandler,
+};
 pub use events::{
-    Direction, DiscoveryCounters, EVENT_CHANNEL_CAPACITY, NetworkEvent, PeerInfo, PenaltyReason,
+    Direction, DiscoveryCounters, EVENT_CHANNEL_CAPACITY, EthPeerInfo, NetworkEvent, PeerInfo,
+    PenaltyReason,
 };
 pub use handler::{EmptyHandler, RequestHandler};
 pub use handshake::{INBOUND_HANDSHAKE_TIMEOUT, MAX_PENDING_INBOUND, OUTBOUND_HANDSHAKE_TIMEOUT};

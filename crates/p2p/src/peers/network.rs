@@ -13,7 +13,8 @@ use crate::{
     leaf::{LeafRequest, LeafResponse},
     p2pstream::{DisconnectReason, HelloMessageWithProtocols},
     requests::RequestError,
-    session::{SessionParams, leaf_protocol},
+    session::{SessionParams, hello_protocols},
+    snap::SnapMessage,
 };
 use secp256k1::{PublicKey, SECP256K1};
 use std::{net::SocketAddr, sync::Arc};
@@ -34,6 +35,9 @@ pub enum NetworkError {
     /// Discovery failed to start.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
+    /// The configuration offers no protocol (`leaf` off and no `eth`).
+    #[error("no protocol to offer: enable leaf/1 or eth/69")]
+    NoProtocols,
 }
 
 /// The networking service: RLPx listener, discovery, and the peer manager.
@@ -45,6 +49,9 @@ impl Network {
     /// the handle. Must be called within a tokio runtime.
     pub async fn start(config: NetworkConfig) -> Result<NetworkHandle, NetworkError> {
         config.chain.ensure_genesis_known()?;
+        if !config.leaf && config.eth.is_none() {
+            return Err(NetworkError::NoProtocols);
+        }
         let listener = TcpListener::bind(config.listen_addr).await?;
         let local_addr = listener.local_addr()?;
         let local_id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &config.secret_key));
@@ -67,7 +74,7 @@ impl Network {
         };
         let hello = HelloMessageWithProtocols::new(
             config.client_version,
-            vec![leaf_protocol()],
+            hello_protocols(config.leaf, config.eth.is_some()),
             local_addr.port(),
             local_id,
         );
@@ -81,6 +88,7 @@ impl Network {
             listener,
             handler: config.handler,
             head: config.head,
+            eth: config.eth,
             commands,
             events: events.clone(),
             discovery,
@@ -178,6 +186,22 @@ impl NetworkHandle {
     ) -> Result<LeafResponse, RequestError> {
         let (reply, rx) = oneshot::channel();
         self.command(Command::Request { peer, request, reply }).await?;
+        rx.await.map_err(|_| RequestError::Disconnected)?
+    }
+
+    /// Sends the snap/1 `request` to `peer` and waits for its response (at most
+    /// `REQUEST_TIMEOUT` once the request is on the wire). The session assigns the request id
+    /// (the one in `request` is replaced) and delivers only a response of the kind that answers
+    /// the request, decoded within snap/1's limits (`snap::max_payload_size` first); its
+    /// request id is the one the session chose. Fails with [`RequestError::NotSupported`] when
+    /// the session does not speak snap/1, [`RequestError::NotARequest`] for a response.
+    pub async fn snap_request(
+        &self,
+        peer: PeerId,
+        request: SnapMessage,
+    ) -> Result<SnapMessage, RequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(Command::SnapRequest { peer, request, reply }).await?;
         rx.await.map_err(|_| RequestError::Disconnected)?
     }
 

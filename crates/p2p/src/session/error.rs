@@ -1,14 +1,17 @@
-//! Errors of the `leaf/1` session layer.
+//! Errors of the session layer.
 
+use super::Subprotocol;
 use crate::{
     MessageFault, PenaltyClass,
     ecies::EciesError,
+    eth::{EthError, EthStatusError},
     leaf::{LeafError, StatusError},
     p2pstream::{DisconnectReason, P2PError},
+    snap::SnapError,
 };
 
-/// Everything that ends (or, for [`SessionError::Leaf`] with an unknown id, disturbs) a `leaf/1`
-/// session, with the disconnect reason and the penalty it carries.
+/// Everything that ends (or, for a message with an unknown id, disturbs) a session, with the
+/// disconnect reason and the penalty it carries.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     /// TCP connect or socket failure.
@@ -27,20 +30,36 @@ pub enum SessionError {
     /// The p2p layer failed (Hello, transport, Disconnect from the remote).
     #[error(transparent)]
     P2P(#[from] P2PError),
-    /// The remote does not speak `leaf/1`.
-    #[error("remote does not share leaf/1")]
-    NoLeafCapability,
+    /// The remote shares neither `leaf/1` nor `eth/69` with `snap/1`.
+    #[error("remote shares neither leaf/1 nor eth/69 with snap/1")]
+    NoSharedCapability,
+    /// The remote shares `snap/1` but not `eth/69` (nor `leaf/1`): geth's "snap without
+    /// compatible eth".
+    #[error("remote shares snap/1 without eth/69")]
+    SnapWithoutEth,
+    /// A message of a subprotocol the session does not speak was to be sent.
+    #[error("the session does not speak {}", .0.name())]
+    NotShared(Subprotocol),
     /// A malformed, oversized or unknown `leaf/1` message.
     #[error(transparent)]
     Leaf(#[from] LeafError),
-    /// The remote's `Status` is incompatible with ours.
+    /// A malformed, oversized, disallowed or unknown `eth/69` message.
+    #[error(transparent)]
+    Eth(#[from] EthError),
+    /// A malformed, oversized or unknown `snap/1` message.
+    #[error(transparent)]
+    Snap(#[from] SnapError),
+    /// The remote's `leaf/1` `Status` is incompatible with ours.
     #[error(transparent)]
     Status(#[from] StatusError),
-    /// No `Status` within `STATUS_TIMEOUT`.
+    /// The remote's `eth/69` `Status` is incompatible with ours.
+    #[error(transparent)]
+    EthStatus(#[from] EthStatusError),
+    /// Not every Status within `STATUS_TIMEOUT`.
     #[error("no Status within the status timeout")]
     StatusTimeout,
-    /// Another `leaf/1` message came before `Status` (its relative id).
-    #[error("expected Status, got leaf/1 message {0:#04x}")]
+    /// Another message came before the Status handshakes ended (its relative id).
+    #[error("expected Status, got message {0:#04x}")]
     ExpectedStatus(u8),
     /// A second `Status` after the handshake.
     #[error("Status after the handshake")]
@@ -57,6 +76,8 @@ impl SessionError {
             Self::Ecies(e) => e.is_protocol_breach(),
             Self::P2P(e) => e.is_protocol_breach(),
             Self::Leaf(e) => e.is_protocol_breach(),
+            Self::Eth(e) => e.is_protocol_breach(),
+            Self::Snap(e) => e.is_protocol_breach(),
             Self::ExpectedStatus(_) | Self::DuplicateStatus => true,
             _ => false,
         }
@@ -71,9 +92,15 @@ impl SessionError {
             Self::Ecies(e) if e.is_protocol_breach() => Some(DisconnectReason::ProtocolBreach),
             Self::Ecies(_) => Some(DisconnectReason::TcpSubsystemError),
             Self::P2P(e) => e.disconnect_reason(),
-            Self::NoLeafCapability => Some(DisconnectReason::UselessPeer),
+            Self::NoSharedCapability => Some(DisconnectReason::UselessPeer),
+            // geth ends the snap protocol with an error: "subprotocol error" (0x10).
+            Self::SnapWithoutEth => Some(DisconnectReason::SubprotocolSpecific),
+            Self::NotShared(_) => None,
             Self::Leaf(e) => e.disconnect_reason(),
+            Self::Eth(e) => e.disconnect_reason(),
+            Self::Snap(e) => e.disconnect_reason(),
             Self::Status(e) => Some(e.disconnect_reason()),
+            Self::EthStatus(e) => Some(e.disconnect_reason()),
             Self::StatusTimeout => Some(DisconnectReason::PingTimeout),
             Self::ExpectedStatus(_) | Self::DuplicateStatus => {
                 Some(DisconnectReason::ProtocolBreach)
@@ -87,9 +114,18 @@ impl SessionError {
     pub fn penalty(&self) -> Option<PenaltyClass> {
         match self {
             Self::Leaf(e) => Some(e.penalty()),
+            Self::Eth(e) => Some(e.penalty()),
+            Self::Snap(e) => Some(e.penalty()),
             Self::Status(e) if e.should_ban() => Some(PenaltyClass::Fatal),
             Self::Status(StatusError::ForkId(_)) => Some(PenaltyClass::High),
             Self::Status(_) => None,
+            // Another network or genesis, as for leaf/1; a fork or range mismatch may pass
+            // after an update.
+            Self::EthStatus(
+                EthStatusError::NetworkIdMismatch { .. } | EthStatusError::GenesisMismatch { .. },
+            ) => Some(PenaltyClass::Fatal),
+            Self::EthStatus(EthStatusError::ForkId(_)) => Some(PenaltyClass::High),
+            Self::EthStatus(_) => None,
             Self::StatusTimeout => Some(PenaltyClass::High),
             e if e.is_protocol_breach() => Some(PenaltyClass::Fatal),
             _ => None,

@@ -1,14 +1,20 @@
-//! [`UnauthedLeafStream`] (before `Status`) and [`LeafStream`] (typed `leaf/1` messages).
+//! [`UnauthedPeerStream`] (before the Status handshakes) and [`PeerStream`] (typed `leaf/1`,
+//! `eth/69` and `snap/1` messages).
 
-use super::SessionError;
+use super::{
+    SessionError,
+    protocols::{Caps, Subprotocol},
+};
 use crate::{
     MessageFault,
     chain::ChainSpec,
     ecies::EciesError,
-    leaf::{LeafError, LeafMessage, Status, protocol::PROTOCOL_NAME},
+    eth::{self, EthMessage},
+    leaf::{self, LeafMessage},
     p2pstream::{
         CapabilityMessage, DisconnectReason, P2PError, P2PStream, stream::DISCONNECT_TIMEOUT,
     },
+    snap::SnapMessage,
 };
 use alloy_eip2124::ForkFilter;
 use bytes::{Bytes, BytesMut};
@@ -19,54 +25,121 @@ use std::{
     time::Duration,
 };
 
-/// A p2p stream on which `leaf/1` is shared but `Status` has not been exchanged yet.
-#[derive(Debug)]
-pub struct UnauthedLeafStream<S> {
-    inner: P2PStream<S>,
-    cap: usize,
+/// A message received on an established session, by the capability it came on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerMessage {
+    /// A `leaf/1` message.
+    Leaf(LeafMessage),
+    /// An `eth/69` message.
+    Eth(EthMessage),
+    /// A `snap/1` message.
+    Snap(SnapMessage),
 }
 
-impl<S> UnauthedLeafStream<S>
+impl From<LeafMessage> for PeerMessage {
+    fn from(message: LeafMessage) -> Self {
+        Self::Leaf(message)
+    }
+}
+
+/// Our side of the Status handshakes: the `leaf/1` Status with the fork filter for our leafdb
+/// head, and, when `eth/69` is enabled, the `eth/69` Status with the filter for the execution
+/// client's head.
+#[derive(Debug, Clone)]
+pub struct LocalStatus {
+    /// Our `leaf/1` Status.
+    pub leaf: leaf::Status,
+    /// Checks the fork id of the peer's `leaf/1` Status.
+    pub leaf_filter: ForkFilter,
+    /// Our `eth/69` Status and the filter for the peer's; `None` when eth is disabled.
+    pub eth: Option<(eth::Status, ForkFilter)>,
+}
+
+impl LocalStatus {
+    /// Only `leaf/1` (eth disabled).
+    pub fn leaf(status: leaf::Status, filter: ForkFilter) -> Self {
+        Self { leaf: status, leaf_filter: filter, eth: None }
+    }
+}
+
+/// What the peer said in its handshakes: one entry per subprotocol the session speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// Its `leaf/1` Status, if the session speaks `leaf/1`.
+    pub leaf: Option<leaf::Status>,
+    /// Its `eth/69` Status, if the session speaks `eth/69`.
+    pub eth: Option<eth::Status>,
+    /// Whether the session speaks `snap/1` (always beside `eth/69`).
+    pub snap: bool,
+}
+
+/// A p2p stream whose shared capabilities are acceptable (see [`Caps::of`]) but whose Status
+/// handshakes have not run yet.
+#[derive(Debug)]
+pub struct UnauthedPeerStream<S> {
+    inner: P2PStream<S>,
+    caps: Caps,
+}
+
+impl<S> UnauthedPeerStream<S>
 where
     S: Stream<Item = Result<BytesMut, EciesError>> + Sink<Bytes, Error = EciesError> + Unpin,
 {
-    /// Wraps an established p2p stream; fails (after sending Disconnect "useless peer") if the
-    /// remote does not share `leaf/1`.
+    /// Wraps an established p2p stream; fails, after sending the Disconnect its error names,
+    /// when the remote shares neither `leaf/1` nor `eth/69` with `snap/1`.
     pub async fn new(mut inner: P2PStream<S>) -> Result<Self, SessionError> {
-        match inner.capability(PROTOCOL_NAME) {
-            Some((cap, _)) => Ok(Self { inner, cap }),
-            None => {
-                let _ = inner.disconnect(DisconnectReason::UselessPeer).await;
-                Err(SessionError::NoLeafCapability)
+        match Caps::of(&inner) {
+            Ok(caps) => Ok(Self { inner, caps }),
+            Err(e) => {
+                if let Some(reason) = e.disconnect_reason() {
+                    let _ = inner.disconnect(reason).await;
+                }
+                Err(e)
             }
         }
     }
 
-    /// Sends our `Status`, then waits up to `STATUS_TIMEOUT` for the peer's and checks it
-    /// against our chain and fork filter (`docs/leaf-protocol.md`, "Status handshake"). On any
-    /// failure the Disconnect with the reason the error carries is sent before returning.
-    pub async fn handshake(
-        self,
-        ours: Status,
-        chain: &ChainSpec,
-        filter: &ForkFilter,
-    ) -> Result<(LeafStream<S>, Status), SessionError> {
-        self.handshake_with_timeout(ours, chain, filter, crate::leaf::protocol::STATUS_TIMEOUT)
-            .await
+    /// Whether the session will speak `protocol`.
+    pub fn speaks(&self, protocol: Subprotocol) -> bool {
+        self.caps.index(protocol).is_some()
     }
 
-    /// [`Self::handshake`] with an explicit timeout.
+    /// Runs the Status handshake of every shared subprotocol (see [`Self::handshake_with_timeout`])
+    /// within `STATUS_TIMEOUT` (5 s, also geth's eth handshake timeout).
+    pub async fn handshake(
+        self,
+        ours: &LocalStatus,
+        chain: &ChainSpec,
+    ) -> Result<(PeerStream<S>, PeerStatus), SessionError> {
+        self.handshake_with_timeout(
+            ours,
+            chain,
+            leaf::protocol::STATUS_TIMEOUT.max(eth::protocol::HANDSHAKE_TIMEOUT),
+        )
+        .await
+    }
+
+    /// Sends our Status of each shared subprotocol (`leaf/1` as `docs/leaf-protocol.md` says,
+    /// `eth/69` as geth expects), then reads the peer's in whatever order they come (geth sends
+    /// its eth Status right after Hello) and checks each against our chain and fork filter, all
+    /// within `timeout`. Any other message first is a breach. On failure the Disconnect with the
+    /// reason the error carries is sent before returning.
     pub async fn handshake_with_timeout(
         self,
-        ours: Status,
+        ours: &LocalStatus,
         chain: &ChainSpec,
-        filter: &ForkFilter,
         timeout: Duration,
-    ) -> Result<(LeafStream<S>, Status), SessionError> {
-        let mut stream = LeafStream { inner: self.inner, cap: self.cap, handshaken: false };
-        let result = match tokio::time::timeout(timeout, stream.exchange_status(ours)).await {
-            Ok(Ok(theirs)) => theirs.validate(chain, filter).map(|()| theirs).map_err(Into::into),
-            Ok(Err(e)) => Err(e),
+    ) -> Result<(PeerStream<S>, PeerStatus), SessionError> {
+        let mut caps = self.caps;
+        if ours.eth.is_none() {
+            // We did not offer eth (so it cannot be shared); nor snap, which needs it.
+            caps.eth = None;
+            caps.snap = None;
+        }
+        let mut stream = PeerStream { inner: self.inner, caps, handshaken: false };
+        let result = match tokio::time::timeout(timeout, stream.exchange_status(ours, chain)).await
+        {
+            Ok(result) => result,
             Err(_) => Err(SessionError::StatusTimeout),
         };
         match result {
@@ -86,36 +159,83 @@ where
 
 /// Whether we still should tell the remote why we end (not if it ended, nor when the transport
 /// is gone, nor when the p2p layer already sent it). For a breach this stream detected, the
-/// Disconnect is already queued and [`LeafStream::disconnect`] only flushes and closes.
+/// Disconnect is already queued and [`PeerStream::disconnect`] only flushes and closes.
 fn should_tell_remote(e: &SessionError) -> bool {
     !matches!(e, SessionError::P2P(_) | SessionError::Io(_) | SessionError::Ecies(_))
 }
 
-/// An established `leaf/1` session: a `Stream` of received [`LeafMessage`]s and a `Sink` of
-/// messages to send. Ping/Pong stay inside the p2p stream below.
+/// An established session: a `Stream` of received [`PeerMessage`]s, a `Sink` of `leaf/1`
+/// messages, and [`PeerStream::send_encoded`] for any message already encoded. Ping/Pong stay
+/// inside the p2p stream below.
 ///
-/// A breach (malformed or oversized message, a second `Status`) ends the stream: the Disconnect
-/// "breach of protocol" is sent and the error is the last item. An unknown message id is yielded
-/// as an error but the stream goes on (the peer earns a mid penalty).
+/// A breach (malformed or oversized message, a second Status of any subprotocol) ends the
+/// stream: the Disconnect "breach of protocol" is sent and the error is the last item. An
+/// unknown message id is yielded as an error but the stream goes on (the peer earns a mid
+/// penalty).
 #[derive(Debug)]
-pub struct LeafStream<S> {
+pub struct PeerStream<S> {
     inner: P2PStream<S>,
-    cap: usize,
+    caps: Caps,
     handshaken: bool,
 }
 
-impl<S> LeafStream<S>
+impl<S> PeerStream<S>
 where
     S: Stream<Item = Result<BytesMut, EciesError>> + Sink<Bytes, Error = EciesError> + Unpin,
 {
-    async fn exchange_status(&mut self, ours: Status) -> Result<Status, SessionError> {
-        self.send(LeafMessage::Status(ours)).await?;
-        match self.next().await {
-            Some(Ok(LeafMessage::Status(theirs))) => Ok(theirs),
-            Some(Ok(other)) => Err(SessionError::ExpectedStatus(other.id())),
-            Some(Err(e)) => Err(e),
-            None => Err(P2PError::ConnectionClosed.into()),
+    async fn exchange_status(
+        &mut self,
+        ours: &LocalStatus,
+        chain: &ChainSpec,
+    ) -> Result<PeerStatus, SessionError> {
+        if self.caps.leaf.is_some() {
+            self.send(LeafMessage::Status(ours.leaf)).await?;
         }
+        let eth_ours = ours.eth.as_ref().filter(|_| self.caps.eth.is_some());
+        if let Some((status, _)) = eth_ours {
+            let payload = alloy_rlp::encode(status).into();
+            self.send_encoded(Subprotocol::Eth, eth::protocol::ids::STATUS, payload).await?;
+        }
+        let mut theirs = PeerStatus { leaf: None, eth: None, snap: self.caps.snap.is_some() };
+        while (self.caps.leaf.is_some() && theirs.leaf.is_none())
+            || (eth_ours.is_some() && theirs.eth.is_none())
+        {
+            match self.next().await {
+                Some(Ok(PeerMessage::Leaf(LeafMessage::Status(status)))) => {
+                    if theirs.leaf.is_some() {
+                        return Err(SessionError::DuplicateStatus);
+                    }
+                    status.validate(chain, &ours.leaf_filter)?;
+                    theirs.leaf = Some(status);
+                }
+                Some(Ok(PeerMessage::Eth(EthMessage::Status(status)))) => {
+                    if theirs.eth.is_some() {
+                        return Err(SessionError::DuplicateStatus);
+                    }
+                    if let Some((_, filter)) = eth_ours {
+                        status.validate(chain, filter)?;
+                    }
+                    theirs.eth = Some(status);
+                }
+                Some(Ok(PeerMessage::Leaf(other))) => {
+                    return Err(SessionError::ExpectedStatus(other.id()));
+                }
+                Some(Ok(PeerMessage::Eth(other))) => {
+                    return Err(SessionError::ExpectedStatus(other.id()));
+                }
+                Some(Ok(PeerMessage::Snap(other))) => {
+                    return Err(SessionError::ExpectedStatus(other.id()));
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Err(P2PError::ConnectionClosed.into()),
+            }
+        }
+        Ok(theirs)
+    }
+
+    /// Whether the session speaks `protocol`.
+    pub fn speaks(&self, protocol: Subprotocol) -> bool {
+        self.caps.index(protocol).is_some()
     }
 
     /// Sends Disconnect with `reason` (unless a Disconnect is already queued, e.g. after a breach
@@ -136,11 +256,17 @@ where
         }
     }
 
-    /// Sends a message already encoded: its relative id and RLP payload (e.g. a response whose
-    /// fields the serving side encoded, [`crate::leaf::EncodedResponse::payload`]). The payload
-    /// is framed as it is.
-    pub async fn send_encoded(&mut self, id: u8, payload: Bytes) -> Result<(), SessionError> {
-        let cap = self.cap;
+    /// Sends a message of `protocol` already encoded: its relative id and RLP payload (e.g. a
+    /// response whose fields the serving side encoded, [`crate::leaf::EncodedResponse::payload`]).
+    /// The payload is framed as it is. Fails with [`SessionError::NotShared`] for a protocol the
+    /// session does not speak.
+    pub async fn send_encoded(
+        &mut self,
+        protocol: Subprotocol,
+        id: u8,
+        payload: Bytes,
+    ) -> Result<(), SessionError> {
+        let cap = self.caps.index(protocol).ok_or(SessionError::NotShared(protocol))?;
         Ok(self.inner.send(CapabilityMessage { cap, id, payload }).await?)
     }
 
@@ -149,7 +275,12 @@ where
         &self.inner
     }
 
-    fn fail(&mut self, cx: &mut Context<'_>, error: LeafError) -> SessionError {
+    /// Queues the Disconnect for a breach `error` names and returns it as the stream's error.
+    fn fail(
+        &mut self,
+        cx: &mut Context<'_>,
+        error: impl MessageFault + Into<SessionError>,
+    ) -> SessionError {
         if let Some(reason) = error.disconnect_reason()
             && self.inner.start_disconnect(reason).is_ok()
         {
@@ -157,13 +288,46 @@ where
         }
         error.into()
     }
+
+    /// Decodes one capability message; a Status after the handshake is a breach.
+    fn decode(
+        &mut self,
+        cx: &mut Context<'_>,
+        msg: &CapabilityMessage,
+    ) -> Option<Result<PeerMessage, SessionError>> {
+        let message = match self.caps.protocol_of(msg.cap)? {
+            Subprotocol::Leaf => match LeafMessage::decode(msg.id, &msg.payload) {
+                Ok(m) => PeerMessage::Leaf(m),
+                Err(e) => return Some(Err(self.fail(cx, e))),
+            },
+            Subprotocol::Eth => match EthMessage::decode(msg.id, &msg.payload) {
+                Ok(m) => PeerMessage::Eth(m),
+                Err(e) => return Some(Err(self.fail(cx, e))),
+            },
+            Subprotocol::Snap => match SnapMessage::decode(msg.id, &msg.payload) {
+                Ok(m) => PeerMessage::Snap(m),
+                Err(e) => return Some(Err(self.fail(cx, e))),
+            },
+        };
+        let status = matches!(
+            message,
+            PeerMessage::Leaf(LeafMessage::Status(_)) | PeerMessage::Eth(EthMessage::Status(_))
+        );
+        if status && self.handshaken {
+            if self.inner.start_disconnect(DisconnectReason::ProtocolBreach).is_ok() {
+                let _ = Pin::new(&mut self.inner).poll_flush(cx);
+            }
+            return Some(Err(SessionError::DuplicateStatus));
+        }
+        Some(Ok(message))
+    }
 }
 
-impl<S> Stream for LeafStream<S>
+impl<S> Stream for PeerStream<S>
 where
     S: Stream<Item = Result<BytesMut, EciesError>> + Sink<Bytes, Error = EciesError> + Unpin,
 {
-    type Item = Result<LeafMessage, SessionError>;
+    type Item = Result<PeerMessage, SessionError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -173,25 +337,15 @@ where
                 Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
                 Some(Ok(msg)) => msg,
             };
-            if msg.cap != this.cap {
-                // We only announce leaf/1, so nothing else can be shared; skip defensively.
-                continue;
+            // A capability we share but do not use (snap beside leaf without eth) is skipped.
+            if let Some(item) = this.decode(cx, &msg) {
+                return Poll::Ready(Some(item));
             }
-            return Poll::Ready(Some(match LeafMessage::decode(msg.id, &msg.payload) {
-                Ok(LeafMessage::Status(_)) if this.handshaken => {
-                    if this.inner.start_disconnect(DisconnectReason::ProtocolBreach).is_ok() {
-                        let _ = Pin::new(&mut this.inner).poll_flush(cx);
-                    }
-                    Err(SessionError::DuplicateStatus)
-                }
-                Ok(message) => Ok(message),
-                Err(e) => Err(this.fail(cx, e)),
-            }));
         }
     }
 }
 
-impl<S> Sink<LeafMessage> for LeafStream<S>
+impl<S> Sink<LeafMessage> for PeerStream<S>
 where
     S: Stream<Item = Result<BytesMut, EciesError>> + Sink<Bytes, Error = EciesError> + Unpin,
 {
@@ -203,8 +357,8 @@ where
 
     fn start_send(self: Pin<&mut Self>, item: LeafMessage) -> Result<(), SessionError> {
         let this = self.get_mut();
-        let msg =
-            CapabilityMessage { cap: this.cap, id: item.id(), payload: item.encoded().into() };
+        let cap = this.caps.leaf.ok_or(SessionError::NotShared(Subprotocol::Leaf))?;
+        let msg = CapabilityMessage { cap, id: item.id(), payload: item.encoded().into() };
         Ok(this.inner.start_send_unpin(msg)?)
     }
 

@@ -4,6 +4,7 @@
 //! `GetTrieNodes` path sets ([`path`]). `docs/snap.md` describes the wire and the limits.
 
 mod codec;
+mod exchange;
 pub mod path;
 pub mod protocol;
 mod types;

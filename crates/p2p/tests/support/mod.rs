@@ -266,3 +266,24 @@ pub async fn next_penalty_of(
     })
     .await
 }
+
+/// ECIES and a Hello offering `protocols` as a fresh peer, on a new connection to `node`.
+pub async fn raw_connect_offering(
+    node: NodeRecord,
+    protocols: Vec<leafsync_p2p::p2pstream::Protocol>,
+) -> Result<(RawP2P, PeerId), P2PError> {
+    let (sk, id) = key();
+    let tcp = TcpStream::connect(node.addr).await.map_err(leafsync_p2p::EciesError::from)?;
+    let ecies = EciesStream::connect(tcp, sk, node.id).await?;
+    let hello = HelloMessageWithProtocols::new("geth-like/0", protocols, 0, id);
+    let (p2p, _) = UnauthedP2PStream::new(ecies).with_remote_id(node.id).handshake(hello).await?;
+    Ok((p2p, id))
+}
+
+/// The next capability message a raw peer receives, or the p2p error that ended its stream.
+pub async fn next_raw(p2p: &mut RawP2P) -> Result<CapabilityMessage, P2PError> {
+    tokio::time::timeout(WAIT, p2p.next())
+        .await
+        .expect("message within the wait limit")
+        .ok_or(P2PError::ConnectionClosed)?
+}

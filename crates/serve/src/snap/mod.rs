@@ -11,6 +11,7 @@
 
 mod accounts;
 mod codes;
+mod server;
 mod storage;
 mod trie_nodes;
 
@@ -18,6 +19,7 @@ use std::time::Instant;
 
 pub use accounts::answer_account_range;
 pub use codes::answer_byte_codes;
+pub use server::SnapServer;
 pub use storage::answer_storage_ranges;
 pub use trie_nodes::answer_trie_nodes;
 

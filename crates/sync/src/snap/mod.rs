@@ -20,9 +20,11 @@
 //! an invalid response (a ban). `docs/snap.md` "The snap/1 client" has the details.
 
 mod items;
+pub mod network;
 mod ranges;
 mod storages;
 
+pub use network::{NetworkSnapPeer, snap_head};
 pub use storages::{STORAGE_BATCH, STORAGE_ROUNDS};
 
 use std::{

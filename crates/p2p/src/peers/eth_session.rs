@@ -1,0 +1,224 @@
+//! [`EthSession`]: the `eth/69` side of one session, a quiet peer. Announcements are ignored,
+//! `BlockRangeUpdate`s checked and passed on at most once per [`NEW_HEAD_MIN_INTERVAL`],
+//! `GetBlockHeaders` answered from the [`HeaderSource`] (bounded in count, bytes, concurrency
+//! and time; empty on any failure), the other requests answered empty, and responses (we send
+//! no eth requests) reported as unsolicited.
+
+use super::{
+    HEADER_SOURCE_TIMEOUT, HeaderSource, MAX_CONCURRENT_HEADER_CALLS_PER_PEER, MAX_HEAD_NUMBER,
+    MAX_HEADERS_RESPONSE_BYTES, NEW_HEAD_MIN_INTERVAL, serving::Outgoing,
+};
+use crate::{
+    PeerId,
+    eth::{
+        BlockRangeUpdate, EthMessage, GetBlockHeaders, HeadersRequest,
+        protocol::{MAX_HEADERS_SERVE, ids},
+    },
+    requests::{RequestFlood, ServedRequests},
+    session::Subprotocol,
+};
+use alloy_primitives::Bytes;
+use alloy_rlp::{BufMut, Encodable, Header};
+use std::{collections::VecDeque, sync::Arc};
+use tokio::{task::JoinSet, time::Instant};
+use tracing::debug;
+
+/// What the session does with an `eth/69` message.
+#[derive(Debug)]
+pub(crate) enum EthAction {
+    /// Nothing (an announcement, or a request now queued for the header source).
+    None,
+    /// Send this answer.
+    Answer(Outgoing),
+    /// Pass the peer's new range on to the manager.
+    Range(BlockRangeUpdate),
+    /// The peer's range is implausible: a low penalty.
+    InvalidRange,
+    /// A response to a request we never sent: a mid penalty.
+    Unsolicited,
+    /// Too many header requests in flight: a breach.
+    Flood(RequestFlood),
+}
+
+/// The `eth/69` state of one session.
+pub(crate) struct EthSession {
+    peer: PeerId,
+    headers: Arc<dyn HeaderSource>,
+    requests: ServedRequests,
+    queued: VecDeque<GetBlockHeaders>,
+    calls: JoinSet<(u64, Vec<Bytes>)>,
+    /// A range waiting for `next_range`.
+    pending: Option<BlockRangeUpdate>,
+    /// When the next range may be passed on.
+    next_range: Instant,
+}
+
+impl EthSession {
+    /// The eth side of a session.
+    pub(crate) fn new(peer: PeerId, headers: Arc<dyn HeaderSource>, now: Instant) -> Self {
+        Self {
+            peer,
+            headers,
+            requests: ServedRequests::default(),
+            queued: VecDeque::new(),
+            calls: JoinSet::new(),
+            pending: None,
+            next_range: now,
+        }
+    }
+
+    /// Handles one message (the stream turns a second Status into an error first).
+    pub(crate) fn on_message(&mut self, message: EthMessage, now: Instant) -> EthAction {
+        match message {
+            EthMessage::Status(_) | EthMessage::Announcement { .. } => EthAction::None,
+            EthMessage::BlockRangeUpdate(range) => self.on_range(range, now),
+            EthMessage::GetBlockHeaders(request) => {
+                if let Err(flood) = self.requests.on_request() {
+                    return EthAction::Flood(flood);
+                }
+                self.queued.push_back(request);
+                self.spawn();
+                EthAction::None
+            }
+            EthMessage::Response { id, request_id } => {
+                debug!(peer = %self.peer, id, request_id, "unsolicited eth/69 response");
+                EthAction::Unsolicited
+            }
+            other @ (EthMessage::GetBlockBodies(_)
+            | EthMessage::GetPooledTransactions(_)
+            | EthMessage::GetReceipts(_)) => match other.empty_answer() {
+                Some((id, payload)) => EthAction::Answer((Subprotocol::Eth, id, payload.into())),
+                None => EthAction::None,
+            },
+        }
+    }
+
+    /// A validated `BlockRangeUpdate`: refused if its number is implausible; passed on now, or
+    /// kept until the interval since the last one is over (the latest one wins).
+    fn on_range(&mut self, range: BlockRangeUpdate, now: Instant) -> EthAction {
+        if range.latest > MAX_HEAD_NUMBER {
+            return EthAction::InvalidRange;
+        }
+        if now >= self.next_range {
+            self.next_range = now + NEW_HEAD_MIN_INTERVAL;
+            self.pending = None;
+            EthAction::Range(range)
+        } else {
+            self.pending = Some(range);
+            EthAction::None
+        }
+    }
+
+    /// When a pending range is due.
+    pub(crate) fn range_due(&self) -> Option<Instant> {
+        self.pending.map(|_| self.next_range)
+    }
+
+    /// The pending range, if due at `now`.
+    pub(crate) fn take_due_range(&mut self, now: Instant) -> Option<BlockRangeUpdate> {
+        if now < self.next_range {
+            return None;
+        }
+        let range = self.pending.take()?;
+        self.next_range = now + NEW_HEAD_MIN_INTERVAL;
+        Some(range)
+    }
+
+    /// Whether header calls are running.
+    pub(crate) fn is_busy(&self) -> bool {
+        !self.calls.is_empty()
+    }
+
+    /// The next finished header call's answer, to send.
+    pub(crate) async fn next_answer(&mut self) -> Option<Outgoing> {
+        let (request_id, headers) = self.calls.join_next().await?.ok()?;
+        self.requests.on_answered();
+        self.spawn();
+        Some((Subprotocol::Eth, ids::BLOCK_HEADERS, block_headers(request_id, &headers)))
+    }
+
+    /// Starts queued header requests while fewer than [`MAX_CONCURRENT_HEADER_CALLS_PER_PEER`]
+    /// run, each clamped to `MAX_HEADERS_SERVE` headers and [`HEADER_SOURCE_TIMEOUT`].
+    fn spawn(&mut self) {
+        while self.calls.len() < MAX_CONCURRENT_HEADER_CALLS_PER_PEER {
+            let Some(GetBlockHeaders { request_id, query }) = self.queued.pop_front() else {
+                return;
+            };
+            let amount = query.amount.min(MAX_HEADERS_SERVE);
+            let call = self.headers.headers(HeadersRequest { amount, ..query });
+            let peer = self.peer;
+            self.calls.spawn(async move {
+                let headers = match tokio::time::timeout(HEADER_SOURCE_TIMEOUT, call).await {
+                    Ok(Ok(headers)) => headers,
+                    Ok(Err(error)) => {
+                        debug!(%peer, %error, "header source failed; answering empty");
+                        Vec::new()
+                    }
+                    Err(_) => {
+                        debug!(%peer, "header source timed out; answering empty");
+                        Vec::new()
+                    }
+                };
+                (request_id, bounded(headers, amount))
+            });
+        }
+    }
+
+    /// The session ended.
+    pub(crate) fn stop(&mut self) {
+        self.calls.abort_all();
+    }
+}
+
+/// At most `amount` headers and [`MAX_HEADERS_RESPONSE_BYTES`], each one RLP list exactly (the
+/// first that is not ends the answer: a peer must never get a malformed `BlockHeaders`).
+fn bounded(headers: Vec<Bytes>, amount: u64) -> Vec<Bytes> {
+    let mut bytes = 0usize;
+    let mut kept = Vec::new();
+    for header in headers.into_iter().take(usize::try_from(amount).unwrap_or(usize::MAX)) {
+        if !is_one_list(&header) || bytes + header.len() > MAX_HEADERS_RESPONSE_BYTES {
+            break;
+        }
+        bytes += header.len();
+        kept.push(header);
+    }
+    kept
+}
+
+/// Whether `item` is exactly one RLP list.
+fn is_one_list(item: &[u8]) -> bool {
+    let mut buf = item;
+    matches!(Header::decode(&mut buf), Ok(h) if h.list && h.payload_length == buf.len())
+}
+
+/// `BlockHeaders`: `[request_id, [header, ...]]`, the headers as they are.
+fn block_headers(request_id: u64, headers: &[Bytes]) -> bytes::Bytes {
+    let list_len: usize = headers.iter().map(|h| h.len()).sum();
+    let inner = Header { list: true, payload_length: list_len };
+    let payload_length = request_id.length() + inner.length() + list_len;
+    let mut out = Vec::with_capacity(payload_length + 9);
+    Header { list: true, payload_length }.encode(&mut out);
+    request_id.encode(&mut out);
+    inner.encode(&mut out);
+    for header in headers {
+        out.put_slice(header);
+    }
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_bounded_and_framed_as_block_headers() {
+        let header = Bytes::from(vec![0xc2, 0x01, 0x02]);
+        let junk = Bytes::from(vec![0x83, 1, 2, 3]);
+        let kept = bounded(vec![header.clone(), header.clone(), junk, header.clone()], 10);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(bounded(vec![header; 5], 3).len(), 3);
+        let payload = block_headers(7, &kept);
+        assert_eq!(payload.as_ref(), &[0xc8, 7, 0xc6, 0xc2, 1, 2, 0xc2, 1, 2]);
+        assert_eq!(block_headers(77, &[]).as_ref(), &[0xc2, 77, 0xc0]);
+    }
+}

@@ -1,0 +1,116 @@
+//! [`NetworkSnapPeer`]: a connected peer of the p2p layer that speaks `eth/69` and `snap/1` as
+//! a [`SnapTransport`]. Its head comes from its eth block range and the sync's pivot
+//! ([`snap_head`]), kept current by the watcher of `crate::watch_network_peers`.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use alloy_primitives::B256;
+use leafsync_leafdb::DEFAULT_RECENT_BLOCKS;
+use leafsync_p2p::{
+    PeerId, PenaltyClass,
+    eth::BlockRangeUpdate,
+    leaf::ChainHead,
+    peers::{NetworkHandle, PeerInfo},
+    snap::SnapMessage,
+};
+use tokio::sync::watch;
+
+use super::SnapTransport;
+use crate::peer::PeerFuture;
+
+/// The head a snap/1 peer is taken to have. snap/1 serves state by root, and eth/69 announces
+/// only the peer's latest block number and hash, no state root. A geth keeps the state of its
+/// last [`DEFAULT_RECENT_BLOCKS`] blocks (128 diff layers), so a peer whose latest block is at
+/// or at most that far past the `pivot` (the trusted head of the execution client) is taken to
+/// have the pivot's state: its head is the pivot. Otherwise its own latest block with a zero
+/// state root, which the syncer never gives the pivot's trie nodes to (and which must not
+/// choose a pivot: snap peers are used with a trusted pivot only).
+pub fn snap_head(range: &BlockRangeUpdate, pivot: &ChainHead) -> ChainHead {
+    let covers = range.latest >= pivot.number
+        && range.latest - pivot.number < DEFAULT_RECENT_BLOCKS
+        && pivot.state_root != B256::ZERO;
+    if covers {
+        *pivot
+    } else {
+        ChainHead { number: range.latest, hash: range.latest_hash, state_root: B256::ZERO }
+    }
+}
+
+/// A connected eth/69 + snap/1 peer of a running network as a [`SnapTransport`]; wrap it in a
+/// [`super::SnapPeer`] for a sync. Clones share the peer's range.
+#[derive(Debug, Clone)]
+pub struct NetworkSnapPeer {
+    handle: NetworkHandle,
+    id: PeerId,
+    range: Arc<Mutex<BlockRangeUpdate>>,
+    pivot: watch::Receiver<ChainHead>,
+}
+
+impl NetworkSnapPeer {
+    /// Wraps a connected peer (`None` if it does not speak eth/69 and snap/1); its head follows
+    /// `pivot` as [`snap_head`] says.
+    pub fn new(
+        handle: NetworkHandle,
+        info: &PeerInfo,
+        pivot: watch::Receiver<ChainHead>,
+    ) -> Option<Self> {
+        let eth = info.eth.filter(|_| info.snap)?;
+        Some(Self { handle, id: info.id, range: Arc::new(Mutex::new(eth.range)), pivot })
+    }
+
+    /// The peer announced a new block range.
+    pub fn set_range(&self, range: BlockRangeUpdate) {
+        *self.range.lock().unwrap_or_else(PoisonError::into_inner) = range;
+    }
+}
+
+impl SnapTransport for NetworkSnapPeer {
+    fn id(&self) -> PeerId {
+        self.id
+    }
+
+    fn head(&self) -> ChainHead {
+        let range = *self.range.lock().unwrap_or_else(PoisonError::into_inner);
+        snap_head(&range, &self.pivot.borrow())
+    }
+
+    /// The network assigns the request id, matches the answer by it, decodes it within snap/1's
+    /// limits, and applies the request timeout.
+    fn request(&self, request: SnapMessage) -> PeerFuture<SnapMessage> {
+        let (handle, id) = (self.handle.clone(), self.id);
+        Box::pin(async move { handle.snap_request(id, request).await })
+    }
+
+    /// Sent from a task of its own, like `NetworkPeer::penalise`.
+    fn penalise(&self, class: PenaltyClass) {
+        let (handle, id) = (self.handle.clone(), self.id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = handle.report(id, class).await;
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_within_the_recent_window_has_the_pivot_state() {
+        let pivot = ChainHead {
+            number: 1000,
+            hash: B256::repeat_byte(1),
+            state_root: B256::repeat_byte(2),
+        };
+        let range =
+            |latest| BlockRangeUpdate { earliest: 0, latest, latest_hash: B256::repeat_byte(3) };
+        assert_eq!(snap_head(&range(1000), &pivot), pivot);
+        assert_eq!(snap_head(&range(1127), &pivot), pivot);
+        let own = snap_head(&range(1128), &pivot);
+        assert_eq!((own.number, own.state_root), (1128, B256::ZERO));
+        assert_eq!(snap_head(&range(999), &pivot).state_root, B256::ZERO);
+        let unknown = ChainHead { state_root: B256::ZERO, ..pivot };
+        assert_eq!(snap_head(&range(1000), &unknown).state_root, B256::ZERO);
+    }
+}
