@@ -6,7 +6,7 @@ use alloy_primitives::B256;
 use jsonrpsee::{core::RpcResult, proc_macros::rpc};
 use serde::{Deserialize, Serialize};
 
-use crate::phase::DaemonPhase;
+use crate::{config::SyncSources, phase::DaemonPhase};
 
 /// `admin_*` and `leaf_*`.
 #[rpc(server, client)]
@@ -104,6 +104,49 @@ pub(crate) struct PeerInfo {
     pub(crate) score: f64,
     /// Whether it is a trusted peer.
     pub(crate) trusted: bool,
+    /// The capabilities the session speaks, e.g. `["eth/69", "snap/1"]` (absent from daemons
+    /// before snap/1).
+    #[serde(default)]
+    pub(crate) protocols: Vec<String>,
+    /// The protocol a sync takes state from it over.
+    #[serde(default)]
+    pub(crate) syncs_over: SyncsOver,
+}
+
+/// The protocol a sync takes state from a peer over (`admin_peers`' `syncsOver`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SyncsOver {
+    /// `leaf/1`.
+    Leaf,
+    /// `snap/1` (beside eth/69).
+    Snap,
+    /// None: it speaks no protocol of `sync.sources` (an eth/69-only peer, say).
+    #[default]
+    None,
+}
+
+impl SyncsOver {
+    /// For a peer that speaks `leaf/1` (`leaf`) and snap/1 beside eth/69 (`snap`), with the
+    /// node's `sync.sources`: `leaf/1` first, as the sync prefers it.
+    pub(crate) const fn of(leaf: bool, snap: bool, sources: SyncSources) -> Self {
+        if leaf && sources.leaf {
+            Self::Leaf
+        } else if snap && sources.snap {
+            Self::Snap
+        } else {
+            Self::None
+        }
+    }
+
+    /// The name in the API.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Leaf => "leaf",
+            Self::Snap => "snap",
+            Self::None => "none",
+        }
+    }
 }
 
 /// `leaf_head`.

@@ -92,6 +92,8 @@ pub(crate) struct AdminState {
     pub(crate) phase: tokio::sync::watch::Receiver<crate::phase::DaemonPhase>,
     /// The sync's counters (all zero when this run did not sync).
     pub(crate) sync: tokio::sync::watch::Receiver<leafsync_sync::SyncStats>,
+    /// `sync.sources`: which peers a sync takes state from (`admin_peers`' `syncsOver`).
+    pub(crate) sources: crate::config::SyncSources,
     /// The peers `admin_addPeer` added in this run, at most [`MAX_ADMIN_ADDED_PEERS`].
     pub(crate) added_peers: std::sync::Mutex<std::collections::HashSet<leafsync_p2p::PeerId>>,
 }

@@ -8,14 +8,17 @@ use jsonrpsee::{
     core::{RpcResult, async_trait},
     types::{ErrorObjectOwned, error::ErrorCode},
 };
-use leafsync_p2p::{leaf::ChainHead, peers::NodeRecord};
+use leafsync_p2p::{
+    leaf::ChainHead,
+    peers::{self, NodeRecord},
+};
 use leafsync_sync::{Phase, SyncStats};
 
 use super::{
     AdminState, MAX_ADMIN_ADDED_PEERS,
     api::{
         AdminApiServer, BlockRef, Direction, FollowStatus, HeadInfo, NodeInfo, PeerInfo,
-        StatePhase, StateSync, SyncStatus,
+        StatePhase, StateSync, SyncStatus, SyncsOver,
     },
 };
 
@@ -24,6 +27,13 @@ const SERVER_ERROR: i32 = -32000;
 
 fn server_error(message: impl std::fmt::Display) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(SERVER_ERROR, message.to_string(), None::<()>)
+}
+
+/// The capabilities `peer`'s session speaks, in the order they take message ids.
+fn protocols(peer: &peers::PeerInfo) -> Vec<String> {
+    let spoken =
+        [(peer.eth.is_some(), "eth/69"), (peer.leaf.is_some(), "leaf/1"), (peer.snap, "snap/1")];
+    spoken.into_iter().filter(|(on, _)| *on).map(|(_, name)| name.to_string()).collect()
 }
 
 /// The methods, over the node's state.
@@ -137,9 +147,12 @@ impl AdminApiServer for AdminRpc {
 
     async fn peers(&self) -> RpcResult<Vec<PeerInfo>> {
         let peers = self.0.network.peers().await;
+        let sources = self.0.sources;
         Ok(peers
             .into_iter()
             .map(|p| PeerInfo {
+                protocols: protocols(&p),
+                syncs_over: SyncsOver::of(p.leaf.is_some(), p.eth.is_some() && p.snap, sources),
                 id: p.id.to_string(),
                 addr: p.addr.to_string(),
                 direction: match p.direction {

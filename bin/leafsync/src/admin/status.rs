@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use jsonrpsee_http_client::{HttpClient, HttpClientBuilder};
 
-use super::api::{AdminApiClient, NodeInfo, PeerInfo, SyncStatus};
+use super::api::{AdminApiClient, NodeInfo, PeerInfo, SyncStatus, SyncsOver};
 use crate::error::CliError;
 
 /// Largest answer `leafsync status` reads: 16 MiB, far above `admin_peers` at the peer limits.
@@ -89,7 +89,80 @@ fn print(Status { node, sync, peers }: &Status) {
     println!("served:  {} requests ({} cache hits)", sync.served, sync.cache_hits);
     println!("peers:   {}", peers.len());
     for p in peers {
-        let direction = p.direction.as_str();
-        println!("  {direction} {} {} head {}", p.addr, p.client, p.head.number);
+        println!("{}", peer_line(p));
+    }
+}
+
+/// One peer in the text form: direction, address, client, head, and the protocol a sync takes
+/// state from it over (`leaf`, `snap`, or `eth only` for a peer with eth/69 alone) with the
+/// protocols it speaks.
+fn peer_line(p: &PeerInfo) -> String {
+    let over = match p.syncs_over {
+        SyncsOver::None if p.protocols == ["eth/69"] => "eth only".to_string(),
+        over => format!("syncs over {}", over.as_str()),
+    };
+    let direction = p.direction.as_str();
+    let spoken = p.protocols.join(" ");
+    format!("  {direction} {} {} head {} {over} ({spoken})", p.addr, p.client, p.head.number)
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::B256;
+
+    use super::*;
+    use crate::{
+        admin::api::{BlockRef, Direction},
+        config::SyncSources,
+    };
+
+    fn peer(protocols: &[&str], syncs_over: SyncsOver) -> PeerInfo {
+        PeerInfo {
+            id: "ab".into(),
+            addr: "127.0.0.1:30303".into(),
+            direction: Direction::Outbound,
+            client: "Geth/v1.16.7".into(),
+            head: BlockRef { number: 7, hash: B256::ZERO, state_root: B256::ZERO },
+            score: 0.0,
+            trusted: true,
+            protocols: protocols.iter().map(|p| p.to_string()).collect(),
+            syncs_over,
+        }
+    }
+
+    #[test]
+    fn each_peer_shows_what_it_syncs_over() {
+        let geth = peer(&["eth/69", "snap/1"], SyncsOver::Snap);
+        assert_eq!(
+            peer_line(&geth),
+            "  outbound 127.0.0.1:30303 Geth/v1.16.7 head 7 syncs over snap (eth/69 snap/1)"
+        );
+        let leaf = peer(&["eth/69", "leaf/1", "snap/1"], SyncsOver::Leaf);
+        assert!(peer_line(&leaf).ends_with("syncs over leaf (eth/69 leaf/1 snap/1)"));
+        let eth = peer(&["eth/69"], SyncsOver::None);
+        assert!(peer_line(&eth).ends_with("head 7 eth only (eth/69)"));
+    }
+
+    #[test]
+    fn the_sync_prefers_leaf_and_follows_the_sources() {
+        let both = SyncSources { leaf: true, snap: true };
+        assert_eq!(SyncsOver::of(true, true, both), SyncsOver::Leaf);
+        assert_eq!(SyncsOver::of(false, true, both), SyncsOver::Snap);
+        assert_eq!(SyncsOver::of(false, false, both), SyncsOver::None);
+        let snap = SyncSources { leaf: false, snap: true };
+        assert_eq!(SyncsOver::of(true, true, snap), SyncsOver::Snap);
+        let leaf = SyncSources { leaf: true, snap: false };
+        assert_eq!(SyncsOver::of(false, true, leaf), SyncsOver::None);
+    }
+
+    /// A daemon from before snap/1 sends neither field: `status` still reads its peers.
+    #[test]
+    fn peers_of_an_older_daemon_still_decode() {
+        let old = r#"{"id":"ab","addr":"1.2.3.4:5","direction":"inbound","client":"c",
+            "head":{"number":1,"hash":"0x0000000000000000000000000000000000000000000000000000000000000000",
+            "stateRoot":"0x0000000000000000000000000000000000000000000000000000000000000000"},
+            "score":0.0,"trusted":false}"#;
+        let p: PeerInfo = serde_json::from_str(old).unwrap();
+        assert_eq!((p.protocols.len(), p.syncs_over), (0, SyncsOver::None));
     }
 }

@@ -108,6 +108,8 @@ pub(crate) struct Config {
     pub(crate) serve: leafsync_serve::ServeConfig,
     /// `serve.snap`: serve snap/1 from the leafdb's head.
     pub(crate) serve_snap: bool,
+    /// `serve.leaf`: offer `leaf/1`.
+    pub(crate) serve_leaf: bool,
     /// `[leafdb]`.
     pub(crate) leafdb: LeafdbSettings,
     /// Admin JSON-RPC address, if enabled.
@@ -219,7 +221,8 @@ impl Config {
         let mut network = file.p2p.validate(&chain, &o)?;
         let el = file.el.validate(&o)?;
         network.el_peer = el.peer(&o)?;
-        let sync = file.sync.validate(&chain, &el, &o)?;
+        let mut sync = file.sync.validate(&chain, &el, &o)?;
+        file.serve.validate(&file.sync, &mut sync, &o)?;
         let log_level = file.log.validate(&o)?;
         let leafdb = file.leafdb.validate(&o)?;
         Ok(Self {
@@ -227,6 +230,7 @@ impl Config {
             metrics: file.metrics.validate("metrics", &o)?,
             serve: file.serve.serve_config(),
             serve_snap: file.serve.snap,
+            serve_leaf: file.serve.leaf,
             datadir: file.datadir,
             chain,
             network,

@@ -306,8 +306,9 @@ pub(crate) enum SyncSourceKey {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct SyncSection {
-    /// The kinds of peers a sync downloads from; default `["leaf"]`.
-    pub(crate) sources: Vec<SyncSourceKey>,
+    /// The kinds of peers a sync downloads from; absent means `["leaf"]` (without `leaf/1`,
+    /// `serve.leaf = false`, none).
+    pub(crate) sources: Option<Vec<SyncSourceKey>>,
     /// Where the pivot comes from.
     pub(crate) pivot: PivotSource,
     /// A trusted block to sync (see [`PivotSource::Checkpoint`]).
@@ -334,7 +335,7 @@ impl Default for SyncSection {
     fn default() -> Self {
         let d = leafsync_sync::SyncConfig::default();
         Self {
-            sources: vec![SyncSourceKey::Leaf],
+            sources: None,
             pivot: PivotSource::Auto,
             checkpoint: None,
             allow_peer_pivot: false,
@@ -409,8 +410,11 @@ impl SyncSection {
 
     /// `sync.sources`: at least one, each once.
     fn sources(&self, o: &Origin<'_>) -> Result<SyncSources, ConfigError> {
+        let Some(listed) = &self.sources else {
+            return Ok(SyncSources { leaf: true, snap: false });
+        };
         let mut sources = SyncSources { leaf: false, snap: false };
-        for (i, source) in self.sources.iter().enumerate() {
+        for (i, source) in listed.iter().enumerate() {
             let seen = match source {
                 SyncSourceKey::Leaf => std::mem::replace(&mut sources.leaf, true),
                 SyncSourceKey::Snap => std::mem::replace(&mut sources.snap, true),
@@ -419,7 +423,7 @@ impl SyncSection {
                 return Err(o.invalid(&format!("sync.sources[{i}]"), "listed twice".into()));
             }
         }
-        if self.sources.is_empty() {
+        if listed.is_empty() {
             return Err(
                 o.invalid("sync.sources", "is empty: list \"leaf\", \"snap\" or both".into())
             );
@@ -480,6 +484,9 @@ pub(crate) struct ServeSection {
     pub(crate) cache_reuse_blocks: u64,
     /// Whether to serve snap/1 (beside eth/69) from the leafdb's head; default false.
     pub(crate) snap: bool,
+    /// Whether to offer `leaf/1`; default true. False (with `snap`) makes a node that speaks
+    /// only eth/69 and snap/1, as geth does.
+    pub(crate) leaf: bool,
 }
 
 impl Default for ServeSection {
@@ -490,11 +497,37 @@ impl Default for ServeSection {
             cache_bytes: d.cache_bytes,
             cache_reuse_blocks: d.cache_reuse_blocks,
             snap: false,
+            leaf: true,
         }
     }
 }
 
 impl ServeSection {
+    /// Checks that the node offers a protocol, and that a sync does not count on `leaf/1` peers
+    /// the node cannot have; without `leaf/1` the default sync sources are none (a node that
+    /// serves from its own execution client needs no sync).
+    pub(crate) fn validate(
+        &self,
+        sync_section: &SyncSection,
+        sync: &mut SyncSettings,
+        o: &Origin<'_>,
+    ) -> Result<(), ConfigError> {
+        if self.leaf {
+            return Ok(());
+        }
+        if !self.snap {
+            let reason = "false needs `serve.snap = true`: the node would offer no protocol";
+            return Err(o.invalid("serve.leaf", reason.into()));
+        }
+        if sync_section.sources.is_some() && sync.sources.leaf {
+            let reason = "false leaves no leaf/1 peers to sync from, but `sync.sources` lists \
+                          \"leaf\": list only \"snap\"";
+            return Err(o.invalid("serve.leaf", reason.into()));
+        }
+        sync.sources.leaf = false;
+        Ok(())
+    }
+
     /// The serve crate's settings (every value is usable, so nothing to reject).
     pub(crate) fn serve_config(&self) -> leafsync_serve::ServeConfig {
         leafsync_serve::ServeConfig {

@@ -206,6 +206,16 @@ fn snap_keys_are_checked() {
         std::sync::Arc::new(leafsync_p2p::peers::EmptyHandler),
     );
     assert!(net.static_peers.contains(&peer) && net.trusted_peers.contains(&peer));
+    let e = err("[serve]\nleaf = false\n");
+    assert!(e.contains("`serve.leaf`") && e.contains("serve.snap"), "{e}");
+    let e = err("[serve]\nleaf = false\nsnap = true\n[sync]\nsources = [\"leaf\"]\n");
+    assert!(e.contains("`serve.leaf`") && e.contains("sync.sources"), "{e}");
+    let server = parse("[serve]\nleaf = false\nsnap = true\n").unwrap();
+    assert!(!server.serve_leaf);
+    assert_eq!(server.sync.sources, SyncSources { leaf: false, snap: false }, "no leaf/1 peers");
+    let snap_only =
+        format!("{el}[serve]\nleaf = false\nsnap = true\n[sync]\nsources = [\"snap\"]\n");
+    assert_eq!(parse(&snap_only).unwrap().sync.sources, SyncSources { leaf: false, snap: true });
     let e = err("[el]\nenode = \"enode://abc@1.2.3.4:30303\"\n");
     assert!(e.contains("`el.enode`") && e.contains("enode://abc"), "{e}");
 }

@@ -4,6 +4,7 @@
 //! benchmarks and tests ([`NodeBuilder::loopback`]); [`Node::run`] runs it until a shutdown
 //! future resolves, then stops every part in order and releases the leafdb.
 
+mod eth;
 mod head;
 pub(crate) mod loopback;
 mod sync;
@@ -70,6 +71,8 @@ pub struct NodeBuilder {
     serve: leafsync_serve::ServeConfig,
     /// `serve.snap`: serve snap/1 from the leafdb's head.
     serve_snap: bool,
+    /// `serve.leaf`: offer `leaf/1`.
+    serve_leaf: bool,
     el: ElSection,
     sync: SyncSettings,
     admin: Option<SocketAddr>,
@@ -88,6 +91,7 @@ impl NodeBuilder {
             dial_interval: None,
             serve: config.serve.clone(),
             serve_snap: config.serve_snap,
+            serve_leaf: config.serve_leaf,
             el: config.el.clone(),
             sync: config.sync.clone(),
             admin: config.admin,
@@ -116,6 +120,7 @@ impl NodeBuilder {
             dial_interval: Some(LOOPBACK_DIAL_INTERVAL),
             serve: leafsync_serve::ServeConfig::default(),
             serve_snap: false,
+            serve_leaf: true,
             el: ElSection::default(),
             sync: SyncSettings {
                 sources: SyncSources { leaf: true, snap: false },
@@ -152,6 +157,12 @@ impl NodeBuilder {
         self
     }
 
+    /// Whether the node speaks eth/69: what snap/1 rides beside, needed to serve snap/1
+    /// (`serve.snap`) and to sync from snap/1 peers (`"snap"` in `sync.sources`).
+    const fn eth_enabled(&self) -> bool {
+        self.serve_snap || self.sync.sources.snap
+    }
+
     /// The start mode for a leafdb whose head is `head`.
     fn start_mode(&self, head: Option<&BlockHeader>) -> Start {
         match (head, &self.el.genesis, &self.el.rpc) {
@@ -168,14 +179,6 @@ impl NodeBuilder {
     /// thread that drives the runtime (`block_on`), never in a spawned task: the follower's
     /// block application thread inherits that thread's CPU priority.
     pub async fn start(self) -> Result<Node, CliError> {
-        if self.serve_snap || self.sync.sources.snap {
-            warn!(
-                serve_snap = self.serve_snap,
-                sync_from_snap = self.sync.sources.snap,
-                "eth/69 and snap/1 are not wired into the network in this build: \
-                 `serve.snap` and the \"snap\" sync source have no effect yet"
-            );
-        }
         let head = self.db.head()?;
         let start = self.start_mode(head.as_ref());
         let stop = CancellationToken::new();
@@ -202,6 +205,13 @@ impl NodeBuilder {
         if let Some(interval) = self.dial_interval {
             net.dial_interval = interval;
         }
+        net.leaf = self.serve_leaf;
+        let eth_on = self.eth_enabled();
+        if eth_on {
+            let el_rpc = self.el.rpc.as_deref();
+            let eth = eth::eth_config(&self.db, &self.chain, el_rpc, self.serve_snap, stop.clone());
+            net.eth = Some(eth.await?);
+        }
         let network = Network::start(net).await?;
         let mut tasks = JoinSet::new();
         // Peers learn our new heads as the follower applies blocks (or a fixed head stays).
@@ -224,6 +234,7 @@ impl NodeBuilder {
             ingest: std::sync::OnceLock::new(),
             phase: phase_rx,
             sync: sync_rx,
+            sources: self.sync.sources,
             added_peers: std::sync::Mutex::default(),
         });
         if let Some((stats, _)) = &node_follower {
@@ -244,7 +255,9 @@ impl NodeBuilder {
             state_root = %local.head.state_root,
             accounts = local.account_estimate,
             enode = %network.local_enode(),
-            "leaf/1 network up"
+            leaf = self.serve_leaf,
+            eth_snap = eth_on,
+            "network up"
         );
         Ok(Node {
             db: self.db,

@@ -1,5 +1,6 @@
-//! Syncing an empty leafdb from `leaf/1` peers: the pivot (a checkpoint, the execution client's
-//! head, or the peers'), waiting for peers, and resuming from the record when peers run out.
+//! Syncing an empty leafdb from `leaf/1` and snap/1 peers (`sync.sources`): the pivot (a
+//! checkpoint, the execution client's head, or the peers'), waiting for peers, and resuming
+//! from the record when peers run out.
 
 use std::sync::Arc;
 
@@ -71,6 +72,33 @@ async fn pivot_feed(plan: &SyncPlan<'_>) -> Result<Option<watch::Receiver<ChainH
     Ok(feed)
 }
 
+/// The kinds of peers the sync takes (`sync.sources`); snap/1 peers sync at the execution
+/// client's head, the trusted pivot `feed` (the configuration makes sure there is one).
+fn peer_sources(
+    settings: &SyncSettings,
+    feed: Option<&watch::Receiver<ChainHead>>,
+) -> Result<PeerSources, CliError> {
+    let snap = match (settings.sources.snap, feed) {
+        (false, _) => None,
+        (true, Some(feed)) => Some(feed.clone()),
+        (true, None) => {
+            return Err(CliError::Invalid {
+                what: "sync.sources".into(),
+                reason: "\"snap\" needs the execution client's head as the pivot (`el.rpc`)".into(),
+            });
+        }
+    };
+    if !settings.sources.leaf && snap.is_none() {
+        return Err(CliError::Invalid {
+            what: "sync.sources".into(),
+            reason: "the leafdb is empty and no peers can fill it: without leaf/1 \
+                     (`serve.leaf = false`) list \"snap\" in `sync.sources`, or set `el.genesis`"
+                .into(),
+        });
+    }
+    Ok(PeerSources { leaf: settings.sources.leaf, snap })
+}
+
 /// Waits for peers, then syncs the empty leafdb from them; peers that connect later join. The
 /// pivot is the execution client's head (`sync.pivot`), else the head most peers announce. A
 /// sync that runs out of usable peers waits for peers again and resumes from its record.
@@ -81,9 +109,10 @@ pub(crate) async fn sync_from_peers(
     progress: watch::Sender<SyncStats>,
 ) -> Result<SyncOutcome, CliError> {
     let feed = pivot_feed(plan).await?;
+    let sources = peer_sources(plan.settings, feed.as_ref())?;
     let config = plan.settings.sync_config();
     let bar = plan.settings.progress_bar.then(|| crate::progress::Bar::start(progress.subscribe()));
-    let result = run_until_done(handle, &PeerSources::default(), |peers, joining| {
+    let result = run_until_done(handle, &sources, |peers, joining| {
         info!(mode = ?config.mode, "sync mode");
         let syncer = Syncer::new(db.clone(), config.clone(), peers)
             .with_new_peers(joining)
