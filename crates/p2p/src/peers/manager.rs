@@ -328,7 +328,10 @@ impl PeerManager {
     fn announce_range(&mut self) {
         let Some(eth) = &mut self.eth else { return };
         let range = eth.head.borrow_and_update().range();
-        if self.range_sent.is_some_and(|sent| !should_announce(&sent, &range)) {
+        // geth drops a peer for a zero latest hash: a head without one is not announced.
+        if range.latest_hash.is_zero()
+            || self.range_sent.is_some_and(|sent| !should_announce(&sent, &range))
+        {
             return;
         }
         self.range_sent = Some(range);
