@@ -400,47 +400,10 @@ impl PeerManager {
                 }
             }
             Command::Request { peer, request, reply } => {
-                let Some(Connected { entry, .. }) = self.table.get(&peer) else {
-                    let _ = reply.send(Err(RequestError::UnknownPeer));
-                    return;
-                };
-                match entry.commands.try_send(SessionCommand::Request { request, reply }) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(SessionCommand::Request {
-                        reply, ..
-                    })) => {
-                        let _ = reply.send(Err(RequestError::PeerBusy));
-                    }
-                    Err(mpsc::error::TrySendError::Closed(SessionCommand::Request {
-                        reply,
-                        ..
-                    })) => {
-                        let _ = reply.send(Err(RequestError::Disconnected));
-                    }
-                    Err(_) => {}
-                }
+                self.to_session(peer, SessionCommand::Request { request, reply });
             }
             Command::SnapRequest { peer, request, reply } => {
-                let Some(Connected { entry, .. }) = self.table.get(&peer) else {
-                    let _ = reply.send(Err(RequestError::UnknownPeer));
-                    return;
-                };
-                match entry.commands.try_send(SessionCommand::SnapRequest { request, reply }) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(SessionCommand::SnapRequest {
-                        reply,
-                        ..
-                    })) => {
-                        let _ = reply.send(Err(RequestError::PeerBusy));
-                    }
-                    Err(mpsc::error::TrySendError::Closed(SessionCommand::SnapRequest {
-                        reply,
-                        ..
-                    })) => {
-                        let _ = reply.send(Err(RequestError::Disconnected));
-                    }
-                    Err(_) => {}
-                }
+                self.to_session(peer, SessionCommand::SnapRequest { request, reply });
             }
             Command::Report { peer, class } => self.penalise(peer, class, PenaltyReason::Reported),
             Command::Disconnect { peer, reason } => {
@@ -456,6 +419,22 @@ impl PeerManager {
             }
             // Handled by the loop.
             Command::Shutdown(_) => {}
+        }
+    }
+
+    /// Hands a request to `peer`'s session without waiting: it fails at once when the peer is
+    /// not connected, its session's queue is full, or the session is gone.
+    fn to_session(&self, peer: PeerId, command: SessionCommand) {
+        let Some(Connected { entry, .. }) = self.table.get(&peer) else {
+            command.fail(RequestError::UnknownPeer);
+            return;
+        };
+        match entry.commands.try_send(command) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(command)) => command.fail(RequestError::PeerBusy),
+            Err(mpsc::error::TrySendError::Closed(command)) => {
+                command.fail(RequestError::Disconnected)
+            }
         }
     }
 
