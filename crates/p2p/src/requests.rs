@@ -15,6 +15,11 @@ use crate::{
         protocol::{MAX_IN_FLIGHT_REQUESTS, REQUEST_TIMEOUT},
     },
 };
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Duration,
+};
+use tokio::time::Instant;
 
 /// A request kind a [`RequestTracker`] tracks: how it goes on the wire with its id, and which
 /// responses answer it.
@@ -25,9 +30,26 @@ pub trait TrackedRequest: Clone {
     type Message;
     /// The request as sent with `request_id`.
     fn with_id(&self, request_id: u64) -> Self::Message;
+    /// Whether `response` is of the kind that answers the request.
+    fn answered_by(&self, response: &Self::Response) -> bool;
+    /// The most items an answer may hold, `None` when only bytes bound it.
+    fn max_items(&self) -> Option<usize>;
+    /// The items a response holds.
+    fn items(response: &Self::Response) -> usize;
+
     /// Checks a response that matched by id: of the kind that answers the request, with no
     /// more items than requested.
-    fn check_response(&self, response: &Self::Response) -> Result<(), ResponseViolation>;
+    fn check_response(&self, response: &Self::Response) -> Result<(), ResponseViolation> {
+        if !self.answered_by(response) {
+            return Err(ResponseViolation::WrongType);
+        }
+        match self.max_items() {
+            Some(requested) if Self::items(response) > requested => {
+                Err(ResponseViolation::TooManyItems { got: Self::items(response), requested })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl TrackedRequest for LeafRequest {
@@ -38,23 +60,18 @@ impl TrackedRequest for LeafRequest {
         LeafMessage::from(RequestPair { request_id, message: self.clone() })
     }
 
-    fn check_response(&self, response: &LeafResponse) -> Result<(), ResponseViolation> {
-        if !self.is_answered_by(response) {
-            return Err(ResponseViolation::WrongType);
-        }
-        match self.max_response_items() {
-            Some(requested) if response.item_count() > requested => {
-                Err(ResponseViolation::TooManyItems { got: response.item_count(), requested })
-            }
-            _ => Ok(()),
-        }
+    fn answered_by(&self, response: &LeafResponse) -> bool {
+        self.is_answered_by(response)
+    }
+
+    fn max_items(&self) -> Option<usize> {
+        self.max_response_items()
+    }
+
+    fn items(response: &LeafResponse) -> usize {
+        response.item_count()
     }
 }
-use std::{
-    collections::{HashMap, VecDeque},
-    time::Duration,
-};
-use tokio::time::Instant;
 
 /// How many ids of timed-out requests a tracker remembers, to tell a late response (its request
 /// expired) from an unsolicited one (never asked). Both earn the same penalty; the distinction is

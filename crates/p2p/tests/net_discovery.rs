@@ -122,3 +122,64 @@ async fn records_with_local_addresses_are_not_dialed_by_default() {
         node.handle.shutdown().await;
     }
 }
+
+/// Answers every snap/1 request empty (a server without the state; enough to advertise `snap`).
+struct NoState;
+
+impl leafsync_p2p::peers::SnapHandler for NoState {
+    fn handle(
+        &self,
+        _peer: PeerId,
+        request: &leafsync_p2p::snap::SnapMessage,
+    ) -> leafsync_p2p::snap::SnapMessage {
+        request.empty_answer().unwrap_or_else(|| request.clone())
+    }
+}
+
+/// With eth enabled, a node also dials discv5 records with a `snap` entry and a compatible `eth`
+/// entry (a geth serving snap/1: here a node that offers only eth/69 and snap/1); a node without
+/// eth does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_eth_a_node_finds_and_dials_snap_servers() {
+    let (mut cfg, head) = config(Arc::new(TestHandler::default()));
+    cfg.discovery = Some(discovery_config(Vec::new()));
+    cfg.eth = Some(leafsync_p2p::test_utils::test_eth(Some(Arc::new(NoState))).0);
+    cfg.leaf = false;
+    let server = start(cfg, head).await;
+    let bootnode = server.handle.local_enr().await.expect("discovery runs");
+    assert_eq!(bootnode.get_raw_rlp("snap"), Some(&[0xc0][..]), "geth's snap entry");
+    assert!(bootnode.get_raw_rlp("leaf").is_none(), "no leaf/1, no leaf entry");
+
+    let (mut cfg, head) = config(Arc::new(TestHandler::default()));
+    cfg.discovery = Some(discovery_config(vec![bootnode.clone()]));
+    cfg.eth = Some(leafsync_p2p::test_utils::test_eth(None).0);
+    let client = start(cfg, head).await;
+    let leaf_only = discovering_node(vec![bootnode]).await;
+
+    let dialed = async {
+        loop {
+            let peers = client.handle.peers().await;
+            if let Some(p) = peers.iter().find(|p| p.id == server.handle.local_id()) {
+                return (p.leaf, p.eth.is_some(), p.snap);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    let info = tokio::time::timeout(SCENARIO_DEADLINE, dialed).await.expect("snap server dialed");
+    assert_eq!(info, (None, true, true));
+    // The node without eth met the snap server's record and dropped it as incompatible (it may
+    // connect to the client, a leaf/1 node).
+    let met = async {
+        while leaf_only.handle.discovery_counters().await.is_none_or(|c| c.incompatible == 0) {
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    tokio::time::timeout(SCENARIO_DEADLINE, met).await.expect("record seen");
+    let server_id = server.handle.local_id();
+    assert!(peer_ids(&leaf_only.handle).await.iter().all(|id| *id != server_id), "not dialed");
+    let emitted = leaf_only.handle.discovery_counters().await.map(|c| c.emitted);
+    assert!(emitted.is_some_and(|n| n <= 1), "only the client is a candidate: {emitted:?}");
+    for node in [server, client, leaf_only] {
+        node.handle.shutdown().await;
+    }
+}

@@ -126,15 +126,20 @@ impl SyncPeer for NetworkPeer {
         Box::pin(async move { handle.request(id, req).await })
     }
 
-    /// Sent from a task of its own: the network's command channel is bounded, and the sync must
-    /// not wait on it. Without a runtime (never the case inside a sync) the penalty is dropped.
     fn penalise(&self, class: PenaltyClass) {
-        let (handle, id) = (self.handle.clone(), self.id);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                // A peer already gone needs no penalty.
-                let _ = handle.report(id, class).await;
-            });
-        }
+        report_in_background(&self.handle, self.id, class);
+    }
+}
+
+/// Reports `peer` to the network from a task of its own: the network's command channel is
+/// bounded, and the sync must not wait on it. Without a runtime (never the case inside a sync)
+/// the penalty is dropped.
+pub(crate) fn report_in_background(handle: &NetworkHandle, peer: PeerId, class: PenaltyClass) {
+    let handle = handle.clone();
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            // A peer already gone needs no penalty.
+            let _ = handle.report(peer, class).await;
+        });
     }
 }

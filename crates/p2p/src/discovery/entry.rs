@@ -1,12 +1,13 @@
-//! The `leaf` ENR entry, our node record, and the check that turns a discovered record into a
-//! dial candidate.
+//! The `leaf` ENR entry, our node record, and the checks that turn a discovered record into a
+//! dial candidate: a `leaf/1` node by its `leaf` entry, or (with eth enabled) a snap/1 server by
+//! its `snap` entry and an `eth` fork id our filter accepts.
 
 use crate::{
     chain::{ChainSpec, Enr},
     ecies::PeerId,
     leaf::protocol::PROTOCOL_VERSION,
 };
-use alloy_eip2124::{EnrForkIdEntry, ForkHash, ForkId};
+use alloy_eip2124::{EnrForkIdEntry, ForkFilter, ForkHash, ForkId};
 use alloy_rlp::{Decodable, Encodable, Header};
 use bytes::BufMut;
 use enr::{CombinedKey, CombinedPublicKey, EnrPublicKey, NodeId};
@@ -17,6 +18,35 @@ pub const LEAF_ENR_KEY: &str = "leaf";
 
 /// ENR key of the `eth` fork-id entry (EIP-868, as go-ethereum writes it).
 pub const ETH_ENR_KEY: &str = "eth";
+
+/// ENR key of the `snap` entry: go-ethereum advertises snap/1 with an empty list under it.
+pub const SNAP_ENR_KEY: &str = "snap";
+
+/// The `snap` ENR entry as go-ethereum writes it: an empty list (`0xc0`; its `enrEntry` has
+/// only a `rlp:"tail"` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SnapEnrEntry;
+
+impl Encodable for SnapEnrEntry {
+    fn encode(&self, out: &mut dyn BufMut) {
+        Header { list: true, payload_length: 0 }.encode(out);
+    }
+
+    fn length(&self) -> usize {
+        1
+    }
+}
+
+/// What our node record advertises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalRecord {
+    /// The `eth` entry: our fork id.
+    pub fork_id: ForkId,
+    /// The `leaf` entry, when we offer `leaf/1` (also what `leaf` records are checked against).
+    pub leaf: Option<LeafEnrEntry>,
+    /// Whether to advertise the `snap` entry (we serve snap/1).
+    pub snap: bool,
+}
 
 /// The `leaf` ENR entry: `[version, network_id, genesis_fork_hash]`.
 ///
@@ -107,6 +137,28 @@ pub enum Incompatible {
     /// Not a secp256k1 identity, so not an RLPx node.
     #[error("not a secp256k1 node")]
     NotSecp256k1,
+    /// Neither a `leaf` entry nor a `snap` entry.
+    #[error("no snap entry")]
+    NoSnapEntry,
+    /// A `snap` entry without an `eth` entry (geth serves snap/1 only beside eth).
+    #[error("no eth entry")]
+    NoEthEntry,
+    /// The `eth` entry is not `[[fork_hash, fork_next]]`.
+    #[error("malformed eth entry")]
+    MalformedEthEntry,
+    /// Our fork filter rejects the `eth` entry's fork id (another chain, or a stale fork).
+    #[error("incompatible fork id")]
+    ForkId,
+}
+
+/// Which protocol a dial candidate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CandidateKind {
+    /// A `leaf/1` node (its `leaf` entry matches ours).
+    Leaf,
+    /// A snap/1 server (a `snap` entry and a compatible `eth` entry): dialed after `leaf/1`
+    /// nodes, only with eth enabled.
+    Snap,
 }
 
 /// A compatible node, ready to be dialed over RLPx.
@@ -122,6 +174,8 @@ pub struct DialCandidate {
     pub tcp_addr: SocketAddr,
     /// The full record.
     pub enr: Enr,
+    /// Which protocol it is dialed for.
+    pub kind: CandidateKind,
 }
 
 /// Checks a discovered record against our `leaf` entry.
@@ -139,6 +193,25 @@ pub fn dial_candidate(enr: &Enr, ours: &LeafEnrEntry) -> Result<DialCandidate, I
     if entry.genesis_fork_hash != ours.genesis_fork_hash {
         return Err(Incompatible::Genesis);
     }
+    rlpx_candidate(enr, CandidateKind::Leaf)
+}
+
+/// Checks a discovered record as a snap/1 server: a `snap` entry, and an `eth` entry whose fork
+/// id `filter` (ours, for the execution client's head) accepts.
+pub fn snap_dial_candidate(enr: &Enr, filter: &ForkFilter) -> Result<DialCandidate, Incompatible> {
+    if enr.get_raw_rlp(SNAP_ENR_KEY).is_none() {
+        return Err(Incompatible::NoSnapEntry);
+    }
+    let eth = enr
+        .get_decodable::<EnrForkIdEntry>(ETH_ENR_KEY)
+        .ok_or(Incompatible::NoEthEntry)?
+        .map_err(|_| Incompatible::MalformedEthEntry)?;
+    filter.validate(ForkId::from(eth)).map_err(|_| Incompatible::ForkId)?;
+    rlpx_candidate(enr, CandidateKind::Snap)
+}
+
+/// The RLPx identity and TCP address of a compatible record.
+fn rlpx_candidate(enr: &Enr, kind: CandidateKind) -> Result<DialCandidate, Incompatible> {
     let tcp_addr = enr.tcp4_socket().ok_or(Incompatible::NoTcpAddress)?;
     let public_key = match enr.public_key() {
         key @ CombinedPublicKey::Secp256k1(_) => secp256k1::PublicKey::from_slice(&key.encode())
@@ -152,6 +225,7 @@ pub fn dial_candidate(enr: &Enr, ours: &LeafEnrEntry) -> Result<DialCandidate, I
         peer_id,
         tcp_addr: tcp_addr.into(),
         enr: enr.clone(),
+        kind,
     })
 }
 
@@ -201,25 +275,30 @@ pub fn combined_key(secret: &secp256k1::SecretKey) -> Result<CombinedKey, EnrBui
     CombinedKey::secp256k1_from_bytes(&mut bytes).map_err(|_| EnrBuildError::InvalidKey)
 }
 
-/// Builds our record: `ip`, `udp`, `tcp`, the `eth` fork-id entry and the `leaf` entry.
+/// Builds our record: `ip`, `udp`, `tcp`, the `eth` fork-id entry, and the `leaf` and `snap`
+/// entries as `record` says.
 pub fn build_local_enr(
     key: &CombinedKey,
     udp: SocketAddrV4,
     tcp_port: u16,
-    fork_id: ForkId,
-    leaf: &LeafEnrEntry,
+    record: &LocalRecord,
 ) -> Result<Enr, EnrBuildError> {
     let ip: Ipv4Addr = *udp.ip();
     let mut builder = Enr::builder();
     if !ip.is_unspecified() {
         builder.ip4(ip);
     }
-    Ok(builder
+    builder
         .udp4(udp.port())
         .tcp4(tcp_port)
-        .add_value(ETH_ENR_KEY, &EnrForkIdEntry::from(fork_id))
-        .add_value(LEAF_ENR_KEY, leaf)
-        .build(key)?)
+        .add_value(ETH_ENR_KEY, &EnrForkIdEntry::from(record.fork_id));
+    if let Some(leaf) = &record.leaf {
+        builder.add_value(LEAF_ENR_KEY, leaf);
+    }
+    if record.snap {
+        builder.add_value(SNAP_ENR_KEY, &SnapEnrEntry);
+    }
+    Ok(builder.build(key)?)
 }
 
 #[cfg(test)]
@@ -344,7 +423,8 @@ mod tests {
         let key = combined_key(&secret).expect("key converts");
         let fork_id = ForkId { hash: ForkHash([1, 2, 3, 4]), next: 9 };
         let udp = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4000);
-        let enr = build_local_enr(&key, udp, 4001, fork_id, &entry()).expect("record builds");
+        let record = LocalRecord { fork_id, leaf: Some(entry()), snap: true };
+        let enr = build_local_enr(&key, udp, 4001, &record).expect("record builds");
         assert_eq!(enr.udp4_socket(), Some(udp));
         assert_eq!(enr.tcp4(), Some(4001));
         let eth = enr.get_decodable::<EnrForkIdEntry>(ETH_ENR_KEY).expect("eth entry");
@@ -357,5 +437,43 @@ mod tests {
         let candidate = dial_candidate(&enr, &entry()).expect("we are compatible with ourselves");
         let ours = secp256k1::PublicKey::from_secret_key_global(&secret);
         assert_eq!(candidate.public_key, ours);
+        assert_eq!(candidate.kind, CandidateKind::Leaf);
+        // geth's snap entry: an empty list.
+        assert_eq!(enr.get_raw_rlp(SNAP_ENR_KEY), Some(&[0xc0][..]));
+    }
+
+    /// A record as geth writes it: `eth` = `[[hash, next]]`, `snap` = `[]`, no `leaf`.
+    fn geth_record(eth: Option<ForkId>, snap: bool) -> Enr {
+        let key = CombinedKey::generate_secp256k1();
+        let mut builder = Enr::builder();
+        builder.ip4(Ipv4Addr::LOCALHOST).udp4(30_000).tcp4(30_303);
+        if let Some(fork_id) = eth {
+            builder.add_value(ETH_ENR_KEY, &EnrForkIdEntry::from(fork_id));
+        }
+        if snap {
+            builder.add_value(SNAP_ENR_KEY, &SnapEnrEntry);
+        }
+        builder.build(&key).expect("record builds")
+    }
+
+    #[test]
+    fn snap_servers_need_a_snap_entry_and_a_compatible_fork_id() {
+        let chain = ChainSpec::preset("mainnet").expect("preset");
+        let filter = chain.fork_filter(0, 0);
+        let ours = chain.fork_id(0, 0);
+        let candidate = snap_dial_candidate(&geth_record(Some(ours), true), &filter);
+        assert_eq!(
+            candidate.map(|c| (c.kind, c.tcp_addr.port())),
+            Ok((CandidateKind::Snap, 30_303))
+        );
+        let other = ForkId { hash: ForkHash([1, 2, 3, 4]), next: 0 };
+        let cases = [
+            (geth_record(Some(ours), false), Incompatible::NoSnapEntry),
+            (geth_record(None, true), Incompatible::NoEthEntry),
+            (geth_record(Some(other), true), Incompatible::ForkId),
+        ];
+        for (enr, why) in cases {
+            assert_eq!(snap_dial_candidate(&enr, &filter).map(|c| c.kind), Err(why));
+        }
     }
 }

@@ -1,17 +1,20 @@
-//! discv5 discovery: our node record carries the `eth` fork-id entry and the `leaf` entry
-//! (see [`LeafEnrEntry`]); random lookups run at an interval, and every discovered node whose
-//! `leaf` entry matches ours is sent to the peer manager as a [`DialCandidate`] on a bounded
-//! channel. Other nodes stay in the discv5 table (they help routing) and are only counted.
+//! discv5 discovery: our node record carries the `eth` fork-id entry, the `leaf` entry (see
+//! [`LeafEnrEntry`]) and, when we serve snap/1, geth's `snap` entry ([`LocalRecord`]); random
+//! lookups run at an interval, and every discovered node whose `leaf` entry matches ours, or
+//! (with eth enabled) that has a `snap` entry and an `eth` fork id our filter accepts, is sent
+//! to the peer manager as a [`DialCandidate`] on a bounded channel. Other nodes stay in the
+//! discv5 table (they help routing) and are only counted.
 
 mod entry;
 
 pub use entry::{
-    DialCandidate, ETH_ENR_KEY, EnrBuildError, Incompatible, LEAF_ENR_KEY, LeafEnrEntry,
-    build_local_enr, combined_key, dial_candidate, is_public_address,
+    CandidateKind, DialCandidate, ETH_ENR_KEY, EnrBuildError, Incompatible, LEAF_ENR_KEY,
+    LeafEnrEntry, LocalRecord, SNAP_ENR_KEY, SnapEnrEntry, build_local_enr, combined_key,
+    dial_candidate, is_public_address, snap_dial_candidate,
 };
 
 use crate::chain::{DEFAULT_PORT, Enr};
-use alloy_eip2124::{EnrForkIdEntry, ForkId};
+use alloy_eip2124::{EnrForkIdEntry, ForkFilter, ForkId};
 use discv5::{Discv5, Event, ListenConfig, RateLimiterBuilder};
 use enr::NodeId;
 use futures::{
@@ -22,7 +25,7 @@ use std::{
     collections::HashSet,
     net::{Ipv4Addr, SocketAddrV4},
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -139,7 +142,8 @@ pub struct DiscoveryStats {
     pub seen: AtomicU64,
     /// Dial candidates sent to the channel.
     pub emitted: AtomicU64,
-    /// Records dropped because they are not compatible `leaf` nodes.
+    /// Records dropped because they are neither compatible `leaf` nodes nor (with eth enabled)
+    /// compatible snap/1 servers.
     pub incompatible: AtomicU64,
     /// Compatible records dropped because their address is not a public one (see
     /// [`DiscoveryConfig::allow_local_addresses`]).
@@ -154,6 +158,8 @@ pub struct DiscoveryStats {
 pub struct Discovery {
     discv5: Arc<Discv5>,
     stats: Arc<DiscoveryStats>,
+    /// The filter snap/1 candidates' `eth` entries must pass; `None`: no snap/1 candidates.
+    snap_filter: Arc<Mutex<Option<ForkFilter>>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -165,14 +171,17 @@ impl std::fmt::Debug for Discovery {
 }
 
 impl Discovery {
-    /// Binds the UDP socket, builds our record (with `eth` = `fork_id` and `leaf` = `leaf`),
-    /// starts discv5, adds the bootnodes and spawns the lookup loop. Returns the service and the
-    /// receiver of dial candidates (bounded by `config.candidate_channel_capacity`).
+    /// Binds the UDP socket, builds our record (`record`: the `eth`, `leaf` and `snap`
+    /// entries), starts discv5, adds the bootnodes and spawns the lookup loop. `leaf/1`
+    /// candidates are records whose `leaf` entry matches `record.leaf`; with `snap_filter`,
+    /// records with a `snap` entry and an `eth` fork id it accepts are snap/1 candidates too.
+    /// Returns the service and the receiver of dial candidates (bounded by
+    /// `config.candidate_channel_capacity`).
     pub async fn start(
         secret: &secp256k1::SecretKey,
         config: DiscoveryConfig,
-        fork_id: ForkId,
-        leaf: LeafEnrEntry,
+        record: LocalRecord,
+        snap_filter: Option<ForkFilter>,
     ) -> Result<(Self, mpsc::Receiver<DialCandidate>), DiscoveryError> {
         let socket = UdpSocket::bind(config.listen_addr).await?;
         let std::net::SocketAddr::V4(bound) = socket.local_addr()? else {
@@ -180,7 +189,7 @@ impl Discovery {
         };
         let advertised = SocketAddrV4::new(config.external_ip.unwrap_or(*bound.ip()), bound.port());
         let key = combined_key(secret)?;
-        let local_enr = build_local_enr(&key, advertised, config.tcp_port, fork_id, &leaf)?;
+        let local_enr = build_local_enr(&key, advertised, config.tcp_port, &record)?;
 
         let listen = ListenConfig::FromSockets { ipv4: Some(Arc::new(socket)), ipv6: None };
         let mut builder = discv5::ConfigBuilder::new(listen);
@@ -212,9 +221,11 @@ impl Discovery {
         let (candidates_tx, candidates_rx) =
             mpsc::channel(config.candidate_channel_capacity.max(1));
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let snap_filter = Arc::new(Mutex::new(snap_filter));
         let worker = Worker {
             discv5: Arc::clone(&discv5),
-            ours: leaf,
+            ours: record.leaf,
+            snap_filter: Arc::clone(&snap_filter),
             local_id: local_enr.node_id(),
             stats: Arc::clone(&stats),
             candidates: candidates_tx,
@@ -222,7 +233,8 @@ impl Discovery {
             allow_local_addresses: config.allow_local_addresses,
         };
         let task = tokio::spawn(worker.run(events, config.lookup_interval, shutdown_rx));
-        let discovery = Self { discv5, stats, shutdown: Some(shutdown_tx), task: Some(task) };
+        let discovery =
+            Self { discv5, stats, snap_filter, shutdown: Some(shutdown_tx), task: Some(task) };
         Ok((discovery, candidates_rx))
     }
 
@@ -240,6 +252,15 @@ impl Discovery {
                 warn!(?err, "cannot update the eth entry of our node record");
                 false
             }
+        }
+    }
+
+    /// Replaces the filter snap/1 candidates' fork ids must pass (our execution client's head
+    /// moved); no effect when snap/1 candidates are off.
+    pub fn update_snap_filter(&self, filter: ForkFilter) {
+        let mut current = self.snap_filter.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.is_some() {
+            *current = Some(filter);
         }
     }
 
@@ -278,7 +299,9 @@ impl Drop for Discovery {
 /// The lookup loop's state.
 struct Worker {
     discv5: Arc<Discv5>,
-    ours: LeafEnrEntry,
+    /// Our `leaf` entry; `None`: no `leaf/1` candidates.
+    ours: Option<LeafEnrEntry>,
+    snap_filter: Arc<Mutex<Option<ForkFilter>>>,
     local_id: NodeId,
     stats: Arc<DiscoveryStats>,
     candidates: mpsc::Sender<DialCandidate>,
@@ -338,16 +361,34 @@ impl Worker {
         }
     }
 
-    /// Emits `enr` as a dial candidate if it is a compatible `leaf` node not emitted before.
+    /// The record as a dial candidate: a `leaf/1` node, else (without a `leaf` entry) a snap/1
+    /// server when snap/1 candidates are on.
+    fn candidate(&self, enr: &Enr) -> Result<DialCandidate, Incompatible> {
+        let leaf = match &self.ours {
+            Some(ours) => dial_candidate(enr, ours),
+            None => Err(Incompatible::NoLeafEntry),
+        };
+        match leaf {
+            Err(Incompatible::NoLeafEntry) => {
+                match &*self.snap_filter.lock().unwrap_or_else(PoisonError::into_inner) {
+                    Some(filter) => snap_dial_candidate(enr, filter),
+                    None => Err(Incompatible::NoLeafEntry),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Emits `enr` as a dial candidate if it is a compatible node not emitted before.
     fn consider(&mut self, enr: &Enr) {
         if enr.node_id() == self.local_id || self.emitted.contains(&enr.node_id()) {
             return;
         }
         self.stats.seen.fetch_add(1, Ordering::Relaxed);
-        let candidate = match dial_candidate(enr, &self.ours) {
+        let candidate = match self.candidate(enr) {
             Ok(candidate) => candidate,
             Err(why) => {
-                trace!(node = %enr.node_id(), %why, "discovered node is not a leaf peer");
+                trace!(node = %enr.node_id(), %why, "discovered node is not a compatible peer");
                 self.stats.incompatible.fetch_add(1, Ordering::Relaxed);
                 return;
             }

@@ -44,8 +44,12 @@ async fn leaf_node(
     let (discovery, rx) = Discovery::start(
         &secret,
         loopback_config(bootnodes, tcp_port),
-        chain.fork_id(0, 0),
-        LeafEnrEntry::for_chain(chain),
+        LocalRecord {
+            fork_id: chain.fork_id(0, 0),
+            leaf: Some(LeafEnrEntry::for_chain(chain)),
+            snap: false,
+        },
+        None,
     )
     .await
     .expect("discovery starts on loopback");
@@ -156,8 +160,12 @@ async fn start_fails_cleanly_on_a_busy_port() {
     let result = Discovery::start(
         &random_secret(),
         config,
-        chain.fork_id(0, 0),
-        LeafEnrEntry::for_chain(&chain),
+        LocalRecord {
+            fork_id: chain.fork_id(0, 0),
+            leaf: Some(LeafEnrEntry::for_chain(&chain)),
+            snap: false,
+        },
+        None,
     )
     .await;
     assert!(matches!(result, Err(DiscoveryError::Bind(_))));

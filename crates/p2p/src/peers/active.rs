@@ -98,6 +98,22 @@ pub(crate) enum SessionCommand {
     Disconnect(DisconnectReason),
 }
 
+impl SessionCommand {
+    /// Fails the request the command carries with `error` (the command could not reach its
+    /// session); other commands are dropped.
+    pub(crate) fn fail(self, error: RequestError) {
+        match self {
+            Self::Request { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Self::SnapRequest { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Self::NewHead(_) | Self::BlockRange(_) | Self::Disconnect(_) => {}
+        }
+    }
+}
+
 /// What a session tells the manager.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum SessionEvent {
@@ -247,11 +263,12 @@ impl ActiveSession {
     async fn on_command(&mut self, command: SessionCommand) -> Result<(), End> {
         match command {
             SessionCommand::Request { request, reply } => {
-                if !self.stream.speaks(Subprotocol::Leaf) {
-                    let _ = reply.send(Err(RequestError::NotSupported));
-                    return Ok(());
-                }
-                match self.tracker.start(request, reply, Instant::now()) {
+                let started = if self.stream.speaks(Subprotocol::Leaf) {
+                    self.tracker.start(request, reply, Instant::now())
+                } else {
+                    Err((RequestError::NotSupported, reply))
+                };
+                match started {
                     Ok(message) => {
                         let outgoing = (Subprotocol::Leaf, message.id(), message.encoded().into());
                         self.send(outgoing).await?;
@@ -262,15 +279,12 @@ impl ActiveSession {
                 }
             }
             SessionCommand::SnapRequest { request, reply } => {
-                if !self.stream.speaks(Subprotocol::Snap) {
-                    let _ = reply.send(Err(RequestError::NotSupported));
-                    return Ok(());
-                }
-                if request.is_response() {
-                    let _ = reply.send(Err(RequestError::NotARequest));
-                    return Ok(());
-                }
-                match self.snap_tracker.start(request, reply, Instant::now()) {
+                let started = match (self.stream.speaks(Subprotocol::Snap), request.is_response()) {
+                    (false, _) => Err((RequestError::NotSupported, reply)),
+                    (true, true) => Err((RequestError::NotARequest, reply)),
+                    (true, false) => self.snap_tracker.start(request, reply, Instant::now()),
+                };
+                match started {
                     Ok(message) => {
                         let outgoing = (Subprotocol::Snap, message.id(), message.encoded().into());
                         self.send(outgoing).await?;

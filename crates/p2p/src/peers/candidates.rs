@@ -1,8 +1,10 @@
 //! [`CandidateQueue`]: discovery's dial candidates waiting for an outbound slot, bounded in total
 //! and per IP and per subnet, so that one host (or one /24) handing out many identities cannot
-//! fill the queue and with it our outbound peer set (review finding M7).
+//! fill the queue and with it our outbound peer set (review finding M7). `leaf/1` candidates are
+//! dialed before snap/1 servers, and snap/1 servers make room first when the queue is full.
 
 use super::NodeRecord;
+use crate::discovery::CandidateKind;
 use std::{
     collections::{HashMap, VecDeque},
     net::IpAddr,
@@ -45,10 +47,12 @@ pub(crate) enum Refused {
     Subnet,
 }
 
-/// A FIFO of dial candidates with per-IP and per-subnet caps.
+/// Two FIFOs of dial candidates (`leaf/1` first, then snap/1) with shared per-IP and
+/// per-subnet caps.
 #[derive(Debug, Default)]
 pub(crate) struct CandidateQueue {
-    queue: VecDeque<NodeRecord>,
+    leaf: VecDeque<NodeRecord>,
+    snap: VecDeque<NodeRecord>,
     per_ip: HashMap<IpAddr, usize>,
     per_subnet: HashMap<[u8; 8], usize>,
 }
@@ -63,10 +67,12 @@ fn decrement<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
 }
 
 impl CandidateQueue {
-    /// Queues `record` unless a cap refuses it; drops the oldest candidate when full.
-    pub(crate) fn push(&mut self, record: NodeRecord) -> Result<(), Refused> {
+    /// Queues `record` as a candidate of `kind`, unless it is queued already or its IP or subnet
+    /// has its share; when the queue is full, the oldest snap/1 candidate (else the oldest
+    /// `leaf/1` one) makes room.
+    pub(crate) fn push(&mut self, record: NodeRecord, kind: CandidateKind) -> Result<(), Refused> {
         let ip = record.addr.ip().to_canonical();
-        if self.queue.iter().any(|r| r.id == record.id) {
+        if self.leaf.iter().chain(&self.snap).any(|r| r.id == record.id) {
             return Err(Refused::Duplicate);
         }
         if self.per_ip.get(&ip).copied().unwrap_or(0) >= MAX_QUEUED_CANDIDATES_PER_IP {
@@ -77,28 +83,38 @@ impl CandidateQueue {
         {
             return Err(Refused::Subnet);
         }
-        if self.queue.len() >= MAX_QUEUED_CANDIDATES {
-            let _ = self.pop();
+        if self.len() >= MAX_QUEUED_CANDIDATES {
+            let oldest = self.snap.pop_front().or_else(|| self.leaf.pop_front());
+            if let Some(oldest) = oldest {
+                self.forget(&oldest);
+            }
         }
         *self.per_ip.entry(ip).or_insert(0) += 1;
         *self.per_subnet.entry(subnet(ip)).or_insert(0) += 1;
-        self.queue.push_back(record);
+        match kind {
+            CandidateKind::Leaf => self.leaf.push_back(record),
+            CandidateKind::Snap => self.snap.push_back(record),
+        }
         Ok(())
     }
 
-    /// The oldest candidate.
+    /// The next candidate to dial: the oldest `leaf/1` one, else the oldest snap/1 one.
     pub(crate) fn pop(&mut self) -> Option<NodeRecord> {
-        let record = self.queue.pop_front()?;
-        let ip = record.addr.ip().to_canonical();
-        decrement(&mut self.per_ip, &ip);
-        decrement(&mut self.per_subnet, &subnet(ip));
+        let record = self.leaf.pop_front().or_else(|| self.snap.pop_front())?;
+        self.forget(&record);
         Some(record)
     }
 
+    /// Frees the shares of a record leaving the queue.
+    fn forget(&mut self, record: &NodeRecord) {
+        let ip = record.addr.ip().to_canonical();
+        decrement(&mut self.per_ip, &ip);
+        decrement(&mut self.per_subnet, &subnet(ip));
+    }
+
     /// Candidates queued.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.queue.len()
+        self.leaf.len() + self.snap.len()
     }
 }
 
@@ -107,6 +123,8 @@ mod tests {
     use super::*;
     use crate::PeerId;
     use std::net::SocketAddr;
+
+    const LEAF: CandidateKind = CandidateKind::Leaf;
 
     fn record(n: u32, addr: &str) -> NodeRecord {
         let mut id = [0u8; 64];
@@ -120,20 +138,43 @@ mod tests {
     fn one_ip_or_subnet_cannot_fill_the_queue() {
         let mut queue = CandidateQueue::default();
         let queued =
-            (0..200).filter(|n| queue.push(record(*n, "203.0.113.7:30303")).is_ok()).count();
+            (0..200).filter(|n| queue.push(record(*n, "203.0.113.7:30303"), LEAF).is_ok()).count();
         assert_eq!(queued, MAX_QUEUED_CANDIDATES_PER_IP);
         let queued = (200..400)
-            .filter(|n| queue.push(record(*n, &format!("203.0.113.{}:30303", n % 250))).is_ok())
+            .filter(|n| {
+                queue.push(record(*n, &format!("203.0.113.{}:30303", n % 250)), LEAF).is_ok()
+            })
             .count();
         assert_eq!(queued + MAX_QUEUED_CANDIDATES_PER_IP, MAX_QUEUED_CANDIDATES_PER_SUBNET);
         assert_eq!(queue.len(), MAX_QUEUED_CANDIDATES_PER_SUBNET);
-        assert_eq!(queue.push(record(999, "198.51.100.1:30303")), Ok(()));
-        assert_eq!(queue.push(record(999, "198.51.100.2:30303")), Err(Refused::Duplicate));
+        assert_eq!(queue.push(record(999, "198.51.100.1:30303"), LEAF), Ok(()));
+        assert_eq!(queue.push(record(999, "198.51.100.2:30303"), LEAF), Err(Refused::Duplicate));
         // Popping frees the IP's share again.
         let first = queue.pop().expect("oldest");
         assert_eq!(first.addr.ip().to_string(), "203.0.113.7");
-        assert_eq!(queue.push(record(1000, "203.0.113.7:30303")), Ok(()));
-        assert_eq!(queue.push(record(1001, "203.0.113.99:30303")), Err(Refused::Subnet));
+        assert_eq!(queue.push(record(1000, "203.0.113.7:30303"), LEAF), Ok(()));
+        assert_eq!(queue.push(record(1001, "203.0.113.99:30303"), LEAF), Err(Refused::Subnet));
+    }
+
+    #[test]
+    fn leaf_candidates_are_dialed_first_and_snap_ones_make_room() {
+        let mut queue = CandidateQueue::default();
+        let addr = |n: u32| format!("10.{}.{}.1:30303", n / 256, n % 256);
+        assert_eq!(queue.push(record(1, &addr(1)), CandidateKind::Snap), Ok(()));
+        assert_eq!(queue.push(record(2, &addr(2)), LEAF), Ok(()));
+        assert_eq!(queue.push(record(2, &addr(3)), CandidateKind::Snap), Err(Refused::Duplicate));
+        assert_eq!(queue.pop().map(|r| r.id), Some(record(2, "10.0.0.1:1").id));
+        assert_eq!(queue.pop().map(|r| r.id), Some(record(1, "10.0.0.1:1").id));
+        assert_eq!(queue.pop(), None);
+        // Full of leaf candidates but one snap/1 server: the snap/1 server makes room.
+        assert_eq!(queue.push(record(0, &addr(0)), CandidateKind::Snap), Ok(()));
+        for n in 1..MAX_QUEUED_CANDIDATES as u32 {
+            assert_eq!(queue.push(record(n, &addr(n)), LEAF), Ok(()));
+        }
+        assert_eq!(queue.push(record(9999, &addr(9999)), LEAF), Ok(()));
+        assert_eq!(queue.len(), MAX_QUEUED_CANDIDATES);
+        assert_eq!(queue.pop().map(|r| r.id), Some(record(1, "10.0.0.1:1").id));
+        assert!(std::iter::from_fn(|| queue.pop()).all(|r| r.id != record(0, "10.0.0.1:1").id));
     }
 
     #[test]
@@ -141,7 +182,7 @@ mod tests {
         let mut queue = CandidateQueue::default();
         for n in 0..(MAX_QUEUED_CANDIDATES as u32 + 10) {
             let addr = format!("10.{}.{}.1:30303", n / 256, n % 256);
-            assert_eq!(queue.push(record(n, &addr)), Ok(()));
+            assert_eq!(queue.push(record(n, &addr), LEAF), Ok(()));
         }
         assert_eq!(queue.len(), MAX_QUEUED_CANDIDATES);
         assert_eq!(queue.pop().map(|r| r.id), Some(record(10, "10.0.0.1:1").id));

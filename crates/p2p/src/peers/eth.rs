@@ -171,6 +171,22 @@ impl std::fmt::Debug for EthConfig {
     }
 }
 
+/// The fork id of our node record's `eth` entry: the execution client's when eth is enabled
+/// (it is the one our eth Status announces), else our leafdb head's.
+pub(crate) fn record_fork_id(
+    chain: &ChainSpec,
+    head: &watch::Receiver<super::LocalHead>,
+    eth: Option<&EthConfig>,
+) -> ForkId {
+    match eth {
+        Some(eth) => eth.head.borrow().fork_id(chain),
+        None => {
+            let local = *head.borrow();
+            chain.fork_id(local.head.number, local.timestamp)
+        }
+    }
+}
+
 /// Whether a move of our head from `sent` (the range last announced) to `next` is worth a
 /// `BlockRangeUpdate` (geth's rule: every [`BLOCK_RANGE_UPDATE_INTERVAL`] blocks forward, at
 /// once backwards).

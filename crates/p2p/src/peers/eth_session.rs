@@ -1,12 +1,12 @@
 //! [`EthSession`]: the `eth/69` side of one session, a quiet peer. Announcements are ignored,
-//! `BlockRangeUpdate`s checked and passed on at most once per [`NEW_HEAD_MIN_INTERVAL`],
+//! `BlockRangeUpdate`s checked and passed on at most once per `NEW_HEAD_MIN_INTERVAL`,
 //! `GetBlockHeaders` answered from the [`HeaderSource`] (bounded in count, bytes, concurrency
 //! and time; empty on any failure), the other requests answered empty, and responses (we send
 //! no eth requests) reported as unsolicited.
 
 use super::{
     HEADER_SOURCE_TIMEOUT, HeaderSource, MAX_CONCURRENT_HEADER_CALLS_PER_PEER, MAX_HEAD_NUMBER,
-    MAX_HEADERS_RESPONSE_BYTES, NEW_HEAD_MIN_INTERVAL, serving::Outgoing,
+    MAX_HEADERS_RESPONSE_BYTES, heads::Throttle, serving::Outgoing,
 };
 use crate::{
     PeerId,
@@ -47,10 +47,8 @@ pub(crate) struct EthSession {
     requests: ServedRequests,
     queued: VecDeque<GetBlockHeaders>,
     calls: JoinSet<(u64, Vec<Bytes>)>,
-    /// A range waiting for `next_range`.
-    pending: Option<BlockRangeUpdate>,
-    /// When the next range may be passed on.
-    next_range: Instant,
+    /// Passes the peer's ranges on at most once per `NEW_HEAD_MIN_INTERVAL`.
+    ranges: Throttle<BlockRangeUpdate>,
 }
 
 impl EthSession {
@@ -62,8 +60,7 @@ impl EthSession {
             requests: ServedRequests::default(),
             queued: VecDeque::new(),
             calls: JoinSet::new(),
-            pending: None,
-            next_range: now,
+            ranges: Throttle::new(now),
         }
     }
 
@@ -99,29 +96,17 @@ impl EthSession {
         if range.latest > MAX_HEAD_NUMBER {
             return EthAction::InvalidRange;
         }
-        if now >= self.next_range {
-            self.next_range = now + NEW_HEAD_MIN_INTERVAL;
-            self.pending = None;
-            EthAction::Range(range)
-        } else {
-            self.pending = Some(range);
-            EthAction::None
-        }
+        self.ranges.offer(range, now).map_or(EthAction::None, EthAction::Range)
     }
 
     /// When a pending range is due.
     pub(crate) fn range_due(&self) -> Option<Instant> {
-        self.pending.map(|_| self.next_range)
+        self.ranges.due()
     }
 
     /// The pending range, if due at `now`.
     pub(crate) fn take_due_range(&mut self, now: Instant) -> Option<BlockRangeUpdate> {
-        if now < self.next_range {
-            return None;
-        }
-        let range = self.pending.take()?;
-        self.next_range = now + NEW_HEAD_MIN_INTERVAL;
-        Some(range)
+        self.ranges.take_due(now)
     }
 
     /// Whether header calls are running.

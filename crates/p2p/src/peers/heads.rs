@@ -40,21 +40,63 @@ pub enum InvalidHead {
     },
 }
 
+/// At most one value per [`NEW_HEAD_MIN_INTERVAL`] passed on; a value offered too soon waits,
+/// replaced by any later one (the latest wins), until the interval is over. Rate-limits a peer's
+/// `NewHead`s and `BlockRangeUpdate`s alike.
+#[derive(Debug)]
+pub(crate) struct Throttle<T> {
+    /// When the next value may be passed on.
+    next_allowed: Instant,
+    /// A value waiting for `next_allowed`.
+    pending: Option<T>,
+}
+
+impl<T: Copy> Throttle<T> {
+    /// A throttle that passes the first value at once.
+    pub(crate) fn new(now: Instant) -> Self {
+        Self { next_allowed: now, pending: None }
+    }
+
+    /// `value` arrived at `now`: the value to pass on now, if any.
+    pub(crate) fn offer(&mut self, value: T, now: Instant) -> Option<T> {
+        if now >= self.next_allowed {
+            self.next_allowed = now + NEW_HEAD_MIN_INTERVAL;
+            self.pending = None;
+            Some(value)
+        } else {
+            self.pending = Some(value);
+            None
+        }
+    }
+
+    /// When a pending value is due, if one waits.
+    pub(crate) fn due(&self) -> Option<Instant> {
+        self.pending.map(|_| self.next_allowed)
+    }
+
+    /// The pending value, if it is due at `now`.
+    pub(crate) fn take_due(&mut self, now: Instant) -> Option<T> {
+        if now < self.next_allowed {
+            return None;
+        }
+        let value = self.pending.take()?;
+        self.next_allowed = now + NEW_HEAD_MIN_INTERVAL;
+        Some(value)
+    }
+}
+
 /// The check and the rate limit of one peer's heads.
 #[derive(Debug)]
 pub(crate) struct HeadFilter {
     /// The latest accepted head (passed on or pending).
     last: ChainHead,
-    /// When the next head may be passed on.
-    next_allowed: Instant,
-    /// An accepted head waiting for `next_allowed`.
-    pending: Option<ChainHead>,
+    throttle: Throttle<ChainHead>,
 }
 
 impl HeadFilter {
     /// A filter for a peer whose `Status` announced `head`.
     pub(crate) fn new(head: ChainHead, now: Instant) -> Self {
-        Self { last: head, next_allowed: now, pending: None }
+        Self { last: head, throttle: Throttle::new(now) }
     }
 
     /// A `NewHead` arrived at `now`: the head to pass on now, if any. A refused head changes
@@ -77,29 +119,17 @@ impl HeadFilter {
             return Ok(None);
         }
         self.last = head;
-        if now >= self.next_allowed {
-            self.next_allowed = now + NEW_HEAD_MIN_INTERVAL;
-            self.pending = None;
-            Ok(Some(head))
-        } else {
-            self.pending = Some(head);
-            Ok(None)
-        }
+        Ok(self.throttle.offer(head, now))
     }
 
     /// When a pending head is due, if one waits.
     pub(crate) fn due(&self) -> Option<Instant> {
-        self.pending.map(|_| self.next_allowed)
+        self.throttle.due()
     }
 
     /// The pending head, if it is due at `now`.
     pub(crate) fn take_due(&mut self, now: Instant) -> Option<ChainHead> {
-        if now < self.next_allowed {
-            return None;
-        }
-        let head = self.pending.take()?;
-        self.next_allowed = now + NEW_HEAD_MIN_INTERVAL;
-        Some(head)
+        self.throttle.take_due(now)
     }
 }
 

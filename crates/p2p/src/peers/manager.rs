@@ -11,7 +11,7 @@ use super::{
         ActiveSession, ResponseSender, SESSION_COMMAND_CHANNEL_CAPACITY, SessionCommand,
         SessionEvent, SnapResponseSender,
     },
-    eth::should_announce,
+    eth::{record_fork_id, should_announce},
     eth_session::EthSession,
     events::{
         Direction, DiscoveryCounters, EthPeerInfo, NetworkEvent, PeerInfo, PenaltyReason, SessionId,
@@ -155,8 +155,7 @@ impl PeerManager {
             Some((d, c)) => (Some(d), Some(c)),
             None => (None, None),
         };
-        let local = *parts.head.borrow();
-        let fork_id = parts.params.chain.fork_id(local.head.number, local.timestamp);
+        let fork_id = record_fork_id(&parts.params.chain, &parts.head, parts.eth.as_ref());
         let limits = Limits {
             max_inbound: parts.max_inbound,
             max_inbound_per_ip: parts.max_inbound_per_ip,
@@ -299,27 +298,32 @@ impl PeerManager {
 
     fn on_candidate(&mut self, candidate: &DialCandidate) {
         let record = NodeRecord { id: candidate.peer_id, addr: candidate.tcp_addr };
-        if let Err(why) = self.table.push_candidate(record) {
+        if let Err(why) = self.table.push_candidate(record, candidate.kind) {
             trace!(peer = %record.id, addr = %record.addr, ?why, "dial candidate not queued");
         }
         self.dial_pass();
     }
 
     fn announce_head(&mut self) {
-        let local = *self.head.borrow_and_update();
-        let head = local.head;
-        let fork_id = self.params.chain.fork_id(head.number, local.timestamp);
-        if fork_id != self.fork_id
-            && let Some(discovery) = &self.discovery
-        {
-            // Our head crossed a fork: peers filter on the `eth` entry of our record.
-            if discovery.update_fork_id(fork_id) {
-                self.fork_id = fork_id;
-            }
-        }
+        let head = self.head.borrow_and_update().head;
+        self.update_record();
         for (_, peer) in self.table.connected() {
             // A session whose queue is full misses this head; the next one supersedes it.
             let _ = peer.entry.commands.try_send(SessionCommand::NewHead(head));
+        }
+    }
+
+    /// Keeps our discv5 record's `eth` fork id and the snap/1 candidates' fork filter at our
+    /// head: peers filter on the `eth` entry, and a head that crossed a fork changes it.
+    fn update_record(&mut self) {
+        let Some(discovery) = &self.discovery else { return };
+        let chain = &self.params.chain;
+        if let Some(eth) = &self.eth {
+            discovery.update_snap_filter(eth.head.borrow().fork_filter(chain));
+        }
+        let fork_id = record_fork_id(chain, &self.head, self.eth.as_ref());
+        if fork_id != self.fork_id && discovery.update_fork_id(fork_id) {
+            self.fork_id = fork_id;
         }
     }
 
@@ -328,7 +332,11 @@ impl PeerManager {
     fn announce_range(&mut self) {
         let Some(eth) = &mut self.eth else { return };
         let range = eth.head.borrow_and_update().range();
-        if self.range_sent.is_some_and(|sent| !should_announce(&sent, &range)) {
+        self.update_record();
+        // geth drops a peer for a zero latest hash: a head without one is not announced.
+        if range.latest_hash.is_zero()
+            || self.range_sent.is_some_and(|sent| !should_announce(&sent, &range))
+        {
             return;
         }
         self.range_sent = Some(range);
@@ -392,47 +400,10 @@ impl PeerManager {
                 }
             }
             Command::Request { peer, request, reply } => {
-                let Some(Connected { entry, .. }) = self.table.get(&peer) else {
-                    let _ = reply.send(Err(RequestError::UnknownPeer));
-                    return;
-                };
-                match entry.commands.try_send(SessionCommand::Request { request, reply }) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(SessionCommand::Request {
-                        reply, ..
-                    })) => {
-                        let _ = reply.send(Err(RequestError::PeerBusy));
-                    }
-                    Err(mpsc::error::TrySendError::Closed(SessionCommand::Request {
-                        reply,
-                        ..
-                    })) => {
-                        let _ = reply.send(Err(RequestError::Disconnected));
-                    }
-                    Err(_) => {}
-                }
+                self.to_session(peer, SessionCommand::Request { request, reply });
             }
             Command::SnapRequest { peer, request, reply } => {
-                let Some(Connected { entry, .. }) = self.table.get(&peer) else {
-                    let _ = reply.send(Err(RequestError::UnknownPeer));
-                    return;
-                };
-                match entry.commands.try_send(SessionCommand::SnapRequest { request, reply }) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(SessionCommand::SnapRequest {
-                        reply,
-                        ..
-                    })) => {
-                        let _ = reply.send(Err(RequestError::PeerBusy));
-                    }
-                    Err(mpsc::error::TrySendError::Closed(SessionCommand::SnapRequest {
-                        reply,
-                        ..
-                    })) => {
-                        let _ = reply.send(Err(RequestError::Disconnected));
-                    }
-                    Err(_) => {}
-                }
+                self.to_session(peer, SessionCommand::SnapRequest { request, reply });
             }
             Command::Report { peer, class } => self.penalise(peer, class, PenaltyReason::Reported),
             Command::Disconnect { peer, reason } => {
@@ -448,6 +419,22 @@ impl PeerManager {
             }
             // Handled by the loop.
             Command::Shutdown(_) => {}
+        }
+    }
+
+    /// Hands a request to `peer`'s session without waiting: it fails at once when the peer is
+    /// not connected, its session's queue is full, or the session is gone.
+    fn to_session(&self, peer: PeerId, command: SessionCommand) {
+        let Some(Connected { entry, .. }) = self.table.get(&peer) else {
+            command.fail(RequestError::UnknownPeer);
+            return;
+        };
+        match entry.commands.try_send(command) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(command)) => command.fail(RequestError::PeerBusy),
+            Err(mpsc::error::TrySendError::Closed(command)) => {
+                command.fail(RequestError::Disconnected)
+            }
         }
     }
 

@@ -2,13 +2,14 @@
 
 use super::{
     NetworkConfig, NodeRecord,
+    eth::record_fork_id,
     events::{DiscoveryCounters, EVENT_CHANNEL_CAPACITY, NetworkEvent, PeerInfo},
     manager::{COMMAND_CHANNEL_CAPACITY, Command, ManagerParts, PeerManager},
 };
 use crate::{
     PeerId, PenaltyClass,
     chain::{ChainSpecError, Enr},
-    discovery::{Discovery, DiscoveryError, LeafEnrEntry},
+    discovery::{Discovery, DiscoveryError, LeafEnrEntry, LocalRecord},
     ecies::id_from_pk,
     leaf::{LeafRequest, LeafResponse},
     p2pstream::{DisconnectReason, HelloMessageWithProtocols},
@@ -58,16 +59,16 @@ impl Network {
         let discovery = match config.discovery {
             Some(mut discovery_config) => {
                 discovery_config.tcp_port = local_addr.port();
-                let local = *config.head.borrow();
-                let fork_id = config.chain.fork_id(local.head.number, local.timestamp);
+                let record = LocalRecord {
+                    fork_id: record_fork_id(&config.chain, &config.head, config.eth.as_ref()),
+                    leaf: config.leaf.then(|| LeafEnrEntry::for_chain(&config.chain)),
+                    snap: config.eth.as_ref().is_some_and(|eth| eth.snap.is_some()),
+                };
+                let snap_filter =
+                    config.eth.as_ref().map(|eth| eth.head.borrow().fork_filter(&config.chain));
                 Some(
-                    Discovery::start(
-                        &config.secret_key,
-                        discovery_config,
-                        fork_id,
-                        LeafEnrEntry::for_chain(&config.chain),
-                    )
-                    .await?,
+                    Discovery::start(&config.secret_key, discovery_config, record, snap_filter)
+                        .await?,
                 )
             }
             None => None,

@@ -12,7 +12,7 @@ use super::{
     events::Direction,
     score::{PeerScores, ScoreState},
 };
-use crate::{PeerId, PenaltyClass, p2pstream::DisconnectReason};
+use crate::{PeerId, PenaltyClass, discovery::CandidateKind, p2pstream::DisconnectReason};
 use std::{
     collections::{HashMap, HashSet},
     net::{IpAddr, SocketAddr},
@@ -231,9 +231,13 @@ impl<E> PeerTable<E> {
         true
     }
 
-    /// Queues a discovered dial candidate.
-    pub(crate) fn push_candidate(&mut self, record: NodeRecord) -> Result<(), Refused> {
-        self.queue.push(record)
+    /// Queues a discovered dial candidate (`leaf/1` candidates are dialed first).
+    pub(crate) fn push_candidate(
+        &mut self,
+        record: NodeRecord,
+        kind: CandidateKind,
+    ) -> Result<(), Refused> {
+        self.queue.push(record, kind)
     }
 
     fn may_dial(&mut self, peer: &PeerId, now: Instant) -> bool {

@@ -28,7 +28,7 @@ pub const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// codec refuses a larger one at its header, before buffering the body.
 pub const MAX_SESSION_FRAME_SIZE: usize = frame_size(MAX_RESPONSE_MESSAGE_SIZE);
 
-/// Largest RLPx frame body of a session that speaks `eth/69` (and so `snap/1`): the same worst
+/// Largest RLPx frame body of a session that speaks `eth/69` (and `snap/1`): the same worst
 /// case for geth's 10 MiB `maxMessageSize` (~11.7 MiB, still below the 24-bit 16 MiB), so that
 /// every message geth may send is accepted.
 pub const MAX_ETH_SESSION_FRAME_SIZE: usize = frame_size(eth::protocol::MAX_MESSAGE_SIZE);
@@ -113,9 +113,7 @@ pub async fn establish_authenticated(
     .await?;
     // No frame has been decoded past the Hello yet, so the next header meets the new limit:
     // leaf/1's largest message, or geth's when eth/69 is shared.
-    let eth = status.eth.is_some()
-        && p2p.capability(Subprotocol::Eth.name()).is_some()
-        && p2p.capability(Subprotocol::Snap.name()).is_some();
+    let eth = status.eth.is_some() && p2p.capability(Subprotocol::Eth.name()).is_some();
     let (frame, message) = if eth {
         (MAX_ETH_SESSION_FRAME_SIZE, eth::protocol::MAX_MESSAGE_SIZE)
     } else {

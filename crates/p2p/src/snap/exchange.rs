@@ -6,7 +6,7 @@ use super::{
     SnapMessage,
     types::{AccountRange, ByteCodes, StorageRanges, TrieNodes},
 };
-use crate::requests::{ResponseViolation, TrackedRequest};
+use crate::requests::TrackedRequest;
 
 impl SnapMessage {
     /// The message with its request id replaced by `request_id`.
@@ -84,22 +84,23 @@ impl TrackedRequest for SnapMessage {
         self.clone().with_request_id(request_id)
     }
 
-    fn check_response(&self, response: &Self) -> Result<(), ResponseViolation> {
-        if !self.is_answered_by(response) {
-            return Err(ResponseViolation::WrongType);
-        }
-        match self.max_response_items() {
-            Some(requested) if response.item_count() > requested => {
-                Err(ResponseViolation::TooManyItems { got: response.item_count(), requested })
-            }
-            _ => Ok(()),
-        }
+    fn answered_by(&self, response: &Self) -> bool {
+        self.is_answered_by(response)
+    }
+
+    fn max_items(&self) -> Option<usize> {
+        self.max_response_items()
+    }
+
+    fn items(response: &Self) -> usize {
+        response.item_count()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::requests::ResponseViolation;
     use crate::snap::{GetByteCodes, GetTrieNodes, TrieNodePathSet};
     use alloy_primitives::{B256, Bytes};
 

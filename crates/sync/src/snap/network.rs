@@ -16,7 +16,7 @@ use leafsync_p2p::{
 use tokio::sync::watch;
 
 use super::SnapTransport;
-use crate::peer::PeerFuture;
+use crate::peer::{PeerFuture, report_in_background};
 
 /// The head a snap/1 peer is taken to have. snap/1 serves state by root, and eth/69 announces
 /// only the peer's latest block number and hash, no state root. A geth keeps the state of its
@@ -81,14 +81,8 @@ impl SnapTransport for NetworkSnapPeer {
         Box::pin(async move { handle.snap_request(id, request).await })
     }
 
-    /// Sent from a task of its own, like `NetworkPeer::penalise`.
     fn penalise(&self, class: PenaltyClass) {
-        let (handle, id) = (self.handle.clone(), self.id);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = handle.report(id, class).await;
-            });
-        }
+        report_in_background(&self.handle, self.id, class);
     }
 }
 

@@ -105,7 +105,7 @@ fn dials_fill_outbound_slots_once_and_back_off_after_failures() {
     assert_eq!(t.outbound_count(), 2, "trusted dials do not count");
     // Nothing is dialed twice while in progress, and no slot is free.
     assert!(t.dial_candidates(now).is_empty());
-    assert_eq!(t.push_candidate(record(7)), Ok(()));
+    assert_eq!(t.push_candidate(record(7), crate::discovery::CandidateKind::Leaf), Ok(()));
     assert!(t.dial_candidates(now).is_empty(), "outbound slots are full");
     // A failed dial frees its slot for a candidate; the failed peer waits for its backoff.
     let failed = first.iter().find(|r| r.id != id(9)).map(|r| r.id).unwrap_or_default();
