@@ -19,7 +19,10 @@ use std::{
 use alloy_primitives::{Address, keccak256};
 use leafsync_ingest::RpcClient;
 use serde_json::{Value, json};
-use support::{Killed, WAIT, leafsync, line_with, sigterm_and_wait, spawn_daemon};
+use support::{
+    Killed, WAIT, assert_head_is_els, leafsync, line_with, sigterm_and_wait, spawn_daemon, status,
+    verify_clean, wait_followed_to, wait_status, wait_synced_at,
+};
 
 /// One anvil at a time: two tests starting theirs at once could pick the same free port (each
 /// binds port 0 and lets it go before anvil binds it) and then share one chain.
@@ -84,25 +87,6 @@ async fn anvil() -> (tokio::sync::MutexGuard<'static, ()>, Killed, SocketAddr) {
     (turn, anvil, addr)
 }
 
-fn status(admin: &str) -> Value {
-    let out = leafsync().args(["status", "--rpc", admin, "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Polls `leafsync status` until `done` accepts it (bounded by [`WAIT`]).
-async fn wait_status(admin: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let s = status(admin);
-        if done(&s) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{what}: {s}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// anvil's genesis state as a bare alloc file in `dir`.
 async fn genesis_file(rpc: &mut RpcClient, dir: &Path) -> PathBuf {
     let hex: String = rpc.call("anvil_dumpState", json!([])).await.unwrap();
@@ -128,14 +112,6 @@ async fn mine(rpc: &mut RpcClient, from: u64, to: u64) {
         }
         let _: Value = rpc.call("evm_mine", json!([])).await.unwrap();
     }
-}
-
-/// The daemon's head is anvil's block `number`: same hash, same state root.
-async fn assert_head_is_anvils(s: &Value, rpc: &mut RpcClient, number: u64) {
-    let block = rpc.block(number).await.unwrap();
-    assert_eq!(s["sync"]["head"]["number"], number, "{s}");
-    assert_eq!(s["sync"]["head"]["stateRoot"], block.state_root.to_string(), "{s}");
-    assert_eq!(s["sync"]["head"]["hash"], block.hash.to_string(), "{s}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,7 +140,7 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
     mine(&mut rpc, 0, BLOCKS).await;
     let s = wait_status(&admin, "daemon did not follow", |s| s["sync"]["head"]["number"] == BLOCKS)
         .await;
-    assert_head_is_anvils(&s, &mut rpc, BLOCKS).await;
+    assert_head_is_els(&s, &mut rpc, BLOCKS).await;
     assert_eq!(s["sync"]["follow"]["blocksApplied"], BLOCKS);
     assert_eq!(s["sync"]["follow"]["mismatchingBlocks"], 0);
     assert_eq!(s["sync"]["follow"]["blocksBehind"], 0);
@@ -207,29 +183,15 @@ async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
     std::fs::write(&b_cfg, config("b", &[enr.as_str()], None)).unwrap();
     let (mut b, b_lines) = spawn_daemon(&b_cfg, &dir.path().join("b.log"));
     let b_admin = line_with(&b_lines, "admin: ");
-    let s = wait_status(&b_admin, "B did not sync A's state and start following", |s| {
-        s["sync"]["phase"] == "following" && !s["sync"]["head"].is_null()
-    })
-    .await;
+    let s = wait_synced_at(&b_admin, &mut rpc, FIRST).await;
     let synced = &s["sync"]["stateSync"];
-    assert_eq!(synced["phase"], "done", "{s}");
-    assert_eq!(synced["pivot"]["number"], FIRST, "the pivot is anvil's head: {s}");
-    let pivot = rpc.block(FIRST).await.unwrap();
-    assert_eq!(synced["pivot"]["stateRoot"], pivot.state_root.to_string(), "{s}");
     assert!(synced["accounts"].as_u64().unwrap() > 0, "{s}");
     assert_eq!(s["peers"].as_array().map(Vec::len), Some(1), "B found A: {s}");
 
     // New blocks: both follow them, B from its synced pivot on.
     mine(&mut rpc, FIRST, FIRST + MORE).await;
     let end = FIRST + MORE;
-    for (name, admin) in [("A", &a_admin), ("B", &b_admin)] {
-        let s = wait_status(admin, &format!("{name} did not follow the new blocks"), |s| {
-            s["sync"]["head"]["number"] == end
-        })
-        .await;
-        assert_head_is_anvils(&s, &mut rpc, end).await;
-        assert_eq!(s["sync"]["follow"]["mismatchingBlocks"], 0, "{name}: {s}");
-    }
+    wait_followed_to(&[("A", &a_admin), ("B", &b_admin)], &mut rpc, end).await;
     let text = leafsync().args(["status", "--rpc", &b_admin]).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(
@@ -239,13 +201,8 @@ async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
 
     sigterm_and_wait(&mut b);
     sigterm_and_wait(&mut a);
-    let verify = leafsync()
-        .args(["tool", "verify", "--datadir", dir.path().join("b").to_str().unwrap()])
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&verify.stdout);
     let end_root = rpc.block(end).await.unwrap().state_root.to_string();
-    assert!(verify.status.success() && report.contains(&end_root), "{report}");
+    verify_clean(&dir.path().join("b"), &end_root);
 }
 
 /// The `[el]` section: anvil's WebSocket at `addr`, and the genesis file to bootstrap from.

@@ -11,14 +11,10 @@ mod support;
 #[path = "../../../crates/ingest/tests/common/mod.rs"]
 mod workload;
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
+use support::{
+    leafsync, line_with, sigterm_and_wait, spawn_daemon, verify_clean, wait_followed_to,
+    wait_status, wait_synced_at,
 };
-
-use leafsync_ingest::RpcClient;
-use serde_json::Value;
-use support::{WAIT, leafsync, line_with, sigterm_and_wait, spawn_daemon};
 use workload::{Anvil, Workload, anvil_binary, dump_state_alloc};
 
 /// Blocks mined before B starts: deployments every 4th block, storage writes from the second
@@ -26,33 +22,6 @@ use workload::{Anvil, Workload, anvil_binary, dump_state_alloc};
 const FIRST: u64 = 12;
 /// Blocks mined while both follow.
 const MORE: u64 = 4;
-
-fn status(admin: &str) -> Value {
-    let out = leafsync().args(["status", "--rpc", admin, "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Polls `leafsync status` until `done` accepts it (bounded by [`WAIT`]).
-async fn wait_status(admin: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let s = status(admin);
-        if done(&s) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{what}: {s}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The daemon's head is anvil's block `number`: same hash, same state root.
-async fn assert_head_is_anvils(s: &Value, rpc: &mut RpcClient, number: u64) {
-    let block = rpc.block(number).await.unwrap();
-    assert_eq!(s["sync"]["head"]["number"], number, "{s}");
-    assert_eq!(s["sync"]["head"]["stateRoot"], block.state_root.to_string(), "{s}");
-    assert_eq!(s["sync"]["head"]["hash"], block.hash.to_string(), "{s}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
@@ -93,15 +62,8 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
     std::fs::write(&b_cfg, b_toml).unwrap();
     let (mut b, b_lines) = spawn_daemon(&b_cfg, &dir.path().join("b.log"));
     let b_admin = line_with(&b_lines, "admin: ");
-    let s = wait_status(&b_admin, "B did not sync over snap/1 and start following", |s| {
-        s["sync"]["phase"] == "following" && !s["sync"]["head"].is_null()
-    })
-    .await;
+    let s = wait_synced_at(&b_admin, &mut rpc, FIRST).await;
     let synced = &s["sync"]["stateSync"];
-    assert_eq!(synced["phase"], "done", "{s}");
-    assert_eq!(synced["pivot"]["number"], FIRST, "the pivot is anvil's head: {s}");
-    let pivot = rpc.block(FIRST).await.unwrap();
-    assert_eq!(synced["pivot"]["stateRoot"], pivot.state_root.to_string(), "{s}");
     assert!(synced["slots"].as_u64().unwrap() > 0 && synced["codes"].as_u64().unwrap() > 0, "{s}");
     let peers = s["peers"].as_array().unwrap();
     assert_eq!(peers.len(), 1, "B's only peer is A: {s}");
@@ -113,14 +75,7 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
         workload.mine_block(&mut rpc).await;
     }
     let end = FIRST + MORE;
-    for (name, admin) in [("A", &a_admin), ("B", &b_admin)] {
-        let s = wait_status(admin, &format!("{name} did not follow the new blocks"), |s| {
-            s["sync"]["head"]["number"] == end
-        })
-        .await;
-        assert_head_is_anvils(&s, &mut rpc, end).await;
-        assert_eq!(s["sync"]["follow"]["mismatchingBlocks"], 0, "{name}: {s}");
-    }
+    wait_followed_to(&[("A", &a_admin), ("B", &b_admin)], &mut rpc, end).await;
     let text = leafsync().args(["status", "--rpc", &b_admin]).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("sync:    done at pivot") && text.contains(" snap "), "{text}");
@@ -128,14 +83,4 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
     sigterm_and_wait(&mut b);
     sigterm_and_wait(&mut a);
     verify_clean(&dir.path().join("b"), &rpc.block(end).await.unwrap().state_root.to_string());
-}
-
-/// `leafsync tool verify` on `datadir` succeeds and reports `root`.
-fn verify_clean(datadir: &Path, root: &str) {
-    let verify = leafsync()
-        .args(["tool", "verify", "--datadir", datadir.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&verify.stdout);
-    assert!(verify.status.success() && report.contains(root), "{report}");
 }

@@ -46,7 +46,7 @@ pub(crate) async fn eth_config(
 ) -> Result<EthConfig, CliError> {
     let (head, headers): (_, Arc<dyn HeaderSource>) = match el_rpc {
         Some(url) => {
-            let head = el_eth_head(url, chain, stop).await?;
+            let head = el_eth_head(url, stop).await?;
             (head, Arc::new(ElHeaderSource(Arc::new(ElHeaders::new(url)?))))
         }
         None => (leafdb_eth_head(db, chain, stop), Arc::new(leafsync_p2p::peers::NoHeaders)),
@@ -124,7 +124,6 @@ fn eth_head(head: &BlockHeader, fork_id: Option<ForkId>) -> EthHead {
 /// `eth_config`, read again once the head passes the next fork.
 async fn el_eth_head(
     url: &str,
-    chain: &ChainSpec,
     stop: CancellationToken,
 ) -> Result<watch::Receiver<EthHead>, CliError> {
     let mut heads = head_feed(url, HEAD_POLL_INTERVAL).await?;
@@ -132,18 +131,8 @@ async fn el_eth_head(
     let mut fork_id = el_fork_id(&mut rpc).await;
     let first = eth_head(&heads.borrow_and_update(), fork_id);
     let (tx, rx) = watch::channel(first);
-    let genesis_hash = chain.genesis_hash;
     tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tx.closed() => return,
-                changed = heads.changed() => if changed.is_err() { return },
-            }
-            let head = *heads.borrow_and_update();
-            if head.number == 0 && head.hash != genesis_hash {
-                warn!(hash = %head.hash, "the execution client's genesis is not the chain's");
-            }
+        while let Some(head) = next_value(&mut heads, &tx, &stop).await {
             if fork_id.is_some_and(|id| past_next_fork(&id, &head)) {
                 fork_id = el_fork_id(&mut rpc).await;
             }
@@ -151,6 +140,20 @@ async fn el_eth_head(
         }
     });
     Ok(rx)
+}
+
+/// The next value of `from`; `None` once `stop` is cancelled, `from`'s sender is gone or `to`
+/// has no receivers left.
+async fn next_value<T: Copy, U>(
+    from: &mut watch::Receiver<T>,
+    to: &watch::Sender<U>,
+    stop: &CancellationToken,
+) -> Option<T> {
+    tokio::select! {
+        () = stop.cancelled() => None,
+        () = to.closed() => None,
+        changed = from.changed() => changed.ok().map(|()| *from.borrow_and_update()),
+    }
 }
 
 /// Without an execution client: the leafdb's head as our eth/69 head (the genesis until it has
@@ -168,13 +171,8 @@ fn leafdb_eth_head(
     };
     let (tx, rx) = watch::channel(of(*heads.borrow_and_update()));
     tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tx.closed() => return,
-                changed = heads.changed() => if changed.is_err() { return },
-            }
-            tx.send_replace(of(*heads.borrow_and_update()));
+        while let Some(head) = next_value(&mut heads, &tx, &stop).await {
+            tx.send_replace(of(head));
         }
     });
     rx

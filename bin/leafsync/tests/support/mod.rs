@@ -80,6 +80,89 @@ pub fn wait_for_exit(daemon: &mut Killed, why: &str) -> std::process::ExitStatus
     }
 }
 
+/// `leafsync status --json` of the daemon whose admin JSON-RPC is `admin`.
+pub fn status(admin: &str) -> serde_json::Value {
+    let out = leafsync().args(["status", "--rpc", admin, "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls `leafsync status` until `done` accepts it (bounded by [`WAIT`]).
+pub async fn wait_status(
+    admin: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = status(admin);
+        if done(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what}: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The daemon's head in `s` (its status) is the execution client's block `number`: same hash,
+/// same state root.
+pub async fn assert_head_is_els(
+    s: &serde_json::Value,
+    rpc: &mut leafsync_ingest::RpcClient,
+    number: u64,
+) {
+    let block = rpc.block(number).await.unwrap();
+    assert_eq!(s["sync"]["head"]["number"], number, "{s}");
+    assert_eq!(s["sync"]["head"]["stateRoot"], block.state_root.to_string(), "{s}");
+    assert_eq!(s["sync"]["head"]["hash"], block.hash.to_string(), "{s}");
+}
+
+/// Waits until the daemon at `admin` has synced its empty leafdb at the execution client's block
+/// `pivot` and follows; returns its status.
+pub async fn wait_synced_at(
+    admin: &str,
+    rpc: &mut leafsync_ingest::RpcClient,
+    pivot: u64,
+) -> serde_json::Value {
+    let s = wait_status(admin, "the daemon did not sync and start following", |s| {
+        s["sync"]["phase"] == "following" && !s["sync"]["head"].is_null()
+    })
+    .await;
+    let synced = &s["sync"]["stateSync"];
+    assert_eq!(synced["phase"], "done", "{s}");
+    assert_eq!(synced["pivot"]["number"], pivot, "the pivot is the execution client's head: {s}");
+    let block = rpc.block(pivot).await.unwrap();
+    assert_eq!(synced["pivot"]["stateRoot"], block.state_root.to_string(), "{s}");
+    s
+}
+
+/// Waits until every daemon of `admins` (name, admin URL) has followed the execution client to
+/// block `number`, with its root and no mismatching block.
+pub async fn wait_followed_to(
+    admins: &[(&str, &str)],
+    rpc: &mut leafsync_ingest::RpcClient,
+    number: u64,
+) {
+    for (name, admin) in admins {
+        let s = wait_status(admin, &format!("{name} did not follow the new blocks"), |s| {
+            s["sync"]["head"]["number"] == number
+        })
+        .await;
+        assert_head_is_els(&s, rpc, number).await;
+        assert_eq!(s["sync"]["follow"]["mismatchingBlocks"], 0, "{name}: {s}");
+    }
+}
+
+/// `leafsync tool verify` on `datadir` succeeds and its report names `root`.
+pub fn verify_clean(datadir: &Path, root: &str) {
+    let verify = leafsync()
+        .args(["tool", "verify", "--datadir", datadir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success() && report.contains(root), "{report}");
+}
+
 /// The genesis hash of the tests' dev chain.
 pub const GENESIS: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
 
