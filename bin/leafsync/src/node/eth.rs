@@ -3,7 +3,8 @@
 //!
 //! * **Head** ([`EthHead`]): the execution client's latest block, from its head feed, with the
 //!   fork id of its `eth_config` (re-read once the head passes the next fork it announced);
-//!   without `eth_config` (anvil) the chain preset's. Without `el.rpc`, the leafdb's head.
+//!   without `eth_config` (anvil) the chain preset's. Without `el.rpc`, and until the
+//!   execution client first answers, the leafdb's head (the genesis for an empty leafdb).
 //! * **Headers** ([`ElHeaderSource`]): from the execution client ([`ElHeaders`]); none without
 //!   `el.rpc`.
 //! * **snap/1** (`serve.snap`): [`SnapServer`] over the leafdb, answering at its head root
@@ -21,7 +22,7 @@ use leafsync_leafdb::{BlockHeader, LeafDb};
 use leafsync_p2p::{
     chain::ChainSpec,
     eth::{HashOrNumber, HeadersRequest},
-    peers::{EthConfig, EthHead, HeaderSource, HeaderSourceError, SnapHandler},
+    peers::{EthConfig, EthHead, HeaderSource, HeaderSourceError, NoHeaders, SnapHandler},
 };
 use leafsync_serve::snap::SnapServer;
 use tokio::sync::watch;
@@ -35,29 +36,40 @@ use crate::error::CliError;
 /// time.
 const FORK_TIMESTAMP_THRESHOLD: u64 = 1_438_269_973;
 
-/// What the network needs for eth/69 and snap/1, and the tasks that keep its head current
-/// (they end with `stop`).
-pub(crate) async fn eth_config(
+/// What the network needs for eth/69 and snap/1, and the task that keeps its head current (it
+/// ends with `stop`). Nothing waits for the execution client: the head starts at the leafdb's
+/// (the genesis for an empty one) and moves to the execution client's once it answers.
+pub(crate) fn eth_config(
     db: &Arc<LeafDb>,
     chain: &ChainSpec,
     el_rpc: Option<&str>,
     serve_snap: bool,
     stop: CancellationToken,
 ) -> Result<EthConfig, CliError> {
-    let (head, headers): (_, Arc<dyn HeaderSource>) = match el_rpc {
+    let mut leafdb_heads = db.subscribe_head();
+    let genesis = EthHead::genesis(chain);
+    let first = leafdb_eth_head(*leafdb_heads.borrow_and_update(), genesis);
+    let (tx, head) = watch::channel(first);
+    let headers: Arc<dyn HeaderSource> = match el_rpc {
         Some(url) => {
-            let head = el_eth_head(url, stop).await?;
-            (head, Arc::new(ElHeaderSource(Arc::new(ElHeaders::new(url)?))))
+            let headers = ElHeaders::new(url)?;
+            tokio::spawn(follow_el_head(url.to_owned(), tx, stop));
+            Arc::new(ElHeaderSource(Arc::new(headers)))
         }
-        None => (leafdb_eth_head(db, chain, stop), Arc::new(leafsync_p2p::peers::NoHeaders)),
+        None => {
+            tokio::spawn(async move {
+                while let Some(head) = next_value(&mut leafdb_heads, &tx, &stop).await {
+                    tx.send_replace(leafdb_eth_head(head, genesis));
+                }
+            });
+            Arc::new(NoHeaders)
+        }
     };
     let snap = serve_snap.then(|| Arc::new(SnapServer::new(db.clone())) as Arc<dyn SnapHandler>);
-    let first = *head.borrow();
     info!(
         head = first.number,
-        fork_id = ?first.fork_id(chain),
         serve_snap,
-        headers = el_rpc.is_some(),
+        head_and_headers_from = if el_rpc.is_some() { "execution client" } else { "leafdb" },
         "eth/69 on"
     );
     Ok(EthConfig { head, headers, snap })
@@ -120,26 +132,29 @@ fn eth_head(head: &BlockHeader, fork_id: Option<ForkId>) -> EthHead {
     }
 }
 
-/// The execution client's head as our eth/69 head, moving with it; the fork id from its
-/// `eth_config`, read again once the head passes the next fork.
-async fn el_eth_head(
-    url: &str,
-    stop: CancellationToken,
-) -> Result<watch::Receiver<EthHead>, CliError> {
-    let mut heads = head_feed(url, HEAD_POLL_INTERVAL).await?;
-    let mut rpc = RpcClient::new(url)?;
+/// Sends the execution client's head at `url` to `tx` as it moves (once it answers), with the
+/// fork id of its `eth_config`, read again once the head passes the next fork; until `stop`.
+async fn follow_el_head(url: String, tx: watch::Sender<EthHead>, stop: CancellationToken) {
+    let feed = tokio::select! {
+        () = stop.cancelled() => return,
+        feed = head_feed(&url, HEAD_POLL_INTERVAL) => feed,
+    };
+    // The URL was checked by `ElHeaders::new`: neither fails.
+    let (Ok(mut heads), Ok(mut rpc)) = (feed, RpcClient::new(&url)) else { return };
     let mut fork_id = el_fork_id(&mut rpc).await;
-    let first = eth_head(&heads.borrow_and_update(), fork_id);
-    let (tx, rx) = watch::channel(first);
-    tokio::spawn(async move {
-        while let Some(head) = next_value(&mut heads, &tx, &stop).await {
-            if fork_id.is_some_and(|id| past_next_fork(&id, &head)) {
-                fork_id = el_fork_id(&mut rpc).await;
-            }
-            tx.send_replace(eth_head(&head, fork_id));
+    let first = *heads.borrow_and_update();
+    info!(
+        number = first.number,
+        fork_id = ?fork_id,
+        "eth/69 head from the execution client (fork id: None is the chain preset's)"
+    );
+    tx.send_replace(eth_head(&first, fork_id));
+    while let Some(head) = next_value(&mut heads, &tx, &stop).await {
+        if fork_id.is_some_and(|id| past_next_fork(&id, &head)) {
+            fork_id = el_fork_id(&mut rpc).await;
         }
-    });
-    Ok(rx)
+        tx.send_replace(eth_head(&head, fork_id));
+    }
 }
 
 /// The next value of `from`; `None` once `stop` is cancelled, `from`'s sender is gone or `to`
@@ -156,26 +171,13 @@ async fn next_value<T: Copy, U>(
     }
 }
 
-/// Without an execution client: the leafdb's head as our eth/69 head (the genesis until it has
-/// one), the fork id from the chain preset.
-fn leafdb_eth_head(
-    db: &Arc<LeafDb>,
-    chain: &ChainSpec,
-    stop: CancellationToken,
-) -> watch::Receiver<EthHead> {
-    let mut heads = db.subscribe_head();
-    let genesis = EthHead::genesis(chain);
-    let of = move |head: Option<BlockHeader>| match head {
+/// The leafdb's head as our eth/69 head (`genesis` until it has one past block 0), the fork id
+/// from the chain preset.
+fn leafdb_eth_head(head: Option<BlockHeader>, genesis: EthHead) -> EthHead {
+    match head {
         Some(head) if head.number > 0 => eth_head(&head, None),
         _ => genesis,
-    };
-    let (tx, rx) = watch::channel(of(*heads.borrow_and_update()));
-    tokio::spawn(async move {
-        while let Some(head) = next_value(&mut heads, &tx, &stop).await {
-            tx.send_replace(of(head));
-        }
-    });
-    rx
+    }
 }
 
 #[cfg(test)]

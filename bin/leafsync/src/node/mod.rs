@@ -210,7 +210,7 @@ impl NodeBuilder {
         if eth_on {
             let el_rpc = self.el.rpc.as_deref();
             let eth = eth::eth_config(&self.db, &self.chain, el_rpc, self.serve_snap, stop.clone());
-            net.eth = Some(eth.await?);
+            net.eth = Some(eth?);
         }
         let network = Network::start(net).await?;
         let mut tasks = JoinSet::new();
