@@ -4,9 +4,13 @@
 //! off (`serve.leaf = false`: a stand-in for geth); daemon B starts empty with anvil as its
 //! execution client, A as its static peer and `sync.sources = ["snap"]`, syncs the state at
 //! anvil's head over snap/1, then follows anvil's new blocks. Roots equal anvil's; `tool verify`
-//! is clean on B's datadir. Fails, naming the install command, when anvil is not installed.
+//! is clean on B's datadir. And a geth-like peer (eth/69 + snap/1 by hand) asking a daemon for
+//! headers gets anvil's, each hashing to anvil's block hash. Fails, naming the install command,
+//! when anvil is not installed.
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
+#[path = "../../../crates/p2p/tests/support/mod.rs"]
+mod raw;
 mod support;
 #[path = "../../../crates/ingest/tests/common/mod.rs"]
 mod workload;
@@ -17,6 +21,10 @@ use support::{
 };
 use workload::{Anvil, Workload, anvil_binary, dump_state_alloc};
 
+/// One anvil at a time: two tests starting theirs at once could pick the same free port (each
+/// binds port 0 and lets it go before anvil binds it) and then share one chain.
+static ANVIL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Blocks mined before B starts: deployments every 4th block, storage writes from the second
 /// deployment on.
 const FIRST: u64 = 12;
@@ -25,6 +33,7 @@ const MORE: u64 = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
+    let _one_anvil = ANVIL.lock().await;
     let anvil = Anvil::start(&anvil_binary()).await;
     let mut rpc = anvil.rpc();
     let dir = tempfile::tempdir().unwrap();
@@ -83,4 +92,104 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
     sigterm_and_wait(&mut b);
     sigterm_and_wait(&mut a);
     verify_clean(&dir.path().join("b"), &rpc.block(end).await.unwrap().state_root.to_string());
+}
+
+/// Capability indexes on a raw peer offering eth/69 and snap/1 (sorted by name).
+const ETH: usize = 0;
+
+/// The headers of a `BlockHeaders` payload `[request_id, [header, ...]]`, each as its RLP.
+fn block_headers(payload: &[u8]) -> (u64, Vec<Vec<u8>>) {
+    let mut buf = payload;
+    let outer = alloy_rlp::Header::decode(&mut buf).unwrap();
+    assert!(outer.list);
+    let id = <u64 as alloy_rlp::Decodable>::decode(&mut buf).unwrap();
+    let list = alloy_rlp::Header::decode(&mut buf).unwrap();
+    let mut items = &buf[..list.payload_length];
+    let mut headers = Vec::new();
+    while !items.is_empty() {
+        let mut rest = items;
+        let h = alloy_rlp::Header::decode(&mut rest).unwrap();
+        let len = items.len() - rest.len() + h.payload_length;
+        headers.push(items[..len].to_vec());
+        items = &items[len..];
+    }
+    (id, headers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_geth_like_peer_gets_anvils_headers_from_a_daemon() {
+    use alloy_primitives::keccak256;
+    use leafsync_p2p::{
+        CapabilityMessage,
+        chain::ChainSpec,
+        eth::{EthMessage, GetBlockHeaders, HashOrNumber, HeadersRequest},
+        peers::{EthHead, NodeRecord},
+        session::Subprotocol,
+    };
+
+    let _one_anvil = ANVIL.lock().await;
+    let anvil = Anvil::start(&anvil_binary()).await;
+    let mut rpc = anvil.rpc();
+    let mut workload = Workload::new(&mut rpc).await;
+    for _ in 0..3 {
+        workload.mine_block(&mut rpc).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let genesis_file = dir.path().join("genesis.json");
+    dump_state_alloc(&mut rpc, &genesis_file).await;
+    let genesis = rpc.block(0).await.unwrap();
+    let head = rpc.block(3).await.unwrap();
+    let extra = format!(
+        "[el]\nrpc = \"{}\"\ngenesis = {genesis_file:?}\n\n[serve]\nsnap = true\n",
+        anvil.ws()
+    );
+    let cfg = dir.path().join("a.toml");
+    let chain_lines = support::dev_chain(genesis.hash);
+    std::fs::write(&cfg, support::daemon_toml(&dir.path().join("a"), &chain_lines, None, &extra))
+        .unwrap();
+    let (mut daemon, lines) = spawn_daemon(&cfg, &dir.path().join("a.log"));
+    let enode: NodeRecord = line_with(&lines, "enode: ").parse().unwrap();
+
+    // The eth/69 handshake, as geth does it, at anvil's head.
+    let protocols = vec![Subprotocol::Eth.protocol(), Subprotocol::Snap.protocol()];
+    let (mut p2p, _) = raw::raw_connect_offering(enode, protocols).await.unwrap();
+    let chain = ChainSpec::preset("dev").unwrap().with_genesis_hash(genesis.hash);
+    let ours = EthHead {
+        number: head.number,
+        hash: head.hash,
+        timestamp: head.timestamp,
+        earliest: 0,
+        fork_id: None,
+    };
+    let status = alloy_rlp::encode(ours.status(&chain));
+    let send =
+        |id: u8, payload: Vec<u8>| CapabilityMessage { cap: ETH, id, payload: payload.into() };
+    futures::SinkExt::send(&mut p2p, send(0x00, status)).await.unwrap();
+    let theirs = raw::next_raw(&mut p2p).await.unwrap();
+    match EthMessage::decode(theirs.id, &theirs.payload) {
+        Ok(EthMessage::Status(s)) => assert_eq!(s.genesis, genesis.hash),
+        other => panic!("expected the daemon's eth Status, got {other:?}"),
+    }
+
+    // Backwards from the head by number, then forwards from a hash.
+    for (request_id, origin, reverse, numbers) in [
+        (1, HashOrNumber::Number(3), true, vec![3, 2, 1, 0]),
+        (2, HashOrNumber::Hash(rpc.block(1).await.unwrap().hash), false, vec![1, 2, 3]),
+    ] {
+        let query = HeadersRequest { origin, amount: 4, skip: 0, reverse };
+        let request = alloy_rlp::encode(GetBlockHeaders { request_id, query });
+        futures::SinkExt::send(&mut p2p, send(0x03, request)).await.unwrap();
+        let answer = loop {
+            let msg = raw::next_raw(&mut p2p).await.unwrap();
+            if (msg.cap, msg.id) == (ETH, 0x04) {
+                break msg;
+            }
+        };
+        let (id, headers) = block_headers(&answer.payload);
+        assert_eq!((id, headers.len()), (request_id, numbers.len()));
+        for (rlp, n) in headers.iter().zip(numbers) {
+            assert_eq!(keccak256(rlp), rpc.block(n).await.unwrap().hash, "header {n}");
+        }
+    }
+    sigterm_and_wait(&mut daemon);
 }
