@@ -398,3 +398,22 @@ async fn our_head_moving_32_blocks_is_announced_as_a_block_range() {
         "31 blocks are not announced, 32 are"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snap_beside_leaf_without_eth_is_not_used() {
+    let (mut node, _eth_head) = eth_node(Vec::new()).await;
+    let offered = vec![Subprotocol::Leaf.protocol(), Subprotocol::Snap.protocol()];
+    let (raw, id) = raw_connect_offering(node.enode(), offered).await.expect("hello");
+    let (_raw, _) = exchange_status(raw, id).await;
+    let info = wait_event(&mut node.events, |e| match e {
+        NetworkEvent::PeerConnected { peer, leaf, eth, snap, .. } if *peer == id => {
+            Some((*leaf, *eth, *snap))
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(info, (Some(good_status()), None, false), "a leaf/1 peer, snap/1 unused");
+    let request = GetByteCodes { request_id: 0, hashes: vec![B256::ZERO], bytes: 100 };
+    let answer = node.handle.snap_request(id, SnapMessage::GetByteCodes(request)).await;
+    assert_eq!(answer, Err(RequestError::NotSupported));
+}
