@@ -57,7 +57,8 @@ impl SnapHandler for TestSnap {
     }
 }
 
-/// Headers `[number]` (a one-field RLP list) for a query by number, forwards.
+/// Headers `[number]` (a one-field RLP list) for a query by number, forwards; a query by hash
+/// fails (as a JSON-RPC call to the execution client may).
 struct TestHeaders;
 
 impl HeaderSource for TestHeaders {
@@ -66,7 +67,9 @@ impl HeaderSource for TestHeaders {
         query: HeadersRequest,
     ) -> BoxFuture<'static, Result<Vec<Bytes>, HeaderSourceError>> {
         Box::pin(async move {
-            let HashOrNumber::Number(first) = query.origin else { return Ok(Vec::new()) };
+            let HashOrNumber::Number(first) = query.origin else {
+                return Err(HeaderSourceError::new(std::io::Error::other("no such block")));
+            };
             Ok((first..first + query.amount).map(|n| alloy_rlp::encode(vec![n]).into()).collect())
         })
     }
@@ -247,6 +250,25 @@ async fn a_snap_peer_is_served_and_asked() {
     let expected = [0xc8, 8, 0xc6, 0xc1, 10, 0xc1, 11, 0xc1, 12];
     assert_eq!(msg.payload.as_ref(), &expected);
 
+    // More than MAX_HEADERS_SERVE asked: that many answered. A failing source: empty.
+    let many =
+        GetBlockHeaders { request_id: 9, query: HeadersRequest { amount: 5000, ..headers.query } };
+    send_cap(&mut raw, ETH, 0x03, alloy_rlp::encode(many)).await;
+    let msg = next_raw(&mut raw).await.expect("BlockHeaders");
+    // [9, [[n], ...]]: the outer header, the id, then the headers.
+    let mut payload = msg.payload.as_ref();
+    let _ = alloy_rlp::Header::decode(&mut payload).expect("outer list");
+    assert_eq!(<u64 as alloy_rlp::Decodable>::decode(&mut payload), Ok(9));
+    let got = <Vec<Vec<u64>> as alloy_rlp::Decodable>::decode(&mut payload).map(|h| h.len());
+    assert_eq!(got, Ok(eth::protocol::MAX_HEADERS_SERVE as usize), "clamped to the serve limit");
+    let by_hash = GetBlockHeaders {
+        request_id: 10,
+        query: HeadersRequest { origin: HashOrNumber::Hash(B256::repeat_byte(3)), ..headers.query },
+    };
+    send_cap(&mut raw, ETH, 0x03, alloy_rlp::encode(by_hash)).await;
+    let msg = next_raw(&mut raw).await.expect("BlockHeaders");
+    assert_eq!((msg.id, msg.payload.as_ref()), (0x04, &[0xc2, 10, 0xc0][..]));
+
     // GetBlockBodies: empty, at absolute id 0x16.
     let bodies = RequestIds { request_id: 77, hashes: vec![B256::repeat_byte(2)] };
     send_cap(&mut raw, ETH, 0x05, alloy_rlp::encode(&bodies)).await;
@@ -375,4 +397,23 @@ async fn our_head_moving_32_blocks_is_announced_as_a_block_range() {
         Ok(EthMessage::BlockRangeUpdate(at(32).range())),
         "31 blocks are not announced, 32 are"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snap_beside_leaf_without_eth_is_not_used() {
+    let (mut node, _eth_head) = eth_node(Vec::new()).await;
+    let offered = vec![Subprotocol::Leaf.protocol(), Subprotocol::Snap.protocol()];
+    let (raw, id) = raw_connect_offering(node.enode(), offered).await.expect("hello");
+    let (_raw, _) = exchange_status(raw, id).await;
+    let info = wait_event(&mut node.events, |e| match e {
+        NetworkEvent::PeerConnected { peer, leaf, eth, snap, .. } if *peer == id => {
+            Some((*leaf, *eth, *snap))
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(info, (Some(good_status()), None, false), "a leaf/1 peer, snap/1 unused");
+    let request = GetByteCodes { request_id: 0, hashes: vec![B256::ZERO], bytes: 100 };
+    let answer = node.handle.snap_request(id, SnapMessage::GetByteCodes(request)).await;
+    assert_eq!(answer, Err(RequestError::NotSupported));
 }

@@ -137,10 +137,14 @@ where
             caps.snap = None;
         }
         let mut stream = PeerStream { inner: self.inner, caps, handshaken: false };
-        let result = match tokio::time::timeout(timeout, stream.exchange_status(ours, chain)).await
-        {
-            Ok(result) => result,
-            Err(_) => Err(SessionError::StatusTimeout),
+        let result = if caps.leaf.is_none() && caps.eth.is_none() {
+            // Only possible when our Hello offered eth/69 without an eth Status to send.
+            Err(SessionError::NoSharedCapability)
+        } else {
+            match tokio::time::timeout(timeout, stream.exchange_status(ours, chain)).await {
+                Ok(result) => result,
+                Err(_) => Err(SessionError::StatusTimeout),
+            }
         };
         match result {
             Ok(theirs) => {
