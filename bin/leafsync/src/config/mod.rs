@@ -223,6 +223,13 @@ impl Config {
         network.el_peer = el.peer(&o)?;
         let mut sync = file.sync.validate(&chain, &el, &o)?;
         file.serve.validate(&file.sync, &mut sync, &o)?;
+        // The execution client speaks eth/69 (and snap/1), never leaf/1: without eth it would
+        // refuse every session.
+        if network.el_peer.is_some() && !file.serve.snap && !sync.sources.snap {
+            let reason = "the execution client speaks eth/69, not leaf/1: set `serve.snap = true` \
+                          or list \"snap\" in `sync.sources` to speak eth/69 with it";
+            return Err(o.invalid("el.enode", reason.into()));
+        }
         let log_level = file.log.validate(&o)?;
         let leafdb = file.leafdb.validate(&o)?;
         Ok(Self {

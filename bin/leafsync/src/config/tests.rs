@@ -196,7 +196,11 @@ fn snap_keys_are_checked() {
     let e = err("[sync]\nsources = [\"eth\"]\n");
     assert!(e.contains("eth") && e.contains("snap"), "{e}");
 
-    let config = parse(&format!("{el}enode = \"{ENODE}\"\n")).unwrap();
+    let e = err(&format!("{el}enode = \"{ENODE}\"\n"));
+    assert!(e.contains("`el.enode`") && e.contains("eth/69"), "{e}");
+    let config =
+        parse(&format!("{el}enode = \"{ENODE}\"\n[sync]\nsources = [\"leaf\", \"snap\"]\n"))
+            .unwrap();
     let peer = config.network.el_peer.unwrap();
     assert_eq!(peer.to_string(), ENODE);
     let net = config.network.network_config(
