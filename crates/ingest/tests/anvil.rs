@@ -15,6 +15,10 @@ use leafsync_ingest::{ElHeaders, Follower, FollowerConfig, HeaderOrigin, HeaderQ
 use leafsync_leafdb::LeafDb;
 use serde_json::{Value, json};
 
+/// One anvil at a time: two tests starting theirs at once could pick the same free port (each
+/// binds port 0 and lets it go before anvil binds it) and then share one chain.
+static ANVIL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Workload blocks before the reorg.
 const BLOCKS: u64 = 55;
 
@@ -22,6 +26,7 @@ const BLOCKS: u64 = 55;
 async fn follows_anvil_block_by_block_with_matching_roots() {
     init_logs();
     let bin = anvil_binary();
+    let _one_anvil = ANVIL.lock().await;
     let anvil = Anvil::start(&bin).await;
     let mut rpc = anvil.rpc();
     let dir = tempfile::tempdir().unwrap();
@@ -79,6 +84,7 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
 #[tokio::test]
 async fn anvil_headers_are_served_and_its_fork_id_falls_back() {
     init_logs();
+    let _one_anvil = ANVIL.lock().await;
     let anvil = Anvil::start(&anvil_binary()).await;
     let mut rpc = anvil.rpc();
     let mut workload = Workload::new(&mut rpc).await;
