@@ -19,9 +19,11 @@ use crate::{error::IngestError, header::RpcHeader, rpc::RpcClient};
 /// client, a few milliseconds each beside it.
 pub const MAX_HEADERS_PER_QUERY: usize = 64;
 
-/// How long one query may take in all: geth's request timeout is 10 s, so an answer cut after
-/// 5 s still arrives in time; what was read by then is sent.
-pub const HEADERS_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one query may take in all (4 s): what was read by then is answered. The network
+/// gives a header source 5 s (`leafsync_p2p::peers::HEADER_SOURCE_TIMEOUT`) before it answers
+/// empty, and geth waits 10 s for an answer; a second of margin keeps a partial answer from being
+/// dropped.
+pub const HEADERS_QUERY_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Where a header query starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
