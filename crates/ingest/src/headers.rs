@@ -78,7 +78,11 @@ impl ElHeaders {
         if want == 0 {
             return out;
         }
-        let mut rpc = self.rpc.lock().await;
+        // Waiting for the connection counts against the budget too.
+        let Ok(mut rpc) = tokio::time::timeout_at(deadline, self.rpc.lock()).await else {
+            debug!("header query not served: the connection stayed busy for its whole budget");
+            return out;
+        };
         let mut next = Some(query.origin);
         while let Some(origin) = next.take() {
             let read = async {
