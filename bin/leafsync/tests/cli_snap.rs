@@ -19,11 +19,7 @@ use support::{
     leafsync, line_with, sigterm_and_wait, spawn_daemon, verify_clean, wait_followed_to,
     wait_status, wait_synced_at,
 };
-use workload::{Anvil, Workload, anvil_binary, dump_state_alloc};
-
-/// One anvil at a time: two tests starting theirs at once could pick the same free port (each
-/// binds port 0 and lets it go before anvil binds it) and then share one chain.
-static ANVIL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use workload::{anvil_turn, dump_state_alloc, mine_blocks};
 
 /// Blocks mined before B starts: deployments every 4th block, storage writes from the second
 /// deployment on.
@@ -33,8 +29,7 @@ const MORE: u64 = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
-    let _one_anvil = ANVIL.lock().await;
-    let anvil = Anvil::start(&anvil_binary()).await;
+    let (_turn, anvil) = anvil_turn().await;
     let mut rpc = anvil.rpc();
     let dir = tempfile::tempdir().unwrap();
     let genesis_file = dir.path().join("genesis.json");
@@ -54,10 +49,7 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
     let (mut a, a_lines) = spawn_daemon(&a_cfg, &dir.path().join("a.log"));
     let a_enode = line_with(&a_lines, "enode: ");
     let a_admin = line_with(&a_lines, "admin: ");
-    let mut workload = Workload::new(&mut rpc).await;
-    for _ in 0..FIRST {
-        workload.mine_block(&mut rpc).await;
-    }
+    let mut workload = mine_blocks(&mut rpc, FIRST).await;
     assert!(workload.contracts.len() >= 3, "deployments happened");
     wait_status(&a_admin, "A did not follow anvil", |s| s["sync"]["head"]["number"] == FIRST).await;
 
@@ -127,13 +119,9 @@ async fn a_geth_like_peer_gets_anvils_headers_from_a_daemon() {
         session::Subprotocol,
     };
 
-    let _one_anvil = ANVIL.lock().await;
-    let anvil = Anvil::start(&anvil_binary()).await;
+    let (_turn, anvil) = anvil_turn().await;
     let mut rpc = anvil.rpc();
-    let mut workload = Workload::new(&mut rpc).await;
-    for _ in 0..3 {
-        workload.mine_block(&mut rpc).await;
-    }
+    mine_blocks(&mut rpc, 3).await;
     let dir = tempfile::tempdir().unwrap();
     let genesis_file = dir.path().join("genesis.json");
     dump_state_alloc(&mut rpc, &genesis_file).await;

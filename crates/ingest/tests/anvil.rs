@@ -15,19 +15,13 @@ use leafsync_ingest::{ElHeaders, Follower, FollowerConfig, HeaderOrigin, HeaderQ
 use leafsync_leafdb::LeafDb;
 use serde_json::{Value, json};
 
-/// One anvil at a time: two tests starting theirs at once could pick the same free port (each
-/// binds port 0 and lets it go before anvil binds it) and then share one chain.
-static ANVIL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Workload blocks before the reorg.
 const BLOCKS: u64 = 55;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_anvil_block_by_block_with_matching_roots() {
     init_logs();
-    let bin = anvil_binary();
-    let _one_anvil = ANVIL.lock().await;
-    let anvil = Anvil::start(&bin).await;
+    let (_turn, anvil) = anvil_turn().await;
     let mut rpc = anvil.rpc();
     let dir = tempfile::tempdir().unwrap();
     let genesis = dir.path().join("genesis.json");
@@ -84,13 +78,9 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
 #[tokio::test]
 async fn anvil_headers_are_served_and_its_fork_id_falls_back() {
     init_logs();
-    let _one_anvil = ANVIL.lock().await;
-    let anvil = Anvil::start(&anvil_binary()).await;
+    let (_turn, anvil) = anvil_turn().await;
     let mut rpc = anvil.rpc();
-    let mut workload = Workload::new(&mut rpc).await;
-    for _ in 0..3 {
-        workload.mine_block(&mut rpc).await;
-    }
+    mine_blocks(&mut rpc, 3).await;
     let headers = ElHeaders::new(&anvil.http()).unwrap();
     let query = HeaderQuery { origin: HeaderOrigin::Number(3), amount: 4, skip: 0, reverse: true };
     let answer = headers.headers(query).await;

@@ -51,6 +51,16 @@ pub fn anvil_binary() -> PathBuf {
     p
 }
 
+/// One anvil at a time in a test binary: two tests starting theirs at once could pick the same
+/// free port (each binds port 0 and lets it go before anvil binds it) and then share one chain.
+static ANVIL_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// This test's turn ([`ANVIL_TURN`]) and its own anvil.
+pub async fn anvil_turn() -> (tokio::sync::MutexGuard<'static, ()>, Anvil) {
+    let turn = ANVIL_TURN.lock().await;
+    (turn, Anvil::start(&anvil_binary()).await)
+}
+
 /// A running anvil, killed on drop.
 pub struct Anvil {
     child: Child,
@@ -174,6 +184,15 @@ pub async fn wait_for_head(stats: &IngestStats, number: u64) {
 const STORE_RUNTIME: &str = "6020356000355500";
 /// Init code: `CODECOPY` the 8-byte runtime from offset 12 and return it; prefixed to it.
 const STORE_INIT: &str = "6008600c60003960086000f3";
+
+/// Mines `blocks` blocks of the workload; returns it to mine more.
+pub async fn mine_blocks(rpc: &mut RpcClient, blocks: u64) -> Workload {
+    let mut workload = Workload::new(rpc).await;
+    for _ in 0..blocks {
+        workload.mine_block(rpc).await;
+    }
+    workload
+}
 
 /// Drives a workload of several transactions per block against anvil's dev accounts.
 pub struct Workload {
