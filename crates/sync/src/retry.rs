@@ -35,11 +35,11 @@ where
 }
 
 /// Syncs from the peers of `handle` (the kinds `sources` takes) until the state is complete:
-/// waits for a first peer that serves state, builds a [`Syncer`] with `build` from the peers serving now and the channel of
-/// peers that join later (see [`watch_network_peers`]; `build` adds the pivot feed, progress
-/// channel and config), runs it, and on a transient failure (no usable peer left, an item
-/// nobody has) starts again after [`SYNC_RETRY_PAUSE`] from the progress record. Any other
-/// error is returned.
+/// waits for a first peer that serves state, builds a [`Syncer`] with `build` from the peers
+/// serving now and the channel of peers that join later (see [`watch_network_peers`]; `build`
+/// adds the pivot feed, progress channel and config), runs it, and on a transient failure (no
+/// usable peer left, an item nobody has) starts again after [`SYNC_RETRY_PAUSE`] from the
+/// progress record. Any other error is returned.
 pub async fn run_until_done<S, F>(
     handle: &NetworkHandle,
     sources: &PeerSources,

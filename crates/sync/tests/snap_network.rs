@@ -49,12 +49,19 @@ async fn server(
 
 /// A client node with eth enabled (it serves nothing), connected to `server`.
 async fn client(server: &TestNode) -> (TestNode, watch::Sender<EthHead>) {
+    client_of(&[server]).await
+}
+
+/// A client node with eth enabled, connected to every one of `servers`.
+async fn client_of(servers: &[&TestNode]) -> (TestNode, watch::Sender<EthHead>) {
     let (mut config, head) = test_config(Arc::new(EmptyHandler), test_head(0, B256::ZERO));
     let (eth, eth_head) = test_eth(None);
     config.eth = Some(eth);
-    config.static_peers = vec![server.enode()];
+    config.static_peers = servers.iter().map(|s| s.enode()).collect();
     let node = TestNode::with_config(config, head).await;
-    wait_connected(&node.handle, server.id()).await;
+    for server in servers {
+        wait_connected(&node.handle, server.id()).await;
+    }
     (node, eth_head)
 }
 
@@ -109,4 +116,18 @@ async fn a_peer_speaking_leaf_and_snap_is_a_leaf_peer() {
     // A leaf/1 peer reports the account estimate of its Status; a snap/1 peer its probe.
     assert_eq!(now[0].account_estimate(), test_head(0, B256::ZERO).account_estimate);
     assert_eq!(now[0].head(), test_head(0, pivot.state_root).head, "its leaf/1 head");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_server_and_a_snap_server_serve_one_sync_over_rlpx() {
+    let (src, pivot) = state(33);
+    let (leaf, _leaf_eth) = server(&src, pivot.state_root, true).await;
+    let (snap, _snap_eth) = server(&src, pivot.state_root, false).await;
+    let (client, _client_eth) = client_of(&[&leaf, &snap]).await;
+    let (_pivot_tx, pivot_rx) = watch::channel(pivot);
+    let (db, out, peers) = sync(&client.handle, pivot_rx).await;
+    assert_eq!(peers, 2, "one leaf/1 peer and one snap/1 peer");
+    assert_eq!(out.root, pivot.state_root);
+    assert_same_state(&db, &src, pivot.state_root);
+    assert!(out.banned.is_empty() && out.dropped.is_empty());
 }

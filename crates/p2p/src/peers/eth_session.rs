@@ -194,6 +194,88 @@ fn block_headers(request_id: u64, headers: &[Bytes]) -> bytes::Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        eth::{HashOrNumber, RequestIds},
+        leaf::protocol::MAX_IN_FLIGHT_REQUESTS,
+        peers::HeaderSourceError,
+    };
+    use alloy_primitives::B256;
+    use futures::future::BoxFuture;
+
+    /// A header source that never answers.
+    struct Silent;
+
+    impl HeaderSource for Silent {
+        fn headers(
+            &self,
+            _query: HeadersRequest,
+        ) -> BoxFuture<'static, Result<Vec<Bytes>, HeaderSourceError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    fn get_headers(request_id: u64) -> EthMessage {
+        EthMessage::GetBlockHeaders(GetBlockHeaders {
+            request_id,
+            query: HeadersRequest {
+                origin: HashOrNumber::Number(1),
+                amount: 1,
+                skip: 0,
+                reverse: false,
+            },
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_header_source_is_answered_empty_after_its_timeout() {
+        let start = Instant::now();
+        let mut eth = EthSession::new(PeerId::ZERO, Arc::new(Silent), start);
+        assert!(matches!(eth.on_message(get_headers(4), start), EthAction::None));
+        let answer = eth.next_answer().await.expect("an answer");
+        assert_eq!(Instant::now() - start, HEADER_SOURCE_TIMEOUT);
+        assert_eq!(answer, (Subprotocol::Eth, ids::BLOCK_HEADERS, vec![0xc2, 4, 0xc0].into()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn header_requests_beyond_the_in_flight_limit_are_a_flood() {
+        let now = Instant::now();
+        let mut eth = EthSession::new(PeerId::ZERO, Arc::new(Silent), now);
+        for id in 0..MAX_IN_FLIGHT_REQUESTS as u64 {
+            assert!(matches!(eth.on_message(get_headers(id), now), EthAction::None));
+        }
+        assert!(matches!(eth.on_message(get_headers(99), now), EthAction::Flood(_)));
+        // Bodies are answered at once, whatever is in flight; responses are unsolicited.
+        let bodies = EthMessage::GetBlockBodies(RequestIds { request_id: 7, hashes: vec![] });
+        assert!(matches!(
+            eth.on_message(bodies, now),
+            EthAction::Answer((_, ids::BLOCK_BODIES, _))
+        ));
+        let response = EthMessage::Response { id: ids::BLOCK_HEADERS, request_id: 1 };
+        assert!(matches!(eth.on_message(response, now), EthAction::Unsolicited));
+    }
+
+    #[test]
+    fn ranges_are_passed_on_at_most_once_per_interval() {
+        let now = Instant::now();
+        let mut eth = EthSession::new(PeerId::ZERO, Arc::new(Silent), now);
+        let range = |latest| BlockRangeUpdate { earliest: 0, latest, latest_hash: B256::ZERO };
+        assert!(matches!(
+            eth.on_message(EthMessage::BlockRangeUpdate(range(1)), now),
+            EthAction::Range(_)
+        ));
+        assert!(matches!(
+            eth.on_message(EthMessage::BlockRangeUpdate(range(2)), now),
+            EthAction::None
+        ));
+        assert!(matches!(
+            eth.on_message(EthMessage::BlockRangeUpdate(range(3)), now),
+            EthAction::None
+        ));
+        let due = eth.range_due().expect("the latest waits");
+        assert_eq!(eth.take_due_range(due), Some(range(3)));
+        let absurd = EthMessage::BlockRangeUpdate(range(MAX_HEAD_NUMBER + 1));
+        assert!(matches!(eth.on_message(absurd, due), EthAction::InvalidRange));
+    }
 
     #[test]
     fn headers_are_bounded_and_framed_as_block_headers() {

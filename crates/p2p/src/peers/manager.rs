@@ -509,7 +509,8 @@ impl PeerManager {
         let session = self.next_session;
         self.next_session += 1;
         let (commands_tx, commands_rx) = mpsc::channel(SESSION_COMMAND_CHANNEL_CAPACITY);
-        debug!(%peer, ?direction, %addr, leaf = status.leaf.is_some(), eth = status.eth.is_some(), snap = status.snap, "session established");
+        let (leaf, eth, snap) = (status.leaf.is_some(), status.eth.is_some(), status.snap);
+        debug!(%peer, ?direction, %addr, leaf, eth, snap, "session established");
         let eth_info = status.eth.map(EthPeerInfo::new);
         let head = match (status.leaf, eth_info) {
             (Some(leaf), _) => leaf.head,

@@ -120,7 +120,8 @@ impl Serving {
                         response
                     }
                     Some(_) => {
-                        debug!(peer = %self.peer, "handler answered with the wrong kind; sending empty");
+                        let peer = self.peer;
+                        debug!(%peer, "handler answered with the wrong kind; sending empty");
                         request.empty_response().encoded()
                     }
                     None => {
@@ -138,7 +139,8 @@ impl Serving {
                         response.with_request_id(request.request_id())
                     }
                     _ => {
-                        debug!(peer = %self.peer, "snap handler failed or answered the wrong kind; sending empty");
+                        let peer = self.peer;
+                        debug!(%peer, "snap handler failed or answered wrong; sending empty");
                         request.empty_answer()?
                     }
                 };
