@@ -79,7 +79,10 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
     wait_followed_to(&[("A", &a_admin), ("B", &b_admin)], &mut rpc, end).await;
     let text = leafsync().args(["status", "--rpc", &b_admin]).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("sync:    done at pivot") && text.contains("syncs over snap (eth/69 snap/1)"), "{text}");
+    assert!(
+        text.contains("sync:    done at pivot") && text.contains("syncs over snap (eth/69 snap/1)"),
+        "{text}"
+    );
 
     sigterm_and_wait(&mut b);
     sigterm_and_wait(&mut a);

@@ -137,3 +137,40 @@ pub(crate) async fn sync_from_peers(
     );
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::B256;
+
+    use super::*;
+    use crate::config::{PivotSource, SyncSources};
+
+    fn settings(leaf: bool, snap: bool) -> SyncSettings {
+        SyncSettings {
+            sources: SyncSources { leaf, snap },
+            pivot: PivotSource::Auto,
+            checkpoint: None,
+            peer_pivot: false,
+            progress_bar: false,
+            config: leafsync_sync::SyncConfig::default(),
+        }
+    }
+
+    /// snap/1 peers sync at the pivot feed; a sync with no kind of peer left is refused.
+    #[test]
+    fn the_sources_follow_sync_sources_and_the_pivot_feed() {
+        let (_tx, feed) = watch::channel(ChainHead {
+            number: 7,
+            hash: B256::repeat_byte(1),
+            state_root: B256::repeat_byte(2),
+        });
+        let both = peer_sources(&settings(true, true), Some(&feed)).unwrap();
+        assert!(both.leaf);
+        assert_eq!(both.snap.map(|pivot| pivot.borrow().number), Some(7));
+        let leaf = peer_sources(&settings(true, false), Some(&feed)).unwrap();
+        assert!(leaf.leaf && leaf.snap.is_none(), "no snap/1 peers unless listed");
+        assert!(peer_sources(&settings(true, true), None).is_err(), "snap needs the EL's pivot");
+        let none = peer_sources(&settings(false, false), Some(&feed)).unwrap_err().to_string();
+        assert!(none.contains("sync.sources") && none.contains("serve.leaf"), "{none}");
+    }
+}
