@@ -107,17 +107,23 @@ async fn snap_peer(node: &mut Node) -> (RawP2P, PeerId) {
     let msg = next_raw(&mut p2p).await.expect("the node's eth Status");
     assert_eq!((msg.cap, msg.id), (ETH, 0));
     assert_eq!(EthMessage::decode(0, &msg.payload), Ok(EthMessage::Status(eth_status())));
-    wait_event(&mut node.events, |e| match e {
+    let (leaf, eth, snap) = connected_protocols(&mut node.events, id).await;
+    assert_eq!((leaf, eth.map(|e| e.status), snap), (None, Some(eth_status()), true));
+    (p2p, id)
+}
+
+/// What the node's `PeerConnected` event says `peer` speaks: its leaf Status, eth info, snap.
+async fn connected_protocols(
+    events: &mut tokio::sync::broadcast::Receiver<NetworkEvent>,
+    id: PeerId,
+) -> (Option<leafsync_p2p::leaf::Status>, Option<leafsync_p2p::peers::EthPeerInfo>, bool) {
+    wait_event(events, |e| match e {
         NetworkEvent::PeerConnected { peer, leaf, eth, snap, .. } if *peer == id => {
-            assert_eq!(*leaf, None);
-            assert_eq!(eth.map(|e| e.status), Some(eth_status()));
-            assert!(*snap);
-            Some(())
+            Some((*leaf, *eth, *snap))
         }
         _ => None,
     })
-    .await;
-    (p2p, id)
+    .await
 }
 
 /// The Disconnect reason a raw peer receives next (other messages skipped).
@@ -135,13 +141,7 @@ async fn disconnect_of(p2p: &mut RawP2P) -> DisconnectReason {
 async fn eth_enabled_nodes_negotiate_eth_leaf_and_snap() {
     let (a, _a_eth) = eth_node(Vec::new()).await;
     let (mut b, _b_eth) = eth_node(vec![a.enode()]).await;
-    let info = wait_event(&mut b.events, |e| match e {
-        NetworkEvent::PeerConnected { peer, leaf, eth, snap, .. } if *peer == a.id() => {
-            Some((*leaf, *eth, *snap))
-        }
-        _ => None,
-    })
-    .await;
+    let info = connected_protocols(&mut b.events, a.id()).await;
     assert_eq!(info.0, Some(good_status()), "leaf Status");
     assert_eq!(info.1.map(|e| e.status), Some(eth_status()), "eth Status");
     assert!(info.2, "snap");
@@ -180,13 +180,7 @@ async fn a_node_without_eth_connects_over_leaf_only() {
     let (mut config, head) = config(Arc::new(TestHandler::default()));
     config.static_peers = vec![a.enode()];
     let mut b = start(config, head).await;
-    let info = wait_event(&mut b.events, |e| match e {
-        NetworkEvent::PeerConnected { peer, leaf, eth, snap, .. } if *peer == a.id() => {
-            Some((*leaf, *eth, *snap))
-        }
-        _ => None,
-    })
-    .await;
+    let info = connected_protocols(&mut b.events, a.id()).await;
     assert_eq!(info, (Some(good_status()), None, false));
     wait_connected(&a.handle, b.id()).await;
     let request = GetByteCodes { request_id: 0, hashes: vec![B256::ZERO], bytes: 100 };
@@ -405,13 +399,7 @@ async fn snap_beside_leaf_without_eth_is_not_used() {
     let offered = vec![Subprotocol::Leaf.protocol(), Subprotocol::Snap.protocol()];
     let (raw, id) = raw_connect_offering(node.enode(), offered).await.expect("hello");
     let (_raw, _) = exchange_status(raw, id).await;
-    let info = wait_event(&mut node.events, |e| match e {
-        NetworkEvent::PeerConnected { peer, leaf, eth, snap, .. } if *peer == id => {
-            Some((*leaf, *eth, *snap))
-        }
-        _ => None,
-    })
-    .await;
+    let info = connected_protocols(&mut node.events, id).await;
     assert_eq!(info, (Some(good_status()), None, false), "a leaf/1 peer, snap/1 unused");
     let request = GetByteCodes { request_id: 0, hashes: vec![B256::ZERO], bytes: 100 };
     let answer = node.handle.snap_request(id, SnapMessage::GetByteCodes(request)).await;

@@ -65,6 +65,11 @@ async fn client_of(servers: &[&TestNode]) -> (TestNode, watch::Sender<EthHead>) 
     (node, eth_head)
 }
 
+/// Which protocols each peer of `handle` speaks: (leaf, eth, snap).
+async fn protocols(handle: &NetworkHandle) -> Vec<(bool, bool, bool)> {
+    handle.peers().await.iter().map(|p| (p.leaf.is_some(), p.eth.is_some(), p.snap)).collect()
+}
+
 async fn sync(
     handle: &NetworkHandle,
     pivot: watch::Receiver<ChainHead>,
@@ -87,9 +92,7 @@ async fn syncs_from_a_snap_only_node_over_rlpx() {
     let (src, pivot) = state(31);
     let (server, _server_eth) = server(&src, pivot.state_root, false).await;
     let (client, _client_eth) = client(&server).await;
-    let info = client.handle.peers().await;
-    assert_eq!(info.len(), 1);
-    assert!(info[0].leaf.is_none() && info[0].eth.is_some() && info[0].snap, "eth + snap only");
+    assert_eq!(protocols(&client.handle).await, vec![(false, true, true)], "eth + snap only");
 
     let (_pivot_tx, pivot_rx) = watch::channel(pivot);
     let (db, out, peers) = sync(&client.handle, pivot_rx).await;
@@ -107,8 +110,7 @@ async fn a_peer_speaking_leaf_and_snap_is_a_leaf_peer() {
     let (src, pivot) = state(32);
     let (server, _server_eth) = server(&src, pivot.state_root, true).await;
     let (client, _client_eth) = client(&server).await;
-    let info = client.handle.peers().await;
-    assert!(info[0].leaf.is_some() && info[0].snap);
+    assert_eq!(protocols(&client.handle).await, vec![(true, true, true)]);
     let (_pivot_tx, pivot_rx) = watch::channel(pivot);
     let (now, _joining) =
         watch_network_peers(&client.handle, &PeerSources::with_snap(pivot_rx)).await;

@@ -154,6 +154,18 @@ enum End {
     Flush(Option<DisconnectReason>),
 }
 
+/// The message of a request the tracker started, or `None` after failing its waiter with the
+/// reason it did not start.
+fn started_or_failed<M, T>(
+    started: Result<M, (RequestError, oneshot::Sender<Result<T, RequestError>>)>,
+) -> Option<M> {
+    started
+        .map_err(|(error, reply)| {
+            let _ = reply.send(Err(error));
+        })
+        .ok()
+}
+
 /// The next finished call of `eth`, or never without one.
 async fn eth_answer(eth: &mut Option<EthSession>) -> Option<Outgoing> {
     match eth {
@@ -261,22 +273,15 @@ impl ActiveSession {
     }
 
     async fn on_command(&mut self, command: SessionCommand) -> Result<(), End> {
-        match command {
+        let outgoing = match command {
             SessionCommand::Request { request, reply } => {
                 let started = if self.stream.speaks(Subprotocol::Leaf) {
                     self.tracker.start(request, reply, Instant::now())
                 } else {
                     Err((RequestError::NotSupported, reply))
                 };
-                match started {
-                    Ok(message) => {
-                        let outgoing = (Subprotocol::Leaf, message.id(), message.encoded().into());
-                        self.send(outgoing).await?;
-                    }
-                    Err((error, reply)) => {
-                        let _ = reply.send(Err(error));
-                    }
-                }
+                started_or_failed(started)
+                    .map(|message| (Subprotocol::Leaf, message.id(), message.encoded().into()))
             }
             SessionCommand::SnapRequest { request, reply } => {
                 let started = match (self.stream.speaks(Subprotocol::Snap), request.is_response()) {
@@ -284,31 +289,23 @@ impl ActiveSession {
                     (true, true) => Err((RequestError::NotARequest, reply)),
                     (true, false) => self.snap_tracker.start(request, reply, Instant::now()),
                 };
-                match started {
-                    Ok(message) => {
-                        let outgoing = (Subprotocol::Snap, message.id(), message.encoded().into());
-                        self.send(outgoing).await?;
-                    }
-                    Err((error, reply)) => {
-                        let _ = reply.send(Err(error));
-                    }
-                }
+                started_or_failed(started)
+                    .map(|message| (Subprotocol::Snap, message.id(), message.encoded().into()))
             }
-            SessionCommand::NewHead(head) => {
-                if self.stream.speaks(Subprotocol::Leaf) {
-                    let message = LeafMessage::NewHead(head);
-                    self.send((Subprotocol::Leaf, message.id(), message.encoded().into())).await?;
-                }
-            }
-            SessionCommand::BlockRange(range) => {
-                if self.stream.speaks(Subprotocol::Eth) {
-                    let id = eth::protocol::ids::BLOCK_RANGE_UPDATE;
-                    self.send((Subprotocol::Eth, id, alloy_rlp::encode(range).into())).await?;
-                }
-            }
+            SessionCommand::NewHead(head) => self.stream.speaks(Subprotocol::Leaf).then(|| {
+                let message = LeafMessage::NewHead(head);
+                (Subprotocol::Leaf, message.id(), message.encoded().into())
+            }),
+            SessionCommand::BlockRange(range) => self.stream.speaks(Subprotocol::Eth).then(|| {
+                let id = eth::protocol::ids::BLOCK_RANGE_UPDATE;
+                (Subprotocol::Eth, id, alloy_rlp::encode(range).into())
+            }),
             SessionCommand::Disconnect(reason) => return Err(End::Send(reason)),
+        };
+        match outgoing {
+            Some(outgoing) => self.send(outgoing).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Sends one message, within [`SESSION_SEND_TIMEOUT`]: a peer that stops reading cannot
