@@ -23,6 +23,7 @@ pub mod snap;
 pub mod stats;
 pub mod syncer;
 mod tasks;
+pub mod window;
 mod work;
 
 pub use config::{SyncConfig, SyncMode};
@@ -37,3 +38,4 @@ pub use retry::{retry_transient, run_until_done};
 pub use snap::{SnapPeer, SnapTransport};
 pub use stats::{Phase, SyncStats};
 pub use syncer::{SyncOutcome, Syncer, choose_pivot, chunk_depth};
+pub use window::PeerWindow;
