@@ -136,29 +136,25 @@ mod tests {
 
     use super::*;
 
-    /// One peer behind a link of `bytes_per_sec` and `rtt`, answering `answer` bytes per
-    /// request after `serve` of server time, driven for `duration` with the window as the only
-    /// limit (the syncer's loop in miniature). Returns the bytes delivered per second.
-    fn drive(
-        window: &mut PeerWindow,
-        bytes_per_sec: f64,
-        rtt: Duration,
-        serve: Duration,
-        answer: u64,
-        duration: Duration,
-    ) -> f64 {
+    /// Bytes per second of the test link (100 Mbit/s).
+    const LINK: f64 = 12.5e6;
+
+    /// One peer behind a [`LINK`] with a round trip of `rtt_ms`, answering `answer` bytes per
+    /// request at once, driven for `secs` with the window as the only limit (the syncer's loop
+    /// in miniature). Returns the bytes delivered per second.
+    fn drive(window: &mut PeerWindow, rtt_ms: u64, answer: u64, secs: u64) -> f64 {
+        let (rtt, duration) = (Duration::from_millis(rtt_ms), Duration::from_secs(secs));
         let start = Instant::now();
         let mut now = start;
         let mut link_free = start;
         // (sent, arrives) of the requests outstanding, in arrival order (one FIFO link).
         let mut outstanding: VecDeque<(Instant, Instant)> = VecDeque::new();
         let mut delivered = 0u64;
-        let transmission = Duration::from_secs_f64(answer as f64 / bytes_per_sec);
+        let transmission = Duration::from_secs_f64(answer as f64 / LINK);
         while now < start + duration {
             while outstanding.len() < window.window() {
                 window.sent(now, outstanding.len());
-                let served = now + rtt / 2 + serve;
-                link_free = link_free.max(served) + transmission;
+                link_free = link_free.max(now + rtt / 2) + transmission;
                 outstanding.push_back((now, link_free + rtt / 2));
             }
             let Some((sent, arrives)) = outstanding.pop_front() else { break };
@@ -169,21 +165,12 @@ mod tests {
         delivered as f64 / (now - start).as_secs_f64()
     }
 
-    const LINK: f64 = 12.5e6; // 100 Mbit/s
-
     #[test]
     fn small_answers_behind_a_long_link_fill_the_window_and_the_link() {
         // 70 KB chunks behind 50 ms: the pipe holds ~9 of them; the window opens to the
         // protocol's limit and the link runs at its rate.
         let mut window = PeerWindow::default();
-        let rate = drive(
-            &mut window,
-            LINK,
-            Duration::from_millis(50),
-            Duration::ZERO,
-            70_000,
-            Duration::from_secs(5),
-        );
+        let rate = drive(&mut window, 50, 70_000, 5);
         assert_eq!(window.window(), MAX_IN_FLIGHT_PER_PEER);
         assert!(rate > 0.9 * LINK, "{rate}");
     }
@@ -193,29 +180,30 @@ mod tests {
         // 1 MB chunks behind 50 ms: one answer takes 80 ms on the link, the pipe holds about
         // 1.6 of them; the window settles at about twice that and the link stays full.
         let mut window = PeerWindow::default();
-        let rate = drive(
-            &mut window,
-            LINK,
-            Duration::from_millis(50),
-            Duration::ZERO,
-            1_000_000,
-            Duration::from_secs(10),
-        );
+        let rate = drive(&mut window, 50, 1_000_000, 10);
         assert!(rate > 0.9 * LINK, "{rate}");
         assert!((3..=6).contains(&window.window()), "{}", window.window());
     }
 
+    /// `count` requests one at a time, each answered with `bytes` after `rtt_ms`, `gap_ms`
+    /// apart (idle in between).
+    fn one_at_a_time(window: &mut PeerWindow, count: usize, bytes: u64, rtt_ms: u64, gap_ms: u64) {
+        let (rtt, gap) = (Duration::from_millis(rtt_ms), Duration::from_millis(gap_ms));
+        let mut now = Instant::now();
+        for _ in 0..count {
+            window.sent(now, 0);
+            now += rtt;
+            window.finished(now, Some((bytes, rtt)), 0);
+            now += gap;
+        }
+    }
+
     #[test]
     fn a_slow_server_gets_a_small_window() {
-        // A server that needs 200 ms per 70 KB answer, one at a time (350 KB/s): the link's
-        // round trip is short, so the pipe holds one answer.
+        // A server that needs 205 ms per 70 KB answer, one at a time (350 KB/s): the pipe holds
+        // one answer.
         let mut window = PeerWindow::default();
-        let mut now = Instant::now();
-        for _ in 0..50 {
-            window.sent(now, 0);
-            now += Duration::from_millis(205);
-            window.finished(now, Some((70_000, Duration::from_millis(205))), 0);
-        }
+        one_at_a_time(&mut window, 50, 70_000, 205, 0);
         assert!(window.window() <= 3, "{}", window.window());
         assert!(window.throughput() < 400_000.0, "{}", window.throughput());
     }
@@ -223,14 +211,7 @@ mod tests {
     #[test]
     fn a_stalled_peer_does_not_grow_and_a_timeout_shrinks_it_to_one() {
         let mut window = PeerWindow::default();
-        drive(
-            &mut window,
-            LINK,
-            Duration::from_millis(50),
-            Duration::ZERO,
-            70_000,
-            Duration::from_secs(2),
-        );
+        drive(&mut window, 50, 70_000, 2);
         let full = window.window();
         assert_eq!(full, MAX_IN_FLIGHT_PER_PEER);
         // It stalls with a full window: nothing finishes, nothing changes, nothing is added.
@@ -255,13 +236,7 @@ mod tests {
     fn idle_time_is_not_busy_time() {
         // Two answers of 1 MB in 100 ms each, an hour apart: 10 MB/s, not 1 MB/hour.
         let mut window = PeerWindow::default();
-        let mut now = Instant::now();
-        for _ in 0..2 {
-            window.sent(now, 0);
-            now += Duration::from_millis(100);
-            window.finished(now, Some((1_000_000, Duration::from_millis(100))), 0);
-            now += Duration::from_secs(3600);
-        }
+        one_at_a_time(&mut window, 2, 1_000_000, 100, 3_600_000);
         assert!((window.throughput() - 1e7).abs() < 1.0, "{}", window.throughput());
     }
 
