@@ -328,7 +328,8 @@ fn sync_once(
     let links_bytes_per_sec = wan.bits_per_sec as f64 / 8.0 * servers.records.len() as f64;
     let run = Run {
         wall_s,
-        cpu_s: (cpu_s - excluded_cpu_s).max(0.0),
+        // Both counted in 10 ms ticks: the difference is too (without float noise).
+        cpu_s: ((cpu_s - excluded_cpu_s) * USER_HZ).round().max(0.0) / USER_HZ,
         excluded_cpu_s,
         bytes_down: totals.bytes_down,
         bytes_up: totals.bytes_up,
