@@ -199,15 +199,16 @@ impl PeerSet {
         self.slots.iter().any(|p| p.revive_at.is_some())
     }
 
-    /// The active peers and which work each may get for `pivot`, fastest first. Servers benched
+    /// The active peers and which work each may get for `pivot`, fastest first (unmeasured
+    /// peers before all: [`PeerWindow::rank`]). Servers benched
     /// for stale chunks get chunks only when no other peer can take them; peers without state
     /// for the pivot's root get nothing.
     pub(crate) fn roster(&self, pivot: &ChainHead) -> Roster {
         let mut active = self.active();
         active.retain(|i| !self.slots[*i].peer.lacks_state(&pivot.state_root));
         active.sort_by(|a, b| {
-            let throughput = |i: &usize| self.slots[*i].window.throughput();
-            throughput(b).total_cmp(&throughput(a))
+            let rank = |i: &usize| self.slots[*i].window.rank();
+            rank(b).total_cmp(&rank(a))
         });
         let serving = active.iter().copied().filter(|i| self.has_pivot_nodes(*i, pivot)).collect();
         let chunks: Vec<usize> =

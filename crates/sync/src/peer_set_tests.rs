@@ -118,6 +118,7 @@ fn a_peer_that_times_out_is_left_one_request() {
     assert!(!peers.slot(1).has_room());
     peers.finished(1, None);
     assert!(peers.slot(1).has_room());
-    // The roster puts the peer that delivered first.
-    assert_eq!(peers.roster(&ChainHead::default()).active, vec![0, 1]);
+    // The roster puts the peer that delivered first, and a new one before both.
+    peers.add(Arc::new(Idle(9)));
+    assert_eq!(peers.roster(&ChainHead::default()).active, vec![2, 0, 1]);
 }

@@ -42,6 +42,12 @@ pub const INITIAL_WINDOW: usize = 2;
 /// peer whose path got longer is re-measured within that time.
 pub const MIN_RTT_LIFETIME: Duration = Duration::from_secs(10);
 
+/// Shortest busy time and round trip a finished request counts for (1 ms, as `PeerRate`'s
+/// `MIN_MEASURED_ELAPSED`): answers faster than the clock can tell (a peer in the same process,
+/// paused time in tests) would otherwise make a product of 0 × infinity. A peer answering
+/// instantly gets a window of [`WINDOW_GAIN`] requests.
+pub const MIN_MEASURED_TIME: Duration = Duration::from_millis(1);
+
 /// Smallest average answer size the window is computed with (1 KiB): a peer answering almost
 /// nothing ("too large", empty) would otherwise divide a small product by almost zero; the
 /// window is clamped to [`MAX_IN_FLIGHT_PER_PEER`] in any case.
@@ -76,15 +82,18 @@ impl PeerWindow {
 
     /// A request finished at `now`, leaving `in_flight` outstanding. `answer` is its size and
     /// round trip when an answer came (`None`: timeout, disconnect, no answer): the busy time
-    /// since the previous event is counted against what it delivered.
+    /// since the previous event (at least [`MIN_MEASURED_TIME`]) is counted against what it
+    /// delivered.
     pub fn finished(&mut self, now: Instant, answer: Option<(u64, Duration)>, in_flight: usize) {
-        let busy = self.mark.map_or(0.0, |m| now.saturating_duration_since(m).as_secs_f64());
+        let busy = self.mark.map_or(Duration::ZERO, |m| now.saturating_duration_since(m));
+        let busy = busy.max(MIN_MEASURED_TIME).as_secs_f64();
         let bytes = answer.map_or(0, |(bytes, _)| bytes) as f64;
         let keep = 1.0 - WINDOW_MEASUREMENT_IMPACT;
         self.delivered = keep * self.delivered + WINDOW_MEASUREMENT_IMPACT * bytes;
         self.busy = keep * self.busy + WINDOW_MEASUREMENT_IMPACT * busy;
         self.mark = (in_flight > 0).then_some(now);
         let Some((bytes, rtt)) = answer else { return };
+        let rtt = rtt.max(MIN_MEASURED_TIME);
         self.answer_bytes = if self.answers == 0 {
             bytes as f64
         } else {
@@ -109,6 +118,14 @@ impl PeerWindow {
     /// Measured throughput, bytes per second of busy time (0 before the first finished request).
     pub fn throughput(&self) -> f64 {
         if self.busy > 0.0 { self.delivered / self.busy } else { 0.0 }
+    }
+
+    /// Where the peer stands when work is handed out, higher first: its throughput, or
+    /// infinity until a request of it has finished, so that a new peer is asked at once and
+    /// measured (which only matters while work is scarce: the skeleton's first levels, the
+    /// last items; otherwise every window is filled).
+    pub fn rank(&self) -> f64 {
+        if self.answers == 0 && self.busy == 0.0 { f64::INFINITY } else { self.throughput() }
     }
 
     /// The shortest recent round trip (`None` before the first answer).
@@ -241,14 +258,25 @@ mod tests {
     }
 
     #[test]
+    fn instant_answers_get_the_gain() {
+        // Answers in no measurable time (same process, paused clock): 1 ms each, window 2.
+        let mut window = PeerWindow::default();
+        one_at_a_time(&mut window, 20, 70_000, 0, 0);
+        assert_eq!(window.window(), 2);
+        assert!(window.throughput() > 1e7, "{}", window.throughput());
+    }
+
+    #[test]
     fn an_unmeasured_peer_gets_the_initial_window() {
         assert_eq!(PeerWindow::default().window(), INITIAL_WINDOW);
         assert_eq!(PeerWindow::default().throughput(), 0.0);
+        assert_eq!(PeerWindow::default().rank(), f64::INFINITY);
         // A first request that times out leaves one.
         let mut window = PeerWindow::default();
         let now = Instant::now();
         window.sent(now, 0);
         window.finished(now + Duration::from_secs(12), None, 0);
         assert_eq!(window.window(), 1);
+        assert_eq!(window.rank(), 0.0);
     }
 }
