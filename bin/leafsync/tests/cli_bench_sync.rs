@@ -6,13 +6,31 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const RUN_KEYS: [&str; 7] =
-    ["wall_s", "cpu_s", "bytes_down", "bytes_up", "requests", "healed_nodes", "root_ok"];
+const RUN_KEYS: [&str; 13] = [
+    "wall_s",
+    "cpu_s",
+    "excluded_cpu_s",
+    "bytes_down",
+    "bytes_up",
+    "snappy_bytes_down",
+    "wire_s",
+    "wall_over_wire",
+    "requests",
+    "sync_requests",
+    "healed_nodes",
+    "root_ok",
+    "timeouts",
+];
 
 fn bench_sync(dir: &std::path::Path, extra: &[&str]) -> (String, Value) {
+    bench_sync_at(dir, "0", extra)
+}
+
+/// `bench sync` with links of `mbit` Mbit/s.
+fn bench_sync_at(dir: &std::path::Path, mbit: &str, extra: &[&str]) -> (String, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_leafsync"))
         .args(["bench", "sync", "--accounts", "2000", "--servers", "2", "--rtt-ms", "5"])
-        .args(["--mbit", "0", "--json", "--workdir", dir.to_str().unwrap()])
+        .args(["--mbit", mbit, "--json", "--workdir", dir.to_str().unwrap()])
         .args(extra)
         .output()
         .unwrap();
@@ -75,4 +93,32 @@ fn skip_heal_only_reports_null() {
     let (stdout, json) = bench_sync(dir.path(), &["--skip-heal-only"]);
     run(&json, "leaf");
     assert_eq!(json["heal_only"], Value::Null, "{stdout}");
+    assert_eq!(json["snap"], Value::Null, "{stdout}");
+    // Unlimited bandwidth: no wire time.
+    assert_eq!(json["leaf"]["wire_s"], Value::Null, "{stdout}");
+}
+
+#[test]
+fn snap_source_syncs_the_same_state_through_snap_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, json) = bench_sync_at(dir.path(), "50", &["--skip-heal-only", "--snap"]);
+    assert!(stdout.contains("snap"), "{stdout}");
+    let leaf = run(&json, "leaf");
+    let snap = run(&json, "snap");
+    let get = |run: &Value, key: &str| run[key].as_u64().unwrap();
+    let float = |run: &Value, key: &str| run[key].as_f64().unwrap();
+    for run in [leaf, snap] {
+        // Wire time: the bytes down over 2 links of 50 Mbit/s.
+        let wire = get(run, "bytes_down") as f64 * 8.0 / 100e6;
+        assert!((float(run, "wire_s") - wire).abs() < 1e-6, "{json}");
+        assert!(float(run, "wall_over_wire") > 0.0, "{json}");
+        assert!(get(run, "snappy_bytes_down") > 0, "{json}");
+        assert!(get(run, "snappy_bytes_down") <= get(run, "bytes_down") + 1024, "{json}");
+    }
+    // One leaf/1 request is one message; SnapPeer turns a chunk into several snap/1 requests.
+    assert_eq!(get(leaf, "requests"), get(leaf, "sync_requests"), "{json}");
+    assert!(get(snap, "requests") >= get(snap, "sync_requests"), "{json}");
+    // The same state: the same leaves, each encoded once by either protocol (±25%).
+    let (l, s) = (get(leaf, "bytes_down") as f64, get(snap, "bytes_down") as f64);
+    assert!((s / l - 1.0).abs() < 0.25, "{json}");
 }

@@ -24,6 +24,7 @@ pub mod sources;
 pub mod stats;
 pub mod syncer;
 mod tasks;
+pub mod window;
 mod work;
 
 pub use config::{SyncConfig, SyncMode};
@@ -36,3 +37,4 @@ pub use snap::{NetworkSnapPeer, SnapPeer, SnapTransport};
 pub use sources::{PeerSources, has_sync_peers, network_peers, watch_network_peers};
 pub use stats::{Phase, SyncStats};
 pub use syncer::{SyncOutcome, Syncer, choose_pivot, chunk_depth};
+pub use window::PeerWindow;

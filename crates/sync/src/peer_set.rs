@@ -17,8 +17,8 @@ use crate::{
         SILENT_REVIVE_AFTER,
     },
     peer::SyncPeer,
-    rate::PeerRate,
     stats::SyncStats,
+    window::PeerWindow,
 };
 
 /// Where a peer stands with this sync.
@@ -67,7 +67,8 @@ impl From<&RequestError> for Verdict {
 /// A peer and what the syncer measured of it.
 pub(crate) struct PeerSlot {
     pub(crate) peer: Arc<dyn SyncPeer>,
-    pub(crate) rate: PeerRate,
+    /// Its pipe as measured: sizes how many requests it gets at once.
+    pub(crate) window: PeerWindow,
     pub(crate) in_flight: usize,
     junk: u32,
     timeouts: u32,
@@ -87,7 +88,7 @@ impl PeerSlot {
     fn new(peer: Arc<dyn SyncPeer>) -> Self {
         Self {
             peer,
-            rate: PeerRate::default(),
+            window: PeerWindow::default(),
             in_flight: 0,
             junk: 0,
             timeouts: 0,
@@ -97,6 +98,11 @@ impl PeerSlot {
             standing: Standing::Active,
             revive_at: None,
         }
+    }
+
+    /// Whether the peer may get one more request now: fewer in flight than its window.
+    pub(crate) fn has_room(&self) -> bool {
+        self.in_flight < self.window.window()
     }
 
     /// Whether this server should get no chunks now: it sent too many from another head and
@@ -135,10 +141,6 @@ impl PeerSet {
 
     pub(crate) fn slot(&self, i: usize) -> &PeerSlot {
         &self.slots[i]
-    }
-
-    pub(crate) fn slot_mut(&mut self, i: usize) -> &mut PeerSlot {
-        &mut self.slots[i]
     }
 
     /// Every peer's announced head.
@@ -197,14 +199,16 @@ impl PeerSet {
         self.slots.iter().any(|p| p.revive_at.is_some())
     }
 
-    /// The active peers and which work each may get for `pivot`, fastest first. Servers benched
+    /// The active peers and which work each may get for `pivot`, fastest first (unmeasured
+    /// peers before all: [`PeerWindow::rank`]). Servers benched
     /// for stale chunks get chunks only when no other peer can take them; peers without state
     /// for the pivot's root get nothing.
     pub(crate) fn roster(&self, pivot: &ChainHead) -> Roster {
         let mut active = self.active();
         active.retain(|i| !self.slots[*i].peer.lacks_state(&pivot.state_root));
         active.sort_by(|a, b| {
-            self.slots[*b].rate.bytes_per_sec.total_cmp(&self.slots[*a].rate.bytes_per_sec)
+            let rank = |i: &usize| self.slots[*i].window.rank();
+            rank(b).total_cmp(&rank(a))
         });
         let serving = active.iter().copied().filter(|i| self.has_pivot_nodes(*i, pivot)).collect();
         let chunks: Vec<usize> =
@@ -225,12 +229,24 @@ impl PeerSet {
         head.number >= pivot.number && head.number - pivot.number < DEFAULT_RECENT_BLOCKS
     }
 
-    /// An answer of `bytes` came from peer `i` after `elapsed`: its rate learns, and it is no
-    /// longer silent.
-    pub(crate) fn answered(&mut self, i: usize, bytes: u64, elapsed: std::time::Duration) {
+    /// A request goes out to peer `i`.
+    pub(crate) fn sent(&mut self, i: usize) {
         let slot = &mut self.slots[i];
-        slot.rate.update(bytes, elapsed);
-        slot.timeouts = 0;
+        slot.window.sent(Instant::now(), slot.in_flight);
+        slot.in_flight += 1;
+    }
+
+    /// A request of peer `i` finished: with `answer`, its size and round trip, or without one
+    /// (timeout, disconnect). Its window learns from every request, whatever the answer says.
+    pub(crate) fn finished(&mut self, i: usize, answer: Option<(u64, std::time::Duration)>) {
+        let slot = &mut self.slots[i];
+        slot.in_flight = slot.in_flight.saturating_sub(1);
+        slot.window.finished(Instant::now(), answer, slot.in_flight);
+    }
+
+    /// Peer `i` answered: it is no longer silent.
+    pub(crate) fn answered(&mut self, i: usize) {
+        self.slots[i].timeouts = 0;
     }
 
     /// Records what an answer of peer `i` showed, counting it in `stats`; returns the penalty
@@ -254,7 +270,7 @@ impl PeerSet {
             }
             Verdict::Empty => {
                 stats.empty_answers += 1;
-                slot.rate.penalise();
+                slot.window.penalise();
                 slot.empties += 1;
                 if slot.empties >= MAX_CONSECUTIVE_EMPTIES {
                     return self.drop_peer(i, "answers empty", Some(PenaltyClass::Low), stats);
@@ -263,7 +279,7 @@ impl PeerSet {
             }
             Verdict::Timeout => {
                 stats.timeouts += 1;
-                slot.rate.penalise();
+                slot.window.penalise();
                 slot.timeouts += 1;
                 if slot.timeouts < MAX_CONSECUTIVE_TIMEOUTS {
                     return None;

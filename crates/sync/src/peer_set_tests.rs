@@ -53,7 +53,7 @@ fn silence_drops_with_a_low_penalty_and_a_rest_not_a_ban() {
     assert!(peers.any_resting());
     // An answer in between forgives a timeout.
     assert_eq!(peers.record(1, Verdict::Timeout, &mut stats), None);
-    peers.answered(1, 1000, std::time::Duration::from_millis(5));
+    peers.answered(1);
     assert_eq!(peers.record(1, Verdict::Timeout, &mut stats), None);
     // A disconnect drops without a penalty; a busy peer is no fault.
     assert_eq!(peers.record(1, Verdict::Busy, &mut stats), None);
@@ -92,4 +92,33 @@ fn a_stale_server_is_benched_from_chunks_while_its_head_stays() {
     assert_eq!(roster.chunks, vec![1]);
     assert_eq!(roster.active.len(), 2);
     assert_eq!(roster.serving.len(), 2);
+}
+
+#[test]
+fn a_peer_that_times_out_is_left_one_request() {
+    let mut peers = set(2);
+    let mut stats = SyncStats::default();
+    assert_eq!(peers.slot(0).window.window(), crate::window::INITIAL_WINDOW);
+    // Peer 0 answers 1 MB in 10 ms, twice: measured, its window opens.
+    for _ in 0..2 {
+        peers.sent(0);
+        assert!(peers.slot(0).has_room());
+        peers.sent(0);
+        peers.finished(0, Some((1 << 20, std::time::Duration::from_millis(10))));
+        peers.finished(0, Some((1 << 20, std::time::Duration::from_millis(10))));
+    }
+    assert_eq!(peers.slot(0).in_flight, 0);
+    // Peer 1 stalls: its requests finish without an answer, as timeouts.
+    peers.sent(1);
+    peers.sent(1);
+    assert!(!peers.slot(1).has_room());
+    peers.finished(1, None);
+    peers.record(1, Verdict::Timeout, &mut stats);
+    assert_eq!(peers.slot(1).window.window(), 1);
+    assert!(!peers.slot(1).has_room());
+    peers.finished(1, None);
+    assert!(peers.slot(1).has_room());
+    // The roster puts the peer that delivered first, and a new one before both.
+    peers.add(Arc::new(Idle(9)));
+    assert_eq!(peers.roster(&ChainHead::default()).active, vec![2, 0, 1]);
 }

@@ -1,24 +1,20 @@
-//! [`PeerRate`]: each peer's measured throughput and round-trip time, which size how many
-//! requests it gets at once (go-ethereum's msgrate idea: give fast peers more, slow peers less,
-//! and learn from every answer).
+//! [`PeerRate`]: a peer's throughput and round trip measured answer by answer (go-ethereum's
+//! msgrate idea). The snap/1 adapter sizes each answer's byte budget with it
+//! (`SnapPeer::budget`). How many requests a peer gets at once is the syncer's
+//! [`crate::window::PeerWindow`], which measures the peer as a pipe over all its answers: an
+//! answer's own bytes over its own round trip understate a peer that has many in flight.
 
 use std::time::Duration;
-
-use crate::config::MAX_IN_FLIGHT_PER_PEER;
 
 /// Weight of a new measurement in the moving averages (0.1, as msgrate's `measurementImpact`):
 /// one odd answer moves the estimate a little, a trend moves it within ~10 answers.
 pub const MEASUREMENT_IMPACT: f64 = 0.1;
 
-/// Throughput assumed of a new peer (1 MiB/s): enough for two chunks in flight until measured.
+/// Throughput assumed of a new peer (1 MiB/s) until its first answer is measured.
 pub const INITIAL_BYTES_PER_SEC: f64 = 1024.0 * 1024.0;
 
-/// Round trip the in-flight window is sized for (500 ms): a peer gets as many requests as it can
-/// answer in that time, so its pipe stays full without queueing work behind a slow peer.
+/// Round trip assumed of a new peer (500 ms), until measured.
 pub const TARGET_ROUND_TRIP: Duration = Duration::from_millis(500);
-
-/// Response size the window is computed with (256 KiB, a small chunk).
-pub const TYPICAL_RESPONSE_BYTES: f64 = 256.0 * 1024.0;
 
 /// Shortest elapsed time a measurement uses (1 ms), so an instant answer does not divide by 0.
 pub const MIN_MEASURED_ELAPSED: Duration = Duration::from_millis(1);
@@ -52,13 +48,6 @@ impl PeerRate {
     pub fn penalise(&mut self) {
         self.bytes_per_sec /= 2.0;
     }
-
-    /// Requests it should have in flight: what it delivers in [`TARGET_ROUND_TRIP`], in
-    /// [`TYPICAL_RESPONSE_BYTES`] answers, between 1 and [`MAX_IN_FLIGHT_PER_PEER`].
-    pub fn capacity(&self) -> usize {
-        let per_rtt = self.bytes_per_sec * TARGET_ROUND_TRIP.as_secs_f64();
-        ((per_rtt / TYPICAL_RESPONSE_BYTES).ceil() as usize).clamp(1, MAX_IN_FLIGHT_PER_PEER)
-    }
 }
 
 #[cfg(test)]
@@ -66,15 +55,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fast_peers_get_more_slow_peers_less() {
+    fn fast_peers_measure_faster_and_penalties_halve() {
         let mut fast = PeerRate::default();
         let mut slow = PeerRate::default();
         for _ in 0..50 {
             fast.update(1 << 20, Duration::from_millis(50));
             slow.update(1 << 10, Duration::from_millis(900));
         }
-        assert_eq!(fast.capacity(), MAX_IN_FLIGHT_PER_PEER);
-        assert_eq!(slow.capacity(), 1);
+        assert!(fast.bytes_per_sec > 10.0 * (1 << 20) as f64, "{}", fast.bytes_per_sec);
+        assert!(slow.bytes_per_sec < 200_000.0, "{}", slow.bytes_per_sec);
         let before = fast.bytes_per_sec;
         fast.penalise();
         assert!(fast.bytes_per_sec < before);

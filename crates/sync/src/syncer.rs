@@ -248,7 +248,8 @@ impl<S: KvStore + 'static> Syncer<S> {
         Ok(())
     }
 
-    /// Fills every active peer's window (fastest first) with the next request it may get:
+    /// Fills every active peer's window (fastest first; [`crate::window::PeerWindow`]) with the
+    /// next request it may get:
     /// trie nodes if it has the pivot's, then a chunk, then codes; all requests in flight ask
     /// for at most [`MAX_IN_FLIGHT_BYTES`] together.
     fn dispatch(&mut self, in_flight: &mut InFlight) -> Result<(), SyncError> {
@@ -256,15 +257,14 @@ impl<S: KvStore + 'static> Syncer<S> {
         let roster = self.peers.roster(&self.pivot);
         let request_bytes = dispatch::request_bytes(self.config.chunk_max_bytes);
         for &peer in &roster.active {
-            while self.peers.slot(peer).in_flight < self.peers.slot(peer).rate.capacity()
+            while self.peers.slot(peer).has_room()
                 && (in_flight.len() as u64 + 1) * request_bytes <= MAX_IN_FLIGHT_BYTES
             {
                 let next = dispatch::next_job(&mut self.work, &mut self.codes, peer, &roster)?;
                 let Some(job) = next else { break };
                 let request = job.request(self.config.chunk_max_bytes)?;
-                let slot = self.peers.slot_mut(peer);
-                let answer = slot.peer.request_at(&self.pivot, request);
-                slot.in_flight += 1;
+                let answer = self.peers.slot(peer).peer.request_at(&self.pivot, request);
+                self.peers.sent(peer);
                 self.reporter.stats.requests += 1;
                 let timeout = self.config.request_timeout;
                 in_flight.push(dispatch::timed(answer, timeout, self.epoch, peer, job));

@@ -46,14 +46,12 @@ impl<S: KvStore + 'static> Syncer<S> {
 
     pub(super) fn on_done(&mut self, done: Done) -> Result<(), SyncError> {
         let Done { epoch, peer, job, result, elapsed } = done;
-        let slot = self.peers.slot_mut(peer);
-        slot.in_flight = slot.in_flight.saturating_sub(1);
+        let size = result.as_ref().ok().map(response_len);
+        self.peers.finished(peer, size.map(|size| (size, elapsed)));
         let stats = &mut self.reporter.stats;
         if epoch != self.epoch && !matches!(job, Job::Codes(_)) {
             // Work for an earlier pivot (codes do not depend on the pivot).
-            if let Ok(answer) = &result {
-                stats.bytes_down += response_len(answer);
-            }
+            stats.bytes_down += size.unwrap_or(0);
             return Ok(());
         }
         let answer = match result {
@@ -64,9 +62,8 @@ impl<S: KvStore + 'static> Syncer<S> {
                 return Ok(());
             }
         };
-        let size = response_len(&answer);
-        stats.bytes_down += size;
-        self.peers.answered(peer, size, elapsed);
+        stats.bytes_down += size.unwrap_or(0);
+        self.peers.answered(peer);
         match (job, answer) {
             (Job::Chunk(unit), answer) => self.on_chunk(peer, unit, answer),
             (Job::Nodes(tasks), LeafResponse::Nodes(nodes)) => self.on_nodes(peer, tasks, &nodes),

@@ -4,6 +4,7 @@
 //! table and, with `--json`, one JSON object as the last line (see docs/benchmarks.md).
 
 mod servers;
+mod snap_source;
 mod wan;
 
 use std::{
@@ -18,9 +19,10 @@ use alloy_primitives::B256;
 use alloy_rlp::Encodable;
 use alloy_trie::Nibbles;
 use leafsync_leafdb::{EMPTY_CODE_HASH, LeafDb};
+use leafsync_p2p::leaf::ChainHead;
 use leafsync_sync::{
-    SyncConfig, SyncMode, SyncPeer, SyncStats, Syncer, config::DEFAULT_CHUNK_TARGET_BYTES,
-    network_peers,
+    SnapPeer, SnapTransport, SyncConfig, SyncMode, SyncPeer, SyncStats, Syncer,
+    config::DEFAULT_CHUNK_TARGET_BYTES, network_peers,
 };
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
@@ -28,7 +30,8 @@ use tokio::runtime::Runtime;
 pub(crate) use self::servers::{ServersArgs, servers};
 use self::{
     servers::ServerProcess,
-    wan::{Traffic, WanConfig, WanPeer},
+    snap_source::SnapServers,
+    wan::{Links, Snappy, Traffic, WanConfig, WanPeer},
 };
 use crate::{
     bench::leafdb::{Leaf, hash_builder_root},
@@ -51,6 +54,10 @@ const TARGET_REQUESTS: f64 = 0.02;
 const TARGET_BYTES_OVER_RAW: f64 = 1.1;
 /// Leaf sync's client CPU over the floor, at most.
 const TARGET_CPU_OVER_FLOOR: f64 = 2.0;
+/// Leaf sync's bytes down over the raw leaf and code bytes, at most (issue 15, goal 4).
+const TARGET_BYTES_OVER_RAW_AND_CODE: f64 = 1.03;
+/// Leaf sync's wall time over its wire time, at most (issue 15, goal 1).
+const TARGET_WALL_OVER_WIRE: f64 = 1.5;
 
 /// Arguments of `bench sync`.
 #[derive(Debug, clap::Args)]
@@ -73,6 +80,10 @@ pub(crate) struct SyncBench {
     /// Run leaf sync only (`heal_only` is then null).
     #[arg(long)]
     skip_heal_only: bool,
+    /// Also sync through snap/1 (`snap` in the JSON, null otherwise): last, from in-process
+    /// snap/1 servers over the same state, behind the same links.
+    #[arg(long)]
+    snap: bool,
     /// Target chunk size of the leaf sync, KiB (the sync's default: 512). Chunks are a 16th of
     /// the state per skeleton level, so this picks the skeleton depth.
     #[arg(long, default_value_t = DEFAULT_CHUNK_TARGET_BYTES / 1024)]
@@ -85,26 +96,55 @@ pub(crate) struct SyncBench {
     workdir: PathBuf,
 }
 
+/// Where a sync gets its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// `leaf/1` chunks from the server process ([`SyncMode::Leaf`]).
+    Leaf,
+    /// Every trie node from the server process ([`SyncMode::HealOnly`]).
+    HealOnly,
+    /// snap/1 from in-process servers over the servers' leafdb, through `SnapPeer`.
+    Snap,
+}
+
 /// One sync's measurements.
 #[derive(Debug)]
 struct Run {
     wall_s: f64,
+    /// The client's CPU, without the bench's own threads (snappy sizing, in-process servers).
     cpu_s: f64,
+    /// CPU of the bench's own threads, left out of `cpu_s`.
+    excluded_cpu_s: f64,
     bytes_down: u64,
     bytes_up: u64,
+    /// Requests on the wire (snap/1 requests for the snap source).
     requests: u64,
+    /// Answers' payloads after snappy.
+    snappy_bytes_down: u64,
+    /// Time the bytes down need on the emulated links together (`None`: unlimited bandwidth).
+    wire_s: Option<f64>,
     root_ok: bool,
     stats: SyncStats,
 }
 
 impl Run {
+    /// Wall time over wire time.
+    fn over_wire(&self) -> Option<f64> {
+        self.wire_s.map(|wire| ratio(self.wall_s, wire))
+    }
+
     fn json(&self) -> Value {
         json!({
             "wall_s": self.wall_s,
             "cpu_s": self.cpu_s,
+            "excluded_cpu_s": self.excluded_cpu_s,
             "bytes_down": self.bytes_down,
             "bytes_up": self.bytes_up,
+            "snappy_bytes_down": self.snappy_bytes_down,
+            "wire_s": self.wire_s,
+            "wall_over_wire": self.over_wire(),
             "requests": self.requests,
+            "sync_requests": self.stats.requests,
             "healed_nodes": self.stats.healed_nodes,
             "root_ok": self.root_ok,
             "timeouts": self.stats.timeouts,
@@ -205,45 +245,102 @@ fn examine(db: &LeafDb) -> Result<Examined, CliError> {
     })
 }
 
-/// One sync from the servers into a fresh leafdb at `path`, by a fresh client node.
+/// The sync's peers for `source`, each behind links of its own from `links`; and the client
+/// node to shut down after a `leaf/1` sync.
+async fn peers(
+    source: Source,
+    db: &Arc<LeafDb>,
+    servers: &ServerProcess,
+    snap: Option<&SnapServers>,
+    mut links: impl FnMut() -> Links,
+) -> Result<(Vec<Arc<dyn SyncPeer>>, Option<crate::node::Node>), CliError> {
+    if source == Source::Snap {
+        let Some(snap) = snap else {
+            return Err(CliError::Invalid {
+                what: "snap sync".into(),
+                reason: "no servers".into(),
+            });
+        };
+        let head = ChainHead { number: 0, hash: B256::ZERO, state_root: servers.root };
+        let mut peers = Vec::new();
+        for i in 0..servers.records.len() {
+            let Some(transport) = snap.transport(i, head, links()) else { break };
+            let peer = SnapPeer::new(Arc::new(transport) as Arc<dyn SnapTransport>);
+            // snap/1 announces no account count: the network probes each peer first.
+            peer.probe_accounts(servers.root).await;
+            peers.push(Arc::new(peer) as Arc<dyn SyncPeer>);
+        }
+        return Ok((peers, None));
+    }
+    let client = start_client(Arc::clone(db), servers.records.clone()).await?;
+    let peers = network_peers(client.network())
+        .await
+        .into_iter()
+        .map(|p| Arc::new(WanPeer::new(p, links())) as Arc<dyn SyncPeer>)
+        .collect();
+    Ok((peers, Some(client)))
+}
+
+/// One sync from `source` into a fresh leafdb at `path`, by a fresh client. `snap_db` is the
+/// servers' leafdb, for [`Source::Snap`].
 fn sync_once(
     runtime: &Runtime,
     servers: &mut ServerProcess,
-    mode: SyncMode,
+    source: Source,
+    snap_db: Option<&Arc<LeafDb>>,
     wan: WanConfig,
     chunk_target_bytes: u64,
     path: &Path,
 ) -> Result<(Run, Examined), CliError> {
     let db = Arc::new(open(path)?);
     let traffic = Arc::new(Traffic::default());
+    let snappy = Snappy::start(Arc::clone(&traffic));
+    let snap = snap_db.map(|snap_db| SnapServers::start(snap_db, servers.records.len()));
+    let mode = if source == Source::HealOnly { SyncMode::HealOnly } else { SyncMode::Leaf };
     let synced = runtime.block_on(async {
-        let client = start_client(Arc::clone(&db), servers.records.clone()).await?;
-        let peers = network_peers(client.network())
-            .await
-            .into_iter()
-            .map(|p| Arc::new(WanPeer::new(p, wan, Arc::clone(&traffic))) as Arc<dyn SyncPeer>)
-            .collect();
+        let links = || Links::new(wan, Arc::clone(&traffic), snappy.sender());
+        let (peers, client) = peers(source, &db, servers, snap.as_ref(), links).await?;
+        // A snap/1 peer's probe is not part of the sync.
+        let before = traffic.totals();
         let config = SyncConfig { mode, chunk_target_bytes, ..SyncConfig::default() };
         let (cpu, wall) = (cpu_ticks("self")?, Instant::now());
         let outcome = Syncer::new(Arc::clone(&db), config, peers).run().await;
         let (wall_s, cpu_s) = (wall.elapsed().as_secs_f64(), cpu_since("self", cpu)?);
-        client.shutdown().await?;
-        Ok::<_, CliError>((outcome, wall_s, cpu_s))
+        if let Some(client) = client {
+            client.shutdown().await?;
+        }
+        Ok::<_, CliError>((outcome, wall_s, cpu_s, before))
     })?;
-    let (outcome, wall_s, cpu_s) = synced;
+    let (outcome, wall_s, cpu_s, before) = synced;
+    // Every sender is gone with the syncer's peers: the threads end.
+    let excluded = snappy.finish() + snap.map_or(0, SnapServers::finish);
+    let excluded_cpu_s = excluded as f64 / USER_HZ;
     let outcome = outcome.map_err(|e| {
         let why = servers.exited().map_or_else(String::new, |s| format!(" ({s})"));
-        CliError::Invalid { what: format!("{mode:?} sync"), reason: format!("{e}{why}") }
+        CliError::Invalid { what: format!("{source:?} sync"), reason: format!("{e}{why}") }
     })?;
     let examined = examine(&db)?;
-    let (bytes_up, bytes_down, requests) = traffic.totals();
+    let totals = traffic.totals().since(before);
     let root_ok = outcome.root == servers.root
         && examined.root == servers.root
         && (examined.accounts, examined.slots) == (servers.accounts, servers.slots)
         && examined.missing_codes == 0;
-    let run = Run { wall_s, cpu_s, bytes_down, bytes_up, requests, root_ok, stats: outcome.stats };
+    let links_bytes_per_sec = wan.bits_per_sec as f64 / 8.0 * servers.records.len() as f64;
+    let run = Run {
+        wall_s,
+        // Both counted in 10 ms ticks: the difference is too (without float noise).
+        cpu_s: ((cpu_s - excluded_cpu_s) * USER_HZ).round().max(0.0) / USER_HZ,
+        excluded_cpu_s,
+        bytes_down: totals.bytes_down,
+        bytes_up: totals.bytes_up,
+        requests: totals.requests,
+        snappy_bytes_down: totals.snappy_down,
+        wire_s: (wan.bits_per_sec > 0).then(|| totals.bytes_down as f64 / links_bytes_per_sec),
+        root_ok,
+        stats: outcome.stats,
+    };
     // A long benchmark says where it is (the table comes at the end).
-    eprintln!("bench sync: {mode:?} sync done: {}", run.json());
+    eprintln!("bench sync: {source:?} sync done: {}", run.json());
     drop(db);
     std::fs::remove_dir_all(path)
         .map_err(|source| CliError::Io { path: path.to_path_buf(), source })?;
@@ -282,16 +379,34 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
         ServerProcess::spawn(args.accounts, args.servers, args.seed, &dir.join("servers"))?;
     let runtime = runtime()?;
     let chunk_target = args.chunk_target_kib.saturating_mul(1024);
-    let (leaf, floor) =
-        sync_once(&runtime, &mut servers, SyncMode::Leaf, wan, chunk_target, &dir.join("leaf"))?;
-    let heal_only = if args.skip_heal_only {
-        None
+    let mut once = |source, snap_db: Option<&Arc<LeafDb>>, name: &str| {
+        let path = dir.join(name);
+        sync_once(&runtime, &mut servers, source, snap_db, wan, chunk_target, &path)
+    };
+    let (leaf, floor) = once(Source::Leaf, None, "leaf")?;
+    let heal_only =
+        if args.skip_heal_only { None } else { Some(once(Source::HealOnly, None, "heal-only")?.0) };
+    let snap = if args.snap {
+        // The server process closes its leafdb, which the in-process snap/1 servers then open.
+        servers.stop()?;
+        let snap_db = Arc::new(open(&dir.join("servers"))?);
+        let run = sync_once(
+            &runtime,
+            &mut servers,
+            Source::Snap,
+            Some(&snap_db),
+            wan,
+            chunk_target,
+            &dir.join("snap"),
+        )?;
+        Some(run.0)
     } else {
-        let path = dir.join("heal-only");
-        Some(sync_once(&runtime, &mut servers, SyncMode::HealOnly, wan, chunk_target, &path)?.0)
+        None
     };
     drop(runtime);
-    let ok = leaf.root_ok && heal_only.as_ref().is_none_or(|h| h.root_ok);
+    let ok = leaf.root_ok
+        && heal_only.as_ref().is_none_or(|h| h.root_ok)
+        && snap.as_ref().is_none_or(|s| s.root_ok);
     let json = json!({
         "bench": "sync",
         "accounts": args.accounts,
@@ -307,8 +422,10 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
         "floor_wall_s": floor.floor_wall_s,
         "leaf": leaf.json(),
         "heal_only": heal_only.as_ref().map_or(Value::Null, Run::json),
+        "snap": snap.as_ref().map_or(Value::Null, Run::json),
     });
-    let table = table(args, &servers, &floor, &leaf, heal_only.as_ref());
+    let mut table = table(args, &servers, &floor, &leaf, heal_only.as_ref());
+    table += &sources_table(&leaf, heal_only.as_ref(), snap.as_ref());
     Ok(Report { table, json, ok })
 }
 
@@ -391,13 +508,53 @@ fn table(
     let over_floor = ratio(leaf.cpu_s, floor.floor_cpu_s);
     t += &format!(
         "\n  leaf bytes down / raw leaf bytes   {over_raw:.3} (target ≤ {TARGET_BYTES_OVER_RAW}: \
-         {}); / (raw leaf + code bytes) {over_raw_code:.3}\n",
-        verdict(over_raw, TARGET_BYTES_OVER_RAW)
+         {}); / (raw leaf + code bytes) {over_raw_code:.3} (target ≤ \
+         {TARGET_BYTES_OVER_RAW_AND_CODE}: {})\n",
+        verdict(over_raw, TARGET_BYTES_OVER_RAW),
+        verdict(over_raw_code, TARGET_BYTES_OVER_RAW_AND_CODE)
     );
+    if let Some(over_wire) = leaf.over_wire() {
+        t += &format!(
+            "  leaf wall time / wire time         {over_wire:.2} (target ≤ \
+             {TARGET_WALL_OVER_WIRE}: {})\n",
+            verdict(over_wire, TARGET_WALL_OVER_WIRE)
+        );
+    }
     t += &format!(
         "  leaf client CPU / floor            {over_floor:.2} (target ≤ {TARGET_CPU_OVER_FLOOR}: \
          {})\n",
         verdict(over_floor, TARGET_CPU_OVER_FLOOR)
     );
+    t
+}
+
+/// Each source's wall time against its wire time, its bytes before and after snappy.
+fn sources_table(leaf: &Run, heal: Option<&Run>, snap: Option<&Run>) -> String {
+    let mut t = format!(
+        "\n  {:<10}{:>9}{:>9}{:>9}{:>11}{:>10}{:>12}{:>10}{:>9}\n",
+        "source",
+        "wall s",
+        "CPU s",
+        "wire s",
+        "wall/wire",
+        "MB down",
+        "MB snappy",
+        "requests",
+        "(sync)"
+    );
+    let runs = [("leaf", Some(leaf)), ("heal-only", heal), ("snap", snap)];
+    for (name, run) in runs.into_iter().filter_map(|(n, r)| r.map(|r| (n, r))) {
+        let wire = run.wire_s.map_or("-".to_string(), |w| format!("{w:.2}"));
+        let over = run.over_wire().map_or("-".to_string(), |r| format!("{r:.2}"));
+        t += &format!(
+            "  {name:<10}{:>9.2}{:>9.2}{wire:>9}{over:>11}{:>10.1}{:>12.1}{:>10}{:>9}\n",
+            run.wall_s,
+            run.cpu_s,
+            run.bytes_down as f64 / 1e6,
+            run.snappy_bytes_down as f64 / 1e6,
+            run.requests,
+            run.stats.requests
+        );
+    }
     t
 }

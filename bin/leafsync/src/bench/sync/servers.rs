@@ -165,6 +165,15 @@ impl ServerProcess {
         Ok(process)
     }
 
+    /// Stops the servers the orderly way (their stdin closes) and waits for the child, which
+    /// closes its leafdb.
+    pub(crate) fn stop(&mut self) -> Result<(), CliError> {
+        drop(self.child.stdin.take());
+        let status =
+            self.child.wait().map_err(|e| child_failed(format!("cannot be waited for: {e}")))?;
+        if status.success() { Ok(()) } else { Err(child_failed(format!("exited ({status})"))) }
+    }
+
     /// `Some(why)` when the child is no longer running (to explain a failed sync).
     pub(crate) fn exited(&mut self) -> Option<String> {
         match self.child.try_wait() {

@@ -1,0 +1,282 @@
+//! [`PeerWindow`]: how many requests a peer gets at once, sized from the bandwidth-delay product
+//! of its connection (what BBR calls the in-flight target: bottleneck bandwidth × round-trip
+//! propagation time, times a gain).
+//!
+//! The peer is measured as a *pipe*, not answer by answer. Its throughput is the bytes it
+//! delivered over the time it had at least one request outstanding (busy time is counted once,
+//! however many requests share it), so ten answers arriving back to back behind a 50 ms link show
+//! the link's rate, not a tenth of it. Its round trip is the shortest one seen lately (queueing
+//! behind its own earlier answers is not latency). The window is then enough requests of its
+//! average answer size to hold [`WINDOW_GAIN`] times throughput × round trip in flight: while the
+//! window is what limits the peer, a round trip at that window shows twice the throughput, so the
+//! window doubles per round trip (slow start) until the link, the server or this client is the
+//! bottleneck, and then stays at twice the pipe's size.
+//!
+//! Only delivered bytes make the window grow. A peer that stalls delivers nothing while its busy
+//! time runs, so its estimate can only fall; a timeout adds its whole wait as busy time with no
+//! bytes and halves what was delivered ([`PeerWindow::penalise`]), so the window drops to one
+//! request. The window is also clamped to the protocol's [`MAX_IN_FLIGHT_PER_PEER`], and the
+//! syncer keeps its global in-flight byte budget on top.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::MAX_IN_FLIGHT_PER_PEER;
+
+/// Weight of a new answer in the moving sums (0.1, as msgrate's `measurementImpact`): the
+/// estimate covers about the last ten answers, which with a full window is a round trip or two.
+pub const WINDOW_MEASUREMENT_IMPACT: f64 = 0.1;
+
+/// Requests in flight per unit of measured bandwidth-delay product (2, BBR's `cwnd_gain`): a
+/// window of exactly the pipe's size would leave it idle while each answer's successor crosses
+/// the link; twice keeps it full through jitter and lets an under-used window double per round
+/// trip.
+pub const WINDOW_GAIN: f64 = 2.0;
+
+/// Requests a peer gets before any answer has been measured (2): one being served while the
+/// next crosses the link. Grows from the first round trip on.
+pub const INITIAL_WINDOW: usize = 2;
+
+/// How long the shortest round trip seen stays the estimate (10 s, BBR's `min_rtt` window): a
+/// peer whose path got longer is re-measured within that time.
+pub const MIN_RTT_LIFETIME: Duration = Duration::from_secs(10);
+
+/// Shortest busy time and round trip a finished request counts for (1 ms, as `PeerRate`'s
+/// `MIN_MEASURED_ELAPSED`): answers faster than the clock can tell (a peer in the same process,
+/// paused time in tests) would otherwise make a product of 0 × infinity. A peer answering
+/// instantly gets a window of [`WINDOW_GAIN`] requests.
+pub const MIN_MEASURED_TIME: Duration = Duration::from_millis(1);
+
+/// Smallest average answer size the window is computed with (1 KiB): a peer answering almost
+/// nothing ("too large", empty) would otherwise divide a small product by almost zero; the
+/// window is clamped to [`MAX_IN_FLIGHT_PER_PEER`] in any case.
+pub const MIN_ANSWER_BYTES: f64 = 1024.0;
+
+/// A peer's pipe as measured by the syncer; see the module docs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeerWindow {
+    /// Exponentially weighted sum of the bytes delivered per finished request.
+    delivered: f64,
+    /// Exponentially weighted sum, with the same weights, of the busy seconds each finished
+    /// request closed (time with at least one request outstanding since the previous event).
+    busy: f64,
+    /// Moving average of an answer's size.
+    answer_bytes: f64,
+    /// Answers measured.
+    answers: u64,
+    /// The shortest round trip seen, and when it was seen.
+    min_rtt: Option<(Duration, Instant)>,
+    /// Start of the busy time not yet counted (`None` while nothing is outstanding).
+    mark: Option<Instant>,
+}
+
+impl PeerWindow {
+    /// A request goes out at `now` while `in_flight` others are outstanding: an idle peer
+    /// starts a busy period.
+    pub fn sent(&mut self, now: Instant, in_flight: usize) {
+        if in_flight == 0 || self.mark.is_none() {
+            self.mark = Some(now);
+        }
+    }
+
+    /// A request finished at `now`, leaving `in_flight` outstanding. `answer` is its size and
+    /// round trip when an answer came (`None`: timeout, disconnect, no answer): the busy time
+    /// since the previous event (at least [`MIN_MEASURED_TIME`]) is counted against what it
+    /// delivered.
+    pub fn finished(&mut self, now: Instant, answer: Option<(u64, Duration)>, in_flight: usize) {
+        let busy = self.mark.map_or(Duration::ZERO, |m| now.saturating_duration_since(m));
+        let busy = busy.max(MIN_MEASURED_TIME).as_secs_f64();
+        let bytes = answer.map_or(0, |(bytes, _)| bytes) as f64;
+        let keep = 1.0 - WINDOW_MEASUREMENT_IMPACT;
+        self.delivered = keep * self.delivered + WINDOW_MEASUREMENT_IMPACT * bytes;
+        self.busy = keep * self.busy + WINDOW_MEASUREMENT_IMPACT * busy;
+        self.mark = (in_flight > 0).then_some(now);
+        let Some((bytes, rtt)) = answer else { return };
+        let rtt = rtt.max(MIN_MEASURED_TIME);
+        self.answer_bytes = if self.answers == 0 {
+            bytes as f64
+        } else {
+            keep * self.answer_bytes + WINDOW_MEASUREMENT_IMPACT * bytes as f64
+        };
+        self.answers += 1;
+        self.min_rtt = match self.min_rtt {
+            Some((min, at))
+                if min <= rtt && now.saturating_duration_since(at) < MIN_RTT_LIFETIME =>
+            {
+                Some((min, at))
+            }
+            _ => Some((rtt, now)),
+        };
+    }
+
+    /// A timeout or an empty answer: the peer delivered nothing useful, halve its throughput.
+    pub fn penalise(&mut self) {
+        self.delivered /= 2.0;
+    }
+
+    /// Measured throughput, bytes per second of busy time (0 before the first finished request).
+    pub fn throughput(&self) -> f64 {
+        if self.busy > 0.0 { self.delivered / self.busy } else { 0.0 }
+    }
+
+    /// Where the peer stands when work is handed out, higher first: its throughput, or
+    /// infinity until a request of it has finished, so that a new peer is asked at once and
+    /// measured (which only matters while work is scarce: the skeleton's first levels, the
+    /// last items; otherwise every window is filled).
+    pub fn rank(&self) -> f64 {
+        if self.answers == 0 && self.busy == 0.0 { f64::INFINITY } else { self.throughput() }
+    }
+
+    /// The shortest recent round trip (`None` before the first answer).
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt.map(|(rtt, _)| rtt)
+    }
+
+    /// Requests the peer should have in flight: [`WINDOW_GAIN`] × throughput × round trip, in
+    /// answers of its average size, between 1 and [`MAX_IN_FLIGHT_PER_PEER`];
+    /// [`INITIAL_WINDOW`] until a request has finished, 1 while none has been answered.
+    pub fn window(&self) -> usize {
+        let Some(rtt) = self.min_rtt() else {
+            // Unmeasured; or every request so far failed, which earns no more than one.
+            return if self.busy > 0.0 { 1 } else { INITIAL_WINDOW };
+        };
+        let product = self.throughput() * rtt.as_secs_f64();
+        let requests = WINDOW_GAIN * product / self.answer_bytes.max(MIN_ANSWER_BYTES);
+        (requests.ceil() as usize).clamp(1, MAX_IN_FLIGHT_PER_PEER)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// Bytes per second of the test link (100 Mbit/s).
+    const LINK: f64 = 12.5e6;
+
+    /// One peer behind a [`LINK`] with a round trip of `rtt_ms`, answering `answer` bytes per
+    /// request at once, driven for `secs` with the window as the only limit (the syncer's loop
+    /// in miniature). Returns the bytes delivered per second.
+    fn drive(window: &mut PeerWindow, rtt_ms: u64, answer: u64, secs: u64) -> f64 {
+        let (rtt, duration) = (Duration::from_millis(rtt_ms), Duration::from_secs(secs));
+        let start = Instant::now();
+        let mut now = start;
+        let mut link_free = start;
+        // (sent, arrives) of the requests outstanding, in arrival order (one FIFO link).
+        let mut outstanding: VecDeque<(Instant, Instant)> = VecDeque::new();
+        let mut delivered = 0u64;
+        let transmission = Duration::from_secs_f64(answer as f64 / LINK);
+        while now < start + duration {
+            while outstanding.len() < window.window() {
+                window.sent(now, outstanding.len());
+                link_free = link_free.max(now + rtt / 2) + transmission;
+                outstanding.push_back((now, link_free + rtt / 2));
+            }
+            let Some((sent, arrives)) = outstanding.pop_front() else { break };
+            now = arrives;
+            window.finished(now, Some((answer, now - sent)), outstanding.len());
+            delivered += answer;
+        }
+        delivered as f64 / (now - start).as_secs_f64()
+    }
+
+    #[test]
+    fn small_answers_behind_a_long_link_fill_the_window_and_the_link() {
+        // 70 KB chunks behind 50 ms: the pipe holds ~9 of them; the window opens to the
+        // protocol's limit and the link runs at its rate.
+        let mut window = PeerWindow::default();
+        let rate = drive(&mut window, 50, 70_000, 5);
+        assert_eq!(window.window(), MAX_IN_FLIGHT_PER_PEER);
+        assert!(rate > 0.9 * LINK, "{rate}");
+    }
+
+    #[test]
+    fn large_answers_need_only_a_few_in_flight() {
+        // 1 MB chunks behind 50 ms: one answer takes 80 ms on the link, the pipe holds about
+        // 1.6 of them; the window settles at about twice that and the link stays full.
+        let mut window = PeerWindow::default();
+        let rate = drive(&mut window, 50, 1_000_000, 10);
+        assert!(rate > 0.9 * LINK, "{rate}");
+        assert!((3..=6).contains(&window.window()), "{}", window.window());
+    }
+
+    /// `count` requests one at a time, each answered with `bytes` after `rtt_ms`, `gap_ms`
+    /// apart (idle in between).
+    fn one_at_a_time(window: &mut PeerWindow, count: usize, bytes: u64, rtt_ms: u64, gap_ms: u64) {
+        let (rtt, gap) = (Duration::from_millis(rtt_ms), Duration::from_millis(gap_ms));
+        let mut now = Instant::now();
+        for _ in 0..count {
+            window.sent(now, 0);
+            now += rtt;
+            window.finished(now, Some((bytes, rtt)), 0);
+            now += gap;
+        }
+    }
+
+    #[test]
+    fn a_slow_server_gets_a_small_window() {
+        // A server that needs 205 ms per 70 KB answer, one at a time (350 KB/s): the pipe holds
+        // one answer.
+        let mut window = PeerWindow::default();
+        one_at_a_time(&mut window, 50, 70_000, 205, 0);
+        assert!(window.window() <= 3, "{}", window.window());
+        assert!(window.throughput() < 400_000.0, "{}", window.throughput());
+    }
+
+    #[test]
+    fn a_stalled_peer_does_not_grow_and_a_timeout_shrinks_it_to_one() {
+        let mut window = PeerWindow::default();
+        drive(&mut window, 50, 70_000, 2);
+        let full = window.window();
+        assert_eq!(full, MAX_IN_FLIGHT_PER_PEER);
+        // It stalls with a full window: nothing finishes, nothing changes, nothing is added.
+        let mut now = Instant::now() + Duration::from_secs(3);
+        // The first of its requests times out after 12 s, the rest follow.
+        let before = window.throughput();
+        for left in (0..full).rev() {
+            now += Duration::from_millis(1);
+            window.finished(now + Duration::from_secs(12), None, left);
+            window.penalise();
+            assert!(window.throughput() <= before);
+        }
+        assert_eq!(window.window(), 1);
+        // An empty answer is a measurement too, and halves the estimate: still one.
+        window.sent(now, 0);
+        window.finished(now + Duration::from_millis(50), Some((10, Duration::from_millis(50))), 0);
+        window.penalise();
+        assert_eq!(window.window(), 1);
+    }
+
+    #[test]
+    fn idle_time_is_not_busy_time() {
+        // Two answers of 1 MB in 100 ms each, an hour apart: 10 MB/s, not 1 MB/hour.
+        let mut window = PeerWindow::default();
+        one_at_a_time(&mut window, 2, 1_000_000, 100, 3_600_000);
+        assert!((window.throughput() - 1e7).abs() < 1.0, "{}", window.throughput());
+    }
+
+    #[test]
+    fn instant_answers_get_the_gain() {
+        // Answers in no measurable time (same process, paused clock): 1 ms each, window 2.
+        let mut window = PeerWindow::default();
+        one_at_a_time(&mut window, 20, 70_000, 0, 0);
+        assert_eq!(window.window(), 2);
+        assert!(window.throughput() > 1e7, "{}", window.throughput());
+    }
+
+    #[test]
+    fn an_unmeasured_peer_gets_the_initial_window() {
+        assert_eq!(PeerWindow::default().window(), INITIAL_WINDOW);
+        assert_eq!(PeerWindow::default().throughput(), 0.0);
+        assert_eq!(PeerWindow::default().rank(), f64::INFINITY);
+        // A first request that times out leaves one.
+        let mut window = PeerWindow::default();
+        let now = Instant::now();
+        window.sent(now, 0);
+        window.finished(now + Duration::from_secs(12), None, 0);
+        assert_eq!(window.window(), 1);
+        assert_eq!(window.rank(), 0.0);
+    }
+}
