@@ -7,10 +7,12 @@ use leafsync_p2p::leaf::{
     protocol::{MAX_IN_FLIGHT_REQUESTS, MAX_RESPONSE_BYTES, REQUEST_TIMEOUT},
 };
 
-/// Default target size of one chunk (512 KiB): the middle of the 256 KiB–1 MiB band, large
-/// enough that a chunk's round trip is mostly transfer, small enough that a chunk from a stale
-/// server costs little to heal and that all peers get work on a small state.
-pub const DEFAULT_CHUNK_TARGET_BYTES: u64 = 512 * 1024;
+/// Default target size of one chunk (1 MiB): large enough that a peer's 16 requests in flight
+/// fill a 200 ms, 100 Mbit/s link (2.5 MB), since the chunk depth rounds up and real chunks come
+/// out at 40–100% of the target (a 1M-account state: depth 2, ~620 KB chunks, 1,856 requests
+/// against 5,697 at 512 KiB; docs/benchmarks.md); half the 2 MiB response cap, so a chunk
+/// denser than estimated still fits one answer.
+pub const DEFAULT_CHUNK_TARGET_BYTES: u64 = 1024 * 1024;
 
 /// Encoded bytes of an average account leaf in a chunk (≈ 110 for a plain account, more with
 /// inline storage): turns the peers' account-count estimate into a chunk depth.
