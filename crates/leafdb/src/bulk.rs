@@ -1,7 +1,11 @@
 //! Bulk import of a whole state from leaves sorted by hashed address (genesis allocations,
 //! generated states, and later downloaded chunks), building the tries in one streaming pass.
 //! Accounts, storage and storage-trie nodes arrive in key order and go straight into table files
-//! ([`SortedWriter`]); account-trie nodes and code go through large unlogged batches.
+//! ([`SortedWriter`]). Account-trie nodes arrive children first: those below
+//! [`SORTED_NODE_DEPTH`] nibbles are put in key order one subtree at a time and go to table files
+//! too; the few above it and code go through large unlogged batches.
+
+use std::ops::Range;
 
 use alloy_primitives::{B256, U256, keccak256};
 use alloy_trie::{Nibbles, TrieAccount};
@@ -13,20 +17,93 @@ use crate::{
     kv::{Durability, KvStore, SortedWriter, Table, WriteBatch},
     schema::{
         BlockHeader, encode_account, encode_slot_value, meta, path_key, slot_leaf_value,
-        storage_key, storage_node_key,
+        storage_key,
     },
-    trie::{StackBuilder, VecSink},
+    trie::{NodeSink, StackBuilder},
 };
 
 /// Bytes buffered before a bulk batch is written: 32 MiB amortises RocksDB's per-write cost while
 /// keeping the importer's memory small.
 pub const BULK_BATCH_BYTES: usize = 32 << 20;
 
+/// Account-trie nodes whose path has at least this many nibbles go to a table file, sorted one
+/// subtree of this depth at a time: the builder emits a subtree's nodes children first and its
+/// top node only when the leaves leave it, and every node above it (fewer nibbles) sorts before
+/// it and is emitted later still. 3 nibbles bound the buffer at 1/4096 of the account trie
+/// (~300 nodes at 1M accounts, ~60k at 250M) and leave at most 273 nodes
+/// (1 + 16 + 256 paths) for the batch.
+pub const SORTED_NODE_DEPTH: usize = 3;
+
 /// The sorted streams of an import: keys arrive in order, so they go straight to table files.
 struct SortedTables<'a> {
     accounts: Box<dyn SortedWriter + 'a>,
     storage: Box<dyn SortedWriter + 'a>,
     storage_nodes: Box<dyn SortedWriter + 'a>,
+    account_nodes: Box<dyn SortedWriter + 'a>,
+}
+
+/// A builder's emitted nodes in one reused buffer: no allocation per node, none per trie once
+/// the buffers have grown.
+#[derive(Debug, Default)]
+struct NodeArena {
+    nodes: Vec<(Nibbles, Range<usize>)>,
+    bytes: Vec<u8>,
+}
+
+impl NodeSink for NodeArena {
+    fn node(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()> {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(rlp);
+        self.nodes.push((*path, start..self.bytes.len()));
+        Ok(())
+    }
+}
+
+impl NodeArena {
+    /// Puts the nodes in key order. `Nibbles` orders like the stored path keys (one byte per
+    /// nibble): a path sorts before its extensions (tested below).
+    fn sort(&mut self) {
+        self.nodes.sort_unstable_by_key(|(path, _)| *path);
+    }
+
+    fn clear(&mut self) {
+        self.nodes.clear();
+        self.bytes.clear();
+    }
+}
+
+/// `owner ‖ path` (one byte per nibble) into `key`: the node key of `keys::node_key` without
+/// allocating.
+fn node_key_into(key: &mut Vec<u8>, owner: Option<&B256>, path: &Nibbles) {
+    key.clear();
+    if let Some(owner) = owner {
+        key.extend_from_slice(owner.as_slice());
+    }
+    key.extend(path.iter());
+}
+
+/// Writes `arena`'s nodes (sorted) of at least `min_len` nibbles to `writer` and returns the
+/// shorter ones to `top`.
+fn write_sorted_nodes(
+    arena: &mut NodeArena,
+    owner: Option<&B256>,
+    min_len: usize,
+    writer: &mut dyn SortedWriter,
+    top: &mut Vec<(Nibbles, Vec<u8>)>,
+    key: &mut Vec<u8>,
+) -> Result<()> {
+    arena.sort();
+    for (path, range) in &arena.nodes {
+        let rlp = &arena.bytes[range.clone()];
+        if path.len() < min_len {
+            top.push((*path, rlp.to_vec()));
+            continue;
+        }
+        node_key_into(key, owner, path);
+        writer.put(key, rlp)?;
+    }
+    arena.clear();
+    Ok(())
 }
 
 /// An account handed to the importer: hashed address, fields and code hash; its storage follows
@@ -48,9 +125,17 @@ pub struct ImportAccount {
 pub struct BulkImport<'a, S: KvStore> {
     db: &'a LeafDb<S>,
     sorted: SortedTables<'a>,
-    /// Account-trie nodes (emitted in post-order, not key order) and code go through batches.
+    /// Code (keyed by hash, in no order) goes through batches.
     batch: WriteBatch,
-    accounts: StackBuilder<VecSink>,
+    /// The account trie; its arena holds the nodes of the open subtree of
+    /// [`SORTED_NODE_DEPTH`] nibbles.
+    accounts: StackBuilder<NodeArena>,
+    /// Account-trie nodes above [`SORTED_NODE_DEPTH`] (at most 273), written at the end.
+    top_nodes: Vec<(Nibbles, Vec<u8>)>,
+    /// The storage builders' arena, reused from account to account.
+    storage_nodes: NodeArena,
+    /// Scratch space for node keys.
+    key: Vec<u8>,
     last: Option<B256>,
     slots: u64,
 }
@@ -72,6 +157,11 @@ pub struct ImportOutcome {
     pub slots: u64,
 }
 
+/// Whether two hashed addresses lie in one subtree of [`SORTED_NODE_DEPTH`] nibbles.
+fn same_subtree(a: &B256, b: &B256) -> bool {
+    Nibbles::unpack(a).common_prefix_length(&Nibbles::unpack(b)) >= SORTED_NODE_DEPTH
+}
+
 impl<'a, S: KvStore> BulkImport<'a, S> {
     /// Starts an import into an empty leafdb; `what` names it in the crash marker.
     pub fn start(db: &'a LeafDb<S>, what: &str) -> Result<Self> {
@@ -90,12 +180,16 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
             accounts: store.sorted_writer(Table::Accounts)?,
             storage: store.sorted_writer(Table::Storage)?,
             storage_nodes: store.sorted_writer(Table::StorageNodes)?,
+            account_nodes: store.sorted_writer(Table::AccountNodes)?,
         };
         Ok(Self {
             db,
             sorted,
             batch: WriteBatch::default(),
-            accounts: StackBuilder::new(VecSink::default()),
+            accounts: StackBuilder::new(NodeArena::default()),
+            top_nodes: Vec::new(),
+            storage_nodes: NodeArena::default(),
+            key: Vec::new(),
             last: None,
             slots: 0,
         })
@@ -117,11 +211,12 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
         I: IntoIterator<Item = (B256, U256)>,
     {
         let owner = account.hashed_address;
-        if self.last.is_some_and(|l| l >= owner) {
+        let prev = self.last;
+        if prev.is_some_and(|l| l >= owner) {
             return Err(LeafDbError::UnsortedInput { key: owner.to_string() });
         }
         self.last = Some(owner);
-        let mut builder = StackBuilder::new(VecSink::default());
+        let mut builder = StackBuilder::new(std::mem::take(&mut self.storage_nodes));
         for (slot, value) in storage {
             if value.is_zero() {
                 continue;
@@ -130,12 +225,18 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
             self.sorted.storage.put(&storage_key(&owner, &slot), &encode_slot_value(&value))?;
             self.slots += 1;
         }
-        let (built, mut sink) = builder.finish_into()?;
+        let (built, mut arena) = builder.finish_into()?;
         // The builder emits children before parents; the table wants key (pre-)order.
-        sink.0.sort_by_cached_key(|(path, _)| path_key(path));
-        for (path, rlp) in sink.0.drain(..) {
-            self.sorted.storage_nodes.put(&storage_node_key(&owner, &path), &rlp)?;
-        }
+        let writer = self.sorted.storage_nodes.as_mut();
+        write_sorted_nodes(
+            &mut arena,
+            Some(&owner),
+            0,
+            writer,
+            &mut self.top_nodes,
+            &mut self.key,
+        )?;
+        self.storage_nodes = arena;
         let storage_root = built.root;
         let value = encode_account(&TrieAccount {
             nonce: account.nonce,
@@ -145,15 +246,26 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
         });
         self.sorted.accounts.put(owner.as_slice(), &value)?;
         self.accounts.add_leaf(Nibbles::unpack(owner), value)?;
-        self.drain_account_nodes()?;
+        // A leaf outside the previous leaf's subtree of `SORTED_NODE_DEPTH` nibbles closes that
+        // subtree: all its nodes have been emitted, and only they (and nodes above it) are in
+        // the arena.
+        if prev.is_some_and(|p| !same_subtree(&p, &owner)) {
+            self.write_account_subtree()?;
+        }
         Ok(storage_root)
     }
 
-    fn drain_account_nodes(&mut self) -> Result<()> {
-        for (path, rlp) in self.accounts.sink_mut().0.drain(..) {
-            self.batch.put(Table::AccountNodes, path_key(&path), rlp);
-        }
-        self.maybe_flush()
+    /// Writes the account-trie nodes collected so far: the closed subtree in key order to its
+    /// table file, the nodes above it to `top_nodes`.
+    fn write_account_subtree(&mut self) -> Result<()> {
+        write_sorted_nodes(
+            self.accounts.sink_mut(),
+            None,
+            SORTED_NODE_DEPTH,
+            self.sorted.account_nodes.as_mut(),
+            &mut self.top_nodes,
+            &mut self.key,
+        )
     }
 
     fn maybe_flush(&mut self) -> Result<()> {
@@ -168,18 +280,31 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
     /// and removes the import marker. `head` is completed with the computed state root when its
     /// `state_root` is zero.
     pub fn finish(mut self, mut head: BlockHeader) -> Result<ImportOutcome> {
-        let accounts = std::mem::replace(&mut self.accounts, StackBuilder::new(VecSink::default()));
-        let (built, mut sink) = accounts.finish_into()?;
-        for (path, rlp) in sink.0.drain(..) {
-            self.batch.put(Table::AccountNodes, path_key(&path), rlp);
-        }
+        let accounts =
+            std::mem::replace(&mut self.accounts, StackBuilder::new(NodeArena::default()));
+        let (built, mut arena) = accounts.finish_into()?;
+        let writer = self.sorted.account_nodes.as_mut();
+        write_sorted_nodes(
+            &mut arena,
+            None,
+            SORTED_NODE_DEPTH,
+            writer,
+            &mut self.top_nodes,
+            &mut self.key,
+        )?;
         let root = built.root;
-        let batch = std::mem::take(&mut self.batch);
-        self.db.store().write(batch, Durability::Unlogged)?;
-        let SortedTables { accounts, storage, storage_nodes } = self.sorted;
+        let SortedTables { accounts, storage, storage_nodes, account_nodes } = self.sorted;
         accounts.finish()?;
         storage.finish()?;
         storage_nodes.finish()?;
+        account_nodes.finish()?;
+        // The top nodes only now: in the memtable at ingestion they would overlap the files'
+        // key range and push them into level 0, to be compacted again.
+        let mut batch = std::mem::take(&mut self.batch);
+        for (path, rlp) in self.top_nodes.drain(..) {
+            batch.put(Table::AccountNodes, path_key(&path), rlp);
+        }
+        self.db.store().write(batch, Durability::Unlogged)?;
         self.db.store().flush()?;
         if head.state_root.is_zero() {
             head.state_root = root;
@@ -192,5 +317,40 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
         self.db.publish_head(head);
         info!(%root, accounts = built.leaves, slots = self.slots, "bulk import finished");
         Ok(ImportOutcome { root, accounts: built.leaves, slots: self.slots })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::SplitMix;
+
+    #[test]
+    fn nibbles_sort_like_their_path_keys() {
+        let mut rng = SplitMix::new(7);
+        let mut paths: Vec<Nibbles> = (0..2000)
+            .map(|_| {
+                let len = (rng.next_u64() % 65) as usize;
+                Nibbles::from_nibbles(
+                    (0..len).map(|_| (rng.next_u64() % 4) as u8).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        let mut by_key = paths.clone();
+        by_key.sort_by_key(path_key);
+        paths.sort();
+        assert_eq!(paths, by_key);
+    }
+
+    #[test]
+    fn subtrees_split_at_the_sorted_depth() {
+        let key = |bytes: &[u8]| {
+            let mut k = B256::ZERO;
+            k[..bytes.len()].copy_from_slice(bytes);
+            k
+        };
+        assert!(same_subtree(&key(&[0x12, 0x30]), &key(&[0x12, 0x3f, 0xff])));
+        assert!(!same_subtree(&key(&[0x12, 0x30]), &key(&[0x12, 0x40])));
+        assert!(!same_subtree(&key(&[0x12, 0x30]), &key(&[0x13, 0x30])));
     }
 }
