@@ -16,8 +16,7 @@ use crate::{
     error::{LeafDbError, Result},
     kv::{Durability, KvStore, SortedWriter, Table, WriteBatch},
     schema::{
-        BlockHeader, encode_account, encode_slot_value, meta, path_key, slot_leaf_value,
-        storage_key,
+        BlockHeader, encode_account, meta, path_key, slot_leaf_value, storage_key, with_slot_value,
     },
     trie::{NodeSink, StackBuilder},
 };
@@ -222,7 +221,8 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
                 continue;
             }
             builder.add_leaf(Nibbles::unpack(slot), slot_leaf_value(&value))?;
-            self.sorted.storage.put(&storage_key(&owner, &slot), &encode_slot_value(&value))?;
+            let key = storage_key(&owner, &slot);
+            with_slot_value(&value, |v| self.sorted.storage.put(&key, v))?;
             self.slots += 1;
         }
         let (built, mut arena) = builder.finish_into()?;

@@ -93,9 +93,14 @@ pub fn decode_account_row(key: &[u8], value: &[u8]) -> Result<(B256, TrieAccount
 
 /// A storage value as stored: big-endian without leading zeros.
 pub fn encode_slot_value(v: &U256) -> Vec<u8> {
+    with_slot_value(v, <[u8]>::to_vec)
+}
+
+/// Calls `f` with the stored form of `v` (see [`encode_slot_value`]) without allocating.
+pub(crate) fn with_slot_value<R>(v: &U256, f: impl FnOnce(&[u8]) -> R) -> R {
     let bytes = v.to_be_bytes::<32>();
     let skip = bytes.iter().take_while(|b| **b == 0).count();
-    bytes[skip..].to_vec()
+    f(&bytes[skip..])
 }
 
 /// Decodes a stored storage value.
