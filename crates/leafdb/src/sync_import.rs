@@ -115,7 +115,9 @@ fn clear_account_prefix<S: KvRead>(kv: &S, batch: &mut WriteBatch, prefix: &Nibb
 impl<S: KvStore> LeafDb<S> {
     /// Replaces everything under the account prefix `prefix` with `accounts` (sorted, all under
     /// `prefix`): flat accounts, inline storage with its tries, and the account subtrie, in one
-    /// atomic write. Returns the subtrie's hash and the computed storage roots.
+    /// atomic write, logged (it survives a killed process) when this returns. Returns the
+    /// subtrie's hash and the computed storage roots. Must not run concurrently with another
+    /// write under `prefix`: whether to write its range deletes is read before the write.
     pub fn import_account_chunk(
         &self,
         prefix: &Nibbles,
@@ -143,7 +145,8 @@ impl<S: KvStore> LeafDb<S> {
     }
 
     /// Replaces the storage of `owner` under `prefix` with `slots` (sorted, under `prefix`) and
-    /// its subtrie; returns the subtrie's hash.
+    /// its subtrie in one atomic, logged write; returns the subtrie's hash. Must not run
+    /// concurrently with another write under `prefix`.
     pub fn import_storage_chunk(
         &self,
         owner: &B256,
