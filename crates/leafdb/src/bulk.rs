@@ -3,6 +3,8 @@
 //! Accounts, storage and storage-trie nodes arrive in key order and go straight into table files
 //! ([`SortedWriter`]); account-trie nodes and code go through large unlogged batches.
 
+use std::ops::Range;
+
 use alloy_primitives::{B256, U256, keccak256};
 use alloy_trie::{Nibbles, TrieAccount};
 use tracing::info;
@@ -12,10 +14,9 @@ use crate::{
     error::{LeafDbError, Result},
     kv::{Durability, KvStore, SortedWriter, Table, WriteBatch},
     schema::{
-        BlockHeader, encode_account, encode_slot_value, meta, path_key, slot_leaf_value,
-        storage_key, storage_node_key,
+        BlockHeader, encode_account, meta, path_key, slot_leaf_value, storage_key, with_slot_value,
     },
-    trie::{StackBuilder, VecSink},
+    trie::{NodeSink, StackBuilder},
 };
 
 /// Bytes buffered before a bulk batch is written: 32 MiB amortises RocksDB's per-write cost while
@@ -27,6 +28,70 @@ struct SortedTables<'a> {
     accounts: Box<dyn SortedWriter + 'a>,
     storage: Box<dyn SortedWriter + 'a>,
     storage_nodes: Box<dyn SortedWriter + 'a>,
+}
+
+/// A builder's emitted nodes in one reused buffer: no allocation per node, none per trie once
+/// the buffers have grown.
+#[derive(Debug, Default)]
+struct NodeArena {
+    nodes: Vec<(Nibbles, Range<usize>)>,
+    bytes: Vec<u8>,
+}
+
+impl NodeSink for NodeArena {
+    fn node(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()> {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(rlp);
+        self.nodes.push((*path, start..self.bytes.len()));
+        Ok(())
+    }
+}
+
+impl NodeArena {
+    /// Puts the nodes in key order. `Nibbles` orders like the stored path keys (one byte per
+    /// nibble): a path sorts before its extensions (tested below).
+    fn sort(&mut self) {
+        self.nodes.sort_unstable_by_key(|(path, _)| *path);
+    }
+
+    fn clear(&mut self) {
+        self.nodes.clear();
+        self.bytes.clear();
+    }
+}
+
+/// `owner ‖ path` (one byte per nibble) into `key`: the node key of `keys::node_key` without
+/// allocating.
+fn node_key_into(key: &mut Vec<u8>, owner: Option<&B256>, path: &Nibbles) {
+    key.clear();
+    if let Some(owner) = owner {
+        key.extend_from_slice(owner.as_slice());
+    }
+    key.extend(path.iter());
+}
+
+/// Writes the storage-trie nodes of `owner` collected in `arena` to `writer` in key order.
+fn write_sorted_nodes(
+    arena: &mut NodeArena,
+    owner: &B256,
+    writer: &mut dyn SortedWriter,
+    key: &mut Vec<u8>,
+) -> Result<()> {
+    arena.sort();
+    for (path, range) in &arena.nodes {
+        node_key_into(key, Some(owner), path);
+        writer.put(key, &arena.bytes[range.clone()])?;
+    }
+    arena.clear();
+    Ok(())
+}
+
+/// Stages the account-trie nodes collected in `arena` into `batch`.
+fn stage_account_nodes(arena: &mut NodeArena, batch: &mut WriteBatch) {
+    for (path, range) in &arena.nodes {
+        batch.put(Table::AccountNodes, path_key(path), &arena.bytes[range.clone()]);
+    }
+    arena.clear();
 }
 
 /// An account handed to the importer: hashed address, fields and code hash; its storage follows
@@ -48,9 +113,16 @@ pub struct ImportAccount {
 pub struct BulkImport<'a, S: KvStore> {
     db: &'a LeafDb<S>,
     sorted: SortedTables<'a>,
-    /// Account-trie nodes (emitted in post-order, not key order) and code go through batches.
+    /// Account-trie nodes and code go through batches. The account-trie nodes would sort into
+    /// table files too, but RocksDB then ingests them into the bottom level and `apply_block`'s
+    /// first blocks after an import read them ~50% slower than from the files its flushes make
+    /// (measured: median 171–199 ms against 126 ms, p90 ~300 ms against 134 ms).
     batch: WriteBatch,
-    accounts: StackBuilder<VecSink>,
+    accounts: StackBuilder<NodeArena>,
+    /// The storage builders' arena, reused from account to account.
+    storage_nodes: NodeArena,
+    /// Scratch space for node keys.
+    key: Vec<u8>,
     last: Option<B256>,
     slots: u64,
 }
@@ -95,7 +167,9 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
             db,
             sorted,
             batch: WriteBatch::default(),
-            accounts: StackBuilder::new(VecSink::default()),
+            accounts: StackBuilder::new(NodeArena::default()),
+            storage_nodes: NodeArena::default(),
+            key: Vec::new(),
             last: None,
             slots: 0,
         })
@@ -121,21 +195,20 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
             return Err(LeafDbError::UnsortedInput { key: owner.to_string() });
         }
         self.last = Some(owner);
-        let mut builder = StackBuilder::new(VecSink::default());
+        let mut builder = StackBuilder::new(std::mem::take(&mut self.storage_nodes));
         for (slot, value) in storage {
             if value.is_zero() {
                 continue;
             }
             builder.add_leaf(Nibbles::unpack(slot), slot_leaf_value(&value))?;
-            self.sorted.storage.put(&storage_key(&owner, &slot), &encode_slot_value(&value))?;
+            let key = storage_key(&owner, &slot);
+            with_slot_value(&value, |v| self.sorted.storage.put(&key, v))?;
             self.slots += 1;
         }
-        let (built, mut sink) = builder.finish_into()?;
+        let (built, mut arena) = builder.finish_into()?;
         // The builder emits children before parents; the table wants key (pre-)order.
-        sink.0.sort_by_cached_key(|(path, _)| path_key(path));
-        for (path, rlp) in sink.0.drain(..) {
-            self.sorted.storage_nodes.put(&storage_node_key(&owner, &path), &rlp)?;
-        }
+        write_sorted_nodes(&mut arena, &owner, self.sorted.storage_nodes.as_mut(), &mut self.key)?;
+        self.storage_nodes = arena;
         let storage_root = built.root;
         let value = encode_account(&TrieAccount {
             nonce: account.nonce,
@@ -145,15 +218,14 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
         });
         self.sorted.accounts.put(owner.as_slice(), &value)?;
         self.accounts.add_leaf(Nibbles::unpack(owner), value)?;
-        self.drain_account_nodes()?;
+        self.drain_account_nodes();
+        self.maybe_flush()?;
         Ok(storage_root)
     }
 
-    fn drain_account_nodes(&mut self) -> Result<()> {
-        for (path, rlp) in self.accounts.sink_mut().0.drain(..) {
-            self.batch.put(Table::AccountNodes, path_key(&path), rlp);
-        }
-        self.maybe_flush()
+    /// Moves the account-trie nodes the builder has emitted into the batch.
+    fn drain_account_nodes(&mut self) {
+        stage_account_nodes(self.accounts.sink_mut(), &mut self.batch);
     }
 
     fn maybe_flush(&mut self) -> Result<()> {
@@ -168,11 +240,10 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
     /// and removes the import marker. `head` is completed with the computed state root when its
     /// `state_root` is zero.
     pub fn finish(mut self, mut head: BlockHeader) -> Result<ImportOutcome> {
-        let accounts = std::mem::replace(&mut self.accounts, StackBuilder::new(VecSink::default()));
-        let (built, mut sink) = accounts.finish_into()?;
-        for (path, rlp) in sink.0.drain(..) {
-            self.batch.put(Table::AccountNodes, path_key(&path), rlp);
-        }
+        let accounts =
+            std::mem::replace(&mut self.accounts, StackBuilder::new(NodeArena::default()));
+        let (built, mut arena) = accounts.finish_into()?;
+        stage_account_nodes(&mut arena, &mut self.batch);
         let root = built.root;
         let batch = std::mem::take(&mut self.batch);
         self.db.store().write(batch, Durability::Unlogged)?;
@@ -192,5 +263,28 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
         self.db.publish_head(head);
         info!(%root, accounts = built.leaves, slots = self.slots, "bulk import finished");
         Ok(ImportOutcome { root, accounts: built.leaves, slots: self.slots })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::SplitMix;
+
+    #[test]
+    fn nibbles_sort_like_their_path_keys() {
+        let mut rng = SplitMix::new(7);
+        let mut paths: Vec<Nibbles> = (0..2000)
+            .map(|_| {
+                let len = (rng.next_u64() % 65) as usize;
+                Nibbles::from_nibbles(
+                    (0..len).map(|_| (rng.next_u64() % 4) as u8).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        let mut by_key = paths.clone();
+        by_key.sort_by_key(path_key);
+        paths.sort();
+        assert_eq!(paths, by_key);
     }
 }

@@ -93,9 +93,13 @@ pub fn decode_account_row(key: &[u8], value: &[u8]) -> Result<(B256, TrieAccount
 
 /// A storage value as stored: big-endian without leading zeros.
 pub fn encode_slot_value(v: &U256) -> Vec<u8> {
+    with_slot_value(v, <[u8]>::to_vec)
+}
+
+/// Calls `f` with the stored form of `v` (see [`encode_slot_value`]) without allocating.
+pub(crate) fn with_slot_value<R>(v: &U256, f: impl FnOnce(&[u8]) -> R) -> R {
     let bytes = v.to_be_bytes::<32>();
-    let skip = bytes.iter().take_while(|b| **b == 0).count();
-    bytes[skip..].to_vec()
+    f(&bytes[v.leading_zeros() / 8..])
 }
 
 /// Decodes a stored storage value.
@@ -202,5 +206,14 @@ mod tests {
         assert_eq!(encode_slot_value(&U256::from(0x0102u64)), vec![1, 2]);
         assert_eq!(decode_slot_value(&[1, 2]).unwrap(), U256::from(0x0102u64));
         assert!(decode_slot_value(&[0; 33]).is_err());
+        assert_eq!(encode_slot_value(&U256::ZERO), Vec::<u8>::new());
+        assert_eq!(encode_slot_value(&U256::from(0x80u64)), vec![0x80]);
+        assert_eq!(encode_slot_value(&U256::MAX), vec![0xff; 32]);
+        assert_eq!(encode_slot_value(&(U256::from(1u64) << 248)).len(), 32);
+        assert_eq!(encode_slot_value(&(U256::from(1u64) << 247)), {
+            let mut v = vec![0u8; 31];
+            v[0] = 0x80;
+            v
+        });
     }
 }

@@ -13,7 +13,7 @@ use crate::{
     db::LeafDb,
     error::{LeafDbError, Result},
     keys::{account_range, node_key, node_range, node_table, storage_key, storage_range},
-    kv::{Durability, KvStore, Table, WriteBatch},
+    kv::{Durability, KvRead, KvStore, Table, WriteBatch},
     schema::{self, BlockHeader, encode_account, encode_slot_value, meta, slot_leaf_value},
     trie::{StackBuilder, nibbles_hex},
 };
@@ -81,28 +81,50 @@ fn stage_storage(
     stage_subtrie(batch, Some(owner), prefix, leaves)
 }
 
+/// Stages a range delete of `[lo, hi)` in `table` only if a key is there: a first import (the
+/// common case) finds its ranges empty, and a range tombstone costs a write, and every later
+/// read that crosses it, while one iterator seek is cheap. The caller must not let another
+/// write into the range land between this check and its batch (a sync imports its chunks from
+/// one loop).
+fn clear_range<S: KvRead>(
+    kv: &S,
+    batch: &mut WriteBatch,
+    table: Table,
+    (lo, hi): (Vec<u8>, Vec<u8>),
+) -> Result<()> {
+    let occupied = match kv.iter_from(table, &lo).next() {
+        Some(item) => item?.0.as_ref() < hi.as_slice(),
+        None => false,
+    };
+    if occupied {
+        batch.delete_range(table, lo, hi);
+    }
+    Ok(())
+}
+
 /// Stages deletion of every flat and node entry of the account trie under `prefix`, including
 /// the storage of those accounts.
-fn clear_account_prefix(batch: &mut WriteBatch, prefix: &Nibbles) {
+fn clear_account_prefix<S: KvRead>(kv: &S, batch: &mut WriteBatch, prefix: &Nibbles) -> Result<()> {
     let (lo, hi) = account_range(prefix);
-    batch.delete_range(Table::Accounts, lo.clone(), hi.clone());
-    batch.delete_range(Table::Storage, lo.clone(), hi.clone());
-    batch.delete_range(Table::StorageNodes, lo, hi);
-    let (lo, hi) = node_range(None, prefix);
-    batch.delete_range(Table::AccountNodes, lo, hi);
+    clear_range(kv, batch, Table::Accounts, (lo.clone(), hi.clone()))?;
+    clear_range(kv, batch, Table::Storage, (lo.clone(), hi.clone()))?;
+    clear_range(kv, batch, Table::StorageNodes, (lo, hi))?;
+    clear_range(kv, batch, Table::AccountNodes, node_range(None, prefix))
 }
 
 impl<S: KvStore> LeafDb<S> {
     /// Replaces everything under the account prefix `prefix` with `accounts` (sorted, all under
     /// `prefix`): flat accounts, inline storage with its tries, and the account subtrie, in one
-    /// atomic write. Returns the subtrie's hash and the computed storage roots.
+    /// atomic write, logged (it survives a killed process) when this returns. Returns the
+    /// subtrie's hash and the computed storage roots. Must not run concurrently with another
+    /// write under `prefix`: whether to write its range deletes is read before the write.
     pub fn import_account_chunk(
         &self,
         prefix: &Nibbles,
         accounts: &[ChunkAccount],
     ) -> Result<AccountChunkOutcome> {
         let mut batch = WriteBatch::default();
-        clear_account_prefix(&mut batch, prefix);
+        clear_account_prefix(self.store(), &mut batch, prefix)?;
         let mut storage_roots = Vec::with_capacity(accounts.len());
         let mut leaves = Vec::with_capacity(accounts.len());
         for a in accounts {
@@ -123,7 +145,8 @@ impl<S: KvStore> LeafDb<S> {
     }
 
     /// Replaces the storage of `owner` under `prefix` with `slots` (sorted, under `prefix`) and
-    /// its subtrie; returns the subtrie's hash.
+    /// its subtrie in one atomic, logged write; returns the subtrie's hash. Must not run
+    /// concurrently with another write under `prefix`.
     pub fn import_storage_chunk(
         &self,
         owner: &B256,
@@ -131,12 +154,14 @@ impl<S: KvStore> LeafDb<S> {
         slots: &[(B256, U256)],
     ) -> Result<B256> {
         let mut batch = WriteBatch::default();
-        let (lo, hi) = storage_range(owner, prefix);
-        batch.delete_range(Table::Storage, lo, hi);
-        let (lo, hi) = node_range(Some(owner), prefix);
-        batch.delete_range(Table::StorageNodes, lo, hi);
+        clear_range(self.store(), &mut batch, Table::Storage, storage_range(owner, prefix))?;
+        let nodes = node_range(Some(owner), prefix);
+        clear_range(self.store(), &mut batch, Table::StorageNodes, nodes)?;
         let root = stage_storage(&mut batch, owner, prefix, slots)?;
-        self.store().write(batch, Durability::Logged)?;
+        // Clearing an empty range (an account found to have no storage) writes nothing.
+        if !batch.is_empty() {
+            self.store().write(batch, Durability::Logged)?;
+        }
         Ok(root)
     }
 
@@ -175,5 +200,91 @@ impl<S: KvStore> LeafDb<S> {
         self.store().write(batch, Durability::Synced)?;
         self.publish_head(head);
         Ok(root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::rocks::DbOptions;
+
+    fn account(i: u64, slots: u64) -> ChunkAccount {
+        let mut hashed = keccak256(i.to_be_bytes());
+        hashed[0] = 0x30 | (hashed[0] & 0x0f);
+        let storage = (0..slots).map(|s| (keccak256([i as u8, s as u8]), U256::from(s + 1)));
+        let mut storage: Vec<_> = storage.collect();
+        storage.sort();
+        ChunkAccount {
+            hashed_address: hashed,
+            account: TrieAccount { nonce: i, ..Default::default() },
+            storage: Some(storage),
+        }
+    }
+
+    fn tables<S: KvStore>(db: &LeafDb<S>) -> Vec<(Table, crate::kv::KvPair)> {
+        let mut all = Vec::new();
+        for table in [Table::Accounts, Table::Storage, Table::AccountNodes, Table::StorageNodes] {
+            for item in db.store().iter_from(table, &[]) {
+                all.push((table, item.unwrap()));
+            }
+        }
+        all
+    }
+
+    fn chunk(ids: &[(u64, u64)]) -> Vec<ChunkAccount> {
+        let mut accounts: Vec<_> = ids.iter().map(|(i, s)| account(*i, *s)).collect();
+        accounts.sort_by_key(|a| a.hashed_address);
+        accounts
+    }
+
+    /// Importing over an earlier import of the same prefix (a retry with another peer's answer)
+    /// leaves exactly what importing it alone leaves, also where the ranges were found
+    /// occupied; and a first import into empty ranges writes no range deletes.
+    #[test]
+    fn a_reimported_chunk_replaces_the_earlier_one() {
+        let prefix = Nibbles::from_nibbles([3]);
+        let first = chunk(&[(1, 3), (2, 0), (3, 40), (4, 1)]);
+        let second = chunk(&[(2, 5), (5, 0), (6, 30)]);
+        let dir = tempfile::tempdir().unwrap();
+        let rocks = LeafDb::open(dir.path(), &DbOptions::default(), Default::default()).unwrap();
+        let mem = LeafDb::in_memory();
+        let fresh = LeafDb::in_memory();
+        fresh.import_account_chunk(&prefix, &second).unwrap();
+        mem.import_account_chunk(&prefix, &first).unwrap();
+        mem.import_account_chunk(&prefix, &second).unwrap();
+        mem.import_account_chunk(&prefix, &second).unwrap();
+        assert_eq!(tables(&mem), tables(&fresh));
+        rocks.import_account_chunk(&prefix, &first).unwrap();
+        rocks.import_account_chunk(&prefix, &second).unwrap();
+        assert_eq!(tables(&rocks), tables(&fresh));
+
+        // Storage chunks: a smaller storage under one prefix replaces a larger one.
+        let owner = second[2].hashed_address;
+        let slots = |n: u64| {
+            let mut s: Vec<_> =
+                (0..n).map(|s| (keccak256([9, s as u8]), U256::from(s + 7))).collect();
+            s.retain(|(k, _)| k[0] >> 4 == 0xa);
+            s.sort();
+            s
+        };
+        let sub = Nibbles::from_nibbles([0xa]);
+        fresh.import_storage_chunk(&owner, &sub, &slots(60)).unwrap();
+        rocks.import_storage_chunk(&owner, &sub, &slots(200)).unwrap();
+        rocks.import_storage_chunk(&owner, &sub, &slots(60)).unwrap();
+        assert_eq!(tables(&rocks), tables(&fresh));
+    }
+
+    #[test]
+    fn a_first_import_writes_no_range_deletes() {
+        let db = LeafDb::in_memory();
+        let mut batch = WriteBatch::default();
+        clear_account_prefix(db.store(), &mut batch, &Nibbles::from_nibbles([3])).unwrap();
+        assert!(batch.is_empty());
+        db.import_account_chunk(&Nibbles::from_nibbles([3]), &chunk(&[(1, 2)])).unwrap();
+        clear_account_prefix(db.store(), &mut batch, &Nibbles::from_nibbles([3])).unwrap();
+        assert_eq!(batch.len(), 4);
+        let mut batch = WriteBatch::default();
+        clear_account_prefix(db.store(), &mut batch, &Nibbles::from_nibbles([4])).unwrap();
+        assert!(batch.is_empty());
     }
 }

@@ -72,6 +72,17 @@ fn stack_builder_root(leaves: &[Leaf]) -> Result<B256, CliError> {
     Ok(accounts.finish()?.root)
 }
 
+/// CPU seconds consumed so far by the calling thread (`libc::CLOCK_THREAD_CPUTIME_ID`) or the
+/// whole process with every RocksDB thread (`libc::CLOCK_PROCESS_CPUTIME_ID`); 0 if unavailable.
+fn cpu_s(clock: libc::clockid_t) -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 fn peak_rss_mib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -156,9 +167,10 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
     let slots: u64 = leaves.iter().map(|l| l.slots.len() as u64).sum();
     let total_leaves = leaves.len() as u64 + slots;
 
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_s(libc::CLOCK_THREAD_CPUTIME_ID));
     let floor_root = hash_builder_root(&leaves);
     let hashbuilder_s = t.elapsed().as_secs_f64();
+    let hashbuilder_cpu_s = cpu_s(libc::CLOCK_THREAD_CPUTIME_ID) - cpu;
 
     let t = Instant::now();
     let mem_root = stack_builder_root(&leaves)?;
@@ -169,7 +181,7 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
     let result = (|| {
         let config = LeafDbConfig { recent_blocks: args.recent_blocks, ..LeafDbConfig::default() };
         let db = LeafDb::open(&dir, &DbOptions::default(), config)?;
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID));
         let mut import = BulkImport::start(&db, "benchmark")?;
         for code in 0..params.code_pool() {
             import.add_code(&params.code(code))?;
@@ -186,6 +198,7 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
         }
         let imported = import.finish(BlockHeader::default())?;
         let bulk_s = t.elapsed().as_secs_f64();
+        let bulk_cpu_s = cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu;
 
         let mut latencies = Vec::new();
         let mut head = db.head()?.unwrap_or_default();
@@ -206,10 +219,10 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
         }
         let mut sorted = latencies.clone();
         sorted.sort_by(f64::total_cmp);
-        Ok::<_, CliError>((imported, bulk_s, sorted))
+        Ok::<_, CliError>((imported, bulk_s, bulk_cpu_s, sorted))
     })();
     let cleanup = std::fs::remove_dir_all(&dir);
-    let (imported, bulk_s, sorted) = result?;
+    let (imported, bulk_s, bulk_cpu_s, sorted) = result?;
     cleanup.map_err(|source| CliError::Io { path: dir.clone(), source })?;
 
     let roots_agree = floor_root == mem_root && mem_root == imported.root;
@@ -227,6 +240,9 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
         "bulk_leaves_per_s": total_leaves as f64 / bulk_s,
         "ratio_stackbuilder_to_hashbuilder": builder_mem_s / hashbuilder_s,
         "ratio_bulk_to_hashbuilder": bulk_s / hashbuilder_s,
+        "hashbuilder_cpu_s": hashbuilder_cpu_s,
+        "bulk_cpu_s": bulk_cpu_s,
+        "ratio_bulk_cpu_to_hashbuilder": bulk_cpu_s / hashbuilder_cpu_s,
         "apply_block": {
             "blocks": args.state.blocks,
             "recent_blocks": args.recent_blocks,

@@ -6,7 +6,7 @@ use std::{
 };
 
 use super::{BatchOp, Durability, KvPair, KvRead, KvStore, SortedWriter, Table, WriteBatch};
-use crate::error::Result;
+use crate::error::{LeafDbError, Result};
 
 type Tables = BTreeMap<Table, BTreeMap<Vec<u8>, Vec<u8>>>;
 
@@ -108,19 +108,30 @@ impl KvStore for MemStore {
     }
 
     fn sorted_writer(&self, table: Table) -> Result<Box<dyn SortedWriter + '_>> {
-        Ok(Box::new(MemSortedWriter { store: self, table, batch: WriteBatch::default() }))
+        Ok(Box::new(MemSortedWriter {
+            store: self,
+            table,
+            batch: WriteBatch::default(),
+            last: None,
+        }))
     }
 }
 
-/// Collects sorted keys and writes them when finished.
+/// Collects sorted keys and writes them when finished; refuses keys out of order, as RocksDB's
+/// table files do.
 struct MemSortedWriter<'a> {
     store: &'a MemStore,
     table: Table,
     batch: WriteBatch,
+    last: Option<Vec<u8>>,
 }
 
 impl SortedWriter for MemSortedWriter<'_> {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        if self.last.as_deref().is_some_and(|last| last >= key) {
+            return Err(LeafDbError::UnsortedInput { key: alloy_primitives::hex::encode(key) });
+        }
+        self.last = Some(key.to_vec());
         self.batch.put(self.table, key.to_vec(), value.to_vec());
         Ok(())
     }
