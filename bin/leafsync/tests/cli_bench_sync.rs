@@ -64,7 +64,7 @@ fn leaf_sync_beats_heal_only_over_emulated_links() {
     assert_eq!(json["servers"], 2);
     assert_eq!(json["rtt_ms"], 5);
     assert_eq!(json["mbit"], 0);
-    assert_eq!(json["chunk_target_bytes"], 512 * 1024);
+    assert_eq!(json["chunk_target_bytes"], 1024 * 1024);
     let raw = json["raw_leaf_bytes"].as_u64().unwrap();
     // 2,000 accounts of at least 32 + 70 bytes each, plus their slots.
     assert!(raw > 2000 * 102, "{json}");

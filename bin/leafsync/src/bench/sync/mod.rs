@@ -84,7 +84,7 @@ pub(crate) struct SyncBench {
     /// snap/1 servers over the same state, behind the same links.
     #[arg(long)]
     snap: bool,
-    /// Target chunk size of the leaf sync, KiB (the sync's default: 512). Chunks are a 16th of
+    /// Target chunk size of the leaf sync, KiB (the sync's default: 1024). Chunks are a 16th of
     /// the state per skeleton level, so this picks the skeleton depth.
     #[arg(long, default_value_t = DEFAULT_CHUNK_TARGET_BYTES / 1024)]
     chunk_target_kib: u64,
