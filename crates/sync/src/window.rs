@@ -42,10 +42,10 @@ pub const INITIAL_WINDOW: usize = 2;
 /// peer whose path got longer is re-measured within that time.
 pub const MIN_RTT_LIFETIME: Duration = Duration::from_secs(10);
 
-/// Shortest busy time and round trip a finished request counts for (1 ms, as `PeerRate`'s
-/// `MIN_MEASURED_ELAPSED`): answers faster than the clock can tell (a peer in the same process,
-/// paused time in tests) would otherwise make a product of 0 × infinity. A peer answering
-/// instantly gets a window of [`WINDOW_GAIN`] requests.
+/// Shortest busy time and round trip a finished request counts for (1 ms): answers faster
+/// than the clock can tell (a peer in the same process, paused time in tests) would otherwise
+/// make a product of 0 × infinity. A peer answering instantly gets a window of [`WINDOW_GAIN`]
+/// requests.
 pub const MIN_MEASURED_TIME: Duration = Duration::from_millis(1);
 
 /// Smallest average answer size the window is computed with (1 KiB): a peer answering almost

@@ -47,17 +47,21 @@ use tracing::debug;
 
 use crate::{
     peer::{PeerFuture, SyncPeer},
-    rate::PeerRate,
+    window::PeerWindow,
 };
 
 /// Smallest byte budget asked of a snap/1 server (64 KiB): a slow peer still returns hundreds
 /// of accounts per answer, which bounds the rounds one chunk may take ([`max_rounds`]).
 pub const MIN_RESPONSE_BYTES: u64 = 64 * 1024;
 
-/// Time a range answer should take at the peer's measured rate (500 ms, the syncer's
-/// `TARGET_ROUND_TRIP`): the budget is the rate times this, between [`MIN_RESPONSE_BYTES`] and
-/// geth's 2 MiB [`SOFT_RESPONSE_LIMIT`].
+/// Time a range answer should take at the peer's measured throughput (500 ms): the budget is
+/// the throughput times this, between [`MIN_RESPONSE_BYTES`] and geth's 2 MiB
+/// [`SOFT_RESPONSE_LIMIT`].
 pub const BUDGET_ROUND_TRIP: Duration = Duration::from_millis(500);
+
+/// Byte budget asked of a peer before any answer of it was measured (512 KiB: 500 ms at
+/// 1 MiB/s). The first answers then size the budget from the peer's pipe.
+pub const INITIAL_RESPONSE_BYTES: u64 = 512 * 1024;
 
 /// Rounds slack above what an honest server needs for one chunk (see [`max_rounds`]): the
 /// first round, the one that shows the range is done, and one for a budget counted a little
@@ -134,11 +138,74 @@ impl From<RequestError> for Fault {
     }
 }
 
+/// The peer's snap/1 connection measured as a pipe: the syncer's [`PeerWindow`] over every
+/// snap/1 request, and how many are outstanding. A chunk's rounds and several chunks' rounds
+/// share the link, so an answer's own bytes over its own round trip would understate the peer
+/// by the number of answers queued beside it; busy time counted once does not.
+#[derive(Default)]
+struct Pipe {
+    window: PeerWindow,
+    in_flight: usize,
+}
+
+impl Pipe {
+    /// Byte budget of the next answer: what the pipe delivers in [`BUDGET_ROUND_TRIP`]
+    /// ([`INITIAL_RESPONSE_BYTES`] until measured).
+    fn budget(&self) -> u64 {
+        if self.window.rank().is_infinite() {
+            return INITIAL_RESPONSE_BYTES;
+        }
+        let bytes = self.window.throughput() * BUDGET_ROUND_TRIP.as_secs_f64();
+        (bytes as u64).clamp(MIN_RESPONSE_BYTES, SOFT_RESPONSE_LIMIT)
+    }
+}
+
+/// One snap/1 request outstanding: counted in [`Pipe::in_flight`] until measured by
+/// [`Inner::ask`] or, when the syncer drops the request (a re-pivot, a shutdown), uncounted
+/// without a measurement: the peer is not to blame.
+struct Outstanding<'a> {
+    pipe: &'a Mutex<Pipe>,
+    started: Instant,
+    measured: bool,
+}
+
+impl<'a> Outstanding<'a> {
+    fn start(pipe: &'a Mutex<Pipe>) -> Self {
+        let started = Instant::now();
+        let mut guard = pipe.lock().unwrap_or_else(PoisonError::into_inner);
+        let in_flight = guard.in_flight;
+        guard.window.sent(started, in_flight);
+        guard.in_flight += 1;
+        Self { pipe, started, measured: false }
+    }
+
+    /// The request finished: `bytes` of answer, or none (timeout, disconnect), which counts
+    /// the busy time with nothing delivered.
+    fn finish(mut self, bytes: Option<u64>) {
+        let now = Instant::now();
+        let mut guard = self.pipe.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.in_flight = guard.in_flight.saturating_sub(1);
+        let in_flight = guard.in_flight;
+        let answer = bytes.map(|b| (b, now.saturating_duration_since(self.started)));
+        guard.window.finished(now, answer, in_flight);
+        self.measured = true;
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        if !self.measured {
+            let mut guard = self.pipe.lock().unwrap_or_else(PoisonError::into_inner);
+            guard.in_flight = guard.in_flight.saturating_sub(1);
+        }
+    }
+}
+
 /// What the adapter keeps per peer.
 struct Inner {
     transport: Arc<dyn SnapTransport>,
-    /// The peer's measured rate over snap/1 answers: sizes each answer's byte budget.
-    rate: Mutex<PeerRate>,
+    /// The peer's snap/1 pipe: sizes each answer's byte budget.
+    pipe: Mutex<Pipe>,
     /// The root the peer said it has no state for.
     no_state: Mutex<Option<B256>>,
     /// The last pivot the syncer asked for (for `request` without one).
@@ -148,20 +215,17 @@ struct Inner {
 }
 
 impl Inner {
-    /// Byte budget of the next answer: what the peer delivers in [`BUDGET_ROUND_TRIP`].
+    /// Byte budget of the next answer ([`Pipe::budget`]).
     fn budget(&self) -> u64 {
-        let rate = self.rate.lock().unwrap_or_else(PoisonError::into_inner).bytes_per_sec;
-        let bytes = rate * BUDGET_ROUND_TRIP.as_secs_f64();
-        (bytes as u64).clamp(MIN_RESPONSE_BYTES, SOFT_RESPONSE_LIMIT)
+        self.pipe.lock().unwrap_or_else(PoisonError::into_inner).budget()
     }
 
     /// One snap/1 round trip, measured.
     async fn ask(&self, request: SnapMessage) -> Result<SnapMessage, Fault> {
-        let started = Instant::now();
-        let answer = self.transport.request(request).await?;
-        let size = snap_len(&answer);
-        self.rate.lock().unwrap_or_else(PoisonError::into_inner).update(size, started.elapsed());
-        Ok(answer)
+        let outstanding = Outstanding::start(&self.pipe);
+        let answer = self.transport.request(request).await;
+        outstanding.finish(answer.as_ref().ok().map(snap_len));
+        Ok(answer?)
     }
 }
 
@@ -198,7 +262,7 @@ impl SnapPeer {
         Self {
             inner: Arc::new(Inner {
                 transport,
-                rate: Mutex::new(PeerRate::default()),
+                pipe: Mutex::new(Pipe::default()),
                 no_state: Mutex::new(None),
                 pivot: Mutex::new(None),
                 estimate: AtomicU64::new(0),
@@ -206,7 +270,7 @@ impl SnapPeer {
         }
     }
 
-    /// The byte budget the next answer is asked for (follows the measured rate).
+    /// The byte budget the next answer is asked for (follows the peer's measured throughput).
     pub fn budget(&self) -> u64 {
         self.inner.budget()
     }

@@ -1,9 +1,13 @@
 use alloy_primitives::{B256, Bytes, keccak256};
 use leafsync_p2p::leaf::WirePath;
 
+use std::{sync::Mutex, time::Duration};
+
+use leafsync_p2p::snap::protocol::SOFT_RESPONSE_LIMIT;
+
 use super::{
-    Fault, MAX_ROUNDS_CAP, density_estimate, items::match_by_hash, max_rounds,
-    ranges::prefix_bounds,
+    Fault, INITIAL_RESPONSE_BYTES, MAX_ROUNDS_CAP, MIN_RESPONSE_BYTES, Outstanding, Pipe,
+    density_estimate, items::match_by_hash, max_rounds, ranges::prefix_bounds,
 };
 
 #[test]
@@ -45,4 +49,37 @@ fn density_estimate_scales_by_the_key_span() {
     quarter[0] = 0x40;
     assert_eq!(density_estimate(1000, B256::from(quarter)), 4000);
     assert_eq!(density_estimate(10, B256::repeat_byte(0xff)), 10);
+}
+
+/// Sixteen 128 KiB answers behind a 50 ms, 100 Mbit/s link: each one's own bytes over its own
+/// round trip is 0.6–2.4 MB/s (the answers queue behind each other), the pipe delivers
+/// ~9.6 MB/s. The budget follows the pipe, up to geth's soft limit; a request that then times
+/// out brings it down, and one the syncer drops is not counted against the peer.
+#[tokio::test(start_paused = true)]
+async fn the_budget_follows_the_pipe_not_each_answer() {
+    const ANSWER: u64 = 128 * 1024;
+    let pipe = Mutex::new(Pipe::default());
+    let budget = || pipe.lock().unwrap().budget();
+    assert_eq!(budget(), INITIAL_RESPONSE_BYTES);
+    let outstanding: Vec<_> = (0..16).map(|_| Outstanding::start(&pipe)).collect();
+    tokio::time::advance(Duration::from_millis(50)).await;
+    for request in outstanding {
+        tokio::time::advance(Duration::from_micros(10_500)).await;
+        request.finish(Some(ANSWER));
+    }
+    assert_eq!(pipe.lock().unwrap().in_flight, 0);
+    assert_eq!(budget(), SOFT_RESPONSE_LIMIT);
+
+    let dropped = Outstanding::start(&pipe);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    drop(dropped);
+    assert_eq!(pipe.lock().unwrap().in_flight, 0);
+    assert_eq!(budget(), SOFT_RESPONSE_LIMIT, "a dropped request is not the peer's fault");
+
+    for _ in 0..3 {
+        let stalled = Outstanding::start(&pipe);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        stalled.finish(None);
+    }
+    assert_eq!(budget(), MIN_RESPONSE_BYTES, "timeouts shrink the budget");
 }
