@@ -63,6 +63,14 @@ pub const BUDGET_ROUND_TRIP: Duration = Duration::from_millis(500);
 /// 1 MiB/s). The first answers then size the budget from the peer's pipe.
 pub const INITIAL_RESPONSE_BYTES: u64 = 512 * 1024;
 
+/// How far a snap/1 answer may run past the byte budget it was asked for (256 KiB). A server
+/// stops after the item that crosses the budget and then adds the range's edge proofs: at most
+/// one contract code (24 KiB by EIP-170) or a few hundred bytes of account or slot, plus two
+/// proof paths of at most 17 nodes of ~532 bytes. An answer further over it is kept (its items
+/// are checked like any other) but costs the peer a [`PenaltyClass::Mid`]: it made us read more
+/// than we asked for.
+pub const OVERSHOOT_ALLOWANCE: u64 = 256 * 1024;
+
 /// Rounds slack above what an honest server needs for one chunk (see [`max_rounds`]): the
 /// first round, the one that shows the range is done, and one for a budget counted a little
 /// differently by the server.
@@ -220,12 +228,32 @@ impl Inner {
         self.pipe.lock().unwrap_or_else(PoisonError::into_inner).budget()
     }
 
-    /// One snap/1 round trip, measured.
+    /// One snap/1 round trip, measured; an answer more than [`OVERSHOOT_ALLOWANCE`] over the
+    /// request's budget is penalised.
     async fn ask(&self, request: SnapMessage) -> Result<SnapMessage, Fault> {
+        let asked = asked_bytes(&request);
         let outstanding = Outstanding::start(&self.pipe);
         let answer = self.transport.request(request).await;
-        outstanding.finish(answer.as_ref().ok().map(snap_len));
+        let size = answer.as_ref().ok().map(snap_len);
+        outstanding.finish(size);
+        if let (Some(asked), Some(size)) = (asked, size)
+            && size > asked.saturating_add(OVERSHOOT_ALLOWANCE)
+        {
+            debug!(peer = %self.transport.id(), asked, size, "snap/1 answer far over its budget");
+            self.transport.penalise(PenaltyClass::Mid);
+        }
         Ok(answer?)
+    }
+}
+
+/// The byte budget a snap/1 request asks for (`None` for a response).
+fn asked_bytes(message: &SnapMessage) -> Option<u64> {
+    match message {
+        SnapMessage::GetAccountRange(m) => Some(m.bytes),
+        SnapMessage::GetStorageRanges(m) => Some(m.bytes),
+        SnapMessage::GetByteCodes(m) => Some(m.bytes),
+        SnapMessage::GetTrieNodes(m) => Some(m.bytes),
+        _ => None,
     }
 }
 

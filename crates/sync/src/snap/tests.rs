@@ -1,14 +1,23 @@
 use alloy_primitives::{B256, Bytes, keccak256};
 use leafsync_p2p::leaf::WirePath;
 
-use std::{sync::Mutex, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use leafsync_p2p::snap::protocol::SOFT_RESPONSE_LIMIT;
+use leafsync_p2p::{
+    PeerId, PenaltyClass,
+    leaf::ChainHead,
+    snap::{ByteCodes, GetByteCodes, SnapMessage, protocol::SOFT_RESPONSE_LIMIT},
+};
 
 use super::{
-    Fault, INITIAL_RESPONSE_BYTES, MAX_ROUNDS_CAP, MIN_RESPONSE_BYTES, Outstanding, Pipe,
-    density_estimate, items::match_by_hash, max_rounds, ranges::prefix_bounds,
+    Fault, INITIAL_RESPONSE_BYTES, MAX_ROUNDS_CAP, MIN_RESPONSE_BYTES, OVERSHOOT_ALLOWANCE,
+    Outstanding, Pipe, SnapPeer, SnapTransport, density_estimate, items::match_by_hash, max_rounds,
+    ranges::prefix_bounds,
 };
+use crate::peer::PeerFuture;
 
 #[test]
 fn prefix_bounds_pad_with_zero_and_f_nibbles() {
@@ -82,4 +91,47 @@ async fn the_budget_follows_the_pipe_not_each_answer() {
         stalled.finish(None);
     }
     assert_eq!(budget(), MIN_RESPONSE_BYTES, "timeouts shrink the budget");
+}
+
+/// Answers every request with one code of `code_len` bytes and records its penalties.
+struct OneCode {
+    code_len: usize,
+    penalties: Mutex<Vec<PenaltyClass>>,
+}
+
+impl SnapTransport for OneCode {
+    fn id(&self) -> PeerId {
+        PeerId::repeat_byte(7)
+    }
+
+    fn head(&self) -> ChainHead {
+        ChainHead::default()
+    }
+
+    fn request(&self, _request: SnapMessage) -> PeerFuture<SnapMessage> {
+        let codes = vec![Bytes::from(vec![0x60; self.code_len])];
+        Box::pin(async move { Ok(SnapMessage::ByteCodes(ByteCodes { request_id: 0, codes })) })
+    }
+
+    fn penalise(&self, class: PenaltyClass) {
+        self.penalties.lock().unwrap().push(class);
+    }
+}
+
+#[tokio::test]
+async fn answers_far_over_their_budget_cost_the_peer() {
+    const ASKED: u64 = 64 * 1024;
+    let ask = |code_len: usize| async move {
+        let transport = Arc::new(OneCode { code_len, penalties: Mutex::new(Vec::new()) });
+        let peer = SnapPeer::new(Arc::clone(&transport) as Arc<dyn SnapTransport>);
+        let request = GetByteCodes { request_id: 0, hashes: vec![B256::ZERO], bytes: ASKED };
+        let answer = peer.inner.ask(SnapMessage::GetByteCodes(request)).await;
+        assert!(matches!(answer, Ok(SnapMessage::ByteCodes(_))), "the answer is still used");
+        transport.penalties.lock().unwrap().clone()
+    };
+    // One item past the budget, as servers stop: no penalty.
+    assert!(ask(ASKED as usize + 24 * 1024).await.is_empty());
+    // Far past it: a mid penalty.
+    let over = (ASKED + OVERSHOOT_ALLOWANCE) as usize + 1;
+    assert_eq!(ask(over).await, vec![PenaltyClass::Mid]);
 }
