@@ -133,6 +133,17 @@ impl NetworkHandle {
         self.inner.commands.send(command).await.map_err(|_| RequestError::NetworkClosed)
     }
 
+    /// Sends the command `make` builds around a reply channel and waits for the reply;
+    /// [`RequestError::Disconnected`] when the reply channel is dropped unanswered.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, RequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(make(reply)).await?;
+        rx.await.map_err(|_| RequestError::Disconnected)
+    }
+
     /// Our enode URL (node id and bound RLPx address).
     pub fn local_enode(&self) -> NodeRecord {
         self.inner.local
@@ -150,25 +161,17 @@ impl NetworkHandle {
 
     /// Our discv5 record, if discovery runs.
     pub async fn local_enr(&self) -> Option<Enr> {
-        let (tx, rx) = oneshot::channel();
-        self.command(Command::LocalEnr(tx)).await.ok()?;
-        rx.await.ok().flatten()
+        self.ask(Command::LocalEnr).await.ok().flatten()
     }
 
     /// Discovery's counters, if discovery runs.
     pub async fn discovery_counters(&self) -> Option<DiscoveryCounters> {
-        let (tx, rx) = oneshot::channel();
-        self.command(Command::DiscoveryCounters(tx)).await.ok()?;
-        rx.await.ok().flatten()
+        self.ask(Command::DiscoveryCounters).await.ok().flatten()
     }
 
     /// The connected peers.
     pub async fn peers(&self) -> Vec<PeerInfo> {
-        let (tx, rx) = oneshot::channel();
-        if self.command(Command::Peers(tx)).await.is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+        self.ask(Command::Peers).await.unwrap_or_default()
     }
 
     /// Adds a static peer (kept connected, redialed with backoff) and dials it now.
@@ -185,9 +188,7 @@ impl NetworkHandle {
         peer: PeerId,
         request: LeafRequest,
     ) -> Result<LeafResponse, RequestError> {
-        let (reply, rx) = oneshot::channel();
-        self.command(Command::Request { peer, request, reply }).await?;
-        rx.await.map_err(|_| RequestError::Disconnected)?
+        self.ask(|reply| Command::Request { peer, request, reply }).await?
     }
 
     /// Sends the snap/1 `request` to `peer` and waits for its response (at most
@@ -201,9 +202,7 @@ impl NetworkHandle {
         peer: PeerId,
         request: SnapMessage,
     ) -> Result<SnapMessage, RequestError> {
-        let (reply, rx) = oneshot::channel();
-        self.command(Command::SnapRequest { peer, request, reply }).await?;
-        rx.await.map_err(|_| RequestError::Disconnected)?
+        self.ask(|reply| Command::SnapRequest { peer, request, reply }).await?
     }
 
     /// Penalises `peer` (e.g. the sync layer found its chunk to be junk); enough penalties
@@ -229,9 +228,6 @@ impl NetworkHandle {
     /// Disconnects every peer (reason "client quitting"), stops discovery and the manager, and
     /// waits for it.
     pub async fn shutdown(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.command(Command::Shutdown(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        let _ = self.ask(Command::Shutdown).await;
     }
 }
