@@ -16,7 +16,7 @@ mod support;
 mod workload;
 
 use support::{
-    leafsync, line_with, sigterm_and_wait, spawn_daemon, verify_clean, wait_followed_to,
+    line_with, sigterm_and_wait, spawn_daemon, status_text, verify_clean, wait_followed_to,
     wait_status, wait_synced_at,
 };
 use workload::{anvil_turn, dump_state_alloc, mine_blocks};
@@ -32,8 +32,7 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
     let (_turn, anvil) = anvil_turn().await;
     let mut rpc = anvil.rpc();
     let dir = tempfile::tempdir().unwrap();
-    let genesis_file = dir.path().join("genesis.json");
-    dump_state_alloc(&mut rpc, &genesis_file).await;
+    let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
     let genesis = rpc.block(0).await.unwrap();
     let chain = support::dev_chain(genesis.hash);
     let toml =
@@ -77,8 +76,7 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
     }
     let end = FIRST + MORE;
     wait_followed_to(&[("A", &a_admin), ("B", &b_admin)], &mut rpc, end).await;
-    let text = leafsync().args(["status", "--rpc", &b_admin]).output().unwrap();
-    let text = String::from_utf8_lossy(&text.stdout);
+    let text = status_text(&b_admin);
     assert!(
         text.contains("sync:    done at pivot") && text.contains("syncs over snap (eth/69 snap/1)"),
         "{text}"
@@ -126,8 +124,7 @@ async fn a_geth_like_peer_gets_anvils_headers_from_a_daemon() {
     let mut rpc = anvil.rpc();
     mine_blocks(&mut rpc, 3).await;
     let dir = tempfile::tempdir().unwrap();
-    let genesis_file = dir.path().join("genesis.json");
-    dump_state_alloc(&mut rpc, &genesis_file).await;
+    let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
     let genesis = rpc.block(0).await.unwrap();
     let head = rpc.block(3).await.unwrap();
     let extra = format!(

@@ -87,6 +87,12 @@ pub fn status(admin: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `leafsync status` (the text an operator reads) of the daemon whose admin JSON-RPC is `admin`.
+pub fn status_text(admin: &str) -> String {
+    let out = leafsync().args(["status", "--rpc", admin]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Polls `leafsync status` until `done` accepts it (bounded by [`WAIT`]).
 pub async fn wait_status(
     admin: &str,
