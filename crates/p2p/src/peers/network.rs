@@ -48,7 +48,7 @@ pub struct Network;
 impl Network {
     /// Binds the listener, starts discovery (if configured) and the peer manager task, and returns
     /// the handle. Must be called within a tokio runtime.
-    pub async fn start(config: NetworkConfig) -> Result<NetworkHandle, NetworkError> {
+    pub async fn start(mut config: NetworkConfig) -> Result<NetworkHandle, NetworkError> {
         config.chain.ensure_genesis_known()?;
         if !config.leaf && config.eth.is_none() {
             return Err(NetworkError::NoProtocols);
@@ -56,7 +56,7 @@ impl Network {
         let listener = TcpListener::bind(config.listen_addr).await?;
         let local_addr = listener.local_addr()?;
         let local_id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &config.secret_key));
-        let discovery = match config.discovery {
+        let discovery = match config.discovery.take() {
             Some(mut discovery_config) => {
                 discovery_config.tcp_port = local_addr.port();
                 let record = LocalRecord {
@@ -74,34 +74,26 @@ impl Network {
             None => None,
         };
         let hello = HelloMessageWithProtocols::new(
-            config.client_version,
+            config.client_version.clone(),
             hello_protocols(config.leaf, config.eth.is_some()),
             local_addr.port(),
             local_id,
         );
-        let params =
-            Arc::new(SessionParams { secret_key: config.secret_key, hello, chain: config.chain });
+        let params = Arc::new(SessionParams {
+            secret_key: config.secret_key,
+            hello,
+            chain: config.chain.clone(),
+        });
         let (commands_tx, commands) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
         let manager = PeerManager::new(ManagerParts {
             local_id,
             params,
             listener,
-            handler: config.handler,
-            head: config.head,
-            eth: config.eth,
             commands,
             events: events.clone(),
             discovery,
-            static_peers: config.static_peers,
-            trusted_peers: config.trusted_peers,
-            max_inbound: config.max_inbound,
-            max_outbound: config.max_outbound,
-            dial_interval: config.dial_interval,
-            max_pending_inbound_per_ip: config.max_pending_inbound_per_ip,
-            max_inbound_per_ip: config.max_inbound_per_ip,
-            max_concurrent_handler_calls: config.max_concurrent_handler_calls,
-            max_static_peers: config.max_static_peers,
+            config,
         });
         tokio::spawn(manager.run());
         Ok(NetworkHandle {
