@@ -16,8 +16,8 @@ use alloy_primitives::{Address, keccak256};
 use leafsync_ingest::RpcClient;
 use serde_json::{Value, json};
 use support::{
-    assert_head_is_els, line_with, sigterm_and_wait, spawn_daemon, status, status_text,
-    verify_clean, wait_followed_to, wait_status, wait_synced_at,
+    assert_head_is_els, both_follow_then_stop, line_with, sigterm_and_wait, spawn_daemon, status,
+    wait_status, wait_synced_at,
 };
 use workload::{anvil_turn, dump_state_alloc};
 
@@ -115,18 +115,14 @@ async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
 
     // New blocks: both follow them, B from its synced pivot on.
     mine(&mut rpc, FIRST, FIRST + MORE).await;
-    let end = FIRST + MORE;
-    wait_followed_to(&[("A", &a_admin), ("B", &b_admin)], &mut rpc, end).await;
-    let text = status_text(&b_admin);
-    assert!(
-        text.contains("phase:   following") && text.contains("sync:    done at pivot"),
-        "{text}"
-    );
-
-    sigterm_and_wait(&mut b);
-    sigterm_and_wait(&mut a);
-    let end_root = rpc.block(end).await.unwrap().state_root.to_string();
-    verify_clean(&dir.path().join("b"), &end_root);
+    both_follow_then_stop(
+        (&mut a, &a_admin),
+        (&mut b, &b_admin, &dir.path().join("b")),
+        &mut rpc,
+        FIRST + MORE,
+        &["phase:   following", "sync:    done at pivot"],
+    )
+    .await;
 }
 
 /// The `[el]` section: anvil's WebSocket at `addr`, and the genesis file to bootstrap from.

@@ -16,8 +16,7 @@ mod support;
 mod workload;
 
 use support::{
-    line_with, sigterm_and_wait, spawn_daemon, status_text, verify_clean, wait_followed_to,
-    wait_status, wait_synced_at,
+    both_follow_then_stop, line_with, sigterm_and_wait, spawn_daemon, wait_status, wait_synced_at,
 };
 use workload::{anvil_turn, dump_state_alloc, mine_blocks};
 
@@ -74,17 +73,14 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
     for _ in 0..MORE {
         workload.mine_block(&mut rpc).await;
     }
-    let end = FIRST + MORE;
-    wait_followed_to(&[("A", &a_admin), ("B", &b_admin)], &mut rpc, end).await;
-    let text = status_text(&b_admin);
-    assert!(
-        text.contains("sync:    done at pivot") && text.contains("syncs over snap (eth/69 snap/1)"),
-        "{text}"
-    );
-
-    sigterm_and_wait(&mut b);
-    sigterm_and_wait(&mut a);
-    verify_clean(&dir.path().join("b"), &rpc.block(end).await.unwrap().state_root.to_string());
+    both_follow_then_stop(
+        (&mut a, &a_admin),
+        (&mut b, &b_admin, &dir.path().join("b")),
+        &mut rpc,
+        FIRST + MORE,
+        &["sync:    done at pivot", "syncs over snap (eth/69 snap/1)"],
+    )
+    .await;
 }
 
 /// Capability indexes on a raw peer offering eth/69 and snap/1 (sorted by name).

@@ -159,6 +159,24 @@ pub async fn wait_followed_to(
     }
 }
 
+/// The end of a two-daemon scenario: both daemons follow the execution client to block `end`,
+/// B's `leafsync status` says each of `b_says`, both stop on SIGTERM, and `tool verify` of B's
+/// datadir finds the state at `end`.
+pub async fn both_follow_then_stop(
+    (a, a_admin): (&mut Killed, &str),
+    (b, b_admin, b_datadir): (&mut Killed, &str, &Path),
+    rpc: &mut leafsync_ingest::RpcClient,
+    end: u64,
+    b_says: &[&str],
+) {
+    wait_followed_to(&[("A", a_admin), ("B", b_admin)], rpc, end).await;
+    let text = status_text(b_admin);
+    assert!(b_says.iter().all(|s| text.contains(s)), "{text}");
+    sigterm_and_wait(b);
+    sigterm_and_wait(a);
+    verify_clean(b_datadir, &rpc.block(end).await.unwrap().state_root.to_string());
+}
+
 /// `leafsync tool verify` on `datadir` succeeds and its report names `root`.
 pub fn verify_clean(datadir: &Path, root: &str) {
     let verify = leafsync()
