@@ -7,97 +7,22 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
 mod support;
+#[path = "../../../crates/ingest/tests/common/mod.rs"]
+mod workload;
 
-use std::{
-    io::Read,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::path::Path;
 
 use alloy_primitives::{Address, keccak256};
 use leafsync_ingest::RpcClient;
 use serde_json::{Value, json};
 use support::{
-    Killed, WAIT, assert_head_is_els, leafsync, line_with, sigterm_and_wait, spawn_daemon, status,
-    verify_clean, wait_followed_to, wait_status, wait_synced_at,
+    assert_head_is_els, both_follow_then_stop, line_with, sigterm_and_wait, spawn_daemon, status,
+    wait_status, wait_synced_at,
 };
-
-/// One anvil at a time: two tests starting theirs at once could pick the same free port (each
-/// binds port 0 and lets it go before anvil binds it) and then share one chain.
-static ANVIL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use workload::{anvil_turn, dump_state_alloc};
 
 /// Blocks mined while the daemon follows.
 const BLOCKS: u64 = 12;
-
-/// The anvil binary of tests/anvil/node_modules. Panics, naming the install command, when it
-/// is missing: the test script installs it first, so a missing anvil is an error, not a skip.
-fn anvil_binary() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    assert!(
-        p.is_file(),
-        "anvil is not installed at {}: run `npm ci --prefix tests/anvil` (scripts/setup.sh does)",
-        p.display()
-    );
-    p
-}
-
-async fn start_anvil(bin: &Path) -> (Killed, SocketAddr) {
-    for _ in 0..3 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(bin)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--hardfork",
-                "cancun",
-                "--no-mining",
-                "--silent",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut anvil = Killed(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if rpc.block_number().await.is_ok() {
-                return (anvil, addr);
-            }
-            if anvil.0.try_wait().unwrap().is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    panic!("anvil did not start");
-}
-
-/// This test's turn and its own anvil (see [`ANVIL`]).
-async fn anvil() -> (tokio::sync::MutexGuard<'static, ()>, Killed, SocketAddr) {
-    let bin = anvil_binary();
-    let turn = ANVIL.lock().await;
-    let (anvil, addr) = start_anvil(&bin).await;
-    (turn, anvil, addr)
-}
-
-/// anvil's genesis state as a bare alloc file in `dir`.
-async fn genesis_file(rpc: &mut RpcClient, dir: &Path) -> PathBuf {
-    let hex: String = rpc.call("anvil_dumpState", json!([])).await.unwrap();
-    let gz = alloy_primitives::hex::decode(hex.trim_start_matches("0x")).unwrap();
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(gz.as_slice()).read_to_string(&mut text).unwrap();
-    let dump: Value = serde_json::from_str(&text).unwrap();
-    let path = dir.join("genesis.json");
-    std::fs::write(&path, serde_json::to_vec(&dump["accounts"]).unwrap()).unwrap();
-    path
-}
 
 /// Mines blocks `from..to` of three transfers each to fresh addresses (never 0 value: anvil keeps
 /// empty accounts).
@@ -116,10 +41,10 @@ async fn mine(rpc: &mut RpcClient, from: u64, to: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_bootstraps_from_genesis_and_follows_anvil() {
-    let (_one_anvil, _anvil, addr) = anvil().await;
-    let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
+    let (_turn, anvil) = anvil_turn().await;
+    let mut rpc = anvil.rpc();
     let dir = tempfile::tempdir().unwrap();
-    let genesis_file = genesis_file(&mut rpc, dir.path()).await;
+    let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
     let genesis = rpc.block(0).await.unwrap();
 
     let config = dir.path().join("leafsync.toml");
@@ -129,7 +54,7 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
             &dir.path().join("data"),
             &support::dev_chain(genesis.hash),
             None,
-            &el_section(addr, Some(&genesis_file)),
+            &el_section(anvil.addr, Some(&genesis_file)),
         ),
     )
     .unwrap();
@@ -157,15 +82,15 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
 async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
     const FIRST: u64 = 6;
     const MORE: u64 = 5;
-    let (_one_anvil, _anvil, addr) = anvil().await;
-    let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
+    let (_turn, anvil) = anvil_turn().await;
+    let mut rpc = anvil.rpc();
     let dir = tempfile::tempdir().unwrap();
-    let genesis_file = genesis_file(&mut rpc, dir.path()).await;
+    let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
     let genesis = rpc.block(0).await.unwrap();
     let chain = support::dev_chain(genesis.hash);
     let config = |name: &str, bootnodes: &[&str], genesis: Option<&Path>| {
         let datadir = dir.path().join(name);
-        support::daemon_toml(&datadir, &chain, Some(bootnodes), &el_section(addr, genesis))
+        support::daemon_toml(&datadir, &chain, Some(bootnodes), &el_section(anvil.addr, genesis))
     };
 
     // A: bootstraps from genesis, follows anvil, serves, runs discovery with no bootnodes.
@@ -190,19 +115,14 @@ async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
 
     // New blocks: both follow them, B from its synced pivot on.
     mine(&mut rpc, FIRST, FIRST + MORE).await;
-    let end = FIRST + MORE;
-    wait_followed_to(&[("A", &a_admin), ("B", &b_admin)], &mut rpc, end).await;
-    let text = leafsync().args(["status", "--rpc", &b_admin]).output().unwrap();
-    let text = String::from_utf8_lossy(&text.stdout);
-    assert!(
-        text.contains("phase:   following") && text.contains("sync:    done at pivot"),
-        "{text}"
-    );
-
-    sigterm_and_wait(&mut b);
-    sigterm_and_wait(&mut a);
-    let end_root = rpc.block(end).await.unwrap().state_root.to_string();
-    verify_clean(&dir.path().join("b"), &end_root);
+    both_follow_then_stop(
+        (&mut a, &a_admin),
+        (&mut b, &b_admin, &dir.path().join("b")),
+        &mut rpc,
+        FIRST + MORE,
+        &["phase:   following", "sync:    done at pivot"],
+    )
+    .await;
 }
 
 /// The `[el]` section: anvil's WebSocket at `addr`, and the genesis file to bootstrap from.

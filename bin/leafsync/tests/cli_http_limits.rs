@@ -131,9 +131,7 @@ fn stalled_http_clients_are_dropped_and_the_admin_rpc_keeps_answering() {
     let opened = Instant::now();
     let mut stalled = slowloris(&admin_authority, 200);
     let t = Instant::now();
-    let out = leafsync().args(["status", "--rpc", &admin, "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = support::status(&admin);
     assert_eq!(status["sync"]["phase"], "serving", "{status}");
     assert!(t.elapsed() < HEADER_TIMEOUT, "status took {:?} behind stalled clients", t.elapsed());
 

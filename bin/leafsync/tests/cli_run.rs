@@ -18,7 +18,9 @@ use leafsync_p2p::{
     leaf::{Chunk, ChunkContent, GetChunk, WirePath},
     peers::NodeRecord,
 };
-use support::{GENESIS, WAIT, http, leafsync, line_with, sigterm_and_wait, spawn_daemon};
+use support::{
+    GENESIS, WAIT, http, leafsync, line_with, sigterm_and_wait, spawn_daemon, status_text,
+};
 
 #[test]
 fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
@@ -81,16 +83,13 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
     assert_eq!(accounts, 2_000);
 
     // `leafsync status` over the admin JSON-RPC.
-    let out = leafsync().args(["status", "--rpc", &admin, "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = support::status(&admin);
     assert_eq!(status["node"]["chain"], "dev");
     assert_eq!(status["node"]["enode"], enode.as_str());
     assert_eq!(status["sync"]["phase"], "serving");
     assert_eq!(status["sync"]["head"]["number"], 0);
     assert!(status["sync"]["served"].as_u64().unwrap() >= 16, "{status}");
-    let text = leafsync().args(["status", "--rpc", &admin]).output().unwrap();
-    assert!(String::from_utf8_lossy(&text.stdout).contains("phase:   serving"));
+    assert!(status_text(&admin).contains("phase:   serving"));
     // A bad enode is a JSON-RPC error naming the problem.
     let answer = http(
         admin.strip_prefix("http://").unwrap(),

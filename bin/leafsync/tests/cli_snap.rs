@@ -16,8 +16,7 @@ mod support;
 mod workload;
 
 use support::{
-    leafsync, line_with, sigterm_and_wait, spawn_daemon, verify_clean, wait_followed_to,
-    wait_status, wait_synced_at,
+    both_follow_then_stop, line_with, sigterm_and_wait, spawn_daemon, wait_status, wait_synced_at,
 };
 use workload::{anvil_turn, dump_state_alloc, mine_blocks};
 
@@ -32,8 +31,7 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
     let (_turn, anvil) = anvil_turn().await;
     let mut rpc = anvil.rpc();
     let dir = tempfile::tempdir().unwrap();
-    let genesis_file = dir.path().join("genesis.json");
-    dump_state_alloc(&mut rpc, &genesis_file).await;
+    let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
     let genesis = rpc.block(0).await.unwrap();
     let chain = support::dev_chain(genesis.hash);
     let toml =
@@ -75,18 +73,14 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
     for _ in 0..MORE {
         workload.mine_block(&mut rpc).await;
     }
-    let end = FIRST + MORE;
-    wait_followed_to(&[("A", &a_admin), ("B", &b_admin)], &mut rpc, end).await;
-    let text = leafsync().args(["status", "--rpc", &b_admin]).output().unwrap();
-    let text = String::from_utf8_lossy(&text.stdout);
-    assert!(
-        text.contains("sync:    done at pivot") && text.contains("syncs over snap (eth/69 snap/1)"),
-        "{text}"
-    );
-
-    sigterm_and_wait(&mut b);
-    sigterm_and_wait(&mut a);
-    verify_clean(&dir.path().join("b"), &rpc.block(end).await.unwrap().state_root.to_string());
+    both_follow_then_stop(
+        (&mut a, &a_admin),
+        (&mut b, &b_admin, &dir.path().join("b")),
+        &mut rpc,
+        FIRST + MORE,
+        &["sync:    done at pivot", "syncs over snap (eth/69 snap/1)"],
+    )
+    .await;
 }
 
 /// Capability indexes on a raw peer offering eth/69 and snap/1 (sorted by name).
@@ -126,8 +120,7 @@ async fn a_geth_like_peer_gets_anvils_headers_from_a_daemon() {
     let mut rpc = anvil.rpc();
     mine_blocks(&mut rpc, 3).await;
     let dir = tempfile::tempdir().unwrap();
-    let genesis_file = dir.path().join("genesis.json");
-    dump_state_alloc(&mut rpc, &genesis_file).await;
+    let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
     let genesis = rpc.block(0).await.unwrap();
     let head = rpc.block(3).await.unwrap();
     let extra = format!(

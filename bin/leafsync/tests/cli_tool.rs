@@ -2,7 +2,10 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
-use std::{path::PathBuf, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use alloy_primitives::B256;
 use leafsync_leafdb::{
@@ -20,6 +23,12 @@ fn leafsync(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `leafsync tool init-genesis` of the allocation file `alloc` into `datadir`.
+fn init_genesis(datadir: &Path, alloc: &Path) -> (bool, String, String) {
+    let datadir = datadir.to_str().unwrap();
+    leafsync(&["tool", "init-genesis", "--datadir", datadir, "--alloc", alloc.to_str().unwrap()])
 }
 
 fn genesis(net: &str) -> PathBuf {
@@ -77,24 +86,10 @@ fn a_dump_whose_accounts_differ_from_its_root_fails_naming_both() {
 
     // init-genesis checks the same before touching the datadir.
     let datadir = dir.path().join("data");
-    let (ok, _, stderr) = leafsync(&[
-        "tool",
-        "init-genesis",
-        "--datadir",
-        datadir.to_str().unwrap(),
-        "--alloc",
-        file.to_str().unwrap(),
-    ]);
+    let (ok, _, stderr) = init_genesis(&datadir, &file);
     assert!(!ok && stderr.contains("mismatch"), "{stderr}");
     assert!(!datadir.join("leafdb").exists(), "nothing written for a wrong dump");
-    let (ok, stdout, stderr) = leafsync(&[
-        "tool",
-        "init-genesis",
-        "--datadir",
-        datadir.to_str().unwrap(),
-        "--alloc",
-        snap_headstate().to_str().unwrap(),
-    ]);
+    let (ok, stdout, stderr) = init_genesis(&datadir, &snap_headstate());
     assert!(ok, "{stderr}");
     assert_eq!(stdout.trim(), SNAP_HEAD_ROOT);
 }
@@ -131,16 +126,9 @@ fn gen_state_then_verify_then_detect_corruption() {
     let root: B256 = stdout.trim().parse().unwrap();
     // Deterministic: the same seed in another datadir gives the same root.
     let other = dir.path().join("other");
-    let (_, stdout2, _) = leafsync(&[
-        "tool",
-        "gen-state",
-        "--datadir",
-        other.to_str().unwrap(),
-        "--accounts",
-        "3000",
-        "--seed",
-        "4",
-    ]);
+    let other = other.to_str().unwrap();
+    let (_, stdout2, _) =
+        leafsync(&["tool", "gen-state", "--datadir", other, "--accounts", "3000", "--seed", "4"]);
     assert_eq!(stdout2.trim(), root.to_string());
     // A second generation into the same datadir is refused.
     let (ok, _, stderr) = leafsync(&["tool", "gen-state", "--datadir", d, "--accounts", "10"]);

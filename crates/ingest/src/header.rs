@@ -14,7 +14,7 @@
 //! (`alloy-eips`, `darling`, …; 8 s of build) for one RLP list.
 
 use alloy_primitives::{Address, B64, B256, Bloom, Bytes, U256, keccak256};
-use alloy_rlp::{Encodable, Header};
+use alloy_rlp::Encodable;
 use serde::Deserialize;
 
 use crate::types::quantity;
@@ -114,12 +114,8 @@ impl RpcHeader {
         ];
         let present = fields.into_iter().chain(forks.into_iter().map_while(|f| f));
         let items: Vec<&dyn Encodable> = present.collect();
-        let payload_length = items.iter().map(|f| f.length()).sum();
-        let mut out = Vec::with_capacity(payload_length + 4);
-        Header { list: true, payload_length }.encode(&mut out);
-        for item in items {
-            item.encode(&mut out);
-        }
+        let mut out = Vec::new();
+        alloy_rlp::encode_list::<_, dyn Encodable>(&items, &mut out);
         out
     }
 

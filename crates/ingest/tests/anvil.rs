@@ -24,8 +24,7 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
     let (_turn, anvil) = anvil_turn().await;
     let mut rpc = anvil.rpc();
     let dir = tempfile::tempdir().unwrap();
-    let genesis = dir.path().join("genesis.json");
-    dump_state_alloc(&mut rpc, &genesis).await;
+    let genesis = dump_state_alloc(&mut rpc, dir.path()).await;
 
     let db = Arc::new(LeafDb::in_memory());
     let mut config = FollowerConfig::new(anvil.ws());

@@ -53,8 +53,7 @@ async fn outage_and_restart_skip_nothing_and_repeat_nothing() {
     let proxy = Proxy::start(anvil.addr).await;
     let mut rpc = anvil.rpc();
     let dir = tempfile::tempdir().unwrap();
-    let genesis = dir.path().join("genesis.json");
-    dump_state_alloc(&mut rpc, &genesis).await;
+    let genesis = dump_state_alloc(&mut rpc, dir.path()).await;
     let open = || {
         Arc::new(
             LeafDb::open(&dir.path().join("db"), &DbOptions::default(), LeafDbConfig::default())

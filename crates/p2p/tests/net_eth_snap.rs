@@ -112,6 +112,29 @@ async fn snap_peer(node: &mut Node) -> (RawP2P, PeerId) {
     (p2p, id)
 }
 
+/// Our snap/1 `GetByteCodes` for `hashes` to the raw peer `raw_id`, asked in the background
+/// (`request_id` is a placeholder: the session chooses the id); returns the pending answer and
+/// the request as the raw peer received it.
+async fn ask_byte_codes(
+    node: &Node,
+    raw: &mut RawP2P,
+    raw_id: PeerId,
+    request_id: u64,
+    hashes: Vec<B256>,
+) -> (tokio::task::JoinHandle<Result<SnapMessage, RequestError>>, GetByteCodes) {
+    let handle = node.handle.clone();
+    let asked = tokio::spawn(async move {
+        let request = GetByteCodes { request_id, hashes, bytes: 100 };
+        handle.snap_request(raw_id, SnapMessage::GetByteCodes(request)).await
+    });
+    let msg = next_raw(raw).await.expect("our GetByteCodes");
+    assert_eq!(msg.cap, SNAP);
+    let Ok(SnapMessage::GetByteCodes(request)) = SnapMessage::decode(msg.id, &msg.payload) else {
+        panic!("expected GetByteCodes, got id {}", msg.id)
+    };
+    (asked, request)
+}
+
 /// What the node's `PeerConnected` event says `peer` speaks: its leaf Status, eth info, snap.
 async fn connected_protocols(
     events: &mut tokio::sync::broadcast::Receiver<NetworkEvent>,
@@ -194,16 +217,8 @@ async fn a_snap_peer_is_served_and_asked() {
     let (mut raw, raw_id) = snap_peer(&mut node).await;
 
     // Our snap/1 request: the session chooses the id; the raw peer answers it.
-    let handle = node.handle.clone();
-    let asked = tokio::spawn(async move {
-        let request = GetByteCodes { request_id: 12345, hashes: vec![B256::ZERO; 2], bytes: 100 };
-        handle.snap_request(raw_id, SnapMessage::GetByteCodes(request)).await
-    });
-    let msg = next_raw(&mut raw).await.expect("our GetByteCodes");
-    assert_eq!(msg.cap, SNAP);
-    let Ok(SnapMessage::GetByteCodes(request)) = SnapMessage::decode(msg.id, &msg.payload) else {
-        panic!("expected GetByteCodes, got id {}", msg.id)
-    };
+    let (asked, request) =
+        ask_byte_codes(&node, &mut raw, raw_id, 12345, vec![B256::ZERO; 2]).await;
     assert_ne!(request.request_id, 12345, "the session assigns the id");
     let codes = ByteCodes { request_id: request.request_id, codes: vec![Bytes::from_static(b"c")] };
     send_cap(&mut raw, SNAP, 0x05, alloy_rlp::encode(&codes)).await;
@@ -304,14 +319,8 @@ async fn a_snap_peer_is_served_and_asked() {
 async fn a_snap_answer_of_the_wrong_kind_is_a_breach() {
     let (mut node, _eth_head) = eth_node(Vec::new()).await;
     let (mut raw, raw_id) = snap_peer(&mut node).await;
-    let handle = node.handle.clone();
-    let asked = tokio::spawn(async move {
-        let request = GetByteCodes { request_id: 0, hashes: vec![B256::ZERO], bytes: 100 };
-        handle.snap_request(raw_id, SnapMessage::GetByteCodes(request)).await
-    });
-    let msg = next_raw(&mut raw).await.expect("our GetByteCodes");
-    let id = SnapMessage::decode(msg.id, &msg.payload).expect("valid").request_id();
-    let nodes = TrieNodes { request_id: id, nodes: Vec::new() };
+    let (asked, request) = ask_byte_codes(&node, &mut raw, raw_id, 0, vec![B256::ZERO]).await;
+    let nodes = TrieNodes { request_id: request.request_id, nodes: Vec::new() };
     send_cap(&mut raw, SNAP, 0x07, alloy_rlp::encode(&nodes)).await;
     assert_eq!(
         asked.await.expect("task"),

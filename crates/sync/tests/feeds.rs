@@ -8,12 +8,11 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{
-    Behaviour, SimPeer, assert_same_state,
+    Behaviour, SimPeer, assert_same_state, assert_synced,
     chain::{ACCOUNTS, at, chain},
-    delayed, dyn_peers, source,
+    chain_head, delayed, dyn_peers, source,
 };
-use leafsync_leafdb::{BlockHeader, LeafDb, MemStore};
-use leafsync_p2p::leaf::ChainHead;
+use leafsync_leafdb::{LeafDb, MemStore};
 use leafsync_sync::{Phase, SyncConfig, SyncError, SyncPeer, SyncStats, Syncer};
 use tokio::sync::{mpsc, watch};
 
@@ -21,10 +20,6 @@ const CHUNK_BYTES: u64 = 16 * 1024;
 
 fn slow(inner: Arc<SimPeer>) -> Arc<dyn SyncPeer> {
     delayed(inner, Duration::from_millis(20))
-}
-
-fn chain_head(h: &BlockHeader) -> ChainHead {
-    ChainHead { number: h.number, hash: h.hash, state_root: h.state_root }
 }
 
 fn config() -> SyncConfig {
@@ -60,8 +55,7 @@ async fn a_peer_joining_mid_sync_takes_over() {
         .run()
         .await
         .unwrap();
-    assert_eq!(out.root, root);
-    assert_same_state(&client, &src, root);
+    assert_synced(&out, &client, &src, root);
     assert_eq!(out.dropped, vec![first.id], "the first peer left");
     assert!(out.banned.is_empty());
     let by_late = late.requests.load(std::sync::atomic::Ordering::Relaxed);
@@ -107,8 +101,7 @@ async fn a_trusted_pivot_ahead_of_the_servers_waits_for_them() {
         .await
         .unwrap();
     assert_eq!(out.pivot, pivot);
-    assert_eq!(out.root, pivot.state_root);
-    assert_same_state(&client, &at(&blocks, 6), pivot.state_root);
+    assert_synced(&out, &client, &at(&blocks, 6), pivot.state_root);
     assert!(out.dropped.is_empty() && out.banned.is_empty(), "{out:?}");
     // The skeleton comes from the pivot's nodes, so nothing but waiting happens before then.
     assert!(started.elapsed() >= Duration::from_secs(5), "it waited for the servers");

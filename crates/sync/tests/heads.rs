@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    Behaviour, SimPeer, assert_same_state,
+    Behaviour, SimPeer, assert_synced,
     chain::{ACCOUNTS, at, chain},
     dyn_peers,
 };
@@ -42,8 +42,7 @@ async fn servers_around_the_pivot_give_the_pivot_state() {
         ..Default::default()
     };
     let out = Syncer::new(Arc::clone(&client), config, dyn_peers(&peers)).run().await.unwrap();
-    assert_eq!(out.root, pivot.state_root);
-    assert_same_state(&client, &pivot_db, pivot.state_root);
+    assert_synced(&out, &client, &pivot_db, pivot.state_root);
     assert_eq!(client.head().unwrap().unwrap().number, PIVOT);
     assert!(out.banned.is_empty(), "stale is not junk: {:?}", out.banned);
     assert!(out.stats.chunks_healed > 0, "stale chunks were healed");

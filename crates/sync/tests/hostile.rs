@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Behaviour, SimPeer, assert_same_state, dyn_peers, source};
+use common::{Behaviour, SimPeer, assert_same_state, assert_synced, dyn_peers, source};
 use leafsync_leafdb::LeafDb;
 use leafsync_p2p::PenaltyClass;
 use leafsync_sync::{SyncConfig, SyncMode, Syncer};
@@ -30,8 +30,7 @@ async fn run(
     let config = SyncConfig { chunk_target_bytes: TEST_CHUNK_BYTES, mode, ..Default::default() };
     let outcome = Syncer::new(Arc::clone(&client), config, dyn_peers(&peers)).run().await.unwrap();
     let root = src.account_root().unwrap();
-    assert_eq!(outcome.root, root);
-    assert_same_state(&client, &src, root);
+    assert_synced(&outcome, &client, &src, root);
     let honest = peers[0].id;
     assert!(!outcome.banned.contains(&honest) && !outcome.dropped.contains(&honest));
     assert!(peers[0].penalties.lock().unwrap().is_empty(), "the honest peer was penalised");

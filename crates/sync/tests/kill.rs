@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use common::{
     Behaviour, SimPeer, delayed, dyn_peers,
-    kill::{ACCOUNTS, ANSWER_DELAY, SEED, child_sync, config, kill_and_resume},
+    kill::{ACCOUNTS, ANSWER_DELAY, SEED, child_sync, full_sync_bytes, kill_and_resume},
     source,
 };
-use leafsync_leafdb::LeafDb;
-use leafsync_sync::{SyncPeer, Syncer};
+use leafsync_sync::SyncPeer;
 
 const CHILD_ENV: &str = "LEAFSYNC_SYNC_KILL_TEST_DIR";
 const KILLS: usize = 10;
@@ -34,13 +33,7 @@ async fn kill_child_syncer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_syncs_resume_to_the_exact_state() {
     let src = source(ACCOUNTS, SEED);
-    let full = Syncer::new(
-        Arc::new(LeafDb::in_memory()),
-        config(),
-        dyn_peers(&[SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, ACCOUNTS)]),
-    )
-    .run()
-    .await
-    .unwrap();
-    kill_and_resume("kill_child_syncer", CHILD_ENV, KILLS, &src, full.stats.bytes_down);
+    let honest = [SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, ACCOUNTS)];
+    let full_bytes = full_sync_bytes(dyn_peers(&honest)).await;
+    kill_and_resume("kill_child_syncer", CHILD_ENV, KILLS, &src, full_bytes);
 }

@@ -9,7 +9,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use alloy_primitives::B256;
 use alloy_trie::EMPTY_ROOT_HASH;
-use common::{assert_same_state, source};
+use common::{assert_same_state, assert_synced, source};
 use leafsync_leafdb::{LeafDb, MemStore};
 use leafsync_p2p::{
     chain::ChainSpec,
@@ -82,8 +82,7 @@ async fn syncs_from_two_servers_over_rlpx() {
     let config = SyncConfig { chunk_target_bytes: 16 * 1024, ..Default::default() };
     let out =
         Syncer::new(Arc::clone(&db), config, network_peers(&client).await).run().await.unwrap();
-    assert_eq!(out.root, root);
-    assert_same_state(&db, &src, root);
+    assert_synced(&out, &db, &src, root);
     assert!(out.banned.is_empty() && out.dropped.is_empty());
     println!("over rlpx: bytes_down={} requests={}", out.stats.bytes_down, out.stats.requests);
 }

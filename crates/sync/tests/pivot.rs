@@ -11,9 +11,9 @@ use std::{collections::HashMap, sync::Arc};
 use alloy_primitives::{B256, Bytes, U256, keccak256};
 use alloy_trie::nodes::RlpNode;
 use common::{
-    Behaviour, Hook, Hooked, SimPeer, assert_same_state,
+    Behaviour, Hook, Hooked, SimPeer, assert_same_state, assert_synced,
     chain::{ACCOUNTS, SEED, at, chain, random_diff},
-    dyn_peers, source,
+    chain_head, dyn_peers, source,
 };
 use leafsync_leafdb::{BlockHeader, GenParams, LeafDb, trie::node::encode_branch};
 use leafsync_p2p::PenaltyClass;
@@ -24,10 +24,6 @@ use leafsync_p2p::{
 };
 use leafsync_sync::{PeerFuture, SyncConfig, SyncError, SyncMode, SyncPeer, Syncer};
 use tokio::sync::watch;
-
-fn chain_head(h: &BlockHeader) -> ChainHead {
-    ChainHead { number: h.number, hash: h.hash, state_root: h.state_root }
-}
 
 /// Announces a head far past the real one, with a state root nobody has.
 struct SybilHead;
@@ -173,8 +169,7 @@ async fn a_server_on_a_sibling_block_at_the_pivot_height_is_healed_around_not_ba
     };
     let client = Arc::new(LeafDb::in_memory());
     let out = Syncer::new(Arc::clone(&client), config, dyn_peers(&peers)).run().await.unwrap();
-    assert_eq!(out.root, pivot.state_root);
-    assert_same_state(&client, &pivot_db, pivot.state_root);
+    assert_synced(&out, &client, &pivot_db, pivot.state_root);
     assert!(out.banned.is_empty(), "a sibling-block server was banned");
     assert!(peers[1].penalties.lock().unwrap().iter().all(|p| *p != PenaltyClass::Fatal));
     assert!(out.stats.chunks_healed > 0, "the sibling's chunks differed and were healed");

@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Behaviour, SimPeer, assert_same_state, dyn_peers, source};
+use common::{Behaviour, SimPeer, assert_synced, dyn_peers, source};
 use leafsync_leafdb::LeafDb;
 use leafsync_sync::{HealRoot, SyncConfig, SyncError, SyncMode, SyncProgress, Syncer};
 
@@ -51,8 +51,7 @@ async fn resume_after(stops: &[u64], mode: SyncMode, junk: bool) {
     let peers = [SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, ACCOUNTS)];
     let resumed =
         Syncer::new(Arc::clone(&client), config(mode), dyn_peers(&peers)).run().await.unwrap();
-    assert_eq!(resumed.root, root);
-    assert_same_state(&client, &src, root);
+    assert_synced(&resumed, &client, &src, root);
     assert_eq!(client.sync_progress().unwrap(), None, "record cleared when done");
     println!(
         "mode={mode:?} stops={stops:?} full_bytes={} bytes_before_stop={stopped_bytes} resumed_bytes={} resumed_chunks={}",
@@ -129,8 +128,7 @@ async fn a_version_1_record_with_heal_roots_resumes() {
         .run()
         .await
         .unwrap();
-    assert_eq!(out.root, root);
-    assert_same_state(&client, &src, root);
+    assert_synced(&out, &client, &src, root);
     assert!(
         client.sync_heal_roots().unwrap().is_empty() && client.sync_progress().unwrap().is_none()
     );

@@ -12,7 +12,7 @@ use std::sync::{
 };
 
 use common::{
-    Behaviour, SimPeer, assert_same_state,
+    Behaviour, SimPeer, assert_synced,
     chain::{ACCOUNTS as CHAIN_ACCOUNTS, at, chain},
     dyn_peers, raw_leaf_bytes,
     snap::{SimSnap, SnapBehaviour, probed_snap_peers, snap_peers},
@@ -42,8 +42,7 @@ async fn sync_from(
     let client = Arc::new(LeafDb::in_memory());
     let out = Syncer::new(Arc::clone(&client), config, peers).run().await.unwrap();
     let root = src.account_root().unwrap();
-    assert_eq!(out.root, root);
-    assert_same_state(&client, src, root);
+    assert_synced(&out, &client, src, root);
     let s = &out.stats;
     println!(
         "{label}: raw_leaf_bytes={} bytes_down={} requests={} chunks={} split={} healed_chunks={} healed_nodes={} skeleton_nodes={} codes={} empty={} no_state={} junk={} banned={} dropped={}",
@@ -79,6 +78,21 @@ fn requests(servers: &[Arc<SimSnap>]) -> u64 {
 
 fn unpenalised(server: &SimSnap) -> bool {
     server.penalties.lock().unwrap().is_empty()
+}
+
+/// Syncs from an honest server (the first) and one of `behaviour` (the second), and asserts
+/// that the latter was banned and the honest one never penalised.
+async fn liar_is_banned(
+    behaviour: SnapBehaviour,
+    config: SyncConfig,
+) -> (SyncOutcome, Vec<Arc<SimSnap>>) {
+    let src = source(ACCOUNTS, SEED);
+    let snaps = servers(&src, &[SnapBehaviour::Honest, behaviour]);
+    let label = format!("snap {behaviour:?}");
+    let out = sync_from(&src, probed_snap_peers(&snaps).await, config, &label).await;
+    assert!(out.banned.contains(&snaps[1].id), "{behaviour:?} server not banned");
+    assert!(unpenalised(&snaps[0]), "the honest server was penalised");
+    (out, snaps)
 }
 
 #[tokio::test(start_paused = true)]
@@ -184,36 +198,24 @@ async fn only_servers_without_state_stall_the_sync_without_penalty() {
 
 #[tokio::test(start_paused = true)]
 async fn a_junk_range_server_is_detected_and_banned() {
-    let src = source(ACCOUNTS, SEED);
-    let snaps = servers(&src, &[SnapBehaviour::Honest, SnapBehaviour::Junk]);
-    let out = sync_from(&src, probed_snap_peers(&snaps).await, config(), "snap junk").await;
-    assert!(out.banned.contains(&snaps[1].id), "junk server not banned");
+    let (out, snaps) = liar_is_banned(SnapBehaviour::Junk, config()).await;
     assert!(snaps[1].penalties.lock().unwrap().contains(&PenaltyClass::Fatal));
     assert!(out.stats.junk_answers >= 3, "{:?}", out.stats);
-    assert!(unpenalised(&snaps[0]), "the honest server was penalised");
     assert!(!out.dropped.contains(&snaps[0].id));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_server_sending_accounts_out_of_order_is_banned() {
-    let src = source(ACCOUNTS, SEED);
-    let snaps = servers(&src, &[SnapBehaviour::Honest, SnapBehaviour::Unordered]);
-    let out = sync_from(&src, probed_snap_peers(&snaps).await, config(), "snap unordered").await;
-    assert!(out.banned.contains(&snaps[1].id), "out-of-order server not banned");
+    let (_, snaps) = liar_is_banned(SnapBehaviour::Unordered, config()).await;
     assert!(snaps[1].penalties.lock().unwrap().contains(&PenaltyClass::Fatal));
-    assert!(unpenalised(&snaps[0]), "the honest server was penalised");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_starving_server_is_cut_off_and_banned() {
     // One account per answer: a chunk takes more rounds than an honest server needs, and what
     // came by then fails the skeleton hash.
-    let src = source(ACCOUNTS, SEED);
-    let snaps = servers(&src, &[SnapBehaviour::Honest, SnapBehaviour::OneAtATime]);
     let config = SyncConfig { chunk_target_bytes: 256 * 1024, ..Default::default() };
-    let out = sync_from(&src, probed_snap_peers(&snaps).await, config, "snap starving").await;
-    assert!(out.banned.contains(&snaps[1].id), "starving server not banned");
-    assert!(unpenalised(&snaps[0]));
+    liar_is_banned(SnapBehaviour::OneAtATime, config).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -313,8 +315,7 @@ async fn a_stopped_snap_sync_resumes_without_starting_over() {
         .run()
         .await
         .unwrap();
-    assert_eq!(resumed.root, root);
-    assert_same_state(&client, &src, root);
+    assert_synced(&resumed, &client, &src, root);
     println!(
         "snap resume: full_bytes={} bytes_before_stop={} resumed_bytes={} resumed_chunks={}",
         full.stats.bytes_down,

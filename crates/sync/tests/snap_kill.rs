@@ -9,12 +9,10 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    kill::{ACCOUNTS, ANSWER_DELAY, SEED, child_sync, config, kill_and_resume},
+    kill::{ACCOUNTS, ANSWER_DELAY, SEED, child_sync, full_sync_bytes, kill_and_resume},
     snap::{SimSnap, SnapBehaviour, probed_snap_peers},
     source,
 };
-use leafsync_leafdb::LeafDb;
-use leafsync_sync::Syncer;
 
 const CHILD_ENV: &str = "LEAFSYNC_SNAP_KILL_TEST_DIR";
 const KILLS: usize = 5;
@@ -33,13 +31,7 @@ async fn snap_kill_child_syncer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_snap_syncs_resume_to_the_exact_state() {
     let src = source(ACCOUNTS, SEED);
-    let full = Syncer::new(
-        Arc::new(LeafDb::in_memory()),
-        config(),
-        probed_snap_peers(&[SimSnap::new(1, Arc::clone(&src), SnapBehaviour::Honest)]).await,
-    )
-    .run()
-    .await
-    .unwrap();
-    kill_and_resume("snap_kill_child_syncer", CHILD_ENV, KILLS, &src, full.stats.bytes_down);
+    let honest = [SimSnap::new(1, Arc::clone(&src), SnapBehaviour::Honest)];
+    let full_bytes = full_sync_bytes(probed_snap_peers(&honest).await).await;
+    kill_and_resume("snap_kill_child_syncer", CHILD_ENV, KILLS, &src, full_bytes);
 }

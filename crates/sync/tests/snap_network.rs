@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 
 use alloy_primitives::B256;
-use common::{assert_same_state, source};
+use common::{assert_same_state, assert_synced, source};
 use leafsync_leafdb::{LeafDb, MemStore};
 use leafsync_p2p::{
     leaf::ChainHead,
@@ -129,7 +129,6 @@ async fn a_leaf_server_and_a_snap_server_serve_one_sync_over_rlpx() {
     let (_pivot_tx, pivot_rx) = watch::channel(pivot);
     let (db, out, peers) = sync(&client.handle, pivot_rx).await;
     assert_eq!(peers, 2, "one leaf/1 peer and one snap/1 peer");
-    assert_eq!(out.root, pivot.state_root);
-    assert_same_state(&db, &src, pivot.state_root);
+    assert_synced(&out, &db, &src, pivot.state_root);
     assert!(out.banned.is_empty() && out.dropped.is_empty());
 }

@@ -87,6 +87,12 @@ pub fn status(admin: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `leafsync status` (the text an operator reads) of the daemon whose admin JSON-RPC is `admin`.
+pub fn status_text(admin: &str) -> String {
+    let out = leafsync().args(["status", "--rpc", admin]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Polls `leafsync status` until `done` accepts it (bounded by [`WAIT`]).
 pub async fn wait_status(
     admin: &str,
@@ -151,6 +157,24 @@ pub async fn wait_followed_to(
         assert_head_is_els(&s, rpc, number).await;
         assert_eq!(s["sync"]["follow"]["mismatchingBlocks"], 0, "{name}: {s}");
     }
+}
+
+/// The end of a two-daemon scenario: both daemons follow the execution client to block `end`,
+/// B's `leafsync status` says each of `b_says`, both stop on SIGTERM, and `tool verify` of B's
+/// datadir finds the state at `end`.
+pub async fn both_follow_then_stop(
+    (a, a_admin): (&mut Killed, &str),
+    (b, b_admin, b_datadir): (&mut Killed, &str, &Path),
+    rpc: &mut leafsync_ingest::RpcClient,
+    end: u64,
+    b_says: &[&str],
+) {
+    wait_followed_to(&[("A", a_admin), ("B", b_admin)], rpc, end).await;
+    let text = status_text(b_admin);
+    assert!(b_says.iter().all(|s| text.contains(s)), "{text}");
+    sigterm_and_wait(b);
+    sigterm_and_wait(a);
+    verify_clean(b_datadir, &rpc.block(end).await.unwrap().state_root.to_string());
 }
 
 /// `leafsync tool verify` on `datadir` succeeds and its report names `root`.

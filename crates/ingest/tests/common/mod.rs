@@ -115,8 +115,9 @@ impl Drop for Anvil {
     }
 }
 
-/// Writes anvil's current state (`anvil_dumpState`: hex of gzipped JSON) as a bare alloc file.
-pub async fn dump_state_alloc(rpc: &mut RpcClient, path: &Path) {
+/// Writes anvil's current state (`anvil_dumpState`: hex of gzipped JSON) as a bare alloc file,
+/// `genesis.json` in `dir`; returns its path.
+pub async fn dump_state_alloc(rpc: &mut RpcClient, dir: &Path) -> PathBuf {
     let hex: String = rpc.call("anvil_dumpState", json!([])).await.unwrap();
     let gz = alloy_primitives::hex::decode(hex.trim_start_matches("0x")).unwrap();
     let mut text = String::new();
@@ -124,7 +125,9 @@ pub async fn dump_state_alloc(rpc: &mut RpcClient, path: &Path) {
     let dump: Value = serde_json::from_str(&text).unwrap();
     let accounts = dump["accounts"].as_object().expect("dumpState has accounts");
     assert!(!accounts.is_empty());
-    std::fs::write(path, serde_json::to_vec(&dump["accounts"]).unwrap()).unwrap();
+    let path = dir.join("genesis.json");
+    std::fs::write(&path, serde_json::to_vec(&dump["accounts"]).unwrap()).unwrap();
+    path
 }
 
 /// A TCP proxy in front of anvil that can be taken down: while down it closes every

@@ -216,13 +216,8 @@ impl std::fmt::Debug for Ecies {
 impl Ecies {
     /// The dialing side, with a fresh random ephemeral key and nonce.
     pub fn new_initiator(secret_key: SecretKey, remote_id: PeerId) -> Result<Self, EciesError> {
-        let mut rng = rand::rng();
-        Self::new_initiator_with(
-            secret_key,
-            remote_id,
-            SecretKey::new(&mut rng),
-            B256::from(rng.random::<[u8; 32]>()),
-        )
+        let (ephemeral_secret_key, nonce) = random_ephemeral();
+        Self::new_initiator_with(secret_key, remote_id, ephemeral_secret_key, nonce)
     }
 
     /// The dialing side with a given ephemeral key and nonce (test vectors).
@@ -240,12 +235,8 @@ impl Ecies {
 
     /// The listening side, with a fresh random ephemeral key and nonce.
     pub fn new_recipient(secret_key: SecretKey) -> Self {
-        let mut rng = rand::rng();
-        Self::new_recipient_with(
-            secret_key,
-            SecretKey::new(&mut rng),
-            B256::from(rng.random::<[u8; 32]>()),
-        )
+        let (ephemeral_secret_key, nonce) = random_ephemeral();
+        Self::new_recipient_with(secret_key, ephemeral_secret_key, nonce)
     }
 
     /// The listening side with a given ephemeral key and nonce (test vectors).
@@ -325,8 +316,7 @@ impl Ecies {
         let fields: [&dyn Encodable; 4] =
             [&sig.as_slice(), &our_id.as_slice(), &self.nonce.as_slice(), &HANDSHAKE_VERSION];
         let packet = seal_eip8(self.remote_pk()?, &rlp_list(&fields));
-        self.init_msg = Some(packet.clone());
-        Ok(packet)
+        Ok(self.remember_sent(packet))
     }
 
     /// Builds a legacy (pre-EIP-8) auth packet; only old peers and our tests need it.
@@ -340,22 +330,38 @@ impl Ecies {
         plain.extend_from_slice(self.nonce.as_slice());
         plain.push(0);
         let packet = encrypt_message(self.remote_pk()?, &plain, &[]);
+        Ok(self.remember_sent(packet))
+    }
+
+    /// Keeps our handshake packet for the MAC seed and gives it back to be sent.
+    fn remember_sent(&mut self, packet: Vec<u8>) -> Vec<u8> {
         self.init_msg = Some(packet.clone());
-        Ok(packet)
+        packet
+    }
+
+    /// Reads a complete handshake packet in either format: legacy when it has the legacy length
+    /// and reads as one (an EIP-8 packet may have that length by chance), EIP-8 otherwise.
+    fn read_either(
+        &mut self,
+        packet: &[u8],
+        legacy_len: usize,
+        read_legacy: fn(&mut Self, &[u8]) -> Result<(), EciesError>,
+        read_eip8: fn(&mut Self, &[u8]) -> Result<(), EciesError>,
+    ) -> Result<(), EciesError> {
+        if packet.len() == legacy_len && read_legacy(self, packet).is_ok() {
+            return Ok(());
+        }
+        read_eip8(self, packet)
     }
 
     /// Reads a complete auth packet in either format (EIP-8 with its size prefix, or legacy).
     pub fn read_auth(&mut self, packet: &[u8]) -> Result<(), EciesError> {
-        if packet.len() == LEGACY_AUTH_LEN && self.read_auth_legacy(packet).is_ok() {
-            return Ok(());
-        }
-        self.read_auth_eip8(packet)
+        self.read_either(packet, LEGACY_AUTH_LEN, Self::read_auth_legacy, Self::read_auth_eip8)
     }
 
     /// Reads a legacy 307-byte auth packet.
     pub fn read_auth_legacy(&mut self, packet: &[u8]) -> Result<(), EciesError> {
-        let plain = decrypt_message(&self.secret_key, packet, &[])?;
-        check_len("auth plaintext", plain.len(), 194)?;
+        let plain = open_legacy(&self.secret_key, packet, "auth plaintext", 194)?;
         let (sig, rest) = plain.split_at(65);
         let (eph_hash, rest) = rest.split_at(32);
         let (id, rest) = rest.split_at(64);
@@ -431,22 +437,17 @@ impl Ecies {
                 [&eph.as_slice(), &self.nonce.as_slice(), &HANDSHAKE_VERSION];
             seal_eip8(&remote, &rlp_list(&fields))
         };
-        self.init_msg = Some(packet.clone());
-        Ok(packet)
+        Ok(self.remember_sent(packet))
     }
 
     /// Reads a complete ack packet in either format.
     pub fn read_ack(&mut self, packet: &[u8]) -> Result<(), EciesError> {
-        if packet.len() == LEGACY_ACK_LEN && self.read_ack_legacy(packet).is_ok() {
-            return Ok(());
-        }
-        self.read_ack_eip8(packet)
+        self.read_either(packet, LEGACY_ACK_LEN, Self::read_ack_legacy, Self::read_ack_eip8)
     }
 
     /// Reads a legacy 210-byte ack packet.
     pub fn read_ack_legacy(&mut self, packet: &[u8]) -> Result<(), EciesError> {
-        let plain = decrypt_message(&self.secret_key, packet, &[])?;
-        check_len("ack plaintext", plain.len(), 97)?;
+        let plain = open_legacy(&self.secret_key, packet, "ack plaintext", 97)?;
         self.accept_ack(&plain[..64], &plain[64..96], HANDSHAKE_VERSION, HandshakeFormat::Legacy)?;
         self.remote_init_msg = Some(packet.to_vec());
         Ok(())
@@ -504,17 +505,20 @@ impl Ecies {
     }
 }
 
+/// A fresh random ephemeral key and nonce for one handshake.
+fn random_ephemeral() -> (SecretKey, B256) {
+    let mut rng = rand::rng();
+    (SecretKey::new(&mut rng), B256::from(rng.random::<[u8; 32]>()))
+}
+
 fn check_len(field: &'static str, got: usize, expected: usize) -> Result<(), EciesError> {
     if got == expected { Ok(()) } else { Err(EciesError::BadFieldLength { field, got, expected }) }
 }
 
+/// The RLP list of `fields`.
 fn rlp_list(fields: &[&dyn Encodable]) -> Vec<u8> {
-    let payload_length = fields.iter().map(|f| f.length()).sum();
-    let mut out = Vec::with_capacity(payload_length + 4);
-    Header { list: true, payload_length }.encode(&mut out);
-    for f in fields {
-        f.encode(&mut out);
-    }
+    let mut out = Vec::new();
+    alloy_rlp::encode_list::<_, dyn Encodable>(fields, &mut out);
     out
 }
 
@@ -541,6 +545,19 @@ pub fn eip8_packet_len(prefix: [u8; 2]) -> Result<usize, EciesError> {
     Ok(size + 2)
 }
 
+/// Decrypts a legacy packet, whose plaintext has a fixed length.
+fn open_legacy(
+    secret: &SecretKey,
+    packet: &[u8],
+    field: &'static str,
+    len: usize,
+) -> Result<Vec<u8>, EciesError> {
+    let plain = decrypt_message(secret, packet, &[])?;
+    check_len(field, plain.len(), len)?;
+    Ok(plain)
+}
+
+/// Decrypts an EIP-8 packet behind its 2-byte size prefix.
 fn open_eip8(secret: &SecretKey, packet: &[u8]) -> Result<Vec<u8>, EciesError> {
     if packet.len() < 2 {
         return Err(EciesError::MessageTooShort(packet.len()));
@@ -559,11 +576,7 @@ fn open_eip8(secret: &SecretKey, packet: &[u8]) -> Result<Vec<u8>, EciesError> {
 /// The payload of the RLP list at the start of `plain`; trailing padding is ignored.
 fn rlp_list_payload(plain: &[u8]) -> Result<&[u8], EciesError> {
     let mut buf = plain;
-    let header = Header::decode(&mut buf)?;
-    if !header.list {
-        return Err(alloy_rlp::Error::UnexpectedString.into());
-    }
-    buf.get(..header.payload_length).ok_or(EciesError::Rlp(alloy_rlp::Error::InputTooShort))
+    Ok(Header::decode_bytes(&mut buf, true)?)
 }
 
 fn decode_fixed<'a>(

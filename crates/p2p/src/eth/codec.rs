@@ -107,29 +107,23 @@ impl EthMessage {
         if payload.len() > limit {
             return Err(EthError::MessageTooLarge { id, size: payload.len(), limit });
         }
-        let malformed = |source| EthError::Malformed { id, source };
         Ok(match id {
-            ids::STATUS => Self::Status(alloy_rlp::decode_exact(payload).map_err(malformed)?),
+            ids::STATUS => Self::Status(decode_exact(id, payload)?),
             ids::BLOCK_RANGE_UPDATE => {
-                let update: BlockRangeUpdate =
-                    alloy_rlp::decode_exact(payload).map_err(malformed)?;
+                let update: BlockRangeUpdate = decode_exact(id, payload)?;
                 update.validate()?;
                 Self::BlockRangeUpdate(update)
             }
-            ids::GET_BLOCK_HEADERS => {
-                Self::GetBlockHeaders(alloy_rlp::decode_exact(payload).map_err(malformed)?)
-            }
-            ids::GET_BLOCK_BODIES => {
-                Self::GetBlockBodies(alloy_rlp::decode_exact(payload).map_err(malformed)?)
-            }
-            ids::GET_POOLED_TRANSACTIONS => {
-                Self::GetPooledTransactions(alloy_rlp::decode_exact(payload).map_err(malformed)?)
-            }
-            ids::GET_RECEIPTS => {
-                Self::GetReceipts(alloy_rlp::decode_exact(payload).map_err(malformed)?)
-            }
+            ids::GET_BLOCK_HEADERS => Self::GetBlockHeaders(decode_exact(id, payload)?),
+            ids::GET_BLOCK_BODIES => Self::GetBlockBodies(decode_exact(id, payload)?),
+            ids::GET_POOLED_TRANSACTIONS => Self::GetPooledTransactions(decode_exact(id, payload)?),
+            ids::GET_RECEIPTS => Self::GetReceipts(decode_exact(id, payload)?),
             ids::TRANSACTIONS | ids::NEW_POOLED_TRANSACTION_HASHES => Self::Announcement { id },
-            _ => Self::Response { id, request_id: first_field(payload).map_err(malformed)? },
+            _ => Self::Response {
+                id,
+                request_id: first_field(payload)
+                    .map_err(|source| EthError::Malformed { id, source })?,
+            },
         })
     }
 
@@ -159,6 +153,11 @@ impl EthMessage {
         };
         Some((id, alloy_rlp::encode(EmptyResponse { request_id })))
     }
+}
+
+/// Exactly one well-formed `T` in the payload of relative id `id`.
+fn decode_exact<T: Decodable>(id: u8, payload: &[u8]) -> Result<T, EthError> {
+    alloy_rlp::decode_exact(payload).map_err(|source| EthError::Malformed { id, source })
 }
 
 /// The first field of a list payload as an integer (a response's request id).

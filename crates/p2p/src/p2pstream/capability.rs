@@ -49,12 +49,7 @@ impl Encodable for Capability {
 /// Decodes `[name, version, ...]`; further elements are ignored (forward compatibility).
 impl Decodable for Capability {
     fn decode(buf: &mut &[u8]) -> alloy_rlp::Result<Self> {
-        let header = Header::decode(buf)?;
-        if !header.list {
-            return Err(alloy_rlp::Error::UnexpectedString);
-        }
-        let mut body = buf.get(..header.payload_length).ok_or(alloy_rlp::Error::InputTooShort)?;
-        *buf = &buf[header.payload_length..];
+        let mut body = Header::decode_bytes(buf, true)?;
         let name = Header::decode_bytes(&mut body, false)?;
         if name.len() > MAX_CAPABILITY_NAME_LEN {
             return Err(alloy_rlp::Error::Custom("capability name too long"));

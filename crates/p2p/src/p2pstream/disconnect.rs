@@ -43,22 +43,10 @@ impl TryFrom<u8> for DisconnectReason {
     type Error = UnknownDisconnectReason;
 
     fn try_from(code: u8) -> Result<Self, UnknownDisconnectReason> {
-        Ok(match code {
-            0x00 => Self::DisconnectRequested,
-            0x01 => Self::TcpSubsystemError,
-            0x02 => Self::ProtocolBreach,
-            0x03 => Self::UselessPeer,
-            0x04 => Self::TooManyPeers,
-            0x05 => Self::AlreadyConnected,
-            0x06 => Self::IncompatibleP2PProtocolVersion,
-            0x07 => Self::NullNodeIdentity,
-            0x08 => Self::ClientQuitting,
-            0x09 => Self::UnexpectedHandshakeIdentity,
-            0x0a => Self::ConnectedToSelf,
-            0x0b => Self::PingTimeout,
-            0x10 => Self::SubprotocolSpecific,
-            other => return Err(UnknownDisconnectReason(other)),
-        })
+        Self::ALL
+            .into_iter()
+            .find(|reason| reason.code() == code)
+            .ok_or(UnknownDisconnectReason(code))
     }
 }
 

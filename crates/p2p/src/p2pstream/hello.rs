@@ -64,12 +64,7 @@ impl Encodable for HelloMessage {
 /// replacing invalid UTF-8 in the client id.
 impl Decodable for HelloMessage {
     fn decode(buf: &mut &[u8]) -> alloy_rlp::Result<Self> {
-        let header = Header::decode(buf)?;
-        if !header.list {
-            return Err(alloy_rlp::Error::UnexpectedString);
-        }
-        let mut body = buf.get(..header.payload_length).ok_or(alloy_rlp::Error::InputTooShort)?;
-        *buf = &buf[header.payload_length..];
+        let mut body = Header::decode_bytes(buf, true)?;
         let protocol_version = u64::decode(&mut body)?;
         let client_version =
             String::from_utf8_lossy(Header::decode_bytes(&mut body, false)?).into_owned();

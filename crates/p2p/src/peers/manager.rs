@@ -6,7 +6,7 @@
 //! `try_send`), so no cycle of full channels can deadlock it.
 
 use super::{
-    EthConfig, LocalHead, NodeRecord, RequestHandler,
+    EthConfig, LocalHead, NetworkConfig, NodeRecord, RequestHandler,
     active::{
         ActiveSession, ResponseSender, SESSION_COMMAND_CHANNEL_CAPACITY, SessionCommand,
         SessionEvent, SnapResponseSender,
@@ -96,21 +96,12 @@ pub(crate) struct ManagerParts {
     pub(crate) local_id: PeerId,
     pub(crate) params: Arc<SessionParams>,
     pub(crate) listener: TcpListener,
-    pub(crate) handler: Arc<dyn RequestHandler>,
-    pub(crate) head: watch::Receiver<LocalHead>,
-    pub(crate) eth: Option<EthConfig>,
     pub(crate) commands: mpsc::Receiver<Command>,
     pub(crate) events: broadcast::Sender<NetworkEvent>,
     pub(crate) discovery: Option<(Discovery, mpsc::Receiver<DialCandidate>)>,
-    pub(crate) static_peers: Vec<NodeRecord>,
-    pub(crate) trusted_peers: Vec<NodeRecord>,
-    pub(crate) max_inbound: usize,
-    pub(crate) max_outbound: usize,
-    pub(crate) dial_interval: Duration,
-    pub(crate) max_pending_inbound_per_ip: usize,
-    pub(crate) max_inbound_per_ip: usize,
-    pub(crate) max_concurrent_handler_calls: usize,
-    pub(crate) max_static_peers: usize,
+    /// The rest of the configuration: the handler, our head, eth/69 and the peer limits (its
+    /// discovery settings are spent on `discovery`).
+    pub(crate) config: NetworkConfig,
 }
 
 /// The peer manager; see the module documentation.
@@ -149,29 +140,31 @@ pub(crate) struct PeerManager {
 
 impl PeerManager {
     pub(crate) fn new(parts: ManagerParts) -> Self {
+        let ManagerParts { local_id, params, listener, commands, events, discovery, config } =
+            parts;
         let (session_tx, session_rx) = mpsc::channel(SESSION_EVENT_CHANNEL_CAPACITY);
         let (handshake_tx, handshake_rx) = mpsc::channel(HANDSHAKE_EVENT_CHANNEL_CAPACITY);
-        let (discovery, candidates) = match parts.discovery {
+        let (discovery, candidates) = match discovery {
             Some((d, c)) => (Some(d), Some(c)),
             None => (None, None),
         };
-        let fork_id = record_fork_id(&parts.params.chain, &parts.head, parts.eth.as_ref());
+        let fork_id = record_fork_id(&params.chain, &config.head, config.eth.as_ref());
         let limits = Limits {
-            max_inbound: parts.max_inbound,
-            max_inbound_per_ip: parts.max_inbound_per_ip,
-            max_outbound: parts.max_outbound,
-            max_static_peers: parts.max_static_peers,
+            max_inbound: config.max_inbound,
+            max_inbound_per_ip: config.max_inbound_per_ip,
+            max_outbound: config.max_outbound,
+            max_static_peers: config.max_static_peers,
         };
-        let table = PeerTable::new(parts.local_id, limits, parts.trusted_peers, parts.static_peers);
+        let table = PeerTable::new(local_id, limits, config.trusted_peers, config.static_peers);
         Self {
-            params: parts.params,
-            listener: parts.listener,
-            handler: parts.handler,
-            head: parts.head,
-            range_sent: parts.eth.as_ref().map(|eth| eth.head.borrow().range()),
-            eth: parts.eth,
-            commands: parts.commands,
-            events: parts.events,
+            params,
+            listener,
+            handler: config.handler,
+            head: config.head,
+            range_sent: config.eth.as_ref().map(|eth| eth.head.borrow().range()),
+            eth: config.eth,
+            commands,
+            events,
             session_tx,
             session_rx,
             handshake_tx,
@@ -181,10 +174,10 @@ impl PeerManager {
             table,
             pending_inbound: PendingInbound::new(
                 MAX_PENDING_INBOUND,
-                parts.max_pending_inbound_per_ip,
+                config.max_pending_inbound_per_ip,
             ),
-            handler_permits: Arc::new(Semaphore::new(parts.max_concurrent_handler_calls.max(1))),
-            dial_interval: parts.dial_interval,
+            handler_permits: Arc::new(Semaphore::new(config.max_concurrent_handler_calls.max(1))),
+            dial_interval: config.dial_interval,
             next_session: 0,
             sessions: JoinSet::new(),
             handshakes: JoinSet::new(),

@@ -48,7 +48,7 @@ pub struct Network;
 impl Network {
     /// Binds the listener, starts discovery (if configured) and the peer manager task, and returns
     /// the handle. Must be called within a tokio runtime.
-    pub async fn start(config: NetworkConfig) -> Result<NetworkHandle, NetworkError> {
+    pub async fn start(mut config: NetworkConfig) -> Result<NetworkHandle, NetworkError> {
         config.chain.ensure_genesis_known()?;
         if !config.leaf && config.eth.is_none() {
             return Err(NetworkError::NoProtocols);
@@ -56,7 +56,7 @@ impl Network {
         let listener = TcpListener::bind(config.listen_addr).await?;
         let local_addr = listener.local_addr()?;
         let local_id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &config.secret_key));
-        let discovery = match config.discovery {
+        let discovery = match config.discovery.take() {
             Some(mut discovery_config) => {
                 discovery_config.tcp_port = local_addr.port();
                 let record = LocalRecord {
@@ -74,34 +74,26 @@ impl Network {
             None => None,
         };
         let hello = HelloMessageWithProtocols::new(
-            config.client_version,
+            config.client_version.clone(),
             hello_protocols(config.leaf, config.eth.is_some()),
             local_addr.port(),
             local_id,
         );
-        let params =
-            Arc::new(SessionParams { secret_key: config.secret_key, hello, chain: config.chain });
+        let params = Arc::new(SessionParams {
+            secret_key: config.secret_key,
+            hello,
+            chain: config.chain.clone(),
+        });
         let (commands_tx, commands) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_CHANNEL_CAPACITY);
         let manager = PeerManager::new(ManagerParts {
             local_id,
             params,
             listener,
-            handler: config.handler,
-            head: config.head,
-            eth: config.eth,
             commands,
             events: events.clone(),
             discovery,
-            static_peers: config.static_peers,
-            trusted_peers: config.trusted_peers,
-            max_inbound: config.max_inbound,
-            max_outbound: config.max_outbound,
-            dial_interval: config.dial_interval,
-            max_pending_inbound_per_ip: config.max_pending_inbound_per_ip,
-            max_inbound_per_ip: config.max_inbound_per_ip,
-            max_concurrent_handler_calls: config.max_concurrent_handler_calls,
-            max_static_peers: config.max_static_peers,
+            config,
         });
         tokio::spawn(manager.run());
         Ok(NetworkHandle {
@@ -133,6 +125,17 @@ impl NetworkHandle {
         self.inner.commands.send(command).await.map_err(|_| RequestError::NetworkClosed)
     }
 
+    /// Sends the command `make` builds around a reply channel and waits for the reply;
+    /// [`RequestError::Disconnected`] when the reply channel is dropped unanswered.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, RequestError> {
+        let (reply, rx) = oneshot::channel();
+        self.command(make(reply)).await?;
+        rx.await.map_err(|_| RequestError::Disconnected)
+    }
+
     /// Our enode URL (node id and bound RLPx address).
     pub fn local_enode(&self) -> NodeRecord {
         self.inner.local
@@ -150,25 +153,17 @@ impl NetworkHandle {
 
     /// Our discv5 record, if discovery runs.
     pub async fn local_enr(&self) -> Option<Enr> {
-        let (tx, rx) = oneshot::channel();
-        self.command(Command::LocalEnr(tx)).await.ok()?;
-        rx.await.ok().flatten()
+        self.ask(Command::LocalEnr).await.ok().flatten()
     }
 
     /// Discovery's counters, if discovery runs.
     pub async fn discovery_counters(&self) -> Option<DiscoveryCounters> {
-        let (tx, rx) = oneshot::channel();
-        self.command(Command::DiscoveryCounters(tx)).await.ok()?;
-        rx.await.ok().flatten()
+        self.ask(Command::DiscoveryCounters).await.ok().flatten()
     }
 
     /// The connected peers.
     pub async fn peers(&self) -> Vec<PeerInfo> {
-        let (tx, rx) = oneshot::channel();
-        if self.command(Command::Peers(tx)).await.is_err() {
-            return Vec::new();
-        }
-        rx.await.unwrap_or_default()
+        self.ask(Command::Peers).await.unwrap_or_default()
     }
 
     /// Adds a static peer (kept connected, redialed with backoff) and dials it now.
@@ -185,9 +180,7 @@ impl NetworkHandle {
         peer: PeerId,
         request: LeafRequest,
     ) -> Result<LeafResponse, RequestError> {
-        let (reply, rx) = oneshot::channel();
-        self.command(Command::Request { peer, request, reply }).await?;
-        rx.await.map_err(|_| RequestError::Disconnected)?
+        self.ask(|reply| Command::Request { peer, request, reply }).await?
     }
 
     /// Sends the snap/1 `request` to `peer` and waits for its response (at most
@@ -201,9 +194,7 @@ impl NetworkHandle {
         peer: PeerId,
         request: SnapMessage,
     ) -> Result<SnapMessage, RequestError> {
-        let (reply, rx) = oneshot::channel();
-        self.command(Command::SnapRequest { peer, request, reply }).await?;
-        rx.await.map_err(|_| RequestError::Disconnected)?
+        self.ask(|reply| Command::SnapRequest { peer, request, reply }).await?
     }
 
     /// Penalises `peer` (e.g. the sync layer found its chunk to be junk); enough penalties
@@ -229,9 +220,6 @@ impl NetworkHandle {
     /// Disconnects every peer (reason "client quitting"), stops discovery and the manager, and
     /// waits for it.
     pub async fn shutdown(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.command(Command::Shutdown(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        let _ = self.ask(Command::Shutdown).await;
     }
 }

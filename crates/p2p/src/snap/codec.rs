@@ -2,22 +2,17 @@
 //! with every limit checked first, and [`SnapError`], what can be wrong with one from a peer.
 
 use super::{
+    kinds::{SnapMessage, max_payload_size},
     protocol::{
-        MAX_ACCOUNTS_PER_RESPONSE, MAX_CODE_HASHES_PER_REQUEST, MAX_CODE_LOOKUPS, MAX_MESSAGE_SIZE,
-        MAX_PROOF_NODES, MAX_REQUEST_MESSAGE_SIZE, MAX_SLOT_BODY_BYTES, MAX_SLOTS_PER_RESPONSE,
-        MAX_STORAGE_ACCOUNTS_PER_REQUEST, MAX_TRIE_PATH_BYTES, MAX_TRIE_PATHS_PER_REQUEST, ids,
-    },
-    types::{
-        AccountRange, ByteCodes, GetAccountRange, GetByteCodes, GetStorageRanges, GetTrieNodes,
-        StorageRanges, TrieNodes,
+        MAX_ACCOUNTS_PER_RESPONSE, MAX_CODE_HASHES_PER_REQUEST, MAX_CODE_LOOKUPS, MAX_PROOF_NODES,
+        MAX_SLOT_BODY_BYTES, MAX_SLOTS_PER_RESPONSE, MAX_STORAGE_ACCOUNTS_PER_REQUEST,
+        MAX_TRIE_PATH_BYTES, MAX_TRIE_PATHS_PER_REQUEST, ids,
     },
 };
 use crate::{
     penalty::MessageFault,
     rlp_walk::{count_items, list_field, split_item},
 };
-use alloy_rlp::Encodable;
-use bytes::BufMut;
 
 /// What is wrong with a `snap/1` message received from a peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,41 +76,6 @@ impl MessageFault for SnapError {
     }
 }
 
-/// Any `snap/1` message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SnapMessage {
-    /// 0x00.
-    GetAccountRange(GetAccountRange),
-    /// 0x01.
-    AccountRange(AccountRange),
-    /// 0x02.
-    GetStorageRanges(GetStorageRanges),
-    /// 0x03.
-    StorageRanges(StorageRanges),
-    /// 0x04.
-    GetByteCodes(GetByteCodes),
-    /// 0x05.
-    ByteCodes(ByteCodes),
-    /// 0x06.
-    GetTrieNodes(GetTrieNodes),
-    /// 0x07.
-    TrieNodes(TrieNodes),
-}
-
-/// Largest payload a message with relative id `id` may have, `None` for unknown ids.
-pub fn max_payload_size(id: u8) -> Option<usize> {
-    match id {
-        ids::GET_ACCOUNT_RANGE
-        | ids::GET_STORAGE_RANGES
-        | ids::GET_BYTE_CODES
-        | ids::GET_TRIE_NODES => Some(MAX_REQUEST_MESSAGE_SIZE),
-        ids::ACCOUNT_RANGE | ids::STORAGE_RANGES | ids::BYTE_CODES | ids::TRIE_NODES => {
-            Some(MAX_MESSAGE_SIZE)
-        }
-        _ => None,
-    }
-}
-
 impl SnapMessage {
     /// Decodes the RLP `payload` of the message with relative id `id`.
     ///
@@ -128,83 +88,11 @@ impl SnapMessage {
             return Err(SnapError::MessageTooLarge { id, size: payload.len(), limit });
         }
         check_item_counts(id, payload)?;
-        let malformed = |source| SnapError::Malformed { id, source };
-        let message = match id {
-            ids::GET_ACCOUNT_RANGE => {
-                Self::GetAccountRange(alloy_rlp::decode_exact(payload).map_err(malformed)?)
-            }
-            ids::ACCOUNT_RANGE => {
-                Self::AccountRange(alloy_rlp::decode_exact(payload).map_err(malformed)?)
-            }
-            ids::GET_STORAGE_RANGES => {
-                Self::GetStorageRanges(alloy_rlp::decode_exact(payload).map_err(malformed)?)
-            }
-            ids::STORAGE_RANGES => {
-                Self::StorageRanges(alloy_rlp::decode_exact(payload).map_err(malformed)?)
-            }
-            ids::GET_BYTE_CODES => {
-                Self::GetByteCodes(alloy_rlp::decode_exact(payload).map_err(malformed)?)
-            }
-            ids::BYTE_CODES => {
-                Self::ByteCodes(alloy_rlp::decode_exact(payload).map_err(malformed)?)
-            }
-            ids::GET_TRIE_NODES => {
-                Self::GetTrieNodes(alloy_rlp::decode_exact(payload).map_err(malformed)?)
-            }
-            ids::TRIE_NODES => {
-                Self::TrieNodes(alloy_rlp::decode_exact(payload).map_err(malformed)?)
-            }
-            _ => return Err(SnapError::UnknownMessageId(id)),
-        };
+        let message = Self::decode_rlp(id, payload)
+            .ok_or(SnapError::UnknownMessageId(id))?
+            .map_err(|source| SnapError::Malformed { id, source })?;
         message.check_fields()?;
         Ok(message)
-    }
-
-    /// Relative message id.
-    pub fn id(&self) -> u8 {
-        match self {
-            Self::GetAccountRange(_) => ids::GET_ACCOUNT_RANGE,
-            Self::AccountRange(_) => ids::ACCOUNT_RANGE,
-            Self::GetStorageRanges(_) => ids::GET_STORAGE_RANGES,
-            Self::StorageRanges(_) => ids::STORAGE_RANGES,
-            Self::GetByteCodes(_) => ids::GET_BYTE_CODES,
-            Self::ByteCodes(_) => ids::BYTE_CODES,
-            Self::GetTrieNodes(_) => ids::GET_TRIE_NODES,
-            Self::TrieNodes(_) => ids::TRIE_NODES,
-        }
-    }
-
-    /// The request id the message carries.
-    pub fn request_id(&self) -> u64 {
-        match self {
-            Self::GetAccountRange(m) => m.request_id,
-            Self::AccountRange(m) => m.request_id,
-            Self::GetStorageRanges(m) => m.request_id,
-            Self::StorageRanges(m) => m.request_id,
-            Self::GetByteCodes(m) => m.request_id,
-            Self::ByteCodes(m) => m.request_id,
-            Self::GetTrieNodes(m) => m.request_id,
-            Self::TrieNodes(m) => m.request_id,
-        }
-    }
-
-    /// Whether this is a response.
-    pub fn is_response(&self) -> bool {
-        self.id() % 2 == 1
-    }
-
-    /// Appends the RLP payload (without the message id) to `out`.
-    pub fn encode(&self, out: &mut dyn BufMut) {
-        match self {
-            Self::GetAccountRange(m) => m.encode(out),
-            Self::AccountRange(m) => m.encode(out),
-            Self::GetStorageRanges(m) => m.encode(out),
-            Self::StorageRanges(m) => m.encode(out),
-            Self::GetByteCodes(m) => m.encode(out),
-            Self::ByteCodes(m) => m.encode(out),
-            Self::GetTrieNodes(m) => m.encode(out),
-            Self::TrieNodes(m) => m.encode(out),
-        }
     }
 
     /// The RLP payload (without the message id).

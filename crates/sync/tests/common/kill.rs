@@ -46,6 +46,13 @@ pub async fn child_sync(env: &str, peers: Vec<Arc<dyn SyncPeer>>) {
     println!("done {} {} {}", out.root, out.stats.bytes_down, prior + out.stats.bytes_down);
 }
 
+/// Bytes an uninterrupted sync from `peers` into an empty leafdb downloads: what the last run
+/// after the kills must stay under.
+pub async fn full_sync_bytes(peers: Vec<Arc<dyn SyncPeer>>) -> u64 {
+    let out = Syncer::new(Arc::new(LeafDb::in_memory()), config(), peers).run().await.unwrap();
+    out.stats.bytes_down
+}
+
 /// The parent: runs the child test `child` (its directory in `env`) `kills` times, SIGKILLing
 /// it at a random moment each time and checking that the record keeps its pivot and never loses
 /// progress, then once to the end: the state must equal `src` and the last run must download

@@ -13,7 +13,7 @@ use std::sync::{
 
 use alloy_primitives::{B256, B512, U256};
 use alloy_trie::EMPTY_ROOT_HASH;
-use leafsync_leafdb::{GenParams, KvStore, LeafDb, MemStore, Table};
+use leafsync_leafdb::{BlockHeader, GenParams, KvStore, LeafDb, MemStore, Table};
 use leafsync_p2p::PenaltyClass;
 use leafsync_p2p::{
     PeerId,
@@ -21,7 +21,7 @@ use leafsync_p2p::{
     requests::{LeafRequest, LeafResponse, RequestError},
 };
 use leafsync_serve::{ServeConfig, serve_chunk, serve_codes, serve_nodes, serve_storage_chunk};
-use leafsync_sync::{PeerFuture, SyncPeer};
+use leafsync_sync::{PeerFuture, SyncOutcome, SyncPeer};
 
 /// How a simulated peer behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,8 +177,7 @@ impl SyncPeer for SimPeer {
     }
 
     fn head(&self) -> ChainHead {
-        let h = self.db.head().unwrap().unwrap_or_default();
-        ChainHead { number: h.number, hash: h.hash, state_root: h.state_root }
+        db_head(&self.db)
     }
 
     fn account_estimate(&self) -> u64 {
@@ -202,6 +201,16 @@ impl SyncPeer for SimPeer {
     fn penalise(&self, class: PenaltyClass) {
         self.penalties.lock().unwrap().push(class);
     }
+}
+
+/// The head a block header announces.
+pub fn chain_head(h: &BlockHeader) -> ChainHead {
+    ChainHead { number: h.number, hash: h.hash, state_root: h.state_root }
+}
+
+/// The head of a simulated peer's leafdb (the default head when it has none).
+pub fn db_head(db: &LeafDb<MemStore>) -> ChainHead {
+    chain_head(&db.head().unwrap().unwrap_or_default())
 }
 
 /// A generated source state.
@@ -250,6 +259,17 @@ pub fn assert_same_state<S: KvStore>(client: &LeafDb<S>, source: &LeafDb<MemStor
         assert_eq!(x.len(), y.len(), "table {t:?} differs in size");
         assert!(x == y, "table {t:?} differs");
     }
+}
+
+/// Asserts that a sync ended at `root` with `client` holding exactly the state of `source` there.
+pub fn assert_synced<S: KvStore>(
+    out: &SyncOutcome,
+    client: &LeafDb<S>,
+    source: &LeafDb<MemStore>,
+    root: B256,
+) {
+    assert_eq!(out.root, root);
+    assert_same_state(client, source, root);
 }
 
 /// Peers as trait objects.

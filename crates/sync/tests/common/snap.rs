@@ -22,6 +22,8 @@ use leafsync_p2p::{
 use leafsync_serve::snap::serve_message;
 use leafsync_sync::{PeerFuture, SnapPeer, SnapTransport, SyncPeer};
 
+use super::db_head;
+
 /// How a simulated snap/1 server behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnapBehaviour {
@@ -140,8 +142,7 @@ impl SnapTransport for SimSnap {
     }
 
     fn head(&self) -> ChainHead {
-        let h = self.db.head().unwrap().unwrap_or_default();
-        ChainHead { number: h.number, hash: h.hash, state_root: h.state_root }
+        db_head(&self.db)
     }
 
     fn request(&self, request: SnapMessage) -> PeerFuture<SnapMessage> {
