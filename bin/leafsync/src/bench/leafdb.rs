@@ -14,7 +14,7 @@ use leafsync_leafdb::{
 };
 use serde_json::json;
 
-use super::LeafdbBench;
+use super::{LeafdbBench, proc::peak_rss_mib};
 use crate::error::CliError;
 
 /// One account of a state in memory, with its storage: the leaves the floor is computed over.
@@ -81,13 +81,6 @@ fn cpu_s(clock: libc::clockid_t) -> f64 {
         return 0.0;
     }
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}
-
-fn peak_rss_mib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024)
 }
 
 /// A mainnet-sized block diff over the synthetic state: mostly balance/nonce changes of existing

@@ -5,6 +5,7 @@
 mod apply;
 mod ingest;
 mod leafdb;
+mod proc;
 mod serve;
 mod sync;
 
