@@ -36,6 +36,7 @@ use self::{
 };
 use crate::{
     bench::{
+        in_scratch_dir,
         leafdb::{Leaf, hash_builder_root},
         proc::{USER_HZ, cpu_since, cpu_ticks, peak_rss_mib, reset_peak_rss},
     },
@@ -470,12 +471,7 @@ fn sync_once(
 /// `leafsync bench sync`.
 pub(crate) fn sync(args: &SyncBench) -> Result<ExitCode, CliError> {
     check_servers(args.servers)?;
-    let dir = args.workdir.join(format!("leafsync-bench-sync-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io { path: dir.clone(), source })?;
-    let result = run(args, &dir);
-    let cleanup = std::fs::remove_dir_all(&dir);
-    let report = result?;
-    cleanup.map_err(|source| CliError::Io { path: dir.clone(), source })?;
+    let report = in_scratch_dir(&args.workdir, "sync", |dir| run(args, dir))?;
     print!("{}", report.table);
     if args.json {
         println!("{}", report.json);
