@@ -615,7 +615,8 @@ fn table(
     let over_raw = ratio(leaf.bytes_down as f64, floor.raw_leaf_bytes as f64);
     let over_raw_code =
         ratio(leaf.bytes_down as f64, (floor.raw_leaf_bytes + floor.raw_code_bytes) as f64);
-    let over_floor = ratio(leaf.cpu_s, floor.floor_cpu_s);
+    // With several clients in the process, each client's share of its CPU.
+    let over_floor = ratio(leaf.cpu_s / leaf.stats.len().max(1) as f64, floor.floor_cpu_s);
     t += &format!(
         "\n  leaf bytes down / raw leaf bytes   {over_raw:.3} (target ≤ {TARGET_BYTES_OVER_RAW}: \
          {}); / (raw leaf + code bytes) {over_raw_code:.3} (target ≤ \
@@ -632,8 +633,9 @@ fn table(
     }
     t += &format!(
         "  leaf client CPU / floor            {over_floor:.2} (target ≤ {TARGET_CPU_OVER_FLOOR}: \
-         {})\n",
-        verdict(over_floor, TARGET_CPU_OVER_FLOOR)
+         {}){}\n",
+        verdict(over_floor, TARGET_CPU_OVER_FLOOR),
+        if leaf.stats.len() > 1 { ", per client" } else { "" }
     );
     t
 }
