@@ -54,7 +54,7 @@ fn run_demo(args: &DemoArgs, dir: &std::path::Path) -> Result<ExitCode, CliError
     let runtime = runtime()?;
     let outcome = runtime.block_on(async {
         let stop = CancellationToken::new();
-        let (records, tasks) =
+        let (records, tasks, _) =
             start_servers(servers.iter().cloned(), root, args.accounts, &stop).await?;
         let client = start_client(client_db.clone(), records).await?;
         info!(servers = tasks.len(), "client connected; syncing");

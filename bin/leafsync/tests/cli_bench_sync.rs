@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const RUN_KEYS: [&str; 13] = [
+const RUN_KEYS: [&str; 19] = [
     "wall_s",
     "cpu_s",
     "excluded_cpu_s",
@@ -20,6 +20,12 @@ const RUN_KEYS: [&str; 13] = [
     "healed_nodes",
     "root_ok",
     "timeouts",
+    "clients",
+    "client_wall_s",
+    "phases",
+    "peak_rss_mib",
+    "peak_rss_reset",
+    "servers",
 ];
 
 fn bench_sync(dir: &std::path::Path, extra: &[&str]) -> (String, Value) {
@@ -96,6 +102,40 @@ fn skip_heal_only_reports_null() {
     assert_eq!(json["snap"], Value::Null, "{stdout}");
     // Unlimited bandwidth: no wire time.
     assert_eq!(json["leaf"]["wire_s"], Value::Null, "{stdout}");
+    let leaf = &json["leaf"];
+    // Each kind of a leaf sync's work took place within the sync (2,000 accounts are one chunk:
+    // no skeleton); nothing was healed.
+    let wall = leaf["wall_s"].as_f64().unwrap();
+    for kind in ["chunks", "codes", "finish"] {
+        let span = &leaf["phases"][kind];
+        let (first, last) = (span["first_s"].as_f64().unwrap(), span["last_s"].as_f64().unwrap());
+        assert!(0.0 <= first && first <= last && last <= wall, "{kind}: {json}");
+    }
+    assert_eq!(leaf["phases"]["heal"]["last_s"], Value::Null, "{json}");
+    assert!(leaf["peak_rss_mib"].as_u64().unwrap() > 0, "{json}");
+    // The servers' process answered every request and says what it cost.
+    let servers = &leaf["servers"];
+    assert_eq!(servers["served"], leaf["requests"], "{json}");
+    assert!(servers["cache_misses"].as_u64().unwrap() > 0, "{json}");
+    assert!(servers["cpu_s_per_mb"].as_f64().unwrap() >= 0.0, "{json}");
+}
+
+#[test]
+fn two_clients_sync_at_once_from_the_same_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (stdout, json) = bench_sync(dir.path(), &["--skip-heal-only", "--clients", "2"]);
+    assert!(stdout.contains("2 client(s)"), "{stdout}");
+    let leaf = run(&json, "leaf");
+    assert_eq!(leaf["clients"], 2, "{json}");
+    assert_eq!(leaf["client_wall_s"].as_array().unwrap().len(), 2, "{json}");
+    let servers = &leaf["servers"];
+    assert_eq!(servers["served"], leaf["requests"], "{json}");
+    let (hits, misses) =
+        (servers["cache_hits"].as_u64().unwrap(), servers["cache_misses"].as_u64().unwrap());
+    let rate = servers["cache_hit_rate"].as_f64().unwrap();
+    assert!((rate - hits as f64 / (hits + misses) as f64).abs() < 1e-9, "{json}");
+    // No chunk answered from a cache more often than it was computed for the other client.
+    assert!(hits <= misses, "{json}");
 }
 
 #[test]
@@ -121,4 +161,6 @@ fn snap_source_syncs_the_same_state_through_snap_peer() {
     // The same state: the same leaves, each encoded once by either protocol (±25%).
     let (l, s) = (get(leaf, "bytes_down") as f64, get(snap, "bytes_down") as f64);
     assert!((s / l - 1.0).abs() < 0.25, "{json}");
+    // The snap/1 servers are threads of the client's process: no server process counters.
+    assert_eq!(snap["servers"], Value::Null, "{json}");
 }

@@ -33,6 +33,6 @@ pub use progress::{HealRoot, PROGRESS_VERSION, SyncProgress};
 pub use retry::{retry_transient, run_until_done};
 pub use snap::{NetworkSnapPeer, SnapPeer, SnapTransport};
 pub use sources::{PeerSources, has_sync_peers, network_peers, watch_network_peers};
-pub use stats::{Phase, SyncStats};
+pub use stats::{Phase, PhaseSpan, PhaseTimes, SyncStats, WorkKind};
 pub use syncer::{SyncOutcome, Syncer, choose_pivot, chunk_depth};
 pub use window::PeerWindow;

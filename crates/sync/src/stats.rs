@@ -77,6 +77,87 @@ pub struct SyncStats {
     pub repivots: u64,
     /// Wall time so far.
     pub elapsed: Duration,
+    /// When each kind of work was first and last done, from the sync's start.
+    pub phases: PhaseTimes,
+}
+
+/// A kind of work of a sync, for [`PhaseTimes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkKind {
+    /// An account-trie skeleton node (above the chunk depth) applied.
+    Skeleton,
+    /// An account chunk imported.
+    Chunks,
+    /// A storage chunk (`GetStorageChunk`) imported, or a skeleton node of a storage trie too
+    /// large for one chunk applied.
+    Storage,
+    /// Codes written.
+    Codes,
+    /// A heal node applied.
+    Heal,
+    /// The final check of the flat state started (every item was in), or the sync recorded its
+    /// head.
+    Finish,
+}
+
+/// From the sync's start until a kind of work was first and last done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhaseSpan {
+    /// The first time (`None`: never).
+    pub first: Option<Duration>,
+    /// The last time so far.
+    pub last: Option<Duration>,
+}
+
+impl PhaseSpan {
+    fn mark(&mut self, at: Duration) {
+        self.first.get_or_insert(at);
+        self.last = Some(at);
+    }
+}
+
+/// When each [`WorkKind`] was first and last done, counted from the sync's start. The kinds
+/// overlap (chunks, storage, codes and heal are fetched side by side), so a span is not the
+/// time the kind took alone: its `last` is how long the sync took until that work was over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PhaseTimes {
+    /// Account-trie skeleton nodes applied.
+    pub skeleton: PhaseSpan,
+    /// Account chunks imported.
+    pub chunks: PhaseSpan,
+    /// Storage chunks imported and storage skeleton nodes applied.
+    pub storage: PhaseSpan,
+    /// Codes written.
+    pub codes: PhaseSpan,
+    /// Heal nodes applied.
+    pub heal: PhaseSpan,
+    /// From the (first) final check's start to the head recorded: the end of the sync.
+    pub finish: PhaseSpan,
+}
+
+impl PhaseTimes {
+    /// The span of `kind`.
+    pub fn span(&self, kind: WorkKind) -> &PhaseSpan {
+        match kind {
+            WorkKind::Skeleton => &self.skeleton,
+            WorkKind::Chunks => &self.chunks,
+            WorkKind::Storage => &self.storage,
+            WorkKind::Codes => &self.codes,
+            WorkKind::Heal => &self.heal,
+            WorkKind::Finish => &self.finish,
+        }
+    }
+
+    fn span_mut(&mut self, kind: WorkKind) -> &mut PhaseSpan {
+        match kind {
+            WorkKind::Skeleton => &mut self.skeleton,
+            WorkKind::Chunks => &mut self.chunks,
+            WorkKind::Storage => &mut self.storage,
+            WorkKind::Codes => &mut self.codes,
+            WorkKind::Heal => &mut self.heal,
+            WorkKind::Finish => &mut self.finish,
+        }
+    }
 }
 
 impl SyncStats {
@@ -157,10 +238,17 @@ impl Reporter {
         }
     }
 
+    /// Work of `kind` was done now.
+    pub(crate) fn mark(&mut self, kind: WorkKind) {
+        let at = self.started.elapsed();
+        self.stats.phases.span_mut(kind).mark(at);
+    }
+
     /// The sync is done: the phase and the elapsed time stop here.
     pub(crate) fn done(&mut self) {
         self.stats.phase = Phase::Done;
         self.stats.elapsed = self.started.elapsed();
+        self.stats.phases.finish.mark(self.stats.elapsed);
     }
 
     /// Publishes the counters (the caller has refreshed them) and logs the structured

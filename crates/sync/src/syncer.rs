@@ -27,7 +27,7 @@ use crate::{
     peer_set::{PeerSet, Standing},
     progress::{HealRoot, SyncProgress},
     resume::{decide_start, heal_root_item},
-    stats::{Phase, Reporter, SyncStats},
+    stats::{Phase, Reporter, SyncStats, WorkKind},
     work::{CodeQueue, Work},
 };
 
@@ -332,6 +332,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// that does not hash to its account's root, storage without an account and missing codes
     /// are queued again; returns what was found (empty: complete).
     fn final_check(&mut self) -> Result<String, SyncError> {
+        self.reporter.mark(WorkKind::Finish);
         let root = self.db.write_sync_skeleton(&self.work.take_account_skeleton())?;
         if root != self.pivot.state_root {
             return Err(SyncError::RootMismatch { got: root, expected: self.pivot.state_root });

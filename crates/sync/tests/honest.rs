@@ -64,6 +64,14 @@ async fn one_honest_server_gives_the_exact_state() {
 async fn four_honest_servers_give_the_exact_state() {
     let out = sync(4, SyncMode::Leaf).await;
     assert_eq!(out.stats.chunks_healed, 0);
+    // Every kind of a leaf sync's work was done, within the sync and before its finish.
+    let p = &out.stats.phases;
+    for span in [&p.skeleton, &p.chunks, &p.storage, &p.codes] {
+        let (first, last) = (span.first.unwrap(), span.last.unwrap());
+        assert!(first <= last && last <= p.finish.first.unwrap(), "{p:?}");
+    }
+    assert_eq!(p.heal, Default::default(), "nothing healed");
+    assert_eq!(p.finish.last, Some(out.stats.elapsed));
 }
 
 #[tokio::test(start_paused = true)]
@@ -72,6 +80,8 @@ async fn heal_only_mode_gives_the_exact_state() {
     let heal = sync(2, SyncMode::HealOnly).await;
     assert_eq!(heal.stats.chunks_done, 0, "heal-only fetches no chunks");
     assert!(heal.stats.healed_nodes > 0);
+    let p = &heal.stats.phases;
+    assert!(p.heal.last.is_some() && p.chunks.first.is_none() && p.skeleton.first.is_none());
     assert!(heal.stats.bytes_down > leaf.stats.bytes_down, "nodes cost more bytes than leaves");
 }
 

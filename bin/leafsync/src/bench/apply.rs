@@ -37,6 +37,7 @@ use leafsync_p2p::{
 use leafsync_serve::{LeafServer, ServeConfig};
 use serde_json::json;
 
+use super::{BlockShapeArgs, in_scratch_dir};
 use crate::error::CliError;
 
 /// Arguments of `bench apply`.
@@ -54,12 +55,9 @@ pub(crate) struct ApplyBench {
     /// Serve clients in the loaded phase, each with one request in flight.
     #[arg(long, default_value_t = 32)]
     pub(crate) clients: usize,
-    /// Accounts changed per block.
-    #[arg(long, default_value_t = 2_000)]
-    pub(crate) block_accounts: u64,
-    /// Storage slots changed per block.
-    #[arg(long, default_value_t = 5_000)]
-    pub(crate) block_slots: u64,
+    /// What each block changes.
+    #[command(flatten)]
+    pub(crate) block: BlockShapeArgs,
     /// Serve handler calls running at once (the daemon's global cap, p2p's
     /// `max_concurrent_handler_calls`); default: the daemon's default for this machine.
     #[arg(long, default_value_t = leafsync_p2p::peers::default_max_concurrent_handler_calls())]
@@ -208,12 +206,7 @@ async fn client(
 
 /// `leafsync bench apply`.
 pub(crate) fn apply(args: &ApplyBench) -> Result<ExitCode, CliError> {
-    let dir = args.workdir.join(format!("leafsync-bench-apply-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io { path: dir.clone(), source })?;
-    let result = run(args, &dir);
-    let cleanup = std::fs::remove_dir_all(&dir);
-    let out = result?;
-    cleanup.map_err(|source| CliError::Io { path: dir.clone(), source })?;
+    let out = in_scratch_dir(&args.workdir, "apply", |dir| run(args, dir))?;
     println!("{out}");
     Ok(ExitCode::SUCCESS)
 }
@@ -229,8 +222,8 @@ fn run(args: &ApplyBench, dir: &std::path::Path) -> Result<serde_json::Value, Cl
     let params = IngestBenchParams {
         state,
         blocks: 0,
-        block_accounts: args.block_accounts,
-        block_slots: args.block_slots,
+        block_accounts: args.block.block_accounts,
+        block_slots: args.block.block_slots,
     };
     // The daemon's runtime (run.rs): tokio's defaults, threads at a lower CPU priority than
     // block application.
@@ -280,8 +273,8 @@ fn run(args: &ApplyBench, dir: &std::path::Path) -> Result<serde_json::Value, Cl
             "apply_on": if args.shared_pool { "blocking pool (spawn_blocking)" } else { "dedicated thread" },
             "runtime_nice": args.runtime_nice,
             "duration_secs": args.duration_secs,
-            "block_accounts": args.block_accounts,
-            "block_slots": args.block_slots,
+            "block_accounts": args.block.block_accounts,
+            "block_slots": args.block.block_slots,
             "idle": idle,
             "loaded": loaded,
             "ratio_p99_loaded_to_idle": ratio,

@@ -6,22 +6,18 @@ use std::process::ExitCode;
 use leafsync_ingest::bench::{IngestBenchParams, run};
 use leafsync_leafdb::GenParams;
 
-use super::StateBenchArgs;
+use super::{StateBenchArgs, in_scratch_dir};
 use crate::error::CliError;
 
 /// Runs the benchmark (the same state and blocks as `bench leafdb`) and prints its JSON report.
 pub(crate) fn ingest(args: &StateBenchArgs) -> Result<ExitCode, CliError> {
-    let dir = args.workdir.join(format!("leafsync-bench-ingest-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io { path: dir.clone(), source })?;
     let params = IngestBenchParams {
         state: GenParams { accounts: args.accounts, seed: args.seed },
         blocks: args.blocks,
-        block_accounts: args.block_accounts,
-        block_slots: args.block_slots,
+        block_accounts: args.block.block_accounts,
+        block_slots: args.block.block_slots,
     };
-    let report = run(&dir, params);
-    let _ = std::fs::remove_dir_all(&dir);
-    let report = report?;
+    let report = in_scratch_dir(&args.workdir, "ingest", |dir| Ok(run(dir, params)?))?;
     match serde_json::to_string_pretty(&report) {
         Ok(json) => println!("{json}"),
         Err(e) => {

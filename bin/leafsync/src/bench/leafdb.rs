@@ -14,7 +14,7 @@ use leafsync_leafdb::{
 };
 use serde_json::json;
 
-use super::LeafdbBench;
+use super::{LeafdbBench, in_scratch_dir, proc::peak_rss_mib};
 use crate::error::CliError;
 
 /// One account of a state in memory, with its storage: the leaves the floor is computed over.
@@ -81,13 +81,6 @@ fn cpu_s(clock: libc::clockid_t) -> f64 {
         return 0.0;
     }
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-}
-
-fn peak_rss_mib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024)
 }
 
 /// A mainnet-sized block diff over the synthetic state: mostly balance/nonce changes of existing
@@ -176,11 +169,9 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
     let mem_root = stack_builder_root(&leaves)?;
     let builder_mem_s = t.elapsed().as_secs_f64();
 
-    let dir = args.state.workdir.join(format!("leafsync-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io { path: dir.clone(), source })?;
-    let result = (|| {
+    let result = in_scratch_dir(&args.state.workdir, "leafdb", |dir| {
         let config = LeafDbConfig { recent_blocks: args.recent_blocks, ..LeafDbConfig::default() };
-        let db = LeafDb::open(&dir, &DbOptions::default(), config)?;
+        let db = LeafDb::open(dir, &DbOptions::default(), config)?;
         let (t, cpu) = (Instant::now(), cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID));
         let mut import = BulkImport::start(&db, "benchmark")?;
         for code in 0..params.code_pool() {
@@ -203,8 +194,8 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
         let mut latencies = Vec::new();
         let mut head = db.head()?.unwrap_or_default();
         for b in 1..=args.state.blocks {
-            let diff =
-                block_diff(&db, params, b, args.state.block_accounts, args.state.block_slots)?;
+            let block = &args.state.block;
+            let diff = block_diff(&db, params, b, block.block_accounts, block.block_slots)?;
             let header = BlockHeader {
                 number: b,
                 hash: keccak256(b.to_be_bytes()),
@@ -219,11 +210,9 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
         }
         let mut sorted = latencies.clone();
         sorted.sort_by(f64::total_cmp);
-        Ok::<_, CliError>((imported, bulk_s, bulk_cpu_s, sorted))
-    })();
-    let cleanup = std::fs::remove_dir_all(&dir);
+        Ok((imported, bulk_s, bulk_cpu_s, sorted))
+    });
     let (imported, bulk_s, bulk_cpu_s, sorted) = result?;
-    cleanup.map_err(|source| CliError::Io { path: dir.clone(), source })?;
 
     let roots_agree = floor_root == mem_root && mem_root == imported.root;
     let out = json!({
@@ -246,8 +235,8 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
         "apply_block": {
             "blocks": args.state.blocks,
             "recent_blocks": args.recent_blocks,
-            "accounts_per_block": args.state.block_accounts,
-            "slots_per_block": args.state.block_slots,
+            "accounts_per_block": args.state.block.block_accounts,
+            "slots_per_block": args.state.block.block_slots,
             "median_ms": percentile(&sorted, 0.5),
             "p90_ms": percentile(&sorted, 0.9),
             "max_ms": sorted.last().copied().unwrap_or(0.0),

@@ -5,10 +5,14 @@
 mod apply;
 mod ingest;
 mod leafdb;
+mod proc;
 mod serve;
 mod sync;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use clap::{Args, Subcommand};
 
@@ -52,18 +56,42 @@ pub(crate) struct StateBenchArgs {
     /// Blocks applied.
     #[arg(long, default_value_t = 30)]
     pub(crate) blocks: u64,
-    /// Accounts changed per block.
-    #[arg(long, default_value_t = 2_000)]
-    pub(crate) block_accounts: u64,
-    /// Storage slots changed per block.
-    #[arg(long, default_value_t = 5_000)]
-    pub(crate) block_slots: u64,
+    /// What each block changes.
+    #[command(flatten)]
+    pub(crate) block: BlockShapeArgs,
     /// Where to put the benchmark database (a fresh temporary directory inside it).
     #[arg(long, default_value = ".")]
     pub(crate) workdir: PathBuf,
     /// Seed of the generator.
     #[arg(long, default_value_t = 1)]
     pub(crate) seed: u64,
+}
+
+/// What each of a benchmark's mainnet-sized blocks changes (`bench leafdb`, `ingest`, `apply`).
+#[derive(Debug, Args)]
+pub(crate) struct BlockShapeArgs {
+    /// Accounts changed per block.
+    #[arg(long, default_value_t = 2_000)]
+    pub(crate) block_accounts: u64,
+    /// Storage slots changed per block.
+    #[arg(long, default_value_t = 5_000)]
+    pub(crate) block_slots: u64,
+}
+
+/// Runs `f` in a fresh directory `<workdir>/leafsync-bench-<name>-<pid>` for a benchmark's
+/// databases, and removes the directory afterwards whether `f` succeeded or not.
+pub(crate) fn in_scratch_dir<T>(
+    workdir: &Path,
+    name: &str,
+    f: impl FnOnce(&Path) -> Result<T, CliError>,
+) -> Result<T, CliError> {
+    let dir = workdir.join(format!("leafsync-bench-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io { path: dir.clone(), source })?;
+    let result = f(&dir);
+    let cleanup = std::fs::remove_dir_all(&dir);
+    let out = result?;
+    cleanup.map_err(|source| CliError::Io { path: dir, source })?;
+    Ok(out)
 }
 
 impl BenchCommand {

@@ -18,6 +18,7 @@ use leafsync_p2p::leaf::{
 use leafsync_serve::{LeafServer, ServeConfig};
 use serde_json::json;
 
+use super::in_scratch_dir;
 use crate::error::CliError;
 
 /// Accounts per chunk the benchmark aims at when it picks the chunk depth (a few hundred KiB per
@@ -166,17 +167,14 @@ fn chunk_pass<S: leafsync_leafdb::KvStore>(
 
 /// `leafsync bench serve`.
 pub(crate) fn serve(args: &ServeBench) -> Result<ExitCode, CliError> {
-    let (dir, keep) = match &args.datadir {
-        Some(d) => (d.clone(), true),
-        None => (args.workdir.join(format!("leafsync-bench-serve-{}", std::process::id())), false),
+    let out = match &args.datadir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| CliError::Io { path: dir.clone(), source })?;
+            run(args, dir)?
+        }
+        None => in_scratch_dir(&args.workdir, "serve", |dir| run(args, dir))?,
     };
-    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io { path: dir.clone(), source })?;
-    let result = run(args, &dir);
-    if !keep {
-        std::fs::remove_dir_all(&dir)
-            .map_err(|source| CliError::Io { path: dir.clone(), source })?;
-    }
-    let out = result?;
     println!("{out}");
     let ok = out["failures"].as_u64() == Some(0) && out["nodes_served"] == out["nodes_requested"];
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })

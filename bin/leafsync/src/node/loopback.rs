@@ -4,12 +4,13 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use alloy_primitives::{B256, keccak256};
-use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig};
+use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig, RocksStore};
 use leafsync_p2p::{
     chain::ChainSpec,
     leaf::{ChainHead, ServeFlags},
     peers::{LocalHead, NodeRecord},
 };
+use leafsync_serve::LeafServer;
 use tokio_util::sync::CancellationToken;
 
 use super::{Node, NodeBuilder};
@@ -52,23 +53,25 @@ pub(crate) fn server_head(state_root: B256, accounts: u64) -> LocalHead {
 pub(crate) type ServerTasks = Vec<tokio::task::JoinHandle<Result<(), CliError>>>;
 
 /// Starts a loopback node per leafdb of `dbs`, each serving the generated state (root `root`) and
-/// running until `stop` in a task of its own. Returns their records and tasks.
+/// running until `stop` in a task of its own. Returns their records, tasks and `leaf/1` servers
+/// (for their counters).
 pub(crate) async fn start_servers(
     dbs: impl IntoIterator<Item = Arc<LeafDb>>,
     root: B256,
     accounts: u64,
     stop: &CancellationToken,
-) -> Result<(Vec<NodeRecord>, ServerTasks), CliError> {
-    let (mut records, mut tasks) = (Vec::new(), Vec::new());
+) -> Result<(Vec<NodeRecord>, ServerTasks, Vec<Arc<LeafServer<RocksStore>>>), CliError> {
+    let (mut records, mut tasks, mut servers) = (Vec::new(), Vec::new(), Vec::new());
     for db in dbs {
         let node = NodeBuilder::loopback(db, demo_chain())
             .head(server_head(root, accounts))
             .start()
             .await?;
         records.push(node.network().local_enode());
+        servers.push(node.leaf_server());
         tasks.push(tokio::spawn(node.run(stop.clone().cancelled_owned())));
     }
-    Ok((records, tasks))
+    Ok((records, tasks, servers))
 }
 
 /// Stops the servers of [`start_servers`] and waits for each to shut down.

@@ -14,7 +14,7 @@ mod tests;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use leafsync_ingest::{Follower, FollowerConfig, IngestError, IngestStats};
-use leafsync_leafdb::{BlockHeader, LeafDb};
+use leafsync_leafdb::{BlockHeader, LeafDb, RocksStore};
 use leafsync_p2p::{
     chain::ChainSpec,
     peers::{LocalHead, Network, NetworkHandle, NodeRecord},
@@ -348,6 +348,11 @@ impl Node {
     /// The network.
     pub const fn network(&self) -> &NetworkHandle {
         &self.network
+    }
+
+    /// The node's `leaf/1` server (its counters: requests answered, chunk cache).
+    pub(crate) fn leaf_server(&self) -> Arc<LeafServer<RocksStore>> {
+        Arc::clone(&self.state.server)
     }
 
     /// How the node started.

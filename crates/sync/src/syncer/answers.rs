@@ -18,6 +18,7 @@ use crate::{
     import::{ChunkVerdict, Leaves, check_chunk, judge_mismatch},
     peer::response_len,
     peer_set::Verdict,
+    stats::WorkKind,
     tasks::{CodeTask, Done, Job, NodeTask, Purpose, Unit, requeue},
 };
 
@@ -111,10 +112,11 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
         };
         stats.chunks_done += 1;
+        self.reporter.mark(if unit.owner.is_none() { WorkKind::Chunks } else { WorkKind::Storage });
         if root != unit.hash {
             return self.mark_heal(peer, &unit, head_number);
         }
-        stats.chunks_verified += 1;
+        self.reporter.stats.chunks_verified += 1;
         let Some((accounts, storage_roots)) = accounts else { return self.close(unit.owner) };
         let mut lied = None;
         for (a, computed) in accounts.iter().zip(storage_roots) {
@@ -192,6 +194,8 @@ impl<S: KvStore + 'static> Syncer<S> {
         rlp: Vec<u8>,
     ) -> Result<(), SyncError> {
         self.reporter.stats.skeleton_nodes += 1;
+        let kind = if task.owner.is_none() { WorkKind::Skeleton } else { WorkKind::Storage };
+        self.reporter.mark(kind);
         if let DecodedNode::Leaf { .. } = node {
             self.add_unit_of(task.owner, task.path, task.hash, true)?;
             return self.close(task.owner);
@@ -217,6 +221,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         rlp: Vec<u8>,
         parent: Option<alloy_trie::Nibbles>,
     ) -> Result<(), SyncError> {
+        self.reporter.mark(WorkKind::Heal);
         let (db, owner) = (&self.db, task.owner);
         let local_hash = |path: &_| Ok(db.node(owner.as_ref(), path)?.map(keccak256));
         let step = self.heal.on_node(owner, task.path, parent, node, rlp, local_hash)?;
@@ -264,6 +269,9 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         self.judge(peer, delivery(wrong, got.len(), "code with the wrong hash"));
         self.reporter.stats.codes += got.len() as u64;
+        if !got.is_empty() {
+            self.reporter.mark(WorkKind::Codes);
+        }
         self.db.write_codes(&got)?;
         requeue(&mut self.codes.queue, missing, peer);
         Ok(())

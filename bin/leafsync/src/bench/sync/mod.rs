@@ -1,7 +1,8 @@
 //! `leafsync bench sync`: leaf sync against heal-only sync of the same generated state, from `K`
 //! servers over real RLPx on loopback, every peer behind an emulated WAN link (`wan.rs`). The
-//! servers run in a child process (`servers.rs`) so the client's CPU time is its own. Prints a
-//! table and, with `--json`, one JSON object as the last line (see docs/benchmarks.md).
+//! servers run in a child process (`servers.rs`) so the client's CPU time and memory are its own;
+//! with `--clients N` that many clients sync from them at once. Prints a table and, with
+//! `--json`, one JSON object as the last line (see docs/benchmarks.md).
 
 mod servers;
 mod snap_source;
@@ -21,27 +22,27 @@ use alloy_trie::Nibbles;
 use leafsync_leafdb::{EMPTY_CODE_HASH, LeafDb};
 use leafsync_p2p::leaf::ChainHead;
 use leafsync_sync::{
-    SnapPeer, SnapTransport, SyncConfig, SyncMode, SyncPeer, SyncStats, Syncer,
-    config::DEFAULT_CHUNK_TARGET_BYTES, network_peers,
+    PhaseTimes, SnapPeer, SnapTransport, SyncConfig, SyncMode, SyncOutcome, SyncPeer, SyncStats,
+    Syncer, WorkKind, config::DEFAULT_CHUNK_TARGET_BYTES, network_peers,
 };
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
 pub(crate) use self::servers::{ServersArgs, servers};
 use self::{
-    servers::ServerProcess,
+    servers::{ServerCounters, ServerProcess},
     snap_source::SnapServers,
     wan::{Links, Snappy, Traffic, WanConfig, WanPeer},
 };
 use crate::{
-    bench::leafdb::{Leaf, hash_builder_root},
+    bench::{
+        in_scratch_dir,
+        leafdb::{Leaf, hash_builder_root},
+        proc::{USER_HZ, cpu_since, cpu_ticks, peak_rss_mib, reset_peak_rss},
+    },
     error::CliError,
     node::loopback::{check_servers, open, runtime, start_client},
 };
-
-/// Clock ticks per second of the CPU times in `/proc/*/stat` (`USER_HZ`, 100 on every Linux
-/// architecture leafsync builds for).
-const USER_HZ: f64 = 100.0;
 
 // The targets the benchmark reports against (from the issue).
 /// Leaf sync's wall time over heal-only's, at most.
@@ -58,6 +59,21 @@ const TARGET_CPU_OVER_FLOOR: f64 = 2.0;
 const TARGET_BYTES_OVER_RAW_AND_CODE: f64 = 1.03;
 /// Leaf sync's wall time over its wire time, at most (issue 15, goal 1).
 const TARGET_WALL_OVER_WIRE: f64 = 1.5;
+/// The sync client's peak resident set, MiB, at most (issue 15, goal 7).
+const TARGET_PEAK_RSS_MIB: u64 = 1024;
+/// Chunk requests answered from the servers' caches with two clients, at least (issue 15,
+/// goal 6).
+const TARGET_CACHE_HIT_RATE: f64 = 0.45;
+
+/// The work kinds of [`PhaseTimes`], in the order the JSON and the table show them.
+const PHASES: [(&str, WorkKind); 6] = [
+    ("skeleton", WorkKind::Skeleton),
+    ("chunks", WorkKind::Chunks),
+    ("storage", WorkKind::Storage),
+    ("codes", WorkKind::Codes),
+    ("heal", WorkKind::Heal),
+    ("finish", WorkKind::Finish),
+];
 
 /// Arguments of `bench sync`.
 #[derive(Debug, clap::Args)]
@@ -77,6 +93,10 @@ pub(crate) struct SyncBench {
     /// End the output with one line of JSON.
     #[arg(long)]
     json: bool,
+    /// Clients syncing at once from the same servers, each with its own leafdb, node key and
+    /// links (the snap/1 source always syncs one).
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
     /// Run leaf sync only (`heal_only` is then null).
     #[arg(long)]
     skip_heal_only: bool,
@@ -107,11 +127,22 @@ enum Source {
     Snap,
 }
 
-/// One sync's measurements.
+/// How every sync of a run is set up.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    wan: WanConfig,
+    chunk_target_bytes: u64,
+    /// Clients syncing at once (from leaf/1 servers; the snap/1 source syncs one).
+    clients: usize,
+}
+
+/// One sync's measurements (all its clients together).
 #[derive(Debug)]
 struct Run {
+    /// Until every client was done.
     wall_s: f64,
-    /// The client's CPU, without the bench's own threads (snappy sizing, in-process servers).
+    /// The client process's CPU, without the bench's own threads (snappy sizing, in-process
+    /// servers).
     cpu_s: f64,
     /// CPU of the bench's own threads, left out of `cpu_s`.
     excluded_cpu_s: f64,
@@ -124,7 +155,14 @@ struct Run {
     /// Time the bytes down need on the emulated links together (`None`: unlimited bandwidth).
     wire_s: Option<f64>,
     root_ok: bool,
-    stats: SyncStats,
+    /// Each client's counters (its wall time is `elapsed`).
+    stats: Vec<SyncStats>,
+    /// The client process's peak resident set during the sync, MiB (see [`sync_once`]).
+    peak_rss_mib: Option<u64>,
+    /// Whether the peak was reset before the sync (else it counts from the process's start).
+    peak_rss_reset: bool,
+    /// What the server process did during the sync (`None`: in-process servers, snap/1).
+    servers: Option<ServerCounters>,
 }
 
 impl Run {
@@ -133,7 +171,33 @@ impl Run {
         self.wire_s.map(|wire| ratio(self.wall_s, wire))
     }
 
+    /// `f` summed over the clients.
+    fn sum(&self, f: impl Fn(&SyncStats) -> u64) -> u64 {
+        self.stats.iter().map(f).sum()
+    }
+
+    /// The first client's phase times.
+    fn phases(&self) -> PhaseTimes {
+        self.stats.first().map(|s| s.phases).unwrap_or_default()
+    }
+
+    /// The servers' CPU seconds per MB of answers (RLP bodies on the links).
+    fn server_cpu_per_mb(&self) -> Option<f64> {
+        let c = self.servers?;
+        Some(ratio(c.cpu_ticks as f64 / USER_HZ, self.bytes_down as f64 / 1e6))
+    }
+
     fn json(&self) -> Value {
+        let servers = self.servers.map(|c| {
+            json!({
+                "cpu_s": c.cpu_ticks as f64 / USER_HZ,
+                "cpu_s_per_mb": self.server_cpu_per_mb(),
+                "served": c.served,
+                "cache_hits": c.cache_hits,
+                "cache_misses": c.cache_misses,
+                "cache_hit_rate": c.hit_rate(),
+            })
+        });
         json!({
             "wall_s": self.wall_s,
             "cpu_s": self.cpu_s,
@@ -144,12 +208,28 @@ impl Run {
             "wire_s": self.wire_s,
             "wall_over_wire": self.over_wire(),
             "requests": self.requests,
-            "sync_requests": self.stats.requests,
-            "healed_nodes": self.stats.healed_nodes,
+            "sync_requests": self.sum(|s| s.requests),
+            "healed_nodes": self.sum(|s| s.healed_nodes),
             "root_ok": self.root_ok,
-            "timeouts": self.stats.timeouts,
+            "timeouts": self.sum(|s| s.timeouts),
+            "clients": self.stats.len(),
+            "client_wall_s": self.stats.iter().map(|s| s.elapsed.as_secs_f64()).collect::<Vec<_>>(),
+            "phases": phases_json(&self.phases()),
+            "peak_rss_mib": self.peak_rss_mib,
+            "peak_rss_reset": self.peak_rss_reset,
+            "servers": servers,
         })
     }
+}
+
+/// Per work kind, seconds from the sync's start until it was first and last done (null: never).
+fn phases_json(phases: &PhaseTimes) -> Value {
+    let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    let map = PHASES.iter().map(|&(name, kind)| {
+        let span = phases.span(kind);
+        (name.to_string(), json!({ "first_s": secs(span.first), "last_s": secs(span.last) }))
+    });
+    Value::Object(map.collect())
 }
 
 /// What the client's flat tables hold, measured after a sync.
@@ -166,30 +246,6 @@ struct Examined {
     /// CPU seconds of the `HashBuilder` pass (the calling thread's only), and its wall time.
     floor_cpu_s: f64,
     floor_wall_s: f64,
-}
-
-/// CPU time (user + system) so far, in clock ticks, of what `/proc/<path>/stat` describes:
-/// `self` for the whole process (every thread), `thread-self` for the calling thread.
-fn cpu_ticks(path: &str) -> Result<u64, CliError> {
-    let file = format!("/proc/{path}/stat");
-    let stat = std::fs::read_to_string(&file)
-        .map_err(|source| CliError::Io { path: file.clone().into(), source })?;
-    // Fields after the command name (which may hold spaces) start at field 3; utime and stime
-    // are fields 14 and 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    match (field(11), field(12)) {
-        (Some(user), Some(system)) => Ok(user + system),
-        _ => Err(CliError::Invalid { what: file, reason: "no utime/stime fields".into() }),
-    }
-}
-
-/// CPU seconds since `start` ticks of [`cpu_ticks`]`(path)`.
-fn cpu_since(path: &str, start: u64) -> Result<f64, CliError> {
-    Ok(cpu_ticks(path)?.saturating_sub(start) as f64 / USER_HZ)
 }
 
 /// The accounts and slots of the flat tables, in key order.
@@ -252,7 +308,7 @@ async fn peers(
     db: &Arc<LeafDb>,
     servers: &ServerProcess,
     snap: Option<&SnapServers>,
-    mut links: impl FnMut() -> Links,
+    links: impl Fn() -> Links,
 ) -> Result<(Vec<Arc<dyn SyncPeer>>, Option<crate::node::Node>), CliError> {
     if source == Source::Snap {
         let Some(snap) = snap else {
@@ -281,51 +337,110 @@ async fn peers(
     Ok((peers, Some(client)))
 }
 
-/// One sync from `source` into a fresh leafdb at `path`, by a fresh client. `snap_db` is the
-/// servers' leafdb, for [`Source::Snap`].
+/// The clients' syncs run at once, each in a task of its own; each client's outcome in order.
+async fn sync_all(
+    dbs: &[Arc<LeafDb>],
+    peer_sets: Vec<Vec<Arc<dyn SyncPeer>>>,
+    config: &SyncConfig,
+) -> Result<Vec<Result<SyncOutcome, leafsync_sync::SyncError>>, CliError> {
+    let tasks: Vec<_> = dbs
+        .iter()
+        .zip(peer_sets)
+        .map(|(db, peers)| tokio::spawn(Syncer::new(Arc::clone(db), config.clone(), peers).run()))
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.map_err(|e| CliError::Invalid {
+            what: "a sync task".into(),
+            reason: e.to_string(),
+        })?);
+    }
+    Ok(outcomes)
+}
+
+/// One sync from `source` by `setup.clients` fresh clients at once (one for snap/1), each into a
+/// fresh leafdb `<dir>/<name>[-i]`. `snap_db` is the servers' leafdb, for [`Source::Snap`].
+///
+/// The peak resident set is the process's `VmHWM`, reset just before the clients connect
+/// ([`reset_peak_rss`]) and read after they have shut down, before the flat tables are read
+/// into memory for the root check and the floor: the clients' syncs, RLPx sessions and RocksDB
+/// instances, the emulated links and the snappy sizing thread. The leaf/1 servers are another
+/// process; the snap/1 servers are threads of this one and are in it.
 fn sync_once(
     runtime: &Runtime,
     servers: &mut ServerProcess,
     source: Source,
     snap_db: Option<&Arc<LeafDb>>,
-    wan: WanConfig,
-    chunk_target_bytes: u64,
-    path: &Path,
+    setup: Setup,
+    dir: &Path,
+    name: &str,
 ) -> Result<(Run, Examined), CliError> {
-    let db = Arc::new(open(path)?);
+    let clients = if source == Source::Snap { 1 } else { setup.clients.max(1) };
+    let paths: Vec<PathBuf> = (0..clients)
+        .map(|i| if clients == 1 { dir.join(name) } else { dir.join(format!("{name}-{i}")) })
+        .collect();
+    let dbs = paths.iter().map(|p| open(p).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
     let traffic = Arc::new(Traffic::default());
     let snappy = Snappy::start(Arc::clone(&traffic));
     let snap = snap_db.map(|snap_db| SnapServers::start(snap_db, servers.records.len()));
     let mode = if source == Source::HealOnly { SyncMode::HealOnly } else { SyncMode::Leaf };
+    let peak_rss_reset = reset_peak_rss();
+    let counters_before = if source == Source::Snap { None } else { Some(servers.counters()?) };
     let synced = runtime.block_on(async {
-        let links = || Links::new(wan, Arc::clone(&traffic), snappy.sender());
-        let (peers, client) = peers(source, &db, servers, snap.as_ref(), links).await?;
+        let links = || Links::new(setup.wan, Arc::clone(&traffic), snappy.sender());
+        let (mut peer_sets, mut nodes) = (Vec::new(), Vec::new());
+        for db in &dbs {
+            let (peers, client) = peers(source, db, servers, snap.as_ref(), links).await?;
+            peer_sets.push(peers);
+            nodes.extend(client);
+        }
         // A snap/1 peer's probe is not part of the sync.
         let before = traffic.totals();
+        let chunk_target_bytes = setup.chunk_target_bytes;
         let config = SyncConfig { mode, chunk_target_bytes, ..SyncConfig::default() };
         let (cpu, wall) = (cpu_ticks("self")?, Instant::now());
-        let outcome = Syncer::new(Arc::clone(&db), config, peers).run().await;
+        let outcomes = sync_all(&dbs, peer_sets, &config).await?;
         let (wall_s, cpu_s) = (wall.elapsed().as_secs_f64(), cpu_since("self", cpu)?);
-        if let Some(client) = client {
+        for client in nodes {
             client.shutdown().await?;
         }
-        Ok::<_, CliError>((outcome, wall_s, cpu_s, before))
+        Ok::<_, CliError>((outcomes, wall_s, cpu_s, before))
     })?;
-    let (outcome, wall_s, cpu_s, before) = synced;
+    let (outcomes, wall_s, cpu_s, before) = synced;
+    let peak_rss_mib = peak_rss_mib();
+    let server_counters = match counters_before {
+        Some(before) => Some(servers.counters()?.since(before)),
+        None => None,
+    };
     // Every sender is gone with the syncer's peers: the threads end.
     let excluded = snappy.finish() + snap.map_or(0, SnapServers::finish);
     let excluded_cpu_s = excluded as f64 / USER_HZ;
-    let outcome = outcome.map_err(|e| {
-        let why = servers.exited().map_or_else(String::new, |s| format!(" ({s})"));
-        CliError::Invalid { what: format!("{source:?} sync"), reason: format!("{e}{why}") }
-    })?;
-    let examined = examine(&db)?;
+    let mut stats = Vec::new();
+    let mut root_ok = true;
+    let mut floor = None;
+    for (outcome, db) in outcomes.into_iter().zip(&dbs) {
+        let outcome = outcome.map_err(|e| {
+            let why = servers.exited().map_or_else(String::new, |s| format!(" ({s})"));
+            CliError::Invalid { what: format!("{source:?} sync"), reason: format!("{e}{why}") }
+        })?;
+        let examined = examine(db)?;
+        root_ok &= outcome.root == servers.root
+            && examined.root == servers.root
+            && (examined.accounts, examined.slots) == (servers.accounts, servers.slots)
+            && examined.missing_codes == 0;
+        stats.push(outcome.stats);
+        floor.get_or_insert(examined);
+    }
+    let Some(examined) = floor else {
+        return Err(CliError::Invalid {
+            what: format!("{source:?} sync"),
+            reason: "no client".into(),
+        });
+    };
     let totals = traffic.totals().since(before);
-    let root_ok = outcome.root == servers.root
-        && examined.root == servers.root
-        && (examined.accounts, examined.slots) == (servers.accounts, servers.slots)
-        && examined.missing_codes == 0;
-    let links_bytes_per_sec = wan.bits_per_sec as f64 / 8.0 * servers.records.len() as f64;
+    // Every client has its own link to every server.
+    let links = (servers.records.len() * clients) as f64;
+    let links_bytes_per_sec = setup.wan.bits_per_sec as f64 / 8.0 * links;
     let run = Run {
         wall_s,
         // Both counted in 10 ms ticks: the difference is too (without float noise).
@@ -335,27 +450,28 @@ fn sync_once(
         bytes_up: totals.bytes_up,
         requests: totals.requests,
         snappy_bytes_down: totals.snappy_down,
-        wire_s: (wan.bits_per_sec > 0).then(|| totals.bytes_down as f64 / links_bytes_per_sec),
+        wire_s: (setup.wan.bits_per_sec > 0)
+            .then(|| totals.bytes_down as f64 / links_bytes_per_sec),
         root_ok,
-        stats: outcome.stats,
+        stats,
+        peak_rss_mib,
+        peak_rss_reset,
+        servers: server_counters,
     };
     // A long benchmark says where it is (the table comes at the end).
     eprintln!("bench sync: {source:?} sync done: {}", run.json());
-    drop(db);
-    std::fs::remove_dir_all(path)
-        .map_err(|source| CliError::Io { path: path.to_path_buf(), source })?;
+    drop(dbs);
+    for path in &paths {
+        std::fs::remove_dir_all(path)
+            .map_err(|source| CliError::Io { path: path.clone(), source })?;
+    }
     Ok((run, examined))
 }
 
 /// `leafsync bench sync`.
 pub(crate) fn sync(args: &SyncBench) -> Result<ExitCode, CliError> {
     check_servers(args.servers)?;
-    let dir = args.workdir.join(format!("leafsync-bench-sync-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| CliError::Io { path: dir.clone(), source })?;
-    let result = run(args, &dir);
-    let cleanup = std::fs::remove_dir_all(&dir);
-    let report = result?;
-    cleanup.map_err(|source| CliError::Io { path: dir.clone(), source })?;
+    let report = in_scratch_dir(&args.workdir, "sync", |dir| run(args, dir))?;
     print!("{}", report.table);
     if args.json {
         println!("{}", report.json);
@@ -374,14 +490,14 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
         rtt: Duration::from_millis(args.rtt_ms),
         bits_per_sec: args.mbit.saturating_mul(1_000_000),
     };
+    let chunk_target = args.chunk_target_kib.saturating_mul(1024);
+    let setup = Setup { wan, chunk_target_bytes: chunk_target, clients: args.clients };
     // Dropped (the child killed) before the directory is removed.
     let mut servers =
         ServerProcess::spawn(args.accounts, args.servers, args.seed, &dir.join("servers"))?;
     let runtime = runtime()?;
-    let chunk_target = args.chunk_target_kib.saturating_mul(1024);
     let mut once = |source, snap_db: Option<&Arc<LeafDb>>, name: &str| {
-        let path = dir.join(name);
-        sync_once(&runtime, &mut servers, source, snap_db, wan, chunk_target, &path)
+        sync_once(&runtime, &mut servers, source, snap_db, setup, dir, name)
     };
     let (leaf, floor) = once(Source::Leaf, None, "leaf")?;
     let heal_only =
@@ -390,15 +506,8 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
         // The server process closes its leafdb, which the in-process snap/1 servers then open.
         servers.stop()?;
         let snap_db = Arc::new(open(&dir.join("servers"))?);
-        let run = sync_once(
-            &runtime,
-            &mut servers,
-            Source::Snap,
-            Some(&snap_db),
-            wan,
-            chunk_target,
-            &dir.join("snap"),
-        )?;
+        let run =
+            sync_once(&runtime, &mut servers, Source::Snap, Some(&snap_db), setup, dir, "snap")?;
         Some(run.0)
     } else {
         None
@@ -414,6 +523,7 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
         "rtt_ms": args.rtt_ms,
         "mbit": args.mbit,
         "chunk_target_bytes": chunk_target,
+        "clients": args.clients,
         "slots": servers.slots,
         "generate_s": servers.generate_s,
         "raw_leaf_bytes": floor.raw_leaf_bytes,
@@ -499,13 +609,14 @@ fn table(
     row(&mut t, "MB down", pick(&|r| mb(r.bytes_down)), 1, None);
     row(&mut t, "MB up", pick(&|r| mb(r.bytes_up)), 3, Some(TARGET_UPLOAD));
     row(&mut t, "requests", pick(&|r| r.requests as f64), 0, Some(TARGET_REQUESTS));
-    row(&mut t, "healed nodes", pick(&|r| r.stats.healed_nodes as f64), 0, None);
+    row(&mut t, "healed nodes", pick(&|r| r.sum(|s| s.healed_nodes) as f64), 0, None);
     let heal_root = heal.map_or("-".to_string(), |h| h.root_ok.to_string());
     t += &format!("  {:<14}{:>12}{heal_root:>14}\n", "root ok", leaf.root_ok.to_string());
     let over_raw = ratio(leaf.bytes_down as f64, floor.raw_leaf_bytes as f64);
     let over_raw_code =
         ratio(leaf.bytes_down as f64, (floor.raw_leaf_bytes + floor.raw_code_bytes) as f64);
-    let over_floor = ratio(leaf.cpu_s, floor.floor_cpu_s);
+    // With several clients in the process, each client's share of its CPU.
+    let over_floor = ratio(leaf.cpu_s / leaf.stats.len().max(1) as f64, floor.floor_cpu_s);
     t += &format!(
         "\n  leaf bytes down / raw leaf bytes   {over_raw:.3} (target ≤ {TARGET_BYTES_OVER_RAW}: \
          {}); / (raw leaf + code bytes) {over_raw_code:.3} (target ≤ \
@@ -522,8 +633,9 @@ fn table(
     }
     t += &format!(
         "  leaf client CPU / floor            {over_floor:.2} (target ≤ {TARGET_CPU_OVER_FLOOR}: \
-         {})\n",
-        verdict(over_floor, TARGET_CPU_OVER_FLOOR)
+         {}){}\n",
+        verdict(over_floor, TARGET_CPU_OVER_FLOOR),
+        if leaf.stats.len() > 1 { ", per client" } else { "" }
     );
     t
 }
@@ -553,8 +665,63 @@ fn sources_table(leaf: &Run, heal: Option<&Run>, snap: Option<&Run>) -> String {
             run.bytes_down as f64 / 1e6,
             run.snappy_bytes_down as f64 / 1e6,
             run.requests,
-            run.stats.requests
+            run.sum(|s| s.requests)
         );
     }
+    for (name, run) in runs.into_iter().filter_map(|(n, r)| r.map(|r| (n, r))) {
+        t += &memory_and_phases(name, run);
+        if let Some(servers) = &run.servers {
+            t += &servers_line(run, servers);
+        }
+    }
     t
+}
+
+/// A source's peak resident set and the time until each kind of its work was last done.
+fn memory_and_phases(name: &str, run: &Run) -> String {
+    let rss = run.peak_rss_mib.map_or("?".to_string(), |m| format!("{m} MiB"));
+    let verdict =
+        run.peak_rss_mib.map_or("?", |m| if m <= TARGET_PEAK_RSS_MIB { "met" } else { "missed" });
+    let scope = if !run.peak_rss_reset {
+        ", not reset: since the process started"
+    } else if run.servers.is_none() {
+        ", in-process servers included: an upper bound"
+    } else {
+        ""
+    };
+    let phases = run.phases();
+    let last = PHASES.iter().map(|&(name, kind)| {
+        let at =
+            phases.span(kind).last.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64()));
+        format!("{name} {at}")
+    });
+    format!(
+        "\n  {name}: client peak RSS {rss} (target ≤ {TARGET_PEAK_RSS_MIB} MiB: {verdict}{scope}, \
+         {} client(s)); seconds until the last of each: {}\n",
+        run.stats.len(),
+        last.collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// The servers' work during a sync: CPU per MB answered and the chunk cache's hit rate.
+fn servers_line(run: &Run, c: &ServerCounters) -> String {
+    let rate = c.hit_rate();
+    let target = if run.stats.len() > 1 {
+        format!(
+            " (target ≥ {TARGET_CACHE_HIT_RATE} with 2 clients: {})",
+            if rate >= TARGET_CACHE_HIT_RATE { "met" } else { "missed" }
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "  servers: {:.2} s CPU, {:.4} s per MB answered; {} requests; chunk cache {} hits, {} \
+         misses: {:.3}{target}\n",
+        c.cpu_ticks as f64 / USER_HZ,
+        run.server_cpu_per_mb().unwrap_or(f64::NAN),
+        c.served,
+        c.cache_hits,
+        c.cache_misses,
+        rate,
+    )
 }

@@ -2,23 +2,27 @@
 //! the client's only. The parent re-executes its own binary with the hidden `bench sync-servers`
 //! command ([`ServerProcess::spawn`]); the child generates the state once, serves it from `K`
 //! nodes over one leafdb, prints one [`Ready`] line of JSON on stdout and runs until its stdin
-//! closes (the parent exits, fails or is killed).
+//! closes (the parent exits, fails or is killed). For every line the parent writes to its stdin
+//! it prints one [`ServerCounters`] line ([`ServerProcess::counters`]).
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Child, Command, ExitCode, Stdio},
+    process::{Child, ChildStdout, Command, ExitCode, Stdio},
+    sync::Arc,
 };
 
 use alloy_primitives::B256;
-use leafsync_leafdb::GenParams;
+use leafsync_leafdb::{GenParams, RocksStore};
 use leafsync_p2p::peers::NodeRecord;
+use leafsync_serve::LeafServer;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    bench::proc::cpu_ticks,
     error::CliError,
     node::loopback::{open, runtime, start_servers, stop_servers},
 };
@@ -55,6 +59,72 @@ pub(crate) struct Ready {
     pub(crate) enodes: Vec<String>,
 }
 
+/// What the servers did so far, as the child prints it for each line on its stdin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ServerCounters {
+    /// CPU time of the whole server process (every thread: RLPx sessions, serving, RocksDB),
+    /// clock ticks of [`cpu_ticks`].
+    pub(crate) cpu_ticks: u64,
+    /// Requests answered, all servers together.
+    pub(crate) served: u64,
+    /// Chunk requests (`GetChunk`, `GetStorageChunk`) answered from the answering server's chunk
+    /// cache.
+    pub(crate) cache_hits: u64,
+    /// Chunk requests the answering server had to read from its leafdb (not in its cache, or
+    /// stale there).
+    pub(crate) cache_misses: u64,
+}
+
+impl ServerCounters {
+    /// The counters of `servers`, now.
+    fn now(servers: &[Arc<LeafServer<RocksStore>>]) -> Result<Self, CliError> {
+        let mut counters = Self { cpu_ticks: cpu_ticks("self")?, ..Self::default() };
+        for stats in servers.iter().map(|s| s.stats()) {
+            counters.served += stats.served;
+            counters.cache_hits += stats.cache.hits;
+            counters.cache_misses += stats.cache.misses;
+        }
+        Ok(counters)
+    }
+
+    /// What happened since `earlier`.
+    pub(crate) fn since(self, earlier: Self) -> Self {
+        Self {
+            cpu_ticks: self.cpu_ticks.saturating_sub(earlier.cpu_ticks),
+            served: self.served.saturating_sub(earlier.served),
+            cache_hits: self.cache_hits.saturating_sub(earlier.cache_hits),
+            cache_misses: self.cache_misses.saturating_sub(earlier.cache_misses),
+        }
+    }
+
+    /// Chunk requests answered from a cache over all chunk requests (NaN without any).
+    pub(crate) fn hit_rate(&self) -> f64 {
+        let all = self.cache_hits + self.cache_misses;
+        if all == 0 { f64::NAN } else { self.cache_hits as f64 / all as f64 }
+    }
+}
+
+/// Prints one line of JSON on stdout.
+fn print_line(value: &impl Serialize) -> Result<(), CliError> {
+    let line = serde_json::to_string(value).map_err(|e| CliError::Invalid {
+        what: "a line to the parent".into(),
+        reason: e.to_string(),
+    })?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .map_err(|source| CliError::Io { path: "<stdout>".into(), source })
+}
+
+/// Answers each line on stdin with the servers' counters, until stdin closes.
+fn report_counters(servers: &[Arc<LeafServer<RocksStore>>]) -> Result<(), CliError> {
+    for line in std::io::stdin().lock().lines() {
+        line.map_err(|source| CliError::Io { path: "<stdin>".into(), source })?;
+        print_line(&ServerCounters::now(servers)?)?;
+    }
+    Ok(())
+}
+
 /// `leafsync bench sync-servers`: the child's side.
 pub(crate) fn servers(args: &ServersArgs) -> Result<ExitCode, CliError> {
     let started = std::time::Instant::now();
@@ -66,27 +136,23 @@ pub(crate) fn servers(args: &ServersArgs) -> Result<ExitCode, CliError> {
     runtime()?.block_on(async {
         let stop = CancellationToken::new();
         let dbs = std::iter::repeat_n(db, args.servers);
-        let (records, tasks) =
+        let (records, tasks, servers) =
             start_servers(dbs, generated.root, generated.accounts, &stop).await?;
-        let ready = Ready {
+        print_line(&Ready {
             root: generated.root.to_string(),
             accounts: generated.accounts,
             slots: generated.slots,
             generate_s,
             enodes: records.iter().map(ToString::to_string).collect(),
-        };
-        let line = serde_json::to_string(&ready)
-            .map_err(|e| CliError::Invalid { what: "ready line".into(), reason: e.to_string() })?;
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{line}")
-            .and_then(|()| stdout.flush())
-            .map_err(|source| CliError::Io { path: "<stdout>".into(), source })?;
-        drop(stdout);
+        })?;
         // Serve until the parent closes our stdin (on exit, failure or death alike).
-        let _ =
-            tokio::task::spawn_blocking(|| std::io::stdin().lock().read_to_end(&mut Vec::new()))
-                .await;
-        stop_servers(&stop, tasks).await
+        let reported = tokio::task::spawn_blocking(move || report_counters(&servers)).await;
+        let stopped = stop_servers(&stop, tasks).await;
+        reported.map_err(|e| CliError::Invalid {
+            what: "bench sync-servers: the counters' thread".into(),
+            reason: e.to_string(),
+        })??;
+        stopped
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -95,6 +161,8 @@ pub(crate) fn servers(args: &ServersArgs) -> Result<ExitCode, CliError> {
 #[derive(Debug)]
 pub(crate) struct ServerProcess {
     child: Child,
+    /// The child's stdout, after its ready line: its [`ServerCounters`] lines.
+    stdout: Option<BufReader<ChildStdout>>,
     /// The servers' root.
     pub(crate) root: B256,
     /// Accounts of the state.
@@ -131,22 +199,18 @@ impl ServerProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|source| CliError::Io { path: exe.clone(), source })?;
-        let stdout = child.stdout.take();
+        let stdout = child.stdout.take().map(BufReader::new);
         // From here on, dropping `process` kills the child.
         let mut process = Self {
             child,
+            stdout,
             root: B256::ZERO,
             accounts: 0,
             slots: 0,
             generate_s: 0.0,
             records: Vec::new(),
         };
-        let ready = stdout.and_then(|out| {
-            BufReader::new(out)
-                .lines()
-                .map_while(Result::ok)
-                .find_map(|line| serde_json::from_str::<Ready>(&line).ok())
-        });
+        let ready = process.read_line::<Ready>();
         let Some(ready) = ready else {
             let status = process.child.wait().map_or_else(|e| e.to_string(), |s| s.to_string());
             return Err(child_failed(format!("exited ({status}) before it was ready")));
@@ -163,6 +227,35 @@ impl ServerProcess {
         (process.accounts, process.slots, process.generate_s) =
             (ready.accounts, ready.slots, ready.generate_s);
         Ok(process)
+    }
+
+    /// The next line of the child's stdout that parses as `T`; `None` at its end.
+    fn read_line<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
+        let stdout = self.stdout.as_mut()?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match stdout.read_line(&mut line) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {
+                    if let Ok(value) = serde_json::from_str(&line) {
+                        return Some(value);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The servers' counters now (the child answers a line on its stdin with them).
+    pub(crate) fn counters(&mut self) -> Result<ServerCounters, CliError> {
+        let Some(stdin) = self.child.stdin.as_mut() else {
+            return Err(child_failed("already stopped".into()));
+        };
+        stdin
+            .write_all(b"counters\n")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| child_failed(format!("cannot be asked for its counters: {e}")))?;
+        self.read_line().ok_or_else(|| child_failed("did not report its counters".into()))
     }
 
     /// Stops the servers the orderly way (their stdin closes) and waits for the child, which

@@ -1,0 +1,50 @@
+//! What the benchmarks read about their own process from `/proc`: CPU time in clock ticks
+//! (per process or per thread) and the peak resident set.
+
+use crate::error::CliError;
+
+/// Clock ticks per second of the CPU times in `/proc/*/stat` (`USER_HZ`, 100 on every Linux
+/// architecture leafsync builds for).
+pub(crate) const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system) so far, in clock ticks, of what `/proc/<path>/stat` describes:
+/// `self` for the whole process (every thread), `thread-self` for the calling thread.
+pub(crate) fn cpu_ticks(path: &str) -> Result<u64, CliError> {
+    let file = format!("/proc/{path}/stat");
+    let stat = std::fs::read_to_string(&file)
+        .map_err(|source| CliError::Io { path: file.clone().into(), source })?;
+    // Fields after the command name (which may hold spaces) start at field 3; utime and stime
+    // are fields 14 and 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    match (field(11), field(12)) {
+        (Some(user), Some(system)) => Ok(user + system),
+        _ => Err(CliError::Invalid { what: file, reason: "no utime/stime fields".into() }),
+    }
+}
+
+/// CPU seconds since `start` ticks of [`cpu_ticks`]`(path)`.
+pub(crate) fn cpu_since(path: &str, start: u64) -> Result<f64, CliError> {
+    Ok(cpu_ticks(path)?.saturating_sub(start) as f64 / USER_HZ)
+}
+
+/// The process's peak resident set so far (`VmHWM` of `/proc/self/status`), MiB; `None` if
+/// unreadable.
+pub(crate) fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+/// Starts the peak resident set over from the current one: gives the allocator's free memory
+/// back to the system (`malloc_trim`), then writes 5 to `/proc/self/clear_refs` (Linux ≥ 4.0),
+/// which resets `VmHWM`. Returns whether the reset took.
+pub(crate) fn reset_peak_rss() -> bool {
+    // SAFETY: malloc_trim only walks glibc's own heap; it has no preconditions.
+    unsafe { libc::malloc_trim(0) };
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
