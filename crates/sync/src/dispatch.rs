@@ -5,17 +5,16 @@ use std::time::Duration;
 
 use futures::{future::BoxFuture, stream::FuturesUnordered};
 use leafsync_p2p::{
-    leaf::protocol::{MAX_NODES_PER_REQUEST, MAX_RESPONSE_BYTES},
+    leaf::protocol::{MAX_NODES_PER_REQUEST, MAX_RESPONSE_BYTES, MAX_STORAGE_CHUNKS_PER_REQUEST},
     requests::RequestError,
 };
 use tokio::time::Instant;
 
 use crate::{
-    config::CODES_PER_REQUEST,
     error::SyncError,
     peer::PeerFuture,
     peer_set::Roster,
-    tasks::{Done, Job, take_for},
+    tasks::{Done, Job, Unit, take_for, take_matching},
     work::{CodeQueue, Work},
 };
 
@@ -29,12 +28,15 @@ pub(crate) fn request_bytes(chunk_max_bytes: u64) -> u64 {
 }
 
 /// The next request for `peer`: trie nodes (only if it has the pivot's nodes), then a chunk
-/// (only if it may get chunks), then codes; each from items it has not tried this round.
+/// (only if it may get chunks): an account chunk, or storage units batched up to `batch_bytes`
+/// ([`storage_batch`]); then codes, as many as [`CodeQueue::batch_size`]. Each from items it has
+/// not tried this round.
 pub(crate) fn next_job(
     work: &mut Work,
     codes: &mut CodeQueue,
     peer: usize,
     roster: &Roster,
+    batch_bytes: u64,
 ) -> Result<Option<Job>, SyncError> {
     if roster.serving.contains(&peer) {
         let nodes = take_for(&mut work.nodes, peer, &roster.serving, MAX_NODES_PER_REQUEST)?;
@@ -45,10 +47,43 @@ pub(crate) fn next_job(
     if roster.chunks.contains(&peer)
         && let Some(unit) = take_for(&mut work.units, peer, &roster.chunks, 1)?.pop()
     {
-        return Ok(Some(Job::Chunk(unit)));
+        if unit.owner.is_none() {
+            return Ok(Some(Job::Chunk(unit)));
+        }
+        return storage_batch(work, unit, peer, roster, batch_bytes).map(|b| Some(Job::Storage(b)));
     }
-    let codes = take_for(&mut codes.queue, peer, &roster.active, CODES_PER_REQUEST)?;
+    let batch = codes.batch_size();
+    let codes = take_for(&mut codes.queue, peer, &roster.active, batch)?;
     Ok((!codes.is_empty()).then_some(Job::Codes(codes)))
+}
+
+/// The storage units asked with `first` in one `GetStorageChunk`: further storage units `peer`
+/// may get, in queue order, while their estimated sizes ([`crate::work::StorageSizes`]) add up
+/// to at most `batch_bytes`, up to the protocol's batch limit. A unit of unknown size goes only
+/// first, as a batch of its own (it may be as large as a whole answer).
+fn storage_batch(
+    work: &mut Work,
+    first: Unit,
+    peer: usize,
+    roster: &Roster,
+    batch_bytes: u64,
+) -> Result<Vec<Unit>, SyncError> {
+    let (units, sizes) = (&mut work.units, &work.sizes);
+    let mut bytes = sizes.unit_bytes(&first).unwrap_or(batch_bytes);
+    let mut batch = vec![first];
+    if bytes < batch_bytes {
+        let room = MAX_STORAGE_CHUNKS_PER_REQUEST - 1;
+        batch.extend(take_matching(units, peer, &roster.chunks, room, |unit| {
+            match sizes.unit_bytes(unit) {
+                Some(size) if bytes.saturating_add(size) <= batch_bytes => {
+                    bytes += size;
+                    true
+                }
+                _ => false,
+            }
+        })?);
+    }
+    Ok(batch)
 }
 
 /// The answer of `peer` to `job`, sent in `epoch`, as the loop's [`Done`]. `timeout` is the

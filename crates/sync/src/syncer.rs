@@ -260,7 +260,9 @@ impl<S: KvStore + 'static> Syncer<S> {
             while self.peers.slot(peer).has_room()
                 && (in_flight.len() as u64 + 1) * request_bytes <= MAX_IN_FLIGHT_BYTES
             {
-                let next = dispatch::next_job(&mut self.work, &mut self.codes, peer, &roster)?;
+                let batch = self.config.chunk_target_bytes;
+                let next =
+                    dispatch::next_job(&mut self.work, &mut self.codes, peer, &roster, batch)?;
                 let Some(job) = next else { break };
                 let request = job.request(self.config.chunk_max_bytes)?;
                 let answer = self.peers.slot(peer).peer.request_at(&self.pivot, request);
