@@ -61,8 +61,8 @@ fn assert_heals_within(out: &leafsync_sync::SyncOutcome, allowed: u32) {
     assert!(out.stats.chunks_healed <= bound, "{:?}", out.stats);
 }
 
-/// Chunk target for the storage batch tests: large enough that several large storages (of
-/// ~10–50 KiB each in this state) share a `GetStorageChunk`.
+/// Chunk target for the storage batch tests: a one-level skeleton (16 account chunks), so that
+/// the large storages of this state are queued together and share `GetStorageChunk`s.
 const BATCH_CHUNK_BYTES: u64 = 256 * 1024;
 
 #[tokio::test(start_paused = true)]
@@ -77,6 +77,7 @@ async fn a_lie_in_one_storage_piece_costs_its_server_and_spares_the_other_pieces
     assert!(s.junk_answers >= 1, "{s:?}");
     assert_eq!(s.chunks_healed, s.junk_answers, "{s:?}");
     assert_eq!(s.chunks_verified + s.chunks_healed, s.chunks_done, "{s:?}");
+    assert_eq!(s.final_repairs, 0, "{s:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -89,6 +90,7 @@ async fn storage_batches_answered_in_part_are_finished_without_penalty() {
     assert!(partial.penalties.lock().unwrap().is_empty(), "an honest partial answer");
     assert!(!out.banned.contains(&partial.id) && !out.dropped.contains(&partial.id));
     assert_eq!(out.stats.chunks_healed, 0);
+    assert_eq!(out.stats.final_repairs, 0, "no unit of a cut batch was lost: {:?}", out.stats);
 }
 
 #[tokio::test(start_paused = true)]
