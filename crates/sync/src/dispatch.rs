@@ -103,3 +103,52 @@ pub(crate) fn timed(
         Done { epoch, peer, job, result, elapsed: started.elapsed() }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::B256;
+    use alloy_trie::Nibbles;
+
+    use super::*;
+    use crate::config::BYTES_PER_SLOT_ESTIMATE;
+
+    fn roster() -> Roster {
+        Roster { active: vec![0], serving: vec![0], chunks: vec![0] }
+    }
+
+    fn add(work: &mut Work, owner: Option<B256>) {
+        work.add_unit(owner, Nibbles::new(), B256::ZERO, false);
+    }
+
+    fn owners(job: Option<Job>) -> Vec<Option<B256>> {
+        match job {
+            Some(Job::Storage(units)) => units.iter().map(|u| u.owner).collect(),
+            Some(Job::Chunk(unit)) => vec![unit.owner],
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn storage_units_are_batched_by_their_estimated_sizes_and_never_with_accounts() {
+        let account = |n: u8| Some(B256::repeat_byte(n));
+        let slots = |kib: u64| kib * 1024 / BYTES_PER_SLOT_ESTIMATE;
+        let mut work = Work::default();
+        for (n, kib) in [(1, 400), (2, 400), (3, 400), (4, 100)] {
+            work.sizes.record(B256::repeat_byte(n), slots(kib));
+        }
+        let mut codes = CodeQueue::default();
+        // 1, 2 and 4 fit 1 MiB (3 would not, 4 still does); the account chunk stays queued.
+        for owner in [account(1), None, account(2), account(3), account(4), account(9)] {
+            add(&mut work, owner);
+        }
+        let next = |work: &mut Work, codes: &mut CodeQueue| {
+            next_job(work, codes, 0, &roster(), 1 << 20).unwrap()
+        };
+        assert_eq!(owners(next(&mut work, &mut codes)), vec![account(1), account(2), account(4)]);
+        assert_eq!(owners(next(&mut work, &mut codes)), vec![None], "an account chunk alone");
+        // 3 is first now; 9, of unknown size, never joins a batch, but goes alone.
+        assert_eq!(owners(next(&mut work, &mut codes)), vec![account(3)]);
+        assert_eq!(owners(next(&mut work, &mut codes)), vec![account(9)]);
+        assert!(work.units.is_empty());
+    }
+}
