@@ -2,7 +2,9 @@
 //!
 //! A chunk is never partial. It is "too large" when its encoded item list exceeds the byte bound
 //! and holds more than one item (a single item is always sent, so a client asking for ever longer
-//! prefixes always makes progress), or when the time budget ran out before the last item.
+//! prefixes always makes progress), or when the time budget ran out before the last item. A
+//! `StorageChunk` is a batch of such chunks, one piece per requested (account, prefix), filled as
+//! [`PieceBudget`] says.
 
 use std::time::Instant;
 
@@ -12,11 +14,13 @@ use alloy_trie::EMPTY_ROOT_HASH;
 use leafsync_leafdb::{KvStore, LeafSnapshot};
 use leafsync_p2p::leaf::{
     AccountLeaf, AccountStorage, Chunk, ChunkContent, GetChunk, GetStorageChunk, StorageChunk,
-    StorageSlot, WirePath,
+    StoragePiece, StorageSlot, WirePath,
 };
 
 use crate::{
-    config::{INLINE_STORAGE_SLOTS_LIMIT, SLOT_COUNT_SCAN_LIMIT, ServeConfig},
+    config::{
+        INLINE_STORAGE_SLOTS_LIMIT, MAX_STORAGE_CHUNKS_SERVED, SLOT_COUNT_SCAN_LIMIT, ServeConfig,
+    },
     error::ServeError,
 };
 
@@ -36,16 +40,60 @@ pub fn serve_chunk<S: KvStore>(
     Ok(Chunk { head_number: head_number(snap), content })
 }
 
-/// Answers `GetStorageChunk` from `snap` with the client's `max_bytes` (capped).
+/// Answers `GetStorageChunk` from `snap` with the client's `max_bytes` (capped): one piece per
+/// requested chunk (at most [`MAX_STORAGE_CHUNKS_SERVED`]), each complete or "too large" against
+/// `max_bytes`, as many as [`PieceBudget`] admits and the time budget allows (the first always).
+/// The uncached form of what [`crate::LeafServer`] answers.
 pub fn serve_storage_chunk<S: KvStore>(
     snap: &LeafSnapshot<'_, S>,
     request: &GetStorageChunk,
     config: &ServeConfig,
 ) -> Result<StorageChunk, ServeError> {
     let budget = config.budget(request.max_bytes);
-    let (account, prefix) = (&request.account, &request.prefix);
-    let content = storage_chunk(snap, account, prefix, budget.bytes, budget.deadline)?;
-    Ok(StorageChunk { head_number: head_number(snap), content })
+    let mut fill = PieceBudget::new(budget.bytes);
+    let mut pieces = Vec::new();
+    for chunk in request.chunks.iter().take(MAX_STORAGE_CHUNKS_SERVED) {
+        if !pieces.is_empty() && Instant::now() > budget.deadline {
+            break;
+        }
+        let (account, prefix) = (&chunk.account, &chunk.prefix);
+        let content = storage_chunk(snap, account, prefix, budget.bytes, budget.deadline)?;
+        let piece = StoragePiece { head_number: head_number(snap), content };
+        if !fill.admit(piece.length()) {
+            break;
+        }
+        pieces.push(piece);
+    }
+    Ok(StorageChunk { pieces })
+}
+
+/// How a `StorageChunk` fills its byte budget: the first piece always goes in (so a client
+/// always makes progress), each further one only if the pieces so far and it encode to at most
+/// the honoured `max_bytes`. A piece is at most `max_bytes` itself (or "too large"), so an answer
+/// never exceeds `max_bytes` plus its list headers.
+#[derive(Debug, Clone, Copy)]
+pub struct PieceBudget {
+    limit: u64,
+    used: u64,
+    pieces: usize,
+}
+
+impl PieceBudget {
+    /// A budget of `limit` bytes (the client's `max_bytes` as honoured).
+    pub const fn new(limit: u64) -> Self {
+        Self { limit, used: 0, pieces: 0 }
+    }
+
+    /// Whether a piece that encodes to `len` bytes goes in; if so it is counted.
+    pub fn admit(&mut self, len: usize) -> bool {
+        let used = self.used.saturating_add(len as u64);
+        if self.pieces > 0 && used > self.limit {
+            return false;
+        }
+        self.used = used;
+        self.pieces += 1;
+        true
+    }
 }
 
 /// Every account leaf under `prefix` if their encoded list fits in `limit` bytes (or is a single
@@ -222,6 +270,20 @@ mod tests {
             ChunkContent::TooLarge
         );
         assert_eq!(collect_complete(slots(1).into_iter(), u64::MAX, past).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_piece_budget_always_admits_the_first_piece_and_stops_before_the_limit() {
+        let mut fill = PieceBudget::new(100);
+        assert!(fill.admit(150), "the first piece goes in, whatever its size");
+        assert!(!fill.admit(1));
+        let mut fill = PieceBudget::new(100);
+        assert!(fill.admit(60));
+        assert!(fill.admit(40), "exactly at the limit");
+        assert!(!fill.admit(1));
+        let mut fill = PieceBudget::new(100);
+        assert!(fill.admit(60));
+        assert!(!fill.admit(41), "a piece that would cross the limit stops the answer");
     }
 
     #[test]

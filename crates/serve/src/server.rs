@@ -13,17 +13,18 @@ use std::{
 };
 
 use alloy_primitives::B256;
-use alloy_rlp::{Decodable, Encodable};
+use alloy_rlp::{Decodable, Encodable, Header};
+use bytes::{BufMut, Bytes, BytesMut};
 use leafsync_leafdb::{KvStore, LeafDb, LeafSnapshot};
 use leafsync_p2p::leaf::{
-    ChunkContent, EncodedResponse, LeafRequest, RlpFields, WirePath, protocol::ids,
+    ChunkContent, EncodedResponse, GetStorageChunk, LeafRequest, RlpFields, WirePath, protocol::ids,
 };
 use tracing::warn;
 
 use crate::{
     cache::{CacheStats, CachedChunk, ChunkCache, ChunkKey, ChunkKind},
-    chunk::{account_chunk, head_number, storage_chunk},
-    config::ServeConfig,
+    chunk::{PieceBudget, account_chunk, head_number, storage_chunk},
+    config::{MAX_STORAGE_CHUNKS_SERVED, ServeConfig},
     error::ServeError,
     nodes::{serve_codes, serve_nodes},
 };
@@ -124,15 +125,7 @@ impl<S: KvStore> LeafServer<S> {
                 };
                 self.cached_chunk(snap, &spec)?
             }
-            LeafRequest::GetStorageChunk(r) => {
-                let spec = ChunkSpec {
-                    kind: ChunkKind::Storage,
-                    account: r.account,
-                    prefix: &r.prefix,
-                    max_bytes: r.max_bytes,
-                };
-                self.cached_chunk(snap, &spec)?
-            }
+            LeafRequest::GetStorageChunk(r) => self.storage_batch(snap, r)?,
             LeafRequest::GetNodes(r) => {
                 EncodedResponse::of(ids::NODES, &serve_nodes(snap, r, &self.config)?)
             }
@@ -150,27 +143,94 @@ impl<S: KvStore> LeafServer<S> {
         snap: &LeafSnapshot<'_, S>,
         spec: &ChunkSpec<'_>,
     ) -> Result<EncodedResponse, ServeError> {
-        let max_bytes = self.config.effective_max_bytes(spec.max_bytes);
+        let chunk = match self.lookup(snap, spec) {
+            Ok(chunk) => chunk,
+            Err(key) => self.fill(snap, spec, key)?,
+        };
+        let fields = self.fields_for(&chunk, spec.max_bytes);
+        Ok(EncodedResponse { id: spec.kind.response_id(), fields })
+    }
+
+    /// A batched `StorageChunk`: each requested chunk is one piece, the cached body of that
+    /// (account, prefix, byte class) as it is (`[head_number, content]` is the piece's list, so
+    /// only a list header goes in front), until [`PieceBudget`] or the time budget stops it. After
+    /// the time budget only pieces already cached are added; the first piece always is. The
+    /// pieces are copied once into the answer, never decoded or encoded again.
+    fn storage_batch(
+        &self,
+        snap: &LeafSnapshot<'_, S>,
+        request: &GetStorageChunk,
+    ) -> Result<EncodedResponse, ServeError> {
+        let deadline = Instant::now() + self.config.request_time_budget;
+        let mut fill = PieceBudget::new(self.config.effective_max_bytes(request.max_bytes));
+        let mut pieces: Vec<(Header, Bytes)> = Vec::new();
+        for chunk in request.chunks.iter().take(MAX_STORAGE_CHUNKS_SERVED) {
+            let spec = ChunkSpec {
+                kind: ChunkKind::Storage,
+                account: chunk.account,
+                prefix: &chunk.prefix,
+                max_bytes: request.max_bytes,
+            };
+            let piece = match self.lookup(snap, &spec) {
+                Ok(piece) => piece,
+                Err(_) if !pieces.is_empty() && Instant::now() > deadline => break,
+                Err(key) => self.fill(snap, &spec, key)?,
+            };
+            let fields = self.fields_for(&piece, request.max_bytes);
+            let header = Header { list: true, payload_length: fields.len() };
+            if !fill.admit(header.length() + fields.len()) {
+                break;
+            }
+            pieces.push((header, fields));
+        }
+        let payload_length = pieces.iter().map(|(h, f)| h.length() + f.len()).sum();
+        let list = Header { list: true, payload_length };
+        let mut out = BytesMut::with_capacity(list.length() + payload_length);
+        list.encode(&mut out);
+        for (header, fields) in &pieces {
+            header.encode(&mut out);
+            out.put_slice(fields);
+        }
+        Ok(EncodedResponse { id: ids::STORAGE_CHUNK, fields: out.freeze() })
+    }
+
+    /// The fresh cached chunk for `spec`, or on a miss its cache key (for [`Self::fill`]).
+    fn lookup(
+        &self,
+        snap: &LeafSnapshot<'_, S>,
+        spec: &ChunkSpec<'_>,
+    ) -> Result<Arc<CachedChunk>, ChunkKey> {
         let key = ChunkKey {
             kind: spec.kind,
             account: spec.account,
             prefix: spec.prefix.as_slice().to_vec(),
             bytes_class: self.config.chunk_bytes_class(spec.max_bytes),
         };
-        let head = head_number(snap);
-        let chunk = match self.cache.get(&key, head) {
-            Some(chunk) => chunk,
-            None => {
-                let chunk = Arc::new(self.compute_chunk(snap, spec, key.bytes_class)?);
-                self.cache.insert(key, Arc::clone(&chunk));
-                chunk
-            }
-        };
-        let id = spec.kind.response_id();
-        if chunk.fits(max_bytes) {
-            Ok(EncodedResponse { id, fields: chunk.fields.clone() })
+        self.cache.get(&key, head_number(snap)).ok_or(key)
+    }
+
+    /// Computes the chunk for `spec` with its byte class (`key`'s) as bound, and caches it.
+    fn fill(
+        &self,
+        snap: &LeafSnapshot<'_, S>,
+        spec: &ChunkSpec<'_>,
+        key: ChunkKey,
+    ) -> Result<Arc<CachedChunk>, ServeError> {
+        let chunk = Arc::new(self.compute_chunk(snap, spec, key.bytes_class)?);
+        self.cache.insert(key, Arc::clone(&chunk));
+        Ok(chunk)
+    }
+
+    /// A chunk's fields for a client asking `max_bytes`: the cached body as it is, or "too large"
+    /// at the body's head number when it exceeds the client's own (honoured) `max_bytes`.
+    fn fields_for(&self, chunk: &CachedChunk, max_bytes: u64) -> Bytes {
+        if chunk.fits(self.config.effective_max_bytes(max_bytes)) {
+            chunk.fields.clone()
         } else {
-            Ok(EncodedResponse::of(id, &TooLarge { head_number: chunk.head_number }))
+            let too_large = TooLarge { head_number: chunk.head_number };
+            let mut fields = BytesMut::with_capacity(too_large.fields_length());
+            too_large.encode_fields(&mut fields);
+            fields.freeze()
         }
     }
 

@@ -14,8 +14,8 @@ use leafsync_leafdb::{
     trie::StackBuilder,
 };
 use leafsync_p2p::leaf::{
-    AccountLeaf, AccountStorage, ChunkContent, GetChunk, GetStorageChunk, StorageSlot, WirePath,
-    protocol::MAX_RESPONSE_BYTES,
+    AccountLeaf, AccountStorage, ChunkContent, GetChunk, GetStorageChunk, StoragePrefix,
+    StorageSlot, WirePath, protocol::MAX_RESPONSE_BYTES,
 };
 use leafsync_serve::{
     ServeConfig, config::SLOT_COUNT_SCAN_LIMIT, serve_chunk, serve_storage_chunk,
@@ -199,16 +199,21 @@ fn storage_chunks_are_exact_partition_and_verify() {
             let mut seen = Vec::new();
             for i in 0..16usize.pow(depth) {
                 let p = prefix(depth as usize, i);
-                let request =
-                    GetStorageChunk { account: a.hashed, prefix: p.clone(), max_bytes: 4096 };
-                let sc = serve_storage_chunk(&snap, &request, &config).unwrap();
+                let request = GetStorageChunk {
+                    chunks: vec![StoragePrefix { account: a.hashed, prefix: p.clone() }],
+                    max_bytes: 4096,
+                };
+                let mut sc = serve_storage_chunk(&snap, &request, &config).unwrap();
+                assert_eq!(sc.pieces.len(), 1);
+                let piece = sc.pieces.remove(0);
+                assert_eq!(piece.head_number, 0);
                 let expected: Vec<StorageSlot> = a
                     .slots
                     .iter()
                     .filter(|(k, _)| has_prefix(k, &p))
                     .map(|(k, v)| StorageSlot { hashed_slot: *k, value: *v })
                     .collect();
-                match sc.content {
+                match piece.content {
                     ChunkContent::Items(slots) => {
                         assert_eq!(slots, expected);
                         if let Some(first) = slots.first() {
@@ -240,10 +245,38 @@ fn storage_chunks_are_exact_partition_and_verify() {
     }
     assert!(too_large > 0);
     // An unknown account has no storage: the empty list.
-    let request =
-        GetStorageChunk { account: B256::repeat_byte(1), prefix: WirePath::root(), max_bytes: 1 };
+    let unknown = StoragePrefix { account: B256::repeat_byte(1), prefix: WirePath::root() };
+    let request = GetStorageChunk { chunks: vec![unknown.clone()], max_bytes: 1 };
     let sc = serve_storage_chunk(&snap, &request, &config).unwrap();
-    assert_eq!(sc.content, ChunkContent::Items(Vec::new()));
+    assert_eq!(sc.pieces.len(), 1);
+    assert_eq!(sc.pieces[0].content, ChunkContent::Items(Vec::new()));
+
+    // A batch: the pieces in request order, each exactly the single chunk, until the next piece
+    // would take the answer over `max_bytes` (the first is always sent).
+    let whole = |a: &RefAccount| StoragePrefix { account: a.hashed, prefix: WirePath::root() };
+    let mut small: Vec<&RefAccount> =
+        fx.model.iter().filter(|a| (20..200).contains(&a.slots.len())).collect();
+    small.truncate(6);
+    assert_eq!(small.len(), 6);
+    let chunks: Vec<StoragePrefix> = small.iter().map(|a| whole(a)).chain([unknown]).collect();
+    let all = GetStorageChunk { chunks: chunks.clone(), max_bytes: 1 << 20 };
+    let sc = serve_storage_chunk(&snap, &all, &config).unwrap();
+    assert_eq!(sc.pieces.len(), 7);
+    for (piece, chunk) in sc.pieces.iter().zip(&chunks) {
+        let single = GetStorageChunk { chunks: vec![chunk.clone()], max_bytes: 1 << 20 };
+        assert_eq!(
+            serve_storage_chunk(&snap, &single, &config).unwrap().pieces,
+            vec![piece.clone()]
+        );
+    }
+    // Room for the first three pieces only: the answer stops there.
+    let three: usize = sc.pieces[..3].iter().map(alloy_rlp::Encodable::length).sum();
+    let cut = GetStorageChunk { chunks: chunks.clone(), max_bytes: three as u64 };
+    let got = serve_storage_chunk(&snap, &cut, &config).unwrap();
+    assert_eq!(got.pieces, sc.pieces[..3].to_vec());
+    let tiny = GetStorageChunk { chunks, max_bytes: 1 };
+    let got = serve_storage_chunk(&snap, &tiny, &config).unwrap();
+    assert_eq!(got.pieces.len(), 1, "the first piece is always sent");
 }
 
 #[test]

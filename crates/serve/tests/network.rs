@@ -12,7 +12,7 @@ use leafsync_p2p::{
     PeerId,
     leaf::{
         Chunk, ChunkContent, Codes, GetChunk, GetCodes, GetNodes, GetStorageChunk, LeafRequest,
-        LeafResponse, NodeRequest, Nodes, StorageChunk, TrieOwner, WirePath,
+        LeafResponse, NodeRequest, Nodes, StorageChunk, StoragePrefix, TrieOwner, WirePath,
     },
     peers::{EmptyHandler, NetworkHandle},
     test_utils::{TestNode, test_head, wait_connected},
@@ -75,14 +75,18 @@ async fn a_running_node_serves_every_request_kind_over_rlpx() {
     // A storage chunk of a contract, over the wire and directly.
     let account = contract.unwrap();
     let request = GetStorageChunk {
-        account,
-        prefix: WirePath::from_nibbles(&[]).unwrap(),
+        chunks: vec![
+            StoragePrefix { account, prefix: WirePath::root() },
+            StoragePrefix { account: B256::repeat_byte(9), prefix: WirePath::root() },
+        ],
         max_bytes: 2 << 20,
     };
     let got: StorageChunk = ask(&client, server_id, request.clone()).await;
     let direct = serve_storage_chunk(&snap, &request, &ServeConfig::default()).unwrap();
-    assert_eq!(got.content, direct.content);
-    assert!(matches!(&got.content, ChunkContent::Items(slots) if !slots.is_empty()));
+    assert_eq!(got, direct);
+    assert_eq!(got.pieces.len(), 2);
+    assert!(matches!(&got.pieces[0].content, ChunkContent::Items(slots) if !slots.is_empty()));
+    assert_eq!(got.pieces[1].content, ChunkContent::Items(Vec::new()), "an unknown account");
 
     // The root node by path and hash; a wrong expected hash gets an empty entry.
     let root_path = WirePath::from_nibbles(&[]).unwrap();

@@ -16,7 +16,7 @@ use leafsync_leafdb::generate::SplitMix;
 use leafsync_p2p::{
     leaf::{
         Chunk, ChunkContent, GetChunk, GetCodes, GetNodes, GetStorageChunk, LeafMessage,
-        LeafRequest, LeafResponse, NodeRequest, TrieOwner, WirePath,
+        LeafRequest, LeafResponse, NodeRequest, StorageChunk, StoragePrefix, TrieOwner, WirePath,
         protocol::{MAX_RESPONSE_BYTES, ids},
     },
     peers::RequestHandler,
@@ -68,9 +68,13 @@ fn extreme_but_legal_requests_are_answered_within_budget() {
     // A 64-nibble prefix of no account, a storage chunk of no account, 384 unknown nodes.
     let none = WirePath::from_nibbles(&[0xf; 64]).unwrap();
     assert_eq!(chunk(&s, none.clone(), 1).content, ChunkContent::Items(Vec::new()));
-    let sc = GetStorageChunk { account: B256::ZERO, prefix: none, max_bytes: u64::MAX };
+    let sc = GetStorageChunk {
+        chunks: vec![StoragePrefix { account: B256::ZERO, prefix: none }; 256],
+        max_bytes: u64::MAX,
+    };
     let LeafResponse::StorageChunk(c) = answer(&s, &sc.into()) else { panic!() };
-    assert_eq!(c.content, ChunkContent::Items(Vec::new()));
+    assert_eq!(c.pieces.len(), 256);
+    assert!(c.pieces.iter().all(|p| p.content == ChunkContent::Items(Vec::new())));
     let nodes: Vec<NodeRequest> = (0..384u32)
         .map(|i| NodeRequest {
             owner: TrieOwner::Storage(B256::left_padding_from(&i.to_be_bytes())),
@@ -145,6 +149,50 @@ fn cache_hits_hand_out_the_same_bytes() {
     assert_eq!(chunk(&s, p.clone(), size - 1).content, ChunkContent::TooLarge);
     assert_eq!(chunk(&s, p, size).content, a.content);
     assert_eq!(s.stats().cache.hits + s.stats().cache.misses, 5);
+}
+
+/// A storage batch is assembled from per-(account, prefix) cached pieces: a second client asking
+/// a different batch that overlaps the first is answered from the pieces the first one's read,
+/// with the same piece bytes, and each batch equals its pieces asked one by one.
+#[test]
+fn storage_batches_share_cached_pieces_between_clients() {
+    let fx = shared();
+    let s = server(&fx.db, ServeConfig::default());
+    let mut contracts: Vec<_> = fx.model.iter().filter(|a| a.slots.len() > 20).collect();
+    contracts.truncate(8);
+    assert_eq!(contracts.len(), 8);
+    let chunk = |i: usize| StoragePrefix { account: contracts[i].hashed, prefix: WirePath::root() };
+    let batch = |ids: &[usize]| -> LeafRequest {
+        GetStorageChunk { chunks: ids.iter().map(|&i| chunk(i)).collect(), max_bytes: 1 << 20 }
+            .into()
+    };
+    let storage = |r: &LeafRequest| StorageChunk::try_from(answer(&s, r)).unwrap();
+
+    let first = storage(&batch(&[0, 1, 2, 3, 4]));
+    assert_eq!(first.pieces.len(), 5);
+    let after_first = s.stats().cache;
+    assert_eq!((after_first.hits, after_first.misses, after_first.inserts), (0, 5, 5));
+
+    // Another client, another batch: three pieces already cached, two new.
+    let second = storage(&batch(&[3, 1, 6, 0, 7]));
+    let stats = s.stats().cache;
+    assert_eq!((stats.hits, stats.misses), (3, 7), "pieces 3, 1, 0 came from the cache");
+    assert_eq!(second.pieces[0], first.pieces[3]);
+    assert_eq!(second.pieces[1], first.pieces[1]);
+    assert_eq!(second.pieces[3], first.pieces[0]);
+    // Each piece is what a batch of one gives (now all from the cache).
+    for (i, piece) in [3, 1, 6, 0, 7].into_iter().zip(&second.pieces) {
+        assert_eq!(storage(&batch(&[i])).pieces, vec![piece.clone()]);
+    }
+    assert_eq!(s.stats().cache.misses, 7);
+    // The cached piece bodies go out as they are: the wire answer holds each piece's cached
+    // bytes (list header + head number + content) in order.
+    let wire = s.answer(&batch(&[3, 1]));
+    let mut expected = Vec::new();
+    for piece in [&first.pieces[3], &first.pieces[1]] {
+        expected.extend(alloy_rlp::encode(piece));
+    }
+    assert!(wire.fields.ends_with(&expected));
 }
 
 #[test]

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use leafsync_p2p::leaf::{
     ChainHead,
-    protocol::{MAX_IN_FLIGHT_REQUESTS, MAX_RESPONSE_BYTES, REQUEST_TIMEOUT},
+    protocol::{
+        MAX_CODES_PER_REQUEST, MAX_IN_FLIGHT_REQUESTS, MAX_RESPONSE_BYTES, REQUEST_TIMEOUT,
+    },
 };
 
 /// Default target size of one chunk (1 MiB): large enough that a peer's 16 requests in flight
@@ -17,6 +19,13 @@ pub const DEFAULT_CHUNK_TARGET_BYTES: u64 = 1024 * 1024;
 /// Encoded bytes of an average account leaf in a chunk (≈ 110 for a plain account, more with
 /// inline storage): turns the peers' account-count estimate into a chunk depth.
 pub const BYTES_PER_ACCOUNT_ESTIMATE: u64 = 160;
+
+/// Encoded bytes of an average storage slot in a storage chunk (48: a 33-byte hashed key, a
+/// value of up to 9 bytes for counters and balances, list headers): turns the slot count of a
+/// "large storage" mark into the size its storage units are batched by. An underestimate costs
+/// nothing but a batch cut at `max_bytes` (its tail is asked again), so it leans low: values of
+/// 20–32 bytes (addresses, hashes) make real slots up to ~70 bytes.
+pub const BYTES_PER_SLOT_ESTIMATE: u64 = 48;
 
 /// Deepest account-trie level the skeleton is fetched to (16^6 ≈ 16.7M chunks). Beyond it the
 /// skeleton would cost more round trips than the chunks save.
@@ -103,9 +112,22 @@ pub const DEFAULT_REPIVOT_DISTANCE: u64 = 64;
 /// and starts again from the progress record.
 pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Codes asked per `GetCodes` (256): codes are 1–24 KiB, so 256 of them mostly fill a 2 MiB
-/// answer; the rest of a larger batch would come back empty and be asked again.
+/// Codes asked per `GetCodes` until [`CODE_SIZE_SAMPLE`] codes have arrived, and the fewest
+/// asked after (256): codes are 1–24 KiB, so 256 of them mostly fill a 2 MiB answer; a tail the
+/// answer had no room for is asked again, at no cost but its hashes.
 pub const CODES_PER_REQUEST: usize = 256;
+
+/// Codes whose sizes are averaged before code batches are sized from them (64).
+pub const CODE_SIZE_SAMPLE: u64 = 64;
+
+/// Bytes of codes asked per `GetCodes` once their average size is known: the 2 MiB response
+/// cap, so that one answer carries as many codes as fit (between [`CODES_PER_REQUEST`] and the
+/// protocol's 1024). Smaller codes than 2 KiB on average make batches of 1024 (a 1M-account
+/// synthetic state has 4.5 KiB codes: ~460 a request instead of 256).
+pub const CODE_BATCH_BYTES: u64 = MAX_RESPONSE_BYTES;
+
+/// The most codes asked per `GetCodes`: the protocol's limit (1024).
+pub const MAX_CODES_PER_BATCH: usize = MAX_CODES_PER_REQUEST;
 
 /// Most queued items looked at to find one a peer has not tried (4096): bounds a dispatch's
 /// cost when many items wait for other peers.

@@ -1,15 +1,14 @@
-//! Chunk answers judged without I/O. [`check_chunk`] turns an answer into a [`ChunkVerdict`]:
-//! leaves to import (checked cheaply: order, prefix, values), a split, or what the answer says
-//! about its server. After the import compared the subtrie with the skeleton hash,
+//! Chunk answers judged without I/O. [`check_chunk`] turns an account chunk, and
+//! [`check_piece`] one piece of a storage batch, into a [`ChunkVerdict`]: leaves to import
+//! (checked cheaply: order, prefix, values), a split, or what the answer says about its server. After the import compared the subtrie with the skeleton hash,
 //! [`judge_mismatch`] says whether a differing chunk is a lie or a stale server, and
 //! [`check_account`] what a verified account's storage needs.
 
 use alloy_primitives::{B256, U256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 use leafsync_leafdb::ChunkAccount;
-use leafsync_p2p::{
-    leaf::{AccountLeaf, AccountStorage, ChainHead, ChunkContent, StorageSlot},
-    requests::LeafResponse,
+use leafsync_p2p::leaf::{
+    AccountLeaf, AccountStorage, ChainHead, Chunk, ChunkContent, StoragePiece, StorageSlot,
 };
 
 use crate::{config::HEAD_CLAIM_SLACK, peer_set::Verdict, tasks::Unit};
@@ -21,8 +20,9 @@ pub(crate) struct Malformed;
 /// Checked leaves of a chunk, ready for the leafdb.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Leaves {
-    /// An account chunk's accounts.
-    Accounts(Vec<ChunkAccount>),
+    /// An account chunk's accounts, and the announced slot count of each large storage among
+    /// them (a sizing hint for batching its storage units).
+    Accounts { accounts: Vec<ChunkAccount>, large: Vec<(B256, u64)> },
     /// A storage chunk's slots of the account `owner`.
     Slots { owner: B256, slots: Vec<(B256, U256)> },
 }
@@ -59,11 +59,9 @@ fn slots(items: &[StorageSlot], prefix: &Nibbles) -> Result<Vec<(B256, U256)>, M
 }
 
 /// Checks an account chunk's leaves and turns them into the leafdb's import form.
-pub(crate) fn accounts(
-    prefix: &Nibbles,
-    leaves: Vec<AccountLeaf>,
-) -> Result<Vec<ChunkAccount>, Malformed> {
+pub(crate) fn accounts(prefix: &Nibbles, leaves: Vec<AccountLeaf>) -> Result<Leaves, Malformed> {
     let mut out: Vec<ChunkAccount> = Vec::with_capacity(leaves.len());
+    let mut large = Vec::new();
     for leaf in leaves {
         if !under(prefix, &leaf.hashed_address)
             || out.last().is_some_and(|last| last.hashed_address >= leaf.hashed_address)
@@ -72,7 +70,10 @@ pub(crate) fn accounts(
         }
         let storage = match &leaf.storage {
             AccountStorage::Inline(items) => Some(slots(items, &Nibbles::new())?),
-            AccountStorage::Large { .. } => None,
+            AccountStorage::Large { slot_count } => {
+                large.push((leaf.hashed_address, *slot_count));
+                None
+            }
         };
         out.push(ChunkAccount {
             hashed_address: leaf.hashed_address,
@@ -85,7 +86,7 @@ pub(crate) fn accounts(
             storage,
         });
     }
-    Ok(out)
+    Ok(Leaves::Accounts { accounts: out, large })
 }
 
 /// The items of a chunk's content, or its early verdict: "too large" is a lie for a single
@@ -104,26 +105,30 @@ fn items<T>(unit: &Unit, content: ChunkContent<T>) -> Result<Vec<T>, ChunkVerdic
     }
 }
 
-/// Judges a `Chunk` or `StorageChunk` answer to `unit`'s request.
-pub(crate) fn check_chunk(unit: &Unit, answer: LeafResponse) -> ChunkVerdict {
-    let checked = match (unit.owner, answer) {
-        (None, LeafResponse::Chunk(chunk)) => items(unit, chunk.content).and_then(|leaves| {
-            let accounts = accounts(&unit.prefix, leaves)
-                .map_err(|_| ChunkVerdict::Refused(Verdict::Invalid("malformed chunk")))?;
-            Ok((Leaves::Accounts(accounts), chunk.head_number))
-        }),
-        (Some(owner), LeafResponse::StorageChunk(chunk)) => {
-            items(unit, chunk.content).and_then(|items| {
-                let slots = slots(&items, &unit.prefix).map_err(|_| {
-                    ChunkVerdict::Refused(Verdict::Invalid("malformed storage chunk"))
-                })?;
-                Ok((Leaves::Slots { owner, slots }, chunk.head_number))
-            })
-        }
-        _ => Err(ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind"))),
-    };
+/// Judges a `Chunk` answer to an account `unit`'s request.
+pub(crate) fn check_chunk(unit: &Unit, chunk: Chunk) -> ChunkVerdict {
+    let checked = items(unit, chunk.content).and_then(|leaves| {
+        accounts(&unit.prefix, leaves)
+            .map_err(|_| ChunkVerdict::Refused(Verdict::Invalid("malformed chunk")))
+    });
     match checked {
-        Ok((leaves, head_number)) => ChunkVerdict::Import { leaves, head_number },
+        Ok(leaves) => ChunkVerdict::Import { leaves, head_number: chunk.head_number },
+        Err(verdict) => verdict,
+    }
+}
+
+/// Judges one piece of a `StorageChunk`, the answer for the storage `unit` of `owner`: the same
+/// rules as a whole chunk, independently of the batch's other pieces.
+pub(crate) fn check_piece(unit: &Unit, owner: B256, piece: StoragePiece) -> ChunkVerdict {
+    let checked = items(unit, piece.content).and_then(|items| {
+        slots(&items, &unit.prefix)
+            .map_err(|_| ChunkVerdict::Refused(Verdict::Invalid("malformed storage chunk")))
+    });
+    match checked {
+        Ok(slots) => ChunkVerdict::Import {
+            leaves: Leaves::Slots { owner, slots },
+            head_number: piece.head_number,
+        },
         Err(verdict) => verdict,
     }
 }

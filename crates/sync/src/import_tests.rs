@@ -1,7 +1,5 @@
 #![allow(clippy::unwrap_used)]
 
-use leafsync_p2p::leaf::{Chunk, StorageChunk};
-
 use super::*;
 use crate::tasks::Attempts;
 
@@ -23,8 +21,8 @@ fn leaf(first_byte: u8) -> AccountLeaf {
     }
 }
 
-fn chunk(content: ChunkContent<AccountLeaf>) -> LeafResponse {
-    LeafResponse::Chunk(Chunk { head_number: 9, content })
+fn chunk(content: ChunkContent<AccountLeaf>) -> Chunk {
+    Chunk { head_number: 9, content }
 }
 
 #[test]
@@ -33,11 +31,21 @@ fn leaves_in_order_under_the_prefix_are_imported() {
         &unit(None, &[1], false),
         chunk(ChunkContent::Items(vec![leaf(0x10), leaf(0x12)])),
     );
-    let ChunkVerdict::Import { leaves: Leaves::Accounts(accounts), head_number: 9 } = verdict
+    let ChunkVerdict::Import { leaves: Leaves::Accounts { accounts, large }, head_number: 9 } =
+        verdict
     else {
         panic!("{verdict:?}")
     };
     assert_eq!(accounts.len(), 2);
+    assert!(large.is_empty());
+    // A large storage's announced slot count comes along as a sizing hint.
+    let mut big = leaf(0x13);
+    big.storage = AccountStorage::Large { slot_count: 5000 };
+    let verdict = check_chunk(&unit(None, &[1], false), chunk(ChunkContent::Items(vec![big])));
+    let ChunkVerdict::Import { leaves: Leaves::Accounts { large, .. }, .. } = verdict else {
+        panic!("{verdict:?}")
+    };
+    assert_eq!(large, vec![(leaf(0x13).hashed_address, 5000)]);
 }
 
 #[test]
@@ -69,22 +77,23 @@ fn too_large_splits_a_unit_and_is_junk_for_one_leaf() {
 
 #[test]
 fn storage_slots_must_be_sorted_and_non_zero_and_answer_a_storage_unit() {
-    let owner = Some(B256::repeat_byte(3));
+    let owner = B256::repeat_byte(3);
     let slot =
         |b: u8, v: u64| StorageSlot { hashed_slot: B256::repeat_byte(b), value: U256::from(v) };
-    let answer = |slots| {
-        LeafResponse::StorageChunk(StorageChunk {
-            head_number: 1,
-            content: ChunkContent::Items(slots),
-        })
-    };
-    let ok = check_chunk(&unit(owner, &[], false), answer(vec![slot(1, 1), slot(2, 1)]));
+    let piece = |slots| StoragePiece { head_number: 1, content: ChunkContent::Items(slots) };
+    let u = unit(Some(owner), &[], false);
+    let ok = check_piece(&u, owner, piece(vec![slot(1, 1), slot(2, 1)]));
     assert!(matches!(ok, ChunkVerdict::Import { leaves: Leaves::Slots { .. }, .. }), "{ok:?}");
-    let zero = check_chunk(&unit(owner, &[], false), answer(vec![slot(1, 0)]));
+    let zero = check_piece(&u, owner, piece(vec![slot(1, 0)]));
     assert_eq!(zero, ChunkVerdict::Refused(Verdict::Invalid("malformed storage chunk")));
-    // A storage chunk for an account unit is the wrong kind of answer.
-    let wrong = check_chunk(&unit(None, &[], false), answer(vec![slot(1, 1)]));
-    assert_eq!(wrong, ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")));
+    let unsorted = check_piece(&u, owner, piece(vec![slot(2, 1), slot(1, 1)]));
+    assert_eq!(unsorted, ChunkVerdict::Refused(Verdict::Invalid("malformed storage chunk")));
+    // Outside the unit's prefix.
+    let outside = check_piece(&unit(Some(owner), &[0xf], false), owner, piece(vec![slot(1, 1)]));
+    assert_eq!(outside, ChunkVerdict::Refused(Verdict::Invalid("malformed storage chunk")));
+    let large = StoragePiece { head_number: 1, content: ChunkContent::TooLarge };
+    assert_eq!(check_piece(&u, owner, large), ChunkVerdict::Split);
+    assert_eq!(check_piece(&u, owner, piece(Vec::new())), ChunkVerdict::Refused(Verdict::Empty));
 }
 
 #[test]

@@ -260,7 +260,13 @@ impl<S: KvStore + 'static> Syncer<S> {
             while self.peers.slot(peer).has_room()
                 && (in_flight.len() as u64 + 1) * request_bytes <= MAX_IN_FLIGHT_BYTES
             {
-                let next = dispatch::next_job(&mut self.work, &mut self.codes, peer, &roster)?;
+                // A storage batch fills what one answer may carry: its pieces are whole
+                // storages or sub-chunks already sized by their tries, so unlike account
+                // chunks there is no depth to round, and the server cuts an underestimated
+                // batch at `max_bytes` (the tail is asked again).
+                let batch = self.config.chunk_max_bytes;
+                let next =
+                    dispatch::next_job(&mut self.work, &mut self.codes, peer, &roster, batch)?;
                 let Some(job) = next else { break };
                 let request = job.request(self.config.chunk_max_bytes)?;
                 let answer = self.peers.slot(peer).peer.request_at(&self.pivot, request);

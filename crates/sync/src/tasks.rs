@@ -8,8 +8,8 @@ use alloy_primitives::B256;
 use alloy_trie::Nibbles;
 use leafsync_p2p::{
     leaf::{
-        GetChunk, GetCodes, GetNodes, GetStorageChunk, NodeRequest, TrieOwner, WirePath,
-        protocol::MAX_RESPONSE_BYTES,
+        GetChunk, GetCodes, GetNodes, GetStorageChunk, NodeRequest, StoragePrefix, TrieOwner,
+        WirePath, protocol::MAX_RESPONSE_BYTES,
     },
     requests::{LeafRequest, LeafResponse, RequestError},
 };
@@ -87,7 +87,10 @@ pub(crate) struct CodeTask {
 /// A request's work.
 #[derive(Debug)]
 pub(crate) enum Job {
+    /// An account chunk (dispatch puts storage units in [`Job::Storage`]).
     Chunk(Unit),
+    /// Storage units of one or more accounts, asked in one `GetStorageChunk`.
+    Storage(Vec<Unit>),
     Nodes(Vec<NodeTask>),
     Codes(Vec<CodeTask>),
 }
@@ -99,14 +102,18 @@ impl Job {
         Ok(match self {
             Self::Chunk(unit) => {
                 let prefix = wire_path(&unit.prefix)?;
-                match unit.owner {
-                    None => LeafRequest::GetChunk(GetChunk { prefix, max_bytes: chunk_max_bytes }),
-                    Some(account) => LeafRequest::GetStorageChunk(GetStorageChunk {
-                        account,
-                        prefix,
-                        max_bytes: chunk_max_bytes,
-                    }),
-                }
+                LeafRequest::GetChunk(GetChunk { prefix, max_bytes: chunk_max_bytes })
+            }
+            Self::Storage(units) => {
+                let chunks = units
+                    .iter()
+                    .map(|unit| {
+                        // Dispatch batches storage units only: the zero account is never used.
+                        let account = unit.owner.unwrap_or_default();
+                        Ok(StoragePrefix { account, prefix: wire_path(&unit.prefix)? })
+                    })
+                    .collect::<Result<Vec<_>, SyncError>>()?;
+                LeafRequest::GetStorageChunk(GetStorageChunk { chunks, max_bytes: chunk_max_bytes })
             }
             Self::Nodes(tasks) => {
                 let nodes = tasks
@@ -187,6 +194,18 @@ pub(crate) fn take_for<T: Retry>(
     active: &[usize],
     max: usize,
 ) -> Result<Vec<T>, SyncError> {
+    take_matching(queue, peer, active, max, |_| true)
+}
+
+/// [`take_for`], taking only items that `accept` takes: it is asked about each item `peer` may
+/// get, in queue order, and an item it refuses stays where it is.
+pub(crate) fn take_matching<T: Retry>(
+    queue: &mut VecDeque<T>,
+    peer: usize,
+    active: &[usize],
+    max: usize,
+    mut accept: impl FnMut(&T) -> bool,
+) -> Result<Vec<T>, SyncError> {
     let now = Instant::now();
     let mut out = Vec::new();
     let mut i = 0;
@@ -216,7 +235,7 @@ pub(crate) fn take_for<T: Retry>(
                 continue;
             }
         }
-        if item.attempts().tried.contains(&peer) {
+        if item.attempts().tried.contains(&peer) || !accept(item) {
             i += 1;
             continue;
         }
@@ -258,11 +277,14 @@ mod tests {
         assert_eq!((chunk.prefix.len(), chunk.max_bytes), (2, 777));
         let account = B256::repeat_byte(4);
         let Ok(LeafRequest::GetStorageChunk(storage)) =
-            Job::Chunk(unit(Some(account))).request(777)
+            Job::Storage(vec![unit(Some(account)), unit(Some(B256::ZERO))]).request(777)
         else {
-            panic!("a storage unit is a GetStorageChunk")
+            panic!("storage units are a GetStorageChunk")
         };
-        assert_eq!((storage.account, storage.max_bytes), (account, 777));
+        assert_eq!(storage.max_bytes, 777);
+        let accounts: Vec<B256> = storage.chunks.iter().map(|c| c.account).collect();
+        assert_eq!(accounts, vec![account, B256::ZERO]);
+        assert_eq!(storage.chunks[0].prefix.len(), 2);
         let node = NodeTask {
             owner: Some(account),
             path: Nibbles::new(),

@@ -10,6 +10,10 @@ use alloy_trie::Nibbles;
 use leafsync_leafdb::EMPTY_CODE_HASH;
 
 use crate::{
+    config::{
+        BYTES_PER_SLOT_ESTIMATE, CODE_BATCH_BYTES, CODE_SIZE_SAMPLE, CODES_PER_REQUEST,
+        MAX_CODES_PER_BATCH,
+    },
     error::SyncError,
     tasks::{Attempts, CodeTask, NodeTask, Owner, Purpose, Unit},
 };
@@ -35,6 +39,28 @@ pub(crate) struct Work {
     skeleton: HashMap<Owner, SkeletonNodes>,
     /// Open units, skeleton nodes and heal roots per storage trie.
     open: HashMap<B256, usize>,
+    /// Estimated sizes of the large storage tries, to batch their units.
+    pub(crate) sizes: StorageSizes,
+}
+
+/// Estimated encoded size of each large storage trie, from the slot count its account's chunk
+/// announced with the "large storage" mark (one entry per large storage of the pivot).
+#[derive(Debug, Default)]
+pub(crate) struct StorageSizes(HashMap<B256, u64>);
+
+impl StorageSizes {
+    /// Records that `account`'s storage holds about `slot_count` slots.
+    pub(crate) fn record(&mut self, account: B256, slot_count: u64) {
+        self.0.insert(account, slot_count.saturating_mul(BYTES_PER_SLOT_ESTIMATE));
+    }
+
+    /// Estimated encoded size of a storage unit: its trie's size spread evenly over the
+    /// `16^depth` prefixes at its depth (hashed slots are uniform). `None` for an account unit
+    /// or a storage whose size is unknown.
+    pub(crate) fn unit_bytes(&self, unit: &Unit) -> Option<u64> {
+        let total = *self.0.get(&unit.owner?)?;
+        Some(total.checked_shr(4 * unit.prefix.len() as u32).unwrap_or(0))
+    }
 }
 
 impl Work {
@@ -119,9 +145,31 @@ impl Work {
 pub(crate) struct CodeQueue {
     pub(crate) queue: VecDeque<CodeTask>,
     seen: HashSet<B256>,
+    /// Codes delivered so far and their bytes, which size the batches.
+    delivered: (u64, u64),
 }
 
 impl CodeQueue {
+    /// Counts delivered codes of `bytes` bytes together.
+    pub(crate) fn delivered(&mut self, count: usize, bytes: usize) {
+        self.delivered.0 += count as u64;
+        self.delivered.1 += bytes as u64;
+    }
+
+    /// Codes to ask in one `GetCodes`: [`CODES_PER_REQUEST`] until [`CODE_SIZE_SAMPLE`] codes
+    /// came, then as many of their average size as fill [`CODE_BATCH_BYTES`], between
+    /// [`CODES_PER_REQUEST`] and [`MAX_CODES_PER_BATCH`].
+    pub(crate) fn batch_size(&self) -> usize {
+        let (count, bytes) = self.delivered;
+        if count < CODE_SIZE_SAMPLE {
+            return CODES_PER_REQUEST;
+        }
+        let average = (bytes / count).max(1);
+        usize::try_from(CODE_BATCH_BYTES / average)
+            .unwrap_or(usize::MAX)
+            .clamp(CODES_PER_REQUEST, MAX_CODES_PER_BATCH)
+    }
+
     /// Queues the code `hash` unless it is the empty code, already seen, or `stored`.
     pub(crate) fn want(
         &mut self,
@@ -162,6 +210,42 @@ mod tests {
         assert_eq!((Some(owner), nodes), (OWNER, vec![(Nibbles::new(), vec![1])]));
         // The account trie holds nothing open and is written at the end.
         assert_eq!(work.close(None), None);
+    }
+
+    #[test]
+    fn storage_units_are_sized_from_their_slot_count_and_depth() {
+        let mut sizes = StorageSizes::default();
+        let account = B256::repeat_byte(7);
+        sizes.record(account, 16 * 1000);
+        let unit = |owner, nibbles: &[u8]| Unit {
+            owner,
+            prefix: Nibbles::from_nibbles(nibbles),
+            hash: B256::ZERO,
+            leaf: false,
+            attempts: Attempts::default(),
+        };
+        let total = 16 * 1000 * BYTES_PER_SLOT_ESTIMATE;
+        assert_eq!(sizes.unit_bytes(&unit(Some(account), &[])), Some(total));
+        assert_eq!(sizes.unit_bytes(&unit(Some(account), &[3])), Some(total / 16));
+        assert_eq!(sizes.unit_bytes(&unit(Some(account), &[0; 64])), Some(0));
+        assert_eq!(sizes.unit_bytes(&unit(Some(B256::ZERO), &[])), None, "unknown size");
+        assert_eq!(sizes.unit_bytes(&unit(None, &[])), None, "an account chunk");
+    }
+
+    #[test]
+    fn code_batches_follow_the_delivered_sizes() {
+        let mut codes = CodeQueue::default();
+        assert_eq!(codes.batch_size(), CODES_PER_REQUEST);
+        codes.delivered(10, 10 * 4096);
+        assert_eq!(codes.batch_size(), CODES_PER_REQUEST, "too few to average");
+        codes.delivered(90, 90 * 4096);
+        assert_eq!(codes.batch_size(), (CODE_BATCH_BYTES / 4096) as usize);
+        let mut small = CodeQueue::default();
+        small.delivered(100, 100 * 100);
+        assert_eq!(small.batch_size(), MAX_CODES_PER_BATCH);
+        let mut large = CodeQueue::default();
+        large.delivered(100, 100 * 24 * 1024);
+        assert_eq!(large.batch_size(), CODES_PER_REQUEST);
     }
 
     #[test]

@@ -21,13 +21,21 @@ async fn run(
     hostile: &[Behaviour],
     mode: SyncMode,
 ) -> (leafsync_sync::SyncOutcome, Vec<Arc<SimPeer>>) {
+    let config = SyncConfig { chunk_target_bytes: TEST_CHUNK_BYTES, mode, ..Default::default() };
+    run_with(hostile, config).await
+}
+
+/// [`run`] with `config`.
+async fn run_with(
+    hostile: &[Behaviour],
+    config: SyncConfig,
+) -> (leafsync_sync::SyncOutcome, Vec<Arc<SimPeer>>) {
     let src = source(ACCOUNTS, 11);
     let mut peers = vec![SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, ACCOUNTS)];
     for (i, b) in hostile.iter().enumerate() {
         peers.push(SimPeer::new(i as u8 + 2, Arc::clone(&src), *b, ACCOUNTS));
     }
     let client = Arc::new(LeafDb::in_memory());
-    let config = SyncConfig { chunk_target_bytes: TEST_CHUNK_BYTES, mode, ..Default::default() };
     let outcome = Syncer::new(Arc::clone(&client), config, dyn_peers(&peers)).run().await.unwrap();
     let root = src.account_root().unwrap();
     assert_synced(&outcome, &client, &src, root);
@@ -50,6 +58,38 @@ async fn liar_is_banned(behaviour: Behaviour, mode: SyncMode) -> leafsync_sync::
 fn assert_heals_within(out: &leafsync_sync::SyncOutcome, allowed: u32) {
     let bound = u64::from(allowed) + leafsync_sync::config::MAX_IN_FLIGHT_PER_PEER as u64;
     assert!(out.stats.chunks_healed <= bound, "{:?}", out.stats);
+}
+
+/// Chunk target for the storage batch tests: a one-level skeleton (16 account chunks), so that
+/// the large storages of this state are queued together and share `GetStorageChunk`s.
+const BATCH_CHUNK_BYTES: u64 = 256 * 1024;
+
+#[tokio::test(start_paused = true)]
+async fn a_lie_in_one_storage_piece_costs_its_server_and_spares_the_other_pieces() {
+    let config = SyncConfig { chunk_target_bytes: BATCH_CHUNK_BYTES, ..Default::default() };
+    let (out, peers) = run_with(&[Behaviour::PoisonFirstPiece], config).await;
+    let liar = &peers[1];
+    let penalties = liar.penalties.lock().unwrap().clone();
+    assert!(penalties.contains(&PenaltyClass::High), "the poisoned piece is junk: {penalties:?}");
+    // Only the poisoned pieces were healed: the honest pieces of its batches verified.
+    let s = &out.stats;
+    assert!(s.junk_answers >= 1, "{s:?}");
+    assert_eq!(s.chunks_healed, s.junk_answers, "{s:?}");
+    assert_eq!(s.chunks_verified + s.chunks_healed, s.chunks_done, "{s:?}");
+    assert_eq!(s.final_repairs, 0, "{s:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn storage_batches_answered_in_part_are_finished_without_penalty() {
+    // The partial server alone: every batch comes back with its first piece only, and the
+    // rest is asked again until the whole state is there.
+    let config = SyncConfig { chunk_target_bytes: BATCH_CHUNK_BYTES, ..Default::default() };
+    let (out, peers) = run_with(&[Behaviour::FirstPieceOnly], config).await;
+    let partial = &peers[1];
+    assert!(partial.penalties.lock().unwrap().is_empty(), "an honest partial answer");
+    assert!(!out.banned.contains(&partial.id) && !out.dropped.contains(&partial.id));
+    assert_eq!(out.stats.chunks_healed, 0);
+    assert_eq!(out.stats.final_repairs, 0, "no unit of a cut batch was lost: {:?}", out.stats);
 }
 
 #[tokio::test(start_paused = true)]

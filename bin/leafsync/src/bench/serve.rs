@@ -13,7 +13,8 @@ use alloy_primitives::{B256, keccak256};
 use leafsync_leafdb::{DbOptions, GenParams, LeafDb, LeafDbConfig};
 use leafsync_p2p::leaf::{
     AccountStorage, ChunkContent, GetChunk, GetCodes, GetNodes, GetStorageChunk, LeafMessage,
-    LeafRequest, LeafResponse, NodeRequest, TrieOwner, WirePath, protocol::MAX_RESPONSE_BYTES,
+    LeafRequest, LeafResponse, NodeRequest, StoragePrefix, TrieOwner, WirePath,
+    protocol::MAX_RESPONSE_BYTES,
 };
 use leafsync_serve::{LeafServer, ServeConfig};
 use serde_json::json;
@@ -220,15 +221,12 @@ fn run(args: &ServeBench, dir: &std::path::Path) -> Result<serde_json::Value, Cl
     let mut storage = Kind::default();
     for account in &large {
         for n in 0..16u8 {
-            let request = GetStorageChunk {
-                account: *account,
-                prefix: prefix(1, usize::from(n)),
-                max_bytes: args.max_bytes,
-            };
+            let chunk = StoragePrefix { account: *account, prefix: prefix(1, usize::from(n)) };
+            let request = GetStorageChunk { chunks: vec![chunk], max_bytes: args.max_bytes };
             if let Some((LeafResponse::StorageChunk(c), size, elapsed)) =
                 ask(&uncached_server, &request.into(), &mut failures)
             {
-                storage.add(elapsed, size, c.content.len());
+                storage.add(elapsed, size, c.pieces.iter().map(|p| p.content.len()).sum());
             }
         }
     }

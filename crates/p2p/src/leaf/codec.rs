@@ -3,7 +3,10 @@
 
 use super::{
     kinds::{LeafMessage, max_payload_size},
-    protocol::{MAX_CODES_PER_REQUEST, MAX_INLINE_STORAGE_SLOTS, MAX_NODES_PER_REQUEST, ids},
+    protocol::{
+        MAX_CODES_PER_REQUEST, MAX_INLINE_STORAGE_SLOTS, MAX_NODES_PER_REQUEST,
+        MAX_STORAGE_CHUNKS_PER_REQUEST, ids,
+    },
     types::{AccountStorage, ChunkContent},
 };
 use crate::{
@@ -107,11 +110,13 @@ impl LeafMessage {
                 }
                 ChunkContent::TooLarge => Ok(()),
             },
-            Self::Status(_)
-            | Self::NewHead(_)
-            | Self::GetChunk(_)
-            | Self::GetStorageChunk(_)
-            | Self::StorageChunk(_) => Ok(()),
+            Self::GetStorageChunk(m) => {
+                check("storage chunks", m.message.chunks.len(), MAX_STORAGE_CHUNKS_PER_REQUEST)
+            }
+            Self::StorageChunk(m) => {
+                check("storage pieces", m.message.pieces.len(), MAX_STORAGE_CHUNKS_PER_REQUEST)
+            }
+            Self::Status(_) | Self::NewHead(_) | Self::GetChunk(_) => Ok(()),
         }
     }
 }
@@ -138,6 +143,19 @@ fn check_item_counts(id: u8, payload: &[u8]) -> Result<(), LeafError> {
         ids::CODES => {
             check("codes", list_field(payload, 1).map_err(malformed)?, MAX_CODES_PER_REQUEST)
         }
+        // [request_id, [[account, prefix], ...], max_bytes] and [request_id, [[head_number,
+        // content], ...]]: the pieces' slots are bounded by bytes, like a chunk's leaves (a slot
+        // is >= 35 bytes on the wire and 64 in memory).
+        ids::GET_STORAGE_CHUNK => check(
+            "storage chunks",
+            list_field(payload, 1).map_err(malformed)?,
+            MAX_STORAGE_CHUNKS_PER_REQUEST,
+        ),
+        ids::STORAGE_CHUNK => check(
+            "storage pieces",
+            list_field(payload, 1).map_err(malformed)?,
+            MAX_STORAGE_CHUNKS_PER_REQUEST,
+        ),
         // [request_id, head_number, [[hashed_address, nonce, balance, root, code_hash, storage],
         // ...]]: the leaves themselves are bounded by bytes (each is >= 100 bytes on the wire and
         // ~170 in memory), their inline storage by count.

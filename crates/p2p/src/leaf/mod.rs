@@ -20,7 +20,7 @@ pub use status::StatusError;
 pub use types::{
     AccountLeaf, AccountStorage, ChainHead, Chunk, ChunkContent, Codes, GetChunk, GetCodes,
     GetNodes, GetStorageChunk, NewHead, NodeRequest, Nodes, ServeFlags, Status, StorageChunk,
-    StorageSlot, TrieOwner,
+    StoragePiece, StoragePrefix, StorageSlot, TrieOwner,
 };
 
 #[cfg(test)]

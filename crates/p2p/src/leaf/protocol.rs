@@ -25,9 +25,9 @@ pub mod ids {
     pub const GET_CHUNK: u8 = 0x02;
     /// `Chunk`: response to `GetChunk`.
     pub const CHUNK: u8 = 0x03;
-    /// `GetStorageChunk`: request the storage slots of one account under a prefix.
+    /// `GetStorageChunk`: request the storage slots of several accounts, each under a prefix.
     pub const GET_STORAGE_CHUNK: u8 = 0x04;
-    /// `StorageChunk`: response to `GetStorageChunk`.
+    /// `StorageChunk`: response to `GetStorageChunk`, one piece per requested chunk.
     pub const STORAGE_CHUNK: u8 = 0x05;
     /// `GetNodes`: request trie nodes by (owner, path, expected hash).
     pub const GET_NODES: u8 = 0x06;
@@ -71,6 +71,14 @@ pub const MAX_NODES_PER_REQUEST: usize = 384;
 /// are a few KiB, so 1024 of them usually fill [`MAX_RESPONSE_BYTES`]; a bigger batch would only
 /// make the request larger without making the response bigger.
 pub const MAX_CODES_PER_REQUEST: usize = 1024;
+
+/// Maximum number of (account, prefix) chunks in one `GetStorageChunk` (and pieces in one
+/// `StorageChunk`). A "large storage" is at least ~10 KiB, so a 1–2 MiB answer holds up to ~200
+/// whole storages; 256 leave room for small sub-chunks of split tries. The request stays under
+/// 18 KiB (an entry is at most 69 bytes: 33 for the account, 34 for the prefix, 2 of headers),
+/// and each piece is a cached chunk, so a server's work per request is bounded by its byte and
+/// time budgets, not by this count.
+pub const MAX_STORAGE_CHUNKS_PER_REQUEST: usize = 256;
 
 /// Largest number of storage slots a server puts inline in an account leaf; an account with more
 /// slots is sent with a "large storage" mark and fetched with `GetStorageChunk`. 1024 slots are at

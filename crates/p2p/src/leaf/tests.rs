@@ -80,6 +80,15 @@ fn content<T: std::fmt::Debug + Clone>(
     ]
 }
 
+fn storage_prefix() -> impl Strategy<Value = StoragePrefix> {
+    (b256(), nibbles()).prop_map(|(account, prefix)| StoragePrefix { account, prefix })
+}
+
+fn storage_piece() -> impl Strategy<Value = StoragePiece> {
+    (any::<u64>(), content(slot()))
+        .prop_map(|(head_number, content)| StoragePiece { head_number, content })
+}
+
 fn trie_owner() -> impl Strategy<Value = TrieOwner> {
     prop_oneof![Just(TrieOwner::Accounts), b256().prop_map(TrieOwner::Storage)]
 }
@@ -117,14 +126,13 @@ fn message() -> impl Strategy<Value = LeafMessage> {
             LeafMessage::Chunk
         ),
         with_id(
-            (b256(), nibbles(), any::<u64>()).prop_map(|(account, prefix, max_bytes)| {
-                GetStorageChunk { account, prefix, max_bytes }
-            }),
+            (proptest::collection::vec(storage_prefix(), 0..6), any::<u64>())
+                .prop_map(|(chunks, max_bytes)| GetStorageChunk { chunks, max_bytes }),
             LeafMessage::GetStorageChunk
         ),
         with_id(
-            (any::<u64>(), content(slot()))
-                .prop_map(|(head_number, content)| StorageChunk { head_number, content }),
+            proptest::collection::vec(storage_piece(), 0..5)
+                .prop_map(|pieces| StorageChunk { pieces }),
             LeafMessage::StorageChunk
         ),
         with_id(
@@ -199,6 +207,11 @@ fn get_chunk_with_raw_prefix(prefix: &[u8]) -> Vec<u8> {
     7u64.encode(&mut body);
     prefix.encode(&mut body);
     1000u64.encode(&mut body);
+    rlp_list(body)
+}
+
+/// `body` (encoded items) with a list header in front.
+fn rlp_list(body: Vec<u8>) -> Vec<u8> {
     let mut out = Vec::new();
     alloy_rlp::Header { list: true, payload_length: body.len() }.encode(&mut out);
     out.extend(body);
@@ -286,6 +299,34 @@ fn too_many_items_are_refused() {
     });
     assert!(matches!(malformed(ids::CHUNK, &msg.encoded()), LeafError::TooManyItems { .. }));
 
+    let chunk = StoragePrefix { account: B256::ZERO, prefix: WirePath::root() };
+    let msg = LeafMessage::GetStorageChunk(RequestPair {
+        request_id: 1,
+        message: GetStorageChunk {
+            chunks: vec![chunk.clone(); MAX_STORAGE_CHUNKS_PER_REQUEST + 1],
+            max_bytes: 1,
+        },
+    });
+    assert!(matches!(
+        malformed(ids::GET_STORAGE_CHUNK, &msg.encoded()),
+        LeafError::TooManyItems { what: "storage chunks", .. }
+    ));
+    let pieces = vec![StoragePiece::default(); MAX_STORAGE_CHUNKS_PER_REQUEST + 1];
+    let msg =
+        LeafMessage::StorageChunk(RequestPair { request_id: 1, message: StorageChunk { pieces } });
+    assert!(matches!(
+        malformed(ids::STORAGE_CHUNK, &msg.encoded()),
+        LeafError::TooManyItems { what: "storage pieces", .. }
+    ));
+    let msg = LeafMessage::GetStorageChunk(RequestPair {
+        request_id: 1,
+        message: GetStorageChunk {
+            chunks: vec![chunk; MAX_STORAGE_CHUNKS_PER_REQUEST],
+            max_bytes: 1,
+        },
+    });
+    assert_eq!(LeafMessage::decode(ids::GET_STORAGE_CHUNK, &msg.encoded()), Ok(msg));
+
     // Exactly at the limit is fine.
     let nodes =
         vec![
@@ -299,11 +340,59 @@ fn too_many_items_are_refused() {
     assert_eq!(LeafMessage::decode(ids::GET_NODES, &msg.encoded()), Ok(msg));
 }
 
+/// `[1, [item; count], ...tail]`: a list of `count` copies of the raw RLP `item` as field 1.
+fn with_raw_list(count: usize, item: &[u8], tail: &[u8]) -> Vec<u8> {
+    use alloy_rlp::Encodable;
+    let mut body = Vec::new();
+    1u64.encode(&mut body);
+    body.extend(rlp_list(item.repeat(count)));
+    body.extend(tail);
+    rlp_list(body)
+}
+
+#[test]
+fn storage_batches_are_counted_before_anything_is_decoded() {
+    // Items that are not even `[account, prefix]` lists: the count is refused first, from the
+    // list headers alone.
+    let too_many = MAX_STORAGE_CHUNKS_PER_REQUEST + 1;
+    for (id, what, tail) in [
+        (ids::GET_STORAGE_CHUNK, "storage chunks", &[0x01][..]),
+        (ids::STORAGE_CHUNK, "storage pieces", &[][..]),
+    ] {
+        let payload = with_raw_list(too_many, &[0x01], tail);
+        assert_eq!(
+            malformed(id, &payload),
+            LeafError::TooManyItems {
+                id,
+                what,
+                count: too_many,
+                limit: MAX_STORAGE_CHUNKS_PER_REQUEST
+            }
+        );
+        // At the limit the same junk items are malformed, found only by decoding.
+        let payload = with_raw_list(MAX_STORAGE_CHUNKS_PER_REQUEST, &[0x01], tail);
+        assert!(matches!(malformed(id, &payload), LeafError::Malformed { .. }));
+    }
+    // A piece's content that is a non-empty string is neither slots nor "too large".
+    let piece = [0xc3, 0x01, 0x81, 0x05];
+    assert!(matches!(
+        malformed(ids::STORAGE_CHUNK, &with_raw_list(1, &piece, &[])),
+        LeafError::Malformed { .. }
+    ));
+}
+
 #[test]
 fn oversized_payloads_are_refused_before_decoding() {
     // A request-sized limit for requests: 64 KiB + 1 of zeros is refused by size, not by RLP.
     let payload = vec![0u8; MAX_REQUEST_MESSAGE_SIZE + 1];
-    for id in [ids::STATUS, ids::NEW_HEAD, ids::GET_CHUNK, ids::GET_NODES, ids::GET_CODES] {
+    for id in [
+        ids::STATUS,
+        ids::NEW_HEAD,
+        ids::GET_CHUNK,
+        ids::GET_STORAGE_CHUNK,
+        ids::GET_NODES,
+        ids::GET_CODES,
+    ] {
         assert_eq!(
             malformed(id, &payload),
             LeafError::MessageTooLarge { id, size: payload.len(), limit: MAX_REQUEST_MESSAGE_SIZE }
@@ -422,6 +511,7 @@ fn ids_and_limits_match_the_spec_document() {
         ("MAX_PREFIX_NIBBLES", MAX_PREFIX_NIBBLES.to_string()),
         ("MAX_NODES_PER_REQUEST", MAX_NODES_PER_REQUEST.to_string()),
         ("MAX_CODES_PER_REQUEST", MAX_CODES_PER_REQUEST.to_string()),
+        ("MAX_STORAGE_CHUNKS_PER_REQUEST", MAX_STORAGE_CHUNKS_PER_REQUEST.to_string()),
         ("MAX_INLINE_STORAGE_SLOTS", MAX_INLINE_STORAGE_SLOTS.to_string()),
         ("MAX_IN_FLIGHT_REQUESTS", MAX_IN_FLIGHT_REQUESTS.to_string()),
         ("REQUEST_TIMEOUT", format!("{}s", REQUEST_TIMEOUT.as_secs())),
@@ -505,8 +595,9 @@ mod status_validation {
 
 /// The `leaf/1` wire bytes of every request and response, frozen when the request id moved out of
 /// the message structs into [`RequestPair`] (the flat layout `[request_id, fields...]` must not
-/// change). The hex was computed by an independent RLP encoder from the layouts of
-/// `docs/leaf-protocol.md`; a 32-byte word is written `{aa}` for 32 bytes of `0xaa`.
+/// change; `GetStorageChunk`/`StorageChunk` frozen again when they became batched). The hex was
+/// computed by an independent RLP encoder from the layouts of `docs/leaf-protocol.md`; a 32-byte
+/// word is written `{aa}` for 32 bytes of `0xaa`.
 #[test]
 fn wire_bytes_of_every_request_and_response_are_frozen() {
     fn pair<T>(request_id: u64, message: T) -> RequestPair<T> {
@@ -556,17 +647,29 @@ fn wire_bytes_of_every_request_and_response_are_frozen() {
         (
             LeafMessage::GetStorageChunk(pair(
                 1,
-                GetStorageChunk { account: word(0xaa), prefix: WirePath::root(), max_bytes: 1024 },
+                GetStorageChunk {
+                    chunks: vec![
+                        StoragePrefix { account: word(0xaa), prefix: WirePath::root() },
+                        StoragePrefix { account: word(0xbb), prefix: path(&[1, 2, 3]) },
+                    ],
+                    max_bytes: 1024,
+                },
             )),
-            "e601a0{aa}00820400",
+            "f84e01f848e2a0{aa}00e4a0{bb}821123820400",
         ),
         (
             LeafMessage::StorageChunk(pair(
                 1,
-                StorageChunk { head_number: 9, content: ChunkContent::Items(vec![slot]) },
+                StorageChunk {
+                    pieces: vec![
+                        StoragePiece { head_number: 9, content: ChunkContent::Items(vec![slot]) },
+                        StoragePiece { head_number: 3, content: ChunkContent::TooLarge },
+                    ],
+                },
             )),
-            "e60109e3e2a0{dd}05",
+            "eb01e9e509e3e2a0{dd}05c20380",
         ),
+        (LeafMessage::StorageChunk(pair(4, StorageChunk::default())), "c204c0"),
         (
             LeafMessage::GetNodes(pair(
                 2,

@@ -224,26 +224,48 @@ pub struct Chunk {
     pub content: ChunkContent<AccountLeaf>,
 }
 
-/// `GetStorageChunk` (0x04): the storage slots of one account whose hashed slot starts with
-/// `prefix`. RLP: `[request_id, account, prefix, max_bytes]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct GetStorageChunk {
+/// One storage chunk asked for in [`GetStorageChunk`]: the slots of `account` whose hashed slot
+/// starts with `prefix`. RLP: `[account, prefix]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
+pub struct StoragePrefix {
     /// Hashed address of the account.
     pub account: B256,
     /// Hashed-slot prefix, 0..=64 nibbles.
     pub prefix: WirePath,
-    /// Response size the client accepts; the server caps it at `MAX_RESPONSE_BYTES`.
+}
+
+/// `GetStorageChunk` (0x04): several storage chunks, each the slots of one account under a
+/// prefix. RLP: `[request_id, [[account, prefix], ...], max_bytes]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GetStorageChunk {
+    /// The chunks, in the order they are answered; at most `MAX_STORAGE_CHUNKS_PER_REQUEST`.
+    pub chunks: Vec<StoragePrefix>,
+    /// Response size the client accepts; the server caps it at `MAX_RESPONSE_BYTES`. Each chunk
+    /// is complete or "too large" against it, and the answer stops before the chunk that would
+    /// take it over (the first chunk is always answered).
     pub max_bytes: u64,
 }
 
-/// `StorageChunk` (0x05): response to [`GetStorageChunk`].
-/// RLP: `[request_id, head_number, content]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct StorageChunk {
+/// One chunk of a [`StorageChunk`]: the slots of one requested (account, prefix), read at
+/// `head_number`. RLP: `[head_number, content]`.
+///
+/// Each piece carries its own head: a server assembles a batched answer from pieces it cached at
+/// different heads (within its reuse window), and a client judges each piece by its own claim.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
+pub struct StoragePiece {
     /// The server's head number when it read the slots.
     pub head_number: u64,
     /// The slots under the prefix, or "too large".
     pub content: ChunkContent<StorageSlot>,
+}
+
+/// `StorageChunk` (0x05): response to [`GetStorageChunk`].
+/// RLP: `[request_id, [[head_number, content], ...]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct StorageChunk {
+    /// One piece per requested chunk, in request order. The list may stop early (byte or time
+    /// budget): the chunks after the last piece were not answered.
+    pub pieces: Vec<StoragePiece>,
 }
 
 /// Which trie a [`NodeRequest`] addresses.
@@ -365,8 +387,8 @@ impl<T> Default for ChunkContent<T> {
 
 rlp_fields!(GetChunk { prefix, max_bytes });
 rlp_fields!(Chunk { head_number, content });
-rlp_fields!(GetStorageChunk { account, prefix, max_bytes });
-rlp_fields!(StorageChunk { head_number, content });
+rlp_fields!(GetStorageChunk { chunks, max_bytes });
+rlp_fields!(StorageChunk { pieces });
 rlp_fields!(GetNodes { nodes, max_bytes });
 rlp_fields!(Nodes { nodes });
 rlp_fields!(GetCodes { hashes, max_bytes });

@@ -14,7 +14,7 @@ use alloy_rlp::Encodable;
 use leafsync_p2p::{
     leaf::{
         AccountLeaf, AccountStorage, ChainHead, Chunk, ChunkContent, GetChunk, GetStorageChunk,
-        StorageChunk, StorageSlot, WirePath,
+        StorageChunk, StoragePiece, StoragePrefix, StorageSlot, WirePath,
     },
     requests::LeafResponse,
     snap::{EMPTY_ROOT_HASH, GetAccountRange, GetStorageRanges, SnapMessage},
@@ -149,29 +149,47 @@ pub(crate) async fn account_chunk(
     Ok(chunk(leaves, None))
 }
 
-/// The storage chunk of `req.account` under `req.prefix` at the pivot's root.
+/// The storage chunks of `req`, one after the other, each as [`storage_piece`] asks it, until
+/// the pieces so far reach `req.max_bytes` (the first is always asked): the leaf/1 server's
+/// rule, so the chunks not reached are asked again by the syncer.
 pub(crate) async fn storage_chunk(
     inner: &Inner,
     pivot: &ChainHead,
     req: GetStorageChunk,
 ) -> Result<LeafResponse, Fault> {
+    let mut pieces = Vec::new();
+    let mut bytes = 0u64;
+    for chunk in &req.chunks {
+        if !pieces.is_empty() && bytes >= req.max_bytes {
+            break;
+        }
+        let content = storage_piece(inner, pivot, chunk, req.max_bytes).await?;
+        let piece = StoragePiece { head_number: pivot.number, content };
+        bytes += piece.length() as u64;
+        pieces.push(piece);
+    }
+    Ok(LeafResponse::StorageChunk(StorageChunk { pieces }))
+}
+
+/// The storage chunk of `req.account` under `req.prefix` at the pivot's root.
+async fn storage_piece(
+    inner: &Inner,
+    pivot: &ChainHead,
+    req: &StoragePrefix,
+    max_bytes: u64,
+) -> Result<ChunkContent<StorageSlot>, Fault> {
     let (mut origin, limit) = prefix_bounds(&req.prefix);
     let mut slots: Vec<StorageSlot> = Vec::new();
     let mut bytes = 0u64;
-    let chunk = |slots, content: Option<_>| {
-        LeafResponse::StorageChunk(StorageChunk {
-            head_number: pivot.number,
-            content: content.unwrap_or(ChunkContent::Items(slots)),
-        })
-    };
-    for _ in 0..max_rounds(req.max_bytes) {
+    let chunk = |slots, content: Option<_>| content.unwrap_or(ChunkContent::Items(slots));
+    for _ in 0..max_rounds(max_bytes) {
         let request = GetStorageRanges {
             request_id: 0,
             root: pivot.state_root,
             accounts: vec![req.account],
             origin: Bytes::copy_from_slice(origin.as_slice()),
             limit: Bytes::copy_from_slice(limit.as_slice()),
-            bytes: round_budget(inner, req.max_bytes, bytes),
+            bytes: round_budget(inner, max_bytes, bytes),
         };
         let answer = match inner.ask(SnapMessage::GetStorageRanges(request)).await? {
             SnapMessage::StorageRanges(answer) => answer,
@@ -206,7 +224,7 @@ pub(crate) async fn storage_chunk(
                 break;
             }
         }
-        if bytes > req.max_bytes {
+        if bytes > max_bytes {
             return Ok(chunk(Vec::new(), Some(ChunkContent::TooLarge)));
         }
         match previous.and_then(next_key) {

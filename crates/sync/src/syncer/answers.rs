@@ -7,7 +7,7 @@
 use alloy_primitives::keccak256;
 use leafsync_leafdb::{KvStore, trie::DecodedNode};
 use leafsync_p2p::{
-    leaf::{Codes, Nodes},
+    leaf::{Codes, Nodes, StorageChunk},
     requests::LeafResponse,
 };
 
@@ -15,7 +15,7 @@ use super::{Syncer, items::Hold};
 use crate::{
     error::SyncError,
     heal::children,
-    import::{ChunkVerdict, Leaves, check_chunk, judge_mismatch},
+    import::{ChunkVerdict, Leaves, check_chunk, check_piece, judge_mismatch},
     peer::response_len,
     peer_set::Verdict,
     stats::WorkKind,
@@ -40,6 +40,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     fn requeue(&mut self, job: Job, peer: usize) {
         match job {
             Job::Chunk(unit) => requeue(&mut self.work.units, [unit], peer),
+            Job::Storage(units) => requeue(&mut self.work.units, units, peer),
             Job::Nodes(tasks) => requeue(&mut self.work.nodes, tasks, peer),
             Job::Codes(tasks) => requeue(&mut self.codes.queue, tasks, peer),
         }
@@ -66,7 +67,15 @@ impl<S: KvStore + 'static> Syncer<S> {
         stats.bytes_down += size.unwrap_or(0);
         self.peers.answered(peer);
         match (job, answer) {
-            (Job::Chunk(unit), answer) => self.on_chunk(peer, unit, answer),
+            (Job::Chunk(unit), LeafResponse::Chunk(chunk)) => {
+                let verdict = check_chunk(&unit, chunk);
+                let verdict = self.on_chunk(peer, unit, verdict)?;
+                self.judge(peer, verdict);
+                Ok(())
+            }
+            (Job::Storage(units), LeafResponse::StorageChunk(chunk)) => {
+                self.on_storage(peer, units, chunk)
+            }
             (Job::Nodes(tasks), LeafResponse::Nodes(nodes)) => self.on_nodes(peer, tasks, &nodes),
             (Job::Codes(tasks), LeafResponse::Codes(codes)) => self.on_codes(peer, tasks, &codes),
             (job, _) => {
@@ -77,33 +86,87 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
     }
 
-    /// A chunk or storage chunk arrived for `unit`.
-    fn on_chunk(&mut self, peer: usize, unit: Unit, answer: LeafResponse) -> Result<(), SyncError> {
-        let (leaves, head_number) = match check_chunk(&unit, answer) {
+    /// A `StorageChunk` answer to the storage `units`: each piece is judged and imported on its
+    /// own, exactly as a single chunk is, so a lie in one piece costs its server and leaves the
+    /// others standing. Units after the last piece were left out at the server's byte or time
+    /// budget, which is honest: they are queued again, not marked as tried by this server. An
+    /// answer without any piece is empty.
+    fn on_storage(
+        &mut self,
+        peer: usize,
+        units: Vec<Unit>,
+        chunk: StorageChunk,
+    ) -> Result<(), SyncError> {
+        if chunk.pieces.len() > units.len() {
+            self.judge(peer, Verdict::Invalid("more storage pieces than chunks asked"));
+            requeue(&mut self.work.units, units, peer);
+            return Ok(());
+        }
+        if chunk.pieces.is_empty() {
+            self.judge(peer, Verdict::Empty);
+            requeue(&mut self.work.units, units, peer);
+            return Ok(());
+        }
+        let mut units = units.into_iter();
+        let (mut delivered, mut refused) = (false, false);
+        // Pieces first: `zip` takes from its first iterator before its second, so no unit is
+        // taken past the last piece.
+        for (piece, unit) in chunk.pieces.into_iter().zip(units.by_ref()) {
+            let verdict = match unit.owner {
+                Some(owner) => check_piece(&unit, owner, piece),
+                None => ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")),
+            };
+            match self.on_chunk(peer, unit, verdict)? {
+                Verdict::Delivered => delivered = true,
+                Verdict::Empty => {}
+                verdict => {
+                    refused = true;
+                    self.judge(peer, verdict);
+                }
+            }
+        }
+        self.work.units.extend(units);
+        if delivered {
+            self.judge(peer, Verdict::Delivered);
+        } else if !refused {
+            self.judge(peer, Verdict::Empty);
+        }
+        Ok(())
+    }
+
+    /// Applies the verdict on one chunk (an account chunk, or one piece of a storage batch) for
+    /// `unit` and returns what it says about its server: [`Verdict::Delivered`] for leaves
+    /// imported or a split, else the refusal (the unit is queued again, tried by `peer`). A
+    /// chunk that differs from its skeleton hash, or an account whose storage lied, is judged
+    /// here as junk.
+    fn on_chunk(
+        &mut self,
+        peer: usize,
+        unit: Unit,
+        verdict: ChunkVerdict,
+    ) -> Result<Verdict, SyncError> {
+        let (leaves, head_number) = match verdict {
             ChunkVerdict::Import { leaves, head_number } => (leaves, head_number),
             ChunkVerdict::Split => {
                 // The unit's node is fetched and its children become the units; the
                 // expansion holds the trie open in the unit's place.
-                self.judge(peer, Verdict::Delivered);
                 self.reporter.stats.chunks_split += 1;
                 self.reporter.stats.chunks_total =
                     self.reporter.stats.chunks_total.saturating_sub(1);
                 self.work.replace(&unit, Purpose::Expand);
-                return Ok(());
+                return Ok(Verdict::Delivered);
             }
             ChunkVerdict::Refused(verdict) => {
-                self.judge(peer, verdict);
-                self.requeue(Job::Chunk(unit), peer);
-                return Ok(());
+                requeue(&mut self.work.units, [unit], peer);
+                return Ok(verdict);
             }
         };
-        self.judge(peer, Verdict::Delivered);
         let stats = &mut self.reporter.stats;
         let (root, accounts) = match &leaves {
-            Leaves::Accounts(accounts) => {
+            Leaves::Accounts { accounts, large } => {
                 let outcome = self.db.import_account_chunk(&unit.prefix, accounts)?;
                 stats.accounts += accounts.len() as u64;
-                (outcome.root, Some((accounts, outcome.storage_roots)))
+                (outcome.root, Some((accounts, large, outcome.storage_roots)))
             }
             Leaves::Slots { owner, slots } => {
                 let root = self.db.import_storage_chunk(owner, &unit.prefix, slots)?;
@@ -114,10 +177,17 @@ impl<S: KvStore + 'static> Syncer<S> {
         stats.chunks_done += 1;
         self.reporter.mark(if unit.owner.is_none() { WorkKind::Chunks } else { WorkKind::Storage });
         if root != unit.hash {
-            return self.mark_heal(peer, &unit, head_number);
+            self.mark_heal(peer, &unit, head_number)?;
+            return Ok(Verdict::Delivered);
         }
         self.reporter.stats.chunks_verified += 1;
-        let Some((accounts, storage_roots)) = accounts else { return self.close(unit.owner) };
+        let Some((accounts, large, storage_roots)) = accounts else {
+            self.close(unit.owner)?;
+            return Ok(Verdict::Delivered);
+        };
+        for &(account, slot_count) in large {
+            self.work.sizes.record(account, slot_count);
+        }
         let mut lied = None;
         for (a, computed) in accounts.iter().zip(storage_roots) {
             self.reporter.stats.slots += a.storage.as_ref().map_or(0, |s| s.len() as u64);
@@ -130,7 +200,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         if let Some(why) = lied {
             self.judge(peer, Verdict::Junk(why));
         }
-        Ok(())
+        Ok(Verdict::Delivered)
     }
 
     /// A chunk differed from its skeleton hash: its prefix is healed (the heal root replaces the
@@ -244,7 +314,9 @@ impl<S: KvStore + 'static> Syncer<S> {
         Ok(())
     }
 
-    /// A `Codes` answer to `tasks`: every code must hash to its request.
+    /// A `Codes` answer to `tasks`: every code must hash to its request. Empty entries are
+    /// asked elsewhere; the hashes after the last entry were left out at the server's byte
+    /// budget (honest: batches ask for more than fit) and are queued again untried.
     fn on_codes(
         &mut self,
         peer: usize,
@@ -254,26 +326,33 @@ impl<S: KvStore + 'static> Syncer<S> {
         let mut got = Vec::new();
         let mut missing = Vec::new();
         let mut wrong = false;
-        for (i, task) in tasks.into_iter().enumerate() {
-            match codes.codes.get(i) {
-                Some(code) if !wrong && !code.is_empty() => {
-                    if keccak256(code) == task.hash {
-                        got.push(code.to_vec());
-                    } else {
-                        wrong = true;
-                        missing.push(task);
-                    }
+        let answered = codes.codes.len();
+        let mut tasks = tasks.into_iter();
+        // Entries first: `zip` takes from its first iterator before its second, so no task is
+        // taken past the last entry.
+        for (code, task) in codes.codes.iter().zip(tasks.by_ref()) {
+            if !wrong && !code.is_empty() {
+                if keccak256(code) == task.hash {
+                    got.push(code.to_vec());
+                    continue;
                 }
-                _ => missing.push(task),
+                wrong = true;
             }
+            missing.push(task);
         }
         self.judge(peer, delivery(wrong, got.len(), "code with the wrong hash"));
         self.reporter.stats.codes += got.len() as u64;
         if !got.is_empty() {
             self.reporter.mark(WorkKind::Codes);
         }
+        self.codes.delivered(got.len(), got.iter().map(Vec::len).sum());
         self.db.write_codes(&got)?;
         requeue(&mut self.codes.queue, missing, peer);
+        if answered > 0 {
+            self.codes.queue.extend(tasks);
+        } else {
+            requeue(&mut self.codes.queue, tasks, peer);
+        }
         Ok(())
     }
 }

@@ -52,6 +52,12 @@ pub enum Behaviour {
     LyingHead(u64),
     /// Every chunk and storage chunk answered "too large", whatever its size.
     TooLarge,
+    /// Honest, but a storage batch is answered with its first piece only (as a server whose
+    /// byte budget is full would).
+    FirstPieceOnly,
+    /// Honest, but the first piece of every storage batch of two or more has its slot values
+    /// off by one (a lie in one piece, claiming the pivot head).
+    PoisonFirstPiece,
 }
 
 /// A peer serving `db`.
@@ -117,10 +123,20 @@ impl SimPeer {
         match (self.behaviour, answer) {
             (Behaviour::TooLarge, LeafResponse::Chunk(c)) => c.content = ChunkContent::TooLarge,
             (Behaviour::TooLarge, LeafResponse::StorageChunk(c)) => {
-                c.content = ChunkContent::TooLarge
+                c.pieces.iter_mut().for_each(|p| p.content = ChunkContent::TooLarge)
             }
             (Behaviour::Junk | Behaviour::LyingHead(_), LeafResponse::StorageChunk(c)) => {
-                if let ChunkContent::Items(slots) = &mut c.content {
+                for piece in &mut c.pieces {
+                    if let ChunkContent::Items(slots) = &mut piece.content {
+                        slots.iter_mut().for_each(|s| s.value += one);
+                    }
+                }
+            }
+            (Behaviour::FirstPieceOnly, LeafResponse::StorageChunk(c)) => c.pieces.truncate(1),
+            (Behaviour::PoisonFirstPiece, LeafResponse::StorageChunk(c)) if c.pieces.len() > 1 => {
+                if let Some(ChunkContent::Items(slots)) =
+                    c.pieces.first_mut().map(|p| &mut p.content)
+                {
                     slots.iter_mut().for_each(|s| s.value += one);
                 }
             }
