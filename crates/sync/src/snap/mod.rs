@@ -7,7 +7,8 @@
 //!   key until the prefix is covered ([`ranges`]); the chunk's storages then several accounts
 //!   per `GetStorageRanges` ([`storages`]): those that come whole are inlined, the others carry
 //!   the "large storage" mark, so the syncer fetches them as units of their own;
-//! * `GetStorageChunk(account, prefix)` → `GetStorageRanges` for that account, continued;
+//! * `GetStorageChunk([(account, prefix), ...])` → for each chunk in turn, `GetStorageRanges`
+//!   for that account, continued, until the pieces reach the request's `max_bytes`;
 //! * `GetNodes` → `GetTrieNodes`, geth's compact paths grouped per account ([`items`]);
 //! * `GetCodes` → `GetByteCodes`.
 //!

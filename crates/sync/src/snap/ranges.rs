@@ -42,12 +42,6 @@ fn next_key(key: B256) -> Option<B256> {
     U256::from_be_bytes(key.0).checked_add(U256::from(1u8)).map(|k| B256::from(k.to_be_bytes()))
 }
 
-/// The budget of the next round: the peer's, but no more than the chunk may still take (plus
-/// one byte, so that a chunk over `max_bytes` shows as such).
-fn round_budget(inner: &Inner, max_bytes: u64, got: u64) -> u64 {
-    inner.budget().min(max_bytes.saturating_sub(got).saturating_add(1))
-}
-
 /// Whether `keys` are strictly increasing and none is before `origin`, checked over the whole
 /// answer before any of it is read: a key past the range's limit ends the reading, and a list
 /// out of order after it must not pass as a shorter, well-formed answer.
@@ -62,91 +56,156 @@ fn ordered_from(origin: B256, keys: impl Iterator<Item = B256>) -> bool {
     true
 }
 
+/// Where a range stands after one answer.
+enum Progress {
+    /// Asked again from the key after the last one that came.
+    Continue,
+    /// Every key of the range came.
+    Covered,
+    /// The range holds more than the chunk's `max_bytes`.
+    TooLarge,
+}
+
+/// One chunk's key range, `prefix‖00… ..= prefix‖ff…`, read over as many snap/1 rounds as it
+/// takes (see the module docs for when it is covered).
+struct RangeRead {
+    origin: B256,
+    limit: B256,
+    max_bytes: u64,
+    /// Bytes of the items kept so far.
+    bytes: u64,
+}
+
+impl RangeRead {
+    fn new(prefix: &WirePath, max_bytes: u64) -> Self {
+        let (origin, limit) = prefix_bounds(prefix);
+        Self { origin, limit, max_bytes, bytes: 0 }
+    }
+
+    /// The budget of the next round: the peer's, but no more than the chunk may still take
+    /// (plus one byte, so that a chunk over `max_bytes` shows as such).
+    fn budget(&self, inner: &Inner) -> u64 {
+        inner.budget().min(self.max_bytes.saturating_sub(self.bytes).saturating_add(1))
+    }
+
+    /// What `max_bytes` leaves after the items kept.
+    fn room(&self) -> u64 {
+        self.max_bytes.saturating_sub(self.bytes)
+    }
+
+    /// Reads one non-empty answer: checks the order of all its `items` first (`disorder` names
+    /// the fault), then hands each item up to the range's end to `keep`, which returns its size.
+    /// `whole`: the answer says nothing lies past its last item (a storage answer without a
+    /// proof).
+    fn read<T>(
+        &mut self,
+        items: Vec<T>,
+        key: impl Fn(&T) -> B256,
+        whole: bool,
+        disorder: &'static str,
+        mut keep: impl FnMut(T) -> Result<u64, Fault>,
+    ) -> Result<Progress, Fault> {
+        if !ordered_from(self.origin, items.iter().map(&key)) {
+            return Err(Fault::Malformed(disorder));
+        }
+        let mut covered = whole;
+        let mut previous = None;
+        for item in items {
+            let item_key = key(&item);
+            previous = Some(item_key);
+            if item_key > self.limit {
+                covered = true;
+                break;
+            }
+            self.bytes += keep(item)?;
+            if item_key == self.limit {
+                covered = true;
+                break;
+            }
+        }
+        if self.bytes > self.max_bytes {
+            return Ok(Progress::TooLarge);
+        }
+        match previous.and_then(next_key) {
+            Some(next) if !covered => {
+                self.origin = next;
+                Ok(Progress::Continue)
+            }
+            _ => Ok(Progress::Covered),
+        }
+    }
+}
+
 /// The account chunk of `req.prefix` at the pivot's root.
 pub(crate) async fn account_chunk(
     inner: &Inner,
     pivot: &ChainHead,
     req: GetChunk,
 ) -> Result<LeafResponse, Fault> {
-    let (mut origin, limit) = prefix_bounds(&req.prefix);
+    let mut range = RangeRead::new(&req.prefix, req.max_bytes);
     let mut leaves: Vec<AccountLeaf> = Vec::new();
-    let mut bytes = 0u64;
-    let chunk = |leaves, content: Option<_>| {
-        LeafResponse::Chunk(Chunk {
-            head_number: pivot.number,
-            content: content.unwrap_or(ChunkContent::Items(leaves)),
-        })
-    };
+    let chunk = |content| LeafResponse::Chunk(Chunk { head_number: pivot.number, content });
     for _ in 0..max_rounds(req.max_bytes) {
         let request = GetAccountRange {
             request_id: 0,
             root: pivot.state_root,
-            origin,
-            limit,
-            bytes: round_budget(inner, req.max_bytes, bytes),
+            origin: range.origin,
+            limit: range.limit,
+            bytes: range.budget(inner),
         };
         let answer = match inner.ask(SnapMessage::GetAccountRange(request)).await? {
             SnapMessage::AccountRange(answer) => answer,
             _ => return Err(Fault::Malformed("answer of another kind to GetAccountRange")),
         };
-        if answer.accounts.is_empty() {
+        let progress = if answer.accounts.is_empty() {
             if answer.proof.is_empty() {
                 return Err(Fault::NoState);
             }
-            let room = req.max_bytes.saturating_sub(bytes);
-            inline_storages(inner, pivot.state_root, &mut leaves, room).await?;
-            return Ok(chunk(leaves, None));
-        }
-        if !ordered_from(origin, answer.accounts.iter().map(|a| a.hash)) {
-            return Err(Fault::Malformed("accounts out of order or before the origin"));
-        }
-        let mut covered = false;
-        let mut previous = None;
-        for item in answer.accounts {
-            previous = Some(item.hash);
-            if item.hash > limit {
-                covered = true;
-                break;
-            }
-            let (Some(storage_root), Some(code_hash)) =
-                (item.account.storage_root(), item.account.code_hash())
-            else {
-                return Err(Fault::Malformed("slim account field neither empty nor 32 bytes"));
-            };
-            bytes += 32 + item.account.length() as u64;
-            // Marked here; `inline_storages` inlines the storages that come whole.
-            let storage = if storage_root == EMPTY_ROOT_HASH {
-                AccountStorage::Inline(Vec::new())
-            } else {
-                AccountStorage::Large { slot_count: 0 }
-            };
-            leaves.push(AccountLeaf {
-                hashed_address: item.hash,
-                nonce: item.account.nonce,
-                balance: item.account.balance,
-                storage_root,
-                code_hash,
-                storage,
-            });
-            if item.hash == limit {
-                covered = true;
-                break;
-            }
-        }
-        if bytes > req.max_bytes {
-            return Ok(chunk(Vec::new(), Some(ChunkContent::TooLarge)));
-        }
-        match previous.and_then(next_key) {
-            Some(next) if !covered => origin = next,
-            _ => {
-                let room = req.max_bytes.saturating_sub(bytes);
-                inline_storages(inner, pivot.state_root, &mut leaves, room).await?;
-                return Ok(chunk(leaves, None));
+            Progress::Covered
+        } else {
+            range.read(
+                answer.accounts,
+                |item| item.hash,
+                false,
+                "accounts out of order or before the origin",
+                |item| {
+                    let (Some(storage_root), Some(code_hash)) =
+                        (item.account.storage_root(), item.account.code_hash())
+                    else {
+                        return Err(Fault::Malformed(
+                            "slim account field neither empty nor 32 bytes",
+                        ));
+                    };
+                    // Marked here; `inline_storages` inlines the storages that come whole.
+                    let storage = if storage_root == EMPTY_ROOT_HASH {
+                        AccountStorage::Inline(Vec::new())
+                    } else {
+                        AccountStorage::Large { slot_count: 0 }
+                    };
+                    let size = 32 + item.account.length() as u64;
+                    leaves.push(AccountLeaf {
+                        hashed_address: item.hash,
+                        nonce: item.account.nonce,
+                        balance: item.account.balance,
+                        storage_root,
+                        code_hash,
+                        storage,
+                    });
+                    Ok(size)
+                },
+            )?
+        };
+        match progress {
+            Progress::Continue => {}
+            Progress::TooLarge => return Ok(chunk(ChunkContent::TooLarge)),
+            Progress::Covered => {
+                inline_storages(inner, pivot.state_root, &mut leaves, range.room()).await?;
+                return Ok(chunk(ChunkContent::Items(leaves)));
             }
         }
     }
     // Starved: what came is judged by the skeleton hash.
-    Ok(chunk(leaves, None))
+    Ok(chunk(ChunkContent::Items(leaves)))
 }
 
 /// The storage chunks of `req`, one after the other, each as [`storage_piece`] asks it, until
@@ -178,18 +237,16 @@ async fn storage_piece(
     req: &StoragePrefix,
     max_bytes: u64,
 ) -> Result<ChunkContent<StorageSlot>, Fault> {
-    let (mut origin, limit) = prefix_bounds(&req.prefix);
+    let mut range = RangeRead::new(&req.prefix, max_bytes);
     let mut slots: Vec<StorageSlot> = Vec::new();
-    let mut bytes = 0u64;
-    let chunk = |slots, content: Option<_>| content.unwrap_or(ChunkContent::Items(slots));
     for _ in 0..max_rounds(max_bytes) {
         let request = GetStorageRanges {
             request_id: 0,
             root: pivot.state_root,
             accounts: vec![req.account],
-            origin: Bytes::copy_from_slice(origin.as_slice()),
-            limit: Bytes::copy_from_slice(limit.as_slice()),
-            bytes: round_budget(inner, max_bytes, bytes),
+            origin: Bytes::copy_from_slice(range.origin.as_slice()),
+            limit: Bytes::copy_from_slice(range.limit.as_slice()),
+            bytes: range.budget(inner),
         };
         let answer = match inner.ask(SnapMessage::GetStorageRanges(request)).await? {
             SnapMessage::StorageRanges(answer) => answer,
@@ -202,35 +259,25 @@ async fn storage_piece(
             return if answer.proof.is_empty() {
                 Err(Fault::NoState)
             } else {
-                Ok(chunk(slots, None))
+                Ok(ChunkContent::Items(slots))
             };
         };
-        if !ordered_from(origin, list.iter().map(|slot| slot.hash)) {
-            return Err(Fault::Malformed("slots out of order or before the origin"));
-        }
-        let mut covered = answer.proof.is_empty();
-        let mut previous = None;
-        for item in list {
-            previous = Some(item.hash);
-            if item.hash > limit {
-                covered = true;
-                break;
-            }
-            let value = slot_value(&item.body)?;
-            bytes += (32 + item.body.len()) as u64;
-            slots.push(StorageSlot { hashed_slot: item.hash, value });
-            if item.hash == limit {
-                covered = true;
-                break;
-            }
-        }
-        if bytes > max_bytes {
-            return Ok(chunk(Vec::new(), Some(ChunkContent::TooLarge)));
-        }
-        match previous.and_then(next_key) {
-            Some(next) if !covered => origin = next,
-            _ => return Ok(chunk(slots, None)),
+        let progress = range.read(
+            list,
+            |slot| slot.hash,
+            answer.proof.is_empty(),
+            "slots out of order or before the origin",
+            |item| {
+                let value = slot_value(&item.body)?;
+                slots.push(StorageSlot { hashed_slot: item.hash, value });
+                Ok((32 + item.body.len()) as u64)
+            },
+        )?;
+        match progress {
+            Progress::Continue => {}
+            Progress::TooLarge => return Ok(ChunkContent::TooLarge),
+            Progress::Covered => return Ok(ChunkContent::Items(slots)),
         }
     }
-    Ok(chunk(slots, None))
+    Ok(ChunkContent::Items(slots))
 }
