@@ -22,7 +22,7 @@ use leafsync_p2p::{
 
 use super::{
     Fault, Inner, max_rounds,
-    storages::{inline_storages, slot_value},
+    storages::{STORAGE_BATCH, inline_storages, slot_value, slots},
 };
 
 /// The first and last 32-byte keys under `prefix`.
@@ -208,9 +208,11 @@ pub(crate) async fn account_chunk(
     Ok(chunk(ChunkContent::Items(leaves)))
 }
 
-/// The storage chunks of `req`, one after the other, each as [`storage_piece`] asks it, until
-/// the pieces so far reach `req.max_bytes` (the first is always asked): the leaf/1 server's
-/// rule, so the chunks not reached are asked again by the syncer.
+/// The storage chunks of `req` in order, until the pieces so far reach `req.max_bytes` (the
+/// first is always asked): the leaf/1 server's rule, so the chunks not reached are asked again
+/// by the syncer. Whole storages (an empty prefix) next to each other are asked several
+/// accounts per `GetStorageRanges` ([`whole_storages`]), as snap/1 allows; a chunk under a
+/// prefix, and a storage cut by that request's budget, as [`storage_piece`] asks it.
 pub(crate) async fn storage_chunk(
     inner: &Inner,
     pivot: &ChainHead,
@@ -218,16 +220,77 @@ pub(crate) async fn storage_chunk(
 ) -> Result<LeafResponse, Fault> {
     let mut pieces = Vec::new();
     let mut bytes = 0u64;
-    for chunk in &req.chunks {
-        if !pieces.is_empty() && bytes >= req.max_bytes {
-            break;
+    let mut next = 0;
+    while next < req.chunks.len() && (pieces.is_empty() || bytes < req.max_bytes) {
+        let whole =
+            req.chunks[next..].iter().take_while(|c| c.prefix.is_empty()).take(STORAGE_BATCH);
+        let accounts: Vec<B256> = whole.map(|c| c.account).collect();
+        let contents = if accounts.len() > 1 {
+            let room = req.max_bytes.saturating_sub(bytes).max(1);
+            whole_storages(inner, pivot, &accounts, req.max_bytes, room).await?
+        } else {
+            Vec::new()
+        };
+        let contents = if contents.is_empty() {
+            vec![storage_piece(inner, pivot, &req.chunks[next], req.max_bytes).await?]
+        } else {
+            contents
+        };
+        for content in contents {
+            let piece = StoragePiece { head_number: pivot.number, content };
+            bytes += piece.length() as u64;
+            pieces.push(piece);
+            next += 1;
         }
-        let content = storage_piece(inner, pivot, chunk, req.max_bytes).await?;
-        let piece = StoragePiece { head_number: pivot.number, content };
-        bytes += piece.length() as u64;
-        pieces.push(piece);
     }
     Ok(LeafResponse::StorageChunk(StorageChunk { pieces }))
+}
+
+/// Whole storages of `accounts` from one `GetStorageRanges` within `room` bytes: the storages
+/// that came uncut, in order (a storage over `max_bytes` as "too large"). Empty when not even
+/// the first came whole (the caller asks it as a piece of its own); a storage the budget cut
+/// is left to the next round.
+async fn whole_storages(
+    inner: &Inner,
+    pivot: &ChainHead,
+    accounts: &[B256],
+    max_bytes: u64,
+    room: u64,
+) -> Result<Vec<ChunkContent<StorageSlot>>, Fault> {
+    let request = GetStorageRanges {
+        request_id: 0,
+        root: pivot.state_root,
+        accounts: accounts.to_vec(),
+
+        origin: Bytes::new(),
+        limit: Bytes::new(),
+        bytes: inner.budget().min(room),
+    };
+    let answer = match inner.ask(SnapMessage::GetStorageRanges(request)).await? {
+        SnapMessage::StorageRanges(answer) => answer,
+        _ => return Err(Fault::Malformed("answer of another kind to GetStorageRanges")),
+    };
+    if answer.slots.len() > accounts.len() {
+        return Err(Fault::Malformed("storage lists for accounts not asked for"));
+    }
+    if answer.slots.is_empty() && answer.proof.is_empty() {
+        // Every account asked has storage: nothing at all is "no state".
+        return Err(Fault::NoState);
+    }
+    // A proof means the last list was cut.
+    let whole = answer.slots.len() - usize::from(!answer.proof.is_empty());
+    let mut contents = Vec::with_capacity(whole);
+    for list in answer.slots.into_iter().take(whole) {
+        let size: u64 = list.iter().map(|s| (32 + s.body.len()) as u64).sum();
+        // An empty list fails the account's storage root in the syncer, as any wrong one.
+        let slots = slots(list)?;
+        contents.push(if size > max_bytes {
+            ChunkContent::TooLarge
+        } else {
+            ChunkContent::Items(slots)
+        });
+    }
+    Ok(contents)
 }
 
 /// The storage chunk of `req.account` under `req.prefix` at the pivot's root.
