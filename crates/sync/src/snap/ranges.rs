@@ -225,17 +225,17 @@ pub(crate) async fn storage_chunk(
         let whole =
             req.chunks[next..].iter().take_while(|c| c.prefix.is_empty()).take(STORAGE_BATCH);
         let accounts: Vec<B256> = whole.map(|c| c.account).collect();
-        let contents = if accounts.len() > 1 {
+        let (mut contents, cut) = if accounts.len() > 1 {
             let room = req.max_bytes.saturating_sub(bytes).max(1);
             whole_storages(inner, pivot, &accounts, req.max_bytes, room).await?
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
-        let contents = if contents.is_empty() {
-            vec![storage_piece(inner, pivot, &req.chunks[next], req.max_bytes).await?]
-        } else {
-            contents
-        };
+        if contents.len() < accounts.len().max(1) {
+            // The next chunk, continued after what its cut storage brought, if anything.
+            let chunk = &req.chunks[next + contents.len()];
+            contents.push(storage_piece(inner, pivot, chunk, req.max_bytes, cut).await?);
+        }
         for content in contents {
             let piece = StoragePiece { head_number: pivot.number, content };
             bytes += piece.length() as u64;
@@ -247,16 +247,15 @@ pub(crate) async fn storage_chunk(
 }
 
 /// Whole storages of `accounts` from one `GetStorageRanges` within `room` bytes: the storages
-/// that came uncut, in order (a storage over `max_bytes` as "too large"). Empty when not even
-/// the first came whole (the caller asks it as a piece of its own); a storage the budget cut
-/// is left to the next round.
+/// that came uncut, in order (a storage over `max_bytes` as "too large"), and the checked slots
+/// of the storage the budget cut after them (empty if none came), which the caller continues.
 async fn whole_storages(
     inner: &Inner,
     pivot: &ChainHead,
     accounts: &[B256],
     max_bytes: u64,
     room: u64,
-) -> Result<Vec<ChunkContent<StorageSlot>>, Fault> {
+) -> Result<(Vec<ChunkContent<StorageSlot>>, Vec<StorageSlot>), Fault> {
     let request = GetStorageRanges {
         request_id: 0,
         root: pivot.state_root,
@@ -280,7 +279,8 @@ async fn whole_storages(
     // A proof means the last list was cut.
     let whole = answer.slots.len() - usize::from(!answer.proof.is_empty());
     let mut contents = Vec::with_capacity(whole);
-    for list in answer.slots.into_iter().take(whole) {
+    let mut lists = answer.slots.into_iter();
+    for list in lists.by_ref().take(whole) {
         let size: u64 = list.iter().map(|s| (32 + s.body.len()) as u64).sum();
         // An empty list fails the account's storage root in the syncer, as any wrong one.
         let slots = slots(list)?;
@@ -290,18 +290,36 @@ async fn whole_storages(
             ChunkContent::Items(slots)
         });
     }
-    Ok(contents)
+    let cut = match lists.next() {
+        Some(list) => slots(list)?,
+        None => Vec::new(),
+    };
+    Ok((contents, cut))
 }
 
-/// The storage chunk of `req.account` under `req.prefix` at the pivot's root.
+/// The storage chunk of `req.account` under `req.prefix` at the pivot's root, continued after
+/// `start` (checked slots of its beginning that an earlier request brought; empty: from the
+/// prefix's first key).
 async fn storage_piece(
     inner: &Inner,
     pivot: &ChainHead,
     req: &StoragePrefix,
     max_bytes: u64,
+    start: Vec<StorageSlot>,
 ) -> Result<ChunkContent<StorageSlot>, Fault> {
     let mut range = RangeRead::new(&req.prefix, max_bytes);
-    let mut slots: Vec<StorageSlot> = Vec::new();
+    if let Some(last) = start.last() {
+        let (first_key, _) = prefix_bounds(&req.prefix);
+        if start[0].hashed_slot < first_key || last.hashed_slot > range.limit {
+            return Err(Fault::Malformed("slots outside the storage chunk"));
+        }
+        let Some(next) = next_key(last.hashed_slot) else {
+            return Ok(ChunkContent::Items(start));
+        };
+        range.origin = next;
+        range.bytes = start.iter().map(|s| 32 + s.value.length() as u64).sum();
+    }
+    let mut slots = start;
     for _ in 0..max_rounds(max_bytes) {
         let request = GetStorageRanges {
             request_id: 0,
