@@ -5,11 +5,12 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::Ordering};
 
 use common::{Behaviour, SimPeer, assert_same_state, assert_synced, dyn_peers, source};
 use leafsync_leafdb::LeafDb;
 use leafsync_p2p::PenaltyClass;
+use leafsync_serve::ServeConfig;
 use leafsync_sync::{SyncConfig, SyncMode, Syncer};
 
 const ACCOUNTS: u64 = 2000;
@@ -30,10 +31,24 @@ async fn run_with(
     hostile: &[Behaviour],
     config: SyncConfig,
 ) -> (leafsync_sync::SyncOutcome, Vec<Arc<SimPeer>>) {
+    run_serving(hostile, config, ServeConfig::default()).await
+}
+
+/// [`run_with`], every peer serving with `serve`.
+async fn run_serving(
+    hostile: &[Behaviour],
+    config: SyncConfig,
+    serve: ServeConfig,
+) -> (leafsync_sync::SyncOutcome, Vec<Arc<SimPeer>>) {
     let src = source(ACCOUNTS, 11);
-    let mut peers = vec![SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, ACCOUNTS)];
+    let peer = |n: u8, b: Behaviour| {
+        let mut peer = SimPeer::new(n, Arc::clone(&src), b, ACCOUNTS);
+        Arc::get_mut(&mut peer).expect("not shared yet").serve = serve.clone();
+        peer
+    };
+    let mut peers = vec![peer(1, Behaviour::Honest)];
     for (i, b) in hostile.iter().enumerate() {
-        peers.push(SimPeer::new(i as u8 + 2, Arc::clone(&src), *b, ACCOUNTS));
+        peers.push(peer(i as u8 + 2, *b));
     }
     let client = Arc::new(LeafDb::in_memory());
     let outcome = Syncer::new(Arc::clone(&client), config, dyn_peers(&peers)).run().await.unwrap();
@@ -60,16 +75,29 @@ fn assert_heals_within(out: &leafsync_sync::SyncOutcome, allowed: u32) {
     assert!(out.stats.chunks_healed <= bound, "{:?}", out.stats);
 }
 
+/// Storage batches the hostile peers (all but the first) cut or poisoned.
+fn tampered(peers: &[Arc<SimPeer>]) -> u64 {
+    peers[1..].iter().map(|p| p.batches_tampered.load(Ordering::Relaxed)).sum()
+}
+
 /// Chunk target for the storage batch tests: a one-level skeleton (16 account chunks), so that
 /// the large storages of this state are queued together and share `GetStorageChunk`s.
 const BATCH_CHUNK_BYTES: u64 = 256 * 1024;
 
+/// The storage batch tests: servers inline no storage over 200 bytes (a few slots), so this
+/// state has hundreds of large storages and every peer is the rendezvous home of many.
+async fn run_batches(hostile: &[Behaviour]) -> (leafsync_sync::SyncOutcome, Vec<Arc<SimPeer>>) {
+    let config = SyncConfig { chunk_target_bytes: BATCH_CHUNK_BYTES, ..Default::default() };
+    let serve = ServeConfig { inline_storage_bytes: 200, ..Default::default() };
+    run_serving(hostile, config, serve).await
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lie_in_one_storage_piece_costs_its_server_and_spares_the_other_pieces() {
-    let config = SyncConfig { chunk_target_bytes: BATCH_CHUNK_BYTES, ..Default::default() };
-    let (out, peers) = run_with(&[Behaviour::PoisonFirstPiece], config).await;
+    let (out, peers) = run_batches(&[Behaviour::PoisonFirstPiece]).await;
     let liar = &peers[1];
     let penalties = liar.penalties.lock().unwrap().clone();
+    assert!(tampered(&peers) > 0, "the liar got no storage batch of two or more");
     assert!(penalties.contains(&PenaltyClass::High), "the poisoned piece is junk: {penalties:?}");
     // Only the poisoned pieces were healed: the honest pieces of its batches verified.
     let s = &out.stats;
@@ -83,9 +111,9 @@ async fn a_lie_in_one_storage_piece_costs_its_server_and_spares_the_other_pieces
 async fn storage_batches_answered_in_part_are_finished_without_penalty() {
     // The partial server alone: every batch comes back with its first piece only, and the
     // rest is asked again until the whole state is there.
-    let config = SyncConfig { chunk_target_bytes: BATCH_CHUNK_BYTES, ..Default::default() };
-    let (out, peers) = run_with(&[Behaviour::FirstPieceOnly], config).await;
+    let (out, peers) = run_batches(&[Behaviour::FirstPieceOnly]).await;
     let partial = &peers[1];
+    assert!(tampered(&peers) > 0, "the partial server got no storage batch of two or more");
     assert!(partial.penalties.lock().unwrap().is_empty(), "an honest partial answer");
     assert!(!out.banned.contains(&partial.id) && !out.dropped.contains(&partial.id));
     assert_eq!(out.stats.chunks_healed, 0);

@@ -67,6 +67,11 @@ pub struct SimPeer {
     pub behaviour: Behaviour,
     pub account_estimate: u64,
     pub requests: AtomicU64,
+    /// Answers of several storage pieces this peer cut or poisoned (`FirstPieceOnly`,
+    /// `PoisonFirstPiece`): shows a test that its misbehaviour was exercised.
+    pub batches_tampered: AtomicU64,
+    /// How it serves (the server's defaults unless a test changes them).
+    pub serve: ServeConfig,
     pub penalties: std::sync::Mutex<Vec<PenaltyClass>>,
 }
 
@@ -78,6 +83,8 @@ impl SimPeer {
             behaviour,
             account_estimate: estimate,
             requests: AtomicU64::new(0),
+            batches_tampered: AtomicU64::new(0),
+            serve: ServeConfig::default(),
             penalties: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -100,19 +107,19 @@ impl SimPeer {
     /// The honest answer to `request`.
     fn serve(&self, request: LeafRequest) -> LeafResponse {
         let snap = self.db.snapshot().unwrap();
-        let config = ServeConfig::default();
+        let config = &self.serve;
         match request {
             LeafRequest::GetChunk(r) => {
-                LeafResponse::Chunk(serve_chunk(&snap, &r, &config).unwrap())
+                LeafResponse::Chunk(serve_chunk(&snap, &r, config).unwrap())
             }
             LeafRequest::GetStorageChunk(r) => {
-                LeafResponse::StorageChunk(serve_storage_chunk(&snap, &r, &config).unwrap())
+                LeafResponse::StorageChunk(serve_storage_chunk(&snap, &r, config).unwrap())
             }
             LeafRequest::GetNodes(r) => {
-                LeafResponse::Nodes(serve_nodes(&snap, &r, &config).unwrap())
+                LeafResponse::Nodes(serve_nodes(&snap, &r, config).unwrap())
             }
             LeafRequest::GetCodes(r) => {
-                LeafResponse::Codes(serve_codes(&snap, &r, &config).unwrap())
+                LeafResponse::Codes(serve_codes(&snap, &r, config).unwrap())
             }
         }
     }
@@ -132,8 +139,12 @@ impl SimPeer {
                     }
                 }
             }
-            (Behaviour::FirstPieceOnly, LeafResponse::StorageChunk(c)) => c.pieces.truncate(1),
+            (Behaviour::FirstPieceOnly, LeafResponse::StorageChunk(c)) if c.pieces.len() > 1 => {
+                self.batches_tampered.fetch_add(1, Ordering::Relaxed);
+                c.pieces.truncate(1)
+            }
             (Behaviour::PoisonFirstPiece, LeafResponse::StorageChunk(c)) if c.pieces.len() > 1 => {
+                self.batches_tampered.fetch_add(1, Ordering::Relaxed);
                 if let Some(ChunkContent::Items(slots)) =
                     c.pieces.first_mut().map(|p| &mut p.content)
                 {
