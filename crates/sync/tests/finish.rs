@@ -17,13 +17,12 @@ use alloy_trie::EMPTY_ROOT_HASH;
 use common::{
     Behaviour, Hook, Hooked, SimPeer, assert_same_state, assert_synced,
     chain::{ACCOUNTS, at, chain},
-    dyn_peers, source,
+    chain_head, dyn_peers, source,
 };
 use leafsync_leafdb::{
     Durability, KvRead, KvStore, LeafDb, MemStore, Table, WriteBatch,
     schema::{decode_account, encode_slot_value, storage_key},
 };
-use leafsync_p2p::leaf::ChainHead;
 use leafsync_sync::{SyncConfig, SyncError, SyncPeer, Syncer};
 
 /// Once the client holds an account with storage, writes one junk slot into that account's flat
@@ -123,11 +122,7 @@ async fn after_a_heal_wrong_flat_storage_is_still_found() {
         peers.push(Arc::new(Hooked { inner, hook }));
     }
     let config = SyncConfig {
-        pivot: Some(ChainHead {
-            number: pivot.number,
-            hash: pivot.hash,
-            state_root: pivot.state_root,
-        }),
+        pivot: Some(chain_head(&pivot)),
         chunk_target_bytes: 16 * 1024,
         ..Default::default()
     };

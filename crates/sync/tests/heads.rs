@@ -10,10 +10,9 @@ use std::sync::Arc;
 use common::{
     Behaviour, SimPeer, assert_synced,
     chain::{ACCOUNTS, at, chain},
-    dyn_peers,
+    chain_head, dyn_peers,
 };
 use leafsync_leafdb::LeafDb;
-use leafsync_p2p::leaf::ChainHead;
 use leafsync_sync::{SyncConfig, Syncer};
 
 const BLOCKS: u64 = 16;
@@ -33,11 +32,7 @@ async fn servers_around_the_pivot_give_the_pivot_state() {
         .collect();
     let client = Arc::new(LeafDb::in_memory());
     let config = SyncConfig {
-        pivot: Some(ChainHead {
-            number: pivot.number,
-            hash: pivot.hash,
-            state_root: pivot.state_root,
-        }),
+        pivot: Some(chain_head(&pivot)),
         chunk_target_bytes: 16 * 1024,
         ..Default::default()
     };

@@ -41,7 +41,10 @@ use leafsync_p2p::{
     PeerId, PenaltyClass,
     leaf::ChainHead,
     requests::{LeafRequest, LeafResponse, RequestError, ResponseViolation},
-    snap::{GetAccountRange, SnapMessage, protocol::SOFT_RESPONSE_LIMIT},
+    snap::{
+        GetAccountRange, GetStorageRanges, SnapMessage, StorageRanges,
+        protocol::SOFT_RESPONSE_LIMIT,
+    },
 };
 use tokio::time::Instant;
 use tracing::debug;
@@ -244,6 +247,20 @@ impl Inner {
             self.transport.penalise(PenaltyClass::Mid);
         }
         Ok(answer?)
+    }
+
+    /// One `GetStorageRanges` round trip: the answer, checked to hold no more lists than
+    /// `request` asked accounts for.
+    async fn storage_ranges(&self, request: GetStorageRanges) -> Result<StorageRanges, Fault> {
+        let asked = request.accounts.len();
+        let answer = match self.ask(SnapMessage::GetStorageRanges(request)).await? {
+            SnapMessage::StorageRanges(answer) => answer,
+            _ => return Err(Fault::Malformed("answer of another kind to GetStorageRanges")),
+        };
+        if answer.slots.len() > asked {
+            return Err(Fault::Malformed("storage lists for accounts not asked for"));
+        }
+        Ok(answer)
     }
 }
 

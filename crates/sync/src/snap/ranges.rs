@@ -265,13 +265,7 @@ async fn whole_storages(
         limit: Bytes::new(),
         bytes: inner.budget().min(room),
     };
-    let answer = match inner.ask(SnapMessage::GetStorageRanges(request)).await? {
-        SnapMessage::StorageRanges(answer) => answer,
-        _ => return Err(Fault::Malformed("answer of another kind to GetStorageRanges")),
-    };
-    if answer.slots.len() > accounts.len() {
-        return Err(Fault::Malformed("storage lists for accounts not asked for"));
-    }
+    let answer = inner.storage_ranges(request).await?;
     if answer.slots.is_empty() && answer.proof.is_empty() {
         // Every account asked has storage: nothing at all is "no state".
         return Err(Fault::NoState);
@@ -329,13 +323,7 @@ async fn storage_piece(
             limit: Bytes::copy_from_slice(range.limit.as_slice()),
             bytes: range.budget(inner),
         };
-        let answer = match inner.ask(SnapMessage::GetStorageRanges(request)).await? {
-            SnapMessage::StorageRanges(answer) => answer,
-            _ => return Err(Fault::Malformed("answer of another kind to GetStorageRanges")),
-        };
-        if answer.slots.len() > 1 {
-            return Err(Fault::Malformed("storage lists for accounts not asked for"));
-        }
+        let answer = inner.storage_ranges(request).await?;
         let Some(list) = answer.slots.into_iter().next().filter(|l| !l.is_empty()) else {
             return if answer.proof.is_empty() {
                 Err(Fault::NoState)

@@ -11,7 +11,7 @@ use alloy_primitives::{B256, Bytes, U256};
 use alloy_rlp::Decodable;
 use leafsync_p2p::{
     leaf::{AccountLeaf, AccountStorage, StorageSlot, protocol::MAX_INLINE_STORAGE_SLOTS},
-    snap::{GetStorageRanges, SnapMessage, StorageData},
+    snap::{GetStorageRanges, StorageData},
 };
 
 use super::{Fault, Inner};
@@ -74,13 +74,7 @@ pub(crate) async fn inline_storages(
             limit: Bytes::new(),
             bytes: inner.budget().min(room),
         };
-        let answer = match inner.ask(SnapMessage::GetStorageRanges(request)).await? {
-            SnapMessage::StorageRanges(answer) => answer,
-            _ => return Err(Fault::Malformed("answer of another kind to GetStorageRanges")),
-        };
-        if answer.slots.len() > batch.len() {
-            return Err(Fault::Malformed("storage lists for accounts not asked for"));
-        }
+        let answer = inner.storage_ranges(request).await?;
         if answer.slots.is_empty() {
             // Every account asked has storage: nothing at all is "no state"; lists missing
             // with a proof leave the storages to their units.
