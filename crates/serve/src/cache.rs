@@ -11,15 +11,21 @@
 //! * Bounded in bytes (body + [`crate::config::CACHE_ENTRY_OVERHEAD`] per entry), least recently
 //!   used out; an entry is handed out while the head is at most `reuse_blocks` past the head it
 //!   was read at, and dropped when found older (or when the head went backwards).
-//! * Two clients missing the same key at once both compute it (no single-flight); the second
-//!   insert replaces the first. Bounded by the per-peer concurrency limit.
+//! * Single flight: a request that misses a key another request is computing now waits for that
+//!   computation (at most the request time budget, [`ChunkCache::lead_or_join`]) and takes its
+//!   result, counted as a hit (`joined` says how many hits waited). Two clients asking the same
+//!   server for the same chunk at the same moment (clients syncing side by side send each chunk
+//!   to the same server) cost one leafdb read, not two. A waiter that finds nothing after the
+//!   wait (the leader failed, timed out or its chunk was too large to cache) computes the chunk
+//!   itself. A leader finishes its chunk before it waits for any other, so waits form no cycle.
 
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{
-        Arc, Mutex, MutexGuard,
+        Arc, Condvar, Mutex, MutexGuard, PoisonError,
         atomic::{AtomicU64, Ordering},
     },
+    time::Duration,
 };
 
 use alloy_primitives::B256;
@@ -93,6 +99,7 @@ impl CachedChunk {
 #[derive(Debug, Default)]
 pub struct CacheMetrics {
     hits: AtomicU64,
+    joined: AtomicU64,
     misses: AtomicU64,
     stale: AtomicU64,
     evictions: AtomicU64,
@@ -102,8 +109,11 @@ pub struct CacheMetrics {
 /// The counters at one moment.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
-    /// Lookups answered from the cache.
+    /// Lookups answered from the cache, including those that waited for another request's
+    /// computation of the same chunk.
     pub hits: u64,
+    /// Of the hits, those that waited for another request's computation (single flight).
+    pub joined: u64,
     /// Lookups that found nothing usable (including stale entries).
     pub misses: u64,
     /// Entries dropped because the head moved more than the reuse window.
@@ -129,9 +139,49 @@ struct Slot {
     tick: u64,
 }
 
+/// A chunk being computed by one request; others missing the same key wait for it.
+#[derive(Default)]
+struct Flight {
+    done: Mutex<bool>,
+    landed: Condvar,
+}
+
+impl Flight {
+    fn wait(&self, at_most: Duration) {
+        let done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self.landed.wait_timeout_while(done, at_most, |done| !*done);
+    }
+}
+
+/// What a request that missed does next ([`ChunkCache::lead_or_join`]).
+pub enum Fill<'a> {
+    /// Another request computed the chunk meanwhile: here it is.
+    Joined(Arc<CachedChunk>),
+    /// Compute the chunk and insert it; while the guard (if any) lives, requests missing the
+    /// same key wait for it. Dropping it (after the insert, or on an error) wakes them.
+    Compute(Option<FlightGuard<'a>>),
+}
+
+/// Marks a chunk as being computed; see [`Fill::Compute`].
+pub struct FlightGuard<'a> {
+    cache: &'a ChunkCache,
+    key: ChunkKey,
+    flight: Arc<Flight>,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        self.cache.lock().flights.remove(&self.key);
+        *self.flight.done.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.flight.landed.notify_all();
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     map: HashMap<ChunkKey, Slot>,
+    /// Chunks being computed now.
+    flights: HashMap<ChunkKey, Arc<Flight>>,
     /// Last-use tick → key; the first entry is the least recently used.
     order: BTreeMap<u64, ChunkKey>,
     tick: u64,
@@ -187,17 +237,49 @@ impl ChunkCache {
     /// The entry for `key` if it may serve a client whose snapshot is at `head`. Counts a hit or
     /// a miss; drops the entry if the head has moved past the reuse window.
     pub fn get(&self, key: &ChunkKey, head: u64) -> Option<Arc<CachedChunk>> {
+        let found = self.fresh(key, head);
+        let counter = if found.is_some() { &self.metrics.hits } else { &self.metrics.misses };
+        CacheMetrics::bump(counter);
+        found
+    }
+
+    /// After `get` missed `key`: joins the request computing it, if one is, waiting at most
+    /// `wait` for its chunk, or leads its computation. A fresh chunk found after the wait (or
+    /// landed since the miss) turns the miss into a hit.
+    pub fn lead_or_join(&self, key: &ChunkKey, head: u64, wait: Duration) -> Fill<'_> {
+        if self.capacity == 0 {
+            return Fill::Compute(None);
+        }
+        let flight = self.lock().flights.get(key).cloned();
+        if let Some(flight) = &flight {
+            flight.wait(wait);
+        }
+        if let Some(chunk) = self.fresh(key, head) {
+            self.metrics.misses.fetch_sub(1, Ordering::Relaxed);
+            CacheMetrics::bump(&self.metrics.hits);
+            CacheMetrics::bump(&self.metrics.joined);
+            return Fill::Joined(chunk);
+        }
         let mut inner = self.lock();
-        let Some(slot) = inner.map.get(key) else {
-            CacheMetrics::bump(&self.metrics.misses);
-            return None;
-        };
+        if flight.is_some() || inner.flights.contains_key(key) {
+            // The leader failed or is slow: compute alongside, unmarked.
+            return Fill::Compute(None);
+        }
+        let flight = Arc::new(Flight::default());
+        inner.flights.insert(key.clone(), Arc::clone(&flight));
+        Fill::Compute(Some(FlightGuard { cache: self, key: key.clone(), flight }))
+    }
+
+    /// The fresh entry for `key` at `head`, marked as used; a stale one is dropped. Counts
+    /// nothing but stale drops.
+    fn fresh(&self, key: &ChunkKey, head: u64) -> Option<Arc<CachedChunk>> {
+        let mut inner = self.lock();
+        let slot = inner.map.get(key)?;
         let entry_head = slot.chunk.head_number;
         let fresh = head >= entry_head && head - entry_head <= self.reuse_blocks;
         if !fresh {
             inner.remove(key);
             CacheMetrics::bump(&self.metrics.stale);
-            CacheMetrics::bump(&self.metrics.misses);
             return None;
         }
         let old_tick = slot.tick;
@@ -208,7 +290,6 @@ impl ChunkCache {
         if let Some(slot) = inner.map.get_mut(key) {
             slot.tick = tick;
         }
-        CacheMetrics::bump(&self.metrics.hits);
         Some(chunk)
     }
 
@@ -244,6 +325,7 @@ impl ChunkCache {
         let m = &self.metrics;
         CacheStats {
             hits: m.hits.load(Ordering::Relaxed),
+            joined: m.joined.load(Ordering::Relaxed),
             misses: m.misses.load(Ordering::Relaxed),
             stale: m.stale.load(Ordering::Relaxed),
             evictions: m.evictions.load(Ordering::Relaxed),
@@ -315,5 +397,46 @@ mod tests {
         assert!(single.fits(0));
         let tl = CachedChunk { too_large: true, items: 0, ..(*c).clone() };
         assert!(tl.fits(0));
+    }
+
+    #[test]
+    fn a_miss_of_a_chunk_in_flight_waits_for_it_and_counts_as_a_hit() {
+        let cache = ChunkCache::new(1 << 20, 4);
+        assert!(cache.get(&key(1), 5).is_none());
+        let Fill::Compute(Some(flight)) = cache.lead_or_join(&key(1), 5, Duration::ZERO) else {
+            panic!("the first miss leads")
+        };
+        std::thread::scope(|s| {
+            let joiner = s.spawn(|| {
+                assert!(cache.get(&key(1), 5).is_none());
+                cache.lead_or_join(&key(1), 5, Duration::from_secs(60))
+            });
+            // The joiner waits until the leader has inserted its chunk and let go.
+            while cache.stats().misses < 2 {
+                std::thread::yield_now();
+            }
+            cache.insert(key(1), chunk(5, 10));
+            drop(flight);
+            let Ok(Fill::Joined(got)) = joiner.join() else { panic!("the second miss joins") };
+            assert_eq!(got.head_number, 5);
+        });
+        let s = cache.stats();
+        assert_eq!((s.hits, s.joined, s.misses, s.inserts), (1, 1, 1, 1));
+    }
+
+    #[test]
+    fn a_waiter_whose_leader_failed_computes_the_chunk_itself() {
+        let cache = ChunkCache::new(1 << 20, 4);
+        let Fill::Compute(Some(flight)) = cache.lead_or_join(&key(1), 5, Duration::ZERO) else {
+            panic!("the first miss leads")
+        };
+        // Nothing lands within the wait: the second computes too, unmarked.
+        assert!(matches!(cache.lead_or_join(&key(1), 5, Duration::ZERO), Fill::Compute(None)));
+        drop(flight); // the leader failed: nothing inserted
+        // The flight is over: the next miss leads again.
+        assert!(matches!(cache.lead_or_join(&key(1), 5, Duration::ZERO), Fill::Compute(Some(_))));
+        // A disabled cache has no flights.
+        let off = ChunkCache::new(0, 4);
+        assert!(matches!(off.lead_or_join(&key(1), 5, Duration::ZERO), Fill::Compute(None)));
     }
 }

@@ -22,7 +22,7 @@ use leafsync_p2p::leaf::{
 use tracing::warn;
 
 use crate::{
-    cache::{CacheStats, CachedChunk, ChunkCache, ChunkKey, ChunkKind},
+    cache::{CacheStats, CachedChunk, ChunkCache, ChunkKey, ChunkKind, Fill},
     chunk::{PieceBudget, account_chunk, head_number, storage_chunk},
     config::{MAX_STORAGE_CHUNKS_SERVED, ServeConfig},
     error::ServeError,
@@ -209,15 +209,23 @@ impl<S: KvStore> LeafServer<S> {
         self.cache.get(&key, head_number(snap)).ok_or(key)
     }
 
-    /// Computes the chunk for `spec` with its byte class (`key`'s) as bound, and caches it.
+    /// Computes the chunk for `spec` with its byte class (`key`'s) as bound, and caches it; or,
+    /// when another request is computing it now, waits for its result (single flight).
     fn fill(
         &self,
         snap: &LeafSnapshot<'_, S>,
         spec: &ChunkSpec<'_>,
         key: ChunkKey,
     ) -> Result<Arc<CachedChunk>, ServeError> {
+        let wait = self.config.request_time_budget;
+        let flight = match self.cache.lead_or_join(&key, head_number(snap), wait) {
+            Fill::Joined(chunk) => return Ok(chunk),
+            Fill::Compute(flight) => flight,
+        };
         let chunk = Arc::new(self.compute_chunk(snap, spec, key.bytes_class)?);
         self.cache.insert(key, Arc::clone(&chunk));
+        // Only now: whoever waited for this chunk finds it in the cache.
+        drop(flight);
         Ok(chunk)
     }
 

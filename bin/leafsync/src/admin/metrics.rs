@@ -57,6 +57,8 @@ fn record(state: &AdminState, peers: usize) {
     counter("leafsync_serve_internal_errors_total", help, s.internal_errors);
     counter("leafsync_serve_cache_hits_total", "Chunk cache hits.", s.cache.hits);
     counter("leafsync_serve_cache_misses_total", "Chunk cache misses.", s.cache.misses);
+    let help = "Chunk cache hits that waited for another request reading the same chunk.";
+    counter("leafsync_serve_cache_joined_total", help, s.cache.joined);
     gauge("leafsync_serve_cache_bytes", "Bytes held by the chunk cache.", s.cache.bytes as f64);
     let help = "Replaced trie nodes held for recent pivots.";
     gauge("leafsync_recent_nodes", help, recent_nodes as f64);

@@ -194,6 +194,7 @@ impl Run {
                 "cpu_s_per_mb": self.server_cpu_per_mb(),
                 "served": c.served,
                 "cache_hits": c.cache_hits,
+                "cache_joined": c.cache_joined,
                 "cache_misses": c.cache_misses,
                 "cache_hit_rate": c.hit_rate(),
             })
@@ -716,12 +717,13 @@ fn servers_line(run: &Run, c: &ServerCounters) -> String {
         String::new()
     };
     format!(
-        "  servers: {:.2} s CPU, {:.4} s per MB answered; {} requests; chunk cache {} hits, {} \
-         misses: {:.3}{target}\n",
+        "  servers: {:.2} s CPU, {:.4} s per MB answered; {} requests; chunk cache {} hits ({} \
+         waited for another request's read), {} misses: {:.3}{target}\n",
         c.cpu_ticks as f64 / USER_HZ,
         run.server_cpu_per_mb().unwrap_or(f64::NAN),
         c.served,
         c.cache_hits,
+        c.cache_joined,
         c.cache_misses,
         rate,
     )

@@ -68,8 +68,10 @@ pub(crate) struct ServerCounters {
     /// Requests answered, all servers together.
     pub(crate) served: u64,
     /// Chunk requests (`GetChunk`, `GetStorageChunk`) answered from the answering server's chunk
-    /// cache.
+    /// cache (including those that waited for another request computing the same chunk).
     pub(crate) cache_hits: u64,
+    /// Of the hits, those that waited for another request's computation (single flight).
+    pub(crate) cache_joined: u64,
     /// Chunk requests the answering server had to read from its leafdb (not in its cache, or
     /// stale there).
     pub(crate) cache_misses: u64,
@@ -82,6 +84,7 @@ impl ServerCounters {
         for stats in servers.iter().map(|s| s.stats()) {
             counters.served += stats.served;
             counters.cache_hits += stats.cache.hits;
+            counters.cache_joined += stats.cache.joined;
             counters.cache_misses += stats.cache.misses;
         }
         Ok(counters)
@@ -93,6 +96,7 @@ impl ServerCounters {
             cpu_ticks: self.cpu_ticks.saturating_sub(earlier.cpu_ticks),
             served: self.served.saturating_sub(earlier.served),
             cache_hits: self.cache_hits.saturating_sub(earlier.cache_hits),
+            cache_joined: self.cache_joined.saturating_sub(earlier.cache_joined),
             cache_misses: self.cache_misses.saturating_sub(earlier.cache_misses),
         }
     }
