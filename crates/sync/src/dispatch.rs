@@ -31,6 +31,10 @@ pub(crate) fn request_bytes(chunk_max_bytes: u64) -> u64 {
 /// (only if it may get chunks): an account chunk, or storage units batched up to `batch_bytes`
 /// ([`storage_batch`]); then codes, as many as [`CodeQueue::batch_size`]. Each from items it has
 /// not tried this round.
+///
+/// A chunk is one whose rendezvous home `peer` is ([`crate::rendezvous`]), so that clients
+/// syncing from the same servers ask each chunk of the same server; only when none is left
+/// does `peer` take another peer's (work stealing: a slow peer never holds work back).
 pub(crate) fn next_job(
     work: &mut Work,
     codes: &mut CodeQueue,
@@ -44,13 +48,24 @@ pub(crate) fn next_job(
             return Ok(Some(Job::Nodes(nodes)));
         }
     }
-    if roster.chunks.contains(&peer)
-        && let Some(unit) = take_for(&mut work.units, peer, &roster.chunks, 1)?.pop()
-    {
-        if unit.owner.is_none() {
-            return Ok(Some(Job::Chunk(unit)));
+    if roster.chunks.contains(&peer) {
+        let rendezvous = &roster.rendezvous;
+        let mut home = true;
+        let mut unit = take_matching(&mut work.units, peer, &roster.chunks, 1, |u| {
+            rendezvous.is_home(u, peer)
+        })?
+        .pop();
+        if unit.is_none() {
+            home = false;
+            unit = take_for(&mut work.units, peer, &roster.chunks, 1)?.pop();
         }
-        return storage_batch(work, unit, peer, roster, batch_bytes).map(|b| Some(Job::Storage(b)));
+        if let Some(unit) = unit {
+            if unit.owner.is_none() {
+                return Ok(Some(Job::Chunk(unit)));
+            }
+            let batch = storage_batch(work, unit, peer, roster, batch_bytes, home)?;
+            return Ok(Some(Job::Storage(batch)));
+        }
     }
     let batch = codes.batch_size();
     let codes = take_for(&mut codes.queue, peer, &roster.active, batch)?;
@@ -60,20 +75,25 @@ pub(crate) fn next_job(
 /// The storage units asked with `first` in one `GetStorageChunk`: further storage units `peer`
 /// may get, in queue order, while their estimated sizes ([`crate::work::StorageSizes`]) add up
 /// to at most `batch_bytes`, up to the protocol's batch limit. A unit of unknown size goes only
-/// first, as a batch of its own (it may be as large as a whole answer).
+/// first, as a batch of its own (it may be as large as a whole answer). With `home` (`first`'s
+/// home is `peer`) only units whose home is `peer` join it; a stolen `first` takes any.
 fn storage_batch(
     work: &mut Work,
     first: Unit,
     peer: usize,
     roster: &Roster,
     batch_bytes: u64,
+    home: bool,
 ) -> Result<Vec<Unit>, SyncError> {
-    let (units, sizes) = (&mut work.units, &work.sizes);
+    let (units, sizes, rendezvous) = (&mut work.units, &work.sizes, &roster.rendezvous);
     let mut bytes = sizes.unit_bytes(&first).unwrap_or(batch_bytes);
     let mut batch = vec![first];
     if bytes < batch_bytes {
         let room = MAX_STORAGE_CHUNKS_PER_REQUEST - 1;
         batch.extend(take_matching(units, peer, &roster.chunks, room, |unit| {
+            if home && !rendezvous.is_home(unit, peer) {
+                return false;
+            }
             match sizes.unit_bytes(unit) {
                 Some(size) if bytes.saturating_add(size) <= batch_bytes => {
                     bytes += size;
@@ -109,11 +129,96 @@ mod tests {
     use alloy_primitives::B256;
     use alloy_trie::Nibbles;
 
+    use std::collections::HashMap;
+
+    use leafsync_p2p::PeerId;
+
     use super::*;
-    use crate::config::BYTES_PER_SLOT_ESTIMATE;
+    use crate::{
+        config::BYTES_PER_SLOT_ESTIMATE,
+        rendezvous::{Rendezvous, peer_key},
+    };
 
     fn roster() -> Roster {
-        Roster { active: vec![0], serving: vec![0], chunks: vec![0] }
+        roster_of(&[PeerId::repeat_byte(1)])
+    }
+
+    /// A roster of peers with `ids`, indexed in that order.
+    fn roster_of(ids: &[PeerId]) -> Roster {
+        let peers: Vec<usize> = (0..ids.len()).collect();
+        let keys = ids.iter().enumerate().map(|(i, id)| (i, peer_key(id))).collect();
+        Roster {
+            active: peers.clone(),
+            serving: peers.clone(),
+            chunks: peers,
+            rendezvous: Rendezvous::new(keys),
+        }
+    }
+
+    fn prefix(job: Option<Job>) -> Nibbles {
+        match job {
+            Some(Job::Chunk(unit)) => unit.prefix,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A work queue of the 256 account chunks at depth 2.
+    fn account_chunks() -> Work {
+        let mut work = Work::default();
+        for n in 0..=255u8 {
+            work.add_unit(None, Nibbles::from_nibbles([n >> 4, n & 15]), B256::ZERO, false);
+        }
+        work
+    }
+
+    #[test]
+    fn two_dispatchers_with_the_same_peers_send_each_chunk_to_the_same_peer() {
+        let ids: Vec<PeerId> = (1..=3u8).map(PeerId::repeat_byte).collect();
+        // The two clients index their peers differently and ask them in another order.
+        let orders = [[0, 1, 2], [2, 0, 1]];
+        let mut got: Vec<HashMap<PeerId, Vec<Nibbles>>> = Vec::new();
+        for order in orders {
+            let ids: Vec<PeerId> = order.iter().map(|i| ids[*i]).collect();
+            let roster = roster_of(&ids);
+            let (mut work, mut codes) = (account_chunks(), CodeQueue::default());
+            let mut by_peer: HashMap<PeerId, Vec<Nibbles>> = HashMap::new();
+            // 64 rounds of one chunk each: no peer runs out of its own (each has ~85).
+            for _ in 0..64 {
+                for (peer, id) in ids.iter().enumerate() {
+                    let job = next_job(&mut work, &mut codes, peer, &roster, 1 << 20).unwrap();
+                    by_peer.entry(*id).or_default().push(prefix(job));
+                }
+            }
+            got.push(by_peer);
+        }
+        for map in &mut got {
+            map.values_mut().for_each(|v| v.sort());
+        }
+        assert_eq!(got[0], got[1]);
+        assert!(got[0].values().all(|v| v.len() == 64));
+    }
+
+    #[test]
+    fn a_peer_with_none_of_its_own_chunks_left_takes_another_peers() {
+        let roster = roster_of(&[PeerId::repeat_byte(1), PeerId::repeat_byte(2)]);
+        let (mut work, mut codes) = (account_chunks(), CodeQueue::default());
+        let (mut own_count, mut stolen) = (0, 0);
+        // Peer 0 alone asks: first its own chunks, then peer 1's, until none is left.
+        while let Some(job) = next_job(&mut work, &mut codes, 0, &roster, 1 << 20).unwrap() {
+            let mut unit = match job {
+                Job::Chunk(unit) => unit,
+                other => panic!("{other:?}"),
+            };
+            if roster.rendezvous.is_home(&mut unit, 0) {
+                assert_eq!(stolen, 0, "its own chunks first");
+                own_count += 1;
+            } else {
+                stolen += 1;
+            }
+        }
+        assert!(own_count > 0 && stolen > 0, "{own_count} own, {stolen} stolen");
+        assert_eq!(own_count + stolen, 256);
+        assert!(work.units.is_empty());
     }
 
     fn add(work: &mut Work, owner: Option<B256>) {

@@ -5,7 +5,7 @@ use crate::tasks::Attempts;
 
 fn unit(owner: Option<B256>, prefix: &[u8], leaf: bool) -> Unit {
     let prefix = Nibbles::from_nibbles(prefix);
-    Unit { owner, prefix, hash: B256::ZERO, leaf, attempts: Attempts::default() }
+    Unit { owner, prefix, hash: B256::ZERO, leaf, attempts: Attempts::default(), home: None }
 }
 
 fn leaf(first_byte: u8) -> AccountLeaf {

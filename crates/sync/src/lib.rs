@@ -16,6 +16,7 @@ mod import;
 pub mod peer;
 mod peer_set;
 pub mod progress;
+mod rendezvous;
 mod resume;
 mod retry;
 pub mod snap;

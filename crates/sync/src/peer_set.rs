@@ -17,6 +17,7 @@ use crate::{
         SILENT_REVIVE_AFTER,
     },
     peer::SyncPeer,
+    rendezvous::{Rendezvous, peer_key},
     stats::SyncStats,
     window::PeerWindow,
 };
@@ -67,6 +68,8 @@ impl From<&RequestError> for Verdict {
 /// A peer and what the syncer measured of it.
 pub(crate) struct PeerSlot {
     pub(crate) peer: Arc<dyn SyncPeer>,
+    /// Its rendezvous key ([`peer_key`] of its id).
+    key: u64,
     /// Its pipe as measured: sizes how many requests it gets at once.
     pub(crate) window: PeerWindow,
     pub(crate) in_flight: usize,
@@ -87,6 +90,7 @@ impl PeerSlot {
     /// A peer new to this sync: unmeasured, active.
     fn new(peer: Arc<dyn SyncPeer>) -> Self {
         Self {
+            key: peer_key(&peer.id()),
             peer,
             window: PeerWindow::default(),
             in_flight: 0,
@@ -121,6 +125,8 @@ pub(crate) struct Roster {
     pub(crate) serving: Vec<usize>,
     /// Active peers that may get chunks.
     pub(crate) chunks: Vec<usize>,
+    /// The rendezvous over [`Self::chunks`]: which of them is each unit's home.
+    pub(crate) rendezvous: Rendezvous,
 }
 
 /// The peers of a sync; see the module docs.
@@ -214,7 +220,8 @@ impl PeerSet {
         let chunks: Vec<usize> =
             active.iter().copied().filter(|i| !self.slots[*i].chunks_benched()).collect();
         let chunks = if chunks.is_empty() { active.clone() } else { chunks };
-        Roster { active, serving, chunks }
+        let rendezvous = Rendezvous::new(chunks.iter().map(|i| (*i, self.slots[*i].key)).collect());
+        Roster { active, serving, chunks, rendezvous }
     }
 
     /// Whether peer `i` can be asked for the pivot's trie nodes: a server keeps the nodes of its

@@ -56,6 +56,9 @@ pub(crate) struct Unit {
     /// The unit's node is known to be a leaf: "too large" for it is a lie.
     pub(crate) leaf: bool,
     pub(crate) attempts: Attempts,
+    /// The unit's rendezvous home, cached with the stamp it was computed under
+    /// ([`crate::rendezvous::Rendezvous::is_home`]); `None` until first asked.
+    pub(crate) home: Option<((u64, usize), Option<usize>)>,
 }
 
 /// Why a node is fetched.
@@ -204,7 +207,7 @@ pub(crate) fn take_matching<T: Retry>(
     peer: usize,
     active: &[usize],
     max: usize,
-    mut accept: impl FnMut(&T) -> bool,
+    mut accept: impl FnMut(&mut T) -> bool,
 ) -> Result<Vec<T>, SyncError> {
     let now = Instant::now();
     let mut out = Vec::new();
@@ -270,6 +273,7 @@ mod tests {
             hash: B256::ZERO,
             leaf: false,
             attempts: Attempts::default(),
+            home: None,
         };
         let Ok(LeafRequest::GetChunk(chunk)) = Job::Chunk(unit(None)).request(777) else {
             panic!("an account unit is a GetChunk")

@@ -72,7 +72,14 @@ impl Work {
     /// Queues a chunk unit; it holds its trie open.
     pub(crate) fn add_unit(&mut self, owner: Owner, prefix: Nibbles, hash: B256, leaf: bool) {
         self.hold(owner);
-        self.units.push_back(Unit { owner, prefix, hash, leaf, attempts: Attempts::default() });
+        self.units.push_back(Unit {
+            owner,
+            prefix,
+            hash,
+            leaf,
+            attempts: Attempts::default(),
+            home: None,
+        });
     }
 
     /// Queues a skeleton node or a heal root; it holds its trie open.
@@ -223,6 +230,7 @@ mod tests {
             hash: B256::ZERO,
             leaf: false,
             attempts: Attempts::default(),
+            home: None,
         };
         let total = 16 * 1000 * BYTES_PER_SLOT_ESTIMATE;
         assert_eq!(sizes.unit_bytes(&unit(Some(account), &[])), Some(total));

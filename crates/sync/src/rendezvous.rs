@@ -1,0 +1,135 @@
+//! Rendezvous (highest-random-weight) hashing of chunk units onto peers: each unit has a *home*,
+//! the peer with the highest `weight(peer, unit)` among those that may get it now. Two clients
+//! syncing from the same servers send the same chunk to the same server, so a server's chunk
+//! cache answers the second one (docs/sync.md "Which peer gets which chunk").
+//!
+//! Weights depend only on the peer's id and the unit's trie owner and prefix, never on local
+//! indices or order: a peer that leaves takes only its own units' homes with it, and the rest
+//! stay where they were.
+
+use alloy_primitives::keccak256;
+use alloy_trie::Nibbles;
+use leafsync_p2p::PeerId;
+
+use crate::tasks::{Owner, Unit};
+
+/// A peer's rendezvous key: the first 8 bytes of the keccak of its id.
+pub(crate) fn peer_key(id: &PeerId) -> u64 {
+    first_u64(keccak256(id.as_slice()).as_slice())
+}
+
+/// A unit's rendezvous key: the first 8 bytes of the keccak of its owner (32 zero bytes for the
+/// account trie) and its prefix nibbles.
+pub(crate) fn unit_key(owner: Owner, prefix: &Nibbles) -> u64 {
+    let mut bytes = Vec::with_capacity(32 + prefix.len());
+    bytes.extend_from_slice(owner.unwrap_or_default().as_slice());
+    bytes.extend(prefix.iter());
+    first_u64(keccak256(&bytes).as_slice())
+}
+
+fn first_u64(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[..8]);
+    u64::from_be_bytes(word)
+}
+
+/// The weight of a peer for a unit: both keys mixed by splitmix64's finalizer (a bijection, so
+/// distinct peers never tie on one unit).
+fn weight(peer: u64, unit: u64) -> u64 {
+    let mut z = peer ^ unit;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The peers that may get chunks now, with their keys, and a fingerprint of that set.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Rendezvous {
+    peers: Vec<(usize, u64)>,
+    /// Changes whenever the set of peers (or a slot's peer) changes: a unit's cached home is
+    /// valid only for the fingerprint it was computed under.
+    fingerprint: u64,
+}
+
+impl Rendezvous {
+    /// The rendezvous over `peers`, each a peer index and its [`peer_key`].
+    pub(crate) fn new(peers: Vec<(usize, u64)>) -> Self {
+        // Order-independent, and tied to each index's key (a reused slot changes it).
+        let fingerprint =
+            peers.iter().fold(peers.len() as u64, |acc, &(i, key)| acc ^ weight(key, i as u64 + 1));
+        Self { peers, fingerprint }
+    }
+
+    /// Whether `peer` is `unit`'s home: the peer of highest weight among those that have not
+    /// tried it this round. The home is cached in the unit until the peer set or its tried list
+    /// changes, so a dispatch looks at each unit's peers once per change, not per scan.
+    pub(crate) fn is_home(&self, unit: &mut Unit, peer: usize) -> bool {
+        let stamp = (self.fingerprint, unit.attempts.tried.len());
+        let home = match unit.home {
+            Some((s, home)) if s == stamp => home,
+            _ => {
+                let key = unit_key(unit.owner, &unit.prefix);
+                let home = self
+                    .peers
+                    .iter()
+                    .filter(|(i, _)| !unit.attempts.tried.contains(i))
+                    .max_by_key(|(_, k)| weight(*k, key))
+                    .map(|(i, _)| *i);
+                unit.home = Some((stamp, home));
+                home
+            }
+        };
+        home == Some(peer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::B256;
+
+    use super::*;
+    use crate::tasks::Attempts;
+
+    fn unit(n: u8) -> Unit {
+        Unit {
+            owner: None,
+            prefix: Nibbles::from_nibbles([n >> 4, n & 15]),
+            hash: B256::ZERO,
+            leaf: false,
+            attempts: Attempts::default(),
+            home: None,
+        }
+    }
+
+    #[test]
+    fn homes_spread_over_the_peers_and_move_only_from_a_peer_that_left() {
+        let keys: Vec<u64> = (1..=4u8).map(|n| peer_key(&PeerId::repeat_byte(n))).collect();
+        let all = Rendezvous::new(keys.iter().copied().enumerate().collect());
+        let three = Rendezvous::new(keys.iter().copied().enumerate().take(3).collect());
+        let home = |r: &Rendezvous, u: &mut Unit| (0..4).find(|p| r.is_home(u, *p));
+        let mut counts = [0; 4];
+        for n in 0..=255 {
+            let mut u = unit(n);
+            let before = home(&all, &mut u).expect("every unit has a home");
+            counts[before] += 1;
+            let after = home(&three, &mut u).expect("still");
+            if before != 3 {
+                assert_eq!(after, before, "a unit whose home stayed does not move");
+            }
+        }
+        assert!(counts.iter().all(|c| (40..=90).contains(c)), "{counts:?}");
+    }
+
+    #[test]
+    fn a_peer_that_tried_a_unit_is_not_its_home_this_round() {
+        let keys =
+            vec![(0, peer_key(&PeerId::repeat_byte(1))), (1, peer_key(&PeerId::repeat_byte(2)))];
+        let r = Rendezvous::new(keys);
+        let mut u = unit(7);
+        let first = (0..2).find(|p| r.is_home(&mut u, *p)).unwrap();
+        u.attempts.tried.push(first);
+        assert!(r.is_home(&mut u, 1 - first));
+        u.attempts.tried.push(1 - first);
+        assert!(!r.is_home(&mut u, 0) && !r.is_home(&mut u, 1), "no home until a new round");
+    }
+}
