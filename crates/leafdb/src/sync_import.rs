@@ -165,6 +165,17 @@ impl<S: KvStore> LeafDb<S> {
         Ok(root)
     }
 
+    /// Whether any flat or trie-node entry is stored (codes aside: they are keyed by their hash
+    /// and never wrong). A sync that starts on tables without one writes every entry itself.
+    pub fn holds_state(&self) -> Result<bool> {
+        for table in [Table::Accounts, Table::Storage, Table::AccountNodes, Table::StorageNodes] {
+            if self.store().iter_from(table, &[]).next().transpose()?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Writes bytecodes (each keyed by its hash).
     pub fn write_codes(&self, codes: &[Vec<u8>]) -> Result<()> {
         let mut batch = WriteBatch::default();

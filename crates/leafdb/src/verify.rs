@@ -334,12 +334,17 @@ pub const MAX_FLAT_REPAIRS: usize = 65_536;
 /// What [`LeafDb::check_flat_state`] found: the flat tables measured against themselves.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlatCheck {
-    /// Root of the account trie built from the flat accounts.
-    pub accounts_root: B256,
+    /// Root of the account trie built from the flat accounts; `None` from
+    /// [`LeafDb::check_flat_links`], which hashes nothing.
+    pub accounts_root: Option<B256>,
     /// Accounts in the flat table.
     pub accounts: u64,
     /// Storage slots in the flat table.
     pub slots: u64,
+    /// Accounts and slots this check hashed (re-hashed, in a sync, after their import had
+    /// verified them): `accounts + slots` for [`LeafDb::check_flat_state`], 0 for
+    /// [`LeafDb::check_flat_links`].
+    pub hashed_leaves: u64,
     /// Accounts whose flat storage does not hash to their storage root: `(account, expected
     /// storage root)`; at most [`MAX_FLAT_REPAIRS`].
     pub bad_storage: Vec<(B256, B256)>,
@@ -352,9 +357,10 @@ pub struct FlatCheck {
 }
 
 impl FlatCheck {
-    /// Whether the flat state is complete and agrees with itself and `root`.
+    /// Whether the flat state is complete and agrees with itself and `root` (as far as the check
+    /// looked: a links-only check did not compute a root).
     pub fn ok(&self, root: B256) -> bool {
-        self.accounts_root == root && self.problems == 0
+        self.accounts_root.is_none_or(|r| r == root) && self.problems == 0
     }
 
     fn note<T>(list: &mut Vec<T>, problems: &mut u64, item: T) {
@@ -370,8 +376,22 @@ impl<S: KvStore> LeafDb<S> {
     /// account root of the flat accounts, every account's flat storage against its storage root
     /// (one pass over the storage table beside the accounts), storage without an account, and
     /// every named code present (the distinct hashes sorted, then one pass over the code table).
-    /// A sync runs it before it records its head; `verify` is the full, slower check.
+    /// A sync runs it before it records its head unless every leaf was verified on import (see
+    /// [`Self::check_flat_links`]); `verify` is the full, slower check.
     pub fn check_flat_state(&self) -> Result<FlatCheck> {
+        self.check_flat(true)
+    }
+
+    /// [`Self::check_flat_state`] without hashing: storage without an account and missing codes,
+    /// in the same passes, but no root is built (`bad_storage` stays empty, `accounts_root` is
+    /// `None`). Enough at the end of a sync whose every flat entry was written by an import that
+    /// hashed it against the trie (see docs/sync.md, "Final check").
+    pub fn check_flat_links(&self) -> Result<FlatCheck> {
+        self.check_flat(false)
+    }
+
+    /// The flat check; `hash`: build the account root and every storage root.
+    fn check_flat(&self, hash: bool) -> Result<FlatCheck> {
         let snap = self.store().snapshot();
         let mut out = FlatCheck::default();
         let mut accounts = StackBuilder::new(|_: &Nibbles, _: &[u8]| Ok(()));
@@ -401,20 +421,24 @@ impl<S: KvStore> LeafDb<S> {
                     }
                 } else {
                     out.slots += 1;
-                    let value = decode_slot_value(&v)?;
-                    slots.add_leaf(Nibbles::unpack(&k[32..]), slot_leaf_value(&value))?;
+                    if hash {
+                        let value = decode_slot_value(&v)?;
+                        slots.add_leaf(Nibbles::unpack(&k[32..]), slot_leaf_value(&value))?;
+                    }
                 }
                 next_row = storage.next().transpose()?;
             }
-            let storage_root = slots.finish()?.root;
-            if storage_root != account.storage_root {
-                let item = (owner, account.storage_root);
-                FlatCheck::note(&mut out.bad_storage, &mut out.problems, item);
+            if hash {
+                let storage_root = slots.finish()?.root;
+                if storage_root != account.storage_root {
+                    let item = (owner, account.storage_root);
+                    FlatCheck::note(&mut out.bad_storage, &mut out.problems, item);
+                }
+                accounts.add_leaf(Nibbles::unpack(owner), value.to_vec())?;
             }
             if account.code_hash != KECCAK256_EMPTY {
                 code_hashes.insert(account.code_hash);
             }
-            accounts.add_leaf(Nibbles::unpack(owner), value.to_vec())?;
         }
         while let Some((k, _)) = next_row.take() {
             next_row = storage.next().transpose()?;
@@ -424,7 +448,10 @@ impl<S: KvStore> LeafDb<S> {
                 FlatCheck::note(&mut out.orphan_storage, &mut out.problems, orphan);
             }
         }
-        out.accounts_root = accounts.finish()?.root;
+        if hash {
+            out.accounts_root = Some(accounts.finish()?.root);
+            out.hashed_leaves = out.accounts + out.slots;
+        }
         let mut codes = snap.iter_from(Table::Code, &[]).fuse();
         let mut current: Option<B256> = None;
         for wanted in code_hashes {

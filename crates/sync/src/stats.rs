@@ -69,6 +69,10 @@ pub struct SyncStats {
     pub junk_answers: u64,
     /// Items the final check found wrong or missing and sent back to be fetched.
     pub final_repairs: u64,
+    /// Flat leaves (accounts and slots) the final check hashed again after their import had
+    /// verified them: 0 when nothing in the run could have set the flat state apart from the
+    /// trie (no resume, heal, re-pivot or repair), else the whole flat state per pass.
+    pub final_rehashed: u64,
     /// Peers banned (junk, wrong nodes, malformed answers).
     pub peers_banned: u64,
     /// Peers dropped (silence, disconnects, nothing to give).

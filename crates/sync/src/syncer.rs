@@ -67,6 +67,11 @@ pub struct Syncer<S: KvStore> {
     new_peers: Option<NewPeers>,
     /// Trusted heads (the neighbour execution client's): the pivot and where it moves.
     pivot_feed: Option<watch::Receiver<ChainHead>>,
+    /// Why the final check must hash the flat state again: the first thing in this run that
+    /// wrote flat entries without an import hashing them against the trie, or that leaves
+    /// entries this run did not write (see [`Self::final_check`]). `None`: every flat entry
+    /// was written by a verified import. Not persisted: a resumed run always hashes again.
+    rehash: Option<&'static str>,
 }
 
 impl<S: KvStore> std::fmt::Debug for Syncer<S> {
@@ -93,6 +98,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             reporter: Reporter::default(),
             new_peers: None,
             pivot_feed: None,
+            rehash: None,
         }
     }
 
@@ -148,6 +154,16 @@ impl<S: KvStore + 'static> Syncer<S> {
         let estimate = self.peers.median_estimate();
         let start = decide_start(record, &self.config, trusted, &heads, estimate)?;
         (self.pivot, self.depth, self.prior) = (start.pivot, start.depth, start.prior);
+        if start.resumed.is_some() {
+            // A crash (or an error) may have cut anything short: the tables are not all ours.
+            self.must_rehash("resumed");
+        } else if self.db.holds_state()? {
+            // Entries of an earlier state may lie where no chunk of this pivot writes.
+            self.must_rehash("tables held state at the start");
+        }
+        if self.config.mode == SyncMode::HealOnly {
+            self.must_rehash("heal-only");
+        }
         if let Some(mut roots) = start.resumed {
             // Version 1 kept the heal roots in the record; version 2 keeps one entry each.
             for (key, value) in self.db.sync_heal_roots()? {
@@ -318,6 +334,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             return Ok(());
         }
         info!(from = self.pivot.number, to = head.number, "re-pivoting state sync");
+        self.must_rehash("re-pivot");
         self.epoch += 1;
         self.reporter.stats.repivots += 1;
         self.pivot = head;
@@ -329,6 +346,12 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.seed(head.state_root)
     }
 
+    /// Notes that the final check must hash the flat state again, and why (the first reason
+    /// stays).
+    fn must_rehash(&mut self, why: &'static str) {
+        self.rehash.get_or_insert(why);
+    }
+
     fn is_idle(&self) -> bool {
         self.work.is_idle() && self.codes.queue.is_empty() && self.heal.is_empty()
     }
@@ -337,26 +360,56 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// the chunks written) against the pivot's, then the flat state by merge-scan. Flat storage
     /// that does not hash to its account's root, storage without an account and missing codes
     /// are queued again; returns what was found (empty: complete).
+    ///
+    /// The flat state is hashed again only when something in this run may have left it apart
+    /// from the trie ([`Self::rehash`]: a resume, state already stored at the start, heal, a
+    /// re-pivot, a repair) or the counters do not show every chunk imported and verified.
+    /// Otherwise every flat entry was written by an import in the same atomic batch as the
+    /// subtrie built from those very leaves, after clearing the prefix, and that subtrie's hash
+    /// was checked against the node its parent names; the root check above then proves the
+    /// flat accounts hash to the pivot's root, and the storage likewise to each account's
+    /// storage root. Only the checks that need no hashing run then (storage of no account,
+    /// missing codes).
     fn final_check(&mut self) -> Result<String, SyncError> {
         self.reporter.mark(WorkKind::Finish);
         let root = self.db.write_sync_skeleton(&self.work.take_account_skeleton())?;
         if root != self.pivot.state_root {
             return Err(SyncError::RootMismatch { got: root, expected: self.pivot.state_root });
         }
-        info!("state sync: all items in; checking the flat state against the trie (merge-scan)");
+        let s = &self.reporter.stats;
+        if s.chunks_verified != s.chunks_total || s.chunks_done != s.chunks_total {
+            self.must_rehash("chunk counters disagree");
+        }
         let started = Instant::now();
-        let check = self.db.check_flat_state()?;
+        let check = match self.rehash {
+            Some(why) => {
+                info!(why, "state sync: all items in; hashing the flat state again (merge-scan)");
+                self.db.check_flat_state()?
+            }
+            None => {
+                info!("state sync: all items in, each verified on import; checking links");
+                self.db.check_flat_links()?
+            }
+        };
+        self.reporter.stats.final_rehashed += check.hashed_leaves;
         info!(
             secs = started.elapsed().as_secs_f64(),
             problems = check.problems,
+            hashed = check.hashed_leaves,
             "state sync: flat state checked"
         );
-        if check.accounts_root != self.pivot.state_root {
+        if check.problems > 0 {
+            // What the repairs write is imported and verified again, but the pass after them
+            // hashes everything: a cause not understood is not trusted.
+            self.must_rehash("repaired");
+        }
+        if let Some(flat) = check.accounts_root.filter(|r| *r != self.pivot.state_root) {
             // The flat accounts disagree with a verified trie: rewrite them from it.
-            warn!(flat = %check.accounts_root, "flat accounts differ from the synced trie");
+            warn!(%flat, "flat accounts differ from the synced trie");
+            self.must_rehash("repaired");
             self.reporter.stats.final_repairs += 1;
             self.resume_complete(None, Nibbles::new(), root)?;
-            return Ok(format!("flat accounts hash to {}", check.accounts_root));
+            return Ok(format!("flat accounts hash to {flat}"));
         }
         if check.problems == 0 {
             return Ok(String::new());

@@ -1,6 +1,8 @@
 //! The end is checked before it is committed: flat storage that does not hash to its account's
 //! storage root, storage of no account and missing codes are found by the final merge-scan and
-//! fetched again, and the head is recorded only for a complete state.
+//! fetched again, and the head is recorded only for a complete state. The flat state is hashed
+//! again only when something other than a verified import may have written it (a resume, heal,
+//! a re-pivot, a repair); a clean sync checks only what needs no hashing.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -12,27 +14,39 @@ use std::sync::{
 
 use alloy_primitives::{B256, U256};
 use alloy_trie::EMPTY_ROOT_HASH;
-use common::{Behaviour, Hook, Hooked, SimPeer, assert_same_state, source};
+use common::{
+    Behaviour, Hook, Hooked, SimPeer, assert_same_state, assert_synced,
+    chain::{ACCOUNTS, at, chain},
+    dyn_peers, source,
+};
 use leafsync_leafdb::{
     Durability, KvRead, KvStore, LeafDb, MemStore, Table, WriteBatch,
     schema::{decode_account, encode_slot_value, storage_key},
 };
-use leafsync_sync::{SyncConfig, SyncPeer, Syncer};
+use leafsync_p2p::leaf::ChainHead;
+use leafsync_sync::{SyncConfig, SyncError, SyncPeer, Syncer};
 
 /// Once the client holds an account with storage, writes one junk slot into that account's flat
-/// storage and one slot for an owner that has no account, as a bug or a crash window could; the
-/// trie nodes stay right, so only the flat tables are wrong.
+/// storage and (with `orphan`) one slot for an owner that has no account, as a bug or a crash
+/// window could; the trie nodes stay right, so only the flat tables are wrong.
 struct CorruptClient {
     client: Arc<LeafDb<MemStore>>,
+    orphan: bool,
     done: AtomicBool,
 }
 
 impl Hook for CorruptClient {
     fn before(&self, _inner: &SimPeer) {
-        if self.done.load(Ordering::Relaxed) {
-            return;
+        if !self.done.load(Ordering::Relaxed) && corrupt(&self.client, self.orphan) {
+            self.done.store(true, Ordering::Relaxed);
         }
-        let store = self.client.store();
+    }
+}
+
+/// Writes the junk of [`CorruptClient`] into `client`; whether it found an account to corrupt.
+fn corrupt(client: &LeafDb<MemStore>, orphan: bool) -> bool {
+    {
+        let store = client.store();
         let found = store.iter_from(Table::Accounts, &[]).map(Result::unwrap).find(|(k, v)| {
             decode_account(v).unwrap().storage_root != EMPTY_ROOT_HASH
                 && store
@@ -40,17 +54,19 @@ impl Hook for CorruptClient {
                     .next()
                     .is_some_and(|r| r.unwrap().0.starts_with(k))
         });
-        let Some((key, _)) = found else { return };
+        let Some((key, _)) = found else { return false };
         let owner = B256::from_slice(&key);
-        let mut orphan = owner;
-        orphan.0[31] ^= 0xff;
         let mut batch = WriteBatch::default();
         let junk = storage_key(&owner, &B256::repeat_byte(0x5a));
         batch.put(Table::Storage, junk.to_vec(), encode_slot_value(&U256::from(7)));
-        let stray = storage_key(&orphan, &B256::repeat_byte(0x5a));
-        batch.put(Table::Storage, stray.to_vec(), encode_slot_value(&U256::from(7)));
+        if orphan {
+            let mut stray = owner;
+            stray.0[31] ^= 0xff;
+            let stray = storage_key(&stray, &B256::repeat_byte(0x5a));
+            batch.put(Table::Storage, stray.to_vec(), encode_slot_value(&U256::from(7)));
+        }
         store.write(batch, Durability::Logged).unwrap();
-        self.done.store(true, Ordering::Relaxed);
+        true
     }
 }
 
@@ -60,13 +76,86 @@ async fn wrong_flat_storage_is_found_and_fetched_again_before_the_head_is_record
     let root = src.account_root().unwrap();
     let client = Arc::new(LeafDb::in_memory());
     let inner = SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, 2000);
-    let hook = CorruptClient { client: Arc::clone(&client), done: AtomicBool::new(false) };
+    let hook =
+        CorruptClient { client: Arc::clone(&client), orphan: true, done: AtomicBool::new(false) };
     let peer: Arc<dyn SyncPeer> = Arc::new(Hooked { inner, hook });
     let config = SyncConfig { chunk_target_bytes: 16 * 1024, ..Default::default() };
     let out = Syncer::new(Arc::clone(&client), config, vec![peer]).run().await.unwrap();
     assert_eq!(out.root, root);
     assert!(out.stats.final_repairs >= 2, "the final check found nothing: {:?}", out.stats);
+    // The orphan needs no hashing to be found; its repair makes the next pass hash everything,
+    // which finds the junk slot.
+    assert!(out.stats.final_rehashed > 0, "{:?}", out.stats);
     assert_same_state(&client, &src, root);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_clean_sync_hashes_no_leaf_twice() {
+    let src = source(2000, 12);
+    let root = src.account_root().unwrap();
+    let client = Arc::new(LeafDb::in_memory());
+    let peers = [SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, 2000)];
+    let config = SyncConfig { chunk_target_bytes: 16 * 1024, ..Default::default() };
+    let out = Syncer::new(Arc::clone(&client), config, dyn_peers(&peers)).run().await.unwrap();
+    assert_synced(&out, &client, &src, root);
+    assert_eq!((out.stats.chunks_healed, out.stats.final_repairs), (0, 0), "{:?}", out.stats);
+    assert_eq!(out.stats.final_rehashed, 0, "every leaf was verified on import: {:?}", out.stats);
+    assert!(client.verify().unwrap().ok(), "the full check agrees");
+}
+
+/// Stale servers make the sync heal; flat storage corrupted meanwhile (one junk slot, which no
+/// check without hashing sees) is found by the final check, which hashes everything again
+/// after a heal, and fetched again.
+#[tokio::test(start_paused = true)]
+async fn after_a_heal_wrong_flat_storage_is_still_found() {
+    let chain = chain(16);
+    let pivot_db = at(&chain, 8);
+    let pivot = chain[7].0;
+    let client = Arc::new(LeafDb::in_memory());
+    let mut peers: Vec<Arc<dyn SyncPeer>> = Vec::new();
+    for (i, h) in [2u64, 5, 10, 13, 16].into_iter().enumerate() {
+        let inner = SimPeer::new(i as u8 + 1, at(&chain, h), Behaviour::Honest, ACCOUNTS);
+        let hook = CorruptClient {
+            client: Arc::clone(&client),
+            orphan: false,
+            done: AtomicBool::new(false),
+        };
+        peers.push(Arc::new(Hooked { inner, hook }));
+    }
+    let config = SyncConfig {
+        pivot: Some(ChainHead {
+            number: pivot.number,
+            hash: pivot.hash,
+            state_root: pivot.state_root,
+        }),
+        chunk_target_bytes: 16 * 1024,
+        ..Default::default()
+    };
+    let out = Syncer::new(Arc::clone(&client), config, peers).run().await.unwrap();
+    assert_synced(&out, &client, &pivot_db, pivot.state_root);
+    assert!(out.stats.chunks_healed > 0, "stale chunks were healed: {:?}", out.stats);
+    assert!(out.stats.final_repairs >= 1, "the junk slots were found: {:?}", out.stats);
+    assert!(out.stats.final_rehashed > 0, "{:?}", out.stats);
+}
+
+/// A sync cut short, its flat storage corrupted while it was down (as a crash window could): the
+/// resumed run cannot know which of its tables an import wrote, so it hashes them all again and
+/// fetches the corrupted storage again.
+#[tokio::test(start_paused = true)]
+async fn a_resumed_sync_hashes_the_flat_state_again() {
+    let src = source(2000, 13);
+    let root = src.account_root().unwrap();
+    let client = Arc::new(LeafDb::in_memory());
+    let config = SyncConfig { chunk_target_bytes: 16 * 1024, ..Default::default() };
+    let limited = [SimPeer::new(1, Arc::clone(&src), Behaviour::Limited(40), 2000)];
+    let cut = Syncer::new(Arc::clone(&client), config.clone(), dyn_peers(&limited)).run().await;
+    assert!(matches!(cut, Err(SyncError::NoPeers)), "{cut:?}");
+    assert!(corrupt(&client, false), "the first run imported storage");
+    let honest = [SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, 2000)];
+    let out = Syncer::new(Arc::clone(&client), config, dyn_peers(&honest)).run().await.unwrap();
+    assert_synced(&out, &client, &src, root);
+    assert!(out.stats.final_repairs >= 1, "the junk slot was found: {:?}", out.stats);
+    assert!(out.stats.final_rehashed > 0, "{:?}", out.stats);
 }
 
 #[test]
@@ -96,7 +185,7 @@ fn the_flat_check_names_wrong_storage_orphans_and_missing_code() {
 
     let found = db.check_flat_state().unwrap();
     assert!(!found.ok(root));
-    assert_eq!(found.accounts_root, root, "accounts are untouched");
+    assert_eq!(found.accounts_root, Some(root), "accounts are untouched");
     assert_eq!(found.bad_storage.iter().map(|(o, _)| *o).collect::<Vec<_>>(), vec![owner]);
     assert_eq!(found.orphan_storage, vec![B256::repeat_byte(0xff)]);
     assert_eq!(found.missing_code, vec![code_hash]);

@@ -97,6 +97,8 @@ impl<S: KvStore + 'static> Syncer<S> {
         prefix: Nibbles,
         hash: B256,
     ) -> Result<(), SyncError> {
+        // Flat entries rewritten from stored nodes, not from leaves an import hashed.
+        self.must_rehash("flat entries re-derived from the stored trie");
         match owner {
             None => {
                 for (hashed, account) in self.db.reconcile_accounts(&prefix, hash)? {
@@ -136,6 +138,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         if self.empty_storage(owner, &path, hash)? {
             return Ok(());
         }
+        self.must_rehash("healed");
         // Heal replaces nodes below `path` before the ones at and above it: those must not stay
         // behind, stale, if this heal is cut short (a pivot move, a crash).
         self.db.forget_path(owner.as_ref(), &path)?;

@@ -210,6 +210,7 @@ impl Run {
             "requests": self.requests,
             "sync_requests": self.sum(|s| s.requests),
             "healed_nodes": self.sum(|s| s.healed_nodes),
+            "final_rehashed": self.sum(|s| s.final_rehashed),
             "root_ok": self.root_ok,
             "timeouts": self.sum(|s| s.timeouts),
             "clients": self.stats.len(),
