@@ -21,7 +21,14 @@ async fn run(
     hostile: &[Behaviour],
     mode: SyncMode,
 ) -> (leafsync_sync::SyncOutcome, Vec<Arc<SimPeer>>) {
-    let config = SyncConfig { chunk_target_bytes: TEST_CHUNK_BYTES, mode, ..Default::default() };
+    // One unit a request, as before batching, so that every hostile peer gets its own units
+    // (a batch stolen whole would leave it none); the batch tests below use `run_with`.
+    let config = SyncConfig {
+        chunk_target_bytes: TEST_CHUNK_BYTES,
+        chunk_batch_bytes: 0,
+        mode,
+        ..Default::default()
+    };
     run_with(hostile, config).await
 }
 
