@@ -418,7 +418,8 @@ mod tests {
 
     #[test]
     fn empty_response_matches_its_request() {
-        let req = LeafRequest::GetChunk(GetChunk { prefix: WirePath::default(), max_bytes: 10 });
+        let req =
+            LeafRequest::GetChunk(GetChunk { prefixes: vec![WirePath::default()], max_bytes: 10 });
         let empty = req.empty_response();
         assert!(req.is_answered_by(&empty));
         assert_eq!(empty.id(), req.response_id());

@@ -4,10 +4,10 @@
 //!   at or above the client's honoured `max_bytes` ([`crate::ServeConfig::chunk_bytes_class`]);
 //!   the chunk is computed with the class as its bound, and a client whose own `max_bytes` is
 //!   below the cached body's size gets "too large", so every answer is exact for its client.
-//! * Value: [`CachedChunk`], the response's fields as they go on the wire (the head number the
-//!   leaves were read at and the content's RLP) without the request id, which differs per client.
-//!   A hit hands these bytes out as they are (a reference count, no copy); the p2p session puts
-//!   the client's id in front when it frames the message.
+//! * Value: [`CachedChunk`], one piece's fields as they go on the wire (the head number the
+//!   leaves were read at and the content's RLP). A batched answer is the cached pieces of its
+//!   chunks copied one after the other, each behind its list header, with no decode or encode;
+//!   the p2p session puts the client's request id in front when it frames the message.
 //! * Bounded in bytes (body + [`crate::config::CACHE_ENTRY_OVERHEAD`] per entry), least recently
 //!   used out; an entry is handed out while the head is at most `reuse_blocks` past the head it
 //!   was read at, and dropped when found older (or when the head went backwards).
@@ -56,12 +56,12 @@ pub struct ChunkKey {
     pub bytes_class: u64,
 }
 
-/// An encoded chunk response without its request id.
+/// An encoded chunk piece: the fields of one `[head_number, content]` piece of a batched answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedChunk {
     /// The head number the leaves were read at.
     pub head_number: u64,
-    /// The response's fields: the RLP of `head_number`, then of the content (the item list, or
+    /// The piece's fields: the RLP of `head_number`, then of the content (the item list, or
     /// `0x80` "too large").
     pub fields: Bytes,
     /// Number of items (0 for "too large").

@@ -3,8 +3,8 @@
 //! A chunk is never partial. It is "too large" when its encoded item list exceeds the byte bound
 //! and holds more than one item (a single item is always sent, so a client asking for ever longer
 //! prefixes always makes progress), or when the time budget ran out before the last item. A
-//! `StorageChunk` is a batch of such chunks, one piece per requested (account, prefix), filled as
-//! [`PieceBudget`] says.
+//! `Chunk` or `StorageChunk` is a batch of such chunks, one piece per requested prefix or
+//! (account, prefix), filled as [`PieceBudget`] says.
 
 use std::time::Instant;
 
@@ -13,13 +13,14 @@ use alloy_rlp::{Encodable, Header};
 use alloy_trie::EMPTY_ROOT_HASH;
 use leafsync_leafdb::{KvStore, LeafSnapshot};
 use leafsync_p2p::leaf::{
-    AccountLeaf, AccountStorage, Chunk, ChunkContent, GetChunk, GetStorageChunk, StorageChunk,
-    StoragePiece, StorageSlot, WirePath,
+    AccountLeaf, AccountPiece, AccountStorage, Chunk, ChunkContent, GetChunk, GetStorageChunk,
+    StorageChunk, StoragePiece, StorageSlot, WirePath,
 };
 
 use crate::{
     config::{
-        INLINE_STORAGE_SLOTS_LIMIT, MAX_STORAGE_CHUNKS_SERVED, SLOT_COUNT_SCAN_LIMIT, ServeConfig,
+        INLINE_STORAGE_SLOTS_LIMIT, MAX_CHUNKS_SERVED, MAX_STORAGE_CHUNKS_SERVED,
+        SLOT_COUNT_SCAN_LIMIT, ServeConfig,
     },
     error::ServeError,
 };
@@ -29,15 +30,30 @@ pub fn head_number<S: KvStore>(snap: &LeafSnapshot<'_, S>) -> u64 {
     snap.head().map_or(0, |h| h.number)
 }
 
-/// Answers `GetChunk` from `snap` with the client's `max_bytes` (capped by the server limit).
+/// Answers `GetChunk` from `snap` with the client's `max_bytes` (capped by the server limit):
+/// one piece per requested prefix (at most [`MAX_CHUNKS_SERVED`]), each complete or "too large"
+/// against `max_bytes`, as many as [`PieceBudget`] admits and the time budget allows (the first
+/// always). The uncached form of what [`crate::LeafServer`] answers.
 pub fn serve_chunk<S: KvStore>(
     snap: &LeafSnapshot<'_, S>,
     request: &GetChunk,
     config: &ServeConfig,
 ) -> Result<Chunk, ServeError> {
     let budget = config.budget(request.max_bytes);
-    let content = account_chunk(snap, &request.prefix, budget.bytes, config, budget.deadline)?;
-    Ok(Chunk { head_number: head_number(snap), content })
+    let mut fill = PieceBudget::new(budget.bytes);
+    let mut pieces = Vec::new();
+    for prefix in request.prefixes.iter().take(MAX_CHUNKS_SERVED) {
+        if !pieces.is_empty() && Instant::now() > budget.deadline {
+            break;
+        }
+        let content = account_chunk(snap, prefix, budget.bytes, config, budget.deadline)?;
+        let piece = AccountPiece { head_number: head_number(snap), content };
+        if !fill.admit(piece.length()) {
+            break;
+        }
+        pieces.push(piece);
+    }
+    Ok(Chunk { pieces })
 }
 
 /// Answers `GetStorageChunk` from `snap` with the client's `max_bytes` (capped): one piece per
@@ -67,7 +83,7 @@ pub fn serve_storage_chunk<S: KvStore>(
     Ok(StorageChunk { pieces })
 }
 
-/// How a `StorageChunk` fills its byte budget: the first piece always goes in (so a client
+/// How a `Chunk` or `StorageChunk` fills its byte budget: the first piece always goes in (so a client
 /// always makes progress), each further one only if the pieces so far and it encode to at most
 /// the honoured `max_bytes`. A piece is at most `max_bytes` itself (or "too large"), so an answer
 /// never exceeds `max_bytes` plus its list headers.

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use leafsync_p2p::leaf::protocol::{
-    MAX_CODES_PER_REQUEST, MAX_INLINE_STORAGE_SLOTS, MAX_NODES_PER_REQUEST, MAX_RESPONSE_BYTES,
-    MAX_STORAGE_CHUNKS_PER_REQUEST, REQUEST_TIMEOUT,
+    MAX_CHUNKS_PER_REQUEST, MAX_CODES_PER_REQUEST, MAX_INLINE_STORAGE_SLOTS, MAX_NODES_PER_REQUEST,
+    MAX_RESPONSE_BYTES, MAX_STORAGE_CHUNKS_PER_REQUEST, REQUEST_TIMEOUT,
 };
 
 /// Server cap on any response's encoded size: the protocol's `MAX_RESPONSE_BYTES` (2 MiB). A
@@ -37,8 +37,9 @@ pub const SLOT_COUNT_SCAN_LIMIT: usize = 4096;
 /// answer needs ~8.4 s at 2 Mbit/s, so a server that spends more than ~1.5 s reading risks
 /// answering a client that has already given up. Over the budget a chunk is answered "too
 /// large" (the client asks for the 16 smaller children; a chunk is never partial) and
-/// nodes/codes stop early with what they have. A storage batch starts no uncached piece after
-/// the budget (each piece has a budget of its own), so it takes at most twice the budget.
+/// nodes/codes stop early with what they have. A batch of account or storage chunks starts no
+/// uncached piece after the budget (each piece has a budget of its own), so it takes at most
+/// twice the budget.
 pub const DEFAULT_REQUEST_TIME_BUDGET: Duration = Duration::from_secs(1);
 
 /// Most node requests served from one `GetNodes`: the protocol limit (384; the p2p decoder
@@ -48,6 +49,11 @@ pub const MAX_NODES_SERVED: usize = MAX_NODES_PER_REQUEST;
 /// Most code hashes served from one `GetCodes`: the protocol limit (1024; refused beyond by the
 /// decoder like [`MAX_NODES_SERVED`]).
 pub const MAX_CODES_SERVED: usize = MAX_CODES_PER_REQUEST;
+
+/// Most account chunks served from one `GetChunk`: the protocol limit (256; refused beyond by the
+/// decoder like [`MAX_NODES_SERVED`]). A batch stops earlier at its byte budget, and no uncached
+/// piece is started after the time budget ran out.
+pub const MAX_CHUNKS_SERVED: usize = MAX_CHUNKS_PER_REQUEST;
 
 /// Most storage chunks served from one `GetStorageChunk`: the protocol limit (256; refused beyond
 /// by the decoder like [`MAX_NODES_SERVED`]). A batch stops earlier at its byte budget, and no

@@ -1,8 +1,8 @@
 //! [`LeafServer`]: the request handler, go-ethereum's `Service*Query` shape. The p2p session has
 //! decoded the request and enforced every limit on it (item counts, the peer's requests in
-//! flight); [`LeafServer::answer`] takes one leafdb snapshot, runs the pure query (or hands out a
-//! cached chunk) and returns the encoded response for the session to put the request id in front
-//! of. Runs on a blocking thread; never blocks block application (it only reads a snapshot).
+//! flight); [`LeafServer::answer`] takes one leafdb snapshot, runs the pure query (or assembles
+//! a batch of cached chunk pieces) and returns the encoded response for the session to put the
+//! request id in front of. Runs on a blocking thread; never blocks block application (it only reads a snapshot).
 
 use std::{
     sync::{
@@ -17,14 +17,14 @@ use alloy_rlp::{Decodable, Encodable, Header};
 use bytes::{BufMut, Bytes, BytesMut};
 use leafsync_leafdb::{KvStore, LeafDb, LeafSnapshot};
 use leafsync_p2p::leaf::{
-    ChunkContent, EncodedResponse, GetStorageChunk, LeafRequest, RlpFields, WirePath, protocol::ids,
+    ChunkContent, EncodedResponse, LeafRequest, RlpFields, WirePath, protocol::ids,
 };
 use tracing::warn;
 
 use crate::{
     cache::{CacheStats, CachedChunk, ChunkCache, ChunkKey, ChunkKind, Fill},
     chunk::{PieceBudget, account_chunk, head_number, storage_chunk},
-    config::{MAX_STORAGE_CHUNKS_SERVED, ServeConfig},
+    config::{MAX_CHUNKS_SERVED, MAX_STORAGE_CHUNKS_SERVED, ServeConfig},
     error::ServeError,
     nodes::{serve_codes, serve_nodes},
 };
@@ -93,8 +93,8 @@ impl<S: KvStore> LeafServer<S> {
         }
     }
 
-    /// Answers one request from one snapshot: the response's fields, encoded (a cached chunk's
-    /// bytes as they are). When the leafdb cannot be read the answer is the empty one of the
+    /// Answers one request from one snapshot: the response's fields, encoded (cached chunk
+    /// pieces copied as they are). When the leafdb cannot be read the answer is the empty one of the
     /// right kind: incomplete, never wrong.
     pub fn answer(&self, request: &LeafRequest) -> EncodedResponse {
         let outcome = match self.db.snapshot() {
@@ -117,15 +117,15 @@ impl<S: KvStore> LeafServer<S> {
     ) -> Result<EncodedResponse, ServeError> {
         Ok(match request {
             LeafRequest::GetChunk(r) => {
-                let spec = ChunkSpec {
-                    kind: ChunkKind::Accounts,
-                    account: B256::ZERO,
-                    prefix: &r.prefix,
-                    max_bytes: r.max_bytes,
-                };
-                self.cached_chunk(snap, &spec)?
+                let chunks = r.prefixes.iter().take(MAX_CHUNKS_SERVED);
+                let chunks = chunks.map(|prefix| (B256::ZERO, prefix));
+                self.batch(snap, ChunkKind::Accounts, chunks, r.max_bytes)?
             }
-            LeafRequest::GetStorageChunk(r) => self.storage_batch(snap, r)?,
+            LeafRequest::GetStorageChunk(r) => {
+                let chunks = r.chunks.iter().take(MAX_STORAGE_CHUNKS_SERVED);
+                let chunks = chunks.map(|chunk| (chunk.account, &chunk.prefix));
+                self.batch(snap, ChunkKind::Storage, chunks, r.max_bytes)?
+            }
             LeafRequest::GetNodes(r) => {
                 EncodedResponse::of(ids::NODES, &serve_nodes(snap, r, &self.config)?)
             }
@@ -135,48 +135,33 @@ impl<S: KvStore> LeafServer<S> {
         })
     }
 
-    /// The chunk response for a client, from the cache when a fresh entry exists, else computed
-    /// with the request's byte class as bound and cached. A cached body goes out as it is; a
-    /// client whose own `max_bytes` it exceeds gets "too large" at the body's head number.
-    fn cached_chunk(
+    /// A batched `Chunk` or `StorageChunk` (`kind`) of the (account, prefix) `chunks` (the
+    /// account is zero for account chunks): each requested chunk is one piece, the cached body
+    /// of that (kind, account, prefix, byte class) as it is (`[head_number, content]` is the
+    /// piece's list, so only a list header goes in front), computed with the request's byte
+    /// class as bound and cached on a miss, until [`PieceBudget`] or the time budget stops it. A
+    /// client whose own `max_bytes` a cached body exceeds gets "too large" at the body's head
+    /// number. After the time budget only pieces already cached are added; the first piece
+    /// always is. The pieces are copied once into the answer, never decoded or encoded again, so
+    /// clients asking different batches share the cached pieces.
+    fn batch<'p>(
         &self,
         snap: &LeafSnapshot<'_, S>,
-        spec: &ChunkSpec<'_>,
-    ) -> Result<EncodedResponse, ServeError> {
-        let chunk = match self.lookup(snap, spec) {
-            Ok(chunk) => chunk,
-            Err(key) => self.fill(snap, spec, key)?,
-        };
-        let fields = self.fields_for(&chunk, spec.max_bytes);
-        Ok(EncodedResponse { id: spec.kind.response_id(), fields })
-    }
-
-    /// A batched `StorageChunk`: each requested chunk is one piece, the cached body of that
-    /// (account, prefix, byte class) as it is (`[head_number, content]` is the piece's list, so
-    /// only a list header goes in front), until [`PieceBudget`] or the time budget stops it. After
-    /// the time budget only pieces already cached are added; the first piece always is. The
-    /// pieces are copied once into the answer, never decoded or encoded again.
-    fn storage_batch(
-        &self,
-        snap: &LeafSnapshot<'_, S>,
-        request: &GetStorageChunk,
+        kind: ChunkKind,
+        chunks: impl Iterator<Item = (B256, &'p WirePath)>,
+        max_bytes: u64,
     ) -> Result<EncodedResponse, ServeError> {
         let deadline = Instant::now() + self.config.request_time_budget;
-        let mut fill = PieceBudget::new(self.config.effective_max_bytes(request.max_bytes));
+        let mut fill = PieceBudget::new(self.config.effective_max_bytes(max_bytes));
         let mut pieces: Vec<(Header, Bytes)> = Vec::new();
-        for chunk in request.chunks.iter().take(MAX_STORAGE_CHUNKS_SERVED) {
-            let spec = ChunkSpec {
-                kind: ChunkKind::Storage,
-                account: chunk.account,
-                prefix: &chunk.prefix,
-                max_bytes: request.max_bytes,
-            };
+        for (account, prefix) in chunks {
+            let spec = ChunkSpec { kind, account, prefix, max_bytes };
             let piece = match self.lookup(snap, &spec) {
                 Ok(piece) => piece,
                 Err(_) if !pieces.is_empty() && Instant::now() > deadline => break,
                 Err(key) => self.fill(snap, &spec, key)?,
             };
-            let fields = self.fields_for(&piece, request.max_bytes);
+            let fields = self.fields_for(&piece, max_bytes);
             let header = Header { list: true, payload_length: fields.len() };
             if !fill.admit(header.length() + fields.len()) {
                 break;
@@ -191,7 +176,7 @@ impl<S: KvStore> LeafServer<S> {
             header.encode(&mut out);
             out.put_slice(fields);
         }
-        Ok(EncodedResponse { id: ids::STORAGE_CHUNK, fields: out.freeze() })
+        Ok(EncodedResponse { id: kind.response_id(), fields: out.freeze() })
     }
 
     /// The fresh cached chunk for `spec`, or on a miss its cache key (for [`Self::fill`]).
@@ -315,17 +300,19 @@ fn cached<T: Encodable>(head: u64, content: &ChunkContent<T>) -> CachedChunk {
 mod tests {
     use super::*;
     use leafsync_leafdb::MemStore;
-    use leafsync_p2p::leaf::{Chunk, GetChunk, LeafMessage, RequestPair};
+    use leafsync_p2p::leaf::{AccountPiece, Chunk, GetChunk, LeafMessage, RequestPair};
 
     #[test]
     fn empty_db_answers_empty() {
         let server =
             LeafServer::new(Arc::new(LeafDb::<MemStore>::in_memory()), ServeConfig::default());
-        let request = LeafRequest::GetChunk(GetChunk { prefix: WirePath::root(), max_bytes: 10 });
+        let prefixes = vec![WirePath::root(), WirePath::from_nibbles(&[3]).unwrap()];
+        let request = LeafRequest::GetChunk(GetChunk { prefixes, max_bytes: 10 });
         let response = server.answer(&request);
         assert_eq!(response.id, ids::CHUNK);
         let decoded = LeafMessage::decode(response.id, &response.payload(3)).unwrap();
-        let expected = Chunk { head_number: 0, content: ChunkContent::Items(vec![]) };
+        let piece = AccountPiece { head_number: 0, content: ChunkContent::Items(vec![]) };
+        let expected = Chunk { pieces: vec![piece.clone(), piece] };
         assert_eq!(decoded, LeafMessage::Chunk(RequestPair { request_id: 3, message: expected }));
         assert_eq!(server.stats().served, 1);
     }

@@ -24,9 +24,11 @@ use leafsync_serve::{
 fn chunk(prefix: &WirePath, max_bytes: u64) -> (u64, ChunkContent<AccountLeaf>) {
     let fx = shared();
     let snap = fx.db.snapshot().unwrap();
-    let request = GetChunk { prefix: prefix.clone(), max_bytes };
-    let c = serve_chunk(&snap, &request, &ServeConfig::default()).unwrap();
-    (c.head_number, c.content)
+    let request = GetChunk { prefixes: vec![prefix.clone()], max_bytes };
+    let mut c = serve_chunk(&snap, &request, &ServeConfig::default()).unwrap();
+    assert_eq!(c.pieces.len(), 1);
+    let piece = c.pieces.remove(0);
+    (piece.head_number, piece.content)
 }
 
 /// Every prefix of one depth, in key order.
@@ -289,4 +291,31 @@ fn full_key_prefix_and_tiny_max_bytes() {
     assert_eq!(chunk(&prefix(2, 0x3a), 0).1, ChunkContent::TooLarge);
     let (head, _) = chunk(&WirePath::root(), u64::MAX);
     assert_eq!(head, 0, "generated state is block 0");
+}
+
+#[test]
+fn an_account_batch_is_its_chunks_in_order_until_max_bytes() {
+    let fx = shared();
+    let snap = fx.db.snapshot().unwrap();
+    let config = ServeConfig::default();
+    let a = &fx.model[100];
+    let full = WirePath::from_nibbles(&alloy_trie::Nibbles::unpack(a.hashed).to_vec()).unwrap();
+    let mut prefixes: Vec<WirePath> = [0x12, 0x00, 0xff, 0x3a].map(|i| prefix(2, i)).to_vec();
+    prefixes.push(full);
+    let ask = |prefixes: &[WirePath], max_bytes| {
+        let request = GetChunk { prefixes: prefixes.to_vec(), max_bytes };
+        serve_chunk(&snap, &request, &config).unwrap().pieces
+    };
+    let all = ask(&prefixes, 1 << 20);
+    assert_eq!(all.len(), prefixes.len());
+    for (piece, p) in all.iter().zip(&prefixes) {
+        assert_eq!((piece.head_number, piece.content.clone()), chunk(p, 1 << 20));
+        assert!(!piece.content.is_empty());
+    }
+    // Room for the first three pieces only: the answer stops there.
+    let three: usize = all[..3].iter().map(alloy_rlp::Encodable::length).sum();
+    assert_eq!(ask(&prefixes, three as u64), all[..3].to_vec());
+    let tiny = ask(&prefixes, 1);
+    assert_eq!(tiny.len(), 1, "the first piece is always sent");
+    assert_eq!(tiny[0].content, ChunkContent::TooLarge);
 }

@@ -83,12 +83,13 @@ fn sixteen_clients_see_one_head_per_response_while_blocks_apply() {
                 let mut got = Vec::new();
                 let mut i = c * 37;
                 while !stop.load(Ordering::Relaxed) {
-                    let request = GetChunk { prefix: prefix(2, i % 256), max_bytes: 1 << 20 };
+                    let request =
+                        GetChunk { prefixes: vec![prefix(2, i % 256)], max_bytes: 1 << 20 };
                     let r = server.answer(&request.into());
                     let message = LeafMessage::decode(r.id, &r.payload(i as u64)).unwrap();
                     let LeafMessage::Chunk(pair) = message else { panic!() };
                     assert_eq!(pair.request_id, i as u64);
-                    let chunk = pair.message;
+                    let [chunk] = <[_; 1]>::try_from(pair.message.pieces).unwrap();
                     got.push((i % 256, chunk));
                     answered.fetch_add(1, Ordering::Relaxed);
                     i += 1;

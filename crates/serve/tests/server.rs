@@ -15,8 +15,9 @@ use common::*;
 use leafsync_leafdb::generate::SplitMix;
 use leafsync_p2p::{
     leaf::{
-        Chunk, ChunkContent, GetChunk, GetCodes, GetNodes, GetStorageChunk, LeafMessage,
-        LeafRequest, LeafResponse, NodeRequest, StorageChunk, StoragePrefix, TrieOwner, WirePath,
+        AccountPiece, Chunk, ChunkContent, GetChunk, GetCodes, GetNodes, GetStorageChunk,
+        LeafMessage, LeafRequest, LeafResponse, NodeRequest, StorageChunk, StoragePrefix,
+        TrieOwner, WirePath,
         protocol::{MAX_RESPONSE_BYTES, ids},
     },
     peers::RequestHandler,
@@ -30,7 +31,7 @@ fn server(db: &Arc<Db>, config: ServeConfig) -> LeafServer<leafsync_leafdb::Rock
 const PEER: B512 = B512::repeat_byte(1);
 
 fn get_chunk(prefix: WirePath, max_bytes: u64) -> LeafRequest {
-    GetChunk { prefix, max_bytes }.into()
+    GetChunk { prefixes: vec![prefix], max_bytes }.into()
 }
 
 /// The server's answer as a client decodes it (with the protocol's limits).
@@ -43,8 +44,15 @@ fn answer(s: &LeafServer<leafsync_leafdb::RocksStore>, request: &LeafRequest) ->
     pair.message
 }
 
-fn chunk(s: &LeafServer<leafsync_leafdb::RocksStore>, prefix: WirePath, max_bytes: u64) -> Chunk {
-    Chunk::try_from(answer(s, &get_chunk(prefix, max_bytes))).unwrap()
+/// The one piece answering a `GetChunk` of `prefix` alone.
+fn chunk(
+    s: &LeafServer<leafsync_leafdb::RocksStore>,
+    prefix: WirePath,
+    max_bytes: u64,
+) -> AccountPiece {
+    let mut chunk = Chunk::try_from(answer(s, &get_chunk(prefix, max_bytes))).unwrap();
+    assert_eq!(chunk.pieces.len(), 1);
+    chunk.pieces.remove(0)
 }
 
 #[test]
@@ -135,10 +143,9 @@ fn cache_hits_hand_out_the_same_bytes() {
     let p = prefix(2, 0x7c);
     let a = s.answer(&get_chunk(p.clone(), 1 << 20));
     let b = s.answer(&get_chunk(p.clone(), 600_000));
-    // The second answer is the cached body itself: no decode, no encode, not even a copy (the
-    // session frames it with the client's request id).
+    // The second answer is the cached piece, copied behind the batch's list headers without a
+    // decode or encode (the session frames it with the client's request id).
     assert_eq!(a, b);
-    assert_eq!(a.fields.as_ptr(), b.fields.as_ptr(), "the cached bytes are shared");
     let stats = s.stats().cache;
     assert_eq!((stats.hits, stats.misses, stats.inserts), (1, 1, 1), "same 1 MiB class");
     let a = chunk(&s, p.clone(), 1 << 20);
@@ -193,6 +200,51 @@ fn storage_batches_share_cached_pieces_between_clients() {
         expected.extend(alloy_rlp::encode(piece));
     }
     assert!(wire.fields.ends_with(&expected));
+}
+
+/// Account chunks are batched as storage chunks are: a batch is assembled from per-(prefix,
+/// byte class) cached pieces, so a second client asking a different, overlapping batch is
+/// answered from the pieces the first one's read; each piece is what a batch of one gives, and
+/// the answer stops before the piece that would take it over `max_bytes`.
+#[test]
+fn account_batches_share_cached_pieces_between_clients() {
+    let fx = shared();
+    let s = server(&fx.db, ServeConfig::default());
+    let batch = |ids: &[usize], max_bytes: u64| -> LeafRequest {
+        GetChunk { prefixes: ids.iter().map(|&i| prefix(2, i)).collect(), max_bytes }.into()
+    };
+    let chunk = |r: &LeafRequest| Chunk::try_from(answer(&s, r)).unwrap();
+
+    let first = chunk(&batch(&[0, 1, 2, 3, 4], 1 << 20));
+    assert_eq!(first.pieces.len(), 5);
+    assert!(first.pieces.iter().all(|p| !p.content.is_empty()));
+    let after_first = s.stats().cache;
+    assert_eq!((after_first.hits, after_first.misses, after_first.inserts), (0, 5, 5));
+
+    // Another client, another batch: three pieces already cached, two new.
+    let second = chunk(&batch(&[3, 1, 6, 0, 7], 1 << 20));
+    let stats = s.stats().cache;
+    assert_eq!((stats.hits, stats.misses), (3, 7), "pieces 3, 1, 0 came from the cache");
+    assert_eq!(second.pieces[0], first.pieces[3]);
+    assert_eq!(second.pieces[1], first.pieces[1]);
+    assert_eq!(second.pieces[3], first.pieces[0]);
+    // Each piece is what a batch of one gives (now all from the cache).
+    for (i, piece) in [3, 1, 6, 0, 7].into_iter().zip(&second.pieces) {
+        assert_eq!(chunk(&batch(&[i], 1 << 20)).pieces, vec![piece.clone()]);
+    }
+    assert_eq!(s.stats().cache.misses, 7);
+    // The cached piece bodies go out as they are, in order.
+    let wire = s.answer(&batch(&[3, 1], 1 << 20));
+    let expected: Vec<u8> =
+        [&first.pieces[3], &first.pieces[1]].into_iter().flat_map(alloy_rlp::encode).collect();
+    assert!(wire.fields.ends_with(&expected));
+    // Room for two pieces: the answer stops before the third; a tiny budget still gets one.
+    let two: usize = second.pieces[..2].iter().map(alloy_rlp::Encodable::length).sum();
+    let cut = chunk(&batch(&[3, 1, 6, 0, 7], two as u64));
+    assert_eq!(cut.pieces, second.pieces[..2].to_vec());
+    let tiny = chunk(&batch(&[3, 1, 6], 1));
+    assert_eq!(tiny.pieces.len(), 1, "the first piece is always sent");
+    assert_eq!(tiny.pieces[0].content, ChunkContent::TooLarge);
 }
 
 #[test]

@@ -35,6 +35,13 @@ pub const MAX_CHUNK_DEPTH: usize = 6;
 /// this is "too large" and split into its children; below it, the skeleton depth sizes chunks.
 pub const CHUNK_MAX_BYTES: u64 = MAX_RESPONSE_BYTES;
 
+/// Estimated bytes of chunk units asked in one `GetChunk` or `GetStorageChunk`: the chunk cap
+/// (2 MiB), what one answer may carry. Account units are sized by the skeleton depth (a 1M state:
+/// ~625 KB each, three to a request), storage units by their tries' slot counts; the server
+/// cuts an underestimated batch before the piece that would cross `max_bytes` and the tail is
+/// asked again.
+pub const CHUNK_BATCH_BYTES: u64 = CHUNK_MAX_BYTES;
+
 /// How much longer the sync's own request timeout is than the transport's (2 s): the p2p
 /// layer times a request out after its `REQUEST_TIMEOUT` on the wire and penalises the peer
 /// itself, so for a network peer that timeout always fires first; the sync's is only a guard for
@@ -192,6 +199,9 @@ pub struct SyncConfig {
     /// `max_bytes` of every chunk request (a larger chunk is split); default
     /// [`CHUNK_MAX_BYTES`].
     pub chunk_max_bytes: u64,
+    /// Estimated bytes of the units batched into one chunk request, at most
+    /// [`Self::chunk_max_bytes`] (0: one unit a request); default [`CHUNK_BATCH_BYTES`].
+    pub chunk_batch_bytes: u64,
     /// Per-request timeout, a guard longer than the transport's (see
     /// [`REQUEST_TIMEOUT_GRACE`]); default [`DEFAULT_REQUEST_TIMEOUT`].
     pub request_timeout: Duration,
@@ -218,6 +228,7 @@ impl Default for SyncConfig {
             mode: SyncMode::Leaf,
             chunk_target_bytes: DEFAULT_CHUNK_TARGET_BYTES,
             chunk_max_bytes: CHUNK_MAX_BYTES,
+            chunk_batch_bytes: CHUNK_BATCH_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             junk_ban_threshold: DEFAULT_JUNK_BAN_THRESHOLD,
             repivot_distance: DEFAULT_REPIVOT_DISTANCE,

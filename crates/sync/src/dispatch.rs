@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use futures::{future::BoxFuture, stream::FuturesUnordered};
 use leafsync_p2p::{
-    leaf::protocol::{MAX_NODES_PER_REQUEST, MAX_RESPONSE_BYTES, MAX_STORAGE_CHUNKS_PER_REQUEST},
+    leaf::protocol::{
+        MAX_CHUNKS_PER_REQUEST, MAX_NODES_PER_REQUEST, MAX_RESPONSE_BYTES,
+        MAX_STORAGE_CHUNKS_PER_REQUEST,
+    },
     requests::RequestError,
 };
 use tokio::time::Instant;
@@ -27,9 +30,9 @@ pub(crate) fn request_bytes(chunk_max_bytes: u64) -> u64 {
     chunk_max_bytes.max(MAX_RESPONSE_BYTES)
 }
 
-/// The next request for `peer`: trie nodes (only if it has the pivot's nodes), then a chunk
-/// (only if it may get chunks): an account chunk, or storage units batched up to `batch_bytes`
-/// ([`storage_batch`]); then codes, as many as [`CodeQueue::batch_size`]. Each from items it has
+/// The next request for `peer`: trie nodes (only if it has the pivot's nodes), then chunks
+/// (only if it may get chunks): account units or storage units, batched up to `batch_bytes`
+/// ([`chunk_batch`]); then codes, as many as [`CodeQueue::batch_size`]. Each from items it has
 /// not tried this round.
 ///
 /// A chunk is one whose rendezvous home `peer` is ([`crate::rendezvous`]), so that clients
@@ -60,11 +63,9 @@ pub(crate) fn next_job(
             unit = take_for(&mut work.units, peer, &roster.chunks, 1)?.pop();
         }
         if let Some(unit) = unit {
-            if unit.owner.is_none() {
-                return Ok(Some(Job::Chunk(unit)));
-            }
-            let batch = storage_batch(work, unit, peer, roster, batch_bytes, home)?;
-            return Ok(Some(Job::Storage(batch)));
+            let accounts = unit.owner.is_none();
+            let batch = chunk_batch(work, unit, peer, roster, batch_bytes, home)?;
+            return Ok(Some(if accounts { Job::Chunk(batch) } else { Job::Storage(batch) }));
         }
     }
     let batch = codes.batch_size();
@@ -72,12 +73,13 @@ pub(crate) fn next_job(
     Ok((!codes.is_empty()).then_some(Job::Codes(codes)))
 }
 
-/// The storage units asked with `first` in one `GetStorageChunk`: further storage units `peer`
-/// may get, in queue order, while their estimated sizes ([`crate::work::StorageSizes`]) add up
-/// to at most `batch_bytes`, up to the protocol's batch limit. A unit of unknown size goes only
-/// first, as a batch of its own (it may be as large as a whole answer). With `home` (`first`'s
-/// home is `peer`) only units whose home is `peer` join it; a stolen `first` takes any.
-fn storage_batch(
+/// The units asked with `first` in one `GetChunk` (account units) or `GetStorageChunk` (storage
+/// units): further units of the same kind that `peer` may get, in queue order, while their
+/// estimated sizes ([`crate::work::UnitSizes`]) add up to at most `batch_bytes`, up to the
+/// protocol's batch limit of that kind. A unit of unknown size goes only first, as a batch of
+/// its own (it may be as large as a whole answer). With `home` (`first`'s home is `peer`) only
+/// units whose home is `peer` join it; a stolen `first` takes any.
+fn chunk_batch(
     work: &mut Work,
     first: Unit,
     peer: usize,
@@ -86,12 +88,13 @@ fn storage_batch(
     home: bool,
 ) -> Result<Vec<Unit>, SyncError> {
     let (units, sizes, rendezvous) = (&mut work.units, &work.sizes, &roster.rendezvous);
+    let accounts = first.owner.is_none();
     let mut bytes = sizes.unit_bytes(&first).unwrap_or(batch_bytes);
     let mut batch = vec![first];
     if bytes < batch_bytes {
-        let room = MAX_STORAGE_CHUNKS_PER_REQUEST - 1;
-        batch.extend(take_matching(units, peer, &roster.chunks, room, |unit| {
-            if home && !rendezvous.is_home(unit, peer) {
+        let limit = if accounts { MAX_CHUNKS_PER_REQUEST } else { MAX_STORAGE_CHUNKS_PER_REQUEST };
+        batch.extend(take_matching(units, peer, &roster.chunks, limit - 1, |unit| {
+            if unit.owner.is_none() != accounts || (home && !rendezvous.is_home(unit, peer)) {
                 return false;
             }
             match sizes.unit_bytes(unit) {
@@ -135,7 +138,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        config::BYTES_PER_SLOT_ESTIMATE,
+        config::{BYTES_PER_ACCOUNT_ESTIMATE, BYTES_PER_SLOT_ESTIMATE},
         rendezvous::{Rendezvous, peer_key},
     };
 
@@ -155,9 +158,10 @@ mod tests {
         }
     }
 
+    /// The prefix of a job of one account unit.
     fn prefix(job: Option<Job>) -> Nibbles {
         match job {
-            Some(Job::Chunk(unit)) => unit.prefix,
+            Some(Job::Chunk(units)) if units.len() == 1 => units[0].prefix,
             other => panic!("{other:?}"),
         }
     }
@@ -206,7 +210,7 @@ mod tests {
         // Peer 0 alone asks: first its own chunks, then peer 1's, until none is left.
         while let Some(job) = next_job(&mut work, &mut codes, 0, &roster, 1 << 20).unwrap() {
             let mut unit = match job {
-                Job::Chunk(unit) => unit,
+                Job::Chunk(mut units) if units.len() == 1 => units.remove(0),
                 other => panic!("{other:?}"),
             };
             if roster.rendezvous.is_home(&mut unit, 0) {
@@ -228,7 +232,7 @@ mod tests {
     fn owners(job: Option<Job>) -> Vec<Option<B256>> {
         match job {
             Some(Job::Storage(units)) => units.iter().map(|u| u.owner).collect(),
-            Some(Job::Chunk(unit)) => vec![unit.owner],
+            Some(Job::Chunk(units)) => units.iter().map(|u| u.owner).collect(),
             other => panic!("{other:?}"),
         }
     }
@@ -255,5 +259,51 @@ mod tests {
         assert_eq!(owners(next(&mut work, &mut codes)), vec![account(3)]);
         assert_eq!(owners(next(&mut work, &mut codes)), vec![account(9)]);
         assert!(work.units.is_empty());
+    }
+
+    #[test]
+    fn account_units_are_batched_to_the_budget_and_only_with_units_of_their_home() {
+        let roster = roster_of(&[PeerId::repeat_byte(1), PeerId::repeat_byte(2)]);
+        let (mut work, mut codes) = (account_chunks(), CodeQueue::default());
+        // 1M accounts: depth-2 units of ~625 KB, three to a 2 MiB answer.
+        work.sizes.record_accounts(1_000_000);
+        let unit_bytes = 1_000_000 * BYTES_PER_ACCOUNT_ESTIMATE / 256;
+        // A storage unit of known size, queued first, never joins an account batch.
+        let owner = Some(B256::repeat_byte(9));
+        work.sizes.record(B256::repeat_byte(9), 10);
+        add(&mut work, owner);
+        let storage_unit = work.units.pop_back().unwrap();
+        work.units.push_front(storage_unit);
+        let budget = 2 << 20;
+        let (mut account_jobs, mut accounts, mut storage) = (0, 0, 0);
+        let mut full = 0;
+        for round in 0..1000 {
+            let peer = round % 2;
+            let Some(job) = next_job(&mut work, &mut codes, peer, &roster, budget).unwrap() else {
+                break;
+            };
+            let mut units = match job {
+                Job::Chunk(units) => units,
+                Job::Storage(units) => {
+                    assert_eq!(units.iter().map(|u| u.owner).collect::<Vec<_>>(), vec![owner]);
+                    storage += 1;
+                    continue;
+                }
+                other => panic!("{other:?}"),
+            };
+            assert!(units.iter().all(|u| u.owner.is_none()), "accounts only");
+            assert!(units.len() as u64 * unit_bytes <= budget, "{} units", units.len());
+            // A batch whose first unit is at home holds only units of that home.
+            if roster.rendezvous.is_home(&mut units[0], peer) {
+                assert!(units.iter_mut().all(|u| roster.rendezvous.is_home(u, peer)));
+            }
+            full += usize::from(units.len() == 3);
+            account_jobs += 1;
+            accounts += units.len();
+        }
+        assert_eq!((accounts, storage), (256, 1));
+        // 256 units in threes, but for a last partial batch of each peer's own and stolen ones.
+        assert!((86..=90).contains(&account_jobs), "{account_jobs} requests");
+        assert!(full >= 82, "{full} full batches");
     }
 }

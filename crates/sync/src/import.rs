@@ -1,6 +1,7 @@
-//! Chunk answers judged without I/O. [`check_chunk`] turns an account chunk, and
+//! Chunk answers judged without I/O. [`check_chunk`] turns one piece of an account batch, and
 //! [`check_piece`] one piece of a storage batch, into a [`ChunkVerdict`]: leaves to import
-//! (checked cheaply: order, prefix, values), a split, or what the answer says about its server. After the import compared the subtrie with the skeleton hash,
+//! (checked cheaply: order, prefix, values), a split, or what the answer says about its server.
+//! After the import compared the subtrie with the skeleton hash,
 //! [`judge_mismatch`] says whether a differing chunk is a lie or a stale server, and
 //! [`check_account`] what a verified account's storage needs.
 
@@ -8,7 +9,7 @@ use alloy_primitives::{B256, U256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 use leafsync_leafdb::ChunkAccount;
 use leafsync_p2p::leaf::{
-    AccountLeaf, AccountStorage, ChainHead, Chunk, ChunkContent, StoragePiece, StorageSlot,
+    AccountLeaf, AccountPiece, AccountStorage, ChainHead, ChunkContent, StoragePiece, StorageSlot,
 };
 
 use crate::{config::HEAD_CLAIM_SLACK, peer_set::Verdict, tasks::Unit};
@@ -105,14 +106,15 @@ fn items<T>(unit: &Unit, content: ChunkContent<T>) -> Result<Vec<T>, ChunkVerdic
     }
 }
 
-/// Judges a `Chunk` answer to an account `unit`'s request.
-pub(crate) fn check_chunk(unit: &Unit, chunk: Chunk) -> ChunkVerdict {
-    let checked = items(unit, chunk.content).and_then(|leaves| {
+/// Judges one piece of a `Chunk`, the answer for the account `unit`: the same rules for every
+/// piece, independently of the batch's other pieces.
+pub(crate) fn check_chunk(unit: &Unit, piece: AccountPiece) -> ChunkVerdict {
+    let checked = items(unit, piece.content).and_then(|leaves| {
         accounts(&unit.prefix, leaves)
             .map_err(|_| ChunkVerdict::Refused(Verdict::Invalid("malformed chunk")))
     });
     match checked {
-        Ok(leaves) => ChunkVerdict::Import { leaves, head_number: chunk.head_number },
+        Ok(leaves) => ChunkVerdict::Import { leaves, head_number: piece.head_number },
         Err(verdict) => verdict,
     }
 }

@@ -21,8 +21,8 @@ fn leaf(first_byte: u8) -> AccountLeaf {
     }
 }
 
-fn chunk(content: ChunkContent<AccountLeaf>) -> Chunk {
-    Chunk { head_number: 9, content }
+fn chunk(content: ChunkContent<AccountLeaf>) -> AccountPiece {
+    AccountPiece { head_number: 9, content }
 }
 
 #[test]

@@ -343,6 +343,18 @@ impl PeerSet {
         penalty
     }
 
+    /// Whether chunks of peer `i` are still imported: it is not banned, and not benched for
+    /// chunks from another head while an active peer is not (when every one is, benched peers
+    /// get the chunks, as in [`Self::roster`]). A piece that bans or benches its server stops
+    /// the rest of its batch (and its answers still in flight) from being imported: one request
+    /// cannot carry more lies or stale chunks past the ban or bench than a single chunk could.
+    pub(crate) fn takes_chunks(&self, i: usize) -> bool {
+        let slot = &self.slots[i];
+        let others_take =
+            || self.slots.iter().any(|s| s.standing == Standing::Active && !s.chunks_benched());
+        slot.standing != Standing::Banned && (!slot.chunks_benched() || !others_take())
+    }
+
     /// A chunk of peer `i` failed verification and is not provably a lie: its server is stale
     /// at `announced`. After [`MAX_STALE_HEALS`] such chunks at one head it gets no more chunks
     /// until it announces another.

@@ -154,6 +154,8 @@ impl<S: KvStore + 'static> Syncer<S> {
         let estimate = self.peers.median_estimate();
         let start = decide_start(record, &self.config, trusted, &heads, estimate)?;
         (self.pivot, self.depth, self.prior) = (start.pivot, start.depth, start.prior);
+        // The estimate that chose the depth also sizes account units for batching.
+        self.work.sizes.record_accounts(estimate);
         if start.resumed.is_some() {
             // A crash (or an error) may have cut anything short: the tables are not all ours.
             self.must_rehash("resumed");
@@ -276,11 +278,11 @@ impl<S: KvStore + 'static> Syncer<S> {
             while self.peers.slot(peer).has_room()
                 && (in_flight.len() as u64 + 1) * request_bytes <= MAX_IN_FLIGHT_BYTES
             {
-                // A storage batch fills what one answer may carry: its pieces are whole
-                // storages or sub-chunks already sized by their tries, so unlike account
-                // chunks there is no depth to round, and the server cuts an underestimated
-                // batch at `max_bytes` (the tail is asked again).
-                let batch = self.config.chunk_max_bytes;
+                // A batch fills what one answer may carry: its pieces are account chunks sized
+                // by the skeleton depth, or whole storages and sub-chunks sized by their tries,
+                // and the server cuts an underestimated batch at `max_bytes` (the tail is asked
+                // again), so a batch never asks for more than `chunk_max_bytes`.
+                let batch = self.config.chunk_batch_bytes.min(self.config.chunk_max_bytes);
                 let next =
                     dispatch::next_job(&mut self.work, &mut self.codes, peer, &roster, batch)?;
                 let Some(job) = next else { break };
@@ -340,6 +342,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.pivot = head;
         // The pivot's parts start over; `self.codes` survives (codes do not depend on it).
         self.work = Work::default();
+        self.work.sizes.record_accounts(self.peers.median_estimate());
         self.heal = HealState::default();
         self.db.clear_sync_heal_roots()?;
         self.persist()?;

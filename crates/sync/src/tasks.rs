@@ -90,8 +90,8 @@ pub(crate) struct CodeTask {
 /// A request's work.
 #[derive(Debug)]
 pub(crate) enum Job {
-    /// An account chunk (dispatch puts storage units in [`Job::Storage`]).
-    Chunk(Unit),
+    /// Account units, asked in one `GetChunk` (dispatch puts storage units in [`Job::Storage`]).
+    Chunk(Vec<Unit>),
     /// Storage units of one or more accounts, asked in one `GetStorageChunk`.
     Storage(Vec<Unit>),
     Nodes(Vec<NodeTask>),
@@ -103,9 +103,13 @@ impl Job {
     /// chooses it.
     pub(crate) fn request(&self, chunk_max_bytes: u64) -> Result<LeafRequest, SyncError> {
         Ok(match self {
-            Self::Chunk(unit) => {
-                let prefix = wire_path(&unit.prefix)?;
-                LeafRequest::GetChunk(GetChunk { prefix, max_bytes: chunk_max_bytes })
+            Self::Chunk(units) => {
+                let prefixes = units.iter().map(|unit| wire_path(&unit.prefix)).collect::<Result<
+                    Vec<_>,
+                    SyncError,
+                >>(
+                )?;
+                LeafRequest::GetChunk(GetChunk { prefixes, max_bytes: chunk_max_bytes })
             }
             Self::Storage(units) => {
                 let chunks = units
@@ -275,10 +279,12 @@ mod tests {
             attempts: Attempts::default(),
             home: None,
         };
-        let Ok(LeafRequest::GetChunk(chunk)) = Job::Chunk(unit(None)).request(777) else {
-            panic!("an account unit is a GetChunk")
+        let Ok(LeafRequest::GetChunk(chunk)) =
+            Job::Chunk(vec![unit(None), unit(None)]).request(777)
+        else {
+            panic!("account units are a GetChunk")
         };
-        assert_eq!((chunk.prefix.len(), chunk.max_bytes), (2, 777));
+        assert_eq!((chunk.prefixes.len(), chunk.prefixes[1].len(), chunk.max_bytes), (2, 2, 777));
         let account = B256::repeat_byte(4);
         let Ok(LeafRequest::GetStorageChunk(storage)) =
             Job::Storage(vec![unit(Some(account)), unit(Some(B256::ZERO))]).request(777)

@@ -11,8 +11,8 @@ use leafsync_leafdb::EMPTY_CODE_HASH;
 
 use crate::{
     config::{
-        BYTES_PER_SLOT_ESTIMATE, CODE_BATCH_BYTES, CODE_SIZE_SAMPLE, CODES_PER_REQUEST,
-        MAX_CODES_PER_BATCH,
+        BYTES_PER_ACCOUNT_ESTIMATE, BYTES_PER_SLOT_ESTIMATE, CODE_BATCH_BYTES, CODE_SIZE_SAMPLE,
+        CODES_PER_REQUEST, MAX_CODES_PER_BATCH,
     },
     error::SyncError,
     tasks::{Attempts, CodeTask, NodeTask, Owner, Purpose, Unit},
@@ -39,26 +39,39 @@ pub(crate) struct Work {
     skeleton: HashMap<Owner, SkeletonNodes>,
     /// Open units, skeleton nodes and heal roots per storage trie.
     open: HashMap<B256, usize>,
-    /// Estimated sizes of the large storage tries, to batch their units.
-    pub(crate) sizes: StorageSizes,
+    /// Estimated sizes of the account trie and the large storage tries, to batch their units.
+    pub(crate) sizes: UnitSizes,
 }
 
-/// Estimated encoded size of each large storage trie, from the slot count its account's chunk
-/// announced with the "large storage" mark (one entry per large storage of the pivot).
+/// Estimated encoded size of the account trie, from the peers' account estimate that also chose
+/// the skeleton depth ([`crate::chunk_depth`]), and of each large storage trie, from the slot
+/// count its account's chunk announced with the "large storage" mark (one entry per large
+/// storage of the pivot).
 #[derive(Debug, Default)]
-pub(crate) struct StorageSizes(HashMap<B256, u64>);
+pub(crate) struct UnitSizes {
+    /// The account trie's estimated size; `None` while no peer gave an estimate.
+    accounts: Option<u64>,
+    storages: HashMap<B256, u64>,
+}
 
-impl StorageSizes {
-    /// Records that `account`'s storage holds about `slot_count` slots.
-    pub(crate) fn record(&mut self, account: B256, slot_count: u64) {
-        self.0.insert(account, slot_count.saturating_mul(BYTES_PER_SLOT_ESTIMATE));
+impl UnitSizes {
+    /// Records that the state holds about `accounts` accounts (0: unknown).
+    pub(crate) fn record_accounts(&mut self, accounts: u64) {
+        self.accounts = (accounts > 0).then(|| accounts.saturating_mul(BYTES_PER_ACCOUNT_ESTIMATE));
     }
 
-    /// Estimated encoded size of a storage unit: its trie's size spread evenly over the
-    /// `16^depth` prefixes at its depth (hashed slots are uniform). `None` for an account unit
-    /// or a storage whose size is unknown.
+    /// Records that `account`'s storage holds about `slot_count` slots.
+    pub(crate) fn record(&mut self, account: B256, slot_count: u64) {
+        self.storages.insert(account, slot_count.saturating_mul(BYTES_PER_SLOT_ESTIMATE));
+    }
+
+    /// Estimated encoded size of a unit: its trie's size spread evenly over the `16^depth`
+    /// prefixes at its depth (hashed keys are uniform). `None` when its trie's size is unknown.
     pub(crate) fn unit_bytes(&self, unit: &Unit) -> Option<u64> {
-        let total = *self.0.get(&unit.owner?)?;
+        let total = match unit.owner {
+            None => self.accounts?,
+            Some(owner) => *self.storages.get(&owner)?,
+        };
         Some(total.checked_shr(4 * unit.prefix.len() as u32).unwrap_or(0))
     }
 }
@@ -220,8 +233,8 @@ mod tests {
     }
 
     #[test]
-    fn storage_units_are_sized_from_their_slot_count_and_depth() {
-        let mut sizes = StorageSizes::default();
+    fn units_are_sized_from_their_trie_estimate_and_depth() {
+        let mut sizes = UnitSizes::default();
         let account = B256::repeat_byte(7);
         sizes.record(account, 16 * 1000);
         let unit = |owner, nibbles: &[u8]| Unit {
@@ -237,7 +250,12 @@ mod tests {
         assert_eq!(sizes.unit_bytes(&unit(Some(account), &[3])), Some(total / 16));
         assert_eq!(sizes.unit_bytes(&unit(Some(account), &[0; 64])), Some(0));
         assert_eq!(sizes.unit_bytes(&unit(Some(B256::ZERO), &[])), None, "unknown size");
-        assert_eq!(sizes.unit_bytes(&unit(None, &[])), None, "an account chunk");
+        assert_eq!(sizes.unit_bytes(&unit(None, &[])), None, "no account estimate");
+        sizes.record_accounts(1_000_000);
+        let accounts = 1_000_000 * BYTES_PER_ACCOUNT_ESTIMATE;
+        assert_eq!(sizes.unit_bytes(&unit(None, &[1, 2])), Some(accounts / 256));
+        sizes.record_accounts(0);
+        assert_eq!(sizes.unit_bytes(&unit(None, &[1, 2])), None, "an estimate of 0 is none");
     }
 
     #[test]

@@ -51,7 +51,9 @@ async fn requests_in_flight_across_all_peers_stay_within_the_byte_budget() {
         })
         .collect();
     let client = Arc::new(LeafDb::in_memory());
-    let config = SyncConfig { chunk_target_bytes: 16 * 1024, ..Default::default() };
+    // One unit a request, as before batching: many small requests fill the byte budget.
+    let config =
+        SyncConfig { chunk_target_bytes: 16 * 1024, chunk_batch_bytes: 0, ..Default::default() };
     let out = Syncer::new(Arc::clone(&client), config, peers).run().await.unwrap();
     let root = src.account_root().unwrap();
     assert_same_state(&client, &src, root);

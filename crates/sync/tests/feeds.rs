@@ -22,8 +22,10 @@ fn slow(inner: Arc<SimPeer>) -> Arc<dyn SyncPeer> {
     delayed(inner, Duration::from_millis(20))
 }
 
+/// One unit a request, as before batching: peers join, leave and the pivot moves between many
+/// requests.
 fn config() -> SyncConfig {
-    SyncConfig { chunk_target_bytes: CHUNK_BYTES, ..Default::default() }
+    SyncConfig { chunk_target_bytes: CHUNK_BYTES, chunk_batch_bytes: 0, ..Default::default() }
 }
 
 /// The only peer disconnects after a few answers; a second one joins a second later and the

@@ -141,7 +141,9 @@ async fn a_resumed_sync_hashes_the_flat_state_again() {
     let src = source(2000, 13);
     let root = src.account_root().unwrap();
     let client = Arc::new(LeafDb::in_memory());
-    let config = SyncConfig { chunk_target_bytes: 16 * 1024, ..Default::default() };
+    // One unit a request, as before batching: 40 answers are a part of the sync.
+    let config =
+        SyncConfig { chunk_target_bytes: 16 * 1024, chunk_batch_bytes: 0, ..Default::default() };
     let limited = [SimPeer::new(1, Arc::clone(&src), Behaviour::Limited(40), 2000)];
     let cut = Syncer::new(Arc::clone(&client), config.clone(), dyn_peers(&limited)).run().await;
     assert!(matches!(cut, Err(SyncError::NoPeers)), "{cut:?}");

@@ -22,7 +22,14 @@ async fn run(
     hostile: &[Behaviour],
     mode: SyncMode,
 ) -> (leafsync_sync::SyncOutcome, Vec<Arc<SimPeer>>) {
-    let config = SyncConfig { chunk_target_bytes: TEST_CHUNK_BYTES, mode, ..Default::default() };
+    // One unit a request, as before batching, so that every hostile peer gets its own units
+    // (a batch stolen whole would leave it none); the batch tests below use `run_with`.
+    let config = SyncConfig {
+        chunk_target_bytes: TEST_CHUNK_BYTES,
+        chunk_batch_bytes: 0,
+        mode,
+        ..Default::default()
+    };
     run_with(hostile, config).await
 }
 
@@ -75,7 +82,7 @@ fn assert_heals_within(out: &leafsync_sync::SyncOutcome, allowed: u32) {
     assert!(out.stats.chunks_healed <= bound, "{:?}", out.stats);
 }
 
-/// Storage batches the hostile peers (all but the first) cut or poisoned.
+/// Batches (account or storage) the hostile peers (all but the first) cut or poisoned.
 fn tampered(peers: &[Arc<SimPeer>]) -> u64 {
     peers[1..].iter().map(|p| p.batches_tampered.load(Ordering::Relaxed)).sum()
 }

@@ -60,6 +60,8 @@ async fn the_pivot_moves_mid_sync_and_chunk_work_is_kept() {
     let client = Arc::new(LeafDb::in_memory());
     let config = SyncConfig {
         chunk_target_bytes: 16 * 1024,
+        // One unit a request, as before batching: the pivot moves between many requests.
+        chunk_batch_bytes: 0,
         repivot_distance: DISTANCE,
         ..Default::default()
     };

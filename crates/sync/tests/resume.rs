@@ -14,8 +14,9 @@ use leafsync_sync::{HealRoot, SyncConfig, SyncError, SyncMode, SyncProgress, Syn
 
 const ACCOUNTS: u64 = 2000;
 
+/// One unit a request, as before batching: the syncs stop between many requests.
 fn config(mode: SyncMode) -> SyncConfig {
-    SyncConfig { chunk_target_bytes: 16 * 1024, mode, ..Default::default() }
+    SyncConfig { chunk_target_bytes: 16 * 1024, chunk_batch_bytes: 0, mode, ..Default::default() }
 }
 
 async fn resume_after(stops: &[u64], mode: SyncMode, junk: bool) {

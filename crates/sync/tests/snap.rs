@@ -28,8 +28,10 @@ const SEED: u64 = 7;
 /// Small chunks so that the state spreads over many chunks and all peers.
 const TEST_CHUNK_BYTES: u64 = 16 * 1024;
 
+/// One unit a request, as before batching: stops, silence and empty servers land between many
+/// requests.
 fn config() -> SyncConfig {
-    SyncConfig { chunk_target_bytes: TEST_CHUNK_BYTES, ..Default::default() }
+    SyncConfig { chunk_target_bytes: TEST_CHUNK_BYTES, chunk_batch_bytes: 0, ..Default::default() }
 }
 
 /// Syncs `src` from `peers` and asserts the exact state.

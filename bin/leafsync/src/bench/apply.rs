@@ -186,7 +186,7 @@ async fn client(
             let nibble = rng.below(16) as u8;
             prefix = prefix.child(nibble).unwrap_or(prefix);
         }
-        let request = LeafRequest::GetChunk(GetChunk { prefix, max_bytes });
+        let request = LeafRequest::GetChunk(GetChunk { prefixes: vec![prefix], max_bytes });
         let server = Arc::clone(&server);
         let t = Instant::now();
         // The daemon's global cap on handler calls (p2p's `max_concurrent_handler_calls`).

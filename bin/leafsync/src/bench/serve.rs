@@ -141,13 +141,18 @@ fn chunk_pass<S: leafsync_leafdb::KvStore>(
     let mut stack: Vec<WirePath> =
         (0..16usize.pow(depth as u32)).rev().map(|i| prefix(depth, i)).collect();
     while let Some(prefix) = stack.pop() {
-        let request = GetChunk { prefix: prefix.clone(), max_bytes };
+        let request = GetChunk { prefixes: vec![prefix.clone()], max_bytes };
         let Some((LeafResponse::Chunk(chunk), size, elapsed)) =
             ask(server, &request.into(), failures)
         else {
             continue;
         };
-        match chunk.content {
+        let Some(piece) = chunk.pieces.into_iter().next() else {
+            eprintln!("serve benchmark: no piece for {prefix:?}");
+            *failures += 1;
+            continue;
+        };
+        match piece.content {
             ChunkContent::Items(leaves) => {
                 kind.add(elapsed, size, leaves.len());
                 large.extend(

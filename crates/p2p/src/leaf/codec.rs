@@ -4,8 +4,8 @@
 use super::{
     kinds::{LeafMessage, max_payload_size},
     protocol::{
-        MAX_CODES_PER_REQUEST, MAX_INLINE_STORAGE_SLOTS, MAX_NODES_PER_REQUEST,
-        MAX_STORAGE_CHUNKS_PER_REQUEST, ids,
+        MAX_CHUNKS_PER_REQUEST, MAX_CODES_PER_REQUEST, MAX_INLINE_STORAGE_SLOTS,
+        MAX_NODES_PER_REQUEST, MAX_STORAGE_CHUNKS_PER_REQUEST, ids,
     },
     types::{AccountStorage, ChunkContent},
 };
@@ -99,24 +99,29 @@ impl LeafMessage {
                 check("code hashes", m.message.hashes.len(), MAX_CODES_PER_REQUEST)
             }
             Self::Codes(m) => check("codes", m.message.codes.len(), MAX_CODES_PER_REQUEST),
-            Self::Chunk(m) => match &m.message.content {
-                ChunkContent::Items(leaves) => {
-                    leaves.iter().try_for_each(|leaf| match &leaf.storage {
-                        AccountStorage::Inline(slots) => {
-                            check("inline storage slots", slots.len(), MAX_INLINE_STORAGE_SLOTS)
-                        }
-                        AccountStorage::Large { .. } => Ok(()),
-                    })
-                }
-                ChunkContent::TooLarge => Ok(()),
-            },
+            Self::GetChunk(m) => {
+                check("account chunks", m.message.prefixes.len(), MAX_CHUNKS_PER_REQUEST)
+            }
+            Self::Chunk(m) => {
+                check("account pieces", m.message.pieces.len(), MAX_CHUNKS_PER_REQUEST)?;
+                let leaves = m.message.pieces.iter().flat_map(|piece| match &piece.content {
+                    ChunkContent::Items(leaves) => leaves.as_slice(),
+                    ChunkContent::TooLarge => &[],
+                });
+                leaves.into_iter().try_for_each(|leaf| match &leaf.storage {
+                    AccountStorage::Inline(slots) => {
+                        check("inline storage slots", slots.len(), MAX_INLINE_STORAGE_SLOTS)
+                    }
+                    AccountStorage::Large { .. } => Ok(()),
+                })
+            }
             Self::GetStorageChunk(m) => {
                 check("storage chunks", m.message.chunks.len(), MAX_STORAGE_CHUNKS_PER_REQUEST)
             }
             Self::StorageChunk(m) => {
                 check("storage pieces", m.message.pieces.len(), MAX_STORAGE_CHUNKS_PER_REQUEST)
             }
-            Self::Status(_) | Self::NewHead(_) | Self::GetChunk(_) => Ok(()),
+            Self::Status(_) | Self::NewHead(_) => Ok(()),
         }
     }
 }
@@ -156,25 +161,40 @@ fn check_item_counts(id: u8, payload: &[u8]) -> Result<(), LeafError> {
             list_field(payload, 1).map_err(malformed)?,
             MAX_STORAGE_CHUNKS_PER_REQUEST,
         ),
-        // [request_id, head_number, [[hashed_address, nonce, balance, root, code_hash, storage],
-        // ...]]: the leaves themselves are bounded by bytes (each is >= 100 bytes on the wire and
-        // ~170 in memory), their inline storage by count.
+        // [request_id, [prefix, ...], max_bytes]
+        ids::GET_CHUNK => check(
+            "account chunks",
+            list_field(payload, 1).map_err(malformed)?,
+            MAX_CHUNKS_PER_REQUEST,
+        ),
+        // [request_id, [[head_number, [[hashed_address, nonce, balance, root, code_hash,
+        // storage], ...]], ...]]: the pieces are counted first; the leaves themselves are bounded
+        // by bytes (each is >= 100 bytes on the wire and ~170 in memory), their inline storage by
+        // count.
         ids::CHUNK => {
-            let Some(mut leaves) = list_field(payload, 2).map_err(malformed)? else {
-                return Ok(());
-            };
-            while !leaves.is_empty() {
-                let (_, leaf) = split_item(&mut leaves).map_err(malformed)?;
-                let mut fields = leaf;
-                for _ in 0..5 {
-                    split_item(&mut fields).map_err(malformed)?;
+            let pieces = list_field(payload, 1).map_err(malformed)?;
+            check("account pieces", pieces, MAX_CHUNKS_PER_REQUEST)?;
+            let mut pieces = pieces.unwrap_or_default();
+            while !pieces.is_empty() {
+                let (is_list, mut fields) = split_item(&mut pieces).map_err(malformed)?;
+                if !is_list {
+                    // Not a piece: decoding finds it malformed.
+                    continue;
                 }
-                let (is_list, storage) = split_item(&mut fields).map_err(malformed)?;
-                check(
-                    "inline storage slots",
-                    is_list.then_some(storage),
-                    MAX_INLINE_STORAGE_SLOTS,
-                )?;
+                split_item(&mut fields).map_err(malformed)?;
+                let (is_list, mut leaves) = split_item(&mut fields).map_err(malformed)?;
+                // Not a list: the "too large" mark (or junk that decoding refuses).
+                if is_list {
+                    while !leaves.is_empty() {
+                        let (_, mut fields) = split_item(&mut leaves).map_err(malformed)?;
+                        for _ in 0..5 {
+                            split_item(&mut fields).map_err(malformed)?;
+                        }
+                        let (is_list, storage) = split_item(&mut fields).map_err(malformed)?;
+                        let storage = is_list.then_some(storage);
+                        check("inline storage slots", storage, MAX_INLINE_STORAGE_SLOTS)?;
+                    }
+                }
             }
             Ok(())
         }

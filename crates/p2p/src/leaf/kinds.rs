@@ -269,23 +269,24 @@ impl LeafMessage {
 }
 
 impl LeafRequest {
-    /// The most items a response may hold: the number of requested nodes, codes or storage
-    /// chunks; `None` for account chunks (their size is bounded by bytes, checked at decoding).
+    /// The most items a response may hold: the number of requested nodes, codes, account or
+    /// storage chunks (the leaves and slots of the chunks are bounded by bytes, checked at
+    /// decoding). Always `Some` now that every kind is batched.
     pub fn max_response_items(&self) -> Option<usize> {
         match self {
             Self::GetNodes(m) => Some(m.nodes.len()),
             Self::GetCodes(m) => Some(m.hashes.len()),
             Self::GetStorageChunk(m) => Some(m.chunks.len()),
-            Self::GetChunk(_) => None,
+            Self::GetChunk(m) => Some(m.prefixes.len()),
         }
     }
 }
 
 impl LeafResponse {
-    /// Number of items: leaves, storage pieces, node or code entries (0 for "too large").
+    /// Number of items: account or storage pieces, node or code entries.
     pub fn item_count(&self) -> usize {
         match self {
-            Self::Chunk(m) => m.content.len(),
+            Self::Chunk(m) => m.pieces.len(),
             Self::StorageChunk(m) => m.pieces.len(),
             Self::Nodes(m) => m.nodes.len(),
             Self::Codes(m) => m.codes.len(),

@@ -18,9 +18,9 @@ pub use pair::{EncodedResponse, RequestPair, RlpFields};
 pub use path::{WirePath, WirePathError};
 pub use status::StatusError;
 pub use types::{
-    AccountLeaf, AccountStorage, ChainHead, Chunk, ChunkContent, Codes, GetChunk, GetCodes,
-    GetNodes, GetStorageChunk, NewHead, NodeRequest, Nodes, ServeFlags, Status, StorageChunk,
-    StoragePiece, StoragePrefix, StorageSlot, TrieOwner,
+    AccountLeaf, AccountPiece, AccountStorage, ChainHead, Chunk, ChunkContent, Codes, GetChunk,
+    GetCodes, GetNodes, GetStorageChunk, NewHead, NodeRequest, Nodes, ServeFlags, Status,
+    StorageChunk, StoragePiece, StoragePrefix, StorageSlot, TrieOwner,
 };
 
 #[cfg(test)]

@@ -21,9 +21,9 @@ pub mod ids {
     pub const STATUS: u8 = 0x00;
     /// `NewHead`: a server announces its new head as it moves.
     pub const NEW_HEAD: u8 = 0x01;
-    /// `GetChunk`: request the account leaves under a hashed-key prefix.
+    /// `GetChunk`: request the account leaves under several hashed-key prefixes.
     pub const GET_CHUNK: u8 = 0x02;
-    /// `Chunk`: response to `GetChunk`.
+    /// `Chunk`: response to `GetChunk`, one piece per requested prefix.
     pub const CHUNK: u8 = 0x03;
     /// `GetStorageChunk`: request the storage slots of several accounts, each under a prefix.
     pub const GET_STORAGE_CHUNK: u8 = 0x04;
@@ -71,6 +71,14 @@ pub const MAX_NODES_PER_REQUEST: usize = 384;
 /// are a few KiB, so 1024 of them usually fill [`MAX_RESPONSE_BYTES`]; a bigger batch would only
 /// make the request larger without making the response bigger.
 pub const MAX_CODES_PER_REQUEST: usize = 1024;
+
+/// Maximum number of prefixes in one `GetChunk` (and pieces in one `Chunk`). Account chunks
+/// are sized by the skeleton depth to 40–100% of a client's chunk target, so a 2 MiB answer
+/// holds a few of them; 256 leave room for the small children of a split chunk and for a state
+/// much smaller than its estimate. The request stays under 9 KiB (a prefix is at most 34
+/// bytes), and each piece is a cached chunk, so a server's work per request is bounded by its
+/// byte and time budgets, not by this count.
+pub const MAX_CHUNKS_PER_REQUEST: usize = 256;
 
 /// Maximum number of (account, prefix) chunks in one `GetStorageChunk` (and pieces in one
 /// `StorageChunk`). A "large storage" is at least ~10 KiB, so a 1–2 MiB answer holds up to ~200

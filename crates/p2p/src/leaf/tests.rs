@@ -80,6 +80,11 @@ fn content<T: std::fmt::Debug + Clone>(
     ]
 }
 
+fn account_piece() -> impl Strategy<Value = AccountPiece> {
+    (any::<u64>(), content(account_leaf()))
+        .prop_map(|(head_number, content)| AccountPiece { head_number, content })
+}
+
 fn storage_prefix() -> impl Strategy<Value = StoragePrefix> {
     (b256(), nibbles()).prop_map(|(account, prefix)| StoragePrefix { account, prefix })
 }
@@ -116,13 +121,12 @@ fn message() -> impl Strategy<Value = LeafMessage> {
         status().prop_map(LeafMessage::Status),
         chain_head().prop_map(LeafMessage::NewHead),
         with_id(
-            (nibbles(), any::<u64>())
-                .prop_map(|(prefix, max_bytes)| GetChunk { prefix, max_bytes }),
+            (proptest::collection::vec(nibbles(), 0..6), any::<u64>())
+                .prop_map(|(prefixes, max_bytes)| GetChunk { prefixes, max_bytes }),
             LeafMessage::GetChunk
         ),
         with_id(
-            (any::<u64>(), content(account_leaf()))
-                .prop_map(|(head_number, content)| Chunk { head_number, content }),
+            proptest::collection::vec(account_piece(), 0..4).prop_map(|pieces| Chunk { pieces }),
             LeafMessage::Chunk
         ),
         with_id(
@@ -200,12 +204,14 @@ fn malformed(id: u8, payload: &[u8]) -> LeafError {
     }
 }
 
-/// `[request_id, prefix, max_bytes]` with a raw prefix string.
+/// `[request_id, [prefix], max_bytes]` with a raw prefix string.
 fn get_chunk_with_raw_prefix(prefix: &[u8]) -> Vec<u8> {
     use alloy_rlp::Encodable;
+    let mut prefixes = Vec::new();
+    prefix.encode(&mut prefixes);
     let mut body = Vec::new();
     7u64.encode(&mut body);
-    prefix.encode(&mut body);
+    body.extend(rlp_list(prefixes));
     1000u64.encode(&mut body);
     rlp_list(body)
 }
@@ -293,11 +299,44 @@ fn too_many_items_are_refused() {
         code_hash: B256::ZERO,
         storage: AccountStorage::Inline(slots),
     };
+    // In the second piece of a batch as in the first.
+    let piece = |content| AccountPiece { head_number: 1, content };
     let msg = LeafMessage::Chunk(RequestPair {
         request_id: 1,
-        message: Chunk { head_number: 1, content: ChunkContent::Items(vec![leaf]) },
+        message: Chunk {
+            pieces: vec![piece(ChunkContent::TooLarge), piece(ChunkContent::Items(vec![leaf]))],
+        },
     });
-    assert!(matches!(malformed(ids::CHUNK, &msg.encoded()), LeafError::TooManyItems { .. }));
+    assert!(matches!(
+        malformed(ids::CHUNK, &msg.encoded()),
+        LeafError::TooManyItems { what: "inline storage slots", .. }
+    ));
+
+    let msg = LeafMessage::GetChunk(RequestPair {
+        request_id: 1,
+        message: GetChunk {
+            prefixes: vec![WirePath::root(); MAX_CHUNKS_PER_REQUEST + 1],
+            max_bytes: 1,
+        },
+    });
+    assert!(matches!(
+        malformed(ids::GET_CHUNK, &msg.encoded()),
+        LeafError::TooManyItems { what: "account chunks", .. }
+    ));
+    let pieces = vec![AccountPiece::default(); MAX_CHUNKS_PER_REQUEST + 1];
+    let msg = LeafMessage::Chunk(RequestPair { request_id: 1, message: Chunk { pieces } });
+    assert!(matches!(
+        malformed(ids::CHUNK, &msg.encoded()),
+        LeafError::TooManyItems { what: "account pieces", .. }
+    ));
+    let msg = LeafMessage::GetChunk(RequestPair {
+        request_id: 1,
+        message: GetChunk {
+            prefixes: vec![WirePath::root(); MAX_CHUNKS_PER_REQUEST],
+            max_bytes: 1,
+        },
+    });
+    assert_eq!(LeafMessage::decode(ids::GET_CHUNK, &msg.encoded()), Ok(msg));
 
     let chunk = StoragePrefix { account: B256::ZERO, prefix: WirePath::root() };
     let msg = LeafMessage::GetStorageChunk(RequestPair {
@@ -379,6 +418,33 @@ fn storage_batches_are_counted_before_anything_is_decoded() {
         malformed(ids::STORAGE_CHUNK, &with_raw_list(1, &piece, &[])),
         LeafError::Malformed { .. }
     ));
+}
+
+#[test]
+fn account_batches_are_counted_before_anything_is_decoded() {
+    // Items that are neither prefixes (0x01 is no compact path) nor `[head_number, content]`
+    // pieces: the count is refused first, from the list headers alone.
+    let too_many = MAX_CHUNKS_PER_REQUEST + 1;
+    for (id, what, tail) in
+        [(ids::GET_CHUNK, "account chunks", &[0x01][..]), (ids::CHUNK, "account pieces", &[][..])]
+    {
+        let payload = with_raw_list(too_many, &[0x01], tail);
+        assert_eq!(
+            malformed(id, &payload),
+            LeafError::TooManyItems { id, what, count: too_many, limit: MAX_CHUNKS_PER_REQUEST }
+        );
+        // At the limit the same junk items are malformed, found only by decoding.
+        let payload = with_raw_list(MAX_CHUNKS_PER_REQUEST, &[0x01], tail);
+        assert!(matches!(malformed(id, &payload), LeafError::Malformed { .. }));
+    }
+    // A piece's content that is a non-empty string is neither leaves nor "too large"; a piece
+    // cut short after its head number is malformed too.
+    for piece in [&[0xc3, 0x01, 0x81, 0x05][..], &[0xc1, 0x01]] {
+        assert!(matches!(
+            malformed(ids::CHUNK, &with_raw_list(1, piece, &[])),
+            LeafError::Malformed { .. }
+        ));
+    }
 }
 
 #[test]
@@ -511,6 +577,7 @@ fn ids_and_limits_match_the_spec_document() {
         ("MAX_PREFIX_NIBBLES", MAX_PREFIX_NIBBLES.to_string()),
         ("MAX_NODES_PER_REQUEST", MAX_NODES_PER_REQUEST.to_string()),
         ("MAX_CODES_PER_REQUEST", MAX_CODES_PER_REQUEST.to_string()),
+        ("MAX_CHUNKS_PER_REQUEST", MAX_CHUNKS_PER_REQUEST.to_string()),
         ("MAX_STORAGE_CHUNKS_PER_REQUEST", MAX_STORAGE_CHUNKS_PER_REQUEST.to_string()),
         ("MAX_INLINE_STORAGE_SLOTS", MAX_INLINE_STORAGE_SLOTS.to_string()),
         ("MAX_IN_FLIGHT_REQUESTS", MAX_IN_FLIGHT_REQUESTS.to_string()),
@@ -595,7 +662,8 @@ mod status_validation {
 
 /// The `leaf/1` wire bytes of every request and response, frozen when the request id moved out of
 /// the message structs into [`RequestPair`] (the flat layout `[request_id, fields...]` must not
-/// change; `GetStorageChunk`/`StorageChunk` frozen again when they became batched). The hex was
+/// change; `GetStorageChunk`/`StorageChunk`, then `GetChunk`/`Chunk`, frozen again when they became
+/// batched). The hex was
 /// computed by an independent RLP encoder from the layouts of `docs/leaf-protocol.md`; a 32-byte
 /// word is written `{aa}` for 32 bytes of `0xaa`.
 #[test]
@@ -618,32 +686,43 @@ fn wire_bytes_of_every_request_and_response_are_frozen() {
         (
             LeafMessage::GetChunk(pair(
                 258,
-                GetChunk { prefix: path(&[1, 2, 3]), max_bytes: 1 << 21 },
+                GetChunk { prefixes: vec![path(&[1, 2, 3]), WirePath::root()], max_bytes: 1 << 21 },
             )),
-            "ca82010282112383200000",
+            "cc820102c48211230083200000",
         ),
         (
             LeafMessage::Chunk(pair(
                 258,
                 Chunk {
-                    head_number: 7,
-                    content: ChunkContent::Items(vec![
-                        leaf(1, U256::ZERO, AccountStorage::Inline(vec![slot])),
-                        leaf(
-                            2,
-                            U256::from(10u64.pow(18)),
-                            AccountStorage::Large { slot_count: 5000 },
-                        ),
-                    ]),
+                    pieces: vec![
+                        AccountPiece {
+                            head_number: 7,
+                            content: ChunkContent::Items(vec![
+                                leaf(1, U256::ZERO, AccountStorage::Inline(vec![slot])),
+                                leaf(
+                                    2,
+                                    U256::from(10u64.pow(18)),
+                                    AccountStorage::Large { slot_count: 5000 },
+                                ),
+                            ]),
+                        },
+                        AccountPiece { head_number: 3, content: ChunkContent::TooLarge },
+                    ],
                 },
             )),
-            "f9010382010207f8fdf889a0{aa}0180a0{bb}a0{cc}e3e2a0{dd}05f870a0{aa}02880de0b6b3a7640000\
-             a0{bb}a0{cc}821388",
+            "f9010c820102f90106f9010007f8fdf889a0{aa}0180a0{bb}a0{cc}e3e2a0{dd}05f870a0{aa}02880de0\
+             b6b3a7640000a0{bb}a0{cc}821388c20380",
         ),
         (
-            LeafMessage::Chunk(pair(3, Chunk { head_number: 0, content: ChunkContent::TooLarge })),
-            "c3038080",
+            LeafMessage::Chunk(pair(
+                3,
+                Chunk {
+                    pieces: vec![AccountPiece { head_number: 0, content: ChunkContent::TooLarge }],
+                },
+            )),
+            "c503c3c28080",
         ),
+        (LeafMessage::Chunk(pair(4, Chunk::default())), "c204c0"),
         (
             LeafMessage::GetStorageChunk(pair(
                 1,

@@ -80,13 +80,16 @@ pub struct Status {
     pub serves: ServeFlags,
 }
 
-/// `GetChunk` (0x02): every account leaf whose hashed address starts with `prefix`.
-/// RLP: `[request_id, prefix, max_bytes]`.
+/// `GetChunk` (0x02): several account chunks, each every account leaf whose hashed address
+/// starts with a prefix. RLP: `[request_id, [prefix, ...], max_bytes]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct GetChunk {
-    /// Hashed-address prefix, 0..=64 nibbles.
-    pub prefix: WirePath,
-    /// Response size the client accepts; the server caps it at `MAX_RESPONSE_BYTES`.
+    /// Hashed-address prefixes, 0..=64 nibbles each, in the order they are answered; at most
+    /// `MAX_CHUNKS_PER_REQUEST`.
+    pub prefixes: Vec<WirePath>,
+    /// Response size the client accepts; the server caps it at `MAX_RESPONSE_BYTES`. Each chunk
+    /// is complete or "too large" against it, and the answer stops before the chunk that would
+    /// take it over (the first chunk is always answered).
     pub max_bytes: u64,
 }
 
@@ -214,14 +217,27 @@ impl<T> ChunkContent<T> {
     }
 }
 
-/// `Chunk` (0x03): response to [`GetChunk`].
-/// RLP: `[request_id, head_number, content]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Chunk {
+/// One chunk of a [`Chunk`]: the account leaves under one requested prefix, read at
+/// `head_number`. RLP: `[head_number, content]`.
+///
+/// Each piece carries its own head, as a [`StoragePiece`] does: a server assembles a batched
+/// answer from pieces it cached at different heads, and a client judges each piece by its own
+/// claim.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, RlpEncodable, RlpDecodable)]
+pub struct AccountPiece {
     /// The server's head number when it read the leaves (lets the client judge staleness).
     pub head_number: u64,
     /// The account leaves under the prefix, or "too large".
     pub content: ChunkContent<AccountLeaf>,
+}
+
+/// `Chunk` (0x03): response to [`GetChunk`].
+/// RLP: `[request_id, [[head_number, content], ...]]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Chunk {
+    /// One piece per requested prefix, in request order. The list may stop early (byte or time
+    /// budget): the prefixes after the last piece were not answered.
+    pub pieces: Vec<AccountPiece>,
 }
 
 /// One storage chunk asked for in [`GetStorageChunk`]: the slots of `account` whose hashed slot
@@ -385,8 +401,8 @@ impl<T> Default for ChunkContent<T> {
     }
 }
 
-rlp_fields!(GetChunk { prefix, max_bytes });
-rlp_fields!(Chunk { head_number, content });
+rlp_fields!(GetChunk { prefixes, max_bytes });
+rlp_fields!(Chunk { pieces });
 rlp_fields!(GetStorageChunk { chunks, max_bytes });
 rlp_fields!(StorageChunk { pieces });
 rlp_fields!(GetNodes { nodes, max_bytes });

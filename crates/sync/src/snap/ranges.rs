@@ -13,8 +13,8 @@ use alloy_primitives::{B256, Bytes, U256};
 use alloy_rlp::Encodable;
 use leafsync_p2p::{
     leaf::{
-        AccountLeaf, AccountStorage, ChainHead, Chunk, ChunkContent, GetChunk, GetStorageChunk,
-        StorageChunk, StoragePiece, StoragePrefix, StorageSlot, WirePath,
+        AccountLeaf, AccountPiece, AccountStorage, ChainHead, Chunk, ChunkContent, GetChunk,
+        GetStorageChunk, StorageChunk, StoragePiece, StoragePrefix, StorageSlot, WirePath,
     },
     requests::LeafResponse,
     snap::{EMPTY_ROOT_HASH, GetAccountRange, GetStorageRanges, SnapMessage},
@@ -136,16 +136,38 @@ impl RangeRead {
     }
 }
 
-/// The account chunk of `req.prefix` at the pivot's root.
+/// The account chunks of `req` in order, until the pieces so far reach `req.max_bytes` (the
+/// first is always asked), as [`storage_chunk`] does: the chunks not reached are asked again by
+/// the syncer. Each as [`account_piece`] reads it.
 pub(crate) async fn account_chunk(
     inner: &Inner,
     pivot: &ChainHead,
     req: GetChunk,
 ) -> Result<LeafResponse, Fault> {
-    let mut range = RangeRead::new(&req.prefix, req.max_bytes);
+    let mut pieces = Vec::new();
+    let mut bytes = 0u64;
+    for prefix in &req.prefixes {
+        if !pieces.is_empty() && bytes >= req.max_bytes {
+            break;
+        }
+        let content = account_piece(inner, pivot, prefix, req.max_bytes).await?;
+        let piece = AccountPiece { head_number: pivot.number, content };
+        bytes += piece.length() as u64;
+        pieces.push(piece);
+    }
+    Ok(LeafResponse::Chunk(Chunk { pieces }))
+}
+
+/// The account chunk of `prefix` at the pivot's root.
+async fn account_piece(
+    inner: &Inner,
+    pivot: &ChainHead,
+    prefix: &WirePath,
+    max_bytes: u64,
+) -> Result<ChunkContent<AccountLeaf>, Fault> {
+    let mut range = RangeRead::new(prefix, max_bytes);
     let mut leaves: Vec<AccountLeaf> = Vec::new();
-    let chunk = |content| LeafResponse::Chunk(Chunk { head_number: pivot.number, content });
-    for _ in 0..max_rounds(req.max_bytes) {
+    for _ in 0..max_rounds(max_bytes) {
         let request = GetAccountRange {
             request_id: 0,
             root: pivot.state_root,
@@ -197,15 +219,15 @@ pub(crate) async fn account_chunk(
         };
         match progress {
             Progress::Continue => {}
-            Progress::TooLarge => return Ok(chunk(ChunkContent::TooLarge)),
+            Progress::TooLarge => return Ok(ChunkContent::TooLarge),
             Progress::Covered => {
                 inline_storages(inner, pivot.state_root, &mut leaves, range.room()).await?;
-                return Ok(chunk(ChunkContent::Items(leaves)));
+                return Ok(ChunkContent::Items(leaves));
             }
         }
     }
     // Starved: what came is judged by the skeleton hash.
-    Ok(chunk(ChunkContent::Items(leaves)))
+    Ok(ChunkContent::Items(leaves))
 }
 
 /// The storage chunks of `req` in order, until the pieces so far reach `req.max_bytes` (the

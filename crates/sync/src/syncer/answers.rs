@@ -7,7 +7,7 @@
 use alloy_primitives::keccak256;
 use leafsync_leafdb::{KvStore, trie::DecodedNode};
 use leafsync_p2p::{
-    leaf::{Codes, Nodes, StorageChunk},
+    leaf::{Codes, Nodes},
     requests::LeafResponse,
 };
 
@@ -39,8 +39,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// Puts a job's items back, marked as tried by `peer`.
     fn requeue(&mut self, job: Job, peer: usize) {
         match job {
-            Job::Chunk(unit) => requeue(&mut self.work.units, [unit], peer),
-            Job::Storage(units) => requeue(&mut self.work.units, units, peer),
+            Job::Chunk(units) | Job::Storage(units) => requeue(&mut self.work.units, units, peer),
             Job::Nodes(tasks) => requeue(&mut self.work.nodes, tasks, peer),
             Job::Codes(tasks) => requeue(&mut self.codes.queue, tasks, peer),
         }
@@ -67,14 +66,17 @@ impl<S: KvStore + 'static> Syncer<S> {
         stats.bytes_down += size.unwrap_or(0);
         self.peers.answered(peer);
         match (job, answer) {
-            (Job::Chunk(unit), LeafResponse::Chunk(chunk)) => {
-                let verdict = check_chunk(&unit, chunk);
-                let verdict = self.on_chunk(peer, unit, verdict)?;
-                self.judge(peer, verdict);
-                Ok(())
+            (Job::Chunk(units), LeafResponse::Chunk(chunk)) => {
+                self.on_batch(peer, units, chunk.pieces, |unit, piece| match unit.owner {
+                    None => check_chunk(unit, piece),
+                    Some(_) => ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")),
+                })
             }
             (Job::Storage(units), LeafResponse::StorageChunk(chunk)) => {
-                self.on_storage(peer, units, chunk)
+                self.on_batch(peer, units, chunk.pieces, |unit, piece| match unit.owner {
+                    Some(owner) => check_piece(unit, owner, piece),
+                    None => ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")),
+                })
             }
             (Job::Nodes(tasks), LeafResponse::Nodes(nodes)) => self.on_nodes(peer, tasks, &nodes),
             (Job::Codes(tasks), LeafResponse::Codes(codes)) => self.on_codes(peer, tasks, &codes),
@@ -86,36 +88,42 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
     }
 
-    /// A `StorageChunk` answer to the storage `units`: each piece is judged and imported on its
-    /// own, exactly as a single chunk is, so a lie in one piece costs its server and leaves the
-    /// others standing. Units after the last piece were left out at the server's byte or time
-    /// budget, which is honest: they are queued again, not marked as tried by this server. An
-    /// answer without any piece is empty.
-    fn on_storage(
+    /// A `Chunk` or `StorageChunk` answer (its `pieces`) to the account or storage `units`:
+    /// each piece is judged by `check` and imported on its own, exactly as a single chunk is, so
+    /// a lie in one piece costs its server and leaves the others standing. Once a piece got its
+    /// server banned or benched for stale chunks ([`crate::peer_set::PeerSet::takes_chunks`]),
+    /// its further pieces are not imported: their units are queued again as tried by it, so a
+    /// batch heals no more of a liar's chunks than single chunks would. Units after the last
+    /// piece were left out at the server's byte or time budget, which is honest: they are
+    /// queued again, not marked as tried by this server. An answer without any piece is empty.
+    fn on_batch<P>(
         &mut self,
         peer: usize,
         units: Vec<Unit>,
-        chunk: StorageChunk,
+        pieces: Vec<P>,
+        check: impl Fn(&Unit, P) -> ChunkVerdict,
     ) -> Result<(), SyncError> {
-        if chunk.pieces.len() > units.len() {
-            self.judge(peer, Verdict::Invalid("more storage pieces than chunks asked"));
+        if pieces.len() > units.len() {
+            self.judge(peer, Verdict::Invalid("more chunk pieces than chunks asked"));
             requeue(&mut self.work.units, units, peer);
             return Ok(());
         }
-        if chunk.pieces.is_empty() {
+        if pieces.is_empty() {
             self.judge(peer, Verdict::Empty);
             requeue(&mut self.work.units, units, peer);
             return Ok(());
         }
         let mut units = units.into_iter();
         let (mut delivered, mut refused) = (false, false);
+        let mut passed = Vec::new();
         // Pieces first: `zip` takes from its first iterator before its second, so no unit is
         // taken past the last piece.
-        for (piece, unit) in chunk.pieces.into_iter().zip(units.by_ref()) {
-            let verdict = match unit.owner {
-                Some(owner) => check_piece(&unit, owner, piece),
-                None => ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")),
-            };
+        for (piece, unit) in pieces.into_iter().zip(units.by_ref()) {
+            if !self.peers.takes_chunks(peer) {
+                passed.push(unit);
+                continue;
+            }
+            let verdict = check(&unit, piece);
             match self.on_chunk(peer, unit, verdict)? {
                 Verdict::Delivered => delivered = true,
                 Verdict::Empty => {}
@@ -128,13 +136,14 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.work.units.extend(units);
         if delivered {
             self.judge(peer, Verdict::Delivered);
-        } else if !refused {
+        } else if !refused && passed.is_empty() {
             self.judge(peer, Verdict::Empty);
         }
+        requeue(&mut self.work.units, passed, peer);
         Ok(())
     }
 
-    /// Applies the verdict on one chunk (an account chunk, or one piece of a storage batch) for
+    /// Applies the verdict on one chunk (one piece of an account or storage batch) for
     /// `unit` and returns what it says about its server: [`Verdict::Delivered`] for leaves
     /// imported or a split, else the refusal (the unit is queued again, tried by `peer`). A
     /// chunk that differs from its skeleton hash, or an account whose storage lied, is judged

@@ -25,10 +25,12 @@ pub fn open(dir: &Path) -> LeafDb {
         .unwrap()
 }
 
-/// Small chunks and frequent progress records, so kills land between many of both.
+/// Small chunks, one a request, and frequent progress records, so kills land between many of
+/// both.
 pub fn config() -> SyncConfig {
     SyncConfig {
         chunk_target_bytes: 16 * 1024,
+        chunk_batch_bytes: 0,
         progress_interval: Duration::from_millis(50),
         ..Default::default()
     }

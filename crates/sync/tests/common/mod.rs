@@ -17,7 +17,7 @@ use leafsync_leafdb::{BlockHeader, GenParams, KvStore, LeafDb, MemStore, Table};
 use leafsync_p2p::PenaltyClass;
 use leafsync_p2p::{
     PeerId,
-    leaf::{AccountStorage, ChainHead, ChunkContent, StorageSlot},
+    leaf::{AccountPiece, AccountStorage, ChainHead, ChunkContent, StorageSlot},
     requests::{LeafRequest, LeafResponse, RequestError},
 };
 use leafsync_serve::{ServeConfig, serve_chunk, serve_codes, serve_nodes, serve_storage_chunk};
@@ -52,11 +52,11 @@ pub enum Behaviour {
     LyingHead(u64),
     /// Every chunk and storage chunk answered "too large", whatever its size.
     TooLarge,
-    /// Honest, but a storage batch is answered with its first piece only (as a server whose
-    /// byte budget is full would).
+    /// Honest, but an account or storage batch is answered with its first piece only (as a
+    /// server whose byte budget is full would).
     FirstPieceOnly,
-    /// Honest, but the first piece of every storage batch of two or more has its slot values
-    /// off by one (a lie in one piece, claiming the pivot head).
+    /// Honest, but the first piece of every account or storage batch of two or more has its
+    /// balances or slot values off by one (a lie in one piece, claiming the pivot head).
     PoisonFirstPiece,
 }
 
@@ -67,7 +67,7 @@ pub struct SimPeer {
     pub behaviour: Behaviour,
     pub account_estimate: u64,
     pub requests: AtomicU64,
-    /// Answers of several storage pieces this peer cut or poisoned (`FirstPieceOnly`,
+    /// Answers of several pieces (account or storage) this peer cut or poisoned (`FirstPieceOnly`,
     /// `PoisonFirstPiece`): shows a test that its misbehaviour was exercised.
     pub batches_tampered: AtomicU64,
     /// How it serves (the server's defaults unless a test changes them).
@@ -128,7 +128,9 @@ impl SimPeer {
     fn tamper(&self, answer: &mut LeafResponse) {
         let one = U256::from(1u64);
         match (self.behaviour, answer) {
-            (Behaviour::TooLarge, LeafResponse::Chunk(c)) => c.content = ChunkContent::TooLarge,
+            (Behaviour::TooLarge, LeafResponse::Chunk(c)) => {
+                c.pieces.iter_mut().for_each(|p| p.content = ChunkContent::TooLarge)
+            }
             (Behaviour::TooLarge, LeafResponse::StorageChunk(c)) => {
                 c.pieces.iter_mut().for_each(|p| p.content = ChunkContent::TooLarge)
             }
@@ -143,6 +145,10 @@ impl SimPeer {
                 self.batches_tampered.fetch_add(1, Ordering::Relaxed);
                 c.pieces.truncate(1)
             }
+            (Behaviour::FirstPieceOnly, LeafResponse::Chunk(c)) if c.pieces.len() > 1 => {
+                self.batches_tampered.fetch_add(1, Ordering::Relaxed);
+                c.pieces.truncate(1)
+            }
             (Behaviour::PoisonFirstPiece, LeafResponse::StorageChunk(c)) if c.pieces.len() > 1 => {
                 self.batches_tampered.fetch_add(1, Ordering::Relaxed);
                 if let Some(ChunkContent::Items(slots)) =
@@ -151,50 +157,62 @@ impl SimPeer {
                     slots.iter_mut().for_each(|s| s.value += one);
                 }
             }
+            (Behaviour::PoisonFirstPiece, LeafResponse::Chunk(c)) if c.pieces.len() > 1 => {
+                self.batches_tampered.fetch_add(1, Ordering::Relaxed);
+                if let Some(ChunkContent::Items(leaves)) =
+                    c.pieces.first_mut().map(|p| &mut p.content)
+                {
+                    leaves.iter_mut().for_each(|l| l.balance += one);
+                }
+            }
             (Behaviour::WrongNodes, LeafResponse::Nodes(nodes)) => {
                 for n in &mut nodes.nodes {
                     *n = alloy_primitives::Bytes::from(vec![0xc2, 0x80, 0x80]);
                 }
             }
             (behaviour, LeafResponse::Chunk(chunk)) => {
-                let ChunkContent::Items(leaves) = &mut chunk.content else { return };
-                match behaviour {
-                    Behaviour::Junk => leaves.iter_mut().for_each(|l| l.balance += one),
-                    Behaviour::LyingHead(n) => {
-                        leaves.iter_mut().for_each(|l| l.balance += one);
-                        chunk.head_number += n;
-                    }
-                    Behaviour::PoisonInline => {
-                        if let Some(l) =
-                            leaves.iter_mut().find(|l| l.storage_root == EMPTY_ROOT_HASH)
-                        {
-                            l.storage = AccountStorage::Inline(vec![StorageSlot {
-                                hashed_slot: B256::repeat_byte(1),
-                                value: one,
-                            }]);
-                        }
-                    }
-                    Behaviour::LargeEmpty => {
-                        if let Some(l) =
-                            leaves.iter_mut().find(|l| l.storage_root == EMPTY_ROOT_HASH)
-                        {
-                            l.storage = AccountStorage::Large { slot_count: 1000 };
-                        }
-                    }
-                    Behaviour::InlineJunk => {
-                        let with_storage = leaves.iter_mut().find_map(|l| match &mut l.storage {
-                            AccountStorage::Inline(slots) if !slots.is_empty() => Some(slots),
-                            _ => None,
-                        });
-                        if let Some(slot) = with_storage.and_then(|s| s.first_mut()) {
-                            slot.value += one;
-                        }
-                    }
-                    _ => {}
+                for piece in &mut chunk.pieces {
+                    tamper_piece(behaviour, piece);
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// Applies `behaviour` to one piece of an account batch.
+fn tamper_piece(behaviour: Behaviour, piece: &mut AccountPiece) {
+    let one = U256::from(1u64);
+    let ChunkContent::Items(leaves) = &mut piece.content else { return };
+    match behaviour {
+        Behaviour::Junk => leaves.iter_mut().for_each(|l| l.balance += one),
+        Behaviour::LyingHead(n) => {
+            leaves.iter_mut().for_each(|l| l.balance += one);
+            piece.head_number += n;
+        }
+        Behaviour::PoisonInline => {
+            if let Some(l) = leaves.iter_mut().find(|l| l.storage_root == EMPTY_ROOT_HASH) {
+                l.storage = AccountStorage::Inline(vec![StorageSlot {
+                    hashed_slot: B256::repeat_byte(1),
+                    value: one,
+                }]);
+            }
+        }
+        Behaviour::LargeEmpty => {
+            if let Some(l) = leaves.iter_mut().find(|l| l.storage_root == EMPTY_ROOT_HASH) {
+                l.storage = AccountStorage::Large { slot_count: 1000 };
+            }
+        }
+        Behaviour::InlineJunk => {
+            let with_storage = leaves.iter_mut().find_map(|l| match &mut l.storage {
+                AccountStorage::Inline(slots) if !slots.is_empty() => Some(slots),
+                _ => None,
+            });
+            if let Some(slot) = with_storage.and_then(|s| s.first_mut()) {
+                slot.value += one;
+            }
+        }
+        _ => {}
     }
 }
 
