@@ -158,6 +158,29 @@ fn cache_hits_hand_out_the_same_bytes() {
     assert_eq!(s.stats().cache.hits + s.stats().cache.misses, 5);
 }
 
+/// Two clients ask `ask` for overlapping batches of pieces, [0, 1, 2, 3, 4] then [3, 1, 6, 0, 7]
+/// (the indices name chunks): the second takes pieces 3, 1 and 0 from the server's cache, and
+/// each piece is what a batch of one gives. Returns the first batch.
+fn second_client_shares_pieces<P: PartialEq + std::fmt::Debug + Clone>(
+    s: &LeafServer<leafsync_leafdb::RocksStore>,
+    ask: impl Fn(&[usize]) -> Vec<P>,
+) -> Vec<P> {
+    let first = ask(&[0, 1, 2, 3, 4]);
+    assert_eq!(first.len(), 5);
+    let after_first = s.stats().cache;
+    assert_eq!((after_first.hits, after_first.misses, after_first.inserts), (0, 5, 5));
+    let second = ask(&[3, 1, 6, 0, 7]);
+    let stats = s.stats().cache;
+    assert_eq!((stats.hits, stats.misses), (3, 7), "pieces 3, 1, 0 came from the cache");
+    assert_eq!([&second[0], &second[1], &second[3]], [&first[3], &first[1], &first[0]]);
+    // Each piece is what a batch of one gives (now all from the cache).
+    for (i, piece) in [3, 1, 6, 0, 7].into_iter().zip(&second) {
+        assert_eq!(ask(&[i]), vec![piece.clone()]);
+    }
+    assert_eq!(s.stats().cache.misses, 7);
+    first
+}
+
 /// A storage batch is assembled from per-(account, prefix) cached pieces: a second client asking
 /// a different batch that overlaps the first is answered from the pieces the first one's read,
 /// with the same piece bytes, and each batch equals its pieces asked one by one.
@@ -173,30 +196,13 @@ fn storage_batches_share_cached_pieces_between_clients() {
         GetStorageChunk { chunks: ids.iter().map(|&i| chunk(i)).collect(), max_bytes: 1 << 20 }
             .into()
     };
-    let storage = |r: &LeafRequest| StorageChunk::try_from(answer(&s, r)).unwrap();
-
-    let first = storage(&batch(&[0, 1, 2, 3, 4]));
-    assert_eq!(first.pieces.len(), 5);
-    let after_first = s.stats().cache;
-    assert_eq!((after_first.hits, after_first.misses, after_first.inserts), (0, 5, 5));
-
-    // Another client, another batch: three pieces already cached, two new.
-    let second = storage(&batch(&[3, 1, 6, 0, 7]));
-    let stats = s.stats().cache;
-    assert_eq!((stats.hits, stats.misses), (3, 7), "pieces 3, 1, 0 came from the cache");
-    assert_eq!(second.pieces[0], first.pieces[3]);
-    assert_eq!(second.pieces[1], first.pieces[1]);
-    assert_eq!(second.pieces[3], first.pieces[0]);
-    // Each piece is what a batch of one gives (now all from the cache).
-    for (i, piece) in [3, 1, 6, 0, 7].into_iter().zip(&second.pieces) {
-        assert_eq!(storage(&batch(&[i])).pieces, vec![piece.clone()]);
-    }
-    assert_eq!(s.stats().cache.misses, 7);
+    let storage = |r: &LeafRequest| StorageChunk::try_from(answer(&s, r)).unwrap().pieces;
+    let first = second_client_shares_pieces(&s, |ids| storage(&batch(ids)));
     // The cached piece bodies go out as they are: the wire answer holds each piece's cached
     // bytes (list header + head number + content) in order.
     let wire = s.answer(&batch(&[3, 1]));
     let mut expected = Vec::new();
-    for piece in [&first.pieces[3], &first.pieces[1]] {
+    for piece in [&first[3], &first[1]] {
         expected.extend(alloy_rlp::encode(piece));
     }
     assert!(wire.fields.ends_with(&expected));
@@ -214,34 +220,18 @@ fn account_batches_share_cached_pieces_between_clients() {
         GetChunk { prefixes: ids.iter().map(|&i| prefix(2, i)).collect(), max_bytes }.into()
     };
     let chunk = |r: &LeafRequest| Chunk::try_from(answer(&s, r)).unwrap();
-
-    let first = chunk(&batch(&[0, 1, 2, 3, 4], 1 << 20));
-    assert_eq!(first.pieces.len(), 5);
-    assert!(first.pieces.iter().all(|p| !p.content.is_empty()));
-    let after_first = s.stats().cache;
-    assert_eq!((after_first.hits, after_first.misses, after_first.inserts), (0, 5, 5));
-
-    // Another client, another batch: three pieces already cached, two new.
-    let second = chunk(&batch(&[3, 1, 6, 0, 7], 1 << 20));
-    let stats = s.stats().cache;
-    assert_eq!((stats.hits, stats.misses), (3, 7), "pieces 3, 1, 0 came from the cache");
-    assert_eq!(second.pieces[0], first.pieces[3]);
-    assert_eq!(second.pieces[1], first.pieces[1]);
-    assert_eq!(second.pieces[3], first.pieces[0]);
-    // Each piece is what a batch of one gives (now all from the cache).
-    for (i, piece) in [3, 1, 6, 0, 7].into_iter().zip(&second.pieces) {
-        assert_eq!(chunk(&batch(&[i], 1 << 20)).pieces, vec![piece.clone()]);
-    }
-    assert_eq!(s.stats().cache.misses, 7);
+    let first = second_client_shares_pieces(&s, |ids| chunk(&batch(ids, 1 << 20)).pieces);
+    assert!(first.iter().all(|p| !p.content.is_empty()));
     // The cached piece bodies go out as they are, in order.
     let wire = s.answer(&batch(&[3, 1], 1 << 20));
     let expected: Vec<u8> =
-        [&first.pieces[3], &first.pieces[1]].into_iter().flat_map(alloy_rlp::encode).collect();
+        [&first[3], &first[1]].into_iter().flat_map(alloy_rlp::encode).collect();
     assert!(wire.fields.ends_with(&expected));
     // Room for two pieces: the answer stops before the third; a tiny budget still gets one.
-    let two: usize = second.pieces[..2].iter().map(alloy_rlp::Encodable::length).sum();
+    let pieces_3_1 = vec![first[3].clone(), first[1].clone()];
+    let two: usize = pieces_3_1.iter().map(alloy_rlp::Encodable::length).sum();
     let cut = chunk(&batch(&[3, 1, 6, 0, 7], two as u64));
-    assert_eq!(cut.pieces, second.pieces[..2].to_vec());
+    assert_eq!(cut.pieces, pieces_3_1);
     let tiny = chunk(&batch(&[3, 1, 6], 1));
     assert_eq!(tiny.pieces.len(), 1, "the first piece is always sent");
     assert_eq!(tiny.pieces[0].content, ChunkContent::TooLarge);
