@@ -65,7 +65,7 @@ impl TrackedRequest for LeafRequest {
     }
 
     fn max_items(&self) -> Option<usize> {
-        self.max_response_items()
+        Some(self.max_response_items())
     }
 
     fn items(response: &LeafResponse) -> usize {
@@ -336,7 +336,7 @@ impl ServedRequests {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::leaf::{Codes, GetChunk, GetCodes, Nodes, WirePath};
+    use crate::leaf::{AccountPiece, Chunk, Codes, GetChunk, GetCodes, Nodes, WirePath};
     use alloy_primitives::{B256, Bytes};
 
     fn get_codes(n: usize) -> LeafRequest {
@@ -386,6 +386,15 @@ mod tests {
         assert!(matches!(
             t.on_response(codes(1, 2)),
             ResponseOutcome::Invalid((), ResponseViolation::TooManyItems { got: 2, requested: 1 })
+        ));
+        // A batched chunk answer holds at most one piece per prefix asked.
+        let get_chunk = GetChunk { prefixes: vec![WirePath::default(); 2], max_bytes: 10 };
+        assert!(t.start(get_chunk.into(), (), now).is_ok());
+        let pieces = vec![AccountPiece::default(); 3];
+        let chunk = RequestPair { request_id: 2, message: Chunk { pieces }.into() };
+        assert!(matches!(
+            t.on_response(chunk),
+            ResponseOutcome::Invalid((), ResponseViolation::TooManyItems { got: 3, requested: 2 })
         ));
     }
 

@@ -42,6 +42,14 @@ fn weight(peer: u64, unit: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A unit's home as last computed: the peer (`None`: every peer of the roster tried it this
+/// round), valid while the roster's fingerprint and the unit's tried count are `stamp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Home {
+    stamp: (u64, usize),
+    peer: Option<usize>,
+}
+
 /// The peers that may get chunks now, with their keys, and a fingerprint of that set.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Rendezvous {
@@ -66,7 +74,7 @@ impl Rendezvous {
     pub(crate) fn is_home(&self, unit: &mut Unit, peer: usize) -> bool {
         let stamp = (self.fingerprint, unit.attempts.tried.len());
         let home = match unit.home {
-            Some((s, home)) if s == stamp => home,
+            Some(Home { stamp: s, peer: home }) if s == stamp => home,
             _ => {
                 let key = unit_key(unit.owner, &unit.prefix);
                 let home = self
@@ -75,7 +83,7 @@ impl Rendezvous {
                     .filter(|(i, _)| !unit.attempts.tried.contains(i))
                     .max_by_key(|(_, k)| weight(*k, key))
                     .map(|(i, _)| *i);
-                unit.home = Some((stamp, home));
+                unit.home = Some(Home { stamp, peer: home });
                 home
             }
         };

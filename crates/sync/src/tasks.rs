@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use crate::{
     config::{MAX_PARKS, MAX_TASK_ROUNDS, PARK_INTERVAL, QUEUE_SCAN_LIMIT},
     error::SyncError,
+    rendezvous::Home,
 };
 
 /// The trie an item belongs to: `None` for the account trie, else the hashed account.
@@ -58,7 +59,7 @@ pub(crate) struct Unit {
     pub(crate) attempts: Attempts,
     /// The unit's rendezvous home, cached with the stamp it was computed under
     /// ([`crate::rendezvous::Rendezvous::is_home`]); `None` until first asked.
-    pub(crate) home: Option<((u64, usize), Option<usize>)>,
+    pub(crate) home: Option<Home>,
 }
 
 /// Why a node is fetched.

@@ -271,13 +271,13 @@ impl LeafMessage {
 impl LeafRequest {
     /// The most items a response may hold: the number of requested nodes, codes, account or
     /// storage chunks (the leaves and slots of the chunks are bounded by bytes, checked at
-    /// decoding). Always `Some` now that every kind is batched.
-    pub fn max_response_items(&self) -> Option<usize> {
+    /// decoding).
+    pub fn max_response_items(&self) -> usize {
         match self {
-            Self::GetNodes(m) => Some(m.nodes.len()),
-            Self::GetCodes(m) => Some(m.hashes.len()),
-            Self::GetStorageChunk(m) => Some(m.chunks.len()),
-            Self::GetChunk(m) => Some(m.prefixes.len()),
+            Self::GetNodes(m) => m.nodes.len(),
+            Self::GetCodes(m) => m.hashes.len(),
+            Self::GetStorageChunk(m) => m.chunks.len(),
+            Self::GetChunk(m) => m.prefixes.len(),
         }
     }
 }

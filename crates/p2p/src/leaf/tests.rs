@@ -312,15 +312,12 @@ fn too_many_items_are_refused() {
         LeafError::TooManyItems { what: "inline storage slots", .. }
     ));
 
-    let msg = LeafMessage::GetChunk(RequestPair {
-        request_id: 1,
-        message: GetChunk {
-            prefixes: vec![WirePath::root(); MAX_CHUNKS_PER_REQUEST + 1],
-            max_bytes: 1,
-        },
-    });
+    let get_chunk = |prefixes: usize| {
+        let message = GetChunk { prefixes: vec![WirePath::root(); prefixes], max_bytes: 1 };
+        LeafMessage::GetChunk(RequestPair { request_id: 1, message })
+    };
     assert!(matches!(
-        malformed(ids::GET_CHUNK, &msg.encoded()),
+        malformed(ids::GET_CHUNK, &get_chunk(MAX_CHUNKS_PER_REQUEST + 1).encoded()),
         LeafError::TooManyItems { what: "account chunks", .. }
     ));
     let pieces = vec![AccountPiece::default(); MAX_CHUNKS_PER_REQUEST + 1];
@@ -329,13 +326,7 @@ fn too_many_items_are_refused() {
         malformed(ids::CHUNK, &msg.encoded()),
         LeafError::TooManyItems { what: "account pieces", .. }
     ));
-    let msg = LeafMessage::GetChunk(RequestPair {
-        request_id: 1,
-        message: GetChunk {
-            prefixes: vec![WirePath::root(); MAX_CHUNKS_PER_REQUEST],
-            max_bytes: 1,
-        },
-    });
+    let msg = get_chunk(MAX_CHUNKS_PER_REQUEST);
     assert_eq!(LeafMessage::decode(ids::GET_CHUNK, &msg.encoded()), Ok(msg));
 
     let chunk = StoragePrefix { account: B256::ZERO, prefix: WirePath::root() };
