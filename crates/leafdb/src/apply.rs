@@ -75,6 +75,29 @@ impl<S: KvStore> LeafDb<S> {
     /// (the leafdb is eventually consistent). A root that differs from the header's is counted
     /// and returned, not treated as an error.
     pub fn apply_block(&self, header: &BlockHeader, diff: &BlockDiff) -> Result<ApplyOutcome> {
+        self.apply(*header, diff, false).map(|(outcome, _)| outcome)
+    }
+
+    /// Applies a block of a generated chain, whose header cannot know its state root before the
+    /// block is applied: the computed root completes `header` (its `state_root` is ignored)
+    /// before it is stored as the head. Returns the outcome and the completed header, which
+    /// [`Self::apply_block`] then applies to other copies of the same state.
+    pub fn apply_generated_block(
+        &self,
+        header: &BlockHeader,
+        diff: &BlockDiff,
+    ) -> Result<(ApplyOutcome, BlockHeader)> {
+        self.apply(*header, diff, true)
+    }
+
+    /// [`Self::apply_block`]; with `complete_root`, the header takes the computed root.
+    fn apply(
+        &self,
+        mut header: BlockHeader,
+        diff: &BlockDiff,
+        complete_root: bool,
+    ) -> Result<(ApplyOutcome, BlockHeader)> {
+        let header = &mut header;
         self.warn_unless_child(header)?;
         let started = Instant::now();
         let mut batch = WriteBatch::default();
@@ -99,6 +122,9 @@ impl<S: KvStore> LeafDb<S> {
         let tries_done = started.elapsed();
 
         outcome.root = commit.root;
+        if complete_root {
+            header.state_root = commit.root;
+        }
         outcome.root_matches = commit.root == header.state_root;
         batch.put(Table::Meta, meta::ACCOUNT_ROOT, commit.root.as_slice());
         schema::stage_head(&mut batch, header);
@@ -131,7 +157,7 @@ impl<S: KvStore> LeafDb<S> {
             write_ms = (started.elapsed() - staged).as_secs_f64() * 1e3,
             "applied block"
         );
-        Ok(outcome)
+        Ok((outcome, *header))
     }
 
     /// Logs a block that does not extend the head (a reorg the leafdb does not roll back).

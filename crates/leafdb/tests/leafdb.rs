@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use alloy_primitives::{Address, B256, U256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, proof::verify_proof};
-use common::{Model, Rng, fresh_build, header, random_block, reference_root, testdata};
+use common::{
+    Model, Rng, account_diff, fresh_build, header, random_block, reference_root, testdata,
+};
 use leafsync_leafdb::{
     AccountChange, AccountUpdate, BlockDiff, DbOptions, Durability, EMPTY_CODE_HASH, KvRead,
     KvStore, LeafDb, LeafDbConfig, LeafDbError, Table, WriteBatch, read_alloc_file,
@@ -513,4 +515,48 @@ fn snapshot_prefix_scans_partition_the_state_and_ignore_later_blocks() {
     assert_eq!(snap.head().unwrap(), head);
     assert_eq!(snap.accounts_with_prefix(&Nibbles::new()).count(), 3_000);
     assert_eq!(db.snapshot().unwrap().accounts_with_prefix(&Nibbles::new()).count(), 3_001);
+}
+
+#[test]
+fn generated_blocks_complete_their_roots_and_a_checkpoint_follows_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = leafsync_leafdb::GenParams { accounts: 2_000, seed: 9 };
+    let chain = rocks(&dir.path().join("chain"));
+    chain.generate(params).unwrap();
+    chain.checkpoint(&dir.path().join("copy")).unwrap();
+    let copy = rocks(&dir.path().join("copy"));
+    assert_eq!(copy.head().unwrap(), chain.head().unwrap());
+    assert_eq!(copy.account_root().unwrap(), chain.account_root().unwrap());
+    let nodes_at_start = chain.trie_node_count().unwrap();
+    for n in 1..=3 {
+        let (header, diff) = params.block(n, 100);
+        assert_eq!(header.state_root, B256::ZERO);
+        let (outcome, done) = chain.apply_generated_block(&header, &diff).unwrap();
+        assert!(outcome.root_matches);
+        assert_eq!(done, leafsync_leafdb::BlockHeader { state_root: outcome.root, ..header });
+        assert_eq!(chain.head().unwrap(), Some(done));
+        // The copy is a database of its own: it moves only with the blocks applied to it.
+        assert_eq!(copy.head().unwrap().unwrap().number, n - 1);
+        assert!(copy.apply_block(&done, &diff).unwrap().root_matches);
+    }
+    assert_eq!((chain.root_mismatches().unwrap(), copy.root_mismatches().unwrap()), (0, 0));
+    assert_eq!(copy.trie_node_count().unwrap(), chain.trie_node_count().unwrap());
+    assert_ne!(chain.trie_node_count().unwrap(), nodes_at_start);
+    assert!(copy.verify().unwrap().ok());
+}
+
+#[test]
+fn trie_node_count_counts_the_nodes_stored_alone() {
+    let db = LeafDb::in_memory();
+    assert_eq!(db.trie_node_count().unwrap(), 0);
+    let first = Address::with_last_byte(1);
+    db.apply_block(&header(1, B256::ZERO), &account_diff(first, 1, 1)).unwrap();
+    // One account: the root is its leaf.
+    assert_eq!(db.trie_node_count().unwrap(), 1);
+    // A second account under another first nibble: a branch over two leaves.
+    let nibble = |a: &Address| keccak256(a)[0] >> 4;
+    let second =
+        (2..=255u8).map(Address::with_last_byte).find(|a| nibble(a) != nibble(&first)).unwrap();
+    db.apply_block(&header(2, B256::ZERO), &account_diff(second, 1, 1)).unwrap();
+    assert_eq!(db.trie_node_count().unwrap(), 3);
 }

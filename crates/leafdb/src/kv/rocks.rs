@@ -146,6 +146,15 @@ impl RocksStore {
         Ok(Self { db, cf_options, bulk_dir: path.join("bulk_import") })
     }
 
+    /// Writes a consistent copy of the database to the new directory `path` (hard links to the
+    /// immutable SST files where the file system allows, so a copy of a large state is cheap);
+    /// the copy opens as a database of its own.
+    pub fn checkpoint(&self, path: &Path) -> Result<()> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)
+            .and_then(|c| c.create_checkpoint(path))
+            .map_err(storage)
+    }
+
     fn cf(&self, table: Table) -> Result<&rocksdb::ColumnFamily> {
         self.db.cf_handle(table.name()).ok_or_else(|| {
             LeafDbError::corrupt(table.name(), "column family", "missing after open")
