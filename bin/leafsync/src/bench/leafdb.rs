@@ -85,7 +85,7 @@ fn cpu_s(clock: libc::clockid_t) -> f64 {
 
 /// A mainnet-sized block diff over the synthetic state: mostly balance/nonce changes of existing
 /// accounts, some new accounts, and contracts whose slots change (half existing, half new).
-fn block_diff(
+pub(crate) fn block_diff(
     db: &LeafDb,
     params: GenParams,
     block: u64,

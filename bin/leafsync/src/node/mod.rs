@@ -143,7 +143,9 @@ impl NodeBuilder {
         self
     }
 
-    /// Announces `head` instead of the one read from the leafdb (a generated state).
+    /// Announces `head` instead of the one read from the leafdb (a generated state, with its
+    /// exact account count) until the leafdb head moves (blocks applied to it); from then on the
+    /// leafdb's heads, with `head`'s account estimate.
     #[must_use]
     pub const fn head(mut self, head: LocalHead) -> Self {
         self.head = Some(head);
@@ -214,10 +216,8 @@ impl NodeBuilder {
         }
         let network = Network::start(net).await?;
         let mut tasks = JoinSet::new();
-        // Peers learn our new heads as the follower applies blocks (or a fixed head stays).
-        if self.head.is_none() {
-            tasks.spawn(announce_heads(self.db.clone(), self.chain.clone(), head_tx, stop.clone()));
-        }
+        // Peers learn our new heads as the follower (or a benchmark) applies blocks.
+        tasks.spawn(announce_heads(self.db.clone(), self.chain.clone(), head_tx, stop.clone()));
         let phase = match (start, &node_follower) {
             (Start::SyncFromPeers, _) => DaemonPhase::Syncing,
             (_, Some(_)) => DaemonPhase::Following,

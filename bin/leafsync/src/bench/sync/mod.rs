@@ -1,9 +1,11 @@
 //! `leafsync bench sync`: leaf sync against heal-only sync of the same generated state, from `K`
 //! servers over real RLPx on loopback, every peer behind an emulated WAN link (`wan.rs`). The
 //! servers run in a child process (`servers.rs`) so the client's CPU time and memory are its own;
-//! with `--clients N` that many clients sync from them at once. Prints a table and, with
-//! `--json`, one JSON object as the last line (see docs/benchmarks.md).
+//! with `--clients N` that many clients sync from them at once, and with `--churn` the servers
+//! apply blocks meanwhile (`churn.rs`). Prints a table and, with `--json`, one JSON object as the
+//! last line (see docs/benchmarks.md).
 
+mod churn;
 mod servers;
 mod snap_source;
 mod wan;
@@ -22,14 +24,15 @@ use alloy_trie::Nibbles;
 use leafsync_leafdb::{EMPTY_CODE_HASH, LeafDb};
 use leafsync_p2p::leaf::ChainHead;
 use leafsync_sync::{
-    PhaseTimes, SnapPeer, SnapTransport, SyncConfig, SyncMode, SyncOutcome, SyncPeer, SyncStats,
-    Syncer, WorkKind, config::DEFAULT_CHUNK_TARGET_BYTES, network_peers,
+    NewPeers, PeerSources, PhaseTimes, SnapPeer, SnapTransport, SyncConfig, SyncMode, SyncOutcome,
+    SyncPeer, SyncStats, Syncer, WorkKind, config::DEFAULT_CHUNK_TARGET_BYTES, watch_network_peers,
 };
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
 pub(crate) use self::servers::{ServersArgs, servers};
 use self::{
+    churn::{ChainReport, ChurnArgs, ChurnPlan, ChurnPreset},
     servers::{ServerCounters, ServerProcess},
     snap_source::SnapServers,
     wan::{Links, Snappy, Traffic, WanConfig, WanPeer},
@@ -64,6 +67,12 @@ const TARGET_PEAK_RSS_MIB: u64 = 1024;
 /// Chunk requests answered from the servers' caches with two clients, at least (issue 15,
 /// goal 6).
 const TARGET_CACHE_HIT_RATE: f64 = 0.45;
+/// Healed trie nodes over all trie nodes with churn in proportion to mainnet's, at most (issue
+/// 15, goal 5).
+const TARGET_HEAL_FRACTION: f64 = 0.01;
+
+/// Peers that joined the network and wait for the sync to take them, at most.
+const JOINING_BOUND: usize = 16;
 
 /// The work kinds of [`PhaseTimes`], in the order the JSON and the table show them.
 const PHASES: [(&str, WorkKind); 6] = [
@@ -114,6 +123,9 @@ pub(crate) struct SyncBench {
     /// Where to put the databases (a fresh temporary directory inside it, removed at the end).
     #[arg(long, default_value = ".")]
     workdir: PathBuf,
+    /// Blocks the servers apply while the clients sync (not with `--snap`).
+    #[command(flatten)]
+    churn: ChurnArgs,
 }
 
 /// Where a sync gets its state.
@@ -163,6 +175,19 @@ struct Run {
     peak_rss_reset: bool,
     /// What the server process did during the sync (`None`: in-process servers, snap/1).
     servers: Option<ServerCounters>,
+    /// With churn: the first client's pivot, the chain at the sync's end and the trie nodes
+    /// its state has.
+    churn: Option<ChurnRun>,
+}
+
+/// What a sync under churn met.
+#[derive(Debug)]
+struct ChurnRun {
+    pivot: ChainHead,
+    /// The chain when the last client was done.
+    chain: ChainReport,
+    /// Trie nodes stored by the first client (the denominator of the heal fraction).
+    trie_nodes: u64,
 }
 
 impl Run {
@@ -181,6 +206,13 @@ impl Run {
         self.stats.first().map(|s| s.phases).unwrap_or_default()
     }
 
+    /// The first client's healed nodes over its trie nodes (`None` without churn).
+    fn heal_fraction(&self) -> Option<f64> {
+        let churn = self.churn.as_ref()?;
+        let healed = self.stats.first().map_or(0, |s| s.healed_nodes);
+        Some(ratio(healed as f64, churn.trie_nodes as f64))
+    }
+
     /// The servers' CPU seconds per MB of answers (RLP bodies on the links).
     fn server_cpu_per_mb(&self) -> Option<f64> {
         let c = self.servers?;
@@ -197,6 +229,17 @@ impl Run {
                 "cache_joined": c.cache_joined,
                 "cache_misses": c.cache_misses,
                 "cache_hit_rate": c.hit_rate(),
+            })
+        });
+        let churn = self.churn.as_ref().map(|c| {
+            json!({
+                "blocks": self.servers.map(|s| s.blocks),
+                "pivot": c.pivot.number,
+                "chain_head": c.chain.head(),
+                "server_heads": c.chain.heads,
+                "late_ms": c.chain.late_ms,
+                "trie_nodes": c.trie_nodes,
+                "heal_fraction": self.heal_fraction(),
             })
         });
         json!({
@@ -220,6 +263,7 @@ impl Run {
             "peak_rss_mib": self.peak_rss_mib,
             "peak_rss_reset": self.peak_rss_reset,
             "servers": servers,
+            "churn": churn,
         })
     }
 }
@@ -303,15 +347,42 @@ fn examine(db: &LeafDb) -> Result<Examined, CliError> {
     })
 }
 
+/// A client's peers: those it starts with, and for `leaf/1` the ones that join later.
+struct ClientPeers {
+    now: Vec<Arc<dyn SyncPeer>>,
+    joining: Option<NewPeers>,
+}
+
+/// Relays the peers that join the network's `joining` to the sync, each behind links of its own
+/// from `links`, until the sync drops its end.
+fn relay_joining(mut joining: NewPeers, links: impl Fn() -> Links + Send + 'static) -> NewPeers {
+    let (tx, rx) = tokio::sync::mpsc::channel(JOINING_BOUND);
+    tokio::spawn(async move {
+        loop {
+            let peer = tokio::select! {
+                () = tx.closed() => return,
+                peer = joining.recv() => peer,
+            };
+            let Some(peer) = peer else { return };
+            if tx.send(Arc::new(WanPeer::new(peer, links())) as Arc<dyn SyncPeer>).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// The sync's peers for `source`, each behind links of its own from `links`; and the client
-/// node to shut down after a `leaf/1` sync.
+/// node to shut down after a `leaf/1` sync. `leaf/1` peers are the daemon's
+/// ([`watch_network_peers`]): their heads follow their announcements, which a sync under churn
+/// needs.
 async fn peers(
     source: Source,
     db: &Arc<LeafDb>,
     servers: &ServerProcess,
     snap: Option<&SnapServers>,
-    links: impl Fn() -> Links,
-) -> Result<(Vec<Arc<dyn SyncPeer>>, Option<crate::node::Node>), CliError> {
+    links: impl Fn() -> Links + Send + Clone + 'static,
+) -> Result<(ClientPeers, Option<crate::node::Node>), CliError> {
     if source == Source::Snap {
         let Some(snap) = snap else {
             return Err(CliError::Invalid {
@@ -328,27 +399,33 @@ async fn peers(
             peer.probe_accounts(servers.root).await;
             peers.push(Arc::new(peer) as Arc<dyn SyncPeer>);
         }
-        return Ok((peers, None));
+        return Ok((ClientPeers { now: peers, joining: None }, None));
     }
     let client = start_client(Arc::clone(db), servers.records.clone()).await?;
-    let peers = network_peers(client.network())
-        .await
-        .into_iter()
-        .map(|p| Arc::new(WanPeer::new(p, links())) as Arc<dyn SyncPeer>)
-        .collect();
-    Ok((peers, Some(client)))
+    let (now, joining) = watch_network_peers(client.network(), &PeerSources::default()).await;
+    let now = now.into_iter().map(|p| Arc::new(WanPeer::new(p, links())) as Arc<dyn SyncPeer>);
+    let now = now.collect();
+    let joining = Some(relay_joining(joining, links));
+    Ok((ClientPeers { now, joining }, Some(client)))
 }
 
 /// The clients' syncs run at once, each in a task of its own; each client's outcome in order.
 async fn sync_all(
     dbs: &[Arc<LeafDb>],
-    peer_sets: Vec<Vec<Arc<dyn SyncPeer>>>,
+    peer_sets: Vec<ClientPeers>,
     config: &SyncConfig,
 ) -> Result<Vec<Result<SyncOutcome, leafsync_sync::SyncError>>, CliError> {
     let tasks: Vec<_> = dbs
         .iter()
         .zip(peer_sets)
-        .map(|(db, peers)| tokio::spawn(Syncer::new(Arc::clone(db), config.clone(), peers).run()))
+        .map(|(db, peers)| {
+            let syncer = Syncer::new(Arc::clone(db), config.clone(), peers.now);
+            let syncer = match peers.joining {
+                Some(joining) => syncer.with_new_peers(joining),
+                None => syncer,
+            };
+            tokio::spawn(syncer.run())
+        })
         .collect();
     let mut outcomes = Vec::new();
     for task in tasks {
@@ -389,10 +466,13 @@ fn sync_once(
     let peak_rss_reset = reset_peak_rss();
     let counters_before = if source == Source::Snap { None } else { Some(servers.counters()?) };
     let synced = runtime.block_on(async {
-        let links = || Links::new(setup.wan, Arc::clone(&traffic), snappy.sender());
+        let links = {
+            let (wan, traffic, snappy) = (setup.wan, Arc::clone(&traffic), snappy.sender());
+            move || Links::new(wan, Arc::clone(&traffic), snappy.clone())
+        };
         let (mut peer_sets, mut nodes) = (Vec::new(), Vec::new());
         for db in &dbs {
-            let (peers, client) = peers(source, db, servers, snap.as_ref(), links).await?;
+            let (peers, client) = peers(source, db, servers, snap.as_ref(), links.clone()).await?;
             peer_sets.push(peers);
             nodes.extend(client);
         }
@@ -414,22 +494,36 @@ fn sync_once(
         Some(before) => Some(servers.counters()?.since(before)),
         None => None,
     };
+    let chain = if servers.churn.is_some() { Some(servers.chain()?) } else { None };
     // Every sender is gone with the syncer's peers: the threads end.
     let excluded = snappy.finish() + snap.map_or(0, SnapServers::finish);
     let excluded_cpu_s = excluded as f64 / USER_HZ;
     let mut stats = Vec::new();
     let mut root_ok = true;
     let mut floor = None;
+    let mut churn = None;
     for (outcome, db) in outcomes.into_iter().zip(&dbs) {
         let outcome = outcome.map_err(|e| {
             let why = servers.exited().map_or_else(String::new, |s| format!(" ({s})"));
             CliError::Invalid { what: format!("{source:?} sync"), reason: format!("{e}{why}") }
         })?;
         let examined = examine(db)?;
-        root_ok &= outcome.root == servers.root
-            && examined.root == servers.root
-            && (examined.accounts, examined.slots) == (servers.accounts, servers.slots)
+        // Under churn the pivot is a block of the servers' chain, and the state is its.
+        let (expected, counts) = match &chain {
+            Some(chain) => (chain.root(outcome.pivot.number), true),
+            None => (
+                Some(servers.root),
+                (examined.accounts, examined.slots) == (servers.accounts, servers.slots),
+            ),
+        };
+        root_ok &= Some(outcome.root) == expected
+            && examined.root == outcome.root
+            && counts
             && examined.missing_codes == 0;
+        if let Some(chain) = chain.as_ref().filter(|_| churn.is_none()) {
+            let trie_nodes = db.trie_node_count()?;
+            churn = Some(ChurnRun { pivot: outcome.pivot, chain: chain.clone(), trie_nodes });
+        }
         stats.push(outcome.stats);
         floor.get_or_insert(examined);
     }
@@ -459,6 +553,7 @@ fn sync_once(
         peak_rss_mib,
         peak_rss_reset,
         servers: server_counters,
+        churn,
     };
     // A long benchmark says where it is (the table comes at the end).
     eprintln!("bench sync: {source:?} sync done: {}", run.json());
@@ -473,6 +568,15 @@ fn sync_once(
 /// `leafsync bench sync`.
 pub(crate) fn sync(args: &SyncBench) -> Result<ExitCode, CliError> {
     check_servers(args.servers)?;
+    args.churn.check()?;
+    if args.churn.enabled() && args.snap {
+        return Err(CliError::Invalid {
+            what: "--snap".into(),
+            reason: "snap/1 syncs from the generated state after the servers stop: not with \
+                     --churn"
+                .into(),
+        });
+    }
     let report = in_scratch_dir(&args.workdir, "sync", |dir| run(args, dir))?;
     print!("{}", report.table);
     if args.json {
@@ -495,8 +599,13 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
     let chunk_target = args.chunk_target_kib.saturating_mul(1024);
     let setup = Setup { wan, chunk_target_bytes: chunk_target, clients: args.clients };
     // Dropped (the child killed) before the directory is removed.
-    let mut servers =
-        ServerProcess::spawn(args.accounts, args.servers, args.seed, &dir.join("servers"))?;
+    let mut servers = ServerProcess::spawn(
+        args.accounts,
+        args.servers,
+        args.seed,
+        &dir.join("servers"),
+        &args.churn,
+    )?;
     let runtime = runtime()?;
     let mut once = |source, snap_db: Option<&Arc<LeafDb>>, name: &str| {
         sync_once(&runtime, &mut servers, source, snap_db, setup, dir, name)
@@ -526,6 +635,7 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
         "mbit": args.mbit,
         "chunk_target_bytes": chunk_target,
         "clients": args.clients,
+        "churn": servers.churn,
         "slots": servers.slots,
         "generate_s": servers.generate_s,
         "raw_leaf_bytes": floor.raw_leaf_bytes,
@@ -639,7 +749,44 @@ fn table(
         verdict(over_floor, TARGET_CPU_OVER_FLOOR),
         if leaf.stats.len() > 1 { ", per client" } else { "" }
     );
+    if let (Some(plan), Some(churn)) = (&servers.churn, &leaf.churn) {
+        t += &churn_lines(plan, leaf, churn);
+    }
     t
+}
+
+/// The churn during the leaf sync and the heal it cost (the first client's).
+fn churn_lines(plan: &ChurnPlan, leaf: &Run, churn: &ChurnRun) -> String {
+    let preset = match plan.preset {
+        ChurnPreset::Proportional => "the state's share of mainnet's changes",
+        ChurnPreset::Mainnet => "mainnet-sized",
+        ChurnPreset::None => "none",
+    };
+    let fraction = leaf.heal_fraction().unwrap_or(f64::NAN);
+    let target = if plan.preset == ChurnPreset::Proportional {
+        format!(
+            " (target ≤ 1% with proportional churn: {})",
+            verdict(fraction, TARGET_HEAL_FRACTION)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "  churn: a block every {:.1} s of {} accounts and {} slots ({preset}), servers up to {} \
+         blocks apart; {} blocks during the sync (up to {} ms late), pivot {}, chain head {} at \
+         the end\n  heal under churn: {} of {} trie nodes healed = {:.3}%{target}\n",
+        plan.interval_ms as f64 / 1e3,
+        plan.accounts,
+        plan.slots,
+        plan.spread,
+        leaf.servers.map_or(0, |s| s.blocks),
+        churn.chain.late_ms,
+        churn.pivot.number,
+        churn.chain.head(),
+        leaf.stats.first().map_or(0, |s| s.healed_nodes),
+        churn.trie_nodes,
+        fraction * 100.0,
+    )
 }
 
 /// Each source's wall time against its wire time, its bytes before and after snappy.

@@ -3,7 +3,11 @@
 //! command ([`ServerProcess::spawn`]); the child generates the state once, serves it from `K`
 //! nodes over one leafdb, prints one [`Ready`] line of JSON on stdout and runs until its stdin
 //! closes (the parent exits, fails or is killed). For every line the parent writes to its stdin
-//! it prints one [`ServerCounters`] line ([`ServerProcess::counters`]).
+//! it prints one line of JSON: the [`ServerCounters`] for `counters`
+//! ([`ServerProcess::counters`]), the [`ChainReport`] for `chain` ([`ServerProcess::chain`]).
+//!
+//! Without churn the servers share the generated leafdb, which stays at block 0. With churn
+//! (`churn.rs`) each server has a copy of its own, and the generated one makes the chain.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -13,7 +17,7 @@ use std::{
 };
 
 use alloy_primitives::B256;
-use leafsync_leafdb::{GenParams, RocksStore};
+use leafsync_leafdb::{GenParams, LeafDb, RocksStore};
 use leafsync_p2p::peers::NodeRecord;
 use leafsync_serve::LeafServer;
 use serde::{Deserialize, Serialize};
@@ -21,6 +25,7 @@ use tracing::info;
 
 use tokio_util::sync::CancellationToken;
 
+use super::churn::{Chain, ChainReport, ChurnArgs, ChurnPlan};
 use crate::{
     bench::proc::cpu_ticks,
     error::CliError,
@@ -42,6 +47,9 @@ pub(crate) struct ServersArgs {
     /// The (empty) leafdb directory to generate the state into.
     #[arg(long)]
     pub(crate) datadir: PathBuf,
+    /// Blocks applied while the clients sync.
+    #[command(flatten)]
+    pub(crate) churn: ChurnArgs,
 }
 
 /// The child's one line on stdout once every server listens.
@@ -57,6 +65,8 @@ pub(crate) struct Ready {
     pub(crate) generate_s: f64,
     /// Each server's enode URL.
     pub(crate) enodes: Vec<String>,
+    /// The churn the servers apply (`None`: the state stays at block 0).
+    pub(crate) churn: Option<ChurnPlan>,
 }
 
 /// What the servers did so far, as the child prints it for each line on its stdin.
@@ -75,12 +85,18 @@ pub(crate) struct ServerCounters {
     /// Chunk requests the answering server had to read from its leafdb (not in its cache, or
     /// stale there).
     pub(crate) cache_misses: u64,
+    /// Blocks of the churn chain made (0 without churn).
+    pub(crate) blocks: u64,
 }
 
 impl ServerCounters {
     /// The counters of `servers`, now.
-    fn now(servers: &[Arc<LeafServer<RocksStore>>]) -> Result<Self, CliError> {
-        let mut counters = Self { cpu_ticks: cpu_ticks("self")?, ..Self::default() };
+    fn now(
+        servers: &[Arc<LeafServer<RocksStore>>],
+        chain: Option<&Chain>,
+    ) -> Result<Self, CliError> {
+        let blocks = chain.map_or(0, Chain::blocks);
+        let mut counters = Self { cpu_ticks: cpu_ticks("self")?, blocks, ..Self::default() };
         for stats in servers.iter().map(|s| s.stats()) {
             counters.served += stats.served;
             counters.cache_hits += stats.cache.hits;
@@ -98,6 +114,7 @@ impl ServerCounters {
             cache_hits: self.cache_hits.saturating_sub(earlier.cache_hits),
             cache_joined: self.cache_joined.saturating_sub(earlier.cache_joined),
             cache_misses: self.cache_misses.saturating_sub(earlier.cache_misses),
+            blocks: self.blocks.saturating_sub(earlier.blocks),
         }
     }
 
@@ -120,37 +137,77 @@ fn print_line(value: &impl Serialize) -> Result<(), CliError> {
         .map_err(|source| CliError::Io { path: "<stdout>".into(), source })
 }
 
-/// Answers each line on stdin with the servers' counters, until stdin closes.
-fn report_counters(servers: &[Arc<LeafServer<RocksStore>>]) -> Result<(), CliError> {
+/// Answers each line on stdin (`counters` or `chain`), until stdin closes.
+fn answer_parent(
+    servers: &[Arc<LeafServer<RocksStore>>],
+    chain: Option<&Chain>,
+) -> Result<(), CliError> {
     for line in std::io::stdin().lock().lines() {
-        line.map_err(|source| CliError::Io { path: "<stdin>".into(), source })?;
-        print_line(&ServerCounters::now(servers)?)?;
+        let line = line.map_err(|source| CliError::Io { path: "<stdin>".into(), source })?;
+        match line.trim() {
+            "chain" => print_line(&chain.map(Chain::report).unwrap_or_default())?,
+            _ => print_line(&ServerCounters::now(servers, chain)?)?,
+        }
     }
     Ok(())
+}
+
+/// With churn, a copy of the generated leafdb `db` for each of `count` servers, inside its
+/// directory `datadir`; without, `db` itself for each.
+fn server_dbs(
+    db: &Arc<LeafDb>,
+    datadir: &Path,
+    count: usize,
+    churn: bool,
+) -> Result<Vec<Arc<LeafDb>>, CliError> {
+    if !churn {
+        return Ok(vec![Arc::clone(db); count]);
+    }
+    (0..count)
+        .map(|i| {
+            let path = datadir.join(format!("server-{i}"));
+            db.checkpoint(&path)?;
+            open(&path).map(Arc::new)
+        })
+        .collect()
 }
 
 /// `leafsync bench sync-servers`: the child's side.
 pub(crate) fn servers(args: &ServersArgs) -> Result<ExitCode, CliError> {
     let started = std::time::Instant::now();
     let db = open(&args.datadir)?;
-    let generated = db.generate(GenParams { accounts: args.accounts, seed: args.seed })?;
+    let params = GenParams { accounts: args.accounts, seed: args.seed };
+    let generated = db.generate(params)?;
     let generate_s = started.elapsed().as_secs_f64();
     info!(accounts = generated.accounts, slots = generated.slots, generate_s, "state generated");
-    let db = std::sync::Arc::new(db);
+    let plan = args.churn.plan(generated.accounts, generated.slots)?;
+    let db = Arc::new(db);
+    let dbs = server_dbs(&db, &args.datadir, args.servers, plan.is_some())?;
     runtime()?.block_on(async {
         let stop = CancellationToken::new();
-        let dbs = std::iter::repeat_n(db, args.servers);
         let (records, tasks, servers) =
-            start_servers(dbs, generated.root, generated.accounts, &stop).await?;
+            start_servers(dbs.iter().cloned(), generated.root, generated.accounts, &stop).await?;
+        let chain = match plan {
+            Some(plan) => Some(Chain::start(plan, params, generated.root, db, dbs)?),
+            None => None,
+        };
         print_line(&Ready {
             root: generated.root.to_string(),
             accounts: generated.accounts,
             slots: generated.slots,
             generate_s,
             enodes: records.iter().map(ToString::to_string).collect(),
+            churn: plan,
         })?;
         // Serve until the parent closes our stdin (on exit, failure or death alike).
-        let reported = tokio::task::spawn_blocking(move || report_counters(&servers)).await;
+        let reported = tokio::task::spawn_blocking(move || {
+            let answered = answer_parent(&servers, chain.as_ref());
+            if let Some(report) = chain.map(Chain::stop) {
+                info!(blocks = report.head(), late_ms = report.late_ms, "churn: the chain stopped");
+            }
+            answered
+        })
+        .await;
         let stopped = stop_servers(&stop, tasks).await;
         reported.map_err(|e| CliError::Invalid {
             what: "bench sync-servers: the counters' thread".into(),
@@ -177,6 +234,8 @@ pub(crate) struct ServerProcess {
     pub(crate) generate_s: f64,
     /// The servers.
     pub(crate) records: Vec<NodeRecord>,
+    /// The churn the servers apply.
+    pub(crate) churn: Option<ChurnPlan>,
 }
 
 fn child_failed(reason: String) -> CliError {
@@ -190,6 +249,7 @@ impl ServerProcess {
         servers: usize,
         seed: u64,
         datadir: &Path,
+        churn: &ChurnArgs,
     ) -> Result<Self, CliError> {
         let exe = std::env::current_exe()
             .map_err(|source| CliError::Io { path: "<current executable>".into(), source })?;
@@ -198,6 +258,7 @@ impl ServerProcess {
             .args(["--servers", &servers.to_string(), "--seed", &seed.to_string()])
             .arg("--datadir")
             .arg(datadir)
+            .args(churn.to_args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -213,6 +274,7 @@ impl ServerProcess {
             slots: 0,
             generate_s: 0.0,
             records: Vec::new(),
+            churn: None,
         };
         let ready = process.read_line::<Ready>();
         let Some(ready) = ready else {
@@ -230,6 +292,7 @@ impl ServerProcess {
             .collect::<Result<_, _>>()?;
         (process.accounts, process.slots, process.generate_s) =
             (ready.accounts, ready.slots, ready.generate_s);
+        process.churn = ready.churn;
         Ok(process)
     }
 
@@ -250,16 +313,30 @@ impl ServerProcess {
         }
     }
 
-    /// The servers' counters now (the child answers a line on its stdin with them).
+    /// The servers' counters now.
     pub(crate) fn counters(&mut self) -> Result<ServerCounters, CliError> {
+        self.ask("counters")
+    }
+
+    /// The churn chain so far (empty without churn); an error if the chain stopped.
+    pub(crate) fn chain(&mut self) -> Result<ChainReport, CliError> {
+        let report: ChainReport = self.ask("chain")?;
+        match &report.failed {
+            Some(why) => Err(child_failed(format!("its chain stopped: {why}"))),
+            None => Ok(report),
+        }
+    }
+
+    /// The child's answer to `question`, a line on its stdin.
+    fn ask<T: serde::de::DeserializeOwned>(&mut self, question: &str) -> Result<T, CliError> {
         let Some(stdin) = self.child.stdin.as_mut() else {
             return Err(child_failed("already stopped".into()));
         };
         stdin
-            .write_all(b"counters\n")
+            .write_all(format!("{question}\n").as_bytes())
             .and_then(|()| stdin.flush())
-            .map_err(|e| child_failed(format!("cannot be asked for its counters: {e}")))?;
-        self.read_line().ok_or_else(|| child_failed("did not report its counters".into()))
+            .map_err(|e| child_failed(format!("cannot be asked for its {question}: {e}")))?;
+        self.read_line().ok_or_else(|| child_failed(format!("did not report its {question}")))
     }
 
     /// Stops the servers the orderly way (their stdin closes) and waits for the child, which
