@@ -112,6 +112,24 @@ fn clear_account_prefix<S: KvRead>(kv: &S, batch: &mut WriteBatch, prefix: &Nibb
     clear_range(kv, batch, Table::AccountNodes, node_range(None, prefix))
 }
 
+/// A chunk import computed but not yet written ([`LeafDb::stage_account_chunk`],
+/// [`LeafDb::stage_storage_chunk`]): what it computed, and the write that imports it
+/// ([`LeafDb::commit_chunk`]). Dropped, it imports nothing, so a caller can look at the
+/// subtrie's hash before it lets the chunk replace what is stored.
+#[must_use = "a staged chunk imports nothing until it is committed"]
+#[derive(Debug)]
+pub struct StagedChunk<T> {
+    outcome: T,
+    batch: WriteBatch,
+}
+
+impl<T> StagedChunk<T> {
+    /// What the import computed (the subtrie's hash, and for accounts their storage roots).
+    pub const fn outcome(&self) -> &T {
+        &self.outcome
+    }
+}
+
 impl<S: KvStore> LeafDb<S> {
     /// Replaces everything under the account prefix `prefix` with `accounts` (sorted, all under
     /// `prefix`): flat accounts, inline storage with its tries, and the account subtrie, in one
@@ -123,6 +141,16 @@ impl<S: KvStore> LeafDb<S> {
         prefix: &Nibbles,
         accounts: &[ChunkAccount],
     ) -> Result<AccountChunkOutcome> {
+        self.commit_chunk(self.stage_account_chunk(prefix, accounts)?)
+    }
+
+    /// [`Self::import_account_chunk`] without the write: nothing changes until
+    /// [`Self::commit_chunk`], and nothing may be written under `prefix` before it.
+    pub fn stage_account_chunk(
+        &self,
+        prefix: &Nibbles,
+        accounts: &[ChunkAccount],
+    ) -> Result<StagedChunk<AccountChunkOutcome>> {
         let mut batch = WriteBatch::default();
         clear_account_prefix(self.store(), &mut batch, prefix)?;
         let mut storage_roots = Vec::with_capacity(accounts.len());
@@ -140,8 +168,7 @@ impl<S: KvStore> LeafDb<S> {
             leaves.push((Nibbles::unpack(a.hashed_address), value));
         }
         let root = stage_subtrie(&mut batch, None, prefix, leaves.into_iter())?;
-        self.store().write(batch, Durability::Logged)?;
-        Ok(AccountChunkOutcome { root, storage_roots })
+        Ok(StagedChunk { outcome: AccountChunkOutcome { root, storage_roots }, batch })
     }
 
     /// Replaces the storage of `owner` under `prefix` with `slots` (sorted, under `prefix`) and
@@ -153,16 +180,31 @@ impl<S: KvStore> LeafDb<S> {
         prefix: &Nibbles,
         slots: &[(B256, U256)],
     ) -> Result<B256> {
+        self.commit_chunk(self.stage_storage_chunk(owner, prefix, slots)?)
+    }
+
+    /// [`Self::import_storage_chunk`] without the write (see [`Self::stage_account_chunk`]).
+    pub fn stage_storage_chunk(
+        &self,
+        owner: &B256,
+        prefix: &Nibbles,
+        slots: &[(B256, U256)],
+    ) -> Result<StagedChunk<B256>> {
         let mut batch = WriteBatch::default();
         clear_range(self.store(), &mut batch, Table::Storage, storage_range(owner, prefix))?;
         let nodes = node_range(Some(owner), prefix);
         clear_range(self.store(), &mut batch, Table::StorageNodes, nodes)?;
         let root = stage_storage(&mut batch, owner, prefix, slots)?;
+        Ok(StagedChunk { outcome: root, batch })
+    }
+
+    /// Writes a staged chunk (one atomic, logged write) and returns what it computed.
+    pub fn commit_chunk<T>(&self, staged: StagedChunk<T>) -> Result<T> {
         // Clearing an empty range (an account found to have no storage) writes nothing.
-        if !batch.is_empty() {
-            self.store().write(batch, Durability::Logged)?;
+        if !staged.batch.is_empty() {
+            self.store().write(staged.batch, Durability::Logged)?;
         }
-        Ok(root)
+        Ok(staged.outcome)
     }
 
     /// Whether any flat or trie-node entry is stored (codes aside: they are keyed by their hash

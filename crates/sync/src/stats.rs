@@ -40,6 +40,10 @@ pub struct SyncStats {
     pub chunks_healed: u64,
     /// Chunks found complete in the leafdb (a restart, or unchanged since an earlier pivot).
     pub chunks_resumed: u64,
+    /// Chunks not imported because their server was banned or benched for stale chunks (its
+    /// further pieces and answers in flight), asked again elsewhere. A benched server's pieces
+    /// that equal their skeleton hash are still imported and not counted here.
+    pub chunks_passed: u64,
     /// Chunks answered "too large" and split.
     pub chunks_split: u64,
     /// Accounts imported from chunks.

@@ -91,9 +91,13 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// A `Chunk` or `StorageChunk` answer (its `pieces`) to the account or storage `units`:
     /// each piece is judged by `check` and imported on its own, exactly as a single chunk is, so
     /// a lie in one piece costs its server and leaves the others standing. Once a piece got its
-    /// server banned or benched for stale chunks ([`crate::peer_set::PeerSet::takes_chunks`]),
-    /// its further pieces are not imported: their units are queued again as tried by it, so a
-    /// batch heals no more of a liar's chunks than single chunks would. Units after the last
+    /// server banned, its further pieces are not imported: their units are queued again as
+    /// tried by it. Once its server is benched for stale chunks
+    /// ([`crate::peer_set::PeerSet::takes_chunks`]), only further pieces that equal their
+    /// skeleton hash are imported (a stale server's chunks mostly do: only the prefixes its head
+    /// changed differ), and the others are queued again as tried by it instead of healed. So a
+    /// batch heals no more of a liar's or a stale server's chunks than single chunks would, and
+    /// an honest stale server's good pieces are not thrown away. Units after the last
     /// piece were left out at the server's byte or time budget, which is honest: they are
     /// queued again, not marked as tried by this server. An answer without any piece is empty.
     fn on_batch<P>(
@@ -119,18 +123,21 @@ impl<S: KvStore + 'static> Syncer<S> {
         // Pieces first: `zip` takes from its first iterator before its second, so no unit is
         // taken past the last piece.
         for (piece, unit) in pieces.into_iter().zip(units.by_ref()) {
-            if !self.peers.takes_chunks(peer) {
+            if self.peers.is_banned(peer) {
                 passed.push(unit);
                 continue;
             }
+            let verified_only = !self.peers.takes_chunks(peer);
             let verdict = check(&unit, piece);
-            match self.on_chunk(peer, unit, verdict)? {
-                Verdict::Delivered => delivered = true,
-                Verdict::Empty => {}
-                verdict => {
+            match self.on_chunk(peer, unit, verdict, verified_only)? {
+                Some(Verdict::Delivered) => delivered = true,
+                Some(Verdict::Empty) => {}
+                Some(verdict) => {
                     refused = true;
                     self.judge(peer, verdict);
                 }
+                // A stale piece of a benched server: queued again, nothing said about it.
+                None => refused = true,
             }
         }
         self.work.units.extend(units);
@@ -139,6 +146,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         } else if !refused && passed.is_empty() {
             self.judge(peer, Verdict::Empty);
         }
+        self.reporter.stats.chunks_passed += passed.len() as u64;
         requeue(&mut self.work.units, passed, peer);
         Ok(())
     }
@@ -147,13 +155,15 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// `unit` and returns what it says about its server: [`Verdict::Delivered`] for leaves
     /// imported or a split, else the refusal (the unit is queued again, tried by `peer`). A
     /// chunk that differs from its skeleton hash, or an account whose storage lied, is judged
-    /// here as junk.
+    /// here as junk. With `verified_only` (its server is benched for stale chunks), a chunk that
+    /// differs from its skeleton hash is not imported but queued again, tried by `peer`: `None`.
     fn on_chunk(
         &mut self,
         peer: usize,
         unit: Unit,
         verdict: ChunkVerdict,
-    ) -> Result<Verdict, SyncError> {
+        verified_only: bool,
+    ) -> Result<Option<Verdict>, SyncError> {
         let (leaves, head_number) = match verdict {
             ChunkVerdict::Import { leaves, head_number } => (leaves, head_number),
             ChunkVerdict::Split => {
@@ -163,36 +173,47 @@ impl<S: KvStore + 'static> Syncer<S> {
                 self.reporter.stats.chunks_total =
                     self.reporter.stats.chunks_total.saturating_sub(1);
                 self.work.replace(&unit, Purpose::Expand);
-                return Ok(Verdict::Delivered);
+                return Ok(Some(Verdict::Delivered));
             }
             ChunkVerdict::Refused(verdict) => {
                 requeue(&mut self.work.units, [unit], peer);
-                return Ok(verdict);
+                return Ok(Some(verdict));
             }
         };
-        let stats = &mut self.reporter.stats;
         let (root, accounts) = match &leaves {
             Leaves::Accounts { accounts, large } => {
-                let outcome = self.db.import_account_chunk(&unit.prefix, accounts)?;
-                stats.accounts += accounts.len() as u64;
+                let staged = self.db.stage_account_chunk(&unit.prefix, accounts)?;
+                if verified_only && staged.outcome().root != unit.hash {
+                    return Ok(self.pass_stale(peer, unit, head_number));
+                }
+                let outcome = self.db.commit_chunk(staged)?;
+                self.reporter.stats.accounts += accounts.len() as u64;
                 (outcome.root, Some((accounts, large, outcome.storage_roots)))
             }
             Leaves::Slots { owner, slots } => {
-                let root = self.db.import_storage_chunk(owner, &unit.prefix, slots)?;
-                stats.slots += slots.len() as u64;
+                let staged = self.db.stage_storage_chunk(owner, &unit.prefix, slots)?;
+                if verified_only && *staged.outcome() != unit.hash {
+                    return Ok(self.pass_stale(peer, unit, head_number));
+                }
+                let root = self.db.commit_chunk(staged)?;
+                self.reporter.stats.slots += slots.len() as u64;
                 (root, None)
             }
         };
+        if verified_only {
+            self.peers.vetted(peer, true);
+        }
+        let stats = &mut self.reporter.stats;
         stats.chunks_done += 1;
         self.reporter.mark(if unit.owner.is_none() { WorkKind::Chunks } else { WorkKind::Storage });
         if root != unit.hash {
             self.mark_heal(peer, &unit, head_number)?;
-            return Ok(Verdict::Delivered);
+            return Ok(Some(Verdict::Delivered));
         }
         self.reporter.stats.chunks_verified += 1;
         let Some((accounts, large, storage_roots)) = accounts else {
             self.close(unit.owner)?;
-            return Ok(Verdict::Delivered);
+            return Ok(Some(Verdict::Delivered));
         };
         for &(account, slot_count) in large {
             self.work.sizes.record(account, slot_count);
@@ -209,7 +230,18 @@ impl<S: KvStore + 'static> Syncer<S> {
         if let Some(why) = lied {
             self.judge(peer, Verdict::Junk(why));
         }
-        Ok(Verdict::Delivered)
+        Ok(Some(Verdict::Delivered))
+    }
+
+    /// A piece of a server benched for stale chunks differed from its skeleton hash: it is not
+    /// imported (nor healed) but queued again, tried by `peer`; a head claim that is a lie
+    /// ([`judge_mismatch`]) is junk as ever, else nothing is said about its server.
+    fn pass_stale(&mut self, peer: usize, unit: Unit, head_number: u64) -> Option<Verdict> {
+        self.reporter.stats.chunks_passed += 1;
+        self.peers.vetted(peer, false);
+        requeue(&mut self.work.units, [unit], peer);
+        let announced = self.peers.slot(peer).peer.head();
+        judge_mismatch(head_number, announced, &self.pivot).map(Verdict::Junk)
     }
 
     /// A chunk differed from its skeleton hash: its prefix is healed (the heal root replaces the

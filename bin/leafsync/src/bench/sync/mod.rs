@@ -35,7 +35,7 @@ use self::{
     churn::{ChainReport, ChurnArgs, ChurnPlan, ChurnPreset},
     servers::{ServerCounters, ServerProcess},
     snap_source::SnapServers,
-    wan::{Links, Snappy, Traffic, WanConfig, WanPeer},
+    wan::{LEAF_KINDS, Links, Snappy, Traffic, WanConfig, WanPeer},
 };
 use crate::{
     bench::{
@@ -162,6 +162,8 @@ struct Run {
     bytes_up: u64,
     /// Requests on the wire (snap/1 requests for the snap source).
     requests: u64,
+    /// `leaf/1` requests by kind ([`LEAF_KINDS`]; zeros for the snap source).
+    leaf_kinds: [u64; 4],
     /// Answers' payloads after snappy.
     snappy_bytes_down: u64,
     /// Time the bytes down need on the emulated links together (`None`: unlimited bandwidth).
@@ -253,10 +255,21 @@ impl Run {
             "wall_over_wire": self.over_wire(),
             "requests": self.requests,
             "sync_requests": self.sum(|s| s.requests),
+            "requests_by_kind": Value::Object(
+                LEAF_KINDS.iter().zip(self.leaf_kinds).map(|(k, n)| (k.to_string(), n.into())).collect()
+            ),
             "healed_nodes": self.sum(|s| s.healed_nodes),
             "final_rehashed": self.sum(|s| s.final_rehashed),
             "root_ok": self.root_ok,
             "timeouts": self.sum(|s| s.timeouts),
+            "chunks": self.sum(|s| s.chunks_done),
+            "chunks_healed": self.sum(|s| s.chunks_healed),
+            "chunks_split": self.sum(|s| s.chunks_split),
+            "chunks_passed": self.sum(|s| s.chunks_passed),
+            "empty_answers": self.sum(|s| s.empty_answers),
+            "junk_answers": self.sum(|s| s.junk_answers),
+            "peers_banned": self.sum(|s| s.peers_banned),
+            "repivots": self.sum(|s| s.repivots),
             "clients": self.stats.len(),
             "client_wall_s": self.stats.iter().map(|s| s.elapsed.as_secs_f64()).collect::<Vec<_>>(),
             "phases": phases_json(&self.phases()),
@@ -545,6 +558,7 @@ fn sync_once(
         bytes_down: totals.bytes_down,
         bytes_up: totals.bytes_up,
         requests: totals.requests,
+        leaf_kinds: totals.leaf_kinds,
         snappy_bytes_down: totals.snappy_down,
         wire_s: (setup.wan.bits_per_sec > 0)
             .then(|| totals.bytes_down as f64 / links_bytes_per_sec),

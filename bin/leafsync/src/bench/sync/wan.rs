@@ -94,8 +94,23 @@ pub(crate) struct Traffic {
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
     requests: AtomicU64,
+    /// `leaf/1` requests by kind, in the order of [`LEAF_KINDS`].
+    leaf_kinds: [AtomicU64; 4],
     /// Answers' payloads after snappy, as RLPx sends them (see [`Snappy`]).
     snappy_down: AtomicU64,
+}
+
+/// The `leaf/1` request kinds, as [`Totals::leaf_kinds`] counts them.
+pub(crate) const LEAF_KINDS: [&str; 4] = ["GetChunk", "GetStorageChunk", "GetNodes", "GetCodes"];
+
+/// The index of `request`'s kind in [`LEAF_KINDS`].
+const fn kind_index(request: &LeafRequest) -> usize {
+    match request {
+        LeafRequest::GetChunk(_) => 0,
+        LeafRequest::GetStorageChunk(_) => 1,
+        LeafRequest::GetNodes(_) => 2,
+        LeafRequest::GetCodes(_) => 3,
+    }
 }
 
 /// What crossed the links of one sync so far.
@@ -104,6 +119,8 @@ pub(crate) struct Totals {
     pub(crate) bytes_up: u64,
     pub(crate) bytes_down: u64,
     pub(crate) requests: u64,
+    /// `leaf/1` requests by kind ([`LEAF_KINDS`]).
+    pub(crate) leaf_kinds: [u64; 4],
     pub(crate) snappy_down: u64,
 }
 
@@ -114,6 +131,7 @@ impl Totals {
             bytes_up: self.bytes_up - earlier.bytes_up,
             bytes_down: self.bytes_down - earlier.bytes_down,
             requests: self.requests - earlier.requests,
+            leaf_kinds: std::array::from_fn(|i| self.leaf_kinds[i] - earlier.leaf_kinds[i]),
             snappy_down: self.snappy_down - earlier.snappy_down,
         }
     }
@@ -126,6 +144,7 @@ impl Traffic {
             bytes_up: self.bytes_up.load(Ordering::Relaxed),
             bytes_down: self.bytes_down.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
+            leaf_kinds: std::array::from_fn(|i| self.leaf_kinds[i].load(Ordering::Relaxed)),
             snappy_down: self.snappy_down.load(Ordering::Relaxed),
         }
     }
@@ -134,6 +153,11 @@ impl Traffic {
     pub(crate) fn request(&self, bytes: u64) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.bytes_up.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The request that went up was a `leaf/1` `request`.
+    pub(crate) fn leaf_kind(&self, request: &LeafRequest) {
+        self.leaf_kinds[kind_index(request)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// An answer of `bytes` comes down.
@@ -232,6 +256,7 @@ impl WanPeer {
         Box::pin(async move {
             let up = request_len(&request);
             links.traffic.request(up);
+            links.traffic.leaf_kind(&request);
             links.up.carry(up + FRAME_OVERHEAD_BYTES).await;
             let answer = inner.request(request).await?;
             let down = response_len(&answer);
