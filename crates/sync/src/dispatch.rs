@@ -83,15 +83,15 @@ impl StealGate {
 
 /// The next request for `peer`, each from items it has not tried this round: trie nodes (only
 /// if it has the pivot's nodes); then, if it may get chunks, a chunk whose rendezvous home it
-/// is ([`crate::rendezvous`]); then another peer's chunk that `steal` admits; then codes, as
-/// many as [`CodeQueue::batch_size`] (but none while a chunk waits for its home: `peer` then
-/// waits too). Chunks are account or storage units, batched up to `batch_bytes`
-/// ([`chunk_batch`]).
+/// is ([`crate::rendezvous`]); then a full batch of codes ([`CodeQueue::batch_size`]); then
+/// another peer's chunk that `steal` admits; then codes, as many as there are up to a batch
+/// (but none while a chunk waits for its home: `peer` then waits too). Chunks are account or
+/// storage units, batched up to `batch_bytes` ([`chunk_batch`]).
 ///
 /// Clients syncing from the same servers so ask each chunk of the same server, and the second
-/// is answered from its chunk cache; a peer with none of its own left takes another's chunk
-/// only once it waited for its home (work stealing: a slow or stalled peer holds work back for
-/// a moment at most).
+/// is answered from its chunk cache; a peer with none of its own left does the codes (any
+/// server answers them alike) before it takes another's chunk, and takes one only once it waited
+/// for its home (work stealing: a slow or stalled peer holds work back for a moment at most).
 pub(crate) fn next_job(
     work: &mut Work,
     codes: &mut CodeQueue,
@@ -114,6 +114,14 @@ pub(crate) fn next_job(
         })?;
         if let Some(unit) = own.into_iter().next() {
             return chunk_job(work, unit, peer, roster, batch_bytes, true, steal).map(Some);
+        }
+        // None of its own: a full batch of codes, which any peer may answer, before another
+        // peer's chunk.
+        if codes.queue.len() >= batch {
+            let codes = take_for(&mut codes.queue, peer, &roster.active, batch)?;
+            if !codes.is_empty() {
+                return Ok(Some(Job::Codes(codes)));
+            }
         }
         let held = steal.held;
         let stolen = take_matching(&mut work.units, peer, &roster.chunks, 1, |u| {
@@ -335,6 +343,13 @@ mod tests {
         panic!("no depth-2 unit has its home at peer 1")
     }
 
+    /// Queues `n` codes, numbered from `from`.
+    fn queue_codes(codes: &mut CodeQueue, from: u64, n: u64) {
+        for i in from..from + n {
+            codes.want(B256::left_padding_from(&i.to_be_bytes()), |_| Ok(false)).unwrap();
+        }
+    }
+
     /// [`next_job`] for peer 0 of `roster` with a gate of 1 s judged now, and that gate.
     fn next_for_0(
         work: &mut Work,
@@ -369,6 +384,32 @@ mod tests {
         let unit = work.units.pop_front().unwrap();
         requeue(&mut work.units, [unit], 1);
         assert_eq!(owners(next_for_0(&mut work, &mut codes, &roster).0), vec![None]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_with_no_chunk_of_its_own_takes_a_full_batch_of_codes_before_another_peers() {
+        let roster = roster_of(&[PeerId::repeat_byte(1), PeerId::repeat_byte(2)]);
+        let mut work = a_unit_at_home_at_peer_1(&roster);
+        let mut codes = CodeQueue::default();
+        let batch = codes.batch_size() as u64;
+        queue_codes(&mut codes, 0, batch + 10);
+        // The unit may be taken by now, but a full batch of codes goes first...
+        tokio::time::advance(Duration::from_secs(5)).await;
+        match next_for_0(&mut work, &mut codes, &roster).0 {
+            Some(Job::Codes(tasks)) => assert_eq!(tasks.len() as u64, batch),
+            other => panic!("{other:?}"),
+        }
+        // ...and the other peer's chunk before a short batch of the ten left...
+        assert_eq!(owners(next_for_0(&mut work, &mut codes, &roster).0), vec![None]);
+        match next_for_0(&mut work, &mut codes, &roster).0 {
+            Some(Job::Codes(tasks)) => assert_eq!(tasks.len(), 10),
+            other => panic!("{other:?}"),
+        }
+        // ...which waits while a chunk waits for its home: one request, not two.
+        let mut work = a_unit_at_home_at_peer_1(&roster);
+        queue_codes(&mut codes, batch + 10, 10);
+        assert!(next_for_0(&mut work, &mut codes, &roster).0.is_none());
+        assert_eq!(codes.queue.len(), 10);
     }
 
     fn add(work: &mut Work, owner: Option<B256>) {

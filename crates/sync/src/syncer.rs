@@ -269,8 +269,8 @@ impl<S: KvStore + 'static> Syncer<S> {
 
     /// Fills every active peer's window (fastest first; [`crate::window::PeerWindow`]) with the
     /// next request it may get ([`dispatch::next_job`]): trie nodes if it has the pivot's, then
-    /// a chunk of its own, then another peer's chunk that waited for its home long enough,
-    /// then codes; all requests in flight ask for at most
+    /// a chunk of its own, then a full batch of codes, then another peer's chunk that waited
+    /// for its home long enough, then codes; all requests in flight ask for at most
     /// [`MAX_IN_FLIGHT_BYTES`] together. Returns when a chunk it kept for its busy home may be
     /// taken by another peer, if any ([`dispatch::StealGate`]): the loop dispatches again then.
     fn dispatch(&mut self, in_flight: &mut InFlight) -> Result<Option<Instant>, SyncError> {
