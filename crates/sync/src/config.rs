@@ -136,6 +136,15 @@ pub const CODE_BATCH_BYTES: u64 = MAX_RESPONSE_BYTES;
 /// The most codes asked per `GetCodes`: the protocol's limit (1024).
 pub const MAX_CODES_PER_BATCH: usize = MAX_CODES_PER_REQUEST;
 
+/// Default time a chunk unit waits in the queue for its rendezvous home before a peer with
+/// none of its own left may take it (1 s). Within it a unit is left to its home, which takes it
+/// at its next free slot (in the same dispatch if it has room), not to whichever peer comes
+/// first; past it a slow, stalled or overloaded home holds it back no longer (a stalled home's
+/// requests would otherwise keep it until their 12 s timeout). A unit taken from its home is
+/// asked elsewhere, so another client asking its home misses that server's chunk cache
+/// (docs/benchmarks.md, issue 15 goal 6).
+pub const DEFAULT_STEAL_AFTER: Duration = Duration::from_secs(1);
+
 /// Most queued items looked at to find one a peer has not tried (4096): bounds a dispatch's
 /// cost when many items wait for other peers.
 pub const QUEUE_SCAN_LIMIT: usize = 4096;
@@ -218,6 +227,9 @@ pub struct SyncConfig {
     /// Longest time without a request to send before the sync fails; default
     /// [`DEFAULT_STALL_TIMEOUT`].
     pub stall_timeout: Duration,
+    /// How long a chunk unit waits in the queue for its rendezvous home before another peer
+    /// with nothing of its own to do may take it; default [`DEFAULT_STEAL_AFTER`].
+    pub steal_after: Duration,
 }
 
 impl Default for SyncConfig {
@@ -234,6 +246,7 @@ impl Default for SyncConfig {
             repivot_distance: DEFAULT_REPIVOT_DISTANCE,
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
+            steal_after: DEFAULT_STEAL_AFTER,
         }
     }
 }

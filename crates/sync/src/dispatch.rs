@@ -17,6 +17,7 @@ use crate::{
     error::SyncError,
     peer::PeerFuture,
     peer_set::Roster,
+    rendezvous::Rendezvous,
     tasks::{Done, Job, Unit, take_for, take_matching},
     work::{CodeQueue, Work},
 };
@@ -30,20 +31,74 @@ pub(crate) fn request_bytes(chunk_max_bytes: u64) -> u64 {
     chunk_max_bytes.max(MAX_RESPONSE_BYTES)
 }
 
-/// The next request for `peer`: trie nodes (only if it has the pivot's nodes), then chunks
-/// (only if it may get chunks): account units or storage units, batched up to `batch_bytes`
-/// ([`chunk_batch`]); then codes, as many as [`CodeQueue::batch_size`]. Each from items it has
-/// not tried this round.
+/// When a peer may take a chunk unit whose rendezvous home is another peer: once the unit has
+/// waited [`Self::new`]'s `after` in the queue since it was last queued (or at once when it has
+/// no home: every peer tried it this round). Within that time its home takes it when it has
+/// room, so two clients ask the same server for it; after it, a slow or stalled home holds it
+/// back no longer. Remembers the earliest moment a unit it refused becomes takeable
+/// ([`Self::next`]), for the loop to dispatch again then.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StealGate {
+    after: Duration,
+    now: Instant,
+    next: Option<Instant>,
+    /// Units refused so far.
+    held: usize,
+    /// Units taken from their homes so far.
+    stolen: usize,
+}
+
+impl StealGate {
+    /// A gate letting units be stolen once they waited `after`, judged at `now`.
+    pub(crate) const fn new(after: Duration, now: Instant) -> Self {
+        Self { after, now, next: None, held: 0, stolen: 0 }
+    }
+
+    /// The earliest moment a unit refused so far may be stolen (`None`: none was refused).
+    pub(crate) const fn next(&self) -> Option<Instant> {
+        self.next
+    }
+
+    /// Units taken from their homes so far.
+    pub(crate) const fn stolen(&self) -> usize {
+        self.stolen
+    }
+
+    /// Whether `unit`, not at its home, may be taken now; if not, remembers when it may.
+    fn admits(&mut self, unit: &mut Unit, rendezvous: &Rendezvous) -> bool {
+        if !rendezvous.has_home(unit) {
+            return true;
+        }
+        let Some(at) = unit.attempts.queued.and_then(|q| q.checked_add(self.after)) else {
+            return true;
+        };
+        if at <= self.now {
+            return true;
+        }
+        self.next = Some(self.next.map_or(at, |next| next.min(at)));
+        self.held += 1;
+        false
+    }
+}
+
+/// The next request for `peer`, each from items it has not tried this round: trie nodes (only
+/// if it has the pivot's nodes); then, if it may get chunks, a chunk whose rendezvous home it
+/// is ([`crate::rendezvous`]); then a full batch of codes ([`CodeQueue::batch_size`]); then
+/// another peer's chunk that `steal` admits; then codes, as many as there are up to a batch
+/// (but none while a chunk waits for its home: `peer` then waits too). Chunks are account or
+/// storage units, batched up to `batch_bytes` ([`chunk_batch`]).
 ///
-/// A chunk is one whose rendezvous home `peer` is ([`crate::rendezvous`]), so that clients
-/// syncing from the same servers ask each chunk of the same server; only when none is left
-/// does `peer` take another peer's (work stealing: a slow peer never holds work back).
+/// Clients syncing from the same servers so ask each chunk of the same server, and the second
+/// is answered from its chunk cache; a peer with none of its own left does the codes (any
+/// server answers them alike) before it takes another's chunk, and takes one only once it waited
+/// for its home (work stealing: a slow or stalled peer holds work back for a moment at most).
 pub(crate) fn next_job(
     work: &mut Work,
     codes: &mut CodeQueue,
     peer: usize,
     roster: &Roster,
     batch_bytes: u64,
+    steal: &mut StealGate,
 ) -> Result<Option<Job>, SyncError> {
     if roster.serving.contains(&peer) {
         let nodes = take_for(&mut work.nodes, peer, &roster.serving, MAX_NODES_PER_REQUEST)?;
@@ -51,26 +106,58 @@ pub(crate) fn next_job(
             return Ok(Some(Job::Nodes(nodes)));
         }
     }
+    let batch = codes.batch_size();
     if roster.chunks.contains(&peer) {
         let rendezvous = &roster.rendezvous;
-        let mut home = true;
-        let mut unit = take_matching(&mut work.units, peer, &roster.chunks, 1, |u| {
+        let own = take_matching(&mut work.units, peer, &roster.chunks, 1, |u| {
             rendezvous.is_home(u, peer)
-        })?
-        .pop();
-        if unit.is_none() {
-            home = false;
-            unit = take_for(&mut work.units, peer, &roster.chunks, 1)?.pop();
+        })?;
+        if let Some(unit) = own.into_iter().next() {
+            return chunk_job(work, unit, peer, roster, batch_bytes, true, steal).map(Some);
         }
-        if let Some(unit) = unit {
-            let accounts = unit.owner.is_none();
-            let batch = chunk_batch(work, unit, peer, roster, batch_bytes, home)?;
-            return Ok(Some(if accounts { Job::Chunk(batch) } else { Job::Storage(batch) }));
+        // None of its own: a full batch of codes, which any peer may answer, before another
+        // peer's chunk.
+        if codes.queue.len() >= batch {
+            let codes = take_for(&mut codes.queue, peer, &roster.active, batch)?;
+            if !codes.is_empty() {
+                return Ok(Some(Job::Codes(codes)));
+            }
+        }
+        let held = steal.held;
+        let stolen = take_matching(&mut work.units, peer, &roster.chunks, 1, |u| {
+            steal.admits(u, rendezvous)
+        })?;
+        if let Some(unit) = stolen.into_iter().next() {
+            return chunk_job(work, unit, peer, roster, batch_bytes, false, steal).map(Some);
+        }
+        if steal.held > held {
+            // Chunks wait for their busy homes: `peer` waits for them rather than asking for
+            // a short batch of codes (one request more).
+            return Ok(None);
         }
     }
-    let batch = codes.batch_size();
     let codes = take_for(&mut codes.queue, peer, &roster.active, batch)?;
     Ok((!codes.is_empty()).then_some(Job::Codes(codes)))
+}
+
+/// The request of `first` and the units batched with it ([`chunk_batch`]): a `GetChunk` for
+/// account units, a `GetStorageChunk` for storage units.
+fn chunk_job(
+    work: &mut Work,
+    first: Unit,
+    peer: usize,
+    roster: &Roster,
+    batch_bytes: u64,
+    home: bool,
+    steal: &mut StealGate,
+) -> Result<Job, SyncError> {
+    let accounts = first.owner.is_none();
+    let batch = chunk_batch(work, first, peer, roster, batch_bytes, home, steal)?;
+    if !home {
+        steal.stolen += batch.len();
+        tracing::debug!(peer, units = batch.len(), "chunk units taken from their busy homes");
+    }
+    Ok(if accounts { Job::Chunk(batch) } else { Job::Storage(batch) })
 }
 
 /// The units asked with `first` in one `GetChunk` (account units) or `GetStorageChunk` (storage
@@ -78,7 +165,7 @@ pub(crate) fn next_job(
 /// estimated sizes ([`crate::work::UnitSizes`]) add up to at most `batch_bytes`, up to the
 /// protocol's batch limit of that kind. A unit of unknown size goes only first, as a batch of
 /// its own (it may be as large as a whole answer). With `home` (`first`'s home is `peer`) only
-/// units whose home is `peer` join it; a stolen `first` takes any.
+/// units whose home is `peer` join it; a stolen `first` takes any that `steal` admits.
 fn chunk_batch(
     work: &mut Work,
     first: Unit,
@@ -86,6 +173,7 @@ fn chunk_batch(
     roster: &Roster,
     batch_bytes: u64,
     home: bool,
+    steal: &mut StealGate,
 ) -> Result<Vec<Unit>, SyncError> {
     let (units, sizes, rendezvous) = (&mut work.units, &work.sizes, &roster.rendezvous);
     let accounts = first.owner.is_none();
@@ -94,7 +182,12 @@ fn chunk_batch(
     if bytes < batch_bytes {
         let limit = if accounts { MAX_CHUNKS_PER_REQUEST } else { MAX_STORAGE_CHUNKS_PER_REQUEST };
         batch.extend(take_matching(units, peer, &roster.chunks, limit - 1, |unit| {
-            if unit.owner.is_none() != accounts || (home && !rendezvous.is_home(unit, peer)) {
+            if unit.owner.is_none() != accounts {
+                return false;
+            }
+            let placed =
+                if home { rendezvous.is_home(unit, peer) } else { steal.admits(unit, rendezvous) };
+            if !placed {
                 return false;
             }
             match sizes.unit_bytes(unit) {
@@ -140,6 +233,7 @@ mod tests {
     use crate::{
         config::{BYTES_PER_ACCOUNT_ESTIMATE, BYTES_PER_SLOT_ESTIMATE},
         rendezvous::{Rendezvous, peer_key},
+        tasks::requeue,
     };
 
     fn roster() -> Roster {
@@ -156,6 +250,18 @@ mod tests {
             chunks: peers,
             rendezvous: Rendezvous::new(keys),
         }
+    }
+
+    /// [`next_job`] with stealing allowed at once.
+    fn next_at_once(
+        work: &mut Work,
+        codes: &mut CodeQueue,
+        peer: usize,
+        roster: &Roster,
+        batch_bytes: u64,
+    ) -> Result<Option<Job>, SyncError> {
+        let mut steal = StealGate::new(Duration::ZERO, Instant::now());
+        next_job(work, codes, peer, roster, batch_bytes, &mut steal)
     }
 
     /// The prefix of a job of one account unit.
@@ -189,7 +295,7 @@ mod tests {
             // 64 rounds of one chunk each: no peer runs out of its own (each has ~85).
             for _ in 0..64 {
                 for (peer, id) in ids.iter().enumerate() {
-                    let job = next_job(&mut work, &mut codes, peer, &roster, 1 << 20).unwrap();
+                    let job = next_at_once(&mut work, &mut codes, peer, &roster, 1 << 20).unwrap();
                     by_peer.entry(*id).or_default().push(prefix(job));
                 }
             }
@@ -208,7 +314,7 @@ mod tests {
         let (mut work, mut codes) = (account_chunks(), CodeQueue::default());
         let (mut own_count, mut stolen) = (0, 0);
         // Peer 0 alone asks: first its own chunks, then peer 1's, until none is left.
-        while let Some(job) = next_job(&mut work, &mut codes, 0, &roster, 1 << 20).unwrap() {
+        while let Some(job) = next_at_once(&mut work, &mut codes, 0, &roster, 1 << 20).unwrap() {
             let mut unit = match job {
                 Job::Chunk(mut units) if units.len() == 1 => units.remove(0),
                 other => panic!("{other:?}"),
@@ -223,6 +329,87 @@ mod tests {
         assert!(own_count > 0 && stolen > 0, "{own_count} own, {stolen} stolen");
         assert_eq!(own_count + stolen, 256);
         assert!(work.units.is_empty());
+    }
+
+    /// A queue of one account unit whose home, of peers 0 and 1, is peer 1; queued now.
+    fn a_unit_at_home_at_peer_1(roster: &Roster) -> Work {
+        for n in 0..=255u8 {
+            let mut work = Work::default();
+            work.add_unit(None, Nibbles::from_nibbles([n >> 4, n & 15]), B256::ZERO, false);
+            if work.units.front_mut().is_some_and(|u| roster.rendezvous.is_home(u, 1)) {
+                return work;
+            }
+        }
+        panic!("no depth-2 unit has its home at peer 1")
+    }
+
+    /// Queues `n` codes, numbered from `from`.
+    fn queue_codes(codes: &mut CodeQueue, from: u64, n: u64) {
+        for i in from..from + n {
+            codes.want(B256::left_padding_from(&i.to_be_bytes()), |_| Ok(false)).unwrap();
+        }
+    }
+
+    /// [`next_job`] for peer 0 of `roster` with a gate of 1 s judged now, and that gate.
+    fn next_for_0(
+        work: &mut Work,
+        codes: &mut CodeQueue,
+        roster: &Roster,
+    ) -> (Option<Job>, StealGate) {
+        let mut gate = StealGate::new(Duration::from_secs(1), Instant::now());
+        let job = next_job(work, codes, 0, roster, 1 << 20, &mut gate).unwrap();
+        (job, gate)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chunk_waits_for_its_home_for_a_while_before_another_peer_takes_it() {
+        let roster = roster_of(&[PeerId::repeat_byte(1), PeerId::repeat_byte(2)]);
+        let mut work = a_unit_at_home_at_peer_1(&roster);
+        let mut codes = CodeQueue::default();
+        let queued = Instant::now();
+        // Peer 0 has nothing of its own: it leaves the unit to its home and says until when.
+        let (job, gate) = next_for_0(&mut work, &mut codes, &roster);
+        assert!(job.is_none(), "{job:?}");
+        assert_eq!(gate.next(), Some(queued + Duration::from_secs(1)));
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert!(next_for_0(&mut work, &mut codes, &roster).0.is_none());
+        assert_eq!(work.units.len(), 1);
+        // Its home did not take it in a second: peer 0 does.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let (job, gate) = next_for_0(&mut work, &mut codes, &roster);
+        assert_eq!(owners(job), vec![None]);
+        assert_eq!(gate.next(), None);
+        // A unit its home failed has peer 0 as its home for the rest of the round: no wait.
+        let mut work = a_unit_at_home_at_peer_1(&roster);
+        let unit = work.units.pop_front().unwrap();
+        requeue(&mut work.units, [unit], 1);
+        assert_eq!(owners(next_for_0(&mut work, &mut codes, &roster).0), vec![None]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_with_no_chunk_of_its_own_takes_a_full_batch_of_codes_before_another_peers() {
+        let roster = roster_of(&[PeerId::repeat_byte(1), PeerId::repeat_byte(2)]);
+        let mut work = a_unit_at_home_at_peer_1(&roster);
+        let mut codes = CodeQueue::default();
+        let batch = codes.batch_size() as u64;
+        queue_codes(&mut codes, 0, batch + 10);
+        // The unit may be taken by now, but a full batch of codes goes first...
+        tokio::time::advance(Duration::from_secs(5)).await;
+        match next_for_0(&mut work, &mut codes, &roster).0 {
+            Some(Job::Codes(tasks)) => assert_eq!(tasks.len() as u64, batch),
+            other => panic!("{other:?}"),
+        }
+        // ...and the other peer's chunk before a short batch of the ten left...
+        assert_eq!(owners(next_for_0(&mut work, &mut codes, &roster).0), vec![None]);
+        match next_for_0(&mut work, &mut codes, &roster).0 {
+            Some(Job::Codes(tasks)) => assert_eq!(tasks.len(), 10),
+            other => panic!("{other:?}"),
+        }
+        // ...which waits while a chunk waits for its home: one request, not two.
+        let mut work = a_unit_at_home_at_peer_1(&roster);
+        queue_codes(&mut codes, batch + 10, 10);
+        assert!(next_for_0(&mut work, &mut codes, &roster).0.is_none());
+        assert_eq!(codes.queue.len(), 10);
     }
 
     fn add(work: &mut Work, owner: Option<B256>) {
@@ -251,7 +438,7 @@ mod tests {
             add(&mut work, owner);
         }
         let next = |work: &mut Work, codes: &mut CodeQueue| {
-            next_job(work, codes, 0, &roster(), 1 << 20).unwrap()
+            next_at_once(work, codes, 0, &roster(), 1 << 20).unwrap()
         };
         assert_eq!(owners(next(&mut work, &mut codes)), vec![account(1), account(2), account(4)]);
         assert_eq!(owners(next(&mut work, &mut codes)), vec![None], "an account chunk alone");
@@ -279,7 +466,8 @@ mod tests {
         let mut full = 0;
         for round in 0..1000 {
             let peer = round % 2;
-            let Some(job) = next_job(&mut work, &mut codes, peer, &roster, budget).unwrap() else {
+            let Some(job) = next_at_once(&mut work, &mut codes, peer, &roster, budget).unwrap()
+            else {
                 break;
             };
             let mut units = match job {

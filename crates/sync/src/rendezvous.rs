@@ -72,8 +72,18 @@ impl Rendezvous {
     /// tried it this round. The home is cached in the unit until the peer set or its tried list
     /// changes, so a dispatch looks at each unit's peers once per change, not per scan.
     pub(crate) fn is_home(&self, unit: &mut Unit, peer: usize) -> bool {
+        self.home(unit) == Some(peer)
+    }
+
+    /// Whether `unit` has a home: a peer of the roster that has not tried it this round.
+    pub(crate) fn has_home(&self, unit: &mut Unit) -> bool {
+        self.home(unit).is_some()
+    }
+
+    /// `unit`'s home (see [`Self::is_home`]), cached in the unit.
+    fn home(&self, unit: &mut Unit) -> Option<usize> {
         let stamp = (self.fingerprint, unit.attempts.tried.len());
-        let home = match unit.home {
+        match unit.home {
             Some(Home { stamp: s, peer: home }) if s == stamp => home,
             _ => {
                 let key = unit_key(unit.owner, &unit.prefix);
@@ -86,8 +96,7 @@ impl Rendezvous {
                 unit.home = Some(Home { stamp, peer: home });
                 home
             }
-        };
-        home == Some(peer)
+        }
     }
 }
 

@@ -46,6 +46,9 @@ pub struct SyncStats {
     pub chunks_passed: u64,
     /// Chunks answered "too large" and split.
     pub chunks_split: u64,
+    /// Chunk units asked of a peer other than their rendezvous home (work stealing); with
+    /// several clients on the same servers each one may cost a server's chunk cache a hit.
+    pub chunks_stolen: u64,
     /// Accounts imported from chunks.
     pub accounts: u64,
     /// Storage slots imported from chunks.

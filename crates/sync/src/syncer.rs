@@ -214,7 +214,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         // Since when nothing could be sent (no peer, or none has the pivot's nodes).
         let mut stalled: Option<Instant> = None;
         loop {
-            self.dispatch(&mut in_flight)?;
+            let steal_at = self.dispatch(&mut in_flight)?;
             if in_flight.is_empty() {
                 if self.is_idle() {
                     break;
@@ -259,6 +259,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                     self.persist()?;
                 }
                 () = tokio::time::sleep(RECHECK_INTERVAL), if in_flight.is_empty() => {}
+                () = sleep_until(steal_at), if steal_at.is_some() => {}
             }
             let trusted = pivot_feed.as_ref().map(|f| *f.borrow());
             self.maybe_repivot(trusted)?;
@@ -267,13 +268,16 @@ impl<S: KvStore + 'static> Syncer<S> {
     }
 
     /// Fills every active peer's window (fastest first; [`crate::window::PeerWindow`]) with the
-    /// next request it may get:
-    /// trie nodes if it has the pivot's, then a chunk, then codes; all requests in flight ask
-    /// for at most [`MAX_IN_FLIGHT_BYTES`] together.
-    fn dispatch(&mut self, in_flight: &mut InFlight) -> Result<(), SyncError> {
+    /// next request it may get ([`dispatch::next_job`]): trie nodes if it has the pivot's, then
+    /// a chunk of its own, then a full batch of codes, then another peer's chunk that waited
+    /// for its home long enough, then codes; all requests in flight ask for at most
+    /// [`MAX_IN_FLIGHT_BYTES`] together. Returns when a chunk it kept for its busy home may be
+    /// taken by another peer, if any ([`dispatch::StealGate`]): the loop dispatches again then.
+    fn dispatch(&mut self, in_flight: &mut InFlight) -> Result<Option<Instant>, SyncError> {
         self.peers.revive_silent();
         let roster = self.peers.roster(&self.pivot);
         let request_bytes = dispatch::request_bytes(self.config.chunk_max_bytes);
+        let mut steal = dispatch::StealGate::new(self.config.steal_after, Instant::now());
         for &peer in &roster.active {
             while self.peers.slot(peer).has_room()
                 && (in_flight.len() as u64 + 1) * request_bytes <= MAX_IN_FLIGHT_BYTES
@@ -283,8 +287,8 @@ impl<S: KvStore + 'static> Syncer<S> {
                 // and the server cuts an underestimated batch at `max_bytes` (the tail is asked
                 // again), so a batch never asks for more than `chunk_max_bytes`.
                 let batch = self.config.chunk_batch_bytes.min(self.config.chunk_max_bytes);
-                let next =
-                    dispatch::next_job(&mut self.work, &mut self.codes, peer, &roster, batch)?;
+                let (work, codes) = (&mut self.work, &mut self.codes);
+                let next = dispatch::next_job(work, codes, peer, &roster, batch, &mut steal)?;
                 let Some(job) = next else { break };
                 let request = job.request(self.config.chunk_max_bytes)?;
                 let answer = self.peers.slot(peer).peer.request_at(&self.pivot, request);
@@ -294,7 +298,8 @@ impl<S: KvStore + 'static> Syncer<S> {
                 in_flight.push(dispatch::timed(answer, timeout, self.epoch, peer, job));
             }
         }
-        Ok(())
+        self.reporter.stats.chunks_stolen += steal.stolen() as u64;
+        Ok(steal.next())
     }
 
     /// Queues the first work for the pivot with state root `root`.
@@ -512,6 +517,14 @@ async fn next_peer(rx: &mut Option<NewPeers>) -> Option<Arc<dyn SyncPeer>> {
 async fn feed_changed(rx: &mut Option<watch::Receiver<ChainHead>>) -> bool {
     match rx {
         Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `at` (forever without one; the caller guards the branch).
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }

@@ -46,6 +46,17 @@ pub(crate) struct Attempts {
     pub(crate) parks: u32,
     /// Not asked for before this instant.
     pub(crate) parked_until: Option<Instant>,
+    /// When the item was last put in its queue (`None`: not recorded, as if long ago). A chunk
+    /// unit waits this long for its rendezvous home before another peer may take it
+    /// ([`crate::dispatch::StealGate`]).
+    pub(crate) queued: Option<Instant>,
+}
+
+impl Attempts {
+    /// Fresh bookkeeping of an item queued now.
+    pub(crate) fn queued_now() -> Self {
+        Self { queued: Some(Instant::now()), ..Self::default() }
+    }
 }
 
 /// A subtrie fetched as one chunk: all leaves under `prefix`, whose top node hashes to `hash`.
@@ -186,8 +197,20 @@ pub(crate) fn requeue<T: Retry>(
     items: impl IntoIterator<Item = T>,
     peer: usize,
 ) {
+    let now = Instant::now();
     for mut item in items {
         item.attempts().tried.push(peer);
+        item.attempts().queued = Some(now);
+        queue.push_back(item);
+    }
+}
+
+/// Puts items back at the end of `queue` untried (a server left them out of a batch at its
+/// budget, which is honest), as queued now.
+pub(crate) fn queue_again<T: Retry>(queue: &mut VecDeque<T>, items: impl IntoIterator<Item = T>) {
+    let now = Instant::now();
+    for mut item in items {
+        item.attempts().queued = Some(now);
         queue.push_back(item);
     }
 }

@@ -90,7 +90,7 @@ impl Work {
             prefix,
             hash,
             leaf,
-            attempts: Attempts::default(),
+            attempts: Attempts::queued_now(),
             home: None,
         });
     }

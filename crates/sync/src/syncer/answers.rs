@@ -19,7 +19,7 @@ use crate::{
     peer::response_len,
     peer_set::Verdict,
     stats::WorkKind,
-    tasks::{CodeTask, Done, Job, NodeTask, Purpose, Unit, requeue},
+    tasks::{CodeTask, Done, Job, NodeTask, Purpose, Unit, queue_again, requeue},
 };
 
 impl<S: KvStore + 'static> Syncer<S> {
@@ -140,7 +140,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 None => refused = true,
             }
         }
-        self.work.units.extend(units);
+        queue_again(&mut self.work.units, units);
         if delivered {
             self.judge(peer, Verdict::Delivered);
         } else if !refused && passed.is_empty() {
