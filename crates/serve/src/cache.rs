@@ -218,11 +218,14 @@ impl std::fmt::Debug for ChunkCache {
 
 impl ChunkCache {
     /// A cache of at most `capacity` bytes whose entries serve heads up to `reuse_blocks` past
-    /// their own. Capacity 0 disables caching.
+    /// their own, at most the protocol's [`MAX_PIECE_AGE_BLOCKS`] (older pieces are lies to a
+    /// client). Capacity 0 disables caching.
+    ///
+    /// [`MAX_PIECE_AGE_BLOCKS`]: leafsync_p2p::leaf::protocol::MAX_PIECE_AGE_BLOCKS
     pub fn new(capacity: usize, reuse_blocks: u64) -> Self {
         Self {
             capacity,
-            reuse_blocks,
+            reuse_blocks: reuse_blocks.min(leafsync_p2p::leaf::protocol::MAX_PIECE_AGE_BLOCKS),
             inner: Mutex::new(Inner::default()),
             metrics: CacheMetrics::default(),
         }

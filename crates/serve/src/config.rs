@@ -65,10 +65,13 @@ pub const MAX_STORAGE_CHUNKS_SERVED: usize = MAX_STORAGE_CHUNKS_PER_REQUEST;
 /// order. Entries are least-recently-used out.
 pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
 
-/// Default number of blocks a cached chunk is handed out after it was read (16, ~3 minutes on
-/// mainnet). A chunk is allowed to be stale (the client heals what changed), and 16 blocks touch
-/// a tiny fraction of the leaves; a larger value saves reads but grows the client's heal work.
-pub const DEFAULT_CACHE_REUSE_BLOCKS: u64 = 16;
+/// Default number of blocks a cached chunk is handed out after it was read: the protocol's
+/// bound, [`MAX_PIECE_AGE_BLOCKS`] (16, ~3 minutes on mainnet). A chunk is allowed to be stale
+/// (the client heals what changed), and 16 blocks touch a tiny fraction of the leaves; a larger
+/// value would make clients take honest pieces for lies, so the cache never uses one.
+///
+/// [`MAX_PIECE_AGE_BLOCKS`]: leafsync_p2p::leaf::protocol::MAX_PIECE_AGE_BLOCKS
+pub const DEFAULT_CACHE_REUSE_BLOCKS: u64 = leafsync_p2p::leaf::protocol::MAX_PIECE_AGE_BLOCKS;
 
 /// Bytes charged to the cache per entry beyond its encoded body (key, head number, bookkeeping),
 /// so that a flood of tiny "too large" entries is bounded too.
@@ -100,7 +103,7 @@ pub struct ServeConfig {
     /// Byte bound of the chunk cache; 0 disables it. Default [`DEFAULT_CACHE_BYTES`].
     pub cache_bytes: usize,
     /// Blocks a cached chunk is reused for. Default [`DEFAULT_CACHE_REUSE_BLOCKS`]; 0 means
-    /// only while the head has not moved.
+    /// only while the head has not moved; more than the default is used as the default.
     pub cache_reuse_blocks: u64,
 }
 

@@ -84,9 +84,10 @@ pub const PARK_INTERVAL: Duration = Duration::from_secs(10);
 /// says so well within [`DEFAULT_STALL_TIMEOUT`].
 pub const MAX_PARKS: u32 = 6;
 
-/// Blocks a chunk's claimed `head_number` may differ from the head its server last announced
-/// (2): a server announces its head after applying the block, so an answer may come from one
-/// block later than the announcement we hold. A claim further off is a lie, counted as junk.
+/// Blocks a chunk's claimed `head_number` may lie outside the heads its server announced from
+/// when it was asked until the answer is applied (2): a server announces its head after
+/// applying the block, so an answer may come from one block later than the announcement we
+/// hold. A claim further off is a lie, counted as junk.
 pub const HEAD_CLAIM_SLACK: u64 = 2;
 
 /// Chunks of a server at another head that failed verification (healed, no penalty) after

@@ -202,13 +202,13 @@ fn chunk_batch(
     Ok(batch)
 }
 
-/// The answer of `peer` to `job`, sent in `epoch`, as the loop's [`Done`]. `timeout` is the
-/// sync's guard, strictly longer than a transport's own (see
-/// [`crate::config::REQUEST_TIMEOUT_GRACE`]).
+/// The answer of `peer` to `job`, sent in `epoch` while the peer announced head `asked_at`, as
+/// the loop's [`Done`]. `timeout` is the sync's guard, strictly longer than a transport's own
+/// (see [`crate::config::REQUEST_TIMEOUT_GRACE`]).
 pub(crate) fn timed(
     answer: PeerFuture,
     timeout: Duration,
-    epoch: u64,
+    (epoch, asked_at): (u64, u64),
     peer: usize,
     job: Job,
 ) -> BoxFuture<'static, Done> {
@@ -216,7 +216,7 @@ pub(crate) fn timed(
         let started = Instant::now();
         let result =
             tokio::time::timeout(timeout, answer).await.unwrap_or(Err(RequestError::Timeout));
-        Done { epoch, peer, job, result, elapsed: started.elapsed() }
+        Done { epoch, peer, asked_at, job, result, elapsed: started.elapsed() }
     })
 }
 

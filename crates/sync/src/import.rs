@@ -10,6 +10,7 @@ use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 use leafsync_leafdb::ChunkAccount;
 use leafsync_p2p::leaf::{
     AccountLeaf, AccountPiece, AccountStorage, ChainHead, ChunkContent, StoragePiece, StorageSlot,
+    protocol::MAX_PIECE_AGE_BLOCKS,
 };
 
 use crate::{config::HEAD_CLAIM_SLACK, peer_set::Verdict, tasks::Unit};
@@ -136,16 +137,24 @@ pub(crate) fn check_piece(unit: &Unit, owner: B256, piece: StoragePiece) -> Chun
 }
 
 /// A chunk differed from its skeleton hash (it is healed either way). Its server lied if it
-/// claims a head far from the one it `announced`, or the `pivot`'s own head (unless it
-/// announced a sibling block at the pivot's height): `Some(why)`. Otherwise (`None`) it is
-/// stale, which costs it its chunk work after a few such chunks (`PeerSet::stale_chunk`).
+/// claims a head far from those it announced from when it was asked (`asked_at`) until now
+/// (`announced`): more than [`HEAD_CLAIM_SLACK`] past the newest, or more than that and the
+/// protocol's [`MAX_PIECE_AGE_BLOCKS`] (a cached piece's age) before the oldest; or the `pivot`'s own head (unless it announced a sibling block at the
+/// pivot's height): `Some(why)`. Otherwise (`None`) it is stale, which costs it its chunk work
+/// after a few such chunks (`PeerSet::stale_chunk`). The heads in between count because an
+/// answer can wait on the link and in the syncer's queue while its server moves on: with
+/// blocks every 2 s a few seconds are several blocks.
 pub(crate) fn judge_mismatch(
     head_number: u64,
+    asked_at: u64,
     announced: ChainHead,
     pivot: &ChainHead,
 ) -> Option<&'static str> {
     let sibling = announced.number == pivot.number && announced.hash != pivot.hash;
-    if head_number.abs_diff(announced.number) > HEAD_CLAIM_SLACK {
+    let (low, high) = (asked_at.min(announced.number), asked_at.max(announced.number));
+    // A server may hand out a piece it cached up to MAX_PIECE_AGE_BLOCKS before.
+    let oldest = low.saturating_sub(MAX_PIECE_AGE_BLOCKS + HEAD_CLAIM_SLACK);
+    if head_number < oldest || head_number > high.saturating_add(HEAD_CLAIM_SLACK) {
         Some("chunk claims a head its server did not announce")
     } else if head_number == pivot.number && !sibling {
         Some("junk chunks at the pivot head")

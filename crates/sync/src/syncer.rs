@@ -291,11 +291,13 @@ impl<S: KvStore + 'static> Syncer<S> {
                 let next = dispatch::next_job(work, codes, peer, &roster, batch, &mut steal)?;
                 let Some(job) = next else { break };
                 let request = job.request(self.config.chunk_max_bytes)?;
-                let answer = self.peers.slot(peer).peer.request_at(&self.pivot, request);
+                let server = &self.peers.slot(peer).peer;
+                let asked_at = server.head().number;
+                let answer = server.request_at(&self.pivot, request);
                 self.peers.sent(peer);
                 self.reporter.stats.requests += 1;
-                let timeout = self.config.request_timeout;
-                in_flight.push(dispatch::timed(answer, timeout, self.epoch, peer, job));
+                let (timeout, at) = (self.config.request_timeout, (self.epoch, asked_at));
+                in_flight.push(dispatch::timed(answer, timeout, at, peer, job));
             }
         }
         self.reporter.stats.chunks_stolen += steal.stolen() as u64;

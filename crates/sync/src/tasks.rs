@@ -161,6 +161,9 @@ pub(crate) struct Done {
     /// The pivot epoch the request was sent in.
     pub(crate) epoch: u64,
     pub(crate) peer: usize,
+    /// The head number the peer had announced when it was asked (a chunk's claimed head is
+    /// judged against the heads it announced from then until the answer is applied).
+    pub(crate) asked_at: u64,
     pub(crate) job: Job,
     pub(crate) result: Result<LeafResponse, RequestError>,
     pub(crate) elapsed: Duration,

@@ -10,7 +10,11 @@ use std::{
 };
 
 use alloy_primitives::B256;
-use leafsync_p2p::{chain::ChainSpec, leaf::ChainHead, peers::NodeRecord};
+use leafsync_p2p::{
+    chain::ChainSpec,
+    leaf::{ChainHead, protocol::MAX_PIECE_AGE_BLOCKS},
+    peers::NodeRecord,
+};
 use serde::Deserialize;
 
 use super::{
@@ -512,6 +516,13 @@ impl ServeSection {
         sync: &mut SyncSettings,
         o: &Origin<'_>,
     ) -> Result<(), ConfigError> {
+        if self.cache_reuse_blocks > MAX_PIECE_AGE_BLOCKS {
+            let reason = format!(
+                "{} is more than {MAX_PIECE_AGE_BLOCKS}, the oldest piece leaf/1 clients accept",
+                self.cache_reuse_blocks
+            );
+            return Err(o.invalid("serve.cache_reuse_blocks", reason));
+        }
         if self.leaf {
             return Ok(());
         }
@@ -528,7 +539,7 @@ impl ServeSection {
         Ok(())
     }
 
-    /// The serve crate's settings (every value is usable, so nothing to reject).
+    /// The serve crate's settings (checked by [`Self::validate`]).
     pub(crate) fn serve_config(&self) -> leafsync_serve::ServeConfig {
         leafsync_serve::ServeConfig {
             inline_storage_bytes: self.inline_storage_bytes,

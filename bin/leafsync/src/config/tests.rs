@@ -212,6 +212,10 @@ fn snap_keys_are_checked() {
     assert!(net.static_peers.contains(&peer) && net.trusted_peers.contains(&peer));
     let e = err("[serve]\nleaf = false\n");
     assert!(e.contains("`serve.leaf`") && e.contains("serve.snap"), "{e}");
+    // Clients take a piece older than the protocol's bound for a lie.
+    let e = err("[serve]\ncache_reuse_blocks = 17\n");
+    assert!(e.contains("`serve.cache_reuse_blocks`") && e.contains("17"), "{e}");
+    assert!(parse("[serve]\ncache_reuse_blocks = 16\n").is_ok());
     let e = err("[serve]\nleaf = false\nsnap = true\n[sync]\nsources = [\"leaf\"]\n");
     assert!(e.contains("`serve.leaf`") && e.contains("sync.sources"), "{e}");
     let server = parse("[serve]\nleaf = false\nsnap = true\n").unwrap();

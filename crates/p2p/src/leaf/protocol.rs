@@ -88,6 +88,12 @@ pub const MAX_CHUNKS_PER_REQUEST: usize = 256;
 /// time budgets, not by this count.
 pub const MAX_STORAGE_CHUNKS_PER_REQUEST: usize = 256;
 
+/// Blocks a chunk piece's `head_number` may lie behind the head its server announced when it
+/// was asked: a server may hand out a piece it read and cached that long ago (16 blocks, ~3
+/// minutes on mainnet; the client heals what changed since). A server never caches longer, and
+/// a client takes a differing piece that claims an older head for a lie.
+pub const MAX_PIECE_AGE_BLOCKS: u64 = 16;
+
 /// Largest number of storage slots a server puts inline in an account leaf; an account with more
 /// slots is sent with a "large storage" mark and fetched with `GetStorageChunk`. 1024 slots are at
 /// most ~70 KiB encoded, so one account never dominates a chunk response, and the large majority

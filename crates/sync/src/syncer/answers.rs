@@ -10,6 +10,7 @@ use leafsync_p2p::{
     leaf::{Codes, Nodes},
     requests::LeafResponse,
 };
+use tracing::debug;
 
 use super::{Syncer, items::Hold};
 use crate::{
@@ -46,7 +47,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     }
 
     pub(super) fn on_done(&mut self, done: Done) -> Result<(), SyncError> {
-        let Done { epoch, peer, job, result, elapsed } = done;
+        let Done { epoch, peer, asked_at, job, result, elapsed } = done;
         let size = result.as_ref().ok().map(response_len);
         self.peers.finished(peer, size.map(|size| (size, elapsed)));
         let stats = &mut self.reporter.stats;
@@ -67,15 +68,21 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.peers.answered(peer);
         match (job, answer) {
             (Job::Chunk(units), LeafResponse::Chunk(chunk)) => {
-                self.on_batch(peer, units, chunk.pieces, |unit, piece| match unit.owner {
-                    None => check_chunk(unit, piece),
-                    Some(_) => ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")),
+                self.on_batch((peer, asked_at), units, chunk.pieces, |unit, piece| {
+                    match unit.owner {
+                        None => check_chunk(unit, piece),
+                        Some(_) => {
+                            ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind"))
+                        }
+                    }
                 })
             }
             (Job::Storage(units), LeafResponse::StorageChunk(chunk)) => {
-                self.on_batch(peer, units, chunk.pieces, |unit, piece| match unit.owner {
-                    Some(owner) => check_piece(unit, owner, piece),
-                    None => ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")),
+                self.on_batch((peer, asked_at), units, chunk.pieces, |unit, piece| {
+                    match unit.owner {
+                        Some(owner) => check_piece(unit, owner, piece),
+                        None => ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")),
+                    }
                 })
             }
             (Job::Nodes(tasks), LeafResponse::Nodes(nodes)) => self.on_nodes(peer, tasks, &nodes),
@@ -102,7 +109,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// queued again, not marked as tried by this server. An answer without any piece is empty.
     fn on_batch<P>(
         &mut self,
-        peer: usize,
+        (peer, asked_at): (usize, u64),
         units: Vec<Unit>,
         pieces: Vec<P>,
         check: impl Fn(&Unit, P) -> ChunkVerdict,
@@ -129,7 +136,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
             let verified_only = !self.peers.takes_chunks(peer);
             let verdict = check(&unit, piece);
-            match self.on_chunk(peer, unit, verdict, verified_only)? {
+            match self.on_chunk((peer, asked_at), unit, verdict, verified_only)? {
                 Some(Verdict::Delivered) => delivered = true,
                 Some(Verdict::Empty) => {}
                 Some(verdict) => {
@@ -159,12 +166,12 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// differs from its skeleton hash is not imported but queued again, tried by `peer`: `None`.
     fn on_chunk(
         &mut self,
-        peer: usize,
+        (peer, asked_at): (usize, u64),
         unit: Unit,
         verdict: ChunkVerdict,
         verified_only: bool,
     ) -> Result<Option<Verdict>, SyncError> {
-        let (leaves, head_number) = match verdict {
+        let (leaves, claimed) = match verdict {
             ChunkVerdict::Import { leaves, head_number } => (leaves, head_number),
             ChunkVerdict::Split => {
                 // The unit's node is fetched and its children become the units; the
@@ -184,7 +191,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             Leaves::Accounts { accounts, large } => {
                 let staged = self.db.stage_account_chunk(&unit.prefix, accounts)?;
                 if verified_only && staged.outcome().root != unit.hash {
-                    return Ok(self.pass_stale(peer, unit, head_number));
+                    return Ok(self.pass_stale(peer, unit, (claimed, asked_at)));
                 }
                 let outcome = self.db.commit_chunk(staged)?;
                 self.reporter.stats.accounts += accounts.len() as u64;
@@ -193,7 +200,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             Leaves::Slots { owner, slots } => {
                 let staged = self.db.stage_storage_chunk(owner, &unit.prefix, slots)?;
                 if verified_only && *staged.outcome() != unit.hash {
-                    return Ok(self.pass_stale(peer, unit, head_number));
+                    return Ok(self.pass_stale(peer, unit, (claimed, asked_at)));
                 }
                 let root = self.db.commit_chunk(staged)?;
                 self.reporter.stats.slots += slots.len() as u64;
@@ -207,7 +214,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         stats.chunks_done += 1;
         self.reporter.mark(if unit.owner.is_none() { WorkKind::Chunks } else { WorkKind::Storage });
         if root != unit.hash {
-            self.mark_heal(peer, &unit, head_number)?;
+            self.mark_heal(peer, &unit, (claimed, asked_at))?;
             return Ok(Some(Verdict::Delivered));
         }
         self.reporter.stats.chunks_verified += 1;
@@ -236,22 +243,28 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// A piece of a server benched for stale chunks differed from its skeleton hash: it is not
     /// imported (nor healed) but queued again, tried by `peer`; a head claim that is a lie
     /// ([`judge_mismatch`]) is junk as ever, else nothing is said about its server.
-    fn pass_stale(&mut self, peer: usize, unit: Unit, head_number: u64) -> Option<Verdict> {
+    fn pass_stale(&mut self, peer: usize, unit: Unit, claim: (u64, u64)) -> Option<Verdict> {
         self.reporter.stats.chunks_passed += 1;
         self.peers.vetted(peer, false);
         requeue(&mut self.work.units, [unit], peer);
         let announced = self.peers.slot(peer).peer.head();
-        judge_mismatch(head_number, announced, &self.pivot).map(Verdict::Junk)
+        judge_mismatch(claim.0, claim.1, announced, &self.pivot).map(Verdict::Junk)
     }
 
     /// A chunk differed from its skeleton hash: its prefix is healed (the heal root replaces the
     /// unit), and its server judged by its head claim (see [`judge_mismatch`]).
-    fn mark_heal(&mut self, peer: usize, unit: &Unit, head_number: u64) -> Result<(), SyncError> {
+    /// `claim` is the chunk's claimed head and the one its server announced when asked.
+    fn mark_heal(&mut self, peer: usize, unit: &Unit, claim: (u64, u64)) -> Result<(), SyncError> {
         self.reporter.stats.chunks_healed += 1;
         self.add_heal_root_held(unit.owner, unit.prefix, unit.hash, Hold::Replaces(unit))?;
         let announced = self.peers.slot(peer).peer.head();
-        match judge_mismatch(head_number, announced, &self.pivot) {
-            Some(why) => self.judge(peer, Verdict::Junk(why)),
+        match judge_mismatch(claim.0, claim.1, announced, &self.pivot) {
+            Some(why) => {
+                debug!(peer = %self.peers.slot(peer).peer.id(), claimed = claim.0,
+                    asked_at = claim.1, announced = announced.number, pivot = self.pivot.number,
+                    why, "a differing chunk's head claim is a lie");
+                self.judge(peer, Verdict::Junk(why));
+            }
             None => self.peers.stale_chunk(peer, announced),
         }
         Ok(())
