@@ -81,10 +81,6 @@ pub(crate) struct PeerSlot {
     /// The head this server announced when it reached [`MAX_STALE_HEALS`]: it gets chunks
     /// again once it announces another.
     stale_at: Option<ChainHead>,
-    /// Pieces since [`Self::stale_at`] that equalled their skeleton hash (imported), and those
-    /// that did not (passed over): a benched server keeps getting chunks while the first are at
-    /// least as many ([`PeerSlot::chunks_excluded`]).
-    vetted: (u32, u32),
     pub(crate) standing: Standing,
     /// When a peer dropped for silence may be asked again (a stall is not a lie).
     revive_at: Option<Instant>,
@@ -103,7 +99,6 @@ impl PeerSlot {
             empties: 0,
             stale_heals: 0,
             stale_at: None,
-            vetted: (0, 0),
             standing: Standing::Active,
             revive_at: None,
         }
@@ -115,17 +110,10 @@ impl PeerSlot {
     }
 
     /// Whether this server is benched for stale chunks: it sent too many from another head and
-    /// still announces that head. Its pieces are imported only where they verify.
+    /// still announces that head. It gets no chunks, and its pieces still coming (the rest of a
+    /// batch, answers in flight) are imported only where they verify.
     fn chunks_benched(&self) -> bool {
         self.stale_at.is_some_and(|h| h == self.peer.head())
-    }
-
-    /// Whether this server should get no chunks now: benched, and at least
-    /// [`MAX_STALE_HEALS`] of its pieces since then differed, more than verified (its head is
-    /// too far from the pivot for its chunks to be worth the bandwidth).
-    fn chunks_excluded(&self) -> bool {
-        let (verified, passed) = self.vetted;
-        self.chunks_benched() && passed >= MAX_STALE_HEALS && passed > verified
     }
 }
 
@@ -219,9 +207,9 @@ impl PeerSet {
     }
 
     /// The active peers and which work each may get for `pivot`, fastest first (unmeasured
-    /// peers before all: [`PeerWindow::rank`]). Servers benched for stale chunks whose pieces
-    /// mostly differ since ([`PeerSlot::chunks_excluded`]) get chunks only when no other peer
-    /// can take them; peers without state for the pivot's root get nothing.
+    /// peers before all: [`PeerWindow::rank`]). Servers benched for stale chunks get chunks
+    /// only when no other peer can take them; peers without state for the pivot's root get
+    /// nothing.
     pub(crate) fn roster(&self, pivot: &ChainHead) -> Roster {
         let mut active = self.active();
         active.retain(|i| !self.slots[*i].peer.lacks_state(&pivot.state_root));
@@ -231,7 +219,7 @@ impl PeerSet {
         });
         let serving = active.iter().copied().filter(|i| self.has_pivot_nodes(*i, pivot)).collect();
         let chunks: Vec<usize> =
-            active.iter().copied().filter(|i| !self.slots[*i].chunks_excluded()).collect();
+            active.iter().copied().filter(|i| !self.slots[*i].chunks_benched()).collect();
         let chunks = if chunks.is_empty() { active.clone() } else { chunks };
         let rendezvous = Rendezvous::new(chunks.iter().map(|i| (*i, self.slots[*i].key)).collect());
         Roster { active, serving, chunks, rendezvous }
@@ -375,9 +363,9 @@ impl PeerSet {
     }
 
     /// A chunk of peer `i` failed verification and is not provably a lie: its server is stale
-    /// at `announced`. After [`MAX_STALE_HEALS`] such chunks at one head it is benched until it
-    /// announces another: its pieces are imported only where they verify, and once more of them
-    /// differ than verify it gets no more chunks ([`Self::vetted`]).
+    /// at `announced`. After [`MAX_STALE_HEALS`] such chunks at one head it gets no more chunks
+    /// until it announces another, and its pieces still coming are imported only where they
+    /// verify.
     pub(crate) fn stale_chunk(&mut self, i: usize, announced: ChainHead) {
         let slot = &mut self.slots[i];
         if slot.stale_at.is_some_and(|h| h != announced) {
@@ -386,18 +374,10 @@ impl PeerSet {
         }
         slot.stale_heals += 1;
         if slot.stale_heals >= MAX_STALE_HEALS && slot.stale_at.is_none() {
-            slot.vetted = (0, 0);
             debug!(peer = %slot.peer.id(), head = announced.number,
-                "server's chunks are from another head; only verified ones until it moves");
+                "server's chunks are from another head; no more chunks until it moves");
             slot.stale_at = Some(announced);
         }
-    }
-
-    /// A piece of peer `i`, benched for stale chunks, equalled its skeleton hash (`verified`) or
-    /// did not (passed over).
-    pub(crate) fn vetted(&mut self, i: usize, verified: bool) {
-        let (ok, passed) = &mut self.slots[i].vetted;
-        if verified { *ok += 1 } else { *passed += 1 }
     }
 
     /// Peers dropped for silence whose pause is over are asked again.

@@ -207,9 +207,6 @@ impl<S: KvStore + 'static> Syncer<S> {
                 (root, None)
             }
         };
-        if verified_only {
-            self.peers.vetted(peer, true);
-        }
         let stats = &mut self.reporter.stats;
         stats.chunks_done += 1;
         self.reporter.mark(if unit.owner.is_none() { WorkKind::Chunks } else { WorkKind::Storage });
@@ -245,7 +242,6 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// ([`judge_mismatch`]) is junk as ever, else nothing is said about its server.
     fn pass_stale(&mut self, peer: usize, unit: Unit, claim: (u64, u64)) -> Option<Verdict> {
         self.reporter.stats.chunks_passed += 1;
-        self.peers.vetted(peer, false);
         requeue(&mut self.work.units, [unit], peer);
         let announced = self.peers.slot(peer).peer.head();
         judge_mismatch(claim.0, claim.1, announced, &self.pivot).map(Verdict::Junk)
