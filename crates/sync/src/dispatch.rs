@@ -140,8 +140,13 @@ pub(crate) fn next_job(
     Ok((!codes.is_empty()).then_some(Job::Codes(codes)))
 }
 
-/// The request of `first` and the units batched with it ([`chunk_batch`]): a `GetChunk` for
-/// account units, a `GetStorageChunk` for storage units.
+/// The request of `first` and the units asked with it: one `GetChunk` (account units) or
+/// `GetStorageChunk` (storage units) of further units of the same kind that `peer` may get, in
+/// queue order, while their estimated sizes ([`crate::work::UnitSizes`]) add up to at most
+/// `batch_bytes`, up to the protocol's batch limit of that kind. A unit of unknown size goes
+/// only first, as a batch of its own (it may be as large as a whole answer). With `home`
+/// (`first`'s home is `peer`) only units whose home is `peer` join it; a stolen `first` takes
+/// any that `steal` admits, and the batch counts as stolen.
 fn chunk_job(
     work: &mut Work,
     first: Unit,
@@ -151,30 +156,6 @@ fn chunk_job(
     home: bool,
     steal: &mut StealGate,
 ) -> Result<Job, SyncError> {
-    let accounts = first.owner.is_none();
-    let batch = chunk_batch(work, first, peer, roster, batch_bytes, home, steal)?;
-    if !home {
-        steal.stolen += batch.len();
-        tracing::debug!(peer, units = batch.len(), "chunk units taken from their busy homes");
-    }
-    Ok(if accounts { Job::Chunk(batch) } else { Job::Storage(batch) })
-}
-
-/// The units asked with `first` in one `GetChunk` (account units) or `GetStorageChunk` (storage
-/// units): further units of the same kind that `peer` may get, in queue order, while their
-/// estimated sizes ([`crate::work::UnitSizes`]) add up to at most `batch_bytes`, up to the
-/// protocol's batch limit of that kind. A unit of unknown size goes only first, as a batch of
-/// its own (it may be as large as a whole answer). With `home` (`first`'s home is `peer`) only
-/// units whose home is `peer` join it; a stolen `first` takes any that `steal` admits.
-fn chunk_batch(
-    work: &mut Work,
-    first: Unit,
-    peer: usize,
-    roster: &Roster,
-    batch_bytes: u64,
-    home: bool,
-    steal: &mut StealGate,
-) -> Result<Vec<Unit>, SyncError> {
     let (units, sizes, rendezvous) = (&mut work.units, &work.sizes, &roster.rendezvous);
     let accounts = first.owner.is_none();
     let mut bytes = sizes.unit_bytes(&first).unwrap_or(batch_bytes);
@@ -199,7 +180,11 @@ fn chunk_batch(
             }
         })?);
     }
-    Ok(batch)
+    if !home {
+        steal.stolen += batch.len();
+        tracing::debug!(peer, units = batch.len(), "chunk units taken from their busy homes");
+    }
+    Ok(if accounts { Job::Chunk(batch) } else { Job::Storage(batch) })
 }
 
 /// The answer of `peer` to `job`, sent in `epoch` while the peer announced head `asked_at`, as
@@ -208,8 +193,9 @@ fn chunk_batch(
 pub(crate) fn timed(
     answer: PeerFuture,
     timeout: Duration,
-    (epoch, asked_at): (u64, u64),
+    epoch: u64,
     peer: usize,
+    asked_at: u64,
     job: Job,
 ) -> BoxFuture<'static, Done> {
     Box::pin(async move {

@@ -136,14 +136,15 @@ pub(crate) fn check_piece(unit: &Unit, owner: B256, piece: StoragePiece) -> Chun
     }
 }
 
-/// A chunk differed from its skeleton hash (it is healed either way). Its server lied if it
-/// claims a head far from those it announced from when it was asked (`asked_at`) until now
-/// (`announced`): more than [`HEAD_CLAIM_SLACK`] past the newest, or more than that and the
-/// protocol's [`MAX_PIECE_AGE_BLOCKS`] (a cached piece's age) before the oldest; or the `pivot`'s own head (unless it announced a sibling block at the
-/// pivot's height): `Some(why)`. Otherwise (`None`) it is stale, which costs it its chunk work
-/// after a few such chunks (`PeerSet::stale_chunk`). The heads in between count because an
-/// answer can wait on the link and in the syncer's queue while its server moves on: with
-/// blocks every 2 s a few seconds are several blocks.
+/// A chunk differed from its skeleton hash. Its server lied if it claims a head far from those
+/// it announced from when it was asked (`asked_at`) until now (`announced`): more than
+/// [`HEAD_CLAIM_SLACK`] past the newest, or more than that and the protocol's
+/// [`MAX_PIECE_AGE_BLOCKS`] (a cached piece's age) before the oldest; or if it claims the
+/// `pivot`'s own head (unless it announced a sibling block at the pivot's height): `Some(why)`.
+/// Otherwise (`None`) it is stale, which costs it its chunk work after a few such chunks
+/// (`PeerSet::stale_chunk`). The heads in between count because an answer can wait on the link
+/// and in the syncer's queue while its server moves on: with blocks every 2 s a few seconds are
+/// several blocks.
 pub(crate) fn judge_mismatch(
     head_number: u64,
     asked_at: u64,

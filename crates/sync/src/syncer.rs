@@ -296,8 +296,8 @@ impl<S: KvStore + 'static> Syncer<S> {
                 let answer = server.request_at(&self.pivot, request);
                 self.peers.sent(peer);
                 self.reporter.stats.requests += 1;
-                let (timeout, at) = (self.config.request_timeout, (self.epoch, asked_at));
-                in_flight.push(dispatch::timed(answer, timeout, at, peer, job));
+                let (timeout, epoch) = (self.config.request_timeout, self.epoch);
+                in_flight.push(dispatch::timed(answer, timeout, epoch, peer, asked_at, job));
             }
         }
         self.reporter.stats.chunks_stolen += steal.stolen() as u64;

@@ -68,21 +68,15 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.peers.answered(peer);
         match (job, answer) {
             (Job::Chunk(units), LeafResponse::Chunk(chunk)) => {
-                self.on_batch((peer, asked_at), units, chunk.pieces, |unit, piece| {
-                    match unit.owner {
-                        None => check_chunk(unit, piece),
-                        Some(_) => {
-                            ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind"))
-                        }
-                    }
+                self.on_batch(peer, asked_at, units, chunk.pieces, |unit, piece| match unit.owner {
+                    None => check_chunk(unit, piece),
+                    Some(_) => ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")),
                 })
             }
             (Job::Storage(units), LeafResponse::StorageChunk(chunk)) => {
-                self.on_batch((peer, asked_at), units, chunk.pieces, |unit, piece| {
-                    match unit.owner {
-                        Some(owner) => check_piece(unit, owner, piece),
-                        None => ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")),
-                    }
+                self.on_batch(peer, asked_at, units, chunk.pieces, |unit, piece| match unit.owner {
+                    Some(owner) => check_piece(unit, owner, piece),
+                    None => ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")),
                 })
             }
             (Job::Nodes(tasks), LeafResponse::Nodes(nodes)) => self.on_nodes(peer, tasks, &nodes),
@@ -109,7 +103,8 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// queued again, not marked as tried by this server. An answer without any piece is empty.
     fn on_batch<P>(
         &mut self,
-        (peer, asked_at): (usize, u64),
+        peer: usize,
+        asked_at: u64,
         units: Vec<Unit>,
         pieces: Vec<P>,
         check: impl Fn(&Unit, P) -> ChunkVerdict,
@@ -136,7 +131,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
             let verified_only = !self.peers.takes_chunks(peer);
             let verdict = check(&unit, piece);
-            match self.on_chunk((peer, asked_at), unit, verdict, verified_only)? {
+            match self.on_chunk(peer, asked_at, unit, verdict, verified_only)? {
                 Some(Verdict::Delivered) => delivered = true,
                 Some(Verdict::Empty) => {}
                 Some(verdict) => {
@@ -166,7 +161,8 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// differs from its skeleton hash is not imported but queued again, tried by `peer`: `None`.
     fn on_chunk(
         &mut self,
-        (peer, asked_at): (usize, u64),
+        peer: usize,
+        asked_at: u64,
         unit: Unit,
         verdict: ChunkVerdict,
         verified_only: bool,
@@ -191,7 +187,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             Leaves::Accounts { accounts, large } => {
                 let staged = self.db.stage_account_chunk(&unit.prefix, accounts)?;
                 if verified_only && staged.outcome().root != unit.hash {
-                    return Ok(self.pass_stale(peer, unit, (claimed, asked_at)));
+                    return Ok(self.pass_stale(peer, unit, claimed, asked_at));
                 }
                 let outcome = self.db.commit_chunk(staged)?;
                 self.reporter.stats.accounts += accounts.len() as u64;
@@ -200,7 +196,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             Leaves::Slots { owner, slots } => {
                 let staged = self.db.stage_storage_chunk(owner, &unit.prefix, slots)?;
                 if verified_only && *staged.outcome() != unit.hash {
-                    return Ok(self.pass_stale(peer, unit, (claimed, asked_at)));
+                    return Ok(self.pass_stale(peer, unit, claimed, asked_at));
                 }
                 let root = self.db.commit_chunk(staged)?;
                 self.reporter.stats.slots += slots.len() as u64;
@@ -211,7 +207,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         stats.chunks_done += 1;
         self.reporter.mark(if unit.owner.is_none() { WorkKind::Chunks } else { WorkKind::Storage });
         if root != unit.hash {
-            self.mark_heal(peer, &unit, (claimed, asked_at))?;
+            self.mark_heal(peer, &unit, claimed, asked_at)?;
             return Ok(Some(Verdict::Delivered));
         }
         self.reporter.stats.chunks_verified += 1;
@@ -238,32 +234,50 @@ impl<S: KvStore + 'static> Syncer<S> {
     }
 
     /// A piece of a server benched for stale chunks differed from its skeleton hash: it is not
-    /// imported (nor healed) but queued again, tried by `peer`; a head claim that is a lie
-    /// ([`judge_mismatch`]) is junk as ever, else nothing is said about its server.
-    fn pass_stale(&mut self, peer: usize, unit: Unit, claim: (u64, u64)) -> Option<Verdict> {
+    /// imported (nor healed) but queued again, tried by `peer`; a head claim that is a lie is
+    /// junk as ever ([`Self::head_claim_lie`]), else nothing is said about its server.
+    fn pass_stale(
+        &mut self,
+        peer: usize,
+        unit: Unit,
+        claimed: u64,
+        asked_at: u64,
+    ) -> Option<Verdict> {
         self.reporter.stats.chunks_passed += 1;
         requeue(&mut self.work.units, [unit], peer);
-        let announced = self.peers.slot(peer).peer.head();
-        judge_mismatch(claim.0, claim.1, announced, &self.pivot).map(Verdict::Junk)
+        self.head_claim_lie(peer, claimed, asked_at).map(Verdict::Junk)
     }
 
     /// A chunk differed from its skeleton hash: its prefix is healed (the heal root replaces the
-    /// unit), and its server judged by its head claim (see [`judge_mismatch`]).
-    /// `claim` is the chunk's claimed head and the one its server announced when asked.
-    fn mark_heal(&mut self, peer: usize, unit: &Unit, claim: (u64, u64)) -> Result<(), SyncError> {
+    /// unit), and its server judged by its head claim ([`Self::head_claim_lie`]).
+    fn mark_heal(
+        &mut self,
+        peer: usize,
+        unit: &Unit,
+        claimed: u64,
+        asked_at: u64,
+    ) -> Result<(), SyncError> {
         self.reporter.stats.chunks_healed += 1;
         self.add_heal_root_held(unit.owner, unit.prefix, unit.hash, Hold::Replaces(unit))?;
-        let announced = self.peers.slot(peer).peer.head();
-        match judge_mismatch(claim.0, claim.1, announced, &self.pivot) {
-            Some(why) => {
-                debug!(peer = %self.peers.slot(peer).peer.id(), claimed = claim.0,
-                    asked_at = claim.1, announced = announced.number, pivot = self.pivot.number,
-                    why, "a differing chunk's head claim is a lie");
-                self.judge(peer, Verdict::Junk(why));
+        match self.head_claim_lie(peer, claimed, asked_at) {
+            Some(why) => self.judge(peer, Verdict::Junk(why)),
+            None => {
+                let announced = self.peers.slot(peer).peer.head();
+                self.peers.stale_chunk(peer, announced);
             }
-            None => self.peers.stale_chunk(peer, announced),
         }
         Ok(())
+    }
+
+    /// Whether a differing chunk of `peer` that claims head `claimed`, asked while `peer`
+    /// announced `asked_at`, lies about its head ([`judge_mismatch`]): why, logged.
+    fn head_claim_lie(&self, peer: usize, claimed: u64, asked_at: u64) -> Option<&'static str> {
+        let server = &self.peers.slot(peer).peer;
+        let announced = server.head();
+        let why = judge_mismatch(claimed, asked_at, announced, &self.pivot)?;
+        debug!(peer = %server.id(), claimed, asked_at, announced = announced.number,
+            pivot = self.pivot.number, why, "a differing chunk's head claim is a lie");
+        Some(why)
     }
 
     /// A `Nodes` answer to `tasks`: every node must hash to its request (else the peer is

@@ -19,6 +19,7 @@ use std::{
 };
 
 use alloy_primitives::B256;
+use clap::ValueEnum;
 use leafsync_leafdb::{BlockDiff, BlockHeader, GenParams, LeafDb};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -97,12 +98,9 @@ impl ChurnArgs {
 
     /// The flags to hand on to the server process.
     pub(crate) fn to_args(&self) -> Vec<String> {
-        let preset = match self.churn {
-            ChurnPreset::None => "none",
-            ChurnPreset::Proportional => "proportional",
-            ChurnPreset::Mainnet => "mainnet",
-        };
-        let mut args = vec!["--churn".to_string(), preset.to_string()];
+        // The preset's name as clap spells it (`ValueEnum`).
+        let preset = self.churn.to_possible_value().map(|v| v.get_name().to_string());
+        let mut args = vec!["--churn".to_string(), preset.unwrap_or_default()];
         for (flag, value) in [
             ("--churn-interval-ms", self.churn_interval_ms),
             ("--churn-accounts", self.churn_accounts),
@@ -175,8 +173,8 @@ impl ChurnPlan {
 /// The chain so far, as the parent asks for it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct ChainReport {
-    /// State root of every block, by number (block 0: the generated state), hex.
-    pub(crate) roots: Vec<String>,
+    /// State root of every block, by number (block 0: the generated state).
+    pub(crate) roots: Vec<B256>,
     /// Each server's head number.
     pub(crate) heads: Vec<u64>,
     /// The longest a block came after its time, milliseconds (the process could not keep up).
@@ -188,7 +186,7 @@ pub(crate) struct ChainReport {
 impl ChainReport {
     /// The state root of block `number`, if the chain has it.
     pub(crate) fn root(&self, number: u64) -> Option<B256> {
-        self.roots.get(usize::try_from(number).ok()?)?.parse().ok()
+        self.roots.get(usize::try_from(number).ok()?).copied()
     }
 
     /// The chain's head number.
@@ -216,7 +214,7 @@ impl Chain {
         servers: Vec<Arc<LeafDb>>,
     ) -> Result<Self, CliError> {
         let report = Arc::new(Mutex::new(ChainReport {
-            roots: vec![root.to_string()],
+            roots: vec![root],
             heads: vec![0; servers.len()],
             ..ChainReport::default()
         }));
@@ -308,7 +306,7 @@ impl Grower {
         let diff = block_diff(&self.chain, self.params, number, accounts, slots)?;
         let (_, header) =
             self.chain.apply_generated_block(&GenParams::block_header(number), &diff)?;
-        self.lock().roots.push(header.state_root.to_string());
+        self.lock().roots.push(header.state_root);
         self.recent.push_back((header, diff));
         let first = number + 1 - self.recent.len() as u64;
         for (i, db) in self.servers.iter().enumerate() {
