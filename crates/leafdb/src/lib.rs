@@ -69,5 +69,5 @@ pub use kv::{
 };
 pub use schema::{BlockHeader, SCHEMA_VERSION};
 pub use snapshot::{ESTIMATE_SAMPLE_NIBBLES, LeafSnapshot};
-pub use sync_import::{AccountChunkOutcome, ChunkAccount, StagedChunk};
+pub use sync_import::{AccountChunkOutcome, ChunkAccount, ChunkSet, StagedChunk};
 pub use verify::{FlatCheck, MAX_FLAT_REPAIRS, VerifyReport};

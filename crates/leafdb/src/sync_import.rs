@@ -6,20 +6,134 @@
 //! chunk subtries are written whole, healed nodes only once their children are stored (the
 //! caller commits bottom-up), skeleton nodes last.
 
+use std::sync::{Condvar, Mutex};
+
 use alloy_primitives::{B256, U256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 
 use crate::{
     db::LeafDb,
     error::{LeafDbError, Result},
-    keys::{account_range, node_key, node_range, node_table, storage_key, storage_range},
-    kv::{Durability, KvRead, KvStore, Table, WriteBatch},
+    keys::{account_range, node_range, storage_key, storage_range},
+    kv::{Durability, KvRead, KvStore, SortedWriter, Table, WriteBatch},
     schema::{self, BlockHeader, encode_account, encode_slot_value, meta, slot_leaf_value},
     trie::{StackBuilder, nibbles_hex},
 };
 
 /// Nodes whose RLP is shorter than a hash are embedded in their parent, never stored alone.
 const HASH_LEN: usize = 32;
+
+/// The tables a chunk import writes, in the order they are made visible (see
+/// `ChunkWrites::into_runs`).
+const COMMIT_ORDER: [Table; 4] =
+    [Table::Storage, Table::StorageNodes, Table::Accounts, Table::AccountNodes];
+
+/// One table's new entries of a chunk import, in key order once staged, and where its files
+/// are cut: before the storage of an account that follows a large storage (one fetched by
+/// storage chunks of its own), so that no file of this chunk spans that storage's keys and the
+/// storage chunks' files fit beside it. Keys and values live in one buffer: a chunk has
+/// thousands of entries, and one allocation each (and their frees) cost more than the hashing
+/// of small ones.
+#[derive(Debug, Default)]
+struct Run {
+    bytes: Vec<u8>,
+    /// Per entry: where its key starts, where its value starts, where its value ends.
+    entries: Vec<(usize, usize, usize)>,
+    cuts: Vec<usize>,
+}
+
+impl Run {
+    fn push(&mut self, key: &[u8], value: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(key);
+        self.push_value(start, value);
+    }
+
+    /// Adds the node at `path` of the trie of `owner` (its key as [`crate::keys::node_key`] makes it).
+    fn push_node(&mut self, owner: Option<&B256>, path: &Nibbles, rlp: &[u8]) {
+        let start = self.bytes.len();
+        if let Some(owner) = owner {
+            self.bytes.extend_from_slice(owner.as_slice());
+        }
+        self.bytes.extend(path.iter());
+        self.push_value(start, rlp);
+    }
+
+    fn push_value(&mut self, start: usize, value: &[u8]) {
+        let key_end = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.entries.push((start, key_end, self.bytes.len()));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        let (start, key_end, _) = self.entries[i];
+        &self.bytes[start..key_end]
+    }
+
+    fn sort(&mut self) {
+        let bytes = &self.bytes;
+        self.entries.sort_unstable_by(|a, b| bytes[a.0..a.1].cmp(&bytes[b.0..b.1]));
+    }
+
+    fn cut(&mut self) {
+        if !self.is_empty() && self.cuts.last() != Some(&self.entries.len()) {
+            self.cuts.push(self.entries.len());
+        }
+    }
+
+    /// Puts the entries into `file`, cutting its files where staged.
+    fn write(&self, file: &mut dyn SortedWriter) -> Result<()> {
+        let mut cuts = self.cuts.iter().peekable();
+        for (i, &(start, key_end, end)) in self.entries.iter().enumerate() {
+            if cuts.next_if_eq(&&i).is_some() {
+                file.cut()?;
+            }
+            file.put(&self.bytes[start..key_end], &self.bytes[key_end..end])?;
+        }
+        Ok(())
+    }
+}
+
+/// What a chunk import writes: range deletes where its prefix held keys, then one sorted run
+/// of new entries per table, written as table files and ingested ([`KvStore::sorted_writer`])
+/// instead of passing through the write-ahead log, the memtables and their later flushes and
+/// compactions: a sync's chunks are disjoint key ranges, so their files go straight to the
+/// bottom level.
+#[derive(Debug, Default)]
+struct ChunkWrites {
+    clear: WriteBatch,
+    storage: Run,
+    storage_nodes: Run,
+    accounts: Run,
+    account_nodes: Run,
+}
+
+impl ChunkWrites {
+    fn nodes(&mut self, owner: Option<&B256>) -> &mut Run {
+        if owner.is_some() { &mut self.storage_nodes } else { &mut self.account_nodes }
+    }
+
+    /// The runs in the order they are made visible: an account's storage before the account,
+    /// each trie's nodes after the flat entries they are built from, the account subtrie's
+    /// nodes last. The node runs are sorted here (builders emit children before parents); the
+    /// flat runs are staged in key order. Sorting keeps the storage nodes' cuts: they fall
+    /// between owners, and the owners were staged in order.
+    fn into_runs(mut self) -> [(Table, Run); 4] {
+        self.storage_nodes.sort();
+        self.account_nodes.sort();
+        let [storage, storage_nodes, accounts, account_nodes] = COMMIT_ORDER;
+        [
+            (storage, self.storage),
+            (storage_nodes, self.storage_nodes),
+            (accounts, self.accounts),
+            (account_nodes, self.account_nodes),
+        ]
+    }
+}
 
 /// One account of a downloaded chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,17 +159,17 @@ pub struct AccountChunkOutcome {
 
 /// Builds the subtrie of `leaves` (full keys under `prefix`, sorted) and stages its nodes.
 fn stage_subtrie(
-    batch: &mut WriteBatch,
+    writes: &mut ChunkWrites,
     owner: Option<&B256>,
     prefix: &Nibbles,
     leaves: impl Iterator<Item = (Nibbles, Vec<u8>)>,
 ) -> Result<B256> {
-    let table = node_table(owner);
+    let run = writes.nodes(owner);
     let mut builder = StackBuilder::new(|rel: &Nibbles, rlp: &[u8]| {
         if rel.is_empty() && rlp.len() < HASH_LEN && !prefix.is_empty() {
             return Ok(());
         }
-        batch.put(table, node_key(owner, &prefix.join(rel)), rlp.to_vec());
+        run.push_node(owner, &prefix.join(rel), rlp);
         Ok(())
     });
     for (key, value) in leaves {
@@ -69,16 +183,16 @@ fn stage_subtrie(
 
 /// Builds a storage trie over sorted slots, staging its nodes and flat entries.
 fn stage_storage(
-    batch: &mut WriteBatch,
+    writes: &mut ChunkWrites,
     owner: &B256,
     prefix: &Nibbles,
     slots: &[(B256, U256)],
 ) -> Result<B256> {
     for (slot, value) in slots {
-        batch.put(Table::Storage, storage_key(owner, slot), encode_slot_value(value));
+        writes.storage.push(&storage_key(owner, slot), &encode_slot_value(value));
     }
     let leaves = slots.iter().map(|(s, v)| (Nibbles::unpack(s), slot_leaf_value(v)));
-    stage_subtrie(batch, Some(owner), prefix, leaves)
+    stage_subtrie(writes, Some(owner), prefix, leaves)
 }
 
 /// Stages a range delete of `[lo, hi)` in `table` only if a key is there: a first import (the
@@ -113,14 +227,14 @@ fn clear_account_prefix<S: KvRead>(kv: &S, batch: &mut WriteBatch, prefix: &Nibb
 }
 
 /// A chunk import computed but not yet written ([`LeafDb::stage_account_chunk`],
-/// [`LeafDb::stage_storage_chunk`]): what it computed, and the write that imports it
+/// [`LeafDb::stage_storage_chunk`]): what it computed, and the writes that import it
 /// ([`LeafDb::commit_chunk`]). Dropped, it imports nothing, so a caller can look at the
 /// subtrie's hash before it lets the chunk replace what is stored.
 #[must_use = "a staged chunk imports nothing until it is committed"]
 #[derive(Debug)]
 pub struct StagedChunk<T> {
     outcome: T,
-    batch: WriteBatch,
+    writes: ChunkWrites,
 }
 
 impl<T> StagedChunk<T> {
@@ -130,12 +244,62 @@ impl<T> StagedChunk<T> {
     }
 }
 
+/// Staged chunks of disjoint prefixes to be written together ([`LeafDb::commit_chunks`]).
+#[must_use = "staged chunks import nothing until they are committed"]
+#[derive(Debug, Default)]
+pub struct ChunkSet {
+    writes: Vec<ChunkWrites>,
+}
+
+impl ChunkSet {
+    /// Adds a staged chunk (its prefix disjoint from the others') and returns what it computed.
+    pub fn add<T>(&mut self, staged: StagedChunk<T>) -> T {
+        self.writes.push(staged.writes);
+        staged.outcome
+    }
+
+    /// Whether no chunk was added.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}
+
+/// Whose ingestion is next in a [`LeafDb::commit_chunks`], by table position, or that one
+/// failed (then none further is ingested).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    Next(usize),
+    Failed,
+}
+
+/// Waits until table position `i` may ingest (every earlier table has), ingests `written` (if
+/// there is anything), and passes the turn on. Every position takes its turn, also one with
+/// nothing to write, so that the later ones do not wait for it forever.
+fn ingest_in_turn(
+    (lock, ready): &(Mutex<Turn>, Condvar),
+    i: usize,
+    written: Result<Option<Box<dyn SortedWriter + '_>>>,
+) -> Result<()> {
+    let mut turn = lock.lock().unwrap_or_else(|e| e.into_inner());
+    while matches!(*turn, Turn::Next(n) if n < i) {
+        turn = ready.wait(turn).unwrap_or_else(|e| e.into_inner());
+    }
+    let result = match *turn {
+        Turn::Failed => Err(LeafDbError::Invariant("an earlier table of the chunks failed")),
+        Turn::Next(_) => written.and_then(|file| file.map_or(Ok(()), |file| file.finish())),
+    };
+    *turn = if result.is_ok() { Turn::Next(i + 1) } else { Turn::Failed };
+    ready.notify_all();
+    result
+}
+
 impl<S: KvStore> LeafDb<S> {
     /// Replaces everything under the account prefix `prefix` with `accounts` (sorted, all under
-    /// `prefix`): flat accounts, inline storage with its tries, and the account subtrie, in one
-    /// atomic write, logged (it survives a killed process) when this returns. Returns the
-    /// subtrie's hash and the computed storage roots. Must not run concurrently with another
-    /// write under `prefix`: whether to write its range deletes is read before the write.
+    /// `prefix`): flat accounts, inline storage with its tries, and the account subtrie, durable
+    /// (it survives a killed process) when this returns; see [`Self::commit_chunk`] for the
+    /// order its tables become visible in. Returns the subtrie's hash and the computed storage
+    /// roots. Must not run concurrently with another write under `prefix`: whether to write its
+    /// range deletes is read before the write.
     pub fn import_account_chunk(
         &self,
         prefix: &Nibbles,
@@ -151,29 +315,33 @@ impl<S: KvStore> LeafDb<S> {
         prefix: &Nibbles,
         accounts: &[ChunkAccount],
     ) -> Result<StagedChunk<AccountChunkOutcome>> {
-        let mut batch = WriteBatch::default();
-        clear_account_prefix(self.store(), &mut batch, prefix)?;
+        let mut writes = ChunkWrites::default();
+        clear_account_prefix(self.store(), &mut writes.clear, prefix)?;
         let mut storage_roots = Vec::with_capacity(accounts.len());
         let mut leaves = Vec::with_capacity(accounts.len());
         for a in accounts {
             let root = match &a.storage {
                 Some(slots) => {
-                    Some(stage_storage(&mut batch, &a.hashed_address, &Nibbles::new(), slots)?)
+                    Some(stage_storage(&mut writes, &a.hashed_address, &Nibbles::new(), slots)?)
                 }
-                None => None,
+                None => {
+                    writes.storage.cut();
+                    writes.storage_nodes.cut();
+                    None
+                }
             };
             storage_roots.push(root);
             let value = encode_account(&a.account);
-            batch.put(Table::Accounts, a.hashed_address.as_slice(), value.clone());
+            writes.accounts.push(a.hashed_address.as_slice(), &value);
             leaves.push((Nibbles::unpack(a.hashed_address), value));
         }
-        let root = stage_subtrie(&mut batch, None, prefix, leaves.into_iter())?;
-        Ok(StagedChunk { outcome: AccountChunkOutcome { root, storage_roots }, batch })
+        let root = stage_subtrie(&mut writes, None, prefix, leaves.into_iter())?;
+        Ok(StagedChunk { outcome: AccountChunkOutcome { root, storage_roots }, writes })
     }
 
     /// Replaces the storage of `owner` under `prefix` with `slots` (sorted, under `prefix`) and
-    /// its subtrie in one atomic, logged write; returns the subtrie's hash. Must not run
-    /// concurrently with another write under `prefix`.
+    /// its subtrie, durable when this returns (see [`Self::commit_chunk`]); returns the
+    /// subtrie's hash. Must not run concurrently with another write under `prefix`.
     pub fn import_storage_chunk(
         &self,
         owner: &B256,
@@ -190,21 +358,87 @@ impl<S: KvStore> LeafDb<S> {
         prefix: &Nibbles,
         slots: &[(B256, U256)],
     ) -> Result<StagedChunk<B256>> {
-        let mut batch = WriteBatch::default();
-        clear_range(self.store(), &mut batch, Table::Storage, storage_range(owner, prefix))?;
-        let nodes = node_range(Some(owner), prefix);
-        clear_range(self.store(), &mut batch, Table::StorageNodes, nodes)?;
-        let root = stage_storage(&mut batch, owner, prefix, slots)?;
-        Ok(StagedChunk { outcome: root, batch })
+        let mut writes = ChunkWrites::default();
+        let clear = &mut writes.clear;
+        clear_range(self.store(), clear, Table::Storage, storage_range(owner, prefix))?;
+        clear_range(self.store(), clear, Table::StorageNodes, node_range(Some(owner), prefix))?;
+        let root = stage_storage(&mut writes, owner, prefix, slots)?;
+        Ok(StagedChunk { outcome: root, writes })
     }
 
-    /// Writes a staged chunk (one atomic, logged write) and returns what it computed.
+    /// Writes a staged chunk and returns what it computed; see [`Self::commit_chunks`].
     pub fn commit_chunk<T>(&self, staged: StagedChunk<T>) -> Result<T> {
-        // Clearing an empty range (an account found to have no storage) writes nothing.
-        if !staged.batch.is_empty() {
-            self.store().write(staged.batch, Durability::Logged)?;
+        let mut set = ChunkSet::default();
+        let outcome = set.add(staged);
+        self.commit_chunks(set)?;
+        Ok(outcome)
+    }
+
+    /// Writes staged chunks of disjoint prefixes together. The range deletes (only where a
+    /// prefix held keys: a chunk imported again) go first, in one logged write; then, table by
+    /// table in the order of `ChunkWrites::into_runs`, the chunks' new entries as table files
+    /// (one or more per chunk, none spanning another chunk's keys) ingested in one step: each
+    /// step appears whole and durable, and the subtries' top nodes last. A process killed in
+    /// between leaves a prefix without that node, which a sync takes for a chunk not yet
+    /// imported: it imports it again, clearing the prefix first. Each ingestion step costs a
+    /// few manifest writes and syncs, so a caller with several chunks at hand (the pieces of
+    /// one answer) writes them together.
+    pub fn commit_chunks(&self, set: ChunkSet) -> Result<()> {
+        let mut clear = WriteBatch::default();
+        let mut tables: [Vec<Run>; 4] = Default::default();
+        for mut writes in set.writes {
+            clear.append(std::mem::take(&mut writes.clear));
+            for (i, (_, run)) in writes.into_runs().into_iter().enumerate() {
+                if !run.is_empty() {
+                    tables[i].push(run);
+                }
+            }
         }
-        Ok(staged.outcome)
+        if !clear.is_empty() {
+            self.store().write(clear, Durability::Logged)?;
+        }
+        for runs in &mut tables {
+            runs.sort_unstable_by(|a, b| a.key(0).cmp(b.key(0)));
+        }
+        // The tables' files are written side by side (building them is most of the work), and
+        // ingested one after the other in their order; after a failure none further is.
+        let turn = (Mutex::new(Turn::Next(0)), Condvar::new());
+        let store = self.store();
+        std::thread::scope(|scope| {
+            let tables = COMMIT_ORDER.into_iter().zip(tables).enumerate();
+            let writers: Vec<_> = tables
+                .map(|(i, (table, runs))| {
+                    let turn = &turn;
+                    scope.spawn(move || {
+                        if runs.is_empty() {
+                            return ingest_in_turn(turn, i, Ok(None));
+                        }
+                        let write = || {
+                            let mut file = store.sorted_writer(table)?;
+                            for run in &runs {
+                                // Each chunk in files of its own: the keys between two chunks
+                                // belong to others.
+                                file.cut()?;
+                                run.write(file.as_mut())?;
+                            }
+                            file.cut()?;
+                            Ok(Some(file))
+                        };
+                        // A panic must still pass the turn on, or the later tables would wait
+                        // for it forever.
+                        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(write))
+                            .unwrap_or(Err(LeafDbError::Invariant("writing table files panicked")));
+                        ingest_in_turn(turn, i, written)
+                    })
+                })
+                .collect();
+            let mut result = Ok(());
+            for writer in writers {
+                let done = writer.join().unwrap_or(Err(LeafDbError::Invariant("writer panicked")));
+                result = result.and(done);
+            }
+            result
+        })
     }
 
     /// Whether any flat or trie-node entry is stored (codes aside: they are keyed by their hash
@@ -325,6 +559,64 @@ mod tests {
         rocks.import_storage_chunk(&owner, &sub, &slots(200)).unwrap();
         rocks.import_storage_chunk(&owner, &sub, &slots(60)).unwrap();
         assert_eq!(tables(&rocks), tables(&fresh));
+    }
+
+    /// Chunks written together (account chunks with a large storage among their accounts, and
+    /// that storage's own chunks) leave the tables that writing them one by one leaves, and
+    /// every file in the bottom level: the account chunk's storage files are cut around the
+    /// large storage, so its chunks' files overlap none (without the cut they go higher and
+    /// must be compacted).
+    #[test]
+    fn chunks_written_together_land_in_the_bottom_level() {
+        let mut first = chunk(&[(1, 3), (2, 0), (3, 40), (4, 1), (7, 2), (8, 5)]);
+        let large = first[2].hashed_address;
+        first[2].storage = None;
+        let second = chunk(&[(11, 2), (12, 0)]);
+        let slots: Vec<_> = (0..200u64)
+            .map(|s| (keccak256(s.to_be_bytes()), U256::from(s + 1)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+        let under = |nibble: u8| -> Vec<(B256, U256)> {
+            slots.iter().filter(|(k, _)| k[0] >> 4 == nibble).copied().collect()
+        };
+        let (p3, p9) = (Nibbles::from_nibbles([3]), Nibbles::from_nibbles([9]));
+        let second: Vec<_> = second
+            .into_iter()
+            .map(|mut a| {
+                a.hashed_address[0] = 0x90 | (a.hashed_address[0] & 0x0f);
+                a
+            })
+            .collect();
+        let mut second = second;
+        second.sort_by_key(|a| a.hashed_address);
+
+        let dir = tempfile::tempdir().unwrap();
+        let rocks = LeafDb::open(dir.path(), &DbOptions::default(), Default::default()).unwrap();
+        let mut set = ChunkSet::default();
+        let one = set.add(rocks.stage_account_chunk(&p3, &first).unwrap());
+        let two = set.add(rocks.stage_account_chunk(&p9, &second).unwrap());
+        rocks.commit_chunks(set).unwrap();
+        let mut set = ChunkSet::default();
+        for nibble in [0x1, 0xa, 0xf] {
+            let prefix = Nibbles::from_nibbles([nibble]);
+            set.add(rocks.stage_storage_chunk(&large, &prefix, &under(nibble)).unwrap());
+        }
+        rocks.commit_chunks(set).unwrap();
+
+        let mem = LeafDb::in_memory();
+        assert_eq!(mem.import_account_chunk(&p3, &first).unwrap(), one);
+        assert_eq!(mem.import_account_chunk(&p9, &second).unwrap(), two);
+        for nibble in [0x1, 0xa, 0xf] {
+            let prefix = Nibbles::from_nibbles([nibble]);
+            mem.import_storage_chunk(&large, &prefix, &under(nibble)).unwrap();
+        }
+        assert_eq!(tables(&rocks), tables(&mem));
+        for table in [Table::Accounts, Table::Storage, Table::AccountNodes, Table::StorageNodes] {
+            let levels = rocks.store().files_per_level(table).unwrap();
+            let (bottom, above) = levels.split_last().unwrap();
+            assert!(*bottom > 0 && above.iter().all(|n| *n == 0), "{table:?}: {levels:?}");
+        }
     }
 
     #[test]

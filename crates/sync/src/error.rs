@@ -46,6 +46,9 @@ pub enum SyncError {
     /// A trie path grew beyond 64 nibbles (a malformed pivot trie).
     #[error("trie path longer than 64 nibbles")]
     PathTooLong,
+    /// The thread writing verified chunks could not start, or ended without a result.
+    #[error("chunk writer: {0}")]
+    ChunkWriter(String),
     /// The persisted progress record does not decode.
     #[error("sync progress record: {0}")]
     ProgressDecode(#[from] alloy_rlp::Error),

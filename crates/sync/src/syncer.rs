@@ -2,9 +2,10 @@
 //! codes (`CodeQueue`), heal bookkeeping (`HealState`), the peers (`PeerSet`) and the
 //! counters (`Reporter`) — picks the pivot, seeds the skeleton, hands work to peers by their
 //! measured capacity, and applies each answer (`answers.rs`) through the work-creation rules of
-//! `items.rs`; see `docs/sync.md`.
+//! `items.rs`, writing verified chunks off the loop (`commit.rs`); see `docs/sync.md`.
 
 mod answers;
+mod commit;
 mod items;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use leafsync_p2p::{PeerId, leaf::ChainHead};
 use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
+use self::commit::{Committing, committed};
 pub use crate::resume::{choose_pivot, chunk_depth};
 use crate::{
     config::{MAX_FINAL_REPAIRS, MAX_IN_FLIGHT_BYTES, RECHECK_INTERVAL, SyncConfig, SyncMode},
@@ -72,6 +74,8 @@ pub struct Syncer<S: KvStore> {
     /// entries this run did not write (see [`Self::final_check`]). `None`: every flat entry
     /// was written by a verified import. Not persisted: a resumed run always hashes again.
     rehash: Option<&'static str>,
+    /// An answer's verified chunks being written ([`commit`]).
+    committing: Option<Committing>,
 }
 
 impl<S: KvStore> std::fmt::Debug for Syncer<S> {
@@ -99,6 +103,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             new_peers: None,
             pivot_feed: None,
             rehash: None,
+            committing: None,
         }
     }
 
@@ -136,6 +141,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         match self.run_inner().await {
             Ok(()) => self.finish(),
             Err(e) => {
+                self.abandon_commit();
                 if self.pivot != ChainHead::default() {
                     self.persist()?;
                 }
@@ -215,6 +221,12 @@ impl<S: KvStore + 'static> Syncer<S> {
         let mut stalled: Option<Instant> = None;
         loop {
             let steal_at = self.dispatch(&mut in_flight)?;
+            if in_flight.is_empty() && self.committing.is_some() {
+                // Nothing to wait for but the write: what it brings decides what comes next
+                // (and the wait is no stall).
+                self.settle()?;
+                continue;
+            }
             if in_flight.is_empty() {
                 if self.is_idle() {
                     break;
@@ -243,6 +255,9 @@ impl<S: KvStore + 'static> Syncer<S> {
                         self.refresh_stats();
                         self.reporter.publish();
                     }
+                }
+                result = committed(&mut self.committing), if self.committing.is_some() => {
+                    self.on_committed(result)?;
                 }
                 peer = next_peer(new_peers) => match peer {
                     Some(peer) => self.peers.add(peer),
@@ -342,6 +357,8 @@ impl<S: KvStore + 'static> Syncer<S> {
         if head.number < self.pivot.number.saturating_add(self.config.repivot_distance) {
             return Ok(());
         }
+        // The answer being written belongs to the old pivot's work: taken in before it goes.
+        self.settle()?;
         info!(from = self.pivot.number, to = head.number, "re-pivoting state sync");
         self.must_rehash("re-pivot");
         self.epoch += 1;
@@ -363,7 +380,10 @@ impl<S: KvStore + 'static> Syncer<S> {
     }
 
     fn is_idle(&self) -> bool {
-        self.work.is_idle() && self.codes.queue.is_empty() && self.heal.is_empty()
+        self.committing.is_none()
+            && self.work.is_idle()
+            && self.codes.queue.is_empty()
+            && self.heal.is_empty()
     }
 
     /// Checks the end before it is committed: the account trie's root (with the skeleton above

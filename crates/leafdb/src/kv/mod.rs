@@ -86,6 +86,12 @@ impl WriteBatch {
         self.ops.push(BatchOp::DeleteRange(table, start, end));
     }
 
+    /// Moves the operations of `other` to the end of this batch.
+    pub fn append(&mut self, other: Self) {
+        self.bytes += other.bytes;
+        self.ops.extend(other.ops);
+    }
+
     /// Approximate payload size in bytes.
     pub const fn size_bytes(&self) -> usize {
         self.bytes
@@ -155,6 +161,13 @@ pub fn scan_range<'a, R: KvRead + ?Sized>(
 pub trait SortedWriter {
     /// Adds the next key; keys must strictly increase.
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
+    /// Ends the current file: the next key starts a new one, so no file spans the keys
+    /// between (where another writer's file is to go without overlapping this one's). All
+    /// files still become visible together in [`SortedWriter::finish`]. Stores without files
+    /// ignore it.
+    fn cut(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Makes everything written visible in the table.
     fn finish(self: Box<Self>) -> Result<()>;
 }

@@ -1,6 +1,9 @@
 //! The RocksDB store: one column family per [`Table`], tuned by [`DbOptions`].
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
+};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
@@ -119,13 +122,18 @@ impl DbOptions {
 /// 1M-account state slowed from ~40 ms to ~650 ms in its storage phase (measured).
 pub const SST_FILE_BYTES: u64 = 64 << 20;
 
+/// Levels of each table's LSM tree: RocksDB's default, which [`DbOptions`] keeps.
+const LEVELS: usize = 7;
+
 /// The RocksDB-backed store.
 pub struct RocksStore {
     db: DB,
     /// Each table's options, for SST files that must match the column family.
     cf_options: Vec<(Table, Options)>,
-    /// Where bulk-import SST files are written before ingestion.
+    /// Where SST files are written before ingestion (bulk imports, sync chunks).
     bulk_dir: PathBuf,
+    /// Names the next SST file: writers may overlap (a chunk's tables, several imports).
+    next_file: AtomicU64,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -143,7 +151,9 @@ impl RocksStore {
             .map(|t| ColumnFamilyDescriptor::new(t.name(), options.cf_options(*t, &cache)));
         let db = DB::open_cf_descriptors(&options.db_options(), path, cfs).map_err(storage)?;
         let cf_options = Table::ALL.iter().map(|t| (*t, options.cf_options(*t, &cache))).collect();
-        Ok(Self { db, cf_options, bulk_dir: path.join("bulk_import") })
+        let bulk_dir = path.join("bulk_import");
+        remove_unfinished(&bulk_dir)?;
+        Ok(Self { db, cf_options, bulk_dir, next_file: AtomicU64::new(0) })
     }
 
     /// Writes a consistent copy of the database to the new directory `path` (hard links to the
@@ -155,11 +165,43 @@ impl RocksStore {
             .map_err(storage)
     }
 
+    /// How many table files each level of `table` holds, level 0 first: where ingested files
+    /// went (a file that overlaps no other goes to the bottom level, and needs no compaction).
+    pub fn files_per_level(&self, table: Table) -> Result<Vec<u64>> {
+        let cf = self.cf(table)?;
+        (0..LEVELS)
+            .map(|level| {
+                let name = format!("rocksdb.num-files-at-level{level}");
+                let files = self.db.property_int_value_cf(cf, name.as_str()).map_err(storage)?;
+                Ok(files.unwrap_or(0))
+            })
+            .collect()
+    }
+
     fn cf(&self, table: Table) -> Result<&rocksdb::ColumnFamily> {
         self.db.cf_handle(table.name()).ok_or_else(|| {
             LeafDbError::corrupt(table.name(), "column family", "missing after open")
         })
     }
+}
+
+/// Removes SST files a killed process wrote but never ingested: nothing refers to them (an
+/// ingested file is moved into the database), and a sync or import started again writes its
+/// own.
+fn remove_unfinished(dir: &Path) -> Result<()> {
+    let io = |source| LeafDbError::Io { context: format!("clearing {}", dir.display()), source };
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(io)?.path();
+        if path.extension().is_some_and(|x| x == "sst") {
+            std::fs::remove_file(&path).map_err(io)?;
+        }
+    }
+    Ok(())
 }
 
 /// RocksDB's error behind the opaque [`LeafDbError::Storage`].
@@ -312,6 +354,10 @@ impl RocksSortedWriter<'_> {
 }
 
 impl SortedWriter for RocksSortedWriter<'_> {
+    fn cut(&mut self) -> Result<()> {
+        self.close_file()
+    }
+
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.puts += 1;
         if self.puts.is_multiple_of(SIZE_CHECK_PUTS)
@@ -320,12 +366,8 @@ impl SortedWriter for RocksSortedWriter<'_> {
             self.close_file()?;
         }
         if self.writer.is_none() {
-            let path = self.store.bulk_dir.join(format!(
-                "{}-{}-{}.sst",
-                self.table.name(),
-                std::process::id(),
-                self.files.len()
-            ));
+            let n = self.store.next_file.fetch_add(1, Ordering::Relaxed);
+            let path = self.store.bulk_dir.join(format!("{}-{n}.sst", self.table.name()));
             let w = SstFileWriter::create(self.opts);
             w.open(&path).map_err(storage)?;
             self.files.push(path);
@@ -345,9 +387,20 @@ impl SortedWriter for RocksSortedWriter<'_> {
         let mut opts = IngestExternalFileOptions::default();
         opts.set_move_files(true);
         let cf = self.store.cf(self.table)?;
-        self.store
-            .db
-            .ingest_external_file_cf_opts(cf, &opts, std::mem::take(&mut self.files))
-            .map_err(storage)
+        // Moved into the database on success; on failure `Drop` removes them.
+        let ingested = self.store.db.ingest_external_file_cf_opts(cf, &opts, self.files.clone());
+        ingested.map_err(storage)?;
+        self.files.clear();
+        Ok(())
+    }
+}
+
+impl Drop for RocksSortedWriter<'_> {
+    /// Removes the files of a writer dropped before its ingestion (an error on the way).
+    fn drop(&mut self) {
+        drop(self.writer.take());
+        for path in &self.files {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }

@@ -4,15 +4,15 @@
 //!
 //! [`PeerSet`]: crate::peer_set::PeerSet
 
-use alloy_primitives::keccak256;
-use leafsync_leafdb::{KvStore, trie::DecodedNode};
+use alloy_primitives::{B256, keccak256};
+use leafsync_leafdb::{AccountChunkOutcome, KvStore, StagedChunk, trie::DecodedNode};
 use leafsync_p2p::{
     leaf::{Codes, Nodes},
     requests::LeafResponse,
 };
 use tracing::debug;
 
-use super::{Syncer, items::Hold};
+use super::{Syncer, commit::Verified, items::Hold};
 use crate::{
     error::SyncError,
     heal::children,
@@ -25,7 +25,7 @@ use crate::{
 
 impl<S: KvStore + 'static> Syncer<S> {
     /// Records `verdict` for `peer` and sends the penalty it earned, if any.
-    fn judge(&mut self, peer: usize, verdict: Verdict) {
+    pub(super) fn judge(&mut self, peer: usize, verdict: Verdict) {
         let verdict = match verdict {
             Verdict::Empty if self.peers.slot(peer).peer.lacks_state(&self.pivot.state_root) => {
                 Verdict::NoState
@@ -122,6 +122,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         let mut units = units.into_iter();
         let (mut delivered, mut refused) = (false, false);
         let mut passed = Vec::new();
+        let mut verified = Verified::default();
         // Pieces first: `zip` takes from its first iterator before its second, so no unit is
         // taken past the last piece.
         for (piece, unit) in pieces.into_iter().zip(units.by_ref()) {
@@ -131,7 +132,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
             let verified_only = !self.peers.takes_chunks(peer);
             let verdict = check(&unit, piece);
-            match self.on_chunk(peer, asked_at, unit, verdict, verified_only)? {
+            match self.on_chunk(peer, asked_at, unit, verdict, verified_only, &mut verified)? {
                 Some(Verdict::Delivered) => delivered = true,
                 Some(Verdict::Empty) => {}
                 Some(verdict) => {
@@ -142,6 +143,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 None => refused = true,
             }
         }
+        self.take_in(peer, verified)?;
         queue_again(&mut self.work.units, units);
         if delivered {
             self.judge(peer, Verdict::Delivered);
@@ -156,9 +158,11 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// Applies the verdict on one chunk (one piece of an account or storage batch) for
     /// `unit` and returns what it says about its server: [`Verdict::Delivered`] for leaves
     /// imported or a split, else the refusal (the unit is queued again, tried by `peer`). A
-    /// chunk that differs from its skeleton hash, or an account whose storage lied, is judged
-    /// here as junk. With `verified_only` (its server is benched for stale chunks), a chunk that
-    /// differs from its skeleton hash is not imported but queued again, tried by `peer`: `None`.
+    /// chunk that equals its skeleton hash is staged in `verified`, written and taken in with
+    /// the answer's other verified pieces ([`Self::take_in`]); one that differs is written at
+    /// once (after those staged before it) and healed, or judged as junk. With `verified_only`
+    /// (its server is benched for stale chunks), a chunk that differs from its skeleton hash is
+    /// not imported but queued again, tried by `peer`: `None`.
     fn on_chunk(
         &mut self,
         peer: usize,
@@ -166,6 +170,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         unit: Unit,
         verdict: ChunkVerdict,
         verified_only: bool,
+        verified: &mut Verified,
     ) -> Result<Option<Verdict>, SyncError> {
         let (leaves, claimed) = match verdict {
             ChunkVerdict::Import { leaves, head_number } => (leaves, head_number),
@@ -183,54 +188,53 @@ impl<S: KvStore + 'static> Syncer<S> {
                 return Ok(Some(verdict));
             }
         };
-        let (root, accounts) = match &leaves {
-            Leaves::Accounts { accounts, large } => {
+        let staged = match &leaves {
+            Leaves::Accounts { accounts, .. } => {
                 let staged = self.db.stage_account_chunk(&unit.prefix, accounts)?;
-                if verified_only && staged.outcome().root != unit.hash {
-                    return Ok(self.pass_stale(peer, unit, claimed, asked_at));
+                if staged.outcome().root == unit.hash {
+                    let roots = verified.add(staged).storage_roots;
+                    verified.push(unit, leaves, roots);
+                    return Ok(Some(Verdict::Delivered));
                 }
-                let outcome = self.db.commit_chunk(staged)?;
-                self.reporter.stats.accounts += accounts.len() as u64;
-                (outcome.root, Some((accounts, large, outcome.storage_roots)))
+                Staged::Accounts(staged)
             }
             Leaves::Slots { owner, slots } => {
                 let staged = self.db.stage_storage_chunk(owner, &unit.prefix, slots)?;
-                if verified_only && *staged.outcome() != unit.hash {
-                    return Ok(self.pass_stale(peer, unit, claimed, asked_at));
+                if *staged.outcome() == unit.hash {
+                    verified.add(staged);
+                    verified.push(unit, leaves, Vec::new());
+                    return Ok(Some(Verdict::Delivered));
                 }
-                let root = self.db.commit_chunk(staged)?;
-                self.reporter.stats.slots += slots.len() as u64;
-                (root, None)
+                Staged::Slots(staged)
             }
         };
+        if verified_only {
+            return Ok(self.pass_stale(peer, unit, claimed, asked_at));
+        }
+        // Written in the order the pieces came: the verified ones staged so far first.
+        self.take_in(peer, std::mem::take(verified))?;
+        match staged {
+            Staged::Accounts(staged) => {
+                self.db.commit_chunk(staged)?;
+            }
+            Staged::Slots(staged) => {
+                self.db.commit_chunk(staged)?;
+            }
+        }
+        self.count_import(&unit, &leaves);
+        self.mark_heal(peer, &unit, claimed, asked_at)?;
+        Ok(Some(Verdict::Delivered))
+    }
+
+    /// Counts an imported chunk in the stats.
+    pub(super) fn count_import(&mut self, unit: &Unit, leaves: &Leaves) {
         let stats = &mut self.reporter.stats;
+        match leaves {
+            Leaves::Accounts { accounts, .. } => stats.accounts += accounts.len() as u64,
+            Leaves::Slots { slots, .. } => stats.slots += slots.len() as u64,
+        }
         stats.chunks_done += 1;
         self.reporter.mark(if unit.owner.is_none() { WorkKind::Chunks } else { WorkKind::Storage });
-        if root != unit.hash {
-            self.mark_heal(peer, &unit, claimed, asked_at)?;
-            return Ok(Some(Verdict::Delivered));
-        }
-        self.reporter.stats.chunks_verified += 1;
-        let Some((accounts, large, storage_roots)) = accounts else {
-            self.close(unit.owner)?;
-            return Ok(Some(Verdict::Delivered));
-        };
-        for &(account, slot_count) in large {
-            self.work.sizes.record(account, slot_count);
-        }
-        let mut lied = None;
-        for (a, computed) in accounts.iter().zip(storage_roots) {
-            self.reporter.stats.slots += a.storage.as_ref().map_or(0, |s| s.len() as u64);
-            if let Some(lie) =
-                self.after_verified_account(a.hashed_address, &a.account, computed)?
-            {
-                lied = Some(lie);
-            }
-        }
-        if let Some(why) = lied {
-            self.judge(peer, Verdict::Junk(why));
-        }
-        Ok(Some(Verdict::Delivered))
     }
 
     /// A piece of a server benched for stale chunks differed from its skeleton hash: it is not
@@ -431,4 +435,10 @@ fn delivery(wrong: bool, delivered: usize, why: &'static str) -> Verdict {
     } else {
         Verdict::Delivered
     }
+}
+
+/// A chunk staged but not written: its hash differs from the skeleton's.
+enum Staged {
+    Accounts(StagedChunk<AccountChunkOutcome>),
+    Slots(StagedChunk<B256>),
 }
