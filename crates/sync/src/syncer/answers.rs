@@ -211,7 +211,8 @@ impl<S: KvStore + 'static> Syncer<S> {
         if verified_only {
             return Ok(self.pass_stale(peer, unit, claimed, asked_at));
         }
-        // Written in the order the pieces came: the verified ones staged so far first.
+        // The verified pieces staged so far go to their write first; theirs and this one's
+        // prefixes are disjoint, so which of the two writes lands first does not matter.
         self.take_in(peer, std::mem::take(verified))?;
         match staged {
             Staged::Accounts(staged) => {
