@@ -8,7 +8,7 @@ mod answers;
 mod commit;
 mod items;
 
-use std::sync::Arc;
+use std::{collections::VecDeque, sync::Arc};
 
 use alloy_primitives::B256;
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles};
@@ -74,8 +74,8 @@ pub struct Syncer<S: KvStore> {
     /// entries this run did not write (see [`Self::final_check`]). `None`: every flat entry
     /// was written by a verified import. Not persisted: a resumed run always hashes again.
     rehash: Option<&'static str>,
-    /// An answer's verified chunks being written ([`commit`]).
-    committing: Option<Committing>,
+    /// Answers' verified chunks being written, oldest first ([`commit`]).
+    committing: VecDeque<Committing>,
 }
 
 impl<S: KvStore> std::fmt::Debug for Syncer<S> {
@@ -103,7 +103,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             new_peers: None,
             pivot_feed: None,
             rehash: None,
-            committing: None,
+            committing: VecDeque::new(),
         }
     }
 
@@ -221,8 +221,8 @@ impl<S: KvStore + 'static> Syncer<S> {
         let mut stalled: Option<Instant> = None;
         loop {
             let steal_at = self.dispatch(&mut in_flight)?;
-            if in_flight.is_empty() && self.committing.is_some() {
-                // Nothing to wait for but the write: what it brings decides what comes next
+            if in_flight.is_empty() && !self.committing.is_empty() {
+                // Nothing to wait for but the writes: what they bring decides what comes next
                 // (and the wait is no stall).
                 self.settle()?;
                 continue;
@@ -256,7 +256,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                         self.reporter.publish();
                     }
                 }
-                result = committed(&mut self.committing), if self.committing.is_some() => {
+                result = committed(&mut self.committing), if !self.committing.is_empty() => {
                     self.on_committed(result)?;
                 }
                 peer = next_peer(new_peers) => match peer {
@@ -380,7 +380,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     }
 
     fn is_idle(&self) -> bool {
-        self.committing.is_none()
+        self.committing.is_empty()
             && self.work.is_idle()
             && self.codes.queue.is_empty()
             && self.heal.is_empty()

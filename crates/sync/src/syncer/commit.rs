@@ -1,18 +1,20 @@
 //! Verified chunks written off the loop. The pieces of an answer that equal their skeleton
 //! hashes are staged (hashed) by the loop, then written together on a thread of their own
 //! ([`LeafDb::commit_chunks`]: table files built side by side and ingested), while the loop
-//! goes on with the next answers. Once written they are taken in ([`Syncer::take_in`]).
-//! At most one answer's write runs at a time: the next waits for it.
+//! goes on with the next answers. Once written they are taken in ([`Syncer::take_in`]), in
+//! the order they were started. At most [`MAX_WRITES`] answers' writes run at once: a write
+//! spends much of its time waiting for file and manifest syncs, which the next one overlaps.
 //!
 //! Nothing else depends on a write still running: the next pieces' prefixes are disjoint from
-//! its own (so staging them reads nothing it writes), and whatever follows from its pieces
+//! its own (so staging them reads nothing it writes, and two writes never touch the same
+//! keys), and whatever follows from its pieces
 //! (a storage closed and its skeleton written above its chunks, large storages and codes
 //! queued, a lie judged) happens only once it is written. A re-pivot, the end of the loop and
 //! a failed run wait for it.
 //!
 //! [`LeafDb::commit_chunks`]: leafsync_leafdb::LeafDb::commit_chunks
 
-use std::sync::Arc;
+use std::{collections::VecDeque, sync::Arc};
 
 use alloy_primitives::B256;
 use leafsync_leafdb::{ChunkSet, KvStore, LeafDbError, StagedChunk};
@@ -52,9 +54,13 @@ pub(super) struct Committing {
     pieces: Vec<Piece>,
 }
 
-/// The result of the write in `committing`, when it ends (never, without one).
-pub(super) async fn committed(committing: &mut Option<Committing>) -> CommitResult {
-    match committing {
+/// Answers' writes running at once, at most: two keep one building files while the other
+/// waits for its syncs, on the two cores the benchmarks run on.
+pub(super) const MAX_WRITES: usize = 2;
+
+/// The result of the oldest write in `committing`, when it ends (never, without one).
+pub(super) async fn committed(committing: &mut VecDeque<Committing>) -> CommitResult {
+    match committing.front_mut() {
         Some(c) => (&mut c.done).await,
         None => std::future::pending().await,
     }
@@ -71,13 +77,15 @@ fn wait(done: oneshot::Receiver<Result<(), LeafDbError>>) -> CommitResult {
 }
 
 impl<S: KvStore + 'static> Syncer<S> {
-    /// Starts writing the verified pieces staged from one answer from `peer` (after the write
-    /// before it ended and its pieces were taken in).
+    /// Starts writing the verified pieces staged from one answer from `peer` (once fewer than
+    /// [`MAX_WRITES`] are running: the oldest is waited for and taken in first).
     pub(super) fn take_in(&mut self, peer: usize, verified: Verified) -> Result<(), SyncError> {
         if verified.pieces.is_empty() {
             return Ok(());
         }
-        self.settle()?;
+        while self.committing.len() >= MAX_WRITES {
+            self.settle_oldest()?;
+        }
         let (tx, done) = oneshot::channel();
         let (db, set) = (Arc::clone(&self.db), verified.set);
         std::thread::Builder::new()
@@ -86,27 +94,35 @@ impl<S: KvStore + 'static> Syncer<S> {
                 let _ = tx.send(db.commit_chunks(set));
             })
             .map_err(|e| SyncError::ChunkWriter(format!("cannot start: {e}")))?;
-        self.committing = Some(Committing { done, peer, pieces: verified.pieces });
+        self.committing.push_back(Committing { done, peer, pieces: verified.pieces });
         Ok(())
     }
 
-    /// Waits for the write in progress, if any, and takes its pieces in.
+    /// Waits for every write still running and takes their pieces in, oldest first.
     pub(super) fn settle(&mut self) -> Result<(), SyncError> {
-        let Some(committing) = self.committing.take() else { return Ok(()) };
+        while !self.committing.is_empty() {
+            self.settle_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest write, if any, and takes its pieces in.
+    fn settle_oldest(&mut self) -> Result<(), SyncError> {
+        let Some(committing) = self.committing.pop_front() else { return Ok(()) };
         let result = wait(committing.done);
         self.written(committing.peer, committing.pieces, result)
     }
 
-    /// The write in progress ended with `result` ([`committed`]): takes its pieces in.
+    /// The oldest write ended with `result` ([`committed`]): takes its pieces in.
     pub(super) fn on_committed(&mut self, result: CommitResult) -> Result<(), SyncError> {
-        let Some(committing) = self.committing.take() else { return Ok(()) };
+        let Some(committing) = self.committing.pop_front() else { return Ok(()) };
         self.written(committing.peer, committing.pieces, result)
     }
 
-    /// Waits for the write in progress, if any, without taking its pieces in (the run failed:
-    /// a resumed run finds them in the tables).
+    /// Waits for the writes still running without taking their pieces in (the run failed: a
+    /// resumed run finds them in the tables).
     pub(super) fn abandon_commit(&mut self) {
-        if let Some(committing) = self.committing.take() {
+        for committing in self.committing.drain(..) {
             let _ = wait(committing.done);
         }
     }
