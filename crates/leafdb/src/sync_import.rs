@@ -394,11 +394,19 @@ impl<S: KvStore> LeafDb<S> {
                 }
             }
         }
-        if !clear.is_empty() {
-            self.store().write(clear, Durability::Logged)?;
-        }
+        // Disjoint, checked before anything is written: files of one ingestion may overlap,
+        // and the later would silently win where two chunks share keys.
         for runs in &mut tables {
             runs.sort_unstable_by(|a, b| a.key(0).cmp(b.key(0)));
+            for pair in runs.windows(2) {
+                if pair[1].key(0) <= pair[0].key(pair[0].entries.len() - 1) {
+                    let key = alloy_primitives::hex::encode(pair[1].key(0));
+                    return Err(LeafDbError::UnsortedInput { key });
+                }
+            }
+        }
+        if !clear.is_empty() {
+            self.store().write(clear, Durability::Logged)?;
         }
         // The tables' files are written side by side (building them is most of the work), and
         // ingested one after the other in their order; after a failure none further is.
@@ -617,6 +625,20 @@ mod tests {
             let (bottom, above) = levels.split_last().unwrap();
             assert!(*bottom > 0 && above.iter().all(|n| *n == 0), "{table:?}: {levels:?}");
         }
+    }
+
+    /// Two chunks of the same prefix in one set (never made by a sync: its units are
+    /// disjoint) are refused before anything is written, not written over each other.
+    #[test]
+    fn overlapping_chunks_in_one_set_are_refused() {
+        let prefix = Nibbles::from_nibbles([3]);
+        let dir = tempfile::tempdir().unwrap();
+        let rocks = LeafDb::open(dir.path(), &DbOptions::default(), Default::default()).unwrap();
+        let mut set = ChunkSet::default();
+        set.add(rocks.stage_account_chunk(&prefix, &chunk(&[(1, 3), (2, 0)])).unwrap());
+        set.add(rocks.stage_account_chunk(&prefix, &chunk(&[(1, 3), (5, 1)])).unwrap());
+        assert!(matches!(rocks.commit_chunks(set), Err(LeafDbError::UnsortedInput { .. })));
+        assert!(tables(&rocks).is_empty(), "nothing written");
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //!
 //! [`PeerSet`]: crate::peer_set::PeerSet
 
-use alloy_primitives::{B256, keccak256};
-use leafsync_leafdb::{AccountChunkOutcome, KvStore, StagedChunk, trie::DecodedNode};
+use alloy_primitives::keccak256;
+use leafsync_leafdb::{ChunkSet, KvStore, trie::DecodedNode};
 use leafsync_p2p::{
     leaf::{Codes, Nodes},
     requests::LeafResponse,
@@ -188,7 +188,9 @@ impl<S: KvStore + 'static> Syncer<S> {
                 return Ok(Some(verdict));
             }
         };
-        let staged = match &leaves {
+        // A chunk that differs from its skeleton hash, staged to be written alone.
+        let mut differing = ChunkSet::default();
+        match &leaves {
             Leaves::Accounts { accounts, .. } => {
                 let staged = self.db.stage_account_chunk(&unit.prefix, accounts)?;
                 if staged.outcome().root == unit.hash {
@@ -196,7 +198,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                     verified.push(unit, leaves, roots);
                     return Ok(Some(Verdict::Delivered));
                 }
-                Staged::Accounts(staged)
+                differing.add(staged);
             }
             Leaves::Slots { owner, slots } => {
                 let staged = self.db.stage_storage_chunk(owner, &unit.prefix, slots)?;
@@ -205,23 +207,16 @@ impl<S: KvStore + 'static> Syncer<S> {
                     verified.push(unit, leaves, Vec::new());
                     return Ok(Some(Verdict::Delivered));
                 }
-                Staged::Slots(staged)
+                differing.add(staged);
             }
-        };
+        }
         if verified_only {
             return Ok(self.pass_stale(peer, unit, claimed, asked_at));
         }
         // The verified pieces staged so far go to their write first; theirs and this one's
         // prefixes are disjoint, so which of the two writes lands first does not matter.
         self.take_in(peer, std::mem::take(verified))?;
-        match staged {
-            Staged::Accounts(staged) => {
-                self.db.commit_chunk(staged)?;
-            }
-            Staged::Slots(staged) => {
-                self.db.commit_chunk(staged)?;
-            }
-        }
+        self.db.commit_chunks(differing)?;
         self.count_import(&unit, &leaves);
         self.mark_heal(peer, &unit, claimed, asked_at)?;
         Ok(Some(Verdict::Delivered))
@@ -436,10 +431,4 @@ fn delivery(wrong: bool, delivered: usize, why: &'static str) -> Verdict {
     } else {
         Verdict::Delivered
     }
-}
-
-/// A chunk staged but not written: its hash differs from the skeleton's.
-enum Staged {
-    Accounts(StagedChunk<AccountChunkOutcome>),
-    Slots(StagedChunk<B256>),
 }
