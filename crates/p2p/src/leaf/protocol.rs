@@ -81,8 +81,9 @@ pub const MAX_CODES_PER_REQUEST: usize = 1024;
 pub const MAX_CHUNKS_PER_REQUEST: usize = 256;
 
 /// Maximum number of (account, prefix) chunks in one `GetStorageChunk` (and pieces in one
-/// `StorageChunk`). A "large storage" is at least ~10 KiB, so a 1–2 MiB answer holds up to ~200
-/// whole storages; 256 leave room for small sub-chunks of split tries. The request stays under
+/// `StorageChunk`). A "large storage" is above its server's inline limit (64 KiB by default,
+/// 10 KiB in the seed), so a 1–2 MiB answer holds up to ~30 (~200) whole storages; 256 leave room
+/// for small sub-chunks of split tries. The request stays under
 /// 18 KiB (an entry is at most 69 bytes: 33 for the account, 34 for the prefix, 2 of headers),
 /// and each piece is a cached chunk, so a server's work per request is bounded by its byte and
 /// time budgets, not by this count.
