@@ -23,7 +23,7 @@ pub const MIN_CHUNK_BYTES_CLASS: u64 = 16 * 1024;
 /// storage costs the client files of its own and cuts in its account chunk's files (each a file
 /// creation, sync and ingestion), so inlining up to the protocol's limit makes a sync cheaper:
 /// 10 KiB (the seed's proof of concept) gave 2.6× as many chunks and 2.8× as many table files
-/// in a sync of 1M accounts, and 17–19% more client CPU (docs/benchmarks.md).
+/// in a sync of 1M accounts, and 20–24% more client CPU than 64 KiB (docs/benchmarks.md).
 pub const DEFAULT_INLINE_STORAGE_BYTES: usize = 64 * 1024;
 
 /// Hard ceiling on inline slots per leaf, whatever the configured byte threshold: the protocol's
