@@ -72,7 +72,7 @@ pub(super) type CommitResult = Result<Result<(), LeafDbError>, oneshot::error::R
 /// Blocks the loop's thread until the write's thread sends its result. Unconstrained: inside a
 /// tokio task whose budget is spent, the receiver would answer "not yet" and leave its wake-up
 /// to the scheduler, which never runs while this blocks.
-fn wait(done: oneshot::Receiver<Result<(), LeafDbError>>) -> CommitResult {
+fn wait(done: &mut oneshot::Receiver<Result<(), LeafDbError>>) -> CommitResult {
     futures::executor::block_on(tokio::task::unconstrained(done))
 }
 
@@ -108,9 +108,9 @@ impl<S: KvStore + 'static> Syncer<S> {
 
     /// Waits for the oldest write, if any, and takes its pieces in.
     fn settle_oldest(&mut self) -> Result<(), SyncError> {
-        let Some(committing) = self.committing.pop_front() else { return Ok(()) };
-        let result = wait(committing.done);
-        self.written(committing.peer, committing.pieces, result)
+        let Some(oldest) = self.committing.front_mut() else { return Ok(()) };
+        let result = wait(&mut oldest.done);
+        self.on_committed(result)
     }
 
     /// The oldest write ended with `result` ([`committed`]): takes its pieces in.
@@ -122,8 +122,8 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// Waits for the writes still running without taking their pieces in (the run failed: a
     /// resumed run finds them in the tables).
     pub(super) fn abandon_commit(&mut self) {
-        for committing in self.committing.drain(..) {
-            let _ = wait(committing.done);
+        for mut committing in self.committing.drain(..) {
+            let _ = wait(&mut committing.done);
         }
     }
 
