@@ -1,6 +1,12 @@
 //! Full consistency check: recompute every trie from the flat tables and compare it, node by
 //! node, with the stored tries, the stored root and the head.
 
+use std::{
+    collections::BTreeSet,
+    panic::resume_unwind,
+    sync::atomic::{AtomicU8, Ordering as AtomicOrdering},
+};
+
 use alloy_primitives::{B256, KECCAK256_EMPTY};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles};
 
@@ -91,7 +97,7 @@ fn post_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 impl<'a> StoredNodes<'a> {
     fn new<R: KvRead + ?Sized>(kv: &'a R, table: Table, owner_len: usize) -> Self {
         Self {
-            rows: kv.iter_from(table, &[]).fuse(),
+            rows: kv.scan_from(table, &[]).fuse(),
             peeked: None,
             stack: Vec::new(),
             held: None,
@@ -232,7 +238,7 @@ impl StorageRows<'_> {
 fn count_keys<R: KvRead + ?Sized>(kv: &R, table: Table, prefix: &[u8]) -> Result<u64> {
     let end = prefix_end(prefix);
     let mut n = 0;
-    for item in kv.iter_from(table, prefix) {
+    for item in kv.scan_from(table, prefix) {
         let (k, _) = item?;
         if k.as_ref() >= end.as_slice() || !k.starts_with(prefix) {
             break;
@@ -257,14 +263,14 @@ impl<S: KvStore> LeafDb<S> {
         let mut account_nodes = StoredNodes::new(&snap, Table::AccountNodes, 0);
         let mut storage_nodes = StoredNodes::new(&snap, Table::StorageNodes, 32);
         let mut storage_rows =
-            StorageRows { rows: snap.iter_from(Table::Storage, &[]).fuse(), peeked: None };
+            StorageRows { rows: snap.scan_from(Table::Storage, &[]).fuse(), peeked: None };
         let mut accounts = StackBuilder::new(CompareSink {
             stored: &mut account_nodes,
             owner: None,
             mismatches: Vec::new(),
         });
         let mut storage_nodes_expected = 0u64;
-        for item in snap.iter_from(Table::Accounts, &[]) {
+        for item in snap.scan_from(Table::Accounts, &[]) {
             let (key, value) = item?;
             let (owner, account) = decode_account_row(&key, &value)?;
             report.accounts += 1;
@@ -390,69 +396,21 @@ impl<S: KvStore> LeafDb<S> {
         self.check_flat(false)
     }
 
-    /// The flat check; `hash`: build the account root and every storage root.
+    /// The flat check; `hash`: build the account root and every storage root. Without hashing
+    /// the owner ranges ([`FLAT_CHECK_RANGES`]) are checked on several threads; the account root
+    /// needs every account in order, so a hashing check is one pass.
     fn check_flat(&self, hash: bool) -> Result<FlatCheck> {
         let snap = self.store().snapshot();
-        let mut out = FlatCheck::default();
-        let mut accounts = StackBuilder::new(|_: &Nibbles, _: &[u8]| Ok(()));
-        let mut code_hashes = std::collections::BTreeSet::new();
-        let mut storage = snap.iter_from(Table::Storage, &[]).fuse();
-        // The next storage row not yet consumed (rows sort by owner, as accounts do).
-        let mut next_row = storage.next().transpose()?;
-        for item in snap.iter_from(Table::Accounts, &[]) {
-            let (key, value) = item?;
-            let (owner, account) = decode_account_row(&key, &value)?;
-            out.accounts += 1;
-            let mut slots = StackBuilder::new(|_: &Nibbles, _: &[u8]| Ok(()));
-            while let Some((k, v)) = next_row.take() {
-                let row_owner = k
-                    .get(..32)
-                    .filter(|_| k.len() == 64)
-                    .ok_or_else(|| LeafDbError::corrupt("storage", "key", "not 64 bytes"))?;
-                if row_owner > owner.as_slice() {
-                    next_row = Some((k, v));
-                    break;
-                }
-                if row_owner < owner.as_slice() {
-                    // Storage before this account belongs to no account.
-                    let orphan = B256::from_slice(row_owner);
-                    if out.orphan_storage.last() != Some(&orphan) {
-                        FlatCheck::note(&mut out.orphan_storage, &mut out.problems, orphan);
-                    }
-                } else {
-                    out.slots += 1;
-                    if hash {
-                        let value = decode_slot_value(&v)?;
-                        slots.add_leaf(Nibbles::unpack(&k[32..]), slot_leaf_value(&value))?;
-                    }
-                }
-                next_row = storage.next().transpose()?;
-            }
-            if hash {
-                let storage_root = slots.finish()?.root;
-                if storage_root != account.storage_root {
-                    let item = (owner, account.storage_root);
-                    FlatCheck::note(&mut out.bad_storage, &mut out.problems, item);
-                }
-                accounts.add_leaf(Nibbles::unpack(owner), value.to_vec())?;
-            }
-            if account.code_hash != KECCAK256_EMPTY {
-                code_hashes.insert(account.code_hash);
-            }
-        }
-        while let Some((k, _)) = next_row.take() {
-            next_row = storage.next().transpose()?;
-            let orphan = B256::try_from(k.get(..32).unwrap_or_default())
-                .map_err(|_| LeafDbError::corrupt("storage", "key", "not 64 bytes"))?;
-            if out.orphan_storage.last() != Some(&orphan) {
-                FlatCheck::note(&mut out.orphan_storage, &mut out.problems, orphan);
-            }
-        }
-        if hash {
+        let (mut out, code_hashes) = if hash {
+            let mut accounts = root_builder();
+            let (mut out, code_hashes) = check_owners(&snap, OwnerRange::ALL, Some(&mut accounts))?;
             out.accounts_root = Some(accounts.finish()?.root);
             out.hashed_leaves = out.accounts + out.slots;
-        }
-        let mut codes = snap.iter_from(Table::Code, &[]).fuse();
+            (out, code_hashes)
+        } else {
+            check_owners_in_parallel(&snap)?
+        };
+        let mut codes = snap.scan_from(Table::Code, &[]).fuse();
         let mut current: Option<B256> = None;
         for wanted in code_hashes {
             while current.is_none_or(|c| c < wanted) {
@@ -470,4 +428,158 @@ impl<S: KvStore> LeafDb<S> {
         }
         Ok(out)
     }
+}
+
+/// Owner ranges a flat check without hashing splits the accounts and storage into (by the first
+/// byte of the owner's hash, 16 values each), so that threads can share the work.
+const FLAT_CHECK_RANGES: u8 = 16;
+
+/// Threads a flat check without hashing runs on at most (fewer on a machine with fewer cores):
+/// at the end of a sync it is all the node does, and the scan is as much waiting for the disk
+/// as hashing.
+const FLAT_CHECK_THREADS: usize = 4;
+
+/// Flat accounts and storage whose owner's first byte is in `first..end` (`end: None`: to the
+/// end of the tables).
+#[derive(Debug, Clone, Copy)]
+struct OwnerRange {
+    first: u8,
+    end: Option<u8>,
+}
+
+impl OwnerRange {
+    const ALL: Self = Self { first: 0, end: None };
+
+    /// Range `i` of [`FLAT_CHECK_RANGES`].
+    fn part(i: u8) -> Self {
+        let width = u8::MAX / FLAT_CHECK_RANGES + 1;
+        Self { first: i * width, end: (i + 1 < FLAT_CHECK_RANGES).then(|| (i + 1) * width) }
+    }
+
+    fn holds(self, key: &[u8]) -> bool {
+        self.end.is_none_or(|end| key.first().is_some_and(|b| *b < end))
+    }
+}
+
+/// What [`check_owners`] found in its range, and the code hashes the range's accounts name.
+type OwnersFound = (FlatCheck, BTreeSet<B256>);
+
+/// [`check_owners`] over each of the [`FLAT_CHECK_RANGES`] ranges on up to
+/// [`FLAT_CHECK_THREADS`] threads, the findings joined in key order.
+fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(snap: &R) -> Result<OwnersFound> {
+    let threads =
+        std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, FLAT_CHECK_THREADS);
+    let next = AtomicU8::new(0);
+    let mut parts: Vec<(u8, Result<OwnersFound>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, AtomicOrdering::Relaxed);
+                        if i >= FLAT_CHECK_RANGES {
+                            return done;
+                        }
+                        done.push((i, check_owners(snap, OwnerRange::part(i), None)));
+                    }
+                })
+            })
+            .collect();
+        // A worker's panic is the check's, as it would be on one thread.
+        let joined = workers.into_iter().map(|w| w.join().unwrap_or_else(|p| resume_unwind(p)));
+        joined.flatten().collect()
+    });
+    parts.sort_by_key(|(i, _)| *i);
+    let mut out = FlatCheck::default();
+    let mut code_hashes = BTreeSet::new();
+    // Without hashing a range finds only storage of no account; codes are checked after.
+    for (_, part) in parts {
+        let (part, codes) = part?;
+        out.accounts += part.accounts;
+        out.slots += part.slots;
+        out.problems += part.problems;
+        let room = MAX_FLAT_REPAIRS.saturating_sub(out.orphan_storage.len());
+        out.orphan_storage.extend(part.orphan_storage.into_iter().take(room));
+        code_hashes.extend(codes);
+    }
+    Ok((out, code_hashes))
+}
+
+/// Merge-scans the flat accounts and storage of `range`: counts them, notes storage without an
+/// account and, given the account trie's builder, storage that does not hash to its account's
+/// storage root (the accounts are fed to the builder in order). Returns the findings and the
+/// code hashes the accounts name.
+fn check_owners<R: KvRead + ?Sized>(
+    snap: &R,
+    range: OwnerRange,
+    mut accounts: Option<&mut RootBuilder>,
+) -> Result<OwnersFound> {
+    let mut out = FlatCheck::default();
+    let mut code_hashes = BTreeSet::new();
+    let start = [range.first];
+    let mut storage = snap.scan_from(Table::Storage, &start).take_while(in_range(range)).fuse();
+    // The next storage row not yet consumed (rows sort by owner, as accounts do).
+    let mut next_row = storage.next().transpose()?;
+    for item in snap.scan_from(Table::Accounts, &start).take_while(in_range(range)) {
+        let (key, value) = item?;
+        let (owner, account) = decode_account_row(&key, &value)?;
+        out.accounts += 1;
+        let mut slots = root_builder();
+        while let Some((k, v)) = next_row.take() {
+            let row_owner = k
+                .get(..32)
+                .filter(|_| k.len() == 64)
+                .ok_or_else(|| LeafDbError::corrupt("storage", "key", "not 64 bytes"))?;
+            if row_owner > owner.as_slice() {
+                next_row = Some((k, v));
+                break;
+            }
+            if row_owner < owner.as_slice() {
+                // Storage before this account belongs to no account.
+                let orphan = B256::from_slice(row_owner);
+                if out.orphan_storage.last() != Some(&orphan) {
+                    FlatCheck::note(&mut out.orphan_storage, &mut out.problems, orphan);
+                }
+            } else {
+                out.slots += 1;
+                if accounts.is_some() {
+                    let value = decode_slot_value(&v)?;
+                    slots.add_leaf(Nibbles::unpack(&k[32..]), slot_leaf_value(&value))?;
+                }
+            }
+            next_row = storage.next().transpose()?;
+        }
+        if let Some(accounts) = accounts.as_deref_mut() {
+            let storage_root = slots.finish()?.root;
+            if storage_root != account.storage_root {
+                let item = (owner, account.storage_root);
+                FlatCheck::note(&mut out.bad_storage, &mut out.problems, item);
+            }
+            accounts.add_leaf(Nibbles::unpack(owner), value.to_vec())?;
+        }
+        if account.code_hash != KECCAK256_EMPTY {
+            code_hashes.insert(account.code_hash);
+        }
+    }
+    while let Some((k, _)) = next_row.take() {
+        next_row = storage.next().transpose()?;
+        let orphan = B256::try_from(k.get(..32).unwrap_or_default())
+            .map_err(|_| LeafDbError::corrupt("storage", "key", "not 64 bytes"))?;
+        if out.orphan_storage.last() != Some(&orphan) {
+            FlatCheck::note(&mut out.orphan_storage, &mut out.problems, orphan);
+        }
+    }
+    Ok((out, code_hashes))
+}
+
+/// A trie builder that keeps no node: only its root is wanted.
+type RootBuilder = StackBuilder<fn(&Nibbles, &[u8]) -> Result<()>>;
+
+fn root_builder() -> RootBuilder {
+    StackBuilder::new(|_, _| Ok(()))
+}
+
+/// Whether a scanned row is still in `range` (an error is passed on).
+fn in_range(range: OwnerRange) -> impl Fn(&Result<KvPair>) -> bool {
+    move |item| item.as_ref().map_or(true, |(k, _)| range.holds(k))
 }

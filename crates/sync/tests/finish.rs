@@ -187,3 +187,53 @@ fn the_flat_check_names_wrong_storage_orphans_and_missing_code() {
     assert_eq!(found.orphan_storage, vec![B256::repeat_byte(0xff)]);
     assert_eq!(found.missing_code, vec![code_hash]);
 }
+
+/// The links check splits the owners into ranges scanned on several threads: it must find what
+/// the one-pass hashing check finds (storage of no account at both ends of the key space and
+/// between ranges, missing codes), in key order, and count the same accounts and slots.
+#[test]
+fn the_links_check_finds_what_the_full_check_finds_in_every_owner_range() {
+    let db = LeafDb::in_memory();
+    db.generate(leafsync_leafdb::GenParams { accounts: 2000, seed: 5 }).unwrap();
+    let root = db.account_root().unwrap();
+    let clean = db.check_flat_links().unwrap();
+    assert!(clean.ok(root), "{clean:?}");
+    assert_eq!(clean.accounts_root, None, "nothing hashed");
+    assert_eq!((clean.accounts, clean.hashed_leaves), (2000, 0));
+
+    let store = db.store();
+    let mut codes: Vec<B256> = store
+        .iter_from(Table::Accounts, &[])
+        .map(Result::unwrap)
+        .map(|(_, v)| decode_account(&v).unwrap().code_hash)
+        .filter(|h| *h != alloy_primitives::KECCAK256_EMPTY)
+        .collect();
+    codes.sort();
+    codes.dedup();
+    assert!(codes.len() >= 2, "the state names codes");
+    let missing = vec![codes[0], codes[codes.len() - 1]];
+    let orphans: Vec<B256> = [0x00, 0x0f, 0x10, 0x80, 0xef, 0xff].map(B256::repeat_byte).to_vec();
+    let mut batch = WriteBatch::default();
+    for owner in &orphans {
+        for slot in 0..3u8 {
+            let key = storage_key(owner, &B256::repeat_byte(slot));
+            batch.put(Table::Storage, key.to_vec(), vec![slot + 1]);
+        }
+    }
+    for hash in &missing {
+        batch.delete(Table::Code, hash.as_slice().to_vec());
+    }
+    store.write(batch, Durability::Logged).unwrap();
+
+    let links = db.check_flat_links().unwrap();
+    let full = db.check_flat_state().unwrap();
+    assert_eq!(links.orphan_storage, orphans);
+    assert_eq!(links.missing_code, missing);
+    assert_eq!(links.problems, 8);
+    assert!(links.bad_storage.is_empty());
+    assert_eq!(
+        (&links.orphan_storage, &links.missing_code, links.accounts, links.slots),
+        (&full.orphan_storage, &full.missing_code, full.accounts, full.slots)
+    );
+    assert_eq!(full.accounts_root, Some(root));
+}

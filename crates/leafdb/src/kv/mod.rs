@@ -143,6 +143,16 @@ pub trait KvRead {
         table: Table,
         start: &[u8],
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a>;
+    /// [`Self::iter_from`] for a scan through a whole table (a check or a verify): the store may
+    /// read its files ahead in large steps and keep what it reads out of its caches, which
+    /// serve point reads and short ranges.
+    fn scan_from<'a>(
+        &'a self,
+        table: Table,
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
+        self.iter_from(table, start)
+    }
 }
 
 /// Pairs of `table` with keys in `[start, end)`, in key order.
@@ -175,7 +185,7 @@ pub trait SortedWriter {
 /// A store: reads, atomic batches, consistent snapshots.
 pub trait KvStore: KvRead + Send + Sync {
     /// A consistent view that later writes do not change.
-    type Snapshot<'a>: KvRead + 'a
+    type Snapshot<'a>: KvRead + Sync + 'a
     where
         Self: 'a;
 
