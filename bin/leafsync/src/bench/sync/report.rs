@@ -210,8 +210,8 @@ pub(crate) fn sources_table(leaf: &Run, heal: Option<&Run>, snap: Option<&Run>) 
 /// A source's peak resident set and the time until each kind of its work was last done.
 fn memory_and_phases(name: &str, run: &Run) -> String {
     let rss = run.peak_rss_mib.map_or("?".to_string(), |m| format!("{m} MiB"));
-    let verdict =
-        run.peak_rss_mib.map_or("?", |m| if m <= TARGET_PEAK_RSS_MIB { "met" } else { "missed" });
+    let rss_verdict =
+        run.peak_rss_mib.map_or("?", |m| verdict(m as f64, TARGET_PEAK_RSS_MIB as f64));
     let scope = if !run.peak_rss_reset {
         ", not reset: since the process started"
     } else if run.servers.is_none() {
@@ -226,8 +226,8 @@ fn memory_and_phases(name: &str, run: &Run) -> String {
         format!("{name} {at}")
     });
     format!(
-        "\n  {name}: client peak RSS {rss} (target ≤ {TARGET_PEAK_RSS_MIB} MiB: {verdict}{scope}, \
-         {} client(s)); seconds until the last of each: {}\n",
+        "\n  {name}: client peak RSS {rss} (target ≤ {TARGET_PEAK_RSS_MIB} MiB: \
+         {rss_verdict}{scope}, {} client(s)); seconds until the last of each: {}\n",
         run.stats.len(),
         last.collect::<Vec<_>>().join(", ")
     )
