@@ -16,7 +16,7 @@ use alloy_primitives::{Address, keccak256};
 use leafsync_ingest::RpcClient;
 use serde_json::{Value, json};
 use support::{
-    assert_head_is_els, both_follow_then_stop, line_with, sigterm_and_wait, spawn_daemon, status,
+    assert_head_is_els, both_follow_then_stop, line_with, sigterm_and_wait, start_daemon, status,
     wait_status, wait_synced_at,
 };
 use workload::{anvil_turn, dump_state_alloc};
@@ -47,18 +47,13 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
     let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
     let genesis = rpc.block(0).await.unwrap();
 
-    let config = dir.path().join("leafsync.toml");
-    std::fs::write(
-        &config,
-        support::daemon_toml(
-            &dir.path().join("data"),
-            &support::dev_chain(genesis.hash),
-            None,
-            &el_section(anvil.addr, Some(&genesis_file)),
-        ),
-    )
-    .unwrap();
-    let (mut daemon, lines) = spawn_daemon(&config, &dir.path().join("run.log"));
+    let toml = support::daemon_toml(
+        &dir.path().join("data"),
+        &support::dev_chain(genesis.hash),
+        None,
+        &el_section(anvil.addr, Some(&genesis_file)),
+    );
+    let (mut daemon, lines) = start_daemon(dir.path(), "run", &toml);
     let admin = line_with(&lines, "admin: ");
     assert_eq!(status(&admin)["sync"]["phase"], "following");
 
@@ -94,9 +89,7 @@ async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
     };
 
     // A: bootstraps from genesis, follows anvil, serves, runs discovery with no bootnodes.
-    let a_cfg = dir.path().join("a.toml");
-    std::fs::write(&a_cfg, config("a", &[], Some(&genesis_file))).unwrap();
-    let (mut a, a_lines) = spawn_daemon(&a_cfg, &dir.path().join("a.log"));
+    let (mut a, a_lines) = start_daemon(dir.path(), "a", &config("a", &[], Some(&genesis_file)));
     let enr = line_with(&a_lines, "enr: ");
     assert!(enr.starts_with("enr:"), "A runs discovery: {enr}");
     let a_admin = line_with(&a_lines, "admin: ");
@@ -104,9 +97,7 @@ async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
     wait_status(&a_admin, "A did not follow anvil", |s| s["sync"]["head"]["number"] == FIRST).await;
 
     // B: an empty datadir, A's ENR as its only bootnode, anvil for the pivot and to follow.
-    let b_cfg = dir.path().join("b.toml");
-    std::fs::write(&b_cfg, config("b", &[enr.as_str()], None)).unwrap();
-    let (mut b, b_lines) = spawn_daemon(&b_cfg, &dir.path().join("b.log"));
+    let (mut b, b_lines) = start_daemon(dir.path(), "b", &config("b", &[enr.as_str()], None));
     let b_admin = line_with(&b_lines, "admin: ");
     let s = wait_synced_at(&b_admin, &mut rpc, FIRST).await;
     let synced = &s["sync"]["stateSync"];

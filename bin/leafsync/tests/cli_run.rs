@@ -19,7 +19,8 @@ use leafsync_p2p::{
     peers::NodeRecord,
 };
 use support::{
-    GENESIS, WAIT, http, leafsync, line_with, sigterm_and_wait, spawn_daemon, status_text,
+    GENESIS, WAIT, http, leafsync, line_with, sigterm_and_wait, spawn_daemon, start_daemon,
+    status_text,
 };
 
 #[test]
@@ -202,18 +203,15 @@ fn an_empty_node_finds_a_server_through_discv5_and_syncs_its_state() {
     assert!(out.status.success());
     let root = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let chain = support::dev_chain(GENESIS);
-    let server_cfg = dir.path().join("server.toml");
-    std::fs::write(&server_cfg, support::daemon_toml(&server_data, &chain, Some(&[]), "")).unwrap();
-    let (mut server, server_lines) = spawn_daemon(&server_cfg, &dir.path().join("server.log"));
+    let server_toml = support::daemon_toml(&server_data, &chain, Some(&[]), "");
+    let (mut server, server_lines) = start_daemon(dir.path(), "server", &server_toml);
     let enr = line_with(&server_lines, "enr: ");
     assert!(enr.starts_with("enr:"), "the server runs discovery: {enr}");
 
     // The client knows nothing but the server's ENR, as a discv5 bootnode.
-    let client_cfg = dir.path().join("client.toml");
     let client_data = dir.path().join("client");
     let client_toml = support::daemon_toml(&client_data, &chain, Some(&[enr.as_str()]), "");
-    std::fs::write(&client_cfg, client_toml).unwrap();
-    let (mut client, client_lines) = spawn_daemon(&client_cfg, &dir.path().join("client.log"));
+    let (mut client, client_lines) = start_daemon(dir.path(), "client", &client_toml);
     let admin = line_with(&client_lines, "admin: ");
     let deadline = Instant::now() + WAIT;
     let status = loop {

@@ -16,7 +16,7 @@ mod support;
 mod workload;
 
 use support::{
-    both_follow_then_stop, line_with, sigterm_and_wait, spawn_daemon, wait_status, wait_synced_at,
+    both_follow_then_stop, line_with, sigterm_and_wait, start_daemon, wait_status, wait_synced_at,
 };
 use workload::{anvil_turn, dump_state_alloc, mine_blocks};
 
@@ -38,13 +38,11 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
         |name: &str, extra: &str| support::daemon_toml(&dir.path().join(name), &chain, None, extra);
 
     // A: bootstraps from anvil's genesis, follows it, serves eth/69 + snap/1 and no leaf/1.
-    let a_cfg = dir.path().join("a.toml");
     let a_extra = format!(
         "[el]\nrpc = \"{}\"\ngenesis = {genesis_file:?}\n\n[serve]\nsnap = true\nleaf = false\n",
         anvil.ws()
     );
-    std::fs::write(&a_cfg, toml("a", &a_extra)).unwrap();
-    let (mut a, a_lines) = spawn_daemon(&a_cfg, &dir.path().join("a.log"));
+    let (mut a, a_lines) = start_daemon(dir.path(), "a", &toml("a", &a_extra));
     let a_enode = line_with(&a_lines, "enode: ");
     let a_admin = line_with(&a_lines, "admin: ");
     let mut workload = mine_blocks(&mut rpc, FIRST).await;
@@ -52,14 +50,12 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
     wait_status(&a_admin, "A did not follow anvil", |s| s["sync"]["head"]["number"] == FIRST).await;
 
     // B: empty, anvil as its execution client (the pivot), A as its only peer, snap/1 only.
-    let b_cfg = dir.path().join("b.toml");
     let b_extra = format!("[el]\nrpc = \"{}\"\n\n[sync]\nsources = [\"snap\"]\n", anvil.ws());
     let b_toml = toml("b", &b_extra).replace(
         "discovery = false",
         &format!("discovery = false\nstatic_peers = [\"{a_enode}\"]"),
     );
-    std::fs::write(&b_cfg, b_toml).unwrap();
-    let (mut b, b_lines) = spawn_daemon(&b_cfg, &dir.path().join("b.log"));
+    let (mut b, b_lines) = start_daemon(dir.path(), "b", &b_toml);
     let b_admin = line_with(&b_lines, "admin: ");
     let s = wait_synced_at(&b_admin, &mut rpc, FIRST).await;
     let synced = &s["sync"]["stateSync"];
@@ -127,11 +123,9 @@ async fn a_geth_like_peer_gets_anvils_headers_from_a_daemon() {
         "[el]\nrpc = \"{}\"\ngenesis = {genesis_file:?}\n\n[serve]\nsnap = true\n",
         anvil.ws()
     );
-    let cfg = dir.path().join("a.toml");
     let chain_lines = support::dev_chain(genesis.hash);
-    std::fs::write(&cfg, support::daemon_toml(&dir.path().join("a"), &chain_lines, None, &extra))
-        .unwrap();
-    let (mut daemon, lines) = spawn_daemon(&cfg, &dir.path().join("a.log"));
+    let toml = support::daemon_toml(&dir.path().join("a"), &chain_lines, None, &extra);
+    let (mut daemon, lines) = start_daemon(dir.path(), "a", &toml);
     let enode: NodeRecord = line_with(&lines, "enode: ").parse().unwrap();
 
     // The eth/69 handshake, as geth does it, at anvil's head.

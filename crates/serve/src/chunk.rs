@@ -19,7 +19,7 @@ use leafsync_p2p::leaf::{
 
 use crate::{
     config::{
-        INLINE_STORAGE_SLOTS_LIMIT, MAX_CHUNKS_SERVED, MAX_STORAGE_CHUNKS_SERVED,
+        Budget, INLINE_STORAGE_SLOTS_LIMIT, MAX_CHUNKS_SERVED, MAX_STORAGE_CHUNKS_SERVED,
         SLOT_COUNT_SCAN_LIMIT, ServeConfig,
     },
     error::ServeError,
@@ -40,19 +40,11 @@ pub fn serve_chunk<S: KvStore>(
     config: &ServeConfig,
 ) -> Result<Chunk, ServeError> {
     let budget = config.budget(request.max_bytes);
-    let mut fill = PieceBudget::new(budget.bytes);
-    let mut pieces = Vec::new();
-    for prefix in request.prefixes.iter().take(MAX_CHUNKS_SERVED) {
-        if !pieces.is_empty() && Instant::now() > budget.deadline {
-            break;
-        }
+    let prefixes = request.prefixes.iter().take(MAX_CHUNKS_SERVED);
+    let pieces = collect_pieces(prefixes, budget, |prefix| {
         let content = account_chunk(snap, prefix, budget.bytes, config, budget.deadline)?;
-        let piece = AccountPiece { head_number: head_number(snap), content };
-        if !fill.admit(piece.length()) {
-            break;
-        }
-        pieces.push(piece);
-    }
+        Ok(AccountPiece { head_number: head_number(snap), content })
+    })?;
     Ok(Chunk { pieces })
 }
 
@@ -66,21 +58,35 @@ pub fn serve_storage_chunk<S: KvStore>(
     config: &ServeConfig,
 ) -> Result<StorageChunk, ServeError> {
     let budget = config.budget(request.max_bytes);
+    let chunks = request.chunks.iter().take(MAX_STORAGE_CHUNKS_SERVED);
+    let pieces = collect_pieces(chunks, budget, |chunk| {
+        let (account, prefix) = (&chunk.account, &chunk.prefix);
+        let content = storage_chunk(snap, account, prefix, budget.bytes, budget.deadline)?;
+        Ok(StoragePiece { head_number: head_number(snap), content })
+    })?;
+    Ok(StorageChunk { pieces })
+}
+
+/// An answer's pieces, one per request item made by `piece`, as many as [`PieceBudget`] admits
+/// within `budget`'s bytes and before its deadline (the first always).
+fn collect_pieces<I, P: Encodable>(
+    items: impl Iterator<Item = I>,
+    budget: Budget,
+    mut piece: impl FnMut(I) -> Result<P, ServeError>,
+) -> Result<Vec<P>, ServeError> {
     let mut fill = PieceBudget::new(budget.bytes);
     let mut pieces = Vec::new();
-    for chunk in request.chunks.iter().take(MAX_STORAGE_CHUNKS_SERVED) {
+    for item in items {
         if !pieces.is_empty() && Instant::now() > budget.deadline {
             break;
         }
-        let (account, prefix) = (&chunk.account, &chunk.prefix);
-        let content = storage_chunk(snap, account, prefix, budget.bytes, budget.deadline)?;
-        let piece = StoragePiece { head_number: head_number(snap), content };
+        let piece = piece(item)?;
         if !fill.admit(piece.length()) {
             break;
         }
         pieces.push(piece);
     }
-    Ok(StorageChunk { pieces })
+    Ok(pieces)
 }
 
 /// How a `Chunk` or `StorageChunk` fills its byte budget: the first piece always goes in (so a client

@@ -9,7 +9,7 @@ use leafsync_leafdb::{KvStore, LeafSnapshot};
 use leafsync_p2p::leaf::{Codes, GetCodes, GetNodes, NodeRequest, Nodes};
 
 use crate::{
-    config::{MAX_CODES_SERVED, MAX_NODES_SERVED, ServeConfig},
+    config::{Budget, MAX_CODES_SERVED, MAX_NODES_SERVED, ServeConfig},
     error::ServeError,
 };
 
@@ -48,7 +48,7 @@ pub fn serve_nodes<S: KvStore>(
 ) -> Result<Nodes, ServeError> {
     let budget = config.budget(request.max_bytes);
     let requests = request.nodes.iter().take(MAX_NODES_SERVED);
-    let nodes = collect_bounded(requests, |r| find_node(snap, r), budget.bytes, budget.deadline)?;
+    let nodes = collect_bounded(requests, budget, |r| find_node(snap, r))?;
     Ok(Nodes { nodes })
 }
 
@@ -60,23 +60,22 @@ pub fn serve_codes<S: KvStore>(
 ) -> Result<Codes, ServeError> {
     let budget = config.budget(request.max_bytes);
     let hashes = request.hashes.iter().take(MAX_CODES_SERVED);
-    let codes = collect_bounded(hashes, |h| find_code(snap, h), budget.bytes, budget.deadline)?;
+    let codes = collect_bounded(hashes, budget, |h| find_code(snap, h))?;
     Ok(Codes { codes })
 }
 
 /// One entry per request (empty when `find` has nothing), stopping after the entry that brings
-/// the total past `limit` bytes, or before the next entry once `deadline` has passed (at least one
-/// entry is always looked up).
+/// the total past `budget`'s bytes, or before the next entry once its deadline has passed (at
+/// least one entry is always looked up).
 fn collect_bounded<'r, R: 'r>(
     requests: impl Iterator<Item = &'r R>,
+    budget: Budget,
     mut find: impl FnMut(&R) -> Result<Option<Vec<u8>>, ServeError>,
-    limit: u64,
-    deadline: Instant,
 ) -> Result<Vec<Bytes>, ServeError> {
     let mut out = Vec::new();
     let mut size = 0u64;
     for request in requests {
-        if size > limit || (!out.is_empty() && Instant::now() > deadline) {
+        if size > budget.bytes || (!out.is_empty() && Instant::now() > budget.deadline) {
             break;
         }
         let entry = find(request)?.map(Bytes::from).unwrap_or_default();
@@ -95,23 +94,22 @@ mod tests {
     fn stops_after_the_item_crossing_the_limit() {
         let requests = [1usize, 2, 3, 4];
         let find = |n: &usize| Ok(Some(vec![0u8; *n * 10]));
-        let far = Instant::now() + Duration::from_secs(60);
-        let out = collect_bounded(requests.iter(), find, 25, far).unwrap();
+        let far = |bytes| Budget { bytes, deadline: Instant::now() + Duration::from_secs(60) };
+        let out = collect_bounded(requests.iter(), far(25), find).unwrap();
         // 10 + 20 = 30 > 25 after the second entry, which is still sent.
         assert_eq!(out.iter().map(|b| b.len()).collect::<Vec<_>>(), vec![10, 20]);
-        let all = collect_bounded(requests.iter(), find, 1000, far).unwrap();
+        let all = collect_bounded(requests.iter(), far(1000), find).unwrap();
         assert_eq!(all.len(), 4);
         let none = |_: &usize| Ok(None);
-        let empty = collect_bounded(requests.iter(), none, 0, far).unwrap();
+        let empty = collect_bounded(requests.iter(), far(0), none).unwrap();
         assert_eq!(empty, vec![Bytes::new(); 4], "empty entries cost nothing");
     }
 
     #[test]
     fn deadline_stops_after_one() {
-        let past = Instant::now();
+        let past = Budget { bytes: u64::MAX, deadline: Instant::now() };
         std::thread::sleep(Duration::from_millis(2));
-        let out =
-            collect_bounded([1usize, 2].iter(), |_| Ok(Some(vec![1])), u64::MAX, past).unwrap();
+        let out = collect_bounded([1usize, 2].iter(), past, |_| Ok(Some(vec![1]))).unwrap();
         assert_eq!(out.len(), 1);
     }
 }

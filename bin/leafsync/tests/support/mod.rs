@@ -49,6 +49,14 @@ pub fn spawn_daemon(config: &Path, log: &Path) -> (Killed, mpsc::Receiver<String
     (Killed(child), rx)
 }
 
+/// Starts daemon `name` of a test in `dir`: writes `toml` to `<dir>/<name>.toml` and runs it with
+/// its log in `<dir>/<name>.log` (see [`spawn_daemon`]).
+pub fn start_daemon(dir: &Path, name: &str, toml: &str) -> (Killed, mpsc::Receiver<String>) {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(&config, toml).unwrap();
+    spawn_daemon(&config, &dir.join(format!("{name}.log")))
+}
+
 /// The rest of the first stdout line starting with `prefix`.
 pub fn line_with(rx: &mpsc::Receiver<String>, prefix: &str) -> String {
     loop {

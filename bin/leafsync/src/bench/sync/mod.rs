@@ -2,16 +2,17 @@
 //! servers over real RLPx on loopback, every peer behind an emulated WAN link (`wan.rs`). The
 //! servers run in a child process (`servers.rs`) so the client's CPU time and memory are its own;
 //! with `--clients N` that many clients sync from them at once, and with `--churn` the servers
-//! apply blocks meanwhile (`churn.rs`). Prints a table and, with `--json`, one JSON object as the
-//! last line (see docs/benchmarks.md).
+//! apply blocks meanwhile (`churn.rs`). Prints a table (`report.rs`) and, with `--json`, one JSON
+//! object as the last line (see docs/benchmarks.md).
 
 mod churn;
+mod examine;
+mod report;
 mod servers;
 mod snap_source;
 mod wan;
 
 use std::{
-    collections::HashSet,
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
@@ -19,9 +20,7 @@ use std::{
 };
 
 use alloy_primitives::B256;
-use alloy_rlp::Encodable;
-use alloy_trie::Nibbles;
-use leafsync_leafdb::{EMPTY_CODE_HASH, LeafDb};
+use leafsync_leafdb::LeafDb;
 use leafsync_p2p::leaf::ChainHead;
 use leafsync_sync::{
     NewPeers, PeerSources, PhaseTimes, SnapPeer, SnapTransport, SyncConfig, SyncMode, SyncOutcome,
@@ -32,7 +31,9 @@ use tokio::runtime::Runtime;
 
 pub(crate) use self::servers::{ServersArgs, servers};
 use self::{
-    churn::{ChainReport, ChurnArgs, ChurnPlan, ChurnPreset},
+    churn::{ChainReport, ChurnArgs},
+    examine::{Examined, examine},
+    report::{ratio, sources_table, table},
     servers::{ServerCounters, ServerProcess},
     snap_source::SnapServers,
     wan::{LEAF_KINDS, Links, Snappy, Traffic, WanConfig, WanPeer},
@@ -40,36 +41,11 @@ use self::{
 use crate::{
     bench::{
         in_scratch_dir,
-        leafdb::{Leaf, hash_builder_root},
         proc::{USER_HZ, cpu_since, cpu_ticks, peak_rss_mib, reset_peak_rss},
     },
     error::CliError,
     node::loopback::{check_servers, open, runtime, start_client},
 };
-
-// The targets the benchmark reports against (from the issue).
-/// Leaf sync's wall time over heal-only's, at most.
-const TARGET_TIME: f64 = 0.2;
-/// Leaf sync's bytes up over heal-only's, at most.
-const TARGET_UPLOAD: f64 = 0.005;
-/// Leaf sync's requests over heal-only's, at most.
-const TARGET_REQUESTS: f64 = 0.02;
-/// Leaf sync's bytes down over the raw leaf bytes, at most.
-const TARGET_BYTES_OVER_RAW: f64 = 1.1;
-/// Leaf sync's client CPU over the floor, at most.
-const TARGET_CPU_OVER_FLOOR: f64 = 2.0;
-/// Leaf sync's bytes down over the raw leaf and code bytes, at most (issue 15, goal 4).
-const TARGET_BYTES_OVER_RAW_AND_CODE: f64 = 1.03;
-/// Leaf sync's wall time over its wire time, at most (issue 15, goal 1).
-const TARGET_WALL_OVER_WIRE: f64 = 1.5;
-/// The sync client's peak resident set, MiB, at most (issue 15, goal 7).
-const TARGET_PEAK_RSS_MIB: u64 = 1024;
-/// Chunk requests answered from the servers' caches with two clients, at least (issue 15,
-/// goal 6).
-const TARGET_CACHE_HIT_RATE: f64 = 0.45;
-/// Healed trie nodes over all trie nodes with churn in proportion to mainnet's, at most (issue
-/// 15, goal 5).
-const TARGET_HEAL_FRACTION: f64 = 0.01;
 
 /// Peers that joined the network and wait for the sync to take them, at most.
 const JOINING_BOUND: usize = 16;
@@ -289,75 +265,6 @@ fn phases_json(phases: &PhaseTimes) -> Value {
         (name.to_string(), json!({ "first_s": secs(span.first), "last_s": secs(span.last) }))
     });
     Value::Object(map.collect())
-}
-
-/// What the client's flat tables hold, measured after a sync.
-#[derive(Debug)]
-struct Examined {
-    /// Root by `HashBuilder` over the flat tables, storage roots recomputed.
-    root: B256,
-    accounts: u64,
-    slots: u64,
-    /// Referenced codes missing from the code table.
-    missing_codes: u64,
-    raw_leaf_bytes: u64,
-    raw_code_bytes: u64,
-    /// CPU seconds of the `HashBuilder` pass (the calling thread's only), and its wall time.
-    floor_cpu_s: f64,
-    floor_wall_s: f64,
-}
-
-/// The accounts and slots of the flat tables, in key order.
-fn read_leaves(db: &LeafDb) -> Result<Vec<Leaf>, CliError> {
-    let snap = db.snapshot()?;
-    let mut leaves = Vec::new();
-    for item in snap.accounts_with_prefix(&Nibbles::new()) {
-        let (hashed, account) = item?;
-        let slots = snap.storage_with_prefix(&hashed, &Nibbles::new()).collect::<Result<_, _>>()?;
-        leaves.push(Leaf { hashed, account, slots });
-    }
-    Ok(leaves)
-}
-
-/// Reads the client's flat tables into memory, then times `HashBuilder` over them (the floor)
-/// and sizes them (the raw leaf bytes: per account its 32-byte hashed address and its RLP
-/// account, per slot its 32-byte hashed key and its RLP value; code bytes apart).
-fn examine(db: &LeafDb) -> Result<Examined, CliError> {
-    let leaves = read_leaves(db)?;
-    let mut raw_leaf_bytes = 0u64;
-    let mut slots = 0u64;
-    let mut code_hashes = HashSet::new();
-    for leaf in &leaves {
-        raw_leaf_bytes += 32 + leaf.account.length() as u64;
-        for (_, value) in &leaf.slots {
-            raw_leaf_bytes += 32 + value.length() as u64;
-        }
-        slots += leaf.slots.len() as u64;
-        if leaf.account.code_hash != EMPTY_CODE_HASH {
-            code_hashes.insert(leaf.account.code_hash);
-        }
-    }
-    let (mut raw_code_bytes, mut missing_codes) = (0u64, 0u64);
-    for hash in &code_hashes {
-        match db.code(hash)? {
-            Some(code) => raw_code_bytes += code.len() as u64,
-            None => missing_codes += 1,
-        }
-    }
-    let (cpu, wall) = (cpu_ticks("thread-self")?, Instant::now());
-    let root = hash_builder_root(&leaves);
-    let floor_wall_s = wall.elapsed().as_secs_f64();
-    let floor_cpu_s = cpu_since("thread-self", cpu)?;
-    Ok(Examined {
-        root,
-        accounts: leaves.len() as u64,
-        slots,
-        missing_codes,
-        raw_leaf_bytes,
-        raw_code_bytes,
-        floor_cpu_s,
-        floor_wall_s,
-    })
 }
 
 /// A client's peers: those it starts with, and for `leaf/1` the ones that join later.
@@ -663,229 +570,4 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
     let mut table = table(args, &servers, &floor, &leaf, heal_only.as_ref());
     table += &sources_table(&leaf, heal_only.as_ref(), snap.as_ref());
     Ok(Report { table, json, ok })
-}
-
-/// `value / base`, or NaN without a base.
-fn ratio(value: f64, base: f64) -> f64 {
-    if base > 0.0 { value / base } else { f64::NAN }
-}
-
-fn verdict(ratio: f64, target: f64) -> &'static str {
-    if ratio <= target { "met" } else { "missed" }
-}
-
-/// One line of the table: leaf, heal-only, their ratio and its target.
-fn row(
-    t: &mut String,
-    name: &str,
-    (leaf, heal): (f64, Option<f64>),
-    digits: usize,
-    target: Option<f64>,
-) {
-    let ratio = heal.map(|h| ratio(leaf, h));
-    let heal = heal.map_or("-".to_string(), |h| format!("{h:.digits$}"));
-    let shown = ratio.map_or("-".to_string(), |r| format!("{r:.4}"));
-    let target = match (target, ratio) {
-        (Some(x), Some(r)) => format!("≤ {x}: {}", verdict(r, x)),
-        (Some(x), None) => format!("≤ {x}"),
-        (None, _) => String::new(),
-    };
-    *t += &format!(
-        "  {name:<14}{:>12}{heal:>14}{shown:>16}   {target}\n",
-        format!("{leaf:.digits$}")
-    );
-}
-
-fn table(
-    args: &SyncBench,
-    servers: &ServerProcess,
-    floor: &Examined,
-    leaf: &Run,
-    heal: Option<&Run>,
-) -> String {
-    let mb = |b: u64| b as f64 / 1e6;
-    let rtt =
-        if args.rtt_ms == 0 { "no latency".to_string() } else { format!("{} ms RTT", args.rtt_ms) };
-    let bandwidth = if args.mbit == 0 {
-        "unlimited bandwidth".to_string()
-    } else {
-        format!("{} Mbit/s per direction", args.mbit)
-    };
-    let mut t = format!(
-        "leafsync bench sync: {} accounts, {} slots, {} servers; every peer link: {rtt}, \
-         {bandwidth}\n",
-        servers.accounts, servers.slots, args.servers
-    );
-    t += &format!(
-        "  state generated by the server process in {:.1} s; raw leaf bytes {:.1} MB (+ {:.1} MB \
-         of code); floor: HashBuilder over the client's leaves {:.2} s CPU ({:.2} s wall)\n\n",
-        servers.generate_s,
-        mb(floor.raw_leaf_bytes),
-        mb(floor.raw_code_bytes),
-        floor.floor_cpu_s,
-        floor.floor_wall_s
-    );
-    t += &format!(
-        "  {:<14}{:>12}{:>14}{:>16}   target\n",
-        "", "leaf", "heal-only", "leaf/heal-only"
-    );
-    let pick = |f: &dyn Fn(&Run) -> f64| (f(leaf), heal.map(f));
-    row(&mut t, "wall s", pick(&|r| r.wall_s), 2, Some(TARGET_TIME));
-    row(&mut t, "client CPU s", pick(&|r| r.cpu_s), 2, None);
-    row(&mut t, "MB down", pick(&|r| mb(r.bytes_down)), 1, None);
-    row(&mut t, "MB up", pick(&|r| mb(r.bytes_up)), 3, Some(TARGET_UPLOAD));
-    row(&mut t, "requests", pick(&|r| r.requests as f64), 0, Some(TARGET_REQUESTS));
-    row(&mut t, "healed nodes", pick(&|r| r.sum(|s| s.healed_nodes) as f64), 0, None);
-    let heal_root = heal.map_or("-".to_string(), |h| h.root_ok.to_string());
-    t += &format!("  {:<14}{:>12}{heal_root:>14}\n", "root ok", leaf.root_ok.to_string());
-    let over_raw = ratio(leaf.bytes_down as f64, floor.raw_leaf_bytes as f64);
-    let over_raw_code =
-        ratio(leaf.bytes_down as f64, (floor.raw_leaf_bytes + floor.raw_code_bytes) as f64);
-    // With several clients in the process, each client's share of its CPU.
-    let over_floor = ratio(leaf.cpu_s / leaf.stats.len().max(1) as f64, floor.floor_cpu_s);
-    t += &format!(
-        "\n  leaf bytes down / raw leaf bytes   {over_raw:.3} (target ≤ {TARGET_BYTES_OVER_RAW}: \
-         {}); / (raw leaf + code bytes) {over_raw_code:.3} (target ≤ \
-         {TARGET_BYTES_OVER_RAW_AND_CODE}: {})\n",
-        verdict(over_raw, TARGET_BYTES_OVER_RAW),
-        verdict(over_raw_code, TARGET_BYTES_OVER_RAW_AND_CODE)
-    );
-    if let Some(over_wire) = leaf.over_wire() {
-        t += &format!(
-            "  leaf wall time / wire time         {over_wire:.2} (target ≤ \
-             {TARGET_WALL_OVER_WIRE}: {})\n",
-            verdict(over_wire, TARGET_WALL_OVER_WIRE)
-        );
-    }
-    t += &format!(
-        "  leaf client CPU / floor            {over_floor:.2} (target ≤ {TARGET_CPU_OVER_FLOOR}: \
-         {}){}\n",
-        verdict(over_floor, TARGET_CPU_OVER_FLOOR),
-        if leaf.stats.len() > 1 { ", per client" } else { "" }
-    );
-    if let (Some(plan), Some(churn)) = (&servers.churn, &leaf.churn) {
-        t += &churn_lines(plan, leaf, churn);
-    }
-    t
-}
-
-/// The churn during the leaf sync and the heal it cost (the first client's).
-fn churn_lines(plan: &ChurnPlan, leaf: &Run, churn: &ChurnRun) -> String {
-    let preset = match plan.preset {
-        ChurnPreset::Proportional => "the state's share of mainnet's changes",
-        ChurnPreset::Mainnet => "mainnet-sized",
-        ChurnPreset::None => "none",
-    };
-    let fraction = leaf.heal_fraction().unwrap_or(f64::NAN);
-    let target = if plan.preset == ChurnPreset::Proportional {
-        format!(
-            " (target ≤ 1% with proportional churn: {})",
-            verdict(fraction, TARGET_HEAL_FRACTION)
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        "  churn: a block every {:.1} s of {} accounts and {} slots ({preset}), servers up to {} \
-         blocks apart; {} blocks during the sync (up to {} ms late), pivot {}, chain head {} at \
-         the end\n  heal under churn: {} of {} trie nodes healed = {:.3}%{target}\n",
-        plan.interval_ms as f64 / 1e3,
-        plan.accounts,
-        plan.slots,
-        plan.spread,
-        leaf.servers.map_or(0, |s| s.blocks),
-        churn.chain.late_ms,
-        churn.pivot.number,
-        churn.chain.head(),
-        leaf.stats.first().map_or(0, |s| s.healed_nodes),
-        churn.trie_nodes,
-        fraction * 100.0,
-    )
-}
-
-/// Each source's wall time against its wire time, its bytes before and after snappy.
-fn sources_table(leaf: &Run, heal: Option<&Run>, snap: Option<&Run>) -> String {
-    let mut t = format!(
-        "\n  {:<10}{:>9}{:>9}{:>9}{:>11}{:>10}{:>12}{:>10}{:>9}\n",
-        "source",
-        "wall s",
-        "CPU s",
-        "wire s",
-        "wall/wire",
-        "MB down",
-        "MB snappy",
-        "requests",
-        "(sync)"
-    );
-    let runs = [("leaf", Some(leaf)), ("heal-only", heal), ("snap", snap)];
-    for (name, run) in runs.into_iter().filter_map(|(n, r)| r.map(|r| (n, r))) {
-        let wire = run.wire_s.map_or("-".to_string(), |w| format!("{w:.2}"));
-        let over = run.over_wire().map_or("-".to_string(), |r| format!("{r:.2}"));
-        t += &format!(
-            "  {name:<10}{:>9.2}{:>9.2}{wire:>9}{over:>11}{:>10.1}{:>12.1}{:>10}{:>9}\n",
-            run.wall_s,
-            run.cpu_s,
-            run.bytes_down as f64 / 1e6,
-            run.snappy_bytes_down as f64 / 1e6,
-            run.requests,
-            run.sum(|s| s.requests)
-        );
-    }
-    for (name, run) in runs.into_iter().filter_map(|(n, r)| r.map(|r| (n, r))) {
-        t += &memory_and_phases(name, run);
-        if let Some(servers) = &run.servers {
-            t += &servers_line(run, servers);
-        }
-    }
-    t
-}
-
-/// A source's peak resident set and the time until each kind of its work was last done.
-fn memory_and_phases(name: &str, run: &Run) -> String {
-    let rss = run.peak_rss_mib.map_or("?".to_string(), |m| format!("{m} MiB"));
-    let verdict =
-        run.peak_rss_mib.map_or("?", |m| if m <= TARGET_PEAK_RSS_MIB { "met" } else { "missed" });
-    let scope = if !run.peak_rss_reset {
-        ", not reset: since the process started"
-    } else if run.servers.is_none() {
-        ", in-process servers included: an upper bound"
-    } else {
-        ""
-    };
-    let phases = run.phases();
-    let last = PHASES.iter().map(|&(name, kind)| {
-        let at =
-            phases.span(kind).last.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64()));
-        format!("{name} {at}")
-    });
-    format!(
-        "\n  {name}: client peak RSS {rss} (target ≤ {TARGET_PEAK_RSS_MIB} MiB: {verdict}{scope}, \
-         {} client(s)); seconds until the last of each: {}\n",
-        run.stats.len(),
-        last.collect::<Vec<_>>().join(", ")
-    )
-}
-
-/// The servers' work during a sync: CPU per MB answered and the chunk cache's hit rate.
-fn servers_line(run: &Run, c: &ServerCounters) -> String {
-    let rate = c.hit_rate();
-    let target = if run.stats.len() > 1 {
-        format!(
-            " (target ≥ {TARGET_CACHE_HIT_RATE} with 2 clients: {})",
-            if rate >= TARGET_CACHE_HIT_RATE { "met" } else { "missed" }
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        "  servers: {:.2} s CPU, {:.4} s per MB answered; {} requests; chunk cache {} hits ({} \
-         waited for another request's read), {} misses: {:.3}{target}\n",
-        c.cpu_ticks as f64 / USER_HZ,
-        run.server_cpu_per_mb().unwrap_or(f64::NAN),
-        c.served,
-        c.cache_hits,
-        c.cache_joined,
-        c.cache_misses,
-        rate,
-    )
 }

@@ -1,0 +1,153 @@
+use super::*;
+use crate::kv::rocks::DbOptions;
+
+fn account(i: u64, slots: u64) -> ChunkAccount {
+    let mut hashed = keccak256(i.to_be_bytes());
+    hashed[0] = 0x30 | (hashed[0] & 0x0f);
+    let storage = (0..slots).map(|s| (keccak256([i as u8, s as u8]), U256::from(s + 1)));
+    let mut storage: Vec<_> = storage.collect();
+    storage.sort();
+    ChunkAccount {
+        hashed_address: hashed,
+        account: TrieAccount { nonce: i, ..Default::default() },
+        storage: Some(storage),
+    }
+}
+
+fn tables<S: KvStore>(db: &LeafDb<S>) -> Vec<(Table, crate::kv::KvPair)> {
+    let mut all = Vec::new();
+    for table in [Table::Accounts, Table::Storage, Table::AccountNodes, Table::StorageNodes] {
+        for item in db.store().iter_from(table, &[]) {
+            all.push((table, item.unwrap()));
+        }
+    }
+    all
+}
+
+fn chunk(ids: &[(u64, u64)]) -> Vec<ChunkAccount> {
+    let mut accounts: Vec<_> = ids.iter().map(|(i, s)| account(*i, *s)).collect();
+    accounts.sort_by_key(|a| a.hashed_address);
+    accounts
+}
+
+/// Importing over an earlier import of the same prefix (a retry with another peer's answer)
+/// leaves exactly what importing it alone leaves, also where the ranges were found
+/// occupied; and a first import into empty ranges writes no range deletes.
+#[test]
+fn a_reimported_chunk_replaces_the_earlier_one() {
+    let prefix = Nibbles::from_nibbles([3]);
+    let first = chunk(&[(1, 3), (2, 0), (3, 40), (4, 1)]);
+    let second = chunk(&[(2, 5), (5, 0), (6, 30)]);
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = LeafDb::open(dir.path(), &DbOptions::default(), Default::default()).unwrap();
+    let mem = LeafDb::in_memory();
+    let fresh = LeafDb::in_memory();
+    fresh.import_account_chunk(&prefix, &second).unwrap();
+    mem.import_account_chunk(&prefix, &first).unwrap();
+    mem.import_account_chunk(&prefix, &second).unwrap();
+    mem.import_account_chunk(&prefix, &second).unwrap();
+    assert_eq!(tables(&mem), tables(&fresh));
+    rocks.import_account_chunk(&prefix, &first).unwrap();
+    rocks.import_account_chunk(&prefix, &second).unwrap();
+    assert_eq!(tables(&rocks), tables(&fresh));
+
+    // Storage chunks: a smaller storage under one prefix replaces a larger one.
+    let owner = second[2].hashed_address;
+    let slots = |n: u64| {
+        let mut s: Vec<_> = (0..n).map(|s| (keccak256([9, s as u8]), U256::from(s + 7))).collect();
+        s.retain(|(k, _)| k[0] >> 4 == 0xa);
+        s.sort();
+        s
+    };
+    let sub = Nibbles::from_nibbles([0xa]);
+    fresh.import_storage_chunk(&owner, &sub, &slots(60)).unwrap();
+    rocks.import_storage_chunk(&owner, &sub, &slots(200)).unwrap();
+    rocks.import_storage_chunk(&owner, &sub, &slots(60)).unwrap();
+    assert_eq!(tables(&rocks), tables(&fresh));
+}
+
+/// Chunks written together (account chunks with a large storage among their accounts, and
+/// that storage's own chunks) leave the tables that writing them one by one leaves, and
+/// every file in the bottom level: the account chunk's storage files are cut around the
+/// large storage, so its chunks' files overlap none (without the cut they go higher and
+/// must be compacted).
+#[test]
+fn chunks_written_together_land_in_the_bottom_level() {
+    let mut first = chunk(&[(1, 3), (2, 0), (3, 40), (4, 1), (7, 2), (8, 5)]);
+    let large = first[2].hashed_address;
+    first[2].storage = None;
+    let second = chunk(&[(11, 2), (12, 0)]);
+    let slots: Vec<_> = (0..200u64)
+        .map(|s| (keccak256(s.to_be_bytes()), U256::from(s + 1)))
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
+        .collect();
+    let under = |nibble: u8| -> Vec<(B256, U256)> {
+        slots.iter().filter(|(k, _)| k[0] >> 4 == nibble).copied().collect()
+    };
+    let (p3, p9) = (Nibbles::from_nibbles([3]), Nibbles::from_nibbles([9]));
+    let second: Vec<_> = second
+        .into_iter()
+        .map(|mut a| {
+            a.hashed_address[0] = 0x90 | (a.hashed_address[0] & 0x0f);
+            a
+        })
+        .collect();
+    let mut second = second;
+    second.sort_by_key(|a| a.hashed_address);
+
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = LeafDb::open(dir.path(), &DbOptions::default(), Default::default()).unwrap();
+    let mut set = ChunkSet::default();
+    let one = set.add(rocks.stage_account_chunk(&p3, &first).unwrap());
+    let two = set.add(rocks.stage_account_chunk(&p9, &second).unwrap());
+    rocks.commit_chunks(set).unwrap();
+    let mut set = ChunkSet::default();
+    for nibble in [0x1, 0xa, 0xf] {
+        let prefix = Nibbles::from_nibbles([nibble]);
+        set.add(rocks.stage_storage_chunk(&large, &prefix, &under(nibble)).unwrap());
+    }
+    rocks.commit_chunks(set).unwrap();
+
+    let mem = LeafDb::in_memory();
+    assert_eq!(mem.import_account_chunk(&p3, &first).unwrap(), one);
+    assert_eq!(mem.import_account_chunk(&p9, &second).unwrap(), two);
+    for nibble in [0x1, 0xa, 0xf] {
+        let prefix = Nibbles::from_nibbles([nibble]);
+        mem.import_storage_chunk(&large, &prefix, &under(nibble)).unwrap();
+    }
+    assert_eq!(tables(&rocks), tables(&mem));
+    for table in [Table::Accounts, Table::Storage, Table::AccountNodes, Table::StorageNodes] {
+        let levels = rocks.store().files_per_level(table).unwrap();
+        let (bottom, above) = levels.split_last().unwrap();
+        assert!(*bottom > 0 && above.iter().all(|n| *n == 0), "{table:?}: {levels:?}");
+    }
+}
+
+/// Two chunks of the same prefix in one set (never made by a sync: its units are
+/// disjoint) are refused before anything is written, not written over each other.
+#[test]
+fn overlapping_chunks_in_one_set_are_refused() {
+    let prefix = Nibbles::from_nibbles([3]);
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = LeafDb::open(dir.path(), &DbOptions::default(), Default::default()).unwrap();
+    let mut set = ChunkSet::default();
+    set.add(rocks.stage_account_chunk(&prefix, &chunk(&[(1, 3), (2, 0)])).unwrap());
+    set.add(rocks.stage_account_chunk(&prefix, &chunk(&[(1, 3), (5, 1)])).unwrap());
+    assert!(matches!(rocks.commit_chunks(set), Err(LeafDbError::UnsortedInput { .. })));
+    assert!(tables(&rocks).is_empty(), "nothing written");
+}
+
+#[test]
+fn a_first_import_writes_no_range_deletes() {
+    let db = LeafDb::in_memory();
+    let mut batch = WriteBatch::default();
+    clear_account_prefix(db.store(), &mut batch, &Nibbles::from_nibbles([3])).unwrap();
+    assert!(batch.is_empty());
+    db.import_account_chunk(&Nibbles::from_nibbles([3]), &chunk(&[(1, 2)])).unwrap();
+    clear_account_prefix(db.store(), &mut batch, &Nibbles::from_nibbles([3])).unwrap();
+    assert_eq!(batch.len(), 4);
+    let mut batch = WriteBatch::default();
+    clear_account_prefix(db.store(), &mut batch, &Nibbles::from_nibbles([4])).unwrap();
+    assert!(batch.is_empty());
+}
