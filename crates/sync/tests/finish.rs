@@ -155,11 +155,17 @@ async fn a_resumed_sync_hashes_the_flat_state_again() {
     assert!(out.stats.final_rehashed > 0, "{:?}", out.stats);
 }
 
+/// A generated state of `accounts` in memory and its root.
+fn generated(accounts: u64, seed: u64) -> (LeafDb<MemStore>, B256) {
+    let db = LeafDb::in_memory();
+    db.generate(leafsync_leafdb::GenParams { accounts, seed }).unwrap();
+    let root = db.account_root().unwrap();
+    (db, root)
+}
+
 #[test]
 fn the_flat_check_names_wrong_storage_orphans_and_missing_code() {
-    let db = LeafDb::in_memory();
-    db.generate(leafsync_leafdb::GenParams { accounts: 300, seed: 2 }).unwrap();
-    let root = db.account_root().unwrap();
+    let (db, root) = generated(300, 2);
     let clean = db.check_flat_state().unwrap();
     assert!(clean.ok(root), "{clean:?}");
     assert_eq!(clean.accounts, 300);
@@ -193,9 +199,7 @@ fn the_flat_check_names_wrong_storage_orphans_and_missing_code() {
 /// between ranges, missing codes), in key order, and count the same accounts and slots.
 #[test]
 fn the_links_check_finds_what_the_full_check_finds_in_every_owner_range() {
-    let db = LeafDb::in_memory();
-    db.generate(leafsync_leafdb::GenParams { accounts: 2000, seed: 5 }).unwrap();
-    let root = db.account_root().unwrap();
+    let (db, root) = generated(2000, 5);
     let clean = db.check_flat_links().unwrap();
     assert!(clean.ok(root), "{clean:?}");
     assert_eq!(clean.accounts_root, None, "nothing hashed");

@@ -230,6 +230,23 @@ where
     Box::new(it.map(|r| r.map_err(storage)))
 }
 
+impl RocksStore {
+    /// Forward iteration over `table` from `start` under `opts` (which may name a snapshot);
+    /// an unknown table is one error item.
+    fn iter_with<'a>(
+        &'a self,
+        table: Table,
+        start: &[u8],
+        opts: ReadOptions,
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
+        let mode = IteratorMode::From(start, Direction::Forward);
+        match self.cf(table) {
+            Ok(cf) => boxed_iter(self.db.iterator_cf_opt(cf, opts, mode)),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        }
+    }
+}
+
 impl KvRead for RocksStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db.get_cf(self.cf(table)?, key).map_err(storage)
@@ -249,12 +266,7 @@ impl KvRead for RocksStore {
         table: Table,
         start: &[u8],
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
-        match self.cf(table) {
-            Ok(cf) => {
-                boxed_iter(self.db.iterator_cf(cf, IteratorMode::From(start, Direction::Forward)))
-            }
-            Err(e) => Box::new(std::iter::once(Err(e))),
-        }
+        self.iter_with(table, start, ReadOptions::default())
     }
 
     fn scan_from<'a>(
@@ -262,14 +274,7 @@ impl KvRead for RocksStore {
         table: Table,
         start: &[u8],
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
-        match self.cf(table) {
-            Ok(cf) => boxed_iter(self.db.iterator_cf_opt(
-                cf,
-                scan_options(),
-                IteratorMode::From(start, Direction::Forward),
-            )),
-            Err(e) => Box::new(std::iter::once(Err(e))),
-        }
+        self.iter_with(table, start, scan_options())
     }
 }
 
@@ -285,6 +290,15 @@ impl std::fmt::Debug for RocksSnapshot<'_> {
     }
 }
 
+impl RocksSnapshot<'_> {
+    /// `opts` reading this snapshot (the iterators made with them borrow `self`, so the
+    /// snapshot outlives them).
+    fn read_options(&self, mut opts: ReadOptions) -> ReadOptions {
+        opts.set_snapshot(&self.snap);
+        opts
+    }
+}
+
 impl KvRead for RocksSnapshot<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.snap.get_cf(self.store.cf(table)?, key).map_err(storage)
@@ -295,12 +309,7 @@ impl KvRead for RocksSnapshot<'_> {
         table: Table,
         start: &[u8],
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
-        match self.store.cf(table) {
-            Ok(cf) => {
-                boxed_iter(self.snap.iterator_cf(cf, IteratorMode::From(start, Direction::Forward)))
-            }
-            Err(e) => Box::new(std::iter::once(Err(e))),
-        }
+        self.store.iter_with(table, start, self.read_options(ReadOptions::default()))
     }
 
     fn scan_from<'a>(
@@ -308,14 +317,7 @@ impl KvRead for RocksSnapshot<'_> {
         table: Table,
         start: &[u8],
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
-        match self.store.cf(table) {
-            Ok(cf) => boxed_iter(self.snap.iterator_cf_opt(
-                cf,
-                scan_options(),
-                IteratorMode::From(start, Direction::Forward),
-            )),
-            Err(e) => Box::new(std::iter::once(Err(e))),
-        }
+        self.store.iter_with(table, start, self.read_options(scan_options()))
     }
 }
 
