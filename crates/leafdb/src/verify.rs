@@ -396,19 +396,23 @@ impl<S: KvStore> LeafDb<S> {
         self.check_flat(false)
     }
 
-    /// The flat check; `hash`: build the account root and every storage root. Without hashing
-    /// the owner ranges ([`FLAT_CHECK_RANGES`]) are checked on several threads; the account root
-    /// needs every account in order, so a hashing check is one pass.
+    /// The flat check; `hash`: build the account root and every storage root. The owner ranges
+    /// ([`FLAT_CHECK_RANGES`]) are checked on several threads; when hashing, one more thread
+    /// builds the account root from every account in order beside them.
     fn check_flat(&self, hash: bool) -> Result<FlatCheck> {
         let snap = self.store().snapshot();
         let (mut out, code_hashes) = if hash {
-            let mut accounts = root_builder();
-            let (mut out, code_hashes) = check_owners(&snap, OwnerRange::ALL, Some(&mut accounts))?;
-            out.accounts_root = Some(accounts.finish()?.root);
+            let (root, found) = std::thread::scope(|scope| {
+                let root = scope.spawn(|| account_root(&snap));
+                let found = check_owners_in_parallel(&snap, true);
+                (root.join().unwrap_or_else(|p| resume_unwind(p)), found)
+            });
+            let (mut out, code_hashes) = found?;
+            out.accounts_root = Some(root?);
             out.hashed_leaves = out.accounts + out.slots;
             (out, code_hashes)
         } else {
-            check_owners_in_parallel(&snap)?
+            check_owners_in_parallel(&snap, false)?
         };
         let mut codes = snap.scan_from(Table::Code, &[]).fuse();
         let mut current: Option<B256> = None;
@@ -430,13 +434,13 @@ impl<S: KvStore> LeafDb<S> {
     }
 }
 
-/// Owner ranges a flat check without hashing splits the accounts and storage into (by the first
-/// byte of the owner's hash, 16 values each), so that threads can share the work.
+/// Owner ranges a flat check splits the accounts and storage into (by the first byte of the
+/// owner's hash, 16 values each), so that threads can share the work.
 const FLAT_CHECK_RANGES: u8 = 16;
 
-/// Threads a flat check without hashing runs on at most (fewer on a machine with fewer cores):
-/// at the end of a sync it is all the node does, and the scan is as much waiting for the disk
-/// as hashing.
+/// Threads a flat check scans owner ranges on at most (fewer on a machine with fewer cores): at
+/// the end of a sync it is all the node does, and the scan is as much waiting for the disk as
+/// hashing.
 const FLAT_CHECK_THREADS: usize = 4;
 
 /// Flat accounts and storage whose owner's first byte is in `first..end` (`end: None`: to the
@@ -448,8 +452,6 @@ struct OwnerRange {
 }
 
 impl OwnerRange {
-    const ALL: Self = Self { first: 0, end: None };
-
     /// Range `i` of [`FLAT_CHECK_RANGES`].
     fn part(i: u8) -> Self {
         let width = u8::MAX / FLAT_CHECK_RANGES + 1;
@@ -466,7 +468,10 @@ type OwnersFound = (FlatCheck, BTreeSet<B256>);
 
 /// [`check_owners`] over each of the [`FLAT_CHECK_RANGES`] ranges on up to
 /// [`FLAT_CHECK_THREADS`] threads, the findings joined in key order.
-fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(snap: &R) -> Result<OwnersFound> {
+fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(
+    snap: &R,
+    hash: bool,
+) -> Result<OwnersFound> {
     let threads =
         std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, FLAT_CHECK_THREADS);
     let next = AtomicU8::new(0);
@@ -480,7 +485,7 @@ fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(snap: &R) -> Result<Owner
                         if i >= FLAT_CHECK_RANGES {
                             return done;
                         }
-                        done.push((i, check_owners(snap, OwnerRange::part(i), None)));
+                        done.push((i, check_owners(snap, OwnerRange::part(i), hash)));
                     }
                 })
             })
@@ -492,7 +497,7 @@ fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(snap: &R) -> Result<Owner
     parts.sort_by_key(|(i, _)| *i);
     let mut out = FlatCheck::default();
     let mut code_hashes = BTreeSet::new();
-    // Without hashing a range finds only storage of no account; codes are checked after.
+    // A range finds wrong storage and storage of no account; codes are checked after.
     for (_, part) in parts {
         let (part, codes) = part?;
         out.accounts += part.accounts;
@@ -500,19 +505,31 @@ fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(snap: &R) -> Result<Owner
         out.problems += part.problems;
         let room = MAX_FLAT_REPAIRS.saturating_sub(out.orphan_storage.len());
         out.orphan_storage.extend(part.orphan_storage.into_iter().take(room));
+        let room = MAX_FLAT_REPAIRS.saturating_sub(out.bad_storage.len());
+        out.bad_storage.extend(part.bad_storage.into_iter().take(room));
         code_hashes.extend(codes);
     }
     Ok((out, code_hashes))
 }
 
+/// The root of the account trie built from every flat account, in order.
+fn account_root<R: KvRead + ?Sized>(snap: &R) -> Result<B256> {
+    let mut accounts = root_builder();
+    for item in snap.scan_from(Table::Accounts, &[]) {
+        let (key, value) = item?;
+        let (owner, _) = decode_account_row(&key, &value)?;
+        accounts.add_leaf(Nibbles::unpack(owner), value.to_vec())?;
+    }
+    Ok(accounts.finish()?.root)
+}
+
 /// Merge-scans the flat accounts and storage of `range`: counts them, notes storage without an
-/// account and, given the account trie's builder, storage that does not hash to its account's
-/// storage root (the accounts are fed to the builder in order). Returns the findings and the
-/// code hashes the accounts name.
+/// account and, with `hash`, storage that does not hash to its account's storage root. Returns
+/// the findings and the code hashes the accounts name.
 fn check_owners<R: KvRead + ?Sized>(
     snap: &R,
     range: OwnerRange,
-    mut accounts: Option<&mut RootBuilder>,
+    hash: bool,
 ) -> Result<OwnersFound> {
     let mut out = FlatCheck::default();
     let mut code_hashes = BTreeSet::new();
@@ -542,20 +559,19 @@ fn check_owners<R: KvRead + ?Sized>(
                 }
             } else {
                 out.slots += 1;
-                if accounts.is_some() {
+                if hash {
                     let value = decode_slot_value(&v)?;
                     slots.add_leaf(Nibbles::unpack(&k[32..]), slot_leaf_value(&value))?;
                 }
             }
             next_row = storage.next().transpose()?;
         }
-        if let Some(accounts) = accounts.as_deref_mut() {
+        if hash {
             let storage_root = slots.finish()?.root;
             if storage_root != account.storage_root {
                 let item = (owner, account.storage_root);
                 FlatCheck::note(&mut out.bad_storage, &mut out.problems, item);
             }
-            accounts.add_leaf(Nibbles::unpack(owner), value.to_vec())?;
         }
         if account.code_hash != KECCAK256_EMPTY {
             code_hashes.insert(account.code_hash);
