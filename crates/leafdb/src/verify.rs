@@ -380,8 +380,9 @@ impl FlatCheck {
 impl<S: KvStore> LeafDb<S> {
     /// Checks the flat state by merge-scans on one snapshot, without reading a trie node: the
     /// account root of the flat accounts, every account's flat storage against its storage root
-    /// (one pass over the storage table beside the accounts), storage without an account, and
-    /// every named code present (the distinct hashes sorted, then one pass over the code table).
+    /// (the storage table scanned beside the accounts, in owner ranges on several threads),
+    /// storage without an account, and every named code present (the distinct hashes sorted,
+    /// then one pass over the code table).
     /// A sync runs it before it records its head unless every leaf was verified on import (see
     /// [`Self::check_flat_links`]); `verify` is the full, slower check.
     pub fn check_flat_state(&self) -> Result<FlatCheck> {
