@@ -86,8 +86,9 @@ pub enum LeafDbError {
         /// Its length in bytes.
         len: usize,
     },
-    /// A thread updating storage tries during a block's application panicked.
-    #[error("a storage trie worker panicked")]
+    /// A worker thread panicked: one updating a block's storage tries, or one scanning a flat
+    /// check's owner ranges.
+    #[error("a leafdb worker thread panicked")]
     WorkerPanicked,
     /// The trie builder's stack was empty when it needed a node: a bug, not bad input.
     #[error("trie builder invariant broken: {0}")]

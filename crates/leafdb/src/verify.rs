@@ -1,11 +1,7 @@
 //! Full consistency check: recompute every trie from the flat tables and compare it, node by
 //! node, with the stored tries, the stored root and the head.
 
-use std::{
-    collections::BTreeSet,
-    panic::resume_unwind,
-    sync::atomic::{AtomicU8, Ordering as AtomicOrdering},
-};
+use std::collections::BTreeSet;
 
 use alloy_primitives::{B256, KECCAK256_EMPTY};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles};
@@ -406,10 +402,10 @@ impl<S: KvStore> LeafDb<S> {
             let (root, found) = std::thread::scope(|scope| {
                 let root = scope.spawn(|| account_root(&snap));
                 let found = check_owners_in_parallel(&snap, true);
-                (root.join().unwrap_or_else(|p| resume_unwind(p)), found)
+                (root.join().map_err(|_| LeafDbError::WorkerPanicked), found)
             });
             let (mut out, code_hashes) = found?;
-            out.accounts_root = Some(root?);
+            out.accounts_root = Some(root??);
             out.hashed_leaves = out.accounts + out.slots;
             (out, code_hashes)
         } else {
@@ -467,40 +463,37 @@ impl OwnerRange {
 /// What [`check_owners`] found in its range, and the code hashes the range's accounts name.
 type OwnersFound = (FlatCheck, BTreeSet<B256>);
 
-/// [`check_owners`] over each of the [`FLAT_CHECK_RANGES`] ranges on up to
-/// [`FLAT_CHECK_THREADS`] threads, the findings joined in key order.
+/// [`check_owners`] over each of the [`FLAT_CHECK_RANGES`] ranges, split into contiguous runs
+/// of ranges on up to [`FLAT_CHECK_THREADS`] threads (hashes spread evenly, so the runs weigh
+/// alike), the findings joined in key order.
 fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(
     snap: &R,
     hash: bool,
 ) -> Result<OwnersFound> {
     let threads =
         std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, FLAT_CHECK_THREADS);
-    let next = AtomicU8::new(0);
-    let mut parts: Vec<(u8, Result<OwnersFound>)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, AtomicOrdering::Relaxed);
-                        if i >= FLAT_CHECK_RANGES {
-                            return done;
-                        }
-                        done.push((i, check_owners(snap, OwnerRange::part(i), hash)));
-                    }
+    let ranges: Vec<u8> = (0..FLAT_CHECK_RANGES).collect();
+    let per_thread = ranges.len().div_ceil(threads);
+    let parts = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .chunks(per_thread)
+            .map(|run| {
+                scope.spawn(move || {
+                    let parts = run.iter().map(|i| check_owners(snap, OwnerRange::part(*i), hash));
+                    parts.collect::<Result<Vec<_>>>()
                 })
             })
             .collect();
-        // A worker's panic is the check's, as it would be on one thread.
-        let joined = workers.into_iter().map(|w| w.join().unwrap_or_else(|p| resume_unwind(p)));
-        joined.flatten().collect()
-    });
-    parts.sort_by_key(|(i, _)| *i);
+        let mut parts = Vec::new();
+        for h in handles {
+            parts.extend(h.join().map_err(|_| LeafDbError::WorkerPanicked)??);
+        }
+        Ok::<_, LeafDbError>(parts)
+    })?;
     let mut out = FlatCheck::default();
     let mut code_hashes = BTreeSet::new();
     // A range finds wrong storage and storage of no account; codes are checked after.
-    for (_, part) in parts {
-        let (part, codes) = part?;
+    for (part, codes) in parts {
         out.accounts += part.accounts;
         out.slots += part.slots;
         out.problems += part.problems;
