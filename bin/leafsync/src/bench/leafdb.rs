@@ -14,7 +14,10 @@ use leafsync_leafdb::{
 };
 use serde_json::json;
 
-use super::{LeafdbBench, in_scratch_dir, proc::peak_rss_mib};
+use super::{
+    LeafdbBench, in_scratch_dir,
+    proc::{cpu_s, peak_rss_mib},
+};
 use crate::error::CliError;
 
 /// One account of a state in memory, with its storage: the leaves the floor is computed over.
@@ -70,17 +73,6 @@ fn stack_builder_root(leaves: &[Leaf]) -> Result<B256, CliError> {
         accounts.add_leaf(Nibbles::unpack(leaf.hashed), alloy_rlp::encode(account))?;
     }
     Ok(accounts.finish()?.root)
-}
-
-/// CPU seconds consumed so far by the calling thread (`libc::CLOCK_THREAD_CPUTIME_ID`) or the
-/// whole process with every RocksDB thread (`libc::CLOCK_PROCESS_CPUTIME_ID`); 0 if unavailable.
-fn cpu_s(clock: libc::clockid_t) -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return 0.0;
-    }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// A mainnet-sized block diff over the synthetic state: mostly balance/nonce changes of existing

@@ -48,3 +48,14 @@ pub(crate) fn reset_peak_rss() -> bool {
     unsafe { libc::malloc_trim(0) };
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
+
+/// CPU seconds consumed so far by the calling thread (`libc::CLOCK_THREAD_CPUTIME_ID`) or the
+/// whole process with every RocksDB thread (`libc::CLOCK_PROCESS_CPUTIME_ID`); 0 if unavailable.
+pub(crate) fn cpu_s(clock: libc::clockid_t) -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return 0.0;
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}

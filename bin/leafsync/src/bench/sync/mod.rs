@@ -41,7 +41,7 @@ use self::{
 use crate::{
     bench::{
         in_scratch_dir,
-        proc::{USER_HZ, cpu_since, cpu_ticks, peak_rss_mib, reset_peak_rss},
+        proc::{USER_HZ, cpu_s, cpu_since, cpu_ticks, peak_rss_mib, reset_peak_rss},
     },
     error::CliError,
     node::loopback::{check_servers, open, runtime, start_client},
@@ -417,7 +417,7 @@ fn sync_once(
     let chain = if servers.churn.is_some() { Some(servers.chain()?) } else { None };
     // Every sender is gone with the syncer's peers: the threads end.
     let excluded = snappy.finish() + snap.map_or(0, SnapServers::finish);
-    let excluded_cpu_s = excluded as f64 / USER_HZ;
+    let excluded_cpu_s = excluded as f64 / USER_HZ + traffic.encode_cpu_s();
     let mut stats = Vec::new();
     let mut root_ok = true;
     let mut floor = None;

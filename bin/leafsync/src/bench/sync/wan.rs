@@ -21,7 +21,7 @@ use leafsync_p2p::{PeerId, PenaltyClass, leaf::ChainHead, requests::LeafRequest}
 use leafsync_sync::{PeerFuture, SyncPeer, request_len, response_len};
 use tokio::{sync::mpsc, time::Instant};
 
-use super::cpu_ticks;
+use super::{cpu_s, cpu_ticks};
 
 /// Bytes a message occupies on a link beyond its RLP body (64): RLPx's 16-byte frame header, its
 /// 16-byte MAC, the 16-byte frame MAC, the message-id byte and up to 15 bytes of padding to the
@@ -98,6 +98,9 @@ pub(crate) struct Traffic {
     leaf_kinds: [AtomicU64; 4],
     /// Answers' payloads after snappy, as RLPx sends them (see [`Snappy`]).
     snappy_down: AtomicU64,
+    /// CPU nanoseconds the sync's threads spent encoding answers again for [`Snappy`]: the
+    /// bench's work, not the sync's (a real client receives the bytes from the wire).
+    encode_ns: AtomicU64,
 }
 
 /// The `leaf/1` request kinds, as [`Totals::leaf_kinds`] counts them.
@@ -168,6 +171,12 @@ impl Traffic {
     /// An answer's payload took `bytes` after snappy.
     pub(crate) fn snappy(&self, bytes: u64) {
         self.snappy_down.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// CPU seconds the sync's threads spent encoding answers again for [`Snappy`], to be left
+    /// out of the client's CPU like the snappy thread's own.
+    pub(crate) fn encode_cpu_s(&self) -> f64 {
+        self.encode_ns.load(Ordering::Relaxed) as f64 / 1e9
     }
 }
 
@@ -261,8 +270,12 @@ impl WanPeer {
             let answer = inner.request(request).await?;
             let down = response_len(&answer);
             links.traffic.answer(down);
-            // The payload as RLPx compresses it (the request id is one byte, as counted).
+            // The payload as RLPx compresses it (the request id is one byte, as counted),
+            // encoded on this thread (nothing awaited in between, so its clock is the work's).
+            let cpu = cpu_s(libc::CLOCK_THREAD_CPUTIME_ID);
             let payload = answer.encoded().payload(1);
+            let spent = (cpu_s(libc::CLOCK_THREAD_CPUTIME_ID) - cpu).max(0.0);
+            links.traffic.encode_ns.fetch_add((spent * 1e9) as u64, Ordering::Relaxed);
             // Closed only once the bench has stopped counting.
             let _ = links.snappy.send(payload).await;
             links.down.carry(down + FRAME_OVERHEAD_BYTES).await;
