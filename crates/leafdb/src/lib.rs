@@ -63,7 +63,7 @@ pub use genesis::{
     read_state_file,
 };
 pub use kv::{
-    Durability, KvRead, KvStore, Table, WriteBatch,
+    Cursor, Durability, KvRead, KvStore, Table, WriteBatch,
     mem::MemStore,
     rocks::{DbOptions, RocksStore},
 };

@@ -509,10 +509,11 @@ fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(
 /// The root of the account trie built from every flat account, in order.
 fn account_root<R: KvRead + ?Sized>(snap: &R) -> Result<B256> {
     let mut accounts = root_builder();
-    for item in snap.scan_from(Table::Accounts, &[]) {
-        let (key, value) = item?;
-        let (owner, _) = decode_account_row(&key, &value)?;
+    let mut rows = snap.scan_cursor(Table::Accounts, &[])?;
+    while let Some((key, value)) = rows.current() {
+        let (owner, _) = decode_account_row(key, value)?;
         accounts.add_leaf(Nibbles::unpack(owner), value.to_vec())?;
+        rows.next()?;
     }
     Ok(accounts.finish()?.root)
 }
@@ -528,37 +529,31 @@ fn check_owners<R: KvRead + ?Sized>(
     let mut out = FlatCheck::default();
     let mut code_hashes = BTreeSet::new();
     let start = [range.first];
-    let mut storage = snap.scan_from(Table::Storage, &start).take_while(in_range(range)).fuse();
-    // The next storage row not yet consumed (rows sort by owner, as accounts do).
-    let mut next_row = storage.next().transpose()?;
-    for item in snap.scan_from(Table::Accounts, &start).take_while(in_range(range)) {
-        let (key, value) = item?;
-        let (owner, account) = decode_account_row(&key, &value)?;
+    // Cursors lend their rows: millions of them, none allocated.
+    let mut accounts = snap.scan_cursor(Table::Accounts, &start)?;
+    let mut storage = snap.scan_cursor(Table::Storage, &start)?;
+    while let Some((key, value)) = accounts.current().filter(|(k, _)| range.holds(k)) {
+        let (owner, account) = decode_account_row(key, value)?;
         out.accounts += 1;
         let mut slots = root_builder();
-        while let Some((k, v)) = next_row.take() {
-            let row_owner = k
-                .get(..32)
-                .filter(|_| k.len() == 64)
-                .ok_or_else(|| LeafDbError::corrupt("storage", "key", "not 64 bytes"))?;
-            if row_owner > owner.as_slice() {
-                next_row = Some((k, v));
+        // Rows sort by owner, as accounts do: those before this account have none.
+        while let Some((k, v)) = storage.current().filter(|(k, _)| range.holds(k)) {
+            let row_owner = storage_owner(k)?;
+            if row_owner > owner {
                 break;
             }
-            if row_owner < owner.as_slice() {
-                // Storage before this account belongs to no account.
-                let orphan = B256::from_slice(row_owner);
-                if out.orphan_storage.last() != Some(&orphan) {
-                    FlatCheck::note(&mut out.orphan_storage, &mut out.problems, orphan);
+            if row_owner < owner {
+                if out.orphan_storage.last() != Some(&row_owner) {
+                    FlatCheck::note(&mut out.orphan_storage, &mut out.problems, row_owner);
                 }
             } else {
                 out.slots += 1;
                 if hash {
-                    let value = decode_slot_value(&v)?;
+                    let value = decode_slot_value(v)?;
                     slots.add_leaf(Nibbles::unpack(&k[32..]), slot_leaf_value(&value))?;
                 }
             }
-            next_row = storage.next().transpose()?;
+            storage.next()?;
         }
         if hash {
             let storage_root = slots.finish()?.root;
@@ -570,16 +565,25 @@ fn check_owners<R: KvRead + ?Sized>(
         if account.code_hash != KECCAK256_EMPTY {
             code_hashes.insert(account.code_hash);
         }
+        accounts.next()?;
     }
-    while let Some((k, _)) = next_row.take() {
-        next_row = storage.next().transpose()?;
-        let orphan = B256::try_from(k.get(..32).unwrap_or_default())
-            .map_err(|_| LeafDbError::corrupt("storage", "key", "not 64 bytes"))?;
+    // Storage after the range's last account belongs to no account.
+    while let Some((k, _)) = storage.current().filter(|(k, _)| range.holds(k)) {
+        let orphan = storage_owner(k)?;
         if out.orphan_storage.last() != Some(&orphan) {
             FlatCheck::note(&mut out.orphan_storage, &mut out.problems, orphan);
         }
+        storage.next()?;
     }
     Ok((out, code_hashes))
+}
+
+/// The owner (hashed address) of a flat storage row's key.
+fn storage_owner(key: &[u8]) -> Result<B256> {
+    key.get(..32)
+        .filter(|_| key.len() == 64)
+        .map(B256::from_slice)
+        .ok_or_else(|| LeafDbError::corrupt("storage", "key", "not 64 bytes"))
 }
 
 /// A trie builder that keeps no node: only its root is wanted.
@@ -587,9 +591,4 @@ type RootBuilder = StackBuilder<fn(&Nibbles, &[u8]) -> Result<()>>;
 
 fn root_builder() -> RootBuilder {
     StackBuilder::new(|_, _| Ok(()))
-}
-
-/// Whether a scanned row is still in `range` (an error is passed on).
-fn in_range(range: OwnerRange) -> impl Fn(&Result<KvPair>) -> bool {
-    move |item| item.as_ref().map_or(true, |(k, _)| range.holds(k))
 }

@@ -12,8 +12,8 @@ use common::{
     Model, Rng, account_diff, fresh_build, header, random_block, reference_root, testdata,
 };
 use leafsync_leafdb::{
-    AccountChange, AccountUpdate, BlockDiff, DbOptions, Durability, EMPTY_CODE_HASH, KvRead,
-    KvStore, LeafDb, LeafDbConfig, LeafDbError, Table, WriteBatch, read_alloc_file,
+    AccountChange, AccountUpdate, BlockDiff, Cursor, DbOptions, Durability, EMPTY_CODE_HASH,
+    KvRead, KvStore, LeafDb, LeafDbConfig, LeafDbError, Table, WriteBatch, read_alloc_file,
 };
 use proptest::prelude::*;
 
@@ -559,4 +559,65 @@ fn trie_node_count_counts_the_nodes_stored_alone() {
         (2..=255u8).map(Address::with_last_byte).find(|a| nibble(a) != nibble(&first)).unwrap();
     db.apply_block(&header(2, B256::ZERO), &account_diff(second, 1, 1)).unwrap();
     assert_eq!(db.trie_node_count().unwrap(), 3);
+}
+
+/// A scan cursor gives the pairs `scan_from` gives, from the same start, and skips forward
+/// (never back) to the first key at or after the one asked for: on RocksDB (its raw iterator),
+/// in memory (the default over `scan_from`), and on their snapshots, which later writes do not
+/// reach.
+#[test]
+fn scan_cursors_lend_the_scanned_pairs_and_skip_forward() {
+    fn pairs(cursor: &mut dyn Cursor) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some((k, v)) = cursor.current() {
+            out.push((k.to_vec(), v.to_vec()));
+            cursor.next().unwrap();
+        }
+        cursor.next().unwrap();
+        assert!(cursor.current().is_none(), "stays past the end");
+        out
+    }
+    fn check<R: KvRead + ?Sized>(kv: &R, keys: &[u8]) {
+        for start in [&[][..], &[3][..], &[4][..], &[200][..]] {
+            let scanned: Vec<_> = kv
+                .scan_from(Table::Storage, start)
+                .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+                .collect();
+            let mut cursor = kv.scan_cursor(Table::Storage, start).unwrap();
+            assert_eq!(pairs(cursor.as_mut()), scanned, "from {start:?}");
+        }
+        let mut cursor = kv.scan_cursor(Table::Storage, &[]).unwrap();
+        cursor.skip_to(&[5]).unwrap();
+        assert_eq!(cursor.current(), Some((&[6][..], &[60][..])), "the next key at or after");
+        cursor.skip_to(&[1]).unwrap();
+        assert_eq!(cursor.current().map(|(k, _)| k), Some(&[6][..]), "never back");
+        cursor.skip_to(&[keys[keys.len() - 1] + 1]).unwrap();
+        assert!(cursor.current().is_none());
+        let empty = kv.scan_cursor(Table::Accounts, &[]).unwrap();
+        assert!(empty.current().is_none());
+    }
+    let keys = [2u8, 4, 6, 8, 20];
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = rocks(dir.path());
+    let mem = LeafDb::in_memory();
+    let mut batch = WriteBatch::default();
+    for k in keys {
+        batch.put(Table::Storage, vec![k], vec![k * 10]);
+    }
+    rocks.store().write(batch.clone(), Durability::Logged).unwrap();
+    mem.store().write(batch, Durability::Logged).unwrap();
+    let (rocks_snap, mem_snap) = (rocks.store().snapshot(), mem.store().snapshot());
+    let mut later = WriteBatch::default();
+    later.put(Table::Storage, vec![5], vec![1]);
+    rocks.store().write(later.clone(), Durability::Logged).unwrap();
+    mem.store().write(later, Durability::Logged).unwrap();
+    check(&rocks_snap, &keys);
+    check(&mem_snap, &keys);
+    // The stores themselves see the later key.
+    for kv in [rocks.store() as &dyn KvRead, mem.store() as &dyn KvRead] {
+        let mut cursor = kv.scan_cursor(Table::Storage, &[5]).unwrap();
+        assert_eq!(cursor.current(), Some((&[5][..], &[1][..])));
+        cursor.next().unwrap();
+        assert_eq!(cursor.current().map(|(k, _)| k), Some(&[6][..]));
+    }
 }

@@ -153,6 +153,52 @@ pub trait KvRead {
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
         self.iter_from(table, start)
     }
+    /// [`Self::scan_from`] as a [`Cursor`], which lends each pair instead of allocating it and
+    /// can skip ahead; for whole-table scans that touch millions of rows (the flat checks).
+    fn scan_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
+        Ok(Box::new(IterCursor::new(self.scan_from(table, start))?))
+    }
+}
+
+/// A forward scan of one table that lends the pair it is on ([`KvRead::scan_cursor`]).
+pub trait Cursor {
+    /// The pair the cursor is on; `None` past the last.
+    fn current(&self) -> Option<(&[u8], &[u8])>;
+    /// Moves to the next pair.
+    fn next(&mut self) -> Result<()>;
+    /// Moves to the first pair whose key is `>= key`, if the cursor is before it (never back).
+    fn skip_to(&mut self, key: &[u8]) -> Result<()>;
+}
+
+/// A [`Cursor`] over an iterator of owned pairs: the default for stores without a lending one.
+struct IterCursor<'a> {
+    iter: Box<dyn Iterator<Item = Result<KvPair>> + 'a>,
+    current: Option<KvPair>,
+}
+
+impl<'a> IterCursor<'a> {
+    fn new(mut iter: Box<dyn Iterator<Item = Result<KvPair>> + 'a>) -> Result<Self> {
+        let current = iter.next().transpose()?;
+        Ok(Self { iter, current })
+    }
+}
+
+impl Cursor for IterCursor<'_> {
+    fn current(&self) -> Option<(&[u8], &[u8])> {
+        self.current.as_ref().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
+    fn next(&mut self) -> Result<()> {
+        self.current = self.iter.next().transpose()?;
+        Ok(())
+    }
+
+    fn skip_to(&mut self, key: &[u8]) -> Result<()> {
+        while self.current.as_ref().is_some_and(|(k, _)| k.as_ref() < key) {
+            self.next()?;
+        }
+        Ok(())
+    }
 }
 
 /// Pairs of `table` with keys in `[start, end)`, in key order.
