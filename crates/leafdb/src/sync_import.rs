@@ -460,11 +460,12 @@ impl<S: KvStore> LeafDb<S> {
         Ok(false)
     }
 
-    /// Writes bytecodes (each keyed by its hash).
-    pub fn write_codes(&self, codes: &[Vec<u8>]) -> Result<()> {
+    /// Writes bytecodes, each keyed by its keccak-256 hash as given: the caller has hashed
+    /// every code to check it against the hash it asked for, so it is not hashed again.
+    pub fn write_codes(&self, codes: Vec<(B256, Vec<u8>)>) -> Result<()> {
         let mut batch = WriteBatch::default();
-        for code in codes {
-            batch.put(Table::Code, keccak256(code).as_slice(), code.clone());
+        for (hash, code) in codes {
+            batch.put(Table::Code, hash.as_slice(), code);
         }
         self.store().write(batch, Durability::Logged)
     }

@@ -397,7 +397,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         for (code, task) in codes.codes.iter().zip(tasks.by_ref()) {
             if !wrong && !code.is_empty() {
                 if keccak256(code) == task.hash {
-                    got.push(code.to_vec());
+                    got.push((task.hash, code.to_vec()));
                     continue;
                 }
                 wrong = true;
@@ -409,8 +409,8 @@ impl<S: KvStore + 'static> Syncer<S> {
         if !got.is_empty() {
             self.reporter.mark(WorkKind::Codes);
         }
-        self.codes.delivered(got.len(), got.iter().map(Vec::len).sum());
-        self.db.write_codes(&got)?;
+        self.codes.delivered(got.len(), got.iter().map(|(_, code)| code.len()).sum());
+        self.db.write_codes(got)?;
         requeue(&mut self.codes.queue, missing, peer);
         if answered > 0 {
             self.codes.queue.extend(tasks);
