@@ -18,13 +18,14 @@ pub const SERVE_MAX_RESPONSE_BYTES: u64 = MAX_RESPONSE_BYTES;
 pub const MIN_CHUNK_BYTES_CLASS: u64 = 16 * 1024;
 
 /// Default encoded size up to which an account's storage is sent inline in its chunk leaf
-/// (64 KiB: about the protocol's [`INLINE_STORAGE_SLOTS_LIMIT`] of 1024 slots, and at most a
-/// sixteenth of a default 1 MiB chunk). Larger storage gets the "large storage" mark. A large
+/// (256 KiB: about the protocol's [`INLINE_STORAGE_SLOTS_LIMIT`] of 4096 slots, and at most a
+/// quarter of a default 1 MiB chunk). Larger storage gets the "large storage" mark. A large
 /// storage costs the client files of its own and cuts in its account chunk's files (each a file
 /// creation, sync and ingestion), so inlining up to the protocol's limit makes a sync cheaper:
 /// 10 KiB (the seed's proof of concept) gave 2.6× as many chunks and 2.8× as many table files
-/// in a sync of 1M accounts, and 20–24% more client CPU than 64 KiB (docs/benchmarks.md).
-pub const DEFAULT_INLINE_STORAGE_BYTES: usize = 64 * 1024;
+/// in a sync of 1M accounts, and 20–24% more client CPU than 64 KiB; 64 KiB (with 1024 slots)
+/// gave 1.56× the files of 256 KiB and 1–6% more client CPU (docs/benchmarks.md).
+pub const DEFAULT_INLINE_STORAGE_BYTES: usize = 256 * 1024;
 
 /// Hard ceiling on inline slots per leaf, whatever the configured byte threshold: the protocol's
 /// `MAX_INLINE_STORAGE_SLOTS` (a client rejects a leaf with more as a breach).

@@ -22,10 +22,18 @@ use leafsync_serve::{
 };
 
 fn chunk(prefix: &WirePath, max_bytes: u64) -> (u64, ChunkContent<AccountLeaf>) {
+    chunk_with(prefix, max_bytes, &ServeConfig::default())
+}
+
+fn chunk_with(
+    prefix: &WirePath,
+    max_bytes: u64,
+    config: &ServeConfig,
+) -> (u64, ChunkContent<AccountLeaf>) {
     let fx = shared();
     let snap = fx.db.snapshot().unwrap();
     let request = GetChunk { prefixes: vec![prefix.clone()], max_bytes };
-    let mut c = serve_chunk(&snap, &request, &ServeConfig::default()).unwrap();
+    let mut c = serve_chunk(&snap, &request, config).unwrap();
     assert_eq!(c.pieces.len(), 1);
     let piece = c.pieces.remove(0);
     (piece.head_number, piece.content)
@@ -77,12 +85,17 @@ fn chunks_of_depth_0_to_4_are_exactly_the_leaves_under_their_prefix() {
     assert_eq!(too_large, 1, "only the root chunk (~2.5 MiB) exceeds 2 MiB");
 }
 
+/// With an inline limit under the fixture's largest storages (the default 256 KiB holds them
+/// all), some leaves carry the large mark, with a slot count exact up to the scan limit.
 #[test]
 fn inline_storage_matches_the_storage_root_and_large_marks_count_slots() {
     let fx = shared();
+    let config = ServeConfig { inline_storage_bytes: 16 * 1024, ..Default::default() };
     let (mut inline, mut large) = (0, 0);
     for p in prefixes(1) {
-        let ChunkContent::Items(leaves) = chunk(&p, MAX_RESPONSE_BYTES).1 else { panic!() };
+        let ChunkContent::Items(leaves) = chunk_with(&p, MAX_RESPONSE_BYTES, &config).1 else {
+            panic!()
+        };
         for leaf in leaves {
             let model = fx.model.iter().find(|a| a.hashed == leaf.hashed_address).unwrap();
             match leaf.storage {

@@ -7,7 +7,9 @@ mod common;
 
 use std::sync::{Arc, atomic::Ordering};
 
-use common::{Behaviour, SimPeer, assert_same_state, assert_synced, dyn_peers, source};
+use common::{
+    Behaviour, SimPeer, assert_same_state, assert_synced, dyn_peers, sim_serve_config, source,
+};
 use leafsync_leafdb::LeafDb;
 use leafsync_p2p::PenaltyClass;
 use leafsync_serve::ServeConfig;
@@ -38,7 +40,7 @@ async fn run_with(
     hostile: &[Behaviour],
     config: SyncConfig,
 ) -> (leafsync_sync::SyncOutcome, Vec<Arc<SimPeer>>) {
-    run_serving(hostile, config, ServeConfig::default()).await
+    run_serving(hostile, config, sim_serve_config()).await
 }
 
 /// [`run_with`], every peer serving with `serve`.

@@ -96,10 +96,11 @@ pub const MAX_STORAGE_CHUNKS_PER_REQUEST: usize = 256;
 pub const MAX_PIECE_AGE_BLOCKS: u64 = 16;
 
 /// Largest number of storage slots a server puts inline in an account leaf; an account with more
-/// slots is sent with a "large storage" mark and fetched with `GetStorageChunk`. 1024 slots are at
-/// most ~70 KiB encoded, so one account never dominates a chunk response, and the large majority
-/// of contracts (which have fewer slots) arrive with their account in one round trip.
-pub const MAX_INLINE_STORAGE_SLOTS: usize = 1024;
+/// slots is sent with a "large storage" mark and fetched with `GetStorageChunk`. 4096 slots are at
+/// most ~280 KiB encoded, a quarter of a default 1 MiB chunk, and all but a few hundred
+/// thousandths of contracts (which have fewer slots) arrive with their account in one round
+/// trip: a large storage costs the client a request and table files of its own.
+pub const MAX_INLINE_STORAGE_SLOTS: usize = 4096;
 
 /// Maximum number of requests a client may have outstanding at one peer. Enough to keep a fast
 /// peer busy over a high-latency link (16 x 2 MiB = 32 MiB in flight), small enough that one

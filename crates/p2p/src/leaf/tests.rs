@@ -290,7 +290,10 @@ fn too_many_items_are_refused() {
     let msg = LeafMessage::Codes(RequestPair { request_id: 1, message: Codes { codes } });
     assert!(matches!(malformed(ids::CODES, &msg.encoded()), LeafError::TooManyItems { .. }));
 
-    let slots = vec![StorageSlot { hashed_slot: B256::ZERO, value: U256::from(1) }; 1025];
+    let slots = vec![
+        StorageSlot { hashed_slot: B256::ZERO, value: U256::from(1) };
+        MAX_INLINE_STORAGE_SLOTS + 1
+    ];
     let leaf = AccountLeaf {
         hashed_address: B256::ZERO,
         nonce: 0,

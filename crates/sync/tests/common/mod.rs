@@ -60,6 +60,13 @@ pub enum Behaviour {
     PoisonFirstPiece,
 }
 
+/// The server's defaults with storage inline only up to 64 KiB: the fixtures' largest storages
+/// are above that (the default 256 KiB inlines them all), so the syncs fetch large storages by
+/// storage chunks too.
+pub fn sim_serve_config() -> ServeConfig {
+    ServeConfig { inline_storage_bytes: 64 * 1024, ..ServeConfig::default() }
+}
+
 /// A peer serving `db`.
 pub struct SimPeer {
     pub id: PeerId,
@@ -70,7 +77,7 @@ pub struct SimPeer {
     /// Answers of several pieces (account or storage) this peer cut or poisoned (`FirstPieceOnly`,
     /// `PoisonFirstPiece`): shows a test that its misbehaviour was exercised.
     pub batches_tampered: AtomicU64,
-    /// How it serves (the server's defaults unless a test changes them).
+    /// How it serves ([`sim_serve_config`] unless a test changes it).
     pub serve: ServeConfig,
     pub penalties: std::sync::Mutex<Vec<PenaltyClass>>,
 }
@@ -84,7 +91,7 @@ impl SimPeer {
             account_estimate: estimate,
             requests: AtomicU64::new(0),
             batches_tampered: AtomicU64::new(0),
-            serve: ServeConfig::default(),
+            serve: sim_serve_config(),
             penalties: std::sync::Mutex::new(Vec::new()),
         })
     }
