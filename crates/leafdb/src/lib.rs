@@ -68,6 +68,6 @@ pub use kv::{
     rocks::{DbOptions, RocksStore},
 };
 pub use schema::{BlockHeader, SCHEMA_VERSION};
-pub use snapshot::{ESTIMATE_SAMPLE_NIBBLES, LeafSnapshot};
+pub use snapshot::{AccountSlots, ESTIMATE_SAMPLE_NIBBLES, LeafSnapshot, StorageWalk};
 pub use sync_import::{AccountChunkOutcome, ChunkAccount, ChunkSet, StagedChunk};
 pub use verify::{FlatCheck, MAX_FLAT_REPAIRS, VerifyReport};

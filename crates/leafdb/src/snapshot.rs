@@ -8,7 +8,7 @@ use crate::{
     db::{LeafDb, TrieNodes, read_account_root},
     error::{LeafDbError, Result},
     keys::{account_range, storage_range},
-    kv::{KvRead, KvStore, Table, scan_range},
+    kv::{Cursor, KvRead, KvStore, Table, scan_range},
     schema::{
         BlockHeader, decode_account, decode_account_row, decode_head, decode_slot_value, meta,
     },
@@ -27,6 +27,58 @@ impl<S: KvStore> std::fmt::Debug for LeafSnapshot<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LeafSnapshot").field("head", &self.head).finish_non_exhaustive()
     }
+}
+
+/// The storage of accounts read in key order on one cursor ([`LeafSnapshot::storage_walk`]).
+pub struct StorageWalk<'s> {
+    cursor: Box<dyn Cursor + 's>,
+}
+
+impl std::fmt::Debug for StorageWalk<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageWalk").finish_non_exhaustive()
+    }
+}
+
+impl<'s> StorageWalk<'s> {
+    /// The slots of `account`, in key order. Accounts must be asked in increasing order: the
+    /// walk never goes back, so an earlier account's slots are not found again.
+    pub fn slots(&mut self, account: &B256) -> Result<AccountSlots<'_, 's>> {
+        self.cursor.skip_to(account.as_slice())?;
+        Ok(AccountSlots { cursor: &mut self.cursor, account: *account })
+    }
+}
+
+/// One account's slots in a [`StorageWalk`], read as they are iterated.
+pub struct AccountSlots<'w, 's> {
+    cursor: &'w mut Box<dyn Cursor + 's>,
+    account: B256,
+}
+
+impl std::fmt::Debug for AccountSlots<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountSlots").field("account", &self.account).finish_non_exhaustive()
+    }
+}
+
+impl Iterator for AccountSlots<'_, '_> {
+    type Item = Result<(B256, U256)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let slot = {
+            let (key, value) = self.cursor.current()?;
+            let slot = key.strip_prefix(self.account.as_slice())?;
+            storage_slot(key, slot, value)
+        };
+        Some(self.cursor.next().and(slot))
+    }
+}
+
+/// A storage row's hashed slot (the key after its 32-byte owner) and value.
+fn storage_slot(key: &[u8], slot: &[u8], value: &[u8]) -> Result<(B256, U256)> {
+    let slot = B256::try_from(slot)
+        .map_err(|_| LeafDbError::BadKey { table: "storage", len: key.len() })?;
+    Ok((slot, decode_slot_value(value)?))
 }
 
 /// Nibbles of the key-space slice [`LeafDb::estimate_accounts`] counts: 2 nibbles are 1/256 of
@@ -94,12 +146,16 @@ impl<'a, S: KvStore> LeafSnapshot<'a, S> {
         scan_range(&self.snap, Table::Storage, storage_range(account, prefix)).map(|item| {
             let (k, v) = item?;
             // Every key in the range starts with the account's 32 bytes.
-            let slot = k
-                .get(32..)
-                .and_then(|s| B256::try_from(s).ok())
-                .ok_or(LeafDbError::BadKey { table: "storage", len: k.len() })?;
-            Ok((slot, decode_slot_value(&v)?))
+            storage_slot(&k, k.get(32..).unwrap_or_default(), &v)
         })
+    }
+
+    /// A walk through the storage of the accounts under `prefix`, account after account in key
+    /// order, on one cursor ([`StorageWalk::slots`]): a chunk's storages without an iterator
+    /// each.
+    pub fn storage_walk(&self, prefix: &Nibbles) -> Result<StorageWalk<'_>> {
+        let (start, _) = account_range(prefix);
+        Ok(StorageWalk { cursor: self.snap.cursor(Table::Storage, &start)? })
     }
 
     /// The stored node at `path` of the account trie (`owner` `None`) or of a storage trie.

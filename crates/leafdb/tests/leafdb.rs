@@ -621,3 +621,47 @@ fn scan_cursors_lend_the_scanned_pairs_and_skip_forward() {
         assert_eq!(cursor.current().map(|(k, _)| k), Some(&[6][..]));
     }
 }
+
+/// A storage walk gives each account's slots as `storage_with_prefix` does when asked in key
+/// order, passing over accounts without storage and storage of accounts never asked, and
+/// starts at its prefix; on RocksDB and in memory.
+#[test]
+fn a_storage_walk_gives_each_accounts_slots_in_key_order() {
+    let owner = |b: u8| B256::repeat_byte(b);
+    let slots_of = |b: u8, n: u8| -> Vec<(B256, U256)> {
+        (1..=n)
+            .map(|i| (B256::repeat_byte(i), U256::from(u64::from(b) * 100 + u64::from(i))))
+            .collect()
+    };
+    let stored = [(0x10, 3), (0x20, 4), (0x30, 2), (0x41, 1)];
+    let mut batch = WriteBatch::default();
+    for (b, n) in stored {
+        for (slot, value) in slots_of(b, n) {
+            let key = [owner(b).as_slice(), slot.as_slice()].concat();
+            batch.put(Table::Storage, key, value.to_be_bytes_trimmed_vec());
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = rocks(dir.path());
+    rocks.store().write(batch.clone(), Durability::Logged).unwrap();
+    let mem = LeafDb::in_memory();
+    mem.store().write(batch, Durability::Logged).unwrap();
+    fn walk<S: KvStore>(db: &LeafDb<S>, prefix: &[u8], asked: &[B256]) -> Vec<Vec<(B256, U256)>> {
+        let snap = db.snapshot().unwrap();
+        let mut walk = snap.storage_walk(&Nibbles::from_nibbles(prefix)).unwrap();
+        asked.iter().map(|a| walk.slots(a).unwrap().map(Result::unwrap).collect()).collect()
+    }
+    let asked = [owner(0x05), owner(0x10), owner(0x15), owner(0x30), owner(0x41)];
+    let expected = vec![vec![], slots_of(0x10, 3), vec![], slots_of(0x30, 2), slots_of(0x41, 1)];
+    assert_eq!(walk(&rocks, &[], &asked), expected);
+    assert_eq!(walk(&mem, &[], &asked), expected);
+    // A walk under prefix 4 starts there: the earlier owners are not in it.
+    let under_4 = [owner(0x10), owner(0x41)];
+    assert_eq!(walk(&rocks, &[4], &under_4), vec![vec![], slots_of(0x41, 1)]);
+    assert_eq!(walk(&mem, &[4], &under_4), vec![vec![], slots_of(0x41, 1)]);
+    // As `storage_with_prefix` reads them.
+    let snap = rocks.snapshot().unwrap();
+    let one: Vec<_> =
+        snap.storage_with_prefix(&owner(0x20), &Nibbles::new()).map(Result::unwrap).collect();
+    assert_eq!(one, slots_of(0x20, 4));
+}

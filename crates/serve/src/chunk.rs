@@ -8,10 +8,10 @@
 
 use std::time::Instant;
 
-use alloy_primitives::B256;
+use alloy_primitives::{B256, U256};
 use alloy_rlp::{Encodable, Header};
 use alloy_trie::EMPTY_ROOT_HASH;
-use leafsync_leafdb::{KvStore, LeafSnapshot};
+use leafsync_leafdb::{KvStore, LeafDbError, LeafSnapshot};
 use leafsync_p2p::leaf::{
     AccountLeaf, AccountPiece, AccountStorage, Chunk, ChunkContent, GetChunk, GetStorageChunk,
     StorageChunk, StoragePiece, StorageSlot, WirePath,
@@ -127,12 +127,16 @@ pub fn account_chunk<S: KvStore>(
     config: &ServeConfig,
     deadline: Instant,
 ) -> Result<ChunkContent<AccountLeaf>, ServeError> {
-    let leaves = snap.accounts_with_prefix(&alloy_trie::Nibbles::from(prefix)).map(|item| {
+    let prefix = alloy_trie::Nibbles::from(prefix);
+    // The accounts' storages lie in their order: one walk reads them all.
+    let mut storages = snap.storage_walk(&prefix)?;
+    let leaves = snap.accounts_with_prefix(&prefix).map(|item| {
         let (hashed_address, account) = item?;
         let storage: AccountStorage = if account.storage_root == EMPTY_ROOT_HASH {
             AccountStorage::Inline(Vec::new())
         } else {
-            account_storage(snap, &hashed_address, config.inline_storage_bytes)?
+            let slots = storages.slots(&hashed_address)?;
+            account_storage(slots, config.inline_storage_bytes)?
         };
         Ok::<_, ServeError>(AccountLeaf {
             hashed_address,
@@ -162,16 +166,14 @@ pub fn storage_chunk<S: KvStore>(
     collect_complete(slots, limit, deadline)
 }
 
-/// The storage of one account as a chunk leaf carries it: inline when at most `inline_bytes`
-/// encoded and at most [`INLINE_STORAGE_SLOTS_LIMIT`] slots, else the "large storage" mark with
-/// the slot count (see [`SLOT_COUNT_SCAN_LIMIT`]: exact up to it, estimated beyond). Reads at most
+/// The storage of one account (`slots`, in key order) as a chunk leaf carries it: inline when at
+/// most `inline_bytes` encoded and at most [`INLINE_STORAGE_SLOTS_LIMIT`] slots, else the "large
+/// storage" mark with the slot count (see [`SLOT_COUNT_SCAN_LIMIT`]: exact up to it, estimated beyond). Reads at most
 /// [`SLOT_COUNT_SCAN_LIMIT`] slots, however large the storage.
-pub fn account_storage<S: KvStore>(
-    snap: &LeafSnapshot<'_, S>,
-    account: &B256,
+pub fn account_storage(
+    mut slots: impl Iterator<Item = Result<(B256, U256), LeafDbError>>,
     inline_bytes: usize,
 ) -> Result<AccountStorage, ServeError> {
-    let mut slots = snap.storage_with_prefix(account, &alloy_trie::Nibbles::new());
     let mut inline = Vec::new();
     let mut inline_size = 0usize;
     for item in slots.by_ref() {

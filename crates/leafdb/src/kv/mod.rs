@@ -153,8 +153,13 @@ pub trait KvRead {
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
         self.iter_from(table, start)
     }
-    /// [`Self::scan_from`] as a [`Cursor`], which lends each pair instead of allocating it and
-    /// can skip ahead; for whole-table scans that touch millions of rows (the flat checks).
+    /// [`Self::iter_from`] as a [`Cursor`], which lends each pair instead of allocating it and
+    /// can skip ahead: for reads of many short runs in key order (a chunk's storages).
+    fn cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
+        Ok(Box::new(IterCursor::new(self.iter_from(table, start))?))
+    }
+    /// [`Self::scan_from`] as a [`Cursor`]: for whole-table scans that touch millions of rows
+    /// (the flat checks).
     fn scan_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
         Ok(Box::new(IterCursor::new(self.scan_from(table, start))?))
     }

@@ -325,6 +325,10 @@ impl KvRead for RocksStore {
         self.iter_with(table, start, scan_options())
     }
 
+    fn cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
+        self.cursor_with(table, start, ReadOptions::default())
+    }
+
     fn scan_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
         self.cursor_with(table, start, scan_options())
     }
@@ -370,6 +374,10 @@ impl KvRead for RocksSnapshot<'_> {
         start: &[u8],
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
         self.store.iter_with(table, start, self.read_options(scan_options()))
+    }
+
+    fn cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
+        self.store.cursor_with(table, start, self.read_options(ReadOptions::default()))
     }
 
     fn scan_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {

@@ -35,9 +35,10 @@ pub(crate) struct Examined {
 fn read_leaves(db: &LeafDb) -> Result<Vec<Leaf>, CliError> {
     let snap = db.snapshot()?;
     let mut leaves = Vec::new();
+    let mut storages = snap.storage_walk(&Nibbles::new())?;
     for item in snap.accounts_with_prefix(&Nibbles::new()) {
         let (hashed, account) = item?;
-        let slots = snap.storage_with_prefix(&hashed, &Nibbles::new()).collect::<Result<_, _>>()?;
+        let slots = storages.slots(&hashed)?.collect::<Result<_, _>>()?;
         leaves.push(Leaf { hashed, account, slots });
     }
     Ok(leaves)
