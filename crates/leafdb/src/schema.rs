@@ -84,6 +84,14 @@ pub fn decode_account(bytes: &[u8]) -> Result<TrieAccount> {
     Ok(a)
 }
 
+/// Splits a key of the storage table into its owner (a hashed address) and its hashed slot.
+pub fn split_storage_key(key: &[u8]) -> Result<(B256, B256)> {
+    if key.len() != 64 {
+        return Err(LeafDbError::corrupt("storage", "key", "not 64 bytes"));
+    }
+    Ok((B256::from_slice(&key[..32]), B256::from_slice(&key[32..])))
+}
+
 /// Decodes a row of the accounts table: its key (a hashed address) and the account.
 pub fn decode_account_row(key: &[u8], value: &[u8]) -> Result<(B256, TrieAccount)> {
     let hashed = B256::try_from(key)

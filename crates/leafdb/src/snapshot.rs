@@ -6,11 +6,12 @@ use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 
 use crate::{
     db::{LeafDb, TrieNodes, read_account_root},
-    error::{LeafDbError, Result},
+    error::Result,
     keys::{account_range, storage_range},
     kv::{Cursor, KvRead, KvStore, Table, scan_range},
     schema::{
         BlockHeader, decode_account, decode_account_row, decode_head, decode_slot_value, meta,
+        split_storage_key,
     },
     trie::NodeSource,
 };
@@ -66,18 +67,17 @@ impl Iterator for AccountSlots<'_, '_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let slot = {
-            let (key, value) = self.cursor.current()?;
-            let slot = key.strip_prefix(self.account.as_slice())?;
-            storage_slot(key, slot, value)
+            let (key, value) =
+                self.cursor.current().filter(|(k, _)| k.starts_with(self.account.as_slice()))?;
+            storage_slot(key, value)
         };
         Some(self.cursor.next().and(slot))
     }
 }
 
-/// A storage row's hashed slot (the key after its 32-byte owner) and value.
-fn storage_slot(key: &[u8], slot: &[u8], value: &[u8]) -> Result<(B256, U256)> {
-    let slot = B256::try_from(slot)
-        .map_err(|_| LeafDbError::BadKey { table: "storage", len: key.len() })?;
+/// A storage row's hashed slot and value.
+fn storage_slot(key: &[u8], value: &[u8]) -> Result<(B256, U256)> {
+    let (_, slot) = split_storage_key(key)?;
     Ok((slot, decode_slot_value(value)?))
 }
 
@@ -145,8 +145,7 @@ impl<'a, S: KvStore> LeafSnapshot<'a, S> {
     ) -> impl Iterator<Item = Result<(B256, U256)>> + 's {
         scan_range(&self.snap, Table::Storage, storage_range(account, prefix)).map(|item| {
             let (k, v) = item?;
-            // Every key in the range starts with the account's 32 bytes.
-            storage_slot(&k, k.get(32..).unwrap_or_default(), &v)
+            storage_slot(&k, &v)
         })
     }
 

@@ -11,7 +11,9 @@ use crate::{
     error::{LeafDbError, Result},
     keys::prefix_end,
     kv::{KvPair, KvRead, KvStore, Table},
-    schema::{BlockHeader, decode_account_row, decode_slot_value, slot_leaf_value},
+    schema::{
+        BlockHeader, decode_account_row, decode_slot_value, slot_leaf_value, split_storage_key,
+    },
     trie::{NodeSink, StackBuilder},
 };
 
@@ -538,7 +540,7 @@ fn check_owners<R: KvRead + ?Sized>(
         let mut slots = root_builder();
         // Rows sort by owner, as accounts do: those before this account have none.
         while let Some((k, v)) = storage.current().filter(|(k, _)| range.holds(k)) {
-            let row_owner = storage_owner(k)?;
+            let (row_owner, _) = split_storage_key(k)?;
             if row_owner > owner {
                 break;
             }
@@ -569,21 +571,13 @@ fn check_owners<R: KvRead + ?Sized>(
     }
     // Storage after the range's last account belongs to no account.
     while let Some((k, _)) = storage.current().filter(|(k, _)| range.holds(k)) {
-        let orphan = storage_owner(k)?;
+        let (orphan, _) = split_storage_key(k)?;
         if out.orphan_storage.last() != Some(&orphan) {
             FlatCheck::note(&mut out.orphan_storage, &mut out.problems, orphan);
         }
         storage.next()?;
     }
     Ok((out, code_hashes))
-}
-
-/// The owner (hashed address) of a flat storage row's key.
-fn storage_owner(key: &[u8]) -> Result<B256> {
-    key.get(..32)
-        .filter(|_| key.len() == 64)
-        .map(B256::from_slice)
-        .ok_or_else(|| LeafDbError::corrupt("storage", "key", "not 64 bytes"))
 }
 
 /// A trie builder that keeps no node: only its root is wanted.
