@@ -124,6 +124,78 @@ fn chunks_written_together_land_in_the_bottom_level() {
     }
 }
 
+/// The accounts of `ids` moved under the one-nibble prefix `nibble`, sorted.
+fn chunk_under(nibble: u8, ids: &[(u64, u64)]) -> Vec<ChunkAccount> {
+    let mut accounts = chunk(ids);
+    for a in &mut accounts {
+        a.hashed_address[0] = nibble << 4 | (a.hashed_address[0] & 0x0f);
+    }
+    accounts.sort_by_key(|a| a.hashed_address);
+    accounts
+}
+
+/// Neighbouring chunks written together (prefixes 3, 4 and 5, whose key ranges meet) share
+/// their table files, and a chunk after a gap (9) gets files of its own. A large storage at
+/// either end of a chunk (the last account of 3, the first of 5) is still spanned by no file
+/// of theirs: after its own chunks every file is in the bottom level, and the tables are what
+/// writing the chunks one by one leaves.
+#[test]
+fn neighbouring_chunks_share_table_files() {
+    let mut three = chunk_under(3, &[(1, 3), (2, 0), (3, 4)]);
+    let four = chunk_under(4, &[(4, 2), (5, 6)]);
+    let mut five = chunk_under(5, &[(7, 2), (8, 5), (9, 1)]);
+    let nine = chunk_under(9, &[(11, 2), (12, 0)]);
+    let last = three.len() - 1;
+    three[last].storage = None;
+    five[0].storage = None;
+    let large = [three[last].hashed_address, five[0].hashed_address];
+    let slots = |owner: &B256, nibble: u8| -> Vec<(B256, U256)> {
+        let mut slots: Vec<_> = (0..40u64)
+            .map(|s| keccak256([owner.as_slice(), &s.to_be_bytes()].concat()))
+            .filter(|k| k[0] >> 4 == nibble)
+            .map(|k| (k, U256::from(7)))
+            .collect();
+        slots.sort();
+        slots
+    };
+    let accounts = [(3, &three), (4, &four), (5, &five), (9, &nine)];
+
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = LeafDb::open(dir.path(), &DbOptions::default(), Default::default()).unwrap();
+    let mem = LeafDb::in_memory();
+    let mut set = ChunkSet::default();
+    for (nibble, chunk) in accounts {
+        let prefix = Nibbles::from_nibbles([nibble]);
+        set.add(rocks.stage_account_chunk(&prefix, chunk).unwrap());
+        mem.import_account_chunk(&prefix, chunk).unwrap();
+    }
+    rocks.commit_chunks(set).unwrap();
+    for table in [Table::Accounts, Table::AccountNodes] {
+        let files: u64 = rocks.store().files_per_level(table).unwrap().iter().sum();
+        assert_eq!(files, 2, "{table:?}: one file for 3, 4 and 5, one for 9");
+    }
+    let mut set = ChunkSet::default();
+    for owner in &large {
+        for nibble in 0..16 {
+            let prefix = Nibbles::from_nibbles([nibble]);
+            set.add(rocks.stage_storage_chunk(owner, &prefix, &slots(owner, nibble)).unwrap());
+            mem.import_storage_chunk(owner, &prefix, &slots(owner, nibble)).unwrap();
+        }
+    }
+    rocks.commit_chunks(set).unwrap();
+
+    assert_eq!(tables(&rocks), tables(&mem));
+    for table in [Table::Accounts, Table::Storage, Table::AccountNodes, Table::StorageNodes] {
+        let levels = rocks.store().files_per_level(table).unwrap();
+        let (bottom, above) = levels.split_last().unwrap();
+        assert!(*bottom > 0 && above.iter().all(|n| *n == 0), "{table:?}: {levels:?}");
+    }
+    // 3 up to its large storage, that storage (its sixteen chunks meet), 4, the other large
+    // storage, the rest of 5, and 9.
+    let storage_files: u64 = rocks.store().files_per_level(Table::Storage).unwrap().iter().sum();
+    assert_eq!(storage_files, 6);
+}
+
 /// Two chunks of the same prefix in one set (never made by a sync: its units are
 /// disjoint) are refused before anything is written, not written over each other.
 #[test]
