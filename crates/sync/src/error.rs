@@ -49,6 +49,9 @@ pub enum SyncError {
     /// The thread writing verified chunks could not start, or ended without a result.
     #[error("chunk writer: {0}")]
     ChunkWriter(String),
+    /// The final flat-state check's thread ended without a result (it panicked).
+    #[error("flat-state check: {0}")]
+    Check(String),
     /// The persisted progress record does not decode.
     #[error("sync progress record: {0}")]
     ProgressDecode(#[from] alloy_rlp::Error),

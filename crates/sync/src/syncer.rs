@@ -196,7 +196,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         let mut passes = 0;
         loop {
             self.drive(&mut new_peers, &mut pivot_feed).await?;
-            let found = self.final_check()?;
+            let found = self.final_check().await?;
             if found.is_empty() {
                 return Ok(());
             }
@@ -400,7 +400,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// flat accounts hash to the pivot's root, and the storage likewise to each account's
     /// storage root. Only the checks that need no hashing run then (storage of no account,
     /// missing codes).
-    fn final_check(&mut self) -> Result<String, SyncError> {
+    async fn final_check(&mut self) -> Result<String, SyncError> {
         self.reporter.mark(WorkKind::Finish);
         let root = self.db.write_sync_skeleton(&self.work.take_account_skeleton())?;
         if root != self.pivot.state_root {
@@ -411,16 +411,20 @@ impl<S: KvStore + 'static> Syncer<S> {
             self.must_rehash("chunk counters disagree");
         }
         let started = Instant::now();
-        let check = match self.rehash {
+        match self.rehash {
             Some(why) => {
                 info!(why, "state sync: all items in; hashing the flat state again (merge-scan)");
-                self.db.check_flat_state()?
             }
-            None => {
-                info!("state sync: all items in, each verified on import; checking links");
-                self.db.check_flat_links()?
-            }
-        };
+            None => info!("state sync: all items in, each verified on import; checking links"),
+        }
+        // The check reads the whole flat state (seconds at 4M accounts, minutes on mainnet): on
+        // a blocking thread, not on a runtime worker that the node's sessions, its server and
+        // its follower share (on a one-core machine they would all stop meanwhile).
+        let (db, hash) = (Arc::clone(&self.db), self.rehash.is_some());
+        let check = tokio::task::spawn_blocking(move || {
+            if hash { db.check_flat_state() } else { db.check_flat_links() }
+        });
+        let check = check.await.map_err(|e| SyncError::Check(e.to_string()))??;
         self.reporter.stats.final_rehashed += check.hashed_leaves;
         info!(
             secs = started.elapsed().as_secs_f64(),
