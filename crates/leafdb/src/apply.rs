@@ -23,6 +23,7 @@ use crate::{
     keys::{node_key, node_table, prefix_end, storage_key},
     kv::{KvRead, KvStore, Table, WriteBatch},
     schema::{self, BlockHeader, decode_account, encode_account, encode_slot_value, meta},
+    top_nodes::AccountNodes,
     trie::{TrieCommit, TrieUpdate},
 };
 
@@ -104,7 +105,7 @@ impl<S: KvStore> LeafDb<S> {
         for code in &diff.codes {
             batch.put(Table::Code, keccak256(code).as_slice(), code.to_vec());
         }
-        let account_nodes = TrieNodes::account(self.store());
+        let account_nodes = AccountNodes::new(self.store(), self.top_nodes());
         let (plan, account_trie, storage, reads_done) =
             self.load_and_update_storage(diff, &account_nodes, started)?;
         let mut outcome = ApplyOutcome {
@@ -142,6 +143,7 @@ impl<S: KvStore> LeafDb<S> {
         let staged = started.elapsed();
         let batch_bytes = batch.size_bytes();
         self.store().write(batch, self.config().block_durability)?;
+        self.top_nodes().update(&commit);
         self.publish_head(*header);
         self.remember_replaced(header.number, replaced);
         debug!(
@@ -184,9 +186,10 @@ impl<S: KvStore> LeafDb<S> {
     fn load_and_update_storage<'d, 'n>(
         &self,
         diff: &'d BlockDiff,
-        account_nodes: &'n TrieNodes<'n, S>,
+        account_nodes: &'n AccountNodes<'n, S>,
         started: Instant,
-    ) -> Result<(BlockPlan<'d>, TrieUpdate<'n, TrieNodes<'n, S>>, StorageCommits, Duration)> {
+    ) -> Result<(BlockPlan<'d>, TrieUpdate<'n, AccountNodes<'n, S>>, StorageCommits, Duration)>
+    {
         let hashed: BTreeMap<B256, &AccountChange> =
             diff.accounts.iter().map(|(a, c)| (keccak256(a), c)).collect();
         let account_root = self.account_root()?;
@@ -365,9 +368,9 @@ fn stage_commit(
     for path in deletes {
         batch.delete(table, node_key(owner, path));
     }
-    let mut writes: Vec<&(Nibbles, Vec<u8>)> = commit.writes.iter().collect();
-    writes.sort_unstable_by_key(|(path, _)| *path);
-    for (path, rlp) in writes {
+    let mut writes: Vec<&(Nibbles, B256, Vec<u8>)> = commit.writes.iter().collect();
+    writes.sort_unstable_by_key(|(path, _, _)| *path);
+    for (path, _, rlp) in writes {
         batch.put(table, node_key(owner, path), rlp.clone());
     }
     outcome.nodes_written += commit.writes.len();

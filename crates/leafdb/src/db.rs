@@ -19,6 +19,7 @@ use crate::{
     },
     recent::RecentNodes,
     schema::{self, BlockHeader, SCHEMA_VERSION, decode_account, decode_head, meta},
+    top_nodes::TopNodes,
     trie::{NodeSource, checked_join, prove},
 };
 
@@ -65,6 +66,8 @@ pub struct LeafDb<S = RocksStore> {
     config: LeafDbConfig,
     /// Nodes replaced in recent blocks (in memory; see [`crate::recent`]).
     recent: RwLock<RecentNodes>,
+    /// The account trie's top levels, for block application ([`crate::top_nodes`]).
+    top_nodes: TopNodes,
     /// The head, sent after every write that moves it ([`Self::subscribe_head`]).
     head_tx: watch::Sender<Option<BlockHeader>>,
 }
@@ -171,7 +174,13 @@ impl<S: KvStore> LeafDb<S> {
             });
         }
         let head = store.get(Table::Meta, meta::HEAD)?.map(|b| decode_head(&b)).transpose()?;
-        Ok(Self { store, config, recent: RwLock::default(), head_tx: watch::Sender::new(head) })
+        Ok(Self {
+            store,
+            config,
+            recent: RwLock::default(),
+            top_nodes: TopNodes::default(),
+            head_tx: watch::Sender::new(head),
+        })
     }
 
     /// A receiver of the head: its value now, and every head written after this call
@@ -195,6 +204,11 @@ impl<S: KvStore> LeafDb<S> {
     /// The configuration.
     pub const fn config(&self) -> &LeafDbConfig {
         &self.config
+    }
+
+    /// The account trie's top levels kept for block application.
+    pub(crate) const fn top_nodes(&self) -> &TopNodes {
+        &self.top_nodes
     }
 
     /// The head block, if any state was loaded.

@@ -48,6 +48,7 @@ pub mod sync_heal;
 pub mod sync_import;
 #[cfg(feature = "test-utils")]
 pub mod test_utils;
+pub mod top_nodes;
 pub mod trie;
 pub mod verify;
 

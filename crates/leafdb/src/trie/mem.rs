@@ -31,7 +31,7 @@ impl MemNodes {
         for path in &commit.deletes {
             nodes.remove(path);
         }
-        for (path, rlp) in &commit.writes {
+        for (path, _, rlp) in &commit.writes {
             nodes.insert(*path, rlp.clone());
         }
     }

@@ -75,8 +75,8 @@ impl TNode {
 pub struct TrieCommit {
     /// The new root hash.
     pub root: B256,
-    /// Nodes to store: `(path, rlp)`; unchanged nodes are left out.
-    pub writes: Vec<(Nibbles, Vec<u8>)>,
+    /// Nodes to store: `(path, hash, rlp)`; unchanged nodes are left out.
+    pub writes: Vec<(Nibbles, B256, Vec<u8>)>,
     /// Paths whose stored node no longer exists.
     pub deletes: Vec<Nibbles>,
     /// Encodings that were current before and are not any more (replaced or deleted), with
@@ -296,7 +296,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
             node => {
                 let rlp = enc.encode(node, Nibbles::new())?;
                 let hash = keccak256(&rlp);
-                enc.store(Nibbles::new(), rlp);
+                enc.store(Nibbles::new(), hash, rlp);
                 hash
             }
         };
@@ -351,22 +351,23 @@ impl Encoder {
         }
         let rlp = self.encode(node, path)?;
         let r = RlpNode::from_rlp(&rlp);
-        if r.is_hash() {
-            self.store(path, rlp);
+        if let Some(hash) = r.as_hash() {
+            self.store(path, hash, rlp);
         }
         Ok(r)
     }
 
-    /// Records the node `rlp` at `path`: a write unless it is the encoding loaded there.
-    fn store(&mut self, path: Nibbles, rlp: Vec<u8>) {
+    /// Records the node `rlp` (hashing to `hash`) at `path`: a write unless it is the encoding
+    /// loaded there.
+    fn store(&mut self, path: Nibbles, hash: B256, rlp: Vec<u8>) {
         self.present.insert(path);
         match self.loaded.remove(&path) {
             Some((_, old_rlp)) if old_rlp == rlp => {}
             Some(old) => {
                 self.out.replaced.push(old);
-                self.out.writes.push((path, rlp));
+                self.out.writes.push((path, hash, rlp));
             }
-            None => self.out.writes.push((path, rlp)),
+            None => self.out.writes.push((path, hash, rlp)),
         }
     }
 

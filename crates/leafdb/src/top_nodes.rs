@@ -1,0 +1,141 @@
+//! The account trie's top levels in memory, for [`crate::LeafDb::apply_block`].
+//!
+//! Every block loads the account-trie paths to its changed accounts: at 1M accounts a
+//! mainnet-sized block (~2,000 accounts) loads ~8,000 nodes, about half of them in the top
+//! four levels, and each was a RocksDB read and a keccak. A node at level four changes in about
+//! one block in thirty, so most of those are found here the next time.
+//!
+//! Entries are keyed by path and hold the node's hash beside its encoding: a lookup hits only
+//! when that hash is the one the parent names, so the cache never needs invalidating. A node
+//! written by anything else (a sync, a heal) or a block whose write failed can only leave
+//! entries that no longer match, never a wrong answer.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use alloy_primitives::B256;
+use alloy_trie::Nibbles;
+
+use crate::{
+    db::TrieNodes,
+    error::Result,
+    kv::KvRead,
+    trie::{NodeSource, TrieCommit},
+};
+
+/// Account-trie nodes at paths of at most this many nibbles are kept: 69,905 paths at most,
+/// ~37 MiB when all are full branch nodes (a state of a million accounts or more).
+pub const TOP_DEPTH: usize = 4;
+
+/// The account trie's nodes at paths of at most [`TOP_DEPTH`] nibbles, each with its hash.
+#[derive(Debug, Default)]
+pub(crate) struct TopNodes {
+    nodes: Mutex<HashMap<Nibbles, (B256, Vec<u8>)>>,
+}
+
+impl TopNodes {
+    fn get(&self, path: &Nibbles, expected: B256) -> Option<Vec<u8>> {
+        let nodes = self.nodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        nodes.get(path).filter(|(hash, _)| *hash == expected).map(|(_, rlp)| rlp.clone())
+    }
+
+    fn insert(&self, path: Nibbles, hash: B256, rlp: &[u8]) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        nodes.insert(path, (hash, rlp.to_vec()));
+    }
+
+    /// Takes in a written commit of the account trie: its new top nodes, and its deletions.
+    pub(crate) fn update(&self, commit: &TrieCommit) {
+        let mut nodes = self.nodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for path in commit.deletes.iter().filter(|p| p.len() <= TOP_DEPTH) {
+            nodes.remove(path);
+        }
+        for (path, hash, rlp) in commit.writes.iter().filter(|(p, _, _)| p.len() <= TOP_DEPTH) {
+            nodes.insert(*path, (*hash, rlp.clone()));
+        }
+    }
+
+    /// How many nodes are kept.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+}
+
+/// The stored account trie, its top levels read through [`TopNodes`].
+#[derive(Debug)]
+pub(crate) struct AccountNodes<'a, R: ?Sized> {
+    stored: TrieNodes<'a, R>,
+    top: &'a TopNodes,
+}
+
+impl<'a, R: KvRead + ?Sized> AccountNodes<'a, R> {
+    pub(crate) const fn new(kv: &'a R, top: &'a TopNodes) -> Self {
+        Self { stored: TrieNodes::account(kv), top }
+    }
+}
+
+impl<R: KvRead + ?Sized> NodeSource for AccountNodes<'_, R> {
+    fn node(&self, path: &Nibbles) -> Result<Option<Vec<u8>>> {
+        self.stored.node(path)
+    }
+
+    fn owner(&self) -> B256 {
+        self.stored.owner()
+    }
+
+    fn load_verified(&self, path: &Nibbles, expected: B256) -> Result<Vec<u8>> {
+        if path.len() > TOP_DEPTH {
+            return self.stored.load_verified(path, expected);
+        }
+        if let Some(rlp) = self.top.get(path, expected) {
+            return Ok(rlp);
+        }
+        let rlp = self.stored.load_verified(path, expected)?;
+        self.top.insert(*path, expected, &rlp);
+        Ok(rlp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::keccak256;
+
+    use super::*;
+    use crate::{
+        LeafDb,
+        keys::node_key,
+        kv::{Durability, KvStore, Table, WriteBatch},
+    };
+
+    fn put_node<S: KvStore>(db: &LeafDb<S>, path: &Nibbles, rlp: Option<&[u8]>) {
+        let mut batch = WriteBatch::default();
+        match rlp {
+            Some(rlp) => batch.put(Table::AccountNodes, node_key(None, path), rlp.to_vec()),
+            None => batch.delete(Table::AccountNodes, node_key(None, path)),
+        }
+        db.store().write(batch, Durability::Logged).unwrap();
+    }
+
+    /// A top node is read from the store once and then answered from memory, but only under
+    /// the hash it was read under; deeper nodes are not kept.
+    #[test]
+    fn a_top_node_is_kept_under_its_hash_only() {
+        let db = LeafDb::in_memory();
+        let top = TopNodes::default();
+        let nodes = AccountNodes::new(db.store(), &top);
+        let (path, rlp) = (Nibbles::from_nibbles([1, 2]), vec![0xc2, 0x80, 0x80]);
+        put_node(&db, &path, Some(&rlp));
+        assert_eq!(nodes.load_verified(&path, keccak256(&rlp)).unwrap(), rlp);
+        assert_eq!(top.len(), 1);
+
+        put_node(&db, &path, None);
+        assert_eq!(nodes.load_verified(&path, keccak256(&rlp)).unwrap(), rlp, "from memory");
+        let other = keccak256(b"another node");
+        assert!(nodes.load_verified(&path, other).is_err(), "another hash is read from the store");
+
+        let deep = Nibbles::from_nibbles([1; TOP_DEPTH + 1]);
+        put_node(&db, &deep, Some(&rlp));
+        assert_eq!(nodes.load_verified(&deep, keccak256(&rlp)).unwrap(), rlp);
+        assert_eq!(top.len(), 1, "a deeper node is not kept");
+    }
+}
