@@ -17,7 +17,7 @@
 //! | file | methods |
 //! |---|---|
 //! | `db.rs` | open, schema check, reads (`head`, `account`, `storage`, `code`, `node`, `recent_node`), proofs, `subscribe_head` |
-//! | `apply.rs` | `apply_block` (plan → storage tries in parallel → accounts → write) |
+//! | `apply.rs` | `apply_block` (plan → storage tries in parallel → accounts → write); the account trie's top levels it keeps are in `top_nodes.rs` |
 //! | `snapshot.rs` | `snapshot` (consistent reads for serving), `estimate_accounts` |
 //! | `bulk.rs` | [`BulkImport`]: a whole state from sorted leaves |
 //! | `genesis.rs` | `init_genesis` |
