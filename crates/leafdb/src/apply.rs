@@ -143,7 +143,7 @@ impl<S: KvStore> LeafDb<S> {
         let staged = started.elapsed();
         let batch_bytes = batch.size_bytes();
         self.store().write(batch, self.config().block_durability)?;
-        self.top_nodes().update(&commit);
+        self.top_nodes().update(commit);
         self.publish_head(*header);
         self.remember_replaced(header.number, replaced);
         debug!(

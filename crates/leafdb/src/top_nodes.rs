@@ -43,14 +43,16 @@ impl TopNodes {
         nodes.insert(path, (hash, rlp.to_vec()));
     }
 
-    /// Takes in a written commit of the account trie: its new top nodes, and its deletions.
-    pub(crate) fn update(&self, commit: &TrieCommit) {
+    /// Takes in a written commit of the account trie: its new top nodes (moved, not copied:
+    /// the commit is done with), and its deletions.
+    pub(crate) fn update(&self, commit: TrieCommit) {
         let mut nodes = self.nodes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for path in commit.deletes.iter().filter(|p| p.len() <= TOP_DEPTH) {
             nodes.remove(path);
         }
-        for (path, hash, rlp) in commit.writes.iter().filter(|(p, _, _)| p.len() <= TOP_DEPTH) {
-            nodes.insert(*path, (*hash, rlp.clone()));
+        for (path, hash, rlp) in commit.writes.into_iter().filter(|(p, _, _)| p.len() <= TOP_DEPTH)
+        {
+            nodes.insert(path, (hash, rlp));
         }
     }
 
