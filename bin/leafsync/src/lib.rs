@@ -18,6 +18,8 @@ mod tool;
 use std::process::ExitCode;
 
 use clap::Parser;
+// The process's allocator is set by `main.rs`, not here.
+use tikv_jemallocator as _;
 
 pub use crate::{config::ConfigError, error::CliError};
 

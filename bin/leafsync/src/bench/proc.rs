@@ -40,9 +40,11 @@ pub(crate) fn peak_rss_mib() -> Option<u64> {
     Some(kib / 1024)
 }
 
-/// Starts the peak resident set over from the current one: gives the allocator's free memory
-/// back to the system (`malloc_trim`), then writes 5 to `/proc/self/clear_refs` (Linux ≥ 4.0),
-/// which resets `VmHWM`. Returns whether the reset took.
+/// Starts the peak resident set over from the current one: gives glibc's free memory back to
+/// the system (`malloc_trim`; the binary allocates with jemalloc, which returns freed pages by
+/// itself within ~10 s, so pages freed just before may still count: an upper bound), then
+/// writes 5 to `/proc/self/clear_refs` (Linux ≥ 4.0), which resets `VmHWM`. Returns whether the
+/// reset took.
 pub(crate) fn reset_peak_rss() -> bool {
     // SAFETY: malloc_trim only walks glibc's own heap; it has no preconditions.
     unsafe { libc::malloc_trim(0) };
