@@ -4,7 +4,8 @@
 //! 1. **plan**: read the changed accounts' old records and list the storage tries to update;
 //! 2. **storage tries**, in parallel on [`MAX_TRIE_WORKERS`] threads; a thread of its own loads
 //!    the account trie's paths beside steps 1 and 2;
-//! 3. **accounts**: stage flat accounts and storage, and update the account trie;
+//! 3. **accounts**: stage flat accounts and storage, and update the account trie (its subtries
+//!    hashed on the same threads);
 //! 4. **write** the batch with the head, then feed the recent-node cache and head subscribers.
 
 use std::{
@@ -30,6 +31,11 @@ use crate::{
 /// Threads that update storage tries in parallel during `apply_block`: storage tries are
 /// independent, and beyond 4 threads a mainnet-sized block (a few hundred tries) gains little.
 pub const MAX_TRIE_WORKERS: usize = 4;
+
+/// The threads `apply_block` hashes tries on: one per core, at most [`MAX_TRIE_WORKERS`].
+fn trie_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_TRIE_WORKERS)
+}
 
 /// What applying a block did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,8 +249,7 @@ impl<S: KvStore> LeafDb<S> {
     /// Step 2: the storage tries on worker threads.
     fn update_storage_tries(&self, plan: &BlockPlan<'_>) -> Result<StorageCommits> {
         std::thread::scope(|scope| {
-            let workers =
-                std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_TRIE_WORKERS);
+            let workers = trie_workers();
             let per_worker = plan.jobs.len().div_ceil(workers).max(1);
             let handles: Vec<_> = plan
                 .jobs
@@ -341,7 +346,7 @@ fn stage_accounts<N: crate::trie::NodeSource + ?Sized>(
         batch.put(Table::Accounts, haddr.as_slice(), value.clone());
         up.insert(&Nibbles::unpack(haddr), value)?;
     }
-    let mut commit = up.commit()?;
+    let mut commit = up.commit_parallel(trie_workers())?;
     stage_commit(batch, None, &commit, outcome);
     replaced.append(&mut commit.replaced);
     Ok((commit, replaced))

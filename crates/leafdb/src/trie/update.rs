@@ -281,12 +281,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
     /// Hashes the changed nodes and returns what to store; see [`TrieCommit`].
     pub fn commit(mut self) -> Result<TrieCommit> {
         let root = self.root.take();
-        let mut enc = Encoder {
-            loaded: self.loaded,
-            out: TrieCommit::default(),
-            present: HashSet::new(),
-            buf: Vec::with_capacity(600),
-        };
+        let mut enc = Encoder::new(self.loaded);
         enc.out.root = match root {
             TNode::Empty => EMPTY_ROOT_HASH,
             TNode::Hash(h) => {
@@ -302,6 +297,89 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
         };
         Ok(enc.finish())
     }
+
+    /// [`Self::commit`] with the subtries under a branch root encoded on `threads` threads, for
+    /// a large trie whose changes spread under its root (keys are hashes, so they do): the same
+    /// root, writes, deletions and replaced encodings, in another order.
+    pub fn commit_parallel(mut self, threads: usize) -> Result<TrieCommit> {
+        if threads < 2 {
+            return self.commit();
+        }
+        let (children, value) = match self.root.take() {
+            TNode::Branch { children, value } => (children, value),
+            other => {
+                self.root = other;
+                return self.commit();
+            }
+        };
+        // Paths below different root children are disjoint: each thread owns the old
+        // encodings of its children's subtries and decides alone what there vanished.
+        let mut root_loaded = HashMap::new();
+        let mut groups: Vec<(HashMap<_, _>, Vec<(u8, TNode)>)> =
+            (0..threads).map(|_| Default::default()).collect();
+        for (path, old) in self.loaded {
+            match path.first() {
+                None => root_loaded.insert(path, old),
+                Some(nibble) => groups[usize::from(nibble) % threads].0.insert(path, old),
+            };
+        }
+        for (nibble, child) in (0u8..).zip(*children) {
+            if !matches!(child, TNode::Empty) {
+                groups[usize::from(nibble) % threads].1.push((nibble, child));
+            }
+        }
+        let parts = std::thread::scope(|scope| {
+            let mut groups = groups.into_iter();
+            let first = groups.next();
+            let handles: Vec<_> = groups
+                .map(|(loaded, children)| scope.spawn(|| encode_children(loaded, children)))
+                .collect();
+            let mut parts = Vec::with_capacity(threads);
+            if let Some((loaded, children)) = first {
+                parts.push(encode_children(loaded, children));
+            }
+            for h in handles {
+                parts.push(h.join().map_err(|_| LeafDbError::WorkerPanicked)?);
+            }
+            parts.into_iter().collect::<Result<Vec<_>>>()
+        })?;
+
+        let mut enc = Encoder::new(root_loaded);
+        let mut refs: [Option<RlpNode>; 16] = Default::default();
+        let mut subtries = Vec::with_capacity(parts.len());
+        for (child_refs, commit) in parts {
+            for (nibble, r) in child_refs {
+                refs[usize::from(nibble)] = Some(r);
+            }
+            subtries.push(commit);
+        }
+        encode_branch(&refs, value.as_deref(), &mut enc.buf);
+        let rlp = enc.buf.clone();
+        let hash = keccak256(&rlp);
+        enc.store(Nibbles::new(), hash, rlp);
+        let mut out = enc.finish();
+        out.root = hash;
+        for part in subtries {
+            out.writes.extend(part.writes);
+            out.deletes.extend(part.deletes);
+            out.replaced.extend(part.replaced);
+        }
+        Ok(out)
+    }
+}
+
+/// Encodes root children `children` (by nibble) whose subtries' old encodings are `loaded`:
+/// their references in the root and the commit of everything below the root.
+fn encode_children(
+    loaded: HashMap<Nibbles, (B256, Vec<u8>)>,
+    children: Vec<(u8, TNode)>,
+) -> Result<(Vec<(u8, RlpNode)>, TrieCommit)> {
+    let mut enc = Encoder::new(loaded);
+    let mut refs = Vec::with_capacity(children.len());
+    for (nibble, child) in children {
+        refs.push((nibble, enc.child_ref(child, Nibbles::from_nibbles([nibble]))?));
+    }
+    Ok((refs, enc.finish()))
 }
 
 /// The commit of a [`TrieUpdate`]: encodes the changed nodes bottom-up and sorts every path
@@ -316,6 +394,15 @@ struct Encoder {
 }
 
 impl Encoder {
+    fn new(loaded: HashMap<Nibbles, (B256, Vec<u8>)>) -> Self {
+        Self {
+            loaded,
+            out: TrieCommit::default(),
+            present: HashSet::new(),
+            buf: Vec::with_capacity(600),
+        }
+    }
+
     /// Encodes `node` (children first) and returns its RLP; stores hashed children.
     fn encode(&mut self, node: TNode, path: Nibbles) -> Result<Vec<u8>> {
         match node {
@@ -467,6 +554,58 @@ mod tests {
             assert_eq!(b.finish().unwrap().root, root, "round {round}");
             assert_eq!(store.nodes(), fresh.into_inner(), "round {round}");
         }
+    }
+
+    /// Sorted copies of a commit's lists, to compare commits made in different orders.
+    fn sorted(mut c: TrieCommit) -> TrieCommit {
+        c.writes.sort();
+        c.deletes.sort();
+        c.replaced.sort();
+        c
+    }
+
+    #[test]
+    fn parallel_commit_equals_serial() {
+        let store = MemNodes::default();
+        let mut up = TrieUpdate::new(&store, EMPTY_ROOT_HASH);
+        for i in 0..3000 {
+            up.insert(&key(i), vec![i as u8 | 1; 1 + (i as usize % 50)]).unwrap();
+        }
+        let c = up.commit_parallel(2).unwrap();
+        store.apply(&c);
+        let mut root = c.root;
+        for round in 0u32..4 {
+            let change = |up: &mut TrieUpdate<'_, MemNodes>| {
+                for j in 0..400u32 {
+                    let k = key((round * 977 + j * 7) % 3500);
+                    if j % 4 == 0 {
+                        up.delete(&k).unwrap();
+                    } else {
+                        up.insert(&k, vec![(round + j) as u8; 3 + j as usize % 60]).unwrap();
+                    }
+                }
+            };
+            let mut serial = TrieUpdate::new(&store, root);
+            change(&mut serial);
+            let serial = sorted(serial.commit().unwrap());
+            for threads in [2, 3, 16] {
+                let mut par = TrieUpdate::new(&store, root);
+                change(&mut par);
+                let par = sorted(par.commit_parallel(threads).unwrap());
+                assert_eq!(par.root, serial.root, "round {round}, {threads} threads");
+                assert_eq!(par.writes, serial.writes, "round {round}, {threads} threads");
+                assert_eq!(par.deletes, serial.deletes, "round {round}, {threads} threads");
+                assert_eq!(par.replaced, serial.replaced, "round {round}, {threads} threads");
+            }
+            assert!(!serial.deletes.is_empty() && !serial.replaced.is_empty());
+            store.apply(&serial);
+            root = serial.root;
+        }
+        // A trie whose root is not a branch commits as it would serially.
+        let mut up = TrieUpdate::new(&store, EMPTY_ROOT_HASH);
+        up.insert(&key(1), vec![1; 40]).unwrap();
+        let one = up.commit_parallel(2).unwrap();
+        assert_eq!(one.writes.len(), 1);
     }
 
     #[test]
