@@ -97,6 +97,16 @@ impl WriteBatch {
         self.bytes
     }
 
+    /// About the size of the batch in RocksDB's encoding: the payload, and per operation a tag,
+    /// a column family and length prefixes; for sizing a store's own batch up front.
+    pub fn encoded_len_estimate(&self) -> usize {
+        /// Batch header: sequence number and count.
+        const HEADER: usize = 12;
+        /// Tag, column family id and two varint lengths, at most.
+        const PER_OP: usize = 1 + 5 + 2 * 5;
+        HEADER + self.bytes + PER_OP * self.ops.len()
+    }
+
     /// Number of operations.
     pub fn len(&self) -> usize {
         self.ops.len()

