@@ -7,9 +7,9 @@
 //! After a restart it starts empty; GetNodes then answers empty for nodes replaced before the
 //! restart (never wrongly), and clients ask other peers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
-use alloy_primitives::B256;
+use alloy_primitives::{B256, map::B256Map};
 
 /// Default byte budget of the cache: 512 MiB holds 128 mainnet-sized blocks of replaced nodes
 /// (~3–4 MiB each); past it the oldest blocks leave early.
@@ -21,7 +21,7 @@ const ENTRY_OVERHEAD: usize = 96;
 /// Nodes by hash, with the block that replaced them; see the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct RecentNodes {
-    by_hash: HashMap<B256, (u64, Box<[u8]>)>,
+    by_hash: B256Map<(u64, Box<[u8]>)>,
     /// Blocks in increasing order with the hashes each added.
     blocks: VecDeque<(u64, Vec<B256>)>,
     bytes: usize,

@@ -10,7 +10,9 @@
 //! written by anything else (a sync, a heal) or a block whose write failed can only leave
 //! entries that no longer match, never a wrong answer.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::sync::Mutex;
+
+use alloy_primitives::map::HashMap;
 
 use alloy_primitives::B256;
 use alloy_trie::Nibbles;

@@ -7,7 +7,7 @@
 //! the recent-node cache). Untouched subtrees stay references and never move: only leaves and
 //! extensions change paths, and those are always loaded before they change.
 
-use std::collections::{HashMap, HashSet};
+use alloy_primitives::map::{HashMap, HashSet};
 
 use alloy_primitives::{B256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, nodes::RlpNode};
@@ -102,7 +102,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
     /// An update of the trie with root `root` whose nodes are in `src`.
     pub fn new(src: &'a S, root: B256) -> Self {
         let root = if root == EMPTY_ROOT_HASH { TNode::Empty } else { TNode::Hash(root) };
-        Self { src, root, loaded: HashMap::new() }
+        Self { src, root, loaded: HashMap::default() }
     }
 
     /// Sets `key` to `value`; an empty value deletes the key.
@@ -314,7 +314,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
         };
         // Paths below different root children are disjoint: each thread owns the old
         // encodings of its children's subtries and decides alone what there vanished.
-        let mut root_loaded = HashMap::new();
+        let mut root_loaded = HashMap::default();
         let mut groups: Vec<(HashMap<_, _>, Vec<(u8, TNode)>)> =
             (0..threads).map(|_| Default::default()).collect();
         for (path, old) in self.loaded {
@@ -398,7 +398,7 @@ impl Encoder {
         Self {
             loaded,
             out: TrieCommit::default(),
-            present: HashSet::new(),
+            present: HashSet::default(),
             buf: Vec::with_capacity(600),
         }
     }
