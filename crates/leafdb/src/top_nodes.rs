@@ -12,9 +12,7 @@
 
 use std::sync::Mutex;
 
-use alloy_primitives::map::HashMap;
-
-use alloy_primitives::B256;
+use alloy_primitives::{B256, map::HashMap};
 use alloy_trie::Nibbles;
 
 use crate::{

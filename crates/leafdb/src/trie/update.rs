@@ -7,9 +7,10 @@
 //! the recent-node cache). Untouched subtrees stay references and never move: only leaves and
 //! extensions change paths, and those are always loaded before they change.
 
-use alloy_primitives::map::{HashMap, HashSet};
-
-use alloy_primitives::{B256, keccak256};
+use alloy_primitives::{
+    B256, keccak256,
+    map::{HashMap, HashSet},
+};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, nodes::RlpNode};
 
 use super::{
