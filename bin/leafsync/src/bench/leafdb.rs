@@ -163,7 +163,8 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
 
     let result = in_scratch_dir(&args.state.workdir, "leafdb", |dir| {
         let config = LeafDbConfig { recent_blocks: args.recent_blocks, ..LeafDbConfig::default() };
-        let db = LeafDb::open(dir, &DbOptions::default(), config)?;
+        let cache_bytes = usize::try_from(args.block_cache_mib << 20).unwrap_or(usize::MAX);
+        let db = LeafDb::open(dir, &DbOptions::default().block_cache_bytes(cache_bytes), config)?;
         let (t, cpu) = (Instant::now(), cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID));
         let mut import = BulkImport::start(&db, "benchmark")?;
         for code in 0..params.code_pool() {
@@ -231,6 +232,7 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
         "apply_block": {
             "blocks": args.state.blocks,
             "recent_blocks": args.recent_blocks,
+            "block_cache_mib": args.block_cache_mib,
             "accounts_per_block": args.state.block.block_accounts,
             "slots_per_block": args.state.block.block_slots,
             "median_ms": percentile(&sorted, 0.5),

@@ -44,6 +44,10 @@ pub(crate) struct LeafdbBench {
     /// Blocks for which replaced nodes stay in the recent-node cache (0 disables it).
     #[arg(long, default_value_t = leafsync_leafdb::DEFAULT_RECENT_BLOCKS)]
     pub(crate) recent_blocks: u64,
+    /// RocksDB block cache, MiB: the daemon's `leafdb.block_cache_mib` (at least 1).
+    #[arg(long, default_value_t = (leafsync_leafdb::kv::rocks::DEFAULT_BLOCK_CACHE_BYTES >> 20) as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub(crate) block_cache_mib: u64,
 }
 
 /// A synthetic state and mainnet-sized blocks applied to it: shared by the benchmarks that
