@@ -30,6 +30,11 @@ fn reports_roots_blocks_and_the_block_cache_it_ran_with() {
     assert_eq!(apply["blocks"], 3, "{json}");
     assert_eq!(apply["block_cache_mib"], 8, "{json}");
     assert!(apply["median_ms"].as_f64().unwrap() > 0.0, "{json}");
+    // CPU time of the process across the blocks: something, and for 3 blocks a sum of at
+    // least their median.
+    let (cpu_median, cpu_total) =
+        (apply["cpu_median_ms"].as_f64().unwrap(), apply["cpu_total_s"].as_f64().unwrap());
+    assert!(cpu_median > 0.0 && cpu_total * 1000.0 >= cpu_median, "{json}");
     assert!(json["bulk_cpu_s"].as_f64().unwrap() > 0.0, "{json}");
     // The benchmark's database is removed at the end.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
