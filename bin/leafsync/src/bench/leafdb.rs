@@ -242,7 +242,8 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
             "max_ms": sorted.last().copied().unwrap_or(0.0),
             "median_second_half_ms": percentile(&warm, 0.5),
             "cpu_median_ms": percentile(&cpu_ms, 0.5),
-            "cpu_total_s": cpu_ms.iter().sum::<f64>() / 1000.0,
+            // A fold from +0.0: `sum` of no blocks is -0.0, which the JSON would print.
+            "cpu_total_s": cpu_ms.iter().fold(0.0, |total, ms| total + ms) / 1000.0,
         },
         "peak_rss_mib": peak_rss_mib(),
     });
