@@ -189,12 +189,12 @@ impl<S: KvStore> LeafDb<S> {
     /// then updates the storage tries on worker threads. Returns the plan, the loaded account
     /// trie, the storage commits and when the plan was done.
     #[allow(clippy::type_complexity)]
-    fn load_and_update_storage<'d, 'n>(
+    fn load_and_update_storage<'d, 'n, 's>(
         &self,
         diff: &'d BlockDiff,
-        account_nodes: &'n AccountNodes<'n, S>,
+        account_nodes: &'n AccountNodes<'s, S>,
         started: Instant,
-    ) -> Result<(BlockPlan<'d>, TrieUpdate<'n, AccountNodes<'n, S>>, StorageCommits, Duration)>
+    ) -> Result<(BlockPlan<'d>, TrieUpdate<'n, AccountNodes<'s, S>>, StorageCommits, Duration)>
     {
         let hashed: BTreeMap<B256, &AccountChange> =
             diff.accounts.iter().map(|(a, c)| (keccak256(a), c)).collect();
@@ -282,8 +282,14 @@ fn commit_storage_jobs<R: KvRead + Sync + ?Sized>(
     jobs: &[StorageJob],
 ) -> Result<StorageCommits> {
     let mut out = BTreeMap::new();
+    // The jobs come in owner order: one reader moves from trie to trie, its flat cursor (for
+    // leaves rebuilt from the flat storage) with it.
+    let mut reader: Option<TrieNodes<'_, R>> = None;
     for job in jobs {
-        let src = TrieNodes::storage(kv, job.owner);
+        let src = match reader.take() {
+            Some(r) => r.into_storage(job.owner),
+            None => TrieNodes::storage(kv, job.owner),
+        };
         let mut up = TrieUpdate::new(&src, job.root);
         for (hslot, value) in &job.slots {
             if value.is_zero() {
@@ -293,6 +299,7 @@ fn commit_storage_jobs<R: KvRead + Sync + ?Sized>(
             }
         }
         out.insert(job.owner, (job.slots.clone(), up.commit()?));
+        reader = Some(src);
     }
     Ok(out)
 }
@@ -358,7 +365,9 @@ fn wipe_storage(batch: &mut WriteBatch, account: &B256) {
     batch.delete_range(Table::StorageNodes, account.to_vec(), prefix_end(account.as_slice()));
 }
 
-/// Stages a trie commit's node writes and deletions.
+/// Stages a trie commit's node writes and deletions: every write but the leaves (a leafdb
+/// rebuilds those from the flat tables), and a delete wherever a stored node vanished or a leaf
+/// took its place.
 fn stage_commit(
     batch: &mut WriteBatch,
     owner: Option<&B256>,
@@ -368,16 +377,17 @@ fn stage_commit(
     let table = node_table(owner);
     // In key order: RocksDB inserts a run of increasing keys into its memtable skiplist from
     // the previous insert's position instead of searching from the top.
-    let mut deletes: Vec<&Nibbles> = commit.deletes.iter().collect();
+    let mut deletes: Vec<&Nibbles> = commit.store_deletes.iter().collect();
     deletes.sort_unstable();
-    for path in deletes {
+    for path in &deletes {
         batch.delete(table, node_key(owner, path));
     }
-    let mut writes: Vec<&(Nibbles, B256, Vec<u8>)> = commit.writes.iter().collect();
+    let mut writes: Vec<&(Nibbles, B256, Vec<u8>)> =
+        commit.writes.iter().filter(|(path, _, _)| !commit.leaves.contains(path)).collect();
     writes.sort_unstable_by_key(|(path, _, _)| *path);
-    for (path, _, rlp) in writes {
+    for (path, _, rlp) in &writes {
         batch.put(table, node_key(owner, path), rlp.clone());
     }
-    outcome.nodes_written += commit.writes.len();
-    outcome.nodes_deleted += commit.deletes.len();
+    outcome.nodes_written += writes.len();
+    outcome.nodes_deleted += deletes.len();
 }

@@ -30,8 +30,8 @@ struct SortedTables<'a> {
     storage_nodes: Box<dyn SortedWriter + 'a>,
 }
 
-/// A builder's emitted nodes in one reused buffer: no allocation per node, none per trie once
-/// the buffers have grown.
+/// A builder's emitted branches and extensions in one reused buffer: no allocation per node,
+/// none per trie once the buffers have grown.
 #[derive(Debug, Default)]
 struct NodeArena {
     nodes: Vec<(Nibbles, Range<usize>)>,
@@ -43,6 +43,11 @@ impl NodeSink for NodeArena {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(rlp);
         self.nodes.push((*path, start..self.bytes.len()));
+        Ok(())
+    }
+
+    /// Leaves are not stored: they are rebuilt from the flat tables written beside them.
+    fn leaf(&mut self, _: &Nibbles, _: &[u8]) -> Result<()> {
         Ok(())
     }
 }

@@ -54,7 +54,9 @@ pub mod verify;
 
 pub use apply::{ApplyOutcome, MAX_TRIE_WORKERS};
 pub use bulk::{BulkImport, ImportAccount, ImportOutcome};
-pub use db::{AccountProof, DEFAULT_RECENT_BLOCKS, EMPTY_CODE_HASH, LeafDb, LeafDbConfig};
+pub use db::{
+    AccountProof, DEFAULT_RECENT_BLOCKS, EMPTY_CODE_HASH, LeafDb, LeafDbConfig, NodeReader,
+};
 pub use diff::{AccountChange, AccountUpdate, BlockDiff};
 pub use error::{GenesisError, LeafDbError, Result};
 #[cfg(feature = "generate")]

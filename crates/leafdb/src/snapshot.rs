@@ -5,7 +5,7 @@ use alloy_primitives::{B256, U256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 
 use crate::{
-    db::{LeafDb, TrieNodes, read_account_root},
+    db::{LeafDb, NodeReader, TrieNodes, read_account_root},
     error::Result,
     keys::{account_range, storage_range},
     kv::{Cursor, KvRead, KvStore, Table, scan_range},
@@ -157,9 +157,17 @@ impl<'a, S: KvStore> LeafSnapshot<'a, S> {
         Ok(StorageWalk { cursor: self.snap.cursor(Table::Storage, &start)? })
     }
 
-    /// The stored node at `path` of the account trie (`owner` `None`) or of a storage trie.
+    /// The node at `path` of the account trie (`owner` `None`) or of a storage trie: the stored
+    /// one, else the leaf rebuilt from the one flat entry under `path` (leaves are mostly not
+    /// stored). That leaf is the trie's node only if `path` is a leaf position: check the result
+    /// against the hash the parent holds, as every caller does.
     pub fn node(&self, owner: Option<&B256>, path: &Nibbles) -> Result<Option<Vec<u8>>> {
         TrieNodes::of(&self.snap, owner).node(path)
+    }
+
+    /// A reader for many node lookups in a row on this snapshot; see [`NodeReader`].
+    pub fn node_reader(&self) -> NodeReader<'_, S::Snapshot<'a>> {
+        NodeReader::new(&self.snap)
     }
 
     /// A node replaced in a recent block, by hash. The cache is shared, not snapshotted: a

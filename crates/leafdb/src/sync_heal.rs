@@ -17,6 +17,7 @@ use crate::{
     },
     kv::{Durability, KvStore, Table, WriteBatch, scan_range},
     schema::{decode_account, encode_slot_value},
+    sync_import::clear_range,
     trie::{DecodedNode, checked_join, walk_leaves},
 };
 
@@ -150,8 +151,10 @@ impl<S: KvStore> LeafDb<S> {
         let src = TrieNodes::storage(self.store(), *owner).below(*prefix);
         let leaves = walk_leaves(&src, hash)?;
         let mut batch = WriteBatch::default();
-        let (lo, hi) = storage_range(owner, prefix);
-        batch.delete_range(Table::Storage, lo, hi);
+        // A range delete only where the range holds a key: each one costs every later iterator
+        // over the table (RocksDB fragments a memtable's range deletes anew for each), and
+        // reads of leaves from the flat tables open many.
+        clear_range(self.store(), &mut batch, Table::Storage, storage_range(owner, prefix))?;
         let count = leaves.len() as u64;
         for (suffix, value) in leaves {
             let slot = leaf_key(Some(owner), &checked_join(prefix, &suffix)?)?;

@@ -17,7 +17,7 @@ use crate::{
     keys::{account_range, node_range, storage_key, storage_range},
     kv::{Durability, KvRead, KvStore, SortedWriter, Table, WriteBatch},
     schema::{self, BlockHeader, encode_account, encode_slot_value, meta, slot_leaf_value},
-    trie::{StackBuilder, nibbles_hex},
+    trie::{NoLeaves, StackBuilder, nibbles_hex},
 };
 
 /// Nodes whose RLP is shorter than a hash are embedded in their parent, never stored alone.
@@ -181,13 +181,14 @@ fn stage_subtrie(
     leaves: impl Iterator<Item = (Nibbles, Vec<u8>)>,
 ) -> Result<B256> {
     let run = writes.nodes(owner);
-    let mut builder = StackBuilder::new(|rel: &Nibbles, rlp: &[u8]| {
+    // Leaves are not stored: they are rebuilt from the flat entries staged beside them.
+    let mut builder = StackBuilder::new(NoLeaves(|rel: &Nibbles, rlp: &[u8]| {
         if rel.is_empty() && rlp.len() < HASH_LEN && !prefix.is_empty() {
             return Ok(());
         }
         run.push_node(owner, &prefix.join(rel), rlp);
         Ok(())
-    });
+    }));
     for (key, value) in leaves {
         if !key.starts_with(prefix) {
             return Err(LeafDbError::UnsortedInput { key: nibbles_hex(&key) });
@@ -216,7 +217,7 @@ fn stage_storage(
 /// read that crosses it, while one iterator seek is cheap. The caller must not let another
 /// write into the range land between this check and its batch (a sync imports its chunks from
 /// one loop).
-fn clear_range<S: KvRead>(
+pub(crate) fn clear_range<S: KvRead>(
     kv: &S,
     batch: &mut WriteBatch,
     table: Table,

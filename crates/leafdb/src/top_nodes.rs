@@ -86,15 +86,22 @@ impl<R: KvRead + ?Sized> NodeSource for AccountNodes<'_, R> {
     }
 
     fn load_verified(&self, path: &Nibbles, expected: B256) -> Result<Vec<u8>> {
+        Ok(self.load_verified_stored(path, expected)?.0)
+    }
+
+    /// A node from the cache counts as stored: a leaf of the top levels (a trie of a few
+    /// accounts) rebuilt from the flat table would then get a needless delete, never a stored
+    /// node a missing one.
+    fn load_verified_stored(&self, path: &Nibbles, expected: B256) -> Result<(Vec<u8>, bool)> {
         if path.len() > TOP_DEPTH {
-            return self.stored.load_verified(path, expected);
+            return self.stored.load_verified_stored(path, expected);
         }
         if let Some(rlp) = self.top.get(path, expected) {
-            return Ok(rlp);
+            return Ok((rlp, true));
         }
-        let rlp = self.stored.load_verified(path, expected)?;
+        let (rlp, stored) = self.stored.load_verified_stored(path, expected)?;
         self.top.insert(*path, expected, &rlp);
-        Ok(rlp)
+        Ok((rlp, stored))
     }
 }
 

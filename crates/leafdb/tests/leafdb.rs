@@ -13,7 +13,10 @@ use common::{
 };
 use leafsync_leafdb::{
     AccountChange, AccountUpdate, BlockDiff, Cursor, DbOptions, Durability, EMPTY_CODE_HASH,
-    KvRead, KvStore, LeafDb, LeafDbConfig, LeafDbError, Table, WriteBatch, read_alloc_file,
+    KvRead, KvStore, LeafDb, LeafDbConfig, LeafDbError, Table, WriteBatch,
+    keys::{node_key, node_table},
+    read_alloc_file, schema,
+    trie::{NodeSink, StackBuilder},
 };
 use proptest::prelude::*;
 
@@ -102,6 +105,48 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Blocks applied on a bulk-imported state, which stores no leaf node (each is rebuilt from
+    /// the flat tables when a block reads it), give the reference root block after block,
+    /// through insertions that split a leaf and deletions that fold a branch into it; the
+    /// result verifies, and a reopen reads it alike.
+    #[test]
+    fn blocks_on_a_leafless_import_equal_the_reference(seed in any::<u64>(), blocks in 1u64..20, changes in 1u64..30) {
+        let mut rng = Rng::new(seed);
+        let mut model = Model::new();
+        for _ in 0..6 {
+            random_block(&mut rng, &mut model, 30);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = rocks(dir.path());
+            prop_assert_eq!(fresh_build(&db, &model), reference_root(&model));
+            prop_assert!(tries_agree(&db.verify().unwrap()));
+            for n in 1..=blocks {
+                let diff = random_block(&mut rng, &mut model, changes);
+                let expected = reference_root(&model);
+                let out = db.apply_block(&header(n, expected), &diff).unwrap();
+                prop_assert_eq!(out.root, expected, "block {}", n);
+            }
+        }
+        let db = rocks(dir.path());
+        prop_assert_eq!(db.account_root().unwrap(), reference_root(&model));
+        let report = db.verify().unwrap();
+        prop_assert!(tries_agree(&report), "{:?}", report);
+    }
+}
+
+/// Whether `verify` found the tries and the flat tables in agreement (the bulk import of a
+/// model state writes no code, so missing code is not looked at).
+fn tries_agree(r: &leafsync_leafdb::verify::VerifyReport) -> bool {
+    r.computed_root == r.stored_root
+        && r.storage_root_mismatches == 0
+        && r.node_mismatches == 0
+        && r.extra_nodes == 0
+}
+
 #[test]
 fn proofs_verify_with_alloy_trie() {
     let db = LeafDb::in_memory();
@@ -156,7 +201,7 @@ fn newer_schema_is_refused_with_a_clear_message() {
     }
     let err = LeafDb::open(dir.path(), &DbOptions::default(), LeafDbConfig::default()).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, LeafDbError::SchemaTooNew { found: 99, supported: 2 }));
+    assert!(matches!(err, LeafDbError::SchemaTooNew { found: 99, supported: 3 }));
     assert!(msg.contains("99") && msg.contains("newer"), "{msg}");
 }
 
@@ -195,6 +240,104 @@ fn a_schema_1_database_still_opens() {
     db.apply_block(&next, &BlockDiff::default()).unwrap();
     drop(db);
     assert_eq!(rocks(dir.path()).head().unwrap(), Some(next));
+}
+
+/// Collects the leaves a builder emits and nothing else.
+struct LeafSink(Vec<(Nibbles, Vec<u8>)>);
+
+impl NodeSink for LeafSink {
+    fn node(&mut self, _: &Nibbles, _: &[u8]) -> leafsync_leafdb::Result<()> {
+        Ok(())
+    }
+
+    fn leaf(&mut self, path: &Nibbles, rlp: &[u8]) -> leafsync_leafdb::Result<()> {
+        self.0.push((*path, rlp.to_vec()));
+        Ok(())
+    }
+}
+
+/// Stores every leaf node of every trie, as schema 2 did: the tries rebuilt from the flat
+/// tables. Returns how many.
+fn store_every_leaf<S: KvStore>(db: &LeafDb<S>) -> usize {
+    let mut batch = WriteBatch::default();
+    let mut accounts = StackBuilder::new(LeafSink(Vec::new()));
+    for item in db.store().iter_from(Table::Accounts, &[]) {
+        let (k, v) = item.unwrap();
+        accounts.add_leaf(Nibbles::unpack(&k), v.to_vec()).unwrap();
+    }
+    let mut leaves: Vec<_> =
+        accounts.finish_into().unwrap().1.0.into_iter().map(|(p, rlp)| (None, p, rlp)).collect();
+    let mut by_owner: BTreeMap<B256, Vec<(Nibbles, Vec<u8>)>> = BTreeMap::new();
+    for item in db.store().iter_from(Table::Storage, &[]) {
+        let (k, v) = item.unwrap();
+        let value = schema::slot_leaf_value(&schema::decode_slot_value(&v).unwrap());
+        by_owner
+            .entry(B256::from_slice(&k[..32]))
+            .or_default()
+            .push((Nibbles::unpack(&k[32..]), value));
+    }
+    for (owner, slots) in by_owner {
+        let mut storage = StackBuilder::new(LeafSink(Vec::new()));
+        for (slot, value) in slots {
+            storage.add_leaf(slot, value).unwrap();
+        }
+        leaves.extend(
+            storage.finish_into().unwrap().1.0.into_iter().map(|(p, rlp)| (Some(owner), p, rlp)),
+        );
+    }
+    for (owner, path, rlp) in &leaves {
+        batch.put(node_table(owner.as_ref()), node_key(owner.as_ref(), path), rlp.clone());
+    }
+    db.store().write(batch, Durability::Synced).unwrap();
+    leaves.len()
+}
+
+/// A datadir written by schema 2, which stored every leaf node, opens: it verifies, its marker
+/// is raised, and blocks give the same roots on it as on the same state imported without
+/// leaves (reads take a stored leaf where there is one).
+#[test]
+fn a_schema_2_database_with_every_leaf_stored_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = leafsync_leafdb::GenParams { accounts: 300, seed: 12 };
+    let twin = LeafDb::in_memory();
+    twin.generate(params).unwrap();
+    let stored = {
+        let db = rocks(dir.path());
+        db.generate(params).unwrap();
+        let stored = store_every_leaf(&db);
+        assert!(stored >= 300, "{stored} leaves");
+        let mut b = WriteBatch::default();
+        b.put(Table::Meta, b"schema_version".to_vec(), 2u32.to_be_bytes().to_vec());
+        db.store().write(b, Durability::Synced).unwrap();
+        stored
+    };
+    let db = rocks(dir.path());
+    assert_eq!(
+        db.store().get(Table::Meta, b"schema_version").unwrap(),
+        Some(leafsync_leafdb::SCHEMA_VERSION.to_be_bytes().to_vec())
+    );
+    let report = db.verify().unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(db.account_root().unwrap(), twin.account_root().unwrap());
+    // Blocks that update existing accounts and slots (replacing stored leaves), clear slots
+    // and delete accounts (removing them).
+    for n in 1..=4u64 {
+        let (_, mut diff) = params.block(n, 60);
+        diff.accounts.insert(params.address(n * 7), AccountChange::Deleted);
+        let theirs = twin.apply_block(&header(n, B256::ZERO), &diff).unwrap();
+        let ours = db.apply_block(&header(n, theirs.root), &diff).unwrap();
+        assert!(ours.root_matches, "block {n}");
+    }
+    let leaves = |db: &LeafDb| {
+        [Table::AccountNodes, Table::StorageNodes]
+            .into_iter()
+            .flat_map(|t| db.store().iter_from(t, &[]).map(Result::unwrap).collect::<Vec<_>>())
+            .filter(|(_, v)| leafsync_leafdb::trie::node::is_leaf(v))
+            .count()
+    };
+    assert!(leaves(&db) < stored, "blocks replaced stored leaves without storing any");
+    let report = db.verify().unwrap();
+    assert!(report.ok(), "{report:?}");
 }
 
 /// Every head write reaches `subscribe_head` receivers: a bulk import, each block, a sync's end.
@@ -294,7 +437,8 @@ fn verify_detects_corrupted_and_stray_nodes() {
 }
 
 /// `verify` merges the node tables in order with the recomputed tries: a missing storage-trie
-/// node, a changed one in another trie and stray nodes around them are each found once.
+/// node, a changed one in another trie and stray nodes around them are each found once. Blocks
+/// store no leaf node (the tries verify without them: leaves are rebuilt from the flat tables).
 #[test]
 fn verify_finds_missing_and_changed_storage_nodes_by_merge() {
     let db = LeafDb::in_memory();
@@ -302,6 +446,7 @@ fn verify_finds_missing_and_changed_storage_nodes_by_merge() {
     assert!(db.verify().unwrap().ok());
     let nodes: Vec<_> =
         db.store().iter_from(Table::StorageNodes, &[]).map(|r| r.unwrap()).collect();
+    assert!(nodes.iter().all(|(_, v)| !leafsync_leafdb::trie::node::is_leaf(v)));
     // Two non-root nodes (key longer than the owner) of two different storage tries.
     let deep: Vec<_> = nodes.iter().filter(|(k, _)| k.len() > 32).collect();
     let first = deep[0];

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use alloy_primitives::{B256, Bytes, keccak256};
-use leafsync_leafdb::{KvStore, LeafSnapshot};
+use leafsync_leafdb::{KvStore, LeafSnapshot, NodeReader};
 use leafsync_p2p::leaf::{Codes, GetCodes, GetNodes, NodeRequest, Nodes};
 
 use crate::{
@@ -15,9 +15,11 @@ use crate::{
 
 /// The node the client asked for, if we have one that hashes to its expected hash: first from
 /// the recent-node cache by hash (nodes replaced in the last blocks), then from the node store
-/// by path. Anything else (missing, or a different node at that path) is `None`.
+/// by path (a leaf rebuilt from the flat tables where none is stored) through `reader`, one
+/// for the whole request. Anything else (missing, or a different node at that path) is `None`.
 pub fn find_node<S: KvStore>(
     snap: &LeafSnapshot<'_, S>,
+    reader: &mut NodeReader<'_, S::Snapshot<'_>>,
     request: &NodeRequest,
 ) -> Result<Option<Vec<u8>>, ServeError> {
     if let Some(node) = snap.recent_node(&request.hash)?
@@ -27,7 +29,7 @@ pub fn find_node<S: KvStore>(
     }
     let owner: Option<B256> = request.owner.into();
     let path = alloy_trie::Nibbles::from(&request.path);
-    Ok(snap.node(owner.as_ref(), &path)?.filter(|n| keccak256(n) == request.hash))
+    Ok(reader.node_hashing_to(owner.as_ref(), &path, &request.hash)?)
 }
 
 /// The code with this hash, only if it hashes to it.
@@ -48,7 +50,8 @@ pub fn serve_nodes<S: KvStore>(
 ) -> Result<Nodes, ServeError> {
     let budget = config.budget(request.max_bytes);
     let requests = request.nodes.iter().take(MAX_NODES_SERVED);
-    let nodes = collect_bounded(requests, budget, |r| find_node(snap, r))?;
+    let mut reader = snap.node_reader();
+    let nodes = collect_bounded(requests, budget, |r| find_node(snap, &mut reader, r))?;
     Ok(Nodes { nodes })
 }
 

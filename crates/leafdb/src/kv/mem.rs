@@ -55,7 +55,7 @@ impl KvRead for MemStore {
         &'a self,
         table: Table,
         start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
         Box::new(scan(&self.read(), table, start).into_iter())
     }
 }
@@ -69,7 +69,7 @@ impl KvRead for MemSnapshot {
         &'a self,
         table: Table,
         start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
         Box::new(scan(&self.0, table, start).into_iter())
     }
 }

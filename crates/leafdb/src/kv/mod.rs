@@ -152,7 +152,7 @@ pub trait KvRead {
         &'a self,
         table: Table,
         start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a>;
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>;
     /// [`Self::iter_from`] for a scan through a whole table (a check or a verify): the store may
     /// read its files ahead in large steps and keep what it reads out of its caches, which
     /// serve point reads and short ranges.
@@ -160,7 +160,7 @@ pub trait KvRead {
         &'a self,
         table: Table,
         start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
         self.iter_from(table, start)
     }
     /// [`Self::iter_from`] as a [`Cursor`], which lends each pair instead of allocating it and
@@ -176,7 +176,7 @@ pub trait KvRead {
 }
 
 /// A forward scan of one table that lends the pair it is on ([`KvRead::scan_cursor`]).
-pub trait Cursor {
+pub trait Cursor: Send {
     /// The pair the cursor is on; `None` past the last.
     fn current(&self) -> Option<(&[u8], &[u8])>;
     /// Moves to the next pair.
@@ -187,12 +187,12 @@ pub trait Cursor {
 
 /// A [`Cursor`] over an iterator of owned pairs: the default for stores without a lending one.
 struct IterCursor<'a> {
-    iter: Box<dyn Iterator<Item = Result<KvPair>> + 'a>,
+    iter: Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>,
     current: Option<KvPair>,
 }
 
 impl<'a> IterCursor<'a> {
-    fn new(mut iter: Box<dyn Iterator<Item = Result<KvPair>> + 'a>) -> Result<Self> {
+    fn new(mut iter: Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>) -> Result<Self> {
         let current = iter.next().transpose()?;
         Ok(Self { iter, current })
     }

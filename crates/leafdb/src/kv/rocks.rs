@@ -240,9 +240,9 @@ fn storage(e: rocksdb::Error) -> LeafDbError {
     LeafDbError::storage(e)
 }
 
-fn boxed_iter<'a, I>(it: I) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a>
+fn boxed_iter<'a, I>(it: I) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>
 where
-    I: Iterator<Item = std::result::Result<KvPair, rocksdb::Error>> + 'a,
+    I: Iterator<Item = std::result::Result<KvPair, rocksdb::Error>> + Send + 'a,
 {
     Box::new(it.map(|r| r.map_err(storage)))
 }
@@ -301,7 +301,7 @@ impl RocksStore {
         table: Table,
         start: &[u8],
         opts: ReadOptions,
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
         let mode = IteratorMode::From(start, Direction::Forward);
         match self.cf(table) {
             Ok(cf) => boxed_iter(self.db.iterator_cf_opt(cf, opts, mode)),
@@ -328,7 +328,7 @@ impl KvRead for RocksStore {
         &'a self,
         table: Table,
         start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
         self.iter_with(table, start, ReadOptions::default())
     }
 
@@ -336,7 +336,7 @@ impl KvRead for RocksStore {
         &'a self,
         table: Table,
         start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
         self.iter_with(table, start, scan_options())
     }
 
@@ -379,7 +379,7 @@ impl KvRead for RocksSnapshot<'_> {
         &'a self,
         table: Table,
         start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
         self.store.iter_with(table, start, self.read_options(ReadOptions::default()))
     }
 
@@ -387,7 +387,7 @@ impl KvRead for RocksSnapshot<'_> {
         &'a self,
         table: Table,
         start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + 'a> {
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
         self.store.iter_with(table, start, self.read_options(scan_options()))
     }
 

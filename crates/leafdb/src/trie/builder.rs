@@ -26,8 +26,28 @@ impl OpenBranch {
 /// Receives the nodes a builder emits: `(path, rlp)` for every node a store keeps (RLP of 32
 /// bytes or more, and the root). Closures `FnMut(&Nibbles, &[u8]) -> Result<()>` are sinks.
 pub trait NodeSink {
-    /// Takes one node.
+    /// Takes one branch or extension node.
     fn node(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()>;
+
+    /// Takes one leaf node. A leafdb does not store leaves (they are rebuilt from the flat
+    /// tables, see [`crate::db::TrieNodes`]); sinks that write the database skip them.
+    fn leaf(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()> {
+        self.node(path, rlp)
+    }
+}
+
+/// A sink that passes on only branches and extensions: what a leafdb stores.
+#[derive(Debug)]
+pub struct NoLeaves<F>(pub F);
+
+impl<F: NodeSink> NodeSink for NoLeaves<F> {
+    fn node(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()> {
+        self.0.node(path, rlp)
+    }
+
+    fn leaf(&mut self, _: &Nibbles, _: &[u8]) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl<F: FnMut(&Nibbles, &[u8]) -> Result<()>> NodeSink for F {
@@ -55,6 +75,7 @@ pub struct StackBuilder<F> {
     buf: Vec<u8>,
     leaves: u64,
     stored_nodes: u64,
+    leaf_nodes: u64,
 }
 
 impl<F> std::fmt::Debug for StackBuilder<F> {
@@ -73,8 +94,10 @@ pub struct BuildOutcome {
     pub root: B256,
     /// Number of leaves added.
     pub leaves: u64,
-    /// Number of nodes handed to the sink.
+    /// Number of nodes handed to the sink (leaves included).
     pub stored_nodes: u64,
+    /// How many of them were leaves ([`NodeSink::leaf`]).
+    pub leaf_nodes: u64,
 }
 
 impl<F: NodeSink> StackBuilder<F> {
@@ -87,6 +110,7 @@ impl<F: NodeSink> StackBuilder<F> {
             buf: Vec::with_capacity(600),
             leaves: 0,
             stored_nodes: 0,
+            leaf_nodes: 0,
         }
     }
 
@@ -130,7 +154,7 @@ impl<F: NodeSink> StackBuilder<F> {
             None => EMPTY_ROOT_HASH,
             Some((key, value)) if self.stack.is_empty() => {
                 encode_leaf(&key, &value, &mut self.buf);
-                self.emit_root()?
+                self.emit_root(true)?
             }
             Some((key, value)) => {
                 self.attach_leaf(&key, &value)?;
@@ -142,22 +166,28 @@ impl<F: NodeSink> StackBuilder<F> {
                 let top = self.stack.pop().ok_or(LeafDbError::Invariant("builder stack empty"))?;
                 encode_branch(&top.children, None, &mut self.buf);
                 if top.depth == 0 {
-                    self.emit_root()?
+                    self.emit_root(false)?
                 } else {
-                    let child = self.emit(&key.slice(..top.depth))?;
+                    let child = self.emit(&key.slice(..top.depth), false)?;
                     encode_extension(&key.slice(..top.depth), &child, &mut self.buf);
-                    self.emit_root()?
+                    self.emit_root(false)?
                 }
             }
         };
-        Ok((BuildOutcome { root, leaves: self.leaves, stored_nodes: self.stored_nodes }, self.sink))
+        let outcome = BuildOutcome {
+            root,
+            leaves: self.leaves,
+            stored_nodes: self.stored_nodes,
+            leaf_nodes: self.leaf_nodes,
+        };
+        Ok((outcome, self.sink))
     }
 
     /// Hangs the leaf for `key` from the top open branch.
     fn attach_leaf(&mut self, key: &Nibbles, value: &[u8]) -> Result<()> {
         let depth = self.stack.last().map_or(0, |b| b.depth);
         encode_leaf(&key.slice(depth + 1..), value, &mut self.buf);
-        let r = self.emit(&key.slice(..depth + 1))?;
+        let r = self.emit(&key.slice(..depth + 1), true)?;
         if let Some(top) = self.stack.last_mut() {
             top.children[key.get_unchecked(depth) as usize] = Some(r);
         }
@@ -173,7 +203,7 @@ impl<F: NodeSink> StackBuilder<F> {
             }
             let Some(branch) = self.stack.pop() else { break };
             encode_branch(&branch.children, None, &mut self.buf);
-            let mut r = self.emit(&key.slice(..branch.depth))?;
+            let mut r = self.emit(&key.slice(..branch.depth), false)?;
             let parent_depth = match self.stack.last() {
                 Some(p) if p.depth >= depth => p.depth,
                 _ => {
@@ -183,7 +213,7 @@ impl<F: NodeSink> StackBuilder<F> {
             };
             if branch.depth > parent_depth + 1 {
                 encode_extension(&key.slice(parent_depth + 1..branch.depth), &r, &mut self.buf);
-                r = self.emit(&key.slice(..parent_depth + 1))?;
+                r = self.emit(&key.slice(..parent_depth + 1), false)?;
             }
             if let Some(parent) = self.stack.last_mut() {
                 parent.children[key.get_unchecked(parent_depth) as usize] = Some(r);
@@ -192,21 +222,31 @@ impl<F: NodeSink> StackBuilder<F> {
         Ok(())
     }
 
-    /// Turns the node in `self.buf` into a reference, storing it when it is hashed.
-    fn emit(&mut self, path: &Nibbles) -> Result<RlpNode> {
+    /// Turns the node in `self.buf` (a leaf if `leaf`) into a reference, handing it to the
+    /// sink when it is hashed.
+    fn emit(&mut self, path: &Nibbles, leaf: bool) -> Result<RlpNode> {
         let r = RlpNode::from_rlp(&self.buf);
         if r.is_hash() {
-            self.stored_nodes += 1;
-            self.sink.node(path, &self.buf)?;
+            self.hand_over(path, leaf)?;
         }
         Ok(r)
     }
 
-    /// Stores the node in `self.buf` as the root, whatever its size, and returns its hash.
-    fn emit_root(&mut self) -> Result<B256> {
-        self.stored_nodes += 1;
-        self.sink.node(&Nibbles::new(), &self.buf)?;
+    /// Hands the node in `self.buf` to the sink as the root, whatever its size, and returns
+    /// its hash.
+    fn emit_root(&mut self, leaf: bool) -> Result<B256> {
+        self.hand_over(&Nibbles::new(), leaf)?;
         Ok(keccak256(&self.buf))
+    }
+
+    fn hand_over(&mut self, path: &Nibbles, leaf: bool) -> Result<()> {
+        self.stored_nodes += 1;
+        if leaf {
+            self.leaf_nodes += 1;
+            self.sink.leaf(path, &self.buf)
+        } else {
+            self.sink.node(path, &self.buf)
+        }
     }
 }
 

@@ -11,7 +11,9 @@ pub mod proof;
 pub mod update;
 pub mod walk;
 
-pub use builder::{BuildOutcome, NodeSink, StackBuilder, VecSink, nibbles_hex, root_of_sorted};
+pub use builder::{
+    BuildOutcome, NoLeaves, NodeSink, StackBuilder, VecSink, nibbles_hex, root_of_sorted,
+};
 pub use mem::MemNodes;
 pub use node::DecodedNode;
 pub use proof::prove;
@@ -30,25 +32,40 @@ pub trait NodeSource {
     /// The trie's owner (zero for the account trie), for error messages.
     fn owner(&self) -> B256;
 
+    /// [`Self::load_verified`], also telling whether the node is stored at `path` (`false`: it
+    /// was rebuilt, as a leaf from a leafdb's flat tables, and no stored node is there to
+    /// delete or overwrite). Sources that cannot tell say `true`.
+    fn load_verified_stored(&self, path: &Nibbles, expected: B256) -> Result<(Vec<u8>, bool)> {
+        Ok((self.load_verified(path, expected)?, true))
+    }
+
     /// The stored node at `path`, which its parent refers to by `expected`: missing or hashing
     /// to anything else is an error naming the trie and the path.
     fn load_verified(&self, path: &Nibbles, expected: B256) -> Result<Vec<u8>> {
-        let rlp = self.node(path)?.ok_or_else(|| LeafDbError::MissingNode {
-            owner: self.owner(),
-            path: nibbles_hex(path),
-            expected,
-        })?;
-        let got = keccak256(&rlp);
-        if got != expected {
-            return Err(LeafDbError::NodeHashMismatch {
-                owner: self.owner(),
-                path: nibbles_hex(path),
-                got,
-                expected,
-            });
-        }
-        Ok(rlp)
+        verified(self.owner(), path, expected, self.node(path)?)
     }
+}
+
+/// `rlp`, the node found at `path` of the trie of `owner` (`None`: nothing found), if it hashes
+/// to `expected`, the hash its parent holds; else the error naming the trie and the path.
+pub(crate) fn verified(
+    owner: B256,
+    path: &Nibbles,
+    expected: B256,
+    rlp: Option<Vec<u8>>,
+) -> Result<Vec<u8>> {
+    let rlp =
+        rlp.ok_or_else(|| LeafDbError::MissingNode { owner, path: nibbles_hex(path), expected })?;
+    let got = keccak256(&rlp);
+    if got != expected {
+        return Err(LeafDbError::NodeHashMismatch {
+            owner,
+            path: nibbles_hex(path),
+            got,
+            expected,
+        });
+    }
+    Ok(rlp)
 }
 
 /// `path` followed by `suffix`, refused past 64 nibbles (a key is 32 bytes). Paths built from

@@ -150,6 +150,23 @@ fn decode_hex_prefix(bytes: &[u8]) -> Result<(Nibbles, bool)> {
     Ok((nibbles, flag >= 2))
 }
 
+/// Whether `rlp` is a leaf node: a list of two items whose first, a string, has the hex-prefix
+/// leaf flag. Reads two headers, decodes nothing; malformed input is no leaf.
+pub fn is_leaf(rlp: &[u8]) -> bool {
+    let mut buf = rlp;
+    let Ok(header) = Header::decode(&mut buf) else { return false };
+    if !header.list || header.payload_length != buf.len() {
+        return false;
+    }
+    let (Ok(first), Ok(second)) = (take_item(&mut buf), take_item(&mut buf)) else {
+        return false;
+    };
+    buf.is_empty()
+        && !second.is_empty()
+        && item_string(first)
+            .is_ok_and(|path| path.first().is_some_and(|b| matches!(b >> 4, 2 | 3)))
+}
+
 impl DecodedNode {
     /// Decodes one node from its complete RLP encoding.
     pub fn decode(rlp: &[u8]) -> Result<Self> {

@@ -80,6 +80,13 @@ pub struct TrieCommit {
     pub writes: Vec<(Nibbles, B256, Vec<u8>)>,
     /// Paths whose stored node no longer exists.
     pub deletes: Vec<Nibbles>,
+    /// The paths of `writes` that are leaves. A leafdb stores no leaf (it rebuilds them from its
+    /// flat tables): it puts the other writes and deletes [`Self::store_deletes`].
+    pub leaves: HashSet<Nibbles>,
+    /// What a store that keeps no leaves deletes: the paths of `deletes` where a node was stored
+    /// (not rebuilt; see [`NodeSource::load_verified_stored`]), and the paths where a leaf of
+    /// `writes` takes the place of a stored node.
+    pub store_deletes: Vec<Nibbles>,
     /// Encodings that were current before and are not any more (replaced or deleted), with
     /// their hashes (known from loading, so not hashed again).
     pub replaced: Vec<(B256, Vec<u8>)>,
@@ -91,6 +98,8 @@ pub struct TrieUpdate<'a, S: ?Sized> {
     root: TNode,
     /// Old encodings (and their hashes) of the stored nodes loaded so far, by path.
     loaded: HashMap<Nibbles, (B256, Vec<u8>)>,
+    /// The paths of `loaded` whose node was not stored but rebuilt.
+    rebuilt: HashSet<Nibbles>,
 }
 
 impl<S: ?Sized> std::fmt::Debug for TrieUpdate<'_, S> {
@@ -103,7 +112,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
     /// An update of the trie with root `root` whose nodes are in `src`.
     pub fn new(src: &'a S, root: B256) -> Self {
         let root = if root == EMPTY_ROOT_HASH { TNode::Empty } else { TNode::Hash(root) };
-        Self { src, root, loaded: HashMap::default() }
+        Self { src, root, loaded: HashMap::default(), rebuilt: HashSet::default() }
     }
 
     /// Sets `key` to `value`; an empty value deletes the key.
@@ -154,8 +163,11 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
     /// Loads the stored node at `path`, checked against `expected`, and remembers its old
     /// encoding.
     fn resolve(&mut self, path: Nibbles, expected: B256) -> Result<TNode> {
-        let rlp = self.src.load_verified(&path, expected)?;
+        let (rlp, stored) = self.src.load_verified_stored(&path, expected)?;
         let node = TNode::from_decoded(DecodedNode::decode(&rlp)?)?;
+        if !stored {
+            self.rebuilt.insert(path);
+        }
         self.loaded.insert(path, (expected, rlp));
         Ok(node)
     }
@@ -282,7 +294,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
     /// Hashes the changed nodes and returns what to store; see [`TrieCommit`].
     pub fn commit(mut self) -> Result<TrieCommit> {
         let root = self.root.take();
-        let mut enc = Encoder::new(self.loaded);
+        let mut enc = Encoder::new(self.loaded, &self.rebuilt);
         enc.out.root = match root {
             TNode::Empty => EMPTY_ROOT_HASH,
             TNode::Hash(h) => {
@@ -290,9 +302,10 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
                 h
             }
             node => {
+                let leaf = matches!(node, TNode::Leaf { .. });
                 let rlp = enc.encode(node, Nibbles::new())?;
                 let hash = keccak256(&rlp);
-                enc.store(Nibbles::new(), hash, rlp);
+                enc.store(Nibbles::new(), hash, rlp, leaf);
                 hash
             }
         };
@@ -329,15 +342,18 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
                 groups[usize::from(nibble) % threads].1.push((nibble, child));
             }
         }
+        let rebuilt = &self.rebuilt;
         let parts = std::thread::scope(|scope| {
             let mut groups = groups.into_iter();
             let first = groups.next();
             let handles: Vec<_> = groups
-                .map(|(loaded, children)| scope.spawn(|| encode_children(loaded, children)))
+                .map(|(loaded, children)| {
+                    scope.spawn(move || encode_children(loaded, rebuilt, children))
+                })
                 .collect();
             let mut parts = Vec::with_capacity(threads);
             if let Some((loaded, children)) = first {
-                parts.push(encode_children(loaded, children));
+                parts.push(encode_children(loaded, rebuilt, children));
             }
             for h in handles {
                 parts.push(h.join().map_err(|_| LeafDbError::WorkerPanicked)?);
@@ -345,7 +361,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
             parts.into_iter().collect::<Result<Vec<_>>>()
         })?;
 
-        let mut enc = Encoder::new(root_loaded);
+        let mut enc = Encoder::new(root_loaded, rebuilt);
         let mut refs: [Option<RlpNode>; 16] = Default::default();
         let mut subtries = Vec::with_capacity(parts.len());
         for (child_refs, commit) in parts {
@@ -357,13 +373,15 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
         encode_branch(&refs, value.as_deref(), &mut enc.buf);
         let rlp = enc.buf.clone();
         let hash = keccak256(&rlp);
-        enc.store(Nibbles::new(), hash, rlp);
+        enc.store(Nibbles::new(), hash, rlp, false);
         let mut out = enc.finish();
         out.root = hash;
         for part in subtries {
             out.writes.extend(part.writes);
             out.deletes.extend(part.deletes);
             out.replaced.extend(part.replaced);
+            out.leaves.extend(part.leaves);
+            out.store_deletes.extend(part.store_deletes);
         }
         Ok(out)
     }
@@ -373,9 +391,10 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
 /// their references in the root and the commit of everything below the root.
 fn encode_children(
     loaded: HashMap<Nibbles, (B256, Vec<u8>)>,
+    rebuilt: &HashSet<Nibbles>,
     children: Vec<(u8, TNode)>,
 ) -> Result<(Vec<(u8, RlpNode)>, TrieCommit)> {
-    let mut enc = Encoder::new(loaded);
+    let mut enc = Encoder::new(loaded, rebuilt);
     let mut refs = Vec::with_capacity(children.len());
     for (nibble, child) in children {
         refs.push((nibble, enc.child_ref(child, Nibbles::from_nibbles([nibble]))?));
@@ -385,19 +404,22 @@ fn encode_children(
 
 /// The commit of a [`TrieUpdate`]: encodes the changed nodes bottom-up and sorts every path
 /// into written, unchanged or vanished.
-struct Encoder {
+struct Encoder<'r> {
     /// Old encodings of the nodes loaded by the update, by path; those not met again vanished.
     loaded: HashMap<Nibbles, (B256, Vec<u8>)>,
+    /// Paths of loaded nodes that were rebuilt, not stored.
+    rebuilt: &'r HashSet<Nibbles>,
     out: TrieCommit,
     /// Paths that hold a node after the update.
     present: HashSet<Nibbles>,
     buf: Vec<u8>,
 }
 
-impl Encoder {
-    fn new(loaded: HashMap<Nibbles, (B256, Vec<u8>)>) -> Self {
+impl<'r> Encoder<'r> {
+    fn new(loaded: HashMap<Nibbles, (B256, Vec<u8>)>, rebuilt: &'r HashSet<Nibbles>) -> Self {
         Self {
             loaded,
+            rebuilt,
             out: TrieCommit::default(),
             present: HashSet::default(),
             buf: Vec::with_capacity(600),
@@ -437,32 +459,43 @@ impl Encoder {
             self.present.insert(path);
             return Ok(RlpNode::word_rlp(&h));
         }
+        let leaf = matches!(node, TNode::Leaf { .. });
         let rlp = self.encode(node, path)?;
         let r = RlpNode::from_rlp(&rlp);
         if let Some(hash) = r.as_hash() {
-            self.store(path, hash, rlp);
+            self.store(path, hash, rlp, leaf);
         }
         Ok(r)
     }
 
-    /// Records the node `rlp` (hashing to `hash`) at `path`: a write unless it is the encoding
-    /// loaded there.
-    fn store(&mut self, path: Nibbles, hash: B256, rlp: Vec<u8>) {
+    /// Records the node `rlp` (hashing to `hash`, a leaf if `leaf`) at `path`: a write unless
+    /// it is the encoding loaded there.
+    fn store(&mut self, path: Nibbles, hash: B256, rlp: Vec<u8>, leaf: bool) {
         self.present.insert(path);
-        match self.loaded.remove(&path) {
-            Some((_, old_rlp)) if old_rlp == rlp => {}
+        let stored_before = match self.loaded.remove(&path) {
+            Some((_, old_rlp)) if old_rlp == rlp => return,
             Some(old) => {
                 self.out.replaced.push(old);
-                self.out.writes.push((path, hash, rlp));
+                !self.rebuilt.contains(&path)
             }
-            None => self.out.writes.push((path, hash, rlp)),
+            None => false,
+        };
+        if leaf {
+            self.out.leaves.insert(path);
+            if stored_before {
+                self.out.store_deletes.push(path);
+            }
         }
+        self.out.writes.push((path, hash, rlp));
     }
 
     /// The commit: loaded nodes not met again are deleted.
     fn finish(mut self) -> TrieCommit {
         for (path, old) in self.loaded {
             if !self.present.contains(&path) {
+                if !self.rebuilt.contains(&path) {
+                    self.out.store_deletes.push(path);
+                }
                 self.out.deletes.push(path);
                 self.out.replaced.push(old);
             }

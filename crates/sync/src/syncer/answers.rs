@@ -356,9 +356,14 @@ impl<S: KvStore + 'static> Syncer<S> {
         parent: Option<alloy_trie::Nibbles>,
     ) -> Result<(), SyncError> {
         self.reporter.mark(WorkKind::Heal);
-        let (db, owner) = (&self.db, task.owner);
-        let local_hash = |path: &_| Ok(db.node(owner.as_ref(), path)?.map(keccak256));
-        let step = self.heal.on_node(owner, task.path, parent, node, rlp, local_hash)?;
+        let owner = task.owner;
+        // One reader for the node's children: their paths ascend, so rebuilding a leaf from
+        // the flat tables costs a seek each.
+        let step = {
+            let mut local = self.db.node_reader();
+            let local_hash = |path: &_| Ok(local.node(owner.as_ref(), path)?.map(keccak256));
+            self.heal.on_node(owner, task.path, parent, node, rlp, local_hash)?
+        };
         for (path, hash) in step.fetch {
             self.work.add_heal_child(owner, path, hash, task.path);
         }
