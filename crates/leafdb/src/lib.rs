@@ -25,7 +25,8 @@
 //! | `sync_import.rs` | a sync's chunks, codes, skeleton and final head |
 //! | `sync_heal.rs` | a sync's healing: `forget_path`, `write_trie_nodes`, `reconcile_*` |
 //! | `progress.rs` | a sync's persisted progress record and heal roots |
-//! | `verify.rs` | `verify` and flat-state repair |
+//! | `verify.rs` | `verify`: every trie recomputed and compared with the stored nodes |
+//! | `flat_check.rs` | a sync's final flat-state check (`check_flat_state`, `check_flat_links`) |
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
@@ -34,6 +35,7 @@ pub mod bulk;
 pub mod db;
 pub mod diff;
 pub mod error;
+pub mod flat_check;
 #[cfg(feature = "generate")]
 pub mod generate;
 pub mod genesis;
@@ -59,6 +61,7 @@ pub use db::{
 };
 pub use diff::{AccountChange, AccountUpdate, BlockDiff};
 pub use error::{GenesisError, LeafDbError, Result};
+pub use flat_check::{FlatCheck, MAX_FLAT_REPAIRS};
 #[cfg(feature = "generate")]
 pub use generate::{GenAccount, GenParams};
 pub use genesis::{
@@ -73,4 +76,4 @@ pub use kv::{
 pub use schema::{BlockHeader, SCHEMA_VERSION};
 pub use snapshot::{AccountSlots, ESTIMATE_SAMPLE_NIBBLES, LeafSnapshot, StorageWalk};
 pub use sync_import::{AccountChunkOutcome, ChunkAccount, ChunkSet, StagedChunk};
-pub use verify::{FlatCheck, MAX_FLAT_REPAIRS, VerifyReport};
+pub use verify::VerifyReport;

@@ -1,0 +1,272 @@
+//! The sync's final flat-state check: the flat tables measured against themselves by
+//! merge-scans (account root, every storage root, storage without an account, missing code),
+//! without reading a trie node; its findings are what a sync repairs.
+
+use std::collections::BTreeSet;
+
+use alloy_primitives::{B256, KECCAK256_EMPTY};
+use alloy_trie::Nibbles;
+
+use crate::{
+    db::LeafDb,
+    error::{LeafDbError, Result},
+    kv::{KvRead, KvStore, Table},
+    schema::{decode_account_row, decode_slot_value, slot_leaf_value, split_storage_key},
+    trie::StackBuilder,
+};
+
+/// Problem items [`LeafDb::check_flat_state`] lists at most (the counts go on): enough to repair
+/// what a few hostile peers can leave, bounded in memory whatever the state holds.
+pub const MAX_FLAT_REPAIRS: usize = 65_536;
+
+/// What [`LeafDb::check_flat_state`] found: the flat tables measured against themselves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlatCheck {
+    /// Root of the account trie built from the flat accounts; `None` from
+    /// [`LeafDb::check_flat_links`], which hashes nothing.
+    pub accounts_root: Option<B256>,
+    /// Accounts in the flat table.
+    pub accounts: u64,
+    /// Storage slots in the flat table.
+    pub slots: u64,
+    /// Accounts and slots this check hashed (re-hashed, in a sync, after their import had
+    /// verified them): `accounts + slots` for [`LeafDb::check_flat_state`], 0 for
+    /// [`LeafDb::check_flat_links`].
+    pub hashed_leaves: u64,
+    /// Accounts whose flat storage does not hash to their storage root: `(account, expected
+    /// storage root)`; at most [`MAX_FLAT_REPAIRS`].
+    pub bad_storage: Vec<(B256, B256)>,
+    /// Owners of flat storage that has no account; at most [`MAX_FLAT_REPAIRS`].
+    pub orphan_storage: Vec<B256>,
+    /// Code hashes that accounts name but the code table lacks; at most [`MAX_FLAT_REPAIRS`].
+    pub missing_code: Vec<B256>,
+    /// All problems, including those past the listed ones.
+    pub problems: u64,
+}
+
+impl FlatCheck {
+    /// Whether the flat state is complete and agrees with itself and `root` (as far as the check
+    /// looked: a links-only check did not compute a root).
+    pub fn ok(&self, root: B256) -> bool {
+        self.accounts_root.is_none_or(|r| r == root) && self.problems == 0
+    }
+
+    fn note<T>(list: &mut Vec<T>, problems: &mut u64, item: T) {
+        *problems += 1;
+        if list.len() < MAX_FLAT_REPAIRS {
+            list.push(item);
+        }
+    }
+}
+
+impl<S: KvStore> LeafDb<S> {
+    /// Checks the flat state by merge-scans on one snapshot, without reading a trie node: the
+    /// account root of the flat accounts, every account's flat storage against its storage root
+    /// (the storage table scanned beside the accounts, in owner ranges on several threads),
+    /// storage without an account, and every named code present (the distinct hashes sorted,
+    /// then one pass over the code table).
+    /// A sync runs it before it records its head unless every leaf was verified on import (see
+    /// [`Self::check_flat_links`]); `verify` is the full, slower check.
+    pub fn check_flat_state(&self) -> Result<FlatCheck> {
+        self.check_flat(true)
+    }
+
+    /// [`Self::check_flat_state`] without hashing: storage without an account and missing codes,
+    /// in the same passes, but no root is built (`bad_storage` stays empty, `accounts_root` is
+    /// `None`). Enough at the end of a sync whose every flat entry was written by an import that
+    /// hashed it against the trie (see docs/sync.md, "Final check").
+    pub fn check_flat_links(&self) -> Result<FlatCheck> {
+        self.check_flat(false)
+    }
+
+    /// The flat check; `hash`: build the account root and every storage root. The owner ranges
+    /// ([`FLAT_CHECK_RANGES`]) are checked on several threads; when hashing, one more thread
+    /// builds the account root from every account in order beside them.
+    fn check_flat(&self, hash: bool) -> Result<FlatCheck> {
+        let snap = self.store().snapshot();
+        let (mut out, code_hashes) = if hash {
+            let (root, found) = std::thread::scope(|scope| {
+                let root = scope.spawn(|| account_root(&snap));
+                let found = check_owners_in_parallel(&snap, true);
+                (root.join().map_err(|_| LeafDbError::WorkerPanicked), found)
+            });
+            let (mut out, code_hashes) = found?;
+            out.accounts_root = Some(root??);
+            out.hashed_leaves = out.accounts + out.slots;
+            (out, code_hashes)
+        } else {
+            check_owners_in_parallel(&snap, false)?
+        };
+        let mut codes = snap.scan_from(Table::Code, &[]).fuse();
+        let mut current: Option<B256> = None;
+        for wanted in code_hashes {
+            while current.is_none_or(|c| c < wanted) {
+                match codes.next() {
+                    Some(row) => current = B256::try_from(row?.0.as_ref()).ok(),
+                    None => {
+                        current = None;
+                        break;
+                    }
+                }
+            }
+            if current != Some(wanted) {
+                FlatCheck::note(&mut out.missing_code, &mut out.problems, wanted);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Owner ranges a flat check splits the accounts and storage into (by the first byte of the
+/// owner's hash, 16 values each), so that threads can share the work.
+const FLAT_CHECK_RANGES: u8 = 16;
+
+/// Threads a flat check scans owner ranges on at most (fewer on a machine with fewer cores): at
+/// the end of a sync it is all the node does, and the scan is as much waiting for the disk as
+/// hashing.
+const FLAT_CHECK_THREADS: usize = 4;
+
+/// Flat accounts and storage whose owner's first byte is in `first..end` (`end: None`: to the
+/// end of the tables).
+#[derive(Debug, Clone, Copy)]
+struct OwnerRange {
+    first: u8,
+    end: Option<u8>,
+}
+
+impl OwnerRange {
+    /// Range `i` of [`FLAT_CHECK_RANGES`].
+    fn part(i: u8) -> Self {
+        let width = u8::MAX / FLAT_CHECK_RANGES + 1;
+        Self { first: i * width, end: (i + 1 < FLAT_CHECK_RANGES).then(|| (i + 1) * width) }
+    }
+
+    fn holds(self, key: &[u8]) -> bool {
+        self.end.is_none_or(|end| key.first().is_some_and(|b| *b < end))
+    }
+}
+
+/// What [`check_owners`] found in its range, and the code hashes the range's accounts name.
+type OwnersFound = (FlatCheck, BTreeSet<B256>);
+
+/// [`check_owners`] over each of the [`FLAT_CHECK_RANGES`] ranges, split into contiguous runs
+/// of ranges on up to [`FLAT_CHECK_THREADS`] threads (hashes spread evenly, so the runs weigh
+/// alike), the findings joined in key order.
+fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(
+    snap: &R,
+    hash: bool,
+) -> Result<OwnersFound> {
+    let threads =
+        std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, FLAT_CHECK_THREADS);
+    let ranges: Vec<u8> = (0..FLAT_CHECK_RANGES).collect();
+    let per_thread = ranges.len().div_ceil(threads);
+    let parts = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .chunks(per_thread)
+            .map(|run| {
+                scope.spawn(move || {
+                    let parts = run.iter().map(|i| check_owners(snap, OwnerRange::part(*i), hash));
+                    parts.collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut parts = Vec::new();
+        for h in handles {
+            parts.extend(h.join().map_err(|_| LeafDbError::WorkerPanicked)??);
+        }
+        Ok::<_, LeafDbError>(parts)
+    })?;
+    let mut out = FlatCheck::default();
+    let mut code_hashes = BTreeSet::new();
+    // A range finds wrong storage and storage of no account; codes are checked after.
+    for (part, codes) in parts {
+        out.accounts += part.accounts;
+        out.slots += part.slots;
+        out.problems += part.problems;
+        let room = MAX_FLAT_REPAIRS.saturating_sub(out.orphan_storage.len());
+        out.orphan_storage.extend(part.orphan_storage.into_iter().take(room));
+        let room = MAX_FLAT_REPAIRS.saturating_sub(out.bad_storage.len());
+        out.bad_storage.extend(part.bad_storage.into_iter().take(room));
+        code_hashes.extend(codes);
+    }
+    Ok((out, code_hashes))
+}
+
+/// The root of the account trie built from every flat account, in order.
+fn account_root<R: KvRead + ?Sized>(snap: &R) -> Result<B256> {
+    let mut accounts = root_builder();
+    let mut rows = snap.scan_cursor(Table::Accounts, &[])?;
+    while let Some((key, value)) = rows.current() {
+        let (owner, _) = decode_account_row(key, value)?;
+        accounts.add_leaf(Nibbles::unpack(owner), value.to_vec())?;
+        rows.next()?;
+    }
+    Ok(accounts.finish()?.root)
+}
+
+/// Merge-scans the flat accounts and storage of `range`: counts them, notes storage without an
+/// account and, with `hash`, storage that does not hash to its account's storage root. Returns
+/// the findings and the code hashes the accounts name.
+fn check_owners<R: KvRead + ?Sized>(
+    snap: &R,
+    range: OwnerRange,
+    hash: bool,
+) -> Result<OwnersFound> {
+    let mut out = FlatCheck::default();
+    let mut code_hashes = BTreeSet::new();
+    let start = [range.first];
+    // Cursors lend their rows: millions of them, none allocated.
+    let mut accounts = snap.scan_cursor(Table::Accounts, &start)?;
+    let mut storage = snap.scan_cursor(Table::Storage, &start)?;
+    while let Some((key, value)) = accounts.current().filter(|(k, _)| range.holds(k)) {
+        let (owner, account) = decode_account_row(key, value)?;
+        out.accounts += 1;
+        let mut slots = root_builder();
+        // Rows sort by owner, as accounts do: those before this account have none.
+        while let Some((k, v)) = storage.current().filter(|(k, _)| range.holds(k)) {
+            let (row_owner, _) = split_storage_key(k)?;
+            if row_owner > owner {
+                break;
+            }
+            if row_owner < owner {
+                if out.orphan_storage.last() != Some(&row_owner) {
+                    FlatCheck::note(&mut out.orphan_storage, &mut out.problems, row_owner);
+                }
+            } else {
+                out.slots += 1;
+                if hash {
+                    let value = decode_slot_value(v)?;
+                    slots.add_leaf(Nibbles::unpack(&k[32..]), slot_leaf_value(&value))?;
+                }
+            }
+            storage.next()?;
+        }
+        if hash {
+            let storage_root = slots.finish()?.root;
+            if storage_root != account.storage_root {
+                let item = (owner, account.storage_root);
+                FlatCheck::note(&mut out.bad_storage, &mut out.problems, item);
+            }
+        }
+        if account.code_hash != KECCAK256_EMPTY {
+            code_hashes.insert(account.code_hash);
+        }
+        accounts.next()?;
+    }
+    // Storage after the range's last account belongs to no account.
+    while let Some((k, _)) = storage.current().filter(|(k, _)| range.holds(k)) {
+        let (orphan, _) = split_storage_key(k)?;
+        if out.orphan_storage.last() != Some(&orphan) {
+            FlatCheck::note(&mut out.orphan_storage, &mut out.problems, orphan);
+        }
+        storage.next()?;
+    }
+    Ok((out, code_hashes))
+}
+
+/// A trie builder that keeps no node: only its root is wanted.
+type RootBuilder = StackBuilder<fn(&Nibbles, &[u8]) -> Result<()>>;
+
+fn root_builder() -> RootBuilder {
+    StackBuilder::new(|_, _| Ok(()))
+}
