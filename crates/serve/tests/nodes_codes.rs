@@ -6,7 +6,7 @@ mod common;
 
 use alloy_primitives::{B256, Bytes, keccak256};
 use common::*;
-use leafsync_leafdb::trie::DecodedNode;
+use leafsync_leafdb::{KvRead, Table, trie::DecodedNode};
 use leafsync_p2p::leaf::{
     GetCodes, GetNodes, NodeRequest, TrieOwner, protocol::MAX_RESPONSE_BYTES,
 };
@@ -71,6 +71,48 @@ fn nodes_by_path_and_hash_verify_and_stale_hashes_get_empty_entries() {
     assert!(sizes.len() < requests.len());
     assert!(sizes[..sizes.len() - 1].iter().sum::<usize>() <= 2000);
     assert!(sizes.iter().sum::<usize>() > 2000);
+}
+
+/// Leaves are not stored (the leafdb rebuilds them from the flat tables): one is still served
+/// by its path and hash, and nowhere else: its hash asked at its parent's path or one nibble
+/// deeper (where one flat key lies too) gets an empty entry, as does a wrong hash at its path.
+#[test]
+fn unstored_leaves_are_served_only_at_their_path_and_hash() {
+    let fx = shared();
+    let db = &fx.db;
+    let snap = db.snapshot().unwrap();
+    // The account trie's leaf on the path of some account: walk down from the root.
+    let key: Vec<u8> = alloy_trie::Nibbles::unpack(fx.model[7].hashed).to_vec();
+    let mut depth = 0;
+    let leaf = loop {
+        let node = snap.node(None, &alloy_trie::Nibbles::from_nibbles(&key[..depth])).unwrap();
+        match node.as_deref().map(DecodedNode::decode) {
+            Some(Ok(DecodedNode::Leaf { .. })) => break node.unwrap(),
+            Some(Ok(DecodedNode::Branch { .. })) => depth += 1,
+            other => panic!("unexpected node at depth {depth}: {other:?}"),
+        }
+    };
+    let stored = db.store().get(Table::AccountNodes, &key[..depth]).unwrap();
+    assert_eq!(stored, None, "the leaf is not stored");
+    let at = |path: &[u8], hash: B256| NodeRequest {
+        owner: TrieOwner::Accounts,
+        path: leafsync_p2p::leaf::WirePath::from_nibbles(path).unwrap(),
+        hash,
+    };
+    let hash = keccak256(&leaf);
+    let requests = vec![
+        at(&key[..depth], hash),
+        at(&key[..depth - 1], hash),
+        at(&key[..depth + 1], hash),
+        at(&key[..depth], B256::repeat_byte(0xee)),
+    ];
+    let answer = serve_nodes(
+        &snap,
+        &GetNodes { nodes: requests, max_bytes: MAX_RESPONSE_BYTES },
+        &ServeConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(answer.nodes, vec![Bytes::from(leaf), Bytes::new(), Bytes::new(), Bytes::new()]);
 }
 
 #[test]
