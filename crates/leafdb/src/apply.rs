@@ -25,7 +25,7 @@ use crate::{
     kv::{KvRead, KvStore, Table, WriteBatch},
     schema::{self, BlockHeader, decode_account, encode_account, encode_slot_value, meta},
     top_nodes::AccountNodes,
-    trie::{TrieCommit, TrieUpdate},
+    trie::{TrieCommit, TrieUpdate, node::is_leaf},
 };
 
 /// Threads that update storage tries in parallel during `apply_block`: storage tries are
@@ -383,7 +383,7 @@ fn stage_commit(
         batch.delete(table, node_key(owner, path));
     }
     let mut writes: Vec<&(Nibbles, B256, Vec<u8>)> =
-        commit.writes.iter().filter(|(path, _, _)| !commit.leaves.contains(path)).collect();
+        commit.writes.iter().filter(|(_, _, rlp)| !is_leaf(rlp)).collect();
     writes.sort_unstable_by_key(|(path, _, _)| *path);
     for (path, _, rlp) in &writes {
         batch.put(table, node_key(owner, path), rlp.clone());

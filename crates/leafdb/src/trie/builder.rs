@@ -75,7 +75,6 @@ pub struct StackBuilder<F> {
     buf: Vec<u8>,
     leaves: u64,
     stored_nodes: u64,
-    leaf_nodes: u64,
 }
 
 impl<F> std::fmt::Debug for StackBuilder<F> {
@@ -96,8 +95,6 @@ pub struct BuildOutcome {
     pub leaves: u64,
     /// Number of nodes handed to the sink (leaves included).
     pub stored_nodes: u64,
-    /// How many of them were leaves ([`NodeSink::leaf`]).
-    pub leaf_nodes: u64,
 }
 
 impl<F: NodeSink> StackBuilder<F> {
@@ -110,7 +107,6 @@ impl<F: NodeSink> StackBuilder<F> {
             buf: Vec::with_capacity(600),
             leaves: 0,
             stored_nodes: 0,
-            leaf_nodes: 0,
         }
     }
 
@@ -174,12 +170,7 @@ impl<F: NodeSink> StackBuilder<F> {
                 }
             }
         };
-        let outcome = BuildOutcome {
-            root,
-            leaves: self.leaves,
-            stored_nodes: self.stored_nodes,
-            leaf_nodes: self.leaf_nodes,
-        };
+        let outcome = BuildOutcome { root, leaves: self.leaves, stored_nodes: self.stored_nodes };
         Ok((outcome, self.sink))
     }
 
@@ -241,12 +232,7 @@ impl<F: NodeSink> StackBuilder<F> {
 
     fn hand_over(&mut self, path: &Nibbles, leaf: bool) -> Result<()> {
         self.stored_nodes += 1;
-        if leaf {
-            self.leaf_nodes += 1;
-            self.sink.leaf(path, &self.buf)
-        } else {
-            self.sink.node(path, &self.buf)
-        }
+        if leaf { self.sink.leaf(path, &self.buf) } else { self.sink.node(path, &self.buf) }
     }
 }
 

@@ -80,12 +80,11 @@ pub struct TrieCommit {
     pub writes: Vec<(Nibbles, B256, Vec<u8>)>,
     /// Paths whose stored node no longer exists.
     pub deletes: Vec<Nibbles>,
-    /// The paths of `writes` that are leaves. A leafdb stores no leaf (it rebuilds them from its
-    /// flat tables): it puts the other writes and deletes [`Self::store_deletes`].
-    pub leaves: HashSet<Nibbles>,
-    /// What a store that keeps no leaves deletes: the paths of `deletes` where a node was stored
-    /// (not rebuilt; see [`NodeSource::load_verified_stored`]), and the paths where a leaf of
-    /// `writes` takes the place of a stored node.
+    /// What a store that keeps no leaves deletes (a leafdb: it rebuilds leaves from its flat
+    /// tables and puts only the writes that are no leaf, `node::is_leaf`): the paths of
+    /// `deletes` where a node was stored (not rebuilt; see
+    /// [`NodeSource::load_verified_stored`]), and the paths where a leaf of `writes` takes the
+    /// place of a stored node.
     pub store_deletes: Vec<Nibbles>,
     /// Encodings that were current before and are not any more (replaced or deleted), with
     /// their hashes (known from loading, so not hashed again).
@@ -380,7 +379,6 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
             out.writes.extend(part.writes);
             out.deletes.extend(part.deletes);
             out.replaced.extend(part.replaced);
-            out.leaves.extend(part.leaves);
             out.store_deletes.extend(part.store_deletes);
         }
         Ok(out)
@@ -480,11 +478,8 @@ impl<'r> Encoder<'r> {
             }
             None => false,
         };
-        if leaf {
-            self.out.leaves.insert(path);
-            if stored_before {
-                self.out.store_deletes.push(path);
-            }
+        if leaf && stored_before {
+            self.out.store_deletes.push(path);
         }
         self.out.writes.push((path, hash, rlp));
     }
