@@ -6,17 +6,26 @@
 //! delivered over the time it had at least one request outstanding (busy time is counted once,
 //! however many requests share it), so ten answers arriving back to back behind a 50 ms link show
 //! the link's rate, not a tenth of it. Its round trip is the shortest one seen lately (queueing
-//! behind its own earlier answers is not latency). The window is then enough requests of its
-//! average answer size to hold [`WINDOW_GAIN`] times throughput × round trip in flight: while the
-//! window is what limits the peer, a round trip at that window shows twice the throughput, so the
-//! window doubles per round trip (slow start) until the link, the server or this client is the
-//! bottleneck, and then stays at twice the pipe's size.
+//! behind its own earlier answers is not latency). The pipe is then throughput × round trip plus
+//! one answer of the peer's average size, and the window is enough requests of that size to hold
+//! [`WINDOW_GAIN`] pipes in flight: while the window is what limits the peer, a round trip at
+//! that window shows twice the throughput, so the window doubles per round trip (slow start)
+//! until the link, the server or this client is the bottleneck, and then stays at twice the
+//! pipe's size.
+//!
+//! The answer added to the pipe is what BBR calls the send quantum. An answer is not a packet: a
+//! 2 MiB chunk occupies a 100 Mbit/s link for ~170 ms, longer than a 50 ms round trip, and the
+//! shortest round trip is usually that of a small answer (a `GetNodes` of the skeleton, an empty
+//! piece), which leaves that time out. Without it a peer answering one large chunk at a time
+//! measured a throughput of one answer per (round trip + server time + transmission), and a
+//! product that asked for less than one request: its window stayed at one and its link idled
+//! between answers (`bench sync` at 1M: two of four links idle ~45% of the time).
 //!
 //! Only delivered bytes make the window grow. A peer that stalls delivers nothing while its busy
 //! time runs, so its estimate can only fall; a timeout adds its whole wait as busy time with no
-//! bytes and halves what was delivered ([`PeerWindow::penalise`]), so the window drops to one
-//! request. The window is also clamped to the protocol's [`MAX_IN_FLIGHT_PER_PEER`], and the
-//! syncer keeps its global in-flight byte budget on top.
+//! bytes and halves what was delivered ([`PeerWindow::penalise`]), and until the peer delivers
+//! again its window is one request. The window is also clamped to the protocol's
+//! [`MAX_IN_FLIGHT_PER_PEER`], and the syncer keeps its global in-flight byte budget on top.
 
 use std::time::Duration;
 
@@ -69,6 +78,9 @@ pub struct PeerWindow {
     min_rtt: Option<(Duration, Instant)>,
     /// Start of the busy time not yet counted (`None` while nothing is outstanding).
     mark: Option<Instant>,
+    /// The last finished request timed out or came back empty ([`Self::penalise`]): one request
+    /// until the next answer.
+    penalised: bool,
 }
 
 impl PeerWindow {
@@ -93,6 +105,7 @@ impl PeerWindow {
         self.busy = keep * self.busy + WINDOW_MEASUREMENT_IMPACT * busy;
         self.mark = (in_flight > 0).then_some(now);
         let Some((bytes, rtt)) = answer else { return };
+        self.penalised = false;
         let rtt = rtt.max(MIN_MEASURED_TIME);
         self.answer_bytes = if self.answers == 0 {
             bytes as f64
@@ -110,9 +123,11 @@ impl PeerWindow {
         };
     }
 
-    /// A timeout or an empty answer: the peer delivered nothing useful, halve its throughput.
+    /// A timeout or an empty answer: the peer delivered nothing useful, halve its throughput;
+    /// its window is one request until it answers again.
     pub fn penalise(&mut self) {
         self.delivered /= 2.0;
+        self.penalised = true;
     }
 
     /// Measured throughput, bytes per second of busy time (0 before the first finished request).
@@ -133,16 +148,21 @@ impl PeerWindow {
         self.min_rtt.map(|(rtt, _)| rtt)
     }
 
-    /// Requests the peer should have in flight: [`WINDOW_GAIN`] × throughput × round trip, in
-    /// answers of its average size, between 1 and [`MAX_IN_FLIGHT_PER_PEER`];
-    /// [`INITIAL_WINDOW`] until a request has finished, 1 while none has been answered.
+    /// Requests the peer should have in flight: [`WINDOW_GAIN`] × (throughput × round trip +
+    /// one answer), in answers of its average size, between 1 and [`MAX_IN_FLIGHT_PER_PEER`];
+    /// [`INITIAL_WINDOW`] until a request has finished, 1 while none has been answered and
+    /// after a timeout or an empty answer until the next answer.
     pub fn window(&self) -> usize {
         let Some(rtt) = self.min_rtt() else {
             // Unmeasured; or every request so far failed, which earns no more than one.
             return if self.busy > 0.0 { 1 } else { INITIAL_WINDOW };
         };
-        let product = self.throughput() * rtt.as_secs_f64();
-        let requests = WINDOW_GAIN * product / self.answer_bytes.max(MIN_ANSWER_BYTES);
+        if self.penalised {
+            return 1;
+        }
+        let answer = self.answer_bytes.max(MIN_ANSWER_BYTES);
+        let pipe = self.throughput() * rtt.as_secs_f64() + answer;
+        let requests = WINDOW_GAIN * pipe / answer;
         (requests.ceil() as usize).clamp(1, MAX_IN_FLIGHT_PER_PEER)
     }
 }
@@ -157,10 +177,12 @@ mod tests {
     const LINK: f64 = 12.5e6;
 
     /// One peer behind a [`LINK`] with a round trip of `rtt_ms`, answering `answer` bytes per
-    /// request at once, driven for `secs` with the window as the only limit (the syncer's loop
-    /// in miniature). Returns the bytes delivered per second.
-    fn drive(window: &mut PeerWindow, rtt_ms: u64, answer: u64, secs: u64) -> f64 {
+    /// request `server_ms` after it arrives (requests are served side by side), driven for
+    /// `secs` with the window as the only limit (the syncer's loop in miniature). Returns the
+    /// bytes delivered per second.
+    fn drive(window: &mut PeerWindow, rtt_ms: u64, server_ms: u64, answer: u64, secs: u64) -> f64 {
         let (rtt, duration) = (Duration::from_millis(rtt_ms), Duration::from_secs(secs));
+        let server = Duration::from_millis(server_ms);
         let start = Instant::now();
         let mut now = start;
         let mut link_free = start;
@@ -171,7 +193,7 @@ mod tests {
         while now < start + duration {
             while outstanding.len() < window.window() {
                 window.sent(now, outstanding.len());
-                link_free = link_free.max(now + rtt / 2) + transmission;
+                link_free = link_free.max(now + rtt / 2 + server) + transmission;
                 outstanding.push_back((now, link_free + rtt / 2));
             }
             let Some((sent, arrives)) = outstanding.pop_front() else { break };
@@ -187,7 +209,7 @@ mod tests {
         // 70 KB chunks behind 50 ms: the pipe holds ~9 of them; the window opens to the
         // protocol's limit and the link runs at its rate.
         let mut window = PeerWindow::default();
-        let rate = drive(&mut window, 50, 70_000, 5);
+        let rate = drive(&mut window, 50, 0, 70_000, 5);
         assert_eq!(window.window(), MAX_IN_FLIGHT_PER_PEER);
         assert!(rate > 0.9 * LINK, "{rate}");
     }
@@ -197,9 +219,22 @@ mod tests {
         // 1 MB chunks behind 50 ms: one answer takes 80 ms on the link, the pipe holds about
         // 1.6 of them; the window settles at about twice that and the link stays full.
         let mut window = PeerWindow::default();
-        let rate = drive(&mut window, 50, 1_000_000, 10);
+        let rate = drive(&mut window, 50, 0, 1_000_000, 10);
         assert!(rate > 0.9 * LINK, "{rate}");
         assert!((3..=6).contains(&window.window()), "{}", window.window());
+    }
+
+    #[test]
+    fn large_answers_fill_the_link_when_the_round_trip_was_measured_by_a_small_one() {
+        // The skeleton's small answer sets the shortest round trip (50 ms); then 1.8 MB chunks
+        // that the server reads in 100 ms and the link carries in 144 ms. One at a time the
+        // link would idle half the time (an answer every 294 ms); the answer counted in the
+        // pipe keeps three in flight.
+        let mut window = PeerWindow::default();
+        one_at_a_time(&mut window, 1, 1_000, 50, 0);
+        let rate = drive(&mut window, 50, 100, 1_800_000, 8);
+        assert!(rate > 0.9 * LINK, "{rate}");
+        assert_eq!(window.window(), 3);
     }
 
     /// `count` requests one at a time, each answered with `bytes` after `rtt_ms`, `gap_ms`
@@ -218,17 +253,18 @@ mod tests {
     #[test]
     fn a_slow_server_gets_a_small_window() {
         // A server that needs 205 ms per 70 KB answer, one at a time (350 KB/s): the pipe holds
-        // one answer.
+        // one answer besides the one counted as on the wire, twice that is 4 (a fast peer's
+        // window is 16).
         let mut window = PeerWindow::default();
         one_at_a_time(&mut window, 50, 70_000, 205, 0);
-        assert!(window.window() <= 3, "{}", window.window());
+        assert!(window.window() <= 4, "{}", window.window());
         assert!(window.throughput() < 400_000.0, "{}", window.throughput());
     }
 
     #[test]
     fn a_stalled_peer_does_not_grow_and_a_timeout_shrinks_it_to_one() {
         let mut window = PeerWindow::default();
-        drive(&mut window, 50, 70_000, 2);
+        drive(&mut window, 50, 0, 70_000, 2);
         let full = window.window();
         assert_eq!(full, MAX_IN_FLIGHT_PER_PEER);
         // It stalls with a full window: nothing finishes, nothing changes, nothing is added.
@@ -259,10 +295,11 @@ mod tests {
 
     #[test]
     fn instant_answers_get_the_gain() {
-        // Answers in no measurable time (same process, paused clock): 1 ms each, window 2.
+        // Answers in no measurable time (same process, paused clock): 1 ms each, a pipe of one
+        // answer besides the one on the wire, window 4.
         let mut window = PeerWindow::default();
         one_at_a_time(&mut window, 20, 70_000, 0, 0);
-        assert_eq!(window.window(), 2);
+        assert_eq!(window.window(), 4);
         assert!(window.throughput() > 1e7, "{}", window.throughput());
     }
 
