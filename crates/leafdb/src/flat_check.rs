@@ -223,7 +223,8 @@ fn check_owners<R: KvRead + ?Sized>(
     while let Some((key, value)) = accounts.current().filter(|(k, _)| range.holds(k)) {
         let (owner, account) = decode_account_row(key, value)?;
         out.accounts += 1;
-        let mut slots = root_builder();
+        // Only a hashing check builds the storage root; a links check reads no slot.
+        let mut slots = hash.then(root_builder);
         // Rows sort by owner, as accounts do: those before this account have none.
         while let Some((k, v)) = storage.current().filter(|(k, _)| range.holds(k)) {
             let (row_owner, _) = split_storage_key(k)?;
@@ -234,7 +235,7 @@ fn check_owners<R: KvRead + ?Sized>(
                 if out.orphan_storage.last() != Some(&row_owner) {
                     FlatCheck::note(&mut out.orphan_storage, &mut out.problems, row_owner);
                 }
-            } else if hash {
+            } else if let Some(slots) = slots.as_mut() {
                 out.slots += 1;
                 let value = decode_slot_value(v)?;
                 slots.add_leaf(Nibbles::unpack(&k[32..]), slot_leaf_value(&value))?;
@@ -245,7 +246,7 @@ fn check_owners<R: KvRead + ?Sized>(
             }
             storage.next()?;
         }
-        if hash {
+        if let Some(slots) = slots {
             let storage_root = slots.finish()?.root;
             if storage_root != account.storage_root {
                 let item = (owner, account.storage_root);
