@@ -103,7 +103,7 @@ impl<F: NodeSink> StackBuilder<F> {
         Self {
             // Empty until the first branch opens, then grown by doubling: a builder is made for
             // every account's storage (most hold a few slots, one or two levels), and room for
-            // all 65 levels up front (~45 KiB) cost a large allocation and its page faults on
+            // all 65 levels up front (~36 KiB) cost a large allocation and its page faults on
             // each of them (in a sync at 4M accounts ~1 s of CPU).
             stack: Vec::new(),
             pending: None,
