@@ -288,10 +288,6 @@ impl<R: KvRead + ?Sized> NodeSource for TrieNodes<'_, R> {
         }
     }
 
-    fn load_verified(&self, path: &Nibbles, expected: B256) -> Result<Vec<u8>> {
-        Ok(self.load_verified_stored(path, expected)?.0)
-    }
-
     fn load_verified_stored(&self, path: &Nibbles, expected: B256) -> Result<(Vec<u8>, bool)> {
         let full = self.full_path(path)?;
         let (rlp, stored) = match self.stored(&full)? {

@@ -85,10 +85,6 @@ impl<R: KvRead + ?Sized> NodeSource for AccountNodes<'_, R> {
         self.stored.owner()
     }
 
-    fn load_verified(&self, path: &Nibbles, expected: B256) -> Result<Vec<u8>> {
-        Ok(self.load_verified_stored(path, expected)?.0)
-    }
-
     /// A node from the cache counts as stored: a leaf of the top levels (a trie of a few
     /// accounts) rebuilt from the flat table would then get a needless delete, never a stored
     /// node a missing one.

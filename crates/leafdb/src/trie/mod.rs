@@ -34,15 +34,16 @@ pub trait NodeSource {
 
     /// [`Self::load_verified`], also telling whether the node is stored at `path` (`false`: it
     /// was rebuilt, as a leaf from a leafdb's flat tables, and no stored node is there to
-    /// delete or overwrite). Sources that cannot tell say `true`.
+    /// delete or overwrite). Sources that cannot tell say `true`. Sources that rebuild nodes
+    /// override this one; [`Self::load_verified`] follows.
     fn load_verified_stored(&self, path: &Nibbles, expected: B256) -> Result<(Vec<u8>, bool)> {
-        Ok((self.load_verified(path, expected)?, true))
+        Ok((verified(self.owner(), path, expected, self.node(path)?)?, true))
     }
 
-    /// The stored node at `path`, which its parent refers to by `expected`: missing or hashing
-    /// to anything else is an error naming the trie and the path.
+    /// The node at `path`, which its parent refers to by `expected`: missing or hashing to
+    /// anything else is an error naming the trie and the path.
     fn load_verified(&self, path: &Nibbles, expected: B256) -> Result<Vec<u8>> {
-        verified(self.owner(), path, expected, self.node(path)?)
+        Ok(self.load_verified_stored(path, expected)?.0)
     }
 }
 
