@@ -491,12 +491,18 @@ impl<S: KvStore> LeafDb<S> {
 
     /// Writes bytecodes, each keyed by its keccak-256 hash as given: the caller has hashed
     /// every code to check it against the hash it asked for, so it is not hashed again.
+    ///
+    /// Written without the log (a sync's codes are a third of what it downloads, and the log
+    /// wrote them all a second time): a process killed before the memtable is flushed loses the
+    /// codes in it. A sync notices: its resumed run checks the code of every account it finds
+    /// complete and lists missing codes in its final check, and fetches them again. The head is
+    /// recorded only after a flush ([`Self::record_synced_head`]).
     pub fn write_codes(&self, codes: Vec<(B256, Vec<u8>)>) -> Result<()> {
         let mut batch = WriteBatch::default();
         for (hash, code) in codes {
             batch.put(Table::Code, hash.as_slice(), code);
         }
-        self.store().write(batch, Durability::Logged)
+        self.store().write(batch, Durability::Unlogged)
     }
 
     /// Writes the account trie's top nodes of a sync (`skeleton`, paths above the chunks) and
@@ -510,7 +516,7 @@ impl<S: KvStore> LeafDb<S> {
     /// Ends a sync: records `head` and the stored trie's root in one durable write, only if
     /// that root is `head.state_root` (otherwise nothing is written and the database stays
     /// without a head, so a restart syncs again rather than serving a wrong state). Returns the
-    /// recorded root.
+    /// recorded root. What [`Self::write_codes`] wrote without the log is flushed to disk first.
     pub fn record_synced_head(&self, head: BlockHeader) -> Result<B256> {
         let root = self.node(None, &Nibbles::new())?.map_or(EMPTY_ROOT_HASH, keccak256);
         if root != head.state_root {
@@ -519,6 +525,7 @@ impl<S: KvStore> LeafDb<S> {
                 expected: head.state_root,
             });
         }
+        self.store().flush()?;
         let mut batch = WriteBatch::default();
         batch.put(Table::Meta, meta::ACCOUNT_ROOT, root.as_slice());
         schema::stage_head(&mut batch, &head);
