@@ -492,11 +492,11 @@ impl<S: KvStore> LeafDb<S> {
     /// Writes bytecodes, each keyed by its keccak-256 hash as given: the caller has hashed
     /// every code to check it against the hash it asked for, so it is not hashed again.
     ///
-    /// Written without the log (a sync's codes are a third of what it downloads, and the log
-    /// wrote them all a second time): a process killed before the memtable is flushed loses the
-    /// codes in it. A sync notices: its resumed run checks the code of every account it finds
-    /// complete and lists missing codes in its final check, and fetches them again. The head is
-    /// recorded only after a flush ([`Self::record_synced_head`]).
+    /// Written without the log (a sync's codes are about a quarter of what it downloads, and
+    /// the log wrote them all a second time): a process killed before the memtable is flushed
+    /// loses the codes in it. A sync notices: its resumed run checks the code of every account
+    /// it finds complete and lists missing codes in its final check, and fetches them again.
+    /// The head is recorded only after a flush ([`Self::record_synced_head`]).
     pub fn write_codes(&self, codes: Vec<(B256, Vec<u8>)>) -> Result<()> {
         let mut batch = WriteBatch::default();
         for (hash, code) in codes {
