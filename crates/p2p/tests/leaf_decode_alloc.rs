@@ -1,15 +1,24 @@
 //! Review finding M1: `LeafMessage::decode` must refuse a list beyond its item limit from the RLP
-//! headers, before allocating the list. A counting global allocator measures the peak heap use of
-//! one decode call (this binary holds only this test, so no other thread allocates meanwhile).
+//! headers, before allocating the list; `SnapMessage::decode` likewise for every bounded list of
+//! `snap/1` (what the snap/1 server and the snap/1 sync source read from peers). A counting global
+//! allocator measures the peak heap use of one decode call (this binary holds only these two tests,
+//! which take turns, so no other thread allocates meanwhile).
 
 use alloy_primitives::Bytes;
-use leafsync_p2p::leaf::{
-    Codes, LeafError, LeafMessage, Nodes, RequestPair,
-    protocol::{MAX_CODES_PER_REQUEST, MAX_NODES_PER_REQUEST, MAX_RESPONSE_MESSAGE_SIZE, ids},
+use alloy_rlp::{BufMut, Header};
+use leafsync_p2p::{
+    leaf::{
+        Codes, LeafError, LeafMessage, Nodes, RequestPair,
+        protocol::{MAX_CODES_PER_REQUEST, MAX_NODES_PER_REQUEST, MAX_RESPONSE_MESSAGE_SIZE, ids},
+    },
+    snap::{self, SnapError, SnapMessage},
 };
 use std::{
     alloc::{GlobalAlloc, Layout, System},
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 /// The system allocator, counting live bytes and their peak.
@@ -66,8 +75,12 @@ fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
 /// decoding the whole list cost before the fix.
 const PEAK_LIMIT: usize = 8 * 1024 * 1024;
 
+/// Held by each test while it measures: the two tests of this binary must not allocate at once.
+static MEASURING: Mutex<()> = Mutex::new(());
+
 #[test]
 fn oversized_lists_are_refused_before_they_are_allocated() {
+    let _alone = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     // ~4 MiB of one-byte entries (0x80, the empty string): 4 million list items.
     let entries = 4_000_000;
     let nodes = LeafMessage::Nodes(RequestPair {
@@ -104,4 +117,68 @@ fn oversized_lists_are_refused_before_they_are_allocated() {
         "{result:?}"
     );
     assert!(peak < PEAK_LIMIT, "decoding allocated {peak} bytes");
+}
+
+/// A `snap/1` payload `[0, before..., [item × n], after...]`: request id 0, the encoded fields
+/// `before`, a list of `n` copies of the encoded `item`, then the encoded fields `after`.
+fn snap_payload(before: &[&[u8]], item: &[u8], n: usize, after: &[&[u8]]) -> Vec<u8> {
+    let list_len = item.len() * n;
+    let others: usize = before.iter().chain(after).map(|f| f.len()).sum();
+    let fields = 1 + Header { list: true, payload_length: list_len }.length() + list_len + others;
+    let mut out = Vec::with_capacity(fields + 9);
+    Header { list: true, payload_length: fields }.encode(&mut out);
+    out.put_u8(0x80);
+    before.iter().for_each(|f| out.put_slice(f));
+    Header { list: true, payload_length: list_len }.encode(&mut out);
+    (0..n).for_each(|_| out.put_slice(item));
+    after.iter().for_each(|f| out.put_slice(f));
+    out
+}
+
+/// One `snap/1` message of [`snap_payload`]'s shape, and the list `TooManyItems` must name.
+struct SnapCase<'a> {
+    id: u8,
+    before: &'a [&'a [u8]],
+    item: &'a [u8],
+    n: usize,
+    after: &'a [&'a [u8]],
+    what: &'static str,
+}
+
+#[test]
+fn oversized_snap_lists_are_refused_before_they_are_allocated() {
+    use snap::protocol::{MAX_MESSAGE_SIZE, MAX_REQUEST_MESSAGE_SIZE, ids};
+    let _alone = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    // Responses of up to 10 MiB: 9 million one-byte items; requests of up to 512 KiB: 500,000.
+    let (big, small) = (9_000_000, 500_000);
+    let root = [&[0xa0][..], &[0x11; 32]].concat();
+    let root = root.as_slice();
+    let (empty, list): (&[u8], &[u8]) = (&[0x80], &[0xc0]);
+    // The fields around the list: none, one empty list, one or three empty strings, the root.
+    let none: &[&[u8]] = &[];
+    let lists: &[&[u8]] = &[list];
+    let empties: &[&[u8]] = &[empty; 3];
+    let at_root: &[&[u8]] = &[root];
+    let case = |id, before, item, n, after, what| SnapCase { id, before, item, n, after, what };
+    let cases = [
+        case(ids::ACCOUNT_RANGE, none, list, big, lists, "accounts"),
+        case(ids::STORAGE_RANGES, none, list, big, lists, "slot lists"),
+        case(ids::BYTE_CODES, none, &[0x01], big, none, "codes"),
+        case(ids::TRIE_NODES, none, empty, big, none, "trie nodes"),
+        case(ids::GET_BYTE_CODES, none, empty, small, &empties[..1], "code hashes"),
+        case(ids::GET_STORAGE_RANGES, at_root, empty, small, empties, "accounts"),
+        case(ids::GET_TRIE_NODES, at_root, list, small, &empties[..1], "trie paths"),
+    ];
+    for SnapCase { id, before, item, n, after, what } in cases {
+        let payload = snap_payload(before, item, n, after);
+        let limit = if id % 2 == 0 { MAX_REQUEST_MESSAGE_SIZE } else { MAX_MESSAGE_SIZE };
+        assert!(payload.len() <= limit, "{what}: within the size limit: {}", payload.len());
+        let (result, peak) = peak_during(|| SnapMessage::decode(id, &payload));
+        eprintln!("snap/1 {id:#04x}, {n} {what}: peak allocation {peak} bytes during decode");
+        assert!(
+            matches!(result, Err(SnapError::TooManyItems { what: w, .. }) if w == what),
+            "{what}: {result:?}"
+        );
+        assert!(peak < PEAK_LIMIT, "{what}: decoding allocated {peak} bytes");
+    }
 }
