@@ -55,12 +55,17 @@ fn open(dir: &std::path::Path) -> LeafDb {
         .unwrap()
 }
 
+/// A child's database, in the directory its parent named in `env`.
+fn child_db(env: &str) -> LeafDb {
+    let dir = std::env::var(env).expect("child needs its directory");
+    open(std::path::Path::new(&dir))
+}
+
 /// The child: applies blocks from the head on, printing each number after it is committed.
 #[test]
 #[ignore = "run by killed_mid_block_reopens_at_a_block_boundary as a child process"]
 fn crash_child_writer() {
-    let dir = std::env::var(CHILD_ENV).expect("child needs its directory");
-    let db = open(std::path::Path::new(&dir));
+    let db = child_db(CHILD_ENV);
     let mut n = db.head().unwrap().map_or(0, |h| h.number);
     loop {
         n += 1;
@@ -126,8 +131,7 @@ fn synced_codes() -> Vec<(B256, Vec<u8>)> {
 #[test]
 #[ignore = "run by a_recorded_synced_head_keeps_the_codes_written_without_the_log as a child"]
 fn crash_child_sync_codes() {
-    let dir = std::env::var(CODES_CHILD_ENV).expect("child needs its directory");
-    let db = open(std::path::Path::new(&dir));
+    let db = child_db(CODES_CHILD_ENV);
     db.write_codes(synced_codes()).unwrap();
     let head = common::header(1, alloy_trie::EMPTY_ROOT_HASH);
     db.record_synced_head(head).unwrap();

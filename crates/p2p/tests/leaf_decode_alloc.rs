@@ -147,7 +147,7 @@ struct SnapCase<'a> {
 
 #[test]
 fn oversized_snap_lists_are_refused_before_they_are_allocated() {
-    use snap::protocol::{MAX_MESSAGE_SIZE, MAX_REQUEST_MESSAGE_SIZE, ids};
+    use snap::protocol::ids;
     let _alone = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     // Responses of up to 10 MiB: 9 million one-byte items; requests of up to 512 KiB: 500,000.
     let (big, small) = (9_000_000, 500_000);
@@ -171,7 +171,7 @@ fn oversized_snap_lists_are_refused_before_they_are_allocated() {
     ];
     for SnapCase { id, before, item, n, after, what } in cases {
         let payload = snap_payload(before, item, n, after);
-        let limit = if id % 2 == 0 { MAX_REQUEST_MESSAGE_SIZE } else { MAX_MESSAGE_SIZE };
+        let limit = snap::max_payload_size(id).expect("a snap/1 id");
         assert!(payload.len() <= limit, "{what}: within the size limit: {}", payload.len());
         let (result, peak) = peak_during(|| SnapMessage::decode(id, &payload));
         eprintln!("snap/1 {id:#04x}, {n} {what}: peak allocation {peak} bytes during decode");
