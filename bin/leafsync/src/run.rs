@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
-use leafsync_leafdb::{DbOptions, LeafDb};
+use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig};
 use leafsync_p2p::NodeKey;
 use tracing::{debug, info, warn};
 
@@ -130,13 +130,19 @@ fn size_open_files(network: &NetworkSettings) -> i32 {
     DbOptions::default().max_open_files
 }
 
+/// The options `leafsync run` opens the leafdb with under `config` (raising the file descriptor
+/// limit for RocksDB's open files).
+pub(crate) fn leafdb_options(config: &Config) -> (DbOptions, LeafDbConfig) {
+    config.leafdb.leafdb_options(size_open_files(&config.network))
+}
+
 /// `leafsync run`: opens the datadir, builds the node from `config` and runs it until SIGINT or
 /// SIGTERM.
 pub(crate) fn run(config: &Config) -> Result<ExitCode, CliError> {
     let datadir = &config.datadir;
     std::fs::create_dir_all(datadir)
         .map_err(|source| CliError::Io { path: datadir.clone(), source })?;
-    let (options, db_config) = config.leafdb.leafdb_options(size_open_files(&config.network));
+    let (options, db_config) = leafdb_options(config);
     let db = Arc::new(LeafDb::open(&datadir.join("leafdb"), &options, db_config)?);
     let key = NodeKey::load_or_create(&datadir.join(NODEKEY_FILE))?;
     if key.created() {

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const RUN_KEYS: [&str; 19] = [
+const RUN_KEYS: [&str; 20] = [
     "wall_s",
     "cpu_s",
     "excluded_cpu_s",
@@ -26,6 +26,7 @@ const RUN_KEYS: [&str; 19] = [
     "peak_rss_mib",
     "peak_rss_reset",
     "servers",
+    "apply_after_sync",
 ];
 
 fn bench_sync(dir: &std::path::Path, extra: &[&str]) -> (String, Value) {
@@ -96,7 +97,8 @@ fn leaf_sync_beats_heal_only_over_emulated_links() {
 #[test]
 fn skip_heal_only_reports_null() {
     let dir = tempfile::tempdir().unwrap();
-    let (stdout, json) = bench_sync(dir.path(), &["--skip-heal-only"]);
+    let blocks = ["--apply-blocks", "3", "--block-accounts", "40", "--block-slots", "100"];
+    let (stdout, json) = bench_sync(dir.path(), &[&["--skip-heal-only"][..], &blocks].concat());
     run(&json, "leaf");
     assert_eq!(json["heal_only"], Value::Null, "{stdout}");
     assert_eq!(json["snap"], Value::Null, "{stdout}");
@@ -118,6 +120,20 @@ fn skip_heal_only_reports_null() {
     assert_eq!(servers["served"], leaf["requests"], "{json}");
     assert!(servers["cache_misses"].as_u64().unwrap() > 0, "{json}");
     assert!(servers["cpu_s_per_mb"].as_f64().unwrap() >= 0.0, "{json}");
+    // Blocks applied to the synced leafdb, opened as the daemon opens its own.
+    let applied = &leaf["apply_after_sync"];
+    assert_eq!(applied["blocks"], 3, "{json}");
+    assert_eq!(
+        (&applied["accounts_per_block"], &applied["slots_per_block"]),
+        (&40.into(), &100.into())
+    );
+    let median = applied["median_ms"].as_f64().unwrap();
+    assert!(0.0 < median && median <= applied["max_ms"].as_f64().unwrap(), "{json}");
+    assert!(applied["max_open_files"].as_i64().unwrap() > 0, "{json}");
+    assert!(
+        stdout.contains("3 blocks applied to the synced leafdb afterwards: median"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -127,6 +143,7 @@ fn two_clients_sync_at_once_from_the_same_servers() {
     assert!(stdout.contains("2 client(s)"), "{stdout}");
     let leaf = run(&json, "leaf");
     assert_eq!(leaf["clients"], 2, "{json}");
+    assert_eq!(leaf["apply_after_sync"], Value::Null, "no --apply-blocks: {json}");
     assert_eq!(leaf["client_wall_s"].as_array().unwrap().len(), 2, "{json}");
     let servers = &leaf["servers"];
     assert_eq!(servers["served"], leaf["requests"], "{json}");

@@ -12,10 +12,10 @@ use leafsync_leafdb::{
     schema::slot_leaf_value,
     trie::StackBuilder,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{
-    LeafdbBench, in_scratch_dir,
+    BlockShapeArgs, LeafdbBench, in_scratch_dir,
     proc::{cpu_s, peak_rss_mib},
 };
 use crate::error::CliError;
@@ -136,6 +136,80 @@ pub(crate) fn block_diff(
     Ok(diff)
 }
 
+/// The latencies of blocks applied one after another.
+pub(crate) struct BlockLatencies {
+    /// Each block's wall time, ms, in order.
+    wall_ms: Vec<f64>,
+    /// Each block's process CPU, ms, in order.
+    cpu_ms: Vec<f64>,
+}
+
+impl BlockLatencies {
+    /// `fields` (an object) with the latency keys added: the wall median, p90 and maximum, the median of the
+    /// second half apart (`apply_block` keeps the account trie's top levels in memory, and a
+    /// running node applies blocks with them warm) and the CPU median and total.
+    pub(crate) fn json(&self, mut fields: Value) -> Value {
+        let sorted = |values: &[f64]| {
+            let mut v = values.to_vec();
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let (wall, cpu) = (sorted(&self.wall_ms), sorted(&self.cpu_ms));
+        let warm = sorted(&self.wall_ms[self.wall_ms.len() / 2..]);
+        if let Value::Object(map) = &mut fields {
+            let keys = [
+                ("median_ms", percentile(&wall, 0.5)),
+                ("p90_ms", percentile(&wall, 0.9)),
+                ("max_ms", wall.last().copied().unwrap_or(0.0)),
+                ("median_second_half_ms", percentile(&warm, 0.5)),
+                ("cpu_median_ms", percentile(&cpu, 0.5)),
+                // A fold from +0.0: `sum` of no blocks is -0.0, which the JSON would print.
+                ("cpu_total_s", cpu.iter().fold(0.0, |total, ms| total + ms) / 1000.0),
+            ];
+            for (key, value) in keys {
+                map.insert(key.into(), value.into());
+            }
+        }
+        fields
+    }
+
+    /// The median wall time, ms.
+    pub(crate) fn median_ms(&self) -> f64 {
+        let mut wall = self.wall_ms.clone();
+        wall.sort_by(f64::total_cmp);
+        percentile(&wall, 0.5)
+    }
+}
+
+/// Applies `blocks` generated blocks shaped as `shape` on top of `db`'s head, one after another,
+/// and times each `apply_block` (wall and process CPU; making the diff is not timed).
+pub(crate) fn apply_generated(
+    db: &LeafDb,
+    params: GenParams,
+    blocks: u64,
+    shape: &BlockShapeArgs,
+) -> Result<BlockLatencies, CliError> {
+    let mut latencies = BlockLatencies { wall_ms: Vec::new(), cpu_ms: Vec::new() };
+    let mut head = db.head()?.unwrap_or_default();
+    for b in 1..=blocks {
+        let diff = block_diff(db, params, b, shape.block_accounts, shape.block_slots)?;
+        let number = head.number + 1;
+        let header = BlockHeader {
+            number,
+            hash: keccak256(number.to_be_bytes()),
+            parent_hash: head.hash,
+            state_root: B256::ZERO,
+            timestamp: 0,
+        };
+        let (t, cpu) = (Instant::now(), cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID));
+        db.apply_block(&header, &diff)?;
+        latencies.wall_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        latencies.cpu_ms.push((cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu) * 1000.0);
+        head = header;
+    }
+    Ok(latencies)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -184,34 +258,10 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
         let bulk_s = t.elapsed().as_secs_f64();
         let bulk_cpu_s = cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu;
 
-        let (mut latencies, mut cpu_ms) = (Vec::new(), Vec::new());
-        let mut head = db.head()?.unwrap_or_default();
-        for b in 1..=args.state.blocks {
-            let block = &args.state.block;
-            let diff = block_diff(&db, params, b, block.block_accounts, block.block_slots)?;
-            let header = BlockHeader {
-                number: b,
-                hash: keccak256(b.to_be_bytes()),
-                parent_hash: head.hash,
-                state_root: B256::ZERO,
-                timestamp: 0,
-            };
-            let (t, cpu) = (Instant::now(), cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID));
-            db.apply_block(&header, &diff)?;
-            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-            cpu_ms.push((cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu) * 1000.0);
-            head = header;
-        }
-        // The second half apart: `apply_block` keeps the account trie's top levels in memory,
-        // and a running node applies blocks with them warm.
-        let mut warm = latencies[latencies.len() / 2..].to_vec();
-        warm.sort_by(f64::total_cmp);
-        let mut sorted = latencies;
-        sorted.sort_by(f64::total_cmp);
-        cpu_ms.sort_by(f64::total_cmp);
-        Ok((imported, bulk_s, bulk_cpu_s, sorted, warm, cpu_ms))
+        let latencies = apply_generated(&db, params, args.state.blocks, &args.state.block)?;
+        Ok((imported, bulk_s, bulk_cpu_s, latencies))
     });
-    let (imported, bulk_s, bulk_cpu_s, sorted, warm, cpu_ms) = result?;
+    let (imported, bulk_s, bulk_cpu_s, latencies) = result?;
 
     let roots_agree = floor_root == mem_root && mem_root == imported.root;
     let out = json!({
@@ -231,20 +281,13 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
         "hashbuilder_cpu_s": hashbuilder_cpu_s,
         "bulk_cpu_s": bulk_cpu_s,
         "ratio_bulk_cpu_to_hashbuilder": bulk_cpu_s / hashbuilder_cpu_s,
-        "apply_block": {
+        "apply_block": latencies.json(json!({
             "blocks": args.state.blocks,
             "recent_blocks": args.recent_blocks,
             "block_cache_mib": args.block_cache_mib,
             "accounts_per_block": args.state.block.block_accounts,
             "slots_per_block": args.state.block.block_slots,
-            "median_ms": percentile(&sorted, 0.5),
-            "p90_ms": percentile(&sorted, 0.9),
-            "max_ms": sorted.last().copied().unwrap_or(0.0),
-            "median_second_half_ms": percentile(&warm, 0.5),
-            "cpu_median_ms": percentile(&cpu_ms, 0.5),
-            // A fold from +0.0: `sum` of no blocks is -0.0, which the JSON would print.
-            "cpu_total_s": cpu_ms.iter().fold(0.0, |total, ms| total + ms) / 1000.0,
-        },
+        })),
         "peak_rss_mib": peak_rss_mib(),
     });
     println!("{out}");

@@ -71,8 +71,9 @@ pub(crate) struct StateBenchArgs {
     pub(crate) seed: u64,
 }
 
-/// What each of a benchmark's mainnet-sized blocks changes (`bench leafdb`, `ingest`, `apply`).
-#[derive(Debug, Args)]
+/// What each of a benchmark's mainnet-sized blocks changes (`bench leafdb`, `ingest`, `apply`,
+/// `sync --apply-blocks`).
+#[derive(Debug, Clone, Copy, Args)]
 pub(crate) struct BlockShapeArgs {
     /// Accounts changed per block.
     #[arg(long, default_value_t = 2_000)]

@@ -20,7 +20,7 @@ use std::{
 };
 
 use alloy_primitives::B256;
-use leafsync_leafdb::LeafDb;
+use leafsync_leafdb::{GenParams, LeafDb};
 use leafsync_p2p::leaf::ChainHead;
 use leafsync_sync::{
     NewPeers, PeerSources, PhaseTimes, SnapPeer, SnapTransport, SyncConfig, SyncMode, SyncOutcome,
@@ -40,9 +40,11 @@ use self::{
 };
 use crate::{
     bench::{
-        in_scratch_dir,
+        BlockShapeArgs, in_scratch_dir,
+        leafdb::apply_generated,
         proc::{USER_HZ, cpu_s, cpu_since, cpu_ticks, peak_rss_mib, reset_peak_rss},
     },
+    config::{Config, FileConfig},
     error::CliError,
     node::loopback::{check_servers, open, runtime, start_client},
 };
@@ -102,6 +104,13 @@ pub(crate) struct SyncBench {
     /// Blocks the servers apply while the clients sync (not with `--snap`).
     #[command(flatten)]
     churn: ChurnArgs,
+    /// After the leaf sync, generated blocks applied to the first client's synced leafdb,
+    /// opened again as `leafsync run` opens its own (`apply_after_sync` in the JSON).
+    #[arg(long, default_value_t = 0)]
+    apply_blocks: u64,
+    /// What each of those blocks changes.
+    #[command(flatten)]
+    block: BlockShapeArgs,
 }
 
 /// Where a sync gets its state.
@@ -122,6 +131,12 @@ struct Setup {
     chunk_target_bytes: u64,
     /// Clients syncing at once (from leaf/1 servers; the snap/1 source syncs one).
     clients: usize,
+    /// Blocks applied to the leaf sync's result ([`apply_after_sync`]).
+    apply_blocks: u64,
+    /// What each of them changes.
+    block: BlockShapeArgs,
+    /// The generator's seed (the blocks change its accounts).
+    seed: u64,
 }
 
 /// One sync's measurements (all its clients together).
@@ -156,6 +171,9 @@ struct Run {
     /// With churn: the first client's pivot, the chain at the sync's end and the trie nodes
     /// its state has.
     churn: Option<ChurnRun>,
+    /// Blocks applied to the first client's synced leafdb ([`apply_after_sync`]): their
+    /// latencies' JSON and the median, ms.
+    apply_after_sync: Option<(Value, f64)>,
 }
 
 /// What a sync under churn met.
@@ -220,6 +238,7 @@ impl Run {
                 "heal_fraction": self.heal_fraction(),
             })
         });
+        let apply_after_sync = self.apply_after_sync.as_ref().map(|(json, _)| json.clone());
         json!({
             "wall_s": self.wall_s,
             "cpu_s": self.cpu_s,
@@ -237,6 +256,7 @@ impl Run {
             "healed_nodes": self.sum(|s| s.healed_nodes),
             "final_rehashed": self.sum(|s| s.final_rehashed),
             "root_ok": self.root_ok,
+            "apply_after_sync": apply_after_sync,
             "timeouts": self.sum(|s| s.timeouts),
             "chunks": self.sum(|s| s.chunks_done),
             "chunks_healed": self.sum(|s| s.chunks_healed),
@@ -453,6 +473,14 @@ fn sync_once(
             reason: "no client".into(),
         });
     };
+    // The clients' leafdbs close (the first may open again as the daemon's).
+    drop(dbs);
+    let apply_after_sync = if source == Source::Leaf && setup.apply_blocks > 0 {
+        let params = GenParams { accounts: servers.accounts, seed: setup.seed };
+        Some(apply_after_sync(&paths[0], params, setup)?)
+    } else {
+        None
+    };
     let totals = traffic.totals().since(before);
     // Every client has its own link to every server.
     let links = (servers.records.len() * clients) as f64;
@@ -475,15 +503,37 @@ fn sync_once(
         peak_rss_reset,
         servers: server_counters,
         churn,
+        apply_after_sync,
     };
     // A long benchmark says where it is (the table comes at the end).
     eprintln!("bench sync: {source:?} sync done: {}", run.json());
-    drop(dbs);
     for path in &paths {
         std::fs::remove_dir_all(path)
             .map_err(|source| CliError::Io { path: path.clone(), source })?;
     }
     Ok((run, examined))
+}
+
+/// Opens the synced leafdb at `path` as `leafsync run` opens its own (the default `[leafdb]`
+/// and `[p2p]` settings, the file descriptor limit raised for RocksDB's open files) and applies
+/// `setup.apply_blocks` generated blocks to it: how a node follows the chain on the table files
+/// a sync leaves (docs/leafdb.md, "Chunk imports"), against `bench leafdb`'s bulk-built state.
+fn apply_after_sync(
+    path: &Path,
+    params: GenParams,
+    setup: Setup,
+) -> Result<(Value, f64), CliError> {
+    let config = Config::validate(FileConfig::default(), "defaults")?;
+    let (options, db_config) = crate::run::leafdb_options(&config);
+    let db = LeafDb::open(path, &options, db_config)?;
+    let latencies = apply_generated(&db, params, setup.apply_blocks, &setup.block)?;
+    let json = latencies.json(json!({
+        "blocks": setup.apply_blocks,
+        "accounts_per_block": setup.block.block_accounts,
+        "slots_per_block": setup.block.block_slots,
+        "max_open_files": options.max_open_files,
+    }));
+    Ok((json, latencies.median_ms()))
 }
 
 /// `leafsync bench sync`.
@@ -518,7 +568,14 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
         bits_per_sec: args.mbit.saturating_mul(1_000_000),
     };
     let chunk_target = args.chunk_target_kib.saturating_mul(1024);
-    let setup = Setup { wan, chunk_target_bytes: chunk_target, clients: args.clients };
+    let setup = Setup {
+        wan,
+        chunk_target_bytes: chunk_target,
+        clients: args.clients,
+        apply_blocks: args.apply_blocks,
+        block: args.block,
+        seed: args.seed,
+    };
     // Dropped (the child killed) before the directory is removed.
     let mut servers = ServerProcess::spawn(
         args.accounts,
@@ -569,5 +626,11 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
     });
     let mut table = table(args, &servers, &floor, &leaf, heal_only.as_ref());
     table += &sources_table(&leaf, heal_only.as_ref(), snap.as_ref());
+    if let Some((_, median)) = &leaf.apply_after_sync {
+        table += &format!(
+            "\n{} blocks applied to the synced leafdb afterwards: median {median:.1} ms\n",
+            args.apply_blocks
+        );
+    }
     Ok(Report { table, json, ok })
 }
