@@ -145,9 +145,9 @@ pub(crate) struct BlockLatencies {
 }
 
 impl BlockLatencies {
-    /// `fields` (an object) with the latency keys added: the wall median, p90 and maximum, the median of the
-    /// second half apart (`apply_block` keeps the account trie's top levels in memory, and a
-    /// running node applies blocks with them warm) and the CPU median and total.
+    /// `fields` (an object) with the latency keys added: the wall median, p90 and maximum, the
+    /// median of the second half apart (`apply_block` keeps the account trie's top levels in
+    /// memory, and a running node applies blocks with them warm) and the CPU median and total.
     pub(crate) fn json(&self, mut fields: Value) -> Value {
         let sorted = |values: &[f64]| {
             let mut v = values.to_vec();
