@@ -172,13 +172,6 @@ impl BlockLatencies {
         }
         fields
     }
-
-    /// The median wall time, ms.
-    pub(crate) fn median_ms(&self) -> f64 {
-        let mut wall = self.wall_ms.clone();
-        wall.sort_by(f64::total_cmp);
-        percentile(&wall, 0.5)
-    }
 }
 
 /// Applies `blocks` generated blocks shaped as `shape` on top of `db`'s head, one after another,

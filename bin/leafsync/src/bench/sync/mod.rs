@@ -172,8 +172,8 @@ struct Run {
     /// its state has.
     churn: Option<ChurnRun>,
     /// Blocks applied to the first client's synced leafdb ([`apply_after_sync`]): their
-    /// latencies' JSON and the median, ms.
-    apply_after_sync: Option<(Value, f64)>,
+    /// latencies' JSON.
+    apply_after_sync: Option<Value>,
 }
 
 /// What a sync under churn met.
@@ -238,7 +238,6 @@ impl Run {
                 "heal_fraction": self.heal_fraction(),
             })
         });
-        let apply_after_sync = self.apply_after_sync.as_ref().map(|(json, _)| json.clone());
         json!({
             "wall_s": self.wall_s,
             "cpu_s": self.cpu_s,
@@ -256,7 +255,7 @@ impl Run {
             "healed_nodes": self.sum(|s| s.healed_nodes),
             "final_rehashed": self.sum(|s| s.final_rehashed),
             "root_ok": self.root_ok,
-            "apply_after_sync": apply_after_sync,
+            "apply_after_sync": self.apply_after_sync,
             "timeouts": self.sum(|s| s.timeouts),
             "chunks": self.sum(|s| s.chunks_done),
             "chunks_healed": self.sum(|s| s.chunks_healed),
@@ -518,22 +517,17 @@ fn sync_once(
 /// and `[p2p]` settings, the file descriptor limit raised for RocksDB's open files) and applies
 /// `setup.apply_blocks` generated blocks to it: how a node follows the chain on the table files
 /// a sync leaves (docs/leafdb.md, "Chunk imports"), against `bench leafdb`'s bulk-built state.
-fn apply_after_sync(
-    path: &Path,
-    params: GenParams,
-    setup: Setup,
-) -> Result<(Value, f64), CliError> {
+fn apply_after_sync(path: &Path, params: GenParams, setup: Setup) -> Result<Value, CliError> {
     let config = Config::validate(FileConfig::default(), "defaults")?;
     let (options, db_config) = crate::run::leafdb_options(&config);
     let db = LeafDb::open(path, &options, db_config)?;
     let latencies = apply_generated(&db, params, setup.apply_blocks, &setup.block)?;
-    let json = latencies.json(json!({
+    Ok(latencies.json(json!({
         "blocks": setup.apply_blocks,
         "accounts_per_block": setup.block.block_accounts,
         "slots_per_block": setup.block.block_slots,
         "max_open_files": options.max_open_files,
-    }));
-    Ok((json, latencies.median_ms()))
+    })))
 }
 
 /// `leafsync bench sync`.
@@ -626,7 +620,7 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
     });
     let mut table = table(args, &servers, &floor, &leaf, heal_only.as_ref());
     table += &sources_table(&leaf, heal_only.as_ref(), snap.as_ref());
-    if let Some((_, median)) = &leaf.apply_after_sync {
+    if let Some(median) = leaf.apply_after_sync.as_ref().and_then(|a| a["median_ms"].as_f64()) {
         table += &format!(
             "\n{} blocks applied to the synced leafdb afterwards: median {median:.1} ms\n",
             args.apply_blocks
