@@ -1,11 +1,12 @@
 //! `leafsync bench sync`: leaf sync against heal-only sync of the same generated state, from `K`
 //! servers over real RLPx on loopback, every peer behind an emulated WAN link (`wan.rs`). The
 //! servers run in a child process (`servers.rs`) so the client's CPU time and memory are its own;
-//! with `--clients N` that many clients sync from them at once, and with `--churn` the servers
-//! apply blocks meanwhile (`churn.rs`). Prints a table (`report.rs`) and, with `--json`, one JSON
-//! object as the last line (see docs/benchmarks.md).
+//! with `--clients N` that many clients sync from them at once (`clients.rs`), and with
+//! `--churn` the servers apply blocks meanwhile (`churn.rs`). Prints a table (`report.rs`) and,
+//! with `--json`, one JSON object as the last line (see docs/benchmarks.md).
 
 mod churn;
+mod clients;
 mod examine;
 mod report;
 mod servers;
@@ -19,12 +20,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy_primitives::B256;
 use leafsync_leafdb::{GenParams, LeafDb};
 use leafsync_p2p::leaf::ChainHead;
 use leafsync_sync::{
-    NewPeers, PeerSources, PhaseTimes, SnapPeer, SnapTransport, SyncConfig, SyncMode, SyncOutcome,
-    SyncPeer, SyncStats, Syncer, WorkKind, config::DEFAULT_CHUNK_TARGET_BYTES, watch_network_peers,
+    PhaseTimes, SyncConfig, SyncMode, SyncStats, WorkKind, config::DEFAULT_CHUNK_TARGET_BYTES,
 };
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
@@ -32,11 +31,12 @@ use tokio::runtime::Runtime;
 pub(crate) use self::servers::{ServersArgs, servers};
 use self::{
     churn::{ChainReport, ChurnArgs},
+    clients::{peers, sync_all},
     examine::{Examined, examine},
     report::{ratio, sources_table, table},
     servers::{ServerCounters, ServerProcess},
     snap_source::SnapServers,
-    wan::{LEAF_KINDS, Links, Snappy, Traffic, WanConfig, WanPeer},
+    wan::{LEAF_KINDS, Links, Snappy, Traffic, WanConfig},
 };
 use crate::{
     bench::{
@@ -46,11 +46,8 @@ use crate::{
     },
     config::{Config, FileConfig},
     error::CliError,
-    node::loopback::{check_servers, open, runtime, start_client},
+    node::loopback::{check_servers, open, runtime},
 };
-
-/// Peers that joined the network and wait for the sync to take them, at most.
-const JOINING_BOUND: usize = 16;
 
 /// The work kinds of [`PhaseTimes`], in the order the JSON and the table show them.
 const PHASES: [(&str, WorkKind); 6] = [
@@ -284,96 +281,6 @@ fn phases_json(phases: &PhaseTimes) -> Value {
         (name.to_string(), json!({ "first_s": secs(span.first), "last_s": secs(span.last) }))
     });
     Value::Object(map.collect())
-}
-
-/// A client's peers: those it starts with, and for `leaf/1` the ones that join later.
-struct ClientPeers {
-    now: Vec<Arc<dyn SyncPeer>>,
-    joining: Option<NewPeers>,
-}
-
-/// Relays the peers that join the network's `joining` to the sync, each behind links of its own
-/// from `links`, until the sync drops its end.
-fn relay_joining(mut joining: NewPeers, links: impl Fn() -> Links + Send + 'static) -> NewPeers {
-    let (tx, rx) = tokio::sync::mpsc::channel(JOINING_BOUND);
-    tokio::spawn(async move {
-        loop {
-            let peer = tokio::select! {
-                () = tx.closed() => return,
-                peer = joining.recv() => peer,
-            };
-            let Some(peer) = peer else { return };
-            if tx.send(Arc::new(WanPeer::new(peer, links())) as Arc<dyn SyncPeer>).await.is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// The sync's peers for `source`, each behind links of its own from `links`; and the client
-/// node to shut down after a `leaf/1` sync. `leaf/1` peers are the daemon's
-/// ([`watch_network_peers`]): their heads follow their announcements, which a sync under churn
-/// needs.
-async fn peers(
-    source: Source,
-    db: &Arc<LeafDb>,
-    servers: &ServerProcess,
-    snap: Option<&SnapServers>,
-    links: impl Fn() -> Links + Send + Clone + 'static,
-) -> Result<(ClientPeers, Option<crate::node::Node>), CliError> {
-    if source == Source::Snap {
-        let Some(snap) = snap else {
-            return Err(CliError::Invalid {
-                what: "snap sync".into(),
-                reason: "no servers".into(),
-            });
-        };
-        let head = ChainHead { number: 0, hash: B256::ZERO, state_root: servers.root };
-        let mut peers = Vec::new();
-        for i in 0..servers.records.len() {
-            let Some(transport) = snap.transport(i, head, links()) else { break };
-            let peer = SnapPeer::new(Arc::new(transport) as Arc<dyn SnapTransport>);
-            // snap/1 announces no account count: the network probes each peer first.
-            peer.probe_accounts(servers.root).await;
-            peers.push(Arc::new(peer) as Arc<dyn SyncPeer>);
-        }
-        return Ok((ClientPeers { now: peers, joining: None }, None));
-    }
-    let client = start_client(Arc::clone(db), servers.records.clone()).await?;
-    let (now, joining) = watch_network_peers(client.network(), &PeerSources::default()).await;
-    let now = now.into_iter().map(|p| Arc::new(WanPeer::new(p, links())) as Arc<dyn SyncPeer>);
-    let now = now.collect();
-    let joining = Some(relay_joining(joining, links));
-    Ok((ClientPeers { now, joining }, Some(client)))
-}
-
-/// The clients' syncs run at once, each in a task of its own; each client's outcome in order.
-async fn sync_all(
-    dbs: &[Arc<LeafDb>],
-    peer_sets: Vec<ClientPeers>,
-    config: &SyncConfig,
-) -> Result<Vec<Result<SyncOutcome, leafsync_sync::SyncError>>, CliError> {
-    let tasks: Vec<_> = dbs
-        .iter()
-        .zip(peer_sets)
-        .map(|(db, peers)| {
-            let syncer = Syncer::new(Arc::clone(db), config.clone(), peers.now);
-            let syncer = match peers.joining {
-                Some(joining) => syncer.with_new_peers(joining),
-                None => syncer,
-            };
-            tokio::spawn(syncer.run())
-        })
-        .collect();
-    let mut outcomes = Vec::new();
-    for task in tasks {
-        outcomes.push(task.await.map_err(|e| CliError::Invalid {
-            what: "a sync task".into(),
-            reason: e.to_string(),
-        })?);
-    }
-    Ok(outcomes)
 }
 
 /// One sync from `source` by `setup.clients` fresh clients at once (one for snap/1), each into a
