@@ -106,11 +106,12 @@ impl Cli {
             Command::CheckConfig(flags) => {
                 let (file, origin) = crate::config::FileConfig::load(&flags)?;
                 let config = crate::config::Config::validate(file.clone(), &origin)?;
-                println!("{file:#?}");
+                println!("# leafsync check-config: {origin} with the flags and defaults applied");
                 println!(
-                    "chain: {} (network {}, genesis {})",
+                    "# chain: {} (network {}, genesis {})",
                     config.chain.name, config.chain.network_id, config.chain.genesis_hash
                 );
+                print!("{}", file.to_toml(&origin)?);
                 Ok(ExitCode::SUCCESS)
             }
             Command::Tool(ToolCommand::StateRoot { alloc }) => tool::state_root(&alloc),

@@ -315,3 +315,34 @@ listen = ""
     assert!(stderr.contains("no trusted pivot") && stderr.contains("el.rpc"), "{stderr}");
     assert!(stderr.contains("sync.checkpoint") && stderr.contains("allow_peer_pivot"), "{stderr}");
 }
+
+/// `check-config` prints the merged configuration as TOML: saved to a file, it checks again to
+/// the same configuration (flags included), and a bad file is refused naming the key.
+#[test]
+fn check_config_prints_toml_that_checks_again_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let documented = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/leafsync.toml");
+    let check = |args: &[&str]| {
+        let out = leafsync().arg("check-config").args(args).output().unwrap();
+        (out.status.success(), String::from_utf8(out.stdout).unwrap(), out.stderr)
+    };
+    let (ok, first, _) = check(&["--config", documented, "--chain", "sepolia", "--port", "30999"]);
+    assert!(ok, "{first}");
+    assert!(first.contains("chain = \"sepolia\"") && first.contains("port = 30999"), "{first}");
+    assert!(first.contains("# chain: sepolia (network 11155111"), "{first}");
+    let printed = dir.path().join("printed.toml");
+    std::fs::write(&printed, &first).unwrap();
+    let (ok, second, _) = check(&["--config", printed.to_str().unwrap()]);
+    assert!(ok, "{second}");
+    // Only the first comment line, which names the file, differs.
+    assert_eq!(
+        first.lines().skip(1).collect::<Vec<_>>(),
+        second.lines().skip(1).collect::<Vec<_>>()
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[serve]\ncache_reuse_blocks = 17\n").unwrap();
+    let (ok, _, stderr) = check(&["--config", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&stderr);
+    assert!(!ok && stderr.contains("serve.cache_reuse_blocks"), "{stderr}");
+}

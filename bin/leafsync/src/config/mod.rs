@@ -162,6 +162,17 @@ impl FileConfig {
         Self::parse(path, &text)
     }
 
+    /// The file as TOML, every key with its value (optional keys that are not set left out),
+    /// which [`Self::parse`] reads back to the same file: what `check-config` prints. Fails only
+    /// for a path that is not UTF-8 (a `--datadir` flag may give one), naming `origin`.
+    pub(crate) fn to_toml(&self, origin: &str) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: "datadir, el.genesis".into(),
+            reason: format!("cannot be written as TOML: {e}"),
+        })
+    }
+
     /// Parses TOML text attributed to `path`.
     pub(crate) fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {

@@ -13,7 +13,7 @@ use std::{
 
 use alloy_primitives::B256;
 use leafsync_p2p::{chain::ChainSpec, leaf::protocol::MAX_PIECE_AGE_BLOCKS, peers::NodeRecord};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub(crate) use self::sync::{PivotSource, SyncSection};
 use super::{
@@ -23,7 +23,7 @@ use super::{
 use crate::config::ConfigError;
 
 /// The file's schema. Unknown keys are errors; absent keys take the documented defaults.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct FileConfig {
     /// Where the leafdb and the node key live.
@@ -103,7 +103,7 @@ impl FileConfig {
 }
 
 /// `[admin]` and `[metrics]`: one address each.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct ListenSection {
     /// Address of the endpoint (`ip:port`); an empty string disables it. Admin: the JSON-RPC,
@@ -131,7 +131,7 @@ impl ListenSection {
 }
 
 /// `[p2p]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct P2pSection {
     /// IP address to listen on (TCP for RLPx, UDP for discv5).
@@ -197,7 +197,7 @@ impl P2pSection {
 }
 
 /// `[el]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct ElSection {
     /// JSON-RPC URL of the neighbouring execution client (http:// or ws://).
@@ -236,7 +236,7 @@ impl ElSection {
 }
 
 /// `[serve]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct ServeSection {
     /// Storage up to this many bytes travels inline in chunks.
@@ -310,7 +310,7 @@ impl ServeSection {
 }
 
 /// `[leafdb]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct LeafdbSection {
     /// RocksDB block cache in MiB.
@@ -344,7 +344,7 @@ impl LeafdbSection {
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct LogSection {
     /// A tracing filter (`info`, `leafsync_p2p=debug,info`, …); `RUST_LOG` overrides it.

@@ -208,3 +208,53 @@ fn snap_keys_are_checked() {
     assert_eq!(parse(&snap_only).unwrap().sync.sources, SyncSources { leaf: false, snap: true });
     refused("[el]\nenode = \"enode://abc@1.2.3.4:30303\"\n", &["`el.enode`", "enode://abc"]);
 }
+
+/// `check-config` prints the file as TOML that reads back to the same file: the defaults, and a
+/// file with every optional key set.
+#[test]
+fn the_printed_config_reads_back_the_same() {
+    let full = format!(
+        r#"datadir = "/var/lib/leafsync"
+chain = "dev"
+genesis_hash = "{genesis}"
+
+[p2p]
+listen_ip = "127.0.0.1"
+port = 30999
+bootnodes = ["enr:-a", "enr:-b"]
+static_peers = ["enode://x@127.0.0.1:1"]
+
+[el]
+rpc = "ws://127.0.0.1:8546"
+genesis = "/etc/genesis.json"
+enode = "enode://y@127.0.0.1:2"
+
+[sync]
+sources = ["leaf", "snap"]
+pivot = "checkpoint"
+checkpoint = {{ number = 5, hash = "{hash}", state_root = "{root}" }}
+mode = "heal-only"
+
+[serve]
+snap = true
+
+[metrics]
+listen = "127.0.0.1:9100"
+
+[log]
+level = "debug"
+"#,
+        genesis = B256::repeat_byte(1),
+        hash = B256::repeat_byte(2),
+        root = B256::repeat_byte(3),
+    );
+    for file in [FileConfig::default(), FileConfig::parse(Path::new("full.toml"), &full).unwrap()] {
+        let text = file.to_toml("test").unwrap();
+        let back = FileConfig::parse(Path::new("printed.toml"), &text).unwrap();
+        assert_eq!(back, file, "{text}");
+    }
+    let printed = FileConfig::parse(Path::new("full.toml"), &full).unwrap().to_toml("t").unwrap();
+    for key in ["checkpoint", "heal-only", "bootnodes", "enode", "sources", "genesis_hash"] {
+        assert!(printed.contains(key), "{key} missing from\n{printed}");
+    }
+}

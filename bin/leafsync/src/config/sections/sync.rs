@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use alloy_primitives::B256;
 use leafsync_p2p::{chain::ChainSpec, leaf::ChainHead};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::ElSection;
 use crate::config::{
@@ -17,7 +17,7 @@ use crate::config::{
 const MIN_CHUNK_TARGET_KIB: u64 = 16;
 
 /// Where the pivot of a sync comes from (`sync.pivot`).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum PivotSource {
     /// `sync.checkpoint` when set, else the execution client's latest block when `el.rpc` is
@@ -32,7 +32,7 @@ pub(crate) enum PivotSource {
 }
 
 /// `sync.checkpoint`: a block the operator trusts, synced as the pivot.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CheckpointKey {
     /// Block number.
@@ -63,7 +63,7 @@ impl CheckpointKey {
 }
 
 /// How a sync downloads the state (`sync.mode`).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum SyncModeKey {
     /// Chunks verified against the skeleton, healed where they differ.
@@ -73,7 +73,7 @@ pub(crate) enum SyncModeKey {
 }
 
 /// A kind of peer a sync downloads from (`sync.sources`).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum SyncSourceKey {
     /// Other leafsync nodes, over `leaf/1`.
@@ -83,7 +83,7 @@ pub(crate) enum SyncSourceKey {
 }
 
 /// `[sync]`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct SyncSection {
     /// The kinds of peers a sync downloads from; absent means `["leaf"]` (without `leaf/1`,
