@@ -32,12 +32,7 @@ pub fn main() -> ExitCode {
     match cli.run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                eprintln!("  caused by: {s}");
-                source = s.source();
-            }
+            eprintln!("{}", error_report(&e));
             ExitCode::FAILURE
         }
     }
@@ -56,4 +51,50 @@ pub(crate) fn init_logging(default: &str) {
         .with_writer(progress::log_writer)
         .with_ansi(ansi)
         .try_init();
+}
+
+/// The error and its causes, one line each; a cause whose message the report already holds (an
+/// error that shows its source in its own message) is left out.
+fn error_report(e: &dyn std::error::Error) -> String {
+    let mut report = format!("error: {e}");
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !report.contains(&message) {
+            report.push_str("\n  caused by: ");
+            report.push_str(&message);
+        }
+        source = cause.source();
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_report;
+
+    /// An error with a message of its own and an optional cause.
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn causes_already_said_are_left_out() {
+        let io = E("Resource temporarily unavailable", None);
+        let shown = E("storage: Resource temporarily unavailable", Some(Box::new(io)));
+        assert_eq!(error_report(&shown), "error: storage: Resource temporarily unavailable");
+        let hidden = E("opening the leafdb", Some(Box::new(E("disk full", None))));
+        assert_eq!(error_report(&hidden), "error: opening the leafdb\n  caused by: disk full");
+    }
 }

@@ -149,6 +149,10 @@ fn gen_state_then_verify_then_detect_corruption() {
         let mut b = WriteBatch::default();
         b.put(Table::StorageNodes, key.to_vec(), value.to_vec());
         db.store().write(b, Durability::Synced).unwrap();
+        // While this process holds the database, another is refused, told why, in one line.
+        let (ok, _, stderr) = leafsync(&["tool", "verify", "--datadir", d]);
+        assert!(!ok && stderr.contains("is in use") && stderr.contains(d), "{stderr}");
+        assert!(!stderr.contains("caused by"), "{stderr}");
     }
     let (ok, stdout, _) = leafsync(&["tool", "verify", "--datadir", d]);
     assert!(!ok, "verify must fail on a corrupted node: {stdout}");

@@ -38,6 +38,16 @@ pub enum LeafDbError {
     /// storage type reaches the public API of the leafdb or of the crates above it.
     #[error("storage: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The database is open in another process, or already in this one: RocksDB holds its
+    /// `LOCK` file for as long as a database is open.
+    #[error(
+        "the leafdb at {} is in use (is another leafsync running with this datadir?)",
+        path.display()
+    )]
+    InUse {
+        /// The database directory.
+        path: std::path::PathBuf,
+    },
     /// A stored value could not be decoded: the database is corrupt or was written by other code.
     #[error("corrupt {what} in table {table}: {reason}")]
     Corrupt {

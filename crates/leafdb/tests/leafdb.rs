@@ -25,6 +25,21 @@ fn rocks(dir: &std::path::Path) -> LeafDb {
         .unwrap()
 }
 
+/// A database open in this process is not opened a second time: the error says it is in use and
+/// names it (another process is refused the same way: `bin/leafsync/tests/cli_tool.rs`).
+#[test]
+fn a_database_in_use_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = rocks(dir.path());
+    let options = DbOptions::default().block_cache_bytes(8 << 20);
+    match LeafDb::open(dir.path(), &options, LeafDbConfig::default()) {
+        Err(e @ LeafDbError::InUse { .. }) => {
+            assert!(e.to_string().contains(&dir.path().display().to_string()), "{e}");
+        }
+        other => panic!("a second open gave {other:?}"),
+    }
+}
+
 #[test]
 fn genesis_roots_of_public_networks() {
     for net in ["mainnet", "sepolia", "holesky", "hoodi"] {

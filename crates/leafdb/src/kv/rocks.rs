@@ -165,7 +165,13 @@ impl RocksStore {
         let cfs = Table::ALL
             .iter()
             .map(|t| ColumnFamilyDescriptor::new(t.name(), options.cf_options(*t, &cache)));
-        let db = DB::open_cf_descriptors(&options.db_options(), path, cfs).map_err(storage)?;
+        let db = DB::open_cf_descriptors(&options.db_options(), path, cfs).map_err(|e| {
+            if is_lock_error(&e) {
+                LeafDbError::InUse { path: path.to_path_buf() }
+            } else {
+                storage(e)
+            }
+        })?;
         let cf_options = Table::ALL.iter().map(|t| (*t, options.cf_options(*t, &cache))).collect();
         let bulk_dir = path.join("bulk_import");
         remove_unfinished(&bulk_dir)?;
@@ -233,6 +239,14 @@ fn remove_unfinished(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether RocksDB could not take the database's `LOCK` file: another process holds it ("While
+/// lock file: …"), or this one does ("lock hold by current process …").
+fn is_lock_error(e: &rocksdb::Error) -> bool {
+    let message = e.as_ref();
+    e.kind() == rocksdb::ErrorKind::IOError
+        && (message.contains("While lock file") || message.contains("lock hold by current process"))
 }
 
 /// RocksDB's error behind the opaque [`LeafDbError::Storage`].
