@@ -80,6 +80,14 @@ enum ToolCommand {
 }
 
 impl Cli {
+    /// Whether the command only prints and exits (`check-config`, `status`, `tool`): it may
+    /// end as other command-line tools do when its reader goes away (`leafsync status | head`),
+    /// where Rust's ignored `SIGPIPE` would make the next print panic. The daemon, the demo and
+    /// the benchmarks keep `SIGPIPE` ignored (their sockets and child pipes report errors).
+    pub(crate) fn prints_and_exits(&self) -> bool {
+        matches!(self.command, Command::CheckConfig(_) | Command::Status { .. } | Command::Tool(_))
+    }
+
     /// Default log level: quiet for benchmarks, whose stdout is JSON. `None` for the daemon,
     /// which takes its level from its configuration.
     pub(crate) fn default_log_level(&self) -> Option<&'static str> {

@@ -26,6 +26,11 @@ pub use crate::{config::ConfigError, error::CliError};
 /// Parses the command line, runs the command and reports its error with its causes.
 pub fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if cli.prints_and_exits() {
+        // SAFETY: sets this process's SIGPIPE disposition to the default before any thread is
+        // started; nothing else here handles SIGPIPE.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     if let Some(level) = cli.default_log_level() {
         init_logging(level);
     }

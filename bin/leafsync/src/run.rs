@@ -3,7 +3,11 @@
 //! leafdb is first loaded from `el.genesis`). An empty leafdb without a genesis file is first
 //! synced from `leaf/1` peers (pivot: the execution client's head when there is one).
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
 
 use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig};
 use leafsync_p2p::NodeKey;
@@ -136,12 +140,24 @@ pub(crate) fn leafdb_options(config: &Config) -> (DbOptions, LeafDbConfig) {
     config.leafdb.leafdb_options(size_open_files(&config.network))
 }
 
+/// Creates the datadir `path` unless it is there; an error names it, and says so when something
+/// other than a directory stands there.
+pub(crate) fn create_datadir(path: &Path) -> Result<(), CliError> {
+    if path.exists() && !path.is_dir() {
+        return Err(CliError::Invalid {
+            what: format!("datadir {}", path.display()),
+            reason: "exists and is not a directory".into(),
+        });
+    }
+    std::fs::create_dir_all(path)
+        .map_err(|source| CliError::Io { path: path.to_path_buf(), source })
+}
+
 /// `leafsync run`: opens the datadir, builds the node from `config` and runs it until SIGINT or
 /// SIGTERM.
 pub(crate) fn run(config: &Config) -> Result<ExitCode, CliError> {
     let datadir = &config.datadir;
-    std::fs::create_dir_all(datadir)
-        .map_err(|source| CliError::Io { path: datadir.clone(), source })?;
+    create_datadir(datadir)?;
     let (options, db_config) = leafdb_options(config);
     let db = Arc::new(LeafDb::open(&datadir.join("leafdb"), &options, db_config)?);
     let key = NodeKey::load_or_create(&datadir.join(NODEKEY_FILE))?;

@@ -12,8 +12,7 @@ use crate::error::CliError;
 
 /// Opens (creating) a datadir's leafdb.
 pub(crate) fn open(datadir: &Path) -> Result<LeafDb, CliError> {
-    std::fs::create_dir_all(datadir)
-        .map_err(|source| CliError::Io { path: datadir.to_path_buf(), source })?;
+    crate::run::create_datadir(datadir)?;
     Ok(LeafDb::open(&datadir.join("leafdb"), &DbOptions::default(), LeafDbConfig::default())?)
 }
 

@@ -346,3 +346,21 @@ fn check_config_prints_toml_that_checks_again_the_same() {
     let stderr = String::from_utf8_lossy(&stderr);
     assert!(!ok && stderr.contains("serve.cache_reuse_blocks"), "{stderr}");
 }
+
+/// A command that only prints ends as other command-line tools do when its reader has gone
+/// (`leafsync check-config | head`): killed by `SIGPIPE`, not a panic about a broken pipe.
+#[test]
+fn a_printing_command_whose_reader_is_gone_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = leafsync()
+        .args(["check-config", "--config"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/leafsync.toml"))
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -168,3 +168,13 @@ fn verify_refuses_a_missing_datadir() {
     assert!(stderr.contains("no leafdb"), "{stderr}");
     assert!(!missing.exists(), "verify must not create a datadir");
 }
+
+#[test]
+fn a_datadir_that_is_a_file_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let d = file.to_str().unwrap();
+    let (ok, _, stderr) = leafsync(&["tool", "gen-state", "--datadir", d, "--accounts", "10"]);
+    assert!(!ok && stderr.contains(d) && stderr.contains("not a directory"), "{stderr}");
+}

@@ -177,7 +177,7 @@ impl FileConfig {
     pub(crate) fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: parse_message(&e, text),
         })
     }
 
@@ -216,6 +216,19 @@ impl FileConfig {
         };
         Ok((file.with_flags(flags), origin))
     }
+}
+
+/// A TOML error in one line: where (line and column, from its span in `text`), that line (which
+/// names the key), and the parser's reason; not the multi-line excerpt of its `Display`.
+fn parse_message(e: &toml::de::Error, text: &str) -> String {
+    let reason = e.message().trim_end().replace('\n', " ");
+    let Some(start) = e.span().map(|span| span.start.min(text.len())) else { return reason };
+    let before = text.get(..start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    let source = text[line_start..].lines().next().unwrap_or("").trim();
+    format!("line {line}, column {column} (`{source}`): {reason}")
 }
 
 impl Config {

@@ -88,6 +88,11 @@ fn bad_files_name_the_file_the_key_and_the_reason() {
     refused("datadir = \"x\"\nchian = \"mainnet\"\n", &["test.toml", "chian"]);
     refused("[p2p]\nport = \"thirty\"\n", &["test.toml", "port"]);
     refused("[p2p]\nport = 70000\n", &["port"]);
+    // A syntax error in one line: where, the line itself, and why.
+    refused(
+        "[p2p]\nport = 1\n[sync\n",
+        &["test.toml: line 3, column 6 (`[sync`)", "unclosed table"],
+    );
     refused("[serve]\nbogus = 1\n", &["bogus"]);
     refused("chain = \"goerli\"\n", &["`chain`", "goerli", "sepolia"]);
     refused("chain = \"dev\"\n", &["`genesis_hash`", "required"]);
