@@ -12,14 +12,25 @@ pub struct RpcError {
     pub message: String,
 }
 
+/// `e`'s message followed by its innermost cause's (why a request failed), when it has one.
+fn with_reason(e: &reqwest::Error) -> String {
+    let mut root: &dyn std::error::Error = e;
+    while let Some(cause) = root.source() {
+        root = cause;
+    }
+    let (message, reason) = (e.to_string(), root.to_string());
+    if message.contains(&reason) { message } else { format!("{message}: {reason}") }
+}
+
 /// Everything that can go wrong while following the execution client.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The execution client answered with a JSON-RPC error.
     #[error(transparent)]
     Rpc(#[from] RpcError),
-    /// HTTP transport failure.
-    #[error("http: {0}")]
+    /// HTTP transport failure, with its causes (reqwest's own message leaves out why a request
+    /// failed: "error sending request" without "Connection refused").
+    #[error("http: {}", with_reason(.0))]
     Http(#[from] reqwest::Error),
     /// WebSocket transport failure.
     #[error("websocket: {0}")]

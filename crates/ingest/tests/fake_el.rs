@@ -314,6 +314,18 @@ async fn the_fork_id_comes_from_eth_config() {
     assert!(matches!(rpc.fork_id().await, Err(IngestError::Rpc(_))));
 }
 
+/// An execution client that is not listening is reported with the reason, not only "error
+/// sending request" (reqwest's own message).
+#[tokio::test]
+async fn an_unreachable_execution_client_is_reported_with_the_reason() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
+    let e = rpc.block_number().await.unwrap_err().to_string();
+    assert!(e.contains("refused"), "{e}");
+}
+
 /// A real mainnet Prague header (block 23,094,898: every fork field up to `requestsHash`) is
 /// re-encoded to its hash.
 #[test]
