@@ -82,10 +82,33 @@ pub(crate) fn init_genesis(datadir: &Path, alloc: &Path) -> Result<ExitCode, Cli
     Ok(ExitCode::SUCCESS)
 }
 
+/// Accounts between two looks at the clock during `tool verify`.
+const VERIFY_PROGRESS_ACCOUNTS: u64 = 65_536;
+
+/// Least time between two progress lines of `tool verify`.
+const VERIFY_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(crate) fn verify(datadir: &Path) -> Result<ExitCode, CliError> {
     let db = open_existing(datadir)?;
     let start = Instant::now();
-    let r = db.verify()?;
+    let estimate = db.estimate_accounts()?;
+    info!(estimated_accounts = estimate, "verifying every trie against the flat state");
+    let mut last_log = start;
+    let r = db.verify_with(VERIFY_PROGRESS_ACCOUNTS, |p| {
+        if last_log.elapsed() >= VERIFY_LOG_INTERVAL {
+            last_log = Instant::now();
+            let secs = start.elapsed().as_secs_f64();
+            let fraction = p.fraction();
+            let eta = (fraction > 0.0).then(|| (secs / fraction - secs).round());
+            info!(
+                accounts = p.accounts,
+                slots = p.slots,
+                percent = (fraction * 1000.0).round() / 10.0,
+                eta_s = eta,
+                "verify progress"
+            );
+        }
+    })?;
     let head =
         r.head.map_or_else(|| "none".to_string(), |h| format!("{} ({})", h.number, h.state_root));
     println!("accounts:        {}", r.accounts);

@@ -263,12 +263,43 @@ fn count_keys<R: KvRead + ?Sized>(kv: &R, table: Table, prefix: &[u8]) -> Result
     Ok(n)
 }
 
+/// How far a [`LeafDb::verify_with`] has come: given to its callback every `every` accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyProgress {
+    /// Accounts checked so far.
+    pub accounts: u64,
+    /// Storage slots checked so far.
+    pub slots: u64,
+    /// The last account checked (hashed address). Hashed addresses spread evenly, so its
+    /// position in the key space is the share of the accounts checked: see [`Self::fraction`].
+    pub last: B256,
+}
+
+impl VerifyProgress {
+    /// The share of the key space behind [`Self::last`], 0.0 to 1.0.
+    pub fn fraction(&self) -> f64 {
+        let mut top = [0u8; 8];
+        top.copy_from_slice(&self.last[..8]);
+        u64::from_be_bytes(top) as f64 / (u64::MAX as f64 + 1.0)
+    }
+}
+
 impl<S: KvStore> LeafDb<S> {
     /// Recomputes every root from the flat tables on a snapshot and compares; see
     /// [`VerifyReport`]. Reads by merge-scan: the accounts, the storage and both node tables
     /// each once in key order beside the builders (the node tables turned into the builders'
     /// children-first order by [`StoredNodes`]); only code is read by point.
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_with(u64::MAX, |_| {})
+    }
+
+    /// [`Self::verify`], calling `progress` after every `every` accounts (a check of mainnet's
+    /// state takes long enough that its operator wants to see it move).
+    pub fn verify_with(
+        &self,
+        every: u64,
+        mut progress: impl FnMut(&VerifyProgress),
+    ) -> Result<VerifyReport> {
         let snap = self.store().snapshot();
         let mut report = VerifyReport {
             stored_root: read_account_root(&snap)?,
@@ -322,6 +353,10 @@ impl<S: KvStore> LeafDb<S> {
                 report.problem(format!("account {owner}: code {} missing", account.code_hash));
             }
             accounts.add_leaf(Nibbles::unpack(owner), value.to_vec())?;
+            if report.accounts.is_multiple_of(every) {
+                let (accounts, slots) = (report.accounts, report.slots);
+                progress(&VerifyProgress { accounts, slots, last: owner });
+            }
         }
         let (built, sink) = accounts.finish_into()?;
         let sink_absent = sink.absent_leaves;

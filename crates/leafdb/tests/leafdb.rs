@@ -637,6 +637,27 @@ fn generated_state_is_deterministic_and_verifies() {
     assert_ne!(other.root, ra.root);
 }
 
+/// `verify_with` reports its way through the accounts in key order, and finds what `verify`
+/// finds.
+#[test]
+fn verify_reports_its_progress_in_key_order() {
+    let db = LeafDb::in_memory();
+    let generated = db.generate(leafsync_leafdb::GenParams { accounts: 2_000, seed: 5 }).unwrap();
+    let mut seen = Vec::new();
+    let report = db.verify_with(500, |p| seen.push(*p)).unwrap();
+    assert_eq!(report, db.verify().unwrap());
+    assert!(report.ok(), "{report:?}");
+    let counts: Vec<u64> = seen.iter().map(|p| p.accounts).collect();
+    assert_eq!(counts, [500, 1_000, 1_500, 2_000]);
+    assert!(seen.windows(2).all(|w| w[0].last < w[1].last && w[0].slots <= w[1].slots));
+    assert!(seen.windows(2).all(|w| w[0].fraction() < w[1].fraction()));
+    let last = seen[3];
+    assert_eq!(last.slots, generated.slots);
+    // Hashed addresses spread evenly: the last of 2,000 lies in the last percent of the space.
+    assert!(last.fraction() > 0.99 && last.fraction() < 1.0, "{}", last.fraction());
+    assert!((seen[1].fraction() - 0.5).abs() < 0.1, "{}", seen[1].fraction());
+}
+
 #[test]
 fn snapshot_prefix_scans_partition_the_state_and_ignore_later_blocks() {
     let dir = tempfile::tempdir().unwrap();
