@@ -2,10 +2,18 @@
 //! merge-scans (account root, every storage root, storage without an account, missing code),
 //! without reading a trie node; its findings are what a sync repairs.
 
-use std::collections::BTreeSet;
+use std::{
+    collections::BTreeSet,
+    sync::{
+        Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use alloy_primitives::{B256, KECCAK256_EMPTY};
 use alloy_trie::Nibbles;
+use tracing::info;
 
 use crate::{
     db::LeafDb,
@@ -162,12 +170,18 @@ fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(
         std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, FLAT_CHECK_THREADS);
     let ranges: Vec<u8> = (0..FLAT_CHECK_RANGES).collect();
     let per_thread = ranges.len().div_ceil(threads);
+    let progress = RangeProgress::new();
     let parts = std::thread::scope(|scope| {
         let handles: Vec<_> = ranges
             .chunks(per_thread)
             .map(|run| {
+                let progress = &progress;
                 scope.spawn(move || {
-                    let parts = run.iter().map(|i| check_owners(snap, OwnerRange::part(*i), hash));
+                    let parts = run.iter().map(|i| {
+                        let part = check_owners(snap, OwnerRange::part(*i), hash);
+                        progress.range_done();
+                        part
+                    });
                     parts.collect::<Result<Vec<_>>>()
                 })
             })
@@ -192,6 +206,33 @@ fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(
         code_hashes.extend(codes);
     }
     Ok((out, code_hashes))
+}
+
+/// Least time between two progress lines of a flat check (on mainnet's state it takes minutes).
+const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The owner ranges a flat check has finished, logged at most every [`PROGRESS_LOG_INTERVAL`].
+struct RangeProgress {
+    started: Instant,
+    done: AtomicUsize,
+    last_log: Mutex<Instant>,
+}
+
+impl RangeProgress {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self { started: now, done: AtomicUsize::new(0), last_log: Mutex::new(now) }
+    }
+
+    fn range_done(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last_log.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.elapsed() >= PROGRESS_LOG_INTERVAL {
+            *last = Instant::now();
+            let secs = self.started.elapsed().as_secs();
+            info!(done, of = FLAT_CHECK_RANGES, secs, "flat state check: owner ranges done");
+        }
+    }
 }
 
 /// The root of the account trie built from every flat account, in order.
