@@ -68,6 +68,37 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
     sigterm_and_wait(&mut daemon);
 }
 
+/// A daemon pointed at an execution client of another chain (anvil, while the config names a dev
+/// chain with another genesis) stops at once, both when it would bootstrap from the client's
+/// genesis and when it would take its sync pivot from it, saying so and naming both hashes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_client_on_another_chain_is_refused() {
+    let (_turn, anvil) = anvil_turn().await;
+    let mut rpc = anvil.rpc();
+    let dir = tempfile::tempdir().unwrap();
+    let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
+    let anvils = rpc.block(0).await.unwrap().hash;
+    let configured = alloy_primitives::B256::repeat_byte(0x5a);
+    for (name, genesis) in [("bootstrap", Some(genesis_file.as_path())), ("pivot", None)] {
+        let toml = support::daemon_toml(
+            &dir.path().join(name),
+            &support::dev_chain(configured),
+            None,
+            &el_section(anvil.addr, genesis),
+        );
+        let (mut daemon, _lines) = start_daemon(dir.path(), name, &toml);
+        let status =
+            support::wait_for_exit(&mut daemon, "the daemon kept running on another chain");
+        let log = std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap();
+        assert!(!status.success(), "{name}: {log}");
+        assert!(log.contains("is on another chain"), "{name}: {log}");
+        assert!(
+            log.contains(&anvils.to_string()) && log.contains(&configured.to_string()),
+            "{log}"
+        );
+    }
+}
+
 /// Issue 6's end-to-end chain, as an operator would run it, from TOML files: daemon A follows
 /// anvil and serves; daemon B starts with an empty datadir, knows only A's ENR as a discv5
 /// bootnode and anvil's RPC, finds A, syncs the state at anvil's head (the trusted pivot), then

@@ -38,6 +38,21 @@ pub enum IngestError {
     /// The WebSocket was closed by the execution client.
     #[error("websocket closed by the execution client")]
     WebSocketClosed,
+    /// The execution client is on another chain than the configured one: its block 0 is not
+    /// the chain's genesis. Its blocks would be applied to the wrong state, and its head would
+    /// make a pivot no peer of the chain has.
+    #[error(
+        "the execution client at {url} is on another chain: its genesis block is {found}, the \
+         configured chain's is {expected}"
+    )]
+    WrongChain {
+        /// The execution client's URL.
+        url: String,
+        /// The configured chain's genesis hash.
+        expected: alloy_primitives::B256,
+        /// The hash of the execution client's block 0.
+        found: alloy_primitives::B256,
+    },
     /// A request got no answer in time.
     #[error("`{method}` timed out after {millis} ms")]
     Timeout {
@@ -113,6 +128,7 @@ impl IngestError {
         !matches!(
             self,
             Self::UnsupportedUrl(_)
+                | Self::WrongChain { .. }
                 | Self::NoState
                 | Self::LeafDb(_)
                 | Self::Genesis(_)

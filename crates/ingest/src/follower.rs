@@ -50,12 +50,20 @@ pub struct FollowerConfig {
     /// Head polling interval over HTTP, re-check interval over WebSocket (default
     /// [`DEFAULT_POLL_INTERVAL`]).
     pub poll_interval: Duration,
+    /// The configured chain's genesis hash: the execution client's block 0 must have it
+    /// (checked once, before anything else is read; default none: not checked).
+    pub genesis_hash: Option<B256>,
 }
 
 impl FollowerConfig {
     /// A configuration for `url` with the defaults.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), genesis: None, poll_interval: DEFAULT_POLL_INTERVAL }
+        Self {
+            url: url.into(),
+            genesis: None,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            genesis_hash: None,
+        }
     }
 }
 
@@ -196,6 +204,11 @@ impl<S: KvStore + 'static> Follower<S> {
     }
 
     async fn step(&mut self) -> Result<Step, IngestError> {
+        if let Some(expected) = self.config.genesis_hash {
+            self.rpc.check_genesis(expected).await?;
+            // Checked once: the chain under a URL does not change while we follow it.
+            self.config.genesis_hash = None;
+        }
         let head = match self.db.head()? {
             Some(head) => head,
             None => self.bootstrap().await?,

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use alloy_primitives::B256;
 use leafsync_leafdb::BlockHeader;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -27,25 +28,40 @@ pub async fn el_head(rpc: &mut RpcClient) -> Result<BlockHeader, IngestError> {
 /// ([`HEAD_POLL_INTERVAL`] in the daemon). Waits (retrying, with a warning every
 /// [`HEAD_WAIT_LOG_INTERVAL`]) until the first head is read; then a task sends every higher
 /// head until the receiver is dropped. A failed read keeps the last head and is retried at the
-/// next poll. Errors only when `url` is not an `http://` or `ws://` URL.
+/// next poll. With `genesis_hash`, the execution client's block 0 must have it, checked before
+/// the first head. Errors when `url` is not an `http://` or `ws://` URL, or the execution
+/// client is on another chain ([`IngestError::WrongChain`]).
 pub async fn head_feed(
     url: &str,
     poll_interval: Duration,
+    genesis_hash: Option<B256>,
 ) -> Result<watch::Receiver<BlockHeader>, IngestError> {
     let mut rpc = RpcClient::new(url)?;
-    let first = first_head(&mut rpc, poll_interval).await;
+    let first = first_head(&mut rpc, poll_interval, genesis_hash).await?;
     info!(number = first.number, state_root = %first.state_root, "execution client head");
     let (tx, rx) = watch::channel(first);
     tokio::spawn(poll_heads(rpc, tx, poll_interval));
     Ok(rx)
 }
 
-/// Reads the head until a read succeeds.
-async fn first_head(rpc: &mut RpcClient, poll_interval: Duration) -> BlockHeader {
+/// Reads the head until a read succeeds, after checking the chain (once) with `genesis_hash`.
+async fn first_head(
+    rpc: &mut RpcClient,
+    poll_interval: Duration,
+    mut genesis_hash: Option<B256>,
+) -> Result<BlockHeader, IngestError> {
     let mut warned: Option<Instant> = None;
     loop {
-        let error = match el_head(rpc).await {
-            Ok(head) => return head,
+        let read = async {
+            if let Some(expected) = genesis_hash {
+                rpc.check_genesis(expected).await?;
+                genesis_hash = None;
+            }
+            el_head(rpc).await
+        };
+        let error = match read.await {
+            Ok(head) => return Ok(head),
+            Err(e @ IngestError::WrongChain { .. }) => return Err(e),
             Err(e) => e,
         };
         if warned.is_none_or(|t| t.elapsed() > HEAD_WAIT_LOG_INTERVAL) {

@@ -127,6 +127,16 @@ impl RpcClient {
         }
     }
 
+    /// Checks that the execution client is on the chain whose genesis hash is `expected`: its
+    /// block 0 must have that hash ([`IngestError::WrongChain`] otherwise).
+    pub async fn check_genesis(&mut self, expected: B256) -> Result<(), IngestError> {
+        let found = self.block(0).await?.hash;
+        if found == expected {
+            return Ok(());
+        }
+        Err(IngestError::WrongChain { url: self.url().to_string(), expected, found })
+    }
+
     /// `eth_blockNumber`.
     pub async fn block_number(&mut self) -> Result<u64, IngestError> {
         let q: alloy_primitives::U64 = self.call("eth_blockNumber", json!([])).await?;

@@ -146,6 +146,21 @@ fn block(n: u64, genesis_hash: B256, state_root: B256) -> Value {
     })
 }
 
+/// A chain of one empty block after a genesis with `genesis_hash` and state root `root`: the
+/// head is block 1, every block has that root, and every trace is empty.
+fn one_empty_block(genesis_hash: B256, root: B256) -> Script {
+    Arc::new(move |method, params| match method {
+        "eth_blockNumber" => Answer::Result(json!("0x1")),
+        "eth_getBlockByNumber" => {
+            let n = u64::from_str_radix(params[0].as_str().unwrap().trim_start_matches("0x"), 16)
+                .unwrap();
+            Answer::Result(block(n, genesis_hash, root))
+        }
+        "debug_traceBlockByNumber" => Answer::Result(json!([])),
+        other => panic!("unexpected call {other}"),
+    })
+}
+
 /// How long the follower may take to apply one empty block on a small in-memory state. Applying
 /// takes milliseconds; the bound is wide for a loaded test machine, and far below the time the
 /// saturating blocking tasks hold the pool.
@@ -169,18 +184,7 @@ fn a_saturated_blocking_pool_does_not_delay_block_application() {
         db.generate(GenParams { accounts: 100, seed: 1 }).unwrap();
         let genesis = db.head().unwrap().unwrap();
         let root = db.account_root().unwrap();
-        let script: Script = Arc::new(move |method, params| match method {
-            "eth_blockNumber" => Answer::Result(json!("0x1")),
-            "eth_getBlockByNumber" => {
-                let n =
-                    u64::from_str_radix(params[0].as_str().unwrap().trim_start_matches("0x"), 16)
-                        .unwrap();
-                Answer::Result(block(n, genesis.hash, root))
-            }
-            "debug_traceBlockByNumber" => Answer::Result(json!([])),
-            other => panic!("unexpected call {other}"),
-        });
-        let el = fake_el(script).await;
+        let el = fake_el(one_empty_block(genesis.hash, root)).await;
 
         for _ in 0..16 {
             let release = release.clone();
@@ -241,7 +245,7 @@ async fn the_head_feed_follows_the_execution_client() {
     number.store(5, Ordering::Relaxed);
     let url = format!("http://{el}");
     let poll = Duration::from_millis(10);
-    let feed = tokio::spawn(async move { leafsync_ingest::head_feed(&url, poll).await });
+    let feed = tokio::spawn(async move { leafsync_ingest::head_feed(&url, poll, None).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!feed.is_finished(), "no head yet: the feed waits");
     up.store(true, Ordering::Relaxed);
@@ -312,6 +316,52 @@ async fn the_fork_id_comes_from_eth_config() {
     let addr = fake_el(Arc::new(|_, _| Answer::Error(-32000, "busy"))).await;
     let mut rpc = RpcClient::new(&format!("http://{addr}")).unwrap();
     assert!(matches!(rpc.fork_id().await, Err(IngestError::Rpc(_))));
+}
+
+/// An execution client on another chain (its block 0 is not the configured genesis) is refused
+/// by the follower before it applies anything, and by the head feed before its first head; the
+/// error names the URL and both hashes. On the right chain both go on.
+#[tokio::test]
+async fn an_execution_client_on_another_chain_is_refused() {
+    let db = Arc::new(LeafDb::in_memory());
+    db.generate(GenParams { accounts: 50, seed: 2 }).unwrap();
+    let genesis = db.head().unwrap().unwrap();
+    let root = db.account_root().unwrap();
+    let url = format!("http://{}", fake_el(one_empty_block(genesis.hash, root)).await);
+    let other = B256::repeat_byte(0x5a);
+    let says_both = |e: &IngestError| {
+        let text = e.to_string();
+        matches!(e, IngestError::WrongChain { .. })
+            && !e.is_retryable()
+            && [url.clone(), other.to_string(), genesis.hash.to_string()]
+                .iter()
+                .all(|part| text.contains(part.as_str()))
+    };
+
+    let poll = Duration::from_millis(10);
+    let refused = leafsync_ingest::head_feed(&url, poll, Some(other)).await.unwrap_err();
+    assert!(says_both(&refused), "{refused}");
+    let feed = leafsync_ingest::head_feed(&url, poll, Some(genesis.hash)).await.unwrap();
+    assert_eq!(feed.borrow().number, 1);
+
+    let mut config = FollowerConfig::new(url.clone());
+    config.genesis_hash = Some(other);
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let run = Follower::new(Arc::clone(&db), config).unwrap().run(stopped.clone());
+    let refused = tokio::time::timeout(Duration::from_secs(10), run).await.unwrap().unwrap_err();
+    assert!(says_both(&refused), "{refused}");
+    assert_eq!(db.head().unwrap().unwrap().number, 0, "nothing applied");
+
+    let mut config = FollowerConfig::new(url);
+    config.genesis_hash = Some(genesis.hash);
+    config.poll_interval = Duration::from_millis(10);
+    let task = tokio::spawn(Follower::new(Arc::clone(&db), config).unwrap().run(stopped));
+    let started = Instant::now();
+    while db.head().unwrap().unwrap().number < 1 {
+        assert!(started.elapsed() < APPLY_DEADLINE, "block 1 not applied on the right chain");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.abort();
 }
 
 /// An execution client that is not listening is reported with the reason, not only "error

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use alloy_eip2124::ForkId;
-use alloy_primitives::Bytes;
+use alloy_primitives::{B256, Bytes};
 use futures::future::BoxFuture;
 use leafsync_ingest::{
     ElHeaders, HEAD_POLL_INTERVAL, HeaderOrigin, HeaderQuery, RpcClient, head_feed,
@@ -27,7 +27,7 @@ use leafsync_p2p::{
 use leafsync_serve::snap::SnapServer;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::error::CliError;
 
@@ -53,7 +53,7 @@ pub(crate) fn eth_config(
     let headers: Arc<dyn HeaderSource> = match el_rpc {
         Some(url) => {
             let headers = ElHeaders::new(url)?;
-            tokio::spawn(follow_el_head(url.to_owned(), tx, stop));
+            tokio::spawn(follow_el_head(url.to_owned(), chain.genesis_hash, tx, stop));
             Arc::new(ElHeaderSource(Arc::new(headers)))
         }
         None => {
@@ -134,13 +134,26 @@ fn eth_head(head: &BlockHeader, fork_id: Option<ForkId>) -> EthHead {
 
 /// Sends the execution client's head at `url` to `tx` as it moves (once it answers), with the
 /// fork id of its `eth_config`, read again once the head passes the next fork; until `stop`.
-async fn follow_el_head(url: String, tx: watch::Sender<EthHead>, stop: CancellationToken) {
+/// An execution client on another chain (block 0 is not `genesis`) is never announced.
+async fn follow_el_head(
+    url: String,
+    genesis: B256,
+    tx: watch::Sender<EthHead>,
+    stop: CancellationToken,
+) {
     let feed = tokio::select! {
         () = stop.cancelled() => return,
-        feed = head_feed(&url, HEAD_POLL_INTERVAL) => feed,
+        feed = head_feed(&url, HEAD_POLL_INTERVAL, Some(genesis)) => feed,
     };
-    // The URL was checked by `ElHeaders::new`: neither fails.
-    let (Ok(mut heads), Ok(mut rpc)) = (feed, RpcClient::new(&url)) else { return };
+    let mut heads = match feed {
+        Ok(heads) => heads,
+        Err(error) => {
+            error!(%error, "eth/69 head: not taken from the execution client");
+            return;
+        }
+    };
+    // The URL was checked by `ElHeaders::new`.
+    let Ok(mut rpc) = RpcClient::new(&url) else { return };
     let mut fork_id = el_fork_id(&mut rpc).await;
     let first = *heads.borrow_and_update();
     info!(

@@ -13,6 +13,8 @@ mod tests;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use alloy_primitives::B256;
+
 use leafsync_ingest::{Follower, FollowerConfig, IngestError, IngestStats};
 use leafsync_leafdb::{BlockHeader, LeafDb, RocksStore};
 use leafsync_p2p::{
@@ -187,12 +189,17 @@ impl NodeBuilder {
         let (follower_stop, follower_stop_rx) = watch::channel(false);
         let mut node_follower = None;
         if start != Start::SyncFromPeers {
-            node_follower = start_follower(&self.db, &self.el, follower_stop_rx.clone())?;
+            node_follower = start_follower(
+                &self.db,
+                &self.el,
+                self.chain.genesis_hash,
+                follower_stop_rx.clone(),
+            )?;
         }
         let head = match (head, start) {
             (Some(head), _) => Some(head),
             (None, Start::BootstrapFromGenesis) => {
-                Some(wait_for_bootstrap(&self.db, node_follower.as_ref()).await?)
+                Some(wait_for_bootstrap(&self.db, node_follower.as_mut()).await?)
             }
             (None, _) => None,
         };
@@ -289,27 +296,35 @@ type FollowerTask = (Arc<IngestStats>, tokio::task::JoinHandle<Result<(), Ingest
 fn start_follower(
     db: &Arc<LeafDb>,
     el: &ElSection,
+    genesis_hash: B256,
     stop: watch::Receiver<bool>,
 ) -> Result<Option<FollowerTask>, CliError> {
     let Some(url) = &el.rpc else { return Ok(None) };
     let mut fc = FollowerConfig::new(url.clone());
     fc.genesis.clone_from(&el.genesis);
+    fc.genesis_hash = Some(genesis_hash);
     let follower = Follower::new(db.clone(), fc)?;
     let stats = follower.stats();
     Ok(Some((stats, tokio::spawn(follower.run(stop)))))
 }
 
-/// Waits until the follower has loaded the genesis (or failed).
+/// Waits until the follower has loaded the genesis (or failed: then its error, when it has one).
 async fn wait_for_bootstrap(
     db: &LeafDb,
-    follower: Option<&FollowerTask>,
+    mut follower: Option<&mut FollowerTask>,
 ) -> Result<BlockHeader, CliError> {
     let deadline = tokio::time::Instant::now() + BOOTSTRAP_TIMEOUT;
     loop {
         if let Some(head) = db.head()? {
             return Ok(head);
         }
-        if follower.is_none_or(|(_, task)| task.is_finished())
+        if let Some((_, task)) = follower.as_deref_mut()
+            && task.is_finished()
+            && let Ok(Err(e)) = task.await
+        {
+            return Err(CliError::Ingest(e));
+        }
+        if follower.as_ref().is_none_or(|(_, task)| task.is_finished())
             || tokio::time::Instant::now() > deadline
         {
             return Err(CliError::Invalid {
@@ -413,7 +428,12 @@ impl Node {
                 self.shutdown().await?;
                 return Err(e);
             }
-            self.follower = start_follower(&self.db, &self.el, self.follower_stop_rx.clone())?;
+            self.follower = start_follower(
+                &self.db,
+                &self.el,
+                self.chain.genesis_hash,
+                self.follower_stop_rx.clone(),
+            )?;
             if let Some((stats, _)) = &self.follower {
                 let _ = self.state.ingest.set(stats.clone());
             }

@@ -26,8 +26,12 @@ pub(crate) struct SyncPlan<'a> {
 
 /// The execution client's heads as sync pivots: [`leafsync_ingest::head_feed`] mapped to
 /// [`ChainHead`]s by a task that ends with either side.
-async fn el_pivot_feed(url: &str) -> Result<watch::Receiver<ChainHead>, CliError> {
-    let mut headers = head_feed(url, HEAD_POLL_INTERVAL).await?;
+/// The execution client must be on `chain` (its block 0 is the chain's genesis).
+async fn el_pivot_feed(
+    url: &str,
+    chain: &ChainSpec,
+) -> Result<watch::Receiver<ChainHead>, CliError> {
+    let mut headers = head_feed(url, HEAD_POLL_INTERVAL, Some(chain.genesis_hash)).await?;
     let first = chain_head(&headers.borrow_and_update());
     info!(number = first.number, state_root = %first.state_root, "sync pivot from the execution client");
     let (tx, rx) = watch::channel(first);
@@ -51,7 +55,7 @@ async fn el_pivot_feed(url: &str) -> Result<watch::Receiver<ChainHead>, CliError
 async fn pivot_feed(plan: &SyncPlan<'_>) -> Result<Option<watch::Receiver<ChainHead>>, CliError> {
     let settings = plan.settings;
     let feed = match plan.el_rpc {
-        Some(url) if settings.pivot_from_el(true) => Some(el_pivot_feed(url).await?),
+        Some(url) if settings.pivot_from_el(true) => Some(el_pivot_feed(url, plan.chain).await?),
         _ => None,
     };
     if let Some(c) = settings.trusted_checkpoint() {
