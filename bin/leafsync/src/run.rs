@@ -9,7 +9,7 @@ use std::{
     sync::Arc,
 };
 
-use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig};
+use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig, LeafDbError};
 use leafsync_p2p::NodeKey;
 use tracing::{debug, info, warn};
 
@@ -160,6 +160,16 @@ pub(crate) fn run(config: &Config) -> Result<ExitCode, CliError> {
     create_datadir(datadir)?;
     let (options, db_config) = leafdb_options(config);
     let db = Arc::new(LeafDb::open(&datadir.join("leafdb"), &options, db_config)?);
+    db.bind_chain(config.chain.genesis_hash).map_err(|e| match e {
+        LeafDbError::OtherChain { .. } => CliError::Invalid {
+            what: format!("datadir {}", datadir.display()),
+            reason: format!(
+                "{e}, which `chain = {:?}` names: use another datadir",
+                config.chain.name
+            ),
+        },
+        e => e.into(),
+    })?;
     let key = NodeKey::load_or_create(&datadir.join(NODEKEY_FILE))?;
     if key.created() {
         info!(path = %datadir.join(NODEKEY_FILE).display(), "created a new node key");

@@ -183,6 +183,14 @@ fn run_refuses_a_bad_config_and_waits_for_peers_with_an_empty_datadir() {
     assert_eq!(s["sync"]["phase"], "syncing", "{s}");
     assert!(s["sync"]["head"].is_null(), "{s}");
     sigterm_and_wait(&mut child);
+
+    // The datadir now belongs to sepolia: opened for another chain, it is refused.
+    let hoodi = support::daemon_toml(&dir.path().join("empty"), r#"chain = "hoodi""#, None, "");
+    std::fs::write(&config, hoodi).unwrap();
+    let out = leafsync().args(["run", "--config", config.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("chain = \"hoodi\"") && stderr.contains("another datadir"), "{stderr}");
 }
 
 #[test]

@@ -394,6 +394,26 @@ impl<S: KvStore> LeafDb<S> {
         &self.top_nodes
     }
 
+    /// Binds this leafdb to the chain whose genesis hash is `genesis`: the first call records
+    /// it, a later one with another hash is refused ([`LeafDbError::OtherChain`]). A state
+    /// belongs to one chain: served as another's, it would give peers a state their pivot never
+    /// had, and blocks of the other chain would be applied on top of it.
+    pub fn bind_chain(&self, genesis: B256) -> Result<()> {
+        match self.store().get(Table::Meta, meta::CHAIN_GENESIS)? {
+            Some(stored) if stored.as_slice() == genesis.as_slice() => Ok(()),
+            Some(stored) => {
+                let stored = B256::try_from(stored.as_slice())
+                    .map_err(|_| LeafDbError::corrupt("meta", "chain genesis", "not 32 bytes"))?;
+                Err(LeafDbError::OtherChain { stored, configured: genesis })
+            }
+            None => {
+                let mut batch = WriteBatch::default();
+                batch.put(Table::Meta, meta::CHAIN_GENESIS, genesis.as_slice());
+                self.store().write(batch, Durability::Synced)
+            }
+        }
+    }
+
     /// The head block, if any state was loaded.
     pub fn head(&self) -> Result<Option<BlockHeader>> {
         self.store.get(Table::Meta, meta::HEAD)?.map(|b| decode_head(&b)).transpose()

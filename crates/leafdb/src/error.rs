@@ -48,6 +48,18 @@ pub enum LeafDbError {
         /// The database directory.
         path: std::path::PathBuf,
     },
+    /// The leafdb holds the state of another chain than the one it is opened for
+    /// ([`crate::LeafDb::bind_chain`]).
+    #[error(
+        "the leafdb holds the state of the chain with genesis {stored}, not of the chain with \
+         genesis {configured}"
+    )]
+    OtherChain {
+        /// The genesis hash recorded in the leafdb.
+        stored: B256,
+        /// The genesis hash it was opened for.
+        configured: B256,
+    },
     /// A stored value could not be decoded: the database is corrupt or was written by other code.
     #[error("corrupt {what} in table {table}: {reason}")]
     Corrupt {

@@ -37,6 +37,9 @@ pub(crate) mod meta {
     pub(crate) const ROOT_MISMATCHES: &[u8] = b"root_mismatches";
     /// Present while a bulk import runs; its value says what is imported.
     pub(crate) const IMPORT: &[u8] = b"import_in_progress";
+    /// The genesis hash of the chain whose state this is, 32 bytes (recorded by the daemon's
+    /// first start, `LeafDb::bind_chain`; absent in older databases until then).
+    pub(crate) const CHAIN_GENESIS: &[u8] = b"chain_genesis";
 }
 
 /// The block a state belongs to. Stored as RLP `[number, hash, parent_hash, state_root,

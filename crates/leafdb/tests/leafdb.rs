@@ -40,6 +40,29 @@ fn a_database_in_use_is_refused_naming_it() {
     }
 }
 
+/// A leafdb is bound to the first chain it is opened for: the same chain again is fine, another
+/// is refused naming both genesis hashes, across a reopen.
+#[test]
+fn a_leafdb_belongs_to_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, other) = (B256::repeat_byte(1), B256::repeat_byte(2));
+    {
+        let db = rocks(dir.path());
+        db.bind_chain(ours).unwrap();
+        db.bind_chain(ours).unwrap();
+    }
+    let db = rocks(dir.path());
+    db.bind_chain(ours).unwrap();
+    match db.bind_chain(other) {
+        Err(e @ LeafDbError::OtherChain { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains(&ours.to_string()) && text.contains(&other.to_string()), "{e}");
+        }
+        r => panic!("another chain gave {r:?}"),
+    }
+    db.bind_chain(ours).unwrap();
+}
+
 #[test]
 fn genesis_roots_of_public_networks() {
     for net in ["mainnet", "sepolia", "holesky", "hoodi"] {
