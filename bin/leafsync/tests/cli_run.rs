@@ -183,14 +183,6 @@ fn run_refuses_a_bad_config_and_waits_for_peers_with_an_empty_datadir() {
     assert_eq!(s["sync"]["phase"], "syncing", "{s}");
     assert!(s["sync"]["head"].is_null(), "{s}");
     sigterm_and_wait(&mut child);
-
-    // The datadir now belongs to sepolia: opened for another chain, it is refused.
-    let hoodi = support::daemon_toml(&dir.path().join("empty"), r#"chain = "hoodi""#, None, "");
-    std::fs::write(&config, hoodi).unwrap();
-    let out = leafsync().args(["run", "--config", config.to_str().unwrap()]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("chain = \"hoodi\"") && stderr.contains("another datadir"), "{stderr}");
 }
 
 #[test]
@@ -371,4 +363,30 @@ fn a_printing_command_whose_reader_is_gone_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}: {stderr}", out.status);
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A datadir whose leafdb holds a state belongs to the chain the daemon first ran it for: a
+/// start for another chain is refused, naming the datadir, both genesis hashes and the key.
+#[test]
+fn a_datadir_of_one_chain_is_refused_for_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let gen_state = ["tool", "gen-state", "--datadir", data.to_str().unwrap(), "--accounts", "100"];
+    assert!(leafsync().args(gen_state).output().unwrap().status.success());
+    let (first, other) = (B256::repeat_byte(1), B256::repeat_byte(2));
+    let toml = support::daemon_toml(&data, &support::dev_chain(first), None, "");
+    let (mut daemon, lines) = start_daemon(dir.path(), "first", &toml);
+    line_with(&lines, "admin: ");
+    sigterm_and_wait(&mut daemon);
+
+    let config = dir.path().join("other.toml");
+    std::fs::write(&config, support::daemon_toml(&data, &support::dev_chain(other), None, ""))
+        .unwrap();
+    let out = leafsync().args(["run", "--config", config.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    for part in [data.display().to_string(), first.to_string(), other.to_string()] {
+        assert!(stderr.contains(&part), "{part} not in {stderr}");
+    }
+    assert!(stderr.contains("another datadir"), "{stderr}");
 }

@@ -395,23 +395,34 @@ impl<S: KvStore> LeafDb<S> {
     }
 
     /// Binds this leafdb to the chain whose genesis hash is `genesis`: the first call records
-    /// it, a later one with another hash is refused ([`LeafDbError::OtherChain`]). A state
-    /// belongs to one chain: served as another's, it would give peers a state their pivot never
-    /// had, and blocks of the other chain would be applied on top of it.
+    /// it, a later one with another hash is refused ([`LeafDbError::OtherChain`]) unless the
+    /// leafdb is still empty (no head, no state, no sync progress: a start with the wrong chain,
+    /// corrected, leaves nothing to keep). A state belongs to one chain: served as another's, it
+    /// would give peers a state their pivot never had, and blocks of the other chain would be
+    /// applied on top of it.
     pub fn bind_chain(&self, genesis: B256) -> Result<()> {
         match self.store().get(Table::Meta, meta::CHAIN_GENESIS)? {
             Some(stored) if stored.as_slice() == genesis.as_slice() => Ok(()),
+            Some(_) if self.is_empty_of_state()? => self.record_chain(genesis),
             Some(stored) => {
                 let stored = B256::try_from(stored.as_slice())
                     .map_err(|_| LeafDbError::corrupt("meta", "chain genesis", "not 32 bytes"))?;
                 Err(LeafDbError::OtherChain { stored, configured: genesis })
             }
-            None => {
-                let mut batch = WriteBatch::default();
-                batch.put(Table::Meta, meta::CHAIN_GENESIS, genesis.as_slice());
-                self.store().write(batch, Durability::Synced)
-            }
+            None => self.record_chain(genesis),
         }
+    }
+
+    fn record_chain(&self, genesis: B256) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put(Table::Meta, meta::CHAIN_GENESIS, genesis.as_slice());
+        self.store().write(batch, Durability::Synced)
+    }
+
+    /// Whether nothing of a chain is stored: no head, no flat or trie-node entry, no sync
+    /// progress.
+    fn is_empty_of_state(&self) -> Result<bool> {
+        Ok(self.head()?.is_none() && !self.holds_state()? && self.sync_progress()?.is_none())
     }
 
     /// The head block, if any state was loaded.

@@ -40,16 +40,19 @@ fn a_database_in_use_is_refused_naming_it() {
     }
 }
 
-/// A leafdb is bound to the first chain it is opened for: the same chain again is fine, another
-/// is refused naming both genesis hashes, across a reopen.
+/// A leafdb is bound to the first chain it is opened for: the same chain again is fine; while
+/// it holds nothing, another chain takes it over; once it holds state, another is refused
+/// naming both genesis hashes, across a reopen.
 #[test]
 fn a_leafdb_belongs_to_one_chain() {
     let dir = tempfile::tempdir().unwrap();
     let (ours, other) = (B256::repeat_byte(1), B256::repeat_byte(2));
     {
         let db = rocks(dir.path());
+        db.bind_chain(other).unwrap();
         db.bind_chain(ours).unwrap();
         db.bind_chain(ours).unwrap();
+        db.generate(leafsync_leafdb::GenParams { accounts: 10, seed: 1 }).unwrap();
     }
     let db = rocks(dir.path());
     db.bind_chain(ours).unwrap();
