@@ -22,7 +22,7 @@ enum Command {
     Demo(crate::demo::DemoArgs),
     /// Runs the daemon: serves the datadir's state over leaf/1 (see docs/operators.md).
     Run(crate::config::RunFlags),
-    /// Checks a configuration file and prints the merged configuration.
+    /// Checks a configuration file and prints the merged configuration as TOML.
     CheckConfig(crate::config::RunFlags),
     /// Asks a running daemon for its phase, head and peers (admin JSON-RPC).
     Status {
