@@ -19,7 +19,7 @@ use support::{
     assert_head_is_els, both_follow_then_stop, line_with, sigterm_and_wait, start_daemon, status,
     wait_status, wait_synced_at,
 };
-use workload::{anvil_turn, dump_state_alloc};
+use workload::{AnvilGenesis, anvil_genesis};
 
 /// Blocks mined while the daemon follows.
 const BLOCKS: u64 = 12;
@@ -41,10 +41,7 @@ async fn mine(rpc: &mut RpcClient, from: u64, to: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_bootstraps_from_genesis_and_follows_anvil() {
-    let (_turn, anvil) = anvil_turn().await;
-    let mut rpc = anvil.rpc();
-    let dir = tempfile::tempdir().unwrap();
-    let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file } = anvil_genesis().await;
     let genesis = rpc.block(0).await.unwrap();
 
     let toml = support::daemon_toml(
@@ -73,10 +70,7 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
 /// genesis and when it would take its sync pivot from it, saying so and naming both hashes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_execution_client_on_another_chain_is_refused() {
-    let (_turn, anvil) = anvil_turn().await;
-    let mut rpc = anvil.rpc();
-    let dir = tempfile::tempdir().unwrap();
-    let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file } = anvil_genesis().await;
     let anvils = rpc.block(0).await.unwrap().hash;
     let configured = alloy_primitives::B256::repeat_byte(0x5a);
     for (name, genesis) in [("bootstrap", Some(genesis_file.as_path())), ("pivot", None)] {
@@ -108,10 +102,7 @@ async fn an_execution_client_on_another_chain_is_refused() {
 async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
     const FIRST: u64 = 6;
     const MORE: u64 = 5;
-    let (_turn, anvil) = anvil_turn().await;
-    let mut rpc = anvil.rpc();
-    let dir = tempfile::tempdir().unwrap();
-    let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file } = anvil_genesis().await;
     let genesis = rpc.block(0).await.unwrap();
     let chain = support::dev_chain(genesis.hash);
     let config = |name: &str, bootnodes: &[&str], genesis: Option<&Path>| {

@@ -18,7 +18,7 @@ mod workload;
 use support::{
     both_follow_then_stop, line_with, sigterm_and_wait, start_daemon, wait_status, wait_synced_at,
 };
-use workload::{anvil_turn, dump_state_alloc, mine_blocks};
+use workload::{AnvilGenesis, anvil_genesis, anvil_turn, dump_state_alloc, mine_blocks};
 
 /// Blocks mined before B starts: deployments every 4th block, storage writes from the second
 /// deployment on.
@@ -28,10 +28,7 @@ const MORE: u64 = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
-    let (_turn, anvil) = anvil_turn().await;
-    let mut rpc = anvil.rpc();
-    let dir = tempfile::tempdir().unwrap();
-    let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file } = anvil_genesis().await;
     let genesis = rpc.block(0).await.unwrap();
     let chain = support::dev_chain(genesis.hash);
     let toml =

@@ -21,10 +21,8 @@ const BLOCKS: u64 = 55;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_anvil_block_by_block_with_matching_roots() {
     init_logs();
-    let (_turn, anvil) = anvil_turn().await;
-    let mut rpc = anvil.rpc();
-    let dir = tempfile::tempdir().unwrap();
-    let genesis = dump_state_alloc(&mut rpc, dir.path()).await;
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir: _dir, genesis_file: genesis } =
+        anvil_genesis().await;
 
     let db = Arc::new(LeafDb::in_memory());
     let mut config = FollowerConfig::new(anvil.ws());

@@ -61,6 +61,31 @@ pub async fn anvil_turn() -> (tokio::sync::MutexGuard<'static, ()>, Anvil) {
     (turn, Anvil::start(&anvil_binary()).await)
 }
 
+/// What a test that follows anvil from its genesis starts with ([`anvil_genesis`]). Bind
+/// `turn` too (`turn: _turn`): dropped, it lets the next test start its anvil.
+pub struct AnvilGenesis {
+    /// This test's turn ([`anvil_turn`]).
+    pub turn: tokio::sync::MutexGuard<'static, ()>,
+    /// The test's own anvil.
+    pub anvil: Anvil,
+    /// A client of its JSON-RPC.
+    pub rpc: RpcClient,
+    /// A scratch directory holding `genesis_file`.
+    pub dir: tempfile::TempDir,
+    /// anvil's genesis state as an allocation file ([`dump_state_alloc`]).
+    pub genesis_file: PathBuf,
+}
+
+/// This test's turn and its own anvil, with a client of its RPC and its genesis state written
+/// to a scratch directory.
+pub async fn anvil_genesis() -> AnvilGenesis {
+    let (turn, anvil) = anvil_turn().await;
+    let mut rpc = anvil.rpc();
+    let dir = tempfile::tempdir().unwrap();
+    let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
+    AnvilGenesis { turn, anvil, rpc, dir, genesis_file }
+}
+
 /// A running anvil, killed on drop.
 pub struct Anvil {
     child: Child,
