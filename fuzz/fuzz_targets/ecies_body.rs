@@ -99,8 +99,7 @@ fuzz_target!(|data: &[u8]| {
             plain
         };
         let packet = seal(&our_pk, &plain, eip8);
-        let mut ecies = Ecies::new_initiator(ours, their_id).expect("valid remote");
-        let _ = ecies.create_auth().expect("auth");
+        let mut ecies = initiator(ours, their_id);
         let read = ecies.read_ack(&packet);
         if !fits(&plain, eip8) {
             assert!(read.is_err(), "an ack past the size limit was accepted");
@@ -190,10 +189,15 @@ fn read_raw_auth(ours: SecretKey, packet: &[u8]) {
 /// A raw ack body: no panic; an accepted ack leads to secrets.
 fn read_raw_ack(ours: SecretKey, packet: &[u8]) {
     let theirs = SecretKey::from_byte_array([0x22; 32]).expect("valid key");
-    let remote = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &theirs));
-    let mut ecies = Ecies::new_initiator(ours, remote).expect("valid remote");
-    let _ = ecies.create_auth().expect("auth");
+    let mut ecies = initiator(ours, id_from_pk(&PublicKey::from_secret_key(SECP256K1, &theirs)));
     if ecies.read_ack(packet).is_ok() {
         let _ = ecies.secrets().expect("secrets after auth and ack");
     }
+}
+
+/// Our side dialing `remote`, its auth made: ready to read an ack.
+fn initiator(ours: SecretKey, remote: PeerId) -> Ecies {
+    let mut ecies = Ecies::new_initiator(ours, remote).expect("valid remote");
+    let _ = ecies.create_auth().expect("auth");
+    ecies
 }
