@@ -28,8 +28,8 @@ pub enum IngestError {
     /// The execution client answered with a JSON-RPC error.
     #[error(transparent)]
     Rpc(#[from] RpcError),
-    /// HTTP transport failure, with its causes (reqwest's own message leaves out why a request
-    /// failed: "error sending request" without "Connection refused").
+    /// HTTP transport failure, with its innermost cause (reqwest's own message leaves out why a
+    /// request failed: "error sending request" without "Connection refused").
     #[error("http: {}", with_reason(.0))]
     Http(#[from] reqwest::Error),
     /// WebSocket transport failure.

@@ -14,7 +14,6 @@ mod tests;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use alloy_primitives::B256;
-
 use leafsync_ingest::{Follower, FollowerConfig, IngestError, IngestStats};
 use leafsync_leafdb::{BlockHeader, LeafDb, RocksStore};
 use leafsync_p2p::{
