@@ -364,6 +364,29 @@ async fn an_execution_client_on_another_chain_is_refused() {
     task.abort();
 }
 
+/// An execution client that does not serve block 0 (pruned history: a JSON-RPC error, or no
+/// block) is not refused for it: its chain goes unchecked and its head is taken.
+#[tokio::test]
+async fn an_execution_client_without_block_0_is_not_refused() {
+    for pruned in [true, false] {
+        let script: Script = Arc::new(move |method, params| match (method, params[0].as_str()) {
+            ("eth_blockNumber", _) => Answer::Result(json!("0x5")),
+            ("eth_getBlockByNumber", Some("0x0")) if pruned => {
+                Answer::Error(4444, "pruned history unavailable")
+            }
+            ("eth_getBlockByNumber", Some("0x0")) => Answer::Result(Value::Null),
+            ("eth_getBlockByNumber", _) => Answer::Result(block(5, B256::ZERO, B256::ZERO)),
+            (other, _) => panic!("unexpected call {other}"),
+        });
+        let url = format!("http://{}", fake_el(script).await);
+        let poll = Duration::from_millis(10);
+        let feed = leafsync_ingest::head_feed(&url, poll, Some(B256::repeat_byte(7)));
+        let feed = tokio::time::timeout(Duration::from_secs(10), feed).await;
+        let feed = feed.unwrap_or_else(|_| panic!("no head without block 0 (pruned: {pruned})"));
+        assert_eq!(feed.unwrap().borrow().number, 5, "pruned: {pruned}");
+    }
+}
+
 /// An execution client that is not listening is reported with the reason, not only "error
 /// sending request" (reqwest's own message).
 #[tokio::test]
