@@ -4,10 +4,7 @@
 
 use std::{
     collections::BTreeSet,
-    sync::{
-        Mutex, PoisonError,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -214,23 +211,29 @@ const PROGRESS_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// The owner ranges a flat check has finished, logged at most every [`PROGRESS_LOG_INTERVAL`].
 struct RangeProgress {
     started: Instant,
-    done: AtomicUsize,
-    last_log: Mutex<Instant>,
+    /// Ranges done, and when the last line was logged.
+    done: Mutex<(usize, Instant)>,
 }
 
 impl RangeProgress {
     fn new() -> Self {
         let now = Instant::now();
-        Self { started: now, done: AtomicUsize::new(0), last_log: Mutex::new(now) }
+        Self { started: now, done: Mutex::new((0, now)) }
     }
 
     fn range_done(&self) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = self.last_log.lock().unwrap_or_else(PoisonError::into_inner);
-        if last.elapsed() >= PROGRESS_LOG_INTERVAL {
-            *last = Instant::now();
+        let mut guard = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        let (done, last_log) = &mut *guard;
+        *done += 1;
+        if last_log.elapsed() >= PROGRESS_LOG_INTERVAL {
+            *last_log = Instant::now();
             let secs = self.started.elapsed().as_secs();
-            info!(done, of = FLAT_CHECK_RANGES, secs, "flat state check: owner ranges done");
+            info!(
+                done = *done,
+                of = FLAT_CHECK_RANGES,
+                secs,
+                "flat state check: owner ranges done"
+            );
         }
     }
 }
