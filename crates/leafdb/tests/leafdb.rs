@@ -64,6 +64,12 @@ fn a_leafdb_belongs_to_one_chain() {
         r => panic!("another chain gave {r:?}"),
     }
     db.bind_chain(ours).unwrap();
+
+    // A recorded genesis that is not 32 bytes is corruption, not another chain.
+    let mut batch = WriteBatch::default();
+    batch.put(Table::Meta, b"chain_genesis", vec![1, 2, 3]);
+    db.store().write(batch, Durability::Synced).unwrap();
+    assert!(matches!(db.bind_chain(ours), Err(LeafDbError::Corrupt { .. })));
 }
 
 #[test]

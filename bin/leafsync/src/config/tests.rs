@@ -93,6 +93,8 @@ fn bad_files_name_the_file_the_key_and_the_reason() {
         "[p2p]\nport = 1\n[sync\n",
         &["test.toml: line 3, column 6 (`[sync`)", "unclosed table"],
     );
+    // Columns count characters, not bytes.
+    refused("datadir = \"é\" x\n", &["line 1, column 15 (`datadir = \"é\" x`)"]);
     refused("[serve]\nbogus = 1\n", &["bogus"]);
     refused("chain = \"goerli\"\n", &["`chain`", "goerli", "sepolia"]);
     refused("chain = \"dev\"\n", &["`genesis_hash`", "required"]);
