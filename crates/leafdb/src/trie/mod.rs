@@ -5,6 +5,7 @@
 //! its parent holds.
 
 pub mod builder;
+mod keccak;
 pub mod mem;
 pub mod node;
 pub mod proof;

@@ -40,6 +40,11 @@ pub enum DecodedNode {
 /// RLP-encodes a leaf node into `out` (cleared first).
 pub fn encode_leaf(key: &Nibbles, value: &[u8], out: &mut Vec<u8>) {
     out.clear();
+    append_leaf(key, value, out);
+}
+
+/// RLP-encodes a leaf node onto the end of `out`.
+pub(crate) fn append_leaf(key: &Nibbles, value: &[u8], out: &mut Vec<u8>) {
     let path = encode_path_leaf(key, true);
     let payload = string_len(&path) + string_len(value);
     Header { list: true, payload_length: payload }.encode(out);
