@@ -39,6 +39,8 @@ struct NodeArena {
 }
 
 impl NodeSink for NodeArena {
+    const TAKES_LEAVES: bool = false;
+
     fn node(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()> {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(rlp);

@@ -1,12 +1,13 @@
 //! Keccak-256 of many short inputs at once.
 //!
-//! Most of a trie's hashing is of leaf nodes: one per account and one per slot, each short
-//! enough to fit one keccak block (135 bytes and a padding byte). Leaves are independent of each
-//! other, so [`hash_spans`] hashes them eight at a time where the CPU has AVX-512: the eight
-//! states sit side by side in the vector registers, one lane each, and one run of the
-//! permutation serves all eight (about four times the throughput of one hash at a time on the
-//! project's machine, see docs/benchmarks.md). Inputs of a block or more, too few inputs to fill
-//! the lanes, and CPUs without AVX-512 take the ordinary one-at-a-time hash.
+//! A trie builder hashes nodes that do not depend on each other: a batch of leaves, the
+//! branches closed below one parent. [`hash_spans`] hashes such inputs eight at a time where
+//! the CPU has AVX-512: the eight states sit side by side in the vector registers, one lane
+//! each, and one run of the permutation serves all eight (about four times the throughput of one
+//! hash at a time on the project's machine, see docs/benchmarks.md). Inputs are grouped by how
+//! many keccak blocks they take (a leaf one, a full branch four), so the eight of a group absorb
+//! in step. Inputs of more than [`MAX_BLOCKS`] blocks, groups too small to fill the lanes, and
+//! CPUs without AVX-512 take the ordinary one-at-a-time hash.
 
 use std::ops::Range;
 
@@ -18,6 +19,9 @@ const RATE: usize = 136;
 const RATE_LANES: usize = RATE / 8;
 /// Hashes computed together.
 const WAYS: usize = 8;
+/// The longest input hashed eight at a time, in blocks: a branch with sixteen hashed children
+/// (532 bytes) takes four.
+const MAX_BLOCKS: usize = 4;
 /// Below this many short inputs a batch is hashed one at a time: a run of the eight-way
 /// permutation costs about three single ones.
 const MIN_BATCH: usize = 3;
@@ -32,31 +36,39 @@ pub(crate) fn hash_spans(arena: &[u8], spans: &[Range<usize>], out: &mut Vec<B25
         }
         return;
     }
-    // Indices of the short inputs, hashed in groups of eight; the long ones one at a time.
-    let mut group = [0usize; WAYS];
-    let mut filled = 0;
+    // Indices of the inputs by their number of blocks, hashed in groups of eight; the long
+    // ones one at a time.
+    let mut groups = [([0usize; WAYS], 0usize); MAX_BLOCKS];
     for (i, span) in spans.iter().enumerate() {
-        if span.len() >= RATE {
+        let blocks = blocks_of(span.len());
+        let Some((group, filled)) = groups.get_mut(blocks - 1) else {
             out[i] = keccak256(&arena[span.clone()]);
             continue;
-        }
-        group[filled] = i;
-        filled += 1;
-        if filled == WAYS {
-            hash_group(arena, spans, &group, out);
-            filled = 0;
-        }
-    }
-    if filled >= MIN_BATCH {
-        // The unused lanes hash the last input again; their results are dropped.
-        let last = group[filled - 1];
-        group[filled..].fill(last);
-        hash_group(arena, spans, &group, out);
-    } else {
-        for &i in &group[..filled] {
-            out[i] = keccak256(&arena[spans[i].clone()]);
+        };
+        group[*filled] = i;
+        *filled += 1;
+        if *filled == WAYS {
+            hash_group(arena, spans, blocks, group, out);
+            *filled = 0;
         }
     }
+    for (blocks, (group, filled)) in (1..).zip(&mut groups) {
+        if *filled >= MIN_BATCH {
+            // The unused lanes hash the last input again; their results are dropped.
+            let last = group[*filled - 1];
+            group[*filled..].fill(last);
+            hash_group(arena, spans, blocks, group, out);
+        } else {
+            for &i in &group[..*filled] {
+                out[i] = keccak256(&arena[spans[i].clone()]);
+            }
+        }
+    }
+}
+
+/// Keccak blocks an input of `len` bytes takes, its padding included (at least one byte).
+const fn blocks_of(len: usize) -> usize {
+    len / RATE + 1
 }
 
 /// Whether [`hash_group`] can run on this CPU.
@@ -71,26 +83,36 @@ fn eight_way_available() -> bool {
     }
 }
 
-/// Hashes the eight short inputs `group` names (indices into `spans`, each shorter than a
-/// block) into their places in `out`. Only called when [`eight_way_available`].
-fn hash_group(arena: &[u8], spans: &[Range<usize>], group: &[usize; WAYS], out: &mut [B256]) {
-    // Each input, padded into its one block (keccak's pad10*1 with the 0x01 domain byte), as
-    // little-endian lanes.
-    let mut blocks = [[0u64; RATE_LANES]; WAYS];
-    for (block, &i) in blocks.iter_mut().zip(group) {
+/// Hashes the eight inputs `group` names (indices into `spans`, each of `blocks` blocks, at
+/// most [`MAX_BLOCKS`]) into their places in `out`. Only called when [`eight_way_available`].
+fn hash_group(
+    arena: &[u8],
+    spans: &[Range<usize>],
+    blocks: usize,
+    group: &[usize; WAYS],
+    out: &mut [B256],
+) {
+    // Each input, padded (keccak's pad10*1 with the 0x01 domain byte), as little-endian lanes:
+    // block `b` of input `k` at `padded[b][k]`.
+    let mut padded = [[[0u64; RATE_LANES]; WAYS]; MAX_BLOCKS];
+    let mut bytes = [0u8; RATE * MAX_BLOCKS];
+    for (k, &i) in group.iter().enumerate() {
         let input = &arena[spans[i].clone()];
-        let mut bytes = [0u8; RATE];
+        let bytes = &mut bytes[..RATE * blocks];
+        bytes.fill(0);
         bytes[..input.len()].copy_from_slice(input);
         bytes[input.len()] ^= 0x01;
-        bytes[RATE - 1] ^= 0x80;
-        for (lane, chunk) in block.iter_mut().zip(bytes.chunks_exact(8)) {
-            *lane = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        bytes[RATE * blocks - 1] ^= 0x80;
+        for (block, chunk) in padded.iter_mut().zip(bytes.chunks_exact(RATE)) {
+            for (lane, word) in block[k].iter_mut().zip(chunk.chunks_exact(8)) {
+                *lane = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            }
         }
     }
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: callers check `eight_way_available`, that is AVX-512F, first.
-        let digests = unsafe { x86::keccak256_x8(&blocks) };
+        let digests = unsafe { x86::keccak256_x8(&padded[..blocks]) };
         for (digest, &i) in digests.iter().zip(group) {
             let mut hash = [0u8; 32];
             for (chunk, lane) in hash.chunks_exact_mut(8).zip(digest) {
@@ -101,7 +123,7 @@ fn hash_group(arena: &[u8], spans: &[Range<usize>], group: &[usize; WAYS], out: 
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = blocks;
+        let _ = padded;
         for &i in group {
             out[i] = keccak256(&arena[spans[i].clone()]);
         }
@@ -194,19 +216,23 @@ mod x86 {
         }
     }
 
-    /// Keccak-256 of eight padded one-block inputs: the first four lanes of each state.
+    /// Keccak-256 of eight padded inputs of `blocks.len()` blocks each (block `b` of input `k`
+    /// at `blocks[b][k]`): the first four lanes of each state.
     ///
     /// # Safety
     /// The CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn keccak256_x8(blocks: &[[u64; RATE_LANES]; WAYS]) -> [[u64; 4]; WAYS] {
+    pub(super) unsafe fn keccak256_x8(blocks: &[[[u64; RATE_LANES]; WAYS]]) -> [[u64; 4]; WAYS] {
         let mut a = [_mm512_setzero_si512(); 25];
-        for (i, lane) in a.iter_mut().take(RATE_LANES).enumerate() {
-            let column: [u64; WAYS] = std::array::from_fn(|k| blocks[k][i]);
-            // SAFETY: `[u64; 8]` and `__m512i` are both 64 plain bytes.
-            *lane = unsafe { std::mem::transmute::<[u64; WAYS], __m512i>(column) };
+        for block in blocks {
+            for (i, lane) in a.iter_mut().take(RATE_LANES).enumerate() {
+                let column: [u64; WAYS] = std::array::from_fn(|k| block[k][i]);
+                // SAFETY: `[u64; 8]` and `__m512i` are both 64 plain bytes.
+                let column = unsafe { std::mem::transmute::<[u64; WAYS], __m512i>(column) };
+                *lane = _mm512_xor_si512(*lane, column);
+            }
+            permute(&mut a);
         }
-        permute(&mut a);
         let mut digests = [[0u64; 4]; WAYS];
         for (i, lane) in a.iter().take(4).enumerate() {
             // SAFETY: as above.
@@ -239,16 +265,22 @@ mod tests {
 
     #[test]
     fn every_length_around_the_block_hashes_as_alone() {
-        // Lengths 0 to 300 (one block, its edge at 135/136, two and three blocks), in batches
-        // of every size from 1 to 20 so that full groups, short tails and long inputs mix.
+        // Lengths 0 to 700 (every block edge up to five blocks: the last hashed eight at a time
+        // is four), in batches of every size from 1 to 20 so that full groups, short tails and
+        // long inputs mix.
         let inputs: Vec<Vec<u8>> =
-            (0..=300usize).map(|n| (0..n).map(|i| (i * 31 + n * 7) as u8).collect()).collect();
+            (0..=700usize).map(|n| (0..n).map(|i| (i * 31 + n * 7) as u8).collect()).collect();
         for batch in 1..=20 {
             for window in inputs.chunks(batch) {
                 check(window);
             }
         }
         check(&inputs);
+        // The same lengths out of order, so that groups of every block count fill side by side.
+        let mixed: Vec<Vec<u8>> = (0..=700usize).map(|n| inputs[n * 389 % 701].clone()).collect();
+        for window in mixed.chunks(40) {
+            check(window);
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! its parent holds.
 
 pub mod builder;
+mod closed;
 mod keccak;
 pub mod mem;
 pub mod node;

@@ -55,6 +55,11 @@ pub(crate) fn append_leaf(key: &Nibbles, value: &[u8], out: &mut Vec<u8>) {
 /// RLP-encodes an extension node into `out` (cleared first).
 pub fn encode_extension(key: &Nibbles, child: &RlpNode, out: &mut Vec<u8>) {
     out.clear();
+    append_extension(key, child, out);
+}
+
+/// RLP-encodes an extension node onto the end of `out`.
+pub(crate) fn append_extension(key: &Nibbles, child: &RlpNode, out: &mut Vec<u8>) {
     let path = encode_path_leaf(key, false);
     let payload = string_len(&path) + child.len();
     Header { list: true, payload_length: payload }.encode(out);
@@ -65,6 +70,15 @@ pub fn encode_extension(key: &Nibbles, child: &RlpNode, out: &mut Vec<u8>) {
 /// RLP-encodes a branch node into `out` (cleared first).
 pub fn encode_branch(children: &[Option<RlpNode>; 16], value: Option<&[u8]>, out: &mut Vec<u8>) {
     out.clear();
+    append_branch(children, value, out);
+}
+
+/// RLP-encodes a branch node onto the end of `out`.
+pub(crate) fn append_branch(
+    children: &[Option<RlpNode>; 16],
+    value: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
     let mut payload = value.map_or(1, string_len);
     for child in children {
         payload += child.as_ref().map_or(1, |c| c.len());
