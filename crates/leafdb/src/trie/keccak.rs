@@ -27,40 +27,66 @@ const MAX_BLOCKS: usize = 4;
 const MIN_BATCH: usize = 3;
 
 /// Hashes `arena[span]` for every span into `out` (cleared first), in order.
-pub(crate) fn hash_spans(arena: &[u8], spans: &[Range<usize>], out: &mut Vec<B256>) {
+pub(super) fn hash_spans(arena: &[u8], spans: &[Range<usize>], out: &mut Vec<B256>) {
+    hash_each(spans.len(), |i| &arena[spans[i].clone()], out);
+}
+
+/// The keccak-256 hashes of `inputs`, in order: eight at a time where the CPU allows (see the
+/// module docs), for callers with many independent inputs, such as a batch of contract codes.
+pub fn keccak256_batch(inputs: &[&[u8]]) -> Vec<B256> {
+    let mut out = Vec::new();
+    hash_each(inputs.len(), |i| inputs[i], &mut out);
+    out
+}
+
+/// Hashes `input(i)` for every `i < n` into `out` (cleared first), in order.
+fn hash_each<'a>(n: usize, input: impl Fn(usize) -> &'a [u8], out: &mut Vec<B256>) {
     out.clear();
-    out.resize(spans.len(), B256::ZERO);
+    out.resize(n, B256::ZERO);
     if !eight_way_available() {
-        for (span, hash) in spans.iter().zip(out.iter_mut()) {
-            *hash = keccak256(&arena[span.clone()]);
+        for (i, hash) in out.iter_mut().enumerate() {
+            *hash = keccak256(input(i));
         }
         return;
     }
-    // Indices of the inputs by their number of blocks, hashed in groups of eight; the long
-    // ones one at a time.
+    // Inputs of up to `MAX_BLOCKS` blocks are grouped by their number of blocks as they come.
+    // What is left over, and the longer inputs, are sorted by length and taken eight at a time
+    // (the shorter ones of a group wait through the longer ones' extra blocks).
     let mut groups = [([0usize; WAYS], 0usize); MAX_BLOCKS];
-    for (i, span) in spans.iter().enumerate() {
-        let blocks = blocks_of(span.len());
-        let Some((group, filled)) = groups.get_mut(blocks - 1) else {
-            out[i] = keccak256(&arena[span.clone()]);
+    let mut long = Vec::new();
+    for i in 0..n {
+        let Some((group, filled)) = groups.get_mut(blocks_of(input(i).len()) - 1) else {
+            long.push(i);
             continue;
         };
         group[*filled] = i;
         *filled += 1;
         if *filled == WAYS {
-            hash_group(arena, spans, blocks, group, out);
+            hash_group(&input, group, out);
             *filled = 0;
         }
     }
-    for (blocks, (group, filled)) in (1..).zip(&mut groups) {
-        if *filled >= MIN_BATCH {
+    let mut rest = [0usize; MAX_BLOCKS * (WAYS - 1)];
+    let mut left = 0;
+    for (group, filled) in &groups {
+        rest[left..left + filled].copy_from_slice(&group[..*filled]);
+        left += filled;
+    }
+    let rest = if long.is_empty() {
+        &mut rest[..left]
+    } else {
+        long.extend_from_slice(&rest[..left]);
+        long.sort_unstable_by_key(|&i| input(i).len());
+        &mut long[..]
+    };
+    for chunk in rest.chunks(WAYS) {
+        if chunk.len() >= MIN_BATCH {
             // The unused lanes hash the last input again; their results are dropped.
-            let last = group[*filled - 1];
-            group[*filled..].fill(last);
-            hash_group(arena, spans, blocks, group, out);
+            let group: [usize; WAYS] = std::array::from_fn(|k| chunk[k.min(chunk.len() - 1)]);
+            hash_group(&input, &group, out);
         } else {
-            for &i in &group[..*filled] {
-                out[i] = keccak256(&arena[spans[i].clone()]);
+            for &i in chunk {
+                out[i] = keccak256(input(i));
             }
         }
     }
@@ -83,50 +109,21 @@ fn eight_way_available() -> bool {
     }
 }
 
-/// Hashes the eight inputs `group` names (indices into `spans`, each of `blocks` blocks, at
-/// most [`MAX_BLOCKS`]) into their places in `out`. Only called when [`eight_way_available`].
-fn hash_group(
-    arena: &[u8],
-    spans: &[Range<usize>],
-    blocks: usize,
-    group: &[usize; WAYS],
-    out: &mut [B256],
-) {
-    // Each input, padded (keccak's pad10*1 with the 0x01 domain byte), as little-endian lanes:
-    // block `b` of input `k` at `padded[b][k]`.
-    let mut padded = [[[0u64; RATE_LANES]; WAYS]; MAX_BLOCKS];
-    let mut bytes = [0u8; RATE * MAX_BLOCKS];
-    for (k, &i) in group.iter().enumerate() {
-        let input = &arena[spans[i].clone()];
-        let bytes = &mut bytes[..RATE * blocks];
-        bytes.fill(0);
-        bytes[..input.len()].copy_from_slice(input);
-        bytes[input.len()] ^= 0x01;
-        bytes[RATE * blocks - 1] ^= 0x80;
-        for (block, chunk) in padded.iter_mut().zip(bytes.chunks_exact(RATE)) {
-            for (lane, word) in block[k].iter_mut().zip(chunk.chunks_exact(8)) {
-                *lane = u64::from_le_bytes(word.try_into().unwrap_or_default());
-            }
-        }
-    }
+/// Hashes the eight inputs `group` names into their places in `out`. Only called when
+/// [`eight_way_available`].
+fn hash_group<'a>(input: impl Fn(usize) -> &'a [u8], group: &[usize; WAYS], out: &mut [B256]) {
+    let inputs: [&[u8]; WAYS] = std::array::from_fn(|k| input(group[k]));
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: callers check `eight_way_available`, that is AVX-512F, first.
-        let digests = unsafe { x86::keccak256_x8(&padded[..blocks]) };
+        let digests = unsafe { x86::keccak256_x8(&inputs) };
         for (digest, &i) in digests.iter().zip(group) {
-            let mut hash = [0u8; 32];
-            for (chunk, lane) in hash.chunks_exact_mut(8).zip(digest) {
-                chunk.copy_from_slice(&lane.to_le_bytes());
-            }
-            out[i] = B256::from(hash);
+            out[i] = B256::from(*digest);
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = padded;
-        for &i in group {
-            out[i] = keccak256(&arena[spans[i].clone()]);
-        }
+    for (input, &i) in inputs.iter().zip(group) {
+        out[i] = keccak256(input);
     }
 }
 
@@ -137,7 +134,7 @@ mod x86 {
         _mm512_ternarylogic_epi64, _mm512_xor_si512,
     };
 
-    use super::{RATE_LANES, WAYS};
+    use super::{RATE, RATE_LANES, WAYS, blocks_of};
 
     /// keccak-f[1600]'s round constants.
     const ROUND_CONSTANTS: [u64; 24] = [
@@ -216,29 +213,53 @@ mod x86 {
         }
     }
 
-    /// Keccak-256 of eight padded inputs of `blocks.len()` blocks each (block `b` of input `k`
-    /// at `blocks[b][k]`): the first four lanes of each state.
+    /// Keccak-256 of eight inputs of any lengths: absorbed block by block in step, each
+    /// digest taken after its own last block.
     ///
     /// # Safety
     /// The CPU must have AVX-512F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn keccak256_x8(blocks: &[[[u64; RATE_LANES]; WAYS]]) -> [[u64; 4]; WAYS] {
+    pub(super) unsafe fn keccak256_x8(inputs: &[&[u8]; WAYS]) -> [[u8; 32]; WAYS] {
+        let blocks = inputs.map(|input| blocks_of(input.len()));
         let mut a = [_mm512_setzero_si512(); 25];
-        for block in blocks {
-            for (i, lane) in a.iter_mut().take(RATE_LANES).enumerate() {
-                let column: [u64; WAYS] = std::array::from_fn(|k| block[k][i]);
+        let mut digests = [[0u8; 32]; WAYS];
+        for b in 0..blocks.iter().copied().max().unwrap_or(0) {
+            // Lane `i` of block `b` of every input; zeros for inputs already absorbed.
+            let mut columns = [[0u64; WAYS]; RATE_LANES];
+            for (k, input) in inputs.iter().enumerate() {
+                let Some(rest) = input.get(b * RATE..) else { continue };
+                let mut padded = [0u8; RATE];
+                let block = if b + 1 < blocks[k] {
+                    &rest[..RATE]
+                } else if b + 1 == blocks[k] {
+                    // keccak's pad10*1 after the 0x01 domain byte.
+                    padded[..rest.len()].copy_from_slice(rest);
+                    padded[rest.len()] ^= 0x01;
+                    padded[RATE - 1] ^= 0x80;
+                    &padded[..]
+                } else {
+                    continue;
+                };
+                for (column, word) in columns.iter_mut().zip(block.chunks_exact(8)) {
+                    column[k] = u64::from_le_bytes(word.try_into().unwrap_or_default());
+                }
+            }
+            for (lane, column) in a.iter_mut().zip(columns) {
                 // SAFETY: `[u64; 8]` and `__m512i` are both 64 plain bytes.
                 let column = unsafe { std::mem::transmute::<[u64; WAYS], __m512i>(column) };
                 *lane = _mm512_xor_si512(*lane, column);
             }
             permute(&mut a);
-        }
-        let mut digests = [[0u64; 4]; WAYS];
-        for (i, lane) in a.iter().take(4).enumerate() {
+            if !blocks.contains(&(b + 1)) {
+                continue;
+            }
             // SAFETY: as above.
-            let column = unsafe { std::mem::transmute::<__m512i, [u64; WAYS]>(*lane) };
-            for (digest, value) in digests.iter_mut().zip(column) {
-                digest[i] = value;
+            let words =
+                a[..4].iter().map(|l| unsafe { std::mem::transmute::<__m512i, [u64; WAYS]>(*l) });
+            for (w, word) in words.enumerate() {
+                for k in (0..WAYS).filter(|&k| blocks[k] == b + 1) {
+                    digests[k][8 * w..8 * w + 8].copy_from_slice(&word[k].to_le_bytes());
+                }
             }
         }
         digests
@@ -260,6 +281,8 @@ mod tests {
         let mut out = Vec::new();
         hash_spans(&arena, &spans, &mut out);
         let expected: Vec<B256> = inputs.iter().map(keccak256).collect();
+        let slices: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+        assert_eq!(keccak256_batch(&slices), expected);
         assert_eq!(out, expected, "lengths {:?}", inputs.iter().map(Vec::len).collect::<Vec<_>>());
     }
 
@@ -281,6 +304,19 @@ mod tests {
         for window in mixed.chunks(40) {
             check(window);
         }
+    }
+
+    #[test]
+    fn inputs_of_many_blocks_hash_as_alone() {
+        // Code-sized inputs (1 to 9 KiB, 8 to 67 blocks) of all different lengths in one batch,
+        // among a few short ones: groups of eight absorb different numbers of blocks.
+        let inputs: Vec<Vec<u8>> = (1000..9000usize)
+            .step_by(377)
+            .chain([5, 200, 3000, 64])
+            .map(|n| (0..n).map(|i| (i * 13 + n) as u8).collect())
+            .collect();
+        check(&inputs);
+        check(&inputs[3..]);
     }
 
     #[test]
