@@ -36,6 +36,7 @@ fn reports_roots_blocks_and_the_block_cache_it_ran_with() {
         (apply["cpu_median_ms"].as_f64().unwrap(), apply["cpu_total_s"].as_f64().unwrap());
     assert!(cpu_median > 0.0 && cpu_total * 1000.0 >= cpu_median, "{json}");
     assert!(json["bulk_cpu_s"].as_f64().unwrap() > 0.0, "{json}");
+    assert!(matches!(json["keccak_lanes"].as_u64(), Some(1 | 8)), "{json}");
     // The benchmark's database is removed at the end.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

@@ -76,6 +76,7 @@ fn leaf_sync_beats_heal_only_over_emulated_links() {
     // 2,000 accounts of at least 32 + 70 bytes each, plus their slots.
     assert!(raw > 2000 * 102, "{json}");
     assert!(json["floor_cpu_s"].as_f64().unwrap() >= 0.0, "{json}");
+    assert!(matches!(json["keccak_lanes"].as_u64(), Some(1 | 8)), "{json}");
 
     let leaf = run(&json, "leaf");
     let heal = run(&json, "heal_only");

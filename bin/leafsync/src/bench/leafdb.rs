@@ -274,6 +274,7 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
         "hashbuilder_cpu_s": hashbuilder_cpu_s,
         "bulk_cpu_s": bulk_cpu_s,
         "ratio_bulk_cpu_to_hashbuilder": bulk_cpu_s / hashbuilder_cpu_s,
+        "keccak_lanes": leafsync_leafdb::trie::keccak_lanes(),
         "apply_block": latencies.json(json!({
             "blocks": args.state.blocks,
             "recent_blocks": args.recent_blocks,

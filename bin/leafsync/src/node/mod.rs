@@ -263,6 +263,7 @@ impl NodeBuilder {
             enode = %network.local_enode(),
             leaf = self.serve_leaf,
             eth_snap = eth_on,
+            keccak_lanes = leafsync_leafdb::trie::keccak_lanes(),
             "network up"
         );
         Ok(Node {

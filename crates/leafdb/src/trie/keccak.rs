@@ -39,6 +39,12 @@ pub fn keccak256_batch(inputs: &[&[u8]]) -> Vec<B256> {
     out
 }
 
+/// How many hashes [`keccak256_batch`] and the trie builder compute together on this CPU: eight
+/// with AVX-512, else one. Benchmarks report it, since their figures depend on it.
+pub fn keccak_lanes() -> usize {
+    if eight_way_available() { WAYS } else { 1 }
+}
+
 /// Hashes `input(i)` for every `i < n` into `out` (cleared first), in order.
 fn hash_each<'a>(n: usize, input: impl Fn(usize) -> &'a [u8], out: &mut Vec<B256>) {
     out.clear();

@@ -16,7 +16,7 @@ pub mod walk;
 pub use builder::{
     BuildOutcome, NoLeaves, NodeSink, StackBuilder, VecSink, nibbles_hex, root_of_sorted,
 };
-pub use keccak::keccak256_batch;
+pub use keccak::{keccak_lanes, keccak256_batch};
 pub use mem::MemNodes;
 pub use node::DecodedNode;
 pub use proof::prove;

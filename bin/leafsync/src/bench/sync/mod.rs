@@ -521,6 +521,7 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
         "raw_code_bytes": floor.raw_code_bytes,
         "floor_cpu_s": floor.floor_cpu_s,
         "floor_wall_s": floor.floor_wall_s,
+        "keccak_lanes": leafsync_leafdb::trie::keccak_lanes(),
         "leaf": leaf.json(),
         "heal_only": heal_only.as_ref().map_or(Value::Null, Run::json),
         "snap": snap.as_ref().map_or(Value::Null, Run::json),
