@@ -10,7 +10,7 @@
 # (in $CARGO_TARGET_DIR or ../target), the fuzz build links that one instead (ROCKSDB_LIB_DIR;
 # set ROCKSDB_COMPILE=1 to compile anyway). Then a cold build takes a few minutes, a warm one
 # seconds, and the runs about SMOKE_SECONDS per target plus a few seconds of start-up each: with
-# the default 5 s, about 2 minutes for the 14 targets on a 2-core machine (warm build).
+# the default 5 s, about 2 minutes for the 16 targets on a 2-core machine (warm build).
 set -euo pipefail
 cd "$(dirname "$0")"
 
