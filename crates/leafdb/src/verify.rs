@@ -288,7 +288,7 @@ impl<S: KvStore> LeafDb<S> {
     /// Recomputes every root from the flat tables on a snapshot and compares; see
     /// [`VerifyReport`]. Reads by merge-scan: the accounts, the storage and both node tables
     /// each once in key order beside the builders (the node tables turned into the builders'
-    /// children-first order by [`StoredNodes`]); only code is read by point.
+    /// children-first order by `StoredNodes`); only code is read by point.
     pub fn verify(&self) -> Result<VerifyReport> {
         self.verify_with(u64::MAX, |_| {})
     }

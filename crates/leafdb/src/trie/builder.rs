@@ -1,15 +1,16 @@
 //! A streaming trie builder: it takes leaves in strictly increasing key order, all keys of one
 //! length, and emits every node that a path-keyed store holds (each node whose RLP is 32 bytes or
-//! more, and the root) with its path, as soon as the node is final. Memory stays bounded by the
+//! more, and the root) with its path, children first, soon after the node is final. Memory stays
+//! bounded by the
 //! key length (one open branch per level) and two small batches, so it serves bulk loads of any
 //! size and the subtrie of a downloaded chunk alike.
 //!
-//! Hashing is batched ([`super::keccak`] hashes independent nodes eight at a time). A leaf's node
+//! Hashing is batched (`keccak.rs` hashes independent nodes eight at a time). A leaf's node
 //! depends on the key after it (the longer common prefix with either neighbour fixes its depth),
 //! so leaves wait in a short queue; a batch of them is encoded and hashed together, then walked
-//! through the stack one by one. A closed branch waits in a table ([`super::closed`]) with its
+//! through the stack one by one. A closed branch waits in a table (`closed.rs`) with its
 //! closed siblings and descendants, and the table is encoded and hashed level by level once it
-//! holds [`SETTLE_AT`] nodes (and at the end). The sink sees the same nodes in the same order as
+//! holds 256 nodes (and at the end). The sink sees the same nodes in the same order as
 //! if each were built at once, only later.
 
 use alloy_primitives::{B256, keccak256};
@@ -53,7 +54,7 @@ pub trait NodeSink {
     fn node(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()>;
 
     /// Takes one leaf node. A leafdb does not store leaves (they are rebuilt from the flat
-    /// tables, see [`crate::db::TrieNodes`]); sinks that write the database skip them.
+    /// tables, see `db::TrieNodes`); sinks that write the database skip them.
     fn leaf(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()> {
         self.node(path, rlp)
     }

@@ -1,13 +1,16 @@
-//! Keccak-256 of many short inputs at once.
+//! Keccak-256 of many independent inputs at once.
 //!
 //! A trie builder hashes nodes that do not depend on each other: a batch of leaves, the
-//! branches closed below one parent. [`hash_spans`] hashes such inputs eight at a time where
-//! the CPU has AVX-512: the eight states sit side by side in the vector registers, one lane
-//! each, and one run of the permutation serves all eight (about four times the throughput of one
-//! hash at a time on the project's machine, see docs/benchmarks.md). Inputs are grouped by how
-//! many keccak blocks they take (a leaf one, a full branch four), so the eight of a group absorb
-//! in step. Inputs of more than [`MAX_BLOCKS`] blocks, groups too small to fill the lanes, and
-//! CPUs without AVX-512 take the ordinary one-at-a-time hash.
+//! branches closed below one parent; a sync checks a batch of contract codes. [`hash_spans`] and
+//! [`keccak256_batch`] hash such inputs eight at a time where the CPU has AVX-512: the eight
+//! states sit side by side in the vector registers, one lane each, and one run of the
+//! permutation serves all eight (about four times the throughput of one hash at a time on the
+//! project's machine, see docs/benchmarks.md). Inputs of up to [`MAX_BLOCKS`] keccak blocks (a
+//! leaf takes one, a full branch four) are grouped by their number of blocks, so the eight of a
+//! group absorb in step; longer inputs and the groups' leftovers are sorted by length and taken
+//! eight at a time as well (a shorter input's lane idles through the longer ones' extra
+//! blocks). Fewer than [`MIN_BATCH`] left over, and CPUs without AVX-512, take the ordinary
+//! one-at-a-time hash.
 
 use std::ops::Range;
 
