@@ -61,11 +61,16 @@ pub(super) struct Closed {
     emits: Vec<Emit>,
     /// Encodings of the leaves in `emits`.
     leaves: Vec<u8>,
-    // Scratch space of `settle`, kept between calls.
+    // Scratch space of `settle`, kept between calls:
+    /// Each closed node's level: 0 without closed children, else one above its highest child.
     levels: Vec<u32>,
+    /// The closed nodes' encodings end to end, and where each one stands.
     rlp: Vec<u8>,
     spans: Vec<Range<usize>>,
+    /// Each settled node's reference in its parent.
     refs: Vec<Option<RlpNode>>,
+    /// One level's encodings to hash (32 bytes or more, or the root), whose they are, and
+    /// their hashes.
     batch: Vec<Range<usize>>,
     batch_nodes: Vec<usize>,
     hashes: Vec<B256>,
