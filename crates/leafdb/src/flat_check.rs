@@ -18,7 +18,7 @@ use crate::{
     keys::prefix_end,
     kv::{Cursor, KvRead, KvStore, Table},
     schema::{decode_account_row, decode_slot_value, slot_leaf_value, split_storage_key},
-    trie::StackBuilder,
+    trie::{NoLeaves, StackBuilder},
 };
 
 /// Problem items [`LeafDb::check_flat_state`] lists at most (the counts go on): enough to repair
@@ -330,8 +330,8 @@ fn skip_owner(storage: &mut dyn Cursor, owner: &B256) -> Result<()> {
 }
 
 /// A trie builder that keeps no node: only its root is wanted.
-type RootBuilder = StackBuilder<fn(&Nibbles, &[u8]) -> Result<()>>;
+type RootBuilder = StackBuilder<NoLeaves<fn(&Nibbles, &[u8]) -> Result<()>>>;
 
 fn root_builder() -> RootBuilder {
-    StackBuilder::new(|_, _| Ok(()))
+    StackBuilder::new(NoLeaves(|_, _| Ok(())))
 }

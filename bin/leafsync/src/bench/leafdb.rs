@@ -10,7 +10,7 @@ use leafsync_leafdb::{
     GenParams, ImportAccount, LeafDb, LeafDbConfig,
     generate::{CONTRACT_EVERY, SplitMix},
     schema::slot_leaf_value,
-    trie::StackBuilder,
+    trie::{NoLeaves, StackBuilder},
 };
 use serde_json::{Value, json};
 
@@ -63,9 +63,9 @@ pub(crate) fn hash_builder_root(leaves: &[Leaf]) -> B256 {
 
 fn stack_builder_root(leaves: &[Leaf]) -> Result<B256, CliError> {
     let none = |_: &Nibbles, _: &[u8]| Ok(());
-    let mut accounts = StackBuilder::new(none);
+    let mut accounts = StackBuilder::new(NoLeaves(none));
     for leaf in leaves {
-        let mut storage = StackBuilder::new(none);
+        let mut storage = StackBuilder::new(NoLeaves(none));
         for (k, v) in &leaf.slots {
             storage.add_leaf(Nibbles::unpack(k), slot_leaf_value(v))?;
         }

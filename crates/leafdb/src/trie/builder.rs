@@ -407,7 +407,7 @@ pub fn root_of_sorted<I>(leaves: I) -> Result<B256>
 where
     I: IntoIterator<Item = (Nibbles, Vec<u8>)>,
 {
-    let mut b = StackBuilder::new(|_: &Nibbles, _: &[u8]| Ok(()));
+    let mut b = StackBuilder::new(NoLeaves(|_: &Nibbles, _: &[u8]| Ok(())));
     for (k, v) in leaves {
         b.add_leaf(k, v)?;
     }
