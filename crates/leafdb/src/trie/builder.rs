@@ -145,7 +145,7 @@ struct LeafBatch {
 /// A builder is made for every account's storage, most of a few slots: allocating these
 /// vectors afresh for each cost more than hashing saved, so a finished builder leaves its
 /// space (emptied, capacity kept) to the next builder on its thread.
-struct Scratch(Option<(LeafBatch, Closed)>);
+struct Scratch((LeafBatch, Closed));
 
 /// Spares kept per thread: a leaf batch of 64 and a table of 256 nodes are ~200 KiB, and a
 /// thread builds at most an account trie and one storage trie at once.
@@ -159,26 +159,25 @@ thread_local! {
 impl Scratch {
     fn take() -> Self {
         let spare = SPARES.with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()));
-        Self(Some(spare.unwrap_or_default()))
+        Self(spare.unwrap_or_default())
     }
 
     fn parts(&mut self) -> &mut (LeafBatch, Closed) {
-        self.0.get_or_insert_default()
+        &mut self.0
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Some(mut space) = self.0.take() {
-            space.1.clear();
-            let _ = SPARES.with(|s| {
-                s.try_borrow_mut().map(|mut s| {
-                    if s.len() < SPARE_SCRATCH {
-                        s.push(space);
-                    }
-                })
-            });
-        }
+        let mut space = std::mem::take(&mut self.0);
+        space.1.clear();
+        let _ = SPARES.with(|s| {
+            s.try_borrow_mut().map(|mut s| {
+                if s.len() < SPARE_SCRATCH {
+                    s.push(space);
+                }
+            })
+        });
     }
 }
 
@@ -282,17 +281,14 @@ impl<F: NodeSink> StackBuilder<F> {
             let node = if rlp.len() < 32 {
                 RlpNode::from_rlp(rlp)
             } else {
-                self.stored_nodes += 1;
-                if F::TAKES_LEAVES {
-                    let out = &mut Handover { sink: &mut self.sink, stored_nodes: &mut 0 };
-                    closed.leaf(key.slice(..depth + 1), rlp, out)?;
-                }
+                let (sink, stored_nodes) = (&mut self.sink, &mut self.stored_nodes);
+                hand_leaf(sink, stored_nodes, closed, key.slice(..depth + 1), rlp)?;
                 RlpNode::word_rlp(&batch.hashes[i])
             };
             if let Some(top) = self.stack.last_mut() {
                 top.children[key.get_unchecked(depth) as usize] = Some(Child::Ready(node));
             }
-            self.close_above(&key, split)?;
+            self.close_above(&key, split);
             if self.scratch.parts().1.len() >= SETTLE_AT {
                 self.settle(false)?;
             }
@@ -326,7 +322,7 @@ impl<F: NodeSink> StackBuilder<F> {
                 // Fold every branch into its parent until only the shallowest is open.
                 while self.stack.len() > 1 {
                     let parent_depth = self.stack[self.stack.len() - 2].depth;
-                    self.close_above(&key, parent_depth)?;
+                    self.close_above(&key, parent_depth);
                 }
                 let top = self.stack.pop().ok_or(LeafDbError::Invariant("builder stack empty"))?;
                 let closed = &mut self.scratch.parts().1;
@@ -347,11 +343,9 @@ impl<F: NodeSink> StackBuilder<F> {
         encode_leaf(&key.slice(depth + 1..), value, &mut self.buf);
         let node = RlpNode::from_rlp(&self.buf);
         if node.is_hash() {
-            self.stored_nodes += 1;
-            if F::TAKES_LEAVES {
-                let out = &mut Handover { sink: &mut self.sink, stored_nodes: &mut 0 };
-                self.scratch.parts().1.leaf(key.slice(..depth + 1), &self.buf, out)?;
-            }
+            let closed = &mut self.scratch.parts().1;
+            let (sink, stored_nodes) = (&mut self.sink, &mut self.stored_nodes);
+            hand_leaf(sink, stored_nodes, closed, key.slice(..depth + 1), &self.buf)?;
         }
         if let Some(top) = self.stack.last_mut() {
             top.children[key.get_unchecked(depth) as usize] = Some(Child::Ready(node));
@@ -361,7 +355,7 @@ impl<F: NodeSink> StackBuilder<F> {
 
     /// Closes every open branch deeper than `depth`, attaching each to its parent (through an
     /// extension where levels are skipped). `key` is any key below the branches being closed.
-    fn close_above(&mut self, key: &Nibbles, depth: usize) -> Result<()> {
+    fn close_above(&mut self, key: &Nibbles, depth: usize) {
         while let Some(top) = self.stack.last() {
             if top.depth <= depth {
                 break;
@@ -385,7 +379,6 @@ impl<F: NodeSink> StackBuilder<F> {
                 parent.children[key.get_unchecked(parent_depth) as usize] = Some(r);
             }
         }
-        Ok(())
     }
 
     /// Encodes and hashes the closed nodes and hands them to the sink; with `root`, the last
@@ -395,6 +388,22 @@ impl<F: NodeSink> StackBuilder<F> {
         let out = &mut Handover { sink: &mut self.sink, stored_nodes: &mut self.stored_nodes };
         self.scratch.parts().1.settle(open, root, out)
     }
+}
+
+/// Counts a hashed leaf and hands it to `sink` if the sink takes leaves: at once, or queued
+/// behind the closed nodes waiting in `closed`.
+fn hand_leaf<F: NodeSink>(
+    sink: &mut F,
+    stored_nodes: &mut u64,
+    closed: &mut Closed,
+    path: Nibbles,
+    rlp: &[u8],
+) -> Result<()> {
+    *stored_nodes += 1;
+    if F::TAKES_LEAVES {
+        closed.leaf(path, rlp, &mut Handover { sink, stored_nodes })?;
+    }
+    Ok(())
 }
 
 /// Hex digits of a nibble path, for messages.
