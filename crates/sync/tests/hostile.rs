@@ -173,6 +173,13 @@ async fn wrong_node_peer_is_banned_in_heal() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_peer_answering_codes_that_hash_to_something_else_is_banned() {
+    // Codes are checked in batches (eight at a time where the CPU allows): a wrong one is still
+    // caught, costs its server, and the codes come from the honest peer.
+    liar_is_banned(Behaviour::WrongCodes, SyncMode::Leaf).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn forged_inline_storage_on_an_empty_account_is_junk_and_never_wedges() {
     // The confirmed wedge: one forged slot on an account whose storage root is the empty root
     // used to become a heal request for the empty root, which no honest peer can answer.

@@ -43,6 +43,9 @@ pub enum Behaviour {
     Limited(u64),
     /// Chunks honest, every node answered with bytes that do not hash to the request.
     WrongNodes,
+    /// Chunks honest, every code answered with its first byte changed: as long as the real
+    /// one, hashing to something else.
+    WrongCodes,
     /// Chunks honest but for one forged inline slot on the first account of each chunk whose
     /// storage root is the empty root.
     PoisonInline,
@@ -177,6 +180,13 @@ impl SimPeer {
             (Behaviour::WrongNodes, LeafResponse::Nodes(nodes)) => {
                 for n in &mut nodes.nodes {
                     *n = alloy_primitives::Bytes::from(vec![0xc2, 0x80, 0x80]);
+                }
+            }
+            (Behaviour::WrongCodes, LeafResponse::Codes(codes)) => {
+                for code in codes.codes.iter_mut().filter(|c| !c.is_empty()) {
+                    let mut changed = code.to_vec();
+                    changed[0] ^= 0xff;
+                    *code = alloy_primitives::Bytes::from(changed);
                 }
             }
             (behaviour, LeafResponse::Chunk(chunk)) => {
