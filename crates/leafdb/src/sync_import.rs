@@ -43,6 +43,13 @@ struct Run {
 }
 
 impl Run {
+    /// Makes room for `entries` more entries of `bytes` in all, so that staging a chunk does
+    /// not copy its buffers again each time they fill.
+    fn reserve(&mut self, entries: usize, bytes: usize) {
+        self.entries.reserve(entries);
+        self.bytes.reserve(bytes);
+    }
+
     fn push(&mut self, key: &[u8], value: &[u8]) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(key);
@@ -69,9 +76,14 @@ impl Run {
         self.entries.is_empty()
     }
 
-    fn sort(&mut self) {
+    /// Sorts the entries from `first` on by key, comparing from byte `skip` of each key (a
+    /// prefix they share). One trie's nodes at a time: a storage trie holds a few nodes, so its
+    /// sort costs next to nothing, where one sort of a chunk's whole run compares every key's
+    /// 32-byte owner again.
+    fn sort_from(&mut self, first: usize, skip: usize) {
         let bytes = &self.bytes;
-        self.entries.sort_unstable_by(|a, b| bytes[a.0..a.1].cmp(&bytes[b.0..b.1]));
+        self.entries[first..]
+            .sort_unstable_by(|a, b| bytes[a.0 + skip..a.1].cmp(&bytes[b.0 + skip..b.1]));
     }
 
     /// Ends the file before the next entry. A cut before the first entry or after the last
@@ -118,15 +130,25 @@ struct ChunkWrites {
 }
 
 impl ChunkWrites {
-    fn new(span: (Vec<u8>, Vec<u8>)) -> Self {
-        Self {
+    /// Writes over `span` for a chunk of `accounts` accounts and `slots` slots, its runs sized
+    /// for them: a slot takes its 64-byte key and a value of up to 33 bytes, an account its
+    /// 32-byte key and a record of up to ~110; a trie's nodes take about 64 bytes a leaf (a
+    /// 33-byte reference for each leaf and branch, a branch for every two or three leaves, and
+    /// their keys).
+    fn new(span: (Vec<u8>, Vec<u8>), accounts: usize, slots: usize) -> Self {
+        let mut writes = Self {
             span,
             clear: WriteBatch::default(),
             storage: Run::default(),
             storage_nodes: Run::default(),
             accounts: Run::default(),
             account_nodes: Run::default(),
-        }
+        };
+        writes.storage.reserve(slots, slots * 97);
+        writes.storage_nodes.reserve(slots / 2, slots * 64);
+        writes.accounts.reserve(accounts, accounts * 142);
+        writes.account_nodes.reserve(accounts / 2, accounts * 64);
+        writes
     }
 
     fn nodes(&mut self, owner: Option<&B256>) -> &mut Run {
@@ -135,12 +157,9 @@ impl ChunkWrites {
 
     /// The runs in the order they are made visible: an account's storage before the account,
     /// each trie's nodes after the flat entries they are built from, the account subtrie's
-    /// nodes last. The node runs are sorted here (builders emit children before parents); the
-    /// flat runs are staged in key order. Sorting keeps the storage nodes' cuts: they fall
-    /// between owners, and the owners were staged in order.
-    fn into_runs(mut self) -> [(Table, Run); 4] {
-        self.storage_nodes.sort();
-        self.account_nodes.sort();
+    /// nodes last. Every run is in key order: the flat runs are staged so, and each trie's
+    /// nodes are sorted once it is built ([`stage_subtrie`]), the tries staged in owner order.
+    fn into_runs(self) -> [(Table, Run); 4] {
         let [storage, storage_nodes, accounts, account_nodes] = COMMIT_ORDER;
         [
             (storage, self.storage),
@@ -181,6 +200,7 @@ fn stage_subtrie(
     leaves: impl Iterator<Item = (Nibbles, Vec<u8>)>,
 ) -> Result<B256> {
     let run = writes.nodes(owner);
+    let first = run.entries.len();
     // Leaves are not stored: they are rebuilt from the flat entries staged beside them.
     let mut builder = StackBuilder::new(NoLeaves(|rel: &Nibbles, rlp: &[u8]| {
         if rel.is_empty() && rlp.len() < HASH_LEN && !prefix.is_empty() {
@@ -195,7 +215,10 @@ fn stage_subtrie(
         }
         builder.add_leaf(key.slice(prefix.len()..), value)?;
     }
-    Ok(builder.finish()?.root)
+    let root = builder.finish()?.root;
+    // The builder emits children before their parents; the table files take keys in order.
+    run.sort_from(first, owner.map_or(0, |_| HASH_LEN));
+    Ok(root)
 }
 
 /// Builds a storage trie over sorted slots, staging its nodes and flat entries.
@@ -332,7 +355,8 @@ impl<S: KvStore> LeafDb<S> {
         prefix: &Nibbles,
         accounts: &[ChunkAccount],
     ) -> Result<StagedChunk<AccountChunkOutcome>> {
-        let mut writes = ChunkWrites::new(account_range(prefix));
+        let slots = accounts.iter().filter_map(|a| a.storage.as_ref()).map(Vec::len).sum();
+        let mut writes = ChunkWrites::new(account_range(prefix), accounts.len(), slots);
         clear_account_prefix(self.store(), &mut writes.clear, prefix)?;
         let mut storage_roots = Vec::with_capacity(accounts.len());
         let mut leaves = Vec::with_capacity(accounts.len());
@@ -375,7 +399,7 @@ impl<S: KvStore> LeafDb<S> {
         prefix: &Nibbles,
         slots: &[(B256, U256)],
     ) -> Result<StagedChunk<B256>> {
-        let mut writes = ChunkWrites::new(storage_range(owner, prefix));
+        let mut writes = ChunkWrites::new(storage_range(owner, prefix), 0, slots.len());
         let clear = &mut writes.clear;
         clear_range(self.store(), clear, Table::Storage, storage_range(owner, prefix))?;
         clear_range(self.store(), clear, Table::StorageNodes, node_range(Some(owner), prefix))?;
