@@ -18,7 +18,7 @@ use std::{
 
 use bytes::Bytes;
 use leafsync_p2p::{PeerId, PenaltyClass, leaf::ChainHead, requests::LeafRequest};
-use leafsync_sync::{PeerFuture, SyncPeer, request_len, response_len};
+use leafsync_sync::{PeerFuture, SyncPeer, request_len};
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{cpu_s, cpu_ticks};
@@ -268,14 +268,15 @@ impl WanPeer {
             links.traffic.leaf_kind(&request);
             links.up.carry(up + FRAME_OVERHEAD_BYTES).await;
             let answer = inner.request(request).await?;
-            let down = response_len(&answer);
-            links.traffic.answer(down);
-            // The payload as RLPx compresses it (the request id is one byte, as counted),
-            // encoded on this thread (nothing awaited in between, so its clock is the work's).
+            // The payload as RLPx compresses it, encoded on this thread (nothing awaited in
+            // between, so its clock is the work's). Its length is the answer's size as the sync
+            // counts it ([`leafsync_sync::response_len`]: the request id is one byte).
             let cpu = cpu_s(libc::CLOCK_THREAD_CPUTIME_ID);
             let payload = answer.encoded().payload(1);
+            let down = payload.len() as u64;
             let spent = (cpu_s(libc::CLOCK_THREAD_CPUTIME_ID) - cpu).max(0.0);
             links.traffic.encode_ns.fetch_add((spent * 1e9) as u64, Ordering::Relaxed);
+            links.traffic.answer(down);
             // Closed only once the bench has stopped counting.
             let _ = links.snappy.send(payload).await;
             links.down.carry(down + FRAME_OVERHEAD_BYTES).await;
@@ -316,6 +317,7 @@ mod tests {
         leaf::{GetNodes, Nodes},
         requests::LeafResponse,
     };
+    use leafsync_sync::response_len;
 
     use super::*;
 
