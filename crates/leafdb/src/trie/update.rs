@@ -296,10 +296,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
         let mut enc = Encoder::new(self.loaded, &self.rebuilt);
         enc.out.root = match root {
             TNode::Empty => EMPTY_ROOT_HASH,
-            TNode::Hash(h) => {
-                enc.present.insert(Nibbles::new());
-                h
-            }
+            TNode::Hash(h) => h,
             node => {
                 let leaf = matches!(node, TNode::Leaf { .. });
                 let rlp = enc.encode(node, Nibbles::new())?;
@@ -328,8 +325,10 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
         // Paths below different root children are disjoint: each thread owns the old
         // encodings of its children's subtries and decides alone what there vanished.
         let mut root_loaded = HashMap::default();
-        let mut groups: Vec<(HashMap<_, _>, Vec<(u8, TNode)>)> =
-            (0..threads).map(|_| Default::default()).collect();
+        let share = self.loaded.len() / threads + 1;
+        let mut groups: Vec<(HashMap<_, _>, Vec<(u8, TNode)>)> = (0..threads)
+            .map(|_| (HashMap::with_capacity_and_hasher(share, Default::default()), Vec::new()))
+            .collect();
         for (path, old) in self.loaded {
             match path.first() {
                 None => root_loaded.insert(path, old),
@@ -403,25 +402,20 @@ fn encode_children(
 /// The commit of a [`TrieUpdate`]: encodes the changed nodes bottom-up and sorts every path
 /// into written, unchanged or vanished.
 struct Encoder<'r> {
-    /// Old encodings of the nodes loaded by the update, by path; those not met again vanished.
+    /// Old encodings of the nodes loaded by the update, by path. Each is taken out when a node
+    /// is stored at its path again; those left at the end vanished. (A path that keeps an
+    /// unloaded node, [`TNode::Hash`], was never loaded: loading a node replaces its hash, and
+    /// an unloaded node never moves.)
     loaded: HashMap<Nibbles, (B256, Vec<u8>)>,
     /// Paths of loaded nodes that were rebuilt, not stored.
     rebuilt: &'r HashSet<Nibbles>,
     out: TrieCommit,
-    /// Paths that hold a node after the update.
-    present: HashSet<Nibbles>,
     buf: Vec<u8>,
 }
 
 impl<'r> Encoder<'r> {
     fn new(loaded: HashMap<Nibbles, (B256, Vec<u8>)>, rebuilt: &'r HashSet<Nibbles>) -> Self {
-        Self {
-            loaded,
-            rebuilt,
-            out: TrieCommit::default(),
-            present: HashSet::default(),
-            buf: Vec::with_capacity(600),
-        }
+        Self { loaded, rebuilt, out: TrieCommit::default(), buf: Vec::with_capacity(600) }
     }
 
     /// Encodes `node` (children first) and returns its RLP; stores hashed children.
@@ -454,7 +448,8 @@ impl<'r> Encoder<'r> {
     /// The reference to `node` at `path` in its parent, storing it when it is hashed.
     fn child_ref(&mut self, node: TNode, path: Nibbles) -> Result<RlpNode> {
         if let TNode::Hash(h) = node {
-            self.present.insert(path);
+            #[cfg(test)]
+            assert!(!self.loaded.contains_key(&path), "an unloaded node at a loaded path");
             return Ok(RlpNode::word_rlp(&h));
         }
         let leaf = matches!(node, TNode::Leaf { .. });
@@ -469,7 +464,6 @@ impl<'r> Encoder<'r> {
     /// Records the node `rlp` (hashing to `hash`, a leaf if `leaf`) at `path`: a write unless
     /// it is the encoding loaded there.
     fn store(&mut self, path: Nibbles, hash: B256, rlp: Vec<u8>, leaf: bool) {
-        self.present.insert(path);
         let stored_before = match self.loaded.remove(&path) {
             Some((_, old_rlp)) if old_rlp == rlp => return,
             Some(old) => {
@@ -487,13 +481,11 @@ impl<'r> Encoder<'r> {
     /// The commit: loaded nodes not met again are deleted.
     fn finish(mut self) -> TrieCommit {
         for (path, old) in self.loaded {
-            if !self.present.contains(&path) {
-                if !self.rebuilt.contains(&path) {
-                    self.out.store_deletes.push(path);
-                }
-                self.out.deletes.push(path);
-                self.out.replaced.push(old);
+            if !self.rebuilt.contains(&path) {
+                self.out.store_deletes.push(path);
             }
+            self.out.deletes.push(path);
+            self.out.replaced.push(old);
         }
         self.out
     }
