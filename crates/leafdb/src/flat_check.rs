@@ -18,7 +18,7 @@ use crate::{
     keys::prefix_end,
     kv::{Cursor, KvRead, KvStore, Table},
     schema::{decode_account_row, decode_slot_value, slot_leaf_value, split_storage_key},
-    trie::{NoLeaves, StackBuilder},
+    trie::builder::root_builder,
 };
 
 /// Problem items [`LeafDb::check_flat_state`] lists at most (the counts go on): enough to repair
@@ -327,11 +327,4 @@ fn skip_owner(storage: &mut dyn Cursor, owner: &B256) -> Result<()> {
         }
     }
     storage.skip_to(&prefix_end(owner.as_slice()))
-}
-
-/// A trie builder that keeps no node: only its root is wanted.
-type RootBuilder = StackBuilder<NoLeaves<fn(&Nibbles, &[u8]) -> Result<()>>>;
-
-fn root_builder() -> RootBuilder {
-    StackBuilder::new(NoLeaves(|_, _| Ok(())))
 }

@@ -1,9 +1,8 @@
 //! A streaming trie builder: it takes leaves in strictly increasing key order, all keys of one
 //! length, and emits every node that a path-keyed store holds (each node whose RLP is 32 bytes or
 //! more, and the root) with its path, children first, soon after the node is final. Memory stays
-//! bounded by the
-//! key length (one open branch per level) and two small batches, so it serves bulk loads of any
-//! size and the subtrie of a downloaded chunk alike.
+//! bounded by the key length (one open branch per level) and two small batches, so it serves
+//! bulk loads of any size and the subtrie of a downloaded chunk alike.
 //!
 //! Hashing is batched (`keccak.rs` hashes independent nodes eight at a time). A leaf's node
 //! depends on the key after it (the longer common prefix with either neighbour fixes its depth),
@@ -411,12 +410,20 @@ pub fn nibbles_hex(n: &Nibbles) -> String {
     n.to_vec().iter().map(|d| char::from_digit(u32::from(*d), 16).unwrap_or('?')).collect()
 }
 
+/// A trie builder that keeps no node: only its root is wanted.
+pub(crate) type RootBuilder = StackBuilder<NoLeaves<fn(&Nibbles, &[u8]) -> Result<()>>>;
+
+/// A [`RootBuilder`].
+pub(crate) fn root_builder() -> RootBuilder {
+    StackBuilder::new(NoLeaves(|_, _| Ok(())))
+}
+
 /// Root of a trie over already sorted leaves, storing nothing.
 pub fn root_of_sorted<I>(leaves: I) -> Result<B256>
 where
     I: IntoIterator<Item = (Nibbles, Vec<u8>)>,
 {
-    let mut b = StackBuilder::new(NoLeaves(|_: &Nibbles, _: &[u8]| Ok(())));
+    let mut b = root_builder();
     for (k, v) in leaves {
         b.add_leaf(k, v)?;
     }
