@@ -41,8 +41,10 @@ pub(crate) enum ChunkVerdict {
     Refused(Verdict),
 }
 
+/// Whether `key` lies under `prefix`, unpacking only the bytes the prefix covers (none for the
+/// empty prefix of inline slots).
 fn under(prefix: &Nibbles, key: &B256) -> bool {
-    Nibbles::unpack(key).starts_with(prefix)
+    Nibbles::unpack(&key[..prefix.len().div_ceil(2)]).starts_with(prefix)
 }
 
 /// Checks inline slots (sorted, non-zero) and turns them into pairs.

@@ -128,3 +128,19 @@ fn a_verified_accounts_storage_is_complete_fetched_or_a_lie() {
     assert!(matches!(check_account(&account(root), Some(B256::ZERO)), StorageCheck::Lie(_)));
     assert!(matches!(check_account(&account(EMPTY_ROOT_HASH), None), StorageCheck::Lie(_)));
 }
+
+#[test]
+fn under_reads_only_the_nibbles_of_the_prefix() {
+    let key = B256::from(U256::from_be_bytes([0x5a; 32]) ^ U256::from(0x1234_5678u64));
+    let whole = Nibbles::unpack(key);
+    for len in 0..=64 {
+        let prefix = whole.slice(..len);
+        assert!(under(&prefix, &key), "{len} nibbles of the key itself");
+        if len > 0 {
+            // The prefix differs in its last nibble only, at odd and even lengths alike.
+            let mut other = prefix;
+            other.set_at(len - 1, (prefix.get_unchecked(len - 1) + 1) & 0xf);
+            assert!(!under(&other, &key), "{len} nibbles, the last one off");
+        }
+    }
+}
