@@ -19,7 +19,7 @@ fn bench_leafdb(dir: &std::path::Path, extra: &[&str]) -> Output {
 #[test]
 fn reports_roots_blocks_and_the_block_cache_it_ran_with() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bench_leafdb(dir.path(), &["--block-cache-mib", "8"]);
+    let out = bench_leafdb(dir.path(), &["--block-cache-mib", "8", "--warmup-blocks", "2"]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let last = stdout.lines().last().unwrap_or_default();
@@ -30,6 +30,13 @@ fn reports_roots_blocks_and_the_block_cache_it_ran_with() {
     assert_eq!(apply["blocks"], 3, "{json}");
     assert_eq!(apply["block_cache_mib"], 8, "{json}");
     assert!(apply["median_ms"].as_f64().unwrap() > 0.0, "{json}");
+    // Two blocks of warm-up, then the three timed ones, each once RocksDB was done with the
+    // last one's flushes and compactions (the default slot is mainnet's 12 s).
+    assert_eq!(apply["warmup_blocks"], 2, "{json}");
+    assert_eq!(apply["head_number"], 5, "{json}");
+    assert_eq!(apply["slot_ms"], 12_000, "{json}");
+    assert_eq!(apply["slots_overrun"], 0, "{json}");
+    assert!(apply["background_wait_s"].as_f64().unwrap() < 36.0, "{json}");
     // CPU time of the process across the blocks: something, and for 3 blocks a sum of at
     // least their median.
     let (cpu_median, cpu_total) =

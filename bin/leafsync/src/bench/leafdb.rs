@@ -1,7 +1,10 @@
 //! `leafsync bench leafdb`: bulk build and `apply_block` on a synthetic state; also the
 //! in-memory leaves and their reference root, which `bench sync` measures its floor with.
 
-use std::{process::ExitCode, time::Instant};
+use std::{
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
 use alloy_primitives::{B256, U256, keccak256};
 use alloy_trie::{HashBuilder, Nibbles, TrieAccount};
@@ -15,7 +18,7 @@ use leafsync_leafdb::{
 use serde_json::{Value, json};
 
 use super::{
-    BlockShapeArgs, LeafdbBench, in_scratch_dir,
+    BlockShapeArgs, LeafdbBench, PaceArgs, in_scratch_dir,
     proc::{cpu_s, peak_rss_mib},
 };
 use crate::error::CliError;
@@ -138,10 +141,18 @@ pub(crate) fn block_diff(
 
 /// The latencies of blocks applied one after another.
 pub(crate) struct BlockLatencies {
-    /// Each block's wall time, ms, in order.
+    /// How the blocks were spaced.
+    pace: PaceArgs,
+    /// Each timed block's wall time, ms, in order.
     wall_ms: Vec<f64>,
-    /// Each block's process CPU, ms, in order.
+    /// Each timed block's process CPU, ms, in order.
     cpu_ms: Vec<f64>,
+    /// Time spent before the timed blocks waiting for RocksDB's flushes and compactions.
+    background_wait: Duration,
+    /// Timed blocks before which that work was still not done when a slot had passed.
+    slots_overrun: u64,
+    /// The number of the last block applied.
+    head: u64,
 }
 
 impl BlockLatencies {
@@ -165,8 +176,18 @@ impl BlockLatencies {
                 ("cpu_median_ms", percentile(&cpu, 0.5)),
                 // A fold from +0.0: `sum` of no blocks is -0.0, which the JSON would print.
                 ("cpu_total_s", cpu.iter().fold(0.0, |total, ms| total + ms) / 1000.0),
+                ("background_wait_s", self.background_wait.as_secs_f64()),
             ];
             for (key, value) in keys {
+                map.insert(key.into(), value.into());
+            }
+            let pace = [
+                ("warmup_blocks", self.pace.warmup_blocks),
+                ("slot_ms", self.pace.slot_ms),
+                ("slots_overrun", self.slots_overrun),
+                ("head_number", self.head),
+            ];
+            for (key, value) in pace {
                 map.insert(key.into(), value.into());
             }
         }
@@ -174,17 +195,45 @@ impl BlockLatencies {
     }
 }
 
-/// Applies `blocks` generated blocks shaped as `shape` on top of `db`'s head, one after another,
-/// and times each `apply_block` (wall and process CPU; making the diff is not timed).
+/// How often [`wait_for_background`] asks RocksDB whether it is done.
+const BACKGROUND_POLL: Duration = Duration::from_millis(5);
+
+/// Waits until RocksDB has no flush or compaction to do, at most `slot`: how long it waited, and
+/// whether the slot ran out first.
+fn wait_for_background(db: &LeafDb, slot: Duration) -> Result<(Duration, bool), CliError> {
+    let start = Instant::now();
+    while db.store().background_busy()? {
+        if start.elapsed() >= slot {
+            return Ok((start.elapsed(), true));
+        }
+        std::thread::sleep(BACKGROUND_POLL);
+    }
+    Ok((start.elapsed(), false))
+}
+
+/// Applies `pace.warmup_blocks` and then `blocks` generated blocks shaped as `shape` on top of
+/// `db`'s head, one after another, each (with a slot) once RocksDB is done with the last one's
+/// flushes and compactions, and times each of the last `blocks` `apply_block`s (wall and process
+/// CPU; making the diff and the wait are not timed).
 pub(crate) fn apply_generated(
     db: &LeafDb,
     params: GenParams,
     blocks: u64,
     shape: &BlockShapeArgs,
+    pace: PaceArgs,
 ) -> Result<BlockLatencies, CliError> {
-    let mut latencies = BlockLatencies { wall_ms: Vec::new(), cpu_ms: Vec::new() };
+    let mut latencies = BlockLatencies {
+        pace,
+        wall_ms: Vec::new(),
+        cpu_ms: Vec::new(),
+        background_wait: Duration::ZERO,
+        slots_overrun: 0,
+        head: 0,
+    };
+    let slot = Duration::from_millis(pace.slot_ms);
     let mut head = db.head()?.unwrap_or_default();
-    for b in 1..=blocks {
+    for b in 1..=pace.warmup_blocks + blocks {
+        let timed = b > pace.warmup_blocks;
         let diff = block_diff(db, params, b, shape.block_accounts, shape.block_slots)?;
         let number = head.number + 1;
         let header = BlockHeader {
@@ -194,12 +243,22 @@ pub(crate) fn apply_generated(
             state_root: B256::ZERO,
             timestamp: 0,
         };
+        if !slot.is_zero() {
+            let (waited, overrun) = wait_for_background(db, slot)?;
+            if timed {
+                latencies.background_wait += waited;
+                latencies.slots_overrun += u64::from(overrun);
+            }
+        }
         let (t, cpu) = (Instant::now(), cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID));
         db.apply_block(&header, &diff)?;
-        latencies.wall_ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        latencies.cpu_ms.push((cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu) * 1000.0);
+        if timed {
+            latencies.wall_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            latencies.cpu_ms.push((cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu) * 1000.0);
+        }
         head = header;
     }
+    latencies.head = head.number;
     Ok(latencies)
 }
 
@@ -251,7 +310,8 @@ pub(crate) fn leafdb(args: &LeafdbBench) -> Result<ExitCode, CliError> {
         let bulk_s = t.elapsed().as_secs_f64();
         let bulk_cpu_s = cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu;
 
-        let latencies = apply_generated(&db, params, args.state.blocks, &args.state.block)?;
+        let latencies =
+            apply_generated(&db, params, args.state.blocks, &args.state.block, args.pace)?;
         Ok((imported, bulk_s, bulk_cpu_s, latencies))
     });
     let (imported, bulk_s, bulk_cpu_s, latencies) = result?;

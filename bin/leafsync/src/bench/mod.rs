@@ -48,6 +48,30 @@ pub(crate) struct LeafdbBench {
     #[arg(long, default_value_t = (leafsync_leafdb::kv::rocks::DEFAULT_BLOCK_CACHE_BYTES >> 20) as u64,
           value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub(crate) block_cache_mib: u64,
+    /// How the blocks are spaced.
+    #[command(flatten)]
+    pub(crate) pace: PaceArgs,
+}
+
+/// How a benchmark spaces the blocks it applies (`bench leafdb`): a node following a chain gets
+/// one block a slot, and RocksDB flushes and compacts what each block wrote before the next.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct PaceArgs {
+    /// Blocks applied first and not timed, so that the timed ones meet a node's steady state:
+    /// the recent-node cache full (it keeps `--recent-blocks` blocks) and RocksDB's levels
+    /// grown by what blocks write.
+    #[arg(long, default_value_t = leafsync_leafdb::DEFAULT_RECENT_BLOCKS)]
+    pub(crate) warmup_blocks: u64,
+    /// Before each block, wait until RocksDB has no flush or compaction to do, at most this
+    /// many milliseconds: the chain's slot (12 s on mainnet). 0: blocks back to back, RocksDB's
+    /// background work competing with them.
+    #[arg(long, default_value_t = 12_000)]
+    pub(crate) slot_ms: u64,
+}
+
+impl PaceArgs {
+    /// Blocks back to back from the first: no warm-up, no wait.
+    pub(crate) const BACK_TO_BACK: Self = Self { warmup_blocks: 0, slot_ms: 0 };
 }
 
 /// A synthetic state and mainnet-sized blocks applied to it: shared by the benchmarks that

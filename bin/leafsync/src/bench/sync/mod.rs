@@ -40,7 +40,7 @@ use self::{
 };
 use crate::{
     bench::{
-        BlockShapeArgs, in_scratch_dir,
+        BlockShapeArgs, PaceArgs, in_scratch_dir,
         leafdb::apply_generated,
         proc::{USER_HZ, cpu_s, cpu_since, cpu_ticks, peak_rss_mib, reset_peak_rss},
     },
@@ -428,7 +428,8 @@ fn apply_after_sync(path: &Path, params: GenParams, setup: Setup) -> Result<Valu
     let config = Config::validate(FileConfig::default(), "defaults")?;
     let (options, db_config) = crate::run::leafdb_options(&config);
     let db = LeafDb::open(path, &options, db_config)?;
-    let latencies = apply_generated(&db, params, setup.apply_blocks, &setup.block)?;
+    let pace = PaceArgs::BACK_TO_BACK;
+    let latencies = apply_generated(&db, params, setup.apply_blocks, &setup.block, pace)?;
     Ok(latencies.json(json!({
         "blocks": setup.apply_blocks,
         "accounts_per_block": setup.block.block_accounts,
