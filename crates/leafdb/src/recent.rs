@@ -15,16 +15,58 @@ use alloy_primitives::{B256, map::B256Map};
 /// (~3–4 MiB each); past it the oldest blocks leave early.
 pub const DEFAULT_RECENT_CACHE_BYTES: usize = 512 << 20;
 
-/// Per-entry overhead counted against the byte budget (hash-map slot, index entry, allocation).
+/// Per-entry overhead counted against the byte budget (the index entry and its share of the
+/// index's spare room).
 const ENTRY_OVERHEAD: usize = 96;
 
-/// Nodes by hash, with the block that replaced them; see the module docs.
+/// The nodes one block replaced: their encodings end to end in one buffer, found by hash.
+///
+/// One small index a block, not one index for the whole window: a block then costs a few
+/// thousand inserts into an index that fits the CPU's caches, and expiring it is dropping two
+/// buffers. One index for a full window (~1M nodes) cost a cache miss for each insert and for
+/// each removal of an expired node: 4.5–8 ms of a mainnet-sized block's write step (see
+/// docs/leafdb.md, "Recent-node cache", for what lookups pay instead).
+#[derive(Debug)]
+struct BlockNodes {
+    block: u64,
+    /// Where each node's encoding lies in `encodings`.
+    index: B256Map<std::ops::Range<usize>>,
+    encodings: Vec<u8>,
+}
+
+impl BlockNodes {
+    fn new(block: u64, replaced: Vec<(B256, Vec<u8>)>) -> Self {
+        let total = replaced.iter().map(|(_, rlp)| rlp.len()).sum();
+        let mut index = B256Map::with_capacity_and_hasher(replaced.len(), Default::default());
+        let mut encodings = Vec::with_capacity(total);
+        for (hash, rlp) in replaced {
+            // The same node replaced twice in a block is one node.
+            index.entry(hash).or_insert_with(|| {
+                let start = encodings.len();
+                encodings.extend_from_slice(&rlp);
+                start..encodings.len()
+            });
+        }
+        Self { block, index, encodings }
+    }
+
+    /// Bytes counted against the budget.
+    fn bytes(&self) -> usize {
+        self.encodings.len() + self.index.len() * ENTRY_OVERHEAD
+    }
+
+    fn get(&self, hash: &B256) -> Option<&[u8]> {
+        self.index.get(hash).and_then(|range| self.encodings.get(range.clone()))
+    }
+}
+
+/// Nodes by hash, a block at a time; see the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct RecentNodes {
-    by_hash: B256Map<(u64, Box<[u8]>)>,
-    /// Blocks in increasing order with the hashes each added.
-    blocks: VecDeque<(u64, Vec<B256>)>,
+    /// Blocks in increasing order.
+    blocks: VecDeque<BlockNodes>,
     bytes: usize,
+    nodes: usize,
 }
 
 impl RecentNodes {
@@ -37,36 +79,26 @@ impl RecentNodes {
         last_expired: Option<u64>,
         max_bytes: usize,
     ) {
-        let mut hashes = Vec::with_capacity(replaced.len());
-        for (hash, rlp) in replaced {
-            self.bytes += rlp.len() + ENTRY_OVERHEAD;
-            if let Some((_, old)) = self.by_hash.insert(hash, (block, rlp.into_boxed_slice())) {
-                self.bytes = self.bytes.saturating_sub(old.len() + ENTRY_OVERHEAD);
-            }
-            hashes.push(hash);
-        }
-        self.blocks.push_back((block, hashes));
-        while let Some((oldest, _)) = self.blocks.front() {
-            let expired = last_expired.is_some_and(|e| *oldest <= e);
+        let nodes = BlockNodes::new(block, replaced);
+        self.bytes += nodes.bytes();
+        self.nodes += nodes.index.len();
+        self.blocks.push_back(nodes);
+        while let Some(oldest) = self.blocks.front() {
+            let expired = last_expired.is_some_and(|e| oldest.block <= e);
             if !expired && (self.bytes <= max_bytes || self.blocks.len() == 1) {
                 break;
             }
-            if let Some((oldest, hashes)) = self.blocks.pop_front() {
-                for hash in hashes {
-                    // A node replaced again later belongs to that later block now.
-                    if self.by_hash.get(&hash).is_some_and(|(b, _)| *b == oldest)
-                        && let Some((_, rlp)) = self.by_hash.remove(&hash)
-                    {
-                        self.bytes = self.bytes.saturating_sub(rlp.len() + ENTRY_OVERHEAD);
-                    }
-                }
+            if let Some(oldest) = self.blocks.pop_front() {
+                self.bytes = self.bytes.saturating_sub(oldest.bytes());
+                self.nodes = self.nodes.saturating_sub(oldest.index.len());
             }
         }
     }
 
-    /// The node with `hash`, if it was replaced within the window.
+    /// The node with `hash`, if it was replaced within the window (the newest blocks are
+    /// looked in first).
     pub(crate) fn get(&self, hash: &B256) -> Option<Vec<u8>> {
-        self.by_hash.get(hash).map(|(_, rlp)| rlp.to_vec())
+        self.blocks.iter().rev().find_map(|b| b.get(hash)).map(<[u8]>::to_vec)
     }
 
     /// Bytes held, overhead included.
@@ -74,9 +106,9 @@ impl RecentNodes {
         self.bytes
     }
 
-    /// Number of nodes held.
-    pub(crate) fn len(&self) -> usize {
-        self.by_hash.len()
+    /// Number of nodes held (a node replaced in two blocks of the window counts twice).
+    pub(crate) const fn len(&self) -> usize {
+        self.nodes
     }
 }
 
@@ -100,6 +132,17 @@ mod tests {
         c.add_block(4, vec![], Some(2), usize::MAX);
         assert!(c.get(&h(1)).is_none());
         assert_eq!((c.len(), c.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn a_node_replaced_twice_in_one_block_is_held_once() {
+        let mut c = RecentNodes::default();
+        let replaced = vec![(h(1), vec![1; 10]), (h(2), vec![2; 20]), (h(1), vec![1; 10])];
+        c.add_block(1, replaced, None, usize::MAX);
+        assert_eq!((c.len(), c.bytes()), (2, 30 + 2 * ENTRY_OVERHEAD));
+        assert_eq!(c.get(&h(1)), Some(vec![1; 10]));
+        assert_eq!(c.get(&h(2)), Some(vec![2; 20]));
+        assert_eq!(c.get(&h(3)), None);
     }
 
     #[test]

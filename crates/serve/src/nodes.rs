@@ -14,22 +14,22 @@ use crate::{
 };
 
 /// The node the client asked for, if we have one that hashes to its expected hash: first from
-/// the recent-node cache by hash (nodes replaced in the last blocks), then from the node store
-/// by path (a leaf rebuilt from the flat tables where none is stored) through `reader`, one
-/// for the whole request. Anything else (missing, or a different node at that path) is `None`.
+/// the node store by path (a leaf rebuilt from the flat tables where none is stored) through
+/// `reader`, one for the whole request; then, if the path holds another node or none, from the
+/// recent-node cache by hash (nodes replaced in the last blocks). The store comes first because
+/// most nodes a client asks for are still current, and the cache looks through its blocks one
+/// by one for a hash it does not hold. Anything else is `None`.
 pub fn find_node<S: KvStore>(
     snap: &LeafSnapshot<'_, S>,
     reader: &mut NodeReader<'_, S::Snapshot<'_>>,
     request: &NodeRequest,
 ) -> Result<Option<Vec<u8>>, ServeError> {
-    if let Some(node) = snap.recent_node(&request.hash)?
-        && keccak256(&node) == request.hash
-    {
-        return Ok(Some(node));
-    }
     let owner: Option<B256> = request.owner.into();
     let path = alloy_trie::Nibbles::from(&request.path);
-    Ok(reader.node_hashing_to(owner.as_ref(), &path, &request.hash)?)
+    if let Some(node) = reader.node_hashing_to(owner.as_ref(), &path, &request.hash)? {
+        return Ok(Some(node));
+    }
+    Ok(snap.recent_node(&request.hash)?.filter(|node| keccak256(node) == request.hash))
 }
 
 /// The code with this hash, only if it hashes to it.
