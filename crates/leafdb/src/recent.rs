@@ -66,7 +66,6 @@ pub(crate) struct RecentNodes {
     /// Blocks in increasing order.
     blocks: VecDeque<BlockNodes>,
     bytes: usize,
-    nodes: usize,
 }
 
 impl RecentNodes {
@@ -81,7 +80,6 @@ impl RecentNodes {
     ) {
         let nodes = BlockNodes::new(block, replaced);
         self.bytes += nodes.bytes();
-        self.nodes += nodes.index.len();
         self.blocks.push_back(nodes);
         while let Some(oldest) = self.blocks.front() {
             let expired = last_expired.is_some_and(|e| oldest.block <= e);
@@ -90,7 +88,6 @@ impl RecentNodes {
             }
             if let Some(oldest) = self.blocks.pop_front() {
                 self.bytes = self.bytes.saturating_sub(oldest.bytes());
-                self.nodes = self.nodes.saturating_sub(oldest.index.len());
             }
         }
     }
@@ -107,8 +104,8 @@ impl RecentNodes {
     }
 
     /// Number of nodes held (a node replaced in two blocks of the window counts twice).
-    pub(crate) const fn len(&self) -> usize {
-        self.nodes
+    pub(crate) fn len(&self) -> usize {
+        self.blocks.iter().map(|b| b.index.len()).sum()
     }
 }
 
