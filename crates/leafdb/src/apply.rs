@@ -2,10 +2,11 @@
 //! atomic write, in four steps:
 //!
 //! 1. **plan**: read the old records of the accounts whose storage changes and list their
-//!    storage tries, then read every other changed account's old record;
+//!    storage tries; beside it and step 2, a thread of its own reads every changed account's
+//!    old record and loads its path in the account trie (an existing account's record is its
+//!    leaf, so the leaf is not looked for in the flat table);
 //! 2. **storage tries**, in parallel on [`MAX_TRIE_WORKERS`] threads, started as soon as their
-//!    tries are listed (beside the rest of step 1); a thread of its own loads the account
-//!    trie's paths beside steps 1 and 2;
+//!    tries are listed;
 //! 3. **accounts**: stage flat accounts and storage, and update the account trie (its subtries
 //!    hashed on the same threads);
 //! 4. **write** the batch with the head, then feed the recent-node cache and head subscribers.
@@ -27,7 +28,7 @@ use crate::{
     kv::{KvRead, KvStore, Table, WriteBatch},
     schema::{self, BlockHeader, decode_account, encode_account, encode_slot_value, meta},
     top_nodes::AccountNodes,
-    trie::{TrieCommit, TrieUpdate, node::is_leaf},
+    trie::{NodeSource, TrieCommit, TrieUpdate, node::is_leaf},
 };
 
 /// Threads that update storage tries in parallel during `apply_block`: storage tries are
@@ -66,9 +67,6 @@ struct StorageJob {
 
 /// A changed account: its hashed address, the change and its old record.
 type PlannedAccount<'d> = (B256, &'d AccountChange, Option<TrieAccount>);
-
-/// Old records (`None`: no account) by hashed address.
-type OldRecords = BTreeMap<B256, Option<TrieAccount>>;
 
 /// Step 1's result: every changed account by hashed address (in key order) with its old record,
 /// and the storage tries to update.
@@ -192,10 +190,11 @@ impl<S: KvStore> LeafDb<S> {
         Ok(())
     }
 
-    /// Steps 1 and 2: a thread loads the account trie's paths of every changed account (so
-    /// step 3 reads nothing) from the start, while this one plans (reads the old records) and
-    /// then updates the storage tries on worker threads. Returns the plan, the loaded account
-    /// trie, the storage commits and when the plan was done.
+    /// Steps 1 and 2: a thread reads every changed account's old record and loads its
+    /// account-trie path (so step 3 reads nothing) from the start, while this one reads the
+    /// records of the accounts with storage changes and updates their storage tries on worker
+    /// threads. Returns the plan, the loaded account trie, the storage commits and when the
+    /// storage tries could start.
     #[allow(clippy::type_complexity)]
     fn load_and_update_storage<'d, 'n, 's>(
         &self,
@@ -208,40 +207,48 @@ impl<S: KvStore> LeafDb<S> {
             diff.accounts.iter().map(|(a, c)| (keccak256(a), c)).collect();
         let account_root = self.account_root()?;
         std::thread::scope(|scope| {
-            let paths = scope.spawn(|| {
-                let mut up = TrieUpdate::new(account_nodes, account_root);
-                for haddr in hashed.keys() {
-                    up.touch(&Nibbles::unpack(haddr))?;
-                }
-                Ok::<_, LeafDbError>((up, started.elapsed()))
-            });
-            // The storage tries need only their own accounts' old records: they start on
-            // those while this thread reads the rest (~1,800 of a mainnet-sized block's 2,000).
-            let (jobs, olds) = self.plan_storage(&hashed)?;
-            let storage = scope.spawn(move || {
-                let commits = self.update_storage_tries(&jobs);
-                (jobs, commits)
-            });
-            let accounts = self.plan_accounts(&hashed, olds)?;
+            let paths =
+                scope.spawn(|| self.load_account_paths(&hashed, account_nodes, account_root));
+            // The storage tries need only their own accounts' old records (~200 of a
+            // mainnet-sized block's 2,000 accounts): they start on those at once.
+            let jobs = self.plan_storage(&hashed)?;
             let reads_done = started.elapsed();
-            let (jobs, storage) = storage.join().map_err(|_| LeafDbError::WorkerPanicked)?;
-            let (storage, plan) = (storage?, BlockPlan { accounts, jobs });
-            let (up, paths_loaded) = paths.join().map_err(|_| LeafDbError::WorkerPanicked)??;
+            let storage = self.update_storage_tries(&jobs);
+            let (up, accounts) = paths.join().map_err(|_| LeafDbError::WorkerPanicked)??;
+            let paths_loaded = started.elapsed();
+            let plan = BlockPlan { accounts, jobs };
             debug!(
                 account_paths_ms = paths_loaded.as_secs_f64() * 1e3,
                 storage_tries_ms = (started.elapsed() - reads_done).as_secs_f64() * 1e3,
-                "account-trie paths loaded beside the plan and the storage tries"
+                "account-trie paths loaded beside the storage tries"
             );
-            Ok((plan, up, storage, reads_done))
+            Ok((plan, up, storage?, reads_done))
         })
     }
 
-    /// Step 1, first half: the old records of the updated accounts with slots (one batched
-    /// read) and their storage jobs, in owner order.
-    fn plan_storage(
+    /// Step 1 for the account trie: every changed account with its old record (one batched
+    /// read), in key order, and the account trie with the paths to them loaded. An existing
+    /// account's record is its leaf's value, so its leaf is not looked for in the flat table.
+    fn load_account_paths<'d, 'n, N: NodeSource + ?Sized>(
         &self,
-        hashed: &BTreeMap<B256, &AccountChange>,
-    ) -> Result<(Vec<StorageJob>, OldRecords)> {
+        hashed: &BTreeMap<B256, &'d AccountChange>,
+        nodes: &'n N,
+        root: B256,
+    ) -> Result<(TrieUpdate<'n, N>, Vec<PlannedAccount<'d>>)> {
+        let keys: Vec<&[u8]> = hashed.keys().map(|k| k.as_slice()).collect();
+        let olds = self.store().multi_get(Table::Accounts, &keys)?;
+        let mut up = TrieUpdate::new(nodes, root);
+        let mut accounts = Vec::with_capacity(hashed.len());
+        for ((&haddr, &change), old) in hashed.iter().zip(olds) {
+            up.touch(&Nibbles::unpack(haddr), old.as_deref())?;
+            accounts.push((haddr, change, old.map(|b| decode_account(&b)).transpose()?));
+        }
+        Ok((up, accounts))
+    }
+
+    /// Step 1 for the storage tries: the old records of the updated accounts with slots (one
+    /// batched read) and their storage jobs, in owner order.
+    fn plan_storage(&self, hashed: &BTreeMap<B256, &AccountChange>) -> Result<Vec<StorageJob>> {
         let owners: Vec<(&B256, &AccountUpdate)> = hashed
             .iter()
             .filter_map(|(haddr, change)| match change {
@@ -252,7 +259,6 @@ impl<S: KvStore> LeafDb<S> {
         let keys: Vec<&[u8]> = owners.iter().map(|(k, _)| k.as_slice()).collect();
         let olds = self.store().multi_get(Table::Accounts, &keys)?;
         let mut jobs = Vec::with_capacity(owners.len());
-        let mut records = OldRecords::new();
         for ((&haddr, u), old) in owners.into_iter().zip(olds) {
             let old = old.map(|b| decode_account(&b)).transpose()?;
             let old_root = old.map_or(EMPTY_ROOT_HASH, |a| a.storage_root);
@@ -260,34 +266,8 @@ impl<S: KvStore> LeafDb<S> {
             let slots: BTreeMap<B256, U256> =
                 u.storage.iter().map(|(s, v)| (keccak256(s), *v)).collect();
             jobs.push(StorageJob { owner: haddr, root, slots: slots.into_iter().collect() });
-            records.insert(haddr, old);
         }
-        Ok((jobs, records))
-    }
-
-    /// Step 1, second half: every changed account with its old record in key order, those of
-    /// `known` (read by [`Self::plan_storage`]) taken from there and the rest read in one batch.
-    fn plan_accounts<'d>(
-        &self,
-        hashed: &BTreeMap<B256, &'d AccountChange>,
-        mut known: OldRecords,
-    ) -> Result<Vec<PlannedAccount<'d>>> {
-        let keys: Vec<&[u8]> =
-            hashed.keys().filter(|k| !known.contains_key(*k)).map(|k| k.as_slice()).collect();
-        let mut read = self.store().multi_get(Table::Accounts, &keys)?.into_iter();
-        let mut accounts = Vec::with_capacity(hashed.len());
-        for (&haddr, &change) in hashed {
-            let old = match known.remove(&haddr) {
-                Some(old) => old,
-                None => {
-                    let bytes =
-                        read.next().ok_or(LeafDbError::Invariant("multi_get lost a key"))?;
-                    bytes.map(|b| decode_account(&b)).transpose()?
-                }
-            };
-            accounts.push((haddr, change, old));
-        }
-        Ok(accounts)
+        Ok(jobs)
     }
 
     /// Step 2: the storage tries on worker threads.

@@ -21,7 +21,7 @@ use crate::{
     schema::{self, BlockHeader, SCHEMA_VERSION, decode_account, decode_head, meta},
     top_nodes::TopNodes,
     trie::{
-        NodeSource, checked_join,
+        KnownLeaf, NodeSource, checked_join,
         node::{encode_leaf, is_leaf},
         prove, verified,
     },
@@ -288,11 +288,21 @@ impl<R: KvRead + ?Sized> NodeSource for TrieNodes<'_, R> {
         }
     }
 
-    fn load_verified_stored(&self, path: &Nibbles, expected: B256) -> Result<(Vec<u8>, bool)> {
+    fn load_verified_stored(
+        &self,
+        path: &Nibbles,
+        expected: B256,
+        leaf: Option<KnownLeaf<'_>>,
+    ) -> Result<(Vec<u8>, bool)> {
         let full = self.full_path(path)?;
         let (rlp, stored) = match self.stored(&full)? {
             Some(rlp) => (Some(rlp), true),
-            None => (self.leaf_from_flat(&full, Some(&expected))?, false),
+            // Nothing stored: a leaf position (or a missing node). A known leaf that hashes
+            // right is the node, without a seek in the flat table.
+            None => match leaf.and_then(|leaf| leaf.at(path, &expected)) {
+                Some(rlp) => (Some(rlp), false),
+                None => (self.leaf_from_flat(&full, Some(&expected))?, false),
+            },
         };
         Ok((verified(self.owner(), path, expected, rlp)?, stored))
     }

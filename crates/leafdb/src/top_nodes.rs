@@ -19,7 +19,7 @@ use crate::{
     db::TrieNodes,
     error::Result,
     kv::KvRead,
-    trie::{NodeSource, TrieCommit},
+    trie::{KnownLeaf, NodeSource, TrieCommit},
 };
 
 /// Account-trie nodes at paths of at most this many nibbles are kept: 69,905 paths at most,
@@ -88,14 +88,19 @@ impl<R: KvRead + ?Sized> NodeSource for AccountNodes<'_, R> {
     /// A node from the cache counts as stored: a leaf of the top levels (a trie of a few
     /// accounts) rebuilt from the flat table would then get a needless delete, never a stored
     /// node a missing one.
-    fn load_verified_stored(&self, path: &Nibbles, expected: B256) -> Result<(Vec<u8>, bool)> {
+    fn load_verified_stored(
+        &self,
+        path: &Nibbles,
+        expected: B256,
+        leaf: Option<KnownLeaf<'_>>,
+    ) -> Result<(Vec<u8>, bool)> {
         if path.len() > TOP_DEPTH {
-            return self.stored.load_verified_stored(path, expected);
+            return self.stored.load_verified_stored(path, expected, leaf);
         }
         if let Some(rlp) = self.top.get(path, expected) {
             return Ok((rlp, true));
         }
-        let (rlp, stored) = self.stored.load_verified_stored(path, expected)?;
+        let (rlp, stored) = self.stored.load_verified_stored(path, expected, leaf)?;
         self.top.insert(*path, expected, &rlp);
         Ok((rlp, stored))
     }
@@ -103,13 +108,14 @@ impl<R: KvRead + ?Sized> NodeSource for AccountNodes<'_, R> {
 
 #[cfg(test)]
 mod tests {
-    use alloy_primitives::keccak256;
+    use alloy_primitives::{Address, KECCAK256_EMPTY, U256, keccak256};
 
     use super::*;
     use crate::{
-        LeafDb,
+        AccountChange, AccountUpdate, BlockDiff, BlockHeader, LeafDb, LeafDbError,
         keys::node_key,
         kv::{Durability, KvStore, Table, WriteBatch},
+        trie::TrieUpdate,
     };
 
     fn put_node<S: KvStore>(db: &LeafDb<S>, path: &Nibbles, rlp: Option<&[u8]>) {
@@ -142,5 +148,44 @@ mod tests {
         put_node(&db, &deep, Some(&rlp));
         assert_eq!(nodes.load_verified(&deep, keccak256(&rlp)).unwrap(), rlp);
         assert_eq!(top.len(), 1, "a deeper node is not kept");
+    }
+
+    /// Where no node is stored, a leaf the caller knows is taken in place of the flat table's,
+    /// and only if it hashes to what the parent names: an account whose flat record is gone
+    /// loads with its record known, and neither without it nor with another record.
+    #[test]
+    fn a_known_leaf_is_taken_only_if_it_hashes_right() {
+        let db = LeafDb::in_memory();
+        let mut diff = BlockDiff::default();
+        for i in 1..=2u8 {
+            let update = AccountUpdate {
+                nonce: 1,
+                balance: U256::from(i),
+                code_hash: KECCAK256_EMPTY,
+                ..Default::default()
+            };
+            diff.accounts.insert(Address::repeat_byte(i), AccountChange::Updated(update));
+        }
+        let (_, header) = db.apply_generated_block(&BlockHeader::default(), &diff).unwrap();
+        let key = keccak256(Address::repeat_byte(1));
+        let record = db.store().get(Table::Accounts, key.as_slice()).unwrap().unwrap();
+        let mut batch = WriteBatch::default();
+        batch.delete(Table::Accounts, key.as_slice());
+        db.store().write(batch, Durability::Logged).unwrap();
+
+        let path = Nibbles::unpack(key);
+        let touch = |value: Option<&[u8]>| {
+            let top = TopNodes::default();
+            let nodes = AccountNodes::new(db.store(), &top);
+            TrieUpdate::new(&nodes, header.state_root).touch(&path, value)
+        };
+        touch(Some(&record)).unwrap();
+        let mut other = record;
+        let last = other.len() - 1;
+        other[last] ^= 1;
+        for (value, why) in [(None, "no record"), (Some(&other[..]), "another record")] {
+            let err = touch(value).unwrap_err();
+            assert!(matches!(err, LeafDbError::MissingNode { .. }), "{why}: {err}");
+        }
     }
 }

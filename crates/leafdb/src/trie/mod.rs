@@ -38,15 +38,48 @@ pub trait NodeSource {
     /// [`Self::load_verified`], also telling whether the node is stored at `path` (`false`: it
     /// was rebuilt, as a leaf from a leafdb's flat tables, and no stored node is there to
     /// delete or overwrite). Sources that cannot tell say `true`. Sources that rebuild nodes
-    /// override this one; [`Self::load_verified`] follows.
-    fn load_verified_stored(&self, path: &Nibbles, expected: B256) -> Result<(Vec<u8>, bool)> {
+    /// override this one; [`Self::load_verified`] follows. Such sources take `leaf`, when the
+    /// caller knows the leaf that may lie at `path`, in place of a rebuild (see [`KnownLeaf`]);
+    /// others ignore it.
+    fn load_verified_stored(
+        &self,
+        path: &Nibbles,
+        expected: B256,
+        leaf: Option<KnownLeaf<'_>>,
+    ) -> Result<(Vec<u8>, bool)> {
+        let _ = leaf;
         Ok((verified(self.owner(), path, expected, self.node(path)?)?, true))
     }
 
     /// The node at `path`, which its parent refers to by `expected`: missing or hashing to
     /// anything else is an error naming the trie and the path.
     fn load_verified(&self, path: &Nibbles, expected: B256) -> Result<Vec<u8>> {
-        Ok(self.load_verified_stored(path, expected)?.0)
+        Ok(self.load_verified_stored(path, expected, None)?.0)
+    }
+}
+
+/// A leaf the caller already knows, by its whole key (from the trie's root) and its value: an
+/// account whose record `apply_block` has just read. A source that keeps no leaves and finds no
+/// node stored at a path on that key takes the leaf if it hashes to what the parent names,
+/// instead of looking for it in its flat table; any other node there cannot hash the same.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownLeaf<'a> {
+    /// The leaf's whole key.
+    pub key: &'a Nibbles,
+    /// Its value.
+    pub value: &'a [u8],
+}
+
+impl KnownLeaf<'_> {
+    /// The leaf's encoding as the node at `path`, if `path` lies on its key and the encoding
+    /// hashes to `expected`.
+    pub(crate) fn at(&self, path: &Nibbles, expected: &B256) -> Option<Vec<u8>> {
+        if !self.key.starts_with(path) {
+            return None;
+        }
+        let mut rlp = Vec::with_capacity(self.value.len() + 40);
+        node::encode_leaf(&self.key.slice(path.len()..), self.value, &mut rlp);
+        (keccak256(&rlp) == *expected).then_some(rlp)
     }
 }
 

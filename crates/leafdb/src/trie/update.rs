@@ -14,7 +14,7 @@ use alloy_primitives::{
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, nodes::RlpNode};
 
 use super::{
-    NodeSource,
+    KnownLeaf, NodeSource,
     node::{DecodedNode, encode_branch, encode_extension, encode_leaf},
 };
 use crate::error::{LeafDbError, Result};
@@ -126,26 +126,35 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
 
     /// Loads the nodes on the path to `key` without changing anything, so that a later
     /// [`Self::insert`] or [`Self::delete`] of it reads nothing (lets loading overlap other work).
-    pub fn touch(&mut self, key: &Nibbles) -> Result<()> {
+    /// `value`, when given, is the key's current value: its leaf is then a [`KnownLeaf`] to the
+    /// source, which need not look for it.
+    pub fn touch(&mut self, key: &Nibbles, value: Option<&[u8]>) -> Result<()> {
         let root = self.root.take();
-        self.root = self.touch_at(root, key, 0)?;
+        let leaf = value.map(|value| KnownLeaf { key, value });
+        self.root = self.touch_at(root, key, 0, leaf)?;
         Ok(())
     }
 
-    fn touch_at(&mut self, node: TNode, key: &Nibbles, depth: usize) -> Result<TNode> {
+    fn touch_at(
+        &mut self,
+        node: TNode,
+        key: &Nibbles,
+        depth: usize,
+        leaf: Option<KnownLeaf<'_>>,
+    ) -> Result<TNode> {
         Ok(match node {
             TNode::Hash(h) => {
-                let n = self.resolve(key.slice(..depth), h)?;
-                self.touch_at(n, key, depth)?
+                let n = self.resolve_with(key.slice(..depth), h, leaf)?;
+                self.touch_at(n, key, depth, leaf)?
             }
             TNode::Ext { key: k, child } if key.slice(depth..).starts_with(&k) => {
-                let child = self.touch_at(*child, key, depth + k.len())?;
+                let child = self.touch_at(*child, key, depth + k.len(), leaf)?;
                 TNode::Ext { key: k, child: Box::new(child) }
             }
             TNode::Branch { mut children, value } if depth < key.len() => {
                 let i = key.get_unchecked(depth) as usize;
                 let child = children[i].take();
-                children[i] = self.touch_at(child, key, depth + 1)?;
+                children[i] = self.touch_at(child, key, depth + 1, leaf)?;
                 TNode::Branch { children, value }
             }
             other => other,
@@ -162,7 +171,17 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
     /// Loads the stored node at `path`, checked against `expected`, and remembers its old
     /// encoding.
     fn resolve(&mut self, path: Nibbles, expected: B256) -> Result<TNode> {
-        let (rlp, stored) = self.src.load_verified_stored(&path, expected)?;
+        self.resolve_with(path, expected, None)
+    }
+
+    /// [`Self::resolve`], passing the source a leaf known to lie on `path`'s key.
+    fn resolve_with(
+        &mut self,
+        path: Nibbles,
+        expected: B256,
+        leaf: Option<KnownLeaf<'_>>,
+    ) -> Result<TNode> {
+        let (rlp, stored) = self.src.load_verified_stored(&path, expected, leaf)?;
         let node = TNode::from_decoded(DecodedNode::decode(&rlp)?)?;
         if !stored {
             self.rebuilt.insert(path);
