@@ -19,7 +19,9 @@ use super::{
 };
 use crate::error::{LeafDbError, Result};
 
-/// An in-memory node of a trie being updated.
+/// An in-memory node of a trie being updated. Keys are boxed (a `Nibbles` is 40 bytes) so that
+/// a node is 40 bytes, not 64: a loaded branch holds sixteen, and a mainnet-sized block loads
+/// thousands of branches, each in memory the block takes fresh (docs/benchmarks.md).
 #[derive(Debug, Clone, Default)]
 enum TNode {
     #[default]
@@ -27,11 +29,11 @@ enum TNode {
     /// A stored node not loaded (its path is implied by its position).
     Hash(B256),
     Leaf {
-        key: Nibbles,
+        key: Box<Nibbles>,
         value: Vec<u8>,
     },
     Ext {
-        key: Nibbles,
+        key: Box<Nibbles>,
         child: Box<TNode>,
     },
     Branch {
@@ -54,9 +56,9 @@ impl TNode {
 
     fn from_decoded(node: DecodedNode) -> Result<Self> {
         Ok(match node {
-            DecodedNode::Leaf { key, value } => Self::Leaf { key, value },
+            DecodedNode::Leaf { key, value } => Self::Leaf { key: Box::new(key), value },
             DecodedNode::Extension { key, child } => {
-                Self::Ext { key, child: Box::new(Self::from_ref(&child)?) }
+                Self::Ext { key: Box::new(key), child: Box::new(Self::from_ref(&child)?) }
             }
             DecodedNode::Branch { children, value } => {
                 let mut out: Box<[TNode; 16]> = Box::default();
@@ -198,14 +200,14 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
         value: Vec<u8>,
     ) -> Result<TNode> {
         Ok(match node {
-            TNode::Empty => TNode::Leaf { key: key.slice(depth..), value },
+            TNode::Empty => TNode::Leaf { key: Box::new(key.slice(depth..)), value },
             TNode::Hash(h) => {
                 let n = self.resolve(key.slice(..depth), h)?;
                 self.insert_at(n, key, depth, value)?
             }
             TNode::Leaf { key: k, value: v } => {
                 let rest = key.slice(depth..);
-                if k == rest {
+                if *k == rest {
                     return Ok(TNode::Leaf { key: k, value });
                 }
                 let c = k.common_prefix_length(&rest);
@@ -216,7 +218,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
                 } else {
                     Below::Child(
                         k.get_unchecked(c),
-                        TNode::Leaf { key: k.slice(c + 1..), value: v },
+                        TNode::Leaf { key: Box::new(k.slice(c + 1..)), value: v },
                     )
                 };
                 split_at(k.slice(..c), old, &rest, c, value)
@@ -232,7 +234,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
                 let below = if k.len() == c + 1 {
                     *child
                 } else {
-                    TNode::Ext { key: k.slice(c + 1..), child }
+                    TNode::Ext { key: Box::new(k.slice(c + 1..)), child }
                 };
                 split_at(k.slice(..c), Below::Child(k.get_unchecked(c), below), &rest, c, value)
             }
@@ -256,7 +258,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
                 self.delete_at(n, key, depth)?
             }
             TNode::Leaf { key: k, value } => {
-                if k == key.slice(depth..) {
+                if *k == key.slice(depth..) {
                     TNode::Empty
                 } else {
                     TNode::Leaf { key: k, value }
@@ -267,7 +269,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
                     return Ok(TNode::Ext { key: k, child });
                 }
                 let child = self.delete_at(*child, key, depth + k.len())?;
-                merge_into_ext(k, child)
+                merge_into_ext(*k, child)
             }
             TNode::Branch { mut children, value } => {
                 let value = if depth == key.len() {
@@ -295,7 +297,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
         let more = present.next().is_some();
         Ok(match (first, more, value) {
             (None, _, None) => TNode::Empty,
-            (None, _, Some(v)) => TNode::Leaf { key: Nibbles::new(), value: v },
+            (None, _, Some(v)) => TNode::Leaf { key: Box::default(), value: v },
             (Some(i), false, None) => {
                 let mut child = children[i].take();
                 if let TNode::Hash(h) = child {
@@ -531,22 +533,29 @@ fn split_at(common: Nibbles, old: Below, rest: &Nibbles, c: usize, value: Vec<u8
     if rest.len() == c {
         bvalue = Some(value);
     } else {
-        children[rest.get_unchecked(c) as usize] = TNode::Leaf { key: rest.slice(c + 1..), value };
+        children[rest.get_unchecked(c) as usize] =
+            TNode::Leaf { key: Box::new(rest.slice(c + 1..)), value };
     }
     wrap_ext(common, TNode::Branch { children, value: bvalue })
 }
 
 fn wrap_ext(key: Nibbles, node: TNode) -> TNode {
-    if key.is_empty() { node } else { TNode::Ext { key, child: Box::new(node) } }
+    if key.is_empty() { node } else { TNode::Ext { key: Box::new(key), child: Box::new(node) } }
 }
 
 /// The node that replaces an extension with key `k` whose child became `child`.
 fn merge_into_ext(k: Nibbles, child: TNode) -> TNode {
     match child {
         TNode::Empty => TNode::Empty,
-        TNode::Leaf { key, value } => TNode::Leaf { key: k.join(&key), value },
-        TNode::Ext { key, child } => TNode::Ext { key: k.join(&key), child },
-        other => TNode::Ext { key: k, child: Box::new(other) },
+        TNode::Leaf { mut key, value } => {
+            *key = k.join(&key);
+            TNode::Leaf { key, value }
+        }
+        TNode::Ext { mut key, child } => {
+            *key = k.join(&key);
+            TNode::Ext { key, child }
+        }
+        other => TNode::Ext { key: Box::new(k), child: Box::new(other) },
     }
 }
 

@@ -117,3 +117,10 @@ fn detects_corrupt_node() {
     }
     assert!(errors > 0);
 }
+
+/// A loaded branch holds sixteen nodes: keep a node at 40 bytes (a hash and its tag), the keys
+/// of leaves and extensions boxed.
+#[test]
+fn a_node_is_forty_bytes() {
+    assert_eq!(std::mem::size_of::<TNode>(), 40);
+}
