@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::{
     BlockShapeArgs, LeafdbBench, PaceArgs, in_scratch_dir,
-    proc::{cpu_s, peak_rss_mib},
+    proc::{cpu_s, minor_faults, peak_rss_mib},
 };
 use crate::error::CliError;
 
@@ -147,6 +147,8 @@ pub(crate) struct BlockLatencies {
     wall_ms: Vec<f64>,
     /// Each timed block's process CPU, ms, in order.
     cpu_ms: Vec<f64>,
+    /// Each timed block's minor page faults (the whole process), in order.
+    faults: Vec<u64>,
     /// Time spent before the timed blocks waiting for RocksDB's flushes and compactions.
     background_wait: Duration,
     /// Timed blocks before which that work was still not done when a slot had passed.
@@ -166,6 +168,8 @@ impl BlockLatencies {
             v
         };
         let (wall, cpu) = (sorted(&self.wall_ms), sorted(&self.cpu_ms));
+        let mut faults = self.faults.clone();
+        faults.sort_unstable();
         let warm = sorted(&self.wall_ms[self.wall_ms.len() / 2..]);
         if let Value::Object(map) = &mut fields {
             let keys = [
@@ -186,6 +190,7 @@ impl BlockLatencies {
                 ("slot_ms", self.pace.slot_ms),
                 ("slots_overrun", self.slots_overrun),
                 ("head_number", self.head),
+                ("minor_faults_median", faults.get(faults.len() / 2).copied().unwrap_or(0)),
             ];
             for (key, value) in pace {
                 map.insert(key.into(), value.into());
@@ -226,6 +231,7 @@ pub(crate) fn apply_generated(
         pace,
         wall_ms: Vec::new(),
         cpu_ms: Vec::new(),
+        faults: Vec::new(),
         background_wait: Duration::ZERO,
         slots_overrun: 0,
         head: 0,
@@ -250,11 +256,13 @@ pub(crate) fn apply_generated(
                 latencies.slots_overrun += u64::from(overrun);
             }
         }
-        let (t, cpu) = (Instant::now(), cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID));
+        let (t, cpu, faults) =
+            (Instant::now(), cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID), minor_faults());
         db.apply_block(&header, &diff)?;
         if timed {
             latencies.wall_ms.push(t.elapsed().as_secs_f64() * 1000.0);
             latencies.cpu_ms.push((cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu) * 1000.0);
+            latencies.faults.push(minor_faults().saturating_sub(faults));
         }
         head = header;
     }

@@ -61,3 +61,16 @@ pub(crate) fn cpu_s(clock: libc::clockid_t) -> f64 {
     }
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
+
+/// Minor page faults of the whole process so far (`getrusage`); 0 if unavailable. On this
+/// project's VM a fault on a page the process never had costs microseconds (docs/benchmarks.md,
+/// "where a block's page faults are"), so the block benchmarks count them.
+pub(crate) fn minor_faults() -> u64 {
+    // SAFETY: `rusage` is plain data for which all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage for the duration of the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0;
+    }
+    u64::try_from(usage.ru_minflt).unwrap_or(0)
+}
