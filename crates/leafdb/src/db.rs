@@ -295,16 +295,19 @@ impl<R: KvRead + ?Sized> NodeSource for TrieNodes<'_, R> {
         leaf: Option<KnownLeaf<'_>>,
     ) -> Result<(Vec<u8>, bool)> {
         let full = self.full_path(path)?;
-        let (rlp, stored) = match self.stored(&full)? {
-            Some(rlp) => (Some(rlp), true),
-            // Nothing stored: a leaf position (or a missing node). A known leaf that hashes
-            // right is the node, without a seek in the flat table.
-            None => match leaf.and_then(|leaf| leaf.at(path, &expected)) {
-                Some(rlp) => (Some(rlp), false),
-                None => (self.leaf_from_flat(&full, Some(&expected))?, false),
+        if let Some(rlp) = self.stored(&full)? {
+            return Ok((verified(self.owner(), path, expected, Some(rlp))?, true));
+        }
+        // Nothing stored: a leaf position (or a missing node). A known leaf that hashes right
+        // is the node, without a seek in the flat table. Either leaf is taken only if it hashes
+        // to `expected`, so it is not hashed again; `verified` names a missing one.
+        match leaf.and_then(|leaf| leaf.at(path, &expected)) {
+            Some(rlp) => Ok((rlp, false)),
+            None => match self.leaf_from_flat(&full, Some(&expected))? {
+                Some(rlp) => Ok((rlp, false)),
+                None => Ok((verified(self.owner(), path, expected, None)?, false)),
             },
-        };
-        Ok((verified(self.owner(), path, expected, rlp)?, stored))
+        }
     }
 
     fn owner(&self) -> B256 {
