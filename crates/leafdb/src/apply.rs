@@ -6,9 +6,10 @@
 //!    old record and loads its path in the account trie (an existing account's record is its
 //!    leaf, so the leaf is not looked for in the flat table);
 //! 2. **storage tries**, in parallel on up to [`MAX_TRIE_WORKERS`] threads (one core left to the
-//!    account-paths thread), started as soon as their tries are listed;
-//! 3. **accounts**: stage flat accounts and storage, and update the account trie (its subtries
-//!    hashed on the same threads);
+//!    account-paths thread), started as soon as their tries are listed, then staged (flat slots
+//!    and trie nodes) while the paths still load;
+//! 3. **accounts**: stage flat accounts, and update the account trie (its subtries hashed on the
+//!    same threads);
 //! 4. **write** the batch with the head, then feed the recent-node cache and head subscribers.
 
 use std::{
@@ -65,29 +66,34 @@ pub struct ApplyOutcome {
     pub nodes_deleted: usize,
 }
 
-/// One storage trie to update: the owner, its root before the block (empty when wiped) and the
-/// hashed slots with their new values (zero deletes), sorted.
+/// One storage trie to update: the owner, its root before the block (empty when wiped), whether
+/// a stored storage is wiped first, and the hashed slots with their new values (zero deletes),
+/// sorted.
 struct StorageJob {
     owner: B256,
     root: B256,
+    wipe: bool,
     slots: Vec<(B256, U256)>,
 }
 
 /// A changed account: its hashed address, the change and its old record.
 type PlannedAccount<'d> = (B256, &'d AccountChange, Option<TrieAccount>);
 
-/// Step 1's result: every changed account by hashed address (in key order) with its old record,
-/// and the storage tries to update.
-struct BlockPlan<'d> {
-    accounts: Vec<PlannedAccount<'d>>,
-    jobs: Vec<StorageJob>,
-}
-
 /// Node encodings a block made stale, with their hashes (for the recent-node cache).
 type Replaced = Vec<(B256, Vec<u8>)>;
 
-/// The updated storage tries by owner: the job's slots with the trie's commit.
-type StorageCommits = BTreeMap<B256, (Vec<(B256, U256)>, TrieCommit)>;
+/// The updated storage tries' commits by owner.
+type StorageCommits = BTreeMap<B256, TrieCommit>;
+
+/// Steps 1 and 2's result: every changed account by hashed address (in key order) with its old
+/// record, the loaded account trie, and the storage side already staged: the updated accounts'
+/// new storage roots and the encodings their tries replaced.
+struct Loaded<'d, 'n, N: ?Sized> {
+    accounts: Vec<PlannedAccount<'d>>,
+    account_trie: TrieUpdate<'n, N>,
+    storage_roots: BTreeMap<B256, B256>,
+    replaced: Replaced,
+}
 
 impl<S: KvStore> LeafDb<S> {
     /// Applies one block's changes in one atomic write together with the new head.
@@ -126,20 +132,20 @@ impl<S: KvStore> LeafDb<S> {
             batch.put(Table::Code, keccak256(code).as_slice(), code.to_vec());
         }
         let account_nodes = AccountNodes::new(self.store(), self.top_nodes());
-        let (plan, account_trie, storage, reads_done) =
-            self.load_and_update_storage(diff, &account_nodes, started)?;
         let mut outcome = ApplyOutcome {
             root: B256::ZERO,
             root_matches: false,
-            accounts: plan.accounts.len(),
-            slots: plan.jobs.iter().map(|j| j.slots.len()).sum(),
+            accounts: 0,
+            slots: 0,
             nodes_written: 0,
             nodes_deleted: 0,
         };
+        let (loaded, reads_done) =
+            self.load_and_update_storage(diff, &account_nodes, &mut batch, &mut outcome, started)?;
+        outcome.accounts = loaded.accounts.len();
         let storage_done = started.elapsed();
 
-        let (commit, replaced) =
-            stage_accounts(plan, account_trie, storage, &mut batch, &mut outcome)?;
+        let (commit, replaced) = stage_accounts(loaded, &mut batch, &mut outcome)?;
         let tries_done = started.elapsed();
 
         outcome.root = commit.root;
@@ -200,17 +206,17 @@ impl<S: KvStore> LeafDb<S> {
 
     /// Steps 1 and 2: a thread reads every changed account's old record and loads its
     /// account-trie path (so step 3 reads nothing) from the start, while this one reads the
-    /// records of the accounts with storage changes and updates their storage tries on worker
-    /// threads. Returns the plan, the loaded account trie, the storage commits and when the
-    /// storage tries could start.
-    #[allow(clippy::type_complexity)]
+    /// records of the accounts with storage changes, updates their storage tries on worker
+    /// threads and stages them in `batch` (their flat slots and trie nodes). Returns what was
+    /// loaded and staged, and when the storage tries could start.
     fn load_and_update_storage<'d, 'n, 's>(
         &self,
         diff: &'d BlockDiff,
         account_nodes: &'n AccountNodes<'s, S>,
+        batch: &mut WriteBatch,
+        outcome: &mut ApplyOutcome,
         started: Instant,
-    ) -> Result<(BlockPlan<'d>, TrieUpdate<'n, AccountNodes<'s, S>>, StorageCommits, Duration)>
-    {
+    ) -> Result<(Loaded<'d, 'n, AccountNodes<'s, S>>, Duration)> {
         let hashed: BTreeMap<B256, &AccountChange> =
             diff.accounts.iter().map(|(a, c)| (keccak256(a), c)).collect();
         let account_root = self.account_root()?;
@@ -221,16 +227,21 @@ impl<S: KvStore> LeafDb<S> {
             // mainnet-sized block's 2,000 accounts): they start on those at once.
             let jobs = self.plan_storage(&hashed)?;
             let reads_done = started.elapsed();
-            let storage = self.update_storage_tries(&jobs);
-            let (up, accounts) = paths.join().map_err(|_| LeafDbError::WorkerPanicked)??;
+            // Staged here, while the paths are still loading (they take longer).
+            let storage = self
+                .update_storage_tries(&jobs)
+                .map(|commits| stage_storage(&jobs, commits, batch, outcome));
+            let storage_done = started.elapsed();
+            let (account_trie, accounts) =
+                paths.join().map_err(|_| LeafDbError::WorkerPanicked)??;
             let paths_loaded = started.elapsed();
-            let plan = BlockPlan { accounts, jobs };
             debug!(
                 account_paths_ms = paths_loaded.as_secs_f64() * 1e3,
-                storage_tries_ms = (started.elapsed() - reads_done).as_secs_f64() * 1e3,
+                storage_tries_ms = (storage_done - reads_done).as_secs_f64() * 1e3,
                 "account-trie paths loaded beside the storage tries"
             );
-            Ok((plan, up, storage?, reads_done))
+            let (storage_roots, replaced) = storage??;
+            Ok((Loaded { accounts, account_trie, storage_roots, replaced }, reads_done))
         })
     }
 
@@ -270,10 +281,12 @@ impl<S: KvStore> LeafDb<S> {
         for ((&haddr, u), old) in owners.into_iter().zip(olds) {
             let old = old.map(|b| decode_account(&b)).transpose()?;
             let old_root = old.map_or(EMPTY_ROOT_HASH, |a| a.storage_root);
+            let wipe = u.storage_wiped && old_root != EMPTY_ROOT_HASH;
             let root = if u.storage_wiped { EMPTY_ROOT_HASH } else { old_root };
             let slots: BTreeMap<B256, U256> =
                 u.storage.iter().map(|(s, v)| (keccak256(s), *v)).collect();
-            jobs.push(StorageJob { owner: haddr, root, slots: slots.into_iter().collect() });
+            let slots = slots.into_iter().collect();
+            jobs.push(StorageJob { owner: haddr, root, wipe, slots });
         }
         Ok(jobs)
     }
@@ -341,24 +354,54 @@ fn commit_storage_jobs<R: KvRead + Sync + ?Sized>(
                 up.insert(&Nibbles::unpack(hslot), schema::slot_leaf_value(value))?;
             }
         }
-        out.insert(job.owner, (job.slots.clone(), up.commit()?));
+        out.insert(job.owner, up.commit()?);
         reader = Some(src);
     }
     Ok(out)
 }
 
-/// Step 3: stages every account (deleted, or written with its new storage root) with its flat
-/// storage and storage-trie nodes, and commits the account trie. Returns the account trie's
-/// commit and every node encoding the block replaced.
+/// Step 2's staging: each updated storage trie's wipe (if any), flat slots and trie nodes, in
+/// owner order. Returns the new storage roots and the encodings the tries replaced.
+fn stage_storage(
+    jobs: &[StorageJob],
+    mut commits: StorageCommits,
+    batch: &mut WriteBatch,
+    outcome: &mut ApplyOutcome,
+) -> Result<(BTreeMap<B256, B256>, Replaced)> {
+    let (mut roots, mut replaced) = (BTreeMap::new(), Vec::new());
+    for job in jobs {
+        let commit = commits
+            .remove(&job.owner)
+            .ok_or(LeafDbError::Invariant("a storage job without its commit"))?;
+        if job.wipe {
+            wipe_storage(batch, &job.owner);
+        }
+        for (hslot, value) in &job.slots {
+            let key = storage_key(&job.owner, hslot);
+            if value.is_zero() {
+                batch.delete(Table::Storage, key);
+            } else {
+                batch.put(Table::Storage, key, encode_slot_value(value));
+            }
+        }
+        outcome.slots += job.slots.len();
+        stage_commit(batch, Some(&job.owner), &commit, outcome);
+        roots.insert(job.owner, commit.root);
+        replaced.extend(commit.replaced);
+    }
+    Ok((roots, replaced))
+}
+
+/// Step 3: stages every account (deleted, or written with its new storage root; its storage
+/// was staged in step 2) and commits the account trie. Returns the account trie's commit and
+/// every node encoding the block replaced.
 fn stage_accounts<N: crate::trie::NodeSource + ?Sized>(
-    plan: BlockPlan<'_>,
-    mut up: TrieUpdate<'_, N>,
-    mut storage: StorageCommits,
+    loaded: Loaded<'_, '_, N>,
     batch: &mut WriteBatch,
     outcome: &mut ApplyOutcome,
 ) -> Result<(TrieCommit, Replaced)> {
-    let mut replaced = Vec::new();
-    for (haddr, change, old) in plan.accounts {
+    let Loaded { accounts, account_trie: mut up, storage_roots, mut replaced } = loaded;
+    for (haddr, change, old) in accounts {
         let AccountChange::Updated(u) = change else {
             if old.is_some() {
                 wipe_storage(batch, &haddr);
@@ -368,24 +411,15 @@ fn stage_accounts<N: crate::trie::NodeSource + ?Sized>(
             continue;
         };
         let old_root = old.map_or(EMPTY_ROOT_HASH, |a| a.storage_root);
-        let mut storage_root = old_root;
-        if u.storage_wiped && old_root != EMPTY_ROOT_HASH {
-            wipe_storage(batch, &haddr);
-            storage_root = EMPTY_ROOT_HASH;
-        }
-        if let Some((slots, commit)) = storage.remove(&haddr) {
-            for (hslot, value) in slots {
-                let key = storage_key(&haddr, &hslot);
-                if value.is_zero() {
-                    batch.delete(Table::Storage, key);
-                } else {
-                    batch.put(Table::Storage, key, encode_slot_value(&value));
-                }
+        let storage_root = match storage_roots.get(&haddr) {
+            Some(root) => *root,
+            // Wiped with no slot set after: no storage trie was updated, so it goes here.
+            None if u.storage_wiped && old_root != EMPTY_ROOT_HASH => {
+                wipe_storage(batch, &haddr);
+                EMPTY_ROOT_HASH
             }
-            storage_root = commit.root;
-            stage_commit(batch, Some(&haddr), &commit, outcome);
-            replaced.extend(commit.replaced);
-        }
+            None => old_root,
+        };
         let account = TrieAccount {
             nonce: u.nonce,
             balance: u.balance,
@@ -479,8 +513,8 @@ mod tests {
         for workers in [2, 3, 4] {
             let split = storage_tries_on(db.store(), &jobs, workers).unwrap();
             assert_eq!(split.len(), one.len());
-            for ((o1, (s1, c1)), (o2, (s2, c2))) in one.iter().zip(&split) {
-                assert_eq!((o1, s1, c1.root), (o2, s2, c2.root));
+            for ((o1, c1), (o2, c2)) in one.iter().zip(&split) {
+                assert_eq!((o1, c1.root), (o2, c2.root));
                 assert_eq!(c1.writes, c2.writes);
                 assert_eq!(sorted(c1.deletes.clone()), sorted(c2.deletes.clone()));
                 assert_eq!(sorted(c1.store_deletes.clone()), sorted(c2.store_deletes.clone()));
