@@ -308,7 +308,6 @@ impl<S: KvStore> LeafDb<S> {
     }
 }
 
-/// Updates the storage tries of `jobs`, reading nodes from `kv` (nothing is written).
 /// The storage tries of `jobs` updated on `workers` threads, each a run of consecutive jobs (one
 /// worker: this thread).
 fn storage_tries_on<R: KvRead + Sync + ?Sized>(
@@ -333,6 +332,7 @@ fn storage_tries_on<R: KvRead + Sync + ?Sized>(
     })
 }
 
+/// Updates the storage tries of `jobs`, reading nodes from `kv` (nothing is written).
 fn commit_storage_jobs<R: KvRead + Sync + ?Sized>(
     kv: &R,
     jobs: &[StorageJob],
