@@ -10,7 +10,8 @@
 //!    and trie nodes) while the paths still load;
 //! 3. **accounts**: stage flat accounts, and update the account trie (its subtries hashed on the
 //!    same threads);
-//! 4. **write** the batch with the head, then feed the recent-node cache and head subscribers.
+//! 4. **write** the batch with the head while another thread feeds the top-node and recent-node
+//!    caches, then tell head subscribers.
 
 use std::{
     collections::BTreeMap,
@@ -168,10 +169,8 @@ impl<S: KvStore> LeafDb<S> {
         }
         let staged = started.elapsed();
         let batch_bytes = batch.size_bytes();
-        self.store().write(batch, self.config().block_durability)?;
-        self.top_nodes().update(commit);
+        self.write_and_remember(batch, commit, header.number, replaced)?;
         self.publish_head(*header);
-        self.remember_replaced(header.number, replaced);
         debug!(
             number = header.number,
             accounts = outcome.accounts,
@@ -294,6 +293,29 @@ impl<S: KvStore> LeafDb<S> {
     /// Step 2: the storage tries on [`storage_workers`] threads.
     fn update_storage_tries(&self, jobs: &[StorageJob]) -> Result<StorageCommits> {
         storage_tries_on(self.store(), jobs, storage_workers())
+    }
+
+    /// Step 4: writes the block's batch while another thread takes the block into the caches
+    /// (the account trie's new top nodes, the encodings it replaced), ~2 ms that no longer wait
+    /// for the write (docs/benchmarks.md). Both caches are keyed by hash, so a write that fails
+    /// leaves nothing wrong in them: top nodes that no parent names, and replaced encodings that
+    /// are still current.
+    fn write_and_remember(
+        &self,
+        batch: WriteBatch,
+        commit: TrieCommit,
+        number: u64,
+        replaced: Replaced,
+    ) -> Result<()> {
+        std::thread::scope(|scope| {
+            let caches = scope.spawn(move || {
+                self.top_nodes().update(commit);
+                self.remember_replaced(number, replaced);
+            });
+            let written = self.store().write(batch, self.config().block_durability);
+            caches.join().map_err(|_| LeafDbError::WorkerPanicked)?;
+            written
+        })
     }
 
     /// Step 4's cache half: nodes the block replaced stay findable by hash for
