@@ -136,14 +136,14 @@ impl<S: KvStore> LeafDb<S> {
         let mut outcome = ApplyOutcome {
             root: B256::ZERO,
             root_matches: false,
-            accounts: 0,
+            // One per address: their hashes, the keys below, are as distinct.
+            accounts: diff.accounts.len(),
             slots: 0,
             nodes_written: 0,
             nodes_deleted: 0,
         };
         let (loaded, reads_done) =
             self.load_and_update_storage(diff, &account_nodes, &mut batch, &mut outcome, started)?;
-        outcome.accounts = loaded.accounts.len();
         let storage_done = started.elapsed();
 
         let (commit, replaced) = stage_accounts(loaded, &mut batch, &mut outcome)?;
