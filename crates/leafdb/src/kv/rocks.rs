@@ -118,7 +118,7 @@ impl DbOptions {
         // Every table flushed at once, whenever one's memtable fills: each flush frees the
         // write-ahead log. Flushed one by one, the tables that fill slowly (the head's, the flat
         // accounts') kept the log alive until its size limit forced them out, 250–455 MB of it
-        // under a 1M-account benchmark's blocks, whose writes took 53–63 ms instead of ~20 ms
+        // under a 1M-account benchmark's blocks, whose writes took 44–72 ms instead of 15–22 ms
         // (docs/benchmarks.md). It also keeps what bulk loads write without the log whole.
         o.set_atomic_flush(true);
         o
