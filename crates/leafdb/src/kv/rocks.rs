@@ -582,11 +582,16 @@ mod tests {
     /// A store with the default options in a new temporary directory (removed when the
     /// directory is dropped).
     fn temp_store() -> Result<(tempfile::TempDir, RocksStore)> {
+        temp_store_with(&DbOptions::default())
+    }
+
+    /// [`temp_store`] with `options`.
+    fn temp_store_with(options: &DbOptions) -> Result<(tempfile::TempDir, RocksStore)> {
         let dir = tempfile::tempdir().map_err(|source| LeafDbError::Io {
             context: "creating a temporary directory".into(),
             source,
         })?;
-        let store = RocksStore::open(dir.path(), &DbOptions::default())?;
+        let store = RocksStore::open(dir.path(), options)?;
         Ok((dir, store))
     }
 
@@ -617,12 +622,7 @@ mod tests {
     /// file since its first write (40 files here; checked).
     #[test]
     fn flushes_free_the_write_ahead_log() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|source| LeafDbError::Io {
-            context: "creating a temporary directory".into(),
-            source,
-        })?;
-        let store =
-            RocksStore::open(dir.path(), &DbOptions::default().write_buffer_bytes(64 << 10))?;
+        let (dir, store) = temp_store_with(&DbOptions::default().write_buffer_bytes(64 << 10))?;
         for block in 0..40u32 {
             let mut batch = WriteBatch::default();
             for i in 0..100u32 {
