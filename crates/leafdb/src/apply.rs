@@ -264,13 +264,16 @@ impl<S: KvStore> LeafDb<S> {
         Ok((up, accounts))
     }
 
-    /// Step 1 for the storage tries: the old records of the updated accounts with slots (one
-    /// batched read) and their storage jobs, in owner order.
+    /// Step 1 for the storage tries: the old records of the updated accounts with slots or a
+    /// wiped storage (one batched read) and their storage jobs, in owner order. A wipe with no
+    /// slot set after is a job too (its trie ends empty), so wipes are staged in one place.
     fn plan_storage(&self, hashed: &BTreeMap<B256, &AccountChange>) -> Result<Vec<StorageJob>> {
         let owners: Vec<(&B256, &AccountUpdate)> = hashed
             .iter()
             .filter_map(|(haddr, change)| match change {
-                AccountChange::Updated(u) if !u.storage.is_empty() => Some((haddr, u)),
+                AccountChange::Updated(u) if !u.storage.is_empty() || u.storage_wiped => {
+                    Some((haddr, u))
+                }
                 _ => None,
             })
             .collect();
@@ -432,15 +435,9 @@ fn stage_accounts<N: crate::trie::NodeSource + ?Sized>(
             up.delete(&Nibbles::unpack(haddr))?;
             continue;
         };
-        let old_root = old.map_or(EMPTY_ROOT_HASH, |a| a.storage_root);
         let storage_root = match storage_roots.get(&haddr) {
             Some(root) => *root,
-            // Wiped with no slot set after: no storage trie was updated, so it goes here.
-            None if u.storage_wiped && old_root != EMPTY_ROOT_HASH => {
-                wipe_storage(batch, &haddr);
-                EMPTY_ROOT_HASH
-            }
-            None => old_root,
+            None => old.map_or(EMPTY_ROOT_HASH, |a| a.storage_root),
         };
         let account = TrieAccount {
             nonce: u.nonce,

@@ -568,10 +568,8 @@ fn mismatching_roots_and_parents_are_counted_not_fatal() {
     assert_eq!(db.root_mismatches().unwrap(), 2);
 }
 
-#[test]
-fn deleting_and_recreating_wipes_storage() {
-    let db = LeafDb::in_memory();
-    let addr = Address::with_last_byte(9);
+/// Block 1 creates a contract at `addr` with 50 slots; returns its update.
+fn create_contract(db: &LeafDb<leafsync_leafdb::MemStore>, addr: Address) -> AccountUpdate {
     let mut storage = BTreeMap::new();
     for s in 0..50u8 {
         storage.insert(B256::with_last_byte(s), U256::from(s as u64 + 1));
@@ -586,6 +584,14 @@ fn deleting_and_recreating_wipes_storage() {
     let mut diff = BlockDiff::default();
     diff.accounts.insert(addr, AccountChange::Updated(created.clone()));
     db.apply_block(&header(1, B256::ZERO), &diff).unwrap();
+    created
+}
+
+#[test]
+fn deleting_and_recreating_wipes_storage() {
+    let db = LeafDb::in_memory();
+    let addr = Address::with_last_byte(9);
+    let created = create_contract(&db, addr);
     let root_with_storage = db.account_by_address(&addr).unwrap().unwrap().storage_root;
     assert_ne!(root_with_storage, EMPTY_ROOT_HASH);
     // Destroyed and created again with one slot: only that slot remains.
@@ -624,6 +630,24 @@ fn deleting_and_recreating_wipes_storage() {
     db.apply_block(&header(3, B256::ZERO), &diff).unwrap();
     let r = db.verify().unwrap();
     assert_eq!((r.accounts, r.slots, r.computed_root), (0, 0, EMPTY_ROOT_HASH));
+    assert_eq!(db.store().iter_from(Table::StorageNodes, &[]).count(), 0);
+}
+
+/// A storage wiped with no slot set after (a contract destroyed and created again without
+/// storage) ends empty: no slot and no storage-trie node of it remains.
+#[test]
+fn a_storage_wiped_with_no_slot_after_ends_empty() {
+    let db = LeafDb::in_memory();
+    let addr = Address::with_last_byte(9);
+    let created = create_contract(&db, addr);
+    let mut diff = BlockDiff::default();
+    let wiped = AccountUpdate { storage_wiped: true, storage: BTreeMap::new(), ..created };
+    diff.accounts.insert(addr, AccountChange::Updated(wiped));
+    db.apply_block(&header(2, B256::ZERO), &diff).unwrap();
+    assert_eq!(db.account_by_address(&addr).unwrap().unwrap().storage_root, EMPTY_ROOT_HASH);
+    let r = db.verify().unwrap();
+    assert_eq!((r.accounts, r.slots, r.storage_root_mismatches), (1, 0, 0));
+    assert_eq!(r.computed_root, r.stored_root);
     assert_eq!(db.store().iter_from(Table::StorageNodes, &[]).count(), 0);
 }
 
