@@ -56,3 +56,14 @@ interop_modules_current() {
     [ -f "$dir/node_modules/.package-lock.json" ] &&
     ! [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]
 }
+
+# The CPU flags (as /proc/cpuinfo names them) that the x86-64 build of .cargo/config.toml needs
+# (x86-64-v2 with PCLMULQDQ) and that the cpuinfo file $1 does not list, one per line: a binary
+# built for them stops with "Illegal instruction" on such a CPU.
+missing_cpu_flags() {
+  local flags want
+  flags=" $(grep -m1 '^flags' "$1" 2>/dev/null | cut -d: -f2 || true) "
+  for want in sse4_2 popcnt ssse3 cx16 pclmulqdq; do
+    [[ "$flags" == *" $want "* ]] || echo "$want"
+  done
+}

@@ -40,6 +40,17 @@ if ! command -v c++ >/dev/null; then
   apt_install g++
 fi
 
+# .cargo/config.toml builds x86-64 code for x86-64-v2 with PCLMULQDQ; a CPU without them could
+# build it but not run it. RUSTFLAGS (or its encoded form) replaces that choice.
+if [ "$(uname -m)" = x86_64 ] && [ -z "${RUSTFLAGS:-}${CARGO_ENCODED_RUSTFLAGS:-}" ]; then
+  missing="$(missing_cpu_flags /proc/cpuinfo | tr '\n' ' ')"
+  if [ -n "$missing" ]; then
+    echo "setup: this CPU lacks ${missing}which the build targets (.cargo/config.toml);" \
+      "build for it with RUSTFLAGS=\"-C target-cpu=native\"" >&2
+    exit 1
+  fi
+fi
+
 # The interop test runs @ethereumjs/devp2p under `node`; npm installs the pinned packages.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "setup: installing nodejs and npm (for the ethereumjs interop test and the pinned anvil)"

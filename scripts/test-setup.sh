@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests scripts/detect.sh against temporary trees: a tree holding only the C++ API library
 # (libclang-cpp.so.14) must count as missing, and one holding libclang.so.1 as present; the
-# interop tests' Node packages count as installed only when complete and newer than the lock.
+# interop tests' Node packages count as installed only when complete and newer than the lock; the
+# CPU flags the x86-64 build needs are found missing only when /proc/cpuinfo does not list them.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/detect.sh"
 
@@ -64,6 +65,24 @@ check_modules "every package, installed after the lock" current "$tmp/repo"
 touch "$mods/package-lock.json"
 touch -d '1 hour ago' "$mods/node_modules/.package-lock.json"
 check_modules "lock changed after the install" stale "$tmp/repo"
+
+# The CPU flags the x86-64 build needs: all listed, two missing, no flags line at all.
+check_cpu() { # name, expected missing flags (space-separated), cpuinfo file
+  local name="$1" want="$2" got
+  got="$(missing_cpu_flags "$3" | tr '\n' ' ' | sed 's/ $//')"
+  if [ "$got" = "$want" ]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL: $name: expected missing '$want', detected '$got'" >&2
+  fi
+}
+printf 'processor\t: 0\nflags\t\t: fpu sse2 ssse3 cx16 sse4_1 sse4_2 popcnt pclmulqdq avx2\n' >"$tmp/v2"
+check_cpu "x86-64-v2 with pclmulqdq" "" "$tmp/v2"
+printf 'processor\t: 0\nflags\t\t: fpu sse2 ssse3 cx16 sse4_1 popcnt sse4_2_like\n' >"$tmp/old"
+check_cpu "no sse4_2, no pclmulqdq" "sse4_2 pclmulqdq" "$tmp/old"
+printf 'processor\t: 0\n' >"$tmp/none"
+check_cpu "no flags line" "sse4_2 popcnt ssse3 cx16 pclmulqdq" "$tmp/none"
 
 echo "setup detection: $passed passed, $failed failed"
 [ "$failed" = 0 ]
