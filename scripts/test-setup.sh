@@ -10,15 +10,18 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 passed=0
 failed=0
-check() { # name, expected (present|missing), roots
-  local name="$1" want="$2" got
-  if LEAFSYNC_LIBCLANG_ROOTS="$3" find_libclang >/dev/null; then got=present; else got=missing; fi
-  if [ "$got" = "$want" ]; then
+record() { # name, expected, detected: counts the check and names a failure
+  if [ "$2" = "$3" ]; then
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
-    echo "FAIL: $name: expected $want, detected $got" >&2
+    echo "FAIL: $1: expected $2, detected $3" >&2
   fi
+}
+check() { # name, expected (present|missing), roots
+  local name="$1" want="$2" got
+  if LEAFSYNC_LIBCLANG_ROOTS="$3" find_libclang >/dev/null; then got=present; else got=missing; fi
+  record "$name" "$want" "$got"
 }
 mk() { mkdir -p "$(dirname "$1")" && : >"$1"; }
 
@@ -47,12 +50,7 @@ check "second root has it" present "$tmp/cpp-only:$tmp/soname"
 check_modules() { # name, expected (current|stale), tree
   local name="$1" want="$2" got
   if interop_modules_current "$3"; then got=current; else got=stale; fi
-  if [ "$got" = "$want" ]; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAIL: $name: expected $want, detected $got" >&2
-  fi
+  record "$name" "$want" "$got"
 }
 mods="$tmp/repo/tests/interop"
 mk "$mods/package-lock.json"
@@ -70,12 +68,7 @@ check_modules "lock changed after the install" stale "$tmp/repo"
 check_cpu() { # name, expected missing flags (space-separated), cpuinfo file
   local name="$1" want="$2" got
   got="$(missing_cpu_flags "$3" | tr '\n' ' ' | sed 's/ $//')"
-  if [ "$got" = "$want" ]; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAIL: $name: expected missing '$want', detected '$got'" >&2
-  fi
+  record "$name" "missing '$want'" "missing '$got'"
 }
 printf 'processor\t: 0\nflags\t\t: fpu sse2 ssse3 cx16 sse4_1 sse4_2 popcnt pclmulqdq avx2\n' >"$tmp/v2"
 check_cpu "x86-64-v2 with pclmulqdq" "" "$tmp/v2"
