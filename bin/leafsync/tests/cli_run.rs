@@ -321,7 +321,8 @@ listen = ""
 #[test]
 fn check_config_prints_toml_that_checks_again_the_same() {
     let dir = tempfile::tempdir().unwrap();
-    let documented = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/leafsync.toml");
+    let documented = manifest_dir().join("../../config/leafsync.toml");
+    let documented = documented.to_str().expect("a UTF-8 checkout path");
     let check = |args: &[&str]| {
         let out = leafsync().arg("check-config").args(args).output().unwrap();
         (out.status.success(), String::from_utf8(out.stdout).unwrap(), out.stderr)
@@ -356,7 +357,7 @@ fn a_printing_command_whose_reader_is_gone_ends_quietly() {
     drop(reader);
     let out = leafsync()
         .args(["check-config", "--config"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/leafsync.toml"))
+        .arg(manifest_dir().join("../../config/leafsync.toml"))
         .stdout(writer)
         .output()
         .unwrap();
@@ -389,4 +390,13 @@ fn a_datadir_of_one_chain_is_refused_for_another() {
         assert!(stderr.contains(&part), "{part} not in {stderr}");
     }
     assert!(stderr.contains("another datadir"), "{stderr}");
+}
+
+/// This package's directory as `cargo test` names it when the test runs, not as it was when the
+/// test was built: a test binary kept in a shared target directory from a build in another
+/// checkout would otherwise read that checkout's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
 }

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
-use std::{collections::BTreeMap, path::PathBuf};
+use std::collections::BTreeMap;
 
 use alloy_primitives::{B256, keccak256};
 use alloy_trie::Nibbles;
@@ -12,8 +12,7 @@ use leafsync_leafdb::trie::{MemNodes, StackBuilder, TrieUpdate, walk_leaves};
 use serde_json::Value;
 
 fn testdata(name: &str) -> Value {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/trie").join(name);
+    let path = manifest_dir().join("../../../shared/testdata/trie").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
@@ -129,4 +128,13 @@ fn trietestnextprev() {
             assert_eq!(next, bytes(t[2].as_str().unwrap()), "{case}: next of {probe:?}");
         }
     }
+}
+
+/// This package's directory as `cargo test` names it when the test runs, not as it was when the
+/// test was built: a test binary kept in a shared target directory from a build in another
+/// checkout would otherwise read that checkout's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
 }

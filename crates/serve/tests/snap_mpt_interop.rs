@@ -34,7 +34,7 @@ const ACCOUNT_CASES: usize = 60;
 const STORAGE_CASES: usize = 30;
 
 fn interop_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop"))
+    manifest_dir().join("../../tests/interop")
 }
 
 fn hex0x(b: &[u8]) -> String {
@@ -280,4 +280,13 @@ fn edge_proofs_verify_with_ethereumjs_mpt() {
         valid.len(),
         corrupted.len()
     );
+}
+
+/// This package's directory as `cargo test` names it when the test runs, not as it was when the
+/// test was built: a test binary kept in a shared target directory from a build in another
+/// checkout would otherwise read that checkout's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
 }

@@ -13,7 +13,7 @@ use leafsync_leafdb::{
 
 /// The shared test data folder.
 pub fn testdata(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata").join(rel)
+    manifest_dir().join("../../../shared/testdata").join(rel)
 }
 
 /// A model account.
@@ -173,4 +173,13 @@ pub fn fresh_build<S: KvStore>(db: &LeafDb<S>, model: &Model) -> B256 {
             .unwrap();
     }
     import.finish(BlockHeader::default()).unwrap().root
+}
+
+/// This package's directory as `cargo test` names it when the test runs, not as it was when the
+/// test was built: a test binary kept in a shared target directory from a build in another
+/// checkout would otherwise read that checkout's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
 }

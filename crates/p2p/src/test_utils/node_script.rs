@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 /// `tests/interop`, where the scripts and their `node_modules` are.
 pub fn interop_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop"))
+    manifest_dir().join("../../tests/interop")
 }
 
 /// A running script: its process (killed on drop) and its events, one JSON value a line (a line
@@ -58,4 +58,13 @@ impl NodeScript {
         });
         Self { child, events }
     }
+}
+
+/// This package's directory as `cargo test` names it when the test runs, not as it was when the
+/// test was built: a test binary kept in a shared target directory from a build in another
+/// checkout would otherwise read that checkout's files.
+fn manifest_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
 }
