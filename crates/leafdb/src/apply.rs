@@ -2,19 +2,26 @@
 //! atomic write, in four steps:
 //!
 //! 1. **plan**: read the old records of the accounts whose storage changes and list their
-//!    storage tries; beside it and step 2, a thread of its own reads every changed account's
-//!    old record and loads its path in the account trie (an existing account's record is its
-//!    leaf, so the leaf is not looked for in the flat table);
+//!    storage tries; beside it and step 2, a thread of its own (the paths thread) loads the
+//!    account trie one root child's part at a time, reading each part's changed accounts' old
+//!    records and loading the paths to them (an existing account's record is its leaf, so the
+//!    leaf is not looked for in the flat table);
 //! 2. **storage tries**, in parallel on up to [`MAX_TRIE_WORKERS`] threads (one core left to the
-//!    account-paths thread), started as soon as their tries are listed, then staged (flat slots
-//!    and trie nodes) while the paths still load;
-//! 3. **accounts**: stage flat accounts, and update the account trie (its subtries hashed on the
-//!    same threads);
+//!    paths thread), started as soon as their tries are listed, then staged (flat slots and
+//!    trie nodes) while the paths still load;
+//! 3. **accounts**: each loaded part of the account trie changed (flat accounts staged, leaves
+//!    set), committed and staged on this thread once the storage roots are known, and on the
+//!    paths thread too once it has loaded the last; then the root joined over the parts
+//!    (`accounts.rs`);
 //! 4. **write** the batch with the head while another thread feeds the top-node and recent-node
 //!    caches, then tell head subscribers.
 
 use std::{
     collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        mpsc::{Sender, channel},
+    },
     time::{Duration, Instant},
 };
 
@@ -22,16 +29,20 @@ use alloy_primitives::{B256, U256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 use tracing::{debug, warn};
 
+use accounts::{AccountTrie, stage_accounts, stage_parts};
+
 use crate::{
     db::{LeafDb, TrieNodes},
     diff::{AccountChange, AccountUpdate, BlockDiff},
     error::{LeafDbError, Result},
     keys::{node_key, node_table, prefix_end, storage_key},
     kv::{KvRead, KvStore, Table, WriteBatch},
-    schema::{self, BlockHeader, decode_account, encode_account, encode_slot_value, meta},
+    schema::{self, BlockHeader, decode_account, encode_slot_value, meta},
     top_nodes::AccountNodes,
-    trie::{NodeSource, TrieCommit, TrieUpdate, node::is_leaf},
+    trie::{TrieCommit, TrieUpdate, node::is_leaf},
 };
+
+mod accounts;
 
 /// Threads that update storage tries in parallel during `apply_block`: storage tries are
 /// independent, and beyond 4 threads a mainnet-sized block (a few hundred tries) gains little.
@@ -86,13 +97,11 @@ type Replaced = Vec<(B256, Vec<u8>)>;
 /// The updated storage tries' commits by owner.
 type StorageCommits = BTreeMap<B256, TrieCommit>;
 
-/// Steps 1 and 2's result: every changed account by hashed address (in key order) with its old
-/// record, the loaded account trie, and the storage side already staged: the updated accounts'
-/// new storage roots and the encodings their tries replaced.
+/// Steps 1 and 2's result: the account trie, and the storage side already staged: the updated
+/// accounts' new storage roots and the encodings their tries replaced.
 struct Loaded<'d, 'n, N: ?Sized> {
-    accounts: Vec<PlannedAccount<'d>>,
-    account_trie: TrieUpdate<'n, N>,
-    storage_roots: BTreeMap<B256, B256>,
+    account_trie: AccountTrie<'d, 'n, N>,
+    storage_roots: Arc<BTreeMap<B256, B256>>,
     replaced: Replaced,
 }
 
@@ -142,11 +151,18 @@ impl<S: KvStore> LeafDb<S> {
             nodes_written: 0,
             nodes_deleted: 0,
         };
-        let (loaded, reads_done) =
-            self.load_and_update_storage(diff, &account_nodes, &mut batch, &mut outcome, started)?;
-        let storage_done = started.elapsed();
+        let account_root = self.account_root()?;
+        let (loaded, reads_done, storage_done) = self.load_and_update_storage(
+            diff,
+            &account_nodes,
+            account_root,
+            &mut batch,
+            &mut outcome,
+            started,
+        )?;
 
-        let (commit, replaced) = stage_accounts(loaded, &mut batch, &mut outcome)?;
+        let (commit, replaced) =
+            stage_accounts(loaded, &account_nodes, account_root, &mut batch, &mut outcome)?;
         let tries_done = started.elapsed();
 
         outcome.root = commit.root;
@@ -204,64 +220,60 @@ impl<S: KvStore> LeafDb<S> {
     }
 
     /// Steps 1 and 2: a thread reads every changed account's old record and loads its
-    /// account-trie path (so step 3 reads nothing) from the start, while this one reads the
-    /// records of the accounts with storage changes, updates their storage tries on worker
-    /// threads and stages them in `batch` (their flat slots and trie nodes). Returns what was
-    /// loaded and staged, and when the storage tries could start.
+    /// account-trie path (so step 3 reads nothing) from the start, one root child's part at a
+    /// time, while this one reads the records of the accounts with storage changes, updates
+    /// their storage tries on worker threads and stages them in `batch` (their flat slots and
+    /// trie nodes). Then both threads change, commit and stage the account trie's parts: this
+    /// one from when the storage roots are known (the parts loaded by then wait for it), the
+    /// paths thread once it has loaded the last (docs/benchmarks.md). Returns what was loaded
+    /// and staged, when the storage tries could start and when they were staged.
     fn load_and_update_storage<'d, 'n, 's>(
         &self,
         diff: &'d BlockDiff,
         account_nodes: &'n AccountNodes<'s, S>,
+        account_root: B256,
         batch: &mut WriteBatch,
         outcome: &mut ApplyOutcome,
         started: Instant,
-    ) -> Result<(Loaded<'d, 'n, AccountNodes<'s, S>>, Duration)> {
+    ) -> Result<(Loaded<'d, 'n, AccountNodes<'s, S>>, Duration, Duration)> {
         let hashed: BTreeMap<B256, &AccountChange> =
             diff.accounts.iter().map(|(a, c)| (keccak256(a), c)).collect();
-        let account_root = self.account_root()?;
+        let (parts_tx, parts_rx) = channel();
+        let parts_rx = Mutex::new(parts_rx);
+        let (roots_tx, roots_rx) = channel();
         std::thread::scope(|scope| {
-            let paths =
-                scope.spawn(|| self.load_account_paths(&hashed, account_nodes, account_root));
+            // Dropped when this closure returns, early or not: the paths thread stops waiting.
+            let roots_tx: Sender<Arc<BTreeMap<B256, B256>>> = roots_tx;
+            let parts = &parts_rx;
+            let paths = scope.spawn(|| {
+                let roots_rx = roots_rx;
+                let split = TrieUpdate::new(account_nodes, account_root).split_root()?;
+                self.load_account_paths(&hashed, split, parts_tx, &roots_rx, parts, started)
+            });
             // The storage tries need only their own accounts' old records (~200 of a
             // mainnet-sized block's 2,000 accounts): they start on those at once.
             let jobs = self.plan_storage(&hashed)?;
             let reads_done = started.elapsed();
             // Staged here, while the paths are still loading (they take longer).
-            let storage = self
-                .update_storage_tries(&jobs)
-                .map(|commits| stage_storage(&jobs, commits, batch, outcome));
+            let commits = self.update_storage_tries(&jobs)?;
+            let (storage_roots, replaced) = stage_storage(&jobs, commits, batch, outcome)?;
             let storage_done = started.elapsed();
-            let (account_trie, accounts) =
+            let storage_roots = Arc::new(storage_roots);
+            // The paths thread is gone only if it failed; its join says why.
+            let _ = roots_tx.send(Arc::clone(&storage_roots));
+            let staged = stage_parts(parts, &storage_roots)?;
+            let staged_here = staged.len();
+            let (paths_outcome, paths_loaded) =
                 paths.join().map_err(|_| LeafDbError::WorkerPanicked)??;
-            let paths_loaded = started.elapsed();
+            let account_trie = paths_outcome.with_parts(staged);
             debug!(
                 account_paths_ms = paths_loaded.as_secs_f64() * 1e3,
                 storage_tries_ms = (storage_done - reads_done).as_secs_f64() * 1e3,
+                parts_staged_here = staged_here,
                 "account-trie paths loaded beside the storage tries"
             );
-            let (storage_roots, replaced) = storage??;
-            Ok((Loaded { accounts, account_trie, storage_roots, replaced }, reads_done))
+            Ok((Loaded { account_trie, storage_roots, replaced }, reads_done, storage_done))
         })
-    }
-
-    /// Step 1 for the account trie: every changed account with its old record (one batched
-    /// read), in key order, and the account trie with the paths to them loaded. An existing
-    /// account's record is its leaf's value, so its leaf is not looked for in the flat table.
-    fn load_account_paths<'d, 'n, N: NodeSource + ?Sized>(
-        &self,
-        hashed: &BTreeMap<B256, &'d AccountChange>,
-        nodes: &'n N,
-        root: B256,
-    ) -> Result<(TrieUpdate<'n, N>, Vec<PlannedAccount<'d>>)> {
-        let keys: Vec<&[u8]> = hashed.keys().map(|k| k.as_slice()).collect();
-        let olds = self.store().multi_get(Table::Accounts, &keys)?;
-        let mut up = TrieUpdate::new(nodes, root);
-        let mut accounts = Vec::with_capacity(hashed.len());
-        for ((&haddr, &change), old) in hashed.iter().zip(olds) {
-            up.touch(&Nibbles::unpack(haddr), old.as_deref())?;
-            accounts.push((haddr, change, old.map(|b| decode_account(&b)).transpose()?));
-        }
-        Ok((up, accounts))
     }
 
     /// Step 1 for the storage tries: the old records of the updated accounts with slots or a
@@ -410,49 +422,13 @@ fn stage_storage(
             }
         }
         outcome.slots += job.slots.len();
-        stage_commit(batch, Some(&job.owner), &commit, outcome);
+        let (written, deleted) = stage_commit(batch, Some(&job.owner), &commit);
+        outcome.nodes_written += written;
+        outcome.nodes_deleted += deleted;
         roots.insert(job.owner, commit.root);
         replaced.extend(commit.replaced);
     }
     Ok((roots, replaced))
-}
-
-/// Step 3: stages every account (deleted, or written with its new storage root; its storage
-/// was staged in step 2) and commits the account trie. Returns the account trie's commit and
-/// every node encoding the block replaced.
-fn stage_accounts<N: crate::trie::NodeSource + ?Sized>(
-    loaded: Loaded<'_, '_, N>,
-    batch: &mut WriteBatch,
-    outcome: &mut ApplyOutcome,
-) -> Result<(TrieCommit, Replaced)> {
-    let Loaded { accounts, account_trie: mut up, storage_roots, mut replaced } = loaded;
-    for (haddr, change, old) in accounts {
-        let AccountChange::Updated(u) = change else {
-            if old.is_some() {
-                wipe_storage(batch, &haddr);
-                batch.delete(Table::Accounts, haddr.as_slice());
-            }
-            up.delete(&Nibbles::unpack(haddr))?;
-            continue;
-        };
-        let storage_root = match storage_roots.get(&haddr) {
-            Some(root) => *root,
-            None => old.map_or(EMPTY_ROOT_HASH, |a| a.storage_root),
-        };
-        let account = TrieAccount {
-            nonce: u.nonce,
-            balance: u.balance,
-            storage_root,
-            code_hash: u.code_hash,
-        };
-        let value = encode_account(&account);
-        batch.put(Table::Accounts, haddr.as_slice(), value.clone());
-        up.insert(&Nibbles::unpack(haddr), value)?;
-    }
-    let mut commit = up.commit_parallel(trie_workers())?;
-    stage_commit(batch, None, &commit, outcome);
-    replaced.append(&mut commit.replaced);
-    Ok((commit, replaced))
 }
 
 /// Deletes an account's storage slots and storage trie.
@@ -463,13 +439,12 @@ fn wipe_storage(batch: &mut WriteBatch, account: &B256) {
 
 /// Stages a trie commit's node writes and deletions: every write but the leaves (a leafdb
 /// rebuilds those from the flat tables), and a delete wherever a stored node vanished or a leaf
-/// took its place.
+/// took its place. Returns how many nodes it writes and deletes.
 fn stage_commit(
     batch: &mut WriteBatch,
     owner: Option<&B256>,
     commit: &TrieCommit,
-    outcome: &mut ApplyOutcome,
-) {
+) -> (usize, usize) {
     let table = node_table(owner);
     // In key order: RocksDB inserts a run of increasing keys into its memtable skiplist from
     // the previous insert's position instead of searching from the top.
@@ -484,61 +459,8 @@ fn stage_commit(
     for (path, _, rlp) in &writes {
         batch.put(table, node_key(owner, path), rlp.clone());
     }
-    outcome.nodes_written += writes.len();
-    outcome.nodes_deleted += deletes.len();
+    (writes.len(), deletes.len())
 }
 
 #[cfg(test)]
-mod tests {
-    use alloy_primitives::{Address, KECCAK256_EMPTY};
-
-    use super::*;
-    use crate::{AccountUpdate, LeafDb};
-
-    /// A diff of `contracts` accounts, each setting `slots` slots to values drawn from `seed`.
-    fn storage_diff(contracts: u64, slots: u64, seed: u64) -> BlockDiff {
-        let mut diff = BlockDiff::default();
-        for c in 0..contracts {
-            let mut update =
-                AccountUpdate { nonce: 1, code_hash: KECCAK256_EMPTY, ..Default::default() };
-            for s in 0..slots {
-                let slot = B256::from(U256::from(s * 7 + seed % 5));
-                update.storage.insert(slot, U256::from(seed * 1_000 + c * 31 + s + 1));
-            }
-            diff.accounts
-                .insert(Address::with_last_byte(c as u8 + 1), AccountChange::Updated(update));
-        }
-        diff
-    }
-
-    /// The storage tries split over several workers give what one thread gives: the same roots,
-    /// writes, deletions and replaced encodings (a machine of two cores only ever runs one).
-    #[test]
-    fn storage_tries_on_several_workers_match_one() {
-        let db = LeafDb::in_memory();
-        let header = BlockHeader { number: 1, ..Default::default() };
-        db.apply_generated_block(&header, &storage_diff(9, 40, 1)).unwrap();
-        let diff = storage_diff(9, 40, 2);
-        let hashed: BTreeMap<B256, &AccountChange> =
-            diff.accounts.iter().map(|(a, c)| (keccak256(a), c)).collect();
-        let jobs = db.plan_storage(&hashed).unwrap();
-        assert_eq!(jobs.len(), 9);
-        assert!(jobs.iter().all(|j| j.root != EMPTY_ROOT_HASH));
-        let one = storage_tries_on(db.store(), &jobs, 1).unwrap();
-        let sorted = |mut v: Vec<Nibbles>| {
-            v.sort_unstable();
-            v
-        };
-        for workers in [2, 3, 4] {
-            let split = storage_tries_on(db.store(), &jobs, workers).unwrap();
-            assert_eq!(split.len(), one.len());
-            for ((o1, c1), (o2, c2)) in one.iter().zip(&split) {
-                assert_eq!((o1, c1.root), (o2, c2.root));
-                assert_eq!(c1.writes, c2.writes);
-                assert_eq!(sorted(c1.deletes.clone()), sorted(c2.deletes.clone()));
-                assert_eq!(sorted(c1.store_deletes.clone()), sorted(c2.store_deletes.clone()));
-                assert_eq!(c1.replaced.len(), c2.replaced.len());
-            }
-        }
-    }
-}
+mod tests;

@@ -20,7 +20,7 @@ pub use keccak::{keccak_lanes, keccak256_batch};
 pub use mem::MemNodes;
 pub use node::DecodedNode;
 pub use proof::prove;
-pub use update::{TrieCommit, TrieUpdate};
+pub use update::{RootBranch, TrieCommit, TrieUpdate};
 pub use walk::walk_leaves;
 
 use alloy_primitives::{B256, keccak256};

@@ -5,7 +5,8 @@
 //! and, on [`TrieUpdate::commit`], re-hashes the changed part and returns the nodes to write by
 //! path, the paths whose nodes vanished, and the old encodings that are no longer current (for
 //! the recent-node cache). Untouched subtrees stay references and never move: only leaves and
-//! extensions change paths, and those are always loaded before they change.
+//! extensions change paths, and those are always loaded before they change. A large trie's
+//! update can be split under its root branch and its parts committed apart (`split.rs`).
 
 use alloy_primitives::{
     B256, keccak256,
@@ -93,9 +94,21 @@ pub struct TrieCommit {
     pub replaced: Vec<(B256, Vec<u8>)>,
 }
 
+impl TrieCommit {
+    /// Adds `other`'s nodes, deletions and replaced encodings to this commit (whose root stays).
+    pub fn append(&mut self, other: Self) {
+        self.writes.extend(other.writes);
+        self.deletes.extend(other.deletes);
+        self.store_deletes.extend(other.store_deletes);
+        self.replaced.extend(other.replaced);
+    }
+}
+
 /// A batch of changes to one trie; see the module docs.
 pub struct TrieUpdate<'a, S: ?Sized> {
     src: &'a S,
+    /// The path of `root`: empty, or a root child's for a part of [`Self::split_root`].
+    base: Nibbles,
     root: TNode,
     /// Old encodings (and their hashes) of the stored nodes loaded so far, by path.
     loaded: HashMap<Nibbles, (B256, Vec<u8>)>,
@@ -113,7 +126,18 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
     /// An update of the trie with root `root` whose nodes are in `src`.
     pub fn new(src: &'a S, root: B256) -> Self {
         let root = if root == EMPTY_ROOT_HASH { TNode::Empty } else { TNode::Hash(root) };
-        Self { src, root, loaded: HashMap::default(), rebuilt: HashSet::default() }
+        Self {
+            src,
+            base: Nibbles::new(),
+            root,
+            loaded: HashMap::default(),
+            rebuilt: HashSet::default(),
+        }
+    }
+
+    /// The path of this update's root: empty, or the root child's of a part.
+    pub const fn path(&self) -> &Nibbles {
+        &self.base
     }
 
     /// Sets `key` to `value`; an empty value deletes the key.
@@ -122,7 +146,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
             return self.delete(key);
         }
         let root = self.root.take();
-        self.root = self.insert_at(root, key, 0, value)?;
+        self.root = self.insert_at(root, key, self.base.len(), value)?;
         Ok(())
     }
 
@@ -133,7 +157,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
     pub fn touch(&mut self, key: &Nibbles, value: Option<&[u8]>) -> Result<()> {
         let root = self.root.take();
         let leaf = value.map(|value| KnownLeaf { key, value });
-        self.root = self.touch_at(root, key, 0, leaf)?;
+        self.root = self.touch_at(root, key, self.base.len(), leaf)?;
         Ok(())
     }
 
@@ -166,7 +190,7 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
     /// Removes `key` (nothing happens if it is absent).
     pub fn delete(&mut self, key: &Nibbles) -> Result<()> {
         let root = self.root.take();
-        self.root = self.delete_at(root, key, 0)?;
+        self.root = self.delete_at(root, key, self.base.len())?;
         Ok(())
     }
 
@@ -311,8 +335,12 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
         })
     }
 
-    /// Hashes the changed nodes and returns what to store; see [`TrieCommit`].
+    /// Hashes the changed nodes and returns what to store; see [`TrieCommit`]. A part of
+    /// [`Self::split_root`] commits with [`Self::commit_subtrie`].
     pub fn commit(mut self) -> Result<TrieCommit> {
+        if !self.base.is_empty() {
+            return Err(LeafDbError::Invariant("a part of a split trie committed as a whole"));
+        }
         let root = self.root.take();
         let mut enc = Encoder::new(self.loaded, &self.rebuilt);
         enc.out.root = match root {
@@ -328,96 +356,6 @@ impl<'a, S: NodeSource + ?Sized> TrieUpdate<'a, S> {
         };
         Ok(enc.finish())
     }
-
-    /// [`Self::commit`] with the subtries under a branch root encoded on `threads` threads, for
-    /// a large trie whose changes spread under its root (keys are hashes, so they do): the same
-    /// root, writes, deletions and replaced encodings, in another order.
-    pub fn commit_parallel(mut self, threads: usize) -> Result<TrieCommit> {
-        if threads < 2 {
-            return self.commit();
-        }
-        let (children, value) = match self.root.take() {
-            TNode::Branch { children, value } => (children, value),
-            other => {
-                self.root = other;
-                return self.commit();
-            }
-        };
-        // Paths below different root children are disjoint: each thread owns the old
-        // encodings of its children's subtries and decides alone what there vanished.
-        let mut root_loaded = HashMap::default();
-        let share = self.loaded.len() / threads + 1;
-        let mut groups: Vec<(HashMap<_, _>, Vec<(u8, TNode)>)> = (0..threads)
-            .map(|_| (HashMap::with_capacity_and_hasher(share, Default::default()), Vec::new()))
-            .collect();
-        for (path, old) in self.loaded {
-            match path.first() {
-                None => root_loaded.insert(path, old),
-                Some(nibble) => groups[usize::from(nibble) % threads].0.insert(path, old),
-            };
-        }
-        for (nibble, child) in (0u8..).zip(*children) {
-            if !matches!(child, TNode::Empty) {
-                groups[usize::from(nibble) % threads].1.push((nibble, child));
-            }
-        }
-        let rebuilt = &self.rebuilt;
-        let parts = std::thread::scope(|scope| {
-            let mut groups = groups.into_iter();
-            let first = groups.next();
-            let handles: Vec<_> = groups
-                .map(|(loaded, children)| {
-                    scope.spawn(move || encode_children(loaded, rebuilt, children))
-                })
-                .collect();
-            let mut parts = Vec::with_capacity(threads);
-            if let Some((loaded, children)) = first {
-                parts.push(encode_children(loaded, rebuilt, children));
-            }
-            for h in handles {
-                parts.push(h.join().map_err(|_| LeafDbError::WorkerPanicked)?);
-            }
-            parts.into_iter().collect::<Result<Vec<_>>>()
-        })?;
-
-        let mut enc = Encoder::new(root_loaded, rebuilt);
-        let mut refs: [Option<RlpNode>; 16] = Default::default();
-        let mut subtries = Vec::with_capacity(parts.len());
-        for (child_refs, commit) in parts {
-            for (nibble, r) in child_refs {
-                refs[usize::from(nibble)] = Some(r);
-            }
-            subtries.push(commit);
-        }
-        encode_branch(&refs, value.as_deref(), &mut enc.buf);
-        let rlp = enc.buf.clone();
-        let hash = keccak256(&rlp);
-        enc.store(Nibbles::new(), hash, rlp, false);
-        let mut out = enc.finish();
-        out.root = hash;
-        for part in subtries {
-            out.writes.extend(part.writes);
-            out.deletes.extend(part.deletes);
-            out.replaced.extend(part.replaced);
-            out.store_deletes.extend(part.store_deletes);
-        }
-        Ok(out)
-    }
-}
-
-/// Encodes root children `children` (by nibble) whose subtries' old encodings are `loaded`:
-/// their references in the root and the commit of everything below the root.
-fn encode_children(
-    loaded: HashMap<Nibbles, (B256, Vec<u8>)>,
-    rebuilt: &HashSet<Nibbles>,
-    children: Vec<(u8, TNode)>,
-) -> Result<(Vec<(u8, RlpNode)>, TrieCommit)> {
-    let mut enc = Encoder::new(loaded, rebuilt);
-    let mut refs = Vec::with_capacity(children.len());
-    for (nibble, child) in children {
-        refs.push((nibble, enc.child_ref(child, Nibbles::from_nibbles([nibble]))?));
-    }
-    Ok((refs, enc.finish()))
 }
 
 /// The commit of a [`TrieUpdate`]: encodes the changed nodes bottom-up and sorts every path
@@ -558,6 +496,10 @@ fn merge_into_ext(k: Nibbles, child: TNode) -> TNode {
         other => TNode::Ext { key: Box::new(k), child: Box::new(other) },
     }
 }
+
+mod split;
+
+pub use split::RootBranch;
 
 #[cfg(test)]
 mod tests;

@@ -52,20 +52,47 @@ fn sorted(mut c: TrieCommit) -> TrieCommit {
     c
 }
 
+/// `change` applied to a trie split under its root, each part committed apart and the root
+/// joined: `None` when the root does not stay a branch (or is none).
+fn split_commit(
+    store: &MemNodes,
+    root: B256,
+    change: impl Fn(&mut TrieUpdate<'_, MemNodes>, &Nibbles),
+) -> Option<TrieCommit> {
+    let (branch, parts) = TrieUpdate::new(store, root).split_root().unwrap().ok()?;
+    let mut refs: [Option<RlpNode>; 16] = Default::default();
+    let mut below = TrieCommit::default();
+    // Each part takes the changes under its nibble, committed in reverse order.
+    for mut part in parts.into_iter().rev() {
+        let prefix = *part.path();
+        change(&mut part, &prefix);
+        let (reference, commit) = part.commit_subtrie().unwrap();
+        refs[usize::from(prefix.first().unwrap())] = reference;
+        below.append(commit);
+    }
+    let mut out = branch.join(&refs).unwrap()?;
+    out.append(below);
+    Some(out)
+}
+
 #[test]
-fn parallel_commit_equals_serial() {
+fn split_commit_equals_serial() {
     let store = MemNodes::default();
     let mut up = TrieUpdate::new(&store, EMPTY_ROOT_HASH);
     for i in 0..3000 {
         up.insert(&key(i), vec![i as u8 | 1; 1 + (i as usize % 50)]).unwrap();
     }
-    let c = up.commit_parallel(2).unwrap();
+    let c = up.commit().unwrap();
     store.apply(&c);
     let mut root = c.root;
     for round in 0u32..4 {
-        let change = |up: &mut TrieUpdate<'_, MemNodes>| {
+        // The round's changes under `prefix` (all of them for the empty prefix).
+        let change = |up: &mut TrieUpdate<'_, MemNodes>, prefix: &Nibbles| {
             for j in 0..400u32 {
                 let k = key((round * 977 + j * 7) % 3500);
+                if !k.starts_with(prefix) {
+                    continue;
+                }
                 if j % 4 == 0 {
                     up.delete(&k).unwrap();
                 } else {
@@ -74,26 +101,48 @@ fn parallel_commit_equals_serial() {
             }
         };
         let mut serial = TrieUpdate::new(&store, root);
-        change(&mut serial);
+        change(&mut serial, &Nibbles::new());
         let serial = sorted(serial.commit().unwrap());
-        for threads in [2, 3, 16] {
-            let mut par = TrieUpdate::new(&store, root);
-            change(&mut par);
-            let par = sorted(par.commit_parallel(threads).unwrap());
-            assert_eq!(par.root, serial.root, "round {round}, {threads} threads");
-            assert_eq!(par.writes, serial.writes, "round {round}, {threads} threads");
-            assert_eq!(par.deletes, serial.deletes, "round {round}, {threads} threads");
-            assert_eq!(par.replaced, serial.replaced, "round {round}, {threads} threads");
-        }
+        let split = sorted(split_commit(&store, root, change).unwrap());
+        assert_eq!(split.root, serial.root, "round {round}");
+        assert_eq!(split.writes, serial.writes, "round {round}");
+        assert_eq!(split.deletes, serial.deletes, "round {round}");
+        assert_eq!(split.replaced, serial.replaced, "round {round}");
         assert!(!serial.deletes.is_empty() && !serial.replaced.is_empty());
         store.apply(&serial);
         root = serial.root;
     }
-    // A trie whose root is not a branch commits as it would serially.
+    // Untouched parts keep their references: the same root, nothing written.
+    let same = split_commit(&store, root, |_, _| {}).unwrap();
+    assert_eq!(same.root, root);
+    assert!(same.writes.is_empty() && same.deletes.is_empty() && same.replaced.is_empty());
+}
+
+/// A root that does not stay a branch is left to a whole update, and a root that is no branch
+/// is not split.
+#[test]
+fn a_root_that_collapses_or_is_no_branch_is_not_joined() {
+    let store = MemNodes::default();
     let mut up = TrieUpdate::new(&store, EMPTY_ROOT_HASH);
-    up.insert(&key(1), vec![1; 40]).unwrap();
-    let one = up.commit_parallel(2).unwrap();
-    assert_eq!(one.writes.len(), 1);
+    // Two keys under different root children: deleting one leaves the root one child.
+    let a = key(0);
+    let b = (1..).map(key).find(|k| k.first() != a.first()).unwrap();
+    up.insert(&a, vec![1; 40]).unwrap();
+    up.insert(&b, vec![2; 40]).unwrap();
+    let c = up.commit().unwrap();
+    store.apply(&c);
+    let delete_b = |up: &mut TrieUpdate<'_, MemNodes>, prefix: &Nibbles| {
+        if b.starts_with(prefix) {
+            up.delete(&b).unwrap();
+        }
+    };
+    assert!(split_commit(&store, c.root, delete_b).is_none());
+    let mut whole = TrieUpdate::new(&store, c.root);
+    whole.delete(&b).unwrap();
+    let whole = whole.commit().unwrap();
+    store.apply(&whole);
+    assert!(matches!(TrieUpdate::new(&store, whole.root).split_root(), Ok(Err(_))), "a leaf root");
+    assert!(matches!(TrieUpdate::new(&store, EMPTY_ROOT_HASH).split_root(), Ok(Err(_))));
 }
 
 #[test]
