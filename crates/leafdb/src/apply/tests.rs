@@ -1,5 +1,5 @@
-//! Tests of block application: the storage tries' workers, and account tries whose root is no
-//! branch or stops being one.
+//! Tests of block application: the storage tries' workers, account tries whose root is no
+//! branch or stops being one, and a node missing on either of a block's threads.
 
 use alloy_primitives::{Address, KECCAK256_EMPTY};
 
@@ -107,5 +107,67 @@ fn roots_that_collapse_or_are_no_branch_update_whole() {
         assert_eq!(out.root, fresh(present), "block {n}");
         let report = db.verify().unwrap();
         assert!(report.ok(), "block {n}: {report:?}");
+    }
+}
+
+/// A block whose account trie or storage trie lacks a node fails with `MissingNode`, on
+/// whichever of the block's threads meets it, without waiting on the other and without writing
+/// anything: the head and the root stay those of the block before.
+#[test]
+fn a_missing_node_fails_the_block_and_writes_nothing() {
+    use crate::{
+        LeafDbConfig,
+        kv::{Durability, KvStore},
+    };
+
+    let account = |i: u64, slots: u64| {
+        let mut update = AccountUpdate {
+            nonce: i,
+            balance: U256::from(i),
+            code_hash: KECCAK256_EMPTY,
+            ..Default::default()
+        };
+        for s in 0..slots {
+            update.storage.insert(B256::from(U256::from(s + 1)), U256::from(i * 100 + s + 1));
+        }
+        AccountChange::Updated(update)
+    };
+    let addr = |i: u64| Address::from_word(B256::from(U256::from(i)));
+    // 400 accounts: every root child is a stored branch. Account 0 has a storage trie.
+    let mut diff = BlockDiff::default();
+    for i in 0..400 {
+        diff.accounts.insert(addr(i), account(i + 1, if i == 0 { 8 } else { 0 }));
+    }
+    let db = LeafDb::in_memory();
+    let header = BlockHeader { number: 1, ..Default::default() };
+    let (first, _) = db.apply_generated_block(&header, &diff).unwrap();
+    let owner = keccak256(addr(0));
+    let nibble = keccak256(addr(7))[0] >> 4;
+    let cases = [(None, Nibbles::from_nibbles([nibble])), (Some(owner), Nibbles::new())];
+    for (trie, path) in cases {
+        let store = db.store().clone();
+        let key = node_key(trie.as_ref(), &path);
+        let table = node_table(trie.as_ref());
+        let node = store.get(table, &key).unwrap().expect("the node to remove is stored");
+        let mut remove = WriteBatch::default();
+        remove.delete(table, key.clone());
+        store.write(remove, Durability::Logged).unwrap();
+        // A leafdb on the same tables with empty caches, so the removed node is not in memory.
+        let broken = LeafDb::with_store(store.clone(), LeafDbConfig::default()).unwrap();
+        let mut next = BlockDiff::default();
+        next.accounts.insert(addr(0), account(1_000, 9));
+        next.accounts.insert(addr(7), account(1_001, 0));
+        next.accounts.insert(addr(399), AccountChange::Deleted);
+        let header = BlockHeader { number: 2, ..Default::default() };
+        let err = broken.apply_generated_block(&header, &next).unwrap_err();
+        assert!(
+            matches!(&err, LeafDbError::MissingNode { owner: o, .. } if *o == trie.unwrap_or_default()),
+            "{trie:?}: {err}"
+        );
+        assert_eq!(broken.head().unwrap().map(|h| h.number), Some(1));
+        assert_eq!(broken.account_root().unwrap(), first.root);
+        let mut restore = WriteBatch::default();
+        restore.put(table, key, node);
+        store.write(restore, Durability::Logged).unwrap();
     }
 }
