@@ -4,6 +4,7 @@
 
 mod support;
 
+use leafsync_p2p::test_utils::package_dir;
 use std::{
     str::FromStr,
     sync::Arc,
@@ -321,7 +322,7 @@ listen = ""
 #[test]
 fn check_config_prints_toml_that_checks_again_the_same() {
     let dir = tempfile::tempdir().unwrap();
-    let documented = manifest_dir().join("../../config/leafsync.toml");
+    let documented = package_dir(env!("CARGO_MANIFEST_DIR")).join("../../config/leafsync.toml");
     let documented = documented.to_str().expect("a UTF-8 checkout path");
     let check = |args: &[&str]| {
         let out = leafsync().arg("check-config").args(args).output().unwrap();
@@ -357,7 +358,7 @@ fn a_printing_command_whose_reader_is_gone_ends_quietly() {
     drop(reader);
     let out = leafsync()
         .args(["check-config", "--config"])
-        .arg(manifest_dir().join("../../config/leafsync.toml"))
+        .arg(package_dir(env!("CARGO_MANIFEST_DIR")).join("../../config/leafsync.toml"))
         .stdout(writer)
         .output()
         .unwrap();
@@ -390,13 +391,4 @@ fn a_datadir_of_one_chain_is_refused_for_another() {
         assert!(stderr.contains(&part), "{part} not in {stderr}");
     }
     assert!(stderr.contains("another datadir"), "{stderr}");
-}
-
-/// This package's directory as `cargo test` names it when the test runs, not as it was when the
-/// test was built: a test binary kept in a shared target directory from a build in another
-/// checkout would otherwise read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
+use leafsync_p2p::test_utils::package_dir;
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -32,7 +33,7 @@ fn init_genesis(datadir: &Path, alloc: &Path) -> (bool, String, String) {
 }
 
 fn genesis(net: &str) -> PathBuf {
-    manifest_dir()
+    package_dir(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/testdata/genesis")
         .join(format!("{net}-genesis-alloc.json"))
 }
@@ -53,7 +54,8 @@ fn state_root_of_public_genesis_allocations() {
 
 /// go-ethereum's devp2p test chain's head state, as `geth dump` printed it.
 fn snap_headstate() -> PathBuf {
-    manifest_dir().join("../../../shared/testdata/snap-ethtest/headstate.json")
+    package_dir(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/testdata/snap-ethtest/headstate.json")
 }
 
 const SNAP_HEAD_ROOT: &str = "0x8fcfb02cfca007773bd55bc1c3e50a3c8612a59c87ce057e5957e8bf17c1728b";
@@ -176,13 +178,4 @@ fn a_datadir_that_is_a_file_is_refused_naming_it() {
     let d = file.to_str().unwrap();
     let (ok, _, stderr) = leafsync(&["tool", "gen-state", "--datadir", d, "--accounts", "10"]);
     assert!(!ok && stderr.contains(d) && stderr.contains("not a directory"), "{stderr}");
-}
-
-/// This package's directory as `cargo test` names it when the test runs, not as it was when the
-/// test was built: a test binary kept in a shared target directory from a build in another
-/// checkout would otherwise read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
+use leafsync_leafdb::test_utils::package_dir;
 use std::{
     net::SocketAddr,
     sync::{
@@ -290,7 +291,7 @@ async fn an_answer_over_the_cap_is_refused_naming_the_method() {
 }
 
 fn fixture(name: &str) -> Value {
-    let path = manifest_dir().join("tests/fixtures/el").join(name);
+    let path = package_dir(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/el").join(name);
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
@@ -490,13 +491,4 @@ async fn header_queries_are_answered_from_the_execution_client() {
     assert_eq!(many.len(), 51, "up to the head");
     let many = headers.headers(query(by_number(BAD + 1), 1000, 0, false)).await;
     assert_eq!(many.len(), MAX_HEADERS_PER_QUERY, "bounded");
-}
-
-/// This package's directory as `cargo test` names it when the test runs, not as it was when the
-/// test was built: a test binary kept in a shared target directory from a build in another
-/// checkout would otherwise read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
+use leafsync_leafdb::test_utils::package_dir;
 use std::collections::BTreeMap;
 
 use alloy_primitives::{Address, B256, Bytes, KECCAK256_EMPTY, U256, address, keccak256};
@@ -15,7 +16,7 @@ struct Fixture {
 }
 
 fn fixture(name: &str) -> Fixture {
-    let path = manifest_dir().join("tests/fixtures").join(name);
+    let path = package_dir(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     let text = std::fs::read_to_string(&path).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert!(v["description"].is_string(), "{name} must say what it exercises");
@@ -143,13 +144,4 @@ fn a_failed_transaction_trace_is_an_error() {
         serde_json::from_str(r#"[{"txHash":null,"error":"execution timeout"}]"#).unwrap();
     let err = fold_block(5, &trace, &[], &BTreeMap::new()).unwrap_err();
     assert!(err.to_string().contains("execution timeout"), "{err}");
-}
-
-/// This package's directory as `cargo test` names it when the test runs, not as it was when the
-/// test was built: a test binary kept in a shared target directory from a build in another
-/// checkout would otherwise read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }

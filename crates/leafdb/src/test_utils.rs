@@ -98,3 +98,11 @@ impl Drop for ChildTest {
         }
     }
 }
+
+/// The directory of the package whose test is running: `CARGO_MANIFEST_DIR` as cargo sets it
+/// when the test runs, else `built_in` (the caller's `env!("CARGO_MANIFEST_DIR")`). A test binary
+/// kept in a shared target directory from a build in another checkout would otherwise read that
+/// checkout's files.
+pub fn package_dir(built_in: &str) -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| built_in.into(), Into::into)
+}

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
+use leafsync_leafdb::test_utils::package_dir;
 use std::collections::BTreeMap;
 
 use alloy_primitives::{B256, keccak256};
@@ -12,7 +13,8 @@ use leafsync_leafdb::trie::{MemNodes, StackBuilder, TrieUpdate, walk_leaves};
 use serde_json::Value;
 
 fn testdata(name: &str) -> Value {
-    let path = manifest_dir().join("../../../shared/testdata/trie").join(name);
+    let path =
+        package_dir(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/trie").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }
@@ -128,13 +130,4 @@ fn trietestnextprev() {
             assert_eq!(next, bytes(t[2].as_str().unwrap()), "{case}: next of {probe:?}");
         }
     }
-}
-
-/// This package's directory as `cargo test` names it when the test runs, not as it was when the
-/// test was built: a test binary kept in a shared target directory from a build in another
-/// checkout would otherwise read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }

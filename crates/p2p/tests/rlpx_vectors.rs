@@ -5,6 +5,7 @@
 use alloy_primitives::{B256, keccak256};
 use alloy_rlp::Decodable;
 use bytes::BytesMut;
+use leafsync_p2p::test_utils::package_dir;
 use leafsync_p2p::{
     ecies::{
         Ecies, FrameCodec, Secrets,
@@ -21,7 +22,8 @@ use secp256k1::{PublicKey, SECP256K1, SecretKey};
 use serde_json::Value;
 
 fn load(file: &str) -> Value {
-    let path = manifest_dir().join("../../../shared/testdata/rlpx").join(file);
+    let path =
+        package_dir(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/rlpx").join(file);
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).expect("vector json")
@@ -378,13 +380,4 @@ fn eip8_hello_with_extra_elements_decodes() {
     assert_eq!(hello.port, 9999);
     let keys = eip8_keys(&load("rlpx-handshake-vectors.json"));
     assert_eq!(hello.id, id_of(&keys.static_a));
-}
-
-/// This package's directory as `cargo test` names it when the test runs, not as it was when the
-/// test was built: a test binary kept in a shared target directory from a build in another
-/// checkout would otherwise read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }

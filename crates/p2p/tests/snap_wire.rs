@@ -2,6 +2,7 @@
 //! either refused or re-encode to exactly the bytes received; and `docs/snap.md`'s limit table
 //! states the values of the constants.
 
+use leafsync_p2p::test_utils::package_dir;
 use leafsync_p2p::{
     eth::{EthMessage, protocol as eth},
     snap::{SnapMessage, protocol::*},
@@ -46,7 +47,8 @@ proptest! {
 #[test]
 fn docs_state_the_limits() {
     let doc =
-        std::fs::read_to_string(manifest_dir().join("../../docs/snap.md")).expect("docs/snap.md");
+        std::fs::read_to_string(package_dir(env!("CARGO_MANIFEST_DIR")).join("../../docs/snap.md"))
+            .expect("docs/snap.md");
     let rows = [
         ("MAX_REQUEST_MESSAGE_SIZE", format!("{} KiB", MAX_REQUEST_MESSAGE_SIZE / 1024)),
         ("MAX_MESSAGE_SIZE", format!("{} MiB", MAX_MESSAGE_SIZE >> 20)),
@@ -74,13 +76,4 @@ fn docs_state_the_limits() {
     assert_eq!(MAX_CODE_LOOKUPS, MAX_TRIE_NODE_LOOKUPS);
     assert!(doc.contains(&format!("{} KiB for requests", eth::MAX_REQUEST_SIZE / 1024)));
     assert!(doc.contains(&format!("{} KiB for `Status`", eth::MAX_STATUS_SIZE / 1024)));
-}
-
-/// This package's directory as `cargo test` names it when the test runs, not as it was when the
-/// test was built: a test binary kept in a shared target directory from a build in another
-/// checkout would otherwise read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }

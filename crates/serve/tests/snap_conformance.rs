@@ -17,6 +17,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+use leafsync_p2p::test_utils::package_dir;
 use std::{collections::HashMap, path::PathBuf, sync::OnceLock};
 
 use alloy_primitives::{B256, Bytes, KECCAK256_EMPTY, U256, b256, keccak256};
@@ -54,7 +55,7 @@ const MAX_HASH: B256 = B256::repeat_byte(0xff);
 /// workspace (crates/serve → the workspace → its parent holds `shared/`).
 fn testdata() -> PathBuf {
     let dir = std::env::var_os("LEAFSYNC_SNAP_TESTDATA").map_or_else(
-        || manifest_dir().join("../../../shared/testdata/snap-ethtest"),
+        || package_dir(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/snap-ethtest"),
         PathBuf::from,
     );
     assert!(
@@ -644,13 +645,4 @@ fn fixture_matches_the_dump() {
     assert_eq!(a.storage_root, STORAGE_ROOT);
     assert_eq!(a.nonce, 1);
     assert_eq!(a.balance, U256::from(1));
-}
-
-/// This package's directory as `cargo test` names it when the test runs, not as it was when the
-/// test was built: a test binary kept in a shared target directory from a build in another
-/// checkout would otherwise read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }

@@ -14,14 +14,17 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use std::{path::PathBuf, process::Command};
+use std::process::Command;
 
 use alloy_primitives::{B256, Bytes, hex};
 use alloy_trie::TrieAccount;
 use leafsync_leafdb::{
     DbOptions, GenParams, LeafDb, LeafDbConfig, generate::SplitMix, schema::encode_account,
 };
-use leafsync_p2p::snap::{AccountRange, GetAccountRange, GetStorageRanges, SlimAccount};
+use leafsync_p2p::{
+    snap::{AccountRange, GetAccountRange, GetStorageRanges, SlimAccount},
+    test_utils::interop_dir,
+};
 use leafsync_serve::snap::{answer_account_range, answer_storage_ranges};
 use serde_json::{Value, json};
 
@@ -32,10 +35,6 @@ const ACCOUNTS: u64 = 3000;
 const ACCOUNT_CASES: usize = 60;
 /// Random storage ranges checked.
 const STORAGE_CASES: usize = 30;
-
-fn interop_dir() -> PathBuf {
-    manifest_dir().join("../../tests/interop")
-}
 
 fn hex0x(b: &[u8]) -> String {
     format!("0x{}", hex::encode(b))
@@ -280,13 +279,4 @@ fn edge_proofs_verify_with_ethereumjs_mpt() {
         valid.len(),
         corrupted.len()
     );
-}
-
-/// This package's directory as `cargo test` names it when the test runs, not as it was when the
-/// test was built: a test binary kept in a shared target directory from a build in another
-/// checkout would otherwise read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }

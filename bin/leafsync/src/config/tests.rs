@@ -1,6 +1,7 @@
 //! Tests of the configuration: the documented file, the fixtures, the errors.
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
+use leafsync_p2p::test_utils::package_dir;
 use std::path::{Path, PathBuf};
 
 use alloy_primitives::B256;
@@ -74,7 +75,7 @@ fn every_preset_loads() {
 
 #[test]
 fn config_0_1_keeps_loading() {
-    let path = manifest_dir().join("tests/fixtures/leafsync-0.1.toml");
+    let path = package_dir(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/leafsync-0.1.toml");
     let config = Config::validate(FileConfig::read(&path).unwrap(), "fixture").unwrap();
     assert_eq!(config.chain.name, "sepolia");
     assert_eq!(config.network.listen.port(), 30404);
@@ -264,13 +265,4 @@ level = "debug"
     for key in ["checkpoint", "heal-only", "bootnodes", "enode", "sources", "genesis_hash"] {
         assert!(printed.contains(key), "{key} missing from\n{printed}");
     }
-}
-
-/// This package's directory as `cargo test` names it when the test runs, not as it was when the
-/// test was built: a test binary kept in a shared target directory from a build in another
-/// checkout would otherwise read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }

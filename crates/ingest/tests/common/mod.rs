@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
+use leafsync_leafdb::test_utils::package_dir;
 use std::{
     io::Read,
     net::SocketAddr,
@@ -41,7 +42,7 @@ pub fn init_logs() {
 /// The anvil binary of tests/anvil/node_modules. Panics, naming the install command, when it
 /// is missing: the test script installs it first, so a missing anvil is an error, not a skip.
 pub fn anvil_binary() -> PathBuf {
-    let p = manifest_dir()
+    let p = package_dir(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
     assert!(
         p.is_file(),
@@ -284,13 +285,4 @@ impl Workload {
         }
         rpc.block_number().await.unwrap()
     }
-}
-
-/// This package's directory as `cargo test` names it when the test runs, not as it was when the
-/// test was built: a test binary kept in a shared target directory from a build in another
-/// checkout would otherwise read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }

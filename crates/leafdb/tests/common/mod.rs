@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
+use leafsync_leafdb::test_utils::package_dir;
 use std::{collections::BTreeMap, path::PathBuf};
 
 use alloy_primitives::{Address, B256, U256, keccak256};
@@ -13,7 +14,7 @@ use leafsync_leafdb::{
 
 /// The shared test data folder.
 pub fn testdata(rel: &str) -> PathBuf {
-    manifest_dir().join("../../../shared/testdata").join(rel)
+    package_dir(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata").join(rel)
 }
 
 /// A model account.
@@ -173,13 +174,4 @@ pub fn fresh_build<S: KvStore>(db: &LeafDb<S>, model: &Model) -> B256 {
             .unwrap();
     }
     import.finish(BlockHeader::default()).unwrap().root
-}
-
-/// This package's directory as `cargo test` names it when the test runs, not as it was when the
-/// test was built: a test binary kept in a shared target directory from a build in another
-/// checkout would otherwise read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }

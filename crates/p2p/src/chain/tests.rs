@@ -2,13 +2,15 @@
 //! with the key at fault.
 
 use super::*;
+use crate::test_utils::package_dir;
 use alloy_eip2124::ValidationError;
 use serde_json::Value;
 
 /// The shared EIP-2124 vectors (go-ethereum `core/forkid/forkid_test.go`, EIP-2124), read at
 /// test time, never copied into the repository.
 fn vectors() -> Value {
-    let path = manifest_dir().join("../../../shared/testdata/forkid/forkid-vectors.json");
+    let path = package_dir(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/testdata/forkid/forkid-vectors.json");
     let text = std::fs::read_to_string(path).expect("forkid vectors are readable");
     serde_json::from_str(&text).expect("forkid vectors are JSON")
 }
@@ -51,7 +53,8 @@ fn presets_have_the_real_network_ids_and_genesis_hashes() {
         assert!(!spec.has_placeholder_genesis());
     }
     // The mainnet genesis hash is also the one of the shared genesis test file.
-    let genesis = manifest_dir().join("../../../shared/testdata/genesis/genesishashestest.json");
+    let genesis = package_dir(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/testdata/genesis/genesishashestest.json");
     let genesis: Value =
         serde_json::from_str(&std::fs::read_to_string(genesis).expect("readable")).expect("JSON");
     let mainnet = ChainSpec::preset("mainnet").expect("preset parses");
@@ -172,13 +175,4 @@ fn bad_toml_errors_name_the_key() {
         let message = err.to_string();
         assert!(message.contains(key), "error for bad {key} does not name it: {message}");
     }
-}
-
-/// This package's directory as `cargo test` names it when the test runs, not as it was when the
-/// test was built: a test binary kept in a shared target directory from a build in another
-/// checkout would otherwise read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }

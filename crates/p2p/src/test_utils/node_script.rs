@@ -1,6 +1,7 @@
 //! A script of `tests/interop` run by Node.js: an independent devp2p peer for the interop tests
 //! of this and other crates.
 
+use super::package_dir;
 use serde_json::Value;
 use std::{
     io::BufRead,
@@ -11,7 +12,7 @@ use tokio::sync::mpsc;
 
 /// `tests/interop`, where the scripts and their `node_modules` are.
 pub fn interop_dir() -> PathBuf {
-    manifest_dir().join("../../tests/interop")
+    package_dir(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop")
 }
 
 /// A running script: its process (killed on drop) and its events, one JSON value a line (a line
@@ -58,13 +59,4 @@ impl NodeScript {
         });
         Self { child, events }
     }
-}
-
-/// This package's directory as `cargo test` names it when the test runs, not as it was when the
-/// test was built: a test binary kept in a shared target directory from a build in another
-/// checkout would otherwise read that checkout's files.
-fn manifest_dir() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }
