@@ -78,6 +78,14 @@ pub struct ApplyOutcome {
     pub nodes_deleted: usize,
 }
 
+impl ApplyOutcome {
+    /// Adds the nodes a [`stage_commit`] staged: `(written, deleted)`.
+    const fn count_nodes(&mut self, (written, deleted): (usize, usize)) {
+        self.nodes_written += written;
+        self.nodes_deleted += deleted;
+    }
+}
+
 /// One storage trie to update: the owner, its root before the block (empty when wiped), whether
 /// a stored storage is wiped first, and the hashed slots with their new values (zero deletes),
 /// sorted.
@@ -422,9 +430,7 @@ fn stage_storage(
             }
         }
         outcome.slots += job.slots.len();
-        let (written, deleted) = stage_commit(batch, Some(&job.owner), &commit);
-        outcome.nodes_written += written;
-        outcome.nodes_deleted += deleted;
+        outcome.count_nodes(stage_commit(batch, Some(&job.owner), &commit));
         roots.insert(job.owner, commit.root);
         replaced.extend(commit.replaced);
     }

@@ -70,8 +70,8 @@ pub(super) struct StagedPart<'d> {
     commit: TrieCommit,
     flat: WriteBatch,
     nodes: WriteBatch,
-    written: usize,
-    deleted: usize,
+    /// The nodes `nodes` writes and deletes ([`stage_commit`]).
+    nodes_counted: (usize, usize),
     accounts: Vec<PlannedAccount<'d>>,
 }
 
@@ -151,48 +151,46 @@ pub(super) fn stage_accounts<N: NodeSource + ?Sized>(
     outcome: &mut ApplyOutcome,
 ) -> Result<(TrieCommit, Replaced)> {
     let Loaded { account_trie, storage_roots, mut replaced } = loaded;
-    let (mut commit, flat) = match account_trie {
+    // What to stage: a commit, then whole batches, then parts (each its flat accounts and
+    // nodes, its commit appended to the first).
+    let (mut commit, batches, parts) = match account_trie {
         AccountTrie::Whole { mut update, accounts } => {
             let mut flat = WriteBatch::default();
             stage_account_records(&mut update, &accounts, &storage_roots, &mut flat)?;
-            (update.commit()?, vec![flat])
+            (update.commit()?, vec![flat], Vec::new())
         }
         AccountTrie::Split { root: branch, parts } => {
             let mut refs: [Option<RlpNode>; 16] = Default::default();
             for part in &parts {
                 refs[usize::from(part.nibble)].clone_from(&part.reference);
             }
-            if let Some(mut commit) = branch.join(&refs)? {
-                let (written, deleted) = stage_commit(batch, None, &commit);
-                outcome.nodes_written += written;
-                outcome.nodes_deleted += deleted;
-                for part in parts {
-                    batch.append(part.flat);
-                    batch.append(part.nodes);
-                    outcome.nodes_written += part.written;
-                    outcome.nodes_deleted += part.deleted;
-                    commit.append(part.commit);
+            match branch.join(&refs)? {
+                Some(root_commit) => (root_commit, Vec::new(), parts),
+                None => {
+                    // The root keeps fewer than two children: the parts' flat accounts stand,
+                    // their nodes are made again by one whole update.
+                    let mut update = TrieUpdate::new(nodes, root);
+                    let mut scratch = WriteBatch::default();
+                    let mut flat = Vec::with_capacity(parts.len());
+                    for part in parts {
+                        let accounts = &part.accounts;
+                        stage_account_records(&mut update, accounts, &storage_roots, &mut scratch)?;
+                        flat.push(part.flat);
+                    }
+                    (update.commit()?, flat, Vec::new())
                 }
-                replaced.append(&mut commit.replaced);
-                return Ok((commit, replaced));
             }
-            // The root keeps fewer than two children: the parts' flat accounts stand, their
-            // nodes are made again by one whole update.
-            let mut update = TrieUpdate::new(nodes, root);
-            let mut scratch = WriteBatch::default();
-            let mut flat = Vec::with_capacity(parts.len());
-            for part in parts {
-                stage_account_records(&mut update, &part.accounts, &storage_roots, &mut scratch)?;
-                flat.push(part.flat);
-            }
-            (update.commit()?, flat)
         }
     };
-    let (written, deleted) = stage_commit(batch, None, &commit);
-    outcome.nodes_written += written;
-    outcome.nodes_deleted += deleted;
-    for part in flat {
-        batch.append(part);
+    outcome.count_nodes(stage_commit(batch, None, &commit));
+    for staged in batches {
+        batch.append(staged);
+    }
+    for part in parts {
+        batch.append(part.flat);
+        batch.append(part.nodes);
+        outcome.count_nodes(part.nodes_counted);
+        commit.append(part.commit);
     }
     replaced.append(&mut commit.replaced);
     Ok((commit, replaced))
@@ -262,6 +260,6 @@ fn stage_part<'d, N: NodeSource + ?Sized>(
     stage_account_records(&mut update, &accounts, storage_roots, &mut flat)?;
     let (reference, commit) = update.commit_subtrie()?;
     let mut nodes = WriteBatch::default();
-    let (written, deleted) = stage_commit(&mut nodes, None, &commit);
-    Ok(StagedPart { nibble, reference, commit, flat, nodes, written, deleted, accounts })
+    let nodes_counted = stage_commit(&mut nodes, None, &commit);
+    Ok(StagedPart { nibble, reference, commit, flat, nodes, nodes_counted, accounts })
 }
