@@ -73,6 +73,18 @@ pub fn account_range(prefix: &Nibbles) -> (Vec<u8>, Vec<u8>) {
     packed_range(&[], prefix)
 }
 
+/// `bound` of a flat key range ([`account_range`], [`storage_range`]) without its trailing zero
+/// bytes. A flat key is as long as a bound or longer (32 bytes an account, 64 a slot), so no key
+/// lies between the two forms, and the short one is the same for neighbouring ranges at any
+/// depth: the end of prefix `[e, f, f]`, `[0xf0, 0x00]`, becomes `[0xf0]`, the start of prefix
+/// `[f, 0]`.
+pub fn range_bound(mut bound: Vec<u8>) -> Vec<u8> {
+    while bound.last() == Some(&0) {
+        bound.pop();
+    }
+    bound
+}
+
 /// The storage slots of `owner` whose hashed slot starts with `prefix`: `[lo, hi)`.
 pub fn storage_range(owner: &B256, prefix: &Nibbles) -> (Vec<u8>, Vec<u8>) {
     packed_range(owner.as_slice(), prefix)
@@ -130,6 +142,10 @@ mod tests {
         assert_eq!(account_range(&n(&[0x3, 0xf, 0xf])), (vec![0x3f, 0xf0], vec![0x40, 0x00]));
         assert_eq!(account_range(&n(&[0xf, 0xf])).1, KEY_SPACE_END.to_vec());
         assert_eq!(account_range(&Nibbles::new()), (vec![], KEY_SPACE_END.to_vec()));
+        // Neighbours at different depths meet once their bounds lose their trailing zeros.
+        let end = range_bound(account_range(&n(&[0xe, 0xf, 0xf])).1);
+        assert_eq!(end, range_bound(account_range(&n(&[0xf, 0x0])).0));
+        assert_eq!(end, vec![0xf0]);
         let owner = B256::repeat_byte(1);
         assert_eq!(storage_range(&owner, &n(&[0xf, 0xf])).1, prefix_end(owner.as_slice()));
         assert_eq!(storage_range(&owner, &n(&[0x2])).1, [owner.as_slice(), &[0x30]].concat());

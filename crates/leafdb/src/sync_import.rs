@@ -14,7 +14,7 @@ use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 use crate::{
     db::LeafDb,
     error::{LeafDbError, Result},
-    keys::{account_range, node_range, storage_key, storage_range},
+    keys::{account_range, node_range, range_bound, storage_key, storage_range},
     kv::{Durability, KvRead, KvStore, SortedWriter, Table, WriteBatch},
     schema::{self, BlockHeader, encode_account, encode_slot_value, meta, slot_leaf_value},
     trie::{NoLeaves, StackBuilder, nibbles_hex},
@@ -119,8 +119,9 @@ impl Run {
 /// bottom level.
 #[derive(Debug)]
 struct ChunkWrites {
-    /// The chunk's flat key range `[lo, hi)` ([`account_range`], [`storage_range`]): every key
-    /// it writes, in each table, lies within the range its prefix spans there.
+    /// The chunk's flat key range `[lo, hi)` ([`account_range`], [`storage_range`], each bound
+    /// as [`range_bound`] writes it): every key it writes, in each table, lies within the range
+    /// its prefix spans there.
     span: (Vec<u8>, Vec<u8>),
     clear: WriteBatch,
     storage: Run,
@@ -135,9 +136,9 @@ impl ChunkWrites {
     /// 32-byte key and a record of up to ~110; a trie's nodes take about 64 bytes a leaf (a
     /// 33-byte reference for each leaf and branch, a branch for every two or three leaves, and
     /// their keys).
-    fn new(span: (Vec<u8>, Vec<u8>), accounts: usize, slots: usize) -> Self {
+    fn new((lo, hi): (Vec<u8>, Vec<u8>), accounts: usize, slots: usize) -> Self {
         let mut writes = Self {
-            span,
+            span: (range_bound(lo), range_bound(hi)),
             clear: WriteBatch::default(),
             storage: Run::default(),
             storage_nodes: Run::default(),
@@ -302,6 +303,28 @@ impl ChunkSet {
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
     }
+
+    /// Moves `other`'s chunks (their prefixes disjoint from these) into this set.
+    pub fn append(&mut self, mut other: Self) {
+        self.writes.append(&mut other.writes);
+    }
+
+    /// The key range the chunks span, from the lowest start to the highest end (`None` when
+    /// empty). A set of one chunk spans its prefix's flat range ([`account_range`],
+    /// [`storage_range`]).
+    pub fn span(&self) -> Option<(&[u8], &[u8])> {
+        let lo = self.writes.iter().map(|w| w.span.0.as_slice()).min()?;
+        let hi = self.writes.iter().map(|w| w.span.1.as_slice()).max()?;
+        Some((lo, hi))
+    }
+
+    /// Bytes of keys and values the chunks write.
+    pub fn bytes(&self) -> usize {
+        let runs = self.writes.iter().flat_map(|w| {
+            [&w.storage, &w.storage_nodes, &w.accounts, &w.account_nodes].map(|r| r.bytes.len())
+        });
+        runs.sum()
+    }
 }
 
 /// Whose ingestion is next in a [`LeafDb::commit_chunks`], by table position, or that one
@@ -423,8 +446,9 @@ impl<S: KvStore> LeafDb<S> {
     /// step appears whole and durable, and the subtries' top nodes last. A process killed in
     /// between leaves a prefix without that node, which a sync takes for a chunk not yet
     /// imported: it imports it again, clearing the prefix first. Each ingestion step costs a
-    /// few manifest writes and syncs, so a caller with several chunks at hand (the pieces of
-    /// one answer) writes them together.
+    /// few manifest writes and syncs, and each file about a millisecond of CPU, so a caller
+    /// with several chunks at hand writes them together (the sync holds them back until runs of
+    /// neighbours can share files).
     pub fn commit_chunks(&self, set: ChunkSet) -> Result<()> {
         let mut chunks = set.writes;
         chunks.sort_unstable_by(|a, b| a.span.0.cmp(&b.span.0));
