@@ -55,6 +55,14 @@ pub const REQUEST_TIMEOUT_GRACE: Duration = Duration::from_secs(2);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration =
     Duration::from_secs(REQUEST_TIMEOUT.as_secs() + REQUEST_TIMEOUT_GRACE.as_secs());
 
+/// Default staged bytes of verified chunks held back so that their writes share table files:
+/// 64 MiB. Each table file a write makes costs about a millisecond of CPU beyond its bytes
+/// (creating it, its sync, its manifest entry), and neighbouring chunks share files only when
+/// they are written together (`Holding` in `holding.rs`, docs/sync.md "Writing chunks"). Held
+/// chunks are lost to a crash (a resumed sync asks for them again) and they take memory: about
+/// twice their staged bytes, with their accounts kept for the checks that follow the write.
+pub const DEFAULT_HOLD_BYTES: usize = 64 << 20;
+
 /// Requests in flight per peer at most: the protocol's limit (16); more is a breach.
 pub const MAX_IN_FLIGHT_PER_PEER: usize = MAX_IN_FLIGHT_REQUESTS;
 
@@ -231,6 +239,10 @@ pub struct SyncConfig {
     /// How long a chunk unit waits in the queue for its rendezvous home before another peer
     /// with nothing of its own to do may take it; default [`DEFAULT_STEAL_AFTER`].
     pub steal_after: Duration,
+    /// Staged bytes of verified chunks held back so that their writes share table files (0:
+    /// each answer's are written as it comes); whatever is held is also written at every
+    /// progress interval. Default [`DEFAULT_HOLD_BYTES`].
+    pub hold_bytes: usize,
 }
 
 impl Default for SyncConfig {
@@ -248,6 +260,7 @@ impl Default for SyncConfig {
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             steal_after: DEFAULT_STEAL_AFTER,
+            hold_bytes: DEFAULT_HOLD_BYTES,
         }
     }
 }

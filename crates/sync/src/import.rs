@@ -29,6 +29,17 @@ pub(crate) enum Leaves {
     Slots { owner: B256, slots: Vec<(B256, U256)> },
 }
 
+impl Leaves {
+    /// The accounts and the slots of a storage chunk (an account chunk's inline slots are not
+    /// counted here).
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        match self {
+            Self::Accounts { accounts, .. } => (accounts.len() as u64, 0),
+            Self::Slots { slots, .. } => (0, slots.len() as u64),
+        }
+    }
+}
+
 /// What a chunk answer is.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ChunkVerdict {

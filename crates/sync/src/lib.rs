@@ -12,6 +12,7 @@ pub mod config;
 mod dispatch;
 pub mod error;
 mod heal;
+mod holding;
 mod import;
 pub mod peer;
 mod peer_set;

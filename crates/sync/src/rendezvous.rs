@@ -18,25 +18,26 @@ pub(crate) fn peer_key(id: &PeerId) -> u64 {
     first_u64(keccak256(id.as_slice()).as_slice())
 }
 
-/// Sibling units (prefixes that differ only in their last nibble) that share a home: the last
-/// nibble's two low bits are left out of the key, so siblings go to their home in runs of four.
-/// A batch of a home's units then holds neighbours, whose key ranges meet, and the client
-/// writes them into shared table files (`LeafDb::commit_chunks`): at 4M accounts the account
-/// units are ~400 KB, five to an answer, and each file costs a sync and a manifest entry.
-/// Groups of four keep the homes spread: 64 groups where a state has 256 units.
-const SIBLINGS_PER_HOME_BITS: u32 = 2;
-
 /// A unit's rendezvous key: the first 8 bytes of the keccak of its owner (32 zero bytes for the
-/// account trie) and its prefix nibbles, the last one shifted right by
-/// [`SIBLINGS_PER_HOME_BITS`].
+/// account trie) and its prefix nibbles, the last one without its low bits: all four of them
+/// (the sixteen children of one trie node share a home) below the top level, two at the top
+/// (the trie's sixteen top units go to their homes in four groups, so that a small state still
+/// spreads over the peers). A peer works through the siblings of its home one batch after the
+/// other: its answers' pieces meet, and the client writes them into shared table files
+/// (`LeafDb::commit_chunks`; each file costs about a millisecond of CPU besides its bytes).
+/// With siblings in groups of four at every level, the answers of all peers interleaved in
+/// the key space: a 1M-account sync wrote ~490 table files where it now writes ~390, a 4M one
+/// ~3,100 where it now writes ~2,300 (docs/benchmarks.md). A peer that ends up with more than
+/// its share of the groups gives the rest up to the others by work stealing.
 pub(crate) fn unit_key(owner: Owner, prefix: &Nibbles) -> u64 {
     let mut bytes = Vec::with_capacity(32 + prefix.len());
     bytes.extend_from_slice(owner.unwrap_or_default().as_slice());
     bytes.extend(prefix.iter());
+    let low_bits = if prefix.len() > 1 { 4 } else { 2 };
     if !prefix.is_empty()
         && let Some(last) = bytes.last_mut()
     {
-        *last >>= SIBLINGS_PER_HOME_BITS;
+        *last >>= low_bits;
     }
     first_u64(keccak256(&bytes).as_slice())
 }
@@ -121,10 +122,10 @@ mod tests {
     use super::*;
     use crate::tasks::Attempts;
 
-    fn unit(n: u8) -> Unit {
+    fn unit(n: u16) -> Unit {
         Unit {
             owner: None,
-            prefix: Nibbles::from_nibbles([n >> 4, n & 15]),
+            prefix: Nibbles::from_nibbles([(n >> 8) as u8 & 15, (n >> 4) as u8 & 15, n as u8 & 15]),
             hash: B256::ZERO,
             leaf: false,
             attempts: Attempts::default(),
@@ -139,7 +140,7 @@ mod tests {
         let three = Rendezvous::new(keys.iter().copied().enumerate().take(3).collect());
         let home = |r: &Rendezvous, u: &mut Unit| (0..4).find(|p| r.is_home(u, *p));
         let mut counts = [0; 4];
-        for n in 0..=255 {
+        for n in 0..4096 {
             let mut u = unit(n);
             let before = home(&all, &mut u).expect("every unit has a home");
             counts[before] += 1;
@@ -148,20 +149,21 @@ mod tests {
                 assert_eq!(after, before, "a unit whose home stayed does not move");
             }
         }
-        assert!(counts.iter().all(|c| (40..=90).contains(c)), "{counts:?}");
+        // 256 groups of sixteen siblings over four peers.
+        assert!(counts.iter().all(|c| (640..=1_400).contains(c)), "{counts:?}");
     }
 
     #[test]
-    fn four_siblings_share_a_home() {
+    fn siblings_share_a_home() {
         let keys: Vec<u64> = (1..=4u8).map(|n| peer_key(&PeerId::repeat_byte(n))).collect();
         let r = Rendezvous::new(keys.into_iter().enumerate().collect());
         let home = |u: &mut Unit| (0..4).find(|p| r.is_home(u, *p));
-        let homes: Vec<_> = (0..=255).map(|n| home(&mut unit(n))).collect();
-        for group in homes.chunks(4) {
-            assert!(group.iter().all(|h| *h == group[0]), "{group:?}");
+        let homes: Vec<_> = (0..4096).map(|n| home(&mut unit(n))).collect();
+        for siblings in homes.chunks(16) {
+            assert!(siblings.iter().all(|h| *h == siblings[0]), "{siblings:?}");
         }
-        // Not all groups of a parent go to one peer.
-        assert!(homes.chunks(16).any(|parent| parent.iter().any(|h| *h != parent[0])));
+        // Not all children of a grandparent go to one peer.
+        assert!(homes.chunks(256).any(|g| g.iter().any(|h| *h != g[0])));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use leafsync_p2p::{PeerId, leaf::ChainHead};
 use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
-use self::commit::{Committing, committed};
+use self::commit::{Committing, Held, committed};
 pub use crate::resume::{choose_pivot, chunk_depth};
 use crate::{
     config::{MAX_FINAL_REPAIRS, MAX_IN_FLIGHT_BYTES, RECHECK_INTERVAL, SyncConfig, SyncMode},
@@ -74,7 +74,9 @@ pub struct Syncer<S: KvStore> {
     /// entries this run did not write (see [`Self::final_check`]). `None`: every flat entry
     /// was written by a verified import. Not persisted: a resumed run always hashes again.
     rehash: Option<&'static str>,
-    /// Answers' verified chunks being written, oldest first ([`commit`]).
+    /// Verified chunks held back to be written together ([`commit`]).
+    held: Held,
+    /// Verified chunks being written, oldest first ([`commit`]).
     committing: VecDeque<Committing>,
 }
 
@@ -89,6 +91,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// A syncer writing into `db`, asking `peers`.
     pub fn new(db: Arc<LeafDb<S>>, config: SyncConfig, peers: Vec<Arc<dyn SyncPeer>>) -> Self {
         Self {
+            held: Held::new(config.hold_bytes, config.hold_bytes / 4),
             peers: PeerSet::new(peers, config.junk_ban_threshold),
             db,
             config,
@@ -221,7 +224,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         let mut stalled: Option<Instant> = None;
         loop {
             let steal_at = self.dispatch(&mut in_flight)?;
-            if in_flight.is_empty() && !self.committing.is_empty() {
+            if in_flight.is_empty() && self.writing() {
                 // Nothing to wait for but the writes: what they bring decides what comes next
                 // (and the wait is no stall).
                 self.settle()?;
@@ -271,6 +274,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 }
                 _ = tick.tick() => {
                     self.log_progress();
+                    self.write_held()?;
                     self.persist()?;
                 }
                 () = tokio::time::sleep(RECHECK_INTERVAL), if in_flight.is_empty() => {}
@@ -380,7 +384,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     }
 
     fn is_idle(&self) -> bool {
-        self.committing.is_empty()
+        !self.writing()
             && self.work.is_idle()
             && self.codes.queue.is_empty()
             && self.heal.is_empty()

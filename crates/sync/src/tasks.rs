@@ -208,13 +208,16 @@ pub(crate) fn requeue<T: Retry>(
     }
 }
 
-/// Puts items back at the end of `queue` untried (a server left them out of a batch at its
-/// budget, which is honest), as queued now.
+/// Puts items back at the front of `queue`, in their order, untried (a server left them out of
+/// a batch at its budget, which is honest), as queued now. They were next in line: at the end
+/// of the queue they came back long after their neighbours, and the chunks written around them
+/// could not share table files with them.
 pub(crate) fn queue_again<T: Retry>(queue: &mut VecDeque<T>, items: impl IntoIterator<Item = T>) {
     let now = Instant::now();
-    for mut item in items {
+    let items: Vec<T> = items.into_iter().collect();
+    for mut item in items.into_iter().rev() {
         item.attempts().queued = Some(now);
-        queue.push_back(item);
+        queue.push_front(item);
     }
 }
 
@@ -294,6 +297,20 @@ mod tests {
         let n = taken.len();
         requeue(queue, taken, peer);
         Ok(n)
+    }
+
+    #[test]
+    fn items_left_out_go_back_first_in_their_order_untried() {
+        let mut queue: VecDeque<CodeTask> = [code(4), code(5)].into();
+        queue_again(&mut queue, [code(1), code(2), code(3)]);
+        let order: Vec<u8> = queue.iter().map(|c| c.hash[0]).collect();
+        assert_eq!(order, [1, 2, 3, 4, 5]);
+        assert!(
+            queue
+                .iter()
+                .take(3)
+                .all(|c| c.attempts.tried.is_empty() && c.attempts.queued.is_some())
+        );
     }
 
     #[test]

@@ -128,7 +128,7 @@ async fn the_trusted_feed_moves_the_pivot() {
     let later = blocks[START as usize..].to_vec();
     tokio::spawn(async move {
         for (header, diff) in &later {
-            tokio::time::sleep(Duration::from_millis(150)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             for db in &servers {
                 assert!(db.apply_block(header, diff).unwrap().root_matches);
             }

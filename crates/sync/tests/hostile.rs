@@ -175,8 +175,18 @@ async fn wrong_node_peer_is_banned_in_heal() {
 #[tokio::test(start_paused = true)]
 async fn a_peer_answering_codes_that_hash_to_something_else_is_banned() {
     // Codes are checked in batches (eight at a time where the CPU allows): a wrong one is still
-    // caught, costs its server, and the codes come from the honest peer.
-    liar_is_banned(Behaviour::WrongCodes, SyncMode::Leaf).await;
+    // caught, costs its server, and the codes come from the honest peer. Chunks are written as
+    // they come: held back, this small state's codes would all be queued at its end, as one
+    // batch that the first peer in line takes.
+    let config = SyncConfig {
+        chunk_target_bytes: TEST_CHUNK_BYTES,
+        chunk_batch_bytes: 0,
+        hold_bytes: 0,
+        ..Default::default()
+    };
+    let (out, peers) = run_with(&[Behaviour::WrongCodes], config).await;
+    assert!(out.banned.contains(&peers[1].id), "WrongCodes peer not banned");
+    assert!(peers[1].penalties.lock().unwrap().contains(&PenaltyClass::Fatal));
 }
 
 #[tokio::test(start_paused = true)]

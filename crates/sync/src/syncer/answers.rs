@@ -146,7 +146,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 None => refused = true,
             }
         }
-        self.take_in(peer, verified)?;
+        self.take_in(verified)?;
         queue_again(&mut self.work.units, units);
         if delivered {
             self.judge(peer, Verdict::Delivered);
@@ -198,7 +198,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 let staged = self.db.stage_account_chunk(&unit.prefix, accounts)?;
                 if staged.outcome().root == unit.hash {
                     let roots = verified.add(staged).storage_roots;
-                    verified.push(unit, leaves, roots);
+                    verified.push(peer, unit, leaves, roots);
                     return Ok(Some(Verdict::Delivered));
                 }
                 differing.add(staged);
@@ -207,7 +207,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 let staged = self.db.stage_storage_chunk(owner, &unit.prefix, slots)?;
                 if *staged.outcome() == unit.hash {
                     verified.add(staged);
-                    verified.push(unit, leaves, Vec::new());
+                    verified.push(peer, unit, leaves, Vec::new());
                     return Ok(Some(Verdict::Delivered));
                 }
                 differing.add(staged);
@@ -218,20 +218,18 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         // The verified pieces staged so far go to their write first; theirs and this one's
         // prefixes are disjoint, so which of the two writes lands first does not matter.
-        self.take_in(peer, std::mem::take(verified))?;
+        self.take_in(std::mem::take(verified))?;
         self.db.commit_chunks(differing)?;
-        self.count_import(&unit, &leaves);
+        self.count_import(&unit, leaves.counts());
         self.mark_heal(peer, &unit, claimed, asked_at)?;
         Ok(Some(Verdict::Delivered))
     }
 
-    /// Counts an imported chunk in the stats.
-    pub(super) fn count_import(&mut self, unit: &Unit, leaves: &Leaves) {
+    /// Counts an imported chunk of `accounts` accounts and `slots` storage slots in the stats.
+    pub(super) fn count_import(&mut self, unit: &Unit, (accounts, slots): (u64, u64)) {
         let stats = &mut self.reporter.stats;
-        match leaves {
-            Leaves::Accounts { accounts, .. } => stats.accounts += accounts.len() as u64,
-            Leaves::Slots { slots, .. } => stats.slots += slots.len() as u64,
-        }
+        stats.accounts += accounts;
+        stats.slots += slots;
         stats.chunks_done += 1;
         self.reporter.mark(if unit.owner.is_none() { WorkKind::Chunks } else { WorkKind::Storage });
     }

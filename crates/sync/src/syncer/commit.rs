@@ -1,61 +1,109 @@
 //! Verified chunks written off the loop. The pieces of an answer that equal their skeleton
-//! hashes are staged (hashed) by the loop, then written together on a thread of their own
-//! ([`LeafDb::commit_chunks`]: table files built side by side and ingested), while the loop
-//! goes on with the next answers. Once written they are taken in ([`Syncer::take_in`]), in
-//! the order they were started. At most [`MAX_WRITES`] answers' writes run at once: a write
-//! spends much of its time waiting for file and manifest syncs, which the next one overlaps.
+//! hashes are staged (hashed) by the loop and held back ([`Holding`]) until enough of them are
+//! held that their writes share table files; then a batch of them is written together on a
+//! thread of their own ([`LeafDb::commit_chunks`]: table files built side by side and
+//! ingested), while the loop goes on with the next answers. Once written they are taken in
+//! ([`Syncer::take_in`]), in the order their writes were started. At most [`MAX_WRITES`]
+//! writes run at once: a write spends much of its time waiting for file and manifest syncs,
+//! which the next one overlaps.
 //!
-//! Nothing else depends on a write still running: the next pieces' prefixes are disjoint from
-//! its own (so staging them reads nothing it writes, and two writes never touch the same
-//! keys), and whatever follows from its pieces
-//! (a storage closed and its skeleton written above its chunks, large storages and codes
-//! queued, a lie judged) happens only once it is written. A re-pivot, the end of the loop and
-//! a failed run wait for it.
+//! Nothing else depends on a piece held or being written: the next pieces' prefixes are
+//! disjoint from its own (so staging them reads nothing it writes, and two writes never touch
+//! the same keys), and whatever follows from its pieces (a storage closed and its skeleton
+//! written above its chunks, large storages and codes queued, a lie judged) happens only once
+//! it is written. Once no chunk is left to hand out, what the pieces bring may be all the peers
+//! can be given next, so nothing is held back any more. A re-pivot, the end of the loop and a
+//! failed run wait for the writes; a failed run drops what is held (a resumed run asks for it
+//! again).
 //!
 //! [`LeafDb::commit_chunks`]: leafsync_leafdb::LeafDb::commit_chunks
 
 use std::{collections::VecDeque, sync::Arc};
 
 use alloy_primitives::B256;
-use leafsync_leafdb::{ChunkSet, KvStore, LeafDbError, StagedChunk};
+use alloy_trie::{Nibbles, TrieAccount};
+use leafsync_leafdb::{
+    ChunkSet, KvStore, LeafDbError, StagedChunk,
+    keys::{account_range, range_bound, storage_range},
+};
 use tokio::sync::oneshot;
 
 use super::Syncer;
-use crate::{error::SyncError, import::Leaves, peer_set::Verdict, tasks::Unit};
+use crate::{error::SyncError, holding::Holding, import::Leaves, peer_set::Verdict, tasks::Unit};
 
-/// A verified piece: its unit, its leaves and, for an account chunk, its accounts' computed
-/// storage roots.
-type Piece = (Unit, Leaves, Vec<Option<B256>>);
+/// A verified piece: the peer that sent it, its unit, and what taking it in needs of its leaves.
+type Piece = (usize, Unit, Kept);
 
-/// The verified pieces of one answer, staged to be written together.
+/// What taking in a written piece needs of its leaves. The slots are in the tables by then, and
+/// they are most of a chunk's memory: a held piece keeps only their count.
+#[derive(Debug)]
+pub(super) enum Kept {
+    /// Per account its hashed address, its record and the storage root computed from its
+    /// inline storage (`None`: a large storage, fetched apart); the inline slots' count; the
+    /// announced slot count of each large storage.
+    Accounts {
+        accounts: Vec<(B256, TrieAccount, Option<B256>)>,
+        slots: u64,
+        large: Vec<(B256, u64)>,
+    },
+    /// A storage chunk's slot count.
+    Slots(u64),
+}
+
+/// Verified pieces held back, each with its staged chunk.
+pub(super) type Held = Holding<(ChunkSet, Piece)>;
+
+/// The verified pieces of one answer, each with its staged chunk.
 #[derive(Debug, Default)]
 pub(super) struct Verified {
-    set: ChunkSet,
+    chunks: Vec<ChunkSet>,
     pieces: Vec<Piece>,
 }
 
 impl Verified {
-    /// Adds a staged chunk and returns what it computed.
+    /// Adds a staged chunk and returns what it computed; [`Self::push`] records its piece.
     pub(super) fn add<T>(&mut self, staged: StagedChunk<T>) -> T {
-        self.set.add(staged)
+        let mut set = ChunkSet::default();
+        let outcome = set.add(staged);
+        self.chunks.push(set);
+        outcome
     }
 
-    /// Records the piece whose chunk was just added.
-    pub(super) fn push(&mut self, unit: Unit, leaves: Leaves, storage_roots: Vec<Option<B256>>) {
-        self.pieces.push((unit, leaves, storage_roots));
+    /// Records the piece from `peer` whose chunk was just added: its leaves and, for an account
+    /// chunk, its accounts' computed storage roots.
+    pub(super) fn push(
+        &mut self,
+        peer: usize,
+        unit: Unit,
+        leaves: Leaves,
+        storage_roots: Vec<Option<B256>>,
+    ) {
+        let kept = match leaves {
+            Leaves::Accounts { accounts, large } => {
+                let slots: usize =
+                    accounts.iter().filter_map(|a| a.storage.as_ref()).map(Vec::len).sum();
+                let accounts = accounts
+                    .into_iter()
+                    .zip(storage_roots)
+                    .map(|(a, root)| (a.hashed_address, a.account, root))
+                    .collect();
+                Kept::Accounts { accounts, slots: slots as u64, large }
+            }
+            Leaves::Slots { slots, .. } => Kept::Slots(slots.len() as u64),
+        };
+        self.pieces.push((peer, unit, kept));
     }
 }
 
-/// An answer's verified pieces being written: the write's result arrives on `done`.
+/// Verified pieces being written: the write's result arrives on `done`.
 #[derive(Debug)]
 pub(super) struct Committing {
     done: oneshot::Receiver<Result<(), LeafDbError>>,
-    peer: usize,
     pieces: Vec<Piece>,
 }
 
-/// Answers' writes running at once, at most: two keep one building files while the other
-/// waits for its syncs, on the two cores the benchmarks run on.
+/// Writes running at once, at most: two keep one building files while the other waits for its
+/// syncs, on the two cores the benchmarks run on.
 pub(super) const MAX_WRITES: usize = 2;
 
 /// The result of the oldest write in `committing`, when it ends (never, without one).
@@ -77,29 +125,77 @@ fn wait(done: &mut oneshot::Receiver<Result<(), LeafDbError>>) -> CommitResult {
 }
 
 impl<S: KvStore + 'static> Syncer<S> {
-    /// Starts writing the verified pieces staged from one answer from `peer` (once fewer than
-    /// [`MAX_WRITES`] are running: the oldest is waited for and taken in first).
-    pub(super) fn take_in(&mut self, peer: usize, verified: Verified) -> Result<(), SyncError> {
-        if verified.pieces.is_empty() {
+    /// Holds the verified pieces staged from one answer ([`Holding`]). Once a run of them
+    /// reaches a quarter of [`SyncConfig::hold_bytes`] or all of it is held, the complete runs,
+    /// those of a quarter and the largest others are written; once no chunk is left to hand
+    /// out, everything held is.
+    ///
+    /// [`SyncConfig::hold_bytes`]: crate::SyncConfig::hold_bytes
+    pub(super) fn take_in(&mut self, verified: Verified) -> Result<(), SyncError> {
+        for (set, piece) in verified.chunks.into_iter().zip(verified.pieces) {
+            let Some(span) = set.span().map(|(lo, hi)| (lo.to_vec(), hi.to_vec())) else {
+                continue;
+            };
+            let (lo, hi) = match &piece.1.owner {
+                None => account_range(&Nibbles::new()),
+                Some(owner) => storage_range(owner, &Nibbles::new()),
+            };
+            let trie = (range_bound(lo), range_bound(hi));
+            let bytes = set.bytes();
+            self.held.hold(span, trie, bytes, (set, piece));
+        }
+        if self.work.units.is_empty() {
+            self.write_held()?;
+        } else if self.held.due() {
+            let ready = self.held.take_ready();
+            self.start_write(ready)?;
+        }
+        Ok(())
+    }
+
+    /// Starts writing `chunks` (once fewer than [`MAX_WRITES`] are running: the oldest is
+    /// waited for and taken in first).
+    fn start_write(&mut self, chunks: Vec<(ChunkSet, Piece)>) -> Result<(), SyncError> {
+        if chunks.is_empty() {
             return Ok(());
         }
         while self.committing.len() >= MAX_WRITES {
             self.settle_oldest()?;
         }
+        let mut set = ChunkSet::default();
+        let mut pieces = Vec::with_capacity(chunks.len());
+        for (chunk, piece) in chunks {
+            set.append(chunk);
+            pieces.push(piece);
+        }
         let (tx, done) = oneshot::channel();
-        let (db, set) = (Arc::clone(&self.db), verified.set);
+        let db = Arc::clone(&self.db);
         std::thread::Builder::new()
             .name("sync-commit".into())
             .spawn(move || {
                 let _ = tx.send(db.commit_chunks(set));
             })
             .map_err(|e| SyncError::ChunkWriter(format!("cannot start: {e}")))?;
-        self.committing.push_back(Committing { done, peer, pieces: verified.pieces });
+        self.committing.push_back(Committing { done, pieces });
         Ok(())
     }
 
-    /// Waits for every write still running and takes their pieces in, oldest first.
+    /// Starts writing every piece held back (at each progress interval: what a crash loses
+    /// stays bounded in time on a slow network).
+    pub(super) fn write_held(&mut self) -> Result<(), SyncError> {
+        let all = self.held.take_all();
+        self.start_write(all)
+    }
+
+    /// Whether pieces are held back or being written.
+    pub(super) fn writing(&self) -> bool {
+        !self.held.is_empty() || !self.committing.is_empty()
+    }
+
+    /// Writes the pieces held back, waits for every write still running and takes their
+    /// pieces in, oldest first.
     pub(super) fn settle(&mut self) -> Result<(), SyncError> {
+        self.write_held()?;
         while !self.committing.is_empty() {
             self.settle_oldest()?;
         }
@@ -116,12 +212,14 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// The oldest write ended with `result` ([`committed`]): takes its pieces in.
     pub(super) fn on_committed(&mut self, result: CommitResult) -> Result<(), SyncError> {
         let Some(committing) = self.committing.pop_front() else { return Ok(()) };
-        self.written(committing.peer, committing.pieces, result)
+        self.written(committing.pieces, result)
     }
 
-    /// Waits for the writes still running without taking their pieces in (the run failed: a
-    /// resumed run finds them in the tables).
+    /// Drops the pieces held back and waits for the writes still running without taking their
+    /// pieces in (the run failed: a resumed run finds what was written in the tables, and asks
+    /// for the rest again).
     pub(super) fn abandon_commit(&mut self) {
+        drop(self.held.take_all());
         for mut committing in self.committing.drain(..) {
             let _ = wait(&mut committing.done);
         }
@@ -130,33 +228,30 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// A write ended with `result`: takes its pieces in. A storage chunk closes
     /// its storage (if it was the last); an account chunk's accounts are checked (storage roots
     /// against their inline storage, large storages and codes queued). A storage root that
-    /// lies is junk for `peer`.
-    fn written(
-        &mut self,
-        peer: usize,
-        pieces: Vec<Piece>,
-        result: CommitResult,
-    ) -> Result<(), SyncError> {
+    /// lies is junk for the peer that sent it.
+    fn written(&mut self, pieces: Vec<Piece>, result: CommitResult) -> Result<(), SyncError> {
         match result {
             Ok(written) => written?,
             Err(_) => return Err(SyncError::ChunkWriter("ended without a result".into())),
         }
-        for (unit, leaves, storage_roots) in pieces {
-            self.count_import(&unit, &leaves);
+        for (peer, unit, kept) in pieces {
             self.reporter.stats.chunks_verified += 1;
-            let Leaves::Accounts { accounts, large } = leaves else {
-                self.close(unit.owner)?;
-                continue;
+            let (accounts, slots, large) = match kept {
+                Kept::Accounts { accounts, slots, large } => (accounts, slots, large),
+                Kept::Slots(slots) => {
+                    self.count_import(&unit, (0, slots));
+                    self.close(unit.owner)?;
+                    continue;
+                }
             };
+            self.count_import(&unit, (accounts.len() as u64, 0));
+            self.reporter.stats.slots += slots;
             for (account, slot_count) in large {
                 self.work.sizes.record(account, slot_count);
             }
             let mut lied = None;
-            for (a, computed) in accounts.iter().zip(storage_roots) {
-                self.reporter.stats.slots += a.storage.as_ref().map_or(0, |s| s.len() as u64);
-                if let Some(lie) =
-                    self.after_verified_account(a.hashed_address, &a.account, computed)?
-                {
+            for (hashed, account, computed) in &accounts {
+                if let Some(lie) = self.after_verified_account(*hashed, account, *computed)? {
                     lied = Some(lie);
                 }
             }

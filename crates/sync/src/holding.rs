@@ -1,0 +1,258 @@
+//! Verified chunks held back so that their writes share table files.
+//!
+//! Each table file a write makes costs about a millisecond of CPU beyond its bytes (creating
+//! it, its sync, its manifest entry; docs/benchmarks.md), and a write can put chunks into one
+//! file only where their key ranges meet ([`leafsync_leafdb::LeafDb::commit_chunks`]). Chunks
+//! arrive a few at a time from several peers, each working through its own part of the key
+//! space, so one answer's chunks rarely meet another's: written answer by answer, a 1M-account
+//! sync made ~950 files of ~0.7 MB. [`Holding`] keeps verified chunks back and hands them to
+//! the write in *runs* (held chunks whose ranges meet):
+//! * a run of [`Holding::new`]'s `run_bytes` is written: its files are large enough;
+//! * a run that meets written chunks (or its trie's ends) on both sides can grow no more: it
+//!   goes with the next write;
+//! * otherwise chunks wait for their neighbours until [`Holding::over`] their byte budget; then
+//!   the largest runs go until half the budget is left.
+//!
+//! Which chunks go together never changes what is written, only into how many files: any
+//! grouping of disjoint chunks is a valid write.
+
+use std::collections::{BTreeMap, HashSet};
+
+/// A key range `[start, end)`.
+type Span = (Vec<u8>, Vec<u8>);
+
+/// One held chunk: where its key range ends, the ends of its whole trie's range, its staged
+/// bytes, and what the caller keeps with it.
+#[derive(Debug)]
+struct Held<T> {
+    end: Vec<u8>,
+    trie: Span,
+    bytes: usize,
+    item: T,
+}
+
+/// Chunks held back, by the start of their key ranges (disjoint); see the module docs.
+#[derive(Debug)]
+pub(crate) struct Holding<T> {
+    held: BTreeMap<Vec<u8>, Held<T>>,
+    bytes: usize,
+    budget: usize,
+    run_bytes: usize,
+    /// Range ends of the chunks handed out to be written: a run that meets them (or its trie's
+    /// ends) on both sides is complete.
+    edges: HashSet<Vec<u8>>,
+}
+
+impl<T> Holding<T> {
+    /// Holds chunks until a run of them reaches `run_bytes` staged bytes or `budget` bytes of
+    /// them are held.
+    pub(crate) fn new(budget: usize, run_bytes: usize) -> Self {
+        Self { held: BTreeMap::new(), bytes: 0, budget, run_bytes, edges: HashSet::new() }
+    }
+
+    /// Holds a chunk spanning `span` (disjoint from every other's) in the trie spanning `trie`,
+    /// of `bytes` staged bytes.
+    pub(crate) fn hold(&mut self, span: Span, trie: Span, bytes: usize, item: T) {
+        self.bytes += bytes;
+        if let Some(old) = self.held.insert(span.0, Held { end: span.1, trie, bytes, item }) {
+            // Not expected (a prefix is held once); kept counted right if it happens.
+            self.bytes -= old.bytes;
+        }
+    }
+
+    /// Whether nothing is held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// Whether the held chunks reach the budget.
+    pub(crate) fn over(&self) -> bool {
+        self.bytes >= self.budget
+    }
+
+    /// Whether a write is due: the held chunks reach the budget, or a run reaches `run_bytes`.
+    pub(crate) fn due(&self) -> bool {
+        self.over() || self.runs().iter().any(|run| run.bytes >= self.run_bytes)
+    }
+
+    /// Takes every held chunk, in key order.
+    pub(crate) fn take_all(&mut self) -> Vec<T> {
+        let starts: Vec<Vec<u8>> = self.held.keys().cloned().collect();
+        self.take(starts)
+    }
+
+    /// Takes the complete runs, the runs of `run_bytes` and, when [`Self::over`] the budget,
+    /// the largest others until at most half of it is held; in key order.
+    pub(crate) fn take_ready(&mut self) -> Vec<T> {
+        let runs = self.runs();
+        let mut starts = Vec::new();
+        let mut left = self.bytes;
+        let mut open = Vec::new();
+        for run in runs {
+            if run.complete || run.bytes >= self.run_bytes {
+                left -= run.bytes;
+                starts.extend(run.starts);
+            } else {
+                open.push(run);
+            }
+        }
+        if self.over() {
+            open.sort_by_key(|run| std::cmp::Reverse(run.bytes));
+            for run in open {
+                if left <= self.budget / 2 {
+                    break;
+                }
+                left -= run.bytes;
+                starts.extend(run.starts);
+            }
+        }
+        starts.sort_unstable();
+        self.take(starts)
+    }
+
+    fn take(&mut self, starts: Vec<Vec<u8>>) -> Vec<T> {
+        let mut items = Vec::with_capacity(starts.len());
+        for start in starts {
+            if let Some(held) = self.held.remove(&start) {
+                self.bytes -= held.bytes;
+                self.edges.insert(held.end);
+                self.edges.insert(start);
+                items.push(held.item);
+            }
+        }
+        items
+    }
+
+    /// The held chunks as runs of meeting ranges, in key order.
+    fn runs(&self) -> Vec<Run> {
+        let mut runs: Vec<Run> = Vec::new();
+        let mut last: Option<(&Vec<u8>, &Span)> = None;
+        for (start, held) in &self.held {
+            let continues = last.is_some_and(|(end, trie)| end == start && *trie == held.trie);
+            match runs.last_mut() {
+                Some(run) if continues => {
+                    run.starts.push(start.clone());
+                    run.bytes += held.bytes;
+                }
+                _ => {
+                    if let Some(run) = runs.last_mut() {
+                        run.complete &= last.is_some_and(|(end, trie)| self.bounded(end, trie));
+                    }
+                    let complete = self.bounded(start, &held.trie);
+                    runs.push(Run { starts: vec![start.clone()], bytes: held.bytes, complete });
+                }
+            }
+            last = Some((&held.end, &held.trie));
+        }
+        if let Some(run) = runs.last_mut() {
+            run.complete &= last.is_some_and(|(end, trie)| self.bounded(end, trie));
+        }
+        runs
+    }
+
+    /// Whether a run may end at `key` for good: a written chunk meets it there, or its trie's
+    /// range ends there.
+    fn bounded(&self, key: &Vec<u8>, trie: &Span) -> bool {
+        *key == trie.0 || *key == trie.1 || self.edges.contains(key)
+    }
+}
+
+/// Held chunks whose ranges meet, by their starts.
+#[derive(Debug)]
+struct Run {
+    starts: Vec<Vec<u8>>,
+    bytes: usize,
+    /// Meets written chunks or its trie's ends on both sides.
+    complete: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRIE: (u8, u8) = (0, 16);
+
+    fn trie() -> Span {
+        (vec![TRIE.0], vec![TRIE.1])
+    }
+
+    fn hold(h: &mut Holding<u8>, at: u8, bytes: usize) {
+        h.hold((vec![at], vec![at + 1]), trie(), bytes, at);
+    }
+
+    #[test]
+    fn runs_wait_for_their_neighbours_until_complete() {
+        let mut h = Holding::new(100, 1000);
+        hold(&mut h, 1, 10);
+        hold(&mut h, 2, 10);
+        // 1..3 meets neither a written chunk nor the trie's ends: it may still grow.
+        assert!(h.take_ready().is_empty());
+        hold(&mut h, 0, 10);
+        // 0..3 starts at the trie's start but its end meets nothing yet.
+        assert!(h.take_ready().is_empty());
+        for at in 3..16 {
+            hold(&mut h, at, 1);
+        }
+        // 0..16 spans the whole trie: complete, and taken whole, in key order.
+        assert_eq!(h.take_ready(), (0..16).collect::<Vec<_>>());
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn a_run_between_written_chunks_is_complete() {
+        let mut h = Holding::new(100, 1000);
+        hold(&mut h, 3, 10);
+        hold(&mut h, 7, 10);
+        assert!(h.take_all().len() == 2);
+        // 4..7 meets the written 3 and 7: complete. 9 meets nothing written.
+        hold(&mut h, 5, 10);
+        hold(&mut h, 4, 10);
+        hold(&mut h, 6, 10);
+        hold(&mut h, 9, 10);
+        assert_eq!(h.take_ready(), vec![4, 5, 6]);
+        assert_eq!(h.take_all(), vec![9]);
+    }
+
+    #[test]
+    fn over_budget_the_largest_runs_go_until_half_is_left() {
+        let mut h = Holding::new(100, 1000);
+        // Runs: 1..4 (60 bytes), 6 (20), 8..10 (30), 12 (5): 115 bytes, over the budget.
+        for (at, bytes) in [(1, 20), (2, 20), (3, 20), (6, 20), (8, 15), (9, 15), (12, 5)] {
+            hold(&mut h, at, bytes);
+        }
+        assert!(h.over());
+        // The largest (60) leaves 55, still over half the budget; the next (30) leaves 25.
+        assert_eq!(h.take_ready(), vec![1, 2, 3, 8, 9]);
+        assert!(!h.over());
+        assert_eq!(h.take_all(), vec![6, 12]);
+    }
+
+    #[test]
+    fn a_run_of_run_bytes_is_due() {
+        let mut h = Holding::new(100, 30);
+        hold(&mut h, 1, 10);
+        hold(&mut h, 2, 10);
+        hold(&mut h, 5, 10);
+        assert!(!h.due());
+        hold(&mut h, 3, 10);
+        assert!(h.due());
+        // 1..4 has 30 bytes: taken; 5 waits for its neighbours.
+        assert_eq!(h.take_ready(), vec![1, 2, 3]);
+        assert!(!h.due());
+        assert_eq!(h.take_all(), vec![5]);
+    }
+
+    #[test]
+    fn runs_of_different_tries_never_join() {
+        let mut h = Holding::new(100, 1000);
+        let other = (vec![16], vec![32]);
+        // The account trie's last chunk ends where another trie's range starts: two runs, each
+        // complete at its own trie's end only.
+        h.hold((vec![15], vec![16]), trie(), 10, 15);
+        h.hold((vec![16], vec![17]), other.clone(), 10, 16);
+        assert!(h.take_ready().is_empty());
+        h.hold((vec![17], vec![32]), other, 10, 17);
+        assert_eq!(h.take_ready(), vec![16, 17]);
+        assert_eq!(h.take_all(), vec![15]);
+    }
+}
