@@ -50,14 +50,21 @@ impl<T> Holding<T> {
         Self { held: BTreeMap::new(), bytes: 0, budget, run_bytes, edges: HashSet::new() }
     }
 
-    /// Holds a chunk spanning `span` (disjoint from every other's) in the trie spanning `trie`,
-    /// of `bytes` staged bytes.
-    pub(crate) fn hold(&mut self, span: Span, trie: Span, bytes: usize, item: T) {
+    /// Holds a chunk spanning `span` in the trie spanning `trie`, of `bytes` staged bytes.
+    /// Returns the held chunks whose ranges overlap it, taken out, in key order: not expected (a
+    /// prefix is imported once a pivot), but if it happens they are to be written before it, so
+    /// that one write never holds both and the later chunk wins, as it would unheld.
+    #[must_use = "overlapping chunks taken out must be written"]
+    pub(crate) fn hold(&mut self, span: Span, trie: Span, bytes: usize, item: T) -> Vec<T> {
+        let overlapping: Vec<Vec<u8>> = (self.held.range(..span.1.clone()).rev())
+            .take_while(|(_, held)| held.end > span.0)
+            .map(|(start, _)| start.clone())
+            .collect();
+        let mut overlapping = self.take(overlapping);
+        overlapping.reverse();
         self.bytes += bytes;
-        if let Some(old) = self.held.insert(span.0, Held { end: span.1, trie, bytes, item }) {
-            // Not expected (a prefix is held once); kept counted right if it happens.
-            self.bytes -= old.bytes;
-        }
+        self.held.insert(span.0, Held { end: span.1, trie, bytes, item });
+        overlapping
     }
 
     /// Whether nothing is held.
@@ -177,7 +184,7 @@ mod tests {
     }
 
     fn hold(h: &mut Holding<u8>, at: u8, bytes: usize) {
-        h.hold((vec![at], vec![at + 1]), trie(), bytes, at);
+        assert!(h.hold((vec![at], vec![at + 1]), trie(), bytes, at).is_empty());
     }
 
     #[test]
@@ -243,15 +250,30 @@ mod tests {
     }
 
     #[test]
+    fn chunks_a_new_one_overlaps_are_taken_out_before_it() {
+        let mut h = Holding::new(100, 1000);
+        hold(&mut h, 1, 10);
+        hold(&mut h, 2, 10);
+        hold(&mut h, 3, 10);
+        hold(&mut h, 6, 10);
+        // A chunk over 2..4 (a parent of 2 and 3, say) takes them out; 1 and 6 stay.
+        assert_eq!(h.hold((vec![2], vec![4]), trie(), 20, 99), vec![2, 3]);
+        // One starting where a held one starts takes it out too.
+        assert_eq!(h.hold((vec![6], vec![7]), trie(), 10, 66), vec![6]);
+        assert_eq!(h.take_all(), vec![1, 99, 66]);
+        assert!(!h.over());
+    }
+
+    #[test]
     fn runs_of_different_tries_never_join() {
         let mut h = Holding::new(100, 1000);
         let other = (vec![16], vec![32]);
         // The account trie's last chunk ends where another trie's range starts: two runs, each
         // complete at its own trie's end only.
-        h.hold((vec![15], vec![16]), trie(), 10, 15);
-        h.hold((vec![16], vec![17]), other.clone(), 10, 16);
+        assert!(h.hold((vec![15], vec![16]), trie(), 10, 15).is_empty());
+        assert!(h.hold((vec![16], vec![17]), other.clone(), 10, 16).is_empty());
         assert!(h.take_ready().is_empty());
-        h.hold((vec![17], vec![32]), other, 10, 17);
+        assert!(h.hold((vec![17], vec![32]), other, 10, 17).is_empty());
         assert_eq!(h.take_ready(), vec![16, 17]);
         assert_eq!(h.take_all(), vec![15]);
     }

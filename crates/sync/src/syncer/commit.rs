@@ -142,7 +142,8 @@ impl<S: KvStore + 'static> Syncer<S> {
             };
             let trie = (range_bound(lo), range_bound(hi));
             let bytes = set.bytes();
-            self.held.hold(span, trie, bytes, (set, piece));
+            let overlapping = self.held.hold(span, trie, bytes, (set, piece));
+            self.start_write(overlapping)?;
         }
         if self.work.units.is_empty() {
             self.write_held()?;
