@@ -38,8 +38,8 @@ pub(crate) struct Holding<T> {
     bytes: usize,
     budget: usize,
     run_bytes: usize,
-    /// Range ends of the chunks handed out to be written: a run that meets them (or its trie's
-    /// ends) on both sides is complete.
+    /// Range ends of the chunks handed out to be written whose other side is not written yet: a
+    /// run that meets them (or its trie's ends) on both sides is complete.
     edges: HashSet<Vec<u8>>,
 }
 
@@ -122,12 +122,21 @@ impl<T> Holding<T> {
         for start in starts {
             if let Some(held) = self.held.remove(&start) {
                 self.bytes -= held.bytes;
-                self.edges.insert(held.end);
-                self.edges.insert(start);
+                self.written_edge(held.end);
+                self.written_edge(start);
                 items.push(held.item);
             }
         }
         items
+    }
+
+    /// Notes that a chunk written now ends at `key`. Once the chunks on both sides of a key are
+    /// written no chunk can end there any more: it is forgotten, so that only the edges of the
+    /// written regions are kept (a few, however many chunks a state has).
+    fn written_edge(&mut self, key: Vec<u8>) {
+        if !self.edges.remove(&key) {
+            self.edges.insert(key);
+        }
     }
 
     /// The held chunks as runs of meeting ranges, in key order.
@@ -203,6 +212,8 @@ mod tests {
         // 0..16 spans the whole trie: complete, and taken whole, in key order.
         assert_eq!(h.take_ready(), (0..16).collect::<Vec<_>>());
         assert!(h.is_empty());
+        // Only the written region's ends are remembered: the trie's, here.
+        assert_eq!(h.edges.len(), 2);
     }
 
     #[test]
@@ -217,6 +228,10 @@ mod tests {
         hold(&mut h, 6, 10);
         hold(&mut h, 9, 10);
         assert_eq!(h.take_ready(), vec![4, 5, 6]);
+        // 3..8 is written whole: its inner edges are forgotten.
+        let mut edges: Vec<_> = h.edges.iter().map(|e| e[0]).collect();
+        edges.sort_unstable();
+        assert_eq!(edges, [3, 8]);
         assert_eq!(h.take_all(), vec![9]);
     }
 
