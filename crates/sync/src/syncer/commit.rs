@@ -134,6 +134,8 @@ impl<S: KvStore + 'static> Syncer<S> {
     pub(super) fn take_in(&mut self, verified: Verified) -> Result<(), SyncError> {
         for (set, piece) in verified.chunks.into_iter().zip(verified.pieces) {
             let Some(span) = set.span().map(|(lo, hi)| (lo.to_vec(), hi.to_vec())) else {
+                // A set of no chunk (not made by `Verified::add`): nothing to hold it by.
+                self.start_write(vec![(set, piece)])?;
                 continue;
             };
             let (lo, hi) = match &piece.1.owner {
