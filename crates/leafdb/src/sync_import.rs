@@ -342,14 +342,14 @@ fn ingest_in_turn(
     (lock, ready): &(Mutex<Turn>, Condvar),
     i: usize,
     written: Result<Option<Box<dyn SortedWriter + '_>>>,
-) -> Result<()> {
+) -> Result<u64> {
     let mut turn = lock.lock().unwrap_or_else(|e| e.into_inner());
     while matches!(*turn, Turn::Next(n) if n < i) {
         turn = ready.wait(turn).unwrap_or_else(|e| e.into_inner());
     }
     let result = match *turn {
         Turn::Failed => Err(LeafDbError::Invariant("an earlier table of the chunks failed")),
-        Turn::Next(_) => written.and_then(|file| file.map_or(Ok(()), |file| file.finish())),
+        Turn::Next(_) => written.and_then(|file| file.map_or(Ok(0), |file| file.finish())),
     };
     *turn = if result.is_ok() { Turn::Next(i + 1) } else { Turn::Failed };
     ready.notify_all();
@@ -448,8 +448,9 @@ impl<S: KvStore> LeafDb<S> {
     /// imported: it imports it again, clearing the prefix first. Each ingestion step costs a
     /// few manifest writes and syncs, and each file about a millisecond of CPU, so a caller
     /// with several chunks at hand writes them together (the sync holds them back until runs of
-    /// neighbours can share files).
-    pub fn commit_chunks(&self, set: ChunkSet) -> Result<()> {
+    /// neighbours can share files). Returns the table files written (0 without files: the
+    /// in-memory store).
+    pub fn commit_chunks(&self, set: ChunkSet) -> Result<u64> {
         let mut chunks = set.writes;
         chunks.sort_unstable_by(|a, b| a.span.0.cmp(&b.span.0));
         // Disjoint, checked before anything is written: files of one ingestion may overlap,
@@ -517,10 +518,10 @@ impl<S: KvStore> LeafDb<S> {
                     })
                 })
                 .collect();
-            let mut result = Ok(());
+            let mut result = Ok(0);
             for writer in writers {
                 let done = writer.join().unwrap_or(Err(LeafDbError::Invariant("writer panicked")));
-                result = result.and(done);
+                result = result.and_then(|files| done.map(|more| files + more));
             }
             result
         })

@@ -26,8 +26,8 @@ pub(crate) fn peer_key(id: &PeerId) -> u64 {
 /// other: its answers' pieces meet, and the client writes them into shared table files
 /// (`LeafDb::commit_chunks`; each file costs about a millisecond of CPU besides its bytes).
 /// With siblings in groups of four at every level, the answers of all peers interleaved in
-/// the key space: a 1M-account sync wrote ~490 table files where it now writes ~390, a 4M one
-/// ~3,100 where it now writes ~2,300 (docs/benchmarks.md). A peer that ends up with more than
+/// the key space: a 1M-account sync wrote about a quarter more table files, a 4M one about a
+/// third more (docs/benchmarks.md, "chunks held back"). A peer that ends up with more than
 /// its share of the groups gives the rest up to the others by work stealing.
 pub(crate) fn unit_key(owner: Owner, prefix: &Nibbles) -> u64 {
     let mut bytes = Vec::with_capacity(32 + prefix.len());

@@ -55,6 +55,9 @@ pub struct SyncStats {
     pub slots: u64,
     /// Codes written.
     pub codes: u64,
+    /// Table files the chunk writes made (each costs about a millisecond of CPU beyond its
+    /// bytes: docs/sync.md "Writing chunks"); 0 on a store without files.
+    pub table_files: u64,
     /// Skeleton nodes fetched.
     pub skeleton_nodes: u64,
     /// Trie nodes fetched and committed by heal.

@@ -136,7 +136,8 @@ impl SortedWriter for MemSortedWriter<'_> {
         Ok(())
     }
 
-    fn finish(self: Box<Self>) -> Result<()> {
-        self.store.write(self.batch, Durability::Logged)
+    fn finish(self: Box<Self>) -> Result<u64> {
+        self.store.write(self.batch, Durability::Logged)?;
+        Ok(0)
     }
 }

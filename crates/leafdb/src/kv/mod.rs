@@ -239,8 +239,9 @@ pub trait SortedWriter {
     fn cut(&mut self) -> Result<()> {
         Ok(())
     }
-    /// Makes everything written visible in the table.
-    fn finish(self: Box<Self>) -> Result<()>;
+    /// Makes everything written visible in the table; returns how many table files it made
+    /// (0 for stores without files).
+    fn finish(self: Box<Self>) -> Result<u64>;
 }
 
 /// A store: reads, atomic batches, consistent snapshots.

@@ -549,11 +549,12 @@ impl SortedWriter for RocksSortedWriter<'_> {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>) -> Result<()> {
+    fn finish(mut self: Box<Self>) -> Result<u64> {
         self.close_file()?;
         if self.files.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
+        let files = self.files.len() as u64;
         let mut opts = IngestExternalFileOptions::default();
         opts.set_move_files(true);
         let cf = self.store.cf(self.table)?;
@@ -561,7 +562,7 @@ impl SortedWriter for RocksSortedWriter<'_> {
         let ingested = self.store.db.ingest_external_file_cf_opts(cf, &opts, self.files.clone());
         ingested.map_err(storage)?;
         self.files.clear();
-        Ok(())
+        Ok(files)
     }
 }
 

@@ -169,11 +169,18 @@ fn neighbouring_chunks_share_table_files() {
         set.add(rocks.stage_account_chunk(&prefix, chunk).unwrap());
         mem.import_account_chunk(&prefix, chunk).unwrap();
     }
-    rocks.commit_chunks(set).unwrap();
+    let files = |table| -> u64 { rocks.store().files_per_level(table).unwrap().iter().sum() };
+    let all_files = || {
+        files(Table::Accounts)
+            + files(Table::Storage)
+            + files(Table::AccountNodes)
+            + files(Table::StorageNodes)
+    };
+    let written = rocks.commit_chunks(set).unwrap();
     for table in [Table::Accounts, Table::AccountNodes] {
-        let files: u64 = rocks.store().files_per_level(table).unwrap().iter().sum();
-        assert_eq!(files, 2, "{table:?}: one file for 3, 4 and 5, one for 9");
+        assert_eq!(files(table), 2, "{table:?}: one file for 3, 4 and 5, one for 9");
     }
+    assert_eq!(written, all_files(), "commit_chunks counts the files it wrote");
     let mut set = ChunkSet::default();
     for owner in &large {
         for nibble in 0..16 {
@@ -182,7 +189,8 @@ fn neighbouring_chunks_share_table_files() {
             mem.import_storage_chunk(owner, &prefix, &slots(owner, nibble)).unwrap();
         }
     }
-    rocks.commit_chunks(set).unwrap();
+    let written = written + rocks.commit_chunks(set).unwrap();
+    assert_eq!(mem.commit_chunks(ChunkSet::default()).unwrap(), 0, "no files in memory");
 
     assert_eq!(tables(&rocks), tables(&mem));
     for table in [Table::Accounts, Table::Storage, Table::AccountNodes, Table::StorageNodes] {
@@ -192,8 +200,8 @@ fn neighbouring_chunks_share_table_files() {
     }
     // 3 up to its large storage, that storage (its sixteen chunks meet), 4, the other large
     // storage, the rest of 5, and 9.
-    let storage_files: u64 = rocks.store().files_per_level(Table::Storage).unwrap().iter().sum();
-    assert_eq!(storage_files, 6);
+    assert_eq!(files(Table::Storage), 6);
+    assert_eq!(written, all_files());
 }
 
 /// Two chunks of the same prefix in one set (never made by a sync: its units are

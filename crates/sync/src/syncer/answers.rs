@@ -219,7 +219,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         // The verified pieces staged so far go to their write first; theirs and this one's
         // prefixes are disjoint, so which of the two writes lands first does not matter.
         self.take_in(std::mem::take(verified))?;
-        self.db.commit_chunks(differing)?;
+        self.reporter.stats.table_files += self.db.commit_chunks(differing)?;
         self.count_import(&unit, leaves.counts());
         self.mark_heal(peer, &unit, claimed, asked_at)?;
         Ok(Some(Verdict::Delivered))

@@ -98,7 +98,7 @@ impl Verified {
 /// Verified pieces being written: the write's result arrives on `done`.
 #[derive(Debug)]
 pub(super) struct Committing {
-    done: oneshot::Receiver<Result<(), LeafDbError>>,
+    done: oneshot::Receiver<Result<u64, LeafDbError>>,
     pieces: Vec<Piece>,
 }
 
@@ -115,12 +115,12 @@ pub(super) async fn committed(committing: &mut VecDeque<Committing>) -> CommitRe
 }
 
 /// What a write's thread sent, or that it ended without sending (a panic).
-pub(super) type CommitResult = Result<Result<(), LeafDbError>, oneshot::error::RecvError>;
+pub(super) type CommitResult = Result<Result<u64, LeafDbError>, oneshot::error::RecvError>;
 
 /// Blocks the loop's thread until the write's thread sends its result. Unconstrained: inside a
 /// tokio task whose budget is spent, the receiver would answer "not yet" and leave its wake-up
 /// to the scheduler, which never runs while this blocks.
-fn wait(done: &mut oneshot::Receiver<Result<(), LeafDbError>>) -> CommitResult {
+fn wait(done: &mut oneshot::Receiver<Result<u64, LeafDbError>>) -> CommitResult {
     futures::executor::block_on(tokio::task::unconstrained(done))
 }
 
@@ -234,7 +234,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// lies is junk for the peer that sent it.
     fn written(&mut self, pieces: Vec<Piece>, result: CommitResult) -> Result<(), SyncError> {
         match result {
-            Ok(written) => written?,
+            Ok(written) => self.reporter.stats.table_files += written?,
             Err(_) => return Err(SyncError::ChunkWriter("ended without a result".into())),
         }
         for (peer, unit, kept) in pieces {
