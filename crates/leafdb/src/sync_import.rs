@@ -293,6 +293,11 @@ pub struct ChunkSet {
 }
 
 impl ChunkSet {
+    /// A set of one staged chunk, and what it computed.
+    pub fn of<T>(staged: StagedChunk<T>) -> (Self, T) {
+        (Self { writes: vec![staged.writes] }, staged.outcome)
+    }
+
     /// Adds a staged chunk (its prefix disjoint from the others') and returns what it computed.
     pub fn add<T>(&mut self, staged: StagedChunk<T>) -> T {
         self.writes.push(staged.writes);
@@ -432,8 +437,7 @@ impl<S: KvStore> LeafDb<S> {
 
     /// Writes a staged chunk and returns what it computed; see [`Self::commit_chunks`].
     pub fn commit_chunk<T>(&self, staged: StagedChunk<T>) -> Result<T> {
-        let mut set = ChunkSet::default();
-        let outcome = set.add(staged);
+        let (set, outcome) = ChunkSet::of(staged);
         self.commit_chunks(set)?;
         Ok(outcome)
     }

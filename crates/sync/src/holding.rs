@@ -196,19 +196,23 @@ mod tests {
         assert!(h.hold((vec![at], vec![at + 1]), trie(), bytes, at).is_empty());
     }
 
+    /// Holds the chunks at `ats`, `bytes` each.
+    fn hold_each(h: &mut Holding<u8>, ats: &[u8], bytes: usize) {
+        for &at in ats {
+            hold(h, at, bytes);
+        }
+    }
+
     #[test]
     fn runs_wait_for_their_neighbours_until_complete() {
         let mut h = Holding::new(100, 1000);
-        hold(&mut h, 1, 10);
-        hold(&mut h, 2, 10);
+        hold_each(&mut h, &[1, 2], 10);
         // 1..3 meets neither a written chunk nor the trie's ends: it may still grow.
         assert!(h.take_ready().is_empty());
         hold(&mut h, 0, 10);
         // 0..3 starts at the trie's start but its end meets nothing yet.
         assert!(h.take_ready().is_empty());
-        for at in 3..16 {
-            hold(&mut h, at, 1);
-        }
+        hold_each(&mut h, &(3..16).collect::<Vec<_>>(), 1);
         // 0..16 spans the whole trie: complete, and taken whole, in key order.
         assert_eq!(h.take_ready(), (0..16).collect::<Vec<_>>());
         assert!(h.is_empty());
@@ -219,14 +223,10 @@ mod tests {
     #[test]
     fn a_run_between_written_chunks_is_complete() {
         let mut h = Holding::new(100, 1000);
-        hold(&mut h, 3, 10);
-        hold(&mut h, 7, 10);
+        hold_each(&mut h, &[3, 7], 10);
         assert!(h.take_all().len() == 2);
         // 4..7 meets the written 3 and 7: complete. 9 meets nothing written.
-        hold(&mut h, 5, 10);
-        hold(&mut h, 4, 10);
-        hold(&mut h, 6, 10);
-        hold(&mut h, 9, 10);
+        hold_each(&mut h, &[5, 4, 6, 9], 10);
         assert_eq!(h.take_ready(), vec![4, 5, 6]);
         // 3..8 is written whole: its inner edges are forgotten.
         let mut edges: Vec<_> = h.edges.iter().map(|e| e[0]).collect();
@@ -252,9 +252,7 @@ mod tests {
     #[test]
     fn a_run_of_run_bytes_is_due() {
         let mut h = Holding::new(100, 30);
-        hold(&mut h, 1, 10);
-        hold(&mut h, 2, 10);
-        hold(&mut h, 5, 10);
+        hold_each(&mut h, &[1, 2, 5], 10);
         assert!(!h.due());
         hold(&mut h, 3, 10);
         assert!(h.due());
@@ -267,10 +265,7 @@ mod tests {
     #[test]
     fn chunks_a_new_one_overlaps_are_taken_out_before_it() {
         let mut h = Holding::new(100, 1000);
-        hold(&mut h, 1, 10);
-        hold(&mut h, 2, 10);
-        hold(&mut h, 3, 10);
-        hold(&mut h, 6, 10);
+        hold_each(&mut h, &[1, 2, 3, 6], 10);
         // A chunk over 2..4 (a parent of 2 and 3, say) takes them out; 1 and 6 stay.
         assert_eq!(h.hold((vec![2], vec![4]), trie(), 20, 99), vec![2, 3]);
         // One starting where a held one starts takes it out too.

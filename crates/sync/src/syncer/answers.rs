@@ -197,8 +197,8 @@ impl<S: KvStore + 'static> Syncer<S> {
             Leaves::Accounts { accounts, .. } => {
                 let staged = self.db.stage_account_chunk(&unit.prefix, accounts)?;
                 if staged.outcome().root == unit.hash {
-                    let roots = verified.add(staged).storage_roots;
-                    verified.push(peer, unit, leaves, roots);
+                    let (chunk, outcome) = ChunkSet::of(staged);
+                    verified.push(chunk, peer, unit, leaves, outcome.storage_roots);
                     return Ok(Some(Verdict::Delivered));
                 }
                 differing.add(staged);
@@ -206,8 +206,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             Leaves::Slots { owner, slots } => {
                 let staged = self.db.stage_storage_chunk(owner, &unit.prefix, slots)?;
                 if *staged.outcome() == unit.hash {
-                    verified.add(staged);
-                    verified.push(peer, unit, leaves, Vec::new());
+                    verified.push(ChunkSet::of(staged).0, peer, unit, leaves, Vec::new());
                     return Ok(Some(Verdict::Delivered));
                 }
                 differing.add(staged);
@@ -216,8 +215,8 @@ impl<S: KvStore + 'static> Syncer<S> {
         if verified_only {
             return Ok(self.pass_stale(peer, unit, claimed, asked_at));
         }
-        // The verified pieces staged so far go to their write first; theirs and this one's
-        // prefixes are disjoint, so which of the two writes lands first does not matter.
+        // The verified pieces staged so far are held (or written) first; theirs and this one's
+        // prefixes are disjoint, so which of the writes lands first does not matter.
         self.take_in(std::mem::take(verified))?;
         self.reporter.stats.table_files += self.db.commit_chunks(differing)?;
         self.count_import(&unit, leaves.counts());

@@ -23,7 +23,7 @@ use std::{collections::VecDeque, sync::Arc};
 use alloy_primitives::B256;
 use alloy_trie::{Nibbles, TrieAccount};
 use leafsync_leafdb::{
-    ChunkSet, KvStore, LeafDbError, StagedChunk,
+    ChunkSet, KvStore, LeafDbError,
     keys::{account_range, range_bound, storage_range},
 };
 use tokio::sync::oneshot;
@@ -56,23 +56,15 @@ pub(super) type Held = Holding<(ChunkSet, Piece)>;
 /// The verified pieces of one answer, each with its staged chunk.
 #[derive(Debug, Default)]
 pub(super) struct Verified {
-    chunks: Vec<ChunkSet>,
-    pieces: Vec<Piece>,
+    pieces: Vec<(ChunkSet, Piece)>,
 }
 
 impl Verified {
-    /// Adds a staged chunk and returns what it computed; [`Self::push`] records its piece.
-    pub(super) fn add<T>(&mut self, staged: StagedChunk<T>) -> T {
-        let mut set = ChunkSet::default();
-        let outcome = set.add(staged);
-        self.chunks.push(set);
-        outcome
-    }
-
-    /// Records the piece from `peer` whose chunk was just added: its leaves and, for an account
-    /// chunk, its accounts' computed storage roots.
+    /// Adds the piece from `peer` for `unit` with its staged `chunk`: its leaves and, for an
+    /// account chunk, its accounts' storage roots as the staging computed them.
     pub(super) fn push(
         &mut self,
+        chunk: ChunkSet,
         peer: usize,
         unit: Unit,
         leaves: Leaves,
@@ -91,7 +83,7 @@ impl Verified {
             }
             Leaves::Slots { slots, .. } => Kept::Slots(slots.len() as u64),
         };
-        self.pieces.push((peer, unit, kept));
+        self.pieces.push((chunk, (peer, unit, kept)));
     }
 }
 
@@ -132,9 +124,9 @@ impl<S: KvStore + 'static> Syncer<S> {
     ///
     /// [`SyncConfig::hold_bytes`]: crate::SyncConfig::hold_bytes
     pub(super) fn take_in(&mut self, verified: Verified) -> Result<(), SyncError> {
-        for (set, piece) in verified.chunks.into_iter().zip(verified.pieces) {
+        for (set, piece) in verified.pieces {
             let Some(span) = set.span().map(|(lo, hi)| (lo.to_vec(), hi.to_vec())) else {
-                // A set of no chunk (not made by `Verified::add`): nothing to hold it by.
+                // A set of no chunk (not made by `ChunkSet::of`): nothing to hold it by.
                 self.start_write(vec![(set, piece)])?;
                 continue;
             };
