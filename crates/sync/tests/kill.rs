@@ -8,24 +8,22 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    Behaviour, SimPeer, delayed, dyn_peers,
-    kill::{ACCOUNTS, ANSWER_DELAY, SEED, child_sync, full_sync_bytes, kill_and_resume},
-    source,
+    Behaviour, SimPeer, dyn_peers,
+    kill::{ACCOUNTS, SEED, child_sync, full_sync_bytes, kill_and_resume, link},
+    paced, source,
 };
 use leafsync_sync::SyncPeer;
 
 const CHILD_ENV: &str = "LEAFSYNC_SYNC_KILL_TEST_DIR";
 const KILLS: usize = 10;
 
-/// The child: syncs from two delayed leaf/1 peers.
+/// The child: syncs from two leaf/1 peers behind slow links.
 #[tokio::test]
 #[ignore = "run by killed_syncs_resume_to_the_exact_state as a child process"]
 async fn kill_child_syncer() {
     let src = source(ACCOUNTS, SEED);
     let peers: Vec<Arc<dyn SyncPeer>> = (1..=2u8)
-        .map(|i| {
-            delayed(SimPeer::new(i, Arc::clone(&src), Behaviour::Honest, ACCOUNTS), ANSWER_DELAY)
-        })
+        .map(|i| paced(SimPeer::new(i, Arc::clone(&src), Behaviour::Honest, ACCOUNTS), link()))
         .collect();
     child_sync(CHILD_ENV, peers).await;
 }

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{
-    kill::{ACCOUNTS, ANSWER_DELAY, SEED, child_sync, full_sync_bytes, kill_and_resume},
+    kill::{ACCOUNTS, SEED, child_sync, full_sync_bytes, kill_and_resume, link},
     snap::{SimSnap, SnapBehaviour, probed_snap_peers},
     source,
 };
@@ -17,13 +17,13 @@ use common::{
 const CHILD_ENV: &str = "LEAFSYNC_SNAP_KILL_TEST_DIR";
 const KILLS: usize = 5;
 
-/// The child: syncs from two delayed snap/1 servers.
+/// The child: syncs from two snap/1 servers behind slow links.
 #[tokio::test]
 #[ignore = "run by killed_snap_syncs_resume_to_the_exact_state as a child process"]
 async fn snap_kill_child_syncer() {
     let src = source(ACCOUNTS, SEED);
     let servers: Vec<Arc<SimSnap>> = (1..=2u8)
-        .map(|i| SimSnap::with(i, Arc::clone(&src), SnapBehaviour::Honest, ANSWER_DELAY, None))
+        .map(|i| SimSnap::with(i, Arc::clone(&src), SnapBehaviour::Honest, link(), None))
         .collect();
     child_sync(CHILD_ENV, probed_snap_peers(&servers).await).await;
 }

@@ -9,15 +9,23 @@ use leafsync_leafdb::{
 };
 use leafsync_sync::{SyncConfig, SyncPeer, SyncProgress, Syncer};
 
-use super::assert_same_state;
+use super::{Link, assert_same_state};
 
 /// Accounts of the source state.
 pub const ACCOUNTS: u64 = 3000;
 /// Seed of the source state.
 pub const SEED: u64 = 33;
-/// Real delay per answer in the child, so that a sync lasts a few seconds and kills land at
-/// different points of it.
-pub const ANSWER_DELAY: Duration = Duration::from_millis(8);
+/// Latency of each simulated peer's link in the child.
+pub const LINK_LATENCY: Duration = Duration::from_millis(8);
+/// Bandwidth of each simulated peer's link in the child: two peers carry a full sync (~0.94 MB)
+/// in about 2 s of real time however many requests the syncer keeps in flight, so the kills
+/// (50-350 ms after each start) land at different points of it.
+pub const LINK_BYTES_PER_SEC: u64 = 384 * 1024;
+
+/// A simulated peer's link in the child (real time).
+pub fn link() -> Link {
+    Link::new(LINK_LATENCY, LINK_BYTES_PER_SEC)
+}
 
 /// The child's leafdb in `dir`, with a small block cache.
 pub fn open(dir: &Path) -> LeafDb {
@@ -58,7 +66,9 @@ pub async fn full_sync_bytes(peers: Vec<Arc<dyn SyncPeer>>) -> u64 {
 /// The parent: runs the child test `child` (its directory in `env`) `kills` times, SIGKILLing
 /// it at a random moment each time and checking that the record keeps its pivot and never loses
 /// progress, then once to the end: the state must equal `src` and the last run must download
-/// less than `full_bytes` (a sync from nothing).
+/// less than `full_bytes` (a sync from nothing). Three kills in four must land before the sync
+/// first finished: later ones test a finished state and a sync over it, so a sync grown too
+/// fast for the schedule fails here rather than testing less.
 pub fn kill_and_resume(
     child: &str,
     env: &str,
@@ -70,6 +80,7 @@ pub fn kill_and_resume(
     let root = src.account_root().unwrap();
     let mut rng = SplitMix::new(0x6b11);
     let mut last_total = 0;
+    let (mut mid_sync, mut finished) = (0, false);
     for round in 0..=kills {
         let run = ChildTest::spawn(child, [(env, dir.path().as_os_str())]).unwrap();
         // libtest may print "test <child> ... " on the same line.
@@ -78,21 +89,31 @@ pub fn kill_and_resume(
             .is_some();
         assert!(started, "round {round}: child did not start");
         if round < kills {
-            std::thread::sleep(Duration::from_millis(50 + rng.below(500)));
+            std::thread::sleep(Duration::from_millis(50 + rng.below(300)));
             run.kill().unwrap(); // SIGKILL
             let db = open(dir.path());
             match db.sync_progress().unwrap() {
                 Some(bytes) => {
                     let record = SyncProgress::decode(&bytes).unwrap();
                     assert_eq!(record.pivot.state_root, root, "round {round}");
-                    assert!(record.bytes_down >= last_total, "round {round}: progress lost");
+                    assert!(
+                        record.bytes_down >= last_total,
+                        "round {round}: progress lost ({} bytes recorded, {last_total} before)",
+                        record.bytes_down
+                    );
                     last_total = record.bytes_down;
+                    mid_sync += usize::from(!finished);
+                    eprintln!("round {round}: killed, {last_total} bytes downloaded so far");
                 }
                 // Killed after it finished: nothing left to resume, and the whole state there,
-                // codes included (written without the log; flushed before the head).
-                None => assert_same_state(&db, src, root),
+                // codes included (written without the log; flushed before the head). The next
+                // run is a new sync over that state, counting its bytes from nothing.
+                None => {
+                    assert_same_state(&db, src, root);
+                    (last_total, finished) = (0, true);
+                    eprintln!("round {round}: killed after the sync finished");
+                }
             }
-            eprintln!("round {round}: killed, {last_total} bytes downloaded so far");
             continue;
         }
         let (status, lines) = run.wait().unwrap();
@@ -108,4 +129,9 @@ pub fn kill_and_resume(
         );
         assert!(this_run < full_bytes, "the last restart started over");
     }
+    assert!(
+        mid_sync * 4 >= kills * 3,
+        "only {mid_sync} of {kills} kills landed before the sync first finished: it is too short \
+         for the kill schedule"
+    );
 }

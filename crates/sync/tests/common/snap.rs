@@ -2,12 +2,9 @@
 //! source leafdb), honest or with one kind of misbehaviour. Requests and answers go through
 //! their wire encoding and `SnapMessage::decode` (snap/1's limits), as over RLPx.
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
 };
 
 use alloy_primitives::{B512, Bytes, U256};
@@ -22,7 +19,7 @@ use leafsync_p2p::{
 use leafsync_serve::snap::serve_message;
 use leafsync_sync::{PeerFuture, SnapPeer, SnapTransport, SyncPeer};
 
-use super::db_head;
+use super::{Link, db_head};
 
 /// How a simulated snap/1 server behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,21 +53,21 @@ pub struct SimSnap {
     pub behaviour: SnapBehaviour,
     pub requests: AtomicU64,
     pub penalties: Mutex<Vec<PenaltyClass>>,
-    /// Time each answer takes (virtual under paused time).
-    pub delay: Duration,
+    /// The link each answer crosses.
+    pub link: Link,
     pub before: Option<BeforeHook>,
 }
 
 impl SimSnap {
     pub fn new(n: u8, db: Arc<LeafDb<MemStore>>, behaviour: SnapBehaviour) -> Arc<Self> {
-        Self::with(n, db, behaviour, Duration::ZERO, None)
+        Self::with(n, db, behaviour, Link::default(), None)
     }
 
     pub fn with(
         n: u8,
         db: Arc<LeafDb<MemStore>>,
         behaviour: SnapBehaviour,
-        delay: Duration,
+        link: Link,
         before: Option<BeforeHook>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -79,7 +76,7 @@ impl SimSnap {
             behaviour,
             requests: AtomicU64::new(0),
             penalties: Mutex::new(Vec::new()),
-            delay,
+            link,
             before,
         })
     }
@@ -159,11 +156,10 @@ impl SnapTransport for SimSnap {
         }
         let mut answer = self.serve(&request);
         self.tamper(&mut answer);
-        let delay = self.delay;
+        let link = self.link.clone();
         Box::pin(async move {
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
+            link.latency().await;
+            link.transfer(answer.encoded().len() as u64).await;
             Ok(answer)
         })
     }
