@@ -10,6 +10,30 @@ pub(crate) const USER_HZ: f64 = 100.0;
 /// CPU time (user + system) so far, in clock ticks, of what `/proc/<path>/stat` describes:
 /// `self` for the whole process (every thread), `thread-self` for the calling thread.
 pub(crate) fn cpu_ticks(path: &str) -> Result<u64, CliError> {
+    cpu_split(path).map(|t| t.user + t.system)
+}
+
+/// CPU time so far in clock ticks, user and system apart (see [`cpu_ticks`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CpuTicks {
+    pub(crate) user: u64,
+    pub(crate) system: u64,
+}
+
+impl CpuTicks {
+    /// CPU seconds (user + system) since `earlier`.
+    pub(crate) fn seconds_since(self, earlier: Self) -> f64 {
+        (self.user + self.system).saturating_sub(earlier.user + earlier.system) as f64 / USER_HZ
+    }
+
+    /// System (kernel) seconds since `earlier`.
+    pub(crate) fn system_s_since(self, earlier: Self) -> f64 {
+        self.system.saturating_sub(earlier.system) as f64 / USER_HZ
+    }
+}
+
+/// [`CpuTicks`] of what `/proc/<path>/stat` describes.
+pub(crate) fn cpu_split(path: &str) -> Result<CpuTicks, CliError> {
     let file = format!("/proc/{path}/stat");
     let stat = std::fs::read_to_string(&file)
         .map_err(|source| CliError::Io { path: file.clone().into(), source })?;
@@ -21,14 +45,9 @@ pub(crate) fn cpu_ticks(path: &str) -> Result<u64, CliError> {
         .unwrap_or_default();
     let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
     match (field(11), field(12)) {
-        (Some(user), Some(system)) => Ok(user + system),
+        (Some(user), Some(system)) => Ok(CpuTicks { user, system }),
         _ => Err(CliError::Invalid { what: file, reason: "no utime/stime fields".into() }),
     }
-}
-
-/// CPU seconds since `start` ticks of [`cpu_ticks`]`(path)`.
-pub(crate) fn cpu_since(path: &str, start: u64) -> Result<f64, CliError> {
-    Ok(cpu_ticks(path)?.saturating_sub(start) as f64 / USER_HZ)
 }
 
 /// The process's peak resident set so far (`VmHWM` of `/proc/self/status`), MiB; `None` if

@@ -10,7 +10,7 @@ use leafsync_leafdb::{EMPTY_CODE_HASH, LeafDb};
 use crate::{
     bench::{
         leafdb::{Leaf, hash_builder_root},
-        proc::{cpu_since, cpu_ticks},
+        proc::cpu_split,
     },
     error::CliError,
 };
@@ -26,8 +26,10 @@ pub(crate) struct Examined {
     pub(crate) missing_codes: u64,
     pub(crate) raw_leaf_bytes: u64,
     pub(crate) raw_code_bytes: u64,
-    /// CPU seconds of the `HashBuilder` pass (the calling thread's only), and its wall time.
+    /// CPU seconds of the `HashBuilder` pass (the calling thread's only), its kernel part, and
+    /// its wall time.
     pub(crate) floor_cpu_s: f64,
+    pub(crate) floor_system_s: f64,
     pub(crate) floor_wall_s: f64,
 }
 
@@ -69,10 +71,11 @@ pub(crate) fn examine(db: &LeafDb) -> Result<Examined, CliError> {
             None => missing_codes += 1,
         }
     }
-    let (cpu, wall) = (cpu_ticks("thread-self")?, Instant::now());
+    let (cpu, wall) = (cpu_split("thread-self")?, Instant::now());
     let root = hash_builder_root(&leaves);
     let floor_wall_s = wall.elapsed().as_secs_f64();
-    let floor_cpu_s = cpu_since("thread-self", cpu)?;
+    let after = cpu_split("thread-self")?;
+    let (floor_cpu_s, floor_system_s) = (after.seconds_since(cpu), after.system_s_since(cpu));
     Ok(Examined {
         root,
         accounts: leaves.len() as u64,
@@ -81,6 +84,7 @@ pub(crate) fn examine(db: &LeafDb) -> Result<Examined, CliError> {
         raw_leaf_bytes,
         raw_code_bytes,
         floor_cpu_s,
+        floor_system_s,
         floor_wall_s,
     })
 }

@@ -42,7 +42,7 @@ use crate::{
     bench::{
         BlockShapeArgs, PaceArgs, in_scratch_dir,
         leafdb::apply_generated,
-        proc::{USER_HZ, cpu_s, cpu_since, cpu_ticks, peak_rss_mib, reset_peak_rss},
+        proc::{USER_HZ, cpu_s, cpu_split, cpu_ticks, peak_rss_mib, reset_peak_rss},
     },
     config::{Config, FileConfig},
     error::CliError,
@@ -146,6 +146,8 @@ struct Run {
     cpu_s: f64,
     /// CPU of the bench's own threads, left out of `cpu_s`.
     excluded_cpu_s: f64,
+    /// The kernel's part of the client process's CPU (the bench's own threads not left out).
+    cpu_system_s: f64,
     bytes_down: u64,
     bytes_up: u64,
     /// Requests on the wire (snap/1 requests for the snap source).
@@ -239,6 +241,7 @@ impl Run {
             "wall_s": self.wall_s,
             "cpu_s": self.cpu_s,
             "excluded_cpu_s": self.excluded_cpu_s,
+            "cpu_system_s": self.cpu_system_s,
             "bytes_down": self.bytes_down,
             "bytes_up": self.bytes_up,
             "snappy_bytes_down": self.snappy_bytes_down,
@@ -327,15 +330,16 @@ fn sync_once(
         let before = traffic.totals();
         let chunk_target_bytes = setup.chunk_target_bytes;
         let config = SyncConfig { mode, chunk_target_bytes, ..SyncConfig::default() };
-        let (cpu, wall) = (cpu_ticks("self")?, Instant::now());
+        let (cpu, wall) = (cpu_split("self")?, Instant::now());
         let outcomes = sync_all(&dbs, peer_sets, &config).await?;
-        let (wall_s, cpu_s) = (wall.elapsed().as_secs_f64(), cpu_since("self", cpu)?);
+        let (wall_s, after) = (wall.elapsed().as_secs_f64(), cpu_split("self")?);
+        let (cpu_s, cpu_system_s) = (after.seconds_since(cpu), after.system_s_since(cpu));
         for client in nodes {
             client.shutdown().await?;
         }
-        Ok::<_, CliError>((outcomes, wall_s, cpu_s, before))
+        Ok::<_, CliError>((outcomes, wall_s, cpu_s, cpu_system_s, before))
     })?;
-    let (outcomes, wall_s, cpu_s, before) = synced;
+    let (outcomes, wall_s, cpu_s, cpu_system_s, before) = synced;
     let peak_rss_mib = peak_rss_mib();
     let server_counters = match counters_before {
         Some(before) => Some(servers.counters()?.since(before)),
@@ -397,6 +401,7 @@ fn sync_once(
         // Both counted in 10 ms ticks: the difference is too (without float noise).
         cpu_s: ((cpu_s - excluded_cpu_s) * USER_HZ).round().max(0.0) / USER_HZ,
         excluded_cpu_s,
+        cpu_system_s,
         bytes_down: totals.bytes_down,
         bytes_up: totals.bytes_up,
         requests: totals.requests,
@@ -522,6 +527,7 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
         "raw_leaf_bytes": floor.raw_leaf_bytes,
         "raw_code_bytes": floor.raw_code_bytes,
         "floor_cpu_s": floor.floor_cpu_s,
+        "floor_system_s": floor.floor_system_s,
         "floor_wall_s": floor.floor_wall_s,
         "keccak_lanes": leafsync_leafdb::trie::keccak_lanes(),
         "leaf": leaf.json(),
