@@ -14,6 +14,7 @@ pub mod error;
 mod heal;
 mod holding;
 mod import;
+pub mod link;
 pub mod peer;
 mod peer_set;
 pub mod progress;

@@ -273,7 +273,7 @@ async fn the_pivot_moves_mid_sync_to_the_servers_new_head() {
                 }
             });
             let db = at(&chain, START);
-            SimSnap::with(i + 1, db, SnapBehaviour::Honest, Default::default(), Some(before))
+            SimSnap::with(i + 1, db, SnapBehaviour::Honest, None, Some(before))
         })
         .collect();
     let config =

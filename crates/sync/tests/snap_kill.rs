@@ -23,7 +23,7 @@ const KILLS: usize = 5;
 async fn snap_kill_child_syncer() {
     let src = source(ACCOUNTS, SEED);
     let servers: Vec<Arc<SimSnap>> = (1..=2u8)
-        .map(|i| SimSnap::with(i, Arc::clone(&src), SnapBehaviour::Honest, link(), None))
+        .map(|i| SimSnap::with(i, Arc::clone(&src), SnapBehaviour::Honest, Some(link()), None))
         .collect();
     child_sync(CHILD_ENV, probed_snap_peers(&servers).await).await;
 }

@@ -14,7 +14,7 @@ pub(crate) fn cpu_ticks(path: &str) -> Result<u64, CliError> {
 }
 
 /// CPU time so far in clock ticks, user and system apart (see [`cpu_ticks`]).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct CpuTicks {
     pub(crate) user: u64,
     pub(crate) system: u64,

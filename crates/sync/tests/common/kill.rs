@@ -7,24 +7,24 @@ use std::{path::Path, sync::Arc, time::Duration};
 use leafsync_leafdb::{
     DbOptions, LeafDb, LeafDbConfig, MemStore, generate::SplitMix, test_utils::ChildTest,
 };
-use leafsync_sync::{SyncConfig, SyncPeer, SyncProgress, Syncer};
+use leafsync_sync::{SyncConfig, SyncPeer, SyncProgress, Syncer, link::Link};
 
-use super::{Link, assert_same_state};
+use super::assert_same_state;
 
 /// Accounts of the source state.
 pub const ACCOUNTS: u64 = 3000;
 /// Seed of the source state.
 pub const SEED: u64 = 33;
-/// Latency of each simulated peer's link in the child.
-pub const LINK_LATENCY: Duration = Duration::from_millis(8);
-/// Bandwidth of each simulated peer's link in the child: two peers carry a full sync (~0.94 MB)
-/// in about 2 s of real time however many requests the syncer keeps in flight, so the kills
-/// (50-350 ms after each start) land at different points of it.
-pub const LINK_BYTES_PER_SEC: u64 = 384 * 1024;
+/// One-way delay of each simulated peer's link in the child.
+pub const LINK_DELAY: Duration = Duration::from_millis(8);
+/// Bandwidth of each simulated peer's link in the child (384 KiB/s): two peers carry a full
+/// sync (~0.94 MB) in about 2 s of real time however many requests the syncer keeps in flight,
+/// so the kills (50-350 ms after each start) land at different points of it.
+pub const LINK_BITS_PER_SEC: u64 = 384 * 1024 * 8;
 
 /// A simulated peer's link in the child (real time).
-pub fn link() -> Link {
-    Link::new(LINK_LATENCY, LINK_BYTES_PER_SEC)
+pub fn link() -> Arc<Link> {
+    Arc::new(Link::new(LINK_DELAY, LINK_BITS_PER_SEC))
 }
 
 /// The child's leafdb in `dir`, with a small block cache.

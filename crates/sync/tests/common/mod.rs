@@ -7,7 +7,7 @@ pub mod kill;
 pub mod snap;
 
 use std::sync::{
-    Arc, Mutex,
+    Arc,
     atomic::{AtomicU64, Ordering},
 };
 
@@ -23,7 +23,7 @@ use leafsync_p2p::{
     requests::{LeafRequest, LeafResponse, RequestError},
 };
 use leafsync_serve::{ServeConfig, serve_chunk, serve_codes, serve_nodes, serve_storage_chunk};
-use leafsync_sync::{PeerFuture, SyncOutcome, SyncPeer, response_len};
+use leafsync_sync::{PeerFuture, SyncOutcome, SyncPeer, link::Link, response_len};
 
 /// How a simulated peer behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,54 +386,15 @@ impl<H: Hook> SyncPeer for Hooked<H> {
     }
 }
 
-/// An emulated link from a simulated peer: each answer waits out the latency, then crosses at
-/// `bytes_per_sec`, one answer after another (0: no limit, the latency alone). Clones share the
-/// link. Virtual time under paused time, real otherwise.
-#[derive(Clone, Default)]
-pub struct Link {
-    latency: std::time::Duration,
-    bytes_per_sec: u64,
-    free_at: Arc<Mutex<Option<tokio::time::Instant>>>,
-}
-
-impl Link {
-    pub fn new(latency: std::time::Duration, bytes_per_sec: u64) -> Self {
-        Self { latency, bytes_per_sec, free_at: Arc::default() }
-    }
-
-    /// Waits out the latency.
-    pub async fn latency(&self) {
-        tokio::time::sleep(self.latency).await;
-    }
-
-    /// Waits until an answer of `bytes` has crossed, after the answers already crossing.
-    pub async fn transfer(&self, bytes: u64) {
-        if self.bytes_per_sec == 0 {
-            return;
-        }
-        let done = {
-            let mut free_at = self.free_at.lock().unwrap();
-            let now = tokio::time::Instant::now();
-            let start = free_at.map_or(now, |at| at.max(now));
-            let done = start
-                + std::time::Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
-            *free_at = Some(done);
-            done
-        };
-        tokio::time::sleep_until(done).await;
-    }
-}
-
-/// Every answer crosses the peer's [`Link`].
-pub struct Paced(pub Link);
+/// Every answer crosses the peer's [`Link`] once it is ready.
+pub struct Paced(pub Arc<Link>);
 
 impl Hook for Paced {
     fn around(&self, request: PeerFuture) -> PeerFuture {
-        let link = self.0.clone();
+        let link = Arc::clone(&self.0);
         Box::pin(async move {
-            link.latency().await;
             let answer = request.await;
-            link.transfer(answer.as_ref().map_or(0, response_len)).await;
+            link.carry(answer.as_ref().map_or(0, response_len)).await;
             answer
         })
     }
@@ -441,10 +402,10 @@ impl Hook for Paced {
 
 /// `inner` behind a link of `delay` without a bandwidth limit: every answer takes that time.
 pub fn delayed(inner: Arc<SimPeer>, delay: std::time::Duration) -> Arc<dyn SyncPeer> {
-    paced(inner, Link::new(delay, 0))
+    paced(inner, Arc::new(Link::new(delay, 0)))
 }
 
 /// `inner` behind `link`.
-pub fn paced(inner: Arc<SimPeer>, link: Link) -> Arc<dyn SyncPeer> {
+pub fn paced(inner: Arc<SimPeer>, link: Arc<Link>) -> Arc<dyn SyncPeer> {
     Arc::new(Hooked { inner, hook: Paced(link) })
 }

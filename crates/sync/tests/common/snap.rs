@@ -17,9 +17,9 @@ use leafsync_p2p::{
     snap::{SlimAccount, SnapMessage},
 };
 use leafsync_serve::snap::serve_message;
-use leafsync_sync::{PeerFuture, SnapPeer, SnapTransport, SyncPeer};
+use leafsync_sync::{PeerFuture, SnapPeer, SnapTransport, SyncPeer, link::Link};
 
-use super::{Link, db_head};
+use super::db_head;
 
 /// How a simulated snap/1 server behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,21 +53,21 @@ pub struct SimSnap {
     pub behaviour: SnapBehaviour,
     pub requests: AtomicU64,
     pub penalties: Mutex<Vec<PenaltyClass>>,
-    /// The link each answer crosses.
-    pub link: Link,
+    /// The link each answer crosses, if any.
+    pub link: Option<Arc<Link>>,
     pub before: Option<BeforeHook>,
 }
 
 impl SimSnap {
     pub fn new(n: u8, db: Arc<LeafDb<MemStore>>, behaviour: SnapBehaviour) -> Arc<Self> {
-        Self::with(n, db, behaviour, Link::default(), None)
+        Self::with(n, db, behaviour, None, None)
     }
 
     pub fn with(
         n: u8,
         db: Arc<LeafDb<MemStore>>,
         behaviour: SnapBehaviour,
-        link: Link,
+        link: Option<Arc<Link>>,
         before: Option<BeforeHook>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -158,8 +158,9 @@ impl SnapTransport for SimSnap {
         self.tamper(&mut answer);
         let link = self.link.clone();
         Box::pin(async move {
-            link.latency().await;
-            link.transfer(answer.encoded().len() as u64).await;
+            if let Some(link) = link {
+                link.carry(answer.encoded().len() as u64).await;
+            }
             Ok(answer)
         })
     }

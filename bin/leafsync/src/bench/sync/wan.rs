@@ -2,15 +2,14 @@
 //! request and answer as a wide-area link would. On bare loopback a round trip costs nothing, so
 //! a sync that needs many of them (heal-only) would look as cheap as one that needs few.
 //!
-//! Each peer has two [`Link`]s, up (client → server) and down (server → client). A link is a
-//! serialising queue: a message of `n` bytes handed to it at `now` starts when the link is free
-//! (`max(now, free_at)`), occupies it for `n · 8 / bandwidth`, and arrives half the round trip
-//! after it has been sent. A request crosses the up link before it is given to the real network;
-//! its answer crosses the down link after the real answer has arrived.
+//! Each peer has two [`Link`]s (serialising queues; see there), up (client → server) and down
+//! (server → client), each with half the round trip as its one-way delay. A request crosses the
+//! up link before it is given to the real network; its answer crosses the down link after the
+//! real answer has arrived.
 
 use std::{
     sync::{
-        Arc, Mutex, PoisonError,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -18,8 +17,8 @@ use std::{
 
 use bytes::Bytes;
 use leafsync_p2p::{PeerId, PenaltyClass, leaf::ChainHead, requests::LeafRequest};
-use leafsync_sync::{PeerFuture, SyncPeer, request_len};
-use tokio::{sync::mpsc, time::Instant};
+use leafsync_sync::{PeerFuture, SyncPeer, link::Link, request_len};
+use tokio::sync::mpsc;
 
 use super::{cpu_s, cpu_ticks};
 
@@ -35,57 +34,6 @@ pub(crate) struct WanConfig {
     pub(crate) rtt: Duration,
     /// Bandwidth per direction per peer, bits per second; zero turns the limit off.
     pub(crate) bits_per_sec: u64,
-}
-
-/// One direction of a peer's connection.
-#[derive(Debug)]
-pub(crate) struct Link {
-    one_way: Duration,
-    bits_per_sec: u64,
-    /// When the link has finished sending everything handed to it so far.
-    free_at: Mutex<Instant>,
-}
-
-impl Link {
-    pub(crate) fn new(config: WanConfig) -> Self {
-        Self {
-            one_way: config.rtt / 2,
-            bits_per_sec: config.bits_per_sec,
-            free_at: Mutex::new(Instant::now()),
-        }
-    }
-
-    /// Time the link is busy sending `bytes`.
-    fn transmission(&self, bytes: u64) -> Duration {
-        if self.bits_per_sec == 0 {
-            return Duration::ZERO;
-        }
-        let nanos = u128::from(bytes) * 8 * 1_000_000_000 / u128::from(self.bits_per_sec);
-        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
-    }
-
-    /// When a message of `bytes` handed to the link at `now` arrives; the link stays busy until
-    /// it has been sent.
-    pub(crate) fn arrival(&self, bytes: u64, now: Instant) -> Instant {
-        let transmission = self.transmission(bytes);
-        let sent = if transmission.is_zero() {
-            now
-        } else {
-            let mut free_at = self.free_at.lock().unwrap_or_else(PoisonError::into_inner);
-            *free_at = (*free_at).max(now) + transmission;
-            *free_at
-        };
-        sent + self.one_way
-    }
-
-    /// Carries a message of `bytes`: returns once it has arrived.
-    pub(crate) async fn carry(&self, bytes: u64) {
-        let now = Instant::now();
-        let at = self.arrival(bytes, now);
-        if at > now {
-            tokio::time::sleep_until(at).await;
-        }
-    }
 }
 
 /// What crossed the links of one sync (all its peers): RLP bodies, without framing.
@@ -243,7 +191,8 @@ impl Links {
         traffic: Arc<Traffic>,
         snappy: mpsc::Sender<Bytes>,
     ) -> Self {
-        Self { up: Link::new(config), down: Link::new(config), traffic, snappy }
+        let link = || Link::new(config.rtt / 2, config.bits_per_sec);
+        Self { up: link(), down: link(), traffic, snappy }
     }
 }
 
@@ -318,6 +267,7 @@ mod tests {
         requests::LeafResponse,
     };
     use leafsync_sync::response_len;
+    use tokio::time::Instant;
 
     use super::*;
 
@@ -326,51 +276,6 @@ mod tests {
 
     fn config(rtt_ms: u64, bits_per_sec: u64) -> WanConfig {
         WanConfig { rtt: Duration::from_millis(rtt_ms), bits_per_sec }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_message_arrives_half_the_rtt_after_its_transmission() {
-        let link = Link::new(config(50, ONE_BYTE_PER_US));
-        let start = Instant::now();
-        link.carry(10_000).await;
-        // 10,000 bytes at 1 byte/µs = 10 ms, then 25 ms of propagation.
-        assert_eq!(start.elapsed(), Duration::from_millis(35));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn back_to_back_messages_serialise_but_propagate_together() {
-        let link = Link::new(config(50, ONE_BYTE_PER_US));
-        let start = Instant::now();
-        let timed = |bytes| {
-            let link = &link;
-            async move {
-                link.carry(bytes).await;
-                start.elapsed()
-            }
-        };
-        let (first, second) = tokio::join!(timed(10_000), timed(20_000));
-        assert_eq!(first, Duration::from_millis(35));
-        // The second waits for the first's 10 ms on the wire, then needs its own 20 ms.
-        assert_eq!(second, Duration::from_millis(55));
-        // Once the link is idle again, a message starts at once.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let again = Instant::now();
-        link.carry(1_000).await;
-        assert_eq!(again.elapsed(), Duration::from_millis(26));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn zero_turns_each_part_off() {
-        let start = Instant::now();
-        Link::new(config(0, ONE_BYTE_PER_US)).carry(5_000).await;
-        assert_eq!(start.elapsed(), Duration::from_millis(5));
-        let start = Instant::now();
-        let link = Link::new(config(40, 0));
-        tokio::join!(link.carry(1 << 30), link.carry(1 << 30));
-        assert_eq!(start.elapsed(), Duration::from_millis(20));
-        let start = Instant::now();
-        Link::new(config(0, 0)).carry(1 << 30).await;
-        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 
     /// Answers every `GetNodes` at once with `node_bytes` bytes per requested node.
