@@ -21,6 +21,17 @@
 //! product that asked for less than one request: its window stayed at one and its link idled
 //! between answers (`bench sync` at 1M: two of four links idle ~45% of the time).
 //!
+//! The shortest round trip is measured again every [`MIN_RTT_LIFETIME`] (BBR's `PROBE_RTT`):
+//! the window drops to one request until the peer's answers are all in, and the round trip of the
+//! one request then sent alone becomes the estimate. A full window never shows the round trip
+//! alone: each of its answers waits behind the earlier ones. Taking the shortest of those once the
+//! old estimate expired fed the queue back into the window: a peer's round trip read 0.4, 0.9,
+//! then 1.5 s behind a 50 ms link, every window reached [`MAX_IN_FLIGHT_PER_PEER`], and a
+//! 4M-account `bench sync` held up to 64 answers in flight (118 MB decoded at its memory peak);
+//! re-measured alone, 15–31 kept the same links full. A lone request's round trip still includes
+//! its own answer's time on the link (~170 ms for 2 MiB at 100 Mbit/s), so the window comes out
+//! a request or two larger than the pipe needs: a fixed overstatement, where the queue's grew.
+//!
 //! Only delivered bytes make the window grow. A peer that stalls delivers nothing while its busy
 //! time runs, so its estimate can only fall; a timeout adds its whole wait as busy time with no
 //! bytes and halves what was delivered ([`PeerWindow::penalise`]), and until the peer delivers
@@ -47,8 +58,9 @@ pub const WINDOW_GAIN: f64 = 2.0;
 /// next crosses the link. Grows from the first round trip on.
 pub const INITIAL_WINDOW: usize = 2;
 
-/// How long the shortest round trip seen stays the estimate (10 s, BBR's `min_rtt` window): a
-/// peer whose path got longer is re-measured within that time.
+/// How long the shortest round trip seen stays the estimate (10 s, BBR's `min_rtt` window):
+/// then the peer is re-measured with one request alone (see the module docs), so a peer whose
+/// path got longer is re-measured within that time.
 pub const MIN_RTT_LIFETIME: Duration = Duration::from_secs(10);
 
 /// Shortest busy time and round trip a finished request counts for (1 ms): answers faster
@@ -81,6 +93,21 @@ pub struct PeerWindow {
     /// The last finished request timed out or came back empty ([`Self::penalise`]): one request
     /// until the next answer.
     penalised: bool,
+    /// The round trip is being measured again: `min_rtt` expired, the window is one request
+    /// until one request has gone out alone and come back.
+    probe: Probe,
+}
+
+/// Where a peer stands in measuring its round trip again ([`MIN_RTT_LIFETIME`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Probe {
+    /// The estimate is fresh.
+    #[default]
+    Off,
+    /// The estimate expired: the peer's requests in flight are draining.
+    Draining,
+    /// One request went out with nothing else in flight: its round trip is the new estimate.
+    Alone,
 }
 
 impl PeerWindow {
@@ -89,6 +116,9 @@ impl PeerWindow {
     pub fn sent(&mut self, now: Instant, in_flight: usize) {
         if in_flight == 0 || self.mark.is_none() {
             self.mark = Some(now);
+        }
+        if self.probe == Probe::Draining && in_flight == 0 {
+            self.probe = Probe::Alone;
         }
     }
 
@@ -104,7 +134,13 @@ impl PeerWindow {
         self.delivered = keep * self.delivered + WINDOW_MEASUREMENT_IMPACT * bytes;
         self.busy = keep * self.busy + WINDOW_MEASUREMENT_IMPACT * busy;
         self.mark = (in_flight > 0).then_some(now);
-        let Some((bytes, rtt)) = answer else { return };
+        let Some((bytes, rtt)) = answer else {
+            // A lone request that brought nothing measured nothing: the next one goes alone.
+            if self.probe == Probe::Alone {
+                self.probe = Probe::Draining;
+            }
+            return;
+        };
         self.penalised = false;
         let rtt = rtt.max(MIN_MEASURED_TIME);
         self.answer_bytes = if self.answers == 0 {
@@ -114,12 +150,23 @@ impl PeerWindow {
         };
         self.answers += 1;
         self.min_rtt = match self.min_rtt {
-            Some((min, at))
-                if min <= rtt && now.saturating_duration_since(at) < MIN_RTT_LIFETIME =>
-            {
+            // The request that went out alone: its round trip is the estimate, shorter or not.
+            Some(_) if self.probe == Probe::Alone && in_flight == 0 => {
+                self.probe = Probe::Off;
+                Some((rtt, now))
+            }
+            Some((min, at)) if min <= rtt => {
+                if self.probe == Probe::Off && now.saturating_duration_since(at) >= MIN_RTT_LIFETIME
+                {
+                    self.probe = Probe::Draining;
+                }
                 Some((min, at))
             }
-            _ => Some((rtt, now)),
+            // Shorter than the estimate: no queue can make a round trip shorter.
+            _ => {
+                self.probe = Probe::Off;
+                Some((rtt, now))
+            }
         };
     }
 
@@ -150,14 +197,15 @@ impl PeerWindow {
 
     /// Requests the peer should have in flight: [`WINDOW_GAIN`] × (throughput × round trip +
     /// one answer), in answers of its average size, between 1 and [`MAX_IN_FLIGHT_PER_PEER`];
-    /// [`INITIAL_WINDOW`] until a request has finished, 1 while none has been answered and
-    /// after a timeout or an empty answer until the next answer.
+    /// [`INITIAL_WINDOW`] until a request has finished, 1 while none has been answered, after a
+    /// timeout or an empty answer until the next answer, and while the round trip is measured
+    /// again.
     pub fn window(&self) -> usize {
         let Some(rtt) = self.min_rtt() else {
             // Unmeasured; or every request so far failed, which earns no more than one.
             return if self.busy > 0.0 { 1 } else { INITIAL_WINDOW };
         };
-        if self.penalised {
+        if self.penalised || self.probe != Probe::Off {
             return 1;
         }
         let answer = self.answer_bytes.max(MIN_ANSWER_BYTES);
@@ -181,27 +229,57 @@ mod tests {
     /// `secs` with the window as the only limit (the syncer's loop in miniature). Returns the
     /// bytes delivered per second.
     fn drive(window: &mut PeerWindow, rtt_ms: u64, server_ms: u64, answer: u64, secs: u64) -> f64 {
-        let (rtt, duration) = (Duration::from_millis(rtt_ms), Duration::from_secs(secs));
-        let server = Duration::from_millis(server_ms);
-        let start = Instant::now();
-        let mut now = start;
-        let mut link_free = start;
-        // (sent, arrives) of the requests outstanding, in arrival order (one FIFO link).
-        let mut outstanding: VecDeque<(Instant, Instant)> = VecDeque::new();
-        let mut delivered = 0u64;
-        let transmission = Duration::from_secs_f64(answer as f64 / LINK);
-        while now < start + duration {
-            while outstanding.len() < window.window() {
-                window.sent(now, outstanding.len());
-                link_free = link_free.max(now + rtt / 2 + server) + transmission;
-                outstanding.push_back((now, link_free + rtt / 2));
-            }
-            let Some((sent, arrives)) = outstanding.pop_front() else { break };
-            now = arrives;
-            window.finished(now, Some((answer, now - sent)), outstanding.len());
-            delivered += answer;
+        Pipe::new(rtt_ms, server_ms, answer).run(window, Instant::now(), secs).rate
+    }
+
+    /// The peer's side of [`drive`]: one FIFO link of [`LINK`] bytes per second.
+    struct Pipe {
+        rtt: Duration,
+        server: Duration,
+        answer: u64,
+    }
+
+    /// What [`Pipe::run`] saw.
+    struct Driven {
+        /// Bytes delivered per second.
+        rate: f64,
+        /// When it stopped (the simulated clock).
+        end: Instant,
+        /// The largest window, and the most requests in flight, over the last half of the run.
+        late_window: usize,
+    }
+
+    impl Pipe {
+        fn new(rtt_ms: u64, server_ms: u64, answer: u64) -> Self {
+            let (rtt, server) = (Duration::from_millis(rtt_ms), Duration::from_millis(server_ms));
+            Self { rtt, server, answer }
         }
-        delivered as f64 / (now - start).as_secs_f64()
+
+        fn run(&self, window: &mut PeerWindow, start: Instant, secs: u64) -> Driven {
+            let duration = Duration::from_secs(secs);
+            let mut now = start;
+            let mut link_free = start;
+            // (sent, arrives) of the requests outstanding, in arrival order.
+            let mut outstanding: VecDeque<(Instant, Instant)> = VecDeque::new();
+            let (mut delivered, mut late_window) = (0u64, 0);
+            let transmission = Duration::from_secs_f64(self.answer as f64 / LINK);
+            while now < start + duration {
+                while outstanding.len() < window.window() {
+                    window.sent(now, outstanding.len());
+                    link_free = link_free.max(now + self.rtt / 2 + self.server) + transmission;
+                    outstanding.push_back((now, link_free + self.rtt / 2));
+                }
+                if now >= start + duration / 2 {
+                    late_window = late_window.max(window.window()).max(outstanding.len());
+                }
+                let Some((sent, arrives)) = outstanding.pop_front() else { break };
+                now = arrives;
+                window.finished(now, Some((self.answer, now - sent)), outstanding.len());
+                delivered += self.answer;
+            }
+            let rate = delivered as f64 / (now - start).as_secs_f64();
+            Driven { rate, end: now, late_window }
+        }
     }
 
     #[test]
@@ -235,6 +313,34 @@ mod tests {
         let rate = drive(&mut window, 50, 100, 1_800_000, 8);
         assert!(rate > 0.9 * LINK, "{rate}");
         assert_eq!(window.window(), 3);
+    }
+
+    #[test]
+    fn a_full_window_does_not_feed_its_queue_back_into_the_round_trip() {
+        // 2 MB answers behind 50 ms for a minute: each answer takes 160 ms on the link, the pipe
+        // holds about 2.6 MB. Its round trip expires every 10 s; measured from a full window,
+        // the new one would include the queue behind it and the window would climb to the
+        // protocol's limit. Measured alone it stays near the pipe.
+        let mut window = PeerWindow::default();
+        let driven = Pipe::new(50, 0, 2_000_000).run(&mut window, Instant::now(), 60);
+        assert!(driven.rate > 0.9 * LINK, "{}", driven.rate);
+        assert!(driven.late_window <= 5, "window reached {}", driven.late_window);
+        let rtt = window.min_rtt().unwrap_or_default();
+        assert!(rtt < Duration::from_millis(300), "{rtt:?}");
+    }
+
+    #[test]
+    fn a_longer_path_is_measured_again() {
+        // 50 ms for 15 s, then 250 ms: within a round trip's lifetime (and the drain that
+        // follows) the estimate is the longer path's, and the window grows to fill it.
+        let mut window = PeerWindow::default();
+        let near = Pipe::new(50, 0, 1_000_000).run(&mut window, Instant::now(), 15);
+        let far = Pipe::new(250, 0, 1_000_000);
+        let changed = far.run(&mut window, near.end, 20);
+        let rtt = window.min_rtt().unwrap_or_default();
+        assert!(rtt >= Duration::from_millis(250), "{rtt:?}");
+        let settled = far.run(&mut window, changed.end, 10);
+        assert!(settled.rate > 0.9 * LINK, "{}", settled.rate);
     }
 
     /// `count` requests one at a time, each answered with `bytes` after `rtt_ms`, `gap_ms`
