@@ -343,6 +343,31 @@ mod tests {
         assert!(settled.rate > 0.9 * LINK, "{}", settled.rate);
     }
 
+    #[test]
+    fn a_lone_request_that_times_out_is_sent_alone_again() {
+        // A full window behind 50 ms for 15 s; a round trip's lifetime later an answer that
+        // queued (500 ms) finds the estimate expired, and the window drops to one. The lone
+        // request then times out; the next one goes alone too, and its round trip (300 ms) is
+        // the estimate, longer than the expired one.
+        let mut window = PeerWindow::default();
+        let driven = Pipe::new(50, 0, 1_000_000).run(&mut window, Instant::now(), 15);
+        assert!(window.window() > 1, "{}", window.window());
+        let mut now = driven.end + MIN_RTT_LIFETIME;
+        window.finished(now, Some((1_000_000, Duration::from_millis(500))), 0);
+        assert_eq!(window.window(), 1);
+        assert!(window.min_rtt() < Some(Duration::from_millis(500)));
+        window.sent(now, 0);
+        now += Duration::from_secs(12);
+        window.finished(now, None, 0);
+        window.penalise();
+        assert_eq!(window.window(), 1);
+        window.sent(now, 0);
+        now += Duration::from_millis(300);
+        window.finished(now, Some((1_000_000, Duration::from_millis(300))), 0);
+        assert_eq!(window.min_rtt(), Some(Duration::from_millis(300)));
+        assert!(window.window() > 1, "{}", window.window());
+    }
+
     /// `count` requests one at a time, each answered with `bytes` after `rtt_ms`, `gap_ms`
     /// apart (idle in between).
     fn one_at_a_time(window: &mut PeerWindow, count: usize, bytes: u64, rtt_ms: u64, gap_ms: u64) {
