@@ -261,6 +261,7 @@ impl Run {
             "chunks_healed": self.sum(|s| s.chunks_healed),
             "chunks_split": self.sum(|s| s.chunks_split),
             "chunks_passed": self.sum(|s| s.chunks_passed),
+            "chunks_stolen": self.sum(|s| s.chunks_stolen),
             "table_files": self.sum(|s| s.table_files),
             "empty_answers": self.sum(|s| s.empty_answers),
             "junk_answers": self.sum(|s| s.junk_answers),
