@@ -64,6 +64,8 @@ fn run<'a>(json: &'a Value, name: &str) -> &'a Value {
     assert!((0.0..=process + 0.02).contains(&system), "{json}");
     assert_eq!(run["root_ok"], Value::Bool(true), "{json}");
     assert!(run["requests"].as_u64().unwrap() > 0, "{json}");
+    // Units asked of a peer other than their rendezvous home.
+    assert!(run["chunks_stolen"].as_u64().is_some(), "{json}");
     run
 }
 
