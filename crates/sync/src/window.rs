@@ -220,6 +220,7 @@ mod tests {
     use std::collections::VecDeque;
 
     use super::*;
+    use crate::link::Link;
 
     /// Bytes per second of the test link (100 Mbit/s).
     const LINK: f64 = 12.5e6;
@@ -232,10 +233,12 @@ mod tests {
         Pipe::new(rtt_ms, server_ms, answer).run(window, Instant::now(), secs).rate
     }
 
-    /// The peer's side of [`drive`]: one FIFO link of [`LINK`] bytes per second.
+    /// The peer's side of [`drive`]: requests take half the round trip and the server's time to
+    /// be ready, and their answers cross one [`Link`] of [`LINK`] bytes per second.
     struct Pipe {
-        rtt: Duration,
-        server: Duration,
+        /// From a request's sending to its answer being ready at the server.
+        ready_after: Duration,
+        down: Link,
         answer: u64,
     }
 
@@ -251,23 +254,22 @@ mod tests {
 
     impl Pipe {
         fn new(rtt_ms: u64, server_ms: u64, answer: u64) -> Self {
-            let (rtt, server) = (Duration::from_millis(rtt_ms), Duration::from_millis(server_ms));
-            Self { rtt, server, answer }
+            let half = Duration::from_millis(rtt_ms) / 2;
+            let ready_after = half + Duration::from_millis(server_ms);
+            Self { ready_after, down: Link::new(half, LINK as u64 * 8), answer }
         }
 
         fn run(&self, window: &mut PeerWindow, start: Instant, secs: u64) -> Driven {
             let duration = Duration::from_secs(secs);
             let mut now = start;
-            let mut link_free = start;
             // (sent, arrives) of the requests outstanding, in arrival order.
             let mut outstanding: VecDeque<(Instant, Instant)> = VecDeque::new();
             let (mut delivered, mut late_window) = (0u64, 0);
-            let transmission = Duration::from_secs_f64(self.answer as f64 / LINK);
             while now < start + duration {
                 while outstanding.len() < window.window() {
                     window.sent(now, outstanding.len());
-                    link_free = link_free.max(now + self.rtt / 2 + self.server) + transmission;
-                    outstanding.push_back((now, link_free + self.rtt / 2));
+                    let arrives = self.down.arrival(self.answer, now + self.ready_after);
+                    outstanding.push_back((now, arrives));
                 }
                 if now >= start + duration / 2 {
                     late_window = late_window.max(window.window()).max(outstanding.len());
@@ -335,11 +337,12 @@ mod tests {
         // follows) the estimate is the longer path's, and the window grows to fill it.
         let mut window = PeerWindow::default();
         let near = Pipe::new(50, 0, 1_000_000).run(&mut window, Instant::now(), 15);
-        let far = Pipe::new(250, 0, 1_000_000);
-        let changed = far.run(&mut window, near.end, 20);
+        let far = || Pipe::new(250, 0, 1_000_000);
+        let changed = far().run(&mut window, near.end, 20);
         let rtt = window.min_rtt().unwrap_or_default();
         assert!(rtt >= Duration::from_millis(250), "{rtt:?}");
-        let settled = far.run(&mut window, changed.end, 10);
+        // A run ends with answers still on its link: the next one starts on an idle link.
+        let settled = far().run(&mut window, changed.end, 10);
         assert!(settled.rate > 0.9 * LINK, "{}", settled.rate);
     }
 
