@@ -2,13 +2,13 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64},
 };
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType,
-    DBRawIteratorWithThreadMode, Direction, FlushOptions, IngestExternalFileOptions, IteratorMode,
-    Options, ReadOptions, SnapshotWithThreadMode, SstFileWriter, WriteOptions,
+    DBRawIteratorWithThreadMode, Direction, FlushOptions, IteratorMode, Options, ReadOptions,
+    SnapshotWithThreadMode, WriteOptions,
 };
 
 use super::{
@@ -73,6 +73,9 @@ pub struct DbOptions {
     pub block_size: usize,
     /// Background flush/compaction threads: the number of cores, at least 2.
     pub background_jobs: i32,
+    /// Write the table files of bulk imports and sync chunks past the page cache (`O_DIRECT`),
+    /// where the filesystem allows: on by default (see the `sst` module's docs).
+    pub direct_writes: bool,
 }
 
 impl Default for DbOptions {
@@ -85,6 +88,7 @@ impl Default for DbOptions {
             max_open_files: DEFAULT_MAX_OPEN_FILES,
             block_size: DEFAULT_BLOCK_SIZE,
             background_jobs: i32::try_from(cores.max(2)).unwrap_or(2),
+            direct_writes: true,
         }
     }
 }
@@ -99,6 +103,12 @@ impl DbOptions {
     /// Sets the limit on open table files (-1: unlimited).
     pub const fn max_open_files(mut self, files: i32) -> Self {
         self.max_open_files = files;
+        self
+    }
+
+    /// Sets whether table files are written past the page cache.
+    pub const fn direct_writes(mut self, direct: bool) -> Self {
+        self.direct_writes = direct;
         self
     }
 
@@ -170,6 +180,9 @@ pub struct RocksStore {
     bulk_dir: PathBuf,
     /// Names the next SST file: writers may overlap (a chunk's tables, several imports).
     next_file: AtomicU64,
+    /// SST files are written past the page cache ([`DbOptions::direct_writes`]; cleared when
+    /// the filesystem refuses, see [`sst`]).
+    direct_writes: AtomicBool,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -195,7 +208,8 @@ impl RocksStore {
         let cf_options = Table::ALL.iter().map(|t| (*t, options.cf_options(*t, &cache))).collect();
         let bulk_dir = path.join("bulk_import");
         remove_unfinished(&bulk_dir)?;
-        Ok(Self { db, cf_options, bulk_dir, next_file: AtomicU64::new(0) })
+        let direct_writes = AtomicBool::new(options.direct_writes);
+        Ok(Self { db, cf_options, bulk_dir, next_file: AtomicU64::new(0), direct_writes })
     }
 
     /// Writes a consistent copy of the database to the new directory `path` (hard links to the
@@ -488,7 +502,7 @@ impl KvStore for RocksStore {
             context: format!("creating {}", self.bulk_dir.display()),
             source,
         })?;
-        Ok(Box::new(RocksSortedWriter {
+        Ok(Box::new(sst::RocksSortedWriter {
             store: self,
             table,
             opts,
@@ -499,82 +513,6 @@ impl KvStore for RocksStore {
     }
 }
 
-/// Writes sorted keys into SST files and ingests them into the column family on finish.
-struct RocksSortedWriter<'a> {
-    store: &'a RocksStore,
-    table: Table,
-    opts: &'a Options,
-    writer: Option<SstFileWriter<'a>>,
-    files: Vec<PathBuf>,
-    /// Keys put so far, to ask the file's size only every [`SIZE_CHECK_PUTS`] keys.
-    puts: u64,
-}
-
-/// A bulk-import SST file's size is checked every 1024 keys: asking on every key cost ~1% of a
-/// bulk import (measured), and 1024 keys add at most a few hundred KiB to a 64 MiB file.
-const SIZE_CHECK_PUTS: u64 = 1024;
-
-impl RocksSortedWriter<'_> {
-    fn close_file(&mut self) -> Result<()> {
-        if let Some(mut w) = self.writer.take() {
-            w.finish().map_err(storage)?;
-        }
-        Ok(())
-    }
-}
-
-impl SortedWriter for RocksSortedWriter<'_> {
-    fn cut(&mut self) -> Result<()> {
-        self.close_file()
-    }
-
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.puts += 1;
-        if self.puts.is_multiple_of(SIZE_CHECK_PUTS)
-            && self.writer.as_ref().is_some_and(|w| w.file_size() >= SST_FILE_BYTES)
-        {
-            self.close_file()?;
-        }
-        if self.writer.is_none() {
-            let n = self.store.next_file.fetch_add(1, Ordering::Relaxed);
-            let path = self.store.bulk_dir.join(format!("{}-{n}.sst", self.table.name()));
-            let w = SstFileWriter::create(self.opts);
-            w.open(&path).map_err(storage)?;
-            self.files.push(path);
-            self.writer = Some(w);
-        }
-        if let Some(w) = self.writer.as_mut() {
-            w.put(key, value).map_err(storage)?;
-        }
-        Ok(())
-    }
-
-    fn finish(mut self: Box<Self>) -> Result<u64> {
-        self.close_file()?;
-        if self.files.is_empty() {
-            return Ok(0);
-        }
-        let files = self.files.len() as u64;
-        let mut opts = IngestExternalFileOptions::default();
-        opts.set_move_files(true);
-        let cf = self.store.cf(self.table)?;
-        // Moved into the database on success; on failure `Drop` removes them.
-        let ingested = self.store.db.ingest_external_file_cf_opts(cf, &opts, self.files.clone());
-        ingested.map_err(storage)?;
-        self.files.clear();
-        Ok(files)
-    }
-}
-
-impl Drop for RocksSortedWriter<'_> {
-    /// Removes the files of a writer dropped before its ingestion (an error on the way).
-    fn drop(&mut self) {
-        drop(self.writer.take());
-        for path in &self.files {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
+mod sst;
 #[cfg(test)]
 mod tests;
