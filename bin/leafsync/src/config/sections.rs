@@ -319,6 +319,8 @@ pub(crate) struct LeafdbSection {
     pub(crate) recent_blocks: u64,
     /// Byte budget of that cache in MiB.
     pub(crate) recent_cache_mib: usize,
+    /// Write the table files of syncs and imports past the page cache (`O_DIRECT`).
+    pub(crate) direct_writes: bool,
 }
 
 impl Default for LeafdbSection {
@@ -327,6 +329,7 @@ impl Default for LeafdbSection {
             block_cache_mib: leafsync_leafdb::kv::rocks::DEFAULT_BLOCK_CACHE_BYTES >> 20,
             recent_blocks: leafsync_leafdb::DEFAULT_RECENT_BLOCKS,
             recent_cache_mib: leafsync_leafdb::recent::DEFAULT_RECENT_CACHE_BYTES >> 20,
+            direct_writes: true,
         }
     }
 }
@@ -339,6 +342,7 @@ impl LeafdbSection {
             block_cache_bytes: self.block_cache_mib << 20,
             recent_blocks: self.recent_blocks,
             recent_cache_bytes: self.recent_cache_mib << 20,
+            direct_writes: self.direct_writes,
         })
     }
 }

@@ -144,6 +144,8 @@ pub(crate) struct LeafdbSettings {
     pub(crate) recent_blocks: u64,
     /// Byte budget of that cache.
     pub(crate) recent_cache_bytes: usize,
+    /// Table files written past the page cache.
+    pub(crate) direct_writes: bool,
 }
 
 impl LeafdbSettings {
@@ -151,7 +153,8 @@ impl LeafdbSettings {
     pub(crate) fn leafdb_options(&self, max_open_files: i32) -> (DbOptions, LeafDbConfig) {
         let options = DbOptions::default()
             .block_cache_bytes(self.block_cache_bytes)
-            .max_open_files(max_open_files);
+            .max_open_files(max_open_files)
+            .direct_writes(self.direct_writes);
         let config = LeafDbConfig {
             recent_blocks: self.recent_blocks,
             recent_cache_bytes: self.recent_cache_bytes,

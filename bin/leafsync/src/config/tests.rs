@@ -82,6 +82,16 @@ fn config_0_1_keeps_loading() {
     assert_eq!(config.network.static_peers.len(), 1);
     assert_eq!(config.leafdb.block_cache_bytes, 1024 << 20);
     assert_eq!(config.leafdb.recent_blocks, 128, "defaults fill what the file omits");
+    assert!(config.leafdb.direct_writes, "defaults fill what the file omits");
+}
+
+#[test]
+fn direct_writes_can_be_turned_off() {
+    let config = parse("[leafdb]\ndirect_writes = false\n").unwrap();
+    let (options, _) = config.leafdb.leafdb_options(64);
+    assert!(!options.direct_writes);
+    let (options, _) = parse("").unwrap().leafdb.leafdb_options(64);
+    assert!(options.direct_writes);
 }
 
 #[test]
