@@ -545,20 +545,18 @@ impl<S: KvStore> LeafDb<S> {
         Ok(false)
     }
 
-    /// Writes bytecodes, each keyed by its keccak-256 hash as given: the caller has hashed
-    /// every code to check it against the hash it asked for, so it is not hashed again.
-    ///
-    /// Written without the log (a sync's codes are about a quarter of what it downloads, and
-    /// the log wrote them all a second time): a process killed before the memtable is flushed
-    /// loses the codes in it. A sync notices: its resumed run checks the code of every account
-    /// it finds complete and lists missing codes in its final check, and fetches them again.
-    /// The head is recorded only after a flush ([`Self::record_synced_head`]).
-    pub fn write_codes(&self, codes: Vec<(B256, Vec<u8>)>) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        for (hash, code) in codes {
-            batch.put(Table::Code, hash.as_slice(), code);
+    /// Writes bytecodes, each keyed by its keccak-256 hash as given (the caller hashed every
+    /// code to check it), as sorted table files ingested at once: durable on return, without
+    /// the log or the memtable, whose flush copied a sync's codes (a quarter of what it
+    /// downloads) through the page cache. Returns the files written.
+    pub fn write_codes(&self, mut codes: Vec<(B256, Vec<u8>)>) -> Result<u64> {
+        codes.sort_unstable_by_key(|(hash, _)| *hash);
+        codes.dedup_by(|a, b| a.0 == b.0);
+        let mut file = self.store().sorted_writer(Table::Code)?;
+        for (hash, code) in &codes {
+            file.put(hash.as_slice(), code)?;
         }
-        self.store().write(batch, Durability::Unlogged)
+        file.finish()
     }
 
     /// Writes the account trie's top nodes of a sync (`skeleton`, paths above the chunks) and
@@ -572,7 +570,7 @@ impl<S: KvStore> LeafDb<S> {
     /// Ends a sync: records `head` and the stored trie's root in one durable write, only if
     /// that root is `head.state_root` (otherwise nothing is written and the database stays
     /// without a head, so a restart syncs again rather than serving a wrong state). Returns the
-    /// recorded root. What [`Self::write_codes`] wrote without the log is flushed to disk first.
+    /// recorded root. What was written without the log is flushed to disk first.
     pub fn record_synced_head(&self, head: BlockHeader) -> Result<B256> {
         let root = self.node(None, &Nibbles::new())?.map_or(EMPTY_ROOT_HASH, keccak256);
         if root != head.state_root {

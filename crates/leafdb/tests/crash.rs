@@ -139,8 +139,8 @@ fn crash_child_sync_codes() {
     std::thread::sleep(Duration::from_secs(120));
 }
 
-/// `write_codes` skips the log, so a kill loses what is only in the memtable: once the head is
-/// recorded, a kill -9 must find every code on disk (`record_synced_head` flushes first).
+/// `write_codes` skips the log (a table file now; the memtable before): once the head is
+/// recorded, a kill -9 must find every code on disk.
 #[test]
 fn a_recorded_synced_head_keeps_the_codes_written_without_the_log() {
     let dir = tempfile::tempdir().unwrap();

@@ -55,7 +55,7 @@ pub struct SyncStats {
     pub slots: u64,
     /// Codes written.
     pub codes: u64,
-    /// Table files the chunk writes made (each costs about a millisecond of CPU beyond its
+    /// Table files the chunk and code writes made (each costs about a millisecond of CPU beyond its
     /// bytes: docs/sync.md "Writing chunks"); 0 on a store without files.
     pub table_files: u64,
     /// Skeleton nodes fetched.

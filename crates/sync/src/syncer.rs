@@ -76,8 +76,10 @@ pub struct Syncer<S: KvStore> {
     rehash: Option<&'static str>,
     /// Verified chunks held back to be written together ([`commit`]).
     held: Held,
-    /// Verified chunks being written, oldest first ([`commit`]).
+    /// Verified chunks and codes being written, oldest first ([`commit`]).
     committing: VecDeque<Committing>,
+    /// Verified codes not yet written, and their bytes ([`commit`]).
+    held_codes: (Vec<(B256, Vec<u8>)>, usize),
 }
 
 impl<S: KvStore> std::fmt::Debug for Syncer<S> {
@@ -107,6 +109,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             pivot_feed: None,
             rehash: None,
             committing: VecDeque::new(),
+            held_codes: (Vec::new(), 0),
         }
     }
 

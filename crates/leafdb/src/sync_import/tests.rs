@@ -233,3 +233,29 @@ fn a_first_import_writes_no_range_deletes() {
     clear_account_prefix(db.store(), &mut batch, &Nibbles::from_nibbles([4])).unwrap();
     assert!(batch.is_empty());
 }
+
+/// A sync's codes arrive unsorted and may repeat (two answers with the same code): written as
+/// one table file they are sorted and written once, every one readable, in RocksDB and in
+/// memory alike; no code writes no file.
+#[test]
+fn codes_are_written_sorted_once_each() {
+    let codes: Vec<(B256, Vec<u8>)> = (0..300u32)
+        .map(|i| {
+            let code = vec![i as u8; 1 + i as usize * 11];
+            (keccak256(&code), code)
+        })
+        .collect();
+    let mut given = codes.clone();
+    given.extend(codes[..40].iter().cloned());
+    let dir = tempfile::tempdir().unwrap();
+    let rocks = LeafDb::open(dir.path(), &DbOptions::default(), Default::default()).unwrap();
+    assert_eq!(rocks.write_codes(given.clone()).unwrap(), 1);
+    assert_eq!(rocks.write_codes(Vec::new()).unwrap(), 0);
+    let mem = LeafDb::in_memory();
+    mem.write_codes(given).unwrap();
+    for (hash, code) in &codes {
+        assert_eq!(rocks.code(hash).unwrap().as_ref(), Some(code));
+        assert_eq!(mem.code(hash).unwrap().as_ref(), Some(code));
+    }
+    assert_eq!(rocks.store().iter_from(Table::Code, &[]).count(), codes.len());
+}

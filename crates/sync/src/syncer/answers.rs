@@ -419,7 +419,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             self.reporter.mark(WorkKind::Codes);
         }
         self.codes.delivered(got.len(), got.iter().map(|(_, code)| code.len()).sum());
-        self.db.write_codes(got)?;
+        self.hold_codes(got)?;
         requeue(&mut self.codes.queue, missing, peer);
         if answered > 0 {
             self.codes.queue.extend(tasks);

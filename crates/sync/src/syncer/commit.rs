@@ -1,4 +1,5 @@
-//! Verified chunks written off the loop. The pieces of an answer that equal their skeleton
+//! Verified chunks and codes written off the loop (codes as one table file of
+//! [`CODE_WRITE_BYTES`] once that much is held). The pieces of an answer that equal their skeleton
 //! hashes are staged (hashed) by the loop and held back ([`Holding`]) until enough of them are
 //! held that their writes share table files; then a batch of them is written together on a
 //! thread of their own ([`LeafDb::commit_chunks`]: table files built side by side and
@@ -23,7 +24,7 @@ use std::{collections::VecDeque, sync::Arc};
 use alloy_primitives::B256;
 use alloy_trie::{Nibbles, TrieAccount};
 use leafsync_leafdb::{
-    ChunkSet, KvStore, LeafDbError,
+    ChunkSet, KvStore, LeafDb, LeafDbError,
     keys::{account_range, range_bound, storage_range},
 };
 use tokio::sync::oneshot;
@@ -98,6 +99,12 @@ pub(super) struct Committing {
 /// syncs, on the two cores the benchmarks run on.
 pub(super) const MAX_WRITES: usize = 2;
 
+/// Verified codes held until they make one table file of this size (64 MiB, what a memtable
+/// flush of them made before: as many files, so no more compaction): written as a sorted file
+/// past the page cache, their memtable's flush no longer copies them through it (at 4M
+/// accounts 2.0 s of the client's CPU went there; docs/benchmarks.md).
+pub(super) const CODE_WRITE_BYTES: usize = 64 << 20;
+
 /// The result of the oldest write in `committing`, when it ends (never, without one).
 pub(super) async fn committed(committing: &mut VecDeque<Committing>) -> CommitResult {
     match committing.front_mut() {
@@ -154,21 +161,49 @@ impl<S: KvStore + 'static> Syncer<S> {
         if chunks.is_empty() {
             return Ok(());
         }
-        while self.committing.len() >= MAX_WRITES {
-            self.settle_oldest()?;
-        }
         let mut set = ChunkSet::default();
         let mut pieces = Vec::with_capacity(chunks.len());
         for (chunk, piece) in chunks {
             set.append(chunk);
             pieces.push(piece);
         }
+        self.spawn_write(pieces, move |db| db.commit_chunks(set))
+    }
+
+    /// Holds verified codes; once they reach [`CODE_WRITE_BYTES`], starts writing them. Nothing
+    /// waits for a code once it is verified; a run that fails drops those held, as a kill does,
+    /// and a resumed run asks for them again (its final check lists missing codes).
+    pub(super) fn hold_codes(&mut self, codes: Vec<(B256, Vec<u8>)>) -> Result<(), SyncError> {
+        self.held_codes.1 += codes.iter().map(|(_, code)| code.len()).sum::<usize>();
+        self.held_codes.0.extend(codes);
+        if self.held_codes.1 >= CODE_WRITE_BYTES { self.write_codes() } else { Ok(()) }
+    }
+
+    /// Starts writing the codes held.
+    fn write_codes(&mut self) -> Result<(), SyncError> {
+        let (codes, _) = std::mem::take(&mut self.held_codes);
+        if codes.is_empty() {
+            return Ok(());
+        }
+        self.spawn_write(Vec::new(), move |db| db.write_codes(codes))
+    }
+
+    /// Runs `write` on a thread of its own, its `pieces` taken in once it is done (once fewer
+    /// than [`MAX_WRITES`] are running: the oldest is waited for and taken in first).
+    fn spawn_write(
+        &mut self,
+        pieces: Vec<Piece>,
+        write: impl FnOnce(&LeafDb<S>) -> Result<u64, LeafDbError> + Send + 'static,
+    ) -> Result<(), SyncError> {
+        while self.committing.len() >= MAX_WRITES {
+            self.settle_oldest()?;
+        }
         let (tx, done) = oneshot::channel();
         let db = Arc::clone(&self.db);
         std::thread::Builder::new()
             .name("sync-commit".into())
             .spawn(move || {
-                let _ = tx.send(db.commit_chunks(set));
+                let _ = tx.send(write(&db));
             })
             .map_err(|e| SyncError::ChunkWriter(format!("cannot start: {e}")))?;
         self.committing.push_back(Committing { done, pieces });
@@ -182,15 +217,16 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.start_write(all)
     }
 
-    /// Whether pieces are held back or being written.
+    /// Whether pieces or codes are held back or being written.
     pub(super) fn writing(&self) -> bool {
-        !self.held.is_empty() || !self.committing.is_empty()
+        !self.held.is_empty() || !self.held_codes.0.is_empty() || !self.committing.is_empty()
     }
 
-    /// Writes the pieces held back, waits for every write still running and takes their
-    /// pieces in, oldest first.
+    /// Writes the pieces and codes held back, waits for every write still running and takes
+    /// their pieces in, oldest first.
     pub(super) fn settle(&mut self) -> Result<(), SyncError> {
         self.write_held()?;
+        self.write_codes()?;
         while !self.committing.is_empty() {
             self.settle_oldest()?;
         }
@@ -215,6 +251,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// for the rest again).
     pub(super) fn abandon_commit(&mut self) {
         drop(self.held.take_all());
+        self.held_codes = (Vec::new(), 0);
         for mut committing in self.committing.drain(..) {
             let _ = wait(&mut committing.done);
         }
