@@ -1,5 +1,5 @@
 //! Table files written outside the write path: [`RocksSortedWriter`] (bulk imports, a sync's
-//! chunks) and the [`SstWriter`] under it, which writes past the page cache where the
+//! chunks and codes) and the [`SstWriter`] under it, which writes past the page cache where the
 //! filesystem allows.
 //!
 //! RocksDB's `SstFileWriter` tells the kernel to drop the pages of the file it writes, every MiB
