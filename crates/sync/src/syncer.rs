@@ -18,7 +18,7 @@ use leafsync_p2p::{PeerId, leaf::ChainHead};
 use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
-use self::commit::{Committing, Held, committed};
+use self::commit::{Committing, Held, HeldCodes, committed};
 pub use crate::resume::{choose_pivot, chunk_depth};
 use crate::{
     config::{MAX_FINAL_REPAIRS, MAX_IN_FLIGHT_BYTES, RECHECK_INTERVAL, SyncConfig, SyncMode},
@@ -78,8 +78,8 @@ pub struct Syncer<S: KvStore> {
     held: Held,
     /// Verified chunks and codes being written, oldest first ([`commit`]).
     committing: VecDeque<Committing>,
-    /// Verified codes not yet written, and their bytes ([`commit`]).
-    held_codes: (Vec<(B256, Vec<u8>)>, usize),
+    /// Verified codes not yet written ([`commit`]).
+    held_codes: HeldCodes,
 }
 
 impl<S: KvStore> std::fmt::Debug for Syncer<S> {
@@ -109,7 +109,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             pivot_feed: None,
             rehash: None,
             committing: VecDeque::new(),
-            held_codes: (Vec::new(), 0),
+            held_codes: HeldCodes::default(),
         }
     }
 

@@ -418,8 +418,9 @@ impl<S: KvStore + 'static> Syncer<S> {
         if !got.is_empty() {
             self.reporter.mark(WorkKind::Codes);
         }
-        self.codes.delivered(got.len(), got.iter().map(|(_, code)| code.len()).sum());
-        self.hold_codes(got)?;
+        let bytes = got.iter().map(|(_, code)| code.len()).sum();
+        self.codes.delivered(got.len(), bytes);
+        self.hold_codes(got, bytes)?;
         requeue(&mut self.codes.queue, missing, peer);
         if answered > 0 {
             self.codes.queue.extend(tasks);

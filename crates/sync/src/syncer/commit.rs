@@ -105,6 +105,33 @@ pub(super) const MAX_WRITES: usize = 2;
 /// accounts 2.0 s of the client's CPU went there; docs/benchmarks.md).
 pub(super) const CODE_WRITE_BYTES: usize = 64 << 20;
 
+/// Verified codes not yet written, and their bytes.
+#[derive(Debug, Default)]
+pub(super) struct HeldCodes {
+    codes: Vec<(B256, Vec<u8>)>,
+    bytes: usize,
+}
+
+impl HeldCodes {
+    /// Holds `codes` of `bytes` bytes; once [`CODE_WRITE_BYTES`] are held, takes them all out
+    /// to be written.
+    fn hold(&mut self, codes: Vec<(B256, Vec<u8>)>, bytes: usize) -> Option<Vec<(B256, Vec<u8>)>> {
+        self.codes.extend(codes);
+        self.bytes += bytes;
+        (self.bytes >= CODE_WRITE_BYTES).then(|| self.take())
+    }
+
+    /// Takes every code held.
+    fn take(&mut self) -> Vec<(B256, Vec<u8>)> {
+        self.bytes = 0;
+        std::mem::take(&mut self.codes)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+}
+
 /// The result of the oldest write in `committing`, when it ends (never, without one).
 pub(super) async fn committed(committing: &mut VecDeque<Committing>) -> CommitResult {
     match committing.front_mut() {
@@ -173,15 +200,19 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// Holds verified codes; once they reach [`CODE_WRITE_BYTES`], starts writing them. Nothing
     /// waits for a code once it is verified; a run that fails drops those held, as a kill does,
     /// and a resumed run asks for them again (its final check lists missing codes).
-    pub(super) fn hold_codes(&mut self, codes: Vec<(B256, Vec<u8>)>) -> Result<(), SyncError> {
-        self.held_codes.1 += codes.iter().map(|(_, code)| code.len()).sum::<usize>();
-        self.held_codes.0.extend(codes);
-        if self.held_codes.1 >= CODE_WRITE_BYTES { self.write_codes() } else { Ok(()) }
+    pub(super) fn hold_codes(
+        &mut self,
+        codes: Vec<(B256, Vec<u8>)>,
+        bytes: usize,
+    ) -> Result<(), SyncError> {
+        match self.held_codes.hold(codes, bytes) {
+            Some(due) => self.write_codes(due),
+            None => Ok(()),
+        }
     }
 
-    /// Starts writing the codes held.
-    fn write_codes(&mut self) -> Result<(), SyncError> {
-        let (codes, _) = std::mem::take(&mut self.held_codes);
+    /// Starts writing `codes`.
+    fn write_codes(&mut self, codes: Vec<(B256, Vec<u8>)>) -> Result<(), SyncError> {
         if codes.is_empty() {
             return Ok(());
         }
@@ -219,14 +250,15 @@ impl<S: KvStore + 'static> Syncer<S> {
 
     /// Whether pieces or codes are held back or being written.
     pub(super) fn writing(&self) -> bool {
-        !self.held.is_empty() || !self.held_codes.0.is_empty() || !self.committing.is_empty()
+        !self.held.is_empty() || !self.held_codes.is_empty() || !self.committing.is_empty()
     }
 
     /// Writes the pieces and codes held back, waits for every write still running and takes
     /// their pieces in, oldest first.
     pub(super) fn settle(&mut self) -> Result<(), SyncError> {
         self.write_held()?;
-        self.write_codes()?;
+        let codes = self.held_codes.take();
+        self.write_codes(codes)?;
         while !self.committing.is_empty() {
             self.settle_oldest()?;
         }
@@ -251,7 +283,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// for the rest again).
     pub(super) fn abandon_commit(&mut self) {
         drop(self.held.take_all());
-        self.held_codes = (Vec::new(), 0);
+        drop(self.held_codes.take());
         for mut committing in self.committing.drain(..) {
             let _ = wait(&mut committing.done);
         }
@@ -292,5 +324,28 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Codes are held until [`CODE_WRITE_BYTES`] of them are, then all taken out together; and
+    /// what is held below that stays until taken.
+    #[test]
+    fn codes_are_held_until_a_file_is_full() {
+        let code = |i: u8, len: usize| (B256::repeat_byte(i), vec![i; len]);
+        let mut held = HeldCodes::default();
+        let half = CODE_WRITE_BYTES / 2;
+        assert!(held.hold(vec![code(1, half)], half).is_none());
+        assert!(held.hold(vec![code(2, half - 1)], half - 1).is_none(), "one byte short");
+        let due = held.hold(vec![code(3, 1)], 1).expect("full");
+        assert_eq!(due.iter().map(|(h, _)| h[0]).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(held.is_empty());
+        assert!(held.hold(vec![code(4, 10)], 10).is_none());
+        assert_eq!(held.take().len(), 1);
+        assert!(held.is_empty());
+        assert!(held.hold(Vec::new(), 0).is_none(), "the count starts over after a take");
     }
 }
