@@ -1,6 +1,7 @@
 //! The sync's final flat-state check: the flat tables measured against themselves by
 //! merge-scans (account root, every storage root, storage without an account, missing code),
-//! without reading a trie node; its findings are what a sync repairs.
+//! without reading a trie node; its findings are what a sync repairs. A sync runs it when
+//! something in the run may have left the flat state apart from the trie (docs/sync.md).
 
 use std::{
     collections::BTreeSet,
@@ -15,8 +16,7 @@ use tracing::info;
 use crate::{
     db::LeafDb,
     error::{LeafDbError, Result},
-    keys::prefix_end,
-    kv::{Cursor, KvRead, KvStore, Table},
+    kv::{KvRead, KvStore, Table},
     schema::{decode_account_row, decode_slot_value, slot_leaf_value, split_storage_key},
     trie::builder::root_builder,
 };
@@ -28,18 +28,12 @@ pub const MAX_FLAT_REPAIRS: usize = 65_536;
 /// What [`LeafDb::check_flat_state`] found: the flat tables measured against themselves.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FlatCheck {
-    /// Root of the account trie built from the flat accounts; `None` from
-    /// [`LeafDb::check_flat_links`], which hashes nothing.
-    pub accounts_root: Option<B256>,
+    /// Root of the account trie built from the flat accounts.
+    pub accounts_root: B256,
     /// Accounts in the flat table.
     pub accounts: u64,
-    /// Storage slots in the flat table; 0 from [`LeafDb::check_flat_links`], which seeks past
-    /// them.
+    /// Storage slots in the flat table.
     pub slots: u64,
-    /// Accounts and slots this check hashed (re-hashed, in a sync, after their import had
-    /// verified them): `accounts + slots` for [`LeafDb::check_flat_state`], 0 for
-    /// [`LeafDb::check_flat_links`].
-    pub hashed_leaves: u64,
     /// Accounts whose flat storage does not hash to their storage root: `(account, expected
     /// storage root)`; at most [`MAX_FLAT_REPAIRS`].
     pub bad_storage: Vec<(B256, B256)>,
@@ -52,10 +46,14 @@ pub struct FlatCheck {
 }
 
 impl FlatCheck {
-    /// Whether the flat state is complete and agrees with itself and `root` (as far as the check
-    /// looked: a links-only check did not compute a root).
+    /// Whether the flat state is complete and agrees with itself and `root`.
     pub fn ok(&self, root: B256) -> bool {
-        self.accounts_root.is_none_or(|r| r == root) && self.problems == 0
+        self.accounts_root == root && self.problems == 0
+    }
+
+    /// Accounts and slots the check hashed: all of them.
+    pub fn hashed_leaves(&self) -> u64 {
+        self.accounts + self.slots
     }
 
     fn note<T>(list: &mut Vec<T>, problems: &mut u64, item: T) {
@@ -71,39 +69,19 @@ impl<S: KvStore> LeafDb<S> {
     /// account root of the flat accounts, every account's flat storage against its storage root
     /// (the storage table scanned beside the accounts, in owner ranges on several threads),
     /// storage without an account, and every named code present (the distinct hashes sorted,
-    /// then one pass over the code table).
-    /// A sync runs it before it records its head unless every leaf was verified on import (see
-    /// [`Self::check_flat_links`]); `verify` is the full, slower check.
+    /// then one pass over the code table). A sync runs it before it records its head when its
+    /// imports alone do not prove the flat state (docs/sync.md); `verify` is the full, slower
+    /// check, which reads the trie too.
     pub fn check_flat_state(&self) -> Result<FlatCheck> {
-        self.check_flat(true)
-    }
-
-    /// [`Self::check_flat_state`] without hashing: storage without an account and missing codes,
-    /// in the same passes, but no root is built (`bad_storage` stays empty, `accounts_root` is
-    /// `None`). Enough at the end of a sync whose every flat entry was written by an import that
-    /// hashed it against the trie (see docs/sync.md, "Final check").
-    pub fn check_flat_links(&self) -> Result<FlatCheck> {
-        self.check_flat(false)
-    }
-
-    /// The flat check; `hash`: build the account root and every storage root. The owner ranges
-    /// ([`FLAT_CHECK_RANGES`]) are checked on several threads; when hashing, one more thread
-    /// builds the account root from every account in order beside them.
-    fn check_flat(&self, hash: bool) -> Result<FlatCheck> {
         let snap = self.store().snapshot();
-        let (mut out, code_hashes) = if hash {
-            let (root, found) = std::thread::scope(|scope| {
-                let root = scope.spawn(|| account_root(&snap));
-                let found = check_owners_in_parallel(&snap, true);
-                (root.join().map_err(|_| LeafDbError::WorkerPanicked), found)
-            });
-            let (mut out, code_hashes) = found?;
-            out.accounts_root = Some(root??);
-            out.hashed_leaves = out.accounts + out.slots;
-            (out, code_hashes)
-        } else {
-            check_owners_in_parallel(&snap, false)?
-        };
+        // One thread builds the account root from every account in order beside the ranges.
+        let (root, found) = std::thread::scope(|scope| {
+            let root = scope.spawn(|| account_root(&snap));
+            let found = check_owners_in_parallel(&snap);
+            (root.join().map_err(|_| LeafDbError::WorkerPanicked), found)
+        });
+        let (mut out, code_hashes) = found?;
+        out.accounts_root = root??;
         let mut codes = snap.scan_from(Table::Code, &[]).fuse();
         let mut current: Option<B256> = None;
         for wanted in code_hashes {
@@ -159,10 +137,7 @@ type OwnersFound = (FlatCheck, BTreeSet<B256>);
 /// [`check_owners`] over each of the [`FLAT_CHECK_RANGES`] ranges, split into contiguous runs
 /// of ranges on up to [`FLAT_CHECK_THREADS`] threads (hashes spread evenly, so the runs weigh
 /// alike), the findings joined in key order.
-fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(
-    snap: &R,
-    hash: bool,
-) -> Result<OwnersFound> {
+fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(snap: &R) -> Result<OwnersFound> {
     let threads =
         std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, FLAT_CHECK_THREADS);
     let ranges: Vec<u8> = (0..FLAT_CHECK_RANGES).collect();
@@ -175,7 +150,7 @@ fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(
                 let progress = &progress;
                 scope.spawn(move || {
                     let parts = run.iter().map(|i| {
-                        let part = check_owners(snap, OwnerRange::part(*i), hash);
+                        let part = check_owners(snap, OwnerRange::part(*i));
                         progress.range_done();
                         part
                     });
@@ -250,14 +225,10 @@ fn account_root<R: KvRead + ?Sized>(snap: &R) -> Result<B256> {
     Ok(accounts.finish()?.root)
 }
 
-/// Merge-scans the flat accounts and storage of `range`: counts them, notes storage without an
-/// account and, with `hash`, storage that does not hash to its account's storage root. Returns
-/// the findings and the code hashes the accounts name.
-fn check_owners<R: KvRead + ?Sized>(
-    snap: &R,
-    range: OwnerRange,
-    hash: bool,
-) -> Result<OwnersFound> {
+/// Merge-scans the flat accounts and storage of `range`: counts them, notes storage that does
+/// not hash to its account's storage root and storage without an account. Returns the findings
+/// and the code hashes the accounts name.
+fn check_owners<R: KvRead + ?Sized>(snap: &R, range: OwnerRange) -> Result<OwnersFound> {
     let mut out = FlatCheck::default();
     let mut code_hashes = BTreeSet::new();
     let start = [range.first];
@@ -267,8 +238,7 @@ fn check_owners<R: KvRead + ?Sized>(
     while let Some((key, value)) = accounts.current().filter(|(k, _)| range.holds(k)) {
         let (owner, account) = decode_account_row(key, value)?;
         out.accounts += 1;
-        // Only a hashing check builds the storage root; a links check reads no slot.
-        let mut slots = hash.then(root_builder);
+        let mut slots = root_builder();
         // Rows sort by owner, as accounts do: those before this account have none.
         while let Some((k, v)) = storage.current().filter(|(k, _)| range.holds(k)) {
             let (row_owner, _) = split_storage_key(k)?;
@@ -279,23 +249,17 @@ fn check_owners<R: KvRead + ?Sized>(
                 if out.orphan_storage.last() != Some(&row_owner) {
                     FlatCheck::note(&mut out.orphan_storage, &mut out.problems, row_owner);
                 }
-            } else if let Some(slots) = slots.as_mut() {
+            } else {
                 out.slots += 1;
                 let value = decode_slot_value(v)?;
                 slots.add_leaf(Nibbles::unpack(&k[32..]), slot_leaf_value(&value))?;
-            } else {
-                // Links only: the account has storage, and its slots need no reading.
-                skip_owner(&mut *storage, &owner)?;
-                continue;
             }
             storage.next()?;
         }
-        if let Some(slots) = slots {
-            let storage_root = slots.finish()?.root;
-            if storage_root != account.storage_root {
-                let item = (owner, account.storage_root);
-                FlatCheck::note(&mut out.bad_storage, &mut out.problems, item);
-            }
+        let storage_root = slots.finish()?.root;
+        if storage_root != account.storage_root {
+            let item = (owner, account.storage_root);
+            FlatCheck::note(&mut out.bad_storage, &mut out.problems, item);
         }
         if account.code_hash != KECCAK256_EMPTY {
             code_hashes.insert(account.code_hash);
@@ -311,20 +275,4 @@ fn check_owners<R: KvRead + ?Sized>(
         storage.next()?;
     }
     Ok((out, code_hashes))
-}
-
-/// Rows of one owner's storage a links check steps over one by one before it seeks past the
-/// rest: a seek costs several steps, and most accounts hold few slots.
-const LINKS_STEPS: usize = 8;
-
-/// Moves `storage`, on the first slot of `owner`, past `owner`'s slots: [`LINKS_STEPS`] steps,
-/// then one seek.
-fn skip_owner(storage: &mut dyn Cursor, owner: &B256) -> Result<()> {
-    for _ in 0..LINKS_STEPS {
-        storage.next()?;
-        if !storage.current().is_some_and(|(k, _)| k.starts_with(owner.as_slice())) {
-            return Ok(());
-        }
-    }
-    storage.skip_to(&prefix_end(owner.as_slice()))
 }

@@ -26,7 +26,7 @@
 //! | `sync_heal.rs` | a sync's healing: `forget_path`, `write_trie_nodes`, `reconcile_*` |
 //! | `progress.rs` | a sync's persisted progress record and heal roots |
 //! | `verify.rs` | `verify`: every trie recomputed and compared with the stored nodes |
-//! | `flat_check.rs` | a sync's final flat-state check (`check_flat_state`, `check_flat_links`) |
+//! | `flat_check.rs` | a sync's final flat-state check (`check_flat_state`) |
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 

@@ -903,16 +903,16 @@ fn a_storage_walk_gives_each_accounts_slots_in_key_order() {
     assert_eq!(one, slots_of(0x20, 4));
 }
 
-/// The links check seeks past each account's slots once it has stepped over a few: storage of
-/// no account right after a large storage (where the seek lands), between accounts and after the
-/// last one must still be found, in RocksDB (a real seek) as in memory.
+/// The flat check merge-scans storage beside the accounts: storage of no account right after a
+/// large storage, between accounts and after the last one must be found, in RocksDB as in
+/// memory, and every slot of an account counted.
 #[test]
-fn the_links_check_finds_orphans_beside_storages_it_seeks_past() {
+fn the_flat_check_finds_orphans_beside_large_storages() {
     let account = |b: u8| B256::repeat_byte(b);
     let mut next_to = account(0x20);
     next_to.0[31] = 0x21; // the first key after owner 0x20..20's slots
     let mut batch = WriteBatch::default();
-    let storage_root = B256::repeat_byte(0xaa); // never hashed by a links check
+    let storage_root = B256::repeat_byte(0xaa); // no storage hashes to it
     for b in [0x10, 0x20, 0x30] {
         let record = alloy_trie::TrieAccount {
             nonce: 1,
@@ -922,7 +922,7 @@ fn the_links_check_finds_orphans_beside_storages_it_seeks_past() {
         };
         batch.put(Table::Accounts, account(b).to_vec(), schema::encode_account(&record));
     }
-    // (owner, slots): 0x20 and 0x30 hold more slots than the check steps over.
+    // (owner, slots); the orphans' slots follow.
     let rows = [(account(0x10), 3u8), (account(0x20), 40), (next_to, 2), (account(0x30), 9)];
     let orphans = [account(0x05), next_to, account(0x25), account(0xf0)];
     for (owner, n) in rows.into_iter().chain([(orphans[0], 1), (orphans[2], 12), (orphans[3], 30)])
@@ -937,11 +937,9 @@ fn the_links_check_finds_orphans_beside_storages_it_seeks_past() {
     rocks.store().write(batch.clone(), Durability::Logged).unwrap();
     let mem = LeafDb::in_memory();
     mem.store().write(batch, Durability::Logged).unwrap();
-    for links in [rocks.check_flat_links().unwrap(), mem.check_flat_links().unwrap()] {
-        assert_eq!(links.orphan_storage, orphans);
-        assert_eq!((links.accounts, links.slots, links.problems), (3, 0, 4));
+    for found in [rocks.check_flat_state().unwrap(), mem.check_flat_state().unwrap()] {
+        assert_eq!(found.orphan_storage, orphans);
+        assert_eq!(found.bad_storage.len(), 3, "no storage hashes to 0xaa..");
+        assert_eq!((found.accounts, found.slots, found.problems), (3, 3 + 40 + 9, 4 + 3));
     }
-    let full = rocks.check_flat_state().unwrap();
-    assert_eq!(full.orphan_storage, orphans);
-    assert_eq!(full.slots, 3 + 40 + 9, "the hashing check counts every slot of an account");
 }

@@ -69,7 +69,7 @@ pub struct Syncer<S: KvStore> {
     new_peers: Option<NewPeers>,
     /// Trusted heads (the neighbour execution client's): the pivot and where it moves.
     pivot_feed: Option<watch::Receiver<ChainHead>>,
-    /// Why the final check must hash the flat state again: the first thing in this run that
+    /// Why the final check must scan and hash the flat state: the first thing in this run that
     /// wrote flat entries without an import hashing them against the trie, or that leaves
     /// entries this run did not write (see [`Self::final_check`]). `None`: every flat entry
     /// was written by a verified import. Not persisted: a resumed run always hashes again.
@@ -394,19 +394,19 @@ impl<S: KvStore + 'static> Syncer<S> {
     }
 
     /// Checks the end before it is committed: the account trie's root (with the skeleton above
-    /// the chunks written) against the pivot's, then the flat state by merge-scan. Flat storage
-    /// that does not hash to its account's root, storage without an account and missing codes
-    /// are queued again; returns what was found (empty: complete).
+    /// the chunks written) against the pivot's; then, unless the run was clean, the flat state
+    /// by merge-scan. Flat storage that does not hash to its account's root, storage without an
+    /// account and missing codes are queued again; returns what was found (empty: complete).
     ///
-    /// The flat state is hashed again only when something in this run may have left it apart
-    /// from the trie ([`Self::rehash`]: a resume, state already stored at the start, heal, a
-    /// re-pivot, a repair) or the counters do not show every chunk imported and verified.
-    /// Otherwise every flat entry was written by an import in the same atomic batch as the
-    /// subtrie built from those very leaves, after clearing the prefix, and that subtrie's hash
-    /// was checked against the node its parent names; the root check above then proves the
-    /// flat accounts hash to the pivot's root, and the storage likewise to each account's
-    /// storage root. Only the checks that need no hashing run then (storage of no account,
-    /// missing codes).
+    /// A clean run ([`Self::rehash`] is `None`: no resume, no state stored at the start, no
+    /// heal, no re-pivot, no repair) whose counters close needs no scan. Every flat entry was
+    /// written by an import in the same atomic batch as the subtrie built from those very
+    /// leaves, after clearing the prefix, and that subtrie's hash was checked against the node
+    /// its parent names; the root check above then proves the flat accounts hash to the pivot's
+    /// root, and the storage likewise to each account's storage root. Storage is written only
+    /// under accounts of such chunks, which nothing removes in a clean run, so none is orphaned.
+    /// Every code an imported account names was queued and is counted until a finished write
+    /// stored it ([`CodeQueue::unwritten`]); a code unaccounted for makes the check scan.
     async fn final_check(&mut self) -> Result<String, SyncError> {
         self.reporter.mark(WorkKind::Finish);
         let root = self.db.write_sync_skeleton(&self.work.take_account_skeleton())?;
@@ -417,26 +417,32 @@ impl<S: KvStore + 'static> Syncer<S> {
         if s.chunks_verified != s.chunks_total || s.chunks_done != s.chunks_total {
             self.must_rehash("chunk counters disagree");
         }
-        let started = Instant::now();
-        match self.rehash {
-            Some(why) => {
-                info!(why, "state sync: all items in; hashing the flat state again (merge-scan)");
-            }
-            None => info!("state sync: all items in, each verified on import; checking links"),
+        if self.codes.unwritten() > 0 {
+            warn!(codes = self.codes.unwritten(), "state sync: codes queued but not written");
+            self.must_rehash("codes unaccounted for");
         }
+        let Some(why) = self.rehash else {
+            let s = &self.reporter.stats;
+            info!(
+                chunks = s.chunks_total,
+                codes = s.codes,
+                "state sync: all items in, each verified on import and every code written"
+            );
+            return Ok(String::new());
+        };
+        let started = Instant::now();
+        info!(why, "state sync: all items in; hashing the flat state again (merge-scan)");
         // The check reads the whole flat state (seconds at 4M accounts, minutes on mainnet): on
         // a blocking thread, not on a runtime worker that the node's sessions, its server and
         // its follower share (on a one-core machine they would all stop meanwhile).
-        let (db, hash) = (Arc::clone(&self.db), self.rehash.is_some());
-        let check = tokio::task::spawn_blocking(move || {
-            if hash { db.check_flat_state() } else { db.check_flat_links() }
-        });
+        let db = Arc::clone(&self.db);
+        let check = tokio::task::spawn_blocking(move || db.check_flat_state());
         let check = check.await.map_err(|e| SyncError::Check(e.to_string()))??;
-        self.reporter.stats.final_rehashed += check.hashed_leaves;
+        self.reporter.stats.final_rehashed += check.hashed_leaves();
         info!(
             secs = started.elapsed().as_secs_f64(),
             problems = check.problems,
-            hashed = check.hashed_leaves,
+            hashed = check.hashed_leaves(),
             "state sync: flat state checked"
         );
         if check.problems > 0 {
@@ -444,7 +450,8 @@ impl<S: KvStore + 'static> Syncer<S> {
             // hashes everything: a cause not understood is not trusted.
             self.must_rehash("repaired");
         }
-        if let Some(flat) = check.accounts_root.filter(|r| *r != self.pivot.state_root) {
+        if check.accounts_root != self.pivot.state_root {
+            let flat = check.accounts_root;
             // The flat accounts disagree with a verified trie: rewrite them from it.
             warn!(%flat, "flat accounts differ from the synced trie");
             self.must_rehash("repaired");

@@ -165,6 +165,9 @@ impl Work {
 pub(crate) struct CodeQueue {
     pub(crate) queue: VecDeque<CodeTask>,
     seen: HashSet<B256>,
+    /// Codes queued and not yet written: what the end of a clean sync checks instead of scanning
+    /// the code table ([`Self::unwritten`]).
+    unwritten: HashSet<B256>,
     /// Codes delivered so far and their bytes, which size the batches.
     delivered: (u64, u64),
 }
@@ -198,8 +201,23 @@ impl CodeQueue {
     ) -> Result<(), SyncError> {
         if hash != EMPTY_CODE_HASH && self.seen.insert(hash) && !stored(&hash)? {
             self.queue.push_back(CodeTask { hash, attempts: Attempts::default() });
+            self.unwritten.insert(hash);
         }
         Ok(())
+    }
+
+    /// Notes `hashes` written to the code table (their write returned).
+    pub(crate) fn written(&mut self, hashes: &[B256]) {
+        for hash in hashes {
+            self.unwritten.remove(hash);
+        }
+    }
+
+    /// Codes queued in this run that no finished write has stored: 0 once the queue is done
+    /// and every write has returned, unless a code went astray between its answer and its
+    /// write (which the end of a sync then looks for in the tables).
+    pub(crate) fn unwritten(&self) -> usize {
+        self.unwritten.len()
     }
 
     /// Forgets that `hash` was seen (the final check found it missing).
@@ -286,5 +304,24 @@ mod tests {
         codes.forget(&hash);
         codes.want(hash, |_| Ok(false)).unwrap();
         assert_eq!(codes.queue.len(), 2);
+    }
+
+    /// Only codes queued count as unwritten (not the empty code, nor one already stored), and a
+    /// write takes off only what it stored: a code that went astray stays counted.
+    #[test]
+    fn a_queued_code_is_unwritten_until_a_write_stores_it() {
+        let mut codes = CodeQueue::default();
+        let (a, b) = (B256::repeat_byte(1), B256::repeat_byte(2));
+        codes.want(a, |_| Ok(false)).unwrap();
+        codes.want(b, |_| Ok(false)).unwrap();
+        codes.want(EMPTY_CODE_HASH, |_| Ok(false)).unwrap();
+        codes.want(B256::repeat_byte(3), |_| Ok(true)).unwrap();
+        assert_eq!(codes.unwritten(), 2);
+        codes.written(&[a, B256::repeat_byte(9)]);
+        assert_eq!(codes.unwritten(), 1, "b was never written");
+        codes.written(&[a]);
+        assert_eq!(codes.unwritten(), 1, "a second write of a changes nothing");
+        codes.written(&[b]);
+        assert_eq!(codes.unwritten(), 0);
     }
 }

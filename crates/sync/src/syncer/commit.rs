@@ -93,6 +93,8 @@ impl Verified {
 pub(super) struct Committing {
     done: oneshot::Receiver<Result<u64, LeafDbError>>,
     pieces: Vec<Piece>,
+    /// The hashes of the codes it writes.
+    codes: Vec<B256>,
 }
 
 /// Writes running at once, at most: two keep one building files while the other waits for its
@@ -194,7 +196,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             set.append(chunk);
             pieces.push(piece);
         }
-        self.spawn_write(pieces, move |db| db.commit_chunks(set))
+        self.spawn_write(pieces, Vec::new(), move |db| db.commit_chunks(set))
     }
 
     /// Holds verified codes; once they reach [`CODE_WRITE_BYTES`], starts writing them. Nothing
@@ -216,14 +218,17 @@ impl<S: KvStore + 'static> Syncer<S> {
         if codes.is_empty() {
             return Ok(());
         }
-        self.spawn_write(Vec::new(), move |db| db.write_codes(codes))
+        let hashes = codes.iter().map(|(hash, _)| *hash).collect();
+        self.spawn_write(Vec::new(), hashes, move |db| db.write_codes(codes))
     }
 
-    /// Runs `write` on a thread of its own, its `pieces` taken in once it is done (once fewer
-    /// than [`MAX_WRITES`] are running: the oldest is waited for and taken in first).
+    /// Runs `write` on a thread of its own, its `pieces` taken in and its `codes` counted
+    /// written once it is done (once fewer than [`MAX_WRITES`] are running: the oldest is
+    /// waited for and taken in first).
     fn spawn_write(
         &mut self,
         pieces: Vec<Piece>,
+        codes: Vec<B256>,
         write: impl FnOnce(&LeafDb<S>) -> Result<u64, LeafDbError> + Send + 'static,
     ) -> Result<(), SyncError> {
         while self.committing.len() >= MAX_WRITES {
@@ -237,7 +242,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 let _ = tx.send(write(&db));
             })
             .map_err(|e| SyncError::ChunkWriter(format!("cannot start: {e}")))?;
-        self.committing.push_back(Committing { done, pieces });
+        self.committing.push_back(Committing { done, pieces, codes });
         Ok(())
     }
 
@@ -272,10 +277,13 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.on_committed(result)
     }
 
-    /// The oldest write ended with `result` ([`committed`]): takes its pieces in.
+    /// The oldest write ended with `result` ([`committed`]): takes its pieces in and counts its
+    /// codes written.
     pub(super) fn on_committed(&mut self, result: CommitResult) -> Result<(), SyncError> {
         let Some(committing) = self.committing.pop_front() else { return Ok(()) };
-        self.written(committing.pieces, result)
+        self.written(committing.pieces, result)?;
+        self.codes.written(&committing.codes);
+        Ok(())
     }
 
     /// Drops the pieces held back and waits for the writes still running without taking their
