@@ -243,6 +243,11 @@ pub struct SyncConfig {
     /// each answer's are written as it comes); whatever is held is also written at every
     /// progress interval. Default [`DEFAULT_HOLD_BYTES`].
     pub hold_bytes: usize,
+    /// Whether every sync ends by scanning and hashing the whole flat state, even a clean run
+    /// whose imports already prove it (docs/sync.md step 8); default `false`. The scan takes
+    /// seconds per million accounts; it is the net under the syncer's own bugs and writes
+    /// behind its back.
+    pub full_final_check: bool,
 }
 
 impl Default for SyncConfig {
@@ -261,6 +266,7 @@ impl Default for SyncConfig {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             steal_after: DEFAULT_STEAL_AFTER,
             hold_bytes: DEFAULT_HOLD_BYTES,
+            full_final_check: false,
         }
     }
 }

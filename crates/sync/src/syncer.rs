@@ -178,6 +178,9 @@ impl<S: KvStore + 'static> Syncer<S> {
         if self.config.mode == SyncMode::HealOnly {
             self.must_rehash("heal-only");
         }
+        if self.config.full_final_check {
+            self.must_rehash("sync.full_final_check");
+        }
         if let Some(mut roots) = start.resumed {
             // Version 1 kept the heal roots in the record; version 2 keeps one entry each.
             for (key, value) in self.db.sync_heal_roots()? {

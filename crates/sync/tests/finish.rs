@@ -23,7 +23,7 @@ use leafsync_leafdb::{
     Durability, KvRead, KvStore, LeafDb, MemStore, Table, WriteBatch,
     schema::{decode_account, encode_slot_value, storage_key},
 };
-use leafsync_sync::{SyncConfig, SyncError, SyncPeer, Syncer};
+use leafsync_sync::{SyncConfig, SyncError, SyncOutcome, SyncPeer, Syncer};
 
 /// Once the client holds an account with storage, writes one junk slot into that account's flat
 /// storage and (with `orphan`) one slot for an owner that has no account, as a bug or a crash
@@ -69,10 +69,12 @@ fn corrupt(client: &LeafDb<MemStore>, orphan: bool) -> bool {
     }
 }
 
-/// A clean sync trusts its verified imports and scans nothing at the end: flat entries written
-/// behind its back (a junk slot, storage of no account) are not its to find, but `verify`'s.
-#[tokio::test(start_paused = true)]
-async fn a_clean_sync_leaves_writes_behind_its_back_to_verify() {
+/// A clean sync of a 2,000-account state from one honest peer whose every request first writes
+/// the junk of [`CorruptClient`] (with an orphan) into the client; `full_final_check` as given.
+/// Returns the outcome, the client, the source and its root.
+async fn sync_with_writes_behind_its_back(
+    full_final_check: bool,
+) -> (SyncOutcome, Arc<LeafDb<MemStore>>, Arc<LeafDb<MemStore>>, B256) {
     let src = source(2000, 11);
     let root = src.account_root().unwrap();
     let client = Arc::new(LeafDb::in_memory());
@@ -80,12 +82,31 @@ async fn a_clean_sync_leaves_writes_behind_its_back_to_verify() {
     let hook =
         CorruptClient { client: Arc::clone(&client), orphan: true, done: AtomicBool::new(false) };
     let peer: Arc<dyn SyncPeer> = Arc::new(Hooked { inner, hook });
-    let config = SyncConfig { chunk_target_bytes: 16 * 1024, ..Default::default() };
+    let config =
+        SyncConfig { chunk_target_bytes: 16 * 1024, full_final_check, ..Default::default() };
     let out = Syncer::new(Arc::clone(&client), config, vec![peer]).run().await.unwrap();
+    (out, client, src, root)
+}
+
+/// A clean sync trusts its verified imports and scans nothing at the end: flat entries written
+/// behind its back (a junk slot, storage of no account) are not its to find, but `verify`'s.
+#[tokio::test(start_paused = true)]
+async fn a_clean_sync_leaves_writes_behind_its_back_to_verify() {
+    let (out, client, _, root) = sync_with_writes_behind_its_back(false).await;
     assert_eq!(out.root, root);
     assert_eq!((out.stats.final_repairs, out.stats.final_rehashed), (0, 0), "{:?}", out.stats);
     let verified = client.verify().unwrap();
     assert!(!verified.ok(), "verify finds the writes: {verified:?}");
+}
+
+/// An operator who asks for it gets the scan at the end of a clean sync too: the same writes
+/// behind its back are found and repaired before the head is recorded.
+#[tokio::test(start_paused = true)]
+async fn a_full_final_check_finds_writes_behind_a_clean_sync() {
+    let (out, client, src, root) = sync_with_writes_behind_its_back(true).await;
+    assert!(out.stats.final_repairs >= 1, "the writes were found: {:?}", out.stats);
+    assert!(out.stats.final_rehashed > 0, "{:?}", out.stats);
+    assert_synced(&out, &client, &src, root);
 }
 
 #[tokio::test(start_paused = true)]

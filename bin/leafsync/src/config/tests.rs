@@ -95,6 +95,13 @@ fn direct_writes_can_be_turned_off() {
 }
 
 #[test]
+fn a_full_final_check_can_be_asked_for() {
+    let config = parse("[sync]\nfull_final_check = true\n").unwrap();
+    assert!(config.sync.sync_config().full_final_check);
+    assert!(!parse("").unwrap().sync.sync_config().full_final_check);
+}
+
+#[test]
 fn bad_files_name_the_file_the_key_and_the_reason() {
     refused("datadir = \"x\"\nchian = \"mainnet\"\n", &["test.toml", "chian"]);
     refused("[p2p]\nport = \"thirty\"\n", &["test.toml", "port"]);

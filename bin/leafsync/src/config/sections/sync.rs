@@ -109,6 +109,8 @@ pub(crate) struct SyncSection {
     pub(crate) progress_interval_secs: u64,
     /// Whether to draw a progress bar on stderr when it is a terminal.
     pub(crate) progress_bar: bool,
+    /// Whether every sync ends by scanning and hashing the whole flat state.
+    pub(crate) full_final_check: bool,
 }
 
 impl Default for SyncSection {
@@ -126,6 +128,7 @@ impl Default for SyncSection {
             stall_timeout_secs: d.stall_timeout.as_secs(),
             progress_interval_secs: d.progress_interval.as_secs(),
             progress_bar: true,
+            full_final_check: d.full_final_check,
         }
     }
 }
@@ -247,6 +250,7 @@ impl SyncSection {
             repivot_distance: self.repivot_distance,
             stall_timeout: Duration::from_secs(self.stall_timeout_secs),
             progress_interval: Duration::from_secs(self.progress_interval_secs),
+            full_final_check: self.full_final_check,
             ..leafsync_sync::SyncConfig::default()
         }
     }
