@@ -79,6 +79,7 @@ fn leaf_sync_beats_heal_only_over_emulated_links() {
     assert_eq!(json["rtt_ms"], 5);
     assert_eq!(json["mbit"], 0);
     assert_eq!(json["chunk_target_bytes"], 1024 * 1024);
+    assert_eq!(json["full_final_check"], false);
     let raw = json["raw_leaf_bytes"].as_u64().unwrap();
     // 2,000 accounts of at least 32 + 70 bytes each, plus their slots.
     assert!(raw > 2000 * 102, "{json}");
@@ -98,6 +99,9 @@ fn leaf_sync_beats_heal_only_over_emulated_links() {
     assert!(get(leaf, "bytes_up") * 10 < get(heal, "bytes_up"), "{json}");
     assert!(get(heal, "bytes_up") > get(heal, "healed_nodes") * 35, "{json}");
     assert_eq!(get(leaf, "healed_nodes"), 0, "{json}");
+    // A clean leaf sync ends on its root check; heal-only scans and hashes the flat state.
+    assert_eq!(get(leaf, "final_rehashed"), 0, "{json}");
+    assert!(get(heal, "final_rehashed") > 2000, "{json}");
     assert!(get(heal, "healed_nodes") > 2000, "{json}");
     // The emulated 5 ms round trip is paid at least once per request chain.
     assert!(heal["wall_s"].as_f64().unwrap() > 0.005, "{json}");
@@ -107,8 +111,12 @@ fn leaf_sync_beats_heal_only_over_emulated_links() {
 fn skip_heal_only_reports_null() {
     let dir = tempfile::tempdir().unwrap();
     let blocks = ["--apply-blocks", "3", "--block-accounts", "40", "--block-slots", "100"];
-    let (stdout, json) = bench_sync(dir.path(), &[&["--skip-heal-only"][..], &blocks].concat());
+    let args = [&["--skip-heal-only", "--full-final-check"][..], &blocks].concat();
+    let (stdout, json) = bench_sync(dir.path(), &args);
     run(&json, "leaf");
+    // Asked for, the scan ends even a clean sync: every account (and slot) hashed again.
+    assert_eq!(json["full_final_check"], true);
+    assert!(json["leaf"]["final_rehashed"].as_u64().unwrap() > 2000, "{json}");
     assert_eq!(json["heal_only"], Value::Null, "{stdout}");
     assert_eq!(json["snap"], Value::Null, "{stdout}");
     // Unlimited bandwidth: no wire time.

@@ -92,6 +92,10 @@ pub(crate) struct SyncBench {
     /// the state per skeleton level, so this picks the skeleton depth.
     #[arg(long, default_value_t = DEFAULT_CHUNK_TARGET_BYTES / 1024)]
     chunk_target_kib: u64,
+    /// End every sync with the full scan of the flat state, as `sync.full_final_check` does
+    /// (without it a clean sync ends on its root check).
+    #[arg(long)]
+    full_final_check: bool,
     /// Seed of the generator.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -126,6 +130,8 @@ enum Source {
 struct Setup {
     wan: WanConfig,
     chunk_target_bytes: u64,
+    /// `SyncConfig::full_final_check`.
+    full_final_check: bool,
     /// Clients syncing at once (from leaf/1 servers; the snap/1 source syncs one).
     clients: usize,
     /// Blocks applied to the leaf sync's result ([`apply_after_sync`]).
@@ -329,8 +335,10 @@ fn sync_once(
         }
         // A snap/1 peer's probe is not part of the sync.
         let before = traffic.totals();
-        let chunk_target_bytes = setup.chunk_target_bytes;
-        let config = SyncConfig { mode, chunk_target_bytes, ..SyncConfig::default() };
+        let (chunk_target_bytes, full_final_check) =
+            (setup.chunk_target_bytes, setup.full_final_check);
+        let config =
+            SyncConfig { mode, chunk_target_bytes, full_final_check, ..SyncConfig::default() };
         let (cpu, wall) = (cpu_split("self")?, Instant::now());
         let outcomes = sync_all(&dbs, peer_sets, &config).await?;
         let (wall_s, after) = (wall.elapsed().as_secs_f64(), cpu_split("self")?);
@@ -480,6 +488,7 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
     let setup = Setup {
         wan,
         chunk_target_bytes: chunk_target,
+        full_final_check: args.full_final_check,
         clients: args.clients,
         apply_blocks: args.apply_blocks,
         block: args.block,
@@ -521,6 +530,7 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
         "rtt_ms": args.rtt_ms,
         "mbit": args.mbit,
         "chunk_target_bytes": chunk_target,
+        "full_final_check": args.full_final_check,
         "clients": args.clients,
         "churn": servers.churn,
         "slots": servers.slots,
