@@ -502,14 +502,7 @@ impl KvStore for RocksStore {
             context: format!("creating {}", self.bulk_dir.display()),
             source,
         })?;
-        Ok(Box::new(sst::RocksSortedWriter {
-            store: self,
-            table,
-            opts,
-            writer: None,
-            files: Vec::new(),
-            puts: 0,
-        }))
+        Ok(Box::new(sst::RocksSortedWriter::new(self, table, opts)))
     }
 }
 

@@ -335,10 +335,12 @@ fn sync_once(
         }
         // A snap/1 peer's probe is not part of the sync.
         let before = traffic.totals();
-        let (chunk_target_bytes, full_final_check) =
-            (setup.chunk_target_bytes, setup.full_final_check);
-        let config =
-            SyncConfig { mode, chunk_target_bytes, full_final_check, ..SyncConfig::default() };
+        let config = SyncConfig {
+            mode,
+            chunk_target_bytes: setup.chunk_target_bytes,
+            full_final_check: setup.full_final_check,
+            ..SyncConfig::default()
+        };
         let (cpu, wall) = (cpu_split("self")?, Instant::now());
         let outcomes = sync_all(&dbs, peer_sets, &config).await?;
         let (wall_s, after) = (wall.elapsed().as_secs_f64(), cpu_split("self")?);

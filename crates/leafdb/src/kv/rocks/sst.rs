@@ -26,7 +26,7 @@ use librocksdb_sys as ffi;
 use rocksdb::{AsRawPtr, IngestExternalFileOptions, Options};
 use tracing::warn;
 
-use super::{RocksStore, SST_FILE_BYTES, storage};
+use super::{RocksStore, SST_FILE_BYTES};
 use crate::{
     error::{LeafDbError, Result},
     kv::{SortedWriter, Table},
@@ -166,16 +166,21 @@ const SIZE_CHECK_PUTS: u64 = 1024;
 
 /// Writes sorted keys into SST files and ingests them into the column family on finish.
 pub(super) struct RocksSortedWriter<'a> {
-    pub(super) store: &'a RocksStore,
-    pub(super) table: Table,
-    pub(super) opts: &'a Options,
-    pub(super) writer: Option<SstWriter>,
-    pub(super) files: Vec<PathBuf>,
+    store: &'a RocksStore,
+    table: Table,
+    opts: &'a Options,
+    writer: Option<SstWriter>,
+    files: Vec<PathBuf>,
     /// Keys put so far, to ask the file's size only every [`SIZE_CHECK_PUTS`] keys.
-    pub(super) puts: u64,
+    puts: u64,
 }
 
-impl RocksSortedWriter<'_> {
+impl<'a> RocksSortedWriter<'a> {
+    /// A writer of `table` (of column family options `opts`) into `store`, no file open yet.
+    pub(super) fn new(store: &'a RocksStore, table: Table, opts: &'a Options) -> Self {
+        Self { store, table, opts, writer: None, files: Vec::new(), puts: 0 }
+    }
+
     fn close_file(&mut self) -> Result<()> {
         if let Some(mut w) = self.writer.take() {
             w.finish().map_err(LeafDbError::storage)?;
@@ -222,7 +227,7 @@ impl SortedWriter for RocksSortedWriter<'_> {
         let cf = self.store.cf(self.table)?;
         // Moved into the database on success; on failure `Drop` removes them.
         let ingested = self.store.db.ingest_external_file_cf_opts(cf, &opts, self.files.clone());
-        ingested.map_err(storage)?;
+        ingested.map_err(LeafDbError::storage)?;
         self.files.clear();
         Ok(files)
     }
