@@ -63,6 +63,13 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration =
 /// twice their staged bytes, with their accounts kept for the checks that follow the write.
 pub const DEFAULT_HOLD_BYTES: usize = 64 << 20;
 
+/// Default bytes of verified codes that make one table file: 64 MiB, what a memtable flush of
+/// them made before (as many files, so no more compaction). Written as a sorted file past the
+/// page cache, their memtable's flush no longer copies them through it (at 4M accounts 2.0 s of
+/// the client's CPU went there; docs/benchmarks.md). Codes are held until those below the
+/// watermark fill a file, and at most twice this (docs/sync.md, "Persistence and restart").
+pub const DEFAULT_CODE_FILE_BYTES: usize = 64 << 20;
+
 /// Requests in flight per peer at most: the protocol's limit (16); more is a breach.
 pub const MAX_IN_FLIGHT_PER_PEER: usize = MAX_IN_FLIGHT_REQUESTS;
 
@@ -243,6 +250,9 @@ pub struct SyncConfig {
     /// each answer's are written as it comes); whatever is held is also written at every
     /// progress interval. Default [`DEFAULT_HOLD_BYTES`].
     pub hold_bytes: usize,
+    /// Bytes of verified codes written as one table file, ranges disjoint where the codes'
+    /// order allows; at most twice this is held. Default [`DEFAULT_CODE_FILE_BYTES`].
+    pub code_file_bytes: usize,
     /// Whether every sync ends by scanning and hashing the whole flat state, even a clean run
     /// whose imports already prove it (docs/sync.md step 8); default `false`. The scan takes
     /// seconds per million accounts; it is the net under the syncer's own bugs and writes
@@ -266,6 +276,7 @@ impl Default for SyncConfig {
             stall_timeout: DEFAULT_STALL_TIMEOUT,
             steal_after: DEFAULT_STEAL_AFTER,
             hold_bytes: DEFAULT_HOLD_BYTES,
+            code_file_bytes: DEFAULT_CODE_FILE_BYTES,
             full_final_check: false,
         }
     }

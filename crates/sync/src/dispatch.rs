@@ -117,8 +117,8 @@ pub(crate) fn next_job(
         }
         // None of its own: a full batch of codes, which any peer may answer, before another
         // peer's chunk.
-        if codes.queue.len() >= batch {
-            let codes = take_for(&mut codes.queue, peer, &roster.active, batch)?;
+        if codes.len() >= batch {
+            let codes = codes.take(peer, &roster.active, batch)?;
             if !codes.is_empty() {
                 return Ok(Some(Job::Codes(codes)));
             }
@@ -136,7 +136,7 @@ pub(crate) fn next_job(
             return Ok(None);
         }
     }
-    let codes = take_for(&mut codes.queue, peer, &roster.active, batch)?;
+    let codes = codes.take(peer, &roster.active, batch)?;
     Ok((!codes.is_empty()).then_some(Job::Codes(codes)))
 }
 
@@ -395,7 +395,7 @@ mod tests {
         let mut work = a_unit_at_home_at_peer_1(&roster);
         queue_codes(&mut codes, batch + 10, 10);
         assert!(next_for_0(&mut work, &mut codes, &roster).0.is_none());
-        assert_eq!(codes.queue.len(), 10);
+        assert_eq!(codes.len(), 10);
     }
 
     fn add(work: &mut Work, owner: Option<B256>) {

@@ -94,6 +94,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     pub fn new(db: Arc<LeafDb<S>>, config: SyncConfig, peers: Vec<Arc<dyn SyncPeer>>) -> Self {
         Self {
             held: Held::new(config.hold_bytes, config.hold_bytes / 4),
+            held_codes: HeldCodes::new(config.code_file_bytes),
             peers: PeerSet::new(peers, config.junk_ban_threshold),
             db,
             config,
@@ -109,7 +110,6 @@ impl<S: KvStore + 'static> Syncer<S> {
             pivot_feed: None,
             rehash: None,
             committing: VecDeque::new(),
-            held_codes: HeldCodes::default(),
         }
     }
 
@@ -390,10 +390,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     }
 
     fn is_idle(&self) -> bool {
-        !self.writing()
-            && self.work.is_idle()
-            && self.codes.queue.is_empty()
-            && self.heal.is_empty()
+        !self.writing() && self.work.is_idle() && self.codes.is_empty() && self.heal.is_empty()
     }
 
     /// Checks the end before it is committed: the account trie's root (with the skeleton above

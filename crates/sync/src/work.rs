@@ -3,7 +3,7 @@
 //! how many items keep each storage trie open) and is replaced whole on a re-pivot;
 //! [`CodeQueue`] holds the codes, which do not depend on the pivot and survive it.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use alloy_primitives::B256;
 use alloy_trie::Nibbles;
@@ -15,7 +15,7 @@ use crate::{
         CODES_PER_REQUEST, MAX_CODES_PER_BATCH,
     },
     error::SyncError,
-    tasks::{Attempts, CodeTask, NodeTask, Owner, Purpose, Unit},
+    tasks::{Attempts, CodeTask, NodeTask, Owner, Purpose, Unit, queue_again, requeue, take_for},
 };
 
 /// Trie nodes of one storage trie to write once nothing below them is open.
@@ -161,10 +161,24 @@ impl Work {
 }
 
 /// Codes to fetch, each hash asked once per sync (they do not depend on the pivot).
+///
+/// Codes are asked in hash order, so that the held codes can be written as table files of
+/// disjoint hash ranges ([`Self::watermark`]): each then goes to the code table's last level, as
+/// chunks do, and nothing compacts them again (a file of codes from all over the hash space
+/// overlaps every other and lands in level 0, whose compaction rewrote 346 MB of code at 4M
+/// accounts; docs/benchmarks.md). A peer takes codes when it has no chunk of its own, so most
+/// are asked late in the account chunks or after them, when most hashes are known; a code found
+/// below a written file makes one file that overlaps it (at 4M accounts, one of eight).
 #[derive(Debug, Default)]
 pub(crate) struct CodeQueue {
-    pub(crate) queue: VecDeque<CodeTask>,
+    /// Codes tried and put back (an empty or failed answer, a dropped peer, or left out of an
+    /// answer at its budget), asked before the fresh ones.
+    again: VecDeque<CodeTask>,
+    /// Codes not asked yet, in hash order.
+    fresh: BTreeSet<B256>,
     seen: HashSet<B256>,
+    /// Codes queued and not yet delivered, in hash order: the lowest is the watermark.
+    undelivered: BTreeSet<B256>,
     /// Codes queued and not yet written: what the end of a clean sync checks instead of scanning
     /// the code table ([`Self::unwritten`]).
     unwritten: HashSet<B256>,
@@ -173,10 +187,56 @@ pub(crate) struct CodeQueue {
 }
 
 impl CodeQueue {
-    /// Counts delivered codes of `bytes` bytes together.
-    pub(crate) fn delivered(&mut self, count: usize, bytes: usize) {
-        self.delivered.0 += count as u64;
+    /// Codes to ask.
+    pub(crate) fn len(&self) -> usize {
+        self.again.len() + self.fresh.len()
+    }
+
+    /// Whether no code is left to ask.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.again.is_empty() && self.fresh.is_empty()
+    }
+
+    /// Up to `max` codes for `peer` (see [`take_for`]): those put back first, then the fresh
+    /// ones, lowest hashes first.
+    pub(crate) fn take(
+        &mut self,
+        peer: usize,
+        active: &[usize],
+        max: usize,
+    ) -> Result<Vec<CodeTask>, SyncError> {
+        let tried = self.again.iter().filter(|t| t.attempts.tried.contains(&peer)).count();
+        while self.again.len() < max.saturating_add(tried) {
+            let Some(hash) = self.fresh.pop_first() else { break };
+            self.again.push_back(CodeTask { hash, attempts: Attempts::default() });
+        }
+        take_for(&mut self.again, peer, active, max)
+    }
+
+    /// Puts codes back, marked as tried by `peer`.
+    pub(crate) fn requeue(&mut self, tasks: impl IntoIterator<Item = CodeTask>, peer: usize) {
+        requeue(&mut self.again, tasks, peer);
+    }
+
+    /// Puts codes back untried, first in line (a server left them out at its byte budget).
+    pub(crate) fn queue_again(&mut self, tasks: impl IntoIterator<Item = CodeTask>) {
+        queue_again(&mut self.again, tasks);
+    }
+
+    /// Counts `codes` delivered (verified), `bytes` of them together.
+    pub(crate) fn delivered(&mut self, codes: &[(B256, Vec<u8>)], bytes: usize) {
+        self.delivered.0 += codes.len() as u64;
         self.delivered.1 += bytes as u64;
+        for (hash, _) in codes {
+            self.undelivered.remove(hash);
+        }
+    }
+
+    /// The lowest hash of a code queued and not delivered yet (`None`: every one came). Codes
+    /// below it make a table file that no code asked later falls into, unless an account found
+    /// later brings a lower one (then that file overlaps, and is compacted as before).
+    pub(crate) fn watermark(&self) -> Option<B256> {
+        self.undelivered.first().copied()
     }
 
     /// Codes to ask in one `GetCodes`: [`CODES_PER_REQUEST`] until [`CODE_SIZE_SAMPLE`] codes
@@ -200,7 +260,8 @@ impl CodeQueue {
         stored: impl FnOnce(&B256) -> Result<bool, SyncError>,
     ) -> Result<(), SyncError> {
         if hash != EMPTY_CODE_HASH && self.seen.insert(hash) && !stored(&hash)? {
-            self.queue.push_back(CodeTask { hash, attempts: Attempts::default() });
+            self.fresh.insert(hash);
+            self.undelivered.insert(hash);
             self.unwritten.insert(hash);
         }
         Ok(())
@@ -276,20 +337,59 @@ mod tests {
         assert_eq!(sizes.unit_bytes(&unit(None, &[1, 2])), None, "an estimate of 0 is none");
     }
 
+    /// `n` delivered codes of `len` bytes each.
+    fn deliver(codes: &mut CodeQueue, n: u8, len: usize) {
+        let got: Vec<(B256, Vec<u8>)> =
+            (0..n).map(|i| (B256::repeat_byte(i), vec![0; len])).collect();
+        codes.delivered(&got, n as usize * len);
+    }
+
     #[test]
     fn code_batches_follow_the_delivered_sizes() {
         let mut codes = CodeQueue::default();
         assert_eq!(codes.batch_size(), CODES_PER_REQUEST);
-        codes.delivered(10, 10 * 4096);
+        deliver(&mut codes, 10, 4096);
         assert_eq!(codes.batch_size(), CODES_PER_REQUEST, "too few to average");
-        codes.delivered(90, 90 * 4096);
+        deliver(&mut codes, 90, 4096);
         assert_eq!(codes.batch_size(), (CODE_BATCH_BYTES / 4096) as usize);
         let mut small = CodeQueue::default();
-        small.delivered(100, 100 * 100);
+        deliver(&mut small, 100, 100);
         assert_eq!(small.batch_size(), MAX_CODES_PER_BATCH);
         let mut large = CodeQueue::default();
-        large.delivered(100, 100 * 24 * 1024);
+        deliver(&mut large, 100, 24 * 1024);
         assert_eq!(large.batch_size(), CODES_PER_REQUEST);
+    }
+
+    /// Codes go out lowest hash first, those put back before the fresh ones (but not to a peer
+    /// that tried them); the watermark is the lowest code not delivered, in flight or queued.
+    #[test]
+    fn codes_are_asked_in_hash_order_below_a_watermark() {
+        let mut codes = CodeQueue::default();
+        let hash = |i: u8| B256::repeat_byte(i);
+        for i in [5, 1, 9, 3, 7] {
+            codes.want(hash(i), |_| Ok(false)).unwrap();
+        }
+        assert_eq!(codes.watermark(), Some(hash(1)));
+        let first = codes.take(0, &[0, 1], 2).unwrap();
+        assert_eq!(first.iter().map(|t| t.hash).collect::<Vec<_>>(), [hash(1), hash(3)]);
+        assert_eq!(codes.len(), 3);
+        // 3 came, 1 did not: the watermark stays at 1, which goes out again first, but not to
+        // the peer that failed it.
+        let (one, three) = (first[0].clone(), first[1].clone());
+        codes.delivered(&[(three.hash, vec![3])], 1);
+        assert_eq!(codes.watermark(), Some(hash(1)));
+        codes.requeue([one], 0);
+        let next = codes.take(0, &[0, 1], 2).unwrap();
+        assert_eq!(next.iter().map(|t| t.hash).collect::<Vec<_>>(), [hash(5), hash(7)]);
+        let again = codes.take(1, &[0, 1], 2).unwrap();
+        assert_eq!(again.iter().map(|t| t.hash).collect::<Vec<_>>(), [hash(1), hash(9)]);
+        assert!(codes.is_empty());
+        // A code found later, below the watermark, lowers it.
+        codes.want(hash(0), |_| Ok(false)).unwrap();
+        assert_eq!(codes.watermark(), Some(hash(0)));
+        let got: Vec<_> = [0, 1, 5, 7, 9].map(|i| (hash(i), vec![i])).into();
+        codes.delivered(&got, 5);
+        assert_eq!(codes.watermark(), None, "every code came");
     }
 
     #[test]
@@ -300,10 +400,11 @@ mod tests {
         codes.want(hash, |_| Ok(false)).unwrap();
         codes.want(EMPTY_CODE_HASH, |_| Ok(false)).unwrap();
         codes.want(B256::repeat_byte(2), |_| Ok(true)).unwrap();
-        assert_eq!(codes.queue.len(), 1);
+        assert_eq!(codes.len(), 1);
         codes.forget(&hash);
         codes.want(hash, |_| Ok(false)).unwrap();
-        assert_eq!(codes.queue.len(), 2);
+        assert_eq!(codes.len(), 1, "asked again, once");
+        assert_eq!(codes.take(0, &[0], 8).unwrap().len(), 1);
     }
 
     /// Only codes queued count as unwritten (not the empty code, nor one already stored), and a

@@ -45,7 +45,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         match job {
             Job::Chunk(units) | Job::Storage(units) => requeue(&mut self.work.units, units, peer),
             Job::Nodes(tasks) => requeue(&mut self.work.nodes, tasks, peer),
-            Job::Codes(tasks) => requeue(&mut self.codes.queue, tasks, peer),
+            Job::Codes(tasks) => self.codes.requeue(tasks, peer),
         }
     }
 
@@ -419,13 +419,13 @@ impl<S: KvStore + 'static> Syncer<S> {
             self.reporter.mark(WorkKind::Codes);
         }
         let bytes = got.iter().map(|(_, code)| code.len()).sum();
-        self.codes.delivered(got.len(), bytes);
-        self.hold_codes(got, bytes)?;
-        requeue(&mut self.codes.queue, missing, peer);
+        self.codes.delivered(&got, bytes);
+        self.hold_codes(got)?;
+        self.codes.requeue(missing, peer);
         if answered > 0 {
-            self.codes.queue.extend(tasks);
+            self.codes.queue_again(tasks);
         } else {
-            requeue(&mut self.codes.queue, tasks, peer);
+            self.codes.requeue(tasks, peer);
         }
         Ok(())
     }

@@ -1,5 +1,5 @@
-//! Verified chunks and codes written off the loop (codes as one table file of
-//! [`CODE_WRITE_BYTES`] once that much is held). The pieces of an answer that equal their skeleton
+//! Verified chunks and codes written off the loop (codes as table files of disjoint hash ranges,
+//! [`HeldCodes`]). The pieces of an answer that equal their skeleton
 //! hashes are staged (hashed) by the loop and held back ([`Holding`]) until enough of them are
 //! held that their writes share table files; then a batch of them is written together on a
 //! thread of their own ([`LeafDb::commit_chunks`]: table files built side by side and
@@ -19,7 +19,10 @@
 //!
 //! [`LeafDb::commit_chunks`]: leafsync_leafdb::LeafDb::commit_chunks
 
-use std::{collections::VecDeque, sync::Arc};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
+};
 
 use alloy_primitives::B256;
 use alloy_trie::{Nibbles, TrieAccount};
@@ -101,32 +104,54 @@ pub(super) struct Committing {
 /// syncs, on the two cores the benchmarks run on.
 pub(super) const MAX_WRITES: usize = 2;
 
-/// Verified codes held until they make one table file of this size (64 MiB, what a memtable
-/// flush of them made before: as many files, so no more compaction): written as a sorted file
-/// past the page cache, their memtable's flush no longer copies them through it (at 4M
-/// accounts 2.0 s of the client's CPU went there; docs/benchmarks.md).
-pub(super) const CODE_WRITE_BYTES: usize = 64 << 20;
-
-/// Verified codes not yet written, and their bytes.
-#[derive(Debug, Default)]
+/// Verified codes not yet written, by hash, and their bytes.
+///
+/// Codes are asked in hash order ([`crate::work::CodeQueue`]), and a file is written of the
+/// codes below the watermark, the lowest hash not delivered yet: no code asked later falls into
+/// its range, so each file goes to the code table's last level beside the others.
+#[derive(Debug)]
 pub(super) struct HeldCodes {
-    codes: Vec<(B256, Vec<u8>)>,
+    codes: BTreeMap<B256, Vec<u8>>,
     bytes: usize,
+    file_bytes: usize,
 }
 
 impl HeldCodes {
-    /// Holds `codes` of `bytes` bytes; once [`CODE_WRITE_BYTES`] are held, takes them all out
-    /// to be written.
-    fn hold(&mut self, codes: Vec<(B256, Vec<u8>)>, bytes: usize) -> Option<Vec<(B256, Vec<u8>)>> {
-        self.codes.extend(codes);
-        self.bytes += bytes;
-        (self.bytes >= CODE_WRITE_BYTES).then(|| self.take())
+    /// Holds codes for files of `file_bytes` ([`crate::SyncConfig::code_file_bytes`]).
+    pub(super) fn new(file_bytes: usize) -> Self {
+        Self { codes: BTreeMap::new(), bytes: 0, file_bytes }
     }
 
-    /// Takes every code held.
+    /// Holds `codes`. Takes out, to be written, the codes below `watermark` (`None`: all) once
+    /// a file's bytes of them are held, or every code once twice that is held (a code below
+    /// them is slow to come: the file may overlap the next).
+    fn hold(
+        &mut self,
+        codes: Vec<(B256, Vec<u8>)>,
+        watermark: Option<B256>,
+    ) -> Option<Vec<(B256, Vec<u8>)>> {
+        for (hash, code) in codes {
+            self.bytes += code.len();
+            if let Some(old) = self.codes.insert(hash, code) {
+                self.bytes -= old.len();
+            }
+        }
+        let below = match watermark {
+            Some(watermark) => self.codes.range(..watermark).map(|(_, code)| code.len()).sum(),
+            None => self.bytes,
+        };
+        if below >= self.file_bytes {
+            let above = watermark.map(|w| self.codes.split_off(&w)).unwrap_or_default();
+            self.bytes -= below;
+            return Some(std::mem::replace(&mut self.codes, above).into_iter().collect());
+        }
+        (self.bytes >= self.file_bytes.saturating_mul(2)).then(|| self.take())
+    }
+
+    /// Takes every code held, in hash order.
     fn take(&mut self) -> Vec<(B256, Vec<u8>)> {
         self.bytes = 0;
-        std::mem::take(&mut self.codes)
+        std::mem::take(&mut self.codes).into_iter().collect()
     }
 
     fn is_empty(&self) -> bool {
@@ -199,15 +224,12 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.spawn_write(pieces, Vec::new(), move |db| db.commit_chunks(set))
     }
 
-    /// Holds verified codes; once they reach [`CODE_WRITE_BYTES`], starts writing them. Nothing
+    /// Holds verified codes; once a file's bytes of them are below the watermark
+    /// ([`HeldCodes`]), starts writing those. Nothing
     /// waits for a code once it is verified; a run that fails drops those held, as a kill does,
     /// and a resumed run asks for them again (its final check lists missing codes).
-    pub(super) fn hold_codes(
-        &mut self,
-        codes: Vec<(B256, Vec<u8>)>,
-        bytes: usize,
-    ) -> Result<(), SyncError> {
-        match self.held_codes.hold(codes, bytes) {
+    pub(super) fn hold_codes(&mut self, codes: Vec<(B256, Vec<u8>)>) -> Result<(), SyncError> {
+        match self.held_codes.hold(codes, self.codes.watermark()) {
             Some(due) => self.write_codes(due),
             None => Ok(()),
         }
@@ -337,23 +359,101 @@ impl<S: KvStore + 'static> Syncer<S> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use alloy_primitives::keccak256;
 
-    /// Codes are held until [`CODE_WRITE_BYTES`] of them are, then all taken out together; and
-    /// what is held below that stays until taken.
+    use super::*;
+    use crate::{tasks::CodeTask, work::CodeQueue};
+
+    const FILE: usize = 1 << 20;
+
+    fn code(i: u8, len: usize) -> (B256, Vec<u8>) {
+        (B256::repeat_byte(i), vec![0; len])
+    }
+
+    fn hashes(codes: &[(B256, Vec<u8>)]) -> Vec<u8> {
+        codes.iter().map(|(h, _)| h[0]).collect()
+    }
+
+    /// With every code delivered (no watermark), codes are held until a file's bytes of
+    /// them are, then all taken out together, in hash order; what is held below that stays
+    /// until taken.
     #[test]
     fn codes_are_held_until_a_file_is_full() {
-        let code = |i: u8, len: usize| (B256::repeat_byte(i), vec![i; len]);
-        let mut held = HeldCodes::default();
-        let half = CODE_WRITE_BYTES / 2;
-        assert!(held.hold(vec![code(1, half)], half).is_none());
-        assert!(held.hold(vec![code(2, half - 1)], half - 1).is_none(), "one byte short");
-        let due = held.hold(vec![code(3, 1)], 1).expect("full");
-        assert_eq!(due.iter().map(|(h, _)| h[0]).collect::<Vec<_>>(), [1, 2, 3]);
+        let mut held = HeldCodes::new(FILE);
+        let half = FILE / 2;
+        assert!(held.hold(vec![code(2, half)], None).is_none());
+        assert!(held.hold(vec![code(1, half - 1)], None).is_none(), "one byte short");
+        let due = held.hold(vec![code(3, 1)], None).expect("full");
+        assert_eq!(hashes(&due), [1, 2, 3]);
         assert!(held.is_empty());
-        assert!(held.hold(vec![code(4, 10)], 10).is_none());
+        assert!(held.hold(vec![code(4, 10)], None).is_none());
         assert_eq!(held.take().len(), 1);
         assert!(held.is_empty());
-        assert!(held.hold(Vec::new(), 0).is_none(), "the count starts over after a take");
+        assert!(held.hold(Vec::new(), None).is_none(), "the count starts over after a take");
+    }
+
+    /// Only the codes below the watermark make a file, once they fill one: its range then ends
+    /// below every code still to come. Past twice a file's bytes everything goes.
+    #[test]
+    fn a_code_file_ends_below_the_watermark() {
+        let mut held = HeldCodes::new(FILE);
+        let half = FILE / 2;
+        let mark = |i: u8| Some(B256::repeat_byte(i));
+        assert!(held.hold(vec![code(1, half), code(5, half)], mark(3)).is_none());
+        let due = held.hold(vec![code(2, half)], mark(6)).expect("a file is full below 6");
+        // 5 is below the watermark now, and goes with 1 and 2.
+        assert_eq!(hashes(&due), [1, 2, 5]);
+        assert!(held.hold(vec![code(9, half), code(8, half)], mark(7)).is_none());
+        assert!(held.hold(vec![code(10, half)], mark(7)).is_none(), "3 halves above 7");
+        let due = held.hold(vec![code(11, half)], mark(7)).expect("the hold is full");
+        assert_eq!(hashes(&due), [8, 9, 10, 11]);
+        assert!(held.is_empty());
+    }
+
+    /// Delivers the codes of `tasks` (`len` bytes each) and holds them; a file due is kept.
+    fn deliver(
+        tasks: Vec<CodeTask>,
+        len: usize,
+        queue: &mut CodeQueue,
+        held: &mut HeldCodes,
+        files: &mut Vec<Vec<(B256, Vec<u8>)>>,
+    ) {
+        let got: Vec<_> = tasks.into_iter().map(|task| (task.hash, vec![0; len])).collect();
+        queue.delivered(&got, got.len() * len);
+        files.extend(held.hold(got, queue.watermark()));
+    }
+
+    /// Codes asked in hash order by four peers, their answers back out of order (the last
+    /// peer's first, the first peer's a round late), make files of disjoint hash ranges, each
+    /// code in one: a file holds only codes below the lowest not delivered yet.
+    #[test]
+    fn codes_answered_out_of_order_make_files_of_disjoint_ranges() {
+        let (codes, len, peers) = (400u32, FILE / 50, [0, 1, 2, 3]);
+        let mut queue = CodeQueue::default();
+        for i in 0..codes {
+            queue.want(keccak256(i.to_be_bytes()), |_| Ok(false)).unwrap();
+        }
+        let (mut held, mut files, mut late) = (HeldCodes::new(FILE), Vec::new(), Vec::new());
+        while !queue.is_empty() || !late.is_empty() {
+            let mut batches: Vec<_> =
+                peers.iter().map(|p| queue.take(*p, &peers, 10).unwrap()).collect();
+            let first = batches.remove(0);
+            for batch in batches.into_iter().rev() {
+                deliver(batch, len, &mut queue, &mut held, &mut files);
+            }
+            let late_now = std::mem::replace(&mut late, first);
+            deliver(late_now, len, &mut queue, &mut held, &mut files);
+        }
+        files.push(held.take());
+        files.retain(|file| !file.is_empty());
+        // A file holds a file's bytes of codes and at most twice that.
+        assert!(files.len() >= codes as usize * len / (2 * FILE), "{} files", files.len());
+        for pair in files.windows(2) {
+            let (a, b) = (pair[0].last().unwrap().0, pair[1].first().unwrap().0);
+            assert!(a < b, "a file ending at {a} overlaps the next, from {b}");
+        }
+        let mut written: Vec<B256> = files.iter().flatten().map(|(hash, _)| *hash).collect();
+        written.dedup();
+        assert_eq!(written.len(), codes as usize, "every code, once, in hash order");
     }
 }
