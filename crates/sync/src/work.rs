@@ -168,7 +168,8 @@ impl Work {
 /// overlaps every other and lands in level 0, whose compaction rewrote 346 MB of code at 4M
 /// accounts; docs/benchmarks.md). A peer takes codes when it has no chunk of its own, so most
 /// are asked late in the account chunks or after them, when most hashes are known; a code found
-/// below a written file makes one file that overlaps it (at 4M accounts, one of eight).
+/// below a written file makes one file that overlaps it (at 4M accounts all ten went to the
+/// last level).
 #[derive(Debug, Default)]
 pub(crate) struct CodeQueue {
     /// Codes tried and put back (an empty or failed answer, a dropped peer, or left out of an
