@@ -12,7 +12,7 @@ use leafsync_leafdb::EMPTY_CODE_HASH;
 use crate::{
     config::{
         BYTES_PER_ACCOUNT_ESTIMATE, BYTES_PER_SLOT_ESTIMATE, CODE_BATCH_BYTES, CODE_SIZE_SAMPLE,
-        CODES_PER_REQUEST, MAX_CODES_PER_BATCH,
+        CODES_PER_REQUEST, MAX_CODES_PER_BATCH, QUEUE_SCAN_LIMIT,
     },
     error::SyncError,
     tasks::{Attempts, CodeTask, NodeTask, Owner, Purpose, Unit, queue_again, requeue, take_for},
@@ -199,14 +199,16 @@ impl CodeQueue {
     }
 
     /// Up to `max` codes for `peer` (see [`take_for`]): those put back first, then the fresh
-    /// ones, lowest hashes first.
+    /// ones, lowest hashes first. Enough fresh ones join those put back to fill a batch past the
+    /// ones `peer` tried (counted among the first [`QUEUE_SCAN_LIMIT`], as `take_for` looks).
     pub(crate) fn take(
         &mut self,
         peer: usize,
         active: &[usize],
         max: usize,
     ) -> Result<Vec<CodeTask>, SyncError> {
-        let tried = self.again.iter().filter(|t| t.attempts.tried.contains(&peer)).count();
+        let scanned = self.again.iter().take(QUEUE_SCAN_LIMIT);
+        let tried = scanned.filter(|t| t.attempts.tried.contains(&peer)).count();
         while self.again.len() < max.saturating_add(tried) {
             let Some(hash) = self.fresh.pop_first() else { break };
             self.again.push_back(CodeTask { hash, attempts: Attempts::default() });
