@@ -226,11 +226,11 @@ impl CodeQueue {
         queue_again(&mut self.again, tasks);
     }
 
-    /// Counts `codes` delivered (verified), `bytes` of them together.
-    pub(crate) fn delivered(&mut self, codes: &[(B256, Vec<u8>)], bytes: usize) {
+    /// Counts `codes` delivered (verified) and their bytes.
+    pub(crate) fn delivered(&mut self, codes: &[(B256, Vec<u8>)]) {
         self.delivered.0 += codes.len() as u64;
-        self.delivered.1 += bytes as u64;
-        for (hash, _) in codes {
+        for (hash, code) in codes {
+            self.delivered.1 += code.len() as u64;
             self.undelivered.remove(hash);
         }
     }
@@ -344,7 +344,7 @@ mod tests {
     fn deliver(codes: &mut CodeQueue, n: u8, len: usize) {
         let got: Vec<(B256, Vec<u8>)> =
             (0..n).map(|i| (B256::repeat_byte(i), vec![0; len])).collect();
-        codes.delivered(&got, n as usize * len);
+        codes.delivered(&got);
     }
 
     #[test]
@@ -379,7 +379,7 @@ mod tests {
         // 3 came, 1 did not: the watermark stays at 1, which goes out again first, but not to
         // the peer that failed it.
         let (one, three) = (first[0].clone(), first[1].clone());
-        codes.delivered(&[(three.hash, vec![3])], 1);
+        codes.delivered(&[(three.hash, vec![3])]);
         assert_eq!(codes.watermark(), Some(hash(1)));
         codes.requeue([one], 0);
         let next = codes.take(0, &[0, 1], 2).unwrap();
@@ -391,7 +391,7 @@ mod tests {
         codes.want(hash(0), |_| Ok(false)).unwrap();
         assert_eq!(codes.watermark(), Some(hash(0)));
         let got: Vec<_> = [0, 1, 5, 7, 9].map(|i| (hash(i), vec![i])).into();
-        codes.delivered(&got, 5);
+        codes.delivered(&got);
         assert_eq!(codes.watermark(), None, "every code came");
     }
 

@@ -418,8 +418,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         if !got.is_empty() {
             self.reporter.mark(WorkKind::Codes);
         }
-        let bytes = got.iter().map(|(_, code)| code.len()).sum();
-        self.codes.delivered(&got, bytes);
+        self.codes.delivered(&got);
         self.hold_codes(got)?;
         self.codes.requeue(missing, peer);
         if answered > 0 {

@@ -419,7 +419,7 @@ mod tests {
         files: &mut Vec<Vec<(B256, Vec<u8>)>>,
     ) {
         let got: Vec<_> = tasks.into_iter().map(|task| (task.hash, vec![0; len])).collect();
-        queue.delivered(&got, got.len() * len);
+        queue.delivered(&got);
         files.extend(held.hold(got, queue.watermark()));
     }
 
