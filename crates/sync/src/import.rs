@@ -7,7 +7,7 @@
 
 use alloy_primitives::{B256, U256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
-use leafsync_leafdb::ChunkAccount;
+use leafsync_leafdb::{ChunkAccount, EMPTY_CODE_HASH};
 use leafsync_p2p::leaf::{
     AccountLeaf, AccountPiece, AccountStorage, ChainHead, ChunkContent, StoragePiece, StorageSlot,
     protocol::MAX_PIECE_AGE_BLOCKS,
@@ -200,6 +200,14 @@ pub(crate) fn check_account(account: &TrieAccount, inline_root: Option<B256>) ->
         }
         None => StorageCheck::Fetch,
     }
+}
+
+/// Whether taking in a verified account, once its chunk is written, does anything: it has a
+/// code to queue, or its storage is not complete inline (fetched apart, or a lie). Most
+/// accounts do neither, and a held chunk need not keep them.
+pub(crate) fn leaves_work(account: &TrieAccount, inline_root: Option<B256>) -> bool {
+    account.code_hash != EMPTY_CODE_HASH
+        || check_account(account, inline_root) != StorageCheck::Complete
 }
 
 #[cfg(test)]

@@ -130,6 +130,18 @@ fn a_verified_accounts_storage_is_complete_fetched_or_a_lie() {
 }
 
 #[test]
+fn only_accounts_with_a_code_or_storage_to_fetch_leave_work() {
+    let root = B256::repeat_byte(5);
+    let plain = TrieAccount { storage_root: root, ..Default::default() };
+    assert!(!leaves_work(&plain, Some(root)), "no code, storage complete inline");
+    assert!(!leaves_work(&TrieAccount::default(), Some(EMPTY_ROOT_HASH)), "an empty account");
+    let contract = TrieAccount { code_hash: B256::repeat_byte(7), ..plain };
+    assert!(leaves_work(&contract, Some(root)), "a code to fetch");
+    assert!(leaves_work(&plain, None), "a large storage");
+    assert!(leaves_work(&plain, Some(B256::ZERO)), "a lie");
+}
+
+#[test]
 fn under_reads_only_the_nibbles_of_the_prefix() {
     let key = B256::from(U256::from_be_bytes([0x5a; 32]) ^ U256::from(0x1234_5678u64));
     let whole = Nibbles::unpack(key);

@@ -33,19 +33,28 @@ use leafsync_leafdb::{
 use tokio::sync::oneshot;
 
 use super::Syncer;
-use crate::{error::SyncError, holding::Holding, import::Leaves, peer_set::Verdict, tasks::Unit};
+use crate::{
+    error::SyncError,
+    holding::Holding,
+    import::{Leaves, leaves_work},
+    peer_set::Verdict,
+    tasks::Unit,
+};
 
 /// A verified piece: the peer that sent it, its unit, and what taking it in needs of its leaves.
 type Piece = (usize, Unit, Kept);
 
 /// What taking in a written piece needs of its leaves. The slots are in the tables by then, and
-/// they are most of a chunk's memory: a held piece keeps only their count.
+/// they are most of a chunk's memory: a held piece keeps only their count. So are the accounts
+/// that leave nothing to do (no code, storage complete inline): most accounts of a state.
 #[derive(Debug)]
 pub(super) enum Kept {
-    /// Per account its hashed address, its record and the storage root computed from its
-    /// inline storage (`None`: a large storage, fetched apart); the inline slots' count; the
-    /// announced slot count of each large storage.
+    /// The piece's account count; per account that has a code or whose storage is not complete
+    /// inline, its hashed address, its record and the storage root computed from its inline
+    /// storage (`None`: a large storage, fetched apart); the inline slots' count; the announced
+    /// slot count of each large storage.
     Accounts {
+        count: u64,
         accounts: Vec<(B256, TrieAccount, Option<B256>)>,
         slots: u64,
         large: Vec<(B256, u64)>,
@@ -78,12 +87,14 @@ impl Verified {
             Leaves::Accounts { accounts, large } => {
                 let slots: usize =
                     accounts.iter().filter_map(|a| a.storage.as_ref()).map(Vec::len).sum();
+                let count = accounts.len() as u64;
                 let accounts = accounts
                     .into_iter()
                     .zip(storage_roots)
+                    .filter(|(a, root)| leaves_work(&a.account, *root))
                     .map(|(a, root)| (a.hashed_address, a.account, root))
                     .collect();
-                Kept::Accounts { accounts, slots: slots as u64, large }
+                Kept::Accounts { count, accounts, slots: slots as u64, large }
             }
             Leaves::Slots { slots, .. } => Kept::Slots(slots.len() as u64),
         };
@@ -330,15 +341,15 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         for (peer, unit, kept) in pieces {
             self.reporter.stats.chunks_verified += 1;
-            let (accounts, slots, large) = match kept {
-                Kept::Accounts { accounts, slots, large } => (accounts, slots, large),
+            let (count, accounts, slots, large) = match kept {
+                Kept::Accounts { count, accounts, slots, large } => (count, accounts, slots, large),
                 Kept::Slots(slots) => {
                     self.count_import(&unit, (0, slots));
                     self.close(unit.owner)?;
                     continue;
                 }
             };
-            self.count_import(&unit, (accounts.len() as u64, 0));
+            self.count_import(&unit, (count, 0));
             self.reporter.stats.slots += slots;
             for (account, slot_count) in large {
                 self.work.sizes.record(account, slot_count);
