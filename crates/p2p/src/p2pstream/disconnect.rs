@@ -2,36 +2,59 @@
 
 use alloy_rlp::{BufMut, Decodable, Encodable, Header};
 
-/// Why a devp2p connection ends, as sent in a `Disconnect` message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum DisconnectReason {
+/// Generates [`DisconnectReason`], its [`DisconnectReason::ALL`] and its `Display` from one table
+/// of `Variant = code => "text"` rows, in code order.
+macro_rules! disconnect_reasons {
+    ($( $(#[$doc:meta])* $variant:ident = $code:literal => $text:literal ),+ $(,)?) => {
+        /// Why a devp2p connection ends, as sent in a `Disconnect` message.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DisconnectReason {
+            $( $(#[$doc])* $variant = $code, )+
+        }
+
+        impl DisconnectReason {
+            /// Every reason, in code order.
+            pub const ALL: [Self; [$($code),+].len()] = [$(Self::$variant),+];
+        }
+
+        impl std::fmt::Display for DisconnectReason {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self {
+                    $(Self::$variant => $text,)+
+                })
+            }
+        }
+    };
+}
+
+disconnect_reasons! {
     /// 0x00: disconnect requested (no particular reason).
-    DisconnectRequested = 0x00,
+    DisconnectRequested = 0x00 => "disconnect requested",
     /// 0x01: TCP sub-system error.
-    TcpSubsystemError = 0x01,
+    TcpSubsystemError = 0x01 => "TCP sub-system error",
     /// 0x02: breach of protocol, e.g. a malformed message or a bad RLP.
-    ProtocolBreach = 0x02,
+    ProtocolBreach = 0x02 => "breach of protocol",
     /// 0x03: useless peer (no shared capabilities, wrong chain).
-    UselessPeer = 0x03,
+    UselessPeer = 0x03 => "useless peer",
     /// 0x04: too many peers.
-    TooManyPeers = 0x04,
+    TooManyPeers = 0x04 => "too many peers",
     /// 0x05: already connected.
-    AlreadyConnected = 0x05,
+    AlreadyConnected = 0x05 => "already connected",
     /// 0x06: incompatible p2p protocol version.
-    IncompatibleP2PProtocolVersion = 0x06,
+    IncompatibleP2PProtocolVersion = 0x06 => "incompatible p2p protocol version",
     /// 0x07: null node identity received.
-    NullNodeIdentity = 0x07,
+    NullNodeIdentity = 0x07 => "null node identity received",
     /// 0x08: client quitting.
-    ClientQuitting = 0x08,
+    ClientQuitting = 0x08 => "client quitting",
     /// 0x09: unexpected identity in handshake.
-    UnexpectedHandshakeIdentity = 0x09,
+    UnexpectedHandshakeIdentity = 0x09 => "unexpected identity in handshake",
     /// 0x0a: identity is the same as this node (connected to self).
-    ConnectedToSelf = 0x0a,
+    ConnectedToSelf = 0x0a => "connected to self",
     /// 0x0b: ping timeout.
-    PingTimeout = 0x0b,
+    PingTimeout = 0x0b => "ping timeout",
     /// 0x10: some other reason specific to a subprotocol.
-    SubprotocolSpecific = 0x10,
+    SubprotocolSpecific = 0x10 => "subprotocol-specific reason",
 }
 
 /// A disconnect reason code that no version of devp2p defines.
@@ -51,23 +74,6 @@ impl TryFrom<u8> for DisconnectReason {
 }
 
 impl DisconnectReason {
-    /// Every reason, in code order.
-    pub const ALL: [Self; 13] = [
-        Self::DisconnectRequested,
-        Self::TcpSubsystemError,
-        Self::ProtocolBreach,
-        Self::UselessPeer,
-        Self::TooManyPeers,
-        Self::AlreadyConnected,
-        Self::IncompatibleP2PProtocolVersion,
-        Self::NullNodeIdentity,
-        Self::ClientQuitting,
-        Self::UnexpectedHandshakeIdentity,
-        Self::ConnectedToSelf,
-        Self::PingTimeout,
-        Self::SubprotocolSpecific,
-    ];
-
     /// The wire code.
     pub fn code(self) -> u8 {
         self as u8
@@ -106,26 +112,6 @@ pub enum DisconnectDecodeError {
     Unknown(#[from] UnknownDisconnectReason),
 }
 
-impl std::fmt::Display for DisconnectReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::DisconnectRequested => "disconnect requested",
-            Self::TcpSubsystemError => "TCP sub-system error",
-            Self::ProtocolBreach => "breach of protocol",
-            Self::UselessPeer => "useless peer",
-            Self::TooManyPeers => "too many peers",
-            Self::AlreadyConnected => "already connected",
-            Self::IncompatibleP2PProtocolVersion => "incompatible p2p protocol version",
-            Self::NullNodeIdentity => "null node identity received",
-            Self::ClientQuitting => "client quitting",
-            Self::UnexpectedHandshakeIdentity => "unexpected identity in handshake",
-            Self::ConnectedToSelf => "connected to self",
-            Self::PingTimeout => "ping timeout",
-            Self::SubprotocolSpecific => "subprotocol-specific reason",
-        })
-    }
-}
-
 /// Encodes as the list `[reason]`, as go-ethereum does.
 impl Encodable for DisconnectReason {
     fn encode(&self, out: &mut dyn BufMut) {
@@ -150,5 +136,31 @@ impl Decodable for DisconnectReason {
         })?;
         *buf = &[];
         Ok(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The codes devp2p defines (RLPx spec, "Disconnect"): 0x00 to 0x0b and 0x10, no others.
+    #[test]
+    fn the_table_holds_devp2ps_codes_in_order() {
+        let defined: Vec<u8> = (0x00..=0x0b).chain([0x10]).collect();
+        let codes: Vec<u8> = DisconnectReason::ALL.iter().map(|r| r.code()).collect();
+        assert_eq!(codes, defined);
+        for code in 0..=u8::MAX {
+            match DisconnectReason::try_from(code) {
+                Ok(reason) => assert_eq!(reason.code(), code),
+                Err(e) => {
+                    assert!(!defined.contains(&code), "{code:#04x} is defined");
+                    assert_eq!(e, UnknownDisconnectReason(code));
+                }
+            }
+        }
+        let texts: std::collections::HashSet<String> =
+            DisconnectReason::ALL.iter().map(ToString::to_string).collect();
+        assert_eq!(texts.len(), DisconnectReason::ALL.len(), "each reason reads differently");
+        assert_eq!(DisconnectReason::PingTimeout.to_string(), "ping timeout");
     }
 }
