@@ -11,7 +11,7 @@
 //! * [`header`]: full block headers and their RLP, checked against their hash.
 //! * [`headers`]: [`ElHeaders`], header queries (eth/69 `GetBlockHeaders`) answered from the
 //!   neighbour.
-//! * [`bench`]: synthetic mainnet-sized traces and the ingest benchmark.
+//! * [`mod@bench`]: synthetic mainnet-sized traces and the ingest benchmark.
 //!
 //! [`BlockDiff`]: leafsync_leafdb::BlockDiff
 

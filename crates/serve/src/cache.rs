@@ -95,7 +95,7 @@ impl CachedChunk {
     }
 }
 
-/// Counters of a [`ChunkCache`] (plain atomics, read with [`CacheMetrics::snapshot`]).
+/// Counters of a [`ChunkCache`] (plain atomics, read with [`ChunkCache::stats`]).
 #[derive(Debug, Default)]
 pub struct CacheMetrics {
     hits: AtomicU64,

@@ -1,6 +1,6 @@
 //! One node: the leafdb, the `leaf/1` network serving it, the follower of the execution client,
 //! a sync of an empty leafdb, and the admin and metrics endpoints. Built from the validated
-//! [`Config`] for the daemon ([`NodeBuilder::from_config`]), or on loopback for the demo, the
+//! `Config` for the daemon (`NodeBuilder::from_config`), or on loopback for the demo, the
 //! benchmarks and tests ([`NodeBuilder::loopback`]); [`Node::run`] runs it until a shutdown
 //! future resolves, then stops every part in order and releases the leafdb.
 

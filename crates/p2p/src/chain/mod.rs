@@ -23,7 +23,7 @@ const PRESETS: [(&str, &str); 5] = [
     ("dev", include_str!("../../chains/dev.toml")),
 ];
 
-/// Names of the embedded chain presets, in the order of [`PRESETS`].
+/// Names of the embedded chain presets, in the order of the embedded table `PRESETS`.
 pub const PRESET_NAMES: [&str; PRESETS.len()] = {
     let mut names = [""; PRESETS.len()];
     let mut i = 0;

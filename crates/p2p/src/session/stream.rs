@@ -73,8 +73,8 @@ pub struct PeerStatus {
     pub snap: bool,
 }
 
-/// A p2p stream whose shared capabilities are acceptable (see [`Caps::of`]) but whose Status
-/// handshakes have not run yet.
+/// A p2p stream whose shared capabilities are acceptable (`leaf/1`, or `eth/69` with `snap/1`)
+/// but whose Status handshakes have not run yet.
 #[derive(Debug)]
 pub struct UnauthedPeerStream<S> {
     inner: P2PStream<S>,

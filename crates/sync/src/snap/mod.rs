@@ -5,12 +5,12 @@
 //!
 //! * `GetChunk([prefix, ...])` → for each prefix in turn, until the pieces reach the request's
 //!   `max_bytes`, `GetAccountRange(prefix‖00…, prefix‖ff…)`, continued from the last key until
-//!   the prefix is covered ([`ranges`]); the chunk's storages then several accounts per
-//!   `GetStorageRanges` ([`storages`]): those that come whole are inlined, the others carry the
+//!   the prefix is covered (`ranges`); the chunk's storages then several accounts per
+//!   `GetStorageRanges` (`storages`): those that come whole are inlined, the others carry the
 //!   "large storage" mark, so the syncer fetches them as units of their own;
 //! * `GetStorageChunk([(account, prefix), ...])` → for each chunk in turn, `GetStorageRanges`
 //!   for that account, continued, until the pieces reach the request's `max_bytes`;
-//! * `GetNodes` → `GetTrieNodes`, geth's compact paths grouped per account ([`items`]);
+//! * `GetNodes` → `GetTrieNodes`, geth's compact paths grouped per account (`items`);
 //! * `GetCodes` → `GetByteCodes`.
 //!
 //! The assembled answers then go through the syncer's usual checks (skeleton hash, storage
