@@ -44,10 +44,16 @@ pub fn main() -> ExitCode {
 }
 
 /// Logs go to stderr (stdout carries command output), above the sync progress bar when one is
-/// drawn; `RUST_LOG` overrides the level.
+/// drawn; `RUST_LOG` overrides the level (one that is not a tracing filter is named in a warning
+/// and `default` used).
 pub(crate) fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let from_env = std::env::var_os(tracing_subscriber::EnvFilter::DEFAULT_ENV)
+        .map(|_| tracing_subscriber::EnvFilter::try_from_default_env());
+    let (filter, refused) = match from_env {
+        Some(Ok(filter)) => (filter, None),
+        Some(Err(e)) => (tracing_subscriber::EnvFilter::new(default), Some(e)),
+        None => (tracing_subscriber::EnvFilter::new(default), None),
+    };
     // A second call (there is none today) would keep the first subscriber. Colours only on a
     // terminal: log files and journald get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -56,6 +62,9 @@ pub(crate) fn init_logging(default: &str) {
         .with_writer(progress::log_writer)
         .with_ansi(ansi)
         .try_init();
+    if let Some(e) = refused {
+        tracing::warn!(error = %e, filter = default, "RUST_LOG is not a tracing filter and is ignored");
+    }
 }
 
 /// The error and its causes, one line each; a cause whose message the report already holds (an

@@ -349,6 +349,35 @@ fn check_config_prints_toml_that_checks_again_the_same() {
     assert!(!ok && stderr.contains("serve.cache_reuse_blocks"), "{stderr}");
 }
 
+/// A `RUST_LOG` that is not a tracing filter is named in a warning, not dropped in silence, and
+/// a misspelt `log.level` (a bare word, which the filter syntax takes for a target, so that
+/// every other log would be off) is refused naming the key.
+#[test]
+fn a_bad_log_filter_is_named_not_dropped_in_silence() {
+    let documented = package_dir(env!("CARGO_MANIFEST_DIR")).join("../../config/leafsync.toml");
+    let out = leafsync()
+        .args(["check-config", "--config"])
+        .arg(&documented)
+        .env("RUST_LOG", "info,,[")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("RUST_LOG is not a tracing filter and is ignored"), "{stderr}");
+
+    let out = leafsync()
+        .args(["check-config", "--log", "warning", "--config"])
+        .arg(&documented)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("`log.level`") && stderr.contains("`warning` is not a level"),
+        "{stderr}"
+    );
+}
+
 /// A command that only prints ends as other command-line tools do when its reader has gone
 /// (`leafsync check-config | head`): killed by `SIGPIPE`, not a panic about a broken pipe.
 #[test]

@@ -362,10 +362,26 @@ impl Default for LogSection {
 }
 
 impl LogSection {
-    /// The filter, checked.
+    /// The filter, checked. In the filter syntax a bare word that is not a level is a target
+    /// shown at `trace` with everything else off, so a misspelt level (`warning`, `inf`) would
+    /// silence the daemon: each directive must be a level or name one (`target=level`).
     pub(crate) fn validate(&self, o: &Origin<'_>) -> Result<String, ConfigError> {
         tracing_subscriber::EnvFilter::try_new(&self.level)
             .map_err(|e| o.invalid("log.level", format!("not a tracing filter: {e}")))?;
+        let bare_word = self.level.split(',').map(str::trim).find(|directive| {
+            !directive.is_empty()
+                && !directive.contains(['=', '['])
+                && directive.parse::<tracing_subscriber::filter::LevelFilter>().is_err()
+        });
+        if let Some(word) = bare_word {
+            return Err(o.invalid(
+                "log.level",
+                format!(
+                    "`{word}` is not a level (error, warn, info, debug, trace, off); a target \
+                     takes one, as in `{word}=debug`"
+                ),
+            ));
+        }
         Ok(self.level.clone())
     }
 }

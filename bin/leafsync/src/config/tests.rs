@@ -125,6 +125,11 @@ fn bad_files_name_the_file_the_key_and_the_reason() {
     refused("[p2p]\nbootnodes = [\"enr:nope\"]\n", &["`p2p.bootnodes[0]`"]);
     refused("[el]\nrpc = \"localhost:8545\"\n", &["`el.rpc`"]);
     refused("[log]\nlevel = \"info,,[\"\n", &["`log.level`"]);
+    refused("[log]\nlevel = \"warning\"\n", &["`log.level`", "`warning` is not a level"]);
+    refused("[log]\nlevel = \"info,leafsync_p2p\"\n", &["`leafsync_p2p=debug`"]);
+    for level in ["warn", "DEBUG", "off", "3", "leafsync_p2p=debug,info", "info,[sync]=trace"] {
+        assert_eq!(parse(&format!("[log]\nlevel = \"{level}\"\n")).unwrap().log_level, level);
+    }
     refused("[admin]\nlisten = \"localhost\"\n", &["`admin.listen`"]);
     refused("[leafdb]\nblock_cache_mib = 0\n", &["`leafdb.block_cache_mib`"]);
     refused("[sync]\npivot = \"el\"\n", &["`sync.pivot`", "el.rpc"]);
