@@ -103,3 +103,17 @@ async fn static_peers_are_capped() {
     assert_eq!(dialed, CAP, "one dial per static peer held");
     node.handle.shutdown().await;
 }
+
+/// A node whose RLPx port is taken does not start, and its error names the address.
+#[tokio::test(flavor = "current_thread")]
+async fn a_busy_rlpx_port_is_refused_naming_the_address() {
+    let busy = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = busy.local_addr().expect("addr");
+    let (mut cfg, _head) = config(Arc::new(TestHandler::default()));
+    cfg.listen_addr = addr;
+    let Err(e) = leafsync_p2p::peers::Network::start(cfg).await else {
+        panic!("started on a busy port")
+    };
+    assert!(matches!(e, leafsync_p2p::peers::NetworkError::Bind { .. }), "{e}");
+    assert!(e.to_string().contains(&addr.to_string()), "{e}");
+}

@@ -118,9 +118,14 @@ impl Default for DiscoveryConfig {
 /// Why discovery could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
-    /// Binding the UDP socket failed.
-    #[error("cannot bind the discv5 UDP socket: {0}")]
-    Bind(#[from] std::io::Error),
+    /// Binding the UDP socket on `addr` failed.
+    #[error("cannot bind the discv5 UDP socket on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddrV4,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The bound socket is not IPv4.
     #[error("the discv5 socket is not bound to an IPv4 address")]
     NotIpv4,
@@ -183,8 +188,10 @@ impl Discovery {
         record: LocalRecord,
         snap_filter: Option<ForkFilter>,
     ) -> Result<(Self, mpsc::Receiver<DialCandidate>), DiscoveryError> {
-        let socket = UdpSocket::bind(config.listen_addr).await?;
-        let std::net::SocketAddr::V4(bound) = socket.local_addr()? else {
+        let addr = config.listen_addr;
+        let bind_error = |source| DiscoveryError::Bind { addr, source };
+        let socket = UdpSocket::bind(addr).await.map_err(bind_error)?;
+        let std::net::SocketAddr::V4(bound) = socket.local_addr().map_err(bind_error)? else {
             return Err(DiscoveryError::NotIpv4);
         };
         let advertised = SocketAddrV4::new(config.external_ip.unwrap_or(*bound.ip()), bound.port());

@@ -168,7 +168,8 @@ async fn start_fails_cleanly_on_a_busy_port() {
         None,
     )
     .await;
-    assert!(matches!(result, Err(DiscoveryError::Bind(_))));
+    let Err(e @ DiscoveryError::Bind { .. }) = result else { panic!("bound a busy port") };
+    assert!(e.to_string().contains(&format!("127.0.0.1:{port}")), "{e}");
 }
 
 #[tokio::test]

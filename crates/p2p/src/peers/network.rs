@@ -27,9 +27,14 @@ use tokio::{
 /// Why the network could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
-    /// Binding the TCP listener failed.
-    #[error("binding the RLPx listener: {0}")]
-    Io(#[from] std::io::Error),
+    /// Binding the TCP listener on `addr` failed.
+    #[error("binding the RLPx listener on {addr}: {source}")]
+    Bind {
+        /// The address asked for (`p2p.listen_ip`, `p2p.port`).
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The chain spec cannot be announced (placeholder genesis).
     #[error(transparent)]
     Chain(#[from] ChainSpecError),
@@ -53,8 +58,10 @@ impl Network {
         if !config.leaf && config.eth.is_none() {
             return Err(NetworkError::NoProtocols);
         }
-        let listener = TcpListener::bind(config.listen_addr).await?;
-        let local_addr = listener.local_addr()?;
+        let addr = config.listen_addr;
+        let bind_error = |source| NetworkError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
         let local_id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &config.secret_key));
         let discovery = match config.discovery.take() {
             Some(mut discovery_config) => {
