@@ -284,8 +284,8 @@ fn run_raises_its_soft_file_descriptor_limit() {
 }
 
 /// On a public chain an empty datadir with no trusted pivot (no `el.rpc`, no `sync.checkpoint`)
-/// is not synced from whatever head peers announce: the daemon stops at once with an error that
-/// names the keys that fix it.
+/// is not synced from whatever head peers announce: the daemon stops at once, before it opens a
+/// port, with an error that names the keys that fix it.
 #[test]
 fn an_empty_datadir_on_a_public_chain_without_a_trusted_pivot_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -315,6 +315,7 @@ listen = ""
     assert!(!status.success());
     assert!(stderr.contains("no trusted pivot") && stderr.contains("el.rpc"), "{stderr}");
     assert!(stderr.contains("sync.checkpoint") && stderr.contains("allow_peer_pivot"), "{stderr}");
+    assert!(!stderr.contains("network up") && !stderr.contains("enode:"), "{stderr}");
 }
 
 /// `check-config` prints the merged configuration as TOML: saved to a file, it checks again to

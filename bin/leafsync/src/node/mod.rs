@@ -184,6 +184,11 @@ impl NodeBuilder {
     pub async fn start(self) -> Result<Node, CliError> {
         let head = self.db.head()?;
         let start = self.start_mode(head.as_ref());
+        if start == Start::SyncFromPeers {
+            // A sync the configuration cannot run fails here, before a port is opened.
+            SyncPlan { settings: &self.sync, el_rpc: self.el.rpc.as_deref(), chain: &self.chain }
+                .check()?;
+        }
         let stop = CancellationToken::new();
         let (follower_stop, follower_stop_rx) = watch::channel(false);
         let mut node_follower = None;

@@ -24,6 +24,35 @@ pub(crate) struct SyncPlan<'a> {
     pub(crate) chain: &'a ChainSpec,
 }
 
+impl SyncPlan<'_> {
+    /// Whether the execution client's head is the pivot: `el.rpc` is set and `sync.pivot` takes
+    /// it.
+    fn pivot_from_el(&self) -> bool {
+        self.el_rpc.is_some() && self.settings.pivot_from_el(true)
+    }
+
+    /// What the configuration alone says against syncing an empty leafdb (no trusted pivot, or
+    /// no peers that could fill it), checked before the network starts: such a start then fails
+    /// before it opens a port. [`sync_from_peers`] checks the same again.
+    pub(crate) fn check(&self) -> Result<(), CliError> {
+        if self.settings.trusted_checkpoint().is_none()
+            && !self.pivot_from_el()
+            && !self.settings.peer_pivot
+        {
+            return Err(CliError::Invalid {
+                what: "sync".into(),
+                reason: format!(
+                    "no trusted pivot on {}: set `el.rpc` (the execution client's head) or \
+                     `sync.checkpoint`; `sync.allow_peer_pivot = true` lets peers' \
+                     unauthenticated heads choose it",
+                    self.chain.name
+                ),
+            });
+        }
+        check_sources(self.settings, self.pivot_from_el())
+    }
+}
+
 /// The execution client's heads as sync pivots: [`leafsync_ingest::head_feed`] mapped to
 /// [`ChainHead`]s by a task that ends with either side.
 /// The execution client must be on `chain` (its block 0 is the chain's genesis).
@@ -53,27 +82,39 @@ async fn el_pivot_feed(
 
 /// The trusted pivot feed, or an error when nothing may choose the pivot.
 async fn pivot_feed(plan: &SyncPlan<'_>) -> Result<Option<watch::Receiver<ChainHead>>, CliError> {
+    plan.check()?;
     let settings = plan.settings;
     let feed = match plan.el_rpc {
-        Some(url) if settings.pivot_from_el(true) => Some(el_pivot_feed(url, plan.chain).await?),
+        Some(url) if plan.pivot_from_el() => Some(el_pivot_feed(url, plan.chain).await?),
         _ => None,
     };
     if let Some(c) = settings.trusted_checkpoint() {
         info!(number = c.number, hash = %c.hash, state_root = %c.state_root, "sync pivot from sync.checkpoint");
-    } else if feed.is_none() && !settings.peer_pivot {
-        return Err(CliError::Invalid {
-            what: "sync".into(),
-            reason: format!(
-                "no trusted pivot on {}: set `el.rpc` (the execution client's head) or \
-                 `sync.checkpoint`; `sync.allow_peer_pivot = true` lets peers' unauthenticated \
-                 heads choose it",
-                plan.chain.name
-            ),
-        });
     } else if feed.is_none() {
         warn!("sync pivot from the head most peers announce (unauthenticated)");
     }
     Ok(feed)
+}
+
+/// Whether `sync.sources` names peers that can fill an empty leafdb: snap/1 peers need the
+/// execution client's head as the pivot (`pivot_from_el`), and without leaf/1 they are the only
+/// kind.
+fn check_sources(settings: &SyncSettings, pivot_from_el: bool) -> Result<(), CliError> {
+    if settings.sources.snap && !pivot_from_el {
+        return Err(CliError::Invalid {
+            what: "sync.sources".into(),
+            reason: "\"snap\" needs the execution client's head as the pivot (`el.rpc`)".into(),
+        });
+    }
+    if !settings.sources.leaf && !settings.sources.snap {
+        return Err(CliError::Invalid {
+            what: "sync.sources".into(),
+            reason: "the leafdb is empty and no peers can fill it: without leaf/1 \
+                     (`serve.leaf = false`) list \"snap\" in `sync.sources`, or set `el.genesis`"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// The kinds of peers the sync takes (`sync.sources`); snap/1 peers sync at the execution
@@ -82,24 +123,8 @@ fn peer_sources(
     settings: &SyncSettings,
     feed: Option<&watch::Receiver<ChainHead>>,
 ) -> Result<PeerSources, CliError> {
-    let snap = match (settings.sources.snap, feed) {
-        (false, _) => None,
-        (true, Some(feed)) => Some(feed.clone()),
-        (true, None) => {
-            return Err(CliError::Invalid {
-                what: "sync.sources".into(),
-                reason: "\"snap\" needs the execution client's head as the pivot (`el.rpc`)".into(),
-            });
-        }
-    };
-    if !settings.sources.leaf && snap.is_none() {
-        return Err(CliError::Invalid {
-            what: "sync.sources".into(),
-            reason: "the leafdb is empty and no peers can fill it: without leaf/1 \
-                     (`serve.leaf = false`) list \"snap\" in `sync.sources`, or set `el.genesis`"
-                .into(),
-        });
-    }
+    check_sources(settings, feed.is_some())?;
+    let snap = feed.filter(|_| settings.sources.snap).cloned();
     Ok(PeerSources { leaf: settings.sources.leaf, snap })
 }
 
@@ -176,5 +201,26 @@ mod tests {
         assert!(peer_sources(&settings(true, true), None).is_err(), "snap needs the EL's pivot");
         let none = peer_sources(&settings(false, false), Some(&feed)).unwrap_err().to_string();
         assert!(none.contains("sync.sources") && none.contains("serve.leaf"), "{none}");
+    }
+
+    /// The configuration alone refuses a sync with no trusted pivot or no peers to fill the
+    /// leafdb, before the network starts; each way of choosing a pivot passes.
+    #[test]
+    fn a_plan_without_a_pivot_or_sources_is_refused_from_the_configuration() {
+        let chain = ChainSpec::preset("sepolia").unwrap();
+        let check = |settings: &SyncSettings, el_rpc: Option<&str>| {
+            SyncPlan { settings, el_rpc, chain: &chain }.check().map_err(|e| e.to_string())
+        };
+        let leaf = settings(true, false);
+        let none = check(&leaf, None).unwrap_err();
+        assert!(none.contains("no trusted pivot on sepolia") && none.contains("el.rpc"), "{none}");
+        check(&leaf, Some("http://127.0.0.1:8545")).unwrap();
+        check(&SyncSettings { peer_pivot: true, ..leaf.clone() }, None).unwrap();
+        let manual = SyncSettings { pivot: PivotSource::Checkpoint, ..leaf };
+        assert!(check(&manual, Some("http://127.0.0.1:8545")).is_err(), "the EL is not the pivot");
+        let snap = check(&SyncSettings { peer_pivot: true, ..settings(true, true) }, None);
+        assert!(snap.unwrap_err().contains("\"snap\" needs"));
+        let nobody = check(&SyncSettings { peer_pivot: true, ..settings(false, false) }, None);
+        assert!(nobody.unwrap_err().contains("no peers can fill it"));
     }
 }
