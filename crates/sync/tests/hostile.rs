@@ -230,17 +230,23 @@ async fn too_large_for_a_single_leaf_is_junk() {
     liar_is_banned(Behaviour::TooLarge, SyncMode::Leaf).await;
 }
 
-/// Answers nothing for the first `stall` of (virtual) time, then honestly: a fast honest server
-/// hit by a long pause.
-struct Stall {
-    until: tokio::time::Instant,
+/// Answers honestly, but only after a wait (of virtual time).
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Nothing until this moment: a fast honest server hit by a long pause.
+    Until(tokio::time::Instant),
+    /// This long for every request: a slow honest server (a congested link).
+    Each(std::time::Duration),
 }
 
-impl common::Hook for Stall {
+impl common::Hook for Wait {
     fn around(&self, request: leafsync_sync::PeerFuture) -> leafsync_sync::PeerFuture {
-        let until = self.until;
+        let wait = *self;
         Box::pin(async move {
-            tokio::time::sleep_until(until).await;
+            match wait {
+                Wait::Until(until) => tokio::time::sleep_until(until).await,
+                Wait::Each(delay) => tokio::time::sleep(delay).await,
+            }
             request.await
         })
     }
@@ -254,7 +260,7 @@ async fn a_stalled_honest_peer_is_asked_again_not_banned() {
     let inner = SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, ACCOUNTS);
     let until = tokio::time::Instant::now() + std::time::Duration::from_secs(25);
     let peer: Arc<dyn leafsync_sync::SyncPeer> =
-        Arc::new(common::Hooked { inner: Arc::clone(&inner), hook: Stall { until } });
+        Arc::new(common::Hooked { inner: Arc::clone(&inner), hook: Wait::Until(until) });
     let client = Arc::new(LeafDb::in_memory());
     let config = SyncConfig { chunk_target_bytes: TEST_CHUNK_BYTES, ..Default::default() };
     let out = Syncer::new(Arc::clone(&client), config, vec![peer]).run().await.unwrap();
@@ -264,4 +270,34 @@ async fn a_stalled_honest_peer_is_asked_again_not_banned() {
     assert!(out.banned.is_empty());
     let penalties = inner.penalties.lock().unwrap();
     assert!(penalties.iter().all(|p| *p == PenaltyClass::Low), "{penalties:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_honest_peer_does_not_hold_the_sync_back() {
+    // Three quick servers and one that answers each request 8 s late, within the request
+    // timeout. The chunks whose rendezvous home is the slow one wait for it `steal_after` (1 s)
+    // at most, then a quick server takes them: the sync ends within a few of its late answers
+    // (with stealing off it took 64 s), and nobody is penalised.
+    let delay = std::time::Duration::from_secs(8);
+    let src = source(ACCOUNTS, 11);
+    let honest: Vec<_> =
+        (1..=4).map(|i| SimPeer::new(i, Arc::clone(&src), Behaviour::Honest, ACCOUNTS)).collect();
+    let mut peers = dyn_peers(&honest[..3]);
+    peers.push(Arc::new(common::Hooked { inner: Arc::clone(&honest[3]), hook: Wait::Each(delay) }));
+    let config = SyncConfig {
+        chunk_target_bytes: TEST_CHUNK_BYTES,
+        chunk_batch_bytes: 0,
+        ..Default::default()
+    };
+    let client = Arc::new(LeafDb::in_memory());
+    let start = tokio::time::Instant::now();
+    let out = Syncer::new(Arc::clone(&client), config, peers).run().await.unwrap();
+    let elapsed = start.elapsed();
+    assert_same_state(&client, &src, src.account_root().unwrap());
+    assert!(out.banned.is_empty() && out.dropped.is_empty(), "{out:?}");
+    for peer in &honest {
+        assert!(peer.penalties.lock().unwrap().is_empty(), "peer {} penalised", peer.id);
+    }
+    assert!(out.stats.chunks_stolen > 0, "{:?}", out.stats);
+    assert!(elapsed < 3 * delay, "{elapsed:?}");
 }
