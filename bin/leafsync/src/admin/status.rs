@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use jsonrpsee_http_client::{HttpClient, HttpClientBuilder};
 
 use super::api::{AdminApiClient, NodeInfo, PeerInfo, SyncStatus, SyncsOver};
-use crate::error::CliError;
+use crate::{error::CliError, phase::DaemonPhase};
 
 /// Largest answer `leafsync status` reads: 16 MiB, far above `admin_peers` at the peer limits.
 const STATUS_MAX_RESPONSE_BYTES: u32 = 16 << 20;
@@ -61,20 +61,8 @@ fn print(Status { node, sync, peers }: &Status) {
     println!("node:    {}", node.enode);
     println!("chain:   {} (network {})", node.chain, node.network_id);
     println!("phase:   {}", sync.phase.as_str());
-    if let Some(y) = &sync.state_sync {
-        println!(
-            "sync:    {} at pivot {}: {}/{} chunks, {} accounts, {} slots, {} codes, {} healed nodes, {} bytes, {} requests",
-            y.phase.as_str(),
-            y.pivot.number,
-            y.chunks_done,
-            y.chunks_total,
-            y.accounts,
-            y.slots,
-            y.codes,
-            y.healed_nodes,
-            y.bytes_down,
-            y.requests,
-        );
+    if let Some(line) = sync_line(sync) {
+        println!("{line}");
     }
     if let Some(f) = &sync.follow {
         println!(
@@ -91,6 +79,28 @@ fn print(Status { node, sync, peers }: &Status) {
     for p in peers {
         println!("{}", peer_line(p));
     }
+}
+
+/// The state sync's line of the text form: its counters, or, in the syncing phase before its
+/// first request, that it waits for peers; `None` without a sync.
+fn sync_line(sync: &SyncStatus) -> Option<String> {
+    let Some(y) = &sync.state_sync else {
+        return (sync.phase == DaemonPhase::Syncing)
+            .then(|| "sync:    not started: waiting for peers to sync from".to_string());
+    };
+    Some(format!(
+        "sync:    {} at pivot {}: {}/{} chunks, {} accounts, {} slots, {} codes, {} healed nodes, {} bytes, {} requests",
+        y.phase.as_str(),
+        y.pivot.number,
+        y.chunks_done,
+        y.chunks_total,
+        y.accounts,
+        y.slots,
+        y.codes,
+        y.healed_nodes,
+        y.bytes_down,
+        y.requests,
+    ))
 }
 
 /// One peer in the text form: direction, address, client, head, and the protocol a sync takes
@@ -128,6 +138,29 @@ mod tests {
             protocols: protocols.iter().map(|p| p.to_string()).collect(),
             syncs_over,
         }
+    }
+
+    /// A sync that has not sent its first request says it waits for peers; without a sync there
+    /// is no sync line.
+    #[test]
+    fn a_sync_before_its_first_request_waits_for_peers() {
+        let mut status = SyncStatus {
+            phase: DaemonPhase::Syncing,
+            follow: None,
+            state_sync: None,
+            head: None,
+            peers: 0,
+            root_mismatches: 0,
+            served: 0,
+            cache_hits: 0,
+            cache_misses: 0,
+        };
+        assert_eq!(
+            sync_line(&status).as_deref(),
+            Some("sync:    not started: waiting for peers to sync from")
+        );
+        status.phase = DaemonPhase::Serving;
+        assert_eq!(sync_line(&status), None);
     }
 
     #[test]
