@@ -22,16 +22,7 @@ if ! cargo $toolchain fuzz --version >/dev/null 2>&1; then
 fi
 [ -n "$toolchain" ] || export RUSTC_BOOTSTRAP=1
 
-if [ -z "${ROCKSDB_LIB_DIR:-}" ] && [ -z "${ROCKSDB_COMPILE:-}" ]; then
-    lib=$(ls -t "${CARGO_TARGET_DIR:-../target}"/{debug,release}/build/librocksdb-sys-*/out/librocksdb.a \
-        2>/dev/null | head -n 1 || true)
-    if [ -n "$lib" ]; then
-        echo "fuzz smoke: linking the workspace's $lib"
-        # Absolute: librocksdb-sys's build script runs in another directory.
-        ROCKSDB_LIB_DIR="$(cd "${lib%/librocksdb.a}" && pwd)"
-        export ROCKSDB_LIB_DIR ROCKSDB_STATIC=1
-    fi
-fi
+source rocksdb-lib.sh
 
 bash seeds.sh
 start=$(date +%s)
