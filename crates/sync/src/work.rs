@@ -60,9 +60,15 @@ impl UnitSizes {
         self.accounts = (accounts > 0).then(|| accounts.saturating_mul(BYTES_PER_ACCOUNT_ESTIMATE));
     }
 
-    /// Records that `account`'s storage holds about `slot_count` slots.
+    /// Records that `account`'s storage holds about `slot_count` slots (0: unknown, as the
+    /// snap/1 source marks a storage it could not size: its units then go one to a request,
+    /// not all together as units of no size would).
     pub(crate) fn record(&mut self, account: B256, slot_count: u64) {
-        self.storages.insert(account, slot_count.saturating_mul(BYTES_PER_SLOT_ESTIMATE));
+        if slot_count == 0 {
+            self.storages.remove(&account);
+        } else {
+            self.storages.insert(account, slot_count.saturating_mul(BYTES_PER_SLOT_ESTIMATE));
+        }
     }
 
     /// Estimated encoded size of a unit: its trie's size spread evenly over the `16^depth`
@@ -332,6 +338,8 @@ mod tests {
         assert_eq!(sizes.unit_bytes(&unit(Some(account), &[3])), Some(total / 16));
         assert_eq!(sizes.unit_bytes(&unit(Some(account), &[0; 64])), Some(0));
         assert_eq!(sizes.unit_bytes(&unit(Some(B256::ZERO), &[])), None, "unknown size");
+        sizes.record(account, 0);
+        assert_eq!(sizes.unit_bytes(&unit(Some(account), &[3])), None, "a count of 0 is none");
         assert_eq!(sizes.unit_bytes(&unit(None, &[])), None, "no account estimate");
         sizes.record_accounts(1_000_000);
         let accounts = 1_000_000 * BYTES_PER_ACCOUNT_ESTIMATE;

@@ -3,15 +3,20 @@
 //! server), and [`SnapPeer`] implements [`SyncPeer`] on top of it by translating each `leaf/1`
 //! request of the syncer into snap/1 requests at the pivot's state root:
 //!
-//! * `GetChunk([prefix, ...])` → for each prefix in turn, until the pieces reach the request's
-//!   `max_bytes`, `GetAccountRange(prefix‖00…, prefix‖ff…)`, continued from the last key until
-//!   the prefix is covered (`ranges`); the chunk's storages then several accounts per
-//!   `GetStorageRanges` (`storages`): those that come whole are inlined, the others carry the
-//!   "large storage" mark, so the syncer fetches them as units of their own;
-//! * `GetStorageChunk([(account, prefix), ...])` → for each chunk in turn, `GetStorageRanges`
-//!   for that account, continued, until the pieces reach the request's `max_bytes`;
+//! * `GetChunk([prefix, ...])` → for each prefix, `GetAccountRange(prefix‖00…, prefix‖ff…)`,
+//!   continued from the last key until the prefix is covered (`ranges`); the chunk's storages
+//!   then several accounts per `GetStorageRanges` (`storages`): those that come whole are
+//!   inlined, the others carry the "large storage" mark, so the syncer fetches them as units of
+//!   their own;
+//! * `GetStorageChunk([(account, prefix), ...])` → for each run of whole storages, several
+//!   accounts per `GetStorageRanges`, and for each chunk under a prefix, `GetStorageRanges` for
+//!   that account, continued;
 //! * `GetNodes` → `GetTrieNodes`, geth's compact paths grouped per account (`items`);
 //! * `GetCodes` → `GetByteCodes`.
+//!
+//! The chunks of one request are read side by side, and their pieces kept in order until they
+//! reach the request's `max_bytes` (the `leaf/1` server's rule); at most [`MAX_SNAP_IN_FLIGHT`]
+//! snap/1 requests are outstanding to one peer.
 //!
 //! The assembled answers then go through the syncer's usual checks (skeleton hash, storage
 //! root, node and code hashes), so range proofs are not verified here. A range answered empty
@@ -47,10 +52,11 @@ use leafsync_p2p::{
         protocol::SOFT_RESPONSE_LIMIT,
     },
 };
-use tokio::time::Instant;
+use tokio::{sync::Semaphore, time::Instant};
 use tracing::debug;
 
 use crate::{
+    config::MAX_IN_FLIGHT_PER_PEER,
     peer::{PeerFuture, SyncPeer},
     window::PeerWindow,
 };
@@ -214,9 +220,17 @@ impl Drop for Outstanding<'_> {
     }
 }
 
+/// snap/1 requests outstanding to one peer at once, at most (16): the network's cap on a
+/// connection's requests in flight ([`MAX_IN_FLIGHT_PER_PEER`]), past which it refuses a
+/// request as busy. The pieces of one `leaf/1` request are read side by side, and the syncer
+/// keeps several of those in flight: a request past the cap waits for one to finish.
+pub const MAX_SNAP_IN_FLIGHT: usize = MAX_IN_FLIGHT_PER_PEER;
+
 /// What the adapter keeps per peer.
 struct Inner {
     transport: Arc<dyn SnapTransport>,
+    /// One permit per snap/1 request outstanding ([`MAX_SNAP_IN_FLIGHT`]).
+    permits: Arc<Semaphore>,
     /// The peer's snap/1 pipe: sizes each answer's byte budget.
     pipe: Mutex<Pipe>,
     /// The root the peer said it has no state for.
@@ -233,12 +247,26 @@ impl Inner {
         self.pipe.lock().unwrap_or_else(PoisonError::into_inner).budget()
     }
 
-    /// One snap/1 round trip, measured; an answer more than [`OVERSHOOT_ALLOWANCE`] over the
+    /// One snap/1 round trip, once fewer than [`MAX_SNAP_IN_FLIGHT`] are outstanding (the wait
+    /// is not the peer's time), measured; an answer more than [`OVERSHOOT_ALLOWANCE`] over the
     /// request's budget is penalised.
+    ///
+    /// The request runs as a task of its own that holds its permit until the transport is done
+    /// with it: when a read is dropped (its pieces are not needed), what it sent stays
+    /// outstanding at the network until answered or timed out, and so does its permit.
     async fn ask(&self, request: SnapMessage) -> Result<SnapMessage, Fault> {
+        // The semaphore is never closed: a permit always comes.
+        let permit = Arc::clone(&self.permits).acquire_owned().await.ok();
         let asked = asked_bytes(&request);
         let outstanding = Outstanding::start(&self.pipe);
-        let answer = self.transport.request(request).await;
+        let sent = self.transport.request(request);
+        let task = tokio::spawn(async move {
+            let answer = sent.await;
+            drop(permit);
+            answer
+        });
+        // The task ends only by finishing, unless the runtime shuts down.
+        let answer = task.await.unwrap_or(Err(RequestError::NetworkClosed));
         let size = answer.as_ref().ok().map(snap_len);
         outstanding.finish(size);
         if let (Some(asked), Some(size)) = (asked, size)
@@ -309,6 +337,7 @@ impl SnapPeer {
         Self {
             inner: Arc::new(Inner {
                 transport,
+                permits: Arc::new(Semaphore::new(MAX_SNAP_IN_FLIGHT)),
                 pipe: Mutex::new(Pipe::default()),
                 no_state: Mutex::new(None),
                 pivot: Mutex::new(None),

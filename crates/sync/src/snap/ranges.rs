@@ -11,6 +11,7 @@
 
 use alloy_primitives::{B256, Bytes, U256};
 use alloy_rlp::Encodable;
+use futures::{StreamExt, stream};
 use leafsync_p2p::{
     leaf::{
         AccountLeaf, AccountPiece, AccountStorage, ChainHead, Chunk, ChunkContent, GetChunk,
@@ -136,26 +137,71 @@ impl RangeRead {
     }
 }
 
-/// The account chunks of `req` in order, until the pieces so far reach `req.max_bytes` (the
-/// first is always asked), as [`storage_chunk`] does: the chunks not reached are asked again by
-/// the syncer. Each as [`account_piece`] reads it.
+/// The account chunks of `req`, read side by side, kept in order until the pieces so far reach
+/// `req.max_bytes` ([`in_order`]). Each as [`account_piece`] reads it.
 pub(crate) async fn account_chunk(
     inner: &Inner,
     pivot: &ChainHead,
     req: GetChunk,
 ) -> Result<LeafResponse, Fault> {
-    let mut pieces = Vec::new();
-    let mut bytes = 0u64;
-    for prefix in &req.prefixes {
-        if !pieces.is_empty() && bytes >= req.max_bytes {
+    let max_bytes = req.max_bytes;
+    let reads = req.prefixes.iter().map(|prefix| account_read(inner, pivot, prefix, max_bytes));
+    let pieces = in_order(reads.collect(), max_bytes).await?;
+    Ok(LeafResponse::Chunk(Chunk { pieces }))
+}
+
+/// The account chunk of `prefix` as a [`Read`] of its own.
+async fn account_read(
+    inner: &Inner,
+    pivot: &ChainHead,
+    prefix: &WirePath,
+    max_bytes: u64,
+) -> Result<Read<AccountPiece>, Fault> {
+    let content = account_piece(inner, pivot, prefix, max_bytes).await?;
+    Ok(Read { pieces: vec![AccountPiece { head_number: pivot.number, content }], whole: true })
+}
+
+/// What one read of a request brought: the pieces of some consecutive chunks, in order, and
+/// whether it covered all of them (`false`: it stopped at the request's `max_bytes`).
+struct Read<P> {
+    pieces: Vec<P>,
+    whole: bool,
+}
+
+/// Reads of one request running at once, at most (4). Each is a chain of snap/1 round trips
+/// and holds up to the request's `max_bytes` of pieces until the reads before it are done: a
+/// request holds at most four times that, where the syncer counts one (its batches are sized
+/// to fill one `max_bytes`, so more reads at once would mostly read pieces to drop).
+pub(crate) const READS_AT_ONCE: usize = 4;
+
+/// The pieces of `reads` (each of some consecutive chunks of one request, in the request's
+/// order), kept in order until the pieces so far reach `max_bytes` (the first is always kept):
+/// the `leaf/1` server's rule, so the chunks after them are asked again by the syncer. Up to
+/// [`READS_AT_ONCE`] reads run side by side, each a chain of snap/1 round trips (a range
+/// continued from its last key), so that a request of several chunks takes about its longest
+/// chain rather than their sum; the peer's cap on requests in flight is kept by
+/// [`Inner::ask`]. Reads not needed any more are dropped (not the peer's fault). An error of a
+/// read fails the request once the pieces reach it.
+async fn in_order<P: Encodable>(
+    reads: Vec<impl Future<Output = Result<Read<P>, Fault>>>,
+    max_bytes: u64,
+) -> Result<Vec<P>, Fault> {
+    let mut reads = stream::iter(reads).buffered(READS_AT_ONCE);
+    let (mut pieces, mut bytes) = (Vec::new(), 0u64);
+    while let Some(read) = reads.next().await {
+        let read = read?;
+        for piece in read.pieces {
+            bytes += piece.length() as u64;
+            pieces.push(piece);
+            if bytes >= max_bytes {
+                return Ok(pieces);
+            }
+        }
+        if !read.whole {
             break;
         }
-        let content = account_piece(inner, pivot, prefix, req.max_bytes).await?;
-        let piece = AccountPiece { head_number: pivot.number, content };
-        bytes += piece.length() as u64;
-        pieces.push(piece);
     }
-    Ok(LeafResponse::Chunk(Chunk { pieces }))
+    Ok(pieces)
 }
 
 /// The account chunk of `prefix` at the pivot's root.
@@ -230,33 +276,53 @@ async fn account_piece(
     Ok(ChunkContent::Items(leaves))
 }
 
-/// The storage chunks of `req` in order, until the pieces so far reach `req.max_bytes` (the
-/// first is always asked): the leaf/1 server's rule, so the chunks not reached are asked again
-/// by the syncer. Whole storages (an empty prefix) next to each other are asked several
-/// accounts per `GetStorageRanges` ([`whole_storages`]), as snap/1 allows; a chunk under a
-/// prefix, and a storage cut by that request's budget, as [`storage_piece`] asks it.
+/// The storage chunks of `req`, kept in order until the pieces so far reach `req.max_bytes`
+/// ([`in_order`]). Whole storages (an empty prefix) next to each other are read
+/// [`STORAGE_BATCH`] at a time, several accounts per `GetStorageRanges` ([`whole_storages`]), as
+/// snap/1 allows; a chunk under a prefix is a read of its own ([`storage_piece`]). The reads run
+/// side by side.
 pub(crate) async fn storage_chunk(
     inner: &Inner,
     pivot: &ChainHead,
     req: GetStorageChunk,
 ) -> Result<LeafResponse, Fault> {
+    let mut runs: Vec<&[StoragePrefix]> = Vec::new();
+    let mut rest = req.chunks.as_slice();
+    while !rest.is_empty() {
+        let whole = rest.iter().take_while(|c| c.prefix.is_empty()).take(STORAGE_BATCH).count();
+        let (run, after) = rest.split_at(whole.max(1));
+        runs.push(run);
+        rest = after;
+    }
+    let reads = runs.into_iter().map(|run| storage_run(inner, pivot, run, req.max_bytes));
+    let pieces = in_order(reads.collect(), req.max_bytes).await?;
+    Ok(LeafResponse::StorageChunk(StorageChunk { pieces }))
+}
+
+/// The storage chunks of `run` (one chunk, or whole storages only) in order, until the pieces
+/// so far reach `max_bytes`: whole storages several accounts per `GetStorageRanges`, a storage
+/// cut by that request's budget, or a chunk under a prefix, as [`storage_piece`] asks it.
+async fn storage_run(
+    inner: &Inner,
+    pivot: &ChainHead,
+    run: &[StoragePrefix],
+    max_bytes: u64,
+) -> Result<Read<StoragePiece>, Fault> {
     let mut pieces = Vec::new();
     let mut bytes = 0u64;
     let mut next = 0;
-    while next < req.chunks.len() && (pieces.is_empty() || bytes < req.max_bytes) {
-        let whole =
-            req.chunks[next..].iter().take_while(|c| c.prefix.is_empty()).take(STORAGE_BATCH);
-        let accounts: Vec<B256> = whole.map(|c| c.account).collect();
+    while next < run.len() && (pieces.is_empty() || bytes < max_bytes) {
+        let accounts: Vec<B256> = run[next..].iter().map(|c| c.account).collect();
         let (mut contents, cut) = if accounts.len() > 1 {
-            let room = req.max_bytes.saturating_sub(bytes).max(1);
-            whole_storages(inner, pivot, &accounts, req.max_bytes, room).await?
+            let room = max_bytes.saturating_sub(bytes).max(1);
+            whole_storages(inner, pivot, &accounts, max_bytes, room).await?
         } else {
             (Vec::new(), Vec::new())
         };
-        if contents.len() < accounts.len().max(1) {
+        if contents.len() < accounts.len() {
             // The next chunk, continued after what its cut storage brought, if anything.
-            let chunk = &req.chunks[next + contents.len()];
-            contents.push(storage_piece(inner, pivot, chunk, req.max_bytes, cut).await?);
+            let chunk = &run[next + contents.len()];
+            contents.push(storage_piece(inner, pivot, chunk, max_bytes, cut).await?);
         }
         for content in contents {
             let piece = StoragePiece { head_number: pivot.number, content };
@@ -265,7 +331,7 @@ pub(crate) async fn storage_chunk(
             next += 1;
         }
     }
-    Ok(LeafResponse::StorageChunk(StorageChunk { pieces }))
+    Ok(Read { pieces, whole: next == run.len() })
 }
 
 /// Whole storages of `accounts` from one `GetStorageRanges` within `room` bytes: the storages

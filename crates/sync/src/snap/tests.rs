@@ -1,5 +1,9 @@
-use alloy_primitives::{B256, Bytes, keccak256};
-use leafsync_p2p::leaf::WirePath;
+use alloy_primitives::{B256, Bytes, U256, keccak256};
+use alloy_rlp::Encodable;
+use leafsync_p2p::leaf::{
+    ChunkContent, GetStorageChunk, StoragePiece, StoragePrefix, StorageSlot, WirePath,
+    protocol::MAX_IN_FLIGHT_REQUESTS,
+};
 
 use std::{
     sync::{Arc, Mutex},
@@ -9,15 +13,22 @@ use std::{
 use leafsync_p2p::{
     PeerId, PenaltyClass,
     leaf::ChainHead,
-    snap::{ByteCodes, GetByteCodes, SnapMessage, protocol::SOFT_RESPONSE_LIMIT},
+    requests::{LeafRequest, LeafResponse, RequestError},
+    snap::{
+        ByteCodes, GetByteCodes, SnapMessage, StorageData, StorageRanges,
+        protocol::SOFT_RESPONSE_LIMIT,
+    },
 };
 
 use super::{
     Fault, INITIAL_RESPONSE_BYTES, MAX_ROUNDS_CAP, MIN_RESPONSE_BYTES, OVERSHOOT_ALLOWANCE,
-    Outstanding, Pipe, SnapPeer, SnapTransport, density_estimate, items::match_by_hash, max_rounds,
-    ranges::prefix_bounds,
+    Outstanding, Pipe, SnapPeer, SnapTransport, density_estimate,
+    items::match_by_hash,
+    max_rounds,
+    ranges::{READS_AT_ONCE, prefix_bounds},
+    storages::sized_from,
 };
-use crate::peer::PeerFuture;
+use crate::peer::{PeerFuture, SyncPeer};
 
 #[test]
 fn prefix_bounds_pad_with_zero_and_f_nibbles() {
@@ -134,4 +145,213 @@ async fn answers_far_over_their_budget_cost_the_peer() {
     // Far past it: a mid penalty.
     let over = (ASKED + OVERSHOOT_ALLOWANCE) as usize + 1;
     assert_eq!(ask(over).await, vec![PenaltyClass::Mid]);
+}
+
+/// When the answer for the chunk under nibble `n` comes.
+#[derive(Clone, Copy)]
+enum Delay {
+    /// After the same time for every chunk.
+    Same(Duration),
+    /// After `(16 - n) ×` the time: later chunks first.
+    Falling(Duration),
+    /// After `(1 + n) ×` the time: later chunks last.
+    Rising(Duration),
+}
+
+/// Serves the storage ranges of one account whose slots are `per_nibble` slots under each first
+/// nibble of the hashed key, each answer after its [`Delay`]. Counts a request outstanding until
+/// its answer's time, whether or not the asker still waits for it (as the network's request
+/// tracker does), and refuses one past the network's cap as the network does
+/// ([`RequestError::TooManyInFlight`]).
+struct SlowStorage {
+    per_nibble: usize,
+    delay: Delay,
+    /// When each request outstanding is answered, and the most outstanding at once so far.
+    outstanding: Mutex<(Vec<tokio::time::Instant>, usize)>,
+    refused: Mutex<usize>,
+}
+
+impl SlowStorage {
+    fn new(per_nibble: usize, delay: Delay) -> Arc<Self> {
+        Arc::new(Self {
+            per_nibble,
+            delay,
+            outstanding: Mutex::new((Vec::new(), 0)),
+            refused: Mutex::new(0),
+        })
+    }
+
+    /// The account's slots, in key order: under each nibble `per_nibble` keys.
+    fn slots(&self) -> Vec<StorageData> {
+        (0..16u8)
+            .flat_map(|nibble| {
+                (0..self.per_nibble).map(move |i| {
+                    let mut key = [0u8; 32];
+                    key[0] = nibble << 4;
+                    key[1] = i as u8;
+                    StorageData { hash: B256::from(key), body: Bytes::from(vec![0x01]) }
+                })
+            })
+            .collect()
+    }
+
+    /// The slots under nibble `nibble`, as a chunk's items.
+    fn under(&self, nibble: u8) -> Vec<StorageSlot> {
+        let slots = self.slots().into_iter().filter(|s| s.hash[0] >> 4 == nibble);
+        slots.map(|s| StorageSlot { hashed_slot: s.hash, value: U256::from(1) }).collect()
+    }
+
+    fn refused(&self) -> usize {
+        *self.refused.lock().unwrap()
+    }
+
+    fn most_at_once(&self) -> usize {
+        self.outstanding.lock().unwrap().1
+    }
+}
+
+impl SnapTransport for SlowStorage {
+    fn id(&self) -> PeerId {
+        PeerId::repeat_byte(9)
+    }
+
+    fn head(&self) -> ChainHead {
+        ChainHead::default()
+    }
+
+    fn request(&self, request: SnapMessage) -> PeerFuture<SnapMessage> {
+        let SnapMessage::GetStorageRanges(request) = request else {
+            return Box::pin(async { Err(RequestError::NotSupported) });
+        };
+        let origin = B256::left_padding_from(&request.origin);
+        let limit = B256::left_padding_from(&request.limit);
+        let nibble = u32::from(origin[0] >> 4);
+        let delay = match self.delay {
+            Delay::Same(d) => d,
+            Delay::Falling(d) => d * (16 - nibble),
+            Delay::Rising(d) => d * (1 + nibble),
+        };
+        let now = tokio::time::Instant::now();
+        {
+            let mut outstanding = self.outstanding.lock().unwrap();
+            outstanding.0.retain(|answered| *answered > now);
+            if outstanding.0.len() == MAX_IN_FLIGHT_REQUESTS {
+                *self.refused.lock().unwrap() += 1;
+                return Box::pin(async { Err(RequestError::TooManyInFlight) });
+            }
+            outstanding.0.push(now + delay);
+            outstanding.1 = outstanding.1.max(outstanding.0.len());
+        }
+        let list = self.slots().into_iter().filter(|s| s.hash >= origin && s.hash <= limit);
+        let slots = vec![list.collect()];
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            Ok(SnapMessage::StorageRanges(StorageRanges {
+                request_id: 0,
+                slots,
+                proof: Vec::new(),
+            }))
+        })
+    }
+
+    fn penalise(&self, _class: PenaltyClass) {}
+}
+
+/// A `GetStorageChunk` of the account's sixteen first-nibble chunks.
+fn sixteen_chunks(max_bytes: u64) -> LeafRequest {
+    let account = B256::repeat_byte(1);
+    let chunks = (0..16u8)
+        .map(|n| StoragePrefix { account, prefix: WirePath::from_nibbles(&[n]).unwrap() })
+        .collect();
+    LeafRequest::GetStorageChunk(GetStorageChunk { chunks, max_bytes })
+}
+
+/// The slot lists of a `StorageChunk` answer, `None` for "too large".
+fn piece_slots(answer: LeafResponse) -> Vec<Option<Vec<StorageSlot>>> {
+    let LeafResponse::StorageChunk(chunk) = answer else { panic!("{answer:?}") };
+    let content = |piece: StoragePiece| match piece.content {
+        ChunkContent::Items(slots) => Some(slots),
+        ChunkContent::TooLarge => None,
+    };
+    chunk.pieces.into_iter().map(content).collect()
+}
+
+/// The chunks of one request are read side by side: sixteen storage chunks, each a snap/1
+/// round trip of 100 ms, take four round trips ([`READS_AT_ONCE`] at a time), not sixteen; five
+/// such requests at once keep within the network's cap of requests in flight (20 would be
+/// refused past 16), and every piece is the right one, in order.
+#[tokio::test(start_paused = true)]
+async fn the_chunks_of_a_request_are_read_side_by_side_within_the_cap() {
+    let server = SlowStorage::new(4, Delay::Same(Duration::from_millis(100)));
+    let peer = SnapPeer::new(Arc::clone(&server) as Arc<dyn SnapTransport>);
+    let pivot = ChainHead::default();
+    let started = tokio::time::Instant::now();
+    let answer = peer.request_at(&pivot, sixteen_chunks(2 * 1024 * 1024)).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(100) * (16 / READS_AT_ONCE) as u32);
+    let expected: Vec<_> = (0..16).map(|n| Some(server.under(n))).collect();
+    assert_eq!(piece_slots(answer), expected);
+
+    let asks = (0..5).map(|_| peer.request_at(&pivot, sixteen_chunks(2 * 1024 * 1024)));
+    let answers = futures::future::join_all(asks).await;
+    assert_eq!(server.refused(), 0, "no request past the cap");
+    assert_eq!(server.most_at_once(), MAX_IN_FLIGHT_REQUESTS);
+    for answer in answers {
+        assert_eq!(piece_slots(answer.unwrap()), expected);
+    }
+}
+
+/// Read side by side, the pieces are still kept in request order up to `max_bytes` (the piece
+/// that crosses it included), though the later reads finish first.
+#[tokio::test(start_paused = true)]
+async fn pieces_read_side_by_side_stop_in_order_at_max_bytes() {
+    let server = SlowStorage::new(4, Delay::Falling(Duration::from_millis(10)));
+    let peer = SnapPeer::new(Arc::clone(&server) as Arc<dyn SnapTransport>);
+    let piece_bytes = StoragePiece { head_number: 0, content: ChunkContent::Items(server.under(0)) }
+        .length() as u64;
+    let answer = peer.request_at(&ChainHead::default(), sixteen_chunks(2 * piece_bytes + 1));
+    let expected: Vec<_> = (0..3).map(|n| Some(server.under(n))).collect();
+    assert_eq!(piece_slots(answer.await.unwrap()), expected);
+}
+
+/// A read dropped once the pieces before it reach `max_bytes` leaves its request outstanding
+/// at the network until answered, and its permit with it: the next request's reads wait for
+/// those answers rather than be refused past the network's cap.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_read_keeps_its_place_until_answered() {
+    let server = SlowStorage::new(4, Delay::Rising(Duration::from_millis(100)));
+    let peer = SnapPeer::new(Arc::clone(&server) as Arc<dyn SnapTransport>);
+    let pivot = ChainHead::default();
+    let piece_bytes = StoragePiece { head_number: 0, content: ChunkContent::Items(server.under(0)) }
+        .length() as u64;
+    let started = tokio::time::Instant::now();
+    let first = peer.request_at(&pivot, sixteen_chunks(piece_bytes)).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(100), "the first piece is enough");
+    assert_eq!(piece_slots(first), vec![Some(server.under(0))]);
+    // Three requests are still outstanding: of the next sixteen reads, three wait for them.
+    let asks = (0..4).map(|_| peer.request_at(&pivot, sixteen_chunks(2 * 1024 * 1024)));
+    let answers = futures::future::join_all(asks).await;
+    assert_eq!(server.refused(), 0, "no request past the cap");
+    for answer in answers {
+        let all: Vec<_> = (0..16).map(|n| Some(server.under(n))).collect();
+        assert_eq!(piece_slots(answer.unwrap()), all);
+    }
+}
+
+/// A storage cut in the answer for a chunk's storages is marked large with the slot count its
+/// beginning makes over the key space, as a leaf/1 server sizes the mark; no beginning is an
+/// unknown size (0).
+#[test]
+fn a_cut_storage_is_sized_from_its_beginning() {
+    // 100 slots over the first quarter of the key space: about 400 in all.
+    let beginning: Vec<StorageData> = (0..100u8)
+        .map(|i| {
+            let mut key = [0u8; 32];
+            key[0] = (u32::from(i) * 0x40 / 100) as u8;
+            key[1] = i;
+            StorageData { hash: B256::from(key), body: Bytes::from(vec![0x01]) }
+        })
+        .collect();
+    let estimate = sized_from(&beginning);
+    assert!((395..=410).contains(&estimate), "{estimate}");
+    assert_eq!(sized_from(&[]), 0);
 }
