@@ -22,7 +22,7 @@ use leafsync_p2p::{
 };
 
 use super::{
-    Fault, Inner, max_rounds,
+    Fault, Inner, MIN_RESPONSE_BYTES, max_rounds,
     storages::{STORAGE_BATCH, inline_storages, slot_value, slots},
 };
 
@@ -67,9 +67,33 @@ enum Progress {
     TooLarge,
 }
 
+/// How far past `max_bytes` the items read so far must project a storage range, spread over
+/// its keys, to call it "too large" before reading it up to `max_bytes` (1.25×). Hashed keys are
+/// uniform: a first answer of thousands of slots projects the whole within a few percent, so
+/// only a range clearly too large is cut short; one near `max_bytes` is read on and judged by
+/// its bytes. A server that skews its answers costs a needless split (more requests, each
+/// checked by its hash), no more.
+pub(crate) const TOO_LARGE_MARGIN: f64 = 1.25;
+
+/// Share of `max_bytes` the first round of a storage range asks for (an eighth: 256 KiB of
+/// 2 MiB, thousands of slots). A leaf/1 server knows a storage's size and says "too large" for
+/// nothing; a snap/1 server must be read to find out, and a storage of gigabytes is split level
+/// by level, each of its units read until it shows too large: an eighth of `max_bytes` each,
+/// where reading to `max_bytes` cost the whole of it. A range larger than that takes one round
+/// trip more.
+pub(crate) const SIZING_SHARE: u64 = 8;
+
+/// The first round's budget of a storage range read against `max_bytes` ([`SIZING_SHARE`]),
+/// never below [`MIN_RESPONSE_BYTES`].
+fn sizing_bytes(max_bytes: u64) -> u64 {
+    (max_bytes / SIZING_SHARE).max(MIN_RESPONSE_BYTES)
+}
+
 /// One chunk's key range, `prefix‖00… ..= prefix‖ff…`, read over as many snap/1 rounds as it
 /// takes (see the module docs for when it is covered).
 struct RangeRead {
+    /// The range's first key.
+    first: B256,
     origin: B256,
     limit: B256,
     max_bytes: u64,
@@ -80,7 +104,23 @@ struct RangeRead {
 impl RangeRead {
     fn new(prefix: &WirePath, max_bytes: u64) -> Self {
         let (origin, limit) = prefix_bounds(prefix);
-        Self { origin, limit, max_bytes, bytes: 0 }
+        Self { first: origin, origin, limit, max_bytes, bytes: 0 }
+    }
+
+    /// Whether the items so far, spread over the whole range as hashed keys are, make clearly
+    /// more than `max_bytes` ([`TOO_LARGE_MARGIN`] times it): the range is "too large" without
+    /// reading up to `max_bytes` of it. `false` before any item.
+    fn looks_too_large(&self) -> bool {
+        let first = U256::from_be_bytes(self.first.0);
+        let read = U256::from_be_bytes(self.origin.0).saturating_sub(first);
+        // The whole key space is 2^256 keys; one fewer is as good a fraction's denominator.
+        let range =
+            U256::from_be_bytes(self.limit.0).saturating_sub(first).saturating_add(U256::from(1u8));
+        // Both to 64 significant bits: a fraction is all that is needed.
+        let shift = range.bit_len().saturating_sub(64);
+        let read = (read >> shift).saturating_to::<u64>() as f64;
+        let range = (range >> shift).saturating_to::<u64>() as f64;
+        read > 0.0 && self.bytes as f64 * range / read > self.max_bytes as f64 * TOO_LARGE_MARGIN
     }
 
     /// The budget of the next round: the peer's, but no more than the chunk may still take
@@ -400,16 +440,23 @@ async fn storage_piece(
         };
         range.origin = next;
         range.bytes = start.iter().map(|s| 32 + s.value.length() as u64).sum();
+        if range.looks_too_large() {
+            return Ok(ChunkContent::TooLarge);
+        }
     }
     let mut slots = start;
     for _ in 0..max_rounds(max_bytes) {
+        // A storage's size is the snap/1 server's to know: the first round asks for a share
+        // of `max_bytes`, enough to tell one far too large.
+        let budget = range.budget(inner);
+        let budget = if slots.is_empty() { budget.min(sizing_bytes(max_bytes)) } else { budget };
         let request = GetStorageRanges {
             request_id: 0,
             root: pivot.state_root,
             accounts: vec![req.account],
             origin: Bytes::copy_from_slice(range.origin.as_slice()),
             limit: Bytes::copy_from_slice(range.limit.as_slice()),
-            bytes: range.budget(inner),
+            bytes: budget,
         };
         let answer = inner.storage_ranges(request).await?;
         let Some(list) = answer.slots.into_iter().next().filter(|l| !l.is_empty()) else {
@@ -431,6 +478,7 @@ async fn storage_piece(
             },
         )?;
         match progress {
+            Progress::Continue if range.looks_too_large() => return Ok(ChunkContent::TooLarge),
             Progress::Continue => {}
             Progress::TooLarge => return Ok(ChunkContent::TooLarge),
             Progress::Covered => return Ok(ChunkContent::Items(slots)),

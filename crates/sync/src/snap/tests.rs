@@ -25,7 +25,7 @@ use super::{
     Outstanding, Pipe, SnapPeer, SnapTransport, density_estimate,
     items::match_by_hash,
     max_rounds,
-    ranges::{READS_AT_ONCE, prefix_bounds},
+    ranges::{READS_AT_ONCE, SIZING_SHARE, prefix_bounds},
     storages::sized_from,
 };
 use crate::peer::{PeerFuture, SyncPeer};
@@ -159,7 +159,8 @@ enum Delay {
 }
 
 /// Serves the storage ranges of one account whose slots are `per_nibble` slots under each first
-/// nibble of the hashed key, each answer after its [`Delay`]. Counts a request outstanding until
+/// nibble of the hashed key (33 bytes each), each answer after its [`Delay`], cut after the slot
+/// that crosses its byte budget. Counts a request outstanding until
 /// its answer's time, whether or not the asker still waits for it (as the network's request
 /// tracker does), and refuses one past the network's cap as the network does
 /// ([`RequestError::TooManyInFlight`]).
@@ -169,6 +170,8 @@ struct SlowStorage {
     /// When each request outstanding is answered, and the most outstanding at once so far.
     outstanding: Mutex<(Vec<tokio::time::Instant>, usize)>,
     refused: Mutex<usize>,
+    /// The slot bytes of each answer sent.
+    answers: Mutex<Vec<u64>>,
 }
 
 impl SlowStorage {
@@ -178,6 +181,7 @@ impl SlowStorage {
             delay,
             outstanding: Mutex::new((Vec::new(), 0)),
             refused: Mutex::new(0),
+            answers: Mutex::new(Vec::new()),
         })
     }
 
@@ -187,8 +191,9 @@ impl SlowStorage {
             .flat_map(|nibble| {
                 (0..self.per_nibble).map(move |i| {
                     let mut key = [0u8; 32];
-                    key[0] = nibble << 4;
-                    key[1] = i as u8;
+                    // Spread over the nibble's keys, as hashed keys are.
+                    key[0] = nibble << 4 | (i * 16 / self.per_nibble) as u8;
+                    key[1..3].copy_from_slice(&(i as u16).to_be_bytes());
                     StorageData { hash: B256::from(key), body: Bytes::from(vec![0x01]) }
                 })
             })
@@ -242,14 +247,25 @@ impl SnapTransport for SlowStorage {
             outstanding.0.push(now + delay);
             outstanding.1 = outstanding.1.max(outstanding.0.len());
         }
-        let list = self.slots().into_iter().filter(|s| s.hash >= origin && s.hash <= limit);
-        let slots = vec![list.collect()];
+        // As servers do: up to the slot that crosses the budget, with a proof if cut.
+        let (mut list, mut bytes) = (Vec::new(), 0u64);
+        let mut within = self.slots().into_iter().filter(|s| s.hash >= origin && s.hash <= limit);
+        for slot in within.by_ref() {
+            bytes += 32 + slot.body.len() as u64;
+            list.push(slot);
+            if bytes >= request.bytes {
+                break;
+            }
+        }
+        let cut = within.next().is_some();
+        let proof = if cut { vec![Bytes::from_static(&[0xc0])] } else { Vec::new() };
+        self.answers.lock().unwrap().push(bytes);
         Box::pin(async move {
             tokio::time::sleep(delay).await;
             Ok(SnapMessage::StorageRanges(StorageRanges {
                 request_id: 0,
-                slots,
-                proof: Vec::new(),
+                slots: vec![list],
+                proof,
             }))
         })
     }
@@ -354,4 +370,31 @@ fn a_cut_storage_is_sized_from_its_beginning() {
     let estimate = sized_from(&beginning);
     assert!((395..=410).contains(&estimate), "{estimate}");
     assert_eq!(sized_from(&[]), 0);
+}
+
+/// A storage far larger than `max_bytes` shows so in one round of an eighth of it, where it was
+/// read up to `max_bytes` before being called "too large"; one that fits is read whole, its
+/// first round an eighth and its second the rest.
+#[tokio::test(start_paused = true)]
+async fn a_far_too_large_storage_shows_so_in_one_small_round() {
+    const MAX: u64 = 1024 * 1024;
+    let whole = |server: &Arc<SlowStorage>| {
+        let peer = SnapPeer::new(Arc::clone(server) as Arc<dyn SnapTransport>);
+        let chunks =
+            vec![StoragePrefix { account: B256::repeat_byte(1), prefix: WirePath::root() }];
+        let request = LeafRequest::GetStorageChunk(GetStorageChunk { chunks, max_bytes: MAX });
+        async move { peer.request_at(&ChainHead::default(), request).await.unwrap() }
+    };
+    // 64,000 slots, ~2.1 MB: twice the chunk's max_bytes.
+    let large = SlowStorage::new(4000, Delay::Same(Duration::from_millis(50)));
+    assert_eq!(piece_slots(whole(&large).await), vec![None]);
+    let answers = large.answers.lock().unwrap().clone();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert!(answers[0] <= MAX / SIZING_SHARE + 33, "{answers:?}");
+
+    // 24,000 slots, ~790 KB: within it.
+    let fits = SlowStorage::new(1500, Delay::Same(Duration::from_millis(50)));
+    let all: Vec<StorageSlot> = (0..16).flat_map(|n| fits.under(n)).collect();
+    assert_eq!(piece_slots(whole(&fits).await), vec![Some(all)]);
+    assert_eq!(fits.answers.lock().unwrap().len(), 2);
 }
