@@ -11,7 +11,7 @@
 
 use alloy_primitives::{B256, Bytes, U256};
 use alloy_rlp::Encodable;
-use futures::{StreamExt, stream};
+use futures::{StreamExt, stream::FuturesOrdered};
 use leafsync_p2p::{
     leaf::{
         AccountLeaf, AccountPiece, AccountStorage, ChainHead, Chunk, ChunkContent, GetChunk,
@@ -109,8 +109,13 @@ impl RangeRead {
 
     /// Whether the items so far, spread over the whole range as hashed keys are, make clearly
     /// more than `max_bytes` ([`TOO_LARGE_MARGIN`] times it): the range is "too large" without
-    /// reading up to `max_bytes` of it. `false` before any item.
+    /// reading up to `max_bytes` of it. Only a sample of at least half a sizing round's bytes
+    /// ([`sizing_bytes`]) is projected: a server could otherwise have a unit split for the
+    /// price of a few slots (as it is, a lie costs it about what an honest answer does).
     fn looks_too_large(&self) -> bool {
+        if self.bytes < sizing_bytes(self.max_bytes) / 2 {
+            return false;
+        }
         let first = U256::from_be_bytes(self.first.0);
         let read = U256::from_be_bytes(self.origin.0).saturating_sub(first);
         // The whole key space is 2^256 keys; one fewer is as good a fraction's denominator.
@@ -209,36 +214,41 @@ struct Read<P> {
 }
 
 /// Reads of one request running at once, at most (4). Each is a chain of snap/1 round trips
-/// and holds up to the request's `max_bytes` of pieces until the reads before it are done: a
-/// request holds at most four times that, where the syncer counts one (its batches are sized
-/// to fill one `max_bytes`, so more reads at once would mostly read pieces to drop).
+/// that brings up to the request's `max_bytes` of pieces: an answer holds at most five times
+/// that (the pieces short of it, and four reads running then), where the syncer counts one.
 pub(crate) const READS_AT_ONCE: usize = 4;
 
 /// The pieces of `reads` (each of some consecutive chunks of one request, in the request's
-/// order), kept in order until the pieces so far reach `max_bytes` (the first is always kept):
-/// the `leaf/1` server's rule, so the chunks after them are asked again by the syncer. Up to
-/// [`READS_AT_ONCE`] reads run side by side, each a chain of snap/1 round trips (a range
-/// continued from its last key), so that a request of several chunks takes about its longest
-/// chain rather than their sum; the peer's cap on requests in flight is kept by
-/// [`Inner::ask`]. Reads not needed any more are dropped (not the peer's fault). An error of a
-/// read fails the request once the pieces reach it.
+/// order), in order. Up to [`READS_AT_ONCE`] reads run side by side, each a chain of snap/1
+/// round trips (a range continued from its last key), so that a request of several chunks
+/// takes about its longest chain rather than their sum; the peer's cap on requests in flight is
+/// kept by [`Inner::ask`]. No read starts once the pieces so far reach `max_bytes` (the
+/// `leaf/1` server's rule: the syncer asks for the chunks after them again), but the pieces of
+/// reads already running are kept: the syncer's batches are sized by estimates, and pieces read
+/// only to be dropped were 11% of a 4M-account sync's bytes. A read that stopped short of its
+/// chunks (at `max_bytes`) ends the answer, since the pieces after it would not follow their
+/// chunks; the reads after it are dropped (not the peer's fault). An error of a read fails the
+/// request once the pieces reach it.
 async fn in_order<P: Encodable>(
     reads: Vec<impl Future<Output = Result<Read<P>, Fault>>>,
     max_bytes: u64,
 ) -> Result<Vec<P>, Fault> {
-    let mut reads = stream::iter(reads).buffered(READS_AT_ONCE);
+    let mut waiting = reads.into_iter();
+    let mut running: FuturesOrdered<_> = waiting.by_ref().take(READS_AT_ONCE).collect();
     let (mut pieces, mut bytes) = (Vec::new(), 0u64);
-    while let Some(read) = reads.next().await {
+    while let Some(read) = running.next().await {
         let read = read?;
         for piece in read.pieces {
             bytes += piece.length() as u64;
             pieces.push(piece);
-            if bytes >= max_bytes {
-                return Ok(pieces);
-            }
         }
         if !read.whole {
             break;
+        }
+        if bytes < max_bytes
+            && let Some(next) = waiting.next()
+        {
+            running.push_back(next);
         }
     }
     Ok(pieces)
@@ -485,4 +495,42 @@ async fn storage_piece(
         }
     }
     Ok(ChunkContent::Items(slots))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A range read as far as `read_to` (its next origin) with `bytes` of items, of a chunk of
+    /// `max_bytes`, under prefix `prefix`.
+    fn range(prefix: &[u8], read_to: B256, bytes: u64, max_bytes: u64) -> RangeRead {
+        let mut range = RangeRead::new(&WirePath::from_nibbles(prefix).unwrap(), max_bytes);
+        range.origin = read_to;
+        range.bytes = bytes;
+        range
+    }
+
+    /// Projected over its keys, a sample far past `max_bytes` is too large, one near it is
+    /// not; a sample smaller than half a sizing round is not trusted, however it projects;
+    /// the whole key space's size does not overflow.
+    #[test]
+    fn a_range_looks_too_large_from_a_fair_sample_only() {
+        const MAX: u64 = 2 * 1024 * 1024;
+        let sample = sizing_bytes(MAX);
+        // A sixteenth of the whole key space read: the range is 16 × the sample.
+        let mut sixteenth = [0u8; 32];
+        sixteenth[0] = 0x10;
+        let sixteenth = B256::from(sixteenth);
+        assert!(range(&[], sixteenth, sample, MAX).looks_too_large(), "16 × 256 KiB");
+        assert!(!range(&[], sixteenth, MAX / 16, MAX).looks_too_large(), "16 × 128 KiB = max");
+        assert!(!range(&[], sixteenth, sample / 2 - 1, MAX).looks_too_large(), "too few bytes");
+        // Under a prefix: a sixteenth of the prefix's keys.
+        let mut key = [0u8; 32];
+        key[0] = 0xa1;
+        assert!(range(&[0xa], B256::from(key), sample, MAX).looks_too_large());
+        assert!(!range(&[0xa], B256::from(key), MAX / 16, MAX).looks_too_large());
+        // Nothing read yet.
+        let (first, _) = prefix_bounds(&WirePath::root());
+        assert!(!range(&[], first, MAX, MAX).looks_too_large());
+    }
 }
