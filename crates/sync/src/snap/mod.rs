@@ -14,9 +14,10 @@
 //! * `GetNodes` → `GetTrieNodes`, geth's compact paths grouped per account (`items`);
 //! * `GetCodes` → `GetByteCodes`.
 //!
-//! The chunks of one request are read side by side, and their pieces kept in order until they
-//! reach the request's `max_bytes` (the `leaf/1` server's rule); at most [`MAX_SNAP_IN_FLIGHT`]
-//! snap/1 requests are outstanding to one peer.
+//! The chunks of one request are read side by side (a few at a time) and answered in order; no
+//! read starts once the pieces reach the request's `max_bytes` (the `leaf/1` server's rule),
+//! and those running then are kept. At most [`MAX_SNAP_IN_FLIGHT`] snap/1 requests are
+//! outstanding to one peer.
 //!
 //! The assembled answers then go through the syncer's usual checks (skeleton hash, storage
 //! root, node and code hashes), so range proofs are not verified here. A range answered empty

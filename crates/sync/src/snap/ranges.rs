@@ -182,8 +182,8 @@ impl RangeRead {
     }
 }
 
-/// The account chunks of `req`, read side by side, kept in order until the pieces so far reach
-/// `req.max_bytes` ([`in_order`]). Each as [`account_piece`] reads it.
+/// The account chunks of `req`, read side by side and answered in order as [`in_order`] keeps
+/// them. Each as [`account_piece`] reads it.
 pub(crate) async fn account_chunk(
     inner: &Inner,
     pivot: &ChainHead,
@@ -326,11 +326,10 @@ async fn account_piece(
     Ok(ChunkContent::Items(leaves))
 }
 
-/// The storage chunks of `req`, kept in order until the pieces so far reach `req.max_bytes`
-/// ([`in_order`]). Whole storages (an empty prefix) next to each other are read
-/// [`STORAGE_BATCH`] at a time, several accounts per `GetStorageRanges` ([`whole_storages`]), as
-/// snap/1 allows; a chunk under a prefix is a read of its own ([`storage_piece`]). The reads run
-/// side by side.
+/// The storage chunks of `req`, read side by side and answered in order as [`in_order`] keeps
+/// them. Whole storages (an empty prefix) next to each other are read [`STORAGE_BATCH`] at a
+/// time, several accounts per `GetStorageRanges` ([`whole_storages`]), as snap/1 allows; a chunk
+/// under a prefix is a read of its own ([`storage_piece`]).
 pub(crate) async fn storage_chunk(
     inner: &Inner,
     pivot: &ChainHead,
