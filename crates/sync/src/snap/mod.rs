@@ -448,4 +448,6 @@ fn answer(
 }
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod tests;
