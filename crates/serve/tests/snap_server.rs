@@ -1,6 +1,7 @@
 //! The snap/1 server beyond geth's conformance cases: budgets on a generated state (bytes, the
 //! 2 MiB cap, counts), batched storage ranges, trie nodes of an older root from the recent-node
-//! cache, and `serve_message`'s decode → answer → response path.
+//! cache, `serve_message`'s decode → answer → response path, and any request a peer may send
+//! (a proptest) answered within bounds or refused.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
@@ -288,4 +289,80 @@ fn serve_message_decodes_answers_and_refuses() {
         Err(SnapError::EmptyPathSet { index: 0 })
     );
     assert_eq!(serve_message(&fx.db, 0x08, &[0xc0]), Err(SnapError::UnknownMessageId(8)));
+}
+
+/// A key for a request: one of the state's accounts (so that ranges, storages and paths start
+/// where there is something to serve), next to one, or any.
+fn key() -> impl proptest::strategy::Strategy<Value = B256> {
+    use proptest::prelude::*;
+    let keys = &fixture().keys;
+    prop_oneof![
+        (0..keys.len()).prop_map(move |i| keys[i]),
+        any::<[u8; 32]>().prop_map(B256::from),
+        Just(B256::ZERO),
+        Just(MAX),
+    ]
+}
+
+/// A byte budget: none, one byte, anything, or the most a request can say.
+fn budget() -> impl proptest::strategy::Strategy<Value = u64> {
+    use proptest::prelude::*;
+    prop_oneof![Just(0u64), Just(1), 0u64..4 * 1024 * 1024, Just(u64::MAX)]
+}
+
+/// Origin or limit bytes of a storage request, or a trie path: of any length up to 40.
+fn some_bytes() -> impl proptest::strategy::Strategy<Value = Bytes> {
+    use proptest::prelude::*;
+    proptest::collection::vec(any::<u8>(), 0..40).prop_map(Bytes::from)
+}
+
+/// Any request a peer may send, as it comes off the wire: an id and its payload.
+fn any_request() -> impl proptest::strategy::Strategy<Value = (u8, Vec<u8>)> {
+    use proptest::prelude::*;
+    let root = || prop_oneof![3 => Just(fixture().db.account_root().unwrap()), 1 => key()];
+    prop_oneof![
+        (root(), key(), key(), budget()).prop_map(|(root, origin, limit, bytes)| {
+            let req = GetAccountRange { request_id: 1, root, origin, limit, bytes };
+            (ids::GET_ACCOUNT_RANGE, alloy_rlp::encode(req))
+        }),
+        (root(), proptest::collection::vec(key(), 0..8), some_bytes(), some_bytes(), budget())
+            .prop_map(|(root, accounts, origin, limit, bytes)| {
+                let req = GetStorageRanges { request_id: 2, root, accounts, origin, limit, bytes };
+                (ids::GET_STORAGE_RANGES, alloy_rlp::encode(req))
+            }),
+        (proptest::collection::vec(key(), 0..8), budget()).prop_map(|(hashes, bytes)| {
+            let req = GetByteCodes { request_id: 3, hashes, bytes };
+            (ids::GET_BYTE_CODES, alloy_rlp::encode(req))
+        }),
+        (
+            root(),
+            proptest::collection::vec(proptest::collection::vec(some_bytes(), 0..4), 0..6),
+            budget()
+        )
+            .prop_map(|(root, sets, bytes)| {
+                let paths = sets.into_iter().map(TrieNodePathSet).collect();
+                let req = GetTrieNodes { request_id: 4, root, paths, bytes };
+                (ids::GET_TRIE_NODES, alloy_rlp::encode(req))
+            }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Whatever a peer asks (roots, keys, ranges backwards or empty, paths of any bytes,
+    /// budgets of 0 to 2^64 − 1), the server answers without panicking, or refuses the request
+    /// as a breach; an answer stays within geth's 2 MiB soft limit plus one item and its proofs,
+    /// and decodes with the protocol's limits.
+    #[test]
+    fn any_request_is_answered_within_bounds_or_refused((id, payload) in any_request()) {
+        let fx = fixture();
+        let Ok(Some(answer)) = serve_message(&fx.db, id, &payload) else { return Ok(()) };
+        let encoded = answer.encoded();
+        proptest::prop_assert!(
+            encoded.len() as u64 <= SOFT_RESPONSE_LIMIT + 128 * 1024,
+            "{} bytes", encoded.len()
+        );
+        proptest::prop_assert!(SnapMessage::decode(answer.id(), &encoded).is_ok());
+    }
 }
