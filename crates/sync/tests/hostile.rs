@@ -10,7 +10,7 @@ use std::sync::{Arc, atomic::Ordering};
 use common::{
     Behaviour, SimPeer, assert_same_state, assert_synced, dyn_peers, sim_serve_config, source,
 };
-use leafsync_leafdb::LeafDb;
+use leafsync_leafdb::{LeafDb, generate::SplitMix};
 use leafsync_p2p::PenaltyClass;
 use leafsync_serve::ServeConfig;
 use leafsync_sync::{SyncConfig, SyncMode, Syncer};
@@ -300,4 +300,49 @@ async fn a_slow_honest_peer_does_not_hold_the_sync_back() {
     }
     assert!(out.stats.chunks_stolen > 0, "{:?}", out.stats);
     assert!(elapsed < 3 * delay, "{elapsed:?}");
+}
+
+/// Mixes of two to four hostile peers drawn from every behaviour, beside one honest peer, with
+/// and without batching (a fixed stream of draws: a failure names its round and mix): every
+/// sync ends in the exact state, the honest peer never penalised (`run_serving` asserts both).
+/// The scenarios above take one behaviour at a time; a liar's verdict must not depend on who
+/// else lies beside it.
+#[tokio::test(start_paused = true)]
+async fn any_mix_of_hostile_peers_leaves_the_exact_state() {
+    use Behaviour::*;
+    const KINDS: [Behaviour; 14] = [
+        Junk,
+        Empty,
+        Silent,
+        Disconnects,
+        Limited(3),
+        WrongNodes,
+        WrongCodes,
+        PoisonInline,
+        LargeEmpty,
+        InlineJunk,
+        LyingHead(5),
+        TooLarge,
+        FirstPieceOnly,
+        PoisonFirstPiece,
+    ];
+    let mut draw = SplitMix::new(44);
+    let mut pick = |n: usize| (draw.next_u64() % n as u64) as usize;
+    for round in 0..16 {
+        let mix: Vec<Behaviour> = (0..2 + pick(3)).map(|_| KINDS[pick(KINDS.len())]).collect();
+        let batched = pick(2) == 0;
+        println!("round {round}: {mix:?}, batched: {batched}");
+        let (config, serve) = if batched {
+            let config = SyncConfig { chunk_target_bytes: BATCH_CHUNK_BYTES, ..Default::default() };
+            (config, ServeConfig { inline_storage_bytes: 200, ..Default::default() })
+        } else {
+            let config = SyncConfig {
+                chunk_target_bytes: TEST_CHUNK_BYTES,
+                chunk_batch_bytes: 0,
+                ..Default::default()
+            };
+            (config, sim_serve_config())
+        };
+        run_serving(&mix, config, serve).await;
+    }
 }
