@@ -23,7 +23,7 @@ use leafsync_p2p::{
 
 use super::{
     Fault, Inner, MIN_RESPONSE_BYTES, max_rounds,
-    storages::{STORAGE_BATCH, inline_storages, slot_value, slots},
+    storages::{STORAGE_BATCH, inline_storages, list_bytes, slot_value, slots, whole_lists},
 };
 
 /// The first and last 32-byte keys under `prefix`.
@@ -407,14 +407,13 @@ async fn whole_storages(
         // Every account asked has storage: nothing at all is "no state".
         return Err(Fault::NoState);
     }
-    // A proof means the last list was cut. A proof with no list at all brought nothing: the
-    // first storage is read on its own (`storage_run`). (Subtracting here overflowed: a server
-    // answering so made the sync panic, found by `hostile_tests`.)
-    let whole = answer.slots.len().saturating_sub(usize::from(!answer.proof.is_empty()));
+    // A proof means the last list was cut; with no list at all nothing came, and the first
+    // storage is read on its own (`storage_run`).
+    let whole = whole_lists(&answer);
     let mut contents = Vec::with_capacity(whole);
     let mut lists = answer.slots.into_iter();
     for list in lists.by_ref().take(whole) {
-        let size: u64 = list.iter().map(|s| (32 + s.body.len()) as u64).sum();
+        let size = list_bytes(&list);
         // An empty list fails the account's storage root in the syncer, as any wrong one.
         let slots = slots(list)?;
         contents.push(if size > max_bytes {

@@ -11,7 +11,7 @@ use alloy_primitives::{B256, Bytes, U256};
 use alloy_rlp::Decodable;
 use leafsync_p2p::{
     leaf::{AccountLeaf, AccountStorage, StorageSlot, protocol::MAX_INLINE_STORAGE_SLOTS},
-    snap::{GetStorageRanges, StorageData},
+    snap::{GetStorageRanges, StorageData, StorageRanges},
 };
 
 use super::{Fault, Inner, density_estimate};
@@ -32,6 +32,18 @@ pub const STORAGE_ROUNDS: usize = 4;
 /// only: a peer that skews it makes the syncer batch that storage's units worse, nothing more.
 pub(crate) fn sized_from(beginning: &[StorageData]) -> u64 {
     beginning.last().map_or(0, |last| density_estimate(beginning.len() as u64, last.hash))
+}
+
+/// How many of a `StorageRanges` answer's slot lists came whole: all of them, but the last
+/// when a proof follows (it was cut). A proof with no list at all brought none (saturating: one
+/// such answer once made the sync panic on the subtraction).
+pub(crate) fn whole_lists(answer: &StorageRanges) -> usize {
+    answer.slots.len().saturating_sub(usize::from(!answer.proof.is_empty()))
+}
+
+/// The bytes a slot list counts against a budget: key and value body, as servers count them.
+pub(crate) fn list_bytes(list: &[StorageData]) -> u64 {
+    list.iter().map(|s| (32 + s.body.len()) as u64).sum()
 }
 
 /// Slots of a storage answer, checked: strictly increasing hashed slots, each value the RLP of
@@ -90,7 +102,7 @@ pub(crate) async fn inline_storages(
             return if answer.proof.is_empty() { Err(Fault::NoState) } else { Ok(()) };
         }
         // A proof means the last list was cut: that storage stays a unit.
-        let whole = answer.slots.len() - usize::from(!answer.proof.is_empty());
+        let whole = whole_lists(&answer);
         next += answer.slots.len();
         for (i, (list, index)) in answer.slots.into_iter().zip(&batch).enumerate() {
             if i == whole {
@@ -99,7 +111,7 @@ pub(crate) async fn inline_storages(
                 leaves[*index].storage = AccountStorage::Large { slot_count };
                 break;
             }
-            let size: u64 = list.iter().map(|s| (32 + s.body.len()) as u64).sum();
+            let size = list_bytes(&list);
             let slots = slots(list)?;
             if slots.len() <= MAX_INLINE_STORAGE_SLOTS && size <= room {
                 room -= size;
