@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod kill;
+pub mod mutant;
 pub mod snap;
 
 use std::sync::{
@@ -20,7 +21,7 @@ use leafsync_p2p::PenaltyClass;
 use leafsync_p2p::{
     PeerId,
     leaf::{AccountPiece, AccountStorage, ChainHead, ChunkContent, StorageSlot},
-    requests::{LeafRequest, LeafResponse, RequestError},
+    requests::{LeafRequest, LeafResponse, RequestError, TrackedRequest},
 };
 use leafsync_serve::{ServeConfig, serve_chunk, serve_codes, serve_nodes, serve_storage_chunk};
 use leafsync_sync::{PeerFuture, SyncOutcome, SyncPeer, link::Link, response_len};
@@ -63,6 +64,8 @@ pub enum Behaviour {
     /// Honest, but the first piece of every account or storage batch of two or more has its
     /// balances or slot values off by one (a lie in one piece, claiming the pivot head).
     PoisonFirstPiece,
+    /// Changes `rate` of every eight answers at random ([`mutant::Mutator`], drawn from `seed`).
+    Mutant { seed: u64, rate: u64 },
 }
 
 /// The server's defaults with storage inline only up to 64 KiB: the fixtures' largest storages
@@ -85,6 +88,8 @@ pub struct SimPeer {
     /// How it serves ([`sim_serve_config`] unless a test changes it).
     pub serve: ServeConfig,
     pub penalties: std::sync::Mutex<Vec<PenaltyClass>>,
+    /// The changes of a [`Behaviour::Mutant`].
+    pub mutator: Option<std::sync::Mutex<mutant::Mutator>>,
 }
 
 impl SimPeer {
@@ -98,6 +103,12 @@ impl SimPeer {
             batches_tampered: AtomicU64::new(0),
             serve: sim_serve_config(),
             penalties: std::sync::Mutex::new(Vec::new()),
+            mutator: match behaviour {
+                Behaviour::Mutant { seed, rate } => {
+                    Some(std::sync::Mutex::new(mutant::Mutator::new(seed, rate)))
+                }
+                _ => None,
+            },
         })
     }
 
@@ -255,11 +266,17 @@ impl SyncPeer for SimPeer {
         let answer = if self.behaviour == Behaviour::Empty {
             request.empty_response()
         } else {
-            let mut answer = self.serve(request);
+            let mut answer = self.serve(request.clone());
             self.tamper(&mut answer);
+            if let Some(mutator) = &self.mutator {
+                mutator.lock().unwrap().mutate(&mut answer);
+            }
             answer
         };
-        Box::pin(async move { Ok(answer) })
+        // What the network refuses before the syncer sees it: an answer of another kind, or
+        // with more items than asked.
+        let answer = request.check_response(&answer).map(|()| answer);
+        Box::pin(async move { answer.map_err(RequestError::InvalidResponse) })
     }
 
     fn penalise(&self, class: PenaltyClass) {

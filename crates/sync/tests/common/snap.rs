@@ -13,13 +13,13 @@ use leafsync_leafdb::{LeafDb, MemStore};
 use leafsync_p2p::{
     PeerId, PenaltyClass,
     leaf::ChainHead,
-    requests::RequestError,
+    requests::{RequestError, TrackedRequest},
     snap::{SlimAccount, SnapMessage},
 };
 use leafsync_serve::snap::serve_message;
 use leafsync_sync::{PeerFuture, SnapPeer, SnapTransport, SyncPeer, link::Link};
 
-use super::db_head;
+use super::{db_head, mutant::Mutator};
 
 /// How a simulated snap/1 server behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,9 @@ pub enum SnapBehaviour {
     Unordered,
     /// Trie nodes answered with bytes no request asked for.
     WrongNodes,
+    /// Changes `rate` of every eight answers at random ([`super::mutant::Mutator`], drawn
+    /// from `seed`).
+    Mutant { seed: u64, rate: u64 },
     /// Never answers.
     Silent,
     /// Answers its first `n` requests, then every request fails as a disconnect.
@@ -56,6 +59,8 @@ pub struct SimSnap {
     /// The link each answer crosses, if any.
     pub link: Option<Arc<Link>>,
     pub before: Option<BeforeHook>,
+    /// The changes of a [`SnapBehaviour::Mutant`].
+    pub mutator: Option<Mutex<Mutator>>,
 }
 
 impl SimSnap {
@@ -78,6 +83,10 @@ impl SimSnap {
             penalties: Mutex::new(Vec::new()),
             link,
             before,
+            mutator: match behaviour {
+                SnapBehaviour::Mutant { seed, rate } => Some(Mutex::new(Mutator::new(seed, rate))),
+                _ => None,
+            },
         })
     }
 
@@ -156,8 +165,21 @@ impl SnapTransport for SimSnap {
         }
         let mut answer = self.serve(&request);
         self.tamper(&mut answer);
+        if let Some(mutator) = &self.mutator {
+            mutator.lock().unwrap().mutate_snap(&mut answer);
+        }
+        // What the network refuses before the sync sees it: an answer its decoder's limits
+        // reject (the session ends), of another kind, or with more items than asked.
+        let answer = match SnapMessage::decode(answer.id(), &answer.encoded()) {
+            Ok(decoded) => request
+                .check_response(&decoded)
+                .map(|()| decoded)
+                .map_err(RequestError::InvalidResponse),
+            Err(_) => Err(RequestError::Disconnected),
+        };
         let link = self.link.clone();
         Box::pin(async move {
+            let answer = answer?;
             if let Some(link) = link {
                 link.carry(answer.encoded().len() as u64).await;
             }
