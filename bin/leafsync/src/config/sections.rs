@@ -213,9 +213,13 @@ impl ElSection {
     /// Checks the URL's scheme and the enode.
     pub(crate) fn validate(&self, o: &Origin<'_>) -> Result<Self, ConfigError> {
         if let Some(url) = &self.rpc {
-            let ok = ["http://", "https://", "ws://", "wss://"].iter().any(|p| url.starts_with(p));
-            if !ok {
-                let reason = format!("{url:?} is not an http(s):// or ws(s):// URL");
+            // The follower speaks plain HTTP and WebSocket (the execution client is local, and
+            // no TLS stack is built in): an https:// or wss:// URL is refused here, at start.
+            if !["http://", "ws://"].iter().any(|p| url.starts_with(p)) {
+                let reason = format!(
+                    "{url:?} is not an http:// or ws:// URL (TLS is not supported: the execution \
+                     client is expected on this machine or a private network)"
+                );
                 return Err(o.invalid("el.rpc", reason));
             }
         }

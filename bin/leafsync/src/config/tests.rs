@@ -124,6 +124,9 @@ fn bad_files_name_the_file_the_key_and_the_reason() {
     refused("[p2p]\nstatic_peers = [\"enode://abc@1.2.3.4:30303\"]\n", &["`p2p.static_peers[0]`"]);
     refused("[p2p]\nbootnodes = [\"enr:nope\"]\n", &["`p2p.bootnodes[0]`"]);
     refused("[el]\nrpc = \"localhost:8545\"\n", &["`el.rpc`"]);
+    // Accepted here once, then refused by the follower at run time: refused at start now.
+    refused("[el]\nrpc = \"https://node.example:8545\"\n", &["`el.rpc`", "TLS is not supported"]);
+    refused("[el]\nrpc = \"wss://node.example:8546\"\n", &["`el.rpc`", "TLS is not supported"]);
     refused("[log]\nlevel = \"info,,[\"\n", &["`log.level`"]);
     refused("[log]\nlevel = \"warning\"\n", &["`log.level`", "`warning` is not a level"]);
     refused("[log]\nlevel = \"info,leafsync_p2p\"\n", &["`leafsync_p2p=debug`"]);
