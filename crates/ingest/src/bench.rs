@@ -1,6 +1,6 @@
 //! The ingest benchmark: blocks per second through the whole per-block path (JSON decoding of
-//! the trace, [`fold_block`], [`LeafDb::apply_block`]) with mainnet-sized blocks on a large
-//! synthetic state.
+//! the trace, [`fold_block`], the undo read [`LeafDb::undo_of`], [`LeafDb::apply_block`]) with
+//! mainnet-sized blocks on a large synthetic state.
 //!
 //! Each block's trace is generated as geth-format diff-mode JSON from the current state (not
 //! timed): transactions of ten accounts each; every account's balance and nonce change; about
@@ -55,6 +55,9 @@ pub struct IngestBenchReport {
     pub decode_ms: f64,
     /// Mean milliseconds folding.
     pub fold_ms: f64,
+    /// Mean milliseconds reading what the block overwrites, to undo it in a reorg
+    /// ([`LeafDb::undo_of`], as the follower does before each block).
+    pub undo_ms: f64,
     /// Mean milliseconds in `apply_block`.
     pub apply_ms: f64,
 }
@@ -66,7 +69,7 @@ pub fn run(dir: &Path, params: IngestBenchParams) -> Result<IngestBenchReport, I
     let t = Instant::now();
     db.generate(params.state)?;
     let generate_s = t.elapsed().as_secs_f64();
-    let (mut decode, mut fold, mut apply) = (0.0f64, 0.0f64, 0.0f64);
+    let (mut decode, mut fold, mut undo, mut apply) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     let (mut bytes, mut accounts, mut slots) = (0u64, 0u64, 0u64);
     for b in 1..=params.blocks {
         let text = synthetic_trace(&db, params, b)?.to_string();
@@ -77,12 +80,15 @@ pub fn run(dir: &Path, params: IngestBenchParams) -> Result<IngestBenchReport, I
         let t1 = Instant::now();
         let diff = fold_block(b, &traces, &[], &db)?;
         let t2 = Instant::now();
+        std::hint::black_box(db.undo_of(&diff)?);
+        let t3 = Instant::now();
         let header = GenParams::block_header(b);
         db.apply_block(&header, &diff)?;
-        let t3 = Instant::now();
+        let t4 = Instant::now();
         decode += (t1 - t).as_secs_f64();
         fold += (t2 - t1).as_secs_f64();
-        apply += (t3 - t2).as_secs_f64();
+        undo += (t3 - t2).as_secs_f64();
+        apply += (t4 - t3).as_secs_f64();
         accounts += diff.accounts.len() as u64;
         slots += diff
             .accounts
@@ -94,7 +100,7 @@ pub fn run(dir: &Path, params: IngestBenchParams) -> Result<IngestBenchReport, I
             .sum::<u64>();
     }
     let n = params.blocks.max(1);
-    let total = decode + fold + apply;
+    let total = decode + fold + undo + apply;
     Ok(IngestBenchReport {
         state_accounts: params.state.accounts,
         generate_s,
@@ -105,6 +111,7 @@ pub fn run(dir: &Path, params: IngestBenchParams) -> Result<IngestBenchReport, I
         blocks_per_s: if total > 0.0 { params.blocks as f64 / total } else { 0.0 },
         decode_ms: decode * 1e3 / n as f64,
         fold_ms: fold * 1e3 / n as f64,
+        undo_ms: undo * 1e3 / n as f64,
         apply_ms: apply * 1e3 / n as f64,
     })
 }

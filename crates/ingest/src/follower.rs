@@ -3,7 +3,10 @@
 //!
 //! The leafdb head (written atomically with each block) is the only progress marker: the next
 //! block is always `head + 1`, so a restart resumes there and a failed fetch or apply is simply
-//! retried. Reorgs are logged and the new canonical blocks applied on top (no rollback).
+//! retried. A reorg rolls the blocks it drops back to the fork point, each undone with what it
+//! overwrote (kept for the last [`UNDO_DEPTH`] blocks) and checked against its parent's state
+//! root, then applies the new canonical blocks; one deeper than that, or after a restart, has
+//! the new blocks applied on top.
 
 use std::{
     collections::VecDeque,
@@ -16,7 +19,7 @@ use std::{
 };
 
 use alloy_primitives::B256;
-use leafsync_leafdb::{BlockHeader, KvStore, LeafDb, read_alloc_file};
+use leafsync_leafdb::{BlockDiff, BlockHeader, KvStore, LeafDb, read_alloc_file};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -34,6 +37,11 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How far back a reorg's fork point is searched among the blocks applied by this process.
 /// Beyond 64 blocks (two epochs) the chain is finalized; deeper reorgs cannot happen.
 pub const MAX_REORG_DEPTH: usize = 64;
+
+/// How many of the last blocks applied a reorg can roll back: each one's undo (what it
+/// overwrote, [`LeafDb::undo_of`]; about half a megabyte for a mainnet block) is kept in memory.
+/// A deeper reorg, or one after a restart, applies the new blocks on top instead.
+pub const UNDO_DEPTH: usize = 16;
 
 /// Default interval between head polls over HTTP (and between re-checks over WebSocket): a
 /// fraction of the 12 s slot, so a new block is picked up within a second.
@@ -98,6 +106,8 @@ ingest_stats! {
     mismatching_blocks,
     /// Reorgs detected.
     reorgs,
+    /// Blocks rolled back by reorgs (each undone onto its parent, root checked).
+    blocks_reverted,
     /// Failures retried after a backoff.
     retries,
     /// Time to fold and apply the last block, in microseconds.
@@ -111,6 +121,19 @@ impl IngestStats {
     pub fn blocks_behind(&self) -> u64 {
         self.el_head().saturating_sub(self.head())
     }
+}
+
+/// A block this process applied, and what undoes it.
+#[derive(Debug)]
+struct Undo {
+    /// The head before the block: what reverting it makes the head again.
+    parent: BlockHeader,
+    /// The block's number.
+    number: u64,
+    /// The block's hash.
+    hash: B256,
+    /// The diff that undoes it ([`LeafDb::undo_of`]).
+    diff: BlockDiff,
 }
 
 /// What one step did.
@@ -131,6 +154,9 @@ pub struct Follower<S: KvStore + 'static> {
     /// `(number, hash)` of the last blocks applied by this process, newest last, at most
     /// [`MAX_REORG_DEPTH`]: where a reorg's fork point is searched.
     recent: VecDeque<(u64, B256)>,
+    /// What undoes each of the last blocks applied, newest last, at most [`UNDO_DEPTH`]: a
+    /// run of blocks each the child of the one before, ending at the head.
+    undo: VecDeque<Undo>,
     /// The next block to apply when it is not `head + 1`: the first block after a fork point.
     replay_from: Option<u64>,
     /// Where blocks are folded and applied: a thread of its own, so that the runtime's blocking
@@ -148,6 +174,7 @@ impl<S: KvStore + 'static> Follower<S> {
             config,
             stats: Arc::default(),
             recent: VecDeque::new(),
+            undo: VecDeque::new(),
             replay_from: None,
             applier: ApplyThread::spawn()?,
         })
@@ -255,6 +282,18 @@ impl<S: KvStore + 'static> Follower<S> {
         // Unknown (restarted, or deeper than we remember): apply the new blocks from `seen`.
         let fork = fork.unwrap_or(seen.number.saturating_sub(1));
         self.stats.reorgs.fetch_add(1, Ordering::Relaxed);
+        self.recent.retain(|&(n, _)| n <= fork);
+        if self.roll_back(head, fork).await? {
+            info!(
+                head = head.number,
+                head_hash = %head.hash,
+                seen = seen.number,
+                seen_hash = %seen.hash,
+                fork,
+                "reorg: rolled back to the fork point; applying the new canonical blocks"
+            );
+            return Ok(());
+        }
         warn!(
             head = head.number,
             head_hash = %head.hash,
@@ -263,11 +302,49 @@ impl<S: KvStore + 'static> Follower<S> {
             seen_parent = %seen.parent_hash,
             fork,
             "reorg: our head is not on the execution client's chain; applying the new canonical \
-             blocks on top (no rollback, the leafdb is eventually consistent)"
+             blocks on top (the blocks since the fork cannot be undone: deeper than the undo \
+             kept, or applied before a restart; the leafdb is eventually consistent)"
         );
-        self.recent.retain(|&(n, _)| n <= fork);
         self.replay_from = Some(fork + 1);
         Ok(())
+    }
+
+    /// Undoes the blocks after `fork`, newest first, when the undo of each is kept; returns
+    /// whether the head is the fork point's block again, its root checked. A revert whose root
+    /// is not its parent's stops there (logged): the rest is then applied on top.
+    async fn roll_back(&mut self, head: &BlockHeader, fork: u64) -> Result<bool, IngestError> {
+        let depth = head.number.saturating_sub(fork) as usize;
+        let kept = self.undo.back().is_some_and(|u| u.hash == head.hash)
+            && self.undo.len() >= depth
+            && depth > 0;
+        if !kept {
+            self.undo.clear();
+            return Ok(false);
+        }
+        for _ in 0..depth {
+            let Some(undo) = self.undo.pop_back() else { return Ok(false) };
+            let db = Arc::clone(&self.db);
+            let parent = undo.parent;
+            let outcome =
+                self.applier.run(move || Ok(db.revert_block(&parent, &undo.diff)?)).await?;
+            self.stats.head.store(parent.number, Ordering::Relaxed);
+            if !outcome.root_matches {
+                self.stats.mismatching_blocks.fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    number = undo.number,
+                    parent = parent.number,
+                    expected = %parent.state_root,
+                    computed = %outcome.root,
+                    "reorg: a reverted block did not leave its parent's state root"
+                );
+                self.undo.clear();
+                return Ok(false);
+            }
+            self.stats.blocks_reverted.fetch_add(1, Ordering::Relaxed);
+            info!(number = undo.number, hash = %undo.hash, "reorg: block reverted");
+        }
+        self.replay_from = None;
+        Ok(true)
     }
 
     /// Decodes the block's traces, folds them and applies the block, all on the apply thread
@@ -280,16 +357,42 @@ impl<S: KvStore + 'static> Follower<S> {
         let db = Arc::clone(&self.db);
         let header = block.header();
         let started = Instant::now();
-        let (outcome, decoding) = self
+        // Only a block near the execution client's head can be reorged away: one deeper than
+        // the undo kept is not read for it (catching up pays nothing).
+        let near_head = self.stats.el_head().saturating_sub(header.number) < UNDO_DEPTH as u64;
+        let (outcome, decoding, undo) = self
             .applier
             .run(move || {
                 let t = Instant::now();
                 let traces: Vec<crate::types::TxTrace> = traces.decode()?;
                 let decoding = t.elapsed();
                 let diff = fold_block(header.number, &traces, &block.withdrawals, db.as_ref())?;
-                Ok((db.apply_block(&header, &diff)?, decoding))
+                // What the block overwrites, read before it does: kept for a block near the
+                // chain's head that extends ours, so that a reorg can take it back.
+                let undo = match db.head()? {
+                    Some(parent) if near_head && parent.hash == header.parent_hash => {
+                        db.undo_of(&diff)?.map(|diff| Undo {
+                            parent,
+                            number: header.number,
+                            hash: header.hash,
+                            diff,
+                        })
+                    }
+                    _ => None,
+                };
+                Ok((db.apply_block(&header, &diff)?, decoding, undo))
             })
             .await?;
+        match undo {
+            Some(undo) => {
+                self.undo.push_back(undo);
+                if self.undo.len() > UNDO_DEPTH {
+                    self.undo.pop_front();
+                }
+            }
+            // No rollback can pass a block that cannot be undone (or was too deep to keep one).
+            None => self.undo.clear(),
+        }
         // The counters keep measuring fold and apply (and any wait for the thread).
         let micros = started.elapsed().saturating_sub(decoding).as_micros() as u64;
         self.replay_from = None;

@@ -34,6 +34,7 @@ pub use error::{IngestError, RpcError};
 pub use fold::{AccountInfo, StateView, fold_block};
 pub use follower::{
     Follower, FollowerConfig, INITIAL_BACKOFF, IngestStats, MAX_BACKOFF, MAX_REORG_DEPTH,
+    UNDO_DEPTH,
 };
 pub use head::{HEAD_POLL_INTERVAL, el_head, head_feed};
 pub use header::RpcHeader;

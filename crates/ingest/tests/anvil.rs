@@ -1,7 +1,8 @@
 //! End to end against a real execution client (anvil, pinned in tests/anvil): the leafdb,
 //! initialised from `anvil_dumpState`, follows ≥ 50 blocks of transfers, deployments and storage
-//! writes over WebSocket with its root equal to anvil's `stateRoot` after every block, and an
-//! `anvil_reorg` is detected, logged and followed through. Fails, naming the install command, when anvil is not installed.
+//! writes over WebSocket with its root equal to anvil's `stateRoot` after every block, and two
+//! `anvil_reorg`s (of an empty block, and of two blocks of transfers and storage writes) are
+//! detected, rolled back and followed through. Fails, naming the install command, when anvil is not installed.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use alloy_primitives::keccak256;
 use common::*;
-use leafsync_ingest::{ElHeaders, Follower, FollowerConfig, HeaderOrigin, HeaderQuery};
+use leafsync_ingest::{ElHeaders, Follower, FollowerConfig, HeaderOrigin, HeaderQuery, RpcClient};
 use leafsync_leafdb::LeafDb;
 use serde_json::{Value, json};
 
@@ -34,14 +35,18 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
     let task = tokio::spawn(follower.run(stopped));
 
     let mut workload = Workload::new(&mut rpc).await;
-    for _ in 0..BLOCKS {
-        let n = workload.mine_block(&mut rpc).await;
-        wait_for_head(&stats, n).await;
-        let block = rpc.block(n).await.unwrap();
-        let head = db.head().unwrap().unwrap();
-        assert_eq!((head.number, head.hash), (n, block.hash));
-        assert_eq!(db.account_root().unwrap(), block.state_root, "root after block {n}");
-    }
+    // Mines `blocks` workload blocks, each followed with anvil's hash and root.
+    let follow = async |workload: &mut Workload, rpc: &mut RpcClient, blocks: u64| {
+        for _ in 0..blocks {
+            let n = workload.mine_block(rpc).await;
+            wait_for_head(&stats, n).await;
+            let block = rpc.block(n).await.unwrap();
+            let head = db.head().unwrap().unwrap();
+            assert_eq!((head.number, head.hash), (n, block.hash));
+            assert_eq!(db.account_root().unwrap(), block.state_root, "root after block {n}");
+        }
+    };
+    follow(&mut workload, &mut rpc, BLOCKS).await;
     assert!(workload.contracts.len() >= 10, "deployments happened");
     assert_eq!(stats.blocks_applied(), BLOCKS, "each block applied exactly once");
 
@@ -54,14 +59,32 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
     let new = rpc.block(n).await.unwrap();
     assert_ne!(old.hash, new.hash, "anvil_reorg replaced the block");
     // Following continues on the new chain.
-    for _ in 0..3 {
-        let n = workload.mine_block(&mut rpc).await;
-        wait_for_head(&stats, n).await;
-        let block = rpc.block(n).await.unwrap();
-        assert_eq!(db.head().unwrap().unwrap().hash, block.hash);
-        assert_eq!(db.account_root().unwrap(), block.state_root, "root after block {n}");
-    }
+    follow(&mut workload, &mut rpc, 3).await;
     assert_eq!(stats.reorgs(), 1, "the reorg was detected once");
+    assert_eq!(stats.blocks_reverted(), 1, "the replaced block was undone");
+
+    // Two blocks of transfers and storage writes (no deployment: the workload's 59th and 60th),
+    // replaced by anvil_reorg with two empty blocks: the state goes back to the fork point's.
+    // The follower undoes both (each root checked against its parent's) before it applies the
+    // new ones; applied on top, the dropped blocks' changes would stay and every root differ.
+    workload.mine_block(&mut rpc).await;
+    let n = workload.mine_block(&mut rpc).await;
+    wait_for_head(&stats, n).await;
+    let old = rpc.block(n).await.unwrap();
+    let fork = rpc.block(n - 2).await.unwrap();
+    let _: Value = rpc.call("anvil_reorg", json!([2, []])).await.unwrap();
+    let new = rpc.block(n).await.unwrap();
+    assert_ne!(old.state_root, new.state_root, "the dropped blocks changed the state");
+    assert_eq!(new.state_root, fork.state_root, "the new blocks are empty");
+    let deadline = tokio::time::Instant::now() + FOLLOW_TIMEOUT;
+    while db.head().unwrap().unwrap().hash != new.hash {
+        assert!(tokio::time::Instant::now() < deadline, "the new block {n} was not applied");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(db.account_root().unwrap(), new.state_root, "root after the reorg");
+    follow(&mut workload, &mut rpc, 3).await;
+    assert_eq!(stats.reorgs(), 2);
+    assert_eq!(stats.blocks_reverted(), 3, "one block, then two");
     assert_eq!(stats.mismatching_blocks(), 0);
     assert_eq!(db.root_mismatches().unwrap(), 0);
     assert_eq!(stats.blocks_behind(), 0);

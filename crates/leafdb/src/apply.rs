@@ -6,8 +6,8 @@
 //!    account trie one root child's part at a time, reading each part's changed accounts' old
 //!    records and loading the paths to them (an existing account's record is its leaf, so the
 //!    leaf is not looked for in the flat table);
-//! 2. **storage tries**, in parallel on up to [`MAX_TRIE_WORKERS`] threads (one core left to the
-//!    paths thread), started as soon as their tries are listed, then staged (flat slots and
+//! 2. **storage tries**, in parallel on up to [`MAX_TRIE_WORKERS`] less one threads (one core
+//!    left to the paths thread), started as soon as their tries are listed, then staged (flat slots and
 //!    trie nodes) while the paths still load;
 //! 3. **accounts**: each loaded part of the account trie changed (flat accounts staged, leaves
 //!    set), committed and staged on this thread once the storage roots are known, and on the
@@ -116,11 +116,23 @@ struct Loaded<'d, 'n, N: ?Sized> {
 impl<S: KvStore> LeafDb<S> {
     /// Applies one block's changes in one atomic write together with the new head.
     ///
-    /// Reorgs are not handled: a parent-hash mismatch is logged and the block applied anyway
-    /// (the leafdb is eventually consistent). A root that differs from the header's is counted
-    /// and returned, not treated as an error.
+    /// A parent-hash mismatch is logged and the block applied anyway (the leafdb is eventually
+    /// consistent); a reorg is rolled back by whoever follows the chain, with
+    /// [`Self::undo_of`] and [`Self::revert_block`]. A root that differs from the header's is
+    /// counted and returned, not treated as an error.
     pub fn apply_block(&self, header: &BlockHeader, diff: &BlockDiff) -> Result<ApplyOutcome> {
-        self.apply(*header, diff, false).map(|(outcome, _)| outcome)
+        self.warn_unless_child(header)?;
+        self.apply_unchecked(*header, diff)
+    }
+
+    /// [`Self::apply_block`] without the parent check ([`Self::revert_block`] applies an undo
+    /// onto the parent's header).
+    pub(crate) fn apply_unchecked(
+        &self,
+        header: BlockHeader,
+        diff: &BlockDiff,
+    ) -> Result<ApplyOutcome> {
+        self.apply(header, diff, false).map(|(outcome, _)| outcome)
     }
 
     /// Applies a block of a generated chain, whose header cannot know its state root before the
@@ -132,6 +144,7 @@ impl<S: KvStore> LeafDb<S> {
         header: &BlockHeader,
         diff: &BlockDiff,
     ) -> Result<(ApplyOutcome, BlockHeader)> {
+        self.warn_unless_child(header)?;
         self.apply(*header, diff, true)
     }
 
@@ -143,7 +156,6 @@ impl<S: KvStore> LeafDb<S> {
         complete_root: bool,
     ) -> Result<(ApplyOutcome, BlockHeader)> {
         let header = &mut header;
-        self.warn_unless_child(header)?;
         let started = Instant::now();
         let mut batch = WriteBatch::default();
         for code in &diff.codes {

@@ -152,6 +152,20 @@ pub enum LeafDbError {
         /// The head's state root.
         expected: B256,
     },
+    /// A block was to be reverted onto a header that is not the head's parent.
+    #[error(
+        "cannot revert block {head} ({head_hash}) onto block {parent} ({parent_hash}): not its parent"
+    )]
+    NotTheParent {
+        /// The head's number.
+        head: u64,
+        /// The head's hash.
+        head_hash: B256,
+        /// The number of the header it was to be reverted onto.
+        parent: u64,
+        /// That header's hash.
+        parent_hash: B256,
+    },
     /// Leaves handed to the builder were not strictly increasing or of mixed lengths.
     #[error("builder input out of order or of mixed key lengths at key {key}")]
     UnsortedInput {

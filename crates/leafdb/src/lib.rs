@@ -52,6 +52,7 @@ pub mod sync_import;
 pub mod test_utils;
 pub mod top_nodes;
 pub mod trie;
+pub mod undo;
 pub mod verify;
 
 pub use apply::{ApplyOutcome, MAX_TRIE_WORKERS};

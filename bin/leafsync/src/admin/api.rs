@@ -177,6 +177,9 @@ pub(crate) struct FollowStatus {
     pub(crate) mismatching_blocks: u64,
     /// Reorgs seen.
     pub(crate) reorgs: u64,
+    /// Blocks rolled back by reorgs.
+    #[serde(default)]
+    pub(crate) blocks_reverted: u64,
     /// Retried calls to the execution client.
     pub(crate) retries: u64,
 }

@@ -114,6 +114,8 @@ fn record_ingest(state: &AdminState) {
     let help = "Followed blocks whose root differed from the header.";
     counter("leafsync_ingest_mismatching_blocks_total", help, i.mismatching_blocks());
     counter("leafsync_ingest_reorgs_total", "Reorgs detected.", i.reorgs());
+    let help = "Blocks rolled back by reorgs.";
+    counter("leafsync_ingest_blocks_reverted_total", help, i.blocks_reverted());
     let help = "Fold and apply time of the last block.";
     gauge("leafsync_ingest_last_apply_seconds", help, i.last_apply_micros() as f64 / 1e6);
 }

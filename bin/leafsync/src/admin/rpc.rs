@@ -192,6 +192,7 @@ impl AdminApiServer for AdminRpc {
             blocks_applied: i.blocks_applied(),
             mismatching_blocks: i.mismatching_blocks(),
             reorgs: i.reorgs(),
+            blocks_reverted: i.blocks_reverted(),
             retries: i.retries(),
         });
         let phase = *s.phase.borrow();

@@ -1,5 +1,5 @@
 //! `leafsync bench ingest`: blocks per second through ingest's per-block path (trace JSON
-//! decoding, fold, apply_block) with mainnet-sized blocks on a synthetic state.
+//! decoding, fold, the undo read, apply_block) with mainnet-sized blocks on a synthetic state.
 
 use std::process::ExitCode;
 
