@@ -74,6 +74,8 @@ pub struct LeafDb<S = RocksStore> {
     top_nodes: TopNodes,
     /// The head, sent after every write that moves it ([`Self::subscribe_head`]).
     head_tx: watch::Sender<Option<BlockHeader>>,
+    /// Blocks reverted by this process ([`Self::revert_block`]); see [`Self::reverts`].
+    pub(crate) reverts: std::sync::atomic::AtomicU64,
 }
 
 /// Reads the nodes of one trie (the account trie, or the storage trie of `owner`), or of the
@@ -376,6 +378,7 @@ impl<S: KvStore> LeafDb<S> {
             recent: RwLock::default(),
             top_nodes: TopNodes::default(),
             head_tx: watch::Sender::new(head),
+            reverts: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

@@ -22,6 +22,7 @@ pub struct LeafSnapshot<'a, S: KvStore> {
     db: &'a LeafDb<S>,
     head: Option<BlockHeader>,
     account_root: B256,
+    reverts: u64,
 }
 
 impl<S: KvStore> std::fmt::Debug for LeafSnapshot<'_, S> {
@@ -89,10 +90,13 @@ pub const ESTIMATE_SAMPLE_NIBBLES: usize = 2;
 impl<S: KvStore> LeafDb<S> {
     /// Takes a consistent snapshot.
     pub fn snapshot(&self) -> Result<LeafSnapshot<'_, S>> {
+        // Read before the store's snapshot, and counted after a revert's write: a snapshot of a
+        // state before a revert never carries the count after it.
+        let reverts = self.reverts();
         let snap = self.store().snapshot();
         let head = snap.get(Table::Meta, meta::HEAD)?.map(|b| decode_head(&b)).transpose()?;
         let account_root = read_account_root(&snap)?;
-        Ok(LeafSnapshot { snap, db: self, head, account_root })
+        Ok(LeafSnapshot { snap, db: self, head, account_root, reverts })
     }
 
     /// An estimate of the number of accounts: those under the prefix `00` (see
@@ -113,6 +117,11 @@ impl<'a, S: KvStore> LeafSnapshot<'a, S> {
     /// The head block the snapshot belongs to.
     pub const fn head(&self) -> Option<BlockHeader> {
         self.head
+    }
+
+    /// [`LeafDb::reverts`] when the snapshot was taken.
+    pub const fn reverts(&self) -> u64 {
+        self.reverts
     }
 
     /// Root of the stored account trie.

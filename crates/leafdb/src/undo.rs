@@ -5,7 +5,7 @@
 //! leafdb's own, not the execution client's traces, and the result is checked like any block:
 //! the reverted state must have the parent's state root.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::atomic::Ordering};
 
 use alloy_primitives::{B256, U256, keccak256};
 use alloy_trie::EMPTY_ROOT_HASH;
@@ -106,7 +106,16 @@ impl<S: KvStore> LeafDb<S> {
                 parent_hash: parent.hash,
             });
         }
-        self.apply_unchecked(*parent, undo)
+        let outcome = self.apply_unchecked(*parent, undo)?;
+        self.reverts.fetch_add(1, Ordering::Release);
+        Ok(outcome)
+    }
+
+    /// Blocks reverted since the leafdb was opened: a state read before a revert may hold what
+    /// the reverted block wrote under a head number the chain now gives another block, so what
+    /// is kept from reads (serve's chunk cache) is told apart by this count.
+    pub fn reverts(&self) -> u64 {
+        self.reverts.load(Ordering::Acquire)
     }
 }
 

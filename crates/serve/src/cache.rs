@@ -54,6 +54,10 @@ pub struct ChunkKey {
     pub prefix: Vec<u8>,
     /// The byte bound the chunk was computed with.
     pub bytes_class: u64,
+    /// The leafdb's reverts when the chunk was read ([`leafsync_leafdb::LeafDb::reverts`]): a
+    /// chunk read before a reorg was rolled back is never served after it, when its head number
+    /// may name another block.
+    pub reverts: u64,
 }
 
 /// An encoded chunk piece: the fields of one `[head_number, content]` piece of a batched answer.
@@ -344,7 +348,14 @@ mod tests {
     use super::*;
 
     fn key(n: u8) -> ChunkKey {
-        ChunkKey { kind: ChunkKind::Accounts, account: B256::ZERO, prefix: vec![n], bytes_class: 1 }
+        let prefix = vec![n];
+        ChunkKey {
+            kind: ChunkKind::Accounts,
+            account: B256::ZERO,
+            prefix,
+            bytes_class: 1,
+            reverts: 0,
+        }
     }
 
     fn chunk(head: u64, len: usize) -> Arc<CachedChunk> {

@@ -190,6 +190,7 @@ impl<S: KvStore> LeafServer<S> {
             account: spec.account,
             prefix: spec.prefix.as_slice().to_vec(),
             bytes_class: self.config.chunk_bytes_class(spec.max_bytes),
+            reverts: snap.reverts(),
         };
         self.cache.get(&key, head_number(snap)).ok_or(key)
     }

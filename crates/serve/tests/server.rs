@@ -1,6 +1,6 @@
 //! [`LeafServer`] end to end: extreme but legal requests stay within budget, random input that
 //! decodes never panics the server; the chunk cache hits (handing out the same bytes), misses,
-//! evicts by bytes and is invalidated when the head moves; the p2p request-handler glue answers
+//! evicts by bytes and is invalidated when the head moves or a block is reverted; the p2p request-handler glue answers
 //! like [`LeafServer::answer`]. Hostile input is refused by p2p's decoder and session before the
 //! server sees it (p2p's `tests/net_hostile.rs`).
 
@@ -274,6 +274,37 @@ fn cache_is_invalidated_after_the_head_moves_n_blocks() {
     assert_ne!(fresh.content, first.content, "200 changed accounts, some under prefix 4");
     let stats = s.stats().cache;
     assert_eq!((stats.hits, stats.misses, stats.stale), (2, 2, 1));
+}
+
+/// A chunk cached at a block that a reorg then rolled back is not served for the block that
+/// replaced it at the same height (the cache key holds the leafdb's reverts): served as read at
+/// that height, it would be a lie about the new block, and cost us as junk.
+#[test]
+fn a_chunk_cached_before_a_rollback_is_not_served_after_it() {
+    let fx = generated(2_000, 5);
+    let s = server(&fx.db, ServeConfig::default());
+    let genesis = fx.db.head().unwrap().unwrap();
+    let ask = |s: &LeafServer<_>| chunk(s, prefix(1, 4), 1 << 20);
+    let block_1 = |hash: u8| leafsync_leafdb::BlockHeader {
+        hash: B256::repeat_byte(hash),
+        parent_hash: genesis.hash,
+        ..header(1)
+    };
+    let dropped = marker_block(fx.params, 1, 200);
+    let undo = fx.db.undo_of(&dropped).unwrap().unwrap();
+    fx.db.apply_block(&block_1(0xa1), &dropped).unwrap();
+    let before = ask(&s);
+    assert_eq!(before.head_number, 1);
+    fx.db.revert_block(&genesis, &undo).unwrap();
+    fx.db.apply_block(&block_1(0xb1), &marker_block(fx.params, 2, 200)).unwrap();
+    let after = ask(&s);
+    assert_eq!(after.head_number, 1);
+    let changed = after.content != before.content;
+    assert!(changed, "the chunk of the dropped block was served for the new one");
+    let uncached = ask(&server(&fx.db, ServeConfig::default()));
+    assert!(after.content == uncached.content, "the new block's chunk differs from a fresh read");
+    let stats = s.stats().cache;
+    assert_eq!((stats.hits, stats.misses), (0, 2));
 }
 
 #[test]
