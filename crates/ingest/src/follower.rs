@@ -302,8 +302,9 @@ impl<S: KvStore + 'static> Follower<S> {
             seen_parent = %seen.parent_hash,
             fork,
             "reorg: our head is not on the execution client's chain; applying the new canonical \
-             blocks on top (the blocks since the fork cannot be undone: deeper than the undo \
-             kept, or applied before a restart; the leafdb is eventually consistent)"
+             blocks on top (the blocks since the fork could not all be undone: applied before a \
+             restart, deeper than the undo kept, or a revert missed its parent's root; the \
+             leafdb is eventually consistent)"
         );
         self.replay_from = Some(fork + 1);
         Ok(())
