@@ -1,7 +1,7 @@
 //! `leafsync run` following a real execution client: anvil (the pinned npm package) starts, the
 //! daemon bootstraps its empty leafdb from anvil's genesis state (`el.genesis`), follows blocks of
 //! transfers over WebSocket, reports them through `leafsync status`, and its state root equals
-//! anvil's header root. Then the whole chain: a second daemon with an empty datadir finds the
+//! anvil's header root, also after an `anvil_reorg` that it rolls back. Then the whole chain: a second daemon with an empty datadir finds the
 //! first through a discv5 bootnode, syncs its state at anvil's head (the trusted pivot), and
 //! follows anvil's new blocks. Fails, naming the install command, when anvil is not installed.
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
@@ -62,6 +62,22 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
     assert_eq!(s["sync"]["follow"]["mismatchingBlocks"], 0);
     assert_eq!(s["sync"]["follow"]["blocksBehind"], 0);
     assert!(s["sync"]["stateSync"].is_null(), "no state sync in this run: {s}");
+
+    // One more block of transfers, which anvil_reorg replaces with an empty one: the daemon
+    // rolls it back and follows the new block, its root anvil's again.
+    mine(&mut rpc, BLOCKS, BLOCKS + 1).await;
+    let n = BLOCKS + 1;
+    wait_status(&admin, "daemon did not follow", |s| s["sync"]["head"]["number"] == n).await;
+    let _: Value = rpc.call("anvil_reorg", json!([1, []])).await.unwrap();
+    let new = rpc.block(n).await.unwrap().hash.to_string();
+    let s = wait_status(&admin, "daemon did not take the new block", |s| {
+        s["sync"]["head"]["hash"] == new.as_str()
+    })
+    .await;
+    assert_head_is_els(&s, &mut rpc, n).await;
+    assert_eq!(s["sync"]["follow"]["reorgs"], 1, "{s}");
+    assert_eq!(s["sync"]["follow"]["blocksReverted"], 1, "{s}");
+    assert_eq!(s["sync"]["follow"]["mismatchingBlocks"], 0, "{s}");
     sigterm_and_wait(&mut daemon);
 }
 
