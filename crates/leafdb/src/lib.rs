@@ -18,6 +18,7 @@
 //! |---|---|
 //! | `db.rs` | open, schema check, reads (`head`, `account`, `storage`, `code`, `node`, `recent_node`), proofs, `subscribe_head` |
 //! | `apply.rs` | `apply_block` (plan → storage tries in parallel → accounts → write); the account trie's top levels it keeps are in `top_nodes.rs` |
+//! | `undo.rs` | `undo_of` (what a block overwrites, read before it), `revert_block`, `reverts` (a reorg's rollback) |
 //! | `snapshot.rs` | `snapshot` (consistent reads for serving), `estimate_accounts` |
 //! | `bulk.rs` | [`BulkImport`]: a whole state from sorted leaves |
 //! | `genesis.rs` | `init_genesis` |
