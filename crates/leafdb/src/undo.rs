@@ -97,7 +97,8 @@ impl<S: KvStore> LeafDb<S> {
     /// state is the parent's again; a mismatch is counted as any block's.
     pub fn revert_block(&self, parent: &BlockHeader, undo: &BlockDiff) -> Result<ApplyOutcome> {
         if let Some(head) = self.head()?
-            && (head.parent_hash != parent.hash || head.number != parent.number + 1)
+            && (head.parent_hash != parent.hash
+                || parent.number.checked_add(1) != Some(head.number))
         {
             return Err(LeafDbError::NotTheParent {
                 head: head.number,
