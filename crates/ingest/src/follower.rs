@@ -19,7 +19,7 @@ use std::{
 };
 
 use alloy_primitives::B256;
-use leafsync_leafdb::{BlockDiff, BlockHeader, KvStore, LeafDb, read_alloc_file};
+use leafsync_leafdb::{BlockHeader, BlockUndo, KvStore, LeafDb, read_alloc_file};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -123,17 +123,24 @@ impl IngestStats {
     }
 }
 
-/// A block this process applied, and what undoes it.
-#[derive(Debug)]
-struct Undo {
-    /// The head before the block: what reverting it makes the head again.
-    parent: BlockHeader,
-    /// The block's number.
-    number: u64,
-    /// The block's hash.
-    hash: B256,
-    /// The diff that undoes it ([`LeafDb::undo_of`]).
-    diff: BlockDiff,
+/// The undos the leafdb kept ([`LeafDb::put_undo`]), if they still undo the head: a run of
+/// blocks each the child of the one before, the last one the head. Anything else (a crash
+/// between a block and its undo, a head written by a sync) is dropped.
+fn kept_undos<S: KvStore>(db: &LeafDb<S>) -> Result<VecDeque<BlockUndo>, IngestError> {
+    let undos = db.undos()?;
+    let head = db.head()?;
+    let chained = undos
+        .windows(2)
+        .all(|w| w[1].parent.hash == w[0].hash && w[0].number.checked_add(1) == Some(w[1].number));
+    let at_head = undos.last().is_some_and(|u| head.is_some_and(|h| h.hash == u.hash));
+    if chained && at_head {
+        let skip = undos.len().saturating_sub(UNDO_DEPTH);
+        return Ok(undos.into_iter().skip(skip).collect());
+    }
+    if !undos.is_empty() {
+        db.clear_undos()?;
+    }
+    Ok(VecDeque::new())
 }
 
 /// What one step did.
@@ -155,8 +162,9 @@ pub struct Follower<S: KvStore + 'static> {
     /// [`MAX_REORG_DEPTH`]: where a reorg's fork point is searched.
     recent: VecDeque<(u64, B256)>,
     /// What undoes each of the last blocks applied, newest last, at most [`UNDO_DEPTH`]: a
-    /// run of blocks each the child of the one before, ending at the head.
-    undo: VecDeque<Undo>,
+    /// run of blocks each the child of the one before, ending at the head. Kept in the leafdb
+    /// too ([`LeafDb::put_undo`]), and read back at start.
+    undo: VecDeque<BlockUndo>,
     /// The next block to apply when it is not `head + 1`: the first block after a fork point.
     replay_from: Option<u64>,
     /// Where blocks are folded and applied: a thread of its own, so that the runtime's blocking
@@ -168,13 +176,22 @@ impl<S: KvStore + 'static> Follower<S> {
     /// A follower of `config.url` writing into `db`.
     pub fn new(db: Arc<LeafDb<S>>, config: FollowerConfig) -> Result<Self, IngestError> {
         let rpc = RpcClient::new(&config.url)?;
+        let undo = kept_undos(&db)?;
+        // The blocks the kept undos name are where a reorg's fork point is looked for, as if
+        // this process had applied them.
+        let recent = undo
+            .front()
+            .map(|u| (u.parent.number, u.parent.hash))
+            .into_iter()
+            .chain(undo.iter().map(|u| (u.number, u.hash)))
+            .collect();
         Ok(Self {
             db,
             rpc,
             config,
             stats: Arc::default(),
-            recent: VecDeque::new(),
-            undo: VecDeque::new(),
+            recent,
+            undo,
             replay_from: None,
             applier: ApplyThread::spawn()?,
         })
@@ -319,33 +336,50 @@ impl<S: KvStore + 'static> Follower<S> {
             && self.undo.len() >= depth
             && depth > 0;
         if !kept {
-            self.undo.clear();
+            self.clear_undo()?;
             return Ok(false);
         }
         for _ in 0..depth {
             let Some(undo) = self.undo.pop_back() else { return Ok(false) };
             let db = Arc::clone(&self.db);
             let parent = undo.parent;
-            let outcome =
-                self.applier.run(move || Ok(db.revert_block(&parent, &undo.diff)?)).await?;
+            let (number, hash) = (undo.number, undo.hash);
+            let outcome = self
+                .applier
+                .run(move || {
+                    let outcome = db.revert_block(&parent, &undo.diff)?;
+                    db.delete_undo(number)?;
+                    Ok(outcome)
+                })
+                .await?;
             self.stats.head.store(parent.number, Ordering::Relaxed);
             if !outcome.root_matches {
                 self.stats.mismatching_blocks.fetch_add(1, Ordering::Relaxed);
                 warn!(
-                    number = undo.number,
+                    number,
                     parent = parent.number,
                     expected = %parent.state_root,
                     computed = %outcome.root,
                     "reorg: a reverted block did not leave its parent's state root"
                 );
-                self.undo.clear();
+                self.clear_undo()?;
                 return Ok(false);
             }
             self.stats.blocks_reverted.fetch_add(1, Ordering::Relaxed);
-            info!(number = undo.number, hash = %undo.hash, "reorg: block reverted");
+            info!(number, %hash, "reorg: block reverted");
         }
         self.replay_from = None;
         Ok(true)
+    }
+
+    /// Forgets every undo, here and in the leafdb (only when there is one: a catch-up would
+    /// otherwise write a range deletion per block).
+    fn clear_undo(&mut self) -> Result<(), IngestError> {
+        if !self.undo.is_empty() {
+            self.undo.clear();
+            self.db.clear_undos()?;
+        }
+        Ok(())
     }
 
     /// Decodes the block's traces, folds them and applies the block, all on the apply thread
@@ -372,7 +406,7 @@ impl<S: KvStore + 'static> Follower<S> {
                 // chain's head that extends ours, so that a reorg can take it back.
                 let undo = match db.head()? {
                     Some(parent) if near_head && parent.hash == header.parent_hash => {
-                        db.undo_of(&diff)?.map(|diff| Undo {
+                        db.undo_of(&diff)?.map(|diff| BlockUndo {
                             parent,
                             number: header.number,
                             hash: header.hash,
@@ -381,7 +415,13 @@ impl<S: KvStore + 'static> Follower<S> {
                     }
                     _ => None,
                 };
-                Ok((db.apply_block(&header, &diff)?, decoding, undo))
+                let outcome = db.apply_block(&header, &diff)?;
+                // Kept after the block's write: a crash between the two loses only this undo,
+                // and the chain of those read back at start then ends short of the head.
+                if let Some(undo) = &undo {
+                    db.put_undo(undo, UNDO_DEPTH as u64)?;
+                }
+                Ok((outcome, decoding, undo))
             })
             .await?;
         match undo {
@@ -392,7 +432,7 @@ impl<S: KvStore + 'static> Follower<S> {
                 }
             }
             // No rollback can pass a block that cannot be undone (or was too deep to keep one).
-            None => self.undo.clear(),
+            None => self.clear_undo()?,
         }
         // The counters keep measuring fold and apply (and any wait for the thread).
         let micros = started.elapsed().saturating_sub(decoding).as_micros() as u64;

@@ -1,8 +1,8 @@
 //! End to end against a real execution client (anvil, pinned in tests/anvil): the leafdb,
 //! initialised from `anvil_dumpState`, follows ≥ 50 blocks of transfers, deployments and storage
 //! writes over WebSocket with its root equal to anvil's `stateRoot` after every block, and two
-//! `anvil_reorg`s (of an empty block, and of two blocks of transfers and storage writes) are
-//! detected, rolled back and followed through. Fails, naming the install command, when anvil is not installed.
+//! `anvil_reorg`s (of an empty block, and of two blocks of transfers and storage writes, across a
+//! restart of the follower) are detected, rolled back and followed through. Fails, naming the install command, when anvil is not installed.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use alloy_primitives::keccak256;
 use common::*;
-use leafsync_ingest::{ElHeaders, Follower, FollowerConfig, HeaderOrigin, HeaderQuery, RpcClient};
+use leafsync_ingest::{
+    ElHeaders, Follower, FollowerConfig, HeaderOrigin, HeaderQuery, IngestStats, RpcClient,
+};
 use leafsync_leafdb::LeafDb;
 use serde_json::{Value, json};
 
@@ -29,24 +31,25 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
     let mut config = FollowerConfig::new(anvil.ws());
     config.genesis = Some(genesis);
     config.poll_interval = POLL;
-    let follower = Follower::new(Arc::clone(&db), config).unwrap();
+    let follower = Follower::new(Arc::clone(&db), config.clone()).unwrap();
     let stats = follower.stats();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(follower.run(stopped));
 
     let mut workload = Workload::new(&mut rpc).await;
     // Mines `blocks` workload blocks, each followed with anvil's hash and root.
-    let follow = async |workload: &mut Workload, rpc: &mut RpcClient, blocks: u64| {
-        for _ in 0..blocks {
-            let n = workload.mine_block(rpc).await;
-            wait_for_head(&stats, n).await;
-            let block = rpc.block(n).await.unwrap();
-            let head = db.head().unwrap().unwrap();
-            assert_eq!((head.number, head.hash), (n, block.hash));
-            assert_eq!(db.account_root().unwrap(), block.state_root, "root after block {n}");
-        }
-    };
-    follow(&mut workload, &mut rpc, BLOCKS).await;
+    let follow =
+        async |stats: &IngestStats, workload: &mut Workload, rpc: &mut RpcClient, blocks| {
+            for _ in 0..blocks {
+                let n = workload.mine_block(rpc).await;
+                wait_for_head(stats, n).await;
+                let block = rpc.block(n).await.unwrap();
+                let head = db.head().unwrap().unwrap();
+                assert_eq!((head.number, head.hash), (n, block.hash));
+                assert_eq!(db.account_root().unwrap(), block.state_root, "root after block {n}");
+            }
+        };
+    follow(&stats, &mut workload, &mut rpc, BLOCKS).await;
     assert!(workload.contracts.len() >= 10, "deployments happened");
     assert_eq!(stats.blocks_applied(), BLOCKS, "each block applied exactly once");
 
@@ -59,7 +62,7 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
     let new = rpc.block(n).await.unwrap();
     assert_ne!(old.hash, new.hash, "anvil_reorg replaced the block");
     // Following continues on the new chain.
-    follow(&mut workload, &mut rpc, 3).await;
+    follow(&stats, &mut workload, &mut rpc, 3).await;
     assert_eq!(stats.reorgs(), 1, "the reorg was detected once");
     assert_eq!(stats.blocks_reverted(), 1, "the replaced block was undone");
 
@@ -67,9 +70,17 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
     // replaced by anvil_reorg with two empty blocks: the state goes back to the fork point's.
     // The follower undoes both (each root checked against its parent's) before it applies the
     // new ones; applied on top, the dropped blocks' changes would stay and every root differ.
+    // Between the blocks and the reorg the follower restarts: the new one rolls back with the
+    // undos the leafdb kept.
     workload.mine_block(&mut rpc).await;
     let n = workload.mine_block(&mut rpc).await;
     wait_for_head(&stats, n).await;
+    stop.send_replace(true);
+    tokio::time::timeout(FOLLOW_TIMEOUT, task).await.unwrap().unwrap().unwrap();
+    let follower = Follower::new(Arc::clone(&db), config).unwrap();
+    let stats = follower.stats();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(follower.run(stopped));
     let old = rpc.block(n).await.unwrap();
     let fork = rpc.block(n - 2).await.unwrap();
     let _: Value = rpc.call("anvil_reorg", json!([2, []])).await.unwrap();
@@ -82,9 +93,9 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     assert_eq!(db.account_root().unwrap(), new.state_root, "root after the reorg");
-    follow(&mut workload, &mut rpc, 3).await;
-    assert_eq!(stats.reorgs(), 2);
-    assert_eq!(stats.blocks_reverted(), 3, "one block, then two");
+    follow(&stats, &mut workload, &mut rpc, 3).await;
+    assert_eq!(stats.reorgs(), 1);
+    assert_eq!(stats.blocks_reverted(), 2, "both blocks, from the undos kept in the leafdb");
     assert_eq!(stats.mismatching_blocks(), 0);
     assert_eq!(db.root_mismatches().unwrap(), 0);
     assert_eq!(stats.blocks_behind(), 0);

@@ -78,4 +78,5 @@ pub use kv::{
 pub use schema::{BlockHeader, SCHEMA_VERSION};
 pub use snapshot::{AccountSlots, ESTIMATE_SAMPLE_NIBBLES, LeafSnapshot, StorageWalk};
 pub use sync_import::{AccountChunkOutcome, ChunkAccount, ChunkSet, StagedChunk};
+pub use undo::BlockUndo;
 pub use verify::{VerifyProgress, VerifyReport};

@@ -7,16 +7,125 @@
 
 use std::{collections::BTreeMap, sync::atomic::Ordering};
 
-use alloy_primitives::{B256, U256, keccak256};
+use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_rlp::{Decodable, RlpDecodable, RlpEncodable};
 use alloy_trie::EMPTY_ROOT_HASH;
 
 use crate::{
     ApplyOutcome, BlockHeader, LeafDb, LeafDbError, Result,
     diff::{AccountChange, AccountUpdate, BlockDiff},
     keys::storage_key,
-    kv::{KvStore, Table},
+    kv::{Durability, KvStore, Table, WriteBatch},
     schema::{decode_account, decode_slot_value},
 };
+
+/// Meta key prefix of the kept undos, one entry per block (`undo/` ‖ number, big-endian).
+const UNDO_PREFIX: &[u8] = b"undo/";
+
+/// The end of the undo key range (`/` + 1).
+const UNDO_END: &[u8] = b"undo0";
+
+fn undo_key(number: u64) -> Vec<u8> {
+    [UNDO_PREFIX, &number.to_be_bytes()].concat()
+}
+
+/// What undoes one applied block, as a follower keeps it ([`LeafDb::put_undo`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockUndo {
+    /// The head before the block: what reverting it makes the head again.
+    pub parent: BlockHeader,
+    /// The block's number.
+    pub number: u64,
+    /// The block's hash.
+    pub hash: B256,
+    /// The diff that undoes it ([`LeafDb::undo_of`]).
+    pub diff: BlockDiff,
+}
+
+/// [`BlockUndo`] as stored: an undo holds no code and never wipes a storage.
+#[derive(RlpEncodable, RlpDecodable)]
+struct StoredUndo {
+    parent: BlockHeader,
+    number: u64,
+    hash: B256,
+    accounts: Vec<StoredAccount>,
+}
+
+#[derive(RlpEncodable, RlpDecodable)]
+struct StoredAccount {
+    address: Address,
+    deleted: bool,
+    nonce: u64,
+    balance: U256,
+    code_hash: B256,
+    slots: Vec<StoredSlot>,
+}
+
+#[derive(RlpEncodable, RlpDecodable)]
+struct StoredSlot {
+    slot: B256,
+    value: U256,
+}
+
+impl BlockUndo {
+    fn encode(&self) -> Vec<u8> {
+        let accounts = self
+            .diff
+            .accounts
+            .iter()
+            .map(|(address, change)| match change {
+                AccountChange::Deleted => StoredAccount {
+                    address: *address,
+                    deleted: true,
+                    nonce: 0,
+                    balance: U256::ZERO,
+                    code_hash: B256::ZERO,
+                    slots: Vec::new(),
+                },
+                AccountChange::Updated(u) => StoredAccount {
+                    address: *address,
+                    deleted: false,
+                    nonce: u.nonce,
+                    balance: u.balance,
+                    code_hash: u.code_hash,
+                    slots: u
+                        .storage
+                        .iter()
+                        .map(|(&slot, &value)| StoredSlot { slot, value })
+                        .collect(),
+                },
+            })
+            .collect();
+        let stored =
+            StoredUndo { parent: self.parent, number: self.number, hash: self.hash, accounts };
+        alloy_rlp::encode(stored)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut b = bytes;
+        let stored = StoredUndo::decode(&mut b)
+            .map_err(|e| LeafDbError::corrupt("meta", "block undo", e))?;
+        if !b.is_empty() {
+            return Err(LeafDbError::corrupt("meta", "block undo", "trailing bytes"));
+        }
+        let mut diff = BlockDiff::default();
+        for a in stored.accounts {
+            let change = if a.deleted {
+                AccountChange::Deleted
+            } else {
+                AccountChange::Updated(AccountUpdate {
+                    nonce: a.nonce,
+                    balance: a.balance,
+                    code_hash: a.code_hash,
+                    storage_wiped: false,
+                    storage: a.slots.into_iter().map(|s| (s.slot, s.value)).collect(),
+                })
+            };
+            diff.accounts.insert(a.address, change);
+        }
+        Ok(Self { parent: stored.parent, number: stored.number, hash: stored.hash, diff })
+    }
+}
 
 impl<S: KvStore> LeafDb<S> {
     /// The diff that takes the current state back from after `diff` to now: every account
@@ -112,6 +221,43 @@ impl<S: KvStore> LeafDb<S> {
         Ok(outcome)
     }
 
+    /// Keeps `undo` (through the log) and drops every kept undo of a block `keep` or more
+    /// below it, so that a rollback survives a restart.
+    pub fn put_undo(&self, undo: &BlockUndo, keep: u64) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let oldest = undo.number.saturating_add(1).saturating_sub(keep);
+        batch.delete_range(Table::Meta, UNDO_PREFIX.to_vec(), undo_key(oldest));
+        batch.put(Table::Meta, undo_key(undo.number), undo.encode());
+        self.store().write(batch, Durability::Logged)
+    }
+
+    /// Drops the kept undo of block `number` (it was reverted).
+    pub fn delete_undo(&self, number: u64) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete(Table::Meta, undo_key(number));
+        self.store().write(batch, Durability::Logged)
+    }
+
+    /// Drops every kept undo.
+    pub fn clear_undos(&self) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range(Table::Meta, UNDO_PREFIX.to_vec(), UNDO_END.to_vec());
+        self.store().write(batch, Durability::Logged)
+    }
+
+    /// The kept undos, oldest first.
+    pub fn undos(&self) -> Result<Vec<BlockUndo>> {
+        let mut out = Vec::new();
+        for item in self.store().iter_from(Table::Meta, UNDO_PREFIX) {
+            let (key, value) = item?;
+            if !key.starts_with(UNDO_PREFIX) {
+                break;
+            }
+            out.push(BlockUndo::decode(&value)?);
+        }
+        Ok(out)
+    }
+
     /// Blocks reverted since the leafdb was opened: a state read before a revert may hold what
     /// the reverted block wrote under a head number the chain now gives another block, so what
     /// is kept from reads (serve's chunk cache) is told apart by this count.
@@ -202,6 +348,28 @@ mod tests {
         }
         let report = db.verify().unwrap();
         assert!(report.ok(), "{report:?}");
+    }
+
+    #[test]
+    fn kept_undos_read_back_in_order_and_only_the_last_few() {
+        let params = GenParams { accounts: 300, seed: 8 };
+        let db = LeafDb::in_memory();
+        db.generate(params).unwrap();
+        let mut kept = Vec::new();
+        for n in 1..=6 {
+            let parent = db.head().unwrap().unwrap();
+            let (header, diff) = params.block(n, 20);
+            let undo = db.undo_of(&diff).unwrap().unwrap();
+            let (_, header) = db.apply_generated_block(&header, &diff).unwrap();
+            let undo = BlockUndo { parent, number: n, hash: header.hash, diff: undo };
+            db.put_undo(&undo, 4).unwrap();
+            kept.push(undo);
+        }
+        assert_eq!(db.undos().unwrap(), kept[2..], "blocks 3 to 6, oldest first, decoded whole");
+        db.delete_undo(6).unwrap();
+        assert_eq!(db.undos().unwrap(), kept[2..5]);
+        db.clear_undos().unwrap();
+        assert!(db.undos().unwrap().is_empty());
     }
 
     #[test]
