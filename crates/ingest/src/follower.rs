@@ -485,3 +485,47 @@ impl<S: KvStore + 'static> Follower<S> {
         Ok(BlockHeader { state_root: outcome.root, ..header })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use leafsync_leafdb::{GenParams, MemStore};
+
+    use super::*;
+
+    /// A generated state with `blocks` blocks applied, each with its undo kept.
+    fn followed(blocks: u64) -> (LeafDb<MemStore>, GenParams) {
+        let params = GenParams { accounts: 300, seed: 4 };
+        let db = LeafDb::in_memory();
+        db.generate(params).unwrap();
+        for n in 1..=blocks {
+            let parent = db.head().unwrap().unwrap();
+            let (header, diff) = params.block(n, 10);
+            let undo = db.undo_of(&diff).unwrap().unwrap();
+            let (_, header) = db.apply_generated_block(&header, &diff).unwrap();
+            let undo = BlockUndo { parent, number: n, hash: header.hash, diff: undo };
+            db.put_undo(&undo, UNDO_DEPTH as u64).unwrap();
+        }
+        (db, params)
+    }
+
+    #[test]
+    fn kept_undos_are_taken_back_only_when_they_chain_to_the_head() {
+        let (db, params) = followed(3);
+        let kept = kept_undos(&db).unwrap();
+        assert_eq!(kept.iter().map(|u| u.number).collect::<Vec<_>>(), [1, 2, 3]);
+
+        // A hole in the chain (an undo lost): none is kept, and the leafdb forgets them.
+        db.delete_undo(2).unwrap();
+        assert!(kept_undos(&db).unwrap().is_empty());
+        assert!(db.undos().unwrap().is_empty());
+
+        // A head past the last undo (a crash between a block and its undo): none is kept.
+        let (db, _) = followed(3);
+        let (header, diff) = params.block(4, 10);
+        db.apply_generated_block(&header, &diff).unwrap();
+        assert!(kept_undos(&db).unwrap().is_empty());
+        assert!(db.undos().unwrap().is_empty());
+    }
+}
