@@ -278,7 +278,7 @@ impl<S: KvStore + 'static> Follower<S> {
             return Ok(Step::Again);
         }
         let traces = self.rpc.trace_block_raw(next).await?;
-        self.apply(block, traces).await?;
+        self.apply(block, traces, el_head).await?;
         Ok(Step::Again)
     }
 
@@ -382,19 +382,21 @@ impl<S: KvStore + 'static> Follower<S> {
         Ok(())
     }
 
-    /// Decodes the block's traces, folds them and applies the block, all on the apply thread
+    /// Decodes the block's traces, folds them and applies the block (keeping its undo when it is
+    /// within [`UNDO_DEPTH`] of `el_head`), all on the apply thread
     /// (decoding a large trace on the runtime would hold one of its workers).
     async fn apply(
         &mut self,
         block: RpcBlock,
         traces: crate::rpc::RawResponse,
+        el_head: u64,
     ) -> Result<(), IngestError> {
         let db = Arc::clone(&self.db);
         let header = block.header();
         let started = Instant::now();
         // Only a block near the execution client's head can be reorged away: one deeper than
         // the undo kept is not read for it (catching up pays nothing).
-        let near_head = self.stats.el_head().saturating_sub(header.number) < UNDO_DEPTH as u64;
+        let near_head = el_head.saturating_sub(header.number) < UNDO_DEPTH as u64;
         let (outcome, decoding, undo) = self
             .applier
             .run(move || {

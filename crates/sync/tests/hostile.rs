@@ -327,7 +327,7 @@ async fn any_mix_of_hostile_peers_leaves_the_exact_state() {
         PoisonFirstPiece,
     ];
     let mut draw = SplitMix::new(44);
-    let mut pick = |n: usize| (draw.next_u64() % n as u64) as usize;
+    let mut pick = |n: usize| draw.below(n as u64) as usize;
     for round in 0..16 {
         let mix: Vec<Behaviour> = (0..2 + pick(3)).map(|_| KINDS[pick(KINDS.len())]).collect();
         let batched = pick(2) == 0;
@@ -363,11 +363,11 @@ async fn peers_lying_at_random_cost_only_themselves() {
     let mut draw = SplitMix::new(45);
     let mut changed = 0;
     for round in 0..ROUNDS_OF_MUTANTS {
-        let mutants = 1 + draw.next_u64() % 3;
+        let mutants = 1 + draw.below(3);
         let mix: Vec<Behaviour> = (0..mutants)
             .map(|_| Behaviour::Mutant {
                 seed: draw.next_u64(),
-                rate: [1, 4, 8][(draw.next_u64() % 3) as usize],
+                rate: [1, 4, 8][draw.below(3) as usize],
             })
             .collect();
         let batched = draw.next_u64().is_multiple_of(2);

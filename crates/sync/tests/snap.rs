@@ -340,7 +340,7 @@ async fn any_mix_of_hostile_snap_servers_leaves_the_exact_state() {
         [EmptyRanges, Junk, OneAtATime, Unordered, WrongNodes, Silent, Limited(3)];
     let src = source(ACCOUNTS, SEED);
     let mut draw = leafsync_leafdb::generate::SplitMix::new(45);
-    let mut pick = |n: usize| (draw.next_u64() % n as u64) as usize;
+    let mut pick = |n: usize| draw.below(n as u64) as usize;
     for round in 0..10 {
         let mut behaviours = vec![Honest];
         behaviours.extend((0..2 + pick(3)).map(|_| KINDS[pick(KINDS.len())]));
@@ -368,10 +368,10 @@ async fn snap_servers_lying_at_random_cost_only_themselves() {
     let mut changed = 0;
     for round in 0..ROUNDS_OF_MUTANTS {
         let mut behaviours = vec![SnapBehaviour::Honest];
-        let mutants = 1 + draw.next_u64() % 3;
+        let mutants = 1 + draw.below(3);
         behaviours.extend((0..mutants).map(|_| SnapBehaviour::Mutant {
             seed: draw.next_u64(),
-            rate: [1, 4, 8][(draw.next_u64() % 3) as usize],
+            rate: [1, 4, 8][draw.below(3) as usize],
         }));
         let batched = draw.next_u64().is_multiple_of(2);
         let config = match batched {

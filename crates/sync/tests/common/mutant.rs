@@ -32,7 +32,7 @@ impl Mutator {
     }
 
     fn pick(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.rng.next_u64() % n as u64) as usize }
+        self.rng.below(n as u64) as usize
     }
 
     fn b256(&mut self) -> B256 {
