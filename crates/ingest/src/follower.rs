@@ -19,7 +19,7 @@ use std::{
 };
 
 use alloy_primitives::B256;
-use leafsync_leafdb::{BlockHeader, BlockUndo, KvStore, LeafDb, read_alloc_file};
+use leafsync_leafdb::{BlockHeader, BlockUndo, KvStore, LeafDb, LeafDbError, read_alloc_file};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -125,9 +125,18 @@ impl IngestStats {
 
 /// The undos the leafdb kept ([`LeafDb::put_undo`]), if they still undo the head: a run of
 /// blocks each the child of the one before, the last one the head. Anything else (a crash
-/// between a block and its undo, a head written by a sync) is dropped.
+/// between a block and its undo, a head written by a sync, a record that does not decode) is
+/// dropped: an undo only ever saves a resync, so a bad one must not stop the daemon.
 fn kept_undos<S: KvStore>(db: &LeafDb<S>) -> Result<VecDeque<BlockUndo>, IngestError> {
-    let undos = db.undos()?;
+    let undos = match db.undos() {
+        Ok(undos) => undos,
+        Err(error @ LeafDbError::Corrupt { .. }) => {
+            warn!(%error, "kept block undos do not decode; dropping them");
+            db.clear_undos()?;
+            return Ok(VecDeque::new());
+        }
+        Err(error) => return Err(error.into()),
+    };
     let head = db.head()?;
     let chained = undos
         .windows(2)
@@ -492,7 +501,7 @@ impl<S: KvStore + 'static> Follower<S> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use leafsync_leafdb::{GenParams, MemStore};
+    use leafsync_leafdb::{Durability, GenParams, MemStore, Table, WriteBatch};
 
     use super::*;
 
@@ -513,7 +522,7 @@ mod tests {
     }
 
     #[test]
-    fn kept_undos_are_taken_back_only_when_they_chain_to_the_head() {
+    fn kept_undos_are_taken_back_only_when_they_chain_to_the_head_and_decode() {
         let (db, params) = followed(3);
         let kept = kept_undos(&db).unwrap();
         assert_eq!(kept.iter().map(|u| u.number).collect::<Vec<_>>(), [1, 2, 3]);
@@ -527,6 +536,16 @@ mod tests {
         let (db, _) = followed(3);
         let (header, diff) = params.block(4, 10);
         db.apply_generated_block(&header, &diff).unwrap();
+        assert!(kept_undos(&db).unwrap().is_empty());
+        assert!(db.undos().unwrap().is_empty());
+
+        // A record that does not decode (a bad disk): dropped, and the follower starts.
+        let (db, _) = followed(3);
+        let mut batch = WriteBatch::default();
+        // The meta key of block 3's undo (`undo/` ‖ number, leafdb's undo.rs).
+        batch.put(Table::Meta, [b"undo/".as_slice(), &3u64.to_be_bytes()].concat(), vec![0xc2, 1]);
+        db.store().write(batch, Durability::Logged).unwrap();
+        assert!(db.undos().is_err());
         assert!(kept_undos(&db).unwrap().is_empty());
         assert!(db.undos().unwrap().is_empty());
     }
