@@ -2,21 +2,27 @@
 
 use std::{
     collections::BTreeMap,
+    ops::Bound,
     sync::{Arc, RwLock},
 };
 
 use super::{BatchOp, Durability, KvPair, KvRead, KvStore, SortedWriter, Table, WriteBatch};
 use crate::error::{LeafDbError, Result};
 
-type Tables = BTreeMap<Table, BTreeMap<Vec<u8>, Vec<u8>>>;
+/// One table's pairs, shared copy-on-write: a snapshot or an iterator holds the version it was
+/// taken from, and a write while one is held copies the table first.
+type Pairs = Arc<BTreeMap<Vec<u8>, Vec<u8>>>;
+type Tables = BTreeMap<Table, Pairs>;
 
-/// Tables in ordered maps behind a lock. Snapshots are copies, so keep test states small.
+/// Tables in ordered maps behind a lock. Snapshots and iterators share the tables until a
+/// write changes one (then that table is copied), so they cost nothing to take, but a write
+/// while one is alive copies its table: keep test states small.
 #[derive(Debug, Default, Clone)]
 pub struct MemStore {
     tables: Arc<RwLock<Tables>>,
 }
 
-/// A copy of a [`MemStore`] taken at one moment.
+/// The tables of a [`MemStore`] as they were at one moment.
 #[derive(Debug)]
 pub struct MemSnapshot(Tables);
 
@@ -24,15 +30,30 @@ fn read_table(tables: &Tables, table: Table, key: &[u8]) -> Option<Vec<u8>> {
     tables.get(&table).and_then(|t| t.get(key)).cloned()
 }
 
-fn scan(tables: &Tables, table: Table, start: &[u8]) -> Vec<Result<KvPair>> {
-    tables
-        .get(&table)
-        .map(|t| {
-            t.range(start.to_vec()..)
-                .map(|(k, v)| Ok((k.clone().into_boxed_slice(), v.clone().into_boxed_slice())))
-                .collect()
-        })
-        .unwrap_or_default()
+/// Iterates one version of a table from a key on, as a RocksDB iterator sees its implicit
+/// snapshot: writes made after it was taken are not seen.
+struct Scan {
+    pairs: Option<Pairs>,
+    from: Bound<Vec<u8>>,
+}
+
+impl Iterator for Scan {
+    type Item = Result<KvPair>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let pairs = self.pairs.as_ref()?;
+        let from = std::mem::replace(&mut self.from, Bound::Unbounded);
+        let Some((k, v)) = pairs.range((from, Bound::Unbounded)).next() else {
+            self.pairs = None;
+            return None;
+        };
+        self.from = Bound::Excluded(k.clone());
+        Some(Ok((k.clone().into_boxed_slice(), v.clone().into_boxed_slice())))
+    }
+}
+
+fn scan(tables: &Tables, table: Table, start: &[u8]) -> Scan {
+    Scan { pairs: tables.get(&table).cloned(), from: Bound::Included(start.to_vec()) }
 }
 
 impl MemStore {
@@ -56,7 +77,7 @@ impl KvRead for MemStore {
         table: Table,
         start: &[u8],
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
-        Box::new(scan(&self.read(), table, start).into_iter())
+        Box::new(scan(&self.read(), table, start))
     }
 }
 
@@ -70,7 +91,7 @@ impl KvRead for MemSnapshot {
         table: Table,
         start: &[u8],
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
-        Box::new(scan(&self.0, table, start).into_iter())
+        Box::new(scan(&self.0, table, start))
     }
 }
 
@@ -82,13 +103,13 @@ impl KvStore for MemStore {
         for op in batch.ops {
             match op {
                 BatchOp::Put(t, k, v) => {
-                    tables.entry(t).or_default().insert(k, v);
+                    Arc::make_mut(tables.entry(t).or_default()).insert(k, v);
                 }
                 BatchOp::Delete(t, k) => {
-                    tables.entry(t).or_default().remove(&k);
+                    Arc::make_mut(tables.entry(t).or_default()).remove(&k);
                 }
                 BatchOp::DeleteRange(t, start, end) => {
-                    let table = tables.entry(t).or_default();
+                    let table = Arc::make_mut(tables.entry(t).or_default());
                     let doomed: Vec<_> = table.range(start..end).map(|(k, _)| k.clone()).collect();
                     for k in doomed {
                         table.remove(&k);
