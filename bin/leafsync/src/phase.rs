@@ -11,6 +11,9 @@ pub enum DaemonPhase {
     Following,
     /// Serving only.
     Serving,
+    /// Syncing the state at the execution client's head over the leafdb, whose state went off
+    /// the chain (the follower waits).
+    Repairing,
 }
 
 impl DaemonPhase {
@@ -20,6 +23,7 @@ impl DaemonPhase {
             Self::Syncing => "syncing",
             Self::Following => "following",
             Self::Serving => "serving",
+            Self::Repairing => "repairing",
         }
     }
 }

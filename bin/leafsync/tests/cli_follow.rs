@@ -154,6 +154,74 @@ async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
     .await;
 }
 
+/// A reorg deeper than the undos a follower keeps takes a daemon's state off the chain, and the
+/// daemon repairs it from a peer: B follows anvil from genesis through blocks of transfers, then
+/// anvil replaces the last 17 of them with empty blocks (`UNDO_DEPTH` is 16): B cannot roll back,
+/// applies the new blocks on top and its state is off the chain (no peer to repair from yet).
+/// Daemon A then starts from anvil's genesis (it never saw the dropped blocks), finds B through
+/// discv5, and serves; B stops following, syncs the state at anvil's head over its leafdb, and
+/// follows on with anvil's roots. Checked through `leafsync status` and, at the end, `tool
+/// verify` of B's datadir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_taken_off_the_chain_by_a_deep_reorg_is_repaired_from_a_peer() {
+    const BLOCKS: u64 = 20;
+    const DEPTH: u64 = 17;
+    const MORE: u64 = 3;
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file } = anvil_genesis().await;
+    let genesis = rpc.block(0).await.unwrap();
+    let chain = support::dev_chain(genesis.hash);
+    let config = |name: &str, bootnodes: &[&str]| {
+        let datadir = dir.path().join(name);
+        let el = el_section(anvil.addr, Some(&genesis_file));
+        support::daemon_toml(&datadir, &chain, Some(bootnodes), &el)
+    };
+
+    // B follows anvil through the blocks and the deep reorg, alone.
+    let (mut b, b_lines) = start_daemon(dir.path(), "b", &config("b", &[]));
+    let b_enr = line_with(&b_lines, "enr: ");
+    let b_admin = line_with(&b_lines, "admin: ");
+    mine(&mut rpc, 0, BLOCKS).await;
+    wait_status(&b_admin, "B did not follow", |s| s["sync"]["head"]["number"] == BLOCKS).await;
+    let _: Value = rpc.call("anvil_reorg", json!([DEPTH, []])).await.unwrap();
+    let new = rpc.block(BLOCKS).await.unwrap();
+    let s = wait_status(&b_admin, "B did not take the new chain", |s| {
+        s["sync"]["head"]["hash"] == new.hash.to_string().as_str()
+    })
+    .await;
+    // The head is anvil's block, its header root anvil's, but the blocks did not reach it.
+    assert!(s["sync"]["follow"]["mismatchingBlocks"].as_u64().unwrap() > 0, "off the chain: {s}");
+    assert_eq!(s["sync"]["follow"]["blocksReverted"], 0, "too deep to roll back: {s}");
+    assert_eq!(s["sync"]["repairs"], 0, "{s}");
+
+    // A: a new node from anvil's genesis, with B's ENR as its bootnode. B repairs from it.
+    let (mut a, a_lines) = start_daemon(dir.path(), "a", &config("a", &[b_enr.as_str()]));
+    let a_admin = line_with(&a_lines, "admin: ");
+    let s = wait_status(&b_admin, "B did not repair its state", |s| {
+        s["sync"]["repairs"] == 1 && s["sync"]["phase"] == "following"
+    })
+    .await;
+    let pivot = s["sync"]["stateSync"]["pivot"]["number"].as_u64().unwrap();
+    assert!(pivot >= BLOCKS, "the repair's pivot is anvil's head: {s}");
+    assert!(s["sync"]["stateSync"]["healedNodes"].as_u64().unwrap() > 0, "{s}");
+
+    let mismatches = s["sync"]["follow"]["mismatchingBlocks"].clone();
+
+    // Both follow new blocks with anvil's roots; B's blocks match again.
+    mine(&mut rpc, BLOCKS, BLOCKS + MORE).await;
+    let end = BLOCKS + MORE;
+    support::wait_followed_to(&[("A", &a_admin)], &mut rpc, end).await;
+    let s =
+        wait_status(&b_admin, "B did not follow on", |s| s["sync"]["head"]["number"] == end).await;
+    assert_head_is_els(&s, &mut rpc, end).await;
+    assert_eq!(s["sync"]["follow"]["mismatchingBlocks"], mismatches, "none since: {s}");
+    let text = support::status_text(&b_admin);
+    assert!(text.contains("phase:   following") && text.contains("repairs: 1"), "{text}");
+    sigterm_and_wait(&mut b);
+    sigterm_and_wait(&mut a);
+    let root = rpc.block(end).await.unwrap().state_root.to_string();
+    support::verify_clean(&dir.path().join("b"), &root);
+}
+
 /// The `[el]` section: anvil's WebSocket at `addr`, and the genesis file to bootstrap from.
 fn el_section(addr: impl std::fmt::Display, genesis: Option<&Path>) -> String {
     let genesis = genesis.map_or_else(String::new, |g| format!("genesis = {g:?}"));

@@ -126,7 +126,7 @@ impl IngestStats {
 /// The undos the leafdb kept ([`LeafDb::put_undo`]), if they still undo the head: a run of
 /// blocks each the child of the one before, the last one the head. Anything else (a crash
 /// between a block and its undo, a head written by a sync, a record that does not decode) is
-/// dropped: an undo only ever saves a resync, so a bad one must not stop the daemon.
+/// dropped: an undo only ever saves a repair from peers, so a bad one must not stop the daemon.
 fn kept_undos<S: KvStore>(db: &LeafDb<S>) -> Result<VecDeque<BlockUndo>, IngestError> {
     let undos = match db.undos() {
         Ok(undos) => undos,
@@ -204,6 +204,14 @@ impl<S: KvStore + 'static> Follower<S> {
             replay_from: None,
             applier: ApplyThread::spawn()?,
         })
+    }
+
+    /// Counts into `stats` (a follower started again, after the daemon repaired its state,
+    /// carries on with the counters of the one before).
+    #[must_use]
+    pub fn with_stats(mut self, stats: Arc<IngestStats>) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// The follower's counters.

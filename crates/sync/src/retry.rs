@@ -65,7 +65,7 @@ where
 /// [`PEER_WAIT_LOG_INTERVAL`].
 async fn wait_for_peers(handle: &NetworkHandle, sources: &PeerSources) {
     let kinds = if sources.snap.is_some() { "leaf/1 or snap/1" } else { "leaf/1" };
-    info!("the leafdb is empty: waiting for {kinds} peers to sync from");
+    info!("waiting for {kinds} peers to sync the state from");
     let first = tokio::time::Instant::now() + PEER_WAIT_LOG_INTERVAL;
     let mut reminder = tokio::time::interval_at(first, PEER_WAIT_LOG_INTERVAL);
     while !has_sync_peers(handle, sources).await {

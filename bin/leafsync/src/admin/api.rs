@@ -263,6 +263,9 @@ pub(crate) struct SyncStatus {
     pub(crate) peers: u64,
     /// Blocks whose computed root differed from the header's.
     pub(crate) root_mismatches: u64,
+    /// Repairs of a state off the chain finished in this run.
+    #[serde(default)]
+    pub(crate) repairs: u64,
     /// `leaf/1` requests answered.
     pub(crate) served: u64,
     /// Chunk cache hits.

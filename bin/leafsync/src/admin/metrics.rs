@@ -52,6 +52,13 @@ fn record(state: &AdminState, peers: usize) {
     let mismatches = state.db.root_mismatches().unwrap_or(0);
     let help = "Blocks whose computed root differed from the header.";
     counter("leafsync_root_mismatches_total", help, mismatches);
+    let help =
+        "Repairs of a state off the chain finished (synced back at the execution client's head).";
+    counter(
+        "leafsync_repairs_total",
+        help,
+        state.repairs.load(std::sync::atomic::Ordering::Relaxed),
+    );
     counter("leafsync_serve_requests_total", "leaf/1 requests answered.", s.served);
     let help = "Requests answered empty on a database error.";
     counter("leafsync_serve_internal_errors_total", help, s.internal_errors);

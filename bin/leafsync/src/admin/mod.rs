@@ -96,6 +96,8 @@ pub(crate) struct AdminState {
     pub(crate) sources: crate::config::SyncSources,
     /// The peers `admin_addPeer` added in this run, at most [`MAX_ADMIN_ADDED_PEERS`].
     pub(crate) added_peers: std::sync::Mutex<std::collections::HashSet<leafsync_p2p::PeerId>>,
+    /// Repairs of a state off the chain finished in this run.
+    pub(crate) repairs: std::sync::atomic::AtomicU64,
 }
 
 /// What an endpoint serves.

@@ -204,6 +204,7 @@ impl AdminApiServer for AdminRpc {
             head,
             peers: s.network.peers().await.len() as u64,
             root_mismatches,
+            repairs: s.repairs.load(std::sync::atomic::Ordering::Relaxed),
             served: served.served,
             cache_hits: served.cache.hits,
             cache_misses: served.cache.misses,

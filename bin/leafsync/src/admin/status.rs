@@ -70,6 +70,9 @@ fn print(Status { node, sync, peers }: &Status) {
             f.el_head, f.blocks_behind, f.blocks_applied, f.mismatching_blocks
         );
     }
+    if sync.repairs > 0 {
+        println!("repairs: {} (the state went off the chain and was synced back)", sync.repairs);
+    }
     match &sync.head {
         Some(h) => println!("head:    block {} root {}", h.number, h.state_root),
         None => println!("head:    none"),
@@ -85,7 +88,7 @@ fn print(Status { node, sync, peers }: &Status) {
 /// first request, that it waits for peers; `None` without a sync.
 fn sync_line(sync: &SyncStatus) -> Option<String> {
     let Some(y) = &sync.state_sync else {
-        return (sync.phase == DaemonPhase::Syncing)
+        return matches!(sync.phase, DaemonPhase::Syncing | DaemonPhase::Repairing)
             .then(|| "sync:    not started: waiting for peers to sync from".to_string());
     };
     Some(format!(
@@ -151,6 +154,7 @@ mod tests {
             head: None,
             peers: 0,
             root_mismatches: 0,
+            repairs: 0,
             served: 0,
             cache_hits: 0,
             cache_misses: 0,

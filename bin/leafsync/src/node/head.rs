@@ -113,7 +113,7 @@ pub(crate) async fn announce_heads(
                     number = h.number,
                     header_root = %h.state_root,
                     "the state is off the chain (root mismatch): no longer offering it to \
-                     peers; resync to serve again"
+                     peers until it matches a header again (it is repaired from peers)"
                 );
             }
         }

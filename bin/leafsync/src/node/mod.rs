@@ -7,6 +7,7 @@
 mod eth;
 mod head;
 pub(crate) mod loopback;
+mod repair;
 mod sync;
 #[cfg(test)]
 mod tests;
@@ -29,6 +30,7 @@ use tracing::{info, warn};
 
 use self::{
     head::{HEAD_CHECK_INTERVAL, announce_heads, local_head},
+    repair::{RepairPace, cannot_resume, repair_due, repair_settings, repair_sources},
     sync::{SyncPlan, sync_from_peers},
 };
 pub use crate::phase::DaemonPhase;
@@ -60,6 +62,9 @@ pub enum Start {
     BootstrapFromGenesis,
     /// The leafdb is empty: sync it from `leaf/1` peers, then follow and serve.
     SyncFromPeers,
+    /// The leafdb holds a repair of its state cut short (a head and a sync's progress record,
+    /// with `el.rpc` set): finish it, then follow and serve (see `repair.rs`).
+    Repair,
 }
 
 /// Everything a node is built from.
@@ -166,9 +171,11 @@ impl NodeBuilder {
         self.serve_snap || self.sync.sources.snap
     }
 
-    /// The start mode for a leafdb whose head is `head`.
-    fn start_mode(&self, head: Option<&BlockHeader>) -> Start {
+    /// The start mode for a leafdb whose head is `head`, holding a sync's progress record or
+    /// not (`syncing`).
+    fn start_mode(&self, head: Option<&BlockHeader>, syncing: bool) -> Start {
         match (head, &self.el.genesis, &self.el.rpc) {
+            (Some(_), _, Some(_)) if syncing => Start::Repair,
             (Some(_), _, _) => Start::Serve,
             (None, Some(_), Some(_)) => Start::BootstrapFromGenesis,
             // A genesis file without an execution client has nothing to load it: the node
@@ -183,21 +190,29 @@ impl NodeBuilder {
     /// block application thread inherits that thread's CPU priority.
     pub async fn start(self) -> Result<Node, CliError> {
         let head = self.db.head()?;
-        let start = self.start_mode(head.as_ref());
-        if start == Start::SyncFromPeers {
-            // A sync the configuration cannot run fails here, before a port is opened.
-            SyncPlan { settings: &self.sync, el_rpc: self.el.rpc.as_deref(), chain: &self.chain }
-                .check()?;
+        let start = self.start_mode(head.as_ref(), self.db.sync_progress()?.is_some());
+        // A sync the configuration cannot run fails here, before a port is opened.
+        let el_rpc = self.el.rpc.as_deref();
+        match start {
+            Start::SyncFromPeers => {
+                SyncPlan { settings: &self.sync, el_rpc, chain: &self.chain }.check()?;
+            }
+            Start::Repair => {
+                let settings = repair_settings(&self.sync);
+                cannot_resume(&SyncPlan { settings: &settings, el_rpc, chain: &self.chain })?;
+            }
+            Start::Serve | Start::BootstrapFromGenesis => {}
         }
         let stop = CancellationToken::new();
-        let (follower_stop, follower_stop_rx) = watch::channel(false);
+        let (follower_stop, _) = watch::channel(false);
         let mut node_follower = None;
-        if start != Start::SyncFromPeers {
+        if matches!(start, Start::Serve | Start::BootstrapFromGenesis) {
             node_follower = start_follower(
                 &self.db,
                 &self.el,
                 self.chain.genesis_hash,
-                follower_stop_rx.clone(),
+                follower_stop.subscribe(),
+                None,
             )?;
         }
         let head = match (head, start) {
@@ -231,6 +246,7 @@ impl NodeBuilder {
         tasks.spawn(announce_heads(self.db.clone(), self.chain.clone(), head_tx, stop.clone()));
         let phase = match (start, &node_follower) {
             (Start::SyncFromPeers, _) => DaemonPhase::Syncing,
+            (Start::Repair, _) => DaemonPhase::Repairing,
             (_, Some(_)) => DaemonPhase::Following,
             (_, None) => DaemonPhase::Serving,
         };
@@ -247,6 +263,7 @@ impl NodeBuilder {
             sync: sync_rx,
             sources: self.sync.sources,
             added_peers: std::sync::Mutex::default(),
+            repairs: std::sync::atomic::AtomicU64::new(0),
         });
         if let Some((stats, _)) = &node_follower {
             let _ = state.ingest.set(stats.clone());
@@ -283,7 +300,6 @@ impl NodeBuilder {
             stop,
             follower: node_follower,
             follower_stop,
-            follower_stop_rx,
             phase: phase_tx,
             sync_progress: sync_tx,
             admin_addr: bound[0],
@@ -295,20 +311,25 @@ impl NodeBuilder {
 /// The running follower: its counters and its task.
 type FollowerTask = (Arc<IngestStats>, tokio::task::JoinHandle<Result<(), IngestError>>);
 
-/// Starts following `el.rpc`, if set: the follower also bootstraps an empty leafdb from
-/// `el.genesis`. Called on the main thread (in `block_on`'s future), never on a runtime thread:
-/// the block application thread it starts keeps the normal priority.
+/// Starts following `el.rpc`, if set, counting into `stats` when given (a follower started
+/// again after a repair): the follower also bootstraps an empty leafdb from `el.genesis`. Called
+/// on the main thread (in `block_on`'s future), never on a runtime thread: the block
+/// application thread it starts keeps the normal priority.
 fn start_follower(
     db: &Arc<LeafDb>,
     el: &ElSection,
     genesis_hash: B256,
     stop: watch::Receiver<bool>,
+    stats: Option<Arc<IngestStats>>,
 ) -> Result<Option<FollowerTask>, CliError> {
     let Some(url) = &el.rpc else { return Ok(None) };
     let mut fc = FollowerConfig::new(url.clone());
     fc.genesis.clone_from(&el.genesis);
     fc.genesis_hash = Some(genesis_hash);
-    let follower = Follower::new(db.clone(), fc)?;
+    let mut follower = Follower::new(db.clone(), fc)?;
+    if let Some(stats) = stats {
+        follower = follower.with_stats(stats);
+    }
     let stats = follower.stats();
     Ok(Some((stats, tokio::spawn(follower.run(stop)))))
 }
@@ -357,7 +378,6 @@ pub struct Node {
     stop: CancellationToken,
     follower: Option<FollowerTask>,
     follower_stop: watch::Sender<bool>,
-    follower_stop_rx: watch::Receiver<bool>,
     phase: watch::Sender<DaemonPhase>,
     sync_progress: watch::Sender<SyncStats>,
     admin_addr: Option<SocketAddr>,
@@ -418,42 +438,50 @@ impl Node {
     }
 
     /// Runs until `shutdown` resolves (or the follower stops): syncs first when the leafdb is
-    /// empty, then follows and serves; then stops everything in order (see [`Node::shutdown`]).
+    /// empty (or finishes a repair cut short), then follows and serves, repairing the state
+    /// from peers whenever it goes off the chain (`repair.rs`); then stops everything in order
+    /// (see [`Node::shutdown`]).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), CliError> {
         let mut shutdown = std::pin::pin!(shutdown);
-        if self.start == Start::SyncFromPeers {
-            let synced = tokio::select! {
-                () = &mut shutdown => {
-                    info!("shutting down during sync (progress is kept)");
-                    return self.shutdown().await;
-                }
-                r = self.sync_state() => r,
+        let mut pace = RepairPace::default();
+        if matches!(self.start, Start::SyncFromPeers | Start::Repair) {
+            let synced = match self.start {
+                Start::Repair => self.repair(&mut shutdown).await,
+                _ => self.first_sync(&mut shutdown).await,
             };
-            if let Err(e) = synced {
-                self.shutdown().await?;
-                return Err(e);
+            match synced {
+                Ok(true) if self.start == Start::Repair => pace.ended(std::time::Instant::now()),
+                Ok(true) => {}
+                Ok(false) => return self.shutdown().await,
+                Err(e) => {
+                    self.shutdown().await?;
+                    return Err(e);
+                }
             }
-            self.follower = start_follower(
-                &self.db,
-                &self.el,
-                self.chain.genesis_hash,
-                self.follower_stop_rx.clone(),
-            )?;
-            if let Some((stats, _)) = &self.follower {
-                let _ = self.state.ingest.set(stats.clone());
-            }
-            let phase =
-                if self.follower.is_some() { DaemonPhase::Following } else { DaemonPhase::Serving };
-            self.phase.send_replace(phase);
         }
-        let ended = match self.follower.as_mut() {
-            Some((_, task)) => tokio::select! {
-                () = &mut shutdown => None,
-                r = task => Some(r),
-            },
-            None => {
+        let repair_plan = repair_settings(&self.sync);
+        let el_rpc = self.el.rpc.as_deref();
+        let sources =
+            repair_sources(&SyncPlan { settings: &repair_plan, el_rpc, chain: &self.chain });
+        let ended = loop {
+            let Some((_, task)) = self.follower.as_mut() else {
                 shutdown.await;
-                None
+                break None;
+            };
+            let (db, network) = (self.db.clone(), self.network.clone());
+            let due = repair_due(db, network, sources.clone(), pace.not_before());
+            tokio::select! {
+                () = &mut shutdown => break None,
+                r = task => break Some(r),
+                () = due => {}
+            }
+            match self.repair(&mut shutdown).await {
+                Ok(true) => pace.ended(std::time::Instant::now()),
+                Ok(false) => break None,
+                Err(e) => {
+                    self.shutdown().await?;
+                    return Err(e);
+                }
             }
         };
         info!("shutting down");
@@ -471,10 +499,40 @@ impl Node {
         }
     }
 
+    /// Syncs the empty leafdb, then starts following. `false` when `shutdown` came first
+    /// (progress is kept).
+    async fn first_sync(
+        &mut self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<bool, CliError> {
+        tokio::select! {
+            () = shutdown => {
+                info!("shutting down during sync (progress is kept)");
+                return Ok(false);
+            }
+            r = self.sync_state() => r?,
+        };
+        self.follow_again(None)?;
+        Ok(true)
+    }
+
+    /// Starts the follower (counting into `stats` when given) and publishes the phase.
+    fn follow_again(&mut self, stats: Option<Arc<IngestStats>>) -> Result<(), CliError> {
+        let stop = self.follower_stop.subscribe();
+        self.follower = start_follower(&self.db, &self.el, self.chain.genesis_hash, stop, stats)?;
+        if let Some((stats, _)) = &self.follower {
+            let _ = self.state.ingest.set(stats.clone());
+        }
+        let phase =
+            if self.follower.is_some() { DaemonPhase::Following } else { DaemonPhase::Serving };
+        self.phase.send_replace(phase);
+        Ok(())
+    }
+
     /// Stops in order: the follower (finishing its block), the background tasks and endpoints,
     /// the network; then releases the leafdb, which closes when this was its last user.
     pub async fn shutdown(mut self) -> Result<(), CliError> {
-        let _ = self.follower_stop.send(true);
+        self.follower_stop.send_replace(true);
         if let Some((_, task)) = self.follower.take()
             && tokio::time::timeout(FOLLOWER_STOP_TIMEOUT, task).await.is_err()
         {

@@ -83,3 +83,19 @@ async fn an_empty_daemon_syncs_from_a_loopback_server_then_serves_and_stops_on_i
     tokio::time::timeout(WAIT, server_task).await.unwrap().unwrap().unwrap();
     assert_eq!(Arc::strong_count(&client_db), 1, "the node let go of its leafdb");
 }
+
+/// A leafdb with a head and a sync's progress record holds a repair cut short: with an
+/// execution client to take the pivot from, the node finishes it before following; without
+/// one (no blocks, so no repair), or without a record, it serves.
+#[test]
+fn a_head_beside_a_progress_record_is_a_repair_to_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = leafsync_leafdb::BlockHeader { number: 7, ..Default::default() };
+    let chain = ChainSpec::preset("dev").unwrap();
+    let mut builder = NodeBuilder::loopback(open(dir.path()), chain);
+    assert_eq!(builder.start_mode(Some(&head), true), Start::Serve, "no execution client");
+    builder.el.rpc = Some("ws://127.0.0.1:8546".into());
+    assert_eq!(builder.start_mode(Some(&head), true), Start::Repair);
+    assert_eq!(builder.start_mode(Some(&head), false), Start::Serve);
+    assert_eq!(builder.start_mode(None, true), Start::SyncFromPeers, "a first sync resumes");
+}
