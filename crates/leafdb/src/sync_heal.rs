@@ -2,8 +2,6 @@
 //! with the stale nodes below them pruned, and re-deriving the flat tables from a healed subtrie
 //! (flat reconciliation). Bulk chunk import is in [`crate::sync_import`].
 
-use std::collections::HashSet;
-
 use alloy_primitives::{B256, U256, keccak256};
 use alloy_rlp::Decodable;
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
@@ -20,6 +18,10 @@ use crate::{
     sync_import::clear_range,
     trie::{DecodedNode, checked_join, walk_leaves},
 };
+
+/// Flat slots [`LeafDb::reconcile_storage`] deletes one by one at most; more are cleared as a
+/// range.
+const MAX_POINT_DELETES: usize = 256;
 
 /// The 32-byte key a leaf of the trie of `owner` at `path` stands for.
 fn leaf_key(owner: Option<&B256>, path: &Nibbles) -> Result<B256> {
@@ -59,28 +61,15 @@ impl<S: KvStore> LeafDb<S> {
     ) -> Result<()> {
         let mut batch = WriteBatch::default();
         let table = node_table(owner);
-        // A range tombstone costs every later read of the memtable (RocksDB re-fragments all of
-        // them after each write that adds one, which made heal quadratic), so only a range that
-        // holds a key gets one. Deleting an empty range does nothing, and no node of the batch
-        // lies in another's ranges (they are the unreachable parts of one verified trie), so
-        // checking the stored state is exact.
-        let store = self.store();
-        let prune = |batch: &mut WriteBatch, (lo, hi): (Vec<u8>, Vec<u8>)| -> Result<()> {
-            if let Some(item) = store.iter_from(table, &lo).next() {
-                let (key, _) = item?;
-                if key.as_ref() < hi.as_slice() {
-                    batch.delete_range(table, lo, hi);
-                }
-            }
-            Ok(())
-        };
+        // The key ranges below the nodes that their encodings no longer reach.
+        let mut unreachable = Vec::new();
         for (path, rlp) in nodes {
             match DecodedNode::decode(rlp)? {
-                DecodedNode::Leaf { .. } => prune(&mut batch, child_range(owner, path, 0, 16))?,
+                DecodedNode::Leaf { .. } => unreachable.push(child_range(owner, path, 0, 16)),
                 DecodedNode::Branch { children, .. } => {
                     for (i, c) in (0u8..).zip(children.iter()) {
                         if c.as_ref().is_none_or(|r| r.as_hash().is_none()) {
-                            prune(&mut batch, child_range(owner, path, i, i + 1))?;
+                            unreachable.push(child_range(owner, path, i, i + 1));
                         }
                     }
                 }
@@ -90,19 +79,35 @@ impl<S: KvStore> LeafDb<S> {
                     let mut at = *path;
                     for i in 0..key.len() {
                         let k = key.get_unchecked(i);
-                        prune(&mut batch, child_range(owner, &at, 0, k))?;
-                        prune(&mut batch, child_range(owner, &at, k + 1, 16))?;
+                        unreachable.push(child_range(owner, &at, 0, k));
+                        unreachable.push(child_range(owner, &at, k + 1, 16));
                         at.push(k);
                         if i + 1 < key.len() {
                             batch.delete(table, node_key(owner, &at));
                         }
                     }
                     if child.as_hash().is_none() {
-                        prune(&mut batch, node_range(owner, &at))?;
+                        unreachable.push(node_range(owner, &at));
                     }
                 }
             }
             batch.put(table, node_key(owner, path), rlp.clone());
+        }
+        // A range tombstone costs every later read of the memtable (RocksDB re-fragments all of
+        // them after each write that adds one, which made heal quadratic), so only a range that
+        // holds a key gets one. Deleting an empty range does nothing, and no node of the batch
+        // lies in another's ranges (they are the unreachable parts of one verified trie), so
+        // checking the stored state is exact. The ranges are disjoint: in key order one cursor
+        // finds the first stored key of each (a cursor each cost most of a heal's writes).
+        unreachable.sort_unstable();
+        if let Some((first, _)) = unreachable.first() {
+            let mut cursor = self.store().cursor(table, first)?;
+            for (lo, hi) in unreachable {
+                cursor.skip_to(&lo)?;
+                if cursor.current().is_some_and(|(key, _)| key < hi.as_slice()) {
+                    batch.delete_range(table, lo, hi);
+                }
+            }
         }
         self.store().write(batch, Durability::Logged)
     }
@@ -113,33 +118,47 @@ impl<S: KvStore> LeafDb<S> {
     }
 
     /// Rewrites the flat accounts under `prefix` from the stored subtrie there (hash `hash`):
-    /// accounts the trie no longer has are deleted with their storage. Returns the accounts.
+    /// accounts the trie no longer has are deleted with their storage, and only entries that
+    /// differ are written (a heal of a state that was mostly right, as a repair's, changes few).
+    /// Returns every account of the subtrie, each with whether its flat entry was written (it
+    /// was missing or differed).
     pub fn reconcile_accounts(
         &self,
         prefix: &Nibbles,
         hash: B256,
-    ) -> Result<Vec<(B256, TrieAccount)>> {
+    ) -> Result<Vec<(B256, TrieAccount, bool)>> {
         let src = TrieNodes::account(self.store()).below(*prefix);
         let leaves = walk_leaves(&src, hash)?;
         let mut batch = WriteBatch::default();
         let mut out = Vec::with_capacity(leaves.len());
-        let mut keep = HashSet::with_capacity(leaves.len());
-        for (suffix, value) in leaves {
+        let mut derived = Vec::with_capacity(leaves.len());
+        for (i, (suffix, value)) in leaves.into_iter().enumerate() {
+            // The walk goes in path order: keys ascend.
             let key = leaf_key(None, &checked_join(prefix, &suffix)?)?;
-            let account = decode_account(&value)?;
-            keep.insert(key);
-            batch.put(Table::Accounts, key.as_slice(), value);
-            out.push((key, account));
+            out.push((key, decode_account(&value)?, true));
+            derived.push((i, key, value));
         }
+        let mut derived = derived.into_iter().peekable();
         for item in scan_range(self.store(), Table::Accounts, account_range(prefix)) {
-            let (k, _) = item?;
+            let (k, v) = item?;
             let key = B256::try_from(k.as_ref())
                 .map_err(|_| LeafDbError::BadKey { table: Table::Accounts.name(), len: k.len() })?;
-            if !keep.contains(&key) {
-                batch.delete(Table::Accounts, key.as_slice());
-                batch.delete_range(Table::Storage, key.to_vec(), prefix_end(key.as_slice()));
-                batch.delete_range(Table::StorageNodes, key.to_vec(), prefix_end(key.as_slice()));
+            while let Some((_, new, value)) = derived.next_if(|(_, d, _)| *d < key) {
+                batch.put(Table::Accounts, new.as_slice(), value);
             }
+            match derived.next_if(|(_, d, _)| *d == key) {
+                Some((i, _, value)) if value.as_slice() == v.as_ref() => out[i].2 = false,
+                Some((_, _, value)) => batch.put(Table::Accounts, key.as_slice(), value),
+                None => {
+                    batch.delete(Table::Accounts, key.as_slice());
+                    batch.delete_range(Table::Storage, key.to_vec(), prefix_end(key.as_slice()));
+                    let end = prefix_end(key.as_slice());
+                    batch.delete_range(Table::StorageNodes, key.to_vec(), end);
+                }
+            }
+        }
+        for (_, new, value) in derived {
+            batch.put(Table::Accounts, new.as_slice(), value);
         }
         self.store().write(batch, Durability::Logged)?;
         Ok(out)
@@ -147,23 +166,59 @@ impl<S: KvStore> LeafDb<S> {
 
     /// Rewrites the flat storage of `owner` under `prefix` from the stored subtrie there.
     /// Returns the number of slots.
+    /// Only slots that differ are written, and slots the trie no longer has deleted one by one
+    /// (with more than `MAX_POINT_DELETES`, 256, of them, the range is cleared and every slot
+    /// written).
     pub fn reconcile_storage(&self, owner: &B256, prefix: &Nibbles, hash: B256) -> Result<u64> {
         let src = TrieNodes::storage(self.store(), *owner).below(*prefix);
-        let leaves = walk_leaves(&src, hash)?;
-        let mut batch = WriteBatch::default();
-        // A range delete only where the range holds a key: each one costs every later iterator
-        // over the table (RocksDB fragments a memtable's range deletes anew for each), and
-        // reads of leaves from the flat tables open many.
-        clear_range(self.store(), &mut batch, Table::Storage, storage_range(owner, prefix))?;
-        let count = leaves.len() as u64;
-        for (suffix, value) in leaves {
+        let mut derived = Vec::new();
+        for (suffix, value) in walk_leaves(&src, hash)? {
+            // The walk goes in path order: keys ascend.
             let slot = leaf_key(Some(owner), &checked_join(prefix, &suffix)?)?;
             let v = U256::decode(&mut value.as_slice())
                 .map_err(|e| LeafDbError::corrupt("storage_nodes", "slot value", e))?;
-            batch.put(Table::Storage, storage_key(owner, &slot), encode_slot_value(&v));
+            derived.push((storage_key(owner, &slot), encode_slot_value(&v)));
         }
-        self.store().write(batch, Durability::Logged)?;
-        Ok(count)
+        let range = storage_range(owner, prefix);
+        let (mut writes, mut stale) = (Vec::new(), Vec::new());
+        let mut next = 0;
+        for item in scan_range(self.store(), Table::Storage, range.clone()) {
+            let (k, v) = item?;
+            while derived.get(next).is_some_and(|(d, _)| d.as_slice() < k.as_ref()) {
+                writes.push(next);
+                next += 1;
+            }
+            match derived.get(next) {
+                Some((d, value)) if d.as_slice() == k.as_ref() => {
+                    if value.as_slice() != v.as_ref() {
+                        writes.push(next);
+                    }
+                    next += 1;
+                }
+                _ => stale.push(k),
+            }
+        }
+        writes.extend(next..derived.len());
+        let mut batch = WriteBatch::default();
+        if stale.len() > MAX_POINT_DELETES {
+            // A range delete only where the range holds a key (it does): each one costs every
+            // later iterator over the table (RocksDB fragments a memtable's range deletes anew
+            // for each), and reads of leaves from the flat tables open many.
+            clear_range(self.store(), &mut batch, Table::Storage, range)?;
+            writes = (0..derived.len()).collect();
+        } else {
+            for key in stale {
+                batch.delete(Table::Storage, key.into_vec());
+            }
+        }
+        for i in writes {
+            let (key, value) = &derived[i];
+            batch.put(Table::Storage, key.to_vec(), value.clone());
+        }
+        if !batch.is_empty() {
+            self.store().write(batch, Durability::Logged)?;
+        }
+        Ok(derived.len() as u64)
     }
 }
 
@@ -230,7 +285,8 @@ mod tests {
         let report = db.verify().unwrap();
         assert!(report.ok(), "{report:?}");
         assert_eq!(report.accounts, 200);
-        // Junk account under prefix 0: reconcile from the (correct) trie deletes it.
+        // Junk account under prefix 0: reconcile from the (correct) trie deletes it, and says
+        // that no account's flat entry had to be written.
         let prefix = Nibbles::from_nibbles([0]);
         let good = db.node(None, &prefix).unwrap().unwrap();
         let mut junk = WriteBatch::default();
@@ -239,7 +295,38 @@ mod tests {
         junk.put(Table::Accounts, k.to_vec(), encode_account(&TrieAccount::default()));
         db.store().write(junk, Durability::Logged).unwrap();
         assert!(!db.verify().unwrap().ok());
-        db.reconcile_accounts(&prefix, keccak256(&good)).unwrap();
+        let accounts = db.reconcile_accounts(&prefix, keccak256(&good)).unwrap();
+        assert!(db.verify().unwrap().ok());
+        assert!(!accounts.is_empty() && accounts.iter().all(|a| !a.2 && a.0 != B256::from(k)));
+    }
+
+    /// Slots under a storage that its trie does not have are deleted, a few one by one and many
+    /// as a range, and the storage's own slots stay as they were.
+    #[test]
+    fn reconcile_storage_deletes_stray_slots_a_few_or_many() {
+        use crate::{GenParams, kv::KvRead};
+        let db = LeafDb::in_memory();
+        db.generate(GenParams { accounts: 300, seed: 3 }).unwrap();
+        let (first, _) = db.store().iter_from(Table::Storage, &[]).next().unwrap().unwrap();
+        let owner = B256::from_slice(&first[..32]);
+        let root = db.stored_storage_root(&owner).unwrap();
+        let slots = |db: &LeafDb<_>| -> Vec<_> {
+            let (lo, hi) = storage_range(&owner, &Nibbles::new());
+            scan_range(db.store(), Table::Storage, (lo, hi)).map(Result::unwrap).collect()
+        };
+        let own = slots(&db);
+        for stray in [3u64, 300] {
+            let mut batch = WriteBatch::default();
+            for i in 0..stray {
+                let slot = keccak256(format!("stray {i}"));
+                batch.put(Table::Storage, storage_key(&owner, &slot).to_vec(), vec![1]);
+            }
+            db.store().write(batch, Durability::Logged).unwrap();
+            assert_eq!(slots(&db).len(), own.len() + stray as usize);
+            let count = db.reconcile_storage(&owner, &Nibbles::new(), root).unwrap();
+            assert_eq!(count, own.len() as u64);
+            assert_eq!(slots(&db), own, "{stray} stray slots");
+        }
         assert!(db.verify().unwrap().ok());
     }
 }

@@ -74,6 +74,12 @@ pub struct Syncer<S: KvStore> {
     /// entries this run did not write (see [`Self::final_check`]). `None`: every flat entry
     /// was written by a verified import. Not persisted: a resumed run always hashes again.
     rehash: Option<&'static str>,
+    /// Whether the tables held a complete state at the start (a head and no progress record: a
+    /// synced or followed state, maybe off the chain, as a repair starts from), whose flat
+    /// entries agree with its stored tries and accounts with their storage and code: a subtrie
+    /// found complete then needs no re-derivation, and an account a heal leaves as it was no
+    /// storage check. Cleared once the final check finds anything.
+    trusted: bool,
     /// Verified chunks held back to be written together ([`commit`]).
     held: Held,
     /// Verified chunks and codes being written, oldest first ([`commit`]).
@@ -109,6 +115,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             new_peers: None,
             pivot_feed: None,
             rehash: None,
+            trusted: false,
             committing: VecDeque::new(),
         }
     }
@@ -161,6 +168,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         let mut new_peers = self.new_peers.take();
         let mut pivot_feed = self.pivot_feed.take();
         let record = self.db.sync_progress()?.map(|b| SyncProgress::decode(&b)).transpose()?;
+        self.trusted = record.is_none() && self.db.head()?.is_some();
         let trusted = pivot_feed.as_ref().map(|f| *f.borrow());
         let heads = self.peers.heads();
         let estimate = self.peers.median_estimate();
@@ -445,10 +453,11 @@ impl<S: KvStore + 'static> Syncer<S> {
             hashed = check.hashed_leaves(),
             "state sync: flat state checked"
         );
-        if check.problems > 0 {
+        if check.problems > 0 || check.accounts_root != self.pivot.state_root {
             // What the repairs write is imported and verified again, but the pass after them
             // hashes everything: a cause not understood is not trusted.
             self.must_rehash("repaired");
+            self.trusted = false;
         }
         if check.accounts_root != self.pivot.state_root {
             let flat = check.accounts_root;
