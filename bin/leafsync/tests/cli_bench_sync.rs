@@ -111,7 +111,8 @@ fn leaf_sync_beats_heal_only_over_emulated_links() {
 fn skip_heal_only_reports_null() {
     let dir = tempfile::tempdir().unwrap();
     let blocks = ["--apply-blocks", "3", "--block-accounts", "40", "--block-slots", "100"];
-    let args = [&["--skip-heal-only", "--full-final-check"][..], &blocks].concat();
+    let args = [&["--skip-heal-only", "--full-final-check", "--repair-blocks", "1"][..], &blocks];
+    let args = args.concat();
     let (stdout, json) = bench_sync(dir.path(), &args);
     run(&json, "leaf");
     // Asked for, the scan ends even a clean sync: every account (and slot) hashed again.
@@ -151,6 +152,14 @@ fn skip_heal_only_reports_null() {
         stdout.contains("3 blocks applied to the synced leafdb afterwards: median"),
         "{stdout}"
     );
+    // A leafdb one block off the servers' chain, synced back over what it holds: it healed what
+    // the block changed and downloaded less than the fresh sync.
+    assert_eq!(json["repair_blocks"], 1, "{json}");
+    let repair = run(&json, "repair");
+    assert!(repair["healed_nodes"].as_u64().unwrap() > 0, "{json}");
+    let bytes = |run: &Value| run["bytes_down"].as_u64().unwrap();
+    assert!(bytes(repair) < bytes(leaf), "{json}");
+    assert!(stdout.contains("\n  repair "), "{stdout}");
 }
 
 #[test]

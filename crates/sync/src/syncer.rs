@@ -78,8 +78,8 @@ pub struct Syncer<S: KvStore> {
     /// synced or followed state, maybe off the chain, as a repair starts from), whose flat
     /// entries agree with its stored tries and accounts with their storage and code: a subtrie
     /// found complete then needs no re-derivation, and an account a heal leaves as it was no
-    /// storage check. Cleared once the final check finds anything.
-    trusted: bool,
+    /// storage check. Cleared by a re-pivot and once the final check finds anything.
+    tables_complete: bool,
     /// Verified chunks held back to be written together ([`commit`]).
     held: Held,
     /// Verified chunks and codes being written, oldest first ([`commit`]).
@@ -115,7 +115,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             new_peers: None,
             pivot_feed: None,
             rehash: None,
-            trusted: false,
+            tables_complete: false,
             committing: VecDeque::new(),
         }
     }
@@ -168,7 +168,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         let mut new_peers = self.new_peers.take();
         let mut pivot_feed = self.pivot_feed.take();
         let record = self.db.sync_progress()?.map(|b| SyncProgress::decode(&b)).transpose()?;
-        self.trusted = record.is_none() && self.db.head()?.is_some();
+        self.tables_complete = record.is_none() && self.db.head()?.is_some();
         let trusted = pivot_feed.as_ref().map(|f| *f.borrow());
         let heads = self.peers.heads();
         let estimate = self.peers.median_estimate();
@@ -379,6 +379,9 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.settle()?;
         info!(from = self.pivot.number, to = head.number, "re-pivoting state sync");
         self.must_rehash("re-pivot");
+        // Heals of the old pivot cut short leave subtries whose flat entries and storage are
+        // not yet taken in.
+        self.tables_complete = false;
         self.epoch += 1;
         self.reporter.stats.repivots += 1;
         self.pivot = head;
@@ -457,7 +460,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             // What the repairs write is imported and verified again, but the pass after them
             // hashes everything: a cause not understood is not trusted.
             self.must_rehash("repaired");
-            self.trusted = false;
+            self.tables_complete = false;
         }
         if check.accounts_root != self.pivot.state_root {
             let flat = check.accounts_root;

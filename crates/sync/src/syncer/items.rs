@@ -55,7 +55,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             Some(local) if keccak256(&local) == hash => {
                 stats.chunks_resumed += 1;
                 // In tables that held a complete state its flat entries agree with it.
-                if self.trusted {
+                if self.tables_complete {
                     return Ok(());
                 }
                 return self.resume_complete(owner, prefix, hash);
@@ -108,7 +108,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 for (hashed, account, changed) in self.db.reconcile_accounts(&prefix, hash)? {
                     // In tables that held a complete state, an account whose flat entry was
                     // already right has its storage and code (the final check scans anyway).
-                    if changed || !self.trusted {
+                    if changed || !self.tables_complete {
                         self.after_healed_account(hashed, &account)?;
                     }
                 }

@@ -112,6 +112,13 @@ pub(crate) struct SyncBench {
     /// What each of those blocks changes.
     #[command(flatten)]
     block: BlockShapeArgs,
+    /// Also measure a repair (`repair` in the JSON, null otherwise): after the leaf sync, a
+    /// client leafdb holding the generated state with this many generated blocks applied (the
+    /// shape of `--block-accounts` and `--block-slots`), a state off the servers' chain, is
+    /// synced back to the servers' state over what it holds, as the daemon repairs a state that
+    /// went off the chain. Not with `--churn`.
+    #[arg(long, default_value_t = 0)]
+    repair_blocks: u64,
 }
 
 /// Where a sync gets its state.
@@ -123,6 +130,9 @@ enum Source {
     HealOnly,
     /// snap/1 from in-process servers over the servers' leafdb, through `SnapPeer`.
     Snap,
+    /// `leaf/1` chunks from the server process over a leafdb off the servers' chain
+    /// (`--repair-blocks`).
+    Repair,
 }
 
 /// How every sync of a run is set up.
@@ -140,6 +150,8 @@ struct Setup {
     block: BlockShapeArgs,
     /// The generator's seed (the blocks change its accounts).
     seed: u64,
+    /// Blocks the client's leafdb is off the servers' chain by, for [`Source::Repair`].
+    repair_blocks: u64,
 }
 
 /// One sync's measurements (all its clients together).
@@ -316,6 +328,15 @@ fn sync_once(
         .map(|i| if clients == 1 { dir.join(name) } else { dir.join(format!("{name}-{i}")) })
         .collect();
     let dbs = paths.iter().map(|p| open(p).map(Arc::new)).collect::<Result<Vec<_>, _>>()?;
+    if source == Source::Repair {
+        // The servers' state, then blocks of another chain: off the servers' chain.
+        let params = GenParams { accounts: servers.accounts, seed: setup.seed };
+        for db in &dbs {
+            db.generate(params)?;
+            let pace = PaceArgs::BACK_TO_BACK;
+            apply_generated(db, params, setup.repair_blocks, &setup.block, pace)?;
+        }
+    }
     let traffic = Arc::new(Traffic::default());
     let snappy = Snappy::start(Arc::clone(&traffic));
     let snap = snap_db.map(|snap_db| SnapServers::start(snap_db, servers.records.len()));
@@ -459,6 +480,12 @@ fn apply_after_sync(path: &Path, params: GenParams, setup: Setup) -> Result<Valu
 pub(crate) fn sync(args: &SyncBench) -> Result<ExitCode, CliError> {
     check_servers(args.servers)?;
     args.churn.check()?;
+    if args.churn.enabled() && args.repair_blocks > 0 {
+        return Err(CliError::Invalid {
+            what: "--repair-blocks".into(),
+            reason: "the repair syncs back to the generated state: not with --churn".into(),
+        });
+    }
     if args.churn.enabled() && args.snap {
         return Err(CliError::Invalid {
             what: "--snap".into(),
@@ -495,6 +522,7 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
         apply_blocks: args.apply_blocks,
         block: args.block,
         seed: args.seed,
+        repair_blocks: args.repair_blocks,
     };
     // Dropped (the child killed) before the directory is removed.
     let mut servers = ServerProcess::spawn(
@@ -511,6 +539,8 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
     let (leaf, floor) = once(Source::Leaf, None, "leaf")?;
     let heal_only =
         if args.skip_heal_only { None } else { Some(once(Source::HealOnly, None, "heal-only")?.0) };
+    let repair =
+        if args.repair_blocks > 0 { Some(once(Source::Repair, None, "repair")?.0) } else { None };
     let snap = if args.snap {
         // The server process closes its leafdb, which the in-process snap/1 servers then open.
         servers.stop()?;
@@ -524,6 +554,7 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
     drop(runtime);
     let ok = leaf.root_ok
         && heal_only.as_ref().is_none_or(|h| h.root_ok)
+        && repair.as_ref().is_none_or(|r| r.root_ok)
         && snap.as_ref().is_none_or(|s| s.root_ok);
     let json = json!({
         "bench": "sync",
@@ -546,9 +577,11 @@ fn run(args: &SyncBench, dir: &Path) -> Result<Report, CliError> {
         "leaf": leaf.json(),
         "heal_only": heal_only.as_ref().map_or(Value::Null, Run::json),
         "snap": snap.as_ref().map_or(Value::Null, Run::json),
+        "repair_blocks": args.repair_blocks,
+        "repair": repair.as_ref().map_or(Value::Null, Run::json),
     });
     let mut table = table(args, &servers, &floor, &leaf, heal_only.as_ref());
-    table += &sources_table(&leaf, heal_only.as_ref(), snap.as_ref());
+    table += &sources_table(&leaf, heal_only.as_ref(), snap.as_ref(), repair.as_ref());
     if let Some(median) = leaf.apply_after_sync.as_ref().and_then(|a| a["median_ms"].as_f64()) {
         table += &format!(
             "\n{} blocks applied to the synced leafdb afterwards: median {median:.1} ms\n",

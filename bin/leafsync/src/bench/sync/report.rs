@@ -174,7 +174,12 @@ fn churn_lines(plan: &ChurnPlan, leaf: &Run, churn: &ChurnRun) -> String {
 }
 
 /// Each source's wall time against its wire time, its bytes before and after snappy.
-pub(crate) fn sources_table(leaf: &Run, heal: Option<&Run>, snap: Option<&Run>) -> String {
+pub(crate) fn sources_table(
+    leaf: &Run,
+    heal: Option<&Run>,
+    snap: Option<&Run>,
+    repair: Option<&Run>,
+) -> String {
     let mut t = format!(
         "\n  {:<10}{:>9}{:>9}{:>9}{:>11}{:>10}{:>12}{:>10}{:>9}\n",
         "source",
@@ -187,7 +192,7 @@ pub(crate) fn sources_table(leaf: &Run, heal: Option<&Run>, snap: Option<&Run>) 
         "requests",
         "(sync)"
     );
-    let runs = [("leaf", Some(leaf)), ("heal-only", heal), ("snap", snap)];
+    let runs = [("leaf", Some(leaf)), ("heal-only", heal), ("snap", snap), ("repair", repair)];
     for (name, run) in runs.into_iter().filter_map(|(n, r)| r.map(|r| (n, r))) {
         let wire = run.wire_s.map_or("-".to_string(), |w| format!("{w:.2}"));
         let over = run.over_wire().map_or("-".to_string(), |r| format!("{r:.2}"));
