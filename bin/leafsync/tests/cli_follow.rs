@@ -14,6 +14,9 @@ use std::path::Path;
 
 use alloy_primitives::{Address, keccak256};
 use leafsync_ingest::RpcClient;
+use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig};
+use leafsync_p2p::leaf::ChainHead;
+use leafsync_sync::SyncProgress;
 use serde_json::{Value, json};
 use support::{
     assert_head_is_els, both_follow_then_stop, line_with, sigterm_and_wait, start_daemon, status,
@@ -160,8 +163,10 @@ async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
 /// applies the new blocks on top and its state is off the chain (no peer to repair from yet).
 /// Daemon A then starts from anvil's genesis (it never saw the dropped blocks), finds B through
 /// discv5, and serves; B stops following, syncs the state at anvil's head over its leafdb, and
-/// follows on with anvil's roots. Checked through `leafsync status` and, at the end, `tool
-/// verify` of B's datadir.
+/// follows on with anvil's roots. Then B is stopped and its leafdb given a progress record
+/// beside its head, as a crash at the end of a repair leaves it: the next start finishes the
+/// repair before it follows. Checked through `leafsync status` and, at the end, `tool verify` of
+/// B's datadir.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_taken_off_the_chain_by_a_deep_reorg_is_repaired_from_a_peer() {
     const BLOCKS: u64 = 20;
@@ -195,6 +200,7 @@ async fn a_state_taken_off_the_chain_by_a_deep_reorg_is_repaired_from_a_peer() {
 
     // A: a new node from anvil's genesis, with B's ENR as its bootnode. B repairs from it.
     let (mut a, a_lines) = start_daemon(dir.path(), "a", &config("a", &[b_enr.as_str()]));
+    let a_enr = line_with(&a_lines, "enr: ");
     let a_admin = line_with(&a_lines, "admin: ");
     let s = wait_status(&b_admin, "B did not repair its state", |s| {
         s["sync"]["repairs"] == 1 && s["sync"]["phase"] == "following"
@@ -216,6 +222,29 @@ async fn a_state_taken_off_the_chain_by_a_deep_reorg_is_repaired_from_a_peer() {
     assert_eq!(s["sync"]["follow"]["mismatchingBlocks"], mismatches, "none since: {s}");
     let text = support::status_text(&b_admin);
     assert!(text.contains("phase:   following") && text.contains("repairs: 1"), "{text}");
+    sigterm_and_wait(&mut b);
+
+    // A crash between a repair's last write (the head) and the removal of its progress record
+    // leaves both: the next start finishes the repair (at the record's pivot, still near
+    // anvil's head) before it follows.
+    let leafdb = dir.path().join("b").join("leafdb");
+    let db = LeafDb::open(&leafdb, &DbOptions::default(), LeafDbConfig::default()).unwrap();
+    let head = db.head().unwrap().unwrap();
+    let pivot = ChainHead { number: head.number, hash: head.hash, state_root: head.state_root };
+    let record =
+        SyncProgress { pivot, depth: 0, heal_roots: Vec::new(), bytes_down: 0, requests: 0 };
+    db.put_sync_progress(&record.encode()).unwrap();
+    drop(db);
+    let (mut b, b_lines) = start_daemon(dir.path(), "b2", &config("b", &[a_enr.as_str()]));
+    let b_admin = line_with(&b_lines, "admin: ");
+    let s = wait_status(&b_admin, "B did not finish the repair", |s| {
+        s["sync"]["repairs"] == 1 && s["sync"]["phase"] == "following"
+    })
+    .await;
+    assert_eq!(s["sync"]["stateSync"]["pivot"]["number"], end, "the record's pivot: {s}");
+    mine(&mut rpc, end, end + 1).await;
+    let end = end + 1;
+    support::wait_followed_to(&[("A", &a_admin), ("B", &b_admin)], &mut rpc, end).await;
     sigterm_and_wait(&mut b);
     sigterm_and_wait(&mut a);
     let root = rpc.block(end).await.unwrap().state_root.to_string();
