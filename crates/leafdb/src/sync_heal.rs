@@ -19,8 +19,9 @@ use crate::{
     trie::{DecodedNode, checked_join, walk_leaves},
 };
 
-/// Flat slots [`LeafDb::reconcile_storage`] deletes one by one at most; more are cleared as a
-/// range.
+/// Keys deleted one by one at most where a range of them goes (flat slots a storage's
+/// reconciliation finds stale, stored nodes a heal's nodes no longer reach); more are cleared
+/// as a range, whose tombstone costs every later read of the memtable.
 const MAX_POINT_DELETES: usize = 256;
 
 /// The 32-byte key a leaf of the trie of `owner` at `path` stands for.
@@ -94,18 +95,31 @@ impl<S: KvStore> LeafDb<S> {
             batch.put(table, node_key(owner, path), rlp.clone());
         }
         // A range tombstone costs every later read of the memtable (RocksDB re-fragments all of
-        // them after each write that adds one, which made heal quadratic), so only a range that
-        // holds a key gets one. Deleting an empty range does nothing, and no node of the batch
-        // lies in another's ranges (they are the unreachable parts of one verified trie), so
-        // checking the stored state is exact. The ranges are disjoint: in key order one cursor
-        // finds the first stored key of each (a cursor each cost most of a heal's writes).
+        // them after each write that adds one, which made heal quadratic), so a range that
+        // holds no key gets none, and one that holds a few (a removed leaf's parent, a small
+        // subtrie) gets point deletes. No node of the batch lies in another's ranges (they are
+        // the unreachable parts of one verified trie), so reading the stored state is exact.
+        // The ranges are disjoint: in key order one cursor reads them all (a cursor each cost
+        // most of a heal's writes).
         unreachable.sort_unstable();
         if let Some((first, _)) = unreachable.first() {
             let mut cursor = self.store().cursor(table, first)?;
             for (lo, hi) in unreachable {
                 cursor.skip_to(&lo)?;
-                if cursor.current().is_some_and(|(key, _)| key < hi.as_slice()) {
+                let mut keys = Vec::new();
+                while let Some((key, _)) = cursor.current().filter(|(k, _)| *k < hi.as_slice()) {
+                    if keys.len() == MAX_POINT_DELETES {
+                        break;
+                    }
+                    keys.push(key.to_vec());
+                    cursor.next()?;
+                }
+                if keys.len() == MAX_POINT_DELETES {
                     batch.delete_range(table, lo, hi);
+                } else {
+                    for key in keys {
+                        batch.delete(table, key);
+                    }
                 }
             }
         }
@@ -139,7 +153,14 @@ impl<S: KvStore> LeafDb<S> {
             derived.push((i, key, value));
         }
         let mut derived = derived.into_iter().peekable();
-        for item in scan_range(self.store(), Table::Accounts, account_range(prefix)) {
+        let range = account_range(prefix);
+        // A deleted account's storage gets a range delete only where it has any: each range
+        // tombstone costs every later read of the memtable (an account is deleted in a sync
+        // over a state off the chain, for each one the chain never had). Accounts ascend, so
+        // one cursor a table finds them.
+        let mut storage = self.store().cursor(Table::Storage, &range.0)?;
+        let mut storage_nodes = self.store().cursor(Table::StorageNodes, &range.0)?;
+        for item in scan_range(self.store(), Table::Accounts, range) {
             let (k, v) = item?;
             let key = B256::try_from(k.as_ref())
                 .map_err(|_| LeafDbError::BadKey { table: Table::Accounts.name(), len: k.len() })?;
@@ -151,9 +172,14 @@ impl<S: KvStore> LeafDb<S> {
                 Some((_, _, value)) => batch.put(Table::Accounts, key.as_slice(), value),
                 None => {
                     batch.delete(Table::Accounts, key.as_slice());
-                    batch.delete_range(Table::Storage, key.to_vec(), prefix_end(key.as_slice()));
-                    let end = prefix_end(key.as_slice());
-                    batch.delete_range(Table::StorageNodes, key.to_vec(), end);
+                    for (table, cursor) in
+                        [(Table::Storage, &mut storage), (Table::StorageNodes, &mut storage_nodes)]
+                    {
+                        cursor.skip_to(key.as_slice())?;
+                        if cursor.current().is_some_and(|(k, _)| k.starts_with(key.as_slice())) {
+                            batch.delete_range(table, key.to_vec(), prefix_end(key.as_slice()));
+                        }
+                    }
                 }
             }
         }
@@ -226,6 +252,7 @@ impl<S: KvStore> LeafDb<S> {
 mod tests {
     use super::*;
     use crate::{
+        kv::KvRead,
         schema::{BlockHeader, encode_account, slot_leaf_value},
         sync_import::ChunkAccount,
     };
@@ -285,26 +312,37 @@ mod tests {
         let report = db.verify().unwrap();
         assert!(report.ok(), "{report:?}");
         assert_eq!(report.accounts, 200);
-        // Junk account under prefix 0: reconcile from the (correct) trie deletes it, and says
-        // that no account's flat entry had to be written.
+        // Junk accounts under prefix 0, one with storage (a slot and a node): reconcile from the
+        // (correct) trie deletes them with that storage, and says that no account's flat entry
+        // had to be written.
         let prefix = Nibbles::from_nibbles([0]);
         let good = db.node(None, &prefix).unwrap().unwrap();
         let mut junk = WriteBatch::default();
-        let mut k = [0u8; 32];
-        k[0] = 0x01;
-        junk.put(Table::Accounts, k.to_vec(), encode_account(&TrieAccount::default()));
+        let (mut k, mut with_storage) = ([0u8; 32], [0u8; 32]);
+        (k[0], with_storage[0]) = (0x01, 0x02);
+        for key in [k, with_storage] {
+            junk.put(Table::Accounts, key.to_vec(), encode_account(&TrieAccount::default()));
+        }
+        let owner = B256::from(with_storage);
+        junk.put(Table::Storage, storage_key(&owner, &B256::repeat_byte(9)).to_vec(), vec![1]);
+        let node = crate::keys::storage_node_key(&owner, &Nibbles::from_nibbles([3]));
+        junk.put(Table::StorageNodes, node, vec![0xc0]);
         db.store().write(junk, Durability::Logged).unwrap();
         assert!(!db.verify().unwrap().ok());
         let accounts = db.reconcile_accounts(&prefix, keccak256(&good)).unwrap();
         assert!(db.verify().unwrap().ok());
         assert!(!accounts.is_empty() && accounts.iter().all(|a| !a.2 && a.0 != B256::from(k)));
+        for table in [Table::Storage, Table::StorageNodes] {
+            let left = db.store().iter_from(table, owner.as_slice()).next().transpose().unwrap();
+            assert!(left.is_none_or(|(key, _)| !key.starts_with(owner.as_slice())), "{table:?}");
+        }
     }
 
     /// Slots under a storage that its trie does not have are deleted, a few one by one and many
     /// as a range, and the storage's own slots stay as they were.
     #[test]
     fn reconcile_storage_deletes_stray_slots_a_few_or_many() {
-        use crate::{GenParams, kv::KvRead};
+        use crate::GenParams;
         let db = LeafDb::in_memory();
         db.generate(GenParams { accounts: 300, seed: 3 }).unwrap();
         let (first, _) = db.store().iter_from(Table::Storage, &[]).next().unwrap().unwrap();
