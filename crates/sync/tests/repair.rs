@@ -104,3 +104,43 @@ async fn a_state_off_the_chain_is_synced_back_from_snap_peers_downloading_only_w
     let (peers, fresh) = (probed_snap_peers(&servers).await, probed_snap_peers(&servers).await);
     repair("snap/1", chain, peers, fresh).await;
 }
+
+/// A repair beside peers that change answers at random (`Behaviour::Mutant`): the tables are
+/// trusted to be complete only where they are the client's own, so a lie can make no subtrie
+/// look complete, and it costs only the liar. Ends exact, the honest peer unpenalised.
+#[tokio::test(start_paused = true)]
+async fn a_repair_beside_peers_lying_at_random_ends_exact_and_costs_only_the_liars() {
+    let mut draw = leafsync_leafdb::generate::SplitMix::new(46);
+    let mut lies = 0;
+    for round in 0..8 {
+        let (server, client, block) = chain_and_a_state_off_it();
+        let mut peers = vec![SimPeer::new(1, server.clone(), Behaviour::Honest, ACCOUNTS)];
+        for n in 0..1 + draw.below(2) {
+            let seed = draw.next_u64();
+            let rate = [1, 4, 8][draw.below(3) as usize];
+            let lie = Behaviour::Mutant { seed, rate };
+            peers.push(SimPeer::new(n as u8 + 2, server.clone(), lie, ACCOUNTS));
+        }
+        let out = sync(&client, dyn_peers(&peers), &block).await;
+        assert_eq!(out.root, block.state_root, "round {round}");
+        assert_same_tries_and_flat_state(&client, &server, block.state_root);
+        assert!(peers[0].penalties.lock().unwrap().is_empty(), "round {round}: honest penalised");
+        let honest = peers[0].id;
+        assert!(!out.banned.contains(&honest) && !out.dropped.contains(&honest), "round {round}");
+        let changed: u64 = peers[1..]
+            .iter()
+            .filter_map(|p| p.mutator.as_ref())
+            .map(|m| m.lock().unwrap().changed)
+            .sum();
+        println!(
+            "round {round}: {} liars, {changed} answers changed, banned {}, junk {}, final repairs {}",
+            peers.len() - 1,
+            out.banned.len(),
+            out.stats.junk_answers,
+            out.stats.final_repairs
+        );
+        lies += changed;
+    }
+    // The liars were asked and lied (a repair asks for trie nodes: a wrong one bans its peer).
+    assert!(lies >= 8, "{lies} answers changed");
+}
