@@ -377,11 +377,7 @@ async fn peers_lying_at_random_cost_only_themselves() {
         let (out, peers) = tokio::time::timeout(hour, run_serving(&mix, config, serve))
             .await
             .unwrap_or_else(|_| panic!("round {round}: the sync did not end within an hour"));
-        let round_changed: u64 = peers[1..]
-            .iter()
-            .filter_map(|p| p.mutator.as_ref())
-            .map(|m| m.lock().unwrap().changed)
-            .sum();
+        let round_changed = common::answers_changed(&peers);
         println!(
             "round {round}: {round_changed} answers changed, banned {}, dropped {}",
             out.banned.len(),

@@ -127,11 +127,7 @@ async fn a_repair_beside_peers_lying_at_random_ends_exact_and_costs_only_the_lia
         assert!(peers[0].penalties.lock().unwrap().is_empty(), "round {round}: honest penalised");
         let honest = peers[0].id;
         assert!(!out.banned.contains(&honest) && !out.dropped.contains(&honest), "round {round}");
-        let changed: u64 = peers[1..]
-            .iter()
-            .filter_map(|p| p.mutator.as_ref())
-            .map(|m| m.lock().unwrap().changed)
-            .sum();
+        let changed = common::answers_changed(&peers);
         println!(
             "round {round}: {} liars, {changed} answers changed, banned {}, junk {}, final repairs {}",
             peers.len() - 1,

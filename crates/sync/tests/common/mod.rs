@@ -92,6 +92,11 @@ pub struct SimPeer {
     pub mutator: Option<std::sync::Mutex<mutant::Mutator>>,
 }
 
+/// Answers the [`Behaviour::Mutant`] peers among `peers` changed.
+pub fn answers_changed(peers: &[Arc<SimPeer>]) -> u64 {
+    peers.iter().filter_map(|p| p.mutator.as_ref()).map(|m| m.lock().unwrap().changed).sum()
+}
+
 impl SimPeer {
     pub fn new(n: u8, db: Arc<LeafDb<MemStore>>, behaviour: Behaviour, estimate: u64) -> Arc<Self> {
         Arc::new(Self {
