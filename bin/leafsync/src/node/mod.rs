@@ -300,6 +300,7 @@ impl NodeBuilder {
             stop,
             follower: node_follower,
             follower_stop,
+            repair_pace: RepairPace::default(),
             phase: phase_tx,
             sync_progress: sync_tx,
             admin_addr: bound[0],
@@ -378,6 +379,8 @@ pub struct Node {
     stop: CancellationToken,
     follower: Option<FollowerTask>,
     follower_stop: watch::Sender<bool>,
+    /// When the next repair of a state off the chain may start (`repair.rs`).
+    repair_pace: RepairPace,
     phase: watch::Sender<DaemonPhase>,
     sync_progress: watch::Sender<SyncStats>,
     admin_addr: Option<SocketAddr>,
@@ -443,20 +446,17 @@ impl Node {
     /// (see [`Node::shutdown`]).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), CliError> {
         let mut shutdown = std::pin::pin!(shutdown);
-        let mut pace = RepairPace::default();
-        if matches!(self.start, Start::SyncFromPeers | Start::Repair) {
-            let synced = match self.start {
-                Start::Repair => self.repair(&mut shutdown).await,
-                _ => self.first_sync(&mut shutdown).await,
-            };
-            match synced {
-                Ok(true) if self.start == Start::Repair => pace.ended(std::time::Instant::now()),
-                Ok(true) => {}
-                Ok(false) => return self.shutdown().await,
-                Err(e) => {
-                    self.shutdown().await?;
-                    return Err(e);
-                }
+        let started = match self.start {
+            Start::SyncFromPeers => self.first_sync(&mut shutdown).await,
+            Start::Repair => self.repair(&mut shutdown).await,
+            Start::Serve | Start::BootstrapFromGenesis => Ok(true),
+        };
+        match started {
+            Ok(true) => {}
+            Ok(false) => return self.shutdown().await,
+            Err(e) => {
+                self.shutdown().await?;
+                return Err(e);
             }
         }
         let repair_plan = repair_settings(&self.sync);
@@ -469,14 +469,14 @@ impl Node {
                 break None;
             };
             let (db, network) = (self.db.clone(), self.network.clone());
-            let due = repair_due(db, network, sources.clone(), pace.not_before());
+            let due = repair_due(db, network, sources.clone(), self.repair_pace.not_before());
             tokio::select! {
                 () = &mut shutdown => break None,
                 r = task => break Some(r),
                 () = due => {}
             }
             match self.repair(&mut shutdown).await {
-                Ok(true) => pace.ended(std::time::Instant::now()),
+                Ok(true) => {}
                 Ok(false) => break None,
                 Err(e) => {
                     self.shutdown().await?;

@@ -147,10 +147,10 @@ pub(crate) async fn repair_due(
 }
 
 impl Node {
-    /// Repairs a state off the chain: stops the follower (it finishes its block),
-    /// syncs the state at the execution client's head over the leafdb, and follows again from
-    /// there. `false` when `shutdown` came first (the repair's progress is kept and it resumes
-    /// at the next start).
+    /// Repairs a state off the chain: stops the follower (it finishes its block), syncs the
+    /// state at the execution client's head over the leafdb, and follows again from there; the
+    /// pace then counts from its end ([`RepairPace`]). `false` when `shutdown` came first (the
+    /// repair's progress is kept and it resumes at the next start).
     pub(super) async fn repair(
         &mut self,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
@@ -185,6 +185,7 @@ impl Node {
             r = sync_from_peers(&self.network, &self.db, &plan, self.sync_progress.clone()) => r?,
         };
         self.state.repairs.fetch_add(1, Ordering::Relaxed);
+        self.repair_pace.ended(Instant::now());
         info!(
             pivot = out.pivot.number,
             bytes = out.stats.bytes_down,
