@@ -167,8 +167,15 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.reporter.start();
         let mut new_peers = self.new_peers.take();
         let mut pivot_feed = self.pivot_feed.take();
-        let record = self.db.sync_progress()?.map(|b| SyncProgress::decode(&b)).transpose()?;
-        self.tables_complete = record.is_none() && self.db.head()?.is_some();
+        let (record, unreadable) = match self.stored_progress()? {
+            Ok(record) => (record, false),
+            Err(e) => {
+                warn!(error = %e, "the stored sync progress does not decode: the sync starts \
+                    over, every table checked (nothing else is lost)");
+                (None, true)
+            }
+        };
+        self.tables_complete = record.is_none() && !unreadable && self.db.head()?.is_some();
         let trusted = pivot_feed.as_ref().map(|f| *f.borrow());
         let heads = self.peers.heads();
         let estimate = self.peers.median_estimate();
@@ -176,7 +183,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         (self.pivot, self.depth, self.prior) = (start.pivot, start.depth, start.prior);
         // The estimate that chose the depth also sizes account units for batching.
         self.work.sizes.record_accounts(estimate);
-        if start.resumed.is_some() {
+        if start.resumed.is_some() || unreadable {
             // A crash (or an error) may have cut anything short: the tables are not all ours.
             self.must_rehash("resumed");
         } else if self.db.holds_state()? {
@@ -189,11 +196,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         if self.config.full_final_check {
             self.must_rehash("sync.full_final_check");
         }
-        if let Some(mut roots) = start.resumed {
-            // Version 1 kept the heal roots in the record; version 2 keeps one entry each.
-            for (key, value) in self.db.sync_heal_roots()? {
-                roots.push(HealRoot::from_entry(&key, &value)?);
-            }
+        if let Some(roots) = start.resumed {
             info!(pivot = self.pivot.number, heal_roots = roots.len(), "resuming state sync");
             for root in &roots {
                 let (owner, path) = heal_root_item(root);
@@ -396,6 +399,21 @@ impl<S: KvStore + 'static> Syncer<S> {
 
     /// Notes that the final check must hash the flat state again, and why (the first reason
     /// stays).
+    /// The persisted progress record, with the heal roots of its entries after its own (version
+    /// 1 kept them in the record, version 2 keeps one entry each). The inner error: the record
+    /// or an entry does not decode (a damaged file, a record of a newer leafsync). Such a
+    /// record is dropped rather than failing every start: it only saves work.
+    fn stored_progress(&self) -> Result<Result<Option<SyncProgress>, SyncError>, SyncError> {
+        let Some(bytes) = self.db.sync_progress()? else { return Ok(Ok(None)) };
+        let entries = self.db.sync_heal_roots()?;
+        Ok(SyncProgress::decode(&bytes).and_then(|mut record| {
+            for (key, value) in &entries {
+                record.heal_roots.push(HealRoot::from_entry(key, value)?);
+            }
+            Ok(Some(record))
+        }))
+    }
+
     fn must_rehash(&mut self, why: &'static str) {
         self.rehash.get_or_insert(why);
     }

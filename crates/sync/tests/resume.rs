@@ -134,3 +134,43 @@ async fn a_version_1_record_with_heal_roots_resumes() {
         client.sync_heal_roots().unwrap().is_empty() && client.sync_progress().unwrap().is_none()
     );
 }
+
+/// A progress record that does not decode (a damaged file, a record of a newer leafsync), or a
+/// heal-root entry that does not, is dropped instead of failing every start: the sync starts
+/// over on the tables a stopped sync left (what they hold that hashes right is kept), checks
+/// them all, and ends exact.
+#[tokio::test(start_paused = true)]
+async fn a_record_or_heal_root_that_does_not_decode_starts_the_sync_over() {
+    let src = source(ACCOUNTS, 23);
+    let root = src.account_root().unwrap();
+    type Damage = fn(&LeafDb<leafsync_leafdb::MemStore>);
+    let damages: [(&str, Damage); 3] = [
+        ("record", |db| db.put_sync_progress(&[2, 0xff, 0x01]).unwrap()),
+        ("newer record", |db| db.put_sync_progress(&[9]).unwrap()),
+        ("heal root", |db| db.put_sync_heal_root(&[0xc0, 0xff], &[1; 7]).unwrap()),
+    ];
+    for (what, damage) in damages {
+        let client = Arc::new(LeafDb::in_memory());
+        let peers = [
+            SimPeer::new(1, Arc::clone(&src), Behaviour::Limited(40), ACCOUNTS),
+            SimPeer::new(9, Arc::clone(&src), Behaviour::Junk, ACCOUNTS),
+        ];
+        let err = Syncer::new(Arc::clone(&client), config(SyncMode::Leaf), dyn_peers(&peers))
+            .run()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SyncError::NoPeers), "{what}: {err}");
+        damage(&client);
+        let honest = [SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, ACCOUNTS)];
+        let out = Syncer::new(Arc::clone(&client), config(SyncMode::Leaf), dyn_peers(&honest))
+            .run()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_synced(&out, &client, &src, root);
+        assert!(
+            client.sync_heal_roots().unwrap().is_empty()
+                && client.sync_progress().unwrap().is_none(),
+            "{what}: progress cleared"
+        );
+    }
+}
