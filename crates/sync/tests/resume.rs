@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use common::{Behaviour, SimPeer, assert_synced, dyn_peers, source};
-use leafsync_leafdb::LeafDb;
+use leafsync_leafdb::{LeafDb, MemStore};
 use leafsync_sync::{HealRoot, SyncConfig, SyncError, SyncMode, SyncProgress, Syncer};
 
 const ACCOUNTS: u64 = 2000;
@@ -80,6 +80,22 @@ async fn a_stopped_heal_only_sync_resumes() {
     resume_after(&[8, 8], SyncMode::HealOnly, false).await;
 }
 
+/// A leafdb whose leaf sync stopped after `stop` answers of its honest peer, with a junk peer
+/// beside it (so that heal roots are persisted).
+async fn stopped_beside_junk(src: &Arc<LeafDb<MemStore>>, stop: u64) -> Arc<LeafDb<MemStore>> {
+    let client = Arc::new(LeafDb::in_memory());
+    let peers = [
+        SimPeer::new(1, Arc::clone(src), Behaviour::Limited(stop), ACCOUNTS),
+        SimPeer::new(9, Arc::clone(src), Behaviour::Junk, ACCOUNTS),
+    ];
+    let err = Syncer::new(Arc::clone(&client), config(SyncMode::Leaf), dyn_peers(&peers))
+        .run()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SyncError::NoPeers), "{err}");
+    client
+}
+
 /// A record written by version 1 (heal roots inside it) still resumes: a stopped sync's record
 /// and heal-root entries are rewritten in the version-1 form, and the next run finishes.
 #[tokio::test(start_paused = true)]
@@ -94,16 +110,7 @@ async fn a_version_1_record_with_heal_roots_resumes() {
     }
     let src = source(ACCOUNTS, 22);
     let root = src.account_root().unwrap();
-    let client = Arc::new(LeafDb::in_memory());
-    let peers = [
-        SimPeer::new(1, Arc::clone(&src), Behaviour::Limited(6), ACCOUNTS),
-        SimPeer::new(9, Arc::clone(&src), Behaviour::Junk, ACCOUNTS),
-    ];
-    let err = Syncer::new(Arc::clone(&client), config(SyncMode::Leaf), dyn_peers(&peers))
-        .run()
-        .await
-        .unwrap_err();
-    assert!(matches!(err, SyncError::NoPeers), "{err}");
+    let client = stopped_beside_junk(&src, 6).await;
     let record = SyncProgress::decode(&client.sync_progress().unwrap().unwrap()).unwrap();
     let heal_roots: Vec<HealRoot> = client
         .sync_heal_roots()
@@ -143,23 +150,14 @@ async fn a_version_1_record_with_heal_roots_resumes() {
 async fn a_record_or_heal_root_that_does_not_decode_starts_the_sync_over() {
     let src = source(ACCOUNTS, 23);
     let root = src.account_root().unwrap();
-    type Damage = fn(&LeafDb<leafsync_leafdb::MemStore>);
+    type Damage = fn(&LeafDb<MemStore>);
     let damages: [(&str, Damage); 3] = [
         ("record", |db| db.put_sync_progress(&[2, 0xff, 0x01]).unwrap()),
         ("newer record", |db| db.put_sync_progress(&[9]).unwrap()),
         ("heal root", |db| db.put_sync_heal_root(&[0xc0, 0xff], &[1; 7]).unwrap()),
     ];
     for (what, damage) in damages {
-        let client = Arc::new(LeafDb::in_memory());
-        let peers = [
-            SimPeer::new(1, Arc::clone(&src), Behaviour::Limited(40), ACCOUNTS),
-            SimPeer::new(9, Arc::clone(&src), Behaviour::Junk, ACCOUNTS),
-        ];
-        let err = Syncer::new(Arc::clone(&client), config(SyncMode::Leaf), dyn_peers(&peers))
-            .run()
-            .await
-            .unwrap_err();
-        assert!(matches!(err, SyncError::NoPeers), "{what}: {err}");
+        let client = stopped_beside_junk(&src, 40).await;
         damage(&client);
         let honest = [SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, ACCOUNTS)];
         let out = Syncer::new(Arc::clone(&client), config(SyncMode::Leaf), dyn_peers(&honest))
