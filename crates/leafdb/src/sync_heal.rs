@@ -13,10 +13,10 @@ use crate::{
         account_range, child_range, key_of_path, node_key, node_range, node_table, prefix_end,
         storage_key, storage_range,
     },
-    kv::{Durability, KvStore, Table, WriteBatch, scan_range},
+    kv::{Durability, KvStore, Table, WriteBatch},
     schema::{decode_account, encode_slot_value},
     sync_import::clear_range,
-    trie::{DecodedNode, checked_join, walk_leaves},
+    trie::{DecodedNode, checked_join, walk_leaves_except},
 };
 
 /// Keys deleted one by one at most where a range of them goes (flat slots a storage's
@@ -136,13 +136,19 @@ impl<S: KvStore> LeafDb<S> {
     /// differ are written (a heal of a state that was mostly right, as a repair's, changes few).
     /// Returns every account of the subtrie, each with whether its flat entry was written (it
     /// was missing or differed).
+    ///
+    /// `kept`: full paths of subtries below `prefix` whose flat entries are known to agree with
+    /// their stored nodes (a heal over a complete state found them unchanged): they are neither
+    /// walked nor scanned, and their accounts are not returned.
     pub fn reconcile_accounts(
         &self,
         prefix: &Nibbles,
         hash: B256,
+        kept: &[Nibbles],
     ) -> Result<Vec<(B256, TrieAccount, bool)>> {
         let src = TrieNodes::account(self.store()).below(*prefix);
-        let leaves = walk_leaves(&src, hash)?;
+        let (skip, holes) = kept_below(prefix, kept, account_range)?;
+        let leaves = walk_leaves_except(&src, hash, &skip)?;
         let mut batch = WriteBatch::default();
         let mut out = Vec::with_capacity(leaves.len());
         let mut derived = Vec::with_capacity(leaves.len());
@@ -160,15 +166,14 @@ impl<S: KvStore> LeafDb<S> {
         // one cursor a table finds them.
         let mut storage = self.store().cursor(Table::Storage, &range.0)?;
         let mut storage_nodes = self.store().cursor(Table::StorageNodes, &range.0)?;
-        for item in scan_range(self.store(), Table::Accounts, range) {
-            let (k, v) = item?;
-            let key = B256::try_from(k.as_ref())
+        scan_outside(self.store(), Table::Accounts, range, &holes, |k, v| {
+            let key = B256::try_from(k)
                 .map_err(|_| LeafDbError::BadKey { table: Table::Accounts.name(), len: k.len() })?;
             while let Some((_, new, value)) = derived.next_if(|(_, d, _)| *d < key) {
                 batch.put(Table::Accounts, new.as_slice(), value);
             }
             match derived.next_if(|(_, d, _)| *d == key) {
-                Some((i, _, value)) if value.as_slice() == v.as_ref() => out[i].2 = false,
+                Some((i, _, value)) if value.as_slice() == v => out[i].2 = false,
                 Some((_, _, value)) => batch.put(Table::Accounts, key.as_slice(), value),
                 None => {
                     batch.delete(Table::Accounts, key.as_slice());
@@ -182,7 +187,8 @@ impl<S: KvStore> LeafDb<S> {
                     }
                 }
             }
-        }
+            Ok(())
+        })?;
         for (_, new, value) in derived {
             batch.put(Table::Accounts, new.as_slice(), value);
         }
@@ -191,14 +197,21 @@ impl<S: KvStore> LeafDb<S> {
     }
 
     /// Rewrites the flat storage of `owner` under `prefix` from the stored subtrie there.
-    /// Returns the number of slots.
+    /// Returns the number of slots rewritten from the trie.
     /// Only slots that differ are written, and slots the trie no longer has deleted one by one
-    /// (with more than `MAX_POINT_DELETES`, 256, of them, the range is cleared and every slot
-    /// written).
-    pub fn reconcile_storage(&self, owner: &B256, prefix: &Nibbles, hash: B256) -> Result<u64> {
+    /// (with more than `MAX_POINT_DELETES`, 256, of them and nothing `kept`, the range is
+    /// cleared and every slot written). `kept` as in [`Self::reconcile_accounts`].
+    pub fn reconcile_storage(
+        &self,
+        owner: &B256,
+        prefix: &Nibbles,
+        hash: B256,
+        kept: &[Nibbles],
+    ) -> Result<u64> {
         let src = TrieNodes::storage(self.store(), *owner).below(*prefix);
+        let (skip, holes) = kept_below(prefix, kept, |p| storage_range(owner, p))?;
         let mut derived = Vec::new();
-        for (suffix, value) in walk_leaves(&src, hash)? {
+        for (suffix, value) in walk_leaves_except(&src, hash, &skip)? {
             // The walk goes in path order: keys ascend.
             let slot = leaf_key(Some(owner), &checked_join(prefix, &suffix)?)?;
             let v = U256::decode(&mut value.as_slice())
@@ -208,25 +221,25 @@ impl<S: KvStore> LeafDb<S> {
         let range = storage_range(owner, prefix);
         let (mut writes, mut stale) = (Vec::new(), Vec::new());
         let mut next = 0;
-        for item in scan_range(self.store(), Table::Storage, range.clone()) {
-            let (k, v) = item?;
-            while derived.get(next).is_some_and(|(d, _)| d.as_slice() < k.as_ref()) {
+        scan_outside(self.store(), Table::Storage, range.clone(), &holes, |k, v| {
+            while derived.get(next).is_some_and(|(d, _)| d.as_slice() < k) {
                 writes.push(next);
                 next += 1;
             }
             match derived.get(next) {
-                Some((d, value)) if d.as_slice() == k.as_ref() => {
-                    if value.as_slice() != v.as_ref() {
+                Some((d, value)) if d.as_slice() == k => {
+                    if value.as_slice() != v {
                         writes.push(next);
                     }
                     next += 1;
                 }
-                _ => stale.push(k),
+                _ => stale.push(k.to_vec()),
             }
-        }
+            Ok(())
+        })?;
         writes.extend(next..derived.len());
         let mut batch = WriteBatch::default();
-        if stale.len() > MAX_POINT_DELETES {
+        if stale.len() > MAX_POINT_DELETES && holes.is_empty() {
             // A range delete only where the range holds a key (it does): each one costs every
             // later iterator over the table (RocksDB fragments a memtable's range deletes anew
             // for each), and reads of leaves from the flat tables open many.
@@ -234,7 +247,7 @@ impl<S: KvStore> LeafDb<S> {
             writes = (0..derived.len()).collect();
         } else {
             for key in stale {
-                batch.delete(Table::Storage, key.into_vec());
+                batch.delete(Table::Storage, key);
             }
         }
         for i in writes {
@@ -248,11 +261,71 @@ impl<S: KvStore> LeafDb<S> {
     }
 }
 
+/// A key range `[lo, hi)` of a table.
+type KeyRange = (Vec<u8>, Vec<u8>);
+
+/// The `kept` paths below `prefix` as a walk from `prefix` skips them (relative, sorted), and
+/// as the flat key ranges a scan passes over (`range` of each full path, ascending).
+fn kept_below(
+    prefix: &Nibbles,
+    kept: &[Nibbles],
+    range: impl Fn(&Nibbles) -> KeyRange,
+) -> Result<(Vec<Nibbles>, Vec<KeyRange>)> {
+    let mut skip = Vec::with_capacity(kept.len());
+    for path in kept {
+        if path.len() <= prefix.len() || !path.starts_with(prefix) {
+            return Err(LeafDbError::corrupt(
+                "sync",
+                "kept subtrie",
+                "not below the reconciled one",
+            ));
+        }
+        skip.push(path.slice(prefix.len()..));
+    }
+    skip.sort_unstable();
+    let mut holes: Vec<_> = kept.iter().map(range).collect();
+    holes.sort_unstable();
+    Ok((skip, holes))
+}
+
+/// Calls `f` with each pair of `table` in `[lo, hi)` outside the `holes` (ascending, disjoint
+/// key ranges), in key order: one cursor, one seek past each hole.
+fn scan_outside<S: KvStore>(
+    store: &S,
+    table: Table,
+    (lo, hi): KeyRange,
+    holes: &[KeyRange],
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut cursor = store.cursor(table, &lo)?;
+    let mut holes = holes.iter().peekable();
+    loop {
+        let past_hole = match cursor.current() {
+            Some((k, v)) if k < hi.as_slice() => {
+                while holes.next_if(|(_, end)| end.as_slice() <= k).is_some() {}
+                match holes.peek() {
+                    Some((start, end)) if start.as_slice() <= k => Some(end),
+                    _ => {
+                        f(k, v)?;
+                        None
+                    }
+                }
+            }
+            _ => break,
+        };
+        match past_hole {
+            Some(end) => cursor.skip_to(end)?,
+            None => cursor.next()?,
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
-        kv::KvRead,
+        kv::{KvRead, scan_range},
         schema::{BlockHeader, encode_account, slot_leaf_value},
         sync_import::ChunkAccount,
     };
@@ -329,7 +402,7 @@ mod tests {
         junk.put(Table::StorageNodes, node, vec![0xc0]);
         db.store().write(junk, Durability::Logged).unwrap();
         assert!(!db.verify().unwrap().ok());
-        let accounts = db.reconcile_accounts(&prefix, keccak256(&good)).unwrap();
+        let accounts = db.reconcile_accounts(&prefix, keccak256(&good), &[]).unwrap();
         assert!(db.verify().unwrap().ok());
         assert!(!accounts.is_empty() && accounts.iter().all(|a| !a.2 && a.0 != B256::from(k)));
         for table in [Table::Storage, Table::StorageNodes] {
@@ -361,10 +434,61 @@ mod tests {
             }
             db.store().write(batch, Durability::Logged).unwrap();
             assert_eq!(slots(&db).len(), own.len() + stray as usize);
-            let count = db.reconcile_storage(&owner, &Nibbles::new(), root).unwrap();
+            let count = db.reconcile_storage(&owner, &Nibbles::new(), root, &[]).unwrap();
             assert_eq!(count, own.len() as u64);
             assert_eq!(slots(&db), own, "{stray} stray slots");
         }
         assert!(db.verify().unwrap().ok());
+    }
+
+    /// With `kept` subtries, a reconciliation walks and scans only the rest: a stray account in
+    /// the rest is deleted, one inside a kept subtrie is left (kept means trusted, not looked
+    /// at), and only the rest's accounts are returned.
+    #[test]
+    fn reconcile_passes_over_kept_subtries() {
+        use crate::GenParams;
+        let db = LeafDb::in_memory();
+        db.generate(GenParams { accounts: 3000, seed: 5 }).unwrap();
+        let prefix = Nibbles::from_nibbles([7]);
+        let rlp = db.node(None, &prefix).unwrap().unwrap();
+        let DecodedNode::Branch { children, .. } = DecodedNode::decode(&rlp).unwrap() else {
+            panic!("no branch at [7]")
+        };
+        let by_hash: Vec<u8> = (0..16u8)
+            .filter(|i| children[*i as usize].as_ref().is_some_and(|c| c.is_hash()))
+            .collect();
+        assert!(by_hash.len() > 4, "{by_hash:?}");
+        let rest = by_hash[3];
+        let kept: Vec<Nibbles> = by_hash
+            .iter()
+            .filter(|i| **i != rest)
+            .map(|i| Nibbles::from_nibbles([7, *i]))
+            .collect();
+        let key_in = |nibble: u8| {
+            let mut k = [0xee; 32];
+            k[0] = 0x70 | nibble;
+            B256::from(k)
+        };
+        let (stray_rest, stray_kept) = (key_in(rest), key_in(by_hash[0]));
+        let mut batch = WriteBatch::default();
+        for key in [stray_rest, stray_kept] {
+            let junk = TrieAccount { nonce: 99, ..Default::default() };
+            batch.put(Table::Accounts, key.to_vec(), encode_account(&junk));
+        }
+        db.store().write(batch, Durability::Logged).unwrap();
+        let accounts = db.reconcile_accounts(&prefix, keccak256(&rlp), &kept).unwrap();
+        let (lo, hi) = account_range(&Nibbles::from_nibbles([7, rest]));
+        let under_rest = scan_range(db.store(), Table::Accounts, (lo, hi)).count();
+        assert_eq!(accounts.len(), under_rest, "the rest's accounts returned");
+        assert!(accounts.iter().all(|(k, _, changed)| k[0] == 0x70 | rest && !changed));
+        let flat = |key: B256| db.store().get(Table::Accounts, key.as_slice()).unwrap();
+        assert!(flat(stray_rest).is_none(), "the stray account in the rest is deleted");
+        assert!(flat(stray_kept).is_some(), "a kept subtrie is not scanned");
+        let mut batch = WriteBatch::default();
+        batch.delete(Table::Accounts, stray_kept.as_slice());
+        db.store().write(batch, Durability::Logged).unwrap();
+        assert!(db.verify().unwrap().ok());
+        let outside = Nibbles::from_nibbles([8, 1]);
+        assert!(db.reconcile_accounts(&prefix, keccak256(&rlp), &[outside]).is_err());
     }
 }

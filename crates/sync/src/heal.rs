@@ -55,6 +55,19 @@ struct Pending {
     rlp: Vec<u8>,
     missing: usize,
     parent: Option<Nibbles>,
+    /// Paths of the children below it (gathered from its own and, as they are written, from
+    /// its descendants) that matched the local trie and were not fetched.
+    kept: Vec<Nibbles>,
+}
+
+/// A heal root whose subtrie is complete.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Finished {
+    pub(crate) path: Nibbles,
+    pub(crate) hash: B256,
+    /// Every subtrie below it that matched the local trie, so was neither fetched nor written
+    /// (in no order): where the tables held a complete state, their flat entries are right.
+    pub(crate) kept: Vec<Nibbles>,
 }
 
 /// What one heal node leads to.
@@ -64,8 +77,8 @@ pub(crate) struct HealStep {
     pub(crate) fetch: Vec<(Nibbles, B256)>,
     /// Nodes now complete, children before parents: write them.
     pub(crate) commit: Vec<(Nibbles, Vec<u8>)>,
-    /// Heal roots whose subtrie is now complete (path, hash).
-    pub(crate) finished: Vec<(Nibbles, B256)>,
+    /// Heal roots whose subtrie is now complete.
+    pub(crate) finished: Vec<Finished>,
 }
 
 /// Heal bookkeeping: fetched nodes not yet written, and the roots of healed subtries.
@@ -107,13 +120,16 @@ impl HealState {
         mut local_hash: impl FnMut(&Nibbles) -> Result<Option<B256>, SyncError>,
     ) -> Result<HealStep, SyncError> {
         let mut step = HealStep::default();
+        let mut kept = Vec::new();
         for child in children(&path, node)?.into_iter().filter(|c| c.by_hash) {
-            if local_hash(&child.path)? != Some(child.hash) {
+            if local_hash(&child.path)? == Some(child.hash) {
+                kept.push(child.path);
+            } else {
                 step.fetch.push((child.path, child.hash));
             }
         }
         let missing = step.fetch.len();
-        self.pending.insert((owner, path), Pending { rlp, missing, parent });
+        self.pending.insert((owner, path), Pending { rlp, missing, parent, kept });
         if missing == 0 {
             self.commit(owner, path, &mut step);
         }
@@ -124,14 +140,16 @@ impl HealState {
     fn commit(&mut self, owner: Owner, path: Nibbles, step: &mut HealStep) {
         let mut current = Some(path);
         while let Some(p) = current.take() {
-            let Some(node) = self.pending.remove(&(owner, p)) else { break };
+            let Some(mut node) = self.pending.remove(&(owner, p)) else { break };
             if self.roots.remove(&(owner, p)).is_some() {
-                step.finished.push((p, keccak256(&node.rlp)));
+                let (hash, kept) = (keccak256(&node.rlp), std::mem::take(&mut node.kept));
+                step.finished.push(Finished { path: p, hash, kept });
             }
             step.commit.push((p, node.rlp));
             if let Some(pp) = node.parent
                 && let Some(parent) = self.pending.get_mut(&(owner, pp))
             {
+                parent.kept.append(&mut node.kept);
                 parent.missing = parent.missing.saturating_sub(1);
                 if parent.missing == 0 {
                     current = Some(pp);
@@ -201,8 +219,30 @@ mod tests {
         let last = heal.on_node(None, at(&[2]), Some(Nibbles::new()), &leaf, vec![2], |_| Ok(None));
         let last = last.unwrap();
         assert_eq!(last.commit, vec![(at(&[2]), vec![2]), (Nibbles::new(), root_rlp.clone())]);
-        assert_eq!(last.finished, vec![(Nibbles::new(), keccak256(&root_rlp))]);
+        let root = Finished { path: Nibbles::new(), hash: keccak256(&root_rlp), kept: Vec::new() };
+        assert_eq!(last.finished, vec![root]);
         assert!(heal.is_empty());
+    }
+
+    #[test]
+    fn the_subtries_found_unchanged_anywhere_below_are_handed_up_to_the_finished_root() {
+        let mut heal = HealState::default();
+        let root_rlp = vec![0xc1, 0x80];
+        heal.add_root(None, Nibbles::new(), keccak256(&root_rlp));
+        let local = |p: &Nibbles| {
+            Ok([at(&[1]), at(&[2, 5])].contains(p).then(|| B256::repeat_byte(p.len() as u8)))
+        };
+        let top = branch(&[(1, B256::repeat_byte(1)), (2, B256::repeat_byte(2))]);
+        let step = heal.on_node(None, Nibbles::new(), None, &top, root_rlp, local).unwrap();
+        assert_eq!(step.fetch, vec![(at(&[2]), B256::repeat_byte(2))]);
+        let mid = branch(&[(5, B256::repeat_byte(2)), (6, B256::repeat_byte(6))]);
+        let step = heal.on_node(None, at(&[2]), Some(Nibbles::new()), &mid, vec![2], local);
+        assert_eq!(step.unwrap().fetch, vec![(at(&[2, 6]), B256::repeat_byte(6))]);
+        let leaf = DecodedNode::Leaf { key: at(&[7]), value: vec![1] };
+        let last = heal.on_node(None, at(&[2, 6]), Some(at(&[2])), &leaf, vec![3], local).unwrap();
+        let mut kept = last.finished.into_iter().map(|f| f.kept).next().unwrap();
+        kept.sort_unstable();
+        assert_eq!(kept, vec![at(&[1]), at(&[2, 5])]);
     }
 
     #[test]

@@ -9,52 +9,66 @@ use crate::error::Result;
 /// Every `(key, value)` of the trie with root `root`, in key order (a key before the keys it is
 /// a prefix of), read from `src` with each node checked against its parent's hash.
 pub fn walk_leaves<S: NodeSource + ?Sized>(src: &S, root: B256) -> Result<Vec<(Nibbles, Vec<u8>)>> {
-    let mut out = Vec::new();
+    walk_leaves_except(src, root, &[])
+}
+
+/// [`walk_leaves`] past the subtries referenced by hash at the paths `skip` (sorted): their
+/// nodes are not read and their leaves not returned.
+pub fn walk_leaves_except<S: NodeSource + ?Sized>(
+    src: &S,
+    root: B256,
+    skip: &[Nibbles],
+) -> Result<Vec<(Nibbles, Vec<u8>)>> {
+    let mut walk = Walk { src, skip, out: Vec::new() };
     if root != EMPTY_ROOT_HASH {
         let node = load(src, Nibbles::new(), root)?;
-        visit(src, Nibbles::new(), node, &mut out)?;
+        walk.visit(Nibbles::new(), node)?;
     }
-    Ok(out)
+    Ok(walk.out)
 }
 
 fn load<S: NodeSource + ?Sized>(src: &S, path: Nibbles, expected: B256) -> Result<DecodedNode> {
     DecodedNode::decode(&src.load_verified(&path, expected)?)
 }
 
-fn child<S: NodeSource + ?Sized>(src: &S, path: Nibbles, r: &RlpNode) -> Result<DecodedNode> {
-    match r.as_hash() {
-        Some(h) => load(src, path, h),
-        None => DecodedNode::decode(r),
-    }
+struct Walk<'a, S: ?Sized> {
+    src: &'a S,
+    skip: &'a [Nibbles],
+    out: Vec<(Nibbles, Vec<u8>)>,
 }
 
-fn visit<S: NodeSource + ?Sized>(
-    src: &S,
-    path: Nibbles,
-    node: DecodedNode,
-    out: &mut Vec<(Nibbles, Vec<u8>)>,
-) -> Result<()> {
-    match node {
-        DecodedNode::Leaf { key, value } => out.push((super::checked_join(&path, &key)?, value)),
-        DecodedNode::Extension { key, child: c } => {
-            let p = super::checked_join(&path, &key)?;
-            let n = child(src, p, &c)?;
-            visit(src, p, n, out)?;
-        }
-        DecodedNode::Branch { children, value } => {
-            if let Some(v) = value {
-                out.push((path, v));
+impl<S: NodeSource + ?Sized> Walk<'_, S> {
+    /// Visits the child `r` at `path`, unless it is a subtrie to skip.
+    fn child(&mut self, path: Nibbles, r: &RlpNode) -> Result<()> {
+        let node = match r.as_hash() {
+            Some(_) if self.skip.binary_search(&path).is_ok() => return Ok(()),
+            Some(h) => load(self.src, path, h)?,
+            None => DecodedNode::decode(r)?,
+        };
+        self.visit(path, node)
+    }
+
+    fn visit(&mut self, path: Nibbles, node: DecodedNode) -> Result<()> {
+        match node {
+            DecodedNode::Leaf { key, value } => {
+                self.out.push((super::checked_join(&path, &key)?, value));
             }
-            for (i, c) in children.iter().enumerate() {
-                if let Some(c) = c {
-                    let p = super::checked_push(&path, i as u8)?;
-                    let n = child(src, p, c)?;
-                    visit(src, p, n, out)?;
+            DecodedNode::Extension { key, child } => {
+                self.child(super::checked_join(&path, &key)?, &child)?;
+            }
+            DecodedNode::Branch { children, value } => {
+                if let Some(v) = value {
+                    self.out.push((path, v));
+                }
+                for (i, c) in children.iter().enumerate() {
+                    if let Some(c) = c {
+                        self.child(super::checked_push(&path, i as u8)?, c)?;
+                    }
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -372,9 +372,13 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         self.reporter.stats.healed_nodes += step.commit.len() as u64;
         self.db.write_trie_nodes(owner.as_ref(), &step.commit)?;
-        for (path, hash) in step.finished {
-            // A healed subtrie is complete: its flat entries are re-derived from it.
-            self.resume_complete(owner, path, hash)?;
+        for done in step.finished {
+            let (path, hash) = (done.path, done.hash);
+            // A healed subtrie is complete: its flat entries are re-derived from it. In tables
+            // that held a complete state only where the heal wrote: the subtries it found
+            // unchanged agree with their flat entries.
+            let kept = if self.tables_complete { done.kept } else { Vec::new() };
+            self.resume_complete_except(owner, path, hash, &kept)?;
             // Only now: a crash before this point finds the heal root again and redoes the
             // flat rewrite (its top node is fetched once more, everything below is complete).
             self.heal_root_finished(owner, &path, hash)?;

@@ -101,11 +101,25 @@ impl<S: KvStore + 'static> Syncer<S> {
         prefix: Nibbles,
         hash: B256,
     ) -> Result<(), SyncError> {
+        self.resume_complete_except(owner, prefix, hash, &[])
+    }
+
+    /// [`Self::resume_complete`] past the subtries at `kept`, whose flat entries are known to
+    /// agree with them (see [`LeafDb::reconcile_accounts`]).
+    ///
+    /// [`LeafDb::reconcile_accounts`]: leafsync_leafdb::LeafDb::reconcile_accounts
+    pub(super) fn resume_complete_except(
+        &mut self,
+        owner: Owner,
+        prefix: Nibbles,
+        hash: B256,
+        kept: &[Nibbles],
+    ) -> Result<(), SyncError> {
         // Flat entries rewritten from stored nodes, not from leaves an import hashed.
         self.must_rehash("flat entries re-derived from the stored trie");
         match owner {
             None => {
-                for (hashed, account, changed) in self.db.reconcile_accounts(&prefix, hash)? {
+                for (hashed, account, changed) in self.db.reconcile_accounts(&prefix, hash, kept)? {
                     // In tables that held a complete state, an account whose flat entry was
                     // already right has its storage and code (the final check scans anyway).
                     if changed || !self.tables_complete {
@@ -114,7 +128,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 }
             }
             Some(o) => {
-                self.db.reconcile_storage(&o, &prefix, hash)?;
+                self.db.reconcile_storage(&o, &prefix, hash, kept)?;
             }
         }
         Ok(())
