@@ -16,7 +16,7 @@ use common::{
     source,
 };
 use leafsync_leafdb::{BlockHeader, GenParams, LeafDb, MemStore};
-use leafsync_sync::{SyncConfig, SyncOutcome, SyncPeer, Syncer};
+use leafsync_sync::{SyncConfig, SyncError, SyncOutcome, SyncPeer, Syncer};
 use tokio::sync::watch;
 
 /// Accounts of the state: enough that one block's changes touch a small part of it.
@@ -139,4 +139,36 @@ async fn a_repair_beside_peers_lying_at_random_ends_exact_and_costs_only_the_lia
     }
     // The liars were asked and lied (a repair asks for trie nodes: a wrong one bans its peer).
     assert!(lies >= 8, "{lies} answers changed");
+}
+
+/// A repair cut short (its only peer gone after a few answers, as a kill between two writes
+/// leaves it) resumes from its progress record over what it left. The resumed run takes no
+/// subtrie as complete on trust (the record says the tables are mid-sync), re-derives what it
+/// heals whole, and ends exact.
+#[tokio::test(start_paused = true)]
+async fn a_repair_cut_short_resumes_from_its_record_and_ends_exact() {
+    for stop in [2, 5, 8] {
+        let (server, client, block) = chain_and_a_state_off_it();
+        let (_feed, pivot) = watch::channel(common::chain_head(&block));
+        let config = SyncConfig { chunk_target_bytes: 16 * 1024, ..Default::default() };
+        let limited = [SimPeer::new(1, server.clone(), Behaviour::Limited(stop), ACCOUNTS)];
+        let err = Syncer::new(Arc::clone(&client), config, dyn_peers(&limited))
+            .with_pivot_feed(pivot)
+            .run()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SyncError::NoPeers), "stop {stop}: {err}");
+        assert!(client.sync_progress().unwrap().is_some(), "stop {stop}: no record");
+        let honest = [1, 2].map(|n| SimPeer::new(n, server.clone(), Behaviour::Honest, ACCOUNTS));
+        let out = sync(&client, dyn_peers(&honest), &block).await;
+        assert_eq!(out.root, block.state_root, "stop {stop}");
+        assert_same_tries_and_flat_state(&client, &server, block.state_root);
+        assert!(client.sync_progress().unwrap().is_none(), "stop {stop}: record left");
+        // Trusting the tables cut short as complete leaves the final check something to repair.
+        assert_eq!(out.stats.final_repairs, 0, "stop {stop}: {:?}", out.stats);
+        println!(
+            "stop {stop}: resumed bytes_down={} healed_nodes={} final_repairs={}",
+            out.stats.bytes_down, out.stats.healed_nodes, out.stats.final_repairs
+        );
+    }
 }
