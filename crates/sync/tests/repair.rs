@@ -1,7 +1,8 @@
 //! A leafdb that followed a chain and went off it (a block applied from a diff that lies, as a
 //! faulty trace or a reorg that could not be rolled back leave it) is synced to the chain's head
 //! over what it holds, from `leaf/1` peers and from snap/1 peers: it ends with exactly the head's
-//! state and downloads only what differs, a small part of what a fresh sync downloads.
+//! state and downloads only what differs, a small part of what a fresh sync downloads. Cut
+//! short, it resumes from its progress record.
 #![allow(clippy::unwrap_used)]
 
 mod common;
