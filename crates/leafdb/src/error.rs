@@ -112,8 +112,9 @@ pub enum LeafDbError {
     /// check's owner ranges.
     #[error("a leafdb worker thread panicked")]
     WorkerPanicked,
-    /// The trie builder's stack was empty when it needed a node: a bug, not bad input.
-    #[error("trie builder invariant broken: {0}")]
+    /// An internal rule was broken (the trie builder's stack empty when it needed a node, a
+    /// part of a split trie committed whole, …): a bug, not bad input.
+    #[error("leafdb invariant broken: {0}")]
     Invariant(&'static str),
     /// The database was written by a newer leafsync.
     #[error(

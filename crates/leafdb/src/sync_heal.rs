@@ -274,11 +274,7 @@ fn kept_below(
     let mut skip = Vec::with_capacity(kept.len());
     for path in kept {
         if path.len() <= prefix.len() || !path.starts_with(prefix) {
-            return Err(LeafDbError::corrupt(
-                "sync",
-                "kept subtrie",
-                "not below the reconciled one",
-            ));
+            return Err(LeafDbError::Invariant("a kept subtrie not below the reconciled one"));
         }
         skip.push(path.slice(prefix.len()..));
     }
