@@ -27,8 +27,8 @@ use crate::{
     heal::HealState,
     peer::{NewPeers, SyncPeer},
     peer_set::{PeerSet, Standing},
-    progress::{HealRoot, SyncProgress},
-    resume::{decide_start, heal_root_item},
+    progress::SyncProgress,
+    resume::{decide_start, heal_root_item, stored_progress},
     stats::{Phase, Reporter, SyncStats, WorkKind},
     work::{CodeQueue, Work},
 };
@@ -167,7 +167,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.reporter.start();
         let mut new_peers = self.new_peers.take();
         let mut pivot_feed = self.pivot_feed.take();
-        let (record, unreadable) = match self.stored_progress()? {
+        let (record, unreadable) = match stored_progress(&self.db)? {
             Ok(record) => (record, false),
             Err(e) => {
                 warn!(error = %e, "the stored sync progress does not decode: the sync starts \
@@ -185,7 +185,11 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.work.sizes.record_accounts(estimate);
         if start.resumed.is_some() || unreadable {
             // A crash (or an error) may have cut anything short: the tables are not all ours.
-            self.must_rehash("resumed");
+            self.must_rehash(if unreadable {
+                "a progress record that did not decode"
+            } else {
+                "resumed"
+            });
         } else if self.db.holds_state()? {
             // Entries of an earlier state may lie where no chunk of this pivot writes.
             self.must_rehash("tables held state at the start");
@@ -399,21 +403,6 @@ impl<S: KvStore + 'static> Syncer<S> {
 
     /// Notes that the final check must hash the flat state again, and why (the first reason
     /// stays).
-    /// The persisted progress record, with the heal roots of its entries after its own (version
-    /// 1 kept them in the record, version 2 keeps one entry each). The inner error: the record
-    /// or an entry does not decode (a damaged file, a record of a newer leafsync). Such a
-    /// record is dropped rather than failing every start: it only saves work.
-    fn stored_progress(&self) -> Result<Result<Option<SyncProgress>, SyncError>, SyncError> {
-        let Some(bytes) = self.db.sync_progress()? else { return Ok(Ok(None)) };
-        let entries = self.db.sync_heal_roots()?;
-        Ok(SyncProgress::decode(&bytes).and_then(|mut record| {
-            for (key, value) in &entries {
-                record.heal_roots.push(HealRoot::from_entry(key, value)?);
-            }
-            Ok(Some(record))
-        }))
-    }
-
     fn must_rehash(&mut self, why: &'static str) {
         self.rehash.get_or_insert(why);
     }
