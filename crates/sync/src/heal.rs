@@ -86,11 +86,19 @@ pub(crate) struct HealStep {
 pub(crate) struct HealState {
     pending: HashMap<(Owner, Nibbles), Pending>,
     roots: HashMap<(Owner, Nibbles), B256>,
+    /// Whether subtries found unchanged are gathered for [`Finished::kept`] (only a heal over
+    /// tables that held a complete state uses them; elsewhere they would only cost memory).
+    gather_kept: bool,
 }
 
 impl HealState {
     pub(crate) fn add_root(&mut self, owner: Owner, path: Nibbles, hash: B256) {
         self.roots.insert((owner, path), hash);
+    }
+
+    /// Sets whether subtries found unchanged are gathered (see [`Finished::kept`]).
+    pub(crate) fn gather_kept(&mut self, on: bool) {
+        self.gather_kept = on;
     }
 
     pub(crate) fn has_root(&self, owner: Owner, path: Nibbles) -> bool {
@@ -123,7 +131,9 @@ impl HealState {
         let mut kept = Vec::new();
         for child in children(&path, node)?.into_iter().filter(|c| c.by_hash) {
             if local_hash(&child.path)? == Some(child.hash) {
-                kept.push(child.path);
+                if self.gather_kept {
+                    kept.push(child.path);
+                }
             } else {
                 step.fetch.push((child.path, child.hash));
             }
@@ -227,6 +237,7 @@ mod tests {
     #[test]
     fn the_subtries_found_unchanged_anywhere_below_are_handed_up_to_the_finished_root() {
         let mut heal = HealState::default();
+        heal.gather_kept(true);
         let root_rlp = vec![0xc1, 0x80];
         heal.add_root(None, Nibbles::new(), keccak256(&root_rlp));
         let local = |p: &Nibbles| {

@@ -176,6 +176,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
         };
         self.tables_complete = record.is_none() && !unreadable && self.db.head()?.is_some();
+        self.heal.gather_kept(self.tables_complete);
         let trusted = pivot_feed.as_ref().map(|f| *f.borrow());
         let heads = self.peers.heads();
         let estimate = self.peers.median_estimate();
@@ -468,6 +469,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             // hashes everything: a cause not understood is not trusted.
             self.must_rehash("repaired");
             self.tables_complete = false;
+            self.heal.gather_kept(false);
         }
         if check.accounts_root != self.pivot.state_root {
             let flat = check.accounts_root;
