@@ -107,10 +107,11 @@ impl TestNode {
         Self::with_config(config, head).await
     }
 
-    /// Starts a node from a (test) configuration.
+    /// Starts a node from a (test) configuration; `events` sees every event from the start (a
+    /// static peer's connection may be made before `start` returns).
     pub async fn with_config(config: NetworkConfig, head: watch::Sender<LocalHead>) -> Self {
-        let handle = Network::start(config).await.expect("the network starts on loopback");
-        let events = handle.events();
+        let (handle, events) =
+            Network::start_subscribed(config).await.expect("the network starts on loopback");
         Self { handle, head, events }
     }
 

@@ -53,7 +53,16 @@ pub struct Network;
 impl Network {
     /// Binds the listener, starts discovery (if configured) and the peer manager task, and returns
     /// the handle. Must be called within a tokio runtime.
-    pub async fn start(mut config: NetworkConfig) -> Result<NetworkHandle, NetworkError> {
+    pub async fn start(config: NetworkConfig) -> Result<NetworkHandle, NetworkError> {
+        Ok(Self::start_subscribed(config).await?.0)
+    }
+
+    /// [`Self::start`], with a receiver of the network's events subscribed before the manager
+    /// runs: it sees every event, even a static peer's connection made at once (a receiver
+    /// taken from the handle afterwards may come too late for it).
+    pub async fn start_subscribed(
+        mut config: NetworkConfig,
+    ) -> Result<(NetworkHandle, broadcast::Receiver<NetworkEvent>), NetworkError> {
         config.chain.ensure_genesis_known()?;
         if !config.leaf && config.eth.is_none() {
             return Err(NetworkError::NoProtocols);
@@ -102,14 +111,16 @@ impl Network {
             discovery,
             config,
         });
+        let first = events.subscribe();
         tokio::spawn(manager.run());
-        Ok(NetworkHandle {
+        let handle = NetworkHandle {
             inner: Arc::new(Inner {
                 commands: commands_tx,
                 events,
                 local: NodeRecord { id: local_id, addr: local_addr },
             }),
-        })
+        };
+        Ok((handle, first))
     }
 }
 
