@@ -16,6 +16,7 @@
 
 use alloy_primitives::B256;
 use alloy_rlp::{RlpDecodable, RlpEncodable};
+use leafsync_leafdb::{KvStore, LeafDb};
 use leafsync_p2p::leaf::{ChainHead, TrieOwner, WirePath};
 
 use crate::error::SyncError;
@@ -104,6 +105,23 @@ fn decode_all<T: alloy_rlp::Decodable>(mut rest: &[u8]) -> Result<T, SyncError> 
 }
 
 impl SyncProgress {
+    /// The record persisted in `db`, with the heal roots of its entries after its own (version
+    /// 1 kept them in the record, version 2 keeps one entry each). The inner error: the record
+    /// or an entry does not decode (a damaged file, a record of a newer leafsync); the syncer
+    /// drops such a record rather than failing every start: it only saves work.
+    pub(crate) fn stored<S: KvStore>(
+        db: &LeafDb<S>,
+    ) -> Result<Result<Option<Self>, SyncError>, SyncError> {
+        let Some(bytes) = db.sync_progress()? else { return Ok(Ok(None)) };
+        let entries = db.sync_heal_roots()?;
+        Ok(Self::decode(&bytes).and_then(|mut record| {
+            for (key, value) in &entries {
+                record.heal_roots.push(HealRoot::from_entry(key, value)?);
+            }
+            Ok(Some(record))
+        }))
+    }
+
     /// Version byte followed by the RLP record of [`PROGRESS_VERSION`].
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![PROGRESS_VERSION];

@@ -1,12 +1,10 @@
-//! Where a sync starts: [`stored_progress`] reads the progress record, [`decide_start`] resumes
-//! it or chooses a new pivot and chunk depth (no I/O), and [`persistent_heal_root`] says which
-//! heal roots are persisted.
+//! Where a sync starts: [`decide_start`] resumes a progress record or chooses a new pivot and
+//! chunk depth (no I/O), and [`persistent_heal_root`] says which heal roots are persisted.
 
 use std::collections::HashMap;
 
 use alloy_primitives::B256;
 use alloy_trie::Nibbles;
-use leafsync_leafdb::{KvStore, LeafDb};
 use leafsync_p2p::leaf::{ChainHead, TrieOwner};
 
 use crate::{
@@ -15,23 +13,6 @@ use crate::{
     progress::{HealRoot, SyncProgress},
     tasks::{Owner, wire_owner, wire_path},
 };
-
-/// The persisted progress record of `db`, with the heal roots of its entries after its own
-/// (version 1 kept them in the record, version 2 keeps one entry each). The inner error: the
-/// record or an entry does not decode (a damaged file, a record of a newer leafsync); the
-/// caller drops such a record rather than failing every start: it only saves work.
-pub(crate) fn stored_progress<S: KvStore>(
-    db: &LeafDb<S>,
-) -> Result<Result<Option<SyncProgress>, SyncError>, SyncError> {
-    let Some(bytes) = db.sync_progress()? else { return Ok(Ok(None)) };
-    let entries = db.sync_heal_roots()?;
-    Ok(SyncProgress::decode(&bytes).and_then(|mut record| {
-        for (key, value) in &entries {
-            record.heal_roots.push(HealRoot::from_entry(key, value)?);
-        }
-        Ok(Some(record))
-    }))
-}
 
 /// The pivot: the configured one, else the head most peers announce (the higher on a tie).
 pub fn choose_pivot(configured: Option<ChainHead>, heads: &[ChainHead]) -> Option<ChainHead> {

@@ -28,7 +28,7 @@ use crate::{
     peer::{NewPeers, SyncPeer},
     peer_set::{PeerSet, Standing},
     progress::SyncProgress,
-    resume::{decide_start, heal_root_item, stored_progress},
+    resume::{decide_start, heal_root_item},
     stats::{Phase, Reporter, SyncStats, WorkKind},
     work::{CodeQueue, Work},
 };
@@ -167,7 +167,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.reporter.start();
         let mut new_peers = self.new_peers.take();
         let mut pivot_feed = self.pivot_feed.take();
-        let (record, unreadable) = match stored_progress(&self.db)? {
+        let (record, unreadable) = match SyncProgress::stored(&self.db)? {
             Ok(record) => (record, false),
             Err(e) => {
                 warn!(error = %e, "the stored sync progress does not decode: the sync starts \
