@@ -15,7 +15,6 @@ use crate::{
     },
     kv::{Durability, KvStore, Table, WriteBatch},
     schema::{decode_account, encode_slot_value},
-    sync_import::clear_range,
     trie::{DecodedNode, checked_join, walk_leaves_except},
 };
 
@@ -197,7 +196,7 @@ impl<S: KvStore> LeafDb<S> {
     }
 
     /// Rewrites the flat storage of `owner` under `prefix` from the stored subtrie there.
-    /// Returns the number of slots rewritten from the trie.
+    /// Returns the number of slots walked in the trie (all of them outside `kept`).
     /// Only slots that differ are written, and slots the trie no longer has deleted one by one
     /// (with more than `MAX_POINT_DELETES`, 256, of them and nothing `kept`, the range is
     /// cleared and every slot written). `kept` as in [`Self::reconcile_accounts`].
@@ -240,10 +239,10 @@ impl<S: KvStore> LeafDb<S> {
         writes.extend(next..derived.len());
         let mut batch = WriteBatch::default();
         if stale.len() > MAX_POINT_DELETES && holes.is_empty() {
-            // A range delete only where the range holds a key (it does): each one costs every
-            // later iterator over the table (RocksDB fragments a memtable's range deletes anew
-            // for each), and reads of leaves from the flat tables open many.
-            clear_range(self.store(), &mut batch, Table::Storage, range)?;
+            // The scan found keys in the range, so its one range delete is not wasted (each
+            // costs every later iterator over the table: RocksDB fragments a memtable's range
+            // deletes anew for each, and reads of leaves from the flat tables open many).
+            batch.delete_range(Table::Storage, range.0, range.1);
             writes = (0..derived.len()).collect();
         } else {
             for key in stale {

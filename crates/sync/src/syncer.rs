@@ -175,8 +175,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 (None, true)
             }
         };
-        self.tables_complete = record.is_none() && !unreadable && self.db.head()?.is_some();
-        self.heal.gather_kept(self.tables_complete);
+        self.trust_tables(record.is_none() && !unreadable && self.db.head()?.is_some());
         let trusted = pivot_feed.as_ref().map(|f| *f.borrow());
         let heads = self.peers.heads();
         let estimate = self.peers.median_estimate();
@@ -389,7 +388,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.must_rehash("re-pivot");
         // Heals of the old pivot cut short leave subtries whose flat entries and storage are
         // not yet taken in.
-        self.tables_complete = false;
+        self.trust_tables(false);
         self.epoch += 1;
         self.reporter.stats.repivots += 1;
         self.pivot = head;
@@ -400,6 +399,13 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.db.clear_sync_heal_roots()?;
         self.persist()?;
         self.seed(head.state_root)
+    }
+
+    /// Sets [`Self::tables_complete`], and with it whether the heal gathers the subtries it
+    /// finds unchanged (only a reconciliation over complete tables uses them).
+    fn trust_tables(&mut self, complete: bool) {
+        self.tables_complete = complete;
+        self.heal.gather_kept(complete);
     }
 
     /// Notes that the final check must hash the flat state again, and why (the first reason
@@ -468,8 +474,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             // What the repairs write is imported and verified again, but the pass after them
             // hashes everything: a cause not understood is not trusted.
             self.must_rehash("repaired");
-            self.tables_complete = false;
-            self.heal.gather_kept(false);
+            self.trust_tables(false);
         }
         if check.accounts_root != self.pivot.state_root {
             let flat = check.accounts_root;
