@@ -20,7 +20,8 @@ enum Command {
     /// Starts servers and a client on loopback over a generated state, syncs, and checks the
     /// result (non-zero exit if the client's state differs).
     Demo(crate::demo::DemoArgs),
-    /// Runs the daemon: serves the datadir's state over leaf/1 (see docs/operators.md).
+    /// Runs the daemon: syncs an empty datadir from peers, serves its state over leaf/1 (and
+    /// snap/1), follows the execution client (see docs/operators.md).
     Run(crate::config::RunFlags),
     /// Checks a configuration file and prints the merged configuration as TOML.
     CheckConfig(crate::config::RunFlags),
