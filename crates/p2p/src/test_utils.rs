@@ -222,3 +222,15 @@ pub async fn ecies_pair(
 pub fn package_dir(built_in: &str) -> std::path::PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| built_in.into(), Into::into)
 }
+
+/// Cases a proptest over peer input runs: `default` (what every `cargo test` runs), or
+/// `PROPTEST_CASES` for a soak (docs/testing.md). proptest's own `with_cases` would ignore the
+/// variable.
+pub fn proptest_cases(default: u32) -> u32 {
+    match std::env::var("PROPTEST_CASES") {
+        Ok(value) => {
+            value.trim().parse().unwrap_or_else(|e| panic!("PROPTEST_CASES={value:?}: {e}"))
+        }
+        Err(_) => default,
+    }
+}

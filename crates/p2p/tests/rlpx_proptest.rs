@@ -7,7 +7,7 @@ use leafsync_p2p::test_utils::frame_codecs;
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(leafsync_p2p::test_utils::proptest_cases(64)))]
 
     #[test]
     fn frames_roundtrip_in_any_chunking(

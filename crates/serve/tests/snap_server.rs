@@ -348,7 +348,9 @@ fn any_request() -> impl proptest::strategy::Strategy<Value = (u8, Vec<u8>)> {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(
+        leafsync_p2p::test_utils::proptest_cases(256)
+    ))]
 
     /// Whatever a peer asks (roots, keys, ranges backwards or empty, paths of any bytes,
     /// budgets of 0 to 2^64 − 1), the server answers without panicking, or refuses the request

@@ -10,7 +10,7 @@ use std::sync::{Arc, atomic::Ordering};
 use common::{
     Behaviour, SimPeer, assert_same_state, assert_synced, dyn_peers, sim_serve_config, source,
 };
-use leafsync_leafdb::{LeafDb, generate::SplitMix};
+use leafsync_leafdb::LeafDb;
 use leafsync_p2p::PenaltyClass;
 use leafsync_serve::ServeConfig;
 use leafsync_sync::{SyncConfig, SyncMode, Syncer};
@@ -326,9 +326,9 @@ async fn any_mix_of_hostile_peers_leaves_the_exact_state() {
         FirstPieceOnly,
         PoisonFirstPiece,
     ];
-    let mut draw = SplitMix::new(44);
+    let (mut draw, rounds) = common::drawn_rounds(44, 16);
     let mut pick = |n: usize| draw.below(n as u64) as usize;
-    for round in 0..16 {
+    for round in 0..rounds {
         let mix: Vec<Behaviour> = (0..2 + pick(3)).map(|_| KINDS[pick(KINDS.len())]).collect();
         let batched = pick(2) == 0;
         println!("round {round}: {mix:?}, batched: {batched}");
@@ -360,9 +360,9 @@ fn configs(batched: bool) -> (SyncConfig, ServeConfig) {
 /// stream is fixed: a failure names its round and its mutants' seeds.
 #[tokio::test(start_paused = true)]
 async fn peers_lying_at_random_cost_only_themselves() {
-    let mut draw = SplitMix::new(45);
+    let (mut draw, rounds) = common::drawn_rounds(45, ROUNDS_OF_MUTANTS);
     let mut changed = 0;
-    for round in 0..ROUNDS_OF_MUTANTS {
+    for round in 0..rounds {
         let mutants = 1 + draw.below(3);
         let mix: Vec<Behaviour> = (0..mutants)
             .map(|_| Behaviour::Mutant {
@@ -386,8 +386,8 @@ async fn peers_lying_at_random_cost_only_themselves() {
         changed += round_changed;
     }
     // The mutants were asked and lied, not left idle.
-    assert!(changed >= ROUNDS_OF_MUTANTS, "{changed} answers changed");
+    assert!(changed >= rounds, "{changed} answers changed");
 }
 
-/// Rounds of [`peers_lying_at_random_cost_only_themselves`].
+/// Rounds of [`peers_lying_at_random_cost_only_themselves`] (unless soaked).
 const ROUNDS_OF_MUTANTS: u64 = 24;

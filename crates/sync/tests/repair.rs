@@ -111,9 +111,9 @@ async fn a_state_off_the_chain_is_synced_back_from_snap_peers_downloading_only_w
 /// look complete, and it costs only the liar. Ends exact, the honest peer unpenalised.
 #[tokio::test(start_paused = true)]
 async fn a_repair_beside_peers_lying_at_random_ends_exact_and_costs_only_the_liars() {
-    let mut draw = leafsync_leafdb::generate::SplitMix::new(46);
+    let (mut draw, rounds) = common::drawn_rounds(46, 8);
     let mut lies = 0;
-    for round in 0..8 {
+    for round in 0..rounds {
         let (server, client, block) = chain_and_a_state_off_it();
         let mut peers = vec![SimPeer::new(1, server.clone(), Behaviour::Honest, ACCOUNTS)];
         for n in 0..1 + draw.below(2) {
@@ -139,7 +139,7 @@ async fn a_repair_beside_peers_lying_at_random_ends_exact_and_costs_only_the_lia
         lies += changed;
     }
     // The liars were asked and lied (a repair asks for trie nodes: a wrong one bans its peer).
-    assert!(lies >= 8, "{lies} answers changed");
+    assert!(lies >= rounds, "{lies} answers changed");
 }
 
 /// A repair cut short (its only peer gone after a few answers, as a kill between two writes

@@ -339,9 +339,9 @@ async fn any_mix_of_hostile_snap_servers_leaves_the_exact_state() {
     const KINDS: [SnapBehaviour; 7] =
         [EmptyRanges, Junk, OneAtATime, Unordered, WrongNodes, Silent, Limited(3)];
     let src = source(ACCOUNTS, SEED);
-    let mut draw = leafsync_leafdb::generate::SplitMix::new(45);
+    let (mut draw, rounds) = common::drawn_rounds(45, 10);
     let mut pick = |n: usize| draw.below(n as u64) as usize;
-    for round in 0..10 {
+    for round in 0..rounds {
         let mut behaviours = vec![Honest];
         behaviours.extend((0..2 + pick(3)).map(|_| KINDS[pick(KINDS.len())]));
         let batched = pick(2) == 0;
@@ -364,9 +364,9 @@ async fn any_mix_of_hostile_snap_servers_leaves_the_exact_state() {
 #[tokio::test(start_paused = true)]
 async fn snap_servers_lying_at_random_cost_only_themselves() {
     let src = source(ACCOUNTS, SEED);
-    let mut draw = leafsync_leafdb::generate::SplitMix::new(46);
+    let (mut draw, rounds) = common::drawn_rounds(46, ROUNDS_OF_MUTANTS);
     let mut changed = 0;
-    for round in 0..ROUNDS_OF_MUTANTS {
+    for round in 0..rounds {
         let mut behaviours = vec![SnapBehaviour::Honest];
         let mutants = 1 + draw.below(3);
         behaviours.extend((0..mutants).map(|_| SnapBehaviour::Mutant {
@@ -393,8 +393,8 @@ async fn snap_servers_lying_at_random_cost_only_themselves() {
             .sum::<u64>();
     }
     // The mutants were asked and lied, not left idle.
-    assert!(changed >= ROUNDS_OF_MUTANTS, "{changed} answers changed");
+    assert!(changed >= rounds, "{changed} answers changed");
 }
 
-/// Rounds of [`snap_servers_lying_at_random_cost_only_themselves`].
+/// Rounds of [`snap_servers_lying_at_random_cost_only_themselves`] (unless soaked).
 const ROUNDS_OF_MUTANTS: u64 = 10;

@@ -250,7 +250,7 @@ fn check_slots(slots: &[StorageSlot], low: B256, high: B256) -> Result<(), TestC
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(leafsync_p2p::test_utils::proptest_cases(512)))]
 
     #[test]
     fn account_pieces_stay_in_place_whatever_the_server_answers(

@@ -15,7 +15,8 @@ use std::sync::{
 use alloy_primitives::{B256, B512, U256};
 use alloy_trie::EMPTY_ROOT_HASH;
 use leafsync_leafdb::{
-    BlockHeader, GenParams, KvStore, LeafDb, MemStore, Table, trie::node::is_leaf,
+    BlockHeader, GenParams, KvStore, LeafDb, MemStore, Table, generate::SplitMix,
+    trie::node::is_leaf,
 };
 use leafsync_p2p::PenaltyClass;
 use leafsync_p2p::{
@@ -90,6 +91,24 @@ pub struct SimPeer {
     pub penalties: std::sync::Mutex<Vec<PenaltyClass>>,
     /// The changes of a [`Behaviour::Mutant`].
     pub mutator: Option<std::sync::Mutex<mutant::Mutator>>,
+}
+
+/// Picks another stream of draws for every randomised sync test (a whole number).
+pub const SOAK_SEED: &str = "LEAFSYNC_SOAK_SEED";
+/// Runs that many rounds of every randomised sync test.
+pub const SOAK_ROUNDS: &str = "LEAFSYNC_SOAK_ROUNDS";
+
+/// The draws and the round count of a randomised test: `seed` and `rounds` by default (what
+/// every `cargo test` runs), [`SOAK_SEED`] and [`SOAK_ROUNDS`] from the environment for a soak
+/// (docs/testing.md). Both are printed, so a failing round names what replays it.
+pub fn drawn_rounds(seed: u64, rounds: u64) -> (SplitMix, u64) {
+    let var = |name: &str, default: u64| match std::env::var(name) {
+        Ok(value) => value.trim().parse().unwrap_or_else(|e| panic!("{name}={value:?}: {e}")),
+        Err(_) => default,
+    };
+    let (seed, rounds) = (var(SOAK_SEED, seed), var(SOAK_ROUNDS, rounds));
+    println!("draws from seed {seed} ({SOAK_SEED}), {rounds} rounds ({SOAK_ROUNDS})");
+    (SplitMix::new(seed), rounds)
 }
 
 /// Answers the [`Behaviour::Mutant`] peers among `peers` changed.
