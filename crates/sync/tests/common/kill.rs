@@ -68,7 +68,9 @@ pub async fn full_sync_bytes(peers: Vec<Arc<dyn SyncPeer>>) -> u64 {
 /// progress, then once to the end: the state must equal `src` and the last run must download
 /// less than `full_bytes` (a sync from nothing). Three kills in four must land before the sync
 /// first finished: later ones test a finished state and a sync over it, so a sync grown too
-/// fast for the schedule fails here rather than testing less.
+/// fast for the schedule fails here rather than testing less. The kill times are drawn; a soak
+/// (`LEAFSYNC_SOAK_SEED`, `LEAFSYNC_SOAK_ROUNDS`: docs/testing.md) runs that many sequences, each
+/// into a new directory.
 pub fn kill_and_resume(
     child: &str,
     env: &str,
@@ -76,9 +78,24 @@ pub fn kill_and_resume(
     src: &LeafDb<MemStore>,
     full_bytes: u64,
 ) {
+    let (mut rng, sequences) = super::drawn_rounds(0x6b11, 1);
+    for sequence in 0..sequences {
+        eprintln!("{child}: kill sequence {sequence}");
+        kill_sequence(child, env, kills, src, full_bytes, &mut rng);
+    }
+}
+
+/// One sequence of [`kill_and_resume`], its kill times drawn from `rng`.
+fn kill_sequence(
+    child: &str,
+    env: &str,
+    kills: usize,
+    src: &LeafDb<MemStore>,
+    full_bytes: u64,
+    rng: &mut SplitMix,
+) {
     let dir = tempfile::tempdir().unwrap();
     let root = src.account_root().unwrap();
-    let mut rng = SplitMix::new(0x6b11);
     let mut last_total = 0;
     let (mut mid_sync, mut finished) = (0, false);
     for round in 0..=kills {
