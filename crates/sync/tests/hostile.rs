@@ -356,7 +356,8 @@ fn configs(batched: bool) -> (SyncConfig, ServeConfig) {
 /// One to three peers that change answers at random (`Behaviour::Mutant`: each at its own
 /// rate, from a change of any field of a leaf, slot, piece, node or code to cut, doubled or
 /// reordered lists), beside one honest peer, with and without batching: every sync ends in the
-/// exact state within an hour of (virtual) time, the honest peer never penalised. The drawn
+/// exact state within an hour of (virtual) time, the honest peer never penalised, and every
+/// mutant that told a lie the client can prove penalised (`Mutator::provable`). The drawn
 /// stream is fixed: a failure names its round and its mutants' seeds.
 #[tokio::test(start_paused = true)]
 async fn peers_lying_at_random_cost_only_themselves() {
@@ -383,6 +384,7 @@ async fn peers_lying_at_random_cost_only_themselves() {
             out.banned.len(),
             out.dropped.len()
         );
+        common::assert_liars_paid(&peers, &format!("round {round}"));
         changed += round_changed;
     }
     // The mutants were asked and lied, not left idle.

@@ -108,7 +108,8 @@ async fn a_state_off_the_chain_is_synced_back_from_snap_peers_downloading_only_w
 
 /// A repair beside peers that change answers at random (`Behaviour::Mutant`): the tables are
 /// trusted to be complete only where they are the client's own, so a lie can make no subtrie
-/// look complete, and it costs only the liar. Ends exact, the honest peer unpenalised.
+/// look complete, and it costs only the liar. Ends exact, the honest peer unpenalised, every
+/// liar whose lie the client can prove penalised.
 #[tokio::test(start_paused = true)]
 async fn a_repair_beside_peers_lying_at_random_ends_exact_and_costs_only_the_liars() {
     let (mut draw, rounds) = common::drawn_rounds(46, 8);
@@ -136,6 +137,7 @@ async fn a_repair_beside_peers_lying_at_random_ends_exact_and_costs_only_the_lia
             out.stats.junk_answers,
             out.stats.final_repairs
         );
+        common::assert_liars_paid(&peers, &format!("round {round}"));
         lies += changed;
     }
     // The liars were asked and lied (a repair asks for trie nodes: a wrong one bans its peer).

@@ -116,6 +116,21 @@ pub fn answers_changed(peers: &[Arc<SimPeer>]) -> u64 {
     peers.iter().filter_map(|p| p.mutator.as_ref()).map(|m| m.lock().unwrap().changed).sum()
 }
 
+/// Every [`Behaviour::Mutant`] peer among `peers` that told a lie the client can prove
+/// (`Mutator::provable`) paid for it with a penalty (`label` names the round).
+pub fn assert_liars_paid(peers: &[Arc<SimPeer>], label: &str) {
+    for peer in peers {
+        let Some(mutator) = peer.mutator.as_ref() else { continue };
+        let lies = mutator.lock().unwrap().provable;
+        let penalties = peer.penalties.lock().unwrap();
+        assert!(
+            lies == 0 || !penalties.is_empty(),
+            "{label}: peer {} told {lies} provable lies and was never penalised",
+            peer.id
+        );
+    }
+}
+
 impl SimPeer {
     pub fn new(n: u8, db: Arc<LeafDb<MemStore>>, behaviour: Behaviour, estimate: u64) -> Arc<Self> {
         Arc::new(Self {

@@ -23,12 +23,15 @@ pub struct Mutator {
     rate: u64,
     /// Answers changed so far (a change may happen to leave an answer as it was).
     pub changed: u64,
+    /// `leaf/1` answers changed into a lie the client can prove ([`provable`]): each must cost
+    /// its peer a penalty.
+    pub provable: u64,
 }
 
 impl Mutator {
     /// A mutator drawing from `seed`, changing `rate` of every eight answers.
     pub fn new(seed: u64, rate: u64) -> Self {
-        Self { rng: SplitMix::new(seed), rate, changed: 0 }
+        Self { rng: SplitMix::new(seed), rate, changed: 0, provable: 0 }
     }
 
     fn pick(&mut self, n: usize) -> usize {
@@ -83,12 +86,14 @@ impl Mutator {
         if !self.due() {
             return;
         }
+        let honest = answer.clone();
         match answer {
             LeafResponse::Chunk(c) => self.pieces(&mut c.pieces, Self::leaves),
             LeafResponse::StorageChunk(c) => self.pieces(&mut c.pieces, Self::slots),
             LeafResponse::Nodes(n) => self.blobs(&mut n.nodes),
             LeafResponse::Codes(c) => self.blobs(&mut c.codes),
         }
+        self.provable += u64::from(provable(&honest, answer));
     }
 
     /// Cuts, reorders or doubles the pieces of a batch, or changes one piece: its head claim,
@@ -287,10 +292,47 @@ impl Mutator {
     }
 }
 
+/// Whether `changed`, drawn from the honest answer `honest`, is a lie the client can prove.
+/// Not: what an honest server answers too (a list cut at its byte budget, an entry or a piece
+/// it does not have: the client asks elsewhere, and only many empty answers in a row cost the
+/// peer), a head claim over content that verifies (the content is checked against the pivot,
+/// not the claim), and "too large" for a piece (the client splits it, one node request more;
+/// at a single leaf it is junk). docs/security.md lists these three.
+fn provable(honest: &LeafResponse, changed: &LeafResponse) -> bool {
+    match (honest, changed) {
+        (LeafResponse::Nodes(h), LeafResponse::Nodes(c)) => !cut_or_emptied(&h.nodes, &c.nodes),
+        (LeafResponse::Codes(h), LeafResponse::Codes(c)) => !cut_or_emptied(&h.codes, &c.codes),
+        (LeafResponse::Chunk(h), LeafResponse::Chunk(c)) => provable_pieces(&h.pieces, &c.pieces),
+        (LeafResponse::StorageChunk(h), LeafResponse::StorageChunk(c)) => {
+            provable_pieces(&h.pieces, &c.pieces)
+        }
+        _ => true,
+    }
+}
+
+/// Whether `changed` is `honest` cut short with some entries emptied.
+fn cut_or_emptied(honest: &[Bytes], changed: &[Bytes]) -> bool {
+    changed.len() <= honest.len() && changed.iter().zip(honest).all(|(c, h)| c == h || c.is_empty())
+}
+
+/// Whether a batch's pieces were changed into a provable lie (see [`provable`]): pieces
+/// reordered, doubled or dropped from the middle, or a piece's items changed.
+fn provable_pieces<P: Piece>(honest: &[P], changed: &[P]) -> bool {
+    if changed.len() != honest.len() {
+        return changed.len() > honest.len() || changed != &honest[..changed.len()];
+    }
+    changed.iter().zip(honest).any(|(c, h)| match c.content() {
+        content if content == h.content() => false,
+        ChunkContent::TooLarge => false,
+        ChunkContent::Items(items) => !items.is_empty(),
+    })
+}
+
 /// A piece of a batched answer: its head claim and its content.
-trait Piece: Clone {
-    type Item;
+trait Piece: Clone + PartialEq {
+    type Item: PartialEq;
     fn parts(&mut self) -> (&mut u64, &mut ChunkContent<Self::Item>);
+    fn content(&self) -> &ChunkContent<Self::Item>;
 }
 
 impl Piece for AccountPiece {
@@ -298,12 +340,18 @@ impl Piece for AccountPiece {
     fn parts(&mut self) -> (&mut u64, &mut ChunkContent<AccountLeaf>) {
         (&mut self.head_number, &mut self.content)
     }
+    fn content(&self) -> &ChunkContent<AccountLeaf> {
+        &self.content
+    }
 }
 
 impl Piece for StoragePiece {
     type Item = StorageSlot;
     fn parts(&mut self) -> (&mut u64, &mut ChunkContent<StorageSlot>) {
         (&mut self.head_number, &mut self.content)
+    }
+    fn content(&self) -> &ChunkContent<StorageSlot> {
+        &self.content
     }
 }
 
