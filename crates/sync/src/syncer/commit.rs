@@ -272,7 +272,13 @@ impl<S: KvStore + 'static> Syncer<S> {
         std::thread::Builder::new()
             .name("sync-commit".into())
             .spawn(move || {
-                let _ = tx.send(write(&db));
+                let result = write(&db);
+                // Let go of the leafdb before the loop hears of the result: the loop may then
+                // drop the last other handle and the process exit (a failed sync), and RocksDB
+                // closed on this thread meanwhile would race the exit ("pthread lock: Invalid
+                // argument", an abort after a clean end).
+                drop(db);
+                let _ = tx.send(result);
             })
             .map_err(|e| SyncError::ChunkWriter(format!("cannot start: {e}")))?;
         self.committing.push_back(Committing { done, pieces, codes });
