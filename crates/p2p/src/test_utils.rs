@@ -227,10 +227,17 @@ pub fn package_dir(built_in: &str) -> std::path::PathBuf {
 /// `PROPTEST_CASES` for a soak (docs/testing.md). proptest's own `with_cases` would ignore the
 /// variable.
 pub fn proptest_cases(default: u32) -> u32 {
-    match std::env::var("PROPTEST_CASES") {
-        Ok(value) => {
-            value.trim().parse().unwrap_or_else(|e| panic!("PROPTEST_CASES={value:?}: {e}"))
-        }
+    env_number("PROPTEST_CASES", default)
+}
+
+/// The number in the environment variable `name`, or `default` when it is unset: a test's knob
+/// for a soak (docs/testing.md). A value that is not such a number fails the test, naming it.
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(value) => value.trim().parse().unwrap_or_else(|e| panic!("{name}={value:?}: {e}")),
         Err(_) => default,
     }
 }

@@ -18,12 +18,12 @@ use leafsync_leafdb::{
     BlockHeader, GenParams, KvStore, LeafDb, MemStore, Table, generate::SplitMix,
     trie::node::is_leaf,
 };
-use leafsync_p2p::PenaltyClass;
 use leafsync_p2p::{
     PeerId,
     leaf::{AccountPiece, AccountStorage, ChainHead, ChunkContent, StorageSlot},
     requests::{LeafRequest, LeafResponse, RequestError, TrackedRequest},
 };
+use leafsync_p2p::{PenaltyClass, test_utils::env_number};
 use leafsync_serve::{ServeConfig, serve_chunk, serve_codes, serve_nodes, serve_storage_chunk};
 use leafsync_sync::{PeerFuture, SyncOutcome, SyncPeer, link::Link, response_len};
 
@@ -102,11 +102,7 @@ pub const SOAK_ROUNDS: &str = "LEAFSYNC_SOAK_ROUNDS";
 /// every `cargo test` runs), [`SOAK_SEED`] and [`SOAK_ROUNDS`] from the environment for a soak
 /// (docs/testing.md). Both are printed, so a failing round names what replays it.
 pub fn drawn_rounds(seed: u64, rounds: u64) -> (SplitMix, u64) {
-    let var = |name: &str, default: u64| match std::env::var(name) {
-        Ok(value) => value.trim().parse().unwrap_or_else(|e| panic!("{name}={value:?}: {e}")),
-        Err(_) => default,
-    };
-    let (seed, rounds) = (var(SOAK_SEED, seed), var(SOAK_ROUNDS, rounds));
+    let (seed, rounds) = (env_number(SOAK_SEED, seed), env_number(SOAK_ROUNDS, rounds));
     println!("draws from seed {seed} ({SOAK_SEED}), {rounds} rounds ({SOAK_ROUNDS})");
     (SplitMix::new(seed), rounds)
 }
