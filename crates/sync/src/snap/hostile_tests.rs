@@ -226,15 +226,36 @@ fn chunk() -> impl Strategy<Value = StoragePrefix> {
     })
 }
 
-/// Runs `request` against a server of storages of `sizes` slots answering as `script` says.
+/// Runs `request` against a server of storages of `sizes` slots answering as `script` says;
+/// also says whether the peer was then marked as without state for the root.
 fn ask(
     sizes: &[usize],
     script: Vec<Answer>,
     request: LeafRequest,
-) -> Result<LeafResponse, RequestError> {
+) -> (Result<LeafResponse, RequestError>, bool) {
     let peer = SnapPeer::new(Scripted::new(sizes, script) as Arc<dyn SnapTransport>);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(peer.request_at(&ChainHead::default(), request))
+    let answer = runtime.block_on(peer.request_at(&ChainHead::default(), request));
+    (answer, peer.lacks_state(&ChainHead::default().state_root))
+}
+
+/// Whole storages read before the server says it has no state for the root (any more) are
+/// answered, to be judged by the syncer as any others, and the peer is marked.
+#[test]
+fn whole_storages_before_a_no_state_answer_are_answered() {
+    let whole = vec![vec![(1, 0, 1)], vec![(2, 0, 1)]];
+    let script = vec![
+        Answer::MadeUp { lists: whole, proof: false },
+        Answer::MadeUp { lists: Vec::new(), proof: false },
+    ];
+    let chunks = (0..ACCOUNTS)
+        .map(|a| StoragePrefix { account: account(a), prefix: WirePath::root() })
+        .collect();
+    let request = LeafRequest::GetStorageChunk(GetStorageChunk { chunks, max_bytes: 1 << 20 });
+    let (answer, lacks_state) = ask(&[1; ACCOUNTS], script, request);
+    let Ok(LeafResponse::StorageChunk(answer)) = answer else { panic!("{answer:?}") };
+    assert_eq!(answer.pieces.len(), 2, "{answer:?}");
+    assert!(lacks_state);
 }
 
 /// Slots strictly increasing, all between `low` and `high`, none zero.
@@ -262,7 +283,7 @@ proptest! {
         let prefixes: Vec<WirePath> =
             prefixes.iter().map(|p| WirePath::from_nibbles(p).unwrap()).collect();
         let request = LeafRequest::GetChunk(GetChunk { prefixes: prefixes.clone(), max_bytes });
-        let Ok(answer) = ask(&sizes, script, request) else { return Ok(()) };
+        let Ok(answer) = ask(&sizes, script, request).0 else { return Ok(()) };
         let LeafResponse::Chunk(answer) = answer else {
             return Err(TestCaseError::fail(format!("not a chunk: {answer:?}")));
         };
@@ -290,7 +311,7 @@ proptest! {
         max_bytes in 256u64..32_768,
     ) {
         let request = GetStorageChunk { chunks: chunks.clone(), max_bytes };
-        let Ok(answer) = ask(&sizes, script, LeafRequest::GetStorageChunk(request)) else {
+        let Ok(answer) = ask(&sizes, script, LeafRequest::GetStorageChunk(request)).0 else {
             return Ok(());
         };
         let LeafResponse::StorageChunk(answer) = answer else {

@@ -23,7 +23,8 @@
 //! root, node and code hashes), so range proofs are not verified here. A range answered empty
 //! with an empty proof means the peer has no state for the root (Besu's default, a geth still
 //! generating its snapshot): the peer is marked ([`SyncPeer::lacks_state`]) and gets no work
-//! until the pivot moves, without penalty. An answer no honest server sends (out of order,
+//! until the pivot moves, without penalty; what it answered before in the same request stands
+//! and is judged as usual (`ranges`). An answer no honest server sends (out of order,
 //! outside the range, of another kind, a node or code nobody asked for) fails the request as
 //! an invalid response (a ban). `docs/snap.md` "The snap/1 client" has the details.
 
@@ -279,6 +280,13 @@ impl Inner {
         Ok(answer?)
     }
 
+    /// Marks the peer as without state for `root`: it gets no work until the pivot moves
+    /// ([`SyncPeer::lacks_state`]).
+    fn lacks_state(&self, root: B256) {
+        debug!(peer = %self.transport.id(), %root, "snap/1 peer has no state for the root");
+        *self.no_state.lock().unwrap_or_else(PoisonError::into_inner) = Some(root);
+    }
+
     /// One `GetStorageRanges` round trip: the answer, checked to hold no more lists than
     /// `request` asked accounts for.
     async fn storage_ranges(&self, request: GetStorageRanges) -> Result<StorageRanges, Fault> {
@@ -435,8 +443,7 @@ fn answer(
     match result {
         Ok(answer) => Ok(answer),
         Err(Fault::NoState) => {
-            debug!(peer = %inner.transport.id(), %root, "snap/1 peer has no state for the root");
-            *inner.no_state.lock().unwrap_or_else(PoisonError::into_inner) = Some(root);
+            inner.lacks_state(root);
             Ok(empty)
         }
         Err(Fault::Malformed(why)) => {

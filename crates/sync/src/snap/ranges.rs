@@ -191,7 +191,7 @@ pub(crate) async fn account_chunk(
 ) -> Result<LeafResponse, Fault> {
     let max_bytes = req.max_bytes;
     let reads = req.prefixes.iter().map(|prefix| account_read(inner, pivot, prefix, max_bytes));
-    let pieces = in_order(reads.collect(), max_bytes).await?;
+    let pieces = in_order(inner, pivot.state_root, reads.collect(), max_bytes).await?;
     Ok(LeafResponse::Chunk(Chunk { pieces }))
 }
 
@@ -227,9 +227,14 @@ pub(crate) const READS_AT_ONCE: usize = 4;
 /// reads already running are kept: the syncer's batches are sized by estimates, and pieces read
 /// only to be dropped were 11% of a 4M-account sync's bytes. A read that stopped short of its
 /// chunks (at `max_bytes`) ends the answer, since the pieces after it would not follow their
-/// chunks; the reads after it are dropped (not the peer's fault). An error of a read fails the
-/// request once the pieces reach it.
+/// chunks; the reads after it are dropped (not the peer's fault). So does a read that found the
+/// peer without state for the pivot's `root` (a server whose root fell out of its window mid
+/// request): the pieces before it are answered and judged as any others (so a lie in them
+/// still costs the peer), and the peer is marked; with no piece before it, the answer is the
+/// no-state one. Any other error of a read fails the request once the pieces reach it.
 async fn in_order<P: Encodable>(
+    inner: &Inner,
+    root: B256,
     reads: Vec<impl Future<Output = Result<Read<P>, Fault>>>,
     max_bytes: u64,
 ) -> Result<Vec<P>, Fault> {
@@ -237,7 +242,13 @@ async fn in_order<P: Encodable>(
     let mut running: FuturesOrdered<_> = waiting.by_ref().take(READS_AT_ONCE).collect();
     let (mut pieces, mut bytes) = (Vec::new(), 0u64);
     while let Some(read) = running.next().await {
-        let read = read?;
+        let read = match read {
+            Err(Fault::NoState) if !pieces.is_empty() => {
+                inner.lacks_state(root);
+                break;
+            }
+            read => read?,
+        };
         for piece in read.pieces {
             bytes += piece.length() as u64;
             pieces.push(piece);
@@ -344,13 +355,14 @@ pub(crate) async fn storage_chunk(
         rest = after;
     }
     let reads = runs.into_iter().map(|run| storage_run(inner, pivot, run, req.max_bytes));
-    let pieces = in_order(reads.collect(), req.max_bytes).await?;
+    let pieces = in_order(inner, pivot.state_root, reads.collect(), req.max_bytes).await?;
     Ok(LeafResponse::StorageChunk(StorageChunk { pieces }))
 }
 
 /// The storage chunks of `run` (one chunk, or whole storages only) in order, until the pieces
-/// so far reach `max_bytes`: whole storages several accounts per `GetStorageRanges`, a storage
-/// cut by that request's budget, or a chunk under a prefix, as [`storage_piece`] asks it.
+/// so far reach `max_bytes` or the server says it has no state for the root: whole storages
+/// several accounts per `GetStorageRanges`, a storage cut by that request's budget, or a chunk
+/// under a prefix, as [`storage_piece`] asks it.
 async fn storage_run(
     inner: &Inner,
     pivot: &ChainHead,
@@ -360,18 +372,29 @@ async fn storage_run(
     let mut pieces = Vec::new();
     let mut bytes = 0u64;
     let mut next = 0;
-    while next < run.len() && (pieces.is_empty() || bytes < max_bytes) {
+    // Set when the server says it has no state for the root (any more): the run ends there.
+    let mut lacking = false;
+    while !lacking && next < run.len() && (pieces.is_empty() || bytes < max_bytes) {
         let accounts: Vec<B256> = run[next..].iter().map(|c| c.account).collect();
         let (mut contents, cut) = if accounts.len() > 1 {
             let room = max_bytes.saturating_sub(bytes).max(1);
-            whole_storages(inner, pivot, &accounts, max_bytes, room).await?
+            match whole_storages(inner, pivot, &accounts, max_bytes, room).await {
+                Err(Fault::NoState) => {
+                    lacking = true;
+                    (Vec::new(), Vec::new())
+                }
+                answer => answer?,
+            }
         } else {
             (Vec::new(), Vec::new())
         };
-        if contents.len() < accounts.len() {
+        if !lacking && contents.len() < accounts.len() {
             // The next chunk, continued after what its cut storage brought, if anything.
             let chunk = &run[next + contents.len()];
-            contents.push(storage_piece(inner, pivot, chunk, max_bytes, cut).await?);
+            match storage_piece(inner, pivot, chunk, max_bytes, cut).await {
+                Err(Fault::NoState) => lacking = true,
+                piece => contents.push(piece?),
+            }
         }
         for content in contents {
             let piece = StoragePiece { head_number: pivot.number, content };
@@ -379,6 +402,13 @@ async fn storage_run(
             pieces.push(piece);
             next += 1;
         }
+    }
+    // The pieces before a no-state answer stand, judged as any others (a run cut short); the
+    // peer is marked. Without any, the read is the no-state answer.
+    match (lacking, pieces.is_empty()) {
+        (true, true) => return Err(Fault::NoState),
+        (true, false) => inner.lacks_state(pivot.state_root),
+        (false, _) => {}
     }
     Ok(Read { pieces, whole: next == run.len() })
 }

@@ -97,9 +97,14 @@ pub(crate) async fn inline_storages(
         };
         let answer = inner.storage_ranges(request).await?;
         if answer.slots.is_empty() {
-            // Every account asked has storage: nothing at all is "no state"; lists missing
-            // with a proof leave the storages to their units.
-            return if answer.proof.is_empty() { Err(Fault::NoState) } else { Ok(()) };
+            // Every account asked has storage: nothing at all is "no state" (the root fell out
+            // of the server's window since its accounts came: the peer is marked, and the
+            // chunk stands, judged as any other); lists missing with a proof leave the storages
+            // to their units.
+            if answer.proof.is_empty() {
+                inner.lacks_state(root);
+            }
+            return Ok(());
         }
         // A proof means the last list was cut: that storage stays a unit.
         let whole = whole_lists(&answer);

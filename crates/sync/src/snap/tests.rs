@@ -172,16 +172,24 @@ struct SlowStorage {
     refused: Mutex<usize>,
     /// The slot bytes of each answer sent.
     answers: Mutex<Vec<u64>>,
+    /// Ranges from this first nibble on are answered "no state" (no list, no proof), as by a
+    /// server whose root fell out of its window.
+    no_state_from: Option<u8>,
 }
 
 impl SlowStorage {
     fn new(per_nibble: usize, delay: Delay) -> Arc<Self> {
+        Self::lacking(per_nibble, delay, None)
+    }
+
+    fn lacking(per_nibble: usize, delay: Delay, no_state_from: Option<u8>) -> Arc<Self> {
         Arc::new(Self {
             per_nibble,
             delay,
             outstanding: Mutex::new((Vec::new(), 0)),
             refused: Mutex::new(0),
             answers: Mutex::new(Vec::new()),
+            no_state_from,
         })
     }
 
@@ -260,13 +268,14 @@ impl SnapTransport for SlowStorage {
         let cut = within.next().is_some();
         let proof = if cut { vec![Bytes::from_static(&[0xc0])] } else { Vec::new() };
         self.answers.lock().unwrap().push(bytes);
+        let slots = match self.no_state_from {
+            Some(from) if origin[0] >> 4 >= from => Vec::new(),
+            _ => vec![list],
+        };
+        let proof = if slots.is_empty() { Vec::new() } else { proof };
         Box::pin(async move {
             tokio::time::sleep(delay).await;
-            Ok(SnapMessage::StorageRanges(StorageRanges {
-                request_id: 0,
-                slots: vec![list],
-                proof,
-            }))
+            Ok(SnapMessage::StorageRanges(StorageRanges { request_id: 0, slots, proof }))
         })
     }
 
@@ -331,6 +340,30 @@ async fn pieces_read_side_by_side_stop_in_order_at_max_bytes() {
     let expected: Vec<_> = (0..started as u8).map(|n| Some(server.under(n))).collect();
     assert_eq!(piece_slots(answer.await.unwrap()), expected);
     assert_eq!(server.answers.lock().unwrap().len(), started, "none started after");
+}
+
+/// A server whose root falls out of its window in the middle of a request: the pieces read
+/// before the first read that finds no state are answered (the syncer judges them as any
+/// others, so good ones are kept and a lie in them costs the peer), and the peer is marked as
+/// without state for the root. A request whose first read finds no state is the no-state answer
+/// itself: empty.
+#[tokio::test(start_paused = true)]
+async fn pieces_before_a_no_state_read_are_answered_and_the_peer_marked() {
+    let pivot = ChainHead::default();
+    let ask = |from: u8| {
+        let server = SlowStorage::lacking(4, Delay::Same(Duration::from_millis(10)), Some(from));
+        let peer = SnapPeer::new(Arc::clone(&server) as Arc<dyn SnapTransport>);
+        async move {
+            let answer = peer.request_at(&pivot, sixteen_chunks(2 * 1024 * 1024)).await;
+            (server, peer.lacks_state(&pivot.state_root), piece_slots(answer.unwrap()))
+        }
+    };
+    let (server, lacks, pieces) = ask(5).await;
+    assert_eq!(pieces, (0..5).map(|n| Some(server.under(n))).collect::<Vec<_>>());
+    assert!(lacks, "the peer is marked");
+    let (_, lacks, pieces) = ask(0).await;
+    assert_eq!(pieces, Vec::new());
+    assert!(lacks);
 }
 
 /// A request dropped with reads running (the syncer's timeout, a re-pivot) leaves their
