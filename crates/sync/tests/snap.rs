@@ -360,7 +360,9 @@ async fn any_mix_of_hostile_snap_servers_leaves_the_exact_state() {
 /// its own rate, from a change of any account field, slot key or body, of either's encoding, of
 /// a proof node, code or trie node, to cut, doubled or reordered lists), beside one honest
 /// server, with and without batching: every sync ends in the exact state within an hour of
-/// (virtual) time, the honest server never penalised. A failure names its round and seeds.
+/// (virtual) time, the honest server never penalised, and every mutant that told a lie the
+/// client can prove (`common::snap_lies::provable`) penalised, unless it also claimed to have
+/// no state for the root (which voids the read it ends). A failure names its round and seeds.
 #[tokio::test(start_paused = true)]
 async fn snap_servers_lying_at_random_cost_only_themselves() {
     let src = source(ACCOUNTS, SEED);
@@ -386,6 +388,7 @@ async fn snap_servers_lying_at_random_cost_only_themselves() {
             .await
             .unwrap_or_else(|_| panic!("{label}: the sync did not end within an hour"));
         assert!(unpenalised(&snaps[0]), "{label}: the honest server was penalised");
+        common::assert_liars_paid(&snaps, &label);
         changed += snaps[1..]
             .iter()
             .filter_map(|s| s.mutator.as_ref())

@@ -6,9 +6,10 @@ pub mod chain;
 pub mod kill;
 pub mod mutant;
 pub mod snap;
+pub mod snap_lies;
 
 use std::sync::{
-    Arc,
+    Arc, Mutex,
     atomic::{AtomicU64, Ordering},
 };
 
@@ -88,9 +89,9 @@ pub struct SimPeer {
     pub batches_tampered: AtomicU64,
     /// How it serves ([`sim_serve_config`] unless a test changes it).
     pub serve: ServeConfig,
-    pub penalties: std::sync::Mutex<Vec<PenaltyClass>>,
+    pub penalties: Mutex<Vec<PenaltyClass>>,
     /// The changes of a [`Behaviour::Mutant`].
-    pub mutator: Option<std::sync::Mutex<mutant::Mutator>>,
+    pub mutator: Option<Mutex<mutant::Mutator>>,
 }
 
 /// Picks another stream of draws for every randomised sync test (a whole number).
@@ -112,17 +113,29 @@ pub fn answers_changed(peers: &[Arc<SimPeer>]) -> u64 {
     peers.iter().filter_map(|p| p.mutator.as_ref()).map(|m| m.lock().unwrap().changed).sum()
 }
 
-/// Every [`Behaviour::Mutant`] peer among `peers` that told a lie the client can prove
-/// (`Mutator::provable`) paid for it with a penalty (`label` names the round).
-pub fn assert_liars_paid(peers: &[Arc<SimPeer>], label: &str) {
+/// A simulated peer that may lie at random: its id, its mutator if it has one, and the
+/// penalties the client gave it.
+pub trait Liar {
+    fn liar(&self) -> (PeerId, Option<&Mutex<mutant::Mutator>>, &Mutex<Vec<PenaltyClass>>);
+}
+
+impl Liar for SimPeer {
+    fn liar(&self) -> (PeerId, Option<&Mutex<mutant::Mutator>>, &Mutex<Vec<PenaltyClass>>) {
+        (self.id, self.mutator.as_ref(), &self.penalties)
+    }
+}
+
+/// Every mutant among `peers` that told a lie the client can prove (`Mutator::provable`) paid
+/// for it with a penalty, unless it claimed to have no state for the root (`Mutator::
+/// owes_penalty`; `label` names the round).
+pub fn assert_liars_paid<P: Liar>(peers: &[Arc<P>], label: &str) {
     for peer in peers {
-        let Some(mutator) = peer.mutator.as_ref() else { continue };
-        let lies = mutator.lock().unwrap().provable;
-        let penalties = peer.penalties.lock().unwrap();
+        let (id, Some(mutator), penalties) = peer.liar() else { continue };
+        let mutator = mutator.lock().unwrap();
         assert!(
-            lies == 0 || !penalties.is_empty(),
-            "{label}: peer {} told {lies} provable lies and was never penalised",
-            peer.id
+            !mutator.owes_penalty() || !penalties.lock().unwrap().is_empty(),
+            "{label}: peer {id} told {} provable lies and was never penalised",
+            mutator.provable
         );
     }
 }
@@ -137,10 +150,10 @@ impl SimPeer {
             requests: AtomicU64::new(0),
             batches_tampered: AtomicU64::new(0),
             serve: sim_serve_config(),
-            penalties: std::sync::Mutex::new(Vec::new()),
+            penalties: Mutex::new(Vec::new()),
             mutator: match behaviour {
                 Behaviour::Mutant { seed, rate } => {
-                    Some(std::sync::Mutex::new(mutant::Mutator::new(seed, rate)))
+                    Some(Mutex::new(mutant::Mutator::new(seed, rate)))
                 }
                 _ => None,
             },

@@ -23,15 +23,19 @@ pub struct Mutator {
     rate: u64,
     /// Answers changed so far (a change may happen to leave an answer as it was).
     pub changed: u64,
-    /// `leaf/1` answers changed into a lie the client can prove ([`provable`]): each must cost
-    /// its peer a penalty.
+    /// Answers changed into a lie the client can prove ([`provable`] for `leaf/1`,
+    /// [`super::snap_lies::provable`] for snap/1): each must cost its peer a penalty.
     pub provable: u64,
+    /// snap/1 answers changed to say the server has no state for the root
+    /// ([`super::snap_lies::claims_no_state`]): they excuse the provable lies of the read they
+    /// end.
+    pub no_state_claims: u64,
 }
 
 impl Mutator {
     /// A mutator drawing from `seed`, changing `rate` of every eight answers.
     pub fn new(seed: u64, rate: u64) -> Self {
-        Self { rng: SplitMix::new(seed), rate, changed: 0, provable: 0 }
+        Self { rng: SplitMix::new(seed), rate, changed: 0, provable: 0, no_state_claims: 0 }
     }
 
     fn pick(&mut self, n: usize) -> usize {
@@ -215,11 +219,12 @@ impl Mutator {
 }
 
 impl Mutator {
-    /// Changes a snap/1 `answer` at this mutator's rate.
-    pub fn mutate_snap(&mut self, answer: &mut SnapMessage) {
+    /// Changes a snap/1 `answer` to `request` at this mutator's rate.
+    pub fn mutate_snap(&mut self, request: &SnapMessage, answer: &mut SnapMessage) {
         if !self.due() {
             return;
         }
+        let honest = answer.clone();
         match answer {
             SnapMessage::AccountRange(a) if self.pick(3) == 0 => self.blobs(&mut a.proof),
             SnapMessage::AccountRange(a) => self.accounts(&mut a.accounts),
@@ -236,6 +241,15 @@ impl Mutator {
             SnapMessage::TrieNodes(t) => self.blobs(&mut t.nodes),
             _ => {}
         }
+        self.provable += u64::from(super::snap_lies::provable(request, &honest, answer));
+        let claims_no_state = |a| super::snap_lies::claims_no_state(request, a);
+        self.no_state_claims += u64::from(claims_no_state(answer) && !claims_no_state(&honest));
+    }
+
+    /// Whether this mutant must have been penalised: it told a provable lie, and no claim of
+    /// having no state may have voided it.
+    pub fn owes_penalty(&self) -> bool {
+        self.provable > 0 && self.no_state_claims == 0
     }
 
     /// A hash field of a slim account: empty (the slim form of the default), a real-looking

@@ -11,7 +11,7 @@ use alloy_primitives::{B512, Bytes, U256};
 use alloy_rlp::{Decodable, Encodable};
 use leafsync_leafdb::{LeafDb, MemStore};
 use leafsync_p2p::{
-    PeerId, PenaltyClass,
+    MessageFault, PeerId, PenaltyClass,
     leaf::ChainHead,
     requests::{RequestError, TrackedRequest},
     snap::{SlimAccount, SnapMessage},
@@ -166,16 +166,20 @@ impl SnapTransport for SimSnap {
         let mut answer = self.serve(&request);
         self.tamper(&mut answer);
         if let Some(mutator) = &self.mutator {
-            mutator.lock().unwrap().mutate_snap(&mut answer);
+            mutator.lock().unwrap().mutate_snap(&request, &mut answer);
         }
         // What the network refuses before the sync sees it: an answer its decoder's limits
-        // reject (the session ends), of another kind, or with more items than asked.
+        // reject (the session ends on a breach, and the network penalises the peer), of
+        // another kind, or with more items than asked.
         let answer = match SnapMessage::decode(answer.id(), &answer.encoded()) {
             Ok(decoded) => request
                 .check_response(&decoded)
                 .map(|()| decoded)
                 .map_err(RequestError::InvalidResponse),
-            Err(_) => Err(RequestError::Disconnected),
+            Err(fault) => {
+                self.penalise(fault.penalty());
+                Err(RequestError::Disconnected)
+            }
         };
         let link = self.link.clone();
         Box::pin(async move {
@@ -192,6 +196,12 @@ impl SnapTransport for SimSnap {
     }
 }
 
+impl super::Liar for SimSnap {
+    fn liar(&self) -> (PeerId, Option<&Mutex<Mutator>>, &Mutex<Vec<PenaltyClass>>) {
+        (self.id, self.mutator.as_ref(), &self.penalties)
+    }
+}
+
 /// The sync peer of a simulated snap/1 server.
 pub fn snap_peer(server: &Arc<SimSnap>) -> Arc<dyn SyncPeer> {
     Arc::new(SnapPeer::new(Arc::clone(server) as Arc<dyn SnapTransport>))
@@ -203,12 +213,17 @@ pub fn snap_peers(servers: &[Arc<SimSnap>]) -> Vec<Arc<dyn SyncPeer>> {
 }
 
 /// Sync peers of several simulated snap/1 servers, each probed for an account estimate at its
-/// head root first (as the network does before handing a snap/1 peer to a sync).
+/// head root first (as the network does before handing a snap/1 peer to a sync). A mutant's
+/// lies in the probe are not counted: the probe reads a size hint, nothing it could judge.
 pub async fn probed_snap_peers(servers: &[Arc<SimSnap>]) -> Vec<Arc<dyn SyncPeer>> {
     let mut peers = Vec::new();
     for server in servers {
         let peer = SnapPeer::new(Arc::clone(server) as Arc<dyn SnapTransport>);
         peer.probe_accounts(server.head().state_root).await;
+        if let Some(mutator) = &server.mutator {
+            let mut mutator = mutator.lock().unwrap();
+            (mutator.provable, mutator.no_state_claims) = (0, 0);
+        }
         peers.push(Arc::new(peer) as Arc<dyn SyncPeer>);
     }
     peers
