@@ -78,6 +78,9 @@ pub(crate) struct Unit {
 pub(crate) enum Purpose {
     /// A skeleton node: its children become chunks or further skeleton nodes.
     Expand,
+    /// The node of a unit that peer `by` called "too large": expanded as a skeleton node, its
+    /// child units asked of the other peers first; a leaf there makes the claim a lie.
+    Split { by: usize },
     /// A heal node; `parent` is the pending node waiting for it (`None` for a heal root).
     Heal { parent: Option<Nibbles> },
 }

@@ -101,6 +101,19 @@ impl Work {
         });
     }
 
+    /// Units queued so far (a mark for [`Self::ask_last`]).
+    pub(crate) fn units_queued(&self) -> usize {
+        self.units.len()
+    }
+
+    /// The units queued since the queue held `mark` units are asked of `peer` only after the
+    /// other peers this round (it called their parent "too large": others have the first say).
+    pub(crate) fn ask_last(&mut self, mark: usize, peer: usize) {
+        for unit in self.units.iter_mut().skip(mark) {
+            unit.attempts.tried.push(peer);
+        }
+    }
+
     /// Queues a skeleton node or a heal root; it holds its trie open.
     pub(crate) fn add_node(&mut self, owner: Owner, path: Nibbles, hash: B256, purpose: Purpose) {
         self.hold(owner);

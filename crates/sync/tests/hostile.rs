@@ -225,9 +225,40 @@ async fn a_plausible_head_claim_costs_its_server_the_chunk_work_not_the_sync() {
     assert_heals_within(&out, leafsync_sync::config::MAX_STALE_HEALS);
 }
 
+/// A server answering "too large" for everything: the units it splits go to the other peers
+/// first, so it meets a single leaf only where a unit it called too large was one. With units
+/// of about one account (a chunk target of 1 KiB) that is most of them: junk, and it is banned.
 #[tokio::test(start_paused = true)]
 async fn too_large_for_a_single_leaf_is_junk() {
-    liar_is_banned(Behaviour::TooLarge, SyncMode::Leaf).await;
+    let config =
+        SyncConfig { chunk_target_bytes: 1024, chunk_batch_bytes: 0, ..Default::default() };
+    let (out, peers) = run_with(&[Behaviour::TooLarge], config).await;
+    assert!(out.banned.contains(&peers[1].id), "the liar was not banned");
+    assert!(peers[1].penalties.lock().unwrap().contains(&PenaltyClass::Fatal));
+}
+
+/// A server answering "too large" for every chunk of more than one leaf (never provably: a
+/// chunk can be too large for an honest server's time budget) splits each unit it is asked
+/// once: the children of its splits go to the other peers first, where they came back to it
+/// and were split again down to single leaves (with 16 units of ~125 accounts: 47 splits, 246
+/// chunks and 348 requests a unit a request, against 4, 76 and 92 now).
+#[tokio::test(start_paused = true)]
+async fn too_large_for_every_chunk_splits_each_unit_once() {
+    let config = SyncConfig {
+        chunk_target_bytes: 4 * TEST_CHUNK_BYTES,
+        chunk_batch_bytes: 0,
+        ..Default::default()
+    };
+    let (honest, _) = run_with(&[Behaviour::Honest; 3], config.clone()).await;
+    let hostile = [Behaviour::Honest, Behaviour::Honest, Behaviour::TooLargeAboveOne];
+    let (out, _) = run_with(&hostile, config).await;
+    let units = honest.stats.chunks_total;
+    assert!(out.stats.chunks_split > 0, "the liar was asked");
+    assert!(
+        out.stats.chunks_split <= units,
+        "{} splits for {units} units: a liar's splits were split again",
+        out.stats.chunks_split
+    );
 }
 
 /// Answers honestly, but only after a wait (of virtual time).

@@ -183,7 +183,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 self.reporter.stats.chunks_split += 1;
                 self.reporter.stats.chunks_total =
                     self.reporter.stats.chunks_total.saturating_sub(1);
-                self.work.replace(&unit, Purpose::Expand);
+                self.work.replace(&unit, Purpose::Split { by: peer });
                 return Ok(Some(Verdict::Delivered));
             }
             ChunkVerdict::Refused(verdict) => {
@@ -314,35 +314,48 @@ impl<S: KvStore + 'static> Syncer<S> {
         let node =
             DecodedNode::decode(&rlp).map_err(|_| SyncError::BadPivotNode { hash: task.hash })?;
         match task.purpose {
-            Purpose::Expand => self.expand(task, &node, rlp),
+            Purpose::Expand => self.expand(task, &node, rlp, None),
+            Purpose::Split { by } => self.expand(task, &node, rlp, Some(by)),
             Purpose::Heal { parent } => self.heal_node(task, &node, rlp, parent),
         }
     }
 
     /// A skeleton node: branch and extension children become chunks (or, above the chunk depth,
-    /// further skeleton nodes); a leaf is a chunk by itself.
+    /// further skeleton nodes); a leaf is a chunk by itself. The node of a unit that peer
+    /// `split_by` called "too large": a leaf there makes that a lie (one leaf always fits), and
+    /// the units it becomes go to the other peers first, so that a peer saying "too large" for
+    /// every chunk of more than one leaf splits each unit it is asked once, not again and again
+    /// down to single leaves.
     fn expand(
         &mut self,
         task: &NodeTask,
         node: &DecodedNode,
         rlp: Vec<u8>,
+        split_by: Option<usize>,
     ) -> Result<(), SyncError> {
         self.reporter.stats.skeleton_nodes += 1;
         let kind = if task.owner.is_none() { WorkKind::Skeleton } else { WorkKind::Storage };
         self.reporter.mark(kind);
+        let mark = self.work.units_queued();
         if let DecodedNode::Leaf { .. } = node {
-            self.add_unit_of(task.owner, task.path, task.hash, true)?;
-            return self.close(task.owner);
-        }
-        let limit = if task.owner.is_none() { self.depth } else { 0 };
-        let children = children(&task.path, node)?;
-        self.work.keep_skeleton(task.owner, task.path, rlp);
-        for child in children {
-            if child.by_hash && child.path.len() < limit {
-                self.add_expand(task.owner, child.path, child.hash);
-            } else {
-                self.add_unit(task.owner, child.path, child.hash)?;
+            if let Some(peer) = split_by {
+                self.judge(peer, Verdict::Junk("\"too large\" for a single leaf"));
             }
+            self.add_unit_of(task.owner, task.path, task.hash, true)?;
+        } else {
+            let limit = if task.owner.is_none() { self.depth } else { 0 };
+            let children = children(&task.path, node)?;
+            self.work.keep_skeleton(task.owner, task.path, rlp);
+            for child in children {
+                if child.by_hash && child.path.len() < limit {
+                    self.add_expand(task.owner, child.path, child.hash);
+                } else {
+                    self.add_unit(task.owner, child.path, child.hash)?;
+                }
+            }
+        }
+        if let Some(peer) = split_by {
+            self.work.ask_last(mark, peer);
         }
         self.close(task.owner)
     }

@@ -60,6 +60,9 @@ pub enum Behaviour {
     LyingHead(u64),
     /// Every chunk and storage chunk answered "too large", whatever its size.
     TooLarge,
+    /// Every chunk and storage chunk of two or more leaves answered "too large": a liar that
+    /// never says so for a single leaf, where it would be junk.
+    TooLargeAboveOne,
     /// Honest, but an account or storage batch is answered with its first piece only (as a
     /// server whose byte budget is full would).
     FirstPieceOnly,
@@ -202,6 +205,12 @@ impl SimPeer {
             (Behaviour::TooLarge, LeafResponse::Chunk(c)) => {
                 c.pieces.iter_mut().for_each(|p| p.content = ChunkContent::TooLarge)
             }
+            (Behaviour::TooLargeAboveOne, LeafResponse::Chunk(c)) => {
+                c.pieces.iter_mut().for_each(|p| too_large_above_one(&mut p.content))
+            }
+            (Behaviour::TooLargeAboveOne, LeafResponse::StorageChunk(c)) => {
+                c.pieces.iter_mut().for_each(|p| too_large_above_one(&mut p.content))
+            }
             (Behaviour::TooLarge, LeafResponse::StorageChunk(c)) => {
                 c.pieces.iter_mut().for_each(|p| p.content = ChunkContent::TooLarge)
             }
@@ -259,6 +268,13 @@ impl SimPeer {
 }
 
 /// Applies `behaviour` to one piece of an account batch.
+/// "Too large" for `content` of two or more items.
+fn too_large_above_one<T>(content: &mut ChunkContent<T>) {
+    if matches!(content, ChunkContent::Items(items) if items.len() > 1) {
+        *content = ChunkContent::TooLarge;
+    }
+}
+
 fn tamper_piece(behaviour: Behaviour, piece: &mut AccountPiece) {
     let one = U256::from(1u64);
     let ChunkContent::Items(leaves) = &mut piece.content else { return };
