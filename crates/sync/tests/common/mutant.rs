@@ -310,8 +310,9 @@ impl Mutator {
 /// Not: what an honest server answers too (a list cut at its byte budget, an entry or a piece
 /// it does not have: the client asks elsewhere, and only many empty answers in a row cost the
 /// peer), a head claim over content that verifies (the content is checked against the pivot,
-/// not the claim), and "too large" for a piece (the client splits it, one node request more;
-/// at a single leaf it is junk). docs/security.md lists these three.
+/// not the claim), "too large" for a piece (the client splits it, one node request more; at a
+/// single leaf it is junk), and a non-empty storage marked large with any slot count (an
+/// inline bound and a sizing hint are the server's to choose). docs/security.md lists these.
 fn provable(honest: &LeafResponse, changed: &LeafResponse) -> bool {
     match (honest, changed) {
         (LeafResponse::Nodes(h), LeafResponse::Nodes(c)) => !cut_or_emptied(&h.nodes, &c.nodes),
@@ -330,15 +331,21 @@ fn cut_or_emptied(honest: &[Bytes], changed: &[Bytes]) -> bool {
 }
 
 /// Whether a batch's pieces were changed into a provable lie (see [`provable`]): pieces
-/// reordered, doubled or dropped from the middle, or a piece's items changed.
+/// reordered, doubled or dropped from the middle, or a piece's items changed other than as an
+/// honest server may ([`Piece::as_honest`]).
 fn provable_pieces<P: Piece>(honest: &[P], changed: &[P]) -> bool {
     if changed.len() != honest.len() {
         return changed.len() > honest.len() || changed != &honest[..changed.len()];
     }
-    changed.iter().zip(honest).any(|(c, h)| match c.content() {
-        content if content == h.content() => false,
-        ChunkContent::TooLarge => false,
-        ChunkContent::Items(items) => !items.is_empty(),
+    changed.iter().zip(honest).any(|(c, h)| match (c.content(), h.content()) {
+        (content, honest) if content == honest => false,
+        (ChunkContent::TooLarge, _) => false,
+        (ChunkContent::Items(items), _) if items.is_empty() => false,
+        (ChunkContent::Items(items), ChunkContent::Items(honest)) => {
+            items.len() != honest.len()
+                || items.iter().zip(honest).any(|(c, h)| c != h && !P::as_honest(h, c))
+        }
+        (ChunkContent::Items(_), ChunkContent::TooLarge) => true,
     })
 }
 
@@ -347,6 +354,9 @@ trait Piece: Clone + PartialEq {
     type Item: PartialEq;
     fn parts(&mut self) -> (&mut u64, &mut ChunkContent<Self::Item>);
     fn content(&self) -> &ChunkContent<Self::Item>;
+    /// Whether `changed` differs from `honest` only as an honest server's item may: by what
+    /// the server chooses, not what the state says.
+    fn as_honest(honest: &Self::Item, changed: &Self::Item) -> bool;
 }
 
 impl Piece for AccountPiece {
@@ -357,6 +367,14 @@ impl Piece for AccountPiece {
     fn content(&self) -> &ChunkContent<AccountLeaf> {
         &self.content
     }
+    /// A non-empty storage marked large, with any slot count: a server with a smaller inline
+    /// bound marks a storage large that another inlines, and the count is a sizing hint.
+    fn as_honest(honest: &AccountLeaf, changed: &AccountLeaf) -> bool {
+        let marked = AccountLeaf { storage: changed.storage.clone(), ..honest.clone() };
+        marked == *changed
+            && matches!(changed.storage, AccountStorage::Large { .. })
+            && changed.storage_root != EMPTY_ROOT_HASH
+    }
 }
 
 impl Piece for StoragePiece {
@@ -366,6 +384,9 @@ impl Piece for StoragePiece {
     }
     fn content(&self) -> &ChunkContent<StorageSlot> {
         &self.content
+    }
+    fn as_honest(_honest: &StorageSlot, _changed: &StorageSlot) -> bool {
+        false
     }
 }
 
