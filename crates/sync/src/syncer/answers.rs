@@ -183,7 +183,8 @@ impl<S: KvStore + 'static> Syncer<S> {
                 self.reporter.stats.chunks_split += 1;
                 self.reporter.stats.chunks_total =
                     self.reporter.stats.chunks_total.saturating_sub(1);
-                self.work.replace(&unit, Purpose::Split { by: peer });
+                let id = self.peers.slot(peer).peer.id();
+                self.work.replace(&unit, Purpose::Split { by: peer, id });
                 return Ok(Some(Verdict::Delivered));
             }
             ChunkVerdict::Refused(verdict) => {
@@ -315,7 +316,11 @@ impl<S: KvStore + 'static> Syncer<S> {
             DecodedNode::decode(&rlp).map_err(|_| SyncError::BadPivotNode { hash: task.hash })?;
         match task.purpose {
             Purpose::Expand => self.expand(task, &node, rlp, None),
-            Purpose::Split { by } => self.expand(task, &node, rlp, Some(by)),
+            Purpose::Split { by, id } => {
+                // Only while the claimant still holds its slot.
+                let by = (self.peers.slot(by).peer.id() == id).then_some(by);
+                self.expand(task, &node, rlp, by)
+            }
             Purpose::Heal { parent } => self.heal_node(task, &node, rlp, parent),
         }
     }
