@@ -184,8 +184,12 @@ impl PeerSet {
             }
             None => {
                 // Full: a dropped peer's slot is reused (its index may still be in items'
-                // tried lists, which only skips the newcomer for those items this round).
-                match self.slots.iter_mut().find(|p| p.standing == Standing::Dropped) {
+                // tried lists, which only skips the newcomer for those items this round), once
+                // none of its requests is in flight: their answers or timeouts, when they
+                // come, would be judged as the newcomer's.
+                let reusable =
+                    |p: &&mut PeerSlot| p.standing == Standing::Dropped && p.in_flight == 0;
+                match self.slots.iter_mut().find(reusable) {
                     Some(slot) => {
                         info!(peer = %id, head = peer.head().number, "sync peer joined");
                         *slot = PeerSlot::new(peer);

@@ -7,11 +7,16 @@ use super::*;
 use crate::peer::PeerFuture;
 
 /// A peer that is never asked: only its id and head matter here.
-struct Idle(u8);
+struct Idle(PeerId);
+
+/// The idle peer whose id is the byte `n` repeated.
+fn idle(n: u8) -> Arc<dyn SyncPeer> {
+    Arc::new(Idle(B512::repeat_byte(n)))
+}
 
 impl SyncPeer for Idle {
     fn id(&self) -> PeerId {
-        B512::repeat_byte(self.0)
+        self.0
     }
     fn head(&self) -> ChainHead {
         ChainHead::default()
@@ -26,7 +31,7 @@ impl SyncPeer for Idle {
 }
 
 fn set(n: u8) -> PeerSet {
-    PeerSet::new((1..=n).map(|i| Arc::new(Idle(i)) as Arc<dyn SyncPeer>).collect(), 3)
+    PeerSet::new((1..=n).map(idle).collect(), 3)
 }
 
 #[test]
@@ -75,10 +80,10 @@ fn empty_answers_drop_only_when_consecutive() {
     }
     assert_eq!(peers.record(0, Verdict::Empty, &mut stats), Some(PenaltyClass::Low));
     // A new session of a dropped peer brings it back; a banned one stays out.
-    peers.add(Arc::new(Idle(1)));
+    peers.add(idle(1));
     assert_eq!(peers.active(), vec![0]);
     peers.record(0, Verdict::Invalid("i"), &mut stats);
-    peers.add(Arc::new(Idle(1)));
+    peers.add(idle(1));
     assert!(peers.active().is_empty());
 }
 
@@ -128,6 +133,25 @@ fn a_peer_that_times_out_is_left_one_request() {
     peers.finished(1, None);
     assert!(peers.slot(1).has_room());
     // The roster puts the peer that delivered first, and a new one before both.
-    peers.add(Arc::new(Idle(9)));
+    peers.add(idle(9));
     assert_eq!(peers.roster(&ChainHead::default()).active, vec![2, 0, 1]);
+}
+
+/// With the table full, a newcomer takes a dropped peer's slot only once none of that peer's
+/// requests is in flight: the answer or timeout of one still out would be judged as the
+/// newcomer's.
+#[test]
+fn a_full_table_reuses_a_dropped_slot_once_its_requests_are_done() {
+    let mut peers = PeerSet::new((0..MAX_SYNC_PEERS).map(|i| idle(i as u8)).collect(), 3);
+    assert_eq!(peers.slots.len(), MAX_SYNC_PEERS, "full, with ids of one byte each");
+    let mut stats = SyncStats::default();
+    peers.sent(0);
+    peers.record(0, Verdict::Disconnected, &mut stats);
+    let newcomer = B512::with_last_byte(7);
+    peers.add(Arc::new(Idle(newcomer)));
+    assert_eq!(peers.slot(0).peer.id(), B512::repeat_byte(0), "its request is still out");
+    peers.finished(0, None);
+    peers.add(Arc::new(Idle(newcomer)));
+    assert_eq!(peers.slot(0).peer.id(), newcomer);
+    assert_eq!(peers.active().len(), MAX_SYNC_PEERS);
 }
