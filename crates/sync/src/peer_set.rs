@@ -150,6 +150,13 @@ impl PeerSet {
         &self.slots[i]
     }
 
+    /// Whether slot `i` is still the peer `id`'s: a verdict reached after its answer (a held
+    /// piece taken in, a split's node) is its only while it is, since a dropped peer's slot
+    /// may have a newcomer by then.
+    pub(crate) fn holds(&self, i: usize, id: &PeerId) -> bool {
+        self.slots[i].peer.id() == *id
+    }
+
     /// Every peer's announced head.
     pub(crate) fn heads(&self) -> Vec<ChainHead> {
         self.slots.iter().map(|p| p.peer.head()).collect()

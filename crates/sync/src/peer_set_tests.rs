@@ -139,7 +139,7 @@ fn a_peer_that_times_out_is_left_one_request() {
 
 /// With the table full, a newcomer takes a dropped peer's slot only once none of that peer's
 /// requests is in flight: the answer or timeout of one still out would be judged as the
-/// newcomer's.
+/// newcomer's. Verdicts reached after an answer check the slot still holds its sender.
 #[test]
 fn a_full_table_reuses_a_dropped_slot_once_its_requests_are_done() {
     let mut peers = PeerSet::new((0..MAX_SYNC_PEERS).map(|i| idle(i as u8)).collect(), 3);
@@ -154,4 +154,7 @@ fn a_full_table_reuses_a_dropped_slot_once_its_requests_are_done() {
     peers.add(Arc::new(Idle(newcomer)));
     assert_eq!(peers.slot(0).peer.id(), newcomer);
     assert_eq!(peers.active().len(), MAX_SYNC_PEERS);
+    // A verdict reached later on the old peer's answer (a held piece, a split) is not the
+    // newcomer's.
+    assert!(!peers.holds(0, &B512::repeat_byte(0)) && peers.holds(0, &newcomer));
 }

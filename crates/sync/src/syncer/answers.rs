@@ -199,7 +199,8 @@ impl<S: KvStore + 'static> Syncer<S> {
                 let staged = self.db.stage_account_chunk(&unit.prefix, accounts)?;
                 if staged.outcome().root == unit.hash {
                     let (chunk, outcome) = ChunkSet::of(staged);
-                    verified.push(chunk, peer, unit, leaves, outcome.storage_roots);
+                    let sender = (peer, self.peers.slot(peer).peer.id());
+                    verified.push(chunk, sender, unit, leaves, outcome.storage_roots);
                     return Ok(Some(Verdict::Delivered));
                 }
                 differing.add(staged);
@@ -207,7 +208,8 @@ impl<S: KvStore + 'static> Syncer<S> {
             Leaves::Slots { owner, slots } => {
                 let staged = self.db.stage_storage_chunk(owner, &unit.prefix, slots)?;
                 if *staged.outcome() == unit.hash {
-                    verified.push(ChunkSet::of(staged).0, peer, unit, leaves, Vec::new());
+                    let sender = (peer, self.peers.slot(peer).peer.id());
+                    verified.push(ChunkSet::of(staged).0, sender, unit, leaves, Vec::new());
                     return Ok(Some(Verdict::Delivered));
                 }
                 differing.add(staged);
@@ -317,8 +319,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         match task.purpose {
             Purpose::Expand => self.expand(task, &node, rlp, None),
             Purpose::Split { by, id } => {
-                // Only while the claimant still holds its slot.
-                let by = (self.peers.slot(by).peer.id() == id).then_some(by);
+                let by = self.peers.holds(by, &id).then_some(by);
                 self.expand(task, &node, rlp, by)
             }
             Purpose::Heal { parent } => self.heal_node(task, &node, rlp, parent),

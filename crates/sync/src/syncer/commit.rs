@@ -30,6 +30,7 @@ use leafsync_leafdb::{
     ChunkSet, KvStore, LeafDb, LeafDbError,
     keys::{account_range, range_bound, storage_range},
 };
+use leafsync_p2p::PeerId;
 use tokio::sync::oneshot;
 
 use super::Syncer;
@@ -41,8 +42,9 @@ use crate::{
     tasks::Unit,
 };
 
-/// A verified piece: the peer that sent it, its unit, and what taking it in needs of its leaves.
-type Piece = (usize, Unit, Kept);
+/// A verified piece: the peer that sent it (its slot and id: the slot may have a newcomer by
+/// the time the piece is taken in), its unit, and what taking it in needs of its leaves.
+type Piece = ((usize, PeerId), Unit, Kept);
 
 /// What taking in a written piece needs of its leaves. The slots are in the tables by then, and
 /// they are most of a chunk's memory: a held piece keeps only their count. So are the accounts
@@ -78,7 +80,7 @@ impl Verified {
     pub(super) fn push(
         &mut self,
         chunk: ChunkSet,
-        peer: usize,
+        peer: (usize, PeerId),
         unit: Unit,
         leaves: Leaves,
         storage_roots: Vec<Option<B256>>,
@@ -366,8 +368,10 @@ impl<S: KvStore + 'static> Syncer<S> {
                     lied = Some(lie);
                 }
             }
-            if let Some(why) = lied {
-                self.judge(peer, Verdict::Junk(why));
+            if let Some(why) = lied
+                && self.peers.holds(peer.0, &peer.1)
+            {
+                self.judge(peer.0, Verdict::Junk(why));
             }
         }
         Ok(())
