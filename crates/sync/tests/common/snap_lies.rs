@@ -88,9 +88,10 @@ fn judge(honest: Option<Reading>, changed: Option<Reading>) -> bool {
     !cut || changed.covered
 }
 
-/// Reads `items` (key, value) of a range from `origin` to `limit`: `None` unless their keys
-/// rise strictly from `origin` and every value up to the limit is one the client takes
-/// (`value` says). `whole`: the answer says nothing lies past its last item.
+/// Reads `items` (key, and the value as the client takes it, `None` where it refuses it) of a
+/// range from `origin` to `limit`: `None` unless their keys rise strictly from `origin` and
+/// every value up to the limit is taken. `whole`: the answer says nothing lies past its last
+/// item.
 fn read_range(
     items: impl Iterator<Item = (B256, Option<Vec<u8>>)>,
     origin: B256,
