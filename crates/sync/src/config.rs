@@ -111,6 +111,11 @@ pub const HEAD_CLAIM_SLACK: u64 = 2;
 /// cannot turn the whole sync into heal.
 pub const MAX_STALE_HEALS: u32 = 4;
 
+/// "Too large" claims a server may make that the units they split into belie (less than half
+/// the bytes asked for) before it gets no more chunks in a sync (4): the claim is not provably
+/// a lie, but a server making it again and again costs the sync splits and gives nothing.
+pub const MAX_IMPLAUSIBLE_SPLITS: u32 = 4;
+
 /// Peer slots a sync keeps (256): a new identity beyond it takes the slot of a dropped peer,
 /// and is turned away when every slot is active or banned, so churning identities cannot grow
 /// the sync's per-peer scans.

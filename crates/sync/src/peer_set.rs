@@ -13,8 +13,8 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::{
-        MAX_CONSECUTIVE_EMPTIES, MAX_CONSECUTIVE_TIMEOUTS, MAX_STALE_HEALS, MAX_SYNC_PEERS,
-        SILENT_REVIVE_AFTER,
+        MAX_CONSECUTIVE_EMPTIES, MAX_CONSECUTIVE_TIMEOUTS, MAX_IMPLAUSIBLE_SPLITS, MAX_STALE_HEALS,
+        MAX_SYNC_PEERS, SILENT_REVIVE_AFTER,
     },
     peer::SyncPeer,
     rendezvous::{Rendezvous, peer_key},
@@ -81,6 +81,10 @@ pub(crate) struct PeerSlot {
     /// The head this server announced when it reached [`MAX_STALE_HEALS`]: it gets chunks
     /// again once it announces another.
     stale_at: Option<ChainHead>,
+    /// Its "too large" claims that the units they split into belied
+    /// ([`PeerSet::implausible_split`]); at [`MAX_IMPLAUSIBLE_SPLITS`] it gets no more chunks
+    /// in this sync.
+    implausible_splits: u32,
     pub(crate) standing: Standing,
     /// When a peer dropped for silence may be asked again (a stall is not a lie).
     revive_at: Option<Instant>,
@@ -99,6 +103,7 @@ impl PeerSlot {
             empties: 0,
             stale_heals: 0,
             stale_at: None,
+            implausible_splits: 0,
             standing: Standing::Active,
             revive_at: None,
         }
@@ -114,6 +119,7 @@ impl PeerSlot {
     /// batch, answers in flight) are imported only where they verify.
     fn chunks_benched(&self) -> bool {
         self.stale_at.is_some_and(|h| h == self.peer.head())
+            || self.implausible_splits >= MAX_IMPLAUSIBLE_SPLITS
     }
 }
 
@@ -371,6 +377,19 @@ impl PeerSet {
         let others_take =
             || self.slots.iter().any(|s| s.standing == Standing::Active && !s.chunks_benched());
         slot.standing != Standing::Banned && (!slot.chunks_benched() || !others_take())
+    }
+
+    /// Peer `i` called a unit "too large" that split into less than half the bytes it was
+    /// asked for. Not provably a lie (an honest server out of time answers so too), but a
+    /// server that keeps doing it is no source of chunks: after [`MAX_IMPLAUSIBLE_SPLITS`] it
+    /// gets none for the rest of the sync (nodes and codes still), unless no other peer can
+    /// take them.
+    pub(crate) fn implausible_split(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        slot.implausible_splits += 1;
+        if slot.implausible_splits == MAX_IMPLAUSIBLE_SPLITS {
+            info!(peer = %slot.peer.id(), "server calls small chunks too large; no more chunks");
+        }
     }
 
     /// A chunk of peer `i` failed verification and is not provably a lie: its server is stale

@@ -46,6 +46,9 @@ pub struct SyncStats {
     pub chunks_passed: u64,
     /// Chunks answered "too large" and split.
     pub chunks_split: u64,
+    /// "Too large" claims that the units they split into belied: less than half the bytes the
+    /// claimant was asked for (`MAX_IMPLAUSIBLE_SPLITS` of a server's and it gets no chunks).
+    pub implausible_splits: u64,
     /// Chunk units asked of a peer other than their rendezvous home (work stealing); with
     /// several clients on the same servers each one may cost a server's chunk cache a hit.
     pub chunks_stolen: u64,

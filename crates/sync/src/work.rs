@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use alloy_primitives::B256;
 use alloy_trie::Nibbles;
 use leafsync_leafdb::EMPTY_CODE_HASH;
+use leafsync_p2p::PeerId;
 
 use crate::{
     config::{
@@ -41,6 +42,24 @@ pub(crate) struct Work {
     open: HashMap<B256, usize>,
     /// Estimated sizes of the account trie and the large storage tries, to batch their units.
     pub(crate) sizes: UnitSizes,
+    /// "Too large" claims whose units are not all in yet, by id, and the claim each unit of
+    /// theirs counts toward.
+    claims: HashMap<u64, SplitClaim>,
+    claimed: HashMap<(Owner, Nibbles), u64>,
+    next_claim: u64,
+}
+
+/// A peer's "too large" for a unit, judged once the units it split into are all in: their
+/// bytes against the `max_bytes` it was asked with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SplitClaim {
+    /// The claimant's slot and id.
+    pub(crate) by: usize,
+    pub(crate) id: PeerId,
+    pub(crate) max_bytes: u64,
+    /// Its units not yet in, and the bytes of those that are.
+    pending: usize,
+    pub(crate) bytes: u64,
 }
 
 /// Estimated encoded size of the account trie, from the peers' account estimate that also chose
@@ -101,16 +120,50 @@ impl Work {
         });
     }
 
-    /// Units queued so far (a mark for [`Self::ask_last`]).
+    /// Units queued so far (a mark for [`Self::split_claim`]).
     pub(crate) fn units_queued(&self) -> usize {
         self.units.len()
     }
 
-    /// The units queued since the queue held `mark` units are asked of `peer` only after the
-    /// other peers this round (it called their parent "too large": others have the first say).
-    pub(crate) fn ask_last(&mut self, mark: usize, peer: usize) {
+    /// Peer `by` (id `id`, asked with `max_bytes`) called a unit "too large", and the units
+    /// queued since the queue held `mark` units are what it split into: they are asked of it
+    /// only after the other peers this round (others have the first say), and the claim is
+    /// judged once they are all in ([`Self::claim_delivered`]).
+    pub(crate) fn split_claim(&mut self, mark: usize, by: usize, id: PeerId, max_bytes: u64) {
+        let claim = self.next_claim;
+        let mut pending = 0;
         for unit in self.units.iter_mut().skip(mark) {
-            unit.attempts.tried.push(peer);
+            unit.attempts.tried.push(by);
+            self.claimed.insert((unit.owner, unit.prefix), claim);
+            pending += 1;
+        }
+        if pending > 0 {
+            self.next_claim += 1;
+            self.claims.insert(claim, SplitClaim { by, id, max_bytes, pending, bytes: 0 });
+        }
+    }
+
+    /// A unit of a claim came in with `bytes`: the claim once its last unit has.
+    pub(crate) fn claim_delivered(
+        &mut self,
+        owner: Owner,
+        prefix: Nibbles,
+        bytes: u64,
+    ) -> Option<SplitClaim> {
+        let id = self.claimed.remove(&(owner, prefix))?;
+        let claim = self.claims.get_mut(&id)?;
+        claim.pending = claim.pending.saturating_sub(1);
+        claim.bytes = claim.bytes.saturating_add(bytes);
+        if claim.pending > 0 {
+            return None;
+        }
+        self.claims.remove(&id)
+    }
+
+    /// A unit of a claim was itself too large: the claim was true, and is not judged.
+    pub(crate) fn claim_upheld(&mut self, owner: Owner, prefix: Nibbles) {
+        if let Some(id) = self.claimed.remove(&(owner, prefix)) {
+            self.claims.remove(&id);
         }
     }
 

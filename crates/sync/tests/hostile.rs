@@ -13,7 +13,7 @@ use common::{
 use leafsync_leafdb::LeafDb;
 use leafsync_p2p::PenaltyClass;
 use leafsync_serve::ServeConfig;
-use leafsync_sync::{SyncConfig, SyncMode, Syncer};
+use leafsync_sync::{SyncConfig, SyncMode, Syncer, config};
 
 const ACCOUNTS: u64 = 2000;
 const TEST_CHUNK_BYTES: u64 = 16 * 1024;
@@ -237,6 +237,32 @@ async fn too_large_for_a_single_leaf_is_junk() {
     assert!(peers[1].penalties.lock().unwrap().contains(&PenaltyClass::Fatal));
 }
 
+/// With chunks of `target` bytes, one a request: the units of an honest sync, and a sync beside
+/// a server calling every chunk of two or more leaves too large.
+async fn beside_a_too_large_liar(target: u64) -> (u64, leafsync_sync::SyncOutcome) {
+    let config =
+        SyncConfig { chunk_target_bytes: target, chunk_batch_bytes: 0, ..Default::default() };
+    let (honest, _) = run_with(&[Behaviour::Honest; 3], config.clone()).await;
+    let hostile = [Behaviour::Honest, Behaviour::Honest, Behaviour::TooLargeAboveOne];
+    let (out, _) = run_with(&hostile, config).await;
+    (honest.stats.chunks_total, out)
+}
+
+/// A server calling chunks too large whose units then hold far less than it was asked for
+/// (here 256 units of ~8 accounts, a few KiB, against 2 MiB) gets no more chunks after
+/// `MAX_IMPLAUSIBLE_SPLITS` such claims are judged: it splits 26 units, where it split every
+/// unit it was the home of (64, a quarter of them). The bound: an eighth of the units.
+#[tokio::test(start_paused = true)]
+async fn a_server_calling_small_chunks_too_large_gets_no_more_chunks() {
+    let (units, out) = beside_a_too_large_liar(TEST_CHUNK_BYTES).await;
+    assert!(out.stats.implausible_splits >= u64::from(config::MAX_IMPLAUSIBLE_SPLITS));
+    assert!(
+        out.stats.chunks_split <= units / 8,
+        "{} splits of {units} units: the server kept getting chunks",
+        out.stats.chunks_split
+    );
+}
+
 /// A server answering "too large" for every chunk of more than one leaf (never provably: a
 /// chunk can be too large for an honest server's time budget) splits each unit it is asked
 /// once: the children of its splits go to the other peers first, where they came back to it
@@ -244,15 +270,7 @@ async fn too_large_for_a_single_leaf_is_junk() {
 /// chunks and 348 requests a unit a request, against 4, 76 and 92 now).
 #[tokio::test(start_paused = true)]
 async fn too_large_for_every_chunk_splits_each_unit_once() {
-    let config = SyncConfig {
-        chunk_target_bytes: 4 * TEST_CHUNK_BYTES,
-        chunk_batch_bytes: 0,
-        ..Default::default()
-    };
-    let (honest, _) = run_with(&[Behaviour::Honest; 3], config.clone()).await;
-    let hostile = [Behaviour::Honest, Behaviour::Honest, Behaviour::TooLargeAboveOne];
-    let (out, _) = run_with(&hostile, config).await;
-    let units = honest.stats.chunks_total;
+    let (units, out) = beside_a_too_large_liar(4 * TEST_CHUNK_BYTES).await;
     assert!(out.stats.chunks_split > 0, "the liar was asked");
     assert!(
         out.stats.chunks_split <= units,

@@ -5,6 +5,8 @@
 //! [`PeerSet`]: crate::peer_set::PeerSet
 
 use alloy_primitives::keccak256;
+use alloy_rlp::Encodable;
+use alloy_trie::Nibbles;
 use leafsync_leafdb::{
     ChunkSet, KvStore,
     trie::{DecodedNode, keccak256_batch},
@@ -23,7 +25,7 @@ use crate::{
     peer::response_len,
     peer_set::Verdict,
     stats::WorkKind,
-    tasks::{CodeTask, Done, Job, NodeTask, Purpose, Unit, queue_again, requeue},
+    tasks::{CodeTask, Done, Job, NodeTask, Owner, Purpose, Unit, queue_again, requeue},
 };
 
 impl<S: KvStore + 'static> Syncer<S> {
@@ -104,7 +106,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// an honest stale server's good pieces are not thrown away. Units after the last
     /// piece were left out at the server's byte or time budget, which is honest: they are
     /// queued again, not marked as tried by this server. An answer without any piece is empty.
-    fn on_batch<P>(
+    fn on_batch<P: Encodable>(
         &mut self,
         peer: usize,
         asked_at: u64,
@@ -134,9 +136,14 @@ impl<S: KvStore + 'static> Syncer<S> {
                 continue;
             }
             let verified_only = !self.peers.takes_chunks(peer);
+            let (owner, prefix, bytes) = (unit.owner, unit.prefix, piece.length() as u64);
             let verdict = check(&unit, piece);
+            let split = verdict == ChunkVerdict::Split;
             match self.on_chunk(peer, asked_at, unit, verdict, verified_only, &mut verified)? {
-                Some(Verdict::Delivered) => delivered = true,
+                Some(Verdict::Delivered) => {
+                    delivered = true;
+                    self.settle_claim(owner, prefix, split, bytes);
+                }
                 Some(Verdict::Empty) => {}
                 Some(verdict) => {
                     refused = true;
@@ -156,6 +163,23 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.reporter.stats.chunks_passed += passed.len() as u64;
         requeue(&mut self.work.units, passed, peer);
         Ok(())
+    }
+
+    /// A unit in with `bytes` (`split`: it was too large in turn): if it was the last of a
+    /// peer's "too large" claim, the claim is judged. Units that together hold less than half
+    /// the `max_bytes` the claimant was asked with were no chunk too large for an honest
+    /// server with time to read it: the claimant is a poor source of chunks, and after a few
+    /// such claims gets none ([`crate::peer_set::PeerSet::implausible_split`]).
+    fn settle_claim(&mut self, owner: Owner, prefix: Nibbles, split: bool, bytes: u64) {
+        if split {
+            return self.work.claim_upheld(owner, prefix);
+        }
+        let Some(claim) = self.work.claim_delivered(owner, prefix, bytes) else { return };
+        if claim.bytes.saturating_mul(2) < claim.max_bytes && self.peers.holds(claim.by, &claim.id)
+        {
+            self.reporter.stats.implausible_splits += 1;
+            self.peers.implausible_split(claim.by);
+        }
     }
 
     /// Applies the verdict on one chunk (one piece of an account or storage batch) for
@@ -361,7 +385,8 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
         }
         if let Some(peer) = split_by {
-            self.work.ask_last(mark, peer);
+            let id = self.peers.slot(peer).peer.id();
+            self.work.split_claim(mark, peer, id, self.config.chunk_max_bytes);
         }
         self.close(task.owner)
     }

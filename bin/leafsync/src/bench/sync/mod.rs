@@ -278,6 +278,7 @@ impl Run {
             "chunks": self.sum(|s| s.chunks_done),
             "chunks_healed": self.sum(|s| s.chunks_healed),
             "chunks_split": self.sum(|s| s.chunks_split),
+            "implausible_splits": self.sum(|s| s.implausible_splits),
             "chunks_passed": self.sum(|s| s.chunks_passed),
             "chunks_stolen": self.sum(|s| s.chunks_stolen),
             "table_files": self.sum(|s| s.table_files),
