@@ -111,9 +111,10 @@ pub const HEAD_CLAIM_SLACK: u64 = 2;
 /// cannot turn the whole sync into heal.
 pub const MAX_STALE_HEALS: u32 = 4;
 
-/// "Too large" claims a server may make that the units they split into belie (less than half
-/// the bytes asked for) before it gets no more chunks in a sync (4): the claim is not provably
-/// a lie, but a server making it again and again costs the sync splits and gives nothing.
+/// "Too large" claims a server may make that the units they split into belie (together less
+/// than half the bytes asked for) before it gets no more chunks in a sync (4): the claim is not
+/// provably a lie (an honest server out of time answers so too), but a server making it again
+/// and again costs the sync splits and gives nothing.
 pub const MAX_IMPLAUSIBLE_SPLITS: u32 = 4;
 
 /// Peer slots a sync keeps (256): a new identity beyond it takes the slot of a dropped peer,
