@@ -30,6 +30,10 @@ pub(crate) enum Standing {
     Banned,
 }
 
+/// A peer as a verdict reached after its answer names it: its slot and its id (a dropped
+/// peer's slot may have a newcomer by then: [`PeerSet::holds`]).
+pub(crate) type Sender = (usize, PeerId);
+
 /// What one answer (or its absence) says about its peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -156,11 +160,16 @@ impl PeerSet {
         &self.slots[i]
     }
 
-    /// Whether slot `i` is still the peer `id`'s: a verdict reached after its answer (a held
+    /// Peer `i` as a later verdict names it.
+    pub(crate) fn sender(&self, i: usize) -> Sender {
+        (i, self.slots[i].peer.id())
+    }
+
+    /// Whether `sender`'s slot is still its own: a verdict reached after its answer (a held
     /// piece taken in, a split's node) is its only while it is, since a dropped peer's slot
     /// may have a newcomer by then.
-    pub(crate) fn holds(&self, i: usize, id: &PeerId) -> bool {
-        self.slots[i].peer.id() == *id
+    pub(crate) fn holds(&self, (i, id): Sender) -> bool {
+        self.slots[i].peer.id() == id
     }
 
     /// Every peer's announced head.

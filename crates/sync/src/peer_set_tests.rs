@@ -156,5 +156,5 @@ fn a_full_table_reuses_a_dropped_slot_once_its_requests_are_done() {
     assert_eq!(peers.active().len(), MAX_SYNC_PEERS);
     // A verdict reached later on the old peer's answer (a held piece, a split) is not the
     // newcomer's.
-    assert!(!peers.holds(0, &B512::repeat_byte(0)) && peers.holds(0, &newcomer));
+    assert!(!peers.holds((0, B512::repeat_byte(0))) && peers.holds((0, newcomer)));
 }

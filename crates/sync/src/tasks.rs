@@ -7,7 +7,6 @@ use std::{collections::VecDeque, time::Duration};
 use alloy_primitives::B256;
 use alloy_trie::Nibbles;
 use leafsync_p2p::{
-    PeerId,
     leaf::{
         GetChunk, GetCodes, GetNodes, GetStorageChunk, NodeRequest, StoragePrefix, TrieOwner,
         WirePath, protocol::MAX_RESPONSE_BYTES,
@@ -20,6 +19,7 @@ use tokio::time::Instant;
 use crate::{
     config::{MAX_PARKS, MAX_TASK_ROUNDS, PARK_INTERVAL, QUEUE_SCAN_LIMIT},
     error::SyncError,
+    peer_set::Sender,
     rendezvous::Home,
 };
 
@@ -79,10 +79,9 @@ pub(crate) struct Unit {
 pub(crate) enum Purpose {
     /// A skeleton node: its children become chunks or further skeleton nodes.
     Expand,
-    /// The node of a unit that peer `by` (whose id is `id`: a dropped peer's slot may have a
-    /// new peer by the time the node comes) called "too large": expanded as a skeleton node,
-    /// its child units asked of the other peers first; a leaf there makes the claim a lie.
-    Split { by: usize, id: PeerId },
+    /// The node of a unit that peer `by` called "too large": expanded as a skeleton node, its
+    /// child units asked of the other peers first; a leaf there makes the claim a lie.
+    Split { by: Sender },
     /// A heal node; `parent` is the pending node waiting for it (`None` for a heal root).
     Heal { parent: Option<Nibbles> },
 }

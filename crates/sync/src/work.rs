@@ -8,7 +8,6 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use alloy_primitives::B256;
 use alloy_trie::Nibbles;
 use leafsync_leafdb::EMPTY_CODE_HASH;
-use leafsync_p2p::PeerId;
 
 use crate::{
     config::{
@@ -16,6 +15,7 @@ use crate::{
         CODES_PER_REQUEST, MAX_CODES_PER_BATCH, QUEUE_SCAN_LIMIT,
     },
     error::SyncError,
+    peer_set::Sender,
     tasks::{Attempts, CodeTask, NodeTask, Owner, Purpose, Unit, queue_again, requeue, take_for},
 };
 
@@ -53,9 +53,8 @@ pub(crate) struct Work {
 /// bytes against the `max_bytes` it was asked with.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SplitClaim {
-    /// The claimant's slot and id.
-    pub(crate) by: usize,
-    pub(crate) id: PeerId,
+    /// The claimant.
+    pub(crate) by: Sender,
     pub(crate) max_bytes: u64,
     /// Its units not yet in, and the bytes of those that are.
     pending: usize,
@@ -125,22 +124,27 @@ impl Work {
         self.units.len()
     }
 
-    /// Peer `by` (id `id`, asked with `max_bytes`) called a unit "too large", and the units
-    /// queued since the queue held `mark` units are what it split into: they are asked of it
-    /// only after the other peers this round (others have the first say), and the claim is
-    /// judged once they are all in ([`Self::claim_delivered`]).
-    pub(crate) fn split_claim(&mut self, mark: usize, by: usize, id: PeerId, max_bytes: u64) {
+    /// Peer `by` (asked with `max_bytes`) called a unit "too large", and the units queued since
+    /// the queue held `mark` units are what it split into: they are asked of it only after the
+    /// other peers this round (others have the first say), and the claim is judged once they
+    /// are all in ([`Self::claim_delivered`]).
+    pub(crate) fn split_claim(&mut self, mark: usize, by: Sender, max_bytes: u64) {
         let claim = self.next_claim;
         let mut pending = 0;
         for unit in self.units.iter_mut().skip(mark) {
-            unit.attempts.tried.push(by);
+            unit.attempts.tried.push(by.0);
             self.claimed.insert((unit.owner, unit.prefix), claim);
             pending += 1;
         }
         if pending > 0 {
             self.next_claim += 1;
-            self.claims.insert(claim, SplitClaim { by, id, max_bytes, pending, bytes: 0 });
+            self.claims.insert(claim, SplitClaim { by, max_bytes, pending, bytes: 0 });
         }
+    }
+
+    /// Whether the unit at `owner`, `prefix` counts toward a claim not yet judged.
+    pub(crate) fn is_claimed(&self, owner: Owner, prefix: Nibbles) -> bool {
+        self.claimed.contains_key(&(owner, prefix))
     }
 
     /// A unit of a claim came in with `bytes`: the claim once its last unit has.

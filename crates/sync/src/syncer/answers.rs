@@ -23,7 +23,7 @@ use crate::{
     heal::children,
     import::{ChunkVerdict, Leaves, check_chunk, check_piece, judge_mismatch},
     peer::response_len,
-    peer_set::Verdict,
+    peer_set::{Sender, Verdict},
     stats::WorkKind,
     tasks::{CodeTask, Done, Job, NodeTask, Owner, Purpose, Unit, queue_again, requeue},
 };
@@ -136,13 +136,17 @@ impl<S: KvStore + 'static> Syncer<S> {
                 continue;
             }
             let verified_only = !self.peers.takes_chunks(peer);
-            let (owner, prefix, bytes) = (unit.owner, unit.prefix, piece.length() as u64);
+            // A unit of a "too large" claim: its size, to judge the claim (encoded only then).
+            let (owner, prefix) = (unit.owner, unit.prefix);
+            let claimed = self.work.is_claimed(owner, prefix).then(|| piece.length() as u64);
             let verdict = check(&unit, piece);
             let split = verdict == ChunkVerdict::Split;
             match self.on_chunk(peer, asked_at, unit, verdict, verified_only, &mut verified)? {
                 Some(Verdict::Delivered) => {
                     delivered = true;
-                    self.settle_claim(owner, prefix, split, bytes);
+                    if let Some(bytes) = claimed {
+                        self.settle_claim(owner, prefix, split, bytes);
+                    }
                 }
                 Some(Verdict::Empty) => {}
                 Some(verdict) => {
@@ -175,10 +179,9 @@ impl<S: KvStore + 'static> Syncer<S> {
             return self.work.claim_upheld(owner, prefix);
         }
         let Some(claim) = self.work.claim_delivered(owner, prefix, bytes) else { return };
-        if claim.bytes.saturating_mul(2) < claim.max_bytes && self.peers.holds(claim.by, &claim.id)
-        {
+        if claim.bytes.saturating_mul(2) < claim.max_bytes && self.peers.holds(claim.by) {
             self.reporter.stats.implausible_splits += 1;
-            self.peers.implausible_split(claim.by);
+            self.peers.implausible_split(claim.by.0);
         }
     }
 
@@ -207,8 +210,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 self.reporter.stats.chunks_split += 1;
                 self.reporter.stats.chunks_total =
                     self.reporter.stats.chunks_total.saturating_sub(1);
-                let id = self.peers.slot(peer).peer.id();
-                self.work.replace(&unit, Purpose::Split { by: peer, id });
+                self.work.replace(&unit, Purpose::Split { by: self.peers.sender(peer) });
                 return Ok(Some(Verdict::Delivered));
             }
             ChunkVerdict::Refused(verdict) => {
@@ -223,7 +225,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 let staged = self.db.stage_account_chunk(&unit.prefix, accounts)?;
                 if staged.outcome().root == unit.hash {
                     let (chunk, outcome) = ChunkSet::of(staged);
-                    let sender = (peer, self.peers.slot(peer).peer.id());
+                    let sender = self.peers.sender(peer);
                     verified.push(chunk, sender, unit, leaves, outcome.storage_roots);
                     return Ok(Some(Verdict::Delivered));
                 }
@@ -232,7 +234,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             Leaves::Slots { owner, slots } => {
                 let staged = self.db.stage_storage_chunk(owner, &unit.prefix, slots)?;
                 if *staged.outcome() == unit.hash {
-                    let sender = (peer, self.peers.slot(peer).peer.id());
+                    let sender = self.peers.sender(peer);
                     verified.push(ChunkSet::of(staged).0, sender, unit, leaves, Vec::new());
                     return Ok(Some(Verdict::Delivered));
                 }
@@ -342,8 +344,8 @@ impl<S: KvStore + 'static> Syncer<S> {
             DecodedNode::decode(&rlp).map_err(|_| SyncError::BadPivotNode { hash: task.hash })?;
         match task.purpose {
             Purpose::Expand => self.expand(task, &node, rlp, None),
-            Purpose::Split { by, id } => {
-                let by = self.peers.holds(by, &id).then_some(by);
+            Purpose::Split { by } => {
+                let by = self.peers.holds(by).then_some(by);
                 self.expand(task, &node, rlp, by)
             }
             Purpose::Heal { parent } => self.heal_node(task, &node, rlp, parent),
@@ -361,14 +363,14 @@ impl<S: KvStore + 'static> Syncer<S> {
         task: &NodeTask,
         node: &DecodedNode,
         rlp: Vec<u8>,
-        split_by: Option<usize>,
+        split_by: Option<Sender>,
     ) -> Result<(), SyncError> {
         self.reporter.stats.skeleton_nodes += 1;
         let kind = if task.owner.is_none() { WorkKind::Skeleton } else { WorkKind::Storage };
         self.reporter.mark(kind);
         let mark = self.work.units_queued();
         if let DecodedNode::Leaf { .. } = node {
-            if let Some(peer) = split_by {
+            if let Some((peer, _)) = split_by {
                 self.judge(peer, Verdict::Junk("\"too large\" for a single leaf"));
             }
             self.add_unit_of(task.owner, task.path, task.hash, true)?;
@@ -384,9 +386,8 @@ impl<S: KvStore + 'static> Syncer<S> {
                 }
             }
         }
-        if let Some(peer) = split_by {
-            let id = self.peers.slot(peer).peer.id();
-            self.work.split_claim(mark, peer, id, self.config.chunk_max_bytes);
+        if let Some(by) = split_by {
+            self.work.split_claim(mark, by, self.config.chunk_max_bytes);
         }
         self.close(task.owner)
     }

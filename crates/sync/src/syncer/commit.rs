@@ -30,7 +30,6 @@ use leafsync_leafdb::{
     ChunkSet, KvStore, LeafDb, LeafDbError,
     keys::{account_range, range_bound, storage_range},
 };
-use leafsync_p2p::PeerId;
 use tokio::sync::oneshot;
 
 use super::Syncer;
@@ -38,13 +37,13 @@ use crate::{
     error::SyncError,
     holding::Holding,
     import::{Leaves, leaves_work},
-    peer_set::Verdict,
+    peer_set::{Sender, Verdict},
     tasks::Unit,
 };
 
 /// A verified piece: the peer that sent it (its slot and id: the slot may have a newcomer by
 /// the time the piece is taken in), its unit, and what taking it in needs of its leaves.
-type Piece = ((usize, PeerId), Unit, Kept);
+type Piece = (Sender, Unit, Kept);
 
 /// What taking in a written piece needs of its leaves. The slots are in the tables by then, and
 /// they are most of a chunk's memory: a held piece keeps only their count. So are the accounts
@@ -80,7 +79,7 @@ impl Verified {
     pub(super) fn push(
         &mut self,
         chunk: ChunkSet,
-        peer: (usize, PeerId),
+        peer: Sender,
         unit: Unit,
         leaves: Leaves,
         storage_roots: Vec<Option<B256>>,
@@ -369,7 +368,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 }
             }
             if let Some(why) = lied
-                && self.peers.holds(peer.0, &peer.1)
+                && self.peers.holds(peer)
             {
                 self.judge(peer.0, Verdict::Junk(why));
             }
