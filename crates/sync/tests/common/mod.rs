@@ -267,7 +267,6 @@ impl SimPeer {
     }
 }
 
-/// Applies `behaviour` to one piece of an account batch.
 /// "Too large" for `content` of two or more items.
 fn too_large_above_one<T>(content: &mut ChunkContent<T>) {
     if matches!(content, ChunkContent::Items(items) if items.len() > 1) {
@@ -275,6 +274,7 @@ fn too_large_above_one<T>(content: &mut ChunkContent<T>) {
     }
 }
 
+/// Applies `behaviour` to one piece of an account batch.
 fn tamper_piece(behaviour: Behaviour, piece: &mut AccountPiece) {
     let one = U256::from(1u64);
     let ChunkContent::Items(leaves) = &mut piece.content else { return };
