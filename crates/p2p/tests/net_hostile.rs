@@ -7,7 +7,7 @@ mod support;
 use alloy_eip2124::{ForkHash, ForkId};
 use alloy_primitives::B256;
 use leafsync_p2p::{
-    P2PError, PenaltyClass,
+    P2PError, PeerId, PenaltyClass, ecies,
     leaf::{
         GetNodes, LeafMessage, NodeRequest, RequestPair, Status, TrieOwner, WirePath,
         protocol::{
@@ -16,10 +16,15 @@ use leafsync_p2p::{
         },
     },
     p2pstream::DisconnectReason,
-    peers::{NetworkEvent, PenaltyReason, score::BAN_DURATION},
+    peers::{NetworkEvent, NodeRecord, PenaltyReason, score::BAN_DURATION},
 };
+use secp256k1::SECP256K1;
 use std::{sync::Arc, time::Duration};
 use support::*;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 
 /// Connects, sends `status`, and returns the Disconnect reason the node answers with.
 async fn handshake_with(node: &Node, status: Status) -> DisconnectReason {
@@ -318,5 +323,61 @@ async fn implausible_heads_are_dropped() {
     })
     .await;
     assert_eq!(head, good, "the first head passed on is the plausible one");
+    node.handle.shutdown().await;
+}
+
+/// An auth that names `victim` as its sender, signed by a key of no one: any valid recoverable
+/// signature is accepted, as only the first frame's MAC can show the sender holds the key.
+fn forged_auth(node: &NodeRecord, victim: PeerId) -> Vec<u8> {
+    let (stranger, _) = key();
+    let digest = secp256k1::Message::from_digest(rand::random::<[u8; 32]>());
+    let (rec, sig) = SECP256K1.sign_ecdsa_recoverable(digest, &stranger).serialize_compact();
+    let mut signature = sig.to_vec();
+    signature.push(i32::from(rec) as u8);
+    let nonce = rand::random::<[u8; 32]>();
+    let fields: [&dyn alloy_rlp::Encodable; 4] = [
+        &signature.as_slice(),
+        &victim.as_slice(),
+        &nonce.as_slice(),
+        &ecies::algorithm::HANDSHAKE_VERSION,
+    ];
+    let mut body = Vec::new();
+    alloy_rlp::encode_list::<_, dyn alloy_rlp::Encodable>(&fields, &mut body);
+    let prefix = ((body.len() + ecies::algorithm::ECIES_OVERHEAD) as u16).to_be_bytes();
+    let node_key = ecies::pk_from_id(&node.id).expect("the node's id is a key");
+    let mut packet = prefix.to_vec();
+    packet.extend(ecies::algorithm::encrypt_message(&node_key, &body, &prefix));
+    packet
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_auth_naming_another_nodes_id_does_not_get_it_banned() {
+    let mut node = node(Arc::new(TestHandler::default())).await;
+    let enode = node.handle.local_enode();
+    let (victim_key, victim) = key();
+
+    // The forger completes ECIES in the victim's name, then sends a frame it cannot MAC.
+    let mut tcp = TcpStream::connect(enode.addr).await.expect("connect");
+    tcp.write_all(&forged_auth(&enode, victim)).await.expect("auth");
+    let mut prefix = [0u8; 2];
+    tcp.read_exact(&mut prefix).await.expect("the node acks");
+    let mut ack = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+    tcp.read_exact(&mut ack).await.expect("ack body");
+    tcp.write_all(&[0u8; 32]).await.expect("a header with a wrong MAC");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(WAIT, tcp.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the node ends the forged session");
+
+    // The victim itself is still welcome, unpenalised.
+    let (p2p, _) = raw_connect_with(enode, victim_key).await.expect("the victim's hello");
+    let (_p2p, _) = exchange_status(p2p, victim).await;
+    wait_event(&mut node.events, |e| match e {
+        NetworkEvent::PeerPenalised { peer, class, .. } if *peer == victim => {
+            panic!("the victim was penalised ({class:?}) for a forger's frame")
+        }
+        NetworkEvent::PeerConnected { peer, .. } if *peer == victim => Some(()),
+        _ => None,
+    })
+    .await;
     node.handle.shutdown().await;
 }

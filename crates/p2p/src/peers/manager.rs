@@ -481,7 +481,9 @@ impl PeerManager {
                 {
                     self.table.on_failed(peer, Instant::now());
                 }
-                if let (Some(peer), Some(class)) = (peer, error.penalty()) {
+                // An id is judged only once its holder has proved it (see `proves_sender`).
+                let proven = peer.filter(|_| error.proves_sender());
+                if let (Some(peer), Some(class)) = (proven, error.penalty()) {
                     self.penalise(peer, class, PenaltyReason::Handshake);
                 }
                 self.dial_pass();

@@ -83,6 +83,22 @@ impl SessionError {
         }
     }
 
+    /// Whether the remote that caused the error has proved it holds the key of the id it
+    /// claims. An auth names its sender's id, but only a frame whose MAC checks shows the
+    /// sender knows the session's secrets, and so that key: before one has, whoever is at the
+    /// other end may have named any id. An ECIES failure (a malformed ack, a first header whose
+    /// MAC does not match) therefore proves nothing of the id, and must earn it no penalty,
+    /// or one forged auth would ban any node; a body MAC or a frame size is read only after its
+    /// header's MAC checked, and every other error needs a decoded frame.
+    pub fn proves_sender(&self) -> bool {
+        match self {
+            Self::Ecies(e) | Self::P2P(P2PError::Ecies(e)) => {
+                matches!(e, EciesError::BodyMacMismatch | EciesError::FrameTooLarge { .. })
+            }
+            _ => true,
+        }
+    }
+
     /// The disconnect reason of the session's end: the one sent or received.
     pub fn disconnect_reason(&self) -> Option<DisconnectReason> {
         match self {
