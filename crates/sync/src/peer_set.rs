@@ -13,8 +13,8 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::{
-        MAX_CONSECUTIVE_EMPTIES, MAX_CONSECUTIVE_TIMEOUTS, MAX_IMPLAUSIBLE_SPLITS, MAX_STALE_HEALS,
-        MAX_SYNC_PEERS, SILENT_REVIVE_AFTER,
+        HEAD_CLAIM_SLACK, MAX_CONSECUTIVE_EMPTIES, MAX_CONSECUTIVE_TIMEOUTS,
+        MAX_IMPLAUSIBLE_SPLITS, MAX_STALE_HEALS, MAX_SYNC_PEERS, SILENT_REVIVE_AFTER,
     },
     peer::SyncPeer,
     rendezvous::{Rendezvous, peer_key},
@@ -82,9 +82,10 @@ pub(crate) struct PeerSlot {
     empties: u32,
     /// Chunks from this server at another head that failed verification (no penalty).
     stale_heals: u32,
-    /// The head this server announced when it reached [`MAX_STALE_HEALS`]: it gets chunks
-    /// again once it announces another.
-    stale_at: Option<ChainHead>,
+    /// The highest head number this server was benched at for reaching [`MAX_STALE_HEALS`]:
+    /// it gets chunks again once it announces a block past it that another peer has reached
+    /// too ([`PeerSet::chunks_benched`]).
+    stale_at: Option<u64>,
     /// Its "too large" claims that the units they split into belied
     /// ([`PeerSet::implausible_split`]); at [`MAX_IMPLAUSIBLE_SPLITS`] it gets no more chunks
     /// in this sync.
@@ -116,14 +117,6 @@ impl PeerSlot {
     /// Whether the peer may get one more request now: fewer in flight than its window.
     pub(crate) fn has_room(&self) -> bool {
         self.in_flight < self.window.window()
-    }
-
-    /// Whether this server is benched for stale chunks: it sent too many from another head and
-    /// still announces that head. It gets no chunks, and its pieces still coming (the rest of a
-    /// batch, answers in flight) are imported only where they verify.
-    fn chunks_benched(&self) -> bool {
-        self.stale_at.is_some_and(|h| h == self.peer.head())
-            || self.implausible_splits >= MAX_IMPLAUSIBLE_SPLITS
     }
 }
 
@@ -245,7 +238,7 @@ impl PeerSet {
         });
         let serving = active.iter().copied().filter(|i| self.has_pivot_nodes(*i, pivot)).collect();
         let chunks: Vec<usize> =
-            active.iter().copied().filter(|i| !self.slots[*i].chunks_benched()).collect();
+            active.iter().copied().filter(|i| !self.chunks_benched(*i)).collect();
         let chunks = if chunks.is_empty() { active.clone() } else { chunks };
         let rendezvous = Rendezvous::new(chunks.iter().map(|i| (*i, self.slots[*i].key)).collect());
         Roster { active, serving, chunks, rendezvous }
@@ -383,9 +376,38 @@ impl PeerSet {
     /// cannot carry more lies or stale chunks past the ban or bench than a single chunk could.
     pub(crate) fn takes_chunks(&self, i: usize) -> bool {
         let slot = &self.slots[i];
-        let others_take =
-            || self.slots.iter().any(|s| s.standing == Standing::Active && !s.chunks_benched());
-        slot.standing != Standing::Banned && (!slot.chunks_benched() || !others_take())
+        let others_take = || {
+            (0..self.slots.len())
+                .any(|j| self.slots[j].standing == Standing::Active && !self.chunks_benched(j))
+        };
+        slot.standing != Standing::Banned && (!self.chunks_benched(i) || !others_take())
+    }
+
+    /// Whether server `i` is benched from chunks: it made too many implausible "too large"
+    /// claims, or sent too many stale chunks ([`Self::stale_chunk`]) and has not moved on since.
+    /// It gets no chunks, and its pieces still coming (the rest of a batch, answers in flight)
+    /// are imported only where they verify.
+    fn chunks_benched(&self, i: usize) -> bool {
+        let slot = &self.slots[i];
+        slot.implausible_splits >= MAX_IMPLAUSIBLE_SPLITS
+            || slot.stale_at.is_some_and(|top| !self.moved_on(i, top, slot.peer.head().number))
+    }
+
+    /// Whether server `i`, benched for stale chunks at head number `top`, has moved on by
+    /// announcing `head`: a block past `top`, and not past where most other peers stand (their
+    /// lower median head, within [`HEAD_CLAIM_SLACK`]). Another block at the same height, or
+    /// an older one, is no sign of catching up (a liar flipping between two heads would lift
+    /// the bench at every turn), nor is a head ahead of most peers (a liar announcing ever
+    /// higher heads would, and a few colluding identities cannot move the median); with no
+    /// other peer, any head past `top` is.
+    fn moved_on(&self, i: usize, top: u64, head: u64) -> bool {
+        let mut others: Vec<u64> = (0..self.slots.len())
+            .filter(|j| *j != i && self.slots[*j].standing == Standing::Active)
+            .map(|j| self.slots[j].peer.head().number)
+            .collect();
+        others.sort_unstable();
+        let median = others.get(others.len().saturating_sub(1) / 2);
+        head > top && median.is_none_or(|m| head <= m.saturating_add(HEAD_CLAIM_SLACK))
     }
 
     /// Peer `i` called a unit "too large" that split into less than half the bytes it was
@@ -402,20 +424,21 @@ impl PeerSet {
     }
 
     /// A chunk of peer `i` failed verification and is not provably a lie: its server is stale
-    /// at `announced`. After [`MAX_STALE_HEALS`] such chunks at one head it gets no more chunks
-    /// until it announces another, and its pieces still coming are imported only where they
-    /// verify.
+    /// at `announced`. After [`MAX_STALE_HEALS`] such chunks it gets no more chunks until it
+    /// announces a block past every one it was benched at, and its pieces still coming are
+    /// imported only where they verify.
     pub(crate) fn stale_chunk(&mut self, i: usize, announced: ChainHead) {
+        let benched =
+            self.slots[i].stale_at.is_some_and(|top| !self.moved_on(i, top, announced.number));
         let slot = &mut self.slots[i];
-        if slot.stale_at.is_some_and(|h| h != announced) {
+        if slot.stale_at.is_some() && !benched {
             slot.stale_heals = 0;
-            slot.stale_at = None;
         }
         slot.stale_heals += 1;
-        if slot.stale_heals >= MAX_STALE_HEALS && slot.stale_at.is_none() {
+        if slot.stale_heals >= MAX_STALE_HEALS && !benched {
             debug!(peer = %slot.peer.id(), head = announced.number,
-                "server's chunks are from another head; no more chunks until it moves");
-            slot.stale_at = Some(announced);
+                "server's chunks are from another head; no more chunks until it moves on");
+            slot.stale_at = Some(announced.number);
         }
     }
 

@@ -164,8 +164,10 @@ impl Work {
         self.claims.remove(&id)
     }
 
-    /// A unit of a claim was itself too large: the claim was true, and is not judged.
-    pub(crate) fn claim_upheld(&mut self, owner: Owner, prefix: Nibbles) {
+    /// A unit of a claim says nothing against it: it was itself too large (the claim was
+    /// true), or it came as a piece that differs from its hash and is healed (its true size is
+    /// unknown, and the piece's own is its sender's to choose). The claim is not judged.
+    pub(crate) fn drop_claim(&mut self, owner: Owner, prefix: Nibbles) {
         if let Some(id) = self.claimed.remove(&(owner, prefix)) {
             self.claims.remove(&id);
         }

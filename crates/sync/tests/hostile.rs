@@ -7,13 +7,15 @@ mod common;
 
 use std::sync::{Arc, atomic::Ordering};
 
+use alloy_primitives::B256;
 use common::{
-    Behaviour, SimPeer, assert_same_state, assert_synced, dyn_peers, sim_serve_config, source,
+    Behaviour, Hook, Hooked, SimPeer, assert_same_state, assert_synced, dyn_peers,
+    sim_serve_config, source,
 };
 use leafsync_leafdb::LeafDb;
-use leafsync_p2p::PenaltyClass;
+use leafsync_p2p::{PenaltyClass, leaf::ChainHead, requests::LeafResponse};
 use leafsync_serve::ServeConfig;
-use leafsync_sync::{SyncConfig, SyncMode, Syncer, config};
+use leafsync_sync::{PeerFuture, SyncConfig, SyncMode, SyncPeer, Syncer, config};
 
 const ACCOUNTS: u64 = 2000;
 const TEST_CHUNK_BYTES: u64 = 16 * 1024;
@@ -225,6 +227,120 @@ async fn a_plausible_head_claim_costs_its_server_the_chunk_work_not_the_sync() {
     assert_heals_within(&out, leafsync_sync::config::MAX_STALE_HEALS);
 }
 
+/// Announces its inner peer's head and the block after it by turns, one a request.
+#[derive(Clone, Default)]
+struct FlipHead(Arc<std::sync::atomic::AtomicU64>);
+
+impl Hook for FlipHead {
+    fn head(&self, inner: &SimPeer) -> ChainHead {
+        let head = inner.head();
+        let next = self.0.load(Ordering::Relaxed) % 2;
+        ChainHead { number: head.number + next, hash: B256::repeat_byte(next as u8), ..head }
+    }
+    fn before(&self, _inner: &SimPeer) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Syncs with `config` at the honest peer's head (whatever heads the others announce) from one
+/// honest peer and the hooked liars `make` builds (one per peer number from 2 on); asserts the
+/// exact state and that the honest peer was never penalised.
+async fn beside_hooked_liars(
+    liars: u8,
+    make: impl Fn(Arc<SimPeer>) -> Arc<dyn SyncPeer>,
+    behaviour: Behaviour,
+    config: SyncConfig,
+) -> leafsync_sync::SyncOutcome {
+    let src = source(ACCOUNTS, 11);
+    let honest = SimPeer::new(1, Arc::clone(&src), Behaviour::Honest, ACCOUNTS);
+    let mut peers: Vec<Arc<dyn SyncPeer>> = vec![honest.clone()];
+    for n in 2..2 + liars {
+        peers.push(make(SimPeer::new(n, Arc::clone(&src), behaviour, ACCOUNTS)));
+    }
+    let config = SyncConfig { pivot: Some(honest.head()), ..config };
+    let client = Arc::new(LeafDb::in_memory());
+    let out = Syncer::new(Arc::clone(&client), config, peers).run().await.unwrap();
+    assert_synced(&out, &client, &src, src.account_root().unwrap());
+    assert!(honest.penalties.lock().unwrap().is_empty(), "the honest peer was penalised");
+    out
+}
+
+/// Syncs beside a server of junk claiming the block after its own, whose announced head `hook`
+/// moves: it is benched for stale chunks after a few, and `hook`'s moves do not lift it.
+async fn a_stale_server_stays_benched<H: Hook + Clone>(hook: H) {
+    let config = SyncConfig {
+        chunk_target_bytes: TEST_CHUNK_BYTES,
+        chunk_batch_bytes: 0,
+        ..Default::default()
+    };
+    let hooked = |inner| Arc::new(Hooked { inner, hook: hook.clone() }) as Arc<dyn SyncPeer>;
+    let out = beside_hooked_liars(1, hooked, Behaviour::LyingHead(1), config).await;
+    assert_heals_within(&out, config::MAX_STALE_HEALS);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_server_flipping_its_head_stays_benched() {
+    // A head that moves to and fro is no sign of catching up.
+    a_stale_server_stays_benched(FlipHead::default()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_server_running_ahead_of_the_others_stays_benched() {
+    // Nor is a head ahead of every other peer's.
+    a_stale_server_stays_benched(Advancing::default()).await;
+}
+
+/// Announces a block further past its inner peer's head at every request (of any peer sharing
+/// its counter), and has its pieces claim the block after the one announced.
+#[derive(Clone, Default)]
+struct Advancing(Arc<std::sync::atomic::AtomicU64>);
+
+impl Hook for Advancing {
+    fn head(&self, inner: &SimPeer) -> ChainHead {
+        let head = inner.head();
+        let ahead = self.0.load(Ordering::Relaxed);
+        ChainHead { number: head.number + ahead, hash: B256::with_last_byte(ahead as u8), ..head }
+    }
+    fn before(&self, _inner: &SimPeer) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    fn around(&self, request: PeerFuture) -> PeerFuture {
+        let ahead = Arc::clone(&self.0);
+        Box::pin(async move {
+            let mut answer = request.await?;
+            let claim = ahead.load(Ordering::Relaxed) + 1;
+            match &mut answer {
+                LeafResponse::Chunk(c) => c.pieces.iter_mut().for_each(|p| p.head_number = claim),
+                LeafResponse::StorageChunk(c) => {
+                    c.pieces.iter_mut().for_each(|p| p.head_number = claim)
+                }
+                _ => {}
+            }
+            Ok(answer)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_liars_short_pieces_do_not_make_an_honest_split_implausible() {
+    // Chunks capped at 20 KiB: the honest server calls most units too large, truly, and their
+    // units go to the other peers first, three colluding liars that answer each with its first
+    // leaf claiming the next block (and move their heads on together, a majority, so they are
+    // never benched for it). Those pieces are healed; their size says nothing of the truth, so
+    // they cannot make the honest claims look implausible and bench the one honest server.
+    let config = SyncConfig {
+        chunk_target_bytes: 1 << 30,
+        chunk_max_bytes: 20 * 1024,
+        chunk_batch_bytes: 0,
+        ..Default::default()
+    };
+    let colluding = Advancing::default();
+    let hooked = |inner| Arc::new(Hooked { inner, hook: colluding.clone() }) as Arc<dyn SyncPeer>;
+    let out = beside_hooked_liars(3, hooked, Behaviour::ShortStale, config).await;
+    assert!(out.stats.chunks_split > 1 && out.stats.chunks_healed > 0, "{:?}", out.stats);
+    assert_eq!(out.stats.implausible_splits, 0, "{:?}", out.stats);
+}
+
 /// A server answering "too large" for everything: the units it splits go to the other peers
 /// first, so it meets a single leaf only where a unit it called too large was one. With units
 /// of about one account (a chunk target of 1 KiB) that is most of them: junk, and it is banned.
@@ -359,7 +475,7 @@ async fn a_slow_honest_peer_does_not_hold_the_sync_back() {
 #[tokio::test(start_paused = true)]
 async fn any_mix_of_hostile_peers_leaves_the_exact_state() {
     use Behaviour::*;
-    const KINDS: [Behaviour; 14] = [
+    const KINDS: [Behaviour; 15] = [
         Junk,
         Empty,
         Silent,
@@ -374,6 +490,7 @@ async fn any_mix_of_hostile_peers_leaves_the_exact_state() {
         TooLarge,
         FirstPieceOnly,
         PoisonFirstPiece,
+        ShortStale,
     ];
     let (mut draw, rounds) = common::drawn_rounds(44, 16);
     let mut pick = |n: usize| draw.below(n as u64) as usize;

@@ -176,7 +176,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// such claims gets none ([`crate::peer_set::PeerSet::implausible_split`]).
     fn settle_claim(&mut self, owner: Owner, prefix: Nibbles, split: bool, bytes: u64) {
         if split {
-            return self.work.claim_upheld(owner, prefix);
+            return self.work.drop_claim(owner, prefix);
         }
         let Some(claim) = self.work.claim_delivered(owner, prefix, bytes) else { return };
         if claim.bytes.saturating_mul(2) < claim.max_bytes && self.peers.holds(claim.by) {
@@ -249,6 +249,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.take_in(std::mem::take(verified))?;
         self.reporter.stats.table_files += self.db.commit_chunks(differing)?;
         self.count_import(&unit, leaves.counts());
+        self.work.drop_claim(unit.owner, unit.prefix);
         self.mark_heal(peer, &unit, claimed, asked_at)?;
         Ok(Some(Verdict::Delivered))
     }

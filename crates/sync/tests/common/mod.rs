@@ -69,6 +69,10 @@ pub enum Behaviour {
     /// Honest, but the first piece of every account or storage batch of two or more has its
     /// balances or slot values off by one (a lie in one piece, claiming the pivot head).
     PoisonFirstPiece,
+    /// Every piece of two or more leaves or slots cut to its first, claiming the block after
+    /// the server's own: as a stale server's piece may be, so no provable lie, but far smaller
+    /// than the truth.
+    ShortStale,
     /// Changes `rate` of every eight answers at random ([`mutant::Mutator`], drawn from `seed`).
     Mutant { seed: u64, rate: u64 },
 }
@@ -221,6 +225,16 @@ impl SimPeer {
                     }
                 }
             }
+            (Behaviour::ShortStale, LeafResponse::StorageChunk(c)) => {
+                for piece in &mut c.pieces {
+                    if let ChunkContent::Items(slots) = &mut piece.content
+                        && slots.len() > 1
+                    {
+                        slots.truncate(1);
+                        piece.head_number += 1;
+                    }
+                }
+            }
             (Behaviour::FirstPieceOnly, LeafResponse::StorageChunk(c)) if c.pieces.len() > 1 => {
                 self.batches_tampered.fetch_add(1, Ordering::Relaxed);
                 c.pieces.truncate(1)
@@ -283,6 +297,10 @@ fn tamper_piece(behaviour: Behaviour, piece: &mut AccountPiece) {
         Behaviour::LyingHead(n) => {
             leaves.iter_mut().for_each(|l| l.balance += one);
             piece.head_number += n;
+        }
+        Behaviour::ShortStale if leaves.len() > 1 => {
+            leaves.truncate(1);
+            piece.head_number += 1;
         }
         Behaviour::PoisonInline => {
             if let Some(l) = leaves.iter_mut().find(|l| l.storage_root == EMPTY_ROOT_HASH) {
