@@ -3,7 +3,7 @@
 //! fill the queue and with it our outbound peer set (review finding M7). `leaf/1` candidates are
 //! dialed before snap/1 servers, and snap/1 servers make room first when the queue is full.
 
-use super::NodeRecord;
+use super::{NodeRecord, host::host_of};
 use crate::discovery::CandidateKind;
 use std::{
     collections::{HashMap, VecDeque},
@@ -22,9 +22,9 @@ pub const MAX_QUEUED_CANDIDATES_PER_IP: usize = 2;
 /// from owning more than a few percent of the queue, as discv5's own table limits 10 per /24.
 pub const MAX_QUEUED_CANDIDATES_PER_SUBNET: usize = 8;
 
-/// The subnet an address counts against: its /24 for IPv4, its /64 for IPv6.
+/// The subnet an address counts against: its /24 for IPv4, its host's /64 for IPv6.
 fn subnet(ip: IpAddr) -> [u8; 8] {
-    match ip.to_canonical() {
+    match host_of(ip) {
         IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();
             [4, a, b, c, 0, 0, 0, 0]

@@ -22,16 +22,16 @@ pub const DEFAULT_MAX_OUTBOUND: usize = 25;
 /// second keeps reconnects prompt without busy-looping; backoff spaces the retries of one peer.
 pub const DEFAULT_DIAL_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Default most inbound handshakes in progress from one IP address (of `MAX_PENDING_INBOUND` in
-/// all). Honest peers behind one address handshake one at a time; four leave room for a few
-/// behind a NAT, while an attacker needs eight addresses, not one, to occupy every pending slot
-/// with slow connections (review finding M2). Loopback tests raise it.
+/// Default most inbound handshakes in progress from one IP address, or one IPv6 /64 (of
+/// `MAX_PENDING_INBOUND` in all). Honest peers behind one address handshake one at a time; four
+/// leave room for a few behind a NAT, while an attacker needs eight addresses, not one, to occupy
+/// every pending slot with slow connections (review finding M2). Loopback tests raise it.
 pub const DEFAULT_MAX_PENDING_INBOUND_PER_IP: usize = 4;
 
-/// Default most established inbound sessions from one IP address (trusted peers excepted). Four
-/// of the 50 inbound slots: a few nodes behind one NAT are served, but one host with many
-/// throw-away identities cannot fill the inbound set (review findings M2, M7). Loopback tests
-/// raise it.
+/// Default most established inbound sessions from one IP address, or one IPv6 /64 (trusted
+/// peers excepted). Four of the 50 inbound slots: a few nodes behind one NAT are served, but one
+/// host with many throw-away identities cannot fill the inbound set (review findings M2, M7).
+/// Loopback tests raise it.
 pub const DEFAULT_MAX_INBOUND_PER_IP: usize = 4;
 
 /// `RequestHandler` calls running at once across all sessions, per core of the machine (2): a
@@ -104,11 +104,11 @@ pub struct NetworkConfig {
     pub max_outbound: usize,
     /// Pause between dialer passes. Default: [`DEFAULT_DIAL_INTERVAL`].
     pub dial_interval: Duration,
-    /// Most inbound handshakes in progress from one IP. Default:
+    /// Most inbound handshakes in progress from one IP (IPv6: one /64). Default:
     /// [`DEFAULT_MAX_PENDING_INBOUND_PER_IP`].
     pub max_pending_inbound_per_ip: usize,
-    /// Most established inbound sessions from one IP (trusted peers not counted). Default:
-    /// [`DEFAULT_MAX_INBOUND_PER_IP`].
+    /// Most established inbound sessions from one IP (IPv6: one /64; trusted peers not counted).
+    /// Default: [`DEFAULT_MAX_INBOUND_PER_IP`].
     pub max_inbound_per_ip: usize,
     /// Most request-handler calls running at once, over all sessions. Default:
     /// [`default_max_concurrent_handler_calls`].

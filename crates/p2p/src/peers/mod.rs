@@ -13,6 +13,7 @@ mod events;
 mod handler;
 mod handshake;
 mod heads;
+mod host;
 mod manager;
 mod network;
 mod pending;

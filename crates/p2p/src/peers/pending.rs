@@ -1,7 +1,9 @@
-//! [`PendingInbound`]: the inbound handshakes in progress, counted in total and per remote IP.
+//! [`PendingInbound`]: the inbound handshakes in progress, counted in total and per remote host
+//! (an IPv4 address or an IPv6 /64, [`host_of`]).
 //! Each handshake task holds a [`PendingSlot`] that gives its place back when dropped, so that a
 //! handshake that fails, is aborted or panics can never leak a slot (review finding L10).
 
+use super::host::host_of;
 use std::{
     collections::HashMap,
     net::IpAddr,
@@ -13,14 +15,15 @@ use std::{
 pub(crate) enum PendingFull {
     /// [`super::MAX_PENDING_INBOUND`] handshakes run already.
     Total,
-    /// The IP has its share of pending handshakes already.
+    /// The IP's host has its share of pending handshakes already.
     PerIp,
 }
 
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,
-    per_ip: HashMap<IpAddr, usize>,
+    /// Keyed by [`host_of`].
+    per_host: HashMap<IpAddr, usize>,
 }
 
 /// The counters; cloned cheaply into the manager, shared with every [`PendingSlot`].
@@ -35,7 +38,7 @@ pub(crate) struct PendingInbound {
 #[derive(Debug)]
 pub(crate) struct PendingSlot {
     counts: Arc<Mutex<Counts>>,
-    ip: IpAddr,
+    host: IpAddr,
 }
 
 fn lock(counts: &Mutex<Counts>) -> MutexGuard<'_, Counts> {
@@ -44,25 +47,25 @@ fn lock(counts: &Mutex<Counts>) -> MutexGuard<'_, Counts> {
 }
 
 impl PendingInbound {
-    /// At most `max_total` handshakes at once, and `max_per_ip` from one IP.
+    /// At most `max_total` handshakes at once, and `max_per_ip` from one host.
     pub(crate) fn new(max_total: usize, max_per_ip: usize) -> Self {
         Self { counts: Arc::default(), max_total, max_per_ip }
     }
 
     /// Takes a place for a handshake with `ip`, or says which limit is reached.
     pub(crate) fn try_acquire(&self, ip: IpAddr) -> Result<PendingSlot, PendingFull> {
-        let ip = ip.to_canonical();
+        let host = host_of(ip);
         let mut counts = lock(&self.counts);
         if counts.total >= self.max_total {
             return Err(PendingFull::Total);
         }
-        let from_ip = counts.per_ip.entry(ip).or_insert(0);
-        if *from_ip >= self.max_per_ip {
+        let from_host = counts.per_host.entry(host).or_insert(0);
+        if *from_host >= self.max_per_ip {
             return Err(PendingFull::PerIp);
         }
-        *from_ip += 1;
+        *from_host += 1;
         counts.total += 1;
-        Ok(PendingSlot { counts: Arc::clone(&self.counts), ip })
+        Ok(PendingSlot { counts: Arc::clone(&self.counts), host })
     }
 
     /// Handshakes in progress.
@@ -70,10 +73,10 @@ impl PendingInbound {
         lock(&self.counts).total
     }
 
-    /// Handshakes in progress with `ip`.
+    /// Handshakes in progress with `ip`'s host.
     #[cfg(test)]
     pub(crate) fn count_for(&self, ip: IpAddr) -> usize {
-        lock(&self.counts).per_ip.get(&ip.to_canonical()).copied().unwrap_or(0)
+        lock(&self.counts).per_host.get(&host_of(ip)).copied().unwrap_or(0)
     }
 }
 
@@ -81,10 +84,10 @@ impl Drop for PendingSlot {
     fn drop(&mut self) {
         let mut counts = lock(&self.counts);
         counts.total = counts.total.saturating_sub(1);
-        if let Some(from_ip) = counts.per_ip.get_mut(&self.ip) {
-            *from_ip = from_ip.saturating_sub(1);
-            if *from_ip == 0 {
-                counts.per_ip.remove(&self.ip);
+        if let Some(from_host) = counts.per_host.get_mut(&self.host) {
+            *from_host = from_host.saturating_sub(1);
+            if *from_host == 0 {
+                counts.per_host.remove(&self.host);
             }
         }
     }
@@ -113,6 +116,20 @@ mod tests {
         // An IPv4-mapped IPv6 address is the same IP.
         let mapped = IpAddr::V6(Ipv4Addr::new(10, 0, 0, 2).to_ipv6_mapped());
         assert_eq!(pending.try_acquire(mapped).map(|_| ()), Err(PendingFull::Total));
+    }
+
+    /// One host with a /64 cannot take more pending slots than one IPv4 address by using many
+    /// of its addresses; another /64 has its own share.
+    #[test]
+    fn an_ipv6_64_is_one_host() {
+        let pending = PendingInbound::new(32, 4);
+        let ip = |s: &str| s.parse::<IpAddr>().expect("address");
+        let _slots: Vec<_> = (1..=4)
+            .map(|n| pending.try_acquire(ip(&format!("2001:db8::{n}"))).expect("within the share"))
+            .collect();
+        assert_eq!(pending.try_acquire(ip("2001:db8::5")).map(|_| ()), Err(PendingFull::PerIp));
+        assert_eq!(pending.count_for(ip("2001:db8::ffff")), 4);
+        assert!(pending.try_acquire(ip("2001:db8:0:1::1")).is_ok(), "another /64");
     }
 
     /// L10: a handshake task that panics (or is aborted) still gives its slot back.

@@ -10,6 +10,7 @@ use super::{
     candidates::{CandidateQueue, Refused},
     dial::Backoff,
     events::Direction,
+    host::host_of,
     score::{PeerScores, ScoreState},
 };
 use crate::{PeerId, PenaltyClass, discovery::CandidateKind, p2pstream::DisconnectReason};
@@ -119,10 +120,11 @@ impl<E> PeerTable<E> {
             .filter(move |(id, c)| c.direction == direction && !self.is_trusted(id))
     }
 
-    /// Established inbound sessions from `ip` that count against the per-IP limit.
+    /// Established inbound sessions from `ip`'s host ([`host_of`]) that count against the
+    /// per-IP limit.
     fn inbound_from(&self, ip: IpAddr) -> usize {
-        let ip = ip.to_canonical();
-        self.counted(Direction::Inbound).filter(|(_, c)| c.addr.ip().to_canonical() == ip).count()
+        let host = host_of(ip);
+        self.counted(Direction::Inbound).filter(|(_, c)| host_of(c.addr.ip()) == host).count()
     }
 
     /// Outbound sessions and dials in progress that count against `max_outbound`.
@@ -167,7 +169,7 @@ impl<E> PeerTable<E> {
                 return Err(DisconnectReason::TooManyPeers);
             }
             if self.inbound_from(addr.ip()) >= self.limits.max_inbound_per_ip {
-                debug!(%peer, %addr, "too many inbound sessions from this IP");
+                debug!(%peer, %addr, "too many inbound sessions from this host");
                 return Err(DisconnectReason::TooManyPeers);
             }
         }

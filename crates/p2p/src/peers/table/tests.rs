@@ -93,6 +93,20 @@ fn inbound_limits_count_untrusted_peers_only() {
     assert_eq!(t.admit(id(4), addr(4, 1), Inbound, now), Ok(()));
 }
 
+/// The per-IP limit counts an IPv6 /64 as one host, whichever of its addresses a session uses.
+#[test]
+fn the_inbound_limit_per_ip_counts_an_ipv6_64_as_one_host() {
+    let now = Instant::now();
+    let mut t = table(1);
+    let v6 = |s: &str| SocketAddr::new(s.parse().expect("address"), 30303);
+    t.on_connected(id(2), v6("2001:db8::1"), Inbound, ());
+    assert_eq!(
+        t.admit(id(3), v6("2001:db8::2"), Inbound, now),
+        Err(DisconnectReason::TooManyPeers)
+    );
+    assert_eq!(t.admit(id(3), v6("2001:db8:0:1::1"), Inbound, now), Ok(()), "another /64");
+}
+
 #[test]
 fn dials_fill_outbound_slots_once_and_back_off_after_failures() {
     let now = Instant::now();
