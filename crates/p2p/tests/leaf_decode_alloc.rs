@@ -1,8 +1,9 @@
 //! Review finding M1: `LeafMessage::decode` must refuse a list beyond its item limit from the RLP
 //! headers, before allocating the list; `SnapMessage::decode` likewise for every bounded list of
-//! `snap/1` (what the snap/1 server and the snap/1 sync source read from peers). A counting global
-//! allocator measures the peak heap use of one decode call (this binary holds only these two tests,
-//! which take turns, so no other thread allocates meanwhile).
+//! `snap/1` (what the snap/1 server and the snap/1 sync source read from peers); a Disconnect
+//! must not be decompressed beyond its few bytes. A counting global allocator measures the peak
+//! heap use of one decode call (this binary holds only these tests, which take turns, so no other
+//! thread allocates meanwhile).
 
 use alloy_primitives::Bytes;
 use alloy_rlp::{BufMut, Header};
@@ -10,6 +11,10 @@ use leafsync_p2p::{
     leaf::{
         Codes, LeafError, LeafMessage, Nodes, RequestPair,
         protocol::{MAX_CODES_PER_REQUEST, MAX_NODES_PER_REQUEST, MAX_RESPONSE_MESSAGE_SIZE, ids},
+    },
+    p2pstream::{
+        DisconnectReason,
+        stream::{MAX_DISCONNECT_SIZE, decode_disconnect},
     },
     snap::{self, SnapError, SnapMessage},
 };
@@ -75,7 +80,7 @@ fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
 /// decoding the whole list cost before the fix.
 const PEAK_LIMIT: usize = 8 * 1024 * 1024;
 
-/// Held by each test while it measures: the two tests of this binary must not allocate at once.
+/// Held by each test while it measures: the tests of this binary must not allocate at once.
 static MEASURING: Mutex<()> = Mutex::new(());
 
 #[test]
@@ -181,4 +186,25 @@ fn oversized_snap_lists_are_refused_before_they_are_allocated() {
         );
         assert!(peak < PEAK_LIMIT, "{what}: decoding allocated {peak} bytes");
     }
+}
+
+/// A Disconnect whose snappy header announces 8 MiB (`[TooManyPeers]` followed by zeros, ~400 KiB
+/// compressed) is read raw, without decompressing it: as an odd Disconnect, "disconnect
+/// requested" (`p2p_stream.rs::odd_disconnects_are_accepted`). Before the fix it allocated 8 MiB
+/// and read `TooManyPeers`.
+#[test]
+fn a_disconnect_announcing_8_mib_is_read_without_decompressing_it() {
+    let _alone = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut plain = alloy_rlp::encode(DisconnectReason::TooManyPeers);
+    plain.resize(8 << 20, 0);
+    let payload = ::snap::raw::Encoder::new().compress_vec(&plain).expect("compress");
+    drop(plain);
+    let announced = ::snap::raw::decompress_len(&payload).expect("snappy header");
+    assert!(announced > MAX_DISCONNECT_SIZE, "{announced}");
+    let (reason, peak) = peak_during(|| decode_disconnect(&payload));
+    eprintln!(
+        "Disconnect announcing {announced} bytes: peak allocation {peak} bytes during decode"
+    );
+    assert!(peak < 64 * 1024, "decoding allocated {peak} bytes");
+    assert_eq!(reason.expect("never fails"), DisconnectReason::DisconnectRequested);
 }

@@ -11,7 +11,10 @@ use leafsync_p2p::{
     p2pstream::{
         PING_INTERVAL, PING_TIMEOUT,
         hello::MAX_HELLO_SIZE,
-        stream::{DISCONNECT_TIMEOUT, HELLO_TIMEOUT, MAX_PINGS_PER_WINDOW, PING_RATE_WINDOW},
+        stream::{
+            DISCONNECT_TIMEOUT, HELLO_TIMEOUT, MAX_DISCONNECT_SIZE, MAX_PINGS_PER_WINDOW,
+            PING_RATE_WINDOW,
+        },
     },
     peers::{
         ACCEPT_ERROR_BACKOFF, BLOCK_RANGE_UPDATE_INTERVAL, COMMAND_CHANNEL_CAPACITY,
@@ -92,6 +95,7 @@ fn every_constant_in_the_p2p_doc_matches_the_code() {
         ("MAX_HEADERS_RESPONSE_BYTES", MAX_HEADERS_RESPONSE_BYTES.to_string()),
         ("BLOCK_RANGE_UPDATE_INTERVAL", BLOCK_RANGE_UPDATE_INTERVAL.to_string()),
         ("MAX_PINGS_PER_WINDOW", MAX_PINGS_PER_WINDOW.to_string()),
+        ("MAX_DISCONNECT_SIZE", MAX_DISCONNECT_SIZE.to_string()),
         ("PING_RATE_WINDOW", secs(PING_RATE_WINDOW)),
         ("MAX_HEAD_NUMBER", MAX_HEAD_NUMBER.to_string()),
         ("MAX_HEAD_REWIND", MAX_HEAD_REWIND.to_string()),

@@ -32,6 +32,13 @@ use tracing::{debug, trace};
 /// it, and checking the snappy header against it first defuses decompression bombs.
 pub const MAX_MESSAGE_SIZE: usize = 0xFF_FFFF;
 
+/// Largest decompressed Disconnect payload we read. The payload is `[reason]`, one reason byte in
+/// a one-item list (2 bytes); 16 leave room for peers that append items (ignored anyway). A
+/// payload announcing more is not decompressed but read raw, as any payload that does not
+/// decompress: a raw `[reason]` (ethereumjs) reads as a snappy header announcing hundreds of
+/// bytes, so a large announcement is no proof of a breach, and the peer is leaving anyway.
+pub const MAX_DISCONNECT_SIZE: usize = 16;
+
 /// Time allowed for the Hello exchange after the ECIES handshake; go-ethereum's 5 s doubled, as
 /// for [`crate::ecies::HANDSHAKE_TIMEOUT`].
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -112,14 +119,16 @@ pub fn encode_message(id: u64, payload: &[u8], compress: bool) -> Result<Bytes, 
 }
 
 /// Decodes a Disconnect payload, snappy-compressed (p2p v5) or not: ethereumjs sends it raw,
-/// and before Hello either may come. A payload that decompresses is read decompressed; only one
-/// that is no snappy at all is read raw (a raw reason never parses as a complete snappy block).
+/// and before Hello either may come. A payload that decompresses to at most
+/// [`MAX_DISCONNECT_SIZE`] bytes is read decompressed; any other is read raw (a raw reason never
+/// parses as a complete snappy block), so a snappy header announcing megabytes costs no
+/// allocation.
 ///
 /// Never fails: like go-ethereum, we take any Disconnect as the end of the connection and do not
 /// punish the farewell itself. An empty payload, an undefined reason code (a newer devp2p) or
 /// malformed RLP is read as [`DisconnectReason::DisconnectRequested`] ("no particular reason").
 pub fn decode_disconnect(payload: &[u8]) -> Result<DisconnectReason, P2PError> {
-    let reason = match decompress(payload) {
+    let reason = match decompress_with_limit(payload, MAX_DISCONNECT_SIZE) {
         Ok(plain) => DisconnectReason::decode_payload(&plain).ok(),
         Err(_) => DisconnectReason::decode_payload(payload).ok(),
     };
