@@ -64,6 +64,32 @@ async fn status_mismatches_disconnect_with_their_reasons() {
     node.handle.shutdown().await;
 }
 
+/// A `Status` head gets the `NewHead` checks that need no previous head: one with a zero hash or
+/// an impossible number ends the handshake with a low penalty (as an implausible `NewHead`), and
+/// never reaches the peer list that the sync reads heads from.
+#[tokio::test(flavor = "current_thread")]
+async fn a_status_with_an_implausible_head_is_refused() {
+    let mut node = node(Arc::new(TestHandler::default())).await;
+    let head = leafsync_p2p::leaf::ChainHead {
+        number: 5,
+        hash: B256::repeat_byte(5),
+        state_root: B256::repeat_byte(0xaa),
+    };
+    let implausible = [
+        leafsync_p2p::leaf::ChainHead { number: u64::MAX, hash: B256::ZERO, ..head },
+        leafsync_p2p::leaf::ChainHead { number: u64::MAX, ..head },
+        leafsync_p2p::leaf::ChainHead { hash: B256::ZERO, ..head },
+        leafsync_p2p::leaf::ChainHead { state_root: B256::ZERO, ..head },
+    ];
+    for head in implausible {
+        let status = Status { head, ..good_status() };
+        assert_eq!(handshake_with(&node, status).await, DisconnectReason::SubprotocolSpecific);
+        assert_eq!(next_penalty(&mut node).await, (PenaltyClass::Low, PenaltyReason::Handshake));
+        assert!(node.handle.peers().await.is_empty(), "{head:?} shown as a peer's head");
+    }
+    node.handle.shutdown().await;
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn wrong_network_is_banned_until_the_ban_expires() {
     let mut node = node(Arc::new(TestHandler::default())).await;

@@ -7,6 +7,7 @@ use super::{
 use crate::{
     chain::{ChainSpec, expect_ours},
     p2pstream::DisconnectReason,
+    peers::{InvalidHead, check_plausible_head},
 };
 use alloy_eip2124::{ForkFilter, ValidationError};
 use alloy_primitives::B256;
@@ -42,19 +43,26 @@ pub enum StatusError {
     /// Same genesis, but the EIP-2124 fork ids are incompatible (one side is stale or on a fork).
     #[error("incompatible fork id: {0}")]
     ForkId(#[from] ValidationError),
+    /// The head fails the checks a `NewHead` gets (a zero hash past block 0, an impossible
+    /// number): the sync would take it as the peer's head, and it would seed the rewind rule of
+    /// the peer's later `NewHead`s.
+    #[error("implausible head: {0}")]
+    ImplausibleHead(#[from] InvalidHead),
 }
 
 impl StatusError {
     /// The devp2p disconnect reason to send: 0x03 [`DisconnectReason::UselessPeer`] for another
     /// network or genesis (the peer can never be useful), 0x10
-    /// [`DisconnectReason::SubprotocolSpecific`] for a version or fork-id mismatch (the peer may
-    /// become useful after a software update).
+    /// [`DisconnectReason::SubprotocolSpecific`] for a version or fork-id mismatch or an
+    /// implausible head (the peer may become useful after a software update).
     pub fn disconnect_reason(&self) -> DisconnectReason {
         match self {
             Self::NetworkIdMismatch { .. } | Self::GenesisMismatch { .. } => {
                 DisconnectReason::UselessPeer
             }
-            Self::VersionMismatch { .. } | Self::ForkId(_) => DisconnectReason::SubprotocolSpecific,
+            Self::VersionMismatch { .. } | Self::ForkId(_) | Self::ImplausibleHead(_) => {
+                DisconnectReason::SubprotocolSpecific
+            }
         }
     }
 
@@ -86,7 +94,8 @@ impl Status {
     }
 
     /// Checks a peer's `Status` against our chain and our fork filter (built for our current
-    /// head), in this order: protocol version, network id, genesis hash, fork id.
+    /// head), in this order: protocol version, network id, genesis hash, fork id, head (past
+    /// block 0, the checks of a `NewHead` that need no previous head).
     pub fn validate(&self, chain: &ChainSpec, filter: &ForkFilter) -> Result<(), StatusError> {
         expect_ours(PROTOCOL_VERSION, self.version, |ours, theirs| StatusError::VersionMismatch {
             ours,
@@ -99,6 +108,11 @@ impl Status {
             StatusError::GenesisMismatch { ours, theirs }
         })?;
         filter.validate(self.fork_id)?;
+        // A node without a head yet announces block 0 with a zero hash (the daemon before its
+        // first sync, the loopback servers with their root), so block 0 is taken as it comes.
+        if self.head.number != 0 {
+            check_plausible_head(&self.head)?;
+        }
         Ok(())
     }
 }

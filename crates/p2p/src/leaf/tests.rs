@@ -587,7 +587,7 @@ fn ids_and_limits_match_the_spec_document() {
 
 mod status_validation {
     use super::*;
-    use crate::{chain::ChainSpec, p2pstream::DisconnectReason};
+    use crate::{chain::ChainSpec, p2pstream::DisconnectReason, peers::InvalidHead};
     use alloy_eip2124::ValidationError;
 
     /// Mainnet at a head just after Prague (block 22_431_084, 2025-05-07).
@@ -596,7 +596,11 @@ mod status_validation {
     fn ours() -> (ChainSpec, alloy_eip2124::ForkFilter, Status) {
         let chain = ChainSpec::preset("mainnet").expect("preset parses");
         let filter = chain.fork_filter(HEAD.0, HEAD.1);
-        let head = ChainHead { number: HEAD.0, hash: B256::repeat_byte(1), state_root: B256::ZERO };
+        let head = ChainHead {
+            number: HEAD.0,
+            hash: B256::repeat_byte(1),
+            state_root: B256::repeat_byte(2),
+        };
         let status = Status::ours(&chain, head, HEAD.1, 300_000_000, ServeFlags::ALL);
         assert_eq!(status.fork_id, filter.current());
         assert_eq!(status.fork_id.hash, ForkHash([0xc3, 0x76, 0xcf, 0x8b]), "mainnet Prague");
@@ -651,6 +655,23 @@ mod status_validation {
             err,
             StatusError::ForkId(ValidationError::LocalIncompatibleOrStale { .. })
         ));
+
+        // A head that fails the `NewHead` checks that need no previous head.
+        let implausible = [
+            (ChainHead { hash: B256::ZERO, ..good.head }, InvalidHead::ZeroHash),
+            (ChainHead { state_root: B256::ZERO, ..good.head }, InvalidHead::ZeroHash),
+            (ChainHead { number: u64::MAX, ..good.head }, InvalidHead::Implausible(u64::MAX)),
+        ];
+        for (head, why) in implausible {
+            let err = Status { head, ..good }.validate(&chain, &filter).expect_err("implausible");
+            assert_eq!(err, StatusError::ImplausibleHead(why));
+            assert_eq!(err.disconnect_reason(), DisconnectReason::SubprotocolSpecific);
+            assert!(!err.should_ban());
+        }
+        // Block 0 is taken as it comes: a node without a head yet announces it with a zero hash.
+        let no_head = ChainHead { number: 0, hash: B256::ZERO, state_root: B256::ZERO };
+        let status = Status { head: no_head, ..good };
+        assert!(!matches!(status.validate(&chain, &filter), Err(StatusError::ImplausibleHead(_))));
     }
 }
 

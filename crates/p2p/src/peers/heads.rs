@@ -40,6 +40,19 @@ pub enum InvalidHead {
     },
 }
 
+/// The checks any head of a peer must pass, each `NewHead` as well as its first (in `Status`,
+/// past block 0): no zero block hash or state root, no number above [`MAX_HEAD_NUMBER`]. The
+/// rewind rule needs a previous head and is [`HeadFilter`]'s.
+pub(crate) fn check_plausible(head: &ChainHead) -> Result<(), InvalidHead> {
+    if head.hash.is_zero() || head.state_root.is_zero() {
+        return Err(InvalidHead::ZeroHash);
+    }
+    if head.number > MAX_HEAD_NUMBER {
+        return Err(InvalidHead::Implausible(head.number));
+    }
+    Ok(())
+}
+
 /// At most one value per [`NEW_HEAD_MIN_INTERVAL`] passed on; a value offered too soon waits,
 /// replaced by any later one (the latest wins), until the interval is over. Rate-limits a peer's
 /// `NewHead`s and `BlockRangeUpdate`s alike.
@@ -106,12 +119,7 @@ impl HeadFilter {
         head: ChainHead,
         now: Instant,
     ) -> Result<Option<ChainHead>, InvalidHead> {
-        if head.hash.is_zero() || head.state_root.is_zero() {
-            return Err(InvalidHead::ZeroHash);
-        }
-        if head.number > MAX_HEAD_NUMBER {
-            return Err(InvalidHead::Implausible(head.number));
-        }
+        check_plausible(&head)?;
         if head.number.saturating_add(MAX_HEAD_REWIND) < self.last.number {
             return Err(InvalidHead::Rewind { number: head.number, previous: self.last.number });
         }

@@ -47,6 +47,7 @@ pub use events::{
 };
 pub use handler::{EmptyHandler, RequestHandler};
 pub use handshake::{INBOUND_HANDSHAKE_TIMEOUT, MAX_PENDING_INBOUND, OUTBOUND_HANDSHAKE_TIMEOUT};
+pub(crate) use heads::check_plausible as check_plausible_head;
 pub use heads::{InvalidHead, MAX_HEAD_NUMBER, MAX_HEAD_REWIND, NEW_HEAD_MIN_INTERVAL};
 pub use manager::{
     ACCEPT_ERROR_BACKOFF, COMMAND_CHANNEL_CAPACITY, HANDSHAKE_EVENT_CHANNEL_CAPACITY,

@@ -134,6 +134,8 @@ impl SessionError {
             Self::Snap(e) => Some(e.penalty()),
             Self::Status(e) if e.should_ban() => Some(PenaltyClass::Fatal),
             Self::Status(StatusError::ForkId(_)) => Some(PenaltyClass::High),
+            // As for an implausible `NewHead`: the message is well formed, only unusable.
+            Self::Status(StatusError::ImplausibleHead(_)) => Some(PenaltyClass::Low),
             Self::Status(_) => None,
             // Another network or genesis, as for leaf/1; a fork or range mismatch may pass
             // after an update.
