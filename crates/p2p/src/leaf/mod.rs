@@ -4,6 +4,7 @@
 //! description is `docs/leaf-protocol.md`.
 
 mod codec;
+mod head;
 mod kinds;
 mod pair;
 mod path;
@@ -12,6 +13,7 @@ mod status;
 mod types;
 
 pub use codec::LeafError;
+pub use head::{InvalidHead, MAX_HEAD_NUMBER, MAX_HEAD_REWIND};
 pub use kinds::{LeafMessage, LeafRequest, LeafResponse, MessageRole, max_payload_size};
 pub(crate) use pair::rlp_fields;
 pub use pair::{EncodedResponse, RequestPair, RlpFields};

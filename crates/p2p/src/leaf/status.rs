@@ -1,13 +1,13 @@
 //! Checking a peer's [`Status`] against our chain, and what a mismatch earns.
 
 use super::{
+    head::InvalidHead,
     protocol::PROTOCOL_VERSION,
     types::{ChainHead, ServeFlags, Status},
 };
 use crate::{
     chain::{ChainSpec, expect_ours},
     p2pstream::DisconnectReason,
-    peers::{InvalidHead, check_plausible_head},
 };
 use alloy_eip2124::{ForkFilter, ValidationError};
 use alloy_primitives::B256;
@@ -111,7 +111,7 @@ impl Status {
         // A node without a head yet announces block 0 with a zero hash (the daemon before its
         // first sync, the loopback servers with their root), so block 0 is taken as it comes.
         if self.head.number != 0 {
-            check_plausible_head(&self.head)?;
+            self.head.check_plausible()?;
         }
         Ok(())
     }

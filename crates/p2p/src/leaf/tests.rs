@@ -587,7 +587,7 @@ fn ids_and_limits_match_the_spec_document() {
 
 mod status_validation {
     use super::*;
-    use crate::{chain::ChainSpec, p2pstream::DisconnectReason, peers::InvalidHead};
+    use crate::{chain::ChainSpec, leaf::InvalidHead, p2pstream::DisconnectReason};
     use alloy_eip2124::ValidationError;
 
     /// Mainnet at a head just after Prague (block 22_431_084, 2025-05-07).

@@ -4,7 +4,7 @@
 //! (its subscribers would lag and miss peers connecting meanwhile) nor cost more than one event
 //! per peer and interval (review finding L5).
 
-use crate::leaf::ChainHead;
+use crate::leaf::{ChainHead, InvalidHead, MAX_HEAD_REWIND};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -12,46 +12,6 @@ use tokio::time::Instant;
 /// on mainnet (1 s on the fastest dev chains); a faster peer's heads are coalesced, and the
 /// latest one is passed on when the interval is over, so nothing newer is ever lost.
 pub const NEW_HEAD_MIN_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How far a peer's head may go back from its previous one. Post-merge reorgs are a few blocks
-/// deep and finality comes after 64 slots; a head further back is not a reorg we follow.
-pub const MAX_HEAD_REWIND: u64 = 64;
-
-/// Largest plausible block number (2^40, ~400 000 years of 12 s blocks). Anything above is a lie
-/// meant to overflow `number + 1` somewhere downstream.
-pub const MAX_HEAD_NUMBER: u64 = 1 << 40;
-
-/// Why a head was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidHead {
-    /// Its block hash or state root is all zeros.
-    #[error("zero block hash or state root")]
-    ZeroHash,
-    /// Its number is above [`MAX_HEAD_NUMBER`].
-    #[error("block number {0} is not plausible")]
-    Implausible(u64),
-    /// It goes back more than [`MAX_HEAD_REWIND`] blocks from the previous head.
-    #[error("head {number} is more than {MAX_HEAD_REWIND} blocks behind the previous {previous}")]
-    Rewind {
-        /// The announced number.
-        number: u64,
-        /// The previous head's number.
-        previous: u64,
-    },
-}
-
-/// The checks any head of a peer must pass, each `NewHead` as well as its first (in `Status`,
-/// past block 0): no zero block hash or state root, no number above [`MAX_HEAD_NUMBER`]. The
-/// rewind rule needs a previous head and is [`HeadFilter`]'s.
-pub(crate) fn check_plausible(head: &ChainHead) -> Result<(), InvalidHead> {
-    if head.hash.is_zero() || head.state_root.is_zero() {
-        return Err(InvalidHead::ZeroHash);
-    }
-    if head.number > MAX_HEAD_NUMBER {
-        return Err(InvalidHead::Implausible(head.number));
-    }
-    Ok(())
-}
 
 /// At most one value per [`NEW_HEAD_MIN_INTERVAL`] passed on; a value offered too soon waits,
 /// replaced by any later one (the latest wins), until the interval is over. Rate-limits a peer's
@@ -119,7 +79,7 @@ impl HeadFilter {
         head: ChainHead,
         now: Instant,
     ) -> Result<Option<ChainHead>, InvalidHead> {
-        check_plausible(&head)?;
+        head.check_plausible()?;
         if head.number.saturating_add(MAX_HEAD_REWIND) < self.last.number {
             return Err(InvalidHead::Rewind { number: head.number, previous: self.last.number });
         }

@@ -21,6 +21,7 @@ pub mod score;
 mod serving;
 mod table;
 
+pub use crate::leaf::{InvalidHead, MAX_HEAD_NUMBER, MAX_HEAD_REWIND};
 pub use active::{
     MAX_CONCURRENT_HANDLER_CALLS_PER_PEER, SESSION_CLOSE_TIMEOUT, SESSION_COMMAND_CHANNEL_CAPACITY,
     SESSION_SEND_TIMEOUT, STALL_PENALTY_WINDOW,
@@ -47,8 +48,7 @@ pub use events::{
 };
 pub use handler::{EmptyHandler, RequestHandler};
 pub use handshake::{INBOUND_HANDSHAKE_TIMEOUT, MAX_PENDING_INBOUND, OUTBOUND_HANDSHAKE_TIMEOUT};
-pub(crate) use heads::check_plausible as check_plausible_head;
-pub use heads::{InvalidHead, MAX_HEAD_NUMBER, MAX_HEAD_REWIND, NEW_HEAD_MIN_INTERVAL};
+pub use heads::NEW_HEAD_MIN_INTERVAL;
 pub use manager::{
     ACCEPT_ERROR_BACKOFF, COMMAND_CHANNEL_CAPACITY, HANDSHAKE_EVENT_CHANNEL_CAPACITY,
     SESSION_EVENT_CHANNEL_CAPACITY, SHUTDOWN_TIMEOUT,
