@@ -16,8 +16,12 @@
 //!   result, counted as a hit (`joined` says how many hits waited). Two clients asking the same
 //!   server for the same chunk at the same moment (clients syncing side by side send each chunk
 //!   to the same server) cost one leafdb read, not two. A waiter that finds nothing after the
-//!   wait (the leader failed, timed out or its chunk was too large to cache) computes the chunk
-//!   itself. A leader finishes its chunk before it waits for any other, so waits form no cycle.
+//!   wait (the leader failed, is slower than the wait, ran out of time, or its chunk was too
+//!   large to cache) computes the chunk itself. A leader finishes its chunk before it waits for
+//!   any other, so waits form no cycle.
+//! * Never cached: a chunk "too large" only because its time budget ran out
+//!   ([`crate::ChunkRead::timed_out`]): it is true for its asker at that moment, not for the
+//!   chunk. Its waiters find nothing and read the chunk themselves, each with a budget of its own.
 
 use std::{
     collections::{BTreeMap, HashMap},

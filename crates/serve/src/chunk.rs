@@ -2,9 +2,10 @@
 //!
 //! A chunk is never partial. It is "too large" when its encoded item list exceeds the byte bound
 //! and holds more than one item (a single item is always sent, so a client asking for ever longer
-//! prefixes always makes progress), or when the time budget ran out before the last item. A
-//! `Chunk` or `StorageChunk` is a batch of such chunks, one piece per requested prefix or
-//! (account, prefix), filled as [`PieceBudget`] says.
+//! prefixes always makes progress), or when the time budget ran out before the last item; a
+//! [`ChunkRead`] says which, so that only the first is cached. A `Chunk` or `StorageChunk` is a
+//! batch of such chunks, one piece per requested prefix or (account, prefix), filled as
+//! [`PieceBudget`] says.
 
 use std::time::Instant;
 
@@ -42,7 +43,7 @@ pub fn serve_chunk<S: KvStore>(
     let budget = config.budget(request.max_bytes);
     let prefixes = request.prefixes.iter().take(MAX_CHUNKS_SERVED);
     let pieces = collect_pieces(prefixes, budget, |prefix| {
-        let content = account_chunk(snap, prefix, budget.bytes, config, budget.deadline)?;
+        let content = account_chunk(snap, prefix, budget.bytes, config, budget.deadline)?.content;
         Ok(AccountPiece { head_number: head_number(snap), content })
     })?;
     Ok(Chunk { pieces })
@@ -61,8 +62,8 @@ pub fn serve_storage_chunk<S: KvStore>(
     let chunks = request.chunks.iter().take(MAX_STORAGE_CHUNKS_SERVED);
     let pieces = collect_pieces(chunks, budget, |chunk| {
         let (account, prefix) = (&chunk.account, &chunk.prefix);
-        let content = storage_chunk(snap, account, prefix, budget.bytes, budget.deadline)?;
-        Ok(StoragePiece { head_number: head_number(snap), content })
+        let read = storage_chunk(snap, account, prefix, budget.bytes, budget.deadline)?;
+        Ok(StoragePiece { head_number: head_number(snap), content: read.content })
     })?;
     Ok(StorageChunk { pieces })
 }
@@ -118,15 +119,38 @@ impl PieceBudget {
     }
 }
 
+/// A chunk as read: its content, and whether a "too large" came from the time budget rather than
+/// from the chunk's size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRead<T> {
+    /// The complete item list, or "too large".
+    pub content: ChunkContent<T>,
+    /// Whether the content is "too large" only because the deadline passed before the last
+    /// item. Such an answer is true for its asker, at that moment, but says nothing of the
+    /// chunk: it is never cached, or one load spike would tell every client "too large" for
+    /// the chunk for the whole reuse window (and clients bench a server whose "too large"
+    /// chunks turn out small).
+    pub timed_out: bool,
+}
+
+impl<T> ChunkRead<T> {
+    /// Whether the content says something of the chunk itself, true for as long as the chunk
+    /// is unchanged, so that it may be cached: anything but a time-out.
+    pub const fn cacheable(&self) -> bool {
+        !self.timed_out
+    }
+}
+
 /// Every account leaf under `prefix` if their encoded list fits in `limit` bytes (or is a single
-/// leaf) and is read before `deadline`; "too large" otherwise.
+/// leaf) and is read before `deadline`; "too large" otherwise (the [`ChunkRead`] says whether
+/// for lack of time).
 pub fn account_chunk<S: KvStore>(
     snap: &LeafSnapshot<'_, S>,
     prefix: &WirePath,
     limit: u64,
     config: &ServeConfig,
     deadline: Instant,
-) -> Result<ChunkContent<AccountLeaf>, ServeError> {
+) -> Result<ChunkRead<AccountLeaf>, ServeError> {
     let prefix = alloy_trie::Nibbles::from(prefix);
     // The accounts' storages lie in their order: one walk reads them all.
     let mut storages = snap.storage_walk(&prefix)?;
@@ -158,7 +182,7 @@ pub fn storage_chunk<S: KvStore>(
     prefix: &WirePath,
     limit: u64,
     deadline: Instant,
-) -> Result<ChunkContent<StorageSlot>, ServeError> {
+) -> Result<ChunkRead<StorageSlot>, ServeError> {
     let slots = snap.storage_with_prefix(account, &alloy_trie::Nibbles::from(prefix)).map(|item| {
         let (hashed_slot, value) = item?;
         Ok::<_, ServeError>(StorageSlot { hashed_slot, value })
@@ -225,26 +249,27 @@ fn list_size(payload: u64) -> u64 {
 }
 
 /// Collects the complete list, or "too large" once it holds two or more items and exceeds
-/// `limit`, or once `deadline` has passed with another item still to come.
+/// `limit`, or (`timed_out`) once `deadline` has passed with another item still to come.
 fn collect_complete<T: Encodable>(
     items: impl Iterator<Item = Result<T, ServeError>>,
     limit: u64,
     deadline: Instant,
-) -> Result<ChunkContent<T>, ServeError> {
+) -> Result<ChunkRead<T>, ServeError> {
+    let too_large = |timed_out| Ok(ChunkRead { content: ChunkContent::TooLarge, timed_out });
     let mut out = Vec::new();
     let mut payload = 0u64;
     for item in items {
         let item = item?;
         if !out.is_empty() && Instant::now() > deadline {
-            return Ok(ChunkContent::TooLarge);
+            return too_large(true);
         }
         payload += item.length() as u64;
         out.push(item);
         if out.len() > 1 && list_size(payload) > limit {
-            return Ok(ChunkContent::TooLarge);
+            return too_large(false);
         }
     }
-    Ok(ChunkContent::Items(out))
+    Ok(ChunkRead { content: ChunkContent::Items(out), timed_out: false })
 }
 
 #[cfg(test)]
@@ -271,29 +296,27 @@ mod tests {
     fn complete_or_too_large() {
         let all = alloy_rlp::encode(slots(10).into_iter().map(Result::unwrap).collect::<Vec<_>>());
         let exact = all.len() as u64;
-        assert_eq!(collect_complete(slots(10).into_iter(), exact, far()).unwrap().len(), 10);
-        assert_eq!(
-            collect_complete(slots(10).into_iter(), exact - 1, far()).unwrap(),
-            ChunkContent::TooLarge
-        );
+        let collect = |n, limit| collect_complete(slots(n).into_iter(), limit, far()).unwrap();
+        assert_eq!(collect(10, exact).content.len(), 10);
+        let too_large = ChunkRead { content: ChunkContent::TooLarge, timed_out: false };
+        assert_eq!(collect(10, exact - 1), too_large);
+        assert!(too_large.cacheable(), "too large for its size: true for every asker");
         // A single item is always sent, whatever the limit; two are not.
-        assert_eq!(collect_complete(slots(1).into_iter(), 0, far()).unwrap().len(), 1);
-        assert_eq!(
-            collect_complete(slots(2).into_iter(), 0, far()).unwrap(),
-            ChunkContent::TooLarge
-        );
-        assert_eq!(collect_complete(slots(0).into_iter(), 0, far()).unwrap().len(), 0);
+        assert_eq!(collect(1, 0).content.len(), 1);
+        assert_eq!(collect(2, 0), too_large);
+        assert_eq!(collect(0, 0).content.len(), 0);
     }
 
     #[test]
     fn deadline_gives_too_large_unless_single() {
         let past = Instant::now();
         std::thread::sleep(Duration::from_millis(2));
-        assert_eq!(
-            collect_complete(slots(3).into_iter(), u64::MAX, past).unwrap(),
-            ChunkContent::TooLarge
-        );
-        assert_eq!(collect_complete(slots(1).into_iter(), u64::MAX, past).unwrap().len(), 1);
+        let late = collect_complete(slots(3).into_iter(), u64::MAX, past).unwrap();
+        assert_eq!(late, ChunkRead { content: ChunkContent::TooLarge, timed_out: true });
+        assert!(!late.cacheable(), "a time-out says nothing of the chunk");
+        let single = collect_complete(slots(1).into_iter(), u64::MAX, past).unwrap();
+        assert_eq!(single.content.len(), 1);
+        assert!(single.cacheable());
     }
 
     #[test]

@@ -41,7 +41,8 @@ pub const SLOT_COUNT_SCAN_LIMIT: usize = 4096;
 /// Default time budget of one request (1 s). The client's `REQUEST_TIMEOUT` is 10 s and a 2 MiB
 /// answer needs ~8.4 s at 2 Mbit/s, so a server that spends more than ~1.5 s reading risks
 /// answering a client that has already given up. Over the budget a chunk is answered "too
-/// large" (the client asks for the 16 smaller children; a chunk is never partial) and
+/// large" (the client asks for the 16 smaller children; a chunk is never partial; the answer is
+/// for that request only, never cached: it says nothing of the chunk) and
 /// nodes/codes stop early with what they have. A batch of account or storage chunks starts no
 /// uncached piece after the budget (each piece has a budget of its own), so it takes at most
 /// twice the budget.

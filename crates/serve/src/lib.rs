@@ -16,7 +16,7 @@ pub mod server;
 pub mod snap;
 
 pub use cache::{CacheStats, CachedChunk, ChunkCache, ChunkKey, ChunkKind};
-pub use chunk::{serve_chunk, serve_storage_chunk};
+pub use chunk::{ChunkRead, serve_chunk, serve_storage_chunk};
 pub use config::{Budget, ServeConfig};
 pub use error::ServeError;
 pub use nodes::{serve_codes, serve_nodes};

@@ -195,8 +195,11 @@ impl<S: KvStore> LeafServer<S> {
         self.cache.get(&key, head_number(snap)).ok_or(key)
     }
 
-    /// Computes the chunk for `spec` with its byte class (`key`'s) as bound, and caches it; or,
-    /// when another request is computing it now, waits for its result (single flight).
+    /// Computes the chunk for `spec` with its byte class (`key`'s) as bound, and caches it unless
+    /// it is "too large" for lack of time ([`crate::ChunkRead::timed_out`]); or, when another
+    /// request is computing it now, waits for its result (single flight). A time-out's "too
+    /// large" goes to this asker only: whoever waited for it finds nothing in the cache and
+    /// reads the chunk itself, with a budget of its own, as after a leader's failure.
     fn fill(
         &self,
         snap: &LeafSnapshot<'_, S>,
@@ -208,9 +211,13 @@ impl<S: KvStore> LeafServer<S> {
             Fill::Joined(chunk) => return Ok(chunk),
             Fill::Compute(flight) => flight,
         };
-        let chunk = Arc::new(self.compute_chunk(snap, spec, key.bytes_class)?);
-        self.cache.insert(key, Arc::clone(&chunk));
-        // Only now: whoever waited for this chunk finds it in the cache.
+        let (chunk, cacheable) = self.compute_chunk(snap, spec, key.bytes_class)?;
+        let chunk = Arc::new(chunk);
+        if cacheable {
+            self.cache.insert(key, Arc::clone(&chunk));
+        }
+        // Only now: whoever waited for this chunk finds it in the cache (or, after a time-out,
+        // nothing).
         drop(flight);
         Ok(chunk)
     }
@@ -228,22 +235,24 @@ impl<S: KvStore> LeafServer<S> {
         }
     }
 
+    /// Reads the chunk for `spec` with `bound` as its byte bound and a time budget of its own:
+    /// the encoded piece, and whether it may be cached ([`crate::ChunkRead::cacheable`]).
     fn compute_chunk(
         &self,
         snap: &LeafSnapshot<'_, S>,
         spec: &ChunkSpec<'_>,
         bound: u64,
-    ) -> Result<CachedChunk, ServeError> {
+    ) -> Result<(CachedChunk, bool), ServeError> {
         let deadline = Instant::now() + self.config.request_time_budget;
         let head = head_number(snap);
         Ok(match spec.kind {
             ChunkKind::Accounts => {
-                let content = account_chunk(snap, spec.prefix, bound, &self.config, deadline)?;
-                cached(head, &content)
+                let read = account_chunk(snap, spec.prefix, bound, &self.config, deadline)?;
+                (cached(head, &read.content), read.cacheable())
             }
             ChunkKind::Storage => {
-                let content = storage_chunk(snap, &spec.account, spec.prefix, bound, deadline)?;
-                cached(head, &content)
+                let read = storage_chunk(snap, &spec.account, spec.prefix, bound, deadline)?;
+                (cached(head, &read.content), read.cacheable())
             }
         })
     }

@@ -256,6 +256,30 @@ fn cache_evicts_by_bytes() {
     assert_eq!((after.hits, after.misses), (1, 21));
 }
 
+/// A chunk "too large" only because the time budget ran out is answered so but never cached:
+/// cached, one load spike would tell every client "too large" for it for the whole reuse window
+/// (and clients bench a server whose "too large" chunks turn out small). A chunk too large for its
+/// byte class still is cached.
+#[test]
+fn a_chunk_out_of_time_is_not_cached_but_one_too_large_for_its_size_is() {
+    let fx = shared();
+    let hurried = server(
+        &fx.db,
+        ServeConfig { request_time_budget: std::time::Duration::ZERO, ..ServeConfig::default() },
+    );
+    let late = chunk(&hurried, prefix(1, 4), MAX_RESPONSE_BYTES);
+    assert_eq!(late.content, ChunkContent::TooLarge, "no time for a 1.2k-leaf chunk");
+    let stats = hurried.stats().cache;
+    assert_eq!((stats.entries, stats.inserts), (0, 0), "a time-out was cached: {stats:?}");
+
+    let s = server(&fx.db, ServeConfig::default());
+    let big = chunk(&s, WirePath::root(), 16 * 1024);
+    assert_eq!(big.content, ChunkContent::TooLarge, "20k leaves in 16 KiB");
+    assert_eq!(chunk(&s, WirePath::root(), 16 * 1024), big);
+    let stats = s.stats().cache;
+    assert_eq!((stats.entries, stats.hits, stats.misses), (1, 1, 1), "{stats:?}");
+}
+
 #[test]
 fn cache_is_invalidated_after_the_head_moves_n_blocks() {
     let fx = generated(2_000, 5);
