@@ -10,7 +10,9 @@
 //!   the p2p session puts the client's request id in front when it frames the message.
 //! * Bounded in bytes (body + [`crate::config::CACHE_ENTRY_OVERHEAD`] per entry), least recently
 //!   used out; an entry is handed out while the head is at most `reuse_blocks` past the head it
-//!   was read at, and dropped when found older (or when the head went backwards).
+//!   was read at, and dropped when found older. A lookup from a snapshot older than the entry (a
+//!   request that took its snapshot before the block the entry was read at) misses and leaves
+//!   the entry alone, and its result does not replace it.
 //! * Single flight: a request that misses a key another request is computing now waits for that
 //!   computation (at most the request time budget, [`ChunkCache::lead_or_join`]) and takes its
 //!   result, counted as a hit (`joined` says how many hits waited). Two clients asking the same
@@ -246,7 +248,8 @@ impl ChunkCache {
     }
 
     /// The entry for `key` if it may serve a client whose snapshot is at `head`. Counts a hit or
-    /// a miss; drops the entry if the head has moved past the reuse window.
+    /// a miss; drops the entry if the head has moved past the reuse window (an entry newer than
+    /// `head` is kept: it serves the newer snapshots).
     pub fn get(&self, key: &ChunkKey, head: u64) -> Option<Arc<CachedChunk>> {
         let found = self.fresh(key, head);
         let counter = if found.is_some() { &self.metrics.hits } else { &self.metrics.misses };
@@ -281,14 +284,15 @@ impl ChunkCache {
         Fill::Compute(Some(FlightGuard { cache: self, key: key.clone(), flight }))
     }
 
-    /// The fresh entry for `key` at `head`, marked as used; a stale one is dropped. Counts
+    /// The fresh entry for `key` at `head`, marked as used; a stale one is dropped, one read at
+    /// a head newer than `head` (by a request with a newer snapshot) left as it is. Counts
     /// nothing but stale drops.
     fn fresh(&self, key: &ChunkKey, head: u64) -> Option<Arc<CachedChunk>> {
         let mut inner = self.lock();
         let slot = inner.map.get(key)?;
         let entry_head = slot.chunk.head_number;
-        let fresh = head >= entry_head && head - entry_head <= self.reuse_blocks;
-        if !fresh {
+        let age = head.checked_sub(entry_head)?;
+        if age > self.reuse_blocks {
             inner.remove(key);
             CacheMetrics::bump(&self.metrics.stale);
             return None;
@@ -305,13 +309,17 @@ impl ChunkCache {
     }
 
     /// Stores `chunk` under `key`, evicting least recently used entries to stay within the byte
-    /// bound. A chunk larger than the whole cache is not stored.
+    /// bound. A chunk larger than the whole cache is not stored, nor one read at an older head
+    /// than the entry it would replace (a request with an older snapshot missed that entry).
     pub fn insert(&self, key: ChunkKey, chunk: Arc<CachedChunk>) {
         let charge = chunk.charge();
         if charge > self.capacity {
             return;
         }
         let mut inner = self.lock();
+        if inner.map.get(&key).is_some_and(|slot| slot.chunk.head_number > chunk.head_number) {
+            return;
+        }
         inner.remove(&key);
         while inner.bytes + charge > self.capacity {
             let Some((_, victim)) = inner.order.pop_first() else { break };
@@ -398,12 +406,25 @@ mod tests {
         assert!(cache.get(&key(1), 15).is_none(), "head moved 5 > 4 blocks");
         assert_eq!(cache.stats().stale, 1);
         assert_eq!(cache.stats().entries, 0, "stale entry dropped");
-        cache.insert(key(1), chunk(10, 10));
-        assert!(cache.get(&key(1), 9).is_none(), "head went backwards");
         // Replacing an entry keeps the byte count right.
         cache.insert(key(2), chunk(10, 10));
         cache.insert(key(2), chunk(11, 20));
         assert_eq!(cache.stats().bytes, 20 + CACHE_ENTRY_OVERHEAD);
+    }
+
+    /// A request whose snapshot is older than an entry (taken before the block the entry was
+    /// read at) misses it and leaves it for the newer snapshots; what it reads itself does not
+    /// replace the newer entry.
+    #[test]
+    fn a_lookup_from_an_older_snapshot_misses_and_keeps_the_newer_entry() {
+        let cache = ChunkCache::new(1 << 20, 4);
+        cache.insert(key(1), chunk(10, 10));
+        assert!(cache.get(&key(1), 9).is_none(), "read at 10: not for a snapshot at 9");
+        assert!(cache.get(&key(1), 10).is_some(), "the entry at 10 was dropped by a lookup at 9");
+        cache.insert(key(1), chunk(9, 10));
+        assert_eq!(cache.get(&key(1), 10).map(|c| c.head_number), Some(10));
+        let s = cache.stats();
+        assert_eq!((s.hits, s.misses, s.stale, s.entries, s.inserts), (2, 1, 0, 1, 1));
     }
 
     #[test]
