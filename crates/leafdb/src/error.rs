@@ -112,6 +112,15 @@ pub enum LeafDbError {
     /// check's owner ranges.
     #[error("a leafdb worker thread panicked")]
     WorkerPanicked,
+    /// [`crate::LeafDb::snapshot`] saw a revert complete while it took each of its
+    /// [`crate::snapshot::SNAPSHOT_ATTEMPTS`] snapshots, so none of them is known to belong to one
+    /// count of reverts. Reverts come one at a time from the thread that follows the chain: a
+    /// caller answers empty and is asked again.
+    #[error("no snapshot between two reverts in {attempts} attempts")]
+    RevertsRacing {
+        /// Snapshots taken.
+        attempts: usize,
+    },
     /// An internal rule was broken (the trie builder's stack empty when it needed a node, a
     /// part of a split trie committed whole, …): a bug, not bad input.
     #[error("leafdb invariant broken: {0}")]

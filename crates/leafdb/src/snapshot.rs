@@ -6,7 +6,7 @@ use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 
 use crate::{
     db::{LeafDb, NodeReader, TrieNodes, read_account_root},
-    error::Result,
+    error::{LeafDbError, Result},
     keys::{account_range, storage_range},
     kv::{Cursor, KvRead, KvStore, Table, scan_range},
     schema::{
@@ -82,18 +82,53 @@ fn storage_slot(key: &[u8], value: &[u8]) -> Result<(B256, U256)> {
     Ok((slot, decode_slot_value(value)?))
 }
 
+/// Most snapshots [`LeafDb::snapshot`] takes to get one that belongs to a single count of
+/// reverts (8): a snapshot is taken again only when a revert completed while it was taken, and
+/// reverts come one block at a time from the one thread that follows the chain, each a whole
+/// block application long, so a second attempt all but always succeeds; eight bound the loop
+/// (and the wait of a serving thread) should a deep reorg's reverts race a slow snapshot.
+pub const SNAPSHOT_ATTEMPTS: usize = 8;
+
+/// `take()` run until the `count` read before it equals the one read after it, at most
+/// `attempts` times: what it took and that count, or `None` when the count moved every time.
+fn between_equal_counts<T>(
+    count: impl Fn() -> u64,
+    mut take: impl FnMut() -> T,
+    attempts: usize,
+) -> Option<(T, u64)> {
+    for _ in 0..attempts {
+        let before = count();
+        let taken = take();
+        if count() == before {
+            return Some((taken, before));
+        }
+    }
+    None
+}
+
 /// Nibbles of the key-space slice [`LeafDb::estimate_accounts`] counts: 2 nibbles are 1/256 of
 /// the accounts, a few thousand reads on mainnet (cheap at start-up) and within about 10% of the
 /// total on large states (hashed addresses are uniform).
 pub const ESTIMATE_SAMPLE_NIBBLES: usize = 2;
 
 impl<S: KvStore> LeafDb<S> {
-    /// Takes a consistent snapshot.
+    /// Takes a consistent snapshot, with the count of reverts ([`Self::reverts`]) of the state
+    /// it holds; [`LeafDbError::RevertsRacing`] if reverts kept completing while it was taken.
     pub fn snapshot(&self) -> Result<LeafSnapshot<'_, S>> {
-        // Read before the store's snapshot, and counted after a revert's write: a snapshot of a
-        // state before a revert never carries the count after it.
-        let reverts = self.reverts();
-        let snap = self.store().snapshot();
+        // A revert writes its state, then counts itself (`revert_block`); the thread that
+        // reverts applies the next block only after that. The count `k`, read equal before and
+        // after the store's snapshot, puts the snapshot after the k-th revert's write (its count
+        // was seen first) and before the (k+1)-th revert's count, so before any block applied
+        // after that revert: every state a snapshot counted `k` can hold lies on one line of the
+        // chain (the (k+1)-th revert's write restores a block of that line), and a piece cached
+        // under `k` is true for all of them. Read only before, a revert and the new fork's block
+        // could both land before the snapshot: the new fork under `k`, beside the abandoned
+        // fork's pieces. Read only after, a state from before a revert could carry the count
+        // after it. A count that moved in between means a revert completed meanwhile: take
+        // another snapshot.
+        let (snap, reverts) =
+            between_equal_counts(|| self.reverts(), || self.store().snapshot(), SNAPSHOT_ATTEMPTS)
+                .ok_or(LeafDbError::RevertsRacing { attempts: SNAPSHOT_ATTEMPTS })?;
         let head = snap.get(Table::Meta, meta::HEAD)?.map(|b| decode_head(&b)).transpose()?;
         let account_root = read_account_root(&snap)?;
         Ok(LeafSnapshot { snap, db: self, head, account_root, reverts })
@@ -193,5 +228,119 @@ impl<'a, S: KvStore> LeafSnapshot<'a, S> {
     /// The storage root of an account (the empty root when it has none or does not exist).
     pub fn storage_root(&self, account: &B256) -> Result<B256> {
         Ok(self.account(account)?.map_or(EMPTY_ROOT_HASH, |a| a.storage_root))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::{
+        cell::Cell,
+        sync::{Arc, Mutex},
+    };
+
+    use super::*;
+    use crate::{
+        GenParams, LeafDbConfig, MemStore,
+        kv::{Durability, KvPair, SortedWriter, WriteBatch},
+    };
+
+    /// What the thread that follows the chain does while a serving thread takes a snapshot.
+    type Hook = Box<dyn FnOnce() + Send>;
+
+    /// A [`MemStore`] that runs a hook, once, when asked for a snapshot and before taking it:
+    /// the apply thread's work landing while a serving thread is preempted in
+    /// [`LeafDb::snapshot`], between its reads of the revert count.
+    struct HookStore {
+        inner: MemStore,
+        hook: Mutex<Option<Hook>>,
+    }
+
+    impl KvRead for HookStore {
+        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            self.inner.get(table, key)
+        }
+
+        fn iter_from<'a>(
+            &'a self,
+            table: Table,
+            start: &[u8],
+        ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+            self.inner.iter_from(table, start)
+        }
+    }
+
+    impl KvStore for HookStore {
+        type Snapshot<'a> = <MemStore as KvStore>::Snapshot<'a>;
+
+        fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+            self.inner.write(batch, durability)
+        }
+
+        fn snapshot(&self) -> Self::Snapshot<'_> {
+            let hook = self.hook.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook();
+            }
+            self.inner.snapshot()
+        }
+
+        fn flush(&self) -> Result<()> {
+            self.inner.flush()
+        }
+
+        fn sorted_writer(&self, table: Table) -> Result<Box<dyn SortedWriter + '_>> {
+            self.inner.sorted_writer(table)
+        }
+    }
+
+    /// A reorg rolled back and its new block applied while a serving thread takes a snapshot:
+    /// the snapshot holds the new block, so it must carry the count of reverts after the
+    /// rollback. With the count of before it, a piece cached from the dropped block at the same
+    /// height would be handed out as the new block's (serve's cache keys pieces by the count).
+    #[test]
+    fn a_snapshot_taken_across_a_revert_carries_the_count_after_it() {
+        let params = GenParams { accounts: 300, seed: 3 };
+        let store = HookStore { inner: MemStore::new(), hook: Mutex::new(None) };
+        let db = Arc::new(LeafDb::with_store(store, LeafDbConfig::default()).unwrap());
+        db.generate(params).unwrap();
+        let genesis = db.head().unwrap().unwrap();
+        let (dropped, dropped_diff) = params.block(1, 20);
+        let undo = db.undo_of(&dropped_diff).unwrap().unwrap();
+        db.apply_block(&dropped, &dropped_diff).unwrap();
+        let (_, new_diff) = params.block(2, 20);
+        let new = BlockHeader { hash: B256::repeat_byte(0xb1), ..dropped };
+        let follower = Arc::clone(&db);
+        *db.store().hook.lock().unwrap() = Some(Box::new(move || {
+            follower.revert_block(&genesis, &undo).unwrap();
+            follower.apply_block(&new, &new_diff).unwrap();
+        }));
+        let snap = db.snapshot().unwrap();
+        assert_eq!(snap.head().map(|h| h.hash), Some(new.hash), "the hook ran");
+        assert_eq!(snap.reverts(), 1, "the new block's state under the count of the dropped one");
+        assert_eq!(db.reverts(), 1);
+    }
+
+    #[test]
+    fn a_count_that_moves_while_taking_retakes_and_a_count_that_keeps_moving_gives_up() {
+        let count = Cell::new(0u64);
+        let mut taken = 0;
+        // The count moves during the first two takes.
+        let got = between_equal_counts(
+            || count.get(),
+            || {
+                taken += 1;
+                if taken <= 2 {
+                    count.set(count.get() + 1);
+                }
+                taken
+            },
+            SNAPSHOT_ATTEMPTS,
+        );
+        assert_eq!(got, Some((3, 2)), "the third take, between two reads of 2");
+        let moving = between_equal_counts(|| count.get(), || count.set(count.get() + 1), 3);
+        assert_eq!(moving, None);
+        assert_eq!(count.get(), 5, "three attempts, no more");
     }
 }
