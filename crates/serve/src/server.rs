@@ -34,6 +34,7 @@ use crate::{
 struct Counters {
     served: AtomicU64,
     internal_errors: AtomicU64,
+    off_chain: AtomicU64,
 }
 
 /// The server's counters at one moment.
@@ -43,6 +44,9 @@ pub struct ServeStats {
     pub served: u64,
     /// Requests answered empty because the leafdb could not be read.
     pub internal_errors: u64,
+    /// Chunk and storage-chunk requests answered empty because the state was off the chain
+    /// ([`off_chain`]).
+    pub off_chain: u64,
     /// The chunk cache's counters.
     pub cache: CacheStats,
 }
@@ -89,13 +93,16 @@ impl<S: KvStore> LeafServer<S> {
         ServeStats {
             served: self.counters.served.load(Ordering::Relaxed),
             internal_errors: self.counters.internal_errors.load(Ordering::Relaxed),
+            off_chain: self.counters.off_chain.load(Ordering::Relaxed),
             cache: self.cache.stats(),
         }
     }
 
     /// Answers one request from one snapshot: the response's fields, encoded (cached chunk
-    /// pieces copied as they are). When the leafdb cannot be read the answer is the empty one of the
-    /// right kind: incomplete, never wrong.
+    /// pieces copied as they are). When the leafdb cannot be read the answer is the empty one of
+    /// the right kind: incomplete, never wrong. So is a chunk or storage chunk of a state off the
+    /// chain ([`off_chain`]), and nothing of it is cached; nodes and codes are still served (each
+    /// is sent only if it hashes to what the client asked).
     pub fn answer(&self, request: &LeafRequest) -> EncodedResponse {
         let outcome = match self.db.snapshot() {
             Ok(snap) => self.query(&snap, request),
@@ -116,6 +123,10 @@ impl<S: KvStore> LeafServer<S> {
         request: &LeafRequest,
     ) -> Result<EncodedResponse, ServeError> {
         Ok(match request {
+            LeafRequest::GetChunk(_) | LeafRequest::GetStorageChunk(_) if off_chain(snap) => {
+                self.counters.off_chain.fetch_add(1, Ordering::Relaxed);
+                request.empty_response().encoded()
+            }
             LeafRequest::GetChunk(r) => {
                 let chunks = r.prefixes.iter().take(MAX_CHUNKS_SERVED);
                 let chunks = chunks.map(|prefix| (B256::ZERO, prefix));
@@ -298,6 +309,16 @@ impl RlpFields for TooLarge {
             _ => Err(alloy_rlp::Error::Custom("not the too-large mark")),
         }
     }
+}
+
+/// Whether `snap` holds a state off the chain: its account trie's root (computed by the leafdb
+/// as it applied its blocks) is not the state root of the head it names, after a block whose
+/// trace or parent was wrong (the node then announces no services, docs/operators.md) until a
+/// repair. Its leaves are no block's state, true for no client; a piece of them cached would
+/// be handed out for 16 blocks, even after a repair put the state back on the chain. A leafdb
+/// without a head yet has nothing to be off.
+fn off_chain<S: KvStore>(snap: &LeafSnapshot<'_, S>) -> bool {
+    snap.head().is_some_and(|head| head.state_root != snap.account_root())
 }
 
 /// A chunk content read at `head`, encoded for the cache.

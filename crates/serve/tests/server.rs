@@ -288,11 +288,13 @@ fn cache_is_invalidated_after_the_head_moves_n_blocks() {
     let first = ask();
     assert_eq!(first.head_number, 0);
     for number in 1..=2 {
-        fx.db.apply_block(&header(number), &marker_block(fx.params, number, 200)).unwrap();
+        fx.db
+            .apply_generated_block(&header(number), &marker_block(fx.params, number, 200))
+            .unwrap();
         let c = ask();
         assert_eq!((c.head_number, &c.content), (0, &first.content), "reused at head {number}");
     }
-    fx.db.apply_block(&header(3), &marker_block(fx.params, 3, 200)).unwrap();
+    fx.db.apply_generated_block(&header(3), &marker_block(fx.params, 3, 200)).unwrap();
     let fresh = ask();
     assert_eq!(fresh.head_number, 3);
     assert_ne!(fresh.content, first.content, "200 changed accounts, some under prefix 4");
@@ -316,11 +318,11 @@ fn a_chunk_cached_before_a_rollback_is_not_served_after_it() {
     };
     let dropped = marker_block(fx.params, 1, 200);
     let undo = fx.db.undo_of(&dropped).unwrap().unwrap();
-    fx.db.apply_block(&block_1(0xa1), &dropped).unwrap();
+    fx.db.apply_generated_block(&block_1(0xa1), &dropped).unwrap();
     let before = ask(&s);
     assert_eq!(before.head_number, 1);
     fx.db.revert_block(&genesis, &undo).unwrap();
-    fx.db.apply_block(&block_1(0xb1), &marker_block(fx.params, 2, 200)).unwrap();
+    fx.db.apply_generated_block(&block_1(0xb1), &marker_block(fx.params, 2, 200)).unwrap();
     let after = ask(&s);
     assert_eq!(after.head_number, 1);
     let changed = after.content != before.content;
@@ -329,6 +331,41 @@ fn a_chunk_cached_before_a_rollback_is_not_served_after_it() {
     assert!(after.content == uncached.content, "the new block's chunk differs from a fresh read");
     let stats = s.stats().cache;
     assert_eq!((stats.hits, stats.misses), (0, 2));
+}
+
+/// A state off the chain (its computed root is not its head's: a wrong trace, a reorg the
+/// leafdb could not roll back) is no block's state: its chunks and storage chunks are answered
+/// as by a server without the state (no piece) and nothing of them is cached, so nothing of it
+/// is handed out once a repair (here: a block whose root is the computed one) puts the state
+/// back on the chain. Nodes are still served: each is sent only if it hashes as asked.
+#[test]
+fn a_state_off_the_chain_is_answered_as_no_state_and_nothing_of_it_is_cached() {
+    let fx = generated(2_000, 5);
+    let s = server(&fx.db, ServeConfig::default());
+    let applied = fx.db.apply_block(&header(1), &marker_block(fx.params, 1, 200)).unwrap();
+    assert!(!applied.root_matches, "the header's root is zero");
+    let chunks = GetChunk { prefixes: vec![prefix(1, 4), prefix(1, 5)], max_bytes: 1 << 20 };
+    let chunks = Chunk::try_from(answer(&s, &chunks.into())).unwrap();
+    assert_eq!(chunks.pieces.len(), 0, "account chunks of a state off the chain");
+    let contract = fx.model.iter().find(|a| !a.slots.is_empty()).unwrap();
+    let storage = StoragePrefix { account: contract.hashed, prefix: WirePath::root() };
+    let storage = GetStorageChunk { chunks: vec![storage], max_bytes: 1 << 20 };
+    let storage = StorageChunk::try_from(answer(&s, &storage.into())).unwrap();
+    assert_eq!(storage.pieces.len(), 0, "storage chunks of a state off the chain");
+    let stats = s.stats();
+    assert_eq!((stats.off_chain, stats.cache.inserts, stats.cache.entries), (2, 0, 0), "{stats:?}");
+
+    let root = fx.db.snapshot().unwrap().account_root();
+    let root_node = NodeRequest { owner: TrieOwner::Accounts, path: WirePath::root(), hash: root };
+    let nodes = GetNodes { nodes: vec![root_node], max_bytes: 1 << 20 };
+    let LeafResponse::Nodes(nodes) = answer(&s, &nodes.into()) else { panic!() };
+    assert_eq!(alloy_primitives::keccak256(&nodes.nodes[0]), root, "nodes are still served");
+
+    fx.db.apply_generated_block(&header(2), &marker_block(fx.params, 2, 200)).unwrap();
+    let back = chunk(&s, prefix(1, 4), 1 << 20);
+    assert_eq!(back.head_number, 2);
+    assert!(matches!(back.content, ChunkContent::Items(ref leaves) if !leaves.is_empty()));
+    assert_eq!(s.stats().cache.inserts, 1);
 }
 
 #[test]
