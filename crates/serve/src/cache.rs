@@ -21,9 +21,11 @@
 //!   wait (the leader failed, is slower than the wait, ran out of time, or its chunk was too
 //!   large to cache) computes the chunk itself. A leader finishes its chunk before it waits for
 //!   any other, so waits form no cycle.
-//! * Never cached: a chunk "too large" only because its time budget ran out
-//!   ([`crate::ChunkRead::timed_out`]): it is true for its asker at that moment, not for the
-//!   chunk. Its waiters find nothing and read the chunk themselves, each with a budget of its own.
+//! * Never cached ([`crate::ChunkRead::cacheable`]): a chunk "too large" only because its time
+//!   budget ran out ([`crate::ChunkRead::timed_out`]): it is true for its asker at that moment,
+//!   not for the chunk; and an empty chunk, cheaper to read again than to keep (a flood of them,
+//!   all different, would push every real chunk out). Their waiters find nothing and read the
+//!   chunk themselves, each with a budget of its own.
 
 use std::{
     collections::{BTreeMap, HashMap},

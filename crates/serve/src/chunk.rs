@@ -134,10 +134,15 @@ pub struct ChunkRead<T> {
 }
 
 impl<T> ChunkRead<T> {
-    /// Whether the content says something of the chunk itself, true for as long as the chunk
-    /// is unchanged, so that it may be cached: anything but a time-out.
-    pub const fn cacheable(&self) -> bool {
-        !self.timed_out
+    /// Whether the content is worth caching: it says something of the chunk itself, true for as
+    /// long as the chunk is unchanged (anything but a time-out), and it costs more to read again
+    /// than to keep. An empty chunk (an unknown account's storage, a prefix nobody's key starts
+    /// with) is one seek to read and [`crate::config::CACHE_ENTRY_OVERHEAD`] to keep; kept, a
+    /// client asking for many of them (256 a request, all different) would push every real
+    /// chunk out of the cache. Honest clients rarely ask for one.
+    pub fn cacheable(&self) -> bool {
+        let empty = matches!(&self.content, ChunkContent::Items(items) if items.is_empty());
+        !self.timed_out && !empty
     }
 }
 
@@ -305,6 +310,8 @@ mod tests {
         assert_eq!(collect(1, 0).content.len(), 1);
         assert_eq!(collect(2, 0), too_large);
         assert_eq!(collect(0, 0).content.len(), 0);
+        assert!(collect(1, 0).cacheable());
+        assert!(!collect(0, 0).cacheable(), "an empty chunk is cheaper to read than to keep");
     }
 
     #[test]

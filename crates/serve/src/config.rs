@@ -79,9 +79,15 @@ pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
 /// [`MAX_PIECE_AGE_BLOCKS`]: leafsync_p2p::leaf::protocol::MAX_PIECE_AGE_BLOCKS
 pub const DEFAULT_CACHE_REUSE_BLOCKS: u64 = leafsync_p2p::leaf::protocol::MAX_PIECE_AGE_BLOCKS;
 
-/// Bytes charged to the cache per entry beyond its encoded body (key, head number, bookkeeping),
-/// so that a flood of tiny "too large" entries is bounded too.
-pub const CACHE_ENTRY_OVERHEAD: usize = 128;
+/// Bytes charged to the cache per entry beyond its encoded body (768): what an entry takes on the
+/// heap besides its body, so that the byte bound bounds memory for tiny entries too (a client
+/// can make a server keep many: 256 chunks a request, each an account and a 64-nibble prefix).
+/// Measured (`tests/cache_alloc.rs`): up to 627 bytes of heap for a one-slot entry with a
+/// 64-nibble prefix, body included, right after the map doubled: the map's bucket and the LRU
+/// order's entry (each with the key and its own copy of the prefix), the shared chunk and its
+/// body; plus the allocator's own headers on those five allocations. 128 (the value before)
+/// let such a flood fill the default 256 MiB with ~1 GiB of heap.
+pub const CACHE_ENTRY_OVERHEAD: usize = 768;
 
 // The time budget must leave the client time to receive the answer.
 const _: () = assert!(DEFAULT_REQUEST_TIME_BUDGET.as_millis() * 5 < REQUEST_TIMEOUT.as_millis());

@@ -280,6 +280,39 @@ fn a_chunk_out_of_time_is_not_cached_but_one_too_large_for_its_size_is() {
     assert_eq!((stats.entries, stats.hits, stats.misses), (1, 1, 1), "{stats:?}");
 }
 
+/// A client flooding the server with storage chunks of unknown accounts under 64-nibble prefixes
+/// (256 a request, each a different cache key) makes no cache entry: an empty chunk costs less
+/// to read again than to keep. Kept, 16k such entries (charged ~130 bytes each before) pushed
+/// every honest chunk out of a small cache.
+#[test]
+fn an_honest_cached_chunk_survives_a_flood_of_unknown_account_storage_requests() {
+    let fx = shared();
+    let s = server(&fx.db, ServeConfig { cache_bytes: 256 * 1024, ..ServeConfig::default() });
+    let honest = chunk(&s, prefix(2, 0x42), MAX_RESPONSE_BYTES);
+    assert_eq!(s.stats().cache.entries, 1);
+    let mut rng = SplitMix::new(11);
+    for _ in 0..64 {
+        let chunks: Vec<StoragePrefix> = (0..256)
+            .map(|_| {
+                let account = B256::from(alloy_primitives::U256::from_limbs([
+                    rng.next_u64(),
+                    rng.next_u64(),
+                    rng.next_u64(),
+                    rng.next_u64(),
+                ]));
+                let nibbles: Vec<u8> = account.iter().flat_map(|b| [b >> 4, b & 0xf]).collect();
+                StoragePrefix { account, prefix: WirePath::from_nibbles(&nibbles).unwrap() }
+            })
+            .collect();
+        let request = GetStorageChunk { chunks, max_bytes: MAX_RESPONSE_BYTES };
+        let flood = StorageChunk::try_from(answer(&s, &request.into())).unwrap();
+        assert_eq!(flood.pieces.len(), 256, "every unknown account answered (empty)");
+    }
+    assert_eq!(chunk(&s, prefix(2, 0x42), MAX_RESPONSE_BYTES), honest);
+    let stats = s.stats().cache;
+    assert_eq!((stats.entries, stats.evictions, stats.hits), (1, 0, 1), "{stats:?}");
+}
+
 #[test]
 fn cache_is_invalidated_after_the_head_moves_n_blocks() {
     let fx = generated(2_000, 5);
