@@ -258,7 +258,9 @@ pub(crate) fn apply_generated(
         }
         let (t, cpu, faults) =
             (Instant::now(), cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID), minor_faults());
-        db.apply_block(&header, &diff)?;
+        // The header's root is the computed one: a node announcing a head without its state
+        // root is refused by its peers (and serves no chunks of it).
+        let (_, header) = db.apply_generated_block(&header, &diff)?;
         if timed {
             latencies.wall_ms.push(t.elapsed().as_secs_f64() * 1000.0);
             latencies.cpu_ms.push((cpu_s(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu) * 1000.0);
