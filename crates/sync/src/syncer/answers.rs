@@ -69,17 +69,20 @@ impl<S: KvStore + 'static> Syncer<S> {
                 return Ok(());
             }
         };
-        stats.bytes_down += size.unwrap_or(0);
+        let size = size.unwrap_or(0);
+        stats.bytes_down += size;
         self.peers.answered(peer);
         match (job, answer) {
             (Job::Chunk(units), LeafResponse::Chunk(chunk)) => {
-                self.on_batch(peer, asked_at, units, chunk.pieces, |unit, piece| match unit.owner {
+                let pieces = chunk.pieces;
+                self.on_batch(peer, asked_at, size, units, pieces, |unit, piece| match unit.owner {
                     None => check_chunk(unit, piece),
                     Some(_) => ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")),
                 })
             }
             (Job::Storage(units), LeafResponse::StorageChunk(chunk)) => {
-                self.on_batch(peer, asked_at, units, chunk.pieces, |unit, piece| match unit.owner {
+                let pieces = chunk.pieces;
+                self.on_batch(peer, asked_at, size, units, pieces, |unit, piece| match unit.owner {
                     Some(owner) => check_piece(unit, owner, piece),
                     None => ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")),
                 })
@@ -104,12 +107,17 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// changed differ), and the others are queued again as tried by it instead of healed. So a
     /// batch heals no more of a liar's or a stale server's chunks than single chunks would, and
     /// an honest stale server's good pieces are not thrown away. Units after the last
-    /// piece were left out at the server's byte or time budget, which is honest: they are
-    /// queued again, not marked as tried by this server. An answer without any piece is empty.
+    /// piece were left out at the server's byte or time budget, which is honest: in an answer
+    /// of `size` bytes that filled at least half the `max_bytes` asked, they are queued again
+    /// untried, so that the same server (their home) takes them next; in a smaller one they go
+    /// back as tried by it, so that another peer does: else a server answering each batch
+    /// late with its first piece only took the rest back at once, batch after batch, and held
+    /// them hostage for a request timeout each. An answer without any piece is empty.
     fn on_batch<P: Encodable>(
         &mut self,
         peer: usize,
         asked_at: u64,
+        size: u64,
         units: Vec<Unit>,
         pieces: Vec<P>,
         check: impl Fn(&Unit, P) -> ChunkVerdict,
@@ -158,6 +166,11 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
         }
         self.take_in(verified)?;
+        let cut_short = (size.saturating_mul(2) < self.config.chunk_max_bytes).then_some(peer);
+        let units = units.map(|mut unit| {
+            unit.attempts.tried.extend(cut_short);
+            unit
+        });
         queue_again(&mut self.work.units, units);
         if delivered {
             self.judge(peer, Verdict::Delivered);
