@@ -1,7 +1,7 @@
 //! The `leaf/1` `Status` handshake: decoding (as the whole message and as a bare RLP value), the
 //! exact roundtrip, and the check against our chain (mainnet, at a head just after Prague), whose
 //! verdict must come with a disconnect reason that is never a protocol breach; and our own
-//! `Status` at any realistic head passes our own check at that head.
+//! `Status` at any realistic, plausible head passes our own check at that head.
 #![no_main]
 
 use alloy_rlp::Encodable;
@@ -52,11 +52,16 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
+    // A head that fails the plausibility checks (a zero hash or root past block 0) is refused.
+    if status.head.number != 0 && status.head.check_plausible().is_err() {
+        assert!(status.validate(&CHAIN, &filter).is_err());
+        return;
+    }
     // Our own Status at the decoded head (with an arbitrary head time, taken from the estimate)
-    // passes our own check at that head: fork id and fork filter agree for any head below 1.3
-    // billion blocks. (Beyond, alloy-eip2124 compares a timestamp FORK_NEXT with the head's block
-    // number when the current fork was a block fork, and finds its own fork id stale; found by
-    // this target, see docs/fuzzing.md.)
+    // passes our own check at that head: fork id and fork filter agree for any plausible head
+    // below 1.3 billion blocks. (Beyond, alloy-eip2124 compares a timestamp FORK_NEXT with the
+    // head's block number when the current fork was a block fork, and finds its own fork id
+    // stale; found by this target, see docs/fuzzing.md.)
     if status.head.number >= 1_300_000_000 {
         return;
     }
