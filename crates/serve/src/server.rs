@@ -45,7 +45,7 @@ pub struct ServeStats {
     /// Requests answered empty because the leafdb could not be read.
     pub internal_errors: u64,
     /// Chunk and storage-chunk requests answered empty because the state was off the chain
-    /// ([`off_chain`]).
+    /// (`off_chain`).
     pub off_chain: u64,
     /// The chunk cache's counters.
     pub cache: CacheStats,
@@ -101,7 +101,7 @@ impl<S: KvStore> LeafServer<S> {
     /// Answers one request from one snapshot: the response's fields, encoded (cached chunk
     /// pieces copied as they are). When the leafdb cannot be read the answer is the empty one of
     /// the right kind: incomplete, never wrong. So is a chunk or storage chunk of a state off the
-    /// chain ([`off_chain`]), and nothing of it is cached; nodes and codes are still served (each
+    /// chain (`off_chain`), and nothing of it is cached; nodes and codes are still served (each
     /// is sent only if it hashes to what the client asked).
     pub fn answer(&self, request: &LeafRequest) -> EncodedResponse {
         let outcome = match self.db.snapshot() {
