@@ -22,6 +22,7 @@ use super::{
     score::ScoreState,
     serving::Serving,
     table::{Connected, Limits, PeerTable},
+    throttle::InboundThrottle,
 };
 use crate::{
     PeerId, PenaltyClass,
@@ -126,6 +127,8 @@ pub(crate) struct PeerManager {
     table: PeerTable<PeerEntry>,
     /// Inbound handshakes in progress; each task holds a slot that frees itself when dropped.
     pending_inbound: PendingInbound,
+    /// One inbound connection per public host and period, checked before any handshake work.
+    inbound_throttle: InboundThrottle,
     /// Permits for request-handler calls, shared by every session (the global serving cap).
     handler_permits: Arc<Semaphore>,
     dial_interval: Duration,
@@ -176,6 +179,7 @@ impl PeerManager {
                 MAX_PENDING_INBOUND,
                 config.max_pending_inbound_per_ip,
             ),
+            inbound_throttle: InboundThrottle::default(),
             handler_permits: Arc::new(Semaphore::new(config.max_concurrent_handler_calls.max(1))),
             dial_interval: config.dial_interval,
             next_session: 0,
@@ -263,6 +267,10 @@ impl PeerManager {
     }
 
     fn on_accept(&mut self, tcp: TcpStream, addr: SocketAddr) {
+        if !self.inbound_throttle.admit(addr.ip(), Instant::now()) {
+            debug!(%addr, "inbound connection within the throttle period of its host; closing");
+            return;
+        }
         let slot = match self.pending_inbound.try_acquire(addr.ip()) {
             Ok(slot) => slot,
             Err(full) => {

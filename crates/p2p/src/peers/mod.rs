@@ -20,6 +20,7 @@ mod pending;
 pub mod score;
 mod serving;
 mod table;
+mod throttle;
 
 pub use crate::leaf::{InvalidHead, MAX_HEAD_NUMBER, MAX_HEAD_REWIND};
 pub use active::{
@@ -54,3 +55,4 @@ pub use manager::{
     SESSION_EVENT_CHANNEL_CAPACITY, SHUTDOWN_TIMEOUT,
 };
 pub use network::{Network, NetworkError, NetworkHandle};
+pub use throttle::{INBOUND_THROTTLE, MAX_THROTTLED_HOSTS};
