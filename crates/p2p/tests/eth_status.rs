@@ -155,6 +155,14 @@ fn status_validated_as_geth_does() {
         bad.validate(&chain, &filter),
         Err(EthStatusError::BlockRange(BlockRangeError::ZeroLatestHash))
     );
+    // The latest block becomes the peer's head: as a `leaf/1` Status head, no number above
+    // `MAX_HEAD_NUMBER` (u64::MAX here would reach the sync as a snap/1 peer's head).
+    let bad = Status { latest: u64::MAX, ..good };
+    let err = bad.validate(&chain, &filter).unwrap_err();
+    assert_eq!(err, EthStatusError::BlockRange(BlockRangeError::Implausible(u64::MAX)));
+    assert_eq!(err.disconnect_reason(), DisconnectReason::SubprotocolSpecific);
+    let edge = Status { latest: leafsync_p2p::peers::MAX_HEAD_NUMBER, ..good };
+    assert_eq!(edge.validate(&chain, &filter), Ok(()));
 }
 
 /// Capabilities sort by name and take consecutive ids after 0x10: eth/69 0x10..=0x21, then

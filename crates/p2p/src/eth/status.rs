@@ -7,6 +7,7 @@ use super::{
 };
 use crate::{
     chain::{ChainSpec, expect_ours},
+    leaf::MAX_HEAD_NUMBER,
     p2pstream::DisconnectReason,
 };
 use alloy_eip2124::{ForkFilter, ValidationError};
@@ -61,6 +62,10 @@ pub enum BlockRangeError {
     /// The latest hash is zero.
     #[error("zero latest hash")]
     ZeroLatestHash,
+    /// A `Status`'s latest block is above [`MAX_HEAD_NUMBER`] (a `BlockRangeUpdate`'s is checked
+    /// by its session, which drops it with a low penalty).
+    #[error("latest block {0} is not plausible")]
+    Implausible(u64),
 }
 
 impl EthStatusError {
@@ -140,6 +145,10 @@ impl Status {
         })?;
         filter.validate(self.fork_id)?;
         self.block_range().validate()?;
+        // As a `leaf/1` Status head: the latest block becomes the peer's head for the sync.
+        if self.latest > MAX_HEAD_NUMBER {
+            return Err(BlockRangeError::Implausible(self.latest).into());
+        }
         Ok(())
     }
 }
