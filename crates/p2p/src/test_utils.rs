@@ -2,9 +2,12 @@
 //! reth's habit): a [`TestNode`] on `127.0.0.1:0` with static peers, and [`wait_connected`] /
 //! [`wait_event`], which wait on the node's [`NetworkEvent`]s instead of polling with sleeps.
 //! Every wait is bounded by [`WAIT`]: a test fails rather than hangs. [`NodeScript`] runs an
-//! independent devp2p peer of `tests/interop` for the interop tests.
+//! independent devp2p peer of `tests/interop` for the interop tests; [`CountingAlloc`] measures
+//! what a test's code allocates.
 
+mod counting_alloc;
 mod node_script;
+pub use counting_alloc::CountingAlloc;
 pub use node_script::{NodeScript, interop_dir};
 
 use crate::{

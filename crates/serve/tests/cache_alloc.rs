@@ -4,52 +4,14 @@
 //! several times its memory. A counting global allocator measures the live heap as tiny entries
 //! go in (this binary holds only this test, so no other thread allocates meanwhile).
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-};
+use std::sync::Arc;
 
 use alloy_primitives::B256;
+use leafsync_p2p::test_utils::CountingAlloc;
 use leafsync_serve::{CachedChunk, ChunkCache, ChunkKey, ChunkKind};
 
-/// The system allocator, counting live bytes.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to `System`; only the counter is updated besides.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::SeqCst);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded with the caller's guarantees.
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            LIVE.fetch_sub(layout.size(), Ordering::SeqCst);
-            LIVE.fetch_add(new_size, Ordering::SeqCst);
-        }
-        new
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAlloc = CountingAlloc::new();
 
 /// Entries inserted: enough for the map to grow through many sizes (its cost per entry is
 /// highest right after it doubles).
@@ -80,12 +42,12 @@ fn tiny(n: u64) -> (ChunkKey, Arc<CachedChunk>) {
 #[test]
 fn a_cache_entry_is_charged_at_least_the_heap_it_takes() {
     let cache = ChunkCache::new(usize::MAX, 16);
-    let base = LIVE.load(Ordering::SeqCst);
+    let base = ALLOCATOR.live();
     let mut worst = (0usize, 0u64);
     for n in 1..=ENTRIES {
         let (key, chunk) = tiny(n);
         cache.insert(key, chunk);
-        let real = LIVE.load(Ordering::SeqCst).saturating_sub(base);
+        let real = ALLOCATOR.live().saturating_sub(base);
         let charged = cache.stats().bytes;
         if n < WARM {
             continue;
@@ -100,7 +62,7 @@ fn a_cache_entry_is_charged_at_least_the_heap_it_takes() {
             charged / n as usize,
         );
     }
-    let real = LIVE.load(Ordering::SeqCst).saturating_sub(base);
+    let real = ALLOCATOR.live().saturating_sub(base);
     let charged = cache.stats().bytes;
     println!(
         "{ENTRIES} tiny entries: {} bytes of heap each, charged {} each; at most {} each (at {} \
