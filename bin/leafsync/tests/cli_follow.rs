@@ -28,8 +28,9 @@ use workload::{AnvilGenesis, anvil_genesis};
 const BLOCKS: u64 = 12;
 
 /// Mines blocks `from..to` of three transfers each to fresh addresses (never 0 value: anvil keeps
-/// empty accounts).
-async fn mine(rpc: &mut RpcClient, from: u64, to: u64) {
+/// empty accounts), each applied by every daemon of `followers` (admin addresses) before the
+/// next is mined ([`support::wait_applied`]).
+async fn mine(rpc: &mut RpcClient, from: u64, to: u64, followers: &[&str]) {
     let dev: Vec<Address> = rpc.call("eth_accounts", json!([])).await.unwrap();
     for i in from..to {
         for k in 0..3u64 {
@@ -39,6 +40,7 @@ async fn mine(rpc: &mut RpcClient, from: u64, to: u64) {
             let _: Value = rpc.call("eth_sendTransaction", json!([tx])).await.unwrap();
         }
         let _: Value = rpc.call("evm_mine", json!([])).await.unwrap();
+        support::wait_applied(followers, i + 1).await;
     }
 }
 
@@ -57,9 +59,12 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
     let admin = line_with(&lines, "admin: ");
     assert_eq!(status(&admin)["sync"]["phase"], "following");
 
-    mine(&mut rpc, 0, BLOCKS).await;
-    let s = wait_status(&admin, "daemon did not follow", |s| s["sync"]["head"]["number"] == BLOCKS)
-        .await;
+    mine(&mut rpc, 0, BLOCKS, &[&admin]).await;
+    // The counters are stored just after the head: wait for both.
+    let s = wait_status(&admin, "daemon did not follow", |s| {
+        s["sync"]["head"]["number"] == BLOCKS && s["sync"]["follow"]["blocksApplied"] == BLOCKS
+    })
+    .await;
     assert_head_is_els(&s, &mut rpc, BLOCKS).await;
     assert_eq!(s["sync"]["follow"]["blocksApplied"], BLOCKS);
     assert_eq!(s["sync"]["follow"]["mismatchingBlocks"], 0);
@@ -68,7 +73,7 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
 
     // One more block of transfers, which anvil_reorg replaces with an empty one: the daemon
     // rolls it back and follows the new block, its root anvil's again.
-    mine(&mut rpc, BLOCKS, BLOCKS + 1).await;
+    mine(&mut rpc, BLOCKS, BLOCKS + 1, &[&admin]).await;
     let n = BLOCKS + 1;
     wait_status(&admin, "daemon did not follow", |s| s["sync"]["head"]["number"] == n).await;
     let _: Value = rpc.call("anvil_reorg", json!([1, []])).await.unwrap();
@@ -134,7 +139,7 @@ async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
     let enr = line_with(&a_lines, "enr: ");
     assert!(enr.starts_with("enr:"), "A runs discovery: {enr}");
     let a_admin = line_with(&a_lines, "admin: ");
-    mine(&mut rpc, 0, FIRST).await;
+    mine(&mut rpc, 0, FIRST, &[&a_admin]).await;
     wait_status(&a_admin, "A did not follow anvil", |s| s["sync"]["head"]["number"] == FIRST).await;
 
     // B: an empty datadir, A's ENR as its only bootnode, anvil for the pivot and to follow.
@@ -146,7 +151,7 @@ async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
     assert_eq!(s["peers"].as_array().map(Vec::len), Some(1), "B found A: {s}");
 
     // New blocks: both follow them, B from its synced pivot on.
-    mine(&mut rpc, FIRST, FIRST + MORE).await;
+    mine(&mut rpc, FIRST, FIRST + MORE, &[&a_admin, &b_admin]).await;
     both_follow_then_stop(
         (&mut a, &a_admin),
         (&mut b, &b_admin, &dir.path().join("b")),
@@ -185,16 +190,18 @@ async fn a_state_taken_off_the_chain_by_a_deep_reorg_is_repaired_from_a_peer() {
     let (mut b, b_lines) = start_daemon(dir.path(), "b", &config("b", &[]));
     let b_enr = line_with(&b_lines, "enr: ");
     let b_admin = line_with(&b_lines, "admin: ");
-    mine(&mut rpc, 0, BLOCKS).await;
+    mine(&mut rpc, 0, BLOCKS, &[&b_admin]).await;
     wait_status(&b_admin, "B did not follow", |s| s["sync"]["head"]["number"] == BLOCKS).await;
     let _: Value = rpc.call("anvil_reorg", json!([DEPTH, []])).await.unwrap();
     let new = rpc.block(BLOCKS).await.unwrap();
-    let s = wait_status(&b_admin, "B did not take the new chain", |s| {
+    // The mismatch counter is stored just after the head: wait for both.
+    let s = wait_status(&b_admin, "B did not take the new chain off the chain", |s| {
         s["sync"]["head"]["hash"] == new.hash.to_string().as_str()
+            && s["sync"]["follow"]["mismatchingBlocks"].as_u64().is_some_and(|n| n > 0)
     })
     .await;
-    // The head is anvil's block, its header root anvil's, but the blocks did not reach it.
-    assert!(s["sync"]["follow"]["mismatchingBlocks"].as_u64().unwrap() > 0, "off the chain: {s}");
+    // The head is anvil's block, its header root anvil's, but the blocks did not reach it
+    // (mismatching blocks, waited for above).
     assert_eq!(s["sync"]["follow"]["blocksReverted"], 0, "too deep to roll back: {s}");
     assert_eq!(s["sync"]["repairs"], 0, "{s}");
 
@@ -213,7 +220,7 @@ async fn a_state_taken_off_the_chain_by_a_deep_reorg_is_repaired_from_a_peer() {
     let mismatches = s["sync"]["follow"]["mismatchingBlocks"].clone();
 
     // Both follow new blocks with anvil's roots; B's blocks match again.
-    mine(&mut rpc, BLOCKS, BLOCKS + MORE).await;
+    mine(&mut rpc, BLOCKS, BLOCKS + MORE, &[&a_admin, &b_admin]).await;
     let end = BLOCKS + MORE;
     support::wait_followed_to(&[("A", &a_admin)], &mut rpc, end).await;
     let s =
@@ -242,7 +249,7 @@ async fn a_state_taken_off_the_chain_by_a_deep_reorg_is_repaired_from_a_peer() {
     })
     .await;
     assert_eq!(s["sync"]["stateSync"]["pivot"]["number"], end, "the record's pivot: {s}");
-    mine(&mut rpc, end, end + 1).await;
+    mine(&mut rpc, end, end + 1, &[&a_admin, &b_admin]).await;
     let end = end + 1;
     support::wait_followed_to(&[("A", &a_admin), ("B", &b_admin)], &mut rpc, end).await;
     sigterm_and_wait(&mut b);

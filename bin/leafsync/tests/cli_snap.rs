@@ -18,7 +18,7 @@ mod workload;
 use support::{
     both_follow_then_stop, line_with, sigterm_and_wait, start_daemon, wait_status, wait_synced_at,
 };
-use workload::{AnvilGenesis, anvil_genesis, anvil_turn, dump_state_alloc, mine_blocks};
+use workload::{AnvilGenesis, Workload, anvil_genesis, anvil_turn, dump_state_alloc, mine_blocks};
 
 /// Blocks mined before B starts: deployments every 4th block, storage writes from the second
 /// deployment on.
@@ -42,7 +42,11 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
     let (mut a, a_lines) = start_daemon(dir.path(), "a", &toml("a", &a_extra));
     let a_enode = line_with(&a_lines, "enode: ");
     let a_admin = line_with(&a_lines, "admin: ");
-    let mut workload = mine_blocks(&mut rpc, FIRST).await;
+    let mut workload = Workload::new(&mut rpc).await;
+    for _ in 0..FIRST {
+        let n = workload.mine_block(&mut rpc).await;
+        support::wait_applied(&[&a_admin], n).await;
+    }
     assert!(workload.contracts.len() >= 3, "deployments happened");
     wait_status(&a_admin, "A did not follow anvil", |s| s["sync"]["head"]["number"] == FIRST).await;
 
@@ -64,7 +68,8 @@ async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
 
     // New blocks: both follow them, B from its synced pivot on.
     for _ in 0..MORE {
-        workload.mine_block(&mut rpc).await;
+        let n = workload.mine_block(&mut rpc).await;
+        support::wait_applied(&[&a_admin, &b_admin], n).await;
     }
     both_follow_then_stop(
         (&mut a, &a_admin),

@@ -101,6 +101,27 @@ pub fn status_text(admin: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Waits (bounded by [`WAIT`]) until every daemon of `admins` (admin JSON-RPC addresses) has
+/// applied block `number`. Tests that mine blocks on anvil while daemons follow it call this
+/// after each block: anvil 1.7.1 can hang for good when a `debug_traceBlockByNumber` (a
+/// follower's) overlaps its mining (seen in CI, and reproduced with three tracing clients
+/// beside a mining loop), so mining waits for the followers' traces.
+pub async fn wait_applied(admins: &[&str], number: u64) {
+    for admin in admins {
+        let mut rpc = leafsync_ingest::RpcClient::new(admin).unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let head: serde_json::Value =
+                rpc.call("leaf_head", serde_json::json!([])).await.unwrap();
+            if head["number"].as_u64().is_some_and(|n| n >= number) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{admin} did not apply block {number}: {head}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Polls `leafsync status` until `done` accepts it (bounded by [`WAIT`]).
 pub async fn wait_status(
     admin: &str,
