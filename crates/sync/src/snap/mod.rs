@@ -51,7 +51,7 @@ use leafsync_p2p::{
     requests::{LeafRequest, LeafResponse, RequestError, ResponseViolation},
     snap::{
         GetAccountRange, GetStorageRanges, SnapMessage, StorageRanges,
-        protocol::SOFT_RESPONSE_LIMIT,
+        protocol::{SOFT_RESPONSE_LIMIT, STATE_LOOKUP_SLACK_PERCENT},
     },
 };
 use tokio::{sync::Semaphore, time::Instant};
@@ -79,10 +79,18 @@ pub const INITIAL_RESPONSE_BYTES: u64 = 512 * 1024;
 /// How far a snap/1 answer may run past the byte budget it was asked for (256 KiB). A server
 /// stops after the item that crosses the budget and then adds the range's edge proofs: at most
 /// one contract code (24 KiB by EIP-170) or a few hundred bytes of account or slot, plus two
-/// proof paths of at most 17 nodes of ~532 bytes. An answer further over it is kept (its items
-/// are checked like any other) but costs the peer a [`PenaltyClass::Mid`]: it made us read more
+/// proof paths of at most 17 nodes of ~532 bytes. A storage answer may also run
+/// [`STATE_LOOKUP_SLACK_PERCENT`] past its budget and weigh [`SLOT_ENCODING_PERCENT`] more
+/// encoded than counted. An answer further over it is kept (its items are
+/// checked like any other) but costs the peer a [`PenaltyClass::Mid`]: it made us read more
 /// than we asked for.
 pub const OVERSHOOT_ALLOWANCE: u64 = 256 * 1024;
+
+/// How much more a storage answer's slots weigh encoded than servers count them, at most
+/// (10 %). geth and our server count a slot as its 32-byte key plus its value's bytes; encoded,
+/// it also carries a list header, a key header and a value header, up to 3 bytes on as few as
+/// 34 counted (a two-byte value): 8.8 %.
+pub const SLOT_ENCODING_PERCENT: u64 = 10;
 
 /// Rounds slack above what an honest server needs for one chunk (see [`max_rounds`]): the
 /// first round, the one that shows the range is done, and one for a budget counted a little
@@ -250,8 +258,7 @@ impl Inner {
     }
 
     /// One snap/1 round trip, once fewer than [`MAX_SNAP_IN_FLIGHT`] are outstanding (the wait
-    /// is not the peer's time), measured; an answer more than [`OVERSHOOT_ALLOWANCE`] over the
-    /// request's budget is penalised.
+    /// is not the peer's time), measured; an answer larger than [`answer_limit`] is penalised.
     ///
     /// The request runs as a task of its own that holds its permit until the transport is done
     /// with it: when a read is dropped (its pieces are not needed), what it sent stays
@@ -259,7 +266,7 @@ impl Inner {
     async fn ask(&self, request: SnapMessage) -> Result<SnapMessage, Fault> {
         // The semaphore is never closed: a permit always comes.
         let permit = Arc::clone(&self.permits).acquire_owned().await.ok();
-        let asked = asked_bytes(&request);
+        let limit = answer_limit(&request);
         let outstanding = Outstanding::start(&self.pipe);
         let sent = self.transport.request(request);
         let task = tokio::spawn(async move {
@@ -271,10 +278,10 @@ impl Inner {
         let answer = task.await.unwrap_or(Err(RequestError::NetworkClosed));
         let size = answer.as_ref().ok().map(snap_len);
         outstanding.finish(size);
-        if let (Some(asked), Some(size)) = (asked, size)
-            && size > asked.saturating_add(OVERSHOOT_ALLOWANCE)
+        if let (Some(limit), Some(size)) = (limit, size)
+            && size > limit
         {
-            debug!(peer = %self.transport.id(), asked, size, "snap/1 answer far over its budget");
+            debug!(peer = %self.transport.id(), limit, size, "snap/1 answer far over its budget");
             self.transport.penalise(PenaltyClass::Mid);
         }
         Ok(answer?)
@@ -302,15 +309,23 @@ impl Inner {
     }
 }
 
-/// The byte budget a snap/1 request asks for (`None` for a response).
-fn asked_bytes(message: &SnapMessage) -> Option<u64> {
-    match message {
-        SnapMessage::GetAccountRange(m) => Some(m.bytes),
-        SnapMessage::GetStorageRanges(m) => Some(m.bytes),
-        SnapMessage::GetByteCodes(m) => Some(m.bytes),
-        SnapMessage::GetTrieNodes(m) => Some(m.bytes),
-        _ => None,
-    }
+/// The largest encoded answer to a snap/1 request that costs its server nothing: the byte
+/// budget asked, a storage answer's slack and encoding ([`SLOT_ENCODING_PERCENT`]), and
+/// [`OVERSHOOT_ALLOWANCE`] (`None` for a response).
+fn answer_limit(message: &SnapMessage) -> Option<u64> {
+    let bytes = match message {
+        SnapMessage::GetAccountRange(m) => m.bytes,
+        SnapMessage::GetStorageRanges(m) => {
+            // Servers finish a storage up to the slack past the budget (geth's hard limit),
+            // counting slots as key and value bytes.
+            let counted = m.bytes.saturating_add(m.bytes * STATE_LOOKUP_SLACK_PERCENT / 100);
+            counted.saturating_add(counted * SLOT_ENCODING_PERCENT / 100)
+        }
+        SnapMessage::GetByteCodes(m) => m.bytes,
+        SnapMessage::GetTrieNodes(m) => m.bytes,
+        _ => return None,
+    };
+    Some(bytes.saturating_add(OVERSHOOT_ALLOWANCE))
 }
 
 /// Encoded size of a snap/1 message's body.

@@ -15,8 +15,8 @@ use leafsync_p2p::{
     leaf::ChainHead,
     requests::{LeafRequest, LeafResponse, RequestError},
     snap::{
-        ByteCodes, GetByteCodes, SnapMessage, StorageData, StorageRanges,
-        protocol::SOFT_RESPONSE_LIMIT,
+        ByteCodes, GetByteCodes, GetStorageRanges, SnapMessage, StorageData, StorageRanges,
+        protocol::{SOFT_RESPONSE_LIMIT, STATE_LOOKUP_SLACK_PERCENT},
     },
 };
 
@@ -145,6 +145,67 @@ async fn answers_far_over_their_budget_cost_the_peer() {
     // Far past it: a mid penalty.
     let over = (ASKED + OVERSHOOT_ALLOWANCE) as usize + 1;
     assert_eq!(ask(over).await, vec![PenaltyClass::Mid]);
+}
+
+/// Answers every request with the largest storage answer geth may send for its budget: one
+/// account's slots of two-byte values (the most encoding per counted byte) up to geth's hard
+/// limit (the budget plus [`STATE_LOOKUP_SLACK_PERCENT`], counting a slot as its key and value
+/// bytes), and two full proof paths; or, with `double`, twice as many slots.
+struct GethStorage {
+    double: bool,
+    penalties: Mutex<Vec<PenaltyClass>>,
+}
+
+impl SnapTransport for GethStorage {
+    fn id(&self) -> PeerId {
+        PeerId::repeat_byte(8)
+    }
+
+    fn head(&self) -> ChainHead {
+        ChainHead::default()
+    }
+
+    fn request(&self, request: SnapMessage) -> PeerFuture<SnapMessage> {
+        let SnapMessage::GetStorageRanges(request) = request else { panic!("storage only") };
+        let hard_limit = request.bytes + request.bytes * STATE_LOOKUP_SLACK_PERCENT / 100;
+        let count = hard_limit.div_ceil(32 + 2) * if self.double { 2 } else { 1 };
+        let slots = (0..count)
+            .map(|i| StorageData {
+                hash: keccak256(i.to_be_bytes()),
+                body: Bytes::from(vec![0x81, 0x80]),
+            })
+            .collect();
+        let proof = vec![Bytes::from(vec![0xf9; 532]); 34];
+        let answer = StorageRanges { request_id: 0, slots: vec![slots], proof };
+        Box::pin(async move { Ok(SnapMessage::StorageRanges(answer)) })
+    }
+
+    fn penalise(&self, class: PenaltyClass) {
+        self.penalties.lock().unwrap().push(class);
+    }
+}
+
+#[tokio::test]
+async fn a_storage_answer_as_large_as_geths_largest_costs_nothing() {
+    let ask = |double: bool| async move {
+        let transport = Arc::new(GethStorage { double, penalties: Mutex::new(Vec::new()) });
+        let peer = SnapPeer::new(Arc::clone(&transport) as Arc<dyn SnapTransport>);
+        let request = GetStorageRanges {
+            request_id: 0,
+            root: B256::ZERO,
+            accounts: vec![B256::ZERO],
+            origin: Bytes::new(),
+            limit: Bytes::new(),
+            bytes: SOFT_RESPONSE_LIMIT,
+        };
+        let answer = peer.inner.ask(SnapMessage::GetStorageRanges(request)).await;
+        assert!(matches!(answer, Ok(SnapMessage::StorageRanges(_))), "the answer is still used");
+        transport.penalties.lock().unwrap().clone()
+    };
+    // geth's largest answer for a 2 MiB budget (~2.4 MiB encoded): no penalty.
+    assert!(ask(false).await.is_empty());
+    // Twice that: a mid penalty.
+    assert_eq!(ask(true).await, vec![PenaltyClass::Mid]);
 }
 
 /// When the answer for the chunk under nibble `n` comes.
