@@ -104,13 +104,13 @@ async fn the_budget_follows_the_pipe_not_each_answer() {
     assert_eq!(budget(), MIN_RESPONSE_BYTES, "timeouts shrink the budget");
 }
 
-/// Answers every request with one code of `code_len` bytes and records its penalties.
-struct OneCode {
-    code_len: usize,
+/// Answers every request with what `answer` makes of it and records its penalties.
+struct Answering {
+    answer: fn(SnapMessage) -> SnapMessage,
     penalties: Mutex<Vec<PenaltyClass>>,
 }
 
-impl SnapTransport for OneCode {
+impl SnapTransport for Answering {
     fn id(&self) -> PeerId {
         PeerId::repeat_byte(7)
     }
@@ -119,93 +119,83 @@ impl SnapTransport for OneCode {
         ChainHead::default()
     }
 
-    fn request(&self, _request: SnapMessage) -> PeerFuture<SnapMessage> {
-        let codes = vec![Bytes::from(vec![0x60; self.code_len])];
-        Box::pin(async move { Ok(SnapMessage::ByteCodes(ByteCodes { request_id: 0, codes })) })
+    fn request(&self, request: SnapMessage) -> PeerFuture<SnapMessage> {
+        let answer = (self.answer)(request);
+        Box::pin(async move { Ok(answer) })
     }
 
     fn penalise(&self, class: PenaltyClass) {
         self.penalties.lock().unwrap().push(class);
     }
+}
+
+/// The penalties a peer answering `request` with `answer` gets; the answer is still used.
+async fn penalties_for(
+    request: SnapMessage,
+    answer: fn(SnapMessage) -> SnapMessage,
+) -> Vec<PenaltyClass> {
+    let transport = Arc::new(Answering { answer, penalties: Mutex::new(Vec::new()) });
+    let peer = SnapPeer::new(Arc::clone(&transport) as Arc<dyn SnapTransport>);
+    let answer = peer.inner.ask(request).await;
+    assert!(answer.is_ok(), "the answer is still used");
+    transport.penalties.lock().unwrap().clone()
+}
+
+/// One code of `len` bytes.
+fn one_code(len: usize) -> SnapMessage {
+    SnapMessage::ByteCodes(ByteCodes { request_id: 0, codes: vec![Bytes::from(vec![0x60; len])] })
 }
 
 #[tokio::test]
 async fn answers_far_over_their_budget_cost_the_peer() {
     const ASKED: u64 = 64 * 1024;
-    let ask = |code_len: usize| async move {
-        let transport = Arc::new(OneCode { code_len, penalties: Mutex::new(Vec::new()) });
-        let peer = SnapPeer::new(Arc::clone(&transport) as Arc<dyn SnapTransport>);
-        let request = GetByteCodes { request_id: 0, hashes: vec![B256::ZERO], bytes: ASKED };
-        let answer = peer.inner.ask(SnapMessage::GetByteCodes(request)).await;
-        assert!(matches!(answer, Ok(SnapMessage::ByteCodes(_))), "the answer is still used");
-        transport.penalties.lock().unwrap().clone()
+    let request = || {
+        SnapMessage::GetByteCodes(GetByteCodes {
+            request_id: 0,
+            hashes: vec![B256::ZERO],
+            bytes: ASKED,
+        })
     };
     // One item past the budget, as servers stop: no penalty.
-    assert!(ask(ASKED as usize + 24 * 1024).await.is_empty());
+    assert!(penalties_for(request(), |_| one_code(ASKED as usize + 24 * 1024)).await.is_empty());
     // Far past it: a mid penalty.
-    let over = (ASKED + OVERSHOOT_ALLOWANCE) as usize + 1;
-    assert_eq!(ask(over).await, vec![PenaltyClass::Mid]);
+    let over = |_| one_code((ASKED + OVERSHOOT_ALLOWANCE) as usize + 1);
+    assert_eq!(penalties_for(request(), over).await, vec![PenaltyClass::Mid]);
 }
 
-/// Answers every request with the largest storage answer geth may send for its budget: one
-/// account's slots of two-byte values (the most encoding per counted byte) up to geth's hard
-/// limit (the budget plus [`STATE_LOOKUP_SLACK_PERCENT`], counting a slot as its key and value
-/// bytes), and two full proof paths; or, with `double`, twice as many slots.
-struct GethStorage {
-    double: bool,
-    penalties: Mutex<Vec<PenaltyClass>>,
-}
-
-impl SnapTransport for GethStorage {
-    fn id(&self) -> PeerId {
-        PeerId::repeat_byte(8)
-    }
-
-    fn head(&self) -> ChainHead {
-        ChainHead::default()
-    }
-
-    fn request(&self, request: SnapMessage) -> PeerFuture<SnapMessage> {
-        let SnapMessage::GetStorageRanges(request) = request else { panic!("storage only") };
-        let hard_limit = request.bytes + request.bytes * STATE_LOOKUP_SLACK_PERCENT / 100;
-        let count = hard_limit.div_ceil(32 + 2) * if self.double { 2 } else { 1 };
-        let slots = (0..count)
-            .map(|i| StorageData {
-                hash: keccak256(i.to_be_bytes()),
-                body: Bytes::from(vec![0x81, 0x80]),
-            })
-            .collect();
-        let proof = vec![Bytes::from(vec![0xf9; 532]); 34];
-        let answer = StorageRanges { request_id: 0, slots: vec![slots], proof };
-        Box::pin(async move { Ok(SnapMessage::StorageRanges(answer)) })
-    }
-
-    fn penalise(&self, class: PenaltyClass) {
-        self.penalties.lock().unwrap().push(class);
-    }
+/// The largest storage answer geth may send for `request`'s budget, `times` over: one account's
+/// slots of two-byte values (the most encoding per counted byte) up to geth's hard limit (the
+/// budget plus [`STATE_LOOKUP_SLACK_PERCENT`], counting a slot as its key and value bytes), and
+/// two full proof paths.
+fn geth_storage(request: SnapMessage, times: u64) -> SnapMessage {
+    let SnapMessage::GetStorageRanges(request) = request else { panic!("storage only") };
+    let hard_limit = request.bytes + request.bytes * STATE_LOOKUP_SLACK_PERCENT / 100;
+    let slots = (0..hard_limit.div_ceil(32 + 2) * times)
+        .map(|i| StorageData {
+            hash: keccak256(i.to_be_bytes()),
+            body: Bytes::from(vec![0x81, 0x80]),
+        })
+        .collect();
+    let proof = vec![Bytes::from(vec![0xf9; 532]); 34];
+    SnapMessage::StorageRanges(StorageRanges { request_id: 0, slots: vec![slots], proof })
 }
 
 #[tokio::test]
 async fn a_storage_answer_as_large_as_geths_largest_costs_nothing() {
-    let ask = |double: bool| async move {
-        let transport = Arc::new(GethStorage { double, penalties: Mutex::new(Vec::new()) });
-        let peer = SnapPeer::new(Arc::clone(&transport) as Arc<dyn SnapTransport>);
-        let request = GetStorageRanges {
+    let request = || {
+        SnapMessage::GetStorageRanges(GetStorageRanges {
             request_id: 0,
             root: B256::ZERO,
             accounts: vec![B256::ZERO],
             origin: Bytes::new(),
             limit: Bytes::new(),
             bytes: SOFT_RESPONSE_LIMIT,
-        };
-        let answer = peer.inner.ask(SnapMessage::GetStorageRanges(request)).await;
-        assert!(matches!(answer, Ok(SnapMessage::StorageRanges(_))), "the answer is still used");
-        transport.penalties.lock().unwrap().clone()
+        })
     };
     // geth's largest answer for a 2 MiB budget (~2.4 MiB encoded): no penalty.
-    assert!(ask(false).await.is_empty());
+    assert!(penalties_for(request(), |r| geth_storage(r, 1)).await.is_empty());
     // Twice that: a mid penalty.
-    assert_eq!(ask(true).await, vec![PenaltyClass::Mid]);
+    assert_eq!(penalties_for(request(), |r| geth_storage(r, 2)).await, vec![PenaltyClass::Mid]);
 }
 
 /// When the answer for the chunk under nibble `n` comes.
