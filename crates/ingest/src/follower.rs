@@ -47,6 +47,13 @@ pub const UNDO_DEPTH: usize = 16;
 /// fraction of the 12 s slot, so a new block is picked up within a second.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long the execution client may fail to give the next block's trace before the follower
+/// reports it stuck ([`IngestStats::stuck_block`]; 2 minutes). A geth beside a daemon that was
+/// down longer than its 128 kept states (about 26 minutes) cannot trace the next block again,
+/// ever: the daemon then repairs its state from peers at the client's head, as for a state off
+/// the chain, rather than retry for good.
+pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(120);
+
 /// Where to follow from and how.
 #[derive(Debug, Clone)]
 pub struct FollowerConfig {
@@ -61,6 +68,9 @@ pub struct FollowerConfig {
     /// The configured chain's genesis hash: the execution client's block 0 must have it
     /// (checked once, before anything else is read; default none: not checked).
     pub genesis_hash: Option<B256>,
+    /// How long the next block's trace may keep failing before the follower reports it stuck
+    /// (default [`DEFAULT_STUCK_AFTER`]).
+    pub stuck_after: Duration,
 }
 
 impl FollowerConfig {
@@ -71,6 +81,7 @@ impl FollowerConfig {
             genesis: None,
             poll_interval: DEFAULT_POLL_INTERVAL,
             genesis_hash: None,
+            stuck_after: DEFAULT_STUCK_AFTER,
         }
     }
 }
@@ -114,6 +125,10 @@ ingest_stats! {
     last_apply_micros,
     /// Total fold-and-apply time of all applied blocks, in microseconds.
     total_apply_micros,
+    /// The block whose trace (or its application) has failed for at least
+    /// [`FollowerConfig::stuck_after`] while the execution client answered for the block
+    /// itself: following is stuck there (0: it is not).
+    stuck_block,
 }
 
 impl IngestStats {
@@ -176,6 +191,8 @@ pub struct Follower<S: KvStore + 'static> {
     undo: VecDeque<BlockUndo>,
     /// The next block to apply when it is not `head + 1`: the first block after a fork point.
     replay_from: Option<u64>,
+    /// The block whose trace or application last failed, and since when it has kept failing.
+    failing: Option<(u64, Instant)>,
     /// Where blocks are folded and applied: a thread of its own, so that the runtime's blocking
     /// pool (where the daemon runs serve handlers) never delays a block.
     applier: ApplyThread,
@@ -202,6 +219,7 @@ impl<S: KvStore + 'static> Follower<S> {
             recent,
             undo,
             replay_from: None,
+            failing: None,
             applier: ApplyThread::spawn()?,
         })
     }
@@ -224,6 +242,8 @@ impl<S: KvStore + 'static> Follower<S> {
     /// and configuration errors end the loop.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), IngestError> {
         let mut backoff = INITIAL_BACKOFF;
+        // A follower started again (after a repair) is not stuck where the one before was.
+        self.stats.stuck_block.store(0, Ordering::Relaxed);
         loop {
             // A dropped sender is a shutdown too (else `changed()` would return at once forever).
             if *shutdown.borrow() || shutdown.has_changed().is_err() {
@@ -294,9 +314,41 @@ impl<S: KvStore + 'static> Follower<S> {
             self.reorg(&head, &block).await?;
             return Ok(Step::Again);
         }
-        let traces = self.rpc.trace_block_raw(next).await?;
-        self.apply(block, traces, el_head).await?;
+        let applied = match self.rpc.trace_block_raw(next).await {
+            Ok(traces) => self.apply(block, traces, el_head).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = applied {
+            self.failed_at(next, &e);
+            return Err(e);
+        }
+        self.failing = None;
+        self.stats.stuck_block.store(0, Ordering::Relaxed);
         Ok(Step::Again)
+    }
+
+    /// Counts a failure to trace or apply block `number` (which the execution client has): once
+    /// that block has kept failing for [`FollowerConfig::stuck_after`], following is stuck there
+    /// ([`IngestStats::stuck_block`], said once in the log).
+    fn failed_at(&mut self, number: u64, error: &IngestError) {
+        let now = Instant::now();
+        let since = match self.failing {
+            Some((n, since)) if n == number => since,
+            _ => now,
+        };
+        self.failing = Some((number, since));
+        if now.duration_since(since) >= self.config.stuck_after
+            && self.stats.stuck_block.swap(number, Ordering::Relaxed) != number
+        {
+            warn!(
+                number,
+                %error,
+                failing_secs = now.duration_since(since).as_secs(),
+                "the execution client keeps failing to trace this block (it may no longer keep \
+                 its parent's state: geth keeps 128): following is stuck here, and the state is \
+                 repaired from peers at the client's head once one that serves state is connected"
+            );
+        }
     }
 
     /// Logs a reorg seen at `seen` (a block at our height with another hash, or the next block

@@ -219,6 +219,53 @@ fn a_saturated_blocking_pool_does_not_delay_block_application() {
     release.store(true, Ordering::Relaxed);
 }
 
+/// An execution client that keeps failing to trace the next block (as a geth does that no longer
+/// keeps its parent's state) leaves the follower stuck there, which it reports once the block
+/// has kept failing for `stuck_after`; when the trace comes at last, the block is applied and
+/// the follower is not stuck any more.
+#[tokio::test]
+async fn a_block_the_execution_client_keeps_failing_to_trace_is_reported_stuck() {
+    let db = Arc::new(LeafDb::in_memory());
+    db.generate(GenParams { accounts: 100, seed: 1 }).unwrap();
+    let genesis = db.head().unwrap().unwrap();
+    let root = db.account_root().unwrap();
+    let traces = Arc::new(AtomicBool::new(false));
+    let chain = one_empty_block(genesis.hash, root);
+    let script: Script = {
+        let traces = traces.clone();
+        Arc::new(move |method, params| match method {
+            "debug_traceBlockByNumber" if !traces.load(Ordering::Relaxed) => {
+                Answer::Error(-32000, "historical state unavailable")
+            }
+            _ => chain(method, params),
+        })
+    };
+    let el = fake_el(script).await;
+    let mut config = FollowerConfig::new(format!("http://{el}"));
+    config.poll_interval = Duration::from_millis(20);
+    config.stuck_after = Duration::from_millis(300);
+    let follower = Follower::new(Arc::clone(&db), config).unwrap();
+    let stats = follower.stats();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(follower.run(stopped));
+    let started = Instant::now();
+    while stats.stuck_block() != 1 {
+        assert!(started.elapsed() < Duration::from_secs(20), "never reported stuck at block 1");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(300), "stuck only after stuck_after");
+    assert_eq!(db.head().unwrap().unwrap().number, 0);
+
+    traces.store(true, Ordering::Relaxed);
+    while db.head().unwrap().unwrap().number < 1 {
+        assert!(started.elapsed() < Duration::from_secs(30), "block 1 not applied");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(stats.stuck_block(), 0, "not stuck once the block is applied");
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}
+
 /// The head feed waits for the first readable head, then sends only higher ones, with their
 /// timestamps.
 #[tokio::test]

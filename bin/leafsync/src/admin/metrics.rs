@@ -125,4 +125,6 @@ fn record_ingest(state: &AdminState) {
     counter("leafsync_ingest_blocks_reverted_total", help, i.blocks_reverted());
     let help = "Fold and apply time of the last block.";
     gauge("leafsync_ingest_last_apply_seconds", help, i.last_apply_micros() as f64 / 1e6);
+    let help = "Block the execution client keeps failing to trace (0: none).";
+    gauge("leafsync_ingest_stuck_block", help, i.stuck_block() as f64);
 }

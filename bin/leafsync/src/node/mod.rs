@@ -30,7 +30,7 @@ use tracing::{info, warn};
 
 use self::{
     head::{HEAD_CHECK_INTERVAL, announce_heads, local_head},
-    repair::{RepairPace, cannot_resume, repair_due, repair_settings, repair_sources},
+    repair::{RepairPace, Trouble, cannot_resume, repair_due, repair_settings, repair_sources},
     sync::{SyncPlan, sync_from_peers},
 };
 pub use crate::phase::DaemonPhase;
@@ -448,7 +448,7 @@ impl Node {
         let mut shutdown = std::pin::pin!(shutdown);
         let started = match self.start {
             Start::SyncFromPeers => self.first_sync(&mut shutdown).await,
-            Start::Repair => self.repair(&mut shutdown).await,
+            Start::Repair => self.repair(Trouble::CutShort, &mut shutdown).await,
             Start::Serve | Start::BootstrapFromGenesis => Ok(true),
         };
         match started {
@@ -464,18 +464,19 @@ impl Node {
         let sources =
             repair_sources(&SyncPlan { settings: &repair_plan, el_rpc, chain: &self.chain });
         let ended = loop {
-            let Some((_, task)) = self.follower.as_mut() else {
+            let Some((stats, task)) = self.follower.as_mut() else {
                 shutdown.await;
                 break None;
             };
-            let (db, network) = (self.db.clone(), self.network.clone());
-            let due = repair_due(db, network, sources.clone(), self.repair_pace.not_before());
-            tokio::select! {
+            let (db, network, stats) = (self.db.clone(), self.network.clone(), stats.clone());
+            let not_before = self.repair_pace.not_before();
+            let due = repair_due(db, stats, network, sources.clone(), not_before);
+            let trouble = tokio::select! {
                 () = &mut shutdown => break None,
                 r = task => break Some(r),
-                () = due => {}
-            }
-            match self.repair(&mut shutdown).await {
+                trouble = due => trouble,
+            };
+            match self.repair(trouble, &mut shutdown).await {
                 Ok(true) => {}
                 Ok(false) => break None,
                 Err(e) => {

@@ -8,6 +8,11 @@
 //! subtries that still match are found complete and only what differs is healed (a small part
 //! of a full sync: `crates/sync/tests/repair.rs`). Then it follows again from that head.
 //!
+//! A follower stuck at a block the execution client keeps failing to trace
+//! ([`IngestStats::stuck_block`]: a geth beside a daemon that was down longer than the 128
+//! states it keeps cannot trace the next block again) is repaired the same way: the state is
+//! synced at the client's head, past the blocks it cannot trace.
+//!
 //! The sync keeps its progress record like any: a repair cut short by a shutdown or a crash is
 //! resumed at the next start ([`super::Start::Repair`]) before anything is followed. Repairs are
 //! paced ([`RepairPace`]): an execution client whose traces keep taking the state off the chain
@@ -18,6 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use leafsync_ingest::IngestStats;
 use leafsync_leafdb::LeafDb;
 use leafsync_p2p::{leaf::ServeFlags, peers::NetworkHandle};
 use leafsync_sync::{PeerSources, has_sync_peers};
@@ -90,6 +96,38 @@ pub(crate) fn repair_sources(plan: &SyncPlan<'_>) -> Result<PeerSources, String>
     Ok(PeerSources { leaf: plan.settings.sources.leaf, snap })
 }
 
+/// Why a state needs repairing from peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trouble {
+    /// The state is off the chain: its head's root is not the stored state's.
+    OffTheChain,
+    /// The follower is stuck at this block: the execution client keeps failing to trace it.
+    Stuck(u64),
+    /// A repair was cut short (by a shutdown or a crash) and is resumed at the start.
+    CutShort,
+}
+
+impl std::fmt::Display for Trouble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OffTheChain => f.write_str("the state is off the chain"),
+            Self::Stuck(n) => write!(f, "the execution client keeps failing to trace block {n}"),
+            Self::CutShort => f.write_str("a repair was cut short"),
+        }
+    }
+}
+
+/// What needs repairing, if anything: a state off the chain, or a follower stuck at a block.
+fn trouble(db: &LeafDb, follower: &IngestStats) -> Option<Trouble> {
+    if off_the_chain(db) {
+        return Some(Trouble::OffTheChain);
+    }
+    match follower.stuck_block() {
+        0 => None,
+        n => Some(Trouble::Stuck(n)),
+    }
+}
+
 /// Whether the leafdb's state is off the chain: it has a head whose root is not the stored
 /// state's.
 fn off_the_chain(db: &LeafDb) -> bool {
@@ -104,37 +142,41 @@ fn off_the_chain(db: &LeafDb) -> bool {
     serve_flags(db, &head).is_ok_and(|flags| flags == ServeFlags::NONE)
 }
 
-/// Returns once the state is off the chain, a peer that could repair it is connected, and the
-/// pace allows a repair (`not_before`); never when this node cannot repair (said once in the
-/// log, when the state goes off the chain).
+/// Returns why, once the state is off the chain or the follower stuck ([`Trouble`]), a peer
+/// that could repair it is connected, and the pace allows a repair (`not_before`); never when
+/// this node cannot repair (said once in the log, when the trouble starts).
 pub(crate) async fn repair_due(
     db: Arc<LeafDb>,
+    follower: Arc<IngestStats>,
     network: NetworkHandle,
     sources: Result<PeerSources, String>,
     not_before: Option<Instant>,
-) {
+) -> Trouble {
     let mut said = false;
     loop {
-        if off_the_chain(&db) {
+        if let Some(trouble) = trouble(&db, &follower) {
             let wait =
                 not_before.map_or(Duration::ZERO, |t| t.saturating_duration_since(Instant::now()));
             let paced = !wait.is_zero();
             match &sources {
                 Ok(_) if paced && !said => warn!(
+                    %trouble,
                     in_secs = wait.as_secs(),
-                    "the state is off the chain again soon after a repair: the next repair \
-                     waits (the execution client's traces may be faulty)"
+                    "the state needs repairing again soon after a repair: the next repair waits \
+                     (the execution client's traces may be faulty)"
                 ),
                 Ok(_) if paced => {}
-                Ok(sources) if has_sync_peers(&network, sources).await => return,
+                Ok(sources) if has_sync_peers(&network, sources).await => return trouble,
                 Ok(_) if !said => info!(
-                    "the state is off the chain: it is repaired from peers once one that serves \
-                     state is connected (sync.sources); until then the node follows on"
+                    %trouble,
+                    "the state is repaired from peers once one that serves state is connected \
+                     (sync.sources); until then the node follows on"
                 ),
                 Err(why) if !said => warn!(
+                    %trouble,
                     reason = %why,
-                    "the state is off the chain and this node cannot repair it from peers; it \
-                     follows on, offering no state (a resync from an empty datadir serves again)"
+                    "this node cannot repair its state from peers; it follows on (off the \
+                     chain it offers no state; a resync from an empty datadir serves again)"
                 ),
                 _ => {}
             }
@@ -147,19 +189,21 @@ pub(crate) async fn repair_due(
 }
 
 impl Node {
-    /// Repairs a state off the chain: stops the follower (it finishes its block), syncs the
+    /// Repairs the state for `trouble`: stops the follower (it finishes its block), syncs the
     /// state at the execution client's head over the leafdb, and follows again from there; the
     /// pace then counts from its end ([`RepairPace`]). `false` when `shutdown` came first (the
     /// repair's progress is kept and it resumes at the next start).
     pub(super) async fn repair(
         &mut self,
+        trouble: Trouble,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<bool, CliError> {
         let head = self.db.head()?;
         warn!(
             head = head.map(|h| h.number),
-            "the state is off the chain: the follower stops, and the state is synced at the \
-             execution client's head over the leafdb, downloading only what differs"
+            %trouble,
+            "repairing the state: the follower stops, and the state is synced at the execution \
+             client's head over the leafdb, downloading only what differs"
         );
         let mut stats = None;
         if let Some((follower_stats, task)) = self.follower.take() {
