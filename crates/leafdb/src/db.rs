@@ -367,9 +367,7 @@ impl<S: KvStore> LeafDb<S> {
             store.write(b, Durability::Synced)?;
         }
         if let Some(what) = store.get(Table::Meta, meta::IMPORT)? {
-            return Err(LeafDbError::IncompleteImport {
-                what: String::from_utf8_lossy(&what).into_owned(),
-            });
+            discard_import(&store, &what)?;
         }
         let head = store.get(Table::Meta, meta::HEAD)?.map(|b| decode_head(&b)).transpose()?;
         Ok(Self {
@@ -569,3 +567,23 @@ pub(crate) fn read_account_root<R: KvRead + ?Sized>(kv: &R) -> Result<B256> {
 
 /// `KECCAK_EMPTY`, re-exported for diff builders.
 pub const EMPTY_CODE_HASH: B256 = KECCAK256_EMPTY;
+
+/// Empties a leafdb whose bulk import was interrupted (a crash, a kill, a stop during a genesis
+/// bootstrap): its state tables hold part of the import and nothing else, since an import
+/// starts only on a leafdb without head or accounts and writes its head and clears its marker
+/// in one batch at its end. Emptied, the leafdb is as before the import, which can run again.
+fn discard_import<S: KvStore>(store: &S, what: &[u8]) -> Result<()> {
+    // Longer than any key of a state table (a storage node's: 32 + 64 bytes).
+    const PAST_EVERY_KEY: [u8; 128] = [0xff; 128];
+    let mut batch = WriteBatch::default();
+    for table in Table::ALL.into_iter().filter(|t| *t != Table::Meta) {
+        batch.delete_range(table, Vec::new(), PAST_EVERY_KEY.to_vec());
+    }
+    batch.delete(Table::Meta, meta::IMPORT);
+    store.write(batch, Durability::Synced)?;
+    tracing::warn!(
+        import = %String::from_utf8_lossy(what),
+        "the leafdb held an interrupted bulk import: discarded, the leafdb is empty again"
+    );
+    Ok(())
+}

@@ -136,14 +136,6 @@ pub enum LeafDbError {
         /// Highest version this build understands.
         supported: u32,
     },
-    /// A bulk import was interrupted; the datadir holds a partial state.
-    #[error(
-        "the datadir holds an interrupted bulk import (started for {what}); remove it and import again"
-    )]
-    IncompleteImport {
-        /// What was being imported.
-        what: String,
-    },
     /// An operation needs an empty database.
     #[error("the database is not empty (head is block {head}); refusing to {action}")]
     NotEmpty {

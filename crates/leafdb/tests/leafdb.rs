@@ -652,27 +652,39 @@ fn a_storage_wiped_with_no_slot_after_ends_empty() {
 }
 
 #[test]
-fn interrupted_import_is_refused_on_open() {
+fn an_interrupted_import_is_discarded_on_open_and_can_run_again() {
     let dir = tempfile::tempdir().unwrap();
+    let account = |byte: u8| leafsync_leafdb::ImportAccount {
+        hashed_address: B256::repeat_byte(byte),
+        nonce: 0,
+        balance: U256::from(1),
+        code_hash: EMPTY_CODE_HASH,
+    };
     {
         let db = rocks(dir.path());
         let mut import = leafsync_leafdb::BulkImport::start(&db, "test state").unwrap();
-        import
-            .add_account(
-                leafsync_leafdb::ImportAccount {
-                    hashed_address: B256::repeat_byte(1),
-                    nonce: 0,
-                    balance: U256::from(1),
-                    code_hash: EMPTY_CODE_HASH,
-                },
-                [],
-            )
-            .unwrap();
+        import.add_account(account(1), []).unwrap();
+        import.add_account(account(2), [(B256::repeat_byte(3), U256::from(4))]).unwrap();
+        // Part of it on disk, as its table files or flushed batches leave it.
+        let mut batch = WriteBatch::default();
+        for table in [Table::Accounts, Table::Storage, Table::Code, Table::AccountNodes] {
+            batch.put(table, vec![0xff; 96], vec![1]);
+            batch.put(table, vec![0x00], vec![1]);
+        }
+        db.store().write(batch, Durability::Synced).unwrap();
         // Dropped without finish: a crash mid-import.
     }
-    let err = LeafDb::open(dir.path(), &DbOptions::default(), LeafDbConfig::default()).unwrap_err();
-    assert!(matches!(err, LeafDbError::IncompleteImport { .. }), "{err}");
-    assert!(err.to_string().contains("test state"));
+    let db = rocks(dir.path());
+    for table in [Table::Accounts, Table::Storage, Table::Code, Table::AccountNodes] {
+        assert!(db.store().iter_from(table, &[]).next().is_none(), "{table:?} emptied");
+    }
+    assert_eq!(db.head().unwrap(), None);
+    assert_eq!(db.account(&B256::repeat_byte(1)).unwrap(), None, "the partial import is gone");
+    let mut import = leafsync_leafdb::BulkImport::start(&db, "test state").unwrap();
+    import.add_account(account(5), []).unwrap();
+    let outcome = import.finish(leafsync_leafdb::BlockHeader::default()).unwrap();
+    assert_eq!(outcome.accounts, 1, "only the new import's account");
+    assert_eq!(db.head().unwrap().unwrap().state_root, outcome.root);
 }
 
 #[test]
