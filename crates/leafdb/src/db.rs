@@ -74,7 +74,7 @@ pub struct LeafDb<S = RocksStore> {
     top_nodes: TopNodes,
     /// The head, sent after every write that moves it ([`Self::subscribe_head`]).
     head_tx: watch::Sender<Option<BlockHeader>>,
-    /// Blocks reverted by this process ([`Self::revert_block`]); see [`Self::reverts`].
+    /// Blocks reverted and synced heads recorded by this process; see [`Self::reverts`].
     pub(crate) reverts: std::sync::atomic::AtomicU64,
 }
 

@@ -6,6 +6,7 @@ use crate::{
     db::LeafDb,
     error::Result,
     kv::{Durability, KvStore, Table, WriteBatch},
+    schema::meta,
 };
 
 /// Meta key of the sync progress record.
@@ -16,6 +17,12 @@ pub const SYNC_HEAL_PREFIX: &[u8] = b"sync_heal/";
 
 /// The end of the heal-root key range (`/` + 1).
 const SYNC_HEAL_END: &[u8] = b"sync_heal0";
+
+/// Stages the removal of the progress record and every heal root.
+pub(crate) fn stage_clear_progress(batch: &mut WriteBatch) {
+    batch.delete(Table::Meta, SYNC_PROGRESS_KEY);
+    batch.delete_range(Table::Meta, SYNC_HEAL_PREFIX.to_vec(), SYNC_HEAL_END.to_vec());
+}
 
 fn heal_key(key: &[u8]) -> Vec<u8> {
     let mut k = SYNC_HEAL_PREFIX.to_vec();
@@ -29,18 +36,21 @@ impl<S: KvStore> LeafDb<S> {
         self.store().get(Table::Meta, SYNC_PROGRESS_KEY)
     }
 
-    /// Persists the sync progress (through the log: it survives a killed process).
+    /// Persists the sync progress (through the log: it survives a killed process), and leaves
+    /// the stored state without an account root until the sync records its head
+    /// ([`Self::record_synced_head`]): the state tables are being rewritten, so under the head
+    /// they had (a repair's) they hold no block's state, and a server answers for none.
     pub fn put_sync_progress(&self, record: &[u8]) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.put(Table::Meta, SYNC_PROGRESS_KEY, record.to_vec());
+        batch.delete(Table::Meta, meta::ACCOUNT_ROOT);
         self.store().write(batch, Durability::Logged)
     }
 
     /// Removes the record and every heal root (the sync finished).
     pub fn clear_sync_progress(&self) -> Result<()> {
         let mut batch = WriteBatch::default();
-        batch.delete(Table::Meta, SYNC_PROGRESS_KEY);
-        batch.delete_range(Table::Meta, SYNC_HEAL_PREFIX.to_vec(), SYNC_HEAL_END.to_vec());
+        stage_clear_progress(&mut batch);
         self.store().write(batch, Durability::Synced)
     }
 
@@ -107,5 +117,25 @@ mod tests {
         db.put_sync_heal_root(b"d", b"4").unwrap();
         db.clear_sync_progress().unwrap();
         assert!(db.sync_heal_roots().unwrap().is_empty() && db.sync_progress().unwrap().is_none());
+    }
+
+    /// A sync over a leafdb with a head (a repair) leaves it without an account root while it
+    /// rewrites the state, so the old head names no state; recording the synced head gives the
+    /// root back, clears the record and heal roots in the same write, and counts as a revert.
+    #[test]
+    fn a_sync_over_a_head_has_no_root_until_its_head_is_recorded() {
+        let db = LeafDb::in_memory();
+        db.generate(crate::GenParams { accounts: 20, seed: 4 }).unwrap();
+        let head = db.head().unwrap().unwrap();
+        assert_eq!(db.account_root().unwrap(), head.state_root);
+        db.put_sync_progress(b"record").unwrap();
+        db.put_sync_heal_root(b"a", b"1").unwrap();
+        assert_ne!(db.account_root().unwrap(), head.state_root, "no root while syncing");
+        let reverts = db.reverts();
+        assert_eq!(db.record_synced_head(head).unwrap(), head.state_root);
+        assert_eq!(db.account_root().unwrap(), head.state_root);
+        assert_eq!(db.sync_progress().unwrap(), None);
+        assert!(db.sync_heal_roots().unwrap().is_empty());
+        assert_eq!(db.reverts(), reverts + 1, "reads from before are not kept past it");
     }
 }

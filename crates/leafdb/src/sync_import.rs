@@ -567,10 +567,12 @@ impl<S: KvStore> LeafDb<S> {
         Ok(self.node(None, &Nibbles::new())?.map_or(EMPTY_ROOT_HASH, keccak256))
     }
 
-    /// Ends a sync: records `head` and the stored trie's root in one durable write, only if
-    /// that root is `head.state_root` (otherwise nothing is written and the database stays
-    /// without a head, so a restart syncs again rather than serving a wrong state). Returns the
-    /// recorded root. What was written without the log is flushed to disk first.
+    /// Ends a sync: records `head` and the stored trie's root, and removes the sync's progress
+    /// record, in one durable write, only if that root is `head.state_root` (otherwise nothing
+    /// is written and the database stays without a head, so a restart syncs again rather than
+    /// serving a wrong state). Returns the recorded root. What was written without the log is
+    /// flushed to disk first. Counted as a revert ([`Self::reverts`]): a state read before
+    /// (a repair's old head, or a fork it replaced) is not kept past it.
     pub fn record_synced_head(&self, head: BlockHeader) -> Result<B256> {
         let root = self.node(None, &Nibbles::new())?.map_or(EMPTY_ROOT_HASH, keccak256);
         if root != head.state_root {
@@ -583,7 +585,9 @@ impl<S: KvStore> LeafDb<S> {
         let mut batch = WriteBatch::default();
         batch.put(Table::Meta, meta::ACCOUNT_ROOT, root.as_slice());
         schema::stage_head(&mut batch, &head);
+        crate::progress::stage_clear_progress(&mut batch);
         self.store().write(batch, Durability::Synced)?;
+        self.reverts.fetch_add(1, std::sync::atomic::Ordering::Release);
         self.publish_head(head);
         Ok(root)
     }

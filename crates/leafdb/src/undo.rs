@@ -258,9 +258,10 @@ impl<S: KvStore> LeafDb<S> {
         Ok(out)
     }
 
-    /// Blocks reverted since the leafdb was opened: a state read before a revert may hold what
-    /// the reverted block wrote under a head number the chain now gives another block, so what
-    /// is kept from reads (serve's chunk cache) is told apart by this count.
+    /// Blocks reverted, and synced heads recorded ([`Self::record_synced_head`]), since the
+    /// leafdb was opened: a state read before either may hold what a block the chain no longer
+    /// has wrote, under a head number the chain now gives another block, so what is kept from
+    /// reads (serve's chunk cache) is told apart by this count.
     pub fn reverts(&self) -> u64 {
         self.reverts.load(Ordering::Acquire)
     }

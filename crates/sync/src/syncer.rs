@@ -518,8 +518,8 @@ impl<S: KvStore + 'static> Syncer<S> {
             state_root: self.pivot.state_root,
             timestamp: 0,
         };
+        // Clears the progress record in the same write.
         let root = self.db.record_synced_head(head)?;
-        self.db.clear_sync_progress()?;
         self.reporter.done();
         self.log_progress();
         Ok(SyncOutcome {
