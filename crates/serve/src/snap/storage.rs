@@ -29,7 +29,10 @@ pub fn answer_storage_ranges<S: KvStore>(db: &LeafDb<S>, req: &GetStorageRanges)
     let mut out = StorageRanges { request_id: req.request_id, ..Default::default() };
     let (mut size, mut count) = (0u64, 0usize);
     for (i, account) in req.accounts.iter().enumerate() {
-        if size >= budget {
+        // Checked before each account's seek too: an account without slots runs no check of
+        // the loop below, so a request naming 2,048 of them after the time is up or the slot
+        // cap is reached would still cost a seek each.
+        if size >= budget || count >= MAX_SLOTS_PER_RESPONSE || expired(until) {
             break;
         }
         let first = i == 0;
