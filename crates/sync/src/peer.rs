@@ -48,6 +48,13 @@ pub trait SyncPeer: Send + Sync + 'static {
         let _ = root;
         false
     }
+    /// Whether the peer's chunks are read at exactly the pivot's state (snap/1: every range it
+    /// is asked names the pivot's root), not at whatever head it is at (`leaf/1`): a chunk of
+    /// such a peer that differs from its skeleton hash is then a lie, never a stale read, and
+    /// nothing of it is written or healed.
+    fn exact_root(&self) -> bool {
+        false
+    }
     /// Tells the peer's source it misbehaved (it scores, disconnects and bans). Fire and
     /// forget: it must not block, so a busy network layer never stalls the sync.
     fn penalise(&self, class: PenaltyClass);

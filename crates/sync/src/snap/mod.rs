@@ -443,6 +443,11 @@ impl SyncPeer for SnapPeer {
         *self.inner.no_state.lock().unwrap_or_else(PoisonError::into_inner) == Some(*root)
     }
 
+    /// Every range is read at the pivot's root ([`SyncPeer::request_at`]).
+    fn exact_root(&self) -> bool {
+        true
+    }
+
     fn penalise(&self, class: PenaltyClass) {
         self.inner.transport.penalise(class)
     }

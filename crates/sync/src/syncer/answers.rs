@@ -203,7 +203,8 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// imported or a split, else the refusal (the unit is queued again, tried by `peer`). A
     /// chunk that equals its skeleton hash is staged in `verified`, written and taken in with
     /// the answer's other verified pieces ([`Self::take_in`]); one that differs is written at
-    /// once (after those staged before it) and healed, or judged as junk. With `verified_only`
+    /// once (after those staged before it) and healed, or judged as junk; of a peer that reads
+    /// at the pivot's root ([`crate::peer::SyncPeer::exact_root`]) it is invalid. With `verified_only`
     /// (its server is benched for stale chunks), a chunk that differs from its skeleton hash is
     /// not imported but queued again, tried by `peer`: `None`.
     fn on_chunk(
@@ -256,6 +257,12 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         if verified_only {
             return Ok(self.pass_stale(peer, unit, claimed, asked_at));
+        }
+        if self.peers.slot(peer).peer.exact_root() {
+            // Read at the pivot's root itself (snap/1): not stale but a lie, or a chunk cut
+            // short by a peer starving it. Nothing of it is written or healed.
+            requeue(&mut self.work.units, [unit], peer);
+            return Ok(Some(Verdict::Invalid("a chunk read at the pivot's root differs from it")));
         }
         // The verified pieces staged so far are held (or written) first; theirs and this one's
         // prefixes are disjoint, so which of the writes lands first does not matter.
