@@ -255,14 +255,18 @@ impl<S: KvStore + 'static> Follower<S> {
                     continue;
                 }
                 Ok(Step::CaughtUp) => {
-                    backoff = INITIAL_BACKOFF;
+                    // The backoff is reset only once the wait succeeds: a subscription that
+                    // keeps failing right after a step that did nothing must back off too.
                     let wait = async {
                         self.rpc.ensure_subscribed().await?;
                         self.rpc.wait_new_head(self.config.poll_interval).await
                     };
                     tokio::select! {
                         r = wait => match r {
-                            Ok(()) => continue,
+                            Ok(()) => {
+                                backoff = INITIAL_BACKOFF;
+                                continue;
+                            }
                             Err(e) => e,
                         },
                         _ = shutdown.changed() => continue,

@@ -266,6 +266,60 @@ async fn a_block_the_execution_client_keeps_failing_to_trace_is_reported_stuck()
     task.await.unwrap().unwrap();
 }
 
+/// A WebSocket execution client that refuses `eth_subscribe` (a proxy without subscriptions):
+/// the follower, caught up at its head, backs off between its attempts (each a new connection)
+/// instead of reconnecting and warning about ten times a second for good.
+#[tokio::test]
+async fn a_refused_subscription_is_retried_with_a_growing_backoff() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let db = Arc::new(LeafDb::in_memory());
+    db.generate(GenParams { accounts: 10, seed: 1 }).unwrap();
+    let genesis = db.head().unwrap().unwrap();
+    let root = db.account_root().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                while let Some(Ok(Message::Text(text))) = ws.next().await {
+                    let call: Value = serde_json::from_str(&text).unwrap();
+                    let answer = match call["method"].as_str().unwrap() {
+                        "eth_blockNumber" => json!({"result": "0x0"}),
+                        "eth_getBlockByNumber" => json!({"result": block(0, genesis.hash, root)}),
+                        _ => json!({"error": {"code": -32601, "message": "not supported"}}),
+                    };
+                    let mut answer = answer;
+                    answer["jsonrpc"] = json!("2.0");
+                    answer["id"] = call["id"].clone();
+                    if ws.send(Message::text(answer.to_string())).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let mut config = FollowerConfig::new(format!("ws://{addr}"));
+    config.poll_interval = Duration::from_millis(20);
+    let follower = Follower::new(Arc::clone(&db), config).unwrap();
+    let stats = follower.stats();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(follower.run(stopped));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // 100, 200, 400, 800 ms and 1.6 s between attempts: five or so in 3 s (about 25 with the
+    // backoff reset after every step that found the head unchanged).
+    let (attempts, retries) = (connections.load(Ordering::Relaxed), stats.retries());
+    assert!(retries >= 2, "the subscription was tried again: {retries}");
+    assert!(attempts <= 8, "{attempts} connections and {retries} retries in 3 s");
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}
+
 /// The head feed waits for the first readable head, then sends only higher ones, with their
 /// timestamps.
 #[tokio::test]
