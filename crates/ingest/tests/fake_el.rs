@@ -21,7 +21,7 @@ use leafsync_ingest::{
     ElHeaders, EthConfigAnswer, Follower, FollowerConfig, HeaderOrigin, HeaderQuery, IngestError,
     MAX_HEADERS_PER_QUERY, RpcClient, RpcHeader,
 };
-use leafsync_leafdb::{GenParams, LeafDb};
+use leafsync_leafdb::{BlockHeader, GenParams, LeafDb, MemStore};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -147,6 +147,14 @@ fn block(n: u64, genesis_hash: B256, state_root: B256) -> Value {
     })
 }
 
+/// A generated leafdb, its head (the chain's genesis) and its state root.
+fn generated(params: GenParams) -> (Arc<LeafDb<MemStore>>, BlockHeader, B256) {
+    let db = Arc::new(LeafDb::in_memory());
+    db.generate(params).unwrap();
+    let (genesis, root) = (db.head().unwrap().unwrap(), db.account_root().unwrap());
+    (db, genesis, root)
+}
+
 /// A chain of one empty block after a genesis with `genesis_hash` and state root `root`: the
 /// head is block 1, every block has that root, and every trace is empty.
 fn one_empty_block(genesis_hash: B256, root: B256) -> Script {
@@ -181,10 +189,7 @@ fn a_saturated_blocking_pool_does_not_delay_block_application() {
         .unwrap();
     let release = Arc::new(AtomicBool::new(false));
     runtime.block_on(async {
-        let db = Arc::new(LeafDb::in_memory());
-        db.generate(GenParams { accounts: 100, seed: 1 }).unwrap();
-        let genesis = db.head().unwrap().unwrap();
-        let root = db.account_root().unwrap();
+        let (db, genesis, root) = generated(GenParams { accounts: 100, seed: 1 });
         let el = fake_el(one_empty_block(genesis.hash, root)).await;
 
         for _ in 0..16 {
@@ -225,10 +230,7 @@ fn a_saturated_blocking_pool_does_not_delay_block_application() {
 /// the follower is not stuck any more.
 #[tokio::test]
 async fn a_block_the_execution_client_keeps_failing_to_trace_is_reported_stuck() {
-    let db = Arc::new(LeafDb::in_memory());
-    db.generate(GenParams { accounts: 100, seed: 1 }).unwrap();
-    let genesis = db.head().unwrap().unwrap();
-    let root = db.account_root().unwrap();
+    let (db, genesis, root) = generated(GenParams { accounts: 100, seed: 1 });
     let traces = Arc::new(AtomicBool::new(false));
     let chain = one_empty_block(genesis.hash, root);
     let script: Script = {
@@ -274,10 +276,7 @@ async fn a_refused_subscription_is_retried_with_a_growing_backoff() {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
 
-    let db = Arc::new(LeafDb::in_memory());
-    db.generate(GenParams { accounts: 10, seed: 1 }).unwrap();
-    let genesis = db.head().unwrap().unwrap();
-    let root = db.account_root().unwrap();
+    let (db, genesis, root) = generated(GenParams { accounts: 10, seed: 1 });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -425,10 +424,7 @@ async fn the_fork_id_comes_from_eth_config() {
 /// error names the URL and both hashes. On the right chain both go on.
 #[tokio::test]
 async fn an_execution_client_on_another_chain_is_refused() {
-    let db = Arc::new(LeafDb::in_memory());
-    db.generate(GenParams { accounts: 50, seed: 2 }).unwrap();
-    let genesis = db.head().unwrap().unwrap();
-    let root = db.account_root().unwrap();
+    let (db, genesis, root) = generated(GenParams { accounts: 50, seed: 2 });
     let url = format!("http://{}", fake_el(one_empty_block(genesis.hash, root)).await);
     let other = B256::repeat_byte(0x5a);
     let says_both = |e: &IngestError| {
