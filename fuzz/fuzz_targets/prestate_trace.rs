@@ -1,4 +1,4 @@
-//! The JSON ingest reads from its neighbour: a `debug_traceBlockByNumber` diff-mode prestate
+//! The JSON ingest reads from its neighbour: a `debug_traceBlockByHash` diff-mode prestate
 //! trace (a list of `TxTrace`), or a block as the fixtures of `crates/ingest/tests/fixtures/`
 //! hold it (`{"block": ..., "trace": [...]}`, so those files are seeds as they are). No panic in
 //! the parsing nor in `fold_block`; the folded diff touches only traced or credited accounts, keeps

@@ -318,7 +318,7 @@ impl<S: KvStore + 'static> Follower<S> {
             self.reorg(&head, &block).await?;
             return Ok(Step::Again);
         }
-        let applied = match self.rpc.trace_block_raw(next).await {
+        let applied = match self.rpc.trace_block_raw(block.hash).await {
             Ok(traces) => self.apply(block, traces, el_head).await,
             Err(e) => Err(e),
         };

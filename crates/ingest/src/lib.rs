@@ -1,5 +1,5 @@
 //! Following the neighbouring execution client over JSON-RPC: new heads, per-block state diffs
-//! (`debug_traceBlockByNumber` with the prestate tracer in diff mode) and withdrawals, applied to
+//! (`debug_traceBlockByHash` with the prestate tracer in diff mode) and withdrawals, applied to
 //! the leafdb block by block (see docs/ingest.md).
 //!
 //! * [`rpc`]: the JSON-RPC client, HTTP or WebSocket by URL scheme.

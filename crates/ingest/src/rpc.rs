@@ -206,16 +206,18 @@ impl RpcClient {
         }
     }
 
-    /// `debug_traceBlockByNumber` with the prestate tracer in diff mode.
-    pub async fn trace_block(&mut self, number: u64) -> Result<Vec<TxTrace>, IngestError> {
-        self.trace_block_raw(number).await?.decode()
+    /// `debug_traceBlockByHash` with the prestate tracer in diff mode.
+    pub async fn trace_block(&mut self, hash: B256) -> Result<Vec<TxTrace>, IngestError> {
+        self.trace_block_raw(hash).await?.decode()
     }
 
-    /// `debug_traceBlockByNumber` as received, to be decoded by [`RawResponse::decode`] off the
-    /// async runtime: a large trace takes tens of milliseconds or more to decode.
-    pub async fn trace_block_raw(&mut self, number: u64) -> Result<RawResponse, IngestError> {
-        self.call_raw("debug_traceBlockByNumber", json!([format!("{number:#x}"), tracer_config()]))
-            .await
+    /// `debug_traceBlockByHash` as received, to be decoded by [`RawResponse::decode`] off the
+    /// async runtime: a large trace takes tens of milliseconds or more to decode. By hash, not
+    /// number: the trace is of the very block whose header was read, even if a reorg replaced
+    /// it in between (by number, the new block's changes would be applied under the old one's
+    /// header, a root mismatch counted for good).
+    pub async fn trace_block_raw(&mut self, hash: B256) -> Result<RawResponse, IngestError> {
+        self.call_raw("debug_traceBlockByHash", json!([hash, tracer_config()])).await
     }
 
     /// Subscribes to `newHeads` when on WebSocket (once per connection); returns whether new

@@ -1,5 +1,5 @@
 //! Wire shapes of the JSON-RPC answers ingest reads: block headers with withdrawals
-//! (`eth_getBlockByNumber`) and diff-mode prestate traces (`debug_traceBlockByNumber`).
+//! (`eth_getBlockByNumber`) and diff-mode prestate traces (`debug_traceBlockByHash`).
 
 use std::collections::BTreeMap;
 
@@ -53,7 +53,7 @@ pub struct Withdrawal {
     pub amount: u64,
 }
 
-/// One transaction's entry in a `debug_traceBlockByNumber` answer.
+/// One transaction's entry in a `debug_traceBlockByHash` answer.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TxTrace {

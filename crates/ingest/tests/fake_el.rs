@@ -156,7 +156,7 @@ fn generated(params: GenParams) -> (Arc<LeafDb<MemStore>>, BlockHeader, B256) {
 }
 
 /// A chain of one empty block after a genesis with `genesis_hash` and state root `root`: the
-/// head is block 1, every block has that root, and every trace is empty.
+/// head is block 1, every block has that root, and block 1's trace (by its hash) is empty.
 fn one_empty_block(genesis_hash: B256, root: B256) -> Script {
     Arc::new(move |method, params| match method {
         "eth_blockNumber" => Answer::Result(json!("0x1")),
@@ -165,7 +165,11 @@ fn one_empty_block(genesis_hash: B256, root: B256) -> Script {
                 .unwrap();
             Answer::Result(block(n, genesis_hash, root))
         }
-        "debug_traceBlockByNumber" => Answer::Result(json!([])),
+        // By the hash of the header read (block 1's), never by number.
+        "debug_traceBlockByHash" if params[0] == json!(keccak256(1u64.to_be_bytes())) => {
+            Answer::Result(json!([]))
+        }
+        "debug_traceBlockByHash" => Answer::Error(-32000, "unknown block"),
         other => panic!("unexpected call {other}"),
     })
 }
@@ -236,7 +240,7 @@ async fn a_block_the_execution_client_keeps_failing_to_trace_is_reported_stuck()
     let script: Script = {
         let traces = traces.clone();
         Arc::new(move |method, params| match method {
-            "debug_traceBlockByNumber" if !traces.load(Ordering::Relaxed) => {
+            "debug_traceBlockByHash" if !traces.load(Ordering::Relaxed) => {
                 Answer::Error(-32000, "historical state unavailable")
             }
             _ => chain(method, params),
@@ -259,11 +263,11 @@ async fn a_block_the_execution_client_keeps_failing_to_trace_is_reported_stuck()
     assert_eq!(db.head().unwrap().unwrap().number, 0);
 
     traces.store(true, Ordering::Relaxed);
-    while db.head().unwrap().unwrap().number < 1 {
-        assert!(started.elapsed() < Duration::from_secs(30), "block 1 not applied");
+    // Not stuck once the block is applied (the counter is stored just after the block).
+    while db.head().unwrap().unwrap().number < 1 || stats.stuck_block() != 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "block 1 not applied, or stuck");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(stats.stuck_block(), 0, "not stuck once the block is applied");
     stop.send(true).unwrap();
     task.await.unwrap().unwrap();
 }
@@ -368,7 +372,7 @@ async fn an_answer_over_the_cap_is_refused_naming_the_method() {
     const CAP: usize = 1 << 20;
     let script: Script = Arc::new(|method, _| match method {
         "eth_blockNumber" => Answer::HugeAnnounced(CAP + 1),
-        "debug_traceBlockByNumber" => Answer::HugeChunked(CAP * 4),
+        "debug_traceBlockByHash" => Answer::HugeChunked(CAP * 4),
         other => panic!("unexpected call {other}"),
     });
     let el = fake_el(script).await;
@@ -381,12 +385,9 @@ async fn an_answer_over_the_cap_is_refused_naming_the_method() {
     assert!(text.contains("eth_blockNumber") && text.contains(&CAP.to_string()), "{text}");
 
     // Streamed past the cap without a length: refused as soon as it is crossed.
-    let err = rpc.trace_block(1).await.unwrap_err();
-    assert!(
-        matches!(err, IngestError::TooLarge { method: "debug_traceBlockByNumber", .. }),
-        "{err}"
-    );
-    assert!(err.to_string().contains("debug_traceBlockByNumber"), "{err}");
+    let err = rpc.trace_block(B256::repeat_byte(1)).await.unwrap_err();
+    assert!(matches!(err, IngestError::TooLarge { method: "debug_traceBlockByHash", .. }), "{err}");
+    assert!(err.to_string().contains("debug_traceBlockByHash"), "{err}");
     assert!(err.is_retryable(), "a broken neighbour is retried after a backoff");
 }
 

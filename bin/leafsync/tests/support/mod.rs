@@ -103,7 +103,7 @@ pub fn status_text(admin: &str) -> String {
 
 /// Waits (bounded by [`WAIT`]) until every daemon of `admins` (admin JSON-RPC addresses) has
 /// applied block `number`. Tests that mine blocks on anvil while daemons follow it call this
-/// after each block: anvil 1.7.1 can hang for good when a `debug_traceBlockByNumber` (a
+/// after each block: anvil 1.7.1 can hang for good when a block trace (a
 /// follower's) overlaps its mining (seen in CI, and reproduced with three tracing clients
 /// beside a mining loop), so mining waits for the followers' traces.
 pub async fn wait_applied(admins: &[&str], number: u64) {
