@@ -66,7 +66,9 @@ pub struct FollowerConfig {
     /// [`DEFAULT_POLL_INTERVAL`]).
     pub poll_interval: Duration,
     /// The configured chain's genesis hash: the execution client's block 0 must have it
-    /// (checked once, before anything else is read; default none: not checked).
+    /// (checked before anything else is read, and again after every failure that reset the
+    /// connection and every reorg without a fork point among the blocks applied; default none:
+    /// not checked).
     pub genesis_hash: Option<B256>,
     /// How long the next block's trace may keep failing before the follower reports it stuck
     /// (default [`DEFAULT_STUCK_AFTER`]).
@@ -193,6 +195,10 @@ pub struct Follower<S: KvStore + 'static> {
     replay_from: Option<u64>,
     /// The block whose trace or application last failed, and since when it has kept failing.
     failing: Option<(u64, Instant)>,
+    /// Whether the execution client's chain is to be checked before the next step: at the
+    /// start, after a failure (the client behind the URL may have been replaced, a devnet
+    /// redeployed), and after a reorg with no fork point among the blocks applied.
+    check_chain: bool,
     /// Where blocks are folded and applied: a thread of its own, so that the runtime's blocking
     /// pool (where the daemon runs serve handlers) never delays a block.
     applier: ApplyThread,
@@ -220,6 +226,7 @@ impl<S: KvStore + 'static> Follower<S> {
             undo,
             replay_from: None,
             failing: None,
+            check_chain: true,
             applier: ApplyThread::spawn()?,
         })
     }
@@ -280,6 +287,7 @@ impl<S: KvStore + 'static> Follower<S> {
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             warn!(url = %self.rpc.url(), error = %wait, retry_in_ms = backoff.as_millis() as u64, "execution client request failed");
             self.rpc.reset();
+            self.check_chain = true;
             tokio::select! {
                 () = tokio::time::sleep(backoff) => {}
                 _ = shutdown.changed() => {}
@@ -289,10 +297,14 @@ impl<S: KvStore + 'static> Follower<S> {
     }
 
     async fn step(&mut self) -> Result<Step, IngestError> {
-        if let Some(expected) = self.config.genesis_hash {
-            self.rpc.check_genesis(expected).await?;
-            // Checked once: the chain under a URL does not change while we follow it.
-            self.config.genesis_hash = None;
+        if self.check_chain {
+            if let Some(expected) = self.config.genesis_hash
+                && !self.rpc.check_genesis(expected).await?
+            {
+                // A client without block 0 is not asked again (nor warned about) each time.
+                self.config.genesis_hash = None;
+            }
+            self.check_chain = false;
         }
         let head = match self.db.head()? {
             Some(head) => head,
@@ -369,7 +381,13 @@ impl<S: KvStore + 'static> Follower<S> {
                 break;
             }
         }
-        // Unknown (restarted, or deeper than we remember): apply the new blocks from `seen`.
+        // Unknown (restarted, or deeper than we remember): apply the new blocks from `seen`,
+        // once the client is seen to be on our chain still.
+        if fork.is_none()
+            && let Some(expected) = self.config.genesis_hash
+        {
+            self.rpc.check_genesis(expected).await?;
+        }
         let fork = fork.unwrap_or(seen.number.saturating_sub(1));
         self.stats.reorgs.fetch_add(1, Ordering::Relaxed);
         self.recent.retain(|&(n, _)| n <= fork);

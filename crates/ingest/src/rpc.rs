@@ -130,19 +130,19 @@ impl RpcClient {
     /// Checks that the execution client is on the chain whose genesis hash is `expected`: its
     /// block 0 must have that hash ([`IngestError::WrongChain`] otherwise). One that answers
     /// without block 0 (a JSON-RPC error, or no block: history it no longer serves) is not
-    /// refused on that account: the check is skipped with a warning. Transport errors are
-    /// returned, for the caller to retry.
-    pub async fn check_genesis(&mut self, expected: B256) -> Result<(), IngestError> {
+    /// refused on that account: the check is skipped with a warning (`false`: not checked).
+    /// Transport errors are returned, for the caller to retry.
+    pub async fn check_genesis(&mut self, expected: B256) -> Result<bool, IngestError> {
         let found = match self.block(0).await {
             Ok(block) => block.hash,
             Err(error @ (IngestError::Rpc(_) | IngestError::MissingBlock(_))) => {
                 warn!(url = self.url(), %error, "block 0 not served: the chain is not checked");
-                return Ok(());
+                return Ok(false);
             }
             Err(e) => return Err(e),
         };
         if found == expected {
-            return Ok(());
+            return Ok(true);
         }
         Err(IngestError::WrongChain { url: self.url().to_string(), expected, found })
     }

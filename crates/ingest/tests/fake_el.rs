@@ -272,6 +272,51 @@ async fn a_block_the_execution_client_keeps_failing_to_trace_is_reported_stuck()
     task.await.unwrap().unwrap();
 }
 
+/// An execution client replaced under the same URL by one of another chain (a devnet
+/// redeployed): after the failure its restart causes, the follower checks the chain again and
+/// stops with `WrongChain` instead of applying the other chain's blocks.
+#[tokio::test]
+async fn an_execution_client_replaced_by_another_chain_stops_the_follower() {
+    let (db, genesis, root) = generated(GenParams { accounts: 20, seed: 3 });
+    let replaced = Arc::new(AtomicBool::new(false));
+    let chain = one_empty_block(genesis.hash, root);
+    let script: Script = {
+        let replaced = replaced.clone();
+        let restarting = AtomicBool::new(true);
+        Arc::new(move |method, params| {
+            if !replaced.load(Ordering::Relaxed) {
+                return chain(method, params);
+            }
+            if restarting.swap(false, Ordering::Relaxed) {
+                return Answer::Error(-32000, "restarting");
+            }
+            match method {
+                "eth_getBlockByNumber" if params[0] == json!("0x0") => {
+                    Answer::Result(block(0, B256::repeat_byte(9), root))
+                }
+                _ => chain(method, params),
+            }
+        })
+    };
+    let el = fake_el(script).await;
+    let mut config = FollowerConfig::new(format!("http://{el}"));
+    config.poll_interval = Duration::from_millis(20);
+    config.genesis_hash = Some(genesis.hash);
+    let follower = Follower::new(Arc::clone(&db), config).unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(follower.run(stopped));
+    let started = Instant::now();
+    while db.head().unwrap().unwrap().number < 1 {
+        assert!(started.elapsed() < Duration::from_secs(20), "block 1 not applied");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    replaced.store(true, Ordering::Relaxed);
+    let ended = tokio::time::timeout(Duration::from_secs(20), task).await;
+    let err = ended.expect("the follower went on").unwrap().unwrap_err();
+    assert!(matches!(err, IngestError::WrongChain { .. }), "{err}");
+    assert_eq!(db.head().unwrap().unwrap().number, 1, "nothing of the other chain applied");
+}
+
 /// A WebSocket execution client that refuses `eth_subscribe` (a proxy without subscriptions):
 /// the follower, caught up at its head, backs off between its attempts (each a new connection)
 /// instead of reconnecting and warning about ten times a second for good.
