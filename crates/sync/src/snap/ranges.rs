@@ -214,9 +214,14 @@ struct Read<P> {
 }
 
 /// Reads of one request running at once, at most (4). Each is a chain of snap/1 round trips
-/// that brings up to the request's `max_bytes` of pieces: an answer holds at most five times
-/// that (the pieces short of it, and four reads running then), where the syncer counts one.
+/// that brings up to the request's `max_bytes` of pieces.
 pub(crate) const READS_AT_ONCE: usize = 4;
+
+/// How many times the request's `max_bytes` the pieces of an answer may reach before the reads
+/// still running are dropped (2): one read more can bring `max_bytes`, so an answer holds at
+/// most three times `max_bytes` (five, with every running read kept), where the syncer counts
+/// one per request in flight.
+pub(crate) const KEPT_PAST_MAX: u64 = 2;
 
 /// The pieces of `reads` (each of some consecutive chunks of one request, in the request's
 /// order), in order. Up to [`READS_AT_ONCE`] reads run side by side, each a chain of snap/1
@@ -224,8 +229,11 @@ pub(crate) const READS_AT_ONCE: usize = 4;
 /// takes about its longest chain rather than their sum; the peer's cap on requests in flight is
 /// kept by [`Inner::ask`]. No read starts once the pieces so far reach `max_bytes` (the
 /// `leaf/1` server's rule: the syncer asks for the chunks after them again), but the pieces of
-/// reads already running are kept: the syncer's batches are sized by estimates, and pieces read
-/// only to be dropped were 11% of a 4M-account sync's bytes. A read that stopped short of its
+/// reads already running are kept, until they reach [`KEPT_PAST_MAX`] times `max_bytes`: the
+/// syncer's batches are sized by estimates, and pieces read only to be dropped were 11% of a
+/// 4M-account sync's bytes; past that the reads still running are dropped, which bounds the
+/// answer's memory (a peer answering every read at once with `max_bytes` of pieces, and the
+/// first read last, would otherwise bring five times it). A read that stopped short of its
 /// chunks (at `max_bytes`) ends the answer, since the pieces after it would not follow their
 /// chunks; the reads after it are dropped (not the peer's fault). So does a read that found the
 /// peer without state for the pivot's `root` (a server whose root fell out of its window mid
@@ -253,7 +261,7 @@ async fn in_order<P: Encodable>(
             bytes += piece.length() as u64;
             pieces.push(piece);
         }
-        if !read.whole {
+        if !read.whole || bytes >= max_bytes.saturating_mul(KEPT_PAST_MAX) {
             break;
         }
         if bytes < max_bytes

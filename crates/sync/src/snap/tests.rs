@@ -25,7 +25,7 @@ use super::{
     Outstanding, Pipe, SnapPeer, SnapTransport, density_estimate,
     items::match_by_hash,
     max_rounds,
-    ranges::{READS_AT_ONCE, SIZING_SHARE, prefix_bounds},
+    ranges::{KEPT_PAST_MAX, READS_AT_ONCE, SIZING_SHARE, prefix_bounds},
     storages::sized_from,
 };
 use crate::peer::{PeerFuture, SyncPeer};
@@ -378,8 +378,10 @@ async fn the_chunks_of_a_request_are_read_side_by_side_within_the_cap() {
 
 /// Read side by side, the pieces are still in request order, though the later reads finish
 /// first. A read starts as one before it ends while the pieces so far are short of
-/// `max_bytes`; once they reach it none does, and the reads running are kept: with three pieces
-/// to reach it, the four started at first and one after each of the first two.
+/// `max_bytes`; once they reach it none does, and the reads running are kept until the pieces
+/// reach [`KEPT_PAST_MAX`] times `max_bytes`: with three pieces to reach it, the four started at
+/// first and one after each of the first two (six reads), of which five are kept (five pieces
+/// pass twice `max_bytes`).
 #[tokio::test(start_paused = true)]
 async fn pieces_read_side_by_side_stop_in_order_at_max_bytes() {
     let server = SlowStorage::new(4, Delay::Falling(Duration::from_millis(10)));
@@ -388,9 +390,24 @@ async fn pieces_read_side_by_side_stop_in_order_at_max_bytes() {
         .length() as u64;
     let answer = peer.request_at(&ChainHead::default(), sixteen_chunks(2 * piece_bytes + 1));
     let started = READS_AT_ONCE + 2;
-    let expected: Vec<_> = (0..started as u8).map(|n| Some(server.under(n))).collect();
+    let expected: Vec<_> = (0..started as u8 - 1).map(|n| Some(server.under(n))).collect();
     assert_eq!(piece_slots(answer.await.unwrap()), expected);
     assert_eq!(server.answers.lock().unwrap().len(), started, "none started after");
+}
+
+/// However a peer times its answers, an answer holds at most [`KEPT_PAST_MAX`] times
+/// `max_bytes` and one read more: with one piece reaching `max_bytes` and the first read
+/// answered last, two pieces (all four reads running were kept before: four times `max_bytes`).
+#[tokio::test(start_paused = true)]
+async fn an_answer_keeps_at_most_twice_max_bytes_and_one_read() {
+    let server = SlowStorage::new(4, Delay::Falling(Duration::from_millis(10)));
+    let peer = SnapPeer::new(Arc::clone(&server) as Arc<dyn SnapTransport>);
+    let piece_bytes = StoragePiece { head_number: 0, content: ChunkContent::Items(server.under(0)) }
+        .length() as u64;
+    let answer = peer.request_at(&ChainHead::default(), sixteen_chunks(piece_bytes));
+    let pieces = piece_slots(answer.await.unwrap());
+    assert!(pieces.len() as u64 <= KEPT_PAST_MAX + 1, "{} pieces", pieces.len());
+    assert_eq!(pieces, (0..2).map(|n| Some(server.under(n))).collect::<Vec<_>>());
 }
 
 /// A server whose root falls out of its window in the middle of a request: the pieces read
