@@ -1,6 +1,7 @@
 //! The admin and metrics HTTP servers under a slowloris: stalled connections are closed after the
 //! header read timeout, idle kept-alive ones too, connections over the cap at once, and the admin
-//! JSON-RPC keeps answering meanwhile (review finding M6).
+//! JSON-RPC keeps answering meanwhile (review finding M6); clients trickling their bodies hold
+//! no call turn; and calls a web page could make are refused.
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
 mod support;
@@ -114,6 +115,72 @@ fn admin_add_peer_is_bounded() {
     sigterm_and_wait(&mut daemon);
 }
 
+/// `leaf_head` posted with `headers` (each line ending in CRLF); returns the whole response.
+fn post_with(authority: &str, headers: &str) -> String {
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"leaf_head"}"#;
+    let mut s = TcpStream::connect(authority).unwrap();
+    s.set_read_timeout(Some(support::WAIT)).unwrap();
+    let (len, close) = (body.len(), "Connection: close\r\n");
+    write!(s, "POST / HTTP/1.1\r\n{headers}Content-Length: {len}\r\n{close}\r\n{body}").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A page in a browser on the operator's machine can POST to `127.0.0.1` without asking (a
+/// "simple" request, `text/plain`), or read answers through a DNS name pointed at it: the admin
+/// JSON-RPC refuses a call without `application/json`, one with an `Origin`, and one whose
+/// `Host` is a DNS name other than `localhost`; local tools' calls are answered.
+#[test]
+fn calls_a_web_page_could_make_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut daemon, admin, _) = start_daemon(dir.path());
+    let authority = admin.strip_prefix("http://").unwrap();
+    let json = "Content-Type: application/json\r\n";
+    let local = format!("Host: {authority}\r\n");
+    let cases = [
+        (format!("{local}Content-Type: text/plain\r\n"), "415"),
+        (local.clone(), "415"),
+        (format!("{local}{json}Origin: http://evil.example\r\n"), "403"),
+        (format!("Host: evil.example:{}\r\n{json}", authority.rsplit(':').next().unwrap()), "403"),
+        (format!("{local}{json}"), "200"),
+        (format!("Host: localhost\r\n{json}"), "200"),
+        (format!("Host: [::1]:8647\r\n{json}"), "200"),
+    ];
+    for (headers, status) in cases {
+        let answer = post_with(authority, &headers);
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{headers:?}: {answer}");
+        assert_eq!(answer.contains("\"result\""), status == "200", "{headers:?}: {answer}");
+    }
+    sigterm_and_wait(&mut daemon);
+}
+
+/// Four clients (the endpoint's call turns) sending their bodies a byte now and then hold no
+/// turn: `leafsync status` still answers at once.
+#[test]
+fn clients_trickling_their_bodies_hold_no_call_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut daemon, admin, _) = start_daemon(dir.path());
+    let authority = admin.strip_prefix("http://").unwrap();
+    let trickling: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = TcpStream::connect(authority).unwrap();
+            let head = format!(
+                "POST / HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: 65536\r\n\r\n{{"
+            );
+            s.write_all(head.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let status = support::status(&admin);
+    assert!(t.elapsed() < Duration::from_secs(3), "status took {:?}", t.elapsed());
+    assert!(status["sync"].is_object(), "{status}");
+    drop(trickling);
+    sigterm_and_wait(&mut daemon);
+}
+
 /// One JSON-RPC call with one string parameter on a fresh connection; returns the response body.
 fn rpc(url: &str, method: &str, param: &str) -> String {
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": [param]});
@@ -147,7 +214,7 @@ fn stalled_http_clients_are_dropped_and_the_admin_rpc_keeps_answering() {
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"leaf_head"}"#;
     write!(
         idle,
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();

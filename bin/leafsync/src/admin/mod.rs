@@ -172,12 +172,9 @@ pub(crate) async fn accept_loop(
             let service = service_fn(move |req| {
                 let (endpoint, calls) = (endpoint.clone(), calls.clone());
                 async move {
-                    let turn = async {
-                        // The semaphore is never closed, so `acquire` cannot fail.
-                        let _turn = calls.acquire().await;
-                        handle(req, endpoint).await
-                    };
-                    match tokio::time::timeout(HTTP_REQUEST_TIMEOUT, turn).await {
+                    match tokio::time::timeout(HTTP_REQUEST_TIMEOUT, handle(req, endpoint, calls))
+                        .await
+                    {
                         Ok(answer) => answer,
                         Err(_) => Ok(reply(
                             StatusCode::REQUEST_TIMEOUT,
@@ -218,27 +215,76 @@ struct Endpoint {
     exporter: metrics::Exporter,
 }
 
+/// Answers one request, taking one of the endpoint's `calls` turns ([`MAX_CONCURRENT_CALLS`])
+/// for the work only: an admin call's body is read first, so clients trickling theirs hold no
+/// turn.
 async fn handle(
     req: Request<Incoming>,
     endpoint: Arc<Endpoint>,
+    calls: Arc<Semaphore>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match (endpoint.role, req.method(), req.uri().path()) {
         (Role::Metrics, &Method::GET, "/metrics") => {
+            // The semaphore is never closed, so `acquire` cannot fail.
+            let _turn = calls.acquire().await;
             let text = endpoint.exporter.render(&endpoint.state).await;
             reply(StatusCode::OK, "text/plain; version=0.0.4", text)
         }
         (Role::Admin, &Method::POST, "/") => {
-            let Ok(body) = Limited::new(req.into_body(), MAX_ADMIN_BODY).collect().await else {
-                return Ok(reply(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "text/plain",
-                    "request too large\n".into(),
-                ));
+            if let Some(refused) = refuse_web_pages(req.headers()) {
+                return Ok(refused);
+            }
+            let body = match Limited::new(req.into_body(), MAX_ADMIN_BODY).collect().await {
+                Ok(body) => body.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    let text = "request too large\n".into();
+                    return Ok(reply(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", text));
+                }
+                Err(_) => {
+                    let text = "request body not read\n".into();
+                    return Ok(reply(StatusCode::BAD_REQUEST, "text/plain", text));
+                }
             };
-            let body = body.to_bytes();
+            let _turn = calls.acquire().await;
             let answer = rpc::answer(&endpoint.module, &String::from_utf8_lossy(&body)).await;
             reply(StatusCode::OK, "application/json", answer)
         }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     })
+}
+
+/// Refuses an admin call a web page could have made: a page in a browser on the operator's
+/// machine can send a POST to `127.0.0.1` (a "simple" request, `Content-Type: text/plain`, sent
+/// without asking), or, with a DNS name it points at `127.0.0.1` (DNS rebinding), read the
+/// answers too. So the call must be `application/json` (a page's JSON request is asked about
+/// first, and this endpoint allows no origin), carry no `Origin` (browsers add it; local tools
+/// do not), and name as its `Host` an IP address or `localhost`, never another DNS name.
+fn refuse_web_pages(headers: &hyper::HeaderMap) -> Option<Response<Full<Bytes>>> {
+    use hyper::header::{CONTENT_TYPE, HOST, ORIGIN};
+    let forbidden =
+        |why: &str| Some(reply(StatusCode::FORBIDDEN, "text/plain", format!("{why}\n")));
+    if headers.contains_key(ORIGIN) {
+        return forbidden("cross-origin calls are refused: the admin JSON-RPC is for local tools");
+    }
+    let json = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !json {
+        let text = "Content-Type must be application/json\n".into();
+        return Some(reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, "text/plain", text));
+    }
+    match headers.get(HOST).map(|v| v.to_str().map(host_is_local_or_ip)) {
+        None | Some(Ok(true)) => None,
+        Some(_) => forbidden("Host refused: call the admin JSON-RPC by IP address or localhost"),
+    }
+}
+
+/// Whether a `Host` header's host is `localhost` or an IP address (with or without a port).
+fn host_is_local_or_ip(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // `[v6]` or `[v6]:port`.
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
