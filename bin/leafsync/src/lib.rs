@@ -43,10 +43,19 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The log filter of a configured `level`: that level, and `discv5` at `error` unless the level
+/// names it. discv5 warns about packets any sender can make (a handshake packet without a
+/// matching challenge, a source over its rate), each a line: at `info` a stranger could fill
+/// the operator's log.
+fn log_filter(level: &str) -> String {
+    if level.contains("discv5") { level.to_owned() } else { format!("{level},discv5=error") }
+}
+
 /// Logs go to stderr (stdout carries command output), above the sync progress bar when one is
 /// drawn; `RUST_LOG` overrides the level (one that is not a tracing filter is named in a warning
 /// and `default` used).
 pub(crate) fn init_logging(default: &str) {
+    let default = &log_filter(default);
     let from_env = std::env::var_os(tracing_subscriber::EnvFilter::DEFAULT_ENV)
         .map(|_| tracing_subscriber::EnvFilter::try_from_default_env());
     let (filter, refused) = match from_env {
@@ -85,7 +94,29 @@ fn error_report(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::error_report;
+    use super::{error_report, log_filter};
+
+    /// discv5's warnings (packets any sender can make) stay out of a log at `info`, unless the
+    /// level names discv5; other warnings stay in.
+    #[test]
+    fn discv5_logs_only_errors_unless_named() {
+        use tracing::Level;
+        use tracing_subscriber::layer::SubscriberExt;
+        let warns = |level: &str, discv5: bool| {
+            let filter = tracing_subscriber::EnvFilter::new(log_filter(level));
+            let subscriber = tracing_subscriber::registry().with(filter);
+            tracing::subscriber::with_default(subscriber, || {
+                if discv5 {
+                    tracing::event_enabled!(target: "discv5::handler", Level::WARN)
+                } else {
+                    tracing::event_enabled!(target: "leafsync::node", Level::WARN)
+                }
+            })
+        };
+        assert!(!warns("info", true));
+        assert!(warns("info", false));
+        assert!(warns("info,discv5=warn", true));
+    }
 
     /// An error with a message of its own and an optional cause.
     #[derive(Debug)]

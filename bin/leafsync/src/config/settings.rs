@@ -46,6 +46,7 @@ impl NetworkSettings {
         head: watch::Receiver<LocalHead>,
         handler: Arc<dyn RequestHandler>,
     ) -> NetworkConfig {
+        let chain_name = chain.name.clone();
         let mut net = NetworkConfig::new(key, chain, head, handler);
         net.listen_addr = self.listen;
         net.static_peers.clone_from(&self.static_peers);
@@ -56,18 +57,23 @@ impl NetworkSettings {
         }
         net.max_inbound = self.max_inbound;
         net.max_outbound = self.max_outbound;
-        net.discovery = self.discovery.then(|| self.discovery_config());
+        net.discovery = self.discovery.then(|| self.discovery_config(&chain_name));
         net
     }
 
-    /// discv5 on the RLPx port. A node listening on a loopback or private address is on a test
-    /// network or a LAN: its peers have such addresses too, and share few IPs.
-    fn discovery_config(&self) -> DiscoveryConfig {
+    /// discv5 on the RLPx port (IPv4: an IPv6 `listen_ip` runs it on `0.0.0.0`, `::1` on
+    /// `127.0.0.1`). A node listening on a loopback address, or on a private one on the `dev`
+    /// chain, is on a test network or a LAN: its peers have such addresses too, and share few
+    /// IPs, so local records are dialed and discv5's IP limit and packet filter are off. On a
+    /// public chain a private address is a cloud VM's or a home router's, not a LAN network:
+    /// the defences stay on.
+    pub(crate) fn discovery_config(&self, chain: &str) -> DiscoveryConfig {
         let ip = match self.listen.ip() {
             std::net::IpAddr::V4(ip) => ip,
+            std::net::IpAddr::V6(ip) if ip.is_loopback() => std::net::Ipv4Addr::LOCALHOST,
             std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
         };
-        let local = ip.is_loopback() || ip.is_private();
+        let local = ip.is_loopback() || (ip.is_private() && chain == "dev");
         DiscoveryConfig {
             listen_addr: std::net::SocketAddrV4::new(ip, self.listen.port()),
             bootnodes: self.bootnodes.clone(),

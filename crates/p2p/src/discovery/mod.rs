@@ -85,7 +85,8 @@ pub struct DiscoveryConfig {
     /// Offer nodes whose record points to a loopback, private, link-local, shared (CGNAT),
     /// multicast, broadcast or unspecified address as dial candidates. Default: `false`: on the
     /// internet such a record is a mistake or an attempt to steer us into dialing hosts of our
-    /// own network (review finding L8). Loopback and LAN test networks set it.
+    /// own network (review finding L8); nor does discv5 contact them (its table filter), so
+    /// that a lookup sends no datagram there either. Loopback and LAN test networks set it.
     pub allow_local_addresses: bool,
     /// discv5's IP limit on its routing table (at most 10 nodes per /24 in the table and 2 per
     /// bucket), against a single host filling our table with identities. Default: `true`.
@@ -202,6 +203,13 @@ impl Discovery {
         let mut builder = discv5::ConfigBuilder::new(listen);
         if config.ip_limit {
             builder.ip_limit();
+        }
+        if !config.allow_local_addresses {
+            // Records of local addresses are not dialed over TCP, and not contacted over UDP
+            // either: discv5 sends a lookup's packets to the records it is answered with, so a
+            // hostile node answering with `192.168.1.1:53` or `127.0.0.1:11211` would have us
+            // send datagrams into the operator's network.
+            builder.table_filter(has_public_ip4);
         }
         if config.packet_filter {
             let limiter = RateLimiterBuilder::new()
@@ -421,6 +429,12 @@ impl Worker {
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
+}
+
+/// Whether `enr` names a public IPv4 address ([`is_public_address`]): discv5's table filter
+/// when local addresses are not allowed.
+fn has_public_ip4(enr: &Enr) -> bool {
+    enr.ip4().is_some_and(|ip| is_public_address(ip.into()))
 }
 
 #[cfg(test)]
