@@ -152,6 +152,20 @@ impl Origin<'_> {
             None => Ok(()),
         }
     }
+
+    /// Each `(key, value, most)` must be at most `most` (`unit` names what it counts).
+    pub(crate) fn at_most(
+        &self,
+        values: &[(&str, u64, u64)],
+        unit: &str,
+    ) -> Result<(), ConfigError> {
+        match values.iter().find(|(_, v, most)| v > most) {
+            Some((key, v, most)) => {
+                Err(self.invalid(key, format!("{v} is more than {most} {unit}, the most allowed")))
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 impl FileConfig {

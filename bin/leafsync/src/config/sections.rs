@@ -338,10 +338,22 @@ impl Default for LeafdbSection {
     }
 }
 
+/// The largest cache `[leafdb]` takes, MiB: 1 TiB.
+pub(crate) const MAX_CACHE_MIB: u64 = 1 << 20;
+
 impl LeafdbSection {
-    /// The sizes in bytes; the block cache must not be empty.
+    /// The sizes in bytes; the block cache must not be empty, and no cache over
+    /// [`MAX_CACHE_MIB`] (a size given in bytes where MiB are asked would otherwise ask for
+    /// terabytes, or wrap around to nothing).
     pub(crate) fn validate(&self, o: &Origin<'_>) -> Result<LeafdbSettings, ConfigError> {
         o.at_least_one(&[("leafdb.block_cache_mib", self.block_cache_mib as u64)])?;
+        o.at_most(
+            &[
+                ("leafdb.block_cache_mib", self.block_cache_mib as u64, MAX_CACHE_MIB),
+                ("leafdb.recent_cache_mib", self.recent_cache_mib as u64, MAX_CACHE_MIB),
+            ],
+            "MiB",
+        )?;
         Ok(LeafdbSettings {
             block_cache_bytes: self.block_cache_mib << 20,
             recent_blocks: self.recent_blocks,

@@ -291,3 +291,43 @@ level = "debug"
         assert!(printed.contains(key), "{key} missing from\n{printed}");
     }
 }
+
+/// discv5's defences (public records only, its IP limit, its packet filter) are off only on a
+/// loopback address, or a private one on the `dev` chain: a cloud VM listening on its private
+/// address on a public chain keeps them. An IPv6 loopback runs discv5 on IPv4's.
+#[test]
+fn discovery_keeps_its_defences_on_a_private_address_of_a_public_chain() {
+    let discovery = |listen_ip: &str, chain: &str| {
+        let text = format!("[p2p]\nlisten_ip = \"{listen_ip}\"\n");
+        parse(&text).unwrap().network.discovery_config(chain)
+    };
+    let defended = |d: &leafsync_p2p::discovery::DiscoveryConfig| {
+        !d.allow_local_addresses && d.ip_limit && d.packet_filter
+    };
+    assert!(defended(&discovery("10.0.0.5", "sepolia")));
+    assert!(defended(&discovery("0.0.0.0", "sepolia")));
+    assert!(!defended(&discovery("10.0.0.5", "dev")));
+    assert!(!defended(&discovery("127.0.0.1", "sepolia")));
+    let v6 = discovery("::1", "sepolia");
+    assert_eq!(*v6.listen_addr.ip(), std::net::Ipv4Addr::LOCALHOST);
+    assert!(!defended(&v6));
+}
+
+/// Sizes and intervals past what makes sense are refused, naming the key: a cache size given in
+/// bytes where MiB are asked (it would ask for terabytes, or wrap around to nothing), and an
+/// interval so long that its timer overflows the clock.
+#[test]
+fn sizes_and_intervals_past_sense_are_refused() {
+    refused(
+        "[leafdb]\nblock_cache_mib = 268435456\n",
+        &["`leafdb.block_cache_mib`", "1048576 MiB"],
+    );
+    refused("[leafdb]\nrecent_cache_mib = 17592186044416\n", &["`leafdb.recent_cache_mib`"]);
+    let huge = i64::MAX;
+    refused(
+        &format!("[sync]\nprogress_interval_secs = {huge}\n"),
+        &["`sync.progress_interval_secs`"],
+    );
+    refused(&format!("[sync]\nstall_timeout_secs = {huge}\n"), &["`sync.stall_timeout_secs`"]);
+    assert!(parse("[leafdb]\nblock_cache_mib = 1048576\n").is_ok());
+}

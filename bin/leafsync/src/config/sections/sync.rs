@@ -133,6 +133,9 @@ impl Default for SyncSection {
     }
 }
 
+/// The longest `sync.stall_timeout_secs` and `sync.progress_interval_secs`: a week.
+pub(crate) const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
+
 impl SyncSection {
     /// Checks the pivot choice against `chain` and `el` and every limit.
     pub(crate) fn validate(
@@ -235,7 +238,13 @@ impl SyncSection {
             ("sync.stall_timeout_secs", self.stall_timeout_secs),
             ("sync.progress_interval_secs", self.progress_interval_secs),
         ];
-        o.at_least_one(&at_least_one)
+        o.at_least_one(&at_least_one)?;
+        // A timer far in the future overflows the clock (a panic), and means "never" anyway.
+        let at_most = [
+            ("sync.stall_timeout_secs", self.stall_timeout_secs, MAX_INTERVAL_SECS),
+            ("sync.progress_interval_secs", self.progress_interval_secs, MAX_INTERVAL_SECS),
+        ];
+        o.at_most(&at_most, "seconds")
     }
 
     /// The sync crate's settings (the pivot itself comes from the feed or the peers).
