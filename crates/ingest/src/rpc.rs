@@ -73,6 +73,8 @@ pub struct RpcClient {
     heads_seen: u64,
     /// Whether the current WebSocket connection has a `newHeads` subscription.
     subscribed: bool,
+    /// Whether the client answered `eth_subscribe` with an error: new heads are then polled.
+    subscriptions_refused: bool,
     /// Largest answer accepted ([`MAX_RESPONSE_BYTES`] unless set).
     max_response_bytes: usize,
 }
@@ -98,6 +100,7 @@ impl RpcClient {
             next_id: 1,
             heads_seen: 0,
             subscribed: false,
+            subscriptions_refused: false,
             max_response_bytes: MAX_RESPONSE_BYTES,
         })
     }
@@ -221,14 +224,22 @@ impl RpcClient {
     }
 
     /// Subscribes to `newHeads` when on WebSocket (once per connection); returns whether new
-    /// heads now arrive by subscription.
+    /// heads now arrive by subscription. A client that answers `eth_subscribe` with an error (a
+    /// proxy without subscriptions) is not asked again: new heads are polled, as over HTTP.
     pub async fn ensure_subscribed(&mut self) -> Result<bool, IngestError> {
-        if !self.is_websocket() {
+        if !self.is_websocket() || self.subscriptions_refused {
             return Ok(false);
         }
         if !self.subscribed {
-            let _id: Value = self.call("eth_subscribe", json!(["newHeads"])).await?;
-            self.subscribed = true;
+            match self.call::<Value>("eth_subscribe", json!(["newHeads"])).await {
+                Ok(_id) => self.subscribed = true,
+                Err(IngestError::Rpc(error)) => {
+                    warn!(url = self.url(), %error, "eth_subscribe refused: polling for new heads");
+                    self.subscriptions_refused = true;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(true)
     }

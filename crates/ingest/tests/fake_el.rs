@@ -317,11 +317,12 @@ async fn an_execution_client_replaced_by_another_chain_stops_the_follower() {
     assert_eq!(db.head().unwrap().unwrap().number, 1, "nothing of the other chain applied");
 }
 
-/// A WebSocket execution client that refuses `eth_subscribe` (a proxy without subscriptions):
-/// the follower, caught up at its head, backs off between its attempts (each a new connection)
-/// instead of reconnecting and warning about ten times a second for good.
-#[tokio::test]
-async fn a_refused_subscription_is_retried_with_a_growing_backoff() {
+/// A WebSocket execution client answering `eth_subscribe` with an error (`refuse`: a proxy
+/// without subscriptions) or dropping the connection at it: the follower, caught up at its
+/// head, polls for new heads on one connection in the first case, and backs off between its
+/// attempts (each a new connection) in the second, instead of reconnecting and warning about
+/// ten times a second for good.
+async fn subscribing_for(refuse: bool) -> (usize, u64, u64) {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
 
@@ -329,20 +330,25 @@ async fn a_refused_subscription_is_retried_with_a_growing_backoff() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = connections.clone();
+    let heads_asked = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (counted, asked) = (connections.clone(), heads_asked.clone());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             counted.fetch_add(1, Ordering::Relaxed);
+            let asked = asked.clone();
             tokio::spawn(async move {
                 let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else { return };
                 while let Some(Ok(Message::Text(text))) = ws.next().await {
                     let call: Value = serde_json::from_str(&text).unwrap();
-                    let answer = match call["method"].as_str().unwrap() {
-                        "eth_blockNumber" => json!({"result": "0x0"}),
+                    let mut answer = match call["method"].as_str().unwrap() {
+                        "eth_blockNumber" => {
+                            asked.fetch_add(1, Ordering::Relaxed);
+                            json!({"result": "0x0"})
+                        }
                         "eth_getBlockByNumber" => json!({"result": block(0, genesis.hash, root)}),
+                        "eth_subscribe" if !refuse => return,
                         _ => json!({"error": {"code": -32601, "message": "not supported"}}),
                     };
-                    let mut answer = answer;
                     answer["jsonrpc"] = json!("2.0");
                     answer["id"] = call["id"].clone();
                     if ws.send(Message::text(answer.to_string())).await.is_err() {
@@ -359,13 +365,25 @@ async fn a_refused_subscription_is_retried_with_a_growing_backoff() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(follower.run(stopped));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    // 100, 200, 400, 800 ms and 1.6 s between attempts: five or so in 3 s (about 25 with the
-    // backoff reset after every step that found the head unchanged).
-    let (attempts, retries) = (connections.load(Ordering::Relaxed), stats.retries());
-    assert!(retries >= 2, "the subscription was tried again: {retries}");
-    assert!(attempts <= 8, "{attempts} connections and {retries} retries in 3 s");
     stop.send(true).unwrap();
     task.await.unwrap().unwrap();
+    (connections.load(Ordering::Relaxed), stats.retries(), heads_asked.load(Ordering::Relaxed))
+}
+
+#[tokio::test]
+async fn a_refused_subscription_falls_back_to_polling() {
+    let (connections, retries, polls) = subscribing_for(true).await;
+    assert_eq!((connections, retries), (1, 0), "one connection, no failure");
+    assert!(polls >= 20, "the head was polled every 20 ms: {polls} polls in 3 s");
+}
+
+#[tokio::test]
+async fn a_failing_subscription_is_retried_with_a_growing_backoff() {
+    // 100, 200, 400, 800 ms and 1.6 s between attempts: five or so in 3 s (about 25 with the
+    // backoff reset after every step that found the head unchanged).
+    let (connections, retries, _) = subscribing_for(false).await;
+    assert!(retries >= 2, "the subscription was tried again: {retries}");
+    assert!(connections <= 8, "{connections} connections and {retries} retries in 3 s");
 }
 
 /// The head feed waits for the first readable head, then sends only higher ones, with their
