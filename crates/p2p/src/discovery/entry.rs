@@ -231,7 +231,7 @@ fn rlpx_candidate(enr: &Enr, kind: CandidateKind) -> Result<DialCandidate, Incom
 
 /// Whether `ip` is an address a node on the internet can have: not loopback, private
 /// (RFC 1918, IPv6 unique-local), link-local, shared (RFC 6598 CGNAT), "this network" (0/8),
-/// multicast, broadcast or unspecified. Dial candidates from discovery must pass it unless
+/// benchmarking (RFC 2544, 198.18/15), reserved (240/4), multicast, broadcast or unspecified. Dial candidates from discovery must pass it unless
 /// local addresses are allowed (`DiscoveryConfig::allow_local_addresses`); operator-configured
 /// static peers are not checked.
 pub fn is_public_address(ip: IpAddr) -> bool {
@@ -245,7 +245,9 @@ pub fn is_public_address(ip: IpAddr) -> bool {
                 || v4.is_broadcast()
                 || v4.is_unspecified()
                 || a == 0
-                || (a == 100 && (b & 0xc0) == 64))
+                || (a == 100 && (b & 0xc0) == 64)
+                || (a == 198 && (b & 0xfe) == 18)
+                || a >= 240)
         }
         IpAddr::V6(v6) => {
             let first = v6.segments()[0];
@@ -402,6 +404,10 @@ mod tests {
             "224.0.0.1",
             "239.255.255.250",
             "255.255.255.255",
+            "198.18.0.1",
+            "198.19.255.254",
+            "240.0.0.1",
+            "250.1.2.3",
             "::1",
             "::",
             "fc00::1",
@@ -412,7 +418,9 @@ mod tests {
         ] {
             assert!(!is_public_address(local.parse().expect("ip")), "{local} is local");
         }
-        for public in ["1.1.1.1", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2001:4860::8888"] {
+        let public =
+            ["1.1.1.1", "8.8.8.8", "172.32.0.1", "100.128.0.1", "198.17.0.1", "198.20.0.1"];
+        for public in public.into_iter().chain(["223.255.255.254", "2001:4860::8888"]) {
             assert!(is_public_address(public.parse().expect("ip")), "{public} is public");
         }
     }
