@@ -120,6 +120,7 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
         ("leafsync_repairs_total", "counter"),
         ("leafsync_serve_requests_total", "counter"),
         ("leafsync_serve_internal_errors_total", "counter"),
+        ("leafsync_serve_off_chain_total", "counter"),
         ("leafsync_serve_cache_hits_total", "counter"),
         ("leafsync_serve_cache_misses_total", "counter"),
         ("leafsync_serve_cache_bytes", "gauge"),

@@ -62,6 +62,8 @@ fn record(state: &AdminState, peers: usize) {
     counter("leafsync_serve_requests_total", "leaf/1 requests answered.", s.served);
     let help = "Requests answered empty on a database error.";
     counter("leafsync_serve_internal_errors_total", help, s.internal_errors);
+    let help = "Chunk requests answered empty because the state is off the chain.";
+    counter("leafsync_serve_off_chain_total", help, s.off_chain);
     counter("leafsync_serve_cache_hits_total", "Chunk cache hits.", s.cache.hits);
     counter("leafsync_serve_cache_misses_total", "Chunk cache misses.", s.cache.misses);
     let help = "Chunk cache hits that waited for another request reading the same chunk.";
