@@ -232,9 +232,11 @@ impl<S: KvStore + 'static> Follower<S> {
     }
 
     /// Counts into `stats` (a follower started again, after the daemon repaired its state,
-    /// carries on with the counters of the one before).
+    /// carries on with the counters of the one before), but for `stuck_block`: the new one is
+    /// not stuck where the one before was (cleared here, before the daemon looks again).
     #[must_use]
     pub fn with_stats(mut self, stats: Arc<IngestStats>) -> Self {
+        stats.stuck_block.store(0, Ordering::Relaxed);
         self.stats = stats;
         self
     }
