@@ -10,7 +10,14 @@ mod support;
 #[path = "../../../crates/ingest/tests/common/mod.rs"]
 mod workload;
 
-use std::path::Path;
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use alloy_primitives::{Address, keccak256};
 use leafsync_ingest::RpcClient;
@@ -21,6 +28,10 @@ use serde_json::{Value, json};
 use support::{
     assert_head_is_els, both_follow_then_stop, line_with, sigterm_and_wait, start_daemon, status,
     wait_status, wait_synced_at,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
 };
 use workload::{AnvilGenesis, anvil_genesis};
 
@@ -259,6 +270,108 @@ async fn a_state_taken_off_the_chain_by_a_deep_reorg_is_repaired_from_a_peer() {
 }
 
 /// The `[el]` section: anvil's WebSocket at `addr`, and the genesis file to bootstrap from.
+/// A follower stuck at a block its execution client cannot trace (a geth that no longer keeps
+/// the block's parent state) is repaired from a peer, past that block: A follows anvil and
+/// serves; B follows anvil through a proxy that answers every `debug_traceBlockByHash` with an
+/// error while told to (`el.stuck_after_secs = 1`). After two blocks B cannot trace, B syncs
+/// the state at anvil's head from A over its leafdb, follows on once the traces come again,
+/// and `tool verify` finds its state exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_stuck_at_a_block_it_cannot_trace_is_repaired_from_a_peer() {
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file } = anvil_genesis().await;
+    let genesis = rpc.block(0).await.unwrap();
+    let chain = support::dev_chain(genesis.hash);
+    let fail = Arc::new(AtomicBool::new(false));
+    let proxy = trace_failing_proxy(anvil.addr, Arc::clone(&fail)).await;
+
+    let a_toml = support::daemon_toml(
+        &dir.path().join("a"),
+        &chain,
+        Some(&[]),
+        &el_section(anvil.addr, Some(&genesis_file)),
+    );
+    let (mut a, a_lines) = start_daemon(dir.path(), "a", &a_toml);
+    let a_enr = line_with(&a_lines, "enr: ");
+    let a_admin = line_with(&a_lines, "admin: ");
+    let b_el = format!(
+        "[el]\nrpc = \"http://{proxy}\"\ngenesis = {genesis_file:?}\nstuck_after_secs = 1\n"
+    );
+    let b_toml =
+        support::daemon_toml(&dir.path().join("b"), &chain, Some(&[a_enr.as_str()]), &b_el);
+    let (mut b, b_lines) = start_daemon(dir.path(), "b", &b_toml);
+    let b_admin = line_with(&b_lines, "admin: ");
+    mine(&mut rpc, 0, 3, &[&a_admin, &b_admin]).await;
+
+    // Traces fail: B is stuck at block 3 and repairs from A at anvil's head (block 5).
+    fail.store(true, Ordering::Relaxed);
+    mine(&mut rpc, 3, 5, &[&a_admin]).await;
+    let s = wait_status(&b_admin, "B did not repair past the blocks it cannot trace", |s| {
+        s["sync"]["repairs"] == 1 && s["sync"]["phase"] == "following"
+    })
+    .await;
+    assert_eq!(s["sync"]["stateSync"]["pivot"]["number"], 5, "anvil's head: {s}");
+    assert_eq!(s["sync"]["head"]["number"], 5, "{s}");
+
+    // Traces again: both follow, B's blocks matching anvil's roots.
+    fail.store(false, Ordering::Relaxed);
+    mine(&mut rpc, 5, 6, &[&a_admin, &b_admin]).await;
+    both_follow_then_stop(
+        (&mut a, &a_admin),
+        (&mut b, &b_admin, &dir.path().join("b")),
+        &mut rpc,
+        6,
+        &["phase:   following"],
+    )
+    .await;
+}
+
+/// An HTTP JSON-RPC proxy in front of `upstream` (anvil) that answers `debug_traceBlockByHash`
+/// with geth's error for a state it no longer keeps while `fail` is set; returns its address.
+async fn trace_failing_proxy(upstream: SocketAddr, fail: Arc<AtomicBool>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(proxy_requests(client, upstream, Arc::clone(&fail)));
+        }
+    });
+    addr
+}
+
+/// Answers the requests of one client connection, each forwarded on a connection of its own.
+async fn proxy_requests(mut client: TcpStream, upstream: SocketAddr, fail: Arc<AtomicBool>) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(body) = workload::read_http_request(&mut client, &mut buf).await else { return };
+        let call: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let answer = if fail.load(Ordering::Relaxed) && call["method"] == "debug_traceBlockByHash" {
+            let error = json!({"jsonrpc": "2.0", "id": call["id"], "error":
+                {"code": -32000, "message": "historical state unavailable"}})
+            .to_string();
+            let len = error.len();
+            format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n{error}")
+                .into_bytes()
+        } else {
+            let Ok(mut anvil) = TcpStream::connect(upstream).await else { return };
+            let request = format!(
+                "POST / HTTP/1.1\r\nHost: {upstream}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let mut answer = Vec::new();
+            if anvil.write_all(request.as_bytes()).await.is_err()
+                || anvil.write_all(&body).await.is_err()
+                || anvil.read_to_end(&mut answer).await.is_err()
+            {
+                return;
+            }
+            answer
+        };
+        if client.write_all(&answer).await.is_err() {
+            return;
+        }
+    }
+}
+
 fn el_section(addr: impl std::fmt::Display, genesis: Option<&Path>) -> String {
     let genesis = genesis.map_or_else(String::new, |g| format!("genesis = {g:?}"));
     format!("[el]\nrpc = \"ws://{addr}\"\n{genesis}")

@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
+mod common;
+
 use leafsync_leafdb::test_utils::package_dir;
 use std::{
     net::SocketAddr,
@@ -24,7 +26,7 @@ use leafsync_ingest::{
 use leafsync_leafdb::{BlockHeader, GenParams, LeafDb, MemStore};
 use serde_json::{Value, json};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::AsyncWriteExt,
     net::{TcpListener, TcpStream},
 };
 
@@ -56,31 +58,8 @@ async fn fake_el(script: Script) -> SocketAddr {
 async fn serve(mut stream: TcpStream, script: Script) {
     let mut buf = Vec::new();
     loop {
-        // The head, then a body of Content-Length bytes.
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .map_or(0, |v| v.trim().parse().unwrap());
-        while buf.len() < head_end + length {
-            let mut chunk = [0u8; 4096];
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        let request: Value = serde_json::from_slice(&buf[head_end..head_end + length]).unwrap();
-        buf.drain(..head_end + length);
+        let Some(body) = common::read_http_request(&mut stream, &mut buf).await else { return };
+        let request: Value = serde_json::from_slice(&body).unwrap();
         let method = request["method"].as_str().unwrap_or_default();
         let written = match script(method, &request["params"]) {
             Answer::Result(result) => {

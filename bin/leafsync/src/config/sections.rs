@@ -197,7 +197,7 @@ impl P2pSection {
 }
 
 /// `[el]`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct ElSection {
     /// JSON-RPC URL of the neighbouring execution client (http:// or ws://).
@@ -207,6 +207,20 @@ pub(crate) struct ElSection {
     /// The execution client's own enode URL (geth prints it in `admin_nodeInfo`): kept connected
     /// as a static and trusted peer. Default none.
     pub(crate) enode: Option<String>,
+    /// Seconds the next block's trace may keep failing before the state is repaired from peers
+    /// past it (`leafsync_ingest::DEFAULT_STUCK_AFTER`).
+    pub(crate) stuck_after_secs: u64,
+}
+
+impl Default for ElSection {
+    fn default() -> Self {
+        Self {
+            rpc: None,
+            genesis: None,
+            enode: None,
+            stuck_after_secs: leafsync_ingest::DEFAULT_STUCK_AFTER.as_secs(),
+        }
+    }
 }
 
 impl ElSection {
@@ -224,6 +238,9 @@ impl ElSection {
             }
         }
         self.peer(o)?;
+        o.at_least_one(&[("el.stuck_after_secs", self.stuck_after_secs)])?;
+        let most = sync::MAX_INTERVAL_SECS;
+        o.at_most(&[("el.stuck_after_secs", self.stuck_after_secs, most)], "seconds")?;
         Ok(self.clone())
     }
 

@@ -327,6 +327,7 @@ fn start_follower(
     let mut fc = FollowerConfig::new(url.clone());
     fc.genesis.clone_from(&el.genesis);
     fc.genesis_hash = Some(genesis_hash);
+    fc.stuck_after = std::time::Duration::from_secs(el.stuck_after_secs);
     let mut follower = Follower::new(db.clone(), fc)?;
     if let Some(stats) = stats {
         follower = follower.with_stats(stats);

@@ -22,6 +22,34 @@ use tokio::{
     sync::watch,
 };
 
+/// Reads one HTTP/1.1 request from `stream`: its head, then a body of Content-Length bytes;
+/// what follows stays in `buf` for the next. Returns the body, `None` once the stream ends.
+pub async fn read_http_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    while buf.len() < head_end + length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(buf.drain(..head_end + length).skip(head_end).collect())
+}
+
 /// How long anvil may take to answer after being spawned.
 pub const ANVIL_START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the follower may take to reach a block.
