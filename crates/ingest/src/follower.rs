@@ -251,8 +251,6 @@ impl<S: KvStore + 'static> Follower<S> {
     /// and configuration errors end the loop.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), IngestError> {
         let mut backoff = INITIAL_BACKOFF;
-        // A follower started again (after a repair) is not stuck where the one before was.
-        self.stats.stuck_block.store(0, Ordering::Relaxed);
         loop {
             // A dropped sender is a shutdown too (else `changed()` would return at once forever).
             if *shutdown.borrow() || shutdown.has_changed().is_err() {

@@ -196,6 +196,10 @@ impl P2pSection {
     }
 }
 
+/// The longest interval a `*_secs` key takes: a week (a timer far in the future overflows the
+/// clock, a panic, and means "never" anyway).
+pub(crate) const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
+
 /// `[el]`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -239,7 +243,7 @@ impl ElSection {
         }
         self.peer(o)?;
         o.at_least_one(&[("el.stuck_after_secs", self.stuck_after_secs)])?;
-        let most = sync::MAX_INTERVAL_SECS;
+        let most = MAX_INTERVAL_SECS;
         o.at_most(&[("el.stuck_after_secs", self.stuck_after_secs, most)], "seconds")?;
         Ok(self.clone())
     }

@@ -231,8 +231,8 @@ fn rlpx_candidate(enr: &Enr, kind: CandidateKind) -> Result<DialCandidate, Incom
 
 /// Whether `ip` is an address a node on the internet can have: not loopback, private
 /// (RFC 1918, IPv6 unique-local), link-local, shared (RFC 6598 CGNAT), "this network" (0/8),
-/// benchmarking (RFC 2544, 198.18/15), reserved (240/4), multicast, broadcast or unspecified. Dial candidates from discovery must pass it unless
-/// local addresses are allowed (`DiscoveryConfig::allow_local_addresses`); operator-configured
+/// benchmarking (RFC 2544, 198.18/15), reserved (240/4), multicast, broadcast or unspecified.
+/// Dial candidates from discovery must pass it unless local addresses are allowed (`DiscoveryConfig::allow_local_addresses`); operator-configured
 /// static peers are not checked.
 pub fn is_public_address(ip: IpAddr) -> bool {
     match ip.to_canonical() {

@@ -81,9 +81,8 @@ pub const INITIAL_RESPONSE_BYTES: u64 = 512 * 1024;
 /// one contract code (24 KiB by EIP-170) or a few hundred bytes of account or slot, plus two
 /// proof paths of at most 17 nodes of ~532 bytes. A storage answer may also run
 /// [`STATE_LOOKUP_SLACK_PERCENT`] past its budget and weigh [`SLOT_ENCODING_PERCENT`] more
-/// encoded than counted. An answer further over it is kept (its items are
-/// checked like any other) but costs the peer a [`PenaltyClass::Mid`]: it made us read more
-/// than we asked for.
+/// encoded than counted. An answer further over it is kept (its items are checked like any
+/// other) but costs the peer a [`PenaltyClass::Mid`]: it made us read more than we asked for.
 pub const OVERSHOOT_ALLOWANCE: u64 = 256 * 1024;
 
 /// How much more a storage answer's slots weigh encoded than servers count them, at most

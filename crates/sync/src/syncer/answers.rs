@@ -204,9 +204,9 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// chunk that equals its skeleton hash is staged in `verified`, written and taken in with
     /// the answer's other verified pieces ([`Self::take_in`]); one that differs is written at
     /// once (after those staged before it) and healed, or judged as junk; of a peer that reads
-    /// at the pivot's root ([`crate::peer::SyncPeer::exact_root`]) it is invalid. With `verified_only`
-    /// (its server is benched for stale chunks), a chunk that differs from its skeleton hash is
-    /// not imported but queued again, tried by `peer`: `None`.
+    /// at the pivot's root ([`crate::peer::SyncPeer::exact_root`]) it is invalid. With
+    /// `verified_only` (its server is benched for stale chunks), a chunk that differs from its
+    /// skeleton hash is not imported but queued again, tried by `peer`: `None`.
     fn on_chunk(
         &mut self,
         peer: usize,

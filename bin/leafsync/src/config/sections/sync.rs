@@ -6,7 +6,7 @@ use alloy_primitives::B256;
 use leafsync_p2p::{chain::ChainSpec, leaf::ChainHead};
 use serde::{Deserialize, Serialize};
 
-use super::ElSection;
+use super::{ElSection, MAX_INTERVAL_SECS};
 use crate::config::{
     ConfigError, Origin,
     settings::{SyncSettings, SyncSources},
@@ -133,9 +133,6 @@ impl Default for SyncSection {
     }
 }
 
-/// The longest `sync.stall_timeout_secs` and `sync.progress_interval_secs`: a week.
-pub(crate) const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
-
 impl SyncSection {
     /// Checks the pivot choice against `chain` and `el` and every limit.
     pub(crate) fn validate(
@@ -239,7 +236,6 @@ impl SyncSection {
             ("sync.progress_interval_secs", self.progress_interval_secs),
         ];
         o.at_least_one(&at_least_one)?;
-        // A timer far in the future overflows the clock (a panic), and means "never" anyway.
         let at_most = [
             ("sync.stall_timeout_secs", self.stall_timeout_secs, MAX_INTERVAL_SECS),
             ("sync.progress_interval_secs", self.progress_interval_secs, MAX_INTERVAL_SECS),
