@@ -11,31 +11,8 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::*;
-use leafsync_ingest::{Follower, FollowerConfig, IngestStats};
+
 use leafsync_leafdb::{DbOptions, LeafDb, LeafDbConfig, RocksStore};
-use tokio::{sync::watch, task::JoinHandle};
-
-type Running =
-    (Arc<IngestStats>, watch::Sender<bool>, JoinHandle<Result<(), leafsync_ingest::IngestError>>);
-
-fn spawn(
-    db: &Arc<LeafDb<RocksStore>>,
-    url: String,
-    genesis: Option<std::path::PathBuf>,
-) -> Running {
-    let mut config = FollowerConfig::new(url);
-    config.genesis = genesis;
-    config.poll_interval = POLL;
-    let follower = Follower::new(Arc::clone(db), config).unwrap();
-    let stats = follower.stats();
-    let (stop, stopped) = watch::channel(false);
-    (stats, stop, tokio::spawn(follower.run(stopped)))
-}
-
-async fn stop(running: Running) {
-    running.1.send_replace(true);
-    tokio::time::timeout(FOLLOW_TIMEOUT, running.2).await.unwrap().unwrap().unwrap();
-}
 
 async fn assert_root(db: &LeafDb<RocksStore>, rpc: &mut leafsync_ingest::RpcClient, n: u64) {
     let block = rpc.block(n).await.unwrap();
@@ -61,8 +38,8 @@ async fn outage_and_restart_skip_nothing_and_repeat_nothing() {
         )
     };
     let db = open();
-    let running = spawn(&db, proxy.http(), Some(genesis.clone()));
-    let stats = Arc::clone(&running.0);
+    let running = spawn_follower(&db, proxy.http(), |c| c.genesis = Some(genesis.clone()));
+    let stats = Arc::clone(&running.stats);
     let mut workload = Workload::new(&mut rpc).await;
     for _ in 0..5 {
         let n = workload.mine_block(&mut rpc).await;
@@ -98,7 +75,7 @@ async fn outage_and_restart_skip_nothing_and_repeat_nothing() {
     assert_root(&db, &mut rpc, n).await;
     assert_eq!(stats.blocks_applied(), n, "every block from 1 to {n} applied exactly once");
     assert!(stats.retries() >= 2);
-    stop(running).await;
+    running.stop().await;
 
     // Restart: close the leafdb, mine more blocks, reopen and resume from its head.
     drop(db);
@@ -107,11 +84,11 @@ async fn outage_and_restart_skip_nothing_and_repeat_nothing() {
     }
     let db = open();
     assert_eq!(db.head().unwrap().unwrap().number, n, "progress is the leafdb head");
-    let running = spawn(&db, anvil.http(), None);
-    let stats = Arc::clone(&running.0);
+    let running = spawn_follower(&db, anvil.http(), |_| {});
+    let stats = Arc::clone(&running.stats);
     let m = rpc.block_number().await.unwrap();
     wait_for_head(&stats, m).await;
     assert_root(&db, &mut rpc, m).await;
     assert_eq!(stats.blocks_applied(), m - n, "resumed after block {n}, not from the start");
-    stop(running).await;
+    running.stop().await;
 }

@@ -185,11 +185,7 @@ fn a_saturated_blocking_pool_does_not_delay_block_application() {
             });
         }
 
-        let mut config = FollowerConfig::new(format!("http://{el}"));
-        config.poll_interval = Duration::from_millis(20);
-        let follower = Follower::new(Arc::clone(&db), config).unwrap();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(follower.run(stopped));
+        let running = common::spawn_follower(&db, format!("http://{el}"), |_| {});
         let started = Instant::now();
         while db.head().unwrap().unwrap().number < 1 {
             assert!(
@@ -201,8 +197,7 @@ fn a_saturated_blocking_pool_does_not_delay_block_application() {
         }
         assert_eq!(db.head().unwrap().unwrap().hash, keccak256(1u64.to_be_bytes()));
         release.store(true, Ordering::Relaxed);
-        stop.send(true).unwrap();
-        task.await.unwrap().unwrap();
+        running.stop().await;
     });
     release.store(true, Ordering::Relaxed);
 }
@@ -226,13 +221,10 @@ async fn a_block_the_execution_client_keeps_failing_to_trace_is_reported_stuck()
         })
     };
     let el = fake_el(script).await;
-    let mut config = FollowerConfig::new(format!("http://{el}"));
-    config.poll_interval = Duration::from_millis(20);
-    config.stuck_after = Duration::from_millis(300);
-    let follower = Follower::new(Arc::clone(&db), config).unwrap();
-    let stats = follower.stats();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(follower.run(stopped));
+    let running = common::spawn_follower(&db, format!("http://{el}"), |c| {
+        c.stuck_after = Duration::from_millis(300);
+    });
+    let stats = Arc::clone(&running.stats);
     let started = Instant::now();
     while stats.stuck_block() != 1 {
         assert!(started.elapsed() < Duration::from_secs(20), "never reported stuck at block 1");
@@ -247,8 +239,7 @@ async fn a_block_the_execution_client_keeps_failing_to_trace_is_reported_stuck()
         assert!(started.elapsed() < Duration::from_secs(30), "block 1 not applied, or stuck");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    stop.send(true).unwrap();
-    task.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 /// An execution client replaced under the same URL by one of another chain (a devnet
@@ -278,19 +269,16 @@ async fn an_execution_client_replaced_by_another_chain_stops_the_follower() {
         })
     };
     let el = fake_el(script).await;
-    let mut config = FollowerConfig::new(format!("http://{el}"));
-    config.poll_interval = Duration::from_millis(20);
-    config.genesis_hash = Some(genesis.hash);
-    let follower = Follower::new(Arc::clone(&db), config).unwrap();
-    let (_stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(follower.run(stopped));
+    let running = common::spawn_follower(&db, format!("http://{el}"), |c| {
+        c.genesis_hash = Some(genesis.hash)
+    });
     let started = Instant::now();
     while db.head().unwrap().unwrap().number < 1 {
         assert!(started.elapsed() < Duration::from_secs(20), "block 1 not applied");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     replaced.store(true, Ordering::Relaxed);
-    let ended = tokio::time::timeout(Duration::from_secs(20), task).await;
+    let ended = tokio::time::timeout(Duration::from_secs(20), running.task).await;
     let err = ended.expect("the follower went on").unwrap().unwrap_err();
     assert!(matches!(err, IngestError::WrongChain { .. }), "{err}");
     assert_eq!(db.head().unwrap().unwrap().number, 1, "nothing of the other chain applied");
@@ -337,15 +325,10 @@ async fn subscribing_for(refuse: bool) -> (usize, u64, u64) {
             });
         }
     });
-    let mut config = FollowerConfig::new(format!("ws://{addr}"));
-    config.poll_interval = Duration::from_millis(20);
-    let follower = Follower::new(Arc::clone(&db), config).unwrap();
-    let stats = follower.stats();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(follower.run(stopped));
+    let running = common::spawn_follower(&db, format!("ws://{addr}"), |_| {});
+    let stats = Arc::clone(&running.stats);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.send(true).unwrap();
-    task.await.unwrap().unwrap();
+    running.stop().await;
     (connections.load(Ordering::Relaxed), stats.retries(), heads_asked.load(Ordering::Relaxed))
 }
 

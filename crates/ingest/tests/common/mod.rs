@@ -50,6 +50,40 @@ pub async fn read_http_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Opt
     Some(buf.drain(..head_end + length).skip(head_end).collect())
 }
 
+/// A follower running in a task of its own.
+pub struct Running {
+    /// Its counters.
+    pub stats: Arc<IngestStats>,
+    /// Set to stop it.
+    pub stop: watch::Sender<bool>,
+    /// Its task.
+    pub task: tokio::task::JoinHandle<Result<(), leafsync_ingest::IngestError>>,
+}
+
+impl Running {
+    /// Stops the follower and waits (bounded) for its clean end.
+    pub async fn stop(self) {
+        self.stop.send_replace(true);
+        tokio::time::timeout(FOLLOW_TIMEOUT, self.task).await.unwrap().unwrap().unwrap();
+    }
+}
+
+/// Starts a follower of `url` writing into `db`, polling every [`POLL`], its configuration
+/// changed by `configure`.
+pub fn spawn_follower<S: leafsync_leafdb::KvStore + 'static>(
+    db: &Arc<leafsync_leafdb::LeafDb<S>>,
+    url: String,
+    configure: impl FnOnce(&mut leafsync_ingest::FollowerConfig),
+) -> Running {
+    let mut config = leafsync_ingest::FollowerConfig::new(url);
+    config.poll_interval = POLL;
+    configure(&mut config);
+    let follower = leafsync_ingest::Follower::new(Arc::clone(db), config).unwrap();
+    let stats = follower.stats();
+    let (stop, stopped) = watch::channel(false);
+    Running { stats, stop, task: tokio::spawn(follower.run(stopped)) }
+}
+
 /// How long anvil may take to answer after being spawned.
 pub const ANVIL_START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the follower may take to reach a block.

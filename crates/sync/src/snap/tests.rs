@@ -376,6 +376,16 @@ async fn the_chunks_of_a_request_are_read_side_by_side_within_the_cap() {
     }
 }
 
+/// A server of four slots under each nibble answering later chunks first, its peer, and the
+/// encoded size of one chunk's piece.
+fn later_reads_first() -> (Arc<SlowStorage>, SnapPeer, u64) {
+    let server = SlowStorage::new(4, Delay::Falling(Duration::from_millis(10)));
+    let peer = SnapPeer::new(Arc::clone(&server) as Arc<dyn SnapTransport>);
+    let piece_bytes = StoragePiece { head_number: 0, content: ChunkContent::Items(server.under(0)) }
+        .length() as u64;
+    (server, peer, piece_bytes)
+}
+
 /// Read side by side, the pieces are still in request order, though the later reads finish
 /// first. A read starts as one before it ends while the pieces so far are short of
 /// `max_bytes`; once they reach it none does, and the reads running are kept until the pieces
@@ -384,10 +394,7 @@ async fn the_chunks_of_a_request_are_read_side_by_side_within_the_cap() {
 /// pass twice `max_bytes`).
 #[tokio::test(start_paused = true)]
 async fn pieces_read_side_by_side_stop_in_order_at_max_bytes() {
-    let server = SlowStorage::new(4, Delay::Falling(Duration::from_millis(10)));
-    let peer = SnapPeer::new(Arc::clone(&server) as Arc<dyn SnapTransport>);
-    let piece_bytes = StoragePiece { head_number: 0, content: ChunkContent::Items(server.under(0)) }
-        .length() as u64;
+    let (server, peer, piece_bytes) = later_reads_first();
     let answer = peer.request_at(&ChainHead::default(), sixteen_chunks(2 * piece_bytes + 1));
     let started = READS_AT_ONCE + 2;
     let expected: Vec<_> = (0..started as u8 - 1).map(|n| Some(server.under(n))).collect();
@@ -400,10 +407,7 @@ async fn pieces_read_side_by_side_stop_in_order_at_max_bytes() {
 /// answered last, two pieces (all four reads running were kept before: four times `max_bytes`).
 #[tokio::test(start_paused = true)]
 async fn an_answer_keeps_at_most_twice_max_bytes_and_one_read() {
-    let server = SlowStorage::new(4, Delay::Falling(Duration::from_millis(10)));
-    let peer = SnapPeer::new(Arc::clone(&server) as Arc<dyn SnapTransport>);
-    let piece_bytes = StoragePiece { head_number: 0, content: ChunkContent::Items(server.under(0)) }
-        .length() as u64;
+    let (server, peer, piece_bytes) = later_reads_first();
     let answer = peer.request_at(&ChainHead::default(), sixteen_chunks(piece_bytes));
     let pieces = piece_slots(answer.await.unwrap());
     assert!(pieces.len() as u64 <= KEPT_PAST_MAX + 1, "{} pieces", pieces.len());
