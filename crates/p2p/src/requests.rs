@@ -73,12 +73,6 @@ impl TrackedRequest for LeafRequest {
     }
 }
 
-/// How many ids of timed-out requests a tracker remembers, to tell a late response (its request
-/// expired) from an unsolicited one (never asked). Both earn the same penalty; the distinction is
-/// only counted. Four times the in-flight limit covers every request that can expire within a few
-/// timeout periods.
-pub const LATE_ID_MEMORY: usize = 4 * MAX_IN_FLIGHT_REQUESTS;
-
 /// Why a request of ours failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
@@ -88,7 +82,8 @@ pub enum RequestError {
     /// The session's command queue is full; try later or another peer.
     #[error("peer session is busy")]
     PeerBusy,
-    /// [`MAX_IN_FLIGHT_REQUESTS`] requests are already outstanding at that peer.
+    /// [`MAX_IN_FLIGHT_REQUESTS`] requests are already outstanding at that peer (timed-out
+    /// ones that the peer has not answered yet included).
     #[error("{MAX_IN_FLIGHT_REQUESTS} requests already in flight at that peer")]
     TooManyInFlight,
     /// No answer within [`REQUEST_TIMEOUT`]; the peer was penalised.
@@ -189,11 +184,18 @@ pub struct TrackerStats {
 /// Our requests to one peer: assigns ids, enforces [`MAX_IN_FLIGHT_REQUESTS`] and
 /// [`REQUEST_TIMEOUT`], and matches responses. `W` is whatever waits for the answer (a oneshot
 /// sender in the session task).
+///
+/// A request that timed out fails for its waiter at once but keeps its slot until the peer
+/// answers it (late) or the session ends: the server counts it as unanswered until it sends the
+/// answer, and a 17th unanswered request is a flood it bans us for. A busy server whose queue
+/// held our requests past the timeout would otherwise see a fresh request as that 17th.
 #[derive(Debug)]
 pub struct RequestTracker<W, R = LeafRequest> {
     next_id: u64,
     timeout: Duration,
     in_flight: HashMap<u64, InFlight<W, R>>,
+    /// Ids of timed-out requests the peer has not answered yet; with `in_flight` at most
+    /// [`MAX_IN_FLIGHT_REQUESTS`] (see `start`).
     expired: VecDeque<u64>,
     stats: TrackerStats,
 }
@@ -217,14 +219,14 @@ impl<W, R: TrackedRequest> RequestTracker<W, R> {
     }
 
     /// Registers `request` with a fresh id and returns the message to send. Fails (giving the
-    /// waiter back) when [`MAX_IN_FLIGHT_REQUESTS`] are outstanding.
+    /// waiter back) when [`MAX_IN_FLIGHT_REQUESTS`] are unanswered, timed-out ones included.
     pub fn start(
         &mut self,
         request: R,
         waiter: W,
         now: Instant,
     ) -> Result<R::Message, (RequestError, W)> {
-        if self.in_flight.len() >= MAX_IN_FLIGHT_REQUESTS {
+        if self.unanswered() >= MAX_IN_FLIGHT_REQUESTS {
             return Err((RequestError::TooManyInFlight, waiter));
         }
         let id = self.next_id;
@@ -261,7 +263,8 @@ impl<W, R: TrackedRequest> RequestTracker<W, R> {
     }
 
     /// Removes every request whose deadline is at or before `now` and returns their waiters
-    /// (each one earns the peer a high penalty). Their ids are remembered as expired.
+    /// (each one earns the peer a high penalty). Their ids are remembered as expired, each
+    /// holding its slot until its late answer.
     pub fn expire(&mut self, now: Instant) -> Vec<W> {
         let ids: Vec<u64> =
             self.in_flight.iter().filter(|(_, e)| e.deadline <= now).map(|(id, _)| *id).collect();
@@ -269,9 +272,6 @@ impl<W, R: TrackedRequest> RequestTracker<W, R> {
         for id in ids {
             if let Some(entry) = self.in_flight.remove(&id) {
                 waiters.push(entry.waiter);
-                if self.expired.len() >= LATE_ID_MEMORY {
-                    self.expired.pop_front();
-                }
                 self.expired.push_back(id);
                 self.stats.timed_out += 1;
             }
@@ -284,9 +284,19 @@ impl<W, R: TrackedRequest> RequestTracker<W, R> {
         self.in_flight.values().map(|e| e.deadline).min()
     }
 
-    /// Number of requests in flight.
+    /// Number of requests in flight (waited for; timed-out ones not included).
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// Requests the peer has not answered: in flight, or timed out and not answered since.
+    pub fn unanswered(&self) -> usize {
+        self.in_flight.len() + self.expired.len()
+    }
+
+    /// Requests that timed out and are not answered yet (each still holds its slot).
+    pub fn timed_out_unanswered(&self) -> usize {
+        self.expired.len()
     }
 
     /// Takes every waiter (the session is ending).
@@ -412,6 +422,38 @@ mod tests {
         assert!(matches!(t.on_response(codes(0, 1)), ResponseOutcome::Unsolicited));
         assert_eq!(t.stats().timed_out, 1);
         assert_eq!(t.stats().late, 1);
+    }
+
+    /// A server counts a request as unanswered until it sends the answer, so a timed-out request
+    /// keeps its slot here until its late answer: a busy server holding 16 of our requests past
+    /// the timeout would take a 17th for a flood and ban us.
+    #[test]
+    fn a_timed_out_request_holds_its_slot_until_its_late_answer() {
+        let now = Instant::now();
+        let mut t = RequestTracker::default();
+        for i in 0..MAX_IN_FLIGHT_REQUESTS {
+            assert!(t.start(get_codes(1), i, now).is_ok());
+        }
+        let later = now + REQUEST_TIMEOUT;
+        assert_eq!(t.expire(later).len(), MAX_IN_FLIGHT_REQUESTS);
+        assert_eq!(t.in_flight(), 0);
+        assert_eq!(t.unanswered(), MAX_IN_FLIGHT_REQUESTS);
+        assert!(matches!(
+            t.start(get_codes(1), 99, later),
+            Err((RequestError::TooManyInFlight, 99))
+        ));
+        // One late answer frees one slot, and no more.
+        assert!(matches!(t.on_response(codes(3, 1)), ResponseOutcome::Late));
+        assert!(t.start(get_codes(1), 100, later).is_ok());
+        assert!(matches!(
+            t.start(get_codes(1), 101, later),
+            Err((RequestError::TooManyInFlight, 101))
+        ));
+        // The server's side agrees: never a 17th unanswered request.
+        let mut served = ServedRequests::default();
+        for _ in 0..t.unanswered() {
+            assert_eq!(served.on_request(), Ok(()));
+        }
     }
 
     #[test]

@@ -4,15 +4,21 @@
 mod support;
 
 use alloy_primitives::{B256, Bytes};
-use futures::future::join_all;
+use futures::{StreamExt, future::join_all};
 use leafsync_p2p::{
     PenaltyClass,
-    leaf::{LeafMessage, RequestPair, protocol::MAX_IN_FLIGHT_REQUESTS},
+    leaf::{
+        LeafMessage, RequestPair,
+        protocol::{MAX_IN_FLIGHT_REQUESTS, REQUEST_TIMEOUT},
+    },
     p2pstream::DisconnectReason,
-    peers::{Direction, NetworkEvent, PenaltyReason},
+    peers::{Direction, MAX_CONCURRENT_HANDLER_CALLS_PER_PEER, NetworkEvent, PenaltyReason},
     requests::{LeafRequest, LeafResponse, RequestError},
 };
-use std::sync::Arc;
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,27 +146,38 @@ async fn silent_peer_times_out_and_is_disconnected() {
     })
     .await;
     assert_eq!(high, PenaltyClass::High);
-    // Each stall costs one high penalty (a stall's timeouts count once): a peer that stays
-    // silent is disconnected after a handful of them.
-    let mut stalls = 1;
+    // The timed-out requests hold every slot until answered: nothing more is sent to the peer.
+    let more = request_codes(&node.handle, hostile_id, &[B256::ZERO]).await;
+    assert_eq!(more.map(|_| ()), Err(RequestError::TooManyInFlight));
+    // Each window of silence costs one more high penalty (a stall's timeouts count once): a
+    // peer that stays silent is disconnected after a handful of them. Its stream is read, so
+    // that it answers our pings and only its silence to requests counts.
+    let reader = tokio::spawn(async move { while hostile.next().await.is_some() {} });
+    tokio::time::pause();
+    let mut penalties = 1;
     let reason = loop {
-        one_stall(&node, &mut hostile, hostile_id).await;
-        stalls += 1;
-        assert!(stalls <= 10, "a silent peer must be dropped");
         let ended = wait_event(&mut node.events, |e| match e {
-            NetworkEvent::PeerPenalised { peer, .. } if *peer == hostile_id => Some(None),
+            NetworkEvent::PeerPenalised { peer, reason: PenaltyReason::Timeout, .. }
+                if *peer == hostile_id =>
+            {
+                Some(None)
+            }
             NetworkEvent::PeerDisconnected { peer, reason } if *peer == hostile_id => {
                 Some(Some(*reason))
             }
             _ => None,
         })
         .await;
-        if let Some(reason) = ended {
-            break reason;
+        match ended {
+            Some(reason) => break reason,
+            None => penalties += 1,
         }
+        assert!(penalties <= 10, "a silent peer must be dropped");
     };
+    tokio::time::resume();
     assert_eq!(reason, Some(DisconnectReason::UselessPeer));
-    assert!(stalls > 5, "5 high penalties are needed to disconnect, got {stalls} stalls");
+    assert!(penalties > 5, "6 high penalties are needed to disconnect, got {penalties}");
+    reader.abort();
     node.handle.shutdown().await;
 }
 
@@ -196,8 +213,19 @@ async fn one_stall_of_an_honest_peer_does_not_ban_it() {
     for id in received {
         send_leaf(&mut peer, codes(id, 1)).await;
     }
+    // The timed-out requests hold their slots until their late answers are read: the fresh
+    // request is sent once one is (the peer below waits for it within its wait limit).
     let handle = node.handle.clone();
-    let fresh = tokio::spawn(async move { request_codes(&handle, peer_id, &[B256::ZERO]).await });
+    let fresh = tokio::spawn(async move {
+        loop {
+            match request_codes(&handle, peer_id, &[B256::ZERO]).await {
+                Err(RequestError::TooManyInFlight) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                other => return other,
+            }
+        }
+    });
     let Ok(LeafMessage::GetCodes(request)) = next_leaf(&mut peer).await else {
         panic!("request expected")
     };
@@ -294,4 +322,73 @@ async fn responses_of_the_wrong_type_or_too_long_are_breaches() {
         .await;
         node.handle.shutdown().await;
     }
+}
+
+/// A busy server holds all 16 of a client's requests past the client's timeout. The server
+/// counts them unanswered until it answers, so the client must not send a 17th: that is a
+/// flood the server bans it for. The client's timed-out requests hold their slots until their
+/// late answers; the server answers the requests that waited past the timeout in its queue
+/// empty, without running them; then the client is served again, never banned.
+#[tokio::test(flavor = "current_thread")]
+async fn a_busy_server_answering_late_is_never_sent_a_seventeenth_request() {
+    let server_handler = Arc::new(TestHandler::gated());
+    let mut server = node(server_handler.clone()).await;
+    let (mut cfg, head) = config(Arc::new(TestHandler::default()));
+    cfg.static_peers = vec![server.handle.local_enode()];
+    let client = start(cfg, head).await;
+    let server_id = server.handle.local_id();
+    wait_connected(&client.handle, server_id).await;
+    wait_connected(&server.handle, client.handle.local_id()).await;
+
+    let pending: Vec<_> = (0..MAX_IN_FLIGHT_REQUESTS as u8)
+        .map(|i| {
+            let handle = client.handle.clone();
+            tokio::spawn(
+                async move { request_codes(&handle, server_id, &[B256::repeat_byte(i)]).await },
+            )
+        })
+        .collect();
+    // Four calls run (the per-peer cap), held at the gate; the other twelve wait in the queue.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while server_handler.calls.load(Ordering::SeqCst) < MAX_CONCURRENT_HANDLER_CALLS_PER_PEER {
+        assert!(tokio::time::Instant::now() < deadline, "the server's calls never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    tokio::time::pause();
+    tokio::time::advance(REQUEST_TIMEOUT + Duration::from_secs(1)).await;
+    for task in pending {
+        assert_eq!(task.await.expect("task").map(|_| ()), Err(RequestError::Timeout));
+    }
+    let seventeenth = request_codes(&client.handle, server_id, &[B256::ZERO]).await;
+    assert_eq!(seventeenth.map(|_| ()), Err(RequestError::TooManyInFlight));
+    tokio::time::resume();
+
+    // The server catches up: the four held calls answer late, the twelve queued past the
+    // timeout are answered empty without a call, and the client is served again.
+    server_handler.open();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let fresh = loop {
+        match request_codes(&client.handle, server_id, &[B256::repeat_byte(0xaa)]).await {
+            Err(RequestError::TooManyInFlight) => {
+                assert!(tokio::time::Instant::now() < deadline, "no slot came free");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => break other,
+        }
+    };
+    let codes = fresh.expect("served again");
+    assert_eq!(codes.codes, vec![Bytes::copy_from_slice(&[0xaa; 32])]);
+    assert_eq!(
+        server_handler.calls.load(Ordering::SeqCst),
+        MAX_CONCURRENT_HANDLER_CALLS_PER_PEER + 1,
+        "only the held calls and the fresh one ran"
+    );
+    while let Ok(event) = server.events.try_recv() {
+        assert!(!matches!(event, NetworkEvent::PeerBanned { .. }), "the client was banned");
+    }
+    assert_eq!(server.handle.peers().await.len(), 1, "still connected");
+    client.handle.shutdown().await;
+    server.handle.shutdown().await;
 }

@@ -31,7 +31,6 @@ use leafsync_p2p::{
         SESSION_EVENT_CHANNEL_CAPACITY, SESSION_SEND_TIMEOUT, SHUTDOWN_TIMEOUT,
         STALL_PENALTY_WINDOW, score,
     },
-    requests::LATE_ID_MEMORY,
     session::{DIAL_TIMEOUT, MAX_ETH_SESSION_FRAME_SIZE, MAX_SESSION_FRAME_SIZE},
 };
 use std::time::Duration;
@@ -53,7 +52,6 @@ fn every_constant_in_the_p2p_doc_matches_the_code() {
         ("STATUS_TIMEOUT", secs(STATUS_TIMEOUT)),
         ("REQUEST_TIMEOUT", secs(REQUEST_TIMEOUT)),
         ("MAX_IN_FLIGHT_REQUESTS", MAX_IN_FLIGHT_REQUESTS.to_string()),
-        ("LATE_ID_MEMORY", LATE_ID_MEMORY.to_string()),
         (
             "MAX_CONCURRENT_HANDLER_CALLS_PER_PEER",
             MAX_CONCURRENT_HANDLER_CALLS_PER_PEER.to_string(),

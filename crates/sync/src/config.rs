@@ -175,6 +175,11 @@ pub const QUEUE_SCAN_LIMIT: usize = 4096;
 /// reach the pivot, and only then be asked for its nodes.
 pub const RECHECK_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How long a peer whose network session refused a request as busy gets no new one, unless one
+/// of its requests finishes first (250 ms): its slots are held by requests that timed out and
+/// wait for their late answers, which a busy honest server sends within seconds.
+pub const BUSY_REST: Duration = Duration::from_millis(250);
+
 /// How long a peer dropped for silence rests before it is asked again (30 s): a stalled honest
 /// server (a pause, a congested link) comes back; a dead one costs one timeout per rest.
 pub const SILENT_REVIVE_AFTER: Duration = Duration::from_secs(30);

@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::{
-        HEAD_CLAIM_SLACK, MAX_CONSECUTIVE_EMPTIES, MAX_CONSECUTIVE_TIMEOUTS,
+        BUSY_REST, HEAD_CLAIM_SLACK, MAX_CONSECUTIVE_EMPTIES, MAX_CONSECUTIVE_TIMEOUTS,
         MAX_IMPLAUSIBLE_SPLITS, MAX_STALE_HEALS, MAX_SYNC_PEERS, SILENT_REVIVE_AFTER,
     },
     peer::SyncPeer,
@@ -93,6 +93,11 @@ pub(crate) struct PeerSlot {
     pub(crate) standing: Standing,
     /// When a peer dropped for silence may be asked again (a stall is not a lie).
     revive_at: Option<Instant>,
+    /// Set by a [`Verdict::Busy`] answer (the network layer holds as many of our requests to
+    /// the peer unanswered as it may: timed-out ones keep their slots until answered late): no
+    /// new request until one of the peer's requests finishes or [`BUSY_REST`] passes, so that a
+    /// busy peer is not asked again and again in a loop.
+    busy_until: Option<Instant>,
 }
 
 impl PeerSlot {
@@ -111,12 +116,15 @@ impl PeerSlot {
             implausible_splits: 0,
             standing: Standing::Active,
             revive_at: None,
+            busy_until: None,
         }
     }
 
-    /// Whether the peer may get one more request now: fewer in flight than its window.
+    /// Whether the peer may get one more request now: fewer in flight than its window, and not
+    /// resting after a busy answer.
     pub(crate) fn has_room(&self) -> bool {
         self.in_flight < self.window.window()
+            && self.busy_until.is_none_or(|until| Instant::now() >= until)
     }
 }
 
@@ -268,6 +276,7 @@ impl PeerSet {
     pub(crate) fn finished(&mut self, i: usize, answer: Option<(u64, std::time::Duration)>) {
         let slot = &mut self.slots[i];
         slot.in_flight = slot.in_flight.saturating_sub(1);
+        slot.busy_until = None;
         slot.window.finished(Instant::now(), answer, slot.in_flight);
     }
 
@@ -290,7 +299,10 @@ impl PeerSet {
                 slot.empties = 0;
                 None
             }
-            Verdict::Busy => None,
+            Verdict::Busy => {
+                slot.busy_until = Some(Instant::now() + BUSY_REST);
+                None
+            }
             Verdict::NoState => {
                 stats.no_state_answers += 1;
                 None

@@ -137,6 +137,31 @@ fn a_peer_that_times_out_is_left_one_request() {
     assert_eq!(peers.roster(&ChainHead::default()).active, vec![2, 0, 1]);
 }
 
+/// A busy answer (the session holds as many of our requests unanswered as it may) rests the
+/// peer until one of its requests finishes or `BUSY_REST` passes: without the rest the syncer
+/// would ask it again at once, in a loop, for as long as its timed-out requests go unanswered.
+#[tokio::test(start_paused = true)]
+async fn a_busy_peer_rests_until_a_request_finishes_or_a_short_while() {
+    let mut peers = set(1);
+    let mut stats = SyncStats::default();
+    peers.sent(0);
+    peers.finished(0, None);
+    assert_eq!(peers.record(0, Verdict::Busy, &mut stats), None);
+    assert!(peers.slot(0).in_flight < peers.slot(0).window.window());
+    assert!(!peers.slot(0).has_room(), "resting after a busy answer");
+    tokio::time::advance(BUSY_REST).await;
+    assert!(peers.slot(0).has_room(), "the rest is short");
+    peers.sent(0);
+    peers.finished(0, None);
+    peers.record(0, Verdict::Busy, &mut stats);
+    assert!(!peers.slot(0).has_room());
+    // Another request of the peer finishes: a slot may be free again.
+    peers.sent(0);
+    peers.finished(0, Some((1000, std::time::Duration::from_millis(10))));
+    assert!(peers.slot(0).has_room(), "a finished request ends the rest");
+    assert_eq!(stats.peers_dropped, 0, "busy is no fault");
+}
+
 /// With the table full, a newcomer takes a dropped peer's slot only once none of that peer's
 /// requests is in flight: the answer or timeout of one still out would be judged as the
 /// newcomer's. Verdicts reached after an answer check the slot still holds its sender.

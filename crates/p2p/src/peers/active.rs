@@ -56,7 +56,9 @@ pub const SESSION_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// (and likewise for late responses): all the requests in flight during one stall time out
 /// together, and one stall of an honest fast peer (a GC pause, a disk hiccup) with 16 requests in
 /// flight must not cost it 16 high penalties and a 30-minute ban (review finding M3). A peer that
-/// stays silent still earns one high penalty per window and is dropped within about a minute.
+/// stays silent still earns one high penalty per window while any request of ours is unanswered
+/// (timed-out ones hold their slots until answered, so no new request need time out) and is
+/// dropped within about a minute.
 pub const STALL_PENALTY_WINDOW: Duration = crate::leaf::protocol::REQUEST_TIMEOUT;
 
 /// When the last stall penalties were given.
@@ -208,12 +210,21 @@ impl ActiveSession {
         let _ = self.events.send(closed).await;
     }
 
-    /// The earliest deadline of our requests, of both protocols.
+    /// Our timed-out requests, of both protocols, that the peer has not answered yet.
+    fn timed_out_unanswered(&self) -> usize {
+        self.tracker.timed_out_unanswered() + self.snap_tracker.timed_out_unanswered()
+    }
+
+    /// The earliest deadline of our requests, of both protocols, or, while timed-out requests
+    /// are still unanswered, the end of the stall penalty's window (a peer that stays silent
+    /// earns another).
     fn next_deadline(&self) -> Option<Instant> {
-        match (self.tracker.next_deadline(), self.snap_tracker.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let silent = self.timed_out_unanswered() > 0;
+        let recheck = self.stalls.timeout.filter(|_| silent).map(|at| at + STALL_PENALTY_WINDOW);
+        [self.tracker.next_deadline(), self.snap_tracker.next_deadline(), recheck]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     async fn run_loop(&mut self) -> End {
@@ -325,13 +336,19 @@ impl ActiveSession {
         }
     }
 
-    /// Fails the requests whose deadline passed; one high penalty per [`STALL_PENALTY_WINDOW`].
+    /// Fails the requests whose deadline passed; one high penalty per [`STALL_PENALTY_WINDOW`],
+    /// also while timed-out requests stay unanswered.
     async fn on_deadline(&mut self) {
         let now = Instant::now();
         let expired = self.tracker.expire(now);
         let expired_snap = self.snap_tracker.expire(now);
         let count = expired.len() + expired_snap.len();
         if count == 0 {
+            let silent = self.timed_out_unanswered();
+            if silent > 0 && StallPenalties::allow(&mut self.stalls.timeout, now) {
+                debug!(peer = %self.peer, silent, "timed-out requests still unanswered");
+                self.penalise(PenaltyClass::High, PenaltyReason::Timeout).await;
+            }
             return;
         }
         for waiter in expired {

@@ -2,12 +2,14 @@
 //! goes to its handler ([`RequestHandler`], [`SnapHandler`]) on a blocking thread, at most
 //! [`MAX_CONCURRENT_HANDLER_CALLS_PER_PEER`] at once for the peer and within the global cap (a
 //! semaphore shared by every session); the rest wait in a queue bounded by the in-flight rule
-//! ([`ServedRequests`], per protocol).
+//! ([`ServedRequests`], per protocol). A request that waited for its call past the client's
+//! [`REQUEST_TIMEOUT`] is answered empty without one: its client has given up on it, and under a
+//! load that queues every request that long, running them would only make every answer late.
 
 use super::{MAX_CONCURRENT_HANDLER_CALLS_PER_PEER, RequestHandler, SnapHandler};
 use crate::{
     PeerId,
-    leaf::{EncodedResponse, LeafRequest, RequestPair},
+    leaf::{EncodedResponse, LeafRequest, RequestPair, protocol::REQUEST_TIMEOUT},
     requests::{RequestFlood, ServedRequests},
     session::Subprotocol,
     snap::SnapMessage,
@@ -20,7 +22,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
 };
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::{sync::Semaphore, task::JoinSet, time::Instant};
 use tracing::debug;
 
 /// A request of the peer waiting for, or in, a handler call.
@@ -35,6 +37,8 @@ pub(crate) enum Served {
 pub(crate) enum Answer {
     Leaf(EncodedResponse),
     Snap(SnapMessage),
+    /// Not run: the request waited past [`REQUEST_TIMEOUT`] for its call.
+    Expired,
 }
 
 /// A message to send: its subprotocol, relative id and payload.
@@ -52,7 +56,8 @@ pub(crate) struct Serving {
     alive: Arc<AtomicBool>,
     leaf_requests: ServedRequests,
     snap_requests: ServedRequests,
-    queued: VecDeque<Served>,
+    /// Requests waiting for a call, with the time each arrived.
+    queued: VecDeque<(Served, Instant)>,
     calls: JoinSet<(Served, Option<Answer>)>,
 }
 
@@ -82,7 +87,7 @@ impl Serving {
         request: RequestPair<LeafRequest>,
     ) -> Result<(), RequestFlood> {
         self.leaf_requests.on_request()?;
-        self.queued.push_back(Served::Leaf(request));
+        self.queued.push_back((Served::Leaf(request), Instant::now()));
         self.spawn();
         Ok(())
     }
@@ -97,7 +102,7 @@ impl Serving {
             return Ok(request.empty_answer().map(|a| snap_outgoing(&a)));
         }
         self.snap_requests.on_request()?;
-        self.queued.push_back(Served::Snap(request));
+        self.queued.push_back((Served::Snap(request), Instant::now()));
         self.spawn();
         Ok(None)
     }
@@ -119,6 +124,10 @@ impl Serving {
                     Some(Answer::Leaf(response)) if response.id == request.response_id() => {
                         response
                     }
+                    Some(Answer::Expired) => {
+                        debug!(peer = %self.peer, "request waited past its timeout; sending empty");
+                        request.empty_response().encoded()
+                    }
                     Some(_) => {
                         let peer = self.peer;
                         debug!(%peer, "handler answered with the wrong kind; sending empty");
@@ -138,6 +147,10 @@ impl Serving {
                     Some(Answer::Snap(response)) if request.is_answered_by(&response) => {
                         response.with_request_id(request.request_id())
                     }
+                    Some(Answer::Expired) => {
+                        debug!(peer = %self.peer, "snap request waited past its timeout; sending empty");
+                        request.empty_answer()?
+                    }
                     _ => {
                         let peer = self.peer;
                         debug!(%peer, "snap handler failed or answered wrong; sending empty");
@@ -154,10 +167,11 @@ impl Serving {
     /// Starts queued requests while fewer than [`MAX_CONCURRENT_HANDLER_CALLS_PER_PEER`] run.
     /// Each call first waits for a permit of the global cap (aborted with the session if it is
     /// still waiting then), and runs on a blocking thread holding it; a call whose session ended
-    /// between the permit and the thread does not run the handler.
+    /// between the permit and the thread does not run the handler, nor does one whose request
+    /// arrived [`REQUEST_TIMEOUT`] ago or more ([`Answer::Expired`]).
     fn spawn(&mut self) {
         while self.calls.len() < MAX_CONCURRENT_HANDLER_CALLS_PER_PEER {
-            let Some(served) = self.queued.pop_front() else { return };
+            let Some((served, received)) = self.queued.pop_front() else { return };
             let handler = Arc::clone(&self.handler);
             let snap = self.snap.clone();
             let permits = Arc::clone(&self.permits);
@@ -175,6 +189,9 @@ impl Serving {
                     let _permit = permit;
                     if !alive.load(Ordering::Acquire) {
                         return None;
+                    }
+                    if received.elapsed() >= REQUEST_TIMEOUT {
+                        return Some(Answer::Expired);
                     }
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &call {
                         Served::Leaf(request) => {
