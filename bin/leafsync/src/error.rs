@@ -36,6 +36,10 @@ pub enum CliError {
     /// The network could not start.
     #[error("network: {0}")]
     Network(#[from] leafsync_p2p::peers::NetworkError),
+    /// The task following the execution client ended without an answer (it panicked): the node
+    /// no longer follows the chain, so it stops with an error and a supervisor restarts it.
+    #[error("the follower of the execution client failed: {0}")]
+    FollowerFailed(String),
     /// A file or value is unusable.
     #[error("{what}: {reason}")]
     Invalid {

@@ -235,65 +235,13 @@ impl<'a, S: KvStore> LeafSnapshot<'a, S> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use std::{
-        cell::Cell,
-        sync::{Arc, Mutex},
-    };
+    use std::{cell::Cell, sync::Arc};
 
     use super::*;
     use crate::{
-        GenParams, LeafDbConfig, MemStore,
-        kv::{Durability, KvPair, SortedWriter, WriteBatch},
+        GenParams, LeafDbConfig,
+        test_utils::{HookAt, HookStore},
     };
-
-    /// What the thread that follows the chain does while a serving thread takes a snapshot.
-    type Hook = Box<dyn FnOnce() + Send>;
-
-    /// A [`MemStore`] that runs a hook, once, when asked for a snapshot and before taking it:
-    /// the apply thread's work landing while a serving thread is preempted in
-    /// [`LeafDb::snapshot`], between its reads of the revert count.
-    struct HookStore {
-        inner: MemStore,
-        hook: Mutex<Option<Hook>>,
-    }
-
-    impl KvRead for HookStore {
-        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-            self.inner.get(table, key)
-        }
-
-        fn iter_from<'a>(
-            &'a self,
-            table: Table,
-            start: &[u8],
-        ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
-            self.inner.iter_from(table, start)
-        }
-    }
-
-    impl KvStore for HookStore {
-        type Snapshot<'a> = <MemStore as KvStore>::Snapshot<'a>;
-
-        fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
-            self.inner.write(batch, durability)
-        }
-
-        fn snapshot(&self) -> Self::Snapshot<'_> {
-            let hook = self.hook.lock().unwrap().take();
-            if let Some(hook) = hook {
-                hook();
-            }
-            self.inner.snapshot()
-        }
-
-        fn flush(&self) -> Result<()> {
-            self.inner.flush()
-        }
-
-        fn sorted_writer(&self, table: Table) -> Result<Box<dyn SortedWriter + '_>> {
-            self.inner.sorted_writer(table)
-        }
-    }
 
     /// A reorg rolled back and its new block applied while a serving thread takes a snapshot:
     /// the snapshot holds the new block, so it must carry the count of reverts after the
@@ -302,8 +250,7 @@ mod tests {
     #[test]
     fn a_snapshot_taken_across_a_revert_carries_the_count_after_it() {
         let params = GenParams { accounts: 300, seed: 3 };
-        let store = HookStore { inner: MemStore::new(), hook: Mutex::new(None) };
-        let db = Arc::new(LeafDb::with_store(store, LeafDbConfig::default()).unwrap());
+        let db = Arc::new(LeafDb::with_store(HookStore::new(), LeafDbConfig::default()).unwrap());
         db.generate(params).unwrap();
         let genesis = db.head().unwrap().unwrap();
         let (dropped, dropped_diff) = params.block(1, 20);
@@ -312,10 +259,13 @@ mod tests {
         let (_, new_diff) = params.block(2, 20);
         let new = BlockHeader { hash: B256::repeat_byte(0xb1), ..dropped };
         let follower = Arc::clone(&db);
-        *db.store().hook.lock().unwrap() = Some(Box::new(move || {
-            follower.revert_block(&genesis, &undo).unwrap();
-            follower.apply_block(&new, &new_diff).unwrap();
-        }));
+        db.store().set_hook(
+            HookAt::Snapshot,
+            Box::new(move || {
+                follower.revert_block(&genesis, &undo).unwrap();
+                follower.apply_block(&new, &new_diff).unwrap();
+            }),
+        );
         let snap = db.snapshot().unwrap();
         assert_eq!(snap.head().map(|h| h.hash), Some(new.hash), "the hook ran");
         assert_eq!(snap.reverts(), 1, "the new block's state under the count of the dropped one");

@@ -2,15 +2,22 @@
 //!
 //! [`ChildTest`] runs one `#[ignore]`d test of the current test binary as a child process, so a
 //! test can SIGKILL a writer at random moments and check what the next open finds (the kill -9
-//! pattern of `tests/crash.rs` and sync's `tests/kill.rs`).
+//! pattern of `tests/crash.rs` and sync's `tests/kill.rs`). [`HookStore`] runs another thread's
+//! writes at a chosen read of a reader, to show what a preempted reader sees.
 
 use std::{
     ffi::OsStr,
     io::{self, BufRead, BufReader},
     process::{Child, Command, ExitStatus, Stdio},
-    sync::mpsc,
+    sync::{Mutex, PoisonError, mpsc},
     thread::JoinHandle,
     time::{Duration, Instant},
+};
+
+use crate::{
+    MemStore, Result,
+    kv::{Durability, KvPair, KvRead, KvStore, SortedWriter, Table, WriteBatch},
+    schema::meta,
 };
 
 /// A child process running one test of the current test binary, its stdout read line by line on
@@ -105,4 +112,91 @@ impl Drop for ChildTest {
 /// checkout's files.
 pub fn package_dir(built_in: &str) -> std::path::PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| built_in.into(), Into::into)
+}
+
+/// What a [`HookStore`] runs, once: another thread's writes landing at a chosen moment of a
+/// reader's work.
+pub type Hook = Box<dyn FnOnce() + Send>;
+
+/// When a [`HookStore`]'s hook runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookAt {
+    /// When a snapshot is asked for, before it is taken.
+    Snapshot,
+    /// When the store itself (not a snapshot of it) is asked for `key` of the table, before it
+    /// is read.
+    Get(Table, &'static [u8]),
+}
+
+/// The meta key of the state's account root (for [`HookAt::Get`]).
+pub const ACCOUNT_ROOT_KEY: &[u8] = meta::ACCOUNT_ROOT;
+
+/// A [`MemStore`] that runs a hook, once, at a chosen read ([`HookAt`]): the apply thread's work
+/// landing while a reader is preempted between two reads.
+#[derive(Default)]
+pub struct HookStore {
+    inner: MemStore,
+    hook: Mutex<Option<(HookAt, Hook)>>,
+}
+
+impl HookStore {
+    /// An empty store without a hook.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs `hook` once, at the first read `at`.
+    pub fn set_hook(&self, at: HookAt, hook: Hook) {
+        *self.hook.lock().unwrap_or_else(PoisonError::into_inner) = Some((at, hook));
+    }
+
+    /// Runs the hook, once, if it is set for a read that `is_now` matches.
+    fn fire_if(&self, is_now: impl Fn(&HookAt) -> bool) {
+        let mut slot = self.hook.lock().unwrap_or_else(PoisonError::into_inner);
+        let hook = match slot.take() {
+            Some((at, hook)) if is_now(&at) => hook,
+            other => {
+                *slot = other;
+                return;
+            }
+        };
+        drop(slot);
+        hook();
+    }
+}
+
+impl KvRead for HookStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.fire_if(|at| matches!(at, HookAt::Get(t, k) if *t == table && *k == key));
+        self.inner.get(table, key)
+    }
+
+    fn iter_from<'a>(
+        &'a self,
+        table: Table,
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+        self.inner.iter_from(table, start)
+    }
+}
+
+impl KvStore for HookStore {
+    type Snapshot<'a> = <MemStore as KvStore>::Snapshot<'a>;
+
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+        self.inner.write(batch, durability)
+    }
+
+    fn snapshot(&self) -> Self::Snapshot<'_> {
+        self.fire_if(|at| *at == HookAt::Snapshot);
+        self.inner.snapshot()
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.inner.flush()
+    }
+
+    fn sorted_writer(&self, table: Table) -> Result<Box<dyn SortedWriter + '_>> {
+        self.inner.sorted_writer(table)
+    }
 }

@@ -270,6 +270,11 @@ impl Config {
         }
         let log_level = file.log.validate(&o)?;
         let leafdb = file.leafdb.validate(&o)?;
+        // An empty path is the current directory (`/` under systemd): the leafdb and the node
+        // key would land wherever the daemon was started.
+        if file.datadir.as_os_str().is_empty() {
+            return Err(o.invalid("datadir", "is empty: name the node's data directory".into()));
+        }
         Ok(Self {
             admin: file.admin.validate("admin", &o)?,
             metrics: file.metrics.validate("metrics", &o)?,

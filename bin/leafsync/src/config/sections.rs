@@ -241,6 +241,13 @@ impl ElSection {
                 return Err(o.invalid("el.rpc", reason));
             }
         }
+        // The follower loads the genesis file once the execution client confirms its chain;
+        // without a client nothing would, and the node would serve an empty state for good.
+        if self.genesis.is_some() && self.rpc.is_none() {
+            let reason = "needs `el.rpc`: the genesis is loaded once the execution client it \
+                          belongs to is reached";
+            return Err(o.invalid("el.genesis", reason.into()));
+        }
         self.peer(o)?;
         o.at_least_one(&[("el.stuck_after_secs", self.stuck_after_secs)])?;
         let most = MAX_INTERVAL_SECS;

@@ -127,6 +127,8 @@ fn bad_files_name_the_file_the_key_and_the_reason() {
     // Accepted here once, then refused by the follower at run time: refused at start now.
     refused("[el]\nrpc = \"https://node.example:8545\"\n", &["`el.rpc`", "TLS is not supported"]);
     refused("[el]\nrpc = \"wss://node.example:8546\"\n", &["`el.rpc`", "TLS is not supported"]);
+    refused("[el]\ngenesis = \"genesis.json\"\n", &["`el.genesis`", "`el.rpc`"]);
+    refused("datadir = \"\"\n", &["`datadir`", "empty"]);
     refused("[log]\nlevel = \"info,,[\"\n", &["`log.level`"]);
     refused("[log]\nlevel = \"warning\"\n", &["`log.level`", "`warning` is not a level"]);
     refused("[log]\nlevel = \"info,leafsync_p2p\"\n", &["`leafsync_p2p=debug`"]);

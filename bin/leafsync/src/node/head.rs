@@ -31,30 +31,33 @@ fn head_timestamp(head: &BlockHeader, chain: &ChainSpec) -> u64 {
     }
 }
 
-/// What the node offers at `head`: everything when the stored state is the header's state, and
-/// nothing once it is off the chain (a block whose computed root differed from its header's, after
-/// a lying trace or a reorg with no rollback). Syncing clients would otherwise take chunks that
-/// fail their proofs and ban us; the state is served again once it matches a header.
-pub(crate) fn serve_flags<S: KvStore>(
+/// The leafdb's head and what the node offers at it, both read from one snapshot: everything
+/// when the stored state is the header's state, and nothing once it is off the chain (a block
+/// whose computed root differed from its header's, after a lying trace or a reorg with no
+/// rollback). Syncing clients would otherwise take chunks that fail their proofs and ban us; the
+/// state is served again once it matches a header. Read apart, a block applied between the two
+/// reads paired one head with the next block's root: a healthy state looked off the chain, and a
+/// repair could start for nothing.
+pub(crate) fn head_and_flags<S: KvStore>(
     db: &LeafDb<S>,
-    head: &BlockHeader,
-) -> Result<ServeFlags, LeafDbError> {
-    Ok(if db.account_root()? == head.state_root { ServeFlags::ALL } else { ServeFlags::NONE })
+) -> Result<Option<(BlockHeader, ServeFlags)>, LeafDbError> {
+    let snap = db.snapshot()?;
+    Ok(snap.head().map(|head| {
+        let flags =
+            if snap.account_root() == head.state_root { ServeFlags::ALL } else { ServeFlags::NONE };
+        (head, flags)
+    }))
 }
 
-/// The head announced for the leafdb's `head`; with none, block 0 of an empty state serving
+/// The head announced for the leafdb's head; with none, block 0 of an empty state serving
 /// nothing (until a sync is done).
-pub(crate) fn local_head(
-    db: &LeafDb,
-    head: Option<&BlockHeader>,
-    chain: &ChainSpec,
-) -> Result<LocalHead, LeafDbError> {
-    Ok(match head {
-        Some(head) => LocalHead {
-            head: chain_head(head),
-            timestamp: head_timestamp(head, chain),
+pub(crate) fn local_head(db: &LeafDb, chain: &ChainSpec) -> Result<LocalHead, LeafDbError> {
+    Ok(match head_and_flags(db)? {
+        Some((head, serves)) => LocalHead {
+            head: chain_head(&head),
+            timestamp: head_timestamp(&head, chain),
             account_estimate: db.estimate_accounts()?,
-            serves: serve_flags(db, head)?,
+            serves,
         },
         None => LocalHead {
             head: ChainHead { number: 0, hash: B256::ZERO, state_root: EMPTY_ROOT_HASH },
@@ -97,14 +100,17 @@ pub(crate) async fn announce_heads(
     heads.mark_changed();
     loop {
         let current = *tx.borrow();
-        let h = tokio::select! {
+        tokio::select! {
             () = stop.cancelled() => return,
-            h = next_head(&mut heads, &current.head) => match h {
-                Some(h) => h,
-                None => return,
+            h = next_head(&mut heads, &current.head) => if h.is_none() {
+                return;
             },
         };
-        let Ok(serves) = serve_flags(&db, &h) else { continue };
+        // The head and root of one snapshot (maybe a block past the one the watch showed).
+        let Ok(Some((h, serves))) = head_and_flags(&db) else { continue };
+        if chain_head(&h) == current.head && serves == current.serves {
+            continue;
+        }
         if serves != current.serves {
             if serves == ServeFlags::ALL {
                 info!(number = h.number, "the state matches the header's root again; serving");
@@ -138,14 +144,49 @@ mod tests {
     #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
     use super::*;
-    use leafsync_leafdb::{BlockDiff, GenParams};
+    use leafsync_leafdb::{
+        BlockDiff, GenParams, LeafDbConfig, Table,
+        test_utils::{ACCOUNT_ROOT_KEY, HookAt, HookStore},
+    };
+
+    fn flags<S: KvStore>(db: &LeafDb<S>) -> ServeFlags {
+        head_and_flags(db).unwrap().unwrap().1
+    }
+
+    /// The apply thread runs at a higher priority than the runtime's threads that read the head:
+    /// a block applied between the reads of the head and of the state root must not make a
+    /// healthy state look off the chain (the node would stop serving, and start a repair).
+    #[test]
+    fn a_block_applied_while_the_head_is_read_leaves_the_state_on_the_chain() {
+        let params = GenParams { accounts: 50, seed: 3 };
+        let (mut block, diff) = params.block(1, 5);
+        let twin = LeafDb::in_memory();
+        twin.generate(params).unwrap();
+        block.state_root = twin.apply_block(&block, &diff).unwrap().root;
+
+        let db = Arc::new(LeafDb::with_store(HookStore::new(), LeafDbConfig::default()).unwrap());
+        db.generate(params).unwrap();
+        let follower = Arc::clone(&db);
+        db.store().set_hook(
+            HookAt::Get(Table::Meta, ACCOUNT_ROOT_KEY),
+            Box::new(move || {
+                assert!(follower.apply_block(&block, &diff).unwrap().root_matches);
+            }),
+        );
+        let (head, serves) = head_and_flags(&*db).unwrap().unwrap();
+        assert_eq!(serves, ServeFlags::ALL, "block {} seen off the chain", head.number);
+        // A direct read of the root applies the block now if the reads above did not.
+        db.account_root().unwrap();
+        assert_eq!(db.head().unwrap().map(|h| h.number), Some(1), "the hook ran");
+        assert_eq!(flags(&*db), ServeFlags::ALL);
+    }
 
     #[test]
     fn a_state_off_the_chain_is_not_offered() {
         let db = LeafDb::in_memory();
         db.generate(GenParams { accounts: 50, seed: 3 }).unwrap();
         let genesis = db.head().unwrap().unwrap();
-        assert_eq!(serve_flags(&db, &genesis).unwrap(), ServeFlags::ALL);
+        assert_eq!(flags(&db), ServeFlags::ALL);
         // An empty block whose header claims another root: the state is now off the chain.
         let lying = BlockHeader {
             number: 1,
@@ -155,7 +196,7 @@ mod tests {
             timestamp: 0,
         };
         assert!(!db.apply_block(&lying, &BlockDiff::default()).unwrap().root_matches);
-        assert_eq!(serve_flags(&db, &db.head().unwrap().unwrap()).unwrap(), ServeFlags::NONE);
+        assert_eq!(flags(&db), ServeFlags::NONE);
         // A later header that matches the stored state again: offered again.
         let matching = BlockHeader {
             number: 2,
@@ -165,6 +206,6 @@ mod tests {
             timestamp: 0,
         };
         assert!(db.apply_block(&matching, &BlockDiff::default()).unwrap().root_matches);
-        assert_eq!(serve_flags(&db, &db.head().unwrap().unwrap()).unwrap(), ServeFlags::ALL);
+        assert_eq!(flags(&db), ServeFlags::ALL);
     }
 }

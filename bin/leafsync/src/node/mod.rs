@@ -190,7 +190,18 @@ impl NodeBuilder {
     /// block application thread inherits that thread's CPU priority.
     pub async fn start(self) -> Result<Node, CliError> {
         let head = self.db.head()?;
-        let start = self.start_mode(head.as_ref(), self.db.sync_progress()?.is_some());
+        let syncing = self.db.sync_progress()?.is_some();
+        if head.is_some() && syncing && self.el.rpc.is_none() {
+            // Its tables are half rewritten and hold no account root: served as they are, the
+            // node would offer nothing, for good and without a word.
+            return Err(CliError::Invalid {
+                what: "el.rpc".into(),
+                reason: "the leafdb holds a repair cut short (a sync's progress over a head), \
+                         which finishes only at the execution client's head: set `el.rpc`"
+                    .into(),
+            });
+        }
+        let start = self.start_mode(head.as_ref(), syncing);
         // A sync the configuration cannot run fails here, before a port is opened.
         let el_rpc = self.el.rpc.as_deref();
         match start {
@@ -215,16 +226,12 @@ impl NodeBuilder {
                 None,
             )?;
         }
-        let head = match (head, start) {
-            (Some(head), _) => Some(head),
-            (None, Start::BootstrapFromGenesis) => {
-                Some(wait_for_bootstrap(&self.db, node_follower.as_mut()).await?)
-            }
-            (None, _) => None,
-        };
+        if head.is_none() && start == Start::BootstrapFromGenesis {
+            wait_for_bootstrap(&self.db, node_follower.as_mut()).await?;
+        }
         let local = match self.head {
             Some(fixed) => fixed,
-            None => local_head(&self.db, head.as_ref(), &self.chain)?,
+            None => local_head(&self.db, &self.chain)?,
         };
         let (head_tx, head_rx) = watch::channel(local);
         let server = Arc::new(LeafServer::new(self.db.clone(), self.serve.clone()));
@@ -336,15 +343,16 @@ fn start_follower(
     Ok(Some((stats, tokio::spawn(follower.run(stop)))))
 }
 
-/// Waits until the follower has loaded the genesis (or failed: then its error, when it has one).
+/// Waits until the follower has loaded the genesis (or failed: then its error, when it has one;
+/// or timed out: then the execution client is named, which is what did not answer).
 async fn wait_for_bootstrap(
     db: &LeafDb,
     mut follower: Option<&mut FollowerTask>,
-) -> Result<BlockHeader, CliError> {
+) -> Result<(), CliError> {
     let deadline = tokio::time::Instant::now() + BOOTSTRAP_TIMEOUT;
     loop {
-        if let Some(head) = db.head()? {
-            return Ok(head);
+        if db.head()?.is_some() {
+            return Ok(());
         }
         if let Some((_, task)) = follower.as_deref_mut()
             && task.is_finished()
@@ -352,14 +360,22 @@ async fn wait_for_bootstrap(
         {
             return Err(CliError::Ingest(e));
         }
-        if follower.as_ref().is_none_or(|(_, task)| task.is_finished())
-            || tokio::time::Instant::now() > deadline
-        {
+        if follower.as_ref().is_none_or(|(_, task)| task.is_finished()) {
             return Err(CliError::Invalid {
                 what: "el.genesis".into(),
                 reason:
                     "the leafdb could not be bootstrapped from the execution client (see the log)"
                         .into(),
+            });
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(CliError::Invalid {
+                what: "el.rpc".into(),
+                reason: format!(
+                    "the execution client did not let the genesis state be bootstrapped within \
+                     {} s (is it running and reachable? its errors are in the log)",
+                    BOOTSTRAP_TIMEOUT.as_secs()
+                ),
             });
         }
         tokio::time::sleep(HEAD_CHECK_INTERVAL).await;
@@ -494,10 +510,7 @@ impl Node {
         match ended {
             Some(Ok(Ok(()))) | None => Ok(()),
             Some(Ok(Err(e))) => Err(CliError::Ingest(e)),
-            Some(Err(e)) => {
-                warn!(error = %e, "the follower task failed");
-                Ok(())
-            }
+            Some(Err(e)) => Err(CliError::FollowerFailed(e.to_string())),
         }
     }
 

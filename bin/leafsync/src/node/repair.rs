@@ -1,7 +1,7 @@
 //! Repairing a state that went off the chain. A block whose computed root differs from its
 //! header's (a reorg deeper than the undos kept, an undo lost in a crash, a faulty trace, a bug)
 //! leaves the leafdb with a state no header names: the node stops offering it
-//! ([`super::head::serve_flags`]), and following alone rarely brings it back, since only blocks
+//! ([`super::head::head_and_flags`]), and following alone rarely brings it back, since only blocks
 //! that happen to rewrite every wrong account and slot would. So a following node whose state is
 //! off the chain, once a peer that serves state (`sync.sources`) is connected, stops its
 //! follower and syncs the state at the execution client's head over what the leafdb holds: the
@@ -32,7 +32,7 @@ use tracing::{info, warn};
 
 use super::{
     Node,
-    head::serve_flags,
+    head::head_and_flags,
     sync::{SyncPlan, sync_from_peers},
 };
 use crate::{
@@ -131,15 +131,14 @@ fn trouble(db: &LeafDb, follower: &IngestStats) -> Option<Trouble> {
 /// Whether the leafdb's state is off the chain: it has a head whose root is not the stored
 /// state's.
 fn off_the_chain(db: &LeafDb) -> bool {
-    let head = match db.head() {
-        Ok(Some(head)) => head,
-        Ok(None) => return false,
+    match head_and_flags(db) {
+        Ok(Some((_, flags))) => flags == ServeFlags::NONE,
+        Ok(None) => false,
         Err(e) => {
             warn!(error = %e, "reading the leafdb head");
-            return false;
+            false
         }
-    };
-    serve_flags(db, &head).is_ok_and(|flags| flags == ServeFlags::NONE)
+    }
 }
 
 /// Returns why, once the state is off the chain or the follower stuck ([`Trouble`]), a peer
@@ -209,8 +208,10 @@ impl Node {
         if let Some((follower_stats, task)) = self.follower.take() {
             self.follower_stop.send_replace(true);
             // Not bounded: the sync must not write while the follower applies a block.
-            if let Ok(Err(e)) = task.await {
-                return Err(CliError::Ingest(e));
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(CliError::Ingest(e)),
+                Err(e) => return Err(CliError::FollowerFailed(e.to_string())),
             }
             stats = Some(follower_stats);
         }

@@ -99,3 +99,38 @@ fn a_head_beside_a_progress_record_is_a_repair_to_finish() {
     assert_eq!(builder.start_mode(Some(&head), false), Start::Serve);
     assert_eq!(builder.start_mode(None, true), Start::SyncFromPeers, "a first sync resumes");
 }
+
+/// A follower task that dies without an answer (a panic) leaves a node that no longer follows
+/// the chain: `run` ends with an error, so the process exits non-zero and a supervisor
+/// (`Restart=on-failure`) starts it again; before, it ended with `Ok` and exit status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_panics_ends_the_run_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir.path().join("db"));
+    db.generate(GenParams { accounts: 10, seed: 1 }).unwrap();
+    let chain = daemon_config(&dir.path().join("db")).chain;
+    let mut node = NodeBuilder::loopback(db, chain).start().await.unwrap();
+    let task = tokio::spawn(async { panic!("a bug in the follower") });
+    node.follower = Some((Arc::new(leafsync_ingest::IngestStats::default()), task));
+    let ended = tokio::time::timeout(WAIT, node.run(std::future::pending())).await.unwrap();
+    let error = ended.unwrap_err();
+    assert!(
+        matches!(error, crate::error::CliError::FollowerFailed(_)),
+        "{error}: the run must fail"
+    );
+}
+
+/// A repair cut short (a progress record over a head) finishes only at the execution client's
+/// head. Without `el.rpc` the node refuses to start, naming the key, rather than serving tables
+/// that hold no account root (nothing, for good, without a word).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_cut_short_without_an_execution_client_is_refused_naming_el_rpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir.path().join("db"));
+    db.generate(GenParams { accounts: 10, seed: 1 }).unwrap();
+    db.put_sync_progress(&[2, 0xff, 0x01]).unwrap();
+    let chain = daemon_config(&dir.path().join("db")).chain;
+    let error = NodeBuilder::loopback(db, chain).start().await.err().expect("refused");
+    let text = error.to_string();
+    assert!(text.contains("el.rpc") && text.contains("repair cut short"), "{text}");
+}
