@@ -182,15 +182,28 @@ pub(crate) fn run(config: &Config) -> Result<ExitCode, CliError> {
         .build()
         .map_err(|source| CliError::Io { path: PathBuf::from("<tokio runtime>"), source })?;
     let builder = NodeBuilder::from_config(config, db, key.secret());
-    runtime.block_on(async move {
+    let ran = runtime.block_on(async move {
         // Both run in `block_on`'s future, on this thread: see `NodeBuilder::start`.
         let node = builder.start().await?;
         let shutdown = shutdown_signals();
         print_endpoints(&node).await;
         node.run(shutdown).await
-    })?;
+    });
+    // Work on blocking threads that outlived the node (a flat-state scan of a sync stopped
+    // during its final check) would hold the exit for as long as it runs: it only reads, and
+    // the leafdb survives being cut off anywhere, so it is given a few seconds, no more.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
+    ran?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// How long work still running on the runtime's blocking threads may hold the exit once the
+/// node has stopped.
+const RUNTIME_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The exit status after a second SIGINT or SIGTERM cut a shutdown short (128 + SIGINT, as a
+/// shell reports an interrupted command).
+pub(crate) const SECOND_SIGNAL_EXIT: i32 = 130;
 
 /// Machine-readable lines on stdout (everything else goes to the log on stderr): the enode, the
 /// ENR, and the admin and metrics addresses.
@@ -210,8 +223,12 @@ async fn print_endpoints(node: &Node) {
 
 /// A future resolving on SIGINT or SIGTERM. The handlers are installed at once, not when the
 /// future is first polled, so a signal sent as soon as the endpoints are printed is not lost.
-/// Must be called within the runtime.
-fn shutdown_signals() -> impl Future<Output = ()> {
+/// Once it has resolved, a second SIGINT or SIGTERM ends the process at once (exit status
+/// [`SECOND_SIGNAL_EXIT`]): tokio's handlers stay installed for good, so without this an
+/// operator's second Ctrl-C during a slow shutdown would do nothing. The leafdb survives an
+/// abrupt end anywhere (a sync resumes from its record, a block is applied atomically). Must be
+/// called within the runtime.
+pub(crate) fn shutdown_signals() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -223,6 +240,15 @@ fn shutdown_signals() -> impl Future<Output = ()> {
                         _ = int.recv() => {}
                         _ = term.recv() => {}
                     }
+                    info!("stopping; a second SIGINT or SIGTERM ends the process at once");
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = int.recv() => {}
+                            _ = term.recv() => {}
+                        }
+                        warn!("second signal: exiting at once (the leafdb is safe to cut off)");
+                        std::process::exit(SECOND_SIGNAL_EXIT);
+                    });
                 }
                 (_, Err(e)) | (Err(e), _) => {
                     warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the daemon");
@@ -242,6 +268,43 @@ mod tests {
     #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
     use super::*;
+
+    /// The child of [`a_second_signal_ends_a_slow_shutdown_at_once`]: waits for the shutdown
+    /// signal as the daemon does, then stalls as a shutdown held by slow work would.
+    #[test]
+    #[ignore = "run as a child process by a_second_signal_ends_a_slow_shutdown_at_once"]
+    fn second_signal_child() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let shutdown = shutdown_signals();
+            println!("ready");
+            shutdown.await;
+            println!("stopping");
+            std::future::pending::<()>().await;
+        });
+    }
+
+    /// tokio keeps its signal handlers for good: without a watcher of its own, a second Ctrl-C
+    /// or SIGTERM during a slow shutdown did nothing, and only kill -9 ended the daemon.
+    #[test]
+    fn a_second_signal_ends_a_slow_shutdown_at_once() {
+        use leafsync_leafdb::test_utils::ChildTest;
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+        let signal = |child: &ChildTest, name: &str| {
+            let pid = child.id().to_string();
+            assert!(
+                std::process::Command::new("kill").args([name, &pid]).status().unwrap().success()
+            );
+        };
+        let mut child = ChildTest::spawn("run::tests::second_signal_child", []).unwrap();
+        assert!(child.wait_for(WAIT, |l| l.ends_with("ready").then_some(())).is_some());
+        signal(&child, "-TERM");
+        assert!(child.wait_for(WAIT, |l| l.ends_with("stopping").then_some(())).is_some());
+        assert_eq!(child.exit_within(std::time::Duration::from_millis(500)).unwrap(), None);
+        signal(&child, "-INT");
+        let status = child.exit_within(WAIT).unwrap().expect("the second signal ended it");
+        assert_eq!(status.code(), Some(SECOND_SIGNAL_EXIT));
+    }
 
     #[test]
     fn the_database_leaves_the_socket_reserve_and_stays_under_the_limit() {

@@ -75,6 +75,25 @@ impl ChildTest {
         None
     }
 
+    /// The child's process id (to send it signals).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The child's exit status, waiting up to `timeout` for it; `None` while it still runs.
+    pub fn exit_within(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILLs the child, reaps it, and returns the lines it printed that were not read yet.
     pub fn kill(mut self) -> io::Result<Vec<String>> {
         self.child.kill()?;

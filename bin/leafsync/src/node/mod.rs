@@ -568,7 +568,7 @@ impl Node {
             drop(db);
             info!("database closed; bye");
         } else {
-            info!("node stopped; the database stays open for its other users");
+            info!("node stopped; the database closes when the work still holding it ends");
         }
         Ok(())
     }
