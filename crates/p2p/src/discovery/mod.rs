@@ -22,7 +22,7 @@ use futures::{
     future::{BoxFuture, OptionFuture},
 };
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     net::{Ipv4Addr, SocketAddrV4},
     sync::{
         Arc, Mutex, PoisonError,
@@ -34,6 +34,7 @@ use tokio::{
     net::UdpSocket,
     sync::{mpsc, oneshot},
     task::JoinHandle,
+    time::Instant,
 };
 use tracing::{debug, trace, warn};
 
@@ -47,10 +48,43 @@ pub const DEFAULT_LOOKUP_INTERVAL: Duration = Duration::from_secs(10);
 /// discovery.
 pub const DEFAULT_CANDIDATE_CHANNEL_CAPACITY: usize = 256;
 
-/// Most node ids remembered as already emitted, so that a node is offered once rather than after
-/// every lookup that meets it. When full the memory is cleared and nodes may be offered again,
-/// which the peer manager tolerates (it knows its peers).
+/// Most node ids remembered as recently emitted, so that a node is offered once per
+/// [`REOFFER_AFTER`] rather than after every lookup that meets it. When full, the entries past
+/// that time are forgotten, and if none is, all (nodes may then be offered early, which the peer
+/// manager tolerates: it knows its peers).
 pub const MAX_REMEMBERED_CANDIDATES: usize = 8192;
+
+/// How long after offering a node discovery offers it again, when an event or lookup meets it
+/// (10 minutes). The peer manager keeps a candidate only in its bounded queue: one the queue
+/// dropped (its per-IP caps, or evicted by newer ones), whose dial failed or whose session ended
+/// would otherwise never be dialed again, and the node's outbound peers would dwindle as
+/// sessions end; and Sybil records filling the queue once would push honest nodes out for good.
+pub const REOFFER_AFTER: Duration = Duration::from_secs(600);
+
+/// When each node was last offered as a dial candidate: a node is offered again once
+/// [`REOFFER_AFTER`] has passed, and at most [`MAX_REMEMBERED_CANDIDATES`] are remembered.
+#[derive(Debug, Default)]
+struct Offered {
+    at: HashMap<NodeId, Instant>,
+}
+
+impl Offered {
+    /// Whether `node` may be offered at `now`.
+    fn due(&self, node: &NodeId, now: Instant) -> bool {
+        self.at.get(node).is_none_or(|at| now.saturating_duration_since(*at) >= REOFFER_AFTER)
+    }
+
+    /// `node` was offered at `now`.
+    fn offered(&mut self, node: NodeId, now: Instant) {
+        if self.at.len() >= MAX_REMEMBERED_CANDIDATES && !self.at.contains_key(&node) {
+            self.at.retain(|_, at| now.saturating_duration_since(*at) < REOFFER_AFTER);
+            if self.at.len() >= MAX_REMEMBERED_CANDIDATES {
+                self.at.clear();
+            }
+        }
+        self.at.insert(node, now);
+    }
+}
 
 /// Incoming discv5 packets per second accepted in total when the packet filter is on (bursts
 /// allowed). Lighthouse's setting: ample for a node's own lookups and the queries of a few
@@ -244,7 +278,7 @@ impl Discovery {
             local_id: local_enr.node_id(),
             stats: Arc::clone(&stats),
             candidates: candidates_tx,
-            emitted: HashSet::new(),
+            emitted: Offered::default(),
             allow_local_addresses: config.allow_local_addresses,
         };
         let task = tokio::spawn(worker.run(events, config.lookup_interval, shutdown_rx));
@@ -320,7 +354,7 @@ struct Worker {
     local_id: NodeId,
     stats: Arc<DiscoveryStats>,
     candidates: mpsc::Sender<DialCandidate>,
-    emitted: HashSet<NodeId>,
+    emitted: Offered,
     allow_local_addresses: bool,
 }
 
@@ -394,9 +428,11 @@ impl Worker {
         }
     }
 
-    /// Emits `enr` as a dial candidate if it is a compatible node not emitted before.
+    /// Emits `enr` as a dial candidate if it is a compatible node not emitted within
+    /// [`REOFFER_AFTER`].
     fn consider(&mut self, enr: &Enr) {
-        if enr.node_id() == self.local_id || self.emitted.contains(&enr.node_id()) {
+        let now = Instant::now();
+        if enr.node_id() == self.local_id || !self.emitted.due(&enr.node_id(), now) {
             return;
         }
         self.stats.seen.fetch_add(1, Ordering::Relaxed);
@@ -416,10 +452,7 @@ impl Worker {
         let node_id = candidate.node_id;
         match self.candidates.try_send(candidate) {
             Ok(()) => {
-                if self.emitted.len() >= MAX_REMEMBERED_CANDIDATES {
-                    self.emitted.clear();
-                }
-                self.emitted.insert(node_id);
+                self.emitted.offered(node_id, now);
                 self.stats.emitted.fetch_add(1, Ordering::Relaxed);
             }
             Err(mpsc::error::TrySendError::Full(_)) => {

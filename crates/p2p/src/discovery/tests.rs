@@ -193,3 +193,34 @@ async fn fork_id_updates_reach_the_local_record() {
     );
     node.shutdown().await;
 }
+
+/// A node is offered once per `REOFFER_AFTER`, not after every lookup that meets it, and is
+/// offered again after it: the peer manager keeps a candidate only in its queue, so a node
+/// whose dial failed, whose session ended or that the queue dropped would otherwise never be
+/// dialed again. The memory stays bounded, forgetting the oldest offers first.
+#[test]
+fn a_node_is_offered_again_once_the_reoffer_time_has_passed() {
+    let start = tokio::time::Instant::now();
+    let node = NodeId::random();
+    let mut offered = Offered::default();
+    assert!(offered.due(&node, start), "never offered");
+    offered.offered(node, start);
+    assert!(!offered.due(&node, start + REOFFER_AFTER / 2), "offered a moment ago");
+    assert!(offered.due(&node, start + REOFFER_AFTER), "offered long ago");
+
+    let mut full = Offered::default();
+    let old: Vec<NodeId> = (0..MAX_REMEMBERED_CANDIDATES / 2).map(|_| NodeId::random()).collect();
+    for id in &old {
+        full.offered(*id, start);
+    }
+    let later = start + REOFFER_AFTER;
+    let recent: Vec<NodeId> =
+        (0..MAX_REMEMBERED_CANDIDATES / 2).map(|_| NodeId::random()).collect();
+    for id in &recent {
+        full.offered(*id, later);
+    }
+    assert_eq!(full.at.len(), MAX_REMEMBERED_CANDIDATES);
+    full.offered(NodeId::random(), later);
+    assert_eq!(full.at.len(), MAX_REMEMBERED_CANDIDATES / 2 + 1, "the old offers are forgotten");
+    assert!(recent.iter().all(|id| !full.due(id, later)), "the recent offers are kept");
+}
