@@ -14,10 +14,12 @@ use tracing::debug;
 
 use crate::{error::IngestError, header::RpcHeader, rpc::RpcClient};
 
-/// Most headers one query answers. Geth asks for up to 192 at a time and accepts fewer; a
-/// leafsync node is not a chain source, and 64 headers are 64 sequential calls to the execution
-/// client, a few milliseconds each beside it.
-pub const MAX_HEADERS_PER_QUERY: usize = 64;
+/// Most headers one query answers: geth's own bound on what it serves (`maxHeadersServe`, 1024).
+/// geth's beacon sync (its skeleton) asks a peer for 512 headers at once and drops a peer that
+/// answers fewer (or none) while the chain has them, so a shorter bound had every syncing geth
+/// disconnect us. The headers are read one call after the other from the execution client beside
+/// us (well under a millisecond each), within [`HEADERS_QUERY_TIMEOUT`].
+pub const MAX_HEADERS_PER_QUERY: usize = 1024;
 
 /// How long one query may take in all (4 s): what was read by then is answered. The network
 /// gives a header source 5 s (`leafsync_p2p::peers::HEADER_SOURCE_TIMEOUT`) before it answers

@@ -556,7 +556,7 @@ fn sealed_header(n: u64, parent: B256) -> Value {
 /// that does not hash to its hash.
 #[tokio::test]
 async fn header_queries_are_answered_from_the_execution_client() {
-    const HEAD: u64 = 200;
+    const HEAD: u64 = 1200;
     const BAD: u64 = 50;
     let mut chain = Vec::new();
     for n in 0..=HEAD {
@@ -600,7 +600,7 @@ async fn header_queries_are_answered_from_the_execution_client() {
     assert_eq!(numbers(headers.headers(query(by_number(3), 3, 1, true)).await), [3, 1]);
     assert_eq!(
         numbers(headers.headers(query(by_number(HEAD - 2), 5, 0, false)).await),
-        [198, 199, 200]
+        [HEAD - 2, HEAD - 1, HEAD]
     );
     assert_eq!(numbers(headers.headers(query(by_number(48), 5, 0, false)).await), [48, 49]);
     assert!(headers.headers(query(by_number(BAD), 1, 0, false)).await.is_empty());
@@ -610,8 +610,13 @@ async fn header_queries_are_answered_from_the_execution_client() {
     let by_hash = query(HeaderOrigin::Hash(hash_of_7), 2, 0, true);
     assert_eq!(numbers(headers.headers(by_hash).await), [7, 6]);
     assert!(headers.headers(query(HeaderOrigin::Hash(B256::ZERO), 1, 0, false)).await.is_empty());
-    let many = headers.headers(query(by_number(150), 1000, 0, false)).await;
+    let many = headers.headers(query(by_number(HEAD - 50), 1000, 0, false)).await;
     assert_eq!(many.len(), 51, "up to the head");
-    let many = headers.headers(query(by_number(BAD + 1), 1000, 0, false)).await;
+    // geth's beacon sync asks for 512 headers back from a number and drops a peer that
+    // answers fewer while the chain has them.
+    let skeleton = numbers(headers.headers(query(by_number(900), 512, 0, true)).await);
+    assert_eq!(skeleton, (389..=900).rev().collect::<Vec<u64>>());
+    let many = headers.headers(query(by_number(BAD + 1), 5000, 0, false)).await;
     assert_eq!(many.len(), MAX_HEADERS_PER_QUERY, "bounded");
+    assert_eq!(MAX_HEADERS_PER_QUERY, 1024, "geth's own bound on what it serves");
 }
