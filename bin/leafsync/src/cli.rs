@@ -114,7 +114,11 @@ impl Cli {
             Command::Demo(args) => crate::demo::demo(&args),
             Command::CheckConfig(flags) => {
                 let (file, origin) = crate::config::FileConfig::load(&flags)?;
-                let config = crate::config::Config::validate(file.clone(), &origin)?;
+                let config = crate::config::Config::validate_with_flags(
+                    file.clone(),
+                    &origin,
+                    &flags.keys(),
+                )?;
                 println!("# leafsync check-config: {origin} with the flags and defaults applied");
                 println!(
                     "# chain: {} (network {}, genesis {})",

@@ -53,7 +53,7 @@ pub enum ConfigError {
     /// A value is well-formed but unusable.
     #[error("{origin}: `{key}`: {reason}")]
     Invalid {
-        /// The file, or `command line`.
+        /// The file, or `command line (--flag)` for a value a flag set.
         origin: String,
         /// The key, e.g. `p2p.static_peers[1]`.
         key: String,
@@ -91,6 +91,24 @@ pub(crate) struct RunFlags {
     pub(crate) log: Option<String>,
 }
 
+impl RunFlags {
+    /// `(key, flag)` for each key a flag sets (those [`FileConfig::load`] applies).
+    pub(crate) fn keys(&self) -> Vec<(&'static str, &'static str)> {
+        [
+            (self.datadir.is_some(), "datadir", "--datadir"),
+            (self.chain.is_some(), "chain", "--chain"),
+            (self.port.is_some(), "p2p.port", "--port"),
+            (self.bootnodes.is_some(), "p2p.bootnodes", "--bootnodes"),
+            (self.el_rpc.is_some(), "el.rpc", "--el-rpc"),
+            (self.metrics.is_some(), "metrics.listen", "--metrics"),
+            (self.log.is_some(), "log.level", "--log"),
+        ]
+        .into_iter()
+        .filter_map(|(set, key, flag)| set.then_some((key, flag)))
+        .collect()
+    }
+}
+
 /// The validated configuration: typed values only (the file it came from is not kept).
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -120,14 +138,25 @@ pub(crate) struct Config {
     pub(crate) log_level: String,
 }
 
-/// Where values come from (the file, or `defaults`): every error names it.
+/// Where values come from (the file, or `defaults`), and which keys the command line's flags
+/// set: every error names the flag when one set its key, else the file.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Origin<'a>(&'a str);
+pub(crate) struct Origin<'a> {
+    file: &'a str,
+    /// `(key, flag)` for each key a flag set.
+    flags: &'a [(&'static str, &'static str)],
+}
 
 impl Origin<'_> {
     /// `key` is unusable, because `reason`.
     pub(crate) fn invalid(&self, key: &str, reason: String) -> ConfigError {
-        ConfigError::Invalid { origin: self.0.to_string(), key: key.to_string(), reason }
+        // `p2p.bootnodes[2]` is an item of the key `--bootnodes` sets.
+        let base = key.split('[').next().unwrap_or(key);
+        let origin = match self.flags.iter().find(|(k, _)| *k == base) {
+            Some((_, flag)) => format!("command line ({flag})"),
+            None => self.file.to_string(),
+        };
+        ConfigError::Invalid { origin, key: key.to_string(), reason }
     }
 
     /// Parses every string of the list `key`; an error names the item (`key[i]`).
@@ -195,7 +224,7 @@ impl FileConfig {
         })
     }
 
-    /// The file with the flags applied: a flag overrides its key.
+    /// The file with the flags applied: a flag overrides its key ([`RunFlags::keys`]).
     fn with_flags(mut self, flags: &RunFlags) -> Self {
         if let Some(v) = &flags.datadir {
             self.datadir.clone_from(v);
@@ -246,15 +275,26 @@ fn parse_message(e: &toml::de::Error, text: &str) -> String {
 }
 
 impl Config {
-    /// Loads the file named by the flags (if any), applies the flags and validates.
+    /// Loads the file named by the flags (if any), applies the flags and validates; an error in
+    /// a value a flag set names the flag.
     pub(crate) fn load(flags: &RunFlags) -> Result<Self, ConfigError> {
         let (file, origin) = FileConfig::load(flags)?;
-        Self::validate(file, &origin)
+        Self::validate_with_flags(file, &origin, &flags.keys())
     }
 
-    /// Checks every section and keeps the typed values.
+    /// Checks every section and keeps the typed values; errors name `origin`.
     pub(crate) fn validate(file: FileConfig, origin: &str) -> Result<Self, ConfigError> {
-        let o = Origin(origin);
+        Self::validate_with_flags(file, origin, &[])
+    }
+
+    /// [`Self::validate`], where `flags` lists the keys the command line set (`(key, flag)`):
+    /// an error in one of them names the flag rather than the file.
+    pub(crate) fn validate_with_flags(
+        file: FileConfig,
+        origin: &str,
+        flags: &[(&'static str, &'static str)],
+    ) -> Result<Self, ConfigError> {
+        let o = Origin { file: origin, flags };
         let chain = file.chain_spec(&o)?;
         let mut network = file.p2p.validate(&chain, &o)?;
         let el = file.el.validate(&o)?;

@@ -184,6 +184,34 @@ fn flags_override_the_file() {
     assert!(e.contains("/nonexistent/leafsync.toml"), "{e}");
 }
 
+/// A bad value a flag set is blamed on the flag, not on the file (which holds no such key);
+/// one from the file still names the file.
+#[test]
+fn an_error_in_a_value_a_flag_set_names_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(
+        &path,
+        "[p2p]
+port = 1000
+",
+    )
+    .unwrap();
+    let with = |flags: RunFlags| {
+        Config::load(&RunFlags { config: Some(path.clone()), ..flags }).unwrap_err().to_string()
+    };
+    let e = with(RunFlags { metrics: Some("9403".into()), ..RunFlags::default() });
+    assert!(e.contains("--metrics") && e.contains("`metrics.listen`"), "{e}");
+    assert!(!e.contains("node.toml"), "{e}");
+    let e = with(RunFlags { bootnodes: Some(vec!["enr:-nope".into()]), ..RunFlags::default() });
+    assert!(e.contains("--bootnodes") && e.contains("`p2p.bootnodes[0]`"), "{e}");
+    let e = with(RunFlags { el_rpc: Some("https://x:1".into()), ..RunFlags::default() });
+    assert!(e.contains("--el-rpc"), "{e}");
+    std::fs::write(&path, "[metrics]\nlisten = \"9403\"\n").unwrap();
+    let e = with(RunFlags { log: Some("info".into()), ..RunFlags::default() });
+    assert!(e.contains("node.toml") && e.contains("`metrics.listen`"), "{e}");
+}
+
 /// The keys of the snap/1 bootstrap: `serve.snap`, `sync.sources`, `el.enode`.
 #[test]
 fn snap_keys_are_checked() {
