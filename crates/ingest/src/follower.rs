@@ -307,7 +307,7 @@ impl<S: KvStore + 'static> Follower<S> {
             self.check_chain = false;
         }
         let head = match self.db.head()? {
-            Some(head) => head,
+            Some(head) => self.with_genesis_hash(head).await?,
             None => self.bootstrap().await?,
         };
         let el_head = self.rpc.block_number().await?;
@@ -416,6 +416,22 @@ impl<S: KvStore + 'static> Follower<S> {
         );
         self.replay_from = Some(fork + 1);
         Ok(())
+    }
+
+    /// `head`, with the execution client's block 0's hash when it is block 0 written without
+    /// one (`tool init-genesis` knows only the allocation, a generated state has none) and its
+    /// state root is that block's: else block 1's parent hash never matched it, and following
+    /// began with a reorg warning and a reorg counted for a chain that had none.
+    async fn with_genesis_hash(&mut self, head: BlockHeader) -> Result<BlockHeader, IngestError> {
+        if head.number != 0 || !head.hash.is_zero() {
+            return Ok(head);
+        }
+        let genesis = self.rpc.block(0).await?;
+        Ok(if genesis.state_root == head.state_root {
+            BlockHeader { hash: genesis.hash, ..head }
+        } else {
+            head
+        })
     }
 
     /// Undoes the blocks after `fork`, newest first, when the undo of each is kept; returns

@@ -620,3 +620,23 @@ async fn header_queries_are_answered_from_the_execution_client() {
     assert_eq!(many.len(), MAX_HEADERS_PER_QUERY, "bounded");
     assert_eq!(MAX_HEADERS_PER_QUERY, 1024, "geth's own bound on what it serves");
 }
+
+/// A genesis state loaded without its header (`tool init-genesis` writes block 0 with a zero
+/// hash) is the execution client's block 0 when their state roots agree: block 1 follows it
+/// without a reorg (before: a reorg warning and `reorgs == 1` on a chain that had none).
+#[tokio::test]
+async fn a_genesis_loaded_without_its_hash_is_followed_without_a_reorg() {
+    let (db, genesis, root) = generated(GenParams { accounts: 50, seed: 4 });
+    assert!(genesis.hash.is_zero(), "a generated state's block 0 has no hash");
+    let real_genesis = B256::repeat_byte(0x6e);
+    let el = fake_el(one_empty_block(real_genesis, root)).await;
+    let running = common::spawn_follower(&db, format!("http://{el}"), |_| {});
+    let started = Instant::now();
+    while db.head().unwrap().unwrap().number < 1 {
+        assert!(started.elapsed() < APPLY_DEADLINE, "block 1 not applied");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(running.stats.reorgs(), 0, "a reorg counted");
+    assert!(db.account_root().unwrap() == root, "block 1 applied on the genesis state");
+    running.stop().await;
+}
