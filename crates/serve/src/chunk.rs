@@ -119,6 +119,10 @@ impl PieceBudget {
     }
 }
 
+/// Fewest encoded bytes of items for which a chunk is cached (4 KiB): below it a chunk is read
+/// again rather than kept ([`ChunkRead::cacheable`]).
+pub const MIN_CACHED_CHUNK_BYTES: usize = 4096;
+
 /// A chunk as read: its content, and whether a "too large" came from the time budget rather than
 /// from the chunk's size.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,16 +137,21 @@ pub struct ChunkRead<T> {
     pub timed_out: bool,
 }
 
-impl<T> ChunkRead<T> {
+impl<T: Encodable> ChunkRead<T> {
     /// Whether the content is worth caching: it says something of the chunk itself, true for as
     /// long as the chunk is unchanged (anything but a time-out), and it costs more to read again
-    /// than to keep. An empty chunk (an unknown account's storage, a prefix nobody's key starts
-    /// with) is one seek to read and [`crate::config::CACHE_ENTRY_OVERHEAD`] to keep; kept, a
-    /// client asking for many of them (256 a request, all different) would push every real
-    /// chunk out of the cache. Honest clients rarely ask for one.
+    /// than to keep: "too large", or items of at least [`MIN_CACHED_CHUNK_BYTES`]. A chunk of a
+    /// few items (an unknown account's storage, a prefix of one leaf) is one seek to read and
+    /// [`crate::config::CACHE_ENTRY_OVERHEAD`] to keep; kept, a client asking for many of them
+    /// (256 a request, all different, in each byte class) pushed every real chunk out of the
+    /// cache for a few hundred bytes downloaded per entry. Honest clients ask for chunks of
+    /// tens of KiB and more.
     pub fn cacheable(&self) -> bool {
-        let empty = matches!(&self.content, ChunkContent::Items(items) if items.is_empty());
-        !self.timed_out && !empty
+        !self.timed_out
+            && match &self.content {
+                ChunkContent::TooLarge => true,
+                ChunkContent::Items(items) => items.length() >= MIN_CACHED_CHUNK_BYTES,
+            }
     }
 }
 
@@ -310,8 +319,10 @@ mod tests {
         assert_eq!(collect(1, 0).content.len(), 1);
         assert_eq!(collect(2, 0), too_large);
         assert_eq!(collect(0, 0).content.len(), 0);
-        assert!(collect(1, 0).cacheable());
         assert!(!collect(0, 0).cacheable(), "an empty chunk is cheaper to read than to keep");
+        assert!(!collect(1, 0).cacheable(), "so is a chunk of one slot");
+        let many = collect(200, u64::MAX);
+        assert!(many.content.length() >= MIN_CACHED_CHUNK_BYTES && many.cacheable());
     }
 
     #[test]
@@ -323,7 +334,7 @@ mod tests {
         assert!(!late.cacheable(), "a time-out says nothing of the chunk");
         let single = collect_complete(slots(1).into_iter(), u64::MAX, past).unwrap();
         assert_eq!(single.content.len(), 1);
-        assert!(single.cacheable());
+        assert!(!single.cacheable(), "one slot: cheaper to read again than to keep");
     }
 
     #[test]

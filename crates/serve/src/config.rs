@@ -45,7 +45,8 @@ pub const SLOT_COUNT_SCAN_LIMIT: usize = 4096;
 /// for that request only, never cached: it says nothing of the chunk) and
 /// nodes/codes stop early with what they have. A batch of account or storage chunks starts no
 /// uncached piece after the budget (each piece has a budget of its own), so it takes at most
-/// twice the budget.
+/// three times the budget: a piece started just before the budget ends may wait up to the
+/// budget for another request's read of the same chunk, then read it itself.
 pub const DEFAULT_REQUEST_TIME_BUDGET: Duration = Duration::from_secs(1);
 
 /// Most node requests served from one `GetNodes`: the protocol limit (384; the p2p decoder

@@ -188,7 +188,8 @@ fn second_client_shares_pieces<P: PartialEq + std::fmt::Debug + Clone>(
 fn storage_batches_share_cached_pieces_between_clients() {
     let fx = shared();
     let s = server(&fx.db, ServeConfig::default());
-    let mut contracts: Vec<_> = fx.model.iter().filter(|a| a.slots.len() > 20).collect();
+    // Storages large enough to be cached (`MIN_CACHED_CHUNK_BYTES`: ~70 bytes a slot).
+    let mut contracts: Vec<_> = fx.model.iter().filter(|a| a.slots.len() > 100).collect();
     contracts.truncate(8);
     assert_eq!(contracts.len(), 8);
     let chunk = |i: usize| StoragePrefix { account: contracts[i].hashed, prefix: WirePath::root() };
@@ -307,6 +308,39 @@ fn an_honest_cached_chunk_survives_a_flood_of_unknown_account_storage_requests()
         let request = GetStorageChunk { chunks, max_bytes: MAX_RESPONSE_BYTES };
         let flood = StorageChunk::try_from(answer(&s, &request.into())).unwrap();
         assert_eq!(flood.pieces.len(), 256, "every unknown account answered (empty)");
+    }
+    assert_eq!(chunk(&s, prefix(2, 0x42), MAX_RESPONSE_BYTES), honest);
+    let stats = s.stats().cache;
+    assert_eq!((stats.entries, stats.evictions, stats.hits), (1, 0, 1), "{stats:?}");
+}
+
+/// A client flooding the server with chunks of one account each (256 64-nibble prefixes of real
+/// accounts a request, in every byte class, each class its own cache key) makes no cache entry:
+/// a chunk of a few hundred bytes costs less to read again than to keep. Kept, each was charged
+/// ~900 bytes for ~110 downloaded, and a few dozen requests pushed every honest chunk out.
+#[test]
+fn an_honest_cached_chunk_survives_a_flood_of_single_account_chunks() {
+    let fx = shared();
+    let s = server(&fx.db, ServeConfig { cache_bytes: 256 * 1024, ..ServeConfig::default() });
+    let honest = chunk(&s, prefix(2, 0x42), MAX_RESPONSE_BYTES);
+    assert_eq!(s.stats().cache.entries, 1);
+    let plain: Vec<B256> = reference(fx.params)
+        .into_iter()
+        .filter(|a| a.slots.is_empty())
+        .map(|a| a.hashed)
+        .take(1024)
+        .collect();
+    for (round, batch) in plain.chunks(256).cycle().enumerate().take(32) {
+        let prefixes = batch
+            .iter()
+            .map(|h| {
+                let nibbles: Vec<u8> = h.iter().flat_map(|b| [b >> 4, b & 0xf]).collect();
+                WirePath::from_nibbles(&nibbles).unwrap()
+            })
+            .collect();
+        let max_bytes = (16 * 1024) << (round % 8);
+        let flood = Chunk::try_from(answer(&s, &GetChunk { prefixes, max_bytes }.into())).unwrap();
+        assert!(!flood.pieces.is_empty());
     }
     assert_eq!(chunk(&s, prefix(2, 0x42), MAX_RESPONSE_BYTES), honest);
     let stats = s.stats().cache;
