@@ -27,6 +27,11 @@ pub const BYTES_PER_ACCOUNT_ESTIMATE: u64 = 160;
 /// 20–32 bytes (addresses, hashes) make real slots up to ~70 bytes.
 pub const BYTES_PER_SLOT_ESTIMATE: u64 = 48;
 
+/// Most accounts a peer's estimate is taken for (2^30, about four times mainnet's): an
+/// estimate is a peer's word, and `u64::MAX` would choose the deepest skeleton
+/// ([`MAX_CHUNK_DEPTH`]) and size every unit as a whole answer, one request each.
+pub const MAX_PLAUSIBLE_ACCOUNTS: u64 = 1 << 30;
+
 /// Deepest account-trie level the skeleton is fetched to (16^6 ≈ 16.7M chunks). Beyond it the
 /// skeleton would cost more round trips than the chunks save.
 pub const MAX_CHUNK_DEPTH: usize = 6;

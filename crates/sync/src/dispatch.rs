@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use futures::{future::BoxFuture, stream::FuturesUnordered};
 use leafsync_p2p::{
-    leaf::protocol::{
-        MAX_CHUNKS_PER_REQUEST, MAX_NODES_PER_REQUEST, MAX_RESPONSE_BYTES,
-        MAX_STORAGE_CHUNKS_PER_REQUEST,
+    leaf::{
+        ChainHead,
+        protocol::{
+            MAX_CHUNKS_PER_REQUEST, MAX_NODES_PER_REQUEST, MAX_RESPONSE_BYTES,
+            MAX_STORAGE_CHUNKS_PER_REQUEST,
+        },
     },
     requests::RequestError,
 };
@@ -195,7 +198,7 @@ pub(crate) fn timed(
     timeout: Duration,
     epoch: u64,
     peer: usize,
-    asked_at: u64,
+    asked_at: ChainHead,
     job: Job,
 ) -> BoxFuture<'static, Done> {
     Box::pin(async move {

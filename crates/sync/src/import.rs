@@ -153,18 +153,22 @@ pub(crate) fn check_piece(unit: &Unit, owner: B256, piece: StoragePiece) -> Chun
 /// it announced from when it was asked (`asked_at`) until now (`announced`): more than
 /// [`HEAD_CLAIM_SLACK`] past the newest, or more than that and the protocol's
 /// [`MAX_PIECE_AGE_BLOCKS`] (a cached piece's age) before the oldest; or if it claims the
-/// `pivot`'s own head (unless it announced a sibling block at the pivot's height): `Some(why)`.
+/// `pivot`'s own head (unless it announced a sibling block at the pivot's height, when asked or
+/// now: a server that reorged onto the pivot's chain while its answer waited read it on the
+/// sibling): `Some(why)`.
 /// Otherwise (`None`) it is stale, which costs it its chunk work after a few such chunks
 /// (`PeerSet::stale_chunk`). The heads in between count because an answer can wait on the link
 /// and in the syncer's queue while its server moves on: with blocks every 2 s a few seconds are
 /// several blocks.
 pub(crate) fn judge_mismatch(
     head_number: u64,
-    asked_at: u64,
+    asked_at: ChainHead,
     announced: ChainHead,
     pivot: &ChainHead,
 ) -> Option<&'static str> {
-    let sibling = announced.number == pivot.number && announced.hash != pivot.hash;
+    let is_sibling = |head: &ChainHead| head.number == pivot.number && head.hash != pivot.hash;
+    let sibling = is_sibling(&asked_at) || is_sibling(&announced);
+    let asked_at = asked_at.number;
     let (low, high) = (asked_at.min(announced.number), asked_at.max(announced.number));
     // A server may hand out a piece it cached up to MAX_PIECE_AGE_BLOCKS before.
     let oldest = low.saturating_sub(MAX_PIECE_AGE_BLOCKS + HEAD_CLAIM_SLACK);

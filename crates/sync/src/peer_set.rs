@@ -14,7 +14,8 @@ use tracing::{debug, info, warn};
 use crate::{
     config::{
         BUSY_REST, HEAD_CLAIM_SLACK, MAX_CONSECUTIVE_EMPTIES, MAX_CONSECUTIVE_TIMEOUTS,
-        MAX_IMPLAUSIBLE_SPLITS, MAX_STALE_HEALS, MAX_SYNC_PEERS, SILENT_REVIVE_AFTER,
+        MAX_IMPLAUSIBLE_SPLITS, MAX_PLAUSIBLE_ACCOUNTS, MAX_STALE_HEALS, MAX_SYNC_PEERS,
+        SILENT_REVIVE_AFTER,
     },
     peer::SyncPeer,
     rendezvous::{Rendezvous, peer_key},
@@ -178,12 +179,20 @@ impl PeerSet {
         self.slots.iter().map(|p| p.peer.head()).collect()
     }
 
-    /// The median of the peers' account estimates (0 without peers).
+    /// The lower median of the account estimates of the peers that give one (not 0), each
+    /// taken at most at [`MAX_PLAUSIBLE_ACCOUNTS`] (0 without any). Lower: of two peers, a liar
+    /// announcing more than the honest one does not choose (an estimate too low costs only
+    /// splits, which verified chunks settle; one too high costs a deeper skeleton and many more
+    /// requests).
     pub(crate) fn median_estimate(&self) -> u64 {
-        let mut estimates: Vec<u64> =
-            self.slots.iter().map(|p| p.peer.account_estimate()).collect();
+        let mut estimates: Vec<u64> = self
+            .slots
+            .iter()
+            .map(|p| p.peer.account_estimate().min(MAX_PLAUSIBLE_ACCOUNTS))
+            .filter(|e| *e > 0)
+            .collect();
         estimates.sort_unstable();
-        estimates.get(estimates.len() / 2).copied().unwrap_or(0)
+        estimates.get(estimates.len().saturating_sub(1) / 2).copied().unwrap_or(0)
     }
 
     /// Adds a peer, or revives one dropped earlier (a new session of it); banned peers stay out.

@@ -332,7 +332,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 let Some(job) = next else { break };
                 let request = job.request(self.config.chunk_max_bytes)?;
                 let server = &self.peers.slot(peer).peer;
-                let asked_at = server.head().number;
+                let asked_at = server.head();
                 let answer = server.request_at(&self.pivot, request);
                 self.peers.sent(peer);
                 self.reporter.stats.requests += 1;

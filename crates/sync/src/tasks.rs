@@ -8,8 +8,8 @@ use alloy_primitives::B256;
 use alloy_trie::Nibbles;
 use leafsync_p2p::{
     leaf::{
-        GetChunk, GetCodes, GetNodes, GetStorageChunk, NodeRequest, StoragePrefix, TrieOwner,
-        WirePath, protocol::MAX_RESPONSE_BYTES,
+        ChainHead, GetChunk, GetCodes, GetNodes, GetStorageChunk, NodeRequest, StoragePrefix,
+        TrieOwner, WirePath, protocol::MAX_RESPONSE_BYTES,
     },
     requests::{LeafRequest, LeafResponse, RequestError},
 };
@@ -165,9 +165,9 @@ pub(crate) struct Done {
     /// The pivot epoch the request was sent in.
     pub(crate) epoch: u64,
     pub(crate) peer: usize,
-    /// The head number the peer had announced when it was asked (a chunk's claimed head is
-    /// judged against the heads it announced from then until the answer is applied).
-    pub(crate) asked_at: u64,
+    /// The head the peer had announced when it was asked (a chunk's claimed head is judged
+    /// against the heads it announced from then until the answer is applied).
+    pub(crate) asked_at: ChainHead,
     pub(crate) job: Job,
     pub(crate) result: Result<LeafResponse, RequestError>,
     pub(crate) elapsed: Duration,

@@ -78,6 +78,22 @@ impl UnitSizes {
         self.accounts = (accounts > 0).then(|| accounts.saturating_mul(BYTES_PER_ACCOUNT_ESTIMATE));
     }
 
+    /// Learns the account trie's size from an answer: `bytes` of account pieces that cover
+    /// `share` of the key space (a unit at depth d covers 16^-d). An estimate more than twice
+    /// what the verified pieces show is replaced by it: the estimate came from the peers' word,
+    /// and one far too high sends every unit alone. One too low stays (a batch past `max_bytes`
+    /// is cut by its server and its tail asked again).
+    pub(crate) fn learn_accounts(&mut self, bytes: u64, share: f64) {
+        if share <= 0.0 {
+            return;
+        }
+        let shown = (bytes as f64 / share).min(u64::MAX as f64) as u64;
+        match self.accounts {
+            Some(estimate) if shown.saturating_mul(2) >= estimate => {}
+            _ => self.accounts = Some(shown.max(1)),
+        }
+    }
+
     /// Records that `account`'s storage holds about `slot_count` slots (0: unknown, as the
     /// snap/1 source marks a storage it could not size: its units then go one to a request,
     /// not all together as units of no size would).

@@ -587,3 +587,56 @@ async fn peers_lying_at_random_cost_only_themselves() {
 
 /// Rounds of [`peers_lying_at_random_cost_only_themselves`] (unless soaked).
 const ROUNDS_OF_MUTANTS: u64 = 24;
+
+/// Syncs from `estimates.len()` honest servers of a 20,000-account state, each announcing its
+/// estimate; returns the requests the sync took.
+async fn requests_with_estimates(estimates: &[u64]) -> u64 {
+    const STATE: u64 = 20_000;
+    let src = source(STATE, 12);
+    let peers: Vec<Arc<SimPeer>> = estimates
+        .iter()
+        .enumerate()
+        .map(|(i, e)| SimPeer::new(i as u8 + 1, Arc::clone(&src), Behaviour::Honest, *e))
+        .collect();
+    let client = Arc::new(LeafDb::in_memory());
+    let config = SyncConfig { chunk_target_bytes: TEST_CHUNK_BYTES, ..Default::default() };
+    let out = Syncer::new(Arc::clone(&client), config, dyn_peers(&peers)).run().await.unwrap();
+    assert_synced(&out, &client, &src, src.account_root().unwrap());
+    println!("estimates={estimates:?} requests={}", out.stats.requests);
+    out.stats.requests
+}
+
+/// A peer's account estimate is its word. One announcing `u64::MAX` beside an honest one chose
+/// the skeleton depth (the upper of two estimates: the deepest, 6) and sized every unit as a
+/// whole answer: one request per unit, 20,060 requests here against 10 (~16M on mainnet). The
+/// lower median is taken (14 requests), each estimate at most `MAX_PLAUSIBLE_ACCOUNTS`; alone,
+/// the liar still deepens the skeleton (bounded by the trie itself), but the sizes of the
+/// verified pieces correct the batching (158 requests; on mainnet's scale about the honest
+/// count, the units 16 times smaller and batched).
+#[tokio::test]
+async fn an_inflated_account_estimate_neither_deepens_the_skeleton_nor_unbatches_the_units() {
+    let honest = requests_with_estimates(&[20_000]).await;
+    let beside = requests_with_estimates(&[20_000, u64::MAX]).await;
+    assert!(beside <= honest * 2, "{beside} requests beside the liar, {honest} without");
+    let alone = requests_with_estimates(&[u64::MAX]).await;
+    assert!(alone <= honest * 20, "{alone} requests from the liar alone, {honest} honest");
+}
+
+/// An honest server calls units too large, truly, because of their inline storage; their units
+/// go to three liars first, which answer each with every inline storage marked "large". Those
+/// pieces verify (an account's hash does not cover its storage) and hold only the leaves, so the
+/// claims looked implausible by their size and benched the one honest server from chunks. A
+/// claim whose piece marks a storage large is left unjudged.
+#[tokio::test(start_paused = true)]
+async fn large_marks_on_small_storages_do_not_make_an_honest_split_implausible() {
+    let config = SyncConfig {
+        chunk_target_bytes: 1 << 30,
+        chunk_max_bytes: 20 * 1024,
+        chunk_batch_bytes: 0,
+        ..Default::default()
+    };
+    let plain = |inner| inner as Arc<dyn SyncPeer>;
+    let out = beside_hooked_liars(3, plain, Behaviour::MarkLarge, config).await;
+    assert!(out.stats.chunks_split > 1, "{:?}", out.stats);
+    assert_eq!(out.stats.implausible_splits, 0, "{:?}", out.stats);
+}

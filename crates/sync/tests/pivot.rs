@@ -15,7 +15,7 @@ use common::{
     chain::{ACCOUNTS, SEED, at, chain, random_diff},
     chain_head, dyn_peers, source,
 };
-use leafsync_leafdb::{BlockHeader, GenParams, LeafDb, trie::node::encode_branch};
+use leafsync_leafdb::{BlockHeader, GenParams, LeafDb, MemStore, trie::node::encode_branch};
 use leafsync_p2p::PenaltyClass;
 use leafsync_p2p::{
     PeerId,
@@ -141,12 +141,12 @@ async fn a_pivot_trie_deeper_than_64_nibbles_is_an_error_not_a_panic() {
     assert!(matches!(r, Err(SyncError::PathTooLong)), "{r:?}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_server_on_a_sibling_block_at_the_pivot_height_is_healed_around_not_banned() {
+/// A chain of 4 blocks, the leafdb at its block 4 (the pivot), and one at a sibling of it:
+/// block 4 built on block 3 with another diff and another hash.
+fn pivot_and_sibling() -> (BlockHeader, Arc<LeafDb<MemStore>>, Arc<LeafDb<MemStore>>) {
     let blocks = chain(4);
     let (pivot, _) = blocks[3];
     let pivot_db = at(&blocks, 4);
-    // The sibling: block 4 built on block 3 with another diff and another hash.
     let sibling_db = at(&blocks, 3);
     let params = GenParams { accounts: ACCOUNTS, seed: SEED };
     let diff = random_diff(&sibling_db, params, 1000);
@@ -158,6 +158,12 @@ async fn a_server_on_a_sibling_block_at_the_pivot_height_is_healed_around_not_ba
         timestamp: 0,
     };
     sibling_db.apply_block(&sibling, &diff).unwrap();
+    (pivot, pivot_db, sibling_db)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_server_on_a_sibling_block_at_the_pivot_height_is_healed_around_not_banned() {
+    let (pivot, pivot_db, sibling_db) = pivot_and_sibling();
     let peers = [
         SimPeer::new(1, Arc::clone(&pivot_db), Behaviour::Honest, ACCOUNTS),
         SimPeer::new(2, Arc::clone(&sibling_db), Behaviour::Honest, ACCOUNTS),
@@ -173,4 +179,64 @@ async fn a_server_on_a_sibling_block_at_the_pivot_height_is_healed_around_not_ba
     assert!(out.banned.is_empty(), "a sibling-block server was banned");
     assert!(peers[1].penalties.lock().unwrap().iter().all(|p| *p != PenaltyClass::Fatal));
     assert!(out.stats.chunks_healed > 0, "the sibling's chunks differed and were healed");
+}
+
+/// A server on a sibling block at the pivot's height that reorgs onto the pivot's chain while
+/// its answers wait to be judged (it announces the pivot's block once its first answer is
+/// out): its pieces were read on the sibling. Judged by its head at judging time alone, they
+/// claimed the pivot's own head as junk, and three banned it.
+#[tokio::test(start_paused = true)]
+async fn a_sibling_server_reorging_onto_the_pivot_while_its_answers_wait_is_not_banned() {
+    let (pivot, pivot_db, sibling_db) = pivot_and_sibling();
+
+    /// Serves the sibling until its first answer is out, then the pivot's chain (announcing
+    /// it); the answers asked before the move are judged after it.
+    struct Reorging {
+        sibling: Arc<SimPeer>,
+        onto: Arc<SimPeer>,
+        moved: Arc<std::sync::atomic::AtomicBool>,
+    }
+    impl SyncPeer for Reorging {
+        fn id(&self) -> PeerId {
+            self.sibling.id()
+        }
+        fn head(&self) -> ChainHead {
+            let moved = self.moved.load(std::sync::atomic::Ordering::SeqCst);
+            if moved { self.onto.head() } else { self.sibling.head() }
+        }
+        fn account_estimate(&self) -> u64 {
+            self.sibling.account_estimate()
+        }
+        fn request(&self, request: LeafRequest) -> PeerFuture {
+            if self.moved.load(std::sync::atomic::Ordering::SeqCst) {
+                return self.onto.request(request);
+            }
+            let (answer, moved) = (self.sibling.request(request), Arc::clone(&self.moved));
+            Box::pin(async move {
+                let answer = answer.await;
+                moved.store(true, std::sync::atomic::Ordering::SeqCst);
+                answer
+            })
+        }
+        fn penalise(&self, class: PenaltyClass) {
+            self.sibling.penalise(class)
+        }
+    }
+    let honest = SimPeer::new(1, Arc::clone(&pivot_db), Behaviour::Honest, ACCOUNTS);
+    let inner = SimPeer::new(2, Arc::clone(&sibling_db), Behaviour::Honest, ACCOUNTS);
+    let onto = SimPeer::new(3, Arc::clone(&pivot_db), Behaviour::Honest, ACCOUNTS);
+    let reorging =
+        Arc::new(Reorging { sibling: Arc::clone(&inner), onto, moved: Default::default() });
+    let peers: Vec<Arc<dyn SyncPeer>> = vec![honest, reorging];
+    let config = SyncConfig {
+        pivot: Some(chain_head(&pivot)),
+        chunk_target_bytes: 16 * 1024,
+        ..Default::default()
+    };
+    let client = Arc::new(LeafDb::in_memory());
+    let out = Syncer::new(Arc::clone(&client), config, peers).run().await.unwrap();
+    assert_synced(&out, &client, &pivot_db, pivot.state_root);
+    assert!(out.banned.is_empty(), "the server that left its sibling block was banned");
+    assert!(inner.penalties.lock().unwrap().iter().all(|p| *p != PenaltyClass::Fatal));
+    assert!(out.stats.chunks_healed > 0, "its sibling chunks differed and were healed");
 }

@@ -12,7 +12,7 @@ use leafsync_leafdb::{
     trie::{DecodedNode, keccak256_batch},
 };
 use leafsync_p2p::{
-    leaf::{Codes, Nodes},
+    leaf::{AccountPiece, AccountStorage, ChainHead, ChunkContent, Codes, Nodes, StoragePiece},
     requests::LeafResponse,
 };
 use tracing::debug;
@@ -27,6 +27,23 @@ use crate::{
     stats::WorkKind,
     tasks::{CodeTask, Done, Job, NodeTask, Owner, Purpose, Unit, queue_again, requeue},
 };
+
+/// A piece of a batched chunk answer.
+pub(super) trait Piece: Encodable {
+    /// Whether it marks a storage "large": that storage's bytes are not among its own.
+    fn marks_large(&self) -> bool {
+        false
+    }
+}
+
+impl Piece for AccountPiece {
+    fn marks_large(&self) -> bool {
+        matches!(&self.content, ChunkContent::Items(leaves)
+            if leaves.iter().any(|l| matches!(l.storage, AccountStorage::Large { .. })))
+    }
+}
+
+impl Piece for StoragePiece {}
 
 impl<S: KvStore + 'static> Syncer<S> {
     /// Records `verdict` for `peer` and sends the penalty it earned, if any.
@@ -113,10 +130,10 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// back as tried by it, so that another peer does: else a server answering each batch
     /// late with its first piece only took the rest back at once, batch after batch, and held
     /// them hostage for a request timeout each. An answer without any piece is empty.
-    fn on_batch<P: Encodable>(
+    fn on_batch<P: Piece>(
         &mut self,
         peer: usize,
-        asked_at: u64,
+        asked_at: ChainHead,
         size: u64,
         units: Vec<Unit>,
         pieces: Vec<P>,
@@ -134,6 +151,8 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         let mut units = units.into_iter();
         let (mut delivered, mut refused) = (false, false);
+        // The key space the delivered account pieces cover, to learn the trie's size from.
+        let mut account_share = 0.0;
         let mut passed = Vec::new();
         let mut verified = Verified::default();
         // Pieces first: `zip` takes from its first iterator before its second, so no unit is
@@ -145,13 +164,23 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
             let verified_only = !self.peers.takes_chunks(peer);
             // A unit of a "too large" claim: its size, to judge the claim (encoded only then).
+            // A piece marking a storage large does not carry that storage's bytes (a liar can
+            // mark small storages so and make an honest claim look implausible): its claim is
+            // left unjudged.
             let (owner, prefix) = (unit.owner, unit.prefix);
             let claimed = self.work.is_claimed(owner, prefix).then(|| piece.length() as u64);
+            if claimed.is_some() && piece.marks_large() {
+                self.work.drop_claim(owner, prefix);
+            }
+            let claimed = claimed.filter(|_| self.work.is_claimed(owner, prefix));
             let verdict = check(&unit, piece);
             let split = verdict == ChunkVerdict::Split;
             match self.on_chunk(peer, asked_at, unit, verdict, verified_only, &mut verified)? {
                 Some(Verdict::Delivered) => {
                     delivered = true;
+                    if owner.is_none() && !split {
+                        account_share += 16f64.powi(-(prefix.len() as i32));
+                    }
                     if let Some(bytes) = claimed {
                         self.settle_claim(owner, prefix, split, bytes);
                     }
@@ -166,6 +195,10 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
         }
         self.take_in(verified)?;
+        if !refused && passed.is_empty() {
+            // Every piece delivered: the answer's bytes are theirs.
+            self.work.sizes.learn_accounts(size, account_share);
+        }
         let cut_short = (size.saturating_mul(2) < self.config.chunk_max_bytes).then_some(peer);
         let units = units.map(|mut unit| {
             unit.attempts.tried.extend(cut_short);
@@ -210,7 +243,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     fn on_chunk(
         &mut self,
         peer: usize,
-        asked_at: u64,
+        asked_at: ChainHead,
         unit: Unit,
         verdict: ChunkVerdict,
         verified_only: bool,
@@ -291,7 +324,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         peer: usize,
         unit: Unit,
         claimed: u64,
-        asked_at: u64,
+        asked_at: ChainHead,
     ) -> Option<Verdict> {
         self.reporter.stats.chunks_passed += 1;
         requeue(&mut self.work.units, [unit], peer);
@@ -305,7 +338,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         peer: usize,
         unit: &Unit,
         claimed: u64,
-        asked_at: u64,
+        asked_at: ChainHead,
     ) -> Result<(), SyncError> {
         self.reporter.stats.chunks_healed += 1;
         self.add_heal_root_held(unit.owner, unit.prefix, unit.hash, Hold::Replaces(unit))?;
@@ -321,11 +354,17 @@ impl<S: KvStore + 'static> Syncer<S> {
 
     /// Whether a differing chunk of `peer` that claims head `claimed`, asked while `peer`
     /// announced `asked_at`, lies about its head ([`judge_mismatch`]): why, logged.
-    fn head_claim_lie(&self, peer: usize, claimed: u64, asked_at: u64) -> Option<&'static str> {
+    fn head_claim_lie(
+        &self,
+        peer: usize,
+        claimed: u64,
+        asked_at: ChainHead,
+    ) -> Option<&'static str> {
         let server = &self.peers.slot(peer).peer;
         let announced = server.head();
         let why = judge_mismatch(claimed, asked_at, announced, &self.pivot)?;
-        debug!(peer = %server.id(), claimed, asked_at, announced = announced.number,
+        debug!(peer = %server.id(), claimed, asked_at = asked_at.number,
+            announced = announced.number,
             pivot = self.pivot.number, why, "a differing chunk's head claim is a lie");
         Some(why)
     }

@@ -56,6 +56,10 @@ pub enum Behaviour {
     LargeEmpty,
     /// Chunks honest but one inline slot value changed on the first account with storage.
     InlineJunk,
+    /// Chunks honest but every non-empty inline storage marked large (its slot count given):
+    /// the pieces verify (an account's hash does not cover its storage) and carry only the
+    /// leaves, far fewer bytes than the truth.
+    MarkLarge,
     /// Junk chunks (balances off by one) claiming a head `n` blocks past the server's own.
     LyingHead(u64),
     /// Every chunk and storage chunk answered "too large", whatever its size.
@@ -313,6 +317,15 @@ fn tamper_piece(behaviour: Behaviour, piece: &mut AccountPiece) {
         Behaviour::LargeEmpty => {
             if let Some(l) = leaves.iter_mut().find(|l| l.storage_root == EMPTY_ROOT_HASH) {
                 l.storage = AccountStorage::Large { slot_count: 1000 };
+            }
+        }
+        Behaviour::MarkLarge => {
+            for l in leaves.iter_mut() {
+                if let AccountStorage::Inline(slots) = &l.storage
+                    && !slots.is_empty()
+                {
+                    l.storage = AccountStorage::Large { slot_count: slots.len() as u64 };
+                }
             }
         }
         Behaviour::InlineJunk => {
