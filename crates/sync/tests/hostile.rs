@@ -503,7 +503,7 @@ async fn a_slow_server_answering_one_piece_a_batch_does_not_hold_the_rest() {
 #[tokio::test(start_paused = true)]
 async fn any_mix_of_hostile_peers_leaves_the_exact_state() {
     use Behaviour::*;
-    const KINDS: [Behaviour; 15] = [
+    const KINDS: [Behaviour; 16] = [
         Junk,
         Empty,
         Silent,
@@ -514,6 +514,7 @@ async fn any_mix_of_hostile_peers_leaves_the_exact_state() {
         PoisonInline,
         LargeEmpty,
         InlineJunk,
+        MarkLarge,
         LyingHead(5),
         TooLarge,
         FirstPieceOnly,
