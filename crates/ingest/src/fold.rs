@@ -9,7 +9,9 @@
 //! * `code` in `post` is new code;
 //! * an account deleted and created again in the same block has its storage wiped.
 //!
-//! Withdrawals are credited after all transactions (EIP-4895), gwei → wei.
+//! Withdrawals are credited after all transactions (EIP-4895), gwei → wei. The system calls'
+//! writes, which no trace shows ([`crate::system`]), are folded in around the transactions by
+//! [`fold_full_block`], each only where its contract exists.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,6 +20,7 @@ use leafsync_leafdb::{AccountChange, AccountUpdate, BlockDiff, KvStore, LeafDb};
 
 use crate::{
     error::IngestError,
+    system::{SlotWrite, SystemWrites},
     types::{TracedAccount, TxTrace, Withdrawal},
 };
 
@@ -106,15 +109,53 @@ fn base(
 }
 
 /// Folds the traces of a block's transactions (in block order) and its withdrawals into the
-/// block's [`BlockDiff`]. `block` only names the block in errors.
+/// block's [`BlockDiff`], without system calls ([`fold_full_block`]). `block` only names the
+/// block in errors.
 pub fn fold_block(
     block: u64,
     traces: &[TxTrace],
     withdrawals: &[Withdrawal],
     state: &impl StateView,
 ) -> Result<BlockDiff, IngestError> {
+    fold_full_block(block, &SystemWrites::default(), traces, withdrawals, state)
+}
+
+/// Sets the slots of `writes` whose contract exists (has code) in the block so far or in
+/// `state`: a system call to an address without code does nothing.
+fn system_writes(
+    folded: &mut BTreeMap<Address, Folded>,
+    writes: &[SlotWrite],
+    state: &impl StateView,
+) -> Result<(), IngestError> {
+    for write in writes {
+        let exists = match folded.get(&write.address) {
+            Some(Folded::Alive { info, .. }) => info.code_hash != KECCAK256_EMPTY,
+            Some(Folded::Deleted) => false,
+            None => state.account(&write.address)?.is_some_and(|a| a.code_hash != KECCAK256_EMPTY),
+        };
+        if !exists {
+            continue;
+        }
+        let (info, storage_wiped, mut storage) = base(folded, write.address, None, state)?;
+        storage.insert(write.slot, write.value);
+        folded.insert(write.address, Folded::Alive { info, storage_wiped, storage });
+    }
+    Ok(())
+}
+
+/// [`fold_block`] with the block's system calls: `system.before` set before the first
+/// transaction, `system.after` after the last (and after the withdrawals, which touch no
+/// contract storage). Each applies only where its contract exists.
+pub fn fold_full_block(
+    block: u64,
+    system: &SystemWrites,
+    traces: &[TxTrace],
+    withdrawals: &[Withdrawal],
+    state: &impl StateView,
+) -> Result<BlockDiff, IngestError> {
     let mut folded: BTreeMap<Address, Folded> = BTreeMap::new();
     let mut codes: BTreeMap<B256, Bytes> = BTreeMap::new();
+    system_writes(&mut folded, &system.before, state)?;
     for (index, tx) in traces.iter().enumerate() {
         let Some(diff) = &tx.result else {
             let message = tx.error.clone().unwrap_or_else(|| "no result and no error".to_owned());
@@ -169,6 +210,7 @@ pub fn fold_block(
         info.balance = info.balance.saturating_add(U256::from(w.amount) * U256::from(WEI_PER_GWEI));
         folded.insert(w.address, Folded::Alive { info, storage_wiped, storage });
     }
+    system_writes(&mut folded, &system.after, state)?;
     let accounts = folded
         .into_iter()
         .map(|(address, f)| {

@@ -18,13 +18,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy_primitives::B256;
+use alloy_primitives::{B256, KECCAK256_EMPTY};
 use leafsync_leafdb::{BlockHeader, BlockUndo, KvStore, LeafDb, LeafDbError, read_alloc_file};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::{
-    apply::ApplyThread, error::IngestError, fold::fold_block, rpc::RpcClient, types::RpcBlock,
+    apply::ApplyThread,
+    error::IngestError,
+    fold::fold_full_block,
+    rpc::RpcClient,
+    system::{SlotWrite, SystemWrites, is_prague, pre_execution_writes, request_state_slots},
+    types::RpcBlock,
 };
 
 /// First wait after a failure: short, since a restarting neighbour is usually back quickly.
@@ -489,6 +494,25 @@ impl<S: KvStore + 'static> Follower<S> {
         Ok(())
     }
 
+    /// What `block`'s system calls write ([`crate::system`]): the pre-execution writes from its
+    /// header and, after a Prague block, the request contracts' state slots read from the
+    /// execution client at the block's hash (for the contracts the leafdb has: a system call to
+    /// an address without code does nothing).
+    async fn system_writes(&mut self, block: &RpcBlock) -> Result<SystemWrites, IngestError> {
+        let mut after = Vec::new();
+        if is_prague(block) {
+            for (address, slot) in request_state_slots() {
+                let account = self.db.account_by_address(&address)?;
+                if account.is_none_or(|a| a.code_hash == KECCAK256_EMPTY) {
+                    continue;
+                }
+                let value = self.rpc.storage_at(address, slot, block.hash).await?;
+                after.push(SlotWrite { address, slot, value });
+            }
+        }
+        Ok(SystemWrites { before: pre_execution_writes(block), after })
+    }
+
     /// Decodes the block's traces, folds them and applies the block (keeping its undo when it is
     /// within [`UNDO_DEPTH`] of `el_head`), all on the apply thread
     /// (decoding a large trace on the runtime would hold one of its workers).
@@ -498,6 +522,7 @@ impl<S: KvStore + 'static> Follower<S> {
         traces: crate::rpc::RawResponse,
         el_head: u64,
     ) -> Result<(), IngestError> {
+        let system = self.system_writes(&block).await?;
         let db = Arc::clone(&self.db);
         let header = block.header();
         let started = Instant::now();
@@ -510,7 +535,13 @@ impl<S: KvStore + 'static> Follower<S> {
                 let t = Instant::now();
                 let traces: Vec<crate::types::TxTrace> = traces.decode()?;
                 let decoding = t.elapsed();
-                let diff = fold_block(header.number, &traces, &block.withdrawals, db.as_ref())?;
+                let diff = fold_full_block(
+                    header.number,
+                    &system,
+                    &traces,
+                    &block.withdrawals,
+                    db.as_ref(),
+                )?;
                 // What the block overwrites, read before it does: kept for a block near the
                 // chain's head that extends ours, so that a reorg can take it back.
                 let undo = match db.head()? {

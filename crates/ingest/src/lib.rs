@@ -27,11 +27,12 @@ pub mod head;
 pub mod header;
 pub mod headers;
 pub mod rpc;
+pub mod system;
 pub mod types;
 
 pub use apply::ApplyThread;
 pub use error::{IngestError, RpcError};
-pub use fold::{AccountInfo, StateView, fold_block};
+pub use fold::{AccountInfo, StateView, fold_block, fold_full_block};
 pub use follower::{
     DEFAULT_STUCK_AFTER, Follower, FollowerConfig, INITIAL_BACKOFF, IngestStats, MAX_BACKOFF,
     MAX_REORG_DEPTH, UNDO_DEPTH,

@@ -14,7 +14,7 @@ use tokio_tungstenite::{
 use tracing::{debug, warn};
 
 use alloy_eip2124::ForkId;
-use alloy_primitives::B256;
+use alloy_primitives::{Address, B256, U256};
 
 use crate::{
     error::{IngestError, RpcError},
@@ -196,6 +196,18 @@ impl RpcClient {
             }),
             other => Ok(other),
         }
+    }
+
+    /// `eth_getStorageAt(address, slot, {blockHash})` (EIP-1898: by the block's hash, so that a
+    /// reorg cannot pair one block with another's state).
+    pub async fn storage_at(
+        &mut self,
+        address: Address,
+        slot: B256,
+        block: B256,
+    ) -> Result<U256, IngestError> {
+        // 32 bytes as hex, read as a number (leading zeros or not).
+        self.call("eth_getStorageAt", json!([address, slot, { "blockHash": block }])).await
     }
 
     /// `eth_config` (EIP-7910): the EIP-2124 fork id at the execution client's head, or `None`

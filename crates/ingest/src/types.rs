@@ -28,6 +28,14 @@ pub struct RpcBlock {
     /// Withdrawals (Shanghai and later; absent before).
     #[serde(default)]
     pub withdrawals: Vec<Withdrawal>,
+    /// The EIP-4788 parent beacon block root (Cancun and later): what the beacon roots
+    /// contract stores before the transactions ([`crate::system`]).
+    #[serde(default)]
+    pub parent_beacon_block_root: Option<B256>,
+    /// The EIP-7685 requests hash (Prague and later): marks a block whose system calls include
+    /// EIP-2935's and the request contracts' ([`crate::system`]).
+    #[serde(default)]
+    pub requests_hash: Option<B256>,
 }
 
 impl RpcBlock {

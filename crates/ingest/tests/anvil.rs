@@ -103,6 +103,42 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
     tokio::time::timeout(FOLLOW_TIMEOUT, task).await.unwrap().unwrap().unwrap();
 }
 
+/// anvil at Prague runs EIP-2935's system call before every block's transactions: the parent
+/// hash goes into the history contract's ring buffer, a write no trace shows (geth's and
+/// anvil's block traces cover transactions only; a block of none traces as `[]`). Without the
+/// system calls folded in, block 1's root differed from anvil's and every block after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_a_prague_anvil_whose_system_calls_no_trace_shows() {
+    init_logs();
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir: _dir, genesis_file: genesis } =
+        anvil_genesis_at("prague").await;
+    let db = Arc::new(LeafDb::in_memory());
+    let mut config = FollowerConfig::new(anvil.ws());
+    config.genesis = Some(genesis);
+    config.poll_interval = POLL;
+    let follower = Follower::new(Arc::clone(&db), config).unwrap();
+    let stats = follower.stats();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(follower.run(stopped));
+    let mut workload = Workload::new(&mut rpc).await;
+    for i in 0..6 {
+        // Empty blocks too: their only change is the system call's.
+        let n = if i % 2 == 0 {
+            let _: Value = rpc.call("evm_mine", json!([])).await.unwrap();
+            rpc.block_number().await.unwrap()
+        } else {
+            workload.mine_block(&mut rpc).await
+        };
+        wait_for_head(&stats, n).await;
+        let block = rpc.block(n).await.unwrap();
+        assert!(block.requests_hash.is_some(), "a Prague block");
+        assert_eq!(db.account_root().unwrap(), block.state_root, "root after block {n}");
+    }
+    assert_eq!(stats.mismatching_blocks(), 0);
+    stop.send_replace(true);
+    tokio::time::timeout(FOLLOW_TIMEOUT, task).await.unwrap().unwrap().unwrap();
+}
+
 /// anvil's headers (Cancun: every fork field up to `parentBeaconBlockRoot`) re-encode to their
 /// hashes, so a leafsync beside anvil answers eth/69 header queries; anvil's `eth_config` has a
 /// zero fork hash (not computed), read as none, so the fork id falls back to the chain preset.

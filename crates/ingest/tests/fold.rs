@@ -145,3 +145,50 @@ fn a_failed_transaction_trace_is_an_error() {
     let err = fold_block(5, &trace, &[], &BTreeMap::new()).unwrap_err();
     assert!(err.to_string().contains("execution timeout"), "{err}");
 }
+
+/// The system calls' writes, which no trace shows, are folded in where their contract exists
+/// (a call to an address without code does nothing): EIP-4788's two ring-buffer slots before
+/// the transactions, the request contracts' state slots after them.
+#[test]
+fn system_call_writes_apply_where_their_contract_exists() {
+    use leafsync_ingest::system::{
+        BEACON_ROOTS_ADDRESS, REQUEST_CONTRACTS, SlotWrite, SystemWrites, pre_execution_writes,
+    };
+    let block: RpcBlock = serde_json::from_value(serde_json::json!({
+        "number": "0x10", "hash": B256::repeat_byte(1), "parentHash": B256::repeat_byte(2),
+        "stateRoot": B256::ZERO, "timestamp": "0x2000",
+        "parentBeaconBlockRoot": B256::repeat_byte(0xbe),
+    }))
+    .unwrap();
+    let code = keccak256([0x60u8]);
+    let contract = AccountInfo { nonce: 1, balance: U256::ZERO, code_hash: code };
+    let queue = REQUEST_CONTRACTS[0];
+    let system = SystemWrites {
+        before: pre_execution_writes(&block),
+        after: vec![SlotWrite { address: queue, slot: slot(0), value: U256::from(3) }],
+    };
+    let with_code: BTreeMap<Address, AccountInfo> =
+        [(BEACON_ROOTS_ADDRESS, contract), (queue, contract)].into();
+    let diff = leafsync_ingest::fold_full_block(16, &system, &[], &[], &with_code).unwrap();
+    let index = 0x2000 % 8191;
+    let beacon: BTreeMap<B256, U256> = [
+        (B256::from(U256::from(index)), U256::from(0x2000)),
+        (B256::from(U256::from(index + 8191)), U256::from_be_bytes([0xbe; 32])),
+    ]
+    .into();
+    let expected = |storage| {
+        AccountChange::Updated(AccountUpdate {
+            nonce: 1,
+            balance: U256::ZERO,
+            code_hash: code,
+            storage_wiped: false,
+            storage,
+        })
+    };
+    assert_eq!(diff.accounts[&BEACON_ROOTS_ADDRESS], expected(beacon));
+    assert_eq!(diff.accounts[&queue], expected([(slot(0), U256::from(3))].into()));
+    // Without the contracts (a chain that never deployed them) nothing is written, and no
+    // empty account is created.
+    let none = leafsync_ingest::fold_full_block(16, &system, &[], &[], &BTreeMap::new()).unwrap();
+    assert!(none.accounts.is_empty(), "{none:?}");
+}
