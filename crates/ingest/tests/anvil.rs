@@ -10,10 +10,11 @@ mod common;
 
 use std::sync::Arc;
 
-use alloy_primitives::keccak256;
+use alloy_primitives::{B256, U256, keccak256};
 use common::*;
 use leafsync_ingest::{
     ElHeaders, Follower, FollowerConfig, HeaderOrigin, HeaderQuery, IngestStats, RpcClient,
+    system::HISTORY_STORAGE_ADDRESS,
 };
 use leafsync_leafdb::LeafDb;
 use serde_json::{Value, json};
@@ -135,6 +136,11 @@ async fn follows_a_prague_anvil_whose_system_calls_no_trace_shows() {
         assert_eq!(db.account_root().unwrap(), block.state_root, "root after block {n}");
     }
     assert_eq!(stats.mismatching_blocks(), 0);
+    // `eth_getStorageAt` by block hash (how the request contracts' state is read after a
+    // Prague block; anvil does not deploy them): block 1 stored block 0's hash at slot 0.
+    let (genesis, first) = (rpc.block(0).await.unwrap(), rpc.block(1).await.unwrap());
+    let stored = rpc.storage_at(HISTORY_STORAGE_ADDRESS, B256::ZERO, first.hash).await.unwrap();
+    assert_eq!(stored, U256::from_be_bytes(genesis.hash.0));
     stop.send_replace(true);
     tokio::time::timeout(FOLLOW_TIMEOUT, task).await.unwrap().unwrap().unwrap();
 }
