@@ -514,12 +514,12 @@ async fn any_mix_of_hostile_peers_leaves_the_exact_state() {
         PoisonInline,
         LargeEmpty,
         InlineJunk,
-        MarkLarge,
         LyingHead(5),
         TooLarge,
         FirstPieceOnly,
         PoisonFirstPiece,
         ShortStale,
+        MarkLarge,
     ];
     let (mut draw, rounds) = common::drawn_rounds(44, 16);
     let mut pick = |n: usize| draw.below(n as u64) as usize;
