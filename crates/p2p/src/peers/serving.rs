@@ -2,9 +2,10 @@
 //! goes to its handler ([`RequestHandler`], [`SnapHandler`]) on a blocking thread, at most
 //! [`MAX_CONCURRENT_HANDLER_CALLS_PER_PEER`] at once for the peer and within the global cap (a
 //! semaphore shared by every session); the rest wait in a queue bounded by the in-flight rule
-//! ([`ServedRequests`], per protocol). A request that waited for its call past the client's
-//! [`REQUEST_TIMEOUT`] is answered empty without one: its client has given up on it, and under a
-//! load that queues every request that long, running them would only make every answer late.
+//! ([`ServedRequests`], per protocol). A `leaf/1` request that waited for its call past the
+//! client's [`REQUEST_TIMEOUT`] is answered empty without one: its client has given up on it, and
+//! under a load that queues every request that long, running them would only make every answer
+//! late. A snap/1 request always runs: geth takes an empty answer for a lack of state.
 
 use super::{MAX_CONCURRENT_HANDLER_CALLS_PER_PEER, RequestHandler, SnapHandler};
 use crate::{
@@ -37,7 +38,7 @@ pub(crate) enum Served {
 pub(crate) enum Answer {
     Leaf(EncodedResponse),
     Snap(SnapMessage),
-    /// Not run: the request waited past [`REQUEST_TIMEOUT`] for its call.
+    /// Not run: the `leaf/1` request waited past [`REQUEST_TIMEOUT`] for its call.
     Expired,
 }
 
@@ -147,10 +148,6 @@ impl Serving {
                     Some(Answer::Snap(response)) if request.is_answered_by(&response) => {
                         response.with_request_id(request.request_id())
                     }
-                    Some(Answer::Expired) => {
-                        debug!(peer = %self.peer, "snap request waited past its timeout; sending empty");
-                        request.empty_answer()?
-                    }
                     _ => {
                         let peer = self.peer;
                         debug!(%peer, "snap handler failed or answered wrong; sending empty");
@@ -167,8 +164,8 @@ impl Serving {
     /// Starts queued requests while fewer than [`MAX_CONCURRENT_HANDLER_CALLS_PER_PEER`] run.
     /// Each call first waits for a permit of the global cap (aborted with the session if it is
     /// still waiting then), and runs on a blocking thread holding it; a call whose session ended
-    /// between the permit and the thread does not run the handler, nor does one whose request
-    /// arrived [`REQUEST_TIMEOUT`] ago or more ([`Answer::Expired`]).
+    /// between the permit and the thread does not run the handler, nor does a `leaf/1` one whose
+    /// request arrived [`REQUEST_TIMEOUT`] ago or more ([`Answer::Expired`]).
     fn spawn(&mut self) {
         while self.calls.len() < MAX_CONCURRENT_HANDLER_CALLS_PER_PEER {
             let Some((served, received)) = self.queued.pop_front() else { return };
@@ -190,7 +187,10 @@ impl Serving {
                     if !alive.load(Ordering::Acquire) {
                         return None;
                     }
-                    if received.elapsed() >= REQUEST_TIMEOUT {
+                    // leaf/1 only: its clients give up at REQUEST_TIMEOUT. A snap/1 client (geth)
+                    // times its requests out adaptively, up to a minute, and takes an empty
+                    // answer for "this peer lacks the state": it gets the late answer.
+                    if matches!(call, Served::Leaf(_)) && received.elapsed() >= REQUEST_TIMEOUT {
                         return Some(Answer::Expired);
                     }
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &call {
