@@ -83,11 +83,10 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(follower.run(stopped));
     let old = rpc.block(n).await.unwrap();
-    let fork = rpc.block(n - 2).await.unwrap();
     let _: Value = rpc.call("anvil_reorg", json!([2, []])).await.unwrap();
     let new = rpc.block(n).await.unwrap();
+    // The new blocks are empty: at Prague their only change is the system call's (EIP-2935).
     assert_ne!(old.state_root, new.state_root, "the dropped blocks changed the state");
-    assert_eq!(new.state_root, fork.state_root, "the new blocks are empty");
     let deadline = tokio::time::Instant::now() + FOLLOW_TIMEOUT;
     while db.head().unwrap().unwrap().hash != new.hash {
         assert!(tokio::time::Instant::now() < deadline, "the new block {n} was not applied");
@@ -145,7 +144,7 @@ async fn follows_a_prague_anvil_whose_system_calls_no_trace_shows() {
     tokio::time::timeout(FOLLOW_TIMEOUT, task).await.unwrap().unwrap().unwrap();
 }
 
-/// anvil's headers (Cancun: every fork field up to `parentBeaconBlockRoot`) re-encode to their
+/// anvil's headers (Prague: every fork field up to `requestsHash`) re-encode to their
 /// hashes, so a leafsync beside anvil answers eth/69 header queries; anvil's `eth_config` has a
 /// zero fork hash (not computed), read as none, so the fork id falls back to the chain preset.
 #[tokio::test]

@@ -118,9 +118,10 @@ pub fn anvil_binary() -> PathBuf {
 /// free port (each binds port 0 and lets it go before anvil binds it) and then share one chain.
 static ANVIL_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// This test's turn ([`ANVIL_TURN`]) and its own anvil (Cancun).
+/// This test's turn ([`ANVIL_TURN`]) and its own anvil, at Prague: every block then runs
+/// EIP-2935's system call, a write no trace shows, so every test that follows anvil follows it.
 pub async fn anvil_turn() -> (tokio::sync::MutexGuard<'static, ()>, Anvil) {
-    anvil_turn_at("cancun").await
+    anvil_turn_at("prague").await
 }
 
 /// [`anvil_turn`] with anvil at `hardfork`.
@@ -147,7 +148,7 @@ pub struct AnvilGenesis {
 /// This test's turn and its own anvil, with a client of its RPC and its genesis state written
 /// to a scratch directory.
 pub async fn anvil_genesis() -> AnvilGenesis {
-    anvil_genesis_at("cancun").await
+    anvil_genesis_at("prague").await
 }
 
 /// [`anvil_genesis`] with anvil at `hardfork`.
@@ -167,7 +168,7 @@ pub struct Anvil {
 
 impl Anvil {
     pub async fn start(bin: &Path) -> Self {
-        Self::start_at(bin, "cancun").await
+        Self::start_at(bin, "prague").await
     }
 
     /// An anvil at `hardfork` (`cancun`, `prague`, …).
