@@ -28,7 +28,10 @@ use crate::{
     error::IngestError,
     fold::fold_full_block,
     rpc::RpcClient,
-    system::{SlotWrite, SystemWrites, is_prague, pre_execution_writes, request_state_slots},
+    system::{
+        REQUEST_CONTRACTS, SlotWrite, SystemWrites, is_prague, pre_execution_writes,
+        request_state_slots,
+    },
     types::RpcBlock,
 };
 
@@ -501,13 +504,15 @@ impl<S: KvStore + 'static> Follower<S> {
     async fn system_writes(&mut self, block: &RpcBlock) -> Result<SystemWrites, IngestError> {
         let mut after = Vec::new();
         if is_prague(block) {
-            for (address, slot) in request_state_slots() {
+            for address in REQUEST_CONTRACTS {
                 let account = self.db.account_by_address(&address)?;
                 if account.is_none_or(|a| a.code_hash == KECCAK256_EMPTY) {
                     continue;
                 }
-                let value = self.rpc.storage_at(address, slot, block.hash).await?;
-                after.push(SlotWrite { address, slot, value });
+                for slot in request_state_slots() {
+                    let value = self.rpc.storage_at(address, slot, block.hash).await?;
+                    after.push(SlotWrite { address, slot, value });
+                }
             }
         }
         Ok(SystemWrites { before: pre_execution_writes(block), after })

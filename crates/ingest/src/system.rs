@@ -99,12 +99,9 @@ pub fn pre_execution_writes(block: &RpcBlock) -> Vec<SlotWrite> {
     writes
 }
 
-/// The slots of the request contracts to read after a Prague block ([`REQUEST_STATE_SLOTS`] of
-/// each of [`REQUEST_CONTRACTS`]).
-pub fn request_state_slots() -> impl Iterator<Item = (Address, B256)> {
-    REQUEST_CONTRACTS
-        .into_iter()
-        .flat_map(|address| (0..REQUEST_STATE_SLOTS).map(move |n| (address, slot(n))))
+/// The slots of a request contract to read after a Prague block ([`REQUEST_STATE_SLOTS`]).
+pub fn request_state_slots() -> impl Iterator<Item = B256> {
+    (0..REQUEST_STATE_SLOTS).map(slot)
 }
 
 #[cfg(test)]
@@ -154,6 +151,6 @@ mod tests {
                 value: U256::from_be_bytes([8; 32])
             }
         );
-        assert_eq!(request_state_slots().count(), 8);
+        assert_eq!(request_state_slots().collect::<Vec<_>>(), [slot(0), slot(1), slot(2), slot(3)]);
     }
 }
