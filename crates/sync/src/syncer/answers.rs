@@ -168,11 +168,14 @@ impl<S: KvStore + 'static> Syncer<S> {
             // mark small storages so and make an honest claim look implausible): its claim is
             // left unjudged.
             let (owner, prefix) = (unit.owner, unit.prefix);
-            let claimed = self.work.is_claimed(owner, prefix).then(|| piece.length() as u64);
-            if claimed.is_some() && piece.marks_large() {
-                self.work.drop_claim(owner, prefix);
-            }
-            let claimed = claimed.filter(|_| self.work.is_claimed(owner, prefix));
+            let claimed = match self.work.is_claimed(owner, prefix) {
+                true if piece.marks_large() => {
+                    self.work.drop_claim(owner, prefix);
+                    None
+                }
+                true => Some(piece.length() as u64),
+                false => None,
+            };
             let verdict = check(&unit, piece);
             let split = verdict == ChunkVerdict::Split;
             match self.on_chunk(peer, asked_at, unit, verdict, verified_only, &mut verified)? {
