@@ -111,7 +111,7 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
 async fn follows_a_prague_anvil_whose_system_calls_no_trace_shows() {
     init_logs();
     let AnvilGenesis { turn: _turn, anvil, mut rpc, dir: _dir, genesis_file: genesis } =
-        anvil_genesis_at("prague").await;
+        anvil_genesis().await;
     let db = Arc::new(LeafDb::in_memory());
     let mut config = FollowerConfig::new(anvil.ws());
     config.genesis = Some(genesis);

@@ -631,11 +631,7 @@ async fn a_genesis_loaded_without_its_hash_is_followed_without_a_reorg() {
     let real_genesis = B256::repeat_byte(0x6e);
     let el = fake_el(one_empty_block(real_genesis, root)).await;
     let running = common::spawn_follower(&db, format!("http://{el}"), |_| {});
-    let started = Instant::now();
-    while db.head().unwrap().unwrap().number < 1 {
-        assert!(started.elapsed() < APPLY_DEADLINE, "block 1 not applied");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_for_head(&running.stats, 1).await;
     assert_eq!(running.stats.reorgs(), 0, "a reorg counted");
     assert!(db.account_root().unwrap() == root, "block 1 applied on the genesis state");
     running.stop().await;

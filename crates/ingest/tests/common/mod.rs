@@ -118,16 +118,14 @@ pub fn anvil_binary() -> PathBuf {
 /// free port (each binds port 0 and lets it go before anvil binds it) and then share one chain.
 static ANVIL_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// This test's turn ([`ANVIL_TURN`]) and its own anvil, at Prague: every block then runs
-/// EIP-2935's system call, a write no trace shows, so every test that follows anvil follows it.
-pub async fn anvil_turn() -> (tokio::sync::MutexGuard<'static, ()>, Anvil) {
-    anvil_turn_at("prague").await
-}
+/// The hardfork every test anvil runs: at Prague every block runs EIP-2935's system call, a
+/// write no trace shows, so every test that follows anvil follows it.
+pub const ANVIL_HARDFORK: &str = "prague";
 
-/// [`anvil_turn`] with anvil at `hardfork`.
-pub async fn anvil_turn_at(hardfork: &str) -> (tokio::sync::MutexGuard<'static, ()>, Anvil) {
+/// This test's turn ([`ANVIL_TURN`]) and its own anvil.
+pub async fn anvil_turn() -> (tokio::sync::MutexGuard<'static, ()>, Anvil) {
     let turn = ANVIL_TURN.lock().await;
-    (turn, Anvil::start_at(&anvil_binary(), hardfork).await)
+    (turn, Anvil::start(&anvil_binary()).await)
 }
 
 /// What a test that follows anvil from its genesis starts with ([`anvil_genesis`]). Bind
@@ -148,12 +146,7 @@ pub struct AnvilGenesis {
 /// This test's turn and its own anvil, with a client of its RPC and its genesis state written
 /// to a scratch directory.
 pub async fn anvil_genesis() -> AnvilGenesis {
-    anvil_genesis_at("prague").await
-}
-
-/// [`anvil_genesis`] with anvil at `hardfork`.
-pub async fn anvil_genesis_at(hardfork: &str) -> AnvilGenesis {
-    let (turn, anvil) = anvil_turn_at(hardfork).await;
+    let (turn, anvil) = anvil_turn().await;
     let mut rpc = anvil.rpc();
     let dir = tempfile::tempdir().unwrap();
     let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
@@ -168,17 +161,12 @@ pub struct Anvil {
 
 impl Anvil {
     pub async fn start(bin: &Path) -> Self {
-        Self::start_at(bin, "prague").await
-    }
-
-    /// An anvil at `hardfork` (`cancun`, `prague`, …).
-    pub async fn start_at(bin: &Path, hardfork: &str) -> Self {
         for _ in 0..3 {
             let port =
                 std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let child = Command::new(bin)
                 .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--hardfork", hardfork, "--no-mining", "--silent"])
+                .args(["--hardfork", ANVIL_HARDFORK, "--no-mining", "--silent"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
