@@ -189,8 +189,8 @@ pub(crate) fn run(config: &Config) -> Result<ExitCode, CliError> {
         print_endpoints(&node).await;
         node.run(shutdown).await
     });
-    // Work on blocking threads that outlived the node (a flat-state scan of a sync stopped
-    // during its final check) would hold the exit for as long as it runs: it only reads, and
+    // Work on blocking threads that outlived the node would hold the exit for as long as it
+    // runs (the flat-state scan of a stopped sync has its own stop flag; this is the backstop):
     // the leafdb survives being cut off anywhere, so it is given a few seconds, no more.
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
     ran?;

@@ -112,6 +112,9 @@ pub enum LeafDbError {
     /// check's owner ranges.
     #[error("a leafdb worker thread panicked")]
     WorkerPanicked,
+    /// A long read (a flat check) was asked to stop before it finished; it left nothing behind.
+    #[error("stopped before it finished")]
+    Stopped,
     /// [`crate::LeafDb::snapshot`] saw a revert complete while it took each of its
     /// [`crate::snapshot::SNAPSHOT_ATTEMPTS`] snapshots, so none of them is known to belong to one
     /// count of reverts. Reverts come one at a time from the thread that follows the chain: a

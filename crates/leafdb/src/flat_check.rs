@@ -5,7 +5,10 @@
 
 use std::{
     collections::BTreeSet,
-    sync::{Mutex, PoisonError},
+    sync::{
+        Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -72,12 +75,17 @@ impl<S: KvStore> LeafDb<S> {
     /// then one pass over the code table). A sync runs it before it records its head when its
     /// imports alone do not prove the flat state (docs/sync.md); `verify` is the full, slower
     /// check, which reads the trie too.
-    pub fn check_flat_state(&self) -> Result<FlatCheck> {
+    ///
+    /// Every scan looks at `stop` as it goes: once it is set the check ends within a row with
+    /// [`LeafDbError::Stopped`] (on mainnet's state it runs for minutes, and a node shutting down
+    /// should not wait for it).
+    pub fn check_flat_state(&self, stop: &AtomicBool) -> Result<FlatCheck> {
         let snap = self.store().snapshot();
+        let stop = Stop(stop);
         // One thread builds the account root from every account in order beside the ranges.
         let (root, found) = std::thread::scope(|scope| {
-            let root = scope.spawn(|| account_root(&snap));
-            let found = check_owners_in_parallel(&snap);
+            let root = scope.spawn(|| account_root(&snap, stop));
+            let found = check_owners_in_parallel(&snap, stop);
             (root.join().map_err(|_| LeafDbError::WorkerPanicked), found)
         });
         let (mut out, code_hashes) = found?;
@@ -85,6 +93,7 @@ impl<S: KvStore> LeafDb<S> {
         let mut codes = snap.scan_from(Table::Code, &[]).fuse();
         let mut current: Option<B256> = None;
         for wanted in code_hashes {
+            stop.check()?;
             while current.is_none_or(|c| c < wanted) {
                 match codes.next() {
                     Some(row) => current = B256::try_from(row?.0.as_ref()).ok(),
@@ -99,6 +108,16 @@ impl<S: KvStore> LeafDb<S> {
             }
         }
         Ok(out)
+    }
+}
+
+/// The flag a flat check's scans look at: see [`LeafDb::check_flat_state`].
+#[derive(Clone, Copy)]
+struct Stop<'a>(&'a AtomicBool);
+
+impl Stop<'_> {
+    fn check(self) -> Result<()> {
+        if self.0.load(Ordering::Relaxed) { Err(LeafDbError::Stopped) } else { Ok(()) }
     }
 }
 
@@ -137,7 +156,10 @@ type OwnersFound = (FlatCheck, BTreeSet<B256>);
 /// [`check_owners`] over each of the [`FLAT_CHECK_RANGES`] ranges, split into contiguous runs
 /// of ranges on up to [`FLAT_CHECK_THREADS`] threads (hashes spread evenly, so the runs weigh
 /// alike), the findings joined in key order.
-fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(snap: &R) -> Result<OwnersFound> {
+fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(
+    snap: &R,
+    stop: Stop<'_>,
+) -> Result<OwnersFound> {
     let threads =
         std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, FLAT_CHECK_THREADS);
     let ranges: Vec<u8> = (0..FLAT_CHECK_RANGES).collect();
@@ -150,7 +172,7 @@ fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(snap: &R) -> Result<Owner
                 let progress = &progress;
                 scope.spawn(move || {
                     let parts = run.iter().map(|i| {
-                        let part = check_owners(snap, OwnerRange::part(*i));
+                        let part = check_owners(snap, OwnerRange::part(*i), stop);
                         progress.range_done();
                         part
                     });
@@ -214,10 +236,11 @@ impl RangeProgress {
 }
 
 /// The root of the account trie built from every flat account, in order.
-fn account_root<R: KvRead + ?Sized>(snap: &R) -> Result<B256> {
+fn account_root<R: KvRead + ?Sized>(snap: &R, stop: Stop<'_>) -> Result<B256> {
     let mut accounts = root_builder();
     let mut rows = snap.scan_cursor(Table::Accounts, &[])?;
     while let Some((key, value)) = rows.current() {
+        stop.check()?;
         let (owner, _) = decode_account_row(key, value)?;
         accounts.add_leaf(Nibbles::unpack(owner), value.to_vec())?;
         rows.next()?;
@@ -228,7 +251,11 @@ fn account_root<R: KvRead + ?Sized>(snap: &R) -> Result<B256> {
 /// Merge-scans the flat accounts and storage of `range`: counts them, notes storage that does
 /// not hash to its account's storage root and storage without an account. Returns the findings
 /// and the code hashes the accounts name.
-fn check_owners<R: KvRead + ?Sized>(snap: &R, range: OwnerRange) -> Result<OwnersFound> {
+fn check_owners<R: KvRead + ?Sized>(
+    snap: &R,
+    range: OwnerRange,
+    stop: Stop<'_>,
+) -> Result<OwnersFound> {
     let mut out = FlatCheck::default();
     let mut code_hashes = BTreeSet::new();
     let start = [range.first];
@@ -236,11 +263,13 @@ fn check_owners<R: KvRead + ?Sized>(snap: &R, range: OwnerRange) -> Result<Owner
     let mut accounts = snap.scan_cursor(Table::Accounts, &start)?;
     let mut storage = snap.scan_cursor(Table::Storage, &start)?;
     while let Some((key, value)) = accounts.current().filter(|(k, _)| range.holds(k)) {
+        stop.check()?;
         let (owner, account) = decode_account_row(key, value)?;
         out.accounts += 1;
         let mut slots = root_builder();
         // Rows sort by owner, as accounts do: those before this account have none.
         while let Some((k, v)) = storage.current().filter(|(k, _)| range.holds(k)) {
+            stop.check()?;
             let (row_owner, _) = split_storage_key(k)?;
             if row_owner > owner {
                 break;
@@ -268,6 +297,7 @@ fn check_owners<R: KvRead + ?Sized>(snap: &R, range: OwnerRange) -> Result<Owner
     }
     // Storage after the range's last account belongs to no account.
     while let Some((k, _)) = storage.current().filter(|(k, _)| range.holds(k)) {
+        stop.check()?;
         let (orphan, _) = split_storage_key(k)?;
         if out.orphan_storage.last() != Some(&orphan) {
             FlatCheck::note(&mut out.orphan_storage, &mut out.problems, orphan);

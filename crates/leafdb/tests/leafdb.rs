@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::atomic::AtomicBool};
 
 use alloy_primitives::{Address, B256, U256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, proof::verify_proof};
@@ -949,9 +949,15 @@ fn the_flat_check_finds_orphans_beside_large_storages() {
     rocks.store().write(batch.clone(), Durability::Logged).unwrap();
     let mem = LeafDb::in_memory();
     mem.store().write(batch, Durability::Logged).unwrap();
-    for found in [rocks.check_flat_state().unwrap(), mem.check_flat_state().unwrap()] {
+    let go_on = AtomicBool::new(false);
+    for found in [rocks.check_flat_state(&go_on).unwrap(), mem.check_flat_state(&go_on).unwrap()] {
         assert_eq!(found.orphan_storage, orphans);
         assert_eq!(found.bad_storage.len(), 3, "no storage hashes to 0xaa..");
         assert_eq!((found.accounts, found.slots, found.problems), (3, 3 + 40 + 9, 4 + 3));
+    }
+    // A node stopping sets the flag: the check ends without a result.
+    let stop = AtomicBool::new(true);
+    for stopped in [rocks.check_flat_state(&stop), mem.check_flat_state(&stop)] {
+        assert!(matches!(stopped, Err(LeafDbError::Stopped)), "{stopped:?}");
     }
 }

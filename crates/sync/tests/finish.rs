@@ -189,7 +189,7 @@ fn generated(accounts: u64, seed: u64) -> (LeafDb<MemStore>, B256) {
 #[test]
 fn the_flat_check_names_wrong_storage_orphans_and_missing_code() {
     let (db, root) = generated(300, 2);
-    let clean = db.check_flat_state().unwrap();
+    let clean = db.check_flat_state(&AtomicBool::new(false)).unwrap();
     assert!(clean.ok(root), "{clean:?}");
     assert_eq!(clean.accounts, 300);
 
@@ -209,7 +209,7 @@ fn the_flat_check_names_wrong_storage_orphans_and_missing_code() {
     batch.delete(Table::Code, code_hash.as_slice().to_vec());
     store.write(batch, Durability::Logged).unwrap();
 
-    let found = db.check_flat_state().unwrap();
+    let found = db.check_flat_state(&AtomicBool::new(false)).unwrap();
     assert!(!found.ok(root));
     assert_eq!(found.accounts_root, root, "accounts are untouched");
     assert_eq!(found.bad_storage.iter().map(|(o, _)| *o).collect::<Vec<_>>(), vec![owner]);
@@ -223,7 +223,7 @@ fn the_flat_check_names_wrong_storage_orphans_and_missing_code() {
 #[test]
 fn the_flat_check_finds_orphans_and_missing_codes_in_every_owner_range() {
     let (db, root) = generated(2000, 5);
-    let clean = db.check_flat_state().unwrap();
+    let clean = db.check_flat_state(&AtomicBool::new(false)).unwrap();
     assert!(clean.ok(root), "{clean:?}");
     assert_eq!(clean.hashed_leaves(), clean.accounts + clean.slots);
 
@@ -251,7 +251,7 @@ fn the_flat_check_finds_orphans_and_missing_codes_in_every_owner_range() {
     }
     store.write(batch, Durability::Logged).unwrap();
 
-    let found = db.check_flat_state().unwrap();
+    let found = db.check_flat_state(&AtomicBool::new(false)).unwrap();
     assert_eq!(found.orphan_storage, orphans);
     assert_eq!(found.missing_code, missing);
     assert_eq!(found.problems, 8);

@@ -1,0 +1,146 @@
+//! The end of a sync: the final check of what was synced against the pivot (with a merge-scan
+//! of the flat state when the run was not clean) and the commit of the synced head.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use alloy_primitives::B256;
+use alloy_trie::Nibbles;
+use leafsync_leafdb::{BlockHeader, KvStore};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use super::{SyncOutcome, Syncer};
+use crate::{error::SyncError, peer_set::Standing, stats::WorkKind};
+
+impl<S: KvStore + 'static> Syncer<S> {
+    /// Checks the end before it is committed: the account trie's root (with the skeleton above
+    /// the chunks written) against the pivot's; then, unless the run was clean, the flat state
+    /// by merge-scan. Flat storage that does not hash to its account's root, storage without an
+    /// account and missing codes are queued again; returns what was found (empty: complete).
+    ///
+    /// A clean run ([`Self::rehash`] is `None`: no resume, no state stored at the start, no
+    /// heal, no re-pivot, no repair) whose counters close needs no scan. Every flat entry was
+    /// written by an import in the same atomic batch as the subtrie built from those very
+    /// leaves, after clearing the prefix, and that subtrie's hash was checked against the node
+    /// its parent names; the root check above then proves the flat accounts hash to the pivot's
+    /// root, and the storage likewise to each account's storage root. Storage is written only
+    /// under accounts of such chunks, which nothing removes in a clean run, so none is orphaned.
+    /// Every code an imported account names was queued and is counted until a finished write
+    /// stored it ([`CodeQueue::unwritten`]); a code unaccounted for makes the check scan.
+    pub(super) async fn final_check(&mut self) -> Result<String, SyncError> {
+        self.reporter.mark(WorkKind::Finish);
+        let root = self.db.write_sync_skeleton(&self.work.take_account_skeleton())?;
+        if root != self.pivot.state_root {
+            return Err(SyncError::RootMismatch { got: root, expected: self.pivot.state_root });
+        }
+        let s = &self.reporter.stats;
+        if s.chunks_verified != s.chunks_total || s.chunks_done != s.chunks_total {
+            self.must_rehash("chunk counters disagree");
+        }
+        if self.codes.unwritten() > 0 {
+            warn!(codes = self.codes.unwritten(), "state sync: codes queued but not written");
+            self.must_rehash("codes unaccounted for");
+        }
+        let Some(why) = self.rehash else {
+            let s = &self.reporter.stats;
+            info!(
+                chunks = s.chunks_total,
+                codes = s.codes,
+                "state sync: all items in, each verified on import and every code written"
+            );
+            return Ok(String::new());
+        };
+        let started = Instant::now();
+        info!(why, "state sync: all items in; hashing the flat state again (merge-scan)");
+        // The check reads the whole flat state (seconds at 4M accounts, minutes on mainnet): on
+        // a blocking thread, not on a runtime worker that the node's sessions, its server and
+        // its follower share (on a one-core machine they would all stop meanwhile).
+        // A sync dropped meanwhile (the node stopping) stops the scan through the guard.
+        let db = Arc::clone(&self.db);
+        let stop = StopOnDrop::default();
+        let flag = Arc::clone(&stop.0);
+        let check = tokio::task::spawn_blocking(move || db.check_flat_state(&flag));
+        let check = check.await.map_err(|e| SyncError::Check(e.to_string()))??;
+        drop(stop);
+        self.reporter.stats.final_rehashed += check.hashed_leaves();
+        info!(
+            secs = started.elapsed().as_secs_f64(),
+            problems = check.problems,
+            hashed = check.hashed_leaves(),
+            "state sync: flat state checked"
+        );
+        if check.problems > 0 || check.accounts_root != self.pivot.state_root {
+            // What the repairs write is imported and verified again, but the pass after them
+            // hashes everything: a cause not understood is not trusted.
+            self.must_rehash("repaired");
+            self.trust_tables(false);
+        }
+        if check.accounts_root != self.pivot.state_root {
+            let flat = check.accounts_root;
+            // The flat accounts disagree with a verified trie: rewrite them from it.
+            warn!(%flat, "flat accounts differ from the synced trie");
+            self.must_rehash("repaired");
+            self.reporter.stats.final_repairs += 1;
+            self.resume_complete(None, Nibbles::new(), root)?;
+            return Ok(format!("flat accounts hash to {flat}"));
+        }
+        if check.problems == 0 {
+            return Ok(String::new());
+        }
+        let found = format!(
+            "{} accounts with wrong flat storage, {} orphan storages, {} missing codes",
+            check.bad_storage.len(),
+            check.orphan_storage.len(),
+            check.missing_code.len()
+        );
+        self.reporter.stats.final_repairs += check.problems;
+        for owner in check.orphan_storage {
+            self.db.import_storage_chunk(&owner, &Nibbles::new(), &[])?;
+        }
+        for (owner, storage_root) in check.bad_storage {
+            self.db.import_storage_chunk(&owner, &Nibbles::new(), &[])?;
+            self.work.start_storage(owner);
+            self.add_unit(Some(owner), Nibbles::new(), storage_root)?;
+        }
+        for hash in check.missing_code {
+            self.codes.forget(&hash);
+            self.want_code(hash)?;
+        }
+        Ok(found)
+    }
+
+    pub(super) fn finish(mut self) -> Result<SyncOutcome, SyncError> {
+        let head = BlockHeader {
+            number: self.pivot.number,
+            hash: self.pivot.hash,
+            parent_hash: B256::ZERO,
+            state_root: self.pivot.state_root,
+            timestamp: 0,
+        };
+        // Clears the progress record in the same write.
+        let root = self.db.record_synced_head(head)?;
+        self.reporter.done();
+        self.log_progress();
+        Ok(SyncOutcome {
+            pivot: self.pivot,
+            root,
+            banned: self.peers.ids(Standing::Banned),
+            dropped: self.peers.ids(Standing::Dropped),
+            stats: self.reporter.stats,
+        })
+    }
+}
+
+/// A flag set when it is dropped: the flat check's scan on its blocking thread stops once the
+/// sync that awaits it is dropped (the node stopping), instead of running on for minutes.
+#[derive(Debug, Default)]
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
