@@ -34,8 +34,8 @@ pub use apply::ApplyThread;
 pub use error::{IngestError, RpcError};
 pub use fold::{AccountInfo, StateView, fold_block, fold_full_block};
 pub use follower::{
-    DEFAULT_STUCK_AFTER, Follower, FollowerConfig, INITIAL_BACKOFF, IngestStats, MAX_BACKOFF,
-    MAX_REORG_DEPTH, UNDO_DEPTH,
+    DEFAULT_STUCK_AFTER, EL_BELOW_TOLERANCE, Follower, FollowerConfig, INITIAL_BACKOFF,
+    IngestStats, MAX_BACKOFF, MAX_REORG_DEPTH, REPEAT_LOG_INTERVAL, UNDO_DEPTH,
 };
 pub use head::{HEAD_POLL_INTERVAL, el_head, head_feed};
 pub use header::RpcHeader;

@@ -242,6 +242,68 @@ async fn a_block_the_execution_client_keeps_failing_to_trace_is_reported_stuck()
     running.stop().await;
 }
 
+/// "Stuck" is a block whose trace keeps failing while the client answers: a block that failed
+/// once before the client went down for longer than `stuck_after` is not reported stuck at its
+/// first failure after the client is back (that would start a repair from peers for a block
+/// the next retry may trace), but only once it has failed for `stuck_after` again.
+#[tokio::test]
+async fn an_outage_of_the_execution_client_does_not_count_towards_stuck() {
+    let (db, genesis, root) = generated(GenParams { accounts: 100, seed: 2 });
+    let down = Arc::new(AtomicBool::new(false));
+    // Traces failed, and when the first of them was answered.
+    let back = Arc::new(std::sync::Mutex::new((0u32, None::<Instant>)));
+    let chain = one_empty_block(genesis.hash, root);
+    let script: Script = {
+        let (down, back) = (down.clone(), back.clone());
+        Arc::new(move |method, params| {
+            if down.load(Ordering::Relaxed) {
+                return Answer::Error(-32000, "the client is restarting");
+            }
+            match method {
+                "debug_traceBlockByHash" => {
+                    let mut back = back.lock().unwrap();
+                    back.0 += 1;
+                    back.1.get_or_insert_with(Instant::now);
+                    Answer::Error(-32000, "historical state unavailable")
+                }
+                _ => chain(method, params),
+            }
+        })
+    };
+    let el = fake_el(script).await;
+    let stuck_after = Duration::from_millis(300);
+    let running =
+        common::spawn_follower(&db, format!("http://{el}"), |c| c.stuck_after = stuck_after);
+    let stats = Arc::clone(&running.stats);
+    let started = Instant::now();
+    while back.lock().unwrap().0 == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "block 1 never traced");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    down.store(true, Ordering::Relaxed);
+    tokio::time::sleep(stuck_after * 3).await;
+    assert_eq!(stats.stuck_block(), 0, "one failed trace, then only an outage");
+    *back.lock().unwrap() = (0, None);
+    down.store(false, Ordering::Relaxed);
+    let first_after = loop {
+        if let (_, Some(at)) = *back.lock().unwrap() {
+            break at;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "block 1 not traced after the outage");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    while stats.stuck_block() != 1 {
+        assert!(started.elapsed() < Duration::from_secs(40), "never reported stuck at block 1");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        first_after.elapsed() >= stuck_after,
+        "stuck {:?} after the first failure since the outage",
+        first_after.elapsed()
+    );
+    running.stop().await;
+}
+
 /// An execution client replaced under the same URL by one of another chain (a devnet
 /// redeployed): after the failure its restart causes, the follower checks the chain again and
 /// stops with `WrongChain` instead of applying the other chain's blocks.

@@ -8,6 +8,9 @@
 //! root, then applies the new canonical blocks; one deeper than that, or after a restart, has
 //! the new blocks applied on top.
 
+mod reorg;
+mod repeats;
+
 use std::{
     collections::VecDeque,
     path::PathBuf,
@@ -19,10 +22,12 @@ use std::{
 };
 
 use alloy_primitives::{B256, KECCAK256_EMPTY};
-use leafsync_leafdb::{BlockHeader, BlockUndo, KvStore, LeafDb, LeafDbError, read_alloc_file};
+use leafsync_leafdb::{BlockHeader, BlockUndo, KvStore, LeafDb, read_alloc_file};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+pub use self::repeats::REPEAT_LOG_INTERVAL;
+use self::{reorg::kept_undos, repeats::Repeats};
 use crate::{
     apply::ApplyThread,
     error::IngestError,
@@ -61,6 +66,10 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// ever: the daemon then repairs its state from peers at the client's head, as for a state off
 /// the chain, rather than retry for good.
 pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(120);
+
+/// How far the execution client's head may be below the leafdb's before the follower warns: a
+/// reorg onto a shorter chain takes it a block or two back, a resync or a rewind further.
+pub const EL_BELOW_TOLERANCE: u64 = 2;
 
 /// Where to follow from and how.
 #[derive(Debug, Clone)]
@@ -148,35 +157,6 @@ impl IngestStats {
     }
 }
 
-/// The undos the leafdb kept ([`LeafDb::put_undo`]), if they still undo the head: a run of
-/// blocks each the child of the one before, the last one the head. Anything else (a crash
-/// between a block and its undo, a head written by a sync, a record that does not decode) is
-/// dropped: an undo only ever saves a repair from peers, so a bad one must not stop the daemon.
-fn kept_undos<S: KvStore>(db: &LeafDb<S>) -> Result<VecDeque<BlockUndo>, IngestError> {
-    let undos = match db.undos() {
-        Ok(undos) => undos,
-        Err(error @ LeafDbError::Corrupt { .. }) => {
-            warn!(%error, "kept block undos do not decode; dropping them");
-            db.clear_undos()?;
-            return Ok(VecDeque::new());
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let head = db.head()?;
-    let chained = undos
-        .windows(2)
-        .all(|w| w[1].parent.hash == w[0].hash && w[0].number.checked_add(1) == Some(w[1].number));
-    let at_head = undos.last().is_some_and(|u| head.is_some_and(|h| h.hash == u.hash));
-    if chained && at_head {
-        let skip = undos.len().saturating_sub(UNDO_DEPTH);
-        return Ok(undos.into_iter().skip(skip).collect());
-    }
-    if !undos.is_empty() {
-        db.clear_undos()?;
-    }
-    Ok(VecDeque::new())
-}
-
 /// What one step did.
 enum Step {
     /// A block was applied or a reorg's replay set up; go on at once.
@@ -203,6 +183,12 @@ pub struct Follower<S: KvStore + 'static> {
     replay_from: Option<u64>,
     /// The block whose trace or application last failed, and since when it has kept failing.
     failing: Option<(u64, Instant)>,
+    /// Failed requests to the execution client since it last answered a whole step.
+    failures: Repeats,
+    /// Blocks applied off the chain (their root not their header's) since one matched.
+    off_chain: Repeats,
+    /// Steps that found the execution client's head below the leafdb's.
+    el_below: Repeats,
     /// Whether the execution client's chain is to be checked before the next step: at the
     /// start, after a failure (the client behind the URL may have been replaced, a devnet
     /// redeployed), and after a reorg with no fork point among the blocks applied.
@@ -234,6 +220,9 @@ impl<S: KvStore + 'static> Follower<S> {
             undo,
             replay_from: None,
             failing: None,
+            failures: Repeats::default(),
+            off_chain: Repeats::default(),
+            el_below: Repeats::default(),
             check_chain: true,
             applier: ApplyThread::spawn()?,
         })
@@ -264,7 +253,13 @@ impl<S: KvStore + 'static> Follower<S> {
             if *shutdown.borrow() || shutdown.has_changed().is_err() {
                 return Ok(());
             }
-            let wait = match self.step().await {
+            let step = self.step().await;
+            if step.is_ok()
+                && let Some(failures) = self.failures.end()
+            {
+                info!(url = %self.rpc.url(), failures, "execution client answering again");
+            }
+            let wait = match step {
                 Ok(Step::Again) => {
                     backoff = INITIAL_BACKOFF;
                     continue;
@@ -293,7 +288,19 @@ impl<S: KvStore + 'static> Follower<S> {
                 return Err(wait);
             }
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            warn!(url = %self.rpc.url(), error = %wait, retry_in_ms = backoff.as_millis() as u64, "execution client request failed");
+            let retry_in_ms = backoff.as_millis() as u64;
+            match self.failures.note() {
+                Some(failures) => warn!(
+                    url = %self.rpc.url(),
+                    error = %wait,
+                    retry_in_ms,
+                    failures,
+                    "execution client request failed (while it keeps failing: a line a minute)"
+                ),
+                None => {
+                    debug!(url = %self.rpc.url(), error = %wait, retry_in_ms, "execution client request failed")
+                }
+            }
             self.rpc.reset();
             self.check_chain = true;
             tokio::select! {
@@ -305,6 +312,33 @@ impl<S: KvStore + 'static> Follower<S> {
     }
 
     async fn step(&mut self) -> Result<Step, IngestError> {
+        let (block, el_head) = match self.next_block().await {
+            Ok(Ok(next)) => next,
+            Ok(Err(step)) => return Ok(step),
+            Err(e) => {
+                // The client failed before the trace (down, restarting): the block is not
+                // failing while the client answers nothing, so "stuck" restarts its count.
+                self.failing = None;
+                return Err(e);
+            }
+        };
+        let next = block.number;
+        let applied = match self.rpc.trace_block_raw(block.hash).await {
+            Ok(traces) => self.apply(block, traces, el_head).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = applied {
+            self.failed_at(next, &e);
+            return Err(e);
+        }
+        self.failing = None;
+        self.stats.stuck_block.store(0, Ordering::Relaxed);
+        Ok(Step::Again)
+    }
+
+    /// The next block to trace and apply with the client's head number, or what to do instead
+    /// (at the head; a reorg set up).
+    async fn next_block(&mut self) -> Result<Result<(RpcBlock, u64), Step>, IngestError> {
         if self.check_chain {
             if let Some(expected) = self.config.genesis_hash
                 && !self.rpc.check_genesis(expected).await?
@@ -321,6 +355,7 @@ impl<S: KvStore + 'static> Follower<S> {
         let el_head = self.rpc.block_number().await?;
         self.stats.el_head.store(el_head, Ordering::Relaxed);
         self.stats.head.store(head.number, Ordering::Relaxed);
+        self.note_el_below(el_head, head.number);
         let next = self.replay_from.unwrap_or(head.number + 1);
         if next > el_head {
             // At the head: check that our head is still canonical.
@@ -328,27 +363,36 @@ impl<S: KvStore + 'static> Follower<S> {
                 let ours = self.rpc.block(head.number).await?;
                 if ours.hash != head.hash {
                     self.reorg(&head, &ours).await?;
-                    return Ok(Step::Again);
+                    return Ok(Err(Step::Again));
                 }
             }
-            return Ok(Step::CaughtUp);
+            return Ok(Err(Step::CaughtUp));
         }
         let block = self.rpc.block(next).await?;
         if self.replay_from.is_none() && block.parent_hash != head.hash {
             self.reorg(&head, &block).await?;
-            return Ok(Step::Again);
+            return Ok(Err(Step::Again));
         }
-        let applied = match self.rpc.trace_block_raw(block.hash).await {
-            Ok(traces) => self.apply(block, traces, el_head).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = applied {
-            self.failed_at(next, &e);
-            return Err(e);
+        Ok(Ok((block, el_head)))
+    }
+
+    /// Tells the operator when the execution client's head is more than [`EL_BELOW_TOLERANCE`]
+    /// blocks below the leafdb's (it resyncs from scratch, or was rewound): nothing is followed
+    /// then, and `blocks_behind` reads 0.
+    fn note_el_below(&mut self, el_head: u64, head: u64) {
+        if el_head.saturating_add(EL_BELOW_TOLERANCE) < head {
+            if let Some(steps) = self.el_below.note() {
+                warn!(
+                    el_head,
+                    head,
+                    steps,
+                    "the execution client's head is below the leafdb's (resyncing, or rewound): \
+                     following waits until it passes ours (while it stays below: a line a minute)"
+                );
+            }
+        } else if let Some(steps) = self.el_below.end() {
+            info!(el_head, head, steps, "the execution client's head is near the leafdb's again");
         }
-        self.failing = None;
-        self.stats.stuck_block.store(0, Ordering::Relaxed);
-        Ok(Step::Again)
     }
 
     /// Counts a failure to trace or apply block `number` (which the execution client has): once
@@ -373,128 +417,6 @@ impl<S: KvStore + 'static> Follower<S> {
                  repaired from peers at the client's head once one that serves state is connected"
             );
         }
-    }
-
-    /// Logs a reorg seen at `seen` (a block at our height with another hash, or the next block
-    /// whose parent is not our head) and sets the first new canonical block to apply.
-    async fn reorg(&mut self, head: &BlockHeader, seen: &RpcBlock) -> Result<(), IngestError> {
-        // The fork point: the newest block we applied that is still canonical.
-        let mut fork = None;
-        for &(number, hash) in self.recent.iter().rev() {
-            if number >= seen.number {
-                continue;
-            }
-            if self.rpc.block(number).await?.hash == hash {
-                fork = Some(number);
-                break;
-            }
-        }
-        // Unknown (restarted, or deeper than we remember): apply the new blocks from `seen`,
-        // once the client is seen to be on our chain still.
-        if fork.is_none()
-            && let Some(expected) = self.config.genesis_hash
-        {
-            self.rpc.check_genesis(expected).await?;
-        }
-        let fork = fork.unwrap_or(seen.number.saturating_sub(1));
-        self.stats.reorgs.fetch_add(1, Ordering::Relaxed);
-        self.recent.retain(|&(n, _)| n <= fork);
-        if self.roll_back(head, fork).await? {
-            info!(
-                head = head.number,
-                head_hash = %head.hash,
-                seen = seen.number,
-                seen_hash = %seen.hash,
-                fork,
-                "reorg: rolled back to the fork point; applying the new canonical blocks"
-            );
-            return Ok(());
-        }
-        warn!(
-            head = head.number,
-            head_hash = %head.hash,
-            seen = seen.number,
-            seen_hash = %seen.hash,
-            seen_parent = %seen.parent_hash,
-            fork,
-            "reorg: our head is not on the execution client's chain; applying the new canonical \
-             blocks on top (the blocks since the fork could not all be undone: applied before a \
-             restart, deeper than the undo kept, or a revert missed its parent's root; the \
-             leafdb is eventually consistent)"
-        );
-        self.replay_from = Some(fork + 1);
-        Ok(())
-    }
-
-    /// `head`, with the execution client's block 0's hash when it is block 0 written without
-    /// one (`tool init-genesis` knows only the allocation, a generated state has none) and its
-    /// state root is that block's: else block 1's parent hash never matched it, and following
-    /// began with a reorg warning and a reorg counted for a chain that had none.
-    async fn with_genesis_hash(&mut self, head: BlockHeader) -> Result<BlockHeader, IngestError> {
-        if head.number != 0 || !head.hash.is_zero() {
-            return Ok(head);
-        }
-        let genesis = self.rpc.block(0).await?;
-        Ok(if genesis.state_root == head.state_root {
-            BlockHeader { hash: genesis.hash, ..head }
-        } else {
-            head
-        })
-    }
-
-    /// Undoes the blocks after `fork`, newest first, when the undo of each is kept; returns
-    /// whether the head is the fork point's block again, its root checked. A revert whose root
-    /// is not its parent's stops there (logged): the rest is then applied on top.
-    async fn roll_back(&mut self, head: &BlockHeader, fork: u64) -> Result<bool, IngestError> {
-        let depth = head.number.saturating_sub(fork) as usize;
-        let kept = self.undo.back().is_some_and(|u| u.hash == head.hash)
-            && self.undo.len() >= depth
-            && depth > 0;
-        if !kept {
-            self.clear_undo()?;
-            return Ok(false);
-        }
-        for _ in 0..depth {
-            let Some(undo) = self.undo.pop_back() else { return Ok(false) };
-            let db = Arc::clone(&self.db);
-            let parent = undo.parent;
-            let (number, hash) = (undo.number, undo.hash);
-            let outcome = self
-                .applier
-                .run(move || {
-                    let outcome = db.revert_block(&parent, &undo.diff)?;
-                    db.delete_undo(number)?;
-                    Ok(outcome)
-                })
-                .await?;
-            self.stats.head.store(parent.number, Ordering::Relaxed);
-            if !outcome.root_matches {
-                self.stats.mismatching_blocks.fetch_add(1, Ordering::Relaxed);
-                warn!(
-                    number,
-                    parent = parent.number,
-                    expected = %parent.state_root,
-                    computed = %outcome.root,
-                    "reorg: a reverted block did not leave its parent's state root"
-                );
-                self.clear_undo()?;
-                return Ok(false);
-            }
-            self.stats.blocks_reverted.fetch_add(1, Ordering::Relaxed);
-            info!(number, %hash, "reorg: block reverted");
-        }
-        self.replay_from = None;
-        Ok(true)
-    }
-
-    /// Forgets every undo, here and in the leafdb (only when there is one: a catch-up would
-    /// otherwise write a range deletion per block).
-    fn clear_undo(&mut self) -> Result<(), IngestError> {
-        if !self.undo.is_empty() {
-            self.undo.clear();
-            self.db.clear_undos()?;
-        }
-        Ok(())
     }
 
     /// What `block`'s system calls write ([`crate::system`]): the pre-execution writes from its
@@ -586,15 +508,26 @@ impl<S: KvStore + 'static> Follower<S> {
         self.stats.total_apply_micros.fetch_add(micros, Ordering::Relaxed);
         self.stats.blocks_applied.fetch_add(1, Ordering::Relaxed);
         self.stats.head.store(header.number, Ordering::Relaxed);
-        if !outcome.root_matches {
+        if outcome.root_matches {
+            if let Some(blocks) = self.off_chain.end() {
+                info!(number = header.number, blocks, "state root matches the header's again");
+            }
+        } else {
             self.stats.mismatching_blocks.fetch_add(1, Ordering::Relaxed);
-            warn!(
-                number = header.number,
-                hash = %header.hash,
-                expected = %header.state_root,
-                computed = %outcome.root,
-                "state root mismatch after applying block"
-            );
+            match self.off_chain.note() {
+                Some(blocks) => warn!(
+                    number = header.number,
+                    hash = %header.hash,
+                    expected = %header.state_root,
+                    computed = %outcome.root,
+                    blocks,
+                    "state root mismatch after applying block: the state is off the chain (while \
+                     it stays off: a line a minute)"
+                ),
+                None => {
+                    debug!(number = header.number, computed = %outcome.root, "state root mismatch")
+                }
+            }
         }
         self.recent.retain(|&(n, _)| n < header.number);
         self.recent.push_back((header.number, header.hash));
@@ -628,59 +561,5 @@ impl<S: KvStore + 'static> Follower<S> {
         }
         info!(accounts = outcome.accounts, root = %outcome.root, "leafdb initialised from genesis");
         Ok(BlockHeader { state_root: outcome.root, ..header })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use leafsync_leafdb::{Durability, GenParams, MemStore, Table, WriteBatch};
-
-    use super::*;
-
-    /// A generated state with `blocks` blocks applied, each with its undo kept.
-    fn followed(blocks: u64) -> (LeafDb<MemStore>, GenParams) {
-        let params = GenParams { accounts: 300, seed: 4 };
-        let db = LeafDb::in_memory();
-        db.generate(params).unwrap();
-        for n in 1..=blocks {
-            let parent = db.head().unwrap().unwrap();
-            let (header, diff) = params.block(n, 10);
-            let undo = db.undo_of(&diff).unwrap().unwrap();
-            let (_, header) = db.apply_generated_block(&header, &diff).unwrap();
-            let undo = BlockUndo { parent, number: n, hash: header.hash, diff: undo };
-            db.put_undo(&undo, UNDO_DEPTH as u64).unwrap();
-        }
-        (db, params)
-    }
-
-    #[test]
-    fn kept_undos_are_taken_back_only_when_they_chain_to_the_head_and_decode() {
-        let (db, params) = followed(3);
-        let kept = kept_undos(&db).unwrap();
-        assert_eq!(kept.iter().map(|u| u.number).collect::<Vec<_>>(), [1, 2, 3]);
-
-        // A hole in the chain (an undo lost): none is kept, and the leafdb forgets them.
-        db.delete_undo(2).unwrap();
-        assert!(kept_undos(&db).unwrap().is_empty());
-        assert!(db.undos().unwrap().is_empty());
-
-        // A head past the last undo (a crash between a block and its undo): none is kept.
-        let (db, _) = followed(3);
-        let (header, diff) = params.block(4, 10);
-        db.apply_generated_block(&header, &diff).unwrap();
-        assert!(kept_undos(&db).unwrap().is_empty());
-        assert!(db.undos().unwrap().is_empty());
-
-        // A record that does not decode (a bad disk): dropped, and the follower starts.
-        let (db, _) = followed(3);
-        let mut batch = WriteBatch::default();
-        // The meta key of block 3's undo (`undo/` ‖ number, leafdb's undo.rs).
-        batch.put(Table::Meta, [b"undo/".as_slice(), &3u64.to_be_bytes()].concat(), vec![0xc2, 1]);
-        db.store().write(batch, Durability::Logged).unwrap();
-        assert!(db.undos().is_err());
-        assert!(kept_undos(&db).unwrap().is_empty());
-        assert!(db.undos().unwrap().is_empty());
     }
 }
