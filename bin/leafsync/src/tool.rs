@@ -120,6 +120,7 @@ pub(crate) fn verify(datadir: &Path) -> Result<ExitCode, CliError> {
     println!("extra nodes:     {}", r.extra_nodes);
     println!("storage roots:   {} wrong", r.storage_root_mismatches);
     println!("missing code:    {}", r.missing_code);
+    println!("orphan slots:    {}", r.orphan_slots);
     for p in &r.problems {
         println!("problem: {p}");
     }

@@ -155,10 +155,12 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
     /// Starts an import into an empty leafdb; `what` names it in the crash marker.
     pub fn start(db: &'a LeafDb<S>, what: &str) -> Result<Self> {
         if let Some(head) = db.head()? {
-            return Err(LeafDbError::NotEmpty { head: head.number, action: "bulk import" });
+            return Err(LeafDbError::NotEmpty { head: Some(head.number), action: "bulk import" });
         }
-        if db.store().iter_from(Table::Accounts, &[]).next().is_some() {
-            return Err(LeafDbError::NotEmpty { head: 0, action: "bulk import" });
+        // Any flat or trie table, not the accounts alone: a sync cut off after it ingested
+        // storage but before accounts left rows an import would lay its state over.
+        if db.holds_state()? {
+            return Err(LeafDbError::NotEmpty { head: None, action: "bulk import" });
         }
         let mut marker = WriteBatch::default();
         marker.put(Table::Meta, meta::IMPORT, what.as_bytes().to_vec());

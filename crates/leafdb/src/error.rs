@@ -140,10 +140,16 @@ pub enum LeafDbError {
         supported: u32,
     },
     /// An operation needs an empty database.
-    #[error("the database is not empty (head is block {head}); refusing to {action}")]
+    #[error(
+        "the database is not empty ({}); refusing to {action}",
+        head.map_or_else(
+            || "no head, but state from an interrupted sync or import".to_string(),
+            |n| format!("head is block {n}")
+        )
+    )]
     NotEmpty {
-        /// The current head.
-        head: u64,
+        /// The current head; `None`: state without one (an interrupted sync).
+        head: Option<u64>,
         /// What was refused.
         action: &'static str,
     },

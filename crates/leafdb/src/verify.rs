@@ -34,6 +34,9 @@ pub struct VerifyReport {
     pub extra_nodes: u64,
     /// Accounts whose code is missing.
     pub missing_code: u64,
+    /// Flat storage rows of no account (or not 64 bytes long): left by a deletion that did not
+    /// wipe, they would come back under an account created again at that address.
+    pub orphan_slots: u64,
     /// The first few problems, for people.
     pub problems: Vec<String>,
 }
@@ -50,6 +53,7 @@ impl VerifyReport {
             && self.node_mismatches == 0
             && self.extra_nodes == 0
             && self.missing_code == 0
+            && self.orphan_slots == 0
     }
 
     fn problem(&mut self, p: String) {
@@ -214,11 +218,38 @@ impl NodeSink for CompareSink<'_, '_> {
 struct StorageRows<'a> {
     rows: std::iter::Fuse<Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>>,
     peeked: Option<KvPair>,
+    /// Rows passed over: of owners no account has, or malformed.
+    orphans: u64,
+    /// The owner of the first row passed over.
+    first_orphan: Option<Vec<u8>>,
 }
 
 impl StorageRows<'_> {
-    /// The next slot of `owner` (slots of owners before it, which no account has, are skipped).
-    /// A malformed key (not 64 bytes) ends the owner's slots, as a range scan that stops there.
+    fn pass_over(&mut self) {
+        if let Some((k, _)) = self.peeked.take() {
+            self.orphans += 1;
+            if self.first_orphan.is_none() {
+                self.first_orphan = Some(k.get(..32).unwrap_or(&k).to_vec());
+            }
+        }
+    }
+
+    /// Passes over every row left: after the last account, they are all orphans.
+    fn pass_over_rest(&mut self) -> Result<()> {
+        loop {
+            if self.peeked.is_none() {
+                self.peeked = self.rows.next().transpose()?;
+            }
+            if self.peeked.is_none() {
+                return Ok(());
+            }
+            self.pass_over();
+        }
+    }
+
+    /// The next slot of `owner` (slots of owners before it, which no account has, are passed
+    /// over and counted). A malformed key (not 64 bytes) ends the owner's slots, as a range scan
+    /// that stops there; it and the owner's rows after it are counted as orphans.
     fn next_slot(&mut self, owner: &B256) -> Result<Option<KvPair>> {
         loop {
             if self.peeked.is_none() {
@@ -235,7 +266,7 @@ impl StorageRows<'_> {
             if k.as_ref() > owner.as_slice() {
                 return Ok(None);
             }
-            self.peeked = None;
+            self.pass_over();
         }
     }
 
@@ -244,6 +275,7 @@ impl StorageRows<'_> {
             if !k.starts_with(owner.as_slice()) {
                 break;
             }
+            self.pass_over();
             self.peeked = self.rows.next().transpose()?;
         }
         Ok(())
@@ -308,8 +340,12 @@ impl<S: KvStore> LeafDb<S> {
         };
         let mut account_nodes = StoredNodes::new(&snap, Table::AccountNodes, 0);
         let mut storage_nodes = StoredNodes::new(&snap, Table::StorageNodes, 32);
-        let mut storage_rows =
-            StorageRows { rows: snap.scan_from(Table::Storage, &[]).fuse(), peeked: None };
+        let mut storage_rows = StorageRows {
+            rows: snap.scan_from(Table::Storage, &[]).fuse(),
+            peeked: None,
+            orphans: 0,
+            first_orphan: None,
+        };
         let mut accounts = StackBuilder::new(CompareSink {
             stored: &mut account_nodes,
             owner: None,
@@ -357,6 +393,15 @@ impl<S: KvStore> LeafDb<S> {
                 let (accounts, slots) = (report.accounts, report.slots);
                 progress(&VerifyProgress { accounts, slots, last: owner });
             }
+        }
+        storage_rows.pass_over_rest()?;
+        report.orphan_slots = storage_rows.orphans;
+        if let Some(owner) = &storage_rows.first_orphan {
+            report.problem(format!(
+                "{} flat storage rows belong to no account (the first under {})",
+                report.orphan_slots,
+                alloy_primitives::hex::encode_prefixed(owner)
+            ));
         }
         let (built, sink) = accounts.finish_into()?;
         let sink_absent = sink.absent_leaves;

@@ -109,6 +109,15 @@ fn mainnet_genesis_through_rocksdb_survives_reopen() {
         db.init_genesis(&alloc, header(0, B256::ZERO)),
         Err(LeafDbError::NotEmpty { .. })
     ));
+    // So is one into a leafdb with no head and no account but storage rows (a sync cut off
+    // between its storage and its accounts): the genesis would be laid over them.
+    let left = LeafDb::in_memory();
+    let mut batch = WriteBatch::default();
+    let key = schema::storage_key(&B256::repeat_byte(7), &B256::repeat_byte(1));
+    batch.put(Table::Storage, key.to_vec(), schema::encode_slot_value(&U256::from(1)));
+    left.store().write(batch, Durability::Logged).unwrap();
+    let refused = left.init_genesis(&alloc, header(0, B256::ZERO));
+    assert!(matches!(refused, Err(LeafDbError::NotEmpty { head: None, .. })), "{refused:?}");
 }
 
 /// Runs `blocks` random blocks on `db` and checks every root against the reference.
@@ -630,7 +639,38 @@ fn deleting_and_recreating_wipes_storage() {
     db.apply_block(&header(3, B256::ZERO), &diff).unwrap();
     let r = db.verify().unwrap();
     assert_eq!((r.accounts, r.slots, r.computed_root), (0, 0, EMPTY_ROOT_HASH));
+    assert_eq!(r.orphan_slots, 0, "{:?}", r.problems);
+    assert_eq!(db.store().iter_from(Table::Storage, &[]).count(), 0);
     assert_eq!(db.store().iter_from(Table::StorageNodes, &[]).count(), 0);
+}
+
+/// `verify` counts flat storage of no account, wherever it sorts (before the first account,
+/// between two, after the last): a deletion that left its slots would bring them back under an
+/// account created again at that address, and served chunks would carry them.
+#[test]
+fn verify_finds_flat_storage_of_no_account() {
+    let db = LeafDb::in_memory();
+    let model = run_blocks(&db, 7, 3, 20);
+    assert!(db.verify().unwrap().ok());
+    let owners: Vec<B256> = db
+        .store()
+        .iter_from(Table::Accounts, &[])
+        .map(|row| B256::from_slice(&row.unwrap().0))
+        .collect();
+    assert!(owners.len() >= 2, "{} accounts", model.len());
+    let mut between = owners[0];
+    between.0[31] ^= 1; // sorts right next to the first account, as no account does
+    assert!(!owners.contains(&between));
+    let mut batch = WriteBatch::default();
+    for owner in [B256::ZERO, between, B256::repeat_byte(0xff)] {
+        let key = schema::storage_key(&owner, &B256::repeat_byte(1));
+        batch.put(Table::Storage, key.to_vec(), schema::encode_slot_value(&U256::from(1)));
+    }
+    db.store().write(batch, Durability::Logged).unwrap();
+    let r = db.verify().unwrap();
+    assert_eq!(r.orphan_slots, 3, "{:?}", r.problems);
+    assert!(!r.ok());
+    assert!(r.problems.iter().any(|p| p.contains("belong to no account")), "{:?}", r.problems);
 }
 
 /// A storage wiped with no slot set after (a contract destroyed and created again without
