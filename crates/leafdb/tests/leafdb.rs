@@ -25,6 +25,27 @@ fn rocks(dir: &std::path::Path) -> LeafDb {
         .unwrap()
 }
 
+/// RocksDB's own log is bounded: it rolls at a size and keeps a few old files (its defaults keep
+/// one file growing for the life of the process and up to 1,000 old ones). RocksDB records the
+/// options it runs with in the database's `OPTIONS-*` file.
+#[test]
+fn rocksdb_keeps_its_own_log_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let _db = rocks(dir.path());
+    let options = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("OPTIONS-"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect::<Vec<_>>();
+    assert!(!options.is_empty(), "no OPTIONS file in {}", dir.path().display());
+    let size = format!("max_log_file_size={}", leafsync_leafdb::kv::rocks::ROCKSDB_LOG_FILE_BYTES);
+    let kept = format!("keep_log_file_num={}", leafsync_leafdb::kv::rocks::ROCKSDB_LOG_FILES_KEPT);
+    for text in &options {
+        assert!(text.contains(&size) && text.contains(&kept), "{size}, {kept} not in {text}");
+    }
+}
+
 /// A database open in this process is not opened a second time: the error says it is in use and
 /// names it (another process is refused the same way: `bin/leafsync/tests/cli_tool.rs`).
 #[test]

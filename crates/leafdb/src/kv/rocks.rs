@@ -48,6 +48,10 @@ pub const DEFAULT_BLOCK_SIZE: usize = 16 << 10;
 /// the pages of the files it writes), and RocksDB's own read-ahead starts at 8 KiB in each file
 /// and doubles from there; at ~0.2 ms a disk read, a scan spent most of its time waiting.
 pub const SCAN_READAHEAD_BYTES: usize = 8 << 20;
+/// Largest size of RocksDB's own log file (`<leafdb>/LOG`) before it rolls: 16 MiB.
+pub const ROCKSDB_LOG_FILE_BYTES: usize = 16 << 20;
+/// Rolled RocksDB log files kept (`LOG.old.*`): with the live one, at most ~80 MiB in all.
+pub const ROCKSDB_LOG_FILES_KEPT: usize = 4;
 
 /// Read options of a whole-table scan: large read-ahead, and the blocks read do not push the
 /// hot trie nodes and accounts out of the block cache.
@@ -131,6 +135,11 @@ impl DbOptions {
         // under a 1M-account benchmark's blocks, whose writes took 44–72 ms instead of 15–22 ms
         // (docs/benchmarks.md). It also keeps what bulk loads write without the log whole.
         o.set_atomic_flush(true);
+        // RocksDB's own log (`<leafdb>/LOG`) would otherwise grow for the life of the process
+        // (a statistics dump every 10 minutes, every flush and compaction of 7 tables) and keep
+        // up to 1,000 old ones: a few files of bounded size, then the oldest goes.
+        o.set_max_log_file_size(ROCKSDB_LOG_FILE_BYTES);
+        o.set_keep_log_file_num(ROCKSDB_LOG_FILES_KEPT);
         o
     }
 
