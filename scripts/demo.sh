@@ -4,7 +4,8 @@
 # checks that its root and flat state equal the servers', and prints a summary. Extra arguments
 # go to `leafsync demo` (e.g. `--accounts 1000000`, `--servers 5`).
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+# The demo only builds and runs the binary: the build's set-up, without the tests' Node packages.
+source "$(dirname "${BASH_SOURCE[0]}")/setup-build.sh"
 cd "$LEAFSYNC_ROOT"
 cargo build --locked --bin leafsync
 bin="${CARGO_TARGET_DIR:-$LEAFSYNC_ROOT/target}/debug/leafsync"

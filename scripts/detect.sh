@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Detection helpers sourced by scripts/setup.sh (and exercised by scripts/test-setup.sh). Each
-# tests for the exact thing the build or the tests use, not for something with a similar name.
+# Detection helpers sourced by scripts/setup-build.sh, so by scripts/setup.sh too (and exercised
+# by scripts/test-setup.sh). Each tests for the exact thing the build or the tests use, not for
+# something with a similar name.
 
 # Directories searched for libclang, in the order clang-sys (bindgen's loader) searches them:
 # $LIBCLANG_PATH, `llvm-config --libdir`, $LD_LIBRARY_PATH, then the system library directories.
@@ -46,15 +47,50 @@ devp2p_module_path() {
   echo "$1/tests/interop/node_modules/@ethereumjs/devp2p/package.json"
 }
 
+# Whether the npm install in the package directory $1 is not older than its lock file: npm
+# writes node_modules/.package-lock.json at the end of each install, so a lock file that a
+# checkout changed afterwards (a package added or bumped) is newer and calls for `npm ci` again.
+npm_install_current() {
+  [ -f "$1/node_modules/.package-lock.json" ] &&
+    ! [ "$1/package-lock.json" -nt "$1/node_modules/.package-lock.json" ]
+}
+
 # Whether tests/interop/node_modules holds every package the interop tests import
 # (@ethereumjs/devp2p for peer.mjs and snap_peer.mjs, @ethereumjs/mpt for range_proof.mjs) and
 # is not older than the lock file (a checkout that added a package installs again).
 interop_modules_current() {
-  local dir="$1/tests/interop"
   [ -f "$(devp2p_module_path "$1")" ] &&
-    [ -f "$dir/node_modules/@ethereumjs/mpt/package.json" ] &&
-    [ -f "$dir/node_modules/.package-lock.json" ] &&
-    ! [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]
+    [ -f "$1/tests/interop/node_modules/@ethereumjs/mpt/package.json" ] &&
+    npm_install_current "$1/tests/interop"
+}
+
+# Whether the pinned anvil is installed (its binary, not just its package directory) and not
+# older than tests/anvil/package-lock.json (a checkout that bumped anvil installs again).
+anvil_current() {
+  [ -x "$(anvil_binary_path "$1")" ] && npm_install_current "$1/tests/anvil"
+}
+
+# The oldest Rust the workspace builds with: rust-version in the root Cargo.toml (empty if none).
+workspace_rust_version() {
+  awk -F'"' '/^rust-version[[:space:]]*=/ { print $2; exit }' "$1/Cargo.toml"
+}
+
+# Whether the dotted version $1 is at least $2: numeric parts compared in order, a missing part
+# counting as 0 and a suffix such as "-nightly" ignored (`version_at_least 1.95.0 1.89` holds).
+# A part that is not a number counts as too old, so a version nobody can read never passes.
+version_at_least() {
+  local -a have want
+  local i h w
+  IFS=. read -r -a have <<<"${1%%-*}"
+  IFS=. read -r -a want <<<"${2%%-*}"
+  for ((i = 0; i < ${#have[@]} || i < ${#want[@]}; i++)); do
+    h="${have[i]:-0}"
+    w="${want[i]:-0}"
+    [[ "$h" =~ ^[0-9]+$ && "$w" =~ ^[0-9]+$ ]] || return 1
+    if ((10#$h > 10#$w)); then return 0; fi
+    if ((10#$h < 10#$w)); then return 1; fi
+  done
+  return 0
 }
 
 # The CPU flags (as /proc/cpuinfo names them) that the x86-64 build of .cargo/config.toml needs

@@ -2,7 +2,8 @@
 # Tests scripts/detect.sh against temporary trees: a tree holding only the C++ API library
 # (libclang-cpp.so.14) must count as missing, and one holding libclang.so.1 as present; the
 # interop tests' Node packages count as installed only when complete and newer than the lock; the
-# CPU flags the x86-64 build needs are found missing only when /proc/cpuinfo does not list them.
+# CPU flags the x86-64 build needs are found missing only when /proc/cpuinfo does not list them;
+# versions compare part by part (the Rust and Node checks).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/detect.sh"
 
@@ -76,6 +77,23 @@ printf 'processor\t: 0\nflags\t\t: fpu sse2 ssse3 cx16 sse4_1 popcnt sse4_2_like
 check_cpu "no sse4_2, no pclmulqdq" "sse4_2 pclmulqdq" "$tmp/old"
 printf 'processor\t: 0\n' >"$tmp/none"
 check_cpu "no flags line" "sse4_2 popcnt ssse3 cx16 pclmulqdq" "$tmp/none"
+
+# The Rust and Node version checks: numeric parts in order, suffixes ignored, unreadable = old.
+at_least() { # have, want, expected (yes|no)
+  local got=no
+  if version_at_least "$1" "$2"; then got=yes; fi
+  record "version $1 >= $2" "$3" "$got"
+}
+at_least 1.89.0 1.89 yes
+at_least 1.95.0-nightly 1.89 yes
+at_least 1.88.1 1.89 no
+at_least 1.100.0 1.89 yes
+at_least 2.0 1.89 yes
+at_least 20.19.2 20 yes
+at_least 18.20.4 20 no
+at_least garbage 1.89 no
+printf '[package]\nname = "x"\nrust-version = "1.89"\n' >"$tmp/Cargo.toml"
+record "rust-version read from Cargo.toml" 1.89 "$(workspace_rust_version "$tmp")"
 
 echo "setup detection: $passed passed, $failed failed"
 [ "$failed" = 0 ]
