@@ -267,6 +267,8 @@ pub(crate) fn shutdown_signals() -> impl Future<Output = ()> {
 mod tests {
     #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
+    use leafsync_leafdb::test_utils::ChildTest;
+
     use super::*;
 
     /// The child of [`a_second_signal_ends_a_slow_shutdown_at_once`]: waits for the shutdown
@@ -274,6 +276,9 @@ mod tests {
     #[test]
     #[ignore = "run as a child process by a_second_signal_ends_a_slow_shutdown_at_once"]
     fn second_signal_child() {
+        if !ChildTest::is_child() {
+            return; // run by its parent test only
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let shutdown = shutdown_signals();
@@ -288,7 +293,6 @@ mod tests {
     /// or SIGTERM during a slow shutdown did nothing, and only kill -9 ended the daemon.
     #[test]
     fn a_second_signal_ends_a_slow_shutdown_at_once() {
-        use leafsync_leafdb::test_utils::ChildTest;
         const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
         let signal = |child: &ChildTest, name: &str| {
             let pid = child.id().to_string();

@@ -73,7 +73,10 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
     // new ones; applied on top, the dropped blocks' changes would stay and every root differ.
     // Between the blocks and the reorg the follower restarts: the new one rolls back with the
     // undos the leafdb kept.
-    workload.mine_block(&mut rpc).await;
+    // Each block followed before the next is mined: anvil can hang when a trace overlaps its
+    // mining (tests/support/mod.rs).
+    let first = workload.mine_block(&mut rpc).await;
+    wait_for_head(&stats, first).await;
     let n = workload.mine_block(&mut rpc).await;
     wait_for_head(&stats, n).await;
     stop.send_replace(true);

@@ -20,6 +20,9 @@ use crate::{
     schema::meta,
 };
 
+/// Set in a [`ChildTest`]'s environment (to the test's name).
+const CHILD_TEST_ENV: &str = "LEAFSYNC_CHILD_TEST";
+
 /// A child process running one test of the current test binary, its stdout read line by line on
 /// a thread. Dropping it kills the child.
 #[derive(Debug)]
@@ -39,6 +42,7 @@ impl ChildTest {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
+            .env(CHILD_TEST_ENV, name)
             .envs(env)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -53,6 +57,13 @@ impl ChildTest {
             }
         });
         Ok(Self { child, lines, reader: Some(reader) })
+    }
+
+    /// Whether this process is a [`ChildTest`]: a child test's body starts with `if
+    /// !ChildTest::is_child() { return; }`, so that `cargo test -- --include-ignored` passes
+    /// over it instead of running a child (which may wait for a signal forever) on its own.
+    pub fn is_child() -> bool {
+        std::env::var_os(CHILD_TEST_ENV).is_some()
     }
 
     /// The next line the child printed, waiting up to `timeout`.

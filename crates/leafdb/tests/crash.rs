@@ -65,6 +65,9 @@ fn child_db(env: &str) -> LeafDb {
 #[test]
 #[ignore = "run by killed_mid_block_reopens_at_a_block_boundary as a child process"]
 fn crash_child_writer() {
+    if !ChildTest::is_child() {
+        return; // run by its parent test only
+    }
     let db = child_db(CHILD_ENV);
     let mut n = db.head().unwrap().map_or(0, |h| h.number);
     loop {
@@ -131,6 +134,9 @@ fn synced_codes() -> Vec<(B256, Vec<u8>)> {
 #[test]
 #[ignore = "run by a_recorded_synced_head_keeps_the_codes_written_without_the_log as a child"]
 fn crash_child_sync_codes() {
+    if !ChildTest::is_child() {
+        return; // run by its parent test only
+    }
     let db = child_db(CODES_CHILD_ENV);
     db.write_codes(synced_codes()).unwrap();
     let head = common::header(1, alloy_trie::EMPTY_ROOT_HASH);

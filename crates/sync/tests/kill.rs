@@ -12,6 +12,7 @@ use common::{
     kill::{ACCOUNTS, SEED, child_sync, full_sync_bytes, kill_and_resume, link},
     paced, source,
 };
+use leafsync_leafdb::test_utils::ChildTest;
 use leafsync_sync::SyncPeer;
 
 const CHILD_ENV: &str = "LEAFSYNC_SYNC_KILL_TEST_DIR";
@@ -21,6 +22,9 @@ const KILLS: usize = 10;
 #[tokio::test]
 #[ignore = "run by killed_syncs_resume_to_the_exact_state as a child process"]
 async fn kill_child_syncer() {
+    if !ChildTest::is_child() {
+        return; // run by its parent test only
+    }
     let src = source(ACCOUNTS, SEED);
     let peers: Vec<Arc<dyn SyncPeer>> = (1..=2u8)
         .map(|i| paced(SimPeer::new(i, Arc::clone(&src), Behaviour::Honest, ACCOUNTS), link()))

@@ -13,6 +13,7 @@ use common::{
     snap::{SimSnap, SnapBehaviour, probed_snap_peers},
     source,
 };
+use leafsync_leafdb::test_utils::ChildTest;
 
 const CHILD_ENV: &str = "LEAFSYNC_SNAP_KILL_TEST_DIR";
 const KILLS: usize = 5;
@@ -21,6 +22,9 @@ const KILLS: usize = 5;
 #[tokio::test]
 #[ignore = "run by killed_snap_syncs_resume_to_the_exact_state as a child process"]
 async fn snap_kill_child_syncer() {
+    if !ChildTest::is_child() {
+        return; // run by its parent test only
+    }
     let src = source(ACCOUNTS, SEED);
     let servers: Vec<Arc<SimSnap>> = (1..=2u8)
         .map(|i| SimSnap::with(i, Arc::clone(&src), SnapBehaviour::Honest, Some(link()), None))
