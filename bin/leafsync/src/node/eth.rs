@@ -98,17 +98,66 @@ impl HeaderSource for ElHeaderSource {
     }
 }
 
-/// The execution client's fork id, `None` when it has no `eth_config` (or it failed: logged).
-async fn el_fork_id(rpc: &mut RpcClient) -> Option<ForkId> {
-    match rpc.fork_id().await {
-        Ok(Some(id)) => Some(id),
-        Ok(None) => {
-            debug!("the execution client has no eth_config fork id: the chain preset's is used");
-            None
+/// The execution client's fork id, as last read from its `eth_config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ElForkId {
+    /// Its own.
+    Read(ForkId),
+    /// It has no `eth_config` (anvil): the chain preset's, for good.
+    NoConfig,
+    /// The read failed: the chain preset's until the next head reads it again (one failed call
+    /// at a fork would otherwise leave a devnet's daemon on the preset's id for good, and
+    /// geth peers drop a node whose fork id they do not accept).
+    Failed,
+}
+
+impl ElForkId {
+    /// Reads it; a failure is logged at `warn` when the read before (`previous`) did not fail
+    /// too, and the first success after failures at `info`.
+    async fn read(rpc: &mut RpcClient, previous: Option<Self>) -> Self {
+        let failed_before = previous == Some(Self::Failed);
+        match rpc.fork_id().await {
+            Ok(Some(id)) => {
+                if failed_before {
+                    info!(fork_id = ?id, "eth_config answered again: its fork id is used");
+                }
+                Self::Read(id)
+            }
+            Ok(None) => {
+                debug!(
+                    "the execution client has no eth_config fork id: the chain preset's is used"
+                );
+                Self::NoConfig
+            }
+            Err(error) if failed_before => {
+                debug!(%error, "eth_config failed again");
+                Self::Failed
+            }
+            Err(error) => {
+                warn!(
+                    %error,
+                    "eth_config failed: the chain preset's fork id is used until it answers (asked \
+                     again at each new head)"
+                );
+                Self::Failed
+            }
         }
-        Err(error) => {
-            warn!(%error, "eth_config failed: the chain preset's fork id is used");
-            None
+    }
+
+    /// The fork id to announce: `None` is the chain preset's.
+    const fn id(self) -> Option<ForkId> {
+        match self {
+            Self::Read(id) => Some(id),
+            Self::NoConfig | Self::Failed => None,
+        }
+    }
+
+    /// Whether to read it again at `head`: past the next fork it announced, or after a failure.
+    const fn stale_at(self, head: &BlockHeader) -> bool {
+        match self {
+            Self::Read(id) => past_next_fork(&id, head),
+            Self::NoConfig => false,
+            Self::Failed => true,
         }
     }
 }
@@ -154,19 +203,19 @@ async fn follow_el_head(
     };
     // The URL was checked by `ElHeaders::new`.
     let Ok(mut rpc) = RpcClient::new(&url) else { return };
-    let mut fork_id = el_fork_id(&mut rpc).await;
+    let mut fork_id = ElForkId::read(&mut rpc, None).await;
     let first = *heads.borrow_and_update();
     info!(
         number = first.number,
-        fork_id = ?fork_id,
+        fork_id = ?fork_id.id(),
         "eth/69 head from the execution client (fork id: None is the chain preset's)"
     );
-    tx.send_replace(eth_head(&first, fork_id));
+    tx.send_replace(eth_head(&first, fork_id.id()));
     while let Some(head) = next_value(&mut heads, &tx, &stop).await {
-        if fork_id.is_some_and(|id| past_next_fork(&id, &head)) {
-            fork_id = el_fork_id(&mut rpc).await;
+        if fork_id.stale_at(&head) {
+            fork_id = ElForkId::read(&mut rpc, Some(fork_id)).await;
         }
-        tx.send_replace(eth_head(&head, fork_id));
+        tx.send_replace(eth_head(&head, fork_id.id()));
     }
 }
 
@@ -216,6 +265,13 @@ mod tests {
         assert!(past_next_fork(&id(time), &head(1, time)));
         assert!(!past_next_fork(&id(1_000), &head(999, time)), "a block-number fork");
         assert!(past_next_fork(&id(1_000), &head(1_000, 0)));
+        // A failed read is tried again at the next head; an execution client without
+        // `eth_config` is not asked again.
+        let at = head(5, time);
+        assert!(ElForkId::Failed.stale_at(&at) && ElForkId::Failed.id().is_none());
+        assert!(!ElForkId::NoConfig.stale_at(&at) && ElForkId::NoConfig.id().is_none());
+        assert!(!ElForkId::Read(id(0)).stale_at(&at));
+        assert_eq!(ElForkId::Read(id(0)).id(), Some(id(0)));
     }
 
     /// The fork id hoodi's `eth_config` gives at Prague (EIP-7910's sample) is the one our
