@@ -19,7 +19,6 @@ use leafsync_leafdb::{KvStore, LeafDb, LeafSnapshot};
 use leafsync_p2p::leaf::{
     ChunkContent, EncodedResponse, LeafRequest, RlpFields, WirePath, protocol::ids,
 };
-use tracing::warn;
 
 use crate::{
     cache::{CacheStats, CachedChunk, ChunkCache, ChunkKey, ChunkKind, Fill},
@@ -110,7 +109,7 @@ impl<S: KvStore> LeafServer<S> {
         };
         self.counters.served.fetch_add(1, Ordering::Relaxed);
         outcome.unwrap_or_else(|error| {
-            warn!(%error, id = request.id(), "serving failed; answering empty");
+            crate::log::serve_warn!(%error, id = request.id(), "serving failed; answering empty");
             self.counters.internal_errors.fetch_add(1, Ordering::Relaxed);
             request.empty_response().encoded()
         })

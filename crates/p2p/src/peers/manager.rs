@@ -65,6 +65,8 @@ pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 /// repeat at once; pausing 100 ms keeps the manager from spinning while sessions close and free
 /// descriptors, and delays new inbound peers only slightly.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// Least time between two `warn` lines of accept errors (else one per backoff, out of fds).
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What a handle asks the manager.
 #[derive(Debug)]
@@ -137,6 +139,8 @@ pub(crate) struct PeerManager {
     handshakes: JoinSet<()>,
     /// Set after an accept error: accepting resumes at this instant.
     accept_resume: Option<Instant>,
+    /// When an accept error was last logged at `warn`.
+    accept_warned: Option<Instant>,
     /// The fork id in our discv5 record.
     fork_id: alloy_eip2124::ForkId,
 }
@@ -186,6 +190,7 @@ impl PeerManager {
             sessions: JoinSet::new(),
             handshakes: JoinSet::new(),
             accept_resume: None,
+            accept_warned: None,
             fork_id,
         }
     }
@@ -201,7 +206,12 @@ impl PeerManager {
                         Ok((tcp, addr)) => self.on_accept(tcp, addr),
                         // Transient (EMFILE, aborted handshakes): pause, then keep serving.
                         Err(error) => {
-                            warn!(%error, "accept failed");
+                            if self.accept_warned.is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL) {
+                                warn!(%error, "accept failed; pausing (said at most every 10 s)");
+                                self.accept_warned = Some(Instant::now());
+                            } else {
+                                debug!(%error, "accept failed");
+                            }
                             self.accept_resume = Some(Instant::now() + ACCEPT_ERROR_BACKOFF);
                         }
                     }

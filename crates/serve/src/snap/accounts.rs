@@ -25,7 +25,7 @@ pub fn answer_account_range<S: KvStore>(db: &LeafDb<S>, req: &GetAccountRange) -
         let (hash, account) = match item {
             Ok(a) => a,
             Err(error) => {
-                tracing::warn!(%error, "snap/1: reading accounts failed; answering empty");
+                crate::log::serve_warn!(%error, "snap/1: reading accounts failed; answering empty");
                 return empty;
             }
         };
@@ -51,7 +51,7 @@ pub fn answer_account_range<S: KvStore>(db: &LeafDb<S>, req: &GetAccountRange) -
         match view.prove_account(&edge) {
             Ok(nodes) => add_proof(&mut proof, nodes),
             Err(error) => {
-                tracing::warn!(%error, %edge, "snap/1: proving an account range failed");
+                crate::log::serve_warn!(%error, %edge, "snap/1: proving an account range failed");
                 return empty;
             }
         }

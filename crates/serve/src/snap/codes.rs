@@ -27,7 +27,7 @@ pub fn answer_byte_codes<S: KvStore>(db: &LeafDb<S>, req: &GetByteCodes) -> Byte
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    tracing::warn!(%error, "snap/1: reading codes failed; answering what we have");
+                    crate::log::serve_warn!(%error, "snap/1: reading codes failed; answering what we have");
                     break;
                 }
             }

@@ -76,7 +76,7 @@ fn reader<S: KvStore>(db: &LeafDb<S>) -> Option<SnapReader<'_, S>> {
     match db.snap_reader() {
         Ok(r) => Some(r),
         Err(error) => {
-            tracing::warn!(%error, "snap/1: cannot open a leafdb view; answering empty");
+            crate::log::serve_warn!(%error, "snap/1: cannot open a leafdb view; answering empty");
             None
         }
     }

@@ -52,7 +52,7 @@ pub fn answer_storage_ranges<S: KvStore>(db: &LeafDb<S>, req: &GetStorageRanges)
             let (hash, value) = match item {
                 Ok(s) => s,
                 Err(error) => {
-                    tracing::warn!(%error, "snap/1: reading storage failed; answering empty");
+                    crate::log::serve_warn!(%error, "snap/1: reading storage failed; answering empty");
                     return empty;
                 }
             };
@@ -74,7 +74,7 @@ pub fn answer_storage_ranges<S: KvStore>(db: &LeafDb<S>, req: &GetStorageRanges)
                 Ok(Some(a)) => a.storage_root,
                 Ok(None) => return empty,
                 Err(error) => {
-                    tracing::warn!(%error, "snap/1: reading an account failed; answering empty");
+                    crate::log::serve_warn!(%error, "snap/1: reading an account failed; answering empty");
                     return empty;
                 }
             };
@@ -82,7 +82,7 @@ pub fn answer_storage_ranges<S: KvStore>(db: &LeafDb<S>, req: &GetStorageRanges)
                 match view.prove_storage(account, storage_root, &edge) {
                     Ok(nodes) => add_proof(&mut out.proof, nodes),
                     Err(error) => {
-                        tracing::warn!(%error, "snap/1: proving a storage range failed");
+                        crate::log::serve_warn!(%error, "snap/1: proving a storage range failed");
                         return empty;
                     }
                 }

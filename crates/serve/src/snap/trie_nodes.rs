@@ -50,13 +50,13 @@ pub fn answer_trie_nodes<S: KvStore>(
         Ok(Some(_)) => {}
         Ok(None) => return Ok(out),
         Err(error) => {
-            tracing::warn!(%error, "snap/1: resolving a state root failed; answering empty");
+            crate::log::serve_warn!(%error, "snap/1: resolving a state root failed; answering empty");
             return Ok(out);
         }
     }
     let mut spent = Spent { bytes: 0, loads: 0, budget: byte_budget(req.bytes), until: deadline() };
     if let Err(error) = collect(&view, req, &mut spent, &mut out.nodes) {
-        tracing::warn!(%error, "snap/1: reading trie nodes failed; answering what we have");
+        crate::log::serve_warn!(%error, "snap/1: reading trie nodes failed; answering what we have");
     }
     Ok(out)
 }

@@ -1,0 +1,49 @@
+//! Failures to read the leafdb while serving are logged at `warn` at most once per
+//! [`READ_ERROR_LOG_INTERVAL`] for the whole process, the others at `debug`: a damaged table
+//! file fails every request for its range, and peers decide how often they ask
+//! ([`crate::ServeStats::internal_errors`] counts them all).
+
+use std::{
+    sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
+};
+
+/// Least time between two `warn` lines about serving failures.
+pub const READ_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+static LAST_WARNING: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Whether a serving failure now is to be logged at `warn` (and noted as the last one).
+pub(crate) fn warning_due() -> bool {
+    let mut last = LAST_WARNING.lock().unwrap_or_else(PoisonError::into_inner);
+    let due = last.is_none_or(|t| t.elapsed() >= READ_ERROR_LOG_INTERVAL);
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
+}
+
+/// `warn!` at most once per [`READ_ERROR_LOG_INTERVAL`] across serving, else `debug!`.
+macro_rules! serve_warn {
+    ($($arg:tt)*) => {
+        if $crate::log::warning_due() {
+            tracing::warn!($($arg)*)
+        } else {
+            tracing::debug!($($arg)*)
+        }
+    };
+}
+pub(crate) use serve_warn;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_warning_per_interval() {
+        // The first call in this test process may or may not be due (another test may have
+        // warned); the one right after it is not.
+        let _ = warning_due();
+        assert!(!warning_due());
+    }
+}
