@@ -20,9 +20,9 @@ use crate::{
     requests::{RequestError, RequestTracker, ResponseOutcome},
     session::{PeerMessage, SessionError, Subprotocol, TcpPeerStream},
     snap::SnapMessage,
-    util::sleep_until_opt,
+    util::{or_on_panic, sleep_until_opt},
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use std::time::Duration;
 use tokio::{
     sync::{mpsc, oneshot},
@@ -178,8 +178,17 @@ async fn eth_answer(eth: &mut Option<EthSession>) -> Option<Outgoing> {
 
 impl ActiveSession {
     /// Runs the session until it ends; then fails every pending request with
-    /// [`RequestError::Disconnected`] and reports `Closed`.
-    pub(crate) async fn run(mut self) {
+    /// [`RequestError::Disconnected`] and reports `Closed` (also after a panic, a bug: the
+    /// manager frees the peer's slot on `Closed`).
+    pub(crate) async fn run(self) {
+        let (peer, session, events) = (self.peer, self.session, self.events.clone());
+        let ended = self.run_to_end().map(|()| true);
+        if !or_on_panic(ended, "session", || false).await {
+            let _ = events.send(SessionEvent::Closed { peer, session, reason: None }).await;
+        }
+    }
+
+    async fn run_to_end(mut self) {
         let end = self.run_loop().await;
         // Nothing more is served.
         self.serving.stop();

@@ -12,6 +12,7 @@ use crate::{
         Established, LocalStatus, SessionError, SessionParams, establish_authenticated,
         establish_outbound,
     },
+    util::or_on_panic,
 };
 use futures::SinkExt;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -55,6 +56,7 @@ pub(crate) enum HandshakeEvent {
 
 /// Runs the inbound handshake of `tcp` within [`INBOUND_HANDSHAKE_TIMEOUT`], holding `slot` (a
 /// pending-inbound slot) until it ends, and reports the outcome.
+#[allow(clippy::result_large_err)] // the panic fallback has `inbound`'s error type
 pub(crate) async fn accept(
     tcp: TcpStream,
     addr: SocketAddr,
@@ -63,7 +65,10 @@ pub(crate) async fn accept(
     status: LocalStatus,
     events: mpsc::Sender<HandshakeEvent>,
 ) {
-    let handshake = inbound(tcp, addr, &params, &status, &events);
+    let handshake =
+        or_on_panic(inbound(tcp, addr, &params, &status, &events), "inbound handshake", || {
+            Err((None, SessionError::Panicked))
+        });
     let outcome = match tokio::time::timeout(INBOUND_HANDSHAKE_TIMEOUT, handshake).await {
         Ok(outcome) => outcome,
         Err(_) => {
@@ -93,6 +98,7 @@ pub(crate) async fn dial(
     events: mpsc::Sender<HandshakeEvent>,
 ) {
     let handshake = establish_outbound(record.addr, record.id, &params, &status);
+    let handshake = or_on_panic(handshake, "dial", || Err(SessionError::Panicked));
     let outcome = tokio::time::timeout(OUTBOUND_HANDSHAKE_TIMEOUT, handshake)
         .await
         .unwrap_or(Err(SessionError::HandshakeTimeout));

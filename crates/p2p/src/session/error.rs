@@ -67,6 +67,9 @@ pub enum SessionError {
     /// We refused the connection (ban, duplicate, limits) with this reason.
     #[error("connection refused: {0}")]
     Refused(DisconnectReason),
+    /// The handshake's task panicked (a bug in leafsync, not the remote's doing).
+    #[error("the handshake panicked")]
+    Panicked,
 }
 
 impl SessionError {
@@ -122,6 +125,7 @@ impl SessionError {
                 Some(DisconnectReason::ProtocolBreach)
             }
             Self::Refused(reason) => Some(*reason),
+            Self::Panicked => None,
         }
     }
 
