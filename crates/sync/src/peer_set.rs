@@ -3,7 +3,7 @@
 //! docs/sync.md "Penalties" and returns the penalty the peer earned, which the loop sends
 //! without waiting.
 
-use std::sync::Arc;
+use std::{collections::VecDeque, sync::Arc};
 
 use leafsync_leafdb::DEFAULT_RECENT_BLOCKS;
 use leafsync_p2p::PenaltyClass;
@@ -146,12 +146,15 @@ pub(crate) struct Roster {
 pub(crate) struct PeerSet {
     slots: Vec<PeerSlot>,
     junk_ban_threshold: u32,
+    /// Banned peers whose slot went to a newcomer, oldest first, at most
+    /// [`MAX_SYNC_PEERS`] × 16: they stay out.
+    evicted_bans: VecDeque<PeerId>,
 }
 
 impl PeerSet {
     pub(crate) fn new(peers: Vec<Arc<dyn SyncPeer>>, junk_ban_threshold: u32) -> Self {
         let slots = peers.into_iter().map(PeerSlot::new).collect();
-        Self { slots, junk_ban_threshold }
+        Self { slots, junk_ban_threshold, evicted_bans: VecDeque::new() }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -198,6 +201,9 @@ impl PeerSet {
     /// Adds a peer, or revives one dropped earlier (a new session of it); banned peers stay out.
     pub(crate) fn add(&mut self, peer: Arc<dyn SyncPeer>) {
         let id = peer.id();
+        if self.evicted_bans.contains(&id) {
+            return;
+        }
         let full = self.slots.len() >= MAX_SYNC_PEERS;
         match self.slots.iter_mut().find(|p| p.peer.id() == id) {
             Some(slot) if slot.standing == Standing::Banned => {}
@@ -215,19 +221,30 @@ impl PeerSet {
                 self.slots.push(PeerSlot::new(peer));
             }
             None => {
-                // Full: a dropped peer's slot is reused (its index may still be in items'
-                // tried lists, which only skips the newcomer for those items this round), once
-                // none of its requests is in flight: their answers or timeouts, when they
-                // come, would be judged as the newcomer's.
-                let reusable =
-                    |p: &&mut PeerSlot| p.standing == Standing::Dropped && p.in_flight == 0;
-                match self.slots.iter_mut().find(reusable) {
-                    Some(slot) => {
-                        info!(peer = %id, head = peer.head().number, "sync peer joined");
-                        *slot = PeerSlot::new(peer);
+                // Full: a dropped peer's slot is reused, else a banned one's (its id is kept
+                // apart, so it stays out: else banned throwaway identities would fill the table
+                // and turn every honest newcomer away). Its index may still be in items' tried
+                // lists, which only skips the newcomer for those items this round; the slot
+                // must have no request in flight: their answers or timeouts, when they come,
+                // would be judged as the newcomer's.
+                let idle =
+                    |standing| move |p: &&mut PeerSlot| p.standing == standing && p.in_flight == 0;
+                let slot = match self.slots.iter_mut().find(idle(Standing::Dropped)) {
+                    Some(slot) => Some(slot),
+                    None => self.slots.iter_mut().find(idle(Standing::Banned)),
+                };
+                let Some(slot) = slot else {
+                    debug!(peer = %id, "sync peer table full; not used");
+                    return;
+                };
+                if slot.standing == Standing::Banned {
+                    if self.evicted_bans.len() >= MAX_SYNC_PEERS * 16 {
+                        self.evicted_bans.pop_front();
                     }
-                    None => debug!(peer = %id, "sync peer table full; not used"),
+                    self.evicted_bans.push_back(slot.peer.id());
                 }
+                info!(peer = %id, head = peer.head().number, "sync peer joined");
+                *slot = PeerSlot::new(peer);
             }
         }
     }
@@ -482,8 +499,11 @@ impl PeerSet {
     }
 
     /// The ids of the peers that stand at `standing`.
+    /// The peers of `standing` (banned ones include those whose slot went to a newcomer).
     pub(crate) fn ids(&self, standing: Standing) -> Vec<PeerId> {
-        self.slots.iter().filter(|p| p.standing == standing).map(|p| p.peer.id()).collect()
+        let evicted = self.evicted_bans.iter().filter(|_| standing == Standing::Banned);
+        let in_slots = self.slots.iter().filter(|p| p.standing == standing).map(|p| p.peer.id());
+        evicted.copied().chain(in_slots).collect()
     }
 }
 

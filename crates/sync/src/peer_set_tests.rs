@@ -162,6 +162,30 @@ async fn a_busy_peer_rests_until_a_request_finishes_or_a_short_while() {
     assert_eq!(stats.peers_dropped, 0, "busy is no fault");
 }
 
+/// With the table full and no dropped slot, a newcomer takes a banned peer's idle slot (else
+/// banned throwaway identities would fill the table and turn every honest newcomer away); the
+/// banned id stays out and is still reported banned.
+#[test]
+fn a_full_table_of_banned_peers_still_takes_newcomers_and_keeps_the_banned_out() {
+    let mut peers = PeerSet::new((0..MAX_SYNC_PEERS).map(|i| idle(i as u8)).collect(), 3);
+    let mut stats = SyncStats::default();
+    for i in 0..MAX_SYNC_PEERS {
+        peers.record(i, Verdict::Invalid("test"), &mut stats);
+    }
+    assert_eq!(peers.ids(Standing::Banned).len(), MAX_SYNC_PEERS);
+    let newcomer = B512::with_last_byte(7);
+    peers.add(Arc::new(Idle(newcomer)));
+    assert_eq!(peers.active().len(), 1, "the newcomer has a slot");
+    assert_eq!(peers.slots.len(), MAX_SYNC_PEERS);
+    let evicted = B512::repeat_byte(0);
+    assert_eq!(peers.slot(0).peer.id(), newcomer);
+    peers.add(Arc::new(Idle(evicted)));
+    assert_eq!(peers.active().len(), 1, "a banned peer whose slot was taken stays out");
+    let banned = peers.ids(Standing::Banned);
+    assert_eq!(banned.len(), MAX_SYNC_PEERS, "{} banned", banned.len());
+    assert!(banned.contains(&evicted));
+}
+
 /// With the table full, a newcomer takes a dropped peer's slot only once none of that peer's
 /// requests is in flight: the answer or timeout of one still out would be judged as the
 /// newcomer's. Verdicts reached after an answer check the slot still holds its sender.
