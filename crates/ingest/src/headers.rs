@@ -18,7 +18,8 @@ use crate::{error::IngestError, header::RpcHeader, rpc::RpcClient};
 /// geth's beacon sync (its skeleton) asks a peer for 512 headers at once and drops a peer that
 /// answers fewer (or none) while the chain has them, so a shorter bound had every syncing geth
 /// disconnect us. The headers are read one call after the other from the execution client beside
-/// us (well under a millisecond each), within [`HEADERS_QUERY_TIMEOUT`].
+/// us (`eth_getHeaderByNumber`: a header alone, well under a millisecond each), within
+/// [`HEADERS_QUERY_TIMEOUT`].
 pub const MAX_HEADERS_PER_QUERY: usize = 1024;
 
 /// How long one query may take in all (4 s): what was read by then is answered. The network

@@ -77,6 +77,9 @@ pub struct RpcClient {
     subscriptions_refused: bool,
     /// Largest answer accepted ([`MAX_RESPONSE_BYTES`] unless set).
     max_response_bytes: usize,
+    /// Whether the client answered `eth_getHeaderByNumber`/`ByHash` with an error (anvil has
+    /// neither): headers are then read as blocks.
+    headers_as_blocks: bool,
 }
 
 impl RpcClient {
@@ -102,6 +105,7 @@ impl RpcClient {
             subscribed: false,
             subscriptions_refused: false,
             max_response_bytes: MAX_RESPONSE_BYTES,
+            headers_as_blocks: false,
         })
     }
 
@@ -170,32 +174,62 @@ impl RpcClient {
         Ok(block)
     }
 
-    /// `eth_getBlockByNumber(number, false)` read as a full header; `None` when the execution
-    /// client has no such block.
+    /// The header of block `number` (`eth_getHeaderByNumber`, geth's and reth's; else
+    /// `eth_getBlockByNumber(number, false)`, a block's header fields and its transactions'
+    /// hashes, ~20 times the bytes on mainnet); `None` when the execution client has no such
+    /// block.
     pub async fn header(&mut self, number: u64) -> Result<Option<RpcHeader>, IngestError> {
-        let header: Option<RpcHeader> =
-            self.call("eth_getBlockByNumber", json!([format!("{number:#x}"), false])).await?;
+        let at = format!("{number:#x}");
+        let header = self
+            .header_call(
+                ("eth_getHeaderByNumber", json!([at])),
+                ("eth_getBlockByNumber", json!([at, false])),
+            )
+            .await?;
         match header {
             Some(h) if h.number != number => Err(IngestError::InvalidResponse {
-                method: "eth_getBlockByNumber",
+                method: "eth_getHeaderByNumber",
                 reason: "block number differs from the one requested",
             }),
             other => Ok(other),
         }
     }
 
-    /// `eth_getBlockByHash(hash, false)` read as a full header; `None` when the execution client
-    /// has no such block.
+    /// The header of the block `hash` (`eth_getHeaderByHash`, else `eth_getBlockByHash(hash,
+    /// false)`); `None` when the execution client has no such block.
     pub async fn header_by_hash(&mut self, hash: B256) -> Result<Option<RpcHeader>, IngestError> {
-        let header: Option<RpcHeader> =
-            self.call("eth_getBlockByHash", json!([hash, false])).await?;
+        let header = self
+            .header_call(
+                ("eth_getHeaderByHash", json!([hash])),
+                ("eth_getBlockByHash", json!([hash, false])),
+            )
+            .await?;
         match header {
             Some(h) if h.hash != hash => Err(IngestError::InvalidResponse {
-                method: "eth_getBlockByHash",
+                method: "eth_getHeaderByHash",
                 reason: "block hash differs from the one requested",
             }),
             other => Ok(other),
         }
+    }
+
+    /// `header`'s call, or `block`'s once the client has answered a header call with an error
+    /// (remembered: it is not asked again).
+    async fn header_call(
+        &mut self,
+        header: (&'static str, Value),
+        block: (&'static str, Value),
+    ) -> Result<Option<RpcHeader>, IngestError> {
+        if !self.headers_as_blocks {
+            match self.call(header.0, header.1).await {
+                Err(IngestError::Rpc(error)) => {
+                    debug!(method = header.0, %error, "reading headers as blocks instead");
+                    self.headers_as_blocks = true;
+                }
+                answer => return answer,
+            }
+        }
+        self.call(block.0, block.1).await
     }
 
     /// `eth_getStorageAt(address, slot, {blockHash})` (EIP-1898: by the block's hash, so that a

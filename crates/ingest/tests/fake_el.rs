@@ -623,13 +623,15 @@ fn sealed_header(n: u64, parent: B256) -> Value {
     json
 }
 
+/// The head of the header tests' chain, and a header in it that does not hash to its hash.
+const HEAD: u64 = 1200;
+const BAD: u64 = 50;
+
 /// Header queries are answered from the execution client: forwards, backwards, with skips, by
 /// hash; bounded by [`MAX_HEADERS_PER_QUERY`]; cut at the first missing header or the first
 /// that does not hash to its hash.
 #[tokio::test]
 async fn header_queries_are_answered_from_the_execution_client() {
-    const HEAD: u64 = 1200;
-    const BAD: u64 = 50;
     let mut chain = Vec::new();
     for n in 0..=HEAD {
         let parent = chain
@@ -639,22 +641,53 @@ async fn header_queries_are_answered_from_the_execution_client() {
     }
     chain[BAD as usize]["gasUsed"] = json!("0x1"); // no longer hashes to its hash
     let chain = Arc::new(chain);
-    let served = Arc::clone(&chain);
-    let addr = fake_el(Arc::new(move |method, params| {
+    // geth and reth answer `eth_getHeaderBy*` (a header without the transactions' hashes);
+    // anvil has no such method, and blocks are read instead.
+    for header_methods in [true, false] {
+        let block_reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let addr = fake_el(header_source(Arc::clone(&chain), header_methods, &block_reads)).await;
+        answers_header_queries(&chain, &ElHeaders::new(&format!("http://{addr}")).unwrap()).await;
+        let reads = block_reads.load(Ordering::Relaxed);
+        if header_methods {
+            assert_eq!(reads, 0, "headers read as headers, not as blocks");
+        } else {
+            assert!(reads > 1000, "headers read as blocks: {reads}");
+        }
+    }
+}
+
+/// A fake execution client serving `chain`'s headers, by `eth_getHeaderBy*` when
+/// `header_methods` (else those are unknown methods), and as blocks (counted in `block_reads`).
+fn header_source(
+    chain: Arc<Vec<Value>>,
+    header_methods: bool,
+    block_reads: &Arc<std::sync::atomic::AtomicU64>,
+) -> Script {
+    let block_reads = Arc::clone(block_reads);
+    Arc::new(move |method, params| {
+        let by_number = |chain: &[Value]| {
+            let n = params[0].as_str().unwrap().trim_start_matches("0x");
+            chain.get(u64::from_str_radix(n, 16).unwrap() as usize).cloned()
+        };
+        let by_hash = |chain: &[Value]| chain.iter().find(|h| h["hash"] == params[0]).cloned();
         let found = match method {
-            "eth_getBlockByNumber" => {
-                let n =
-                    u64::from_str_radix(params[0].as_str().unwrap().trim_start_matches("0x"), 16)
-                        .unwrap();
-                served.get(n as usize).cloned()
+            "eth_getHeaderByNumber" | "eth_getHeaderByHash" if !header_methods => {
+                return Answer::Error(-32601, "the method does not exist");
             }
-            "eth_getBlockByHash" => served.iter().find(|h| h["hash"] == params[0]).cloned(),
+            "eth_getHeaderByNumber" => by_number(&chain),
+            "eth_getHeaderByHash" => by_hash(&chain),
+            "eth_getBlockByNumber" | "eth_getBlockByHash" => {
+                block_reads.fetch_add(1, Ordering::Relaxed);
+                if method == "eth_getBlockByNumber" { by_number(&chain) } else { by_hash(&chain) }
+            }
             _ => None,
         };
         Answer::Result(found.unwrap_or(Value::Null))
-    }))
-    .await;
-    let headers = ElHeaders::new(&format!("http://{addr}")).unwrap();
+    })
+}
+
+/// The queries of [`header_queries_are_answered_from_the_execution_client`] against `headers`.
+async fn answers_header_queries(chain: &[Value], headers: &ElHeaders) {
     let numbers = |answer: Vec<alloy_primitives::Bytes>| -> Vec<u64> {
         answer
             .iter()
