@@ -188,6 +188,33 @@ async fn servers_without_state_for_the_root_are_skipped_unpenalised() {
     }
 }
 
+/// geth answers `GetTrieNodes` for a root it cannot open with no node at all: the peer is marked
+/// without state for the root (no work until the pivot moves), not counted as answering empty
+/// (eight of those in a row drop a peer) nor penalised.
+#[tokio::test(start_paused = true)]
+async fn trie_nodes_answered_with_no_node_mark_the_peer_without_state() {
+    use leafsync_p2p::{
+        leaf::{GetNodes, NodeRequest, TrieOwner},
+        requests::{LeafRequest, LeafResponse},
+    };
+    use leafsync_sync::{SnapPeer, SnapTransport, SyncPeer};
+    let src = source(ACCOUNTS, SEED);
+    let snaps = servers(&src, &[SnapBehaviour::Stateless]);
+    let peer = SnapPeer::new(Arc::clone(&snaps[0]) as _);
+    let pivot = snaps[0].head();
+    let root = NodeRequest {
+        owner: TrieOwner::Accounts,
+        path: Default::default(),
+        hash: pivot.state_root,
+    };
+    let req = LeafRequest::GetNodes(GetNodes { nodes: vec![root], max_bytes: 4096 });
+    assert!(!peer.lacks_state(&pivot.state_root));
+    let answer = peer.request_at(&pivot, req).await.unwrap();
+    assert!(matches!(&answer, LeafResponse::Nodes(n) if n.nodes.is_empty()), "{answer:?}");
+    assert!(peer.lacks_state(&pivot.state_root), "marked without the pivot's state");
+    assert!(unpenalised(&snaps[0]));
+}
+
 #[tokio::test(start_paused = true)]
 async fn only_servers_without_state_stall_the_sync_without_penalty() {
     let src = source(300, SEED);
@@ -341,8 +368,8 @@ async fn a_stopped_snap_sync_resumes_without_starting_over() {
 #[tokio::test(start_paused = true)]
 async fn any_mix_of_hostile_snap_servers_leaves_the_exact_state() {
     use SnapBehaviour::*;
-    const KINDS: [SnapBehaviour; 7] =
-        [EmptyRanges, Junk, OneAtATime, Unordered, WrongNodes, Silent, Limited(3)];
+    const KINDS: [SnapBehaviour; 8] =
+        [EmptyRanges, Junk, OneAtATime, Unordered, WrongNodes, Silent, Limited(3), Stateless];
     let src = source(ACCOUNTS, SEED);
     let (mut draw, rounds) = common::drawn_rounds(45, 10);
     let mut pick = |n: usize| draw.below(n as u64) as usize;

@@ -48,6 +48,12 @@ pub(crate) async fn nodes(inner: &Inner, root: B256, req: GetNodes) -> Result<Le
         SnapMessage::TrieNodes(answer) => answer,
         _ => return Err(Fault::Malformed("answer of another kind to GetTrieNodes")),
     };
+    // A server with the root's state always serves the first node asked for (geth serves in
+    // order and stops at its byte budget only after a node); no node at all is how geth (and
+    // leafsync's snap/1 server) answer for a root they do not have: marked, not penalised.
+    if !req.nodes.is_empty() && answer.nodes.iter().all(|n| n.is_empty()) {
+        return Err(Fault::NoState);
+    }
     let hashes: Vec<B256> = req.nodes.iter().map(|n| n.hash).collect();
     let nodes = match_by_hash(&hashes, answer.nodes)?;
     Ok(LeafResponse::Nodes(Nodes { nodes }))

@@ -18,16 +18,29 @@ use tokio::sync::watch;
 use super::SnapTransport;
 use crate::peer::{PeerFuture, report_in_background};
 
+/// How far a peer's announced latest block may trail the pivot for the peer to be taken to
+/// have the pivot's state (32): geth sends `BlockRangeUpdate` only once its head has moved 32
+/// blocks (`blockRangeState.shouldSend`), so the latest block it announced is up to 31 blocks
+/// behind the head it has.
+pub const ANNOUNCED_HEAD_LAG: u64 = 32;
+
 /// The head a snap/1 peer is taken to have. snap/1 serves state by root, and eth/69 announces
 /// only the peer's latest block number and hash, no state root. A geth keeps the state of its
-/// last [`DEFAULT_RECENT_BLOCKS`] blocks (128 diff layers), so a peer whose latest block is at
-/// or at most that far past the `pivot` (the trusted head of the execution client) is taken to
-/// have the pivot's state: its head is the pivot. Otherwise its own latest block with a zero
-/// state root, which the syncer never gives the pivot's trie nodes to (and which must not
-/// choose a pivot: snap peers are used with a trusted pivot only).
+/// last [`DEFAULT_RECENT_BLOCKS`] blocks (128 diff layers) and announces its head every
+/// [`ANNOUNCED_HEAD_LAG`] blocks, so a peer whose announced latest block is at most that much
+/// before the `pivot` (the trusted head of the execution client), or at most 127 blocks past it,
+/// is taken to have the pivot's state: its head is the pivot. (Before, the announcement had to
+/// reach the pivot: a geth at the chain's head was taken to have its state 31 times in 32, and
+/// got no trie-node work, so a sync from geth peers alone stalled until its timeout.) A peer
+/// that does not have it after all answers empty, which marks it without state for that root.
+/// Otherwise its own latest block with a zero state root, which the syncer never gives the
+/// pivot's trie nodes to (and which must not choose a pivot: snap peers are used with a trusted
+/// pivot only).
 pub fn snap_head(range: &BlockRangeUpdate, pivot: &ChainHead) -> ChainHead {
-    let covers = range.latest >= pivot.number
-        && range.latest - pivot.number < DEFAULT_RECENT_BLOCKS
+    let trails = pivot.number.saturating_sub(range.latest);
+    let leads = range.latest.saturating_sub(pivot.number);
+    let covers = trails < ANNOUNCED_HEAD_LAG
+        && leads < DEFAULT_RECENT_BLOCKS
         && pivot.state_root != B256::ZERO;
     if covers {
         *pivot
@@ -103,7 +116,11 @@ mod tests {
         assert_eq!(snap_head(&range(1127), &pivot), pivot);
         let own = snap_head(&range(1128), &pivot);
         assert_eq!((own.number, own.state_root), (1128, B256::ZERO));
-        assert_eq!(snap_head(&range(999), &pivot).state_root, B256::ZERO);
+        // geth announces its head every 32 blocks: the announcement trails the head it has.
+        assert_eq!(snap_head(&range(999), &pivot), pivot);
+        assert_eq!(snap_head(&range(1000 - ANNOUNCED_HEAD_LAG + 1), &pivot), pivot);
+        let behind = snap_head(&range(1000 - ANNOUNCED_HEAD_LAG), &pivot);
+        assert_eq!((behind.number, behind.state_root), (1000 - ANNOUNCED_HEAD_LAG, B256::ZERO));
         let unknown = ChainHead { state_root: B256::ZERO, ..pivot };
         assert_eq!(snap_head(&range(1000), &unknown).state_root, B256::ZERO);
     }

@@ -24,11 +24,14 @@ use super::{db_head, mutant::Mutator};
 /// How a simulated snap/1 server behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SnapBehaviour {
-    /// Serves its leafdb (ranges at its head root only, as serve's server does).
+    /// Serves its leafdb, as serve's server does.
     Honest,
     /// Answers every range empty with an empty proof (Besu's default, a geth still generating
     /// its snapshot); trie nodes and codes honest.
     EmptyRanges,
+    /// Answers ranges and trie nodes empty, as a geth does for a root it cannot open (one still
+    /// syncing, or one whose head trails the pivot); codes honest.
+    Stateless,
     /// Every account balance and slot value in ranges off by one; nodes and codes honest.
     Junk,
     /// Ranges cut to their first item (proof kept): a peer starving the sync.
@@ -104,14 +107,21 @@ impl SimSnap {
             Bytes::from(out)
         };
         match (self.behaviour, answer) {
-            (SnapBehaviour::EmptyRanges, SnapMessage::AccountRange(a)) => {
+            (
+                SnapBehaviour::EmptyRanges | SnapBehaviour::Stateless,
+                SnapMessage::AccountRange(a),
+            ) => {
                 a.accounts.clear();
                 a.proof.clear();
             }
-            (SnapBehaviour::EmptyRanges, SnapMessage::StorageRanges(s)) => {
+            (
+                SnapBehaviour::EmptyRanges | SnapBehaviour::Stateless,
+                SnapMessage::StorageRanges(s),
+            ) => {
                 s.slots.clear();
                 s.proof.clear();
             }
+            (SnapBehaviour::Stateless, SnapMessage::TrieNodes(t)) => t.nodes.clear(),
             (SnapBehaviour::Junk, SnapMessage::AccountRange(a)) => {
                 for item in &mut a.accounts {
                     let acc = &item.account;
