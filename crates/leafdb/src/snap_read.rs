@@ -4,6 +4,8 @@
 //! (`trie.GetNode`), also under older roots as far as the node store and the recent-node cache
 //! still resolve them.
 
+mod at_root;
+
 use std::{cell::RefCell, collections::HashMap};
 
 use alloy_primitives::{B256, U256, keccak256};
@@ -16,6 +18,8 @@ use crate::{
     schema::{BlockHeader, decode_account, decode_head, decode_slot_value, meta},
     trie::{DecodedNode, NodeSource, prove},
 };
+
+pub use at_root::LeavesAt;
 
 /// Nibble value geth appends to a key path to mark a leaf's end (its hex "terminator").
 pub const TERMINATOR: u8 = 16;

@@ -2,9 +2,11 @@
 //! `verifyMerkleRangeProof` (a port of go-ethereum's `trie.VerifyRangeProof`), run by
 //! `tests/interop/range_proof.mjs` under Node.
 //!
-//! On a generated state (leafdb's `generate`), random account ranges (random origins, some on
-//! existing keys, some past the last key; random byte budgets) and random storage ranges of the
-//! larger contracts are answered by our server, written as JSON and verified there; every valid
+//! On a generated state (leafdb's `generate`) with three blocks applied on top, at the head's
+//! root (read from the flat state) and at the generated state's root (an older root, read by
+//! walking its trie through the recent-node cache), random account ranges (random origins, some
+//! on existing keys, some past the last key; random byte budgets) and random storage ranges of
+//! the larger contracts are answered by our server, written as JSON and verified there; every valid
 //! case must verify (and report "more to the right" exactly when the state has a key past the
 //! range), every corrupted one (a proof node dropped, a value changed, a key left out, another
 //! root) must fail.
@@ -132,8 +134,36 @@ fn full_account(slim: &SlimAccount) -> Vec<u8> {
     })
 }
 
-fn account_cases(db: &LeafDb, keys: &[B256], rng: &mut SplitMix) -> Vec<Case> {
-    let root = db.account_root().unwrap();
+/// A state root with what its ranges must give: its account keys, and its contracts with at
+/// least 20 slots (largest first) with their storage roots and slot keys.
+struct State {
+    root: B256,
+    keys: Vec<B256>,
+    contracts: Vec<(B256, B256, Vec<B256>)>,
+}
+
+impl State {
+    /// The leafdb's head state.
+    fn read(db: &LeafDb) -> Self {
+        let reader = db.snap_reader().unwrap();
+        let keys: Vec<B256> = reader.accounts_from(&B256::ZERO).map(|a| a.unwrap().0).collect();
+        let mut contracts: Vec<(B256, B256, Vec<B256>)> = keys
+            .iter()
+            .filter_map(|k| {
+                let a = db.account(k).unwrap()?;
+                let slots: Vec<B256> =
+                    reader.storage_from(k, &B256::ZERO).map(|s| s.unwrap().0).collect();
+                (slots.len() >= 20).then_some((*k, a.storage_root, slots))
+            })
+            .collect();
+        contracts.sort_by_key(|c| std::cmp::Reverse(c.2.len()));
+        assert!(contracts.len() >= 5, "the generated state has contracts with storage");
+        Self { root: reader.root(), keys, contracts }
+    }
+}
+
+fn account_cases(db: &LeafDb, state: &State, rng: &mut SplitMix) -> Vec<Case> {
+    let (root, keys) = (state.root, &state.keys);
     let mut cases = Vec::new();
     for i in 0..ACCOUNT_CASES {
         let origin = match i % 4 {
@@ -150,14 +180,14 @@ fn account_cases(db: &LeafDb, keys: &[B256], rng: &mut SplitMix) -> Vec<Case> {
             bytes,
         };
         let AccountRange { accounts, proof, .. } = answer_account_range(db, &req);
-        assert!(!proof.is_empty(), "every answer at the head root carries a proof");
+        assert!(!proof.is_empty(), "every answer at a root the leafdb resolves carries a proof");
         let last = accounts.last().map(|a| a.hash);
         let more = match last {
             Some(last) => keys.iter().any(|k| *k > last),
             None => false,
         };
         cases.push(Case {
-            name: format!("accounts-{i}-n{}", accounts.len()),
+            name: format!("accounts-{root}-{i}-n{}", accounts.len()),
             root,
             first: origin,
             keys: accounts.iter().map(|a| a.hash).collect(),
@@ -169,25 +199,12 @@ fn account_cases(db: &LeafDb, keys: &[B256], rng: &mut SplitMix) -> Vec<Case> {
     cases
 }
 
-fn storage_cases(db: &LeafDb, keys: &[B256], rng: &mut SplitMix) -> Vec<Case> {
-    let root = db.account_root().unwrap();
-    // Contracts with at least 20 slots, largest first.
-    let reader = db.snap_reader().unwrap();
-    let mut contracts: Vec<(usize, B256, B256)> = keys
-        .iter()
-        .filter_map(|k| {
-            let a = db.account(k).unwrap()?;
-            let n = reader.storage_from(k, &B256::ZERO).count();
-            (n >= 20).then_some((n, *k, a.storage_root))
-        })
-        .collect();
-    contracts.sort_by_key(|c| std::cmp::Reverse(c.0));
-    assert!(contracts.len() >= 5, "the generated state has contracts with storage");
+fn storage_cases(db: &LeafDb, state: &State, rng: &mut SplitMix) -> Vec<Case> {
+    let root = state.root;
     let mut cases = Vec::new();
     for i in 0..STORAGE_CASES {
-        let (_, account, storage_root) = contracts[i % contracts.len()];
-        let slots: Vec<B256> =
-            reader.storage_from(&account, &B256::ZERO).map(|s| s.unwrap().0).collect();
+        let (account, storage_root, slots) = &state.contracts[i % state.contracts.len()];
+        let (account, storage_root) = (*account, *storage_root);
         // A non-zero origin so that the server proves the range (geth proves only then or when
         // it cuts a range short); small budgets so that many are cut short too.
         let origin = if i % 2 == 0 {
@@ -208,7 +225,7 @@ fn storage_cases(db: &LeafDb, keys: &[B256], rng: &mut SplitMix) -> Vec<Case> {
         let last = list.last().map(|s| s.hash);
         let more = last.is_some_and(|last| slots.iter().any(|s| *s > last));
         cases.push(Case {
-            name: format!("storage-{i}-n{}", list.len()),
+            name: format!("storage-{root}-{i}-n{}", list.len()),
             root: storage_root,
             first: origin,
             keys: list.iter().map(|s| s.hash).collect(),
@@ -232,13 +249,23 @@ fn edge_proofs_verify_with_ethereumjs_mpt() {
 
     let dir = tempfile::tempdir().unwrap();
     let db = LeafDb::open(dir.path(), &DbOptions::default(), LeafDbConfig::default()).unwrap();
-    db.generate(GenParams { accounts: ACCOUNTS, seed: 0x5a7 }).unwrap();
-    let reader = db.snap_reader().unwrap();
-    let keys: Vec<B256> = reader.accounts_from(&B256::ZERO).map(|a| a.unwrap().0).collect();
-    drop(reader);
+    let params = GenParams { accounts: ACCOUNTS, seed: 0x5a7 };
+    db.generate(params).unwrap();
+    let older = State::read(&db);
+    // Blocks on top: the generated state's root is now an older root (a syncing geth's pivot
+    // behind our head), served by walking its trie; the head's is served from the flat state.
+    for n in 1..=3 {
+        let (header, diff) = params.block(n, 300);
+        db.apply_generated_block(&header, &diff).unwrap();
+    }
+    let head = State::read(&db);
+    assert_ne!(head.root, older.root);
     let mut rng = SplitMix::new(0x1234_5678);
-    let mut valid = account_cases(&db, &keys, &mut rng);
-    valid.extend(storage_cases(&db, &keys, &mut rng));
+    let mut valid = Vec::new();
+    for state in [&head, &older] {
+        valid.extend(account_cases(&db, state, &mut rng));
+        valid.extend(storage_cases(&db, state, &mut rng));
+    }
     let corrupted: Vec<Case> = valid.iter().flat_map(Case::corruptions).collect();
 
     let all: Vec<Value> = valid.iter().chain(&corrupted).map(Case::to_json).collect();

@@ -1,6 +1,6 @@
 //! The snap/1 server beyond geth's conformance cases: budgets on a generated state (bytes, the
-//! 2 MiB cap, counts), batched storage ranges, trie nodes of an older root from the recent-node
-//! cache, `serve_message`'s decode → answer → response path, and any request a peer may send
+//! 2 MiB cap, counts), batched storage ranges, trie nodes and ranges of an older root from the
+//! recent-node cache, `serve_message`'s decode → answer → response path, and any request a peer may send
 //! (a proptest) answered within bounds or refused.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
@@ -253,16 +253,96 @@ fn older_roots_serve_trie_nodes_from_the_recent_cache() {
     )
     .unwrap();
     assert!(res.nodes.is_empty());
-    // Account ranges: only at the head.
-    let req = GetAccountRange {
+}
+
+/// Every account a root's ranges give, asked from zero on in `bytes`-sized answers as a syncing
+/// geth asks, each answer proving its first edge against `root`.
+fn all_accounts(db: &LeafDb, root: B256, bytes: u64) -> Vec<(B256, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut origin = B256::ZERO;
+    loop {
+        let req = GetAccountRange { request_id: 1, root, origin, limit: MAX, bytes };
+        let res = answer_account_range(db, &req);
+        assert_eq!(keccak256(&res.proof[0]), root, "proved against the root asked for");
+        let Some(last) = res.accounts.last().map(|a| a.hash) else { return out };
+        out.extend(res.accounts.iter().map(|a| (a.hash, alloy_rlp::encode(&a.account))));
+        if last == MAX {
+            return out;
+        }
+        origin = B256::from(alloy_primitives::U256::from_be_bytes(last.0) + U256::from(1));
+    }
+}
+
+/// Every slot of `account` at `root`, asked as a syncing geth asks (a cut range continued from
+/// its last slot).
+fn all_slots(db: &LeafDb, root: B256, account: B256) -> Vec<(B256, Bytes)> {
+    let mut out: Vec<(B256, Bytes)> = Vec::new();
+    loop {
+        let origin = out.last().map_or(B256::ZERO, |(k, _)| {
+            B256::from(alloy_primitives::U256::from_be_bytes(k.0) + U256::from(1))
+        });
+        let req = GetStorageRanges {
+            request_id: 1,
+            root,
+            accounts: vec![account],
+            origin: origin.to_vec().into(),
+            limit: Bytes::new(),
+            bytes: 200,
+        };
+        let res = answer_storage_ranges(db, &req);
+        let Some(slots) = res.slots.first() else { return out };
+        out.extend(slots.iter().map(|s| (s.hash, s.body.clone())));
+        if res.proof.is_empty() {
+            return out; // not cut: the storage's last slot came
+        }
+    }
+}
+
+/// A syncing geth asks for ranges at its pivot, 64 blocks or more behind the chain's head: they
+/// are served at a root the blocks since have replaced (its trie walked through the node store
+/// and the recent-node cache), equal to what that root's head served; an unknown root answers
+/// nothing.
+#[test]
+fn ranges_at_an_older_root_are_the_ranges_that_root_had() {
+    let (_dir, db) = rocks();
+    let params = GenParams { accounts: 3_000, seed: 21 };
+    db.generate(params).unwrap();
+    let old_root = db.account_root().unwrap();
+    let before = all_accounts(&db, old_root, 4_000);
+    assert!(before.len() >= 3_000, "{} accounts", before.len());
+    let storages: Vec<B256> = db
+        .snap_reader()
+        .unwrap()
+        .accounts_from(&B256::ZERO)
+        .map(Result::unwrap)
+        .filter(|(_, a)| a.storage_root != alloy_trie::EMPTY_ROOT_HASH)
+        .map(|(k, _)| k)
+        .collect();
+    let slots_before: Vec<_> = storages.iter().map(|a| all_slots(&db, old_root, *a)).collect();
+    for n in 1..=3 {
+        let (header, diff) = params.block(n, 300);
+        db.apply_generated_block(&header, &diff).unwrap();
+    }
+    let head_root = db.account_root().unwrap();
+    assert_ne!(head_root, old_root);
+    let after = all_accounts(&db, head_root, 4_000);
+    assert_ne!(after, before, "the blocks changed accounts");
+    assert_eq!(all_accounts(&db, old_root, 4_000), before, "the older root's accounts");
+    let mut changed = 0;
+    for (account, slots) in storages.iter().zip(&slots_before) {
+        assert_eq!(&all_slots(&db, old_root, *account), slots, "storage of {account}");
+        changed += usize::from(all_slots(&db, head_root, *account) != *slots);
+    }
+    assert!(changed > 0, "the blocks changed some storage");
+    let unknown = GetAccountRange {
         request_id: 7,
-        root: old_root,
+        root: B256::repeat_byte(3),
         origin: B256::ZERO,
         limit: MAX,
         bytes: 100,
     };
     assert_eq!(
-        answer_account_range(&db, &req),
+        answer_account_range(&db, &unknown),
         AccountRange { request_id: 7, ..Default::default() }
     );
 }

@@ -4,9 +4,12 @@
 //! capped at [`SOFT_RESPONSE_LIMIT`]), by item count and by [`MAX_QUERY_TIME`], and holds at least
 //! one item when there is one to give.
 //!
-//! When it answers empty: a state root other than the leafdb's head (account and storage ranges;
-//! trie nodes also serve older roots as far as the node store and the recent-node cache resolve
-//! them), and any internal trouble (logged, then an empty answer, as geth does). Only an empty
+//! Account and storage ranges are read from the flat state at the leafdb's head root, and at an
+//! older root (a syncing geth's pivot is 64 to ~120 blocks behind the chain's head) by walking
+//! its trie; trie nodes serve older roots the same way. Older roots resolve as far as the node
+//! store and the recent-node cache hold their nodes (the last `recent_blocks` blocks' replaced
+//! nodes, none from before a restart). When it answers empty: a root whose trie does not
+//! resolve, and any internal trouble (logged, then an empty answer, as geth does). Only an empty
 //! `GetTrieNodes` path set is refused as a protocol breach.
 
 mod accounts;
@@ -80,12 +83,6 @@ fn reader<S: KvStore>(db: &LeafDb<S>) -> Option<SnapReader<'_, S>> {
             None
         }
     }
-}
-
-/// A view of the leafdb for one query at state `root`, `None` when it cannot be opened (logged)
-/// or the leafdb's head is at another root.
-fn reader_at<S: KvStore>(db: &LeafDb<S>, root: B256) -> Option<SnapReader<'_, S>> {
-    reader(db).filter(|view| view.root() == root)
 }
 
 /// go-ethereum's `common.BytesToHash`: the last 32 bytes, right-aligned (a short value is

@@ -1,15 +1,15 @@
 //! `GetStorageRanges` → `StorageRanges`.
 
 use alloy_primitives::{B256, Bytes};
-use leafsync_leafdb::{KvStore, LeafDb, schema::slot_leaf_value};
+use leafsync_leafdb::{KvStore, LeafDb, Result, schema::slot_leaf_value, snap_read::SnapReader};
 use leafsync_p2p::snap::{
     GetStorageRanges, StorageData, StorageRanges,
     protocol::{MAX_SLOTS_PER_RESPONSE, STATE_LOOKUP_SLACK_PERCENT},
 };
 
-use super::{add_proof, byte_budget, bytes_to_hash, deadline, expired, reader_at};
+use super::{add_proof, byte_budget, bytes_to_hash, deadline, expired, reader};
 
-/// Answers `GetStorageRanges` at the leafdb's head, as go-ethereum does:
+/// Answers `GetStorageRanges`, as go-ethereum does:
 ///
 /// * accounts in request order; no new account is opened once the byte budget is reached;
 /// * `origin` and `limit` apply to the first account only; within an account slots are sent from
@@ -18,11 +18,33 @@ use super::{add_proof, byte_budget, bytes_to_hash, deadline, expired, reader_at}
 /// * an account with no slots to send gets no list (the lists that follow move up);
 /// * the last list gets an edge proof (origin and last slot) when it started past zero or was cut
 ///   short, and nothing is served after it;
-/// * empty (no lists, no proof) for any other root, or if a proof is needed for an account that
-///   does not exist, or on internal trouble.
+/// * empty (no lists, no proof) if a proof is needed for an account that does not exist, or on
+///   internal trouble.
+///
+/// At the leafdb's head root from the flat state; at a recent root (a syncing geth's pivot) by
+/// walking each account's storage trie at that root, found by walking the account trie
+/// ([`leafsync_leafdb::snap_read::LeavesAt`]): a storage whose trie no longer resolves ends the
+/// answer there (as a range cut short when some of its slots came; empty when the first
+/// account's storage or the root itself does not resolve).
 pub fn answer_storage_ranges<S: KvStore>(db: &LeafDb<S>, req: &GetStorageRanges) -> StorageRanges {
     let empty = StorageRanges { request_id: req.request_id, ..Default::default() };
-    let Some(view) = reader_at(db, req.root) else { return empty };
+    let Some(view) = reader(db) else { return empty };
+    match serve(&view, req) {
+        Ok(answer) => answer,
+        Err(error) => {
+            crate::log::serve_warn!(%error, "snap/1: reading storage failed; answering empty");
+            empty
+        }
+    }
+}
+
+/// [`answer_storage_ranges`] over one view; `Err` on internal trouble.
+fn serve<S: KvStore>(view: &SnapReader<'_, S>, req: &GetStorageRanges) -> Result<StorageRanges> {
+    let empty = StorageRanges { request_id: req.request_id, ..Default::default() };
+    let at_head = view.root() == req.root;
+    if !at_head && !view.resolves_root(None, req.root)? {
+        return Ok(empty);
+    }
     let budget = byte_budget(req.bytes);
     let hard_limit = budget + budget * STATE_LOOKUP_SLACK_PERCENT / 100;
     let until = deadline();
@@ -42,53 +64,71 @@ pub fn answer_storage_ranges<S: KvStore>(db: &LeafDb<S>, req: &GetStorageRanges)
         } else {
             B256::repeat_byte(0xff)
         };
+        // At an older root, the account's storage root there (`None`: no such account); at
+        // the head it is read only for a proof.
+        let walked_root = if at_head {
+            None
+        } else {
+            Some(view.account_at(req.root, account)?.0.map(|a| a.storage_root))
+        };
         let mut slots = Vec::new();
         let mut cut = false;
-        for item in view.storage_from(account, &origin) {
-            if size >= hard_limit || count >= MAX_SLOTS_PER_RESPONSE || expired(until) {
-                cut = true;
-                break;
-            }
-            let (hash, value) = match item {
-                Ok(s) => s,
-                Err(error) => {
-                    crate::log::serve_warn!(%error, "snap/1: reading storage failed; answering empty");
-                    return empty;
+        let mut unresolved = false;
+        {
+            let mut take = |hash: B256, body: Bytes| {
+                if size >= hard_limit || count >= MAX_SLOTS_PER_RESPONSE || expired(until) {
+                    cut = true;
+                    return false;
                 }
+                size += (B256::len_bytes() + body.len()) as u64;
+                count += 1;
+                slots.push(StorageData { hash, body });
+                hash < limit
             };
-            let body = Bytes::from(slot_leaf_value(&value));
-            size += (B256::len_bytes() + body.len()) as u64;
-            count += 1;
-            slots.push(StorageData { hash, body });
-            if hash >= limit {
-                break;
+            if at_head {
+                for item in view.storage_from(account, &origin) {
+                    let (hash, value) = item?;
+                    if !take(hash, Bytes::from(slot_leaf_value(&value))) {
+                        break;
+                    }
+                }
+            } else if let Some(Some(root)) = walked_root {
+                let mut walk = view.leaves_at(Some(account), root, &origin);
+                for item in walk.by_ref() {
+                    let (hash, body) = item?;
+                    if !take(hash, Bytes::from(body)) {
+                        break;
+                    }
+                }
+                unresolved = walk.cut();
             }
         }
+        if unresolved && slots.is_empty() {
+            // Nothing of this storage can be read at that root: the lists so far are the answer.
+            return Ok(if first { empty } else { out });
+        }
+        let cut = cut || unresolved;
         let last = slots.last().map(|s| s.hash);
         let partial = origin != B256::ZERO || (cut && last.is_some());
         if !slots.is_empty() {
             out.slots.push(slots);
         }
         if partial {
-            let storage_root = match view.account(account) {
-                Ok(Some(a)) => a.storage_root,
-                Ok(None) => return empty,
-                Err(error) => {
-                    crate::log::serve_warn!(%error, "snap/1: reading an account failed; answering empty");
-                    return empty;
-                }
+            let storage_root = match walked_root {
+                Some(root) => root,
+                None => view.account(account)?.map(|a| a.storage_root),
             };
+            let Some(storage_root) = storage_root else { return Ok(empty) };
             for edge in std::iter::once(origin).chain(last) {
-                match view.prove_storage(account, storage_root, &edge) {
-                    Ok(nodes) => add_proof(&mut out.proof, nodes),
-                    Err(error) => {
-                        crate::log::serve_warn!(%error, "snap/1: proving a storage range failed");
-                        return empty;
-                    }
-                }
+                let nodes = if at_head {
+                    view.prove_storage(account, storage_root, &edge)
+                } else {
+                    view.prove_at(Some(account), storage_root, &edge)
+                };
+                add_proof(&mut out.proof, nodes?);
             }
             break;
         }
     }
-    out
+    Ok(out)
 }
