@@ -113,7 +113,7 @@ async fn hello_offsets_and_messages_agree_with_ethereumjs() {
             else {
                 panic!("expected Status")
             };
-            theirs.validate(&chain, &filter).unwrap();
+            theirs.validate(&chain, &filter, filter.current()).unwrap();
             assert_eq!(theirs.latest, HEAD.0);
             let range =
                 BlockRangeUpdate { earliest: 0, latest: HEAD.0, latest_hash: B256::repeat_byte(1) };

@@ -10,7 +10,7 @@ use crate::{
     leaf::MAX_HEAD_NUMBER,
     p2pstream::DisconnectReason,
 };
-use alloy_eip2124::{ForkFilter, ValidationError};
+use alloy_eip2124::{ForkFilter, ForkId, ValidationError};
 use alloy_primitives::B256;
 
 /// Why a peer's `eth/69` `Status` is refused.
@@ -129,8 +129,16 @@ impl Status {
     }
 
     /// Checks a peer's `Status` in geth's order: network id, version, genesis, fork id (with
-    /// `filter`, built for our head), block range.
-    pub fn validate(&self, chain: &ChainSpec, filter: &ForkFilter) -> Result<(), EthStatusError> {
+    /// `filter`, built for our head), block range. A fork id equal to `ours`, the one we announce
+    /// (the execution client's, from its `eth_config`, when it gives one), passes without the
+    /// filter: the filter is the chain preset's schedule, which lacks a fork activated after
+    /// this build (a devnet's, or a fork shipped later), and would refuse every peer past it.
+    pub fn validate(
+        &self,
+        chain: &ChainSpec,
+        filter: &ForkFilter,
+        ours: ForkId,
+    ) -> Result<(), EthStatusError> {
         expect_ours(chain.network_id, self.network_id, |ours, theirs| {
             EthStatusError::NetworkIdMismatch { ours, theirs }
         })?;
@@ -143,7 +151,9 @@ impl Status {
         expect_ours(chain.genesis_hash, self.genesis, |ours, theirs| {
             EthStatusError::GenesisMismatch { ours, theirs }
         })?;
-        filter.validate(self.fork_id)?;
+        if self.fork_id != ours {
+            filter.validate(self.fork_id)?;
+        }
         self.block_range().validate()?;
         // As a `leaf/1` Status head: the latest block becomes the peer's head for the sync.
         if self.latest > MAX_HEAD_NUMBER {

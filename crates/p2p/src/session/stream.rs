@@ -216,8 +216,8 @@ where
                     if theirs.eth.is_some() {
                         return Err(SessionError::DuplicateStatus);
                     }
-                    if let Some((_, filter)) = eth_ours {
-                        status.validate(chain, filter)?;
+                    if let Some((our_status, filter)) = eth_ours {
+                        status.validate(chain, filter, our_status.fork_id)?;
                     }
                     theirs.eth = Some(status);
                 }
