@@ -7,7 +7,7 @@
 //! After a restart it starts empty; GetNodes then answers empty for nodes replaced before the
 //! restart (never wrongly), and clients ask other peers.
 
-use std::collections::VecDeque;
+use std::{collections::VecDeque, sync::Arc};
 
 use alloy_primitives::{B256, map::B256Map};
 
@@ -63,9 +63,22 @@ impl BlockNodes {
 /// Nodes by hash, a block at a time; see the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct RecentNodes {
-    /// Blocks in increasing order.
-    blocks: VecDeque<BlockNodes>,
+    /// Blocks in increasing order (shared with the windows taken of them).
+    blocks: VecDeque<Arc<BlockNodes>>,
     bytes: usize,
+}
+
+/// The cache's blocks at one moment ([`RecentNodes::window`]): a reader that takes one sees the
+/// same nodes for as long as it keeps it, whatever blocks are added or expire meanwhile (a
+/// range walked at an older root and its proof must see the same nodes).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RecentWindow(Vec<Arc<BlockNodes>>);
+
+impl RecentWindow {
+    /// The node with `hash`, if the window holds it (the newest blocks are looked in first).
+    pub(crate) fn get(&self, hash: &B256) -> Option<Vec<u8>> {
+        self.0.iter().rev().find_map(|b| b.get(hash)).map(<[u8]>::to_vec)
+    }
 }
 
 impl RecentNodes {
@@ -80,7 +93,7 @@ impl RecentNodes {
     ) {
         let nodes = BlockNodes::new(block, replaced);
         self.bytes += nodes.bytes();
-        self.blocks.push_back(nodes);
+        self.blocks.push_back(Arc::new(nodes));
         while let Some(oldest) = self.blocks.front() {
             let expired = last_expired.is_some_and(|e| oldest.block <= e);
             if !expired && (self.bytes <= max_bytes || self.blocks.len() == 1) {
@@ -96,6 +109,11 @@ impl RecentNodes {
     /// looked in first).
     pub(crate) fn get(&self, hash: &B256) -> Option<Vec<u8>> {
         self.blocks.iter().rev().find_map(|b| b.get(hash)).map(<[u8]>::to_vec)
+    }
+
+    /// The blocks held now, shared: see [`RecentWindow`].
+    pub(crate) fn window(&self) -> RecentWindow {
+        RecentWindow(self.blocks.iter().cloned().collect())
     }
 
     /// Bytes held, overhead included.
@@ -140,6 +158,20 @@ mod tests {
         assert_eq!(c.get(&h(1)), Some(vec![1; 10]));
         assert_eq!(c.get(&h(2)), Some(vec![2; 20]));
         assert_eq!(c.get(&h(3)), None);
+    }
+
+    /// A window taken before blocks expire still finds their nodes (a query's walk and its
+    /// proof see the same nodes); a window taken after does not.
+    #[test]
+    fn a_window_keeps_the_blocks_it_was_taken_with() {
+        let mut c = RecentNodes::default();
+        c.add_block(1, vec![(h(1), vec![1; 10])], None, usize::MAX);
+        let before = c.window();
+        c.add_block(2, vec![(h(2), vec![2; 10])], Some(1), usize::MAX);
+        assert!(c.get(&h(1)).is_none(), "expired in the cache");
+        assert_eq!(before.get(&h(1)), Some(vec![1; 10]), "still in the window taken before");
+        assert!(before.get(&h(2)).is_none(), "a window does not see later blocks");
+        assert!(c.window().get(&h(1)).is_none());
     }
 
     #[test]

@@ -15,11 +15,12 @@ use crate::{
     db::{LeafDb, TrieNodes, read_account_root},
     error::{LeafDbError, Result},
     kv::{KvRead, KvStore, Table},
+    recent::RecentWindow,
     schema::{BlockHeader, decode_account, decode_head, decode_slot_value, meta},
     trie::{DecodedNode, NodeSource, prove},
 };
 
-pub use at_root::LeavesAt;
+pub use at_root::{AccountAt, LeavesAt};
 
 /// Nibble value geth appends to a key path to mark a leaf's end (its hex "terminator").
 pub const TERMINATOR: u8 = 16;
@@ -47,12 +48,16 @@ pub enum PathLookup {
 /// A read-only snap/1 view of the leafdb at the moment [`LeafDb::snap_reader`] was called.
 pub struct SnapReader<'a, S: KvStore> {
     snap: S::Snapshot<'a>,
-    db: &'a LeafDb<S>,
+    /// The store the snapshot borrows from.
+    _store: std::marker::PhantomData<&'a S>,
     head: Option<BlockHeader>,
     root: B256,
     /// Nodes this view has resolved, by (owner, path, hash): a query walking many paths from
     /// one root pays for each node once, as geth's in-memory trie does.
     resolved: RefCell<HashMap<NodeKey, Vec<u8>>>,
+    /// The recent-node cache as the view was opened: a range walked at an older root and its
+    /// proof see the same nodes, whatever blocks expire meanwhile.
+    recent: RecentWindow,
 }
 
 /// A node's identity within one view: its trie's owner, its path and its hash.
@@ -77,7 +82,11 @@ impl<S: KvStore> LeafDb<S> {
         let snap = self.store().snapshot();
         let head = snap.get(Table::Meta, meta::HEAD)?.map(|b| decode_head(&b)).transpose()?;
         let root = read_account_root(&snap)?;
-        Ok(SnapReader { snap, db: self, head, root, resolved: RefCell::default() })
+        // After the snapshot: a block applied in between only adds nodes of the snapshot's
+        // state, which the store holds anyway.
+        let recent = self.recent_cache().window();
+        let _store = std::marker::PhantomData;
+        Ok(SnapReader { snap, _store, head, root, resolved: RefCell::default(), recent })
     }
 }
 
@@ -172,7 +181,7 @@ impl<S: KvStore> SnapReader<'_, S> {
         {
             return Ok(Some(rlp));
         }
-        self.db.recent_node(hash)
+        Ok(self.recent.get(hash))
     }
 
     /// [`Self::resolve`] through the view's cache of resolved nodes; `loads` counts only the

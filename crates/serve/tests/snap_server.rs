@@ -319,6 +319,20 @@ fn ranges_at_an_older_root_are_the_ranges_that_root_had() {
         .map(|(k, _)| k)
         .collect();
     let slots_before: Vec<_> = storages.iter().map(|a| all_slots(&db, old_root, *a)).collect();
+    // One request naming several storages and an account the root does not have, cut by its
+    // budget: the same lists, in the same places, and the same proof once the root is older.
+    let mut several = storages[..6].to_vec();
+    several.insert(2, B256::repeat_byte(0x5a));
+    let batch = GetStorageRanges {
+        request_id: 2,
+        root: old_root,
+        accounts: several,
+        origin: Bytes::new(),
+        limit: Bytes::new(),
+        bytes: 3_000,
+    };
+    let batch_before = answer_storage_ranges(&db, &batch);
+    assert!(batch_before.slots.len() >= 2 && !batch_before.proof.is_empty(), "{batch_before:?}");
     for n in 1..=3 {
         let (header, diff) = params.block(n, 300);
         db.apply_generated_block(&header, &diff).unwrap();
@@ -334,6 +348,7 @@ fn ranges_at_an_older_root_are_the_ranges_that_root_had() {
         changed += usize::from(all_slots(&db, head_root, *account) != *slots);
     }
     assert!(changed > 0, "the blocks changed some storage");
+    assert_eq!(answer_storage_ranges(&db, &batch), batch_before);
     let unknown = GetAccountRange {
         request_id: 7,
         root: B256::repeat_byte(3),
@@ -345,6 +360,55 @@ fn ranges_at_an_older_root_are_the_ranges_that_root_had() {
         answer_account_range(&db, &unknown),
         AccountRange { request_id: 7, ..Default::default() }
     );
+}
+
+/// A root whose nodes the recent-node cache no longer holds (past `recent_blocks`) resolves
+/// nothing: ranges at it are answered empty, without a proof, as geth answers for a state it
+/// no longer has.
+#[test]
+fn ranges_at_a_root_past_the_recent_window_are_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LeafDbConfig { recent_blocks: 1, ..LeafDbConfig::default() };
+    let db = LeafDb::open(dir.path(), &DbOptions::default(), config).unwrap();
+    let params = GenParams { accounts: 1_000, seed: 23 };
+    db.generate(params).unwrap();
+    let old_root = db.account_root().unwrap();
+    let storage = db
+        .snap_reader()
+        .unwrap()
+        .accounts_from(&B256::ZERO)
+        .map(Result::unwrap)
+        .find(|(_, a)| a.storage_root != alloy_trie::EMPTY_ROOT_HASH)
+        .unwrap()
+        .0;
+    let (header, diff) = params.block(1, 300);
+    db.apply_generated_block(&header, &diff).unwrap();
+    assert!(!all_accounts(&db, old_root, 4_000).is_empty(), "one block back: in the window");
+    for n in 2..=3 {
+        let (header, diff) = params.block(n, 300);
+        db.apply_generated_block(&header, &diff).unwrap();
+    }
+    let req = GetAccountRange {
+        request_id: 3,
+        root: old_root,
+        origin: B256::ZERO,
+        limit: MAX,
+        bytes: 4_000,
+    };
+    assert_eq!(
+        answer_account_range(&db, &req),
+        AccountRange { request_id: 3, ..Default::default() }
+    );
+    let req = GetStorageRanges {
+        request_id: 4,
+        root: old_root,
+        accounts: vec![storage],
+        origin: Bytes::new(),
+        limit: Bytes::new(),
+        bytes: 4_000,
+    };
+    let res = answer_storage_ranges(&db, &req);
+    assert!(res.slots.is_empty() && res.proof.is_empty(), "{res:?}");
 }
 
 #[test]

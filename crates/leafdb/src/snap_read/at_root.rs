@@ -9,13 +9,14 @@
 //! origin up to the last one, in order.
 
 use alloy_primitives::B256;
-use alloy_trie::{EMPTY_ROOT_HASH, Nibbles};
+use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 
 use super::{Cursor, SnapReader, path_key_nibbles};
 use crate::{
     db::TrieNodes,
     error::{LeafDbError, Result},
     kv::KvStore,
+    schema::decode_account,
     trie::{DecodedNode, KnownLeaf, NodeSource, prove, verified},
 };
 
@@ -142,6 +143,17 @@ impl<S: KvStore> Iterator for LeavesAt<'_, '_, S> {
     }
 }
 
+/// What an account looked up at some root is there ([`SnapReader::account_at_root`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountAt {
+    /// The account.
+    Found(TrieAccount),
+    /// No such account at that root.
+    Absent,
+    /// A node on its path does not resolve: whether it is there cannot be told.
+    Unresolved,
+}
+
 /// A trie of one owner as the [`NodeSource`] of a proof at an older root: every node by the hash
 /// its parent names (see [`SnapReader::resolve`]).
 struct AtRoot<'v, 'a, S: KvStore> {
@@ -198,6 +210,19 @@ impl<'a, S: KvStore> SnapReader<'a, S> {
             cut: false,
             loads: 0,
         }
+    }
+
+    /// The account `hashed` at `root`, read by walking the account trie to the first leaf at or
+    /// after it; unlike [`Self::account_at`], an account whose path does not resolve is told
+    /// apart from one that is not there.
+    pub fn account_at_root(&self, root: B256, hashed: &B256) -> Result<AccountAt> {
+        let mut walk = self.leaves_at(None, root, hashed);
+        Ok(match walk.next().transpose()? {
+            Some((key, value)) if key == *hashed => AccountAt::Found(decode_account(&value)?),
+            Some(_) => AccountAt::Absent,
+            None if walk.cut() => AccountAt::Unresolved,
+            None => AccountAt::Absent,
+        })
     }
 
     /// The nodes proving `key` (present or absent) in the trie of `owner` with root `root`,

@@ -1,7 +1,11 @@
 //! `GetStorageRanges` → `StorageRanges`.
 
 use alloy_primitives::{B256, Bytes};
-use leafsync_leafdb::{KvStore, LeafDb, Result, schema::slot_leaf_value, snap_read::SnapReader};
+use leafsync_leafdb::{
+    KvStore, LeafDb, Result,
+    schema::slot_leaf_value,
+    snap_read::{AccountAt, SnapReader},
+};
 use leafsync_p2p::snap::{
     GetStorageRanges, StorageData, StorageRanges,
     protocol::{MAX_SLOTS_PER_RESPONSE, STATE_LOOKUP_SLACK_PERCENT},
@@ -65,11 +69,17 @@ fn serve<S: KvStore>(view: &SnapReader<'_, S>, req: &GetStorageRanges) -> Result
             B256::repeat_byte(0xff)
         };
         // At an older root, the account's storage root there (`None`: no such account); at
-        // the head it is read only for a proof.
+        // the head it is read only for a proof. An account whose path no longer resolves ends
+        // the answer: leaving its list out would move the next one up, and geth checks lists by
+        // position against the accounts it asked for (a mismatch, then a disconnect).
         let walked_root = if at_head {
             None
         } else {
-            Some(view.account_at(req.root, account)?.0.map(|a| a.storage_root))
+            match view.account_at_root(req.root, account)? {
+                AccountAt::Found(a) => Some(Some(a.storage_root)),
+                AccountAt::Absent => Some(None),
+                AccountAt::Unresolved => return Ok(if first { empty } else { out }),
+            }
         };
         let mut slots = Vec::new();
         let mut cut = false;
