@@ -87,7 +87,7 @@ fn leaf_sync_beats_heal_only_over_emulated_links() {
     let raw = json["raw_leaf_bytes"].as_u64().unwrap();
     // 2,000 accounts of at least 32 + 70 bytes each, plus their slots.
     assert!(raw > 2000 * 102, "{json}");
-    assert!(json["floor_cpu_s"].as_f64().unwrap().is_finite(), "{json}");
+    assert!(json["floor_cpu_s"].as_f64().is_some(), "{json}");
     assert!(matches!(json["keccak_lanes"].as_u64(), Some(1 | 8)), "{json}");
 
     let leaf = run(&json, "leaf");
@@ -138,7 +138,7 @@ fn skip_heal_only_reports_null() {
     let servers = &leaf["servers"];
     assert_eq!(servers["served"], leaf["requests"], "{json}");
     assert!(servers["cache_misses"].as_u64().unwrap() > 0, "{json}");
-    assert!(servers["cpu_s_per_mb"].as_f64().unwrap().is_finite(), "{json}");
+    assert!(servers["cpu_s_per_mb"].as_f64().is_some(), "a number: {json}");
     // Blocks applied to the synced leafdb, opened as the daemon opens its own.
     let applied = &leaf["apply_after_sync"];
     assert_eq!(applied["blocks"], 3, "{json}");

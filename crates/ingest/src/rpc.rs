@@ -45,6 +45,16 @@ pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 /// answers (anvil, geth before 1.16).
 const METHOD_NOT_FOUND: i64 = -32601;
 
+/// JSON-RPC 2.0's "invalid params": what anvil answers over WebSocket for a method it does not
+/// have.
+const INVALID_PARAMS: i64 = -32602;
+
+/// Whether `error` says the client lacks the method called (a call with the right parameters
+/// never gets "invalid params" from a client that has it).
+fn method_missing(error: &RpcError) -> bool {
+    [METHOD_NOT_FOUND, INVALID_PARAMS].contains(&error.code)
+}
+
 /// The method of subscription notifications. Those that arrive while a response is awaited are
 /// counted, not kept: a new head is only a wake-up, so nothing grows with the number of heads.
 const SUBSCRIPTION_METHOD: &str = "eth_subscription";
@@ -180,7 +190,7 @@ impl RpcClient {
     /// block.
     pub async fn header(&mut self, number: u64) -> Result<Option<RpcHeader>, IngestError> {
         let at = format!("{number:#x}");
-        let header = self
+        let (method, header) = self
             .header_call(
                 ("eth_getHeaderByNumber", json!([at])),
                 ("eth_getBlockByNumber", json!([at, false])),
@@ -188,7 +198,7 @@ impl RpcClient {
             .await?;
         match header {
             Some(h) if h.number != number => Err(IngestError::InvalidResponse {
-                method: "eth_getHeaderByNumber",
+                method,
                 reason: "block number differs from the one requested",
             }),
             other => Ok(other),
@@ -198,7 +208,7 @@ impl RpcClient {
     /// The header of the block `hash` (`eth_getHeaderByHash`, else `eth_getBlockByHash(hash,
     /// false)`); `None` when the execution client has no such block.
     pub async fn header_by_hash(&mut self, hash: B256) -> Result<Option<RpcHeader>, IngestError> {
-        let header = self
+        let (method, header) = self
             .header_call(
                 ("eth_getHeaderByHash", json!([hash])),
                 ("eth_getBlockByHash", json!([hash, false])),
@@ -206,30 +216,32 @@ impl RpcClient {
             .await?;
         match header {
             Some(h) if h.hash != hash => Err(IngestError::InvalidResponse {
-                method: "eth_getHeaderByHash",
+                method,
                 reason: "block hash differs from the one requested",
             }),
             other => Ok(other),
         }
     }
 
-    /// `header`'s call, or `block`'s once the client has answered a header call with an error
-    /// (remembered: it is not asked again).
+    /// `header`'s call, or `block`'s once the client has answered a header call "method not
+    /// found" or "invalid params" (anvil answers the first over HTTP and the second over
+    /// WebSocket for a method it does not have; remembered: it is not asked again). Any other
+    /// error is the call's. Returns the method that answered too.
     async fn header_call(
         &mut self,
         header: (&'static str, Value),
         block: (&'static str, Value),
-    ) -> Result<Option<RpcHeader>, IngestError> {
+    ) -> Result<(&'static str, Option<RpcHeader>), IngestError> {
         if !self.headers_as_blocks {
             match self.call(header.0, header.1).await {
-                Err(IngestError::Rpc(error)) => {
+                Err(IngestError::Rpc(error)) if method_missing(&error) => {
                     debug!(method = header.0, %error, "reading headers as blocks instead");
                     self.headers_as_blocks = true;
                 }
-                answer => return answer,
+                answer => return Ok((header.0, answer?)),
             }
         }
-        self.call(block.0, block.1).await
+        Ok((block.0, self.call(block.0, block.1).await?))
     }
 
     /// `eth_getStorageAt(address, slot, {blockHash})` (EIP-1898: by the block's hash, so that a
@@ -250,7 +262,7 @@ impl RpcClient {
     pub async fn fork_id(&mut self) -> Result<Option<ForkId>, IngestError> {
         match self.call::<Option<EthConfigAnswer>>("eth_config", json!([])).await {
             Ok(answer) => Ok(answer.map(|a| a.fork_id()).filter(|id| id.hash.0 != [0; 4])),
-            Err(IngestError::Rpc(e)) if e.code == METHOD_NOT_FOUND => Ok(None),
+            Err(IngestError::Rpc(e)) if method_missing(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }

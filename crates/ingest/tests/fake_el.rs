@@ -656,6 +656,35 @@ async fn header_queries_are_answered_from_the_execution_client() {
     }
 }
 
+/// Only "method not found" makes the header queries read blocks: any other error (a busy
+/// client, a rate-limiting proxy) ends that query, and the next reads headers again.
+#[tokio::test]
+async fn a_passing_error_does_not_switch_header_queries_to_blocks() {
+    let mut chain = Vec::new();
+    for n in 0..=10 {
+        let parent = chain
+            .last()
+            .map_or(B256::ZERO, |h: &Value| serde_json::from_value(h["hash"].clone()).unwrap());
+        chain.push(sealed_header(n, parent));
+    }
+    let chain = Arc::new(chain);
+    let block_reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let busy = Arc::new(AtomicBool::new(true));
+    let serving = header_source(Arc::clone(&chain), true, &block_reads);
+    let once = Arc::clone(&busy);
+    let script: Script = Arc::new(move |method, params| {
+        if method == "eth_getHeaderByNumber" && once.swap(false, Ordering::Relaxed) {
+            return Answer::Error(-32005, "limit exceeded");
+        }
+        serving(method, params)
+    });
+    let headers = ElHeaders::new(&format!("http://{}", fake_el(script).await)).unwrap();
+    let query = HeaderQuery { origin: HeaderOrigin::Number(3), amount: 2, skip: 0, reverse: false };
+    assert!(headers.headers(query).await.is_empty(), "the failed query answers nothing");
+    assert_eq!(headers.headers(query).await.len(), 2);
+    assert_eq!(block_reads.load(Ordering::Relaxed), 0, "still read as headers");
+}
+
 /// A fake execution client serving `chain`'s headers, by `eth_getHeaderBy*` when
 /// `header_methods` (else those are unknown methods), and as blocks (counted in `block_reads`).
 fn header_source(

@@ -77,8 +77,16 @@ pub(crate) struct RecentWindow(Vec<Arc<BlockNodes>>);
 impl RecentWindow {
     /// The node with `hash`, if the window holds it (the newest blocks are looked in first).
     pub(crate) fn get(&self, hash: &B256) -> Option<Vec<u8>> {
-        self.0.iter().rev().find_map(|b| b.get(hash)).map(<[u8]>::to_vec)
+        newest_first(self.0.iter(), hash)
     }
+}
+
+/// The node with `hash` in `blocks` (oldest first), looked for from the newest.
+fn newest_first<'b>(
+    blocks: impl DoubleEndedIterator<Item = &'b Arc<BlockNodes>>,
+    hash: &B256,
+) -> Option<Vec<u8>> {
+    blocks.rev().find_map(|b| b.get(hash)).map(<[u8]>::to_vec)
 }
 
 impl RecentNodes {
@@ -108,7 +116,7 @@ impl RecentNodes {
     /// The node with `hash`, if it was replaced within the window (the newest blocks are
     /// looked in first).
     pub(crate) fn get(&self, hash: &B256) -> Option<Vec<u8>> {
-        self.blocks.iter().rev().find_map(|b| b.get(hash)).map(<[u8]>::to_vec)
+        newest_first(self.blocks.iter(), hash)
     }
 
     /// The blocks held now, shared: see [`RecentWindow`].

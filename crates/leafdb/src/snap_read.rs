@@ -291,10 +291,12 @@ impl<S: KvStore> SnapReader<'_, S> {
 
     /// The account with hashed address `hashed` in the account trie with root `root`: from the
     /// flat state when `root` is the head root, else by walking the trie (as far as it resolves).
-    /// Returns the account (`None` if absent or unresolvable) and the node loads it cost.
-    pub fn account_at(&self, root: B256, hashed: &B256) -> Result<(Option<TrieAccount>, usize)> {
+    /// Returns what was found ([`AccountAt`]: an account whose path does not resolve is told
+    /// apart from one that is not there) and the node loads it cost.
+    pub fn account_at(&self, root: B256, hashed: &B256) -> Result<(AccountAt, usize)> {
         if root == self.root {
-            return Ok((self.account(hashed)?, 1));
+            let found = self.account(hashed)?.map_or(AccountAt::Absent, AccountAt::Found);
+            return Ok((found, 1));
         }
         let mut loads = 0;
         let key = Nibbles::unpack(hashed);
@@ -303,24 +305,24 @@ impl<S: KvStore> SnapReader<'_, S> {
         let mut path: Vec<u8> = Vec::with_capacity(64);
         loop {
             let node = match current {
-                Cursor::Value => return Ok((None, loads)),
+                Cursor::Value => return Ok((AccountAt::Absent, loads)),
                 Cursor::Inline(node) => node,
                 Cursor::Hash(h) => match self.resolve_counted(None, &path, &h, &mut loads)? {
                     Some(rlp) => DecodedNode::decode(&rlp)?,
-                    None => return Ok((None, loads)),
+                    None => return Ok((AccountAt::Unresolved, loads)),
                 },
             };
             match node {
                 DecodedNode::Leaf { key: k, value } => {
                     if key.slice(pos..) != k {
-                        return Ok((None, loads));
+                        return Ok((AccountAt::Absent, loads));
                     }
                     let account = decode_account(&value)?;
-                    return Ok((Some(account), loads));
+                    return Ok((AccountAt::Found(account), loads));
                 }
                 DecodedNode::Extension { key: k, child } => {
                     if !key.slice(pos..).starts_with(&k) {
-                        return Ok((None, loads));
+                        return Ok((AccountAt::Absent, loads));
                     }
                     path.extend(k.to_vec());
                     pos += k.len();
@@ -328,11 +330,11 @@ impl<S: KvStore> SnapReader<'_, S> {
                 }
                 DecodedNode::Branch { children, .. } => {
                     if pos >= key.len() {
-                        return Ok((None, loads));
+                        return Ok((AccountAt::Absent, loads));
                     }
                     let nibble = key.get_unchecked(pos);
                     let Some(child) = &children[usize::from(nibble)] else {
-                        return Ok((None, loads));
+                        return Ok((AccountAt::Absent, loads));
                     };
                     path.push(nibble);
                     pos += 1;
@@ -391,7 +393,8 @@ mod tests {
         assert_eq!(got, PathLookup::Absent);
         // Accounts from a walk equal the flat ones.
         let (first, acct) = r.accounts_from(&B256::ZERO).next().unwrap().unwrap();
-        assert_eq!(r.account_at(B256::repeat_byte(1), &first).unwrap().0, None);
+        assert_eq!(r.account_at(B256::repeat_byte(1), &first).unwrap().0, AccountAt::Unresolved);
+        assert_eq!(r.account_at(r.root(), &first).unwrap().0, AccountAt::Found(acct));
         assert_eq!(r.account(&first).unwrap(), Some(acct));
         // An unknown root resolves nothing.
         let (got, _) = r.lookup_path(None, B256::repeat_byte(1), &[]).unwrap();

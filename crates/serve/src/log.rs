@@ -1,7 +1,7 @@
 //! Failures to read the leafdb while serving are logged at `warn` at most once per
 //! [`READ_ERROR_LOG_INTERVAL`] for the whole process, the others at `debug`: a damaged table
 //! file fails every request for its range, and peers decide how often they ask
-//! ([`crate::ServeStats::internal_errors`] counts them all).
+//! ([`crate::ServeStats::internal_errors`] counts the leaf/1 ones).
 
 use std::{
     sync::{Mutex, PoisonError},

@@ -293,7 +293,7 @@ fn all_slots(db: &LeafDb, root: B256, account: B256) -> Vec<(B256, Bytes)> {
         let Some(slots) = res.slots.first() else { return out };
         out.extend(slots.iter().map(|s| (s.hash, s.body.clone())));
         if res.proof.is_empty() {
-            return out; // not cut: the storage's last slot came
+            return out; // asked from zero and not cut: the whole storage came
         }
     }
 }
@@ -409,6 +409,50 @@ fn ranges_at_a_root_past_the_recent_window_are_empty() {
     };
     let res = answer_storage_ranges(&db, &req);
     assert!(res.slots.is_empty() && res.proof.is_empty(), "{res:?}");
+}
+
+/// A contract deleted since an older root takes its storage trie with it (a deletion's nodes
+/// never enter the recent-node cache): a storage request at that root naming a readable
+/// storage, the deleted one and another readable one answers the first list only, not the
+/// third in the second's place (geth checks lists by position against the accounts it asked).
+#[test]
+fn a_storage_gone_since_an_older_root_ends_the_answer_there() {
+    let (_dir, db) = rocks();
+    let params = GenParams { accounts: 1_000, seed: 29 };
+    db.generate(params).unwrap();
+    let old_root = db.account_root().unwrap();
+    let contracts: Vec<_> =
+        (0..1_000).map(|i| params.account(i)).filter(|a| a.slots > 0).take(3).collect();
+    assert_eq!(contracts.len(), 3);
+    let hashed: Vec<B256> = contracts.iter().map(|a| keccak256(a.address)).collect();
+    let mut diff = BlockDiff::default();
+    diff.accounts.insert(contracts[1].address, AccountChange::Deleted);
+    db.apply_generated_block(&GenParams::block_header(1), &diff).unwrap();
+    assert!(db.account(&hashed[1]).unwrap().is_none(), "deleted at the head");
+
+    let req = GetStorageRanges {
+        request_id: 5,
+        root: old_root,
+        accounts: hashed.clone(),
+        origin: Bytes::new(),
+        limit: Bytes::new(),
+        bytes: 1 << 20,
+    };
+    let res = answer_storage_ranges(&db, &req);
+    assert_eq!(res.slots.len(), 1, "{res:?}");
+    assert_eq!(res.slots[0], all_slots_list(&db, old_root, hashed[0]));
+    // Named first, the gone storage gives nothing at all.
+    let res =
+        answer_storage_ranges(&db, &GetStorageRanges { accounts: hashed[1..].to_vec(), ..req });
+    assert!(res.slots.is_empty() && res.proof.is_empty(), "{res:?}");
+}
+
+/// The whole storage of `account` at `root` as the one list of a storage answer.
+fn all_slots_list(db: &LeafDb, root: B256, account: B256) -> Vec<leafsync_p2p::snap::StorageData> {
+    all_slots(db, root, account)
+        .into_iter()
+        .map(|(hash, body)| leafsync_p2p::snap::StorageData { hash, body })
+        .collect()
 }
 
 #[test]

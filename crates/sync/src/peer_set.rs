@@ -498,7 +498,6 @@ impl PeerSet {
         }
     }
 
-    /// The ids of the peers that stand at `standing`.
     /// The peers of `standing` (banned ones include those whose slot went to a newcomer).
     pub(crate) fn ids(&self, standing: Standing) -> Vec<PeerId> {
         let evicted = self.evicted_bans.iter().filter(|_| standing == Standing::Banned);

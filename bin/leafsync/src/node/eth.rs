@@ -7,8 +7,9 @@
 //!   execution client first answers, the leafdb's head (the genesis for an empty leafdb).
 //! * **Headers** ([`ElHeaderSource`]): from the execution client ([`ElHeaders`]); none without
 //!   `el.rpc`.
-//! * **snap/1** (`serve.snap`): [`SnapServer`] over the leafdb, answering at its head root
-//!   (other roots empty, as geth answers for states it no longer holds).
+//! * **snap/1** (`serve.snap`): [`SnapServer`] over the leafdb, answering at its head root and
+//!   at recent roots as far as their tries resolve (others empty, as geth answers for states
+//!   it no longer holds).
 
 use std::sync::Arc;
 

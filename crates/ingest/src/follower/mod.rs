@@ -253,15 +253,10 @@ impl<S: KvStore + 'static> Follower<S> {
             if *shutdown.borrow() || shutdown.has_changed().is_err() {
                 return Ok(());
             }
-            let step = self.step().await;
-            if step.is_ok()
-                && let Some(failures) = self.failures.end()
-            {
-                info!(url = %self.rpc.url(), failures, "execution client answering again");
-            }
-            let wait = match step {
+            let wait = match self.step().await {
                 Ok(Step::Again) => {
                     backoff = INITIAL_BACKOFF;
+                    self.answering_again();
                     continue;
                 }
                 Ok(Step::CaughtUp) => {
@@ -275,6 +270,7 @@ impl<S: KvStore + 'static> Follower<S> {
                         r = wait => match r {
                             Ok(()) => {
                                 backoff = INITIAL_BACKOFF;
+                                self.answering_again();
                                 continue;
                             }
                             Err(e) => e,
@@ -308,6 +304,13 @@ impl<S: KvStore + 'static> Follower<S> {
                 _ = shutdown.changed() => {}
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Ends a run of failures where the backoff is reset, and says so once.
+    fn answering_again(&mut self) {
+        if let Some(failures) = self.failures.end() {
+            info!(url = %self.rpc.url(), failures, "execution client answering again");
         }
     }
 

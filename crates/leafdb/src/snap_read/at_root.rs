@@ -16,7 +16,6 @@ use crate::{
     db::TrieNodes,
     error::{LeafDbError, Result},
     kv::KvStore,
-    schema::decode_account,
     trie::{DecodedNode, KnownLeaf, NodeSource, prove, verified},
 };
 
@@ -143,8 +142,8 @@ impl<S: KvStore> Iterator for LeavesAt<'_, '_, S> {
     }
 }
 
-/// What an account looked up at some root is there ([`SnapReader::account_at_root`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an account looked up at some root is there ([`SnapReader::account_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountAt {
     /// The account.
     Found(TrieAccount),
@@ -210,19 +209,6 @@ impl<'a, S: KvStore> SnapReader<'a, S> {
             cut: false,
             loads: 0,
         }
-    }
-
-    /// The account `hashed` at `root`, read by walking the account trie to the first leaf at or
-    /// after it; unlike [`Self::account_at`], an account whose path does not resolve is told
-    /// apart from one that is not there.
-    pub fn account_at_root(&self, root: B256, hashed: &B256) -> Result<AccountAt> {
-        let mut walk = self.leaves_at(None, root, hashed);
-        Ok(match walk.next().transpose()? {
-            Some((key, value)) if key == *hashed => AccountAt::Found(decode_account(&value)?),
-            Some(_) => AccountAt::Absent,
-            None if walk.cut() => AccountAt::Unresolved,
-            None => AccountAt::Absent,
-        })
     }
 
     /// The nodes proving `key` (present or absent) in the trie of `owner` with root `root`,

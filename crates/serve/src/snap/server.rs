@@ -7,7 +7,8 @@ use leafsync_p2p::{PeerId, peers::SnapHandler, snap::SnapMessage};
 
 use super::{answer_account_range, answer_byte_codes, answer_storage_ranges, answer_trie_nodes};
 
-/// Answers the snap/1 requests of peers from `db` (at its head), as go-ethereum does; the
+/// Answers the snap/1 requests of peers from `db` (at its head root and recent roots), as
+/// go-ethereum does; the
 /// session has decoded each request within snap/1's limits.
 pub struct SnapServer<S: KvStore> {
     db: Arc<LeafDb<S>>,

@@ -36,7 +36,7 @@ pub fn answer_storage_ranges<S: KvStore>(db: &LeafDb<S>, req: &GetStorageRanges)
     match serve(&view, req) {
         Ok(answer) => answer,
         Err(error) => {
-            crate::log::serve_warn!(%error, "snap/1: reading storage failed; answering empty");
+            crate::log::serve_warn!(%error, "snap/1: reading or proving storage failed; answering empty");
             empty
         }
     }
@@ -75,7 +75,7 @@ fn serve<S: KvStore>(view: &SnapReader<'_, S>, req: &GetStorageRanges) -> Result
         let walked_root = if at_head {
             None
         } else {
-            match view.account_at_root(req.root, account)? {
+            match view.account_at(req.root, account)?.0 {
                 AccountAt::Found(a) => Some(Some(a.storage_root)),
                 AccountAt::Absent => Some(None),
                 AccountAt::Unresolved => return Ok(if first { empty } else { out }),

@@ -3,7 +3,7 @@
 use alloy_primitives::Bytes;
 use leafsync_leafdb::{
     KvStore, LeafDb,
-    snap_read::{PathLookup, SnapReader},
+    snap_read::{AccountAt, PathLookup, SnapReader},
 };
 use leafsync_p2p::snap::{
     GetTrieNodes, SnapError, TrieNodes, path::compact_to_hex, protocol::MAX_TRIE_NODE_LOOKUPS,
@@ -79,7 +79,7 @@ fn collect<S: KvStore>(
                 let account = bytes_to_hash(account);
                 let (found, loads) = view.account_at(req.root, &account)?;
                 spent.loads += loads + 1;
-                if let Some(found) = found {
+                if let AccountAt::Found(found) = found {
                     for path in paths {
                         let (got, loads) = view.lookup_path(
                             Some(&account),

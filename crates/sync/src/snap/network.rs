@@ -27,8 +27,8 @@ pub const ANNOUNCED_HEAD_LAG: u64 = 32;
 /// The head a snap/1 peer is taken to have. snap/1 serves state by root, and eth/69 announces
 /// only the peer's latest block number and hash, no state root. A geth keeps the state of its
 /// last [`DEFAULT_RECENT_BLOCKS`] blocks (128 diff layers) and announces its head every
-/// [`ANNOUNCED_HEAD_LAG`] blocks, so a peer whose announced latest block is at most that much
-/// before the `pivot` (the trusted head of the execution client), or at most 127 blocks past it,
+/// [`ANNOUNCED_HEAD_LAG`] blocks, so a peer whose announced latest block is less than that
+/// much before the `pivot` (the trusted head of the execution client), or at most 127 blocks past it,
 /// is taken to have the pivot's state: its head is the pivot. (Before, the announcement had to
 /// reach the pivot: a geth at the chain's head was taken to have its state 31 times in 32, and
 /// got no trie-node work, so a sync from geth peers alone stalled until its timeout.) A peer
