@@ -10,8 +10,8 @@ use leafsync_p2p::{
     MessageFault,
     chain::ChainSpec,
     eth::{
-        BlockRangeError, BlockRangeUpdate, EthError, EthMessage, EthStatusError, GetBlockHeaders,
-        HashOrNumber, HeadersRequest, RequestIds, Status,
+        BlockRangeError, BlockRangeUpdate, EthError, EthForkCheck, EthMessage, EthStatusError,
+        GetBlockHeaders, HashOrNumber, HeadersRequest, RequestIds, Status,
         protocol::{self as eth, MAX_STATUS_SIZE, ids},
     },
     leaf::protocol as leaf,
@@ -121,27 +121,25 @@ fn ours() -> (ChainSpec, alloy_eip2124::ForkFilter, Status) {
 #[test]
 fn status_validated_as_geth_does() {
     let (chain, filter, good) = ours();
-    assert_eq!(good.validate(&chain, &filter, good.fork_id), Ok(()));
+    let forks = EthForkCheck::new(filter.clone(), good.fork_id);
+    assert_eq!(good.validate(&chain, &forks), Ok(()));
 
     let bad = Status { network_id: 11_155_111, version: 68, ..good };
-    let err = bad.validate(&chain, &filter, good.fork_id).unwrap_err();
+    let err = bad.validate(&chain, &forks).unwrap_err();
     assert_eq!(err, EthStatusError::NetworkIdMismatch { ours: 1, theirs: 11_155_111 });
     assert_eq!(err.disconnect_reason(), DisconnectReason::UselessPeer);
 
     let bad = Status { version: 68, genesis: B256::ZERO, ..good };
-    let err = bad.validate(&chain, &filter, good.fork_id).unwrap_err();
+    let err = bad.validate(&chain, &forks).unwrap_err();
     assert_eq!(err, EthStatusError::VersionMismatch { ours: 69, theirs: 68 });
     assert_eq!(err.disconnect_reason(), DisconnectReason::SubprotocolSpecific);
 
     let bad = Status { genesis: B256::ZERO, ..good };
-    assert!(matches!(
-        bad.validate(&chain, &filter, good.fork_id),
-        Err(EthStatusError::GenesisMismatch { .. })
-    ));
+    assert!(matches!(bad.validate(&chain, &forks), Err(EthStatusError::GenesisMismatch { .. })));
 
     let bad = Status { fork_id: ForkId { hash: ForkHash([1, 2, 3, 4]), next: 0 }, ..good };
     assert!(matches!(
-        bad.validate(&chain, &filter, good.fork_id),
+        bad.validate(&chain, &forks),
         Err(EthStatusError::ForkId(ValidationError::LocalIncompatibleOrStale { .. }))
     ));
 
@@ -149,13 +147,14 @@ fn status_validated_as_geth_does() {
     // when it is the one we announce: the execution client's, from its `eth_config`.
     let unknown = ForkId { hash: ForkHash([1, 2, 3, 4]), next: 0 };
     let peer = Status { fork_id: unknown, ..good };
-    assert_eq!(peer.validate(&chain, &filter, unknown), Ok(()));
+    let announced = EthForkCheck::new(filter, unknown);
+    assert_eq!(peer.validate(&chain, &announced), Ok(()));
     let other = Status { fork_id: ForkId { hash: ForkHash([5, 6, 7, 8]), next: 0 }, ..good };
-    assert!(other.validate(&chain, &filter, unknown).is_err(), "another unknown one still fails");
+    assert!(other.validate(&chain, &announced).is_err(), "another unknown one still fails");
 
     let bad = Status { earliest: 10, latest: 9, ..good };
     assert_eq!(
-        bad.validate(&chain, &filter, good.fork_id),
+        bad.validate(&chain, &forks),
         Err(EthStatusError::BlockRange(BlockRangeError::EarliestAfterLatest {
             earliest: 10,
             latest: 9
@@ -163,17 +162,17 @@ fn status_validated_as_geth_does() {
     );
     let bad = Status { latest_hash: B256::ZERO, ..good };
     assert_eq!(
-        bad.validate(&chain, &filter, good.fork_id),
+        bad.validate(&chain, &forks),
         Err(EthStatusError::BlockRange(BlockRangeError::ZeroLatestHash))
     );
     // The latest block becomes the peer's head: as a `leaf/1` Status head, no number above
     // `MAX_HEAD_NUMBER` (u64::MAX here would reach the sync as a snap/1 peer's head).
     let bad = Status { latest: u64::MAX, ..good };
-    let err = bad.validate(&chain, &filter, good.fork_id).unwrap_err();
+    let err = bad.validate(&chain, &forks).unwrap_err();
     assert_eq!(err, EthStatusError::BlockRange(BlockRangeError::Implausible(u64::MAX)));
     assert_eq!(err.disconnect_reason(), DisconnectReason::SubprotocolSpecific);
     let edge = Status { latest: leafsync_p2p::peers::MAX_HEAD_NUMBER, ..good };
-    assert_eq!(edge.validate(&chain, &filter, good.fork_id), Ok(()));
+    assert_eq!(edge.validate(&chain, &forks), Ok(()));
 }
 
 /// Capabilities sort by name and take consecutive ids after 0x10: eth/69 0x10..=0x21, then

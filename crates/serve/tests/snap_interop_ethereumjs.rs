@@ -113,7 +113,12 @@ async fn hello_offsets_and_messages_agree_with_ethereumjs() {
             else {
                 panic!("expected Status")
             };
-            theirs.validate(&chain, &filter, filter.current()).unwrap();
+            theirs
+                .validate(
+                    &chain,
+                    &leafsync_p2p::eth::EthForkCheck::new(filter.clone(), filter.current()),
+                )
+                .unwrap();
             assert_eq!(theirs.latest, HEAD.0);
             let range =
                 BlockRangeUpdate { earliest: 0, latest: HEAD.0, latest_hash: B256::repeat_byte(1) };

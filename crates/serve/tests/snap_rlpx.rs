@@ -69,7 +69,12 @@ async fn serve<S: KvStore>(
         let reply = if msg.cap == eth_cap {
             match EthMessage::decode(msg.id, &msg.payload).unwrap() {
                 EthMessage::Status(theirs) => {
-                    theirs.validate(chain, &filter, filter.current()).unwrap();
+                    theirs
+                        .validate(
+                            chain,
+                            &leafsync_p2p::eth::EthForkCheck::new(filter.clone(), filter.current()),
+                        )
+                        .unwrap();
                     Some((eth_cap, eth::protocol::ids::STATUS, alloy_rlp::encode(status(chain))))
                 }
                 other => other.empty_answer().map(|(id, payload)| (eth_cap, id, payload)),

@@ -5,9 +5,10 @@
 use crate::{
     chain::{ChainSpec, Enr},
     ecies::PeerId,
+    eth::EthForkCheck,
     leaf::protocol::PROTOCOL_VERSION,
 };
-use alloy_eip2124::{EnrForkIdEntry, ForkFilter, ForkHash, ForkId};
+use alloy_eip2124::{EnrForkIdEntry, ForkHash, ForkId};
 use alloy_rlp::{Decodable, Encodable, Header};
 use bytes::BufMut;
 use enr::{CombinedKey, CombinedPublicKey, EnrPublicKey, NodeId};
@@ -198,7 +199,10 @@ pub fn dial_candidate(enr: &Enr, ours: &LeafEnrEntry) -> Result<DialCandidate, I
 
 /// Checks a discovered record as a snap/1 server: a `snap` entry, and an `eth` entry whose fork
 /// id `filter` (ours, for the execution client's head) accepts.
-pub fn snap_dial_candidate(enr: &Enr, filter: &ForkFilter) -> Result<DialCandidate, Incompatible> {
+pub fn snap_dial_candidate(
+    enr: &Enr,
+    filter: &EthForkCheck,
+) -> Result<DialCandidate, Incompatible> {
     if enr.get_raw_rlp(SNAP_ENR_KEY).is_none() {
         return Err(Incompatible::NoSnapEntry);
     }
@@ -467,8 +471,8 @@ mod tests {
     #[test]
     fn snap_servers_need_a_snap_entry_and_a_compatible_fork_id() {
         let chain = ChainSpec::preset("mainnet").expect("preset");
-        let filter = chain.fork_filter(0, 0);
         let ours = chain.fork_id(0, 0);
+        let filter = EthForkCheck::new(chain.fork_filter(0, 0), ours);
         let candidate = snap_dial_candidate(&geth_record(Some(ours), true), &filter);
         assert_eq!(
             candidate.map(|c| (c.kind, c.tcp_addr.port())),
@@ -483,5 +487,10 @@ mod tests {
         for (enr, why) in cases {
             assert_eq!(snap_dial_candidate(&enr, &filter).map(|c| c.kind), Err(why));
         }
+        // A fork the preset does not know passes when it is the one we announce (the
+        // execution client's).
+        let announced = EthForkCheck::new(chain.fork_filter(0, 0), other);
+        let candidate = snap_dial_candidate(&geth_record(Some(other), true), &announced);
+        assert_eq!(candidate.map(|c| c.kind), Ok(CandidateKind::Snap));
     }
 }

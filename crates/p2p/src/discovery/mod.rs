@@ -13,8 +13,11 @@ pub use entry::{
     dial_candidate, is_public_address, snap_dial_candidate,
 };
 
-use crate::chain::{DEFAULT_PORT, Enr};
-use alloy_eip2124::{EnrForkIdEntry, ForkFilter, ForkId};
+use crate::{
+    chain::{DEFAULT_PORT, Enr},
+    eth::EthForkCheck,
+};
+use alloy_eip2124::{EnrForkIdEntry, ForkId};
 use discv5::{Discv5, Event, ListenConfig, RateLimiterBuilder};
 use enr::NodeId;
 use futures::{
@@ -199,7 +202,7 @@ pub struct Discovery {
     discv5: Arc<Discv5>,
     stats: Arc<DiscoveryStats>,
     /// The filter snap/1 candidates' `eth` entries must pass; `None`: no snap/1 candidates.
-    snap_filter: Arc<Mutex<Option<ForkFilter>>>,
+    snap_filter: Arc<Mutex<Option<EthForkCheck>>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -221,7 +224,7 @@ impl Discovery {
         secret: &secp256k1::SecretKey,
         config: DiscoveryConfig,
         record: LocalRecord,
-        snap_filter: Option<ForkFilter>,
+        snap_filter: Option<EthForkCheck>,
     ) -> Result<(Self, mpsc::Receiver<DialCandidate>), DiscoveryError> {
         let addr = config.listen_addr;
         let bind_error = |source| DiscoveryError::Bind { addr, source };
@@ -306,7 +309,7 @@ impl Discovery {
 
     /// Replaces the filter snap/1 candidates' fork ids must pass (our execution client's head
     /// moved); no effect when snap/1 candidates are off.
-    pub fn update_snap_filter(&self, filter: ForkFilter) {
+    pub fn update_snap_filter(&self, filter: EthForkCheck) {
         let mut current = self.snap_filter.lock().unwrap_or_else(PoisonError::into_inner);
         if current.is_some() {
             *current = Some(filter);
@@ -350,7 +353,7 @@ struct Worker {
     discv5: Arc<Discv5>,
     /// Our `leaf` entry; `None`: no `leaf/1` candidates.
     ours: Option<LeafEnrEntry>,
-    snap_filter: Arc<Mutex<Option<ForkFilter>>>,
+    snap_filter: Arc<Mutex<Option<EthForkCheck>>>,
     local_id: NodeId,
     stats: Arc<DiscoveryStats>,
     candidates: mpsc::Sender<DialCandidate>,

@@ -9,7 +9,7 @@ mod status;
 mod types;
 
 pub use codec::{EthError, EthMessage};
-pub use status::{BlockRangeError, EthStatusError};
+pub use status::{BlockRangeError, EthForkCheck, EthStatusError};
 pub use types::{
     BlockRangeUpdate, EmptyResponse, GetBlockHeaders, HashOrNumber, HeadersRequest, RequestIds,
     Status,

@@ -13,6 +13,29 @@ use crate::{
 use alloy_eip2124::{ForkFilter, ForkId, ValidationError};
 use alloy_primitives::B256;
 
+/// What an eth/69 peer's fork id is checked against (its `Status`, its record's `eth` entry):
+/// the chain preset's [`ForkFilter`] at our head, and the fork id we announce (the execution
+/// client's, from its `eth_config`, when it gives one), which passes as it is. The preset's
+/// schedule lacks a fork activated after this build (a devnet's, or one shipped later), and
+/// alone it would refuse every peer past such a fork.
+#[derive(Debug, Clone)]
+pub struct EthForkCheck {
+    filter: ForkFilter,
+    ours: ForkId,
+}
+
+impl EthForkCheck {
+    /// Checks against `filter`, and lets `ours` pass.
+    pub const fn new(filter: ForkFilter, ours: ForkId) -> Self {
+        Self { filter, ours }
+    }
+
+    /// Whether a peer announcing `theirs` is compatible: see the type's docs.
+    pub fn validate(&self, theirs: ForkId) -> Result<(), ValidationError> {
+        if theirs == self.ours { Ok(()) } else { self.filter.validate(theirs) }
+    }
+}
+
 /// Why a peer's `eth/69` `Status` is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EthStatusError {
@@ -129,16 +152,8 @@ impl Status {
     }
 
     /// Checks a peer's `Status` in geth's order: network id, version, genesis, fork id (with
-    /// `filter`, built for our head), block range. A fork id equal to `ours`, the one we announce
-    /// (the execution client's, from its `eth_config`, when it gives one), passes without the
-    /// filter: the filter is the chain preset's schedule, which lacks a fork activated after
-    /// this build (a devnet's, or a fork shipped later), and would refuse every peer past it.
-    pub fn validate(
-        &self,
-        chain: &ChainSpec,
-        filter: &ForkFilter,
-        ours: ForkId,
-    ) -> Result<(), EthStatusError> {
+    /// `forks`, built for our head), block range.
+    pub fn validate(&self, chain: &ChainSpec, forks: &EthForkCheck) -> Result<(), EthStatusError> {
         expect_ours(chain.network_id, self.network_id, |ours, theirs| {
             EthStatusError::NetworkIdMismatch { ours, theirs }
         })?;
@@ -151,9 +166,7 @@ impl Status {
         expect_ours(chain.genesis_hash, self.genesis, |ours, theirs| {
             EthStatusError::GenesisMismatch { ours, theirs }
         })?;
-        if self.fork_id != ours {
-            filter.validate(self.fork_id)?;
-        }
+        forks.validate(self.fork_id)?;
         self.block_range().validate()?;
         // As a `leaf/1` Status head: the latest block becomes the peer's head for the sync.
         if self.latest > MAX_HEAD_NUMBER {

@@ -5,10 +5,10 @@
 use crate::{
     PeerId,
     chain::ChainSpec,
-    eth::{self, BlockRangeUpdate, HeadersRequest},
+    eth::{self, BlockRangeUpdate, EthForkCheck, HeadersRequest},
     snap::SnapMessage,
 };
-use alloy_eip2124::{ForkFilter, ForkId};
+use alloy_eip2124::ForkId;
 use alloy_primitives::{B256, Bytes};
 use futures::future::BoxFuture;
 use std::{sync::Arc, time::Duration};
@@ -80,9 +80,10 @@ impl EthHead {
         status
     }
 
-    /// The filter checking a peer's `eth/69` fork id against our chain at this head.
-    pub fn fork_filter(&self, chain: &ChainSpec) -> ForkFilter {
-        chain.fork_filter(self.number, self.timestamp)
+    /// The check of a peer's `eth/69` fork id at this head: our chain's filter, and the fork
+    /// id we announce.
+    pub fn fork_check(&self, chain: &ChainSpec) -> EthForkCheck {
+        EthForkCheck::new(chain.fork_filter(self.number, self.timestamp), self.fork_id(chain))
     }
 }
 

@@ -267,7 +267,7 @@ impl PeerManager {
         let chain = &self.params.chain;
         let eth = self.eth.as_ref().map(|eth| {
             let head = *eth.head.borrow();
-            (head.status(chain), head.fork_filter(chain))
+            (head.status(chain), head.fork_check(chain))
         });
         LocalStatus {
             leaf: local.status(chain),
@@ -330,7 +330,7 @@ impl PeerManager {
         let Some(discovery) = &self.discovery else { return };
         let chain = &self.params.chain;
         if let Some(eth) = &self.eth {
-            discovery.update_snap_filter(eth.head.borrow().fork_filter(chain));
+            discovery.update_snap_filter(eth.head.borrow().fork_check(chain));
         }
         let fork_id = record_fork_id(chain, &self.head, self.eth.as_ref());
         if fork_id != self.fork_id && discovery.update_fork_id(fork_id) {

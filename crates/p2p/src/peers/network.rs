@@ -81,7 +81,7 @@ impl Network {
                     snap: config.eth.as_ref().is_some_and(|eth| eth.snap.is_some()),
                 };
                 let snap_filter =
-                    config.eth.as_ref().map(|eth| eth.head.borrow().fork_filter(&config.chain));
+                    config.eth.as_ref().map(|eth| eth.head.borrow().fork_check(&config.chain));
                 Some(
                     Discovery::start(&config.secret_key, discovery_config, record, snap_filter)
                         .await?,

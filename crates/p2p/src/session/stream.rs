@@ -51,8 +51,8 @@ pub struct LocalStatus {
     pub leaf: leaf::Status,
     /// Checks the fork id of the peer's `leaf/1` Status.
     pub leaf_filter: ForkFilter,
-    /// Our `eth/69` Status and the filter for the peer's; `None` when eth is disabled.
-    pub eth: Option<(eth::Status, ForkFilter)>,
+    /// Our `eth/69` Status and the check of the peer's fork id; `None` when eth is disabled.
+    pub eth: Option<(eth::Status, eth::EthForkCheck)>,
 }
 
 impl LocalStatus {
@@ -216,8 +216,8 @@ where
                     if theirs.eth.is_some() {
                         return Err(SessionError::DuplicateStatus);
                     }
-                    if let Some((our_status, filter)) = eth_ours {
-                        status.validate(chain, filter, our_status.fork_id)?;
+                    if let Some((_, forks)) = eth_ours {
+                        status.validate(chain, forks)?;
                     }
                     theirs.eth = Some(status);
                 }
