@@ -262,6 +262,30 @@ impl<W, R: TrackedRequest> RequestTracker<W, R> {
         ResponseOutcome::Matched(entry.waiter, response)
     }
 
+    /// [`Self::on_response`] for a peer that serves our requests one at a time, in order, as
+    /// geth's snap/1 handler does (it answers one before it reads the next): an answer restarts
+    /// the timeout of every request sent after it, since their wait so far was the peer's queue,
+    /// not its silence. Requests sent before it keep theirs (a peer answering out of order holds
+    /// none of them longer). So a request waits at most [`REQUEST_TIMEOUT`] per request ahead of
+    /// it, and a silent peer still times out one timeout after its last answer.
+    pub fn on_response_in_order(
+        &mut self,
+        response: RequestPair<R::Response>,
+        now: Instant,
+    ) -> ResponseOutcome<W, R::Response> {
+        let answered = response.request_id;
+        let outcome = self.on_response(response);
+        if matches!(outcome, ResponseOutcome::Matched(..) | ResponseOutcome::Late) {
+            let until = now + self.timeout;
+            for (id, entry) in &mut self.in_flight {
+                if *id > answered && entry.deadline < until {
+                    entry.deadline = until;
+                }
+            }
+        }
+        outcome
+    }
+
     /// Removes every request whose deadline is at or before `now` and returns their waiters
     /// (each one earns the peer a high penalty). Their ids are remembered as expired, each
     /// holding its slot until its late answer.
@@ -454,6 +478,37 @@ mod tests {
         for _ in 0..t.unanswered() {
             assert_eq!(served.on_request(), Ok(()));
         }
+    }
+
+    /// A peer serving in order (geth's snap/1): an answer restarts the timeout of the requests
+    /// queued behind it, not of those before it.
+    #[test]
+    fn an_answer_in_order_restarts_the_timeout_of_the_requests_behind_it() {
+        let now = Instant::now();
+        let mut t = RequestTracker::default();
+        for i in 0..3 {
+            assert!(t.start(get_codes(1), i, now).is_ok());
+        }
+        let second = REQUEST_TIMEOUT / 10;
+        // The first is answered late in its window: the two behind it wait a whole timeout more.
+        let answered = now + REQUEST_TIMEOUT - second;
+        assert!(matches!(
+            t.on_response_in_order(codes(0, 1), answered),
+            ResponseOutcome::Matched(..)
+        ));
+        assert!(t.expire(now + REQUEST_TIMEOUT).is_empty(), "not timed out behind the queue");
+        assert_eq!(t.next_deadline(), Some(answered + REQUEST_TIMEOUT));
+        // The third answered before the second: the second keeps its deadline.
+        let third = answered + second;
+        assert!(matches!(t.on_response_in_order(codes(2, 1), third), ResponseOutcome::Matched(..)));
+        assert_eq!(t.expire(answered + REQUEST_TIMEOUT), vec![1], "skipped, then timed out");
+        // The plain `on_response` restarts nothing.
+        let mut t = RequestTracker::default();
+        for i in 0..2 {
+            assert!(t.start(get_codes(1), i, now).is_ok());
+        }
+        assert!(matches!(t.on_response(codes(0, 1)), ResponseOutcome::Matched(..)));
+        assert_eq!(t.expire(now + REQUEST_TIMEOUT), vec![1]);
     }
 
     #[test]

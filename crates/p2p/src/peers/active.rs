@@ -471,7 +471,9 @@ impl ActiveSession {
     async fn on_snap_message(&mut self, message: SnapMessage) -> Result<(), End> {
         if message.is_response() {
             let response = RequestPair { request_id: message.request_id(), message };
-            let outcome = self.snap_tracker.on_response(response);
+            // geth serves a peer's snap/1 requests one at a time, in order: see
+            // `on_response_in_order`.
+            let outcome = self.snap_tracker.on_response_in_order(response, Instant::now());
             return self.on_outcome(outcome).await;
         }
         match self.serving.on_snap_request(message) {
