@@ -116,13 +116,8 @@ async fn follows_a_prague_anvil_whose_system_calls_no_trace_shows() {
     let AnvilGenesis { turn: _turn, anvil, mut rpc, dir: _dir, genesis_file: genesis } =
         anvil_genesis().await;
     let db = Arc::new(LeafDb::in_memory());
-    let mut config = FollowerConfig::new(anvil.ws());
-    config.genesis = Some(genesis);
-    config.poll_interval = POLL;
-    let follower = Follower::new(Arc::clone(&db), config).unwrap();
-    let stats = follower.stats();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(follower.run(stopped));
+    let running = spawn_follower(&db, anvil.ws(), |c| c.genesis = Some(genesis));
+    let stats = Arc::clone(&running.stats);
     let mut workload = Workload::new(&mut rpc).await;
     for i in 0..6 {
         // Empty blocks too: their only change is the system call's.
@@ -143,8 +138,7 @@ async fn follows_a_prague_anvil_whose_system_calls_no_trace_shows() {
     let (genesis, first) = (rpc.block(0).await.unwrap(), rpc.block(1).await.unwrap());
     let stored = rpc.storage_at(HISTORY_STORAGE_ADDRESS, B256::ZERO, first.hash).await.unwrap();
     assert_eq!(stored, U256::from_be_bytes(genesis.hash.0));
-    stop.send_replace(true);
-    tokio::time::timeout(FOLLOW_TIMEOUT, task).await.unwrap().unwrap().unwrap();
+    running.stop().await;
 }
 
 /// anvil's headers (Prague: every fork field up to `requestsHash`) re-encode to their
