@@ -3,7 +3,7 @@
 //! session task, and by other crates' owner loops. And `or_on_panic`, for the tasks whose end
 //! the peer manager must hear of.
 
-use std::{future::Future, panic::AssertUnwindSafe};
+use std::{future::Future, panic::AssertUnwindSafe, time::Duration};
 
 use futures::FutureExt;
 use tokio::{sync::mpsc, time::Instant};
@@ -33,6 +33,32 @@ pub async fn sleep_until_opt(deadline: Option<Instant>) {
     }
 }
 
+/// At most one `warn` line per interval for a failure that can repeat fast (an accept error
+/// out of file descriptors, a read error every request meets): [`Self::due`] says whether this
+/// occurrence gets one, and the caller logs the others at `debug`.
+#[derive(Debug, Clone, Copy)]
+pub struct WarnEvery {
+    interval: Duration,
+    last: Option<Instant>,
+}
+
+impl WarnEvery {
+    /// At most one warning per `interval`, the first at once.
+    pub const fn new(interval: Duration) -> Self {
+        Self { interval, last: None }
+    }
+
+    /// Whether this occurrence is to be logged at `warn` (and noted as the last one).
+    pub fn due(&mut self) -> bool {
+        let now = Instant::now();
+        let due = self.last.is_none_or(|t| now.duration_since(t) >= self.interval);
+        if due {
+            self.last = Some(now);
+        }
+        due
+    }
+}
+
 /// Receives from `rx`, or waits forever without one.
 pub async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match rx {
@@ -55,5 +81,16 @@ mod tests {
         };
         assert_eq!(or_on_panic(panics, "test", || 7).await, 7);
         assert_eq!(or_on_panic(async { 1 }, "test", || 7).await, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_warning_per_interval() {
+        let mut w = WarnEvery::new(Duration::from_secs(10));
+        assert!(w.due(), "the first at once");
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(!w.due());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(w.due(), "then one per interval");
+        assert!(!w.due());
     }
 }

@@ -5,22 +5,19 @@
 
 use std::{
     sync::{Mutex, PoisonError},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use leafsync_p2p::util::WarnEvery;
 
 /// Least time between two `warn` lines about serving failures.
 pub const READ_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-static LAST_WARNING: Mutex<Option<Instant>> = Mutex::new(None);
+static WARNINGS: Mutex<WarnEvery> = Mutex::new(WarnEvery::new(READ_ERROR_LOG_INTERVAL));
 
 /// Whether a serving failure now is to be logged at `warn` (and noted as the last one).
 pub(crate) fn warning_due() -> bool {
-    let mut last = LAST_WARNING.lock().unwrap_or_else(PoisonError::into_inner);
-    let due = last.is_none_or(|t| t.elapsed() >= READ_ERROR_LOG_INTERVAL);
-    if due {
-        *last = Some(Instant::now());
-    }
-    due
+    WARNINGS.lock().unwrap_or_else(PoisonError::into_inner).due()
 }
 
 /// `warn!` at most once per [`READ_ERROR_LOG_INTERVAL`] across serving, else `debug!`.

@@ -26,7 +26,7 @@ use hyper::{Method, Request, Response, StatusCode, body::Incoming, service::serv
 use hyper_util::rt::{TokioIo, TokioTimer};
 use jsonrpsee::RpcModule;
 use leafsync_leafdb::LeafDb;
-use leafsync_p2p::{chain::ChainSpec, peers::NetworkHandle};
+use leafsync_p2p::{chain::ChainSpec, peers::NetworkHandle, util::WarnEvery};
 use leafsync_serve::LeafServer;
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -141,7 +141,7 @@ pub(crate) async fn accept_loop(
     let slots = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
     let calls = Arc::new(Semaphore::new(MAX_CONCURRENT_CALLS));
     let mut connections = JoinSet::new();
-    let mut last_warning: Option<Instant> = None;
+    let mut warnings = WarnEvery::new(ACCEPT_ERROR_LOG_INTERVAL);
     loop {
         let accepted = tokio::select! {
             () = stop.cancelled() => break,
@@ -151,9 +151,8 @@ pub(crate) async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                if last_warning.is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL) {
+                if warnings.due() {
                     warn!(?role, error = %e, "accepting an HTTP connection failed; pausing");
-                    last_warning = Some(Instant::now());
                 } else {
                     debug!(?role, error = %e, "accepting an HTTP connection failed; pausing");
                 }

@@ -34,7 +34,7 @@ use crate::{
     requests::{RequestError, RequestTracker},
     session::{Established, LocalStatus, PeerStatus, SessionParams},
     snap::SnapMessage,
-    util::{recv_opt, sleep_until_opt},
+    util::{WarnEvery, recv_opt, sleep_until_opt},
 };
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{
@@ -139,8 +139,8 @@ pub(crate) struct PeerManager {
     handshakes: JoinSet<()>,
     /// Set after an accept error: accepting resumes at this instant.
     accept_resume: Option<Instant>,
-    /// When an accept error was last logged at `warn`.
-    accept_warned: Option<Instant>,
+    /// Accept errors logged at `warn`: at most one per [`ACCEPT_ERROR_LOG_INTERVAL`].
+    accept_warnings: WarnEvery,
     /// The fork id in our discv5 record.
     fork_id: alloy_eip2124::ForkId,
 }
@@ -190,7 +190,7 @@ impl PeerManager {
             sessions: JoinSet::new(),
             handshakes: JoinSet::new(),
             accept_resume: None,
-            accept_warned: None,
+            accept_warnings: WarnEvery::new(ACCEPT_ERROR_LOG_INTERVAL),
             fork_id,
         }
     }
@@ -206,9 +206,8 @@ impl PeerManager {
                         Ok((tcp, addr)) => self.on_accept(tcp, addr),
                         // Transient (EMFILE, aborted handshakes): pause, then keep serving.
                         Err(error) => {
-                            if self.accept_warned.is_none_or(|t| t.elapsed() >= ACCEPT_ERROR_LOG_INTERVAL) {
+                            if self.accept_warnings.due() {
                                 warn!(%error, "accept failed; pausing (said at most every 10 s)");
-                                self.accept_warned = Some(Instant::now());
                             } else {
                                 debug!(%error, "accept failed");
                             }
