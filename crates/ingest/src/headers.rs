@@ -4,7 +4,13 @@
 //! client has, each re-encoded and checked against its hash ([`RpcHeader::sealed_rlp`]). Every
 //! query is bounded by count ([`MAX_HEADERS_PER_QUERY`]) and by time ([`HEADERS_QUERY_TIMEOUT`]);
 //! an answer may be shorter than asked, as eth/69 allows, and stops at the first header the
-//! execution client does not have or that does not hash to its hash.
+//! execution client does not have, that does not hash to its hash, or (without skips) that is
+//! not the child, or the parent when reversed, of the header before it. A block number no chain
+//! reaches ([`MAX_QUERIED_NUMBER`]) is not asked at all.
+//!
+//! The network bounds what one peer may ask (one query at a time, a budget of headers per
+//! second: `leafsync_p2p::peers::MAX_CONCURRENT_HEADER_CALLS_PER_PEER`,
+//! `HEADER_BUDGET_PER_SECOND`); queries of all peers take turns here.
 
 use std::time::Duration;
 
@@ -27,6 +33,13 @@ pub const MAX_HEADERS_PER_QUERY: usize = 1024;
 /// empty, and geth waits 10 s for an answer; a second of margin keeps a partial answer from being
 /// dropped.
 pub const HEADERS_QUERY_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Highest block number asked of the execution client (`i64::MAX`): geth reads a block number
+/// as an `int64` and answers a larger one "invalid params" (-32602), an error rather than "no
+/// such block", which a peer could make us ask at will (an origin of 2^63, or a skip stepping
+/// there). No chain comes near it, so a header above it is one nobody has: the answer stops
+/// there without a call.
+pub const MAX_QUERIED_NUMBER: u64 = i64::MAX.unsigned_abs();
 
 /// Where a header query starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +69,19 @@ impl HeaderQuery {
         let stride = self.skip.checked_add(1)?;
         if self.reverse { number.checked_sub(stride) } else { number.checked_add(stride) }
     }
+
+    /// Whether `next` may follow `before` in the answer: without skips, it must be its child
+    /// (or its parent, reversed). Each header after the first is read by number from the
+    /// execution client's canonical chain, so a reorg there during the query, or an origin hash
+    /// off that chain, would give headers that do not chain, and geth drops a peer for that
+    /// ("invalid hash progression"). Headers that skip blocks have no link to check.
+    fn chains(&self, before: &RpcHeader, next: &RpcHeader) -> bool {
+        match (self.skip, self.reverse) {
+            (0, false) => next.parent_hash == before.hash,
+            (0, true) => before.parent_hash == next.hash,
+            _ => true,
+        }
+    }
 }
 
 /// Headers from the execution client: see the module docs. Queries are served one at a time
@@ -73,7 +99,8 @@ impl ElHeaders {
 
     /// The RLP of the headers `query` asks for, in its order: at most
     /// [`MAX_HEADERS_PER_QUERY`], within [`HEADERS_QUERY_TIMEOUT`], up to the first header that
-    /// is missing, cannot be read or does not hash to its hash (each logged at debug).
+    /// is missing (or above [`MAX_QUERIED_NUMBER`]), cannot be read, does not hash to its hash
+    /// or, without skips, does not chain to the header before it (each logged at debug).
     pub async fn headers(&self, query: HeaderQuery) -> Vec<Bytes> {
         let deadline = Instant::now() + HEADERS_QUERY_TIMEOUT;
         let want = usize::try_from(query.amount).unwrap_or(usize::MAX).min(MAX_HEADERS_PER_QUERY);
@@ -87,7 +114,12 @@ impl ElHeaders {
             return out;
         };
         let mut next = Some(query.origin);
+        let mut last: Option<RpcHeader> = None;
         while let Some(origin) = next.take() {
+            if matches!(origin, HeaderOrigin::Number(number) if number > MAX_QUERIED_NUMBER) {
+                debug!(?origin, served = out.len(), "header query stops past the highest number");
+                break;
+            }
             let read = async {
                 match origin {
                     HeaderOrigin::Hash(hash) => rpc.header_by_hash(hash).await,
@@ -107,11 +139,23 @@ impl ElHeaders {
                     break;
                 }
             };
+            if let Some(before) = &last
+                && !query.chains(before, &header)
+            {
+                debug!(
+                    number = header.number,
+                    served = out.len(),
+                    "header query stops where the headers stop chaining (a reorg in the execution \
+                     client, or an origin off its chain)"
+                );
+                break;
+            }
             let Some(rlp) = sealed(&header) else { break };
             out.push(rlp);
             if out.len() < want {
                 next = query.step(header.number).map(HeaderOrigin::Number);
             }
+            last = Some(header);
         }
         out
     }

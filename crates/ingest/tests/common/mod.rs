@@ -14,8 +14,8 @@ use std::{
     time::Duration,
 };
 
-use alloy_primitives::{Address, U256, keccak256};
-use leafsync_ingest::{IngestStats, RpcClient};
+use alloy_primitives::{Address, B256, U256, keccak256};
+use leafsync_ingest::{IngestStats, RpcClient, RpcHeader};
 use serde_json::{Value, json};
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -351,4 +351,44 @@ impl Workload {
         }
         rpc.block_number().await.unwrap()
     }
+}
+
+/// A Cancun-shaped header (as `eth_getHeaderBy*` answers it) for block `n` with `parent` and
+/// `state_root`, its `hash` the one its fields give.
+pub fn sealed_header(n: u64, parent: B256, state_root: B256) -> Value {
+    let mut json = json!({
+        "hash": B256::ZERO, "parentHash": parent,
+        "sha3Uncles": B256::ZERO, "miner": "0x00000000000000000000000000000000000000aa",
+        "stateRoot": state_root, "transactionsRoot": B256::ZERO,
+        "receiptsRoot": B256::ZERO, "logsBloom": format!("0x{}", "0".repeat(512)),
+        "difficulty": "0x0", "number": format!("{n:#x}"), "gasLimit": "0x1c9c380",
+        "gasUsed": "0x0", "timestamp": format!("{:#x}", 1_700_000_000 + 12 * n),
+        "extraData": "0x", "mixHash": B256::ZERO, "nonce": "0x0000000000000000",
+        "baseFeePerGas": "0x7", "withdrawalsRoot": B256::ZERO, "blobGasUsed": "0x0",
+        "excessBlobGas": "0x0", "parentBeaconBlockRoot": B256::ZERO,
+    });
+    let header: RpcHeader = serde_json::from_value(json.clone()).unwrap();
+    json["hash"] = json!(keccak256(header.rlp()));
+    json
+}
+
+/// The `hash` of a header of [`sealed_header`].
+pub fn header_hash(header: &Value) -> B256 {
+    serde_json::from_value(header["hash"].clone()).unwrap()
+}
+
+/// Headers of blocks `0..=head` ([`sealed_header`], state root `keccak(n)`), each the child of
+/// the one before, except that block `orphan` names another parent (as when the execution
+/// client reorged between two reads of a query).
+pub fn header_chain(head: u64, orphan: Option<u64>) -> Vec<Value> {
+    let mut chain: Vec<Value> = Vec::new();
+    for n in 0..=head {
+        let parent = match chain.last() {
+            _ if Some(n) == orphan => B256::repeat_byte(0xee),
+            Some(before) => header_hash(before),
+            None => B256::ZERO,
+        };
+        chain.push(sealed_header(n, parent, keccak256(n.to_be_bytes())));
+    }
+    chain
 }

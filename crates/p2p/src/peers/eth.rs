@@ -19,11 +19,35 @@ use tokio::sync::watch;
 /// requests time out after `requestTimeout`, so a slower answer would be useless anyway.
 pub const HEADER_SOURCE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Most [`HeaderSource`] calls running at once for one peer (2): geth's skeleton sync asks one
-/// peer for one header batch at a time; two leave room for a header and a reorg check, while a
-/// peer flooding header requests cannot keep the execution client busy (further requests wait
-/// in the session's queue, bounded by the in-flight rule).
-pub const MAX_CONCURRENT_HEADER_CALLS_PER_PEER: usize = 2;
+/// Most [`HeaderSource`] calls running at once for one peer (1): the execution client's headers
+/// are read over one connection, one query after the other, all peers' queries waiting their
+/// turn; a second call of the same peer would only wait behind its first while holding a second
+/// place in that queue. geth's skeleton sync asks a peer for one header batch at a time. A
+/// peer's further requests wait in its session's queue (bounded by the in-flight rule), not in
+/// the execution client's, so one peer holds at most one place there, and with
+/// [`HEADER_BUDGET_PER_SECOND`] has at most that many headers a second read for it.
+pub const MAX_CONCURRENT_HEADER_CALLS_PER_PEER: usize = 1;
+
+/// Headers a second one peer may have read from the [`HeaderSource`] on average (2,048): four
+/// of geth's skeleton batches (512 headers, asked one at a time per peer), while the headers a
+/// flooding peer has read, each a JSON-RPC call to the execution client shared by all peers,
+/// stay bounded. A query beyond the budget is not refused (honest peers ask in bursts, and a
+/// syncing geth drops a peer that answers its skeleton requests empty): its call waits until
+/// the budget has refilled for it, at most [`HEADER_BUDGET_BURST`] / this = 0.5 s, in the
+/// session, outside the execution client's queue.
+pub const HEADER_BUDGET_PER_SECOND: u32 = 2048;
+
+/// Headers one peer may have read at once before its budget delays its calls (1,024, one full
+/// query of `MAX_HEADERS_SERVE`): a peer that has asked nothing for a while is served at once,
+/// whatever it asks.
+pub const HEADER_BUDGET_BURST: u64 = eth::protocol::MAX_HEADERS_SERVE;
+
+/// Most headers served for a query that skips blocks (128, where a query without skips gets
+/// `MAX_HEADERS_SERVE`, 1,024): each such header is a read of a block far from the others,
+/// likely cold in the execution client. Syncing clients ask their bulk headers without skips
+/// (geth's skeleton sync); skips serve small probes, the largest known being geth's legacy
+/// skeleton of 128 headers (`MaxSkeletonSize`, skip 191).
+pub const MAX_SKIPPING_HEADERS_SERVE: u64 = 128;
 
 /// Most bytes of headers in one `BlockHeaders` answer (2 MiB, geth's `softResponseLimit`):
 /// headers beyond it are left out, as geth does.
@@ -103,10 +127,12 @@ impl HeaderSourceError {
 /// Answers the peers' `GetBlockHeaders` (implemented over the execution client's JSON-RPC by
 /// the node).
 ///
-/// The session has already clamped `amount` to `MAX_HEADERS_SERVE`; it runs at most
-/// [`MAX_CONCURRENT_HEADER_CALLS_PER_PEER`] calls at once per peer, gives each
-/// [`HEADER_SOURCE_TIMEOUT`], keeps at most `amount` headers and
-/// [`MAX_HEADERS_RESPONSE_BYTES`], and answers empty on an error or a timeout.
+/// The session has already clamped `amount` to `MAX_HEADERS_SERVE` (to
+/// [`MAX_SKIPPING_HEADERS_SERVE`] with a skip); it runs at most
+/// [`MAX_CONCURRENT_HEADER_CALLS_PER_PEER`] calls at once per peer, within the peer's
+/// [`HEADER_BUDGET_PER_SECOND`], gives each [`HEADER_SOURCE_TIMEOUT`], keeps at most `amount`
+/// headers and [`MAX_HEADERS_RESPONSE_BYTES`], and answers empty on an error, a timeout or a
+/// panic.
 pub trait HeaderSource: Send + Sync + 'static {
     /// The RLP-encoded headers `query` selects, in its order; fewer (or none) for those the
     /// source does not have.

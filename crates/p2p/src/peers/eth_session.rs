@@ -1,12 +1,13 @@
 //! [`EthSession`]: the `eth/69` side of one session, a quiet peer. Announcements are ignored,
 //! `BlockRangeUpdate`s checked and passed on at most once per `NEW_HEAD_MIN_INTERVAL`,
-//! `GetBlockHeaders` answered from the [`HeaderSource`] (bounded in count, bytes, concurrency
-//! and time; empty on any failure), the other requests answered empty, and responses (we send
-//! no eth requests) reported as unsolicited.
+//! `GetBlockHeaders` answered from the [`HeaderSource`] (bounded in count, bytes, concurrency,
+//! headers per second and time; empty on any failure), the other requests answered empty, and
+//! responses (we send no eth requests) reported as unsolicited.
 
 use super::{
-    HEADER_SOURCE_TIMEOUT, HeaderSource, MAX_CONCURRENT_HEADER_CALLS_PER_PEER, MAX_HEAD_NUMBER,
-    MAX_HEADERS_RESPONSE_BYTES, heads::Throttle, serving::Outgoing,
+    HEADER_BUDGET_BURST, HEADER_BUDGET_PER_SECOND, HEADER_SOURCE_TIMEOUT, HeaderSource,
+    MAX_CONCURRENT_HEADER_CALLS_PER_PEER, MAX_HEAD_NUMBER, MAX_HEADERS_RESPONSE_BYTES,
+    MAX_SKIPPING_HEADERS_SERVE, heads::Throttle, serving::Outgoing,
 };
 use crate::{
     PeerId,
@@ -19,9 +20,16 @@ use crate::{
 };
 use alloy_primitives::Bytes;
 use alloy_rlp::{BufMut, Encodable, Header};
-use std::{collections::VecDeque, sync::Arc};
-use tokio::{task::JoinSet, time::Instant};
-use tracing::debug;
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::{
+    task::{self, JoinSet},
+    time::Instant,
+};
+use tracing::{debug, error};
 
 /// What the session does with an `eth/69` message.
 #[derive(Debug)]
@@ -46,7 +54,12 @@ pub(crate) struct EthSession {
     headers: Arc<dyn HeaderSource>,
     requests: ServedRequests,
     queued: VecDeque<GetBlockHeaders>,
-    calls: JoinSet<(u64, Vec<Bytes>)>,
+    calls: JoinSet<Vec<Bytes>>,
+    /// The request id each running call answers, kept outside the call so that one that panics
+    /// (a bug) is still answered, empty, and frees its place in the in-flight count.
+    answering: HashMap<task::Id, u64>,
+    /// The headers per second the peer may have read ([`HEADER_BUDGET_PER_SECOND`]).
+    budget: HeaderBudget,
     /// Passes the peer's ranges on at most once per `NEW_HEAD_MIN_INTERVAL`.
     ranges: Throttle<BlockRangeUpdate>,
 }
@@ -60,6 +73,8 @@ impl EthSession {
             requests: ServedRequests::default(),
             queued: VecDeque::new(),
             calls: JoinSet::new(),
+            answering: HashMap::new(),
+            budget: HeaderBudget::new(now),
             ranges: Throttle::new(now),
         }
     }
@@ -114,25 +129,42 @@ impl EthSession {
         !self.calls.is_empty()
     }
 
-    /// The next finished header call's answer, to send.
+    /// The next finished header call's answer, to send; a call that panicked (a bug) is
+    /// answered empty.
     pub(crate) async fn next_answer(&mut self) -> Option<Outgoing> {
-        let (request_id, headers) = self.calls.join_next().await?.ok()?;
+        let (id, headers) = match self.calls.join_next_with_id().await? {
+            Ok(done) => done,
+            Err(failed) => {
+                if failed.is_panic() {
+                    error!(peer = %self.peer, "a header call panicked (a bug); answering empty");
+                }
+                (failed.id(), Vec::new())
+            }
+        };
+        let request_id = self.answering.remove(&id);
         self.requests.on_answered();
         self.spawn();
-        Some((Subprotocol::Eth, ids::BLOCK_HEADERS, block_headers(request_id, &headers)))
+        let payload = block_headers(request_id?, &headers);
+        Some((Subprotocol::Eth, ids::BLOCK_HEADERS, payload))
     }
 
     /// Starts queued header requests while fewer than [`MAX_CONCURRENT_HEADER_CALLS_PER_PEER`]
-    /// run, each clamped to `MAX_HEADERS_SERVE` headers and [`HEADER_SOURCE_TIMEOUT`].
+    /// run, each clamped to `MAX_HEADERS_SERVE` headers ([`MAX_SKIPPING_HEADERS_SERVE`] with a
+    /// skip), charged to the peer's budget (its call waits until the budget covers it) and given
+    /// [`HEADER_SOURCE_TIMEOUT`].
     fn spawn(&mut self) {
         while self.calls.len() < MAX_CONCURRENT_HEADER_CALLS_PER_PEER {
             let Some(GetBlockHeaders { request_id, query }) = self.queued.pop_front() else {
                 return;
             };
-            let amount = query.amount.min(MAX_HEADERS_SERVE);
-            let call = self.headers.headers(HeadersRequest { amount, ..query });
+            let most = if query.skip == 0 { MAX_HEADERS_SERVE } else { MAX_SKIPPING_HEADERS_SERVE };
+            let amount = query.amount.min(most);
+            let start = self.budget.charge(amount, Instant::now());
+            let source = Arc::clone(&self.headers);
             let peer = self.peer;
-            self.calls.spawn(async move {
+            let call = self.calls.spawn(async move {
+                tokio::time::sleep_until(start).await;
+                let call = source.headers(HeadersRequest { amount, ..query });
                 let headers = match tokio::time::timeout(HEADER_SOURCE_TIMEOUT, call).await {
                     Ok(Ok(headers)) => headers,
                     Ok(Err(error)) => {
@@ -144,15 +176,46 @@ impl EthSession {
                         Vec::new()
                     }
                 };
-                (request_id, bounded(headers, amount))
+                bounded(headers, amount)
             });
+            self.answering.insert(call.id(), request_id);
         }
     }
 
     /// The session ended.
     pub(crate) fn stop(&mut self) {
         self.calls.abort_all();
+        self.answering.clear();
     }
+}
+
+/// A peer's budget of headers read from the [`HeaderSource`]: a token bucket of
+/// [`HEADER_BUDGET_BURST`] headers refilled at [`HEADER_BUDGET_PER_SECOND`], kept as the instant
+/// it will be full again (the generic cell rate algorithm: no refill ticks to run, one instant
+/// to keep).
+#[derive(Debug)]
+struct HeaderBudget {
+    full_at: Instant,
+}
+
+impl HeaderBudget {
+    /// A full budget.
+    const fn new(now: Instant) -> Self {
+        Self { full_at: now }
+    }
+
+    /// Charges `headers` at `now`; returns when their call may start: `now` if the bucket holds
+    /// them, else when it will have refilled enough. A call is charged when it starts and calls
+    /// run one at a time, so the wait is at most `headers` / [`HEADER_BUDGET_PER_SECOND`].
+    fn charge(&mut self, headers: u64, now: Instant) -> Instant {
+        self.full_at = self.full_at.max(now) + headers_time(headers);
+        self.full_at.checked_sub(headers_time(HEADER_BUDGET_BURST)).map_or(now, |at| at.max(now))
+    }
+}
+
+/// The time the budget takes to refill `headers`.
+fn headers_time(headers: u64) -> Duration {
+    Duration::from_secs(headers) / HEADER_BUDGET_PER_SECOND
 }
 
 /// At most `amount` headers and [`MAX_HEADERS_RESPONSE_BYTES`], each one RLP list exactly (the
@@ -201,6 +264,7 @@ mod tests {
     };
     use alloy_primitives::B256;
     use futures::future::BoxFuture;
+    use std::time::Duration;
 
     /// A header source that never answers.
     struct Silent;
@@ -252,6 +316,141 @@ mod tests {
         ));
         let response = EthMessage::Response { id: ids::BLOCK_HEADERS, request_id: 1 };
         assert!(matches!(eth.on_message(response, now), EthAction::Unsolicited));
+    }
+
+    /// A header source that answers at once with `amount` one-byte headers, noting when each
+    /// call was made and what it asked.
+    #[derive(Default)]
+    struct Recording {
+        calls: std::sync::Mutex<Vec<(Instant, HeadersRequest)>>,
+    }
+
+    impl Recording {
+        fn calls(&self) -> Vec<(Instant, HeadersRequest)> {
+            self.calls.lock().map(|calls| calls.clone()).unwrap_or_default()
+        }
+    }
+
+    impl HeaderSource for Recording {
+        fn headers(
+            &self,
+            query: HeadersRequest,
+        ) -> BoxFuture<'static, Result<Vec<Bytes>, HeaderSourceError>> {
+            if let Ok(mut calls) = self.calls.lock() {
+                calls.push((Instant::now(), query));
+            }
+            let amount = usize::try_from(query.amount).unwrap_or(usize::MAX);
+            Box::pin(async move { Ok(vec![Bytes::from_static(&[0xc0]); amount]) })
+        }
+    }
+
+    /// A header source that never answers, counting its calls.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    impl HeaderSource for Counting {
+        fn headers(
+            &self,
+            _query: HeadersRequest,
+        ) -> BoxFuture<'static, Result<Vec<Bytes>, HeaderSourceError>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Box::pin(std::future::pending())
+        }
+    }
+
+    /// A header source with a bug: its calls panic.
+    struct Panicking;
+
+    impl HeaderSource for Panicking {
+        fn headers(
+            &self,
+            _query: HeadersRequest,
+        ) -> BoxFuture<'static, Result<Vec<Bytes>, HeaderSourceError>> {
+            Box::pin(async {
+                if std::hint::black_box(true) {
+                    panic!("a bug in the header source");
+                }
+                Ok(Vec::new())
+            })
+        }
+    }
+
+    fn get_many(request_id: u64, amount: u64, skip: u64) -> EthMessage {
+        EthMessage::GetBlockHeaders(GetBlockHeaders {
+            request_id,
+            query: HeadersRequest { origin: HashOrNumber::Number(1), amount, skip, reverse: false },
+        })
+    }
+
+    /// A peer asking full batches back to back has them read at its budget's rate: the first at
+    /// once (the burst), each next one when the budget has refilled for it. None is answered
+    /// empty for it: a syncing geth drops a peer that answers its skeleton requests empty.
+    #[tokio::test(start_paused = true)]
+    async fn header_calls_wait_for_the_peers_budget() {
+        let start = Instant::now();
+        let source = Arc::new(Recording::default());
+        let mut eth = EthSession::new(PeerId::ZERO, source.clone(), start);
+        for id in 0..3 {
+            assert!(matches!(eth.on_message(get_many(id, 5000, 0), start), EthAction::None));
+        }
+        for _ in 0..3 {
+            let (_, _, payload) = eth.next_answer().await.expect("an answer");
+            assert_eq!(payload.len(), 3 + 1 + 3 + 1024, "1024 headers");
+        }
+        let calls = source.calls();
+        let at: Vec<Duration> = calls.iter().map(|(at, _)| *at - start).collect();
+        let half = Duration::from_millis(500); // 1024 headers at 2048 a second
+        assert_eq!(at, [Duration::ZERO, half, 2 * half], "one full batch per half second");
+        assert!(calls.iter().all(|(_, q)| q.amount == 1024), "clamped to MAX_HEADERS_SERVE");
+    }
+
+    /// Queries that skip blocks read one cold header per block asked: they are capped well
+    /// below the full batches of contiguous headers.
+    #[tokio::test(start_paused = true)]
+    async fn skipping_queries_are_capped() {
+        let start = Instant::now();
+        let source = Arc::new(Recording::default());
+        let mut eth = EthSession::new(PeerId::ZERO, source.clone(), start);
+        assert!(matches!(eth.on_message(get_many(1, 1024, 191), start), EthAction::None));
+        assert!(matches!(eth.on_message(get_many(2, 1024, 0), start), EthAction::None));
+        for _ in 0..2 {
+            eth.next_answer().await.expect("an answer");
+        }
+        let amounts: Vec<u64> = source.calls().iter().map(|(_, q)| q.amount).collect();
+        assert_eq!(amounts, [128, 1024]);
+    }
+
+    /// A peer's header calls run one at a time: they share one connection to the execution
+    /// client, so a second would only hold a second place in the queue all peers wait in.
+    #[tokio::test(start_paused = true)]
+    async fn one_header_call_at_a_time_per_peer() {
+        let start = Instant::now();
+        let source = Arc::new(Counting::default());
+        let mut eth = EthSession::new(PeerId::ZERO, source.clone(), start);
+        for id in 0..4 {
+            assert!(matches!(eth.on_message(get_headers(id), start), EthAction::None));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await; // let the calls start
+        assert_eq!(source.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    /// A header call that panics (a bug) is answered empty and frees its place: before, its
+    /// request stayed unanswered for good, and enough of them made the next honest request a
+    /// flood (a fatal penalty).
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_header_call_is_answered_empty_and_frees_its_place() {
+        let start = Instant::now();
+        let mut eth = EthSession::new(PeerId::ZERO, Arc::new(Panicking), start);
+        for id in 1..=MAX_IN_FLIGHT_REQUESTS as u64 {
+            assert!(matches!(eth.on_message(get_headers(id), start), EthAction::None));
+        }
+        for id in 1..=MAX_IN_FLIGHT_REQUESTS as u8 {
+            let answer = eth.next_answer().await.expect("an answer");
+            assert_eq!(answer, (Subprotocol::Eth, ids::BLOCK_HEADERS, vec![0xc2, id, 0xc0].into()));
+        }
+        assert_eq!(eth.requests.outstanding(), 0);
+        assert!(!eth.is_busy());
+        assert!(matches!(eth.on_message(get_headers(99), start), EthAction::None), "no flood");
     }
 
     #[test]

@@ -39,9 +39,9 @@ pub use config::{
 pub use dial::{Backoff, DIAL_BACKOFF_BASE, DIAL_BACKOFF_MAX, MAX_BACKOFF_ENTRIES};
 pub use enode::{EnodeError, NodeRecord};
 pub use eth::{
-    BLOCK_RANGE_UPDATE_INTERVAL, EthConfig, EthHead, HEADER_SOURCE_TIMEOUT, HeaderSource,
-    HeaderSourceError, MAX_CONCURRENT_HEADER_CALLS_PER_PEER, MAX_HEADERS_RESPONSE_BYTES, NoHeaders,
-    SnapHandler,
+    BLOCK_RANGE_UPDATE_INTERVAL, EthConfig, EthHead, HEADER_BUDGET_BURST, HEADER_BUDGET_PER_SECOND,
+    HEADER_SOURCE_TIMEOUT, HeaderSource, HeaderSourceError, MAX_CONCURRENT_HEADER_CALLS_PER_PEER,
+    MAX_HEADERS_RESPONSE_BYTES, MAX_SKIPPING_HEADERS_SERVE, NoHeaders, SnapHandler,
 };
 pub use events::{
     Direction, DiscoveryCounters, EVENT_CHANNEL_CAPACITY, EthPeerInfo, NetworkEvent, PeerInfo,

@@ -1,0 +1,154 @@
+//! [`ElHeaders`] against a scripted execution client that answers as geth does: what a peer's
+//! `GetBlockHeaders` may make us ask it, and what an answer may hold (review findings on eth/69
+//! header serving: block numbers above `i64::MAX`, answers whose headers do not chain).
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
+
+mod common;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use alloy_primitives::{B256, Bytes, keccak256};
+use common::{header_chain, header_hash, sealed_header};
+use leafsync_ingest::{ElHeaders, HeaderOrigin, HeaderQuery};
+use serde_json::{Value, json};
+use tokio::{
+    io::AsyncWriteExt,
+    net::{TcpListener, TcpStream},
+};
+
+/// The requests the scripted execution client received: `(method, block number)`.
+type Seen = Arc<Mutex<Vec<(String, u128)>>>;
+
+/// Serves `headers` (by number: the canonical chain) and `side` (by hash only: headers off it)
+/// over JSON-RPC on `127.0.0.1:0`, as geth does: a block number above `i64::MAX` is "invalid
+/// params" (-32602), an unknown block `null`, `latest` the last header. Every request by
+/// number is noted in `seen`.
+async fn geth_like(headers: Vec<Value>, side: Vec<Value>, seen: &Seen) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (headers, side, seen) = (Arc::new(headers), Arc::new(side), Arc::clone(seen));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let chain = (Arc::clone(&headers), Arc::clone(&side), Arc::clone(&seen));
+            tokio::spawn(serve(stream, chain));
+        }
+    });
+    addr
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    (headers, side, seen): (Arc<Vec<Value>>, Arc<Vec<Value>>, Seen),
+) {
+    let mut buf = Vec::new();
+    while let Some(body) = common::read_http_request(&mut stream, &mut buf).await {
+        let request: Value = serde_json::from_slice(&body).unwrap();
+        let method = request["method"].as_str().unwrap_or_default().to_owned();
+        let param = &request["params"][0];
+        let answer = if method.ends_with("ByNumber") && param == "latest" {
+            json!({"result": headers.last()})
+        } else if method.ends_with("ByNumber") {
+            let number = u128::from_str_radix(param.as_str().unwrap().trim_start_matches("0x"), 16);
+            let number = number.unwrap();
+            seen.lock().unwrap().push((method, number));
+            if number > i64::MAX as u128 {
+                json!({"error": {"code": -32602, "message": "invalid argument 0: block number larger than int64"}})
+            } else {
+                let found = usize::try_from(number).ok().and_then(|n| headers.get(n));
+                json!({"result": found.cloned().unwrap_or(Value::Null)})
+            }
+        } else {
+            let found = headers.iter().chain(side.iter()).find(|h| h["hash"] == *param);
+            json!({"result": found.cloned().unwrap_or(Value::Null)})
+        };
+        let mut answer = answer;
+        answer["jsonrpc"] = json!("2.0");
+        answer["id"] = request["id"].clone();
+        let body = answer.to_string();
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Each answered header named by its block number, with a `'` when it is not in `chain`.
+fn names(chain: &[Value], side: &[Value], answer: &[Bytes]) -> Vec<String> {
+    answer
+        .iter()
+        .map(|rlp| {
+            let h = json!(keccak256(rlp));
+            match chain.iter().position(|c| c["hash"] == h) {
+                Some(n) => n.to_string(),
+                None => {
+                    let s = side.iter().find(|c| c["hash"] == h).unwrap();
+                    let n = u64::from_str_radix(s["number"].as_str().unwrap()[2..].as_ref(), 16);
+                    format!("{}'", n.unwrap())
+                }
+            }
+        })
+        .collect()
+}
+
+fn query(origin: HeaderOrigin, amount: u64, skip: u64, reverse: bool) -> HeaderQuery {
+    HeaderQuery { origin, amount, skip, reverse }
+}
+
+/// A block number above `i64::MAX` (a peer's origin, or a skip stepping there) is a header no
+/// chain has: the answer stops there without asking the execution client, which answers such a
+/// number "invalid params" (geth) rather than "no such block", and the client read every header
+/// as a whole block from then on.
+#[tokio::test]
+async fn block_numbers_above_int64_are_absent_without_a_call() {
+    let chain = header_chain(10, None);
+    let seen = Seen::default();
+    let el = geth_like(chain.clone(), Vec::new(), &seen).await;
+    let headers = ElHeaders::new(&format!("http://{el}")).unwrap();
+    let by_number = HeaderOrigin::Number;
+
+    assert!(headers.headers(query(by_number(1 << 63), 1, 0, false)).await.is_empty());
+    assert!(headers.headers(query(by_number(u64::MAX), 3, 0, true)).await.is_empty());
+    let skip_past = i64::MAX as u64 - 5; // from 5, the next header is block 2^63
+    let answer = headers.headers(query(by_number(5), 2, skip_past, false)).await;
+    assert_eq!(names(&chain, &[], &answer), ["5"]);
+    // Later queries still read headers, not whole blocks.
+    let answer = headers.headers(query(by_number(3), 2, 0, false)).await;
+    assert_eq!(names(&chain, &[], &answer), ["3", "4"]);
+
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.iter().all(|(_, n)| *n <= i64::MAX as u128), "asked: {seen:?}");
+    assert!(seen.iter().all(|(method, _)| method == "eth_getHeaderByNumber"), "asked: {seen:?}");
+}
+
+/// Each header after the first is read by number from the execution client's canonical chain,
+/// so a reorg during a query, or an origin hash off that chain, gave headers that do not chain
+/// (geth drops a peer for that: "invalid hash progression"). Without skips each header must be
+/// the parent (backwards) or the child (forwards) of the one before: the answer stops at the
+/// first that is not.
+#[tokio::test]
+async fn answers_stop_where_the_headers_stop_chaining() {
+    // Block 10 is not the child of block 9: the execution client reorged between two reads.
+    let chain = header_chain(20, Some(10));
+    // A block 7 off the canonical chain, child of block 6, served by its hash.
+    let side = vec![sealed_header(7, header_hash(&chain[6]), B256::repeat_byte(7))];
+    let el = geth_like(chain.clone(), side.clone(), &Seen::default()).await;
+    let headers = ElHeaders::new(&format!("http://{el}")).unwrap();
+    let (c, s, h) = (&chain, &side, &headers);
+    let ask = move |q| async move { names(c, s, &h.headers(q).await) };
+    let (by_number, side_7) = (HeaderOrigin::Number, HeaderOrigin::Hash(header_hash(&side[0])));
+
+    assert_eq!(ask(query(by_number(8), 5, 0, false)).await, ["8", "9"]);
+    assert_eq!(ask(query(by_number(12), 5, 0, true)).await, ["12", "11", "10"]);
+    assert_eq!(ask(query(side_7, 3, 0, false)).await, ["7'"], "block 8's parent is block 7");
+    assert_eq!(ask(query(side_7, 3, 0, true)).await, ["7'", "6", "5"]);
+    // Headers that skip blocks have nothing to chain to: they are served as read.
+    assert_eq!(ask(query(by_number(8), 3, 1, false)).await, ["8", "10", "12"]);
+    assert_eq!(ask(query(by_number(2), 5, 0, false)).await, ["2", "3", "4", "5", "6"]);
+}
