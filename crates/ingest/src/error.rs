@@ -53,6 +53,38 @@ pub enum IngestError {
         /// The hash of the execution client's block 0.
         found: alloy_primitives::B256,
     },
+    /// The execution client does not serve `debug_traceBlockByHash`: it answered the call
+    /// "method not found" (or "invalid params", which anvil answers over WebSocket for a method
+    /// it lacks). Its `debug` namespace is off on the endpoint leafsync uses, and no block can
+    /// be followed until it is on. Retried (the operator may restart the client with it), but
+    /// never taken for a stuck block: repairing from peers would not help.
+    #[error(
+        "the execution client at {url} does not serve `debug_traceBlockByHash` ({error}): enable \
+         its `debug` namespace on that endpoint (geth, reth: `--ws.api eth,debug` or \
+         `--http.api eth,debug`)"
+    )]
+    TracingUnavailable {
+        /// The execution client's URL.
+        url: String,
+        /// What it answered.
+        error: RpcError,
+    },
+    /// The execution client's HTTP endpoint answered with a status other than success and a
+    /// body that is no JSON-RPC answer: a wrong port (the engine API's answers 401 without a
+    /// JWT), a host or origin it refuses (403), a proxy in front of it.
+    #[error("`{method}`: HTTP {status} from {url}{hint}: {body}")]
+    HttpStatus {
+        /// The JSON-RPC method.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+        /// What the status likely means, or empty.
+        hint: &'static str,
+        /// The start of the body, as text.
+        body: String,
+    },
     /// A request got no answer in time.
     #[error("`{method}` timed out after {millis} ms")]
     Timeout {

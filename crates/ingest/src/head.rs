@@ -24,6 +24,16 @@ pub async fn el_head(rpc: &mut RpcClient) -> Result<BlockHeader, IngestError> {
     Ok(rpc.block(number).await?.header())
 }
 
+/// Checks, before a sync of hours, that the execution client at `url` can be followed after
+/// it: it must serve `debug_traceBlockByHash` ([`RpcClient::check_tracing`] at its head).
+/// [`IngestError::TracingUnavailable`] when it lacks the method; other errors are the read's
+/// (the caller may go on: the follower retries them).
+pub async fn check_el_tracing(url: &str) -> Result<(), IngestError> {
+    let mut rpc = RpcClient::new(url)?;
+    let head = el_head(&mut rpc).await?;
+    rpc.check_tracing(head.hash).await
+}
+
 /// A feed of the execution client's heads at `url`, read every `poll_interval`
 /// ([`HEAD_POLL_INTERVAL`] in the daemon). Waits (retrying, with a warning every
 /// [`HEAD_WAIT_LOG_INTERVAL`]) until the first head is read; then a task sends every higher

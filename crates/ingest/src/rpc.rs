@@ -55,6 +55,17 @@ fn method_missing(error: &RpcError) -> bool {
     [METHOD_NOT_FOUND, INVALID_PARAMS].contains(&error.code)
 }
 
+/// `error` of a `debug_traceBlockByHash` call to the client at `url`, as
+/// [`IngestError::TracingUnavailable`] when it says the client lacks the method.
+pub(crate) fn tracing_error(url: &str, error: IngestError) -> IngestError {
+    match error {
+        IngestError::Rpc(error) if method_missing(&error) => {
+            IngestError::TracingUnavailable { url: url.to_owned(), error }
+        }
+        other => other,
+    }
+}
+
 /// The method of subscription notifications. Those that arrive while a response is awaited are
 /// counted, not kept: a new head is only a wake-up, so nothing grows with the number of heads.
 const SUBSCRIPTION_METHOD: &str = "eth_subscription";
@@ -223,10 +234,13 @@ impl RpcClient {
         }
     }
 
-    /// `header`'s call, or `block`'s once the client has answered a header call "method not
-    /// found" or "invalid params" (anvil answers the first over HTTP and the second over
-    /// WebSocket for a method it does not have; remembered: it is not asked again). Any other
-    /// error is the call's. Returns the method that answered too.
+    /// `header`'s call, or `block`'s once the client has shown it lacks the header methods
+    /// (remembered: they are not asked again). A header call answered "method not found" or
+    /// "invalid params" (anvil answers the first over HTTP and the second over WebSocket for a
+    /// method it does not have) is only taken for that after `eth_getHeaderByNumber("latest")`,
+    /// whose parameters every client takes, is answered the same: geth answers "invalid
+    /// params" for a block number past `i64::MAX` too, and the numbers come from peers. Any
+    /// other error is the call's. Returns the method that answered too.
     async fn header_call(
         &mut self,
         header: (&'static str, Value),
@@ -235,6 +249,12 @@ impl RpcClient {
         if !self.headers_as_blocks {
             match self.call(header.0, header.1).await {
                 Err(IngestError::Rpc(error)) if method_missing(&error) => {
+                    let probe = self
+                        .call::<Option<RpcHeader>>("eth_getHeaderByNumber", json!(["latest"]))
+                        .await;
+                    if !matches!(&probe, Err(IngestError::Rpc(e)) if method_missing(e)) {
+                        return Err(error.into());
+                    }
                     debug!(method = header.0, %error, "reading headers as blocks instead");
                     self.headers_as_blocks = true;
                 }
@@ -279,6 +299,25 @@ impl RpcClient {
     /// header, a root mismatch counted for good).
     pub async fn trace_block_raw(&mut self, hash: B256) -> Result<RawResponse, IngestError> {
         self.call_raw("debug_traceBlockByHash", json!([hash, tracer_config()])).await
+    }
+
+    /// Checks that the execution client serves the traces following needs: it traces block
+    /// `hash` (its head, say) as the follower would. [`IngestError::TracingUnavailable`] when
+    /// it lacks the method; any other JSON-RPC error passes (a client still syncing has no
+    /// state to trace with, but has the method), logged at debug. Transport errors are
+    /// returned, for the caller to decide.
+    pub async fn check_tracing(&mut self, hash: B256) -> Result<(), IngestError> {
+        let answer = self.trace_block_raw(hash).await?;
+        match answer.decode::<serde::de::IgnoredAny>() {
+            Err(error) => match tracing_error(self.url(), error) {
+                e @ IngestError::TracingUnavailable { .. } => Err(e),
+                other => {
+                    debug!(%hash, error = %other, "trace check: the block was not traced");
+                    Ok(())
+                }
+            },
+            Ok(_) => Ok(()),
+        }
     }
 
     /// Subscribes to `newHeads` when on WebSocket (once per connection); returns whether new
@@ -379,6 +418,7 @@ impl RpcClient {
         match &mut self.transport {
             Transport::Http(client) => {
                 let mut resp = client.post(&self.url).json(request).send().await?;
+                let status = resp.status();
                 let announced = resp.content_length();
                 if announced.is_some_and(|l| l > limit as u64) {
                     return Err(too_large());
@@ -390,6 +430,11 @@ impl RpcClient {
                         return Err(too_large());
                     }
                     body.extend_from_slice(&chunk);
+                }
+                // Servers answer JSON-RPC errors with 200, but some with another status: those
+                // that carry a JSON-RPC answer are read as one.
+                if !status.is_success() && !is_json_rpc_answer(&body) {
+                    return Err(http_status_error(method, &self.url, status.as_u16(), &body));
                 }
                 Ok(body)
             }
@@ -459,6 +504,48 @@ impl RawResponse {
     pub fn is_empty(&self) -> bool {
         self.body.is_empty()
     }
+}
+
+/// Whether `body` is a JSON-RPC answer (an object with a `result` or an `error`).
+fn is_json_rpc_answer(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        result: Option<&'a serde_json::value::RawValue>,
+        #[serde(borrow)]
+        error: Option<&'a serde_json::value::RawValue>,
+    }
+    serde_json::from_slice::<Answer<'_>>(body)
+        .is_ok_and(|a| a.result.is_some() || a.error.is_some())
+}
+
+/// How much of a refused HTTP answer's body an error quotes (200 bytes): a server's reason
+/// ("missing token", "invalid host specified") is short; a page of HTML is cut.
+const QUOTED_BODY_BYTES: usize = 200;
+
+/// [`IngestError::HttpStatus`] for an answer with `status` and `body`, with what the status
+/// likely means for an operator.
+fn http_status_error(method: &'static str, url: &str, status: u16, body: &[u8]) -> IngestError {
+    let hint = match status {
+        401 => {
+            " (the engine API's port? it needs a JWT: point `el.rpc` at the execution \
+                client's --http or --ws port)"
+        }
+        403 => {
+            " (the execution client refuses this host or origin: geth's --http.vhosts or \
+                --ws.origins)"
+        }
+        404 | 405 => " (not a JSON-RPC endpoint: check the port and path of `el.rpc`)",
+        _ => "",
+    };
+    let quoted = &body[..body.len().min(QUOTED_BODY_BYTES)];
+    let body: String = String::from_utf8_lossy(quoted)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned();
+    IngestError::HttpStatus { method, url: url.to_owned(), status, hint, body }
 }
 
 /// The text of a WebSocket message; `None` for control frames.

@@ -39,6 +39,8 @@ enum Answer {
     HugeChunked(usize),
     /// Only a `Content-Length` header announcing this many bytes, then nothing.
     HugeAnnounced(usize),
+    /// This HTTP status with this body (no JSON-RPC envelope added).
+    Http(u16, &'static str),
 }
 
 type Script = Arc<dyn Fn(&str, &Value) -> Answer + Send + Sync>;
@@ -77,6 +79,13 @@ async fn serve(mut stream: TcpStream, script: Script) {
                 .to_string();
                 let response = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(response.as_bytes()).await
+            }
+            Answer::Http(status, body) => {
+                let response = format!(
+                    "HTTP/1.1 {status} Refused\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
                 stream.write_all(response.as_bytes()).await
@@ -240,6 +249,72 @@ async fn a_block_the_execution_client_keeps_failing_to_trace_is_reported_stuck()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     running.stop().await;
+}
+
+/// An execution client without the `debug` namespace (geth's `--http.api eth`) answers every
+/// trace "method not found": a sync checks it first and is refused with an error that says
+/// what to enable (rather than syncing for hours to fail at the first block), and the follower
+/// keeps retrying without calling the block stuck (which repaired the state from peers, again
+/// and again). anvil over WebSocket answers "invalid params" for a method it lacks: the same.
+#[tokio::test]
+async fn an_execution_client_without_traces_is_refused_and_never_stuck() {
+    for code in [-32601, -32602] {
+        let (db, genesis, root) = generated(GenParams { accounts: 100, seed: 1 });
+        let chain = one_empty_block(genesis.hash, root);
+        let script: Script = Arc::new(move |method, params| match method {
+            "debug_traceBlockByHash" => Answer::Error(code, "the method does not exist"),
+            _ => chain(method, params),
+        });
+        let el = format!("http://{}", fake_el(script).await);
+        let refused = leafsync_ingest::check_el_tracing(&el).await.unwrap_err();
+        assert!(matches!(refused, IngestError::TracingUnavailable { .. }), "{refused}");
+        let message = refused.to_string();
+        assert!(message.contains(&el) && message.contains("eth,debug"), "{message}");
+
+        let running =
+            common::spawn_follower(&db, el, |c| c.stuck_after = Duration::from_millis(300));
+        let stats = Arc::clone(&running.stats);
+        let started = Instant::now();
+        // Five retries back off 0.1 + 0.2 + 0.4 + 0.8 s: past `stuck_after` twice over.
+        while stats.retries() < 5 {
+            assert!(started.elapsed() < Duration::from_secs(30), "the follower stopped retrying");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(stats.stuck_block(), 0, "a client without traces is no stuck block");
+        assert_eq!(db.head().unwrap().unwrap().number, 0);
+        running.stop().await;
+    }
+    // A client that has the method passes, even when it cannot trace the block (still syncing).
+    let (_, genesis, root) = generated(GenParams { accounts: 100, seed: 1 });
+    let chain = one_empty_block(genesis.hash, root);
+    let script: Script = Arc::new(move |method, params| match method {
+        "debug_traceBlockByHash" => Answer::Error(-32000, "required historical state unavailable"),
+        _ => chain(method, params),
+    });
+    let el = format!("http://{}", fake_el(script).await);
+    leafsync_ingest::check_el_tracing(&el).await.unwrap();
+}
+
+/// An HTTP status other than success, with a body that is no JSON-RPC answer (the engine API's
+/// port without a JWT, a host the client refuses), is an error naming the status, the body and
+/// what it likely means, not "malformed response"; a JSON-RPC error under such a status is read
+/// as the JSON-RPC error it is.
+#[tokio::test]
+async fn an_http_status_is_reported_with_what_it_means() {
+    let script: Script = Arc::new(|_, _| Answer::Http(401, "missing token\n"));
+    let url = format!("http://{}", fake_el(script).await);
+    let error = RpcClient::new(&url).unwrap().block_number().await.unwrap_err();
+    assert!(matches!(error, IngestError::HttpStatus { status: 401, .. }), "{error:?}");
+    let message = error.to_string();
+    for part in ["HTTP 401", "missing token", "JWT", &url] {
+        assert!(message.contains(part), "{part:?} in {message}");
+    }
+    let script: Script = Arc::new(|_, _| {
+        Answer::Http(500, r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"busy"}}"#)
+    });
+    let url = format!("http://{}", fake_el(script).await);
+    let error = RpcClient::new(&url).unwrap().block_number().await.unwrap_err();
+    assert!(matches!(&error, IngestError::Rpc(e) if e.code == -32000), "{error:?}");
 }
 
 /// "Stuck" is a block whose trace keeps failing while the client answers: a block that failed
@@ -605,24 +680,6 @@ fn a_mainnet_prague_header_hashes_to_its_hash() {
     assert_eq!(keccak256(&rlp), header.hash);
 }
 
-/// A Cancun-shaped header for block `n` of a scripted chain, with the hash its fields give.
-fn sealed_header(n: u64, parent: B256) -> Value {
-    let mut json = json!({
-        "hash": B256::ZERO, "parentHash": parent,
-        "sha3Uncles": B256::ZERO, "miner": "0x00000000000000000000000000000000000000aa",
-        "stateRoot": keccak256(n.to_be_bytes()), "transactionsRoot": B256::ZERO,
-        "receiptsRoot": B256::ZERO, "logsBloom": format!("0x{}", "0".repeat(512)),
-        "difficulty": "0x0", "number": format!("{n:#x}"), "gasLimit": "0x1c9c380",
-        "gasUsed": "0x0", "timestamp": format!("{:#x}", 1_700_000_000 + 12 * n),
-        "extraData": "0x", "mixHash": B256::ZERO, "nonce": "0x0000000000000000",
-        "baseFeePerGas": "0x7", "withdrawalsRoot": B256::ZERO, "blobGasUsed": "0x0",
-        "excessBlobGas": "0x0", "parentBeaconBlockRoot": B256::ZERO,
-    });
-    let header: RpcHeader = serde_json::from_value(json.clone()).unwrap();
-    json["hash"] = json!(keccak256(header.rlp()));
-    json
-}
-
 /// The head of the header tests' chain, and a header in it that does not hash to its hash.
 const HEAD: u64 = 1200;
 const BAD: u64 = 50;
@@ -632,13 +689,7 @@ const BAD: u64 = 50;
 /// that does not hash to its hash.
 #[tokio::test]
 async fn header_queries_are_answered_from_the_execution_client() {
-    let mut chain = Vec::new();
-    for n in 0..=HEAD {
-        let parent = chain
-            .last()
-            .map_or(B256::ZERO, |h: &Value| serde_json::from_value(h["hash"].clone()).unwrap());
-        chain.push(sealed_header(n, parent));
-    }
+    let mut chain = common::header_chain(HEAD, None);
     chain[BAD as usize]["gasUsed"] = json!("0x1"); // no longer hashes to its hash
     let chain = Arc::new(chain);
     // geth and reth answer `eth_getHeaderBy*` (a header without the transactions' hashes);
@@ -660,13 +711,7 @@ async fn header_queries_are_answered_from_the_execution_client() {
 /// client, a rate-limiting proxy) ends that query, and the next reads headers again.
 #[tokio::test]
 async fn a_passing_error_does_not_switch_header_queries_to_blocks() {
-    let mut chain = Vec::new();
-    for n in 0..=10 {
-        let parent = chain
-            .last()
-            .map_or(B256::ZERO, |h: &Value| serde_json::from_value(h["hash"].clone()).unwrap());
-        chain.push(sealed_header(n, parent));
-    }
+    let chain = common::header_chain(10, None);
     let chain = Arc::new(chain);
     let block_reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let busy = Arc::new(AtomicBool::new(true));
@@ -682,6 +727,34 @@ async fn a_passing_error_does_not_switch_header_queries_to_blocks() {
     let query = HeaderQuery { origin: HeaderOrigin::Number(3), amount: 2, skip: 0, reverse: false };
     assert!(headers.headers(query).await.is_empty(), "the failed query answers nothing");
     assert_eq!(headers.headers(query).await.len(), 2);
+    assert_eq!(block_reads.load(Ordering::Relaxed), 0, "still read as headers");
+}
+
+/// A block number past `i64::MAX` comes from a peer (an eth/69 query's origin or skip), and
+/// geth answers "invalid params" for it: that answer must not switch every later header read
+/// to whole blocks (~20 times the bytes) for good, as "method not found" does.
+#[tokio::test]
+async fn a_number_the_client_refuses_does_not_switch_header_reads_to_blocks() {
+    let chain = common::header_chain(10, None);
+    let chain = Arc::new(chain);
+    let block_reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let serving = header_source(Arc::clone(&chain), true, &block_reads);
+    let head = chain[10].clone();
+    let script: Script = Arc::new(move |method, params| {
+        let number = params[0].as_str().unwrap_or_default();
+        match method {
+            "eth_getHeaderByNumber" if number == "latest" => Answer::Result(head.clone()),
+            // geth: a number above int64 does not parse as a block number.
+            "eth_getHeaderByNumber" | "eth_getBlockByNumber" if number.len() > 17 => {
+                Answer::Error(-32602, "invalid argument 0: block number larger than int64")
+            }
+            _ => serving(method, params),
+        }
+    });
+    let mut rpc = RpcClient::new(&format!("http://{}", fake_el(script).await)).unwrap();
+    let refused = rpc.header(1 << 63).await.unwrap_err();
+    assert!(matches!(&refused, IngestError::Rpc(e) if e.code == -32602), "{refused:?}");
+    assert_eq!(rpc.header(3).await.unwrap().unwrap().number, 3);
     assert_eq!(block_reads.load(Ordering::Relaxed), 0, "still read as headers");
 }
 

@@ -182,6 +182,12 @@ pub(crate) struct FollowStatus {
     pub(crate) blocks_reverted: u64,
     /// Retried calls to the execution client.
     pub(crate) retries: u64,
+    /// The block following is stuck at (its trace keeps failing), 0 when it is not.
+    #[serde(default)]
+    pub(crate) stuck_block: u64,
+    /// Seconds since the execution client last answered, `None` before its first answer.
+    #[serde(default)]
+    pub(crate) el_silent_secs: Option<u64>,
 }
 
 /// The sync's phase in `stateSync`.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use jsonrpsee_http_client::{HttpClient, HttpClientBuilder};
 
-use super::api::{AdminApiClient, NodeInfo, PeerInfo, SyncStatus, SyncsOver};
+use super::api::{AdminApiClient, FollowStatus, NodeInfo, PeerInfo, SyncStatus, SyncsOver};
 use crate::{error::CliError, phase::DaemonPhase};
 
 /// Largest answer `leafsync status` reads: 16 MiB, far above `admin_peers` at the peer limits.
@@ -65,10 +65,7 @@ fn print(Status { node, sync, peers }: &Status) {
         println!("{line}");
     }
     if let Some(f) = &sync.follow {
-        println!(
-            "follow:  execution client at block {}, {} behind, {} applied, {} root mismatches",
-            f.el_head, f.blocks_behind, f.blocks_applied, f.mismatching_blocks
-        );
+        println!("{}", follow_line(f));
     }
     if sync.repairs > 0 {
         println!("repairs: {} (the state went off the chain and was synced back)", sync.repairs);
@@ -82,6 +79,30 @@ fn print(Status { node, sync, peers }: &Status) {
     for p in peers {
         println!("{}", peer_line(p));
     }
+}
+
+/// How long the execution client may be silent before the follow line says so (60 s): it
+/// answers at least every poll or new head while it is up.
+const EL_SILENT_SHOWN_SECS: u64 = 60;
+
+/// The follower's line of the text form: where the execution client is, and what is wrong
+/// (a stuck block, the client silent, never answered).
+fn follow_line(f: &FollowStatus) -> String {
+    let mut line = format!(
+        "follow:  execution client at block {}, {} behind, {} applied, {} root mismatches",
+        f.el_head, f.blocks_behind, f.blocks_applied, f.mismatching_blocks
+    );
+    if f.stuck_block > 0 {
+        line += &format!("; stuck at block {} (its trace keeps failing)", f.stuck_block);
+    }
+    match f.el_silent_secs {
+        None => line += "; the execution client has not answered yet",
+        Some(secs) if secs >= EL_SILENT_SHOWN_SECS => {
+            line += &format!("; the execution client has not answered for {secs} s");
+        }
+        Some(_) => {}
+    }
+    line
 }
 
 /// The state sync's line of the text form: its counters, or, in the syncing phase before its
@@ -141,6 +162,30 @@ mod tests {
             protocols: protocols.iter().map(|p| p.to_string()).collect(),
             syncs_over,
         }
+    }
+
+    /// The follow line says what is wrong: a stuck block, a client silent for a minute or more,
+    /// or one that never answered; nothing more while it answers.
+    #[test]
+    fn the_follow_line_names_a_stuck_block_and_a_silent_client() {
+        let mut f = FollowStatus {
+            el_head: 10,
+            blocks_behind: 0,
+            blocks_applied: 3,
+            mismatching_blocks: 0,
+            reorgs: 0,
+            blocks_reverted: 0,
+            retries: 0,
+            stuck_block: 0,
+            el_silent_secs: Some(2),
+        };
+        assert!(!follow_line(&f).contains(';'), "{}", follow_line(&f));
+        f.stuck_block = 11;
+        f.el_silent_secs = Some(EL_SILENT_SHOWN_SECS);
+        let line = follow_line(&f);
+        assert!(line.contains("stuck at block 11") && line.contains("not answered for 60 s"));
+        f.el_silent_secs = None;
+        assert!(follow_line(&f).contains("has not answered yet"));
     }
 
     /// A sync that has not sent its first request says it waits for peers; without a sync there

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use leafsync_ingest::{HEAD_POLL_INTERVAL, head_feed};
+use leafsync_ingest::{HEAD_POLL_INTERVAL, IngestError, check_el_tracing, head_feed};
 use leafsync_leafdb::LeafDb;
 use leafsync_p2p::{chain::ChainSpec, leaf::ChainHead, peers::NetworkHandle};
 use leafsync_sync::{PeerSources, SyncOutcome, SyncStats, Syncer, run_until_done};
@@ -80,7 +80,8 @@ async fn el_pivot_feed(
     Ok(rx)
 }
 
-/// The trusted pivot feed, or an error when nothing may choose the pivot.
+/// The trusted pivot feed, or an error when nothing may choose the pivot, or when the execution
+/// client (`el.rpc`) could not be followed after the sync (see [`check_tracing`]).
 async fn pivot_feed(plan: &SyncPlan<'_>) -> Result<Option<watch::Receiver<ChainHead>>, CliError> {
     plan.check()?;
     let settings = plan.settings;
@@ -88,12 +89,29 @@ async fn pivot_feed(plan: &SyncPlan<'_>) -> Result<Option<watch::Receiver<ChainH
         Some(url) if plan.pivot_from_el() => Some(el_pivot_feed(url, plan.chain).await?),
         _ => None,
     };
+    if let Some(url) = plan.el_rpc {
+        check_tracing(url).await?;
+    }
     if let Some(c) = settings.trusted_checkpoint() {
         info!(number = c.number, hash = %c.hash, state_root = %c.state_root, "sync pivot from sync.checkpoint");
     } else if feed.is_none() {
         warn!("sync pivot from the head most peers announce (unauthenticated)");
     }
     Ok(feed)
+}
+
+/// Refuses a sync whose execution client lacks `debug_traceBlockByHash`: the sync would take
+/// hours and the follower then fail at its first block. Any other failure of the check (the
+/// client down, its head not traceable while it syncs) is only logged: following retries.
+async fn check_tracing(url: &str) -> Result<(), CliError> {
+    match check_el_tracing(url).await {
+        Ok(()) => Ok(()),
+        Err(e @ IngestError::TracingUnavailable { .. }) => Err(e.into()),
+        Err(error) => {
+            warn!(url, %error, "could not check that the execution client serves block traces");
+            Ok(())
+        }
+    }
 }
 
 /// Whether `sync.sources` names peers that can fill an empty leafdb: snap/1 peers need the

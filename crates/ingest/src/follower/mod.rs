@@ -148,6 +148,9 @@ ingest_stats! {
     /// [`FollowerConfig::stuck_after`] while the execution client answered for the block
     /// itself: following is stuck there (0: it is not).
     stuck_block,
+    /// When the execution client last answered a whole step, in seconds since the Unix epoch
+    /// (0: not yet in this run).
+    el_answered_at,
 }
 
 impl IngestStats {
@@ -196,7 +199,13 @@ pub struct Follower<S: KvStore + 'static> {
     /// Where blocks are folded and applied: a thread of its own, so that the runtime's blocking
     /// pool (where the daemon runs serve handlers) never delays a block.
     applier: ApplyThread,
+    /// When the last "following" line was logged, and `blocks_applied` then.
+    reported: (Instant, u64),
 }
+
+/// How often a follower that keeps up says so at `info` (60 s): a healthy node's log is not
+/// silent for hours, and a minute's line costs nothing beside a block every 12 s.
+pub const FOLLOW_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
 impl<S: KvStore + 'static> Follower<S> {
     /// A follower of `config.url` writing into `db`.
@@ -225,6 +234,7 @@ impl<S: KvStore + 'static> Follower<S> {
             el_below: Repeats::default(),
             check_chain: true,
             applier: ApplyThread::spawn()?,
+            reported: (Instant::now(), 0),
         })
     }
 
@@ -307,10 +317,25 @@ impl<S: KvStore + 'static> Follower<S> {
         }
     }
 
-    /// Ends a run of failures where the backoff is reset, and says so once.
+    /// Ends a run of failures where the backoff is reset, and says so once; then, every
+    /// [`FOLLOW_LOG_INTERVAL`], where following stands.
     fn answering_again(&mut self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        self.stats.el_answered_at.store(now.map_or(0, |d| d.as_secs()), Ordering::Relaxed);
         if let Some(failures) = self.failures.end() {
             info!(url = %self.rpc.url(), failures, "execution client answering again");
+        }
+        if self.reported.0.elapsed() >= FOLLOW_LOG_INTERVAL {
+            let applied = self.stats.blocks_applied();
+            info!(
+                head = self.stats.head(),
+                el_head = self.stats.el_head(),
+                behind = self.stats.blocks_behind(),
+                blocks = applied.saturating_sub(self.reported.1),
+                secs = self.reported.0.elapsed().as_secs(),
+                "following the execution client"
+            );
+            self.reported = (Instant::now(), applied);
         }
     }
 
@@ -402,6 +427,12 @@ impl<S: KvStore + 'static> Follower<S> {
     /// that block has kept failing for [`FollowerConfig::stuck_after`], following is stuck there
     /// ([`IngestStats::stuck_block`], said once in the log).
     fn failed_at(&mut self, number: u64, error: &IngestError) {
+        if matches!(error, IngestError::TracingUnavailable { .. }) {
+            // Not the block: no block is traced until the client's `debug` namespace is on,
+            // and a repair from peers would stop at the same place.
+            self.failing = None;
+            return;
+        }
         let now = Instant::now();
         let since = match self.failing {
             Some((n, since)) if n == number => since,
@@ -459,11 +490,13 @@ impl<S: KvStore + 'static> Follower<S> {
         // Only a block near the execution client's head can be reorged away: one deeper than
         // the undo kept is not read for it (catching up pays nothing).
         let near_head = el_head.saturating_sub(header.number) < UNDO_DEPTH as u64;
+        let url = self.rpc.url().to_owned();
         let (outcome, decoding, undo) = self
             .applier
             .run(move || {
                 let t = Instant::now();
-                let traces: Vec<crate::types::TxTrace> = traces.decode()?;
+                let traces: Vec<crate::types::TxTrace> =
+                    traces.decode().map_err(|e| crate::rpc::tracing_error(&url, e))?;
                 let decoding = t.elapsed();
                 let diff = fold_full_block(
                     header.number,
