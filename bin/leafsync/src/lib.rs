@@ -52,12 +52,14 @@ fn log_filter(level: &str) -> String {
 }
 
 /// Logs go to stderr (stdout carries command output), above the sync progress bar when one is
-/// drawn; `RUST_LOG` overrides the level (one that is not a tracing filter is named in a warning
-/// and `default` used).
+/// drawn; `RUST_LOG` overrides the level, `log.level` and `--log` alike (one that is not a
+/// tracing filter is named in a warning and `default` used).
 pub(crate) fn init_logging(default: &str) {
     let default = &log_filter(default);
-    let from_env = std::env::var_os(tracing_subscriber::EnvFilter::DEFAULT_ENV)
-        .map(|_| tracing_subscriber::EnvFilter::try_from_default_env());
+    // `RUST_LOG` keeps discv5 at `error` too, unless it names it.
+    let from_env = std::env::var(tracing_subscriber::EnvFilter::DEFAULT_ENV)
+        .ok()
+        .map(|level| tracing_subscriber::EnvFilter::try_new(log_filter(&level)));
     let (filter, refused) = match from_env {
         Some(Ok(filter)) => (filter, None),
         Some(Err(e)) => (tracing_subscriber::EnvFilter::new(default), Some(e)),

@@ -64,14 +64,24 @@ where
 /// Waits until `handle` has a peer that serves state, saying so in the log every
 /// [`PEER_WAIT_LOG_INTERVAL`].
 async fn wait_for_peers(handle: &NetworkHandle, sources: &PeerSources) {
-    let kinds = if sources.snap.is_some() { "leaf/1 or snap/1" } else { "leaf/1" };
+    let (kinds, hint) = if sources.snap.is_some() {
+        (
+            "leaf/1 or snap/1",
+            "check p2p.bootnodes / p2p.static_peers, or el.enode for the execution client's own snap/1",
+        )
+    } else {
+        (
+            "leaf/1",
+            "check p2p.bootnodes / p2p.static_peers; a chain without leafsync nodes needs \"snap\" in sync.sources",
+        )
+    };
     info!("waiting for {kinds} peers to sync the state from");
     let first = tokio::time::Instant::now() + PEER_WAIT_LOG_INTERVAL;
     let mut reminder = tokio::time::interval_at(first, PEER_WAIT_LOG_INTERVAL);
     while !has_sync_peers(handle, sources).await {
         tokio::select! {
             _ = reminder.tick() => {
-                info!("still waiting for {kinds} peers (check p2p.bootnodes / p2p.static_peers)");
+                info!("still waiting for {kinds} peers ({hint})");
             }
             () = tokio::time::sleep(PEER_CHECK_INTERVAL) => {}
         }

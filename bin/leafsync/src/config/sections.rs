@@ -138,6 +138,9 @@ pub(crate) struct P2pSection {
     pub(crate) listen_ip: IpAddr,
     /// Port for RLPx and discv5; 0 picks a free one.
     pub(crate) port: u16,
+    /// The public IPv4 address to put in our discv5 record (behind NAT, or on a host that
+    /// listens on `0.0.0.0`); absent: the one discv5 peers report.
+    pub(crate) external_ip: Option<Ipv4Addr>,
     /// Whether to run discv5 discovery.
     pub(crate) discovery: bool,
     /// discv5 bootnodes (ENR strings); absent means the chain preset's.
@@ -157,6 +160,7 @@ impl Default for P2pSection {
         Self {
             listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: leafsync_p2p::chain::DEFAULT_PORT,
+            external_ip: None,
             discovery: true,
             bootnodes: None,
             static_peers: Vec::new(),
@@ -183,8 +187,15 @@ impl P2pSection {
                 o.invalid("p2p.max_outbound", "is 0 but static peers are configured".into())
             );
         }
+        if let Some(ip) = self.external_ip
+            && (ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast())
+        {
+            let reason = format!("{ip} is no address a peer can reach us at");
+            return Err(o.invalid("p2p.external_ip", reason));
+        }
         Ok(NetworkSettings {
             listen: SocketAddr::new(self.listen_ip, self.port),
+            external_ip: self.external_ip,
             discovery: self.discovery,
             bootnodes,
             static_peers: o.parse_list("p2p.static_peers", &self.static_peers, |e| e)?,
@@ -375,6 +386,16 @@ impl LeafdbSection {
     /// terabytes, or wrap around to nothing).
     pub(crate) fn validate(&self, o: &Origin<'_>) -> Result<LeafdbSettings, ConfigError> {
         o.at_least_one(&[("leafdb.block_cache_mib", self.block_cache_mib as u64)])?;
+        let fewest = leafsync_leafdb::DEFAULT_RECENT_BLOCKS;
+        if self.recent_blocks < fewest {
+            let reason = format!(
+                "{} is less than {fewest}: leaf/1 clients keep a pivot up to {fewest} blocks and \
+                 a syncing geth asks snap/1 ranges 64 to 128 blocks behind the head; their \
+                 requests would be answered empty",
+                self.recent_blocks
+            );
+            return Err(o.invalid("leafdb.recent_blocks", reason));
+        }
         o.at_most(
             &[
                 ("leafdb.block_cache_mib", self.block_cache_mib as u64, MAX_CACHE_MIB),

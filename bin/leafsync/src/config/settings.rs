@@ -20,6 +20,8 @@ use super::sections::PivotSource;
 pub(crate) struct NetworkSettings {
     /// RLPx (TCP) and discv5 (UDP) address.
     pub(crate) listen: SocketAddr,
+    /// `p2p.external_ip`: the address our discv5 record announces.
+    pub(crate) external_ip: Option<std::net::Ipv4Addr>,
     /// Whether discv5 runs.
     pub(crate) discovery: bool,
     /// discv5 bootnodes (the chain preset's unless the file lists its own).
@@ -76,6 +78,7 @@ impl NetworkSettings {
         let local = ip.is_loopback() || (ip.is_private() && chain == "dev");
         DiscoveryConfig {
             listen_addr: std::net::SocketAddrV4::new(ip, self.listen.port()),
+            external_ip: self.external_ip,
             bootnodes: self.bootnodes.clone(),
             allow_local_addresses: local,
             ip_limit: !local,

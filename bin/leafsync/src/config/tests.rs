@@ -219,6 +219,19 @@ fn snap_keys_are_checked() {
     let defaults = parse("").unwrap();
     assert_eq!(defaults.sync.sources, SyncSources { leaf: true, snap: false });
     assert!(!defaults.serve_snap);
+    // A public chain's sync beside its execution client takes snap/1 peers too, unless listed:
+    // its first leafsync has no leaf/1 peer to sync from.
+    let public_el = "chain = \"sepolia\"\n[el]\nrpc = \"ws://127.0.0.1:8546\"\n";
+    let public = parse(public_el).unwrap();
+    assert_eq!(public.sync.sources, SyncSources { leaf: true, snap: true });
+    let listed = parse(&format!("{public_el}[sync]\nsources = [\"leaf\"]\n")).unwrap();
+    assert_eq!(listed.sync.sources, SyncSources { leaf: true, snap: false });
+    let serve_only = format!("{public_el}[serve]\nleaf = false\nsnap = true\n");
+    assert_eq!(parse(&serve_only).unwrap().sync.sources, SyncSources { leaf: false, snap: true });
+    let no_el = parse(
+        "chain = \"sepolia\"\n[sync]\ncheckpoint = { number = 5, hash = \"0x0000000000000000000000000000000000000000000000000000000000000001\", state_root = \"0x0000000000000000000000000000000000000000000000000000000000000002\" }\n",
+    );
+    assert_eq!(no_el.unwrap().sync.sources, SyncSources { leaf: true, snap: false });
     assert!(parse("[serve]\nsnap = true\n").unwrap().serve_snap);
 
     refused("[sync]\nsources = [\"snap\"]\n", &["`sync.sources`", "el.rpc"]);
@@ -242,7 +255,10 @@ fn snap_keys_are_checked() {
     refused("[sync]\nsources = []\n", &["`sync.sources`", "empty"]);
     refused("[sync]\nsources = [\"eth\"]\n", &["eth", "snap"]);
 
-    refused(&format!("{el}enode = \"{ENODE}\"\n"), &["`el.enode`", "eth/69"]);
+    let leaf_only = format!("{el}enode = \"{ENODE}\"\n[sync]\nsources = [\"leaf\"]\n");
+    refused(&leaf_only, &["`el.enode`", "eth/69"]);
+    // On a public chain (mainnet here) with `el.rpc`, the default sources take snap/1 peers.
+    assert!(parse(&format!("{el}enode = \"{ENODE}\"\n")).is_ok());
     let config =
         parse(&format!("{el}enode = \"{ENODE}\"\n[sync]\nsources = [\"leaf\", \"snap\"]\n"))
             .unwrap();
@@ -284,6 +300,7 @@ genesis_hash = "{genesis}"
 [p2p]
 listen_ip = "127.0.0.1"
 port = 30999
+external_ip = "203.0.113.7"
 bootnodes = ["enr:-a", "enr:-b"]
 static_peers = ["enode://x@127.0.0.1:1"]
 
@@ -343,6 +360,18 @@ fn discovery_keeps_its_defences_on_a_private_address_of_a_public_chain() {
     assert!(!defended(&v6));
 }
 
+/// `p2p.external_ip` is the address our discv5 record announces (a node behind NAT); one no
+/// peer can reach is refused, naming the key.
+#[test]
+fn the_external_ip_is_announced() {
+    assert_eq!(parse("").unwrap().network.discovery_config("sepolia").external_ip, None);
+    let config = parse("[p2p]\nexternal_ip = \"203.0.113.7\"\n").unwrap();
+    let announced = config.network.discovery_config("sepolia").external_ip;
+    assert_eq!(announced, Some(std::net::Ipv4Addr::new(203, 0, 113, 7)));
+    refused("[p2p]\nexternal_ip = \"0.0.0.0\"\n", &["`p2p.external_ip`", "0.0.0.0"]);
+    refused("[p2p]\nexternal_ip = \"my-host\"\n", &["external_ip"]);
+}
+
 /// Sizes and intervals past what makes sense are refused, naming the key: a cache size given in
 /// bytes where MiB are asked (it would ask for terabytes, or wrap around to nothing), and an
 /// interval so long that its timer overflows the clock.
@@ -353,6 +382,9 @@ fn sizes_and_intervals_past_sense_are_refused() {
         &["`leafdb.block_cache_mib`", "1048576 MiB"],
     );
     refused("[leafdb]\nrecent_cache_mib = 17592186044416\n", &["`leafdb.recent_cache_mib`"]);
+    // 0 turned the serving of recent pivots off without a word.
+    refused("[leafdb]\nrecent_blocks = 0\n", &["`leafdb.recent_blocks`", "128"]);
+    assert!(parse("[leafdb]\nrecent_blocks = 256\n").is_ok());
     let huge = i64::MAX;
     refused(
         &format!("[sync]\nprogress_interval_secs = {huge}\n"),

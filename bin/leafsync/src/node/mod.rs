@@ -115,6 +115,7 @@ impl NodeBuilder {
             key: SecretKey::new(&mut rand::rng()),
             network: NetworkSettings {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                external_ip: None,
                 discovery: false,
                 bootnodes: Vec::new(),
                 static_peers: Vec::new(),
@@ -202,6 +203,16 @@ impl NodeBuilder {
             });
         }
         let start = self.start_mode(head.as_ref(), syncing);
+        if let (Some(head), None) = (&head, &self.el.rpc)
+            && self.chain.name != "dev"
+        {
+            // Nothing moves its head: peers get an older state with every block of the chain.
+            warn!(
+                head = head.number,
+                "no execution client (`el.rpc`): the leafdb is not followed and stays at this \
+                 block while it is served"
+            );
+        }
         // A sync the configuration cannot run fails here, before a port is opened.
         let el_rpc = self.el.rpc.as_deref();
         match start {

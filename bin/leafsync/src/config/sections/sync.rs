@@ -165,7 +165,7 @@ impl SyncSection {
             return Err(o.invalid("sync.pivot", reason));
         }
         self.check_limits(o)?;
-        let settings = SyncSettings {
+        let mut settings = SyncSettings {
             sources: self.sources(o)?,
             pivot: self.pivot,
             checkpoint,
@@ -173,6 +173,13 @@ impl SyncSection {
             progress_bar: self.progress_bar,
             config: self.sync_config(),
         };
+        // Unlisted, a public chain's sync also takes snap/1 peers when it can (the execution
+        // client is the pivot): its first leafsync has no leaf/1 peer, and every geth is a
+        // snap/1 server. A dev chain has none.
+        if self.sources.is_none() && chain.name != "dev" && settings.pivot_from_el(el.rpc.is_some())
+        {
+            settings.sources.snap = true;
+        }
         // snap/1 servers keep only the states of their last 128 blocks, and the pivot must be
         // one of them: the execution client's moving head is the only pivot that stays there.
         if settings.sources.snap && !settings.pivot_from_el(el.rpc.is_some()) {
