@@ -414,3 +414,24 @@ async fn snap_beside_leaf_without_eth_is_not_used() {
     let answer = node.handle.snap_request(id, SnapMessage::GetByteCodes(request)).await;
     assert_eq!(answer, Err(RequestError::NotSupported));
 }
+
+/// A node speaking eth/69 beside `leaf/1` keeps a third of its inbound slots for `leaf/1` peers:
+/// with three slots, two geth-like peers are taken, the third is refused as too many once its
+/// Hello shows it has no `leaf/1`, and a leafsync peer still gets the kept slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_slots_are_kept_for_leaf_peers() {
+    let (mut config, head) = config(Arc::new(TestHandler::default()));
+    let (mut eth, _eth_head) = test_eth(Some(Arc::new(TestSnap)));
+    eth.headers = Arc::new(TestHeaders);
+    config.eth = Some(eth);
+    config.max_inbound = 3;
+    let mut node = start(config, head).await;
+    let (_first, _) = snap_peer(&mut node).await;
+    let (_second, _) = snap_peer(&mut node).await;
+    let (mut third, _) = raw_connect_offering(node.enode(), geth_protocols()).await.expect("hello");
+    send_cap(&mut third, ETH, 0, alloy_rlp::encode(eth_status())).await;
+    assert_eq!(disconnect_of(&mut third).await, DisconnectReason::TooManyPeers);
+    // The kept slot takes a leaf/1 peer (`connected_peer` waits for its session).
+    let (_leaf, leaf_id) = connected_peer(&mut node).await;
+    assert!(node.handle.peers().await.iter().any(|p| p.id == leaf_id));
+}

@@ -98,11 +98,16 @@ impl CandidateQueue {
         Ok(())
     }
 
-    /// The next candidate to dial: the oldest `leaf/1` one, else the oldest snap/1 one.
-    pub(crate) fn pop(&mut self) -> Option<NodeRecord> {
-        let record = self.leaf.pop_front().or_else(|| self.snap.pop_front())?;
+    /// The next candidate to dial and its kind: the oldest `leaf/1` one, else, with `snap`, the
+    /// oldest snap/1 one (without, snap/1 candidates stay queued).
+    pub(crate) fn pop(&mut self, snap: bool) -> Option<(NodeRecord, CandidateKind)> {
+        let (record, kind) = match self.leaf.pop_front() {
+            Some(record) => (record, CandidateKind::Leaf),
+            None if snap => (self.snap.pop_front()?, CandidateKind::Snap),
+            None => return None,
+        };
         self.forget(&record);
-        Some(record)
+        Some((record, kind))
     }
 
     /// Frees the shares of a record leaving the queue.
@@ -150,7 +155,7 @@ mod tests {
         assert_eq!(queue.push(record(999, "198.51.100.1:30303"), LEAF), Ok(()));
         assert_eq!(queue.push(record(999, "198.51.100.2:30303"), LEAF), Err(Refused::Duplicate));
         // Popping frees the IP's share again.
-        let first = queue.pop().expect("oldest");
+        let (first, _) = queue.pop(true).expect("oldest");
         assert_eq!(first.addr.ip().to_string(), "203.0.113.7");
         assert_eq!(queue.push(record(1000, "203.0.113.7:30303"), LEAF), Ok(()));
         assert_eq!(queue.push(record(1001, "203.0.113.99:30303"), LEAF), Err(Refused::Subnet));
@@ -163,9 +168,13 @@ mod tests {
         assert_eq!(queue.push(record(1, &addr(1)), CandidateKind::Snap), Ok(()));
         assert_eq!(queue.push(record(2, &addr(2)), LEAF), Ok(()));
         assert_eq!(queue.push(record(2, &addr(3)), CandidateKind::Snap), Err(Refused::Duplicate));
-        assert_eq!(queue.pop().map(|r| r.id), Some(record(2, "10.0.0.1:1").id));
-        assert_eq!(queue.pop().map(|r| r.id), Some(record(1, "10.0.0.1:1").id));
-        assert_eq!(queue.pop(), None);
+        assert_eq!(queue.pop(true).map(|(r, _)| r.id), Some(record(2, "10.0.0.1:1").id));
+        // Without room for snap/1 servers, they stay queued.
+        assert_eq!(queue.pop(false), None);
+        assert_eq!(queue.len(), 1);
+        let snap = Some((record(1, "10.0.0.1:1").id, CandidateKind::Snap));
+        assert_eq!(queue.pop(true).map(|(r, kind)| (r.id, kind)), snap);
+        assert_eq!(queue.pop(true), None);
         // Full of leaf candidates but one snap/1 server: the snap/1 server makes room.
         assert_eq!(queue.push(record(0, &addr(0)), CandidateKind::Snap), Ok(()));
         for n in 1..MAX_QUEUED_CANDIDATES as u32 {
@@ -173,8 +182,9 @@ mod tests {
         }
         assert_eq!(queue.push(record(9999, &addr(9999)), LEAF), Ok(()));
         assert_eq!(queue.len(), MAX_QUEUED_CANDIDATES);
-        assert_eq!(queue.pop().map(|r| r.id), Some(record(1, "10.0.0.1:1").id));
-        assert!(std::iter::from_fn(|| queue.pop()).all(|r| r.id != record(0, "10.0.0.1:1").id));
+        assert_eq!(queue.pop(true).map(|(r, _)| r.id), Some(record(1, "10.0.0.1:1").id));
+        let mut rest = std::iter::from_fn(|| queue.pop(true));
+        assert!(rest.all(|(r, _)| r.id != record(0, "10.0.0.1:1").id));
     }
 
     #[test]
@@ -185,7 +195,7 @@ mod tests {
             assert_eq!(queue.push(record(n, &addr), LEAF), Ok(()));
         }
         assert_eq!(queue.len(), MAX_QUEUED_CANDIDATES);
-        assert_eq!(queue.pop().map(|r| r.id), Some(record(10, "10.0.0.1:1").id));
+        assert_eq!(queue.pop(true).map(|(r, _)| r.id), Some(record(10, "10.0.0.1:1").id));
         assert!(
             queue.per_ip.len() <= MAX_QUEUED_CANDIDATES
                 && queue.per_subnet.len() <= MAX_QUEUED_CANDIDATES

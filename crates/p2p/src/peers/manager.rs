@@ -156,12 +156,7 @@ impl PeerManager {
             None => (None, None),
         };
         let fork_id = record_fork_id(&params.chain, &config.head, config.eth.as_ref());
-        let limits = Limits {
-            max_inbound: config.max_inbound,
-            max_inbound_per_ip: config.max_inbound_per_ip,
-            max_outbound: config.max_outbound,
-            max_static_peers: config.max_static_peers,
-        };
+        let limits = Limits::of(&config);
         let table = PeerTable::new(local_id, limits, config.trusted_peers, config.static_peers);
         Self {
             params,
@@ -511,7 +506,10 @@ impl PeerManager {
     fn on_established(&mut self, direction: Direction, addr: SocketAddr, established: Established) {
         let Established { mut stream, hello, status } = established;
         let peer = hello.id;
-        if let Err(reason) = self.table.admit(peer, addr, direction, Instant::now()) {
+        let leaf = status.leaf.is_some();
+        let admitted = (self.table.admit(peer, addr, direction, Instant::now()))
+            .and_then(|()| self.table.admit_offer(&peer, direction, leaf));
+        if let Err(reason) = admitted {
             debug!(%peer, ?direction, %reason, "refusing established session");
             self.handshakes.spawn(async move {
                 let _ = stream.disconnect(reason).await;
@@ -537,7 +535,7 @@ impl PeerManager {
             eth_range: None,
             head,
         };
-        if let Some(old) = self.table.on_connected(peer, addr, direction, entry) {
+        if let Some(old) = self.table.on_connected(peer, addr, direction, leaf, entry) {
             // The new connection is the preferred one of a simultaneous dial.
             let already = SessionCommand::Disconnect(DisconnectReason::AlreadyConnected);
             let _ = old.entry.commands.try_send(already);

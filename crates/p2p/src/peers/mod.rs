@@ -55,4 +55,5 @@ pub use manager::{
     SESSION_EVENT_CHANNEL_CAPACITY, SHUTDOWN_TIMEOUT,
 };
 pub use network::{Network, NetworkError, NetworkHandle};
+pub use table::LEAF_RESERVE_DIVISOR;
 pub use throttle::{INBOUND_THROTTLE, MAX_THROTTLED_HOSTS};

@@ -6,7 +6,7 @@
 //! happened.
 
 use super::{
-    NodeRecord,
+    NetworkConfig, NodeRecord,
     candidates::{CandidateQueue, Refused},
     dial::Backoff,
     events::Direction,
@@ -15,11 +15,20 @@ use super::{
 };
 use crate::{PeerId, PenaltyClass, discovery::CandidateKind, p2pstream::DisconnectReason};
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     net::{IpAddr, SocketAddr},
 };
 use tokio::time::Instant;
 use tracing::{debug, warn};
+
+/// The share of each direction's sessions kept for `leaf/1` peers when the node also speaks
+/// eth/69 (a third: 16 of the default 50 inbound, 8 of the 25 outbound). On a public chain
+/// nearly every node that dials us or that discovery offers is a geth (our record carries an
+/// `eth` entry, and every geth serves snap/1), and a synced one stays for good: without a
+/// reserve they fill every slot, and the few leafsync nodes are refused (`TooManyPeers`) or
+/// never dialed, so two of them never meet. geth keeps such a reserve for its own non-snap
+/// peers (`eth/handler.go`).
+pub const LEAF_RESERVE_DIVISOR: usize = 3;
 
 /// The connection limits of a [`PeerTable`] (from `NetworkConfig`). Trusted peers count against
 /// none of them.
@@ -29,6 +38,28 @@ pub(crate) struct Limits {
     pub(crate) max_inbound_per_ip: usize,
     pub(crate) max_outbound: usize,
     pub(crate) max_static_peers: usize,
+    /// Inbound slots sessions without `leaf/1` may not take ([`LEAF_RESERVE_DIVISOR`]).
+    pub(crate) leaf_reserve_inbound: usize,
+    /// Outbound slots snap/1 candidates may not take ([`LEAF_RESERVE_DIVISOR`]).
+    pub(crate) leaf_reserve_outbound: usize,
+}
+
+impl Limits {
+    /// The limits `config` sets; the `leaf/1` reserve only for a node that speaks both `leaf/1`
+    /// and eth/69 (with one of them alone, every session has the same offer).
+    pub(crate) fn of(config: &NetworkConfig) -> Self {
+        let reserve = |max: usize| {
+            if config.leaf && config.eth.is_some() { max / LEAF_RESERVE_DIVISOR } else { 0 }
+        };
+        Self {
+            max_inbound: config.max_inbound,
+            max_inbound_per_ip: config.max_inbound_per_ip,
+            max_outbound: config.max_outbound,
+            max_static_peers: config.max_static_peers,
+            leaf_reserve_inbound: reserve(config.max_inbound),
+            leaf_reserve_outbound: reserve(config.max_outbound),
+        }
+    }
 }
 
 /// A connected peer as the table sees it, with the manager's per-session data `entry`.
@@ -36,6 +67,8 @@ pub(crate) struct Limits {
 pub(crate) struct Connected<E> {
     pub(crate) direction: Direction,
     pub(crate) addr: SocketAddr,
+    /// Whether the session speaks `leaf/1`.
+    pub(crate) leaf: bool,
     pub(crate) entry: E,
 }
 
@@ -45,7 +78,8 @@ pub(crate) struct PeerTable<E> {
     local_id: PeerId,
     limits: Limits,
     connected: HashMap<PeerId, Connected<E>>,
-    dialing: HashSet<PeerId>,
+    /// Dials in progress, with the kind of candidate each is (`None`: a static peer).
+    dialing: HashMap<PeerId, Option<CandidateKind>>,
     /// Static and trusted peers, with whether they are trusted (at most `max_static_peers`).
     statics: HashMap<PeerId, (NodeRecord, bool)>,
     queue: CandidateQueue,
@@ -66,7 +100,7 @@ impl<E> PeerTable<E> {
             local_id,
             limits,
             connected: HashMap::new(),
-            dialing: HashSet::new(),
+            dialing: HashMap::new(),
             statics: HashMap::new(),
             queue: CandidateQueue::default(),
             scores: PeerScores::default(),
@@ -130,7 +164,45 @@ impl<E> PeerTable<E> {
     /// Outbound sessions and dials in progress that count against `max_outbound`.
     pub(crate) fn outbound_count(&self) -> usize {
         self.counted(Direction::Outbound).count()
-            + self.dialing.iter().filter(|id| !self.is_trusted(id)).count()
+            + self.dialing.keys().filter(|id| !self.is_trusted(id)).count()
+    }
+
+    /// Counted sessions in `direction` without `leaf/1` (other than `except`'s), and outbound
+    /// the snap/1 candidates being dialed: what the `leaf/1` reserve bounds.
+    fn without_leaf(&self, direction: Direction, except: Option<&PeerId>) -> usize {
+        let sessions = self
+            .counted(direction)
+            .filter(|(id, c)| !c.leaf && Some(*id) != except && !self.statics.contains_key(*id))
+            .count();
+        let dials = match direction {
+            Direction::Inbound => 0,
+            Direction::Outbound => {
+                self.dialing.values().filter(|k| **k == Some(CandidateKind::Snap)).count()
+            }
+        };
+        sessions + dials
+    }
+
+    /// Whether an established inbound session of `peer` whose Hello offers `leaf/1` or not
+    /// (`leaf`) may stay: sessions without it take at most the inbound slots the `leaf/1`
+    /// reserve leaves (`TooManyPeers` past that). Outbound sessions were held to the reserve
+    /// when dialed ([`Self::dial_candidates`]); static and trusted peers are exempt.
+    pub(crate) fn admit_offer(
+        &self,
+        peer: &PeerId,
+        direction: Direction,
+        leaf: bool,
+    ) -> Result<(), DisconnectReason> {
+        let room = self.limits.max_inbound.saturating_sub(self.limits.leaf_reserve_inbound);
+        if direction == Direction::Inbound
+            && !leaf
+            && !self.statics.contains_key(peer)
+            && self.without_leaf(Direction::Inbound, Some(peer)) >= room
+        {
+            debug!(%peer, room, "inbound slots without leaf/1 are full; the rest are kept for leaf/1");
+            return Err(DisconnectReason::TooManyPeers);
+        }
+        Ok(())
     }
 
     /// Whether a new connection with `peer` (from `addr`, in `direction`) may become a session.
@@ -183,13 +255,14 @@ impl<E> PeerTable<E> {
         peer: PeerId,
         addr: SocketAddr,
         direction: Direction,
+        leaf: bool,
         entry: E,
     ) -> Option<Connected<E>> {
         if direction == Direction::Outbound {
             self.dialing.remove(&peer);
         }
         self.backoff.succeeded(&peer);
-        self.connected.insert(peer, Connected { direction, addr, entry })
+        self.connected.insert(peer, Connected { direction, addr, leaf, entry })
     }
 
     /// A session ended. Returns its entry if `is_current` accepts it (the manager checks that the
@@ -245,14 +318,15 @@ impl<E> PeerTable<E> {
     fn may_dial(&mut self, peer: &PeerId, now: Instant) -> bool {
         *peer != self.local_id
             && !self.connected.contains_key(peer)
-            && !self.dialing.contains(peer)
+            && !self.dialing.contains_key(peer)
             && self.backoff.may_dial(peer, now)
             && (self.is_trusted(peer) || !self.scores.is_banned(peer, now))
     }
 
     /// Whom to dial now: static and trusted peers that are not connected (static ones while an
-    /// outbound slot is free), then queued candidates while outbound slots are free. Each is
-    /// marked as dialing.
+    /// outbound slot is free), then queued candidates while outbound slots are free, snap/1
+    /// ones only while those without `leaf/1` leave the `leaf/1` reserve free. Each is marked
+    /// as dialing.
     pub(crate) fn dial_candidates(&mut self, now: Instant) -> Vec<NodeRecord> {
         let mut dials = Vec::new();
         let statics: Vec<(NodeRecord, bool)> = self.statics.values().copied().collect();
@@ -260,14 +334,16 @@ impl<E> PeerTable<E> {
             if self.may_dial(&record.id, now)
                 && (trusted || self.outbound_count() < self.limits.max_outbound)
             {
-                self.dialing.insert(record.id);
+                self.dialing.insert(record.id, None);
                 dials.push(record);
             }
         }
+        let snap_room = self.limits.max_outbound.saturating_sub(self.limits.leaf_reserve_outbound);
         while self.outbound_count() < self.limits.max_outbound {
-            let Some(record) = self.queue.pop() else { break };
+            let snap = self.without_leaf(Direction::Outbound, None) < snap_room;
+            let Some((record, kind)) = self.queue.pop(snap) else { break };
             if self.may_dial(&record.id, now) {
-                self.dialing.insert(record.id);
+                self.dialing.insert(record.id, Some(kind));
                 dials.push(record);
             }
         }
