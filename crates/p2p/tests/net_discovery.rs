@@ -4,9 +4,15 @@
 
 mod support;
 
+use alloy_eip2124::{EnrForkIdEntry, ForkId};
+use alloy_primitives::B256;
 use discv5::{Discv5, Enr};
-use leafsync_p2p::test_utils::plain_discv5_node;
-use leafsync_p2p::{PeerId, peers::NetworkHandle};
+use leafsync_p2p::test_utils::{plain_discv5_node, test_eth};
+use leafsync_p2p::{
+    PeerId,
+    discovery::{ETH_ENR_KEY, LeafEnrEntry, dial_candidate},
+    peers::{EthHead, LocalHead, NetworkEvent, NetworkHandle},
+};
 use std::{collections::HashSet, sync::Arc, time::Duration};
 use support::*;
 use tokio::net::TcpListener;
@@ -184,6 +190,112 @@ async fn with_eth_a_node_finds_and_dials_snap_servers() {
     let emitted = leaf_only.handle.discovery_counters().await.map(|c| c.emitted);
     assert!(emitted.is_some_and(|n| n <= 1), "only the client is a candidate: {emitted:?}");
     for node in [server, client, leaf_only] {
+        node.handle.shutdown().await;
+    }
+}
+
+/// The fork id in `enr`'s `eth` entry, if it has one.
+fn eth_entry(enr: &Enr) -> Option<ForkId> {
+    enr.get_decodable::<EnrForkIdEntry>(ETH_ENR_KEY).and_then(Result::ok).map(ForkId::from)
+}
+
+/// A node without eth/69 (leaf/1 only) puts no `eth` entry in its record: geth dials any record
+/// with a compatible `eth` entry, and each such dial would cost us a handshake ending in "no
+/// shared capability". The record keeps what leafsync peers dial by (`leaf`, ip, tcp, udp), and
+/// our head crossing a fork does not add the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_eth_has_no_eth_entry_in_its_record() {
+    let node = discovering_node(Vec::new()).await;
+    let enr = node.handle.local_enr().await.expect("discovery runs");
+    assert_eq!(eth_entry(&enr), None, "an eth entry without eth/69");
+    assert!(enr.get_raw_rlp(ETH_ENR_KEY).is_none());
+    let candidate = dial_candidate(&enr, &LeafEnrEntry::for_chain(&chain())).expect("leaf/1");
+    assert_eq!(candidate.tcp_addr, node.handle.local_addr());
+    assert!(enr.udp4_socket().is_some_and(|udp| udp.port() != 0));
+
+    // Our head crosses a fork; once a peer has its announcement, the manager has handled it.
+    let peer = Node::start(Arc::new(TestHandler::default()), local_head(0), vec![node.enode()]);
+    let mut peer = peer.await;
+    wait_connected(&peer.handle, node.id()).await;
+    let past_fork = LocalHead { timestamp: 1_761_607_008, ..local_head(2_000_000) };
+    assert_ne!(chain().fork_id(2_000_000, 1_761_607_008), chain().fork_id(0, 0));
+    node.head.send_replace(past_fork);
+    let id = node.id();
+    wait_event(&mut peer.events, |event| match event {
+        NetworkEvent::NewHead { peer, head } if *peer == id && *head == past_fork.head => Some(()),
+        _ => None,
+    })
+    .await;
+    let after = node.handle.local_enr().await.expect("discovery runs");
+    assert!(after.get_raw_rlp(ETH_ENR_KEY).is_none(), "the fork added an eth entry");
+    assert_eq!(after.seq(), enr.seq(), "the record did not change");
+    for node in [node, peer] {
+        node.handle.shutdown().await;
+    }
+}
+
+/// An eth/69 node with snap/1 (leaf/1 off) and discovery, whose execution client is at `head`.
+async fn snap_server(
+    bootnodes: Vec<Enr>,
+    head: EthHead,
+) -> (Node, tokio::sync::watch::Sender<EthHead>) {
+    let (mut cfg, local) = config(Arc::new(TestHandler::default()));
+    cfg.discovery = Some(discovery_config(bootnodes));
+    let (eth, el) = test_eth(Some(Arc::new(NoState)));
+    el.send_replace(head);
+    cfg.eth = Some(eth);
+    cfg.leaf = false;
+    (start(cfg, local).await, el)
+}
+
+/// A snap/1 server still syncing (geth announces its own head's fork id: a fresh one the
+/// genesis's) has no state at our pivot: once our execution client's head is known, only snap
+/// servers on our fork (the same fork hash) are dial candidates, though EIP-2124 accepts nodes
+/// behind. The filter follows the execution client's head as it moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snap_servers_behind_our_fork_are_not_dialed() {
+    let chain = chain();
+    let synced = EthHead {
+        number: 2_000_000,
+        hash: B256::repeat_byte(7),
+        timestamp: 1_761_607_008,
+        ..EthHead::genesis(&chain)
+    };
+    assert_ne!(synced.fork_id(&chain).hash, chain.fork_id(0, 0).hash);
+    let (mut cfg, head) = config(Arc::new(TestHandler::default()));
+    cfg.discovery = Some(discovery_config(Vec::new()));
+    let (eth, client_el) = test_eth(None);
+    cfg.eth = Some(eth);
+    let client = start(cfg, head).await;
+    // The execution client answers after the start: the record (and the snap/1 filter with it)
+    // moves to its fork.
+    client_el.send_replace(synced);
+    let moved = async {
+        loop {
+            let enr = client.handle.local_enr().await.expect("discovery runs");
+            if eth_entry(&enr) == Some(synced.fork_id(&chain)) {
+                return enr;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    let bootnode = tokio::time::timeout(SCENARIO_DEADLINE, moved).await.expect("record moved");
+
+    let (on_our_fork, _on_our_fork_el) = snap_server(vec![bootnode.clone()], synced).await;
+    let (syncing, _syncing_el) = snap_server(vec![bootnode], EthHead::genesis(&chain)).await;
+    wait_connected(&client.handle, on_our_fork.id()).await;
+    // The syncing server's record was met and dropped (it is the only incompatible one).
+    let met = async {
+        while client.handle.discovery_counters().await.is_none_or(|c| c.incompatible == 0) {
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    tokio::time::timeout(SCENARIO_DEADLINE, met).await.expect("syncing server's record seen");
+    let counters = client.handle.discovery_counters().await.expect("discovery runs");
+    assert_eq!(counters.emitted, 1, "only the server on our fork is a candidate: {counters:?}");
+    let syncing_id = syncing.id();
+    assert!(peer_ids(&client.handle).await.iter().all(|id| *id != syncing_id), "dialed");
+    for node in [client, on_our_fork, syncing] {
         node.handle.shutdown().await;
     }
 }

@@ -1,6 +1,6 @@
 //! The `leaf` ENR entry, our node record, and the checks that turn a discovered record into a
 //! dial candidate: a `leaf/1` node by its `leaf` entry, or (with eth enabled) a snap/1 server by
-//! its `snap` entry and an `eth` fork id our filter accepts.
+//! its `snap` entry and an `eth` fork id our [`SnapFilter`] accepts.
 
 use crate::{
     chain::{ChainSpec, Enr},
@@ -41,8 +41,11 @@ impl Encodable for SnapEnrEntry {
 /// What our node record advertises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalRecord {
-    /// The `eth` entry: our fork id.
-    pub fork_id: ForkId,
+    /// The `eth` entry: our fork id, when we speak eth/69; `None` leaves the entry out. geth's
+    /// discovery dials any record with a compatible `eth` entry, so a node without eth/69
+    /// advertising one would pay an ECIES handshake for each such dial, every one ending in "no
+    /// shared capability".
+    pub fork_id: Option<ForkId>,
     /// The `leaf` entry, when we offer `leaf/1` (also what `leaf` records are checked against).
     pub leaf: Option<LeafEnrEntry>,
     /// Whether to advertise the `snap` entry (we serve snap/1).
@@ -150,6 +153,10 @@ pub enum Incompatible {
     /// Our fork filter rejects the `eth` entry's fork id (another chain, or a stale fork).
     #[error("incompatible fork id")]
     ForkId,
+    /// The `eth` entry's fork hash is not ours, though on our chain: a snap/1 server behind our
+    /// fork (still syncing: geth announces its own head's fork id) or ahead of it.
+    #[error("not on our fork")]
+    OtherFork,
 }
 
 /// Which protocol a dial candidate is for.
@@ -197,12 +204,57 @@ pub fn dial_candidate(enr: &Enr, ours: &LeafEnrEntry) -> Result<DialCandidate, I
     rlpx_candidate(enr, CandidateKind::Leaf)
 }
 
+/// What a snap/1 server's `eth` entry is checked against: the fork id we announce for the
+/// execution client's head, and the EIP-2124 check at that head.
+///
+/// A snap/1 server is useful only with the state at our pivot, near the execution client's
+/// head: one on our fork. EIP-2124 accepts nodes behind us by design, and a geth still syncing
+/// advertises its own head's fork id (a fresh one: the genesis's) beside a `snap` entry it sets
+/// whether or not it has its snapshot; such a server would take an outbound slot and keep it.
+/// So once our fork id is past the genesis's, a server's fork hash must equal ours (its `next`
+/// may differ: a server may know of a fork our execution client does not schedule yet). While
+/// ours is still the genesis's, our head is likely not known yet (until the execution client
+/// answers, the network's eth head is the genesis, or the leafdb's head, and nothing marks
+/// which head came from where) and the EIP-2124 check decides alone: on our chain nobody is
+/// behind the genesis fork anyway.
+#[derive(Debug, Clone)]
+pub struct SnapFilter {
+    check: EthForkCheck,
+    genesis_fork_hash: ForkHash,
+}
+
+impl SnapFilter {
+    /// The filter for our fork `check` on the chain whose genesis fork hash (the CRC32 of its
+    /// genesis hash, [`ChainSpec::genesis_fork_hash`]) is `genesis_fork_hash`.
+    pub const fn new(check: EthForkCheck, genesis_fork_hash: ForkHash) -> Self {
+        Self { check, genesis_fork_hash }
+    }
+
+    /// Replaces the check: our execution client's head moved.
+    pub fn set_check(&mut self, check: EthForkCheck) {
+        self.check = check;
+    }
+
+    /// Whether a snap/1 server announcing `theirs` can serve our sync: see the type's docs.
+    pub fn validate(&self, theirs: ForkId) -> Result<(), Incompatible> {
+        let ours = self.check.ours();
+        if ours.hash == self.genesis_fork_hash {
+            return self.check.validate(theirs).map_err(|_| Incompatible::ForkId);
+        }
+        if theirs.hash == ours.hash {
+            return Ok(());
+        }
+        // Only for the log and counters: another chain, or ours at another fork.
+        match self.check.validate(theirs) {
+            Ok(()) => Err(Incompatible::OtherFork),
+            Err(_) => Err(Incompatible::ForkId),
+        }
+    }
+}
+
 /// Checks a discovered record as a snap/1 server: a `snap` entry, and an `eth` entry whose fork
-/// id `filter` (ours, for the execution client's head) accepts.
-pub fn snap_dial_candidate(
-    enr: &Enr,
-    filter: &EthForkCheck,
-) -> Result<DialCandidate, Incompatible> {
+/// id `filter` accepts (see [`SnapFilter`]).
+pub fn snap_dial_candidate(enr: &Enr, filter: &SnapFilter) -> Result<DialCandidate, Incompatible> {
     if enr.get_raw_rlp(SNAP_ENR_KEY).is_none() {
         return Err(Incompatible::NoSnapEntry);
     }
@@ -210,7 +262,7 @@ pub fn snap_dial_candidate(
         .get_decodable::<EnrForkIdEntry>(ETH_ENR_KEY)
         .ok_or(Incompatible::NoEthEntry)?
         .map_err(|_| Incompatible::MalformedEthEntry)?;
-    filter.validate(ForkId::from(eth)).map_err(|_| Incompatible::ForkId)?;
+    filter.validate(ForkId::from(eth))?;
     rlpx_candidate(enr, CandidateKind::Snap)
 }
 
@@ -281,8 +333,8 @@ pub fn combined_key(secret: &secp256k1::SecretKey) -> Result<CombinedKey, EnrBui
     CombinedKey::secp256k1_from_bytes(&mut bytes).map_err(|_| EnrBuildError::InvalidKey)
 }
 
-/// Builds our record: `ip`, `udp`, `tcp`, the `eth` fork-id entry, and the `leaf` and `snap`
-/// entries as `record` says.
+/// Builds our record: `ip` (none when `udp`'s address is unspecified), `udp`, `tcp`, and the
+/// `eth`, `leaf` and `snap` entries as `record` says.
 pub fn build_local_enr(
     key: &CombinedKey,
     udp: SocketAddrV4,
@@ -294,10 +346,10 @@ pub fn build_local_enr(
     if !ip.is_unspecified() {
         builder.ip4(ip);
     }
-    builder
-        .udp4(udp.port())
-        .tcp4(tcp_port)
-        .add_value(ETH_ENR_KEY, &EnrForkIdEntry::from(record.fork_id));
+    builder.udp4(udp.port()).tcp4(tcp_port);
+    if let Some(fork_id) = record.fork_id {
+        builder.add_value(ETH_ENR_KEY, &EnrForkIdEntry::from(fork_id));
+    }
     if let Some(leaf) = &record.leaf {
         builder.add_value(LEAF_ENR_KEY, leaf);
     }
@@ -435,7 +487,7 @@ mod tests {
         let key = combined_key(&secret).expect("key converts");
         let fork_id = ForkId { hash: ForkHash([1, 2, 3, 4]), next: 9 };
         let udp = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4000);
-        let record = LocalRecord { fork_id, leaf: Some(entry()), snap: true };
+        let record = LocalRecord { fork_id: Some(fork_id), leaf: Some(entry()), snap: true };
         let enr = build_local_enr(&key, udp, 4001, &record).expect("record builds");
         assert_eq!(enr.udp4_socket(), Some(udp));
         assert_eq!(enr.tcp4(), Some(4001));
@@ -454,6 +506,24 @@ mod tests {
         assert_eq!(enr.get_raw_rlp(SNAP_ENR_KEY), Some(&[0xc0][..]));
     }
 
+    /// Without eth/69 the record has no `eth` entry (geth would dial it for nothing), and still
+    /// everything a leafsync peer dials by; an unspecified address is left out.
+    #[test]
+    fn local_enr_without_eth_has_no_eth_entry() {
+        let key = combined_key(&secp256k1::SecretKey::from_byte_array([0x42; 32]).expect("key"))
+            .expect("key converts");
+        let record = LocalRecord { fork_id: None, leaf: Some(entry()), snap: false };
+        let udp = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 4000);
+        let enr = build_local_enr(&key, udp, 4001, &record).expect("record builds");
+        assert_eq!(enr.get_raw_rlp(ETH_ENR_KEY), None);
+        assert_eq!(enr.get_raw_rlp(SNAP_ENR_KEY), None);
+        assert_eq!((enr.ip4(), enr.udp4(), enr.tcp4()), (None, Some(4000), Some(4001)));
+        let udp = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4000);
+        let enr = build_local_enr(&key, udp, 4001, &record).expect("record builds");
+        let candidate = dial_candidate(&enr, &entry()).expect("a leaf/1 candidate");
+        assert_eq!(candidate.tcp_addr, "127.0.0.1:4001".parse::<SocketAddr>().expect("addr"));
+    }
+
     /// A record as geth writes it: `eth` = `[[hash, next]]`, `snap` = `[]`, no `leaf`.
     fn geth_record(eth: Option<ForkId>, snap: bool) -> Enr {
         let key = CombinedKey::generate_secp256k1();
@@ -468,11 +538,29 @@ mod tests {
         builder.build(&key).expect("record builds")
     }
 
+    /// Sepolia's fork ids: at its genesis, past the merge netsplit block and Shanghai, and at
+    /// a recent head.
+    fn sepolia_forks(chain: &ChainSpec) -> [ForkId; 3] {
+        [
+            chain.fork_id(0, 0),
+            chain.fork_id(2_000_000, 1_700_000_000),
+            chain.fork_id(2_000_000, 1_761_607_008),
+        ]
+    }
+
+    fn filter_at(chain: &ChainSpec, number: u64, timestamp: u64) -> SnapFilter {
+        let check = EthForkCheck::new(
+            chain.fork_filter(number, timestamp),
+            chain.fork_id(number, timestamp),
+        );
+        SnapFilter::new(check, chain.genesis_fork_hash())
+    }
+
     #[test]
     fn snap_servers_need_a_snap_entry_and_a_compatible_fork_id() {
         let chain = ChainSpec::preset("mainnet").expect("preset");
         let ours = chain.fork_id(0, 0);
-        let filter = EthForkCheck::new(chain.fork_filter(0, 0), ours);
+        let filter = filter_at(&chain, 0, 0);
         let candidate = snap_dial_candidate(&geth_record(Some(ours), true), &filter);
         assert_eq!(
             candidate.map(|c| (c.kind, c.tcp_addr.port())),
@@ -490,7 +578,57 @@ mod tests {
         // A fork the preset does not know passes when it is the one we announce (the
         // execution client's).
         let announced = EthForkCheck::new(chain.fork_filter(0, 0), other);
+        let announced = SnapFilter::new(announced, chain.genesis_fork_hash());
         let candidate = snap_dial_candidate(&geth_record(Some(other), true), &announced);
         assert_eq!(candidate.map(|c| c.kind), Ok(CandidateKind::Snap));
+    }
+
+    /// Past the genesis fork, a snap/1 server must be on our fork (the same fork hash, whatever
+    /// its `next`): EIP-2124 accepts a node behind us, such as a geth still syncing, which has
+    /// no state at our pivot. At the genesis fork (our head not known yet) EIP-2124 decides.
+    #[test]
+    fn past_genesis_snap_servers_must_be_on_our_fork() {
+        let chain = ChainSpec::preset("sepolia").expect("preset");
+        let [genesis, shanghai, recent] = sepolia_forks(&chain);
+        assert!(genesis.hash != shanghai.hash && shanghai.hash != recent.hash);
+        let synced = filter_at(&chain, 2_000_000, 1_761_607_008);
+        let server = |fork_id| snap_dial_candidate(&geth_record(Some(fork_id), true), &synced);
+        assert_eq!(server(recent).map(|c| c.kind), Ok(CandidateKind::Snap));
+        // A `next` we do not schedule (a fork our execution client does not know yet).
+        let ahead_next = ForkId { next: recent.next.max(1_761_607_008) + 1, ..recent };
+        assert_eq!(server(ahead_next).map(|c| c.kind), Ok(CandidateKind::Snap));
+        // Behind: EIP-2124 accepts both, the snap filter neither.
+        for behind in [genesis, shanghai] {
+            assert!(synced.check.validate(behind).is_ok(), "EIP-2124 accepts {behind:?}");
+            assert_eq!(server(behind).map(|c| c.kind), Err(Incompatible::OtherFork));
+        }
+        let another_chain = ForkId { hash: ForkHash([1, 2, 3, 4]), next: 0 };
+        assert_eq!(server(another_chain).map(|c| c.kind), Err(Incompatible::ForkId));
+
+        // At genesis, nodes ahead of us on our chain pass (EIP-2124), others do not.
+        let unknown = filter_at(&chain, 0, 0);
+        let server = |fork_id| snap_dial_candidate(&geth_record(Some(fork_id), true), &unknown);
+        for fork_id in [genesis, shanghai, recent] {
+            assert_eq!(server(fork_id).map(|c| c.kind), Ok(CandidateKind::Snap), "{fork_id:?}");
+        }
+        assert_eq!(server(another_chain).map(|c| c.kind), Err(Incompatible::ForkId));
+
+        // The head moves: the filter follows.
+        let mut moving = unknown;
+        moving.set_check(synced.check.clone());
+        let behind = snap_dial_candidate(&geth_record(Some(genesis), true), &moving);
+        assert_eq!(behind.map(|c| c.kind), Err(Incompatible::OtherFork));
+    }
+
+    /// The network's head before the execution client answers (`EthHead::genesis`) announces
+    /// the genesis fork hash on every public chain, so the snap filter falls back to EIP-2124
+    /// while it is there.
+    #[test]
+    fn the_placeholder_head_is_at_the_genesis_fork() {
+        for name in ["mainnet", "sepolia", "holesky", "hoodi"] {
+            let chain = ChainSpec::preset(name).expect("preset");
+            let head = crate::peers::EthHead::genesis(&chain);
+            assert_eq!(head.fork_check(&chain).ours().hash, chain.genesis_fork_hash(), "{name}");
+        }
     }
 }

@@ -1,7 +1,8 @@
-//! discv5 discovery: our node record carries the `eth` fork-id entry, the `leaf` entry (see
-//! [`LeafEnrEntry`]) and, when we serve snap/1, geth's `snap` entry ([`LocalRecord`]); random
-//! lookups run at an interval, and every discovered node whose `leaf` entry matches ours, or
-//! (with eth enabled) that has a `snap` entry and an `eth` fork id our filter accepts, is sent
+//! discv5 discovery: our node record carries the `eth` fork-id entry when we speak eth/69, the
+//! `leaf` entry (see [`LeafEnrEntry`]) and, when we serve snap/1, geth's `snap` entry
+//! ([`LocalRecord`]); random lookups run back to back while we are short of candidates and at
+//! an interval otherwise, and every discovered node whose `leaf` entry matches ours, or (with
+//! eth enabled) that has a `snap` entry and an `eth` fork id our [`SnapFilter`] accepts, is sent
 //! to the peer manager as a [`DialCandidate`] on a bounded channel. Other nodes stay in the
 //! discv5 table (they help routing) and are only counted.
 
@@ -9,8 +10,8 @@ mod entry;
 
 pub use entry::{
     CandidateKind, DialCandidate, ETH_ENR_KEY, EnrBuildError, Incompatible, LEAF_ENR_KEY,
-    LeafEnrEntry, LocalRecord, SNAP_ENR_KEY, SnapEnrEntry, build_local_enr, combined_key,
-    dial_candidate, is_public_address, snap_dial_candidate,
+    LeafEnrEntry, LocalRecord, SNAP_ENR_KEY, SnapEnrEntry, SnapFilter, build_local_enr,
+    combined_key, dial_candidate, is_public_address, snap_dial_candidate,
 };
 
 use crate::{
@@ -41,10 +42,35 @@ use tokio::{
 };
 use tracing::{debug, trace, warn};
 
-/// Default pause between two random lookups. A lookup contacts a few dozen nodes; one every
-/// 10 s keeps a steady trickle of new candidates at negligible bandwidth (geth's discv5 iterator
-/// runs lookups back to back only while it needs peers).
+/// Default pause between two random lookups while we are not short of candidates (see
+/// [`FAST_LOOKUP_INTERVAL`]). A lookup contacts a few dozen nodes; one every 10 s keeps a steady
+/// trickle of new candidates at negligible bandwidth: at most 6 lookups a minute.
 pub const DEFAULT_LOOKUP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Pause between two random lookups (1 s; the configured interval if shorter) while the last
+/// one found a new dial candidate, or while fewer than [`WANTED_RECENT_CANDIDATES`] nodes were
+/// offered within [`REOFFER_AFTER`] and fewer than [`MAX_BARREN_FAST_LOOKUPS`] lookups in a row
+/// found none: geth's discv5 iterator runs lookups back to back while it needs peers, and on a
+/// DHT shared with every consensus client and other chains the records we can dial (a `leaf`
+/// entry, or `eth` and `snap` of our chain) are a small fraction. At most 60 lookups a minute
+/// whatever happens: the pause follows the end of a lookup, and one that ends at once (an empty
+/// table) still waits it; a lookup of a few round trips to a few dozen nodes makes it fewer in
+/// practice.
+pub const FAST_LOOKUP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Lookups in a row that found no new candidate after which a node short of candidates goes
+/// back to the configured interval (30: half a minute at the fast pace): on a network with
+/// few nodes we can dial (the first leafsync nodes of a chain), looking faster finds no more,
+/// and a lookup a second would go on for good (about 0.8 Mbit/s of discv5 traffic). A lookup
+/// that finds one starts the fast pace again.
+pub const MAX_BARREN_FAST_LOOKUPS: u32 = 30;
+
+/// Nodes offered as dial candidates within [`REOFFER_AFTER`] below which we count ourselves
+/// short of peers and look up at [`FAST_LOOKUP_INTERVAL`] (50: twice the peer manager's default
+/// 25 outbound slots, since many dials fail: a geth's peer slots are mostly full). Discovery does
+/// not know the peer count, and the candidate channel's free room says nothing about it (the
+/// manager drains it at once); what it offered lately is the signal it has.
+pub const WANTED_RECENT_CANDIDATES: usize = 50;
 
 /// Default capacity of the dial-candidate channel. The peer manager drains it quickly; when it is
 /// full, new candidates are dropped (and found again by a later lookup) instead of stalling
@@ -75,6 +101,12 @@ impl Offered {
     /// Whether `node` may be offered at `now`.
     fn due(&self, node: &NodeId, now: Instant) -> bool {
         self.at.get(node).is_none_or(|at| now.saturating_duration_since(*at) >= REOFFER_AFTER)
+    }
+
+    /// How many nodes were offered within [`REOFFER_AFTER`] before `now` (one pass over at most
+    /// [`MAX_REMEMBERED_CANDIDATES`] entries, once per lookup).
+    fn recent(&self, now: Instant) -> usize {
+        self.at.values().filter(|at| now.saturating_duration_since(**at) < REOFFER_AFTER).count()
     }
 
     /// `node` was offered at `now`.
@@ -109,13 +141,16 @@ pub struct DiscoveryConfig {
     /// the record then carries the bound port.
     pub listen_addr: SocketAddrV4,
     /// IPv4 address to put in our record. Default: `None`, meaning the bound address when it is
-    /// not `0.0.0.0`, else no address until discv5 learns our external address from peers.
+    /// public ([`is_public_address`]; any but `0.0.0.0` with `allow_local_addresses`), else no
+    /// address until discv5 learns our external address from peers: a cloud VM's private
+    /// address would only send the peers that read our record to a host they cannot reach.
     pub external_ip: Option<Ipv4Addr>,
     /// RLPx TCP port to advertise. Default: [`DEFAULT_PORT`].
     pub tcp_port: u16,
     /// Records to bootstrap from (the chain preset's bootnodes). Default: none.
     pub bootnodes: Vec<Enr>,
-    /// Pause between random lookups. Default: [`DEFAULT_LOOKUP_INTERVAL`].
+    /// Pause between random lookups while we are not short of candidates (else
+    /// [`FAST_LOOKUP_INTERVAL`], or this if shorter). Default: [`DEFAULT_LOOKUP_INTERVAL`].
     pub lookup_interval: Duration,
     /// Capacity of the dial-candidate channel. Default: [`DEFAULT_CANDIDATE_CHANNEL_CAPACITY`].
     pub candidate_channel_capacity: usize,
@@ -202,7 +237,7 @@ pub struct Discovery {
     discv5: Arc<Discv5>,
     stats: Arc<DiscoveryStats>,
     /// The filter snap/1 candidates' `eth` entries must pass; `None`: no snap/1 candidates.
-    snap_filter: Arc<Mutex<Option<EthForkCheck>>>,
+    snap_filter: Arc<Mutex<Option<SnapFilter>>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -215,16 +250,16 @@ impl std::fmt::Debug for Discovery {
 
 impl Discovery {
     /// Binds the UDP socket, builds our record (`record`: the `eth`, `leaf` and `snap`
-    /// entries), starts discv5, adds the bootnodes and spawns the lookup loop. `leaf/1`
-    /// candidates are records whose `leaf` entry matches `record.leaf`; with `snap_filter`,
-    /// records with a `snap` entry and an `eth` fork id it accepts are snap/1 candidates too.
-    /// Returns the service and the receiver of dial candidates (bounded by
-    /// `config.candidate_channel_capacity`).
+    /// entries; the address as [`DiscoveryConfig::external_ip`] says), starts discv5, adds the
+    /// bootnodes and spawns the lookup loop. `leaf/1` candidates are records whose `leaf` entry
+    /// matches `record.leaf`; with `snap_filter`, records with a `snap` entry and an `eth` fork
+    /// id it accepts are snap/1 candidates too. Returns the service and the receiver of dial
+    /// candidates (bounded by `config.candidate_channel_capacity`).
     pub async fn start(
         secret: &secp256k1::SecretKey,
         config: DiscoveryConfig,
         record: LocalRecord,
-        snap_filter: Option<EthForkCheck>,
+        snap_filter: Option<SnapFilter>,
     ) -> Result<(Self, mpsc::Receiver<DialCandidate>), DiscoveryError> {
         let addr = config.listen_addr;
         let bind_error = |source| DiscoveryError::Bind { addr, source };
@@ -232,7 +267,7 @@ impl Discovery {
         let std::net::SocketAddr::V4(bound) = socket.local_addr().map_err(bind_error)? else {
             return Err(DiscoveryError::NotIpv4);
         };
-        let advertised = SocketAddrV4::new(config.external_ip.unwrap_or(*bound.ip()), bound.port());
+        let advertised = SocketAddrV4::new(advertised_ip(&config, *bound.ip()), bound.port());
         let key = combined_key(secret)?;
         let local_enr = build_local_enr(&key, advertised, config.tcp_port, &record)?;
 
@@ -282,6 +317,8 @@ impl Discovery {
             stats: Arc::clone(&stats),
             candidates: candidates_tx,
             emitted: Offered::default(),
+            fresh: 0,
+            barren: 0,
             allow_local_addresses: config.allow_local_addresses,
         };
         let task = tokio::spawn(worker.run(events, config.lookup_interval, shutdown_rx));
@@ -296,8 +333,13 @@ impl Discovery {
     }
 
     /// Replaces the `eth` entry of our record with a new fork id; call it when the head crosses
-    /// a fork. Returns whether discv5 accepted the new record.
+    /// a fork. A record without the entry (we do not speak eth/69: see
+    /// [`LocalRecord::fork_id`]) keeps none. Returns whether our record is current: false when
+    /// discv5 refused the new one.
     pub fn update_fork_id(&self, fork_id: ForkId) -> bool {
+        if self.discv5.local_enr().get_raw_rlp(ETH_ENR_KEY).is_none() {
+            return true;
+        }
         match self.discv5.enr_insert(ETH_ENR_KEY, &EnrForkIdEntry::from(fork_id)) {
             Ok(_) => true,
             Err(err) => {
@@ -307,12 +349,13 @@ impl Discovery {
         }
     }
 
-    /// Replaces the filter snap/1 candidates' fork ids must pass (our execution client's head
-    /// moved); no effect when snap/1 candidates are off.
-    pub fn update_snap_filter(&self, filter: EthForkCheck) {
+    /// Replaces the check snap/1 candidates' fork ids must pass (our execution client's head
+    /// moved; see [`SnapFilter`]); no effect when snap/1 candidates are off. The peer manager
+    /// calls it at every move of that head, so the next record considered sees it.
+    pub fn update_snap_filter(&self, check: EthForkCheck) {
         let mut current = self.snap_filter.lock().unwrap_or_else(PoisonError::into_inner);
-        if current.is_some() {
-            *current = Some(filter);
+        if let Some(filter) = current.as_mut() {
+            filter.set_check(check);
         }
     }
 
@@ -353,11 +396,15 @@ struct Worker {
     discv5: Arc<Discv5>,
     /// Our `leaf` entry; `None`: no `leaf/1` candidates.
     ours: Option<LeafEnrEntry>,
-    snap_filter: Arc<Mutex<Option<EthForkCheck>>>,
+    snap_filter: Arc<Mutex<Option<SnapFilter>>>,
     local_id: NodeId,
     stats: Arc<DiscoveryStats>,
     candidates: mpsc::Sender<DialCandidate>,
     emitted: Offered,
+    /// Candidates emitted since the last lookup ended (by events or by that lookup).
+    fresh: u64,
+    /// Lookups in a row that ended with no new candidate.
+    barren: u32,
     allow_local_addresses: bool,
 }
 
@@ -365,8 +412,8 @@ type Lookup = BoxFuture<'static, Result<Vec<Enr>, discv5::QueryError>>;
 
 impl Worker {
     /// Runs until shutdown, until the candidate receiver is dropped, or until discv5 stops: one
-    /// lookup at a time, the next one `interval` after the previous one ended; every record seen
-    /// in events or lookup results is considered.
+    /// lookup at a time, the next one [`Self::pause`] after the previous one ended; every record
+    /// seen in events or lookup results is considered.
     async fn run(
         mut self,
         mut events: mpsc::Receiver<Event>,
@@ -390,11 +437,22 @@ impl Worker {
                         Ok(found) => found.iter().for_each(|enr| self.consider(enr)),
                         Err(err) => debug!(?err, "discv5 lookup failed"),
                     }
-                    next_lookup.as_mut().reset(tokio::time::Instant::now() + interval);
+                    let pause = self.pause(interval);
+                    next_lookup.as_mut().reset(tokio::time::Instant::now() + pause);
                 }
                 () = &mut next_lookup, if lookup.is_none() => lookup = Some(self.lookup()),
             }
         }
+    }
+
+    /// The pause before the next lookup, now that one ended: [`lookup_pause`] with what we
+    /// found since the previous one and offered lately. Starts counting anew.
+    fn pause(&mut self, interval: Duration) -> Duration {
+        let found_new = std::mem::take(&mut self.fresh) > 0;
+        self.barren = if found_new { 0 } else { self.barren.saturating_add(1) };
+        let short = self.emitted.recent(Instant::now()) < WANTED_RECENT_CANDIDATES
+            && self.barren < MAX_BARREN_FAST_LOOKUPS;
+        lookup_pause(found_new, short, interval)
     }
 
     fn lookup(&self) -> Lookup {
@@ -456,6 +514,7 @@ impl Worker {
         match self.candidates.try_send(candidate) {
             Ok(()) => {
                 self.emitted.offered(node_id, now);
+                self.fresh += 1;
                 self.stats.emitted.fetch_add(1, Ordering::Relaxed);
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -464,6 +523,25 @@ impl Worker {
             // The receiver is gone: the loop notices via `closed()` and ends.
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+}
+
+/// The pause before the next lookup: [`FAST_LOOKUP_INTERVAL`] (or `interval` if shorter) when
+/// the last lookup found a new candidate or we are `short` of them (fewer than
+/// [`WANTED_RECENT_CANDIDATES`] offered lately, and lookups still find some: see
+/// [`MAX_BARREN_FAST_LOOKUPS`]), else `interval`.
+fn lookup_pause(found_new: bool, short: bool, interval: Duration) -> Duration {
+    if found_new || short { interval.min(FAST_LOOKUP_INTERVAL) } else { interval }
+}
+
+/// The address our record names for a socket bound to `bound`: `external_ip` when set, else
+/// `bound` when it is a public address or local addresses are allowed (a loopback or LAN test
+/// network), else none (`0.0.0.0`: discv5 fills it in from what its peers report).
+fn advertised_ip(config: &DiscoveryConfig, bound: Ipv4Addr) -> Ipv4Addr {
+    match config.external_ip {
+        Some(ip) => ip,
+        None if config.allow_local_addresses || is_public_address(bound.into()) => bound,
+        None => Ipv4Addr::UNSPECIFIED,
     }
 }
 

@@ -45,7 +45,7 @@ async fn leaf_node(
         &secret,
         loopback_config(bootnodes, tcp_port),
         LocalRecord {
-            fork_id: chain.fork_id(0, 0),
+            fork_id: Some(chain.fork_id(0, 0)),
             leaf: Some(LeafEnrEntry::for_chain(chain)),
             snap: false,
         },
@@ -161,7 +161,7 @@ async fn start_fails_cleanly_on_a_busy_port() {
         &random_secret(),
         config,
         LocalRecord {
-            fork_id: chain.fork_id(0, 0),
+            fork_id: Some(chain.fork_id(0, 0)),
             leaf: Some(LeafEnrEntry::for_chain(&chain)),
             snap: false,
         },
@@ -223,4 +223,110 @@ fn a_node_is_offered_again_once_the_reoffer_time_has_passed() {
     full.offered(NodeId::random(), later);
     assert_eq!(full.at.len(), MAX_REMEMBERED_CANDIDATES / 2 + 1, "the old offers are forgotten");
     assert!(recent.iter().all(|id| !full.due(id, later)), "the recent offers are kept");
+}
+
+/// A node short of dial candidates looks up back to back (a second apart), not once per
+/// `lookup_interval`, at most one lookup a second; alone, it finds nobody, and after
+/// `MAX_BARREN_FAST_LOOKUPS` such lookups it goes back to `lookup_interval`.
+#[tokio::test(start_paused = true)]
+async fn a_node_short_of_candidates_looks_up_back_to_back() {
+    let chain = ChainSpec::preset("sepolia").expect("preset parses");
+    let mut config = loopback_config(Vec::new(), 7020);
+    config.lookup_interval = DEFAULT_LOOKUP_INTERVAL;
+    let record = LocalRecord {
+        fork_id: Some(chain.fork_id(0, 0)),
+        leaf: Some(LeafEnrEntry::for_chain(&chain)),
+        snap: false,
+    };
+    let (node, _rx) = Discovery::start(&random_secret(), config, record, None)
+        .await
+        .expect("discovery starts on loopback");
+    let fast = FAST_LOOKUP_INTERVAL * MAX_BARREN_FAST_LOOKUPS;
+    tokio::time::sleep(fast).await;
+    let lookups = node.stats().lookups.load(Ordering::Relaxed);
+    let most = u64::from(MAX_BARREN_FAST_LOOKUPS) + 1;
+    assert!(lookups >= most / 2, "{lookups} lookups in {fast:?}");
+    assert!(lookups <= most, "{lookups} lookups in {fast:?}: more than the fast pace allows");
+    // Barren ever since: the configured pace.
+    tokio::time::sleep(fast).await;
+    let slow = node.stats().lookups.load(Ordering::Relaxed);
+    let fast_left = u64::from(MAX_BARREN_FAST_LOOKUPS).saturating_sub(lookups);
+    let slow_most = fast_left + (fast.as_secs() / DEFAULT_LOOKUP_INTERVAL.as_secs()) + 1;
+    assert!(slow - lookups <= slow_most, "{} lookups once barren", slow - lookups);
+    node.shutdown().await;
+}
+
+/// Short of candidates (the last lookup found a new one, or few were offered lately) the next
+/// lookup follows after `FAST_LOOKUP_INTERVAL`; otherwise after the configured interval, which
+/// is never lengthened.
+#[test]
+fn lookups_slow_down_once_candidates_are_plenty() {
+    let slow = DEFAULT_LOOKUP_INTERVAL;
+    let wanted = WANTED_RECENT_CANDIDATES;
+    assert_eq!(lookup_pause(false, true, slow), FAST_LOOKUP_INTERVAL);
+    assert_eq!(lookup_pause(true, false, slow), FAST_LOOKUP_INTERVAL);
+    assert_eq!(lookup_pause(false, false, slow), slow);
+    let short = Duration::from_millis(200);
+    assert_eq!(lookup_pause(true, true, short), short);
+    assert_eq!(lookup_pause(false, false, short), short);
+    // Offers older than `REOFFER_AFTER` are not recent.
+    let start = tokio::time::Instant::now();
+    let mut offered = Offered::default();
+    for _ in 0..wanted {
+        offered.offered(NodeId::random(), start);
+    }
+    assert_eq!(offered.recent(start + REOFFER_AFTER / 2), wanted);
+    assert_eq!(offered.recent(start + REOFFER_AFTER), 0);
+}
+
+/// Without eth/69 our record has no `eth` entry, and a fork id update (the peer manager makes
+/// one when our leafdb head crosses a fork) does not add one.
+#[tokio::test]
+async fn without_eth_a_fork_id_update_leaves_the_record_alone() {
+    let chain = ChainSpec::preset("sepolia").expect("preset parses");
+    let record =
+        LocalRecord { fork_id: None, leaf: Some(LeafEnrEntry::for_chain(&chain)), snap: false };
+    let (node, _rx) =
+        Discovery::start(&random_secret(), loopback_config(Vec::new(), 7040), record, None)
+            .await
+            .expect("discovery starts on loopback");
+    let before = node.local_enr();
+    assert_eq!(before.get_raw_rlp(ETH_ENR_KEY), None);
+    assert!(node.update_fork_id(chain.fork_id(2_000_000, 1_761_607_008)), "nothing to update");
+    let after = node.local_enr();
+    assert_eq!(after.get_raw_rlp(ETH_ENR_KEY), None);
+    assert_eq!(after.seq(), before.seq());
+    node.shutdown().await;
+}
+
+/// Our record names the bound address only when it is public or local addresses are allowed
+/// (a loopback or LAN test network): a cloud VM's private address is unreachable from the
+/// internet. `external_ip` always wins.
+#[tokio::test]
+async fn a_local_listen_address_is_advertised_only_on_a_local_network() {
+    let chain = ChainSpec::preset("sepolia").expect("preset parses");
+    let record = LocalRecord {
+        fork_id: Some(chain.fork_id(0, 0)),
+        leaf: Some(LeafEnrEntry::for_chain(&chain)),
+        snap: false,
+    };
+    let external = Ipv4Addr::new(203, 0, 113, 7);
+    for (allow_local, external_ip, advertised) in [
+        (true, None, Some(Ipv4Addr::LOCALHOST)),
+        (false, None, None),
+        (false, Some(external), Some(external)),
+        (true, Some(external), Some(external)),
+    ] {
+        let mut config = loopback_config(Vec::new(), 7030);
+        config.allow_local_addresses = allow_local;
+        config.external_ip = external_ip;
+        let (node, _rx) = Discovery::start(&random_secret(), config, record, None)
+            .await
+            .expect("discovery starts on loopback");
+        let enr = node.local_enr();
+        assert_eq!(enr.ip4(), advertised, "allow_local {allow_local}, external {external_ip:?}");
+        assert_eq!(enr.tcp4(), Some(7030));
+        assert!(enr.udp4().is_some_and(|port| port != 0));
+        node.shutdown().await;
+    }
 }

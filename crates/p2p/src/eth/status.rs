@@ -30,6 +30,11 @@ impl EthForkCheck {
         Self { filter, ours }
     }
 
+    /// The fork id we announce (the one that passes as it is).
+    pub const fn ours(&self) -> ForkId {
+        self.ours
+    }
+
     /// Whether a peer announcing `theirs` is compatible: see the type's docs.
     pub fn validate(&self, theirs: ForkId) -> Result<(), ValidationError> {
         if theirs == self.ours { Ok(()) } else { self.filter.validate(theirs) }

@@ -9,7 +9,7 @@ use super::{
 use crate::{
     PeerId, PenaltyClass,
     chain::{ChainSpecError, Enr},
-    discovery::{Discovery, DiscoveryError, LeafEnrEntry, LocalRecord},
+    discovery::{Discovery, DiscoveryError, LeafEnrEntry, LocalRecord, SnapFilter},
     ecies::id_from_pk,
     leaf::{LeafRequest, LeafResponse},
     p2pstream::{DisconnectReason, HelloMessageWithProtocols},
@@ -75,13 +75,21 @@ impl Network {
         let discovery = match config.discovery.take() {
             Some(mut discovery_config) => {
                 discovery_config.tcp_port = local_addr.port();
+                // The `eth` entry only with eth/69: geth dials any record with a compatible one.
+                let fork_id = config
+                    .eth
+                    .is_some()
+                    .then(|| record_fork_id(&config.chain, &config.head, config.eth.as_ref()));
                 let record = LocalRecord {
-                    fork_id: record_fork_id(&config.chain, &config.head, config.eth.as_ref()),
+                    fork_id,
                     leaf: config.leaf.then(|| LeafEnrEntry::for_chain(&config.chain)),
                     snap: config.eth.as_ref().is_some_and(|eth| eth.snap.is_some()),
                 };
-                let snap_filter =
-                    config.eth.as_ref().map(|eth| eth.head.borrow().fork_check(&config.chain));
+                // Kept at the execution client's head by the manager (`update_snap_filter`).
+                let genesis_fork_hash = config.chain.genesis_fork_hash();
+                let snap_filter = config.eth.as_ref().map(|eth| {
+                    SnapFilter::new(eth.head.borrow().fork_check(&config.chain), genesis_fork_hash)
+                });
                 Some(
                     Discovery::start(&config.secret_key, discovery_config, record, snap_filter)
                         .await?,
