@@ -57,8 +57,11 @@ fn log_filter(level: &str) -> String {
 pub(crate) fn init_logging(default: &str) {
     let default = &log_filter(default);
     // `RUST_LOG` keeps discv5 at `error` too, unless it names it.
+    // An empty `RUST_LOG` (`RUST_LOG=${RUST_LOG}` with the variable unset) is no filter: with
+    // discv5's directive alone it would hide every other line, errors included.
     let from_env = std::env::var(tracing_subscriber::EnvFilter::DEFAULT_ENV)
         .ok()
+        .filter(|level| !level.trim().is_empty())
         .map(|level| tracing_subscriber::EnvFilter::try_new(log_filter(&level)));
     let (filter, refused) = match from_env {
         Some(Ok(filter)) => (filter, None),

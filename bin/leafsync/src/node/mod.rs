@@ -131,6 +131,7 @@ impl NodeBuilder {
             el: ElSection::default(),
             sync: SyncSettings {
                 sources: SyncSources { leaf: true, snap: false },
+                snap_by_default: false,
                 pivot: PivotSource::Peers,
                 checkpoint: None,
                 peer_pivot: true,
@@ -189,7 +190,7 @@ impl NodeBuilder {
     /// Starts the follower (when `el.rpc` is set), the network and the endpoints. Must run on the
     /// thread that drives the runtime (`block_on`), never in a spawned task: the follower's
     /// block application thread inherits that thread's CPU priority.
-    pub async fn start(self) -> Result<Node, CliError> {
+    pub async fn start(mut self) -> Result<Node, CliError> {
         let head = self.db.head()?;
         let syncing = self.db.sync_progress()?.is_some();
         if head.is_some() && syncing && self.el.rpc.is_none() {
@@ -203,6 +204,7 @@ impl NodeBuilder {
             });
         }
         let start = self.start_mode(head.as_ref(), syncing);
+        self.sync.sources = sources_at_start(&self.sync, start);
         if let (Some(head), None) = (&head, &self.el.rpc)
             && self.chain.name != "dev"
         {
@@ -325,6 +327,18 @@ impl NodeBuilder {
             metrics_addr: bound[1],
         })
     }
+}
+
+/// `settings.sources` for a node that starts as `start`: the public chain's default snap/1
+/// source is for a sync (of an empty leafdb, or a repair cut short); a node that starts with a
+/// state keeps its network as before (eth/69 only with `serve.snap`) and repairs from `leaf/1`
+/// peers, unless `sync.sources` lists "snap".
+fn sources_at_start(settings: &SyncSettings, start: Start) -> SyncSources {
+    let mut sources = settings.sources;
+    if settings.snap_by_default && matches!(start, Start::Serve | Start::BootstrapFromGenesis) {
+        sources.snap = false;
+    }
+    sources
 }
 
 /// The running follower: its counters and its task.

@@ -134,3 +134,20 @@ async fn a_repair_cut_short_without_an_execution_client_is_refused_naming_el_rpc
     let text = error.to_string();
     assert!(text.contains("el.rpc") && text.contains("repair cut short"), "{text}");
 }
+
+/// The public chain's default snap/1 source serves a sync only: a node that starts with a state
+/// keeps eth/69 off (as before the default) unless `sync.sources` lists "snap".
+#[test]
+fn snap_peers_by_default_only_for_a_sync() {
+    let parse = |extra: &str| {
+        let text = format!("chain = \"sepolia\"\n[el]\nrpc = \"ws://127.0.0.1:8546\"\n{extra}");
+        Config::validate(FileConfig::parse(Path::new("t.toml"), &text).unwrap(), "t.toml").unwrap()
+    };
+    let defaulted = parse("").sync;
+    assert!(defaulted.sources.snap);
+    assert!(super::sources_at_start(&defaulted, Start::SyncFromPeers).snap);
+    assert!(super::sources_at_start(&defaulted, Start::Repair).snap);
+    assert!(!super::sources_at_start(&defaulted, Start::Serve).snap);
+    let listed = parse("[sync]\nsources = [\"leaf\", \"snap\"]\n").sync;
+    assert!(super::sources_at_start(&listed, Start::Serve).snap, "listed: kept");
+}

@@ -167,6 +167,7 @@ impl SyncSection {
         self.check_limits(o)?;
         let mut settings = SyncSettings {
             sources: self.sources(o)?,
+            snap_by_default: false,
             pivot: self.pivot,
             checkpoint,
             peer_pivot,
@@ -179,6 +180,7 @@ impl SyncSection {
         if self.sources.is_none() && chain.name != "dev" && settings.pivot_from_el(el.rpc.is_some())
         {
             settings.sources.snap = true;
+            settings.snap_by_default = true;
         }
         // snap/1 servers keep only the states of their last 128 blocks, and the pivot must be
         // one of them: the execution client's moving head is the only pivot that stays there.
