@@ -506,7 +506,8 @@ impl RawResponse {
     }
 }
 
-/// Whether `body` is a JSON-RPC answer (an object with a `result` or an `error`).
+/// Whether `body` is a JSON-RPC answer (an object with a `result` or an error object; a
+/// proxy's `{"error": "Unauthorized"}` is not one).
 fn is_json_rpc_answer(body: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     struct Answer<'a> {
@@ -515,8 +516,9 @@ fn is_json_rpc_answer(body: &[u8]) -> bool {
         #[serde(borrow)]
         error: Option<&'a serde_json::value::RawValue>,
     }
-    serde_json::from_slice::<Answer<'_>>(body)
-        .is_ok_and(|a| a.result.is_some() || a.error.is_some())
+    serde_json::from_slice::<Answer<'_>>(body).is_ok_and(|a| {
+        a.result.is_some() || a.error.is_some_and(|e| e.get().trim_start().starts_with('{'))
+    })
 }
 
 /// How much of a refused HTTP answer's body an error quotes (200 bytes): a server's reason

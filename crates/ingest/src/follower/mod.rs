@@ -320,8 +320,7 @@ impl<S: KvStore + 'static> Follower<S> {
     /// Ends a run of failures where the backoff is reset, and says so once; then, every
     /// [`FOLLOW_LOG_INTERVAL`], where following stands.
     fn answering_again(&mut self) {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        self.stats.el_answered_at.store(now.map_or(0, |d| d.as_secs()), Ordering::Relaxed);
+        self.el_answered();
         if let Some(failures) = self.failures.end() {
             info!(url = %self.rpc.url(), failures, "execution client answering again");
         }
@@ -339,8 +338,19 @@ impl<S: KvStore + 'static> Follower<S> {
         }
     }
 
+    /// Notes that the execution client answered (its head and the next block's header, if not
+    /// the trace): `leaf_syncStatus`'s `elSilentSecs` counts from here.
+    fn el_answered(&self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        self.stats.el_answered_at.store(now.map_or(0, |d| d.as_secs()), Ordering::Relaxed);
+    }
+
     async fn step(&mut self) -> Result<Step, IngestError> {
-        let (block, el_head) = match self.next_block().await {
+        let next = self.next_block().await;
+        if next.is_ok() {
+            self.el_answered();
+        }
+        let (block, el_head) = match next {
             Ok(Ok(next)) => next,
             Ok(Err(step)) => return Ok(step),
             Err(e) => {
@@ -429,8 +439,10 @@ impl<S: KvStore + 'static> Follower<S> {
     fn failed_at(&mut self, number: u64, error: &IngestError) {
         if matches!(error, IngestError::TracingUnavailable { .. }) {
             // Not the block: no block is traced until the client's `debug` namespace is on,
-            // and a repair from peers would stop at the same place.
+            // and a repair from peers would stop at the same place (a block stuck before the
+            // client lost it is not stuck for that any more).
             self.failing = None;
+            self.stats.stuck_block.store(0, Ordering::Relaxed);
             return;
         }
         let now = Instant::now();
