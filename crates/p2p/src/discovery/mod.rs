@@ -47,10 +47,10 @@ use tracing::{debug, trace, warn};
 /// trickle of new candidates at negligible bandwidth: at most 6 lookups a minute.
 pub const DEFAULT_LOOKUP_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Pause between two random lookups (1 s; the configured interval if shorter) while the last
-/// one found a new dial candidate, or while fewer than [`WANTED_RECENT_CANDIDATES`] nodes were
-/// offered within [`REOFFER_AFTER`] and fewer than [`MAX_BARREN_FAST_LOOKUPS`] lookups in a row
-/// found none: geth's discv5 iterator runs lookups back to back while it needs peers, and on a
+/// Pause between two random lookups (1 s; the configured interval if shorter) while fewer than
+/// [`WANTED_RECENT_CANDIDATES`] nodes were offered within [`REOFFER_AFTER`] and either the last
+/// lookup found a new dial candidate or fewer than [`MAX_BARREN_FAST_LOOKUPS`] in a row found
+/// none: geth's discv5 iterator runs lookups back to back while it needs peers, and on a
 /// DHT shared with every consensus client and other chains the records we can dial (a `leaf`
 /// entry, or `eth` and `snap` of our chain) are a small fraction. At most 60 lookups a minute
 /// whatever happens: the pause follows the end of a lookup, and one that ends at once (an empty
@@ -276,6 +276,11 @@ impl Discovery {
         if config.ip_limit {
             builder.ip_limit();
         }
+        if config.external_ip.is_some() {
+            // The operator's address stays, as geth's `--nat extip:` pins it: behind a NAT whose
+            // outbound address differs from the forwarded one, peers' votes would replace it.
+            builder.disable_enr_update();
+        }
         if !config.allow_local_addresses {
             // Records of local addresses are not dialed over TCP, and not contacted over UDP
             // either: discv5 sends a lookup's packets to the records it is answered with, so a
@@ -450,9 +455,8 @@ impl Worker {
     fn pause(&mut self, interval: Duration) -> Duration {
         let found_new = std::mem::take(&mut self.fresh) > 0;
         self.barren = if found_new { 0 } else { self.barren.saturating_add(1) };
-        let short = self.emitted.recent(Instant::now()) < WANTED_RECENT_CANDIDATES
-            && self.barren < MAX_BARREN_FAST_LOOKUPS;
-        lookup_pause(found_new, short, interval)
+        let recent = self.emitted.recent(Instant::now());
+        lookup_pause(short_of_candidates(recent, found_new, self.barren), interval)
     }
 
     fn lookup(&self) -> Lookup {
@@ -526,12 +530,19 @@ impl Worker {
     }
 }
 
-/// The pause before the next lookup: [`FAST_LOOKUP_INTERVAL`] (or `interval` if shorter) when
-/// the last lookup found a new candidate or we are `short` of them (fewer than
-/// [`WANTED_RECENT_CANDIDATES`] offered lately, and lookups still find some: see
-/// [`MAX_BARREN_FAST_LOOKUPS`]), else `interval`.
-fn lookup_pause(found_new: bool, short: bool, interval: Duration) -> Duration {
-    if found_new || short { interval.min(FAST_LOOKUP_INTERVAL) } else { interval }
+/// Whether discovery is short of candidates, having offered `recent` nodes within
+/// [`REOFFER_AFTER`], the last lookup having found a new one (`found_new`) or none for `barren`
+/// lookups in a row. Not once [`WANTED_RECENT_CANDIDATES`] were offered, however many lookups
+/// still find: on a public chain nearly every lookup meets a geth not offered for ten minutes.
+fn short_of_candidates(recent: usize, found_new: bool, barren: u32) -> bool {
+    recent < WANTED_RECENT_CANDIDATES && (found_new || barren < MAX_BARREN_FAST_LOOKUPS)
+}
+
+/// The pause before the next lookup: [`FAST_LOOKUP_INTERVAL`] (or `interval` if shorter) while
+/// we are `short` of candidates (fewer than [`WANTED_RECENT_CANDIDATES`] offered lately, and
+/// lookups still find some: see [`MAX_BARREN_FAST_LOOKUPS`]), else `interval`.
+fn lookup_pause(short: bool, interval: Duration) -> Duration {
+    if short { interval.min(FAST_LOOKUP_INTERVAL) } else { interval }
 }
 
 /// The address our record names for a socket bound to `bound`: `external_ip` when set, else

@@ -256,19 +256,24 @@ async fn a_node_short_of_candidates_looks_up_back_to_back() {
     node.shutdown().await;
 }
 
-/// Short of candidates (the last lookup found a new one, or few were offered lately) the next
-/// lookup follows after `FAST_LOOKUP_INTERVAL`; otherwise after the configured interval, which
-/// is never lengthened.
+/// Short of candidates (few offered lately, and lookups still finding some) the next lookup
+/// follows after `FAST_LOOKUP_INTERVAL`; otherwise after the configured interval, which is never
+/// lengthened. Enough offers end the fast pace even while every lookup finds a new node (a
+/// public chain's geth nodes), and so do `MAX_BARREN_FAST_LOOKUPS` lookups in a row finding none.
 #[test]
 fn lookups_slow_down_once_candidates_are_plenty() {
     let slow = DEFAULT_LOOKUP_INTERVAL;
     let wanted = WANTED_RECENT_CANDIDATES;
-    assert_eq!(lookup_pause(false, true, slow), FAST_LOOKUP_INTERVAL);
-    assert_eq!(lookup_pause(true, false, slow), FAST_LOOKUP_INTERVAL);
-    assert_eq!(lookup_pause(false, false, slow), slow);
+    let barren = MAX_BARREN_FAST_LOOKUPS;
+    assert!(short_of_candidates(0, false, 0) && short_of_candidates(wanted - 1, true, barren));
+    assert!(!short_of_candidates(wanted, true, 0), "enough offered, though lookups still find");
+    assert!(!short_of_candidates(0, false, barren), "lookups find nothing any more");
+    assert!(short_of_candidates(0, false, barren - 1));
+    assert_eq!(lookup_pause(true, slow), FAST_LOOKUP_INTERVAL);
+    assert_eq!(lookup_pause(false, slow), slow);
     let short = Duration::from_millis(200);
-    assert_eq!(lookup_pause(true, true, short), short);
-    assert_eq!(lookup_pause(false, false, short), short);
+    assert_eq!(lookup_pause(true, short), short);
+    assert_eq!(lookup_pause(false, short), short);
     // Offers older than `REOFFER_AFTER` are not recent.
     let start = tokio::time::Instant::now();
     let mut offered = Offered::default();

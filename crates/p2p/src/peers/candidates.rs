@@ -75,6 +75,9 @@ impl CandidateQueue {
         if self.leaf.iter().chain(&self.snap).any(|r| r.id == record.id) {
             return Err(Refused::Duplicate);
         }
+        if kind == CandidateKind::Leaf {
+            self.evict_snap_sharing(ip);
+        }
         if self.per_ip.get(&ip).copied().unwrap_or(0) >= MAX_QUEUED_CANDIDATES_PER_IP {
             return Err(Refused::Ip);
         }
@@ -108,6 +111,27 @@ impl CandidateQueue {
         };
         self.forget(&record);
         Some((record, kind))
+    }
+
+    /// Drops a queued snap/1 candidate holding the share of `ip`'s address (else of its subnet)
+    /// that a `leaf/1` candidate from `ip` lacks: snap/1 candidates wait in the queue while the
+    /// `leaf/1` reserve holds them back, and a hosting provider's /24 full of geth nodes must
+    /// not keep out the leafsync node the reserve is for. Nothing when the shares are free or
+    /// held by `leaf/1` candidates only.
+    fn evict_snap_sharing(&mut self, ip: IpAddr) {
+        let full_ip = self.per_ip.get(&ip).copied().unwrap_or(0) >= MAX_QUEUED_CANDIDATES_PER_IP;
+        let full_subnet = self.per_subnet.get(&subnet(ip)).copied().unwrap_or(0)
+            >= MAX_QUEUED_CANDIDATES_PER_SUBNET;
+        let holds = |r: &NodeRecord| {
+            let theirs = r.addr.ip().to_canonical();
+            if full_ip { theirs == ip } else { subnet(theirs) == subnet(ip) }
+        };
+        if !(full_ip || full_subnet) {
+            return;
+        }
+        if let Some(evicted) = self.snap.iter().position(holds).and_then(|i| self.snap.remove(i)) {
+            self.forget(&evicted);
+        }
     }
 
     /// Frees the shares of a record leaving the queue.
@@ -185,6 +209,31 @@ mod tests {
         assert_eq!(queue.pop(true).map(|(r, _)| r.id), Some(record(1, "10.0.0.1:1").id));
         let mut rest = std::iter::from_fn(|| queue.pop(true));
         assert!(rest.all(|(r, _)| r.id != record(0, "10.0.0.1:1").id));
+    }
+
+    /// snap/1 candidates parked by the `leaf/1` reserve give their IP's or subnet's share to a
+    /// `leaf/1` candidate, which would otherwise be refused for a /24 full of geth nodes;
+    /// `leaf/1` candidates keep theirs.
+    #[test]
+    fn a_leaf_candidate_takes_the_share_of_a_snap_one() {
+        let mut queue = CandidateQueue::default();
+        let snap = CandidateKind::Snap;
+        for n in 0..MAX_QUEUED_CANDIDATES_PER_SUBNET as u32 {
+            let addr = format!("203.0.113.{}:30303", n / 2);
+            assert_eq!(queue.push(record(n, &addr), snap), Ok(()));
+        }
+        assert_eq!(queue.push(record(100, "203.0.113.200:30303"), snap), Err(Refused::Subnet));
+        assert_eq!(queue.push(record(101, "203.0.113.200:30303"), LEAF), Ok(()));
+        assert_eq!(queue.len(), MAX_QUEUED_CANDIDATES_PER_SUBNET);
+        // Its address full of snap/1 candidates: one of those makes room.
+        assert_eq!(queue.push(record(102, "203.0.113.0:30303"), LEAF), Ok(()));
+        assert_eq!(queue.pop(false).map(|(r, _)| r.id), Some(record(101, "10.0.0.1:1").id));
+        assert_eq!(queue.pop(false).map(|(r, _)| r.id), Some(record(102, "10.0.0.1:1").id));
+        // A share held by leaf/1 candidates only stays theirs.
+        let mut leafs = CandidateQueue::default();
+        assert_eq!(leafs.push(record(1, "198.51.100.1:30303"), LEAF), Ok(()));
+        assert_eq!(leafs.push(record(2, "198.51.100.1:30303"), LEAF), Ok(()));
+        assert_eq!(leafs.push(record(3, "198.51.100.1:30303"), LEAF), Err(Refused::Ip));
     }
 
     #[test]
