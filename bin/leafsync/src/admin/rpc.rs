@@ -195,10 +195,7 @@ impl AdminApiServer for AdminRpc {
             blocks_reverted: i.blocks_reverted(),
             retries: i.retries(),
             stuck_block: i.stuck_block(),
-            el_silent_secs: (i.el_answered_at() > 0).then(|| {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-                now.map_or(0, |d| d.as_secs()).saturating_sub(i.el_answered_at())
-            }),
+            el_silent_secs: i.el_silent_secs(),
         });
         let phase = *s.phase.borrow();
         let state_sync = state_sync(&s.sync.borrow());

@@ -153,10 +153,23 @@ ingest_stats! {
     el_answered_at,
 }
 
+/// Seconds since the Unix epoch, now (0 on a clock before it).
+fn unix_secs() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| d.as_secs())
+}
+
 impl IngestStats {
     /// Blocks the leafdb is behind the execution client's head (as last seen).
     pub fn blocks_behind(&self) -> u64 {
         self.el_head().saturating_sub(self.head())
+    }
+
+    /// Seconds since the execution client last answered a step, `None` before its first
+    /// answer in this run.
+    pub fn el_silent_secs(&self) -> Option<u64> {
+        let at = self.el_answered_at();
+        (at > 0).then(|| unix_secs().saturating_sub(at))
     }
 }
 
@@ -341,8 +354,7 @@ impl<S: KvStore + 'static> Follower<S> {
     /// Notes that the execution client answered (its head and the next block's header, if not
     /// the trace): `leaf_syncStatus`'s `elSilentSecs` counts from here.
     fn el_answered(&self) {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        self.stats.el_answered_at.store(now.map_or(0, |d| d.as_secs()), Ordering::Relaxed);
+        self.stats.el_answered_at.store(unix_secs(), Ordering::Relaxed);
     }
 
     async fn step(&mut self) -> Result<Step, IngestError> {
