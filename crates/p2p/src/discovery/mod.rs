@@ -61,7 +61,7 @@ pub const FAST_LOOKUP_INTERVAL: Duration = Duration::from_secs(1);
 /// Lookups in a row that found no new candidate after which a node short of candidates goes
 /// back to the configured interval (30: half a minute at the fast pace): on a network with
 /// few nodes we can dial (the first leafsync nodes of a chain), looking faster finds no more,
-/// and a lookup a second would go on for good (about 0.8 Mbit/s of discv5 traffic). A lookup
+/// and a lookup a second would go on for good. A lookup
 /// that finds one starts the fast pace again.
 pub const MAX_BARREN_FAST_LOOKUPS: u32 = 30;
 
