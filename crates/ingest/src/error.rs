@@ -3,7 +3,7 @@
 use leafsync_leafdb::{GenesisError, LeafDbError};
 
 /// An error object returned by the execution client (JSON-RPC 2.0 `error`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Deserialize)]
 #[error("JSON-RPC error {code}: {message}")]
 pub struct RpcError {
     /// The JSON-RPC error code.

@@ -18,14 +18,18 @@ use alloy_primitives::{B256, Bytes};
 use tokio::{sync::Mutex, time::Instant};
 use tracing::debug;
 
-use crate::{error::IngestError, header::RpcHeader, rpc::RpcClient};
+use crate::{
+    error::IngestError,
+    header::RpcHeader,
+    rpc::{MAX_BATCH_CALLS, RpcClient},
+};
 
 /// Most headers one query answers: geth's own bound on what it serves (`maxHeadersServe`, 1024).
 /// geth's beacon sync (its skeleton) asks a peer for 512 headers at once and drops a peer that
 /// answers fewer (or none) while the chain has them, so a shorter bound had every syncing geth
-/// disconnect us. The headers are read one call after the other from the execution client beside
-/// us (`eth_getHeaderByNumber`: a header alone, well under a millisecond each), within
-/// [`HEADERS_QUERY_TIMEOUT`].
+/// disconnect us. The headers are read from the execution client beside us in JSON-RPC batches
+/// of `eth_getHeaderByNumber` calls ([`MAX_BATCH_CALLS`] a round trip: 11 for 1,024 headers),
+/// within [`HEADERS_QUERY_TIMEOUT`].
 pub const MAX_HEADERS_PER_QUERY: usize = 1024;
 
 /// How long one query may take in all (4 s): what was read by then is answered. The network
@@ -85,7 +89,7 @@ impl HeaderQuery {
 }
 
 /// Headers from the execution client: see the module docs. Queries are served one at a time
-/// over one connection (the client is sequential); callers wait their turn.
+/// over one connection (the client is sequential), in batches; callers wait their turn.
 #[derive(Debug)]
 pub struct ElHeaders {
     rpc: Mutex<RpcClient>,
@@ -113,49 +117,78 @@ impl ElHeaders {
             debug!("header query not served: the connection stayed busy for its whole budget");
             return out;
         };
-        let mut next = Some(query.origin);
-        let mut last: Option<RpcHeader> = None;
-        while let Some(origin) = next.take() {
-            if matches!(origin, HeaderOrigin::Number(number) if number > MAX_QUERIED_NUMBER) {
-                debug!(?origin, served = out.len(), "header query stops past the highest number");
-                break;
+        // The origin alone (it may be a hash; this call also settles whether the client reads
+        // headers as blocks), then the numbers after it in batches.
+        let origin = query.origin;
+        if matches!(origin, HeaderOrigin::Number(number) if number > MAX_QUERIED_NUMBER) {
+            debug!(?origin, "header query stops past the highest number");
+            return out;
+        }
+        let read = async {
+            match origin {
+                HeaderOrigin::Hash(hash) => rpc.header_by_hash(hash).await,
+                HeaderOrigin::Number(number) => rpc.header(number).await,
             }
-            let read = async {
-                match origin {
-                    HeaderOrigin::Hash(hash) => rpc.header_by_hash(hash).await,
-                    HeaderOrigin::Number(number) => rpc.header(number).await,
-                }
-            };
-            let header = match tokio::time::timeout_at(deadline, read).await {
-                Ok(Ok(Some(header))) => header,
-                Ok(Ok(None)) => break,
+        };
+        let mut last = match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(Some(header))) => header,
+            Ok(Ok(None)) => return out,
+            Ok(Err(error)) => {
+                debug!(?origin, %error, "header not read from the execution client");
+                return out;
+            }
+            Err(_) => {
+                debug!(?origin, "header query cut by its time budget");
+                rpc.reset();
+                return out;
+            }
+        };
+        let Some(rlp) = sealed(&last) else { return out };
+        out.push(rlp);
+        let numbers: Vec<u64> = std::iter::successors(query.step(last.number), |&n| query.step(n))
+            .take_while(|&n| n <= MAX_QUERIED_NUMBER)
+            .take(want - 1)
+            .collect();
+        for batch in numbers.chunks(MAX_BATCH_CALLS) {
+            let answers = match tokio::time::timeout_at(deadline, rpc.header_batch(batch)).await {
+                Ok(Ok(answers)) => answers,
                 Ok(Err(error)) => {
-                    debug!(?origin, %error, "header not read from the execution client");
+                    debug!(first = batch[0], %error, "headers not read from the execution client");
                     break;
                 }
                 Err(_) => {
-                    debug!(?origin, served = out.len(), "header query cut by its time budget");
+                    debug!(served = out.len(), "header query cut by its time budget");
                     rpc.reset();
                     break;
                 }
             };
-            if let Some(before) = &last
-                && !query.chains(before, &header)
-            {
-                debug!(
-                    number = header.number,
-                    served = out.len(),
-                    "header query stops where the headers stop chaining (a reorg in the execution \
-                     client, or an origin off its chain)"
-                );
+            let complete = answers.len() == batch.len();
+            for (answer, number) in answers.into_iter().zip(batch) {
+                let header = match answer {
+                    Ok(Some(header)) => header,
+                    Ok(None) => return out,
+                    Err(error) => {
+                        debug!(number, %error, "header not read from the execution client");
+                        return out;
+                    }
+                };
+                if !query.chains(&last, &header) {
+                    debug!(
+                        number,
+                        served = out.len(),
+                        "header query stops where the headers stop chaining (a reorg in the \
+                         execution client, or an origin off its chain)"
+                    );
+                    return out;
+                }
+                let Some(rlp) = sealed(&header) else { return out };
+                out.push(rlp);
+                last = header;
+            }
+            if !complete {
+                debug!(served = out.len(), "the execution client left calls of a batch unanswered");
                 break;
             }
-            let Some(rlp) = sealed(&header) else { break };
-            out.push(rlp);
-            if out.len() < want {
-                next = query.step(header.number).map(HeaderOrigin::Number);
-            }
-            last = Some(header);
         }
         out
     }

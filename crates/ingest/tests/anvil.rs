@@ -157,5 +157,18 @@ async fn anvil_headers_are_served_and_its_fork_id_falls_back() {
     for (rlp, n) in answer.iter().zip([3, 2, 1, 0]) {
         assert_eq!(keccak256(rlp), rpc.block(n).await.unwrap().hash, "header {n}");
     }
+    // Longer queries are read in JSON-RPC batches (anvil has no header methods: of blocks),
+    // over HTTP and over WebSocket.
+    let _: Value = rpc.call("anvil_mine", json!([250])).await.unwrap();
+    for url in [anvil.http(), anvil.ws()] {
+        let headers = ElHeaders::new(&url).unwrap();
+        let query =
+            HeaderQuery { origin: HeaderOrigin::Number(1), amount: 300, skip: 0, reverse: false };
+        let answer = headers.headers(query).await;
+        assert_eq!(answer.len(), 253, "blocks 1 to 253 over {url}");
+        for (rlp, n) in answer.iter().zip(1..).step_by(50) {
+            assert_eq!(keccak256(rlp), rpc.block(n).await.unwrap().hash, "header {n} over {url}");
+        }
+    }
     assert_eq!(rpc.fork_id().await.unwrap(), None, "anvil's zero fork hash is no fork id");
 }

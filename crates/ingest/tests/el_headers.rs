@@ -8,26 +8,39 @@ mod common;
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
 use alloy_primitives::{B256, Bytes, keccak256};
 use common::{header_chain, header_hash, sealed_header};
-use leafsync_ingest::{ElHeaders, HeaderOrigin, HeaderQuery};
+use leafsync_ingest::{
+    ElHeaders, HeaderOrigin, HeaderQuery, MAX_HEADERS_PER_QUERY, rpc::MAX_BATCH_CALLS,
+};
 use serde_json::{Value, json};
 use tokio::{
     io::AsyncWriteExt,
     net::{TcpListener, TcpStream},
 };
 
-/// The requests the scripted execution client received: `(method, block number)`.
-type Seen = Arc<Mutex<Vec<(String, u128)>>>;
+/// What the scripted execution client received, and its batch limit.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Each call by number: `(method, block number)`.
+    calls: Mutex<Vec<(String, u128)>>,
+    /// HTTP requests (one a batch).
+    posts: AtomicUsize,
+    /// Most calls a batch may hold (geth's `--rpc.batch-request-limit`); 0: no batches at all.
+    batch_limit: usize,
+}
 
 /// Serves `headers` (by number: the canonical chain) and `side` (by hash only: headers off it)
 /// over JSON-RPC on `127.0.0.1:0`, as geth does: a block number above `i64::MAX` is "invalid
-/// params" (-32602), an unknown block `null`, `latest` the last header. Every request by
-/// number is noted in `seen`.
-async fn geth_like(headers: Vec<Value>, side: Vec<Value>, seen: &Seen) -> SocketAddr {
+/// params" (-32602), an unknown block `null`, `latest` the last header, a batch over the limit
+/// one "batch too large" error. Every call by number is noted in `seen`.
+async fn geth_like(headers: Vec<Value>, side: Vec<Value>, seen: &Arc<Seen>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (headers, side, seen) = (Arc::new(headers), Arc::new(side), Arc::clone(seen));
@@ -42,32 +55,23 @@ async fn geth_like(headers: Vec<Value>, side: Vec<Value>, seen: &Seen) -> Socket
 
 async fn serve(
     mut stream: TcpStream,
-    (headers, side, seen): (Arc<Vec<Value>>, Arc<Vec<Value>>, Seen),
+    (headers, side, seen): (Arc<Vec<Value>>, Arc<Vec<Value>>, Arc<Seen>),
 ) {
     let mut buf = Vec::new();
     while let Some(body) = common::read_http_request(&mut stream, &mut buf).await {
+        seen.posts.fetch_add(1, Ordering::Relaxed);
         let request: Value = serde_json::from_slice(&body).unwrap();
-        let method = request["method"].as_str().unwrap_or_default().to_owned();
-        let param = &request["params"][0];
-        let answer = if method.ends_with("ByNumber") && param == "latest" {
-            json!({"result": headers.last()})
-        } else if method.ends_with("ByNumber") {
-            let number = u128::from_str_radix(param.as_str().unwrap().trim_start_matches("0x"), 16);
-            let number = number.unwrap();
-            seen.lock().unwrap().push((method, number));
-            if number > i64::MAX as u128 {
-                json!({"error": {"code": -32602, "message": "invalid argument 0: block number larger than int64"}})
-            } else {
-                let found = usize::try_from(number).ok().and_then(|n| headers.get(n));
-                json!({"result": found.cloned().unwrap_or(Value::Null)})
+        let answer = match request.as_array() {
+            Some(calls) if calls.len() > seen.batch_limit => {
+                let error = json!({"code": -32600, "message": "batch too large"});
+                match seen.batch_limit {
+                    0 => json!({"jsonrpc": "2.0", "id": null, "error": error}),
+                    _ => json!([{"jsonrpc": "2.0", "id": calls[0]["id"], "error": error}]),
+                }
             }
-        } else {
-            let found = headers.iter().chain(side.iter()).find(|h| h["hash"] == *param);
-            json!({"result": found.cloned().unwrap_or(Value::Null)})
+            Some(calls) => calls.iter().map(|c| answer(c, &headers, &side, &seen)).collect(),
+            None => answer(&request, &headers, &side, &seen),
         };
-        let mut answer = answer;
-        answer["jsonrpc"] = json!("2.0");
-        answer["id"] = request["id"].clone();
         let body = answer.to_string();
         let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -77,6 +81,31 @@ async fn serve(
             return;
         }
     }
+}
+
+/// geth's answer to one call.
+fn answer(request: &Value, headers: &[Value], side: &[Value], seen: &Seen) -> Value {
+    let method = request["method"].as_str().unwrap_or_default().to_owned();
+    let param = &request["params"][0];
+    let mut answer = if method.ends_with("ByNumber") && param == "latest" {
+        json!({"result": headers.last()})
+    } else if method.ends_with("ByNumber") {
+        let number = u128::from_str_radix(param.as_str().unwrap().trim_start_matches("0x"), 16);
+        let number = number.unwrap();
+        seen.calls.lock().unwrap().push((method, number));
+        if number > i64::MAX as u128 {
+            json!({"error": {"code": -32602, "message": "invalid argument 0: block number larger than int64"}})
+        } else {
+            let found = usize::try_from(number).ok().and_then(|n| headers.get(n));
+            json!({"result": found.cloned().unwrap_or(Value::Null)})
+        }
+    } else {
+        let found = headers.iter().chain(side.iter()).find(|h| h["hash"] == *param);
+        json!({"result": found.cloned().unwrap_or(Value::Null)})
+    };
+    answer["jsonrpc"] = json!("2.0");
+    answer["id"] = request["id"].clone();
+    answer
 }
 
 /// Each answered header named by its block number, with a `'` when it is not in `chain`.
@@ -108,7 +137,7 @@ fn query(origin: HeaderOrigin, amount: u64, skip: u64, reverse: bool) -> HeaderQ
 #[tokio::test]
 async fn block_numbers_above_int64_are_absent_without_a_call() {
     let chain = header_chain(10, None);
-    let seen = Seen::default();
+    let seen = Arc::new(Seen { batch_limit: 1000, ..Seen::default() });
     let el = geth_like(chain.clone(), Vec::new(), &seen).await;
     let headers = ElHeaders::new(&format!("http://{el}")).unwrap();
     let by_number = HeaderOrigin::Number;
@@ -122,7 +151,7 @@ async fn block_numbers_above_int64_are_absent_without_a_call() {
     let answer = headers.headers(query(by_number(3), 2, 0, false)).await;
     assert_eq!(names(&chain, &[], &answer), ["3", "4"]);
 
-    let seen = seen.lock().unwrap().clone();
+    let seen = seen.calls.lock().unwrap().clone();
     assert!(seen.iter().all(|(_, n)| *n <= i64::MAX as u128), "asked: {seen:?}");
     assert!(seen.iter().all(|(method, _)| method == "eth_getHeaderByNumber"), "asked: {seen:?}");
 }
@@ -138,7 +167,8 @@ async fn answers_stop_where_the_headers_stop_chaining() {
     let chain = header_chain(20, Some(10));
     // A block 7 off the canonical chain, child of block 6, served by its hash.
     let side = vec![sealed_header(7, header_hash(&chain[6]), B256::repeat_byte(7))];
-    let el = geth_like(chain.clone(), side.clone(), &Seen::default()).await;
+    let seen = Arc::new(Seen { batch_limit: 1000, ..Seen::default() });
+    let el = geth_like(chain.clone(), side.clone(), &seen).await;
     let headers = ElHeaders::new(&format!("http://{el}")).unwrap();
     let (c, s, h) = (&chain, &side, &headers);
     let ask = move |q| async move { names(c, s, &h.headers(q).await) };
@@ -151,4 +181,33 @@ async fn answers_stop_where_the_headers_stop_chaining() {
     // Headers that skip blocks have nothing to chain to: they are served as read.
     assert_eq!(ask(query(by_number(8), 3, 1, false)).await, ["8", "10", "12"]);
     assert_eq!(ask(query(by_number(2), 5, 0, false)).await, ["2", "3", "4", "5", "6"]);
+}
+
+/// A query's headers after the first are read in batches of `MAX_BATCH_CALLS` calls, one HTTP
+/// request each (11 for 1,024 headers, not 1,024); a client that refuses batches (geth under a
+/// lower `--rpc.batch-request-limit`, or a server without batches) is asked call by call, and
+/// the answer is the same.
+#[tokio::test]
+async fn headers_are_read_in_batches_unless_the_client_refuses_them() {
+    let chain = header_chain(MAX_HEADERS_PER_QUERY as u64 + 10, None);
+    let expected: Vec<String> = (5..5 + MAX_HEADERS_PER_QUERY).map(|n| n.to_string()).collect();
+    for batch_limit in [1000, 50, 0] {
+        let seen = Arc::new(Seen { batch_limit, ..Seen::default() });
+        let el = geth_like(chain.clone(), Vec::new(), &seen).await;
+        let headers = ElHeaders::new(&format!("http://{el}")).unwrap();
+        let amount = MAX_HEADERS_PER_QUERY as u64;
+        for _ in 0..2 {
+            let answer = headers.headers(query(HeaderOrigin::Number(5), amount, 0, false)).await;
+            assert_eq!(names(&chain, &[], &answer), expected, "batch limit {batch_limit}");
+        }
+        let posts = seen.posts.load(Ordering::Relaxed);
+        let batches = (MAX_HEADERS_PER_QUERY - 1).div_ceil(MAX_BATCH_CALLS);
+        if batch_limit >= MAX_BATCH_CALLS {
+            // Per query: the origin, then the batches.
+            assert_eq!(posts, 2 * (1 + batches), "batch limit {batch_limit}");
+        } else {
+            // The first query's first batch is refused; every call after it is one request.
+            assert_eq!(posts, 1 + 1 + 2 * MAX_HEADERS_PER_QUERY - 1, "batch limit {batch_limit}");
+        }
+    }
 }

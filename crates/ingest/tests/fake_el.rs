@@ -62,41 +62,47 @@ async fn serve(mut stream: TcpStream, script: Script) {
     loop {
         let Some(body) = common::read_http_request(&mut stream, &mut buf).await else { return };
         let request: Value = serde_json::from_slice(&body).unwrap();
-        let method = request["method"].as_str().unwrap_or_default();
-        let written = match script(method, &request["params"]) {
-            Answer::Result(result) => {
-                let body =
-                    json!({"jsonrpc": "2.0", "id": request["id"], "result": result}).to_string();
+        // A batch: each call answered by the script, in one array.
+        let calls = request.as_array().cloned().unwrap_or_else(|| vec![request.clone()]);
+        let answers = calls.iter().map(|call| {
+            let answer = script(call["method"].as_str().unwrap_or_default(), &call["params"]);
+            match answer {
+                Answer::Result(result) => {
+                    Ok(json!({"jsonrpc": "2.0", "id": call["id"], "result": result}))
+                }
+                Answer::Error(code, message) => Ok(json!({"jsonrpc": "2.0", "id": call["id"],
+                    "error": {"code": code, "message": message}})),
+                other => Err(other),
+            }
+        });
+        // Any other answer is the whole response's.
+        let answer = answers.collect::<Result<Vec<Value>, Answer>>().map(|mut objects| {
+            if request.is_array() { Value::Array(objects) } else { objects.remove(0) }
+        });
+        let written = match answer {
+            Ok(body) => {
+                let body = body.to_string();
                 let response = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
                 stream.write_all(response.as_bytes()).await
             }
-            Answer::Error(code, message) => {
-                let body = json!({"jsonrpc": "2.0", "id": request["id"],
-                    "error": {"code": code, "message": message}})
-                .to_string();
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                stream.write_all(response.as_bytes()).await
-            }
-            Answer::Http(status, body) => {
+            Err(Answer::Result(_) | Answer::Error(..)) => unreachable!("answered above"),
+            Err(Answer::Http(status, body)) => {
                 let response = format!(
                     "HTTP/1.1 {status} Refused\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
                 stream.write_all(response.as_bytes()).await
             }
-            Answer::HugeAnnounced(n) => {
+            Err(Answer::HugeAnnounced(n)) => {
                 let response = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {n}\r\n\r\n"
                 );
                 stream.write_all(response.as_bytes()).await
             }
-            Answer::HugeChunked(n) => {
+            Err(Answer::HugeChunked(n)) => {
                 let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
                 if stream.write_all(head.as_bytes()).await.is_err() {
                     return;

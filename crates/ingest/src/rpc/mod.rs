@@ -51,7 +51,7 @@ const INVALID_PARAMS: i64 = -32602;
 
 /// Whether `error` says the client lacks the method called (a call with the right parameters
 /// never gets "invalid params" from a client that has it).
-fn method_missing(error: &RpcError) -> bool {
+pub(crate) fn method_missing(error: &RpcError) -> bool {
     [METHOD_NOT_FOUND, INVALID_PARAMS].contains(&error.code)
 }
 
@@ -77,6 +77,9 @@ fn tracer_config() -> Value {
 
 type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+mod batch;
+pub use batch::{HeaderAnswer, MAX_BATCH_CALLS};
+
 #[derive(Debug)]
 enum Transport {
     Http(reqwest::Client),
@@ -101,6 +104,8 @@ pub struct RpcClient {
     /// Whether the client answered `eth_getHeaderByNumber`/`ByHash` with an error (anvil has
     /// neither): headers are then read as blocks.
     headers_as_blocks: bool,
+    /// Whether the client refused a batch as a whole: calls are then sent one by one.
+    batches_refused: bool,
 }
 
 impl RpcClient {
@@ -127,6 +132,7 @@ impl RpcClient {
             subscriptions_refused: false,
             max_response_bytes: MAX_RESPONSE_BYTES,
             headers_as_blocks: false,
+            batches_refused: false,
         })
     }
 
@@ -389,28 +395,36 @@ impl RpcClient {
         let id = self.next_id;
         self.next_id += 1;
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let timeout_err =
-            IngestError::Timeout { method, millis: REQUEST_TIMEOUT.as_millis() as u64 };
-        let body = match tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(method, id, &request))
-            .await
-        {
-            Ok(Ok(body)) => body,
-            Ok(Err(e)) => {
-                self.reset();
-                return Err(e);
-            }
-            Err(_) => {
-                self.reset();
-                return Err(timeout_err);
-            }
-        };
+        let body = self.send(method, Awaited::One(id), &request).await?;
         Ok(RawResponse { method, id, body })
     }
 
+    /// [`Self::exchange`] within [`REQUEST_TIMEOUT`]; the connection is dropped on any failure.
+    async fn send(
+        &mut self,
+        method: &'static str,
+        awaited: Awaited,
+        request: &Value,
+    ) -> Result<Vec<u8>, IngestError> {
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(method, awaited, request)).await {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(e)) => {
+                self.reset();
+                Err(e)
+            }
+            Err(_) => {
+                self.reset();
+                Err(IngestError::Timeout { method, millis: REQUEST_TIMEOUT.as_millis() as u64 })
+            }
+        }
+    }
+
+    /// Sends `request` and returns the body of its answer: over WebSocket, the first message
+    /// that is what `awaited` names (notifications are counted on the way).
     async fn exchange(
         &mut self,
         method: &'static str,
-        id: u64,
+        awaited: Awaited,
         request: &Value,
     ) -> Result<Vec<u8>, IngestError> {
         let limit = self.max_response_bytes;
@@ -471,10 +485,10 @@ impl RpcClient {
                         self.heads_seen += 1;
                         continue;
                     }
-                    if response_id(&text) == Some(id) {
+                    if awaited.is_answered_by(&text) {
                         return Ok(text.into_bytes());
                     }
-                    debug!(id, "ignoring a websocket message that is not our response");
+                    debug!(?awaited, "ignoring a websocket message that is not our response");
                 }
             }
         }
@@ -572,12 +586,36 @@ fn is_notification(text: &str) -> bool {
     serde_json::from_str::<Note<'_>>(text).is_ok_and(|n| n.method == Some(SUBSCRIPTION_METHOD))
 }
 
-fn response_id(text: &str) -> Option<u64> {
-    #[derive(serde::Deserialize)]
-    struct Id {
-        id: Option<u64>,
+/// What a request awaits over WebSocket: the answer with its id, or a batch's.
+#[derive(Debug, Clone, Copy)]
+enum Awaited {
+    /// The answer whose id is this.
+    One(u64),
+    /// A batch's answer: ids `first..first + len`.
+    Batch { first: u64, len: u64 },
+}
+
+impl Awaited {
+    /// Whether the message `text` is the answer awaited. A batch's is an array holding one of
+    /// its ids, or an error without an id (a server refusing the batch as a whole).
+    fn is_answered_by(self, text: &str) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Id {
+            id: Option<u64>,
+            error: Option<serde::de::IgnoredAny>,
+        }
+        match self {
+            Self::One(id) => serde_json::from_str::<Id>(text).is_ok_and(|i| i.id == Some(id)),
+            Self::Batch { first, len } => {
+                let ours = |id: Option<u64>| id.is_some_and(|id| id.wrapping_sub(first) < len);
+                match serde_json::from_str::<Vec<Id>>(text) {
+                    Ok(ids) => ids.iter().any(|i| ours(i.id)),
+                    Err(_) => serde_json::from_str::<Id>(text)
+                        .is_ok_and(|i| i.id.is_none() && i.error.is_some()),
+                }
+            }
+        }
     }
-    serde_json::from_str::<Id>(text).ok().and_then(|i| i.id)
 }
 
 /// Checks the id and splits a JSON-RPC response into its result or error.
@@ -592,12 +630,7 @@ fn decode_response<T: DeserializeOwned>(
         id: Option<u64>,
         #[serde(borrow)]
         result: Option<&'a serde_json::value::RawValue>,
-        error: Option<ErrorObject>,
-    }
-    #[derive(serde::Deserialize)]
-    struct ErrorObject {
-        code: i64,
-        message: String,
+        error: Option<RpcError>,
     }
     let resp: Response<'_> =
         serde_json::from_slice(body).map_err(|source| IngestError::Decode { method, source })?;
@@ -605,7 +638,7 @@ fn decode_response<T: DeserializeOwned>(
         return Err(IngestError::InvalidResponse { method, reason: "id differs from request" });
     }
     match (resp.result, resp.error) {
-        (_, Some(e)) => Err(RpcError { code: e.code, message: e.message }.into()),
+        (_, Some(e)) => Err(e.into()),
         (Some(raw), None) => {
             serde_json::from_str(raw.get()).map_err(|source| IngestError::Decode { method, source })
         }

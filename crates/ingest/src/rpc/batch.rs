@@ -1,0 +1,234 @@
+//! JSON-RPC 2.0 batches: many calls in one request, answered in one response. Headers for
+//! eth/69 peers are read this way: a query of 1,024 headers is 11 round trips to the execution
+//! client instead of 1,024, and the one connection that all peers' queries share is held that
+//! much shorter. A client that refuses batches is asked one call at a time from then on.
+
+use serde_json::{Value, json, value::RawValue};
+use tracing::warn;
+
+use super::{Awaited, RpcClient};
+use crate::{
+    error::{IngestError, RpcError},
+    header::RpcHeader,
+};
+
+/// Most calls in one batch (100): erigon's default limit (`--rpc.batch.limit`), the lowest of the
+/// execution clients' (geth's is 1,000, Nethermind's and Besu's 1,024; reth has none). 100
+/// mainnet headers are about 130 KB of JSON, 100 blocks with their transactions' hashes 2 MB.
+pub const MAX_BATCH_CALLS: usize = 100;
+
+/// JSON-RPC 2.0's "invalid request": what geth answers, under the first call's id, for a batch
+/// over its limit (`--rpc.batch-request-limit`); no single header call gets it.
+const INVALID_REQUEST: i64 = -32600;
+
+/// One header call's answer: the header, `None` for a block the client does not have, or the
+/// call's error.
+pub type HeaderAnswer = Result<Option<RpcHeader>, IngestError>;
+
+impl RpcClient {
+    /// The headers of blocks `numbers` (at most [`MAX_BATCH_CALLS`]), read in one batch with
+    /// the method [`RpcClient::header`] would use. The answers come in the order asked, and end
+    /// early where the client left calls unanswered (geth past its response size limit). A
+    /// header whose number is not the one asked is an error. A client that refuses the batch as
+    /// a whole (an error object in place of the answers, or geth's "batch too large") is warned
+    /// about once and asked call by call from then on, this time too, up to the first call that
+    /// does not give a header. The error is the transport's or a malformed answer's.
+    pub async fn header_batch(
+        &mut self,
+        numbers: &[u64],
+    ) -> Result<Vec<HeaderAnswer>, IngestError> {
+        let numbers = &numbers[..numbers.len().min(MAX_BATCH_CALLS)];
+        if !self.batches_refused {
+            match self.try_header_batch(numbers).await? {
+                Some(answers) => return Ok(answers),
+                None => self.batches_refused = true,
+            }
+        }
+        let mut answers = Vec::with_capacity(numbers.len());
+        for &number in numbers {
+            let answer = self.header(number).await;
+            let go_on = matches!(answer, Ok(Some(_)));
+            answers.push(answer);
+            if !go_on {
+                break;
+            }
+        }
+        Ok(answers)
+    }
+
+    /// One batch of header calls; `None` when the client refused it as a whole.
+    async fn try_header_batch(
+        &mut self,
+        numbers: &[u64],
+    ) -> Result<Option<Vec<HeaderAnswer>>, IngestError> {
+        let method =
+            if self.headers_as_blocks { "eth_getBlockByNumber" } else { "eth_getHeaderByNumber" };
+        let first = self.next_id;
+        let len = numbers.len() as u64;
+        self.next_id += len;
+        let calls = numbers.iter().zip(first..).map(|(number, id)| {
+            let at = format!("{number:#x}");
+            let params = if self.headers_as_blocks { json!([at, false]) } else { json!([at]) };
+            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+        });
+        let request = Value::Array(calls.collect());
+        let body = self.send(method, Awaited::Batch { first, len }, &request).await?;
+        let answers = match decode_batch(method, first, numbers.len(), &body)? {
+            Batch::Refused(error) => {
+                warn!(
+                    url = self.url(),
+                    %error,
+                    "the execution client refuses JSON-RPC batches: headers for peers are read \
+                     one call at a time"
+                );
+                return Ok(None);
+            }
+            Batch::Answers(answers) => answers,
+        };
+        let checked = answers.into_iter().zip(numbers).map(|(answer, &number)| match answer? {
+            Some(raw) => match serde_json::from_str::<Option<RpcHeader>>(raw.get()) {
+                Ok(Some(header)) if header.number != number => Err(IngestError::InvalidResponse {
+                    method,
+                    reason: "block number differs from the one requested",
+                }),
+                Ok(header) => Ok(header),
+                Err(source) => Err(IngestError::Decode { method, source }),
+            },
+            None => Ok(None),
+        });
+        Ok(Some(checked.collect()))
+    }
+}
+
+/// A batch's answer, decoded up to each call's `result`.
+#[derive(Debug)]
+enum Batch<'a> {
+    /// Each call's `result` (`None` for `null`) or error, in the order asked, up to the first
+    /// call left unanswered.
+    Answers(Vec<Result<Option<&'a RawValue>, IngestError>>),
+    /// The batch was refused as a whole, with this error.
+    Refused(RpcError),
+}
+
+/// Decodes the answer `body` to the batch of `len` calls whose ids start at `first`. The
+/// answers may come in any order (JSON-RPC 2.0); an answer with an id not asked, or asked
+/// twice, makes the whole body malformed.
+fn decode_batch<'a>(
+    method: &'static str,
+    first: u64,
+    len: usize,
+    body: &'a [u8],
+) -> Result<Batch<'a>, IngestError> {
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        id: Option<u64>,
+        #[serde(borrow)]
+        result: Option<&'a RawValue>,
+        error: Option<RpcError>,
+    }
+    let malformed = |reason| IngestError::InvalidResponse { method, reason };
+    let decode = |source| IngestError::Decode { method, source };
+    let is_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    if !is_array {
+        // One object for the whole batch: the server takes no batches.
+        let whole: Answer<'_> = serde_json::from_slice(body).map_err(decode)?;
+        return whole.error.map(Batch::Refused).ok_or(malformed("a batch answered by one result"));
+    }
+    let answers: Vec<Answer<'_>> = serde_json::from_slice(body).map_err(decode)?;
+    let mut slots: Vec<Option<Result<Option<&RawValue>, IngestError>>> = Vec::new();
+    slots.resize_with(len, || None);
+    for answer in answers {
+        let index = answer
+            .id
+            .and_then(|id| id.checked_sub(first))
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|&i| i < len)
+            .ok_or(malformed("an answer with an id not asked in the batch"))?;
+        if index == 0
+            && let Some(error) = answer.error.as_ref().filter(|e| e.code == INVALID_REQUEST)
+        {
+            return Ok(Batch::Refused(error.clone()));
+        }
+        let slot = match (answer.result, answer.error) {
+            (_, Some(error)) => Err(error.into()),
+            // `"result": null` (no such block) reads as absent.
+            (result, None) => Ok(result),
+        };
+        if slots[index].replace(slot).is_some() {
+            return Err(malformed("two answers with one id in the batch"));
+        }
+    }
+    Ok(Batch::Answers(slots.into_iter().map_while(|slot| slot).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers(body: &str, len: usize) -> Vec<Result<Option<String>, i64>> {
+        match decode_batch("m", 10, len, body.as_bytes()).unwrap() {
+            Batch::Answers(answers) => answers
+                .into_iter()
+                .map(|a| match a {
+                    Ok(raw) => Ok(raw.map(|r| r.get().to_owned())),
+                    Err(IngestError::Rpc(e)) => Err(e.code),
+                    Err(other) => panic!("unexpected {other}"),
+                })
+                .collect(),
+            Batch::Refused(error) => panic!("refused: {error}"),
+        }
+    }
+
+    #[test]
+    fn answers_are_put_in_the_order_asked_and_end_at_the_first_missing() {
+        let body = r#"[{"id":11,"result":"b"},{"id":10,"result":"a"},{"id":12,"result":null}]"#;
+        let strings = |v: &[&str]| v.iter().map(|s| Ok(Some(format!("\"{s}\"")))).collect();
+        let mut expected: Vec<_> = strings(&["a", "b"]);
+        expected.push(Ok(None));
+        assert_eq!(answers(body, 3), expected);
+        // The call with id 11 unanswered: the answers end before it.
+        let body = r#"[{"id":10,"result":"a"},{"id":12,"result":"c"}]"#;
+        assert_eq!(answers(body, 3), strings(&["a"]));
+        let body = r#"[{"id":10,"result":"a"},{"id":11,"error":{"code":-32000,"message":"x"}}]"#;
+        assert_eq!(answers(body, 2), vec![Ok(Some("\"a\"".into())), Err(-32000)]);
+    }
+
+    #[test]
+    fn a_refused_batch_is_told_apart_from_a_malformed_answer() {
+        // geth's answer to a batch over its limit; a server without batches.
+        for body in [
+            r#"[{"id":10,"error":{"code":-32600,"message":"batch too large"}}]"#,
+            r#"{"id":null,"error":{"code":-32600,"message":"invalid request"}}"#,
+        ] {
+            let refused = decode_batch("m", 10, 2, body.as_bytes()).unwrap();
+            assert!(matches!(refused, Batch::Refused(RpcError { code: -32600, .. })), "{body}");
+        }
+        for body in [
+            r#"[{"id":12,"result":"a"}]"#,
+            r#"[{"id":10,"result":"a"},{"id":10,"result":"a"}]"#,
+            r#"[{"result":"a"}]"#,
+            r#"{"id":10,"result":"a"}"#,
+            r#"[1, 2]"#,
+        ] {
+            let malformed = decode_batch("m", 10, 2, body.as_bytes());
+            assert!(
+                matches!(
+                    malformed,
+                    Err(IngestError::InvalidResponse { .. } | IngestError::Decode { .. })
+                ),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_answer_over_websocket_is_recognised() {
+        let batch = Awaited::Batch { first: 10, len: 2 };
+        assert!(batch.is_answered_by(r#"[{"id":11,"result":1}]"#));
+        assert!(batch.is_answered_by(r#"{"id":null,"error":{"code":-32600,"message":"x"}}"#));
+        assert!(!batch.is_answered_by(r#"[{"id":12,"result":1}]"#));
+        assert!(!batch.is_answered_by(r#"{"id":10,"result":1}"#));
+        assert!(!batch.is_answered_by(r#"{"jsonrpc":"2.0","method":"eth_subscription"}"#));
+        assert!(Awaited::One(3).is_answered_by(r#"{"id":3,"result":1}"#));
+    }
+}
