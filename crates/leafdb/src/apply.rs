@@ -122,17 +122,18 @@ impl<S: KvStore> LeafDb<S> {
     /// counted and returned, not treated as an error.
     pub fn apply_block(&self, header: &BlockHeader, diff: &BlockDiff) -> Result<ApplyOutcome> {
         self.warn_unless_child(header)?;
-        self.apply_unchecked(*header, diff)
+        self.apply_unchecked(*header, diff, WriteBatch::default())
     }
 
     /// [`Self::apply_block`] without the parent check ([`Self::revert_block`] applies an undo
-    /// onto the parent's header).
+    /// onto the parent's header), written in one batch with what `batch` already holds.
     pub(crate) fn apply_unchecked(
         &self,
         header: BlockHeader,
         diff: &BlockDiff,
+        batch: WriteBatch,
     ) -> Result<ApplyOutcome> {
-        self.apply(header, diff, false).map(|(outcome, _)| outcome)
+        self.apply(header, diff, false, batch).map(|(outcome, _)| outcome)
     }
 
     /// Applies a block of a generated chain, whose header cannot know its state root before the
@@ -145,19 +146,20 @@ impl<S: KvStore> LeafDb<S> {
         diff: &BlockDiff,
     ) -> Result<(ApplyOutcome, BlockHeader)> {
         self.warn_unless_child(header)?;
-        self.apply(*header, diff, true)
+        self.apply(*header, diff, true, WriteBatch::default())
     }
 
-    /// [`Self::apply_block`]; with `complete_root`, the header takes the computed root.
+    /// [`Self::apply_block`]; with `complete_root`, the header takes the computed root. The
+    /// block's writes join `batch`'s in one atomic write.
     fn apply(
         &self,
         mut header: BlockHeader,
         diff: &BlockDiff,
         complete_root: bool,
+        mut batch: WriteBatch,
     ) -> Result<(ApplyOutcome, BlockHeader)> {
         let header = &mut header;
         let started = Instant::now();
-        let mut batch = WriteBatch::default();
         for code in &diff.codes {
             batch.put(Table::Code, keccak256(code).as_slice(), code.to_vec());
         }

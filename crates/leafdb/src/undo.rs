@@ -202,21 +202,26 @@ impl<S: KvStore> LeafDb<S> {
     }
 
     /// Reverts the head block with `undo` ([`Self::undo_of`] of its diff, read before it was
-    /// applied), making `parent` the head again. The outcome's `root_matches` says whether the
-    /// state is the parent's again; a mismatch is counted as any block's.
+    /// applied), making `parent` the head again, and drops the head block's kept undo
+    /// ([`Self::put_undo`]) in the same write: a crash cannot leave an undo above the head,
+    /// which would make the kept undos no longer end at the head, and a restart drop them all
+    /// mid-rollback. The outcome's `root_matches` says whether the state is the parent's again;
+    /// a mismatch is counted as any block's.
     pub fn revert_block(&self, parent: &BlockHeader, undo: &BlockDiff) -> Result<ApplyOutcome> {
-        if let Some(head) = self.head()?
-            && (head.parent_hash != parent.hash
-                || parent.number.checked_add(1) != Some(head.number))
-        {
-            return Err(LeafDbError::NotTheParent {
-                head: head.number,
-                head_hash: head.hash,
-                parent: parent.number,
-                parent_hash: parent.hash,
-            });
+        let mut batch = WriteBatch::default();
+        if let Some(head) = self.head()? {
+            if head.parent_hash != parent.hash || parent.number.checked_add(1) != Some(head.number)
+            {
+                return Err(LeafDbError::NotTheParent {
+                    head: head.number,
+                    head_hash: head.hash,
+                    parent: parent.number,
+                    parent_hash: parent.hash,
+                });
+            }
+            batch.delete(Table::Meta, undo_key(head.number));
         }
-        let outcome = self.apply_unchecked(*parent, undo)?;
+        let outcome = self.apply_unchecked(*parent, undo, batch)?;
         self.reverts.fetch_add(1, Ordering::Release);
         Ok(outcome)
     }
@@ -228,13 +233,6 @@ impl<S: KvStore> LeafDb<S> {
         let oldest = undo.number.saturating_add(1).saturating_sub(keep);
         batch.delete_range(Table::Meta, UNDO_PREFIX.to_vec(), undo_key(oldest));
         batch.put(Table::Meta, undo_key(undo.number), undo.encode());
-        self.store().write(batch, Durability::Logged)
-    }
-
-    /// Drops the kept undo of block `number` (it was reverted).
-    pub fn delete_undo(&self, number: u64) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        batch.delete(Table::Meta, undo_key(number));
         self.store().write(batch, Durability::Logged)
     }
 
@@ -367,7 +365,8 @@ mod tests {
             kept.push(undo);
         }
         assert_eq!(db.undos().unwrap(), kept[2..], "blocks 3 to 6, oldest first, decoded whole");
-        db.delete_undo(6).unwrap();
+        // A revert drops the reverted block's undo in the same write.
+        db.revert_block(&kept[5].parent, &kept[5].diff).unwrap();
         assert_eq!(db.undos().unwrap(), kept[2..5]);
         db.clear_undos().unwrap();
         assert!(db.undos().unwrap().is_empty());

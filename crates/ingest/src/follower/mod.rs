@@ -543,8 +543,9 @@ impl<S: KvStore + 'static> Follower<S> {
                     _ => None,
                 };
                 let outcome = db.apply_block(&header, &diff)?;
-                // Kept after the block's write: a crash between the two loses only this undo,
-                // and the chain of those read back at start then ends short of the head.
+                // Kept after the block's write: a crash between the two loses this undo, and
+                // with it the use of the others (the chain read back at start ends short of the
+                // head, so none is kept: none could undo the head).
                 if let Some(undo) = &undo {
                     db.put_undo(undo, UNDO_DEPTH as u64)?;
                 }

@@ -134,14 +134,8 @@ impl<S: KvStore + 'static> Follower<S> {
             let db = Arc::clone(&self.db);
             let parent = undo.parent;
             let (number, hash) = (undo.number, undo.hash);
-            let outcome = self
-                .applier
-                .run(move || {
-                    let outcome = db.revert_block(&parent, &undo.diff)?;
-                    db.delete_undo(number)?;
-                    Ok(outcome)
-                })
-                .await?;
+            let outcome =
+                self.applier.run(move || Ok(db.revert_block(&parent, &undo.diff)?)).await?;
             self.stats.head.store(parent.number, Ordering::Relaxed);
             if !outcome.root_matches {
                 self.stats.mismatching_blocks.fetch_add(1, Ordering::Relaxed);
@@ -203,8 +197,18 @@ mod tests {
         let kept = kept_undos(&db).unwrap();
         assert_eq!(kept.iter().map(|u| u.number).collect::<Vec<_>>(), [1, 2, 3]);
 
+        // A rollback cut off after a revert (a crash, a full disk): the undos left still
+        // undo the head, block 2.
+        let undos = db.undos().unwrap();
+        db.revert_block(&undos[2].parent, &undos[2].diff).unwrap();
+        let kept = kept_undos(&db).unwrap();
+        assert_eq!(kept.iter().map(|u| u.number).collect::<Vec<_>>(), [1, 2]);
+
         // A hole in the chain (an undo lost): none is kept, and the leafdb forgets them.
-        db.delete_undo(2).unwrap();
+        let (db, _) = followed(3);
+        let mut batch = WriteBatch::default();
+        batch.delete(Table::Meta, [b"undo/".as_slice(), &2u64.to_be_bytes()].concat());
+        db.store().write(batch, Durability::Logged).unwrap();
         assert!(kept_undos(&db).unwrap().is_empty());
         assert!(db.undos().unwrap().is_empty());
 
