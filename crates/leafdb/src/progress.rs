@@ -39,12 +39,17 @@ impl<S: KvStore> LeafDb<S> {
     /// Persists the sync progress (through the log: it survives a killed process), and leaves
     /// the stored state without an account root until the sync records its head
     /// ([`Self::record_synced_head`]): the state tables are being rewritten, so under the head
-    /// they had (a repair's) they hold no block's state, and a server answers for none.
+    /// they had (a repair's) they hold no block's state, and a server answers for none. The
+    /// write that takes the root away (a run's first) is synced: the tables a sync ingests are
+    /// durable at once, and a power cut that lost the log's tail would leave them under the old
+    /// root and head, served as that block's state.
     pub fn put_sync_progress(&self, record: &[u8]) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.put(Table::Meta, SYNC_PROGRESS_KEY, record.to_vec());
         batch.delete(Table::Meta, meta::ACCOUNT_ROOT);
-        self.store().write(batch, Durability::Logged)
+        let takes_the_root = self.store().get(Table::Meta, meta::ACCOUNT_ROOT)?.is_some();
+        let durability = if takes_the_root { Durability::Synced } else { Durability::Logged };
+        self.store().write(batch, durability)
     }
 
     /// Removes the record and every heal root (the sync finished).
@@ -99,6 +104,22 @@ mod tests {
         assert_eq!(db.sync_progress().unwrap().as_deref(), Some(&b"abc"[..]));
         db.clear_sync_progress().unwrap();
         assert_eq!(db.sync_progress().unwrap(), None);
+    }
+
+    /// The record that takes a state's root away is synced (a power cut must not leave the
+    /// tables a sync then ingests under the old root); the run's later records go through the
+    /// log only.
+    #[test]
+    fn the_record_that_takes_the_root_away_is_synced() {
+        use crate::{LeafDbConfig, generate::GenParams, kv::KvRead, test_utils::HookStore};
+        let db = LeafDb::with_store(HookStore::new(), LeafDbConfig::default()).unwrap();
+        db.generate(GenParams { accounts: 20, seed: 1 }).unwrap();
+        assert!(db.store().get(Table::Meta, meta::ACCOUNT_ROOT).unwrap().is_some());
+        let before = db.store().durabilities().len();
+        db.put_sync_progress(b"first").unwrap();
+        db.put_sync_progress(b"second").unwrap();
+        let written = db.store().durabilities().split_off(before);
+        assert_eq!(written, [Durability::Synced, Durability::Logged]);
     }
 
     #[test]

@@ -162,11 +162,12 @@ pub enum HookAt {
 pub const ACCOUNT_ROOT_KEY: &[u8] = meta::ACCOUNT_ROOT;
 
 /// A [`MemStore`] that runs a hook, once, at a chosen read ([`HookAt`]): the apply thread's work
-/// landing while a reader is preempted between two reads.
+/// landing while a reader is preempted between two reads. It notes each write's durability.
 #[derive(Default)]
 pub struct HookStore {
     inner: MemStore,
     hook: Mutex<Option<(HookAt, Hook)>>,
+    durabilities: Mutex<Vec<Durability>>,
 }
 
 impl HookStore {
@@ -178,6 +179,11 @@ impl HookStore {
     /// Runs `hook` once, at the first read `at`.
     pub fn set_hook(&self, at: HookAt, hook: Hook) {
         *self.hook.lock().unwrap_or_else(PoisonError::into_inner) = Some((at, hook));
+    }
+
+    /// The durability of every write so far, in order.
+    pub fn durabilities(&self) -> Vec<Durability> {
+        self.durabilities.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Runs the hook, once, if it is set for a read that `is_now` matches.
@@ -214,6 +220,7 @@ impl KvStore for HookStore {
     type Snapshot<'a> = <MemStore as KvStore>::Snapshot<'a>;
 
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+        self.durabilities.lock().unwrap_or_else(PoisonError::into_inner).push(durability);
         self.inner.write(batch, durability)
     }
 
