@@ -49,3 +49,22 @@ pub enum CliError {
         reason: String,
     },
 }
+
+/// The exit status of a command that found the leafdb damaged (65, `EX_DATAERR` of sysexits):
+/// every start meets the damage again, so a supervisor should not restart into it (systemd:
+/// `RestartPreventExitStatus=65`). Any other error exits with 1.
+pub(crate) const DAMAGED_EXIT: u8 = 65;
+
+impl CliError {
+    /// Whether the leafdb was found damaged ([`LeafDbError::Damaged`]), by whichever layer met
+    /// it: opening it, following the chain or syncing.
+    pub fn leafdb_damaged(&self) -> bool {
+        let leafdb = match self {
+            Self::LeafDb(e)
+            | Self::Ingest(leafsync_ingest::IngestError::LeafDb(e))
+            | Self::Sync(leafsync_sync::SyncError::LeafDb(e)) => e,
+            _ => return false,
+        };
+        matches!(leafdb, LeafDbError::Damaged { .. })
+    }
+}

@@ -38,7 +38,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("{}", error_report(&e));
-            ExitCode::FAILURE
+            if e.leafdb_damaged() { ExitCode::from(error::DAMAGED_EXIT) } else { ExitCode::FAILURE }
         }
     }
 }

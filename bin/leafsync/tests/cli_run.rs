@@ -117,6 +117,7 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
         ("leafsync_head_number", "gauge"),
         ("leafsync_peers", "gauge"),
         ("leafsync_root_mismatches_total", "counter"),
+        ("leafsync_leafdb_read_errors_total", "counter"),
         ("leafsync_repairs_total", "counter"),
         ("leafsync_serve_requests_total", "counter"),
         ("leafsync_serve_internal_errors_total", "counter"),

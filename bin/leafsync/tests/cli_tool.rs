@@ -160,6 +160,50 @@ fn gen_state_then_verify_then_detect_corruption() {
     assert!(stdout.contains("MISMATCH") && stdout.contains("differs"), "{stdout}");
 }
 
+/// A damaged table file (a bad sector: a few KiB overwritten in the middle of the largest one)
+/// fails RocksDB's block checksum; the error names the leafdb and says how to get out, instead
+/// of an opaque storage error that a supervisor would restart into for ever, and the exit
+/// status is its own (65).
+#[test]
+fn a_damaged_table_file_is_named_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let datadir = dir.path().join("data");
+    let d = datadir.to_str().unwrap();
+    let (ok, _, stderr) =
+        leafsync(&["tool", "gen-state", "--datadir", d, "--accounts", "3000", "--seed", "4"]);
+    assert!(ok, "{stderr}");
+    let leafdb = datadir.join("leafdb");
+    let largest = std::fs::read_dir(&leafdb)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let len = std::fs::metadata(&largest).unwrap().len();
+    assert!(len > 64 << 10, "{} has only {len} bytes", largest.display());
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = std::fs::OpenOptions::new().write(true).open(&largest).unwrap();
+        file.seek(SeekFrom::Start(len / 2)).unwrap();
+        file.write_all(&[0xa5; 4 << 10]).unwrap();
+        file.sync_all().unwrap();
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_leafsync"))
+        .args(["tool", "verify", "--datadir", d])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // 65 (EX_DATAERR), not 1: a supervisor can be told not to restart into the damage.
+    assert_eq!(out.status.code(), Some(65), "verify must fail on a damaged table file: {stderr}");
+    let error = stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_default();
+    assert!(error.contains("Corruption"), "{stderr}");
+    assert!(error.contains(&format!("the leafdb at {} is damaged", leafdb.display())), "{stderr}");
+    assert!(error.contains("move it aside (or delete it) and start again"), "{stderr}");
+    assert!(error.contains(&datadir.join("nodekey").display().to_string()), "{stderr}");
+}
+
 #[test]
 fn verify_refuses_a_missing_datadir() {
     let dir = tempfile::tempdir().unwrap();

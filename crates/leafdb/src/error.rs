@@ -38,6 +38,22 @@ pub enum LeafDbError {
     /// storage type reaches the public API of the leafdb or of the crates above it.
     #[error("storage: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// RocksDB found the leafdb damaged: a table file or its `MANIFEST` fails its checksum or is
+    /// cut short (a bad sector, a torn copy). Starting again meets the same damage, so the
+    /// message says how to get out: the state is synced again from peers into an empty leafdb.
+    /// Not [`Self::Corrupt`], a value RocksDB read back intact that does not decode.
+    #[error(
+        "the leafdb at {} is damaged ({source}): move it aside (or delete it) and start again, \
+         the state is then synced again from peers; keep the node key {}",
+        path.display(),
+        path.with_file_name("nodekey").display()
+    )]
+    Damaged {
+        /// The database directory (`<datadir>/leafdb`).
+        path: std::path::PathBuf,
+        /// RocksDB's corruption error, naming the damaged file where it knows it.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The database is open in another process, or already in this one: RocksDB holds its
     /// `LOCK` file for as long as a database is open.
     #[error(
@@ -209,7 +225,152 @@ impl LeafDbError {
     pub(crate) fn storage(e: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Storage(Box::new(e))
     }
+
+    /// RocksDB's error `e` from the leafdb at `path`: [`Self::Damaged`] for a corruption, else
+    /// [`Self::Storage`].
+    pub(crate) fn rocksdb(path: &std::path::Path, e: rocksdb::Error) -> Self {
+        Self::storage(e).located(path)
+    }
+
+    /// This error, from the leafdb at `path`: a [`Self::Storage`] holding RocksDB's corruption
+    /// becomes [`Self::Damaged`], naming `path`; any other error stays as it is.
+    pub(crate) fn located(self, path: &std::path::Path) -> Self {
+        match self {
+            Self::Storage(source)
+                if source
+                    .downcast_ref::<rocksdb::Error>()
+                    .is_some_and(|e| e.kind() == rocksdb::ErrorKind::Corruption) =>
+            {
+                Self::Damaged { path: path.to_path_buf(), source }
+            }
+            e => e,
+        }
+    }
 }
 
 /// Result alias for the leafdb.
 pub type Result<T, E = LeafDbError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{Seek, SeekFrom, Write},
+        path::Path,
+    };
+
+    use super::{LeafDbError, Result};
+    use crate::kv::{
+        Durability, KvRead, KvStore, Table, WriteBatch,
+        rocks::{DbOptions, RocksStore},
+    };
+
+    /// Keys written to the damaged table, each with [`VALUE_BYTES`] of incompressible bytes:
+    /// ~1 MiB, some 60 blocks of one table file.
+    const KEYS: u32 = 1024;
+    const VALUE_BYTES: usize = 1024;
+
+    fn value(key: u32) -> Vec<u8> {
+        let mut x = u64::from(key) | 1 << 40;
+        (0..VALUE_BYTES)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (x >> 56) as u8
+            })
+            .collect()
+    }
+
+    /// Overwrites 4 KiB in the middle of the largest table file under `dir` (a bad sector).
+    fn damage_largest_table(dir: &Path) {
+        let largest = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sst"))
+            .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+            .unwrap();
+        let len = std::fs::metadata(&largest).unwrap().len();
+        let mut file = std::fs::OpenOptions::new().write(true).open(&largest).unwrap();
+        file.seek(SeekFrom::Start(len / 2)).unwrap();
+        file.write_all(&[0xa5; 4 << 10]).unwrap();
+    }
+
+    /// Whether `e` is [`LeafDbError::Damaged`] naming `dir`, with RocksDB's corruption.
+    fn names_damage(e: &LeafDbError, dir: &Path) -> bool {
+        matches!(e, LeafDbError::Damaged { path, .. } if path == dir)
+            && e.to_string().contains("Corruption")
+    }
+
+    /// RocksDB's corruption, met by a point read, an iterator or a cursor, is
+    /// [`LeafDbError::Damaged`] naming the database; other storage errors stay opaque.
+    #[test]
+    fn a_damaged_table_file_is_damaged_not_storage() -> Result<()> {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("leafdb");
+        {
+            let store = RocksStore::open(&dir, &DbOptions::default())?;
+            let mut batch = WriteBatch::default();
+            for key in 0..KEYS {
+                batch.put(Table::Code, key.to_be_bytes().to_vec(), value(key));
+            }
+            store.write(batch, Durability::Synced)?;
+            store.flush()?;
+        }
+        damage_largest_table(&dir);
+        let store = RocksStore::open(&dir, &DbOptions::default())?;
+
+        let got = (0..KEYS).map(|k| store.get(Table::Code, &k.to_be_bytes()));
+        let errors: Vec<_> = got.filter_map(|r| r.err()).collect();
+        assert!(!errors.is_empty(), "no read met the damage");
+        assert!(errors.iter().all(|e| names_damage(e, &dir)), "{errors:?}");
+
+        let scanned = store.scan_from(Table::Code, &[]).find_map(|r| r.err());
+        assert!(scanned.is_some_and(|e| names_damage(&e, &dir)));
+
+        let mut cursor = store.cursor(Table::Code, &[])?;
+        let stopped = loop {
+            if cursor.current().is_none() {
+                break None;
+            }
+            if let Err(e) = cursor.next() {
+                break Some(e);
+            }
+        };
+        assert!(stopped.is_some_and(|e| names_damage(&e, &dir)));
+
+        let other = LeafDbError::storage(std::io::Error::other("disk gone")).located(&dir);
+        assert!(matches!(other, LeafDbError::Storage(_)), "{other:?}");
+        Ok(())
+    }
+
+    /// A damaged `MANIFEST` refuses the open with [`LeafDbError::Damaged`]: the error a daemon
+    /// under a supervisor would otherwise restart into with no advice.
+    #[test]
+    fn a_damaged_manifest_is_damaged_at_open() -> Result<()> {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("leafdb");
+        {
+            let store = RocksStore::open(&dir, &DbOptions::default())?;
+            let mut batch = WriteBatch::default();
+            batch.put(Table::Code, b"k".to_vec(), b"v".to_vec());
+            store.write(batch, Durability::Synced)?;
+            store.flush()?;
+        }
+        let manifest = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("MANIFEST-")))
+            .unwrap();
+        let len = std::fs::metadata(&manifest).unwrap().len();
+        let mut file = std::fs::OpenOptions::new().write(true).open(&manifest).unwrap();
+        file.seek(SeekFrom::Start(len / 2)).unwrap();
+        file.write_all(&[0xa5; 64]).unwrap();
+        drop(file);
+
+        let opened = RocksStore::open(&dir, &DbOptions::default());
+        let e = opened.err().unwrap();
+        assert!(names_damage(&e, &dir), "{e}");
+        let message = e.to_string();
+        assert!(message.contains("move it aside (or delete it) and start again"), "{message}");
+        assert!(message.contains(&tmp.path().join("nodekey").display().to_string()), "{message}");
+        Ok(())
+    }
+}

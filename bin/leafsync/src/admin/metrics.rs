@@ -2,31 +2,74 @@
 //! already keep, recorded into a local `metrics` recorder and rendered by
 //! `metrics-exporter-prometheus`. Names and help texts are listed in docs/operators.md.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use leafsync_leafdb::{BlockHeader, LeafDbError};
 use leafsync_sync::Phase;
 use metrics::{describe_counter, describe_gauge};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tracing::debug;
 
 use super::AdminState;
 
-/// The node's metrics: a recorder of its own (no global one), rendered on each scrape.
+/// The node's metrics, read anew on each scrape into a recorder of that scrape's own (no global
+/// one): a value that cannot be read is left out of that scrape, not shown as it last was.
 pub(crate) struct Exporter {
-    recorder: PrometheusRecorder,
-    handle: PrometheusHandle,
+    /// Reads of the leafdb that failed during scrapes since the daemon started
+    /// (`leafsync_leafdb_read_errors_total`).
+    read_errors: AtomicU64,
 }
 
 impl Exporter {
-    /// An empty exporter.
+    /// An exporter that has counted no read error.
     pub(crate) fn new() -> Self {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        Self { recorder, handle }
+        Self { read_errors: AtomicU64::new(0) }
     }
 
     /// Reads every counter now and renders them as Prometheus text.
     pub(crate) async fn render(&self, state: &AdminState) -> String {
         let peers = state.network.peers().await.len();
-        metrics::with_local_recorder(&self.recorder, || record(state, peers));
-        self.handle.render()
+        let recorder = PrometheusBuilder::new().build_recorder();
+        metrics::with_local_recorder(&recorder, || {
+            self.record_leafdb(state.db.head(), state.db.root_mismatches());
+            record(state, peers);
+        });
+        recorder.handle().render()
+    }
+
+    /// The leafdb's head and root mismatches, as read: a value that could not be read (a damaged
+    /// table file, a disk error) is left out, since a 0 would tell Prometheus that the head went
+    /// back to genesis and that the counter was reset; the failure is counted instead.
+    fn record_leafdb(
+        &self,
+        head: Result<Option<BlockHeader>, LeafDbError>,
+        mismatches: Result<u64, LeafDbError>,
+    ) {
+        match head {
+            // No head yet (an empty or syncing leafdb) reads 0.
+            Ok(head) => {
+                let number = head.map_or(0, |h| h.number);
+                gauge("leafsync_head_number", "Block number of the leafdb head.", number as f64);
+            }
+            Err(error) => self.read_failed("head", &error),
+        }
+        match mismatches {
+            Ok(mismatches) => {
+                let help = "Blocks whose computed root differed from the header.";
+                counter("leafsync_root_mismatches_total", help, mismatches);
+            }
+            Err(error) => self.read_failed("root mismatches", &error),
+        }
+        let help = "Reads of the leafdb that failed during scrapes; the values they were for \
+                    are left out of those scrapes.";
+        let errors = self.read_errors.load(Ordering::Relaxed);
+        counter("leafsync_leafdb_read_errors_total", help, errors);
+    }
+
+    /// Counts and logs a failed read of `what`.
+    fn read_failed(&self, what: &'static str, error: &LeafDbError) {
+        self.read_errors.fetch_add(1, Ordering::Relaxed);
+        debug!(what, %error, "metrics: cannot read the leafdb; left out of this scrape");
     }
 }
 
@@ -42,16 +85,12 @@ fn counter(name: &'static str, help: &'static str, value: u64) {
     metrics::counter!(name).absolute(value);
 }
 
-/// Records every metric of the node with `peers` connected.
+/// Records every metric of the node with `peers` connected, but those of
+/// [`Exporter::record_leafdb`].
 fn record(state: &AdminState, peers: usize) {
-    let head = state.db.head().ok().flatten().map_or(0, |h| h.number);
     let (recent_nodes, recent_bytes) = state.db.recent_cache_size();
     let s = state.server.stats();
-    gauge("leafsync_head_number", "Block number of the leafdb head.", head as f64);
     gauge("leafsync_peers", "Connected leaf/1 peers.", peers as f64);
-    let mismatches = state.db.root_mismatches().unwrap_or(0);
-    let help = "Blocks whose computed root differed from the header.";
-    counter("leafsync_root_mismatches_total", help, mismatches);
     let help =
         "Repairs of a state off the chain finished (synced back at the execution client's head).";
     counter(
@@ -129,4 +168,52 @@ fn record_ingest(state: &AdminState) {
     gauge("leafsync_ingest_last_apply_seconds", help, i.last_apply_micros() as f64 / 1e6);
     let help = "Block the execution client keeps failing to trace (0: none).";
     gauge("leafsync_ingest_stuck_block", help, i.stuck_block() as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use leafsync_leafdb::{BlockHeader, LeafDbError};
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    use super::Exporter;
+
+    /// The Prometheus text of one scrape of the leafdb's values, read as `head` and
+    /// `mismatches`.
+    fn scrape(
+        exporter: &Exporter,
+        head: Result<Option<BlockHeader>, LeafDbError>,
+        mismatches: Result<u64, LeafDbError>,
+    ) -> String {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        metrics::with_local_recorder(&recorder, || exporter.record_leafdb(head, mismatches));
+        recorder.handle().render()
+    }
+
+    /// The value of the sample `name` in `text`, if there is one.
+    fn sample(text: &str, name: &str) -> Option<f64> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// A failed read leaves its sample out and is counted: a head of 0 would read as a fall to
+    /// genesis, and a counter of 0 as a counter reset.
+    #[test]
+    fn leafdb_read_errors_leave_the_sample_out() {
+        let exporter = Exporter::new();
+        let head = BlockHeader { number: 7, ..BlockHeader::default() };
+        let text = scrape(&exporter, Ok(Some(head)), Ok(3));
+        assert_eq!(sample(&text, "leafsync_head_number"), Some(7.0), "{text}");
+        assert_eq!(sample(&text, "leafsync_root_mismatches_total"), Some(3.0), "{text}");
+        assert_eq!(sample(&text, "leafsync_leafdb_read_errors_total"), Some(0.0), "{text}");
+
+        let text = scrape(&exporter, Err(LeafDbError::WorkerPanicked), Err(LeafDbError::Stopped));
+        assert_eq!(sample(&text, "leafsync_head_number"), None, "{text}");
+        assert_eq!(sample(&text, "leafsync_root_mismatches_total"), None, "{text}");
+        assert_eq!(sample(&text, "leafsync_leafdb_read_errors_total"), Some(2.0), "{text}");
+
+        // No head yet reads 0; the errors counted stay counted.
+        let text = scrape(&exporter, Ok(None), Ok(3));
+        assert_eq!(sample(&text, "leafsync_head_number"), Some(0.0), "{text}");
+        assert_eq!(sample(&text, "leafsync_root_mismatches_total"), Some(3.0), "{text}");
+        assert_eq!(sample(&text, "leafsync_leafdb_read_errors_total"), Some(2.0), "{text}");
+    }
 }

@@ -211,7 +211,7 @@ impl RocksStore {
             if is_lock_error(&e) {
                 LeafDbError::InUse { path: path.to_path_buf() }
             } else {
-                storage(e)
+                LeafDbError::rocksdb(path, e)
             }
         })?;
         let cf_options = Table::ALL.iter().map(|t| (*t, options.cf_options(*t, &cache))).collect();
@@ -227,7 +227,7 @@ impl RocksStore {
     pub fn checkpoint(&self, path: &Path) -> Result<()> {
         rocksdb::checkpoint::Checkpoint::new(&self.db)
             .and_then(|c| c.create_checkpoint(path))
-            .map_err(storage)
+            .map_err(self.storage())
     }
 
     /// How many table files each level of `table` holds, level 0 first: where ingested files
@@ -237,7 +237,8 @@ impl RocksStore {
         (0..LEVELS)
             .map(|level| {
                 let name = format!("rocksdb.num-files-at-level{level}");
-                let files = self.db.property_int_value_cf(cf, name.as_str()).map_err(storage)?;
+                let files =
+                    self.db.property_int_value_cf(cf, name.as_str()).map_err(self.storage())?;
                 Ok(files.unwrap_or(0))
             })
             .collect()
@@ -261,7 +262,8 @@ impl RocksStore {
         for table in Table::ALL {
             let cf = self.cf(table)?;
             for name in ["rocksdb.mem-table-flush-pending", "rocksdb.compaction-pending"] {
-                if self.db.property_int_value_cf(cf, name).map_err(storage)?.unwrap_or(0) > 0 {
+                if self.db.property_int_value_cf(cf, name).map_err(self.storage())?.unwrap_or(0) > 0
+                {
                     return Ok(true);
                 }
             }
@@ -272,7 +274,7 @@ impl RocksStore {
     /// Whether a flush or a compaction job is running.
     fn background_running(&self) -> Result<bool> {
         for name in ["rocksdb.num-running-flushes", "rocksdb.num-running-compactions"] {
-            if self.db.property_int_value(name).map_err(storage)?.unwrap_or(0) > 0 {
+            if self.db.property_int_value(name).map_err(self.storage())?.unwrap_or(0) > 0 {
                 return Ok(true);
             }
         }
@@ -292,6 +294,11 @@ impl RocksStore {
             }
         }
         Ok(wb)
+    }
+
+    /// Turns RocksDB's errors into the leafdb's, naming this database when it is damaged.
+    fn storage(&self) -> impl Fn(rocksdb::Error) -> LeafDbError + '_ {
+        |e| LeafDbError::rocksdb(self.db.path(), e)
     }
 
     fn cf(&self, table: Table) -> Result<&rocksdb::ColumnFamily> {
@@ -328,27 +335,25 @@ fn is_lock_error(e: &rocksdb::Error) -> bool {
         && (message.contains("While lock file") || message.contains("lock hold by current process"))
 }
 
-/// RocksDB's error behind the opaque [`LeafDbError::Storage`].
-fn storage(e: rocksdb::Error) -> LeafDbError {
-    LeafDbError::storage(e)
-}
-
-fn boxed_iter<'a, I>(it: I) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>
+/// The pairs of `it`, an iterator over the database at `path`, with the leafdb's errors.
+fn boxed_iter<'a, I>(path: &'a Path, it: I) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>
 where
     I: Iterator<Item = std::result::Result<KvPair, rocksdb::Error>> + Send + 'a,
 {
-    Box::new(it.map(|r| r.map_err(storage)))
+    Box::new(it.map(move |r| r.map_err(|e| LeafDbError::rocksdb(path, e))))
 }
 
 /// A [`Cursor`] over RocksDB's raw iterator, which lends its pairs.
 struct RocksCursor<'a> {
     iter: DBRawIteratorWithThreadMode<'a, DB>,
+    /// The database directory, named by a corruption error.
+    path: &'a Path,
 }
 
 impl RocksCursor<'_> {
     /// Where the iterator stands: an error if it stopped on one.
     fn status(&self) -> Result<()> {
-        self.iter.status().map_err(storage)
+        self.iter.status().map_err(|e| LeafDbError::rocksdb(self.path, e))
     }
 }
 
@@ -382,7 +387,7 @@ impl RocksStore {
     ) -> Result<Box<dyn Cursor + 'a>> {
         let mut iter = self.db.raw_iterator_cf_opt(self.cf(table)?, opts);
         iter.seek(start);
-        let cursor = RocksCursor { iter };
+        let cursor = RocksCursor { iter, path: self.db.path() };
         cursor.status()?;
         Ok(Box::new(cursor))
     }
@@ -397,7 +402,7 @@ impl RocksStore {
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
         let mode = IteratorMode::From(start, Direction::Forward);
         match self.cf(table) {
-            Ok(cf) => boxed_iter(self.db.iterator_cf_opt(cf, opts, mode)),
+            Ok(cf) => boxed_iter(self.db.path(), self.db.iterator_cf_opt(cf, opts, mode)),
             Err(e) => Box::new(std::iter::once(Err(e))),
         }
     }
@@ -405,7 +410,7 @@ impl RocksStore {
 
 impl KvRead for RocksStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db.get_cf(self.cf(table)?, key).map_err(storage)
+        self.db.get_cf(self.cf(table)?, key).map_err(self.storage())
     }
 
     fn multi_get(&self, table: Table, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
@@ -413,7 +418,7 @@ impl KvRead for RocksStore {
         self.db
             .batched_multi_get_cf(cf, keys.iter().copied(), true)
             .into_iter()
-            .map(|r| Ok(r.map_err(storage)?.map(|v| v.to_vec())))
+            .map(|r| Ok(r.map_err(self.storage())?.map(|v| v.to_vec())))
             .collect()
     }
 
@@ -465,7 +470,7 @@ impl RocksSnapshot<'_> {
 
 impl KvRead for RocksSnapshot<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.snap.get_cf(self.store.cf(table)?, key).map_err(storage)
+        self.snap.get_cf(self.store.cf(table)?, key).map_err(self.store.storage())
     }
 
     fn iter_from<'a>(
@@ -504,7 +509,7 @@ impl KvStore for RocksStore {
             Durability::Synced => opts.set_sync(true),
             Durability::Unlogged => opts.disable_wal(true),
         }
-        self.db.write_opt(wb, &opts).map_err(storage)
+        self.db.write_opt(wb, &opts).map_err(self.storage())
     }
 
     fn snapshot(&self) -> Self::Snapshot<'_> {
@@ -514,7 +519,7 @@ impl KvStore for RocksStore {
     fn flush(&self) -> Result<()> {
         // One atomic flush of every table, waited for.
         let cfs = Table::ALL.iter().map(|t| self.cf(*t)).collect::<Result<Vec<_>>>()?;
-        self.db.flush_cfs_opt(&cfs, &FlushOptions::default()).map_err(storage)
+        self.db.flush_cfs_opt(&cfs, &FlushOptions::default()).map_err(self.storage())
     }
 
     fn sorted_writer(&self, table: Table) -> Result<Box<dyn SortedWriter + '_>> {
@@ -528,7 +533,30 @@ impl KvStore for RocksStore {
             context: format!("creating {}", self.bulk_dir.display()),
             source,
         })?;
-        Ok(Box::new(sst::RocksSortedWriter::new(self, table, opts)))
+        let writer = sst::RocksSortedWriter::new(self, table, opts);
+        Ok(Box::new(Located { writer, path: self.db.path() }))
+    }
+}
+
+/// A [`SortedWriter`] whose errors name the leafdb at `path` when it is damaged: an ingestion
+/// fails with the corruption a background compaction met ([`LeafDbError::located`]).
+struct Located<'a> {
+    writer: sst::RocksSortedWriter<'a>,
+    path: &'a Path,
+}
+
+impl SortedWriter for Located<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.writer.put(key, value).map_err(|e| e.located(self.path))
+    }
+
+    fn cut(&mut self) -> Result<()> {
+        self.writer.cut().map_err(|e| e.located(self.path))
+    }
+
+    fn finish(self: Box<Self>) -> Result<u64> {
+        let Self { writer, path } = *self;
+        Box::new(writer).finish().map_err(|e| e.located(path))
     }
 }
 
