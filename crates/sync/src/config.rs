@@ -193,9 +193,10 @@ pub const SILENT_REVIVE_AFTER: Duration = Duration::from_secs(30);
 pub const PUBLISH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Bound of the channel of peers that join a running sync (256, [`MAX_SYNC_PEERS`]): the watcher
-/// of [`crate::watch_network_peers`] hands each connected peer over at most once per session and
-/// waits when the channel is full, so a burst of joins is held back, never dropped, and a sync
-/// that does not read it cannot make it grow.
+/// of [`crate::watch_network_peers`] hands each connected peer over at most once per session;
+/// while the channel is full the peers due wait in the watcher, one entry per connected peer
+/// (its newest session), so a burst of joins is held back, never dropped, and a sync that does
+/// not read the channel cannot make anything grow with reconnects.
 pub const NEW_PEERS_CHANNEL_BOUND: usize = MAX_SYNC_PEERS;
 
 /// Pause before [`crate::run_until_done`] starts a sync again that stopped for a transient

@@ -26,6 +26,8 @@ pub mod sources;
 pub mod stats;
 pub mod syncer;
 mod tasks;
+#[cfg(test)]
+mod test_log;
 pub mod window;
 mod work;
 

@@ -9,7 +9,7 @@ use leafsync_leafdb::DEFAULT_RECENT_BLOCKS;
 use leafsync_p2p::PenaltyClass;
 use leafsync_p2p::{PeerId, leaf::ChainHead, requests::RequestError};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use crate::{
     config::{
@@ -199,7 +199,10 @@ impl PeerSet {
     }
 
     /// Adds a peer, or revives one dropped earlier (a new session of it); banned peers stay out.
-    pub(crate) fn add(&mut self, peer: Arc<dyn SyncPeer>) {
+    /// Counted in `stats` (`peers_joined`, `peers_back`) and logged at debug only: how often
+    /// this runs is the peers' choice (a reconnect every few seconds, throwaway identities), so
+    /// the periodic progress line reports it ([`crate::stats`]).
+    pub(crate) fn add(&mut self, peer: Arc<dyn SyncPeer>, stats: &mut SyncStats) {
         let id = peer.id();
         if self.evicted_bans.contains(&id) {
             return;
@@ -211,13 +214,15 @@ impl PeerSet {
                 slot.peer = peer;
                 slot.timeouts = 0;
                 slot.empties = 0;
+                stats.peers_back += 1;
                 if slot.standing == Standing::Dropped {
                     slot.standing = Standing::Active;
-                    info!(peer = %id, "sync peer is back");
+                    debug!(peer = %id, "sync peer is back");
                 }
             }
             None if !full => {
-                info!(peer = %id, head = peer.head().number, "sync peer joined");
+                debug!(peer = %id, head = peer.head().number, "sync peer joined");
+                stats.peers_joined += 1;
                 self.slots.push(PeerSlot::new(peer));
             }
             None => {
@@ -243,7 +248,8 @@ impl PeerSet {
                     }
                     self.evicted_bans.push_back(slot.peer.id());
                 }
-                info!(peer = %id, head = peer.head().number, "sync peer joined");
+                debug!(peer = %id, head = peer.head().number, "sync peer joined");
+                stats.peers_joined += 1;
                 *slot = PeerSlot::new(peer);
             }
         }
@@ -375,7 +381,9 @@ impl PeerSet {
         if slot.standing == Standing::Banned {
             return None;
         }
-        warn!(peer = %slot.peer.id(), why, "banning sync peer");
+        // Debug, not warn: fresh identities can earn bans as fast as they connect; the
+        // progress line names the bans since the last one (`new_bans`).
+        debug!(peer = %slot.peer.id(), why, "banning sync peer");
         slot.standing = Standing::Banned;
         stats.peers_banned += 1;
         Some(PenaltyClass::Fatal)
@@ -462,7 +470,7 @@ impl PeerSet {
         let slot = &mut self.slots[i];
         slot.implausible_splits += 1;
         if slot.implausible_splits == MAX_IMPLAUSIBLE_SPLITS {
-            info!(peer = %slot.peer.id(), "server calls small chunks too large; no more chunks");
+            debug!(peer = %slot.peer.id(), "server calls small chunks too large; no more chunks");
         }
     }
 

@@ -4,7 +4,7 @@ use alloy_primitives::B512;
 use leafsync_p2p::requests::LeafRequest;
 
 use super::*;
-use crate::peer::PeerFuture;
+use crate::{peer::PeerFuture, test_log::Captured};
 
 /// A peer that is never asked: only its id and head matter here.
 struct Idle(PeerId);
@@ -80,10 +80,10 @@ fn empty_answers_drop_only_when_consecutive() {
     }
     assert_eq!(peers.record(0, Verdict::Empty, &mut stats), Some(PenaltyClass::Low));
     // A new session of a dropped peer brings it back; a banned one stays out.
-    peers.add(idle(1));
+    peers.add(idle(1), &mut stats);
     assert_eq!(peers.active(), vec![0]);
     peers.record(0, Verdict::Invalid("i"), &mut stats);
-    peers.add(idle(1));
+    peers.add(idle(1), &mut stats);
     assert!(peers.active().is_empty());
 }
 
@@ -133,7 +133,7 @@ fn a_peer_that_times_out_is_left_one_request() {
     peers.finished(1, None);
     assert!(peers.slot(1).has_room());
     // The roster puts the peer that delivered first, and a new one before both.
-    peers.add(idle(9));
+    peers.add(idle(9), &mut stats);
     assert_eq!(peers.roster(&ChainHead::default()).active, vec![2, 0, 1]);
 }
 
@@ -174,12 +174,12 @@ fn a_full_table_of_banned_peers_still_takes_newcomers_and_keeps_the_banned_out()
     }
     assert_eq!(peers.ids(Standing::Banned).len(), MAX_SYNC_PEERS);
     let newcomer = B512::with_last_byte(7);
-    peers.add(Arc::new(Idle(newcomer)));
+    peers.add(Arc::new(Idle(newcomer)), &mut stats);
     assert_eq!(peers.active().len(), 1, "the newcomer has a slot");
     assert_eq!(peers.slots.len(), MAX_SYNC_PEERS);
     let evicted = B512::repeat_byte(0);
     assert_eq!(peers.slot(0).peer.id(), newcomer);
-    peers.add(Arc::new(Idle(evicted)));
+    peers.add(Arc::new(Idle(evicted)), &mut stats);
     assert_eq!(peers.active().len(), 1, "a banned peer whose slot was taken stays out");
     let banned = peers.ids(Standing::Banned);
     assert_eq!(banned.len(), MAX_SYNC_PEERS, "{} banned", banned.len());
@@ -197,13 +197,46 @@ fn a_full_table_reuses_a_dropped_slot_once_its_requests_are_done() {
     peers.sent(0);
     peers.record(0, Verdict::Disconnected, &mut stats);
     let newcomer = B512::with_last_byte(7);
-    peers.add(Arc::new(Idle(newcomer)));
+    peers.add(Arc::new(Idle(newcomer)), &mut stats);
     assert_eq!(peers.slot(0).peer.id(), B512::repeat_byte(0), "its request is still out");
     peers.finished(0, None);
-    peers.add(Arc::new(Idle(newcomer)));
+    peers.add(Arc::new(Idle(newcomer)), &mut stats);
     assert_eq!(peers.slot(0).peer.id(), newcomer);
     assert_eq!(peers.active().len(), MAX_SYNC_PEERS);
     // A verdict reached later on the old peer's answer (a held piece, a split) is not the
     // newcomer's.
     assert!(!peers.holds((0, B512::repeat_byte(0))) && peers.holds((0, newcomer)));
+}
+
+/// How often peers arrive is theirs to choose (a reconnect every few seconds, fresh throwaway
+/// identities), and so is how often they earn a ban: those are counted for the periodic progress
+/// line and logged at debug only, never at info or warn, so they cannot fill the operator's log.
+#[test]
+fn peer_churn_is_counted_not_logged_above_debug() {
+    let (stats, events) = Captured::run(|| {
+        let mut peers = set(1);
+        let mut stats = SyncStats::default();
+        // The same peer disconnects and comes back with a new session, 100 times.
+        for _ in 0..100 {
+            peers.record(0, Verdict::Disconnected, &mut stats);
+            peers.add(idle(1), &mut stats);
+        }
+        assert_eq!(peers.active(), vec![0]);
+        // 100 fresh identities join.
+        for n in 2..=101 {
+            peers.add(idle(n), &mut stats);
+        }
+        assert_eq!(peers.active().len(), 101);
+        // Banned, a peer stays out: its new sessions are not counted.
+        peers.record(1, Verdict::Invalid("test"), &mut stats);
+        peers.add(idle(2), &mut stats);
+        stats
+    });
+    assert_eq!(
+        (stats.peers_back, stats.peers_joined, stats.peers_dropped, stats.peers_banned),
+        (100, 100, 100, 1)
+    );
+    assert!(events.iter().any(|e| e.text.contains("sync peer joined")), "{events:?}");
+    let loud: Vec<_> = events.iter().filter(|e| e.is_loud()).collect();
+    assert!(loud.is_empty(), "logged above debug: {loud:?}");
 }

@@ -4,11 +4,15 @@
 //! block ranges).
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
 };
 
-use futures::future::join_all;
+use futures::{
+    StreamExt,
+    future::{BoxFuture, join_all},
+    stream::FuturesUnordered,
+};
 use leafsync_p2p::{
     PeerId,
     leaf::{ChainHead, ServeFlags},
@@ -135,12 +139,24 @@ pub async fn has_sync_peers(handle: &NetworkHandle, sources: &PeerSources) -> bo
 /// network shuts down. snap/1 peers are probed for their account count before they are handed
 /// over (at most `PROBE_TIMEOUT` each, concurrently).
 ///
-/// The channel is bounded by [`NEW_PEERS_CHANNEL_BOUND`]; when it is full the watcher waits for
-/// the sync to take a peer (events meanwhile queue in the network's broadcast channel, and a
-/// lag there is repaired from the peer listing).
+/// The channel is bounded by [`NEW_PEERS_CHANNEL_BOUND`]. While it is full (a sync that does
+/// not read it: its final check runs for minutes on mainnet) peers due to be handed over wait
+/// in the watcher, one entry per peer, handed over as the sync takes peers: a peer that
+/// reconnects meanwhile is handed over once, with its newest session, and one that leaves is
+/// not handed over. No task is spawned per peer, and a snap/1 peer is probed only once the
+/// channel has room for it. The watcher goes on reading events meanwhile.
 pub async fn watch_network_peers(
     handle: &NetworkHandle,
     sources: &PeerSources,
+) -> (Vec<Arc<dyn SyncPeer>>, NewPeers) {
+    watch_bounded(handle, sources, NEW_PEERS_CHANNEL_BOUND).await
+}
+
+/// [`watch_network_peers`] with a channel of `bound` peers.
+async fn watch_bounded(
+    handle: &NetworkHandle,
+    sources: &PeerSources,
+    bound: usize,
 ) -> (Vec<Arc<dyn SyncPeer>>, NewPeers) {
     // Subscribe before listing, so nothing between the two is missed.
     let mut events = handle.events();
@@ -156,19 +172,37 @@ pub async fn watch_network_peers(
     }
     let now: Vec<Arc<dyn SyncPeer>> = join_all(serving.iter().map(Known::sync_peer)).await;
     let mut handed: HashSet<PeerId> = now.iter().map(|p| p.id()).collect();
-    let (tx, rx) = mpsc::channel(NEW_PEERS_CHANNEL_BOUND);
+    let (tx, rx) = mpsc::channel(bound);
     let (handle, sources) = (handle.clone(), sources.clone());
     tokio::spawn(async move {
+        // Peers due to be handed over, oldest first, each once; their session is the one in
+        // `known` when the channel has room. At most one per connected peer: an entry leaves
+        // with its session.
+        let mut due: VecDeque<PeerId> = VecDeque::new();
+        // Handovers under way (a snap/1 peer's probe), each holding its place in the channel:
+        // at most `bound`.
+        let mut handing: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
         loop {
             let event = tokio::select! {
                 () = tx.closed() => return,
                 event = events.recv() => event,
+                place = tx.clone().reserve_owned(), if !due.is_empty() => {
+                    let peer = due.pop_front().and_then(|id| known.get(&id).cloned());
+                    if let (Ok(place), Some(peer)) = (place, peer) {
+                        handing.push(Box::pin(async move {
+                            place.send(peer.sync_peer().await);
+                        }));
+                    }
+                    continue;
+                }
+                Some(()) = handing.next(), if !handing.is_empty() => continue,
             };
             let offer = match event {
                 Ok(NetworkEvent::PeerConnected { peer, .. }) => {
                     // The listing has the full record (statuses, head) of the new session.
                     let info = handle.peers().await.into_iter().find(|i| i.id == peer);
                     handed.remove(&peer);
+                    due.retain(|id| *id != peer);
                     known.remove(&peer);
                     info.and_then(|info| {
                         let p = Known::of(&handle, &info, &sources)?;
@@ -193,6 +227,7 @@ pub async fn watch_network_peers(
                 Ok(NetworkEvent::PeerDisconnected { peer, .. }) => {
                     known.remove(&peer);
                     handed.remove(&peer);
+                    due.retain(|id| *id != peer);
                     None
                 }
                 Ok(_) => None,
@@ -205,6 +240,7 @@ pub async fn watch_network_peers(
                     let live: HashSet<PeerId> = listing.iter().map(|i| i.id).collect();
                     known.retain(|id, _| live.contains(id));
                     handed.retain(|id| live.contains(id));
+                    due.retain(|id| live.contains(id));
                     for info in listing {
                         let Some(fresh) = Known::of(&handle, &info, &sources) else { continue };
                         let peer = known.entry(info.id).or_insert(fresh);
@@ -217,29 +253,87 @@ pub async fn watch_network_peers(
                             }
                         }
                         if peer.serves(&info) && handed.insert(info.id) {
-                            hand_over(&tx, peer.clone());
+                            due.push_back(info.id);
                         }
                     }
                     None
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             };
+            // `handed` holds each peer once per session, and `due` only peers it holds.
             if let Some((peer, true)) = offer
                 && handed.insert(peer.id())
             {
-                hand_over(&tx, peer);
+                due.push_back(peer.id());
             }
         }
     });
     (now, rx)
 }
 
-/// Hands `peer` to the sync from a task of its own: a snap/1 peer's probe takes a round trip,
-/// and the watcher must go on reading events meanwhile. The task waits while the channel is
-/// full (at most [`NEW_PEERS_CHANNEL_BOUND`] peers wait in it).
-fn hand_over(tx: &mpsc::Sender<Arc<dyn SyncPeer>>, peer: Known) {
-    let tx = tx.clone();
-    tokio::spawn(async move {
-        let _ = tx.send(peer.sync_peer().await).await;
-    });
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use alloy_primitives::B256;
+    use leafsync_p2p::{
+        peers::EmptyHandler,
+        test_utils::{
+            TestNode, WAIT, test_config, test_head, test_key, wait_connected, wait_event,
+        },
+    };
+    use secp256k1::SecretKey;
+
+    use super::*;
+
+    /// Sessions of the reconnecting peer.
+    const SESSIONS: u64 = 8;
+    /// The watcher's channel in this test: far fewer places than sessions.
+    const BOUND: usize = 2;
+    /// The peers' state root (a head past block 0 with a zero root is refused).
+    const ROOT: B256 = B256::repeat_byte(0xaa);
+
+    /// A session of the peer with `key`, dialing `client`, its head numbered `session`; returns
+    /// once `client` has it.
+    async fn session(client: &TestNode, key: SecretKey, session: u64) -> TestNode {
+        let (mut config, head) = test_config(Arc::new(EmptyHandler), test_head(session, ROOT));
+        config.secret_key = key;
+        config.static_peers = vec![client.enode()];
+        let server = TestNode::with_config(config, head).await;
+        wait_connected(&client.handle, server.id()).await;
+        server
+    }
+
+    /// A sync that does not read its channel of new peers (its final check runs for minutes on
+    /// mainnet) while one peer reconnects again and again: the channel fills, and then the
+    /// watcher keeps one entry per peer, its newest session, instead of a task per handover
+    /// holding a session that is gone. Once the sync reads, it gets what the channel held and
+    /// the live session, not every session since.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_reconnecting_while_the_sync_does_not_read_waits_once() {
+        let client =
+            TestNode::start(Arc::new(EmptyHandler), test_head(0, B256::ZERO), vec![]).await;
+        let (now, mut joining) =
+            watch_bounded(&client.handle, &PeerSources::default(), BOUND).await;
+        assert!(now.is_empty());
+        let mut events = client.handle.events();
+        let (key, id) = test_key();
+        for n in 0..SESSIONS - 1 {
+            session(&client, key, n).await.handle.shutdown().await;
+            wait_event(&mut events, |e| match e {
+                NetworkEvent::PeerDisconnected { peer, .. } if *peer == id => Some(()),
+                _ => None,
+            })
+            .await;
+        }
+        let _live = session(&client, key, SESSIONS - 1).await;
+        // The sync reads now: sessions until the live one.
+        let mut handed = Vec::new();
+        while handed.last() != Some(&(SESSIONS - 1)) {
+            let peer = tokio::time::timeout(WAIT, joining.recv()).await.unwrap().unwrap();
+            assert_eq!(peer.id(), id);
+            handed.push(peer.head().number);
+        }
+        assert!(handed.len() <= BOUND + 1, "sessions handed over: {handed:?}");
+    }
 }

@@ -90,6 +90,12 @@ pub struct SyncStats {
     pub peers_banned: u64,
     /// Peers dropped (silence, disconnects, nothing to give).
     pub peers_dropped: u64,
+    /// Peers new to the sync that joined it while it ran (not those it started with, nor one
+    /// turned away by a full table).
+    pub peers_joined: u64,
+    /// New sessions of peers the sync already had (a reconnect; a dropped peer is revived);
+    /// banned ones, which stay out, are not counted.
+    pub peers_back: u64,
     /// Pivot moves during the sync.
     pub repivots: u64,
     /// Wall time so far.
@@ -210,6 +216,8 @@ pub(crate) struct Reporter {
     started: Instant,
     progress: Option<watch::Sender<SyncStats>>,
     last_publish: Option<Instant>,
+    /// [`SyncStats::peers_banned`] at the last progress line: the next one names the bans since.
+    banned_logged: u64,
 }
 
 impl Default for Reporter {
@@ -219,6 +227,7 @@ impl Default for Reporter {
             started: Instant::now(),
             progress: None,
             last_publish: None,
+            banned_logged: 0,
         }
     }
 }
@@ -269,12 +278,15 @@ impl Reporter {
     }
 
     /// Publishes the counters (the caller has refreshed them) and logs the structured
-    /// progress line.
+    /// progress line. Peers coming, going and banned are logged only here (each at debug
+    /// where it happens): peers choose how often they connect, the timer how often this logs.
     pub(crate) fn log_progress(&mut self) {
         if self.progress.is_some() {
             self.publish();
         }
         let s = &self.stats;
+        let new_bans = s.peers_banned.saturating_sub(self.banned_logged);
+        self.banned_logged = s.peers_banned;
         info!(
             target: "leafsync::sync",
             phase = ?s.phase,
@@ -287,8 +299,43 @@ impl Reporter {
             rate_bps = s.rate() as u64,
             eta_s = s.eta().map(|d| d.as_secs()),
             peers = s.peers,
+            peers_joined = s.peers_joined,
+            peers_back = s.peers_back,
+            peers_dropped = s.peers_dropped,
+            peers_banned = s.peers_banned,
+            new_bans,
             heal_queue = s.heal_queue,
             "sync progress"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_log::Captured;
+
+    /// The progress line carries the peer counters (peers come and go at debug only) and the
+    /// bans since the line before.
+    #[test]
+    fn the_progress_line_reports_peer_churn_and_the_bans_since_the_last_line() {
+        let ((), events) = Captured::run(|| {
+            let mut reporter = Reporter::default();
+            let s = &mut reporter.stats;
+            (s.peers_joined, s.peers_back, s.peers_dropped, s.peers_banned) = (7, 30, 31, 2);
+            reporter.log_progress();
+            reporter.stats.peers_banned = 5;
+            reporter.log_progress();
+            reporter.log_progress();
+        });
+        let lines: Vec<&str> = events.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(events.iter().all(|e| e.level == tracing::Level::INFO));
+        for field in ["peers_joined=7", "peers_back=30", "peers_dropped=31", "peers_banned=2"] {
+            assert!(lines[0].contains(field), "{field} in {}", lines[0]);
+        }
+        assert!(lines[0].contains("new_bans=2"), "{}", lines[0]);
+        assert!(lines[1].contains("peers_banned=5 new_bans=3"), "{}", lines[1]);
+        assert!(lines[2].contains("new_bans=0"), "{}", lines[2]);
     }
 }

@@ -150,14 +150,18 @@ impl<S: KvStore + 'static> Syncer<S> {
     }
 
     /// Runs the sync to the end. On failure the progress is persisted, so a new syncer on the
-    /// same leafdb resumes.
+    /// same leafdb resumes, and the failure is returned: a failing record (a full disk fails it
+    /// too) is only logged, so that the error names the write that failed first.
     pub async fn run(mut self) -> Result<SyncOutcome, SyncError> {
         match self.run_inner().await {
             Ok(()) => self.finish(),
             Err(e) => {
                 self.abandon_commit();
-                if self.pivot != ChainHead::default() {
-                    self.persist()?;
+                if self.pivot != ChainHead::default()
+                    && let Err(record) = self.persist()
+                {
+                    warn!(error = %record, stopped_by = %e,
+                        "state sync: its progress could not be recorded as it stopped");
                 }
                 Err(e)
             }
@@ -285,7 +289,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                     self.on_committed(result)?;
                 }
                 peer = next_peer(new_peers) => match peer {
-                    Some(peer) => self.peers.add(peer),
+                    Some(peer) => self.peers.add(peer, &mut self.reporter.stats),
                     None => *new_peers = None,
                 },
                 changed = feed_changed(pivot_feed) => {

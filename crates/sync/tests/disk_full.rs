@@ -3,19 +3,32 @@
 //! `EFBIG` where a full disk fails with `ENOSPC`; neither needs a filesystem of its own). The
 //! sync must stop with an error naming the failed write, not a panic or an abort, leave a
 //! record the next start reads, and that start, with room again, must end in the exact state
-//! without starting over.
+//! without starting over. A full disk fails every write after the first, the progress record
+//! the stopping sync writes too: in memory, [`FailingStore`] refuses every write after the
+//! first few, and the sync must still name the first refusal, not the record's.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use common::{
     Behaviour, SimPeer, assert_same_state, dyn_peers,
     kill::{ACCOUNTS, SEED, config, full_sync_bytes, link, open},
     paced, source,
 };
-use leafsync_leafdb::test_utils::ChildTest;
+use leafsync_leafdb::{
+    LeafDb, LeafDbConfig, LeafDbError, MemStore,
+    kv::{Durability, KvPair, KvRead, KvStore, SortedWriter, Table, WriteBatch},
+    test_utils::ChildTest,
+};
 use leafsync_sync::{SyncConfig, SyncPeer, SyncProgress, Syncer};
 
 const DIR_ENV: &str = "LEAFSYNC_SYNC_DISK_FULL_TEST_DIR";
@@ -117,5 +130,132 @@ async fn a_failed_write_stops_the_sync_cleanly_and_the_next_start_resumes() {
         // is downloaded again.
         let kept = this_run < full_bytes - record.bytes_down / 2;
         assert!(kept, "{limit}: the resumed sync started over");
+    }
+}
+
+/// Which writes a [`FailingStore`] refuses: none until [`Self::allow`], then every one after
+/// the first `allowed`, each refusal numbered in its error.
+#[derive(Debug)]
+struct Gate {
+    allowed: AtomicU64,
+    writes: AtomicU64,
+    refused: Mutex<Vec<u64>>,
+}
+
+impl Gate {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            allowed: AtomicU64::new(u64::MAX),
+            writes: AtomicU64::new(0),
+            refused: Mutex::default(),
+        })
+    }
+
+    /// From now on, writes (batches, sorted writers, flushes) after the first `allowed` fail.
+    fn allow(&self, allowed: u64) {
+        self.writes.store(0, Ordering::SeqCst);
+        self.allowed.store(allowed, Ordering::SeqCst);
+    }
+
+    /// Counts a write; refuses it past the allowed ones, as a full disk would.
+    fn pass(&self) -> leafsync_leafdb::Result<()> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        if n <= self.allowed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.refused.lock().unwrap().push(n);
+        let error = std::io::Error::other(format!("write {n} refused: no space left"));
+        Err(LeafDbError::Storage(Box::new(error)))
+    }
+
+    fn refused(&self) -> Vec<u64> {
+        self.refused.lock().unwrap().clone()
+    }
+}
+
+/// A [`MemStore`] whose writes fail as its [`Gate`] says.
+struct FailingStore {
+    inner: MemStore,
+    gate: Arc<Gate>,
+}
+
+impl KvRead for FailingStore {
+    fn get(&self, table: Table, key: &[u8]) -> leafsync_leafdb::Result<Option<Vec<u8>>> {
+        self.inner.get(table, key)
+    }
+
+    fn iter_from<'a>(
+        &'a self,
+        table: Table,
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = leafsync_leafdb::Result<KvPair>> + Send + 'a> {
+        self.inner.iter_from(table, start)
+    }
+}
+
+impl KvStore for FailingStore {
+    type Snapshot<'a> = <MemStore as KvStore>::Snapshot<'a>;
+
+    fn write(&self, batch: WriteBatch, durability: Durability) -> leafsync_leafdb::Result<()> {
+        self.gate.pass()?;
+        self.inner.write(batch, durability)
+    }
+
+    fn snapshot(&self) -> Self::Snapshot<'_> {
+        self.inner.snapshot()
+    }
+
+    fn flush(&self) -> leafsync_leafdb::Result<()> {
+        self.gate.pass()?;
+        self.inner.flush()
+    }
+
+    fn sorted_writer(&self, table: Table) -> leafsync_leafdb::Result<Box<dyn SortedWriter + '_>> {
+        self.gate.pass()?;
+        self.inner.sorted_writer(table)
+    }
+}
+
+/// Syncs from two honest peers into a [`FailingStore`] that refuses every write after the first
+/// `allowed` (`None`: none); returns the sync's result and the writes attempted, with the
+/// numbers of the refused ones.
+async fn sync_refusing(
+    src: &Arc<LeafDb<MemStore>>,
+    allowed: Option<u64>,
+) -> (Result<leafsync_sync::SyncOutcome, leafsync_sync::SyncError>, u64, Vec<u64>) {
+    let gate = Gate::new();
+    let store = FailingStore { inner: MemStore::default(), gate: Arc::clone(&gate) };
+    let db = Arc::new(LeafDb::with_store(store, LeafDbConfig::default()).unwrap());
+    gate.allow(allowed.unwrap_or(u64::MAX));
+    let peers: Vec<_> =
+        (1..=2u8).map(|i| SimPeer::new(i, Arc::clone(src), Behaviour::Honest, ACCOUNTS)).collect();
+    let result = Syncer::new(db, config(), dyn_peers(&peers)).run().await;
+    (result, gate.writes.load(Ordering::SeqCst), gate.refused())
+}
+
+/// On a full disk the progress record the stopping sync writes fails too: the sync returns the
+/// failure that stopped it, not the record's (the operator must see the table write that
+/// failed). At the first write, mid-sync, and near the end.
+#[tokio::test(start_paused = true)]
+async fn a_failed_write_is_the_error_even_when_the_last_record_fails_too() {
+    let src = source(ACCOUNTS, SEED);
+    let (done, writes, _) = sync_refusing(&src, None).await;
+    assert_eq!(done.unwrap().root, src.account_root().unwrap());
+    println!("a full sync makes {writes} writes");
+    for allowed in [0, writes / 4, writes / 2, writes * 3 / 4] {
+        let (result, _, refused) = sync_refusing(&src, Some(allowed)).await;
+        let error = result.expect_err("the sync stops at a refused write").to_string();
+        let number = |e: &str| -> u64 {
+            let n = e.split("write ").nth(1).and_then(|t| t.split(' ').next());
+            n.unwrap_or_else(|| panic!("not a refusal: {e}")).parse().unwrap()
+        };
+        let returned = number(&error);
+        let last = *refused.last().unwrap();
+        println!("{allowed} writes allowed: {error}; refused {refused:?}");
+        assert!(refused.len() >= 2, "the stopping sync tried to write its record: {refused:?}");
+        assert!(returned < last, "{allowed}: the record's failure replaced the first: {error}");
+        if allowed == 0 {
+            assert_eq!(returned, 1, "the first write failed first: {error}");
+        }
     }
 }
