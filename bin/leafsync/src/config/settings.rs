@@ -102,10 +102,6 @@ pub(crate) struct SyncSources {
 pub(crate) struct SyncSettings {
     /// The kinds of peers to sync from.
     pub(crate) sources: SyncSources,
-    /// Whether `sources.snap` is the public chain's default rather than listed: the node then
-    /// speaks eth/69 for a sync only, not when it starts with a state (see
-    /// `NodeBuilder::start`).
-    pub(crate) snap_by_default: bool,
     /// Where the pivot comes from.
     pub(crate) pivot: PivotSource,
     /// `sync.checkpoint`, parsed.

@@ -131,7 +131,6 @@ impl NodeBuilder {
             el: ElSection::default(),
             sync: SyncSettings {
                 sources: SyncSources { leaf: true, snap: false },
-                snap_by_default: false,
                 pivot: PivotSource::Peers,
                 checkpoint: None,
                 peer_pivot: true,
@@ -190,7 +189,7 @@ impl NodeBuilder {
     /// Starts the follower (when `el.rpc` is set), the network and the endpoints. Must run on the
     /// thread that drives the runtime (`block_on`), never in a spawned task: the follower's
     /// block application thread inherits that thread's CPU priority.
-    pub async fn start(mut self) -> Result<Node, CliError> {
+    pub async fn start(self) -> Result<Node, CliError> {
         let head = self.db.head()?;
         let syncing = self.db.sync_progress()?.is_some();
         if head.is_some() && syncing && self.el.rpc.is_none() {
@@ -204,7 +203,6 @@ impl NodeBuilder {
             });
         }
         let start = self.start_mode(head.as_ref(), syncing);
-        self.sync.sources = sources_at_start(&self.sync, start);
         if let (Some(head), None) = (&head, &self.el.rpc)
             && self.chain.name != "dev"
         {
@@ -329,18 +327,6 @@ impl NodeBuilder {
     }
 }
 
-/// `settings.sources` for a node that starts as `start`: the public chain's default snap/1
-/// source is for a sync (of an empty leafdb, or a repair cut short); a node that starts with a
-/// state keeps its network as before (eth/69 only with `serve.snap`) and repairs from `leaf/1`
-/// peers, unless `sync.sources` lists "snap".
-fn sources_at_start(settings: &SyncSettings, start: Start) -> SyncSources {
-    let mut sources = settings.sources;
-    if settings.snap_by_default && matches!(start, Start::Serve | Start::BootstrapFromGenesis) {
-        sources.snap = false;
-    }
-    sources
-}
-
 /// The running follower: its counters and its task.
 type FollowerTask = (Arc<IngestStats>, tokio::task::JoinHandle<Result<(), IngestError>>);
 
@@ -443,6 +429,12 @@ impl Node {
     /// How the node started.
     pub const fn start_mode(&self) -> Start {
         self.start
+    }
+
+    /// The kinds of peers a sync or a repair of this node takes.
+    #[cfg(test)]
+    pub(crate) const fn sync_sources(&self) -> SyncSources {
+        self.sync.sources
     }
 
     /// The admin JSON-RPC's bound address, when enabled.

@@ -166,10 +166,12 @@ pub(crate) async fn repair_due(
                 ),
                 Ok(_) if paced => {}
                 Ok(sources) if has_sync_peers(&network, sources).await => return trouble,
-                Ok(_) if !said => info!(
+                Ok(sources) if !said => warn!(
                     %trouble,
+                    snap = sources.snap.is_some(),
                     "the state is repaired from peers once one that serves state is connected \
-                     (sync.sources); until then the node follows on"
+                     (leaf/1, or snap/1 such as geth with \"snap\" in `sync.sources`); until \
+                     then the node follows on"
                 ),
                 Err(why) if !said => warn!(
                     %trouble,

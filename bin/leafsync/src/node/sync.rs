@@ -195,7 +195,6 @@ mod tests {
     fn settings(leaf: bool, snap: bool) -> SyncSettings {
         SyncSettings {
             sources: SyncSources { leaf, snap },
-            snap_by_default: false,
             pivot: PivotSource::Auto,
             checkpoint: None,
             peer_pivot: false,

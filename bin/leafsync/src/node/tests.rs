@@ -123,6 +123,32 @@ async fn a_follower_that_panics_ends_the_run_with_an_error() {
 /// A repair cut short (a progress record over a head) finishes only at the execution client's
 /// head. Without `el.rpc` the node refuses to start, naming the key, rather than serving tables
 /// that hold no account root (nothing, for good, without a word).
+/// A public chain's node that starts with a state repairs from snap/1 peers too, by default:
+/// stopped for more than the 128 blocks its execution client traces back, it can only be
+/// repaired, and the first leafsync of a chain has no leaf/1 peer to repair from (it kept
+/// eth/69 off and waited for one for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_chain_node_with_a_state_repairs_from_snap_peers_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let datadir = dir.path().join("data");
+    let text = format!(
+        "datadir = {datadir:?}\nchain = \"sepolia\"\n[el]\nrpc = \"ws://127.0.0.1:9\"\n\
+         [p2p]\nlisten_ip = \"127.0.0.1\"\nport = 0\ndiscovery = false\n\
+         [admin]\nlisten = \"\"\n"
+    );
+    let config =
+        Config::validate(FileConfig::parse(Path::new("t.toml"), &text).unwrap(), "t.toml").unwrap();
+    let db = open(&datadir.join("leafdb"));
+    db.generate(GenParams { accounts: 10, seed: 1 }).unwrap();
+    let node = NodeBuilder::from_config(&config, db, secp256k1::SecretKey::new(&mut rand::rng()))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(node.start_mode(), Start::Serve);
+    assert!(node.sync_sources().snap, "repairs take snap/1 peers");
+    node.network().shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repair_cut_short_without_an_execution_client_is_refused_naming_el_rpc() {
     let dir = tempfile::tempdir().unwrap();
@@ -133,21 +159,4 @@ async fn a_repair_cut_short_without_an_execution_client_is_refused_naming_el_rpc
     let error = NodeBuilder::loopback(db, chain).start().await.err().expect("refused");
     let text = error.to_string();
     assert!(text.contains("el.rpc") && text.contains("repair cut short"), "{text}");
-}
-
-/// The public chain's default snap/1 source serves a sync only: a node that starts with a state
-/// keeps eth/69 off (as before the default) unless `sync.sources` lists "snap".
-#[test]
-fn snap_peers_by_default_only_for_a_sync() {
-    let parse = |extra: &str| {
-        let text = format!("chain = \"sepolia\"\n[el]\nrpc = \"ws://127.0.0.1:8546\"\n{extra}");
-        Config::validate(FileConfig::parse(Path::new("t.toml"), &text).unwrap(), "t.toml").unwrap()
-    };
-    let defaulted = parse("").sync;
-    assert!(defaulted.sources.snap);
-    assert!(super::sources_at_start(&defaulted, Start::SyncFromPeers).snap);
-    assert!(super::sources_at_start(&defaulted, Start::Repair).snap);
-    assert!(!super::sources_at_start(&defaulted, Start::Serve).snap);
-    let listed = parse("[sync]\nsources = [\"leaf\", \"snap\"]\n").sync;
-    assert!(super::sources_at_start(&listed, Start::Serve).snap, "listed: kept");
 }

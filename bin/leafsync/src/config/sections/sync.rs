@@ -167,20 +167,20 @@ impl SyncSection {
         self.check_limits(o)?;
         let mut settings = SyncSettings {
             sources: self.sources(o)?,
-            snap_by_default: false,
             pivot: self.pivot,
             checkpoint,
             peer_pivot,
             progress_bar: self.progress_bar,
             config: self.sync_config(),
         };
-        // Unlisted, a public chain's sync also takes snap/1 peers when it can (the execution
-        // client is the pivot): its first leafsync has no leaf/1 peer, and every geth is a
-        // snap/1 server. A dev chain has none.
+        // Unlisted, a public chain's sync and repairs also take snap/1 peers when they can (the
+        // execution client is the pivot): its first leafsync has no leaf/1 peer, and every geth
+        // is a snap/1 server. For every start, a node with a state too: a node off for more
+        // than the 128 blocks its execution client traces back can only be repaired, and
+        // without snap/1 it would wait for a leaf/1 peer for good. A dev chain has none.
         if self.sources.is_none() && chain.name != "dev" && settings.pivot_from_el(el.rpc.is_some())
         {
             settings.sources.snap = true;
-            settings.snap_by_default = true;
         }
         // snap/1 servers keep only the states of their last 128 blocks, and the pivot must be
         // one of them: the execution client's moving head is the only pivot that stays there.
