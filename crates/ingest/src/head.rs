@@ -24,6 +24,86 @@ pub async fn el_head(rpc: &mut RpcClient) -> Result<BlockHeader, IngestError> {
     Ok(rpc.block(number).await?.header())
 }
 
+/// How old the execution client's head may be for a sync on a public chain to take it as its
+/// pivot ([`wait_el_synced`]): 15 minutes, 75 slots. An older head is a client catching up; before
+/// its sync starts, geth answers `eth_syncing` with `false` at block 0.
+pub const PIVOT_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// What `eth_syncing` answers while the client syncs: where it is and where it goes.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Syncing {
+    #[serde(default, deserialize_with = "crate::types::opt_quantity")]
+    current_block: Option<u64>,
+    #[serde(default, deserialize_with = "crate::types::opt_quantity")]
+    highest_block: Option<u64>,
+}
+
+/// Why the execution client's head is no pivot yet, or `None` when it is: `eth_syncing` says it
+/// syncs, or (with `max_age`) its head is older than that by this machine's clock.
+async fn not_synced(
+    rpc: &mut RpcClient,
+    max_age: Option<Duration>,
+) -> Result<Option<String>, IngestError> {
+    match rpc.call::<serde_json::Value>("eth_syncing", serde_json::json!([])).await {
+        Ok(serde_json::Value::Bool(false)) => {}
+        Ok(answer) => {
+            let at = serde_json::from_value::<Syncing>(answer).ok();
+            let (current, highest) =
+                at.map_or((None, None), |s| (s.current_block, s.highest_block));
+            return Ok(Some(format!(
+                "it is syncing (eth_syncing: block {} of {})",
+                current.map_or("?".into(), |n| n.to_string()),
+                highest.map_or("?".into(), |n| n.to_string())
+            )));
+        }
+        // A client without the method: its head's age tells.
+        Err(IngestError::Rpc(error)) if crate::rpc::method_missing(&error) => {}
+        Err(e) => return Err(e),
+    }
+    let Some(max_age) = max_age else { return Ok(None) };
+    let head = el_head(rpc).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let age = now.saturating_sub(head.timestamp);
+    Ok((age > max_age.as_secs())
+        .then(|| format!("its head, block {}, is {} minutes old", head.number, age / 60)))
+}
+
+/// Waits until the execution client at `url` is synced enough to give a sync its pivot:
+/// `eth_syncing` answers `false` and, with `max_age` ([`PIVOT_MAX_AGE`] on public chains), its
+/// head is no older than that. A sync started beside a client that is itself syncing (geth and
+/// leafsync started together) took a pivot at block 0 or far behind, which no peer serves, and
+/// waited on it for hours. Polls every `poll_interval`, and says why it waits at once and then
+/// every [`HEAD_WAIT_LOG_INTERVAL`]; read errors are retried alike. Returns whether it waited.
+pub async fn wait_el_synced(
+    url: &str,
+    max_age: Option<Duration>,
+    poll_interval: Duration,
+) -> Result<bool, IngestError> {
+    let mut rpc = RpcClient::new(url)?;
+    let mut warned: Option<Instant> = None;
+    loop {
+        let why = match not_synced(&mut rpc, max_age).await {
+            Ok(None) => return Ok(warned.is_some()),
+            Ok(Some(why)) => why,
+            Err(error) => {
+                rpc.reset();
+                format!("it cannot be read ({error})")
+            }
+        };
+        if warned.is_none_or(|t| t.elapsed() > HEAD_WAIT_LOG_INTERVAL) {
+            warn!(
+                url = rpc.url(),
+                "the sync waits for the execution client before taking its pivot: {why}"
+            );
+            warned = Some(Instant::now());
+        }
+        tokio::time::sleep(poll_interval).await;
+    }
+}
+
 /// Checks, before a sync of hours, that the execution client at `url` can be followed after
 /// it: it must serve `debug_traceBlockByHash` ([`RpcClient::check_tracing`] at its head).
 /// [`IngestError::TracingUnavailable`] when it lacks the method; other errors are the read's

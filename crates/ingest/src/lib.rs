@@ -37,7 +37,9 @@ pub use follower::{
     DEFAULT_STUCK_AFTER, EL_BELOW_TOLERANCE, FOLLOW_LOG_INTERVAL, Follower, FollowerConfig,
     INITIAL_BACKOFF, IngestStats, MAX_BACKOFF, MAX_REORG_DEPTH, REPEAT_LOG_INTERVAL, UNDO_DEPTH,
 };
-pub use head::{HEAD_POLL_INTERVAL, check_el_tracing, el_head, head_feed};
+pub use head::{
+    HEAD_POLL_INTERVAL, PIVOT_MAX_AGE, check_el_tracing, el_head, head_feed, wait_el_synced,
+};
 pub use header::RpcHeader;
 pub use headers::{
     ElHeaders, HEADERS_QUERY_TIMEOUT, HeaderOrigin, HeaderQuery, MAX_HEADERS_PER_QUERY,

@@ -167,7 +167,7 @@ pub(crate) fn quantity<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error>
     parse_quantity(NumOrStr::deserialize(d)?)
 }
 
-fn opt_quantity<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn opt_quantity<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     Option::<NumOrStr>::deserialize(d)?.map(parse_quantity).transpose()
 }
 

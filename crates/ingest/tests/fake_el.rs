@@ -493,6 +493,57 @@ async fn a_failing_subscription_is_retried_with_a_growing_backoff() {
 
 /// The head feed waits for the first readable head, then sends only higher ones, with their
 /// timestamps.
+/// A sync's pivot waits for an execution client that is itself syncing (geth and leafsync
+/// started together): while `eth_syncing` says so, and on a public chain while its head is
+/// older than `PIVOT_MAX_AGE` (before its sync starts, geth answers `false` at block 0); a
+/// client without `eth_syncing` is judged by its head's age alone.
+#[tokio::test]
+async fn a_sync_pivot_waits_for_a_syncing_execution_client() {
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let syncing_answers = Arc::new(std::sync::atomic::AtomicU64::new(3));
+    let stale_heads = Arc::new(std::sync::atomic::AtomicU64::new(2));
+    let (syncing, stale) = (Arc::clone(&syncing_answers), Arc::clone(&stale_heads));
+    let with_method = Arc::new(AtomicBool::new(true));
+    let has = Arc::clone(&with_method);
+    let script: Script = Arc::new(move |method, params| match method {
+        "eth_syncing" if !has.load(Ordering::Relaxed) => {
+            Answer::Error(-32601, "the method eth_syncing does not exist")
+        }
+        "eth_syncing" => {
+            match syncing.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)) {
+                Ok(_) => Answer::Result(json!({"currentBlock": "0x0", "highestBlock": "0x3e8"})),
+                Err(_) => Answer::Result(json!(false)),
+            }
+        }
+        "eth_blockNumber" => Answer::Result(json!("0x5")),
+        "eth_getBlockByNumber" => {
+            let q = params[0].as_str().unwrap().trim_start_matches("0x");
+            let b = u64::from_str_radix(q, 16).unwrap();
+            let mut v = block(b, B256::ZERO, keccak256(b.to_be_bytes()));
+            let old =
+                stale.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            let age = if old.is_ok() { 3_600 } else { 12 };
+            v["timestamp"] = json!(format!("{:#x}", now().as_secs() - age));
+            Answer::Result(v)
+        }
+        other => panic!("unexpected call {other}"),
+    });
+    let url = format!("http://{}", fake_el(script).await);
+    let poll = Duration::from_millis(10);
+    let max_age = Some(leafsync_ingest::PIVOT_MAX_AGE);
+    assert!(leafsync_ingest::wait_el_synced(&url, max_age, poll).await.unwrap(), "it waited");
+    assert_eq!(syncing_answers.load(Ordering::Relaxed), 0, "until eth_syncing said false");
+    assert_eq!(stale_heads.load(Ordering::Relaxed), 0, "and the head was recent");
+    // Synced, recent: no wait. Without `eth_syncing`, an old head still waits.
+    assert!(!leafsync_ingest::wait_el_synced(&url, max_age, poll).await.unwrap());
+    with_method.store(false, Ordering::Relaxed);
+    stale_heads.store(1, Ordering::Relaxed);
+    assert!(leafsync_ingest::wait_el_synced(&url, max_age, poll).await.unwrap());
+    // A dev chain's head may be of any age.
+    stale_heads.store(1, Ordering::Relaxed);
+    assert!(!leafsync_ingest::wait_el_synced(&url, None, poll).await.unwrap());
+}
+
 #[tokio::test]
 async fn the_head_feed_follows_the_execution_client() {
     let number = Arc::new(std::sync::atomic::AtomicU64::new(0));

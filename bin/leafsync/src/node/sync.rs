@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use leafsync_ingest::{HEAD_POLL_INTERVAL, IngestError, check_el_tracing, head_feed};
+use leafsync_ingest::{
+    HEAD_POLL_INTERVAL, IngestError, PIVOT_MAX_AGE, check_el_tracing, head_feed, wait_el_synced,
+};
 use leafsync_leafdb::LeafDb;
 use leafsync_p2p::{chain::ChainSpec, leaf::ChainHead, peers::NetworkHandle};
 use leafsync_sync::{PeerSources, SyncOutcome, SyncStats, Syncer, run_until_done};
@@ -60,6 +62,11 @@ async fn el_pivot_feed(
     url: &str,
     chain: &ChainSpec,
 ) -> Result<watch::Receiver<ChainHead>, CliError> {
+    // A public chain's pivot must be recent: a dev chain's head may sit for ever.
+    let max_age = (chain.name != "dev").then_some(PIVOT_MAX_AGE);
+    if wait_el_synced(url, max_age, HEAD_POLL_INTERVAL).await? {
+        info!("the execution client is synced: the sync takes its pivot");
+    }
     let mut headers = head_feed(url, HEAD_POLL_INTERVAL, Some(chain.genesis_hash)).await?;
     let first = chain_head(&headers.borrow_and_update());
     info!(number = first.number, state_root = %first.state_root, "sync pivot from the execution client");
