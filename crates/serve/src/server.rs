@@ -43,8 +43,8 @@ pub struct ServeStats {
     pub served: u64,
     /// Requests answered empty because the leafdb could not be read.
     pub internal_errors: u64,
-    /// Chunk and storage-chunk requests answered empty because the state was off the chain
-    /// (`off_chain`).
+    /// Chunk and storage-chunk requests answered empty because the state was off the chain, or
+    /// not yet a block's (no head: a first sync under way) (`off_chain`).
     pub off_chain: u64,
     /// The chunk cache's counters.
     pub cache: CacheStats,
@@ -315,9 +315,10 @@ impl RlpFields for TooLarge {
 /// trace or parent was wrong (the node then announces no services, docs/operators.md) until a
 /// repair. Its leaves are no block's state, true for no client; a piece of them cached would
 /// be handed out for 16 blocks, even after a repair put the state back on the chain. A leafdb
-/// without a head yet has nothing to be off.
+/// without a head (a first sync under way) holds no block's state either: its tables are half
+/// written, and a piece of them would claim block 0.
 fn off_chain<S: KvStore>(snap: &LeafSnapshot<'_, S>) -> bool {
-    snap.head().is_some_and(|head| head.state_root != snap.account_root())
+    snap.head().is_none_or(|head| head.state_root != snap.account_root())
 }
 
 /// A chunk content read at `head`, encoded for the cache.
@@ -330,20 +331,26 @@ fn cached<T: Encodable>(head: u64, content: &ChunkContent<T>) -> CachedChunk {
 mod tests {
     use super::*;
     use leafsync_leafdb::MemStore;
-    use leafsync_p2p::leaf::{AccountPiece, Chunk, GetChunk, LeafMessage, RequestPair};
+    use leafsync_p2p::leaf::{Chunk, GetChunk, LeafMessage, RequestPair};
 
+    /// A leafdb without a head (a first sync under way, its tables half written) holds no
+    /// block's state: chunk requests get an answer with no pieces, not pieces claiming block 0.
     #[test]
-    fn empty_db_answers_empty() {
-        let server =
-            LeafServer::new(Arc::new(LeafDb::<MemStore>::in_memory()), ServeConfig::default());
+    fn a_leafdb_without_a_head_answers_no_pieces() {
+        let db = Arc::new(LeafDb::<MemStore>::in_memory());
+        // A leaf a sync wrote before it recorded any head.
+        let mut batch = leafsync_leafdb::WriteBatch::default();
+        batch.put(leafsync_leafdb::Table::Accounts, [0x30; 32].to_vec(), vec![0xc0]);
+        db.store().write(batch, leafsync_leafdb::Durability::Logged).unwrap();
+        let server = LeafServer::new(db, ServeConfig::default());
         let prefixes = vec![WirePath::root(), WirePath::from_nibbles(&[3]).unwrap()];
         let request = LeafRequest::GetChunk(GetChunk { prefixes, max_bytes: 10 });
         let response = server.answer(&request);
         assert_eq!(response.id, ids::CHUNK);
         let decoded = LeafMessage::decode(response.id, &response.payload(3)).unwrap();
-        let piece = AccountPiece { head_number: 0, content: ChunkContent::Items(vec![]) };
-        let expected = Chunk { pieces: vec![piece.clone(), piece] };
+        let expected = Chunk { pieces: vec![] };
         assert_eq!(decoded, LeafMessage::Chunk(RequestPair { request_id: 3, message: expected }));
         assert_eq!(server.stats().served, 1);
+        assert_eq!(server.stats().off_chain, 1);
     }
 }

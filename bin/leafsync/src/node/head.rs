@@ -51,7 +51,10 @@ pub(crate) fn head_and_flags<S: KvStore>(
 
 /// The head announced for the leafdb's head; with none, block 0 of an empty state serving
 /// nothing (until a sync is done).
-pub(crate) fn local_head(db: &LeafDb, chain: &ChainSpec) -> Result<LocalHead, LeafDbError> {
+pub(crate) fn local_head<S: KvStore>(
+    db: &LeafDb<S>,
+    chain: &ChainSpec,
+) -> Result<LocalHead, LeafDbError> {
     Ok(match head_and_flags(db)? {
         Some((head, serves)) => LocalHead {
             head: chain_head(&head),
@@ -89,8 +92,8 @@ async fn next_head(
 }
 
 /// Publishes the leafdb head to the network whenever it moves, until `stop`.
-pub(crate) async fn announce_heads(
-    db: Arc<LeafDb>,
+pub(crate) async fn announce_heads<S: KvStore + 'static>(
+    db: Arc<LeafDb<S>>,
     chain: ChainSpec,
     tx: watch::Sender<LocalHead>,
     stop: CancellationToken,
@@ -109,6 +112,13 @@ pub(crate) async fn announce_heads(
         // The head and root of one snapshot (maybe a block past the one the watch showed).
         let Ok(Some((h, serves))) = head_and_flags(&db) else { continue };
         if chain_head(&h) == current.head && serves == current.serves {
+            continue;
+        }
+        // Off the chain, only the change of services is announced, not the blocks followed
+        // on: a client takes a head that moves after a Status without services for a server
+        // that began to serve (docs/leaf-protocol.md), and would ask, be answered empty and
+        // drop us. The head is announced again with the services, once the state matches.
+        if serves != ServeFlags::ALL && serves == current.serves {
             continue;
         }
         if serves != current.serves {
@@ -179,6 +189,44 @@ mod tests {
         db.account_root().unwrap();
         assert_eq!(db.head().unwrap().map(|h| h.number), Some(1), "the hook ran");
         assert_eq!(flags(&*db), ServeFlags::ALL);
+    }
+
+    /// Off the chain, the head is announced once with no services, not again for every block
+    /// followed on (a client takes a head that moves for a server that serves again), and again
+    /// with the services once the state matches.
+    #[tokio::test]
+    async fn heads_followed_off_the_chain_are_not_announced() {
+        let db = Arc::new(LeafDb::in_memory());
+        db.generate(GenParams { accounts: 50, seed: 3 }).unwrap();
+        let genesis = db.head().unwrap().unwrap();
+        let chain = ChainSpec::preset("dev").unwrap();
+        let (tx, mut rx) = watch::channel(local_head(&db, &chain).unwrap());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(announce_heads(Arc::clone(&db), chain, tx, stop.clone()));
+        let block = |n: u8, parent: B256, state_root: B256| BlockHeader {
+            number: u64::from(n),
+            hash: B256::repeat_byte(n),
+            parent_hash: parent,
+            state_root,
+            timestamp: 0,
+        };
+        let wait = Duration::from_secs(10);
+        let off = block(1, genesis.hash, B256::repeat_byte(0xee));
+        db.apply_block(&off, &BlockDiff::default()).unwrap();
+        tokio::time::timeout(wait, rx.changed()).await.unwrap().unwrap();
+        let announced = *rx.borrow_and_update();
+        assert_eq!((announced.head.number, announced.serves), (1, ServeFlags::NONE));
+        // Followed on, still off the chain: given time to be announced, it is not.
+        let still_off = block(2, off.hash, B256::repeat_byte(0xee));
+        db.apply_block(&still_off, &BlockDiff::default()).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let matching = block(3, still_off.hash, genesis.state_root);
+        db.apply_block(&matching, &BlockDiff::default()).unwrap();
+        tokio::time::timeout(wait, rx.changed()).await.unwrap().unwrap();
+        let announced = *rx.borrow_and_update();
+        assert_eq!((announced.head.number, announced.serves), (3, ServeFlags::ALL));
+        stop.cancel();
+        task.await.unwrap();
     }
 
     #[test]
