@@ -14,7 +14,7 @@ use leafsync_p2p::{
         self, BlockRangeUpdate, EthMessage, GetBlockHeaders, HashOrNumber, HeadersRequest,
         RequestIds,
     },
-    p2pstream::{DisconnectReason, P2PError},
+    p2pstream::DisconnectReason,
     peers::{EthHead, HeaderSource, HeaderSourceError, NetworkEvent, PenaltyReason, SnapHandler},
     requests::{RequestError, ResponseViolation},
     session::Subprotocol,
@@ -147,17 +147,6 @@ async fn connected_protocols(
         _ => None,
     })
     .await
-}
-
-/// The Disconnect reason a raw peer receives next (other messages skipped).
-async fn disconnect_of(p2p: &mut RawP2P) -> DisconnectReason {
-    loop {
-        match next_raw(p2p).await {
-            Ok(_) => continue,
-            Err(P2PError::Disconnected(reason)) => return reason,
-            Err(other) => panic!("expected a Disconnect, got {other:?}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

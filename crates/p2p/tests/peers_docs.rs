@@ -33,7 +33,10 @@ use leafsync_p2p::{
         SESSION_EVENT_CHANNEL_CAPACITY, SESSION_SEND_TIMEOUT, SHUTDOWN_TIMEOUT,
         STALL_PENALTY_WINDOW, score,
     },
-    session::{DIAL_TIMEOUT, MAX_ETH_SESSION_FRAME_SIZE, MAX_SESSION_FRAME_SIZE},
+    session::{
+        DIAL_TIMEOUT, MAX_EARLY_BYTES, MAX_EARLY_MESSAGES, MAX_ETH_SESSION_FRAME_SIZE,
+        MAX_SESSION_FRAME_SIZE,
+    },
 };
 use std::time::Duration;
 
@@ -91,6 +94,8 @@ fn every_constant_in_the_p2p_doc_matches_the_code() {
         ("MAX_HELLO_SIZE", MAX_HELLO_SIZE.to_string()),
         ("MAX_SESSION_FRAME_SIZE", MAX_SESSION_FRAME_SIZE.to_string()),
         ("MAX_ETH_SESSION_FRAME_SIZE", MAX_ETH_SESSION_FRAME_SIZE.to_string()),
+        ("MAX_EARLY_MESSAGES", MAX_EARLY_MESSAGES.to_string()),
+        ("MAX_EARLY_BYTES", MAX_EARLY_BYTES.to_string()),
         ("HEADER_SOURCE_TIMEOUT", secs(HEADER_SOURCE_TIMEOUT)),
         ("MAX_CONCURRENT_HEADER_CALLS_PER_PEER", MAX_CONCURRENT_HEADER_CALLS_PER_PEER.to_string()),
         ("MAX_SKIPPING_HEADERS_SERVE", MAX_SKIPPING_HEADERS_SERVE.to_string()),

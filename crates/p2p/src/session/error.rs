@@ -58,9 +58,19 @@ pub enum SessionError {
     /// Not every Status within `STATUS_TIMEOUT`.
     #[error("no Status within the status timeout")]
     StatusTimeout,
-    /// Another message came before the Status handshakes ended (its relative id).
+    /// A message of a subprotocol came before that subprotocol's Status (its relative id). A
+    /// message of one whose Status came (or of `snap/1`, which has none) may precede the other
+    /// Statuses: see `EarlyMessages`.
     #[error("expected Status, got message {0:#04x}")]
     ExpectedStatus(u8),
+    /// More than [`super::MAX_EARLY_MESSAGES`] messages or [`super::MAX_EARLY_BYTES`] bytes
+    /// came before the last Status.
+    #[error(
+        "more than {} messages or {} bytes before the Status handshakes ended",
+        super::MAX_EARLY_MESSAGES,
+        super::MAX_EARLY_BYTES
+    )]
+    EarlyFlood,
     /// A second `Status` after the handshake.
     #[error("Status after the handshake")]
     DuplicateStatus,
@@ -81,7 +91,7 @@ impl SessionError {
             Self::Leaf(e) => e.is_protocol_breach(),
             Self::Eth(e) => e.is_protocol_breach(),
             Self::Snap(e) => e.is_protocol_breach(),
-            Self::ExpectedStatus(_) | Self::DuplicateStatus => true,
+            Self::ExpectedStatus(_) | Self::EarlyFlood | Self::DuplicateStatus => true,
             _ => false,
         }
     }
@@ -121,7 +131,7 @@ impl SessionError {
             Self::Status(e) => Some(e.disconnect_reason()),
             Self::EthStatus(e) => Some(e.disconnect_reason()),
             Self::StatusTimeout => Some(DisconnectReason::PingTimeout),
-            Self::ExpectedStatus(_) | Self::DuplicateStatus => {
+            Self::ExpectedStatus(_) | Self::EarlyFlood | Self::DuplicateStatus => {
                 Some(DisconnectReason::ProtocolBreach)
             }
             Self::Refused(reason) => Some(*reason),

@@ -3,6 +3,7 @@
 
 use super::{
     SessionError,
+    early::EarlyMessages,
     protocols::{Caps, Subprotocol},
 };
 use crate::{
@@ -122,8 +123,11 @@ where
     /// Sends our Status of each shared subprotocol (`leaf/1` as `docs/leaf-protocol.md` says,
     /// `eth/69` as geth expects), then reads the peer's in whatever order they come (geth sends
     /// its eth Status right after Hello) and checks each against our chain and fork filter, all
-    /// within `timeout`. Any other message first is a breach. On failure the Disconnect with the
-    /// reason the error carries is sent before returning.
+    /// within `timeout`. The order is per subprotocol: its first message must be its Status (a
+    /// breach otherwise); a message of one whose Status came, or of `snap/1` (which has none),
+    /// may precede the other Statuses and is kept, within `MAX_EARLY_MESSAGES` and
+    /// `MAX_EARLY_BYTES`, for the established stream to yield first (see `EarlyMessages`). On
+    /// failure the Disconnect with the reason the error carries is sent before returning.
     pub async fn handshake_with_timeout(
         self,
         ours: &LocalStatus,
@@ -136,7 +140,12 @@ where
             caps.eth = None;
             caps.snap = None;
         }
-        let mut stream = PeerStream { inner: self.inner, caps, handshaken: false };
+        let mut stream = PeerStream {
+            inner: self.inner,
+            caps,
+            handshaken: false,
+            early: EarlyMessages::default(),
+        };
         let result = if caps.leaf.is_none() && caps.eth.is_none() {
             // Only possible when our Hello offered eth/69 without an eth Status to send.
             Err(SessionError::NoSharedCapability)
@@ -168,9 +177,9 @@ fn should_tell_remote(e: &SessionError) -> bool {
     !matches!(e, SessionError::P2P(_) | SessionError::Io(_) | SessionError::Ecies(_))
 }
 
-/// An established session: a `Stream` of received [`PeerMessage`]s, a `Sink` of `leaf/1`
-/// messages, and [`PeerStream::send_encoded`] for any message already encoded. Ping/Pong stay
-/// inside the p2p stream below.
+/// An established session: a `Stream` of received [`PeerMessage`]s (first those that came
+/// before the handshake ended), a `Sink` of `leaf/1` messages, and [`PeerStream::send_encoded`]
+/// for any message already encoded. Ping/Pong stay inside the p2p stream below.
 ///
 /// A breach (malformed or oversized message, a second Status of any subprotocol) ends the
 /// stream: the Disconnect "breach of protocol" is sent and the error is the last item. An
@@ -181,6 +190,8 @@ pub struct PeerStream<S> {
     inner: P2PStream<S>,
     caps: Caps,
     handshaken: bool,
+    /// Messages that came before the handshake ended, yielded first.
+    early: EarlyMessages,
 }
 
 impl<S> PeerStream<S>
@@ -204,15 +215,16 @@ where
         while (self.caps.leaf.is_some() && theirs.leaf.is_none())
             || (eth_ours.is_some() && theirs.eth.is_none())
         {
-            match self.next().await {
-                Some(Ok(PeerMessage::Leaf(LeafMessage::Status(status)))) => {
+            // From the wire: the messages kept so far are the established stream's.
+            match futures::future::poll_fn(|cx| self.poll_wire(cx)).await {
+                Some(Ok((PeerMessage::Leaf(LeafMessage::Status(status)), _))) => {
                     if theirs.leaf.is_some() {
                         return Err(SessionError::DuplicateStatus);
                     }
                     status.validate(chain, &ours.leaf_filter)?;
                     theirs.leaf = Some(status);
                 }
-                Some(Ok(PeerMessage::Eth(EthMessage::Status(status)))) => {
+                Some(Ok((PeerMessage::Eth(EthMessage::Status(status)), _))) => {
                     if theirs.eth.is_some() {
                         return Err(SessionError::DuplicateStatus);
                     }
@@ -221,15 +233,15 @@ where
                     }
                     theirs.eth = Some(status);
                 }
-                Some(Ok(PeerMessage::Leaf(other))) => {
+                // Each subprotocol's first message is its Status; after it (and on snap/1, which
+                // has none) messages may come before the other Statuses.
+                Some(Ok((PeerMessage::Leaf(other), _))) if theirs.leaf.is_none() => {
                     return Err(SessionError::ExpectedStatus(other.id()));
                 }
-                Some(Ok(PeerMessage::Eth(other))) => {
+                Some(Ok((PeerMessage::Eth(other), _))) if theirs.eth.is_none() => {
                     return Err(SessionError::ExpectedStatus(other.id()));
                 }
-                Some(Ok(PeerMessage::Snap(other))) => {
-                    return Err(SessionError::ExpectedStatus(other.id()));
-                }
+                Some(Ok((message, size))) => self.early.keep(message, size)?,
                 Some(Err(e)) => return Err(e),
                 None => return Err(P2PError::ConnectionClosed.into()),
             }
@@ -293,6 +305,24 @@ where
         error.into()
     }
 
+    /// The next message from the p2p stream, with its payload size.
+    fn poll_wire(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(PeerMessage, usize), SessionError>>> {
+        loop {
+            let msg: CapabilityMessage = match ready!(self.inner.poll_next_unpin(cx)) {
+                None => return Poll::Ready(None),
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                Some(Ok(msg)) => msg,
+            };
+            // A capability we share but do not use (snap beside leaf without eth) is skipped.
+            if let Some(item) = self.decode(cx, &msg) {
+                return Poll::Ready(Some(item.map(|message| (message, msg.payload.len()))));
+            }
+        }
+    }
+
     /// Decodes one capability message; a Status after the handshake is a breach.
     fn decode(
         &mut self,
@@ -335,17 +365,10 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        loop {
-            let msg: CapabilityMessage = match ready!(this.inner.poll_next_unpin(cx)) {
-                None => return Poll::Ready(None),
-                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-                Some(Ok(msg)) => msg,
-            };
-            // A capability we share but do not use (snap beside leaf without eth) is skipped.
-            if let Some(item) = this.decode(cx, &msg) {
-                return Poll::Ready(Some(item));
-            }
+        if let Some(message) = this.early.pop() {
+            return Poll::Ready(Some(Ok(message)));
         }
+        this.poll_wire(cx).map(|item| item.map(|result| result.map(|(message, _)| message)))
     }
 }
 

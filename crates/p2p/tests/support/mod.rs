@@ -287,3 +287,14 @@ pub async fn next_raw(p2p: &mut RawP2P) -> Result<CapabilityMessage, P2PError> {
         .expect("message within the wait limit")
         .ok_or(P2PError::ConnectionClosed)?
 }
+
+/// The Disconnect reason a raw peer receives next (other messages skipped).
+pub async fn disconnect_of(p2p: &mut RawP2P) -> DisconnectReason {
+    loop {
+        match next_raw(p2p).await {
+            Ok(_) => continue,
+            Err(P2PError::Disconnected(reason)) => return reason,
+            Err(other) => panic!("expected a Disconnect, got {other:?}"),
+        }
+    }
+}
