@@ -298,3 +298,15 @@ impl Default for SyncConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The protocol document states the slack a client allows a piece's head claim, which a
+    /// server must stay within (docs/leaf-protocol.md, "Piece semantics").
+    #[test]
+    fn the_head_claim_slack_matches_the_spec_document() {
+        let spec = include_str!("../../../docs/leaf-protocol.md");
+        let stated = format!("`HEAD_CLAIM_SLACK = {}`", super::HEAD_CLAIM_SLACK);
+        assert!(spec.contains(&stated), "docs/leaf-protocol.md does not state {stated}");
+    }
+}

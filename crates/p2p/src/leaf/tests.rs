@@ -509,9 +509,9 @@ fn fork_id_encoding_matches_geth_vectors() {
     }
 }
 
-#[test]
-fn status_layout_is_the_documented_one() {
-    let status = Status {
+/// The `Status` of the documented layout and of the appendix's vector.
+fn documented_status() -> Status {
+    Status {
         version: 1,
         network_id: 1,
         genesis_hash: B256::repeat_byte(0x11),
@@ -519,7 +519,12 @@ fn status_layout_is_the_documented_one() {
         head: ChainHead { number: 6, hash: B256::repeat_byte(0x22), state_root: B256::ZERO },
         account_estimate: 7,
         serves: ServeFlags::ALL,
-    };
+    }
+}
+
+#[test]
+fn status_layout_is_the_documented_one() {
+    let status = documented_status();
     let rlp = alloy_rlp::encode(status);
     let mut expected = String::from("f8");
     let body = format!(
@@ -534,7 +539,8 @@ fn status_layout_is_the_documented_one() {
 }
 
 /// The message table of `docs/leaf-protocol.md` ("| 0x.. | Name |" rows) must list exactly the ids
-/// of `protocol::ids`, and the limits it quotes must be the constants'.
+/// of `protocol::ids`, the limits it quotes must be the constants', and its appendix's `Status`
+/// vector must be the encoder's.
 #[test]
 fn ids_and_limits_match_the_spec_document() {
     let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/leaf-protocol.md"));
@@ -577,12 +583,26 @@ fn ids_and_limits_match_the_spec_document() {
         ("MAX_IN_FLIGHT_REQUESTS", MAX_IN_FLIGHT_REQUESTS.to_string()),
         ("REQUEST_TIMEOUT", format!("{}s", REQUEST_TIMEOUT.as_secs())),
         ("STATUS_TIMEOUT", format!("{}s", STATUS_TIMEOUT.as_secs())),
+        ("MAX_PIECE_AGE_BLOCKS", MAX_PIECE_AGE_BLOCKS.to_string()),
+        ("MAX_HEAD_NUMBER", MAX_HEAD_NUMBER.to_string()),
+        ("MAX_HEAD_REWIND", MAX_HEAD_REWIND.to_string()),
     ];
     for (name, value) in limits {
         let needle = format!("`{name} = {value}`");
         assert!(doc.contains(&needle), "docs/leaf-protocol.md must state {needle}");
     }
     assert!(doc.contains(&format!("`{PROTOCOL_NAME}/{PROTOCOL_VERSION}`")));
+
+    // The appendix's `Status` vector (`{xx}`: 32 bytes of 0xxx) is this status's encoding; the
+    // status is `status_layout_is_the_documented_one`'s.
+    let vector = "f8710101a0{11}c6840102030405f84306a0{22}a0{00}070f";
+    assert!(doc.contains(&format!("`{vector}`")), "docs/leaf-protocol.md must give {vector}");
+    let status = documented_status();
+    let mut expanded = vector.to_owned();
+    for b in ["11", "22", "00"] {
+        expanded = expanded.replace(&format!("{{{b}}}"), &b.repeat(32));
+    }
+    assert_eq!(hex::encode(alloy_rlp::encode(status)), expanded, "the appendix's Status vector");
 }
 
 mod status_validation {
