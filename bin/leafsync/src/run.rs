@@ -157,6 +157,13 @@ pub(crate) fn create_datadir(path: &Path) -> Result<(), CliError> {
 /// SIGTERM.
 pub(crate) fn run(config: &Config) -> Result<ExitCode, CliError> {
     let datadir = &config.datadir;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        leafdb_schema = leafsync_leafdb::SCHEMA_VERSION,
+        chain = %config.chain.name,
+        datadir = %datadir.display(),
+        "leafsync starting"
+    );
     create_datadir(datadir)?;
     let (options, db_config) = leafdb_options(config);
     let db = Arc::new(LeafDb::open(&datadir.join("leafdb"), &options, db_config)?);

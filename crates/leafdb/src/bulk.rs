@@ -268,6 +268,9 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
         done.put(Table::Meta, meta::ACCOUNT_ROOT, root.as_slice());
         crate::schema::stage_head(&mut done, &head);
         done.delete(Table::Meta, meta::IMPORT);
+        // A sync's record from before (a first start that synced nothing) would have the next
+        // start take the imported state for a repair cut short.
+        crate::progress::stage_clear_progress(&mut done);
         self.db.store().write(done, Durability::Synced)?;
         self.db.publish_head(head);
         info!(%root, accounts = built.leaves, slots = self.slots, "bulk import finished");
@@ -278,7 +281,19 @@ impl<'a, S: KvStore> BulkImport<'a, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::SplitMix;
+    use crate::generate::{GenParams, SplitMix};
+
+    /// A sync's record left by a first start that synced nothing is dropped with the import:
+    /// kept over the imported head, the next start took the state for a repair cut short.
+    #[test]
+    fn an_import_drops_an_earlier_sync_record() {
+        let db = LeafDb::in_memory();
+        db.put_sync_progress(b"record").unwrap();
+        db.put_sync_heal_root(b"k", b"v").unwrap();
+        db.generate(GenParams { accounts: 10, seed: 1 }).unwrap();
+        assert_eq!(db.sync_progress().unwrap(), None);
+        assert!(db.sync_heal_roots().unwrap().is_empty());
+    }
 
     #[test]
     fn nibbles_sort_like_their_path_keys() {

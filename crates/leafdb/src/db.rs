@@ -365,6 +365,13 @@ impl<S: KvStore> LeafDb<S> {
             let mut b = WriteBatch::default();
             b.put(Table::Meta, meta::SCHEMA, SCHEMA_VERSION.to_be_bytes());
             store.write(b, Durability::Synced)?;
+            if let Some(found) = found {
+                tracing::info!(
+                    from = found,
+                    to = SCHEMA_VERSION,
+                    "leafdb schema raised: builds older than this one refuse this datadir now"
+                );
+            }
         }
         if let Some(what) = store.get(Table::Meta, meta::IMPORT)? {
             discard_import(&store, &what)?;

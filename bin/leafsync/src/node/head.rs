@@ -71,6 +71,32 @@ pub(crate) fn local_head<S: KvStore>(
     })
 }
 
+/// What to tell an operator who starts a node with a state but no execution client (`el.rpc`):
+/// nothing follows the chain, and nothing repairs. A state off the chain then offers nothing
+/// for good; a public chain's state is served at a block the chain leaves behind. `None` for a
+/// dev chain's state on the chain (a fixed state served as it is).
+pub(crate) fn unfollowed_warning<S: KvStore>(
+    db: &LeafDb<S>,
+    chain: &ChainSpec,
+) -> Result<Option<&'static str>, LeafDbError> {
+    let off_chain = head_and_flags(db)?.is_some_and(|(_, serves)| serves != ServeFlags::ALL);
+    Ok(if off_chain {
+        Some(
+            "the state is off the chain (its root is not its head's) and no execution client \
+             (`el.rpc`) is set to repair it: the node offers no state until `el.rpc` is set (a \
+             repair) or it is resynced from an empty datadir",
+        )
+    } else if chain.name != "dev" {
+        // Nothing moves its head: peers get an older state with every block of the chain.
+        Some(
+            "no execution client (`el.rpc`): the leafdb is not followed and stays at this block \
+             while it is served",
+        )
+    } else {
+        None
+    })
+}
+
 pub(crate) fn chain_head(h: &BlockHeader) -> ChainHead {
     ChainHead { number: h.number, hash: h.hash, state_root: h.state_root }
 }
@@ -229,6 +255,38 @@ mod tests {
         task.await.unwrap();
     }
 
+    /// Block 1 on `genesis`, an empty block whose header claims another root: applied, the
+    /// state is off the chain.
+    fn lying_child(genesis: &BlockHeader) -> BlockHeader {
+        BlockHeader {
+            number: 1,
+            hash: B256::repeat_byte(1),
+            parent_hash: genesis.hash,
+            state_root: B256::repeat_byte(0xee),
+            timestamp: 0,
+        }
+    }
+
+    /// Started without an execution client, a state off the chain is named as such (it offers
+    /// nothing, and nothing will repair it), not as a state served at its block.
+    #[test]
+    fn a_state_off_the_chain_without_an_execution_client_is_named() {
+        let db = LeafDb::in_memory();
+        db.generate(GenParams { accounts: 50, seed: 3 }).unwrap();
+        let (dev, sepolia) =
+            (ChainSpec::preset("dev").unwrap(), ChainSpec::preset("sepolia").unwrap());
+        assert_eq!(unfollowed_warning(&db, &dev).unwrap(), None);
+        let served = unfollowed_warning(&db, &sepolia).unwrap().unwrap();
+        assert!(served.contains("stays at this block while it is served"), "{served}");
+        let genesis = db.head().unwrap().unwrap();
+        let lying = lying_child(&genesis);
+        db.apply_block(&lying, &BlockDiff::default()).unwrap();
+        for chain in [&dev, &sepolia] {
+            let off = unfollowed_warning(&db, chain).unwrap().unwrap();
+            assert!(off.contains("off the chain") && off.contains("el.rpc"), "{off}");
+        }
+    }
+
     #[test]
     fn a_state_off_the_chain_is_not_offered() {
         let db = LeafDb::in_memory();
@@ -236,13 +294,7 @@ mod tests {
         let genesis = db.head().unwrap().unwrap();
         assert_eq!(flags(&db), ServeFlags::ALL);
         // An empty block whose header claims another root: the state is now off the chain.
-        let lying = BlockHeader {
-            number: 1,
-            hash: B256::repeat_byte(1),
-            parent_hash: genesis.hash,
-            state_root: B256::repeat_byte(0xee),
-            timestamp: 0,
-        };
+        let lying = lying_child(&genesis);
         assert!(!db.apply_block(&lying, &BlockDiff::default()).unwrap().root_matches);
         assert_eq!(flags(&db), ServeFlags::NONE);
         // A later header that matches the stored state again: offered again.

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use self::{
-    head::{HEAD_CHECK_INTERVAL, announce_heads, local_head},
+    head::{HEAD_CHECK_INTERVAL, announce_heads, local_head, unfollowed_warning},
     repair::{RepairPace, Trouble, cannot_resume, repair_due, repair_settings, repair_sources},
     sync::{SyncPlan, sync_from_peers},
 };
@@ -204,14 +204,9 @@ impl NodeBuilder {
         }
         let start = self.start_mode(head.as_ref(), syncing);
         if let (Some(head), None) = (&head, &self.el.rpc)
-            && self.chain.name != "dev"
+            && let Some(warning) = unfollowed_warning(&self.db, &self.chain)?
         {
-            // Nothing moves its head: peers get an older state with every block of the chain.
-            warn!(
-                head = head.number,
-                "no execution client (`el.rpc`): the leafdb is not followed and stays at this \
-                 block while it is served"
-            );
+            warn!(head = head.number, "{warning}");
         }
         // A sync the configuration cannot run fails here, before a port is opened.
         let el_rpc = self.el.rpc.as_deref();
