@@ -173,21 +173,8 @@ fn a_damaged_table_file_is_named_with_what_to_do() {
         leafsync(&["tool", "gen-state", "--datadir", d, "--accounts", "3000", "--seed", "4"]);
     assert!(ok, "{stderr}");
     let leafdb = datadir.join("leafdb");
-    let largest = std::fs::read_dir(&leafdb)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "sst"))
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
-    let len = std::fs::metadata(&largest).unwrap().len();
-    assert!(len > 64 << 10, "{} has only {len} bytes", largest.display());
-    {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut file = std::fs::OpenOptions::new().write(true).open(&largest).unwrap();
-        file.seek(SeekFrom::Start(len / 2)).unwrap();
-        file.write_all(&[0xa5; 4 << 10]).unwrap();
-        file.sync_all().unwrap();
-    }
+    let len = leafsync_leafdb::test_utils::damage_largest_table(&leafdb).unwrap();
+    assert!(len > 64 << 10, "the largest table file has only {len} bytes");
 
     let out = Command::new(env!("CARGO_BIN_EXE_leafsync"))
         .args(["tool", "verify", "--datadir", d])

@@ -279,18 +279,15 @@ mod tests {
             .collect()
     }
 
-    /// Overwrites 4 KiB in the middle of the largest table file under `dir` (a bad sector).
-    fn damage_largest_table(dir: &Path) {
-        let largest = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "sst"))
-            .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-            .unwrap();
-        let len = std::fs::metadata(&largest).unwrap().len();
-        let mut file = std::fs::OpenOptions::new().write(true).open(&largest).unwrap();
-        file.seek(SeekFrom::Start(len / 2)).unwrap();
-        file.write_all(&[0xa5; 4 << 10]).unwrap();
+    /// A RocksDB leafdb at `dir` holding `pairs` in its code table, flushed to a table file.
+    fn flushed(dir: &Path, pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Result<()> {
+        let store = RocksStore::open(dir, &DbOptions::default())?;
+        let mut batch = WriteBatch::default();
+        for (key, value) in pairs {
+            batch.put(Table::Code, key, value);
+        }
+        store.write(batch, Durability::Synced)?;
+        store.flush()
     }
 
     /// Whether `e` is [`LeafDbError::Damaged`] naming `dir`, with RocksDB's corruption.
@@ -305,16 +302,8 @@ mod tests {
     fn a_damaged_table_file_is_damaged_not_storage() -> Result<()> {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("leafdb");
-        {
-            let store = RocksStore::open(&dir, &DbOptions::default())?;
-            let mut batch = WriteBatch::default();
-            for key in 0..KEYS {
-                batch.put(Table::Code, key.to_be_bytes().to_vec(), value(key));
-            }
-            store.write(batch, Durability::Synced)?;
-            store.flush()?;
-        }
-        damage_largest_table(&dir);
+        flushed(&dir, (0..KEYS).map(|key| (key.to_be_bytes().to_vec(), value(key))))?;
+        crate::test_utils::damage_largest_table(&dir).unwrap();
         let store = RocksStore::open(&dir, &DbOptions::default())?;
 
         let got = (0..KEYS).map(|k| store.get(Table::Code, &k.to_be_bytes()));
@@ -347,13 +336,7 @@ mod tests {
     fn a_damaged_manifest_is_damaged_at_open() -> Result<()> {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("leafdb");
-        {
-            let store = RocksStore::open(&dir, &DbOptions::default())?;
-            let mut batch = WriteBatch::default();
-            batch.put(Table::Code, b"k".to_vec(), b"v".to_vec());
-            store.write(batch, Durability::Synced)?;
-            store.flush()?;
-        }
+        flushed(&dir, [(b"k".to_vec(), b"v".to_vec())])?;
         let manifest = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())

@@ -237,3 +237,26 @@ impl KvStore for HookStore {
         self.inner.sorted_writer(table)
     }
 }
+
+/// Overwrites 4 KiB in the middle of the largest table file (`*.sst`) of the RocksDB directory
+/// `dir`, as a bad sector would, and returns that file's size: RocksDB then fails the block's
+/// checksum when it reads it.
+pub fn damage_largest_table(dir: &std::path::Path) -> io::Result<u64> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut largest: Option<(u64, std::path::PathBuf)> = None;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "sst") {
+            let len = std::fs::metadata(&path)?.len();
+            if largest.as_ref().is_none_or(|(l, _)| len > *l) {
+                largest = Some((len, path));
+            }
+        }
+    }
+    let (len, path) = largest.ok_or_else(|| io::Error::other("no table file to damage"))?;
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path)?;
+    file.seek(SeekFrom::Start(len / 2))?;
+    file.write_all(&[0xa5; 4 << 10])?;
+    file.sync_all()?;
+    Ok(len)
+}

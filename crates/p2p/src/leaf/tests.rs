@@ -476,7 +476,7 @@ fn malformed_rlp_is_a_breach_and_unknown_ids_are_not() {
         (ids::NEW_HEAD, &[0xc3, 0x01, 0x02]),
         (ids::GET_CHUNK, &[0xf8]),
         (ids::NODES, &[0xc2, 0x01, 0x01]),
-        // Chunk content is a non-empty string: neither leaves nor the too-large mark.
+        // A `Chunk` whose pieces are an integer (2), not a list of pieces.
         (ids::CHUNK, &[0xc3, 0x01, 0x02, 0x05]),
         // Trie owner of 3 bytes.
         (ids::GET_NODES, &[0xcb, 0x01, 0xc7, 0xc6, 0x83, 1, 2, 3, 0x00, 0x80, 0x01]),
