@@ -159,6 +159,8 @@ async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
     let s = wait_synced_at(&b_admin, &mut rpc, FIRST).await;
     let synced = &s["sync"]["stateSync"];
     assert!(synced["accounts"].as_u64().unwrap() > 0, "{s}");
+    // Peer churn is counted (docs/operators.md), not logged above debug.
+    assert!(synced["peersJoined"].is_u64() && synced["peersBack"].is_u64(), "{s}");
     assert_eq!(s["peers"].as_array().map(Vec::len), Some(1), "B found A: {s}");
 
     // New blocks: both follow them, B from its synced pivot on.

@@ -245,6 +245,10 @@ pub(crate) struct StateSync {
     pub(crate) peers: u64,
     /// Peers banned by the sync.
     pub(crate) peers_banned: u64,
+    /// Peers new to the sync that it took.
+    pub(crate) peers_joined: u64,
+    /// New sessions of peers the sync already had.
+    pub(crate) peers_back: u64,
     /// Pivot moves.
     pub(crate) repivots: u64,
     /// Seconds since the sync started.

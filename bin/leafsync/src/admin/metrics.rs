@@ -147,6 +147,10 @@ fn record_sync(state: &AdminState) {
     counter("leafsync_sync_timeouts_total", "Sync requests timed out.", sync.timeouts);
     gauge("leafsync_sync_peers", "Peers the sync uses.", sync.peers as f64);
     counter("leafsync_sync_peers_banned_total", "Peers banned by the sync.", sync.peers_banned);
+    let help = "Peers new to the sync that it took.";
+    counter("leafsync_sync_peers_joined_total", help, sync.peers_joined);
+    let help = "New sessions of peers the sync already had.";
+    counter("leafsync_sync_peers_back_total", help, sync.peers_back);
     counter("leafsync_sync_repivots_total", "Pivot moves.", sync.repivots);
 }
 

@@ -97,6 +97,8 @@ pub(crate) fn state_sync(s: &SyncStats) -> Option<StateSync> {
         bytes_down: s.bytes_down,
         peers: s.peers,
         peers_banned: s.peers_banned,
+        peers_joined: s.peers_joined,
+        peers_back: s.peers_back,
         repivots: s.repivots,
         elapsed_secs: s.elapsed.as_secs_f64(),
         eta_secs: s.eta().map(|d| d.as_secs()),
