@@ -4,7 +4,7 @@
 //! much shorter. A client that refuses batches is asked one call at a time from then on.
 
 use serde_json::{Value, json, value::RawValue};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{Awaited, RpcClient};
 use crate::{
@@ -18,34 +18,67 @@ use crate::{
 pub const MAX_BATCH_CALLS: usize = 100;
 
 /// JSON-RPC 2.0's "invalid request": what geth answers, under the first call's id, for a batch
-/// over its limit (`--rpc.batch-request-limit`); no single header call gets it.
+/// over its limit (`--rpc.batch-request-limit`, "batch too large"); no single header call gets
+/// it. A server without batches answers it (or "method not found", or "parse error") in one
+/// object.
 const INVALID_REQUEST: i64 = -32600;
+
+/// The errors of a whole batch that say the server takes no batches.
+const REFUSALS: [i64; 3] = [INVALID_REQUEST, -32601, -32700];
 
 /// One header call's answer: the header, `None` for a block the client does not have, or the
 /// call's error.
 pub type HeaderAnswer = Result<Option<RpcHeader>, IngestError>;
 
+/// Malformed batch answers (a proxy that rewrites ids, say) after which a client is asked call
+/// by call for good; each before that has its batch read call by call.
+const MAX_MALFORMED_BATCHES: u32 = 3;
+
+/// What one batch of header calls came to.
+enum Tried {
+    /// The answers (see [`RpcClient::header_batch`]).
+    Answers(Vec<HeaderAnswer>),
+    /// Over the client's batch size limit: asked again in halves.
+    TooLarge,
+    /// Refused as a whole, or answered malformed: asked call by call.
+    CallByCall,
+}
+
 impl RpcClient {
-    /// The headers of blocks `numbers` (at most [`MAX_BATCH_CALLS`]), read in one batch with
-    /// the method [`RpcClient::header`] would use. The answers come in the order asked, and end
-    /// early where the client left calls unanswered (geth past its response size limit). A
-    /// header whose number is not the one asked is an error. A client that refuses the batch as
-    /// a whole (an error object in place of the answers, or geth's "batch too large") is warned
-    /// about once and asked call by call from then on, this time too, up to the first call that
-    /// does not give a header. The error is the transport's or a malformed answer's.
+    /// The headers of blocks `numbers` (at most [`MAX_BATCH_CALLS`]), read in batches with the
+    /// method [`RpcClient::header`] would use. The answers come in the order asked, and end at
+    /// the first call that does not give a header, or where the client left calls unanswered
+    /// (geth past its response size limit). A header whose number is not the one asked is an
+    /// error. A client that finds the batch too large (geth under a lower
+    /// `--rpc.batch-request-limit`) is asked in halves from then on; one that refuses batches
+    /// (an "invalid request", "method not found" or "parse error" object in place of the
+    /// answers) is warned about once and asked call by call from then on, as is one whose
+    /// batch answers were malformed [`MAX_MALFORMED_BATCHES`] times (each such batch is read
+    /// call by call). Any other error of the whole batch (a proxy's rate limit) or of the
+    /// transport is returned: the next query tries batches again.
     pub async fn header_batch(
         &mut self,
         numbers: &[u64],
     ) -> Result<Vec<HeaderAnswer>, IngestError> {
-        let numbers = &numbers[..numbers.len().min(MAX_BATCH_CALLS)];
-        if !self.batches_refused {
-            match self.try_header_batch(numbers).await? {
-                Some(answers) => return Ok(answers),
-                None => self.batches_refused = true,
+        let mut rest = &numbers[..numbers.len().min(MAX_BATCH_CALLS)];
+        let mut answers = Vec::with_capacity(rest.len());
+        while !rest.is_empty() && self.batch_calls > 1 {
+            let batch = &rest[..rest.len().min(self.batch_calls)];
+            match self.try_header_batch(batch).await? {
+                Tried::Answers(got) => {
+                    let whole =
+                        got.len() == batch.len() && got.iter().all(|a| matches!(a, Ok(Some(_))));
+                    answers.extend(got);
+                    if !whole {
+                        return Ok(answers);
+                    }
+                    rest = &rest[batch.len()..];
+                }
+                Tried::TooLarge => self.batch_calls /= 2,
+                Tried::CallByCall => break,
             }
         }
-        let mut answers = Vec::with_capacity(numbers.len());
-        for &number in numbers {
+        for &number in rest {
             let answer = self.header(number).await;
             let go_on = matches!(answer, Ok(Some(_)));
             answers.push(answer);
@@ -56,11 +89,8 @@ impl RpcClient {
         Ok(answers)
     }
 
-    /// One batch of header calls; `None` when the client refused it as a whole.
-    async fn try_header_batch(
-        &mut self,
-        numbers: &[u64],
-    ) -> Result<Option<Vec<HeaderAnswer>>, IngestError> {
+    /// One batch of header calls.
+    async fn try_header_batch(&mut self, numbers: &[u64]) -> Result<Tried, IngestError> {
         let method =
             if self.headers_as_blocks { "eth_getBlockByNumber" } else { "eth_getHeaderByNumber" };
         let first = self.next_id;
@@ -73,17 +103,38 @@ impl RpcClient {
         });
         let request = Value::Array(calls.collect());
         let body = self.send(method, Awaited::Batch { first, len }, &request).await?;
-        let answers = match decode_batch(method, first, numbers.len(), &body)? {
-            Batch::Refused(error) => {
+        let answers = match decode_batch(method, first, numbers.len(), &body) {
+            Ok(Batch::Answers(answers)) => answers,
+            Ok(Batch::TooLarge(error)) => {
+                debug!(calls = numbers.len(), %error, "batch too large: asking in halves");
+                return Ok(Tried::TooLarge);
+            }
+            Ok(Batch::Refused(error)) => {
                 warn!(
                     url = self.url(),
                     %error,
                     "the execution client refuses JSON-RPC batches: headers for peers are read \
                      one call at a time"
                 );
-                return Ok(None);
+                self.batch_calls = 0;
+                return Ok(Tried::CallByCall);
             }
-            Batch::Answers(answers) => answers,
+            Err(error @ (IngestError::InvalidResponse { .. } | IngestError::Decode { .. })) => {
+                self.malformed_batches += 1;
+                if self.malformed_batches >= MAX_MALFORMED_BATCHES {
+                    warn!(
+                        url = self.url(),
+                        %error,
+                        "the execution client's batch answers are malformed: headers for peers \
+                         are read one call at a time"
+                    );
+                    self.batch_calls = 0;
+                } else {
+                    debug!(%error, "a malformed batch answer: this batch is read call by call");
+                }
+                return Ok(Tried::CallByCall);
+            }
+            Err(error) => return Err(error),
         };
         let checked = answers.into_iter().zip(numbers).map(|(answer, &number)| match answer? {
             Some(raw) => match serde_json::from_str::<Option<RpcHeader>>(raw.get()) {
@@ -96,7 +147,7 @@ impl RpcClient {
             },
             None => Ok(None),
         });
-        Ok(Some(checked.collect()))
+        Ok(Tried::Answers(checked.collect()))
     }
 }
 
@@ -106,6 +157,8 @@ enum Batch<'a> {
     /// Each call's `result` (`None` for `null`) or error, in the order asked, up to the first
     /// call left unanswered.
     Answers(Vec<Result<Option<&'a RawValue>, IngestError>>),
+    /// Over the client's limit of calls a batch ("batch too large"), with this error.
+    TooLarge(RpcError),
     /// The batch was refused as a whole, with this error.
     Refused(RpcError),
 }
@@ -130,9 +183,14 @@ fn decode_batch<'a>(
     let decode = |source| IngestError::Decode { method, source };
     let is_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     if !is_array {
-        // One object for the whole batch: the server takes no batches.
+        // One object for the whole batch: a server that takes no batches, or a passing error
+        // (a proxy's rate limit) of this one.
         let whole: Answer<'_> = serde_json::from_slice(body).map_err(decode)?;
-        return whole.error.map(Batch::Refused).ok_or(malformed("a batch answered by one result"));
+        return match whole.error {
+            Some(error) if REFUSALS.contains(&error.code) => Ok(Batch::Refused(error)),
+            Some(error) => Err(error.into()),
+            None => Err(malformed("a batch answered by one result")),
+        };
     }
     let answers: Vec<Answer<'_>> = serde_json::from_slice(body).map_err(decode)?;
     let mut slots: Vec<Option<Result<Option<&RawValue>, IngestError>>> = Vec::new();
@@ -147,7 +205,8 @@ fn decode_batch<'a>(
         if index == 0
             && let Some(error) = answer.error.as_ref().filter(|e| e.code == INVALID_REQUEST)
         {
-            return Ok(Batch::Refused(error.clone()));
+            let too_large = error.message.contains("too large");
+            return Ok(if too_large { Batch::TooLarge } else { Batch::Refused }(error.clone()));
         }
         let slot = match (answer.result, answer.error) {
             (_, Some(error)) => Err(error.into()),
@@ -175,7 +234,7 @@ mod tests {
                     Err(other) => panic!("unexpected {other}"),
                 })
                 .collect(),
-            Batch::Refused(error) => panic!("refused: {error}"),
+            Batch::Refused(error) | Batch::TooLarge(error) => panic!("refused: {error}"),
         }
     }
 
@@ -195,20 +254,34 @@ mod tests {
 
     #[test]
     fn a_refused_batch_is_told_apart_from_a_malformed_answer() {
-        // geth's answer to a batch over its limit; a server without batches.
-        for body in [
-            r#"[{"id":10,"error":{"code":-32600,"message":"batch too large"}}]"#,
-            r#"{"id":null,"error":{"code":-32600,"message":"invalid request"}}"#,
+        // geth's answer to a batch over its limit: too large, asked again in halves.
+        let body = r#"[{"id":10,"error":{"code":-32600,"message":"batch too large"}}]"#;
+        let too_large = decode_batch("m", 10, 2, body.as_bytes()).unwrap();
+        assert!(matches!(too_large, Batch::TooLarge(RpcError { code: -32600, .. })));
+        // Servers without batches.
+        for (body, code) in [
+            (r#"{"id":null,"error":{"code":-32600,"message":"invalid request"}}"#, -32600),
+            (r#"{"id":null,"error":{"code":-32700,"message":"parse error"}}"#, -32700),
+            (r#"[{"id":10,"error":{"code":-32600,"message":"invalid request"}}]"#, -32600),
         ] {
             let refused = decode_batch("m", 10, 2, body.as_bytes()).unwrap();
-            assert!(matches!(refused, Batch::Refused(RpcError { code: -32600, .. })), "{body}");
+            assert!(
+                matches!(refused, Batch::Refused(RpcError { code: c, .. }) if c == code),
+                "{body}"
+            );
         }
+        // A passing error of the whole batch (a proxy's rate limit) is that batch's only.
+        let body = r#"{"id":null,"error":{"code":-32005,"message":"limit exceeded"}}"#;
+        let passing = decode_batch("m", 10, 2, body.as_bytes());
+        assert!(matches!(passing, Err(IngestError::Rpc(RpcError { code: -32005, .. }))));
         for body in [
             r#"[{"id":12,"result":"a"}]"#,
             r#"[{"id":10,"result":"a"},{"id":10,"result":"a"}]"#,
             r#"[{"result":"a"}]"#,
             r#"{"id":10,"result":"a"}"#,
             r#"[1, 2]"#,
+            // A proxy that rewrites ids.
+            r#"[{"id":"gbiid:10","result":"a"}]"#,
         ] {
             let malformed = decode_batch("m", 10, 2, body.as_bytes());
             assert!(

@@ -78,7 +78,11 @@ fn tracer_config() -> Value {
 type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 mod batch;
+mod http;
+mod ws;
 pub use batch::{HeaderAnswer, MAX_BATCH_CALLS};
+use http::{http_status_error, is_json_rpc_answer};
+use ws::{Awaited, is_notification, read_text};
 
 #[derive(Debug)]
 enum Transport {
@@ -104,8 +108,11 @@ pub struct RpcClient {
     /// Whether the client answered `eth_getHeaderByNumber`/`ByHash` with an error (anvil has
     /// neither): headers are then read as blocks.
     headers_as_blocks: bool,
-    /// Whether the client refused a batch as a whole: calls are then sent one by one.
-    batches_refused: bool,
+    /// Most calls in one batch: [`MAX_BATCH_CALLS`], halved each time the client finds a batch
+    /// too large; 0 (or 1) once it refused batches, and calls are sent one by one.
+    batch_calls: usize,
+    /// Batch answers that were malformed (see `batch::MAX_MALFORMED_BATCHES`).
+    malformed_batches: u32,
 }
 
 impl RpcClient {
@@ -132,7 +139,8 @@ impl RpcClient {
             subscriptions_refused: false,
             max_response_bytes: MAX_RESPONSE_BYTES,
             headers_as_blocks: false,
-            batches_refused: false,
+            batch_calls: MAX_BATCH_CALLS,
+            malformed_batches: 0,
         })
     }
 
@@ -517,104 +525,6 @@ impl RawResponse {
     /// Whether the body is empty.
     pub fn is_empty(&self) -> bool {
         self.body.is_empty()
-    }
-}
-
-/// Whether `body` is a JSON-RPC answer (an object with a `result` or an error object; a
-/// proxy's `{"error": "Unauthorized"}` is not one).
-fn is_json_rpc_answer(body: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Answer<'a> {
-        #[serde(borrow)]
-        result: Option<&'a serde_json::value::RawValue>,
-        #[serde(borrow)]
-        error: Option<&'a serde_json::value::RawValue>,
-    }
-    serde_json::from_slice::<Answer<'_>>(body).is_ok_and(|a| {
-        a.result.is_some() || a.error.is_some_and(|e| e.get().trim_start().starts_with('{'))
-    })
-}
-
-/// How much of a refused HTTP answer's body an error quotes (200 bytes): a server's reason
-/// ("missing token", "invalid host specified") is short; a page of HTML is cut.
-const QUOTED_BODY_BYTES: usize = 200;
-
-/// [`IngestError::HttpStatus`] for an answer with `status` and `body`, with what the status
-/// likely means for an operator.
-fn http_status_error(method: &'static str, url: &str, status: u16, body: &[u8]) -> IngestError {
-    let hint = match status {
-        401 => {
-            " (the engine API's port? it needs a JWT: point `el.rpc` at the execution \
-                client's --http or --ws port)"
-        }
-        403 => {
-            " (the execution client refuses this host or origin: geth's --http.vhosts or \
-                --ws.origins)"
-        }
-        404 | 405 => " (not a JSON-RPC endpoint: check the port and path of `el.rpc`)",
-        _ => "",
-    };
-    let quoted = &body[..body.len().min(QUOTED_BODY_BYTES)];
-    let body: String = String::from_utf8_lossy(quoted)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_owned();
-    IngestError::HttpStatus { method, url: url.to_owned(), status, hint, body }
-}
-
-/// The text of a WebSocket message; `None` for control frames.
-fn read_text(
-    msg: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-) -> Result<Option<String>, IngestError> {
-    match msg {
-        None | Some(Ok(Message::Close(_))) => Err(IngestError::WebSocketClosed),
-        Some(Err(e)) => Err(e.into()),
-        Some(Ok(Message::Text(t))) => Ok(Some(t.as_str().to_owned())),
-        Some(Ok(Message::Binary(b))) => Ok(String::from_utf8(b.to_vec()).ok()),
-        Some(Ok(_)) => Ok(None),
-    }
-}
-
-fn is_notification(text: &str) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Note<'a> {
-        #[serde(borrow)]
-        method: Option<&'a str>,
-    }
-    serde_json::from_str::<Note<'_>>(text).is_ok_and(|n| n.method == Some(SUBSCRIPTION_METHOD))
-}
-
-/// What a request awaits over WebSocket: the answer with its id, or a batch's.
-#[derive(Debug, Clone, Copy)]
-enum Awaited {
-    /// The answer whose id is this.
-    One(u64),
-    /// A batch's answer: ids `first..first + len`.
-    Batch { first: u64, len: u64 },
-}
-
-impl Awaited {
-    /// Whether the message `text` is the answer awaited. A batch's is an array holding one of
-    /// its ids, or an error without an id (a server refusing the batch as a whole).
-    fn is_answered_by(self, text: &str) -> bool {
-        #[derive(serde::Deserialize)]
-        struct Id {
-            id: Option<u64>,
-            error: Option<serde::de::IgnoredAny>,
-        }
-        match self {
-            Self::One(id) => serde_json::from_str::<Id>(text).is_ok_and(|i| i.id == Some(id)),
-            Self::Batch { first, len } => {
-                let ours = |id: Option<u64>| id.is_some_and(|id| id.wrapping_sub(first) < len);
-                match serde_json::from_str::<Vec<Id>>(text) {
-                    Ok(ids) => ids.iter().any(|i| ours(i.id)),
-                    Err(_) => serde_json::from_str::<Id>(text)
-                        .is_ok_and(|i| i.id.is_none() && i.error.is_some()),
-                }
-            }
-        }
     }
 }
 
