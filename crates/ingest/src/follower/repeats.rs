@@ -3,7 +3,8 @@
 //! occurrence, then one line per [`REPEAT_LOG_INTERVAL`] with the count meanwhile, then the end.
 //! A condition that comes and goes (a client behind a proxy that flaps, one backend of two
 //! behind) is held to the same pace: a spell that begins within the interval of the last line is
-//! not told, nor its end, and its occurrences are counted in the next line.
+//! not told, nor its end, and its occurrences are counted in the next line, or, when the
+//! condition does not come back, in the follower's line a minute ([`Repeats::take_untold`]).
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,12 @@ impl Repeats {
         Some(std::mem::take(&mut self.unlogged))
     }
 
+    /// Occurrences of spells that ended untold and are in no line yet, for a periodic line to
+    /// tell (0 while a spell holds: its next line counts them).
+    pub(super) fn take_untold(&mut self) -> u64 {
+        if self.total > 0 { 0 } else { std::mem::take(&mut self.unlogged) }
+    }
+
     /// The spell is over: `Some(its occurrences)` if a line told of it, to say so once.
     pub(super) fn end(&mut self) -> Option<u64> {
         let total = std::mem::take(&mut self.total);
@@ -67,6 +74,23 @@ mod tests {
         assert_eq!(r.end(), None, "said once");
         // A spell long after the last line is told at once.
         assert_eq!(r.note_at(t0 + 3 * REPEAT_LOG_INTERVAL), Some(2), "one unlogged and this one");
+    }
+
+    /// A spell within the interval of the condition's last line is told by the periodic line,
+    /// not lost when the condition does not come back.
+    #[test]
+    fn an_untold_spell_is_left_for_the_periodic_line() {
+        let mut r = Repeats::default();
+        let t0 = Instant::now();
+        assert_eq!(r.note_at(t0), Some(1));
+        assert_eq!(r.end(), Some(1));
+        for s in 30..=55 {
+            assert_eq!(r.note_at(t0 + Duration::from_secs(s)), None, "second {s}");
+        }
+        assert_eq!(r.take_untold(), 0, "the spell holds: its next line counts them");
+        assert_eq!(r.end(), None, "its start was not told, nor its end");
+        assert_eq!(r.take_untold(), 26);
+        assert_eq!(r.take_untold(), 0, "told once");
     }
 
     /// A condition that comes and goes every second (a flapping client) is told as a lasting
