@@ -57,8 +57,8 @@ async fn not_synced(
                 highest.map_or("?".into(), |n| n.to_string())
             )));
         }
-        // A client without the method: its head's age tells.
-        Err(IngestError::Rpc(error)) if crate::rpc::method_missing(&error) => {}
+        // A client without the method, or a proxy that refuses it: its head's age tells.
+        Err(IngestError::Rpc(error)) => debug!(%error, "eth_syncing not answered"),
         Err(e) => return Err(e),
     }
     let Some(max_age) = max_age else { return Ok(None) };

@@ -503,11 +503,12 @@ async fn a_sync_pivot_waits_for_a_syncing_execution_client() {
     let syncing_answers = Arc::new(std::sync::atomic::AtomicU64::new(3));
     let stale_heads = Arc::new(std::sync::atomic::AtomicU64::new(2));
     let (syncing, stale) = (Arc::clone(&syncing_answers), Arc::clone(&stale_heads));
-    let with_method = Arc::new(AtomicBool::new(true));
-    let has = Arc::clone(&with_method);
+    // The error `eth_syncing` is answered with; 0: answered.
+    let syncing_error = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let refused = Arc::clone(&syncing_error);
     let script: Script = Arc::new(move |method, params| match method {
-        "eth_syncing" if !has.load(Ordering::Relaxed) => {
-            Answer::Error(-32601, "the method eth_syncing does not exist")
+        "eth_syncing" if refused.load(Ordering::Relaxed) != 0 => {
+            Answer::Error(refused.load(Ordering::Relaxed), "eth_syncing not answered")
         }
         "eth_syncing" => {
             match syncing.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)) {
@@ -536,9 +537,15 @@ async fn a_sync_pivot_waits_for_a_syncing_execution_client() {
     assert_eq!(stale_heads.load(Ordering::Relaxed), 0, "and the head was recent");
     // Synced, recent: no wait. Without `eth_syncing`, an old head still waits.
     assert!(!leafsync_ingest::wait_el_synced(&url, max_age, poll).await.unwrap());
-    with_method.store(false, Ordering::Relaxed);
+    syncing_error.store(-32601, Ordering::Relaxed);
     stale_heads.store(1, Ordering::Relaxed);
     assert!(leafsync_ingest::wait_el_synced(&url, max_age, poll).await.unwrap());
+    // A proxy that refuses the method with another error: judged by the head's age too.
+    syncing_error.store(-32001, Ordering::Relaxed);
+    let waited = tokio::time::timeout(Duration::from_secs(10), async {
+        leafsync_ingest::wait_el_synced(&url, max_age, poll).await.unwrap()
+    });
+    assert!(!waited.await.expect("a refused eth_syncing is not waited on for ever"));
     // A dev chain's head may be of any age.
     stale_heads.store(1, Ordering::Relaxed);
     assert!(!leafsync_ingest::wait_el_synced(&url, None, poll).await.unwrap());

@@ -56,18 +56,22 @@ impl SyncPlan<'_> {
 }
 
 /// The execution client's heads as sync pivots: [`leafsync_ingest::head_feed`] mapped to
-/// [`ChainHead`]s by a task that ends with either side.
-/// The execution client must be on `chain` (its block 0 is the chain's genesis).
+/// [`ChainHead`]s by a task that ends with either side. The execution client must be on
+/// `chain` (its block 0 is the chain's genesis) and serve traces ([`check_tracing`]), both
+/// checked first, so that a misconfiguration fails at once; then, while it syncs itself, the
+/// pivot waits for it ([`wait_el_synced`]).
 async fn el_pivot_feed(
     url: &str,
     chain: &ChainSpec,
 ) -> Result<watch::Receiver<ChainHead>, CliError> {
+    let mut headers = head_feed(url, HEAD_POLL_INTERVAL, Some(chain.genesis_hash)).await?;
+    check_tracing(url).await?;
     // A public chain's pivot must be recent: a dev chain's head may sit for ever.
     let max_age = (chain.name != "dev").then_some(PIVOT_MAX_AGE);
     if wait_el_synced(url, max_age, HEAD_POLL_INTERVAL).await? {
         info!("the execution client is synced: the sync takes its pivot");
     }
-    let mut headers = head_feed(url, HEAD_POLL_INTERVAL, Some(chain.genesis_hash)).await?;
+    // The feed kept reading meanwhile: its head is the newest.
     let first = chain_head(&headers.borrow_and_update());
     info!(number = first.number, state_root = %first.state_root, "sync pivot from the execution client");
     let (tx, rx) = watch::channel(first);
@@ -94,11 +98,12 @@ async fn pivot_feed(plan: &SyncPlan<'_>) -> Result<Option<watch::Receiver<ChainH
     let settings = plan.settings;
     let feed = match plan.el_rpc {
         Some(url) if plan.pivot_from_el() => Some(el_pivot_feed(url, plan.chain).await?),
-        _ => None,
+        Some(url) => {
+            check_tracing(url).await?;
+            None
+        }
+        None => None,
     };
-    if let Some(url) = plan.el_rpc {
-        check_tracing(url).await?;
-    }
     if let Some(c) = settings.trusted_checkpoint() {
         info!(number = c.number, hash = %c.hash, state_root = %c.state_root, "sync pivot from sync.checkpoint");
     } else if feed.is_none() {
