@@ -44,7 +44,8 @@ pub enum LeafDbError {
     /// Not [`Self::Corrupt`], a value RocksDB read back intact that does not decode.
     #[error(
         "the leafdb at {} is damaged ({source}): move it aside (or delete it) and start again, \
-         the state is then synced again from peers; keep the node key {}",
+         the state is then synced again from peers (on a public chain that needs `el.rpc` or \
+         `sync.checkpoint`); keep the node key {}",
         path.display(),
         path.with_file_name("nodekey").display()
     )]

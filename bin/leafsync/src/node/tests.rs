@@ -120,9 +120,6 @@ async fn a_follower_that_panics_ends_the_run_with_an_error() {
     );
 }
 
-/// A repair cut short (a progress record over a head) finishes only at the execution client's
-/// head. Without `el.rpc` the node refuses to start, naming the key, rather than serving tables
-/// that hold no account root (nothing, for good, without a word).
 /// A public chain's node that starts with a state repairs from snap/1 peers too, by default:
 /// stopped for more than the 128 blocks its execution client traces back, it can only be
 /// repaired, and the first leafsync of a chain has no leaf/1 peer to repair from (it kept
@@ -149,6 +146,9 @@ async fn a_public_chain_node_with_a_state_repairs_from_snap_peers_by_default() {
     node.network().shutdown().await;
 }
 
+/// A repair cut short (a progress record over a head) finishes only at the execution client's
+/// head. Without `el.rpc` the node refuses to start, naming the key, rather than serving tables
+/// that hold no account root (nothing, for good, without a word).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repair_cut_short_without_an_execution_client_is_refused_naming_el_rpc() {
     let dir = tempfile::tempdir().unwrap();
