@@ -53,7 +53,7 @@ impl RpcClient {
     /// `--rpc.batch-request-limit`) is asked in halves from then on; one that refuses batches
     /// (an "invalid request", "method not found" or "parse error" object in place of the
     /// answers) is warned about once and asked call by call from then on, as is one whose
-    /// batch answers were malformed [`MAX_MALFORMED_BATCHES`] times (each such batch is read
+    /// batch answers were malformed `MAX_MALFORMED_BATCHES` (3) times (each such batch is read
     /// call by call). Any other error of the whole batch (a proxy's rate limit) or of the
     /// transport is returned: the next query tries batches again.
     pub async fn header_batch(
