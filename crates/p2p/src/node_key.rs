@@ -127,26 +127,34 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_created_key_loads_again_and_bad_files_are_refused() {
-        let dir = std::env::temp_dir().join(format!("leafsync-nodekey-{}", std::process::id()));
+    /// A directory of this test process named after `name`, and the path of a node key in it
+    /// (no file there yet).
+    fn key_path(name: &str) -> (PathBuf, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("leafsync-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("nodekey");
         let _ = std::fs::remove_file(&path);
+        (dir, path)
+    }
+
+    #[test]
+    fn a_created_key_loads_again_and_bad_files_are_refused() {
+        let (dir, path) = key_path("nodekey");
         let first = NodeKey::load_or_create(&path).unwrap();
         assert!(first.created());
         let again = NodeKey::load_or_create(&path).unwrap();
         assert!(!again.created());
         assert_eq!(first.secret(), again.secret());
-        std::fs::write(&path, "zz").unwrap();
-        let e = NodeKey::load_or_create(&path).unwrap_err().to_string();
-        assert!(e.contains("nodekey") && e.contains("hex"), "{e}");
-        std::fs::write(&path, "0101").unwrap();
-        let e = NodeKey::load_or_create(&path).unwrap_err().to_string();
-        assert!(e.contains("32 bytes"), "{e}");
-        std::fs::write(&path, "\n").unwrap();
-        let e = NodeKey::load_or_create(&path).unwrap_err().to_string();
-        assert!(e.contains("empty") && e.contains("remove it"), "{e}");
+        // Each bad file's text, and the words its error must contain.
+        for (text, words) in [
+            ("zz", &["nodekey", "hex"][..]),
+            ("0101", &["32 bytes"]),
+            ("\n", &["empty", "remove it"]),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = NodeKey::load_or_create(&path).unwrap_err().to_string();
+            assert!(words.iter().all(|word| e.contains(word)), "{text:?}: {e}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -154,10 +162,7 @@ mod tests {
     /// creates one; before, it left a cut file that every later start refused.
     #[test]
     fn a_failed_write_leaves_no_key_file_and_the_next_start_creates_one() {
-        let dir = std::env::temp_dir().join(format!("leafsync-nodekey-cut-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("nodekey");
-        let _ = std::fs::remove_file(&path);
+        let (dir, path) = key_path("nodekey-cut");
         let cut = NodeKey::load_or_create_with(&path, |file, text| {
             file.write_all(&text[..10])?;
             Err(std::io::Error::other("no space left on device"))

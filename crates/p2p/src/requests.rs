@@ -381,6 +381,21 @@ mod tests {
         RequestPair { request_id: id, message: Codes { codes: vec![Bytes::new(); n] }.into() }
     }
 
+    /// A tracker with a one-hash `GetCodes` in flight for each of `waiters`, sent at `now`.
+    fn tracker_with<W>(waiters: impl IntoIterator<Item = W>, now: Instant) -> RequestTracker<W> {
+        let mut t = RequestTracker::default();
+        for waiter in waiters {
+            assert!(t.start(get_codes(1), waiter, now).is_ok());
+        }
+        t
+    }
+
+    /// Whether `t` refuses one more request at `now` as too many in flight, giving `waiter` back.
+    fn is_full(t: &mut RequestTracker<usize>, waiter: usize, now: Instant) -> bool {
+        let refused = t.start(get_codes(1), waiter, now);
+        matches!(refused, Err((RequestError::TooManyInFlight, w)) if w == waiter)
+    }
+
     #[test]
     fn ids_are_assigned_and_matched() {
         let now = Instant::now();
@@ -400,11 +415,8 @@ mod tests {
     #[test]
     fn in_flight_limit_is_enforced() {
         let now = Instant::now();
-        let mut t = RequestTracker::default();
-        for i in 0..MAX_IN_FLIGHT_REQUESTS {
-            assert!(t.start(get_codes(1), i, now).is_ok());
-        }
-        assert!(matches!(t.start(get_codes(1), 99, now), Err((RequestError::TooManyInFlight, 99))));
+        let mut t = tracker_with(0..MAX_IN_FLIGHT_REQUESTS, now);
+        assert!(is_full(&mut t, 99, now));
     }
 
     #[test]
@@ -435,8 +447,7 @@ mod tests {
     #[test]
     fn timed_out_requests_expire_and_their_answers_are_late() {
         let now = Instant::now();
-        let mut t = RequestTracker::default();
-        assert!(t.start(get_codes(1), 7, now).is_ok());
+        let mut t = tracker_with([7], now);
         assert_eq!(t.next_deadline(), Some(now + REQUEST_TIMEOUT));
         assert!(t.expire(now + REQUEST_TIMEOUT - Duration::from_millis(1)).is_empty());
         assert_eq!(t.expire(now + REQUEST_TIMEOUT), vec![7]);
@@ -454,25 +465,16 @@ mod tests {
     #[test]
     fn a_timed_out_request_holds_its_slot_until_its_late_answer() {
         let now = Instant::now();
-        let mut t = RequestTracker::default();
-        for i in 0..MAX_IN_FLIGHT_REQUESTS {
-            assert!(t.start(get_codes(1), i, now).is_ok());
-        }
+        let mut t = tracker_with(0..MAX_IN_FLIGHT_REQUESTS, now);
         let later = now + REQUEST_TIMEOUT;
         assert_eq!(t.expire(later).len(), MAX_IN_FLIGHT_REQUESTS);
         assert_eq!(t.in_flight(), 0);
         assert_eq!(t.unanswered(), MAX_IN_FLIGHT_REQUESTS);
-        assert!(matches!(
-            t.start(get_codes(1), 99, later),
-            Err((RequestError::TooManyInFlight, 99))
-        ));
+        assert!(is_full(&mut t, 99, later));
         // One late answer frees one slot, and no more.
         assert!(matches!(t.on_response(codes(3, 1)), ResponseOutcome::Late));
         assert!(t.start(get_codes(1), 100, later).is_ok());
-        assert!(matches!(
-            t.start(get_codes(1), 101, later),
-            Err((RequestError::TooManyInFlight, 101))
-        ));
+        assert!(is_full(&mut t, 101, later));
         // The server's side agrees: never a 17th unanswered request.
         let mut served = ServedRequests::default();
         for _ in 0..t.unanswered() {
@@ -485,10 +487,7 @@ mod tests {
     #[test]
     fn an_answer_in_order_restarts_the_timeout_of_the_requests_behind_it() {
         let now = Instant::now();
-        let mut t = RequestTracker::default();
-        for i in 0..3 {
-            assert!(t.start(get_codes(1), i, now).is_ok());
-        }
+        let mut t = tracker_with(0..3, now);
         let second = REQUEST_TIMEOUT / 10;
         // The first is answered late in its window: the two behind it wait a whole timeout more.
         let answered = now + REQUEST_TIMEOUT - second;
@@ -503,10 +502,7 @@ mod tests {
         assert!(matches!(t.on_response_in_order(codes(2, 1), third), ResponseOutcome::Matched(..)));
         assert_eq!(t.expire(answered + REQUEST_TIMEOUT), vec![1], "skipped, then timed out");
         // The plain `on_response` restarts nothing.
-        let mut t = RequestTracker::default();
-        for i in 0..2 {
-            assert!(t.start(get_codes(1), i, now).is_ok());
-        }
+        let mut t = tracker_with(0..2, now);
         assert!(matches!(t.on_response(codes(0, 1)), ResponseOutcome::Matched(..)));
         assert_eq!(t.expire(now + REQUEST_TIMEOUT), vec![1]);
     }

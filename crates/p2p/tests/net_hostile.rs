@@ -224,15 +224,24 @@ async fn silence_instead_of_status_times_out() {
     node.handle.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn request_flood_beyond_the_in_flight_limit_is_a_breach() {
+/// A node whose handler holds every request until it is opened, and a connected peer that has
+/// sent it `count` `GetCodes` with request ids from 0, each asking for the hash that is its id's
+/// byte repeated.
+async fn held_requests(count: u64) -> (Arc<TestHandler>, Node, RawP2P, PeerId) {
     let handler = Arc::new(TestHandler::gated());
     let mut node = node(handler.clone()).await;
     let (mut p2p, id) = connected_peer(&mut node).await;
-    // The handler holds every request, so none is answered while the flood arrives.
-    for request_id in 0..=MAX_IN_FLIGHT_REQUESTS as u64 {
-        send_leaf(&mut p2p, get_codes_message(request_id, &[B256::ZERO])).await;
+    for request_id in 0..count {
+        send_leaf(&mut p2p, get_codes_message(request_id, &[B256::repeat_byte(request_id as u8)]))
+            .await;
     }
+    (handler, node, p2p, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_flood_beyond_the_in_flight_limit_is_a_breach() {
+    // The handler holds every request, so none is answered while the flood arrives.
+    let (handler, mut node, mut p2p, id) = held_requests(MAX_IN_FLIGHT_REQUESTS as u64 + 1).await;
     assert_eq!(expect_disconnect(&mut p2p).await, DisconnectReason::ProtocolBreach);
     assert_eq!(next_penalty(&mut node).await, (PenaltyClass::Fatal, PenaltyReason::RequestFlood));
     wait_event(&mut node.events, |e| match e {
@@ -246,13 +255,7 @@ async fn request_flood_beyond_the_in_flight_limit_is_a_breach() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_within_the_in_flight_limit_are_all_answered() {
-    let handler = Arc::new(TestHandler::gated());
-    let mut node = node(handler.clone()).await;
-    let (mut p2p, _) = connected_peer(&mut node).await;
-    for request_id in 0..MAX_IN_FLIGHT_REQUESTS as u64 {
-        send_leaf(&mut p2p, get_codes_message(request_id, &[B256::repeat_byte(request_id as u8)]))
-            .await;
-    }
+    let (handler, node, mut p2p, _) = held_requests(MAX_IN_FLIGHT_REQUESTS as u64).await;
     handler.open();
     let mut answered = Vec::new();
     while answered.len() < MAX_IN_FLIGHT_REQUESTS {

@@ -94,50 +94,42 @@ fn assert_remote(
     assert_eq!(e.remote_ephemeral_id(), Some(id_of(eph)), "{name}");
 }
 
+/// The handshake packet `name` of the EIP-8 vectors `v`, checked against its stated length.
+fn packet(v: &Value, name: &str) -> Vec<u8> {
+    let packet = bytes(&v["messages"][name]["hex"]);
+    let length = v["messages"][name]["length_bytes"].as_u64().expect("length_bytes");
+    assert_eq!(packet.len() as u64, length, "{name}");
+    packet
+}
+
 fn with_foo(mac: &Mac) -> B256 {
     let mut m = mac.clone();
     m.update(b"foo");
     m.digest()
 }
 
-/// EIP-8 "RLPx Handshake" vectors Auth1 (legacy), Auth2, Auth3 (EIP-8, extra elements): node B
-/// decodes each and learns A's static key, ephemeral key (recovered from the signature), nonce
-/// and version.
+/// EIP-8 "RLPx Handshake" vectors Auth1/Ack1 (legacy), Auth2/Ack2, Auth3/Ack3 (EIP-8, extra
+/// elements): node B decodes each auth and learns A's static key, ephemeral key (recovered from
+/// the signature), nonce and version; node A decodes each ack and learns B's.
 #[test]
-fn eip8_auth_packets_decode_in_both_formats() {
+fn eip8_auth_and_ack_packets_decode_in_both_formats() {
     let v = load("rlpx-handshake-vectors.json");
     let keys = eip8_keys(&v);
-    for (name, format, version) in [
-        ("auth1", HandshakeFormat::Legacy, 4),
-        ("auth2", HandshakeFormat::Eip8, 4),
-        ("auth3", HandshakeFormat::Eip8, 56),
+    for (auth, ack, format, (auth_version, ack_version)) in [
+        ("auth1", "ack1", HandshakeFormat::Legacy, (4, 4)),
+        ("auth2", "ack2", HandshakeFormat::Eip8, (4, 4)),
+        ("auth3", "ack3", HandshakeFormat::Eip8, (56, 57)),
     ] {
-        let packet = bytes(&v["messages"][name]["hex"]);
-        assert_eq!(packet.len() as u64, v["messages"][name]["length_bytes"].as_u64().expect("len"));
         let mut b = recipient(&keys);
-        b.read_auth(&packet).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(b.remote_id(), Some(id_of(&keys.static_a)), "{name}");
-        assert_remote(&b, name, (format, version), keys.nonce_a, &keys.eph_a);
-    }
-    assert_eq!(bytes(&v["messages"]["auth1"]["hex"]).len(), LEGACY_AUTH_LEN);
-}
-
-/// EIP-8 vectors Ack1 (legacy), Ack2, Ack3: node A decodes each.
-#[test]
-fn eip8_ack_packets_decode_in_both_formats() {
-    let v = load("rlpx-handshake-vectors.json");
-    let keys = eip8_keys(&v);
-    for (name, format, version) in [
-        ("ack1", HandshakeFormat::Legacy, 4),
-        ("ack2", HandshakeFormat::Eip8, 4),
-        ("ack3", HandshakeFormat::Eip8, 57),
-    ] {
-        let packet = bytes(&v["messages"][name]["hex"]);
+        b.read_auth(&packet(&v, auth)).unwrap_or_else(|e| panic!("{auth}: {e}"));
+        assert_eq!(b.remote_id(), Some(id_of(&keys.static_a)), "{auth}");
+        assert_remote(&b, auth, (format, auth_version), keys.nonce_a, &keys.eph_a);
         let mut a = initiator(&keys);
-        a.read_ack(&packet).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_remote(&a, name, (format, version), keys.nonce_b, &keys.eph_b);
+        a.read_ack(&packet(&v, ack)).unwrap_or_else(|e| panic!("{ack}: {e}"));
+        assert_remote(&a, ack, (format, ack_version), keys.nonce_b, &keys.eph_b);
     }
-    assert_eq!(bytes(&v["messages"]["ack1"]["hex"]).len(), LEGACY_ACK_LEN);
+    assert_eq!(packet(&v, "auth1").len(), LEGACY_AUTH_LEN);
+    assert_eq!(packet(&v, "ack1").len(), LEGACY_ACK_LEN);
 }
 
 /// A packet addressed to B does not decode with A's key (the tag check fails).
@@ -146,7 +138,7 @@ fn auth_for_another_key_is_rejected() {
     let v = load("rlpx-handshake-vectors.json");
     let keys = eip8_keys(&v);
     let mut wrong = Ecies::new_recipient_with(keys.static_a, keys.eph_b, keys.nonce_b);
-    assert!(wrong.read_auth(&bytes(&v["messages"]["auth2"]["hex"])).is_err());
+    assert!(wrong.read_auth(&packet(&v, "auth2")).is_err());
 }
 
 /// EIP-8 "Node B derives the connection secrets for (Auth2, Ack2)" (also geth
@@ -157,7 +149,7 @@ fn eip8_secrets_auth2_ack2_official() {
     let keys = eip8_keys(&v);
     let exp = &v["expected_secrets_auth2_ack2"];
     let mut b = recipient(&keys);
-    b.read_auth(&bytes(&v["messages"]["auth2"]["hex"])).expect("auth2");
+    b.read_auth(&packet(&v, "auth2")).expect("auth2");
     b.create_ack().expect("ack");
     let s = b.secrets().expect("secrets");
     assert_eq!(s.aes_secret, b256(&exp["aes_secret"]));
@@ -178,7 +170,7 @@ fn secrets_and_macs_for_every_pair() {
     ] {
         let exp = &v["helper_computed_unofficial"]["pairs"][pair];
         let mut b = recipient(&keys);
-        b.read_auth(&bytes(&v["messages"][auth]["hex"])).expect("auth");
+        b.read_auth(&packet(&v, auth)).expect("auth");
         b.create_ack().expect("ack");
         let sb = b.secrets().expect("secrets b");
         assert_eq!(sb.aes_secret, b256(&exp["aes_secret"]), "{pair}");
@@ -192,7 +184,7 @@ fn secrets_and_macs_for_every_pair() {
 
         let mut a = initiator(&keys);
         a.create_auth().expect("auth");
-        a.read_ack(&bytes(&v["messages"][ack]["hex"])).expect("ack");
+        a.read_ack(&packet(&v, ack)).expect("ack");
         let sa = a.secrets().expect("secrets a");
         assert_eq!(sa.aes_secret, sb.aes_secret, "{pair}");
         assert_eq!(

@@ -106,7 +106,6 @@ fn node_request() -> impl Strategy<Value = NodeRequest> {
     })
 }
 
-/// Any message of any kind, within the protocol's limits.
 /// `message` with an arbitrary request id, as the `LeafMessage` variant `variant`.
 fn with_id<T: std::fmt::Debug + Clone>(
     message: impl Strategy<Value = T>,
@@ -116,47 +115,53 @@ fn with_id<T: std::fmt::Debug + Clone>(
         .prop_map(move |(request_id, message)| variant(RequestPair { request_id, message }))
 }
 
+/// A request of fewer than `max_items` items and an arbitrary `max_bytes`, built by `build`.
+fn request<T: std::fmt::Debug, M: std::fmt::Debug>(
+    item: impl Strategy<Value = T>,
+    max_items: usize,
+    build: fn(Vec<T>, u64) -> M,
+) -> impl Strategy<Value = M> {
+    (proptest::collection::vec(item, 0..max_items), any::<u64>())
+        .prop_map(move |(items, max_bytes)| build(items, max_bytes))
+}
+
+/// A response of fewer than `max_items` items, built by `build`.
+fn response<T: std::fmt::Debug, M: std::fmt::Debug>(
+    item: impl Strategy<Value = T>,
+    max_items: usize,
+    build: fn(Vec<T>) -> M,
+) -> impl Strategy<Value = M> {
+    proptest::collection::vec(item, 0..max_items).prop_map(build)
+}
+
+/// Any message of any kind, within the protocol's limits.
 fn message() -> impl Strategy<Value = LeafMessage> {
     prop_oneof![
         status().prop_map(LeafMessage::Status),
         chain_head().prop_map(LeafMessage::NewHead),
         with_id(
-            (proptest::collection::vec(nibbles(), 0..6), any::<u64>())
-                .prop_map(|(prefixes, max_bytes)| GetChunk { prefixes, max_bytes }),
+            request(nibbles(), 6, |prefixes, max_bytes| GetChunk { prefixes, max_bytes }),
             LeafMessage::GetChunk
         ),
+        with_id(response(account_piece(), 4, |pieces| Chunk { pieces }), LeafMessage::Chunk),
         with_id(
-            proptest::collection::vec(account_piece(), 0..4).prop_map(|pieces| Chunk { pieces }),
-            LeafMessage::Chunk
-        ),
-        with_id(
-            (proptest::collection::vec(storage_prefix(), 0..6), any::<u64>())
-                .prop_map(|(chunks, max_bytes)| GetStorageChunk { chunks, max_bytes }),
+            request(storage_prefix(), 6, |chunks, max_bytes| GetStorageChunk { chunks, max_bytes }),
             LeafMessage::GetStorageChunk
         ),
         with_id(
-            proptest::collection::vec(storage_piece(), 0..5)
-                .prop_map(|pieces| StorageChunk { pieces }),
+            response(storage_piece(), 5, |pieces| StorageChunk { pieces }),
             LeafMessage::StorageChunk
         ),
         with_id(
-            (proptest::collection::vec(node_request(), 0..8), any::<u64>())
-                .prop_map(|(nodes, max_bytes)| GetNodes { nodes, max_bytes }),
+            request(node_request(), 8, |nodes, max_bytes| GetNodes { nodes, max_bytes }),
             LeafMessage::GetNodes
         ),
+        with_id(response(bytes(80), 8, |nodes| Nodes { nodes }), LeafMessage::Nodes),
         with_id(
-            proptest::collection::vec(bytes(80), 0..8).prop_map(|nodes| Nodes { nodes }),
-            LeafMessage::Nodes
-        ),
-        with_id(
-            (proptest::collection::vec(b256(), 0..8), any::<u64>())
-                .prop_map(|(hashes, max_bytes)| GetCodes { hashes, max_bytes }),
+            request(b256(), 8, |hashes, max_bytes| GetCodes { hashes, max_bytes }),
             LeafMessage::GetCodes
         ),
-        with_id(
-            proptest::collection::vec(bytes(200), 0..8).prop_map(|codes| Codes { codes }),
-            LeafMessage::Codes
-        ),
+        with_id(response(bytes(200), 8, |codes| Codes { codes }), LeafMessage::Codes),
     ]
 }
 

@@ -278,6 +278,12 @@ mod tests {
         }
     }
 
+    /// A session of peer zero reading its headers from `source`, and the time it started at.
+    fn session(source: Arc<dyn HeaderSource>) -> (EthSession, Instant) {
+        let start = Instant::now();
+        (EthSession::new(PeerId::ZERO, source, start), start)
+    }
+
     fn get_headers(request_id: u64) -> EthMessage {
         EthMessage::GetBlockHeaders(GetBlockHeaders {
             request_id,
@@ -292,8 +298,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_header_source_is_answered_empty_after_its_timeout() {
-        let start = Instant::now();
-        let mut eth = EthSession::new(PeerId::ZERO, Arc::new(Silent), start);
+        let (mut eth, start) = session(Arc::new(Silent));
         assert!(matches!(eth.on_message(get_headers(4), start), EthAction::None));
         let answer = eth.next_answer().await.expect("an answer");
         assert_eq!(Instant::now() - start, HEADER_SOURCE_TIMEOUT);
@@ -302,8 +307,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn header_requests_beyond_the_in_flight_limit_are_a_flood() {
-        let now = Instant::now();
-        let mut eth = EthSession::new(PeerId::ZERO, Arc::new(Silent), now);
+        let (mut eth, now) = session(Arc::new(Silent));
         for id in 0..MAX_IN_FLIGHT_REQUESTS as u64 {
             assert!(matches!(eth.on_message(get_headers(id), now), EthAction::None));
         }
@@ -387,9 +391,8 @@ mod tests {
     /// empty for it: a syncing geth drops a peer that answers its skeleton requests empty.
     #[tokio::test(start_paused = true)]
     async fn header_calls_wait_for_the_peers_budget() {
-        let start = Instant::now();
         let source = Arc::new(Recording::default());
-        let mut eth = EthSession::new(PeerId::ZERO, source.clone(), start);
+        let (mut eth, start) = session(source.clone());
         for id in 0..3 {
             assert!(matches!(eth.on_message(get_many(id, 5000, 0), start), EthAction::None));
         }
@@ -408,9 +411,8 @@ mod tests {
     /// below the full batches of contiguous headers.
     #[tokio::test(start_paused = true)]
     async fn skipping_queries_are_capped() {
-        let start = Instant::now();
         let source = Arc::new(Recording::default());
-        let mut eth = EthSession::new(PeerId::ZERO, source.clone(), start);
+        let (mut eth, start) = session(source.clone());
         assert!(matches!(eth.on_message(get_many(1, 1024, 191), start), EthAction::None));
         assert!(matches!(eth.on_message(get_many(2, 1024, 0), start), EthAction::None));
         for _ in 0..2 {
@@ -424,9 +426,8 @@ mod tests {
     /// client, so a second would only hold a second place in the queue all peers wait in.
     #[tokio::test(start_paused = true)]
     async fn one_header_call_at_a_time_per_peer() {
-        let start = Instant::now();
         let source = Arc::new(Counting::default());
-        let mut eth = EthSession::new(PeerId::ZERO, source.clone(), start);
+        let (mut eth, start) = session(source.clone());
         for id in 0..4 {
             assert!(matches!(eth.on_message(get_headers(id), start), EthAction::None));
         }
@@ -439,8 +440,7 @@ mod tests {
     /// flood (a fatal penalty).
     #[tokio::test(start_paused = true)]
     async fn a_panicking_header_call_is_answered_empty_and_frees_its_place() {
-        let start = Instant::now();
-        let mut eth = EthSession::new(PeerId::ZERO, Arc::new(Panicking), start);
+        let (mut eth, start) = session(Arc::new(Panicking));
         for id in 1..=MAX_IN_FLIGHT_REQUESTS as u64 {
             assert!(matches!(eth.on_message(get_headers(id), start), EthAction::None));
         }
@@ -455,8 +455,7 @@ mod tests {
 
     #[test]
     fn ranges_are_passed_on_at_most_once_per_interval() {
-        let now = Instant::now();
-        let mut eth = EthSession::new(PeerId::ZERO, Arc::new(Silent), now);
+        let (mut eth, now) = session(Arc::new(Silent));
         let range = |latest| BlockRangeUpdate { earliest: 0, latest, latest_hash: B256::ZERO };
         assert!(matches!(
             eth.on_message(EthMessage::BlockRangeUpdate(range(1)), now),

@@ -157,9 +157,21 @@ pub async fn raw_handshake(
     node: NodeRecord,
     sk: SecretKey,
 ) -> Result<(RawP2P, PeerId), P2PError> {
+    handshake_offering(tcp, node, sk, "hostile/0", vec![leaf_protocol()]).await
+}
+
+/// ECIES and a Hello as client `client` offering `protocols`, as a peer with key `sk` on an open
+/// connection to `node`.
+async fn handshake_offering(
+    tcp: TcpStream,
+    node: NodeRecord,
+    sk: SecretKey,
+    client: &str,
+    protocols: Vec<leafsync_p2p::p2pstream::Protocol>,
+) -> Result<(RawP2P, PeerId), P2PError> {
     let id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &sk));
     let ecies = EciesStream::connect(tcp, sk, node.id).await?;
-    let hello = HelloMessageWithProtocols::new("hostile/0", vec![leaf_protocol()], 0, id);
+    let hello = HelloMessageWithProtocols::new(client, protocols, 0, id);
     let (p2p, _) = UnauthedP2PStream::new(ecies).with_remote_id(node.id).handshake(hello).await?;
     Ok((p2p, id))
 }
@@ -174,22 +186,18 @@ pub async fn send_leaf(p2p: &mut RawP2P, message: LeafMessage) {
 
 /// The next leaf message the hostile peer receives, or the p2p error that ended its stream.
 pub async fn next_leaf(p2p: &mut RawP2P) -> Result<LeafMessage, P2PError> {
-    let msg = tokio::time::timeout(WAIT, p2p.next())
-        .await
-        .expect("message within the wait limit")
-        .ok_or(P2PError::ConnectionClosed)??;
-    Ok(LeafMessage::decode(msg.id, &msg.payload).expect("our node sends valid leaf messages"))
+    next_raw(p2p).await.map(|msg| leaf_of(&msg))
 }
 
-/// Reads until the stream ends and returns the Disconnect reason received.
+/// `msg` decoded as the leaf message our node sent.
+fn leaf_of(msg: &CapabilityMessage) -> LeafMessage {
+    LeafMessage::decode(msg.id, &msg.payload).expect("our node sends valid leaf messages")
+}
+
+/// Reads until the stream ends and returns the Disconnect reason received (every message before
+/// it must be a valid leaf message).
 pub async fn expect_disconnect(p2p: &mut RawP2P) -> DisconnectReason {
-    loop {
-        match next_leaf(p2p).await {
-            Ok(_) => continue,
-            Err(P2PError::Disconnected(reason)) => return reason,
-            Err(other) => panic!("expected a Disconnect, got {other:?}"),
-        }
-    }
+    disconnect_after(p2p, |msg| drop(leaf_of(msg))).await
 }
 
 /// A hostile peer that completed the Status handshake correctly (and then misbehaves).
@@ -272,12 +280,8 @@ pub async fn raw_connect_offering(
     node: NodeRecord,
     protocols: Vec<leafsync_p2p::p2pstream::Protocol>,
 ) -> Result<(RawP2P, PeerId), P2PError> {
-    let (sk, id) = key();
     let tcp = TcpStream::connect(node.addr).await.map_err(leafsync_p2p::EciesError::from)?;
-    let ecies = EciesStream::connect(tcp, sk, node.id).await?;
-    let hello = HelloMessageWithProtocols::new("geth-like/0", protocols, 0, id);
-    let (p2p, _) = UnauthedP2PStream::new(ecies).with_remote_id(node.id).handshake(hello).await?;
-    Ok((p2p, id))
+    handshake_offering(tcp, node, key().0, "geth-like/0", protocols).await
 }
 
 /// The next capability message a raw peer receives, or the p2p error that ended its stream.
@@ -290,9 +294,15 @@ pub async fn next_raw(p2p: &mut RawP2P) -> Result<CapabilityMessage, P2PError> {
 
 /// The Disconnect reason a raw peer receives next (other messages skipped).
 pub async fn disconnect_of(p2p: &mut RawP2P) -> DisconnectReason {
+    disconnect_after(p2p, |_| ()).await
+}
+
+/// Reads until the stream ends and returns the Disconnect reason received, handing each message
+/// before it to `check`.
+async fn disconnect_after(p2p: &mut RawP2P, check: fn(&CapabilityMessage)) -> DisconnectReason {
     loop {
         match next_raw(p2p).await {
-            Ok(_) => continue,
+            Ok(msg) => check(&msg),
             Err(P2PError::Disconnected(reason)) => return reason,
             Err(other) => panic!("expected a Disconnect, got {other:?}"),
         }
