@@ -3,7 +3,8 @@
 //! [`ChildTest`] runs one `#[ignore]`d test of the current test binary as a child process, so a
 //! test can SIGKILL a writer at random moments and check what the next open finds (the kill -9
 //! pattern of `tests/crash.rs` and sync's `tests/kill.rs`). [`HookStore`] runs another thread's
-//! writes at a chosen read of a reader, to show what a preempted reader sees.
+//! writes at a chosen read of a reader, to show what a preempted reader sees, and refuses writes
+//! as a full disk does when told to.
 
 use std::{
     ffi::OsStr,
@@ -15,7 +16,7 @@ use std::{
 };
 
 use crate::{
-    MemStore, Result,
+    LeafDbError, MemStore, Result,
     kv::{Durability, KvPair, KvRead, KvStore, SortedWriter, Table, WriteBatch},
     schema::meta,
 };
@@ -162,12 +163,26 @@ pub enum HookAt {
 pub const ACCOUNT_ROOT_KEY: &[u8] = meta::ACCOUNT_ROOT;
 
 /// A [`MemStore`] that runs a hook, once, at a chosen read ([`HookAt`]): the apply thread's work
-/// landing while a reader is preempted between two reads. It notes each write's durability.
+/// landing while a reader is preempted between two reads. It notes each write's durability, and
+/// refuses writes as a full disk does once told to ([`HookStore::refuse_writes_after`]).
 #[derive(Default)]
 pub struct HookStore {
     inner: MemStore,
     hook: Mutex<Option<(HookAt, Hook)>>,
     durabilities: Mutex<Vec<Durability>>,
+    gate: Mutex<WriteGate>,
+}
+
+/// The writes (batches, sorted writers, flushes) a [`HookStore`] was asked for, and which it
+/// refuses.
+#[derive(Debug, Default)]
+struct WriteGate {
+    /// Writes let through before every further one is refused (`None`: all).
+    allowed: Option<u64>,
+    /// Writes asked for since the store was made or the gate last set, refused ones included.
+    count: u64,
+    /// The numbers of the refused writes, in order.
+    refused: Vec<u64>,
 }
 
 impl HookStore {
@@ -184,6 +199,41 @@ impl HookStore {
     /// The durability of every write so far, in order.
     pub fn durabilities(&self) -> Vec<Durability> {
         self.durabilities.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// From now on, every write (batch, sorted writer, flush) after the first `allowed` fails
+    /// with a storage error `write <n> refused: no space left`, as on a full disk (which fails
+    /// every write after the first); the writes are counted again from zero.
+    pub fn refuse_writes_after(&self, allowed: u64) {
+        *self.write_gate() = WriteGate { allowed: Some(allowed), ..WriteGate::default() };
+    }
+
+    /// Writes (batches, sorted writers, flushes) asked for since the store was made or last
+    /// told [`Self::refuse_writes_after`], refused ones included.
+    pub fn writes(&self) -> u64 {
+        self.write_gate().count
+    }
+
+    /// The numbers of the writes refused, in order (counted as [`Self::writes`]).
+    pub fn refused_writes(&self) -> Vec<u64> {
+        self.write_gate().refused.clone()
+    }
+
+    fn write_gate(&self) -> std::sync::MutexGuard<'_, WriteGate> {
+        self.gate.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a write; refuses it past the allowed ones.
+    fn pass_write(&self) -> Result<()> {
+        let mut gate = self.write_gate();
+        gate.count += 1;
+        let n = gate.count;
+        if gate.allowed.is_none_or(|allowed| n <= allowed) {
+            return Ok(());
+        }
+        gate.refused.push(n);
+        let error = io::Error::other(format!("write {n} refused: no space left"));
+        Err(LeafDbError::Storage(Box::new(error)))
     }
 
     /// Runs the hook, once, if it is set for a read that `is_now` matches.
@@ -220,6 +270,7 @@ impl KvStore for HookStore {
     type Snapshot<'a> = <MemStore as KvStore>::Snapshot<'a>;
 
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
+        self.pass_write()?;
         self.durabilities.lock().unwrap_or_else(PoisonError::into_inner).push(durability);
         self.inner.write(batch, durability)
     }
@@ -230,10 +281,12 @@ impl KvStore for HookStore {
     }
 
     fn flush(&self) -> Result<()> {
+        self.pass_write()?;
         self.inner.flush()
     }
 
     fn sorted_writer(&self, table: Table) -> Result<Box<dyn SortedWriter + '_>> {
+        self.pass_write()?;
         self.inner.sorted_writer(table)
     }
 }

@@ -55,20 +55,21 @@ fn open(dir: &std::path::Path) -> LeafDb {
         .unwrap()
 }
 
-/// A child's database, in the directory its parent named in `env`.
-fn child_db(env: &str) -> LeafDb {
+/// A child's database, in the directory its parent named in `env`; `None` when this run is no
+/// child's (the child tests are run by their parent tests only).
+fn child_db(env: &str) -> Option<LeafDb> {
+    if !ChildTest::is_child() {
+        return None;
+    }
     let dir = std::env::var(env).expect("child needs its directory");
-    open(std::path::Path::new(&dir))
+    Some(open(std::path::Path::new(&dir)))
 }
 
 /// The child: applies blocks from the head on, printing each number after it is committed.
 #[test]
 #[ignore = "run by killed_mid_block_reopens_at_a_block_boundary as a child process"]
 fn crash_child_writer() {
-    if !ChildTest::is_child() {
-        return; // run by its parent test only
-    }
-    let db = child_db(CHILD_ENV);
+    let Some(db) = child_db(CHILD_ENV) else { return }; // run by its parent test only
     let mut n = db.head().unwrap().map_or(0, |h| h.number);
     loop {
         n += 1;
@@ -134,10 +135,7 @@ fn synced_codes() -> Vec<(B256, Vec<u8>)> {
 #[test]
 #[ignore = "run by a_recorded_synced_head_keeps_the_codes_written_without_the_log as a child"]
 fn crash_child_sync_codes() {
-    if !ChildTest::is_child() {
-        return; // run by its parent test only
-    }
-    let db = child_db(CODES_CHILD_ENV);
+    let Some(db) = child_db(CODES_CHILD_ENV) else { return }; // run by its parent test only
     db.write_codes(synced_codes()).unwrap();
     let head = common::header(1, alloy_trie::EMPTY_ROOT_HASH);
     db.record_synced_head(head).unwrap();

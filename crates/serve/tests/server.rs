@@ -287,31 +287,25 @@ fn a_chunk_out_of_time_is_not_cached_but_one_too_large_for_its_size_is() {
 /// every honest chunk out of a small cache.
 #[test]
 fn an_honest_cached_chunk_survives_a_flood_of_unknown_account_storage_requests() {
-    let fx = shared();
-    let s = server(&fx.db, ServeConfig { cache_bytes: 256 * 1024, ..ServeConfig::default() });
-    let honest = chunk(&s, prefix(2, 0x42), MAX_RESPONSE_BYTES);
-    assert_eq!(s.stats().cache.entries, 1);
     let mut rng = SplitMix::new(11);
-    for _ in 0..64 {
-        let chunks: Vec<StoragePrefix> = (0..256)
-            .map(|_| {
-                let account = B256::from(alloy_primitives::U256::from_limbs([
-                    rng.next_u64(),
-                    rng.next_u64(),
-                    rng.next_u64(),
-                    rng.next_u64(),
-                ]));
-                let nibbles: Vec<u8> = account.iter().flat_map(|b| [b >> 4, b & 0xf]).collect();
-                StoragePrefix { account, prefix: WirePath::from_nibbles(&nibbles).unwrap() }
-            })
-            .collect();
-        let request = GetStorageChunk { chunks, max_bytes: MAX_RESPONSE_BYTES };
-        let flood = StorageChunk::try_from(answer(&s, &request.into())).unwrap();
-        assert_eq!(flood.pieces.len(), 256, "every unknown account answered (empty)");
-    }
-    assert_eq!(chunk(&s, prefix(2, 0x42), MAX_RESPONSE_BYTES), honest);
-    let stats = s.stats().cache;
-    assert_eq!((stats.entries, stats.evictions, stats.hits), (1, 0, 1), "{stats:?}");
+    survives_a_flood(|s| {
+        for _ in 0..64 {
+            let chunks: Vec<StoragePrefix> = (0..256)
+                .map(|_| {
+                    let account = B256::from(alloy_primitives::U256::from_limbs([
+                        rng.next_u64(),
+                        rng.next_u64(),
+                        rng.next_u64(),
+                        rng.next_u64(),
+                    ]));
+                    StoragePrefix { account, prefix: full_path(&account) }
+                })
+                .collect();
+            let request = GetStorageChunk { chunks, max_bytes: MAX_RESPONSE_BYTES };
+            let flood = StorageChunk::try_from(answer(s, &request.into())).unwrap();
+            assert_eq!(flood.pieces.len(), 256, "every unknown account answered (empty)");
+        }
+    });
 }
 
 /// A client flooding the server with chunks of one account each (256 64-nibble prefixes of real
@@ -320,28 +314,38 @@ fn an_honest_cached_chunk_survives_a_flood_of_unknown_account_storage_requests()
 /// ~900 bytes for ~110 downloaded, and a few dozen requests pushed every honest chunk out.
 #[test]
 fn an_honest_cached_chunk_survives_a_flood_of_single_account_chunks() {
-    let fx = shared();
-    let s = server(&fx.db, ServeConfig { cache_bytes: 256 * 1024, ..ServeConfig::default() });
-    let honest = chunk(&s, prefix(2, 0x42), MAX_RESPONSE_BYTES);
-    assert_eq!(s.stats().cache.entries, 1);
-    let plain: Vec<B256> = reference(fx.params)
+    let plain: Vec<B256> = reference(shared().params)
         .into_iter()
         .filter(|a| a.slots.is_empty())
         .map(|a| a.hashed)
         .take(1024)
         .collect();
-    for (round, batch) in plain.chunks(256).cycle().enumerate().take(32) {
-        let prefixes = batch
-            .iter()
-            .map(|h| {
-                let nibbles: Vec<u8> = h.iter().flat_map(|b| [b >> 4, b & 0xf]).collect();
-                WirePath::from_nibbles(&nibbles).unwrap()
-            })
-            .collect();
-        let max_bytes = (16 * 1024) << (round % 8);
-        let flood = Chunk::try_from(answer(&s, &GetChunk { prefixes, max_bytes }.into())).unwrap();
-        assert!(!flood.pieces.is_empty());
-    }
+    survives_a_flood(|s| {
+        for (round, batch) in plain.chunks(256).cycle().enumerate().take(32) {
+            let prefixes = batch.iter().map(full_path).collect();
+            let max_bytes = (16 * 1024) << (round % 8);
+            let request = GetChunk { prefixes, max_bytes };
+            let flood = Chunk::try_from(answer(s, &request.into())).unwrap();
+            assert!(!flood.pieces.is_empty());
+        }
+    });
+}
+
+/// The 64-nibble path of `key`.
+fn full_path(key: &B256) -> WirePath {
+    let nibbles: Vec<u8> = key.iter().flat_map(|b| [b >> 4, b & 0xf]).collect();
+    WirePath::from_nibbles(&nibbles).unwrap()
+}
+
+/// Caches an honest chunk in a server with a 256 KiB cache, runs `flood` against that server,
+/// and asserts that the flood made no cache entry and evicted nothing: the honest chunk is
+/// still there, and hit.
+fn survives_a_flood(flood: impl FnOnce(&LeafServer<leafsync_leafdb::RocksStore>)) {
+    let fx = shared();
+    let s = server(&fx.db, ServeConfig { cache_bytes: 256 * 1024, ..ServeConfig::default() });
+    let honest = chunk(&s, prefix(2, 0x42), MAX_RESPONSE_BYTES);
+    assert_eq!(s.stats().cache.entries, 1);
+    flood(&s);
     assert_eq!(chunk(&s, prefix(2, 0x42), MAX_RESPONSE_BYTES), honest);
     let stats = s.stats().cache;
     assert_eq!((stats.entries, stats.evictions, stats.hits), (1, 0, 1), "{stats:?}");

@@ -32,20 +32,23 @@ struct Fixture {
     keys: Vec<B256>,
 }
 
-/// A RocksDB leafdb in a temporary directory (the in-memory store copies itself for every
-/// snapshot and scan, too slow for thousands of range queries).
-fn rocks() -> (tempfile::TempDir, LeafDb) {
+/// A RocksDB leafdb of `config` in a temporary directory (the in-memory store copies itself for
+/// every snapshot and scan, too slow for thousands of range queries), holding the state `params`
+/// generates; and that state's root.
+fn generated(params: GenParams, config: LeafDbConfig) -> (tempfile::TempDir, LeafDb, B256) {
     let dir = tempfile::tempdir().unwrap();
-    let db = LeafDb::open(dir.path(), &DbOptions::default(), LeafDbConfig::default()).unwrap();
-    (dir, db)
+    let db = LeafDb::open(dir.path(), &DbOptions::default(), config).unwrap();
+    db.generate(params).unwrap();
+    let root = db.account_root().unwrap();
+    (dir, db, root)
 }
 
 /// 20,000 generated accounts: ~2,000 contracts with storage.
 fn fixture() -> &'static Fixture {
     static FX: OnceLock<Fixture> = OnceLock::new();
     FX.get_or_init(|| {
-        let (dir, db) = rocks();
-        db.generate(GenParams { accounts: 20_000, seed: 99 }).unwrap();
+        let params = GenParams { accounts: 20_000, seed: 99 };
+        let (dir, db, _) = generated(params, LeafDbConfig::default());
         let keys =
             db.snap_reader().unwrap().accounts_from(&B256::ZERO).map(|a| a.unwrap().0).collect();
         Fixture { _dir: dir, db, keys }
@@ -197,9 +200,8 @@ fn trie_node_loads_count_each_node_once() {
 /// cache (the paths that did not change from the node store), ranges only at the new head.
 #[test]
 fn older_roots_serve_trie_nodes_from_the_recent_cache() {
-    let (_dir, db) = rocks();
-    db.generate(GenParams { accounts: 2_000, seed: 5 }).unwrap();
-    let old_root = db.account_root().unwrap();
+    let params = GenParams { accounts: 2_000, seed: 5 };
+    let (_dir, db, old_root) = generated(params, LeafDbConfig::default());
     let old_root_node = db.node(None, &Default::default()).unwrap().unwrap();
     let address = Address::repeat_byte(0x77);
     let mut diff = BlockDiff::default();
@@ -304,20 +306,11 @@ fn all_slots(db: &LeafDb, root: B256, account: B256) -> Vec<(B256, Bytes)> {
 /// nothing.
 #[test]
 fn ranges_at_an_older_root_are_the_ranges_that_root_had() {
-    let (_dir, db) = rocks();
     let params = GenParams { accounts: 3_000, seed: 21 };
-    db.generate(params).unwrap();
-    let old_root = db.account_root().unwrap();
+    let (_dir, db, old_root) = generated(params, LeafDbConfig::default());
     let before = all_accounts(&db, old_root, 4_000);
     assert!(before.len() >= 3_000, "{} accounts", before.len());
-    let storages: Vec<B256> = db
-        .snap_reader()
-        .unwrap()
-        .accounts_from(&B256::ZERO)
-        .map(Result::unwrap)
-        .filter(|(_, a)| a.storage_root != alloy_trie::EMPTY_ROOT_HASH)
-        .map(|(k, _)| k)
-        .collect();
+    let storages = storage_keys(&db);
     let slots_before: Vec<_> = storages.iter().map(|a| all_slots(&db, old_root, *a)).collect();
     // One request naming several storages and an account the root does not have, cut by its
     // budget: the same lists, in the same places, and the same proof once the root is older.
@@ -333,10 +326,7 @@ fn ranges_at_an_older_root_are_the_ranges_that_root_had() {
     };
     let batch_before = answer_storage_ranges(&db, &batch);
     assert!(batch_before.slots.len() >= 2 && !batch_before.proof.is_empty(), "{batch_before:?}");
-    for n in 1..=3 {
-        let (header, diff) = params.block(n, 300);
-        db.apply_generated_block(&header, &diff).unwrap();
-    }
+    apply_blocks(&db, params, 1..=3);
     let head_root = db.account_root().unwrap();
     assert_ne!(head_root, old_root);
     let after = all_accounts(&db, head_root, 4_000);
@@ -349,17 +339,34 @@ fn ranges_at_an_older_root_are_the_ranges_that_root_had() {
     }
     assert!(changed > 0, "the blocks changed some storage");
     assert_eq!(answer_storage_ranges(&db, &batch), batch_before);
-    let unknown = GetAccountRange {
-        request_id: 7,
-        root: B256::repeat_byte(3),
-        origin: B256::ZERO,
-        limit: MAX,
-        bytes: 100,
-    };
-    assert_eq!(
-        answer_account_range(&db, &unknown),
-        AccountRange { request_id: 7, ..Default::default() }
-    );
+    assert_no_accounts_at(&db, B256::repeat_byte(3));
+}
+
+/// Applies the generated blocks numbered `blocks` of `params` (300 changes each) to `db`.
+fn apply_blocks(db: &LeafDb, params: GenParams, blocks: std::ops::RangeInclusive<u64>) {
+    for n in blocks {
+        let (header, diff) = params.block(n, 300);
+        db.apply_generated_block(&header, &diff).unwrap();
+    }
+}
+
+/// The hashed keys of `db`'s accounts with a storage, in key order.
+fn storage_keys(db: &LeafDb) -> Vec<B256> {
+    db.snap_reader()
+        .unwrap()
+        .accounts_from(&B256::ZERO)
+        .map(Result::unwrap)
+        .filter(|(_, a)| a.storage_root != alloy_trie::EMPTY_ROOT_HASH)
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Asserts that an account range at `root` is answered as for a root the server does not have:
+/// no accounts and no proof, under the request's id.
+fn assert_no_accounts_at(db: &LeafDb, root: B256) {
+    let req = GetAccountRange { request_id: 7, root, origin: B256::ZERO, limit: MAX, bytes: 4_000 };
+    let empty = AccountRange { request_id: 7, ..Default::default() };
+    assert_eq!(answer_account_range(db, &req), empty, "accounts at {root}");
 }
 
 /// A root whose nodes the recent-node cache no longer holds (past `recent_blocks`) resolves
@@ -367,38 +374,14 @@ fn ranges_at_an_older_root_are_the_ranges_that_root_had() {
 /// no longer has.
 #[test]
 fn ranges_at_a_root_past_the_recent_window_are_empty() {
-    let dir = tempfile::tempdir().unwrap();
     let config = LeafDbConfig { recent_blocks: 1, ..LeafDbConfig::default() };
-    let db = LeafDb::open(dir.path(), &DbOptions::default(), config).unwrap();
     let params = GenParams { accounts: 1_000, seed: 23 };
-    db.generate(params).unwrap();
-    let old_root = db.account_root().unwrap();
-    let storage = db
-        .snap_reader()
-        .unwrap()
-        .accounts_from(&B256::ZERO)
-        .map(Result::unwrap)
-        .find(|(_, a)| a.storage_root != alloy_trie::EMPTY_ROOT_HASH)
-        .unwrap()
-        .0;
-    let (header, diff) = params.block(1, 300);
-    db.apply_generated_block(&header, &diff).unwrap();
+    let (_dir, db, old_root) = generated(params, config);
+    let storage = storage_keys(&db)[0];
+    apply_blocks(&db, params, 1..=1);
     assert!(!all_accounts(&db, old_root, 4_000).is_empty(), "one block back: in the window");
-    for n in 2..=3 {
-        let (header, diff) = params.block(n, 300);
-        db.apply_generated_block(&header, &diff).unwrap();
-    }
-    let req = GetAccountRange {
-        request_id: 3,
-        root: old_root,
-        origin: B256::ZERO,
-        limit: MAX,
-        bytes: 4_000,
-    };
-    assert_eq!(
-        answer_account_range(&db, &req),
-        AccountRange { request_id: 3, ..Default::default() }
-    );
+    apply_blocks(&db, params, 2..=3);
+    assert_no_accounts_at(&db, old_root);
     let req = GetStorageRanges {
         request_id: 4,
         root: old_root,
@@ -417,10 +400,8 @@ fn ranges_at_a_root_past_the_recent_window_are_empty() {
 /// third in the second's place (geth checks lists by position against the accounts it asked).
 #[test]
 fn a_storage_gone_since_an_older_root_ends_the_answer_there() {
-    let (_dir, db) = rocks();
     let params = GenParams { accounts: 1_000, seed: 29 };
-    db.generate(params).unwrap();
-    let old_root = db.account_root().unwrap();
+    let (_dir, db, old_root) = generated(params, LeafDbConfig::default());
     let contracts: Vec<_> =
         (0..1_000).map(|i| params.account(i)).filter(|a| a.slots > 0).take(3).collect();
     assert_eq!(contracts.len(), 3);

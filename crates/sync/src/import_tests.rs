@@ -101,32 +101,32 @@ fn a_differing_chunk_is_a_lie_at_the_pivot_head_or_far_from_its_announcement() {
     let pivot = ChainHead { number: 10, hash: B256::repeat_byte(1), state_root: B256::ZERO };
     let at =
         |number, hash| ChainHead { number, hash: B256::repeat_byte(hash), state_root: B256::ZERO };
-    assert!(judge_mismatch(10, at(10, 1), at(10, 1), &pivot).is_some(), "junk at the pivot head");
-    assert!(
-        judge_mismatch(10, at(10, 2), at(10, 2), &pivot).is_none(),
-        "a sibling at the pivot's height"
-    );
-    assert!(
-        judge_mismatch(20, at(12, 2), at(12, 2), &pivot).is_some(),
-        "a claim far from the announcement"
-    );
-    assert!(judge_mismatch(13, at(12, 2), at(12, 2), &pivot).is_none(), "stale, within the slack");
-    // The server moved on while the answer waited: a claim of a head it announced since the
-    // request stands; one far before the request or past its newest announcement does not.
-    assert!(judge_mismatch(12, at(12, 2), at(17, 2), &pivot).is_none(), "read before it moved on");
-    // A cached piece may be up to MAX_PIECE_AGE_BLOCKS older than the head when asked.
-    assert!(judge_mismatch(30, at(48, 2), at(48, 2), &pivot).is_none(), "a cached piece, 18 back");
-    assert!(judge_mismatch(29, at(48, 2), at(48, 2), &pivot).is_some(), "older than any cache");
-    assert!(
-        judge_mismatch(0, at(12, 2), at(17, 2), &pivot).is_none(),
-        "from a cache, near genesis"
-    );
-    assert!(judge_mismatch(21, at(12, 2), at(17, 2), &pivot).is_some(), "past its newest head");
-    assert!(judge_mismatch(19, at(12, 2), at(17, 2), &pivot).is_none(), "within the slack of it");
-    // A sibling server that reorged onto the pivot's chain while its answer waited read it on
-    // the sibling: not junk.
-    assert!(judge_mismatch(10, at(10, 2), at(10, 1), &pivot).is_none(), "a sibling when asked");
-    assert!(judge_mismatch(10, at(10, 2), at(11, 1), &pivot).is_none(), "and one block on");
+    // (the head the piece claims, the head announced when asked, the newest announced, a lie,
+    // case)
+    let cases = [
+        (10, at(10, 1), at(10, 1), true, "junk at the pivot head"),
+        (10, at(10, 2), at(10, 2), false, "a sibling at the pivot's height"),
+        (20, at(12, 2), at(12, 2), true, "a claim far from the announcement"),
+        (13, at(12, 2), at(12, 2), false, "stale, within the slack"),
+        // The server moved on while the answer waited: a claim of a head it announced since
+        // the request stands; one far before the request or past its newest announcement does
+        // not.
+        (12, at(12, 2), at(17, 2), false, "read before it moved on"),
+        // A cached piece may be up to MAX_PIECE_AGE_BLOCKS older than the head when asked.
+        (30, at(48, 2), at(48, 2), false, "a cached piece, 18 back"),
+        (29, at(48, 2), at(48, 2), true, "older than any cache"),
+        (0, at(12, 2), at(17, 2), false, "from a cache, near genesis"),
+        (21, at(12, 2), at(17, 2), true, "past its newest head"),
+        (19, at(12, 2), at(17, 2), false, "within the slack of it"),
+        // A sibling server that reorged onto the pivot's chain while its answer waited read it
+        // on the sibling: not junk.
+        (10, at(10, 2), at(10, 1), false, "a sibling when asked"),
+        (10, at(10, 2), at(11, 1), false, "and one block on"),
+    ];
+    for (claim, asked_at, announced, lie, case) in cases {
+        let judged = judge_mismatch(claim, asked_at, announced, &pivot);
+        assert_eq!(judged.is_some(), lie, "{case}: {judged:?}");
+    }
 }
 
 #[test]

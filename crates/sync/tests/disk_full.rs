@@ -4,32 +4,24 @@
 //! sync must stop with an error naming the failed write, not a panic or an abort, leave a
 //! record the next start reads, and that start, with room again, must end in the exact state
 //! without starting over. A full disk fails every write after the first, the progress record
-//! the stopping sync writes too: in memory, [`FailingStore`] refuses every write after the
+//! the stopping sync writes too: in memory, a [`HookStore`] refuses every write after the
 //! first few, and the sync must still name the first refusal, not the record's.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::{
-    path::Path,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use common::{
     Behaviour, SimPeer, assert_same_state, dyn_peers,
-    kill::{ACCOUNTS, SEED, config, full_sync_bytes, link, open},
-    paced, source,
+    kill::{ACCOUNTS, SEED, config, full_sync_bytes, linked_peers, open},
+    source,
 };
 use leafsync_leafdb::{
-    LeafDb, LeafDbConfig, LeafDbError, MemStore,
-    kv::{Durability, KvPair, KvRead, KvStore, SortedWriter, Table, WriteBatch},
-    test_utils::ChildTest,
+    LeafDb, LeafDbConfig, MemStore,
+    test_utils::{ChildTest, HookStore},
 };
-use leafsync_sync::{SyncConfig, SyncPeer, SyncProgress, Syncer};
+use leafsync_sync::{SyncConfig, SyncProgress, Syncer};
 
 const DIR_ENV: &str = "LEAFSYNC_SYNC_DISK_FULL_TEST_DIR";
 /// The file-size limit of the child, in bytes, if any.
@@ -65,11 +57,8 @@ async fn disk_full_child_syncer() {
     if let Ok(bytes) = std::env::var(LIMIT_ENV) {
         limit_file_size(bytes.parse().unwrap());
     }
-    let src = source(ACCOUNTS, SEED);
     // Behind links, as in the kill test: a sync of ~2 s, its record written every 50 ms.
-    let peers: Vec<Arc<dyn SyncPeer>> = (1..=2u8)
-        .map(|i| paced(SimPeer::new(i, Arc::clone(&src), Behaviour::Honest, ACCOUNTS), link()))
-        .collect();
+    let peers = linked_peers(&source(ACCOUNTS, SEED));
     let dir = std::env::var(DIR_ENV).expect("child needs its directory");
     let db = Arc::new(open(Path::new(&dir)));
     println!("syncing");
@@ -133,104 +122,19 @@ async fn a_failed_write_stops_the_sync_cleanly_and_the_next_start_resumes() {
     }
 }
 
-/// Which writes a [`FailingStore`] refuses: none until [`Self::allow`], then every one after
-/// the first `allowed`, each refusal numbered in its error.
-#[derive(Debug)]
-struct Gate {
-    allowed: AtomicU64,
-    writes: AtomicU64,
-    refused: Mutex<Vec<u64>>,
-}
-
-impl Gate {
-    fn new() -> Arc<Self> {
-        Arc::new(Self {
-            allowed: AtomicU64::new(u64::MAX),
-            writes: AtomicU64::new(0),
-            refused: Mutex::default(),
-        })
-    }
-
-    /// From now on, writes (batches, sorted writers, flushes) after the first `allowed` fail.
-    fn allow(&self, allowed: u64) {
-        self.writes.store(0, Ordering::SeqCst);
-        self.allowed.store(allowed, Ordering::SeqCst);
-    }
-
-    /// Counts a write; refuses it past the allowed ones, as a full disk would.
-    fn pass(&self) -> leafsync_leafdb::Result<()> {
-        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        if n <= self.allowed.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        self.refused.lock().unwrap().push(n);
-        let error = std::io::Error::other(format!("write {n} refused: no space left"));
-        Err(LeafDbError::Storage(Box::new(error)))
-    }
-
-    fn refused(&self) -> Vec<u64> {
-        self.refused.lock().unwrap().clone()
-    }
-}
-
-/// A [`MemStore`] whose writes fail as its [`Gate`] says.
-struct FailingStore {
-    inner: MemStore,
-    gate: Arc<Gate>,
-}
-
-impl KvRead for FailingStore {
-    fn get(&self, table: Table, key: &[u8]) -> leafsync_leafdb::Result<Option<Vec<u8>>> {
-        self.inner.get(table, key)
-    }
-
-    fn iter_from<'a>(
-        &'a self,
-        table: Table,
-        start: &[u8],
-    ) -> Box<dyn Iterator<Item = leafsync_leafdb::Result<KvPair>> + Send + 'a> {
-        self.inner.iter_from(table, start)
-    }
-}
-
-impl KvStore for FailingStore {
-    type Snapshot<'a> = <MemStore as KvStore>::Snapshot<'a>;
-
-    fn write(&self, batch: WriteBatch, durability: Durability) -> leafsync_leafdb::Result<()> {
-        self.gate.pass()?;
-        self.inner.write(batch, durability)
-    }
-
-    fn snapshot(&self) -> Self::Snapshot<'_> {
-        self.inner.snapshot()
-    }
-
-    fn flush(&self) -> leafsync_leafdb::Result<()> {
-        self.gate.pass()?;
-        self.inner.flush()
-    }
-
-    fn sorted_writer(&self, table: Table) -> leafsync_leafdb::Result<Box<dyn SortedWriter + '_>> {
-        self.gate.pass()?;
-        self.inner.sorted_writer(table)
-    }
-}
-
-/// Syncs from two honest peers into a [`FailingStore`] that refuses every write after the first
+/// Syncs from two honest peers into a [`HookStore`] that refuses every write after the first
 /// `allowed` (`None`: none); returns the sync's result and the writes attempted, with the
 /// numbers of the refused ones.
 async fn sync_refusing(
     src: &Arc<LeafDb<MemStore>>,
     allowed: Option<u64>,
 ) -> (Result<leafsync_sync::SyncOutcome, leafsync_sync::SyncError>, u64, Vec<u64>) {
-    let gate = Gate::new();
-    let store = FailingStore { inner: MemStore::default(), gate: Arc::clone(&gate) };
-    let db = Arc::new(LeafDb::with_store(store, LeafDbConfig::default()).unwrap());
-    gate.allow(allowed.unwrap_or(u64::MAX));
+    let db = Arc::new(LeafDb::with_store(HookStore::new(), LeafDbConfig::default()).unwrap());
+    db.store().refuse_writes_after(allowed.unwrap_or(u64::MAX));
     let peers: Vec<_> =
         (1..=2u8).map(|i| SimPeer::new(i, Arc::clone(src), Behaviour::Honest, ACCOUNTS)).collect();
-    let result = Syncer::new(db, config(), dyn_peers(&peers)).run().await;
-    (result, gate.writes.load(Ordering::SeqCst), gate.refused())
+    let result = Syncer::new(Arc::clone(&db), config(), dyn_peers(&peers)).run().await;
+    (result, db.store().writes(), db.store().refused_writes())
 }
 
 /// On a full disk the progress record the stopping sync writes fails too: the sync returns the

@@ -9,7 +9,7 @@ use leafsync_leafdb::{
 };
 use leafsync_sync::{SyncConfig, SyncPeer, SyncProgress, Syncer, link::Link};
 
-use super::assert_same_state;
+use super::{Behaviour, SimPeer, assert_same_state, paced, source};
 
 /// Accounts of the source state.
 pub const ACCOUNTS: u64 = 3000;
@@ -21,6 +21,10 @@ pub const LINK_DELAY: Duration = Duration::from_millis(8);
 /// sync (~0.94 MB) in about 2 s of real time however many requests the syncer keeps in flight,
 /// so the kills (50-350 ms after each start) land at different points of it.
 pub const LINK_BITS_PER_SEC: u64 = 384 * 1024 * 8;
+
+/// Names the child's directory in its environment. Each test binary runs its own children, so
+/// one name serves them all.
+const CHILD_DIR_ENV: &str = "LEAFSYNC_KILL_TEST_DIR";
 
 /// A simulated peer's link in the child (real time).
 pub fn link() -> Arc<Link> {
@@ -44,10 +48,23 @@ pub fn config() -> SyncConfig {
     }
 }
 
-/// The child's body: syncs into the directory named by `env` from `peers`, printing `syncing`
-/// when it starts and `done <root> <bytes this run> <bytes all runs>` when it ends.
-pub async fn child_sync(env: &str, peers: Vec<Arc<dyn SyncPeer>>) {
-    let dir = std::env::var(env).expect("child needs its directory");
+/// Two honest leaf/1 peers of `src`, each behind a slow [`link`].
+pub fn linked_peers(src: &Arc<LeafDb<MemStore>>) -> Vec<Arc<dyn SyncPeer>> {
+    (1..=2u8)
+        .map(|i| paced(SimPeer::new(i, Arc::clone(src), Behaviour::Honest, ACCOUNTS), link()))
+        .collect()
+}
+
+/// The child's body, run only in the child process (its test does nothing when run by the
+/// test harness itself): syncs into the directory [`kill_and_resume`] names from the peers
+/// `peers` makes of the source state, printing `syncing` when it starts and `done <root> <bytes
+/// this run> <bytes all runs>` when it ends.
+pub async fn child_sync(peers: impl AsyncFnOnce(Arc<LeafDb<MemStore>>) -> Vec<Arc<dyn SyncPeer>>) {
+    if !ChildTest::is_child() {
+        return; // run by its parent test only
+    }
+    let peers = peers(source(ACCOUNTS, SEED)).await;
+    let dir = std::env::var(CHILD_DIR_ENV).expect("child needs its directory");
     let db = Arc::new(open(Path::new(&dir)));
     let prior =
         db.sync_progress().unwrap().map_or(0, |b| SyncProgress::decode(&b).unwrap().bytes_down);
@@ -63,32 +80,31 @@ pub async fn full_sync_bytes(peers: Vec<Arc<dyn SyncPeer>>) -> u64 {
     out.stats.bytes_down
 }
 
-/// The parent: runs the child test `child` (its directory in `env`) `kills` times, SIGKILLing
+/// The parent: runs the child test `child` (its body [`child_sync`]) `kills` times, SIGKILLing
 /// it at a random moment each time and checking that the record keeps its pivot and never loses
-/// progress, then once to the end: the state must equal `src` and the last run must download
-/// less than `full_bytes` (a sync from nothing). Three kills in four must land before the sync
-/// first finished: later ones test a finished state and a sync over it, so a sync grown too
-/// fast for the schedule fails here rather than testing less. The kill times are drawn; a soak
-/// (`LEAFSYNC_SOAK_SEED`, `LEAFSYNC_SOAK_ROUNDS`: docs/testing.md) runs that many sequences, each
-/// into a new directory.
-pub fn kill_and_resume(
+/// progress, then once to the end: the state must equal the source state and the last run must
+/// download less than a sync from nothing from the peers `peers` makes of the source state.
+/// Three kills in four must land before the sync first finished: later ones test a finished
+/// state and a sync over it, so a sync grown too fast for the schedule fails here rather than
+/// testing less. The kill times are drawn; a soak (`LEAFSYNC_SOAK_SEED`, `LEAFSYNC_SOAK_ROUNDS`:
+/// docs/testing.md) runs that many sequences, each into a new directory.
+pub async fn kill_and_resume(
     child: &str,
-    env: &str,
     kills: usize,
-    src: &LeafDb<MemStore>,
-    full_bytes: u64,
+    peers: impl AsyncFnOnce(Arc<LeafDb<MemStore>>) -> Vec<Arc<dyn SyncPeer>>,
 ) {
+    let src = source(ACCOUNTS, SEED);
+    let full_bytes = full_sync_bytes(peers(Arc::clone(&src)).await).await;
     let (mut rng, sequences) = super::drawn_rounds(0x6b11, 1);
     for sequence in 0..sequences {
         eprintln!("{child}: kill sequence {sequence}");
-        kill_sequence(child, env, kills, src, full_bytes, &mut rng);
+        kill_sequence(child, kills, &src, full_bytes, &mut rng);
     }
 }
 
 /// One sequence of [`kill_and_resume`], its kill times drawn from `rng`.
 fn kill_sequence(
     child: &str,
-    env: &str,
     kills: usize,
     src: &LeafDb<MemStore>,
     full_bytes: u64,
@@ -99,7 +115,7 @@ fn kill_sequence(
     let mut last_total = 0;
     let (mut mid_sync, mut finished) = (0, false);
     for round in 0..=kills {
-        let run = ChildTest::spawn(child, [(env, dir.path().as_os_str())]).unwrap();
+        let run = ChildTest::spawn(child, [(CHILD_DIR_ENV, dir.path().as_os_str())]).unwrap();
         // libtest may print "test <child> ... " on the same line.
         let started = run
             .wait_for(Duration::from_secs(120), |line| line.contains("syncing").then_some(()))
