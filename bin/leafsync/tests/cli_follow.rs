@@ -57,7 +57,7 @@ async fn mine(rpc: &mut RpcClient, from: u64, to: u64, followers: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_bootstraps_from_genesis_and_follows_anvil() {
-    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file } = anvil_genesis().await;
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file, .. } = anvil_genesis().await;
     let genesis = rpc.block(0).await.unwrap();
 
     let toml = support::daemon_toml(
@@ -105,7 +105,7 @@ async fn run_bootstraps_from_genesis_and_follows_anvil() {
 /// genesis and when it would take its sync pivot from it, saying so and naming both hashes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_execution_client_on_another_chain_is_refused() {
-    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file } = anvil_genesis().await;
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file, .. } = anvil_genesis().await;
     let anvils = rpc.block(0).await.unwrap().hash;
     let configured = alloy_primitives::B256::repeat_byte(0x5a);
     for (name, genesis) in [("bootstrap", Some(genesis_file.as_path())), ("pivot", None)] {
@@ -137,7 +137,7 @@ async fn an_execution_client_on_another_chain_is_refused() {
 async fn a_new_node_finds_a_follower_through_discv5_syncs_and_follows_anvil() {
     const FIRST: u64 = 6;
     const MORE: u64 = 5;
-    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file } = anvil_genesis().await;
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file, .. } = anvil_genesis().await;
     let genesis = rpc.block(0).await.unwrap();
     let chain = support::dev_chain(genesis.hash);
     let config = |name: &str, bootnodes: &[&str], genesis: Option<&Path>| {
@@ -190,7 +190,7 @@ async fn a_state_taken_off_the_chain_by_a_deep_reorg_is_repaired_from_a_peer() {
     const BLOCKS: u64 = 20;
     const DEPTH: u64 = 17;
     const MORE: u64 = 3;
-    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file } = anvil_genesis().await;
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file, .. } = anvil_genesis().await;
     let genesis = rpc.block(0).await.unwrap();
     let chain = support::dev_chain(genesis.hash);
     let config = |name: &str, bootnodes: &[&str]| {
@@ -280,7 +280,7 @@ async fn a_state_taken_off_the_chain_by_a_deep_reorg_is_repaired_from_a_peer() {
 /// and `tool verify` finds its state exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_stuck_at_a_block_it_cannot_trace_is_repaired_from_a_peer() {
-    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file } = anvil_genesis().await;
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file, .. } = anvil_genesis().await;
     let genesis = rpc.block(0).await.unwrap();
     let chain = support::dev_chain(genesis.hash);
     let fail = Arc::new(AtomicBool::new(false));

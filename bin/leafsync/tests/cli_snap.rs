@@ -28,7 +28,7 @@ const MORE: u64 = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_node_syncs_over_snap_from_a_snap_server_and_follows_anvil() {
-    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file } = anvil_genesis().await;
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir, genesis_file, .. } = anvil_genesis().await;
     let genesis = rpc.block(0).await.unwrap();
     let chain = support::dev_chain(genesis.hash);
     let toml =

@@ -16,7 +16,6 @@ use leafsync_ingest::{
     ElHeaders, Follower, FollowerConfig, HeaderOrigin, HeaderQuery, IngestStats, RpcClient,
     system::HISTORY_STORAGE_ADDRESS,
 };
-use leafsync_leafdb::LeafDb;
 use serde_json::{Value, json};
 
 /// Workload blocks before the reorg.
@@ -24,11 +23,9 @@ const BLOCKS: u64 = 55;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_anvil_block_by_block_with_matching_roots() {
-    init_logs();
-    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir: _dir, genesis_file: genesis } =
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir: _dir, genesis_file: genesis, db } =
         anvil_genesis().await;
 
-    let db = Arc::new(LeafDb::in_memory());
     let mut config = FollowerConfig::new(anvil.ws());
     config.genesis = Some(genesis);
     config.poll_interval = POLL;
@@ -112,10 +109,8 @@ async fn follows_anvil_block_by_block_with_matching_roots() {
 /// system calls folded in, block 1's root differed from anvil's and every block after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_a_prague_anvil_whose_system_calls_no_trace_shows() {
-    init_logs();
-    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir: _dir, genesis_file: genesis } =
+    let AnvilGenesis { turn: _turn, anvil, mut rpc, dir: _dir, genesis_file: genesis, db } =
         anvil_genesis().await;
-    let db = Arc::new(LeafDb::in_memory());
     let running = spawn_follower(&db, anvil.ws(), |c| c.genesis = Some(genesis));
     let stats = Arc::clone(&running.stats);
     let mut workload = Workload::new(&mut rpc).await;
@@ -146,7 +141,6 @@ async fn follows_a_prague_anvil_whose_system_calls_no_trace_shows() {
 /// zero fork hash (not computed), read as none, so the fork id falls back to the chain preset.
 #[tokio::test]
 async fn anvil_headers_are_served_and_its_fork_id_falls_back() {
-    init_logs();
     let (_turn, anvil) = anvil_turn().await;
     let mut rpc = anvil.rpc();
     mine_blocks(&mut rpc, 3).await;

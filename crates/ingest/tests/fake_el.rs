@@ -23,7 +23,9 @@ use leafsync_ingest::{
     ElHeaders, EthConfigAnswer, Follower, FollowerConfig, HeaderOrigin, HeaderQuery, IngestError,
     MAX_HEADERS_PER_QUERY, RpcClient, RpcHeader,
 };
-use leafsync_leafdb::{BlockHeader, GenParams, LeafDb, MemStore};
+use leafsync_leafdb::{
+    BlockHeader, GenParams, LeafDb, LeafDbConfig, MemStore, test_utils::HookStore,
+};
 use serde_json::{Value, json};
 use tokio::{
     io::AsyncWriteExt,
@@ -152,15 +154,23 @@ fn generated(params: GenParams) -> (Arc<LeafDb<MemStore>>, BlockHeader, B256) {
 /// A chain of one empty block after a genesis with `genesis_hash` and state root `root`: the
 /// head is block 1, every block has that root, and block 1's trace (by its hash) is empty.
 fn one_empty_block(genesis_hash: B256, root: B256) -> Script {
+    empty_blocks(genesis_hash, root, 1)
+}
+
+/// A chain of `head` empty blocks after a genesis with `genesis_hash` and state root `root`: every
+/// block has that root, and each block's trace (by its hash) is empty.
+fn empty_blocks(genesis_hash: B256, root: B256, head: u64) -> Script {
     Arc::new(move |method, params| match method {
-        "eth_blockNumber" => Answer::Result(json!("0x1")),
+        "eth_blockNumber" => Answer::Result(json!(format!("{head:#x}"))),
         "eth_getBlockByNumber" => {
             let n = u64::from_str_radix(params[0].as_str().unwrap().trim_start_matches("0x"), 16)
                 .unwrap();
-            Answer::Result(block(n, genesis_hash, root))
+            Answer::Result(if n <= head { block(n, genesis_hash, root) } else { Value::Null })
         }
-        // By the hash of the header read (block 1's), never by number.
-        "debug_traceBlockByHash" if params[0] == json!(keccak256(1u64.to_be_bytes())) => {
+        // By the hash of the header read, never by number.
+        "debug_traceBlockByHash"
+            if (1..=head).any(|n| params[0] == json!(keccak256(n.to_be_bytes()))) =>
+        {
             Answer::Result(json!([]))
         }
         "debug_traceBlockByHash" => Answer::Error(-32000, "unknown block"),
@@ -425,6 +435,72 @@ async fn an_execution_client_replaced_by_another_chain_stops_the_follower() {
     let err = ended.expect("the follower went on").unwrap().unwrap_err();
     assert!(matches!(err, IngestError::WrongChain { .. }), "{err}");
     assert_eq!(db.head().unwrap().unwrap().number, 1, "nothing of the other chain applied");
+}
+
+/// Blocks of the full-disk test's chain.
+const DISK_FULL_BLOCKS: u64 = 4;
+
+/// A follower of [`DISK_FULL_BLOCKS`] empty blocks into a fresh generated leafdb whose store
+/// refuses every write after the first `allowed` (`None`: none): the follower's result (it
+/// must end by itself), the leafdb, its genesis hash and the writes asked for.
+async fn follow_refusing(
+    allowed: Option<u64>,
+) -> (Result<(), IngestError>, Arc<LeafDb<HookStore>>, B256, u64) {
+    let db = Arc::new(LeafDb::with_store(HookStore::new(), LeafDbConfig::default()).unwrap());
+    db.generate(GenParams { accounts: 50, seed: 7 }).unwrap();
+    let (genesis, root) = (db.head().unwrap().unwrap(), db.account_root().unwrap());
+    db.store().refuse_writes_after(allowed.unwrap_or(u64::MAX));
+    let el = fake_el(empty_blocks(genesis.hash, root, DISK_FULL_BLOCKS)).await;
+    let running = common::spawn_follower(&db, format!("http://{el}"), |_| {});
+    if allowed.is_none() {
+        let started = Instant::now();
+        while db.head().unwrap().unwrap().number < DISK_FULL_BLOCKS {
+            assert!(started.elapsed() < common::FOLLOW_TIMEOUT, "the chain was not followed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let writes = db.store().writes();
+        running.stop().await;
+        return (Ok(()), db, genesis.hash, writes);
+    }
+    let ended = tokio::time::timeout(common::FOLLOW_TIMEOUT, running.task).await;
+    let result = ended.expect("the follower went on after a refused write").unwrap();
+    let writes = db.store().writes();
+    (result, db, genesis.hash, writes)
+}
+
+/// A full disk under the follower (the sync has its own test, `disk_full.rs` of the sync
+/// crate): whichever write is refused, the follower stops with an error naming it instead of
+/// retrying, panicking or hanging, keeps every block applied before it, and a follower started
+/// with room again follows on from there to the head with the state unchanged.
+#[tokio::test]
+async fn a_refused_write_stops_the_follower_and_the_next_start_follows_on() {
+    let (_, _, _, writes) = follow_refusing(None).await;
+    // Each block is two writes: the block's, then its undo's.
+    assert_eq!(writes, 2 * DISK_FULL_BLOCKS, "writes of following the chain");
+    for allowed in 0..writes {
+        let (result, db, genesis, _) = follow_refusing(Some(allowed)).await;
+        let error = result.expect_err("a refused write stops the follower").to_string();
+        assert!(error.contains("refused: no space left"), "{allowed}: {error}");
+        let refused = db.store().refused_writes();
+        assert_eq!(refused.first(), Some(&(allowed + 1)), "{allowed}: {refused:?}");
+        let kept = db.head().unwrap().unwrap().number;
+        assert_eq!(kept, allowed.div_ceil(2), "{allowed}: the blocks written before are kept");
+        let root = db.account_root().unwrap();
+
+        // The next start, with room again.
+        db.store().refuse_writes_after(u64::MAX);
+        let el = fake_el(empty_blocks(genesis, root, DISK_FULL_BLOCKS)).await;
+        let running = common::spawn_follower(&db, format!("http://{el}"), |_| {});
+        let started = Instant::now();
+        while db.head().unwrap().unwrap().number < DISK_FULL_BLOCKS {
+            assert!(started.elapsed() < common::FOLLOW_TIMEOUT, "{allowed}: not followed on");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        running.stop().await;
+        let head = db.head().unwrap().unwrap();
+        assert_eq!(head.hash, keccak256(DISK_FULL_BLOCKS.to_be_bytes()), "{allowed}");
+        assert_eq!(db.account_root().unwrap(), root, "{allowed}: the state changed");
+    }
 }
 
 /// A WebSocket execution client answering `eth_subscribe` with an error (`refuse`: a proxy

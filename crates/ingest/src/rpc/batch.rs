@@ -6,7 +6,7 @@
 use serde_json::{Value, json, value::RawValue};
 use tracing::{debug, warn};
 
-use super::{Awaited, RpcClient};
+use super::{Awaited, NUMBER_DIFFERS, RpcClient, as_requested};
 use crate::{
     error::{IngestError, RpcError},
     header::RpcHeader,
@@ -138,11 +138,7 @@ impl RpcClient {
         };
         let checked = answers.into_iter().zip(numbers).map(|(answer, &number)| match answer? {
             Some(raw) => match serde_json::from_str::<Option<RpcHeader>>(raw.get()) {
-                Ok(Some(header)) if header.number != number => Err(IngestError::InvalidResponse {
-                    method,
-                    reason: "block number differs from the one requested",
-                }),
-                Ok(header) => Ok(header),
+                Ok(header) => as_requested(method, header, |h| h.number == number, NUMBER_DIFFERS),
                 Err(source) => Err(IngestError::Decode { method, source }),
             },
             None => Ok(None),

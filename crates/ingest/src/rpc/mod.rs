@@ -66,6 +66,26 @@ pub(crate) fn tracing_error(url: &str, error: IngestError) -> IngestError {
     }
 }
 
+/// Why a block answered for a number is refused when its number is another.
+const NUMBER_DIFFERS: &str = "block number differs from the one requested";
+
+/// Why a block answered for a hash is refused when its hash is another.
+const HASH_DIFFERS: &str = "block hash differs from the one requested";
+
+/// `answer` of `method` when it is none or the block requested (`requested`); a block other
+/// than the one requested is an [`IngestError::InvalidResponse`] giving `reason`.
+fn as_requested<T>(
+    method: &'static str,
+    answer: Option<T>,
+    requested: impl FnOnce(&T) -> bool,
+    reason: &'static str,
+) -> Result<Option<T>, IngestError> {
+    match answer {
+        Some(block) if !requested(&block) => Err(IngestError::InvalidResponse { method, reason }),
+        answer => Ok(answer),
+    }
+}
+
 /// The method of subscription notifications. Those that arrive while a response is awaited are
 /// counted, not kept: a new head is only a wake-up, so nothing grows with the number of heads.
 const SUBSCRIPTION_METHOD: &str = "eth_subscription";
@@ -197,16 +217,10 @@ impl RpcClient {
 
     /// `eth_getBlockByNumber(number, false)`: the header fields and withdrawals.
     pub async fn block(&mut self, number: u64) -> Result<RpcBlock, IngestError> {
-        let block: Option<RpcBlock> =
-            self.call("eth_getBlockByNumber", json!([format!("{number:#x}"), false])).await?;
-        let block = block.ok_or(IngestError::MissingBlock(number))?;
-        if block.number != number {
-            return Err(IngestError::InvalidResponse {
-                method: "eth_getBlockByNumber",
-                reason: "block number differs from the one requested",
-            });
-        }
-        Ok(block)
+        let method = "eth_getBlockByNumber";
+        let block = self.call(method, json!([format!("{number:#x}"), false])).await?;
+        as_requested(method, block, |b: &RpcBlock| b.number == number, NUMBER_DIFFERS)?
+            .ok_or(IngestError::MissingBlock(number))
     }
 
     /// The header of block `number` (`eth_getHeaderByNumber`, geth's and reth's; else
@@ -214,54 +228,35 @@ impl RpcClient {
     /// hashes, ~20 times the bytes on mainnet); `None` when the execution client has no such
     /// block.
     pub async fn header(&mut self, number: u64) -> Result<Option<RpcHeader>, IngestError> {
-        let at = format!("{number:#x}");
-        let (method, header) = self
-            .header_call(
-                ("eth_getHeaderByNumber", json!([at])),
-                ("eth_getBlockByNumber", json!([at, false])),
-            )
-            .await?;
-        match header {
-            Some(h) if h.number != number => Err(IngestError::InvalidResponse {
-                method,
-                reason: "block number differs from the one requested",
-            }),
-            other => Ok(other),
-        }
+        let methods = ("eth_getHeaderByNumber", "eth_getBlockByNumber");
+        let (method, header) = self.header_call(methods, json!(format!("{number:#x}"))).await?;
+        as_requested(method, header, |h| h.number == number, NUMBER_DIFFERS)
     }
 
     /// The header of the block `hash` (`eth_getHeaderByHash`, else `eth_getBlockByHash(hash,
     /// false)`); `None` when the execution client has no such block.
     pub async fn header_by_hash(&mut self, hash: B256) -> Result<Option<RpcHeader>, IngestError> {
-        let (method, header) = self
-            .header_call(
-                ("eth_getHeaderByHash", json!([hash])),
-                ("eth_getBlockByHash", json!([hash, false])),
-            )
-            .await?;
-        match header {
-            Some(h) if h.hash != hash => Err(IngestError::InvalidResponse {
-                method,
-                reason: "block hash differs from the one requested",
-            }),
-            other => Ok(other),
-        }
+        let methods = ("eth_getHeaderByHash", "eth_getBlockByHash");
+        let (method, header) = self.header_call(methods, json!(hash)).await?;
+        as_requested(method, header, |h| h.hash == hash, HASH_DIFFERS)
     }
 
-    /// `header`'s call, or `block`'s once the client has shown it lacks the header methods
-    /// (remembered: they are not asked again). A header call answered "method not found" or
-    /// "invalid params" (anvil answers the first over HTTP and the second over WebSocket for a
-    /// method it does not have) is only taken for that after `eth_getHeaderByNumber("latest")`,
-    /// whose parameters every client takes, is answered the same: geth answers "invalid
-    /// params" for a block number past `i64::MAX` too, and the numbers come from peers. Any
-    /// other error is the call's. Returns the method that answered too.
+    /// The `header` method's call of the block `at` (a number or a hash), or the `block`
+    /// method's (`[at, false]`: without the transactions) once the client has shown it lacks
+    /// the header methods (remembered: they are not asked again). A header call answered
+    /// "method not found" or "invalid params" (anvil answers the first over HTTP and the second
+    /// over WebSocket for a method it does not have) is only taken for that after
+    /// `eth_getHeaderByNumber("latest")`, whose parameters every client takes, is answered the
+    /// same: geth answers "invalid params" for a block number past `i64::MAX` too, and the
+    /// numbers come from peers. Any other error is the call's. Returns the method that answered
+    /// too.
     async fn header_call(
         &mut self,
-        header: (&'static str, Value),
-        block: (&'static str, Value),
+        (header, block): (&'static str, &'static str),
+        at: Value,
     ) -> Result<(&'static str, Option<RpcHeader>), IngestError> {
         if !self.headers_as_blocks {
-            match self.call(header.0, header.1).await {
+            match self.call(header, json!([at])).await {
                 Err(IngestError::Rpc(error)) if method_missing(&error) => {
                     let probe = self
                         .call::<Option<RpcHeader>>("eth_getHeaderByNumber", json!(["latest"]))
@@ -269,13 +264,13 @@ impl RpcClient {
                     if !matches!(&probe, Err(IngestError::Rpc(e)) if method_missing(e)) {
                         return Err(error.into());
                     }
-                    debug!(method = header.0, %error, "reading headers as blocks instead");
+                    debug!(method = header, %error, "reading headers as blocks instead");
                     self.headers_as_blocks = true;
                 }
-                answer => return Ok((header.0, answer?)),
+                answer => return Ok((header, answer?)),
             }
         }
-        Ok((block.0, self.call(block.0, block.1).await?))
+        Ok((block, self.call(block, json!([at, false])).await?))
     }
 
     /// `eth_getStorageAt(address, slot, {blockHash})` (EIP-1898: by the block's hash, so that a

@@ -16,6 +16,7 @@ use std::{
 
 use alloy_primitives::{Address, B256, U256, keccak256};
 use leafsync_ingest::{IngestStats, RpcClient, RpcHeader};
+use leafsync_leafdb::{LeafDb, MemStore};
 use serde_json::{Value, json};
 use tokio::{
     net::{TcpListener, TcpStream},
@@ -122,8 +123,10 @@ static ANVIL_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// write no trace shows, so every test that follows anvil follows it.
 pub const ANVIL_HARDFORK: &str = "prague";
 
-/// This test's turn ([`ANVIL_TURN`]) and its own anvil.
+/// This test's turn ([`ANVIL_TURN`]) and its own anvil, with the test's logs set up
+/// ([`init_logs`]).
 pub async fn anvil_turn() -> (tokio::sync::MutexGuard<'static, ()>, Anvil) {
+    init_logs();
     let turn = ANVIL_TURN.lock().await;
     (turn, Anvil::start(&anvil_binary()).await)
 }
@@ -141,16 +144,18 @@ pub struct AnvilGenesis {
     pub dir: tempfile::TempDir,
     /// anvil's genesis state as an allocation file ([`dump_state_alloc`]).
     pub genesis_file: PathBuf,
+    /// An empty in-memory leafdb, for a follower to load `genesis_file` into.
+    pub db: Arc<LeafDb<MemStore>>,
 }
 
-/// This test's turn and its own anvil, with a client of its RPC and its genesis state written
-/// to a scratch directory.
+/// This test's turn and its own anvil, with a client of its RPC, its genesis state written
+/// to a scratch directory and an empty leafdb.
 pub async fn anvil_genesis() -> AnvilGenesis {
     let (turn, anvil) = anvil_turn().await;
     let mut rpc = anvil.rpc();
     let dir = tempfile::tempdir().unwrap();
     let genesis_file = dump_state_alloc(&mut rpc, dir.path()).await;
-    AnvilGenesis { turn, anvil, rpc, dir, genesis_file }
+    AnvilGenesis { turn, anvil, rpc, dir, genesis_file, db: Arc::new(LeafDb::in_memory()) }
 }
 
 /// A running anvil, killed on drop.
