@@ -101,6 +101,11 @@ impl HealState {
         self.gather_kept = on;
     }
 
+    /// The heal roots not yet complete.
+    pub(crate) fn roots(&self) -> impl Iterator<Item = (Owner, Nibbles)> + '_ {
+        self.roots.keys().copied()
+    }
+
     pub(crate) fn has_root(&self, owner: Owner, path: Nibbles) -> bool {
         self.roots.contains_key(&(owner, path))
     }

@@ -8,6 +8,7 @@
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod carry;
 pub mod config;
 mod dispatch;
 pub mod error;

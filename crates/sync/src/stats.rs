@@ -82,6 +82,9 @@ pub struct SyncStats {
     pub junk_answers: u64,
     /// Items the final check found wrong or missing and sent back to be fetched.
     pub final_repairs: u64,
+    /// Accounts whose flat entries were re-derived from the stored trie (a resumed unit, a
+    /// heal's subtrie, a repair): every account such a re-derivation walks, written or not.
+    pub rederived_accounts: u64,
     /// Flat leaves (accounts and slots) the final check hashed again after their import had
     /// verified them: 0 when nothing in the run could have set the flat state apart from the
     /// trie (no resume, heal, re-pivot or repair), else the whole flat state per pass.

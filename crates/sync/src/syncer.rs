@@ -22,6 +22,7 @@ use tracing::{info, warn};
 use self::commit::{Committing, Held, HeldCodes, committed};
 pub use crate::resume::{choose_pivot, chunk_depth};
 use crate::{
+    carry::Carry,
     config::{MAX_FINAL_REPAIRS, MAX_IN_FLIGHT_BYTES, RECHECK_INTERVAL, SyncConfig, SyncMode},
     dispatch::{self, InFlight},
     error::SyncError,
@@ -64,6 +65,14 @@ pub struct Syncer<S: KvStore> {
     heal: HealState,
     /// Codes do not depend on the pivot: they survive a re-pivot.
     codes: CodeQueue,
+    /// What re-pivots left half done: heal roots cut short and storages open ([`Carry`]).
+    carry: Carry,
+    /// Whether this run can vouch for everything stored besides what [`Self::carry`] holds:
+    /// the tables held a complete state at the start or nothing. A re-pivot then trusts them
+    /// ([`Self::tables_complete`]). A resumed run cannot: what the crashed run left open
+    /// (storages, heals cut short) is recorded nowhere, so each of its re-pivots re-derives
+    /// every stored unit it meets, as its start does.
+    vouched: bool,
     peers: PeerSet,
     reporter: Reporter,
     /// Peers that start serving during the sync.
@@ -79,7 +88,8 @@ pub struct Syncer<S: KvStore> {
     /// synced or followed state, maybe off the chain, as a repair starts from), whose flat
     /// entries agree with its stored tries and accounts with their storage and code: a subtrie
     /// found complete then needs no re-derivation, and an account a heal leaves as it was no
-    /// storage check. Cleared by a re-pivot and once the final check finds anything.
+    /// storage check. Set by a re-pivot too where the run is [`Self::vouched`] for, which
+    /// [`Carry`]s what that rule does not cover; cleared once the final check finds anything.
     tables_complete: bool,
     /// Verified chunks held back to be written together ([`commit`]).
     held: Held,
@@ -112,6 +122,8 @@ impl<S: KvStore + 'static> Syncer<S> {
             work: Work::default(),
             heal: HealState::default(),
             codes: CodeQueue::default(),
+            carry: Carry::default(),
+            vouched: false,
             reporter: Reporter::default(),
             new_peers: None,
             pivot_feed: None,
@@ -199,6 +211,10 @@ impl<S: KvStore + 'static> Syncer<S> {
             // Entries of an earlier state may lie where no chunk of this pivot writes.
             self.must_rehash("tables held state at the start");
         }
+        // Tables that held a complete state, or nothing: everything stored is then either
+        // complete or this run's own work.
+        let fresh = start.resumed.is_none() && !unreadable && !self.db.holds_state()?;
+        self.vouched = self.tables_complete || fresh;
         if self.config.mode == SyncMode::HealOnly {
             self.must_rehash("heal-only");
         }
@@ -391,9 +407,16 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.settle()?;
         info!(from = self.pivot.number, to = head.number, "re-pivoting state sync");
         self.must_rehash("re-pivot");
-        // Heals of the old pivot cut short leave subtries whose flat entries and storage are
-        // not yet taken in.
-        self.trust_tables(false);
+        // Everything the old pivot's work imported or finished is consistent; what it cut short
+        // is carried, so the new pivot re-derives only that, not the whole state synced so far
+        // (tens of minutes at mainnet size, longer than the blocks between two re-pivots), in a
+        // run that can vouch for the rest.
+        for (owner, path) in self.heal.roots() {
+            self.carry.suspect(owner, path);
+        }
+        for account in self.work.open_storages() {
+            self.carry.carry_storage(account);
+        }
         self.epoch += 1;
         self.reporter.stats.repivots += 1;
         self.pivot = head;
@@ -401,6 +424,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.work = Work::default();
         self.work.sizes.record_accounts(self.peers.median_estimate());
         self.heal = HealState::default();
+        self.trust_tables(self.vouched);
         self.db.clear_sync_heal_roots()?;
         self.persist()?;
         self.seed(head.state_root)

@@ -244,6 +244,11 @@ impl Work {
         self.skeleton.remove(&owner).map(|nodes| (o, nodes))
     }
 
+    /// The storage tries with items still open (see [`Self::close`]).
+    pub(crate) fn open_storages(&self) -> impl Iterator<Item = B256> + '_ {
+        self.open.keys().copied()
+    }
+
     /// Keeps a fetched skeleton node until its trie is complete.
     pub(crate) fn keep_skeleton(&mut self, owner: Owner, path: Nibbles, rlp: Vec<u8>) {
         self.skeleton.entry(owner).or_default().push((path, rlp));

@@ -348,6 +348,12 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         for (peer, unit, kept) in pieces {
             self.reporter.stats.chunks_verified += 1;
+            // An import replaces its unit's flat entries and subtrie whole, and takes in every
+            // account's storage below: nothing carried there is left to do.
+            self.carry.settled(unit.owner, &unit.prefix);
+            if unit.owner.is_none() {
+                drop(self.carry.take_storages_under(&unit.prefix));
+            }
             let (count, accounts, slots, large) = match kept {
                 Kept::Accounts { count, accounts, slots, large } => (count, accounts, slots, large),
                 Kept::Slots(slots) => {

@@ -40,6 +40,11 @@ impl<S: KvStore + 'static> Syncer<S> {
         if s.chunks_verified != s.chunks_total || s.chunks_done != s.chunks_total {
             self.must_rehash("chunk counters disagree");
         }
+        if self.carry.storages_left() > 0 {
+            let storages = self.carry.storages_left();
+            warn!(storages, "state sync: storages carried over a re-pivot were not taken up");
+            self.must_rehash("storages carried over a re-pivot not taken up");
+        }
         if self.codes.unwritten() > 0 {
             warn!(codes = self.codes.unwritten(), "state sync: codes queued but not written");
             self.must_rehash("codes unaccounted for");

@@ -54,9 +54,10 @@ impl<S: KvStore + 'static> Syncer<S> {
         match self.db.node(owner.as_ref(), &prefix)? {
             Some(local) if keccak256(&local) == hash => {
                 stats.chunks_resumed += 1;
-                // In tables that held a complete state its flat entries agree with it.
-                if self.tables_complete {
-                    return Ok(());
+                // In tables that held a complete state its flat entries agree with it, unless
+                // a heal a re-pivot cut short wrote it.
+                if self.tables_complete && !self.carry.is_suspect(owner, &prefix) {
+                    return self.take_up_carried(owner, &prefix);
                 }
                 return self.resume_complete(owner, prefix, hash);
             }
@@ -119,7 +120,9 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.must_rehash("flat entries re-derived from the stored trie");
         match owner {
             None => {
-                for (hashed, account, changed) in self.db.reconcile_accounts(&prefix, hash, kept)? {
+                let accounts = self.db.reconcile_accounts(&prefix, hash, kept)?;
+                self.reporter.stats.rederived_accounts += accounts.len() as u64;
+                for (hashed, account, changed) in accounts {
                     // In tables that held a complete state, an account whose flat entry was
                     // already right has its storage and code (the final check scans anyway).
                     if changed || !self.tables_complete {
@@ -129,6 +132,28 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
             Some(o) => {
                 self.db.reconcile_storage(&o, &prefix, hash, kept)?;
+            }
+        }
+        self.carry.settled(owner, &prefix);
+        self.take_up_carried(owner, &prefix)
+    }
+
+    /// The accounts below the account-trie `prefix` have their flat entries current: the
+    /// storages a re-pivot carried for them ([`Carry`]) are fetched or healed now where the
+    /// stored trie lacks their root.
+    ///
+    /// [`Carry`]: crate::carry::Carry
+    pub(super) fn take_up_carried(
+        &mut self,
+        owner: Owner,
+        prefix: &Nibbles,
+    ) -> Result<(), SyncError> {
+        if owner.is_some() {
+            return Ok(());
+        }
+        for hashed in self.carry.take_storages_under(prefix) {
+            if let Some(account) = self.db.account(&hashed)? {
+                self.after_healed_account(hashed, &account)?;
             }
         }
         Ok(())

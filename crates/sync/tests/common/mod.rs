@@ -153,6 +153,17 @@ pub fn assert_liars_paid<P: Liar>(peers: &[Arc<P>], label: &str) {
 
 impl SimPeer {
     pub fn new(n: u8, db: Arc<LeafDb<MemStore>>, behaviour: Behaviour, estimate: u64) -> Arc<Self> {
+        Self::serving(n, db, behaviour, estimate, sim_serve_config())
+    }
+
+    /// [`Self::new`] with the serve configuration `serve`.
+    pub fn serving(
+        n: u8,
+        db: Arc<LeafDb<MemStore>>,
+        behaviour: Behaviour,
+        estimate: u64,
+        serve: ServeConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             id: B512::repeat_byte(n),
             db,
@@ -160,7 +171,7 @@ impl SimPeer {
             account_estimate: estimate,
             requests: AtomicU64::new(0),
             batches_tampered: AtomicU64::new(0),
-            serve: sim_serve_config(),
+            serve,
             penalties: Mutex::new(Vec::new()),
             mutator: match behaviour {
                 Behaviour::Mutant { seed, rate } => {
