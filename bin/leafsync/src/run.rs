@@ -30,11 +30,12 @@ pub(crate) const FD_RESERVE_BASE: u64 = 256;
 /// The database's least share of the file descriptors when the limit is below the reserve plus
 /// this: then it gets half the limit instead.
 pub(crate) const MIN_DB_OPEN_FILES: u64 = 64;
-/// The most table files RocksDB keeps open: 65,536 files of 64 MiB are 4 TiB, far more than a
-/// mainnet state, so the table cache never evicts below this.
-pub(crate) const MAX_DB_OPEN_FILES: u64 = 65_536;
 /// Highest soft RLIMIT_NOFILE asked for when the hard limit is higher or unlimited: 2^20, Linux's
-/// default `fs.nr_open`, beyond which `setrlimit` fails.
+/// default `fs.nr_open`, beyond which `setrlimit` fails. RocksDB may keep all of it but the
+/// reserve open ([`db_open_files`]): a freshly synced leafdb holds ~700 table files per million
+/// accounts (5,546–5,750 at 8M in docs/benchmarks.md), ~150–200k on mainnet until compactions
+/// merge them, and a file RocksDB had to close is opened again (its index read again) on the
+/// next read that needs it.
 pub(crate) const FD_LIMIT_CEILING: u64 = 1 << 20;
 
 /// File descriptors to leave for sockets and the rest: [`FD_RESERVE_BASE`], every p2p session
@@ -46,14 +47,15 @@ pub(crate) fn fd_reserve(max_inbound: usize, max_outbound: usize) -> u64 {
 }
 
 /// RocksDB's `max_open_files` under a file descriptor limit of `limit`: the limit less
-/// `reserve`, at most [`MAX_DB_OPEN_FILES`]; half the limit when that would leave the database
-/// fewer than [`MIN_DB_OPEN_FILES`]. Always below `limit`.
+/// `reserve` (as many table files as the limit allows, see [`FD_LIMIT_CEILING`]); half the limit
+/// when that would leave the database fewer than [`MIN_DB_OPEN_FILES`]. Always below `limit`
+/// (`i32::MAX` for a limit beyond it, an unlimited one).
 pub(crate) fn db_open_files(limit: u64, reserve: u64) -> i32 {
     let share = match limit.checked_sub(reserve) {
         Some(left) if left >= MIN_DB_OPEN_FILES => left,
         _ => limit / 2,
     };
-    i32::try_from(share.min(MAX_DB_OPEN_FILES)).unwrap_or(i32::MAX)
+    i32::try_from(share).unwrap_or(i32::MAX)
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit (at most [`FD_LIMIT_CEILING`]), as geth does:
@@ -324,7 +326,6 @@ mod tests {
         for limit in (0..5000).chain([20_000, 65_536, 524_288, 1 << 20, u64::MAX]) {
             let files = db_open_files(limit, reserve) as u64;
             assert!(files < limit.max(1), "limit {limit}: {files}");
-            assert!(files <= MAX_DB_OPEN_FILES);
             if limit >= reserve + MIN_DB_OPEN_FILES {
                 assert!(files + reserve <= limit, "limit {limit}: {files} leaves no reserve");
                 assert!(files >= MIN_DB_OPEN_FILES);
@@ -334,7 +335,8 @@ mod tests {
         }
         assert_eq!(db_open_files(1024, reserve), 1024 - 875);
         assert_eq!(db_open_files(20_000, reserve) as u64, 20_000 - reserve);
-        assert_eq!(db_open_files(1 << 20, reserve) as u64, MAX_DB_OPEN_FILES);
+        assert_eq!(db_open_files(1 << 20, reserve) as u64, (1 << 20) - reserve);
+        assert_eq!(db_open_files(u64::MAX, reserve), i32::MAX);
     }
 
     #[cfg(target_os = "linux")]

@@ -11,8 +11,10 @@ use std::{collections::VecDeque, sync::Arc};
 
 use alloy_primitives::{B256, map::B256Map};
 
-/// Default byte budget of the cache: 512 MiB holds 128 mainnet-sized blocks of replaced nodes
-/// (~3–4 MiB each); past it the oldest blocks leave early.
+/// Default byte budget of the cache: 512 MiB, past which the oldest blocks leave early. It holds
+/// 128 blocks of a 1M-account state, where a block replaces ~3–4 MiB of nodes (measured); on
+/// mainnet a block replaces ~8–12 MB (deeper tries; an estimate), so it holds ~45–65 blocks and
+/// docs/operators.md recommends `leafdb.recent_cache_mib = 1536` there.
 pub const DEFAULT_RECENT_CACHE_BYTES: usize = 512 << 20;
 
 /// Per-entry overhead counted against the byte budget (the index entry and its share of the

@@ -120,7 +120,7 @@ impl<S: KvStore> SnapReader<'_, S> {
         &'s self,
         origin: &B256,
     ) -> impl Iterator<Item = Result<(B256, TrieAccount)>> + 's {
-        self.snap.iter_from(Table::Accounts, origin.as_slice()).map(|item| {
+        self.snap.serve_from(Table::Accounts, origin.as_slice()).map(|item| {
             let (k, v) = item?;
             Ok((key_of(&k, "account key")?, decode_account(&v)?))
         })
@@ -137,7 +137,7 @@ impl<S: KvStore> SnapReader<'_, S> {
         let mut start = account.to_vec();
         start.extend_from_slice(origin.as_slice());
         self.snap
-            .iter_from(Table::Storage, &start)
+            .serve_from(Table::Storage, &start)
             .take_while(move |item| {
                 item.as_ref().map_or(true, |(k, _)| k.len() == 64 && k[..32] == account[..])
             })

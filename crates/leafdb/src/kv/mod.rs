@@ -173,6 +173,20 @@ pub trait KvRead {
     fn scan_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
         Ok(Box::new(IterCursor::new(self.scan_from(table, start))?))
     }
+    /// [`Self::iter_from`] for a range served to a peer (a `leaf/1` chunk, a snap/1 range): read
+    /// once for whoever asked, so the store may keep what it reads out of its caches, which
+    /// hold the trie nodes and accounts block application reads again and again.
+    fn serve_from<'a>(
+        &'a self,
+        table: Table,
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+        self.iter_from(table, start)
+    }
+    /// [`Self::serve_from`] as a [`Cursor`]: a served chunk's storages.
+    fn serve_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
+        Ok(Box::new(IterCursor::new(self.serve_from(table, start))?))
+    }
 }
 
 /// A forward scan of one table that lends the pair it is on ([`KvRead::scan_cursor`]).
@@ -222,8 +236,24 @@ pub fn scan_range<'a, R: KvRead + ?Sized>(
     table: Table,
     (start, end): (Vec<u8>, Vec<u8>),
 ) -> impl Iterator<Item = Result<KvPair>> + 'a {
-    kv.iter_from(table, &start)
-        .take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.as_ref() < end.as_slice()))
+    before(kv.iter_from(table, &start), end)
+}
+
+/// [`scan_range`] for a range served to a peer ([`KvRead::serve_from`]).
+pub fn serve_range<'a, R: KvRead + ?Sized>(
+    kv: &'a R,
+    table: Table,
+    (start, end): (Vec<u8>, Vec<u8>),
+) -> impl Iterator<Item = Result<KvPair>> + 'a {
+    before(kv.serve_from(table, &start), end)
+}
+
+/// The pairs of `iter` (in key order) up to the first with a key `>= end`; errors pass.
+fn before<'a>(
+    iter: impl Iterator<Item = Result<KvPair>> + 'a,
+    end: Vec<u8>,
+) -> impl Iterator<Item = Result<KvPair>> + 'a {
+    iter.take_while(move |item| item.as_ref().map_or(true, |(k, _)| k.as_ref() < end.as_slice()))
 }
 
 /// Writes keys of one table in strictly increasing order straight into the store's files,

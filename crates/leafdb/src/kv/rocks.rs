@@ -6,7 +6,7 @@ use std::{
 };
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType,
     DBRawIteratorWithThreadMode, Direction, FlushOptions, IteratorMode, Options, ReadOptions,
     SnapshotWithThreadMode, WriteOptions,
 };
@@ -16,10 +16,21 @@ use super::{
 };
 use crate::error::{LeafDbError, Result};
 
-/// Default shared block cache: 256 MiB keeps the upper trie levels and hot accounts of a
-/// mainnet-sized state in memory (the top 4 levels of the account trie are ~70k nodes, ~40 MiB)
-/// while leaving room beside an execution client on a 16 GiB machine.
+/// Default shared block cache: 256 MiB, which leaves room beside an execution client on a
+/// 16 GiB machine and holds the whole index and filter data and the hot data blocks of the
+/// benchmarked states (up to 8M accounts). At mainnet (~270M accounts, ~1.1B slots) it does not:
+/// the tables' index and filter data alone is ~1.1 GB (estimated from the layout, not measured),
+/// so the cache holds the top-level index of every table file (pinned), the most used index
+/// and filter partitions and few data blocks; the account trie's top levels are kept apart, in
+/// the leafdb's own top-node cache. docs/operators.md ("Provisioning for mainnet") recommends a
+/// larger `leafdb.block_cache_mib` there.
 pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 256 << 20;
+/// Size of a partition of a table file's index and of its filter: 4 KiB. Partitioned, only a
+/// small top-level index per file stays in memory (pinned) and the partitions a read needs come
+/// through the block cache like data blocks; a whole index and filter per file (~1.1 GB over a
+/// mainnet state's files) would otherwise compete with the data blocks for the cache. 4 KiB is
+/// RocksDB's default for partitions: one disk page read per partition missed.
+pub const METADATA_BLOCK_SIZE: usize = 4 << 10;
 /// Default memtable size per column family: 64 MiB (RocksDB's own default), big enough that a
 /// block's batch (a few MiB) never triggers a flush by itself.
 pub const DEFAULT_WRITE_BUFFER_BYTES: usize = 64 << 20;
@@ -58,6 +69,16 @@ pub const ROCKSDB_LOG_FILES_KEPT: usize = 4;
 fn scan_options() -> ReadOptions {
     let mut opts = ReadOptions::default();
     opts.set_readahead_size(SCAN_READAHEAD_BYTES);
+    opts.fill_cache(false);
+    opts
+}
+
+/// Read options of a range served to a peer ([`KvRead::serve_from`]): the blocks read do not
+/// push the hot trie nodes and accounts out of the block cache (each served chunk reads up to
+/// 2 MiB that the next block's application does not need). RocksDB's own read-ahead, which
+/// grows within a file from 8 KiB, suits these short ranges better than a scan's 8 MiB.
+fn serve_options() -> ReadOptions {
+    let mut opts = ReadOptions::default();
     opts.fill_cache(false);
     opts
 }
@@ -147,7 +168,16 @@ impl DbOptions {
         let mut block = BlockBasedOptions::default();
         block.set_block_cache(cache);
         block.set_block_size(self.block_size);
+        // Indexes and filters in partitions of METADATA_BLOCK_SIZE through the block cache, at
+        // high priority (the LRU cache's high-priority pool, half of it by RocksDB's default,
+        // so a burst of data blocks does not push them out), with each file's top-level index
+        // and level 0's whole index and filter pinned while the file is open.
+        block.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        block.set_partition_filters(true);
+        block.set_metadata_block_size(METADATA_BLOCK_SIZE);
         block.set_cache_index_and_filter_blocks(true);
+        block.set_cache_index_and_filter_blocks_with_high_priority(true);
+        block.set_pin_top_level_index_and_filter(true);
         block.set_pin_l0_filter_and_index_blocks_in_cache(true);
         let point_lookups =
             matches!(table, Table::AccountNodes | Table::StorageNodes | Table::Code);
@@ -445,6 +475,18 @@ impl KvRead for RocksStore {
     fn scan_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
         self.cursor_with(table, start, scan_options())
     }
+
+    fn serve_from<'a>(
+        &'a self,
+        table: Table,
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+        self.iter_with(table, start, serve_options())
+    }
+
+    fn serve_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
+        self.cursor_with(table, start, serve_options())
+    }
 }
 
 /// A RocksDB snapshot: reads see the database as it was when it was taken.
@@ -495,6 +537,18 @@ impl KvRead for RocksSnapshot<'_> {
 
     fn scan_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
         self.store.cursor_with(table, start, self.read_options(scan_options()))
+    }
+
+    fn serve_from<'a>(
+        &'a self,
+        table: Table,
+        start: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+        self.store.iter_with(table, start, self.read_options(serve_options()))
+    }
+
+    fn serve_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
+        self.store.cursor_with(table, start, self.read_options(serve_options()))
     }
 }
 
