@@ -13,7 +13,7 @@ use crate::{
     error::{LeafDbError, Result},
     keys::{account_range, node_key, node_table, storage_key, storage_range},
     kv::{
-        Cursor, Durability, KvRead, KvStore, Table, WriteBatch,
+        Cursor, Durability, KvRead, KvStore, Reading, Table, WriteBatch,
         mem::MemStore,
         rocks::{DbOptions, RocksStore},
     },
@@ -465,14 +465,14 @@ impl<S: KvStore> LeafDb<S> {
     pub fn trie_node_count(&self) -> Result<u64> {
         let mut count = 0u64;
         for table in [Table::AccountNodes, Table::StorageNodes] {
-            let mut rows = self.store.scan_cursor(table, &[])?;
+            let mut rows = self.store.range_cursor(table, &[], Reading::Scan)?;
             while let Some((_, rlp)) = rows.current() {
                 count += u64::from(!is_leaf(rlp));
                 rows.next()?;
             }
         }
         for table in [Table::Accounts, Table::Storage] {
-            let mut rows = self.store.scan_cursor(table, &[])?;
+            let mut rows = self.store.range_cursor(table, &[], Reading::Scan)?;
             while rows.current().is_some() {
                 count += 1;
                 rows.next()?;

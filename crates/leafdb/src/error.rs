@@ -261,7 +261,7 @@ mod tests {
 
     use super::{LeafDbError, Result};
     use crate::kv::{
-        Durability, KvRead, KvStore, Table, WriteBatch,
+        Durability, KvRead, KvStore, Reading, Table, WriteBatch,
         rocks::{DbOptions, RocksStore},
     };
 
@@ -312,7 +312,7 @@ mod tests {
         assert!(!errors.is_empty(), "no read met the damage");
         assert!(errors.iter().all(|e| names_damage(e, &dir)), "{errors:?}");
 
-        let scanned = store.scan_from(Table::Code, &[]).find_map(|r| r.err());
+        let scanned = store.range_from(Table::Code, &[], Reading::Scan).find_map(|r| r.err());
         assert!(scanned.is_some_and(|e| names_damage(&e, &dir)));
 
         let mut cursor = store.cursor(Table::Code, &[])?;

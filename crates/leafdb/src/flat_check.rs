@@ -19,7 +19,7 @@ use tracing::info;
 use crate::{
     db::LeafDb,
     error::{LeafDbError, Result},
-    kv::{KvRead, KvStore, Table},
+    kv::{KvRead, KvStore, Reading, Table},
     schema::{decode_account_row, decode_slot_value, slot_leaf_value, split_storage_key},
     trie::builder::root_builder,
 };
@@ -90,7 +90,7 @@ impl<S: KvStore> LeafDb<S> {
         });
         let (mut out, code_hashes) = found?;
         out.accounts_root = root??;
-        let mut codes = snap.scan_from(Table::Code, &[]).fuse();
+        let mut codes = snap.range_from(Table::Code, &[], Reading::Scan).fuse();
         let mut current: Option<B256> = None;
         for wanted in code_hashes {
             stop.check()?;
@@ -238,7 +238,7 @@ impl RangeProgress {
 /// The root of the account trie built from every flat account, in order.
 fn account_root<R: KvRead + ?Sized>(snap: &R, stop: Stop<'_>) -> Result<B256> {
     let mut accounts = root_builder();
-    let mut rows = snap.scan_cursor(Table::Accounts, &[])?;
+    let mut rows = snap.range_cursor(Table::Accounts, &[], Reading::Scan)?;
     while let Some((key, value)) = rows.current() {
         stop.check()?;
         let (owner, _) = decode_account_row(key, value)?;
@@ -260,8 +260,8 @@ fn check_owners<R: KvRead + ?Sized>(
     let mut code_hashes = BTreeSet::new();
     let start = [range.first];
     // Cursors lend their rows: millions of them, none allocated.
-    let mut accounts = snap.scan_cursor(Table::Accounts, &start)?;
-    let mut storage = snap.scan_cursor(Table::Storage, &start)?;
+    let mut accounts = snap.range_cursor(Table::Accounts, &start, Reading::Scan)?;
+    let mut storage = snap.range_cursor(Table::Storage, &start, Reading::Scan)?;
     while let Some((key, value)) = accounts.current().filter(|(k, _)| range.holds(k)) {
         stop.check()?;
         let (owner, account) = decode_account_row(key, value)?;

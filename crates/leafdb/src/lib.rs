@@ -71,7 +71,7 @@ pub use genesis::{
     read_state_file,
 };
 pub use kv::{
-    Cursor, Durability, KvRead, KvStore, Table, WriteBatch,
+    Cursor, Durability, KvRead, KvStore, Reading, Table, WriteBatch,
     mem::MemStore,
     rocks::{DbOptions, RocksStore},
 };

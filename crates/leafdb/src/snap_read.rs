@@ -14,7 +14,7 @@ use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount, nodes::RlpNode};
 use crate::{
     db::{LeafDb, TrieNodes, read_account_root},
     error::{LeafDbError, Result},
-    kv::{KvRead, KvStore, Table},
+    kv::{KvRead, KvStore, Reading, Table},
     recent::RecentWindow,
     schema::{BlockHeader, decode_account, decode_head, decode_slot_value, meta},
     trie::{DecodedNode, NodeSource, prove},
@@ -120,7 +120,7 @@ impl<S: KvStore> SnapReader<'_, S> {
         &'s self,
         origin: &B256,
     ) -> impl Iterator<Item = Result<(B256, TrieAccount)>> + 's {
-        self.snap.serve_from(Table::Accounts, origin.as_slice()).map(|item| {
+        self.snap.range_from(Table::Accounts, origin.as_slice(), Reading::Serve).map(|item| {
             let (k, v) = item?;
             Ok((key_of(&k, "account key")?, decode_account(&v)?))
         })
@@ -137,7 +137,7 @@ impl<S: KvStore> SnapReader<'_, S> {
         let mut start = account.to_vec();
         start.extend_from_slice(origin.as_slice());
         self.snap
-            .serve_from(Table::Storage, &start)
+            .range_from(Table::Storage, &start, Reading::Serve)
             .take_while(move |item| {
                 item.as_ref().map_or(true, |(k, _)| k.len() == 64 && k[..32] == account[..])
             })

@@ -8,7 +8,7 @@ use crate::{
     db::{LeafDb, NodeReader, TrieNodes, read_account_root},
     error::{LeafDbError, Result},
     keys::{account_range, storage_range},
-    kv::{Cursor, KvRead, KvStore, Table, serve_range},
+    kv::{Cursor, KvRead, KvStore, Reading, Table, serve_range},
     schema::{
         BlockHeader, decode_account, decode_account_row, decode_head, decode_slot_value, meta,
         split_storage_key,
@@ -224,7 +224,7 @@ impl<'a, S: KvStore> LeafSnapshot<'a, S> {
     /// each.
     pub fn storage_walk(&self, prefix: &Nibbles) -> Result<StorageWalk<'_>> {
         let (start, _) = account_range(prefix);
-        Ok(StorageWalk { cursor: self.snap.serve_cursor(Table::Storage, &start)? })
+        Ok(StorageWalk { cursor: self.snap.range_cursor(Table::Storage, &start, Reading::Serve)? })
     }
 
     /// The node at `path` of the account trie (`owner` `None`) or of a storage trie: the stored

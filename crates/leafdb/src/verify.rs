@@ -8,7 +8,7 @@ use crate::{
     db::{LeafDb, read_account_root},
     error::Result,
     keys::prefix_end,
-    kv::{KvPair, KvRead, KvStore, Table},
+    kv::{KvPair, KvRead, KvStore, Reading, Table},
     schema::{BlockHeader, decode_account_row, decode_slot_value, slot_leaf_value},
     trie::{NodeSink, StackBuilder},
 };
@@ -95,7 +95,7 @@ fn post_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 impl<'a> StoredNodes<'a> {
     fn new<R: KvRead + ?Sized>(kv: &'a R, table: Table, owner_len: usize) -> Self {
         Self {
-            rows: kv.scan_from(table, &[]).fuse(),
+            rows: kv.range_from(table, &[], Reading::Scan).fuse(),
             peeked: None,
             stack: Vec::new(),
             held: None,
@@ -285,7 +285,7 @@ impl StorageRows<'_> {
 fn count_keys<R: KvRead + ?Sized>(kv: &R, table: Table, prefix: &[u8]) -> Result<u64> {
     let end = prefix_end(prefix);
     let mut n = 0;
-    for item in kv.scan_from(table, prefix) {
+    for item in kv.range_from(table, prefix, Reading::Scan) {
         let (k, _) = item?;
         if k.as_ref() >= end.as_slice() || !k.starts_with(prefix) {
             break;
@@ -341,7 +341,7 @@ impl<S: KvStore> LeafDb<S> {
         let mut account_nodes = StoredNodes::new(&snap, Table::AccountNodes, 0);
         let mut storage_nodes = StoredNodes::new(&snap, Table::StorageNodes, 32);
         let mut storage_rows = StorageRows {
-            rows: snap.scan_from(Table::Storage, &[]).fuse(),
+            rows: snap.range_from(Table::Storage, &[], Reading::Scan).fuse(),
             peeked: None,
             orphans: 0,
             first_orphan: None,
@@ -353,7 +353,7 @@ impl<S: KvStore> LeafDb<S> {
             absent_leaves: 0,
         });
         let mut storage_nodes_expected = 0u64;
-        for item in snap.scan_from(Table::Accounts, &[]) {
+        for item in snap.range_from(Table::Accounts, &[], Reading::Scan) {
             let (key, value) = item?;
             let (owner, account) = decode_account_row(&key, &value)?;
             report.accounts += 1;

@@ -13,7 +13,7 @@ use common::{
 };
 use leafsync_leafdb::{
     AccountChange, AccountUpdate, BlockDiff, Cursor, DbOptions, Durability, EMPTY_CODE_HASH,
-    KvRead, KvStore, LeafDb, LeafDbConfig, LeafDbError, Table, WriteBatch,
+    KvRead, KvStore, LeafDb, LeafDbConfig, LeafDbError, Reading, Table, WriteBatch,
     keys::{node_key, node_table},
     read_alloc_file, schema,
     trie::{NodeSink, StackBuilder},
@@ -871,9 +871,9 @@ fn trie_node_count_counts_the_nodes_stored_alone() {
     assert_eq!(db.trie_node_count().unwrap(), 3);
 }
 
-/// A scan cursor gives the pairs `scan_from` gives, from the same start, and skips forward
+/// A scan cursor gives the pairs `range_from` gives, from the same start, and skips forward
 /// (never back) to the first key at or after the one asked for: on RocksDB (its raw iterator),
-/// in memory (the default over `scan_from`), and on their snapshots, which later writes do not
+/// in memory (the default over `range_from`), and on their snapshots, which later writes do not
 /// reach.
 #[test]
 fn scan_cursors_lend_the_scanned_pairs_and_skip_forward() {
@@ -890,20 +890,20 @@ fn scan_cursors_lend_the_scanned_pairs_and_skip_forward() {
     fn check<R: KvRead + ?Sized>(kv: &R, keys: &[u8]) {
         for start in [&[][..], &[3][..], &[4][..], &[200][..]] {
             let scanned: Vec<_> = kv
-                .scan_from(Table::Storage, start)
+                .range_from(Table::Storage, start, Reading::Scan)
                 .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
                 .collect();
-            let mut cursor = kv.scan_cursor(Table::Storage, start).unwrap();
+            let mut cursor = kv.range_cursor(Table::Storage, start, Reading::Scan).unwrap();
             assert_eq!(pairs(cursor.as_mut()), scanned, "from {start:?}");
         }
-        let mut cursor = kv.scan_cursor(Table::Storage, &[]).unwrap();
+        let mut cursor = kv.range_cursor(Table::Storage, &[], Reading::Scan).unwrap();
         cursor.skip_to(&[5]).unwrap();
         assert_eq!(cursor.current(), Some((&[6][..], &[60][..])), "the next key at or after");
         cursor.skip_to(&[1]).unwrap();
         assert_eq!(cursor.current().map(|(k, _)| k), Some(&[6][..]), "never back");
         cursor.skip_to(&[keys[keys.len() - 1] + 1]).unwrap();
         assert!(cursor.current().is_none());
-        let empty = kv.scan_cursor(Table::Accounts, &[]).unwrap();
+        let empty = kv.range_cursor(Table::Accounts, &[], Reading::Scan).unwrap();
         assert!(empty.current().is_none());
     }
     let keys = [2u8, 4, 6, 8, 20];
@@ -925,7 +925,7 @@ fn scan_cursors_lend_the_scanned_pairs_and_skip_forward() {
     check(&mem_snap, &keys);
     // The stores themselves see the later key.
     for kv in [rocks.store() as &dyn KvRead, mem.store() as &dyn KvRead] {
-        let mut cursor = kv.scan_cursor(Table::Storage, &[5]).unwrap();
+        let mut cursor = kv.range_cursor(Table::Storage, &[5], Reading::Scan).unwrap();
         assert_eq!(cursor.current(), Some((&[5][..], &[1][..])));
         cursor.next().unwrap();
         assert_eq!(cursor.current().map(|(k, _)| k), Some(&[6][..]));

@@ -138,6 +138,17 @@ pub enum Durability {
 /// A key-value pair read from a table.
 pub type KvPair = (Box<[u8]>, Box<[u8]>);
 
+/// What a range is read for ([`KvRead::range_from`]), which decides how a store reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// A scan through a whole table (a check or a verify, millions of rows): read ahead in
+    /// large steps, kept out of the caches.
+    Scan,
+    /// A range served to a peer (a `leaf/1` chunk, a snap/1 range, up to a few MiB): read once
+    /// for whoever asked, kept out of the caches.
+    Serve,
+}
+
 /// Reading tables: point reads and ordered scans.
 pub trait KvRead {
     /// The value of `key`.
@@ -153,43 +164,35 @@ pub trait KvRead {
         table: Table,
         start: &[u8],
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>;
-    /// [`Self::iter_from`] for a scan through a whole table (a check or a verify): the store may
-    /// read its files ahead in large steps and keep what it reads out of its caches, which
-    /// serve point reads and short ranges.
-    fn scan_from<'a>(
-        &'a self,
-        table: Table,
-        start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
-        self.iter_from(table, start)
-    }
     /// [`Self::iter_from`] as a [`Cursor`], which lends each pair instead of allocating it and
     /// can skip ahead: for reads of many short runs in key order (a chunk's storages).
     fn cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
         Ok(Box::new(IterCursor::new(self.iter_from(table, start))?))
     }
-    /// [`Self::scan_from`] as a [`Cursor`]: for whole-table scans that touch millions of rows
-    /// (the flat checks).
-    fn scan_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
-        Ok(Box::new(IterCursor::new(self.scan_from(table, start))?))
-    }
-    /// [`Self::iter_from`] for a range served to a peer (a `leaf/1` chunk, a snap/1 range): read
-    /// once for whoever asked, so the store may keep what it reads out of its caches, which
-    /// hold the trie nodes and accounts block application reads again and again.
-    fn serve_from<'a>(
+    /// [`Self::iter_from`] for a range read as `reading` says: a store may read it ahead and
+    /// keep what it reads out of its caches, which hold what point reads and short ranges read
+    /// again and again (the trie nodes and accounts of block application).
+    fn range_from<'a>(
         &'a self,
         table: Table,
         start: &[u8],
+        reading: Reading,
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+        let _ = reading;
         self.iter_from(table, start)
     }
-    /// [`Self::serve_from`] as a [`Cursor`]: a served chunk's storages.
-    fn serve_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
-        Ok(Box::new(IterCursor::new(self.serve_from(table, start))?))
+    /// [`Self::range_from`] as a [`Cursor`]: the flat checks' scans, a served chunk's storages.
+    fn range_cursor<'a>(
+        &'a self,
+        table: Table,
+        start: &[u8],
+        reading: Reading,
+    ) -> Result<Box<dyn Cursor + 'a>> {
+        Ok(Box::new(IterCursor::new(self.range_from(table, start, reading))?))
     }
 }
 
-/// A forward scan of one table that lends the pair it is on ([`KvRead::scan_cursor`]).
+/// A forward scan of one table that lends the pair it is on ([`KvRead::range_cursor`]).
 pub trait Cursor: Send {
     /// The pair the cursor is on; `None` past the last.
     fn current(&self) -> Option<(&[u8], &[u8])>;
@@ -239,13 +242,13 @@ pub fn scan_range<'a, R: KvRead + ?Sized>(
     before(kv.iter_from(table, &start), end)
 }
 
-/// [`scan_range`] for a range served to a peer ([`KvRead::serve_from`]).
+/// [`scan_range`] for a range served to a peer ([`Reading::Serve`]).
 pub fn serve_range<'a, R: KvRead + ?Sized>(
     kv: &'a R,
     table: Table,
     (start, end): (Vec<u8>, Vec<u8>),
 ) -> impl Iterator<Item = Result<KvPair>> + 'a {
-    before(kv.serve_from(table, &start), end)
+    before(kv.range_from(table, &start, Reading::Serve), end)
 }
 
 /// The pairs of `iter` (in key order) up to the first with a key `>= end`; errors pass.

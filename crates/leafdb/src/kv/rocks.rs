@@ -12,7 +12,7 @@ use rocksdb::{
 };
 
 use super::{
-    BatchOp, Cursor, Durability, KvPair, KvRead, KvStore, SortedWriter, Table, WriteBatch,
+    BatchOp, Cursor, Durability, KvPair, KvRead, KvStore, Reading, SortedWriter, Table, WriteBatch,
 };
 use crate::error::{LeafDbError, Result};
 
@@ -54,7 +54,7 @@ pub const DEFAULT_MAX_OPEN_FILES: i32 = 1024;
 /// Default block size: 16 KiB (RocksDB's is 4 KiB). Chunk serving scans long key ranges, where
 /// larger blocks halve index size and read overhead; point lookups cost little more.
 pub const DEFAULT_BLOCK_SIZE: usize = 16 << 10;
-/// Read-ahead of a whole-table scan ([`KvRead::scan_from`]): 8 MiB. A synced leafdb holds
+/// Read-ahead of a whole-table scan ([`Reading::Scan`]): 8 MiB. A synced leafdb holds
 /// thousands of small table files, mostly not in the page cache (RocksDB's `SstFileWriter` drops
 /// the pages of the files it writes), and RocksDB's own read-ahead starts at 8 KiB in each file
 /// and doubles from there; at ~0.2 ms a disk read, a scan spent most of its time waiting.
@@ -73,7 +73,15 @@ fn scan_options() -> ReadOptions {
     opts
 }
 
-/// Read options of a range served to a peer ([`KvRead::serve_from`]): the blocks read do not
+/// Read options of a range read as `reading` says ([`KvRead::range_from`]).
+fn range_options(reading: Reading) -> ReadOptions {
+    match reading {
+        Reading::Scan => scan_options(),
+        Reading::Serve => serve_options(),
+    }
+}
+
+/// Read options of a range served to a peer ([`Reading::Serve`]): the blocks read do not
 /// push the hot trie nodes and accounts out of the block cache (each served chunk reads up to
 /// 2 MiB that the next block's application does not need). RocksDB's own read-ahead, which
 /// grows within a file from 8 KiB, suits these short ranges better than a scan's 8 MiB.
@@ -460,32 +468,26 @@ impl KvRead for RocksStore {
         self.iter_with(table, start, ReadOptions::default())
     }
 
-    fn scan_from<'a>(
+    fn range_from<'a>(
         &'a self,
         table: Table,
         start: &[u8],
+        reading: Reading,
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
-        self.iter_with(table, start, scan_options())
+        self.iter_with(table, start, range_options(reading))
     }
 
     fn cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
         self.cursor_with(table, start, ReadOptions::default())
     }
 
-    fn scan_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
-        self.cursor_with(table, start, scan_options())
-    }
-
-    fn serve_from<'a>(
+    fn range_cursor<'a>(
         &'a self,
         table: Table,
         start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
-        self.iter_with(table, start, serve_options())
-    }
-
-    fn serve_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
-        self.cursor_with(table, start, serve_options())
+        reading: Reading,
+    ) -> Result<Box<dyn Cursor + 'a>> {
+        self.cursor_with(table, start, range_options(reading))
     }
 }
 
@@ -523,32 +525,26 @@ impl KvRead for RocksSnapshot<'_> {
         self.store.iter_with(table, start, self.read_options(ReadOptions::default()))
     }
 
-    fn scan_from<'a>(
+    fn range_from<'a>(
         &'a self,
         table: Table,
         start: &[u8],
+        reading: Reading,
     ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
-        self.store.iter_with(table, start, self.read_options(scan_options()))
+        self.store.iter_with(table, start, self.read_options(range_options(reading)))
     }
 
     fn cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
         self.store.cursor_with(table, start, self.read_options(ReadOptions::default()))
     }
 
-    fn scan_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
-        self.store.cursor_with(table, start, self.read_options(scan_options()))
-    }
-
-    fn serve_from<'a>(
+    fn range_cursor<'a>(
         &'a self,
         table: Table,
         start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
-        self.store.iter_with(table, start, self.read_options(serve_options()))
-    }
-
-    fn serve_cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
-        self.store.cursor_with(table, start, self.read_options(serve_options()))
+        reading: Reading,
+    ) -> Result<Box<dyn Cursor + 'a>> {
+        self.store.cursor_with(table, start, self.read_options(range_options(reading)))
     }
 }
 

@@ -144,8 +144,8 @@ fn served_ranges_do_not_fill_the_block_cache() -> Result<()> {
     };
     let snap = store.snapshot();
     let before = usage()?;
-    assert_eq!(snap.serve_from(Table::Storage, &[]).count(), 4000);
-    let mut cursor = snap.serve_cursor(Table::Storage, &[])?;
+    assert_eq!(snap.range_from(Table::Storage, &[], Reading::Serve).count(), 4000);
+    let mut cursor = snap.range_cursor(Table::Storage, &[], Reading::Serve)?;
     cursor.skip_to(&3999u32.to_be_bytes())?;
     assert!(cursor.current().is_some());
     let served = usage()?;
