@@ -127,6 +127,8 @@ fn run_serves_the_datadir_and_stops_cleanly_on_sigterm() {
         ("leafsync_serve_cache_bytes", "gauge"),
         ("leafsync_recent_nodes", "gauge"),
         ("leafsync_recent_nodes_bytes", "gauge"),
+        ("leafsync_recent_blocks", "gauge"),
+        ("leafsync_recent_blocks_dropped_early_total", "counter"),
         ("leafsync_uptime_seconds", "gauge"),
     ] {
         assert!(scrape.contains(&format!("# TYPE {name} {kind}\n")), "{name}: {scrape}");

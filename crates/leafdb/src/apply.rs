@@ -20,6 +20,7 @@ use std::{
     collections::BTreeMap,
     sync::{
         Arc, Mutex,
+        atomic::Ordering,
         mpsc::{Sender, channel},
     },
     time::{Duration, Instant},
@@ -363,7 +364,19 @@ impl<S: KvStore> LeafDb<S> {
         if config.recent_blocks > 0 {
             let last_expired = number.checked_sub(config.recent_blocks);
             let mut cache = self.recent_cache_mut();
-            cache.add_block(number, replaced, last_expired, config.recent_cache_bytes);
+            if cache.add_block(number, replaced, last_expired, config.recent_cache_bytes)
+                && !self.recent_budget_told.swap(true, Ordering::Relaxed)
+            {
+                let blocks = cache.size().blocks;
+                warn!(
+                    blocks,
+                    recent_blocks = config.recent_blocks,
+                    budget_mib = config.recent_cache_bytes >> 20,
+                    "the recent-node cache holds fewer blocks than leafdb.recent_blocks asks: \
+                     nodes of older pivots are not served (raise leafdb.recent_cache_mib; \
+                     leafsync_recent_blocks shows what it holds; told once)"
+                );
+            }
         }
     }
 }

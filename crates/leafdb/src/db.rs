@@ -17,7 +17,7 @@ use crate::{
         mem::MemStore,
         rocks::{DbOptions, RocksStore},
     },
-    recent::RecentNodes,
+    recent::{RecentCacheSize, RecentNodes},
     schema::{self, BlockHeader, SCHEMA_VERSION, decode_account, decode_head, meta},
     top_nodes::TopNodes,
     trie::{
@@ -70,6 +70,8 @@ pub struct LeafDb<S = RocksStore> {
     config: LeafDbConfig,
     /// Nodes replaced in recent blocks (in memory; see [`crate::recent`]).
     recent: RwLock<RecentNodes>,
+    /// Whether the operator was told that the recent-node cache's byte budget binds (once).
+    pub(crate) recent_budget_told: std::sync::atomic::AtomicBool,
     /// The account trie's top levels, for block application ([`crate::top_nodes`]).
     top_nodes: TopNodes,
     /// The head, sent after every write that moves it ([`Self::subscribe_head`]).
@@ -381,6 +383,7 @@ impl<S: KvStore> LeafDb<S> {
             store,
             config,
             recent: RwLock::default(),
+            recent_budget_told: std::sync::atomic::AtomicBool::new(false),
             top_nodes: TopNodes::default(),
             head_tx: watch::Sender::new(head),
             reverts: std::sync::atomic::AtomicU64::new(0),
@@ -528,10 +531,9 @@ impl<S: KvStore> LeafDb<S> {
         Ok(self.recent_cache().get(hash))
     }
 
-    /// Size of the recent-node cache: `(nodes, bytes)`.
-    pub fn recent_cache_size(&self) -> (usize, usize) {
-        let cache = self.recent_cache();
-        (cache.len(), cache.bytes())
+    /// What the recent-node cache holds.
+    pub fn recent_cache_size(&self) -> RecentCacheSize {
+        self.recent_cache().size()
     }
 
     pub(crate) fn recent_cache(&self) -> RwLockReadGuard<'_, RecentNodes> {

@@ -75,6 +75,7 @@ pub use kv::{
     mem::MemStore,
     rocks::{DbOptions, RocksStore},
 };
+pub use recent::RecentCacheSize;
 pub use schema::{BlockHeader, SCHEMA_VERSION};
 pub use snapshot::{AccountSlots, ESTIMATE_SAMPLE_NIBBLES, LeafSnapshot, StorageWalk};
 pub use sync_import::{AccountChunkOutcome, ChunkAccount, ChunkSet, StagedChunk};

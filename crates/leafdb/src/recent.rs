@@ -68,6 +68,21 @@ pub(crate) struct RecentNodes {
     /// Blocks in increasing order (shared with the windows taken of them).
     blocks: VecDeque<Arc<BlockNodes>>,
     bytes: usize,
+    /// Blocks dropped by the byte budget before they expired.
+    dropped_early: u64,
+}
+
+/// What the recent-node cache holds ([`crate::LeafDb::recent_cache_size`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecentCacheSize {
+    /// Nodes held (a node replaced in two blocks of the window counts twice).
+    pub nodes: usize,
+    /// Bytes held, overhead included.
+    pub bytes: usize,
+    /// Blocks held: fewer than [`crate::LeafDbConfig::recent_blocks`] once the byte budget binds.
+    pub blocks: usize,
+    /// Blocks the byte budget dropped before they expired, since the start.
+    pub dropped_early: u64,
 }
 
 /// The cache's blocks at one moment ([`RecentNodes::window`]): a reader that takes one sees the
@@ -93,14 +108,16 @@ fn newest_first<'b>(
 
 impl RecentNodes {
     /// Records the nodes `block` replaced, then drops blocks at or before `last_expired` and,
-    /// while over `max_bytes`, the oldest blocks.
+    /// while over `max_bytes`, the oldest blocks. Returns whether the budget dropped a block
+    /// before it expired.
     pub(crate) fn add_block(
         &mut self,
         block: u64,
         replaced: Vec<(B256, Vec<u8>)>,
         last_expired: Option<u64>,
         max_bytes: usize,
-    ) {
+    ) -> bool {
+        let dropped_before = self.dropped_early;
         let nodes = BlockNodes::new(block, replaced);
         self.bytes += nodes.bytes();
         self.blocks.push_back(Arc::new(nodes));
@@ -111,8 +128,10 @@ impl RecentNodes {
             }
             if let Some(oldest) = self.blocks.pop_front() {
                 self.bytes = self.bytes.saturating_sub(oldest.bytes());
+                self.dropped_early += u64::from(!expired);
             }
         }
+        self.dropped_early > dropped_before
     }
 
     /// The node with `hash`, if it was replaced within the window (the newest blocks are
@@ -126,14 +145,19 @@ impl RecentNodes {
         RecentWindow(self.blocks.iter().cloned().collect())
     }
 
-    /// Bytes held, overhead included.
-    pub(crate) const fn bytes(&self) -> usize {
-        self.bytes
-    }
-
     /// Number of nodes held (a node replaced in two blocks of the window counts twice).
     pub(crate) fn len(&self) -> usize {
         self.blocks.iter().map(|b| b.index.len()).sum()
+    }
+
+    /// What the cache holds.
+    pub(crate) fn size(&self) -> RecentCacheSize {
+        RecentCacheSize {
+            nodes: self.len(),
+            bytes: self.bytes,
+            blocks: self.blocks.len(),
+            dropped_early: self.dropped_early,
+        }
     }
 }
 
@@ -156,7 +180,7 @@ mod tests {
         assert!(c.get(&h(2)).is_none());
         c.add_block(4, vec![], Some(2), usize::MAX);
         assert!(c.get(&h(1)).is_none());
-        assert_eq!((c.len(), c.bytes()), (0, 0));
+        assert_eq!((c.len(), c.size().bytes), (0, 0));
     }
 
     #[test]
@@ -164,7 +188,7 @@ mod tests {
         let mut c = RecentNodes::default();
         let replaced = vec![(h(1), vec![1; 10]), (h(2), vec![2; 20]), (h(1), vec![1; 10])];
         c.add_block(1, replaced, None, usize::MAX);
-        assert_eq!((c.len(), c.bytes()), (2, 30 + 2 * ENTRY_OVERHEAD));
+        assert_eq!((c.len(), c.size().bytes), (2, 30 + 2 * ENTRY_OVERHEAD));
         assert_eq!(c.get(&h(1)), Some(vec![1; 10]));
         assert_eq!(c.get(&h(2)), Some(vec![2; 20]));
         assert_eq!(c.get(&h(3)), None);
@@ -189,10 +213,16 @@ mod tests {
         let mut c = RecentNodes::default();
         let budget = 3 * (100 + ENTRY_OVERHEAD);
         for b in 0..5u8 {
-            c.add_block(u64::from(b), vec![(h(b), vec![b; 100])], None, budget);
+            let dropped = c.add_block(u64::from(b), vec![(h(b), vec![b; 100])], None, budget);
+            assert_eq!(dropped, b >= 3, "block {b}: the budget holds three");
         }
-        assert!(c.bytes() <= budget);
+        assert!(c.size().bytes <= budget);
         assert!(c.get(&h(0)).is_none() && c.get(&h(1)).is_none());
         assert!(c.get(&h(4)).is_some());
+        let size = c.size();
+        assert_eq!((size.blocks, size.dropped_early), (3, 2));
+        // Expiry is not counted as dropped early.
+        assert!(!c.add_block(5, vec![], Some(4), budget));
+        assert_eq!(c.size().dropped_early, 2);
     }
 }

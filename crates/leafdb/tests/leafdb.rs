@@ -572,6 +572,26 @@ fn recent_node_cache_keeps_replaced_nodes_for_k_blocks() {
     assert!(db.recent_node(&root1).unwrap().is_none(), "expired after 4 blocks");
 }
 
+/// A byte budget too small for `recent_blocks` blocks drops the oldest early, and says so in
+/// what the cache reports (the daemon's `leafsync_recent_blocks` and its one warning).
+#[test]
+fn a_recent_node_budget_too_small_for_the_blocks_is_reported() {
+    // A block of these replaces ~17 KB of nodes: 40 KiB holds two.
+    const BUDGET: usize = 40 << 10;
+    let config =
+        LeafDbConfig { recent_blocks: 8, recent_cache_bytes: BUDGET, ..LeafDbConfig::default() };
+    let db = LeafDb::with_store(leafsync_leafdb::MemStore::new(), config).unwrap();
+    let mut model = Model::new();
+    let mut rng = Rng::new(12);
+    for n in 1..=8 {
+        let diff = random_block(&mut rng, &mut model, 20);
+        db.apply_block(&header(n, reference_root(&model)), &diff).unwrap();
+    }
+    let size = db.recent_cache_size();
+    assert!((1..8).contains(&size.blocks), "{size:?}: fewer than the 8 blocks asked");
+    assert!(size.dropped_early > 0 && size.bytes <= BUDGET, "{size:?}");
+}
+
 #[test]
 fn mismatching_roots_and_parents_are_counted_not_fatal() {
     let db = LeafDb::in_memory();

@@ -88,7 +88,7 @@ fn counter(name: &'static str, help: &'static str, value: u64) {
 /// Records every metric of the node with `peers` connected, but those of
 /// [`Exporter::record_leafdb`].
 fn record(state: &AdminState, peers: usize) {
-    let (recent_nodes, recent_bytes) = state.db.recent_cache_size();
+    let recent = state.db.recent_cache_size();
     let s = state.server.stats();
     gauge("leafsync_peers", "Connected leaf/1 peers.", peers as f64);
     let help =
@@ -109,12 +109,14 @@ fn record(state: &AdminState, peers: usize) {
     counter("leafsync_serve_cache_joined_total", help, s.cache.joined);
     gauge("leafsync_serve_cache_bytes", "Bytes held by the chunk cache.", s.cache.bytes as f64);
     let help = "Replaced trie nodes held for recent pivots.";
-    gauge("leafsync_recent_nodes", help, recent_nodes as f64);
-    gauge(
-        "leafsync_recent_nodes_bytes",
-        "Bytes held by the recent-node cache.",
-        recent_bytes as f64,
-    );
+    gauge("leafsync_recent_nodes", help, recent.nodes as f64);
+    let help = "Bytes held by the recent-node cache.";
+    gauge("leafsync_recent_nodes_bytes", help, recent.bytes as f64);
+    let help = "Blocks whose replaced nodes the recent-node cache holds (leafdb.recent_blocks at \
+        most; fewer when leafdb.recent_cache_mib binds).";
+    gauge("leafsync_recent_blocks", help, recent.blocks as f64);
+    let help = "Blocks the recent-node cache's byte budget dropped before leafdb.recent_blocks.";
+    counter("leafsync_recent_blocks_dropped_early_total", help, recent.dropped_early);
     let uptime = state.started.elapsed().as_secs_f64();
     gauge("leafsync_uptime_seconds", "Seconds since the daemon started.", uptime);
     record_sync(state);
