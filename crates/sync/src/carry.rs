@@ -15,8 +15,9 @@
 //! taken as it is, a heal re-derives only where it wrote), except below a *suspect* (an open heal
 //! root), which is re-derived; and each *carried* storage is queued again once its account's
 //! flat entry is current (its region matched, was healed or was imported). At mainnet size a
-//! re-derivation of the whole synced state takes tens of minutes (5–10 µs an account), longer
-//! than the 64 blocks between re-pivots: re-deriving at every re-pivot would never finish.
+//! re-derivation of the whole synced state would take tens of minutes (5–10 µs an account,
+//! estimated from the 1M repair benchmarks), longer than the 64 blocks between re-pivots:
+//! re-deriving at every re-pivot would never finish.
 
 use std::collections::BTreeSet;
 

@@ -200,21 +200,22 @@ impl<S: KvStore + 'static> Syncer<S> {
         (self.pivot, self.depth, self.prior) = (start.pivot, start.depth, start.prior);
         // The estimate that chose the depth also sizes account units for batching.
         self.work.sizes.record_accounts(estimate);
-        if start.resumed.is_some() || unreadable {
+        let resumed = start.resumed.is_some() || unreadable;
+        let holds_state = !resumed && self.db.holds_state()?;
+        if resumed {
             // A crash (or an error) may have cut anything short: the tables are not all ours.
             self.must_rehash(if unreadable {
                 "a progress record that did not decode"
             } else {
                 "resumed"
             });
-        } else if self.db.holds_state()? {
+        } else if holds_state {
             // Entries of an earlier state may lie where no chunk of this pivot writes.
             self.must_rehash("tables held state at the start");
         }
         // Tables that held a complete state, or nothing: everything stored is then either
         // complete or this run's own work.
-        let fresh = start.resumed.is_none() && !unreadable && !self.db.holds_state()?;
-        self.vouched = self.tables_complete || fresh;
+        self.vouched = self.tables_complete || !resumed && !holds_state;
         if self.config.mode == SyncMode::HealOnly {
             self.must_rehash("heal-only");
         }

@@ -40,8 +40,8 @@ impl<S: KvStore + 'static> Syncer<S> {
         if s.chunks_verified != s.chunks_total || s.chunks_done != s.chunks_total {
             self.must_rehash("chunk counters disagree");
         }
-        if self.carry.storages_left() > 0 {
-            let storages = self.carry.storages_left();
+        let storages = self.carry.storages_left();
+        if storages > 0 {
             warn!(storages, "state sync: storages carried over a re-pivot were not taken up");
             self.must_rehash("storages carried over a re-pivot not taken up");
         }
