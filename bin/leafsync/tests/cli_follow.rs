@@ -251,8 +251,14 @@ async fn a_state_taken_off_the_chain_by_a_deep_reorg_is_repaired_from_a_peer() {
     let db = LeafDb::open(&leafdb, &DbOptions::default(), LeafDbConfig::default()).unwrap();
     let head = db.head().unwrap().unwrap();
     let pivot = ChainHead { number: head.number, hash: head.hash, state_root: head.state_root };
-    let record =
-        SyncProgress { pivot, depth: 0, heal_roots: Vec::new(), bytes_down: 0, requests: 0 };
+    let record = SyncProgress {
+        pivot,
+        depth: 0,
+        heal_roots: Vec::new(),
+        bytes_down: 0,
+        requests: 0,
+        marked: true,
+    };
     db.put_sync_progress(&record.encode()).unwrap();
     drop(db);
     let (mut b, b_lines) = start_daemon(dir.path(), "b2", &config("b", &[a_enr.as_str()]));

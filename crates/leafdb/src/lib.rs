@@ -25,7 +25,7 @@
 //! | `generate.rs` | `generate` (synthetic states; feature `generate`) |
 //! | `sync_import.rs` | a sync's chunks, codes, skeleton and final head |
 //! | `sync_heal.rs` | a sync's healing: `forget_path`, `write_trie_nodes`, `reconcile_*` |
-//! | `progress.rs` | a sync's persisted progress record and heal roots |
+//! | `progress.rs` | a sync's persisted progress record and what it keeps open beside it |
 //! | `verify.rs` | `verify`: every trie recomputed and compared with the stored nodes |
 //! | `flat_check.rs` | a sync's final flat-state check (`check_flat_state`) |
 
@@ -75,6 +75,7 @@ pub use kv::{
     mem::MemStore,
     rocks::{DbOptions, RocksStore},
 };
+pub use progress::SyncMark;
 pub use recent::RecentCacheSize;
 pub use schema::{BlockHeader, SCHEMA_VERSION};
 pub use snapshot::{AccountSlots, ESTIMATE_SAMPLE_NIBBLES, LeafSnapshot, StorageWalk};

@@ -1,6 +1,8 @@
 //! Slots for a state sync's persisted progress in the `meta` table: one record, and one entry per
-//! subtrie being healed (so adding or finishing one is one small write, however many there are).
-//! The leafdb stores the bytes; their (versioned) encoding belongs to the sync layer.
+//! thing the sync keeps open beside it ([`SyncMark`]: a subtrie being healed, a storage trie or
+//! a code still to come, a subtrie a re-pivot cut short), so that adding or finishing one is one
+//! small write however many there are. The leafdb stores the bytes; their (versioned) encoding
+//! belongs to the sync layer.
 
 use crate::{
     db::LeafDb,
@@ -15,19 +17,56 @@ pub const SYNC_PROGRESS_KEY: &[u8] = b"sync_progress";
 /// Meta key prefix of the sync's heal roots, one entry each (`sync_heal/` ‖ the sync's key).
 pub const SYNC_HEAL_PREFIX: &[u8] = b"sync_heal/";
 
-/// The end of the heal-root key range (`/` + 1).
-const SYNC_HEAL_END: &[u8] = b"sync_heal0";
-
-/// Stages the removal of the progress record and every heal root.
-pub(crate) fn stage_clear_progress(batch: &mut WriteBatch) {
-    batch.delete(Table::Meta, SYNC_PROGRESS_KEY);
-    batch.delete_range(Table::Meta, SYNC_HEAL_PREFIX.to_vec(), SYNC_HEAL_END.to_vec());
+/// What a sync keeps open beside its record, one meta entry each under its kind's prefix
+/// (followed by the sync's key). Only [`SyncMark::HealRoot`] entries have a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMark {
+    /// A subtrie being healed; the value is its hash.
+    HealRoot,
+    /// A storage trie whose fetch or heal is open (the key: its account's hashed address).
+    OpenStorage,
+    /// A code queued and not written yet (the key: its hash).
+    OpenCode,
+    /// A subtrie whose flat entries may be older than it: a heal a re-pivot cut short.
+    Suspect,
 }
 
-fn heal_key(key: &[u8]) -> Vec<u8> {
-    let mut k = SYNC_HEAL_PREFIX.to_vec();
-    k.extend_from_slice(key);
-    k
+impl SyncMark {
+    /// Every kind.
+    pub const ALL: [Self; 4] = [Self::HealRoot, Self::OpenStorage, Self::OpenCode, Self::Suspect];
+
+    /// The meta key prefix of this kind's entries; each ends in `/`.
+    pub const fn prefix(self) -> &'static [u8] {
+        match self {
+            Self::HealRoot => SYNC_HEAL_PREFIX,
+            Self::OpenStorage => b"sync_open_storage/",
+            Self::OpenCode => b"sync_open_code/",
+            Self::Suspect => b"sync_suspect/",
+        }
+    }
+
+    fn key(self, key: &[u8]) -> Vec<u8> {
+        let mut k = self.prefix().to_vec();
+        k.extend_from_slice(key);
+        k
+    }
+
+    /// Stages the removal of every entry of this kind (`/` + 1 ends the range).
+    fn stage_clear(self, batch: &mut WriteBatch) {
+        let mut end = self.prefix().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        batch.delete_range(Table::Meta, self.prefix().to_vec(), end);
+    }
+}
+
+/// Stages the removal of the progress record and every entry kept beside it.
+pub(crate) fn stage_clear_progress(batch: &mut WriteBatch) {
+    batch.delete(Table::Meta, SYNC_PROGRESS_KEY);
+    for kind in SyncMark::ALL {
+        kind.stage_clear(batch);
+    }
 }
 
 impl<S: KvStore> LeafDb<S> {
@@ -62,30 +101,70 @@ impl<S: KvStore> LeafDb<S> {
     /// Persists one heal root under `key` (through the log).
     pub fn put_sync_heal_root(&self, key: &[u8], value: &[u8]) -> Result<()> {
         let mut batch = WriteBatch::default();
-        batch.put(Table::Meta, heal_key(key), value.to_vec());
+        batch.put(Table::Meta, SyncMark::HealRoot.key(key), value.to_vec());
         self.store().write(batch, Durability::Logged)
     }
 
     /// Removes the heal root under `key` (its subtrie is complete).
     pub fn delete_sync_heal_root(&self, key: &[u8]) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        batch.delete(Table::Meta, heal_key(key));
-        self.store().write(batch, Durability::Logged)
+        self.unmark_sync(&[(SyncMark::HealRoot, key)])
     }
 
     /// Removes every heal root (the sync moved to another pivot).
     pub fn clear_sync_heal_roots(&self) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        batch.delete_range(Table::Meta, SYNC_HEAL_PREFIX.to_vec(), SYNC_HEAL_END.to_vec());
-        self.store().write(batch, Durability::Logged)
+        self.clear_sync_marks(&[SyncMark::HealRoot])
     }
 
     /// Every persisted heal root as `(key, value)`, in key order.
     pub fn sync_heal_roots(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.sync_entries(SyncMark::HealRoot)
+    }
+
+    /// Persists `marks` (kind and key; no value) in one write through the log; nothing is
+    /// written for none.
+    pub fn mark_sync(&self, marks: &[(SyncMark, &[u8])]) -> Result<()> {
+        self.write_marks(marks, |batch, key| batch.put(Table::Meta, key, Vec::new()))
+    }
+
+    /// Removes `marks` in one write through the log; nothing is written for none.
+    pub fn unmark_sync(&self, marks: &[(SyncMark, &[u8])]) -> Result<()> {
+        self.write_marks(marks, |batch, key| batch.delete(Table::Meta, key))
+    }
+
+    fn write_marks(
+        &self,
+        marks: &[(SyncMark, &[u8])],
+        stage: impl Fn(&mut WriteBatch, Vec<u8>),
+    ) -> Result<()> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for (kind, key) in marks {
+            stage(&mut batch, kind.key(key));
+        }
+        self.store().write(batch, Durability::Logged)
+    }
+
+    /// Removes every entry of the `kinds`.
+    pub fn clear_sync_marks(&self, kinds: &[SyncMark]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for kind in kinds {
+            kind.stage_clear(&mut batch);
+        }
+        self.store().write(batch, Durability::Logged)
+    }
+
+    /// The keys of every persisted mark of `kind`, in key order.
+    pub fn sync_marks(&self, kind: SyncMark) -> Result<Vec<Vec<u8>>> {
+        Ok(self.sync_entries(kind)?.into_iter().map(|(key, _)| key).collect())
+    }
+
+    fn sync_entries(&self, kind: SyncMark) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut out = Vec::new();
-        for item in self.store().iter_from(Table::Meta, SYNC_HEAL_PREFIX) {
+        for item in self.store().iter_from(Table::Meta, kind.prefix()) {
             let (k, v) = item?;
-            let Some(key) = k.strip_prefix(SYNC_HEAL_PREFIX) else { break };
+            let Some(key) = k.strip_prefix(kind.prefix()) else { break };
             out.push((key.to_vec(), v.to_vec()));
         }
         Ok(out)
@@ -138,6 +217,30 @@ mod tests {
         db.put_sync_heal_root(b"d", b"4").unwrap();
         db.clear_sync_progress().unwrap();
         assert!(db.sync_heal_roots().unwrap().is_empty() && db.sync_progress().unwrap().is_none());
+    }
+
+    /// Marks of each kind are kept apart, removed one by one or by kind, and cleared with the
+    /// record; an empty list writes nothing.
+    #[test]
+    fn marks_are_kept_by_kind_until_removed_or_the_record_goes() {
+        let db = LeafDb::in_memory();
+        db.put_sync_progress(b"record").unwrap();
+        db.mark_sync(&[(SyncMark::OpenStorage, b"s1"), (SyncMark::OpenCode, b"c1")]).unwrap();
+        db.mark_sync(&[(SyncMark::OpenStorage, b"s0"), (SyncMark::Suspect, b"p")]).unwrap();
+        db.put_sync_heal_root(b"h", b"hash").unwrap();
+        assert_eq!(db.sync_marks(SyncMark::OpenStorage).unwrap(), [b"s0".to_vec(), b"s1".to_vec()]);
+        assert_eq!(db.sync_marks(SyncMark::OpenCode).unwrap(), [b"c1".to_vec()]);
+        assert_eq!(db.sync_marks(SyncMark::HealRoot).unwrap(), [b"h".to_vec()]);
+        db.unmark_sync(&[(SyncMark::OpenStorage, b"s0"), (SyncMark::OpenCode, b"none")]).unwrap();
+        assert_eq!(db.sync_marks(SyncMark::OpenStorage).unwrap(), [b"s1".to_vec()]);
+        db.clear_sync_marks(&[SyncMark::OpenCode]).unwrap();
+        assert!(db.sync_marks(SyncMark::OpenCode).unwrap().is_empty());
+        assert_eq!(db.sync_marks(SyncMark::Suspect).unwrap(), [b"p".to_vec()], "other kinds kept");
+        db.mark_sync(&[]).unwrap();
+        db.clear_sync_progress().unwrap();
+        for kind in SyncMark::ALL {
+            assert!(db.sync_marks(kind).unwrap().is_empty(), "{kind:?} cleared with the record");
+        }
     }
 
     /// A sync over a leafdb with a head (a repair) leaves it without an account root while it

@@ -18,8 +18,16 @@
 //! re-derivation of the whole synced state would take tens of minutes (5–10 µs an account,
 //! estimated from the 1M repair benchmarks), longer than the 64 blocks between re-pivots:
 //! re-deriving at every re-pivot would never finish.
+//!
+//! A crash cuts work short as a re-pivot does, and the run that resumes (at the same pivot or,
+//! past the re-pivot distance, at a new one) carries the same two things, read from the marks
+//! the crashed run kept in the leafdb ([`crate::marks`]): its heal roots and the suspects it
+//! carried become suspects, its open storage tries carried storages. One difference: a heal
+//! that completed rewrote its flat entries before the marks of what they need (storages, codes)
+//! were written, so below a suspect from a crash *every* account's storage and code is checked,
+//! not only the accounts whose flat entry the re-derivation changed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use alloy_primitives::B256;
 use alloy_trie::Nibbles;
@@ -29,9 +37,10 @@ use crate::tasks::Owner;
 /// What re-pivots left half done; see the module docs. Both sets only shrink between re-pivots.
 #[derive(Debug, Default)]
 pub(crate) struct Carry {
-    /// Heal roots cut short by a re-pivot (owner, path): stored subtries at or below one may
-    /// have flat entries never re-derived from them.
-    suspects: BTreeSet<(Owner, Nibbles)>,
+    /// Heal roots cut short by a re-pivot or a crash (owner, path): stored subtries at or below
+    /// one may have flat entries never re-derived from them. The flag: a crash cut it short, so
+    /// every account below it is checked ([`Self::checks_every_account`]).
+    suspects: BTreeMap<(Owner, Nibbles), bool>,
     /// Accounts (hashed) whose storage trie was open at a re-pivot.
     storages: BTreeSet<B256>,
 }
@@ -39,7 +48,12 @@ pub(crate) struct Carry {
 impl Carry {
     /// A heal root cut short by a re-pivot.
     pub(crate) fn suspect(&mut self, owner: Owner, path: Nibbles) {
-        self.suspects.insert((owner, path));
+        self.suspects.entry((owner, path)).or_insert(false);
+    }
+
+    /// A heal root or suspect a crash cut short (read from the crashed run's marks).
+    pub(crate) fn suspect_after_crash(&mut self, owner: Owner, path: Nibbles) {
+        self.suspects.insert((owner, path), true);
     }
 
     /// A storage trie open at a re-pivot.
@@ -50,20 +64,32 @@ impl Carry {
     /// Whether a stored subtrie at `owner`/`path` lies at or below a suspect, so its flat
     /// entries may be older than it.
     pub(crate) fn is_suspect(&self, owner: Owner, path: &Nibbles) -> bool {
-        !self.suspects.is_empty()
-            && (0..=path.len()).any(|len| self.suspects.contains(&(owner, path.slice(..len))))
+        self.covering(owner, path).next().is_some()
+    }
+
+    /// Whether every account at or below `owner`/`path` must have its storage and code checked
+    /// when re-derived: a suspect from a crash covers it.
+    pub(crate) fn checks_every_account(&self, owner: Owner, path: &Nibbles) -> bool {
+        self.covering(owner, path).any(|every| every)
+    }
+
+    /// The flags of the suspects at or above `owner`/`path`.
+    fn covering<'a>(&'a self, owner: Owner, path: &'a Nibbles) -> impl Iterator<Item = bool> + 'a {
+        let lens = if self.suspects.is_empty() { 0..0 } else { 0..path.len() + 1 };
+        lens.filter_map(move |len| self.suspects.get(&(owner, path.slice(..len))).copied())
     }
 
     /// The subtrie at `owner`/`prefix` is consistent now (imported or re-derived whole): the
-    /// suspects at or below it go.
-    pub(crate) fn settled(&mut self, owner: Owner, prefix: &Nibbles) {
+    /// suspects at or below it go. Returns them.
+    pub(crate) fn settled(&mut self, owner: Owner, prefix: &Nibbles) -> Vec<Nibbles> {
         let below: Vec<_> = (self.suspects.range((owner, *prefix)..))
-            .take_while(|(o, path)| *o == owner && path.starts_with(prefix))
-            .copied()
+            .take_while(|((o, path), _)| *o == owner && path.starts_with(prefix))
+            .map(|((_, path), _)| *path)
             .collect();
-        for suspect in below {
-            self.suspects.remove(&suspect);
+        for path in &below {
+            self.suspects.remove(&(owner, *path));
         }
+        below
     }
 
     /// Takes the carried storages of the accounts whose hashed address lies below the
@@ -129,13 +155,30 @@ mod tests {
         assert!(carry.is_suspect(owner, &at(&[5])), "below a storage trie's root");
         assert!(!carry.is_suspect(Some(B256::repeat_byte(8)), &at(&[5])), "another trie");
 
-        carry.settled(None, &at(&[1, 2, 3]));
+        assert!(carry.settled(None, &at(&[1, 2, 3])).is_empty());
         assert!(carry.is_suspect(None, &at(&[1, 2])), "a settled region below it leaves it");
-        carry.settled(None, &at(&[1]));
+        assert_eq!(carry.settled(None, &at(&[1])), [at(&[1, 2])]);
         assert!(!carry.is_suspect(None, &at(&[1, 2, 3])), "settled above it");
         assert!(carry.is_suspect(owner, &at(&[5])), "other tries' suspects stay");
         carry.settled(owner, &Nibbles::new());
         assert!(!carry.is_suspect(owner, &at(&[5])));
+    }
+
+    /// Below a suspect from a crash every account is checked, below one from a re-pivot only
+    /// those the re-derivation changed; a re-pivot's suspect does not lift a crash's.
+    #[test]
+    fn a_crash_suspect_checks_every_account_below_it() {
+        let mut carry = Carry::default();
+        carry.suspect(None, at(&[1]));
+        carry.suspect_after_crash(None, at(&[2]));
+        carry.suspect(None, at(&[2]));
+        assert!(!carry.checks_every_account(None, &at(&[1, 5])));
+        assert!(carry.checks_every_account(None, &at(&[2, 5])));
+        assert!(carry.checks_every_account(None, &at(&[2])));
+        assert!(!carry.checks_every_account(None, &at(&[3])));
+        carry.suspect_after_crash(None, at(&[1, 5]));
+        assert!(carry.checks_every_account(None, &at(&[1, 5, 6])), "below a crash's");
+        assert!(!carry.checks_every_account(None, &at(&[1, 6])), "beside it");
     }
 
     /// Carried storages are taken by the account-trie region their account lies in, once.

@@ -16,6 +16,7 @@ mod heal;
 mod holding;
 mod import;
 pub mod link;
+mod marks;
 pub mod peer;
 mod peer_set;
 pub mod progress;

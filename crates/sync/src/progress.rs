@@ -13,6 +13,9 @@
 //!   heal-only sync of 1M accounts adds one per storage trie).
 //! * 2 — `[pivot, depth, bytes_down, requests]`; each heal root is an entry of its own in the
 //!   leafdb (`put_sync_heal_root`), key RLP `[owner, path]`, value the 32-byte hash.
+//! * 3 — version 2's record, written by a run that also marks what it keeps open
+//!   ([`leafsync_leafdb::SyncMark`]: storage tries and codes still to come, heals a re-pivot cut
+//!   short), so that a resumed run can trust the rest of its tables ([`SyncProgress::marked`]).
 
 use alloy_primitives::B256;
 use alloy_rlp::{RlpDecodable, RlpEncodable};
@@ -22,7 +25,7 @@ use leafsync_p2p::leaf::{ChainHead, TrieOwner, WirePath};
 use crate::error::SyncError;
 
 /// The version this build writes.
-pub const PROGRESS_VERSION: u8 = 2;
+pub const PROGRESS_VERSION: u8 = 3;
 
 /// A subtrie whose chunk was imported but differed from the skeleton: heal it on resume.
 #[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
@@ -36,29 +39,32 @@ pub struct HealRoot {
 }
 
 impl HealRoot {
-    /// The leafdb key of this heal root in version 2: RLP `[owner, path]`.
+    /// The leafdb key of this heal root in version 2: RLP `[owner, path]` ([`TriePath`]).
     pub fn key(&self) -> Vec<u8> {
-        alloy_rlp::encode(HealRootKey { owner: self.owner, path: self.path.clone() })
+        alloy_rlp::encode(TriePath { owner: self.owner, path: self.path.clone() })
     }
 
     /// A heal root from its version-2 key and value.
     pub fn from_entry(key: &[u8], value: &[u8]) -> Result<Self, SyncError> {
-        let mut rest = key;
-        let k = <HealRootKey as alloy_rlp::Decodable>::decode(&mut rest)?;
+        let k: TriePath = decode_all(key)?;
         let hash = B256::try_from(value)
             .map_err(|_| SyncError::ProgressDecode(alloy_rlp::Error::UnexpectedLength))?;
-        if !rest.is_empty() {
-            return Err(SyncError::ProgressDecode(alloy_rlp::Error::UnexpectedLength));
-        }
         Ok(Self { owner: k.owner, path: k.path, hash })
     }
 }
 
-/// The key of a version-2 heal root entry.
-#[derive(RlpEncodable, RlpDecodable)]
-struct HealRootKey {
-    owner: TrieOwner,
-    path: WirePath,
+/// A node's place: its trie and path. The key of a heal root entry and of a suspect mark.
+#[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable)]
+pub(crate) struct TriePath {
+    pub(crate) owner: TrieOwner,
+    pub(crate) path: WirePath,
+}
+
+impl TriePath {
+    /// Decodes a whole key.
+    pub(crate) fn decode_key(key: &[u8]) -> Result<Self, SyncError> {
+        decode_all(key)
+    }
 }
 
 /// The persisted progress of a sync.
@@ -75,6 +81,10 @@ pub struct SyncProgress {
     pub bytes_down: u64,
     /// Requests sent by all runs so far.
     pub requests: u64,
+    /// Whether the runs that wrote it marked what they kept open (version 3): everything else
+    /// stored is then complete or consistent (see `crate::carry`). A version-2 record's run did
+    /// not, so a run resuming it re-derives every stored subtrie it meets.
+    pub marked: bool,
 }
 
 /// Version 1's record.
@@ -122,9 +132,10 @@ impl SyncProgress {
         }))
     }
 
-    /// Version byte followed by the RLP record of [`PROGRESS_VERSION`].
+    /// Version byte followed by the RLP record of [`PROGRESS_VERSION`] (of version 2, which has
+    /// the same fields, when not [`Self::marked`]).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![PROGRESS_VERSION];
+        let mut out = vec![if self.marked { PROGRESS_VERSION } else { 2 }];
         out.extend(alloy_rlp::encode(RecordV2 {
             pivot: self.pivot,
             depth: self.depth,
@@ -145,9 +156,10 @@ impl SyncProgress {
                     heal_roots: r.heal_roots,
                     bytes_down: r.bytes_down,
                     requests: r.requests,
+                    marked: false,
                 })
             }
-            Some((&2, rest)) => {
+            Some((&version @ (2 | 3), rest)) => {
                 let r: RecordV2 = decode_all(rest)?;
                 Ok(Self {
                     pivot: r.pivot,
@@ -155,6 +167,7 @@ impl SyncProgress {
                     heal_roots: Vec::new(),
                     bytes_down: r.bytes_down,
                     requests: r.requests,
+                    marked: version == 3,
                 })
             }
             Some((&v, _)) => Err(SyncError::ProgressVersion(v)),
@@ -189,6 +202,7 @@ mod tests {
             ],
             bytes_down: 1000,
             requests: 7,
+            marked: false,
         }
     }
 
@@ -228,6 +242,11 @@ mod tests {
         assert_eq!(sample().encode(), bytes);
         let back = SyncProgress::decode(&bytes).unwrap();
         assert_eq!(back, SyncProgress { heal_roots: Vec::new(), ..sample() });
+        // Version 3: the same record under its own version byte, marked.
+        let marked = SyncProgress { heal_roots: Vec::new(), marked: true, ..sample() };
+        let v3 = [&[3u8][..], &bytes[1..]].concat();
+        assert_eq!(marked.encode(), v3);
+        assert_eq!(SyncProgress::decode(&v3).unwrap(), marked);
         for root in sample().heal_roots {
             let again = HealRoot::from_entry(&root.key(), root.hash.as_slice()).unwrap();
             assert_eq!(again, root);
@@ -243,5 +262,6 @@ mod tests {
         assert!(SyncProgress::decode(&[]).is_err());
         assert!(SyncProgress::decode(&[1, 0xff]).is_err());
         assert!(SyncProgress::decode(&[2, 0xff]).is_err());
+        assert!(SyncProgress::decode(&[3, 0xff]).is_err());
     }
 }

@@ -123,7 +123,14 @@ mod tests {
     }
 
     fn record(pivot: ChainHead) -> SyncProgress {
-        SyncProgress { pivot, depth: 2, heal_roots: Vec::new(), bytes_down: 5, requests: 1 }
+        SyncProgress {
+            pivot,
+            depth: 2,
+            heal_roots: Vec::new(),
+            bytes_down: 5,
+            requests: 1,
+            marked: true,
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::{collections::VecDeque, sync::Arc};
 use alloy_primitives::B256;
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles};
 use futures::StreamExt;
-use leafsync_leafdb::{KvStore, LeafDb};
+use leafsync_leafdb::{KvStore, LeafDb, SyncMark};
 use leafsync_p2p::{PeerId, leaf::ChainHead};
 use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
@@ -27,6 +27,7 @@ use crate::{
     dispatch::{self, InFlight},
     error::SyncError,
     heal::HealState,
+    marks::{Marked, Marks},
     peer::{NewPeers, SyncPeer},
     peer_set::PeerSet,
     progress::SyncProgress,
@@ -65,13 +66,16 @@ pub struct Syncer<S: KvStore> {
     heal: HealState,
     /// Codes do not depend on the pivot: they survive a re-pivot.
     codes: CodeQueue,
-    /// What re-pivots left half done: heal roots cut short and storages open ([`Carry`]).
+    /// What re-pivots and crashes left half done: heal roots cut short and storages open
+    /// ([`Carry`]).
     carry: Carry,
+    /// What this run keeps open, staged to be marked in the leafdb ([`Marks`]).
+    marks: Marks,
     /// Whether this run can vouch for everything stored besides what [`Self::carry`] holds:
-    /// the tables held a complete state at the start or nothing. A re-pivot then trusts them
-    /// ([`Self::tables_complete`]). A resumed run cannot: what the crashed run left open
-    /// (storages, heals cut short) is recorded nowhere, so each of its re-pivots re-derives
-    /// every stored unit it meets, as its start does.
+    /// the tables held a complete state at the start, or nothing, or what a run that marked what
+    /// it left open wrote ([`SyncProgress::marked`]). It then trusts them at its start and at a
+    /// re-pivot ([`Self::tables_complete`]). A run over an unmarked record cannot (each of its
+    /// re-pivots re-derives every stored unit it meets, as its start does).
     vouched: bool,
     peers: PeerSet,
     reporter: Reporter,
@@ -123,6 +127,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             heal: HealState::default(),
             codes: CodeQueue::default(),
             carry: Carry::default(),
+            marks: Marks::default(),
             vouched: false,
             reporter: Reporter::default(),
             new_peers: None,
@@ -184,13 +189,25 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.reporter.start();
         let mut new_peers = self.new_peers.take();
         let mut pivot_feed = self.pivot_feed.take();
-        let (record, unreadable) = match SyncProgress::stored(&self.db)? {
+        let (record, mut unreadable) = match SyncProgress::stored(&self.db)? {
             Ok(record) => (record, false),
             Err(e) => {
                 warn!(error = %e, "the stored sync progress does not decode: the sync starts \
                     over, every table checked (nothing else is lost)");
                 (None, true)
             }
+        };
+        let marked = match record.as_ref().filter(|r| r.marked).map(|_| Marked::read(&self.db)) {
+            Some(read) => match read? {
+                Ok(marked) => Some(marked),
+                Err(e) => {
+                    warn!(error = %e, "a mark of the stored sync progress does not decode: the \
+                        sync checks every table it resumes");
+                    unreadable = true;
+                    None
+                }
+            },
+            None => None,
         };
         self.trust_tables(record.is_none() && !unreadable && self.db.head()?.is_some());
         let trusted = pivot_feed.as_ref().map(|f| *f.borrow());
@@ -214,13 +231,22 @@ impl<S: KvStore + 'static> Syncer<S> {
             self.must_rehash("tables held state at the start");
         }
         // Tables that held a complete state, or nothing: everything stored is then either
-        // complete or this run's own work.
-        self.vouched = self.tables_complete || !resumed && !holds_state;
+        // complete or this run's own work. Or a marked run's work: consistent but for what it
+        // marked, which is carried as a re-pivot's is.
+        self.vouched = self.tables_complete || !resumed && !holds_state || marked.is_some();
         if self.config.mode == SyncMode::HealOnly {
             self.must_rehash("heal-only");
         }
         if self.config.full_final_check {
             self.must_rehash("sync.full_final_check");
+        }
+        match &marked {
+            Some(marked) => self.carry_marked(marked, start.resumed.is_none())?,
+            None => self.db.clear_sync_marks(&[
+                SyncMark::OpenStorage,
+                SyncMark::OpenCode,
+                SyncMark::Suspect,
+            ])?,
         }
         if let Some(roots) = start.resumed {
             info!(pivot = self.pivot.number, heal_roots = roots.len(), "resuming state sync");
@@ -232,7 +258,8 @@ impl<S: KvStore + 'static> Syncer<S> {
                 self.add_heal_root(owner, path, root.hash)?;
             }
         } else {
-            // Heal roots of another pivot (or of a record that did not decode) mean nothing now.
+            // Heal roots of another pivot (or of a record that did not decode) mean nothing now
+            // (a marked run's are suspects now).
             self.db.clear_sync_heal_roots()?;
         }
         self.persist()?;
@@ -318,6 +345,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 _ = tick.tick() => {
                     self.log_progress();
                     self.write_held()?;
+                    self.marks.flush(&self.db)?;
                     self.persist()?;
                 }
                 () = tokio::time::sleep(RECHECK_INTERVAL), if in_flight.is_empty() => {}
@@ -414,10 +442,16 @@ impl<S: KvStore + 'static> Syncer<S> {
         // run that can vouch for the rest.
         for (owner, path) in self.heal.roots() {
             self.carry.suspect(owner, path);
+            self.marks.suspect(owner, &path)?;
         }
-        for account in self.work.open_storages() {
+        let open: Vec<B256> = self.work.open_storages().collect();
+        for account in open {
+            // Marked when opened already, except a heal root's resumed from an older record.
             self.carry.carry_storage(account);
+            self.marks.open_storage(account);
         }
+        // Marked before the heal roots go: a crash in between leaves both, never neither.
+        self.marks.flush(&self.db)?;
         self.epoch += 1;
         self.reporter.stats.repivots += 1;
         self.pivot = head;
@@ -429,6 +463,40 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.db.clear_sync_heal_roots()?;
         self.persist()?;
         self.seed(head.state_root)
+    }
+
+    /// Carries what the marks of the run before say it left open ([`Marked`]), as a re-pivot
+    /// carries what it cuts short: its heal roots and suspects become suspects (persisted as
+    /// such when `new_pivot`: its heal roots are of another pivot and go), its open storages
+    /// carried storages (and suspects: heals below a storage skeleton are not persisted), and
+    /// its codes are queued again. The tables are then trusted but for those.
+    fn carry_marked(&mut self, marked: &Marked, new_pivot: bool) -> Result<(), SyncError> {
+        for (owner, path) in &marked.suspects {
+            self.carry.suspect_after_crash(*owner, *path);
+            if new_pivot {
+                self.marks.suspect(*owner, path)?;
+            }
+        }
+        for account in &marked.storages {
+            self.carry.carry_storage(*account);
+            self.carry.suspect_after_crash(Some(*account), Nibbles::new());
+        }
+        let mut stored = Vec::new();
+        for code in &marked.codes {
+            if !self.want_code(*code)? {
+                stored.push(*code);
+            }
+        }
+        self.marks.codes_written(&stored);
+        self.marks.flush(&self.db)?;
+        info!(
+            suspects = marked.suspects.len(),
+            storages = marked.storages.len(),
+            codes = marked.codes.len() - stored.len(),
+            "state sync: carrying what the run before left open"
+        );
+        self.trust_tables(true);
+        Ok(())
     }
 
     /// Sets [`Self::tables_complete`], and with it whether the heal gathers the subtries it
@@ -481,6 +549,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             heal_roots: Vec::new(),
             bytes_down: self.prior.0 + self.reporter.stats.bytes_down,
             requests: self.prior.1 + self.reporter.stats.requests,
+            marked: true,
         };
         self.db.put_sync_progress(&record.encode())?;
         Ok(())

@@ -229,8 +229,8 @@ impl Work {
         }
     }
 
-    /// One open item of `owner`'s storage trie resolved. The last one returns the trie's
-    /// skeleton nodes, to be written now.
+    /// One open item of `owner`'s storage trie resolved. The last one returns the trie and its
+    /// skeleton nodes (maybe none), to be written now.
     pub(crate) fn close(&mut self, owner: Owner) -> Option<(B256, SkeletonNodes)> {
         let o = owner?;
         let left = self.open.get_mut(&o).map(|n| {
@@ -241,7 +241,7 @@ impl Work {
             return None;
         }
         self.open.remove(&o);
-        self.skeleton.remove(&owner).map(|nodes| (o, nodes))
+        Some((o, self.skeleton.remove(&owner).unwrap_or_default()))
     }
 
     /// The storage tries with items still open (see [`Self::close`]).
@@ -361,18 +361,20 @@ impl CodeQueue {
             .clamp(CODES_PER_REQUEST, MAX_CODES_PER_BATCH)
     }
 
-    /// Queues the code `hash` unless it is the empty code, already seen, or `stored`.
+    /// Queues the code `hash` unless it is the empty code, already seen, or `stored`; returns
+    /// whether it was queued.
     pub(crate) fn want(
         &mut self,
         hash: B256,
         stored: impl FnOnce(&B256) -> Result<bool, SyncError>,
-    ) -> Result<(), SyncError> {
+    ) -> Result<bool, SyncError> {
         if hash != EMPTY_CODE_HASH && self.seen.insert(hash) && !stored(&hash)? {
             self.fresh.insert(hash);
             self.undelivered.insert(hash);
             self.unwritten.insert(hash);
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Notes `hashes` written to the code table (their write returned).
@@ -417,6 +419,11 @@ mod tests {
         assert_eq!((Some(owner), nodes), (OWNER, vec![(Nibbles::new(), vec![1])]));
         // The account trie holds nothing open and is written at the end.
         assert_eq!(work.close(None), None);
+        // A trie without a skeleton (one unit) closes with none.
+        let single = B256::repeat_byte(8);
+        work.add_unit(Some(single), Nibbles::new(), B256::ZERO, false);
+        assert_eq!(work.close(Some(single)), Some((single, Vec::new())));
+        assert_eq!(work.close(Some(single)), None, "closed once");
     }
 
     /// A heal of a whole trie, four levels of 16 children under its root (65,536 leaves), each

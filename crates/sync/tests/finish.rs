@@ -82,8 +82,14 @@ async fn sync_with_writes_behind_its_back(
     let hook =
         CorruptClient { client: Arc::clone(&client), orphan: true, done: AtomicBool::new(false) };
     let peer: Arc<dyn SyncPeer> = Arc::new(Hooked { inner, hook });
-    let config =
-        SyncConfig { chunk_target_bytes: 16 * 1024, full_final_check, ..Default::default() };
+    // One unit a request, each written at once: requests go on after the first chunks are in.
+    let config = SyncConfig {
+        chunk_target_bytes: 16 * 1024,
+        chunk_batch_bytes: 0,
+        hold_bytes: 0,
+        full_final_check,
+        ..Default::default()
+    };
     let out = Syncer::new(Arc::clone(&client), config, vec![peer]).run().await.unwrap();
     (out, client, src, root)
 }

@@ -18,13 +18,16 @@ use common::{
     chain::{ACCOUNTS, at, chain},
     dyn_peers,
 };
-use leafsync_leafdb::{BlockDiff, BlockHeader, LeafDb};
+use leafsync_leafdb::{BlockDiff, BlockHeader, LeafDb, SyncMark};
 use leafsync_p2p::{
     PeerId, PenaltyClass,
     leaf::{ChainHead, LeafRequest},
 };
 use leafsync_serve::ServeConfig;
-use leafsync_sync::{PeerFuture, SyncConfig, SyncOutcome, SyncPeer, Syncer, config::SyncMode};
+use leafsync_sync::{
+    PeerFuture, SyncConfig, SyncError, SyncOutcome, SyncPeer, SyncProgress, Syncer,
+    config::SyncMode,
+};
 
 /// The servers start here; it becomes the first pivot.
 const START: u64 = 2;
@@ -84,20 +87,24 @@ impl SyncPeer for SlowStorage {
     }
 }
 
-/// A sync in `mode` from three servers that jump from [`START`] to [`JUMP_TO`] after
-/// `jump_after` requests (their storage chunks slow if `slow_storage`); checks that it re-pivots
-/// once and ends in the new pivot's exact state.
-async fn sync_across_a_jump(jump_after: u64, slow_storage: bool, mode: SyncMode) -> SyncOutcome {
-    let chain = chain(JUMP_TO);
+/// Three servers of `chain` that jump from [`START`] to [`JUMP_TO`] after `jump_after` requests
+/// (their storage chunks slow if `slow_storage`), each behaving as `behaviour`.
+fn jumping_servers(
+    chain: &[(BlockHeader, BlockDiff)],
+    jump_after: u64,
+    slow_storage: bool,
+    behaviour: Behaviour,
+) -> Vec<Arc<dyn SyncPeer>> {
     let counter = Arc::new(AtomicU64::new(0));
-    let servers: Vec<Arc<dyn SyncPeer>> = (0..3u8)
+    (0..3u8)
         .map(|i| {
-            // With slow storage, storages of more than a few dozen slots are large (fetched
-            // by storage chunks, and open for long).
-            let inline_storage_bytes = if slow_storage { 2048 } else { 64 * 1024 };
-            let serve = ServeConfig { inline_storage_bytes, ..ServeConfig::default() };
-            let inner =
-                SimPeer::serving(i + 1, at(&chain, START), Behaviour::Honest, ACCOUNTS, serve);
+            let inner = SimPeer::serving(
+                i + 1,
+                at(chain, START),
+                behaviour,
+                ACCOUNTS,
+                serve_config(slow_storage),
+            );
             let hook = Jump {
                 counter: Arc::clone(&counter),
                 jump_after,
@@ -106,17 +113,35 @@ async fn sync_across_a_jump(jump_after: u64, slow_storage: bool, mode: SyncMode)
             let server = Arc::new(Hooked { inner, hook }) as Arc<dyn SyncPeer>;
             if slow_storage { Arc::new(SlowStorage(server)) } else { server }
         })
-        .collect();
-    let client = Arc::new(LeafDb::in_memory());
-    let config = SyncConfig {
+        .collect()
+}
+
+/// With slow storage, storages of more than a few dozen slots are large (fetched by storage
+/// chunks, and open for long).
+fn serve_config(slow_storage: bool) -> ServeConfig {
+    let inline_storage_bytes = if slow_storage { 2048 } else { 64 * 1024 };
+    ServeConfig { inline_storage_bytes, ..ServeConfig::default() }
+}
+
+fn config(mode: SyncMode) -> SyncConfig {
+    SyncConfig {
         chunk_target_bytes: 16 * 1024,
         // One unit a request, as before batching: the pivot moves between many requests.
         chunk_batch_bytes: 0,
         repivot_distance: DISTANCE,
         mode,
         ..Default::default()
-    };
-    let out = Syncer::new(Arc::clone(&client), config, servers).run().await.unwrap();
+    }
+}
+
+/// A sync in `mode` from three servers that jump from [`START`] to [`JUMP_TO`] after
+/// `jump_after` requests (their storage chunks slow if `slow_storage`); checks that it re-pivots
+/// once and ends in the new pivot's exact state.
+async fn sync_across_a_jump(jump_after: u64, slow_storage: bool, mode: SyncMode) -> SyncOutcome {
+    let chain = chain(JUMP_TO);
+    let servers = jumping_servers(&chain, jump_after, slow_storage, Behaviour::Honest);
+    let client = Arc::new(LeafDb::in_memory());
+    let out = Syncer::new(Arc::clone(&client), config(mode), servers).run().await.unwrap();
     let target = chain[JUMP_TO as usize - 1].0;
     assert_eq!(out.stats.repivots, 1, "jump after {jump_after}");
     assert_eq!(out.pivot.number, JUMP_TO);
@@ -184,4 +209,45 @@ async fn the_pivot_moves_mid_sync_and_chunk_work_is_kept() {
     // The work before the move is not thrown away: far less than a fresh sync plus what was
     // downloaded before the move.
     assert!(out.stats.bytes_down < fresh.stats.bytes_down * 3 / 2);
+}
+
+/// A sync stopped after a re-pivot (its servers stop answering, as if it were killed) resumes
+/// at the new pivot with what the re-pivot carried, read back from its marks (the storages it
+/// left open, the heals it cut short): it ends exact, re-derives few accounts and repairs
+/// nothing at the end.
+#[tokio::test(start_paused = true)]
+async fn a_sync_stopped_after_a_repivot_resumes_what_it_carried() {
+    let chain = chain(JUMP_TO);
+    let target = at(&chain, JUMP_TO);
+    let mut open_storages = 0;
+    for (jump_after, stop) in [(30, 40), (70, 50), (120, 70)] {
+        let client = Arc::new(LeafDb::in_memory());
+        let servers = jumping_servers(&chain, jump_after, true, Behaviour::Limited(stop));
+        let err = Syncer::new(Arc::clone(&client), config(SyncMode::Leaf), servers)
+            .run()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SyncError::NoPeers), "{err}");
+        let record = SyncProgress::decode(&client.sync_progress().unwrap().unwrap()).unwrap();
+        assert_eq!(record.pivot.number, JUMP_TO, "jump after {jump_after}: re-pivoted first");
+        let open = client.sync_marks(SyncMark::OpenStorage).unwrap().len();
+        open_storages += open;
+        let honest = SimPeer::serving(1, Arc::clone(&target), Behaviour::Honest, ACCOUNTS, {
+            serve_config(true)
+        });
+        let out = Syncer::new(Arc::clone(&client), config(SyncMode::Leaf), dyn_peers(&[honest]))
+            .run()
+            .await
+            .unwrap();
+        let s = &out.stats;
+        println!(
+            "jump after {jump_after}, stop after {stop}: {open} storages open; resumed \
+             {} chunks, rederived {} accounts, final repairs {}",
+            s.chunks_resumed, s.rederived_accounts, s.final_repairs
+        );
+        assert_synced(&out, &client, &target, target.account_root().unwrap());
+        assert_eq!(s.final_repairs, 0, "jump after {jump_after}: {s:?}");
+        assert!(s.rederived_accounts < ACCOUNTS / 4, "jump after {jump_after}: {s:?}");
+    }
+    assert!(open_storages > 0, "some stop left storages open");
 }

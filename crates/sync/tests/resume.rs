@@ -8,8 +8,13 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Behaviour, SimPeer, assert_synced, dyn_peers, source};
-use leafsync_leafdb::{LeafDb, MemStore};
+use common::{
+    Behaviour, SimPeer, assert_synced,
+    chain::{at, chain},
+    db_head, dyn_peers, sim_serve_config, source,
+};
+use leafsync_leafdb::{LeafDb, MemStore, SyncMark};
+use leafsync_serve::ServeConfig;
 use leafsync_sync::{HealRoot, SyncConfig, SyncError, SyncMode, SyncProgress, Syncer};
 
 const ACCOUNTS: u64 = 2000;
@@ -170,5 +175,97 @@ async fn a_record_or_heal_root_that_does_not_decode_starts_the_sync_over() {
                 && client.sync_progress().unwrap().is_none(),
             "{what}: progress cleared"
         );
+    }
+}
+
+/// Serving as the marks tests want it: storages of more than a few dozen slots are fetched apart
+/// (large), so that a stop finds some open.
+fn small_inline() -> ServeConfig {
+    ServeConfig { inline_storage_bytes: 2048, ..sim_serve_config() }
+}
+
+/// A sync from `src` stopped after `stop` answers of its honest peer (a junk peer beside it with
+/// `junk`, so that heals are under way) into `client`, `config` as given.
+async fn stop_after(
+    client: &Arc<LeafDb<MemStore>>,
+    src: &Arc<LeafDb<MemStore>>,
+    stop: u64,
+    junk: bool,
+    config: SyncConfig,
+) {
+    let mut peers = vec![SimPeer::serving(
+        1,
+        Arc::clone(src),
+        Behaviour::Limited(stop),
+        ACCOUNTS,
+        small_inline(),
+    )];
+    if junk {
+        peers.push(SimPeer::serving(9, Arc::clone(src), Behaviour::Junk, ACCOUNTS, small_inline()));
+    }
+    let err = Syncer::new(Arc::clone(client), config, dyn_peers(&peers)).run().await.unwrap_err();
+    assert!(matches!(err, SyncError::NoPeers), "stop after {stop}: {err}");
+}
+
+/// Finishes the sync in `client` from an honest server of `src`, `config` as given; checks that
+/// it ends exact, its final check repairs nothing, and it re-derives few accounts (those the
+/// stop left open: before the marks, every account of every chunk the stopped run imported).
+async fn finish_from(
+    client: &Arc<LeafDb<MemStore>>,
+    src: &Arc<LeafDb<MemStore>>,
+    config: SyncConfig,
+    label: &str,
+) {
+    let honest =
+        [SimPeer::serving(1, Arc::clone(src), Behaviour::Honest, ACCOUNTS, small_inline())];
+    let out = Syncer::new(Arc::clone(client), config, dyn_peers(&honest)).run().await.unwrap();
+    let s = &out.stats;
+    println!(
+        "{label}: resumed {} chunks, healed {}, rederived {} accounts, final repairs {}",
+        s.chunks_resumed, s.chunks_healed, s.rederived_accounts, s.final_repairs
+    );
+    assert_synced(&out, client, src, src.account_root().unwrap());
+    assert_eq!(s.final_repairs, 0, "{label}: {s:?}");
+    assert!(s.rederived_accounts < ACCOUNTS / 4, "{label}: {s:?}");
+    for kind in SyncMark::ALL {
+        assert!(client.sync_marks(kind).unwrap().is_empty(), "{label}: {kind:?} marks cleared");
+    }
+}
+
+/// A stopped sync marks what it leaves open (storage tries, codes, heals), so the run that
+/// resumes it trusts the rest of its tables as they are: it re-derives only what was open, not
+/// every chunk the stopped run imported (at mainnet size tens of minutes, at every re-pivot of
+/// the resumed run too), and its final check finds nothing to repair. Stops at several points,
+/// some with heals under way.
+#[tokio::test(start_paused = true)]
+async fn a_resumed_sync_re_derives_only_what_the_stop_left_open() {
+    let src = source(ACCOUNTS, 24);
+    let mut open_storages = 0;
+    for (stop, junk) in [(20, false), (60, true), (120, false), (180, true)] {
+        let client = Arc::new(LeafDb::in_memory());
+        stop_after(&client, &src, stop, junk, config(SyncMode::Leaf)).await;
+        open_storages += client.sync_marks(SyncMark::OpenStorage).unwrap().len();
+        finish_from(&client, &src, config(SyncMode::Leaf), &format!("stop after {stop}")).await;
+    }
+    assert!(open_storages > 0, "some stop left storages open");
+}
+
+/// A sync restarted too far past its record's pivot to resume it (configured here; on a node,
+/// the execution client's head moved on by more than the re-pivot distance while it was down)
+/// starts at the new pivot over the stopped run's tables: the marks make that a re-pivot, which
+/// re-derives only what was open and what changed, not a start over tables it must re-derive
+/// whole.
+#[tokio::test(start_paused = true)]
+async fn a_sync_restarted_at_a_new_pivot_carries_what_the_stopped_run_left_open() {
+    let chain = chain(14);
+    let (old, new) = (at(&chain, 2), at(&chain, 14));
+    for (stop, junk) in [(60, true), (150, false)] {
+        let client = Arc::new(LeafDb::in_memory());
+        let pinned = |db: &LeafDb<MemStore>| SyncConfig {
+            pivot: Some(db_head(db)),
+            ..config(SyncMode::Leaf)
+        };
+        stop_after(&client, &old, stop, junk, pinned(&old)).await;
+        finish_from(&client, &new, pinned(&new), &format!("new pivot, stop after {stop}")).await;
     }
 }

@@ -231,6 +231,11 @@ impl<S: KvStore + 'static> Syncer<S> {
         let mut pieces = Vec::with_capacity(chunks.len());
         for (chunk, piece) in chunks {
             set.append(chunk);
+            if let (_, _, Kept::Accounts { accounts, .. }) = &piece {
+                for (hashed, account, inline_root) in accounts {
+                    self.before_write(*hashed, account, *inline_root)?;
+                }
+            }
             pieces.push(piece);
         }
         self.spawn_write(pieces, Vec::new(), move |db| db.commit_chunks(set))
@@ -258,7 +263,9 @@ impl<S: KvStore + 'static> Syncer<S> {
 
     /// Runs `write` on a thread of its own, its `pieces` taken in and its `codes` counted
     /// written once it is done (once fewer than [`MAX_WRITES`] are running: the oldest is
-    /// waited for and taken in first).
+    /// waited for and taken in first). What the pieces need is marked first ([`Marks`]).
+    ///
+    /// [`Marks`]: crate::marks::Marks
     fn spawn_write(
         &mut self,
         pieces: Vec<Piece>,
@@ -268,6 +275,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         while self.committing.len() >= MAX_WRITES {
             self.settle_oldest()?;
         }
+        self.marks.flush(&self.db)?;
         let (tx, done) = oneshot::channel();
         let db = Arc::clone(&self.db);
         std::thread::Builder::new()
@@ -323,6 +331,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         let Some(committing) = self.committing.pop_front() else { return Ok(()) };
         self.written(committing.pieces, result)?;
         self.codes.written(&committing.codes);
+        self.marks.codes_written(&committing.codes);
         Ok(())
     }
 
@@ -350,7 +359,8 @@ impl<S: KvStore + 'static> Syncer<S> {
             self.reporter.stats.chunks_verified += 1;
             // An import replaces its unit's flat entries and subtrie whole, and takes in every
             // account's storage below: nothing carried there is left to do.
-            self.carry.settled(unit.owner, &unit.prefix);
+            let settled = self.carry.settled(unit.owner, &unit.prefix);
+            self.marks.settled(unit.owner, &settled)?;
             if unit.owner.is_none() {
                 drop(self.carry.take_storages_under(&unit.prefix));
             }

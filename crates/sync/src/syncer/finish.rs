@@ -107,13 +107,14 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         for (owner, storage_root) in check.bad_storage {
             self.db.import_storage_chunk(&owner, &Nibbles::new(), &[])?;
-            self.work.start_storage(owner);
+            self.start_storage(owner);
             self.add_unit(Some(owner), Nibbles::new(), storage_root)?;
         }
         for hash in check.missing_code {
             self.codes.forget(&hash);
             self.want_code(hash)?;
         }
+        self.marks.flush(&self.db)?;
         Ok(found)
     }
 

@@ -120,12 +120,16 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.must_rehash("flat entries re-derived from the stored trie");
         match owner {
             None => {
+                // In tables that held a complete state, an account whose flat entry was already
+                // right has its storage and code (the final check scans anyway); not below a
+                // heal a crash cut short, which may have rewritten it before marking what it
+                // needs ([`crate::carry`]).
+                let every =
+                    !self.tables_complete || self.carry.checks_every_account(owner, &prefix);
                 let accounts = self.db.reconcile_accounts(&prefix, hash, kept)?;
                 self.reporter.stats.rederived_accounts += accounts.len() as u64;
                 for (hashed, account, changed) in accounts {
-                    // In tables that held a complete state, an account whose flat entry was
-                    // already right has its storage and code (the final check scans anyway).
-                    if changed || !self.tables_complete {
+                    if changed || every {
                         self.after_healed_account(hashed, &account)?;
                     }
                 }
@@ -134,8 +138,11 @@ impl<S: KvStore + 'static> Syncer<S> {
                 self.db.reconcile_storage(&o, &prefix, hash, kept)?;
             }
         }
-        self.carry.settled(owner, &prefix);
-        self.take_up_carried(owner, &prefix)
+        let settled = self.carry.settled(owner, &prefix);
+        self.marks.settled(owner, &settled)?;
+        self.take_up_carried(owner, &prefix)?;
+        // Before a heal root that led here goes: what its accounts need is marked.
+        self.marks.flush(&self.db)
     }
 
     /// The accounts below the account-trie `prefix` have their flat entries current: the
@@ -214,21 +221,43 @@ impl<S: KvStore + 'static> Syncer<S> {
         Ok(())
     }
 
-    /// One open item of `owner`'s storage trie resolved; the last one writes its skeleton.
+    /// One open item of `owner`'s storage trie resolved; the last one writes its skeleton and
+    /// unmarks the trie: it is complete, and every suspect in it was re-derived or replaced.
     pub(super) fn close(&mut self, owner: Owner) -> Result<(), SyncError> {
         if let Some((o, nodes)) = self.work.close(owner) {
-            self.db.write_trie_nodes(Some(&o), &nodes)?;
+            if !nodes.is_empty() {
+                self.db.write_trie_nodes(Some(&o), &nodes)?;
+            }
+            self.marks.storage_closed(o);
+            let settled = self.carry.settled(owner, &Nibbles::new());
+            self.marks.settled(owner, &settled)?;
         }
         Ok(())
     }
 
-    /// Queues the code `hash` unless it is empty, already seen or stored.
-    pub(super) fn want_code(&mut self, hash: B256) -> Result<(), SyncError> {
+    /// Queues (and marks) the code `hash` unless it is empty, already seen or stored; returns
+    /// whether it was queued.
+    pub(super) fn want_code(&mut self, hash: B256) -> Result<bool, SyncError> {
         let db = &self.db;
-        self.codes.want(hash, |h| Ok(db.code(h)?.is_some()))
+        let queued = self.codes.want(hash, |h| Ok(db.code(h)?.is_some()))?;
+        if queued {
+            self.marks.open_code(hash);
+        }
+        Ok(queued)
     }
 
-    /// An account of a verified chunk: its storage and code (see [`check_account`]). The
+    /// The storage trie of `hashed` is started (and marked open) unless it already was this
+    /// pivot; returns whether it was.
+    pub(super) fn start_storage(&mut self, hashed: B256) -> bool {
+        let started = self.work.start_storage(hashed);
+        if started {
+            self.marks.open_storage(hashed);
+        }
+        started
+    }
+
+    /// An account of a verified chunk, once written: its storage (see [`check_account`]; its
+    /// code was queued and the storage marked before the write, [`Self::before_write`]). The
     /// lie's storage is dropped and fetched again as a unit; returns the lie.
     pub(super) fn after_verified_account(
         &mut self,
@@ -236,7 +265,6 @@ impl<S: KvStore + 'static> Syncer<S> {
         account: &TrieAccount,
         inline_root: Option<B256>,
     ) -> Result<Option<&'static str>, SyncError> {
-        self.want_code(account.code_hash)?;
         let lie = match check_account(account, inline_root) {
             StorageCheck::Complete => return Ok(None),
             StorageCheck::Fetch => None,
@@ -253,6 +281,22 @@ impl<S: KvStore + 'static> Syncer<S> {
         Ok(lie)
     }
 
+    /// An account of a verified chunk about to be written: its code is queued and its storage
+    /// marked open unless complete inline, so that a crash after the write finds both
+    /// ([`crate::marks`]).
+    pub(super) fn before_write(
+        &mut self,
+        hashed: B256,
+        account: &TrieAccount,
+        inline_root: Option<B256>,
+    ) -> Result<(), SyncError> {
+        self.want_code(account.code_hash)?;
+        if check_account(account, inline_root) != StorageCheck::Complete {
+            self.marks.open_storage(hashed);
+        }
+        Ok(())
+    }
+
     /// An account re-derived from a healed subtrie: fetch or heal its storage unless the stored
     /// storage trie already has its root; fetch its code.
     pub(super) fn after_healed_account(
@@ -262,7 +306,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     ) -> Result<(), SyncError> {
         self.want_code(account.code_hash)?;
         let stored = self.db.stored_storage_root(&hashed)?;
-        if stored == account.storage_root || !self.work.start_storage(hashed) {
+        if stored == account.storage_root || !self.start_storage(hashed) {
             return Ok(());
         }
         if account.storage_root == EMPTY_ROOT_HASH {
