@@ -39,7 +39,7 @@ pub struct HealRoot {
 }
 
 impl HealRoot {
-    /// The leafdb key of this heal root in version 2: RLP `[owner, path]` ([`TriePath`]).
+    /// The leafdb key of this heal root in version 2: RLP `[owner, path]` (a suspect mark's too).
     pub fn key(&self) -> Vec<u8> {
         alloy_rlp::encode(TriePath { owner: self.owner, path: self.path.clone() })
     }
