@@ -15,7 +15,7 @@ use crate::{
     },
     kv::{Durability, KvStore, Table, WriteBatch},
     schema::{decode_account, encode_slot_value},
-    trie::{DecodedNode, checked_join, walk_leaves_except},
+    trie::{DecodedNode, LeafWalk, NodeSource, checked_join},
 };
 
 /// Keys deleted one by one at most where a range of them goes (flat slots a storage's
@@ -133,48 +133,87 @@ impl<S: KvStore> LeafDb<S> {
     /// Rewrites the flat accounts under `prefix` from the stored subtrie there (hash `hash`):
     /// accounts the trie no longer has are deleted with their storage, and only entries that
     /// differ are written (a heal of a state that was mostly right, as a repair's, changes few).
-    /// Returns every account of the subtrie, each with whether its flat entry was written (it
-    /// was missing or differed).
+    /// Calls `each` with every account of the subtrie, in key order, with whether its flat entry
+    /// was written (it was missing or differed), once the entry is.
+    ///
+    /// It goes [`RECONCILE_WINDOW`] leaves at a time, each window one write: a whole mainnet
+    /// trie (a repair from the root) is never held in memory. A failure may leave the windows
+    /// before it written, which a sync's heal root (still recorded) or final check redoes.
     ///
     /// `kept`: full paths of subtries below `prefix` whose flat entries are known to agree with
     /// their stored nodes (a heal over a complete state found them unchanged): they are neither
-    /// walked nor scanned, and their accounts are not returned.
-    pub fn reconcile_accounts(
+    /// walked nor scanned, and their accounts are not passed to `each`.
+    pub fn reconcile_accounts<E: From<LeafDbError>>(
         &self,
         prefix: &Nibbles,
         hash: B256,
         kept: &[Nibbles],
-    ) -> Result<Vec<(B256, TrieAccount, bool)>> {
+        each: impl FnMut(B256, TrieAccount, bool) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        self.reconcile_accounts_by(prefix, hash, kept, RECONCILE_WINDOW, each)
+    }
+
+    /// [`Self::reconcile_accounts`] `window` leaves at a time.
+    fn reconcile_accounts_by<E: From<LeafDbError>>(
+        &self,
+        prefix: &Nibbles,
+        hash: B256,
+        kept: &[Nibbles],
+        window: usize,
+        mut each: impl FnMut(B256, TrieAccount, bool) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
         let src = TrieNodes::account(self.store()).below(*prefix);
         let (skip, holes) = kept_below(prefix, kept, account_range)?;
-        let leaves = walk_leaves_except(&src, hash, &skip)?;
-        let mut batch = WriteBatch::default();
-        let mut out = Vec::with_capacity(leaves.len());
-        let mut derived = Vec::with_capacity(leaves.len());
-        for (i, (suffix, value)) in leaves.into_iter().enumerate() {
-            // The walk goes in path order: keys ascend.
-            let key = leaf_key(None, &checked_join(prefix, &suffix)?)?;
-            out.push((key, decode_account(&value)?, true));
-            derived.push((i, key, value));
+        let mut windows = Windows::new(LeafWalk::new(&src, hash, &skip), None, prefix, window);
+        let (mut lo, hi) = account_range(prefix);
+        while let Some((leaves, end)) = windows.next_window(&hi)? {
+            let mut derived = Vec::with_capacity(leaves.len());
+            for (key, value) in leaves {
+                derived.push((key, decode_account(&value)?, value, true));
+            }
+            self.write_account_window(&mut derived, (lo, end.clone()), &holes)?;
+            for (key, account, _, changed) in derived {
+                each(key, account, changed)?;
+            }
+            lo = end;
         }
-        let mut derived = derived.into_iter().peekable();
-        let range = account_range(prefix);
+        Ok(())
+    }
+
+    /// Writes the flat accounts of one window `derived` (key, account, encoding, changed) over
+    /// the flat accounts in `range` outside the `holes`, marking those already right unchanged.
+    fn write_account_window(
+        &self,
+        derived: &mut [(B256, TrieAccount, Vec<u8>, bool)],
+        range: (Vec<u8>, Vec<u8>),
+        holes: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let mut next = 0;
         // A deleted account's storage gets a range delete only where it has any: each range
         // tombstone costs every later read of the memtable (an account is deleted in a sync
         // over a state off the chain, for each one the chain never had). Accounts ascend, so
         // one cursor a table finds them.
         let mut storage = self.store().cursor(Table::Storage, &range.0)?;
         let mut storage_nodes = self.store().cursor(Table::StorageNodes, &range.0)?;
-        scan_outside(self.store(), Table::Accounts, range, &holes, |k, v| {
+        scan_outside(self.store(), Table::Accounts, range, holes, |k, v| {
             let key = B256::try_from(k)
                 .map_err(|_| LeafDbError::BadKey { table: Table::Accounts.name(), len: k.len() })?;
-            while let Some((_, new, value)) = derived.next_if(|(_, d, _)| *d < key) {
-                batch.put(Table::Accounts, new.as_slice(), value);
+            // The walk goes in path order: keys ascend.
+            while derived.get(next).is_some_and(|d| d.0 < key) {
+                batch.put(Table::Accounts, derived[next].0.as_slice(), derived[next].2.clone());
+                next += 1;
             }
-            match derived.next_if(|(_, d, _)| *d == key) {
-                Some((i, _, value)) if value.as_slice() == v => out[i].2 = false,
-                Some((_, _, value)) => batch.put(Table::Accounts, key.as_slice(), value),
-                None => {
+            match derived.get_mut(next) {
+                Some(d) if d.0 == key => {
+                    if d.2.as_slice() == v {
+                        d.3 = false;
+                    } else {
+                        batch.put(Table::Accounts, key.as_slice(), d.2.clone());
+                    }
+                    next += 1;
+                }
+                _ => {
                     batch.delete(Table::Accounts, key.as_slice());
                     for (table, cursor) in
                         [(Table::Storage, &mut storage), (Table::StorageNodes, &mut storage_nodes)]
@@ -188,18 +227,21 @@ impl<S: KvStore> LeafDb<S> {
             }
             Ok(())
         })?;
-        for (_, new, value) in derived {
-            batch.put(Table::Accounts, new.as_slice(), value);
+        for (key, _, value, _) in &derived[next..] {
+            batch.put(Table::Accounts, key.as_slice(), value.clone());
         }
-        self.store().write(batch, Durability::Logged)?;
-        Ok(out)
+        if !batch.is_empty() {
+            self.store().write(batch, Durability::Logged)?;
+        }
+        Ok(())
     }
 
     /// Rewrites the flat storage of `owner` under `prefix` from the stored subtrie there.
     /// Returns the number of slots walked in the trie (all of them outside `kept`).
     /// Only slots that differ are written, and slots the trie no longer has deleted one by one
-    /// (with more than `MAX_POINT_DELETES`, 256, of them and nothing `kept`, the range is
-    /// cleared and every slot written). `kept` as in [`Self::reconcile_accounts`].
+    /// (more than `MAX_POINT_DELETES`, 256, of them in one window with nothing `kept`: the
+    /// window's range is cleared and its every slot written). Windows and `kept` as in
+    /// [`Self::reconcile_accounts`]: a contract of tens of millions of slots is not held whole.
     pub fn reconcile_storage(
         &self,
         owner: &B256,
@@ -207,26 +249,54 @@ impl<S: KvStore> LeafDb<S> {
         hash: B256,
         kept: &[Nibbles],
     ) -> Result<u64> {
+        self.reconcile_storage_by(owner, prefix, hash, kept, RECONCILE_WINDOW)
+    }
+
+    fn reconcile_storage_by(
+        &self,
+        owner: &B256,
+        prefix: &Nibbles,
+        hash: B256,
+        kept: &[Nibbles],
+        window: usize,
+    ) -> Result<u64> {
         let src = TrieNodes::storage(self.store(), *owner).below(*prefix);
         let (skip, holes) = kept_below(prefix, kept, |p| storage_range(owner, p))?;
-        let mut derived = Vec::new();
-        for (suffix, value) in walk_leaves_except(&src, hash, &skip)? {
-            // The walk goes in path order: keys ascend.
-            let slot = leaf_key(Some(owner), &checked_join(prefix, &suffix)?)?;
-            let v = U256::decode(&mut value.as_slice())
-                .map_err(|e| LeafDbError::corrupt("storage_nodes", "slot value", e))?;
-            derived.push((storage_key(owner, &slot), encode_slot_value(&v)));
+        let walk = LeafWalk::new(&src, hash, &skip);
+        let mut windows = Windows::new(walk, Some(owner), prefix, window);
+        let (mut lo, hi) = storage_range(owner, prefix);
+        let mut walked = 0;
+        while let Some((leaves, end)) = windows.next_window(&hi)? {
+            let mut derived = Vec::with_capacity(leaves.len());
+            for (slot, value) in leaves {
+                let v = U256::decode(&mut value.as_slice())
+                    .map_err(|e| LeafDbError::corrupt("storage_nodes", "slot value", e))?;
+                derived.push((storage_key(owner, &slot), encode_slot_value(&v)));
+            }
+            walked += derived.len() as u64;
+            self.write_storage_window(&derived, (lo, end.clone()), &holes)?;
+            lo = end;
         }
-        let range = storage_range(owner, prefix);
+        Ok(walked)
+    }
+
+    /// Writes the flat slots of one window `derived` (sorted) over those in `range` outside the
+    /// `holes`.
+    fn write_storage_window(
+        &self,
+        derived: &[(impl AsRef<[u8]>, Vec<u8>)],
+        range: (Vec<u8>, Vec<u8>),
+        holes: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<()> {
         let (mut writes, mut stale) = (Vec::new(), Vec::new());
         let mut next = 0;
-        scan_outside(self.store(), Table::Storage, range.clone(), &holes, |k, v| {
-            while derived.get(next).is_some_and(|(d, _)| d.as_slice() < k) {
+        scan_outside(self.store(), Table::Storage, range.clone(), holes, |k, v| {
+            while derived.get(next).is_some_and(|(d, _)| d.as_ref() < k) {
                 writes.push(next);
                 next += 1;
             }
             match derived.get(next) {
-                Some((d, value)) if d.as_slice() == k => {
+                Some((d, value)) if d.as_ref() == k => {
                     if value.as_slice() != v {
                         writes.push(next);
                     }
@@ -251,12 +321,79 @@ impl<S: KvStore> LeafDb<S> {
         }
         for i in writes {
             let (key, value) = &derived[i];
-            batch.put(Table::Storage, key.to_vec(), value.clone());
+            batch.put(Table::Storage, key.as_ref().to_vec(), value.clone());
         }
         if !batch.is_empty() {
             self.store().write(batch, Durability::Logged)?;
         }
-        Ok(derived.len() as u64)
+        Ok(())
+    }
+}
+
+/// Leaves a reconciliation re-derives at once (see [`LeafDb::reconcile_accounts`]): ~10 MB of
+/// accounts, one write each window.
+pub const RECONCILE_WINDOW: usize = 65_536;
+
+/// Leaves (32-byte key, value) and the end of their range of flat keys.
+type Window = (Vec<(B256, Vec<u8>)>, Vec<u8>);
+
+/// The leaves of a walk below `prefix` of the trie of `owner`, as 32-byte keys, `window` at a
+/// time, each window with the end of its range of flat keys (the next window's first leaf's
+/// flat key, or the whole range's end).
+struct Windows<'a, S: ?Sized> {
+    walk: LeafWalk<'a, S>,
+    owner: Option<&'a B256>,
+    prefix: &'a Nibbles,
+    window: usize,
+    /// The first leaf of the next window, read ahead for its key; `None` at the start and end.
+    ahead: Option<(B256, Vec<u8>)>,
+    started: bool,
+}
+
+impl<'a, S: NodeSource + ?Sized> Windows<'a, S> {
+    fn new(
+        walk: LeafWalk<'a, S>,
+        owner: Option<&'a B256>,
+        prefix: &'a Nibbles,
+        window: usize,
+    ) -> Self {
+        Self { walk, owner, prefix, window: window.max(1), ahead: None, started: false }
+    }
+
+    /// The next leaf of the walk, keyed.
+    fn leaf(&mut self) -> Result<Option<(B256, Vec<u8>)>> {
+        match self.walk.next().transpose()? {
+            Some((suffix, value)) => {
+                Ok(Some((leaf_key(self.owner, &checked_join(self.prefix, &suffix)?)?, value)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The next window and the end of its range (`hi` for the last); `None` once all are out.
+    /// A walk that fails fails the window it would have ended, before anything of it is written.
+    fn next_window(&mut self, hi: &[u8]) -> Result<Option<Window>> {
+        if !self.started {
+            self.started = true;
+            self.ahead = self.leaf()?;
+        } else if self.ahead.is_none() {
+            return Ok(None);
+        }
+        let mut leaves: Vec<_> = self.ahead.take().into_iter().collect();
+        while leaves.len() < self.window {
+            match self.leaf()? {
+                Some(leaf) => leaves.push(leaf),
+                None => return Ok(Some((leaves, hi.to_vec()))),
+            }
+        }
+        self.ahead = self.leaf()?;
+        let end = match (&self.ahead, self.owner) {
+            (None, _) => hi.to_vec(),
+            (Some((key, _)), None) => key.to_vec(),
+            // A slot's flat key is its owner's and its own.
+            (Some((slot, _)), Some(owner)) => storage_key(owner, slot).to_vec(),
+        };
+        Ok(Some((leaves, end)))
     }
 }
 
@@ -317,173 +454,5 @@ fn scan_outside<S: KvStore>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{
-        kv::{KvRead, scan_range},
-        schema::{BlockHeader, encode_account, slot_leaf_value},
-        sync_import::ChunkAccount,
-    };
-
-    #[test]
-    fn chunk_import_matches_full_build_and_reconcile_prunes() {
-        let db = LeafDb::in_memory();
-        let mut accounts: Vec<ChunkAccount> = (0u64..200)
-            .map(|i| ChunkAccount {
-                hashed_address: keccak256(i.to_be_bytes()),
-                account: TrieAccount { nonce: i, ..Default::default() },
-                storage: Some(if i % 7 == 0 {
-                    vec![(keccak256([i as u8]), U256::from(i + 1))]
-                } else {
-                    vec![]
-                }),
-            })
-            .collect();
-        accounts.sort_by_key(|a| a.hashed_address);
-        for a in &mut accounts {
-            if let Some(s) = &a.storage
-                && let Some((k, v)) = s.first()
-            {
-                a.account.storage_root =
-                    crate::trie::root_of_sorted([(Nibbles::unpack(k), slot_leaf_value(v))])
-                        .unwrap();
-            }
-        }
-        let mut skeleton = Vec::new();
-        let mut children: [Option<alloy_trie::nodes::RlpNode>; 16] = Default::default();
-        for n in 0u8..16 {
-            let prefix = Nibbles::from_nibbles([n]);
-            let part: Vec<_> = accounts
-                .iter()
-                .filter(|a| Nibbles::unpack(a.hashed_address).get_unchecked(0) == n)
-                .cloned()
-                .collect();
-            let out = db.import_account_chunk(&prefix, &part).unwrap();
-            if !part.is_empty() {
-                children[n as usize] = Some(alloy_trie::nodes::RlpNode::word_rlp(&out.root));
-            }
-        }
-        let mut rlp = Vec::new();
-        crate::trie::node::encode_branch(&children, None, &mut rlp);
-        let head = BlockHeader { state_root: keccak256(&rlp), ..Default::default() };
-        skeleton.push((Nibbles::new(), rlp));
-        assert_eq!(db.write_sync_skeleton(&skeleton).unwrap(), head.state_root);
-        // A head whose root the trie does not have is refused, and nothing is recorded.
-        let wrong = BlockHeader { state_root: keccak256(b"another root"), ..head };
-        assert!(matches!(
-            db.record_synced_head(wrong),
-            Err(LeafDbError::SyncedRootMismatch { .. })
-        ));
-        assert_eq!(db.head().unwrap(), None);
-        assert_eq!(db.record_synced_head(head).unwrap(), head.state_root);
-        assert_eq!(db.head().unwrap(), Some(head));
-        let report = db.verify().unwrap();
-        assert!(report.ok(), "{report:?}");
-        assert_eq!(report.accounts, 200);
-        // Junk accounts under prefix 0, one with storage (a slot and a node): reconcile from the
-        // (correct) trie deletes them with that storage, and says that no account's flat entry
-        // had to be written.
-        let prefix = Nibbles::from_nibbles([0]);
-        let good = db.node(None, &prefix).unwrap().unwrap();
-        let mut junk = WriteBatch::default();
-        let (mut k, mut with_storage) = ([0u8; 32], [0u8; 32]);
-        (k[0], with_storage[0]) = (0x01, 0x02);
-        for key in [k, with_storage] {
-            junk.put(Table::Accounts, key.to_vec(), encode_account(&TrieAccount::default()));
-        }
-        let owner = B256::from(with_storage);
-        junk.put(Table::Storage, storage_key(&owner, &B256::repeat_byte(9)).to_vec(), vec![1]);
-        let node = crate::keys::storage_node_key(&owner, &Nibbles::from_nibbles([3]));
-        junk.put(Table::StorageNodes, node, vec![0xc0]);
-        db.store().write(junk, Durability::Logged).unwrap();
-        assert!(!db.verify().unwrap().ok());
-        let accounts = db.reconcile_accounts(&prefix, keccak256(&good), &[]).unwrap();
-        assert!(db.verify().unwrap().ok());
-        assert!(!accounts.is_empty() && accounts.iter().all(|a| !a.2 && a.0 != B256::from(k)));
-        for table in [Table::Storage, Table::StorageNodes] {
-            let left = db.store().iter_from(table, owner.as_slice()).next().transpose().unwrap();
-            assert!(left.is_none_or(|(key, _)| !key.starts_with(owner.as_slice())), "{table:?}");
-        }
-    }
-
-    /// Slots under a storage that its trie does not have are deleted, a few one by one and many
-    /// as a range, and the storage's own slots stay as they were.
-    #[test]
-    fn reconcile_storage_deletes_stray_slots_a_few_or_many() {
-        use crate::GenParams;
-        let db = LeafDb::in_memory();
-        db.generate(GenParams { accounts: 300, seed: 3 }).unwrap();
-        let (first, _) = db.store().iter_from(Table::Storage, &[]).next().unwrap().unwrap();
-        let owner = B256::from_slice(&first[..32]);
-        let root = db.stored_storage_root(&owner).unwrap();
-        let slots = |db: &LeafDb<_>| -> Vec<_> {
-            let (lo, hi) = storage_range(&owner, &Nibbles::new());
-            scan_range(db.store(), Table::Storage, (lo, hi)).map(Result::unwrap).collect()
-        };
-        let own = slots(&db);
-        for stray in [3u64, 300] {
-            let mut batch = WriteBatch::default();
-            for i in 0..stray {
-                let slot = keccak256(format!("stray {i}"));
-                batch.put(Table::Storage, storage_key(&owner, &slot).to_vec(), vec![1]);
-            }
-            db.store().write(batch, Durability::Logged).unwrap();
-            assert_eq!(slots(&db).len(), own.len() + stray as usize);
-            let count = db.reconcile_storage(&owner, &Nibbles::new(), root, &[]).unwrap();
-            assert_eq!(count, own.len() as u64);
-            assert_eq!(slots(&db), own, "{stray} stray slots");
-        }
-        assert!(db.verify().unwrap().ok());
-    }
-
-    /// With `kept` subtries, a reconciliation walks and scans only the rest: a stray account in
-    /// the rest is deleted, one inside a kept subtrie is left (kept means trusted, not looked
-    /// at), and only the rest's accounts are returned.
-    #[test]
-    fn reconcile_passes_over_kept_subtries() {
-        use crate::GenParams;
-        let db = LeafDb::in_memory();
-        db.generate(GenParams { accounts: 3000, seed: 5 }).unwrap();
-        let prefix = Nibbles::from_nibbles([7]);
-        let rlp = db.node(None, &prefix).unwrap().unwrap();
-        let DecodedNode::Branch { children, .. } = DecodedNode::decode(&rlp).unwrap() else {
-            panic!("no branch at [7]")
-        };
-        let by_hash: Vec<u8> = (0..16u8)
-            .filter(|i| children[*i as usize].as_ref().is_some_and(|c| c.is_hash()))
-            .collect();
-        assert!(by_hash.len() > 4, "{by_hash:?}");
-        let rest = by_hash[3];
-        let kept: Vec<Nibbles> = by_hash
-            .iter()
-            .filter(|i| **i != rest)
-            .map(|i| Nibbles::from_nibbles([7, *i]))
-            .collect();
-        let key_in = |nibble: u8| {
-            let mut k = [0xee; 32];
-            k[0] = 0x70 | nibble;
-            B256::from(k)
-        };
-        let (stray_rest, stray_kept) = (key_in(rest), key_in(by_hash[0]));
-        let mut batch = WriteBatch::default();
-        for key in [stray_rest, stray_kept] {
-            let junk = TrieAccount { nonce: 99, ..Default::default() };
-            batch.put(Table::Accounts, key.to_vec(), encode_account(&junk));
-        }
-        db.store().write(batch, Durability::Logged).unwrap();
-        let accounts = db.reconcile_accounts(&prefix, keccak256(&rlp), &kept).unwrap();
-        let (lo, hi) = account_range(&Nibbles::from_nibbles([7, rest]));
-        let under_rest = scan_range(db.store(), Table::Accounts, (lo, hi)).count();
-        assert_eq!(accounts.len(), under_rest, "the rest's accounts returned");
-        assert!(accounts.iter().all(|(k, _, changed)| k[0] == 0x70 | rest && !changed));
-        let flat = |key: B256| db.store().get(Table::Accounts, key.as_slice()).unwrap();
-        assert!(flat(stray_rest).is_none(), "the stray account in the rest is deleted");
-        assert!(flat(stray_kept).is_some(), "a kept subtrie is not scanned");
-        let mut batch = WriteBatch::default();
-        batch.delete(Table::Accounts, stray_kept.as_slice());
-        db.store().write(batch, Durability::Logged).unwrap();
-        assert!(db.verify().unwrap().ok());
-        let outside = Nibbles::from_nibbles([8, 1]);
-        assert!(db.reconcile_accounts(&prefix, keccak256(&rlp), &[outside]).is_err());
-    }
-}
+#[path = "sync_heal_tests.rs"]
+mod tests;

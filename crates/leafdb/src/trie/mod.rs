@@ -21,7 +21,7 @@ pub use mem::MemNodes;
 pub use node::DecodedNode;
 pub use proof::prove;
 pub use update::{RootBranch, TrieCommit, TrieUpdate};
-pub use walk::{walk_leaves, walk_leaves_except};
+pub use walk::{LeafWalk, walk_leaves, walk_leaves_except};
 
 use alloy_primitives::{B256, keccak256};
 use alloy_trie::Nibbles;

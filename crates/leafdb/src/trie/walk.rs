@@ -19,56 +19,93 @@ pub fn walk_leaves_except<S: NodeSource + ?Sized>(
     root: B256,
     skip: &[Nibbles],
 ) -> Result<Vec<(Nibbles, Vec<u8>)>> {
-    let mut walk = Walk { src, skip, out: Vec::new() };
-    if root != EMPTY_ROOT_HASH {
-        let node = load(src, Nibbles::new(), root)?;
-        walk.visit(Nibbles::new(), node)?;
-    }
-    Ok(walk.out)
+    LeafWalk::new(src, root, skip).collect()
 }
 
-fn load<S: NodeSource + ?Sized>(src: &S, path: Nibbles, expected: B256) -> Result<DecodedNode> {
-    DecodedNode::decode(&src.load_verified(&path, expected)?)
-}
-
-struct Walk<'a, S: ?Sized> {
+/// [`walk_leaves_except`] one leaf at a time: what it holds is bounded by the trie's depth, not
+/// by its leaves (a whole mainnet trie has hundreds of millions). A node that fails to load or
+/// decode ends the walk with its error.
+pub struct LeafWalk<'a, S: ?Sized> {
     src: &'a S,
     skip: &'a [Nibbles],
-    out: Vec<(Nibbles, Vec<u8>)>,
+    /// What is left to visit, the next on top.
+    stack: Vec<Pending>,
 }
 
-impl<S: NodeSource + ?Sized> Walk<'_, S> {
-    /// Visits the child `r` at `path`, unless it is a subtrie to skip.
+/// The root to load, a node to visit, or the children of a branch from index `next` on.
+enum Pending {
+    Root(B256),
+    Node(Nibbles, DecodedNode),
+    Children { path: Nibbles, children: Box<[Option<RlpNode>; 16]>, next: usize },
+}
+
+impl<'a, S: NodeSource + ?Sized> LeafWalk<'a, S> {
+    /// A walk of the trie with root `root` in `src`, past the subtries at `skip` (sorted).
+    pub fn new(src: &'a S, root: B256, skip: &'a [Nibbles]) -> Self {
+        let stack = if root == EMPTY_ROOT_HASH { Vec::new() } else { vec![Pending::Root(root)] };
+        Self { src, skip, stack }
+    }
+
+    /// The next leaf, or `None` when the walk is over.
+    fn step(&mut self) -> Result<Option<(Nibbles, Vec<u8>)>> {
+        while let Some(pending) = self.stack.pop() {
+            match pending {
+                Pending::Root(root) => {
+                    let node = load(self.src, Nibbles::new(), root)?;
+                    self.stack.push(Pending::Node(Nibbles::new(), node));
+                }
+                Pending::Node(path, DecodedNode::Leaf { key, value }) => {
+                    return Ok(Some((super::checked_join(&path, &key)?, value)));
+                }
+                Pending::Node(path, DecodedNode::Extension { key, child }) => {
+                    self.child(super::checked_join(&path, &key)?, &child)?;
+                }
+                Pending::Node(path, DecodedNode::Branch { children, value }) => {
+                    self.stack.push(Pending::Children { path, children, next: 0 });
+                    if let Some(value) = value {
+                        return Ok(Some((path, value)));
+                    }
+                }
+                Pending::Children { path, mut children, next } => {
+                    let Some(i) = (next..16).find(|i| children[*i].is_some()) else { continue };
+                    let child = children[i].take();
+                    let at = super::checked_push(&path, i as u8)?;
+                    self.stack.push(Pending::Children { path, children, next: i + 1 });
+                    if let Some(child) = child {
+                        self.child(at, &child)?;
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Queues the child `r` at `path`, unless it is a subtrie to skip.
     fn child(&mut self, path: Nibbles, r: &RlpNode) -> Result<()> {
         let node = match r.as_hash() {
             Some(_) if self.skip.binary_search(&path).is_ok() => return Ok(()),
             Some(h) => load(self.src, path, h)?,
             None => DecodedNode::decode(r)?,
         };
-        self.visit(path, node)
-    }
-
-    fn visit(&mut self, path: Nibbles, node: DecodedNode) -> Result<()> {
-        match node {
-            DecodedNode::Leaf { key, value } => {
-                self.out.push((super::checked_join(&path, &key)?, value));
-            }
-            DecodedNode::Extension { key, child } => {
-                self.child(super::checked_join(&path, &key)?, &child)?;
-            }
-            DecodedNode::Branch { children, value } => {
-                if let Some(v) = value {
-                    self.out.push((path, v));
-                }
-                for (i, c) in children.iter().enumerate() {
-                    if let Some(c) = c {
-                        self.child(super::checked_push(&path, i as u8)?, c)?;
-                    }
-                }
-            }
-        }
+        self.stack.push(Pending::Node(path, node));
         Ok(())
     }
+}
+
+impl<S: NodeSource + ?Sized> Iterator for LeafWalk<'_, S> {
+    type Item = Result<(Nibbles, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let step = self.step();
+        if step.is_err() {
+            self.stack.clear();
+        }
+        step.transpose()
+    }
+}
+
+fn load<S: NodeSource + ?Sized>(src: &S, path: Nibbles, expected: B256) -> Result<DecodedNode> {
+    DecodedNode::decode(&src.load_verified(&path, expected)?)
 }
 
 #[cfg(test)]

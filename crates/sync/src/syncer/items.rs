@@ -4,6 +4,8 @@
 //!
 //! [`Work`]: crate::work::Work
 
+use std::sync::Arc;
+
 use alloy_primitives::{B256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 use leafsync_leafdb::KvStore;
@@ -126,13 +128,14 @@ impl<S: KvStore + 'static> Syncer<S> {
                 // needs ([`crate::carry`]).
                 let every =
                     !self.tables_complete || self.carry.checks_every_account(owner, &prefix);
-                let accounts = self.db.reconcile_accounts(&prefix, hash, kept)?;
-                self.reporter.stats.rederived_accounts += accounts.len() as u64;
-                for (hashed, account, changed) in accounts {
+                let db = Arc::clone(&self.db);
+                db.reconcile_accounts(&prefix, hash, kept, |hashed, account, changed| {
+                    self.reporter.stats.rederived_accounts += 1;
                     if changed || every {
                         self.after_healed_account(hashed, &account)?;
                     }
-                }
+                    Ok::<_, SyncError>(())
+                })?;
             }
             Some(o) => {
                 self.db.reconcile_storage(&o, &prefix, hash, kept)?;
