@@ -106,6 +106,11 @@ impl Carry {
         taken
     }
 
+    /// A scan found the flat state whole: nothing is suspect or carried any more.
+    pub(crate) fn clear(&mut self) {
+        *self = Self::default();
+    }
+
     /// Storages carried and not yet taken up.
     pub(crate) fn storages_left(&self) -> usize {
         self.storages.len()

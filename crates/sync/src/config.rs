@@ -135,6 +135,13 @@ pub const MAX_IN_FLIGHT_BYTES: u64 = 256 * 1024 * 1024;
 /// fails: one pass repairs what hostile peers left; more means something keeps breaking it.
 pub const MAX_FINAL_REPAIRS: u32 = 3;
 
+/// Times a sync may re-pivot after a final check that scanned the flat state (3; see
+/// `Syncer::catch_up`) before it records its head however far the trusted head has moved on:
+/// a catch-up round scans again only where it is told to (`full_final_check`) or something in it
+/// is unaccounted for, and a scan that falls behind every time must not keep the sync from ever
+/// ending.
+pub const MAX_CATCH_UPS: u32 = 3;
+
 /// Default distance (64 blocks) the pivot source's head (the trusted feed's, else the head most
 /// peers announce where peers may choose the pivot) may move past the pivot before the sync
 /// re-pivots: well inside the 128 blocks for which servers keep replaced nodes, so heal requests

@@ -19,7 +19,10 @@ use leafsync_p2p::{PeerId, leaf::ChainHead};
 use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
-use self::commit::{Committing, Held, HeldCodes, committed};
+use self::{
+    commit::{Committing, Held, HeldCodes, committed},
+    finish::ChunkCounts,
+};
 pub use crate::resume::{choose_pivot, chunk_depth};
 use crate::{
     carry::Carry,
@@ -88,6 +91,10 @@ pub struct Syncer<S: KvStore> {
     /// entries this run did not write (see [`Self::final_check`]). `None`: every flat entry
     /// was written by a verified import. Not persisted: a resumed run always hashes again.
     rehash: Option<&'static str>,
+    /// Set once a final check of this run scanned the flat state and found it whole, to the
+    /// chunk counters then: what the run writes after it (a catch-up's heals) starts from a
+    /// proved state ([`Self::catch_up`]).
+    scanned: Option<ChunkCounts>,
     /// Whether the tables held a complete state at the start (a head and no progress record: a
     /// synced or followed state, maybe off the chain, as a repair starts from), whose flat
     /// entries agree with its stored tries and accounts with their storage and code: a subtrie
@@ -133,6 +140,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             new_peers: None,
             pivot_feed: None,
             rehash: None,
+            scanned: None,
             tables_complete: false,
             committing: VecDeque::new(),
         }
@@ -266,12 +274,15 @@ impl<S: KvStore + 'static> Syncer<S> {
         info!(pivot = self.pivot.number, root = %self.pivot.state_root, depth = self.depth,
             peers = self.peers.len(), mode = ?self.config.mode, "state sync starting");
         self.seed(self.pivot.state_root)?;
-        let mut passes = 0;
+        let (mut passes, mut catch_ups) = (0, 0);
         loop {
             self.drive(&mut new_peers, &mut pivot_feed).await?;
             let found = self.final_check().await?;
             if found.is_empty() {
-                return Ok(());
+                if !self.catch_up(pivot_feed.as_ref(), &mut catch_ups)? {
+                    return Ok(());
+                }
+                continue;
             }
             if passes == MAX_FINAL_REPAIRS {
                 return Err(SyncError::Incomplete { passes, what: found });
@@ -435,7 +446,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         // The answer being written belongs to the old pivot's work: taken in before it goes.
         self.settle()?;
         info!(from = self.pivot.number, to = head.number, "re-pivoting state sync");
-        self.must_rehash("re-pivot");
+        self.wrote_unhashed("re-pivot");
         // Everything the old pivot's work imported or finished is consistent; what it cut short
         // is carried, so the new pivot re-derives only that, not the whole state synced so far
         // (tens of minutes at mainnet size, longer than the blocks between two re-pivots), in a
@@ -504,12 +515,6 @@ impl<S: KvStore + 'static> Syncer<S> {
     fn trust_tables(&mut self, complete: bool) {
         self.tables_complete = complete;
         self.heal.gather_kept(complete);
-    }
-
-    /// Notes that the final check must hash the flat state again, and why (the first reason
-    /// stays).
-    fn must_rehash(&mut self, why: &'static str) {
-        self.rehash.get_or_insert(why);
     }
 
     fn is_idle(&self) -> bool {

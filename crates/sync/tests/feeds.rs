@@ -5,18 +5,30 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use common::{
     Behaviour, SimPeer, assert_same_state, assert_synced,
     chain::{ACCOUNTS, at, chain},
     chain_head, delayed, dyn_peers, source,
 };
-use leafsync_leafdb::{LeafDb, MemStore};
+use leafsync_leafdb::{
+    BlockDiff, BlockHeader, LeafDb, LeafDbConfig, MemStore,
+    kv::{KvRead, Table},
+    test_utils::{HookAt, HookStore},
+};
 use leafsync_sync::{Phase, SyncConfig, SyncError, SyncPeer, SyncStats, Syncer};
 use tokio::sync::{mpsc, watch};
 
 const CHUNK_BYTES: u64 = 16 * 1024;
+
+type Db = Arc<LeafDb<MemStore>>;
 
 fn slow(inner: Arc<SimPeer>) -> Arc<dyn SyncPeer> {
     delayed(inner, Duration::from_millis(20))
@@ -77,7 +89,7 @@ async fn a_peer_joining_mid_sync_takes_over() {
 #[tokio::test(start_paused = true)]
 async fn a_trusted_pivot_ahead_of_the_servers_waits_for_them() {
     let blocks = chain(6);
-    let dbs: Vec<Arc<LeafDb<MemStore>>> = (0..3).map(|_| at(&blocks, 4)).collect();
+    let dbs: Vec<Db> = (0..3).map(|_| at(&blocks, 4)).collect();
     let peers: Vec<Arc<dyn SyncPeer>> = dbs
         .iter()
         .enumerate()
@@ -109,6 +121,21 @@ async fn a_trusted_pivot_ahead_of_the_servers_waits_for_them() {
     assert!(started.elapsed() >= Duration::from_secs(5), "it waited for the servers");
 }
 
+/// Three slow servers of `blocks` at block `start`: their leafdbs (to apply later blocks to)
+/// and the peers.
+fn servers_at(
+    blocks: &[(BlockHeader, BlockDiff)],
+    start: u64,
+) -> (Vec<Db>, Vec<Arc<dyn SyncPeer>>) {
+    let dbs: Vec<Db> = (0..3).map(|_| at(blocks, start)).collect();
+    let peers = dbs
+        .iter()
+        .enumerate()
+        .map(|(i, db)| slow(SimPeer::new(i as u8 + 1, Arc::clone(db), Behaviour::Honest, ACCOUNTS)))
+        .collect();
+    (dbs, peers)
+}
+
 /// The trusted head moves while the servers follow it block by block: the sync re-pivots to the
 /// feed once it is `repivot_distance` past the pivot (the peers' own heads do not decide it) and
 /// ends at exactly the feed's head.
@@ -117,12 +144,7 @@ async fn the_trusted_feed_moves_the_pivot() {
     const START: u64 = 2;
     const END: u64 = 10;
     let blocks = chain(END);
-    let dbs: Vec<Arc<LeafDb<MemStore>>> = (0..3).map(|_| at(&blocks, START)).collect();
-    let peers: Vec<Arc<dyn SyncPeer>> = dbs
-        .iter()
-        .enumerate()
-        .map(|(i, db)| slow(SimPeer::new(i as u8 + 1, Arc::clone(db), Behaviour::Honest, ACCOUNTS)))
-        .collect();
+    let (dbs, peers) = servers_at(&blocks, START);
     let (feed_tx, feed) = watch::channel(chain_head(&blocks[START as usize - 1].0));
     let servers = dbs.clone();
     let later = blocks[START as usize..].to_vec();
@@ -146,4 +168,64 @@ async fn the_trusted_feed_moves_the_pivot() {
     assert_eq!(out.pivot, chain_head(&expected));
     assert_same_state(&client, &at(&blocks, out.pivot.number), expected.state_root);
     assert!(out.dropped.is_empty() && out.banned.is_empty(), "{out:?}");
+}
+
+/// The trusted head moves on while the final check scans the flat state (minutes on mainnet;
+/// here the move is made at the scan's snapshot): the sync catches up to it instead of recording
+/// a pivot the execution client may no longer keep the state of, and the catch-up's end does not
+/// scan again. The first move, during the sync, makes the final check scan (a re-pivot).
+#[tokio::test(start_paused = true)]
+async fn a_head_that_moved_on_during_the_final_scan_is_caught_up() {
+    const START: u64 = 2;
+    const MID: u64 = 6;
+    const END: u64 = 12;
+    let blocks = chain(END);
+    let (dbs, peers) = servers_at(&blocks, START);
+    let (feed_tx, feed) = watch::channel(chain_head(&blocks[START as usize - 1].0));
+    let feed_tx = Arc::new(feed_tx);
+    let apply = |servers: Vec<Db>, from: u64, to: u64| {
+        let later = blocks[from as usize..to as usize].to_vec();
+        let feed_tx = Arc::clone(&feed_tx);
+        move || {
+            for (header, diff) in &later {
+                for db in &servers {
+                    assert!(db.apply_block(header, diff).unwrap().root_matches);
+                }
+                feed_tx.send_replace(chain_head(header));
+            }
+        }
+    };
+    let first_move = apply(dbs.clone(), START, MID);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        first_move();
+    });
+    let store = HookStore::new();
+    let fired = Arc::new(AtomicBool::new(false));
+    let (second_move, flag) = (apply(dbs.clone(), MID, END), Arc::clone(&fired));
+    // The client's first snapshot is the final check's scan.
+    store.set_hook(
+        HookAt::Snapshot,
+        Box::new(move || {
+            second_move();
+            flag.store(true, Ordering::Relaxed);
+        }),
+    );
+    let client = Arc::new(LeafDb::with_store(store, LeafDbConfig::default()).unwrap());
+    let config = SyncConfig { repivot_distance: 4, ..config() };
+    let out =
+        Syncer::new(Arc::clone(&client), config, peers).with_pivot_feed(feed).run().await.unwrap();
+    assert!(fired.load(Ordering::Relaxed), "the final check scanned: {:?}", out.stats);
+    let expected = blocks[END as usize - 1].0;
+    assert_eq!(out.pivot, chain_head(&expected), "caught up to the head: {:?}", out.stats);
+    assert_eq!(out.stats.repivots, 2, "{:?}", out.stats);
+    assert_same_state(&client, &at(&blocks, END), expected.state_root);
+    // One scan, of the state at the first re-pivot's head.
+    let mid = at(&blocks, MID);
+    let leaves = [Table::Accounts, Table::Storage]
+        .into_iter()
+        .map(|t| mid.store().iter_from(t, &[]).count() as u64)
+        .sum::<u64>();
+    assert_eq!(out.stats.final_rehashed, leaves, "{:?}", out.stats);
+    assert_eq!(out.stats.final_repairs, 0, "{:?}", out.stats);
 }

@@ -8,12 +8,18 @@ use std::sync::{
 
 use alloy_primitives::B256;
 use alloy_trie::Nibbles;
-use leafsync_leafdb::{BlockHeader, KvStore};
-use tokio::time::Instant;
+use leafsync_leafdb::{BlockHeader, KvStore, SyncMark};
+use leafsync_p2p::leaf::ChainHead;
+use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
 use super::{SyncOutcome, Syncer};
-use crate::{error::SyncError, peer_set::Standing, stats::WorkKind};
+use crate::{
+    config::MAX_CATCH_UPS,
+    error::SyncError,
+    peer_set::Standing,
+    stats::{SyncStats, WorkKind},
+};
 
 impl<S: KvStore + 'static> Syncer<S> {
     /// Checks the end before it is committed: the account trie's root (with the skeleton above
@@ -29,15 +35,17 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// root, and the storage likewise to each account's storage root. Storage is written only
     /// under accounts of such chunks, which nothing removes in a clean run, so none is orphaned.
     /// Every code an imported account names was queued and is counted until a finished write
-    /// stored it ([`CodeQueue::unwritten`]); a code unaccounted for makes the check scan.
+    /// stored it ([`CodeQueue::unwritten`]); a code unaccounted for makes the check scan. Nor
+    /// does the end of a catch-up ([`Self::catch_up`]) after a scan of this run that found the
+    /// state whole: its heals reconcile flat entries from verified nodes over that state.
     pub(super) async fn final_check(&mut self) -> Result<String, SyncError> {
         self.reporter.mark(WorkKind::Finish);
         let root = self.db.write_sync_skeleton(&self.work.take_account_skeleton())?;
         if root != self.pivot.state_root {
             return Err(SyncError::RootMismatch { got: root, expected: self.pivot.state_root });
         }
-        let s = &self.reporter.stats;
-        if s.chunks_verified != s.chunks_total || s.chunks_done != s.chunks_total {
+        let counts = ChunkCounts::of(&self.reporter.stats);
+        if !counts.since(self.scanned.unwrap_or_default()).closed() {
             self.must_rehash("chunk counters disagree");
         }
         let storages = self.carry.storages_left();
@@ -51,11 +59,20 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         let Some(why) = self.rehash else {
             let s = &self.reporter.stats;
-            info!(
-                chunks = s.chunks_total,
-                codes = s.codes,
-                "state sync: all items in, each verified on import and every code written"
-            );
+            if self.scanned.is_some() {
+                info!(
+                    pivot = self.pivot.number,
+                    codes = s.codes,
+                    "state sync: caught up; what \
+                    changed since the scan was healed from verified nodes, every code written"
+                );
+            } else {
+                info!(
+                    chunks = s.chunks_total,
+                    codes = s.codes,
+                    "state sync: all items in, each verified on import and every code written"
+                );
+            }
             return Ok(String::new());
         };
         let started = Instant::now();
@@ -82,6 +99,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             // hashes everything: a cause not understood is not trusted.
             self.must_rehash("repaired");
             self.trust_tables(false);
+            self.scanned = None;
         }
         if check.accounts_root != self.pivot.state_root {
             let flat = check.accounts_root;
@@ -93,6 +111,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             return Ok(format!("flat accounts hash to {flat}"));
         }
         if check.problems == 0 {
+            self.proved_whole()?;
             return Ok(String::new());
         }
         let found = format!(
@@ -118,6 +137,77 @@ impl<S: KvStore + 'static> Syncer<S> {
         Ok(found)
     }
 
+    /// After a final check that found nothing, re-pivots if the trusted head (or the peers'
+    /// where they may choose the pivot) is `repivot_distance` past the pivot, as [`Self::drive`]
+    /// does during the sync; returns whether it did, and the sync then goes on. A scan of the
+    /// flat state takes minutes on mainnet (the pivot does not move meanwhile), and a head
+    /// recorded that far back would leave the follower more blocks to trace than the execution
+    /// client keeps states for (geth: 128): it would get stuck, and the repair that follows
+    /// would scan and fall behind again. The catch-up's own end needs no second scan
+    /// ([`Self::wrote_unhashed`]), so it ends within a few blocks. At most [`MAX_CATCH_UPS`].
+    pub(super) fn catch_up(
+        &mut self,
+        feed: Option<&watch::Receiver<ChainHead>>,
+        catch_ups: &mut u32,
+    ) -> Result<bool, SyncError> {
+        let (pivot, epoch) = (self.pivot.number, self.epoch);
+        let trusted = feed.map(|f| *f.borrow());
+        if *catch_ups == MAX_CATCH_UPS {
+            let far = pivot.saturating_add(self.config.repivot_distance);
+            if let Some(head) = trusted.filter(|h| h.number >= far) {
+                warn!(
+                    pivot,
+                    head = head.number,
+                    catch_ups = *catch_ups,
+                    "state sync: the head moved on during every final check; recording the pivot"
+                );
+            }
+            return Ok(false);
+        }
+        self.maybe_repivot(trusted)?;
+        if self.epoch == epoch {
+            return Ok(false);
+        }
+        *catch_ups += 1;
+        info!(
+            from = pivot,
+            to = self.pivot.number,
+            scanned = self.scanned.is_some(),
+            "state sync: the head moved on during the final check; catching up"
+        );
+        Ok(true)
+    }
+
+    /// The final check's scan found the flat state whole at the pivot: nothing stored is
+    /// suspect or carried any more, and what a catch-up writes over it needs no second scan
+    /// unless the operator asked for one (`full_final_check`).
+    fn proved_whole(&mut self) -> Result<(), SyncError> {
+        self.scanned = Some(ChunkCounts::of(&self.reporter.stats));
+        self.vouched = true;
+        self.rehash = self.config.full_final_check.then_some("sync.full_final_check");
+        self.carry.clear();
+        // Staged marks go to the leafdb first, or a later flush would write them back.
+        self.marks.flush(&self.db)?;
+        self.db.clear_sync_marks(&[SyncMark::Suspect, SyncMark::OpenStorage])?;
+        Ok(())
+    }
+
+    /// Notes that the final check must hash the flat state again, and why (the first reason
+    /// stays).
+    pub(super) fn must_rehash(&mut self, why: &'static str) {
+        self.rehash.get_or_insert(why);
+    }
+
+    /// [`Self::must_rehash`] for flat entries this run wrote without an import hashing them (a
+    /// heal's, a re-derivation's, what a re-pivot keeps), unless a final check of this run has
+    /// scanned the flat state and found it whole ([`Self::scanned`]): each such write is then a
+    /// reconciliation from verified nodes over a proved state, as a repair's.
+    pub(super) fn wrote_unhashed(&mut self, why: &'static str) {
+        if self.scanned.is_none() {
+            self.must_rehash(why);
+        }
+    }
+
     pub(super) fn finish(mut self) -> Result<SyncOutcome, SyncError> {
         let head = BlockHeader {
             number: self.pivot.number,
@@ -137,6 +227,41 @@ impl<S: KvStore + 'static> Syncer<S> {
             dropped: self.peers.ids(Standing::Dropped),
             stats: self.reporter.stats,
         })
+    }
+}
+
+/// The chunk counters the final check weighs (see [`SyncStats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct ChunkCounts {
+    total: u64,
+    done: u64,
+    verified: u64,
+    healed: u64,
+}
+
+impl ChunkCounts {
+    fn of(stats: &SyncStats) -> Self {
+        Self {
+            total: stats.chunks_total,
+            done: stats.chunks_done,
+            verified: stats.chunks_verified,
+            healed: stats.chunks_healed,
+        }
+    }
+
+    /// What was counted after `base`.
+    fn since(self, base: Self) -> Self {
+        Self {
+            total: self.total.wrapping_sub(base.total),
+            done: self.done.wrapping_sub(base.done),
+            verified: self.verified.wrapping_sub(base.verified),
+            healed: self.healed.wrapping_sub(base.healed),
+        }
+    }
+
+    /// Whether every unit created was done, each either verified on import or healed.
+    fn closed(self) -> bool {
+        self.done == self.total && self.verified.wrapping_add(self.healed) == self.total
     }
 }
 

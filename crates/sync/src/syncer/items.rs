@@ -119,7 +119,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         kept: &[Nibbles],
     ) -> Result<(), SyncError> {
         // Flat entries rewritten from stored nodes, not from leaves an import hashed.
-        self.must_rehash("flat entries re-derived from the stored trie");
+        self.wrote_unhashed("flat entries re-derived from the stored trie");
         match owner {
             None => {
                 // In tables that held a complete state, an account whose flat entry was already
@@ -195,7 +195,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         if self.empty_storage(owner, &path, hash)? {
             return Ok(());
         }
-        self.must_rehash("healed");
+        self.wrote_unhashed("healed");
         // Heal replaces nodes below `path` before the ones at and above it: those must not stay
         // behind, stale, if this heal is cut short (a pivot move, a crash).
         self.db.forget_path(owner.as_ref(), &path)?;
