@@ -23,7 +23,7 @@ use leafsync_leafdb::{
     kv::{KvRead, Table},
     test_utils::{HookAt, HookStore},
 };
-use leafsync_sync::{Phase, SyncConfig, SyncError, SyncPeer, SyncStats, Syncer};
+use leafsync_sync::{Phase, SyncConfig, SyncError, SyncMode, SyncPeer, SyncStats, Syncer};
 use tokio::sync::{mpsc, watch};
 
 const CHUNK_BYTES: u64 = 16 * 1024;
@@ -176,6 +176,17 @@ async fn the_trusted_feed_moves_the_pivot() {
 /// scan again. The first move, during the sync, makes the final check scan (a re-pivot).
 #[tokio::test(start_paused = true)]
 async fn a_head_that_moved_on_during_the_final_scan_is_caught_up() {
+    caught_up_after_the_scan(SyncMode::Leaf).await;
+}
+
+/// As above in heal-only mode, whose final check always scans: the catch-up heals from the
+/// root over the proved state, and does not scan again.
+#[tokio::test(start_paused = true)]
+async fn a_heal_only_sync_catches_up_after_its_scan() {
+    caught_up_after_the_scan(SyncMode::HealOnly).await;
+}
+
+async fn caught_up_after_the_scan(mode: SyncMode) {
     const START: u64 = 2;
     const MID: u64 = 6;
     const END: u64 = 12;
@@ -212,7 +223,7 @@ async fn a_head_that_moved_on_during_the_final_scan_is_caught_up() {
         }),
     );
     let client = Arc::new(LeafDb::with_store(store, LeafDbConfig::default()).unwrap());
-    let config = SyncConfig { repivot_distance: 4, ..config() };
+    let config = SyncConfig { repivot_distance: 4, mode, ..config() };
     let out =
         Syncer::new(Arc::clone(&client), config, peers).with_pivot_feed(feed).run().await.unwrap();
     assert!(fired.load(Ordering::Relaxed), "the final check scanned: {:?}", out.stats);
