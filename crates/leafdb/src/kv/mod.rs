@@ -273,7 +273,8 @@ pub trait SortedWriter {
         Ok(())
     }
     /// Makes everything written visible in the table; returns how many table files it made
-    /// (0 for stores without files).
+    /// (0 for stores without files). A store on disk makes it durable at once, and every write
+    /// before it too: a power cut keeps all of them or loses the rows it was to make visible.
     fn finish(self: Box<Self>) -> Result<u64>;
 }
 

@@ -225,6 +225,11 @@ impl SortedWriter for RocksSortedWriter<'_> {
         let mut opts = IngestExternalFileOptions::default();
         opts.set_move_files(true);
         let cf = self.store.cf(self.table)?;
+        // An ingestion is durable once it returns (its manifest write is synced); the log's
+        // tail is not. What went through the log before (a sync's marks of what this file's
+        // rows need, its progress) must not be lost to a power cut that keeps the file: the log
+        // is synced first (one fsync, next to the ones the ingestion makes).
+        self.store.db.flush_wal(true).map_err(LeafDbError::storage)?;
         // Moved into the database on success; on failure `Drop` removes them.
         let ingested = self.store.db.ingest_external_file_cf_opts(cf, &opts, self.files.clone());
         ingested.map_err(LeafDbError::storage)?;
