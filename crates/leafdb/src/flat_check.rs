@@ -12,8 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy_primitives::{B256, KECCAK256_EMPTY};
-use alloy_trie::Nibbles;
+use alloy_primitives::{B256, KECCAK256_EMPTY, keccak256};
+use alloy_trie::{Nibbles, nodes::RlpNode};
 use tracing::info;
 
 use crate::{
@@ -21,7 +21,7 @@ use crate::{
     error::{LeafDbError, Result},
     kv::{KvRead, KvStore, Reading, Table},
     schema::{decode_account_row, decode_slot_value, slot_leaf_value, split_storage_key},
-    trie::builder::root_builder,
+    trie::{builder::root_builder, node::encode_branch},
 };
 
 /// Problem items [`LeafDb::check_flat_state`] lists at most (the counts go on): enough to repair
@@ -82,14 +82,12 @@ impl<S: KvStore> LeafDb<S> {
     pub fn check_flat_state(&self, stop: &AtomicBool) -> Result<FlatCheck> {
         let snap = self.store().snapshot();
         let stop = Stop(stop);
-        // One thread builds the account root from every account in order beside the ranges.
-        let (root, found) = std::thread::scope(|scope| {
-            let root = scope.spawn(|| account_root(&snap, stop));
-            let found = check_owners_in_parallel(&snap, stop);
-            (root.join().map_err(|_| LeafDbError::WorkerPanicked), found)
-        });
-        let (mut out, code_hashes) = found?;
-        out.accounts_root = root??;
+        let (mut out, code_hashes, children) = check_owners_in_parallel(&snap, stop)?;
+        out.accounts_root = match root_of_children(&children) {
+            Some(root) => root,
+            // The accounts share their first nibble (a state of a few): the root is no branch.
+            None => account_root(&snap, stop)?,
+        };
         let mut codes = snap.range_from(Table::Code, &[], Reading::Scan).fuse();
         let mut current: Option<B256> = None;
         for wanted in code_hashes {
@@ -121,14 +119,15 @@ impl Stop<'_> {
     }
 }
 
-/// Owner ranges a flat check splits the accounts and storage into (by the first byte of the
-/// owner's hash, 16 values each), so that threads can share the work.
+/// Owner ranges a flat check splits the accounts and storage into (by the first nibble of the
+/// owner's hash), so that threads can share the work: each range's accounts are the subtrie
+/// below one child of the account trie's root.
 const FLAT_CHECK_RANGES: u8 = 16;
 
 /// Threads a flat check scans owner ranges on at most (fewer on a machine with fewer cores): at
 /// the end of a sync it is all the node does, and the scan is as much waiting for the disk as
-/// hashing.
-const FLAT_CHECK_THREADS: usize = 4;
+/// hashing. Each holds two cursors reading ahead ([`Reading::Scan`]), freed with the scan.
+const FLAT_CHECK_THREADS: usize = 8;
 
 /// Flat accounts and storage whose owner's first byte is in `first..end` (`end: None`: to the
 /// end of the tables).
@@ -150,8 +149,13 @@ impl OwnerRange {
     }
 }
 
-/// What [`check_owners`] found in its range, and the code hashes the range's accounts name.
-type OwnersFound = (FlatCheck, BTreeSet<B256>);
+/// What [`check_owners`] found in its range, the code hashes the range's accounts name, and the
+/// hash of the range's account subtrie (`None`: no account in it).
+type OwnersFound = (FlatCheck, BTreeSet<B256>, Option<B256>);
+
+/// What [`check_owners_in_parallel`] found: the findings joined, every code hash named, and the
+/// account subtrie hash of each range (the root's children).
+type AllOwnersFound = (FlatCheck, BTreeSet<B256>, [Option<B256>; FLAT_CHECK_RANGES as usize]);
 
 /// [`check_owners`] over each of the [`FLAT_CHECK_RANGES`] ranges, split into contiguous runs
 /// of ranges on up to [`FLAT_CHECK_THREADS`] threads (hashes spread evenly, so the runs weigh
@@ -159,7 +163,7 @@ type OwnersFound = (FlatCheck, BTreeSet<B256>);
 fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(
     snap: &R,
     stop: Stop<'_>,
-) -> Result<OwnersFound> {
+) -> Result<AllOwnersFound> {
     let threads =
         std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, FLAT_CHECK_THREADS);
     let ranges: Vec<u8> = (0..FLAT_CHECK_RANGES).collect();
@@ -188,8 +192,10 @@ fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(
     })?;
     let mut out = FlatCheck::default();
     let mut code_hashes = BTreeSet::new();
+    let mut children = [None; FLAT_CHECK_RANGES as usize];
     // A range finds wrong storage and storage of no account; codes are checked after.
-    for (part, codes) in parts {
+    for (i, (part, codes, child)) in parts.into_iter().enumerate() {
+        children[i] = child;
         out.accounts += part.accounts;
         out.slots += part.slots;
         out.problems += part.problems;
@@ -199,7 +205,22 @@ fn check_owners_in_parallel<R: KvRead + Sync + ?Sized>(
         out.bad_storage.extend(part.bad_storage.into_iter().take(room));
         code_hashes.extend(codes);
     }
-    Ok((out, code_hashes))
+    Ok((out, code_hashes, children))
+}
+
+/// The account trie's root from the hashes of the subtries below its 16 children, when at least
+/// two hold accounts (the root is then a branch; else `None`). Each child is referred to by its
+/// hash: an account leaf's node is longer than 32 bytes (a 63-nibble key and the account's RLP,
+/// two 32-byte hashes among it), so no child is inlined.
+fn root_of_children(children: &[Option<B256>; FLAT_CHECK_RANGES as usize]) -> Option<B256> {
+    if children.iter().flatten().count() < 2 {
+        return None;
+    }
+    let refs: [Option<RlpNode>; 16] =
+        std::array::from_fn(|i| children[i].map(|hash| RlpNode::word_rlp(&hash)));
+    let mut rlp = Vec::with_capacity(16 * 33 + 4);
+    encode_branch(&refs, None, &mut rlp);
+    Some(keccak256(&rlp))
 }
 
 /// Least time between two progress lines of a flat check (on mainnet's state it takes minutes).
@@ -235,7 +256,8 @@ impl RangeProgress {
     }
 }
 
-/// The root of the account trie built from every flat account, in order.
+/// The root of the account trie built from every flat account, in order, on one thread: for a
+/// state whose accounts all share their first nibble ([`root_of_children`]).
 fn account_root<R: KvRead + ?Sized>(snap: &R, stop: Stop<'_>) -> Result<B256> {
     let mut accounts = root_builder();
     let mut rows = snap.range_cursor(Table::Accounts, &[], Reading::Scan)?;
@@ -248,9 +270,10 @@ fn account_root<R: KvRead + ?Sized>(snap: &R, stop: Stop<'_>) -> Result<B256> {
     Ok(accounts.finish()?.root)
 }
 
-/// Merge-scans the flat accounts and storage of `range`: counts them, notes storage that does
-/// not hash to its account's storage root and storage without an account. Returns the findings
-/// and the code hashes the accounts name.
+/// Merge-scans the flat accounts and storage of `range`: counts them, builds the range's account
+/// subtrie (keys past the first nibble, which the range shares), notes storage that does not
+/// hash to its account's storage root and storage without an account. Returns the findings, the
+/// code hashes the accounts name and the subtrie's hash.
 fn check_owners<R: KvRead + ?Sized>(
     snap: &R,
     range: OwnerRange,
@@ -258,6 +281,7 @@ fn check_owners<R: KvRead + ?Sized>(
 ) -> Result<OwnersFound> {
     let mut out = FlatCheck::default();
     let mut code_hashes = BTreeSet::new();
+    let mut subtrie = root_builder();
     let start = [range.first];
     // Cursors lend their rows: millions of them, none allocated.
     let mut accounts = snap.range_cursor(Table::Accounts, &start, Reading::Scan)?;
@@ -266,6 +290,7 @@ fn check_owners<R: KvRead + ?Sized>(
         stop.check()?;
         let (owner, account) = decode_account_row(key, value)?;
         out.accounts += 1;
+        subtrie.add_leaf(Nibbles::unpack(owner).slice(1..), value.to_vec())?;
         let mut slots = root_builder();
         // Rows sort by owner, as accounts do: those before this account have none.
         while let Some((k, v)) = storage.current().filter(|(k, _)| range.holds(k)) {
@@ -304,5 +329,6 @@ fn check_owners<R: KvRead + ?Sized>(
         }
         storage.next()?;
     }
-    Ok((out, code_hashes))
+    let child = (out.accounts > 0).then(|| subtrie.finish()).transpose()?.map(|b| b.root);
+    Ok((out, code_hashes, child))
 }

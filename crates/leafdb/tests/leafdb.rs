@@ -1042,3 +1042,54 @@ fn the_flat_check_finds_orphans_beside_large_storages() {
         assert!(matches!(stopped, Err(LeafDbError::Stopped)), "{stopped:?}");
     }
 }
+
+/// The flat check builds the account root from the subtries of its 16 owner ranges, the root's
+/// children, on several threads: it must equal an independent builder's root whatever the
+/// accounts' first nibbles, including states whose accounts all share one (the root is then no
+/// branch), one account and none.
+#[test]
+fn the_flat_check_builds_the_account_root_from_its_ranges() {
+    let go_on = AtomicBool::new(false);
+    let cases: [&[u8]; 6] = [
+        &[],
+        &[0x10],
+        &[0x10, 0x1f],
+        &[0x10, 0x11, 0x1f],
+        &[0x10, 0x20],
+        &[0x00, 0x0f, 0x10, 0x7a, 0xf0, 0xff],
+    ];
+    for firsts in cases {
+        let mut batch = WriteBatch::default();
+        let mut leaves = Vec::new();
+        for (i, first) in firsts.iter().enumerate() {
+            let mut key = B256::repeat_byte(i as u8);
+            key.0[0] = *first;
+            let record = alloy_trie::TrieAccount {
+                nonce: i as u64 + 1,
+                balance: U256::from(i),
+                storage_root: EMPTY_ROOT_HASH,
+                code_hash: EMPTY_CODE_HASH,
+            };
+            let value = schema::encode_account(&record);
+            leaves.push((Nibbles::unpack(key), value.clone()));
+            batch.put(Table::Accounts, key.to_vec(), value);
+        }
+        let mut expected = alloy_trie::HashBuilder::default();
+        for (key, value) in &leaves {
+            expected.add_leaf(*key, value);
+        }
+        let db = LeafDb::in_memory();
+        db.store().write(batch, Durability::Logged).unwrap();
+        let found = db.check_flat_state(&go_on).unwrap();
+        assert_eq!(found.accounts_root, expected.root(), "first bytes {firsts:02x?}");
+        assert_eq!((found.accounts, found.problems), (firsts.len() as u64, 0));
+    }
+    // Generated states (accounts with storage and code) of a few sizes.
+    for accounts in [1, 2, 3, 40, 3000] {
+        let db = LeafDb::in_memory();
+        db.generate(leafsync_leafdb::GenParams { accounts, seed: accounts }).unwrap();
+        let found = db.check_flat_state(&go_on).unwrap();
+        let root = db.head().unwrap().unwrap().state_root;
+        assert!(found.ok(root), "{accounts} accounts: {found:?}");
+    }
+}
