@@ -17,12 +17,13 @@ use leafsync_p2p::{
 use tokio::time::Instant;
 
 use crate::{
+    codes::CodeQueue,
     error::SyncError,
     peer::PeerFuture,
     peer_set::Roster,
     rendezvous::Rendezvous,
     tasks::{Done, Job, Unit, take_for, take_matching},
-    work::{CodeQueue, Work},
+    work::Work,
 };
 
 /// Requests in flight: each resolves to its [`Done`].

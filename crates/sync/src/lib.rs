@@ -9,6 +9,7 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod carry;
+mod codes;
 pub mod config;
 mod dispatch;
 pub mod error;
@@ -28,6 +29,8 @@ pub mod sources;
 pub mod stats;
 pub mod syncer;
 mod tasks;
+#[cfg(test)]
+mod test_alloc;
 #[cfg(test)]
 mod test_log;
 pub mod window;

@@ -26,6 +26,7 @@ use self::{
 pub use crate::resume::{choose_pivot, chunk_depth};
 use crate::{
     carry::Carry,
+    codes::CodeQueue,
     config::{MAX_FINAL_REPAIRS, MAX_IN_FLIGHT_BYTES, RECHECK_INTERVAL, SyncConfig, SyncMode},
     dispatch::{self, InFlight},
     error::SyncError,
@@ -36,7 +37,7 @@ use crate::{
     progress::SyncProgress,
     resume::{decide_start, heal_root_item},
     stats::{Phase, Reporter, SyncStats},
-    work::{CodeQueue, Work},
+    work::Work,
 };
 
 /// The result of a finished sync.

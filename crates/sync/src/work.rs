@@ -1,22 +1,17 @@
 //! The work of a sync, as owned queues: [`Work`] holds everything bound to one pivot (chunk
 //! units, trie-node tasks, the skeleton above the chunks, which storage tries are started, and
-//! how many items keep each storage trie open) and is replaced whole on a re-pivot;
-//! [`CodeQueue`] holds the codes, which do not depend on the pivot and survive it.
+//! how many items keep each storage trie open) and is replaced whole on a re-pivot; the codes,
+//! which do not depend on the pivot and survive it, are [`crate::codes::CodeQueue`]'s.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use alloy_primitives::B256;
 use alloy_trie::Nibbles;
-use leafsync_leafdb::EMPTY_CODE_HASH;
 
 use crate::{
-    config::{
-        BYTES_PER_ACCOUNT_ESTIMATE, BYTES_PER_SLOT_ESTIMATE, CODE_BATCH_BYTES, CODE_SIZE_SAMPLE,
-        CODES_PER_REQUEST, MAX_CODES_PER_BATCH, QUEUE_SCAN_LIMIT,
-    },
-    error::SyncError,
+    config::{BYTES_PER_ACCOUNT_ESTIMATE, BYTES_PER_SLOT_ESTIMATE},
     peer_set::Sender,
-    tasks::{Attempts, CodeTask, NodeTask, Owner, Purpose, Unit, queue_again, requeue, take_for},
+    tasks::{Attempts, NodeTask, Owner, Purpose, Unit},
 };
 
 /// Trie nodes of one storage trie to write once nothing below them is open.
@@ -265,138 +260,6 @@ impl Work {
     }
 }
 
-/// Codes to fetch, each hash asked once per sync (they do not depend on the pivot).
-///
-/// Codes are asked in hash order, so that the held codes can be written as table files of
-/// disjoint hash ranges ([`Self::watermark`]): each then goes to the code table's last level, as
-/// chunks do, and nothing compacts them again (a file of codes from all over the hash space
-/// overlaps every other and lands in level 0, whose compaction rewrote 346 MB of code at 4M
-/// accounts; docs/benchmarks.md). A peer takes codes when it has no chunk of its own, so most
-/// are asked late in the account chunks or after them, when most hashes are known; a code found
-/// below a written file makes one file that overlaps it (at 4M accounts all ten went to the
-/// last level).
-#[derive(Debug, Default)]
-pub(crate) struct CodeQueue {
-    /// Codes tried and put back (an empty or failed answer, a dropped peer, or left out of an
-    /// answer at its budget), asked before the fresh ones.
-    again: VecDeque<CodeTask>,
-    /// Codes not asked yet, in hash order.
-    fresh: BTreeSet<B256>,
-    seen: HashSet<B256>,
-    /// Codes queued and not yet delivered, in hash order: the lowest is the watermark.
-    undelivered: BTreeSet<B256>,
-    /// Codes queued and not yet written: what the end of a clean sync checks instead of scanning
-    /// the code table ([`Self::unwritten`]).
-    unwritten: HashSet<B256>,
-    /// Codes delivered so far and their bytes, which size the batches.
-    delivered: (u64, u64),
-}
-
-impl CodeQueue {
-    /// Codes to ask.
-    pub(crate) fn len(&self) -> usize {
-        self.again.len() + self.fresh.len()
-    }
-
-    /// Whether no code is left to ask.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.again.is_empty() && self.fresh.is_empty()
-    }
-
-    /// Up to `max` codes for `peer` (see [`take_for`]): those put back first, then the fresh
-    /// ones, lowest hashes first. Enough fresh ones join those put back to fill a batch past the
-    /// ones `peer` tried (counted among the first [`QUEUE_SCAN_LIMIT`], as `take_for` looks).
-    pub(crate) fn take(
-        &mut self,
-        peer: usize,
-        active: &[usize],
-        max: usize,
-    ) -> Result<Vec<CodeTask>, SyncError> {
-        let scanned = self.again.iter().take(QUEUE_SCAN_LIMIT);
-        let tried = scanned.filter(|t| t.attempts.tried.contains(&peer)).count();
-        while self.again.len() < max.saturating_add(tried) {
-            let Some(hash) = self.fresh.pop_first() else { break };
-            self.again.push_back(CodeTask { hash, attempts: Attempts::default() });
-        }
-        take_for(&mut self.again, peer, active, max)
-    }
-
-    /// Puts codes back, marked as tried by `peer`.
-    pub(crate) fn requeue(&mut self, tasks: impl IntoIterator<Item = CodeTask>, peer: usize) {
-        requeue(&mut self.again, tasks, peer);
-    }
-
-    /// Puts codes back untried, first in line (a server left them out at its byte budget).
-    pub(crate) fn queue_again(&mut self, tasks: impl IntoIterator<Item = CodeTask>) {
-        queue_again(&mut self.again, tasks);
-    }
-
-    /// Counts `codes` delivered (verified) and their bytes.
-    pub(crate) fn delivered(&mut self, codes: &[(B256, Vec<u8>)]) {
-        self.delivered.0 += codes.len() as u64;
-        for (hash, code) in codes {
-            self.delivered.1 += code.len() as u64;
-            self.undelivered.remove(hash);
-        }
-    }
-
-    /// The lowest hash of a code queued and not delivered yet (`None`: every one came). Codes
-    /// below it make a table file that no code asked later falls into, unless an account found
-    /// later brings a lower one (then that file overlaps, and is compacted as before).
-    pub(crate) fn watermark(&self) -> Option<B256> {
-        self.undelivered.first().copied()
-    }
-
-    /// Codes to ask in one `GetCodes`: [`CODES_PER_REQUEST`] until [`CODE_SIZE_SAMPLE`] codes
-    /// came, then as many of their average size as fill [`CODE_BATCH_BYTES`], between
-    /// [`CODES_PER_REQUEST`] and [`MAX_CODES_PER_BATCH`].
-    pub(crate) fn batch_size(&self) -> usize {
-        let (count, bytes) = self.delivered;
-        if count < CODE_SIZE_SAMPLE {
-            return CODES_PER_REQUEST;
-        }
-        let average = (bytes / count).max(1);
-        usize::try_from(CODE_BATCH_BYTES / average)
-            .unwrap_or(usize::MAX)
-            .clamp(CODES_PER_REQUEST, MAX_CODES_PER_BATCH)
-    }
-
-    /// Queues the code `hash` unless it is the empty code, already seen, or `stored`; returns
-    /// whether it was queued.
-    pub(crate) fn want(
-        &mut self,
-        hash: B256,
-        stored: impl FnOnce(&B256) -> Result<bool, SyncError>,
-    ) -> Result<bool, SyncError> {
-        if hash != EMPTY_CODE_HASH && self.seen.insert(hash) && !stored(&hash)? {
-            self.fresh.insert(hash);
-            self.undelivered.insert(hash);
-            self.unwritten.insert(hash);
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
-    /// Notes `hashes` written to the code table (their write returned).
-    pub(crate) fn written(&mut self, hashes: &[B256]) {
-        for hash in hashes {
-            self.unwritten.remove(hash);
-        }
-    }
-
-    /// Codes queued in this run that no finished write has stored: 0 once the queue is done
-    /// and every write has returned, unless a code went astray between its answer and its
-    /// write (which the end of a sync then looks for in the tables).
-    pub(crate) fn unwritten(&self) -> usize {
-        self.unwritten.len()
-    }
-
-    /// Forgets that `hash` was seen (the final check found it missing).
-    pub(crate) fn forget(&mut self, hash: &B256) {
-        self.seen.remove(hash);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,94 +345,5 @@ mod tests {
         assert_eq!(sizes.unit_bytes(&unit(None, &[1, 2])), Some(accounts / 256));
         sizes.record_accounts(0);
         assert_eq!(sizes.unit_bytes(&unit(None, &[1, 2])), None, "an estimate of 0 is none");
-    }
-
-    /// `n` delivered codes of `len` bytes each.
-    fn deliver(codes: &mut CodeQueue, n: u8, len: usize) {
-        let got: Vec<(B256, Vec<u8>)> =
-            (0..n).map(|i| (B256::repeat_byte(i), vec![0; len])).collect();
-        codes.delivered(&got);
-    }
-
-    #[test]
-    fn code_batches_follow_the_delivered_sizes() {
-        let mut codes = CodeQueue::default();
-        assert_eq!(codes.batch_size(), CODES_PER_REQUEST);
-        deliver(&mut codes, 10, 4096);
-        assert_eq!(codes.batch_size(), CODES_PER_REQUEST, "too few to average");
-        deliver(&mut codes, 90, 4096);
-        assert_eq!(codes.batch_size(), (CODE_BATCH_BYTES / 4096) as usize);
-        let mut small = CodeQueue::default();
-        deliver(&mut small, 100, 100);
-        assert_eq!(small.batch_size(), MAX_CODES_PER_BATCH);
-        let mut large = CodeQueue::default();
-        deliver(&mut large, 100, 24 * 1024);
-        assert_eq!(large.batch_size(), CODES_PER_REQUEST);
-    }
-
-    /// Codes go out lowest hash first, those put back before the fresh ones (but not to a peer
-    /// that tried them); the watermark is the lowest code not delivered, in flight or queued.
-    #[test]
-    fn codes_are_asked_in_hash_order_below_a_watermark() {
-        let mut codes = CodeQueue::default();
-        let hash = |i: u8| B256::repeat_byte(i);
-        for i in [5, 1, 9, 3, 7] {
-            codes.want(hash(i), |_| Ok(false)).unwrap();
-        }
-        assert_eq!(codes.watermark(), Some(hash(1)));
-        let first = codes.take(0, &[0, 1], 2).unwrap();
-        assert_eq!(first.iter().map(|t| t.hash).collect::<Vec<_>>(), [hash(1), hash(3)]);
-        assert_eq!(codes.len(), 3);
-        // 3 came, 1 did not: the watermark stays at 1, which goes out again first, but not to
-        // the peer that failed it.
-        let (one, three) = (first[0].clone(), first[1].clone());
-        codes.delivered(&[(three.hash, vec![3])]);
-        assert_eq!(codes.watermark(), Some(hash(1)));
-        codes.requeue([one], 0);
-        let next = codes.take(0, &[0, 1], 2).unwrap();
-        assert_eq!(next.iter().map(|t| t.hash).collect::<Vec<_>>(), [hash(5), hash(7)]);
-        let again = codes.take(1, &[0, 1], 2).unwrap();
-        assert_eq!(again.iter().map(|t| t.hash).collect::<Vec<_>>(), [hash(1), hash(9)]);
-        assert!(codes.is_empty());
-        // A code found later, below the watermark, lowers it.
-        codes.want(hash(0), |_| Ok(false)).unwrap();
-        assert_eq!(codes.watermark(), Some(hash(0)));
-        let got: Vec<_> = [0, 1, 5, 7, 9].map(|i| (hash(i), vec![i])).into();
-        codes.delivered(&got);
-        assert_eq!(codes.watermark(), None, "every code came");
-    }
-
-    #[test]
-    fn a_code_is_asked_once_unless_forgotten() {
-        let mut codes = CodeQueue::default();
-        let hash = B256::repeat_byte(1);
-        codes.want(hash, |_| Ok(false)).unwrap();
-        codes.want(hash, |_| Ok(false)).unwrap();
-        codes.want(EMPTY_CODE_HASH, |_| Ok(false)).unwrap();
-        codes.want(B256::repeat_byte(2), |_| Ok(true)).unwrap();
-        assert_eq!(codes.len(), 1);
-        codes.forget(&hash);
-        codes.want(hash, |_| Ok(false)).unwrap();
-        assert_eq!(codes.len(), 1, "asked again, once");
-        assert_eq!(codes.take(0, &[0], 8).unwrap().len(), 1);
-    }
-
-    /// Only codes queued count as unwritten (not the empty code, nor one already stored), and a
-    /// write takes off only what it stored: a code that went astray stays counted.
-    #[test]
-    fn a_queued_code_is_unwritten_until_a_write_stores_it() {
-        let mut codes = CodeQueue::default();
-        let (a, b) = (B256::repeat_byte(1), B256::repeat_byte(2));
-        codes.want(a, |_| Ok(false)).unwrap();
-        codes.want(b, |_| Ok(false)).unwrap();
-        codes.want(EMPTY_CODE_HASH, |_| Ok(false)).unwrap();
-        codes.want(B256::repeat_byte(3), |_| Ok(true)).unwrap();
-        assert_eq!(codes.unwritten(), 2);
-        codes.written(&[a, B256::repeat_byte(9)]);
-        assert_eq!(codes.unwritten(), 1, "b was never written");
-        codes.written(&[a]);
-        assert_eq!(codes.unwritten(), 1, "a second write of a changes nothing");
-        codes.written(&[b]);
-        assert_eq!(codes.unwritten(), 0);
     }
 }

@@ -118,7 +118,7 @@ pub(super) const MAX_WRITES: usize = 2;
 
 /// Verified codes not yet written, by hash, and their bytes.
 ///
-/// Codes are asked in hash order ([`crate::work::CodeQueue`]), and a file is written of the
+/// Codes are asked in hash order ([`crate::codes::CodeQueue`]), and a file is written of the
 /// codes below the watermark, the lowest hash not delivered yet: no code asked later falls into
 /// its range, so each file goes to the code table's last level beside the others.
 #[derive(Debug)]
@@ -398,7 +398,7 @@ mod tests {
     use alloy_primitives::keccak256;
 
     use super::*;
-    use crate::{tasks::CodeTask, work::CodeQueue};
+    use crate::{codes::CodeQueue, tasks::CodeTask};
 
     const FILE: usize = 1 << 20;
 
