@@ -268,7 +268,7 @@ fn broadcasts_are_ignored_and_block_ranges_checked() {
     // Transactions are not decoded: any payload within the size limit is an announcement.
     assert_eq!(
         EthMessage::decode(ids::TRANSACTIONS, &[0xff, 0x00]),
-        Ok(EthMessage::Announcement { id: ids::TRANSACTIONS })
+        Ok(EthMessage::Announcement { id: ids::TRANSACTIONS, size: 2 })
     );
     let update = BlockRangeUpdate { earliest: 1, latest: 2, latest_hash: LATEST_HASH };
     assert_eq!(

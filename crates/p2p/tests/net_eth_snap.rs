@@ -15,7 +15,10 @@ use leafsync_p2p::{
         RequestIds,
     },
     p2pstream::DisconnectReason,
-    peers::{EthHead, HeaderSource, HeaderSourceError, NetworkEvent, PenaltyReason, SnapHandler},
+    peers::{
+        EthHead, GOSSIP_BURST_BYTES, HeaderSource, HeaderSourceError, NetworkEvent, PenaltyReason,
+        SnapHandler,
+    },
     requests::{RequestError, ResponseViolation},
     session::Subprotocol,
     snap::{
@@ -361,6 +364,43 @@ async fn an_eth_status_of_another_chain_or_fork_is_refused() {
             assert_eq!(why, PenaltyReason::Handshake);
         }
     }
+}
+
+/// Transaction gossip is read and dropped, within a budget of bytes a second: a peer that sends
+/// more than the burst at once is disconnected and banned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_gossip_beyond_its_budget_is_a_breach() {
+    let (mut node, _eth_head) = eth_node(Vec::new()).await;
+    let (mut raw, raw_id) = snap_peer(&mut node).await;
+    // Within the burst: still served.
+    send_cap(&mut raw, ETH, eth::protocol::ids::TRANSACTIONS, vec![0xff; 1 << 20]).await;
+    send_cap(&mut raw, ETH, 0x05, alloy_rlp::encode(RequestIds { request_id: 1, hashes: vec![] }))
+        .await;
+    assert_eq!(next_raw(&mut raw).await.expect("still served").id, 0x06);
+    let messages = GOSSIP_BURST_BYTES / (1 << 20) + 2;
+    for _ in 0..messages {
+        let payload = vec![0xff; 1 << 20];
+        if raw
+            .send(CapabilityMessage {
+                cap: ETH,
+                id: eth::protocol::ids::TRANSACTIONS,
+                payload: payload.into(),
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    // The node hangs up while the flood is still coming (our sends then fail): its penalty
+    // and the ban say why.
+    let reason = next_penalty_of(&mut node.events, raw_id, PenaltyClass::Fatal).await;
+    assert_eq!(reason, PenaltyReason::GossipFlood);
+    wait_event(&mut node.events, |e| match e {
+        NetworkEvent::PeerBanned { peer } if *peer == raw_id => Some(()),
+        _ => None,
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

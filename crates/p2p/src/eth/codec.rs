@@ -59,6 +59,8 @@ pub enum EthMessage {
     Announcement {
         /// Relative id.
         id: u8,
+        /// Payload bytes, which the session charges to the peer's gossip budget.
+        size: usize,
     },
     /// 0x03: answered with headers from the execution client, or empty.
     GetBlockHeaders(GetBlockHeaders),
@@ -118,7 +120,9 @@ impl EthMessage {
             ids::GET_BLOCK_BODIES => Self::GetBlockBodies(decode_exact(id, payload)?),
             ids::GET_POOLED_TRANSACTIONS => Self::GetPooledTransactions(decode_exact(id, payload)?),
             ids::GET_RECEIPTS => Self::GetReceipts(decode_exact(id, payload)?),
-            ids::TRANSACTIONS | ids::NEW_POOLED_TRANSACTION_HASHES => Self::Announcement { id },
+            ids::TRANSACTIONS | ids::NEW_POOLED_TRANSACTION_HASHES => {
+                Self::Announcement { id, size: payload.len() }
+            }
             _ => Self::Response {
                 id,
                 request_id: first_field(payload)
@@ -131,7 +135,7 @@ impl EthMessage {
     pub fn id(&self) -> u8 {
         match self {
             Self::Status(_) => ids::STATUS,
-            Self::Announcement { id } | Self::Response { id, .. } => *id,
+            Self::Announcement { id, .. } | Self::Response { id, .. } => *id,
             Self::GetBlockHeaders(_) => ids::GET_BLOCK_HEADERS,
             Self::GetBlockBodies(_) => ids::GET_BLOCK_BODIES,
             Self::GetPooledTransactions(_) => ids::GET_POOLED_TRANSACTIONS,

@@ -465,6 +465,10 @@ impl ActiveSession {
                 Ok(())
             }
             EthAction::Flood(_) => Err(self.flood().await),
+            EthAction::GossipFlood => {
+                self.penalise(PenaltyClass::Fatal, PenaltyReason::GossipFlood).await;
+                Err(End::Send(DisconnectReason::ProtocolBreach))
+            }
         }
     }
 

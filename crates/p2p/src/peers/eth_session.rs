@@ -1,13 +1,14 @@
-//! [`EthSession`]: the `eth/69` side of one session, a quiet peer. Announcements are ignored,
+//! [`EthSession`]: the `eth/69` side of one session, a quiet peer. Announcements are ignored
+//! (within a budget of bytes a second: [`GOSSIP_BYTES_PER_SECOND`]),
 //! `BlockRangeUpdate`s checked and passed on at most once per `NEW_HEAD_MIN_INTERVAL`,
 //! `GetBlockHeaders` answered from the [`HeaderSource`] (bounded in count, bytes, concurrency,
 //! headers per second and time; empty on any failure), the other requests answered empty, and
 //! responses (we send no eth requests) reported as unsolicited.
 
 use super::{
-    HEADER_BUDGET_BURST, HEADER_BUDGET_PER_SECOND, HEADER_SOURCE_TIMEOUT, HeaderSource,
-    MAX_CONCURRENT_HEADER_CALLS_PER_PEER, MAX_HEAD_NUMBER, MAX_HEADERS_RESPONSE_BYTES,
-    MAX_SKIPPING_HEADERS_SERVE, heads::Throttle, serving::Outgoing,
+    GOSSIP_BURST_BYTES, GOSSIP_BYTES_PER_SECOND, HEADER_BUDGET_BURST, HEADER_BUDGET_PER_SECOND,
+    HEADER_SOURCE_TIMEOUT, HeaderSource, MAX_CONCURRENT_HEADER_CALLS_PER_PEER, MAX_HEAD_NUMBER,
+    MAX_HEADERS_RESPONSE_BYTES, MAX_SKIPPING_HEADERS_SERVE, heads::Throttle, serving::Outgoing,
 };
 use crate::{
     PeerId,
@@ -46,6 +47,8 @@ pub(crate) enum EthAction {
     Unsolicited,
     /// Too many header requests in flight: a breach.
     Flood(RequestFlood),
+    /// More transaction gossip than the peer's budget ([`GOSSIP_BYTES_PER_SECOND`]): a breach.
+    GossipFlood,
 }
 
 /// The `eth/69` state of one session.
@@ -60,6 +63,8 @@ pub(crate) struct EthSession {
     answering: HashMap<task::Id, u64>,
     /// The headers per second the peer may have read ([`HEADER_BUDGET_PER_SECOND`]).
     budget: HeaderBudget,
+    /// The transaction gossip the peer may send ([`GOSSIP_BYTES_PER_SECOND`]).
+    gossip: GossipBudget,
     /// Passes the peer's ranges on at most once per `NEW_HEAD_MIN_INTERVAL`.
     ranges: Throttle<BlockRangeUpdate>,
 }
@@ -75,6 +80,7 @@ impl EthSession {
             calls: JoinSet::new(),
             answering: HashMap::new(),
             budget: HeaderBudget::new(now),
+            gossip: GossipBudget::new(now),
             ranges: Throttle::new(now),
         }
     }
@@ -82,7 +88,15 @@ impl EthSession {
     /// Handles one message (the stream turns a second Status into an error first).
     pub(crate) fn on_message(&mut self, message: EthMessage, now: Instant) -> EthAction {
         match message {
-            EthMessage::Status(_) | EthMessage::Announcement { .. } => EthAction::None,
+            EthMessage::Status(_) => EthAction::None,
+            EthMessage::Announcement { size, .. } => {
+                if self.gossip.take(size as u64, now) {
+                    EthAction::None
+                } else {
+                    debug!(peer = %self.peer, size, "transaction gossip over the peer's budget");
+                    EthAction::GossipFlood
+                }
+            }
             EthMessage::BlockRangeUpdate(range) => self.on_range(range, now),
             EthMessage::GetBlockHeaders(request) => {
                 if let Err(flood) = self.requests.on_request() {
@@ -213,6 +227,35 @@ impl HeaderBudget {
     }
 }
 
+/// A peer's budget of transaction gossip: a token bucket of [`GOSSIP_BURST_BYTES`] refilled at
+/// [`GOSSIP_BYTES_PER_SECOND`], kept as the instant it will be full again (as [`HeaderBudget`]).
+#[derive(Debug)]
+struct GossipBudget {
+    full_at: Instant,
+}
+
+impl GossipBudget {
+    /// A full budget.
+    const fn new(now: Instant) -> Self {
+        Self { full_at: now }
+    }
+
+    /// Takes `bytes` at `now`; `false` if the bucket does not hold them (nothing is taken).
+    fn take(&mut self, bytes: u64, now: Instant) -> bool {
+        let full_at = self.full_at.max(now) + gossip_time(bytes);
+        if full_at > now + gossip_time(GOSSIP_BURST_BYTES) {
+            return false;
+        }
+        self.full_at = full_at;
+        true
+    }
+}
+
+/// The time the gossip budget takes to refill `bytes`.
+fn gossip_time(bytes: u64) -> Duration {
+    Duration::from_secs_f64(bytes as f64 / GOSSIP_BYTES_PER_SECOND as f64)
+}
+
 /// The time the budget takes to refill `headers`.
 fn headers_time(headers: u64) -> Duration {
     Duration::from_secs(headers) / HEADER_BUDGET_PER_SECOND
@@ -258,7 +301,7 @@ fn block_headers(request_id: u64, headers: &[Bytes]) -> bytes::Bytes {
 mod tests {
     use super::*;
     use crate::{
-        eth::{HashOrNumber, RequestIds},
+        eth::{HashOrNumber, RequestIds, protocol::ids},
         leaf::protocol::MAX_IN_FLIGHT_REQUESTS,
         peers::HeaderSourceError,
     };
@@ -473,6 +516,32 @@ mod tests {
         assert_eq!(eth.take_due_range(due), Some(range(3)));
         let absurd = EthMessage::BlockRangeUpdate(range(MAX_HEAD_NUMBER + 1));
         assert!(matches!(eth.on_message(absurd, due), EthAction::InvalidRange));
+    }
+
+    /// Transaction gossip is dropped within the peer's budget: a burst of
+    /// [`GOSSIP_BURST_BYTES`], then [`GOSSIP_BYTES_PER_SECOND`]; a message beyond it is a flood,
+    /// and takes nothing from the budget.
+    #[test]
+    fn transaction_gossip_is_bounded_by_a_byte_budget() {
+        let (mut eth, start) = session(Arc::new(Silent));
+        let mib = 1024 * 1024;
+        let gossip = |size| EthMessage::Announcement { id: ids::TRANSACTIONS, size };
+        for _ in 0..GOSSIP_BURST_BYTES / mib {
+            assert!(matches!(eth.on_message(gossip(mib as usize), start), EthAction::None));
+        }
+        assert!(matches!(eth.on_message(gossip(1), start), EthAction::GossipFlood));
+        // A second later the budget holds another second's worth, no more.
+        let later = start + Duration::from_secs(1);
+        let one_second = GOSSIP_BYTES_PER_SECOND as usize;
+        assert!(matches!(eth.on_message(gossip(one_second + 1), later), EthAction::GossipFlood));
+        assert!(matches!(eth.on_message(gossip(one_second), later), EthAction::None));
+        // Honest gossip, ~40 KiB a second for a minute, stays well within it.
+        let honest = start + Duration::from_secs(3600);
+        for second in 0..60 {
+            let at = honest + Duration::from_secs(second);
+            let message = gossip(40 * 1024);
+            assert!(matches!(eth.on_message(message, at), EthAction::None));
+        }
     }
 
     #[test]

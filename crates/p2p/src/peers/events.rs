@@ -39,6 +39,9 @@ pub enum PenaltyReason {
     InvalidResponse(ResponseViolation),
     /// More than `MAX_IN_FLIGHT_REQUESTS` of its requests unanswered at once.
     RequestFlood,
+    /// More `eth/69` transaction gossip than its budget allows (`GOSSIP_BYTES_PER_SECOND`, after
+    /// a burst of `GOSSIP_BURST_BYTES`).
+    GossipFlood,
     /// A message id `leaf/1` does not define.
     UnknownMessage,
     /// An implausible `NewHead` (zero hash, absurd number, deep rewind).

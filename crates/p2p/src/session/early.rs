@@ -81,7 +81,7 @@ mod tests {
         let snap = PeerMessage::Snap(SnapMessage::GetByteCodes(codes));
         early.keep(range(1), 40).expect("kept");
         for id in [ids::TRANSACTIONS, ids::NEW_POOLED_TRANSACTION_HASHES] {
-            let announcement = PeerMessage::Eth(EthMessage::Announcement { id });
+            let announcement = PeerMessage::Eth(EthMessage::Announcement { id, size: 40 });
             for _ in 0..2 * MAX_EARLY_MESSAGES {
                 early.keep(announcement.clone(), MAX_EARLY_BYTES).expect("dropped, not counted");
             }
