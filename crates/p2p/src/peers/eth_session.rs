@@ -62,9 +62,9 @@ pub(crate) struct EthSession {
     /// (a bug) is still answered, empty, and frees its place in the in-flight count.
     answering: HashMap<task::Id, u64>,
     /// The headers per second the peer may have read ([`HEADER_BUDGET_PER_SECOND`]).
-    budget: HeaderBudget,
+    budget: Bucket,
     /// The transaction gossip the peer may send ([`GOSSIP_BYTES_PER_SECOND`]).
-    gossip: GossipBudget,
+    gossip: Bucket,
     /// Passes the peer's ranges on at most once per `NEW_HEAD_MIN_INTERVAL`.
     ranges: Throttle<BlockRangeUpdate>,
 }
@@ -79,8 +79,8 @@ impl EthSession {
             queued: VecDeque::new(),
             calls: JoinSet::new(),
             answering: HashMap::new(),
-            budget: HeaderBudget::new(now),
-            gossip: GossipBudget::new(now),
+            budget: Bucket::new(now),
+            gossip: Bucket::new(now),
             ranges: Throttle::new(now),
         }
     }
@@ -90,7 +90,8 @@ impl EthSession {
         match message {
             EthMessage::Status(_) => EthAction::None,
             EthMessage::Announcement { size, .. } => {
-                if self.gossip.take(size as u64, now) {
+                let (cost, burst) = (gossip_time(size as u64), gossip_time(GOSSIP_BURST_BYTES));
+                if self.gossip.try_take(cost, burst, now) {
                     EthAction::None
                 } else {
                     debug!(peer = %self.peer, size, "transaction gossip over the peer's budget");
@@ -173,7 +174,8 @@ impl EthSession {
             };
             let most = if query.skip == 0 { MAX_HEADERS_SERVE } else { MAX_SKIPPING_HEADERS_SERVE };
             let amount = query.amount.min(most);
-            let start = self.budget.charge(amount, Instant::now());
+            let (cost, burst) = (headers_time(amount), headers_time(HEADER_BUDGET_BURST));
+            let start = self.budget.charge(cost, burst, Instant::now());
             let source = Arc::clone(&self.headers);
             let peer = self.peer;
             let call = self.calls.spawn(async move {
@@ -203,47 +205,34 @@ impl EthSession {
     }
 }
 
-/// A peer's budget of headers read from the [`HeaderSource`]: a token bucket of
-/// [`HEADER_BUDGET_BURST`] headers refilled at [`HEADER_BUDGET_PER_SECOND`], kept as the instant
-/// it will be full again (the generic cell rate algorithm: no refill ticks to run, one instant
-/// to keep).
+/// A token bucket kept as the instant it will be full again (the generic cell rate algorithm:
+/// no refill ticks to run, one instant to keep). Costs and the burst are the time the bucket
+/// takes to refill them: a peer's headers read from the [`HeaderSource`] ([`headers_time`]) and
+/// its transaction gossip ([`gossip_time`]).
 #[derive(Debug)]
-struct HeaderBudget {
+struct Bucket {
     full_at: Instant,
 }
 
-impl HeaderBudget {
-    /// A full budget.
+impl Bucket {
+    /// A full bucket.
     const fn new(now: Instant) -> Self {
         Self { full_at: now }
     }
 
-    /// Charges `headers` at `now`; returns when their call may start: `now` if the bucket holds
-    /// them, else when it will have refilled enough. A call is charged when it starts and calls
-    /// run one at a time, so the wait is at most `headers` / [`HEADER_BUDGET_PER_SECOND`].
-    fn charge(&mut self, headers: u64, now: Instant) -> Instant {
-        self.full_at = self.full_at.max(now) + headers_time(headers);
-        self.full_at.checked_sub(headers_time(HEADER_BUDGET_BURST)).map_or(now, |at| at.max(now))
-    }
-}
-
-/// A peer's budget of transaction gossip: a token bucket of [`GOSSIP_BURST_BYTES`] refilled at
-/// [`GOSSIP_BYTES_PER_SECOND`], kept as the instant it will be full again (as [`HeaderBudget`]).
-#[derive(Debug)]
-struct GossipBudget {
-    full_at: Instant,
-}
-
-impl GossipBudget {
-    /// A full budget.
-    const fn new(now: Instant) -> Self {
-        Self { full_at: now }
+    /// Charges `cost` at `now` to a bucket of `burst`; returns when the work may start: `now`
+    /// if the bucket holds it, else when it will have refilled enough. A header call is charged
+    /// when it starts and calls run one at a time, so the wait is at most its own cost.
+    fn charge(&mut self, cost: Duration, burst: Duration, now: Instant) -> Instant {
+        self.full_at = self.full_at.max(now) + cost;
+        self.full_at.checked_sub(burst).map_or(now, |at| at.max(now))
     }
 
-    /// Takes `bytes` at `now`; `false` if the bucket does not hold them (nothing is taken).
-    fn take(&mut self, bytes: u64, now: Instant) -> bool {
-        let full_at = self.full_at.max(now) + gossip_time(bytes);
-        if full_at > now + gossip_time(GOSSIP_BURST_BYTES) {
+    /// Takes `cost` at `now` from a bucket of `burst`; `false` if it does not hold that much
+    /// (nothing is taken).
+    fn try_take(&mut self, cost: Duration, burst: Duration, now: Instant) -> bool {
+        let full_at = self.full_at.max(now) + cost;
+        if full_at > now + burst {
             return false;
         }
         self.full_at = full_at;
