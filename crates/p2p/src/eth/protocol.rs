@@ -65,3 +65,18 @@ pub const MAX_HEADERS_SERVE: u64 = 1024;
 
 /// Time the peer has to complete the handshake: go-ethereum's `handshakeTimeout` (5 s).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bytes of `eth/69` transaction gossip (`Transactions`, `NewPooledTransactionHashes`) one
+/// peer may send a second on average (1 MiB). leafsync reads and drops them, but each costs its
+/// frame's decryption, MAC and decompression, and without a bound a peer could keep a core busy
+/// with them. An honest geth sends far less: full transactions to the square root of its peers
+/// in messages of at most ~100 KiB, hashes to the rest, a few to tens of KiB a second on
+/// mainnet. Beyond the budget the peer is disconnected ([`PenaltyReason::GossipFlood`]).
+///
+/// [`PenaltyReason::GossipFlood`]: crate::peers::PenaltyReason::GossipFlood
+pub const GOSSIP_BYTES_PER_SECOND: u64 = 1024 * 1024;
+
+/// Bytes of transaction gossip one peer may send at once (16 MiB): a geth announces its whole
+/// pool to a new peer (a default pool's ~6,000 hashes are ~250 KB), and bursts of full
+/// transactions follow busy blocks.
+pub const GOSSIP_BURST_BYTES: u64 = 16 * 1024 * 1024;

@@ -42,20 +42,7 @@ pub const HEADER_BUDGET_PER_SECOND: u32 = 2048;
 /// whatever it asks.
 pub const HEADER_BUDGET_BURST: u64 = eth::protocol::MAX_HEADERS_SERVE;
 
-/// Bytes of `eth/69` transaction gossip (`Transactions`, `NewPooledTransactionHashes`) one
-/// peer may send a second on average (1 MiB). leafsync reads and drops them, but each costs its
-/// frame's decryption, MAC and decompression, and without a bound a peer could keep a core busy
-/// with them. An honest geth sends far less: full transactions to the square root of its peers
-/// in messages of at most ~100 KiB, hashes to the rest, a few to tens of KiB a second on
-/// mainnet. Beyond the budget the peer is disconnected ([`PenaltyReason::GossipFlood`]).
-///
-/// [`PenaltyReason::GossipFlood`]: crate::peers::PenaltyReason::GossipFlood
-pub const GOSSIP_BYTES_PER_SECOND: u64 = 1024 * 1024;
-
-/// Bytes of transaction gossip one peer may send at once (16 MiB): a geth announces its whole
-/// pool to a new peer (a default pool's ~6,000 hashes are ~250 KB), and bursts of full
-/// transactions follow busy blocks.
-pub const GOSSIP_BURST_BYTES: u64 = 16 * 1024 * 1024;
+pub use crate::eth::protocol::{GOSSIP_BURST_BYTES, GOSSIP_BYTES_PER_SECOND};
 
 /// Most headers served for a query that skips blocks (128, where a query without skips gets
 /// `MAX_HEADERS_SERVE`, 1,024): each such header is a read of a block far from the others,

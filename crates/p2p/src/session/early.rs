@@ -7,7 +7,10 @@
 //! such a message is no breach, but the session is not established yet, so it waits here.
 
 use super::{PeerMessage, SessionError};
-use crate::{eth::EthMessage, leaf::protocol::MAX_IN_FLIGHT_REQUESTS};
+use crate::{
+    eth::{EthMessage, protocol::GOSSIP_BURST_BYTES},
+    leaf::protocol::MAX_IN_FLIGHT_REQUESTS,
+};
 use std::collections::VecDeque;
 
 /// Most messages kept before the Status handshakes end (32). At most two capabilities can be
@@ -30,15 +33,23 @@ pub const MAX_EARLY_BYTES: usize = 1024 * 1024;
 pub(crate) struct EarlyMessages {
     queue: VecDeque<PeerMessage>,
     bytes: usize,
+    /// Bytes of transaction gossip dropped so far: at most [`GOSSIP_BURST_BYTES`], the budget an
+    /// established session starts with.
+    gossip: u64,
 }
 
 impl EarlyMessages {
     /// Keeps `message`, whose payload had `size` bytes, for the established session. An `eth/69`
     /// transaction announcement is dropped instead: the session ignores them anyway, and a geth
-    /// announces its whole pool to a new peer, which must not count against the bounds. Beyond
-    /// either bound the peer flooded us ([`SessionError::EarlyFlood`]).
+    /// announces its whole pool to a new peer, which must not count against the bounds; up to
+    /// [`GOSSIP_BURST_BYTES`] of them, as an established session's budget allows at once. Beyond
+    /// any bound the peer flooded us ([`SessionError::EarlyFlood`]).
     pub(crate) fn keep(&mut self, message: PeerMessage, size: usize) -> Result<(), SessionError> {
         if matches!(message, PeerMessage::Eth(EthMessage::Announcement { .. })) {
+            self.gossip = self.gossip.saturating_add(size as u64);
+            if self.gossip > GOSSIP_BURST_BYTES {
+                return Err(SessionError::EarlyFlood);
+            }
             return Ok(());
         }
         let bytes = self.bytes.saturating_add(size);
@@ -82,14 +93,30 @@ mod tests {
         early.keep(range(1), 40).expect("kept");
         for id in [ids::TRANSACTIONS, ids::NEW_POOLED_TRANSACTION_HASHES] {
             let announcement = PeerMessage::Eth(EthMessage::Announcement { id, size: 40 });
+            // 4 MiB of each: past the early byte bound, within the gossip burst.
             for _ in 0..2 * MAX_EARLY_MESSAGES {
-                early.keep(announcement.clone(), MAX_EARLY_BYTES).expect("dropped, not counted");
+                early.keep(announcement.clone(), 64 * 1024).expect("dropped, not counted");
             }
         }
         early.keep(snap.clone(), 40).expect("kept");
         assert_eq!(early.pop(), Some(range(1)));
         assert_eq!(early.pop(), Some(snap));
         assert_eq!(early.pop(), None);
+    }
+
+    /// Transaction gossip before the session is up is dropped up to the burst an established
+    /// session's budget allows at once; beyond it the peer flooded us.
+    #[test]
+    fn gossip_beyond_the_burst_before_the_session_is_a_flood() {
+        let mut early = EarlyMessages::default();
+        let id = ids::TRANSACTIONS;
+        let size = MAX_EARLY_BYTES;
+        let announcement = PeerMessage::Eth(EthMessage::Announcement { id, size });
+        for _ in 0..GOSSIP_BURST_BYTES / size as u64 {
+            early.keep(announcement.clone(), size).expect("within the burst");
+        }
+        let err = early.keep(announcement, 1).expect_err("one byte past the burst");
+        assert!(matches!(err, SessionError::EarlyFlood), "{err}");
     }
 
     #[test]
