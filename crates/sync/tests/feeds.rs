@@ -7,7 +7,7 @@ mod common;
 
 use std::{
     sync::{
-        Arc,
+        Arc, Weak,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -23,7 +23,10 @@ use leafsync_leafdb::{
     kv::{KvRead, Table},
     test_utils::{HookAt, HookStore},
 };
-use leafsync_sync::{Phase, SyncConfig, SyncError, SyncMode, SyncPeer, SyncStats, Syncer};
+use leafsync_p2p::leaf::ChainHead;
+use leafsync_sync::{
+    Phase, SyncConfig, SyncError, SyncMode, SyncPeer, SyncStats, Syncer, config::MAX_CATCH_UPS,
+};
 use tokio::sync::{mpsc, watch};
 
 const CHUNK_BYTES: u64 = 16 * 1024;
@@ -194,18 +197,8 @@ async fn caught_up_after_the_scan(mode: SyncMode) {
     let (dbs, peers) = servers_at(&blocks, START);
     let (feed_tx, feed) = watch::channel(chain_head(&blocks[START as usize - 1].0));
     let feed_tx = Arc::new(feed_tx);
-    let apply = |servers: Vec<Db>, from: u64, to: u64| {
-        let later = blocks[from as usize..to as usize].to_vec();
-        let feed_tx = Arc::clone(&feed_tx);
-        move || {
-            for (header, diff) in &later {
-                for db in &servers {
-                    assert!(db.apply_block(header, diff).unwrap().root_matches);
-                }
-                feed_tx.send_replace(chain_head(header));
-            }
-        }
-    };
+    let apply =
+        |servers: Vec<Db>, from: u64, to: u64| advance(&blocks, servers, &feed_tx, from, to);
     let first_move = apply(dbs.clone(), START, MID);
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -239,4 +232,72 @@ async fn caught_up_after_the_scan(mode: SyncMode) {
         .sum::<u64>();
     assert_eq!(out.stats.final_rehashed, leaves, "{:?}", out.stats);
     assert_eq!(out.stats.final_repairs, 0, "{:?}", out.stats);
+}
+
+/// Moves the chain on from block `from` to `to`: each block applied to every server, then
+/// announced by the trusted feed.
+fn advance(
+    blocks: &[(BlockHeader, BlockDiff)],
+    servers: Vec<Db>,
+    feed: &Arc<watch::Sender<ChainHead>>,
+    from: u64,
+    to: u64,
+) -> impl FnOnce() + Send + 'static {
+    let later = blocks[from as usize..to as usize].to_vec();
+    let feed = Arc::clone(feed);
+    move || {
+        for (header, diff) in &later {
+            for db in &servers {
+                assert!(db.apply_block(header, diff).unwrap().root_matches);
+            }
+            feed.send_replace(chain_head(header));
+        }
+    }
+}
+
+/// Runs `moves` one at each snapshot of `client`'s store (each a final check's scan), in order.
+fn at_each_scan(client: Weak<LeafDb<HookStore>>, mut moves: Vec<Box<dyn FnOnce() + Send>>) {
+    let Some(db) = client.upgrade() else { return };
+    if moves.is_empty() {
+        return;
+    }
+    let next = moves.remove(0);
+    // The store runs a hook with its lock released: the hook may set the next one.
+    db.store().set_hook(
+        HookAt::Snapshot,
+        Box::new(move || {
+            next();
+            at_each_scan(client, moves);
+        }),
+    );
+}
+
+/// With `full_final_check` a catch-up's end scans too; a head that moves on by the re-pivot
+/// distance during every scan gets `MAX_CATCH_UPS` catch-ups, then the sync records its pivot
+/// (with a warning) rather than chase the chain for ever.
+#[tokio::test(start_paused = true)]
+async fn catch_ups_are_bounded_when_every_scan_falls_behind() {
+    const START: u64 = 2;
+    const STEP: u64 = 4;
+    let scans = u64::from(MAX_CATCH_UPS) + 2;
+    let blocks = chain(START + STEP * scans);
+    let (dbs, peers) = servers_at(&blocks, START);
+    let (feed_tx, feed) = watch::channel(chain_head(&blocks[START as usize - 1].0));
+    let feed_tx = Arc::new(feed_tx);
+    let moves: Vec<Box<dyn FnOnce() + Send>> = (0..scans)
+        .map(|k| {
+            let (from, to) = (START + STEP * k, START + STEP * (k + 1));
+            Box::new(advance(&blocks, dbs.clone(), &feed_tx, from, to)) as Box<dyn FnOnce() + Send>
+        })
+        .collect();
+    let client = Arc::new(LeafDb::with_store(HookStore::new(), LeafDbConfig::default()).unwrap());
+    at_each_scan(Arc::downgrade(&client), moves);
+    let config = SyncConfig { repivot_distance: STEP, full_final_check: true, ..config() };
+    let out =
+        Syncer::new(Arc::clone(&client), config, peers).with_pivot_feed(feed).run().await.unwrap();
+    let last = START + STEP * u64::from(MAX_CATCH_UPS);
+    let expected = blocks[last as usize - 1].0;
+    assert_eq!(out.pivot, chain_head(&expected), "{:?}", out.stats);
+    assert_eq!(out.stats.repivots, u64::from(MAX_CATCH_UPS), "{:?}", out.stats);
+    assert_same_state(&client, &at(&blocks, last), expected.state_root);
 }
