@@ -123,6 +123,8 @@ impl Stop<'_> {
 /// owner's hash), so that threads can share the work: each range's accounts are the subtrie
 /// below one child of the account trie's root.
 const FLAT_CHECK_RANGES: u8 = 16;
+// A range's accounts are one child of the root's branch only as long as ranges are nibbles.
+const _: () = assert!(FLAT_CHECK_RANGES == 16);
 
 /// Threads a flat check scans owner ranges on at most (fewer on a machine with fewer cores): at
 /// the end of a sync it is all the node does, and the scan is as much waiting for the disk as

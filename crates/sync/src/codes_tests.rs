@@ -1,7 +1,6 @@
 //! Tests of [`CodeQueue`].
 
 use super::*;
-use crate::test_alloc::live_bytes;
 
 /// `n` delivered codes of `len` bytes each.
 fn deliver(codes: &mut CodeQueue, n: u8, len: usize) {
@@ -123,12 +122,12 @@ fn a_code_that_went_astray_is_queued_again() {
 #[test]
 fn a_queued_code_costs_under_100_bytes() {
     const CODES: u64 = 200_000;
-    let before = live_bytes();
+    let before = crate::ALLOCATOR.thread_live();
     let mut codes = CodeQueue::default();
     for i in 0..CODES {
         codes.want(alloy_primitives::keccak256(i.to_be_bytes()), |_| Ok(false)).unwrap();
     }
-    let queued = (live_bytes() - before) as u64 / CODES;
+    let queued = (crate::ALLOCATOR.thread_live() - before) as u64 / CODES;
     // Every code delivered and written: the map alone.
     while !codes.is_empty() {
         for task in codes.take(0, &[0], 1024).unwrap() {
@@ -136,7 +135,7 @@ fn a_queued_code_costs_under_100_bytes() {
             codes.written(&[task.hash]);
         }
     }
-    let written = (live_bytes() - before) as u64 / CODES;
+    let written = (crate::ALLOCATOR.thread_live() - before) as u64 / CODES;
     println!("bytes per code: {queued} queued, {written} written");
     assert!(queued <= 100, "{queued} bytes per queued code");
     assert!(written <= 60, "{written} bytes per written code");

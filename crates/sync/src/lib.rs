@@ -29,8 +29,12 @@ pub mod sources;
 pub mod stats;
 pub mod syncer;
 mod tasks;
+/// The unit tests' allocator, which counts what each thread holds (`codes_tests.rs` measures
+/// the code queue with it while other tests run).
 #[cfg(test)]
-mod test_alloc;
+#[global_allocator]
+static ALLOCATOR: leafsync_p2p::test_utils::CountingAlloc =
+    leafsync_p2p::test_utils::CountingAlloc::new();
 #[cfg(test)]
 mod test_log;
 pub mod window;
