@@ -16,8 +16,8 @@ use leafsync_p2p::{
     },
     p2pstream::DisconnectReason,
     peers::{
-        EthHead, GOSSIP_BURST_BYTES, HeaderSource, HeaderSourceError, NetworkEvent, PenaltyReason,
-        SnapHandler,
+        EMPTY_ANSWER_COST_BYTES, EthHead, GOSSIP_BURST_BYTES, HeaderSource, HeaderSourceError,
+        NetworkEvent, PenaltyReason, SnapHandler,
     },
     requests::{RequestError, ResponseViolation},
     session::Subprotocol,
@@ -394,13 +394,40 @@ async fn transaction_gossip_beyond_its_budget_is_a_breach() {
     }
     // The node hangs up while the flood is still coming (our sends then fail): its penalty
     // and the ban say why.
-    let reason = next_penalty_of(&mut node.events, raw_id, PenaltyClass::Fatal).await;
+    banned_for_a_gossip_flood(&mut node, raw_id).await;
+}
+
+/// Waits for `peer`'s fatal `GossipFlood` penalty, then its ban.
+async fn banned_for_a_gossip_flood(node: &mut Node, peer: PeerId) {
+    let reason = next_penalty_of(&mut node.events, peer, PenaltyClass::Fatal).await;
     assert_eq!(reason, PenaltyReason::GossipFlood);
     wait_event(&mut node.events, |e| match e {
-        NetworkEvent::PeerBanned { peer } if *peer == raw_id => Some(()),
+        NetworkEvent::PeerBanned { peer: banned } if *banned == peer => Some(()),
         _ => None,
     })
     .await;
+}
+
+/// Requests we answer empty (here `GetReceipts` of 7,000 hashes each, 224,000 bytes of the
+/// budget) are answered within the gossip budget; past it the peer is banned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_answered_empty_beyond_the_gossip_budget_are_a_breach() {
+    let (mut node, _eth_head) = eth_node(Vec::new()).await;
+    let (mut raw, raw_id) = snap_peer(&mut node).await;
+    let request = |request_id| {
+        let hashes = vec![B256::repeat_byte(7); 7_000];
+        alloy_rlp::encode(RequestIds { request_id, hashes })
+    };
+    send_cap(&mut raw, ETH, 0x0f, request(1)).await;
+    assert_eq!(next_raw(&mut raw).await.expect("answered within the budget").id, 0x10);
+    let cost = (7_000 * 32).max(EMPTY_ANSWER_COST_BYTES);
+    for request_id in 2..GOSSIP_BURST_BYTES / cost + 4 {
+        let message = CapabilityMessage { cap: ETH, id: 0x0f, payload: request(request_id).into() };
+        if raw.send(message).await.is_err() {
+            break;
+        }
+    }
+    banned_for_a_gossip_flood(&mut node, raw_id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,9 @@ pub const HEADER_BUDGET_PER_SECOND: u32 = 2048;
 /// whatever it asks.
 pub const HEADER_BUDGET_BURST: u64 = eth::protocol::MAX_HEADERS_SERVE;
 
-pub use crate::eth::protocol::{GOSSIP_BURST_BYTES, GOSSIP_BYTES_PER_SECOND};
+pub use crate::eth::protocol::{
+    EMPTY_ANSWER_COST_BYTES, GOSSIP_BURST_BYTES, GOSSIP_BYTES_PER_SECOND,
+};
 
 /// Most headers served for a query that skips blocks (128, where a query without skips gets
 /// `MAX_HEADERS_SERVE`, 1,024): each such header is a read of a block far from the others,

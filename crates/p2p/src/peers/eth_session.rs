@@ -1,14 +1,15 @@
 //! [`EthSession`]: the `eth/69` side of one session, a quiet peer. Announcements are ignored
-//! (within a budget of bytes a second: [`GOSSIP_BYTES_PER_SECOND`]),
-//! `BlockRangeUpdate`s checked and passed on at most once per `NEW_HEAD_MIN_INTERVAL`,
-//! `GetBlockHeaders` answered from the [`HeaderSource`] (bounded in count, bytes, concurrency,
-//! headers per second and time; empty on any failure), the other requests answered empty, and
-//! responses (we send no eth requests) reported as unsolicited.
+//! and the requests other than headers answered empty, both within one budget of bytes a second
+//! ([`GOSSIP_BYTES_PER_SECOND`]); `BlockRangeUpdate`s checked and passed on at most once per
+//! `NEW_HEAD_MIN_INTERVAL`, `GetBlockHeaders` answered from the [`HeaderSource`] (bounded in
+//! count, bytes, concurrency, headers per second and time; empty on any failure), and responses
+//! (we send no eth requests) reported as unsolicited.
 
 use super::{
-    GOSSIP_BURST_BYTES, GOSSIP_BYTES_PER_SECOND, HEADER_BUDGET_BURST, HEADER_BUDGET_PER_SECOND,
-    HEADER_SOURCE_TIMEOUT, HeaderSource, MAX_CONCURRENT_HEADER_CALLS_PER_PEER, MAX_HEAD_NUMBER,
-    MAX_HEADERS_RESPONSE_BYTES, MAX_SKIPPING_HEADERS_SERVE, heads::Throttle, serving::Outgoing,
+    EMPTY_ANSWER_COST_BYTES, GOSSIP_BURST_BYTES, GOSSIP_BYTES_PER_SECOND, HEADER_BUDGET_BURST,
+    HEADER_BUDGET_PER_SECOND, HEADER_SOURCE_TIMEOUT, HeaderSource,
+    MAX_CONCURRENT_HEADER_CALLS_PER_PEER, MAX_HEAD_NUMBER, MAX_HEADERS_RESPONSE_BYTES,
+    MAX_SKIPPING_HEADERS_SERVE, heads::Throttle, serving::Outgoing,
 };
 use crate::{
     PeerId,
@@ -47,7 +48,8 @@ pub(crate) enum EthAction {
     Unsolicited,
     /// Too many header requests in flight: a breach.
     Flood(RequestFlood),
-    /// More transaction gossip than the peer's budget ([`GOSSIP_BYTES_PER_SECOND`]): a breach.
+    /// More transaction gossip and requests answered empty than the peer's budget
+    /// ([`GOSSIP_BYTES_PER_SECOND`]): a breach.
     GossipFlood,
 }
 
@@ -63,7 +65,8 @@ pub(crate) struct EthSession {
     answering: HashMap<task::Id, u64>,
     /// The headers per second the peer may have read ([`HEADER_BUDGET_PER_SECOND`]).
     budget: Bucket,
-    /// The transaction gossip the peer may send ([`GOSSIP_BYTES_PER_SECOND`]).
+    /// The transaction gossip the peer may send and the requests it may have answered empty
+    /// ([`GOSSIP_BYTES_PER_SECOND`]).
     gossip: Bucket,
     /// Passes the peer's ranges on at most once per `NEW_HEAD_MIN_INTERVAL`.
     ranges: Throttle<BlockRangeUpdate>,
@@ -89,12 +92,10 @@ impl EthSession {
     pub(crate) fn on_message(&mut self, message: EthMessage, now: Instant) -> EthAction {
         match message {
             EthMessage::Status(_) => EthAction::None,
-            EthMessage::Announcement { size, .. } => {
-                let (cost, burst) = (gossip_time(size as u64), gossip_time(GOSSIP_BURST_BYTES));
-                if self.gossip.try_take(cost, burst, now) {
+            EthMessage::Announcement { id, size } => {
+                if self.within_gossip(id, size as u64, now) {
                     EthAction::None
                 } else {
-                    debug!(peer = %self.peer, size, "transaction gossip over the peer's budget");
                     EthAction::GossipFlood
                 }
             }
@@ -113,11 +114,37 @@ impl EthSession {
             }
             other @ (EthMessage::GetBlockBodies(_)
             | EthMessage::GetPooledTransactions(_)
-            | EthMessage::GetReceipts(_)) => match other.empty_answer() {
-                Some((id, payload)) => EthAction::Answer((Subprotocol::Eth, id, payload.into())),
-                None => EthAction::None,
-            },
+            | EthMessage::GetReceipts(_)) => self.answer_empty(&other, now),
         }
+    }
+
+    /// Answers a request for bodies, receipts or pooled transactions empty, within the gossip
+    /// budget ([`empty_answer_cost`]).
+    fn answer_empty(&mut self, request: &EthMessage, now: Instant) -> EthAction {
+        let hashes = match request {
+            EthMessage::GetBlockBodies(r)
+            | EthMessage::GetPooledTransactions(r)
+            | EthMessage::GetReceipts(r) => r.hashes.len(),
+            _ => 0,
+        };
+        if !self.within_gossip(request.id(), empty_answer_cost(hashes), now) {
+            return EthAction::GossipFlood;
+        }
+        match request.empty_answer() {
+            Some((id, payload)) => EthAction::Answer((Subprotocol::Eth, id, payload.into())),
+            None => EthAction::None,
+        }
+    }
+
+    /// Takes `bytes` of message `id` (gossip, or a request answered empty) from the peer's
+    /// budget; `false` if it does not hold that much (nothing is taken).
+    fn within_gossip(&mut self, id: u8, bytes: u64, now: Instant) -> bool {
+        let (cost, burst) = (gossip_time(bytes), gossip_time(GOSSIP_BURST_BYTES));
+        let within = self.gossip.try_take(cost, burst, now);
+        if !within {
+            debug!(peer = %self.peer, id, bytes, "eth/69 gossip and empty answers over the budget");
+        }
+        within
     }
 
     /// A validated `BlockRangeUpdate`: refused if its number is implausible; passed on now, or
@@ -240,9 +267,16 @@ impl Bucket {
     }
 }
 
-/// The time the gossip budget takes to refill `bytes`.
+/// What a request we answer empty takes from the gossip budget: its hashes' bytes, and at least
+/// [`EMPTY_ANSWER_COST_BYTES`] (a frame read and one written).
+fn empty_answer_cost(hashes: usize) -> u64 {
+    (hashes as u64).saturating_mul(32).max(EMPTY_ANSWER_COST_BYTES)
+}
+
+/// The time the gossip budget takes to refill `bytes` (whole nanoseconds, rounded down).
 fn gossip_time(bytes: u64) -> Duration {
-    Duration::from_secs_f64(bytes as f64 / GOSSIP_BYTES_PER_SECOND as f64)
+    let nanos = u128::from(bytes) * 1_000_000_000 / u128::from(GOSSIP_BYTES_PER_SECOND);
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 /// The time the budget takes to refill `headers`.
@@ -287,261 +321,5 @@ fn block_headers(request_id: u64, headers: &[Bytes]) -> bytes::Bytes {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{
-        eth::{HashOrNumber, RequestIds, protocol::ids},
-        leaf::protocol::MAX_IN_FLIGHT_REQUESTS,
-        peers::HeaderSourceError,
-    };
-    use alloy_primitives::B256;
-    use futures::future::BoxFuture;
-    use std::time::Duration;
-
-    /// A header source that never answers.
-    struct Silent;
-
-    impl HeaderSource for Silent {
-        fn headers(
-            &self,
-            _query: HeadersRequest,
-        ) -> BoxFuture<'static, Result<Vec<Bytes>, HeaderSourceError>> {
-            Box::pin(std::future::pending())
-        }
-    }
-
-    /// A session of peer zero reading its headers from `source`, and the time it started at.
-    fn session(source: Arc<dyn HeaderSource>) -> (EthSession, Instant) {
-        let start = Instant::now();
-        (EthSession::new(PeerId::ZERO, source, start), start)
-    }
-
-    fn get_headers(request_id: u64) -> EthMessage {
-        EthMessage::GetBlockHeaders(GetBlockHeaders {
-            request_id,
-            query: HeadersRequest {
-                origin: HashOrNumber::Number(1),
-                amount: 1,
-                skip: 0,
-                reverse: false,
-            },
-        })
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_header_source_is_answered_empty_after_its_timeout() {
-        let (mut eth, start) = session(Arc::new(Silent));
-        assert!(matches!(eth.on_message(get_headers(4), start), EthAction::None));
-        let answer = eth.next_answer().await.expect("an answer");
-        assert_eq!(Instant::now() - start, HEADER_SOURCE_TIMEOUT);
-        assert_eq!(answer, (Subprotocol::Eth, ids::BLOCK_HEADERS, vec![0xc2, 4, 0xc0].into()));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn header_requests_beyond_the_in_flight_limit_are_a_flood() {
-        let (mut eth, now) = session(Arc::new(Silent));
-        for id in 0..MAX_IN_FLIGHT_REQUESTS as u64 {
-            assert!(matches!(eth.on_message(get_headers(id), now), EthAction::None));
-        }
-        assert!(matches!(eth.on_message(get_headers(99), now), EthAction::Flood(_)));
-        // Bodies are answered at once, whatever is in flight; responses are unsolicited.
-        let bodies = EthMessage::GetBlockBodies(RequestIds { request_id: 7, hashes: vec![] });
-        assert!(matches!(
-            eth.on_message(bodies, now),
-            EthAction::Answer((_, ids::BLOCK_BODIES, _))
-        ));
-        let response = EthMessage::Response { id: ids::BLOCK_HEADERS, request_id: 1 };
-        assert!(matches!(eth.on_message(response, now), EthAction::Unsolicited));
-    }
-
-    /// A header source that answers at once with `amount` one-byte headers, noting when each
-    /// call was made and what it asked.
-    #[derive(Default)]
-    struct Recording {
-        calls: std::sync::Mutex<Vec<(Instant, HeadersRequest)>>,
-    }
-
-    impl Recording {
-        fn calls(&self) -> Vec<(Instant, HeadersRequest)> {
-            self.calls.lock().map(|calls| calls.clone()).unwrap_or_default()
-        }
-    }
-
-    impl HeaderSource for Recording {
-        fn headers(
-            &self,
-            query: HeadersRequest,
-        ) -> BoxFuture<'static, Result<Vec<Bytes>, HeaderSourceError>> {
-            if let Ok(mut calls) = self.calls.lock() {
-                calls.push((Instant::now(), query));
-            }
-            let amount = usize::try_from(query.amount).unwrap_or(usize::MAX);
-            Box::pin(async move { Ok(vec![Bytes::from_static(&[0xc0]); amount]) })
-        }
-    }
-
-    /// A header source that never answers, counting its calls.
-    #[derive(Default)]
-    struct Counting(std::sync::atomic::AtomicUsize);
-
-    impl HeaderSource for Counting {
-        fn headers(
-            &self,
-            _query: HeadersRequest,
-        ) -> BoxFuture<'static, Result<Vec<Bytes>, HeaderSourceError>> {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Box::pin(std::future::pending())
-        }
-    }
-
-    /// A header source with a bug: its calls panic.
-    struct Panicking;
-
-    impl HeaderSource for Panicking {
-        fn headers(
-            &self,
-            _query: HeadersRequest,
-        ) -> BoxFuture<'static, Result<Vec<Bytes>, HeaderSourceError>> {
-            Box::pin(async {
-                if std::hint::black_box(true) {
-                    panic!("a bug in the header source");
-                }
-                Ok(Vec::new())
-            })
-        }
-    }
-
-    fn get_many(request_id: u64, amount: u64, skip: u64) -> EthMessage {
-        EthMessage::GetBlockHeaders(GetBlockHeaders {
-            request_id,
-            query: HeadersRequest { origin: HashOrNumber::Number(1), amount, skip, reverse: false },
-        })
-    }
-
-    /// A peer asking full batches back to back has them read at its budget's rate: the first at
-    /// once (the burst), each next one when the budget has refilled for it. None is answered
-    /// empty for it: a syncing geth drops a peer that answers its skeleton requests empty.
-    #[tokio::test(start_paused = true)]
-    async fn header_calls_wait_for_the_peers_budget() {
-        let source = Arc::new(Recording::default());
-        let (mut eth, start) = session(source.clone());
-        for id in 0..3 {
-            assert!(matches!(eth.on_message(get_many(id, 5000, 0), start), EthAction::None));
-        }
-        for _ in 0..3 {
-            let (_, _, payload) = eth.next_answer().await.expect("an answer");
-            assert_eq!(payload.len(), 3 + 1 + 3 + 1024, "1024 headers");
-        }
-        let calls = source.calls();
-        let at: Vec<Duration> = calls.iter().map(|(at, _)| *at - start).collect();
-        let half = Duration::from_millis(500); // 1024 headers at 2048 a second
-        assert_eq!(at, [Duration::ZERO, half, 2 * half], "one full batch per half second");
-        assert!(calls.iter().all(|(_, q)| q.amount == 1024), "clamped to MAX_HEADERS_SERVE");
-    }
-
-    /// Queries that skip blocks read one cold header per block asked: they are capped well
-    /// below the full batches of contiguous headers.
-    #[tokio::test(start_paused = true)]
-    async fn skipping_queries_are_capped() {
-        let source = Arc::new(Recording::default());
-        let (mut eth, start) = session(source.clone());
-        assert!(matches!(eth.on_message(get_many(1, 1024, 191), start), EthAction::None));
-        assert!(matches!(eth.on_message(get_many(2, 1024, 0), start), EthAction::None));
-        for _ in 0..2 {
-            eth.next_answer().await.expect("an answer");
-        }
-        let amounts: Vec<u64> = source.calls().iter().map(|(_, q)| q.amount).collect();
-        assert_eq!(amounts, [128, 1024]);
-    }
-
-    /// A peer's header calls run one at a time: they share one connection to the execution
-    /// client, so a second would only hold a second place in the queue all peers wait in.
-    #[tokio::test(start_paused = true)]
-    async fn one_header_call_at_a_time_per_peer() {
-        let source = Arc::new(Counting::default());
-        let (mut eth, start) = session(source.clone());
-        for id in 0..4 {
-            assert!(matches!(eth.on_message(get_headers(id), start), EthAction::None));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await; // let the calls start
-        assert_eq!(source.0.load(std::sync::atomic::Ordering::Relaxed), 1);
-    }
-
-    /// A header call that panics (a bug) is answered empty and frees its place: before, its
-    /// request stayed unanswered for good, and enough of them made the next honest request a
-    /// flood (a fatal penalty).
-    #[tokio::test(start_paused = true)]
-    async fn a_panicking_header_call_is_answered_empty_and_frees_its_place() {
-        let (mut eth, start) = session(Arc::new(Panicking));
-        for id in 1..=MAX_IN_FLIGHT_REQUESTS as u64 {
-            assert!(matches!(eth.on_message(get_headers(id), start), EthAction::None));
-        }
-        for id in 1..=MAX_IN_FLIGHT_REQUESTS as u8 {
-            let answer = eth.next_answer().await.expect("an answer");
-            assert_eq!(answer, (Subprotocol::Eth, ids::BLOCK_HEADERS, vec![0xc2, id, 0xc0].into()));
-        }
-        assert_eq!(eth.requests.outstanding(), 0);
-        assert!(!eth.is_busy());
-        assert!(matches!(eth.on_message(get_headers(99), start), EthAction::None), "no flood");
-    }
-
-    #[test]
-    fn ranges_are_passed_on_at_most_once_per_interval() {
-        let (mut eth, now) = session(Arc::new(Silent));
-        let range = |latest| BlockRangeUpdate { earliest: 0, latest, latest_hash: B256::ZERO };
-        assert!(matches!(
-            eth.on_message(EthMessage::BlockRangeUpdate(range(1)), now),
-            EthAction::Range(_)
-        ));
-        assert!(matches!(
-            eth.on_message(EthMessage::BlockRangeUpdate(range(2)), now),
-            EthAction::None
-        ));
-        assert!(matches!(
-            eth.on_message(EthMessage::BlockRangeUpdate(range(3)), now),
-            EthAction::None
-        ));
-        let due = eth.range_due().expect("the latest waits");
-        assert_eq!(eth.take_due_range(due), Some(range(3)));
-        let absurd = EthMessage::BlockRangeUpdate(range(MAX_HEAD_NUMBER + 1));
-        assert!(matches!(eth.on_message(absurd, due), EthAction::InvalidRange));
-    }
-
-    /// Transaction gossip is dropped within the peer's budget: a burst of
-    /// [`GOSSIP_BURST_BYTES`], then [`GOSSIP_BYTES_PER_SECOND`]; a message beyond it is a flood,
-    /// and takes nothing from the budget.
-    #[test]
-    fn transaction_gossip_is_bounded_by_a_byte_budget() {
-        let (mut eth, start) = session(Arc::new(Silent));
-        let mib = 1024 * 1024;
-        let gossip = |size| EthMessage::Announcement { id: ids::TRANSACTIONS, size };
-        for _ in 0..GOSSIP_BURST_BYTES / mib {
-            assert!(matches!(eth.on_message(gossip(mib as usize), start), EthAction::None));
-        }
-        assert!(matches!(eth.on_message(gossip(1), start), EthAction::GossipFlood));
-        // A second later the budget holds another second's worth, no more.
-        let later = start + Duration::from_secs(1);
-        let one_second = GOSSIP_BYTES_PER_SECOND as usize;
-        assert!(matches!(eth.on_message(gossip(one_second + 1), later), EthAction::GossipFlood));
-        assert!(matches!(eth.on_message(gossip(one_second), later), EthAction::None));
-        // Honest gossip, ~40 KiB a second for a minute, stays well within it.
-        let honest = start + Duration::from_secs(3600);
-        for second in 0..60 {
-            let at = honest + Duration::from_secs(second);
-            let message = gossip(40 * 1024);
-            assert!(matches!(eth.on_message(message, at), EthAction::None));
-        }
-    }
-
-    #[test]
-    fn headers_are_bounded_and_framed_as_block_headers() {
-        let header = Bytes::from(vec![0xc2, 0x01, 0x02]);
-        let junk = Bytes::from(vec![0x83, 1, 2, 3]);
-        let kept = bounded(vec![header.clone(), header.clone(), junk, header.clone()], 10);
-        assert_eq!(kept.len(), 2);
-        assert_eq!(bounded(vec![header; 5], 3).len(), 3);
-        let payload = block_headers(7, &kept);
-        assert_eq!(payload.as_ref(), &[0xc8, 7, 0xc6, 0xc2, 1, 2, 0xc2, 1, 2]);
-        assert_eq!(block_headers(77, &[]).as_ref(), &[0xc2, 77, 0xc0]);
-    }
-}
+#[path = "eth_session_tests.rs"]
+mod tests;
