@@ -1,5 +1,5 @@
 //! [`head_feed`]: the execution client's head as a `watch` channel, for a sync pivot that moves
-//! with the chain.
+//! with the chain ([`head_feed_behind`]: a few blocks behind it).
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,15 @@ pub async fn el_head(rpc: &mut RpcClient) -> Result<BlockHeader, IngestError> {
     let number = rpc.block_number().await?;
     Ok(rpc.block(number).await?.header())
 }
+
+/// Blocks a sync's pivot stays behind the execution client's head on a public chain
+/// ([`head_feed_behind`]): 4, 48 s. A block at the tip can still be replaced (a one-block reorg
+/// when a block comes late); a pivot that left the chain has no server with its state, so the
+/// sync would wait until the head moved `repivot_distance` (64 blocks) on, and a sync that
+/// ended on it would be followed into a state off the chain and repaired. Reorgs of more than a
+/// block or two are rare since the merge. The pivot plus the re-pivot distance, 4 + 64 blocks,
+/// stays within what geth keeps to trace from (128 states).
+pub const PIVOT_CONFIRMATIONS: u64 = 4;
 
 /// How old the execution client's head may be for a sync on a public chain to take it as its
 /// pivot ([`wait_el_synced`]): 15 minutes, 75 slots. An older head is a client catching up; before
@@ -126,19 +135,38 @@ pub async fn head_feed(
     poll_interval: Duration,
     genesis_hash: Option<B256>,
 ) -> Result<watch::Receiver<BlockHeader>, IngestError> {
+    head_feed_behind(url, poll_interval, genesis_hash, 0).await
+}
+
+/// [`head_feed`] of the blocks `behind` the execution client's head (block 0 while the chain is
+/// shorter): a sync's pivot, [`PIVOT_CONFIRMATIONS`] behind on a public chain.
+pub async fn head_feed_behind(
+    url: &str,
+    poll_interval: Duration,
+    genesis_hash: Option<B256>,
+    behind: u64,
+) -> Result<watch::Receiver<BlockHeader>, IngestError> {
     let mut rpc = RpcClient::new(url)?;
-    let first = first_head(&mut rpc, poll_interval, genesis_hash).await?;
-    info!(number = first.number, state_root = %first.state_root, "execution client head");
+    let first = first_head(&mut rpc, poll_interval, genesis_hash, behind).await?;
+    info!(number = first.number, behind, state_root = %first.state_root, "execution client head");
     let (tx, rx) = watch::channel(first);
-    tokio::spawn(poll_heads(rpc, tx, poll_interval));
+    tokio::spawn(poll_heads(rpc, tx, poll_interval, behind));
     Ok(rx)
 }
 
-/// Reads the head until a read succeeds, after checking the chain (once) with `genesis_hash`.
+/// The block `behind` the execution client's head, read now.
+async fn head_behind(rpc: &mut RpcClient, behind: u64) -> Result<BlockHeader, IngestError> {
+    let number = rpc.block_number().await?;
+    Ok(rpc.block(number.saturating_sub(behind)).await?.header())
+}
+
+/// Reads the head (`behind` it) until a read succeeds, after checking the chain (once) with
+/// `genesis_hash`.
 async fn first_head(
     rpc: &mut RpcClient,
     poll_interval: Duration,
     mut genesis_hash: Option<B256>,
+    behind: u64,
 ) -> Result<BlockHeader, IngestError> {
     let mut warned: Option<Instant> = None;
     loop {
@@ -147,7 +175,7 @@ async fn first_head(
                 rpc.check_genesis(expected).await?;
                 genesis_hash = None;
             }
-            el_head(rpc).await
+            head_behind(rpc, behind).await
         };
         let error = match read.await {
             Ok(head) => return Ok(head),
@@ -164,13 +192,18 @@ async fn first_head(
 }
 
 /// Sends every higher head to `tx` until its receivers are gone.
-async fn poll_heads(mut rpc: RpcClient, tx: watch::Sender<BlockHeader>, poll_interval: Duration) {
+async fn poll_heads(
+    mut rpc: RpcClient,
+    tx: watch::Sender<BlockHeader>,
+    poll_interval: Duration,
+    behind: u64,
+) {
     loop {
         tokio::select! {
             () = tx.closed() => return,
             () = tokio::time::sleep(poll_interval) => {}
         }
-        let head = match el_head(&mut rpc).await {
+        let head = match head_behind(&mut rpc, behind).await {
             Ok(head) => head,
             Err(error) => {
                 debug!(%error, "execution client head not read; the last one stays");

@@ -38,7 +38,8 @@ pub use follower::{
     INITIAL_BACKOFF, IngestStats, MAX_BACKOFF, MAX_REORG_DEPTH, REPEAT_LOG_INTERVAL, UNDO_DEPTH,
 };
 pub use head::{
-    HEAD_POLL_INTERVAL, PIVOT_MAX_AGE, check_el_tracing, el_head, head_feed, wait_el_synced,
+    HEAD_POLL_INTERVAL, PIVOT_CONFIRMATIONS, PIVOT_MAX_AGE, check_el_tracing, el_head, head_feed,
+    head_feed_behind, wait_el_synced,
 };
 pub use header::RpcHeader;
 pub use headers::{

@@ -677,6 +677,37 @@ async fn the_head_feed_follows_the_execution_client() {
     assert!(!rx.has_changed().unwrap());
 }
 
+/// The pivot feed stays `PIVOT_CONFIRMATIONS` blocks behind the head (block 0 while the chain is
+/// shorter), and follows it.
+#[tokio::test]
+async fn the_pivot_feed_stays_behind_the_head() {
+    let number = Arc::new(std::sync::atomic::AtomicU64::new(2));
+    let n = number.clone();
+    let script: Script = Arc::new(move |method, params| match method {
+        "eth_blockNumber" => Answer::Result(json!(format!("{:#x}", n.load(Ordering::Relaxed)))),
+        "eth_getBlockByNumber" => {
+            let q = params[0].as_str().unwrap().trim_start_matches("0x");
+            let b = u64::from_str_radix(q, 16).unwrap();
+            Answer::Result(block(b, B256::ZERO, keccak256(b.to_be_bytes())))
+        }
+        other => panic!("unexpected call {other}"),
+    });
+    let url = format!("http://{}", fake_el(script).await);
+    let poll = Duration::from_millis(10);
+    let behind = leafsync_ingest::PIVOT_CONFIRMATIONS;
+    assert!(behind > 0);
+    let mut rx = leafsync_ingest::head_feed_behind(&url, poll, None, behind).await.unwrap();
+    assert_eq!(rx.borrow_and_update().number, 0, "a chain shorter than the confirmations");
+    number.store(10, Ordering::Relaxed);
+    tokio::time::timeout(Duration::from_secs(10), rx.changed()).await.unwrap().unwrap();
+    let pivot = *rx.borrow_and_update();
+    assert_eq!(pivot.number, 10 - behind);
+    assert_eq!(pivot.state_root, keccak256((10 - behind).to_be_bytes()));
+    number.store(11, Ordering::Relaxed);
+    tokio::time::timeout(Duration::from_secs(10), rx.changed()).await.unwrap().unwrap();
+    assert_eq!(rx.borrow().number, 11 - behind);
+}
+
 #[tokio::test]
 async fn an_answer_over_the_cap_is_refused_naming_the_method() {
     const CAP: usize = 1 << 20;

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use leafsync_ingest::{
-    HEAD_POLL_INTERVAL, IngestError, PIVOT_MAX_AGE, check_el_tracing, head_feed, wait_el_synced,
+    HEAD_POLL_INTERVAL, IngestError, PIVOT_CONFIRMATIONS, PIVOT_MAX_AGE, check_el_tracing,
+    head_feed_behind, wait_el_synced,
 };
 use leafsync_leafdb::LeafDb;
 use leafsync_p2p::{chain::ChainSpec, leaf::ChainHead, peers::NetworkHandle};
@@ -55,25 +56,34 @@ impl SyncPlan<'_> {
     }
 }
 
-/// The execution client's heads as sync pivots: [`leafsync_ingest::head_feed`] mapped to
-/// [`ChainHead`]s by a task that ends with either side. The execution client must be on
-/// `chain` (its block 0 is the chain's genesis) and serve traces ([`check_tracing`]), both
-/// checked first, so that a misconfiguration fails at once; then, while it syncs itself, the
-/// pivot waits for it ([`wait_el_synced`]).
+/// The execution client's heads as sync pivots, [`PIVOT_CONFIRMATIONS`] blocks behind on a public
+/// chain (a dev chain's blocks are not reorged, and its head may sit for ever):
+/// [`leafsync_ingest::head_feed_behind`] mapped to [`ChainHead`]s by a task that ends with either
+/// side. The execution client must be on `chain` (its block 0 is the chain's genesis) and serve
+/// traces ([`check_tracing`]), both checked first, so that a misconfiguration fails at once;
+/// then, while it syncs itself, the pivot waits for it ([`wait_el_synced`]).
 async fn el_pivot_feed(
     url: &str,
     chain: &ChainSpec,
 ) -> Result<watch::Receiver<ChainHead>, CliError> {
-    let mut headers = head_feed(url, HEAD_POLL_INTERVAL, Some(chain.genesis_hash)).await?;
+    let public = chain.name != "dev";
+    let behind = if public { PIVOT_CONFIRMATIONS } else { 0 };
+    let genesis = Some(chain.genesis_hash);
+    let mut headers = head_feed_behind(url, HEAD_POLL_INTERVAL, genesis, behind).await?;
     check_tracing(url).await?;
     // A public chain's pivot must be recent: a dev chain's head may sit for ever.
-    let max_age = (chain.name != "dev").then_some(PIVOT_MAX_AGE);
+    let max_age = public.then_some(PIVOT_MAX_AGE);
     if wait_el_synced(url, max_age, HEAD_POLL_INTERVAL).await? {
         info!("the execution client is synced: the sync takes its pivot");
     }
     // The feed kept reading meanwhile: its head is the newest.
     let first = chain_head(&headers.borrow_and_update());
-    info!(number = first.number, state_root = %first.state_root, "sync pivot from the execution client");
+    info!(
+        number = first.number,
+        behind_head = behind,
+        state_root = %first.state_root,
+        "sync pivot from the execution client"
+    );
     let (tx, rx) = watch::channel(first);
     tokio::spawn(async move {
         loop {
