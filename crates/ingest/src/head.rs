@@ -26,11 +26,12 @@ pub async fn el_head(rpc: &mut RpcClient) -> Result<BlockHeader, IngestError> {
 
 /// Blocks a sync's pivot stays behind the execution client's head on a public chain
 /// ([`head_feed_behind`]): 4, 48 s. A block at the tip can still be replaced (a one-block reorg
-/// when a block comes late); a pivot that left the chain has no server with its state, so the
+/// when a block comes late); few servers, if any, can serve the state of a pivot that left the
+/// chain (only those that imported the block and kept the nodes its revert replaced), so the
 /// sync would wait until the head moved `repivot_distance` (64 blocks) on, and a sync that
-/// ended on it would be followed into a state off the chain and repaired. Reorgs of more than a
-/// block or two are rare since the merge. The pivot plus the re-pivot distance, 4 + 64 blocks,
-/// stays within what geth keeps to trace from (128 states).
+/// ended on it would be followed into a state off the chain and repaired. Reorgs of more than
+/// a block or two are rare since the merge. The pivot plus the re-pivot distance, 4 + 64
+/// blocks, stays within what geth keeps to trace from (128 states).
 pub const PIVOT_CONFIRMATIONS: u64 = 4;
 
 /// How old the execution client's head may be for a sync on a public chain to take it as its
