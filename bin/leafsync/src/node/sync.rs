@@ -67,7 +67,7 @@ async fn el_pivot_feed(
     chain: &ChainSpec,
 ) -> Result<watch::Receiver<ChainHead>, CliError> {
     let public = chain.name != "dev";
-    let behind = if public { PIVOT_CONFIRMATIONS } else { 0 };
+    let behind = pivot_confirmations(chain);
     let genesis = Some(chain.genesis_hash);
     let mut headers = head_feed_behind(url, HEAD_POLL_INTERVAL, genesis, behind).await?;
     check_tracing(url).await?;
@@ -99,6 +99,12 @@ async fn el_pivot_feed(
         }
     });
     Ok(rx)
+}
+
+/// Blocks the pivot stays behind the execution client's head on `chain`: [`PIVOT_CONFIRMATIONS`]
+/// on a public chain, none on `dev` (whose blocks are not reorged).
+fn pivot_confirmations(chain: &ChainSpec) -> u64 {
+    if chain.name == "dev" { 0 } else { PIVOT_CONFIRMATIONS }
 }
 
 /// The trusted pivot feed, or an error when nothing may choose the pivot, or when the execution
@@ -241,6 +247,17 @@ mod tests {
         assert!(peer_sources(&settings(true, true), None).is_err(), "snap needs the EL's pivot");
         let none = peer_sources(&settings(false, false), Some(&feed)).unwrap_err().to_string();
         assert!(none.contains("sync.sources") && none.contains("serve.leaf"), "{none}");
+    }
+
+    /// A public chain's pivot stays [`PIVOT_CONFIRMATIONS`] behind the execution client's
+    /// head; the dev chain's is its head.
+    #[test]
+    fn a_public_chains_pivot_stays_behind_the_head() {
+        for name in ["mainnet", "sepolia", "holesky", "hoodi"] {
+            let chain = ChainSpec::preset(name).unwrap();
+            assert_eq!(pivot_confirmations(&chain), PIVOT_CONFIRMATIONS, "{name}");
+        }
+        assert_eq!(pivot_confirmations(&ChainSpec::preset("dev").unwrap()), 0);
     }
 
     /// The configuration alone refuses a sync with no trusted pivot or no peers to fill the
