@@ -296,11 +296,29 @@ impl PeerSet {
         head.number >= pivot.number && head.number - pivot.number < DEFAULT_RECENT_BLOCKS
     }
 
-    /// A request goes out to peer `i`.
-    pub(crate) fn sent(&mut self, i: usize) {
+    /// A request goes out to peer `i`: a probe ([`PeerWindow::probe_sent`]) or any other.
+    pub(crate) fn sent(&mut self, i: usize, probe: bool) {
         let slot = &mut self.slots[i];
-        slot.window.sent(Instant::now(), slot.in_flight);
+        if probe {
+            slot.window.probe_sent();
+        } else {
+            slot.window.sent(Instant::now(), slot.in_flight);
+        }
         slot.in_flight += 1;
+    }
+
+    /// Whether peer `i`'s next request should be a probe ([`PeerWindow::probe_due`]).
+    pub(crate) fn probe_due(&self, i: usize) -> bool {
+        let slot = &self.slots[i];
+        slot.window.probe_due(slot.in_flight)
+    }
+
+    /// A probe of peer `i` finished: with its round trip when it was answered.
+    pub(crate) fn probed(&mut self, i: usize, rtt: Option<std::time::Duration>) {
+        let slot = &mut self.slots[i];
+        slot.in_flight = slot.in_flight.saturating_sub(1);
+        slot.busy_until = None;
+        slot.window.probed(Instant::now(), rtt);
     }
 
     /// A request of peer `i` finished: with `answer`, its size and round trip, or without one

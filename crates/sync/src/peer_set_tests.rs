@@ -115,16 +115,16 @@ fn a_peer_that_times_out_is_left_one_request() {
     assert_eq!(peers.slot(0).window.window(), crate::window::INITIAL_WINDOW);
     // Peer 0 answers 1 MB in 10 ms, twice: measured, its window opens.
     for _ in 0..2 {
-        peers.sent(0);
+        peers.sent(0, false);
         assert!(peers.slot(0).has_room());
-        peers.sent(0);
+        peers.sent(0, false);
         peers.finished(0, Some((1 << 20, std::time::Duration::from_millis(10))));
         peers.finished(0, Some((1 << 20, std::time::Duration::from_millis(10))));
     }
     assert_eq!(peers.slot(0).in_flight, 0);
     // Peer 1 stalls: its requests finish without an answer, as timeouts.
-    peers.sent(1);
-    peers.sent(1);
+    peers.sent(1, false);
+    peers.sent(1, false);
     assert!(!peers.slot(1).has_room());
     peers.finished(1, None);
     peers.record(1, Verdict::Timeout, &mut stats);
@@ -144,19 +144,19 @@ fn a_peer_that_times_out_is_left_one_request() {
 async fn a_busy_peer_rests_until_a_request_finishes_or_a_short_while() {
     let mut peers = set(1);
     let mut stats = SyncStats::default();
-    peers.sent(0);
+    peers.sent(0, false);
     peers.finished(0, None);
     assert_eq!(peers.record(0, Verdict::Busy, &mut stats), None);
     assert!(peers.slot(0).in_flight < peers.slot(0).window.window());
     assert!(!peers.slot(0).has_room(), "resting after a busy answer");
     tokio::time::advance(BUSY_REST).await;
     assert!(peers.slot(0).has_room(), "the rest is short");
-    peers.sent(0);
+    peers.sent(0, false);
     peers.finished(0, None);
     peers.record(0, Verdict::Busy, &mut stats);
     assert!(!peers.slot(0).has_room());
     // Another request of the peer finishes: a slot may be free again.
-    peers.sent(0);
+    peers.sent(0, false);
     peers.finished(0, Some((1000, std::time::Duration::from_millis(10))));
     assert!(peers.slot(0).has_room(), "a finished request ends the rest");
     assert_eq!(stats.peers_dropped, 0, "busy is no fault");
@@ -194,7 +194,7 @@ fn a_full_table_reuses_a_dropped_slot_once_its_requests_are_done() {
     let mut peers = PeerSet::new((0..MAX_SYNC_PEERS).map(|i| idle(i as u8)).collect(), 3);
     assert_eq!(peers.slots.len(), MAX_SYNC_PEERS, "full, with ids of one byte each");
     let mut stats = SyncStats::default();
-    peers.sent(0);
+    peers.sent(0, false);
     peers.record(0, Verdict::Disconnected, &mut stats);
     let newcomer = B512::with_last_byte(7);
     peers.add(Arc::new(Idle(newcomer)), &mut stats);

@@ -37,6 +37,7 @@ use crate::{
     progress::SyncProgress,
     resume::{decide_start, heal_root_item},
     stats::{Phase, Reporter, SyncStats},
+    tasks::Job,
     work::Work,
 };
 
@@ -389,14 +390,22 @@ impl<S: KvStore + 'static> Syncer<S> {
                 // and the server cuts an underestimated batch at `max_bytes` (the tail is asked
                 // again), so a batch never asks for more than `chunk_max_bytes`.
                 let batch = self.config.chunk_batch_bytes.min(self.config.chunk_max_bytes);
-                let (work, codes) = (&mut self.work, &mut self.codes);
-                let next = dispatch::next_job(work, codes, peer, &roster, batch, &mut steal)?;
-                let Some(job) = next else { break };
+                let probe = self.pivot.state_root != EMPTY_ROOT_HASH
+                    && roster.serving.contains(&peer)
+                    && self.peers.probe_due(peer);
+                let job = if probe {
+                    Job::Probe(self.pivot.state_root)
+                } else {
+                    let (work, codes) = (&mut self.work, &mut self.codes);
+                    let next = dispatch::next_job(work, codes, peer, &roster, batch, &mut steal)?;
+                    let Some(job) = next else { break };
+                    job
+                };
                 let request = job.request(self.config.chunk_max_bytes)?;
                 let server = &self.peers.slot(peer).peer;
                 let asked_at = server.head();
                 let answer = server.request_at(&self.pivot, request);
-                self.peers.sent(peer);
+                self.peers.sent(peer, probe);
                 self.reporter.stats.requests += 1;
                 let (timeout, epoch) = (self.config.request_timeout, self.epoch);
                 in_flight.push(dispatch::timed(answer, timeout, epoch, peer, asked_at, job));

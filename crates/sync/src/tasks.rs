@@ -112,6 +112,10 @@ pub(crate) enum Job {
     Storage(Vec<Unit>),
     Nodes(Vec<NodeTask>),
     Codes(Vec<CodeTask>),
+    /// The account trie's root node at the pivot (its hash), asked alone of a peer whose round
+    /// trip is measured ([`crate::window::PeerWindow::probe_due`]): a small answer's round trip
+    /// is the link's and the server's, with no answer's transmission in it.
+    Probe(B256),
 }
 
 impl Job {
@@ -153,6 +157,14 @@ impl Job {
             }
             Self::Codes(tasks) => LeafRequest::GetCodes(GetCodes {
                 hashes: tasks.iter().map(|t| t.hash).collect(),
+                max_bytes: MAX_RESPONSE_BYTES,
+            }),
+            Self::Probe(root) => LeafRequest::GetNodes(GetNodes {
+                nodes: vec![NodeRequest {
+                    owner: wire_owner(None),
+                    path: wire_path(&Nibbles::new())?,
+                    hash: *root,
+                }],
                 max_bytes: MAX_RESPONSE_BYTES,
             }),
         })

@@ -65,13 +65,18 @@ impl<S: KvStore + 'static> Syncer<S> {
             Job::Chunk(units) | Job::Storage(units) => requeue(&mut self.work.units, units, peer),
             Job::Nodes(tasks) => requeue(&mut self.work.nodes, tasks, peer),
             Job::Codes(tasks) => self.codes.requeue(tasks, peer),
+            Job::Probe(_) => {}
         }
     }
 
     pub(super) fn on_done(&mut self, done: Done) -> Result<(), SyncError> {
         let Done { epoch, peer, asked_at, job, result, elapsed } = done;
         let size = result.as_ref().ok().map(response_len);
-        self.peers.finished(peer, size.map(|size| (size, elapsed)));
+        if matches!(job, Job::Probe(_)) {
+            self.peers.probed(peer, size.map(|_| elapsed));
+        } else {
+            self.peers.finished(peer, size.map(|size| (size, elapsed)));
+        }
         let stats = &mut self.reporter.stats;
         if epoch != self.epoch && !matches!(job, Job::Codes(_)) {
             // Work for an earlier pivot (codes do not depend on the pivot).
@@ -106,6 +111,14 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
             (Job::Nodes(tasks), LeafResponse::Nodes(nodes)) => self.on_nodes(peer, tasks, &nodes),
             (Job::Codes(tasks), LeafResponse::Codes(codes)) => self.on_codes(peer, tasks, &codes),
+            (Job::Probe(root), LeafResponse::Nodes(nodes)) => {
+                // Measured already; the node is the pivot's root, which the syncer has.
+                let node = nodes.nodes.first().filter(|rlp| !rlp.is_empty());
+                let wrong = node.is_some_and(|rlp| keccak256(rlp) != root);
+                let delivered = usize::from(node.is_some() && !wrong);
+                self.judge(peer, delivery(wrong, delivered, "node with the wrong hash"));
+                Ok(())
+            }
             (job, _) => {
                 self.judge(peer, Verdict::Invalid("answer of the wrong kind"));
                 self.requeue(job, peer);
