@@ -86,6 +86,39 @@ async fn a_peer_joining_mid_sync_takes_over() {
     println!("joined peer answered {by_late} of {} requests", out.stats.requests);
 }
 
+/// A peer joining mid-sync is asked a probe of the pivot's root before anything else (its
+/// round trip is measured on a small answer): one that answers nodes hashing to something else
+/// is banned on that first answer, before it gets any chunk, and the sync finishes from the
+/// next peer that joins. Without the probe it would take chunks (it serves them honestly) and
+/// never be asked a node.
+#[tokio::test(start_paused = true)]
+async fn a_joining_peer_is_probed_first_and_a_wrong_probe_answer_bans_it() {
+    let src = source(3000, 5);
+    let root = src.account_root().unwrap();
+    let first = SimPeer::new(1, Arc::clone(&src), Behaviour::Limited(12), 3000);
+    let wrong = SimPeer::new(2, Arc::clone(&src), Behaviour::WrongNodes, 3000);
+    let honest = SimPeer::new(3, Arc::clone(&src), Behaviour::Honest, 3000);
+    let (tx, rx) = mpsc::channel(2);
+    let joiners = [Arc::clone(&wrong), Arc::clone(&honest)];
+    tokio::spawn(async move {
+        for peer in joiners {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            tx.send(peer as Arc<dyn SyncPeer>).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    });
+    let client = Arc::new(LeafDb::in_memory());
+    let out = Syncer::new(Arc::clone(&client), config(), dyn_peers(&[first]))
+        .with_new_peers(rx)
+        .run()
+        .await
+        .unwrap();
+    assert_synced(&out, &client, &src, root);
+    assert_eq!(out.banned, vec![wrong.id], "the wrong-node peer is banned");
+    assert_eq!(wrong.requests.load(Ordering::Relaxed), 1, "asked the probe only");
+    assert!(honest.penalties.lock().unwrap().is_empty());
+}
+
 /// The execution client's head (the trusted pivot) is two blocks ahead of every server: chunks
 /// are fetched (stale, healed later) while no server can serve the pivot's nodes; nobody is
 /// dropped for that, and once the servers import the blocks the sync ends at the trusted pivot.
