@@ -20,8 +20,7 @@ pub const HEAD_WAIT_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The execution client's head, read now: `eth_blockNumber`, then that block's header.
 pub async fn el_head(rpc: &mut RpcClient) -> Result<BlockHeader, IngestError> {
-    let number = rpc.block_number().await?;
-    Ok(rpc.block(number).await?.header())
+    head_behind(rpc, 0).await
 }
 
 /// Blocks a sync's pivot stays behind the execution client's head on a public chain
