@@ -79,6 +79,9 @@ pub use progress::SyncMark;
 pub use recent::RecentCacheSize;
 pub use schema::{BlockHeader, SCHEMA_VERSION};
 pub use snapshot::{AccountSlots, ESTIMATE_SAMPLE_NIBBLES, LeafSnapshot, StorageWalk};
-pub use sync_import::{AccountChunkOutcome, ChunkAccount, ChunkSet, StagedChunk};
+pub use sync_import::{
+    AccountChunkOutcome, ChunkAccount, ChunkSet, StagedChunk, stage_account_chunk,
+    stage_storage_chunk,
+};
 pub use undo::BlockUndo;
 pub use verify::{VerifyProgress, VerifyReport};

@@ -21,6 +21,7 @@ use crate::{
     error::SyncError,
     peer::PeerFuture,
     peer_set::Roster,
+    prepare::prepare_answer,
     rendezvous::Rendezvous,
     tasks::{Done, Job, Unit, take_for, take_matching},
     work::Work,
@@ -191,9 +192,10 @@ fn chunk_job(
     Ok(if accounts { Job::Chunk(batch) } else { Job::Storage(batch) })
 }
 
-/// The answer of `peer` to `job`, sent in `epoch` while the peer announced head `asked_at`, as
-/// the loop's [`Done`]. `timeout` is the sync's guard, strictly longer than a transport's own
-/// (see [`crate::config::REQUEST_TIMEOUT_GRACE`]).
+/// The answer of `peer` to `job`, sent in `epoch` while the peer announced head `asked_at`,
+/// prepared ([`prepare_answer`]), as the loop's [`Done`]. `timeout` is the sync's guard, strictly
+/// longer than a transport's own (see [`crate::config::REQUEST_TIMEOUT_GRACE`]); it and the
+/// round trip end when the answer arrives, before it is prepared.
 pub(crate) fn timed(
     answer: PeerFuture,
     timeout: Duration,
@@ -206,7 +208,15 @@ pub(crate) fn timed(
         let started = Instant::now();
         let result =
             tokio::time::timeout(timeout, answer).await.unwrap_or(Err(RequestError::Timeout));
-        Done { epoch, peer, asked_at, job, result, elapsed: started.elapsed() }
+        let elapsed = started.elapsed();
+        let (job, result) = match result {
+            Ok(response) => {
+                let (job, answer) = prepare_answer(job, response).await;
+                (job, Ok(answer))
+            }
+            Err(e) => (job, Err(e)),
+        };
+        Done { epoch, peer, asked_at, job, result, elapsed }
     })
 }
 

@@ -20,6 +20,7 @@ pub mod link;
 mod marks;
 pub mod peer;
 mod peer_set;
+mod prepare;
 pub mod progress;
 mod rendezvous;
 mod resume;

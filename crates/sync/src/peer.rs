@@ -81,6 +81,13 @@ pub fn response_len(response: &LeafResponse) -> u64 {
     })
 }
 
+/// [`response_len`] of a `Chunk` or `StorageChunk` answer from its pieces' encoded `lengths`
+/// (both are the list of their pieces), so that the pieces are measured once.
+pub(crate) fn pieces_response_len(lengths: &[u64]) -> u64 {
+    let payload = lengths.iter().sum::<u64>() as usize;
+    pair_len(payload + alloy_rlp::length_of_length(payload))
+}
+
 /// Length of `[request_id, fields...]` with the fields' encoded length given, counting the
 /// request id as one byte (the transport's ids are small; the count is the same for every peer).
 fn pair_len(fields: usize) -> u64 {

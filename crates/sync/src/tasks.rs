@@ -11,7 +11,7 @@ use leafsync_p2p::{
         ChainHead, GetChunk, GetCodes, GetNodes, GetStorageChunk, NodeRequest, StoragePrefix,
         TrieOwner, WirePath, protocol::MAX_RESPONSE_BYTES,
     },
-    requests::{LeafRequest, LeafResponse, RequestError},
+    requests::{LeafRequest, RequestError},
 };
 
 use tokio::time::Instant;
@@ -20,6 +20,7 @@ use crate::{
     config::{MAX_PARKS, MAX_TASK_ROUNDS, PARK_INTERVAL, QUEUE_SCAN_LIMIT},
     error::SyncError,
     peer_set::Sender,
+    prepare::Answer,
     rendezvous::Home,
 };
 
@@ -181,7 +182,8 @@ pub(crate) struct Done {
     /// against the heads it announced from then until the answer is applied).
     pub(crate) asked_at: ChainHead,
     pub(crate) job: Job,
-    pub(crate) result: Result<LeafResponse, RequestError>,
+    /// The answer, prepared ([`crate::prepare`]).
+    pub(crate) result: Result<Answer, RequestError>,
     pub(crate) elapsed: Duration,
 }
 

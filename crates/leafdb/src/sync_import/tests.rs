@@ -1,4 +1,6 @@
-use super::*;
+use alloy_trie::TrieAccount;
+
+use super::{stage::account_prefix_ranges, *};
 use crate::kv::rocks::DbOptions;
 
 fn account(i: u64, slots: u64) -> ChunkAccount {
@@ -99,13 +101,13 @@ fn chunks_written_together_land_in_the_bottom_level() {
     let dir = tempfile::tempdir().unwrap();
     let rocks = LeafDb::open(dir.path(), &DbOptions::default(), Default::default()).unwrap();
     let mut set = ChunkSet::default();
-    let one = set.add(rocks.stage_account_chunk(&p3, &first).unwrap());
-    let two = set.add(rocks.stage_account_chunk(&p9, &second).unwrap());
+    let one = set.add(stage_account_chunk(&p3, &first).unwrap());
+    let two = set.add(stage_account_chunk(&p9, &second).unwrap());
     rocks.commit_chunks(set).unwrap();
     let mut set = ChunkSet::default();
     for nibble in [0x1, 0xa, 0xf] {
         let prefix = Nibbles::from_nibbles([nibble]);
-        set.add(rocks.stage_storage_chunk(&large, &prefix, &under(nibble)).unwrap());
+        set.add(stage_storage_chunk(&large, &prefix, &under(nibble)).unwrap());
     }
     rocks.commit_chunks(set).unwrap();
 
@@ -166,7 +168,7 @@ fn neighbouring_chunks_share_table_files() {
     let mut set = ChunkSet::default();
     for (nibble, chunk) in accounts {
         let prefix = Nibbles::from_nibbles([nibble]);
-        set.add(rocks.stage_account_chunk(&prefix, chunk).unwrap());
+        set.add(stage_account_chunk(&prefix, chunk).unwrap());
         mem.import_account_chunk(&prefix, chunk).unwrap();
     }
     let files = |table| -> u64 { rocks.store().files_per_level(table).unwrap().iter().sum() };
@@ -185,7 +187,7 @@ fn neighbouring_chunks_share_table_files() {
     for owner in &large {
         for nibble in 0..16 {
             let prefix = Nibbles::from_nibbles([nibble]);
-            set.add(rocks.stage_storage_chunk(owner, &prefix, &slots(owner, nibble)).unwrap());
+            set.add(stage_storage_chunk(owner, &prefix, &slots(owner, nibble)).unwrap());
             mem.import_storage_chunk(owner, &prefix, &slots(owner, nibble)).unwrap();
         }
     }
@@ -212,10 +214,17 @@ fn overlapping_chunks_in_one_set_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let rocks = LeafDb::open(dir.path(), &DbOptions::default(), Default::default()).unwrap();
     let mut set = ChunkSet::default();
-    set.add(rocks.stage_account_chunk(&prefix, &chunk(&[(1, 3), (2, 0)])).unwrap());
-    set.add(rocks.stage_account_chunk(&prefix, &chunk(&[(1, 3), (5, 1)])).unwrap());
+    set.add(stage_account_chunk(&prefix, &chunk(&[(1, 3), (2, 0)])).unwrap());
+    set.add(stage_account_chunk(&prefix, &chunk(&[(1, 3), (5, 1)])).unwrap());
     assert!(matches!(rocks.commit_chunks(set), Err(LeafDbError::UnsortedInput { .. })));
     assert!(tables(&rocks).is_empty(), "nothing written");
+}
+
+/// The range deletes a commit of an account chunk at `prefix` would write now.
+fn clear_account_prefix<S: KvRead>(kv: &S, batch: &mut WriteBatch, prefix: &Nibbles) -> Result<()> {
+    account_prefix_ranges(prefix)
+        .into_iter()
+        .try_for_each(|(t, range)| clear_range(kv, batch, t, range))
 }
 
 #[test]

@@ -1,49 +1,26 @@
-//! Answers applied: each finished request is judged by the pure parts (`import.rs`, `heal.rs`,
-//! the hash checks here), its verdict recorded in the [`PeerSet`] (the earned penalty is sent
+//! Answers applied: each finished request, prepared off the loop (`prepare.rs`: chunks checked
+//! and staged, codes hashed), is judged by the pure parts (`import.rs`, `heal.rs`, the hash
+//! checks here), its verdict recorded in the [`PeerSet`] (the earned penalty is sent
 //! without waiting), and its results written and queued. Everything here is synchronous.
 //!
 //! [`PeerSet`]: crate::peer_set::PeerSet
 
-use alloy_primitives::keccak256;
-use alloy_rlp::Encodable;
+use alloy_primitives::{B256, keccak256};
 use alloy_trie::Nibbles;
-use leafsync_leafdb::{
-    ChunkSet, KvStore,
-    trie::{DecodedNode, keccak256_batch},
-};
-use leafsync_p2p::{
-    leaf::{AccountPiece, AccountStorage, ChainHead, ChunkContent, Codes, Nodes, StoragePiece},
-    requests::LeafResponse,
-};
+use leafsync_leafdb::{ChunkSet, KvStore, trie::DecodedNode};
+use leafsync_p2p::leaf::{ChainHead, Codes, Nodes};
 use tracing::debug;
 
 use super::{Syncer, commit::Verified, items::Hold};
 use crate::{
     error::SyncError,
     heal::children,
-    import::{ChunkVerdict, Leaves, check_chunk, check_piece, judge_mismatch},
-    peer::response_len,
+    import::judge_mismatch,
     peer_set::{Sender, Verdict},
+    prepare::{Body, Checked, Pieces, Staged},
     stats::WorkKind,
     tasks::{CodeTask, Done, Job, NodeTask, Owner, Purpose, Unit, queue_again, requeue},
 };
-
-/// A piece of a batched chunk answer.
-pub(super) trait Piece: Encodable {
-    /// Whether it marks a storage "large": that storage's bytes are not among its own.
-    fn marks_large(&self) -> bool {
-        false
-    }
-}
-
-impl Piece for AccountPiece {
-    fn marks_large(&self) -> bool {
-        matches!(&self.content, ChunkContent::Items(leaves)
-            if leaves.iter().any(|l| matches!(l.storage, AccountStorage::Large { .. })))
-    }
-}
-
-impl Piece for StoragePiece {}
 
 impl<S: KvStore + 'static> Syncer<S> {
     /// Records `verdict` for `peer` and sends the penalty it earned, if any.
@@ -71,7 +48,7 @@ impl<S: KvStore + 'static> Syncer<S> {
 
     pub(super) fn on_done(&mut self, done: Done) -> Result<(), SyncError> {
         let Done { epoch, peer, asked_at, job, result, elapsed } = done;
-        let size = result.as_ref().ok().map(response_len);
+        let size = result.as_ref().ok().map(|answer| answer.size);
         if matches!(job, Job::Probe(_)) {
             self.peers.probed(peer, size.map(|_| elapsed));
         } else {
@@ -83,8 +60,8 @@ impl<S: KvStore + 'static> Syncer<S> {
             stats.bytes_down += size.unwrap_or(0);
             return Ok(());
         }
-        let answer = match result {
-            Ok(answer) => answer,
+        let body = match result {
+            Ok(answer) => answer.body,
             Err(e) => {
                 self.judge(peer, Verdict::from(&e));
                 self.requeue(job, peer);
@@ -94,24 +71,15 @@ impl<S: KvStore + 'static> Syncer<S> {
         let size = size.unwrap_or(0);
         stats.bytes_down += size;
         self.peers.answered(peer);
-        match (job, answer) {
-            (Job::Chunk(units), LeafResponse::Chunk(chunk)) => {
-                let pieces = chunk.pieces;
-                self.on_batch(peer, asked_at, size, units, pieces, |unit, piece| match unit.owner {
-                    None => check_chunk(unit, piece),
-                    Some(_) => ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")),
-                })
+        match (job, body) {
+            (Job::Chunk(units) | Job::Storage(units), Body::Pieces(pieces)) => {
+                self.on_batch(peer, asked_at, size, units, pieces)
             }
-            (Job::Storage(units), LeafResponse::StorageChunk(chunk)) => {
-                let pieces = chunk.pieces;
-                self.on_batch(peer, asked_at, size, units, pieces, |unit, piece| match unit.owner {
-                    Some(owner) => check_piece(unit, owner, piece),
-                    None => ChunkVerdict::Refused(Verdict::Invalid("answer of the wrong kind")),
-                })
+            (Job::Nodes(tasks), Body::Nodes(nodes)) => self.on_nodes(peer, tasks, &nodes),
+            (Job::Codes(tasks), Body::Codes { codes, hashes }) => {
+                self.on_codes(peer, tasks, &codes, hashes)
             }
-            (Job::Nodes(tasks), LeafResponse::Nodes(nodes)) => self.on_nodes(peer, tasks, &nodes),
-            (Job::Codes(tasks), LeafResponse::Codes(codes)) => self.on_codes(peer, tasks, &codes),
-            (Job::Probe(root), LeafResponse::Nodes(nodes)) => {
+            (Job::Probe(root), Body::Nodes(nodes)) => {
                 // Measured already; the node is the pivot's root, which the syncer has.
                 let node = nodes.nodes.first().filter(|rlp| !rlp.is_empty());
                 let wrong = node.is_some_and(|rlp| keccak256(rlp) != root);
@@ -127,9 +95,9 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
     }
 
-    /// A `Chunk` or `StorageChunk` answer (its `pieces`) to the account or storage `units`:
-    /// each piece is judged by `check` and imported on its own, exactly as a single chunk is, so
-    /// a lie in one piece costs its server and leaves the others standing. Once a piece got its
+    /// A `Chunk` or `StorageChunk` answer (its `pieces`, checked and staged off the loop) to the
+    /// account or storage `units`: each piece is judged and imported on its own, exactly as a
+    /// single chunk is, so a lie in one piece costs its server and leaves the others standing. Once a piece got its
     /// server banned, its further pieces are not imported: their units are queued again as
     /// tried by it. Once its server is benched for stale chunks
     /// ([`crate::peer_set::PeerSet::takes_chunks`]), only further pieces that equal their
@@ -143,20 +111,19 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// back as tried by it, so that another peer does: else a server answering each batch
     /// late with its first piece only took the rest back at once, batch after batch, and held
     /// them hostage for a request timeout each. An answer without any piece is empty.
-    fn on_batch<P: Piece>(
+    fn on_batch(
         &mut self,
         peer: usize,
         asked_at: ChainHead,
         size: u64,
         units: Vec<Unit>,
-        pieces: Vec<P>,
-        check: impl Fn(&Unit, P) -> ChunkVerdict,
+        pieces: Pieces,
     ) -> Result<(), SyncError> {
-        if pieces.len() > units.len() {
+        let Pieces::Checked(pieces) = pieces else {
             self.judge(peer, Verdict::Invalid("more chunk pieces than chunks asked"));
             requeue(&mut self.work.units, units, peer);
             return Ok(());
-        }
+        };
         if pieces.is_empty() {
             self.judge(peer, Verdict::Empty);
             requeue(&mut self.work.units, units, peer);
@@ -182,15 +149,15 @@ impl<S: KvStore + 'static> Syncer<S> {
             // left unjudged.
             let (owner, prefix) = (unit.owner, unit.prefix);
             let claimed = match self.work.is_claimed(owner, prefix) {
-                true if piece.marks_large() => {
+                true if piece.marks_large => {
                     self.work.drop_claim(owner, prefix);
                     None
                 }
-                true => Some(piece.length() as u64),
+                true => Some(piece.length),
                 false => None,
             };
-            let verdict = check(&unit, piece);
-            let split = verdict == ChunkVerdict::Split;
+            let verdict = piece.verdict;
+            let split = matches!(verdict, Checked::Split);
             match self.on_chunk(peer, asked_at, unit, verdict, verified_only, &mut verified)? {
                 Some(Verdict::Delivered) => {
                     delivered = true;
@@ -247,7 +214,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
     }
 
-    /// Applies the verdict on one chunk (one piece of an account or storage batch) for
+    /// Applies the verdict on one chunk (one piece of an account or storage batch, staged) for
     /// `unit` and returns what it says about its server: [`Verdict::Delivered`] for leaves
     /// imported or a split, else the refusal (the unit is queued again, tried by `peer`). A
     /// chunk that equals its skeleton hash is staged in `verified`, written and taken in with
@@ -261,13 +228,13 @@ impl<S: KvStore + 'static> Syncer<S> {
         peer: usize,
         asked_at: ChainHead,
         unit: Unit,
-        verdict: ChunkVerdict,
+        verdict: Checked,
         verified_only: bool,
         verified: &mut Verified,
     ) -> Result<Option<Verdict>, SyncError> {
-        let (leaves, claimed) = match verdict {
-            ChunkVerdict::Import { leaves, head_number } => (leaves, head_number),
-            ChunkVerdict::Split => {
+        let (leaves, claimed, staged) = match verdict {
+            Checked::Import { leaves, head_number, staged } => (leaves, head_number, staged?),
+            Checked::Split => {
                 // The unit's node is fetched and its children become the units; the
                 // expansion holds the trie open in the unit's place.
                 self.reporter.stats.chunks_split += 1;
@@ -276,16 +243,15 @@ impl<S: KvStore + 'static> Syncer<S> {
                 self.work.replace(&unit, Purpose::Split { by: self.peers.sender(peer) });
                 return Ok(Some(Verdict::Delivered));
             }
-            ChunkVerdict::Refused(verdict) => {
+            Checked::Refused(verdict) => {
                 requeue(&mut self.work.units, [unit], peer);
                 return Ok(Some(verdict));
             }
         };
         // A chunk that differs from its skeleton hash, staged to be written alone.
         let mut differing = ChunkSet::default();
-        match &leaves {
-            Leaves::Accounts { accounts, .. } => {
-                let staged = self.db.stage_account_chunk(&unit.prefix, accounts)?;
+        match *staged {
+            Staged::Accounts(staged) => {
                 if staged.outcome().root == unit.hash {
                     let (chunk, outcome) = ChunkSet::of(staged);
                     let sender = self.peers.sender(peer);
@@ -294,8 +260,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 }
                 differing.add(staged);
             }
-            Leaves::Slots { owner, slots } => {
-                let staged = self.db.stage_storage_chunk(owner, &unit.prefix, slots)?;
+            Staged::Slots(staged) => {
                 if *staged.outcome() == unit.hash {
                     let sender = self.peers.sender(peer);
                     verified.push(ChunkSet::of(staged).0, sender, unit, leaves, Vec::new());
@@ -509,23 +474,22 @@ impl<S: KvStore + 'static> Syncer<S> {
         Ok(())
     }
 
-    /// A `Codes` answer to `tasks`: every code must hash to its request. Empty entries are
-    /// asked elsewhere; the hashes after the last entry were left out at the server's byte
-    /// budget (honest: batches ask for more than fit) and are queued again untried.
+    /// A `Codes` answer to `tasks`, each entry with its hash: every code must hash to its
+    /// request. Empty entries are asked elsewhere; the hashes after the last entry were left out
+    /// at the server's byte budget (honest: batches ask for more than fit) and are queued again
+    /// untried.
     fn on_codes(
         &mut self,
         peer: usize,
         tasks: Vec<CodeTask>,
         codes: &Codes,
+        hashes: Vec<B256>,
     ) -> Result<(), SyncError> {
         let mut got = Vec::new();
         let mut missing = Vec::new();
         let mut wrong = false;
         let answered = codes.codes.len();
-        // Hashed together (eight at a time where the CPU allows); past the first wrong code
-        // nothing is used, and the answer's size was bounded before it was decoded.
-        let inputs: Vec<&[u8]> = codes.codes.iter().map(|code| code.as_ref()).collect();
-        let hashes = keccak256_batch(&inputs);
+        // Past the first wrong code nothing is used.
         let mut tasks = tasks.into_iter();
         // Entries first: `zip` takes from its first iterator before its second, so no task is
         // taken past the last entry.
