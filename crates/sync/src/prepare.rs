@@ -1,10 +1,10 @@
 //! Answers prepared off the loop. As soon as a chunk answer arrives its pieces are checked
 //! (`import.rs`) and staged (each subtrie hashed and its writes built:
 //! [`stage_account_chunk`], [`stage_storage_chunk`]), and a codes answer's codes are hashed, on
-//! the runtime's blocking threads, at most one answer per core at once ([`prepare_answer`]). The loop
-//! then only applies what they show (`syncer/answers.rs`). Hashing is most of a sync's CPU:
-//! done in the loop it held up every other answer and the next requests behind it, and used one
-//! core however many answers waited.
+//! the runtime's blocking threads, at most one answer per core at once ([`prepare_answer`]).
+//! The loop then only applies what they show (`syncer/answers.rs`). Hashing is most of a sync's
+//! CPU: done in the loop it held up every other answer and the next requests behind it, and used
+//! one core however many answers waited.
 //!
 //! Preparing reads nothing but the answer and its job (staging reads no table: a chunk's range
 //! deletes are read when it is written), so an answer prepared early is the answer the loop
@@ -83,6 +83,9 @@ pub(crate) enum Checked {
     Split,
     /// The piece counts against its server; its unit is asked again elsewhere.
     Refused(Verdict),
+    /// Neither checked nor staged: an earlier piece of the answer was invalid, which bans its
+    /// server, so its further pieces are not imported (a lie buys no hashing of the rest).
+    AfterInvalid,
 }
 
 /// A staged chunk of either kind.
@@ -179,8 +182,9 @@ pub(crate) fn prepare(job: &Job, response: LeafResponse) -> Answer {
     Answer { size, body }
 }
 
-/// A chunk answer's `pieces` to `units`, each judged by `check` and staged, and the answer's
-/// size (from the pieces' lengths, each counted once).
+/// A chunk answer's `pieces` to `units`, each judged by `check` and staged up to the first
+/// invalid one ([`Checked::AfterInvalid`] after it), and the answer's size (from the pieces'
+/// lengths, each counted once).
 fn pieces<P: Piece>(
     units: &[Unit],
     pieces: Vec<P>,
@@ -191,19 +195,26 @@ fn pieces<P: Piece>(
     if pieces.len() > units.len() {
         return (Body::Pieces(Pieces::TooMany), size);
     }
+    let mut invalid = false;
     let checked = pieces
         .into_iter()
         .zip(units)
         .zip(lengths)
         .map(|((piece, unit), length)| {
             let marks_large = piece.marks_large();
+            if invalid {
+                return CheckedPiece { marks_large, length, verdict: Checked::AfterInvalid };
+            }
             let verdict = match check(unit, piece) {
                 ChunkVerdict::Import { leaves, head_number } => {
                     let staged = stage(unit, &leaves);
                     Checked::Import { leaves, head_number, staged }
                 }
                 ChunkVerdict::Split => Checked::Split,
-                ChunkVerdict::Refused(verdict) => Checked::Refused(verdict),
+                ChunkVerdict::Refused(verdict) => {
+                    invalid = matches!(verdict, Verdict::Invalid(_));
+                    Checked::Refused(verdict)
+                }
             };
             CheckedPiece { marks_large, length, verdict }
         })
@@ -298,6 +309,36 @@ mod tests {
         // Outside its unit's prefix: refused, nothing staged.
         let malformed = Verdict::Invalid("malformed chunk");
         assert!(matches!(&pieces[2].verdict, Checked::Refused(v) if *v == malformed));
+    }
+
+    /// After an invalid piece, which bans its server, the answer's further pieces are neither
+    /// checked nor staged; a piece refused without a ban leaves the next ones checked.
+    #[test]
+    fn pieces_after_an_invalid_one_are_left_unread() {
+        let good = piece(vec![account(0x40, AccountStorage::Inline(slots(2)))]);
+        // Outside its unit's prefix (`1, 2`): malformed.
+        let bad = piece(vec![account(0x90, AccountStorage::Inline(Vec::new()))]);
+        let units = vec![unit(None, &[1, 2]), unit(None, &[1, 1]), unit(None, &[1, 1])];
+        let chunk = Chunk { pieces: vec![bad, good.clone(), good.clone()] };
+        let Body::Pieces(Pieces::Checked(pieces)) =
+            prepare(&Job::Chunk(units), LeafResponse::Chunk(chunk)).body
+        else {
+            panic!("pieces")
+        };
+        assert!(matches!(&pieces[0].verdict, Checked::Refused(Verdict::Invalid(_))));
+        assert!(matches!(pieces[1].verdict, Checked::AfterInvalid));
+        assert!(matches!(pieces[2].verdict, Checked::AfterInvalid));
+        // An empty piece for a unit with leaves is refused as empty, without a ban: the next
+        // piece is still checked and staged.
+        let units = vec![unit(None, &[1, 2]), unit(None, &[1, 1])];
+        let chunk = Chunk { pieces: vec![piece(Vec::new()), good] };
+        let Body::Pieces(Pieces::Checked(pieces)) =
+            prepare(&Job::Chunk(units), LeafResponse::Chunk(chunk)).body
+        else {
+            panic!("pieces")
+        };
+        assert!(matches!(pieces[0].verdict, Checked::Refused(Verdict::Empty)));
+        assert!(matches!(pieces[1].verdict, Checked::Import { .. }));
     }
 
     /// A batch answer with more pieces than units asked is refused whole, unchecked; an answer

@@ -52,7 +52,8 @@ impl Run {
         self.push_value(start, value);
     }
 
-    /// Adds the node at `path` of the trie of `owner` (its key as [`crate::keys::node_key`] makes it).
+    /// Adds the node at `path` of the trie of `owner` (its key as [`crate::keys::node_key`]
+    /// makes it).
     fn push_node(&mut self, owner: Option<&B256>, path: &Nibbles, rlp: &[u8]) {
         let start = self.bytes.len();
         if let Some(owner) = owner {

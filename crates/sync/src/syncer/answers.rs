@@ -97,9 +97,9 @@ impl<S: KvStore + 'static> Syncer<S> {
 
     /// A `Chunk` or `StorageChunk` answer (its `pieces`, checked and staged off the loop) to the
     /// account or storage `units`: each piece is judged and imported on its own, exactly as a
-    /// single chunk is, so a lie in one piece costs its server and leaves the others standing. Once a piece got its
-    /// server banned, its further pieces are not imported: their units are queued again as
-    /// tried by it. Once its server is benched for stale chunks
+    /// single chunk is, so a lie in one piece costs its server and leaves the others standing.
+    /// Once a piece got its server banned, its further pieces are not imported: their units are
+    /// queued again as tried by it. Once its server is benched for stale chunks
     /// ([`crate::peer_set::PeerSet::takes_chunks`]), only further pieces that equal their
     /// skeleton hash are imported (a stale server's chunks mostly do: only the prefixes its head
     /// changed differ), and the others are queued again as tried by it instead of healed. So a
@@ -246,6 +246,12 @@ impl<S: KvStore + 'static> Syncer<S> {
             Checked::Refused(verdict) => {
                 requeue(&mut self.work.units, [unit], peer);
                 return Ok(Some(verdict));
+            }
+            // Its server was banned for an earlier piece (and so not asked here): queued again,
+            // tried by it.
+            Checked::AfterInvalid => {
+                requeue(&mut self.work.units, [unit], peer);
+                return Ok(None);
             }
         };
         // A chunk that differs from its skeleton hash, staged to be written alone.
