@@ -507,15 +507,10 @@ async fn a_slow_server_answering_one_piece_a_batch_does_not_hold_the_rest() {
     assert!(elapsed < 3 * delay, "{elapsed:?}");
 }
 
-/// Mixes of two to four hostile peers drawn from every behaviour, beside one honest peer, with
-/// and without batching (a fixed stream of draws: a failure names its round and mix): every
-/// sync ends in the exact state, the honest peer never penalised (`run_serving` asserts both).
-/// The scenarios above take one behaviour at a time; a liar's verdict must not depend on who
-/// else lies beside it.
-#[tokio::test(start_paused = true)]
-async fn any_mix_of_hostile_peers_leaves_the_exact_state() {
+/// The hostile behaviours the drawn mixes take from.
+const DRAWN_KINDS: [Behaviour; 16] = {
     use Behaviour::*;
-    const KINDS: [Behaviour; 16] = [
+    [
         Junk,
         Empty,
         Silent,
@@ -532,11 +527,21 @@ async fn any_mix_of_hostile_peers_leaves_the_exact_state() {
         PoisonFirstPiece,
         ShortStale,
         MarkLarge,
-    ];
+    ]
+};
+
+/// Mixes of two to four hostile peers drawn from every behaviour, beside one honest peer, with
+/// and without batching (a fixed stream of draws: a failure names its round and mix): every
+/// sync ends in the exact state, the honest peer never penalised (`run_serving` asserts both).
+/// The scenarios above take one behaviour at a time; a liar's verdict must not depend on who
+/// else lies beside it.
+#[tokio::test(start_paused = true)]
+async fn any_mix_of_hostile_peers_leaves_the_exact_state() {
     let (mut draw, rounds) = common::drawn_rounds(44, 16);
     let mut pick = |n: usize| draw.below(n as u64) as usize;
     for round in 0..rounds {
-        let mix: Vec<Behaviour> = (0..2 + pick(3)).map(|_| KINDS[pick(KINDS.len())]).collect();
+        let mix: Vec<Behaviour> =
+            (0..2 + pick(3)).map(|_| DRAWN_KINDS[pick(DRAWN_KINDS.len())]).collect();
         let batched = pick(2) == 0;
         println!("round {round}: {mix:?}, batched: {batched}");
         let (config, serve) = configs(batched);
@@ -600,6 +605,42 @@ async fn peers_lying_at_random_cost_only_themselves() {
 
 /// Rounds of [`peers_lying_at_random_cost_only_themselves`] (unless soaked).
 const ROUNDS_OF_MUTANTS: u64 = 24;
+
+/// The drawn syncs above run on a current-thread runtime, where each answer is prepared in the
+/// loop as it arrives. A daemon's runtime has worker threads: there a chunk answer is checked
+/// and hashed on a blocking thread while the loop applies others (`prepare.rs`), and verdicts
+/// reach the loop in the order their hashing ends. Liars that answer at once (this runs in real
+/// time: no silence, no timeouts), drawn as above and mutants among them, with and without
+/// batching: every sync ends in the exact state, the honest peer never penalised, every
+/// provable lie penalised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liars_cost_only_themselves_with_answers_prepared_on_other_threads() {
+    use Behaviour::*;
+    // Those that answer at once.
+    let kinds: Vec<Behaviour> = DRAWN_KINDS
+        .into_iter()
+        .filter(|kind| !matches!(kind, Silent | Disconnects | Limited(_)))
+        .collect();
+    let (mut draw, rounds) = common::drawn_rounds(47, 8);
+    let mut changed = 0;
+    for round in 0..rounds {
+        let mut mix: Vec<Behaviour> = (0..1 + draw.below(2))
+            .map(|_| kinds[draw.below(kinds.len() as u64) as usize])
+            .collect();
+        mix.push(Mutant { seed: draw.next_u64(), rate: [1, 4, 8][draw.below(3) as usize] });
+        let batched = draw.next_u64().is_multiple_of(2);
+        println!("round {round}: {mix:?}, batched: {batched}");
+        let (config, serve) = configs(batched);
+        let minutes = std::time::Duration::from_secs(300);
+        let (_, peers) = tokio::time::timeout(minutes, run_serving(&mix, config, serve))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the sync did not end within 5 minutes"));
+        common::assert_liars_paid(&peers, &format!("round {round}"));
+        changed += common::answers_changed(&peers);
+    }
+    // The mutants were asked and lied, not left idle.
+    assert!(changed >= rounds, "{changed} answers changed");
+}
 
 /// Syncs from `estimates.len()` honest servers of a 20,000-account state, each announcing its
 /// estimate; returns the requests the sync took.
