@@ -17,7 +17,7 @@ use std::{
 
 use crate::{
     LeafDbError, MemStore, Result,
-    kv::{Durability, KvPair, KvRead, KvStore, SortedWriter, Table, WriteBatch},
+    kv::{Durability, KvIter, KvRead, KvStore, SortedWriter, Table, WriteBatch},
     schema::meta,
 };
 
@@ -257,11 +257,7 @@ impl KvRead for HookStore {
         self.inner.get(table, key)
     }
 
-    fn iter_from<'a>(
-        &'a self,
-        table: Table,
-        start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+    fn iter_from<'a>(&'a self, table: Table, start: &[u8]) -> KvIter<'a> {
         self.inner.iter_from(table, start)
     }
 }

@@ -8,7 +8,7 @@ use crate::{
     db::{LeafDb, read_account_root},
     error::Result,
     keys::prefix_end,
-    kv::{KvPair, KvRead, KvStore, Reading, Table},
+    kv::{KvIter, KvPair, KvRead, KvStore, Reading, Table},
     schema::{BlockHeader, decode_account_row, decode_slot_value, slot_leaf_value},
     trie::{NodeSink, StackBuilder},
 };
@@ -68,7 +68,7 @@ impl VerifyReport {
 /// (every node before its descendants) with a stack of at most one node per path length. Reads
 /// the table once, in order, trie by trie: storage tries by owner as the accounts come.
 struct StoredNodes<'a> {
-    rows: std::iter::Fuse<Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>>,
+    rows: std::iter::Fuse<KvIter<'a>>,
     /// The next row in key order, not yet on the stack.
     peeked: Option<KvPair>,
     /// Stored ancestors (in key order) of `peeked`, deepest last.
@@ -216,7 +216,7 @@ impl NodeSink for CompareSink<'_, '_> {
 
 /// The flat storage table read once in order, account by account.
 struct StorageRows<'a> {
-    rows: std::iter::Fuse<Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>>,
+    rows: std::iter::Fuse<KvIter<'a>>,
     peeked: Option<KvPair>,
     /// Rows passed over: of owners no account has, or malformed.
     orphans: u64,

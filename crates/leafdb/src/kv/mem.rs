@@ -6,7 +6,9 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use super::{BatchOp, Durability, KvPair, KvRead, KvStore, SortedWriter, Table, WriteBatch};
+use super::{
+    BatchOp, Durability, KvIter, KvPair, KvRead, KvStore, SortedWriter, Table, WriteBatch,
+};
 use crate::error::{LeafDbError, Result};
 
 /// One table's pairs, shared copy-on-write: a snapshot or an iterator holds the version it was
@@ -72,11 +74,7 @@ impl KvRead for MemStore {
         Ok(read_table(&self.read(), table, key))
     }
 
-    fn iter_from<'a>(
-        &'a self,
-        table: Table,
-        start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+    fn iter_from<'a>(&'a self, table: Table, start: &[u8]) -> KvIter<'a> {
         Box::new(scan(&self.read(), table, start))
     }
 }
@@ -86,11 +84,7 @@ impl KvRead for MemSnapshot {
         Ok(read_table(&self.0, table, key))
     }
 
-    fn iter_from<'a>(
-        &'a self,
-        table: Table,
-        start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+    fn iter_from<'a>(&'a self, table: Table, start: &[u8]) -> KvIter<'a> {
         Box::new(scan(&self.0, table, start))
     }
 }

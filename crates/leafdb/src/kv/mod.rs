@@ -138,6 +138,9 @@ pub enum Durability {
 /// A key-value pair read from a table.
 pub type KvPair = (Box<[u8]>, Box<[u8]>);
 
+/// An ordered scan of a table's pairs ([`KvRead::iter_from`], [`KvRead::range_from`]).
+pub type KvIter<'a> = Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>;
+
 /// What a range is read for ([`KvRead::range_from`]), which decides how a store reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reading {
@@ -159,11 +162,7 @@ pub trait KvRead {
         keys.iter().map(|k| self.get(table, k)).collect()
     }
     /// Pairs with keys `>= start`, in key order.
-    fn iter_from<'a>(
-        &'a self,
-        table: Table,
-        start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>;
+    fn iter_from<'a>(&'a self, table: Table, start: &[u8]) -> KvIter<'a>;
     /// [`Self::iter_from`] as a [`Cursor`], which lends each pair instead of allocating it and
     /// can skip ahead: for reads of many short runs in key order (a chunk's storages).
     fn cursor<'a>(&'a self, table: Table, start: &[u8]) -> Result<Box<dyn Cursor + 'a>> {
@@ -172,12 +171,7 @@ pub trait KvRead {
     /// [`Self::iter_from`] for a range read as `reading` says: a store may read it ahead and
     /// keep what it reads out of its caches, which hold what point reads and short ranges read
     /// again and again (the trie nodes and accounts of block application).
-    fn range_from<'a>(
-        &'a self,
-        table: Table,
-        start: &[u8],
-        reading: Reading,
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+    fn range_from<'a>(&'a self, table: Table, start: &[u8], reading: Reading) -> KvIter<'a> {
         let _ = reading;
         self.iter_from(table, start)
     }
@@ -204,12 +198,12 @@ pub trait Cursor: Send {
 
 /// A [`Cursor`] over an iterator of owned pairs: the default for stores without a lending one.
 struct IterCursor<'a> {
-    iter: Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>,
+    iter: KvIter<'a>,
     current: Option<KvPair>,
 }
 
 impl<'a> IterCursor<'a> {
-    fn new(mut iter: Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>) -> Result<Self> {
+    fn new(mut iter: KvIter<'a>) -> Result<Self> {
         let current = iter.next().transpose()?;
         Ok(Self { iter, current })
     }

@@ -11,7 +11,8 @@ use rocksdb::{
 };
 
 use super::{
-    BatchOp, Cursor, Durability, KvPair, KvRead, KvStore, Reading, SortedWriter, Table, WriteBatch,
+    BatchOp, Cursor, Durability, KvIter, KvPair, KvRead, KvStore, Reading, SortedWriter, Table,
+    WriteBatch,
 };
 use crate::error::{LeafDbError, Result};
 
@@ -255,7 +256,7 @@ fn is_lock_error(e: &rocksdb::Error) -> bool {
 }
 
 /// The pairs of `it`, an iterator over the database at `path`, with the leafdb's errors.
-fn boxed_iter<'a, I>(path: &'a Path, it: I) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a>
+fn boxed_iter<'a, I>(path: &'a Path, it: I) -> KvIter<'a>
 where
     I: Iterator<Item = std::result::Result<KvPair, rocksdb::Error>> + Send + 'a,
 {
@@ -313,12 +314,7 @@ impl RocksStore {
 
     /// Forward iteration over `table` from `start` under `opts` (which may name a snapshot);
     /// an unknown table is one error item.
-    fn iter_with<'a>(
-        &'a self,
-        table: Table,
-        start: &[u8],
-        opts: ReadOptions,
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+    fn iter_with<'a>(&'a self, table: Table, start: &[u8], opts: ReadOptions) -> KvIter<'a> {
         let mode = IteratorMode::From(start, Direction::Forward);
         match self.cf(table) {
             Ok(cf) => boxed_iter(self.db.path(), self.db.iterator_cf_opt(cf, opts, mode)),
@@ -341,20 +337,11 @@ impl KvRead for RocksStore {
             .collect()
     }
 
-    fn iter_from<'a>(
-        &'a self,
-        table: Table,
-        start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+    fn iter_from<'a>(&'a self, table: Table, start: &[u8]) -> KvIter<'a> {
         self.iter_with(table, start, ReadOptions::default())
     }
 
-    fn range_from<'a>(
-        &'a self,
-        table: Table,
-        start: &[u8],
-        reading: Reading,
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+    fn range_from<'a>(&'a self, table: Table, start: &[u8], reading: Reading) -> KvIter<'a> {
         self.iter_with(table, start, range_options(reading))
     }
 
@@ -398,20 +385,11 @@ impl KvRead for RocksSnapshot<'_> {
         self.snap.get_cf(self.store.cf(table)?, key).map_err(self.store.storage())
     }
 
-    fn iter_from<'a>(
-        &'a self,
-        table: Table,
-        start: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+    fn iter_from<'a>(&'a self, table: Table, start: &[u8]) -> KvIter<'a> {
         self.store.iter_with(table, start, self.read_options(ReadOptions::default()))
     }
 
-    fn range_from<'a>(
-        &'a self,
-        table: Table,
-        start: &[u8],
-        reading: Reading,
-    ) -> Box<dyn Iterator<Item = Result<KvPair>> + Send + 'a> {
+    fn range_from<'a>(&'a self, table: Table, start: &[u8], reading: Reading) -> KvIter<'a> {
         self.store.iter_with(table, start, self.read_options(range_options(reading)))
     }
 
