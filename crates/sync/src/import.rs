@@ -45,8 +45,10 @@ impl Leaves {
 pub(crate) enum ChunkVerdict {
     /// Leaves to import, read at the server's `head_number`.
     Import { leaves: Leaves, head_number: u64 },
-    /// "Too large" for a unit of many leaves: split it into its children.
-    Split,
+    /// "Too large", read at the server's `head_number`: a unit of many leaves is split into its
+    /// children; for a unit that is a single leaf at the pivot the syncer judges the claim by
+    /// its head (`Syncer::on_chunk`).
+    Split { head_number: u64 },
     /// The answer counts against its server ([`Verdict::Empty`], `Junk`, `Invalid`); the unit
     /// is asked again elsewhere.
     Refused(Verdict),
@@ -104,15 +106,12 @@ pub(crate) fn accounts(prefix: &Nibbles, leaves: Vec<AccountLeaf>) -> Result<Lea
     Ok(Leaves::Accounts { accounts: out, large })
 }
 
-/// The items of a chunk's content, or its early verdict: "too large" is a lie for a single
-/// leaf (an account's storage beyond the cap is sent as a mark, so one leaf always fits) and
-/// a split otherwise; no items is an empty answer.
-fn items<T>(unit: &Unit, content: ChunkContent<T>) -> Result<Vec<T>, ChunkVerdict> {
+/// The items of a chunk's content read at `head_number`, or its early verdict: "too large" is
+/// a split (judged by the syncer where the unit is a single leaf); no items is an empty
+/// answer.
+fn items<T>(content: ChunkContent<T>, head_number: u64) -> Result<Vec<T>, ChunkVerdict> {
     match content {
-        ChunkContent::TooLarge if unit.leaf || unit.prefix.len() == 64 => {
-            Err(ChunkVerdict::Refused(Verdict::Junk("\"too large\" for a single leaf")))
-        }
-        ChunkContent::TooLarge => Err(ChunkVerdict::Split),
+        ChunkContent::TooLarge => Err(ChunkVerdict::Split { head_number }),
         ChunkContent::Items(items) if items.is_empty() => {
             Err(ChunkVerdict::Refused(Verdict::Empty))
         }
@@ -123,7 +122,7 @@ fn items<T>(unit: &Unit, content: ChunkContent<T>) -> Result<Vec<T>, ChunkVerdic
 /// Judges one piece of a `Chunk`, the answer for the account `unit`: the same rules for every
 /// piece, independently of the batch's other pieces.
 pub(crate) fn check_chunk(unit: &Unit, piece: AccountPiece) -> ChunkVerdict {
-    let checked = items(unit, piece.content).and_then(|leaves| {
+    let checked = items(piece.content, piece.head_number).and_then(|leaves| {
         accounts(&unit.prefix, leaves)
             .map_err(|_| ChunkVerdict::Refused(Verdict::Invalid("malformed chunk")))
     });
@@ -136,7 +135,7 @@ pub(crate) fn check_chunk(unit: &Unit, piece: AccountPiece) -> ChunkVerdict {
 /// Judges one piece of a `StorageChunk`, the answer for the storage `unit` of `owner`: the same
 /// rules as a whole chunk, independently of the batch's other pieces.
 pub(crate) fn check_piece(unit: &Unit, owner: B256, piece: StoragePiece) -> ChunkVerdict {
-    let checked = items(unit, piece.content).and_then(|items| {
+    let checked = items(piece.content, piece.head_number).and_then(|items| {
         slots(&items, &unit.prefix)
             .map_err(|_| ChunkVerdict::Refused(Verdict::Invalid("malformed storage chunk")))
     });

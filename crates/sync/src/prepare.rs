@@ -79,8 +79,8 @@ pub(crate) struct CheckedPiece {
 pub(crate) enum Checked {
     /// Leaves to import, read at the server's `head_number`, and their staged chunk.
     Import { leaves: Leaves, head_number: u64, staged: Result<Box<Staged>, LeafDbError> },
-    /// "Too large" for a unit of many leaves: split it into its children.
-    Split,
+    /// "Too large", read at the server's `head_number` ([`ChunkVerdict::Split`]).
+    Split { head_number: u64 },
     /// The piece counts against its server; its unit is asked again elsewhere.
     Refused(Verdict),
     /// Neither checked nor staged: an earlier piece of the answer was invalid, which bans its
@@ -210,7 +210,7 @@ fn pieces<P: Piece>(
                     let staged = stage(unit, &leaves);
                     Checked::Import { leaves, head_number, staged }
                 }
-                ChunkVerdict::Split => Checked::Split,
+                ChunkVerdict::Split { head_number } => Checked::Split { head_number },
                 ChunkVerdict::Refused(verdict) => {
                     invalid = matches!(verdict, Verdict::Invalid(_));
                     Checked::Refused(verdict)

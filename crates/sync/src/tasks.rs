@@ -81,8 +81,10 @@ pub(crate) enum Purpose {
     /// A skeleton node: its children become chunks or further skeleton nodes.
     Expand,
     /// The node of a unit that peer `by` called "too large": expanded as a skeleton node, its
-    /// child units asked of the other peers first; a leaf there makes the claim a lie.
-    Split { by: Sender },
+    /// child units asked of the other peers first. A leaf there makes the claim a lie if it was
+    /// read at the pivot's state or at a head `by` never announced (`provable`); read at
+    /// another head, the prefix may have held more leaves (`Syncer::leaf_too_large`).
+    Split { by: Sender, provable: bool },
     /// A heal node; `parent` is the pending node waiting for it (`None` for a heal root).
     Heal { parent: Option<Nibbles> },
 }

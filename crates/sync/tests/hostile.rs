@@ -365,6 +365,46 @@ async fn too_large_for_a_single_leaf_is_junk() {
     assert!(peers[1].penalties.lock().unwrap().contains(&PenaltyClass::Fatal));
 }
 
+/// "Too large" for a single leaf read a block past the pivot proves nothing (the prefix may
+/// have gained a leaf since, and an honest server out of time between two leaves says so).
+/// Two such quick servers beside a slow honest one: the units one of them splits turn out
+/// leaves, which the other, idle while the honest server is busy, is asked next and calls too
+/// large as well. Neither is penalised; each such claim counts as an implausible split (after
+/// `MAX_IMPLAUSIBLE_SPLITS` no more chunks), and the sync ends exact from the honest server.
+/// The same claims at the pivot's head are junk (`too_large_for_a_single_leaf_is_junk`).
+#[tokio::test(start_paused = true)]
+async fn too_large_for_a_single_leaf_a_block_ahead_costs_no_penalty() {
+    let src = source(ACCOUNTS, 11);
+    let servers: Vec<_> = [Behaviour::Honest, Behaviour::TooLargeAhead, Behaviour::TooLargeAhead]
+        .into_iter()
+        .zip(1..)
+        .map(|(behaviour, i)| SimPeer::new(i, Arc::clone(&src), behaviour, ACCOUNTS))
+        .collect();
+    let mut peers = dyn_peers(&servers[1..]);
+    let slow = Wait::Each(std::time::Duration::from_millis(500));
+    peers.push(Arc::new(common::Hooked { inner: Arc::clone(&servers[0]), hook: slow }));
+    let client = Arc::new(LeafDb::in_memory());
+    let config =
+        SyncConfig { chunk_target_bytes: 1024, chunk_batch_bytes: 0, ..Default::default() };
+    let out = Syncer::new(Arc::clone(&client), config, peers).run().await.unwrap();
+    assert_synced(&out, &client, &src, src.account_root().unwrap());
+    for server in &servers {
+        assert!(!out.banned.contains(&server.id), "an unprovable claim banned its server");
+        let penalties = server.penalties.lock().unwrap().clone();
+        assert!(
+            !penalties.iter().any(|p| matches!(p, PenaltyClass::High | PenaltyClass::Fatal)),
+            "{penalties:?}"
+        );
+    }
+    // Each split is one implausible claim at most: more are claims on units known to be a
+    // single leaf (the other server's splits).
+    assert!(
+        out.stats.implausible_splits > out.stats.chunks_split,
+        "no single leaf was called too large: {:?}",
+        out.stats
+    );
+}
+
 /// With chunks of `target` bytes, one a request: the units of an honest sync, and a sync beside
 /// a server calling every chunk of two or more leaves too large.
 async fn beside_a_too_large_liar(target: u64) -> (u64, leafsync_sync::SyncOutcome) {

@@ -157,7 +157,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 false => None,
             };
             let verdict = piece.verdict;
-            let split = matches!(verdict, Checked::Split);
+            let split = matches!(verdict, Checked::Split { .. });
             match self.on_chunk(peer, asked_at, unit, verdict, verified_only, &mut verified)? {
                 Some(Verdict::Delivered) => {
                     delivered = true;
@@ -234,13 +234,19 @@ impl<S: KvStore + 'static> Syncer<S> {
     ) -> Result<Option<Verdict>, SyncError> {
         let (leaves, claimed, staged) = match verdict {
             Checked::Import { leaves, head_number, staged } => (leaves, head_number, staged?),
-            Checked::Split => {
+            Checked::Split { head_number } if unit.leaf || unit.prefix.len() == 64 => {
+                return Ok(self.leaf_too_large(peer, unit, head_number, asked_at));
+            }
+            Checked::Split { head_number } => {
                 // The unit's node is fetched and its children become the units; the
                 // expansion holds the trie open in the unit's place.
                 self.reporter.stats.chunks_split += 1;
                 self.reporter.stats.chunks_total =
                     self.reporter.stats.chunks_total.saturating_sub(1);
-                self.work.replace(&unit, Purpose::Split { by: self.peers.sender(peer) });
+                let announced = self.peers.slot(peer).peer.head();
+                let provable = judge_mismatch(head_number, asked_at, announced, &self.pivot);
+                let by = self.peers.sender(peer);
+                self.work.replace(&unit, Purpose::Split { by, provable: provable.is_some() });
                 return Ok(Some(Verdict::Delivered));
             }
             Checked::Refused(verdict) => {
@@ -294,6 +300,30 @@ impl<S: KvStore + 'static> Syncer<S> {
         Ok(Some(Verdict::Delivered))
     }
 
+    /// Peer `peer`, asked while it announced `asked_at`, called `unit`, a single leaf at the
+    /// pivot, "too large", read at head `claimed`. One leaf always fits (a storage beyond the
+    /// inline cap is sent as a mark), so read at the pivot's state, or at a head the server
+    /// never announced, the claim is a lie: junk. Read at another head it proves nothing: the
+    /// prefix may have gained leaves since the pivot, and an honest server whose time budget
+    /// ran out between two of them says "too large". Then the unit goes to another peer and the
+    /// claim counts as an implausible split: after a few the server gets no more chunks
+    /// ([`crate::peer_set::PeerSet::implausible_split`]), with no penalty (`None`).
+    fn leaf_too_large(
+        &mut self,
+        peer: usize,
+        unit: Unit,
+        claimed: u64,
+        asked_at: ChainHead,
+    ) -> Option<Verdict> {
+        requeue(&mut self.work.units, [unit], peer);
+        if self.head_claim_lie(peer, claimed, asked_at).is_some() {
+            return Some(Verdict::Junk("\"too large\" for a single leaf"));
+        }
+        self.reporter.stats.implausible_splits += 1;
+        self.peers.implausible_split(peer);
+        None
+    }
+
     /// Counts an imported chunk of `accounts` accounts and `slots` storage slots in the stats.
     pub(super) fn count_import(&mut self, unit: &Unit, (accounts, slots): (u64, u64)) {
         let stats = &mut self.reporter.stats;
@@ -339,8 +369,9 @@ impl<S: KvStore + 'static> Syncer<S> {
         Ok(())
     }
 
-    /// Whether a differing chunk of `peer` that claims head `claimed`, asked while `peer`
-    /// announced `asked_at`, lies about its head ([`judge_mismatch`]): why, logged.
+    /// Whether a chunk of `peer` that differs from its skeleton hash (or calls a single leaf
+    /// too large) and claims head `claimed`, asked while `peer` announced `asked_at`, lies about
+    /// its head ([`judge_mismatch`]): why, logged.
     fn head_claim_lie(
         &self,
         peer: usize,
@@ -352,7 +383,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         let why = judge_mismatch(claimed, asked_at, announced, &self.pivot)?;
         debug!(peer = %server.id(), claimed, asked_at = asked_at.number,
             announced = announced.number,
-            pivot = self.pivot.number, why, "a differing chunk's head claim is a lie");
+            pivot = self.pivot.number, why, "a chunk's head claim is a lie");
         Some(why)
     }
 
@@ -391,8 +422,8 @@ impl<S: KvStore + 'static> Syncer<S> {
             DecodedNode::decode(&rlp).map_err(|_| SyncError::BadPivotNode { hash: task.hash })?;
         match task.purpose {
             Purpose::Expand => self.expand(task, &node, rlp, None),
-            Purpose::Split { by } => {
-                let by = self.peers.holds(by).then_some(by);
+            Purpose::Split { by, provable } => {
+                let by = self.peers.holds(by).then_some((by, provable));
                 self.expand(task, &node, rlp, by)
             }
             Purpose::Heal { parent } => self.heal_node(task, &node, rlp, parent),
@@ -401,23 +432,24 @@ impl<S: KvStore + 'static> Syncer<S> {
 
     /// A skeleton node: branch and extension children become chunks (or, above the chunk depth,
     /// further skeleton nodes); a leaf is a chunk by itself. The node of a unit that peer
-    /// `split_by` called "too large": a leaf there makes that a lie (one leaf always fits), and
-    /// the units it becomes go to the other peers first, so that a peer saying "too large" for
-    /// every chunk of more than one leaf splits each unit it is asked once, not again and again
-    /// down to single leaves.
+    /// `split_by` called "too large": a leaf there makes that a lie (one leaf always fits) where
+    /// the claim was `provable` (read at the pivot's state: [`Purpose::Split`]; read at another
+    /// head it counts as an implausible split once the leaf is in), and the units it becomes go
+    /// to the other peers first, so that a peer saying "too large" for every chunk of more than
+    /// one leaf splits each unit it is asked once, not again and again down to single leaves.
     fn expand(
         &mut self,
         task: &NodeTask,
         node: &DecodedNode,
         rlp: Vec<u8>,
-        split_by: Option<Sender>,
+        split_by: Option<(Sender, bool)>,
     ) -> Result<(), SyncError> {
         self.reporter.stats.skeleton_nodes += 1;
         let kind = if task.owner.is_none() { WorkKind::Skeleton } else { WorkKind::Storage };
         self.reporter.mark(kind);
         let mark = self.work.units_queued();
         if let DecodedNode::Leaf { .. } = node {
-            if let Some((peer, _)) = split_by {
+            if let Some(((peer, _), true)) = split_by {
                 self.judge(peer, Verdict::Junk("\"too large\" for a single leaf"));
             }
             self.add_unit_of(task.owner, task.path, task.hash, true)?;
@@ -433,7 +465,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 }
             }
         }
-        if let Some(by) = split_by {
+        if let Some((by, _)) = split_by {
             self.work.split_claim(mark, by, self.config.chunk_max_bytes);
         }
         self.close(task.owner)

@@ -64,6 +64,10 @@ pub enum Behaviour {
     LyingHead(u64),
     /// Every chunk and storage chunk answered "too large", whatever its size.
     TooLarge,
+    /// Every chunk and storage chunk answered "too large", claiming the block after the
+    /// server's own: as an honest server a block ahead of the pivot answers where its time
+    /// budget ran out, on a prefix that may hold more leaves than at the pivot.
+    TooLargeAhead,
     /// Every chunk and storage chunk of two or more leaves answered "too large": a liar that
     /// never says so for a single leaf, where it would be junk.
     TooLargeAboveOne,
@@ -224,6 +228,14 @@ impl SimPeer {
             (Behaviour::TooLarge, LeafResponse::Chunk(c)) => {
                 c.pieces.iter_mut().for_each(|p| p.content = ChunkContent::TooLarge)
             }
+            (Behaviour::TooLargeAhead, LeafResponse::Chunk(c)) => c
+                .pieces
+                .iter_mut()
+                .for_each(|p| too_large_ahead(&mut p.head_number, &mut p.content)),
+            (Behaviour::TooLargeAhead, LeafResponse::StorageChunk(c)) => c
+                .pieces
+                .iter_mut()
+                .for_each(|p| too_large_ahead(&mut p.head_number, &mut p.content)),
             (Behaviour::TooLargeAboveOne, LeafResponse::Chunk(c)) => {
                 c.pieces.iter_mut().for_each(|p| too_large_above_one(&mut p.content))
             }
@@ -294,6 +306,12 @@ impl SimPeer {
             _ => {}
         }
     }
+}
+
+/// "Too large" read at the block after `head_number`.
+fn too_large_ahead<T>(head_number: &mut u64, content: &mut ChunkContent<T>) {
+    *head_number += 1;
+    *content = ChunkContent::TooLarge;
 }
 
 /// "Too large" for `content` of two or more items.
