@@ -48,7 +48,7 @@ impl NetworkSettings {
         head: watch::Receiver<LocalHead>,
         handler: Arc<dyn RequestHandler>,
     ) -> NetworkConfig {
-        let chain_name = chain.name.clone();
+        let dev = chain.dev;
         let mut net = NetworkConfig::new(key, chain, head, handler);
         net.listen_addr = self.listen;
         net.static_peers.clone_from(&self.static_peers);
@@ -59,7 +59,7 @@ impl NetworkSettings {
         }
         net.max_inbound = self.max_inbound;
         net.max_outbound = self.max_outbound;
-        net.discovery = self.discovery.then(|| self.discovery_config(&chain_name));
+        net.discovery = self.discovery.then(|| self.discovery_config(dev));
         net
     }
 
@@ -69,13 +69,13 @@ impl NetworkSettings {
     /// IPs, so local records are dialed and discv5's IP limit and packet filter are off. On a
     /// public chain a private address is a cloud VM's or a home router's, not a LAN network:
     /// the defences stay on.
-    pub(crate) fn discovery_config(&self, chain: &str) -> DiscoveryConfig {
+    pub(crate) fn discovery_config(&self, dev: bool) -> DiscoveryConfig {
         let ip = match self.listen.ip() {
             std::net::IpAddr::V4(ip) => ip,
             std::net::IpAddr::V6(ip) if ip.is_loopback() => std::net::Ipv4Addr::LOCALHOST,
             std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
         };
-        let local = ip.is_loopback() || (ip.is_private() && chain == "dev");
+        let local = ip.is_loopback() || (ip.is_private() && dev);
         DiscoveryConfig {
             listen_addr: std::net::SocketAddrV4::new(ip, self.listen.port()),
             external_ip: self.external_ip,

@@ -346,7 +346,8 @@ level = "debug"
 fn discovery_keeps_its_defences_on_a_private_address_of_a_public_chain() {
     let discovery = |listen_ip: &str, chain: &str| {
         let text = format!("[p2p]\nlisten_ip = \"{listen_ip}\"\n");
-        parse(&text).unwrap().network.discovery_config(chain)
+        let dev = leafsync_p2p::chain::ChainSpec::preset(chain).unwrap().dev;
+        parse(&text).unwrap().network.discovery_config(dev)
     };
     let defended = |d: &leafsync_p2p::discovery::DiscoveryConfig| {
         !d.allow_local_addresses && d.ip_limit && d.packet_filter
@@ -364,9 +365,9 @@ fn discovery_keeps_its_defences_on_a_private_address_of_a_public_chain() {
 /// peer can reach is refused, naming the key.
 #[test]
 fn the_external_ip_is_announced() {
-    assert_eq!(parse("").unwrap().network.discovery_config("sepolia").external_ip, None);
+    assert_eq!(parse("").unwrap().network.discovery_config(false).external_ip, None);
     let config = parse("[p2p]\nexternal_ip = \"203.0.113.7\"\n").unwrap();
-    let announced = config.network.discovery_config("sepolia").external_ip;
+    let announced = config.network.discovery_config(false).external_ip;
     assert_eq!(announced, Some(std::net::Ipv4Addr::new(203, 0, 113, 7)));
     refused("[p2p]\nexternal_ip = \"0.0.0.0\"\n", &["`p2p.external_ip`", "0.0.0.0"]);
     refused("[p2p]\nexternal_ip = \"my-host\"\n", &["external_ip"]);

@@ -86,7 +86,7 @@ pub(crate) fn unfollowed_warning<S: KvStore>(
              (`el.rpc`) is set to repair it: the node offers no state until `el.rpc` is set (a \
              repair) or it is resynced from an empty datadir",
         )
-    } else if chain.name != "dev" {
+    } else if !chain.dev {
         // Nothing moves its head: peers get an older state with every block of the chain.
         Some(
             "no execution client (`el.rpc`): the leafdb is not followed and stays at this block \

@@ -66,7 +66,7 @@ async fn el_pivot_feed(
     url: &str,
     chain: &ChainSpec,
 ) -> Result<watch::Receiver<ChainHead>, CliError> {
-    let public = chain.name != "dev";
+    let public = !chain.dev;
     let behind = pivot_confirmations(chain);
     let genesis = Some(chain.genesis_hash);
     let mut headers = head_feed_behind(url, HEAD_POLL_INTERVAL, genesis, behind).await?;
@@ -104,7 +104,7 @@ async fn el_pivot_feed(
 /// Blocks the pivot stays behind the execution client's head on `chain`: [`PIVOT_CONFIRMATIONS`]
 /// on a public chain, none on `dev` (whose blocks are not reorged).
 fn pivot_confirmations(chain: &ChainSpec) -> u64 {
-    if chain.name == "dev" { 0 } else { PIVOT_CONFIRMATIONS }
+    if chain.dev { 0 } else { PIVOT_CONFIRMATIONS }
 }
 
 /// The trusted pivot feed, or an error when nothing may choose the pivot, or when the execution

@@ -97,6 +97,11 @@ pub struct ForkSchedule {
 pub struct ChainSpec {
     /// Short name ("mainnet").
     pub name: String,
+    /// A local development chain (the `dev` preset): its blocks are not reorged, so a sync's
+    /// pivot needs no confirmations and peers may choose it, and a private listen address is
+    /// a LAN's. Default: false (a public chain, with those defences on).
+    #[serde(default)]
+    pub dev: bool,
     /// Network id sent in `Status` and the ENR `leaf` entry.
     pub network_id: u64,
     /// Hash of block 0 (all zeros: placeholder to be replaced, see [`Self::with_genesis_hash`]).

@@ -31,6 +31,9 @@ fn all_presets_parse() {
         let spec = ChainSpec::preset(name).unwrap_or_else(|err| panic!("{name}: {err}"));
         assert_eq!(spec.name, name);
         assert_eq!(spec.ports, Ports::default());
+        // Only the dev chain drops the public chains' defences (pivot confirmations, the
+        // peers' pivot refused, discv5's limits on private addresses).
+        assert_eq!(spec.dev, name == "dev", "{name}");
     }
     let bootnodes = |name| ChainSpec::preset(name).map(|s| s.bootnodes.len()).unwrap_or(0);
     for name in ["mainnet", "sepolia", "holesky", "hoodi"] {

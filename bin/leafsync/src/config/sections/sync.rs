@@ -155,7 +155,7 @@ impl SyncSection {
         };
         // Peer heads are unauthenticated: on a public chain Sybil peers could choose the state
         // synced, so the peers' pivot needs an explicit opt-in there.
-        let peer_pivot = chain.name == "dev" || self.allow_peer_pivot;
+        let peer_pivot = chain.dev || self.allow_peer_pivot;
         if self.pivot == PivotSource::Peers && !peer_pivot {
             let reason = format!(
                 "\"peers\" on {} needs `sync.allow_peer_pivot = true`: peers' heads are \
@@ -178,8 +178,7 @@ impl SyncSection {
         // is a snap/1 server. For every start, a node with a state too: a node off for more
         // than the 128 blocks its execution client traces back can only be repaired, and
         // without snap/1 it would wait for a leaf/1 peer for good. A dev chain has none.
-        if self.sources.is_none() && chain.name != "dev" && settings.pivot_from_el(el.rpc.is_some())
-        {
+        if self.sources.is_none() && !chain.dev && settings.pivot_from_el(el.rpc.is_some()) {
             settings.sources.snap = true;
         }
         // snap/1 servers keep only the states of their last 128 blocks, and the pivot must be
