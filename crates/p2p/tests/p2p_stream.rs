@@ -10,7 +10,10 @@ use leafsync_p2p::{
     ecies::id_from_pk,
     p2pstream::{
         Capability, MAX_MESSAGE_SIZE, PING_INTERVAL, PING_TIMEOUT, Protocol,
-        stream::{HELLO_TIMEOUT, MAX_PINGS_PER_WINDOW, decompress, encode_message, split_message},
+        stream::{
+            HELLO_TIMEOUT, MAX_IGNORED_BYTES_PER_WINDOW, MAX_IGNORED_PER_WINDOW,
+            MAX_PINGS_PER_WINDOW, decompress, encode_message, split_message,
+        },
     },
 };
 use secp256k1::{PublicKey, SECP256K1, SecretKey};
@@ -210,9 +213,24 @@ async fn silent_peer_hits_hello_timeout() {
 /// Sends `frame` from the raw peer; expects our stream to fail with `check` and the raw peer to
 /// receive Disconnect(`reason`).
 async fn hostile(frame: Bytes, check: impl Fn(&P2PError) -> bool, reason: DisconnectReason) {
+    hostile_frames(vec![frame], check, reason).await;
+}
+
+/// [`hostile`] for frames sent one after the other (read as they are sent: a sender running
+/// ahead of the reader would fill the socket's buffers).
+async fn hostile_frames(
+    frames: Vec<Bytes>,
+    check: impl Fn(&P2PError) -> bool,
+    reason: DisconnectReason,
+) {
     let (mut p2p, mut raw) = raw_peer().await;
-    raw.send(frame).await.expect("send");
-    let e = p2p.next().await.expect("item").expect_err("must fail");
+    let send = async {
+        for frame in frames {
+            raw.send(frame).await.expect("send");
+        }
+    };
+    let ((), next) = tokio::join!(send, p2p.next());
+    let e = next.expect("item").expect_err("must fail");
     assert!(check(&e), "unexpected error {e}");
     assert_eq!(e.disconnect_reason(), Some(reason), "{e}");
     expect_disconnect(&mut raw, reason).await;
@@ -233,6 +251,25 @@ async fn reserved_base_protocol_ids_are_ignored() {
     raw.send(encode_message(offset + 3, &[0xc0], true).expect("msg")).await.expect("send");
     let got = p2p.next().await.expect("item").expect("still connected");
     assert_eq!(got, CapabilityMessage { cap: leaf, id: 3, payload: Bytes::from_static(&[0xc0]) });
+}
+
+/// Pongs and reserved-id messages are ignored, but within a budget: past
+/// `MAX_IGNORED_PER_WINDOW` of them, or `MAX_IGNORED_BYTES_PER_WINDOW` bytes of reserved
+/// frames, in one window the peer is flooding us with frames we decrypt for nothing.
+#[tokio::test]
+async fn floods_of_ignored_messages_are_a_breach() {
+    let flood = |e: &P2PError| matches!(e, P2PError::IgnoredFlood);
+    let breach = DisconnectReason::ProtocolBreach;
+    // Unsolicited Pongs, one past the budget.
+    let pong = encode_message(0x03, &[0xc0], true).expect("pong");
+    hostile_frames(vec![pong; MAX_IGNORED_PER_WINDOW as usize + 1], flood, breach).await;
+    // Reserved ids, each small, one past the budget.
+    let small = encode_message(0x05, &[0xde, 0xad], false).expect("msg");
+    hostile_frames(vec![small; MAX_IGNORED_PER_WINDOW as usize + 1], flood, breach).await;
+    // Few reserved frames, their bytes past the budget.
+    let big = encode_message(0x06, &vec![0u8; 256 << 10], false).expect("msg");
+    let frames = MAX_IGNORED_BYTES_PER_WINDOW / (256 << 10) + 1;
+    hostile_frames(vec![big; frames], flood, breach).await;
 }
 
 /// L1: a Disconnect with an undefined reason code, an empty payload, garbage or a snappy header

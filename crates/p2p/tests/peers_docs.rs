@@ -13,8 +13,8 @@ use leafsync_p2p::{
         PING_INTERVAL, PING_TIMEOUT,
         hello::MAX_HELLO_SIZE,
         stream::{
-            DISCONNECT_TIMEOUT, HELLO_TIMEOUT, MAX_DISCONNECT_SIZE, MAX_PINGS_PER_WINDOW,
-            PING_RATE_WINDOW,
+            DISCONNECT_TIMEOUT, HELLO_TIMEOUT, MAX_DISCONNECT_SIZE, MAX_IGNORED_BYTES_PER_WINDOW,
+            MAX_IGNORED_PER_WINDOW, MAX_PINGS_PER_WINDOW, PING_RATE_WINDOW,
         },
     },
     peers::{
@@ -104,6 +104,8 @@ fn every_constant_in_the_p2p_doc_matches_the_code() {
         ("MAX_HEADERS_RESPONSE_BYTES", MAX_HEADERS_RESPONSE_BYTES.to_string()),
         ("BLOCK_RANGE_UPDATE_INTERVAL", BLOCK_RANGE_UPDATE_INTERVAL.to_string()),
         ("MAX_PINGS_PER_WINDOW", MAX_PINGS_PER_WINDOW.to_string()),
+        ("MAX_IGNORED_PER_WINDOW", MAX_IGNORED_PER_WINDOW.to_string()),
+        ("MAX_IGNORED_BYTES_PER_WINDOW", MAX_IGNORED_BYTES_PER_WINDOW.to_string()),
         ("MAX_DISCONNECT_SIZE", MAX_DISCONNECT_SIZE.to_string()),
         ("PING_RATE_WINDOW", secs(PING_RATE_WINDOW)),
         ("MAX_HEAD_NUMBER", MAX_HEAD_NUMBER.to_string()),

@@ -76,6 +76,10 @@ pub enum P2PError {
     /// More Pings than `MAX_PINGS_PER_WINDOW` in one window.
     #[error("Ping flood")]
     PingFlood,
+    /// More Pongs and reserved-id messages than `MAX_IGNORED_PER_WINDOW`, or more bytes of them
+    /// than `MAX_IGNORED_BYTES_PER_WINDOW`, in one window.
+    #[error("flood of Pongs or reserved-id messages")]
+    IgnoredFlood,
     /// We were asked to send on a capability index that is not shared.
     #[error("no shared capability at index {0}")]
     UnknownCapability(usize),
@@ -109,6 +113,7 @@ impl P2PError {
             | Self::Snappy(_)
             | Self::InvalidKeepalive
             | Self::PingFlood
+            | Self::IgnoredFlood
             | Self::MessageTooLarge { .. } => true,
             _ => false,
         }

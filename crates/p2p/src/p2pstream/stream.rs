@@ -56,8 +56,21 @@ pub const MAX_CONTROL_MESSAGES_PER_POLL: usize = 32;
 /// and it ends the connection as a breach (each Ping costs us a Pong).
 pub const MAX_PINGS_PER_WINDOW: u32 = 10;
 
-/// The window over which [`MAX_PINGS_PER_WINDOW`] is counted: our own keepalive interval.
+/// The window over which [`MAX_PINGS_PER_WINDOW`] and [`MAX_IGNORED_PER_WINDOW`] are counted:
+/// our own keepalive interval.
 pub const PING_RATE_WINDOW: Duration = PING_INTERVAL;
+
+/// Most Pongs and reserved-id base-protocol messages a peer may send within one
+/// [`PING_RATE_WINDOW`]. Both are read, checked for their MAC and dropped: they cost us the
+/// decryption and buy the peer nothing, outside every capability's budget. An honest peer sends
+/// one Pong per Ping of ours (one a window) and, today, no reserved id (a later devp2p version
+/// may, which is why they are ignored rather than a breach); more is a flood and a breach.
+pub const MAX_IGNORED_PER_WINDOW: u32 = 64;
+
+/// Most bytes of reserved-id messages (as framed, before any decompression) a peer may send
+/// within one [`PING_RATE_WINDOW`]: 1 MiB. A reserved frame may otherwise be as large as any
+/// frame, and sixty-four of them are hundreds of megabytes decrypted for nothing.
+pub const MAX_IGNORED_BYTES_PER_WINDOW: usize = 1 << 20;
 
 /// Base protocol message ids.
 mod id {
@@ -283,8 +296,33 @@ pub struct P2PStream<S> {
     pongs_received: u64,
     /// Largest decompressed capability message accepted.
     max_message_size: usize,
-    /// Start of the current Ping rate window and the Pings received in it.
-    ping_window: (Instant, u32),
+    /// The base-protocol messages received in the current rate window.
+    base: BaseWindow,
+}
+
+/// The base-protocol messages a peer sent within one [`PING_RATE_WINDOW`], from the first on:
+/// Pings, and the messages read only to be dropped (Pongs, reserved ids) with their bytes.
+#[derive(Debug)]
+struct BaseWindow {
+    start: Instant,
+    pings: u32,
+    ignored: u32,
+    ignored_bytes: u32,
+}
+
+impl BaseWindow {
+    fn new() -> Self {
+        Self { start: Instant::now(), pings: 0, ignored: 0, ignored_bytes: 0 }
+    }
+
+    /// The window, started again if [`PING_RATE_WINDOW`] has passed since it began.
+    fn current(&mut self) -> &mut Self {
+        let now = Instant::now();
+        if now.saturating_duration_since(self.start) >= PING_RATE_WINDOW {
+            *self = Self { start: now, ..Self::new() };
+        }
+        self
+    }
 }
 
 impl<S> P2PStream<S>
@@ -302,7 +340,7 @@ where
             terminated: false,
             pongs_received: 0,
             max_message_size: MAX_MESSAGE_SIZE,
-            ping_window: (Instant::now(), 0),
+            base: BaseWindow::new(),
         }
     }
 
@@ -314,15 +352,25 @@ where
 
     /// Counts a Ping against [`MAX_PINGS_PER_WINDOW`].
     fn on_ping(&mut self) -> Result<(), P2PError> {
-        let now = Instant::now();
-        let (start, count) = &mut self.ping_window;
-        if now.saturating_duration_since(*start) >= PING_RATE_WINDOW {
-            *start = now;
-            *count = 0;
-        }
-        *count += 1;
-        if *count > MAX_PINGS_PER_WINDOW {
+        let window = self.base.current();
+        window.pings += 1;
+        if window.pings > MAX_PINGS_PER_WINDOW {
             return Err(P2PError::PingFlood);
+        }
+        Ok(())
+    }
+
+    /// Counts a Pong or a reserved-id message of `bytes` against [`MAX_IGNORED_PER_WINDOW`] and
+    /// [`MAX_IGNORED_BYTES_PER_WINDOW`].
+    fn on_ignored(&mut self, bytes: usize) -> Result<(), P2PError> {
+        let window = self.base.current();
+        window.ignored += 1;
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        window.ignored_bytes = window.ignored_bytes.saturating_add(bytes);
+        if window.ignored > MAX_IGNORED_PER_WINDOW
+            || window.ignored_bytes as usize > MAX_IGNORED_BYTES_PER_WINDOW
+        {
+            return Err(P2PError::IgnoredFlood);
         }
         Ok(())
     }
@@ -443,14 +491,17 @@ where
             }
             id::PONG => {
                 check_keepalive_payload(payload)?;
+                self.on_ignored(0)?;
                 self.pinger.on_pong();
                 self.pongs_received += 1;
                 Ok(None)
             }
             // Reserved base-protocol ids: ignored unread, as go-ethereum does, so that a later
-            // devp2p version's messages do not cost an honest peer its connection.
+            // devp2p version's messages do not cost an honest peer its connection; within a
+            // budget, since they are outside every capability's.
             other if other < id::FIRST_CAPABILITY => {
                 trace!(id = other, size = payload.len(), "ignoring reserved base-protocol message");
+                self.on_ignored(frame.len())?;
                 Ok(None)
             }
             other => {
