@@ -67,8 +67,8 @@ pub const MAX_HEADERS_SERVE: u64 = 1024;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Bytes of `eth/69` transaction gossip (`Transactions`, `NewPooledTransactionHashes`) one
-/// peer may send a second on average (1 MiB), requests we answer empty included
-/// ([`EMPTY_ANSWER_COST_BYTES`]). leafsync reads and drops gossip, but each message costs its
+/// peer may send a second on average (1 MiB); requests we answer empty have a budget of their
+/// own of the same size ([`EMPTY_ANSWER_COST_BYTES`]). leafsync reads and drops gossip, but each message costs its
 /// frame's decryption, MAC and decompression (and an empty answer a frame's encryption too), and
 /// without a bound a peer could keep a core busy with them. An honest geth sends far less: full
 /// transactions to the square root of its peers in messages of at most ~100 KiB, hashes to the
@@ -80,9 +80,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const GOSSIP_BYTES_PER_SECOND: u64 = 1024 * 1024;
 
 /// What a `GetBlockBodies`, `GetReceipts` or `GetPooledTransactions` we answer empty takes from
-/// the peer's gossip budget ([`GOSSIP_BYTES_PER_SECOND`]): its hashes' bytes, at least 1 KiB
-/// for the frame read and the frame written: 1,024 small requests a second after a burst of
-/// 16,384, with no gossip beside them.
+/// the peer's budget for such answers ([`GOSSIP_BYTES_PER_SECOND`] a second after a burst of
+/// [`GOSSIP_BURST_BYTES`]): its hashes' bytes, at least 1 KiB for the frame read and the frame
+/// written: 1,024 small requests a second after a burst of 16,384. Past it the session reads
+/// nothing more from the peer until the budget covers the last one (slowed, not refused).
 pub const EMPTY_ANSWER_COST_BYTES: u64 = 1024;
 
 /// Bytes of transaction gossip one peer may send at once (16 MiB): a geth announces its whole

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     MessageFault, PeerId, PenaltyClass,
-    eth::{self, BlockRangeUpdate, EthMessage},
+    eth::{self, BlockRangeUpdate, EthMessage, protocol::EMPTY_ANSWER_COST_BYTES},
     leaf::{ChainHead, LeafMessage, LeafRequest, LeafResponse, MessageRole, RequestPair},
     p2pstream::DisconnectReason,
     requests::{RequestError, RequestTracker, ResponseOutcome},
@@ -168,6 +168,14 @@ fn started_or_failed<M, T>(
         .ok()
 }
 
+/// What a snap/1 request answered empty costs the peer's budget for such answers: its encoded
+/// bytes, at least [`EMPTY_ANSWER_COST_BYTES`] (a frame read and one written).
+fn request_cost(request: &SnapMessage) -> u64 {
+    let mut encoded = Vec::new();
+    request.encode(&mut encoded);
+    (encoded.len() as u64).max(EMPTY_ANSWER_COST_BYTES)
+}
+
 /// The next finished call of `eth`, or never without one.
 async fn eth_answer(eth: &mut Option<EthSession>) -> Option<Outgoing> {
     match eth {
@@ -242,8 +250,10 @@ impl ActiveSession {
             let head_due = self.heads.due();
             let range_due = self.eth.as_ref().and_then(EthSession::range_due);
             let eth_busy = self.eth.as_ref().is_some_and(EthSession::is_busy);
+            // Requests answered empty past their budget: nothing more is read for a while.
+            let read_after = self.eth.as_ref().and_then(EthSession::read_after);
             tokio::select! {
-                message = self.stream.next() => match message {
+                message = self.stream.next(), if read_after.is_none() => match message {
                     None => return End::Gone(None),
                     Some(Ok(message)) => {
                         if let Err(end) = self.on_message(message).await {
@@ -272,6 +282,11 @@ impl ActiveSession {
                 Some(answer) = eth_answer(&mut self.eth), if eth_busy => {
                     if let Err(end) = self.send(answer).await {
                         return end;
+                    }
+                }
+                () = sleep_until_opt(read_after), if read_after.is_some() => {
+                    if let Some(eth) = &mut self.eth {
+                        eth.resume_reading();
                     }
                 }
                 () = sleep_until_opt(deadline), if deadline.is_some() => {
@@ -480,8 +495,15 @@ impl ActiveSession {
             let outcome = self.snap_tracker.on_response_in_order(response, Instant::now());
             return self.on_outcome(outcome).await;
         }
+        // Answered empty at once (no snap/1 handler): charged as eth/69's empty answers are.
+        let cost = request_cost(&message);
         match self.serving.on_snap_request(message) {
-            Ok(Some(answer)) => self.send(answer).await,
+            Ok(Some(answer)) => {
+                if let Some(eth) = &mut self.eth {
+                    eth.charge_empty(cost, Instant::now());
+                }
+                self.send(answer).await
+            }
             Ok(None) => Ok(()),
             Err(_) => Err(self.flood().await),
         }

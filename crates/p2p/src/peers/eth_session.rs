@@ -48,8 +48,7 @@ pub(crate) enum EthAction {
     Unsolicited,
     /// Too many header requests in flight: a breach.
     Flood(RequestFlood),
-    /// More transaction gossip and requests answered empty than the peer's budget
-    /// ([`GOSSIP_BYTES_PER_SECOND`]): a breach.
+    /// More transaction gossip than the peer's budget ([`GOSSIP_BYTES_PER_SECOND`]): a breach.
     GossipFlood,
 }
 
@@ -65,9 +64,14 @@ pub(crate) struct EthSession {
     answering: HashMap<task::Id, u64>,
     /// The headers per second the peer may have read ([`HEADER_BUDGET_PER_SECOND`]).
     budget: Bucket,
-    /// The transaction gossip the peer may send and the requests it may have answered empty
-    /// ([`GOSSIP_BYTES_PER_SECOND`]).
+    /// The transaction gossip the peer may send ([`GOSSIP_BYTES_PER_SECOND`]).
     gossip: Bucket,
+    /// The requests the peer may have answered empty, as many bytes a second
+    /// ([`Self::charge_empty`]).
+    empties: Bucket,
+    /// Until when the session reads nothing more from the peer: its requests answered empty
+    /// are past their budget.
+    read_after: Option<Instant>,
     /// Passes the peer's ranges on at most once per `NEW_HEAD_MIN_INTERVAL`.
     ranges: Throttle<BlockRangeUpdate>,
 }
@@ -84,6 +88,8 @@ impl EthSession {
             answering: HashMap::new(),
             budget: Bucket::new(now),
             gossip: Bucket::new(now),
+            empties: Bucket::new(now),
+            read_after: None,
             ranges: Throttle::new(now),
         }
     }
@@ -118,8 +124,8 @@ impl EthSession {
         }
     }
 
-    /// Answers a request for bodies, receipts or pooled transactions empty, within the gossip
-    /// budget ([`empty_answer_cost`]).
+    /// Answers a request for bodies, receipts or pooled transactions empty, charged to the
+    /// peer's budget for such answers ([`empty_answer_cost`], [`Self::charge_empty`]).
     fn answer_empty(&mut self, request: &EthMessage, now: Instant) -> EthAction {
         let hashes = match request {
             EthMessage::GetBlockBodies(r)
@@ -127,22 +133,49 @@ impl EthSession {
             | EthMessage::GetReceipts(r) => r.hashes.len(),
             _ => 0,
         };
-        if !self.within_gossip(request.id(), empty_answer_cost(hashes), now) {
-            return EthAction::GossipFlood;
-        }
+        self.charge_empty(empty_answer_cost(hashes), now);
         match request.empty_answer() {
             Some((id, payload)) => EthAction::Answer((Subprotocol::Eth, id, payload.into())),
             None => EthAction::None,
         }
     }
 
-    /// Takes `bytes` of message `id` (gossip, or a request answered empty) from the peer's
-    /// budget; `false` if it does not hold that much (nothing is taken).
+    /// Charges a request of `bytes` that is answered empty (eth/69's bodies, receipts and pooled
+    /// transactions; snap/1's without a handler) to the peer's budget for them: a burst of
+    /// [`GOSSIP_BURST_BYTES`], then [`GOSSIP_BYTES_PER_SECOND`]. Past it the request is still
+    /// answered, but the session reads nothing more from the peer until the budget covers it
+    /// again ([`Self::read_after`]): TCP holds the peer's next messages back. A geth syncing its
+    /// chain asks every idle peer for bodies and receipts, one at a time once we answered empty,
+    /// as fast as the link turns them around: on a LAN or the same host thousands a second,
+    /// which is slowed down here, not a breach.
+    pub(crate) fn charge_empty(&mut self, bytes: u64, now: Instant) {
+        let (cost, burst) = (gossip_time(bytes), gossip_time(GOSSIP_BURST_BYTES));
+        let start = self.empties.charge(cost, burst, now);
+        if start > now {
+            debug!(peer = %self.peer, bytes, wait = ?(start - now),
+                "requests answered empty over the budget; reading paused");
+            self.read_after = Some(start);
+        }
+    }
+
+    /// Until when the session should read nothing from the peer (its requests answered empty
+    /// are past their budget), if it should wait.
+    pub(crate) fn read_after(&self) -> Option<Instant> {
+        self.read_after
+    }
+
+    /// The wait of [`Self::read_after`] is over.
+    pub(crate) fn resume_reading(&mut self) {
+        self.read_after = None;
+    }
+
+    /// Takes `bytes` of gossip message `id` from the peer's budget; `false` if it does not hold
+    /// that much (nothing is taken).
     fn within_gossip(&mut self, id: u8, bytes: u64, now: Instant) -> bool {
         let (cost, burst) = (gossip_time(bytes), gossip_time(GOSSIP_BURST_BYTES));
         let within = self.gossip.try_take(cost, burst, now);
         if !within {
-            debug!(peer = %self.peer, id, bytes, "eth/69 gossip and empty answers over the budget");
+            debug!(peer = %self.peer, id, bytes, "eth/69 gossip over the budget");
         }
         within
     }
@@ -201,7 +234,8 @@ impl EthSession {
             };
             let most = if query.skip == 0 { MAX_HEADERS_SERVE } else { MAX_SKIPPING_HEADERS_SERVE };
             let amount = query.amount.min(most);
-            let (cost, burst) = (headers_time(amount), headers_time(HEADER_BUDGET_BURST));
+            // A query for no header is charged as one: it is a request read and answered.
+            let (cost, burst) = (headers_time(amount.max(1)), headers_time(HEADER_BUDGET_BURST));
             let start = self.budget.charge(cost, burst, Instant::now());
             let source = Arc::clone(&self.headers);
             let peer = self.peer;
@@ -267,13 +301,14 @@ impl Bucket {
     }
 }
 
-/// What a request we answer empty takes from the gossip budget: its hashes' bytes, and at least
+/// What a request we answer empty takes from its budget: its hashes' bytes, and at least
 /// [`EMPTY_ANSWER_COST_BYTES`] (a frame read and one written).
 fn empty_answer_cost(hashes: usize) -> u64 {
     (hashes as u64).saturating_mul(32).max(EMPTY_ANSWER_COST_BYTES)
 }
 
-/// The time the gossip budget takes to refill `bytes` (whole nanoseconds, rounded down).
+/// The time the gossip budget (or that of requests answered empty) takes to refill `bytes`
+/// (whole nanoseconds, rounded down).
 fn gossip_time(bytes: u64) -> Duration {
     let nanos = u128::from(bytes) * 1_000_000_000 / u128::from(GOSSIP_BYTES_PER_SECOND);
     Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))

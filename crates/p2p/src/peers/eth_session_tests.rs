@@ -239,42 +239,71 @@ fn transaction_gossip_is_bounded_by_a_byte_budget() {
     }
 }
 
-/// Requests answered empty share the gossip budget: each takes at least
-/// [`EMPTY_ANSWER_COST_BYTES`] (a large one its hashes' bytes); beyond the burst the next is
-/// a flood and gets no answer, and a second later a second's worth is answered again.
+/// Requests answered empty draw on a budget of their own: each takes at least
+/// [`EMPTY_ANSWER_COST_BYTES`] (a large one its hashes' bytes). Past the burst each is still
+/// answered, and the session reads nothing more until the budget covers it again: a peer asking
+/// faster (a geth syncing its chain over a fast link asks an idle peer for bodies and receipts
+/// as fast as they come back) is slowed to the budget, never a breach. Gossip keeps its own.
 #[test]
-fn requests_answered_empty_share_the_gossip_budget() {
+fn requests_answered_empty_past_their_budget_pause_reading() {
     let (mut eth, start) = session(Arc::new(Silent));
     let bodies = |request_id, hashes| {
         EthMessage::GetBlockBodies(RequestIds { request_id, hashes: vec![B256::ZERO; hashes] })
     };
-    let small = GOSSIP_BURST_BYTES / EMPTY_ANSWER_COST_BYTES;
-    for id in 0..small {
-        let action = eth.on_message(bodies(id, 1), start);
-        assert!(matches!(action, EthAction::Answer((Subprotocol::Eth, ids::BLOCK_BODIES, _))));
+    let answered = |action| matches!(action, EthAction::Answer((Subprotocol::Eth, _, _)));
+    for id in 0..GOSSIP_BURST_BYTES / EMPTY_ANSWER_COST_BYTES {
+        assert!(answered(eth.on_message(bodies(id, 1), start)));
+        assert_eq!(eth.read_after(), None, "within the burst");
     }
+    // One past the burst: answered, then nothing is read for its cost (less the nanoseconds
+    // each cost rounds down).
+    let cost = gossip_time(EMPTY_ANSWER_COST_BYTES);
     let receipts = EthMessage::GetReceipts(RequestIds { request_id: 0, hashes: vec![] });
-    assert!(matches!(eth.on_message(receipts, start), EthAction::GossipFlood));
-    // A second later: a second's worth, of small requests or of one large one.
-    let later = start + Duration::from_secs(1);
+    assert!(answered(eth.on_message(receipts, start)));
+    let paused = eth.read_after().map(|t| t - start);
+    assert!(paused.is_some_and(|p| p <= cost && p > cost / 2), "{paused:?}");
+    // A peer asking as fast as it is read, for ten seconds: one request per cost, each
+    // answered (1,024 a second).
+    let mut now = start;
+    let mut count = 0u64;
+    while let Some(after) = eth.read_after().filter(|t| *t < start + Duration::from_secs(10)) {
+        assert!(after > now, "each request waits its turn");
+        now = after;
+        eth.resume_reading();
+        assert!(answered(eth.on_message(bodies(count, 0), now)));
+        count += 1;
+    }
     let per_second = GOSSIP_BYTES_PER_SECOND / EMPTY_ANSWER_COST_BYTES;
-    for id in 0..per_second {
-        assert!(matches!(eth.on_message(bodies(id, 0), later), EthAction::Answer(_)));
-    }
-    assert!(matches!(eth.on_message(bodies(0, 0), later), EthAction::GossipFlood));
-    // The largest request decoded (8,192 hashes) takes its bytes: four a second.
-    let large = MAX_REQUEST_SIZE / 32;
-    let then = later + Duration::from_secs(1);
-    for id in 0..4 {
-        assert!(matches!(eth.on_message(bodies(id, large), then), EthAction::Answer(_)));
-    }
-    assert!(matches!(eth.on_message(bodies(4, large), then), EthAction::GossipFlood));
-    // Gossip and requests draw on the same budget.
-    let fresh = start + Duration::from_secs(3600);
-    let burst =
+    assert!(count.abs_diff(10 * per_second) <= 2, "{count} in ten seconds");
+    // Transaction gossip has its budget to itself: a whole burst of it is still fine.
+    let gossip =
         EthMessage::Announcement { id: ids::TRANSACTIONS, size: GOSSIP_BURST_BYTES as usize };
-    assert!(matches!(eth.on_message(burst, fresh), EthAction::None));
-    assert!(matches!(eth.on_message(bodies(0, 0), fresh), EthAction::GossipFlood));
+    assert!(matches!(eth.on_message(gossip, now), EthAction::None));
+    // The largest request decoded (8,192 hashes) takes its bytes: a quarter of a second.
+    let (mut eth, start) = session(Arc::new(Silent));
+    let large = MAX_REQUEST_SIZE / 32;
+    for id in 0..GOSSIP_BURST_BYTES / (large as u64 * 32) {
+        assert!(answered(eth.on_message(bodies(id, large), start)));
+    }
+    assert_eq!(eth.read_after(), None);
+    assert!(answered(eth.on_message(bodies(0, large), start)));
+    assert_eq!(eth.read_after(), Some(start + Duration::from_millis(250)));
+}
+
+/// A query for no header is still a request read and answered: it is charged as one header,
+/// so a flood of them waits for the budget like any other (they went uncharged, answered at
+/// once without end).
+#[tokio::test(start_paused = true)]
+async fn header_queries_for_no_header_are_charged_as_one() {
+    let source = Arc::new(Recording::default());
+    let (mut eth, start) = session(source.clone());
+    let queries = HEADER_BUDGET_BURST + 2 * u64::from(HEADER_BUDGET_PER_SECOND);
+    for id in 0..queries {
+        assert!(matches!(eth.on_message(get_many(id, 0, 0), start), EthAction::None));
+        eth.next_answer().await.expect("an answer");
+    }
+    let last = source.calls().last().map(|(at, _)| *at - start);
+    assert_eq!(last, Some(Duration::from_secs(2)), "the budget's rate after its burst");
 }
 
 #[test]
