@@ -1,7 +1,7 @@
 //! Dispatch: which job a peer gets next ([`next_job`]) and the request future that reports back
 //! to the loop ([`timed`]).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use futures::{future::BoxFuture, stream::FuturesUnordered};
 use leafsync_p2p::{
@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::{
     codes::CodeQueue,
     error::SyncError,
-    peer::PeerFuture,
+    peer::{PeerFuture, SyncPeer},
     peer_set::Roster,
     prepare::prepare_answer,
     rendezvous::Rendezvous,
@@ -192,22 +192,23 @@ fn chunk_job(
     Ok(if accounts { Job::Chunk(batch) } else { Job::Storage(batch) })
 }
 
-/// The answer of `peer` to `job`, sent in `epoch` while the peer announced head `asked_at`,
-/// prepared ([`prepare_answer`]), as the loop's [`Done`]. `timeout` is the sync's guard, strictly
-/// longer than a transport's own (see [`crate::config::REQUEST_TIMEOUT_GRACE`]); it and the
-/// round trip end when the answer arrives, before it is prepared.
+/// The `answer` of `server` (the peer in slot `peer`) to `job`, sent in `epoch` while the peer
+/// announced head `asked_at`, prepared ([`prepare_answer`]), as the loop's [`Done`]. `timeout` is
+/// the sync's guard, strictly longer than a transport's own (see
+/// [`crate::config::REQUEST_TIMEOUT_GRACE`]), counted from the request or, for a peer whose
+/// request is a chain of round trips ([`SyncPeer::last_answer`]: snap/1), from its last answer
+/// to any of them; it and the round trip end when the answer arrives, before it is prepared.
 pub(crate) fn timed(
-    answer: PeerFuture,
+    (asked_at, answer): (ChainHead, PeerFuture),
+    (server, peer): (&Arc<dyn SyncPeer>, usize),
     timeout: Duration,
     epoch: u64,
-    peer: usize,
-    asked_at: ChainHead,
     job: Job,
 ) -> BoxFuture<'static, Done> {
+    let server = Arc::clone(server);
     Box::pin(async move {
         let started = Instant::now();
-        let result =
-            tokio::time::timeout(timeout, answer).await.unwrap_or(Err(RequestError::Timeout));
+        let result = guarded(answer, &*server, started, timeout).await;
         let elapsed = started.elapsed();
         let (job, result) = match result {
             Ok(response) => {
@@ -218,6 +219,29 @@ pub(crate) fn timed(
         };
         Done { epoch, peer, asked_at, job, result, elapsed }
     })
+}
+
+/// `answer`, or [`RequestError::Timeout`] once `timeout` has passed since `started` and since
+/// the last answer `server` gave to any request ([`SyncPeer::last_answer`]): a snap/1 peer's
+/// one sync request is a chain of round trips, queued at an honest geth behind the others (it
+/// serves a peer's requests one at a time), which a guard counted from the start cut short
+/// while the peer kept answering. A peer silent for `timeout` still times out.
+async fn guarded(
+    mut answer: PeerFuture,
+    server: &dyn SyncPeer,
+    started: Instant,
+    timeout: Duration,
+) -> Result<leafsync_p2p::requests::LeafResponse, RequestError> {
+    let mut from = started;
+    loop {
+        match tokio::time::timeout_at(from + timeout, &mut answer).await {
+            Ok(result) => return result,
+            Err(_) => match server.last_answer() {
+                Some(last) if last > from => from = last,
+                _ => return Err(RequestError::Timeout),
+            },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +262,59 @@ mod tests {
 
     fn roster() -> Roster {
         roster_of(&[PeerId::repeat_byte(1)])
+    }
+
+    /// A peer that never answers the request guarded, whose source last heard from it (an
+    /// answer to another request) at the moment it holds.
+    struct Heard(std::sync::Mutex<Option<Instant>>);
+
+    impl SyncPeer for Heard {
+        fn id(&self) -> PeerId {
+            PeerId::ZERO
+        }
+        fn head(&self) -> ChainHead {
+            ChainHead::default()
+        }
+        fn account_estimate(&self) -> u64 {
+            0
+        }
+        fn request(&self, _: leafsync_p2p::requests::LeafRequest) -> PeerFuture {
+            Box::pin(std::future::pending())
+        }
+        fn last_answer(&self) -> Option<Instant> {
+            *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        }
+        fn penalise(&self, _: leafsync_p2p::PenaltyClass) {}
+    }
+
+    /// When the guard of a request that never comes ends, if the peer's source heard from it
+    /// at the seconds in `answers` after the start.
+    async fn timed_out_after(answers: &'static [u64]) -> Duration {
+        let peer = Arc::new(Heard(std::sync::Mutex::new(None)));
+        let start = Instant::now();
+        let heard = Arc::clone(&peer);
+        tokio::spawn(async move {
+            for &at in answers {
+                tokio::time::sleep_until(start + Duration::from_secs(at)).await;
+                *heard.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(Instant::now());
+            }
+        });
+        let pending = Box::pin(std::future::pending());
+        let result = guarded(pending, &*peer, start, Duration::from_secs(12)).await;
+        assert!(matches!(result, Err(RequestError::Timeout)), "{result:?}");
+        start.elapsed()
+    }
+
+    /// The sync's guard counts from the peer's last answer to any request (a snap/1 chain of
+    /// rounds queued at a geth), and a peer silent for the guard's length times out all the
+    /// same: 12 s after the start without answers, 12 s after the last of them with.
+    #[tokio::test(start_paused = true)]
+    async fn the_guard_counts_from_the_last_answer_and_silence_still_times_out() {
+        assert_eq!(timed_out_after(&[]).await, Duration::from_secs(12));
+        assert_eq!(timed_out_after(&[5, 15, 25]).await, Duration::from_secs(37));
+        // An answer after the guard ended is too late.
+        assert_eq!(timed_out_after(&[13]).await, Duration::from_secs(12));
     }
 
     /// A roster of peers with `ids`, indexed in that order.

@@ -55,6 +55,13 @@ pub trait SyncPeer: Send + Sync + 'static {
     fn exact_root(&self) -> bool {
         false
     }
+    /// When the peer last answered any request of its source, for a source whose one sync
+    /// request is a chain of round trips queued behind the others' at the peer (snap/1): the
+    /// sync's guard on a request then counts from that answer rather than from the request's
+    /// start (`None`, the default: from the start).
+    fn last_answer(&self) -> Option<tokio::time::Instant> {
+        None
+    }
     /// Tells the peer's source it misbehaved (it scores, disconnects and bans). Fire and
     /// forget: it must not block, so a busy network layer never stalls the sync.
     fn penalise(&self, class: PenaltyClass);

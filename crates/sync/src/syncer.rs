@@ -402,13 +402,12 @@ impl<S: KvStore + 'static> Syncer<S> {
                     job
                 };
                 let request = job.request(self.config.chunk_max_bytes)?;
-                let server = &self.peers.slot(peer).peer;
-                let asked_at = server.head();
-                let answer = server.request_at(&self.pivot, request);
+                let server = Arc::clone(&self.peers.slot(peer).peer);
+                let asked = (server.head(), server.request_at(&self.pivot, request));
                 self.peers.sent(peer, probe);
                 self.reporter.stats.requests += 1;
                 let (timeout, epoch) = (self.config.request_timeout, self.epoch);
-                in_flight.push(dispatch::timed(answer, timeout, epoch, peer, asked_at, job));
+                in_flight.push(dispatch::timed(asked, (&server, peer), timeout, epoch, job));
             }
         }
         self.reporter.stats.chunks_stolen += steal.stolen() as u64;

@@ -110,6 +110,24 @@ async fn one_snap_server_gives_the_exact_state() {
     println!("snap x1: snap requests={}", requests(&snaps));
 }
 
+/// A geth answers one peer's snap/1 requests one at a time, and a `leaf/1` request becomes a
+/// chain of snap/1 rounds queued behind the others': behind a slow link (64 kbit/s: a round of
+/// the 64 KiB minimum budget takes 8 s) a request takes far longer than the sync's 12 s guard
+/// while every round is answered. The guard counts from the peer's last answer
+/// (`SyncPeer::last_answer`), so a server answering steadily is never timed out: no timeout,
+/// no penalty, the exact state. (Counted from each request's start, this sync timed out.)
+#[tokio::test(start_paused = true)]
+async fn a_slow_snap_server_answering_steadily_is_not_timed_out() {
+    let src = source(ACCOUNTS, SEED);
+    let link = Arc::new(leafsync_sync::link::Link::new(std::time::Duration::ZERO, 64 * 1024));
+    let snap = SimSnap::with(1, Arc::clone(&src), SnapBehaviour::Honest, Some(link), None);
+    let peers = probed_snap_peers(std::slice::from_ref(&snap)).await;
+    let out = sync_from(&src, peers, config(), "slow snap").await;
+    assert_eq!(out.stats.timeouts, 0, "{:?}", out.stats);
+    assert!(out.banned.is_empty() && out.dropped.is_empty());
+    assert!(unpenalised(&snap));
+}
+
 #[tokio::test(start_paused = true)]
 async fn without_an_estimate_the_whole_state_is_one_range() {
     // Unprobed snap/1 peers announce no account estimate: chunk depth 0, the state is asked as

@@ -248,6 +248,8 @@ struct Inner {
     pivot: Mutex<Option<ChainHead>>,
     /// Accounts estimated by [`SnapPeer::probe_accounts`] (0: not probed).
     estimate: AtomicU64,
+    /// When the peer last answered one of our snap/1 requests ([`SyncPeer::last_answer`]).
+    last_answer: Mutex<Option<Instant>>,
 }
 
 impl Inner {
@@ -275,6 +277,9 @@ impl Inner {
         });
         // The task ends only by finishing, unless the runtime shuts down.
         let answer = task.await.unwrap_or(Err(RequestError::NetworkClosed));
+        if answer.is_ok() {
+            *self.last_answer.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        }
         let size = answer.as_ref().ok().map(snap_len);
         outstanding.finish(size);
         if let (Some(limit), Some(size)) = (limit, size)
@@ -365,6 +370,7 @@ impl SnapPeer {
                 no_state: Mutex::new(None),
                 pivot: Mutex::new(None),
                 estimate: AtomicU64::new(0),
+                last_answer: Mutex::new(None),
             }),
         }
     }
@@ -445,6 +451,12 @@ impl SyncPeer for SnapPeer {
     /// Every range is read at the pivot's root ([`SyncPeer::request_at`]).
     fn exact_root(&self) -> bool {
         true
+    }
+
+    /// The sync's guard counts from here: a `leaf/1` request is a chain of snap/1 round trips,
+    /// and a geth answers one peer's requests one at a time, in order.
+    fn last_answer(&self) -> Option<Instant> {
+        *self.inner.last_answer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn penalise(&self, class: PenaltyClass) {

@@ -208,15 +208,19 @@ impl WanPeer {
         Self { inner, links: Arc::new(links) }
     }
 
-    /// One request: up the link, through the real peer, and its answer down the link.
-    fn exchange(&self, request: LeafRequest) -> PeerFuture {
+    /// One request (for `pivot`, if given): up the link, through the real peer, and its answer
+    /// down the link.
+    fn exchange(&self, pivot: Option<ChainHead>, request: LeafRequest) -> PeerFuture {
         let (inner, links) = (Arc::clone(&self.inner), Arc::clone(&self.links));
         Box::pin(async move {
             let up = request_len(&request);
             links.traffic.request(up);
             links.traffic.leaf_kind(&request);
             links.up.carry(up + FRAME_OVERHEAD_BYTES).await;
-            let answer = inner.request(request).await?;
+            let answer = match pivot {
+                Some(pivot) => inner.request_at(&pivot, request).await?,
+                None => inner.request(request).await?,
+            };
             // The payload as RLPx compresses it, encoded on this thread (nothing awaited in
             // between, so its clock is the work's). Its length is the answer's size as the sync
             // counts it ([`leafsync_sync::response_len`]: the request id is one byte).
@@ -248,7 +252,24 @@ impl SyncPeer for WanPeer {
     }
 
     fn request(&self, request: LeafRequest) -> PeerFuture {
-        self.exchange(request)
+        self.exchange(None, request)
+    }
+
+    // What a source of other peers (snap/1) needs passes through.
+    fn request_at(&self, pivot: &ChainHead, request: LeafRequest) -> PeerFuture {
+        self.exchange(Some(*pivot), request)
+    }
+
+    fn lacks_state(&self, root: &alloy_primitives::B256) -> bool {
+        self.inner.lacks_state(root)
+    }
+
+    fn exact_root(&self) -> bool {
+        self.inner.exact_root()
+    }
+
+    fn last_answer(&self) -> Option<tokio::time::Instant> {
+        self.inner.last_answer()
     }
 
     /// Penalties are local to the client's network layer: no link to cross.
