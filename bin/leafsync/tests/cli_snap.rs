@@ -147,7 +147,10 @@ async fn a_geth_like_peer_gets_anvils_headers_from_a_daemon() {
     futures::SinkExt::send(&mut p2p, send(0x00, status)).await.unwrap();
     let theirs = raw::next_raw(&mut p2p).await.unwrap();
     match EthMessage::decode(theirs.id, &theirs.payload) {
-        Ok(EthMessage::Status(s)) => assert_eq!(s.genesis, genesis.hash),
+        Ok(EthMessage::Status(s)) => {
+            assert_eq!(s.genesis, genesis.hash);
+            assert_eq!(s.earliest, s.latest, "a range from our head: we serve no history");
+        }
         other => panic!("expected the daemon's eth Status, got {other:?}"),
     }
 

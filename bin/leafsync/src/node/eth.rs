@@ -172,12 +172,15 @@ const fn past_next_fork(id: &ForkId, head: &BlockHeader) -> bool {
     }
 }
 
+/// Our eth/69 head at `head`. Its range starts at the head itself (EIP-7642's `earliest`, the
+/// oldest block whose body and receipts a node serves): we answer every body and receipt
+/// request empty, and a range from 0 told range-aware clients to ask us for history.
 fn eth_head(head: &BlockHeader, fork_id: Option<ForkId>) -> EthHead {
     EthHead {
         number: head.number,
         hash: head.hash,
         timestamp: head.timestamp,
-        earliest: 0,
+        earliest: head.number,
         fork_id,
     }
 }
@@ -273,6 +276,21 @@ mod tests {
         assert!(!ElForkId::NoConfig.stale_at(&at) && ElForkId::NoConfig.id().is_none());
         assert!(!ElForkId::Read(id(0)).stale_at(&at));
         assert_eq!(ElForkId::Read(id(0)).id(), Some(id(0)));
+    }
+
+    /// Our range starts at our head: we serve no body or receipt (every such request is
+    /// answered empty), so no range-aware client should pick us for history.
+    #[test]
+    fn our_range_holds_no_history() {
+        let head = BlockHeader {
+            number: 1_234,
+            hash: B256::repeat_byte(1),
+            parent_hash: B256::ZERO,
+            state_root: B256::ZERO,
+            timestamp: 5,
+        };
+        let range = eth_head(&head, None).range();
+        assert_eq!((range.earliest, range.latest), (1_234, 1_234));
     }
 
     /// The fork id hoodi's `eth_config` gives at Prague (EIP-7910's sample) is the one our

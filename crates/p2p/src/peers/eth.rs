@@ -71,8 +71,8 @@ pub struct EthHead {
     pub hash: B256,
     /// Latest block timestamp (selects the EIP-2124 fork id).
     pub timestamp: u64,
-    /// Oldest block whose body and receipts the execution client serves (0 without history
-    /// expiry).
+    /// Oldest block whose body and receipts we serve (EIP-7642): the daemon gives its latest,
+    /// since it answers every body and receipt request empty.
     pub earliest: u64,
     /// The fork id the execution client reports (EIP-7910 `eth_config`), when it does: it
     /// replaces the one computed from our chain spec, so that a fork our preset does not know
