@@ -20,6 +20,7 @@
 //! | `apply.rs` | `apply_block` (plan → storage tries in parallel → accounts → write); the account trie's top levels it keeps are in `top_nodes.rs` |
 //! | `undo.rs` | `undo_of` (what a block overwrites, read before it), `revert_block`, `reverts` (a reorg's rollback) |
 //! | `snapshot.rs` | `snapshot` (consistent reads for serving), `estimate_accounts` |
+//! | `snap_read.rs` | `snap_reader` ([`snap_read::SnapReader`]: a snap/1 server's reads from any origin, proofs, nodes by path under recent roots) |
 //! | `bulk.rs` | [`BulkImport`]: a whole state from sorted leaves |
 //! | `genesis.rs` | `init_genesis` |
 //! | `generate.rs` | `generate` (synthetic states; feature `generate`) |
