@@ -41,10 +41,19 @@ pub trait SyncPeer: Send + Sync + 'static {
         let _ = pivot;
         self.request(req)
     }
-    /// Whether the peer has said it holds no state for `root` (snap/1: a range answered empty
-    /// with an empty proof). While `root` is the pivot's it gets no work, and its empty answers
-    /// cost it nothing; the next pivot asks it again.
+    /// Whether the peer has said it holds no flat state for `root` (snap/1: a range answered
+    /// empty with an empty proof). While `root` is the pivot's it gets no chunk work (codes
+    /// still, and nodes unless [`Self::lacks_nodes`]), and its empty answers cost it nothing;
+    /// the next pivot asks it again.
     fn lacks_state(&self, root: &B256) -> bool {
+        let _ = root;
+        false
+    }
+    /// Whether the peer has said it holds no trie nodes for `root` (snap/1: `GetTrieNodes`
+    /// answered with no node at all). While `root` is the pivot's it gets no node work, and its
+    /// empty answers cost it nothing. A geth generating its snapshot has no ranges yet but
+    /// serves nodes.
+    fn lacks_nodes(&self, root: &B256) -> bool {
         let _ = root;
         false
     }

@@ -267,19 +267,27 @@ impl PeerSet {
 
     /// The active peers and which work each may get for `pivot`, fastest first (unmeasured
     /// peers before all: [`PeerWindow::rank`]). Servers benched for stale chunks get chunks
-    /// only when no other peer can take them; peers without state for the pivot's root get
-    /// nothing.
+    /// only when no other peer can take them; peers without flat state for the pivot's root
+    /// get no chunks, those without its trie nodes no nodes ([`SyncPeer::lacks_state`],
+    /// [`SyncPeer::lacks_nodes`]); codes name no root and go to every active peer.
     pub(crate) fn roster(&self, pivot: &ChainHead) -> Roster {
+        let root = &pivot.state_root;
         let mut active = self.active();
-        active.retain(|i| !self.slots[*i].peer.lacks_state(&pivot.state_root));
         active.sort_by(|a, b| {
             let rank = |i: &usize| self.slots[*i].window.rank();
             rank(b).total_cmp(&rank(a))
         });
-        let serving = active.iter().copied().filter(|i| self.has_pivot_nodes(*i, pivot)).collect();
+        let peer = |i: &usize| &self.slots[*i].peer;
+        let serving = active
+            .iter()
+            .copied()
+            .filter(|i| self.has_pivot_nodes(*i, pivot) && !peer(i).lacks_nodes(root))
+            .collect();
+        let ranges: Vec<usize> =
+            active.iter().copied().filter(|i| !peer(i).lacks_state(root)).collect();
         let chunks: Vec<usize> =
-            active.iter().copied().filter(|i| !self.chunks_benched(*i)).collect();
-        let chunks = if chunks.is_empty() { active.clone() } else { chunks };
+            ranges.iter().copied().filter(|i| !self.chunks_benched(*i)).collect();
+        let chunks = if chunks.is_empty() { ranges } else { chunks };
         let rendezvous = Rendezvous::new(chunks.iter().map(|i| (*i, self.slots[*i].key)).collect());
         Roster { active, serving, chunks, rendezvous }
     }

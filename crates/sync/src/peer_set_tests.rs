@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used)]
 
-use alloy_primitives::B512;
+use alloy_primitives::{B256, B512};
 use leafsync_p2p::requests::LeafRequest;
 
 use super::*;
@@ -106,6 +106,55 @@ fn a_stale_server_is_benched_from_chunks_while_its_head_stays() {
     }
     assert_eq!(alone.roster(&ChainHead::default()).chunks, vec![0]);
     assert!(alone.takes_chunks(0));
+}
+
+/// A peer that said it lacks the flat state of the root `ranges`, or its trie nodes (`nodes`).
+struct Lacking {
+    id: PeerId,
+    ranges: bool,
+    nodes: bool,
+}
+
+impl SyncPeer for Lacking {
+    fn id(&self) -> PeerId {
+        self.id
+    }
+    fn head(&self) -> ChainHead {
+        ChainHead::default()
+    }
+    fn account_estimate(&self) -> u64 {
+        0
+    }
+    fn request(&self, _: LeafRequest) -> PeerFuture {
+        Box::pin(futures::future::pending())
+    }
+    fn lacks_state(&self, _: &B256) -> bool {
+        self.ranges
+    }
+    fn lacks_nodes(&self, _: &B256) -> bool {
+        self.nodes
+    }
+    fn penalise(&self, _: PenaltyClass) {}
+}
+
+/// A peer without the pivot's flat state (a geth generating its snapshot) gets no chunks but
+/// still trie nodes and codes; one without its trie nodes gets no nodes but chunks and codes;
+/// one without either, codes only (they name no root).
+#[test]
+fn a_peer_lacking_ranges_or_nodes_gets_the_other_work() {
+    let lacking = |n: u8, ranges, nodes| {
+        Arc::new(Lacking { id: B512::repeat_byte(n), ranges, nodes }) as Arc<dyn SyncPeer>
+    };
+    let peers =
+        vec![idle(1), lacking(2, true, false), lacking(3, false, true), lacking(4, true, true)];
+    let roster = PeerSet::new(peers, 3).roster(&ChainHead::default());
+    let sorted = |mut v: Vec<usize>| {
+        v.sort_unstable();
+        v
+    };
+    assert_eq!(sorted(roster.chunks), vec![0, 2]);
+    assert_eq!(sorted(roster.serving), vec![0, 1]);
+    assert_eq!(sorted(roster.active), vec![0, 1, 2, 3], "codes go to every active peer");
 }
 
 #[test]

@@ -199,16 +199,23 @@ async fn servers_without_state_for_the_root_are_skipped_unpenalised() {
     assert!(snaps.iter().all(|s| unpenalised(s)), "a server without the state was penalised");
     assert!(out.stats.no_state_answers >= 2, "{:?}", out.stats);
     assert_eq!(out.stats.empty_answers, 0, "no-state answers are not counted as empty");
-    // Once they said so, they got no more work: a window of requests each at most.
+    // Once they said so, they got no more chunks (a window of range requests each at most),
+    // but still trie nodes and codes, which they serve (a geth generating its snapshot).
     let window = leafsync_sync::config::MAX_IN_FLIGHT_PER_PEER as u64;
     for s in &snaps[..2] {
-        assert!(s.requests.load(Ordering::Relaxed) <= window, "kept asking an empty server");
+        let ranges = s.range_requests.load(Ordering::Relaxed);
+        assert!(ranges <= window, "kept asking an empty server for ranges: {ranges}");
     }
+    let others: u64 = snaps[..2]
+        .iter()
+        .map(|s| s.requests.load(Ordering::Relaxed) - s.range_requests.load(Ordering::Relaxed))
+        .sum();
+    assert!(others > 0, "servers without ranges were asked for nothing they serve");
 }
 
 /// geth answers `GetTrieNodes` for a root it cannot open with no node at all: the peer is marked
-/// without state for the root (no work until the pivot moves), not counted as answering empty
-/// (eight of those in a row drop a peer) nor penalised.
+/// without the root's trie nodes (no node work until the pivot moves), not counted as answering
+/// empty (eight of those in a row drop a peer) nor penalised; ranges are marked apart.
 #[tokio::test(start_paused = true)]
 async fn trie_nodes_answered_with_no_node_mark_the_peer_without_state() {
     use leafsync_p2p::{
@@ -226,10 +233,11 @@ async fn trie_nodes_answered_with_no_node_mark_the_peer_without_state() {
         hash: pivot.state_root,
     };
     let req = LeafRequest::GetNodes(GetNodes { nodes: vec![root], max_bytes: 4096 });
-    assert!(!peer.lacks_state(&pivot.state_root));
+    assert!(!peer.lacks_nodes(&pivot.state_root));
     let answer = peer.request_at(&pivot, req).await.unwrap();
     assert!(matches!(&answer, LeafResponse::Nodes(n) if n.nodes.is_empty()), "{answer:?}");
-    assert!(peer.lacks_state(&pivot.state_root), "marked without the pivot's state");
+    assert!(peer.lacks_nodes(&pivot.state_root), "marked without the pivot's nodes");
+    assert!(!peer.lacks_state(&pivot.state_root), "its ranges were not asked");
     assert!(unpenalised(&snaps[0]));
 }
 

@@ -22,9 +22,11 @@
 //! The assembled answers then go through the syncer's usual checks (skeleton hash, storage
 //! root, node and code hashes), so range proofs are not verified here. A range answered empty
 //! with an empty proof means the peer has no state for the root (Besu's default, a geth still
-//! generating its snapshot): the peer is marked ([`SyncPeer::lacks_state`]) and gets no work
-//! until the pivot moves, without penalty; what it answered before in the same request stands
-//! and is judged as usual (`ranges`). An answer no honest server sends (out of order,
+//! generating its snapshot): the peer is marked ([`SyncPeer::lacks_state`]) and gets no chunk
+//! work until the pivot moves, without penalty; what it answered before in the same request
+//! stands and is judged as usual (`ranges`). Trie nodes answered with no node at all mark it
+//! apart ([`SyncPeer::lacks_nodes`]): a geth generating its snapshot has no ranges yet but
+//! serves the trie's nodes (and codes, which name no root, from anyone). An answer no honest server sends (out of order,
 //! outside the range, of another kind, a node or code nobody asked for) fails the request as
 //! an invalid response (a ban). `docs/snap.md` "The snap/1 client" has the details.
 
@@ -242,8 +244,10 @@ struct Inner {
     permits: Arc<Semaphore>,
     /// The peer's snap/1 pipe: sizes each answer's byte budget.
     pipe: Mutex<Pipe>,
-    /// The root the peer said it has no state for.
+    /// The root the peer said it has no flat state (ranges) for.
     no_state: Mutex<Option<B256>>,
+    /// The root the peer said it has no trie nodes for.
+    no_nodes: Mutex<Option<B256>>,
     /// The last pivot the syncer asked for (for `request` without one).
     pivot: Mutex<Option<ChainHead>>,
     /// Accounts estimated by [`SnapPeer::probe_accounts`] (0: not probed).
@@ -291,11 +295,18 @@ impl Inner {
         Ok(answer?)
     }
 
-    /// Marks the peer as without state for `root`: it gets no work until the pivot moves
-    /// ([`SyncPeer::lacks_state`]).
+    /// Marks the peer as without flat state for `root`: it gets no chunk work until the pivot
+    /// moves ([`SyncPeer::lacks_state`]).
     fn lacks_state(&self, root: B256) {
         debug!(peer = %self.transport.id(), %root, "snap/1 peer has no state for the root");
         *self.no_state.lock().unwrap_or_else(PoisonError::into_inner) = Some(root);
+    }
+
+    /// Marks the peer as without trie nodes for `root`: it gets no node work until the pivot
+    /// moves ([`SyncPeer::lacks_nodes`]).
+    fn lacks_nodes(&self, root: B256) {
+        debug!(peer = %self.transport.id(), %root, "snap/1 peer has no trie nodes for the root");
+        *self.no_nodes.lock().unwrap_or_else(PoisonError::into_inner) = Some(root);
     }
 
     /// One `GetStorageRanges` round trip: the answer, checked to hold no more lists than
@@ -368,6 +379,7 @@ impl SnapPeer {
                 permits: Arc::new(Semaphore::new(MAX_SNAP_IN_FLIGHT)),
                 pipe: Mutex::new(Pipe::default()),
                 no_state: Mutex::new(None),
+                no_nodes: Mutex::new(None),
                 pivot: Mutex::new(None),
                 estimate: AtomicU64::new(0),
                 last_answer: Mutex::new(None),
@@ -434,18 +446,23 @@ impl SyncPeer for SnapPeer {
         let (inner, pivot) = (Arc::clone(&self.inner), *pivot);
         Box::pin(async move {
             let empty = req.empty_response();
+            let nodes = matches!(req, LeafRequest::GetNodes(_));
             let result = match req {
                 LeafRequest::GetChunk(r) => ranges::account_chunk(&inner, &pivot, r).await,
                 LeafRequest::GetStorageChunk(r) => ranges::storage_chunk(&inner, &pivot, r).await,
                 LeafRequest::GetNodes(r) => items::nodes(&inner, pivot.state_root, r).await,
                 LeafRequest::GetCodes(r) => items::codes(&inner, r).await,
             };
-            answer(&inner, pivot.state_root, empty, result)
+            answer(&inner, (pivot.state_root, nodes), empty, result)
         })
     }
 
     fn lacks_state(&self, root: &B256) -> bool {
         *self.inner.no_state.lock().unwrap_or_else(PoisonError::into_inner) == Some(*root)
+    }
+
+    fn lacks_nodes(&self, root: &B256) -> bool {
+        *self.inner.no_nodes.lock().unwrap_or_else(PoisonError::into_inner) == Some(*root)
     }
 
     /// Every range is read at the pivot's root ([`SyncPeer::request_at`]).
@@ -464,15 +481,20 @@ impl SyncPeer for SnapPeer {
     }
 }
 
-/// The `leaf/1` answer the syncer gets for a translated request's `result`.
+/// The `leaf/1` answer the syncer gets for a translated request's `result`, read at `root`
+/// (`nodes`: the request was for trie nodes, whose "no state" marks the peer apart).
 fn answer(
     inner: &Inner,
-    root: B256,
+    (root, nodes): (B256, bool),
     empty: LeafResponse,
     result: Result<LeafResponse, Fault>,
 ) -> Result<LeafResponse, RequestError> {
     match result {
         Ok(answer) => Ok(answer),
+        Err(Fault::NoState) if nodes => {
+            inner.lacks_nodes(root);
+            Ok(empty)
+        }
         Err(Fault::NoState) => {
             inner.lacks_state(root);
             Ok(empty)

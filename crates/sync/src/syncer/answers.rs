@@ -23,17 +23,28 @@ use crate::{
 };
 
 impl<S: KvStore + 'static> Syncer<S> {
-    /// Records `verdict` for `peer` and sends the penalty it earned, if any.
+    /// Records `verdict` for `peer` and sends the penalty it earned, if any. An empty answer of
+    /// a peer that said it has no state for the pivot's root is no fault ([`Verdict::NoState`]).
     pub(super) fn judge(&mut self, peer: usize, verdict: Verdict) {
         let verdict = match verdict {
-            Verdict::Empty if self.peers.slot(peer).peer.lacks_state(&self.pivot.state_root) => {
-                Verdict::NoState
-            }
+            Verdict::Empty if self.lacks_pivot_state(peer) => Verdict::NoState,
             verdict => verdict,
         };
+        self.record(peer, verdict);
+    }
+
+    /// [`Self::judge`] without the excuse: for codes, which name no root (a peer without the
+    /// pivot's state still gets them, and answering them empty counts as empty).
+    fn record(&mut self, peer: usize, verdict: Verdict) {
         if let Some(class) = self.peers.record(peer, verdict, &mut self.reporter.stats) {
             self.peers.slot(peer).peer.penalise(class);
         }
+    }
+
+    /// Whether `peer` said it has no flat state or no trie nodes for the pivot's root.
+    fn lacks_pivot_state(&self, peer: usize) -> bool {
+        let (server, root) = (&self.peers.slot(peer).peer, &self.pivot.state_root);
+        server.lacks_state(root) || server.lacks_nodes(root)
     }
 
     /// Puts a job's items back, marked as tried by `peer`.
@@ -541,7 +552,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             }
             missing.push(task);
         }
-        self.judge(peer, delivery(wrong, got.len(), "code with the wrong hash"));
+        self.record(peer, delivery(wrong, got.len(), "code with the wrong hash"));
         self.reporter.stats.codes += got.len() as u64;
         if !got.is_empty() {
             self.reporter.mark(WorkKind::Codes);

@@ -58,6 +58,8 @@ pub struct SimSnap {
     pub db: Arc<LeafDb<MemStore>>,
     pub behaviour: SnapBehaviour,
     pub requests: AtomicU64,
+    /// Of `requests`, those for account or storage ranges.
+    pub range_requests: AtomicU64,
     pub penalties: Mutex<Vec<PenaltyClass>>,
     /// The link each answer crosses, if any.
     pub link: Option<Arc<Link>>,
@@ -83,6 +85,7 @@ impl SimSnap {
             db,
             behaviour,
             requests: AtomicU64::new(0),
+            range_requests: AtomicU64::new(0),
             penalties: Mutex::new(Vec::new()),
             link,
             before,
@@ -163,6 +166,9 @@ impl SnapTransport for SimSnap {
 
     fn request(&self, request: SnapMessage) -> PeerFuture<SnapMessage> {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        if matches!(request, SnapMessage::GetAccountRange(_) | SnapMessage::GetStorageRanges(_)) {
+            self.range_requests.fetch_add(1, Ordering::Relaxed);
+        }
         match self.behaviour {
             SnapBehaviour::Silent => return Box::pin(futures::future::pending()),
             SnapBehaviour::Limited(limit) if n >= limit => {

@@ -264,6 +264,10 @@ impl SyncPeer for WanPeer {
         self.inner.lacks_state(root)
     }
 
+    fn lacks_nodes(&self, root: &alloy_primitives::B256) -> bool {
+        self.inner.lacks_nodes(root)
+    }
+
     fn exact_root(&self) -> bool {
         self.inner.exact_root()
     }
