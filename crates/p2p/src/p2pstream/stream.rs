@@ -60,16 +60,14 @@ pub const MAX_PINGS_PER_WINDOW: u32 = 10;
 /// our own keepalive interval.
 pub const PING_RATE_WINDOW: Duration = PING_INTERVAL;
 
-/// Most Pongs and reserved-id base-protocol messages a peer may send within one
-/// [`PING_RATE_WINDOW`]. Both are read, checked for their MAC and dropped: they cost us the
-/// decryption and buy the peer nothing, outside every capability's budget. An honest peer sends
-/// one Pong per Ping of ours (one a window) and, today, no reserved id (a later devp2p version
-/// may, which is why they are ignored rather than a breach); more is a flood and a breach.
+/// Most Pongs and reserved-id messages a peer may send within one [`PING_RATE_WINDOW`]: read,
+/// MAC-checked and dropped outside every capability's budget, they buy the peer nothing. An
+/// honest peer sends a Pong per Ping of ours and no reserved id (a later devp2p may: so they
+/// are ignored, not a breach); more is a flood and a breach.
 pub const MAX_IGNORED_PER_WINDOW: u32 = 64;
 
-/// Most bytes of reserved-id messages (as framed, before any decompression) a peer may send
-/// within one [`PING_RATE_WINDOW`]: 1 MiB. A reserved frame may otherwise be as large as any
-/// frame, and sixty-four of them are hundreds of megabytes decrypted for nothing.
+/// Most bytes of reserved-id frames a peer may send within one [`PING_RATE_WINDOW`] (1 MiB):
+/// such a frame may be as large as any, and 64 of them hundreds of megabytes.
 pub const MAX_IGNORED_BYTES_PER_WINDOW: usize = 1 << 20;
 
 /// Base protocol message ids.
@@ -317,9 +315,8 @@ impl BaseWindow {
 
     /// The window, started again if [`PING_RATE_WINDOW`] has passed since it began.
     fn current(&mut self) -> &mut Self {
-        let now = Instant::now();
-        if now.saturating_duration_since(self.start) >= PING_RATE_WINDOW {
-            *self = Self { start: now, ..Self::new() };
+        if self.start.elapsed() >= PING_RATE_WINDOW {
+            *self = Self::new();
         }
         self
     }
