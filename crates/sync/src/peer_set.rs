@@ -55,7 +55,8 @@ pub(crate) enum Verdict {
     /// The peer's queue was full: no fault.
     Busy,
     /// An empty answer from a peer that said it has no state for the pivot's root (snap/1):
-    /// no fault; it gets no work until the next pivot ([`SyncPeer::lacks_state`]).
+    /// no fault; it gets no such work until the next pivot ([`SyncPeer::lacks_state`],
+    /// [`SyncPeer::lacks_nodes`]).
     NoState,
 }
 
