@@ -495,11 +495,11 @@ impl ActiveSession {
             let outcome = self.snap_tracker.on_response_in_order(response, Instant::now());
             return self.on_outcome(outcome).await;
         }
-        // Answered empty at once (no snap/1 handler): charged as eth/69's empty answers are.
-        let cost = request_cost(&message);
+        // Answered empty at once without a snap/1 handler: charged as eth/69's empty answers.
+        let cost = (!self.serving.serves_snap()).then(|| request_cost(&message));
         match self.serving.on_snap_request(message) {
             Ok(Some(answer)) => {
-                if let Some(eth) = &mut self.eth {
+                if let (Some(eth), Some(cost)) = (&mut self.eth, cost) {
                     eth.charge_empty(cost, Instant::now());
                 }
                 self.send(answer).await

@@ -108,6 +108,11 @@ impl Serving {
         Ok(None)
     }
 
+    /// Whether snap/1 requests go to a handler (else they are answered empty at once).
+    pub(crate) fn serves_snap(&self) -> bool {
+        self.snap.is_some()
+    }
+
     /// Whether handler calls are running.
     pub(crate) fn is_busy(&self) -> bool {
         !self.calls.is_empty()
