@@ -246,7 +246,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         let (leaves, claimed, staged) = match verdict {
             Checked::Import { leaves, head_number, staged } => (leaves, head_number, staged?),
             Checked::Split { head_number } if unit.leaf || unit.prefix.len() == 64 => {
-                return Ok(self.leaf_too_large(peer, unit, head_number, asked_at));
+                return Ok(self.leaf_too_large(peer, unit, (head_number, asked_at)));
             }
             Checked::Split { head_number } => {
                 // The unit's node is fetched and its children become the units; the
@@ -312,9 +312,9 @@ impl<S: KvStore + 'static> Syncer<S> {
     }
 
     /// Peer `peer`, asked while it announced `asked_at`, called `unit`, a single leaf at the
-    /// pivot, "too large", read at head `claimed`. One leaf always fits (a storage beyond the
-    /// inline cap is sent as a mark), so read at the pivot's state, or at a head the server
-    /// never announced, the claim is a lie: junk. Read at another head it proves nothing: the
+    /// pivot, "too large", read at head `claimed` (`claim` holds the two). One leaf always fits
+    /// (a storage beyond the inline cap is sent as a mark), so read at the pivot's state, or at
+    /// a head the server never announced, the claim is a lie: junk. Read at another head it proves nothing: the
     /// prefix may have gained leaves since the pivot, and an honest server whose time budget
     /// ran out between two of them says "too large". Then the unit goes to another peer and the
     /// claim counts as an implausible split: after a few the server gets no more chunks
@@ -323,9 +323,9 @@ impl<S: KvStore + 'static> Syncer<S> {
         &mut self,
         peer: usize,
         unit: Unit,
-        claimed: u64,
-        asked_at: ChainHead,
+        claim: (u64, ChainHead),
     ) -> Option<Verdict> {
+        let (claimed, asked_at) = claim;
         requeue(&mut self.work.units, [unit], peer);
         if self.head_claim_lie(peer, claimed, asked_at).is_some() {
             return Some(Verdict::Junk("\"too large\" for a single leaf"));
