@@ -66,15 +66,15 @@ pub const MAX_HEADERS_SERVE: u64 = 1024;
 /// Time the peer has to complete the handshake: go-ethereum's `handshakeTimeout` (5 s).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Bytes of `eth/69` transaction gossip (`Transactions`, `NewPooledTransactionHashes`) one
-/// peer may send a second on average (1 MiB); requests we answer empty have a budget of their
-/// own of the same size ([`EMPTY_ANSWER_COST_BYTES`]). leafsync reads and drops gossip, but each message costs its
-/// frame's decryption, MAC and decompression (and an empty answer a frame's encryption too), and
-/// without a bound a peer could keep a core busy with them. An honest geth sends far less: full
+/// Bytes of `eth/69` transaction gossip (`Transactions`, `NewPooledTransactionHashes`) one peer may
+/// send a second on average (1 MiB); requests we answer empty have a budget of their own of the
+/// same size ([`EMPTY_ANSWER_COST_BYTES`]). leafsync reads and drops gossip, but each message costs
+/// its frame's decryption, MAC and decompression (and an empty answer a frame's encryption too),
+/// and without a bound a peer could keep a core busy with them. An honest geth sends far less: full
 /// transactions to the square root of its peers in messages of at most ~100 KiB, hashes to the
-/// rest, a few to tens of KiB a second on mainnet; it asks bodies, receipts or pooled
-/// transactions of a peer only as it syncs from it or after that peer announced them (we
-/// announce none). Beyond the budget the peer is disconnected ([`PenaltyReason::GossipFlood`]).
+/// rest, a few to tens of KiB a second on mainnet; it asks bodies, receipts or pooled transactions
+/// of a peer only as it syncs from it or after that peer announced them (we announce none). Beyond
+/// the budget the peer is disconnected ([`PenaltyReason::GossipFlood`]).
 ///
 /// [`PenaltyReason::GossipFlood`]: crate::peers::PenaltyReason::GossipFlood
 pub const GOSSIP_BYTES_PER_SECOND: u64 = 1024 * 1024;

@@ -19,16 +19,16 @@
 //! and those running then are kept. At most [`MAX_SNAP_IN_FLIGHT`] snap/1 requests are
 //! outstanding to one peer.
 //!
-//! The assembled answers then go through the syncer's usual checks (skeleton hash, storage
-//! root, node and code hashes), so range proofs are not verified here. A range answered empty
-//! with an empty proof means the peer has no state for the root (Besu's default, a geth still
-//! generating its snapshot): the peer is marked ([`SyncPeer::lacks_state`]) and gets no chunk
-//! work until the pivot moves, without penalty; what it answered before in the same request
-//! stands and is judged as usual (`ranges`). Trie nodes answered with no node at all mark it
-//! apart ([`SyncPeer::lacks_nodes`]): a geth generating its snapshot has no ranges yet but
-//! serves the trie's nodes (and codes, which name no root, from anyone). An answer no honest server sends (out of order,
-//! outside the range, of another kind, a node or code nobody asked for) fails the request as
-//! an invalid response (a ban). `docs/snap.md` "The snap/1 client" has the details.
+//! The assembled answers then go through the syncer's usual checks (skeleton hash, storage root,
+//! node and code hashes), so range proofs are not verified here. A range answered empty with an
+//! empty proof means the peer has no state for the root (Besu's default, a geth still generating
+//! its snapshot): the peer is marked ([`SyncPeer::lacks_state`]) and gets no chunk work until the
+//! pivot moves, without penalty; what it answered before in the same request stands and is judged
+//! as usual (`ranges`). Trie nodes answered with no node at all mark it apart
+//! ([`SyncPeer::lacks_nodes`]): a geth generating its snapshot has no ranges yet but serves the
+//! trie's nodes (and codes, which name no root, from anyone). An answer no honest server sends (out
+//! of order, outside the range, of another kind, a node or code nobody asked for) fails the request
+//! as an invalid response (a ban). `docs/snap.md` "The snap/1 client" has the details.
 
 mod items;
 pub mod network;

@@ -311,11 +311,11 @@ impl<S: KvStore + 'static> Syncer<S> {
         Ok(Some(Verdict::Delivered))
     }
 
-    /// Peer `peer`, asked while it announced `asked_at`, called `unit`, a single leaf at the
-    /// pivot, "too large", read at head `claimed` (`claim` holds the two). One leaf always fits
-    /// (a storage beyond the inline cap is sent as a mark), so read at the pivot's state, or at
-    /// a head the server never announced, the claim is a lie: junk. Read at another head it proves nothing: the
-    /// prefix may have gained leaves since the pivot, and an honest server whose time budget
+    /// Peer `peer`, asked while it announced `asked_at`, called `unit`, a single leaf at the pivot,
+    /// "too large", read at head `claimed` (`claim` holds the two). One leaf always fits (a storage
+    /// beyond the inline cap is sent as a mark), so read at the pivot's state, or at a head the
+    /// server never announced, the claim is a lie: junk. Read at another head it proves nothing:
+    /// the prefix may have gained leaves since the pivot, and an honest server whose time budget
     /// ran out between two of them says "too large". Then the unit goes to another peer and the
     /// claim counts as an implausible split: after a few the server gets no more chunks
     /// ([`crate::peer_set::PeerSet::implausible_split`]), with no penalty (`None`).
