@@ -33,11 +33,12 @@ use tracing::{debug, warn};
 use accounts::{AccountTrie, stage_accounts, stage_parts};
 
 use crate::{
-    db::{LeafDb, TrieNodes},
+    db::LeafDb,
     diff::{AccountChange, AccountUpdate, BlockDiff},
     error::{LeafDbError, Result},
     keys::{node_key, node_table, prefix_end, storage_key},
     kv::{KvRead, KvStore, Table, WriteBatch},
+    nodes::TrieNodes,
     schema::{self, BlockHeader, decode_account, encode_slot_value, meta},
     top_nodes::AccountNodes,
     trie::{TrieCommit, TrieUpdate, node::is_leaf},

@@ -29,6 +29,9 @@
 //! | `progress.rs` | a sync's persisted progress record and what it keeps open beside it |
 //! | `verify.rs` | `verify`: every trie recomputed and compared with the stored nodes |
 //! | `flat_check.rs` | a sync's final flat-state check (`check_flat_state`) |
+//!
+//! Every read of a trie node by path goes through `nodes.rs` (`TrieNodes`, and [`NodeReader`]
+//! for many in a row): a leaf, mostly not stored, is rebuilt from its flat entry.
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
@@ -43,6 +46,7 @@ pub mod generate;
 pub mod genesis;
 pub mod keys;
 pub mod kv;
+pub mod nodes;
 pub mod progress;
 pub mod recent;
 pub mod schema;
@@ -59,9 +63,7 @@ pub mod verify;
 
 pub use apply::{ApplyOutcome, MAX_TRIE_WORKERS};
 pub use bulk::{BulkImport, ImportAccount, ImportOutcome};
-pub use db::{
-    AccountProof, DEFAULT_RECENT_BLOCKS, EMPTY_CODE_HASH, LeafDb, LeafDbConfig, NodeReader,
-};
+pub use db::{AccountProof, DEFAULT_RECENT_BLOCKS, EMPTY_CODE_HASH, LeafDb, LeafDbConfig};
 pub use diff::{AccountChange, AccountUpdate, BlockDiff};
 pub use error::{GenesisError, LeafDbError, Result};
 pub use flat_check::{FlatCheck, MAX_FLAT_REPAIRS};
@@ -76,6 +78,7 @@ pub use kv::{
     mem::MemStore,
     rocks::{DbOptions, RocksStore},
 };
+pub use nodes::NodeReader;
 pub use progress::SyncMark;
 pub use recent::RecentCacheSize;
 pub use schema::{BlockHeader, SCHEMA_VERSION};

@@ -18,7 +18,7 @@ use crate::{
 ///   timestamp reads as 0, "unknown"), so a version-1 database opens unchanged apart from its
 ///   version marker, which is raised to 2 (a version-1 build could not read a five-field head).
 /// * 3 — leaf nodes are no longer stored by imports or blocks: a leaf missing from the node
-///   tables is rebuilt from the one flat entry under its path (`db::TrieNodes`). Only
+///   tables is rebuilt from the one flat entry under its path (`nodes::TrieNodes`). Only
 ///   heal stores the leaves it fetches (the flat entries are rewritten from them after); a
 ///   block deletes a stored node where a leaf takes its place. A version-2 database (every
 ///   leaf stored) opens unchanged apart from its marker (a version-2 build would miss the

@@ -12,9 +12,10 @@ use alloy_primitives::{B256, U256, keccak256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount, nodes::RlpNode};
 
 use crate::{
-    db::{LeafDb, TrieNodes, read_account_root},
+    db::{LeafDb, read_account_root},
     error::{LeafDbError, Result},
     kv::{KvRead, KvStore, Reading, Table},
+    nodes::TrieNodes,
     recent::RecentWindow,
     schema::{BlockHeader, decode_account, decode_head, decode_slot_value, meta},
     trie::{DecodedNode, NodeSource, prove},

@@ -5,10 +5,11 @@ use alloy_primitives::{B256, U256};
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 
 use crate::{
-    db::{LeafDb, NodeReader, TrieNodes, read_account_root},
+    db::{LeafDb, read_account_root},
     error::{LeafDbError, Result},
     keys::{account_range, storage_range},
     kv::{Cursor, KvRead, KvStore, Reading, Table, serve_range},
+    nodes::{NodeReader, TrieNodes},
     schema::{
         BlockHeader, decode_account, decode_account_row, decode_head, decode_slot_value, meta,
         split_storage_key,

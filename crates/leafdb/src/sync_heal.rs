@@ -7,13 +7,14 @@ use alloy_rlp::Decodable;
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 
 use crate::{
-    db::{LeafDb, TrieNodes},
+    db::LeafDb,
     error::{LeafDbError, Result},
     keys::{
         account_range, child_range, key_of_path, node_key, node_range, node_table, prefix_end,
         storage_key, storage_range,
     },
     kv::{Durability, KvStore, Table, WriteBatch},
+    nodes::TrieNodes,
     schema::{decode_account, encode_slot_value},
     trie::{DecodedNode, LeafWalk, NodeSource, checked_join},
 };

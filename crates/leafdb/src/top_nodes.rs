@@ -16,9 +16,9 @@ use alloy_primitives::{B256, map::HashMap};
 use alloy_trie::Nibbles;
 
 use crate::{
-    db::TrieNodes,
     error::Result,
     kv::KvRead,
+    nodes::TrieNodes,
     trie::{KnownLeaf, NodeSource, TrieCommit},
 };
 

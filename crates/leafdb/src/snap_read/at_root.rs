@@ -13,9 +13,9 @@ use alloy_trie::{EMPTY_ROOT_HASH, Nibbles, TrieAccount};
 
 use super::{Cursor, SnapReader, path_key_nibbles};
 use crate::{
-    db::TrieNodes,
     error::{LeafDbError, Result},
     kv::KvStore,
+    nodes::TrieNodes,
     trie::{DecodedNode, KnownLeaf, NodeSource, prove, verified},
 };
 

@@ -53,7 +53,7 @@ pub trait NodeSink {
     fn node(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()>;
 
     /// Takes one leaf node. A leafdb does not store leaves (they are rebuilt from the flat
-    /// tables, see `db::TrieNodes`); sinks that write the database skip them.
+    /// tables, see `nodes::TrieNodes`); sinks that write the database skip them.
     fn leaf(&mut self, path: &Nibbles, rlp: &[u8]) -> Result<()> {
         self.node(path, rlp)
     }
