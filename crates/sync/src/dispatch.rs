@@ -21,9 +21,9 @@ use crate::{
     error::SyncError,
     peer::{PeerFuture, SyncPeer},
     peer_set::Roster,
-    prepare::prepare_answer,
+    prepare::{Done, prepare_answer},
     rendezvous::Rendezvous,
-    tasks::{Done, Job, Unit, take_for, take_matching},
+    tasks::{Job, Unit, take_for, take_matching},
     work::Work,
 };
 

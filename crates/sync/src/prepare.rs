@@ -13,7 +13,7 @@
 //! answers are prepared in the loop, in the order they arrive, as before: the tests' runs stay
 //! reproducible from their seeds.
 
-use std::sync::OnceLock;
+use std::{sync::OnceLock, time::Duration};
 
 use alloy_primitives::B256;
 use alloy_rlp::Encodable;
@@ -22,8 +22,8 @@ use leafsync_leafdb::{
     trie::keccak256_batch,
 };
 use leafsync_p2p::{
-    leaf::{AccountPiece, AccountStorage, ChunkContent, Codes, Nodes, StoragePiece},
-    requests::LeafResponse,
+    leaf::{AccountPiece, AccountStorage, ChainHead, ChunkContent, Codes, Nodes, StoragePiece},
+    requests::{LeafResponse, RequestError},
 };
 use tokio::{runtime::RuntimeFlavor, sync::Semaphore};
 
@@ -40,6 +40,21 @@ use crate::{
 pub(crate) struct Answer {
     pub(crate) size: u64,
     pub(crate) body: Body,
+}
+
+/// A finished request.
+#[derive(Debug)]
+pub(crate) struct Done {
+    /// The pivot epoch the request was sent in.
+    pub(crate) epoch: u64,
+    pub(crate) peer: usize,
+    /// The head the peer had announced when it was asked (a chunk's claimed head is judged
+    /// against the heads it announced from then until the answer is applied).
+    pub(crate) asked_at: ChainHead,
+    pub(crate) job: Job,
+    /// The answer, prepared ([`crate::prepare`]).
+    pub(crate) result: Result<Answer, RequestError>,
+    pub(crate) elapsed: Duration,
 }
 
 /// What an answer holds, prepared for the loop.

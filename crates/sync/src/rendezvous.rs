@@ -7,11 +7,9 @@
 //! indices or order: a peer that leaves takes only its own units' homes with it, and the rest
 //! stay where they were.
 
-use alloy_primitives::keccak256;
+use alloy_primitives::{B256, keccak256};
 use alloy_trie::Nibbles;
 use leafsync_p2p::PeerId;
-
-use crate::tasks::{Owner, Unit};
 
 /// A peer's rendezvous key: the first 8 bytes of the keccak of its id.
 pub(crate) fn peer_key(id: &PeerId) -> u64 {
@@ -29,7 +27,7 @@ pub(crate) fn peer_key(id: &PeerId) -> u64 {
 /// the key space: a 1M-account sync wrote about a quarter more table files, a 4M one about a
 /// third more (docs/benchmarks.md, "chunks held back"). A peer that ends up with more than
 /// its share of the groups gives the rest up to the others by work stealing.
-pub(crate) fn unit_key(owner: Owner, prefix: &Nibbles) -> u64 {
+pub(crate) fn unit_key(owner: Option<B256>, prefix: &Nibbles) -> u64 {
     let mut bytes = Vec::with_capacity(32 + prefix.len());
     bytes.extend_from_slice(owner.unwrap_or_default().as_slice());
     bytes.extend(prefix.iter());
@@ -65,6 +63,16 @@ pub(crate) struct Home {
     peer: Option<usize>,
 }
 
+/// What the rendezvous places: a chunk unit ([`crate::tasks::Unit`]), which keeps its home.
+pub(crate) trait Placed {
+    /// The unit's [`unit_key`].
+    fn key(&self) -> u64;
+    /// The peers that tried the unit this round: none of them is its home.
+    fn tried(&self) -> &[usize];
+    /// The unit's home as last computed (`None` until first asked).
+    fn home_cache(&mut self) -> &mut Option<Home>;
+}
+
 /// The peers that may get chunks now, with their keys, and a fingerprint of that set.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Rendezvous {
@@ -86,41 +94,40 @@ impl Rendezvous {
     /// Whether `peer` is `unit`'s home: the peer of highest weight among those that have not
     /// tried it this round. The home is cached in the unit until the peer set or its tried list
     /// changes, so a dispatch looks at each unit's peers once per change, not per scan.
-    pub(crate) fn is_home(&self, unit: &mut Unit, peer: usize) -> bool {
+    pub(crate) fn is_home(&self, unit: &mut impl Placed, peer: usize) -> bool {
         self.home(unit) == Some(peer)
     }
 
     /// Whether `unit` has a home: a peer of the roster that has not tried it this round.
-    pub(crate) fn has_home(&self, unit: &mut Unit) -> bool {
+    pub(crate) fn has_home(&self, unit: &mut impl Placed) -> bool {
         self.home(unit).is_some()
     }
 
     /// `unit`'s home (see [`Self::is_home`]), cached in the unit.
-    fn home(&self, unit: &mut Unit) -> Option<usize> {
-        let stamp = (self.fingerprint, unit.attempts.tried.len());
-        match unit.home {
-            Some(Home { stamp: s, peer: home }) if s == stamp => home,
-            _ => {
-                let key = unit_key(unit.owner, &unit.prefix);
-                let home = self
-                    .peers
-                    .iter()
-                    .filter(|(i, _)| !unit.attempts.tried.contains(i))
-                    .max_by_key(|(_, k)| weight(*k, key))
-                    .map(|(i, _)| *i);
-                unit.home = Some(Home { stamp, peer: home });
-                home
-            }
+    fn home(&self, unit: &mut impl Placed) -> Option<usize> {
+        let stamp = (self.fingerprint, unit.tried().len());
+        if let Some(Home { stamp: s, peer }) = *unit.home_cache()
+            && s == stamp
+        {
+            return peer;
         }
+        let key = unit.key();
+        let tried = unit.tried();
+        let peer = self
+            .peers
+            .iter()
+            .filter(|(i, _)| !tried.contains(i))
+            .max_by_key(|(_, k)| weight(*k, key))
+            .map(|(i, _)| *i);
+        *unit.home_cache() = Some(Home { stamp, peer });
+        peer
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use alloy_primitives::B256;
-
     use super::*;
-    use crate::tasks::Attempts;
+    use crate::tasks::{Attempts, Unit};
 
     fn unit(n: u16) -> Unit {
         Unit {

@@ -2,16 +2,16 @@
 //! and the queue discipline: an item is retried on a peer that has not tried it yet; once every
 //! usable peer has, a new round starts, up to [`MAX_TASK_ROUNDS`].
 
-use std::{collections::VecDeque, time::Duration};
+use std::collections::VecDeque;
 
 use alloy_primitives::B256;
 use alloy_trie::Nibbles;
 use leafsync_p2p::{
     leaf::{
-        ChainHead, GetChunk, GetCodes, GetNodes, GetStorageChunk, NodeRequest, StoragePrefix,
-        TrieOwner, WirePath, protocol::MAX_RESPONSE_BYTES,
+        GetChunk, GetCodes, GetNodes, GetStorageChunk, NodeRequest, StoragePrefix, TrieOwner,
+        WirePath, protocol::MAX_RESPONSE_BYTES,
     },
-    requests::{LeafRequest, RequestError},
+    requests::LeafRequest,
 };
 
 use tokio::time::Instant;
@@ -20,8 +20,7 @@ use crate::{
     config::{MAX_PARKS, MAX_TASK_ROUNDS, PARK_INTERVAL, QUEUE_SCAN_LIMIT},
     error::SyncError,
     peer_set::Sender,
-    prepare::Answer,
-    rendezvous::Home,
+    rendezvous::{Home, Placed, unit_key},
 };
 
 /// The trie an item belongs to: `None` for the account trie, else the hashed account.
@@ -73,6 +72,20 @@ pub(crate) struct Unit {
     /// The unit's rendezvous home, cached with the stamp it was computed under
     /// ([`crate::rendezvous::Rendezvous::is_home`]); `None` until first asked.
     pub(crate) home: Option<Home>,
+}
+
+impl Placed for Unit {
+    fn key(&self) -> u64 {
+        unit_key(self.owner, &self.prefix)
+    }
+
+    fn tried(&self) -> &[usize] {
+        &self.attempts.tried
+    }
+
+    fn home_cache(&mut self) -> &mut Option<Home> {
+        &mut self.home
+    }
 }
 
 /// Why a node is fetched.
@@ -172,21 +185,6 @@ impl Job {
             }),
         })
     }
-}
-
-/// A finished request.
-#[derive(Debug)]
-pub(crate) struct Done {
-    /// The pivot epoch the request was sent in.
-    pub(crate) epoch: u64,
-    pub(crate) peer: usize,
-    /// The head the peer had announced when it was asked (a chunk's claimed head is judged
-    /// against the heads it announced from then until the answer is applied).
-    pub(crate) asked_at: ChainHead,
-    pub(crate) job: Job,
-    /// The answer, prepared ([`crate::prepare`]).
-    pub(crate) result: Result<Answer, RequestError>,
-    pub(crate) elapsed: Duration,
 }
 
 /// Items with [`Attempts`].

@@ -17,9 +17,9 @@ use crate::{
     heal::children,
     import::judge_mismatch,
     peer_set::{Sender, Verdict},
-    prepare::{Body, Checked, Pieces, Staged},
+    prepare::{Body, Checked, Done, Pieces, Staged},
     stats::WorkKind,
-    tasks::{CodeTask, Done, Job, NodeTask, Owner, Purpose, Unit, queue_again, requeue},
+    tasks::{CodeTask, Job, NodeTask, Owner, Purpose, Unit, queue_again, requeue},
 };
 
 impl<S: KvStore + 'static> Syncer<S> {
