@@ -20,8 +20,8 @@ use std::{
 use leafsync_p2p::chain::ChainSpec;
 
 pub(crate) use self::{
-    sections::{ElSection, FileConfig, PivotSource},
-    settings::{LeafdbSettings, NetworkSettings, SyncSettings, SyncSources},
+    sections::{ElSection, FileConfig},
+    settings::{LeafdbSettings, NetworkSettings, PivotSource, SyncSettings, SyncSources},
 };
 
 /// Default admin JSON-RPC address: loopback only, so nothing outside the machine can add peers.

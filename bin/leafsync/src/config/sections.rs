@@ -15,7 +15,7 @@ use alloy_primitives::B256;
 use leafsync_p2p::{chain::ChainSpec, leaf::protocol::MAX_PIECE_AGE_BLOCKS, peers::NodeRecord};
 use serde::{Deserialize, Serialize};
 
-pub(crate) use self::sync::{PivotSource, SyncSection};
+pub(crate) use self::sync::SyncSection;
 use super::{
     DEFAULT_ADMIN_LISTEN, Origin,
     settings::{LeafdbSettings, NetworkSettings, SyncSettings},

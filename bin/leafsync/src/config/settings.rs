@@ -11,9 +11,24 @@ use leafsync_p2p::{
     peers::{LocalHead, NetworkConfig, NodeRecord, RequestHandler},
 };
 use secp256k1::SecretKey;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::sections::PivotSource;
+
+/// Where the pivot of a sync comes from (`sync.pivot`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum PivotSource {
+    /// `sync.checkpoint` when set, else the execution client's latest block when `el.rpc` is
+    /// set, else (only where peers may choose it) the peers'.
+    Auto,
+    /// The execution client's latest block (requires `el.rpc`).
+    El,
+    /// `sync.checkpoint` (requires it).
+    Checkpoint,
+    /// The head most peers announce (a dev chain, or `sync.allow_peer_pivot`).
+    Peers,
+}
 
 /// `[p2p]`, parsed.
 #[derive(Debug, Clone)]

@@ -9,27 +9,12 @@ use serde::{Deserialize, Serialize};
 use super::{ElSection, MAX_INTERVAL_SECS};
 use crate::config::{
     ConfigError, Origin,
-    settings::{SyncSettings, SyncSources},
+    settings::{PivotSource, SyncSettings, SyncSources},
 };
 
 /// Smallest `sync.chunk_target_kib` (16 KiB): below it the skeleton costs more round trips than
 /// the chunks save.
 const MIN_CHUNK_TARGET_KIB: u64 = 16;
-
-/// Where the pivot of a sync comes from (`sync.pivot`).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum PivotSource {
-    /// `sync.checkpoint` when set, else the execution client's latest block when `el.rpc` is
-    /// set, else (only where peers may choose it) the peers'.
-    Auto,
-    /// The execution client's latest block (requires `el.rpc`).
-    El,
-    /// `sync.checkpoint` (requires it).
-    Checkpoint,
-    /// The head most peers announce (a dev chain, or `sync.allow_peer_pivot`).
-    Peers,
-}
 
 /// `sync.checkpoint`: a block the operator trusts, synced as the pivot.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
