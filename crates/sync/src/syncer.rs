@@ -8,8 +8,9 @@ mod answers;
 mod commit;
 mod finish;
 mod items;
+mod trust;
 
-use std::{collections::VecDeque, sync::Arc};
+use std::sync::Arc;
 
 use alloy_primitives::B256;
 use alloy_trie::{EMPTY_ROOT_HASH, Nibbles};
@@ -19,10 +20,7 @@ use leafsync_p2p::{PeerId, leaf::ChainHead};
 use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
-use self::{
-    commit::{Committing, Held, HeldCodes, committed},
-    finish::ChunkCounts,
-};
+use self::{commit::Writes, trust::Trust};
 pub use crate::resume::{choose_pivot, chunk_depth};
 use crate::{
     carry::Carry,
@@ -76,40 +74,16 @@ pub struct Syncer<S: KvStore> {
     carry: Carry,
     /// What this run keeps open, staged to be marked in the leafdb ([`Marks`]).
     marks: Marks,
-    /// Whether this run can vouch for everything stored besides what [`Self::carry`] holds:
-    /// the tables held a complete state at the start, or nothing, or what a run that marked what
-    /// it left open wrote ([`SyncProgress::marked`]). It then trusts them at its start and at a
-    /// re-pivot ([`Self::tables_complete`]). A run over an unmarked record cannot (each of its
-    /// re-pivots re-derives every stored unit it meets, as its start does).
-    vouched: bool,
     peers: PeerSet,
     reporter: Reporter,
     /// Peers that start serving during the sync.
     new_peers: Option<NewPeers>,
     /// Trusted heads (the neighbour execution client's): the pivot and where it moves.
     pivot_feed: Option<watch::Receiver<ChainHead>>,
-    /// Why the final check must scan and hash the flat state: the first thing in this run that
-    /// wrote flat entries without an import hashing them against the trie, or that leaves
-    /// entries this run did not write (see [`Self::final_check`]). `None`: every flat entry
-    /// was written by a verified import. Not persisted: a resumed run always hashes again.
-    rehash: Option<&'static str>,
-    /// Set once a final check of this run scanned the flat state and found it whole, to the
-    /// chunk counters then: what the run writes after it (a catch-up's heals) starts from a
-    /// proved state ([`Self::catch_up`]).
-    scanned: Option<ChunkCounts>,
-    /// Whether the tables held a complete state at the start (a head and no progress record: a
-    /// synced or followed state, maybe off the chain, as a repair starts from), whose flat
-    /// entries agree with its stored tries and accounts with their storage and code: a subtrie
-    /// found complete then needs no re-derivation, and an account a heal leaves as it was no
-    /// storage check. Set by a re-pivot too where the run is [`Self::vouched`] for, which
-    /// [`Carry`]s what that rule does not cover; cleared once the final check finds anything.
-    tables_complete: bool,
-    /// Verified chunks held back to be written together ([`commit`]).
-    held: Held,
-    /// Verified chunks and codes being written, oldest first ([`commit`]).
-    committing: VecDeque<Committing>,
-    /// Verified codes not yet written ([`commit`]).
-    held_codes: HeldCodes,
+    /// What the run can vouch for in the tables ([`Trust`]).
+    trust: Trust,
+    /// Verified chunks and codes held back or being written ([`commit`]).
+    writes: Writes,
 }
 
 impl<S: KvStore> std::fmt::Debug for Syncer<S> {
@@ -123,8 +97,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// A syncer writing into `db`, asking `peers`.
     pub fn new(db: Arc<LeafDb<S>>, config: SyncConfig, peers: Vec<Arc<dyn SyncPeer>>) -> Self {
         Self {
-            held: Held::new(config.hold_bytes, config.hold_bytes / 4),
-            held_codes: HeldCodes::new(config.code_file_bytes),
+            writes: Writes::new(&config),
             peers: PeerSet::new(peers, config.junk_ban_threshold),
             db,
             config,
@@ -137,14 +110,10 @@ impl<S: KvStore + 'static> Syncer<S> {
             codes: CodeQueue::default(),
             carry: Carry::default(),
             marks: Marks::default(),
-            vouched: false,
             reporter: Reporter::default(),
             new_peers: None,
             pivot_feed: None,
-            rehash: None,
-            scanned: None,
-            tables_complete: false,
-            committing: VecDeque::new(),
+            trust: Trust::default(),
         }
     }
 
@@ -231,24 +200,25 @@ impl<S: KvStore + 'static> Syncer<S> {
         let holds_state = !resumed && self.db.holds_state()?;
         if resumed {
             // A crash (or an error) may have cut anything short: the tables are not all ours.
-            self.must_rehash(if unreadable {
+            self.trust.must_rehash(if unreadable {
                 "a progress record that did not decode"
             } else {
                 "resumed"
             });
         } else if holds_state {
             // Entries of an earlier state may lie where no chunk of this pivot writes.
-            self.must_rehash("tables held state at the start");
+            self.trust.must_rehash("tables held state at the start");
         }
         // Tables that held a complete state, or nothing: everything stored is then either
         // complete or this run's own work. Or a marked run's work: consistent but for what it
         // marked, which is carried as a re-pivot's is.
-        self.vouched = self.tables_complete || !resumed && !holds_state || marked.is_some();
+        self.trust.vouched =
+            self.trust.tables_complete || !resumed && !holds_state || marked.is_some();
         if self.config.mode == SyncMode::HealOnly {
-            self.must_rehash("heal-only");
+            self.trust.must_rehash("heal-only");
         }
         if self.config.full_final_check {
-            self.must_rehash("sync.full_final_check");
+            self.trust.must_rehash("sync.full_final_check");
         }
         match &marked {
             Some(marked) => self.carry_marked(marked, start.resumed.is_none())?,
@@ -342,7 +312,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                         self.reporter.publish();
                     }
                 }
-                result = committed(&mut self.committing), if !self.committing.is_empty() => {
+                result = self.writes.committed(), if !self.writes.running.is_empty() => {
                     self.on_committed(result)?;
                 }
                 peer = next_peer(new_peers) => match peer {
@@ -455,7 +425,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         // The answer being written belongs to the old pivot's work: taken in before it goes.
         self.settle()?;
         info!(from = self.pivot.number, to = head.number, "re-pivoting state sync");
-        self.wrote_unhashed("re-pivot");
+        self.trust.wrote_unhashed("re-pivot");
         // Everything the old pivot's work imported or finished is consistent; what it cut short
         // is carried, so the new pivot re-derives only that, not the whole state synced so far
         // (tens of minutes at mainnet size, longer than the blocks between two re-pivots), in a
@@ -479,7 +449,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         self.work = Work::default();
         self.work.sizes.record_accounts(self.peers.median_estimate());
         self.heal = HealState::default();
-        self.trust_tables(self.vouched);
+        self.trust_tables(self.trust.vouched);
         self.db.clear_sync_heal_roots()?;
         self.persist()?;
         self.seed(head.state_root)
@@ -519,10 +489,10 @@ impl<S: KvStore + 'static> Syncer<S> {
         Ok(())
     }
 
-    /// Sets [`Self::tables_complete`], and with it whether the heal gathers the subtries it
+    /// Sets [`Trust::tables_complete`], and with it whether the heal gathers the subtries it
     /// finds unchanged (only a reconciliation over complete tables uses them).
     fn trust_tables(&mut self, complete: bool) {
-        self.tables_complete = complete;
+        self.trust.tables_complete = complete;
         self.heal.gather_kept(complete);
     }
 

@@ -512,7 +512,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             // A healed subtrie is complete: its flat entries are re-derived from it. In tables
             // that held a complete state only where the heal wrote: the subtries it found
             // unchanged agree with their flat entries.
-            let mut kept = if self.tables_complete { done.kept } else { Vec::new() };
+            let mut kept = if self.trust.tables_complete { done.kept } else { Vec::new() };
             kept.retain(|path| !self.carry.is_suspect(owner, path));
             self.resume_complete_except(owner, path, hash, &kept)?;
             // Only now: a crash before this point finds the heal root again and redoes the

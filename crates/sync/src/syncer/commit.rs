@@ -34,6 +34,7 @@ use tokio::sync::oneshot;
 
 use super::Syncer;
 use crate::{
+    SyncConfig,
     error::SyncError,
     holding::Holding,
     import::{Leaves, leaves_work},
@@ -65,7 +66,7 @@ pub(super) enum Kept {
 }
 
 /// Verified pieces held back, each with its staged chunk.
-pub(super) type Held = Holding<(ChunkSet, Piece)>;
+type Held = Holding<(ChunkSet, Piece)>;
 
 /// The verified pieces of one answer, each with its staged chunk.
 #[derive(Debug, Default)]
@@ -122,7 +123,7 @@ pub(super) const MAX_WRITES: usize = 2;
 /// codes below the watermark, the lowest hash not delivered yet: no code asked later falls into
 /// its range, so each file goes to the code table's last level beside the others.
 #[derive(Debug)]
-pub(super) struct HeldCodes {
+struct HeldCodes {
     codes: BTreeMap<B256, Vec<u8>>,
     bytes: usize,
     file_bytes: usize,
@@ -130,7 +131,7 @@ pub(super) struct HeldCodes {
 
 impl HeldCodes {
     /// Holds codes for files of `file_bytes` ([`crate::SyncConfig::code_file_bytes`]).
-    pub(super) fn new(file_bytes: usize) -> Self {
+    fn new(file_bytes: usize) -> Self {
         Self { codes: BTreeMap::new(), bytes: 0, file_bytes }
     }
 
@@ -171,11 +172,33 @@ impl HeldCodes {
     }
 }
 
-/// The result of the oldest write in `committing`, when it ends (never, without one).
-pub(super) async fn committed(committing: &mut VecDeque<Committing>) -> CommitResult {
-    match committing.front_mut() {
-        Some(c) => (&mut c.done).await,
-        None => std::future::pending().await,
+/// Verified chunks and codes on their way to the tables: held back, then written on threads of
+/// their own, oldest first.
+#[derive(Debug)]
+pub(super) struct Writes {
+    /// Verified chunks held back to be written together.
+    held: Held,
+    /// Writes running, oldest first.
+    pub(super) running: VecDeque<Committing>,
+    /// Verified codes not yet written.
+    codes: HeldCodes,
+}
+
+impl Writes {
+    pub(super) fn new(config: &SyncConfig) -> Self {
+        Self {
+            held: Held::new(config.hold_bytes, config.hold_bytes / 4),
+            running: VecDeque::new(),
+            codes: HeldCodes::new(config.code_file_bytes),
+        }
+    }
+
+    /// The result of the oldest write running, when it ends (never, without one).
+    pub(super) async fn committed(&mut self) -> CommitResult {
+        match self.running.front_mut() {
+            Some(c) => (&mut c.done).await,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -209,13 +232,13 @@ impl<S: KvStore + 'static> Syncer<S> {
             };
             let trie = (range_bound(lo), range_bound(hi));
             let bytes = set.bytes();
-            let overlapping = self.held.hold(span, trie, bytes, (set, piece));
+            let overlapping = self.writes.held.hold(span, trie, bytes, (set, piece));
             self.start_write(overlapping)?;
         }
         if self.work.units.is_empty() {
             self.write_held()?;
-        } else if self.held.due() {
-            let ready = self.held.take_ready();
+        } else if self.writes.held.due() {
+            let ready = self.writes.held.take_ready();
             self.start_write(ready)?;
         }
         Ok(())
@@ -246,7 +269,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// waits for a code once it is verified; a run that fails drops those held, as a kill does,
     /// and a resumed run asks for them again (its final check lists missing codes).
     pub(super) fn hold_codes(&mut self, codes: Vec<(B256, Vec<u8>)>) -> Result<(), SyncError> {
-        match self.held_codes.hold(codes, self.codes.watermark()) {
+        match self.writes.codes.hold(codes, self.codes.watermark()) {
             Some(due) => self.write_codes(due),
             None => Ok(()),
         }
@@ -272,7 +295,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         codes: Vec<B256>,
         write: impl FnOnce(&LeafDb<S>) -> Result<u64, LeafDbError> + Send + 'static,
     ) -> Result<(), SyncError> {
-        while self.committing.len() >= MAX_WRITES {
+        while self.writes.running.len() >= MAX_WRITES {
             self.settle_oldest()?;
         }
         self.marks.flush(&self.db)?;
@@ -290,29 +313,31 @@ impl<S: KvStore + 'static> Syncer<S> {
                 let _ = tx.send(result);
             })
             .map_err(|e| SyncError::ChunkWriter(format!("cannot start: {e}")))?;
-        self.committing.push_back(Committing { done, pieces, codes });
+        self.writes.running.push_back(Committing { done, pieces, codes });
         Ok(())
     }
 
     /// Starts writing every piece held back (at each progress interval: what a crash loses
     /// stays bounded in time on a slow network).
     pub(super) fn write_held(&mut self) -> Result<(), SyncError> {
-        let all = self.held.take_all();
+        let all = self.writes.held.take_all();
         self.start_write(all)
     }
 
     /// Whether pieces or codes are held back or being written.
     pub(super) fn writing(&self) -> bool {
-        !self.held.is_empty() || !self.held_codes.is_empty() || !self.committing.is_empty()
+        !self.writes.held.is_empty()
+            || !self.writes.codes.is_empty()
+            || !self.writes.running.is_empty()
     }
 
     /// Writes the pieces and codes held back, waits for every write still running and takes
     /// their pieces in, oldest first.
     pub(super) fn settle(&mut self) -> Result<(), SyncError> {
         self.write_held()?;
-        let codes = self.held_codes.take();
+        let codes = self.writes.codes.take();
         self.write_codes(codes)?;
-        while !self.committing.is_empty() {
+        while !self.writes.running.is_empty() {
             self.settle_oldest()?;
         }
         Ok(())
@@ -320,7 +345,7 @@ impl<S: KvStore + 'static> Syncer<S> {
 
     /// Waits for the oldest write, if any, and takes its pieces in.
     fn settle_oldest(&mut self) -> Result<(), SyncError> {
-        let Some(oldest) = self.committing.front_mut() else { return Ok(()) };
+        let Some(oldest) = self.writes.running.front_mut() else { return Ok(()) };
         let result = wait(&mut oldest.done);
         self.on_committed(result)
     }
@@ -328,7 +353,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// The oldest write ended with `result` ([`committed`]): takes its pieces in and counts its
     /// codes written.
     pub(super) fn on_committed(&mut self, result: CommitResult) -> Result<(), SyncError> {
-        let Some(committing) = self.committing.pop_front() else { return Ok(()) };
+        let Some(committing) = self.writes.running.pop_front() else { return Ok(()) };
         self.written(committing.pieces, result)?;
         self.codes.written(&committing.codes);
         self.marks.codes_written(&committing.codes);
@@ -339,9 +364,9 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// pieces in (the run failed: a resumed run finds what was written in the tables, and asks
     /// for the rest again).
     pub(super) fn abandon_commit(&mut self) {
-        drop(self.held.take_all());
-        drop(self.held_codes.take());
-        for mut committing in self.committing.drain(..) {
+        drop(self.writes.held.take_all());
+        drop(self.writes.codes.take());
+        for mut committing in self.writes.running.drain(..) {
             let _ = wait(&mut committing.done);
         }
     }

@@ -13,13 +13,8 @@ use leafsync_p2p::leaf::ChainHead;
 use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
-use super::{SyncOutcome, Syncer};
-use crate::{
-    config::MAX_CATCH_UPS,
-    error::SyncError,
-    peer_set::Standing,
-    stats::{SyncStats, WorkKind},
-};
+use super::{SyncOutcome, Syncer, trust::ChunkCounts};
+use crate::{config::MAX_CATCH_UPS, error::SyncError, peer_set::Standing, stats::WorkKind};
 
 impl<S: KvStore + 'static> Syncer<S> {
     /// Checks the end before it is committed: the account trie's root (with the skeleton above
@@ -27,7 +22,7 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// by merge-scan. Flat storage that does not hash to its account's root, storage without an
     /// account and missing codes are queued again; returns what was found (empty: complete).
     ///
-    /// A clean run ([`Self::rehash`] is `None`: no resume, no state stored at the start, no
+    /// A clean run ([`Trust::rehash`] is `None`: no resume, no state stored at the start, no
     /// heal, no re-pivot, no repair) whose counters close needs no scan. Every flat entry was
     /// written by an import in the same atomic batch as the subtrie built from those very
     /// leaves, after clearing the prefix, and that subtrie's hash was checked against the node
@@ -45,21 +40,21 @@ impl<S: KvStore + 'static> Syncer<S> {
             return Err(SyncError::RootMismatch { got: root, expected: self.pivot.state_root });
         }
         let counts = ChunkCounts::of(&self.reporter.stats);
-        if !counts.since(self.scanned.unwrap_or_default()).closed() {
-            self.must_rehash("chunk counters disagree");
+        if !counts.since(self.trust.scanned.unwrap_or_default()).closed() {
+            self.trust.must_rehash("chunk counters disagree");
         }
         let storages = self.carry.storages_left();
         if storages > 0 {
             warn!(storages, "state sync: storages carried over a re-pivot were not taken up");
-            self.must_rehash("storages carried over a re-pivot not taken up");
+            self.trust.must_rehash("storages carried over a re-pivot not taken up");
         }
         if self.codes.unwritten() > 0 {
             warn!(codes = self.codes.unwritten(), "state sync: codes queued but not written");
-            self.must_rehash("codes unaccounted for");
+            self.trust.must_rehash("codes unaccounted for");
         }
-        let Some(why) = self.rehash else {
+        let Some(why) = self.trust.rehash else {
             let s = &self.reporter.stats;
-            if self.scanned.is_some() {
+            if self.trust.scanned.is_some() {
                 info!(
                     pivot = self.pivot.number,
                     codes = s.codes,
@@ -97,15 +92,15 @@ impl<S: KvStore + 'static> Syncer<S> {
         if check.problems > 0 || check.accounts_root != self.pivot.state_root {
             // What the repairs write is imported and verified again, but the pass after them
             // hashes everything: a cause not understood is not trusted.
-            self.must_rehash("repaired");
+            self.trust.must_rehash("repaired");
             self.trust_tables(false);
-            self.scanned = None;
+            self.trust.scanned = None;
         }
         if check.accounts_root != self.pivot.state_root {
             let flat = check.accounts_root;
             // The flat accounts disagree with a verified trie: rewrite them from it.
             warn!(%flat, "flat accounts differ from the synced trie");
-            self.must_rehash("repaired");
+            self.trust.must_rehash("repaired");
             self.reporter.stats.final_repairs += 1;
             self.resume_complete(None, Nibbles::new(), root)?;
             return Ok(format!("flat accounts hash to {flat}"));
@@ -172,7 +167,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         info!(
             from = pivot,
             to = self.pivot.number,
-            scanned = self.scanned.is_some(),
+            scanned = self.trust.scanned.is_some(),
             "state sync: the head moved on during the final check; catching up"
         );
         Ok(true)
@@ -182,30 +177,12 @@ impl<S: KvStore + 'static> Syncer<S> {
     /// suspect or carried any more, and what a catch-up writes over it needs no second scan
     /// unless the operator asked for one (`full_final_check`).
     fn proved_whole(&mut self) -> Result<(), SyncError> {
-        self.scanned = Some(ChunkCounts::of(&self.reporter.stats));
-        self.vouched = true;
-        self.rehash = self.config.full_final_check.then_some("sync.full_final_check");
+        self.trust.proved_whole(&self.reporter.stats, self.config.full_final_check);
         self.carry.clear();
         // Staged marks go to the leafdb first, or a later flush would write them back.
         self.marks.flush(&self.db)?;
         self.db.clear_sync_marks(&[SyncMark::Suspect, SyncMark::OpenStorage])?;
         Ok(())
-    }
-
-    /// Notes that the final check must hash the flat state again, and why (the first reason
-    /// stays).
-    pub(super) fn must_rehash(&mut self, why: &'static str) {
-        self.rehash.get_or_insert(why);
-    }
-
-    /// [`Self::must_rehash`] for flat entries this run wrote without an import hashing them (a
-    /// heal's, a re-derivation's, what a re-pivot keeps), unless a final check of this run has
-    /// scanned the flat state and found it whole ([`Self::scanned`]): each such write is then a
-    /// reconciliation from verified nodes over a proved state, as a repair's.
-    pub(super) fn wrote_unhashed(&mut self, why: &'static str) {
-        if self.scanned.is_none() {
-            self.must_rehash(why);
-        }
     }
 
     pub(super) fn finish(mut self) -> Result<SyncOutcome, SyncError> {
@@ -227,41 +204,6 @@ impl<S: KvStore + 'static> Syncer<S> {
             dropped: self.peers.ids(Standing::Dropped),
             stats: self.reporter.stats,
         })
-    }
-}
-
-/// The chunk counters the final check weighs (see [`SyncStats`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct ChunkCounts {
-    total: u64,
-    done: u64,
-    verified: u64,
-    healed: u64,
-}
-
-impl ChunkCounts {
-    fn of(stats: &SyncStats) -> Self {
-        Self {
-            total: stats.chunks_total,
-            done: stats.chunks_done,
-            verified: stats.chunks_verified,
-            healed: stats.chunks_healed,
-        }
-    }
-
-    /// What was counted after `base`.
-    fn since(self, base: Self) -> Self {
-        Self {
-            total: self.total.wrapping_sub(base.total),
-            done: self.done.wrapping_sub(base.done),
-            verified: self.verified.wrapping_sub(base.verified),
-            healed: self.healed.wrapping_sub(base.healed),
-        }
-    }
-
-    /// Whether every unit created was done, each either verified on import or healed.
-    fn closed(self) -> bool {
-        self.done == self.total && self.verified.wrapping_add(self.healed) == self.total
     }
 }
 

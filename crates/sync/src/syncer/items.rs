@@ -58,7 +58,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 stats.chunks_resumed += 1;
                 // In tables that held a complete state its flat entries agree with it, unless
                 // a heal a re-pivot cut short wrote it.
-                if self.tables_complete && !self.carry.is_suspect(owner, &prefix) {
+                if self.trust.tables_complete && !self.carry.is_suspect(owner, &prefix) {
                     return self.take_up_carried(owner, &prefix);
                 }
                 return self.resume_complete(owner, prefix, hash);
@@ -119,7 +119,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         kept: &[Nibbles],
     ) -> Result<(), SyncError> {
         // Flat entries rewritten from stored nodes, not from leaves an import hashed.
-        self.wrote_unhashed("flat entries re-derived from the stored trie");
+        self.trust.wrote_unhashed("flat entries re-derived from the stored trie");
         match owner {
             None => {
                 // In tables that held a complete state, an account whose flat entry was already
@@ -127,7 +127,7 @@ impl<S: KvStore + 'static> Syncer<S> {
                 // heal a crash cut short, which may have rewritten it before marking what it
                 // needs ([`crate::carry`]).
                 let every =
-                    !self.tables_complete || self.carry.checks_every_account(owner, &prefix);
+                    !self.trust.tables_complete || self.carry.checks_every_account(owner, &prefix);
                 let db = Arc::clone(&self.db);
                 db.reconcile_accounts(&prefix, hash, kept, |hashed, account, changed| {
                     self.reporter.stats.rederived_accounts += 1;
@@ -195,7 +195,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         if self.empty_storage(owner, &path, hash)? {
             return Ok(());
         }
-        self.wrote_unhashed("healed");
+        self.trust.wrote_unhashed("healed");
         // Heal replaces nodes below `path` before the ones at and above it: those must not stay
         // behind, stale, if this heal is cut short (a pivot move, a crash).
         self.db.forget_path(owner.as_ref(), &path)?;
