@@ -14,7 +14,6 @@ use secp256k1::SecretKey;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-
 /// Where the pivot of a sync comes from (`sync.pivot`).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]

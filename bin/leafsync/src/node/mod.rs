@@ -4,6 +4,7 @@
 //! benchmarks and tests ([`NodeBuilder::loopback`]); [`Node::run`] runs it until a shutdown
 //! future resolves, then stops every part in order and releases the leafdb.
 
+mod builder;
 mod eth;
 mod head;
 pub(crate) mod loopback;
@@ -16,27 +17,24 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use alloy_primitives::B256;
 use leafsync_ingest::{Follower, FollowerConfig, IngestError, IngestStats};
-use leafsync_leafdb::{BlockHeader, LeafDb, RocksStore};
-use leafsync_p2p::{
-    chain::ChainSpec,
-    peers::{LocalHead, Network, NetworkHandle, NodeRecord},
-};
+use leafsync_leafdb::{LeafDb, RocksStore};
+use leafsync_p2p::{chain::ChainSpec, peers::NetworkHandle};
 use leafsync_serve::LeafServer;
 use leafsync_sync::{SyncOutcome, SyncStats};
-use secp256k1::SecretKey;
 use tokio::{sync::watch, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use self::builder::NodeBuilder;
 use self::{
-    head::{HEAD_CHECK_INTERVAL, announce_heads, local_head, unfollowed_warning},
-    repair::{RepairPace, Trouble, cannot_resume, repair_due, repair_settings, repair_sources},
+    head::HEAD_CHECK_INTERVAL,
+    repair::{RepairPace, Trouble, repair_due, repair_settings, repair_sources},
     sync::{SyncPlan, sync_from_peers},
 };
 pub use crate::phase::DaemonPhase;
 use crate::{
-    admin::{AdminState, Role},
-    config::{Config, ElSection, NetworkSettings, PivotSource, SyncSettings, SyncSources},
+    admin::AdminState,
+    config::{ElSection, SyncSettings},
     error::CliError,
 };
 
@@ -48,8 +46,6 @@ const DB_RELEASE_TIMEOUT: Duration = Duration::from_millis(500);
 const DB_RELEASE_POLL: Duration = Duration::from_millis(10);
 /// How long an empty leafdb may take to be bootstrapped from the genesis file.
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(300);
-/// How often a loopback node dials its static peers: often, so tests and the demo connect fast.
-const LOOPBACK_DIAL_INTERVAL: Duration = Duration::from_millis(100);
 /// How often [`Node::wait_for_peers`] looks at the peer list.
 const PEER_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -65,261 +61,6 @@ pub enum Start {
     /// The leafdb holds a repair of its state cut short (a head and a sync's progress record,
     /// with `el.rpc` set): finish it, then follow and serve (see `repair.rs`).
     Repair,
-}
-
-/// Everything a node is built from.
-pub struct NodeBuilder {
-    db: Arc<LeafDb>,
-    chain: ChainSpec,
-    key: SecretKey,
-    network: NetworkSettings,
-    dial_interval: Option<Duration>,
-    serve: leafsync_serve::ServeConfig,
-    /// `serve.snap`: serve snap/1 from the leafdb's head.
-    serve_snap: bool,
-    /// `serve.leaf`: offer `leaf/1`.
-    serve_leaf: bool,
-    el: ElSection,
-    sync: SyncSettings,
-    admin: Option<SocketAddr>,
-    metrics: Option<SocketAddr>,
-    head: Option<LocalHead>,
-}
-
-impl NodeBuilder {
-    /// The daemon's node over `db`, as `config` says, with identity `key`.
-    pub(crate) fn from_config(config: &Config, db: Arc<LeafDb>, key: SecretKey) -> Self {
-        Self {
-            db,
-            chain: config.chain.clone(),
-            key,
-            network: config.network.clone(),
-            dial_interval: None,
-            serve: config.serve.clone(),
-            serve_snap: config.serve_snap,
-            serve_leaf: config.serve_leaf,
-            el: config.el.clone(),
-            sync: config.sync.clone(),
-            admin: config.admin,
-            metrics: config.metrics,
-            head: None,
-        }
-    }
-
-    /// A node on `127.0.0.1:0` with a fresh key, no discovery and no endpoints, serving `db` on
-    /// `chain` with the default limits; an empty `db` syncs with the peers' pivot.
-    pub fn loopback(db: Arc<LeafDb>, chain: ChainSpec) -> Self {
-        Self {
-            db,
-            chain,
-            key: SecretKey::new(&mut rand::rng()),
-            network: NetworkSettings {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                external_ip: None,
-                discovery: false,
-                bootnodes: Vec::new(),
-                static_peers: Vec::new(),
-                trusted_peers: Vec::new(),
-                el_peer: None,
-                max_inbound: leafsync_p2p::peers::DEFAULT_MAX_INBOUND,
-                max_outbound: leafsync_p2p::peers::DEFAULT_MAX_OUTBOUND,
-            },
-            dial_interval: Some(LOOPBACK_DIAL_INTERVAL),
-            serve: leafsync_serve::ServeConfig::default(),
-            serve_snap: false,
-            serve_leaf: true,
-            el: ElSection::default(),
-            sync: SyncSettings {
-                sources: SyncSources { leaf: true, snap: false },
-                pivot: PivotSource::Peers,
-                checkpoint: None,
-                peer_pivot: true,
-                progress_bar: true,
-                config: leafsync_sync::SyncConfig::default(),
-            },
-            admin: None,
-            metrics: None,
-            head: None,
-        }
-    }
-
-    /// Peers to keep connected.
-    #[must_use]
-    pub fn static_peers(mut self, peers: Vec<NodeRecord>) -> Self {
-        self.network.static_peers = peers;
-        self
-    }
-
-    /// Announces `head` instead of the one read from the leafdb (a generated state, with its
-    /// exact account count) until the leafdb head moves (blocks applied to it); from then on the
-    /// leafdb's heads, with `head`'s account estimate.
-    #[must_use]
-    pub const fn head(mut self, head: LocalHead) -> Self {
-        self.head = Some(head);
-        self
-    }
-
-    /// Serves the admin JSON-RPC on `addr`.
-    #[must_use]
-    pub const fn admin(mut self, addr: SocketAddr) -> Self {
-        self.admin = Some(addr);
-        self
-    }
-
-    /// Whether the node speaks eth/69: what snap/1 rides beside, needed to serve snap/1
-    /// (`serve.snap`) and to sync from snap/1 peers (`"snap"` in `sync.sources`).
-    const fn eth_enabled(&self) -> bool {
-        self.serve_snap || self.sync.sources.snap
-    }
-
-    /// The start mode for a leafdb whose head is `head`, holding a sync's progress record or
-    /// not (`syncing`).
-    fn start_mode(&self, head: Option<&BlockHeader>, syncing: bool) -> Start {
-        match (head, &self.el.genesis, &self.el.rpc) {
-            (Some(_), _, Some(_)) if syncing => Start::Repair,
-            (Some(_), _, _) => Start::Serve,
-            (None, Some(_), Some(_)) => Start::BootstrapFromGenesis,
-            // A genesis file without an execution client has nothing to load it: the node
-            // serves its empty state, as before there was a start mode.
-            (None, Some(_), None) => Start::Serve,
-            (None, None, _) => Start::SyncFromPeers,
-        }
-    }
-
-    /// Starts the follower (when `el.rpc` is set), the network and the endpoints. Must run on the
-    /// thread that drives the runtime (`block_on`), never in a spawned task: the follower's
-    /// block application thread inherits that thread's CPU priority.
-    pub async fn start(self) -> Result<Node, CliError> {
-        let head = self.db.head()?;
-        let syncing = self.db.sync_progress()?.is_some();
-        if head.is_some() && syncing && self.el.rpc.is_none() {
-            // Its tables are half rewritten and hold no account root: served as they are, the
-            // node would offer nothing, for good and without a word.
-            return Err(CliError::Invalid {
-                what: "el.rpc".into(),
-                reason: "the leafdb holds a repair cut short (a sync's progress over a head), \
-                         which finishes only at the execution client's head: set `el.rpc`"
-                    .into(),
-            });
-        }
-        let start = self.start_mode(head.as_ref(), syncing);
-        if let (Some(head), None) = (&head, &self.el.rpc)
-            && let Some(warning) = unfollowed_warning(&self.db, &self.chain)?
-        {
-            warn!(head = head.number, "{warning}");
-        }
-        // A sync the configuration cannot run fails here, before a port is opened.
-        let el_rpc = self.el.rpc.as_deref();
-        match start {
-            Start::SyncFromPeers => {
-                SyncPlan { settings: &self.sync, el_rpc, chain: &self.chain }.check()?;
-            }
-            Start::Repair => {
-                let settings = repair_settings(&self.sync);
-                cannot_resume(&SyncPlan { settings: &settings, el_rpc, chain: &self.chain })?;
-            }
-            Start::Serve | Start::BootstrapFromGenesis => {}
-        }
-        let stop = CancellationToken::new();
-        let (follower_stop, _) = watch::channel(false);
-        let mut node_follower = None;
-        if matches!(start, Start::Serve | Start::BootstrapFromGenesis) {
-            node_follower = start_follower(
-                &self.db,
-                &self.el,
-                self.chain.genesis_hash,
-                follower_stop.subscribe(),
-                None,
-            )?;
-        }
-        if head.is_none() && start == Start::BootstrapFromGenesis {
-            wait_for_bootstrap(&self.db, node_follower.as_mut()).await?;
-        }
-        let local = match self.head {
-            Some(fixed) => fixed,
-            None => local_head(&self.db, &self.chain)?,
-        };
-        let (head_tx, head_rx) = watch::channel(local);
-        let server = Arc::new(LeafServer::new(self.db.clone(), self.serve.clone()));
-        let mut net =
-            self.network.network_config(self.key, self.chain.clone(), head_rx, server.clone());
-        if let Some(interval) = self.dial_interval {
-            net.dial_interval = interval;
-        }
-        net.leaf = self.serve_leaf;
-        let eth_on = self.eth_enabled();
-        if eth_on {
-            let el_rpc = self.el.rpc.as_deref();
-            let eth = eth::eth_config(&self.db, &self.chain, el_rpc, self.serve_snap, stop.clone());
-            net.eth = Some(eth?);
-        }
-        let network = Network::start(net).await?;
-        let mut tasks = JoinSet::new();
-        // Peers learn our new heads as the follower (or a benchmark) applies blocks.
-        tasks.spawn(announce_heads(self.db.clone(), self.chain.clone(), head_tx, stop.clone()));
-        let phase = match (start, &node_follower) {
-            (Start::SyncFromPeers, _) => DaemonPhase::Syncing,
-            (Start::Repair, _) => DaemonPhase::Repairing,
-            (_, Some(_)) => DaemonPhase::Following,
-            (_, None) => DaemonPhase::Serving,
-        };
-        let (phase_tx, phase_rx) = watch::channel(phase);
-        let (sync_tx, sync_rx) = watch::channel(SyncStats::default());
-        let state = Arc::new(AdminState {
-            network: network.clone(),
-            db: self.db.clone(),
-            server,
-            chain: self.chain.clone(),
-            started: std::time::Instant::now(),
-            ingest: std::sync::OnceLock::new(),
-            phase: phase_rx,
-            sync: sync_rx,
-            sources: self.sync.sources,
-            added_peers: std::sync::Mutex::default(),
-            repairs: std::sync::atomic::AtomicU64::new(0),
-        });
-        if let Some((stats, _)) = &node_follower {
-            let _ = state.ingest.set(stats.clone());
-        }
-        let mut bound = [None, None];
-        for (slot, (addr, role)) in
-            [(self.admin, Role::Admin), (self.metrics, Role::Metrics)].into_iter().enumerate()
-        {
-            let Some(addr) = addr else { continue };
-            let listener = crate::admin::bind(addr, role).await?;
-            bound[slot] = Some(listener.1);
-            tasks.spawn(crate::admin::accept_loop(listener.0, role, state.clone(), stop.clone()));
-        }
-        info!(
-            chain = %self.chain.name,
-            head = local.head.number,
-            state_root = %local.head.state_root,
-            accounts = local.account_estimate,
-            enode = %network.local_enode(),
-            leaf = self.serve_leaf,
-            eth_snap = eth_on,
-            keccak_lanes = leafsync_leafdb::trie::keccak_lanes(),
-            "network up"
-        );
-        Ok(Node {
-            db: self.db,
-            chain: self.chain,
-            el: self.el,
-            sync: self.sync,
-            start,
-            network,
-            state,
-            tasks,
-            stop,
-            follower: node_follower,
-            follower_stop,
-            repair_pace: RepairPace::default(),
-            phase: phase_tx,
-            sync_progress: sync_tx,
-            admin_addr: bound[0],
-            metrics_addr: bound[1],
-        })
-    }
 }
 
 /// The running follower: its counters and its task.
@@ -428,7 +169,7 @@ impl Node {
 
     /// The kinds of peers a sync or a repair of this node takes.
     #[cfg(test)]
-    pub(crate) const fn sync_sources(&self) -> SyncSources {
+    pub(crate) const fn sync_sources(&self) -> crate::config::SyncSources {
         self.sync.sources
     }
 
