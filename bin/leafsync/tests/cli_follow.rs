@@ -7,8 +7,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
 mod support;
-#[path = "../../../crates/ingest/tests/common/mod.rs"]
-mod workload;
+use leafsync_ingest::test_utils as workload;
 
 use std::{
     net::SocketAddr,

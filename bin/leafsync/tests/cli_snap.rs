@@ -9,11 +9,10 @@
 //! when anvil is not installed.
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
-#[path = "../../../crates/p2p/tests/support/mod.rs"]
-mod raw;
 mod support;
-#[path = "../../../crates/ingest/tests/common/mod.rs"]
-mod workload;
+
+use leafsync_ingest::test_utils as workload;
+use leafsync_p2p::test_utils::raw;
 
 use support::{
     both_follow_then_stop, line_with, sigterm_and_wait, start_daemon, wait_status, wait_synced_at,

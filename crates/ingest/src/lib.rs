@@ -28,6 +28,8 @@ pub mod header;
 pub mod headers;
 pub mod rpc;
 pub mod system;
+#[cfg(feature = "test-utils")]
+pub mod test_utils;
 pub mod types;
 
 pub use apply::ApplyThread;

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
-mod common;
+use leafsync_ingest::test_utils as common;
 
 use std::sync::Arc;
 

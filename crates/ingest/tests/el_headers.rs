@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
-mod common;
+use leafsync_ingest::test_utils as common;
 
 use std::{
     net::SocketAddr,

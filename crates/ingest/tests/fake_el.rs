@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
 
-mod common;
+use leafsync_ingest::test_utils as common;
 
 use leafsync_leafdb::test_utils::package_dir;
 use std::{

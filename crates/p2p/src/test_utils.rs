@@ -3,10 +3,12 @@
 //! [`wait_event`], which wait on the node's [`NetworkEvent`]s instead of polling with sleeps.
 //! Every wait is bounded by [`WAIT`]: a test fails rather than hangs. [`NodeScript`] runs an
 //! independent devp2p peer of `tests/interop` for the interop tests; [`CountingAlloc`] measures
-//! what a test's code allocates.
+//! what a test's code allocates; [`raw`] is a peer run by hand, for what no well-behaved peer
+//! sends.
 
 mod counting_alloc;
 mod node_script;
+pub mod raw;
 pub use counting_alloc::CountingAlloc;
 pub use node_script::{NodeScript, interop_dir};
 

@@ -4,36 +4,36 @@
 #![allow(dead_code, unreachable_pub)]
 
 use alloy_primitives::{B256, Bytes};
-use futures::{SinkExt, StreamExt};
 use leafsync_p2p::{
-    CapabilityMessage, EciesStream, EncodedResponse, P2PError, P2PStream, PeerId,
-    UnauthedP2PStream,
+    CapabilityMessage, EncodedResponse, P2PError, PeerId,
     chain::ChainSpec,
     discovery::DiscoveryConfig,
-    ecies::id_from_pk,
     leaf::{Codes, GetCodes, LeafMessage, Nodes, RequestPair, Status},
-    p2pstream::{DisconnectReason, HelloMessageWithProtocols},
+    p2pstream::DisconnectReason,
     peers::{LocalHead, NetworkConfig, NetworkEvent, NetworkHandle, NodeRecord, RequestHandler},
     requests::{LeafRequest, LeafResponse, RequestError},
-    session::leaf_protocol,
     test_utils,
 };
-use secp256k1::{PublicKey, SECP256K1, SecretKey};
+use secp256k1::SecretKey;
 use std::{
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{Ipv4Addr, SocketAddrV4},
     sync::{
         Arc, Condvar, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
-use tokio::{net::TcpStream, sync::watch};
+use tokio::sync::watch;
 
 #[allow(unused_imports)] // each test binary uses a part
-pub use leafsync_p2p::test_utils::{TestNode as Node, WAIT, wait_connected, wait_event};
-
-/// The raw side of a hostile peer after Hello.
-pub type RawP2P = P2PStream<EciesStream<TcpStream>>;
+pub use leafsync_p2p::test_utils::{
+    TestNode as Node, WAIT,
+    raw::{
+        RawP2P, disconnect_after, disconnect_of, next_raw, raw_connect, raw_connect_from,
+        raw_connect_offering, raw_connect_with, raw_handshake, send_raw, tcp_from,
+    },
+    wait_connected, wait_event,
+};
 
 pub fn chain() -> ChainSpec {
     test_utils::test_chain()
@@ -118,66 +118,6 @@ pub async fn start(config: NetworkConfig, head: watch::Sender<LocalHead>) -> Nod
 pub async fn node(handler: Arc<dyn RequestHandler>) -> Node {
     let (config, head) = config(handler);
     start(config, head).await
-}
-
-/// A hostile peer: connects to `node`, runs ECIES and Hello (with leaf/1), nothing more.
-pub async fn raw_connect(node: NodeRecord) -> Result<(RawP2P, PeerId), P2PError> {
-    raw_connect_with(node, key().0).await
-}
-
-/// [`raw_connect`] with a given node key.
-pub async fn raw_connect_with(
-    node: NodeRecord,
-    sk: SecretKey,
-) -> Result<(RawP2P, PeerId), P2PError> {
-    let tcp = TcpStream::connect(node.addr).await.map_err(leafsync_p2p::EciesError::from)?;
-    raw_handshake(tcp, node, sk).await
-}
-
-/// A TCP connection to `addr` from the loopback address `source` (any of 127.0.0.0/8 works as a
-/// source on Linux), so that tests can have peers with distinct IPs.
-pub async fn tcp_from(source: Ipv4Addr, addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::from((source, 0)))?;
-    socket.connect(addr).await
-}
-
-/// [`raw_connect`] from the loopback address `source`.
-pub async fn raw_connect_from(
-    node: NodeRecord,
-    source: Ipv4Addr,
-) -> Result<(RawP2P, PeerId), P2PError> {
-    let tcp = tcp_from(source, node.addr).await.map_err(leafsync_p2p::EciesError::from)?;
-    raw_handshake(tcp, node, key().0).await
-}
-
-/// ECIES and Hello (with leaf/1) as a peer with key `sk` on an open connection to `node`.
-pub async fn raw_handshake(
-    tcp: TcpStream,
-    node: NodeRecord,
-    sk: SecretKey,
-) -> Result<(RawP2P, PeerId), P2PError> {
-    handshake_offering(tcp, node, sk, "hostile/0", vec![leaf_protocol()]).await
-}
-
-/// ECIES and a Hello as client `client` offering `protocols`, as a peer with key `sk` on an open
-/// connection to `node`.
-async fn handshake_offering(
-    tcp: TcpStream,
-    node: NodeRecord,
-    sk: SecretKey,
-    client: &str,
-    protocols: Vec<leafsync_p2p::p2pstream::Protocol>,
-) -> Result<(RawP2P, PeerId), P2PError> {
-    let id = id_from_pk(&PublicKey::from_secret_key(SECP256K1, &sk));
-    let ecies = EciesStream::connect(tcp, sk, node.id).await?;
-    let hello = HelloMessageWithProtocols::new(client, protocols, 0, id);
-    let (p2p, _) = UnauthedP2PStream::new(ecies).with_remote_id(node.id).handshake(hello).await?;
-    Ok((p2p, id))
-}
-
-pub async fn send_raw(p2p: &mut RawP2P, id: u8, payload: Vec<u8>) {
-    p2p.send(CapabilityMessage { cap: 0, id, payload: payload.into() }).await.expect("raw send");
 }
 
 pub async fn send_leaf(p2p: &mut RawP2P, message: LeafMessage) {
@@ -273,38 +213,4 @@ pub async fn next_penalty_of(
         _ => None,
     })
     .await
-}
-
-/// ECIES and a Hello offering `protocols` as a fresh peer, on a new connection to `node`.
-pub async fn raw_connect_offering(
-    node: NodeRecord,
-    protocols: Vec<leafsync_p2p::p2pstream::Protocol>,
-) -> Result<(RawP2P, PeerId), P2PError> {
-    let tcp = TcpStream::connect(node.addr).await.map_err(leafsync_p2p::EciesError::from)?;
-    handshake_offering(tcp, node, key().0, "geth-like/0", protocols).await
-}
-
-/// The next capability message a raw peer receives, or the p2p error that ended its stream.
-pub async fn next_raw(p2p: &mut RawP2P) -> Result<CapabilityMessage, P2PError> {
-    tokio::time::timeout(WAIT, p2p.next())
-        .await
-        .expect("message within the wait limit")
-        .ok_or(P2PError::ConnectionClosed)?
-}
-
-/// The Disconnect reason a raw peer receives next (other messages skipped).
-pub async fn disconnect_of(p2p: &mut RawP2P) -> DisconnectReason {
-    disconnect_after(p2p, |_| ()).await
-}
-
-/// Reads until the stream ends and returns the Disconnect reason received, handing each message
-/// before it to `check`.
-async fn disconnect_after(p2p: &mut RawP2P, check: fn(&CapabilityMessage)) -> DisconnectReason {
-    loop {
-        match next_raw(p2p).await {
-            Ok(msg) => check(&msg),
-            Err(P2PError::Disconnected(reason)) => return reason,
-            Err(other) => panic!("expected a Disconnect, got {other:?}"),
-        }
-    }
 }

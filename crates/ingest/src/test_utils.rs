@@ -1,10 +1,10 @@
-//! Shared helpers of the anvil tests: the pinned anvil binary (tests/anvil at the repository
-//! root), a process guard, a connection-dropping proxy and the workload.
+//! Harnesses for the tests of this crate and of the binary (feature `test-utils`): the pinned
+//! anvil binary (tests/anvil at the repository root), one at a time, killed on drop; its
+//! workload; a connection-dropping proxy; and the pieces of a fake execution client (HTTP
+//! requests read by hand, sealed headers).
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
-#![allow(clippy::unwrap_used)] // tests fail loudly on bad fixtures
+#![allow(clippy::unwrap_used)] // harnesses fail loudly on bad fixtures
 
-use leafsync_leafdb::test_utils::package_dir;
 use std::{
     io::Read,
     net::SocketAddr,
@@ -15,13 +15,14 @@ use std::{
 };
 
 use alloy_primitives::{Address, B256, U256, keccak256};
-use leafsync_ingest::{IngestStats, RpcClient, RpcHeader};
-use leafsync_leafdb::{LeafDb, MemStore};
+use leafsync_leafdb::{LeafDb, MemStore, test_utils::package_dir};
 use serde_json::{Value, json};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::watch,
 };
+
+use crate::{IngestStats, RpcClient, RpcHeader};
 
 /// Reads one HTTP/1.1 request from `stream`: its head, then a body of Content-Length bytes;
 /// what follows stays in `buf` for the next. Returns the body, `None` once the stream ends.
@@ -58,7 +59,7 @@ pub struct Running {
     /// Set to stop it.
     pub stop: watch::Sender<bool>,
     /// Its task.
-    pub task: tokio::task::JoinHandle<Result<(), leafsync_ingest::IngestError>>,
+    pub task: tokio::task::JoinHandle<Result<(), crate::IngestError>>,
 }
 
 impl Running {
@@ -74,12 +75,12 @@ impl Running {
 pub fn spawn_follower<S: leafsync_leafdb::KvStore + 'static>(
     db: &Arc<leafsync_leafdb::LeafDb<S>>,
     url: String,
-    configure: impl FnOnce(&mut leafsync_ingest::FollowerConfig),
+    configure: impl FnOnce(&mut crate::FollowerConfig),
 ) -> Running {
-    let mut config = leafsync_ingest::FollowerConfig::new(url);
+    let mut config = crate::FollowerConfig::new(url);
     config.poll_interval = POLL;
     configure(&mut config);
-    let follower = leafsync_ingest::Follower::new(Arc::clone(db), config).unwrap();
+    let follower = crate::Follower::new(Arc::clone(db), config).unwrap();
     let stats = follower.stats();
     let (stop, stopped) = watch::channel(false);
     Running { stats, stop, task: tokio::spawn(follower.run(stopped)) }
@@ -92,6 +93,7 @@ pub const FOLLOW_TIMEOUT: Duration = Duration::from_secs(30);
 /// Follower poll interval in the tests.
 pub const POLL: Duration = Duration::from_millis(20);
 
+/// The test's logs: `RUST_LOG`, else warnings and ingest's info lines, to the test's output.
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
@@ -161,10 +163,13 @@ pub async fn anvil_genesis() -> AnvilGenesis {
 /// A running anvil, killed on drop.
 pub struct Anvil {
     child: Child,
+    /// Its JSON-RPC address (HTTP and WebSocket) on loopback.
     pub addr: SocketAddr,
 }
 
 impl Anvil {
+    /// Starts the anvil at `bin` on a free loopback port, without mining (blocks are mined on
+    /// request), and waits until it answers.
     pub async fn start(bin: &Path) -> Self {
         for _ in 0..3 {
             let port =
@@ -192,14 +197,17 @@ impl Anvil {
         panic!("anvil did not start");
     }
 
+    /// Its HTTP URL.
     pub fn http(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// Its WebSocket URL.
     pub fn ws(&self) -> String {
         format!("ws://{}", self.addr)
     }
 
+    /// A client of its JSON-RPC over HTTP.
     pub fn rpc(&self) -> RpcClient {
         RpcClient::new(&self.http()).unwrap()
     }
@@ -230,11 +238,13 @@ pub async fn dump_state_alloc(rpc: &mut RpcClient, dir: &Path) -> PathBuf {
 /// A TCP proxy in front of anvil that can be taken down: while down it closes every
 /// connection, open or new.
 pub struct Proxy {
+    /// Where clients connect.
     pub addr: SocketAddr,
     down: Arc<watch::Sender<bool>>,
 }
 
 impl Proxy {
+    /// A proxy to `upstream`, up.
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -257,10 +267,12 @@ impl Proxy {
         Self { addr, down: Arc::new(tx) }
     }
 
+    /// Takes the proxy down (every connection closed, new ones refused) or up again.
     pub fn set_down(&self, down: bool) {
         self.down.send_replace(down);
     }
 
+    /// Its HTTP URL.
     pub fn http(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -296,13 +308,16 @@ pub async fn mine_blocks(rpc: &mut RpcClient, blocks: u64) -> Workload {
 
 /// Drives a workload of several transactions per block against anvil's dev accounts.
 pub struct Workload {
+    /// anvil's dev accounts, which send the transactions.
     pub dev: Vec<Address>,
+    /// The contracts the workload deployed, in order.
     pub contracts: Vec<Address>,
     fresh: Vec<Address>,
     block: u64,
 }
 
 impl Workload {
+    /// A workload over the dev accounts of the anvil behind `rpc` (at least 8).
     pub async fn new(rpc: &mut RpcClient) -> Self {
         let dev: Vec<Address> = rpc.call("eth_accounts", json!([])).await.unwrap();
         assert!(dev.len() >= 8);
