@@ -283,7 +283,7 @@ fn broadcasts_are_ignored_and_block_ranges_checked() {
     // A response we never asked for: its request id is read for the caller.
     assert_eq!(
         EthMessage::decode(ids::BLOCK_HEADERS, &hex!("c207c0")),
-        Ok(EthMessage::Response { id: ids::BLOCK_HEADERS, request_id: 7 })
+        Ok(EthMessage::Response { id: ids::BLOCK_HEADERS, request_id: 7, size: 3 })
     );
 }
 

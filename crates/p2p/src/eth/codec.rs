@@ -77,6 +77,8 @@ pub enum EthMessage {
         id: u8,
         /// The request id it claims to answer.
         request_id: u64,
+        /// Payload bytes, which the session charges to the peer's gossip budget.
+        size: usize,
     },
     /// 0x11, validated.
     BlockRangeUpdate(BlockRangeUpdate),
@@ -127,6 +129,7 @@ impl EthMessage {
                 id,
                 request_id: first_field(payload)
                     .map_err(|source| EthError::Malformed { id, source })?,
+                size: payload.len(),
             },
         })
     }

@@ -3,7 +3,7 @@
 //! ([`GOSSIP_BYTES_PER_SECOND`]); `BlockRangeUpdate`s checked and passed on at most once per
 //! `NEW_HEAD_MIN_INTERVAL`, `GetBlockHeaders` answered from the [`HeaderSource`] (bounded in
 //! count, bytes, concurrency, headers per second and time; empty on any failure), and responses
-//! (we send no eth requests) reported as unsolicited.
+//! (we send no eth requests) reported as unsolicited, their bytes taken from the gossip budget.
 
 use super::{
     EMPTY_ANSWER_COST_BYTES, GOSSIP_BURST_BYTES, GOSSIP_BYTES_PER_SECOND, HEADER_BUDGET_BURST,
@@ -114,9 +114,15 @@ impl EthSession {
                 self.spawn();
                 EthAction::None
             }
-            EthMessage::Response { id, request_id } => {
-                debug!(peer = %self.peer, id, request_id, "unsolicited eth/69 response");
-                EthAction::Unsolicited
+            EthMessage::Response { id, request_id, size } => {
+                debug!(peer = %self.peer, id, request_id, size, "unsolicited eth/69 response");
+                // Its frame was read, decrypted and decompressed like gossip's, and takes from
+                // the same budget: else a peer sent megabytes of them for a mid penalty each.
+                if self.within_gossip(id, size as u64, now) {
+                    EthAction::Unsolicited
+                } else {
+                    EthAction::GossipFlood
+                }
             }
             other @ (EthMessage::GetBlockBodies(_)
             | EthMessage::GetPooledTransactions(_)

@@ -62,7 +62,7 @@ async fn header_requests_beyond_the_in_flight_limit_are_a_flood() {
     // Bodies are answered at once, whatever is in flight; responses are unsolicited.
     let bodies = EthMessage::GetBlockBodies(RequestIds { request_id: 7, hashes: vec![] });
     assert!(matches!(eth.on_message(bodies, now), EthAction::Answer((_, ids::BLOCK_BODIES, _))));
-    let response = EthMessage::Response { id: ids::BLOCK_HEADERS, request_id: 1 };
+    let response = EthMessage::Response { id: ids::BLOCK_HEADERS, request_id: 1, size: 3 };
     assert!(matches!(eth.on_message(response, now), EthAction::Unsolicited));
 }
 
@@ -237,6 +237,25 @@ fn transaction_gossip_is_bounded_by_a_byte_budget() {
         let message = gossip(40 * 1024);
         assert!(matches!(eth.on_message(message, at), EthAction::None));
     }
+}
+
+/// Unsolicited responses take their bytes from the gossip budget: a peer sending large ones
+/// (up to `MAX_MESSAGE_SIZE` each, decompressed before the session sees them) is a flood once
+/// the budget is spent, not ten mid penalties later; small ones stay mid penalties.
+#[test]
+fn unsolicited_responses_take_their_bytes_from_the_gossip_budget() {
+    let (mut eth, start) = session(Arc::new(Silent));
+    let mib = 1024 * 1024;
+    let response = |size| EthMessage::Response { id: ids::BLOCK_BODIES, request_id: 1, size };
+    for _ in 0..GOSSIP_BURST_BYTES / mib {
+        assert!(matches!(eth.on_message(response(mib as usize), start), EthAction::Unsolicited));
+    }
+    assert!(matches!(eth.on_message(response(1), start), EthAction::GossipFlood));
+    // They share the budget with gossip: spent by responses, it refuses gossip too.
+    let gossip = EthMessage::Announcement { id: ids::TRANSACTIONS, size: 1 };
+    assert!(matches!(eth.on_message(gossip, start), EthAction::GossipFlood));
+    let later = start + Duration::from_secs(1);
+    assert!(matches!(eth.on_message(response(64), later), EthAction::Unsolicited));
 }
 
 /// Requests answered empty draw on a budget of their own: each takes at least
