@@ -21,7 +21,7 @@ use crate::{
     error::SyncError,
     peer::{PeerFuture, SyncPeer},
     peer_set::Roster,
-    prepare::{Done, prepare_answer},
+    prepare::{Done, Epoch, prepare_answer},
     rendezvous::Rendezvous,
     tasks::{Job, Unit, take_for, take_matching},
     work::Work,
@@ -192,8 +192,9 @@ fn chunk_job(
     Ok(if accounts { Job::Chunk(batch) } else { Job::Storage(batch) })
 }
 
-/// The `answer` of `server` (the peer in slot `peer`) to `job`, sent in `epoch` while the peer
-/// announced head `asked_at`, prepared ([`prepare_answer`]), as the loop's [`Done`]. `timeout` is
+/// The `answer` of `server` (the peer in slot `peer`) to `job`, sent in epoch `sent` while the
+/// peer announced head `asked_at`, prepared ([`prepare_answer`]) unless `epoch` has moved on
+/// by then, as the loop's [`Done`]. `timeout` is
 /// the sync's guard, strictly longer than a transport's own (see
 /// [`crate::config::REQUEST_TIMEOUT_GRACE`]), counted from the request or, for a peer whose
 /// request is a chain of round trips ([`SyncPeer::last_answer`]: snap/1), from its last answer
@@ -202,22 +203,23 @@ pub(crate) fn timed(
     (asked_at, answer): (ChainHead, PeerFuture),
     (server, peer): (&Arc<dyn SyncPeer>, usize),
     timeout: Duration,
-    epoch: u64,
+    (sent, epoch): (u64, &Epoch),
     job: Job,
 ) -> BoxFuture<'static, Done> {
     let server = Arc::clone(server);
+    let epoch = epoch.clone();
     Box::pin(async move {
         let started = Instant::now();
         let result = guarded(answer, &*server, started, timeout).await;
         let elapsed = started.elapsed();
         let (job, result) = match result {
             Ok(response) => {
-                let (job, answer) = prepare_answer(job, response).await;
+                let (job, answer) = prepare_answer(job, response, (sent, &epoch)).await;
                 (job, Ok(answer))
             }
             Err(e) => (job, Err(e)),
         };
-        Done { epoch, peer, asked_at, job, result, elapsed }
+        Done { epoch: sent, peer, asked_at, job, result, elapsed }
     })
 }
 

@@ -13,7 +13,13 @@
 //! answers are prepared in the loop, in the order they arrive, as before: the tests' runs stay
 //! reproducible from their seeds.
 
-use std::{sync::OnceLock, time::Duration};
+use std::{
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use alloy_primitives::B256;
 use alloy_rlp::Encodable;
@@ -42,6 +48,23 @@ pub(crate) struct Answer {
     pub(crate) body: Body,
 }
 
+/// The pivot epoch, shared with the requests in flight: a re-pivot advances it, and an answer
+/// that arrives after it is not prepared (its chunks are of the pivot before; codes excepted).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Epoch(Arc<AtomicU64>);
+
+impl Epoch {
+    /// The current epoch.
+    pub(crate) fn current(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Starts the next epoch (a re-pivot).
+    pub(crate) fn advance(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// A finished request.
 #[derive(Debug)]
 pub(crate) struct Done {
@@ -68,6 +91,8 @@ pub(crate) enum Body {
     Codes { codes: Codes, hashes: Vec<B256> },
     /// An answer of another kind than its request.
     WrongKind,
+    /// An answer for the pivot before a re-pivot, not prepared: only its size counts.
+    Stale,
 }
 
 /// The pieces of a chunk answer.
@@ -134,7 +159,15 @@ static PREPARING: OnceLock<Semaphore> = OnceLock::new();
 
 /// `response` to `job`, prepared: off the loop on a multi-threaded runtime when it is a chunk
 /// or codes answer, else at once.
-pub(crate) async fn prepare_answer(job: Job, response: LeafResponse) -> (Job, Answer) {
+pub(crate) async fn prepare_answer(
+    job: Job,
+    response: LeafResponse,
+    (sent, epoch): (u64, &Epoch),
+) -> (Job, Answer) {
+    if sent != epoch.current() && !matches!(job, Job::Codes(_)) {
+        // Checked here, off the loop: the loop would drop it after it was staged.
+        return (job, Answer { size: response_len(&response), body: Body::Stale });
+    }
     let heavy = matches!(
         (&job, &response),
         (Job::Chunk(_), LeafResponse::Chunk(_))
@@ -388,5 +421,25 @@ mod tests {
             panic!("codes")
         };
         assert_eq!(hashes, vec![keccak256([0x60, 0x01]), keccak256([])]);
+    }
+
+    /// An answer arriving after a re-pivot is not prepared, only measured: its chunks are of the
+    /// pivot before, and the loop drops them. Codes do not depend on the pivot: prepared still.
+    #[tokio::test]
+    async fn answers_from_before_a_re_pivot_are_not_prepared() {
+        let epoch = Epoch::default();
+        let good = piece(vec![account(0x40, AccountStorage::Inline(slots(2)))]);
+        let chunk = LeafResponse::Chunk(Chunk { pieces: vec![good] });
+        let size = response_len(&chunk);
+        let job = || Job::Chunk(vec![unit(None, &[1, 1])]);
+        let (_, fresh) = prepare_answer(job(), chunk.clone(), (0, &epoch)).await;
+        assert!(matches!(fresh.body, Body::Pieces(Pieces::Checked(_))));
+        epoch.advance();
+        let (_, stale) = prepare_answer(job(), chunk, (0, &epoch)).await;
+        assert_eq!(stale.size, size);
+        assert!(matches!(stale.body, Body::Stale), "{:?}", stale.body);
+        let codes = LeafResponse::Codes(Codes { codes: vec![vec![0x60].into()] });
+        let (_, codes) = prepare_answer(Job::Codes(Vec::new()), codes, (0, &epoch)).await;
+        assert!(matches!(codes.body, Body::Codes { .. }));
     }
 }

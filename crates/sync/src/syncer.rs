@@ -32,6 +32,7 @@ use crate::{
     marks::{Marked, Marks},
     peer::{NewPeers, SyncPeer},
     peer_set::PeerSet,
+    prepare::Epoch,
     progress::SyncProgress,
     resume::{decide_start, heal_root_item},
     stats::{Phase, Reporter, SyncStats},
@@ -60,8 +61,9 @@ pub struct Syncer<S: KvStore> {
     config: SyncConfig,
     pivot: ChainHead,
     depth: usize,
-    /// Incremented by each re-pivot; answers to requests of an earlier epoch are dropped.
-    epoch: u64,
+    /// Advanced by each re-pivot; answers to requests of an earlier epoch are dropped, unprepared
+    /// when they arrive after it ([`Epoch`]).
+    epoch: Epoch,
     /// Bytes and requests of earlier runs of this sync (from the progress record).
     prior: (u64, u64),
     /// Everything bound to the pivot: replaced whole by a re-pivot.
@@ -103,7 +105,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             config,
             pivot: ChainHead::default(),
             depth: 0,
-            epoch: 0,
+            epoch: Epoch::default(),
             prior: (0, 0),
             work: Work::default(),
             heal: HealState::default(),
@@ -376,8 +378,9 @@ impl<S: KvStore + 'static> Syncer<S> {
                 let asked = (server.head(), server.request_at(&self.pivot, request));
                 self.peers.sent(peer, probe);
                 self.reporter.stats.requests += 1;
-                let (timeout, epoch) = (self.config.request_timeout, self.epoch);
-                in_flight.push(dispatch::timed(asked, (&server, peer), timeout, epoch, job));
+                let (timeout, epoch) = (self.config.request_timeout, &self.epoch);
+                let sent = (epoch.current(), epoch);
+                in_flight.push(dispatch::timed(asked, (&server, peer), timeout, sent, job));
             }
         }
         self.reporter.stats.chunks_stolen += steal.stolen() as u64;
@@ -442,7 +445,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         }
         // Marked before the heal roots go: a crash in between leaves both, never neither.
         self.marks.flush(&self.db)?;
-        self.epoch += 1;
+        self.epoch.advance();
         self.reporter.stats.repivots += 1;
         self.pivot = head;
         // The pivot's parts start over; `self.codes` survives (codes do not depend on it).

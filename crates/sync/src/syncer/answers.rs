@@ -66,7 +66,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             self.peers.finished(peer, size.map(|size| (size, elapsed)));
         }
         let stats = &mut self.reporter.stats;
-        if epoch != self.epoch && !matches!(job, Job::Codes(_)) {
+        if epoch != self.epoch.current() && !matches!(job, Job::Codes(_)) {
             // Work for an earlier pivot (codes do not depend on the pivot).
             stats.bytes_down += size.unwrap_or(0);
             return Ok(());
@@ -98,6 +98,8 @@ impl<S: KvStore + 'static> Syncer<S> {
                 self.judge(peer, delivery(wrong, delivered, "node with the wrong hash"));
                 Ok(())
             }
+            // Not reached: a stale answer's epoch is an earlier one, dropped above.
+            (_, Body::Stale) => Ok(()),
             (job, _) => {
                 self.judge(peer, Verdict::Invalid("answer of the wrong kind"));
                 self.requeue(job, peer);

@@ -145,7 +145,7 @@ impl<S: KvStore + 'static> Syncer<S> {
         feed: Option<&watch::Receiver<ChainHead>>,
         catch_ups: &mut u32,
     ) -> Result<bool, SyncError> {
-        let (pivot, epoch) = (self.pivot.number, self.epoch);
+        let (pivot, epoch) = (self.pivot.number, self.epoch.current());
         let trusted = feed.map(|f| *f.borrow());
         if *catch_ups == MAX_CATCH_UPS {
             let far = pivot.saturating_add(self.config.repivot_distance);
@@ -160,7 +160,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             return Ok(false);
         }
         self.maybe_repivot(trusted)?;
-        if self.epoch == epoch {
+        if self.epoch.current() == epoch {
             return Ok(false);
         }
         *catch_ups += 1;
