@@ -17,7 +17,7 @@ use leafsync_p2p::{
     PeerId, PenaltyClass,
     leaf::{
         AccountStorage, ChainHead, ChunkContent, GetChunk, GetStorageChunk, StoragePrefix,
-        StorageSlot, WirePath,
+        StorageSlot, WirePath, protocol::MAX_INLINE_STORAGE_SLOTS,
     },
     requests::{LeafRequest, LeafResponse, RequestError},
     snap::{
@@ -256,6 +256,26 @@ fn whole_storages_before_a_no_state_answer_are_answered() {
     let Ok(LeafResponse::StorageChunk(answer)) = answer else { panic!("{answer:?}") };
     assert_eq!(answer.pieces.len(), 2, "{answer:?}");
     assert!(lacks_state);
+}
+
+/// A storage that comes whole but has more slots than a chunk may inline becomes a storage unit
+/// marked with its exact slot count, so that the syncer can batch it with others; the small
+/// ones beside it are inlined.
+#[test]
+fn a_whole_storage_too_large_to_inline_is_marked_with_its_count() {
+    let sizes = [3, MAX_INLINE_STORAGE_SLOTS + 100, 2, 1];
+    let request =
+        LeafRequest::GetChunk(GetChunk { prefixes: vec![WirePath::root()], max_bytes: 1 << 20 });
+    let (answer, _) = ask(&sizes, Vec::new(), request);
+    let Ok(LeafResponse::Chunk(answer)) = answer else { panic!("{answer:?}") };
+    let ChunkContent::Items(leaves) = &answer.pieces[0].content else { panic!("{answer:?}") };
+    let storage =
+        |i: usize| &leaves.iter().find(|l| l.hashed_address == account(i)).unwrap().storage;
+    let count = (MAX_INLINE_STORAGE_SLOTS + 100) as u64;
+    assert!(matches!(storage(1), AccountStorage::Large { slot_count } if *slot_count == count));
+    for (i, size) in [(0, 3), (2, 2), (3, 1)] {
+        assert!(matches!(storage(i), AccountStorage::Inline(s) if s.len() == size), "{i}");
+    }
 }
 
 /// Slots strictly increasing, all between `low` and `high`, none zero.

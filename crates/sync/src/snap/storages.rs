@@ -4,8 +4,9 @@
 //! the chunk's `max_bytes` and `MAX_INLINE_STORAGE_SLOTS`). The
 //! syncer checks each against its account's storage root once the chunk's hash verified it
 //! (a mismatch is junk, and that storage is fetched again as a unit). A storage cut by the byte
-//! budget, and those not reached within [`STORAGE_ROUNDS`] requests, keep the "large storage"
-//! mark and become storage units (continued ranges of their own).
+//! budget, one that came whole but too large to inline (marked with its slot count), and those
+//! not reached within [`STORAGE_ROUNDS`] requests keep the "large storage" mark and become
+//! storage units (continued ranges of their own).
 
 use alloy_primitives::{B256, Bytes, U256};
 use alloy_rlp::Decodable;
@@ -118,10 +119,14 @@ pub(crate) async fn inline_storages(
             }
             let size = list_bytes(&list);
             let slots = slots(list)?;
-            if slots.len() <= MAX_INLINE_STORAGE_SLOTS && size <= room {
+            leaves[*index].storage = if slots.len() <= MAX_INLINE_STORAGE_SLOTS && size <= room {
                 room -= size;
-                leaves[*index].storage = AccountStorage::Inline(slots);
-            }
+                AccountStorage::Inline(slots)
+            } else {
+                // Whole but too large to inline: a storage unit, sized by its exact count (the
+                // syncer batches sized storages several to a request, unsized ones one each).
+                AccountStorage::Large { slot_count: slots.len() as u64 }
+            };
         }
     }
     Ok(())
