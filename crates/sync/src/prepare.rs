@@ -63,6 +63,12 @@ impl Epoch {
     pub(crate) fn advance(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Whether the answer to `job`, sent in epoch `sent`, is of no use now: work for an earlier
+    /// pivot (codes do not depend on the pivot).
+    pub(crate) fn outdates(&self, sent: u64, job: &Job) -> bool {
+        sent != self.current() && !matches!(job, Job::Codes(_))
+    }
 }
 
 /// A finished request.
@@ -164,7 +170,7 @@ pub(crate) async fn prepare_answer(
     response: LeafResponse,
     (sent, epoch): (u64, &Epoch),
 ) -> (Job, Answer) {
-    if sent != epoch.current() && !matches!(job, Job::Codes(_)) {
+    if epoch.outdates(sent, &job) {
         // Checked here, off the loop: the loop would drop it after it was staged.
         return (job, Answer { size: response_len(&response), body: Body::Stale });
     }

@@ -66,8 +66,7 @@ impl<S: KvStore + 'static> Syncer<S> {
             self.peers.finished(peer, size.map(|size| (size, elapsed)));
         }
         let stats = &mut self.reporter.stats;
-        if epoch != self.epoch.current() && !matches!(job, Job::Codes(_)) {
-            // Work for an earlier pivot (codes do not depend on the pivot).
+        if self.epoch.outdates(epoch, &job) {
             stats.bytes_down += size.unwrap_or(0);
             return Ok(());
         }
